@@ -1,0 +1,1 @@
+//! The Socket Buffer (placeholder; implemented on the `sockbuf` branch).
