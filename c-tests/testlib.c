@@ -1,0 +1,364 @@
+/* testlib.c - runner and helpers; see testlib.h. */
+#include "testlib.h"
+
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
+
+#define TL_MAX 256
+
+struct tl_case {
+    char name[96];
+    tl_fn fn;
+    tl_fam_fn fam_fn;
+    int fam;
+};
+
+static struct tl_case tl_cases[TL_MAX];
+static int tl_ncases;
+static sigjmp_buf tl_jmp;
+static pthread_t tl_main_thread;
+static atomic_int tl_cur_failed;
+static const char *volatile tl_cur_name = "";
+static int tl_passed, tl_failed;
+static char tl_dir[64];
+static atomic_uint tl_counter;
+
+const char *const tl_fam_names[FAM_COUNT] = {"inet", "inet6", "unix", "abstract"};
+
+void tl_register(const char *name, tl_fn fn)
+{
+    if (tl_ncases >= TL_MAX)
+        abort();
+    snprintf(tl_cases[tl_ncases].name, sizeof tl_cases[0].name, "%s", name);
+    tl_cases[tl_ncases++].fn = fn;
+}
+
+void tl_register_fam(const char *name, tl_fam_fn fn)
+{
+    for (int f = 0; f < FAM_COUNT; f++) {
+        if (tl_ncases >= TL_MAX)
+            abort();
+        snprintf(tl_cases[tl_ncases].name, sizeof tl_cases[0].name, "%s/%s",
+                 name, tl_fam_names[f]);
+        tl_cases[tl_ncases].fam_fn = fn;
+        tl_cases[tl_ncases++].fam = f;
+    }
+}
+
+const char *tl_errname(int e)
+{
+    const char *n = e ? strerrorname_np(e) : "0";
+    return n ? n : "?";
+}
+
+void tl_fail(const char *file, int line, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stdout, "  %s:%d: [%s] %s\n", file, line, tl_cur_name, msg);
+    fflush(stdout);
+    atomic_store(&tl_cur_failed, 1);
+    if (pthread_equal(pthread_self(), tl_main_thread))
+        siglongjmp(tl_jmp, 1);
+    pthread_exit(NULL);
+}
+
+long tl_ok(long r, const char *expr, const char *file, int line)
+{
+    if (r == -1) {
+        int e = errno;
+        tl_fail(file, line, "%s: returned -1 (errno %s)", expr, tl_errname(e));
+    }
+    return r;
+}
+
+static void tl_summary(void)
+{
+    printf("%d passed, %d failed\n", tl_passed, tl_failed);
+    fflush(stdout);
+}
+
+static int tl_rm(const char *p, const struct stat *sb, int flag, struct FTW *f)
+{
+    (void)sb; (void)flag; (void)f;
+    remove(p);
+    return 0;
+}
+
+static void tl_cleanup(void)
+{
+    if (tl_dir[0])
+        nftw(tl_dir, tl_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void tl_on_alarm(int sig)
+{
+    (void)sig;
+    char buf[256];
+    int n = snprintf(buf, sizeof buf,
+                     "FAIL %s: timed out (watchdog)\n%d passed, %d failed\n",
+                     tl_cur_name, tl_passed, tl_failed + 1);
+    if (write(1, buf, (size_t)n) < 0) { /* nothing to do */ }
+    tl_cleanup();
+    _exit(1);
+}
+
+static int tl_timeout = 20;
+
+static __attribute__((noinline)) void tl_run_case(struct tl_case *c)
+{
+    if (sigsetjmp(tl_jmp, 1) == 0) {
+        if (c->fn)
+            c->fn();
+        else
+            c->fam_fn(c->fam);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *t = getenv("TL_TIMEOUT");
+    if (t && atoi(t) > 0)
+        tl_timeout = atoi(t);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    tl_main_thread = pthread_self();
+    srand((unsigned)(getpid() ^ time(NULL)));
+    snprintf(tl_dir, sizeof tl_dir, "/tmp/usock-ct-XXXXXX");
+    if (!mkdtemp(tl_dir)) {
+        perror("mkdtemp");
+        return 2;
+    }
+    atexit(tl_cleanup);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = tl_on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+
+    if (argc > 1 && strcmp(argv[1], "-l") == 0) {
+        for (int i = 0; i < tl_ncases; i++)
+            printf("%s\n", tl_cases[i].name);
+        return 0;
+    }
+    for (int i = 0; i < tl_ncases; i++) {
+        struct tl_case *c = &tl_cases[i];
+        if (argc > 1) {
+            int want = 0;
+            for (int a = 1; a < argc; a++)
+                if (strncmp(c->name, argv[a], strlen(argv[a])) == 0)
+                    want = 1;
+            if (!want)
+                continue;
+        }
+        tl_cur_name = c->name;
+        atomic_store(&tl_cur_failed, 0);
+        signal(SIGPIPE, SIG_IGN);
+        long t0 = tl_now_ms();
+        alarm((unsigned)tl_timeout);
+        tl_run_case(c);
+        alarm(0);
+        if (atomic_load(&tl_cur_failed)) {
+            tl_failed++;
+            printf("FAIL %s\n", c->name);
+        } else {
+            tl_passed++;
+            printf("ok   %s (%ld ms)\n", c->name, tl_now_ms() - t0);
+        }
+    }
+    tl_summary();
+    return tl_failed ? 1 : 0;
+}
+
+/* ---- helpers --------------------------------------------------------- */
+
+int tl_domain(int fam)
+{
+    switch (fam) {
+    case FAM_INET: return AF_INET;
+    case FAM_INET6: return AF_INET6;
+    default: return AF_UNIX;
+    }
+}
+
+void tl_path(char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/s%u", tl_dir, atomic_fetch_add(&tl_counter, 1));
+}
+
+void tl_addr(int fam, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    if (fam == FAM_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        *len = sizeof *a;
+    } else if (fam == FAM_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_addr = in6addr_loopback;
+        *len = sizeof *a;
+    } else if (fam == FAM_UNIX) {
+        struct sockaddr_un *a = (struct sockaddr_un *)ss;
+        a->sun_family = AF_UNIX;
+        tl_path(a->sun_path, sizeof a->sun_path);
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
+                           strlen(a->sun_path) + 1);
+    } else {
+        struct sockaddr_un *a = (struct sockaddr_un *)ss;
+        a->sun_family = AF_UNIX;
+        int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1,
+                         "usock-ct-%d-%u-%08x", (int)getpid(),
+                         atomic_fetch_add(&tl_counter, 1), (unsigned)rand());
+        *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+    }
+}
+
+int tl_bound(int fam, int type)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fd = (int)OK(socket(tl_domain(fam), type, 0));
+    tl_addr(fam, &ss, &len);
+    OK(bind(fd, (struct sockaddr *)&ss, len));
+    return fd;
+}
+
+socklen_t tl_name(int fd, struct sockaddr_storage *ss)
+{
+    socklen_t len = sizeof *ss;
+    memset(ss, 0, sizeof *ss);
+    OK(getsockname(fd, (struct sockaddr *)ss, &len));
+    return len;
+}
+
+int tl_listener(int fam, int backlog)
+{
+    int fd = tl_bound(fam, SOCK_STREAM);
+    OK(listen(fd, backlog));
+    return fd;
+}
+
+void tl_stream_pair(int fam, int *c, int *s)
+{
+    struct sockaddr_storage ss;
+    int l = tl_listener(fam, 8);
+    socklen_t len = tl_name(l, &ss);
+    *c = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
+    OK(connect(*c, (struct sockaddr *)&ss, len));
+    *s = (int)OK(accept(l, NULL, NULL));
+    OK(close(l));
+}
+
+void tl_dgram_pair(int fam, int *a, int *b)
+{
+    struct sockaddr_storage sa, sb;
+    *a = tl_bound(fam, SOCK_DGRAM);
+    *b = tl_bound(fam, SOCK_DGRAM);
+    socklen_t la = tl_name(*a, &sa), lb = tl_name(*b, &sb);
+    OK(connect(*a, (struct sockaddr *)&sb, lb));
+    OK(connect(*b, (struct sockaddr *)&sa, la));
+}
+
+ssize_t tl_write_all(int fd, const void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = write(fd, (const char *)buf + done, n - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+ssize_t tl_read_all(int fd, void *buf, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r = read(fd, (char *)buf + done, n - done);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        done += (size_t)r;
+    }
+    return (ssize_t)done;
+}
+
+long tl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
+}
+
+void tl_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+    }
+}
+
+int tl_lowest_free_fd(void)
+{
+    for (int fd = 0;; fd++)
+        if (fcntl(fd, F_GETFD) == -1 && errno == EBADF)
+            return fd;
+}
+
+short tl_poll1(int fd, short events, int timeout_ms)
+{
+    struct pollfd p = {fd, events, 0};
+    int r = poll(&p, 1, timeout_ms);
+    if (r < 0)
+        tl_fail(__FILE__, __LINE__, "poll: errno %s", tl_errname(errno));
+    return r == 0 ? 0 : p.revents;
+}
+
+int tl_so_error(int fd)
+{
+    int e = -1;
+    socklen_t l = sizeof e;
+    OK(getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l));
+    return e;
+}
+
+void tl_fill(void *buf, size_t n, uint32_t seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    unsigned char *p = buf;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        p[i] = (unsigned char)x;
+    }
+}
+
+uint32_t tl_cksum(uint32_t h, const void *buf, size_t n)
+{
+    const unsigned char *p = buf;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+void *tl_bad_ptr(void)
+{
+    static void *page;
+    if (!page) {
+        page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (page == MAP_FAILED)
+            abort();
+    }
+    return page;
+}
