@@ -1,0 +1,170 @@
+//! Pointer handling at the C boundary: errno, the panic boundary, and
+//! turning C pointers into checked Rust values. Every raw pointer from C is
+//! read or written only here and in the exported functions.
+
+use core::panic::AssertUnwindSafe;
+
+use crate::addr::{SockAddr, ADDR_MAX};
+use crate::backend::contract::Errno;
+use crate::consts::*;
+
+/// Sets the calling thread's errno.
+pub fn set_errno(e: Errno) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Runs `f` with a panic boundary: a panic becomes `fallback` with errno
+/// EIO instead of unwinding into C (undefined behaviour).
+pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            set_errno(libc::EIO);
+            fallback
+        }
+    }
+}
+
+/// Converts a result to the C convention: the value, or -1 with errno.
+pub fn ret_int(r: Result<i32, Errno>) -> i32 {
+    match r {
+        Ok(v) => v,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// As [`ret_int`] for byte counts.
+pub fn ret_size(r: Result<usize, Errno>) -> isize {
+    match r {
+        Ok(v) => v.min(isize::MAX as usize) as isize,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+/// Reads an input address. NULL with a non-zero length is EFAULT; a length
+/// beyond `sockaddr_storage` or below the family field is EINVAL.
+///
+/// # Safety
+/// `p` must be NULL or valid for `len` bytes.
+pub unsafe fn read_addr(p: *const libc::sockaddr, len: libc::socklen_t) -> Result<SockAddr, Errno> {
+    if len as usize > ADDR_MAX || (len as i32) < 0 {
+        return Err(EINVAL);
+    }
+    if p.is_null() {
+        return Err(if len == 0 { EINVAL } else { EFAULT });
+    }
+    if (len as usize) < 2 {
+        return Err(EINVAL);
+    }
+    // SAFETY: the caller guarantees `p` is valid for `len` bytes.
+    let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
+    SockAddr::from_bytes(bytes).ok_or(EINVAL)
+}
+
+/// Writes an output address: truncated to `*lenp`, with the full length
+/// stored back in `*lenp`. NULL `p` skips it.
+///
+/// # Safety
+/// `p` must be NULL or valid for `*lenp` bytes; `lenp` NULL or valid.
+pub unsafe fn write_addr(a: &SockAddr, p: *mut libc::sockaddr, lenp: *mut libc::socklen_t) -> Result<(), Errno> {
+    if p.is_null() {
+        return Ok(());
+    }
+    if lenp.is_null() {
+        return Err(EFAULT);
+    }
+    // SAFETY: `lenp` is non-null and valid per the caller.
+    let cap = unsafe { *lenp } as i32;
+    if cap < 0 {
+        return Err(EINVAL);
+    }
+    let n = a.len().min(cap as usize);
+    // SAFETY: `p` is valid for `cap >= n` bytes; the source is our own array.
+    unsafe {
+        core::ptr::copy_nonoverlapping(a.as_bytes().as_ptr(), p as *mut u8, n);
+        *lenp = a.len() as libc::socklen_t;
+    }
+    Ok(())
+}
+
+/// A C buffer as a mutable slice; NULL with a non-zero length is EFAULT.
+///
+/// # Safety
+/// `p` must be NULL or valid for writes of `len` bytes for `'a`.
+pub unsafe fn buf_mut<'a>(p: *mut libc::c_void, len: usize) -> Result<&'a mut [u8], Errno> {
+    if len == 0 {
+        return Ok(&mut []);
+    }
+    if p.is_null() {
+        return Err(EFAULT);
+    }
+    // SAFETY: non-null and valid for `len` bytes per the caller.
+    Ok(unsafe { core::slice::from_raw_parts_mut(p as *mut u8, len) })
+}
+
+/// A C buffer as a slice; NULL with a non-zero length is EFAULT.
+///
+/// # Safety
+/// `p` must be NULL or valid for reads of `len` bytes for `'a`.
+pub unsafe fn buf<'a>(p: *const libc::c_void, len: usize) -> Result<&'a [u8], Errno> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(EFAULT);
+    }
+    // SAFETY: non-null and valid for `len` bytes per the caller.
+    Ok(unsafe { core::slice::from_raw_parts(p as *const u8, len) })
+}
+
+/// Largest iovec count accepted (Linux's UIO_MAXIOV).
+pub const IOV_MAX: usize = 1024;
+
+/// An iovec array as slices (for reading into).
+///
+/// # Safety
+/// `iov` must be NULL or valid for `n` entries, each valid as described.
+pub unsafe fn iov_mut<'a>(iov: *const libc::iovec, n: i32) -> Result<alloc::vec::Vec<&'a mut [u8]>, Errno> {
+    if n < 0 || n as usize > IOV_MAX {
+        return Err(EINVAL);
+    }
+    if n > 0 && iov.is_null() {
+        return Err(EFAULT);
+    }
+    let mut out = alloc::vec::Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        // SAFETY: `iov` is valid for `n` entries per the caller.
+        let v = unsafe { &*iov.add(i) };
+        // SAFETY: each entry describes a writable buffer per the caller.
+        out.push(unsafe { buf_mut(v.iov_base, v.iov_len)? });
+    }
+    Ok(out)
+}
+
+/// An iovec array as slices (for writing from).
+///
+/// # Safety
+/// As [`iov_mut`], for reads.
+pub unsafe fn iov<'a>(iov: *const libc::iovec, n: i32) -> Result<alloc::vec::Vec<&'a [u8]>, Errno> {
+    if n < 0 || n as usize > IOV_MAX {
+        return Err(EINVAL);
+    }
+    if n > 0 && iov.is_null() {
+        return Err(EFAULT);
+    }
+    let mut out = alloc::vec::Vec::with_capacity(n as usize);
+    for i in 0..n as usize {
+        // SAFETY: `iov` is valid for `n` entries per the caller.
+        let v = unsafe { &*iov.add(i) };
+        // SAFETY: each entry describes a readable buffer per the caller.
+        out.push(unsafe { buf(v.iov_base, v.iov_len)? });
+    }
+    Ok(out)
+}

@@ -1,0 +1,10 @@
+//! The C veneers: POSIX names and `usock_*` names, errno, C structs, and the
+//! backend registration and upcalls for C backends. No socket logic lives
+//! here: each call checks its pointers and hands over to the core.
+
+pub mod backend_ffi;
+pub mod fdops;
+pub mod ffi;
+pub mod poll;
+pub mod posix;
+pub mod real;

@@ -1,0 +1,296 @@
+//! poll(), ppoll(), select() and pselect() over any mix of our sockets and
+//! kernel fds.
+//!
+//! Our sockets' readiness is computed by the frontend; kernel fds are polled
+//! by the kernel, together with a per-thread eventfd that every socket
+//! polled registers as a waker. A state change on one of those sockets
+//! signals the eventfd, the kernel poll returns, and readiness is computed
+//! again. Polls with no socket of ours go straight to libc.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use libc::{c_int, nfds_t, pollfd, sigset_t, timespec, timeval};
+
+use super::ffi::{ret_int, set_errno};
+use super::real;
+use crate::backend::contract::Errno;
+use crate::consts::*;
+use crate::fd;
+use crate::platform;
+use crate::socket::Socket;
+
+/// A timeout as select() and pselect() take it.
+pub enum Timeout {
+    /// select(): may be NULL; updated with the time left.
+    Timeval(*mut timeval),
+    /// pselect(): may be NULL.
+    Timespec(*const timespec),
+}
+
+/// poll()'s millisecond timeout: negative waits forever.
+pub fn ms_timeout(ms: c_int) -> Option<Duration> {
+    if ms < 0 {
+        None
+    } else {
+        Some(Duration::from_millis(ms as u64))
+    }
+}
+
+/// A timespec timeout (NULL waits forever); EINVAL when malformed.
+///
+/// # Safety
+/// `ts` must be NULL or valid.
+pub unsafe fn ts_timeout(ts: *const timespec) -> Result<Option<Duration>, Errno> {
+    if ts.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-null and valid per the caller.
+    let t = unsafe { *ts };
+    if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
+        return Err(EINVAL);
+    }
+    Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
+}
+
+struct Waker(i32);
+
+impl Drop for Waker {
+    fn drop(&mut self) {
+        if self.0 >= 0 {
+            let _ = platform::kfd_close(self.0);
+        }
+    }
+}
+
+std::thread_local! {
+    static WAKER: core::cell::RefCell<Waker> = const { core::cell::RefCell::new(Waker(-1)) };
+}
+
+/// This thread's waker eventfd, created on first use.
+fn waker() -> Result<i32, Errno> {
+    WAKER.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.0 < 0 {
+            w.0 = platform::kfd_new(true)?;
+        }
+        Ok(w.0)
+    })
+}
+
+fn to_timespec(d: Duration) -> timespec {
+    timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// poll over a caller's array.
+///
+/// # Safety
+/// `fds` must be valid for `n` entries; `mask` NULL or valid.
+pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration>, mask: Option<*const sigset_t>) -> c_int {
+    if n > 0 && fds.is_null() {
+        return ret_int(Err(EFAULT));
+    }
+    if n as usize > crate::fd::MAX_FDS {
+        return ret_int(Err(EINVAL));
+    }
+    let slice: &mut [pollfd] = if n == 0 {
+        &mut []
+    } else {
+        // SAFETY: valid for `n` entries per the caller.
+        unsafe { core::slice::from_raw_parts_mut(fds, n as usize) }
+    };
+    if !slice.iter().any(|p| fd::is_ours(p.fd)) {
+        let ts = timeout.map(to_timespec);
+        let tsp = ts.as_ref().map_or(core::ptr::null(), |t| t as *const timespec);
+        // SAFETY: passthrough with the caller's array.
+        return unsafe { real::ppoll(fds, n, tsp, mask.unwrap_or(core::ptr::null())) };
+    }
+    // SAFETY: as above.
+    unsafe { poll_mixed(slice, timeout, mask) }
+}
+
+/// The mixed case: some of the fds are ours.
+unsafe fn poll_mixed(slice: &mut [pollfd], timeout: Option<Duration>, mask: Option<*const sigset_t>) -> c_int {
+    let wfd = match waker() {
+        Ok(w) => w,
+        Err(e) => return ret_int(Err(e)),
+    };
+    let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
+    let regs: Vec<Option<u64>> = socks
+        .iter()
+        .zip(slice.iter())
+        .map(|(s, p)| s.as_ref().map(|s| s.wait.register_poller(wfd, p.events | POLLERR | POLLHUP)))
+        .collect();
+    let mut kfds: Vec<pollfd> = Vec::with_capacity(slice.len() + 1);
+    let mut kidx: Vec<usize> = Vec::with_capacity(slice.len());
+    for (i, p) in slice.iter().enumerate() {
+        if socks[i].is_none() {
+            kfds.push(pollfd { fd: p.fd, events: p.events, revents: 0 });
+            kidx.push(i);
+        }
+    }
+    kfds.push(pollfd { fd: wfd, events: POLLIN, revents: 0 });
+    let deadline = timeout.and_then(platform::deadline_after);
+    let result = loop {
+        platform::eventfd_drain(wfd);
+        let mut ready = 0;
+        for (i, p) in slice.iter_mut().enumerate() {
+            if let Some(s) = &socks[i] {
+                p.revents = s.readiness() & (p.events | POLLERR | POLLHUP);
+                if p.revents != 0 {
+                    ready += 1;
+                }
+            }
+        }
+        let wait = if ready > 0 {
+            Some(Duration::ZERO)
+        } else {
+            match (timeout, deadline) {
+                (None, _) => None,
+                (Some(_), Some(d)) => Some(platform::time_left(d)),
+                (Some(t), None) => Some(t),
+            }
+        };
+        let ts = wait.map(to_timespec);
+        let tsp = ts.as_ref().map_or(core::ptr::null(), |t| t as *const timespec);
+        for k in kfds.iter_mut() {
+            k.revents = 0;
+        }
+        // SAFETY: `kfds` is our own array of `len` entries; `mask` is NULL
+        // or valid per the caller.
+        let r = unsafe { real::ppoll(kfds.as_mut_ptr(), kfds.len() as nfds_t, tsp, mask.unwrap_or(core::ptr::null())) };
+        if r < 0 {
+            break Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(EINTR));
+        }
+        let mut kready = 0;
+        for (j, &i) in kidx.iter().enumerate() {
+            slice[i].revents = kfds[j].revents;
+            if kfds[j].revents != 0 {
+                kready += 1;
+            }
+        }
+        let total = ready + kready;
+        if total > 0 {
+            break Ok(total);
+        }
+        if wait == Some(Duration::ZERO) || deadline.is_some_and(|d| platform::time_left(d).is_zero()) {
+            break Ok(0);
+        }
+    };
+    for (s, id) in socks.iter().zip(regs.iter()) {
+        if let (Some(s), Some(id)) = (s, id) {
+            s.wait.unregister_poller(*id);
+        }
+    }
+    ret_int(result)
+}
+
+const SETSIZE: c_int = libc::FD_SETSIZE as c_int;
+
+/// select/pselect over any mix of fds.
+///
+/// # Safety
+/// The sets must be NULL or valid `fd_set`s; the timeout NULL or valid.
+pub unsafe fn select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    timeout: Timeout,
+    mask: Option<*const sigset_t>,
+) -> c_int {
+    if n < 0 {
+        return ret_int(Err(EINVAL));
+    }
+    let n = n.min(SETSIZE);
+    // SAFETY: the sets are NULL or valid per the caller.
+    let isset = |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
+    let ours = (0..n).any(|f| (isset(r, f) || isset(w, f) || isset(e, f)) && fd::is_ours(f));
+    if !ours {
+        // SAFETY: passthrough with the caller's arguments.
+        return unsafe {
+            match timeout {
+                Timeout::Timeval(t) => real::select(n, r, w, e, t),
+                Timeout::Timespec(t) => real::pselect(n, r, w, e, t, mask.unwrap_or(core::ptr::null())),
+            }
+        };
+    }
+    let dur = match timeout {
+        Timeout::Timeval(t) if !t.is_null() => {
+            // SAFETY: non-null and valid per the caller.
+            let tv = unsafe { *t };
+            if tv.tv_sec < 0 || tv.tv_usec < 0 {
+                return ret_int(Err(EINVAL));
+            }
+            Some(Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64))
+        }
+        // SAFETY: NULL or valid per the caller.
+        Timeout::Timespec(t) => match unsafe { ts_timeout(t) } {
+            Ok(d) => d,
+            Err(err) => return ret_int(Err(err)),
+        },
+        _ => None,
+    };
+    let mut pfds: Vec<pollfd> = Vec::new();
+    for f in 0..n {
+        let mut ev = 0;
+        if isset(r, f) {
+            ev |= POLLIN;
+        }
+        if isset(w, f) {
+            ev |= POLLOUT;
+        }
+        if isset(e, f) {
+            ev |= POLLPRI;
+        }
+        if ev != 0 {
+            pfds.push(pollfd { fd: f, events: ev, revents: 0 });
+        }
+    }
+    let start = platform::now();
+    // SAFETY: our own array.
+    let rc = unsafe { poll_mixed(&mut pfds, dur, mask) };
+    if rc < 0 {
+        return rc;
+    }
+    if pfds.iter().any(|p| p.revents & POLLNVAL != 0) {
+        set_errno(EBADF);
+        return -1;
+    }
+    // SAFETY: the sets are NULL or valid per the caller.
+    unsafe {
+        for set in [r, w, e] {
+            if !set.is_null() {
+                libc::FD_ZERO(set);
+            }
+        }
+    }
+    let mut count = 0;
+    for p in &pfds {
+        let mut mark = |set: *mut libc::fd_set, hit: bool| {
+            if hit && !set.is_null() {
+                // SAFETY: valid per the caller; fd < FD_SETSIZE.
+                unsafe { libc::FD_SET(p.fd, set) };
+                count += 1;
+            }
+        };
+        mark(r, p.events & POLLIN != 0 && p.revents & (POLLIN | POLLHUP | POLLERR) != 0);
+        mark(w, p.events & POLLOUT != 0 && p.revents & (POLLOUT | POLLERR) != 0);
+        mark(e, p.events & POLLPRI != 0 && p.revents & POLLPRI != 0);
+    }
+    if let (Timeout::Timeval(t), Some(d)) = (timeout, dur) {
+        if !t.is_null() {
+            let left = d.saturating_sub(platform::now().saturating_duration_since(start));
+            // SAFETY: non-null and valid per the caller.
+            unsafe {
+                (*t).tv_sec = left.as_secs() as libc::time_t;
+                (*t).tv_usec = left.subsec_micros() as libc::suseconds_t;
+            }
+        }
+    }
+    count
+}

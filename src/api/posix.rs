@@ -1,0 +1,620 @@
+//! The exported calls. Each is defined once under its `usock_` name (which
+//! the generated header declares) and exported again under its POSIX name
+//! by `posix_alias!` (which the header leaves to the system headers).
+//!
+//! Every call first asks the fd table whether the fd is ours; if not, it
+//! goes straight to libc's definition with no lock and no allocation.
+
+#![allow(clippy::missing_safety_doc)]
+
+use libc::{c_int, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, sigset_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
+
+use super::ffi::{self, guard, ret_int, ret_size, set_errno};
+use super::{fdops, poll, real};
+use crate::consts::*;
+use crate::fd;
+use crate::socket::options::OptVal;
+
+macro_rules! posix_alias {
+    ($( $posix:ident = $usock:ident ( $($a:ident : $t:ty),* ) -> $r:ty; )*) => {
+        $(
+            #[doc = concat!("POSIX `", stringify!($posix), "`: see [`", stringify!($usock), "`].")]
+            #[no_mangle]
+            pub unsafe extern "C" fn $posix($($a: $t),*) -> $r {
+                // SAFETY: same contract as the usock_ twin.
+                unsafe { $usock($($a),*) }
+            }
+        )*
+    };
+}
+
+posix_alias! {
+    socket = usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
+    socketpair = usock_socketpair(domain: c_int, ty: c_int, protocol: c_int, sv: *mut c_int) -> c_int;
+    bind = usock_bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    listen = usock_listen(fd: c_int, backlog: c_int) -> c_int;
+    accept = usock_accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    accept4 = usock_accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int;
+    connect = usock_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int;
+    send = usock_send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> ssize_t;
+    sendto = usock_sendto(fd: c_int, buf: *const c_void, len: usize, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t;
+    sendmsg = usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t;
+    recv = usock_recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> ssize_t;
+    recvfrom = usock_recvfrom(fd: c_int, buf: *mut c_void, len: usize, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t;
+    recvmsg = usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t;
+    read = usock_read(fd: c_int, buf: *mut c_void, len: usize) -> ssize_t;
+    write = usock_write(fd: c_int, buf: *const c_void, len: usize) -> ssize_t;
+    readv = usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    writev = usock_writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t;
+    shutdown = usock_shutdown(fd: c_int, how: c_int) -> c_int;
+    close = usock_close(fd: c_int) -> c_int;
+    getsockname = usock_getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    getpeername = usock_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int;
+    getsockopt = usock_getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int;
+    setsockopt = usock_setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int;
+    fcntl = usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    fcntl64 = usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int;
+    ioctl = usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_int;
+    dup = usock_dup(fd: c_int) -> c_int;
+    dup2 = usock_dup2(old: c_int, new: c_int) -> c_int;
+    dup3 = usock_dup3(old: c_int, new: c_int, flags: c_int) -> c_int;
+    poll = usock_poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int;
+    ppoll = usock_ppoll(fds: *mut pollfd, n: nfds_t, ts: *const timespec, mask: *const sigset_t) -> c_int;
+    select = usock_select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut timeval) -> c_int;
+    pselect = usock_pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const timespec, mask: *const sigset_t) -> c_int;
+}
+
+
+/// Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
+/// `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
+/// registered backend carries the domain.
+#[no_mangle]
+pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    guard(-1, || ret_int(fdops::socket(domain, ty, protocol)))
+}
+
+/// Creates a connected pair of sockets, like socketpair(2) (AF_UNIX).
+#[no_mangle]
+pub unsafe extern "C" fn usock_socketpair(domain: c_int, ty: c_int, protocol: c_int, sv: *mut c_int) -> c_int {
+    guard(-1, || {
+        if sv.is_null() {
+            set_errno(EFAULT);
+            return -1;
+        }
+        match fdops::socketpair(domain, ty, protocol) {
+            Ok((a, b)) => {
+                // SAFETY: `sv` is non-null and points at two ints per the
+                // socketpair contract.
+                unsafe {
+                    *sv = a;
+                    *sv.add(1) = b;
+                }
+                0
+            }
+            Err(e) => ret_int(Err(e)),
+        }
+    })
+}
+
+/// Binds a socket to a local address, like bind(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::bind(fd, addr, len) };
+    };
+    // SAFETY: `addr` is valid for `len` bytes per the bind contract.
+    guard(-1, || ret_int(unsafe { ffi::read_addr(addr, len) }.and_then(|a| s.bind(&a)).map(|_| 0)))
+}
+
+/// Marks a stream socket as accepting connections, like listen(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_listen(fd: c_int, backlog: c_int) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::listen(fd, backlog) };
+    };
+    guard(-1, || ret_int(s.listen(backlog).map(|_| 0)))
+}
+
+/// Accepts a connection, like accept(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    // SAFETY: same contract.
+    unsafe { usock_accept4(fd, addr, len, 0) }
+}
+
+/// Accepts a connection, like accept4(2) (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
+#[no_mangle]
+pub unsafe extern "C" fn usock_accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::accept4(fd, addr, len, flags) };
+    };
+    guard(-1, || {
+        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+            return ret_int(Err(EINVAL));
+        }
+        if !addr.is_null() && len.is_null() {
+            return ret_int(Err(EFAULT));
+        }
+        let child = match s.accept(false) {
+            Ok(c) => c,
+            Err(e) => return ret_int(Err(e)),
+        };
+        child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
+        let peer = child.peer_addr().unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
+        let nfd = match fdops::install(child, flags & SOCK_CLOEXEC != 0) {
+            Ok(n) => n,
+            Err(e) => return ret_int(Err(e)),
+        };
+        // SAFETY: `addr`/`len` are NULL or valid per the accept contract.
+        if let Err(e) = unsafe { ffi::write_addr(&peer, addr, len) } {
+            let _ = fdops::close(nfd);
+            return ret_int(Err(e));
+        }
+        nfd
+    })
+}
+
+/// Connects a socket, like connect(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::connect(fd, addr, len) };
+    };
+    // SAFETY: `addr` is valid for `len` bytes per the connect contract.
+    guard(-1, || ret_int(unsafe { ffi::read_addr(addr, len) }.and_then(|a| s.connect(&a)).map(|_| 0)))
+}
+
+/// Sends on a connected socket, like send(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> ssize_t {
+    // SAFETY: same contract.
+    unsafe { usock_sendto(fd, buf, len, flags, core::ptr::null(), 0) }
+}
+
+/// Sends, to `addr` when given, like sendto(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_sendto(fd: c_int, buf: *const c_void, len: usize, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
+    };
+    guard(-1, || {
+        // SAFETY: `buf` is valid for `len` bytes per the send contract.
+        let data = match unsafe { ffi::buf(buf, len) } {
+            Ok(d) => d,
+            Err(e) => return ret_size(Err(e)),
+        };
+        let dest = if addr.is_null() {
+            None
+        } else {
+            // SAFETY: `addr` is valid for `alen` bytes per the contract.
+            match unsafe { ffi::read_addr(addr, alen) } {
+                Ok(a) => Some(a),
+                Err(e) => return ret_size(Err(e)),
+            }
+        };
+        ret_size(s.send(&[data], flags, dest.as_ref()))
+    })
+}
+
+/// Sends a message, like sendmsg(2). Control data is not supported and is
+/// ignored.
+#[no_mangle]
+pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::sendmsg(fd, msg, flags) };
+    };
+    guard(-1, || {
+        if msg.is_null() {
+            return ret_size(Err(EFAULT));
+        }
+        // SAFETY: `msg` is non-null and valid per the sendmsg contract.
+        let m = unsafe { &*msg };
+        // SAFETY: the iovec array is valid per the contract.
+        let bufs = match unsafe { ffi::iov(m.msg_iov, m.msg_iovlen as i32) } {
+            Ok(b) => b,
+            Err(e) => return ret_size(Err(e)),
+        };
+        let dest = if m.msg_name.is_null() || m.msg_namelen == 0 {
+            None
+        } else {
+            // SAFETY: msg_name is valid for msg_namelen bytes.
+            match unsafe { ffi::read_addr(m.msg_name as *const sockaddr, m.msg_namelen) } {
+                Ok(a) => Some(a),
+                Err(e) => return ret_size(Err(e)),
+            }
+        };
+        ret_size(s.send(&bufs, flags, dest.as_ref()))
+    })
+}
+
+/// Receives, like recv(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> ssize_t {
+    // SAFETY: same contract.
+    unsafe { usock_recvfrom(fd, buf, len, flags, core::ptr::null_mut(), core::ptr::null_mut()) }
+}
+
+/// Receives with the sender's address, like recvfrom(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_recvfrom(fd: c_int, buf: *mut c_void, len: usize, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) };
+    };
+    guard(-1, || {
+        // SAFETY: `buf` is valid for `len` bytes per the recv contract.
+        let b = match unsafe { ffi::buf_mut(buf, len) } {
+            Ok(b) => b,
+            Err(e) => return ret_size(Err(e)),
+        };
+        let mut bufs = [b];
+        match s.recv(&mut bufs, flags) {
+            Ok(info) => {
+                if let Some(a) = info.addr {
+                    // SAFETY: `addr`/`alen` NULL or valid per the contract.
+                    if let Err(e) = unsafe { ffi::write_addr(&a, addr, alen) } {
+                        return ret_size(Err(e));
+                    }
+                } else if !addr.is_null() && !alen.is_null() && !s.is_stream() {
+                    // SAFETY: as above.
+                    unsafe { *alen = 0 };
+                }
+                info.ret as ssize_t
+            }
+            Err(e) => ret_size(Err(e)),
+        }
+    })
+}
+
+/// Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC; no
+/// control data is produced (`msg_controllen` is set to 0).
+#[no_mangle]
+pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::recvmsg(fd, msg, flags) };
+    };
+    guard(-1, || {
+        if msg.is_null() {
+            return ret_size(Err(EFAULT));
+        }
+        // SAFETY: `msg` is non-null and valid per the recvmsg contract.
+        let m = unsafe { &mut *msg };
+        // SAFETY: the iovec array is valid per the contract.
+        let mut bufs = match unsafe { ffi::iov_mut(m.msg_iov, m.msg_iovlen as i32) } {
+            Ok(b) => b,
+            Err(e) => return ret_size(Err(e)),
+        };
+        match s.recv(&mut bufs, flags) {
+            Ok(info) => {
+                if !m.msg_name.is_null() {
+                    match info.addr {
+                        Some(a) => {
+                            // SAFETY: msg_name is valid for msg_namelen bytes.
+                            let _ = unsafe { ffi::write_addr(&a, m.msg_name as *mut sockaddr, &mut m.msg_namelen) };
+                        }
+                        None => m.msg_namelen = 0,
+                    }
+                }
+                m.msg_controllen = 0;
+                m.msg_flags = if info.truncated { MSG_TRUNC } else { 0 };
+                info.ret as ssize_t
+            }
+            Err(e) => ret_size(Err(e)),
+        }
+    })
+}
+
+/// read(2): recv() with no flags on our sockets, libc's read otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn usock_read(fd: c_int, buf: *mut c_void, len: usize) -> ssize_t {
+    if !fd::is_ours(fd) {
+        // SAFETY: passthrough with the caller's arguments.
+        return unsafe { real::read(fd, buf, len) };
+    }
+    // SAFETY: same contract.
+    unsafe { usock_recv(fd, buf, len, 0) }
+}
+
+/// write(2): send() with no flags on our sockets, libc's write otherwise.
+#[no_mangle]
+pub unsafe extern "C" fn usock_write(fd: c_int, buf: *const c_void, len: usize) -> ssize_t {
+    if !fd::is_ours(fd) {
+        // SAFETY: passthrough with the caller's arguments.
+        return unsafe { real::write(fd, buf, len) };
+    }
+    // SAFETY: same contract.
+    unsafe { usock_send(fd, buf, len, 0) }
+}
+
+/// readv(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: passthrough with the caller's arguments.
+        return unsafe { real::readv(fd, iov, n) };
+    };
+    guard(-1, || {
+        // SAFETY: the iovec array is valid per the readv contract.
+        let mut bufs = match unsafe { ffi::iov_mut(iov, n) } {
+            Ok(b) => b,
+            Err(e) => return ret_size(Err(e)),
+        };
+        ret_size(s.recv(&mut bufs, 0).map(|i| i.ret))
+    })
+}
+
+/// writev(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: passthrough with the caller's arguments.
+        return unsafe { real::writev(fd, iov, n) };
+    };
+    guard(-1, || {
+        // SAFETY: the iovec array is valid per the writev contract.
+        let bufs = match unsafe { ffi::iov(iov, n) } {
+            Ok(b) => b,
+            Err(e) => return ret_size(Err(e)),
+        };
+        ret_size(s.send(&bufs, 0, None))
+    })
+}
+
+/// shutdown(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_shutdown(fd: c_int, how: c_int) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::shutdown(fd, how) };
+    };
+    guard(-1, || ret_int(s.shutdown(how).map(|_| 0)))
+}
+
+/// close(2): the last fd of a socket closes it (end-of-stream or reset to
+/// its peer, blocked threads woken); other fds go to libc.
+#[no_mangle]
+pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
+    if !fd::is_ours(fd) {
+        // SAFETY: passthrough.
+        return unsafe { real::close(fd) };
+    }
+    guard(-1, || match fdops::close(fd) {
+        Some(r) => ret_int(r.map(|_| 0)),
+        // SAFETY: passthrough (closed concurrently by another thread).
+        None => unsafe { real::close(fd) },
+    })
+}
+
+/// getsockname(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::getsockname(fd, addr, len) };
+    };
+    guard(-1, || {
+        if addr.is_null() || len.is_null() {
+            return ret_int(Err(EFAULT));
+        }
+        // SAFETY: valid per the getsockname contract.
+        ret_int(unsafe { ffi::write_addr(&s.local_addr(), addr, len) }.map(|_| 0))
+    })
+}
+
+/// getpeername(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::getpeername(fd, addr, len) };
+    };
+    guard(-1, || {
+        if addr.is_null() || len.is_null() {
+            return ret_int(Err(EFAULT));
+        }
+        match s.peer_addr() {
+            // SAFETY: valid per the getpeername contract.
+            Ok(a) => ret_int(unsafe { ffi::write_addr(&a, addr, len) }.map(|_| 0)),
+            Err(e) => ret_int(Err(e)),
+        }
+    })
+}
+
+/// getsockopt(2): see the README for the options supported.
+#[no_mangle]
+pub unsafe extern "C" fn usock_getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::getsockopt(fd, level, name, val, len) };
+    };
+    guard(-1, || {
+        if len.is_null() {
+            return ret_int(Err(EFAULT));
+        }
+        // SAFETY: `len` is non-null and valid per the contract.
+        let cap = unsafe { *len } as i32;
+        if cap < 0 {
+            return ret_int(Err(EINVAL));
+        }
+        let v: OptVal = match s.getsockopt(level, name) {
+            Ok(v) => v,
+            Err(e) => return ret_int(Err(e)),
+        };
+        // SAFETY: `val` is valid for `cap` bytes per the contract.
+        let out = match unsafe { ffi::buf_mut(val, cap as usize) } {
+            Ok(o) => o,
+            Err(e) => return ret_int(Err(e)),
+        };
+        let n = v.write(out);
+        // SAFETY: as above.
+        unsafe { *len = n as socklen_t };
+        0
+    })
+}
+
+/// setsockopt(2): see the README for the options supported.
+#[no_mangle]
+pub unsafe extern "C" fn usock_setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::setsockopt(fd, level, name, val, len) };
+    };
+    guard(-1, || {
+        if (len as i32) < 0 {
+            return ret_int(Err(EINVAL));
+        }
+        // SAFETY: `val` is valid for `len` bytes per the contract.
+        match unsafe { ffi::buf(val, len as usize) } {
+            Ok(v) => ret_int(s.setsockopt(level, name, v).map(|_| 0)),
+            Err(e) => ret_int(Err(e)),
+        }
+    })
+}
+
+/// fcntl(2). Declared here with a fixed third argument: on the Linux ABIs
+/// this library supports (x86-64, AArch64) a variadic caller passes it in
+/// the same register.
+#[no_mangle]
+pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: passthrough.
+        return unsafe { real::fcntl(fd, cmd, arg) };
+    };
+    guard(-1, || match cmd {
+        libc::F_GETFL => O_RDWR | if s.nonblocking() { O_NONBLOCK } else { 0 },
+        libc::F_SETFL => {
+            s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
+            0
+        }
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
+            ret_int(fdops::dup_min(&s, fd, arg as c_int, cmd == libc::F_DUPFD_CLOEXEC))
+        }
+        // FD_CLOEXEC and the rest live on the kernel fd that holds the number.
+        _ => {
+            // SAFETY: fcntl on our own kernel fd with the caller's argument.
+            let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) };
+            if r < 0 {
+                -1
+            } else {
+                r as c_int
+            }
+        }
+    })
+}
+
+/// fcntl64: the same as [`usock_fcntl`] on 64-bit Linux.
+#[no_mangle]
+pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c_int {
+    if !fd::is_ours(fd) {
+        // SAFETY: passthrough.
+        return unsafe { real::fcntl64(fd, cmd, arg) };
+    }
+    // SAFETY: same contract.
+    unsafe { usock_fcntl(fd, cmd, arg) }
+}
+
+/// ioctl(2): FIONBIO and FIONREAD on our sockets; ENOTTY for others.
+#[no_mangle]
+pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: passthrough.
+        return unsafe { real::ioctl(fd, req, arg) };
+    };
+    guard(-1, || {
+        let p = arg as *mut c_int;
+        match req {
+            libc::FIONBIO => {
+                if p.is_null() {
+                    return ret_int(Err(EFAULT));
+                }
+                // SAFETY: FIONBIO takes a pointer to int.
+                s.set_nonblocking(unsafe { *p } != 0);
+                0
+            }
+            libc::FIONREAD => {
+                if p.is_null() {
+                    return ret_int(Err(EFAULT));
+                }
+                if s.has_listen_flag() {
+                    return ret_int(Err(EINVAL));
+                }
+                // SAFETY: FIONREAD takes a pointer to int.
+                unsafe { *p = s.pending_bytes().min(i32::MAX as usize) as c_int };
+                0
+            }
+            _ => ret_int(Err(libc::ENOTTY)),
+        }
+    })
+}
+
+/// dup(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_dup(fd: c_int) -> c_int {
+    let Some(s) = fd::get(fd) else {
+        // SAFETY: passthrough.
+        return unsafe { real::dup(fd) };
+    };
+    guard(-1, || ret_int(fdops::dup_min(&s, fd, 0, false)))
+}
+
+/// dup2(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_dup2(old: c_int, new: c_int) -> c_int {
+    guard(-1, || match fdops::dup3(old, new, 0, true) {
+        Some(r) => ret_int(r),
+        // SAFETY: passthrough.
+        None => unsafe { real::dup2(old, new) },
+    })
+}
+
+/// dup3(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    guard(-1, || match fdops::dup3(old, new, flags, false) {
+        Some(r) => ret_int(r),
+        // SAFETY: passthrough.
+        None => unsafe { real::dup3(old, new, flags) },
+    })
+}
+
+/// poll(2) over any mix of our sockets and kernel fds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
+    // SAFETY: `fds` is valid for `n` entries per the poll contract.
+    guard(-1, || unsafe { poll::poll(fds, n, poll::ms_timeout(timeout), None) })
+}
+
+/// ppoll(2) over any mix of our sockets and kernel fds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_ppoll(fds: *mut pollfd, n: nfds_t, ts: *const timespec, mask: *const sigset_t) -> c_int {
+    guard(-1, || {
+        // SAFETY: `ts` is NULL or valid per the ppoll contract.
+        let t = match unsafe { poll::ts_timeout(ts) } {
+            Ok(t) => t,
+            Err(e) => return ret_int(Err(e)),
+        };
+        // SAFETY: as above for `fds` and `mask`.
+        unsafe { poll::poll(fds, n, t, if mask.is_null() { None } else { Some(mask) }) }
+    })
+}
+
+/// select(2) over any mix of our sockets and kernel fds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut timeval) -> c_int {
+    // SAFETY: pointers valid per the select contract.
+    guard(-1, || unsafe { poll::select(n, r, w, e, poll::Timeout::Timeval(t), None) })
+}
+
+/// pselect(2) over any mix of our sockets and kernel fds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const timespec, mask: *const sigset_t) -> c_int {
+    // SAFETY: pointers valid per the pselect contract.
+    guard(-1, || unsafe { poll::select(n, r, w, e, poll::Timeout::Timespec(t), if mask.is_null() { None } else { Some(mask) }) })
+}

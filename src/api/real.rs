@@ -1,0 +1,105 @@
+//! The next definitions of the calls the library exports (libc's), for fds
+//! that are not ours. Resolved lazily with `dlsym(RTLD_NEXT)` on first use
+//! and cached in an atomic: the passthrough path is one load and an
+//! indirect call, with no lock and no allocation after the first call.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+use libc::{c_char, c_int, c_void};
+
+/// Resolves `sym` (NUL-terminated) in the objects after this one.
+fn resolve(sym: &'static [u8]) -> usize {
+    // SAFETY: `sym` is a NUL-terminated static string.
+    let p = unsafe { libc::dlsym(libc::RTLD_NEXT, sym.as_ptr() as *const c_char) };
+    if p.is_null() {
+        let msg = b"libuserspacesock: cannot resolve the next definition of a libc call\n";
+        // SAFETY: writes a static buffer to stderr with the raw system call,
+        // then aborts: there is no way to continue without libc's call.
+        unsafe {
+            libc::syscall(libc::SYS_write, 2, msg.as_ptr() as *const c_void, msg.len());
+            libc::abort();
+        }
+    }
+    p as usize
+}
+
+/// Cached address of one next definition.
+pub struct NextFn {
+    addr: AtomicUsize,
+    sym: &'static [u8],
+}
+
+impl NextFn {
+    /// A lazily resolved symbol; `sym` must end with a NUL byte.
+    pub const fn new(sym: &'static [u8]) -> Self {
+        NextFn {
+            addr: AtomicUsize::new(0),
+            sym,
+        }
+    }
+
+    /// The address, resolving it on first use.
+    #[inline]
+    pub fn get(&self) -> usize {
+        let a = self.addr.load(Ordering::Relaxed);
+        if a != 0 {
+            return a;
+        }
+        let a = resolve(self.sym);
+        self.addr.store(a, Ordering::Relaxed);
+        a
+    }
+}
+
+macro_rules! next_fns {
+    ($( $name:ident = $sym:literal : fn($($a:ident : $t:ty),*) -> $r:ty; )*) => {
+        $(
+            #[doc = concat!("Calls libc's `", $sym, "`.")]
+            #[inline]
+            pub unsafe fn $name($($a: $t),*) -> $r {
+                static F: NextFn = NextFn::new(concat!($sym, "\0").as_bytes());
+                // SAFETY: the address is libc's definition of this symbol,
+                // whose C signature is the one declared here.
+                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { core::mem::transmute(F.get()) };
+                // SAFETY: the caller passes the arguments the C contract of
+                // the call asks for.
+                unsafe { f($($a),*) }
+            }
+        )*
+    };
+}
+
+next_fns! {
+    socket = "socket": fn(d: c_int, t: c_int, p: c_int) -> c_int;
+    socketpair = "socketpair": fn(d: c_int, t: c_int, p: c_int, sv: *mut c_int) -> c_int;
+    bind = "bind": fn(fd: c_int, a: *const libc::sockaddr, l: libc::socklen_t) -> c_int;
+    listen = "listen": fn(fd: c_int, b: c_int) -> c_int;
+    accept = "accept": fn(fd: c_int, a: *mut libc::sockaddr, l: *mut libc::socklen_t) -> c_int;
+    accept4 = "accept4": fn(fd: c_int, a: *mut libc::sockaddr, l: *mut libc::socklen_t, f: c_int) -> c_int;
+    connect = "connect": fn(fd: c_int, a: *const libc::sockaddr, l: libc::socklen_t) -> c_int;
+    send = "send": fn(fd: c_int, b: *const c_void, n: usize, f: c_int) -> isize;
+    sendto = "sendto": fn(fd: c_int, b: *const c_void, n: usize, f: c_int, a: *const libc::sockaddr, l: libc::socklen_t) -> isize;
+    sendmsg = "sendmsg": fn(fd: c_int, m: *const libc::msghdr, f: c_int) -> isize;
+    recv = "recv": fn(fd: c_int, b: *mut c_void, n: usize, f: c_int) -> isize;
+    recvfrom = "recvfrom": fn(fd: c_int, b: *mut c_void, n: usize, f: c_int, a: *mut libc::sockaddr, l: *mut libc::socklen_t) -> isize;
+    recvmsg = "recvmsg": fn(fd: c_int, m: *mut libc::msghdr, f: c_int) -> isize;
+    read = "read": fn(fd: c_int, b: *mut c_void, n: usize) -> isize;
+    write = "write": fn(fd: c_int, b: *const c_void, n: usize) -> isize;
+    readv = "readv": fn(fd: c_int, v: *const libc::iovec, n: c_int) -> isize;
+    writev = "writev": fn(fd: c_int, v: *const libc::iovec, n: c_int) -> isize;
+    shutdown = "shutdown": fn(fd: c_int, h: c_int) -> c_int;
+    close = "close": fn(fd: c_int) -> c_int;
+    getsockname = "getsockname": fn(fd: c_int, a: *mut libc::sockaddr, l: *mut libc::socklen_t) -> c_int;
+    getpeername = "getpeername": fn(fd: c_int, a: *mut libc::sockaddr, l: *mut libc::socklen_t) -> c_int;
+    getsockopt = "getsockopt": fn(fd: c_int, lv: c_int, n: c_int, v: *mut c_void, l: *mut libc::socklen_t) -> c_int;
+    setsockopt = "setsockopt": fn(fd: c_int, lv: c_int, n: c_int, v: *const c_void, l: libc::socklen_t) -> c_int;
+    fcntl = "fcntl": fn(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int;
+    fcntl64 = "fcntl64": fn(fd: c_int, cmd: c_int, arg: libc::c_ulong) -> c_int;
+    ioctl = "ioctl": fn(fd: c_int, req: libc::c_ulong, arg: *mut c_void) -> c_int;
+    dup = "dup": fn(fd: c_int) -> c_int;
+    dup2 = "dup2": fn(a: c_int, b: c_int) -> c_int;
+    dup3 = "dup3": fn(a: c_int, b: c_int, f: c_int) -> c_int;
+    poll = "poll": fn(f: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int;
+    ppoll = "ppoll": fn(f: *mut libc::pollfd, n: libc::nfds_t, t: *const libc::timespec, s: *const libc::sigset_t) -> c_int;
+    select = "select": fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut libc::timeval) -> c_int;
+    pselect = "pselect": fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const libc::timespec, s: *const libc::sigset_t) -> c_int;
+}

@@ -1,0 +1,198 @@
+//! The backend contract as a Rust trait.
+//!
+//! A backend carries a socket's fragments over some transport and supplies
+//! its transport semantics. The frontend calls it in three roles:
+//! - **semantics**: hooks on socket calls (bind, listen, connect, accept,
+//!   shutdown, setsockopt) that accept, refuse with an errno, or take over;
+//! - **selection**: [`Backend::claim`] is asked, in priority order, at the first
+//!   call that names an address (bind, connect, sendto); the first backend that
+//!   claims the socket carries it until it is closed;
+//! - **fragmented I/O**: [`Backend::write`] receives the frontend's fragments;
+//!   the backend hands fragments and events back through the upcalls in
+//!   [`crate::socket::upcall`].
+//!
+//! Rules every backend keeps (the C header repeats them):
+//! - No operation blocks. Work that takes time (connect, a full peer) completes
+//!   later through an upcall.
+//! - Upcalls may be made from any thread, including from inside an operation
+//!   (a loopback backend completes a connect from within `connect`). The
+//!   frontend holds none of its locks while it calls a backend operation.
+//! - A backend never delivers stream bytes at or beyond the receiver's window
+//!   (the limit passed to [`Backend::window`]); for datagrams the receiver
+//!   drops what it cannot hold, as UDP does.
+//! - Order and reliability are the backend's job: fragments may arrive out of
+//!   order or repeated (the Socket Buffer sorts), but not lost or corrupted.
+
+use alloc::sync::Arc;
+use core::any::Any;
+
+use crate::addr::SockAddr;
+pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST};
+
+/// An errno value (positive, as Linux numbers them).
+pub type Errno = i32;
+
+/// Names a socket across the backend boundary: a slot index in the low 32
+/// bits and the slot's generation in the high 32 bits, so that an upcall that
+/// arrives after the socket was closed is recognised and ignored instead of
+/// being applied to a reused slot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+#[repr(transparent)]
+pub struct SockHandle(pub u64);
+
+/// A backend's own per-socket state, returned when it claims a socket and
+/// handed back to every later operation on it.
+pub type SockState = Arc<dyn Any + Send + Sync>;
+
+/// What a socket is, as given to socket().
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockInfo {
+    /// Address family (`AF_*`).
+    pub domain: i32,
+    /// `SOCK_STREAM` or `SOCK_DGRAM` (flags removed).
+    pub ty: i32,
+    /// Protocol as given (0 when the default was asked for).
+    pub protocol: i32,
+}
+
+/// The call at which a backend is asked to claim a socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ClaimOp {
+    /// bind() with the given local address.
+    Bind = 1,
+    /// connect() to the given remote address.
+    Connect = 2,
+    /// sendto()/sendmsg() to the given remote address on an unclaimed socket.
+    SendTo = 3,
+    /// listen() on a socket that was never bound (the address is the
+    /// family's unspecified address).
+    Listen = 4,
+    /// socketpair(): the address is the family's unspecified address.
+    Pair = 5,
+}
+
+impl ClaimOp {
+    /// Converts the integer a C backend sees; `None` for an unknown value.
+    pub fn from_i32(v: i32) -> Option<ClaimOp> {
+        Some(match v {
+            1 => ClaimOp::Bind,
+            2 => ClaimOp::Connect,
+            3 => ClaimOp::SendTo,
+            4 => ClaimOp::Listen,
+            5 => ClaimOp::Pair,
+            _ => return None,
+        })
+    }
+}
+
+/// A claimed socket as a backend operation sees it.
+#[derive(Clone, Copy)]
+pub struct SockRef<'a> {
+    /// The socket's handle, for upcalls.
+    pub handle: SockHandle,
+    /// What the backend returned when it claimed the socket.
+    pub state: &'a SockState,
+    /// Domain, type and protocol of the socket.
+    pub info: SockInfo,
+    /// The options that matter to addressing, as set now.
+    pub opts: SockOpts,
+}
+
+/// Socket options a backend needs for addressing decisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct SockOpts {
+    /// SO_REUSEADDR is set.
+    pub reuseaddr: bool,
+    /// SO_REUSEPORT is set.
+    pub reuseport: bool,
+    /// IPV6_V6ONLY is set.
+    pub v6only: bool,
+}
+
+/// A backend: see the module documentation for the rules.
+pub trait Backend: Send + Sync {
+    /// A short name for diagnostics.
+    fn name(&self) -> &str;
+
+    /// Whether the backend can carry sockets of this domain and type at all.
+    /// socket() fails with `EAFNOSUPPORT` when no registered backend can.
+    fn supports(&self, info: &SockInfo) -> bool;
+
+    /// Selection: `Ok(Some(state))` claims the socket, `Ok(None)` declines (the
+    /// next backend is asked), `Err(errno)` refuses the call outright.
+    fn claim(
+        &self,
+        handle: SockHandle,
+        info: &SockInfo,
+        op: ClaimOp,
+        addr: &SockAddr,
+    ) -> Result<Option<SockState>, Errno>;
+
+    /// Binds to `addr` and returns the address actually bound (a port chosen
+    /// for port 0, for example).
+    fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno>;
+
+    /// Starts listening; incoming connections arrive through
+    /// [`crate::socket::upcall::incoming`].
+    fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno>;
+
+    /// Stream sockets: starts connecting; the outcome arrives through
+    /// `upcall::connected` or `upcall::refused`, possibly before this returns.
+    /// Datagram sockets: sets the default peer; done when it returns `Ok`.
+    fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno>;
+
+    /// The application accepted a connection from this listener, making room
+    /// in its accept queue.
+    fn accepted(&self, _listener: SockRef<'_>) {}
+
+    /// A hook on shutdown(); the frontend has already sent end-of-stream for
+    /// the write side when `how` includes it.
+    fn shutdown(&self, _sock: SockRef<'_>, _how: i32) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    /// A hook on setsockopt(); `Err` refuses the option with that errno.
+    fn setsockopt(
+        &self,
+        _sock: SockRef<'_>,
+        _level: i32,
+        _name: i32,
+        _value: &[u8],
+    ) -> Result<(), Errno> {
+        Ok(())
+    }
+
+    /// Carries one fragment. Stream fragments lie within the credit the
+    /// backend granted; datagram fragments carry the destination in `addr`
+    /// unless the socket is connected. Never blocks.
+    fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno>;
+
+    /// The receiver's window moved: stream bytes may be delivered up to
+    /// (excluding) absolute offset `limit`.
+    fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
+
+    /// The local address of a claimed socket, if it has one.
+    fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr>;
+
+    /// The peer address of a connected socket.
+    fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr>;
+
+    /// socketpair(): connect two fresh sockets to each other, returning the
+    /// backend state of each.
+    fn socketpair(
+        &self,
+        _a: SockHandle,
+        _b: SockHandle,
+        _info: &SockInfo,
+    ) -> Result<(SockState, SockState), Errno> {
+        Err(crate::consts::EOPNOTSUPP)
+    }
+
+    /// The socket is gone: the last fd was closed (after end-of-stream or a
+    /// reset was sent), or an accepted connection was never accepted. No
+    /// upcall naming it has any effect after this.
+    fn close(&self, sock: SockRef<'_>);
+}

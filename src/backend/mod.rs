@@ -1,0 +1,7 @@
+//! The backend side: the contract (Rust trait; the C table adapter lives in
+//! `api::backend_ffi`), the registry and selection, and the portable
+//! fragment encoding.
+
+pub mod contract;
+pub mod registry;
+pub mod wire;

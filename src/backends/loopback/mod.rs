@@ -1,0 +1,572 @@
+//! The loopback backend: carries traffic between sockets of one process.
+//!
+//! A stream connection is a pair of sockets that know each other's handle;
+//! a write delivers straight into the peer's Socket Buffer (one copy, from
+//! the sender's buffer into the receiver's ring), and the receiver's window
+//! becomes the sender's credit. Datagrams find their receiver in the table
+//! of bound addresses, which is sharded by port so that senders on different
+//! ports never share a lock.
+//!
+//! It claims every AF_INET, AF_INET6 and AF_UNIX socket: a connection to an
+//! address nothing in the process listens on is refused, as the kernel
+//! refuses a connection to a closed local port.
+
+mod addr;
+mod fs;
+mod table;
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use core::any::Any;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use crate::addr::SockAddr;
+use crate::backend::contract::*;
+use crate::consts::*;
+use crate::socket::upcall;
+use crate::sync::Mutex;
+pub use addr::{IpEp, UnixName};
+use table::{BindEntry, BindKey, Table};
+
+/// Where a socket is bound.
+#[derive(Clone, Debug)]
+enum Local {
+    Ip(IpEp),
+    Unix(UnixName),
+}
+
+impl Local {
+    fn to_sockaddr(&self, family: i32) -> SockAddr {
+        match self {
+            Local::Ip(ep) => ep.to_sockaddr(family),
+            Local::Unix(n) => n.to_sockaddr(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    local: Option<Local>,
+    key: Option<BindKey>,
+    peer_addr: Option<SockAddr>,
+    /// Default destination of a connected datagram socket.
+    dgram_peer: Option<SockAddr>,
+    /// Connectors waiting for room in this listener's accept queue.
+    pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+}
+
+/// Loopback's state of one socket.
+pub struct LoSock {
+    info: SockInfo,
+    handle: AtomicU64,
+    /// Handle of the connected peer (streams); 0 when none.
+    peer: AtomicU64,
+    /// End-of-stream arrived from the peer: a later write to a vanished peer
+    /// is EPIPE rather than ECONNRESET, as on Linux.
+    got_fin: AtomicBool,
+    listening: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+impl LoSock {
+    fn new(info: SockInfo, handle: SockHandle) -> Arc<LoSock> {
+        Arc::new(LoSock {
+            info,
+            handle: AtomicU64::new(handle.0),
+            peer: AtomicU64::new(0),
+            got_fin: AtomicBool::new(false),
+            listening: AtomicBool::new(false),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn handle(&self) -> SockHandle {
+        SockHandle(self.handle.load(Ordering::Acquire))
+    }
+
+    fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Acquire)
+    }
+}
+
+fn lo<'a>(sock: &SockRef<'a>) -> Result<&'a LoSock, Errno> {
+    (sock.state.as_ref() as &dyn Any)
+        .downcast_ref::<LoSock>()
+        .ok_or(EINVAL)
+}
+
+/// The loopback backend.
+pub struct Loopback {
+    table: Table,
+}
+
+impl Default for Loopback {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Loopback {
+    /// A loopback backend with an empty address table.
+    pub fn new() -> Loopback {
+        Loopback {
+            table: Table::new(),
+        }
+    }
+
+    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks one).
+    fn do_bind(&self, s: &Arc<LoSock>, h: SockHandle, want: &SockAddr, opts: SockOpts) -> Result<SockAddr, Errno> {
+        let info = s.info;
+        let (local, key) = match info.domain {
+            AF_INET | AF_INET6 => {
+                let ep = IpEp::parse(want, info.domain)?;
+                if !ep.is_local() {
+                    return Err(EADDRNOTAVAIL);
+                }
+                let entry = BindEntry {
+                    handle: h,
+                    sock: s.clone(),
+                    ep: Some(ep),
+                    v6only: opts.v6only || info.domain == AF_INET,
+                    reuseaddr: opts.reuseaddr,
+                    reuseport: opts.reuseport,
+                };
+                let (port, key) = self.table.bind_ip(info.ty, entry)?;
+                (Local::Ip(IpEp { port, ..ep }), key)
+            }
+            AF_UNIX => {
+                let name = UnixName::parse(want)?;
+                let entry = BindEntry {
+                    handle: h,
+                    sock: s.clone(),
+                    ep: None,
+                    v6only: false,
+                    reuseaddr: false,
+                    reuseport: false,
+                };
+                let (name, key) = self.table.bind_unix(info.ty, name, entry)?;
+                (Local::Unix(name), key)
+            }
+            _ => return Err(EAFNOSUPPORT),
+        };
+        let sa = local.to_sockaddr(info.domain);
+        let mut inner = s.inner.lock();
+        inner.local = Some(local);
+        inner.key = Some(key);
+        Ok(sa)
+    }
+
+    /// Binds to an ephemeral port on the wildcard address if not bound yet
+    /// (what Linux does at connect or the first sendto).
+    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts) -> Result<(), Errno> {
+        if s.inner.lock().local.is_some() {
+            return Ok(());
+        }
+        match s.info.domain {
+            AF_INET | AF_INET6 => {
+                let any = IpEp {
+                    family: s.info.domain,
+                    ip: if s.info.domain == AF_INET {
+                        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 0, 0]
+                    } else {
+                        [0; 16]
+                    },
+                    port: 0,
+                };
+                self.do_bind(s, s.handle(), &any.to_sockaddr(s.info.domain), opts)
+                    .map(|_| ())
+            }
+            // Linux does not name an AF_UNIX socket at connect or send.
+            _ => Ok(()),
+        }
+    }
+
+    /// The local address as seen from a peer reaching `dest`: a wildcard
+    /// bound address is replaced by the address the connection came from.
+    fn concrete_local(s: &LoSock, dest: Option<&IpEp>) -> SockAddr {
+        let inner = s.inner.lock();
+        match (&inner.local, dest) {
+            (Some(Local::Ip(ep)), Some(d)) if ep.is_wild() => {
+                let mut c = *ep;
+                c.ip = d.source_for();
+                c.to_sockaddr(s.info.domain)
+            }
+            (Some(l), _) => l.to_sockaddr(s.info.domain),
+            (None, _) => SockAddr::unnamed(s.info.domain),
+        }
+    }
+
+    /// Resolves a stream destination to a listening socket, or the errno
+    /// Linux gives when there is none.
+    fn find_listener(&self, info: &SockInfo, dest: &SockAddr) -> Result<(BindEntry, Option<IpEp>), Errno> {
+        match info.domain {
+            AF_INET | AF_INET6 => {
+                let ep = IpEp::parse(dest, info.domain)?;
+                let e = self
+                    .table
+                    .lookup_ip(info.ty, &ep, |e| e.sock.is_listening())
+                    .ok_or(ECONNREFUSED)?;
+                Ok((e, Some(ep)))
+            }
+            _ => {
+                let name = UnixName::parse(dest)?;
+                let e = self
+                    .table
+                    .lookup_unix(info.ty, &name)?
+                    .filter(|e| e.sock.is_listening())
+                    .ok_or(ECONNREFUSED)?;
+                Ok((e, None))
+            }
+        }
+    }
+
+    /// Offers connector `c` to the listener; on a full accept queue, parks it
+    /// in the listener's pending list.
+    fn offer(&self, listener: &BindEntry, c: &Arc<LoSock>, dest: &SockAddr, ep: Option<IpEp>) {
+        let l = &listener.sock;
+        let child = LoSock::new(l.info, SockHandle(0));
+        let child_local = Self::concrete_local(l, ep.as_ref());
+        let client_local = Self::concrete_local(c, ep.as_ref());
+        // An IPv4 client reaching a dual-stack IPv6 listener is seen as a
+        // v4-mapped IPv6 address.
+        let client_seen = if l.info.domain != c.info.domain {
+            match IpEp::parse(&client_local, c.info.domain) {
+                Ok(e) => e.to_sockaddr(l.info.domain),
+                Err(_) => client_local,
+            }
+        } else {
+            client_local
+        };
+        {
+            let mut ci = child.inner.lock();
+            ci.local = l.inner.lock().local.clone();
+            ci.peer_addr = Some(client_seen);
+        }
+        let child_state: SockState = child.clone();
+        let ch = match upcall::incoming(listener.handle, child_state) {
+            Ok(h) => h,
+            Err(EAGAIN) => {
+                l.inner.lock().pending.push_back((c.clone(), *dest));
+                return;
+            }
+            Err(e) => {
+                let _ = upcall::refused(c.handle(), if e == EBADF { ECONNREFUSED } else { e });
+                return;
+            }
+        };
+        child.handle.store(ch.0, Ordering::Release);
+        // The accepted side reports the address the client asked for, with
+        // the family of the listener.
+        let child_local_seen = match (ep, l.info.domain) {
+            (Some(d), fam) if fam != c.info.domain => {
+                let mut d = d;
+                d.ip = d.source_for();
+                d.to_sockaddr(fam)
+            }
+            _ => child_local,
+        };
+        child.inner.lock().local = match child.info.domain {
+            AF_UNIX => child.inner.lock().local.clone(),
+            _ => IpEp::parse(&child_local_seen, child.info.domain).ok().map(Local::Ip),
+        };
+        c.inner.lock().peer_addr = Some(child_local);
+        child.peer.store(c.handle().0, Ordering::Release);
+        c.peer.store(ch.0, Ordering::Release);
+        if let Ok(w) = upcall::window(c.handle()) {
+            let _ = upcall::credit(ch, w);
+        }
+        if let Ok(w) = upcall::window(ch) {
+            let _ = upcall::credit(c.handle(), w);
+        }
+        if upcall::connected(ch).is_err() {
+            c.peer.store(0, Ordering::Release);
+            let _ = upcall::refused(c.handle(), ECONNREFUSED);
+            return;
+        }
+        let _ = upcall::connected(c.handle());
+    }
+
+    /// A write reached a peer that is gone: the writer learns of it as it
+    /// would from a TCP reset.
+    fn peer_gone(s: &LoSock) {
+        s.peer.store(0, Ordering::Release);
+        let err = if s.got_fin.load(Ordering::Acquire) {
+            EPIPE
+        } else {
+            ECONNRESET
+        };
+        let _ = upcall::reset(s.handle(), err);
+    }
+
+    fn write_stream(&self, s: &LoSock, frag: &Fragment<'_>) -> Result<(), Errno> {
+        let peer = s.peer.load(Ordering::Acquire);
+        let data = !frag.payload.is_empty();
+        if peer == 0 {
+            if data {
+                Self::peer_gone(s);
+            }
+            return Ok(());
+        }
+        match upcall::deliver(SockHandle(peer), frag) {
+            Ok(()) => {
+                if frag.header.flags & FLAG_RST != 0 {
+                    s.peer.store(0, Ordering::Release);
+                }
+                Ok(())
+            }
+            Err(EBADF) => {
+                if data {
+                    Self::peer_gone(s);
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_dgram(&self, s: &Arc<LoSock>, sock: &SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
+        let dest = if frag.addr.is_empty() {
+            let p = s.inner.lock().dgram_peer;
+            match p {
+                Some(p) => p,
+                None if s.peer.load(Ordering::Acquire) != 0 => SockAddr::unnamed(AF_UNIX),
+                None => return Err(EDESTADDRREQ),
+            }
+        } else {
+            SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
+        };
+        let connected = frag.addr.is_empty();
+        let pair_peer = s.peer.load(Ordering::Acquire);
+        if connected && pair_peer != 0 {
+            let unnamed = SockAddr::unnamed(AF_UNIX);
+            let mut out = *frag;
+            out.addr = unnamed.as_bytes();
+            out.header.addr_len = out.addr.len() as u16;
+            return match upcall::deliver(SockHandle(pair_peer), &out) {
+                Err(ENOBUFS) => Err(EAGAIN),
+                Err(EBADF) => Err(ECONNREFUSED),
+                r => r,
+            };
+        }
+        self.autobind(s, sock.opts)?;
+        let (target, ep) = match s.info.domain {
+            AF_INET | AF_INET6 => {
+                let ep = IpEp::parse(&dest, s.info.domain)?;
+                (self.table.lookup_ip(s.info.ty, &ep, |_| true), Some(ep))
+            }
+            _ => {
+                let name = UnixName::parse(&dest)?;
+                (self.table.lookup_unix(s.info.ty, &name)?, None)
+            }
+        };
+        let src = Self::concrete_local(s, ep.as_ref());
+        let Some(t) = target else {
+            if s.info.domain == AF_UNIX {
+                return Err(ECONNREFUSED);
+            }
+            if connected {
+                // The ICMP "port unreachable" a kernel would get back.
+                let _ = upcall::error(s.handle(), ECONNREFUSED);
+            }
+            return Ok(());
+        };
+        // A connected receiver only takes datagrams from its peer.
+        if let Some(p) = t.sock.inner.lock().dgram_peer {
+            if p != src {
+                return Ok(());
+            }
+        }
+        let src_seen = match (ep, t.sock.info.domain) {
+            (Some(_), fam) if fam != s.info.domain => IpEp::parse(&src, s.info.domain)
+                .map(|e| e.to_sockaddr(fam))
+                .unwrap_or(src),
+            _ => src,
+        };
+        let mut out = *frag;
+        out.addr = src_seen.as_bytes();
+        out.header.addr_len = out.addr.len() as u16;
+        match upcall::deliver(t.handle, &out) {
+            Ok(()) => Ok(()),
+            // A full receiver drops the datagram, as UDP does; AF_UNIX makes
+            // the sender wait instead.
+            Err(ENOBUFS) if s.info.domain == AF_UNIX => Err(EAGAIN),
+            Err(ENOBUFS) | Err(EBADF) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Backend for Loopback {
+    fn name(&self) -> &str {
+        "loopback"
+    }
+
+    fn supports(&self, info: &SockInfo) -> bool {
+        matches!(info.domain, AF_INET | AF_INET6 | AF_UNIX)
+            && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+    }
+
+    fn claim(
+        &self,
+        handle: SockHandle,
+        info: &SockInfo,
+        _op: ClaimOp,
+        _addr: &SockAddr,
+    ) -> Result<Option<SockState>, Errno> {
+        Ok(Some(LoSock::new(*info, handle)))
+    }
+
+    fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
+        let s = arc(&sock)?;
+        if s.inner.lock().local.is_some() {
+            return Err(EINVAL);
+        }
+        self.do_bind(&s, sock.handle, addr, sock.opts)
+    }
+
+    fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
+        let s = arc(&sock)?;
+        self.autobind(&s, sock.opts)?;
+        if let Some(key) = s.inner.lock().key.clone() {
+            self.table.check_listen(&key, &s)?;
+        }
+        s.listening.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn connect(&self, sock: SockRef<'_>, dest: &SockAddr) -> Result<(), Errno> {
+        let s = arc(&sock)?;
+        if s.info.ty == SOCK_DGRAM {
+            if dest.family() == AF_UNSPEC {
+                s.inner.lock().dgram_peer = None;
+                return Ok(());
+            }
+            match s.info.domain {
+                AF_UNIX => {
+                    let name = UnixName::parse(dest)?;
+                    self.table.lookup_unix(s.info.ty, &name)?.ok_or(ECONNREFUSED)?;
+                }
+                fam => {
+                    IpEp::parse(dest, fam)?;
+                    self.autobind(&s, sock.opts)?;
+                }
+            }
+            s.inner.lock().dgram_peer = Some(*dest);
+            return Ok(());
+        }
+        self.autobind(&s, sock.opts)?;
+        match self.find_listener(&s.info, dest) {
+            Ok((l, ep)) => self.offer(&l, &s, dest, ep),
+            Err(ECONNREFUSED) => {
+                let _ = upcall::refused(sock.handle, ECONNREFUSED);
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    fn accepted(&self, listener: SockRef<'_>) {
+        let Ok(l) = lo(&listener) else { return };
+        let next = l.inner.lock().pending.pop_front();
+        if let Some((c, dest)) = next {
+            if let Ok((entry, ep)) = self.find_listener(&c.info, &dest) {
+                self.offer(&entry, &c, &dest, ep);
+            } else {
+                let _ = upcall::refused(c.handle(), ECONNREFUSED);
+            }
+        }
+    }
+
+    fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
+        match frag.header.kind {
+            FragKind::Stream => {
+                let s = lo(&sock)?;
+                if frag.header.flags & FLAG_FIN != 0 {
+                    // Tell the peer's loopback state too, for EPIPE vs ECONNRESET.
+                    if let Some(p) = crate::socket::slab::lookup(SockHandle(s.peer.load(Ordering::Acquire))) {
+                        if let Some(ps) = p.backend_state::<LoSock>() {
+                            ps.got_fin.store(true, Ordering::Release);
+                        }
+                    }
+                }
+                self.write_stream(s, frag)
+            }
+            FragKind::Dgram => {
+                let s = arc(&sock)?;
+                self.write_dgram(&s, &sock, frag)
+            }
+        }
+    }
+
+    fn window(&self, sock: SockRef<'_>, limit: u64) {
+        if let Ok(s) = lo(&sock) {
+            let peer = s.peer.load(Ordering::Acquire);
+            if peer != 0 {
+                let _ = upcall::credit(SockHandle(peer), limit);
+            }
+        }
+    }
+
+    fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        let s = lo(&sock).ok()?;
+        let inner = s.inner.lock();
+        inner.local.as_ref().map(|l| l.to_sockaddr(s.info.domain))
+    }
+
+    fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        let s = lo(&sock).ok()?;
+        let inner = s.inner.lock();
+        inner.peer_addr.or(inner.dgram_peer)
+    }
+
+    fn socketpair(
+        &self,
+        a: SockHandle,
+        b: SockHandle,
+        info: &SockInfo,
+    ) -> Result<(SockState, SockState), Errno> {
+        if info.domain != AF_UNIX {
+            return Err(EOPNOTSUPP);
+        }
+        let (sa, sb) = (LoSock::new(*info, a), LoSock::new(*info, b));
+        let unnamed = SockAddr::unnamed(AF_UNIX);
+        for s in [&sa, &sb] {
+            let mut i = s.inner.lock();
+            i.local = Some(Local::Unix(UnixName::Unnamed));
+            i.peer_addr = Some(unnamed);
+        }
+        if info.ty == SOCK_STREAM {
+            sa.peer.store(b.0, Ordering::Release);
+            sb.peer.store(a.0, Ordering::Release);
+            let _ = upcall::credit(a, upcall::window(b)?);
+            let _ = upcall::credit(b, upcall::window(a)?);
+        } else {
+            // Datagram pairs have no names: they know each other's handle.
+            sa.peer.store(b.0, Ordering::Release);
+            sb.peer.store(a.0, Ordering::Release);
+        }
+        upcall::connected(a)?;
+        upcall::connected(b)?;
+        Ok((sa, sb))
+    }
+
+    fn close(&self, sock: SockRef<'_>) {
+        let Ok(s) = arc(&sock) else { return };
+        s.listening.store(false, Ordering::Release);
+        s.peer.store(0, Ordering::Release);
+        let (key, pending) = {
+            let mut inner = s.inner.lock();
+            (inner.key.take(), core::mem::take(&mut inner.pending))
+        };
+        if let Some(k) = key {
+            self.table.unbind(&k, sock.handle);
+        }
+        for (c, _) in pending {
+            let _ = upcall::refused(c.handle(), ECONNREFUSED);
+        }
+    }
+}
+
+fn arc(sock: &SockRef<'_>) -> Result<Arc<LoSock>, Errno> {
+    sock.state.clone().downcast::<LoSock>().map_err(|_| EINVAL)
+}

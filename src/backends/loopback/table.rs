@@ -1,0 +1,261 @@
+//! The table of bound addresses: who is bound where, conflicts
+//! (EADDRINUSE, SO_REUSEADDR, SO_REUSEPORT), ephemeral ports, and lookup of
+//! the socket an address reaches. Sharded by port, so that datagram sends
+//! to different ports take different locks.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use super::addr::{IpEp, UnixName};
+use super::{fs, LoSock};
+use crate::backend::contract::{Errno, SockHandle};
+use crate::consts::*;
+use crate::sync::Mutex;
+
+/// Where a bound socket sits in the table.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BindKey {
+    /// An IP port (both families share it, as dual-stack sockets do).
+    Ip { ty: i32, port: u16 },
+    /// An AF_UNIX socket file.
+    UnixFile { ty: i32, id: fs::FileId },
+    /// An AF_UNIX abstract name.
+    UnixAbstract { ty: i32, name: Vec<u8> },
+}
+
+/// One bound socket.
+#[derive(Clone)]
+pub struct BindEntry {
+    pub handle: SockHandle,
+    pub sock: Arc<LoSock>,
+    pub ep: Option<IpEp>,
+    /// Takes only its own family (always true for AF_INET).
+    pub v6only: bool,
+    pub reuseaddr: bool,
+    pub reuseport: bool,
+}
+
+impl BindEntry {
+    /// Does this entry receive traffic for `dest`?
+    fn reaches(&self, dest: &IpEp) -> bool {
+        let Some(ep) = self.ep else { return false };
+        if ep.family == AF_INET6 && self.v6only && dest.is_v4() {
+            return false;
+        }
+        if ep.family == AF_INET && !dest.is_v4() {
+            return false;
+        }
+        ep.is_wild() || ep.ip == dest.ip || (dest.is_wild() && ep.is_local())
+    }
+
+    /// Do two bound IP endpoints overlap?
+    fn overlaps(&self, other: &BindEntry) -> bool {
+        let (Some(a), Some(b)) = (self.ep, other.ep) else {
+            return false;
+        };
+        let fam_meet = |x: &BindEntry, y: &BindEntry| {
+            x.ep.map(|e| e.family) == y.ep.map(|e| e.family)
+                || (!x.v6only && y.ep.is_some_and(|e| e.is_v4()))
+                || (!y.v6only && x.ep.is_some_and(|e| e.is_v4()))
+        };
+        if !fam_meet(self, other) {
+            return false;
+        }
+        let a_v6wild = a.family == AF_INET6 && a.ip == [0; 16];
+        let b_v6wild = b.family == AF_INET6 && b.ip == [0; 16];
+        a.is_wild() || b.is_wild() || a.ip == b.ip || a_v6wild || b_v6wild
+    }
+
+    /// May `self` bind next to the existing `other`?
+    fn compatible(&self, other: &BindEntry, ty: i32) -> bool {
+        if self.reuseport && other.reuseport {
+            return true;
+        }
+        self.reuseaddr && other.reuseaddr && (ty == SOCK_DGRAM || !other.sock.is_listening())
+    }
+}
+
+const SHARDS: usize = 16;
+/// Linux's default net.ipv4.ip_local_port_range.
+const EPHEMERAL: (u16, u16) = (32768, 60999);
+
+type Shard = Mutex<BTreeMap<BindKey, Vec<BindEntry>>>;
+
+/// The table.
+pub struct Table {
+    shards: [Shard; SHARDS],
+    next_port: AtomicU32,
+    next_autobind: AtomicU32,
+}
+
+fn shard_of(key: &BindKey) -> usize {
+    match key {
+        BindKey::Ip { port, .. } => *port as usize % SHARDS,
+        BindKey::UnixFile { id, .. } => (id.1 as usize) % SHARDS,
+        BindKey::UnixAbstract { name, .. } => {
+            name.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize)) % SHARDS
+        }
+    }
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new() -> Table {
+        Table {
+            shards: core::array::from_fn(|_| Mutex::new(BTreeMap::new())),
+            next_port: AtomicU32::new(0),
+            next_autobind: AtomicU32::new(0),
+        }
+    }
+
+    fn shard(&self, key: &BindKey) -> &Shard {
+        &self.shards[shard_of(key)]
+    }
+
+    fn try_insert(&self, key: BindKey, entry: &BindEntry, ty: i32) -> Result<(), Errno> {
+        let mut sh = self.shard(&key).lock();
+        let list = sh.entry(key).or_default();
+        if list
+            .iter()
+            .any(|e| entry.overlaps(e) && !entry.compatible(e, ty))
+        {
+            return Err(EADDRINUSE);
+        }
+        list.push(entry.clone());
+        Ok(())
+    }
+
+    /// Binds an IP socket; port 0 picks a free ephemeral port. Returns the
+    /// port and the key.
+    pub fn bind_ip(&self, ty: i32, entry: BindEntry) -> Result<(u16, BindKey), Errno> {
+        let ep = entry.ep.ok_or(EINVAL)?;
+        if ep.port != 0 {
+            let key = BindKey::Ip { ty, port: ep.port };
+            self.try_insert(key.clone(), &entry, ty)?;
+            return Ok((ep.port, key));
+        }
+        let span = (EPHEMERAL.1 - EPHEMERAL.0) as u32 + 1;
+        for _ in 0..span {
+            let n = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
+            let port = EPHEMERAL.0 + n as u16;
+            let mut e = entry.clone();
+            e.ep = Some(IpEp { port, ..ep });
+            // An ephemeral port is never shared.
+            e.reuseaddr = false;
+            e.reuseport = false;
+            let key = BindKey::Ip { ty, port };
+            if self.try_insert(key.clone(), &e, ty).is_ok() {
+                if let Some(last) = self.shard(&key).lock().get_mut(&key).and_then(|l| l.last_mut()) {
+                    last.reuseaddr = entry.reuseaddr;
+                    last.reuseport = entry.reuseport;
+                }
+                return Ok((port, key));
+            }
+        }
+        Err(EADDRINUSE)
+    }
+
+    /// Binds an AF_UNIX socket; an unnamed address autobinds to an abstract
+    /// name of five hex digits, as Linux does.
+    pub fn bind_unix(&self, ty: i32, name: UnixName, entry: BindEntry) -> Result<(UnixName, BindKey), Errno> {
+        match name {
+            UnixName::Path(ref p) => {
+                let id = fs::create(p)?;
+                let key = BindKey::UnixFile { ty, id };
+                self.try_insert_unix(key.clone(), &entry)?;
+                Ok((name, key))
+            }
+            UnixName::Abstract(ref n) => {
+                let key = BindKey::UnixAbstract { ty, name: n.clone() };
+                self.try_insert_unix(key.clone(), &entry)?;
+                Ok((name, key))
+            }
+            UnixName::Unnamed => {
+                for _ in 0..0x100000 {
+                    let v = self.next_autobind.fetch_add(1, Ordering::Relaxed) & 0xfffff;
+                    let mut n = Vec::with_capacity(5);
+                    for shift in [16, 12, 8, 4, 0] {
+                        n.push(b"0123456789abcdef"[((v >> shift) & 0xf) as usize]);
+                    }
+                    let key = BindKey::UnixAbstract { ty, name: n.clone() };
+                    if self.try_insert_unix(key.clone(), &entry).is_ok() {
+                        return Ok((UnixName::Abstract(n), key));
+                    }
+                }
+                Err(ENOSPC)
+            }
+        }
+    }
+
+    fn try_insert_unix(&self, key: BindKey, entry: &BindEntry) -> Result<(), Errno> {
+        let mut sh = self.shard(&key).lock();
+        let list = sh.entry(key).or_default();
+        if !list.is_empty() {
+            return Err(EADDRINUSE);
+        }
+        list.push(entry.clone());
+        Ok(())
+    }
+
+    /// listen() on a bound port: refused when another socket already listens
+    /// on an overlapping address without SO_REUSEPORT on both.
+    pub fn check_listen(&self, key: &BindKey, s: &Arc<LoSock>) -> Result<(), Errno> {
+        let sh = self.shard(key).lock();
+        let Some(list) = sh.get(key) else { return Ok(()) };
+        let Some(me) = list.iter().find(|e| Arc::ptr_eq(&e.sock, s)) else {
+            return Ok(());
+        };
+        for e in list {
+            if !Arc::ptr_eq(&e.sock, s) && e.sock.is_listening() && me.overlaps(e) && !(me.reuseport && e.reuseport) {
+                return Err(EADDRINUSE);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a socket's binding.
+    pub fn unbind(&self, key: &BindKey, h: SockHandle) {
+        let mut sh = self.shard(key).lock();
+        if let Some(list) = sh.get_mut(key) {
+            list.retain(|e| e.handle != h);
+            if list.is_empty() {
+                sh.remove(key);
+            }
+        }
+    }
+
+    /// The socket that receives traffic for `dest` among those passing
+    /// `filter`: an exact address beats a wildcard, and among equals the
+    /// most recently bound wins (SO_REUSEADDR datagram semantics).
+    pub fn lookup_ip(&self, ty: i32, dest: &IpEp, filter: impl Fn(&BindEntry) -> bool) -> Option<BindEntry> {
+        let key = BindKey::Ip { ty, port: dest.port };
+        let sh = self.shard(&key).lock();
+        let list = sh.get(&key)?;
+        let mut best: Option<&BindEntry> = None;
+        for e in list.iter().filter(|e| e.reaches(dest) && filter(e)) {
+            let exact = e.ep.is_some_and(|ep| ep.ip == dest.ip);
+            let better = match best {
+                None => true,
+                Some(b) => exact || !b.ep.is_some_and(|ep| ep.ip == dest.ip),
+            };
+            if better {
+                best = Some(e);
+            }
+        }
+        best.cloned()
+    }
+
+    /// The socket bound to an AF_UNIX name. ENOENT when a pathname has no
+    /// file, as connect() and sendto() report it.
+    pub fn lookup_unix(&self, ty: i32, name: &UnixName) -> Result<Option<BindEntry>, Errno> {
+        let key = match name {
+            UnixName::Path(p) => BindKey::UnixFile { ty, id: fs::lookup(p)? },
+            UnixName::Abstract(n) => BindKey::UnixAbstract { ty, name: n.clone() },
+            UnixName::Unnamed => return Err(EINVAL),
+        };
+        let sh = self.shard(&key).lock();
+        Ok(sh.get(&key).and_then(|l| l.first().cloned()))
+    }
+}

@@ -1,0 +1,101 @@
+//! The fd table: which fd numbers are user-space sockets.
+//!
+//! "Is this fd ours?" is asked by every read(), write() and close() of a
+//! program that links or preloads the library, so it must cost about one
+//! atomic load: a fixed top-level array of chunk pointers, null for every
+//! chunk that never held one of our fds, then a flag per slot. Only a slot
+//! that holds a socket is locked, to take a reference to it.
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+use crate::socket::Socket;
+use crate::sync::Mutex;
+
+const CHUNK: usize = 1024;
+const CHUNKS: usize = 1024;
+
+/// Largest fd number the table can hold, plus one.
+pub const MAX_FDS: usize = CHUNK * CHUNKS;
+
+struct Slot {
+    ours: AtomicBool,
+    sock: Mutex<Option<Arc<Socket>>>,
+}
+
+type Chunk = [Slot; CHUNK];
+
+static TABLE: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+
+fn chunk(fd: i32) -> Option<&'static Chunk> {
+    if fd < 0 {
+        return None;
+    }
+    let p = TABLE.get(fd as usize / CHUNK)?.load(Ordering::Acquire);
+    // SAFETY: chunks are leaked boxes published once (Release) and never
+    // freed, so a non-null pointer is valid for 'static.
+    unsafe { p.as_ref() }
+}
+
+fn slot(fd: i32) -> Option<&'static Slot> {
+    chunk(fd).map(|c| &c[fd as usize % CHUNK])
+}
+
+/// Whether `fd` is one of our sockets (a hint: it may change concurrently,
+/// as the kernel's answer may).
+#[inline]
+pub fn is_ours(fd: i32) -> bool {
+    match slot(fd) {
+        Some(s) => s.ours.load(Ordering::Acquire),
+        None => false,
+    }
+}
+
+/// The socket behind `fd`, if it is ours.
+#[inline]
+pub fn get(fd: i32) -> Option<Arc<Socket>> {
+    let s = slot(fd)?;
+    if !s.ours.load(Ordering::Acquire) {
+        return None;
+    }
+    s.sock.lock().clone()
+}
+
+/// Maps `fd` (a kernel fd number we own) to `sock`. Returns false when the
+/// number is beyond the table.
+pub fn insert(fd: i32, sock: Arc<Socket>) -> bool {
+    if fd < 0 || fd as usize >= MAX_FDS {
+        return false;
+    }
+    let cell = &TABLE[fd as usize / CHUNK];
+    if cell.load(Ordering::Acquire).is_null() {
+        let fresh: Box<Chunk> = Box::new(core::array::from_fn(|_| Slot {
+            ours: AtomicBool::new(false),
+            sock: Mutex::new(None),
+        }));
+        let p = Box::into_raw(fresh);
+        if cell
+            .compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // SAFETY: `p` was never published; we own it.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+    let Some(s) = slot(fd) else { return false };
+    *s.sock.lock() = Some(sock);
+    s.ours.store(true, Ordering::Release);
+    true
+}
+
+/// Unmaps `fd`; returns the socket it held.
+pub fn remove(fd: i32) -> Option<Arc<Socket>> {
+    let s = slot(fd)?;
+    if !s.ours.load(Ordering::Acquire) {
+        return None;
+    }
+    let mut g = s.sock.lock();
+    s.ours.store(false, Ordering::Release);
+    g.take()
+}

@@ -1,0 +1,1 @@
+//! Native Rust API (placeholder).

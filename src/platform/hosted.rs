@@ -1,0 +1,196 @@
+//! The hosted platform: Linux futexes for waiting, eventfds for fd numbers
+//! and for waking a thread blocked in the kernel's poll.
+//!
+//! Everything here uses raw system calls rather than libc's wrappers: the
+//! library exports `read`, `write`, `close` and `poll` itself, so calling the
+//! libc names from inside would come back into the library.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::backend::contract::Errno;
+
+/// A point on the monotonic clock.
+pub type Deadline = Instant;
+
+/// The monotonic clock now.
+pub fn now() -> Instant {
+    Instant::now()
+}
+
+/// `now + d`, saturating far in the future instead of overflowing.
+pub fn deadline_after(d: Duration) -> Option<Instant> {
+    Instant::now().checked_add(d)
+}
+
+fn last_errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// Sleeps while `*word == expected`, until woken or `deadline` passes.
+/// Returns false when the deadline passed. Spurious returns are allowed; the
+/// caller re-checks its condition.
+pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    let ts;
+    let tsp = match deadline {
+        None => core::ptr::null(),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            ts = libc::timespec {
+                tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            };
+            &ts as *const libc::timespec
+        }
+    };
+    // SAFETY: `word` is a live AtomicU32 for the duration of the call and
+    // `tsp` is null or points at `ts`, which outlives the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+            expected,
+            tsp,
+        );
+    }
+    match deadline {
+        Some(d) => Instant::now() < d,
+        None => true,
+    }
+}
+
+/// Wakes every thread sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake_all(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
+}
+
+/// A new kernel fd that gives a user-space socket its number: an eventfd, so
+/// the number is the lowest free one and can never collide with the
+/// process's other fds.
+pub fn kfd_new(cloexec: bool) -> Result<i32, Errno> {
+    let flags = libc::EFD_NONBLOCK | if cloexec { libc::EFD_CLOEXEC } else { 0 };
+    // SAFETY: eventfd2 takes two integers.
+    let fd = unsafe { libc::syscall(libc::SYS_eventfd2, 0, flags) };
+    if fd < 0 {
+        Err(last_errno())
+    } else {
+        Ok(fd as i32)
+    }
+}
+
+/// Closes a kernel fd (no libc wrapper: ours would intercept it).
+pub fn kfd_close(fd: i32) -> Result<(), Errno> {
+    // SAFETY: close takes an integer.
+    let r = unsafe { libc::syscall(libc::SYS_close, fd) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// `fcntl(fd, F_DUPFD[_CLOEXEC], min)` on a kernel fd.
+pub fn kfd_dup_min(fd: i32, min: i32, cloexec: bool) -> Result<i32, Errno> {
+    let cmd = if cloexec {
+        libc::F_DUPFD_CLOEXEC
+    } else {
+        libc::F_DUPFD
+    };
+    // SAFETY: fcntl with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, min) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// `dup3(old, new, flags)` on kernel fds.
+pub fn kfd_dup3(old: i32, new: i32, flags: i32) -> Result<i32, Errno> {
+    // SAFETY: dup3 with integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_dup3, old, new, flags) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// Raises SIGPIPE in the calling thread, as the kernel does for a write on a
+/// broken stream.
+pub fn raise_sigpipe() {
+    // SAFETY: getpid/gettid/tgkill take integers.
+    unsafe {
+        let pid = libc::getpid();
+        let tid = libc::syscall(libc::SYS_gettid);
+        libc::syscall(libc::SYS_tgkill, pid, tid, libc::SIGPIPE);
+    }
+}
+
+/// Writes 1 to an eventfd, waking a kernel poll on it.
+pub fn eventfd_signal(fd: i32) {
+    let one: u64 = 1;
+    // SAFETY: writes 8 bytes from a live u64.
+    unsafe {
+        libc::syscall(libc::SYS_write, fd, &one as *const u64, 8usize);
+    }
+}
+
+/// Empties an eventfd (it is non-blocking, so this never waits).
+pub fn eventfd_drain(fd: i32) {
+    let mut v: u64 = 0;
+    // SAFETY: reads 8 bytes into a live u64.
+    unsafe {
+        libc::syscall(libc::SYS_read, fd, &mut v as *mut u64, 8usize);
+    }
+}
+
+/// Spins briefly, then yields: the adaptive part of a blocking wait. Returns
+/// when `done()` holds or the spin budget is spent.
+pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
+    for i in 0..SPIN_ROUNDS {
+        if done() {
+            return true;
+        }
+        if i < SPIN_ROUNDS / 2 {
+            for _ in 0..32 {
+                core::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
+    }
+    done()
+}
+
+/// Spin rounds before sleeping: long enough to catch a reply from a peer
+/// thread on another core, short enough not to steal its core for long.
+const SPIN_ROUNDS: u32 = 64;
+
+/// Returns the time left until `deadline`, or zero.
+pub fn time_left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+/// Sleeps on a futex word with a relaxed load first, for callers that only
+/// want to block until the word changes.
+pub fn wait_changed(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
+    if word.load(Ordering::Acquire) != seen {
+        return true;
+    }
+    futex_wait(word, seen, deadline)
+}

@@ -1,0 +1,437 @@
+//! Stream reassembly: [`StreamBuf`].
+//!
+//! # How it works
+//! Bytes live in one ring of `capacity` bytes (the receive window), indexed by
+//! absolute `u64` stream offsets with wrapping (serial-number) arithmetic.
+//! Three offsets describe it: `head` (the read offset, written only by the
+//! consumer), `tail` (the contiguous edge: every byte in `[head, tail)` is
+//! present, written only by the producer) and the window end
+//! `head + capacity`. Bytes beyond `tail` that arrived early are written
+//! straight into their ring slots; a bounded [`Assembler`] remembers which.
+//!
+//! The producer writes only in `[tail, head + capacity)` and publishes bytes by
+//! a `Release` store of `tail`; the consumer reads only in `[head, tail)` and
+//! frees space by a `Release` store of `head`. Those two ranges never overlap,
+//! so on the in-order path neither side waits for the other: each takes only
+//! its own (never contended) spin lock. The out-of-order bookkeeping belongs
+//! to the producer alone. Only `set_capacity` takes both locks, because it
+//! moves the ring.
+#![allow(unsafe_code)]
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use super::assembler::{Assembler, MAX_HOLES};
+use super::counters::{Counters, Padded};
+use super::lock::SpinLock;
+use super::ring::{RawRing, RingMem};
+use super::{SbError, SbStats};
+
+/// Producer-private state (under the producer lock).
+struct Producer {
+    /// Physical ring index of `tail`.
+    tail_pos: usize,
+    /// Out-of-order segments beyond `tail`.
+    asm: Assembler,
+}
+
+/// Consumer-private state (under the consumer lock).
+struct Consumer {
+    /// Physical ring index of `head`.
+    head_pos: usize,
+}
+
+/// Fields the producer writes (one cache line group).
+struct ProdSide {
+    /// Contiguous edge: absolute offset one past the last in-order byte.
+    tail: AtomicU64,
+    /// FIN offset, meaningful once `fin_set` is true.
+    fin: AtomicU64,
+    /// Set (Release) after `fin` is stored.
+    fin_set: AtomicBool,
+    /// True while out-of-order bytes are buffered beyond a hole.
+    ooo: AtomicBool,
+    state: SpinLock<Producer>,
+}
+
+/// Fields the consumer writes.
+struct ConsSide {
+    /// Read offset: absolute offset of the next byte `read` returns.
+    head: AtomicU64,
+    state: SpinLock<Consumer>,
+}
+
+/// Receive buffer of a byte stream: reassembles fragments that arrive in any
+/// order, overlapping or repeated, into the ordered byte stream `read` returns.
+///
+/// Shared between one producer (the transport thread calling [`insert`],
+/// [`insert_fin`]) and one consumer (the application thread calling [`read`],
+/// [`peek`], [`set_capacity`]), typically through an `Arc`. Every method takes
+/// `&self`. On the in-order fast path the two sides never wait on each other
+/// and nothing is allocated; the ring itself is allocated lazily, on the first
+/// insert, so an idle socket costs only this header (about 1 KiB, most of it
+/// the fixed out-of-order table).
+///
+/// Offsets are absolute and wrap at `u64::MAX` (serial-number arithmetic):
+/// a stream may start anywhere and cross the wrap. An offset is taken to be
+/// *behind* the read offset when it is less than 2^63 before it.
+///
+/// [`insert`]: StreamBuf::insert
+/// [`insert_fin`]: StreamBuf::insert_fin
+/// [`read`]: StreamBuf::read
+/// [`peek`]: StreamBuf::peek
+/// [`set_capacity`]: StreamBuf::set_capacity
+pub struct StreamBuf {
+    prod: Padded<ProdSide>,
+    cons: Padded<ConsSide>,
+    /// Receive window in bytes; equals the ring length once allocated.
+    /// Changed only with both locks held.
+    cap: AtomicUsize,
+    ring: RawRing,
+    counters: Counters,
+}
+
+impl StreamBuf {
+    /// A stream buffer whose read offset starts at `start` (any `u64`) with a
+    /// receive window of `capacity` bytes. Allocates nothing: the ring is
+    /// allocated on the first insert.
+    pub fn new(start: u64, capacity: usize) -> Self {
+        Self::with_max_holes(start, capacity, MAX_HOLES)
+    }
+
+    /// Like [`new`](StreamBuf::new), tracking at most `max_holes` distinct
+    /// out-of-order segments (clamped to `1..=MAX_HOLES`); past that, a
+    /// fragment that would open one more hole is refused with
+    /// [`SbError::TooManyHoles`].
+    pub fn with_max_holes(start: u64, capacity: usize, max_holes: usize) -> Self {
+        StreamBuf {
+            prod: Padded(ProdSide {
+                tail: AtomicU64::new(start),
+                fin: AtomicU64::new(0),
+                fin_set: AtomicBool::new(false),
+                ooo: AtomicBool::new(false),
+                state: SpinLock::new(Producer {
+                    tail_pos: 0,
+                    asm: Assembler::new(max_holes),
+                }),
+            }),
+            cons: Padded(ConsSide {
+                head: AtomicU64::new(start),
+                state: SpinLock::new(Consumer { head_pos: 0 }),
+            }),
+            cap: AtomicUsize::new(capacity),
+            ring: RawRing::empty(),
+            counters: Counters::default(),
+        }
+    }
+
+    // ------------------------------------------------------------ producer
+
+    /// Insert `data` at absolute stream offset `offset`.
+    ///
+    /// `Ok(n)`: `n` bytes became newly readable (0 if the fragment landed
+    /// beyond a hole or was entirely duplicate). Bytes below the read offset,
+    /// or already buffered, are ignored as duplicates: the first copy of a
+    /// byte wins. Errors (each counted, each leaving the buffer unchanged):
+    /// [`ZeroLength`](SbError::ZeroLength) for empty `data`;
+    /// [`BeyondWindow`](SbError::BeyondWindow) if any byte lies at or beyond
+    /// [`window_end`](StreamBuf::window_end) (the fragment is refused whole);
+    /// [`DataBeyondFin`](SbError::DataBeyondFin) if any byte lies at or beyond
+    /// the FIN; [`TooManyHoles`](SbError::TooManyHoles) if it would open one
+    /// hole too many (never for a fragment starting at or below the
+    /// contiguous edge); [`OutOfMemory`](SbError::OutOfMemory) if the ring
+    /// could not be allocated.
+    pub fn insert(&self, offset: u64, data: &[u8]) -> Result<usize, SbError> {
+        let c = &self.counters;
+        if data.is_empty() {
+            return Err(c.reject(SbError::ZeroLength));
+        }
+        let mut guard = self.prod.state.lock();
+        let p = &mut *guard;
+        // Acquire: bytes the consumer released before this head are free.
+        let head = self.cons.head.load(Ordering::Acquire);
+        let tail = self.prod.tail.load(Ordering::Relaxed);
+        let cap = self.cap.load(Ordering::Relaxed) as u64;
+        let len = data.len() as u64;
+
+        // Position relative to the read offset; `skip` bytes lie behind it.
+        let rel = offset.wrapping_sub(head);
+        let (skip, s) = if (rel as i64) < 0 {
+            (head.wrapping_sub(offset), 0u64)
+        } else {
+            (0u64, rel)
+        };
+        if skip >= len {
+            self.count_accepted(len, 0);
+            return Ok(0);
+        }
+        let e = match s.checked_add(len - skip) {
+            Some(e) if e <= cap => e,
+            _ => return Err(c.reject(SbError::BeyondWindow)),
+        };
+        if self.prod.fin_set.load(Ordering::Relaxed) {
+            let fin_rel = self.prod.fin.load(Ordering::Relaxed).wrapping_sub(head);
+            if e > fin_rel {
+                return Err(c.reject(SbError::DataBeyondFin));
+            }
+        }
+        let tail_rel = tail.wrapping_sub(head);
+        if e <= tail_rel {
+            self.count_accepted(len, 0);
+            return Ok(0);
+        }
+        if self.ring.len() == 0 {
+            // First insert (or first since the ring was released while
+            // empty): head == tail and both physical indexes are 0.
+            match RingMem::new(cap as usize) {
+                Ok(mem) => drop(self.ring.replace(Some(mem))),
+                Err(err) => return Err(c.reject(err)),
+            }
+        }
+
+        // Relative to the contiguous edge from here on.
+        let a = s.saturating_sub(tail_rel);
+        let b = e - tail_rel;
+        // data index of tail-relative position r (r >= a, so no underflow).
+        let idx = |r: u64| -> usize { (tail_rel + r + skip - s) as usize };
+        let ring = &self.ring;
+        let tail_pos = p.tail_pos;
+        let write = |r: u64, n: u64| {
+            let i = idx(r);
+            if let Some(src) = data.get(i..i.wrapping_add(n as usize)) {
+                // SAFETY: tail-relative [r, r + n) lies within
+                // [tail, head + cap): the consumer never reads there (it reads
+                // only below `tail`), and the producer lock excludes other
+                // writers and `set_capacity`.
+                unsafe { ring.write(ring.advance(tail_pos, r as usize), src) };
+            }
+        };
+        let (advance, new_bytes) = if a == 0 && p.asm.is_empty() {
+            // Fast path: in order, nothing buffered beyond the edge.
+            write(0, b);
+            (b, b)
+        } else {
+            match p.asm.insert(a, b, write) {
+                Ok(added) => (added.advance, added.new_bytes),
+                Err(err) => return Err(c.reject(err)),
+            }
+        };
+        if advance > 0 {
+            p.tail_pos = ring.advance(tail_pos, advance as usize);
+            // Release: publishes the ring bytes just written.
+            self.prod
+                .tail
+                .store(tail.wrapping_add(advance), Ordering::Release);
+        }
+        self.prod.ooo.store(!p.asm.is_empty(), Ordering::Release);
+        self.count_accepted(len, new_bytes);
+        Ok(advance as usize)
+    }
+
+    fn count_accepted(&self, len: u64, new_bytes: u64) {
+        let pc = &self.counters.prod;
+        pc.fragments.add(1);
+        pc.bytes_in.add(new_bytes);
+        pc.duplicate_bytes.add(len - new_bytes);
+        if new_bytes == 0 {
+            pc.duplicate_fragments.add(1);
+        }
+    }
+
+    /// Mark the end of the stream at absolute offset `offset`.
+    ///
+    /// Idempotent for the same offset. Refused (counted, nothing changes) with
+    /// [`ConflictingFin`](SbError::ConflictingFin) if a FIN at another offset
+    /// was received, [`DataBeyondFin`](SbError::DataBeyondFin) if bytes at or
+    /// beyond `offset` were already buffered or read, and
+    /// [`BeyondWindow`](SbError::BeyondWindow) if `offset` lies beyond
+    /// [`window_end`](StreamBuf::window_end).
+    pub fn insert_fin(&self, offset: u64) -> Result<(), SbError> {
+        let c = &self.counters;
+        let p = self.prod.state.lock();
+        if self.prod.fin_set.load(Ordering::Relaxed) {
+            return if self.prod.fin.load(Ordering::Relaxed) == offset {
+                Ok(())
+            } else {
+                Err(c.reject(SbError::ConflictingFin))
+            };
+        }
+        let head = self.cons.head.load(Ordering::Acquire);
+        let tail = self.prod.tail.load(Ordering::Relaxed);
+        let rel = offset.wrapping_sub(head);
+        if (rel as i64) < 0 {
+            return Err(c.reject(SbError::DataBeyondFin));
+        }
+        let buffered_end = tail.wrapping_sub(head).wrapping_add(p.asm.last_end());
+        if rel < buffered_end {
+            return Err(c.reject(SbError::DataBeyondFin));
+        }
+        if rel > self.cap.load(Ordering::Relaxed) as u64 {
+            return Err(c.reject(SbError::BeyondWindow));
+        }
+        self.prod.fin.store(offset, Ordering::Relaxed);
+        self.prod.fin_set.store(true, Ordering::Release);
+        drop(p);
+        Ok(())
+    }
+
+    /// `read_offset + capacity`: the producer must not deliver bytes at or
+    /// beyond this offset (the window left is `window_end - offset`).
+    pub fn window_end(&self) -> u64 {
+        self.cons
+            .head
+            .load(Ordering::Acquire)
+            .wrapping_add(self.cap.load(Ordering::Acquire) as u64)
+    }
+
+    // ------------------------------------------------------------ consumer
+
+    /// Dequeue up to `buf.len()` readable bytes; returns how many were copied
+    /// (0 = nothing readable now: check [`at_eof`](StreamBuf::at_eof)).
+    pub fn read(&self, buf: &mut [u8]) -> usize {
+        self.copy_out(buf, true)
+    }
+
+    /// Copy up to `buf.len()` readable bytes without consuming them.
+    pub fn peek(&self, buf: &mut [u8]) -> usize {
+        self.copy_out(buf, false)
+    }
+
+    fn copy_out(&self, buf: &mut [u8], consume: bool) -> usize {
+        let mut cs = self.cons.state.lock();
+        let head = self.cons.head.load(Ordering::Relaxed);
+        // Acquire: the bytes below `tail` were written before it was stored.
+        let tail = self.prod.tail.load(Ordering::Acquire);
+        let avail = tail.wrapping_sub(head);
+        let n = core::cmp::min(avail, buf.len() as u64) as usize;
+        let Some(out) = buf.get_mut(..n) else {
+            return 0;
+        };
+        if n == 0 {
+            return 0;
+        }
+        // SAFETY: [head, head + n) lies below the published `tail`: the
+        // producer never writes there again (it writes only at or beyond
+        // `tail`), and the consumer lock excludes `set_capacity`.
+        unsafe { self.ring.read(cs.head_pos, out) };
+        if consume {
+            cs.head_pos = self.ring.advance(cs.head_pos, n);
+            // Release: the producer may reuse these slots once it sees this.
+            self.cons
+                .head
+                .store(head.wrapping_add(n as u64), Ordering::Release);
+            self.counters.cons.bytes_read.add(n as u64);
+        }
+        n
+    }
+
+    /// Bytes readable now (FIONREAD): from the read offset up to the first
+    /// hole or the FIN.
+    pub fn readable(&self) -> usize {
+        // Load head first: tail only grows and is never behind any head.
+        let head = self.cons.head.load(Ordering::Acquire);
+        let tail = self.prod.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head) as usize
+    }
+
+    /// True when bytes are buffered beyond a hole (a reader waiting for more
+    /// data is blocked by a missing fragment, not by an empty buffer).
+    pub fn has_hole(&self) -> bool {
+        self.prod.ooo.load(Ordering::Acquire)
+    }
+
+    /// True once the reader has consumed everything up to the FIN.
+    pub fn at_eof(&self) -> bool {
+        self.prod.fin_set.load(Ordering::Acquire)
+            && self.prod.fin.load(Ordering::Relaxed) == self.cons.head.load(Ordering::Acquire)
+    }
+
+    /// True once a FIN has been accepted (data before it may still be unread).
+    pub fn fin_received(&self) -> bool {
+        self.prod.fin_set.load(Ordering::Acquire)
+    }
+
+    /// The FIN offset, once a FIN has been accepted.
+    pub fn fin_offset(&self) -> Option<u64> {
+        if self.fin_received() {
+            Some(self.prod.fin.load(Ordering::Relaxed))
+        } else {
+            None
+        }
+    }
+
+    /// The read offset: absolute offset of the next byte `read` returns.
+    pub fn read_offset(&self) -> u64 {
+        self.cons.head.load(Ordering::Acquire)
+    }
+
+    /// The receive window in bytes.
+    pub fn capacity(&self) -> usize {
+        self.cap.load(Ordering::Acquire)
+    }
+
+    /// Resize the window (SO_RCVBUF), between reads.
+    ///
+    /// Refused with [`ShrinkBelowBuffered`](SbError::ShrinkBelowBuffered) if
+    /// `capacity` is smaller than the span from the read offset to the end of
+    /// the last buffered byte (out-of-order bytes included); with
+    /// [`Oversized`](SbError::Oversized) above `isize::MAX`; with
+    /// [`OutOfMemory`](SbError::OutOfMemory) if the new ring cannot be
+    /// allocated. On success buffered bytes are kept; an empty ring is simply
+    /// released (it is allocated again, at the new size, by the next insert).
+    /// Takes both locks (consumer, then producer): briefly waits for an
+    /// insert in progress.
+    pub fn set_capacity(&self, capacity: usize) -> Result<(), SbError> {
+        let c = &self.counters;
+        if capacity > isize::MAX as usize {
+            return Err(c.reject(SbError::Oversized));
+        }
+        let mut cs = self.cons.state.lock();
+        let mut ps = self.prod.state.lock();
+        let head = self.cons.head.load(Ordering::Relaxed);
+        let tail = self.prod.tail.load(Ordering::Relaxed);
+        let tail_rel = tail.wrapping_sub(head);
+        let buffered = tail_rel.wrapping_add(ps.asm.last_end());
+        if (capacity as u64) < buffered {
+            return Err(c.reject(SbError::ShrinkBelowBuffered));
+        }
+        let ring_len = self.ring.len();
+        if ring_len != 0 && ring_len != capacity {
+            if buffered == 0 {
+                drop(self.ring.replace(None));
+                cs.head_pos = 0;
+                ps.tail_pos = 0;
+            } else {
+                let mem = match RingMem::new(capacity) {
+                    Ok(m) => m,
+                    Err(err) => return Err(c.reject(err)),
+                };
+                // SAFETY: both locks are held, so neither side touches the
+                // ring; `buffered <= old capacity` and `<= capacity`.
+                unsafe { self.ring.copy_to(cs.head_pos, buffered as usize, &mem) };
+                drop(self.ring.replace(Some(mem)));
+                cs.head_pos = 0;
+                ps.tail_pos = tail_rel as usize;
+            }
+        }
+        self.cap.store(capacity, Ordering::Release);
+        Ok(())
+    }
+
+    /// A snapshot of this buffer's counters.
+    pub fn stats(&self) -> SbStats {
+        self.counters.snapshot()
+    }
+}
+
+impl fmt::Debug for StreamBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamBuf")
+            .field("read_offset", &self.read_offset())
+            .field("readable", &self.readable())
+            .field("capacity", &self.capacity())
+            .field("has_hole", &self.has_hole())
+            .field("fin", &self.fin_offset())
+            .finish()
+    }
+}

@@ -1,0 +1,301 @@
+//! Addressing and connection management: bind, listen, connect, accept,
+//! shutdown, and the names of a socket.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::*;
+use crate::backend::contract::ClaimOp;
+use crate::backend::registry;
+
+/// Linux's net.core.somaxconn: the largest backlog listen() honours.
+pub const SOMAXCONN: u32 = 4096;
+
+impl Socket {
+    /// Selects a backend for this socket at `op` with `addr` if none carries
+    /// it yet; returns the binding.
+    pub(crate) fn select(&self, op: ClaimOp, addr: &SockAddr) -> Result<&Binding, Errno> {
+        if let Some(b) = self.binding() {
+            return Ok(b);
+        }
+        let (backend, state) = registry::select(self.handle, &self.info, op, addr)?;
+        if !self.bind_backend(backend.clone(), state) {
+            // Another thread selected first; the loser tells its backend the
+            // claim is void.
+            let st: SockState = Arc::new(());
+            backend.close(SockRef {
+                handle: self.handle,
+                state: &st,
+                info: self.info,
+                opts: Default::default(),
+            });
+        }
+        self.binding().ok_or(EINVAL)
+    }
+
+    fn check_family(&self, addr: &SockAddr) -> Result<(), Errno> {
+        if addr.family() != self.info.domain {
+            return Err(if self.info.domain == AF_UNIX { EINVAL } else { EAFNOSUPPORT });
+        }
+        Ok(())
+    }
+
+    /// bind().
+    pub fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
+        self.check_family(addr)?;
+        if self.has(F_BOUND) {
+            return Err(EINVAL);
+        }
+        let b = self.select(ClaimOp::Bind, addr)?;
+        if self.has(F_BOUND) {
+            return Err(EINVAL);
+        }
+        b.backend.bind(self.sref(b), addr)?;
+        self.set(F_BOUND);
+        Ok(())
+    }
+
+    /// listen().
+    pub fn listen(&self, backlog: i32) -> Result<(), Errno> {
+        if !self.is_stream() {
+            return Err(EOPNOTSUPP);
+        }
+        let f = self.flags();
+        if f & (F_CONNECTED | F_CONNECTING) != 0 {
+            return Err(EINVAL);
+        }
+        let backlog = if backlog < 0 {
+            SOMAXCONN
+        } else {
+            (backlog as u32).min(SOMAXCONN)
+        };
+        if f & F_LISTENING != 0 {
+            self.ctl.lock().backlog = backlog;
+            return Ok(());
+        }
+        let b = self.select(ClaimOp::Listen, &unspecified_addr(self.info.domain))?;
+        if self.info.domain == AF_UNIX && !self.has(F_BOUND) {
+            // Linux: listen() on an unbound AF_UNIX socket is EINVAL.
+            return Err(EINVAL);
+        }
+        self.ctl.lock().backlog = backlog;
+        b.backend.listen(self.sref(b), backlog)?;
+        self.set(F_LISTENING | F_BOUND);
+        Ok(())
+    }
+
+    /// connect(). Stream sockets wait (or return EINPROGRESS); datagram
+    /// sockets set their default peer.
+    pub fn connect(&self, addr: &SockAddr) -> Result<(), Errno> {
+        if !self.is_stream() {
+            return self.connect_dgram(addr);
+        }
+        self.check_family(addr)?;
+        let f = self.flags();
+        if f & F_LISTENING != 0 {
+            return Err(if self.info.domain == AF_UNIX { EINVAL } else { EISCONN });
+        }
+        if f & F_CONNECTED != 0 {
+            return Err(EISCONN);
+        }
+        if f & F_CONNECTING != 0 {
+            if self.nonblocking() {
+                return Err(EALREADY);
+            }
+            return self.finish_connect();
+        }
+        let b = self.select(ClaimOp::Connect, addr)?;
+        // A refusal left over from an earlier attempt belongs to that one.
+        self.clear(F_ERROR);
+        self.ctl.lock().so_error = 0;
+        self.set(F_CONNECTING);
+        if let Err(e) = b.backend.connect(self.sref(b), addr) {
+            self.clear(F_CONNECTING);
+            return Err(e);
+        }
+        self.set(F_BOUND);
+        if self.nonblocking() {
+            if self.info.domain == AF_UNIX {
+                // AF_UNIX connects synchronously on Linux.
+                if self.has(F_CONNECTED) {
+                    return Ok(());
+                }
+                if let Some(e) = self.take_error() {
+                    return Err(e);
+                }
+            }
+            return Err(EINPROGRESS);
+        }
+        self.finish_connect()
+    }
+
+    fn finish_connect(&self) -> Result<(), Errno> {
+        let deadline = self.snd_deadline();
+        let w = self.wait.wait_until(
+            || self.flags() & (F_CONNECTING | F_CLOSED) != F_CONNECTING,
+            deadline,
+        );
+        if self.has(F_CONNECTED) {
+            return Ok(());
+        }
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        if w == Waited::TimedOut {
+            return Err(EINPROGRESS);
+        }
+        if self.has(F_CLOSED) {
+            return Err(EBADF);
+        }
+        Err(ECONNREFUSED)
+    }
+
+    fn connect_dgram(&self, addr: &SockAddr) -> Result<(), Errno> {
+        if addr.family() == AF_UNSPEC {
+            // Dissolve the association.
+            self.clear(F_CONNECTED);
+            if let Some(b) = self.binding() {
+                b.backend.connect(self.sref(b), addr)?;
+            }
+            return Ok(());
+        }
+        self.check_family(addr)?;
+        let b = self.select(ClaimOp::Connect, addr)?;
+        b.backend.connect(self.sref(b), addr)?;
+        self.set(F_CONNECTED | F_BOUND);
+        Ok(())
+    }
+
+    /// accept(): the next established connection.
+    pub fn accept(self: &Arc<Self>, nonblock: bool) -> Result<Arc<Socket>, Errno> {
+        if !self.is_stream() {
+            return Err(EOPNOTSUPP);
+        }
+        let deadline = self.rcv_deadline();
+        loop {
+            if !self.has(F_LISTENING) {
+                return Err(EINVAL);
+            }
+            let child = {
+                let mut ctl = self.ctl.lock();
+                let c = ctl.accept_q.pop_front();
+                if c.is_some() {
+                    self.accept_len.fetch_sub(1, Ordering::AcqRel);
+                }
+                c
+            };
+            if let Some(c) = child {
+                if let Some(b) = self.binding() {
+                    b.backend.accepted(self.sref(b));
+                }
+                return Ok(c);
+            }
+            if self.has(F_CLOSED) {
+                return Err(EBADF);
+            }
+            if nonblock || self.nonblocking() {
+                return Err(EAGAIN);
+            }
+            let w = self.wait.wait_until(
+                || {
+                    self.accept_len.load(Ordering::Acquire) > 0
+                        || self.flags() & (F_LISTENING | F_CLOSED) != F_LISTENING
+                },
+                deadline,
+            );
+            if w == Waited::TimedOut {
+                return Err(EAGAIN);
+            }
+        }
+    }
+
+    /// shutdown().
+    pub fn shutdown(&self, how: i32) -> Result<(), Errno> {
+        if !(SHUT_RD..=SHUT_RDWR).contains(&how) {
+            return Err(EINVAL);
+        }
+        let f = self.flags();
+        if f & F_LISTENING != 0 {
+            if how != SHUT_WR {
+                // Linux disconnects a listener: blocked accept()s return.
+                self.clear(F_LISTENING);
+                self.wait.notify(-1);
+            }
+            return Ok(());
+        }
+        let rd = how == SHUT_RD || how == SHUT_RDWR;
+        let wr = how == SHUT_WR || how == SHUT_RDWR;
+        let connected = f & F_CONNECTED != 0;
+        if rd {
+            self.set(F_RD_SHUT);
+        }
+        if wr {
+            self.set(F_WR_SHUT);
+        }
+        if !connected {
+            self.wait.notify(-1);
+            return Err(ENOTCONN);
+        }
+        if let Some(b) = self.binding() {
+            if wr && self.is_stream() && f & F_RESET == 0 {
+                self.send_fin(b);
+            }
+            let r = b.backend.shutdown(self.sref(b), how);
+            self.wait.notify(-1);
+            r?;
+        }
+        Ok(())
+    }
+
+    /// getsockname().
+    pub fn local_addr(&self) -> SockAddr {
+        self.binding()
+            .and_then(|b| b.backend.local_addr(self.sref(b)))
+            .unwrap_or_else(|| unspecified_addr(self.info.domain))
+    }
+
+    /// getpeername().
+    pub fn peer_addr(&self) -> Result<SockAddr, Errno> {
+        if !self.has(F_CONNECTED) {
+            return Err(ENOTCONN);
+        }
+        self.binding()
+            .and_then(|b| b.backend.peer_addr(self.sref(b)))
+            .ok_or(ENOTCONN)
+    }
+
+    /// socketpair(): two connected sockets of one backend.
+    pub fn pair(info: SockInfo, nonblock: bool) -> Result<(Arc<Socket>, Arc<Socket>), Errno> {
+        let a = Socket::new(info, nonblock)?;
+        let b = match Socket::new(info, nonblock) {
+            Ok(b) => b,
+            Err(e) => {
+                a.drop_ref();
+                return Err(e);
+            }
+        };
+        let r = (|| {
+            for e in registry::snapshot().iter() {
+                if !e.backend.supports(&info) {
+                    continue;
+                }
+                match e.backend.socketpair(a.handle, b.handle, &info) {
+                    Ok((sa, sb)) => {
+                        a.bind_backend(e.backend.clone(), sa);
+                        b.bind_backend(e.backend.clone(), sb);
+                        return Ok(());
+                    }
+                    Err(EOPNOTSUPP) => continue,
+                    Err(err) => return Err(err),
+                }
+            }
+            Err(EOPNOTSUPP)
+        })();
+        if let Err(e) = r {
+            a.drop_ref();
+            b.drop_ref();
+            return Err(e);
+        }
+        Ok((a, b))
+    }
+}

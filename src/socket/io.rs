@@ -1,0 +1,449 @@
+//! The data path: send and receive, stream and datagram, with Linux's
+//! blocking, timeout and error rules.
+
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
+
+use super::*;
+use crate::backend::contract::ClaimOp;
+use crate::sockbuf::MAX_ADDR_LEN;
+
+/// What a receive produced.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecvInfo {
+    /// The value recv() returns: bytes copied, or with MSG_TRUNC on a
+    /// datagram socket the datagram's full length.
+    pub ret: usize,
+    /// The datagram did not fit (MSG_TRUNC in msg_flags).
+    pub truncated: bool,
+    /// The sender's address (datagram sockets).
+    pub addr: Option<SockAddr>,
+}
+
+/// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
+/// beyond it).
+pub const DGRAM_MAX: usize = 65_507;
+
+fn total_len(bufs: &[&mut [u8]]) -> usize {
+    bufs.iter().map(|b| b.len()).sum()
+}
+
+impl Socket {
+    fn blocking(&self, flags: i32) -> bool {
+        flags & MSG_DONTWAIT == 0 && !self.nonblocking()
+    }
+
+    /// recv()/recvfrom()/recvmsg() into one or more buffers.
+    pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+        if flags & MSG_OOB != 0 {
+            return Err(if self.is_stream() { EINVAL } else { EOPNOTSUPP });
+        }
+        match &self.rx {
+            Rx::Stream(sb) => self.recv_stream(sb, bufs, flags),
+            Rx::Dgram(db) => self.recv_dgram(db, bufs, flags),
+        }
+    }
+
+    fn recv_stream(&self, sb: &StreamBuf, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+        if self.has(F_LISTENING) {
+            return Err(ENOTCONN);
+        }
+        let want = total_len(bufs);
+        let peek = flags & MSG_PEEK != 0;
+        let waitall = flags & MSG_WAITALL != 0 && !peek;
+        let deadline = self.rcv_deadline();
+        let mut got = 0usize;
+        loop {
+            if want == 0 {
+                return Ok(RecvInfo::default());
+            }
+            let n = {
+                let _g = self.rx_lock.lock();
+                if peek {
+                    peek_into(sb, bufs)
+                } else if flags & MSG_TRUNC != 0 {
+                    discard(sb, want - got)
+                } else {
+                    read_into(sb, bufs, got)
+                }
+            };
+            if n > 0 {
+                got += n;
+                if !peek {
+                    self.advertise_window();
+                }
+                if !waitall || got >= want {
+                    return Ok(RecvInfo {
+                        ret: got,
+                        ..Default::default()
+                    });
+                }
+                continue;
+            }
+            let f = self.flags();
+            if sb.at_eof() {
+                return Ok(RecvInfo { ret: got, ..Default::default() });
+            }
+            if f & F_RESET != 0 {
+                if got > 0 {
+                    return Ok(RecvInfo { ret: got, ..Default::default() });
+                }
+                return Err(self.take_error().unwrap_or(ENOTCONN));
+            }
+            if f & F_CLOSED != 0 {
+                return if got > 0 { Ok(RecvInfo { ret: got, ..Default::default() }) } else { Err(EBADF) };
+            }
+            if f & F_RD_SHUT != 0 {
+                return Ok(RecvInfo { ret: got, ..Default::default() });
+            }
+            if f & F_CONNECTED == 0 {
+                if f & F_CONNECTING == 0 {
+                    return Err(ENOTCONN);
+                }
+            }
+            if got > 0 && !waitall {
+                return Ok(RecvInfo { ret: got, ..Default::default() });
+            }
+            if !self.blocking(flags) {
+                return if got > 0 { Ok(RecvInfo { ret: got, ..Default::default() }) } else { Err(EAGAIN) };
+            }
+            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
+                return if got > 0 { Ok(RecvInfo { ret: got, ..Default::default() }) } else { Err(EAGAIN) };
+            }
+        }
+    }
+
+    fn recv_dgram(&self, db: &DgramBuf, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+        let peek = flags & MSG_PEEK != 0;
+        let deadline = self.rcv_deadline();
+        let mut src = [0u8; MAX_ADDR_LEN];
+        loop {
+            let meta = {
+                let _g = self.rx_lock.lock();
+                if bufs.len() == 1 {
+                    let b = &mut *bufs[0];
+                    if peek { db.peek(b, &mut src) } else { db.read(b, &mut src) }
+                } else {
+                    let mut tmp = vec![0u8; total_len(bufs)];
+                    let m = if peek { db.peek(&mut tmp, &mut src) } else { db.read(&mut tmp, &mut src) };
+                    if let Some(m) = m {
+                        scatter(&tmp[..m.copied], bufs);
+                    }
+                    m
+                }
+            };
+            if let Some(m) = meta {
+                let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
+                let truncated = m.len > m.copied;
+                return Ok(RecvInfo {
+                    ret: if flags & MSG_TRUNC != 0 { m.len } else { m.copied },
+                    truncated,
+                    addr,
+                });
+            }
+            if let Some(e) = self.take_error() {
+                return Err(e);
+            }
+            let f = self.flags();
+            if f & F_CLOSED != 0 {
+                return Err(EBADF);
+            }
+            if f & F_RD_SHUT != 0 {
+                return Ok(RecvInfo::default());
+            }
+            if !self.blocking(flags) {
+                return Err(EAGAIN);
+            }
+            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
+                return Err(EAGAIN);
+            }
+        }
+    }
+
+    /// Bytes a FIONREAD would report: readable stream bytes, or the size of
+    /// the next datagram.
+    pub fn pending_bytes(&self) -> usize {
+        match &self.rx {
+            Rx::Stream(sb) => sb.readable(),
+            Rx::Dgram(db) => db.next_len().unwrap_or(0),
+        }
+    }
+
+    /// send()/sendto()/sendmsg() from one or more buffers. Raises SIGPIPE on
+    /// EPIPE unless MSG_NOSIGNAL.
+    pub fn send(&self, bufs: &[&[u8]], flags: i32, dest: Option<&SockAddr>) -> Result<usize, Errno> {
+        let r = if self.is_stream() {
+            self.send_stream(bufs, flags, dest)
+        } else {
+            self.send_dgram(bufs, flags, dest)
+        };
+        if r == Err(EPIPE) && flags & MSG_NOSIGNAL == 0 {
+            crate::platform::raise_sigpipe();
+        }
+        r
+    }
+
+    fn stream_send_error(&self) -> Option<Errno> {
+        let f = self.flags();
+        if f & F_CLOSED != 0 {
+            return Some(EBADF);
+        }
+        if f & F_RESET != 0 {
+            return Some(self.take_error().unwrap_or(EPIPE));
+        }
+        if f & F_WR_SHUT != 0 {
+            return Some(EPIPE);
+        }
+        if f & F_CONNECTED == 0 {
+            return Some(if f & F_CONNECTING != 0 { EAGAIN } else if f & F_LISTENING != 0 || self.info.domain != AF_UNIX { ENOTCONN } else { ENOTCONN });
+        }
+        None
+    }
+
+    fn send_stream(&self, bufs: &[&[u8]], flags: i32, dest: Option<&SockAddr>) -> Result<usize, Errno> {
+        if flags & MSG_OOB != 0 && self.info.domain == AF_UNIX {
+            return Err(EOPNOTSUPP);
+        }
+        if dest.is_some() && self.has(F_CONNECTED) && self.info.domain == AF_UNIX {
+            return Err(EISCONN);
+        }
+        let want: usize = bufs.iter().map(|b| b.len()).sum();
+        let deadline = self.snd_deadline();
+        let mut tx = self.tx.lock();
+        let mut sent = 0usize;
+        let (mut bi, mut bo) = (0usize, 0usize);
+        loop {
+            if let Some(e) = self.stream_send_error() {
+                if e == EAGAIN && self.blocking(flags) {
+                    // Still connecting: wait for the outcome.
+                    drop(tx);
+                    self.wait_for(POLLOUT, deadline);
+                    tx = self.tx.lock();
+                    if self.has(F_CONNECTING) && !self.has(F_CONNECTED) {
+                        return Err(EAGAIN);
+                    }
+                    continue;
+                }
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
+            if sent == want {
+                return Ok(sent);
+            }
+            let limit = self.tx_limit.load(Ordering::Acquire);
+            let credit = limit.saturating_sub(tx.next);
+            if credit == 0 {
+                if !self.blocking(flags) {
+                    return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+                }
+                let next = tx.next;
+                let w = self.wait.wait_until(
+                    || {
+                        self.tx_limit.load(Ordering::Acquire) > next
+                            || self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0
+                    },
+                    deadline,
+                );
+                if w == Waited::TimedOut {
+                    return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+                }
+                continue;
+            }
+            while bi < bufs.len() && bo == bufs[bi].len() {
+                bi += 1;
+                bo = 0;
+            }
+            let chunk = &bufs[bi][bo..];
+            let n = chunk.len().min(FRAG_MAX).min(credit.min(usize::MAX as u64) as usize);
+            let frag = Fragment {
+                header: FragHeader {
+                    kind: FragKind::Stream,
+                    flags: 0,
+                    conn: 0,
+                    offset: tx.next,
+                    dgram_offset: 0,
+                    dgram_total: 0,
+                    len: n as u32,
+                    addr_len: 0,
+                },
+                addr: &[],
+                payload: &chunk[..n],
+            };
+            let Some(b) = self.binding() else {
+                return Err(ENOTCONN);
+            };
+            if let Err(e) = b.backend.write(self.sref(b), &frag) {
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
+            tx.next += n as u64;
+            self.tx_next.store(tx.next, Ordering::Release);
+            sent += n;
+            bo += n;
+        }
+    }
+
+    fn send_dgram(&self, bufs: &[&[u8]], flags: i32, dest: Option<&SockAddr>) -> Result<usize, Errno> {
+        if flags & MSG_OOB != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        let f = self.flags();
+        if f & F_CLOSED != 0 {
+            return Err(EBADF);
+        }
+        if f & F_WR_SHUT != 0 {
+            return Err(EPIPE);
+        }
+        let dest = match dest {
+            Some(d) => {
+                if self.info.domain == AF_UNIX && f & F_CONNECTED != 0 {
+                    return Err(EISCONN);
+                }
+                if d.family() != self.info.domain && !(d.family() == AF_UNSPEC && f & F_CONNECTED != 0) {
+                    return Err(if self.info.domain == AF_UNIX { EINVAL } else { EAFNOSUPPORT });
+                }
+                Some(d)
+            }
+            None => {
+                if f & F_CONNECTED == 0 {
+                    return Err(if self.info.domain == AF_UNIX { ENOTCONN } else { EDESTADDRREQ });
+                }
+                None
+            }
+        };
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        if len > DGRAM_MAX {
+            return Err(EMSGSIZE);
+        }
+        let b = match (self.binding(), dest) {
+            (Some(b), _) => b,
+            (None, Some(d)) => self.select(ClaimOp::SendTo, d)?,
+            (None, None) => return Err(EDESTADDRREQ),
+        };
+        let joined;
+        let data: &[u8] = if bufs.len() == 1 {
+            bufs[0]
+        } else {
+            joined = bufs.concat();
+            &joined
+        };
+        let id = {
+            let mut tx = self.tx.lock();
+            tx.dgram_id = tx.dgram_id.wrapping_add(1);
+            tx.dgram_id
+        };
+        let addr: &[u8] = dest.map(|d| d.as_bytes()).unwrap_or(&[]);
+        let deadline = self.snd_deadline();
+        let mut off = 0usize;
+        loop {
+            let n = (data.len() - off).min(FRAG_MAX);
+            let frag = Fragment {
+                header: FragHeader {
+                    kind: FragKind::Dgram,
+                    flags: 0,
+                    conn: 0,
+                    offset: id,
+                    dgram_offset: off as u32,
+                    dgram_total: data.len() as u32,
+                    len: n as u32,
+                    addr_len: addr.len() as u16,
+                },
+                addr,
+                payload: &data[off..off + n],
+            };
+            match b.backend.write(self.sref(b), &frag) {
+                Ok(()) => {}
+                Err(EAGAIN) if off == 0 && self.blocking(flags) => {
+                    // The receiver is full and the backend keeps datagrams
+                    // (AF_UNIX semantics): wait a little and offer it again.
+                    let step = crate::platform::deadline_after(core::time::Duration::from_millis(1));
+                    let until = match (deadline, step) {
+                        (Some(d), Some(s)) if d < s => Some(d),
+                        (_, s) => s,
+                    };
+                    self.wait.wait_until(|| self.has(F_CLOSED), until);
+                    if let Some(d) = deadline {
+                        if crate::platform::now() >= d {
+                            return Err(EAGAIN);
+                        }
+                    }
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
+            off += n;
+            if off >= data.len() {
+                return Ok(len);
+            }
+        }
+    }
+
+    /// Raises the send credit (from the backend's credit upcall).
+    pub(crate) fn grant(&self, limit: u64) {
+        let prev = self.tx_limit.fetch_max(limit, Ordering::AcqRel);
+        if limit > prev {
+            self.wait.notify(POLLOUT);
+        }
+    }
+}
+
+fn read_into(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize) -> usize {
+    // Fill the buffers from byte `skip` of the whole vector onwards.
+    let mut skip = skip;
+    let mut n = 0;
+    for b in bufs.iter_mut() {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let dst = &mut b[skip..];
+        skip = 0;
+        let r = sb.read(dst);
+        n += r;
+        if r < dst.len() {
+            break;
+        }
+    }
+    n
+}
+
+fn peek_into(sb: &StreamBuf, bufs: &mut [&mut [u8]]) -> usize {
+    if bufs.len() == 1 {
+        return sb.peek(bufs[0]);
+    }
+    let mut tmp = vec![0u8; total_len(bufs)];
+    let n = sb.peek(&mut tmp);
+    scatter(&tmp[..n], bufs);
+    n
+}
+
+fn discard(sb: &StreamBuf, max: usize) -> usize {
+    let mut scratch = [0u8; 4096];
+    let mut n = 0;
+    while n < max {
+        let step = (max - n).min(scratch.len());
+        let r = sb.read(&mut scratch[..step]);
+        n += r;
+        if r < step {
+            break;
+        }
+    }
+    n
+}
+
+fn scatter(src: &[u8], bufs: &mut [&mut [u8]]) {
+    let mut off = 0;
+    for b in bufs.iter_mut() {
+        if off >= src.len() {
+            break;
+        }
+        let n = b.len().min(src.len() - off);
+        b[..n].copy_from_slice(&src[off..off + n]);
+        off += n;
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_vec_used(_: Vec<u8>) {}

@@ -1,0 +1,486 @@
+//! The frontend core: one [`Socket`] per socket() call, its state machine,
+//! blocking and non-blocking waits, readiness and options.
+//!
+//! Locking: `ctl` guards control state and is held only for short sections,
+//! never across a backend call; the receive side is serialised by `rx_lock`
+//! and the send side by `tx`, neither of which an upcall ever takes. Status
+//! bits that readiness and the data path need are atomics in `flags`.
+
+pub mod options;
+pub mod slab;
+pub mod upcall;
+pub mod wait;
+
+mod connect;
+mod io;
+
+use alloc::collections::VecDeque;
+use alloc::sync::{Arc, Weak};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::addr::SockAddr;
+use crate::backend::contract::{Backend, Errno, Fragment, SockHandle, SockInfo, SockRef, SockState};
+use crate::backend::wire::{FragHeader, FragKind, FLAG_FIN, FLAG_RST};
+use crate::consts::*;
+use crate::sockbuf::{DgramBuf, StreamBuf};
+use crate::sync::{Mutex, SetOnce};
+pub use io::RecvInfo;
+use options::Options;
+use wait::{WaitQueue, Waited};
+
+/// Default receive window of a stream socket (what SO_RCVBUF reports).
+pub const DEFAULT_STREAM_RCVBUF: usize = 256 * 1024;
+/// Default receive capacity of a datagram socket (Linux's rmem_default).
+pub const DEFAULT_DGRAM_RCVBUF: usize = 212_992;
+/// Default SO_SNDBUF reported (the frontend keeps no send buffer).
+pub const DEFAULT_SNDBUF: usize = 212_992;
+/// Cap on partial datagrams per socket.
+pub const MAX_PARTIAL_DGRAMS: usize = 64;
+/// Largest fragment the frontend hands a backend.
+pub const FRAG_MAX: usize = 64 * 1024;
+
+// Bits of `Socket::flags`.
+pub(crate) const F_LISTENING: u32 = 1 << 0;
+pub(crate) const F_CONNECTING: u32 = 1 << 1;
+pub(crate) const F_CONNECTED: u32 = 1 << 2;
+pub(crate) const F_RD_SHUT: u32 = 1 << 3;
+pub(crate) const F_WR_SHUT: u32 = 1 << 4;
+pub(crate) const F_RESET: u32 = 1 << 5;
+pub(crate) const F_CLOSED: u32 = 1 << 6;
+pub(crate) const F_ERROR: u32 = 1 << 7;
+pub(crate) const F_BOUND: u32 = 1 << 8;
+pub(crate) const F_FIN_SENT: u32 = 1 << 9;
+
+/// The backend that carries a socket, set once at selection.
+pub(crate) struct Binding {
+    pub backend: Arc<dyn Backend>,
+    pub state: SockState,
+}
+
+pub(crate) enum Rx {
+    Stream(StreamBuf),
+    Dgram(DgramBuf),
+}
+
+pub(crate) struct Tx {
+    /// Next stream offset to send.
+    next: u64,
+    /// Next datagram id.
+    dgram_id: u64,
+}
+
+pub(crate) struct Ctl {
+    so_error: i32,
+    accept_q: VecDeque<Arc<Socket>>,
+    /// Accepted-side sockets announced by the backend but not yet established.
+    pending: u32,
+    backlog: u32,
+    parent: Option<Weak<Socket>>,
+    pub(crate) opts: Options,
+}
+
+/// One user-space socket.
+pub struct Socket {
+    /// Names the socket to backends and upcalls.
+    pub handle: SockHandle,
+    /// Domain, type and protocol.
+    pub info: SockInfo,
+    binding: SetOnce<Binding>,
+    pub(crate) ctl: Mutex<Ctl>,
+    pub(crate) rx: Rx,
+    rx_lock: Mutex<()>,
+    tx: Mutex<Tx>,
+    /// Mirror of `Tx::next` for readiness checks without the send lock.
+    tx_next: AtomicU64,
+    /// Send credit: stream bytes may be sent below this absolute offset.
+    tx_limit: AtomicU64,
+    /// Window end last told to the backend.
+    advertised: AtomicU64,
+    flags: AtomicU32,
+    nonblock: AtomicBool,
+    accept_len: AtomicU32,
+    /// Timeouts in nanoseconds, 0 = none.
+    rcvtimeo: AtomicU64,
+    sndtimeo: AtomicU64,
+    /// Number of fds (or native handles) referring to this socket.
+    refs: AtomicU32,
+    /// The socket's waiters.
+    pub wait: WaitQueue,
+}
+
+/// Validates socket() arguments the way Linux does; returns the cleaned
+/// info.
+pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno> {
+    let base = ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if !(0..=10).contains(&base) || base == 0 {
+        return Err(EINVAL);
+    }
+    let info = SockInfo {
+        domain,
+        ty: base,
+        protocol,
+    };
+    match domain {
+        AF_INET | AF_INET6 => {
+            let ok = match base {
+                SOCK_STREAM => protocol == 0 || protocol == IPPROTO_TCP,
+                SOCK_DGRAM => protocol == 0 || protocol == IPPROTO_UDP,
+                _ => return Err(ESOCKTNOSUPPORT),
+            };
+            if !ok {
+                return Err(EPROTONOSUPPORT);
+            }
+        }
+        AF_UNIX => {
+            if base != SOCK_STREAM && base != SOCK_DGRAM {
+                return Err(ESOCKTNOSUPPORT);
+            }
+            if protocol != 0 {
+                return Err(EPROTONOSUPPORT);
+            }
+        }
+        _ => {}
+    }
+    if !crate::backend::registry::any_supports(&info) {
+        return Err(EAFNOSUPPORT);
+    }
+    Ok(info)
+}
+
+impl Socket {
+    /// Creates a socket (arguments already checked by [`check_args`]).
+    pub fn new(info: SockInfo, nonblock: bool) -> Result<Arc<Socket>, Errno> {
+        let handle = slab::reserve().ok_or(ENOBUFS)?;
+        let sock = Arc::new(Socket::build(handle, info, nonblock));
+        slab::publish(sock.clone());
+        Ok(sock)
+    }
+
+    fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
+        let rx = if info.ty == SOCK_STREAM {
+            Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
+        } else {
+            Rx::Dgram(DgramBuf::new(DEFAULT_DGRAM_RCVBUF, MAX_PARTIAL_DGRAMS))
+        };
+        Socket {
+            handle,
+            info,
+            binding: SetOnce::new(),
+            ctl: Mutex::new(Ctl {
+                so_error: 0,
+                accept_q: VecDeque::new(),
+                pending: 0,
+                backlog: 0,
+                parent: None,
+                opts: Options::new(&info),
+            }),
+            rx,
+            rx_lock: Mutex::new(()),
+            tx: Mutex::new(Tx {
+                next: 0,
+                dgram_id: 0,
+            }),
+            tx_next: AtomicU64::new(0),
+            tx_limit: AtomicU64::new(0),
+            advertised: AtomicU64::new(0),
+            flags: AtomicU32::new(0),
+            nonblock: AtomicBool::new(nonblock),
+            accept_len: AtomicU32::new(0),
+            rcvtimeo: AtomicU64::new(0),
+            sndtimeo: AtomicU64::new(0),
+            refs: AtomicU32::new(1),
+            wait: WaitQueue::new(),
+        }
+    }
+
+    /// Whether the socket is a stream socket.
+    pub fn is_stream(&self) -> bool {
+        self.info.ty == SOCK_STREAM
+    }
+
+    pub(crate) fn flags(&self) -> u32 {
+        self.flags.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn has(&self, f: u32) -> bool {
+        self.flags() & f != 0
+    }
+
+    pub(crate) fn set(&self, f: u32) {
+        self.flags.fetch_or(f, Ordering::AcqRel);
+    }
+
+    pub(crate) fn clear(&self, f: u32) {
+        self.flags.fetch_and(!f, Ordering::AcqRel);
+    }
+
+    /// O_NONBLOCK on this socket (shared by all its fds, like an open file
+    /// description).
+    pub fn nonblocking(&self) -> bool {
+        self.nonblock.load(Ordering::Relaxed)
+    }
+
+    /// Sets or clears O_NONBLOCK.
+    pub fn set_nonblocking(&self, on: bool) {
+        self.nonblock.store(on, Ordering::Relaxed);
+    }
+
+    pub(crate) fn binding(&self) -> Option<&Binding> {
+        self.binding.get()
+    }
+
+    pub(crate) fn sref<'a>(&'a self, b: &'a Binding) -> SockRef<'a> {
+        SockRef {
+            handle: self.handle,
+            state: &b.state,
+            info: self.info,
+            opts: self.ctl.lock().opts.backend_view(),
+        }
+    }
+
+    /// Installs the backend chosen at selection. `false` if one was already
+    /// installed (a concurrent call won).
+    pub(crate) fn bind_backend(&self, backend: Arc<dyn Backend>, state: SockState) -> bool {
+        self.binding.set(Binding { backend, state }).is_ok()
+    }
+
+    /// Records a pending error (SO_ERROR) and wakes everyone.
+    pub(crate) fn set_error(&self, err: Errno) {
+        self.ctl.lock().so_error = err;
+        self.set(F_ERROR);
+        self.wait.notify(POLLIN | POLLOUT | POLLERR);
+    }
+
+    /// Takes the pending error, as SO_ERROR and the data calls do.
+    pub(crate) fn take_error(&self) -> Option<Errno> {
+        if !self.has(F_ERROR) {
+            return None;
+        }
+        let mut ctl = self.ctl.lock();
+        let e = core::mem::take(&mut ctl.so_error);
+        self.clear(F_ERROR);
+        if e == 0 {
+            None
+        } else {
+            Some(e)
+        }
+    }
+
+    fn rcv_deadline(&self) -> Option<crate::platform::Deadline> {
+        timeout_deadline(self.rcvtimeo.load(Ordering::Relaxed))
+    }
+
+    fn snd_deadline(&self) -> Option<crate::platform::Deadline> {
+        timeout_deadline(self.sndtimeo.load(Ordering::Relaxed))
+    }
+
+    /// The readiness poll() would report now (POLL* bits).
+    pub fn readiness(&self) -> i16 {
+        let f = self.flags();
+        let mut ev: i16 = 0;
+        if f & F_ERROR != 0 {
+            ev |= POLLERR;
+        }
+        if f & F_LISTENING != 0 {
+            if self.accept_len.load(Ordering::Acquire) > 0 {
+                ev |= POLLIN | POLLRDNORM;
+            }
+            return ev;
+        }
+        let rd_done = f & (F_RD_SHUT | F_RESET) != 0;
+        let wr_done = f & (F_WR_SHUT | F_RESET) != 0;
+        match &self.rx {
+            Rx::Stream(sb) => {
+                if f & F_CONNECTING != 0 && f & F_CONNECTED == 0 {
+                    return ev;
+                }
+                let peer_fin = sb.fin_received();
+                if sb.readable() > 0 || sb.at_eof() || rd_done || f & F_ERROR != 0 {
+                    ev |= POLLIN | POLLRDNORM;
+                }
+                if peer_fin || rd_done {
+                    ev |= POLLRDHUP;
+                }
+                if f & F_CONNECTED == 0 || f & F_RESET != 0 || (peer_fin && wr_done) {
+                    ev |= POLLHUP;
+                }
+                if f & F_RESET != 0 {
+                    ev |= POLLIN | POLLRDNORM;
+                }
+                if wr_done
+                    || f & F_CONNECTED == 0
+                    || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
+                {
+                    ev |= POLLOUT | POLLWRNORM;
+                }
+            }
+            Rx::Dgram(db) => {
+                if db.pending() > 0 || f & F_ERROR != 0 {
+                    ev |= POLLIN | POLLRDNORM;
+                }
+                if f & F_RD_SHUT != 0 {
+                    ev |= POLLIN | POLLRDNORM | POLLRDHUP;
+                }
+                if f & F_RD_SHUT != 0 && f & F_WR_SHUT != 0 {
+                    ev |= POLLHUP;
+                }
+                ev |= POLLOUT | POLLWRNORM;
+            }
+        }
+        ev
+    }
+
+    /// Blocks until readiness intersects `events` or the state changes in a
+    /// way the caller must look at.
+    fn wait_for(&self, events: i16, deadline: Option<crate::platform::Deadline>) -> Waited {
+        self.wait.wait_until(
+            || self.readiness() & (events | POLLERR | POLLHUP) != 0 || self.has(F_CLOSED),
+            deadline,
+        )
+    }
+
+    /// One more fd (or handle) refers to this socket.
+    pub fn add_ref(&self) {
+        self.refs.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One fd (or handle) fewer; the last one closes the socket.
+    pub fn drop_ref(self: &Arc<Self>) {
+        if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close();
+        }
+    }
+
+    /// Closes the socket: end-of-stream (or a reset when unread data is
+    /// discarded or SO_LINGER 0 asks for it) to the peer, the backend told,
+    /// every blocked thread woken, pending connections reset.
+    fn close(self: &Arc<Self>) {
+        let prev = self.flags.fetch_or(F_CLOSED, Ordering::AcqRel);
+        if prev & F_CLOSED != 0 {
+            return;
+        }
+        self.wait.notify(-1);
+        let children: VecDeque<Arc<Socket>> = core::mem::take(&mut self.ctl.lock().accept_q);
+        for c in children {
+            c.abort();
+        }
+        if let Some(b) = self.binding() {
+            if self.is_stream() && prev & F_CONNECTED != 0 && prev & F_RESET == 0 {
+                let unread = matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
+                let linger0 = self.ctl.lock().opts.linger_zero();
+                if unread || linger0 {
+                    self.send_control(b, FLAG_RST);
+                } else if prev & F_FIN_SENT == 0 {
+                    self.send_fin(b);
+                }
+            }
+            b.backend.close(self.sref(b));
+        }
+        slab::release(self.handle);
+    }
+
+    /// Drops a connection that was never accepted: reset to its peer.
+    fn abort(self: &Arc<Self>) {
+        self.ctl.lock().opts.set_linger_zero();
+        self.close();
+    }
+
+    fn send_control(&self, b: &Binding, flags: u16) {
+        let off = {
+            let tx = self.tx.lock();
+            tx.next
+        };
+        let frag = Fragment {
+            header: FragHeader {
+                kind: FragKind::Stream,
+                flags,
+                conn: 0,
+                offset: off,
+                dgram_offset: 0,
+                dgram_total: 0,
+                len: 0,
+                addr_len: 0,
+            },
+            addr: &[],
+            payload: &[],
+        };
+        let _ = b.backend.write(self.sref(b), &frag);
+    }
+
+    /// Sends end-of-stream once.
+    pub(crate) fn send_fin(&self, b: &Binding) {
+        let prev = self.flags.fetch_or(F_FIN_SENT, Ordering::AcqRel);
+        if prev & F_FIN_SENT == 0 {
+            self.send_control(b, FLAG_FIN);
+        }
+    }
+
+    /// Tells the backend the receive window moved, when it moved enough to
+    /// matter (half the buffer) or the buffer ran empty.
+    fn advertise_window(&self) {
+        let Rx::Stream(sb) = &self.rx else { return };
+        let end = sb.window_end();
+        let adv = self.advertised.load(Ordering::Relaxed);
+        if end == adv {
+            return;
+        }
+        let moved = end.wrapping_sub(adv);
+        if moved < (sb.capacity() / 2) as u64 && sb.readable() > 0 {
+            return;
+        }
+        self.advertised.store(end, Ordering::Relaxed);
+        if let Some(b) = self.binding() {
+            b.backend.window(self.sref(b), end);
+        }
+    }
+
+    /// Current receive window end (stream sockets), for a backend's initial
+    /// credit.
+    pub fn window_end(&self) -> u64 {
+        match &self.rx {
+            Rx::Stream(sb) => sb.window_end(),
+            Rx::Dgram(_) => 0,
+        }
+    }
+}
+
+fn timeout_deadline(nanos: u64) -> Option<crate::platform::Deadline> {
+    if nanos == 0 {
+        None
+    } else {
+        crate::platform::deadline_after(core::time::Duration::from_nanos(nanos))
+    }
+}
+
+impl core::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Socket({:?}, {:?}, flags {:#x})", self.handle, self.info, self.flags())
+    }
+}
+
+/// Makes the family's unspecified address, for getsockname() on a socket
+/// that has none yet.
+pub fn unspecified_addr(domain: i32) -> SockAddr {
+    let len = match domain {
+        AF_INET => 16,
+        AF_INET6 => 28,
+        _ => 2,
+    };
+    let mut b = [0u8; 28];
+    b[..2].copy_from_slice(&(domain as u16).to_ne_bytes());
+    SockAddr::from_bytes(&b[..len]).unwrap_or_else(|| SockAddr::unnamed(domain))
+}
+
+impl Socket {
+    /// Whether the socket is listening.
+    pub fn has_listen_flag(&self) -> bool {
+        self.has(F_LISTENING)
+    }
+
+    /// The backend's per-socket state, if the socket is carried by a
+    /// backend whose state is a `T`.
+    pub fn backend_state<T: core::any::Any>(&self) -> Option<&T> {
+        let b = self.binding()?;
+        (b.state.as_ref() as &dyn core::any::Any).downcast_ref::<T>()
+    }
+}

@@ -1,0 +1,333 @@
+//! Socket options: storage, and getsockopt/setsockopt with Linux's rules.
+
+use core::sync::atomic::Ordering;
+
+use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING};
+use crate::backend::contract::{Errno, SockInfo, SockOpts};
+use crate::consts::*;
+
+/// Linux's net.core.rmem_max / wmem_max: a requested buffer size is clamped
+/// to it, then doubled.
+const BUF_MAX: usize = 212_992;
+/// Smallest receive buffer Linux allows (SOCK_MIN_RCVBUF, roughly).
+const RCVBUF_MIN: usize = 2304;
+/// Smallest send buffer Linux allows (SOCK_MIN_SNDBUF, roughly).
+const SNDBUF_MIN: usize = 4608;
+
+/// Option values stored per socket.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    reuseaddr: bool,
+    reuseport: bool,
+    keepalive: bool,
+    broadcast: bool,
+    oobinline: bool,
+    dontroute: bool,
+    nodelay: bool,
+    v6only: bool,
+    linger_on: bool,
+    linger_secs: i32,
+    sndbuf: usize,
+    rcvlowat: i32,
+    keepidle: i32,
+    keepintvl: i32,
+    keepcnt: i32,
+}
+
+impl Options {
+    /// Linux's defaults.
+    pub fn new(_info: &SockInfo) -> Options {
+        Options {
+            reuseaddr: false,
+            reuseport: false,
+            keepalive: false,
+            broadcast: false,
+            oobinline: false,
+            dontroute: false,
+            nodelay: false,
+            v6only: false,
+            linger_on: false,
+            linger_secs: 0,
+            sndbuf: DEFAULT_SNDBUF,
+            rcvlowat: 1,
+            keepidle: 7200,
+            keepintvl: 75,
+            keepcnt: 9,
+        }
+    }
+
+    /// What a backend sees.
+    pub fn backend_view(&self) -> SockOpts {
+        SockOpts {
+            reuseaddr: self.reuseaddr,
+            reuseport: self.reuseport,
+            v6only: self.v6only,
+        }
+    }
+
+    /// SO_LINGER on with a zero timeout: close() resets the connection.
+    pub fn linger_zero(&self) -> bool {
+        self.linger_on && self.linger_secs == 0
+    }
+
+    /// Forces a reset on close.
+    pub fn set_linger_zero(&mut self) {
+        self.linger_on = true;
+        self.linger_secs = 0;
+    }
+}
+
+/// An option value: an int, a timeval or a linger, as bytes Linux would copy.
+pub enum OptVal {
+    /// An `int`.
+    Int(i32),
+    /// A `struct timeval` (seconds, microseconds).
+    Timeval(i64, i64),
+    /// A `struct linger` (on, seconds).
+    Linger(i32, i32),
+}
+
+impl OptVal {
+    /// Writes the value in C layout into `out`, truncating like Linux; returns
+    /// the length to report.
+    pub fn write(&self, out: &mut [u8]) -> usize {
+        let mut buf = [0u8; 16];
+        let len = match *self {
+            OptVal::Int(v) => {
+                buf[..4].copy_from_slice(&v.to_ne_bytes());
+                4
+            }
+            OptVal::Timeval(s, us) => {
+                buf[..8].copy_from_slice(&s.to_ne_bytes());
+                buf[8..].copy_from_slice(&us.to_ne_bytes());
+                16
+            }
+            OptVal::Linger(on, secs) => {
+                buf[..4].copy_from_slice(&on.to_ne_bytes());
+                buf[4..8].copy_from_slice(&secs.to_ne_bytes());
+                8
+            }
+        };
+        let n = len.min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        n
+    }
+}
+
+fn int_arg(val: &[u8]) -> Result<i32, Errno> {
+    let b: [u8; 4] = val.get(..4).ok_or(EINVAL)?.try_into().map_err(|_| EINVAL)?;
+    Ok(i32::from_ne_bytes(b))
+}
+
+fn timeval_arg(val: &[u8]) -> Result<u64, Errno> {
+    let s: [u8; 8] = val.get(..8).ok_or(EINVAL)?.try_into().map_err(|_| EINVAL)?;
+    let us: [u8; 8] = val.get(8..16).ok_or(EINVAL)?.try_into().map_err(|_| EINVAL)?;
+    let (s, us) = (i64::from_ne_bytes(s), i64::from_ne_bytes(us));
+    if !(0..1_000_000).contains(&us) {
+        return Err(crate::consts::EDOM);
+    }
+    if s < 0 {
+        // Linux treats a negative timeout as "return at once".
+        return Ok(1);
+    }
+    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(us as u64 * 1000))
+}
+
+fn nanos_to_timeval(n: u64) -> OptVal {
+    OptVal::Timeval((n / 1_000_000_000) as i64, ((n % 1_000_000_000) / 1000) as i64)
+}
+
+fn is_tcp(info: &SockInfo) -> bool {
+    (info.domain == AF_INET || info.domain == AF_INET6) && info.ty == SOCK_STREAM
+}
+
+/// Errno for an option level that does not apply to this socket.
+fn wrong_level(info: &SockInfo) -> Errno {
+    if info.domain == AF_UNIX {
+        EOPNOTSUPP
+    } else {
+        ENOPROTOOPT
+    }
+}
+
+impl Socket {
+    /// getsockopt(): the value, or the errno Linux gives.
+    pub fn getsockopt(&self, level: i32, name: i32) -> Result<OptVal, Errno> {
+        let o = self.ctl.lock().opts;
+        let b = |v: bool| Ok(OptVal::Int(v as i32));
+        match level {
+            SOL_SOCKET => match name {
+                SO_ERROR => Ok(OptVal::Int(self.take_error().unwrap_or(0))),
+                SO_TYPE => Ok(OptVal::Int(self.info.ty)),
+                SO_DOMAIN => Ok(OptVal::Int(self.info.domain)),
+                SO_PROTOCOL => Ok(OptVal::Int(match (self.info.domain, self.info.ty) {
+                    (AF_INET | AF_INET6, SOCK_STREAM) => IPPROTO_TCP,
+                    (AF_INET | AF_INET6, SOCK_DGRAM) => IPPROTO_UDP,
+                    _ => self.info.protocol,
+                })),
+                SO_ACCEPTCONN => b(self.has(F_LISTENING)),
+                SO_REUSEADDR => b(o.reuseaddr),
+                SO_REUSEPORT => b(o.reuseport),
+                SO_KEEPALIVE => b(o.keepalive),
+                SO_BROADCAST => b(o.broadcast),
+                SO_OOBINLINE => b(o.oobinline),
+                SO_DONTROUTE => b(o.dontroute),
+                SO_RCVBUF => Ok(OptVal::Int(self.rcvbuf() as i32)),
+                SO_SNDBUF => Ok(OptVal::Int(o.sndbuf as i32)),
+                SO_RCVLOWAT => Ok(OptVal::Int(o.rcvlowat)),
+                SO_SNDLOWAT => Ok(OptVal::Int(1)),
+                SO_RCVTIMEO => Ok(nanos_to_timeval(self.rcvtimeo.load(Ordering::Relaxed))),
+                SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
+                SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
+                _ => Err(ENOPROTOOPT),
+            },
+            IPPROTO_TCP if is_tcp(&self.info) => match name {
+                TCP_NODELAY => b(o.nodelay),
+                TCP_KEEPIDLE => Ok(OptVal::Int(o.keepidle)),
+                TCP_KEEPINTVL => Ok(OptVal::Int(o.keepintvl)),
+                TCP_KEEPCNT => Ok(OptVal::Int(o.keepcnt)),
+                TCP_MAXSEG => Ok(OptVal::Int(65483)),
+                _ => Err(ENOPROTOOPT),
+            },
+            IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
+                IPV6_V6ONLY => b(o.v6only),
+                _ => Err(ENOPROTOOPT),
+            },
+            _ => Err(wrong_level(&self.info)),
+        }
+    }
+
+    fn rcvbuf(&self) -> usize {
+        match &self.rx {
+            Rx::Stream(sb) => sb.capacity(),
+            Rx::Dgram(db) => db.capacity(),
+        }
+    }
+
+    /// setsockopt(): stores the value, after the backend's hook agreed.
+    pub fn setsockopt(&self, level: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
+        // Validate first, so a backend never sees a value Linux would refuse.
+        let apply = self.check_opt(level, name, val)?;
+        if let Some(b) = self.binding() {
+            b.backend.setsockopt(self.sref(b), level, name, val)?;
+        }
+        apply(self)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn check_opt(
+        &self,
+        level: i32,
+        name: i32,
+        val: &[u8],
+    ) -> Result<alloc::boxed::Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+        use alloc::boxed::Box;
+        let flag = |f: fn(&mut Options, bool)| -> Result<Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+            let v = int_arg(val)? != 0;
+            Ok(Box::new(move |s: &Socket| {
+                f(&mut s.ctl.lock().opts, v);
+                Ok(())
+            }))
+        };
+        let int = |f: fn(&mut Options, i32)| -> Result<Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+            let v = int_arg(val)?;
+            Ok(Box::new(move |s: &Socket| {
+                f(&mut s.ctl.lock().opts, v);
+                Ok(())
+            }))
+        };
+        match level {
+            SOL_SOCKET => match name {
+                SO_REUSEADDR => flag(|o, v| o.reuseaddr = v),
+                SO_REUSEPORT => flag(|o, v| o.reuseport = v),
+                SO_KEEPALIVE => flag(|o, v| o.keepalive = v),
+                SO_BROADCAST => flag(|o, v| o.broadcast = v),
+                SO_OOBINLINE => flag(|o, v| o.oobinline = v),
+                SO_DONTROUTE => flag(|o, v| o.dontroute = v),
+                SO_RCVLOWAT => int(|o, v| o.rcvlowat = v.max(1)),
+                SO_SNDLOWAT => Err(ENOPROTOOPT),
+                SO_SNDBUF => int(|o, v| {
+                    o.sndbuf = (v.max(0) as usize).min(BUF_MAX).saturating_mul(2).max(SNDBUF_MIN)
+                }),
+                SO_RCVBUF => {
+                    let v = int_arg(val)?;
+                    let cap = (v.max(0) as usize).min(BUF_MAX).saturating_mul(2).max(RCVBUF_MIN);
+                    Ok(Box::new(move |s: &Socket| {
+                        let _g = s.rx_lock.lock();
+                        // Shrinking below what is buffered is refused by the
+                        // Socket Buffer; Linux never fails here, it only
+                        // applies the size to future data, so keep the old
+                        // size in that case.
+                        let _ = match &s.rx {
+                            Rx::Stream(sb) => sb.set_capacity(cap),
+                            Rx::Dgram(db) => db.set_capacity(cap),
+                        };
+                        drop(_g);
+                        s.advertise_window_now();
+                        Ok(())
+                    }))
+                }
+                SO_RCVTIMEO | SO_SNDTIMEO => {
+                    let n = timeval_arg(val)?;
+                    Ok(Box::new(move |s: &Socket| {
+                        let t = if name == SO_RCVTIMEO { &s.rcvtimeo } else { &s.sndtimeo };
+                        t.store(n, Ordering::Relaxed);
+                        Ok(())
+                    }))
+                }
+                SO_LINGER => {
+                    let on = int_arg(val)?;
+                    let secs = int_arg(val.get(4..).ok_or(EINVAL)?)?;
+                    Ok(Box::new(move |s: &Socket| {
+                        let mut c = s.ctl.lock();
+                        c.opts.linger_on = on != 0;
+                        c.opts.linger_secs = secs.max(0);
+                        Ok(())
+                    }))
+                }
+                SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN => Err(ENOPROTOOPT),
+                _ => Err(ENOPROTOOPT),
+            },
+            IPPROTO_TCP if is_tcp(&self.info) => match name {
+                TCP_NODELAY => flag(|o, v| o.nodelay = v),
+                TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT => {
+                    let v = int_arg(val)?;
+                    if v < 1 || v > 32767 {
+                        return Err(EINVAL);
+                    }
+                    Ok(Box::new(move |s: &Socket| {
+                        let mut c = s.ctl.lock();
+                        match name {
+                            TCP_KEEPIDLE => c.opts.keepidle = v,
+                            TCP_KEEPINTVL => c.opts.keepintvl = v,
+                            _ => c.opts.keepcnt = v,
+                        }
+                        Ok(())
+                    }))
+                }
+                _ => Err(ENOPROTOOPT),
+            },
+            IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
+                IPV6_V6ONLY => {
+                    if self.has(super::F_BOUND) {
+                        return Err(EINVAL);
+                    }
+                    flag(|o, v| o.v6only = v)
+                }
+                _ => Err(ENOPROTOOPT),
+            },
+            _ => Err(wrong_level(&self.info)),
+        }
+    }
+
+    /// Tells the backend the window now, whatever it moved by.
+    pub(crate) fn advertise_window_now(&self) {
+        if let Rx::Stream(sb) = &self.rx {
+            let end = sb.window_end();
+            self.advertised.store(end, Ordering::Relaxed);
+            if let Some(b) = self.binding() {
+                b.backend.window(self.sref(b), end);
+            }
+        }
+    }
+}

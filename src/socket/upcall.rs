@@ -1,0 +1,196 @@
+//! Upcalls: how a backend hands fragments and events to the frontend.
+//!
+//! Each takes the socket's handle; a handle whose socket is gone (closed, or
+//! its slot reused) gets `EBADF` and changes nothing. Upcalls take only
+//! short locks and may be called from any thread, including from inside a
+//! backend operation.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::*;
+use crate::sockbuf::SbError;
+
+fn sock(h: SockHandle) -> Result<Arc<Socket>, Errno> {
+    slab::lookup(h).ok_or(EBADF)
+}
+
+fn sb_errno(e: SbError) -> Errno {
+    match e {
+        SbError::BeyondWindow | SbError::TooManyHoles | SbError::TooManyPartials => ENOBUFS,
+        _ => EINVAL,
+    }
+}
+
+/// A fragment for socket `h`. Stream bytes must lie below the receiver's
+/// window end; a FIN flag marks end-of-stream after the fragment's bytes; an
+/// RST flag resets the connection. `Err(ENOBUFS)` when the Socket Buffer
+/// cannot take the fragment now (offer it again after the window grows),
+/// `Err(EINVAL)` when it is malformed.
+pub fn deliver(h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
+    let s = sock(h)?;
+    let hd = &frag.header;
+    if hd.len as usize != frag.payload.len() {
+        return Err(EINVAL);
+    }
+    match (&s.rx, hd.kind) {
+        (Rx::Stream(sb), FragKind::Stream) => {
+            if hd.flags & FLAG_RST != 0 {
+                return reset(h, ECONNRESET);
+            }
+            let mut ev = 0;
+            if !frag.payload.is_empty() {
+                if sb.insert(hd.offset, frag.payload).map_err(sb_errno)? > 0 {
+                    ev |= POLLIN;
+                }
+            }
+            if hd.flags & FLAG_FIN != 0 {
+                sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
+                    .map_err(sb_errno)?;
+                ev |= POLLIN | POLLRDHUP | POLLHUP;
+            }
+            if ev != 0 {
+                s.wait.notify(ev);
+            }
+            Ok(())
+        }
+        (Rx::Dgram(db), FragKind::Dgram) => {
+            if s.has(F_RD_SHUT) {
+                return Ok(());
+            }
+            let done = db
+                .insert(hd.offset, hd.dgram_offset, hd.dgram_total, frag.payload, frag.addr)
+                .map_err(sb_errno)?;
+            if done {
+                s.wait.notify(POLLIN);
+            }
+            Ok(())
+        }
+        _ => Err(EPROTOTYPE),
+    }
+}
+
+/// A connection request reached listener `listener`: creates the socket that
+/// accept() will return, carried by the same backend with `state`, and
+/// returns its handle. It becomes acceptable when the backend calls
+/// [`connected`] on it. `Err(EAGAIN)` when the accept queue is full (ask
+/// again after [`crate::backend::contract::Backend::accepted`]),
+/// `Err(ECONNREFUSED)` when the socket is not listening.
+pub fn incoming(listener: SockHandle, state: SockState) -> Result<SockHandle, Errno> {
+    let l = sock(listener)?;
+    if l.flags() & (F_LISTENING | F_CLOSED) != F_LISTENING {
+        return Err(ECONNREFUSED);
+    }
+    let backend = l.binding().ok_or(EINVAL)?.backend.clone();
+    {
+        let mut ctl = l.ctl.lock();
+        // Linux accepts backlog + 1 connections before the queue is full.
+        if ctl.accept_q.len() as u32 + ctl.pending > ctl.backlog {
+            return Err(EAGAIN);
+        }
+        ctl.pending += 1;
+    }
+    let child = match Socket::new(l.info, false) {
+        Ok(c) => c,
+        Err(e) => {
+            l.ctl.lock().pending -= 1;
+            return Err(e);
+        }
+    };
+    child.bind_backend(backend, state);
+    child.set(F_BOUND);
+    {
+        let lo = l.ctl.lock().opts;
+        let mut c = child.ctl.lock();
+        c.parent = Some(Arc::downgrade(&l));
+        c.opts = lo;
+    }
+    Ok(child.handle)
+}
+
+/// The connection of socket `h` is established: a connect() completes, or an
+/// accepted-side socket joins its listener's accept queue.
+pub fn connected(h: SockHandle) -> Result<(), Errno> {
+    let s = sock(h)?;
+    let parent = s.ctl.lock().parent.take();
+    s.clear(F_CONNECTING);
+    s.set(F_CONNECTED | F_BOUND);
+    if let Some(p) = parent {
+        let Some(l) = p.upgrade() else {
+            s.abort();
+            return Err(ECONNABORTED);
+        };
+        {
+            let mut ctl = l.ctl.lock();
+            ctl.pending = ctl.pending.saturating_sub(1);
+            if !l.has(F_LISTENING) || l.has(F_CLOSED) {
+                drop(ctl);
+                s.abort();
+                return Err(ECONNABORTED);
+            }
+            ctl.accept_q.push_back(s.clone());
+            l.accept_len.fetch_add(1, Ordering::AcqRel);
+        }
+        l.wait.notify(POLLIN);
+    } else {
+        s.wait.notify(POLLOUT);
+    }
+    Ok(())
+}
+
+/// The connect() of socket `h` failed with `err` (ECONNREFUSED, ETIMEDOUT,
+/// ENETUNREACH, ...). For an accepted-side socket not yet established, drops
+/// it.
+pub fn refused(h: SockHandle, err: Errno) -> Result<(), Errno> {
+    let s = sock(h)?;
+    let parent = s.ctl.lock().parent.take();
+    if let Some(p) = parent {
+        if let Some(l) = p.upgrade() {
+            let mut ctl = l.ctl.lock();
+            ctl.pending = ctl.pending.saturating_sub(1);
+        }
+        s.drop_ref();
+        return Ok(());
+    }
+    if !s.has(F_CONNECTING) {
+        return Err(EINVAL);
+    }
+    s.clear(F_CONNECTING);
+    s.set_error(if err > 0 { err } else { ECONNREFUSED });
+    Ok(())
+}
+
+/// The connection of socket `h` was reset: data already in order is still
+/// read, then recv() and send() report `err` once (ECONNRESET, or EPIPE when
+/// the peer had already closed), then ENOTCONN / EPIPE.
+pub fn reset(h: SockHandle, err: Errno) -> Result<(), Errno> {
+    let s = sock(h)?;
+    if s.has(F_RESET) {
+        return Ok(());
+    }
+    s.ctl.lock().so_error = if err > 0 { err } else { ECONNRESET };
+    s.set(F_RESET | F_ERROR);
+    s.wait.notify(-1);
+    Ok(())
+}
+
+/// Socket `h` may send stream bytes below absolute offset `limit`.
+pub fn credit(h: SockHandle, limit: u64) -> Result<(), Errno> {
+    sock(h)?.grant(limit);
+    Ok(())
+}
+
+/// The receive window end of socket `h`: what a backend may deliver up to.
+pub fn window(h: SockHandle) -> Result<u64, Errno> {
+    Ok(sock(h)?.window_end())
+}
+
+/// An asynchronous error for socket `h` (an ICMP-like "port unreachable" on
+/// a connected datagram socket): the next send or receive reports it once.
+pub fn error(h: SockHandle, err: Errno) -> Result<(), Errno> {
+    if err <= 0 {
+        return Err(EINVAL);
+    }
+    sock(h)?.set_error(err);
+    Ok(())
+}

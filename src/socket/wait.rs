@@ -1,0 +1,124 @@
+//! Waiting for a socket's state to change, and waking the waiters.
+//!
+//! Two kinds of waiter: threads blocked in a call on this socket (they sleep
+//! on a futex word that every state change bumps), and poll()/select() calls
+//! that may also wait on kernel fds (they register an eventfd that a state
+//! change signals, so the kernel's poll wakes up).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::platform::{self, Deadline};
+use crate::sync::Mutex;
+
+/// Why a wait ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// The condition holds.
+    Ready,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+struct PollReg {
+    id: u64,
+    efd: i32,
+    events: i16,
+}
+
+/// The waiters of one socket.
+pub struct WaitQueue {
+    /// Bumped on every state change; blocked threads sleep on it.
+    seq: AtomicU32,
+    /// Threads asleep (or about to be) on `seq`: a notify makes a system call
+    /// only when there is someone to wake.
+    sleepers: AtomicU32,
+    /// Number of poll registrations, read without the lock by notify.
+    npollers: AtomicU32,
+    pollers: Mutex<Vec<PollReg>>,
+}
+
+static NEXT_POLL_ID: AtomicU64 = AtomicU64::new(1);
+
+impl WaitQueue {
+    /// An empty queue.
+    pub const fn new() -> Self {
+        WaitQueue {
+            seq: AtomicU32::new(0),
+            sleepers: AtomicU32::new(0),
+            npollers: AtomicU32::new(0),
+            pollers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Announces a state change that may have made `events` true. Called
+    /// after the change is visible.
+    pub fn notify(&self, events: i16) {
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            platform::futex_wake_all(&self.seq);
+        }
+        if self.npollers.load(Ordering::SeqCst) != 0 {
+            for p in self.pollers.lock().iter() {
+                if p.events & events != 0 {
+                    platform::eventfd_signal(p.efd);
+                }
+            }
+        }
+    }
+
+    /// Blocks until `ready()` holds or `deadline` passes. `ready` is checked
+    /// after every state change; it must read state with at least Acquire.
+    pub fn wait_until(
+        &self,
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Deadline>,
+    ) -> Waited {
+        loop {
+            let seen = self.seq.load(Ordering::SeqCst);
+            if ready() {
+                return Waited::Ready;
+            }
+            if platform::spin_until(|| self.seq.load(Ordering::Acquire) != seen) {
+                continue;
+            }
+            self.sleepers.fetch_add(1, Ordering::SeqCst);
+            let in_time = if self.seq.load(Ordering::SeqCst) == seen {
+                platform::futex_wait(&self.seq, seen, deadline)
+            } else {
+                true
+            };
+            self.sleepers.fetch_sub(1, Ordering::SeqCst);
+            if !in_time {
+                return if ready() {
+                    Waited::Ready
+                } else {
+                    Waited::TimedOut
+                };
+            }
+        }
+    }
+
+    /// Registers an eventfd to be signalled when any of `events` may have
+    /// become true; returns the registration id.
+    pub fn register_poller(&self, efd: i32, events: i16) -> u64 {
+        let id = NEXT_POLL_ID.fetch_add(1, Ordering::Relaxed);
+        let mut p = self.pollers.lock();
+        p.push(PollReg { id, efd, events });
+        self.npollers.store(p.len() as u32, Ordering::SeqCst);
+        id
+    }
+
+    /// Removes a registration made by [`WaitQueue::register_poller`].
+    pub fn unregister_poller(&self, id: u64) {
+        let mut p = self.pollers.lock();
+        p.retain(|r| r.id != id);
+        self.npollers.store(p.len() as u32, Ordering::SeqCst);
+    }
+}
+
+impl Default for WaitQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
