@@ -18,16 +18,25 @@
 
 extern crate alloc;
 
+/// cbindgen:ignore
 pub mod addr;
 #[cfg(feature = "std")]
 pub mod api;
 pub mod backend;
+/// cbindgen:ignore
 pub mod backends;
+/// cbindgen:ignore
 pub mod consts;
+/// cbindgen:ignore
 pub mod fd;
 #[cfg(feature = "std")]
+/// cbindgen:ignore
 pub mod net;
+/// cbindgen:ignore
 pub mod platform;
+/// cbindgen:ignore
 pub mod socket;
+/// cbindgen:ignore
 pub mod sockbuf;
+/// cbindgen:ignore
 pub mod sync;

@@ -36,6 +36,15 @@ pub const USOCK_FLAG_FIN: u32 = 1;
 /// Fragment flag: the connection is reset (no payload).
 pub const USOCK_FLAG_RST: u32 = 2;
 
+/// `claim` is asked at bind().
+pub const USOCK_CLAIM_BIND: c_int = 1;
+/// `claim` is asked at connect().
+pub const USOCK_CLAIM_CONNECT: c_int = 2;
+/// `claim` is asked at the first sendto() of an unbound socket.
+pub const USOCK_CLAIM_SENDTO: c_int = 3;
+/// `claim` is asked at listen() of an unbound socket.
+pub const USOCK_CLAIM_LISTEN: c_int = 4;
+
 /// A fragment as C sees it. Stream: `offset` is the absolute byte offset.
 /// Datagram: `offset` is the datagram id, `dgram_offset`/`dgram_total` place
 /// the bytes in it. `addr` is the destination (frontend to backend, when
@@ -575,4 +584,21 @@ pub unsafe extern "C" fn usock_frag_decode(buf: *const u8, len: usize, out: *mut
             Err(_) => -(EINVAL as i64),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_constants_match_the_rust_enum() {
+        for (c, op) in [
+            (USOCK_CLAIM_BIND, ClaimOp::Bind),
+            (USOCK_CLAIM_CONNECT, ClaimOp::Connect),
+            (USOCK_CLAIM_SENDTO, ClaimOp::SendTo),
+            (USOCK_CLAIM_LISTEN, ClaimOp::Listen),
+        ] {
+            assert_eq!(ClaimOp::from_i32(c), Some(op));
+        }
+    }
 }

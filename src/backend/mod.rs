@@ -3,5 +3,7 @@
 //! fragment encoding.
 
 pub mod contract;
+/// cbindgen:ignore
 pub mod registry;
+/// cbindgen:ignore
 pub mod wire;
