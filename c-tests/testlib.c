@@ -173,6 +173,16 @@ int main(int argc, char **argv)
     return tl_failed ? 1 : 0;
 }
 
+#ifdef __SANITIZE_THREAD__
+/* close() of an fd while another thread is blocked on it is what that test
+ * is about; TSan reports it as a race on the fd by design. */
+const char *__tsan_default_suppressions(void);
+const char *__tsan_default_suppressions(void)
+{
+    return "race:close_from_other_thread_while_blocked\n";
+}
+#endif
+
 /* ---- helpers --------------------------------------------------------- */
 
 int tl_domain(int fam)
