@@ -64,6 +64,11 @@ impl SockAddr {
 
 impl fmt::Debug for SockAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SockAddr(family {}, {:02x?})", self.family(), self.as_bytes())
+        write!(
+            f,
+            "SockAddr(family {}, {:02x?})",
+            self.family(),
+            self.as_bytes()
+        )
     }
 }

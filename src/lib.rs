@@ -35,8 +35,8 @@ pub mod net;
 /// cbindgen:ignore
 pub mod platform;
 /// cbindgen:ignore
-pub mod socket;
-/// cbindgen:ignore
 pub mod sockbuf;
+/// cbindgen:ignore
+pub mod socket;
 /// cbindgen:ignore
 pub mod sync;

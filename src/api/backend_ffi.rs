@@ -125,15 +125,22 @@ pub struct usock_backend_ops {
         ) -> c_int,
     >,
     /// Starts listening.
-    pub listen: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, backlog: u32) -> c_int>,
+    pub listen:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, backlog: u32) -> c_int>,
     /// Starts a connect (stream) or sets the default peer (datagram).
     pub connect: Option<
-        unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, addr: *const u8, addr_len: u32) -> c_int,
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            s: *const usock_sock,
+            addr: *const u8,
+            addr_len: u32,
+        ) -> c_int,
     >,
     /// The application accepted a connection from this listener.
     pub accepted: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock)>,
     /// Hook on shutdown().
-    pub shutdown: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, how: c_int) -> c_int>,
+    pub shutdown:
+        Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, how: c_int) -> c_int>,
     /// Hook on setsockopt(): 0 accepts, a negated errno refuses.
     pub setsockopt: Option<
         unsafe extern "C" fn(
@@ -146,13 +153,33 @@ pub struct usock_backend_ops {
         ) -> c_int,
     >,
     /// Carries one fragment. Required.
-    pub write: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, f: *const usock_fragment) -> c_int>,
+    pub write: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            s: *const usock_sock,
+            f: *const usock_fragment,
+        ) -> c_int,
+    >,
     /// The receiver's window moved to `limit`.
     pub window: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, limit: u64)>,
     /// Writes the local address; returns 0, or a negated errno if none.
-    pub local_addr: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, out: *mut u8, out_len: *mut u32) -> c_int>,
+    pub local_addr: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            s: *const usock_sock,
+            out: *mut u8,
+            out_len: *mut u32,
+        ) -> c_int,
+    >,
     /// Writes the peer address; returns 0, or a negated errno if none.
-    pub peer_addr: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, out: *mut u8, out_len: *mut u32) -> c_int>,
+    pub peer_addr: Option<
+        unsafe extern "C" fn(
+            ctx: *mut c_void,
+            s: *const usock_sock,
+            out: *mut u8,
+            out_len: *mut u32,
+        ) -> c_int,
+    >,
     /// socketpair(): connects two fresh sockets, storing their contexts.
     pub socketpair: Option<
         unsafe extern "C" fn(
@@ -239,7 +266,11 @@ fn frag_to_c(f: &Fragment<'_>) -> usock_fragment {
         len: f.payload.len() as u32,
         addr_len: f.addr.len() as u32,
         data: f.payload.as_ptr(),
-        addr: if f.addr.is_empty() { core::ptr::null() } else { f.addr.as_ptr() },
+        addr: if f.addr.is_empty() {
+            core::ptr::null()
+        } else {
+            f.addr.as_ptr()
+        },
     }
 }
 
@@ -253,7 +284,11 @@ unsafe fn frag_from_c<'a>(f: &usock_fragment) -> Result<Fragment<'a>, Errno> {
         USOCK_FRAG_DGRAM => FragKind::Dgram,
         _ => return Err(EINVAL),
     };
-    if f.flags > 0xffff || f.addr_len as usize > ADDR_MAX || (f.len > 0 && f.data.is_null()) || (f.addr_len > 0 && f.addr.is_null()) {
+    if f.flags > 0xffff
+        || f.addr_len as usize > ADDR_MAX
+        || (f.len > 0 && f.data.is_null())
+        || (f.addr_len > 0 && f.addr.is_null())
+    {
         return Err(EINVAL);
     }
     let payload: &[u8] = if f.len == 0 {
@@ -297,37 +332,72 @@ impl Backend for CBackend {
         }
     }
 
-    fn claim(&self, handle: SockHandle, info: &SockInfo, op: ClaimOp, addr: &SockAddr) -> Result<Option<SockState>, Errno> {
+    fn claim(
+        &self,
+        handle: SockHandle,
+        info: &SockInfo,
+        op: ClaimOp,
+        addr: &SockAddr,
+    ) -> Result<Option<SockState>, Errno> {
         let Some(f) = self.ops.claim else {
             return Ok(None);
         };
         let mut sc: *mut c_void = core::ptr::null_mut();
         let a = addr.as_bytes();
         // SAFETY: calls the registered C function with valid pointers.
-        let r = neg(unsafe { f(self.ctx, handle.0, info, op as c_int, a.as_ptr(), a.len() as u32, &mut sc) })?;
-        Ok(if r == 1 { Some(Arc::new(CSock(sc))) } else { None })
+        let r = neg(unsafe {
+            f(
+                self.ctx,
+                handle.0,
+                info,
+                op as c_int,
+                a.as_ptr(),
+                a.len() as u32,
+                &mut sc,
+            )
+        })?;
+        Ok(if r == 1 {
+            Some(Arc::new(CSock(sc)))
+        } else {
+            None
+        })
     }
 
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
-        let Some(f) = self.ops.bind else { return Err(EOPNOTSUPP) };
+        let Some(f) = self.ops.bind else {
+            return Err(EOPNOTSUPP);
+        };
         let cs = self.csock(&sock);
         let a = addr.as_bytes();
         let mut out = [0u8; ADDR_MAX];
         let mut len = ADDR_MAX as u32;
         // SAFETY: calls the registered C function with valid pointers.
-        neg(unsafe { f(self.ctx, &cs, a.as_ptr(), a.len() as u32, out.as_mut_ptr(), &mut len) })?;
+        neg(unsafe {
+            f(
+                self.ctx,
+                &cs,
+                a.as_ptr(),
+                a.len() as u32,
+                out.as_mut_ptr(),
+                &mut len,
+            )
+        })?;
         SockAddr::from_bytes(out.get(..len as usize).ok_or(EINVAL)?).ok_or(EINVAL)
     }
 
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
-        let Some(f) = self.ops.listen else { return Err(EOPNOTSUPP) };
+        let Some(f) = self.ops.listen else {
+            return Err(EOPNOTSUPP);
+        };
         let cs = self.csock(&sock);
         // SAFETY: calls the registered C function with a valid pointer.
         neg(unsafe { f(self.ctx, &cs, backlog) }).map(|_| ())
     }
 
     fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno> {
-        let Some(f) = self.ops.connect else { return Err(EOPNOTSUPP) };
+        let Some(f) = self.ops.connect else {
+            return Err(EOPNOTSUPP);
+        };
         let cs = self.csock(&sock);
         let a = addr.as_bytes();
         // SAFETY: calls the registered C function with valid pointers.
@@ -343,21 +413,43 @@ impl Backend for CBackend {
     }
 
     fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
-        let Some(f) = self.ops.shutdown else { return Ok(()) };
+        let Some(f) = self.ops.shutdown else {
+            return Ok(());
+        };
         let cs = self.csock(&sock);
         // SAFETY: calls the registered C function with a valid pointer.
         neg(unsafe { f(self.ctx, &cs, how) }).map(|_| ())
     }
 
-    fn setsockopt(&self, sock: SockRef<'_>, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
-        let Some(f) = self.ops.setsockopt else { return Ok(()) };
+    fn setsockopt(
+        &self,
+        sock: SockRef<'_>,
+        level: i32,
+        name: i32,
+        value: &[u8],
+    ) -> Result<(), Errno> {
+        let Some(f) = self.ops.setsockopt else {
+            return Ok(());
+        };
         let cs = self.csock(&sock);
         // SAFETY: calls the registered C function with valid pointers.
-        neg(unsafe { f(self.ctx, &cs, level, name, value.as_ptr(), value.len() as u32) }).map(|_| ())
+        neg(unsafe {
+            f(
+                self.ctx,
+                &cs,
+                level,
+                name,
+                value.as_ptr(),
+                value.len() as u32,
+            )
+        })
+        .map(|_| ())
     }
 
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
-        let Some(f) = self.ops.write else { return Err(EOPNOTSUPP) };
+        let Some(f) = self.ops.write else {
+            return Err(EOPNOTSUPP);
+        };
         let cs = self.csock(&sock);
         let cf = frag_to_c(frag);
         // SAFETY: calls the registered C function with valid pointers that
@@ -381,8 +473,15 @@ impl Backend for CBackend {
         self.addr_out(self.ops.peer_addr, &sock)
     }
 
-    fn socketpair(&self, a: SockHandle, b: SockHandle, info: &SockInfo) -> Result<(SockState, SockState), Errno> {
-        let Some(f) = self.ops.socketpair else { return Err(EOPNOTSUPP) };
+    fn socketpair(
+        &self,
+        a: SockHandle,
+        b: SockHandle,
+        info: &SockInfo,
+    ) -> Result<(SockState, SockState), Errno> {
+        let Some(f) = self.ops.socketpair else {
+            return Err(EOPNOTSUPP);
+        };
         let (mut ca, mut cb) = (core::ptr::null_mut(), core::ptr::null_mut());
         // SAFETY: calls the registered C function with valid pointers.
         neg(unsafe { f(self.ctx, a.0, b.0, info, &mut ca, &mut cb) })?;
@@ -403,7 +502,11 @@ impl Backend for CBackend {
 /// backend has priority 0. Returns a registration id (> 0), or a negated
 /// errno: -EINVAL for a NULL table, a wrong `abi_version` or no `write`.
 #[no_mangle]
-pub unsafe extern "C" fn usock_backend_register(ops: *const usock_backend_ops, ctx: *mut c_void, priority: c_int) -> i64 {
+pub unsafe extern "C" fn usock_backend_register(
+    ops: *const usock_backend_ops,
+    ctx: *mut c_void,
+    priority: c_int,
+) -> i64 {
     guard(-(EIO as i64), || {
         if ops.is_null() {
             return -(EINVAL as i64);
@@ -417,7 +520,9 @@ pub unsafe extern "C" fn usock_backend_register(ops: *const usock_backend_ops, c
             alloc::string::String::from("c-backend")
         } else {
             // SAFETY: a NUL-terminated string per the contract.
-            unsafe { CStr::from_ptr(ops.name) }.to_string_lossy().into_owned()
+            unsafe { CStr::from_ptr(ops.name) }
+                .to_string_lossy()
+                .into_owned()
         };
         registry::register(Arc::new(CBackend { ops, ctx, name }), priority) as i64
     })
@@ -466,7 +571,11 @@ pub unsafe extern "C" fn usock_upcall_deliver(handle: u64, frag: *const usock_fr
 /// Returns 0, -EAGAIN when the accept queue is full (try again after the
 /// `accepted` hook), -ECONNREFUSED when not listening.
 #[no_mangle]
-pub unsafe extern "C" fn usock_upcall_incoming(listener: u64, sock_ctx: *mut c_void, out: *mut u64) -> c_int {
+pub unsafe extern "C" fn usock_upcall_incoming(
+    listener: u64,
+    sock_ctx: *mut c_void,
+    out: *mut u64,
+) -> c_int {
     guard(-EIO, || {
         if out.is_null() {
             return -EINVAL;
@@ -534,7 +643,11 @@ pub unsafe extern "C" fn usock_upcall_window(handle: u64, out: *mut u64) -> c_in
 /// description of the layout) into `out`. Returns the number of bytes
 /// written, -ENOBUFS when `cap` is too small, -EINVAL when malformed.
 #[no_mangle]
-pub unsafe extern "C" fn usock_frag_encode(frag: *const usock_fragment, out: *mut u8, cap: usize) -> i64 {
+pub unsafe extern "C" fn usock_frag_encode(
+    frag: *const usock_fragment,
+    out: *mut u8,
+    cap: usize,
+) -> i64 {
     guard(-(EIO as i64), || {
         if frag.is_null() || (cap > 0 && out.is_null()) {
             return -(EINVAL as i64);
@@ -563,7 +676,11 @@ pub unsafe extern "C" fn usock_frag_encode(frag: *const usock_fragment, out: *mu
 /// when `buf` holds only part of a fragment (read more), -EINVAL when the
 /// bytes are malformed (the stream cannot be trusted further).
 #[no_mangle]
-pub unsafe extern "C" fn usock_frag_decode(buf: *const u8, len: usize, out: *mut usock_fragment) -> i64 {
+pub unsafe extern "C" fn usock_frag_decode(
+    buf: *const u8,
+    len: usize,
+    out: *mut usock_fragment,
+) -> i64 {
     guard(-(EIO as i64), || {
         if out.is_null() || (len > 0 && buf.is_null()) {
             return -(EINVAL as i64);

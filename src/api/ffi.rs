@@ -48,6 +48,54 @@ pub fn ret_size(r: Result<usize, Errno>) -> isize {
     }
 }
 
+/// Whether `len` bytes at `p` can be read, as far as the kernel can tell
+/// us cheaply: the first and the last byte are copied with
+/// process_vm_readv, which fails with EFAULT where a system call given the
+/// same pointer would. Used for the control structures of a call (addresses,
+/// option values, msghdr, pollfd arrays), so that a bad pointer gives EFAULT
+/// as on Linux instead of a crash. Where the kernel refuses the probe
+/// (seccomp), the pointer is trusted.
+pub fn probe(p: *const u8, len: usize) -> Result<(), Errno> {
+    if len == 0 {
+        return Ok(());
+    }
+    if p.is_null() {
+        return Err(EFAULT);
+    }
+    let mut scratch = [0u8; 2];
+    let local = libc::iovec {
+        iov_base: scratch.as_mut_ptr() as *mut libc::c_void,
+        iov_len: 2,
+    };
+    let remote = [
+        libc::iovec {
+            iov_base: p as *mut libc::c_void,
+            iov_len: 1,
+        },
+        libc::iovec {
+            iov_base: p.wrapping_add(len - 1) as *mut libc::c_void,
+            iov_len: 1,
+        },
+    ];
+    // SAFETY: the kernel checks the remote addresses; the local buffer is
+    // ours and two bytes long.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_vm_readv,
+            libc::getpid(),
+            &local as *const libc::iovec,
+            1usize,
+            remote.as_ptr(),
+            2usize,
+            0usize,
+        )
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(EFAULT) {
+        return Err(EFAULT);
+    }
+    Ok(())
+}
+
 /// Reads an input address. NULL with a non-zero length is EFAULT; a length
 /// beyond `sockaddr_storage` or below the family field is EINVAL.
 ///
@@ -63,6 +111,7 @@ pub unsafe fn read_addr(p: *const libc::sockaddr, len: libc::socklen_t) -> Resul
     if (len as usize) < 2 {
         return Err(EINVAL);
     }
+    probe(p as *const u8, len as usize)?;
     // SAFETY: the caller guarantees `p` is valid for `len` bytes.
     let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, len as usize) };
     SockAddr::from_bytes(bytes).ok_or(EINVAL)
@@ -73,19 +122,22 @@ pub unsafe fn read_addr(p: *const libc::sockaddr, len: libc::socklen_t) -> Resul
 ///
 /// # Safety
 /// `p` must be NULL or valid for `*lenp` bytes; `lenp` NULL or valid.
-pub unsafe fn write_addr(a: &SockAddr, p: *mut libc::sockaddr, lenp: *mut libc::socklen_t) -> Result<(), Errno> {
+pub unsafe fn write_addr(
+    a: &SockAddr,
+    p: *mut libc::sockaddr,
+    lenp: *mut libc::socklen_t,
+) -> Result<(), Errno> {
     if p.is_null() {
         return Ok(());
     }
-    if lenp.is_null() {
-        return Err(EFAULT);
-    }
+    probe(lenp as *const u8, core::mem::size_of::<libc::socklen_t>())?;
     // SAFETY: `lenp` is non-null and valid per the caller.
     let cap = unsafe { *lenp } as i32;
     if cap < 0 {
         return Err(EINVAL);
     }
     let n = a.len().min(cap as usize);
+    probe(p as *const u8, n)?;
     // SAFETY: `p` is valid for `cap >= n` bytes; the source is our own array.
     unsafe {
         core::ptr::copy_nonoverlapping(a.as_bytes().as_ptr(), p as *mut u8, n);
@@ -131,13 +183,17 @@ pub const IOV_MAX: usize = 1024;
 ///
 /// # Safety
 /// `iov` must be NULL or valid for `n` entries, each valid as described.
-pub unsafe fn iov_mut<'a>(iov: *const libc::iovec, n: i32) -> Result<alloc::vec::Vec<&'a mut [u8]>, Errno> {
+pub unsafe fn iov_mut<'a>(
+    iov: *const libc::iovec,
+    n: i32,
+) -> Result<alloc::vec::Vec<&'a mut [u8]>, Errno> {
     if n < 0 || n as usize > IOV_MAX {
         return Err(EINVAL);
     }
-    if n > 0 && iov.is_null() {
-        return Err(EFAULT);
-    }
+    probe(
+        iov as *const u8,
+        n as usize * core::mem::size_of::<libc::iovec>(),
+    )?;
     let mut out = alloc::vec::Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         // SAFETY: `iov` is valid for `n` entries per the caller.
@@ -156,9 +212,10 @@ pub unsafe fn iov<'a>(iov: *const libc::iovec, n: i32) -> Result<alloc::vec::Vec
     if n < 0 || n as usize > IOV_MAX {
         return Err(EINVAL);
     }
-    if n > 0 && iov.is_null() {
-        return Err(EFAULT);
-    }
+    probe(
+        iov as *const u8,
+        n as usize * core::mem::size_of::<libc::iovec>(),
+    )?;
     let mut out = alloc::vec::Vec::with_capacity(n as usize);
     for i in 0..n as usize {
         // SAFETY: `iov` is valid for `n` entries per the caller.

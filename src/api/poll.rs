@@ -46,6 +46,7 @@ pub unsafe fn ts_timeout(ts: *const timespec) -> Result<Option<Duration>, Errno>
     if ts.is_null() {
         return Ok(None);
     }
+    super::ffi::probe(ts as *const u8, core::mem::size_of::<timespec>())?;
     // SAFETY: non-null and valid per the caller.
     let t = unsafe { *ts };
     if t.tv_sec < 0 || !(0..1_000_000_000).contains(&t.tv_nsec) {
@@ -90,12 +91,20 @@ fn to_timespec(d: Duration) -> timespec {
 ///
 /// # Safety
 /// `fds` must be valid for `n` entries; `mask` NULL or valid.
-pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration>, mask: Option<*const sigset_t>) -> c_int {
-    if n > 0 && fds.is_null() {
-        return ret_int(Err(EFAULT));
-    }
+pub unsafe fn poll(
+    fds: *mut pollfd,
+    n: nfds_t,
+    timeout: Option<Duration>,
+    mask: Option<*const sigset_t>,
+) -> c_int {
     if n as usize > crate::fd::MAX_FDS {
         return ret_int(Err(EINVAL));
+    }
+    if let Err(e) = super::ffi::probe(
+        fds as *const u8,
+        n as usize * core::mem::size_of::<pollfd>(),
+    ) {
+        return ret_int(Err(e));
     }
     let slice: &mut [pollfd] = if n == 0 {
         &mut []
@@ -105,7 +114,9 @@ pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration>, mask:
     };
     if !slice.iter().any(|p| fd::is_ours(p.fd)) {
         let ts = timeout.map(to_timespec);
-        let tsp = ts.as_ref().map_or(core::ptr::null(), |t| t as *const timespec);
+        let tsp = ts
+            .as_ref()
+            .map_or(core::ptr::null(), |t| t as *const timespec);
         // SAFETY: passthrough with the caller's array.
         return unsafe { real::ppoll(fds, n, tsp, mask.unwrap_or(core::ptr::null())) };
     }
@@ -114,7 +125,11 @@ pub unsafe fn poll(fds: *mut pollfd, n: nfds_t, timeout: Option<Duration>, mask:
 }
 
 /// The mixed case: some of the fds are ours.
-unsafe fn poll_mixed(slice: &mut [pollfd], timeout: Option<Duration>, mask: Option<*const sigset_t>) -> c_int {
+unsafe fn poll_mixed(
+    slice: &mut [pollfd],
+    timeout: Option<Duration>,
+    mask: Option<*const sigset_t>,
+) -> c_int {
     let wfd = match waker() {
         Ok(w) => w,
         Err(e) => return ret_int(Err(e)),
@@ -123,17 +138,28 @@ unsafe fn poll_mixed(slice: &mut [pollfd], timeout: Option<Duration>, mask: Opti
     let regs: Vec<Option<u64>> = socks
         .iter()
         .zip(slice.iter())
-        .map(|(s, p)| s.as_ref().map(|s| s.wait.register_poller(wfd, p.events | POLLERR | POLLHUP)))
+        .map(|(s, p)| {
+            s.as_ref()
+                .map(|s| s.wait.register_poller(wfd, p.events | POLLERR | POLLHUP))
+        })
         .collect();
     let mut kfds: Vec<pollfd> = Vec::with_capacity(slice.len() + 1);
     let mut kidx: Vec<usize> = Vec::with_capacity(slice.len());
     for (i, p) in slice.iter().enumerate() {
         if socks[i].is_none() {
-            kfds.push(pollfd { fd: p.fd, events: p.events, revents: 0 });
+            kfds.push(pollfd {
+                fd: p.fd,
+                events: p.events,
+                revents: 0,
+            });
             kidx.push(i);
         }
     }
-    kfds.push(pollfd { fd: wfd, events: POLLIN, revents: 0 });
+    kfds.push(pollfd {
+        fd: wfd,
+        events: POLLIN,
+        revents: 0,
+    });
     let deadline = timeout.and_then(platform::deadline_after);
     let result = loop {
         platform::eventfd_drain(wfd);
@@ -156,15 +182,26 @@ unsafe fn poll_mixed(slice: &mut [pollfd], timeout: Option<Duration>, mask: Opti
             }
         };
         let ts = wait.map(to_timespec);
-        let tsp = ts.as_ref().map_or(core::ptr::null(), |t| t as *const timespec);
+        let tsp = ts
+            .as_ref()
+            .map_or(core::ptr::null(), |t| t as *const timespec);
         for k in kfds.iter_mut() {
             k.revents = 0;
         }
         // SAFETY: `kfds` is our own array of `len` entries; `mask` is NULL
         // or valid per the caller.
-        let r = unsafe { real::ppoll(kfds.as_mut_ptr(), kfds.len() as nfds_t, tsp, mask.unwrap_or(core::ptr::null())) };
+        let r = unsafe {
+            real::ppoll(
+                kfds.as_mut_ptr(),
+                kfds.len() as nfds_t,
+                tsp,
+                mask.unwrap_or(core::ptr::null()),
+            )
+        };
         if r < 0 {
-            break Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(EINTR));
+            break Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(EINTR));
         }
         let mut kready = 0;
         for (j, &i) in kidx.iter().enumerate() {
@@ -177,7 +214,9 @@ unsafe fn poll_mixed(slice: &mut [pollfd], timeout: Option<Duration>, mask: Opti
         if total > 0 {
             break Ok(total);
         }
-        if wait == Some(Duration::ZERO) || deadline.is_some_and(|d| platform::time_left(d).is_zero()) {
+        if wait == Some(Duration::ZERO)
+            || deadline.is_some_and(|d| platform::time_left(d).is_zero())
+        {
             break Ok(0);
         }
     };
@@ -207,15 +246,34 @@ pub unsafe fn select(
         return ret_int(Err(EINVAL));
     }
     let n = n.min(SETSIZE);
+    for set in [r, w, e] {
+        if !set.is_null() {
+            if let Err(err) =
+                super::ffi::probe(set as *const u8, core::mem::size_of::<libc::fd_set>())
+            {
+                return ret_int(Err(err));
+            }
+        }
+    }
+    if let Timeout::Timeval(t) = timeout {
+        if !t.is_null() {
+            if let Err(err) = super::ffi::probe(t as *const u8, core::mem::size_of::<timeval>()) {
+                return ret_int(Err(err));
+            }
+        }
+    }
     // SAFETY: the sets are NULL or valid per the caller.
-    let isset = |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
+    let isset =
+        |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
     let ours = (0..n).any(|f| (isset(r, f) || isset(w, f) || isset(e, f)) && fd::is_ours(f));
     if !ours {
         // SAFETY: passthrough with the caller's arguments.
         return unsafe {
             match timeout {
                 Timeout::Timeval(t) => real::select(n, r, w, e, t),
-                Timeout::Timespec(t) => real::pselect(n, r, w, e, t, mask.unwrap_or(core::ptr::null())),
+                Timeout::Timespec(t) => {
+                    real::pselect(n, r, w, e, t, mask.unwrap_or(core::ptr::null()))
+                }
             }
         };
     }
@@ -248,7 +306,11 @@ pub unsafe fn select(
             ev |= POLLPRI;
         }
         if ev != 0 {
-            pfds.push(pollfd { fd: f, events: ev, revents: 0 });
+            pfds.push(pollfd {
+                fd: f,
+                events: ev,
+                revents: 0,
+            });
         }
     }
     let start = platform::now();
@@ -278,8 +340,14 @@ pub unsafe fn select(
                 count += 1;
             }
         };
-        mark(r, p.events & POLLIN != 0 && p.revents & (POLLIN | POLLHUP | POLLERR) != 0);
-        mark(w, p.events & POLLOUT != 0 && p.revents & (POLLOUT | POLLERR) != 0);
+        mark(
+            r,
+            p.events & POLLIN != 0 && p.revents & (POLLIN | POLLHUP | POLLERR) != 0,
+        );
+        mark(
+            w,
+            p.events & POLLOUT != 0 && p.revents & (POLLOUT | POLLERR) != 0,
+        );
         mark(e, p.events & POLLPRI != 0 && p.revents & POLLPRI != 0);
     }
     if let (Timeout::Timeval(t), Some(d)) = (timeout, dur) {

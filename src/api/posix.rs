@@ -7,9 +7,12 @@
 
 #![allow(clippy::missing_safety_doc)]
 
-use libc::{c_int, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, sigset_t, sockaddr, socklen_t, ssize_t, timespec, timeval};
+use libc::{
+    c_int, c_ulong, c_void, iovec, msghdr, nfds_t, pollfd, sigset_t, sockaddr, socklen_t, ssize_t,
+    timespec, timeval,
+};
 
-use super::ffi::{self, guard, ret_int, ret_size, set_errno};
+use super::ffi::{self, guard, ret_int, ret_size};
 use super::{fdops, poll, real};
 use crate::consts::*;
 use crate::fd;
@@ -64,7 +67,6 @@ posix_alias! {
     pselect = usock_pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const timespec, mask: *const sigset_t) -> c_int;
 }
 
-
 /// Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
 /// `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
 /// registered backend carries the domain.
@@ -75,11 +77,15 @@ pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int)
 
 /// Creates a connected pair of sockets, like socketpair(2) (AF_UNIX).
 #[no_mangle]
-pub unsafe extern "C" fn usock_socketpair(domain: c_int, ty: c_int, protocol: c_int, sv: *mut c_int) -> c_int {
+pub unsafe extern "C" fn usock_socketpair(
+    domain: c_int,
+    ty: c_int,
+    protocol: c_int,
+    sv: *mut c_int,
+) -> c_int {
     guard(-1, || {
-        if sv.is_null() {
-            set_errno(EFAULT);
-            return -1;
+        if let Err(e) = ffi::probe(sv as *const u8, 2 * core::mem::size_of::<c_int>()) {
+            return ret_int(Err(e));
         }
         match fdops::socketpair(domain, ty, protocol) {
             Ok((a, b)) => {
@@ -104,7 +110,13 @@ pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: sockl
         return unsafe { real::bind(fd, addr, len) };
     };
     // SAFETY: `addr` is valid for `len` bytes per the bind contract.
-    guard(-1, || ret_int(unsafe { ffi::read_addr(addr, len) }.and_then(|a| s.bind(&a)).map(|_| 0)))
+    guard(-1, || {
+        ret_int(
+            unsafe { ffi::read_addr(addr, len) }
+                .and_then(|a| s.bind(&a))
+                .map(|_| 0),
+        )
+    })
 }
 
 /// Marks a stream socket as accepting connections, like listen(2).
@@ -119,14 +131,23 @@ pub unsafe extern "C" fn usock_listen(fd: c_int, backlog: c_int) -> c_int {
 
 /// Accepts a connection, like accept(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn usock_accept(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> c_int {
     // SAFETY: same contract.
     unsafe { usock_accept4(fd, addr, len, 0) }
 }
 
 /// Accepts a connection, like accept4(2) (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
 #[no_mangle]
-pub unsafe extern "C" fn usock_accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+pub unsafe extern "C" fn usock_accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::accept4(fd, addr, len, flags) };
@@ -143,7 +164,9 @@ pub unsafe extern "C" fn usock_accept4(fd: c_int, addr: *mut sockaddr, len: *mut
             Err(e) => return ret_int(Err(e)),
         };
         child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
-        let peer = child.peer_addr().unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
+        let peer = child
+            .peer_addr()
+            .unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
         let nfd = match fdops::install(child, flags & SOCK_CLOEXEC != 0) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),
@@ -165,19 +188,37 @@ pub unsafe extern "C" fn usock_connect(fd: c_int, addr: *const sockaddr, len: so
         return unsafe { real::connect(fd, addr, len) };
     };
     // SAFETY: `addr` is valid for `len` bytes per the connect contract.
-    guard(-1, || ret_int(unsafe { ffi::read_addr(addr, len) }.and_then(|a| s.connect(&a)).map(|_| 0)))
+    guard(-1, || {
+        ret_int(
+            unsafe { ffi::read_addr(addr, len) }
+                .and_then(|a| s.connect(&a))
+                .map(|_| 0),
+        )
+    })
 }
 
 /// Sends on a connected socket, like send(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_send(fd: c_int, buf: *const c_void, len: usize, flags: c_int) -> ssize_t {
+pub unsafe extern "C" fn usock_send(
+    fd: c_int,
+    buf: *const c_void,
+    len: usize,
+    flags: c_int,
+) -> ssize_t {
     // SAFETY: same contract.
     unsafe { usock_sendto(fd, buf, len, flags, core::ptr::null(), 0) }
 }
 
 /// Sends, to `addr` when given, like sendto(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_sendto(fd: c_int, buf: *const c_void, len: usize, flags: c_int, addr: *const sockaddr, alen: socklen_t) -> ssize_t {
+pub unsafe extern "C" fn usock_sendto(
+    fd: c_int,
+    buf: *const c_void,
+    len: usize,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
@@ -210,8 +251,8 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
         return unsafe { real::sendmsg(fd, msg, flags) };
     };
     guard(-1, || {
-        if msg.is_null() {
-            return ret_size(Err(EFAULT));
+        if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
+            return ret_size(Err(e));
         }
         // SAFETY: `msg` is non-null and valid per the sendmsg contract.
         let m = unsafe { &*msg };
@@ -235,14 +276,35 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
 
 /// Receives, like recv(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_recv(fd: c_int, buf: *mut c_void, len: usize, flags: c_int) -> ssize_t {
+pub unsafe extern "C" fn usock_recv(
+    fd: c_int,
+    buf: *mut c_void,
+    len: usize,
+    flags: c_int,
+) -> ssize_t {
     // SAFETY: same contract.
-    unsafe { usock_recvfrom(fd, buf, len, flags, core::ptr::null_mut(), core::ptr::null_mut()) }
+    unsafe {
+        usock_recvfrom(
+            fd,
+            buf,
+            len,
+            flags,
+            core::ptr::null_mut(),
+            core::ptr::null_mut(),
+        )
+    }
 }
 
 /// Receives with the sender's address, like recvfrom(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_recvfrom(fd: c_int, buf: *mut c_void, len: usize, flags: c_int, addr: *mut sockaddr, alen: *mut socklen_t) -> ssize_t {
+pub unsafe extern "C" fn usock_recvfrom(
+    fd: c_int,
+    buf: *mut c_void,
+    len: usize,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) };
@@ -281,8 +343,8 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
         return unsafe { real::recvmsg(fd, msg, flags) };
     };
     guard(-1, || {
-        if msg.is_null() {
-            return ret_size(Err(EFAULT));
+        if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
+            return ret_size(Err(e));
         }
         // SAFETY: `msg` is non-null and valid per the recvmsg contract.
         let m = unsafe { &mut *msg };
@@ -297,7 +359,9 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
                     match info.addr {
                         Some(a) => {
                             // SAFETY: msg_name is valid for msg_namelen bytes.
-                            let _ = unsafe { ffi::write_addr(&a, m.msg_name as *mut sockaddr, &mut m.msg_namelen) };
+                            let _ = unsafe {
+                                ffi::write_addr(&a, m.msg_name as *mut sockaddr, &mut m.msg_namelen)
+                            };
                         }
                         None => m.msg_namelen = 0,
                     }
@@ -394,7 +458,11 @@ pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
 
 /// getsockname(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_getsockname(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn usock_getsockname(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> c_int {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::getsockname(fd, addr, len) };
@@ -410,7 +478,11 @@ pub unsafe extern "C" fn usock_getsockname(fd: c_int, addr: *mut sockaddr, len: 
 
 /// getpeername(2).
 #[no_mangle]
-pub unsafe extern "C" fn usock_getpeername(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn usock_getpeername(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+) -> c_int {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::getpeername(fd, addr, len) };
@@ -429,14 +501,20 @@ pub unsafe extern "C" fn usock_getpeername(fd: c_int, addr: *mut sockaddr, len: 
 
 /// getsockopt(2): see the README for the options supported.
 #[no_mangle]
-pub unsafe extern "C" fn usock_getsockopt(fd: c_int, level: c_int, name: c_int, val: *mut c_void, len: *mut socklen_t) -> c_int {
+pub unsafe extern "C" fn usock_getsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *mut c_void,
+    len: *mut socklen_t,
+) -> c_int {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::getsockopt(fd, level, name, val, len) };
     };
     guard(-1, || {
-        if len.is_null() {
-            return ret_int(Err(EFAULT));
+        if let Err(e) = ffi::probe(len as *const u8, core::mem::size_of::<socklen_t>()) {
+            return ret_int(Err(e));
         }
         // SAFETY: `len` is non-null and valid per the contract.
         let cap = unsafe { *len } as i32;
@@ -447,6 +525,9 @@ pub unsafe extern "C" fn usock_getsockopt(fd: c_int, level: c_int, name: c_int, 
             Ok(v) => v,
             Err(e) => return ret_int(Err(e)),
         };
+        if let Err(e) = ffi::probe(val as *const u8, (cap as usize).min(16)) {
+            return ret_int(Err(e));
+        }
         // SAFETY: `val` is valid for `cap` bytes per the contract.
         let out = match unsafe { ffi::buf_mut(val, cap as usize) } {
             Ok(o) => o,
@@ -461,7 +542,13 @@ pub unsafe extern "C" fn usock_getsockopt(fd: c_int, level: c_int, name: c_int, 
 
 /// setsockopt(2): see the README for the options supported.
 #[no_mangle]
-pub unsafe extern "C" fn usock_setsockopt(fd: c_int, level: c_int, name: c_int, val: *const c_void, len: socklen_t) -> c_int {
+pub unsafe extern "C" fn usock_setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    val: *const c_void,
+    len: socklen_t,
+) -> c_int {
     let Some(s) = fd::get(fd) else {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::setsockopt(fd, level, name, val, len) };
@@ -469,6 +556,9 @@ pub unsafe extern "C" fn usock_setsockopt(fd: c_int, level: c_int, name: c_int, 
     guard(-1, || {
         if (len as i32) < 0 {
             return ret_int(Err(EINVAL));
+        }
+        if let Err(e) = ffi::probe(val as *const u8, len as usize) {
+            return ret_int(Err(e));
         }
         // SAFETY: `val` is valid for `len` bytes per the contract.
         match unsafe { ffi::buf(val, len as usize) } {
@@ -493,9 +583,12 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
             s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
             0
         }
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => {
-            ret_int(fdops::dup_min(&s, fd, arg as c_int, cmd == libc::F_DUPFD_CLOEXEC))
-        }
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(fdops::dup_min(
+            &s,
+            fd,
+            arg as c_int,
+            cmd == libc::F_DUPFD_CLOEXEC,
+        )),
         // FD_CLOEXEC and the rest live on the kernel fd that holds the number.
         _ => {
             // SAFETY: fcntl on our own kernel fd with the caller's argument.
@@ -531,16 +624,16 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         let p = arg as *mut c_int;
         match req {
             libc::FIONBIO => {
-                if p.is_null() {
-                    return ret_int(Err(EFAULT));
+                if let Err(e) = ffi::probe(p as *const u8, 4) {
+                    return ret_int(Err(e));
                 }
                 // SAFETY: FIONBIO takes a pointer to int.
                 s.set_nonblocking(unsafe { *p } != 0);
                 0
             }
             libc::FIONREAD => {
-                if p.is_null() {
-                    return ret_int(Err(EFAULT));
+                if let Err(e) = ffi::probe(p as *const u8, 4) {
+                    return ret_int(Err(e));
                 }
                 if s.has_listen_flag() {
                     return ret_int(Err(EINVAL));
@@ -588,12 +681,19 @@ pub unsafe extern "C" fn usock_dup3(old: c_int, new: c_int, flags: c_int) -> c_i
 #[no_mangle]
 pub unsafe extern "C" fn usock_poll(fds: *mut pollfd, n: nfds_t, timeout: c_int) -> c_int {
     // SAFETY: `fds` is valid for `n` entries per the poll contract.
-    guard(-1, || unsafe { poll::poll(fds, n, poll::ms_timeout(timeout), None) })
+    guard(-1, || unsafe {
+        poll::poll(fds, n, poll::ms_timeout(timeout), None)
+    })
 }
 
 /// ppoll(2) over any mix of our sockets and kernel fds.
 #[no_mangle]
-pub unsafe extern "C" fn usock_ppoll(fds: *mut pollfd, n: nfds_t, ts: *const timespec, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn usock_ppoll(
+    fds: *mut pollfd,
+    n: nfds_t,
+    ts: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
     guard(-1, || {
         // SAFETY: `ts` is NULL or valid per the ppoll contract.
         let t = match unsafe { poll::ts_timeout(ts) } {
@@ -607,14 +707,38 @@ pub unsafe extern "C" fn usock_ppoll(fds: *mut pollfd, n: nfds_t, ts: *const tim
 
 /// select(2) over any mix of our sockets and kernel fds.
 #[no_mangle]
-pub unsafe extern "C" fn usock_select(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut timeval) -> c_int {
+pub unsafe extern "C" fn usock_select(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: *mut timeval,
+) -> c_int {
     // SAFETY: pointers valid per the select contract.
-    guard(-1, || unsafe { poll::select(n, r, w, e, poll::Timeout::Timeval(t), None) })
+    guard(-1, || unsafe {
+        poll::select(n, r, w, e, poll::Timeout::Timeval(t), None)
+    })
 }
 
 /// pselect(2) over any mix of our sockets and kernel fds.
 #[no_mangle]
-pub unsafe extern "C" fn usock_pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const timespec, mask: *const sigset_t) -> c_int {
+pub unsafe extern "C" fn usock_pselect(
+    n: c_int,
+    r: *mut libc::fd_set,
+    w: *mut libc::fd_set,
+    e: *mut libc::fd_set,
+    t: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
     // SAFETY: pointers valid per the pselect contract.
-    guard(-1, || unsafe { poll::select(n, r, w, e, poll::Timeout::Timespec(t), if mask.is_null() { None } else { Some(mask) }) })
+    guard(-1, || unsafe {
+        poll::select(
+            n,
+            r,
+            w,
+            e,
+            poll::Timeout::Timespec(t),
+            if mask.is_null() { None } else { Some(mask) },
+        )
+    })
 }

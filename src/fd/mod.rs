@@ -26,7 +26,8 @@ struct Slot {
 
 type Chunk = [Slot; CHUNK];
 
-static TABLE: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+static TABLE: [AtomicPtr<Chunk>; CHUNKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
 fn chunk(fd: i32) -> Option<&'static Chunk> {
     if fd < 0 {
@@ -76,7 +77,12 @@ pub fn insert(fd: i32, sock: Arc<Socket>) -> bool {
         }));
         let p = Box::into_raw(fresh);
         if cell
-            .compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                core::ptr::null_mut(),
+                p,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_err()
         {
             // SAFETY: `p` was never published; we own it.

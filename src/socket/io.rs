@@ -45,9 +45,19 @@ impl Socket {
         }
     }
 
-    fn recv_stream(&self, sb: &StreamBuf, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+    fn recv_stream(
+        &self,
+        sb: &StreamBuf,
+        bufs: &mut [&mut [u8]],
+        flags: i32,
+    ) -> Result<RecvInfo, Errno> {
+        let unconnected = if self.info.domain == AF_UNIX {
+            EINVAL
+        } else {
+            ENOTCONN
+        };
         if self.has(F_LISTENING) {
-            return Err(ENOTCONN);
+            return Err(unconnected);
         }
         let want = total_len(bufs);
         let peek = flags & MSG_PEEK != 0;
@@ -83,38 +93,78 @@ impl Socket {
             }
             let f = self.flags();
             if sb.at_eof() {
-                return Ok(RecvInfo { ret: got, ..Default::default() });
+                return Ok(RecvInfo {
+                    ret: got,
+                    ..Default::default()
+                });
             }
             if f & F_RESET != 0 {
                 if got > 0 {
-                    return Ok(RecvInfo { ret: got, ..Default::default() });
+                    return Ok(RecvInfo {
+                        ret: got,
+                        ..Default::default()
+                    });
                 }
-                return Err(self.take_error().unwrap_or(ENOTCONN));
+                // After the one error report, the connection reads as shut.
+                return match self.take_error() {
+                    Some(e) => Err(e),
+                    None => Ok(RecvInfo::default()),
+                };
             }
             if f & F_CLOSED != 0 {
-                return if got > 0 { Ok(RecvInfo { ret: got, ..Default::default() }) } else { Err(EBADF) };
+                return if got > 0 {
+                    Ok(RecvInfo {
+                        ret: got,
+                        ..Default::default()
+                    })
+                } else {
+                    Err(EBADF)
+                };
             }
             if f & F_RD_SHUT != 0 {
-                return Ok(RecvInfo { ret: got, ..Default::default() });
+                return Ok(RecvInfo {
+                    ret: got,
+                    ..Default::default()
+                });
             }
-            if f & F_CONNECTED == 0 {
-                if f & F_CONNECTING == 0 {
-                    return Err(ENOTCONN);
-                }
+            if f & (F_CONNECTED | F_CONNECTING) == 0 {
+                return Err(unconnected);
             }
             if got > 0 && !waitall {
-                return Ok(RecvInfo { ret: got, ..Default::default() });
+                return Ok(RecvInfo {
+                    ret: got,
+                    ..Default::default()
+                });
             }
             if !self.blocking(flags) {
-                return if got > 0 { Ok(RecvInfo { ret: got, ..Default::default() }) } else { Err(EAGAIN) };
+                return if got > 0 {
+                    Ok(RecvInfo {
+                        ret: got,
+                        ..Default::default()
+                    })
+                } else {
+                    Err(EAGAIN)
+                };
             }
             if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
-                return if got > 0 { Ok(RecvInfo { ret: got, ..Default::default() }) } else { Err(EAGAIN) };
+                return if got > 0 {
+                    Ok(RecvInfo {
+                        ret: got,
+                        ..Default::default()
+                    })
+                } else {
+                    Err(EAGAIN)
+                };
             }
         }
     }
 
-    fn recv_dgram(&self, db: &DgramBuf, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+    fn recv_dgram(
+        &self,
+        db: &DgramBuf,
+        bufs: &mut [&mut [u8]],
+        flags: i32,
+    ) -> Result<RecvInfo, Errno> {
         let peek = flags & MSG_PEEK != 0;
         let deadline = self.rcv_deadline();
         let mut src = [0u8; MAX_ADDR_LEN];
@@ -123,10 +173,18 @@ impl Socket {
                 let _g = self.rx_lock.lock();
                 if bufs.len() == 1 {
                     let b = &mut *bufs[0];
-                    if peek { db.peek(b, &mut src) } else { db.read(b, &mut src) }
+                    if peek {
+                        db.peek(b, &mut src)
+                    } else {
+                        db.read(b, &mut src)
+                    }
                 } else {
                     let mut tmp = vec![0u8; total_len(bufs)];
-                    let m = if peek { db.peek(&mut tmp, &mut src) } else { db.read(&mut tmp, &mut src) };
+                    let m = if peek {
+                        db.peek(&mut tmp, &mut src)
+                    } else {
+                        db.read(&mut tmp, &mut src)
+                    };
                     if let Some(m) = m {
                         scatter(&tmp[..m.copied], bufs);
                     }
@@ -137,7 +195,11 @@ impl Socket {
                 let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
                 let truncated = m.len > m.copied;
                 return Ok(RecvInfo {
-                    ret: if flags & MSG_TRUNC != 0 { m.len } else { m.copied },
+                    ret: if flags & MSG_TRUNC != 0 {
+                        m.len
+                    } else {
+                        m.copied
+                    },
                     truncated,
                     addr,
                 });
@@ -172,7 +234,12 @@ impl Socket {
 
     /// send()/sendto()/sendmsg() from one or more buffers. Raises SIGPIPE on
     /// EPIPE unless MSG_NOSIGNAL.
-    pub fn send(&self, bufs: &[&[u8]], flags: i32, dest: Option<&SockAddr>) -> Result<usize, Errno> {
+    pub fn send(
+        &self,
+        bufs: &[&[u8]],
+        flags: i32,
+        dest: Option<&SockAddr>,
+    ) -> Result<usize, Errno> {
         let r = if self.is_stream() {
             self.send_stream(bufs, flags, dest)
         } else {
@@ -196,12 +263,25 @@ impl Socket {
             return Some(EPIPE);
         }
         if f & F_CONNECTED == 0 {
-            return Some(if f & F_CONNECTING != 0 { EAGAIN } else if f & F_LISTENING != 0 || self.info.domain != AF_UNIX { ENOTCONN } else { ENOTCONN });
+            // Linux: TCP reports EPIPE on a socket that never connected,
+            // AF_UNIX reports ENOTCONN.
+            return Some(if f & F_CONNECTING != 0 {
+                EAGAIN
+            } else if self.info.domain == AF_UNIX {
+                ENOTCONN
+            } else {
+                EPIPE
+            });
         }
         None
     }
 
-    fn send_stream(&self, bufs: &[&[u8]], flags: i32, dest: Option<&SockAddr>) -> Result<usize, Errno> {
+    fn send_stream(
+        &self,
+        bufs: &[&[u8]],
+        flags: i32,
+        dest: Option<&SockAddr>,
+    ) -> Result<usize, Errno> {
         if flags & MSG_OOB != 0 && self.info.domain == AF_UNIX {
             return Err(EOPNOTSUPP);
         }
@@ -254,7 +334,10 @@ impl Socket {
                 bo = 0;
             }
             let chunk = &bufs[bi][bo..];
-            let n = chunk.len().min(FRAG_MAX).min(credit.min(usize::MAX as u64) as usize);
+            let n = chunk
+                .len()
+                .min(FRAG_MAX)
+                .min(credit.min(usize::MAX as u64) as usize);
             let frag = Fragment {
                 header: FragHeader {
                     kind: FragKind::Stream,
@@ -282,7 +365,12 @@ impl Socket {
         }
     }
 
-    fn send_dgram(&self, bufs: &[&[u8]], flags: i32, dest: Option<&SockAddr>) -> Result<usize, Errno> {
+    fn send_dgram(
+        &self,
+        bufs: &[&[u8]],
+        flags: i32,
+        dest: Option<&SockAddr>,
+    ) -> Result<usize, Errno> {
         if flags & MSG_OOB != 0 {
             return Err(EOPNOTSUPP);
         }
@@ -301,14 +389,24 @@ impl Socket {
                 if self.info.domain == AF_UNIX && f & F_CONNECTED != 0 {
                     return Err(EISCONN);
                 }
-                if d.family() != self.info.domain && !(d.family() == AF_UNSPEC && f & F_CONNECTED != 0) {
-                    return Err(if self.info.domain == AF_UNIX { EINVAL } else { EAFNOSUPPORT });
+                if d.family() != self.info.domain
+                    && !(d.family() == AF_UNSPEC && f & F_CONNECTED != 0)
+                {
+                    return Err(if self.info.domain == AF_UNIX {
+                        EINVAL
+                    } else {
+                        EAFNOSUPPORT
+                    });
                 }
                 Some(d)
             }
             None => {
                 if f & F_CONNECTED == 0 {
-                    return Err(if self.info.domain == AF_UNIX { ENOTCONN } else { EDESTADDRREQ });
+                    return Err(if self.info.domain == AF_UNIX {
+                        ENOTCONN
+                    } else {
+                        EDESTADDRREQ
+                    });
                 }
                 None
             }
@@ -358,7 +456,8 @@ impl Socket {
                 Err(EAGAIN) if off == 0 && self.blocking(flags) => {
                     // The receiver is full and the backend keeps datagrams
                     // (AF_UNIX semantics): wait a little and offer it again.
-                    let step = crate::platform::deadline_after(core::time::Duration::from_millis(1));
+                    let step =
+                        crate::platform::deadline_after(core::time::Duration::from_millis(1));
                     let until = match (deadline, step) {
                         (Some(d), Some(s)) if d < s => Some(d),
                         (_, s) => s,

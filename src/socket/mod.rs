@@ -19,7 +19,9 @@ use alloc::sync::{Arc, Weak};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::addr::SockAddr;
-use crate::backend::contract::{Backend, Errno, Fragment, SockHandle, SockInfo, SockRef, SockState};
+use crate::backend::contract::{
+    Backend, Errno, Fragment, SockHandle, SockInfo, SockRef, SockState,
+};
 use crate::backend::wire::{FragHeader, FragKind, FLAG_FIN, FLAG_RST};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
@@ -95,7 +97,7 @@ pub struct Socket {
     /// Send credit: stream bytes may be sent below this absolute offset.
     tx_limit: AtomicU64,
     /// Window end last told to the backend.
-    advertised: AtomicU64,
+    pub(crate) advertised: AtomicU64,
     flags: AtomicU32,
     nonblock: AtomicBool,
     accept_len: AtomicU32,
@@ -366,7 +368,8 @@ impl Socket {
         }
         if let Some(b) = self.binding() {
             if self.is_stream() && prev & F_CONNECTED != 0 && prev & F_RESET == 0 {
-                let unread = matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
+                let unread =
+                    matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();
                 if unread || linger0 {
                     self.send_control(b, FLAG_RST);
@@ -454,7 +457,13 @@ fn timeout_deadline(nanos: u64) -> Option<crate::platform::Deadline> {
 
 impl core::fmt::Debug for Socket {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Socket({:?}, {:?}, flags {:#x})", self.handle, self.info, self.flags())
+        write!(
+            f,
+            "Socket({:?}, {:?}, flags {:#x})",
+            self.handle,
+            self.info,
+            self.flags()
+        )
     }
 }
 

@@ -121,7 +121,11 @@ fn int_arg(val: &[u8]) -> Result<i32, Errno> {
 
 fn timeval_arg(val: &[u8]) -> Result<u64, Errno> {
     let s: [u8; 8] = val.get(..8).ok_or(EINVAL)?.try_into().map_err(|_| EINVAL)?;
-    let us: [u8; 8] = val.get(8..16).ok_or(EINVAL)?.try_into().map_err(|_| EINVAL)?;
+    let us: [u8; 8] = val
+        .get(8..16)
+        .ok_or(EINVAL)?
+        .try_into()
+        .map_err(|_| EINVAL)?;
     let (s, us) = (i64::from_ne_bytes(s), i64::from_ne_bytes(us));
     if !(0..1_000_000).contains(&us) {
         return Err(crate::consts::EDOM);
@@ -130,11 +134,16 @@ fn timeval_arg(val: &[u8]) -> Result<u64, Errno> {
         // Linux treats a negative timeout as "return at once".
         return Ok(1);
     }
-    Ok((s as u64).saturating_mul(1_000_000_000).saturating_add(us as u64 * 1000))
+    Ok((s as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(us as u64 * 1000))
 }
 
 fn nanos_to_timeval(n: u64) -> OptVal {
-    OptVal::Timeval((n / 1_000_000_000) as i64, ((n % 1_000_000_000) / 1000) as i64)
+    OptVal::Timeval(
+        (n / 1_000_000_000) as i64,
+        ((n % 1_000_000_000) / 1000) as i64,
+    )
 }
 
 fn is_tcp(info: &SockInfo) -> bool {
@@ -247,11 +256,17 @@ impl Socket {
                 SO_RCVLOWAT => int(|o, v| o.rcvlowat = v.max(1)),
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
                 SO_SNDBUF => int(|o, v| {
-                    o.sndbuf = (v.max(0) as usize).min(BUF_MAX).saturating_mul(2).max(SNDBUF_MIN)
+                    o.sndbuf = (v.max(0) as usize)
+                        .min(BUF_MAX)
+                        .saturating_mul(2)
+                        .max(SNDBUF_MIN)
                 }),
                 SO_RCVBUF => {
                     let v = int_arg(val)?;
-                    let cap = (v.max(0) as usize).min(BUF_MAX).saturating_mul(2).max(RCVBUF_MIN);
+                    let cap = (v.max(0) as usize)
+                        .min(BUF_MAX)
+                        .saturating_mul(2)
+                        .max(RCVBUF_MIN);
                     Ok(Box::new(move |s: &Socket| {
                         let _g = s.rx_lock.lock();
                         // Shrinking below what is buffered is refused by the
@@ -259,7 +274,21 @@ impl Socket {
                         // applies the size to future data, so keep the old
                         // size in that case.
                         let _ = match &s.rx {
-                            Rx::Stream(sb) => sb.set_capacity(cap),
+                            Rx::Stream(sb) => {
+                                // A window already granted is never taken
+                                // back (a sender may be using it), as TCP
+                                // never shrinks its advertised window.
+                                let granted = s
+                                    .advertised
+                                    .load(Ordering::Relaxed)
+                                    .wrapping_sub(sb.read_offset());
+                                let floor = if granted > u32::MAX as u64 {
+                                    0
+                                } else {
+                                    granted as usize
+                                };
+                                sb.set_capacity(cap.max(floor))
+                            }
                             Rx::Dgram(db) => db.set_capacity(cap),
                         };
                         drop(_g);
@@ -270,7 +299,11 @@ impl Socket {
                 SO_RCVTIMEO | SO_SNDTIMEO => {
                     let n = timeval_arg(val)?;
                     Ok(Box::new(move |s: &Socket| {
-                        let t = if name == SO_RCVTIMEO { &s.rcvtimeo } else { &s.sndtimeo };
+                        let t = if name == SO_RCVTIMEO {
+                            &s.rcvtimeo
+                        } else {
+                            &s.sndtimeo
+                        };
                         t.store(n, Ordering::Relaxed);
                         Ok(())
                     }))

@@ -23,7 +23,8 @@ struct Slot {
 
 type Chunk = [Mutex<Slot>; CHUNK];
 
-static CHUNK_PTRS: [AtomicPtr<Chunk>; CHUNKS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
+static CHUNK_PTRS: [AtomicPtr<Chunk>; CHUNKS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
 
 struct Alloc {
     free: Vec<u32>,
@@ -36,7 +37,9 @@ static ALLOC: Mutex<Alloc> = Mutex::new(Alloc {
 });
 
 fn chunk(idx: u32) -> Option<&'static Chunk> {
-    let p = CHUNK_PTRS.get(idx as usize / CHUNK)?.load(Ordering::Acquire);
+    let p = CHUNK_PTRS
+        .get(idx as usize / CHUNK)?
+        .load(Ordering::Acquire);
     // SAFETY: chunks are leaked boxes published once with Release and never
     // freed, so a non-null pointer is valid for 'static.
     unsafe { p.as_ref() }
@@ -50,7 +53,12 @@ fn chunk_or_create(idx: u32) -> Option<&'static Chunk> {
         }));
         let p = Box::into_raw(fresh);
         if cell
-            .compare_exchange(core::ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                core::ptr::null_mut(),
+                p,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_err()
         {
             // SAFETY: `p` was never published; we own it.

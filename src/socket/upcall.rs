@@ -59,7 +59,13 @@ pub fn deliver(h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
                 return Ok(());
             }
             let done = db
-                .insert(hd.offset, hd.dgram_offset, hd.dgram_total, frag.payload, frag.addr)
+                .insert(
+                    hd.offset,
+                    hd.dgram_offset,
+                    hd.dgram_total,
+                    frag.payload,
+                    frag.addr,
+                )
                 .map_err(sb_errno)?;
             if done {
                 s.wait.notify(POLLIN);
@@ -182,7 +188,11 @@ pub fn credit(h: SockHandle, limit: u64) -> Result<(), Errno> {
 
 /// The receive window end of socket `h`: what a backend may deliver up to.
 pub fn window(h: SockHandle) -> Result<u64, Errno> {
-    Ok(sock(h)?.window_end())
+    let s = sock(h)?;
+    let end = s.window_end();
+    // The backend grants this as credit: it counts as advertised.
+    s.advertised.fetch_max(end, Ordering::Relaxed);
+    Ok(end)
 }
 
 /// An asynchronous error for socket `h` (an ICMP-like "port unreachable" on

@@ -36,7 +36,11 @@ impl IpEp {
                 let mut ip = [0u8; 16];
                 ip[..12].copy_from_slice(&V4_MAPPED);
                 ip[12..].copy_from_slice(&b[4..8]);
-                Ok(IpEp { family, ip, port: port(b) })
+                Ok(IpEp {
+                    family,
+                    ip,
+                    port: port(b),
+                })
             }
             AF_INET6 => {
                 if b.len() < 24 {
@@ -44,7 +48,11 @@ impl IpEp {
                 }
                 let mut ip = [0u8; 16];
                 ip.copy_from_slice(&b[8..24]);
-                Ok(IpEp { family, ip, port: port(b) })
+                Ok(IpEp {
+                    family,
+                    ip,
+                    port: port(b),
+                })
             }
             _ => Err(EAFNOSUPPORT),
         }

@@ -17,7 +17,9 @@ fn cpath(p: &[u8]) -> Result<std::ffi::CString, Errno> {
 
 #[cfg(feature = "std")]
 fn errno() -> Errno {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(EINVAL)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(EINVAL)
 }
 
 /// Creates the socket file for bind(); EADDRINUSE when the name exists.

@@ -115,7 +115,13 @@ impl Loopback {
     }
 
     /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks one).
-    fn do_bind(&self, s: &Arc<LoSock>, h: SockHandle, want: &SockAddr, opts: SockOpts) -> Result<SockAddr, Errno> {
+    fn do_bind(
+        &self,
+        s: &Arc<LoSock>,
+        h: SockHandle,
+        want: &SockAddr,
+        opts: SockOpts,
+    ) -> Result<SockAddr, Errno> {
         let info = s.info;
         let (local, key) = match info.domain {
             AF_INET | AF_INET6 => {
@@ -198,7 +204,11 @@ impl Loopback {
 
     /// Resolves a stream destination to a listening socket, or the errno
     /// Linux gives when there is none.
-    fn find_listener(&self, info: &SockInfo, dest: &SockAddr) -> Result<(BindEntry, Option<IpEp>), Errno> {
+    fn find_listener(
+        &self,
+        info: &SockInfo,
+        dest: &SockAddr,
+    ) -> Result<(BindEntry, Option<IpEp>), Errno> {
         match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(dest, info.domain)?;
@@ -267,7 +277,9 @@ impl Loopback {
         };
         child.inner.lock().local = match child.info.domain {
             AF_UNIX => child.inner.lock().local.clone(),
-            _ => IpEp::parse(&child_local_seen, child.info.domain).ok().map(Local::Ip),
+            _ => IpEp::parse(&child_local_seen, child.info.domain)
+                .ok()
+                .map(Local::Ip),
         };
         c.inner.lock().peer_addr = Some(child_local);
         child.peer.store(c.handle().0, Ordering::Release);
@@ -301,6 +313,13 @@ impl Loopback {
     fn write_stream(&self, s: &LoSock, frag: &Fragment<'_>) -> Result<(), Errno> {
         let peer = s.peer.load(Ordering::Acquire);
         let data = !frag.payload.is_empty();
+        // AF_UNIX knows at once that its peer is gone: EPIPE, no reset dance.
+        if s.info.domain == AF_UNIX
+            && data
+            && (peer == 0 || crate::socket::slab::lookup(SockHandle(peer)).is_none())
+        {
+            return Err(EPIPE);
+        }
         if peer == 0 {
             if data {
                 Self::peer_gone(s);
@@ -324,7 +343,12 @@ impl Loopback {
         }
     }
 
-    fn write_dgram(&self, s: &Arc<LoSock>, sock: &SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
+    fn write_dgram(
+        &self,
+        s: &Arc<LoSock>,
+        sock: &SockRef<'_>,
+        frag: &Fragment<'_>,
+    ) -> Result<(), Errno> {
         let dest = if frag.addr.is_empty() {
             let p = s.inner.lock().dgram_peer;
             match p {
@@ -444,7 +468,9 @@ impl Backend for Loopback {
             match s.info.domain {
                 AF_UNIX => {
                     let name = UnixName::parse(dest)?;
-                    self.table.lookup_unix(s.info.ty, &name)?.ok_or(ECONNREFUSED)?;
+                    self.table
+                        .lookup_unix(s.info.ty, &name)?
+                        .ok_or(ECONNREFUSED)?;
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
@@ -483,7 +509,9 @@ impl Backend for Loopback {
                 let s = lo(&sock)?;
                 if frag.header.flags & FLAG_FIN != 0 {
                     // Tell the peer's loopback state too, for EPIPE vs ECONNRESET.
-                    if let Some(p) = crate::socket::slab::lookup(SockHandle(s.peer.load(Ordering::Acquire))) {
+                    if let Some(p) =
+                        crate::socket::slab::lookup(SockHandle(s.peer.load(Ordering::Acquire)))
+                    {
                         if let Some(ps) = p.backend_state::<LoSock>() {
                             ps.got_fin.store(true, Ordering::Release);
                         }

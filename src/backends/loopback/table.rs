@@ -95,7 +95,9 @@ fn shard_of(key: &BindKey) -> usize {
         BindKey::Ip { port, .. } => *port as usize % SHARDS,
         BindKey::UnixFile { id, .. } => (id.1 as usize) % SHARDS,
         BindKey::UnixAbstract { name, .. } => {
-            name.iter().fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize)) % SHARDS
+            name.iter()
+                .fold(0usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize))
+                % SHARDS
         }
     }
 }
@@ -147,7 +149,12 @@ impl Table {
             e.reuseport = false;
             let key = BindKey::Ip { ty, port };
             if self.try_insert(key.clone(), &e, ty).is_ok() {
-                if let Some(last) = self.shard(&key).lock().get_mut(&key).and_then(|l| l.last_mut()) {
+                if let Some(last) = self
+                    .shard(&key)
+                    .lock()
+                    .get_mut(&key)
+                    .and_then(|l| l.last_mut())
+                {
                     last.reuseaddr = entry.reuseaddr;
                     last.reuseport = entry.reuseport;
                 }
@@ -159,7 +166,12 @@ impl Table {
 
     /// Binds an AF_UNIX socket; an unnamed address autobinds to an abstract
     /// name of five hex digits, as Linux does.
-    pub fn bind_unix(&self, ty: i32, name: UnixName, entry: BindEntry) -> Result<(UnixName, BindKey), Errno> {
+    pub fn bind_unix(
+        &self,
+        ty: i32,
+        name: UnixName,
+        entry: BindEntry,
+    ) -> Result<(UnixName, BindKey), Errno> {
         match name {
             UnixName::Path(ref p) => {
                 let id = fs::create(p)?;
@@ -168,7 +180,10 @@ impl Table {
                 Ok((name, key))
             }
             UnixName::Abstract(ref n) => {
-                let key = BindKey::UnixAbstract { ty, name: n.clone() };
+                let key = BindKey::UnixAbstract {
+                    ty,
+                    name: n.clone(),
+                };
                 self.try_insert_unix(key.clone(), &entry)?;
                 Ok((name, key))
             }
@@ -179,7 +194,10 @@ impl Table {
                     for shift in [16, 12, 8, 4, 0] {
                         n.push(b"0123456789abcdef"[((v >> shift) & 0xf) as usize]);
                     }
-                    let key = BindKey::UnixAbstract { ty, name: n.clone() };
+                    let key = BindKey::UnixAbstract {
+                        ty,
+                        name: n.clone(),
+                    };
                     if self.try_insert_unix(key.clone(), &entry).is_ok() {
                         return Ok((UnixName::Abstract(n), key));
                     }
@@ -203,12 +221,18 @@ impl Table {
     /// on an overlapping address without SO_REUSEPORT on both.
     pub fn check_listen(&self, key: &BindKey, s: &Arc<LoSock>) -> Result<(), Errno> {
         let sh = self.shard(key).lock();
-        let Some(list) = sh.get(key) else { return Ok(()) };
+        let Some(list) = sh.get(key) else {
+            return Ok(());
+        };
         let Some(me) = list.iter().find(|e| Arc::ptr_eq(&e.sock, s)) else {
             return Ok(());
         };
         for e in list {
-            if !Arc::ptr_eq(&e.sock, s) && e.sock.is_listening() && me.overlaps(e) && !(me.reuseport && e.reuseport) {
+            if !Arc::ptr_eq(&e.sock, s)
+                && e.sock.is_listening()
+                && me.overlaps(e)
+                && !(me.reuseport && e.reuseport)
+            {
                 return Err(EADDRINUSE);
             }
         }
@@ -229,8 +253,16 @@ impl Table {
     /// The socket that receives traffic for `dest` among those passing
     /// `filter`: an exact address beats a wildcard, and among equals the
     /// most recently bound wins (SO_REUSEADDR datagram semantics).
-    pub fn lookup_ip(&self, ty: i32, dest: &IpEp, filter: impl Fn(&BindEntry) -> bool) -> Option<BindEntry> {
-        let key = BindKey::Ip { ty, port: dest.port };
+    pub fn lookup_ip(
+        &self,
+        ty: i32,
+        dest: &IpEp,
+        filter: impl Fn(&BindEntry) -> bool,
+    ) -> Option<BindEntry> {
+        let key = BindKey::Ip {
+            ty,
+            port: dest.port,
+        };
         let sh = self.shard(&key).lock();
         let list = sh.get(&key)?;
         let mut best: Option<&BindEntry> = None;
@@ -251,8 +283,14 @@ impl Table {
     /// file, as connect() and sendto() report it.
     pub fn lookup_unix(&self, ty: i32, name: &UnixName) -> Result<Option<BindEntry>, Errno> {
         let key = match name {
-            UnixName::Path(p) => BindKey::UnixFile { ty, id: fs::lookup(p)? },
-            UnixName::Abstract(n) => BindKey::UnixAbstract { ty, name: n.clone() },
+            UnixName::Path(p) => BindKey::UnixFile {
+                ty,
+                id: fs::lookup(p)?,
+            },
+            UnixName::Abstract(n) => BindKey::UnixAbstract {
+                ty,
+                name: n.clone(),
+            },
             UnixName::Unnamed => return Err(EINVAL),
         };
         let sh = self.shard(&key).lock();

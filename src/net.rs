@@ -1,1 +1,0 @@
-//! Native Rust API (placeholder).
