@@ -27,6 +27,17 @@ pub fn install(sock: Arc<Socket>, cloexec: bool) -> Result<i32, Errno> {
     Ok(fdn)
 }
 
+/// Maps an fd number made beforehand (so that running out of fds is
+/// reported before a connection is taken off the accept queue).
+pub fn install_at(fdn: i32, sock: Arc<Socket>) -> Result<i32, Errno> {
+    if !fd::insert(fdn, sock.clone()) {
+        let _ = platform::kfd_close(fdn);
+        sock.drop_ref();
+        return Err(EMFILE);
+    }
+    Ok(fdn)
+}
+
 /// socket().
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
     let info = crate::socket::check_args(domain, ty, protocol)?;

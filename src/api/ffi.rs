@@ -154,9 +154,7 @@ pub unsafe fn buf_mut<'a>(p: *mut libc::c_void, len: usize) -> Result<&'a mut [u
     if len == 0 {
         return Ok(&mut []);
     }
-    if p.is_null() {
-        return Err(EFAULT);
-    }
+    probe(p as *const u8, len)?;
     // SAFETY: non-null and valid for `len` bytes per the caller.
     Ok(unsafe { core::slice::from_raw_parts_mut(p as *mut u8, len) })
 }
@@ -169,9 +167,7 @@ pub unsafe fn buf<'a>(p: *const libc::c_void, len: usize) -> Result<&'a [u8], Er
     if len == 0 {
         return Ok(&[]);
     }
-    if p.is_null() {
-        return Err(EFAULT);
-    }
+    probe(p as *const u8, len)?;
     // SAFETY: non-null and valid for `len` bytes per the caller.
     Ok(unsafe { core::slice::from_raw_parts(p as *const u8, len) })
 }

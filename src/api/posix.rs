@@ -159,15 +159,24 @@ pub unsafe extern "C" fn usock_accept4(
         if !addr.is_null() && len.is_null() {
             return ret_int(Err(EFAULT));
         }
+        // The fd first: with none left, accept() fails with EMFILE and the
+        // connection stays queued, as on Linux.
+        let kfd = match crate::platform::kfd_new(flags & SOCK_CLOEXEC != 0) {
+            Ok(k) => k,
+            Err(e) => return ret_int(Err(e)),
+        };
         let child = match s.accept(false) {
             Ok(c) => c,
-            Err(e) => return ret_int(Err(e)),
+            Err(e) => {
+                let _ = crate::platform::kfd_close(kfd);
+                return ret_int(Err(e));
+            }
         };
         child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
         let peer = child
             .peer_addr()
             .unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
-        let nfd = match fdops::install(child, flags & SOCK_CLOEXEC != 0) {
+        let nfd = match fdops::install_at(kfd, child) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),
         };

@@ -117,9 +117,25 @@ impl Socket {
         self.clear(F_ERROR);
         self.ctl.lock().so_error = 0;
         self.set(F_CONNECTING);
-        if let Err(e) = b.backend.connect(self.sref(b), addr) {
-            self.clear(F_CONNECTING);
-            return Err(e);
+        let deadline = self.snd_deadline();
+        loop {
+            match b.backend.connect(self.sref(b), addr) {
+                Ok(()) => break,
+                Err(EAGAIN) if !self.nonblocking() && self.info.domain == AF_UNIX => {
+                    // A full AF_UNIX listener: wait a little and ask again.
+                    let step =
+                        crate::platform::deadline_after(core::time::Duration::from_millis(1));
+                    self.wait.wait_until(|| self.has(F_CLOSED), step);
+                    if self.has(F_CLOSED) || deadline.is_some_and(|d| crate::platform::now() >= d) {
+                        self.clear(F_CONNECTING);
+                        return Err(if self.has(F_CLOSED) { EBADF } else { EAGAIN });
+                    }
+                }
+                Err(e) => {
+                    self.clear(F_CONNECTING);
+                    return Err(e);
+                }
+            }
         }
         self.set(F_BOUND);
         if self.nonblocking() {

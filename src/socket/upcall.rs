@@ -204,3 +204,12 @@ pub fn error(h: SockHandle, err: Errno) -> Result<(), Errno> {
     sock(h)?.set_error(err);
     Ok(())
 }
+
+/// The peer of socket `h` is gone for good (AF_UNIX semantics): no more data
+/// either way; sends fail with EPIPE, poll reports POLLHUP.
+pub fn hangup(h: SockHandle) -> Result<(), Errno> {
+    let s = sock(h)?;
+    s.set(F_WR_SHUT);
+    s.wait.notify(-1);
+    Ok(())
+}

@@ -220,11 +220,21 @@ impl Loopback {
             }
             _ => {
                 let name = UnixName::parse(dest)?;
-                let e = self
-                    .table
-                    .lookup_unix(info.ty, &name)?
-                    .filter(|e| e.sock.is_listening())
-                    .ok_or(ECONNREFUSED)?;
+                let Some(e) = self.table.lookup_unix(info.ty, &name)? else {
+                    let other = if info.ty == SOCK_STREAM {
+                        SOCK_DGRAM
+                    } else {
+                        SOCK_STREAM
+                    };
+                    return Err(if self.table.lookup_unix(other, &name)?.is_some() {
+                        EPROTOTYPE
+                    } else {
+                        ECONNREFUSED
+                    });
+                };
+                if !e.sock.is_listening() {
+                    return Err(ECONNREFUSED);
+                }
                 Ok((e, None))
             }
         }
@@ -232,7 +242,13 @@ impl Loopback {
 
     /// Offers connector `c` to the listener; on a full accept queue, parks it
     /// in the listener's pending list.
-    fn offer(&self, listener: &BindEntry, c: &Arc<LoSock>, dest: &SockAddr, ep: Option<IpEp>) {
+    fn offer(
+        &self,
+        listener: &BindEntry,
+        c: &Arc<LoSock>,
+        dest: &SockAddr,
+        ep: Option<IpEp>,
+    ) -> Result<(), Errno> {
         let l = &listener.sock;
         let child = LoSock::new(l.info, SockHandle(0));
         let child_local = Self::concrete_local(l, ep.as_ref());
@@ -255,13 +271,18 @@ impl Loopback {
         let child_state: SockState = child.clone();
         let ch = match upcall::incoming(listener.handle, child_state) {
             Ok(h) => h,
+            Err(EAGAIN) if c.info.domain == AF_UNIX => {
+                // AF_UNIX does not queue a connect: EAGAIN, and a blocking
+                // caller tries again.
+                return Err(EAGAIN);
+            }
             Err(EAGAIN) => {
                 l.inner.lock().pending.push_back((c.clone(), *dest));
-                return;
+                return Ok(());
             }
             Err(e) => {
                 let _ = upcall::refused(c.handle(), if e == EBADF { ECONNREFUSED } else { e });
-                return;
+                return Ok(());
             }
         };
         child.handle.store(ch.0, Ordering::Release);
@@ -281,7 +302,16 @@ impl Loopback {
                 .ok()
                 .map(Local::Ip),
         };
-        c.inner.lock().peer_addr = Some(child_local);
+        {
+            let mut ci = c.inner.lock();
+            ci.peer_addr = Some(child_local);
+            // A client bound to the wildcard now has a concrete address.
+            if let (Some(Local::Ip(mine)), Some(d)) = (ci.local.as_mut(), ep.as_ref()) {
+                if mine.is_wild() {
+                    mine.ip = d.source_for();
+                }
+            }
+        }
         child.peer.store(c.handle().0, Ordering::Release);
         c.peer.store(ch.0, Ordering::Release);
         if let Ok(w) = upcall::window(c.handle()) {
@@ -293,9 +323,10 @@ impl Loopback {
         if upcall::connected(ch).is_err() {
             c.peer.store(0, Ordering::Release);
             let _ = upcall::refused(c.handle(), ECONNREFUSED);
-            return;
+            return Ok(());
         }
         let _ = upcall::connected(c.handle());
+        Ok(())
     }
 
     /// A write reached a peer that is gone: the writer learns of it as it
@@ -394,10 +425,15 @@ impl Loopback {
             }
             return Ok(());
         };
-        // A connected receiver only takes datagrams from its peer.
+        // A connected receiver only takes datagrams from its peer; AF_UNIX
+        // tells the sender (EPERM), UDP drops silently.
         if let Some(p) = t.sock.inner.lock().dgram_peer {
             if p != src {
-                return Ok(());
+                return if s.info.domain == AF_UNIX {
+                    Err(EPERM)
+                } else {
+                    Ok(())
+                };
             }
         }
         let src_seen = match (ep, t.sock.info.domain) {
@@ -407,7 +443,12 @@ impl Loopback {
             _ => src,
         };
         let mut out = *frag;
-        out.addr = src_seen.as_bytes();
+        // An unnamed AF_UNIX sender has no address to report.
+        out.addr = if s.info.domain == AF_UNIX && src_seen.len() <= 2 {
+            &[]
+        } else {
+            src_seen.as_bytes()
+        };
         out.header.addr_len = out.addr.len() as u16;
         match upcall::deliver(t.handle, &out) {
             Ok(()) => Ok(()),
@@ -482,7 +523,7 @@ impl Backend for Loopback {
         }
         self.autobind(&s, sock.opts)?;
         match self.find_listener(&s.info, dest) {
-            Ok((l, ep)) => self.offer(&l, &s, dest, ep),
+            Ok((l, ep)) => self.offer(&l, &s, dest, ep)?,
             Err(ECONNREFUSED) => {
                 let _ = upcall::refused(sock.handle, ECONNREFUSED);
             }
@@ -496,7 +537,7 @@ impl Backend for Loopback {
         let next = l.inner.lock().pending.pop_front();
         if let Some((c, dest)) = next {
             if let Ok((entry, ep)) = self.find_listener(&c.info, &dest) {
-                self.offer(&entry, &c, &dest, ep);
+                let _ = self.offer(&entry, &c, &dest, ep);
             } else {
                 let _ = upcall::refused(c.handle(), ECONNREFUSED);
             }
@@ -581,7 +622,11 @@ impl Backend for Loopback {
     fn close(&self, sock: SockRef<'_>) {
         let Ok(s) = arc(&sock) else { return };
         s.listening.store(false, Ordering::Release);
-        s.peer.store(0, Ordering::Release);
+        let peer = s.peer.swap(0, Ordering::AcqRel);
+        if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {
+            // Linux shuts both directions of the survivor of an AF_UNIX pair.
+            let _ = upcall::hangup(SockHandle(peer));
+        }
         let (key, pending) = {
             let mut inner = s.inner.lock();
             (inner.key.take(), core::mem::take(&mut inner.pending))
