@@ -219,25 +219,31 @@ impl Loopback {
                 Ok((e, Some(ep)))
             }
             _ => {
-                let name = UnixName::parse(dest)?;
-                let Some(e) = self.table.lookup_unix(info.ty, &name)? else {
-                    let other = if info.ty == SOCK_STREAM {
-                        SOCK_DGRAM
-                    } else {
-                        SOCK_STREAM
-                    };
-                    return Err(if self.table.lookup_unix(other, &name)?.is_some() {
-                        EPROTOTYPE
-                    } else {
-                        ECONNREFUSED
-                    });
-                };
+                let e = self.unix_target(info.ty, &UnixName::parse(dest)?)?;
                 if !e.sock.is_listening() {
                     return Err(ECONNREFUSED);
                 }
                 Ok((e, None))
             }
         }
+    }
+
+    /// The socket bound to an AF_UNIX name for a connect. A pathname bound
+    /// by a socket of the other type is EPROTOTYPE, as on Linux (abstract
+    /// names are per type, so simply not found).
+    fn unix_target(&self, ty: i32, name: &UnixName) -> Result<BindEntry, Errno> {
+        if let Some(e) = self.table.lookup_unix(ty, name)? {
+            return Ok(e);
+        }
+        let other = if ty == SOCK_STREAM {
+            SOCK_DGRAM
+        } else {
+            SOCK_STREAM
+        };
+        if matches!(name, UnixName::Path(_)) && self.table.lookup_unix(other, name)?.is_some() {
+            return Err(EPROTOTYPE);
+        }
+        Err(ECONNREFUSED)
     }
 
     /// Offers connector `c` to the listener; on a full accept queue, parks it
@@ -406,6 +412,10 @@ impl Loopback {
         self.autobind(s, sock.opts)?;
         let (target, ep) = match s.info.domain {
             AF_INET | AF_INET6 => {
+                // UDP over IPv6 wants a whole sockaddr_in6 (Linux: EINVAL).
+                if s.info.domain == AF_INET6 && !frag.addr.is_empty() && frag.addr.len() < 28 {
+                    return Err(EINVAL);
+                }
                 let ep = IpEp::parse(&dest, s.info.domain)?;
                 (self.table.lookup_ip(s.info.ty, &ep, |_| true), Some(ep))
             }
@@ -508,10 +518,7 @@ impl Backend for Loopback {
             }
             match s.info.domain {
                 AF_UNIX => {
-                    let name = UnixName::parse(dest)?;
-                    self.table
-                        .lookup_unix(s.info.ty, &name)?
-                        .ok_or(ECONNREFUSED)?;
+                    self.unix_target(s.info.ty, &UnixName::parse(dest)?)?;
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
