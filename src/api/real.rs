@@ -54,6 +54,9 @@ macro_rules! next_fns {
     ($( $name:ident = $sym:literal : fn($($a:ident : $t:ty),*) -> $r:ty; )*) => {
         $(
             #[doc = concat!("Calls libc's `", $sym, "`.")]
+            ///
+            /// # Safety
+            /// The arguments must satisfy the C contract of the call.
             #[inline]
             pub unsafe fn $name($($a: $t),*) -> $r {
                 static F: NextFn = NextFn::new(concat!($sym, "\0").as_bytes());

@@ -59,6 +59,9 @@ pub(crate) struct Binding {
     pub state: SockState,
 }
 
+// Both variants live inline in the socket, which is allocated once; boxing
+// the larger would add an indirection on every receive.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Rx {
     Stream(StreamBuf),
     Dgram(DgramBuf),

@@ -325,7 +325,7 @@ impl Socket {
                 TCP_NODELAY => flag(|o, v| o.nodelay = v),
                 TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT => {
                     let v = int_arg(val)?;
-                    if v < 1 || v > 32767 {
+                    if !(1..=32767).contains(&v) {
                         return Err(EINVAL);
                     }
                     Ok(Box::new(move |s: &Socket| {

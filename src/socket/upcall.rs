@@ -39,10 +39,9 @@ pub fn deliver(h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
                 return reset(h, ECONNRESET);
             }
             let mut ev = 0;
-            if !frag.payload.is_empty() {
-                if sb.insert(hd.offset, frag.payload).map_err(sb_errno)? > 0 {
-                    ev |= POLLIN;
-                }
+            if !frag.payload.is_empty() && sb.insert(hd.offset, frag.payload).map_err(sb_errno)? > 0
+            {
+                ev |= POLLIN;
             }
             if hd.flags & FLAG_FIN != 0 {
                 sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
