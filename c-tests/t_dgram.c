@@ -188,7 +188,15 @@ TEST_FAM(dgram_bad_destination)
     socklen_t len;
     tl_addr(fam, &ss, &len);
     if (is_inet(fam)) {
-        CHECK_ERRNO(sendto(a, "x", 1, 0, (struct sockaddr *)&ss, len - 1), EINVAL);
+        /* addrlen too short for the family (IPv6: below the RFC 2133 size) */
+        int b = tl_bound(fam, SOCK_DGRAM);
+        struct sockaddr_storage bn;
+        socklen_t bl = tl_name(b, &bn);
+        socklen_t shortlen = fam == FAM_INET ? bl - 1 : 23;
+        CHECK_ERRNO(sendto(a, "x", 1, 0, (struct sockaddr *)&bn, shortlen), EINVAL);
+        close(b);
+        /* Linux UDP refuses destination port 0 */
+        CHECK_ERRNO(sendto(a, "x", 1, 0, (struct sockaddr *)&ss, len), EINVAL);
     } else {
         /* a name nobody bound */
         CHECK_ERRNO(sendto(a, "x", 1, 0, (struct sockaddr *)&ss, len),
