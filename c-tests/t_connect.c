@@ -300,13 +300,14 @@ TEST(connect_bad_address)
     CHECK_ERRNO(connect(c, (struct sockaddr *)&s6, 8), EINVAL);
     close(c);
     c = (int)OK(socket(AF_UNIX, SOCK_STREAM, 0));
-    struct sockaddr_un su;
-    memset(&su, 0, sizeof su);
-    su.sun_family = AF_INET;
-    strcpy(su.sun_path, "/nonexistent");
-    CHECK_ERRNO(connect(c, (struct sockaddr *)&su, sizeof su), EINVAL);
-    su.sun_family = AF_UNIX;
-    CHECK_ERRNO(connect(c, (struct sockaddr *)&su, sizeof su + 1), EINVAL);
+    struct sockaddr_storage sus; /* room for the too-long length below */
+    struct sockaddr_un *su = (struct sockaddr_un *)&sus;
+    memset(&sus, 0, sizeof sus);
+    su->sun_family = AF_INET;
+    strcpy(su->sun_path, "/nonexistent");
+    CHECK_ERRNO(connect(c, (struct sockaddr *)su, sizeof *su), EINVAL);
+    su->sun_family = AF_UNIX;
+    CHECK_ERRNO(connect(c, (struct sockaddr *)su, sizeof *su + 1), EINVAL);
     close(c);
 }
 
