@@ -90,6 +90,31 @@ pub struct usock_sock {
 }
 
 /// The function table of a C backend. Optional entries may be NULL.
+///
+/// Rules every backend keeps:
+/// - No operation blocks. A connect completes later through
+///   `usock_upcall_connected` or `usock_upcall_refused`.
+/// - Upcalls may be made from any thread, also from inside an operation;
+///   the library holds none of its locks while it calls an operation.
+/// - An incoming connection is announced with `usock_upcall_incoming` (which
+///   names the new socket) and joins the accept queue at
+///   `usock_upcall_connected` on that new socket.
+/// - Stream bytes are never delivered at or beyond the receiver's window:
+///   `usock_upcall_window` reads it, the `window` operation reports it when
+///   it moves; the sender may send up to the credit granted with
+///   `usock_upcall_credit`. Datagrams a receiver cannot hold are dropped.
+/// - Order and reliability are the backend's job: fragments may arrive out
+///   of order or repeated, never lost or corrupted.
+/// - Every operation returns 0 (or a documented positive value) on success,
+///   a negated errno on failure. The table is copied at registration; `ctx`
+///   must stay valid until the last socket the backend carries is closed.
+///
+/// The portable byte encoding (`usock_frag_encode`/`usock_frag_decode`): a
+/// 40-byte header, integers big-endian: magic "US" (2), version 1 (1), kind
+/// 1 stream / 2 datagram (1), flags FIN=1 RST=2 (2), addr_len (2), conn (8),
+/// offset or datagram id (8), dgram_offset (4), dgram_total (4), len (4),
+/// CRC-32C of header (this field zero), address and payload (4); then
+/// addr_len address bytes and len payload bytes.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct usock_backend_ops {

@@ -82,7 +82,7 @@ pub fn probe(p: *const u8, len: usize) -> Result<(), Errno> {
     let r = unsafe {
         libc::syscall(
             libc::SYS_process_vm_readv,
-            libc::getpid(),
+            own_pid(),
             &local as *const libc::iovec,
             1usize,
             remote.as_ptr(),
@@ -94,6 +94,31 @@ pub fn probe(p: *const u8, len: usize) -> Result<(), Errno> {
         return Err(EFAULT);
     }
     Ok(())
+}
+
+static PID: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forget_pid() {
+    PID.store(0, core::sync::atomic::Ordering::Relaxed);
+}
+
+/// This process's id, cached: getpid() is a system call in glibc, and the
+/// probe runs on every data call. A fork clears the cache in the child.
+fn own_pid() -> libc::pid_t {
+    use core::sync::atomic::Ordering;
+    let p = PID.load(Ordering::Relaxed);
+    if p != 0 {
+        return p;
+    }
+    static ATFORK: std::sync::Once = std::sync::Once::new();
+    ATFORK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forget_pid)) };
+    });
+    // SAFETY: getpid has no preconditions.
+    let p = unsafe { libc::getpid() };
+    PID.store(p, Ordering::Relaxed);
+    p
 }
 
 /// Reads an input address. NULL with a non-zero length is EFAULT; a length

@@ -19,13 +19,12 @@ impl Socket {
             return Ok(b);
         }
         let (backend, state) = registry::select(self.handle, &self.info, op, addr)?;
-        if !self.bind_backend(backend.clone(), state) {
+        if !self.bind_backend(backend.clone(), state.clone()) {
             // Another thread selected first; the loser tells its backend the
-            // claim is void.
-            let st: SockState = Arc::new(());
+            // claim is void, with the state it returned so it can free it.
             backend.close(SockRef {
                 handle: self.handle,
-                state: &st,
+                state: &state,
                 info: self.info,
                 opts: Default::default(),
             });

@@ -482,7 +482,10 @@ impl Socket {
     /// Raises the send credit (from the backend's credit upcall).
     pub(crate) fn grant(&self, limit: u64) {
         let prev = self.tx_limit.fetch_max(limit, Ordering::AcqRel);
-        if limit > prev {
+        // Only a sender that had run out of credit can be waiting for it;
+        // waking on every window update would wake a thread blocked in
+        // recv() on the same socket for nothing.
+        if limit > prev && prev <= self.tx_next.load(Ordering::Acquire) {
             self.wait.notify(POLLOUT);
         }
     }

@@ -412,11 +412,11 @@ impl Loopback {
         self.autobind(s, sock.opts)?;
         let (target, ep) = match s.info.domain {
             AF_INET | AF_INET6 => {
-                // UDP over IPv6 wants a whole sockaddr_in6 (Linux: EINVAL).
-                if s.info.domain == AF_INET6 && !frag.addr.is_empty() && frag.addr.len() < 28 {
+                let ep = IpEp::parse(&dest, s.info.domain)?;
+                // Linux's UDP refuses destination port 0.
+                if ep.port == 0 {
                     return Err(EINVAL);
                 }
-                let ep = IpEp::parse(&dest, s.info.domain)?;
                 (self.table.lookup_ip(s.info.ty, &ep, |_| true), Some(ep))
             }
             _ => {
