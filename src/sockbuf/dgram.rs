@@ -155,7 +155,6 @@ struct ProdSide {
     tail: AtomicU64,
     /// Datagrams ever completed; stored (Release) after the record is written.
     done: AtomicU64,
-    state: SpinLock<Producer>,
 }
 
 struct ConsSide {
@@ -163,7 +162,6 @@ struct ConsSide {
     head: AtomicU64,
     /// Datagrams ever dequeued.
     taken: AtomicU64,
-    state: SpinLock<Consumer>,
 }
 
 /// Receive buffer of a datagram socket: reassembles fragmented datagrams and
@@ -175,8 +173,15 @@ struct ConsSide {
 ///
 /// [`StreamBuf`]: super::StreamBuf
 pub struct DgramBuf {
+    /// What the producer publishes (read by the consumer).
     prod: Padded<ProdSide>,
+    /// What the consumer publishes (read by the producer).
     cons: Padded<ConsSide>,
+    /// Producer-private state behind the producer's lock. On its own cache
+    /// line, so taking the lock never disturbs the line the other side polls.
+    prod_state: Padded<SpinLock<Producer>>,
+    /// Consumer-private state behind the consumer's lock.
+    cons_state: Padded<SpinLock<Consumer>>,
     /// Bound on charged bytes (complete + partial); the ring length once
     /// allocated. Changed only with both locks held.
     cap: AtomicUsize,
@@ -202,17 +207,17 @@ impl DgramBuf {
             prod: Padded(ProdSide {
                 tail: AtomicU64::new(0),
                 done: AtomicU64::new(0),
-                state: SpinLock::new(Producer {
-                    tail_pos: 0,
-                    partials: Vec::new(),
-                    partial_bytes: 0,
-                }),
             }),
             cons: Padded(ConsSide {
                 head: AtomicU64::new(0),
                 taken: AtomicU64::new(0),
-                state: SpinLock::new(Consumer { head_pos: 0 }),
             }),
+            prod_state: Padded(SpinLock::new(Producer {
+                tail_pos: 0,
+                partials: Vec::new(),
+                partial_bytes: 0,
+            })),
+            cons_state: Padded(SpinLock::new(Consumer { head_pos: 0 })),
             cap: AtomicUsize::new(capacity),
             max_partials,
             max_holes,
@@ -265,7 +270,7 @@ impl DgramBuf {
             return Err(c.reject(SbError::ZeroLength));
         }
         let charge = dgram_charge(total, src.len());
-        let mut guard = self.prod.state.lock();
+        let mut guard = self.prod_state.lock();
         let p = &mut *guard;
         let cap = self.cap.load(Ordering::Relaxed) as u64;
         if charge > cap {
@@ -418,7 +423,7 @@ impl DgramBuf {
     }
 
     fn copy_out(&self, buf: &mut [u8], src: &mut [u8], consume: bool) -> Option<DgramMeta> {
-        let mut cs = self.cons.state.lock();
+        let mut cs = self.cons_state.lock();
         let taken = self.cons.taken.load(Ordering::Relaxed);
         // Acquire: the records counted by `done` are fully written.
         if self.prod.done.load(Ordering::Acquire) == taken {
@@ -467,7 +472,7 @@ impl DgramBuf {
     /// Length of the next complete datagram (FIONREAD for datagram sockets),
     /// `None` if none is complete.
     pub fn next_len(&self) -> Option<usize> {
-        let cs = self.cons.state.lock();
+        let cs = self.cons_state.lock();
         let taken = self.cons.taken.load(Ordering::Relaxed);
         if self.prod.done.load(Ordering::Acquire) == taken {
             return None;
@@ -486,7 +491,7 @@ impl DgramBuf {
     /// Number of partial (incomplete) datagrams held. Producer side: takes
     /// the producer lock.
     pub fn partials(&self) -> usize {
-        self.prod.state.lock().partials.len()
+        self.prod_state.lock().partials.len()
     }
 
     /// The capacity in charged bytes.
@@ -510,8 +515,8 @@ impl DgramBuf {
         if capacity > isize::MAX as usize {
             return Err(c.reject(SbError::Oversized));
         }
-        let mut cs = self.cons.state.lock();
-        let mut ps = self.prod.state.lock();
+        let mut cs = self.cons_state.lock();
+        let mut ps = self.prod_state.lock();
         let head = self.cons.head.load(Ordering::Relaxed);
         let tail = self.prod.tail.load(Ordering::Relaxed);
         let in_ring = tail.wrapping_sub(head);
@@ -534,7 +539,12 @@ impl DgramBuf {
                 unsafe { self.ring.copy_to(cs.head_pos, in_ring as usize, &mem) };
                 drop(self.ring.replace(Some(mem)));
                 cs.head_pos = 0;
-                ps.tail_pos = in_ring as usize;
+                // A full ring's write position is its start, not its end.
+                ps.tail_pos = if in_ring as usize == capacity {
+                    0
+                } else {
+                    in_ring as usize
+                };
             }
         }
         self.cap.store(capacity, Ordering::Release);

@@ -46,4 +46,13 @@ mod send_sync {
         assert_send_sync::<StreamBuf>();
         assert_send_sync::<DgramBuf>();
     }
+
+    /// An idle socket's buffer costs its header only (the ring is lazy).
+    #[test]
+    fn idle_buffers_are_small() {
+        let s = core::mem::size_of::<StreamBuf>();
+        let d = core::mem::size_of::<DgramBuf>();
+        assert!(s <= 1152, "StreamBuf is {s} bytes");
+        assert!(d <= 640, "DgramBuf is {d} bytes");
+    }
 }

@@ -108,10 +108,11 @@ impl RawRing {
         if len == 0 {
             return 0;
         }
-        // pos < len and n <= len in every caller, so this fits; use wrapping
-        // arithmetic and `%` anyway so bad input cannot panic.
-        let p = pos % len;
-        let n = n % len;
+        // pos < len and n <= len in every caller; reduce anyway (off the hot
+        // path: a division costs more than the rest of a small insert) so
+        // that nothing can overflow or panic.
+        let p = if pos < len { pos } else { pos % len };
+        let n = if n <= len { n } else { n % len };
         let room = len - p;
         if n >= room {
             n - room

@@ -51,14 +51,12 @@ struct ProdSide {
     fin_set: AtomicBool,
     /// True while out-of-order bytes are buffered beyond a hole.
     ooo: AtomicBool,
-    state: SpinLock<Producer>,
 }
 
 /// Fields the consumer writes.
 struct ConsSide {
     /// Read offset: absolute offset of the next byte `read` returns.
     head: AtomicU64,
-    state: SpinLock<Consumer>,
 }
 
 /// Receive buffer of a byte stream: reassembles fragments that arrive in any
@@ -82,8 +80,15 @@ struct ConsSide {
 /// [`peek`]: StreamBuf::peek
 /// [`set_capacity`]: StreamBuf::set_capacity
 pub struct StreamBuf {
+    /// What the producer publishes (read by the consumer).
     prod: Padded<ProdSide>,
+    /// What the consumer publishes (read by the producer).
     cons: Padded<ConsSide>,
+    /// Producer-private state behind the producer's lock. On its own cache
+    /// line, so taking the lock never disturbs the line the other side polls.
+    prod_state: Padded<SpinLock<Producer>>,
+    /// Consumer-private state behind the consumer's lock.
+    cons_state: Padded<SpinLock<Consumer>>,
     /// Receive window in bytes; equals the ring length once allocated.
     /// Changed only with both locks held.
     cap: AtomicUsize,
@@ -110,15 +115,15 @@ impl StreamBuf {
                 fin: AtomicU64::new(0),
                 fin_set: AtomicBool::new(false),
                 ooo: AtomicBool::new(false),
-                state: SpinLock::new(Producer {
-                    tail_pos: 0,
-                    asm: Assembler::new(max_holes),
-                }),
             }),
             cons: Padded(ConsSide {
                 head: AtomicU64::new(start),
-                state: SpinLock::new(Consumer { head_pos: 0 }),
             }),
+            prod_state: Padded(SpinLock::new(Producer {
+                tail_pos: 0,
+                asm: Assembler::new(max_holes),
+            })),
+            cons_state: Padded(SpinLock::new(Consumer { head_pos: 0 })),
             cap: AtomicUsize::new(capacity),
             ring: RawRing::empty(),
             counters: Counters::default(),
@@ -146,7 +151,7 @@ impl StreamBuf {
         if data.is_empty() {
             return Err(c.reject(SbError::ZeroLength));
         }
-        let mut guard = self.prod.state.lock();
+        let mut guard = self.prod_state.lock();
         let p = &mut *guard;
         // Acquire: bytes the consumer released before this head are free.
         let head = self.cons.head.load(Ordering::Acquire);
@@ -223,7 +228,11 @@ impl StreamBuf {
                 .tail
                 .store(tail.wrapping_add(advance), Ordering::Release);
         }
-        self.prod.ooo.store(!p.asm.is_empty(), Ordering::Release);
+        // Store only on change: the consumer polls this cache line.
+        let ooo = !p.asm.is_empty();
+        if self.prod.ooo.load(Ordering::Relaxed) != ooo {
+            self.prod.ooo.store(ooo, Ordering::Release);
+        }
         self.count_accepted(len, new_bytes);
         Ok(advance as usize)
     }
@@ -248,7 +257,7 @@ impl StreamBuf {
     /// [`window_end`](StreamBuf::window_end).
     pub fn insert_fin(&self, offset: u64) -> Result<(), SbError> {
         let c = &self.counters;
-        let p = self.prod.state.lock();
+        let p = self.prod_state.lock();
         if self.prod.fin_set.load(Ordering::Relaxed) {
             return if self.prod.fin.load(Ordering::Relaxed) == offset {
                 Ok(())
@@ -298,7 +307,7 @@ impl StreamBuf {
     }
 
     fn copy_out(&self, buf: &mut [u8], consume: bool) -> usize {
-        let mut cs = self.cons.state.lock();
+        let mut cs = self.cons_state.lock();
         let head = self.cons.head.load(Ordering::Relaxed);
         // Acquire: the bytes below `tail` were written before it was stored.
         let tail = self.prod.tail.load(Ordering::Acquire);
@@ -386,8 +395,8 @@ impl StreamBuf {
         if capacity > isize::MAX as usize {
             return Err(c.reject(SbError::Oversized));
         }
-        let mut cs = self.cons.state.lock();
-        let mut ps = self.prod.state.lock();
+        let mut cs = self.cons_state.lock();
+        let mut ps = self.prod_state.lock();
         let head = self.cons.head.load(Ordering::Relaxed);
         let tail = self.prod.tail.load(Ordering::Relaxed);
         let tail_rel = tail.wrapping_sub(head);
@@ -411,7 +420,12 @@ impl StreamBuf {
                 unsafe { self.ring.copy_to(cs.head_pos, buffered as usize, &mem) };
                 drop(self.ring.replace(Some(mem)));
                 cs.head_pos = 0;
-                ps.tail_pos = tail_rel as usize;
+                // A full ring's write position is its start, not its end.
+                ps.tail_pos = if tail_rel as usize == capacity {
+                    0
+                } else {
+                    tail_rel as usize
+                };
             }
         }
         self.cap.store(capacity, Ordering::Release);
