@@ -52,6 +52,20 @@ impl NextFn {
 
 macro_rules! next_fns {
     ($( $name:ident = $sym:literal : fn($($a:ident : $t:ty),*) -> $r:ty; )*) => {
+        /// The cached next definitions, one per wrapped call.
+        mod slots {
+            $(
+                #[allow(non_upper_case_globals)]
+                pub static $name: super::NextFn = super::NextFn::new(concat!($sym, "\0").as_bytes());
+            )*
+        }
+
+        /// Resolves every next definition now, so that the passthrough path
+        /// never calls dlsym (which allocates and is not async-signal-safe).
+        pub fn resolve_all() {
+            $( slots::$name.get(); )*
+        }
+
         $(
             #[doc = concat!("Calls libc's `", $sym, "`.")]
             ///
@@ -59,10 +73,9 @@ macro_rules! next_fns {
             /// The arguments must satisfy the C contract of the call.
             #[inline]
             pub unsafe fn $name($($a: $t),*) -> $r {
-                static F: NextFn = NextFn::new(concat!($sym, "\0").as_bytes());
                 // SAFETY: the address is libc's definition of this symbol,
                 // whose C signature is the one declared here.
-                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { core::mem::transmute(F.get()) };
+                let f: unsafe extern "C" fn($($t),*) -> $r = unsafe { core::mem::transmute(slots::$name.get()) };
                 // SAFETY: the caller passes the arguments the C contract of
                 // the call asks for.
                 unsafe { f($($a),*) }
@@ -70,6 +83,18 @@ macro_rules! next_fns {
         )*
     };
 }
+
+extern "C" fn resolve_at_load() {
+    resolve_all();
+}
+
+/// Runs when the library is loaded: resolving the next definitions then,
+/// once, keeps dlsym off the passthrough path of later calls (a signal
+/// handler's write() must not allocate). dlsym takes no lock a program can
+/// hold at load time, so this cannot deadlock.
+#[used]
+#[link_section = ".init_array"]
+static RESOLVE_AT_LOAD: extern "C" fn() = resolve_at_load;
 
 next_fns! {
     socket = "socket": fn(d: c_int, t: c_int, p: c_int) -> c_int;
