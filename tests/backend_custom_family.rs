@@ -603,3 +603,63 @@ fn a_refusing_backend_makes_bind_fail_until_unregistered() {
     let l = UsockListener::bind(want).unwrap();
     assert_eq!(l.local_addr().unwrap(), want);
 }
+
+fn stream_frag(offset: u64, flags: u16, payload: &[u8]) -> Fragment<'_> {
+    Fragment {
+        header: FragHeader {
+            kind: FragKind::Stream,
+            flags,
+            conn: 0,
+            offset,
+            dgram_offset: 0,
+            dgram_total: 0,
+            len: payload.len() as u32,
+            addr_len: 0,
+        },
+        addr: &[],
+        payload,
+    }
+}
+
+#[test]
+fn upcalls_reject_bad_input_and_ignore_closed_handles() {
+    const FAM: i32 = 0x7e82;
+    let (_net, _reg) = register_tiny(FAM);
+    let a = addr(FAM, b"up");
+    let l = UsockListener::bind_sockaddr(&a, 1).unwrap();
+    let c = UsockStream::connect_sockaddr(&a).unwrap();
+    let (s, _) = l.accept_sockaddr().unwrap();
+    let h = s.socket().handle;
+    // Beyond the receive window: ENOBUFS, nothing buffered.
+    let w = upcall::window(h).unwrap();
+    assert_eq!(upcall::deliver(h, &stream_frag(w, 0, b"x")), Err(ENOBUFS));
+    // Length field disagreeing with the payload: EINVAL.
+    let mut bad = stream_frag(0, 0, b"abc");
+    bad.header.len = 2;
+    assert_eq!(upcall::deliver(h, &bad), Err(EINVAL));
+    // A datagram fragment to a stream socket: EPROTOTYPE.
+    let mut dg = stream_frag(0, 0, b"abc");
+    dg.header.kind = FragKind::Dgram;
+    dg.header.dgram_total = 3;
+    assert_eq!(upcall::deliver(h, &dg), Err(EPROTOTYPE));
+    // Out of order: the later fragment waits for the hole to fill.
+    upcall::deliver(h, &stream_frag(3, 0, b"def")).unwrap();
+    s.set_nonblocking(true).unwrap();
+    assert_eq!(
+        (&s).read(&mut [0u8; 8]).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
+    upcall::deliver(h, &stream_frag(0, 0, b"abc")).unwrap();
+    let mut buf = [0u8; 8];
+    assert_eq!((&s).read(&mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"abcdef");
+    // After close, the handle names nothing: upcalls get EBADF and change
+    // nothing, even once the slot is reused.
+    drop(s);
+    assert_eq!(upcall::deliver(h, &stream_frag(6, 0, b"late")), Err(EBADF));
+    assert_eq!(upcall::credit(h, 1 << 30), Err(EBADF));
+    assert_eq!(upcall::reset(h, ECONNRESET), Err(EBADF));
+    assert_eq!(upcall::window(h), Err(EBADF));
+    drop(c);
+    drop(l);
+}

@@ -143,6 +143,8 @@ fn connect_sets_the_default_peer_and_filters_senders() {
     // Dissolving the association (AF_UNSPEC) lets anyone in again.
     let unspec = userspacesock::addr::SockAddr::unnamed(AF_UNSPEC);
     r.connect_sockaddr(&unspec).unwrap();
+    assert_eq!(r.peer_addr().unwrap_err().kind(), ErrorKind::NotConnected);
+    assert_eq!(r.send(b"x").unwrap_err().raw_os_error(), Some(EDESTADDRREQ));
     s2.send_to(b"again", ra).unwrap();
     let (n, _) = r.recv_from(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"again");

@@ -267,6 +267,12 @@ fn blocked_reader_woken_by(how: Shutdown) {
     assert!(start.elapsed() < Duration::from_secs(5));
     // Reads keep returning 0.
     assert_eq!((&c).read(&mut [0u8; 4]).unwrap(), 0);
+    // Linux: after SHUT_RD writing still works; after SHUT_RDWR it is EPIPE.
+    let w = (&c).write(b"q");
+    match how {
+        Shutdown::Read => assert_eq!(w.unwrap(), 1),
+        _ => assert_eq!(w.unwrap_err().raw_os_error(), Some(EPIPE)),
+    }
 }
 
 #[test]
@@ -545,4 +551,55 @@ fn connect_resolves_host_and_port_pairs() {
     assert_eq!(c.peer_addr().unwrap().port(), port);
     let e = UsockStream::connect(&[][..] as &[SocketAddr]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn connecting_a_connected_stream_is_eisconn() {
+    let (c, _s, l) = pair("127.0.0.1");
+    let a = to_sockaddr(&l.local_addr().unwrap());
+    assert_eq!(c.socket().connect(&a).unwrap_err(), EISCONN);
+}
+
+#[test]
+fn a_connection_closed_before_accept_is_accepted_then_reads_eof() {
+    let l = UsockListener::bind("127.0.0.1:0").unwrap();
+    let mut c = UsockStream::connect(l.local_addr().unwrap()).unwrap();
+    c.write_all(b"early").unwrap();
+    drop(c);
+    let (mut s, _) = l.accept().unwrap();
+    let mut got = Vec::new();
+    s.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"early");
+}
+
+#[test]
+fn connects_beyond_the_backlog_wait_until_accepted() {
+    // Linux does not refuse a connect to a full accept queue: the SYN is
+    // dropped and retried, and connect() completes once there is room.
+    let l = UsockListener::bind_sockaddr(&to_sockaddr(&"127.0.0.1:0".parse().unwrap()), 1).unwrap();
+    let addr = l.local_addr().unwrap();
+    let n = 5;
+    thread::scope(|sc| {
+        let clients: Vec<_> = (0..n)
+            .map(|i| {
+                sc.spawn(move || {
+                    let mut c = UsockStream::connect(addr).unwrap();
+                    c.write_all(&[i as u8]).unwrap();
+                    let mut b = [0u8; 1];
+                    c.read_exact(&mut b).unwrap();
+                    assert_eq!(b[0], i as u8 + 100);
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(100));
+        for _ in 0..n {
+            let (mut s, _) = l.accept().unwrap();
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).unwrap();
+            s.write_all(&[b[0] + 100]).unwrap();
+        }
+        for c in clients {
+            c.join().unwrap();
+        }
+    });
 }
