@@ -14,7 +14,7 @@ CFLAGS_C := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -pthread -Iinclu
 USOCK_LIBS := -L$(LIBDIR) -Wl,--no-as-needed -luserspacesock -Wl,-rpath,$(LIBDIR)
 C_VARIANTS := kernel usock kernel-asan usock-asan kernel-tsan usock-tsan
 
-.PHONY: all lib demo test test-rust test-header test-c test-pipe test-abi bench install clean
+.PHONY: all lib demo test test-rust test-header test-c test-pipe test-abi test-strace bench install clean
 
 all: lib
 
@@ -52,7 +52,16 @@ test-pipe: lib
 test-abi: lib
 	cd abi-test && $(CARGO) run --release
 
-test: test-header test-rust test-c test-pipe test-abi demo
+# The demo's sockets must never reach the kernel: strace sees no socket,
+# bind, connect or accept system call at all.
+test-strace: lib
+	$(MAKE) -C demo
+	strace -f -e trace=socket,bind,connect,accept,accept4,listen -o build/demo.strace demo/build/demo-usock >/dev/null
+	@if grep -E 'socket\(|bind\(|connect\(|accept4?\(|listen\(' build/demo.strace; then \
+	  echo "test-strace: the demo's sockets reached the kernel"; exit 1; fi
+	@echo "test-strace: no socket system call from the demo"
+
+test: test-header test-rust test-c test-pipe test-abi test-strace demo
 	@echo "make test: all suites passed"
 
 bench: lib

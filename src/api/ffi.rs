@@ -62,6 +62,33 @@ pub fn probe(p: *const u8, len: usize) -> Result<(), Errno> {
     if p.is_null() {
         return Err(EFAULT);
     }
+    let first = p as usize >> PAGE_SHIFT;
+    let last = (p as usize).saturating_add(len - 1) >> PAGE_SHIFT;
+    if PROBED.with(|c| c.get().iter().any(|&(a, b)| a <= first && last <= b)) {
+        return Ok(());
+    }
+    probe_syscall(p, len)?;
+    PROBED.with(|c| {
+        let mut v = c.get();
+        v.rotate_right(1);
+        v[0] = (first, last);
+        c.set(v);
+    });
+    Ok(())
+}
+
+const PAGE_SHIFT: usize = 12;
+
+std::thread_local! {
+    /// Page ranges this thread probed successfully: a program passes the
+    /// same buffers again and again, and re-probing them would cost a
+    /// system call per send and receive. A range unmapped after it was
+    /// probed is not noticed (the copy then faults, as it would in any
+    /// library that touches user memory).
+    static PROBED: core::cell::Cell<[(usize, usize); 8]> = const { core::cell::Cell::new([(usize::MAX, 0); 8]) };
+}
+
+fn probe_syscall(p: *const u8, len: usize) -> Result<(), Errno> {
     let mut scratch = [0u8; 2];
     let local = libc::iovec {
         iov_base: scratch.as_mut_ptr() as *mut libc::c_void,

@@ -159,27 +159,57 @@ pub fn eventfd_drain(fd: i32) {
     }
 }
 
-/// Spins briefly, then yields: the adaptive part of a blocking wait. Returns
-/// when `done()` holds or the spin budget is spent.
+/// Spins until `done()` holds or the spin budget is spent: the adaptive
+/// part of a blocking wait. A peer thread on another core usually answers
+/// within a few microseconds, and catching that without a futex sleep and
+/// wake-up is what makes a round trip fast; the budget bounds the CPU a
+/// waiter burns when the answer is slow.
 pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    for i in 0..SPIN_ROUNDS {
-        if done() {
-            return true;
-        }
-        if i < SPIN_ROUNDS / 2 {
-            for _ in 0..32 {
-                core::hint::spin_loop();
-            }
-        } else {
-            std::thread::yield_now();
-        }
+    let budget = spin_budget();
+    if budget.is_zero() {
+        return done();
     }
-    done()
+    let start = Instant::now();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        if start.elapsed() >= budget {
+            return done();
+        }
+        // If the thread that will answer shares this core (the scheduler
+        // often puts a woken thread next to its waker), spinning alone would
+        // keep it from running: give it the core. On an idle core this
+        // returns at once.
+        std::thread::yield_now();
+    }
 }
 
-/// Spin rounds before sleeping: long enough to catch a reply from a peer
-/// thread on another core, short enough not to steal its core for long.
-const SPIN_ROUNDS: u32 = 64;
+/// How long a waiter spins before it sleeps: `USOCK_SPIN_US` (microseconds,
+/// 0 disables spinning), default [`SPIN_US_DEFAULT`]. On a single core
+/// spinning only delays the thread that would answer, so it is off there.
+fn spin_budget() -> Duration {
+    use core::sync::atomic::AtomicU64;
+    static NANOS: AtomicU64 = AtomicU64::new(u64::MAX);
+    let n = NANOS.load(Ordering::Relaxed);
+    if n != u64::MAX {
+        return Duration::from_nanos(n);
+    }
+    let us = std::env::var("USOCK_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(SPIN_US_DEFAULT);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = if cpus < 2 { 0 } else { us.saturating_mul(1000) };
+    NANOS.store(n, Ordering::Relaxed);
+    Duration::from_nanos(n)
+}
+
+/// Default spin budget in microseconds.
+pub const SPIN_US_DEFAULT: u64 = 50;
 
 /// Returns the time left until `deadline`, or zero.
 pub fn time_left(deadline: Instant) -> Duration {
