@@ -14,7 +14,7 @@ CFLAGS_C := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -pthread -Iinclu
 USOCK_LIBS := -L$(LIBDIR) -Wl,--no-as-needed -luserspacesock -Wl,-rpath,$(LIBDIR)
 C_VARIANTS := kernel usock kernel-asan usock-asan kernel-tsan usock-tsan
 
-.PHONY: all lib demo test test-rust test-header test-c test-pipe test-abi test-strace bench install clean
+.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded bench install clean
 
 all: lib
 
@@ -61,7 +61,22 @@ test-strace: lib
 	  echo "test-strace: the demo's sockets reached the kernel"; exit 1; fi
 	@echo "test-strace: no socket system call from the demo"
 
-test: test-header test-rust test-c test-pipe test-abi test-strace demo
+# The no_std build: a static library whose platform the host supplies.
+embedded:
+	$(CARGO) rustc --profile embedded --no-default-features --features embedded-runtime --lib --crate-type staticlib
+
+# No operating-system symbol in it; a C host with its own platform table
+# (blocking through its waits, and cooperative) runs the sockets over it;
+# the Rust tests of the core that need no threads run on the no_std build.
+test-embedded: embedded
+	c-tests/check_embedded_syms.sh target/embedded/libuserspacesock.a
+	@mkdir -p build
+	$(CC) $(CFLAGS_C) -DUSOCK_EMBEDDED -o build/embedded_host c-tests/embedded_host.c target/embedded/libuserspacesock.a
+	timeout 60 build/embedded_host blocking
+	timeout 60 build/embedded_host coop
+	$(CARGO) test --release --no-default-features
+
+test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded demo
 	@echo "make test: all suites passed"
 
 bench: lib

@@ -14,6 +14,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <time.h>
+#if !defined(USOCK_EMBEDDED) && !defined(USOCK_HOSTED)
+#define USOCK_HOSTED
+#endif
 
 /*
  Version of `struct usock_backend_ops` this library understands.
@@ -59,6 +62,13 @@
  `claim` is asked at listen() of an unbound socket.
  */
 #define USOCK_CLAIM_LISTEN 4
+
+#if !defined(USOCK_HOSTED)
+/*
+ Version of `struct usock_platform_ops` this library understands.
+ */
+#define USOCK_PLATFORM_ABI_VERSION 1
+#endif
 
 /*
  What a socket is, as given to socket().
@@ -264,6 +274,70 @@ typedef struct usock_backend_ops {
    */
   void (*close)(void *ctx, const struct usock_sock *s);
 } usock_backend_ops;
+
+#if !defined(USOCK_HOSTED)
+/*
+ What the host supplies. Entries marked optional may be NULL.
+ */
+typedef struct usock_platform_ops {
+  /*
+   Must be `USOCK_PLATFORM_ABI_VERSION`.
+   */
+  uint32_t abi_version;
+  /*
+   Passed back to every entry.
+   */
+  void *ctx;
+  /*
+   Allocates `size` bytes aligned to `align`; NULL when out of memory.
+   */
+  void *(*alloc)(void *ctx, size_t size, size_t align);
+  /*
+   Frees what `alloc` returned.
+   */
+  void (*free)(void *ctx, void *p, size_t size, size_t align);
+  /*
+   Optional: creates a lock; NULL entries mean the library spins on its
+   own atomic flags (fine for a single core or a cooperative scheduler).
+   */
+  void *(*lock_create)(void *ctx);
+  /*
+   Optional: takes a lock made by `lock_create`.
+   */
+  void (*lock)(void *ctx, void *l);
+  /*
+   Optional: releases a lock.
+   */
+  void (*unlock)(void *ctx, void *l);
+  /*
+   Optional: sleeps while `*word == expected`, at most `timeout_ns`
+   nanoseconds (`UINT64_MAX`: no limit). Spurious returns are allowed.
+   NULL selects the cooperative mode.
+   */
+  void (*wait)(void *ctx, const uint32_t *word, uint32_t expected, uint64_t timeout_ns);
+  /*
+   Optional with `wait`: wakes every sleeper on `word`.
+   */
+  void (*wake)(void *ctx, const uint32_t *word);
+  /*
+   A monotonic clock in nanoseconds.
+   */
+  uint64_t (*now_ns)(void *ctx);
+  /*
+   Optional: where errno goes (the C library's errno location); NULL
+   keeps it in the library (read with `usock_errno`).
+   */
+  int *(*errno_location)(void *ctx);
+  /*
+   Optional: a line of diagnostics (not NUL-terminated).
+   */
+  void (*log)(void *ctx, const char *msg, size_t len);
+  /*
+   Optional: called after a fatal error is logged; must not return.
+   */
+  void (*abort)(void *ctx);
+} usock_platform_ops;
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -515,6 +589,37 @@ int usock_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t);
  pselect(2) over any mix of our sockets and kernel fds.
  */
 int usock_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *mask);
+
+#if !defined(USOCK_HOSTED)
+/*
+ Registers the host's table (copied). Returns 0, -EINVAL for a bad table
+ (wrong version, no `alloc`/`free`/`now_ns`, `wait` without `wake`), or
+ -EALREADY when a table is registered already.
+
+ # Safety
+ `ops` must be NULL or point at a valid table whose functions behave as
+ documented.
+ */
+int usock_platform_init(const struct usock_platform_ops *ops);
+#endif
+
+#if !defined(USOCK_HOSTED)
+/*
+ The last errno stored by the library when the host gave no errno
+ location (not per thread: such hosts are single-threaded or must supply
+ `errno_location`).
+ */
+int usock_errno(void);
+#endif
+
+#if !defined(USOCK_HOSTED)
+/*
+ The precompiled `core`/`alloc` of a stable toolchain are built with
+ unwinding and reference this symbol; with panic=abort nothing ever
+ calls it.
+ */
+void rust_eh_personality(void);
+#endif
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -18,13 +18,21 @@
 
 extern crate alloc;
 
+// The no_std code paths are tested on the host: there the library links std
+// only for its allocator and panic handler (no module imports from it, and
+// `make embedded`, built with `embedded-runtime` instead, proves that no std
+// or libc symbol is referenced).
+#[cfg(all(not(feature = "std"), not(feature = "embedded-runtime")))]
+extern crate std;
+
 /// cbindgen:ignore
 pub mod addr;
-#[cfg(feature = "std")]
 pub mod api;
 pub mod backend;
 /// cbindgen:ignore
 pub mod backends;
+/// cbindgen:ignore
+pub mod config;
 /// cbindgen:ignore
 pub mod consts;
 /// cbindgen:ignore
@@ -32,7 +40,6 @@ pub mod fd;
 #[cfg(feature = "std")]
 /// cbindgen:ignore
 pub mod net;
-/// cbindgen:ignore
 pub mod platform;
 /// cbindgen:ignore
 pub mod sockbuf;

@@ -1,8 +1,12 @@
 //! Synchronisation primitives of the core.
 //!
-//! The hosted build uses `parking_lot`; the no_std build will supply its
-//! locks through the platform table.
+//! The hosted build uses `parking_lot`; the no_std build uses the host's
+//! locks from the platform table, or spins on an atomic flag when the host
+//! gives none.
 
+#[cfg(not(feature = "std"))]
+pub use host_lock::{Mutex, MutexGuard};
+#[cfg(feature = "std")]
 pub use parking_lot::{Mutex, MutexGuard};
 
 use alloc::boxed::Box;
@@ -70,3 +74,113 @@ impl<T> Drop for SetOnce<T> {
 unsafe impl<T: Send + Sync> Sync for SetOnce<T> {}
 // SAFETY: as above.
 unsafe impl<T: Send> Send for SetOnce<T> {}
+
+#[cfg(not(feature = "std"))]
+mod host_lock {
+    use core::cell::UnsafeCell;
+    use core::ops::{Deref, DerefMut};
+    use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+
+    use crate::platform::embedded::ops;
+
+    /// A mutex over the host's lock (created on first use, so that `new` is
+    /// const and statics need no initialisation), or over an atomic flag.
+    pub struct Mutex<T> {
+        host: AtomicPtr<core::ffi::c_void>,
+        flag: AtomicBool,
+        value: UnsafeCell<T>,
+    }
+
+    // SAFETY: access to `value` is serialised by the lock.
+    unsafe impl<T: Send> Sync for Mutex<T> {}
+    // SAFETY: as above.
+    unsafe impl<T: Send> Send for Mutex<T> {}
+
+    /// Proof the lock is held; releases it on drop.
+    pub struct MutexGuard<'a, T> {
+        m: &'a Mutex<T>,
+    }
+
+    impl<T> Mutex<T> {
+        /// An unlocked mutex.
+        pub const fn new(value: T) -> Self {
+            Mutex {
+                host: AtomicPtr::new(core::ptr::null_mut()),
+                flag: AtomicBool::new(false),
+                value: UnsafeCell::new(value),
+            }
+        }
+
+        fn host_lock(&self) -> Option<(*mut core::ffi::c_void, *mut core::ffi::c_void)> {
+            let o = ops()?;
+            let create = o.lock_create?;
+            let mut l = self.host.load(Ordering::Acquire);
+            if l.is_null() {
+                // SAFETY: a registered host function.
+                let fresh = unsafe { create(o.ctx) };
+                l = match self.host.compare_exchange(
+                    core::ptr::null_mut(),
+                    fresh,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => fresh,
+                    // Another thread installed one first; ours is leaked
+                    // (the table has no destroy entry for a lock never used).
+                    Err(other) => other,
+                };
+            }
+            Some((o.ctx, l))
+        }
+
+        /// Takes the lock.
+        pub fn lock(&self) -> MutexGuard<'_, T> {
+            if let Some((ctx, l)) = self.host_lock() {
+                if let Some(f) = ops().and_then(|o| o.lock) {
+                    // SAFETY: a registered host function on its own lock.
+                    unsafe { f(ctx, l) };
+                    return MutexGuard { m: self };
+                }
+            }
+            while self
+                .flag
+                .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_err()
+            {
+                core::hint::spin_loop();
+            }
+            MutexGuard { m: self }
+        }
+    }
+
+    impl<T> Drop for MutexGuard<'_, T> {
+        fn drop(&mut self) {
+            let l = self.m.host.load(Ordering::Acquire);
+            if !l.is_null() {
+                if let Some(o) = ops() {
+                    if let Some(f) = o.unlock {
+                        // SAFETY: the lock was taken by this guard.
+                        unsafe { f(o.ctx, l) };
+                        return;
+                    }
+                }
+            }
+            self.m.flag.store(false, Ordering::Release);
+        }
+    }
+
+    impl<T> Deref for MutexGuard<'_, T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            // SAFETY: the guard proves exclusive access.
+            unsafe { &*self.m.value.get() }
+        }
+    }
+
+    impl<T> DerefMut for MutexGuard<'_, T> {
+        fn deref_mut(&mut self) -> &mut T {
+            // SAFETY: the guard proves exclusive access.
+            unsafe { &mut *self.m.value.get() }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 //!
 //! The registry is global to the test process: each test uses its own
 //! address family (or its own AF_INET port) and unregisters at the end.
+#![cfg(feature = "std")]
 
 use std::any::Any;
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! Datagram sockets through the native Rust API (`userspacesock::net`),
 //! over the built-in loopback backend. Each test asserts what Linux's UDP
 //! over loopback does (checked against the kernel with `std::net`).
+#![cfg(feature = "std")]
 
 use std::io::ErrorKind;
 use std::net::SocketAddr;

@@ -1,6 +1,7 @@
 //! Stream sockets through the native Rust API (`userspacesock::net`), over
 //! the built-in loopback backend. Each test asserts what Linux's TCP over
 //! loopback does (checked against the kernel with `std::net`).
+#![cfg(feature = "std")]
 
 use std::io::{ErrorKind, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr};

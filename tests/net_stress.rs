@@ -1,6 +1,7 @@
 //! Load through the native Rust API over the loopback backend: many threads
 //! with many connections and checksummed data both ways, and one large
 //! transfer. Sizes are smaller in debug builds.
+#![cfg(feature = "std")]
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};

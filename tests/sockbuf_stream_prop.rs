@@ -71,7 +71,7 @@ fn check(sb: &StreamBuf, m: &Model, start: u64) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
 
     /// Every call on a `StreamBuf` gives exactly the model's answer.
     #[test]

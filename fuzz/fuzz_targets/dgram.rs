@@ -14,10 +14,26 @@ use model::DgramModel;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Frag { d: u8, s: u16, e: u16 },
-    Raw { id: u8, off: u16, total: u16, len: u8, src_len: u8 },
-    Read { buf: u16, src: u8 },
-    Peek { buf: u16, src: u8 },
+    Frag {
+        d: u8,
+        s: u16,
+        e: u16,
+    },
+    Raw {
+        id: u8,
+        off: u16,
+        total: u16,
+        len: u8,
+        src_len: u8,
+    },
+    Read {
+        buf: u16,
+        src: u8,
+    },
+    Peek {
+        buf: u16,
+        src: u8,
+    },
     Resize(u16),
 }
 
@@ -43,7 +59,9 @@ fuzz_target!(|inp: Input| {
         .take(16)
         .map(|&(id, sl, pl)| {
             let src = (0..sl % 140).map(|i| i ^ id).collect();
-            let payload = (0..pl % 2000).map(|i| (i as u8) ^ id.wrapping_mul(7)).collect();
+            let payload = (0..pl % 2000)
+                .map(|i| (i as u8) ^ id.wrapping_mul(7))
+                .collect();
             (id as u64 % 8, src, payload)
         })
         .collect();
@@ -61,7 +79,13 @@ fuzz_target!(|inp: Input| {
                 let got = db.insert(*id, s as u32, n as u32, &p[s..e], src);
                 assert_eq!(got, m.insert(*id, s as u32, n as u32, &p[s..e], src));
             }
-            Op::Raw { id, off, total, len, src_len } => {
+            Op::Raw {
+                id,
+                off,
+                total,
+                len,
+                src_len,
+            } => {
                 let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(3)).collect();
                 let src: Vec<u8> = (0..src_len % 140).collect();
                 let (off, total) = (off as u32 % 600, total as u32 % 600);
@@ -73,13 +97,28 @@ fuzz_target!(|inp: Input| {
                 let (bl, al) = (buf as usize % 2100, src as usize % 140);
                 let mut b = vec![0u8; bl];
                 let mut a = vec![0u8; al];
-                let got = if consume { db.read(&mut b, &mut a) } else { db.peek(&mut b, &mut a) };
-                let want = if consume { m.done.pop_front() } else { m.done.front().cloned() };
+                let got = if consume {
+                    db.read(&mut b, &mut a)
+                } else {
+                    db.peek(&mut b, &mut a)
+                };
+                let want = if consume {
+                    m.done.pop_front()
+                } else {
+                    m.done.front().cloned()
+                };
                 match (got, want) {
                     (None, None) => {}
                     (Some(meta), Some((p, s))) => {
                         let copied = p.len().min(bl);
-                        assert_eq!(meta, DgramMeta { len: p.len(), copied, src_len: s.len() });
+                        assert_eq!(
+                            meta,
+                            DgramMeta {
+                                len: p.len(),
+                                copied,
+                                src_len: s.len()
+                            }
+                        );
                         assert_eq!(&b[..copied], &p[..copied]);
                         let ac = s.len().min(al);
                         assert_eq!(&a[..ac], &s[..ac]);

@@ -29,7 +29,11 @@ struct Input {
 }
 
 fuzz_target!(|inp: Input| {
-    let start = if inp.near_wrap { u64::MAX - (inp.start % 512) } else { inp.start };
+    let start = if inp.near_wrap {
+        u64::MAX - (inp.start % 512)
+    } else {
+        inp.start
+    };
     let cap = inp.cap as usize % 1024;
     let holes = 1 + inp.holes as usize % MAX_HOLES;
     let sb = StreamBuf::with_max_holes(start, cap, holes);
@@ -49,7 +53,11 @@ fuzz_target!(|inp: Input| {
             Op::Read(n) | Op::Peek(n) => {
                 let consume = matches!(op, Op::Read(_));
                 let mut buf = vec![0u8; n as usize];
-                let k = if consume { sb.read(&mut buf) } else { sb.peek(&mut buf) };
+                let k = if consume {
+                    sb.read(&mut buf)
+                } else {
+                    sb.peek(&mut buf)
+                };
                 assert_eq!(&buf[..k], &m.take(n as usize, consume)[..]);
             }
             Op::Fin(rel) => {

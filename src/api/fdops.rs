@@ -38,8 +38,19 @@ pub fn install_at(fdn: i32, sock: Arc<Socket>) -> Result<i32, Errno> {
     Ok(fdn)
 }
 
+/// Before the host registered its platform table there is nothing to run
+/// on: the calls that create sockets fail with ENOSYS.
+fn platform_ready() -> Result<(), Errno> {
+    #[cfg(not(feature = "std"))]
+    if !platform::ready() {
+        return Err(crate::consts::ENOSYS);
+    }
+    Ok(())
+}
+
 /// socket().
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
+    platform_ready()?;
     let info = crate::socket::check_args(domain, ty, protocol)?;
     let sock = Socket::new(info, ty & SOCK_NONBLOCK != 0)?;
     install(sock, ty & SOCK_CLOEXEC != 0)
@@ -47,6 +58,7 @@ pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
 
 /// socketpair().
 pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(i32, i32), Errno> {
+    platform_ready()?;
     let info = crate::socket::check_args(domain, ty, protocol)?;
     let (a, b) = Socket::pair(info, ty & SOCK_NONBLOCK != 0)?;
     let cloexec = ty & SOCK_CLOEXEC != 0;

@@ -2,6 +2,7 @@
 //! turning C pointers into checked Rust values. Every raw pointer from C is
 //! read or written only here and in the exported functions.
 
+#[cfg(feature = "std")]
 use core::panic::AssertUnwindSafe;
 
 use crate::addr::{SockAddr, ADDR_MAX};
@@ -9,21 +10,36 @@ use crate::backend::contract::Errno;
 use crate::consts::*;
 
 /// Sets the calling thread's errno.
+#[cfg(feature = "std")]
 pub fn set_errno(e: Errno) {
     // SAFETY: __errno_location returns the calling thread's errno slot.
     unsafe { *libc::__errno_location() = e };
 }
 
+/// Sets errno where the host keeps it.
+#[cfg(not(feature = "std"))]
+pub fn set_errno(e: Errno) {
+    crate::platform::set_errno(e);
+}
+
 /// Runs `f` with a panic boundary: a panic becomes `fallback` with errno
 /// EIO instead of unwinding into C (undefined behaviour).
+#[cfg(feature = "std")]
 pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(_) => {
-            set_errno(libc::EIO);
+            set_errno(EIO);
             fallback
         }
     }
+}
+
+/// Without std a panic aborts through the host's hook (the no_std library
+/// is built with panic=abort), so there is nothing to catch.
+#[cfg(not(feature = "std"))]
+pub fn guard<T>(_fallback: T, f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 /// Converts a result to the C convention: the value, or -1 with errno.
@@ -62,6 +78,18 @@ pub fn probe(p: *const u8, len: usize) -> Result<(), Errno> {
     if p.is_null() {
         return Err(EFAULT);
     }
+    probe_mapped(p, len)
+}
+
+/// Without an operating system there is no cheap way to ask whether memory
+/// is mapped: only NULL is caught.
+#[cfg(not(feature = "std"))]
+fn probe_mapped(_p: *const u8, _len: usize) -> Result<(), Errno> {
+    Ok(())
+}
+
+#[cfg(feature = "std")]
+fn probe_mapped(p: *const u8, len: usize) -> Result<(), Errno> {
     let first = p as usize >> PAGE_SHIFT;
     let last = (p as usize).saturating_add(len - 1) >> PAGE_SHIFT;
     if PROBED.with(|c| c.get().iter().any(|&(a, b)| a <= first && last <= b)) {
@@ -77,8 +105,10 @@ pub fn probe(p: *const u8, len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+#[cfg(feature = "std")]
 const PAGE_SHIFT: usize = 12;
 
+#[cfg(feature = "std")]
 std::thread_local! {
     /// Page ranges this thread probed successfully: a program passes the
     /// same buffers again and again, and re-probing them would cost a
@@ -88,6 +118,7 @@ std::thread_local! {
     static PROBED: core::cell::Cell<[(usize, usize); 8]> = const { core::cell::Cell::new([(usize::MAX, 0); 8]) };
 }
 
+#[cfg(feature = "std")]
 fn probe_syscall(p: *const u8, len: usize) -> Result<(), Errno> {
     let mut scratch = [0u8; 2];
     let local = libc::iovec {
@@ -123,14 +154,17 @@ fn probe_syscall(p: *const u8, len: usize) -> Result<(), Errno> {
     Ok(())
 }
 
+#[cfg(feature = "std")]
 static PID: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(0);
 
+#[cfg(feature = "std")]
 extern "C" fn forget_pid() {
     PID.store(0, core::sync::atomic::Ordering::Relaxed);
 }
 
 /// This process's id, cached: getpid() is a system call in glibc, and the
 /// probe runs on every data call. A fork clears the cache in the child.
+#[cfg(feature = "std")]
 fn own_pid() -> libc::pid_t {
     use core::sync::atomic::Ordering;
     let p = PID.load(Ordering::Relaxed);

@@ -14,11 +14,13 @@ use core::time::Duration;
 use libc::{c_int, nfds_t, pollfd, sigset_t, timespec, timeval};
 
 use super::ffi::{ret_int, set_errno};
+#[cfg(feature = "std")]
 use super::real;
 use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
+use crate::socket::wait::PollSignal;
 use crate::socket::Socket;
 
 /// A timeout as select() and pselect() take it.
@@ -55,31 +57,36 @@ pub unsafe fn ts_timeout(ts: *const timespec) -> Result<Option<Duration>, Errno>
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
 }
 
-struct Waker(i32);
+#[cfg(feature = "std")]
+struct Waker(Option<Arc<PollSignal>>);
 
+#[cfg(feature = "std")]
 impl Drop for Waker {
     fn drop(&mut self) {
-        if self.0 >= 0 {
-            let _ = platform::kfd_close(self.0);
+        if let Some(s) = &self.0 {
+            let _ = platform::kfd_close(s.efd);
         }
     }
 }
 
+#[cfg(feature = "std")]
 std::thread_local! {
-    static WAKER: core::cell::RefCell<Waker> = const { core::cell::RefCell::new(Waker(-1)) };
+    static WAKER: core::cell::RefCell<Waker> = const { core::cell::RefCell::new(Waker(None)) };
 }
 
-/// This thread's waker eventfd, created on first use.
-fn waker() -> Result<i32, Errno> {
+/// This thread's poll signal (with its eventfd), created on first use.
+#[cfg(feature = "std")]
+fn waker() -> Result<Arc<PollSignal>, Errno> {
     WAKER.with(|w| {
         let mut w = w.borrow_mut();
-        if w.0 < 0 {
-            w.0 = platform::kfd_new(true)?;
+        if w.0.is_none() {
+            w.0 = Some(Arc::new(PollSignal::new(platform::kfd_new(true)?)));
         }
-        Ok(w.0)
+        Ok(w.0.clone().expect("set above"))
     })
 }
 
+#[cfg(feature = "std")]
 fn to_timespec(d: Duration) -> timespec {
     timespec {
         tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -97,6 +104,10 @@ pub unsafe fn poll(
     timeout: Option<Duration>,
     mask: Option<*const sigset_t>,
 ) -> c_int {
+    #[cfg(not(feature = "std"))]
+    if !platform::ready() {
+        return ret_int(Err(crate::consts::ENOSYS));
+    }
     if n as usize > crate::fd::MAX_FDS {
         return ret_int(Err(EINVAL));
     }
@@ -112,6 +123,7 @@ pub unsafe fn poll(
         // SAFETY: valid for `n` entries per the caller.
         unsafe { core::slice::from_raw_parts_mut(fds, n as usize) }
     };
+    #[cfg(feature = "std")]
     if !slice.iter().any(|p| fd::is_ours(p.fd)) {
         let ts = timeout.map(to_timespec);
         let tsp = ts
@@ -125,22 +137,24 @@ pub unsafe fn poll(
 }
 
 /// The mixed case: some of the fds are ours.
+#[cfg(feature = "std")]
 unsafe fn poll_mixed(
     slice: &mut [pollfd],
     timeout: Option<Duration>,
     mask: Option<*const sigset_t>,
 ) -> c_int {
-    let wfd = match waker() {
+    let sig = match waker() {
         Ok(w) => w,
         Err(e) => return ret_int(Err(e)),
     };
+    let wfd = sig.efd;
     let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
     let regs: Vec<Option<u64>> = socks
         .iter()
         .zip(slice.iter())
         .map(|(s, p)| {
             s.as_ref()
-                .map(|s| s.wait.register_poller(wfd, p.events | POLLERR | POLLHUP))
+                .map(|s| s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP))
         })
         .collect();
     let mut kfds: Vec<pollfd> = Vec::with_capacity(slice.len() + 1);
@@ -228,6 +242,55 @@ unsafe fn poll_mixed(
     ret_int(result)
 }
 
+/// Without an operating system every fd is ours or invalid (POLLNVAL): wait
+/// on a signal that every polled socket bumps, through the host's wait. In
+/// the cooperative mode (no wait), a poll that finds nothing ready returns
+/// 0 at once and the host polls again.
+#[cfg(not(feature = "std"))]
+unsafe fn poll_mixed(
+    slice: &mut [pollfd],
+    timeout: Option<Duration>,
+    _mask: Option<*const sigset_t>,
+) -> c_int {
+    let sig = Arc::new(PollSignal::new(-1));
+    let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
+    let regs: Vec<Option<u64>> = socks
+        .iter()
+        .zip(slice.iter())
+        .map(|(s, p)| {
+            s.as_ref()
+                .map(|s| s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP))
+        })
+        .collect();
+    let deadline = timeout.and_then(platform::deadline_after);
+    let ready = loop {
+        let seen = sig.word.load(core::sync::atomic::Ordering::SeqCst);
+        let mut ready = 0;
+        for (i, p) in slice.iter_mut().enumerate() {
+            p.revents = match &socks[i] {
+                Some(s) => s.readiness() & (p.events | POLLERR | POLLHUP),
+                None if p.fd >= 0 => POLLNVAL,
+                None => 0,
+            };
+            if p.revents != 0 {
+                ready += 1;
+            }
+        }
+        if ready > 0 || timeout == Some(Duration::ZERO) || !platform::can_block() {
+            break ready;
+        }
+        if !platform::futex_wait(&sig.word, seen, deadline) {
+            break 0;
+        }
+    };
+    for (s, id) in socks.iter().zip(regs.iter()) {
+        if let (Some(s), Some(id)) = (s, id) {
+            s.wait.unregister_poller(*id);
+        }
+    }
+    ready
+}
+
 const SETSIZE: c_int = libc::FD_SETSIZE as c_int;
 
 /// select/pselect over any mix of fds.
@@ -266,6 +329,7 @@ pub unsafe fn select(
     let isset =
         |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
     let ours = (0..n).any(|f| (isset(r, f) || isset(w, f) || isset(e, f)) && fd::is_ours(f));
+    #[cfg(feature = "std")]
     if !ours {
         // SAFETY: passthrough with the caller's arguments.
         return unsafe {
@@ -313,6 +377,8 @@ pub unsafe fn select(
             });
         }
     }
+    #[cfg(not(feature = "std"))]
+    let _ = ours;
     let start = platform::now();
     // SAFETY: our own array.
     let rc = unsafe { poll_mixed(&mut pfds, dur, mask) };
@@ -352,7 +418,7 @@ pub unsafe fn select(
     }
     if let (Timeout::Timeval(t), Some(d)) = (timeout, dur) {
         if !t.is_null() {
-            let left = d.saturating_sub(platform::now().saturating_duration_since(start));
+            let left = d.saturating_sub(platform::time_between(start, platform::now()));
             // SAFETY: non-null and valid per the caller.
             unsafe {
                 (*t).tv_sec = left.as_secs() as libc::time_t;

@@ -22,6 +22,9 @@ macro_rules! posix_alias {
     ($( $posix:ident = $usock:ident ( $($a:ident : $t:ty),* ) -> $r:ty; )*) => {
         $(
             #[doc = concat!("POSIX `", stringify!($posix), "`: see [`", stringify!($usock), "`].")]
+            // A no_std build tested on the host keeps only the usock_ names:
+            // there the test process's own read/write must stay libc's.
+            #[cfg(any(feature = "std", feature = "embedded-runtime"))]
             #[no_mangle]
             pub unsafe extern "C" fn $posix($($a: $t),*) -> $r {
                 // SAFETY: same contract as the usock_ twin.
@@ -599,15 +602,7 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
             cmd == libc::F_DUPFD_CLOEXEC,
         )),
         // FD_CLOEXEC and the rest live on the kernel fd that holds the number.
-        _ => {
-            // SAFETY: fcntl on our own kernel fd with the caller's argument.
-            let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) };
-            if r < 0 {
-                -1
-            } else {
-                r as c_int
-            }
-        }
+        _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
     })
 }
 

@@ -3,10 +3,14 @@
 //! and cached in an atomic: the passthrough path is one load and an
 //! indirect call, with no lock and no allocation after the first call.
 
+#[cfg(feature = "std")]
 use core::sync::atomic::{AtomicUsize, Ordering};
-use libc::{c_char, c_int, c_void};
+#[cfg(feature = "std")]
+use libc::c_char;
+use libc::{c_int, c_void};
 
 /// Resolves `sym` (NUL-terminated) in the objects after this one.
+#[cfg(feature = "std")]
 fn resolve(sym: &'static [u8]) -> usize {
     // SAFETY: `sym` is a NUL-terminated static string.
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, sym.as_ptr() as *const c_char) };
@@ -23,11 +27,13 @@ fn resolve(sym: &'static [u8]) -> usize {
 }
 
 /// Cached address of one next definition.
+#[cfg(feature = "std")]
 pub struct NextFn {
     addr: AtomicUsize,
     sym: &'static [u8],
 }
 
+#[cfg(feature = "std")]
 impl NextFn {
     /// A lazily resolved symbol; `sym` must end with a NUL byte.
     pub const fn new(sym: &'static [u8]) -> Self {
@@ -50,6 +56,7 @@ impl NextFn {
     }
 }
 
+#[cfg(feature = "std")]
 macro_rules! next_fns {
     ($( $name:ident = $sym:literal : fn($($a:ident : $t:ty),*) -> $r:ty; )*) => {
         /// The cached next definitions, one per wrapped call.
@@ -84,6 +91,26 @@ macro_rules! next_fns {
     };
 }
 
+/// Without an operating system there is no next definition: an fd that is
+/// not one of our sockets is EBADF.
+#[cfg(not(feature = "std"))]
+macro_rules! next_fns {
+    ($( $name:ident = $sym:literal : fn($($a:ident : $t:ty),*) -> $r:ty; )*) => {
+        $(
+            #[doc = concat!("`", $sym, "` on an fd that is not ours: EBADF.")]
+            ///
+            /// # Safety
+            /// No requirement: the arguments are not used.
+            #[inline]
+            pub unsafe fn $name($(_: $t),*) -> $r {
+                crate::platform::set_errno(crate::consts::EBADF);
+                -1 as $r
+            }
+        )*
+    };
+}
+
+#[cfg(feature = "std")]
 extern "C" fn resolve_at_load() {
     resolve_all();
 }
@@ -92,6 +119,7 @@ extern "C" fn resolve_at_load() {
 /// once, keeps dlsym off the passthrough path of later calls (a signal
 /// handler's write() must not allocate). dlsym takes no lock a program can
 /// hold at load time, so this cannot deadlock.
+#[cfg(feature = "std")]
 #[used]
 #[link_section = ".init_array"]
 static RESOLVE_AT_LOAD: extern "C" fn() = resolve_at_load;

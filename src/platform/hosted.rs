@@ -119,6 +119,18 @@ pub fn kfd_dup_min(fd: i32, min: i32, cloexec: bool) -> Result<i32, Errno> {
     }
 }
 
+/// `fcntl(fd, cmd, arg)` on the kernel fd that holds a socket's number
+/// (FD_CLOEXEC and the like live there).
+pub fn kfd_fcntl(fd: i32, cmd: i32, arg: u64) -> Result<i32, Errno> {
+    // SAFETY: fcntl on our own kernel fd with the caller's integer argument.
+    let r = unsafe { libc::syscall(libc::SYS_fcntl, fd, cmd, arg) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as i32)
+    }
+}
+
 /// `dup3(old, new, flags)` on kernel fds.
 pub fn kfd_dup3(old: i32, new: i32, flags: i32) -> Result<i32, Errno> {
     // SAFETY: dup3 with integer arguments.
@@ -223,4 +235,9 @@ pub fn wait_changed(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> b
         return true;
     }
     futex_wait(word, seen, deadline)
+}
+
+/// Time from `a` to `b` (zero if `b` is earlier).
+pub fn time_between(a: Instant, b: Instant) -> Duration {
+    b.saturating_duration_since(a)
 }

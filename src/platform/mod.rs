@@ -1,6 +1,13 @@
-//! What the host supplies: waiting and waking, a monotonic clock, kernel fd
-//! numbers. The hosted platform (Linux, std) is the only one so far.
+//! What the host supplies: waiting and waking, a monotonic clock, fd
+//! numbers, errno. The hosted platform (Linux, std) uses futexes and
+//! eventfds; the embedded platform (no_std) calls a table the host
+//! registers with `usock_platform_init`.
 
+#[cfg(not(feature = "std"))]
+pub mod embedded;
+#[cfg(not(feature = "std"))]
+pub use embedded::*;
+/// cbindgen:ignore
 #[cfg(feature = "std")]
 mod hosted;
 #[cfg(feature = "std")]

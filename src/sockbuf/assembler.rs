@@ -17,7 +17,7 @@
 use super::SbError;
 
 /// The most out-of-order segments (holes) one assembler can track.
-pub const MAX_HOLES: usize = 32;
+pub const MAX_HOLES: usize = crate::config::MAX_HOLES;
 
 /// Fixed-size segment list; see the module docs.
 #[derive(Clone)]

@@ -31,13 +31,13 @@ use options::Options;
 use wait::{WaitQueue, Waited};
 
 /// Default receive window of a stream socket (what SO_RCVBUF reports).
-pub const DEFAULT_STREAM_RCVBUF: usize = 256 * 1024;
+pub const DEFAULT_STREAM_RCVBUF: usize = crate::config::STREAM_RCVBUF;
 /// Default receive capacity of a datagram socket (Linux's rmem_default).
-pub const DEFAULT_DGRAM_RCVBUF: usize = 212_992;
+pub const DEFAULT_DGRAM_RCVBUF: usize = crate::config::DGRAM_RCVBUF;
 /// Default SO_SNDBUF reported (the frontend keeps no send buffer).
 pub const DEFAULT_SNDBUF: usize = 212_992;
 /// Cap on partial datagrams per socket.
-pub const MAX_PARTIAL_DGRAMS: usize = 64;
+pub const MAX_PARTIAL_DGRAMS: usize = crate::config::MAX_PARTIALS;
 /// Largest fragment the frontend hands a backend.
 pub const FRAG_MAX: usize = 64 * 1024;
 

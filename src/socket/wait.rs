@@ -5,6 +5,7 @@
 //! that may also wait on kernel fds (they register an eventfd that a state
 //! change signals, so the kernel's poll wakes up).
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -20,9 +21,39 @@ pub enum Waited {
     TimedOut,
 }
 
+/// What a poll() waits on: a futex word bumped on every signal, and on the
+/// hosted platform an eventfd as well, so that a kernel poll waiting on it
+/// wakes up too.
+pub struct PollSignal {
+    /// Bumped by every signal.
+    pub word: AtomicU32,
+    /// An eventfd to signal as well, or -1.
+    pub efd: i32,
+}
+
+impl PollSignal {
+    /// A signal with an optional eventfd (-1 for none).
+    pub fn new(efd: i32) -> PollSignal {
+        PollSignal {
+            word: AtomicU32::new(0),
+            efd,
+        }
+    }
+
+    /// Wakes the poller.
+    pub fn signal(&self) {
+        self.word.fetch_add(1, Ordering::SeqCst);
+        platform::futex_wake_all(&self.word);
+        #[cfg(feature = "std")]
+        if self.efd >= 0 {
+            platform::eventfd_signal(self.efd);
+        }
+    }
+}
+
 struct PollReg {
     id: u64,
-    efd: i32,
+    sig: Arc<PollSignal>,
     events: i16,
 }
 
@@ -61,7 +92,7 @@ impl WaitQueue {
         if self.npollers.load(Ordering::SeqCst) != 0 {
             for p in self.pollers.lock().iter() {
                 if p.events & events != 0 {
-                    platform::eventfd_signal(p.efd);
+                    p.sig.signal();
                 }
             }
         }
@@ -99,12 +130,16 @@ impl WaitQueue {
         }
     }
 
-    /// Registers an eventfd to be signalled when any of `events` may have
+    /// Registers a poller to be signalled when any of `events` may have
     /// become true; returns the registration id.
-    pub fn register_poller(&self, efd: i32, events: i16) -> u64 {
+    pub fn register_poller(&self, sig: &Arc<PollSignal>, events: i16) -> u64 {
         let id = NEXT_POLL_ID.fetch_add(1, Ordering::Relaxed);
         let mut p = self.pollers.lock();
-        p.push(PollReg { id, efd, events });
+        p.push(PollReg {
+            id,
+            sig: sig.clone(),
+            events,
+        });
         self.npollers.store(p.len() as u32, Ordering::SeqCst);
         id
     }

@@ -5,6 +5,7 @@
 use alloc::vec::Vec;
 
 use crate::backend::contract::Errno;
+#[allow(unused_imports)]
 use crate::consts::*;
 
 /// Identity of a socket file.
