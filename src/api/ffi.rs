@@ -151,6 +151,11 @@ fn probe_syscall(p: *const u8, len: usize) -> Result<(), Errno> {
     if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(EFAULT) {
         return Err(EFAULT);
     }
+    // A partial read (the first byte readable, the last not) is not an
+    // error for process_vm_readv: it returns 1.
+    if (0..2).contains(&r) {
+        return Err(EFAULT);
+    }
     Ok(())
 }
 
