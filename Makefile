@@ -71,7 +71,9 @@ embedded:
 test-embedded: embedded
 	c-tests/check_embedded_syms.sh target/embedded/libuserspacesock.a
 	@mkdir -p build
-	$(CC) $(CFLAGS_C) -DUSOCK_EMBEDDED -o build/embedded_host c-tests/embedded_host.c target/embedded/libuserspacesock.a
+	$(CC) $(CFLAGS_C) -DUSOCK_EMBEDDED -o build/embedded_host c-tests/embedded_host.c \
+	  target/embedded/libuserspacesock.a -Wl,--gc-sections -Wl,-Map=build/embedded_host.map
+	python3 c-tests/lib_size.py build/embedded_host.map
 	timeout 60 build/embedded_host blocking
 	timeout 60 build/embedded_host coop
 	$(CARGO) test --release --no-default-features

@@ -46,11 +46,13 @@ static int passed, failed;
 static pthread_mutex_t host_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t host_cv = PTHREAD_COND_INITIALIZER;
 static unsigned long host_allocs, host_waits, host_locks;
+static long host_live; /* bytes allocated and not freed: RAM the library uses */
 
 static void *h_alloc(void *ctx, size_t size, size_t align)
 {
     (void)ctx;
     __atomic_fetch_add(&host_allocs, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&host_live, (long)size, __ATOMIC_RELAXED);
     if (align < sizeof(void *))
         align = sizeof(void *);
     void *p = NULL;
@@ -58,7 +60,8 @@ static void *h_alloc(void *ctx, size_t size, size_t align)
 }
 static void h_free(void *ctx, void *p, size_t size, size_t align)
 {
-    (void)ctx, (void)size, (void)align;
+    (void)ctx, (void)align;
+    __atomic_fetch_sub(&host_live, (long)size, __ATOMIC_RELAXED);
     free(p);
 }
 static void *h_lock_create(void *ctx)
@@ -375,6 +378,36 @@ int main(int argc, char **argv)
     close(f1);
     /* an fd that is not a socket is EBADF: there is nothing else */
     CHECK(send(42, "x", 1, 0) == -1 && errno == EBADF);
+
+    /* RAM per socket at the default capacities, from the host's allocator */
+    if (!coop) {
+        enum { N = 32 };
+        int fds[N], acc[N], cl[N];
+        long before = host_live;
+        for (int i = 0; i < N; i++)
+            fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        long idle = (host_live - before) / N;
+        struct sockaddr_in la;
+        int l = listener(&la, SOCK_STREAM, 0);
+        CHECK(listen(l, N) == 0);
+        long before_conn = host_live;
+        for (int i = 0; i < N; i++) {
+            cl[i] = socket(AF_INET, SOCK_STREAM, 0);
+            CHECK(connect(cl[i], (struct sockaddr *)&la, sizeof la) == 0);
+            acc[i] = accept(l, NULL, NULL);
+            CHECK(send(cl[i], "x", 1, 0) == 1 && send(acc[i], "y", 1, 0) == 1);
+        }
+        long conn = (host_live - before_conn) / N;
+        printf("RAM: idle socket %ld bytes; connected stream pair with data %ld bytes "
+               "(%ld per socket, receive rings of %d KiB allocated on first data)\n",
+               idle, conn, conn / 2, 256);
+        for (int i = 0; i < N; i++) {
+            close(fds[i]);
+            close(acc[i]);
+            close(cl[i]);
+        }
+        close(l);
+    }
 
     if (coop)
         run_coop();

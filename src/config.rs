@@ -30,6 +30,12 @@ pub const DGRAM_RCVBUF: usize = parse(option_env!("USOCK_DGRAM_RCVBUF"), 212_992
 pub const MAX_PARTIALS: usize = parse(option_env!("USOCK_MAX_PARTIALS"), 64);
 /// Distinct holes a Socket Buffer tracks (`USOCK_MAX_HOLES`).
 pub const MAX_HOLES: usize = parse(option_env!("USOCK_MAX_HOLES"), 32);
+/// Live sockets at most (`USOCK_MAX_SOCKETS`, a multiple of 256): sizes
+/// the handle table. Default 1 Mi hosted, 1024 without std.
+pub const MAX_SOCKETS: usize = parse(
+    option_env!("USOCK_MAX_SOCKETS"),
+    if cfg!(feature = "std") { 1 << 20 } else { 1024 },
+);
 /// fd numbers of the no_std build (`USOCK_MAX_FDS`, a multiple of 32).
 pub const EMBEDDED_MAX_FDS: usize = parse(option_env!("USOCK_MAX_FDS"), 256);
 

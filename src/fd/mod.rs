@@ -13,8 +13,16 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use crate::socket::Socket;
 use crate::sync::Mutex;
 
+// Hosted: fd numbers up to 1 Mi, in chunks of 1024 allocated on first use.
+// Without std the table only needs the emulated numbers.
+#[cfg(feature = "std")]
 const CHUNK: usize = 1024;
+#[cfg(feature = "std")]
 const CHUNKS: usize = 1024;
+#[cfg(not(feature = "std"))]
+const CHUNK: usize = 64;
+#[cfg(not(feature = "std"))]
+const CHUNKS: usize = crate::config::EMBEDDED_MAX_FDS.div_ceil(CHUNK);
 
 /// Largest fd number the table can hold, plus one.
 pub const MAX_FDS: usize = CHUNK * CHUNKS;

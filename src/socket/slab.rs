@@ -14,7 +14,7 @@ use crate::backend::contract::SockHandle;
 use crate::sync::Mutex;
 
 const CHUNK: usize = 256;
-const CHUNKS: usize = 4096;
+const CHUNKS: usize = crate::config::MAX_SOCKETS / CHUNK;
 
 struct Slot {
     gen: u32,
