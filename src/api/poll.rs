@@ -80,7 +80,7 @@ fn waker() -> Result<Arc<PollSignal>, Errno> {
     WAKER.with(|w| {
         let mut w = w.borrow_mut();
         if w.0.is_none() {
-            w.0 = Some(Arc::new(PollSignal::new(platform::kfd_new(true)?)));
+            w.0 = Some(Arc::new(PollSignal::new(platform::eventfd_new()?)));
         }
         Ok(w.0.clone().expect("set above"))
     })

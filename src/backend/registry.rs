@@ -67,6 +67,12 @@ fn install_defaults(reg: &mut Registry) {
     if !reg.defaults_installed {
         reg.defaults_installed = true;
         if let Some(lo) = crate::backends::default_backend() {
+            // USOCK_FAULT wraps it in the fault injector; a malformed value
+            // installs nothing (reported on stderr).
+            #[cfg(feature = "std")]
+            let Some(lo) = crate::backends::fault::wrap_default(lo) else {
+                return;
+            };
             insert(reg, lo, LOOPBACK_PRIORITY);
         }
     }

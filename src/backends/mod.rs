@@ -4,6 +4,8 @@ use alloc::sync::Arc;
 
 use crate::backend::contract::Backend;
 
+#[cfg(feature = "std")]
+pub mod fault;
 pub mod loopback;
 
 /// The backend registered when nothing else is: loopback.

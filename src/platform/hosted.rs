@@ -78,17 +78,61 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
-/// A new kernel fd that gives a user-space socket its number: an eventfd, so
-/// the number is the lowest free one and can never collide with the
-/// process's other fds.
+/// A new kernel fd that gives a user-space socket its number: a duplicate
+/// of one process-wide eventfd, so the number is the lowest free one and can
+/// never collide with the process's other fds. Duplicating (one fd-table
+/// slot) is cheaper than creating a file per socket, and closing a duplicate
+/// frees only the slot.
 pub fn kfd_new(cloexec: bool) -> Result<i32, Errno> {
-    let flags = libc::EFD_NONBLOCK | if cloexec { libc::EFD_CLOEXEC } else { 0 };
+    match kfd_dup_min(anchor()?, 0, cloexec) {
+        // The program closed the anchor (a blind close of every fd, say):
+        // forget it and make another.
+        Err(e) if e == libc::EBADF => {
+            ANCHOR.store(-1, Ordering::Release);
+            kfd_dup_min(anchor()?, 0, cloexec)
+        }
+        r => r,
+    }
+}
+
+static ANCHOR: core::sync::atomic::AtomicI32 = core::sync::atomic::AtomicI32::new(-1);
+
+/// A new eventfd of its own (a poll waker: it must not share its counter
+/// with any other fd).
+pub fn eventfd_new() -> Result<i32, Errno> {
     // SAFETY: eventfd2 takes two integers.
-    let fd = unsafe { libc::syscall(libc::SYS_eventfd2, 0, flags) };
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_eventfd2,
+            0,
+            libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+        )
+    };
     if fd < 0 {
         Err(last_errno())
     } else {
         Ok(fd as i32)
+    }
+}
+
+/// The eventfd every socket's number duplicates, made on first use. It
+/// carries FD_CLOEXEC and a number chosen high (at least 1000 when the
+/// limit allows) so that it does not take a low number a program expects.
+fn anchor() -> Result<i32, Errno> {
+    let a = ANCHOR.load(Ordering::Acquire);
+    if a >= 0 {
+        return Ok(a);
+    }
+    let fd = eventfd_new()?;
+    let high = kfd_dup_min(fd, 1000, true).or_else(|_| kfd_dup_min(fd, 0, true));
+    let _ = kfd_close(fd);
+    let high = high?;
+    match ANCHOR.compare_exchange(-1, high, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Ok(high),
+        Err(other) => {
+            let _ = kfd_close(high);
+            Ok(other)
+        }
     }
 }
 
@@ -183,13 +227,14 @@ pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
     }
     let start = Instant::now();
     loop {
-        for _ in 0..64 {
+        for _ in 0..SPINS_PER_YIELD {
             if done() {
                 return true;
             }
             core::hint::spin_loop();
         }
-        if start.elapsed() >= budget {
+        let spent = start.elapsed();
+        if spent >= budget {
             return done();
         }
         // If the thread that will answer shares this core (the scheduler
@@ -219,6 +264,9 @@ fn spin_budget() -> Duration {
     NANOS.store(n, Ordering::Relaxed);
     Duration::from_nanos(n)
 }
+
+/// Checks between two yields.
+const SPINS_PER_YIELD: u32 = 8;
 
 /// Default spin budget in microseconds.
 pub const SPIN_US_DEFAULT: u64 = 50;

@@ -17,7 +17,13 @@ fn sock(h: SockHandle) -> Result<Arc<Socket>, Errno> {
 
 fn sb_errno(e: SbError) -> Errno {
     match e {
-        SbError::BeyondWindow | SbError::TooManyHoles | SbError::TooManyPartials => ENOBUFS,
+        // No room now (also a full datagram buffer, or no memory for the
+        // ring): the fragment may be offered again, or dropped by UDP.
+        SbError::BeyondWindow
+        | SbError::TooManyHoles
+        | SbError::TooManyPartials
+        | SbError::NoRoom
+        | SbError::OutOfMemory => ENOBUFS,
         _ => EINVAL,
     }
 }
