@@ -254,6 +254,9 @@ impl Socket {
         }
         if wr {
             self.set(F_WR_SHUT);
+            // Wake a sender blocked for credit first: it holds the send
+            // side, which send_fin below needs.
+            self.wait.notify(-1);
         }
         if !connected {
             self.wait.notify(-1);

@@ -294,6 +294,12 @@ impl Socket {
         let mut sent = 0usize;
         let (mut bi, mut bo) = (0usize, 0usize);
         loop {
+            // After a partial send, a reset or shutdown ends the call with
+            // the count; the pending error stays for the next call, as on
+            // Linux (stream_send_error would consume it).
+            if sent > 0 && self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0 {
+                return Ok(sent);
+            }
             if let Some(e) = self.stream_send_error() {
                 if e == EAGAIN && self.blocking(flags) {
                     // Still connecting: wait for the outcome.
