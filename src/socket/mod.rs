@@ -421,8 +421,11 @@ impl Socket {
         }
     }
 
-    /// Tells the backend the receive window moved, when it moved enough to
-    /// matter (half the buffer) or the buffer ran empty.
+    /// Tells the backend the receive window moved, when it moved by half
+    /// the buffer or more (fewer window updates; a small message exchange
+    /// makes none at all). This cannot stall a sender: one that ran out of
+    /// credit sent up to the advertised end, and reading that data moves
+    /// the window by a whole buffer.
     fn advertise_window(&self) {
         let Rx::Stream(sb) = &self.rx else { return };
         let end = sb.window_end();
@@ -431,7 +434,7 @@ impl Socket {
             return;
         }
         let moved = end.wrapping_sub(adv);
-        if moved < (sb.capacity() / 2) as u64 && sb.readable() > 0 {
+        if moved < (sb.capacity() / 2) as u64 {
             return;
         }
         self.advertised.store(end, Ordering::Relaxed);
