@@ -40,7 +40,10 @@ impl Socket {
             return Err(if self.is_stream() { EINVAL } else { EOPNOTSUPP });
         }
         match &self.rx {
-            Rx::Stream(sb) => self.recv_stream(sb, bufs, flags),
+            Rx::Stream(sb) => self.recv_stream(sb, bufs, flags).map(|ret| RecvInfo {
+                ret,
+                ..Default::default()
+            }),
             Rx::Dgram(db) => self.recv_dgram(db, bufs, flags),
         }
     }
@@ -50,7 +53,7 @@ impl Socket {
         sb: &StreamBuf,
         bufs: &mut [&mut [u8]],
         flags: i32,
-    ) -> Result<RecvInfo, Errno> {
+    ) -> Result<usize, Errno> {
         let unconnected = if self.info.domain == AF_UNIX {
             EINVAL
         } else {
@@ -60,14 +63,16 @@ impl Socket {
             return Err(unconnected);
         }
         let want = total_len(bufs);
+        if want == 0 {
+            return Ok(0);
+        }
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
         let deadline = self.rcv_deadline();
+        // What was read so far, or `e` if nothing was.
+        let so_far = |got: usize, e: Errno| if got > 0 { Ok(got) } else { Err(e) };
         let mut got = 0usize;
         loop {
-            if want == 0 {
-                return Ok(RecvInfo::default());
-            }
             let n = {
                 let _g = self.rx_lock.lock();
                 if peek {
@@ -84,77 +89,33 @@ impl Socket {
                     self.advertise_window();
                 }
                 if !waitall || got >= want {
-                    return Ok(RecvInfo {
-                        ret: got,
-                        ..Default::default()
-                    });
+                    return Ok(got);
                 }
                 continue;
             }
             let f = self.flags();
-            if sb.at_eof() {
-                return Ok(RecvInfo {
-                    ret: got,
-                    ..Default::default()
-                });
+            if sb.at_eof() || f & F_RD_SHUT != 0 {
+                return Ok(got);
             }
             if f & F_RESET != 0 {
-                if got > 0 {
-                    return Ok(RecvInfo {
-                        ret: got,
-                        ..Default::default()
-                    });
-                }
-                // After the one error report, the connection reads as shut.
-                return match self.take_error() {
-                    Some(e) => Err(e),
-                    None => Ok(RecvInfo::default()),
+                // Data first, then the one error report, then the
+                // connection reads as shut.
+                return match (got, self.take_error()) {
+                    (0, Some(e)) => Err(e),
+                    _ => Ok(got),
                 };
             }
             if f & F_CLOSED != 0 {
-                return if got > 0 {
-                    Ok(RecvInfo {
-                        ret: got,
-                        ..Default::default()
-                    })
-                } else {
-                    Err(EBADF)
-                };
-            }
-            if f & F_RD_SHUT != 0 {
-                return Ok(RecvInfo {
-                    ret: got,
-                    ..Default::default()
-                });
+                return so_far(got, EBADF);
             }
             if f & (F_CONNECTED | F_CONNECTING) == 0 {
                 return Err(unconnected);
             }
             if got > 0 && !waitall {
-                return Ok(RecvInfo {
-                    ret: got,
-                    ..Default::default()
-                });
+                return Ok(got);
             }
-            if !self.blocking(flags) {
-                return if got > 0 {
-                    Ok(RecvInfo {
-                        ret: got,
-                        ..Default::default()
-                    })
-                } else {
-                    Err(EAGAIN)
-                };
-            }
-            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
-                return if got > 0 {
-                    Ok(RecvInfo {
-                        ret: got,
-                        ..Default::default()
-                    })
-                } else {
-                    Err(EAGAIN)
-                };
+            if !self.blocking(flags) || self.wait_for(POLLIN, deadline) == Waited::TimedOut {
+                return so_far(got, EAGAIN);
             }
         }
     }
