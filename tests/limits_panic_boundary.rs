@@ -1,0 +1,186 @@
+//! No Rust panic crosses into C: every `extern "C" fn` the crate defines
+//! (exports, the C backend table's trampolines, handlers) either runs its
+//! body inside `ffi::guard(...)` (a panic becomes -1/EIO, -EIO, or the
+//! function's documented fallback), or is a pure delegation to another
+//! exported function that does, or is listed below with the reason it
+//! cannot panic. Before `guard(`, only the passthrough prefix is allowed:
+//! `fd::get`/`fd::is_ours` (checked indexing into fixed arrays, a
+//! non-poisoning lock) and the `real::` call to libc. (rustls-ffi carries
+//! the same test since an export without a boundary shipped: its #286.)
+//!
+//! A new export without a boundary fails this test.
+
+use std::path::Path;
+
+/// Functions allowed without `guard(`, and why they cannot unwind into C.
+const EXEMPT: &[(&str, &str)] = &[
+    (
+        "forget_pid",
+        "pthread_atfork child handler: one atomic store",
+    ),
+    (
+        "resolve_at_load",
+        "load-time constructor: dlsym of the next definitions, no unwinding code",
+    ),
+    (
+        "usock_platform_init",
+        "no_std build only, built with panic=abort (nothing unwinds)",
+    ),
+    ("usock_errno", "no_std build only: one atomic load"),
+    ("rust_eh_personality", "no_std build only: empty"),
+];
+
+fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The body of the function whose signature starts at byte `at`: from the
+/// first `{` after the parameter list to its matching `}`.
+fn body(src: &str, at: usize) -> &str {
+    let bytes = src.as_bytes();
+    // Skip the parameter list (balanced parentheses).
+    let mut i = at + src[at..].find('(').unwrap();
+    let mut depth = 0i32;
+    loop {
+        match bytes[i] {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    let open = i + src[i..].find('{').unwrap();
+    let mut depth = 0i32;
+    for (j, &b) in bytes.iter().enumerate().skip(open) {
+        match b {
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return &src[open + 1..j];
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("unbalanced braces");
+}
+
+/// Code lines of a body, comments removed.
+fn code_lines(b: &str) -> Vec<&str> {
+    b.lines()
+        .map(|l| l.split("//").next().unwrap().trim())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// A line of the passthrough prefix: the fd-table lookup and the call to
+/// libc's definition for an fd that is not ours.
+fn is_prefix(l: &str) -> bool {
+    l.starts_with("let Some(s) = fd::get(")
+        || l.starts_with("if !fd::is_ours(")
+        || l.starts_with("return unsafe { real::")
+        || l == "}"
+        || l == "};"
+}
+
+fn check(name: &str, b: &str) -> Result<(), String> {
+    let lines = code_lines(b);
+    if let Some(gi) = lines.iter().position(|l| l.contains("guard(")) {
+        // Only the passthrough prefix before the boundary.
+        for l in &lines[..gi] {
+            if !is_prefix(l) {
+                return Err(format!("`{l}` runs before guard("));
+            }
+        }
+        return Ok(());
+    }
+    // A pure delegation, `unsafe { usock_x(...) }` (possibly multi-line),
+    // after the passthrough prefix if any.
+    let start = lines
+        .iter()
+        .position(|l| !is_prefix(l))
+        .unwrap_or(lines.len());
+    let joined: String = lines[start..].join(" ");
+    let inner = joined
+        .trim()
+        .strip_prefix("unsafe {")
+        .and_then(|s| s.strip_suffix('}'))
+        .map(str::trim)
+        .unwrap_or(joined.trim());
+    if (inner.starts_with("usock_") || inner.starts_with("$usock(")) && !inner.contains(';') {
+        return Ok(());
+    }
+    if let Some((_, why)) = EXEMPT.iter().find(|(n, _)| *n == name) {
+        eprintln!("exempt: {name}: {why}");
+        return Ok(());
+    }
+    Err("no guard( and not a delegation".into())
+}
+
+#[test]
+fn every_extern_c_function_has_a_panic_boundary() {
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let mut checked = 0;
+    let mut bad = Vec::new();
+    for f in files {
+        let src = std::fs::read_to_string(&f).unwrap();
+        let mut from = 0;
+        while let Some(k) = src[from..].find("extern \"C\" fn ") {
+            let at = from + k;
+            from = at + 14;
+            // A definition starts its line (`pub unsafe extern "C" fn x(`);
+            // function pointer types sit inside `Option<...>` or after `:`.
+            let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
+            let before = src[line_start..at].trim();
+            if !["", "pub", "unsafe", "pub unsafe"].contains(&before) {
+                continue;
+            }
+            let name: String = src[from..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+                .collect();
+            let b = body(&src, at);
+            checked += 1;
+            if let Err(why) = check(&name, b) {
+                bad.push(format!("{}: {name}: {why}", f.display()));
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} extern \"C\" functions found");
+    assert!(
+        bad.is_empty(),
+        "without a panic boundary:\n{}",
+        bad.join("\n")
+    );
+    eprintln!("{checked} extern \"C\" functions checked");
+}
+
+#[test]
+fn the_checker_rejects_a_missing_boundary() {
+    assert!(check("f", "ret_int(fdops::socket(a, b, c))").is_err());
+    assert!(check("f", "let x = s.thing();\nguard(-1, || 0)").is_err());
+    assert!(check("f", "guard(-1, || ret_int(Ok(0)))").is_ok());
+    assert!(check(
+        "f",
+        "// SAFETY: same.\nunsafe { usock_recv(fd, buf, len, 0) }"
+    )
+    .is_ok());
+    assert!(check("f", "unsafe { usock_recv(fd, buf, len, 0) };\nlet _ = 1;").is_err());
+}
