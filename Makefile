@@ -83,6 +83,9 @@ test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded 
 
 bench: lib
 	bench/run.sh
+	@mkdir -p build
+	$(CC) -O2 -Wall -Wextra -Werror -o build/passthrough bench/passthrough.c $(USOCK_LIBS) -ldl
+	build/passthrough
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
