@@ -76,7 +76,8 @@ test-embedded: embedded
 	python3 c-tests/lib_size.py build/embedded_host.map
 	timeout 60 build/embedded_host blocking
 	timeout 60 build/embedded_host coop
-	$(CARGO) test --release --no-default-features
+	$(CARGO) test --release --no-default-features --lib --test wire --test embedded_frontend \
+	  --test sockbuf_regress --test sockbuf_stream_prop --test sockbuf_dgram_prop --test sockbuf_threads
 
 test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded demo
 	@echo "make test: all suites passed"

@@ -590,6 +590,18 @@ int usock_select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t);
  */
 int usock_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *t, const sigset_t *mask);
 
+#if defined(USOCK_HOSTED)
+/*
+ Sets the routing rules from C (NUL-terminated text, the syntax of
+ `USOCK_ROUTE`). Returns 0, or -EINVAL for a rule set that does not parse
+ (the old rules stay).
+
+ # Safety
+ `text` must be NULL or a NUL-terminated string.
+ */
+int usock_route_set(const char *text);
+#endif
+
 #if !defined(USOCK_HOSTED)
 /*
  Registers the host's table (copied). Returns 0, -EINVAL for a bad table

@@ -42,6 +42,8 @@ pub mod fd;
 pub mod net;
 pub mod platform;
 /// cbindgen:ignore
+pub mod route;
+/// cbindgen:ignore
 pub mod sockbuf;
 /// cbindgen:ignore
 pub mod socket;

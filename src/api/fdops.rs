@@ -133,3 +133,65 @@ pub fn dup3(old: i32, new: i32, flags: i32, is_dup2: bool) -> Option<Result<i32,
         Ok(n)
     })())
 }
+
+/// Turns user-space socket `sock`, not yet carried by any backend, into a
+/// real kernel socket with the same fd number (a routing rule sent its
+/// address to the kernel): a kernel socket of the same kind takes over the
+/// number with dup3, the options set so far are copied to it, and the
+/// user-space socket is dropped. Other fds that `dup` made of the socket stay
+/// user-space sockets.
+#[cfg(feature = "std")]
+pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
+    use crate::socket::options::OptVal;
+    let ty = sock.info.ty | if sock.nonblocking() { SOCK_NONBLOCK } else { 0 };
+    // SAFETY: socket() with integer arguments, as a raw system call (the
+    // library's own socket() would make another user-space socket).
+    let k = unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            sock.info.domain,
+            ty | SOCK_CLOEXEC,
+            sock.info.protocol,
+        )
+    };
+    if k < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(EINVAL));
+    }
+    let k = k as i32;
+    let mut opts: alloc::vec::Vec<(i32, i32)> = alloc::vec![
+        (SOL_SOCKET, SO_REUSEADDR),
+        (SOL_SOCKET, SO_REUSEPORT),
+        (SOL_SOCKET, SO_KEEPALIVE),
+        (SOL_SOCKET, SO_BROADCAST),
+        (SOL_SOCKET, SO_RCVTIMEO),
+        (SOL_SOCKET, SO_SNDTIMEO),
+        (SOL_SOCKET, SO_LINGER),
+    ];
+    if sock.info.ty == SOCK_STREAM && sock.info.domain != AF_UNIX {
+        opts.push((IPPROTO_TCP, TCP_NODELAY));
+    }
+    if sock.info.domain == AF_INET6 {
+        opts.push((IPPROTO_IPV6, IPV6_V6ONLY));
+    }
+    for (level, name) in opts {
+        if let Ok(v) = sock.getsockopt(level, name) {
+            let mut buf = [0u8; 16];
+            let n = match v {
+                OptVal::Int(_) | OptVal::Linger(..) | OptVal::Timeval(..) => v.write(&mut buf),
+            };
+            // SAFETY: setsockopt on our kernel socket with a local buffer.
+            unsafe { libc::syscall(libc::SYS_setsockopt, k, level, name, buf.as_ptr(), n) };
+        }
+    }
+    // FD_CLOEXEC of the number being replaced carries over.
+    let cloexec = platform::kfd_fcntl(fdn, libc::F_GETFD, 0).map_or(0, |f| f & libc::FD_CLOEXEC);
+    let r = platform::kfd_dup3(k, fdn, if cloexec != 0 { libc::O_CLOEXEC } else { 0 });
+    let _ = platform::kfd_close(k);
+    r?;
+    if let Some(s) = fd::remove(fdn) {
+        s.drop_ref();
+    }
+    Ok(())
+}

@@ -70,6 +70,24 @@ posix_alias! {
     pselect = usock_pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const timespec, mask: *const sigset_t) -> c_int;
 }
 
+/// Routing at the first call that names an address: when the rules send
+/// this socket to the kernel (and no backend carries it yet), it becomes a
+/// kernel socket with the same fd number; true then, and the caller makes
+/// libc's call on the fd.
+fn routed_to_kernel(
+    fd: c_int,
+    s: &alloc::sync::Arc<crate::socket::Socket>,
+    a: &crate::addr::SockAddr,
+) -> Result<bool, crate::backend::contract::Errno> {
+    #[cfg(feature = "std")]
+    if s.binding().is_none() && crate::route::decide(&s.info, a) == crate::route::Route::Kernel {
+        fdops::to_kernel(fd, s)?;
+        return Ok(true);
+    }
+    let _ = (fd, s, a);
+    Ok(false)
+}
+
 /// Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
 /// `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
 /// registered backend carries the domain.
@@ -112,13 +130,18 @@ pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: sockl
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::bind(fd, addr, len) };
     };
-    // SAFETY: `addr` is valid for `len` bytes per the bind contract.
     guard(-1, || {
-        ret_int(
-            unsafe { ffi::read_addr(addr, len) }
-                .and_then(|a| s.bind(&a))
-                .map(|_| 0),
-        )
+        // SAFETY: `addr` is valid for `len` bytes per the bind contract.
+        let a = match unsafe { ffi::read_addr(addr, len) } {
+            Ok(a) => a,
+            Err(e) => return ret_int(Err(e)),
+        };
+        match routed_to_kernel(fd, &s, &a) {
+            // SAFETY: the fd is a kernel socket now: libc's call.
+            Ok(true) => unsafe { real::bind(fd, addr, len) },
+            Ok(false) => ret_int(s.bind(&a).map(|_| 0)),
+            Err(e) => ret_int(Err(e)),
+        }
     })
 }
 
@@ -199,13 +222,18 @@ pub unsafe extern "C" fn usock_connect(fd: c_int, addr: *const sockaddr, len: so
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::connect(fd, addr, len) };
     };
-    // SAFETY: `addr` is valid for `len` bytes per the connect contract.
     guard(-1, || {
-        ret_int(
-            unsafe { ffi::read_addr(addr, len) }
-                .and_then(|a| s.connect(&a))
-                .map(|_| 0),
-        )
+        // SAFETY: `addr` is valid for `len` bytes per the connect contract.
+        let a = match unsafe { ffi::read_addr(addr, len) } {
+            Ok(a) => a,
+            Err(e) => return ret_int(Err(e)),
+        };
+        match routed_to_kernel(fd, &s, &a) {
+            // SAFETY: the fd is a kernel socket now: libc's call.
+            Ok(true) => unsafe { real::connect(fd, addr, len) },
+            Ok(false) => ret_int(s.connect(&a).map(|_| 0)),
+            Err(e) => ret_int(Err(e)),
+        }
     })
 }
 
@@ -250,6 +278,14 @@ pub unsafe extern "C" fn usock_sendto(
                 Err(e) => return ret_size(Err(e)),
             }
         };
+        if let Some(a) = &dest {
+            match routed_to_kernel(fd, &s, a) {
+                // SAFETY: the fd is a kernel socket now: libc's call.
+                Ok(true) => return unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
+                Ok(false) => {}
+                Err(e) => return ret_size(Err(e)),
+            }
+        }
         ret_size(s.send(&[data], flags, dest.as_ref()))
     })
 }
@@ -282,6 +318,14 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
                 Err(e) => return ret_size(Err(e)),
             }
         };
+        if let Some(a) = &dest {
+            match routed_to_kernel(fd, &s, a) {
+                // SAFETY: the fd is a kernel socket now: libc's call.
+                Ok(true) => return unsafe { real::sendmsg(fd, msg, flags) },
+                Ok(false) => {}
+                Err(e) => return ret_size(Err(e)),
+            }
+        }
         ret_size(s.send(&bufs, flags, dest.as_ref()))
     })
 }
@@ -745,4 +789,28 @@ pub unsafe extern "C" fn usock_pselect(
             if mask.is_null() { None } else { Some(mask) },
         )
     })
+}
+
+/// Sets the routing rules from C (NUL-terminated text, the syntax of
+/// `USOCK_ROUTE`). Returns 0, or -EINVAL for a rule set that does not parse
+/// (the old rules stay).
+///
+/// # Safety
+/// `text` must be NULL or a NUL-terminated string.
+#[cfg(feature = "std")]
+#[no_mangle]
+pub unsafe extern "C" fn usock_route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
+    if text.is_null() {
+        return -EINVAL;
+    }
+    // SAFETY: NUL-terminated per the contract.
+    let s = unsafe { core::ffi::CStr::from_ptr(text) };
+    match s
+        .to_str()
+        .map_err(|_| ())
+        .and_then(|t| crate::route::set(t).map_err(|_| ()))
+    {
+        Ok(()) => 0,
+        Err(_) => -EINVAL,
+    }
 }
