@@ -70,3 +70,48 @@ fn straddling_buffers_give_efault() {
         usock_close(pair[1]);
     }
 }
+
+/// Regression: the per-thread cache of probed pages took every page
+/// between a probe's first and last byte as mapped, so after a call with a
+/// buffer spanning an unmapped hole (getsockopt with a long optlen: only
+/// 16 bytes written), a later pointer into the hole skipped the probe and
+/// faulted inside the library (found by the `calls` fuzz target).
+#[test]
+fn a_pointer_into_a_hole_after_a_spanning_probe_gives_efault() {
+    // SAFETY: three anonymous pages, the middle one made PROT_NONE; every
+    // pointer handed over is valid or meant to give EFAULT.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            3 * 4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        ) as *mut u8;
+        assert_ne!(p as *mut c_void, libc::MAP_FAILED);
+        let hole = p.add(4096);
+        assert_eq!(
+            libc::mprotect(hole as *mut c_void, 4096, libc::PROT_NONE),
+            0
+        );
+        let fd = usock_socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        // optval spans [page 0, page 2]: both ends mapped.
+        let mut len = (2 * 4096 + 100) as libc::socklen_t;
+        let r = usock_getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_TYPE,
+            p as *mut c_void,
+            &mut len,
+        );
+        assert_eq!(r, 0);
+        let sv = hole.add(100) as *mut c_int;
+        assert_eq!(
+            usock_socketpair(libc::AF_UNIX, libc::SOCK_STREAM, 0, sv),
+            -1
+        );
+        assert_eq!(errno(), libc::EFAULT);
+        usock_close(fd);
+    }
+}

@@ -92,7 +92,14 @@ fn probe_mapped(_p: *const u8, _len: usize) -> Result<(), Errno> {
 fn probe_mapped(p: *const u8, len: usize) -> Result<(), Errno> {
     let first = p as usize >> PAGE_SHIFT;
     let last = (p as usize).saturating_add(len - 1) >> PAGE_SHIFT;
-    if PROBED.with(|c| c.get().iter().any(|&(a, b)| a <= first && last <= b)) {
+    // Only the pages of a probe's first and last bytes are known to be
+    // mapped (the pages between were never looked at): a hit needs both
+    // ends of this range among them, exactly what a probe would check.
+    let known = |v: &[(usize, usize); 8], pg: usize| v.iter().any(|&(a, b)| pg == a || pg == b);
+    if PROBED.with(|c| {
+        let v = c.get();
+        known(&v, first) && known(&v, last)
+    }) {
         return Ok(());
     }
     probe_syscall(p, len)?;
