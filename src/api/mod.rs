@@ -2,7 +2,29 @@
 //! backend registration and upcalls for C backends. No socket logic lives
 //! here: each call checks its pointers and hands over to the core.
 
+/// Exports a `usock_*` function under its POSIX name too. The generated
+/// header declares only the `usock_*` names (the system headers declare the
+/// POSIX ones).
+macro_rules! posix_alias {
+    ($( $posix:ident = $usock:ident ( $($a:ident : $t:ty),* ) -> $r:ty; )*) => {
+        $(
+            #[doc = concat!("POSIX `", stringify!($posix), "`: see [`", stringify!($usock), "`].")]
+            // A no_std build tested on the host keeps only the usock_ names:
+            // there the test process's own read/write must stay libc's.
+            #[cfg(any(feature = "std", feature = "embedded-runtime"))]
+            #[no_mangle]
+            pub unsafe extern "C" fn $posix($($a: $t),*) -> $r {
+                // SAFETY: same contract as the usock_ twin.
+                unsafe { $usock($($a),*) }
+            }
+        )*
+    };
+}
+
 pub mod backend_ffi;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod extra;
 /// cbindgen:ignore
 pub mod fdops;
 /// cbindgen:ignore

@@ -18,22 +18,6 @@ use crate::consts::*;
 use crate::fd;
 use crate::socket::options::OptVal;
 
-macro_rules! posix_alias {
-    ($( $posix:ident = $usock:ident ( $($a:ident : $t:ty),* ) -> $r:ty; )*) => {
-        $(
-            #[doc = concat!("POSIX `", stringify!($posix), "`: see [`", stringify!($usock), "`].")]
-            // A no_std build tested on the host keeps only the usock_ names:
-            // there the test process's own read/write must stay libc's.
-            #[cfg(any(feature = "std", feature = "embedded-runtime"))]
-            #[no_mangle]
-            pub unsafe extern "C" fn $posix($($a: $t),*) -> $r {
-                // SAFETY: same contract as the usock_ twin.
-                unsafe { $usock($($a),*) }
-            }
-        )*
-    };
-}
-
 posix_alias! {
     socket = usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
     socketpair = usock_socketpair(domain: c_int, ty: c_int, protocol: c_int, sv: *mut c_int) -> c_int;

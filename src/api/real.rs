@@ -157,5 +157,17 @@ next_fns! {
     poll = "poll": fn(f: *mut libc::pollfd, n: libc::nfds_t, t: c_int) -> c_int;
     ppoll = "ppoll": fn(f: *mut libc::pollfd, n: libc::nfds_t, t: *const libc::timespec, s: *const libc::sigset_t) -> c_int;
     select = "select": fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut libc::timeval) -> c_int;
+    sendfile = "sendfile": fn(o: c_int, i: c_int, off: *mut libc::off_t, n: usize) -> isize;
+    sendfile64 = "sendfile64": fn(o: c_int, i: c_int, off: *mut libc::off64_t, n: usize) -> isize;
+    sendmmsg = "sendmmsg": fn(fd: c_int, v: *mut libc::mmsghdr, n: libc::c_uint, f: c_int) -> c_int;
+    recvmmsg = "recvmmsg": fn(fd: c_int, v: *mut libc::mmsghdr, n: libc::c_uint, f: c_int, t: *mut libc::timespec) -> c_int;
+    close_range = "close_range": fn(a: libc::c_uint, b: libc::c_uint, f: c_int) -> c_int;
+    pread = "pread": fn(fd: c_int, b: *mut c_void, n: usize, off: libc::off_t) -> isize;
+    read_chk = "__read_chk": fn(fd: c_int, b: *mut c_void, n: usize, bl: usize) -> isize;
+    recv_chk = "__recv_chk": fn(fd: c_int, b: *mut c_void, n: usize, bl: usize, f: c_int) -> isize;
+    recvfrom_chk = "__recvfrom_chk": fn(fd: c_int, b: *mut c_void, n: usize, bl: usize, f: c_int, a: *mut libc::sockaddr, l: *mut libc::socklen_t) -> isize;
+    poll_chk = "__poll_chk": fn(f: *mut libc::pollfd, n: libc::nfds_t, t: c_int, fl: usize) -> c_int;
+    fstat = "fstat": fn(fd: c_int, st: *mut libc::stat) -> c_int;
+    fstat64 = "fstat64": fn(fd: c_int, st: *mut libc::stat64) -> c_int;
     pselect = "pselect": fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const libc::timespec, s: *const libc::sigset_t) -> c_int;
 }
