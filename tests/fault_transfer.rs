@@ -316,3 +316,52 @@ fn faults_off_is_a_transparent_wrapper() {
         0
     );
 }
+
+/// Unnamed AF_UNIX datagram senders have no source address, and partial
+/// datagrams are keyed by (id, source): two such senders whose datagrams
+/// get split (by a backend that fragments) and share an id can have their
+/// pieces joined into one datagram.
+#[test]
+#[ignore = "core bug: DgramBuf keys partial datagrams by (id, source); unnamed AF_UNIX senders share the empty source, so split datagrams of two senders with the same id can mix"]
+fn unnamed_unix_senders_never_mix_split_datagrams() {
+    let _f = Faulty::new(FaultConfig {
+        split: 1.0,
+        reorder: 0.5,
+        ..FaultConfig::default()
+    });
+    let path = std::env::temp_dir().join(format!("usock-fault-mix-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut b = (userspacesock::consts::AF_UNIX as u16)
+        .to_ne_bytes()
+        .to_vec();
+    b.extend_from_slice(path.to_str().unwrap().as_bytes());
+    b.push(0);
+    let sa = userspacesock::net::SockAddr::from_bytes(&b).unwrap();
+    let rx = UsockDatagram::unbound(userspacesock::consts::AF_UNIX).unwrap();
+    rx.socket().bind(&sa).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let senders: Vec<_> = (0..2u64)
+        .map(|s| {
+            thread::spawn(move || {
+                let tx = UsockDatagram::unbound(userspacesock::consts::AF_UNIX).unwrap();
+                for id in 0..200u64 {
+                    // Same length for both senders: only the content differs.
+                    let d = datagram(s, id, 2000);
+                    let _ = tx.send_to_sockaddr(&d, &sa);
+                }
+            })
+        })
+        .collect();
+    let mut buf = vec![0u8; 4096];
+    let mut n = 0;
+    while let Ok((len, _)) = rx.recv_from_sockaddr(&mut buf) {
+        check_datagram(&buf[..len]);
+        n += 1;
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    let _ = std::fs::remove_file(&path);
+    assert!(n > 0);
+}
