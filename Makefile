@@ -14,7 +14,7 @@ CFLAGS_C := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -pthread -Iinclu
 USOCK_LIBS := -L$(LIBDIR) -Wl,--no-as-needed -luserspacesock -Wl,-rpath,$(LIBDIR)
 C_VARIANTS := kernel usock kernel-asan usock-asan kernel-tsan usock-tsan
 
-.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded bench install clean
+.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench install clean
 
 all: lib
 
@@ -79,7 +79,16 @@ test-embedded: embedded
 	$(CARGO) test --release --no-default-features --lib --test wire --test embedded_frontend \
 	  --test sockbuf_regress --test sockbuf_stream_prop --test sockbuf_dgram_prop --test sockbuf_threads
 
-test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded demo
+# An unmodified CPython under the launcher: http.server and urllib in one
+# process, every AF_INET socket in user space (strace sees none).
+test-preload: lib
+	@mkdir -p build
+	strace -f -e trace=socket -o build/preload.strace timeout 120 bin/usockrun -- python3 tests/preload/http_roundtrip.py
+	@if grep -E 'socket\(AF_INET' build/preload.strace; then \
+	  echo "test-preload: an AF_INET socket reached the kernel"; exit 1; fi
+	@echo "test-preload: no AF_INET socket reached the kernel"
+
+test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"
 
 bench: lib

@@ -258,11 +258,14 @@ pub fn decide(info: &SockInfo, addr: &SockAddr) -> Route {
     }
 }
 
+/// The rules when `USOCK_ROUTE` is unset: DNS stays on the kernel, so a
+/// program's name lookups (glibc's resolver calls the interposed socket())
+/// still reach the system's resolver.
+pub const DEFAULT_RULES: &str = "kernel :53";
+
 #[cfg(feature = "std")]
 fn from_env() -> Vec<Rule> {
-    let Ok(text) = std::env::var("USOCK_ROUTE") else {
-        return Vec::new();
-    };
+    let text = std::env::var("USOCK_ROUTE").unwrap_or_else(|_| DEFAULT_RULES.into());
     match parse(&text) {
         Ok(r) => r,
         Err(RuleError(e)) => {

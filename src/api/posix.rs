@@ -92,6 +92,20 @@ pub unsafe extern "C" fn usock_socketpair(
         if let Err(e) = ffi::probe(sv as *const u8, 2 * core::mem::size_of::<c_int>()) {
             return ret_int(Err(e));
         }
+        #[cfg(feature = "std")]
+        {
+            // A socketpair has no address: the rules decide on the family's
+            // unspecified one ("kernel unix" keeps AF_UNIX pairs real).
+            let info = crate::backend::contract::SockInfo {
+                domain,
+                ty: ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC),
+                protocol,
+            };
+            if crate::route::decide(&info, &crate::socket::unspecified_addr(domain)) == crate::route::Route::Kernel {
+                // SAFETY: `sv` was probed above; libc's socketpair.
+                return unsafe { real::socketpair(domain, ty, protocol, sv) };
+            }
+        }
         match fdops::socketpair(domain, ty, protocol) {
             Ok((a, b)) => {
                 // SAFETY: `sv` is non-null and points at two ints per the
