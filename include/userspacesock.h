@@ -17,6 +17,9 @@
 #if !defined(USOCK_EMBEDDED) && !defined(USOCK_HOSTED)
 #define USOCK_HOSTED
 #endif
+#if defined(USOCK_HOSTED)
+#include <sys/epoll.h>
+#endif
 
 /*
  Version of `struct usock_backend_ops` this library understands.
@@ -417,6 +420,50 @@ int64_t usock_frag_encode(const struct usock_fragment *frag, uint8_t *out, size_
  bytes are malformed (the stream cannot be trusted further).
  */
 int64_t usock_frag_decode(const uint8_t *buf, size_t len, struct usock_fragment *out);
+
+#if defined(USOCK_HOSTED)
+/*
+ epoll_create(2).
+ */
+int usock_epoll_create(int size);
+#endif
+
+#if defined(USOCK_HOSTED)
+/*
+ epoll_create1(2).
+ */
+int usock_epoll_create1(int flags);
+#endif
+
+#if defined(USOCK_HOSTED)
+/*
+ epoll_ctl(2): our sockets go into the side table of `epfd`, other fds
+ into the kernel set.
+ */
+int usock_epoll_ctl(int epfd, int op, int fdn, struct epoll_event *event);
+#endif
+
+#if defined(USOCK_HOSTED)
+/*
+ epoll_wait(2) over any mix of our sockets and kernel fds.
+ */
+int usock_epoll_wait(int epfd, struct epoll_event *events, int maxevents, int timeout);
+#endif
+
+#if defined(USOCK_HOSTED)
+/*
+ epoll_pwait(2) over any mix of our sockets and kernel fds.
+ */
+int usock_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int timeout, const sigset_t *sigmask);
+#endif
+
+#if defined(USOCK_HOSTED)
+/*
+ epoll_pwait2(2) over any mix of our sockets and kernel fds. With our
+ sockets in the set the kernel wait is rounded up to whole milliseconds.
+ */
+int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, const struct timespec *timeout, const sigset_t *sigmask);
+#endif
 
 /*
  Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and

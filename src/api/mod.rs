@@ -22,6 +22,8 @@ macro_rules! posix_alias {
 }
 
 pub mod backend_ffi;
+#[cfg(feature = "std")]
+pub mod epoll;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod extra;

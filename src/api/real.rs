@@ -170,4 +170,9 @@ next_fns! {
     fstat = "fstat": fn(fd: c_int, st: *mut libc::stat) -> c_int;
     fstat64 = "fstat64": fn(fd: c_int, st: *mut libc::stat64) -> c_int;
     pselect = "pselect": fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const libc::timespec, s: *const libc::sigset_t) -> c_int;
+    epoll_create = "epoll_create": fn(size: c_int) -> c_int;
+    epoll_create1 = "epoll_create1": fn(flags: c_int) -> c_int;
+    epoll_ctl = "epoll_ctl": fn(epfd: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int;
+    epoll_wait = "epoll_wait": fn(epfd: c_int, ev: *mut libc::epoll_event, n: c_int, t: c_int) -> c_int;
+    epoll_pwait = "epoll_pwait": fn(epfd: c_int, ev: *mut libc::epoll_event, n: c_int, t: c_int, s: *const libc::sigset_t) -> c_int;
 }

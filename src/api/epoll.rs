@@ -1,0 +1,629 @@
+//! epoll over any mix of our sockets and kernel fds.
+//!
+//! The epoll fd stays a real kernel epoll fd: kernel fds are added to it for
+//! real, so it can be polled and nested like any other. Our sockets live in
+//! a side table kept per epoll fd: each registration asks the socket's wait
+//! queue to signal a [`PollSignal`] of its own whose eventfd (one per epoll
+//! fd) sits in the kernel set under a reserved data value. epoll_wait first
+//! collects our ready sockets, then asks the kernel (without waiting when
+//! some were found); when nothing is ready it sleeps in the kernel, where a
+//! state change of one of our sockets wakes it through the eventfd.
+//!
+//! Edge-triggered registrations report a socket when its signal's counter
+//! moved since the last report (every state change the socket announces for
+//! the registered events bumps it) and the socket is ready; level-triggered
+//! ones whenever it is ready. EPOLLONESHOT disables a registration once
+//! reported, until EPOLL_CTL_MOD re-arms it.
+//!
+//! While level-triggered sockets were just reported (and so may still be
+//! ready), the eventfd is left signalled, so that the epoll fd reads as
+//! readable to poll() and to an enclosing epoll; such a readiness may be
+//! spurious (the program may have drained the socket since), as an
+//! epoll_wait then finds nothing.
+//!
+//! Registrations of a closed socket are dropped lazily (on the next
+//! epoll_ctl or epoll_wait of the set); the side table of an epoll fd is
+//! dropped when epoll_create hands out the same number again. Sets without
+//! any socket of ours go straight to libc.
+
+#![allow(clippy::missing_safety_doc)]
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicUsize, Ordering};
+use core::time::Duration;
+
+use libc::{c_int, epoll_event, sigset_t, timespec};
+
+use super::ffi::{guard, probe, ret_int};
+use super::real;
+use crate::backend::contract::Errno;
+use crate::consts::*;
+use crate::fd;
+use crate::platform;
+use crate::socket::wait::PollSignal;
+use crate::socket::{Socket, F_CLOSED};
+use crate::sync::Mutex;
+
+/// The data value of our eventfd in the kernel set: the address of this
+/// static, which no program stores as its own data.
+static RESERVED: u8 = 0;
+
+fn reserved() -> u64 {
+    &RESERVED as *const u8 as u64
+}
+
+const EP_IN: u32 = libc::EPOLLIN as u32;
+const EP_ERR: u32 = libc::EPOLLERR as u32;
+const EP_HUP: u32 = libc::EPOLLHUP as u32;
+const EP_ET: u32 = libc::EPOLLET as u32;
+const EP_ONESHOT: u32 = libc::EPOLLONESHOT as u32;
+const EP_EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
+const EP_WAKEUP: u32 = libc::EPOLLWAKEUP as u32;
+/// The flags EPOLLEXCLUSIVE may come with (as the kernel checks).
+const EXCLUSIVE_OK: u32 = libc::EPOLLIN as u32
+    | libc::EPOLLOUT as u32
+    | EP_ERR
+    | EP_HUP
+    | EP_WAKEUP
+    | EP_ET
+    | EP_EXCLUSIVE;
+/// The largest maxevents the kernel accepts.
+const EP_MAX_EVENTS: c_int = (i32::MAX as usize / core::mem::size_of::<epoll_event>()) as c_int;
+
+/// One socket of ours in one epoll set.
+struct Reg {
+    fd: i32,
+    sock: Arc<Socket>,
+    sig: Arc<PollSignal>,
+    id: u64,
+    /// The events asked for, with EPOLLERR and EPOLLHUP, and the flags.
+    events: u32,
+    data: u64,
+    /// Edge-triggered: the signal's counter when last reported.
+    seen: u32,
+    /// Cleared once a one-shot registration reported.
+    armed: bool,
+}
+
+impl Reg {
+    fn poll_mask(events: u32) -> i16 {
+        (events & 0xffff) as u16 as i16 | POLLERR | POLLHUP
+    }
+
+    fn ready(&self) -> u32 {
+        self.sock.readiness() as u16 as u32 & self.events & 0xffff
+    }
+}
+
+struct Inner {
+    regs: Vec<Reg>,
+    /// Where the next scan starts, so that a full buffer does not starve the
+    /// registrations at the end.
+    next: usize,
+}
+
+/// The side table of one epoll fd.
+struct EpSet {
+    epfd: i32,
+    /// Our eventfd, in the kernel set under [`reserved`]; every
+    /// registration's signal writes it.
+    efd: i32,
+    inner: Mutex<Inner>,
+}
+
+impl Drop for EpSet {
+    fn drop(&mut self) {
+        // Unregister first: once unregister_poller returns, no socket can
+        // write the eventfd number any more, so closing it is safe.
+        for r in self.inner.get_mut().regs.drain(..) {
+            r.sock.wait.unregister_poller(r.id);
+        }
+        let _ = platform::kfd_close(self.efd);
+    }
+}
+
+impl EpSet {
+    /// Drops the registrations of closed sockets. Called with the lock held.
+    fn purge(inner: &mut Inner) {
+        inner.regs.retain(|r| {
+            if r.sock.has(F_CLOSED) {
+                r.sock.wait.unregister_poller(r.id);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Writes up to `max` ready sockets to `out`; returns how many, and
+    /// whether a level-triggered one was among them.
+    ///
+    /// # Safety
+    /// `out` must be valid for `max` entries.
+    unsafe fn collect(&self, out: *mut epoll_event, max: usize) -> (usize, bool) {
+        let mut g = self.inner.lock();
+        Self::purge(&mut g);
+        let n = g.regs.len();
+        if n == 0 || max == 0 {
+            return (0, false);
+        }
+        let start = g.next % n;
+        let mut count = 0;
+        let mut level = false;
+        for k in 0..n {
+            let i = (start + k) % n;
+            let r = &mut g.regs[i];
+            if !r.armed {
+                continue;
+            }
+            let et = r.events & EP_ET != 0;
+            // The counter before the readiness: a change in between is
+            // reported again next time, never lost.
+            let w = r.sig.word.load(Ordering::SeqCst);
+            if et && w == r.seen {
+                continue;
+            }
+            let ready = r.ready();
+            if et {
+                r.seen = w;
+            }
+            if ready == 0 {
+                continue;
+            }
+            if r.events & EP_ONESHOT != 0 {
+                r.armed = false;
+            } else if !et {
+                level = true;
+            }
+            // SAFETY: count < max entries, valid per the caller.
+            unsafe {
+                out.add(count).write_unaligned(epoll_event {
+                    events: ready,
+                    u64: r.data,
+                })
+            };
+            count += 1;
+            if count == max {
+                g.next = i + 1;
+                break;
+            }
+        }
+        (count, level)
+    }
+
+    fn ctl(&self, op: c_int, fdn: i32, sock: Arc<Socket>, ev: u32, data: u64) -> Result<(), Errno> {
+        let mut g = self.inner.lock();
+        Self::purge(&mut g);
+        let pos = g
+            .regs
+            .iter()
+            .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock));
+        let events = (ev & !EP_WAKEUP) | EP_ERR | EP_HUP;
+        let wake = match op {
+            libc::EPOLL_CTL_ADD => {
+                if pos.is_some() {
+                    return Err(libc::EEXIST);
+                }
+                let sig = Arc::new(PollSignal::new(self.efd));
+                let id = sock.wait.register_poller(&sig, Reg::poll_mask(events));
+                let r = Reg {
+                    fd: fdn,
+                    seen: sig.word.load(Ordering::SeqCst).wrapping_sub(1),
+                    sock,
+                    sig,
+                    id,
+                    events,
+                    data,
+                    armed: true,
+                };
+                let ready = r.ready() != 0;
+                g.regs.push(r);
+                ready
+            }
+            libc::EPOLL_CTL_MOD => {
+                let Some(i) = pos else {
+                    return Err(libc::ENOENT);
+                };
+                let r = &mut g.regs[i];
+                if r.events & EP_EXCLUSIVE != 0 {
+                    return Err(EINVAL);
+                }
+                r.sock.wait.unregister_poller(r.id);
+                r.id = r.sock.wait.register_poller(&r.sig, Reg::poll_mask(events));
+                r.events = events;
+                r.data = data;
+                r.armed = true;
+                r.seen = r.sig.word.load(Ordering::SeqCst).wrapping_sub(1);
+                r.ready() != 0
+            }
+            libc::EPOLL_CTL_DEL => {
+                let Some(i) = pos else {
+                    return Err(libc::ENOENT);
+                };
+                let r = g.regs.remove(i);
+                r.sock.wait.unregister_poller(r.id);
+                false
+            }
+            _ => return Err(EINVAL),
+        };
+        drop(g);
+        if wake {
+            // A waiter (in this process, or polling the epoll fd) sees it.
+            platform::eventfd_signal(self.efd);
+        }
+        Ok(())
+    }
+}
+
+/// The side tables, by epoll fd number; few, so a vector.
+static SETS: Mutex<Vec<Arc<EpSet>>> = Mutex::new(Vec::new());
+/// `SETS.len()`, read without the lock: 0 sends every call to libc.
+static NSETS: AtomicUsize = AtomicUsize::new(0);
+
+fn lookup(epfd: i32) -> Option<Arc<EpSet>> {
+    if NSETS.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    SETS.lock().iter().find(|s| s.epfd == epfd).cloned()
+}
+
+fn last_errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(EINVAL)
+}
+
+/// The side table of `epfd`, made on first use: our eventfd goes into the
+/// kernel set, which also tells whether `epfd` is an epoll fd (EBADF,
+/// EINVAL from the kernel otherwise).
+fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
+    let mut t = SETS.lock();
+    if let Some(s) = t.iter().find(|s| s.epfd == epfd) {
+        return Ok(s.clone());
+    }
+    let e0 = platform::eventfd_new()?;
+    // Out of the way of the program's lowest-numbered fds, when possible.
+    let efd = match platform::kfd_dup_min(e0, 1000, true) {
+        Ok(h) => {
+            let _ = platform::kfd_close(e0);
+            h
+        }
+        Err(_) => e0,
+    };
+    let mut ev = epoll_event {
+        events: EP_IN,
+        u64: reserved(),
+    };
+    // SAFETY: a live epoll_event; the fds are integers.
+    if unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, efd, &mut ev) } < 0 {
+        let e = last_errno();
+        let _ = platform::kfd_close(efd);
+        return Err(e);
+    }
+    let s = Arc::new(EpSet {
+        epfd,
+        efd,
+        inner: Mutex::new(Inner {
+            regs: Vec::new(),
+            next: 0,
+        }),
+    });
+    t.push(s.clone());
+    NSETS.store(t.len(), Ordering::Release);
+    Ok(s)
+}
+
+/// A new epoll fd numbered `epfd`: any side table left under that number
+/// belonged to a closed epoll fd.
+fn forget(epfd: i32) {
+    if NSETS.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let old = {
+        let mut t = SETS.lock();
+        let old = t
+            .iter()
+            .position(|s| s.epfd == epfd)
+            .map(|i| t.swap_remove(i));
+        NSETS.store(t.len(), Ordering::Release);
+        old
+    };
+    drop(old);
+}
+
+fn created(r: c_int) -> c_int {
+    if r >= 0 {
+        forget(r);
+    }
+    r
+}
+
+/// epoll_create(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_epoll_create(size: c_int) -> c_int {
+    // SAFETY: passthrough.
+    guard(-1, || created(unsafe { real::epoll_create(size) }))
+}
+
+/// epoll_create1(2).
+#[no_mangle]
+pub unsafe extern "C" fn usock_epoll_create1(flags: c_int) -> c_int {
+    // SAFETY: passthrough.
+    guard(-1, || created(unsafe { real::epoll_create1(flags) }))
+}
+
+/// epoll_ctl(2): our sockets go into the side table of `epfd`, other fds
+/// into the kernel set.
+#[no_mangle]
+pub unsafe extern "C" fn usock_epoll_ctl(
+    epfd: c_int,
+    op: c_int,
+    fdn: c_int,
+    event: *mut epoll_event,
+) -> c_int {
+    let Some(sock) = fd::get(fdn) else {
+        // SAFETY: not ours: libc's definition, same arguments.
+        return unsafe { real::epoll_ctl(epfd, op, fdn, event) };
+    };
+    guard(-1, || {
+        let has_event = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
+        let (ev, data) = if has_event {
+            if let Err(e) = probe(event as *const u8, core::mem::size_of::<epoll_event>()) {
+                return ret_int(Err(e));
+            }
+            // SAFETY: valid per the epoll_ctl contract (probed above).
+            let e = unsafe { event.read_unaligned() };
+            (e.events, e.u64)
+        } else {
+            (0, 0)
+        };
+        // One of our sockets is never an epoll fd (this covers fd == epfd).
+        if fd::is_ours(epfd) {
+            return ret_int(Err(EINVAL));
+        }
+        if has_event && ev & EP_EXCLUSIVE != 0 {
+            if op == libc::EPOLL_CTL_MOD || ev & !EXCLUSIVE_OK != 0 {
+                return ret_int(Err(EINVAL));
+            }
+            if ev & EP_ONESHOT != 0 {
+                return ret_int(Err(EINVAL));
+            }
+        }
+        let set = match get_or_create(epfd) {
+            Ok(s) => s,
+            Err(e) => return ret_int(Err(e)),
+        };
+        ret_int(set.ctl(op, fdn, sock, ev, data).map(|_| 0))
+    })
+}
+
+/// How a wait goes to the kernel when the set holds none of our sockets.
+#[derive(Clone, Copy)]
+enum Kind {
+    Wait(c_int),
+    Pwait(c_int, *const sigset_t),
+    Pwait2(*const timespec, *const sigset_t),
+}
+
+/// epoll_pwait2 through the system call (libc has it only from glibc 2.35,
+/// and a missing symbol must not stop the library from loading).
+unsafe fn sys_pwait2(
+    epfd: c_int,
+    ev: *mut epoll_event,
+    max: c_int,
+    ts: *const timespec,
+    mask: *const sigset_t,
+) -> c_int {
+    // SAFETY: the arguments satisfy epoll_pwait2's contract per the caller.
+    unsafe {
+        libc::syscall(
+            libc::SYS_epoll_pwait2,
+            epfd,
+            ev,
+            max,
+            ts,
+            mask,
+            core::mem::size_of::<libc::c_ulong>(),
+        ) as c_int
+    }
+}
+
+/// # Safety
+/// The arguments must satisfy the call's C contract.
+unsafe fn pass(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_int {
+    // SAFETY: passthrough with the caller's arguments.
+    unsafe {
+        match kind {
+            Kind::Wait(ms) => real::epoll_wait(epfd, ev, max, ms),
+            Kind::Pwait(ms, m) => real::epoll_pwait(epfd, ev, max, ms, m),
+            Kind::Pwait2(ts, m) => sys_pwait2(epfd, ev, max, ts, m),
+        }
+    }
+}
+
+/// Removes our eventfd's entries from `ev[from..from+n]`, moving the rest
+/// down; returns how many are left.
+///
+/// # Safety
+/// `ev` must be valid for `from + n` entries.
+unsafe fn strip_reserved(ev: *mut epoll_event, from: usize, n: usize) -> (usize, bool) {
+    let mut kept = 0;
+    let mut seen = false;
+    for k in 0..n {
+        // SAFETY: within the first from + n entries.
+        let e = unsafe { ev.add(from + k).read_unaligned() };
+        if e.u64 == reserved() {
+            seen = true;
+            continue;
+        }
+        if kept != k {
+            // SAFETY: as above.
+            unsafe { ev.add(from + kept).write_unaligned(e) };
+        }
+        kept += 1;
+    }
+    (kept, seen)
+}
+
+fn ceil_ms(d: Duration) -> c_int {
+    d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as c_int
+}
+
+/// The wait of every flavour.
+///
+/// # Safety
+/// The arguments must satisfy the call's C contract.
+unsafe fn wait(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_int {
+    if NSETS.load(Ordering::Acquire) == 0 {
+        // SAFETY: per the caller.
+        return unsafe { pass(epfd, ev, max, kind) };
+    }
+    loop {
+        let Some(set) = lookup(epfd) else {
+            // SAFETY: per the caller.
+            let r = unsafe { pass(epfd, ev, max, kind) };
+            if r <= 0 {
+                return r;
+            }
+            // Our eventfd went in after the lookup: never show it.
+            // SAFETY: the kernel wrote r entries.
+            let (n, _) = unsafe { strip_reserved(ev, 0, r as usize) };
+            if n > 0 {
+                return n as c_int;
+            }
+            continue;
+        };
+        return guard(-1, || {
+            // SAFETY: per the caller.
+            ret_int(unsafe { wait_mixed(&set, ev, max, kind) })
+        });
+    }
+}
+
+/// # Safety
+/// The arguments must satisfy the call's C contract.
+unsafe fn wait_mixed(
+    set: &EpSet,
+    ev: *mut epoll_event,
+    max: c_int,
+    kind: Kind,
+) -> Result<c_int, Errno> {
+    if max <= 0 || max > EP_MAX_EVENTS {
+        return Err(EINVAL);
+    }
+    let maxu = max as usize;
+    probe(ev as *const u8, maxu * core::mem::size_of::<epoll_event>())?;
+    let (timeout, mask) = match kind {
+        Kind::Wait(ms) => (super::poll::ms_timeout(ms), core::ptr::null()),
+        Kind::Pwait(ms, m) => (super::poll::ms_timeout(ms), m),
+        // SAFETY: NULL or valid per the caller.
+        Kind::Pwait2(ts, m) => (unsafe { super::poll::ts_timeout(ts) }?, m),
+    };
+    let deadline = timeout.and_then(platform::deadline_after);
+    loop {
+        platform::eventfd_drain(set.efd);
+        // SAFETY: `ev` is valid for `max` entries per the caller.
+        let (mut n, level) = unsafe { set.collect(ev, maxu) };
+        if n < maxu {
+            let ms = if n > 0 {
+                0
+            } else {
+                match (timeout, deadline) {
+                    (None, _) => -1,
+                    (Some(_), Some(d)) => ceil_ms(platform::time_left(d)),
+                    (Some(t), None) => ceil_ms(t),
+                }
+            };
+            // SAFETY: the rest of the caller's array; `mask` NULL or valid.
+            let r =
+                unsafe { real::epoll_pwait(set.epfd, ev.add(n), (maxu - n) as c_int, ms, mask) };
+            if r < 0 {
+                let e = last_errno();
+                if n == 0 {
+                    return Err(e);
+                }
+            } else {
+                // SAFETY: the kernel wrote r entries after our n.
+                let (k, _) = unsafe { strip_reserved(ev, n, r as usize) };
+                n += k;
+            }
+        }
+        if n > 0 {
+            if level {
+                // Those sockets may still be ready: keep the epoll fd
+                // readable for poll() and enclosing epoll sets.
+                platform::eventfd_signal(set.efd);
+            }
+            return Ok(n as c_int);
+        }
+        match (timeout, deadline) {
+            (Some(t), _) if t.is_zero() => return Ok(0),
+            (Some(_), Some(d)) if platform::time_left(d).is_zero() => return Ok(0),
+            _ => {}
+        }
+    }
+}
+
+/// epoll_wait(2) over any mix of our sockets and kernel fds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_epoll_wait(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+) -> c_int {
+    // SAFETY: per the epoll_wait contract.
+    unsafe { wait(epfd, events, maxevents, Kind::Wait(timeout)) }
+}
+
+/// epoll_pwait(2) over any mix of our sockets and kernel fds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_epoll_pwait(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: c_int,
+    sigmask: *const sigset_t,
+) -> c_int {
+    // SAFETY: per the epoll_pwait contract.
+    unsafe { wait(epfd, events, maxevents, Kind::Pwait(timeout, sigmask)) }
+}
+
+/// epoll_pwait2(2) over any mix of our sockets and kernel fds. With our
+/// sockets in the set the kernel wait is rounded up to whole milliseconds.
+#[no_mangle]
+pub unsafe extern "C" fn usock_epoll_pwait2(
+    epfd: c_int,
+    events: *mut epoll_event,
+    maxevents: c_int,
+    timeout: *const timespec,
+    sigmask: *const sigset_t,
+) -> c_int {
+    // SAFETY: per the epoll_pwait2 contract.
+    unsafe { wait(epfd, events, maxevents, Kind::Pwait2(timeout, sigmask)) }
+}
+
+/// The POSIX names, generated so that the header (cbindgen) leaves them to
+/// <sys/epoll.h>.
+macro_rules! epoll_alias {
+    ($( $posix:ident = $usock:ident ( $($a:ident : $t:ty),* ) -> $r:ty; )*) => {
+        $(
+            #[doc = concat!("`", stringify!($posix), "`: see [`", stringify!($usock), "`].")]
+            #[no_mangle]
+            pub unsafe extern "C" fn $posix($($a: $t),*) -> $r {
+                // SAFETY: same contract as the usock_ twin.
+                unsafe { $usock($($a),*) }
+            }
+        )*
+    };
+}
+
+epoll_alias! {
+    epoll_create = usock_epoll_create(size: c_int) -> c_int;
+    epoll_create1 = usock_epoll_create1(flags: c_int) -> c_int;
+    epoll_ctl = usock_epoll_ctl(epfd: c_int, op: c_int, fd: c_int, event: *mut epoll_event) -> c_int;
+    epoll_wait = usock_epoll_wait(epfd: c_int, events: *mut epoll_event, maxevents: c_int, timeout: c_int) -> c_int;
+    epoll_pwait = usock_epoll_pwait(epfd: c_int, events: *mut epoll_event, maxevents: c_int, timeout: c_int, sigmask: *const sigset_t) -> c_int;
+    epoll_pwait2 = usock_epoll_pwait2(epfd: c_int, events: *mut epoll_event, maxevents: c_int, timeout: *const timespec, sigmask: *const sigset_t) -> c_int;
+}
