@@ -79,14 +79,17 @@ test-embedded: embedded
 	$(CARGO) test --release --no-default-features --lib --test wire --test embedded_frontend \
 	  --test sockbuf_regress --test sockbuf_stream_prop --test sockbuf_dgram_prop --test sockbuf_threads
 
-# An unmodified CPython under the launcher: http.server and urllib in one
-# process, every AF_INET socket in user space (strace sees none).
+# Unmodified programs under the launcher: CPython's http.server and urllib
+# in one process, then nc, socat, curl and http.server in separate processes
+# on one user-space network (tests/preload/run.sh); strace sees no AF_INET
+# socket and ss no listening port.
 test-preload: lib
 	@mkdir -p build
 	strace -f -e trace=socket -o build/preload.strace timeout 120 bin/usockrun -- python3 tests/preload/http_roundtrip.py
 	@if grep -E 'socket\(AF_INET' build/preload.strace; then \
 	  echo "test-preload: an AF_INET socket reached the kernel"; exit 1; fi
 	@echo "test-preload: no AF_INET socket reached the kernel"
+	timeout 600 tests/preload/run.sh
 
 test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"

@@ -36,6 +36,9 @@ static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
 /// above it, so they are asked first.
 pub const LOOPBACK_PRIORITY: i32 = 0;
 
+/// Priority of the cross-process backend, above loopback.
+pub const XPROC_PRIORITY: i32 = 10;
+
 /// Registers a backend; returns its id.
 pub fn register(backend: Arc<dyn Backend>, priority: i32) -> u64 {
     let mut reg = REGISTRY.lock();
@@ -74,6 +77,23 @@ fn install_defaults(reg: &mut Registry) {
                 return;
             };
             insert(reg, lo, LOOPBACK_PRIORITY);
+        }
+        // USOCK_NET names the directory of a cross-process network: its
+        // backend is asked before loopback (the launcher sets it).
+        #[cfg(feature = "std")]
+        if let Some(dir) = std::env::var_os("USOCK_NET") {
+            match crate::backends::xproc::XProc::new(dir.into()) {
+                Ok(x) => {
+                    insert(reg, Arc::new(x), XPROC_PRIORITY);
+                }
+                Err(e) => {
+                    let msg = alloc::format!(
+                        "libuserspacesock: USOCK_NET: cannot use the directory (errno {e})\n"
+                    );
+                    // SAFETY: writes a buffer to stderr with the raw call.
+                    unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
+                }
+            }
         }
     }
 }

@@ -1,0 +1,887 @@
+//! The cross-process backend: user-space sockets of different processes
+//! that share a network directory reach each other.
+//!
+//! Transport: kernel AF_UNIX sockets in the directory. Why: they are local
+//! only, carry the owner's permissions (the directory is 0700, so another
+//! user's processes cannot reach in), report a dead peer at once (EOF or
+//! ECONNRESET on its socket: the frontend turns that into end-of-stream or a
+//! reset, never a hang), and need no shared-memory bookkeeping. Shared rings
+//! would be faster; this is the robust first transport.
+//!
+//! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`;
+//!   a datagram port an AF_UNIX datagram socket `DIR/u<port>`. Ports are
+//!   shared by AF_INET and AF_INET6 (every address is local).
+//! - A stream connection is one AF_UNIX stream connection carrying frames in
+//!   the portable encoding (`backend::wire`): data with FIN/RST flags, and
+//!   control frames (datagram-kind frames whose `conn` field names them):
+//!   HELLO (client address), ACCEPT (initial window, server address),
+//!   WINDOW (new receive window end).
+//! - One transport thread per process reads every kernel socket through
+//!   epoll and makes the upcalls; writes go out from the caller's thread and
+//!   what the kernel cannot take at once is queued and flushed by the
+//!   transport thread (operations never block).
+//! - A socket file left by a dead process refuses connections: it is
+//!   removed and the name reused.
+//! - A malformed frame resets that connection and nothing else.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::any::Any;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use std::ffi::CString;
+use std::path::PathBuf;
+
+use super::loopback::IpEp;
+use crate::addr::SockAddr;
+use crate::backend::contract::*;
+use crate::backend::wire;
+use crate::consts::*;
+use crate::socket::upcall;
+use crate::sync::Mutex;
+
+const CTL_HELLO: u64 = 1;
+const CTL_ACCEPT: u64 = 2;
+const CTL_WINDOW: u64 = 3;
+
+fn errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(EIO)
+}
+
+fn sys(r: libc::c_long) -> Result<i32, Errno> {
+    if r < 0 {
+        Err(errno())
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// What a kernel fd watched by the transport thread is for.
+enum Role {
+    Listener,
+    Stream,
+    Dgram,
+}
+
+/// One kernel socket of the transport.
+struct Conn {
+    kfd: i32,
+    role: Role,
+    /// The frontend socket it serves (0 until known, for an accepted one).
+    handle: AtomicU64,
+    /// The listener an accepted connection came through.
+    listener: SockHandle,
+    /// Bytes the kernel has not taken yet.
+    out: Mutex<Vec<u8>>,
+    /// Bytes read but not yet a whole frame (transport thread only).
+    inbuf: Mutex<Vec<u8>>,
+    /// The peer sent end-of-stream (its socket closing after it is normal).
+    got_fin: AtomicBool,
+    /// Established (ACCEPT seen or sent).
+    up: AtomicBool,
+    closed: AtomicBool,
+    /// The socket was closed: the kernel socket goes once its queue is out.
+    closing: AtomicBool,
+}
+
+impl Conn {
+    fn handle(&self) -> SockHandle {
+        SockHandle(self.handle.load(Ordering::Acquire))
+    }
+
+    /// Sends bytes without blocking; queues what the kernel cannot take.
+    fn send(&self, t: &Transport, bytes: &[u8]) -> Result<(), Errno> {
+        let mut out = self.out.lock();
+        let mut off = 0;
+        if out.is_empty() {
+            while off < bytes.len() {
+                // SAFETY: writes from a live buffer to our kernel socket.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_sendto,
+                        self.kfd,
+                        bytes[off..].as_ptr(),
+                        bytes.len() - off,
+                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                        0usize,
+                        0usize,
+                    )
+                };
+                if r < 0 {
+                    let e = errno();
+                    if e == EAGAIN {
+                        break;
+                    }
+                    return Err(e);
+                }
+                off += r as usize;
+            }
+        }
+        if off < bytes.len() {
+            out.extend_from_slice(&bytes[off..]);
+            t.watch_out(self, true);
+        }
+        Ok(())
+    }
+
+    fn frame(&self, t: &Transport, f: &wire::Fragment<'_>) -> Result<(), Errno> {
+        let bytes = wire::encode_vec(f).map_err(|_| EINVAL)?;
+        self.send(t, &bytes)
+    }
+
+    fn control(&self, t: &Transport, what: u64, value: u64, payload: &[u8]) -> Result<(), Errno> {
+        self.frame(
+            t,
+            &wire::Fragment {
+                header: wire::FragHeader {
+                    kind: wire::FragKind::Dgram,
+                    flags: 0,
+                    conn: what,
+                    offset: value,
+                    dgram_offset: 0,
+                    dgram_total: payload.len() as u32,
+                    len: payload.len() as u32,
+                    addr_len: 0,
+                },
+                addr: &[],
+                payload,
+            },
+        )
+    }
+}
+
+/// The transport: an epoll set of kernel sockets and its thread.
+struct Transport {
+    epfd: AtomicI32,
+    conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
+}
+
+impl Transport {
+    fn epfd(&self) -> Result<i32, Errno> {
+        let e = self.epfd.load(Ordering::Acquire);
+        if e >= 0 {
+            return Ok(e);
+        }
+        // SAFETY: epoll_create1 with a flag.
+        let fd = sys(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })?;
+        match self
+            .epfd
+            .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                let t: &'static Transport = transport();
+                std::thread::Builder::new()
+                    .name("usock-xproc".into())
+                    .spawn(move || t.run(fd))
+                    .map_err(|_| EAGAIN)?;
+                Ok(fd)
+            }
+            Err(other) => {
+                // SAFETY: closing our own unused epoll fd.
+                unsafe { libc::syscall(libc::SYS_close, fd) };
+                Ok(other)
+            }
+        }
+    }
+
+    fn add(&self, c: Arc<Conn>) -> Result<(), Errno> {
+        let epfd = self.epfd()?;
+        let fd = c.kfd;
+        self.conns.lock().insert(fd, c);
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            u64: fd as u64,
+        };
+        // SAFETY: epoll_ctl with a live event.
+        sys(unsafe {
+            libc::syscall(
+                libc::SYS_epoll_ctl,
+                epfd,
+                libc::EPOLL_CTL_ADD,
+                fd,
+                &mut ev as *mut _,
+            )
+        })
+        .map(|_| ())
+    }
+
+    fn watch_out(&self, c: &Conn, on: bool) {
+        let Ok(epfd) = self.epfd() else { return };
+        let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
+        if on {
+            events |= libc::EPOLLOUT as u32;
+        }
+        let mut ev = libc::epoll_event {
+            events,
+            u64: c.kfd as u64,
+        };
+        // SAFETY: epoll_ctl with a live event.
+        unsafe {
+            libc::syscall(
+                libc::SYS_epoll_ctl,
+                epfd,
+                libc::EPOLL_CTL_MOD,
+                c.kfd,
+                &mut ev as *mut _,
+            )
+        };
+    }
+
+    fn remove(&self, c: &Conn) {
+        if c.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.conns.lock().remove(&c.kfd);
+        if let Ok(epfd) = self.epfd() {
+            // SAFETY: removing our own fd from our epoll set.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_ctl,
+                    epfd,
+                    libc::EPOLL_CTL_DEL,
+                    c.kfd,
+                    0usize,
+                )
+            };
+        }
+        // SAFETY: closing our own kernel socket.
+        unsafe { libc::syscall(libc::SYS_close, c.kfd) };
+    }
+
+    fn run(&self, epfd: i32) {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        loop {
+            // SAFETY: epoll_wait into our own array.
+            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, -1) };
+            if n < 0 {
+                continue;
+            }
+            for ev in &evs[..n as usize] {
+                let fd = ev.u64 as i32;
+                let Some(c) = self.conns.lock().get(&fd).cloned() else {
+                    continue;
+                };
+                if ev.events & libc::EPOLLOUT as u32 != 0 {
+                    self.flush(&c);
+                }
+                if ev.events
+                    & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                    != 0
+                {
+                    match c.role {
+                        Role::Listener => self.accept(&c),
+                        Role::Stream => self.read_stream(&c),
+                        Role::Dgram => self.read_dgram(&c),
+                    }
+                }
+            }
+        }
+    }
+
+    fn flush(&self, c: &Conn) {
+        let mut out = c.out.lock();
+        while !out.is_empty() {
+            // SAFETY: writes from our queue to our kernel socket.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_sendto,
+                    c.kfd,
+                    out.as_ptr(),
+                    out.len(),
+                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+                    0usize,
+                    0usize,
+                )
+            };
+            if r <= 0 {
+                if r < 0 && errno() != EAGAIN {
+                    out.clear();
+                }
+                break;
+            }
+            out.drain(..r as usize);
+        }
+        if out.is_empty() {
+            drop(out);
+            if c.closing.load(Ordering::Acquire) {
+                self.remove(c);
+            } else {
+                self.watch_out(c, false);
+            }
+        }
+    }
+
+    fn accept(&self, l: &Conn) {
+        loop {
+            // SAFETY: accept4 without an address.
+            let k = unsafe {
+                libc::syscall(
+                    libc::SYS_accept4,
+                    l.kfd,
+                    0usize,
+                    0usize,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if k < 0 {
+                return;
+            }
+            let c = Arc::new(Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle()));
+            let _ = self.add(c);
+        }
+    }
+
+    /// The peer's socket went away: end-of-stream if it had said so,
+    /// otherwise a reset.
+    fn lost(&self, c: &Conn) {
+        if !c.got_fin.load(Ordering::Acquire) && c.up.load(Ordering::Acquire) {
+            let _ = upcall::reset(c.handle(), ECONNRESET);
+        } else if !c.up.load(Ordering::Acquire) && c.handle().0 != 0 {
+            let _ = upcall::refused(c.handle(), ECONNREFUSED);
+        }
+        self.remove(c);
+    }
+
+    fn read_stream(&self, c: &Arc<Conn>) {
+        let mut buf = [0u8; 65536];
+        loop {
+            // SAFETY: reads into our own buffer.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_recvfrom,
+                    c.kfd,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    0usize,
+                    0usize,
+                )
+            };
+            if r == 0 || (r < 0 && errno() != EAGAIN) {
+                self.lost(c);
+                return;
+            }
+            if r < 0 {
+                return;
+            }
+            let mut inb = c.inbuf.lock();
+            inb.extend_from_slice(&buf[..r as usize]);
+            let mut used = 0;
+            loop {
+                match wire::decode(&inb[used..]) {
+                    Ok((f, n)) => {
+                        used += n;
+                        if self.on_frame(c, &f).is_err() {
+                            // Malformed or refused: reset this connection only.
+                            drop(inb);
+                            let _ = upcall::reset(c.handle(), ECONNRESET);
+                            self.remove(c);
+                            return;
+                        }
+                    }
+                    Err(wire::WireError::Short { .. }) => break,
+                    Err(_) => {
+                        drop(inb);
+                        let _ = upcall::reset(c.handle(), ECONNRESET);
+                        self.remove(c);
+                        return;
+                    }
+                }
+            }
+            inb.drain(..used);
+        }
+    }
+
+    fn on_frame(&self, c: &Arc<Conn>, f: &wire::Fragment<'_>) -> Result<(), Errno> {
+        let h = &f.header;
+        if h.kind == wire::FragKind::Dgram {
+            match h.conn {
+                CTL_HELLO => {
+                    // A client: make the accepted socket.
+                    let ls = crate::socket::slab::lookup(c.listener).ok_or(ECONNREFUSED)?;
+                    let st = XSock::new(ls.info);
+                    *st.conn.lock() = Some(c.clone());
+                    if let Some(a) = SockAddr::from_bytes(f.payload) {
+                        st.peer.lock().replace(a);
+                    }
+                    if let Some(l) = ls.backend_state::<XSock>() {
+                        *st.local.lock() = *l.local.lock();
+                    }
+                    let state: SockState = st.clone();
+                    let ch = upcall::incoming(c.listener, state)?;
+                    c.handle.store(ch.0, Ordering::Release);
+                    let local = st
+                        .local
+                        .lock()
+                        .map(|a| a.as_bytes().to_vec())
+                        .unwrap_or_default();
+                    c.control(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
+                    c.up.store(true, Ordering::Release);
+                    upcall::connected(ch)?;
+                }
+                CTL_ACCEPT => {
+                    let ch = c.handle();
+                    if let Some(s) = crate::socket::slab::lookup(ch) {
+                        if let Some(x) = s.backend_state::<XSock>() {
+                            if let Some(a) = SockAddr::from_bytes(f.payload) {
+                                x.peer.lock().replace(a);
+                            }
+                        }
+                    }
+                    c.up.store(true, Ordering::Release);
+                    upcall::credit(ch, h.offset)?;
+                    c.control(self, CTL_WINDOW, upcall::window(ch)?, &[])?;
+                    upcall::connected(ch)?;
+                }
+                CTL_WINDOW => upcall::credit(c.handle(), h.offset)?,
+                _ => return Err(EINVAL),
+            }
+            return Ok(());
+        }
+        if h.flags & wire::FLAG_FIN != 0 {
+            c.got_fin.store(true, Ordering::Release);
+        }
+        match upcall::deliver(c.handle(), f) {
+            Ok(()) | Err(EBADF) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn read_dgram(&self, c: &Conn) {
+        let mut buf = alloc::vec![0u8; wire::MAX_FRAME_LEN.min(256 * 1024)];
+        loop {
+            // SAFETY: reads into our own buffer.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_recvfrom,
+                    c.kfd,
+                    buf.as_mut_ptr(),
+                    buf.len(),
+                    libc::MSG_DONTWAIT,
+                    0usize,
+                    0usize,
+                )
+            };
+            if r <= 0 {
+                return;
+            }
+            // A malformed datagram is dropped, nothing else.
+            if let Ok((f, _)) = wire::decode(&buf[..r as usize]) {
+                let _ = upcall::deliver(c.handle(), &f);
+            }
+        }
+    }
+}
+
+impl Conn {
+    fn new(kfd: i32, role: Role, handle: SockHandle, listener: SockHandle) -> Conn {
+        Conn {
+            kfd,
+            role,
+            handle: AtomicU64::new(handle.0),
+            listener,
+            out: Mutex::new(Vec::new()),
+            inbuf: Mutex::new(Vec::new()),
+            got_fin: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        }
+    }
+}
+
+static TRANSPORT: Transport = Transport {
+    epfd: AtomicI32::new(-1),
+    conns: Mutex::new(BTreeMap::new()),
+};
+
+fn transport() -> &'static Transport {
+    &TRANSPORT
+}
+
+/// The backend's state of one socket.
+pub struct XSock {
+    info: SockInfo,
+    local: Mutex<Option<SockAddr>>,
+    peer: Mutex<Option<SockAddr>>,
+    /// The stream connection, the datagram socket, or the listener.
+    conn: Mutex<Option<Arc<Conn>>>,
+    /// The socket file this socket owns (removed at close).
+    path: Mutex<Option<PathBuf>>,
+}
+
+impl XSock {
+    fn new(info: SockInfo) -> Arc<XSock> {
+        Arc::new(XSock {
+            info,
+            local: Mutex::new(None),
+            peer: Mutex::new(None),
+            conn: Mutex::new(None),
+            path: Mutex::new(None),
+        })
+    }
+}
+
+fn xs<'a>(s: &SockRef<'a>) -> Result<&'a XSock, Errno> {
+    (s.state.as_ref() as &dyn Any)
+        .downcast_ref::<XSock>()
+        .ok_or(EINVAL)
+}
+
+/// The cross-process backend over a network directory.
+pub struct XProc {
+    dir: PathBuf,
+    next_port: AtomicU64,
+}
+
+fn unix_addr(path: &std::path::Path) -> Result<(libc::sockaddr_un, u32), Errno> {
+    use std::os::unix::ffi::OsStrExt;
+    let b = path.as_os_str().as_bytes();
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut a: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    if b.len() >= a.sun_path.len() {
+        return Err(ENAMETOOLONG);
+    }
+    a.sun_family = libc::AF_UNIX as u16;
+    for (d, s) in a.sun_path.iter_mut().zip(b) {
+        *d = *s as libc::c_char;
+    }
+    Ok((a, (2 + b.len() + 1) as u32))
+}
+
+impl XProc {
+    /// A backend over `dir` (created 0700 when missing).
+    pub fn new(dir: PathBuf) -> Result<XProc, Errno> {
+        let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| EINVAL)?;
+        // SAFETY: mkdir with a NUL-terminated path.
+        let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
+        if r != 0 && errno() != EEXIST {
+            return Err(errno());
+        }
+        let seed = std::process::id() as u64 * 7919;
+        Ok(XProc {
+            dir,
+            next_port: AtomicU64::new(seed),
+        })
+    }
+
+    fn path(&self, ty: i32, port: u16) -> PathBuf {
+        self.dir.join(alloc::format!(
+            "{}{}",
+            if ty == SOCK_STREAM { 't' } else { 'u' },
+            port
+        ))
+    }
+
+    /// Binds a kernel AF_UNIX socket at the port's file; a file left by a
+    /// dead process is removed first.
+    fn bind_port(&self, ty: i32, port: u16) -> Result<(i32, PathBuf), Errno> {
+        let path = self.path(ty, port);
+        let (a, len) = unix_addr(&path)?;
+        // SAFETY: socket() with integer arguments.
+        let k = sys(unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_UNIX,
+                ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
+        for attempt in 0..2 {
+            // SAFETY: bind with a valid address.
+            let r = unsafe { libc::syscall(libc::SYS_bind, k, &a as *const _, len) };
+            if r == 0 {
+                return Ok((k, path));
+            }
+            let e = errno();
+            if e == EADDRINUSE && attempt == 0 && self.stale(ty, &a, len) {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            // SAFETY: closing our own socket.
+            unsafe { libc::syscall(libc::SYS_close, k) };
+            return Err(if e == EADDRINUSE { EADDRINUSE } else { e });
+        }
+        // SAFETY: closing our own socket.
+        unsafe { libc::syscall(libc::SYS_close, k) };
+        Err(EADDRINUSE)
+    }
+
+    /// Is the socket file at `a` left by a dead process (nobody answers)?
+    fn stale(&self, ty: i32, a: &libc::sockaddr_un, len: u32) -> bool {
+        if ty != SOCK_STREAM {
+            // A datagram port: probe with an empty connect.
+            // SAFETY: a throwaway socket.
+            let p = unsafe {
+                libc::syscall(
+                    libc::SYS_socket,
+                    libc::AF_UNIX,
+                    libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                    0,
+                )
+            };
+            if p < 0 {
+                return false;
+            }
+            // SAFETY: connect with a valid address, then close.
+            let r = unsafe { libc::syscall(libc::SYS_connect, p, a as *const _, len) };
+            let e = errno();
+            unsafe { libc::syscall(libc::SYS_close, p) };
+            return r != 0 && e == ECONNREFUSED;
+        }
+        // SAFETY: as above, for a stream socket.
+        let p = unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if p < 0 {
+            return false;
+        }
+        // SAFETY: connect with a valid address, then close.
+        let r = unsafe { libc::syscall(libc::SYS_connect, p, a as *const _, len) };
+        let e = errno();
+        unsafe { libc::syscall(libc::SYS_close, p) };
+        r != 0 && e == ECONNREFUSED
+    }
+
+    fn bind_ep(&self, x: &XSock, h: SockHandle, ep: IpEp) -> Result<SockAddr, Errno> {
+        let (port, k, path) = if ep.port != 0 {
+            let (k, p) = self.bind_port(x.info.ty, ep.port)?;
+            (ep.port, k, p)
+        } else {
+            let mut found = None;
+            for _ in 0..4096 {
+                let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+                let port = 32768 + (n % 28232) as u16;
+                if let Ok((k, p)) = self.bind_port(x.info.ty, port) {
+                    found = Some((port, k, p));
+                    break;
+                }
+            }
+            found.ok_or(EADDRINUSE)?
+        };
+        let role = if x.info.ty == SOCK_STREAM {
+            Role::Listener
+        } else {
+            Role::Dgram
+        };
+        let c = Arc::new(Conn::new(k, role, h, h));
+        if x.info.ty == SOCK_DGRAM {
+            transport().add(c.clone())?;
+        }
+        *x.conn.lock() = Some(c);
+        *x.path.lock() = Some(path);
+        let a = IpEp { port, ..ep }.to_sockaddr(x.info.domain);
+        *x.local.lock() = Some(a);
+        Ok(a)
+    }
+
+    fn autobind(&self, x: &XSock, h: SockHandle) -> Result<(), Errno> {
+        if x.local.lock().is_some() {
+            return Ok(());
+        }
+        let any = IpEp::parse(
+            &crate::socket::unspecified_addr(x.info.domain),
+            x.info.domain,
+        )?;
+        self.bind_ep(x, h, any).map(|_| ())
+    }
+}
+
+impl Backend for XProc {
+    fn name(&self) -> &str {
+        "xproc"
+    }
+
+    fn supports(&self, info: &SockInfo) -> bool {
+        matches!(info.domain, AF_INET | AF_INET6) && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+    }
+
+    fn claim(
+        &self,
+        _h: SockHandle,
+        info: &SockInfo,
+        _op: ClaimOp,
+        _addr: &SockAddr,
+    ) -> Result<Option<SockState>, Errno> {
+        Ok(Some(XSock::new(*info)))
+    }
+
+    fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
+        let x = xs(&sock)?;
+        let ep = IpEp::parse(addr, x.info.domain)?;
+        if !ep.is_local() {
+            return Err(EADDRNOTAVAIL);
+        }
+        self.bind_ep(x, sock.handle, ep)
+    }
+
+    fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        self.autobind(x, sock.handle)?;
+        let c = x.conn.lock().clone().ok_or(EINVAL)?;
+        // SAFETY: listen on our own kernel socket.
+        sys(unsafe { libc::syscall(libc::SYS_listen, c.kfd, backlog.max(1) as i32) })?;
+        transport().add(c)
+    }
+
+    fn connect(&self, sock: SockRef<'_>, dest: &SockAddr) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        let ep = IpEp::parse(dest, x.info.domain)?;
+        if x.info.ty == SOCK_DGRAM {
+            self.autobind(x, sock.handle)?;
+            *x.peer.lock() = Some(*dest);
+            return Ok(());
+        }
+        let path = self.path(SOCK_STREAM, ep.port);
+        let (a, len) = unix_addr(&path)?;
+        // SAFETY: socket() with integer arguments.
+        let k = sys(unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })?;
+        // SAFETY: connect with a valid address.
+        if unsafe { libc::syscall(libc::SYS_connect, k, &a as *const _, len) } != 0 {
+            let e = errno();
+            // SAFETY: closing our own socket.
+            unsafe { libc::syscall(libc::SYS_close, k) };
+            if e == ECONNREFUSED && self.stale(SOCK_STREAM, &a, len) {
+                let _ = std::fs::remove_file(&path);
+            }
+            let _ = upcall::refused(sock.handle, ECONNREFUSED);
+            return Ok(());
+        }
+        let mut me = ep;
+        me.ip = ep.source_for();
+        me.port = 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16;
+        let mine = me.to_sockaddr(x.info.domain);
+        *x.local.lock() = Some(mine);
+        *x.peer.lock() = Some(*dest);
+        let c = Arc::new(Conn::new(k, Role::Stream, sock.handle, sock.handle));
+        *x.conn.lock() = Some(c.clone());
+        transport().add(c.clone())?;
+        c.control(transport(), CTL_HELLO, 0, mine.as_bytes())
+    }
+
+    fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        match frag.header.kind {
+            FragKind::Stream => {
+                let Some(c) = x.conn.lock().clone() else {
+                    return Err(ENOTCONN);
+                };
+                if c.closed.load(Ordering::Acquire) {
+                    if !frag.payload.is_empty() {
+                        let _ = upcall::reset(
+                            sock.handle,
+                            if c.got_fin.load(Ordering::Acquire) {
+                                EPIPE
+                            } else {
+                                ECONNRESET
+                            },
+                        );
+                    }
+                    return Ok(());
+                }
+                c.frame(transport(), frag)
+            }
+            FragKind::Dgram => {
+                self.autobind(x, sock.handle)?;
+                let dest = if frag.addr.is_empty() {
+                    x.peer.lock().ok_or(EDESTADDRREQ)?
+                } else {
+                    SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
+                };
+                let ep = IpEp::parse(&dest, x.info.domain)?;
+                if ep.port == 0 {
+                    return Err(EINVAL);
+                }
+                let src = {
+                    let mut l = x.local.lock().ok_or(EINVAL)?;
+                    if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
+                        if me.is_wild() {
+                            me.ip = ep.source_for();
+                            l = me.to_sockaddr(x.info.domain);
+                        }
+                    }
+                    l
+                };
+                let mut out = *frag;
+                out.addr = src.as_bytes();
+                out.header.addr_len = out.addr.len() as u16;
+                let bytes = wire::encode_vec(&out).map_err(|_| EINVAL)?;
+                let (a, len) = unix_addr(&self.path(SOCK_DGRAM, ep.port))?;
+                // Bound now, by the caller or by the autobind above.
+                let k = x.conn.lock().as_ref().ok_or(EINVAL)?.kfd;
+                // SAFETY: sendto from a live buffer to a valid address.
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_sendto,
+                        k,
+                        bytes.as_ptr(),
+                        bytes.len(),
+                        libc::MSG_DONTWAIT,
+                        &a as *const _,
+                        len,
+                    )
+                };
+                // Nobody there, or the receiver is full: dropped, as UDP does.
+                let _ = r;
+                Ok(())
+            }
+        }
+    }
+
+    fn window(&self, sock: SockRef<'_>, limit: u64) {
+        if let Ok(x) = xs(&sock) {
+            if let Some(c) = x.conn.lock().clone() {
+                if matches!(c.role, Role::Stream) {
+                    let _ = c.control(transport(), CTL_WINDOW, limit, &[]);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        *xs(&sock).ok()?.local.lock()
+    }
+
+    fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        *xs(&sock).ok()?.peer.lock()
+    }
+
+    fn close(&self, sock: SockRef<'_>) {
+        let Ok(x) = xs(&sock) else { return };
+        if let Some(c) = x.conn.lock().take() {
+            // Queued bytes (the FIN among them) go out first: the transport
+            // thread closes the kernel socket when its queue is empty.
+            c.closing.store(true, Ordering::Release);
+            transport().flush(&c);
+        }
+        if let Some(p) = x.path.lock().take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// The default network directory: `$XDG_RUNTIME_DIR/usock-net`, else
+/// `/tmp/usock-net-<uid>`.
+pub fn default_dir() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(d) => PathBuf::from(d).join("usock-net"),
+        // SAFETY: getuid has no preconditions.
+        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", unsafe {
+            libc::getuid()
+        })),
+    }
+}
