@@ -101,7 +101,9 @@ pub unsafe extern "C" fn usock_socketpair(
                 ty: ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC),
                 protocol,
             };
-            if crate::route::decide(&info, &crate::socket::unspecified_addr(domain)) == crate::route::Route::Kernel {
+            if crate::route::decide(&info, &crate::socket::unspecified_addr(domain))
+                == crate::route::Route::Kernel
+            {
                 // SAFETY: `sv` was probed above; libc's socketpair.
                 return unsafe { real::socketpair(domain, ty, protocol, sv) };
             }
