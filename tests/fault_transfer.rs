@@ -322,7 +322,7 @@ fn faults_off_is_a_transparent_wrapper() {
 /// get split (by a backend that fragments) and share an id can have their
 /// pieces joined into one datagram.
 #[test]
-#[ignore = "core bug: DgramBuf keys partial datagrams by (id, source); unnamed AF_UNIX senders share the empty source, so split datagrams of two senders with the same id can mix"]
+
 fn unnamed_unix_senders_never_mix_split_datagrams() {
     let _f = Faulty::new(FaultConfig {
         split: 1.0,

@@ -397,7 +397,10 @@ impl Socket {
         let id = {
             let mut tx = self.tx.lock();
             tx.dgram_id = tx.dgram_id.wrapping_add(1);
-            tx.dgram_id
+            // The socket's slot in the high half makes ids unique among the
+            // process's sockets: a receiver tells apart the fragments of two
+            // senders it cannot tell apart by address (unnamed AF_UNIX).
+            ((self.handle.0 & 0xffff_ffff) << 32) | (tx.dgram_id & 0xffff_ffff)
         };
         let addr: &[u8] = dest.map(|d| d.as_bytes()).unwrap_or(&[]);
         let deadline = self.snd_deadline();
