@@ -30,7 +30,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use libc::{c_int, epoll_event, sigset_t, timespec};
@@ -109,6 +109,9 @@ struct EpSet {
     /// Our eventfd, in the kernel set under [`reserved`]; every
     /// registration's signal writes it.
     efd: i32,
+    /// The last wait was filled by our sockets alone: the next one asks
+    /// the kernel first, so that kernel fds are not starved.
+    kernel_first: AtomicBool,
     inner: Mutex<Inner>,
 }
 
@@ -304,6 +307,7 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
     let s = Arc::new(EpSet {
         epfd,
         efd,
+        kernel_first: AtomicBool::new(false),
         inner: Mutex::new(Inner {
             regs: Vec::new(),
             next: 0,
@@ -521,11 +525,30 @@ unsafe fn wait_mixed(
         Kind::Pwait2(ts, m) => (unsafe { super::poll::ts_timeout(ts) }?, m),
     };
     let deadline = timeout.and_then(platform::deadline_after);
+    // After a call that our sockets filled, the kernel's events go first.
+    let mut first = set.kernel_first.swap(false, Ordering::Relaxed);
     loop {
-        platform::eventfd_drain(set.efd);
-        // SAFETY: `ev` is valid for `max` entries per the caller.
-        let (mut n, level) = unsafe { set.collect(ev, maxu) };
+        let mut n = 0;
+        let mut level = false;
+        // Whether the kernel reported our eventfd: a socket changed (or a
+        // level-triggered one was left signalled).
+        let mut woke = false;
+        if first {
+            // SAFETY: the caller's array, `max` entries; `mask` NULL or valid.
+            let (k, w) = unsafe { kernel_wait(set, ev, 0, maxu, 0, mask) }?;
+            n = k;
+            woke = w;
+        }
         if n < maxu {
+            // SAFETY: the rest of the caller's array.
+            let (m, l) = unsafe { set.collect(ev.add(n), maxu - n) };
+            if !first && m == maxu {
+                set.kernel_first.store(true, Ordering::Relaxed);
+            }
+            n += m;
+            level = l;
+        }
+        if !first && n < maxu {
             let ms = if n > 0 {
                 0
             } else {
@@ -536,26 +559,29 @@ unsafe fn wait_mixed(
                 }
             };
             // SAFETY: the rest of the caller's array; `mask` NULL or valid.
-            let r =
-                unsafe { real::epoll_pwait(set.epfd, ev.add(n), (maxu - n) as c_int, ms, mask) };
-            if r < 0 {
-                let e = last_errno();
-                if n == 0 {
-                    return Err(e);
+            match unsafe { kernel_wait(set, ev, n, maxu - n, ms, mask) } {
+                Ok((k, w)) => {
+                    n += k;
+                    woke |= w;
                 }
-            } else {
-                // SAFETY: the kernel wrote r entries after our n.
-                let (k, _) = unsafe { strip_reserved(ev, n, r as usize) };
-                n += k;
+                Err(e) if n == 0 => return Err(e),
+                Err(_) => {}
             }
         }
+        first = false;
         if n > 0 {
-            if level {
+            if level && !woke {
                 // Those sockets may still be ready: keep the epoll fd
                 // readable for poll() and enclosing epoll sets.
                 platform::eventfd_signal(set.efd);
             }
             return Ok(n as c_int);
+        }
+        if woke {
+            // Empty it only now: a stale signal costs one more turn, never
+            // a lost wake-up (the sockets are looked at again after this).
+            platform::eventfd_drain(set.efd);
+            continue;
         }
         match (timeout, deadline) {
             (Some(t), _) if t.is_zero() => return Ok(0),
@@ -563,6 +589,28 @@ unsafe fn wait_mixed(
             _ => {}
         }
     }
+}
+
+/// The kernel's part of a wait: up to `room` events into `ev[at..]`, our
+/// eventfd's taken out. Returns how many are left and whether it was there.
+///
+/// # Safety
+/// `ev` must be valid for `at + room` entries; `mask` NULL or valid.
+unsafe fn kernel_wait(
+    set: &EpSet,
+    ev: *mut epoll_event,
+    at: usize,
+    room: usize,
+    ms: c_int,
+    mask: *const sigset_t,
+) -> Result<(usize, bool), Errno> {
+    // SAFETY: per the caller.
+    let r = unsafe { real::epoll_pwait(set.epfd, ev.add(at), room as c_int, ms, mask) };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: the kernel wrote r entries at `at`.
+    Ok(unsafe { strip_reserved(ev, at, r as usize) })
 }
 
 /// epoll_wait(2) over any mix of our sockets and kernel fds.
