@@ -318,22 +318,38 @@ impl Ctx {
         (self.ptr(&self.ctl, o.ptr, O_ADDR) as *mut sockaddr, lp)
     }
 
+    /// Room (in bytes) for a structure at pointer `p` of the control
+    /// region: all of the slot for `Good`, the bytes before the guard for
+    /// `NearEnd`, none otherwise.
+    fn room(p: Ptr) -> usize {
+        match p {
+            Ptr::Good => 4096,
+            Ptr::NearEnd(n) if PARTIAL_RANGES => usize::from(n) + 1,
+            _ => 0,
+        }
+    }
+
+    /// An iovec array at `p`: every entry that fits before the guard is
+    /// written (the rest of the room zeroed), so the library never reads a
+    /// stale or arbitrary pointer from it; entries that would straddle the
+    /// guard make the array's own probe fail (EFAULT).
     fn iov(&self, p: Ptr, lens: &[u16]) -> *mut libc::iovec {
         let iov = self.ptr(&self.ctl, p, O_IOV) as *mut libc::iovec;
-        if matches!(p, Ptr::Good) {
+        let fit = (Self::room(p) / 16).min(100);
+        if fit > 0 {
             // Consecutive, non-overlapping pieces of the data region; the
             // last may run into its guard (EFAULT).
             let mut off = 0usize;
-            for (i, l) in lens.iter().take(64).enumerate() {
-                let l = usize::from(*l);
+            for i in 0..fit {
+                let l = lens.get(i).map_or(0, |l| usize::from(*l));
                 let (base, len) = if l == 0xffff {
                     (std::ptr::null_mut(), 1)
-                } else if off >= REGION {
-                    (self.data.at(0), 0)
+                } else if off >= REGION || i >= lens.len() {
+                    (std::ptr::null_mut(), 0)
                 } else {
                     (self.data.base.wrapping_add(off), l.min(if PARTIAL_RANGES { REGION + 4096 } else { REGION } - off))
                 };
-                // SAFETY: our control region has room for 64 iovecs at O_IOV.
+                // SAFETY: entry i lies in the room before the guard.
                 unsafe { *iov.add(i) = libc::iovec { iov_base: base as *mut c_void, iov_len: len } };
                 off += len;
             }
@@ -416,7 +432,7 @@ impl Ctx {
             Op::SendMsg { fd, msg, iov, iovlen, lens, to, flags } => {
                 let m = self.ptr(&self.ctl, *msg, O_MSG) as *mut libc::msghdr;
                 let total: usize = lens.iter().take(64).map(|l| usize::from(*l)).sum();
-                if matches!(msg, Ptr::Good) {
+                if Self::room(*msg) >= std::mem::size_of::<libc::msghdr>() {
                     let (np, nl) = match to { Some(a) => self.addr(a), None => (std::ptr::null(), 0) };
                     let mut h: libc::msghdr = std::mem::zeroed();
                     h.msg_name = np as *mut c_void;
@@ -443,7 +459,7 @@ impl Ctx {
             }
             Op::RecvMsg { fd, msg, iov, iovlen, lens, flags } => {
                 let m = self.ptr(&self.ctl, *msg, O_MSG) as *mut libc::msghdr;
-                if matches!(msg, Ptr::Good) {
+                if Self::room(*msg) >= std::mem::size_of::<libc::msghdr>() {
                     let mut h: libc::msghdr = std::mem::zeroed();
                     h.msg_name = self.ctl.at(O_ADDR) as *mut c_void;
                     h.msg_namelen = (*iovlen % 200) as socklen_t;
