@@ -710,3 +710,26 @@ TEST(epoll_oneshot_thread_pool)
     }
     close(stop[0]); close(stop[1]); close(pl.ep);
 }
+
+TEST(epoll_kernel_only_set_beside_socket_set)
+{
+    /* a set of kernel fds only, while another set holds sockets */
+    int sv[2], p[2];
+    OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+    OK(pipe(p));
+    int eps = (int)OK(epoll_create1(0));
+    int epk = (int)OK(epoll_create1(0));
+    add(eps, sv[0], EPOLLIN, 1);
+    add(epk, p[0], EPOLLIN | EPOLLET, 2);
+    CHECK_EQ(wait1(epk, 0).events, 0);
+    CHECK_EQ(OK(write(p[1], "x", 1)), 1);
+    struct epoll_event e = wait1(epk, 3000);
+    CHECK_EQ(e.events, EPOLLIN);
+    CHECK_EQ(e.data.u64, 2);
+    CHECK_EQ(wait1(epk, 0).events, 0); /* edge-triggered */
+    CHECK_EQ(wait1(eps, 0).events, 0);
+    CHECK_EQ(OK(send(sv[1], "x", 1, 0)), 1);
+    CHECK_EQ(wait1(eps, 3000).data.u64, 1);
+    CHECK_EQ(wait1(epk, 0).events, 0);
+    close(sv[0]); close(sv[1]); close(p[0]); close(p[1]); close(eps); close(epk);
+}

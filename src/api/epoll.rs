@@ -22,15 +22,21 @@
 //! epoll_wait then finds nothing.
 //!
 //! Registrations of a closed socket are dropped lazily (on the next
-//! epoll_ctl or epoll_wait of the set); the side table of an epoll fd is
-//! dropped when epoll_create hands out the same number again. Sets without
-//! any socket of ours go straight to libc.
+//! epoll_ctl or epoll_wait of the set). Sets without any socket of ours go
+//! straight to libc (a bitmap of the epoll fds that have a side table keeps
+//! the lock off their path).
+//!
+//! Limits: the side table is keyed by the epoll fd's number. close() of the
+//! epoll fd is not seen (close() of a kernel fd stays one load and libc):
+//! the side table, its eventfd and its references to sockets stay until
+//! epoll_create hands out the same number again, which drops them. An epoll
+//! fd reached through a dup() of it has a side table of its own.
 
 #![allow(clippy::missing_safety_doc)]
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use libc::{c_int, epoll_event, sigset_t, timespec};
@@ -264,8 +270,32 @@ static SETS: Mutex<Vec<Arc<EpSet>>> = Mutex::new(Vec::new());
 /// `SETS.len()`, read without the lock: 0 sends every call to libc.
 static NSETS: AtomicUsize = AtomicUsize::new(0);
 
+/// One bit per epoll fd number below `MARKED_FDS` that has a side table, so
+/// that a wait on any other epoll fd goes to libc without taking the lock.
+const MARKED_FDS: usize = 65536;
+static MARKS: [AtomicU64; MARKED_FDS / 64] = [const { AtomicU64::new(0) }; MARKED_FDS / 64];
+
+fn set_mark(epfd: i32, on: bool) {
+    if let Some(w) = MARKS.get(epfd as usize / 64) {
+        let bit = 1u64 << (epfd as usize % 64);
+        if on {
+            w.fetch_or(bit, Ordering::Release);
+        } else {
+            w.fetch_and(!bit, Ordering::Release);
+        }
+    }
+}
+
+/// Whether `epfd` may have a side table (always, beyond the bitmap).
+fn marked(epfd: i32) -> bool {
+    match MARKS.get(epfd as usize / 64) {
+        Some(w) => w.load(Ordering::Acquire) & (1u64 << (epfd as usize % 64)) != 0,
+        None => true,
+    }
+}
+
 fn lookup(epfd: i32) -> Option<Arc<EpSet>> {
-    if NSETS.load(Ordering::Acquire) == 0 {
+    if NSETS.load(Ordering::Acquire) == 0 || epfd < 0 || !marked(epfd) {
         return None;
     }
     SETS.lock().iter().find(|s| s.epfd == epfd).cloned()
@@ -314,6 +344,7 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
         }),
     });
     t.push(s.clone());
+    set_mark(epfd, true);
     NSETS.store(t.len(), Ordering::Release);
     Ok(s)
 }
@@ -321,7 +352,7 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
 /// A new epoll fd numbered `epfd`: any side table left under that number
 /// belonged to a closed epoll fd.
 fn forget(epfd: i32) {
-    if NSETS.load(Ordering::Acquire) == 0 {
+    if NSETS.load(Ordering::Acquire) == 0 || !marked(epfd) {
         return;
     }
     let old = {
@@ -330,6 +361,9 @@ fn forget(epfd: i32) {
             .iter()
             .position(|s| s.epfd == epfd)
             .map(|i| t.swap_remove(i));
+        if old.is_some() {
+            set_mark(epfd, false);
+        }
         NSETS.store(t.len(), Ordering::Release);
         old
     };
