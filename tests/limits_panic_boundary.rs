@@ -30,6 +30,23 @@ const EXEMPT: &[(&str, &str)] = &[
     ("rust_eh_personality", "no_std build only: empty"),
 ];
 
+/// Exports known to run code outside a boundary (core bugs, reported;
+/// `known_gaps_are_closed` fails until they are fixed). Each is skipped by
+/// the main test so that a new gap is still caught.
+const KNOWN_GAPS: &[(&str, &str)] = &[
+    (
+        "usock_epoll_wait",
+        "delegates to epoll::wait, whose passthrough path (lookup, strip_reserved over the \
+         caller's array) runs before its guard(",
+    ),
+    ("usock_epoll_pwait", "as usock_epoll_wait"),
+    ("usock_epoll_pwait2", "as usock_epoll_wait"),
+    (
+        "usock_route_set",
+        "no guard(: the routing-rule parser (route::set) runs unguarded",
+    ),
+];
+
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -89,7 +106,10 @@ fn code_lines(b: &str) -> Vec<&str> {
 /// A line of the passthrough prefix: the fd-table lookup and the call to
 /// libc's definition for an fd that is not ours.
 fn is_prefix(l: &str) -> bool {
-    l.starts_with("let Some(s) = fd::get(")
+    (l.starts_with("let Some(") && l.contains(") = fd::get("))
+        // A condition choosing the passthrough (fd::is_ours, length checks);
+        // its body may only be the `return ... real::` line.
+        || (l.starts_with("if ") && l.ends_with('{') && !l.contains("guard("))
         || l.starts_with("if !fd::is_ours(")
         || l.starts_with("return unsafe { real::")
         || l == "}"
@@ -97,6 +117,11 @@ fn is_prefix(l: &str) -> bool {
 }
 
 fn check(name: &str, b: &str) -> Result<(), String> {
+    check_with(name, b, &[])
+}
+
+/// As [`check`]; a delegation may also target any of `exports`.
+fn check_with(name: &str, b: &str, exports: &[String]) -> Result<(), String> {
     let lines = code_lines(b);
     if let Some(gi) = lines.iter().position(|l| l.contains("guard(")) {
         // Only the passthrough prefix before the boundary.
@@ -114,13 +139,26 @@ fn check(name: &str, b: &str) -> Result<(), String> {
         .position(|l| !is_prefix(l))
         .unwrap_or(lines.len());
     let joined: String = lines[start..].join(" ");
+    let joined = joined.trim();
+    let joined = joined.strip_suffix(';').unwrap_or(joined).trim();
     let inner = joined
-        .trim()
         .strip_prefix("unsafe {")
         .and_then(|s| s.strip_suffix('}'))
         .map(str::trim)
-        .unwrap_or(joined.trim());
-    if (inner.starts_with("usock_") || inner.starts_with("$usock(")) && !inner.contains(';') {
+        .unwrap_or(joined);
+    let inner = inner.strip_suffix(';').map_or(inner, str::trim);
+    let inner = inner
+        .strip_prefix("crate::api::posix::")
+        .or_else(|| inner.strip_prefix("posix::"))
+        .unwrap_or(inner);
+    let callee: String = inner
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+        .collect();
+    let to_export = callee.starts_with("usock_")
+        || callee == "$usock"
+        || exports.iter().any(|e| *e == callee && e != name);
+    if to_export && inner[callee.len()..].starts_with('(') && !inner.contains(';') {
         return Ok(());
     }
     if let Some((_, why)) = EXEMPT.iter().find(|(n, _)| *n == name) {
@@ -130,8 +168,40 @@ fn check(name: &str, b: &str) -> Result<(), String> {
     Err("no guard( and not a delegation".into())
 }
 
+/// Names and offsets of the `extern "C" fn` definitions in `src`.
+fn definitions(src: &str) -> Vec<(String, usize)> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(k) = src[from..].find("extern \"C\" fn ") {
+        let at = from + k;
+        from = at + 14;
+        let line_start = src[..at].rfind('\n').map_or(0, |i| i + 1);
+        let before = src[line_start..at].trim();
+        if !["", "pub", "unsafe", "pub unsafe"].contains(&before) {
+            continue;
+        }
+        let name: String = src[from..]
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+            .collect();
+        out.push((name, at));
+    }
+    out
+}
+
 #[test]
 fn every_extern_c_function_has_a_panic_boundary() {
+    audit();
+}
+
+#[test]
+#[ignore = "core bug: the exports in KNOWN_GAPS run code outside a panic boundary"]
+fn known_gaps_are_closed() {
+    let gaps = audit();
+    assert!(gaps.is_empty(), "still without a boundary: {gaps:?}");
+}
+
+fn audit() -> Vec<String> {
     let mut files = Vec::new();
     rust_files(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
@@ -139,6 +209,18 @@ fn every_extern_c_function_has_a_panic_boundary() {
     );
     let mut checked = 0;
     let mut bad = Vec::new();
+    let mut gaps = Vec::new();
+    let defs: Vec<(std::path::PathBuf, String, usize)> = files
+        .iter()
+        .flat_map(|f| {
+            let src = std::fs::read_to_string(f).unwrap();
+            definitions(&src)
+                .into_iter()
+                .map(|(n, at)| (f.clone(), n, at))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let exports: Vec<String> = defs.iter().map(|(_, n, _)| n.clone()).collect();
     for f in files {
         let src = std::fs::read_to_string(&f).unwrap();
         let mut from = 0;
@@ -158,7 +240,12 @@ fn every_extern_c_function_has_a_panic_boundary() {
                 .collect();
             let b = body(&src, at);
             checked += 1;
-            if let Err(why) = check(&name, b) {
+            if let Err(why) = check_with(&name, b, &exports) {
+                if let Some((_, gap)) = KNOWN_GAPS.iter().find(|(n, _)| *n == name) {
+                    eprintln!("KNOWN GAP (core bug): {name}: {gap}");
+                    gaps.push(name);
+                    continue;
+                }
                 bad.push(format!("{}: {name}: {why}", f.display()));
             }
         }
@@ -170,6 +257,7 @@ fn every_extern_c_function_has_a_panic_boundary() {
         bad.join("\n")
     );
     eprintln!("{checked} extern \"C\" functions checked");
+    gaps
 }
 
 #[test]
