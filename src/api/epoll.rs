@@ -532,10 +532,8 @@ unsafe fn wait(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_i
             }
             continue;
         };
-        return guard(-1, || {
-            // SAFETY: per the caller.
-            ret_int(unsafe { wait_mixed(&set, ev, max, kind) })
-        });
+        // SAFETY: per the caller.
+        return ret_int(unsafe { wait_mixed(&set, ev, max, kind) });
     }
 }
 
@@ -656,7 +654,9 @@ pub unsafe extern "C" fn usock_epoll_wait(
     timeout: c_int,
 ) -> c_int {
     // SAFETY: per the epoll_wait contract.
-    unsafe { wait(epfd, events, maxevents, Kind::Wait(timeout)) }
+    guard(-1, || unsafe {
+        wait(epfd, events, maxevents, Kind::Wait(timeout))
+    })
 }
 
 /// epoll_pwait(2) over any mix of our sockets and kernel fds.
@@ -669,7 +669,9 @@ pub unsafe extern "C" fn usock_epoll_pwait(
     sigmask: *const sigset_t,
 ) -> c_int {
     // SAFETY: per the epoll_pwait contract.
-    unsafe { wait(epfd, events, maxevents, Kind::Pwait(timeout, sigmask)) }
+    guard(-1, || unsafe {
+        wait(epfd, events, maxevents, Kind::Pwait(timeout, sigmask))
+    })
 }
 
 /// epoll_pwait2(2) over any mix of our sockets and kernel fds. With our
@@ -683,7 +685,9 @@ pub unsafe extern "C" fn usock_epoll_pwait2(
     sigmask: *const sigset_t,
 ) -> c_int {
     // SAFETY: per the epoll_pwait2 contract.
-    unsafe { wait(epfd, events, maxevents, Kind::Pwait2(timeout, sigmask)) }
+    guard(-1, || unsafe {
+        wait(epfd, events, maxevents, Kind::Pwait2(timeout, sigmask))
+    })
 }
 
 /// The POSIX names, generated so that the header (cbindgen) leaves them to
