@@ -152,6 +152,24 @@ impl Conn {
     }
 }
 
+/// An address as a socket of `family` sees it: IPv4 as v4-mapped IPv6 for
+/// an AF_INET6 socket (a dual-stack peer), v4-mapped IPv6 as IPv4 for an
+/// AF_INET one.
+fn seen_as(a: &SockAddr, family: i32) -> SockAddr {
+    if a.family() == family {
+        return *a;
+    }
+    match IpEp::parse(a, a.family()) {
+        Ok(ep) if family == AF_INET6 || ep.is_v4() => ep.to_sockaddr(family),
+        _ => *a,
+    }
+}
+
+/// The family of the frontend socket `h` (AF_INET when it is gone).
+fn family_of(h: SockHandle) -> i32 {
+    crate::socket::slab::lookup(h).map_or(AF_INET, |s| s.info.domain)
+}
+
 /// The transport: an epoll set of kernel sockets and its thread.
 struct Transport {
     epfd: AtomicI32,
@@ -404,7 +422,7 @@ impl Transport {
                     let st = XSock::new(ls.info);
                     *st.conn.lock() = Some(c.clone());
                     if let Some(a) = SockAddr::from_bytes(f.payload) {
-                        st.peer.lock().replace(a);
+                        st.peer.lock().replace(seen_as(&a, ls.info.domain));
                     }
                     if let Some(l) = ls.backend_state::<XSock>() {
                         *st.local.lock() = *l.local.lock();
@@ -426,7 +444,7 @@ impl Transport {
                     if let Some(s) = crate::socket::slab::lookup(ch) {
                         if let Some(x) = s.backend_state::<XSock>() {
                             if let Some(a) = SockAddr::from_bytes(f.payload) {
-                                x.peer.lock().replace(a);
+                                x.peer.lock().replace(seen_as(&a, x.info.domain));
                             }
                         }
                     }
@@ -468,7 +486,13 @@ impl Transport {
                 return;
             }
             // A malformed datagram is dropped, nothing else.
-            if let Ok((f, _)) = wire::decode(&buf[..r as usize]) {
+            if let Ok((mut f, _)) = wire::decode(&buf[..r as usize]) {
+                let Some(src) = SockAddr::from_bytes(f.addr) else {
+                    continue;
+                };
+                let src = seen_as(&src, family_of(c.handle()));
+                f.addr = src.as_bytes();
+                f.header.addr_len = f.addr.len() as u16;
                 let _ = upcall::deliver(c.handle(), &f);
             }
         }
