@@ -41,10 +41,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ),
     ("usock_epoll_pwait", "as usock_epoll_wait"),
     ("usock_epoll_pwait2", "as usock_epoll_wait"),
-    (
-        "usock_route_set",
-        "no guard(: the routing-rule parser (route::set) runs unguarded",
-    ),
 ];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

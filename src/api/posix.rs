@@ -800,10 +800,18 @@ pub unsafe extern "C" fn usock_pselect(
 #[cfg(feature = "std")]
 #[no_mangle]
 pub unsafe extern "C" fn usock_route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
+    // SAFETY: same contract.
+    guard(-EIO, || unsafe { route_set(text) })
+}
+
+/// # Safety
+/// As [`usock_route_set`].
+#[cfg(feature = "std")]
+unsafe fn route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
     if text.is_null() {
         return -EINVAL;
     }
-    // SAFETY: NUL-terminated per the contract.
+    // SAFETY: NUL-terminated per the contract of usock_route_set.
     let s = unsafe { core::ffi::CStr::from_ptr(text) };
     match s
         .to_str()
