@@ -214,7 +214,7 @@ fn main() {
         .type_name(|ty, is_struct, is_union| match ty {
             "SockInfo" => "struct usock_sock_info".to_string(),
             "SockOpts" => "struct usock_sock_opts".to_string(),
-            "sockaddr" | "msghdr" | "iovec" | "pollfd" | "timeval" | "timespec" => {
+            "sockaddr" | "msghdr" | "iovec" | "pollfd" | "timeval" | "timespec" | "epoll_event" => {
                 format!("struct {ty}")
             }
             t if is_struct => format!("struct {t}"),
