@@ -33,15 +33,7 @@ const EXEMPT: &[(&str, &str)] = &[
 /// Exports known to run code outside a boundary (core bugs, reported;
 /// `known_gaps_are_closed` fails until they are fixed). Each is skipped by
 /// the main test so that a new gap is still caught.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "usock_epoll_wait",
-        "delegates to epoll::wait, whose passthrough path (lookup, strip_reserved over the \
-         caller's array) runs before its guard(",
-    ),
-    ("usock_epoll_pwait", "as usock_epoll_wait"),
-    ("usock_epoll_pwait2", "as usock_epoll_wait"),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[];
 
 fn rust_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -191,7 +183,6 @@ fn every_extern_c_function_has_a_panic_boundary() {
 }
 
 #[test]
-#[ignore = "core bug: the exports in KNOWN_GAPS run code outside a panic boundary"]
 fn known_gaps_are_closed() {
     let gaps = audit();
     assert!(gaps.is_empty(), "still without a boundary: {gaps:?}");
