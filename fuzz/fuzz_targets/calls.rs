@@ -20,7 +20,9 @@
 //! input is replaced by 1 ms), poll/select timeouts are at most 2 ms and
 //! never infinite, "valid" pointers point into the thread's own buffers
 //! (followed by an unmapped guard region so too-long lengths give EFAULT),
-//! the kernel pipe stays non-blocking, O_ASYNC is never set, and fd
+//! the kernel pipe stays non-blocking (F_SETFL and FIONBIO always set
+//! O_NONBLOCK: the other thread may dup the pipe onto any number), O_ASYNC
+//! is never set, and fd
 //! arguments are only numbers the input created or never-opened numbers.
 #![no_main]
 
@@ -534,10 +536,13 @@ impl Ctx {
                 let cmd = [libc::F_GETFL, libc::F_SETFL, libc::F_GETFD, libc::F_SETFD, libc::F_DUPFD, libc::F_DUPFD_CLOEXEC, 1000 + c_int::from(*cmd)][usize::from(cmd % 7)];
                 let mut arg = *arg as libc::c_ulong;
                 if cmd == libc::F_SETFL {
+                    // Never O_ASYNC (SIGIO), always O_NONBLOCK: the other
+                    // thread may turn this number into a dup of the pipe
+                    // between any check here and the call, and a blocking
+                    // pipe would hang the run. (Sockets are blocking by
+                    // default anyway, with 1 ms timeouts.)
                     arg &= !(libc::O_ASYNC as libc::c_ulong);
-                    if !userspacesock::fd::is_ours(f) {
-                        arg |= libc::O_NONBLOCK as libc::c_ulong;
-                    }
+                    arg |= libc::O_NONBLOCK as libc::c_ulong;
                 }
                 if cmd == libc::F_DUPFD || cmd == libc::F_DUPFD_CLOEXEC {
                     arg %= 2000;
@@ -553,7 +558,8 @@ impl Ctx {
                 let req = [libc::FIONBIO, libc::FIONREAD, libc::TCGETS, 0x7fde][usize::from(req % 4)];
                 let p = self.ptr(&self.ctl, *arg, O_OPT) as *mut c_int;
                 if matches!(arg, Ptr::Good) {
-                    *p = if req == libc::FIONBIO && !userspacesock::fd::is_ours(f) { 1 } else { *val };
+                    // FIONBIO only ever sets non-blocking (see F_SETFL).
+                    *p = if req == libc::FIONBIO { 1 } else { *val };
                 }
                 check("ioctl", usock_ioctl(f, req, p as *mut c_void) as isize, i32::MAX as isize);
             }
