@@ -197,6 +197,8 @@ const ALLOWED: &[c_int] = &[
     libc::ENOTDIR, libc::ENAMETOOLONG, libc::ELOOP, libc::EROFS, libc::EEXIST,
     libc::ETIMEDOUT, libc::ESPIPE, libc::EISDIR, libc::ENETUNREACH,
     libc::EHOSTUNREACH, libc::EINTR,
+    // SO_RCVTIMEO/SO_SNDTIMEO with tv_usec out of range.
+    libc::EDOM,
 ];
 
 fn check(call: &str, ret: isize, max: isize) {
@@ -516,11 +518,12 @@ impl Ctx {
                 let level = [libc::SOL_SOCKET, libc::IPPROTO_TCP, libc::IPPROTO_IP, libc::IPPROTO_IPV6, c_int::from(*level)][usize::from(level % 5)];
                 let name = c_int::from(*name % 80);
                 let p = self.ptr(&self.ctl, *val, O_OPT);
-                let mut n = bytes.len().min(256);
-                if matches!(val, Ptr::Good) {
+                let room = Self::room(*val);
+                let mut n = bytes.len().min(256).min(room);
+                if room > 0 {
                     std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n);
                     // SO_RCVTIMEO/SO_SNDTIMEO, old (20, 21) and new (66, 67) numbers.
-                    if level == libc::SOL_SOCKET && matches!(name, 20 | 21 | 66 | 67) {
+                    if level == libc::SOL_SOCKET && matches!(name, 20 | 21 | 66 | 67) && room >= 16 {
                         // Keep blocking calls bounded: 1 ms, whatever was asked.
                         let tv = libc::timeval { tv_sec: 0, tv_usec: 1000 };
                         std::ptr::copy_nonoverlapping(&tv as *const _ as *const u8, p, 16);
