@@ -190,11 +190,21 @@ fn sixteen_threads_a_thousand_connections_and_a_datagram_flood() {
         );
         return;
     }
-    // One socket first: the library's process-wide anchor eventfd (every
-    // socket's fd number is a duplicate of it) is made once, at the first
-    // socket, and lives on; it is not a per-socket fd.
-    // SAFETY: plain calls.
-    unsafe { usock_close(usock_socket(libc::AF_INET, libc::SOCK_STREAM, 0)) };
+    // One listening socket first: the library's process-wide anchor eventfd
+    // (every socket's fd number is a duplicate of it) is made at the first
+    // socket, and with USOCK_NET (`make stress` runs this test through the
+    // cross-process backend too) that backend's transport epoll fd at the
+    // first listen; both live on and are not per-socket fds.
+    // SAFETY: plain calls with a valid address.
+    unsafe {
+        let s = usock_socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        let mut a: libc::sockaddr_in = std::mem::zeroed();
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        usock_bind(s, &a as *const _ as *const sockaddr, 16);
+        usock_listen(s, 1);
+        usock_close(s);
+    }
     let before = fds();
     let t0 = Instant::now();
     let moved = Arc::new(AtomicU64::new(0));
