@@ -34,8 +34,6 @@ test-header: lib
 
 test-rust:
 	$(CARGO) test --release
-	@echo "== stress_load again, through the cross-process backend (USOCK_NET)"
-	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
 
 test-c: lib
 	$(MAKE) -C c-tests $(C_VARIANTS)
@@ -142,6 +140,7 @@ fuzz-smoke:
 stress:
 	$(CARGO) test --release --test stress_load -- --nocapture
 	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
+	$(CARGO) test --release --test stress_xproc -- --ignored --nocapture
 
 miri:
 	MIRIFLAGS="-Zmiri-many-seeds=$(MIRI_SEEDS)" $(CARGO) +nightly miri test --no-default-features --test stress_miri
