@@ -140,7 +140,7 @@ fuzz-smoke:
 stress:
 	$(CARGO) test --release --test stress_load -- --nocapture
 	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
-	$(CARGO) test --release --test stress_xproc -- --ignored --nocapture
+	$(CARGO) test --release --test stress_xproc -- --nocapture
 
 miri:
 	MIRIFLAGS="-Zmiri-many-seeds=$(MIRI_SEEDS)" $(CARGO) +nightly miri test --no-default-features --test stress_miri

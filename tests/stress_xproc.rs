@@ -24,7 +24,6 @@ fn fd_count() -> usize {
 }
 
 #[test]
-#[ignore = "intermittent ECONNRESET under load through the cross-process backend (being investigated); run with make stress"]
 fn threads_and_connections_through_the_cross_process_backend() {
     let dir = std::env::temp_dir().join(format!("usock-xproc-stress-{}", std::process::id()));
     // Read by the registry at the first socket call of this process.

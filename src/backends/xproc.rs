@@ -93,7 +93,13 @@ impl Conn {
 
     /// Sends bytes without blocking; queues what the kernel cannot take.
     fn send(&self, t: &Transport, bytes: &[u8]) -> Result<(), Errno> {
+        // The queue's lock also guards the kernel fd's life: `remove` closes
+        // it under this lock, so a send never reaches a number the kernel
+        // has already given to another connection.
         let mut out = self.out.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EPIPE);
+        }
         let mut off = 0;
         if out.is_empty() {
             while off < bytes.len() {
@@ -123,6 +129,7 @@ impl Conn {
             out.extend_from_slice(&bytes[off..]);
             t.watch_out(self, true);
         }
+        drop(out);
         Ok(())
     }
 
@@ -248,6 +255,7 @@ impl Transport {
     }
 
     fn remove(&self, c: &Conn) {
+        let _fd_life = c.out.lock();
         if c.closed.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -300,6 +308,9 @@ impl Transport {
 
     fn flush(&self, c: &Conn) {
         let mut out = c.out.lock();
+        if c.closed.load(Ordering::Acquire) {
+            return;
+        }
         while !out.is_empty() {
             // SAFETY: writes from our queue to our kernel socket.
             let r = unsafe {
@@ -322,10 +333,11 @@ impl Transport {
             out.drain(..r as usize);
         }
         if out.is_empty() {
-            drop(out);
             if c.closing.load(Ordering::Acquire) {
+                drop(out);
                 self.remove(c);
             } else {
+                // Still under the lock: the fd is ours.
                 self.watch_out(c, false);
             }
         }
