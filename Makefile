@@ -34,6 +34,8 @@ test-header: lib
 
 test-rust:
 	$(CARGO) test --release
+	@echo "== stress_load again, through the cross-process backend (USOCK_NET)"
+	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
 
 test-c: lib
 	$(MAKE) -C c-tests $(C_VARIANTS)
