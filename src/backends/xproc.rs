@@ -921,3 +921,40 @@ pub fn default_dir() -> PathBuf {
         })),
     }
 }
+
+/// fork() support, step 1 (in the parent, before fork): takes the
+/// transport's global lock so that the child does not inherit it held by
+/// another thread. Must be followed by [`atfork_parent`] or
+/// [`atfork_child`].
+pub fn atfork_prepare() {
+    core::mem::forget(TRANSPORT.conns.lock());
+}
+
+/// fork() support, in the parent after fork: releases the lock taken by
+/// [`atfork_prepare`]; the parent's transport goes on unchanged.
+pub fn atfork_parent() {
+    // SAFETY: atfork_prepare left the lock held by this thread, with its
+    // guard forgotten.
+    unsafe { TRANSPORT.conns.force_unlock() };
+}
+
+/// fork() support, in the child after fork: the parent's transport thread
+/// did not come along, and the kernel sockets it served belong to the
+/// parent's connections, so the child closes its copies of them (a child
+/// holding them would keep a dead parent's peers from seeing the reset) and
+/// starts an empty transport; the child's own new sockets get a new thread.
+pub fn atfork_child() {
+    // SAFETY: as in atfork_parent; the child has only this thread.
+    unsafe { TRANSPORT.conns.force_unlock() };
+    let old = core::mem::take(&mut *TRANSPORT.conns.lock());
+    for (kfd, c) in old {
+        c.closed.store(true, Ordering::Release);
+        // SAFETY: closing the child's copy of an inherited kernel socket.
+        unsafe { libc::syscall(libc::SYS_close, kfd) };
+    }
+    let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
+    if ep >= 0 {
+        // SAFETY: closing the child's copy of the parent's epoll fd.
+        unsafe { libc::syscall(libc::SYS_close, ep) };
+    }
+}
