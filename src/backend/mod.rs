@@ -4,6 +4,8 @@
 
 pub mod contract;
 /// cbindgen:ignore
+pub mod crc32c;
+/// cbindgen:ignore
 pub mod registry;
 /// cbindgen:ignore
 pub mod wire;

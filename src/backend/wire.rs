@@ -89,6 +89,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::fmt;
 
+use super::crc32c::Crc32c;
+
 /// Version of the encoding written into every frame; a frame with another
 /// version is rejected with [`WireError::BadVersion`].
 pub const WIRE_VERSION: u8 = 1;
@@ -504,55 +506,6 @@ pub fn encode_vec(frag: &Fragment) -> Result<Vec<u8>, WireError> {
     let mut out = vec![0u8; encoded_len(&frag.header)];
     encode(frag, &mut out)?;
     Ok(out)
-}
-
-/// The CRC-32C lookup table (reflected polynomial `0x82F63B78`), built at
-/// compile time.
-const CRC32C_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut bit = 0;
-        while bit < 8 {
-            c = if c & 1 != 0 {
-                (c >> 1) ^ 0x82F6_3B78
-            } else {
-                c >> 1
-            };
-            bit += 1;
-        }
-        table[i] = c;
-        i += 1;
-    }
-    table
-};
-
-/// Incremental CRC-32C (Castagnoli), one table lookup per byte.
-struct Crc32c(u32);
-
-impl Crc32c {
-    /// A fresh computation.
-    const fn new() -> Self {
-        Crc32c(0xFFFF_FFFF)
-    }
-
-    /// Feeds `bytes`.
-    fn update(&mut self, bytes: &[u8]) {
-        let mut c = self.0;
-        for &b in bytes {
-            // `as u8` keeps the low byte on purpose; the index is 0..=255, the
-            // table's length, so the lookup always hits.
-            let idx = usize::from((c as u8) ^ b);
-            c = (c >> 8) ^ CRC32C_TABLE.get(idx).copied().unwrap_or(0);
-        }
-        self.0 = c;
-    }
-
-    /// The final CRC value.
-    const fn finish(&self) -> u32 {
-        self.0 ^ 0xFFFF_FFFF
-    }
 }
 
 #[cfg(test)]
