@@ -39,6 +39,16 @@
 //! by the payload bytes. It is the same CRC as iSCSI/SCTP/ext4, so a C backend
 //! may use a hardware instruction (SSE4.2 `crc32`, ARMv8 `crc32c*`).
 //!
+//! # Transports that guarantee integrity
+//!
+//! The checksum exists for carriers that can corrupt bytes (a serial line, a
+//! lossy link). A carrier that cannot, such as a kernel AF_UNIX stream or
+//! shared memory between processes of one user, may agree at both ends to
+//! write the checksum field as zero ([`encode_header`] with `summed` false)
+//! and read frames with [`decode_unsummed`], which applies every header rule
+//! but not the checksum. It is a property of the transport, never announced
+//! inside a frame: a frame never tells its reader to trust it.
+//!
 //! # Validity rules
 //!
 //! A header is valid when all of the following hold; [`decode`],
@@ -496,6 +506,56 @@ pub fn encode(frag: &Fragment, out: &mut [u8]) -> Result<usize, WireError> {
     Ok(total)
 }
 
+/// Encodes the header of `frag` alone, for a transport that sends the
+/// address and payload from where they lie (a gather write) instead of
+/// copying them behind the header. With `summed` the checksum covers the
+/// whole frame, as [`encode`] writes it; without, the checksum field is zero
+/// and the receiver must read the frame with [`decode_unsummed`] (see
+/// "Transports that guarantee integrity" in the module doc).
+///
+/// Errors: as [`encode`] (never [`WireError::Short`]).
+pub fn encode_header(frag: &Fragment, summed: bool) -> Result<[u8; HEADER_LEN], WireError> {
+    let h = &frag.header;
+    validate(h)?;
+    if frag.addr.len() != usize::from(h.addr_len)
+        || usize::try_from(h.len) != Ok(frag.payload.len())
+    {
+        return Err(WireError::Inconsistent);
+    }
+    let mut raw = header_bytes(h);
+    if summed {
+        let crc = frame_checksum(&raw, frag.addr, frag.payload);
+        put::<OFF_CHECKSUM, 4>(&mut raw, crc.to_be_bytes());
+    }
+    Ok(raw)
+}
+
+/// Decodes the frame at the start of `buf` like [`decode`], with every
+/// header rule applied, but without verifying the checksum: for a transport
+/// whose carrier already guarantees integrity end to end (see the module
+/// doc). A peer that writes garbage still gets [`WireError`]s for every
+/// malformed header; only corruption inside a valid frame goes unseen, which
+/// such a carrier cannot produce.
+pub fn decode_unsummed(buf: &[u8]) -> Result<(Fragment<'_>, usize), WireError> {
+    let Parsed { header, rest, .. } = parse_header(buf)?;
+    let total = encoded_len(&header);
+    let (addr, rest) = rest
+        .split_at_checked(usize::from(header.addr_len))
+        .ok_or(WireError::Short { need: total })?;
+    let payload_len = usize::try_from(header.len).map_err(|_| WireError::TooLong)?;
+    let (payload, _) = rest
+        .split_at_checked(payload_len)
+        .ok_or(WireError::Short { need: total })?;
+    Ok((
+        Fragment {
+            header,
+            addr,
+            payload,
+        },
+        total,
+    ))
+}
+
 /// Encodes `frag` into a new vector of exactly [`encoded_len`] bytes.
 ///
 /// Errors: as [`encode`] (never [`WireError::Short`]). The fragment is
@@ -511,6 +571,60 @@ pub fn encode_vec(frag: &Fragment) -> Result<Vec<u8>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample<'a>(addr: &'a [u8], payload: &'a [u8]) -> Fragment<'a> {
+        Fragment {
+            header: FragHeader {
+                kind: FragKind::Dgram,
+                flags: 0,
+                conn: 9,
+                offset: 77,
+                dgram_offset: 0,
+                dgram_total: payload.len() as u32,
+                len: payload.len() as u32,
+                addr_len: addr.len() as u16,
+            },
+            addr,
+            payload,
+        }
+    }
+
+    #[test]
+    fn summed_header_equals_the_full_encoding() {
+        let f = sample(b"addr", b"some payload");
+        let full = encode_vec(&f).unwrap();
+        assert_eq!(&full[..HEADER_LEN], &encode_header(&f, true).unwrap());
+    }
+
+    #[test]
+    fn unsummed_frames_pass_only_the_unsummed_decoder() {
+        let f = sample(b"addr", b"some payload");
+        let mut frame = encode_header(&f, false).unwrap().to_vec();
+        assert_eq!(&frame[OFF_CHECKSUM..OFF_CHECKSUM + 4], &[0; 4]);
+        frame.extend_from_slice(f.addr);
+        frame.extend_from_slice(f.payload);
+        assert_eq!(decode(&frame).err(), Some(WireError::BadChecksum));
+        let (g, used) = decode_unsummed(&frame).unwrap();
+        assert_eq!(
+            (g.header, g.addr, g.payload, used),
+            (f.header, f.addr, f.payload, frame.len())
+        );
+        // Header rules still apply: a bad flag, a short frame.
+        let mut bad = frame.clone();
+        bad[OFF_FLAGS + 1] = 0x80;
+        assert_eq!(decode_unsummed(&bad).err(), Some(WireError::BadFlags));
+        assert_eq!(
+            decode_unsummed(&frame[..frame.len() - 1]).err(),
+            Some(WireError::Short { need: frame.len() })
+        );
+        // And an inconsistent fragment is refused at encode time.
+        let mut wrong = f;
+        wrong.header.len += 1;
+        assert_eq!(
+            encode_header(&wrong, false).err(),
+            Some(WireError::Inconsistent)
+        );
+    }
 
     fn crc(bytes: &[u8]) -> u32 {
         let mut c = Crc32c::new();

@@ -24,7 +24,7 @@
 //!   removed and the name reused.
 //! - A malformed frame resets that connection and nothing else.
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
@@ -58,6 +58,49 @@ fn sys(r: libc::c_long) -> Result<i32, Errno> {
     }
 }
 
+/// One non-blocking sendmsg of `parts` with the first `skip` bytes left
+/// out; returns how many bytes the kernel took.
+fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errno> {
+    let mut iov = [libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    }; 4];
+    let mut n = 0;
+    for p in parts {
+        if skip >= p.len() {
+            skip -= p.len();
+            continue;
+        }
+        if n == iov.len() {
+            break;
+        }
+        iov[n] = libc::iovec {
+            iov_base: p[skip..].as_ptr() as *mut libc::c_void,
+            iov_len: p.len() - skip,
+        };
+        skip = 0;
+        n += 1;
+    }
+    if n == 0 {
+        return Ok(0);
+    }
+    // SAFETY: all-zero is a valid msghdr (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = n;
+    // SAFETY: the iovecs point into live slices the caller holds; the kernel
+    // only reads them.
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            kfd,
+            &msg as *const libc::msghdr,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    })
+    .map(|n| n as usize)
+}
+
 /// What a kernel fd watched by the transport thread is for.
 enum Role {
     Listener,
@@ -74,7 +117,7 @@ struct Conn {
     /// The listener an accepted connection came through.
     listener: SockHandle,
     /// Bytes the kernel has not taken yet.
-    out: Mutex<Vec<u8>>,
+    out: Mutex<VecDeque<u8>>,
     /// Bytes read but not yet a whole frame (transport thread only).
     inbuf: Mutex<Vec<u8>>,
     /// The peer sent end-of-stream (its socket closing after it is normal).
@@ -91,8 +134,10 @@ impl Conn {
         SockHandle(self.handle.load(Ordering::Acquire))
     }
 
-    /// Sends bytes without blocking; queues what the kernel cannot take.
-    fn send(&self, t: &Transport, bytes: &[u8]) -> Result<(), Errno> {
+    /// Sends a frame's parts (header, address, payload) with one gather
+    /// write, without blocking; what the kernel cannot take is queued and
+    /// the transport thread flushes it.
+    fn send(&self, t: &Transport, parts: &[&[u8]]) -> Result<(), Errno> {
         // The queue's lock also guards the kernel fd's life: `remove` closes
         // it under this lock, so a send never reaches a number the kernel
         // has already given to another connection.
@@ -100,33 +145,24 @@ impl Conn {
         if self.closed.load(Ordering::Acquire) {
             return Err(EPIPE);
         }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
         let mut off = 0;
         if out.is_empty() {
-            while off < bytes.len() {
-                // SAFETY: writes from a live buffer to our kernel socket.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_sendto,
-                        self.kfd,
-                        bytes[off..].as_ptr(),
-                        bytes.len() - off,
-                        libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                        0usize,
-                        0usize,
-                    )
-                };
-                if r < 0 {
-                    let e = errno();
-                    if e == EAGAIN {
-                        break;
-                    }
-                    return Err(e);
+            while off < total {
+                match send_gather(self.kfd, parts, off) {
+                    Ok(n) => off += n,
+                    Err(EAGAIN) => break,
+                    Err(e) => return Err(e),
                 }
-                off += r as usize;
             }
         }
-        if off < bytes.len() {
-            out.extend_from_slice(&bytes[off..]);
+        if off < total {
+            let mut skip = off;
+            for p in parts {
+                let from = skip.min(p.len());
+                out.extend(&p[from..]);
+                skip -= from;
+            }
             t.watch_out(self, true);
         }
         drop(out);
@@ -134,8 +170,10 @@ impl Conn {
     }
 
     fn frame(&self, t: &Transport, f: &wire::Fragment<'_>) -> Result<(), Errno> {
-        let bytes = wire::encode_vec(f).map_err(|_| EINVAL)?;
-        self.send(t, &bytes)
+        // Unsummed: an AF_UNIX stream between processes of one user cannot
+        // corrupt bytes (see wire's "Transports that guarantee integrity").
+        let hdr = wire::encode_header(f, false).map_err(|_| EINVAL)?;
+        self.send(t, &[&hdr, f.addr, f.payload])
     }
 
     fn control(&self, t: &Transport, what: u64, value: u64, payload: &[u8]) -> Result<(), Errno> {
@@ -181,6 +219,8 @@ fn family_of(h: SockHandle) -> i32 {
 struct Transport {
     epfd: AtomicI32,
     conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
+    /// The transport thread's buffer for incoming datagrams.
+    dgram_buf: Mutex<Vec<u8>>,
 }
 
 impl Transport {
@@ -312,25 +352,17 @@ impl Transport {
             return;
         }
         while !out.is_empty() {
-            // SAFETY: writes from our queue to our kernel socket.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_sendto,
-                    c.kfd,
-                    out.as_ptr(),
-                    out.len(),
-                    libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-                    0usize,
-                    0usize,
-                )
-            };
-            if r <= 0 {
-                if r < 0 && errno() != EAGAIN {
-                    out.clear();
+            let (a, b) = out.as_slices();
+            match send_gather(c.kfd, &[a, b], 0) {
+                Ok(n) if n > 0 => {
+                    out.drain(..n);
                 }
-                break;
+                Err(EAGAIN) | Ok(_) => break,
+                Err(_) => {
+                    out.clear();
+                    break;
+                }
             }
-            out.drain(..r as usize);
         }
         if out.is_empty() {
             if c.closing.load(Ordering::Acquire) {
@@ -375,36 +407,44 @@ impl Transport {
     }
 
     fn read_stream(&self, c: &Arc<Conn>) {
-        let mut buf = [0u8; 65536];
+        // Reads land straight behind the bytes of an unfinished frame, and
+        // frames are decoded where they lie.
+        const READ: usize = 256 * 1024;
+        let mut inb = c.inbuf.lock();
         loop {
-            // SAFETY: reads into our own buffer.
+            inb.reserve(READ);
+            let spare = inb.spare_capacity_mut();
+            // SAFETY: reads at most `spare.len()` bytes into the vector's
+            // spare capacity, which is ours.
             let r = unsafe {
                 libc::syscall(
                     libc::SYS_recvfrom,
                     c.kfd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
+                    spare.as_mut_ptr(),
+                    spare.len(),
                     libc::MSG_DONTWAIT,
                     0usize,
                     0usize,
                 )
             };
             if r == 0 || (r < 0 && errno() != EAGAIN) {
+                drop(inb);
                 self.lost(c);
                 return;
             }
             if r < 0 {
                 return;
             }
-            let mut inb = c.inbuf.lock();
-            inb.extend_from_slice(&buf[..r as usize]);
+            let len = inb.len() + r as usize;
+            // SAFETY: the kernel initialised the `r` bytes after the old end.
+            unsafe { inb.set_len(len) };
             let mut used = 0;
             loop {
-                match wire::decode(&inb[used..]) {
+                match wire::decode_unsummed(&inb[used..]) {
                     Ok((f, n)) => {
                         used += n;
                         if self.on_frame(c, &f).is_err() {
-                            // Malformed or refused: reset this connection only.
+                            // Refused: reset this connection only.
                             drop(inb);
                             let _ = upcall::reset(c.handle(), ECONNRESET);
                             self.remove(c);
@@ -413,6 +453,7 @@ impl Transport {
                     }
                     Err(wire::WireError::Short { .. }) => break,
                     Err(_) => {
+                        // Malformed: reset this connection only.
                         drop(inb);
                         let _ = upcall::reset(c.handle(), ECONNRESET);
                         self.remove(c);
@@ -480,7 +521,10 @@ impl Transport {
     }
 
     fn read_dgram(&self, c: &Conn) {
-        let mut buf = alloc::vec![0u8; wire::MAX_FRAME_LEN.min(256 * 1024)];
+        let mut buf = self.dgram_buf.lock();
+        if buf.is_empty() {
+            buf.resize(wire::MAX_FRAME_LEN.min(256 * 1024), 0);
+        }
         loop {
             // SAFETY: reads into our own buffer.
             let r = unsafe {
@@ -498,7 +542,7 @@ impl Transport {
                 return;
             }
             // A malformed datagram is dropped, nothing else.
-            if let Ok((mut f, _)) = wire::decode(&buf[..r as usize]) {
+            if let Ok((mut f, _)) = wire::decode_unsummed(&buf[..r as usize]) {
                 let Some(src) = SockAddr::from_bytes(f.addr) else {
                     continue;
                 };
@@ -518,7 +562,7 @@ impl Conn {
             role,
             handle: AtomicU64::new(handle.0),
             listener,
-            out: Mutex::new(Vec::new()),
+            out: Mutex::new(VecDeque::new()),
             inbuf: Mutex::new(Vec::new()),
             got_fin: AtomicBool::new(false),
             up: AtomicBool::new(false),
@@ -531,6 +575,7 @@ impl Conn {
 static TRANSPORT: Transport = Transport {
     epfd: AtomicI32::new(-1),
     conns: Mutex::new(BTreeMap::new()),
+    dgram_buf: Mutex::new(Vec::new()),
 };
 
 fn transport() -> &'static Transport {
@@ -855,20 +900,28 @@ impl Backend for XProc {
                 let mut out = *frag;
                 out.addr = src.as_bytes();
                 out.header.addr_len = out.addr.len() as u16;
-                let bytes = wire::encode_vec(&out).map_err(|_| EINVAL)?;
+                let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
                 let (a, len) = unix_addr(&self.path(SOCK_DGRAM, ep.port))?;
                 // Bound now, by the caller or by the autobind above.
                 let k = x.conn.lock().as_ref().ok_or(EINVAL)?.kfd;
-                // SAFETY: sendto from a live buffer to a valid address.
+                let mut iov = [&hdr[..], out.addr, out.payload].map(|p| libc::iovec {
+                    iov_base: p.as_ptr() as *mut libc::c_void,
+                    iov_len: p.len(),
+                });
+                // SAFETY: all-zero is a valid msghdr; the fields set below
+                // point at live values.
+                let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+                msg.msg_name = &a as *const libc::sockaddr_un as *mut libc::c_void;
+                msg.msg_namelen = len;
+                msg.msg_iov = iov.as_mut_ptr();
+                msg.msg_iovlen = iov.len();
+                // SAFETY: sendmsg reads the live buffers `msg` points at.
                 let r = unsafe {
                     libc::syscall(
-                        libc::SYS_sendto,
+                        libc::SYS_sendmsg,
                         k,
-                        bytes.as_ptr(),
-                        bytes.len(),
-                        libc::MSG_DONTWAIT,
-                        &a as *const _,
-                        len,
+                        &msg as *const libc::msghdr,
+                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
                     )
                 };
                 // Nobody there, or the receiver is full: dropped, as UDP does.
