@@ -2,9 +2,18 @@
 //! sockets, decided when the address is known (bind, connect, sendto), not
 //! at socket().
 //!
-//! Rules come from the `USOCK_ROUTE` environment variable (read once, at
-//! the first decision) or from `usock_route_set`. The first rule that
-//! matches decides; with no match the socket stays in user space.
+//! Rules come from the environment (read once, at the first decision) or
+//! from `usock_route_set`, which replaces them all. The first rule that
+//! matches decides; with no match the socket stays in user space. From the
+//! environment, in this order (first match wins):
+//!
+//! 1. `USOCK_ROUTE`: rules separated by `;`;
+//! 2. the file named by `USOCK_ROUTE_FILE`: the same rules, separated by `;`
+//!    or newlines, `#` starting a comment to the end of its line;
+//! 3. only when `USOCK_ROUTE` is unset, the defaults: `USOCK_ROUTE_DEFAULT`
+//!    if set, else [`DEFAULT_RULES`] (`kernel :53`). So a file alone adds to
+//!    the defaults (and can override them, its rules coming first), while
+//!    `USOCK_ROUTE` replaces them, as it did before the file existed.
 //!
 //! ```text
 //! rules  := rule (';' rule)*
@@ -15,7 +24,8 @@
 //!         | 'path=' PREFIX                    AF_UNIX pathnames starting with PREFIX
 //! ```
 //! For example `USOCK_ROUTE="kernel udp :53; kernel 10.0.0.0/8"`. A rule
-//! that does not parse is an error reported with its position: from the
+//! that does not parse is an error reported with its position (for the file:
+//! its name, line and text), and so is a file that cannot be read: from the
 //! environment the process stops at the first socket call (a wrong rule
 //! silently ignored would send traffic where it was not meant to go).
 
@@ -160,28 +170,107 @@ fn parse_match(w: &str) -> Result<Match, String> {
     })
 }
 
-/// Parses a rule set.
+/// Parses one rule (`r` holds no `;`): `None` for a blank one, or the
+/// reason it does not parse, naming the word.
+fn parse_rule(r: &str) -> Result<Option<Rule>, String> {
+    let mut words = r.split_whitespace();
+    let Some(action) = words.next() else {
+        return Ok(None);
+    };
+    let route = match action {
+        "kernel" => Route::Kernel,
+        "user" => Route::User,
+        other => {
+            return Err(alloc::format!(
+                "{other:?} is not an action (kernel or user)"
+            ))
+        }
+    };
+    let matches = words
+        .map(|w| parse_match(w).map_err(|e| alloc::format!("{w:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Rule { route, matches }))
+}
+
+/// Parses a rule set (the `USOCK_ROUTE` syntax: rules separated by `;`).
+/// An error starts with `rule N:`, N counting from 1.
 pub fn parse(text: &str) -> Result<Vec<Rule>, RuleError> {
     let mut rules = Vec::new();
     for (i, r) in text.split(';').enumerate() {
-        let mut words = r.split_whitespace();
-        let Some(action) = words.next() else { continue };
-        let route = match action {
-            "kernel" => Route::Kernel,
-            "user" => Route::User,
-            other => {
-                return Err(RuleError(alloc::format!(
-                    "rule {}: {other:?} is not an action (kernel or user)",
-                    i + 1
-                )))
+        match parse_rule(r) {
+            Ok(rule) => rules.extend(rule),
+            Err(e) => return Err(RuleError(alloc::format!("rule {}: {e}", i + 1))),
+        }
+    }
+    Ok(rules)
+}
+
+/// Parses a rule file (`USOCK_ROUTE_FILE`): the rules of [`parse`],
+/// separated by `;` or newlines; `#` starts a comment that runs to the end
+/// of its line (so a `path=` prefix cannot hold a `#`); blank lines and
+/// blank rules are allowed. `name` is the file's name for the errors, which
+/// read `NAME: line L: rule "TEXT": REASON` (L counting from 1), or
+/// `NAME: line L: not UTF-8`.
+pub fn parse_file(name: &str, text: &[u8]) -> Result<Vec<Rule>, RuleError> {
+    let mut rules = Vec::new();
+    for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+        let line = core::str::from_utf8(line)
+            .map_err(|_| RuleError(alloc::format!("{name}: line {}: not UTF-8", i + 1)))?;
+        let line = line.split('#').next().unwrap_or("");
+        for r in line.split(';') {
+            match parse_rule(r) {
+                Ok(rule) => rules.extend(rule),
+                Err(e) => {
+                    return Err(RuleError(alloc::format!(
+                        "{name}: line {}: rule {:?}: {e}",
+                        i + 1,
+                        r.trim()
+                    )))
+                }
             }
-        };
-        let matches = words
-            .map(|w| {
-                parse_match(w).map_err(|e| RuleError(alloc::format!("rule {}: {w:?}: {e}", i + 1)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        rules.push(Rule { route, matches });
+        }
+    }
+    Ok(rules)
+}
+
+/// Where the start-up rules come from (see the module documentation).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Sources<'a> {
+    /// `USOCK_ROUTE`, if set.
+    pub route: Option<&'a str>,
+    /// `USOCK_ROUTE_FILE`, if set: its name, and its contents or why they
+    /// could not be read.
+    pub file: Option<(&'a str, Result<&'a [u8], &'a str>)>,
+    /// `USOCK_ROUTE_DEFAULT`, if set: the defaults instead of
+    /// [`DEFAULT_RULES`].
+    pub defaults: Option<&'a str>,
+}
+
+/// The start-up rules from their sources: `route`, then the file's, then
+/// (only when `route` is `None`) the defaults. An error names its source:
+/// `USOCK_ROUTE: rule N: ...`, `USOCK_ROUTE_FILE NAME: line L: rule ...`,
+/// `USOCK_ROUTE_FILE NAME: cannot read: ...` or `USOCK_ROUTE_DEFAULT: ...`.
+pub fn compose(src: &Sources<'_>) -> Result<Vec<Rule>, RuleError> {
+    fn ctx(what: &'static str) -> impl Fn(RuleError) -> RuleError {
+        move |RuleError(e)| RuleError(alloc::format!("{what}: {e}"))
+    }
+    let mut rules = match src.route {
+        Some(t) => parse(t).map_err(ctx("USOCK_ROUTE"))?,
+        None => Vec::new(),
+    };
+    if let Some((name, contents)) = src.file {
+        let text = contents
+            .map_err(|e| RuleError(alloc::format!("USOCK_ROUTE_FILE {name}: cannot read: {e}")))?;
+        rules.extend(
+            parse_file(name, text)
+                .map_err(|RuleError(e)| RuleError(alloc::format!("USOCK_ROUTE_FILE {e}")))?,
+        );
+    }
+    if src.route.is_none() {
+        match src.defaults {
+            Some(t) => rules.extend(parse(t).map_err(ctx("USOCK_ROUTE_DEFAULT"))?),
+            None => rules.extend(parse(DEFAULT_RULES).map_err(ctx("DEFAULT_RULES"))?),
+        }
     }
     Ok(rules)
 }
@@ -239,7 +328,8 @@ pub fn decide_with(rules: &[Rule], info: &SockInfo, addr: &SockAddr) -> Route {
 
 static RULES: Mutex<Option<Vec<Rule>>> = Mutex::new(None);
 
-/// Replaces the rules.
+/// Replaces the rules, all of them: after it the environment's
+/// (`USOCK_ROUTE`, `USOCK_ROUTE_FILE`, defaults) are not read.
 pub fn set(text: &str) -> Result<(), RuleError> {
     let rules = parse(text)?;
     *RULES.lock() = Some(rules);
@@ -258,18 +348,88 @@ pub fn decide(info: &SockInfo, addr: &SockAddr) -> Route {
     }
 }
 
-/// The rules when `USOCK_ROUTE` is unset: DNS stays on the kernel, so a
-/// program's name lookups (glibc's resolver calls the interposed socket())
-/// still reach the system's resolver.
+/// The defaults when neither `USOCK_ROUTE` nor `USOCK_ROUTE_DEFAULT` is
+/// set: DNS stays on the kernel, so a program's name lookups (glibc's
+/// resolver calls the interposed socket()) still reach the system's
+/// resolver.
 pub const DEFAULT_RULES: &str = "kernel :53";
 
+/// The largest rule file read (a larger one is an error, so that a wrong
+/// path such as `/dev/zero` stops the program instead of filling memory).
+pub const MAX_FILE: usize = 1 << 20;
+
+/// Reads a whole file with raw system calls: no interposed libc function
+/// and no fd of the library's table is involved. The error is the reason.
+#[cfg(feature = "std")]
+fn read_file(path: &std::ffi::OsStr) -> Result<Vec<u8>, String> {
+    use std::os::unix::ffi::OsStrExt;
+    let reason = |e: i32| std::io::Error::from_raw_os_error(e).to_string();
+    let errno = || {
+        std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EIO)
+    };
+    let c = std::ffi::CString::new(path.as_bytes())
+        .map_err(|_| String::from("a NUL byte in the name"))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(reason(errno()));
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let res = loop {
+        // SAFETY: `buf` is writable for its length for the whole call.
+        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            match errno() {
+                libc::EINTR => continue,
+                e => break Err(reason(e)),
+            }
+        }
+        if n == 0 {
+            break Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        if out.len() > MAX_FILE {
+            break Err(alloc::format!("larger than {MAX_FILE} bytes"));
+        }
+    };
+    // SAFETY: closes the fd opened above, which nothing else uses.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+    res
+}
+
+/// The rules from `USOCK_ROUTE`, `USOCK_ROUTE_FILE` and `USOCK_ROUTE_DEFAULT`
+/// ([`compose`]); one that does not parse, or a file that cannot be read,
+/// ends the process with status 2 and a message on stderr.
 #[cfg(feature = "std")]
 fn from_env() -> Vec<Rule> {
-    let text = std::env::var("USOCK_ROUTE").unwrap_or_else(|_| DEFAULT_RULES.into());
-    match parse(&text) {
+    let var = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+    let route = var("USOCK_ROUTE");
+    let defaults = var("USOCK_ROUTE_DEFAULT");
+    let path = std::env::var_os("USOCK_ROUTE_FILE");
+    let contents = path.as_deref().map(read_file);
+    let path = path.map(|p| p.to_string_lossy().into_owned());
+    let src = Sources {
+        route: route.as_deref(),
+        file: path
+            .as_deref()
+            .zip(contents.as_ref())
+            .map(|(p, c)| (p, c.as_ref().map(|v| v.as_slice()).map_err(|e| e.as_str()))),
+        defaults: defaults.as_deref(),
+    };
+    match compose(&src) {
         Ok(r) => r,
         Err(RuleError(e)) => {
-            let msg = alloc::format!("libuserspacesock: USOCK_ROUTE: {e}\n");
+            let msg = alloc::format!("libuserspacesock: {e}\n");
             // SAFETY: writes a buffer to stderr with the raw system call, then
             // ends the process: a mis-routed socket is worse than no program.
             unsafe {
@@ -318,6 +478,11 @@ mod tests {
     const TCP6: SockInfo = SockInfo {
         domain: AF_INET6,
         ty: SOCK_STREAM,
+        protocol: 0,
+    };
+    const UDP6: SockInfo = SockInfo {
+        domain: AF_INET6,
+        ty: SOCK_DGRAM,
         protocol: 0,
     };
 
@@ -381,5 +546,213 @@ mod tests {
         }
         assert!(parse("kernel tcp; user; kernel 1.2.3.4:80 inet").is_ok());
         assert_eq!(parse("").unwrap(), Vec::new());
+    }
+
+    #[test]
+    fn a_file_has_comments_blank_lines_and_rules_per_line() {
+        let text = b"# routes for the test\n\
+            \n\
+            kernel 10.0.0.0/8   # the lab\n\
+            \t  \r\n\
+            user tcp 10.1.0.0/16:80; kernel udp :5353 ;\r\n\
+            ;;\n\
+            # kernel tcp :22\n\
+            kernel [fd00::]/8";
+        let r = parse_file("f", text).unwrap();
+        assert_eq!(
+            r,
+            parse(
+                "kernel 10.0.0.0/8; user tcp 10.1.0.0/16:80; kernel udp :5353; kernel [fd00::]/8"
+            )
+            .unwrap()
+        );
+        assert_eq!(parse_file("f", b"").unwrap(), Vec::new());
+        assert_eq!(parse_file("f", b"# nothing\n\n").unwrap(), Vec::new());
+        assert_eq!(
+            decide_with(&r, &TCP4, &sa4([10, 9, 9, 9], 22)),
+            Route::Kernel,
+            "a rule after a comment"
+        );
+        assert_eq!(
+            decide_with(&r, &TCP4, &sa4([1, 2, 3, 4], 22)),
+            Route::User,
+            "a commented rule is no rule"
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_file_the_line_and_the_rule() {
+        let text = b"# comment\n\nkernel 10.0.0.0/8\nkernel tcp :80;  kernal 1.2.3.4 # typo\n";
+        let e = parse_file("/etc/usock.rules", text).unwrap_err();
+        assert_eq!(
+            e.0,
+            r#"/etc/usock.rules: line 4: rule "kernal 1.2.3.4": "kernal" is not an action (kernel or user)"#
+        );
+        let e = parse_file("r", b"\n\n\nkernel udp 10.0.0.0/33\n").unwrap_err();
+        assert_eq!(
+            e.0,
+            r#"r: line 4: rule "kernel udp 10.0.0.0/33": "10.0.0.0/33": bad prefix "33""#
+        );
+        let e = parse_file("r", b"kernel :53\nkernel \xff\n").unwrap_err();
+        assert_eq!(e.0, "r: line 2: not UTF-8");
+        // The line is the file's, counted from 1, comments and blanks included.
+        for (n, bad) in [(1, "kernel :x"), (2, "kernel [::1"), (3, "user 1.2.3")] {
+            let mut text = String::new();
+            for i in 1..=3 {
+                text.push_str(if i == n { bad } else { "# ok" });
+                text.push('\n');
+            }
+            let e = parse_file("f", text.as_bytes()).unwrap_err();
+            assert!(
+                e.0.starts_with(&alloc::format!("f: line {n}: rule {bad:?}: ")),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn route_comes_first_then_the_file_then_the_defaults() {
+        let dns = sa4([9, 9, 9, 9], 53);
+        let lab = sa4([10, 0, 0, 1], 80);
+        let file: &[u8] = b"user udp :53\nkernel 10.0.0.0/8\n";
+
+        // Nothing set: the defaults.
+        let r = compose(&Sources::default()).unwrap();
+        assert_eq!(r, parse(DEFAULT_RULES).unwrap());
+        assert_eq!(decide_with(&r, &UDP4, &dns), Route::Kernel);
+
+        // A file alone: its rules, then the defaults (which it overrides).
+        let only_file = Sources {
+            file: Some(("f", Ok(b"kernel 10.0.0.0/8"))),
+            ..Sources::default()
+        };
+        let r = compose(&only_file).unwrap();
+        assert_eq!(decide_with(&r, &TCP4, &lab), Route::Kernel);
+        assert_eq!(
+            decide_with(&r, &UDP4, &dns),
+            Route::Kernel,
+            "defaults follow"
+        );
+        let r = compose(&Sources {
+            file: Some(("f", Ok(file))),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(
+            decide_with(&r, &UDP4, &dns),
+            Route::User,
+            "the file comes before the defaults"
+        );
+        assert_eq!(decide_with(&r, &TCP4, &dns), Route::Kernel);
+
+        // USOCK_ROUTE_DEFAULT replaces the built-in defaults.
+        let r = compose(&Sources {
+            file: Some(("f", Ok(b"kernel 10.0.0.0/8"))),
+            defaults: Some("kernel unix; kernel udp6"),
+            ..Sources::default()
+        });
+        assert!(r.is_err(), "udp6 is no condition");
+        let r = compose(&Sources {
+            file: Some(("f", Ok(b"kernel 10.0.0.0/8"))),
+            defaults: Some("kernel inet6 udp"),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert_eq!(r, parse("kernel 10.0.0.0/8; kernel inet6 udp").unwrap());
+        assert_eq!(decide_with(&r, &UDP4, &dns), Route::User);
+        let mut lo = [0u8; 16];
+        lo[15] = 1;
+        assert_eq!(decide_with(&r, &UDP6, &sa6(lo, 53)), Route::Kernel);
+
+        // USOCK_ROUTE first, then the file; no defaults (as before the file).
+        let r = compose(&Sources {
+            route: Some("user 10.0.0.1; kernel udp :53"),
+            file: Some(("f", Ok(file))),
+            defaults: Some("kernel :80"),
+        })
+        .unwrap();
+        assert_eq!(
+            r,
+            parse("user 10.0.0.1; kernel udp :53; user udp :53; kernel 10.0.0.0/8").unwrap()
+        );
+        assert_eq!(
+            decide_with(&r, &TCP4, &lab),
+            Route::User,
+            "USOCK_ROUTE wins"
+        );
+        assert_eq!(
+            decide_with(&r, &TCP4, &sa4([10, 0, 0, 2], 80)),
+            Route::Kernel
+        );
+        assert_eq!(
+            decide_with(&r, &UDP4, &dns),
+            Route::Kernel,
+            "USOCK_ROUTE wins"
+        );
+        assert_eq!(decide_with(&r, &TCP4, &dns), Route::User, "no defaults");
+        let r = compose(&Sources {
+            route: Some(""),
+            ..Sources::default()
+        })
+        .unwrap();
+        assert!(
+            r.is_empty(),
+            "an empty USOCK_ROUTE still replaces the defaults"
+        );
+    }
+
+    #[test]
+    fn compose_errors_name_their_source() {
+        let e = |s: Sources<'_>| compose(&s).unwrap_err().0;
+        assert_eq!(
+            e(Sources {
+                route: Some("kernel; kernal"),
+                file: Some(("f", Ok(b"kernal"))),
+                ..Sources::default()
+            }),
+            r#"USOCK_ROUTE: rule 2: "kernal" is not an action (kernel or user)"#
+        );
+        assert_eq!(
+            e(Sources {
+                route: Some("kernel"),
+                file: Some(("/r", Ok(b"kernel\nuser :0x"))),
+                ..Sources::default()
+            }),
+            r#"USOCK_ROUTE_FILE /r: line 2: rule "user :0x": ":0x": bad port "0x""#
+        );
+        assert_eq!(
+            e(Sources {
+                file: Some(("/nope", Err("No such file or directory (os error 2)"))),
+                ..Sources::default()
+            }),
+            "USOCK_ROUTE_FILE /nope: cannot read: No such file or directory (os error 2)"
+        );
+        assert!(e(Sources {
+            defaults: Some("kernel 1.2.3.4/99"),
+            ..Sources::default()
+        })
+        .starts_with("USOCK_ROUTE_DEFAULT: rule 1: "));
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn read_file_reads_whole_files_and_reports_errors() {
+        let dir = std::env::temp_dir().join(alloc::format!("usock-route-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("rules");
+        let big: Vec<u8> = (0..10_000u32)
+            .map(|i| b"kernel :53\n"[i as usize % 11])
+            .collect();
+        std::fs::write(&f, &big).unwrap();
+        assert_eq!(read_file(f.as_os_str()).unwrap(), big);
+        let e = read_file(dir.join("missing").as_os_str()).unwrap_err();
+        assert!(e.contains("No such file"), "{e}");
+        let e = read_file(dir.as_os_str()).unwrap_err();
+        assert!(e.contains("Is a directory"), "{e}");
+        std::fs::write(&f, vec![b'#'; MAX_FILE + 1]).unwrap();
+        assert!(read_file(f.as_os_str())
+            .unwrap_err()
+            .contains("larger than"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
