@@ -410,21 +410,41 @@ impl Loopback {
             };
         }
         self.autobind(s, sock.opts)?;
-        let (target, ep) = match s.info.domain {
+        let (target, ep, src) = match s.info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(&dest, s.info.domain)?;
                 // Linux's UDP refuses destination port 0.
                 if ep.port == 0 {
                     return Err(EINVAL);
                 }
-                (self.table.lookup_ip(s.info.ty, &ep, |_| true), Some(ep))
+                let src = Self::concrete_local(s, Some(&ep));
+                let from = IpEp::parse(&src, s.info.domain).ok();
+                // As Linux scores UDP sockets: one connected to the sender
+                // first, then the unconnected ones; a socket connected to
+                // another peer never receives it.
+                let peer_is = |e: &BindEntry, want: Option<&IpEp>| {
+                    let p = e.sock.inner.lock().dgram_peer;
+                    match (p, want) {
+                        (None, None) => true,
+                        (Some(p), Some(w)) => same_ep(&p, w),
+                        _ => false,
+                    }
+                };
+                let t = from
+                    .as_ref()
+                    .and_then(|f| {
+                        self.table
+                            .lookup_ip(s.info.ty, &ep, |e| peer_is(e, Some(f)))
+                    })
+                    .or_else(|| self.table.lookup_ip(s.info.ty, &ep, |e| peer_is(e, None)));
+                (t, Some(ep), src)
             }
             _ => {
                 let name = UnixName::parse(&dest)?;
-                (self.table.lookup_unix(s.info.ty, &name)?, None)
+                let t = self.table.lookup_unix(s.info.ty, &name)?;
+                (t, None, Self::concrete_local(s, None))
             }
         };
-        let src = Self::concrete_local(s, ep.as_ref());
         let Some(t) = target else {
             if s.info.domain == AF_UNIX {
                 return Err(ECONNREFUSED);
@@ -436,9 +456,18 @@ impl Loopback {
             return Ok(());
         };
         // A connected receiver only takes datagrams from its peer; AF_UNIX
-        // tells the sender (EPERM), UDP drops silently.
-        if let Some(p) = t.sock.inner.lock().dgram_peer {
-            if p != src {
+        // tells the sender (EPERM), UDP drops silently. An IP peer is
+        // compared as an endpoint: a dual-stack AF_INET6 sender is the
+        // AF_INET peer its receiver connected to.
+        let peer = t.sock.inner.lock().dgram_peer;
+        if let Some(p) = peer {
+            let from = match ep {
+                Some(_) => IpEp::parse(&src, s.info.domain)
+                    .map(|f| same_ep(&p, &f))
+                    .unwrap_or(false),
+                None => p == src,
+            };
+            if !from {
                 return if s.info.domain == AF_UNIX {
                     Err(EPERM)
                 } else {
@@ -502,7 +531,10 @@ impl Backend for Loopback {
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
         let s = arc(&sock)?;
         self.autobind(&s, sock.opts)?;
-        if let Some(key) = s.inner.lock().key.clone() {
+        // Lock order: a shard's lock, then a socket's; never the reverse
+        // (a datagram lookup reads the bound sockets' peers under the shard).
+        let key = s.inner.lock().key.clone();
+        if let Some(key) = key {
             self.table.check_listen(&key, &s)?;
         }
         s.listening.store(true, Ordering::Release);
@@ -645,6 +677,12 @@ impl Backend for Loopback {
             let _ = upcall::refused(c.handle(), ECONNREFUSED);
         }
     }
+}
+
+/// Whether the IP address `a` (either family) is the endpoint `ep`: same
+/// address (IPv4 and its v4-mapped IPv6 form are one) and port.
+fn same_ep(a: &SockAddr, ep: &IpEp) -> bool {
+    IpEp::parse(a, a.family()).is_ok_and(|e| e.ip == ep.ip && e.port == ep.port)
 }
 
 fn arc(sock: &SockRef<'_>) -> Result<Arc<LoSock>, Errno> {
