@@ -3,6 +3,7 @@
 #   make demo     the C echo demo over the built-in loopback backend
 #   make test     every test: Rust, C against kernel and library, sanitizers, ABI
 #   make bench    benchmark against the kernel's loopback TCP (ratios)
+#   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
 #   make install PREFIX=/usr/local
 
 CARGO   ?= cargo
@@ -14,7 +15,7 @@ CFLAGS_C := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O1 -g -pthread -Iinclu
 USOCK_LIBS := -L$(LIBDIR) -Wl,--no-as-needed -luserspacesock -Wl,-rpath,$(LIBDIR)
 C_VARIANTS := kernel usock kernel-asan usock-asan kernel-tsan usock-tsan
 
-.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench install clean
+.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench bench-preload install clean
 
 all: lib
 
@@ -102,6 +103,12 @@ bench: lib
 	@mkdir -p build
 	$(CC) -O2 -Wall -Wextra -Werror -o build/passthrough bench/passthrough.c $(USOCK_LIBS) -ldl
 	build/passthrough
+
+# Unmodified programs (iperf3, redis-benchmark against redis-server, wrk
+# against nginx) under bin/usockrun against the same programs on the
+# kernel's loopback, alternating (bench/preload.sh; env RUNS, DUR, ONLY).
+bench-preload: lib
+	bench/preload.sh
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
