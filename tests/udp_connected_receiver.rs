@@ -8,6 +8,11 @@
 //!   unconnected one gets the others, and one connected to another peer
 //!   none. iperf3's UDP server relies on both: it connects its listening
 //!   socket to the first client and binds a new one on the same port.
+//!
+//! A receive waits up to 2 s for a datagram that should come and 200 ms
+//! for one that should not, so the cases also run through the cross-process
+//! backend, whose delivery is asynchronous: `USOCK_NET=DIR cargo test --test
+//! udp_connected_receiver`.
 #![cfg(feature = "std")]
 
 use std::ffi::c_void;
@@ -98,8 +103,24 @@ fn send(fd: i32, data: &[u8]) {
     assert_eq!(n, data.len() as isize);
 }
 
-/// The next datagram, not waiting: (bytes, source as AF_INET6), or None.
-fn recv_now(fd: i32) -> Option<(Vec<u8>, sockaddr_in6)> {
+/// Whether a datagram is there within `ms` milliseconds.
+fn readable(fd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let n = unsafe { usock_poll(&mut p, 1, ms) };
+    assert!(n >= 0, "poll");
+    n == 1 && p.revents & libc::POLLIN != 0
+}
+
+/// The next datagram within 2 s: (bytes, source as AF_INET6), or None.
+fn recv_from(fd: i32) -> Option<(Vec<u8>, sockaddr_in6)> {
+    if !readable(fd, 2000) {
+        return None;
+    }
     let mut buf = [0u8; 64];
     let mut from = any6(0);
     let mut len: socklen_t = 28;
@@ -122,7 +143,12 @@ fn recv_now(fd: i32) -> Option<(Vec<u8>, sockaddr_in6)> {
     Some((buf[..n as usize].to_vec(), from))
 }
 
-fn recv_plain(fd: i32) -> Option<Vec<u8>> {
+/// The next datagram: within 2 s when one is `expected`, else within
+/// 200 ms; None when none came.
+fn recv(fd: i32, expected: bool) -> Option<Vec<u8>> {
+    if !readable(fd, if expected { 2000 } else { 200 }) {
+        return None;
+    }
     let mut buf = [0u8; 64];
     // SAFETY: a valid buffer.
     let n = unsafe {
@@ -156,7 +182,7 @@ fn a_dual_stack_reply_reaches_a_connected_ipv4_client() {
     let (s, port) = server(0).unwrap();
     let c = client(port);
     send(c, b"hello");
-    let (d, from) = recv_now(s).expect("the client's datagram");
+    let (d, from) = recv_from(s).expect("the client's datagram");
     assert_eq!(d, b"hello");
     // SAFETY: sends from a valid buffer to a valid address.
     let n = unsafe {
@@ -171,13 +197,13 @@ fn a_dual_stack_reply_reaches_a_connected_ipv4_client() {
     };
     assert_eq!(n, 5);
     assert_eq!(
-        recv_plain(c).as_deref(),
+        recv(c, true).as_deref(),
         Some(&b"reply"[..]),
         "from [::]:P, the peer 127.0.0.1:P"
     );
     connect6(s, &from);
     send(s, b"connected");
-    assert_eq!(recv_plain(c).as_deref(), Some(&b"connected"[..]));
+    assert_eq!(recv(c, true).as_deref(), Some(&b"connected"[..]));
     close(c);
     close(s);
 }
@@ -188,24 +214,24 @@ fn the_socket_connected_to_the_sender_receives_its_datagrams() {
     let (l1, port) = server(0).unwrap();
     let c1 = client(port);
     send(c1, b"hello");
-    let (_, peer) = recv_now(l1).unwrap();
+    let (_, peer) = recv_from(l1).unwrap();
     // ...is connected to it, and a new socket takes the port.
     connect6(l1, &peer);
     let (l2, p2) = server(port).expect("a second bind with SO_REUSEADDR on both");
     assert_eq!(p2, port);
     send(l1, b"ready");
-    assert_eq!(recv_plain(c1).as_deref(), Some(&b"ready"[..]));
+    assert_eq!(recv(c1, true).as_deref(), Some(&b"ready"[..]));
 
     // The first client's data goes to the connected socket, not the newer.
     send(c1, b"data");
-    assert_eq!(recv_plain(l1).as_deref(), Some(&b"data"[..]));
-    assert_eq!(recv_plain(l2), None);
+    assert_eq!(recv(l1, true).as_deref(), Some(&b"data"[..]));
+    assert_eq!(recv(l2, false), None);
 
     // Another client's to the unconnected one; never to l1.
     let c2 = client(port);
     send(c2, b"second client");
-    assert_eq!(recv_plain(l2).as_deref(), Some(&b"second client"[..]));
-    assert_eq!(recv_plain(l1), None);
+    assert_eq!(recv(l2, true).as_deref(), Some(&b"second client"[..]));
+    assert_eq!(recv(l1, false), None);
 
     // Without SO_REUSEADDR the port stays taken.
     // SAFETY: library calls with valid pointers and lengths.
@@ -221,7 +247,7 @@ fn the_socket_connected_to_the_sender_receives_its_datagrams() {
     // is connected to another peer (Linux answers "port unreachable").
     close(l2);
     send(c2, b"nobody");
-    assert_eq!(recv_plain(l1), None);
+    assert_eq!(recv(l1, false), None);
     for fd in [c1, c2, l1] {
         close(fd);
     }
