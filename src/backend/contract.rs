@@ -195,4 +195,21 @@ pub trait Backend: Send + Sync {
     /// reset was sent), or an accepted connection was never accepted. No
     /// upcall naming it has any effect after this.
     fn close(&self, sock: SockRef<'_>);
+
+    /// fork() support, before the fork: take the backend's global locks
+    /// that a fork child may need (each is released by [`Self::fork_parent`]
+    /// or [`Self::fork_child`]), so that the child finds none held by a
+    /// thread that did not come along. Called with the registry locked.
+    fn fork_prepare(&self) {}
+
+    /// fork() support, in the parent after the fork: release what
+    /// [`Self::fork_prepare`] took.
+    fn fork_parent(&self) {}
+
+    /// fork() support, in the child after the fork (one thread, nothing
+    /// else of the library running yet): release what
+    /// [`Self::fork_prepare`] took and forget the parent's sockets, which
+    /// the child can never use (their `close` is never called in the
+    /// child).
+    fn fork_child(&self) {}
 }

@@ -98,6 +98,55 @@ fn install_defaults(reg: &mut Registry) {
     }
 }
 
+/// fork() support: locks the registry, then calls every backend's
+/// [`Backend::fork_prepare`]. Must be followed by [`fork_parent`] or
+/// [`fork_child`].
+#[cfg(feature = "std")]
+pub fn fork_prepare() {
+    let reg = REGISTRY.lock();
+    if let Some(v) = reg.entries.as_deref() {
+        for e in v {
+            e.backend.fork_prepare();
+        }
+    }
+    core::mem::forget(reg);
+}
+
+/// fork() support, in the parent: the backends' [`Backend::fork_parent`],
+/// then the registry's lock released.
+///
+/// # Safety
+/// Only after [`fork_prepare`] on this thread, once.
+#[cfg(feature = "std")]
+pub unsafe fn fork_parent() {
+    fork_after(false, |b| b.fork_parent());
+}
+
+/// fork() support, in the child: the backends' [`Backend::fork_child`],
+/// then the registry's lock released.
+///
+/// # Safety
+/// Only in the child of a fork that [`fork_prepare`] preceded, once.
+#[cfg(feature = "std")]
+pub unsafe fn fork_child() {
+    fork_after(true, |b| b.fork_child());
+}
+
+#[cfg(feature = "std")]
+fn fork_after(in_child: bool, f: impl Fn(&dyn Backend)) {
+    // SAFETY: fork_prepare holds the lock with its guard forgotten, and no
+    // other thread touches the registry until it is released below (this
+    // thread holds it), so reading the entries is race-free.
+    let reg = unsafe { &*REGISTRY.data_ptr() };
+    if let Some(v) = reg.entries.as_deref() {
+        for e in v {
+            f(e.backend.as_ref());
+        }
+    }
+    // SAFETY: fork_prepare took the lock and forgot its guard.
+    unsafe { crate::sync::fork_release(&REGISTRY, in_child) };
+}
+
 /// Removes a backend. Sockets it already carries keep it until they close.
 pub fn unregister(id: u64) -> bool {
     let mut reg = REGISTRY.lock();

@@ -787,6 +787,20 @@ impl Backend for FaultBackend {
         "fault"
     }
 
+    // The injector's own queues use std locks, which cannot be released in
+    // a fork child: only the wrapped backend takes part in fork.
+    fn fork_prepare(&self) {
+        self.shared.inner.fork_prepare();
+    }
+
+    fn fork_parent(&self) {
+        self.shared.inner.fork_parent();
+    }
+
+    fn fork_child(&self) {
+        self.shared.inner.fork_child();
+    }
+
     fn supports(&self, info: &SockInfo) -> bool {
         self.shared.inner.supports(info)
     }

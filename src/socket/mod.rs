@@ -109,8 +109,30 @@ pub struct Socket {
     sndtimeo: AtomicU64,
     /// Number of fds (or native handles) referring to this socket.
     refs: AtomicU32,
+    /// The fork generation of the process that created the socket: a
+    /// different one now means this is a fork child's copy.
+    fork_gen: u32,
+    /// The fork generation in which a refused use was last reported.
+    warned_gen: AtomicU32,
     /// The socket's waiters.
     pub wait: WaitQueue,
+}
+
+/// The fork generation of this process: 0 in the process that loaded the
+/// library, one more in each fork child (bumped by the child's fork
+/// handler before any other code of the child runs).
+static FORK_GEN: AtomicU32 = AtomicU32::new(0);
+
+/// This process's fork generation (see [`Socket::inherited`]).
+#[inline]
+pub fn fork_generation() -> u32 {
+    FORK_GEN.load(Ordering::Relaxed)
+}
+
+/// Starts a new fork generation: called once in a fork child, so that every
+/// socket that existed before the fork reads as inherited.
+pub fn new_fork_generation() {
+    FORK_GEN.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Validates socket() arguments the way Linux does; returns the cleaned
@@ -194,8 +216,26 @@ impl Socket {
             rcvtimeo: AtomicU64::new(0),
             sndtimeo: AtomicU64::new(0),
             refs: AtomicU32::new(1),
+            fork_gen: fork_generation(),
+            warned_gen: AtomicU32::new(fork_generation()),
             wait: WaitQueue::new(),
         }
+    }
+
+    /// Whether this is a fork child's copy of a socket its parent created:
+    /// the socket's state (buffers, accept queue, the backend's transport)
+    /// belongs to the parent, so the child may only close it. One atomic
+    /// load.
+    #[inline]
+    pub fn inherited(&self) -> bool {
+        self.fork_gen != FORK_GEN.load(Ordering::Relaxed)
+    }
+
+    /// For an inherited socket: true the first time it is refused in this
+    /// process (the caller reports it once).
+    pub fn first_refusal(&self) -> bool {
+        let g = fork_generation();
+        self.warned_gen.swap(g, Ordering::Relaxed) != g
     }
 
     /// Whether the socket is a stream socket.
@@ -349,8 +389,13 @@ impl Socket {
         self.refs.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// One fd (or handle) fewer; the last one closes the socket.
+    /// One fd (or handle) fewer; the last one closes the socket. A fork
+    /// child's copy is never closed: closing it would act on the parent's
+    /// connection (end-of-stream, the backend's close).
     pub fn drop_ref(self: &Arc<Self>) {
+        if self.inherited() {
+            return;
+        }
         if self.refs.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.close();
         }

@@ -125,3 +125,54 @@ pub fn release(h: SockHandle) {
     drop(old);
     ALLOC.lock().free.push(idx);
 }
+
+/// Chunks whose slot locks [`fork_lock`] holds.
+#[cfg(feature = "std")]
+static FORK_LOCKED: [core::sync::atomic::AtomicBool; CHUNKS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; CHUNKS];
+
+/// fork() support: takes the allocator's lock, then every slot's lock (slot
+/// locks are leaves; the allocator's is never held while a slot's is
+/// taken), so that the child finds none held by a thread that did not come
+/// along. Must be followed by [`fork_unlock`].
+#[cfg(feature = "std")]
+pub fn fork_lock() {
+    core::mem::forget(ALLOC.lock());
+    for (ci, cell) in CHUNK_PTRS.iter().enumerate() {
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`: published once, never freed.
+        let Some(c) = (unsafe { p.as_ref() }) else {
+            continue;
+        };
+        for s in c.iter() {
+            core::mem::forget(s.lock());
+        }
+        FORK_LOCKED[ci].store(true, Ordering::Relaxed);
+    }
+}
+
+/// fork() support, in the parent and in the child (`in_child`): releases
+/// what [`fork_lock`] took.
+///
+/// # Safety
+/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
+/// that forked), once.
+#[cfg(feature = "std")]
+pub unsafe fn fork_unlock(in_child: bool) {
+    for (ci, cell) in CHUNK_PTRS.iter().enumerate() {
+        if !FORK_LOCKED[ci].swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`: published once, never freed.
+        let Some(c) = (unsafe { p.as_ref() }) else {
+            continue;
+        };
+        for s in c.iter() {
+            // SAFETY: fork_lock took this lock and forgot its guard.
+            unsafe { crate::sync::fork_release(s, in_child) };
+        }
+    }
+    // SAFETY: as above.
+    unsafe { crate::sync::fork_release(&ALLOC, in_child) };
+}

@@ -11,8 +11,10 @@ use core::sync::atomic::Ordering;
 use super::*;
 use crate::sockbuf::SbError;
 
+/// The live socket `h`. A fork child's copy of its parent's socket is
+/// gone as far as upcalls are concerned: its state belongs to the parent.
 fn sock(h: SockHandle) -> Result<Arc<Socket>, Errno> {
-    slab::lookup(h).ok_or(EBADF)
+    slab::lookup(h).filter(|s| !s.inherited()).ok_or(EBADF)
 }
 
 fn sb_errno(e: SbError) -> Errno {

@@ -677,6 +677,24 @@ impl Backend for Loopback {
             let _ = upcall::refused(c.handle(), ECONNREFUSED);
         }
     }
+
+    #[cfg(feature = "std")]
+    fn fork_prepare(&self) {
+        self.table.fork_lock();
+    }
+
+    #[cfg(feature = "std")]
+    fn fork_parent(&self) {
+        // SAFETY: fork_prepare took the table's locks on this thread.
+        unsafe { self.table.fork_unlock(false) };
+    }
+
+    #[cfg(feature = "std")]
+    fn fork_child(&self) {
+        // SAFETY: fork_prepare took the table's locks on the thread that
+        // forked, the child's only thread.
+        unsafe { self.table.fork_unlock(true) };
+    }
 }
 
 /// Whether the IP address `a` (either family) is the endpoint `ep`: same

@@ -239,6 +239,37 @@ impl Table {
         Ok(())
     }
 
+    /// fork() support: takes every shard's lock (a shard's lock is held
+    /// only inside this table's methods). Released by [`Self::fork_unlock`].
+    #[cfg(feature = "std")]
+    pub fn fork_lock(&self) {
+        for sh in &self.shards {
+            core::mem::forget(sh.lock());
+        }
+    }
+
+    /// fork() support: releases what [`Self::fork_lock`] took; in the child
+    /// (`forget`) the bindings, all of the parent's sockets, are dropped:
+    /// the child's own sockets find those addresses free in its private
+    /// network, as they find no listener behind them.
+    ///
+    /// # Safety
+    /// Only after [`Self::fork_lock`] on this thread (or, in the child, on
+    /// the thread that forked), once.
+    #[cfg(feature = "std")]
+    pub unsafe fn fork_unlock(&self, forget: bool) {
+        for sh in &self.shards {
+            // SAFETY: fork_lock took this lock and forgot its guard.
+            unsafe { crate::sync::fork_release(sh, forget) };
+            if forget {
+                // Leaked, not freed: the child's copy of the parent's
+                // entries costs nothing, and a fork child of a threaded
+                // process is better off not calling the allocator.
+                core::mem::forget(core::mem::take(&mut *sh.lock()));
+            }
+        }
+    }
+
     /// Removes a socket's binding.
     pub fn unbind(&self, key: &BindKey, h: SockHandle) {
         let mut sh = self.shard(key).lock();
