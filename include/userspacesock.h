@@ -598,7 +598,8 @@ int usock_fcntl(int fd, int cmd, unsigned long arg);
 int usock_fcntl64(int fd, int cmd, unsigned long arg);
 
 /*
- ioctl(2): FIONBIO and FIONREAD on our sockets; ENOTTY for others.
+ ioctl(2): FIONBIO, FIONREAD, FIOCLEX and FIONCLEX on our sockets;
+ ENOTTY for others.
  */
 int usock_ioctl(int fd, unsigned long req, void *arg);
 

@@ -119,6 +119,11 @@ struct EpSet {
     /// the kernel first, so that kernel fds are not starved.
     kernel_first: AtomicBool,
     inner: Mutex<Inner>,
+    /// The fork generation that made the side table (see
+    /// [`Socket::inherited`]): a fork child's copy is refused.
+    fork_gen: u32,
+    /// The fork generation in which a refused use was last reported.
+    warned_gen: core::sync::atomic::AtomicU32,
 }
 
 impl Drop for EpSet {
@@ -133,6 +138,21 @@ impl Drop for EpSet {
 }
 
 impl EpSet {
+    /// A fork child's copy of its parent's side table: its eventfd and its
+    /// kernel epoll set are shared with the parent, its sockets are the
+    /// parent's. Refused (EOPNOTSUPP), with one line on stderr the first
+    /// time.
+    fn refused(&self) -> Result<(), Errno> {
+        let g = crate::socket::fork_generation();
+        if self.fork_gen == g {
+            return Ok(());
+        }
+        if self.warned_gen.swap(g, Ordering::Relaxed) != g {
+            super::fork::report_inherited(self.epfd, super::fork::Kind::Epoll);
+        }
+        Err(EOPNOTSUPP)
+    }
+
     /// Drops the registrations of closed sockets. Called with the lock held.
     fn purge(inner: &mut Inner) {
         inner.regs.retain(|r| {
@@ -202,6 +222,7 @@ impl EpSet {
     }
 
     fn ctl(&self, op: c_int, fdn: i32, sock: Arc<Socket>, ev: u32, data: u64) -> Result<(), Errno> {
+        self.refused()?;
         let mut g = self.inner.lock();
         Self::purge(&mut g);
         let pos = g
@@ -301,6 +322,35 @@ fn lookup(epfd: i32) -> Option<Arc<EpSet>> {
     SETS.lock().iter().find(|s| s.epfd == epfd).cloned()
 }
 
+/// fork() support: takes the side tables' lock, then each table's (a
+/// table's lock is never held while the list's is taken). Must be followed
+/// by [`fork_unlock`].
+pub fn fork_lock() {
+    let t = SETS.lock();
+    for set in t.iter() {
+        core::mem::forget(set.inner.lock());
+    }
+    core::mem::forget(t);
+}
+
+/// fork() support, in the parent and in the child (`in_child`): releases
+/// what [`fork_lock`] took.
+///
+/// # Safety
+/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
+/// that forked), once.
+pub unsafe fn fork_unlock(in_child: bool) {
+    // SAFETY: fork_lock holds the list's lock with its guard forgotten, so
+    // no other thread changes the list while this one reads it.
+    let t = unsafe { &*SETS.data_ptr() };
+    for set in t.iter() {
+        // SAFETY: fork_lock took this lock and forgot its guard.
+        unsafe { crate::sync::fork_release(&set.inner, in_child) };
+    }
+    // SAFETY: as above.
+    unsafe { crate::sync::fork_release(&SETS, in_child) };
+}
+
 fn last_errno() -> Errno {
     std::io::Error::last_os_error()
         .raw_os_error()
@@ -342,6 +392,8 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
             regs: Vec::new(),
             next: 0,
         }),
+        fork_gen: crate::socket::fork_generation(),
+        warned_gen: core::sync::atomic::AtomicU32::new(crate::socket::fork_generation()),
     });
     t.push(s.clone());
     set_mark(epfd, true);
@@ -405,6 +457,9 @@ pub unsafe extern "C" fn usock_epoll_ctl(
         return unsafe { real::epoll_ctl(epfd, op, fdn, event) };
     };
     guard(-1, || {
+        if super::posix::refused(fdn, &sock) {
+            return -1;
+        }
         let has_event = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
         let (ev, data) = if has_event {
             if let Err(e) = probe(event as *const u8, core::mem::size_of::<epoll_event>()) {
@@ -550,6 +605,7 @@ unsafe fn wait_mixed(
     }
     let maxu = max as usize;
     probe(ev as *const u8, maxu * core::mem::size_of::<epoll_event>())?;
+    set.refused()?;
     let (timeout, mask) = match kind {
         Kind::Wait(ms) => (super::poll::ms_timeout(ms), core::ptr::null()),
         Kind::Pwait(ms, m) => (super::poll::ms_timeout(ms), m),

@@ -9,28 +9,32 @@ use crate::fd;
 use crate::platform;
 use crate::socket::Socket;
 
-/// Gives `sock` (holding one reference) an fd. On failure the reference is
-/// dropped.
+/// A new kernel fd to hold a socket's number. It always carries FD_CLOEXEC
+/// in the kernel, whatever the caller asked for (the fd table keeps that):
+/// no eventfd standing in for a socket ever crosses exec into a new image.
+pub fn new_kfd() -> Result<i32, Errno> {
+    #[cfg(feature = "std")]
+    super::fork::activate();
+    platform::kfd_new(true)
+}
+
+/// Gives `sock` (holding one reference) an fd, with the caller's
+/// FD_CLOEXEC. On failure the reference is dropped.
 pub fn install(sock: Arc<Socket>, cloexec: bool) -> Result<i32, Errno> {
-    let fdn = match platform::kfd_new(cloexec) {
+    let fdn = match new_kfd() {
         Ok(f) => f,
         Err(e) => {
             sock.drop_ref();
             return Err(e);
         }
     };
-    if !fd::insert(fdn, sock.clone()) {
-        let _ = platform::kfd_close(fdn);
-        sock.drop_ref();
-        return Err(EMFILE);
-    }
-    Ok(fdn)
+    install_at(fdn, sock, cloexec)
 }
 
-/// Maps an fd number made beforehand (so that running out of fds is
-/// reported before a connection is taken off the accept queue).
-pub fn install_at(fdn: i32, sock: Arc<Socket>) -> Result<i32, Errno> {
-    if !fd::insert(fdn, sock.clone()) {
+/// Maps an fd number made beforehand with [`new_kfd`] (so that running out
+/// of fds is reported before a connection is taken off the accept queue).
+pub fn install_at(fdn: i32, sock: Arc<Socket>, cloexec: bool) -> Result<i32, Errno> {
+    if !fd::insert(fdn, sock.clone(), cloexec) {
         let _ = platform::kfd_close(fdn);
         sock.drop_ref();
         return Err(EMFILE);
@@ -91,9 +95,9 @@ pub fn dup_min(sock: &Arc<Socket>, fdn: i32, min: i32, cloexec: bool) -> Result<
     if min < 0 {
         return Err(EINVAL);
     }
-    let newfd = platform::kfd_dup_min(fdn, min, cloexec)?;
+    let newfd = platform::kfd_dup_min(fdn, min, true)?;
     sock.add_ref();
-    if !fd::insert(newfd, sock.clone()) {
+    if !fd::insert(newfd, sock.clone(), cloexec) {
         let _ = platform::kfd_close(newfd);
         sock.drop_ref();
         return Err(EMFILE);
@@ -118,14 +122,22 @@ pub fn dup3(old: i32, new: i32, flags: i32, is_dup2: bool) -> Option<Result<i32,
             return Err(EINVAL);
         }
         let displaced = fd::remove(new);
-        let r = platform::kfd_dup3(old, new, flags);
+        // Our sockets' kernel fds keep FD_CLOEXEC (the table has the
+        // caller's flag); a kernel fd duplicated over one of ours gets the
+        // caller's flags.
+        let kflags = if src.is_some() {
+            libc::O_CLOEXEC
+        } else {
+            flags
+        };
+        let r = platform::kfd_dup3(old, new, kflags);
         if let Some(d) = displaced {
             d.drop_ref();
         }
         let n = r?;
         if let Some(s) = src {
             s.add_ref();
-            if !fd::insert(n, s.clone()) {
+            if !fd::insert(n, s.clone(), flags & libc::O_CLOEXEC != 0) {
                 s.drop_ref();
                 return Err(EMFILE);
             }
@@ -185,9 +197,9 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
             unsafe { libc::syscall(libc::SYS_setsockopt, k, level, name, buf.as_ptr(), n) };
         }
     }
-    // FD_CLOEXEC of the number being replaced carries over.
-    let cloexec = platform::kfd_fcntl(fdn, libc::F_GETFD, 0).map_or(0, |f| f & libc::FD_CLOEXEC);
-    let r = platform::kfd_dup3(k, fdn, if cloexec != 0 { libc::O_CLOEXEC } else { 0 });
+    // The caller's FD_CLOEXEC of the number being replaced carries over.
+    let cloexec = fd::cloexec(fdn);
+    let r = platform::kfd_dup3(k, fdn, if cloexec { libc::O_CLOEXEC } else { 0 });
     let _ = platform::kfd_close(k);
     r?;
     if let Some(s) = fd::remove(fdn) {

@@ -32,6 +32,9 @@ pub mod fdops;
 /// cbindgen:ignore
 pub mod ffi;
 /// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod fork;
+/// cbindgen:ignore
 pub mod poll;
 pub mod posix;
 /// cbindgen:ignore

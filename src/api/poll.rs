@@ -86,6 +86,19 @@ fn waker() -> Result<Arc<PollSignal>, Errno> {
     })
 }
 
+/// fork() support, in the child: the forking thread's waker is the
+/// parent's eventfd (a kernel object the fork shares), and a poll of the
+/// child's draining it could swallow a wake-up meant for the parent. The
+/// child's copy is closed; its next poll makes a fresh one.
+#[cfg(feature = "std")]
+pub fn fork_child() {
+    let _ = WAKER.try_with(|w| {
+        if let Ok(mut w) = w.try_borrow_mut() {
+            *w = Waker(None);
+        }
+    });
+}
+
 #[cfg(feature = "std")]
 fn to_timespec(d: Duration) -> timespec {
     timespec {
@@ -149,6 +162,13 @@ unsafe fn poll_mixed(
     };
     let wfd = sig.efd;
     let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
+    for (s, p) in socks.iter().zip(slice.iter()) {
+        if let Some(s) = s {
+            if super::posix::refused(p.fd, s) {
+                return -1;
+            }
+        }
+    }
     let regs: Vec<Option<u64>> = socks
         .iter()
         .zip(slice.iter())

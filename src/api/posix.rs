@@ -54,6 +54,26 @@ posix_alias! {
     pselect = usock_pselect(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *const timespec, mask: *const sigset_t) -> c_int;
 }
 
+/// Whether `s`, reached through `fd`, is a fork child's copy of a socket
+/// its parent created: then the call is refused with EOPNOTSUPP (errno
+/// set), and the first refused use of the socket prints one line on stderr
+/// naming the fd. The sockets' state lives in the parent's memory and
+/// transport; only close (and the fd-level calls: dup, F_GETFD/F_SETFD,
+/// FIOCLEX/FIONCLEX, F_GETFL, fstat) work on such a copy.
+#[inline]
+pub(crate) fn refused(fd: c_int, s: &crate::socket::Socket) -> bool {
+    if !s.inherited() {
+        return false;
+    }
+    #[cfg(feature = "std")]
+    if s.first_refusal() {
+        super::fork::report_inherited(fd, super::fork::Kind::Socket);
+    }
+    let _ = fd;
+    ffi::set_errno(EOPNOTSUPP);
+    true
+}
+
 /// Routing at the first call that names an address: when the rules send
 /// this socket to the kernel (and no backend carries it yet), it becomes a
 /// kernel socket with the same fd number; true then, and the caller makes
@@ -64,7 +84,10 @@ fn routed_to_kernel(
     a: &crate::addr::SockAddr,
 ) -> Result<bool, crate::backend::contract::Errno> {
     #[cfg(feature = "std")]
-    if s.binding().is_none() && crate::route::decide(&s.info, a) == crate::route::Route::Kernel {
+    if s.binding().is_none()
+        && super::fork::route_gate(|| crate::route::decide(&s.info, a))
+            == crate::route::Route::Kernel
+    {
         fdops::to_kernel(fd, s)?;
         return Ok(true);
     }
@@ -101,7 +124,8 @@ pub unsafe extern "C" fn usock_socketpair(
                 ty: ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC),
                 protocol,
             };
-            if crate::route::decide(&info, &crate::socket::unspecified_addr(domain))
+            let unspec = crate::socket::unspecified_addr(domain);
+            if super::fork::route_gate(|| crate::route::decide(&info, &unspec))
                 == crate::route::Route::Kernel
             {
                 // SAFETY: `sv` was probed above; libc's socketpair.
@@ -131,6 +155,9 @@ pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: sockl
         return unsafe { real::bind(fd, addr, len) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         // SAFETY: `addr` is valid for `len` bytes per the bind contract.
         let a = match unsafe { ffi::read_addr(addr, len) } {
             Ok(a) => a,
@@ -152,7 +179,12 @@ pub unsafe extern "C" fn usock_listen(fd: c_int, backlog: c_int) -> c_int {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::listen(fd, backlog) };
     };
-    guard(-1, || ret_int(s.listen(backlog).map(|_| 0)))
+    guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
+        ret_int(s.listen(backlog).map(|_| 0))
+    })
 }
 
 /// Accepts a connection, like accept(2).
@@ -179,6 +211,9 @@ pub unsafe extern "C" fn usock_accept4(
         return unsafe { real::accept4(fd, addr, len, flags) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return ret_int(Err(EINVAL));
         }
@@ -187,7 +222,7 @@ pub unsafe extern "C" fn usock_accept4(
         }
         // The fd first: with none left, accept() fails with EMFILE and the
         // connection stays queued, as on Linux.
-        let kfd = match crate::platform::kfd_new(flags & SOCK_CLOEXEC != 0) {
+        let kfd = match fdops::new_kfd() {
             Ok(k) => k,
             Err(e) => return ret_int(Err(e)),
         };
@@ -202,7 +237,7 @@ pub unsafe extern "C" fn usock_accept4(
         let peer = child
             .peer_addr()
             .unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
-        let nfd = match fdops::install_at(kfd, child) {
+        let nfd = match fdops::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),
         };
@@ -223,6 +258,9 @@ pub unsafe extern "C" fn usock_connect(fd: c_int, addr: *const sockaddr, len: so
         return unsafe { real::connect(fd, addr, len) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         // SAFETY: `addr` is valid for `len` bytes per the connect contract.
         let a = match unsafe { ffi::read_addr(addr, len) } {
             Ok(a) => a,
@@ -264,6 +302,9 @@ pub unsafe extern "C" fn usock_sendto(
         return unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         // SAFETY: `buf` is valid for `len` bytes per the send contract.
         let data = match unsafe { ffi::buf(buf, len) } {
             Ok(d) => d,
@@ -299,6 +340,9 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
         return unsafe { real::sendmsg(fd, msg, flags) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
@@ -366,6 +410,9 @@ pub unsafe extern "C" fn usock_recvfrom(
         return unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         // SAFETY: `buf` is valid for `len` bytes per the recv contract.
         let b = match unsafe { ffi::buf_mut(buf, len) } {
             Ok(b) => b,
@@ -399,6 +446,9 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
         return unsafe { real::recvmsg(fd, msg, flags) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
@@ -461,6 +511,9 @@ pub unsafe extern "C" fn usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> 
         return unsafe { real::readv(fd, iov, n) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         // SAFETY: the iovec array is valid per the readv contract.
         let mut bufs = match unsafe { ffi::iov_mut(iov, n) } {
             Ok(b) => b,
@@ -478,6 +531,9 @@ pub unsafe extern "C" fn usock_writev(fd: c_int, iov: *const iovec, n: c_int) ->
         return unsafe { real::writev(fd, iov, n) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         // SAFETY: the iovec array is valid per the writev contract.
         let bufs = match unsafe { ffi::iov(iov, n) } {
             Ok(b) => b,
@@ -494,7 +550,12 @@ pub unsafe extern "C" fn usock_shutdown(fd: c_int, how: c_int) -> c_int {
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::shutdown(fd, how) };
     };
-    guard(-1, || ret_int(s.shutdown(how).map(|_| 0)))
+    guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
+        ret_int(s.shutdown(how).map(|_| 0))
+    })
 }
 
 /// close(2): the last fd of a socket closes it (end-of-stream or reset to
@@ -524,6 +585,9 @@ pub unsafe extern "C" fn usock_getsockname(
         return unsafe { real::getsockname(fd, addr, len) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if addr.is_null() || len.is_null() {
             return ret_int(Err(EFAULT));
         }
@@ -544,6 +608,9 @@ pub unsafe extern "C" fn usock_getpeername(
         return unsafe { real::getpeername(fd, addr, len) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if addr.is_null() || len.is_null() {
             return ret_int(Err(EFAULT));
         }
@@ -569,6 +636,9 @@ pub unsafe extern "C" fn usock_getsockopt(
         return unsafe { real::getsockopt(fd, level, name, val, len) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if let Err(e) = ffi::probe(len as *const u8, core::mem::size_of::<socklen_t>()) {
             return ret_int(Err(e));
         }
@@ -610,6 +680,9 @@ pub unsafe extern "C" fn usock_setsockopt(
         return unsafe { real::setsockopt(fd, level, name, val, len) };
     };
     guard(-1, || {
+        if refused(fd, &s) {
+            return -1;
+        }
         if (len as i32) < 0 {
             return ret_int(Err(EINVAL));
         }
@@ -635,8 +708,17 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
     };
     guard(-1, || match cmd {
         libc::F_GETFL => O_RDWR | if s.nonblocking() { O_NONBLOCK } else { 0 },
-        libc::F_SETFL => {
-            s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
+        // The caller's FD_CLOEXEC lives in the fd table (the kernel fd
+        // always has it: see fdops::new_kfd).
+        libc::F_GETFD => {
+            if fd::cloexec(fd) {
+                libc::FD_CLOEXEC
+            } else {
+                0
+            }
+        }
+        libc::F_SETFD => {
+            fd::set_cloexec(fd, arg as c_int & libc::FD_CLOEXEC != 0);
             0
         }
         libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(fdops::dup_min(
@@ -645,7 +727,12 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
             arg as c_int,
             cmd == libc::F_DUPFD_CLOEXEC,
         )),
-        // FD_CLOEXEC and the rest live on the kernel fd that holds the number.
+        _ if refused(fd, &s) => -1,
+        libc::F_SETFL => {
+            s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
+            0
+        }
+        // The rest live on the kernel fd that holds the number.
         _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
     })
 }
@@ -661,7 +748,8 @@ pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c
     unsafe { usock_fcntl(fd, cmd, arg) }
 }
 
-/// ioctl(2): FIONBIO and FIONREAD on our sockets; ENOTTY for others.
+/// ioctl(2): FIONBIO, FIONREAD, FIOCLEX and FIONCLEX on our sockets;
+/// ENOTTY for others.
 #[no_mangle]
 pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_int {
     let Some(s) = fd::get(fd) else {
@@ -669,6 +757,14 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         return unsafe { real::ioctl(fd, req, arg) };
     };
     guard(-1, || {
+        // FD_CLOEXEC, the caller's, in the fd table (as fcntl F_SETFD).
+        if req == libc::FIOCLEX || req == libc::FIONCLEX {
+            fd::set_cloexec(fd, req == libc::FIOCLEX);
+            return 0;
+        }
+        if refused(fd, &s) {
+            return -1;
+        }
         let p = arg as *mut c_int;
         match req {
             libc::FIONBIO => {
@@ -816,7 +912,7 @@ unsafe fn route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
     match s
         .to_str()
         .map_err(|_| ())
-        .and_then(|t| crate::route::set(t).map_err(|_| ()))
+        .and_then(|t| super::fork::route_gate(|| crate::route::set(t)).map_err(|_| ()))
     {
         Ok(()) => 0,
         Err(_) => -EINVAL,

@@ -175,4 +175,10 @@ next_fns! {
     epoll_ctl = "epoll_ctl": fn(epfd: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int;
     epoll_wait = "epoll_wait": fn(epfd: c_int, ev: *mut libc::epoll_event, n: c_int, t: c_int) -> c_int;
     epoll_pwait = "epoll_pwait": fn(epfd: c_int, ev: *mut libc::epoll_event, n: c_int, t: c_int, s: *const libc::sigset_t) -> c_int;
+    fork = "fork": fn() -> libc::pid_t;
+    execve = "execve": fn(p: *const libc::c_char, a: *const *const libc::c_char, e: *const *const libc::c_char) -> c_int;
+    execv = "execv": fn(p: *const libc::c_char, a: *const *const libc::c_char) -> c_int;
+    execvp = "execvp": fn(p: *const libc::c_char, a: *const *const libc::c_char) -> c_int;
+    execvpe = "execvpe": fn(p: *const libc::c_char, a: *const *const libc::c_char, e: *const *const libc::c_char) -> c_int;
+    fexecve = "fexecve": fn(fd: c_int, a: *const *const libc::c_char, e: *const *const libc::c_char) -> c_int;
 }

@@ -29,6 +29,9 @@ pub const MAX_FDS: usize = CHUNK * CHUNKS;
 
 struct Slot {
     ours: AtomicBool,
+    /// The caller's FD_CLOEXEC (the kernel fd holding the number always
+    /// has it, so that no socket number crosses exec as an eventfd).
+    cloexec: AtomicBool,
     sock: Mutex<Option<Arc<Socket>>>,
 }
 
@@ -71,9 +74,9 @@ pub fn get(fd: i32) -> Option<Arc<Socket>> {
     s.sock.lock().clone()
 }
 
-/// Maps `fd` (a kernel fd number we own) to `sock`. Returns false when the
-/// number is beyond the table.
-pub fn insert(fd: i32, sock: Arc<Socket>) -> bool {
+/// Maps `fd` (a kernel fd number we own) to `sock`, with the caller's
+/// FD_CLOEXEC. Returns false when the number is beyond the table.
+pub fn insert(fd: i32, sock: Arc<Socket>, cloexec: bool) -> bool {
     if fd < 0 || fd as usize >= MAX_FDS {
         return false;
     }
@@ -81,6 +84,7 @@ pub fn insert(fd: i32, sock: Arc<Socket>) -> bool {
     if cell.load(Ordering::Acquire).is_null() {
         let fresh: Box<Chunk> = Box::new(core::array::from_fn(|_| Slot {
             ours: AtomicBool::new(false),
+            cloexec: AtomicBool::new(false),
             sock: Mutex::new(None),
         }));
         let p = Box::into_raw(fresh);
@@ -98,9 +102,87 @@ pub fn insert(fd: i32, sock: Arc<Socket>) -> bool {
         }
     }
     let Some(s) = slot(fd) else { return false };
-    *s.sock.lock() = Some(sock);
+    let mut g = s.sock.lock();
+    *g = Some(sock);
+    s.cloexec.store(cloexec, Ordering::Relaxed);
     s.ours.store(true, Ordering::Release);
     true
+}
+
+/// The caller's FD_CLOEXEC of our `fd` (false when it is not ours).
+pub fn cloexec(fd: i32) -> bool {
+    slot(fd).is_some_and(|s| s.cloexec.load(Ordering::Relaxed))
+}
+
+/// Sets the caller's FD_CLOEXEC of our `fd`.
+pub fn set_cloexec(fd: i32, on: bool) {
+    if let Some(s) = slot(fd) {
+        s.cloexec.store(on, Ordering::Relaxed);
+    }
+}
+
+/// Calls `f(fd, cloexec)` for every fd that is ours now, in increasing
+/// order. Takes no lock and allocates nothing (it runs before exec, in a
+/// fork child that may hold no other lock safely).
+pub fn for_each_ours(mut f: impl FnMut(i32, bool)) {
+    for (ci, cell) in TABLE.iter().enumerate() {
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`: published once, never freed.
+        let Some(c) = (unsafe { p.as_ref() }) else {
+            continue;
+        };
+        for (si, s) in c.iter().enumerate() {
+            if s.ours.load(Ordering::Acquire) {
+                f((ci * CHUNK + si) as i32, s.cloexec.load(Ordering::Relaxed));
+            }
+        }
+    }
+}
+
+/// Chunks whose slot locks [`fork_lock`] holds.
+#[cfg(feature = "std")]
+static FORK_LOCKED: [AtomicBool; CHUNKS] = [const { AtomicBool::new(false) }; CHUNKS];
+
+/// fork() support: takes every slot's lock (they are leaves: nothing else is
+/// locked while one is held), so that the child finds none held by a thread
+/// that did not come along. Must be followed by [`fork_unlock`].
+#[cfg(feature = "std")]
+pub fn fork_lock() {
+    for (ci, cell) in TABLE.iter().enumerate() {
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`: published once, never freed.
+        let Some(c) = (unsafe { p.as_ref() }) else {
+            continue;
+        };
+        for s in c.iter() {
+            core::mem::forget(s.sock.lock());
+        }
+        FORK_LOCKED[ci].store(true, Ordering::Relaxed);
+    }
+}
+
+/// fork() support, in the parent and in the child (`in_child`): releases
+/// what [`fork_lock`] took.
+///
+/// # Safety
+/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
+/// that forked), once.
+#[cfg(feature = "std")]
+pub unsafe fn fork_unlock(in_child: bool) {
+    for (ci, cell) in TABLE.iter().enumerate() {
+        if !FORK_LOCKED[ci].swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        let p = cell.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`: published once, never freed.
+        let Some(c) = (unsafe { p.as_ref() }) else {
+            continue;
+        };
+        for s in c.iter() {
+            // SAFETY: fork_lock took this lock and forgot its guard.
+            unsafe { crate::sync::fork_release(&s.sock, in_child) };
+        }
+    }
 }
 
 /// Unmaps `fd`; returns the socket it held.

@@ -136,6 +136,13 @@ fn anchor() -> Result<i32, Errno> {
     }
 }
 
+/// Makes `fd` a duplicate of the anchor eventfd again, with FD_CLOEXEC
+/// (after a failed exec, the number of a socket whose kernel fd was
+/// replaced for the exec).
+pub fn kfd_anchor_at(fd: i32) -> Result<i32, Errno> {
+    kfd_dup3(anchor()?, fd, libc::O_CLOEXEC)
+}
+
 /// Closes a kernel fd (no libc wrapper: ours would intercept it).
 pub fn kfd_close(fd: i32) -> Result<(), Errno> {
     // SAFETY: close takes an integer.

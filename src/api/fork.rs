@@ -1,0 +1,423 @@
+//! fork, vfork and exec with user-space sockets (hosted build only).
+//!
+//! A user-space socket's state (its buffers, accept queue, the backend's
+//! transport and thread) lives in the memory of the process that created
+//! it; a fork child gets a copy of that memory but not the threads that
+//! serve it, and a copy that acted would race the parent for the same
+//! connection. So:
+//!
+//! - **fork** never deadlocks: the library's global locks (the backend
+//!   registry and each built-in backend's tables, the cross-process
+//!   transport, the epoll side tables, the socket slab and the fd table's
+//!   slots) are taken around it and released on both sides. `fork` is
+//!   interposed, and the same handlers are registered with `pthread_atfork`
+//!   (once, at the first socket) for forks that do not go through the
+//!   symbol; a thread-local flag keeps them from running twice.
+//! - **vfork** is our fork: a vfork child running library code would
+//!   corrupt the parent's memory (POSIX allows vfork to be fork).
+//! - In the **child**, every socket that existed before the fork is
+//!   *inherited*: any use but close (and dup, FD_CLOEXEC, F_GETFL, fstat)
+//!   fails with `EOPNOTSUPP`, and the first refused use prints one line on
+//!   stderr naming the fd. close() frees only the child's fd: nothing is
+//!   sent, nothing removed, nothing the parent or the peer can see. Sockets
+//!   the child makes after the fork work normally.
+//! - **exec**: the kernel fd that holds a socket's number always has
+//!   FD_CLOEXEC (the caller's flag is kept in the fd table), so no eventfd
+//!   standing in for a socket reaches a new image on any exec path. The
+//!   exec calls that can be interposed (`execve`, `execv`, `execvp`,
+//!   `execvpe`, `execveat`, `fexecve`) put, at each socket fd the caller
+//!   left without FD_CLOEXEC, an unconnected kernel socket (every read or
+//!   write of it fails with `ENOTCONN`) and say so on stderr; if the exec
+//!   fails, the sockets are put back.
+
+#![allow(clippy::missing_safety_doc)]
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use libc::{c_char, c_int, pid_t};
+
+use super::ffi::{guard, set_errno};
+use super::real;
+use crate::fd;
+use crate::platform;
+use crate::sync::Mutex;
+
+/// Set once the first socket is made: before that a fork has nothing of
+/// ours to protect.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+std::thread_local! {
+    /// This thread is inside our fork(): the pthread_atfork handlers that
+    /// libc's fork runs must not do the work a second time.
+    static IN_FORK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called before a socket's first fd is made: registers the fork handlers
+/// with pthread_atfork, once. One atomic load after the first time.
+#[inline]
+pub fn activate() {
+    if !ACTIVE.load(Ordering::Acquire) {
+        activate_slow();
+    }
+}
+
+#[cold]
+fn activate_slow() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        crate::sync::fork_support_init();
+        // SAFETY: registers three handlers that take no arguments.
+        unsafe {
+            libc::pthread_atfork(
+                Some(atfork_prepare),
+                Some(atfork_parent),
+                Some(atfork_child),
+            )
+        };
+        ACTIVE.store(true, Ordering::Release);
+    });
+}
+
+fn in_fork() -> bool {
+    IN_FORK.try_with(Cell::get).unwrap_or(false)
+}
+
+fn set_in_fork(on: bool) {
+    let _ = IN_FORK.try_with(|f| f.set(on));
+}
+
+/// Held around every call into the routing rules (`route::decide`,
+/// `route::set`). The rules' own lock is private to `route.rs`, so a fork
+/// cannot take it; it takes this gate instead, so that no thread is inside
+/// the rules at the fork and the child never finds their lock held.
+static ROUTE_GATE: Mutex<()> = Mutex::new(());
+
+/// Runs `f`, a call into `crate::route`, under the fork's route gate.
+pub(crate) fn route_gate<R>(f: impl FnOnce() -> R) -> R {
+    let _g = ROUTE_GATE.lock();
+    f()
+}
+
+/// Takes the locks a child may need, outermost first (the order in which
+/// the rest of the library nests them): the route gate, the registry, then
+/// each backend's tables (under the registry's lock), the cross-process
+/// transport, the epoll side tables, the slab's allocator and slots, the
+/// fd table's slots.
+fn prepare() {
+    core::mem::forget(ROUTE_GATE.lock());
+    crate::backend::registry::fork_prepare();
+    crate::backends::xproc::atfork_prepare();
+    super::epoll::fork_lock();
+    crate::socket::slab::fork_lock();
+    fd::fork_lock();
+}
+
+/// In the parent: releases what [`prepare`] took.
+fn parent() {
+    // SAFETY: prepare() took each of these on this thread, just before
+    // the fork.
+    unsafe {
+        fd::fork_unlock(false);
+        crate::socket::slab::fork_unlock(false);
+        super::epoll::fork_unlock(false);
+    }
+    crate::backends::xproc::atfork_parent();
+    // SAFETY: as above.
+    unsafe {
+        crate::backend::registry::fork_parent();
+        crate::sync::fork_release(&ROUTE_GATE, false);
+    }
+}
+
+/// In the child (one thread: the one that forked): a new fork generation,
+/// so that every socket made before reads as inherited; the locks released;
+/// the parent's transport connections and the backends' tables forgotten;
+/// the forking thread's poll waker (an eventfd shared with the parent)
+/// replaced.
+fn child() {
+    crate::socket::new_fork_generation();
+    // SAFETY: prepare() took each of these on the thread that forked, the
+    // child's only thread.
+    unsafe {
+        fd::fork_unlock(true);
+        crate::socket::slab::fork_unlock(true);
+        super::epoll::fork_unlock(true);
+    }
+    crate::backends::xproc::atfork_child();
+    // SAFETY: as above.
+    unsafe {
+        crate::backend::registry::fork_child();
+        crate::sync::fork_release(&ROUTE_GATE, true);
+    }
+    super::poll::fork_child();
+}
+
+extern "C" fn atfork_prepare() {
+    guard((), || {
+        if !in_fork() {
+            prepare();
+        }
+    })
+}
+
+extern "C" fn atfork_parent() {
+    guard((), || {
+        if !in_fork() {
+            parent();
+        }
+    })
+}
+
+extern "C" fn atfork_child() {
+    guard((), || {
+        if !in_fork() {
+            child();
+        }
+    })
+}
+
+/// fork(2): the library's locks are held across it; in the child, the
+/// sockets made before the fork are refused (see the module docs).
+#[no_mangle]
+pub unsafe extern "C" fn fork() -> pid_t {
+    guard(-1, || {
+        if !ACTIVE.load(Ordering::Acquire) {
+            // No socket yet. Should the first one be made during the fork,
+            // the pthread_atfork handlers registered then cover it.
+            // SAFETY: libc's fork.
+            return unsafe { real::fork() };
+        }
+        set_in_fork(true);
+        prepare();
+        // SAFETY: libc's fork (it runs the other pthread_atfork handlers).
+        let pid = unsafe { real::fork() };
+        if pid == 0 {
+            child();
+        } else {
+            // SAFETY: __errno_location is the calling thread's errno.
+            let e = unsafe { *libc::__errno_location() };
+            parent();
+            if pid < 0 {
+                set_errno(e);
+            }
+        }
+        set_in_fork(false);
+        pid
+    })
+}
+
+/// vfork(2) as fork(2): a vfork child shares the parent's memory, and the
+/// library code it would run (close, dup2, exec's preparation) would change
+/// the parent's fd table and sockets under it. POSIX allows vfork to
+/// behave as fork.
+#[no_mangle]
+pub unsafe extern "C" fn vfork() -> pid_t {
+    // SAFETY: same contract (a vfork child may do less than a fork child).
+    unsafe { fork() }
+}
+
+/// What a refused fd is.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    /// A user-space socket.
+    Socket,
+    /// An epoll fd whose side table holds user-space sockets.
+    Epoll,
+}
+
+/// Appends `s` to `buf` at `*at` (truncating at the end of `buf`).
+fn put(buf: &mut [u8], at: &mut usize, s: &[u8]) {
+    let n = s.len().min(buf.len() - *at);
+    buf[*at..*at + n].copy_from_slice(&s[..n]);
+    *at += n;
+}
+
+/// Appends the decimal digits of `v`.
+fn put_num(buf: &mut [u8], at: &mut usize, v: i32) {
+    let mut digits = [0u8; 12];
+    let mut i = digits.len();
+    let neg = v < 0;
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if neg {
+        i -= 1;
+        digits[i] = b'-';
+    }
+    put(buf, at, &digits[i..]);
+}
+
+/// Writes `head`, the fd number and `tail` as one line on stderr, with one
+/// system call and no allocation (this runs in fork children and before
+/// exec).
+fn say(head: &[u8], fd: i32, tail: &[u8]) {
+    let mut buf = [0u8; 256];
+    let mut at = 0;
+    put(&mut buf, &mut at, head);
+    put_num(&mut buf, &mut at, fd);
+    put(&mut buf, &mut at, tail);
+    // SAFETY: writes our own buffer to fd 2 with the raw system call.
+    unsafe { libc::syscall(libc::SYS_write, 2, buf.as_ptr(), at) };
+}
+
+/// The one line on stderr for the first refused use of an inherited fd.
+pub(crate) fn report_inherited(fd: i32, kind: Kind) {
+    let what: &[u8] = match kind {
+        Kind::Socket => b" is a user-space socket inherited across fork",
+        Kind::Epoll => b" is an epoll fd holding user-space sockets inherited across fork",
+    };
+    let mut tail = [0u8; 160];
+    let mut at = 0;
+    put(&mut tail, &mut at, what);
+    put(
+        &mut tail,
+        &mut at,
+        b"; only the process that created it can use it (EOPNOTSUPP)\n",
+    );
+    say(b"usock: fd ", fd, &tail[..at]);
+}
+
+/// Before an exec: every socket fd the caller left without FD_CLOEXEC gets
+/// a stand-in, an unconnected kernel AF_UNIX socket without FD_CLOEXEC, and
+/// a line on stderr. Its type is SOCK_SEQPACKET: that is the kernel socket
+/// whose read, write, send and recv all fail with ENOTCONN while
+/// unconnected (an unconnected SOCK_STREAM one reads EINVAL). The user-space
+/// socket stays in the table; its kernel fd (a duplicate of the anchor
+/// eventfd) is put back by [`after_failed_exec`].
+fn before_exec() {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    fd::for_each_ours(|n, cloexec| {
+        if cloexec {
+            return;
+        }
+        say(
+            b"usock: fd ",
+            n,
+            b" is a user-space socket and cannot cross exec; the new program gets an unconnected socket there (ENOTCONN)\n",
+        );
+        // SAFETY: socket() with integer arguments, as the raw system call
+        // (the library's socket() would make a user-space socket).
+        let k = unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_UNIX,
+                libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+                0,
+            )
+        };
+        if k < 0 {
+            // No stand-in: the number just closes at exec (FD_CLOEXEC).
+            return;
+        }
+        let _ = platform::kfd_dup3(k as i32, n, 0);
+        let _ = platform::kfd_close(k as i32);
+    });
+}
+
+/// The exec failed: every socket fd that got a stand-in holds its own
+/// number again (any duplicate of the anchor eventfd will do). errno is
+/// kept.
+fn after_failed_exec() {
+    if !ACTIVE.load(Ordering::Acquire) {
+        return;
+    }
+    // SAFETY: __errno_location is the calling thread's errno.
+    let e = unsafe { *libc::__errno_location() };
+    fd::for_each_ours(|n, cloexec| {
+        if !cloexec {
+            let _ = platform::kfd_anchor_at(n);
+        }
+    });
+    set_errno(e);
+}
+
+/// Runs one exec call between [`before_exec`] and, when it returns (it
+/// failed), [`after_failed_exec`].
+fn exec_with(f: impl FnOnce() -> c_int) -> c_int {
+    before_exec();
+    let r = f();
+    after_failed_exec();
+    r
+}
+
+/// execve(2): see the module docs for the sockets.
+#[no_mangle]
+pub unsafe extern "C" fn execve(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: libc's execve with the caller's arguments.
+    guard(-1, || {
+        exec_with(|| unsafe { real::execve(path, argv, envp) })
+    })
+}
+
+/// execv(3): see the module docs for the sockets.
+#[no_mangle]
+pub unsafe extern "C" fn execv(path: *const c_char, argv: *const *const c_char) -> c_int {
+    // SAFETY: libc's execv with the caller's arguments.
+    guard(-1, || exec_with(|| unsafe { real::execv(path, argv) }))
+}
+
+/// execvp(3): see the module docs for the sockets.
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: *const *const c_char) -> c_int {
+    // SAFETY: libc's execvp with the caller's arguments.
+    guard(-1, || exec_with(|| unsafe { real::execvp(file, argv) }))
+}
+
+/// execvpe(3): see the module docs for the sockets.
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(
+    file: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: libc's execvpe with the caller's arguments.
+    guard(-1, || {
+        exec_with(|| unsafe { real::execvpe(file, argv, envp) })
+    })
+}
+
+/// fexecve(3): see the module docs for the sockets.
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(
+    fd_: c_int,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: libc's fexecve with the caller's arguments.
+    guard(-1, || {
+        exec_with(|| unsafe { real::fexecve(fd_, argv, envp) })
+    })
+}
+
+/// execveat(2), as the system call (libc has it only from glibc 2.34, and
+/// a missing symbol must not stop the library from loading): see the
+/// module docs for the sockets.
+#[no_mangle]
+pub unsafe extern "C" fn execveat(
+    dirfd: c_int,
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+    flags: c_int,
+) -> c_int {
+    guard(-1, || {
+        exec_with(|| {
+            // SAFETY: the system call with the caller's arguments.
+            let r = unsafe { libc::syscall(libc::SYS_execveat, dirfd, path, argv, envp, flags) };
+            r as c_int
+        })
+    })
+}
