@@ -94,6 +94,7 @@ test-preload: lib
 	@echo "test-preload: no AF_INET socket reached the kernel"
 	timeout 600 tests/preload/run.sh
 	timeout 120 tests/preload/route_file.sh
+	timeout 300 tests/preload/fork.sh
 
 test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"
