@@ -28,7 +28,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::ffi::CString;
 use std::path::PathBuf;
 
@@ -101,6 +101,49 @@ fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errn
     .map(|n| n as usize)
 }
 
+/// Most bytes of datagrams one socket keeps for receivers that are full,
+/// like a UDP socket's send buffer: beyond it a datagram is dropped, as UDP
+/// may. (A kernel AF_UNIX datagram socket queues only
+/// `net.unix.max_dgram_qlen` datagrams, 10 by default, before the sender
+/// gets EAGAIN: without this queue a burst lost nearly everything.)
+const DGRAM_QUEUE_MAX: usize = 1 << 20;
+
+/// A datagram socket's queue of datagrams waiting for room at a receiver.
+struct DgramQueue {
+    q: VecDeque<(libc::sockaddr_un, u32, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// One non-blocking sendmsg of a datagram made of `parts` to the AF_UNIX
+/// address `a`.
+fn send_dgram_to(kfd: i32, a: &libc::sockaddr_un, len: u32, parts: &[&[u8]]) -> Result<(), Errno> {
+    let mut iov = [libc::iovec {
+        iov_base: core::ptr::null_mut(),
+        iov_len: 0,
+    }; 3];
+    for (v, p) in iov.iter_mut().zip(parts) {
+        v.iov_base = p.as_ptr() as *mut libc::c_void;
+        v.iov_len = p.len();
+    }
+    // SAFETY: all-zero is a valid msghdr; the fields set below point at
+    // live values.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_name = a as *const libc::sockaddr_un as *mut libc::c_void;
+    msg.msg_namelen = len;
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = parts.len().min(iov.len());
+    // SAFETY: sendmsg reads the live buffers `msg` points at.
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            kfd,
+            &msg as *const libc::msghdr,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    })
+    .map(|_| ())
+}
+
 /// What a kernel fd watched by the transport thread is for.
 enum Role {
     Listener,
@@ -118,6 +161,8 @@ struct Conn {
     listener: SockHandle,
     /// Bytes the kernel has not taken yet.
     out: Mutex<VecDeque<u8>>,
+    /// Datagrams a full receiver could not take yet (a datagram socket).
+    dq: Mutex<DgramQueue>,
     /// Bytes read but not yet a whole frame (transport thread only).
     inbuf: Mutex<Vec<u8>>,
     /// The peer sent end-of-stream (its socket closing after it is normal).
@@ -176,6 +221,42 @@ impl Conn {
         self.send(t, &[&hdr, f.addr, f.payload])
     }
 
+    /// Sends a datagram to the port file at `a`, behind any datagrams
+    /// already waiting; one that finds its receiver full waits in the queue
+    /// (the transport thread retries it), or is dropped when the queue is
+    /// full. A datagram nobody is bound to receive is dropped, as UDP does.
+    fn dgram(&self, t: &Transport, a: &libc::sockaddr_un, len: u32, parts: &[&[u8]]) {
+        let mut q = self.dq.lock();
+        self.flush_dgrams(t, &mut q);
+        if q.q.is_empty() && send_dgram_to(self.kfd, a, len, parts) != Err(EAGAIN) {
+            return;
+        }
+        let size: usize = parts.iter().map(|p| p.len()).sum();
+        if q.bytes + size > DGRAM_QUEUE_MAX {
+            return;
+        }
+        if q.q.is_empty() {
+            t.dgram_waiting.fetch_add(1, Ordering::AcqRel);
+        }
+        q.q.push_back((*a, len, parts.concat()));
+        q.bytes += size;
+    }
+
+    /// Sends what waits in `q` until a receiver is still full.
+    fn flush_dgrams(&self, t: &Transport, q: &mut DgramQueue) {
+        if q.q.is_empty() {
+            return;
+        }
+        while let Some((a, len, bytes)) = q.q.front() {
+            if send_dgram_to(self.kfd, a, *len, &[bytes]) == Err(EAGAIN) {
+                return;
+            }
+            q.bytes -= bytes.len();
+            q.q.pop_front();
+        }
+        t.dgram_waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+
     fn control(&self, t: &Transport, what: u64, value: u64, payload: &[u8]) -> Result<(), Errno> {
         self.frame(
             t,
@@ -221,6 +302,9 @@ struct Transport {
     conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
     /// The transport thread's buffer for incoming datagrams.
     dgram_buf: Mutex<Vec<u8>>,
+    /// Datagram sockets with datagrams waiting for a full receiver: while
+    /// any, the transport thread retries them every millisecond.
+    dgram_waiting: AtomicUsize,
 }
 
 impl Transport {
@@ -299,6 +383,14 @@ impl Transport {
         if c.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        {
+            let mut q = c.dq.lock();
+            if !q.q.is_empty() {
+                q.q.clear();
+                q.bytes = 0;
+                self.dgram_waiting.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
         self.conns.lock().remove(&c.kfd);
         if let Ok(epfd) = self.epfd() {
             // SAFETY: removing our own fd from our epoll set.
@@ -319,8 +411,13 @@ impl Transport {
     fn run(&self, epfd: i32) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
+            let waiting = self.dgram_waiting.load(Ordering::Acquire) > 0;
+            let ms = if waiting { 1 } else { -1 };
             // SAFETY: epoll_wait into our own array.
-            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, -1) };
+            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, ms) };
+            if waiting {
+                self.retry_dgrams();
+            }
             if n < 0 {
                 continue;
             }
@@ -343,6 +440,21 @@ impl Transport {
                     }
                 }
             }
+        }
+    }
+
+    /// Retries the datagrams waiting for full receivers.
+    fn retry_dgrams(&self) {
+        let socks: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .values()
+            .filter(|c| matches!(c.role, Role::Dgram))
+            .cloned()
+            .collect();
+        for c in socks {
+            let mut q = c.dq.lock();
+            c.flush_dgrams(self, &mut q);
         }
     }
 
@@ -563,6 +675,10 @@ impl Conn {
             handle: AtomicU64::new(handle.0),
             listener,
             out: Mutex::new(VecDeque::new()),
+            dq: Mutex::new(DgramQueue {
+                q: VecDeque::new(),
+                bytes: 0,
+            }),
             inbuf: Mutex::new(Vec::new()),
             got_fin: AtomicBool::new(false),
             up: AtomicBool::new(false),
@@ -576,6 +692,7 @@ static TRANSPORT: Transport = Transport {
     epfd: AtomicI32::new(-1),
     conns: Mutex::new(BTreeMap::new()),
     dgram_buf: Mutex::new(Vec::new()),
+    dgram_waiting: AtomicUsize::new(0),
 };
 
 fn transport() -> &'static Transport {
@@ -903,29 +1020,8 @@ impl Backend for XProc {
                 let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
                 let (a, len) = unix_addr(&self.path(SOCK_DGRAM, ep.port))?;
                 // Bound now, by the caller or by the autobind above.
-                let k = x.conn.lock().as_ref().ok_or(EINVAL)?.kfd;
-                let mut iov = [&hdr[..], out.addr, out.payload].map(|p| libc::iovec {
-                    iov_base: p.as_ptr() as *mut libc::c_void,
-                    iov_len: p.len(),
-                });
-                // SAFETY: all-zero is a valid msghdr; the fields set below
-                // point at live values.
-                let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-                msg.msg_name = &a as *const libc::sockaddr_un as *mut libc::c_void;
-                msg.msg_namelen = len;
-                msg.msg_iov = iov.as_mut_ptr();
-                msg.msg_iovlen = iov.len();
-                // SAFETY: sendmsg reads the live buffers `msg` points at.
-                let r = unsafe {
-                    libc::syscall(
-                        libc::SYS_sendmsg,
-                        k,
-                        &msg as *const libc::msghdr,
-                        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                    )
-                };
-                // Nobody there, or the receiver is full: dropped, as UDP does.
-                let _ = r;
+                let c = x.conn.lock().clone().ok_or(EINVAL)?;
+                c.dgram(transport(), &a, len, &[&hdr[..], out.addr, out.payload]);
                 Ok(())
             }
         }
@@ -1005,6 +1101,7 @@ pub fn atfork_child() {
         // SAFETY: closing the child's copy of an inherited kernel socket.
         unsafe { libc::syscall(libc::SYS_close, kfd) };
     }
+    TRANSPORT.dgram_waiting.store(0, Ordering::Release);
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {
         // SAFETY: closing the child's copy of the parent's epoll fd.
