@@ -95,6 +95,7 @@ test-preload: lib
 	timeout 600 tests/preload/run.sh
 	timeout 120 tests/preload/route_file.sh
 	timeout 300 tests/preload/fork.sh
+	timeout 120 tests/preload/peercred.sh
 
 test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"

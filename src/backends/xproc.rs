@@ -144,6 +144,63 @@ fn send_dgram_to(kfd: i32, a: &libc::sockaddr_un, len: u32, parts: &[&[u8]]) -> 
     .map(|_| ())
 }
 
+/// Whether the process at the other end of the connected AF_UNIX socket
+/// `kfd` runs as our effective user. The network directory is 0700, so this
+/// is the second wall: a socket file made reachable by hand (or a
+/// directory shared on purpose) still admits no other user's process.
+fn peer_is_us(kfd: i32) -> bool {
+    // SAFETY: all-zero is a valid ucred.
+    let mut cred: libc::ucred = unsafe { core::mem::zeroed() };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getsockopt,
+            kfd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred,
+            &mut len as *mut libc::socklen_t,
+        )
+    };
+    // SAFETY: geteuid has no preconditions.
+    r == 0 && cred.uid == unsafe { libc::geteuid() }
+}
+
+/// The sender's user id from the SCM_CREDENTIALS message that SO_PASSCRED
+/// makes the kernel attach to every datagram received. File descriptors a
+/// peer passed along (nothing of ours sends any) are closed.
+fn sender_uid(msg: &libc::msghdr) -> Option<libc::uid_t> {
+    let mut uid = None;
+    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk its control
+    // buffer within msg_controllen.
+    let mut cm = unsafe { libc::CMSG_FIRSTHDR(msg) };
+    while !cm.is_null() {
+        // SAFETY: `cm` points at a complete header inside the buffer.
+        let h = unsafe { &*cm };
+        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS {
+            // SAFETY: an SCM_CREDENTIALS message carries one ucred; the
+            // data may be unaligned.
+            let cred: libc::ucred =
+                unsafe { core::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const libc::ucred) };
+            uid = Some(cred.uid);
+        } else if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
+            // SAFETY: as above, for the header's own length.
+            let data = unsafe { libc::CMSG_DATA(cm) };
+            let n = (h.cmsg_len as usize).saturating_sub(data as usize - cm as usize) / 4;
+            for i in 0..n {
+                // SAFETY: `n` ints lie inside this message.
+                let fd = unsafe { core::ptr::read_unaligned((data as *const i32).add(i)) };
+                // SAFETY: closing a descriptor the kernel just gave us.
+                unsafe { libc::syscall(libc::SYS_close, fd) };
+            }
+        }
+        // SAFETY: as above.
+        cm = unsafe { libc::CMSG_NXTHDR(msg, cm) };
+    }
+    uid
+}
+
 /// What a kernel fd watched by the transport thread is for.
 enum Role {
     Listener,
@@ -502,6 +559,12 @@ impl Transport {
             if k < 0 {
                 return;
             }
+            if !peer_is_us(k as i32) {
+                // Another user's process: it sees its connection closed.
+                // SAFETY: closing the socket we just accepted.
+                unsafe { libc::syscall(libc::SYS_close, k) };
+                continue;
+            }
             let c = Arc::new(Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle()));
             let _ = self.add(c);
         }
@@ -637,21 +700,38 @@ impl Transport {
         if buf.is_empty() {
             buf.resize(wire::MAX_FRAME_LEN.min(256 * 1024), 0);
         }
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
         loop {
-            // SAFETY: reads into our own buffer.
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            // Room for one SCM_CREDENTIALS message (SO_PASSCRED is on).
+            let mut cbuf = [0u64; 8];
+            // SAFETY: all-zero is a valid msghdr; the fields set below point
+            // at live buffers.
+            let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
+            msg.msg_controllen = core::mem::size_of_val(&cbuf);
+            // SAFETY: recvmsg writes into the buffers `msg` describes.
             let r = unsafe {
                 libc::syscall(
-                    libc::SYS_recvfrom,
+                    libc::SYS_recvmsg,
                     c.kfd,
-                    buf.as_mut_ptr(),
-                    buf.len(),
-                    libc::MSG_DONTWAIT,
-                    0usize,
-                    0usize,
+                    &mut msg as *mut libc::msghdr,
+                    libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
                 )
             };
             if r <= 0 {
                 return;
+            }
+            // Another user's process (the directory is 0700, so only a
+            // socket file opened up by hand lets one in): dropped unread.
+            if sender_uid(&msg) != Some(me) {
+                continue;
             }
             // A malformed datagram is dropped, nothing else.
             if let Ok((mut f, _)) = wire::decode_unsummed(&buf[..r as usize]) {
@@ -791,6 +871,21 @@ impl XProc {
             // SAFETY: bind with a valid address.
             let r = unsafe { libc::syscall(libc::SYS_bind, k, &a as *const _, len) };
             if r == 0 {
+                if ty == SOCK_DGRAM {
+                    // Every datagram then carries its sender's credentials.
+                    let one: i32 = 1;
+                    // SAFETY: setsockopt reads one int.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_setsockopt,
+                            k,
+                            libc::SOL_SOCKET,
+                            libc::SO_PASSCRED,
+                            &one as *const i32,
+                            4,
+                        )
+                    };
+                }
                 return Ok((k, path));
             }
             let e = errno();
@@ -956,6 +1051,13 @@ impl Backend for XProc {
             if e == ECONNREFUSED && self.stale(SOCK_STREAM, &a, len) {
                 let _ = std::fs::remove_file(&path);
             }
+            let _ = upcall::refused(sock.handle, ECONNREFUSED);
+            return Ok(());
+        }
+        if !peer_is_us(k) {
+            // Another user's listener: as if nobody listened.
+            // SAFETY: closing our own socket.
+            unsafe { libc::syscall(libc::SYS_close, k) };
             let _ = upcall::refused(sock.handle, ECONNREFUSED);
             return Ok(());
         }
