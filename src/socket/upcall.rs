@@ -126,8 +126,10 @@ pub fn incoming(listener: SockHandle, state: SockState) -> Result<SockHandle, Er
 pub fn connected(h: SockHandle) -> Result<(), Errno> {
     let s = sock(h)?;
     let parent = s.ctl.lock().parent.take();
-    s.clear(F_CONNECTING);
+    // Connected before no longer connecting: a waiting connect() that saw
+    // neither flag would report a refusal.
     s.set(F_CONNECTED | F_BOUND);
+    s.clear(F_CONNECTING);
     if let Some(p) = parent {
         let Some(l) = p.upgrade() else {
             s.abort();
@@ -168,17 +170,27 @@ pub fn refused(h: SockHandle, err: Errno) -> Result<(), Errno> {
     if !s.has(F_CONNECTING) {
         return Err(EINVAL);
     }
-    s.clear(F_CONNECTING);
+    // The error before the end of connecting, for the same reason as in
+    // `connected`.
     s.set_error(if err > 0 { err } else { ECONNREFUSED });
+    s.clear(F_CONNECTING);
     Ok(())
 }
 
 /// The connection of socket `h` was reset: data already in order is still
 /// read, then recv() and send() report `err` once (ECONNRESET, or EPIPE when
-/// the peer had already closed), then ENOTCONN / EPIPE.
+/// the peer had already closed), then ENOTCONN / EPIPE. A reset that comes
+/// while a connect still waits for its outcome ends it with ECONNREFUSED.
 pub fn reset(h: SockHandle, err: Errno) -> Result<(), Errno> {
     let s = sock(h)?;
     if s.has(F_RESET) {
+        return Ok(());
+    }
+    if s.has(F_CONNECTING) && !s.has(F_CONNECTED) && s.ctl.lock().parent.is_none() {
+        // A reset before the connection was up ends the connect, as a
+        // reset answering a SYN does on Linux: ECONNREFUSED.
+        s.set_error(ECONNREFUSED);
+        s.clear(F_CONNECTING);
         return Ok(());
     }
     s.ctl.lock().so_error = if err > 0 { err } else { ECONNRESET };
