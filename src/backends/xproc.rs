@@ -573,10 +573,22 @@ impl Transport {
     /// The peer's socket went away: end-of-stream if it had said so,
     /// otherwise a reset.
     fn lost(&self, c: &Conn) {
-        if !c.got_fin.load(Ordering::Acquire) && c.up.load(Ordering::Acquire) {
-            let _ = upcall::reset(c.handle(), ECONNRESET);
-        } else if !c.up.load(Ordering::Acquire) && c.handle().0 != 0 {
-            let _ = upcall::refused(c.handle(), ECONNREFUSED);
+        if c.got_fin.load(Ordering::Acquire) {
+            self.remove(c);
+        } else {
+            self.fail(c);
+        }
+    }
+
+    /// Ends connection `c` on a peer's fault (it vanished, or broke the
+    /// protocol): an established connection is reset, one still being set
+    /// up is refused (which also frees its place in a listener's backlog).
+    fn fail(&self, c: &Conn) {
+        let h = c.handle();
+        if c.up.load(Ordering::Acquire) {
+            let _ = upcall::reset(h, ECONNRESET);
+        } else if h.0 != 0 {
+            let _ = upcall::refused(h, ECONNREFUSED);
         }
         self.remove(c);
     }
@@ -619,19 +631,17 @@ impl Transport {
                     Ok((f, n)) => {
                         used += n;
                         if self.on_frame(c, &f).is_err() {
-                            // Refused: reset this connection only.
+                            // Against the protocol: this connection only.
                             drop(inb);
-                            let _ = upcall::reset(c.handle(), ECONNRESET);
-                            self.remove(c);
+                            self.fail(c);
                             return;
                         }
                     }
                     Err(wire::WireError::Short { .. }) => break,
                     Err(_) => {
-                        // Malformed: reset this connection only.
+                        // Malformed: this connection only.
                         drop(inb);
-                        let _ = upcall::reset(c.handle(), ECONNRESET);
-                        self.remove(c);
+                        self.fail(c);
                         return;
                     }
                 }
@@ -640,11 +650,19 @@ impl Transport {
         }
     }
 
+    /// One frame of connection `c`. An error means the peer broke the
+    /// protocol (or the frontend refused what it sent): the caller ends the
+    /// connection. The protocol: the client's first frame is HELLO, the
+    /// server's first is ACCEPT; data and WINDOW frames only after them.
     fn on_frame(&self, c: &Arc<Conn>, f: &wire::Fragment<'_>) -> Result<(), Errno> {
         let h = &f.header;
+        let up = c.up.load(Ordering::Acquire);
+        // A client's connection carries its socket from the start; an
+        // accepted one gets its socket at HELLO.
+        let server_side = c.handle().0 != c.listener.0;
         if h.kind == wire::FragKind::Dgram {
             match h.conn {
-                CTL_HELLO => {
+                CTL_HELLO if server_side && c.handle().0 == 0 => {
                     // A client: make the accepted socket.
                     let ls = crate::socket::slab::lookup(c.listener).ok_or(ECONNREFUSED)?;
                     let st = XSock::new(ls.info);
@@ -657,6 +675,7 @@ impl Transport {
                     }
                     let state: SockState = st.clone();
                     let ch = upcall::incoming(c.listener, state)?;
+                    // From here a failure refuses `ch` (see `fail`).
                     c.handle.store(ch.0, Ordering::Release);
                     let local = st
                         .local
@@ -667,7 +686,7 @@ impl Transport {
                     c.up.store(true, Ordering::Release);
                     upcall::connected(ch)?;
                 }
-                CTL_ACCEPT => {
+                CTL_ACCEPT if !server_side && !up => {
                     let ch = c.handle();
                     if let Some(s) = crate::socket::slab::lookup(ch) {
                         if let Some(x) = s.backend_state::<XSock>() {
@@ -678,18 +697,25 @@ impl Transport {
                     }
                     c.up.store(true, Ordering::Release);
                     upcall::credit(ch, h.offset)?;
-                    c.control(self, CTL_WINDOW, upcall::window(ch)?, &[])?;
+                    // Connected before anything else can fail: a server
+                    // that is already gone shows as end-of-stream or a
+                    // reset, never as a connect that waits forever.
                     upcall::connected(ch)?;
+                    let _ = c.control(self, CTL_WINDOW, upcall::window(ch)?, &[]);
                 }
-                CTL_WINDOW => upcall::credit(c.handle(), h.offset)?,
-                _ => return Err(EINVAL),
+                CTL_WINDOW if up => upcall::credit(c.handle(), h.offset)?,
+                _ => return Err(libc::EPROTO),
             }
             return Ok(());
+        }
+        if !up {
+            return Err(libc::EPROTO);
         }
         if h.flags & wire::FLAG_FIN != 0 {
             c.got_fin.store(true, Ordering::Release);
         }
         match upcall::deliver(c.handle(), f) {
+            // EBADF: the socket was closed here; its peer learns of it.
             Ok(()) | Err(EBADF) => Ok(()),
             Err(e) => Err(e),
         }
