@@ -35,8 +35,9 @@ test-header: lib
 
 test-rust:
 	$(CARGO) test --release
-	@echo "== stress_load again, through the cross-process backend (USOCK_NET)"
+	@echo "== stress_load and udp_connected_receiver again, through the cross-process backend (USOCK_NET)"
 	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
+	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test udp_connected_receiver; r=$$?; rm -rf $$d; exit $$r
 
 test-c: lib
 	$(MAKE) -C c-tests $(C_VARIANTS)

@@ -114,6 +114,47 @@ struct DgramQueue {
     bytes: usize,
 }
 
+/// A datagram port of this process: its kernel socket and file, and the
+/// frontend sockets bound to it (several when all set SO_REUSEADDR, or all
+/// SO_REUSEPORT, as Linux allows: iperf3's UDP server connects its socket
+/// to the first client and binds a new one on the same port). Sharing a
+/// port between processes is refused (EADDRINUSE).
+struct DgramPort {
+    conn: Arc<Conn>,
+    path: PathBuf,
+    /// In bind order.
+    members: Vec<(SockHandle, SockOpts)>,
+}
+
+/// This process's datagram ports. Lock order: before the transport's
+/// `conns`.
+static DGRAM_PORTS: Mutex<BTreeMap<u16, DgramPort>> = Mutex::new(BTreeMap::new());
+
+/// Which socket on `port` receives a datagram from `src`, as Linux scores
+/// them: one connected to `src` (compared as an endpoint, so IPv4 and its
+/// v4-mapped form are the same), else the most recently bound unconnected
+/// one, never one connected to another peer.
+fn dgram_receiver(port: u16, src: &SockAddr) -> Option<SockHandle> {
+    let from = IpEp::parse(src, src.family()).ok()?;
+    let ports = DGRAM_PORTS.lock();
+    let mut unconnected = None;
+    for &(h, _) in &ports.get(&port)?.members {
+        let Some(s) = crate::socket::slab::lookup(h) else {
+            continue;
+        };
+        let Some(x) = s.backend_state::<XSock>() else {
+            continue;
+        };
+        let peer = *x.peer.lock();
+        match peer.and_then(|p| IpEp::parse(&p, p.family()).ok()) {
+            Some(p) if (p.ip, p.port) == (from.ip, from.port) => return Some(h),
+            Some(_) => {}
+            None => unconnected = Some(h),
+        }
+    }
+    unconnected
+}
+
 /// One non-blocking sendmsg of a datagram made of `parts` to the AF_UNIX
 /// address `a`.
 fn send_dgram_to(kfd: i32, a: &libc::sockaddr_un, len: u32, parts: &[&[u8]]) -> Result<(), Errno> {
@@ -212,6 +253,8 @@ enum Role {
 struct Conn {
     kfd: i32,
     role: Role,
+    /// The port of a datagram socket (0 for the others).
+    port: u16,
     /// The frontend socket it serves (0 until known, for an accepted one).
     handle: AtomicU64,
     /// The listener an accepted connection came through.
@@ -764,10 +807,13 @@ impl Transport {
                 let Some(src) = SockAddr::from_bytes(f.addr) else {
                     continue;
                 };
-                let src = seen_as(&src, family_of(c.handle()));
+                let Some(h) = dgram_receiver(c.port, &src) else {
+                    continue;
+                };
+                let src = seen_as(&src, family_of(h));
                 f.addr = src.as_bytes();
                 f.header.addr_len = f.addr.len() as u16;
-                let _ = upcall::deliver(c.handle(), &f);
+                let _ = upcall::deliver(h, &f);
             }
         }
     }
@@ -778,6 +824,7 @@ impl Conn {
         Conn {
             kfd,
             role,
+            port: 0,
             handle: AtomicU64::new(handle.0),
             listener,
             out: Mutex::new(VecDeque::new()),
@@ -969,7 +1016,32 @@ impl XProc {
         r != 0 && e == ECONNREFUSED
     }
 
-    fn bind_ep(&self, x: &XSock, h: SockHandle, ep: IpEp) -> Result<SockAddr, Errno> {
+    fn bind_ep(
+        &self,
+        x: &XSock,
+        h: SockHandle,
+        ep: IpEp,
+        opts: SockOpts,
+    ) -> Result<SockAddr, Errno> {
+        let dgram = x.info.ty == SOCK_DGRAM;
+        // Held across the bind so two binds of one port cannot both miss
+        // the table.
+        let mut ports = DGRAM_PORTS.lock();
+        if dgram && ep.port != 0 {
+            if let Some(p) = ports.get_mut(&ep.port) {
+                let shareable = p.members.iter().all(|(_, o)| {
+                    (o.reuseaddr && opts.reuseaddr) || (o.reuseport && opts.reuseport)
+                });
+                if !shareable {
+                    return Err(EADDRINUSE);
+                }
+                p.members.push((h, opts));
+                *x.conn.lock() = Some(p.conn.clone());
+                let a = ep.to_sockaddr(x.info.domain);
+                *x.local.lock() = Some(a);
+                return Ok(a);
+            }
+        }
         let (port, k, path) = if ep.port != 0 {
             let (k, p) = self.bind_port(x.info.ty, ep.port)?;
             (ep.port, k, p)
@@ -978,6 +1050,9 @@ impl XProc {
             for _ in 0..4096 {
                 let n = self.next_port.fetch_add(1, Ordering::Relaxed);
                 let port = 32768 + (n % 28232) as u16;
+                if dgram && ports.contains_key(&port) {
+                    continue;
+                }
                 if let Ok((k, p)) = self.bind_port(x.info.ty, port) {
                     found = Some((port, k, p));
                     break;
@@ -985,20 +1060,44 @@ impl XProc {
             }
             found.ok_or(EADDRINUSE)?
         };
-        let role = if x.info.ty == SOCK_STREAM {
-            Role::Listener
-        } else {
-            Role::Dgram
-        };
-        let c = Arc::new(Conn::new(k, role, h, h));
-        if x.info.ty == SOCK_DGRAM {
+        let c = if dgram {
+            let c = Arc::new(Conn {
+                port,
+                ..Conn::new(k, Role::Dgram, h, h)
+            });
             transport().add(c.clone())?;
-        }
+            ports.insert(
+                port,
+                DgramPort {
+                    conn: c.clone(),
+                    path,
+                    members: alloc::vec![(h, opts)],
+                },
+            );
+            c
+        } else {
+            *x.path.lock() = Some(path);
+            Arc::new(Conn::new(k, Role::Listener, h, h))
+        };
         *x.conn.lock() = Some(c);
-        *x.path.lock() = Some(path);
         let a = IpEp { port, ..ep }.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(a);
         Ok(a)
+    }
+
+    /// Takes datagram socket `h` off its port; returns the port's kernel
+    /// socket and file when it was the last one there.
+    fn leave_port(&self, x: &XSock, h: SockHandle) -> Option<(Arc<Conn>, PathBuf)> {
+        let local = (*x.local.lock())?;
+        let port = IpEp::parse(&local, local.family()).ok()?.port;
+        let mut ports = DGRAM_PORTS.lock();
+        let p = ports.get_mut(&port)?;
+        p.members.retain(|(m, _)| *m != h);
+        if let Some(&(next, _)) = p.members.first() {
+            p.conn.handle.store(next.0, Ordering::Release);
+            return None;
+        }
+        ports.remove(&port).map(|p| (p.conn, p.path))
     }
 
     fn autobind(&self, x: &XSock, h: SockHandle) -> Result<(), Errno> {
@@ -1009,7 +1108,7 @@ impl XProc {
             &crate::socket::unspecified_addr(x.info.domain),
             x.info.domain,
         )?;
-        self.bind_ep(x, h, any).map(|_| ())
+        self.bind_ep(x, h, any, SockOpts::default()).map(|_| ())
     }
 }
 
@@ -1038,7 +1137,7 @@ impl Backend for XProc {
         if !ep.is_local() {
             return Err(EADDRNOTAVAIL);
         }
-        self.bind_ep(x, sock.handle, ep)
+        self.bind_ep(x, sock.handle, ep, sock.opts)
     }
 
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
@@ -1175,6 +1274,16 @@ impl Backend for XProc {
 
     fn close(&self, sock: SockRef<'_>) {
         let Ok(x) = xs(&sock) else { return };
+        if x.info.ty == SOCK_DGRAM {
+            x.conn.lock().take();
+            // The port's socket and file go with its last socket.
+            if let Some((c, path)) = self.leave_port(x, sock.handle) {
+                c.closing.store(true, Ordering::Release);
+                transport().flush(&c);
+                let _ = std::fs::remove_file(path);
+            }
+            return;
+        }
         if let Some(c) = x.conn.lock().take() {
             // Queued bytes (the FIN among them) go out first: the transport
             // thread closes the kernel socket when its queue is empty.
@@ -1204,6 +1313,7 @@ pub fn default_dir() -> PathBuf {
 /// another thread. Must be followed by [`atfork_parent`] or
 /// [`atfork_child`].
 pub fn atfork_prepare() {
+    core::mem::forget(DGRAM_PORTS.lock());
     core::mem::forget(TRANSPORT.conns.lock());
 }
 
@@ -1212,7 +1322,10 @@ pub fn atfork_prepare() {
 pub fn atfork_parent() {
     // SAFETY: atfork_prepare left the lock held by this thread, with its
     // guard forgotten.
-    unsafe { TRANSPORT.conns.force_unlock() };
+    unsafe {
+        TRANSPORT.conns.force_unlock();
+        DGRAM_PORTS.force_unlock();
+    }
 }
 
 /// fork() support, in the child after fork: the parent's transport thread
@@ -1222,7 +1335,13 @@ pub fn atfork_parent() {
 /// starts an empty transport; the child's own new sockets get a new thread.
 pub fn atfork_child() {
     // SAFETY: as in atfork_parent; the child has only this thread.
-    unsafe { TRANSPORT.conns.force_unlock() };
+    unsafe {
+        TRANSPORT.conns.force_unlock();
+        DGRAM_PORTS.force_unlock();
+    }
+    // The parent's ports stay the parent's: the child's copies of their
+    // kernel sockets are closed below, their files are not touched.
+    core::mem::take(&mut *DGRAM_PORTS.lock());
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
         c.closed.store(true, Ordering::Release);
