@@ -420,6 +420,8 @@ impl Transport {
             .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
+                // SAFETY: registers a plain function with no preconditions.
+                unsafe { libc::atexit(flush_at_exit) };
                 let t: &'static Transport = transport();
                 std::thread::Builder::new()
                     .name("usock-xproc".into())
@@ -746,7 +748,12 @@ impl Transport {
                     upcall::connected(ch)?;
                     let _ = c.control(self, CTL_WINDOW, upcall::window(ch)?, &[]);
                 }
-                CTL_WINDOW if up => upcall::credit(c.handle(), h.offset)?,
+                CTL_WINDOW if up => match upcall::credit(c.handle(), h.offset) {
+                    // EBADF: the socket was closed here while its last bytes
+                    // still leave; the peer's window no longer matters.
+                    Ok(()) | Err(EBADF) => {}
+                    Err(e) => return Err(e),
+                },
                 _ => return Err(libc::EPROTO),
             }
             return Ok(());
@@ -837,6 +844,51 @@ impl Conn {
             up: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How long a process that exits waits for its queued bytes to leave.
+const EXIT_FLUSH: core::time::Duration = core::time::Duration::from_secs(5);
+
+/// At exit(): the transport thread dies with the process, so bytes still
+/// queued for a peer (a sender may queue up to the peer's window, several
+/// MiB, more than the kernel socket holds) are written out here, with the
+/// FINs of closed sockets among them; the kernel then delivers what it
+/// holds before the end-of-stream, as it does after a TCP close.
+extern "C" fn flush_at_exit() {
+    transport().flush_all(crate::platform::deadline_after(EXIT_FLUSH));
+}
+
+impl Transport {
+    /// Writes out every queued byte, waiting for room until `deadline`.
+    fn flush_all(&self, deadline: Option<crate::platform::Deadline>) {
+        let pending: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .values()
+            .filter(|c| !c.out.lock().is_empty())
+            .cloned()
+            .collect();
+        for c in pending {
+            loop {
+                self.flush(&c);
+                if c.out.lock().is_empty() || c.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                let left = deadline.map_or(core::time::Duration::ZERO, crate::platform::time_left);
+                if left.is_zero() {
+                    return;
+                }
+                let mut p = libc::pollfd {
+                    fd: c.kfd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                let ms = left.as_millis().clamp(1, 100) as i32;
+                // SAFETY: poll on one live pollfd.
+                unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, ms) };
+            }
         }
     }
 }
