@@ -35,6 +35,52 @@ TEST_FAM(so_type_domain_protocol_acceptconn)
     close(d);
 }
 
+/* A requested buffer size is clamped to net.core.rmem_max / wmem_max, then
+ * doubled; an accepted TCP socket inherits its listener's SO_RCVBUF. */
+static long sysctl_long(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long v = 212992;
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = 212992;
+        fclose(f);
+    }
+    return v;
+}
+
+TEST_FAM(so_rcvbuf_clamped_and_inherited)
+{
+    if (!is_inet(fam))
+        return;
+    long rmax = sysctl_long("/proc/sys/net/core/rmem_max");
+    long wmax = sysctl_long("/proc/sys/net/core/wmem_max");
+    int big = 8 << 20;
+    int d = tl_bound(fam, SOCK_STREAM);
+    setint(d, SOL_SOCKET, SO_RCVBUF, big);
+    setint(d, SOL_SOCKET, SO_SNDBUF, big);
+    CHECK_EQ(getint(d, SOL_SOCKET, SO_RCVBUF), 2 * (rmax < big ? rmax : big));
+    CHECK_EQ(getint(d, SOL_SOCKET, SO_SNDBUF), 2 * (wmax < big ? wmax : big));
+    close(d);
+
+    int l = tl_bound(fam, SOCK_STREAM);
+    setint(l, SOL_SOCKET, SO_RCVBUF, 100000);
+    int want = getint(l, SOL_SOCKET, SO_RCVBUF);
+    CHECK_EQ(want, 200000);
+    OK(listen(l, 4));
+    struct sockaddr_storage ss;
+    socklen_t n = tl_name(l, &ss);
+    int c = socket(tl_domain(fam), SOCK_STREAM, 0);
+    OK(c);
+    OK(connect(c, (struct sockaddr *)&ss, n));
+    int s = accept(l, NULL, NULL);
+    OK(s);
+    CHECK_EQ(getint(s, SOL_SOCKET, SO_RCVBUF), want);
+    close(s);
+    close(c);
+    close(l);
+}
+
 TEST_FAM(so_rcvbuf_sndbuf)
 {
     int c, s;

@@ -24,6 +24,18 @@ const fn parse(v: Option<&str>, default: usize) -> usize {
 
 /// Receive window of a stream socket (`USOCK_STREAM_RCVBUF`, bytes).
 pub const STREAM_RCVBUF: usize = parse(option_env!("USOCK_STREAM_RCVBUF"), 256 * 1024);
+/// Largest receive window autotuning grows a stream socket to
+/// (`USOCK_STREAM_RCVBUF_MAX`, bytes): Linux's `tcp_rmem` maximum (6 MiB)
+/// hosted; without std the window stays at [`STREAM_RCVBUF`] unless this is
+/// set.
+pub const STREAM_RCVBUF_MAX: usize = parse(
+    option_env!("USOCK_STREAM_RCVBUF_MAX"),
+    if cfg!(feature = "std") {
+        6 << 20
+    } else {
+        STREAM_RCVBUF
+    },
+);
 /// Receive buffer of a datagram socket (`USOCK_DGRAM_RCVBUF`, bytes).
 pub const DGRAM_RCVBUF: usize = parse(option_env!("USOCK_DGRAM_RCVBUF"), 212_992);
 /// Partial datagrams kept per socket (`USOCK_MAX_PARTIALS`).

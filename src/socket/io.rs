@@ -73,19 +73,22 @@ impl Socket {
         let so_far = |got: usize, e: Errno| if got > 0 { Ok(got) } else { Err(e) };
         let mut got = 0usize;
         loop {
-            let n = {
+            let (n, grew) = {
                 let _g = self.rx_lock.lock();
-                if peek {
+                let n = if peek {
                     peek_into(sb, bufs)
                 } else if flags & MSG_TRUNC != 0 {
                     discard(sb, want - got)
                 } else {
                     read_into(sb, bufs, got)
-                }
+                };
+                (n, n > 0 && !peek && self.autotune(sb, n))
             };
             if n > 0 {
                 got += n;
-                if !peek {
+                if grew {
+                    self.advertise_window_now();
+                } else if !peek {
                     self.advertise_window();
                 }
                 if !waitall || got >= want {

@@ -16,7 +16,7 @@ mod io;
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::SockAddr;
 use crate::backend::contract::{
@@ -52,6 +52,13 @@ pub(crate) const F_CLOSED: u32 = 1 << 6;
 pub(crate) const F_ERROR: u32 = 1 << 7;
 pub(crate) const F_BOUND: u32 = 1 << 8;
 pub(crate) const F_FIN_SENT: u32 = 1 << 9;
+/// A reader that consumes a window's worth within this long of the previous
+/// one is held back by the window (see `Socket::autotune`): 128 MB/s for
+/// the default 256 KiB.
+const AUTOTUNE_PERIOD: core::time::Duration = core::time::Duration::from_millis(2);
+
+/// SO_RCVBUF was set: the receive window is not autotuned (as on Linux).
+pub(crate) const F_RCVBUF_SET: u32 = 1 << 10;
 
 /// The backend that carries a socket, set once at selection.
 pub(crate) struct Binding {
@@ -101,6 +108,10 @@ pub struct Socket {
     tx_limit: AtomicU64,
     /// Window end last told to the backend.
     pub(crate) advertised: AtomicU64,
+    /// Receive-window autotuning: bytes read since `tune_start`.
+    tune_bytes: AtomicUsize,
+    /// When the current autotuning measurement began.
+    tune_start: Mutex<Option<crate::platform::Deadline>>,
     flags: AtomicU32,
     nonblock: AtomicBool,
     accept_len: AtomicU32,
@@ -210,6 +221,8 @@ impl Socket {
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
             advertised: AtomicU64::new(0),
+            tune_bytes: AtomicUsize::new(0),
+            tune_start: Mutex::new(None),
             flags: AtomicU32::new(0),
             nonblock: AtomicBool::new(nonblock),
             accept_len: AtomicU32::new(0),
@@ -486,6 +499,35 @@ impl Socket {
         if let Some(b) = self.binding() {
             b.backend.window(self.sref(b), end);
         }
+    }
+
+    /// Receive-window autotuning, a simplified form of Linux's dynamic
+    /// right-sizing: when the reader consumed a whole window within
+    /// [`AUTOTUNE_PERIOD`] of the previous whole window, the window, not the
+    /// reader, limits the sender, so it doubles, up to
+    /// [`STREAM_RCVBUF_MAX`](crate::config::STREAM_RCVBUF_MAX). Off once
+    /// SO_RCVBUF was set, as on Linux. Called with `rx_lock` held after
+    /// `n` bytes were read; returns whether the window grew (the caller
+    /// then advertises it).
+    pub(crate) fn autotune(&self, sb: &StreamBuf, n: usize) -> bool {
+        let cap = sb.capacity();
+        if cap >= crate::config::STREAM_RCVBUF_MAX || self.has(F_RCVBUF_SET) {
+            return false;
+        }
+        if self.tune_bytes.fetch_add(n, Ordering::Relaxed) + n < cap {
+            return false;
+        }
+        self.tune_bytes.store(0, Ordering::Relaxed);
+        let now = crate::platform::now();
+        let fast = {
+            let mut start = self.tune_start.lock();
+            let fast =
+                start.is_some_and(|s| crate::platform::time_between(s, now) < AUTOTUNE_PERIOD);
+            *start = Some(now);
+            fast
+        };
+        let grown = cap.saturating_mul(2).min(crate::config::STREAM_RCVBUF_MAX);
+        fast && sb.set_capacity(grown).is_ok()
     }
 
     /// Current receive window end (stream sockets), for a backend's initial

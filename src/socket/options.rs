@@ -2,13 +2,46 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING};
+use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
 
-/// Linux's net.core.rmem_max / wmem_max: a requested buffer size is clamped
-/// to it, then doubled.
+/// Linux's default net.core.rmem_max / wmem_max: a requested buffer size
+/// is clamped to the limit, then doubled. Hosted, the machine's own limits
+/// are read once (the kernel is the reference a program compares with).
 const BUF_MAX: usize = 212_992;
+
+/// The clamp of SO_RCVBUF (`rcv`) or SO_SNDBUF requests.
+fn buf_max(rcv: bool) -> usize {
+    #[cfg(feature = "std")]
+    {
+        use core::sync::atomic::AtomicUsize;
+        static LIMITS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
+        let cell = &LIMITS[usize::from(rcv)];
+        let known = cell.load(Ordering::Relaxed);
+        if known != 0 {
+            return known;
+        }
+        let path = if rcv {
+            "/proc/sys/net/core/rmem_max"
+        } else {
+            "/proc/sys/net/core/wmem_max"
+        };
+        let v = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| t.trim().parse::<usize>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(BUF_MAX)
+            .min(i32::MAX as usize / 2);
+        cell.store(v, Ordering::Relaxed);
+        v
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = rcv;
+        BUF_MAX
+    }
+}
 /// Smallest receive buffer Linux allows (SOCK_MIN_RCVBUF, roughly).
 const RCVBUF_MIN: usize = 2304;
 /// Smallest send buffer Linux allows (SOCK_MIN_SNDBUF, roughly).
@@ -257,17 +290,18 @@ impl Socket {
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
                 SO_SNDBUF => int(|o, v| {
                     o.sndbuf = (v.max(0) as usize)
-                        .min(BUF_MAX)
+                        .min(buf_max(false))
                         .saturating_mul(2)
                         .max(SNDBUF_MIN)
                 }),
                 SO_RCVBUF => {
                     let v = int_arg(val)?;
                     let cap = (v.max(0) as usize)
-                        .min(BUF_MAX)
+                        .min(buf_max(true))
                         .saturating_mul(2)
                         .max(RCVBUF_MIN);
                     Ok(Box::new(move |s: &Socket| {
+                        s.set(F_RCVBUF_SET);
                         let _g = s.rx_lock.lock();
                         // Shrinking below what is buffered is refused by the
                         // Socket Buffer; Linux never fails here, it only

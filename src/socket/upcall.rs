@@ -112,6 +112,14 @@ pub fn incoming(listener: SockHandle, state: SockState) -> Result<SockHandle, Er
     };
     child.bind_backend(backend, state);
     child.set(F_BOUND);
+    if l.has(F_RCVBUF_SET) {
+        // An accepted socket starts with its listener's SO_RCVBUF (and, as
+        // on Linux, without autotuning).
+        if let (Rx::Stream(lsb), Rx::Stream(csb)) = (&l.rx, &child.rx) {
+            let _ = csb.set_capacity(lsb.capacity());
+        }
+        child.set(F_RCVBUF_SET);
+    }
     {
         let lo = l.ctl.lock().opts;
         let mut c = child.ctl.lock();
