@@ -1,34 +1,43 @@
 //! The cross-process backend: user-space sockets of different processes
 //! that share a network directory reach each other.
 //!
-//! Transport: kernel AF_UNIX sockets in the directory. Why: they are local
-//! only, carry the owner's permissions (the directory is 0700, so another
+//! Transport: kernel AF_UNIX stream sockets in the directory. Why: they are
+//! local only, carry the owner's permissions (the directory is 0700, and
+//! both ends check the other's credentials with SO_PEERCRED, so another
 //! user's processes cannot reach in), report a dead peer at once (EOF or
-//! ECONNRESET on its socket: the frontend turns that into end-of-stream or a
-//! reset, never a hang), and need no shared-memory bookkeeping. Shared rings
-//! would be faster; this is the robust first transport.
+//! ECONNRESET on its socket: the frontend turns that into end-of-stream or
+//! a reset, never a hang), cannot corrupt bytes (frames go unsummed), and
+//! need no shared-memory bookkeeping. Measured against the kernel's
+//! loopback (`make bench-preload`), bulk transfer is on par once windows
+//! autotune; what remains is the transport thread's extra wake-up per
+//! message (request/response loads).
 //!
-//! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`;
-//!   a datagram port an AF_UNIX datagram socket `DIR/u<port>`. Ports are
-//!   shared by AF_INET and AF_INET6 (every address is local).
+//! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`,
+//!   a datagram port one at `DIR/u<port>`. Ports are shared by AF_INET and
+//!   AF_INET6 (every address is local).
 //! - A stream connection is one AF_UNIX stream connection carrying frames in
 //!   the portable encoding (`backend::wire`): data with FIN/RST flags, and
 //!   control frames (datagram-kind frames whose `conn` field names them):
 //!   HELLO (client address), ACCEPT (initial window, server address),
 //!   WINDOW (new receive window end).
+//! - Datagrams to a port travel on a link: one AF_UNIX stream from this
+//!   process to that port, shared by all our sockets sending there, each
+//!   frame naming its source (see `DGRAM_LINKS` for why not AF_UNIX
+//!   datagrams).
 //! - One transport thread per process reads every kernel socket through
 //!   epoll and makes the upcalls; writes go out from the caller's thread and
 //!   what the kernel cannot take at once is queued and flushed by the
 //!   transport thread (operations never block).
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
-//! - A malformed frame resets that connection and nothing else.
+//! - A malformed frame, or one against the protocol, ends that connection
+//!   (or link) and nothing else.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::ffi::CString;
 use std::path::PathBuf;
 
@@ -101,18 +110,10 @@ fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errn
     .map(|n| n as usize)
 }
 
-/// Most bytes of datagrams one socket keeps for receivers that are full,
-/// like a UDP socket's send buffer: beyond it a datagram is dropped, as UDP
-/// may. (A kernel AF_UNIX datagram socket queues only
-/// `net.unix.max_dgram_qlen` datagrams, 10 by default, before the sender
-/// gets EAGAIN: without this queue a burst lost nearly everything.)
+/// Most bytes of datagrams a link to a receiver keeps while the kernel
+/// socket is full, like a UDP socket's send buffer: beyond it a datagram is
+/// dropped, as UDP may.
 const DGRAM_QUEUE_MAX: usize = 1 << 20;
-
-/// A datagram socket's queue of datagrams waiting for room at a receiver.
-struct DgramQueue {
-    q: VecDeque<(libc::sockaddr_un, u32, Vec<u8>)>,
-    bytes: usize,
-}
 
 /// A datagram port of this process: its kernel socket and file, and the
 /// frontend sockets bound to it (several when all set SO_REUSEADDR, or all
@@ -155,36 +156,6 @@ fn dgram_receiver(port: u16, src: &SockAddr) -> Option<SockHandle> {
     unconnected
 }
 
-/// One non-blocking sendmsg of a datagram made of `parts` to the AF_UNIX
-/// address `a`.
-fn send_dgram_to(kfd: i32, a: &libc::sockaddr_un, len: u32, parts: &[&[u8]]) -> Result<(), Errno> {
-    let mut iov = [libc::iovec {
-        iov_base: core::ptr::null_mut(),
-        iov_len: 0,
-    }; 3];
-    for (v, p) in iov.iter_mut().zip(parts) {
-        v.iov_base = p.as_ptr() as *mut libc::c_void;
-        v.iov_len = p.len();
-    }
-    // SAFETY: all-zero is a valid msghdr; the fields set below point at
-    // live values.
-    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-    msg.msg_name = a as *const libc::sockaddr_un as *mut libc::c_void;
-    msg.msg_namelen = len;
-    msg.msg_iov = iov.as_mut_ptr();
-    msg.msg_iovlen = parts.len().min(iov.len());
-    // SAFETY: sendmsg reads the live buffers `msg` points at.
-    sys(unsafe {
-        libc::syscall(
-            libc::SYS_sendmsg,
-            kfd,
-            &msg as *const libc::msghdr,
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    })
-    .map(|_| ())
-}
-
 /// Whether the process at the other end of the connected AF_UNIX socket
 /// `kfd` runs as our effective user. The network directory is 0700, so this
 /// is the second wall: a socket file made reachable by hand (or a
@@ -208,45 +179,49 @@ fn peer_is_us(kfd: i32) -> bool {
     r == 0 && cred.uid == unsafe { libc::geteuid() }
 }
 
-/// The sender's user id from the SCM_CREDENTIALS message that SO_PASSCRED
-/// makes the kernel attach to every datagram received. File descriptors a
-/// peer passed along (nothing of ours sends any) are closed.
-fn sender_uid(msg: &libc::msghdr) -> Option<libc::uid_t> {
-    let mut uid = None;
-    // SAFETY: `msg` was filled by recvmsg; the CMSG macros walk its control
-    // buffer within msg_controllen.
-    let mut cm = unsafe { libc::CMSG_FIRSTHDR(msg) };
-    while !cm.is_null() {
-        // SAFETY: `cm` points at a complete header inside the buffer.
-        let h = unsafe { &*cm };
-        if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_CREDENTIALS {
-            // SAFETY: an SCM_CREDENTIALS message carries one ucred; the
-            // data may be unaligned.
-            let cred: libc::ucred =
-                unsafe { core::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const libc::ucred) };
-            uid = Some(cred.uid);
-        } else if h.cmsg_level == libc::SOL_SOCKET && h.cmsg_type == libc::SCM_RIGHTS {
-            // SAFETY: as above, for the header's own length.
-            let data = unsafe { libc::CMSG_DATA(cm) };
-            let n = (h.cmsg_len as usize).saturating_sub(data as usize - cm as usize) / 4;
-            for i in 0..n {
-                // SAFETY: `n` ints lie inside this message.
-                let fd = unsafe { core::ptr::read_unaligned((data as *const i32).add(i)) };
-                // SAFETY: closing a descriptor the kernel just gave us.
-                unsafe { libc::syscall(libc::SYS_close, fd) };
-            }
+/// Links of this process to other sockets' datagram ports, by port: one
+/// AF_UNIX stream each, shared by all our sockets sending there (a frame
+/// names its source). A stream, not an AF_UNIX datagram socket: the kernel
+/// queues only `net.unix.max_dgram_qlen` datagrams (10 by default) on one
+/// of those, while a stream holds a socket buffer's worth and is read in
+/// batches. Lock order: after `DGRAM_PORTS`, before the transport's
+/// `conns`.
+static DGRAM_LINKS: Mutex<BTreeMap<u16, Arc<Conn>>> = Mutex::new(BTreeMap::new());
+
+/// Forgets link `c` if it is still the link to its port.
+fn drop_link(c: &Conn) -> Option<u16> {
+    let mut links = DGRAM_LINKS.lock();
+    match links.get(&c.port) {
+        Some(l) if core::ptr::eq(Arc::as_ptr(l), c) => {
+            links.remove(&c.port);
+            Some(c.port)
         }
-        // SAFETY: as above.
-        cm = unsafe { libc::CMSG_NXTHDR(msg, cm) };
+        _ => None,
     }
-    uid
+}
+
+/// How a read of a kernel socket's frames ended.
+enum ReadEnd {
+    /// Nothing more to read now.
+    Again,
+    /// The peer closed, or the socket failed.
+    Closed,
+    /// A malformed frame, or one its handler refused.
+    Bad,
 }
 
 /// What a kernel fd watched by the transport thread is for.
 enum Role {
+    /// A listening stream port.
     Listener,
+    /// A stream connection.
     Stream,
+    /// A datagram port: a listener for links from senders.
     Dgram,
+    /// A link from a sender to one of our datagram ports.
+    DgramIn,
+    /// A link to another socket's datagram port (read only to see it end).
+    DgramOut,
 }
 
 /// One kernel socket of the transport.
@@ -261,8 +236,6 @@ struct Conn {
     listener: SockHandle,
     /// Bytes the kernel has not taken yet.
     out: Mutex<VecDeque<u8>>,
-    /// Datagrams a full receiver could not take yet (a datagram socket).
-    dq: Mutex<DgramQueue>,
     /// Bytes read but not yet a whole frame (transport thread only).
     inbuf: Mutex<Vec<u8>>,
     /// The peer sent end-of-stream (its socket closing after it is normal).
@@ -321,40 +294,14 @@ impl Conn {
         self.send(t, &[&hdr, f.addr, f.payload])
     }
 
-    /// Sends a datagram to the port file at `a`, behind any datagrams
-    /// already waiting; one that finds its receiver full waits in the queue
-    /// (the transport thread retries it), or is dropped when the queue is
-    /// full. A datagram nobody is bound to receive is dropped, as UDP does.
-    fn dgram(&self, t: &Transport, a: &libc::sockaddr_un, len: u32, parts: &[&[u8]]) {
-        let mut q = self.dq.lock();
-        self.flush_dgrams(t, &mut q);
-        if q.q.is_empty() && send_dgram_to(self.kfd, a, len, parts) != Err(EAGAIN) {
-            return;
-        }
+    /// Sends a datagram's frame on a link unless the link already queues
+    /// [`DGRAM_QUEUE_MAX`] bytes (then it is dropped, as UDP may).
+    fn datagram(&self, t: &Transport, parts: &[&[u8]]) -> Result<(), Errno> {
         let size: usize = parts.iter().map(|p| p.len()).sum();
-        if q.bytes + size > DGRAM_QUEUE_MAX {
-            return;
+        if self.out.lock().len() + size > DGRAM_QUEUE_MAX {
+            return Ok(());
         }
-        if q.q.is_empty() {
-            t.dgram_waiting.fetch_add(1, Ordering::AcqRel);
-        }
-        q.q.push_back((*a, len, parts.concat()));
-        q.bytes += size;
-    }
-
-    /// Sends what waits in `q` until a receiver is still full.
-    fn flush_dgrams(&self, t: &Transport, q: &mut DgramQueue) {
-        if q.q.is_empty() {
-            return;
-        }
-        while let Some((a, len, bytes)) = q.q.front() {
-            if send_dgram_to(self.kfd, a, *len, &[bytes]) == Err(EAGAIN) {
-                return;
-            }
-            q.bytes -= bytes.len();
-            q.q.pop_front();
-        }
-        t.dgram_waiting.fetch_sub(1, Ordering::AcqRel);
+        self.send(t, parts)
     }
 
     fn control(&self, t: &Transport, what: u64, value: u64, payload: &[u8]) -> Result<(), Errno> {
@@ -400,11 +347,6 @@ fn family_of(h: SockHandle) -> i32 {
 struct Transport {
     epfd: AtomicI32,
     conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
-    /// The transport thread's buffer for incoming datagrams.
-    dgram_buf: Mutex<Vec<u8>>,
-    /// Datagram sockets with datagrams waiting for a full receiver: while
-    /// any, the transport thread retries them every millisecond.
-    dgram_waiting: AtomicUsize,
 }
 
 impl Transport {
@@ -485,14 +427,7 @@ impl Transport {
         if c.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        {
-            let mut q = c.dq.lock();
-            if !q.q.is_empty() {
-                q.q.clear();
-                q.bytes = 0;
-                self.dgram_waiting.fetch_sub(1, Ordering::AcqRel);
-            }
-        }
+
         self.conns.lock().remove(&c.kfd);
         if let Ok(epfd) = self.epfd() {
             // SAFETY: removing our own fd from our epoll set.
@@ -513,13 +448,8 @@ impl Transport {
     fn run(&self, epfd: i32) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
-            let waiting = self.dgram_waiting.load(Ordering::Acquire) > 0;
-            let ms = if waiting { 1 } else { -1 };
             // SAFETY: epoll_wait into our own array.
-            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, ms) };
-            if waiting {
-                self.retry_dgrams();
-            }
+            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, -1) };
             if n < 0 {
                 continue;
             }
@@ -536,27 +466,13 @@ impl Transport {
                     != 0
                 {
                     match c.role {
-                        Role::Listener => self.accept(&c),
+                        Role::Listener | Role::Dgram => self.accept(&c),
                         Role::Stream => self.read_stream(&c),
-                        Role::Dgram => self.read_dgram(&c),
+                        Role::DgramIn => self.read_datagrams(&c),
+                        Role::DgramOut => self.link_readable(&c),
                     }
                 }
             }
-        }
-    }
-
-    /// Retries the datagrams waiting for full receivers.
-    fn retry_dgrams(&self) {
-        let socks: Vec<Arc<Conn>> = self
-            .conns
-            .lock()
-            .values()
-            .filter(|c| matches!(c.role, Role::Dgram))
-            .cloned()
-            .collect();
-        for c in socks {
-            let mut q = c.dq.lock();
-            c.flush_dgrams(self, &mut q);
         }
     }
 
@@ -610,8 +526,16 @@ impl Transport {
                 unsafe { libc::syscall(libc::SYS_close, k) };
                 continue;
             }
-            let c = Arc::new(Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle()));
-            let _ = self.add(c);
+            let c = if matches!(l.role, Role::Dgram) {
+                // A sender's link to this datagram port.
+                Conn {
+                    port: l.port,
+                    ..Conn::new(k as i32, Role::DgramIn, SockHandle(0), SockHandle(0))
+                }
+            } else {
+                Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle())
+            };
+            let _ = self.add(Arc::new(c));
         }
     }
 
@@ -639,6 +563,22 @@ impl Transport {
     }
 
     fn read_stream(&self, c: &Arc<Conn>) {
+        match self.read_frames(c, |f| self.on_frame(c, f)) {
+            ReadEnd::Again => {}
+            ReadEnd::Closed => self.lost(c),
+            // Malformed, or against the protocol: this connection only.
+            ReadEnd::Bad => self.fail(c),
+        }
+    }
+
+    /// Reads what the kernel holds for `c` and hands every whole frame to
+    /// `on`, until the kernel socket is empty, ends, or a frame is bad (a
+    /// decoding error, or an error from `on`).
+    fn read_frames(
+        &self,
+        c: &Conn,
+        mut on: impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+    ) -> ReadEnd {
         // Reads land straight behind the bytes of an unfinished frame, and
         // frames are decoded where they lie.
         const READ: usize = 256 * 1024;
@@ -660,12 +600,10 @@ impl Transport {
                 )
             };
             if r == 0 || (r < 0 && errno() != EAGAIN) {
-                drop(inb);
-                self.lost(c);
-                return;
+                return ReadEnd::Closed;
             }
             if r < 0 {
-                return;
+                return ReadEnd::Again;
             }
             let len = inb.len() + r as usize;
             // SAFETY: the kernel initialised the `r` bytes after the old end.
@@ -675,24 +613,46 @@ impl Transport {
                 match wire::decode_unsummed(&inb[used..]) {
                     Ok((f, n)) => {
                         used += n;
-                        if self.on_frame(c, &f).is_err() {
-                            // Against the protocol: this connection only.
-                            drop(inb);
-                            self.fail(c);
-                            return;
+                        if on(&f).is_err() {
+                            return ReadEnd::Bad;
                         }
                     }
                     Err(wire::WireError::Short { .. }) => break,
-                    Err(_) => {
-                        // Malformed: this connection only.
-                        drop(inb);
-                        self.fail(c);
-                        return;
-                    }
+                    Err(_) => return ReadEnd::Bad,
                 }
             }
             inb.drain(..used);
         }
+    }
+
+    /// Datagrams on a sender's link to one of our ports.
+    fn read_datagrams(&self, c: &Conn) {
+        let end = self.read_frames(c, |f| {
+            if f.header.kind != wire::FragKind::Dgram {
+                return Err(libc::EPROTO);
+            }
+            let src = SockAddr::from_bytes(f.addr).ok_or(libc::EPROTO)?;
+            // Nobody on the port takes it: dropped, as UDP does.
+            if let Some(h) = dgram_receiver(c.port, &src) {
+                let src = seen_as(&src, family_of(h));
+                let mut f = *f;
+                f.addr = src.as_bytes();
+                f.header.addr_len = f.addr.len() as u16;
+                let _ = upcall::deliver(h, &f);
+            }
+            Ok(())
+        });
+        if !matches!(end, ReadEnd::Again) {
+            self.remove(c);
+        }
+    }
+
+    /// A link of ours to another datagram port became readable: its
+    /// receiver sends nothing, so it closed (or broke the protocol). The
+    /// link goes; the next datagram to that port opens a new one.
+    fn link_readable(&self, c: &Arc<Conn>) {
+        drop_link(c);
+        self.remove(c);
     }
 
     /// One frame of connection `c`. An error means the peer broke the
@@ -770,60 +730,6 @@ impl Transport {
             Err(e) => Err(e),
         }
     }
-
-    fn read_dgram(&self, c: &Conn) {
-        let mut buf = self.dgram_buf.lock();
-        if buf.is_empty() {
-            buf.resize(wire::MAX_FRAME_LEN.min(256 * 1024), 0);
-        }
-        // SAFETY: geteuid has no preconditions.
-        let me = unsafe { libc::geteuid() };
-        loop {
-            let mut iov = libc::iovec {
-                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
-                iov_len: buf.len(),
-            };
-            // Room for one SCM_CREDENTIALS message (SO_PASSCRED is on).
-            let mut cbuf = [0u64; 8];
-            // SAFETY: all-zero is a valid msghdr; the fields set below point
-            // at live buffers.
-            let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
-            msg.msg_iov = &mut iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = cbuf.as_mut_ptr() as *mut libc::c_void;
-            msg.msg_controllen = core::mem::size_of_val(&cbuf);
-            // SAFETY: recvmsg writes into the buffers `msg` describes.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_recvmsg,
-                    c.kfd,
-                    &mut msg as *mut libc::msghdr,
-                    libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
-                )
-            };
-            if r <= 0 {
-                return;
-            }
-            // Another user's process (the directory is 0700, so only a
-            // socket file opened up by hand lets one in): dropped unread.
-            if sender_uid(&msg) != Some(me) {
-                continue;
-            }
-            // A malformed datagram is dropped, nothing else.
-            if let Ok((mut f, _)) = wire::decode_unsummed(&buf[..r as usize]) {
-                let Some(src) = SockAddr::from_bytes(f.addr) else {
-                    continue;
-                };
-                let Some(h) = dgram_receiver(c.port, &src) else {
-                    continue;
-                };
-                let src = seen_as(&src, family_of(h));
-                f.addr = src.as_bytes();
-                f.header.addr_len = f.addr.len() as u16;
-                let _ = upcall::deliver(h, &f);
-            }
-        }
-    }
 }
 
 impl Conn {
@@ -835,10 +741,7 @@ impl Conn {
             handle: AtomicU64::new(handle.0),
             listener,
             out: Mutex::new(VecDeque::new()),
-            dq: Mutex::new(DgramQueue {
-                q: VecDeque::new(),
-                bytes: 0,
-            }),
+
             inbuf: Mutex::new(Vec::new()),
             got_fin: AtomicBool::new(false),
             up: AtomicBool::new(false),
@@ -857,20 +760,20 @@ const EXIT_FLUSH: core::time::Duration = core::time::Duration::from_secs(5);
 /// FINs of closed sockets among them; the kernel then delivers what it
 /// holds before the end-of-stream, as it does after a TCP close.
 extern "C" fn flush_at_exit() {
-    transport().flush_all(crate::platform::deadline_after(EXIT_FLUSH));
+    crate::api::ffi::guard((), || {
+        transport().flush_all(crate::platform::deadline_after(EXIT_FLUSH))
+    })
 }
 
 impl Transport {
     /// Writes out every queued byte, waiting for room until `deadline`.
     fn flush_all(&self, deadline: Option<crate::platform::Deadline>) {
-        let pending: Vec<Arc<Conn>> = self
-            .conns
-            .lock()
-            .values()
-            .filter(|c| !c.out.lock().is_empty())
-            .cloned()
-            .collect();
-        for c in pending {
+        // Not under `conns`: a queue's lock is taken before it (`remove`).
+        let all: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
+        for c in all {
+            if c.out.lock().is_empty() {
+                continue;
+            }
             loop {
                 self.flush(&c);
                 if c.out.lock().is_empty() || c.closed.load(Ordering::Acquire) {
@@ -896,8 +799,6 @@ impl Transport {
 static TRANSPORT: Transport = Transport {
     epfd: AtomicI32::new(-1),
     conns: Mutex::new(BTreeMap::new()),
-    dgram_buf: Mutex::new(Vec::new()),
-    dgram_waiting: AtomicUsize::new(0),
 };
 
 fn transport() -> &'static Transport {
@@ -984,11 +885,13 @@ impl XProc {
         let path = self.path(ty, port);
         let (a, len) = unix_addr(&path)?;
         // SAFETY: socket() with integer arguments.
+        // A datagram port too is a stream listener: senders' links connect
+        // to it (see `DGRAM_LINKS`).
         let k = sys(unsafe {
             libc::syscall(
                 libc::SYS_socket,
                 libc::AF_UNIX,
-                ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
                 0,
             )
         })?;
@@ -996,25 +899,18 @@ impl XProc {
             // SAFETY: bind with a valid address.
             let r = unsafe { libc::syscall(libc::SYS_bind, k, &a as *const _, len) };
             if r == 0 {
-                if ty == SOCK_DGRAM {
-                    // Every datagram then carries its sender's credentials.
-                    let one: i32 = 1;
-                    // SAFETY: setsockopt reads one int.
-                    unsafe {
-                        libc::syscall(
-                            libc::SYS_setsockopt,
-                            k,
-                            libc::SOL_SOCKET,
-                            libc::SO_PASSCRED,
-                            &one as *const i32,
-                            4,
-                        )
-                    };
+                // SAFETY: listen on our own socket.
+                if ty == SOCK_DGRAM && unsafe { libc::syscall(libc::SYS_listen, k, 128) } != 0 {
+                    let e = errno();
+                    // SAFETY: closing our own socket.
+                    unsafe { libc::syscall(libc::SYS_close, k) };
+                    let _ = std::fs::remove_file(&path);
+                    return Err(e);
                 }
                 return Ok((k, path));
             }
             let e = errno();
-            if e == EADDRINUSE && attempt == 0 && self.stale(ty, &a, len) {
+            if e == EADDRINUSE && attempt == 0 && self.stale(&a, len) {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
@@ -1028,28 +924,8 @@ impl XProc {
     }
 
     /// Is the socket file at `a` left by a dead process (nobody answers)?
-    fn stale(&self, ty: i32, a: &libc::sockaddr_un, len: u32) -> bool {
-        if ty != SOCK_STREAM {
-            // A datagram port: probe with an empty connect.
-            // SAFETY: a throwaway socket.
-            let p = unsafe {
-                libc::syscall(
-                    libc::SYS_socket,
-                    libc::AF_UNIX,
-                    libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
-                    0,
-                )
-            };
-            if p < 0 {
-                return false;
-            }
-            // SAFETY: connect with a valid address, then close.
-            let r = unsafe { libc::syscall(libc::SYS_connect, p, a as *const _, len) };
-            let e = errno();
-            unsafe { libc::syscall(libc::SYS_close, p) };
-            return r != 0 && e == ECONNREFUSED;
-        }
-        // SAFETY: as above, for a stream socket.
+    fn stale(&self, a: &libc::sockaddr_un, len: u32) -> bool {
+        // SAFETY: socket() with integer arguments.
         let p = unsafe {
             libc::syscall(
                 libc::SYS_socket,
@@ -1152,6 +1028,44 @@ impl XProc {
         ports.remove(&port).map(|p| (p.conn, p.path))
     }
 
+    /// The link to datagram port `port`, opened on first use; `None` when
+    /// nobody (of ours) is bound there.
+    fn link(&self, port: u16) -> Option<Arc<Conn>> {
+        let mut links = DGRAM_LINKS.lock();
+        if let Some(l) = links.get(&port) {
+            if !l.closed.load(Ordering::Acquire) {
+                return Some(l.clone());
+            }
+            links.remove(&port);
+        }
+        let path = self.path(SOCK_DGRAM, port);
+        let (a, len) = unix_addr(&path).ok()?;
+        // SAFETY: socket() with integer arguments.
+        let k = sys(unsafe {
+            libc::syscall(
+                libc::SYS_socket,
+                libc::AF_UNIX,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
+        })
+        .ok()?;
+        // SAFETY: connect with a valid address.
+        let r = unsafe { libc::syscall(libc::SYS_connect, k, &a as *const _, len) };
+        if r != 0 || !peer_is_us(k) {
+            // SAFETY: closing our own socket.
+            unsafe { libc::syscall(libc::SYS_close, k) };
+            return None;
+        }
+        let c = Arc::new(Conn {
+            port,
+            ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
+        });
+        transport().add(c.clone()).ok()?;
+        links.insert(port, c.clone());
+        Some(c)
+    }
+
     fn autobind(&self, x: &XSock, h: SockHandle) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
@@ -1225,7 +1139,7 @@ impl Backend for XProc {
             let e = errno();
             // SAFETY: closing our own socket.
             unsafe { libc::syscall(libc::SYS_close, k) };
-            if e == ECONNREFUSED && self.stale(SOCK_STREAM, &a, len) {
+            if e == ECONNREFUSED && self.stale(&a, len) {
                 let _ = std::fs::remove_file(&path);
             }
             let _ = upcall::refused(sock.handle, ECONNREFUSED);
@@ -1297,10 +1211,17 @@ impl Backend for XProc {
                 out.addr = src.as_bytes();
                 out.header.addr_len = out.addr.len() as u16;
                 let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
-                let (a, len) = unix_addr(&self.path(SOCK_DGRAM, ep.port))?;
-                // Bound now, by the caller or by the autobind above.
-                let c = x.conn.lock().clone().ok_or(EINVAL)?;
-                c.dgram(transport(), &a, len, &[&hdr[..], out.addr, out.payload]);
+                // Nobody bound there, or the link is gone or full: dropped,
+                // as UDP does.
+                if let Some(link) = self.link(ep.port) {
+                    if link
+                        .datagram(transport(), &[&hdr[..], out.addr, out.payload])
+                        .is_err()
+                    {
+                        drop_link(&link);
+                        transport().remove(&link);
+                    }
+                }
                 Ok(())
             }
         }
@@ -1330,9 +1251,20 @@ impl Backend for XProc {
             x.conn.lock().take();
             // The port's socket and file go with its last socket.
             if let Some((c, path)) = self.leave_port(x, sock.handle) {
-                c.closing.store(true, Ordering::Release);
-                transport().flush(&c);
                 let _ = std::fs::remove_file(path);
+                // The senders' links end too: their next datagram finds
+                // nobody there.
+                let port = c.port;
+                let links: Vec<Arc<Conn>> = transport()
+                    .conns
+                    .lock()
+                    .values()
+                    .filter(|l| matches!(l.role, Role::DgramIn) && l.port == port)
+                    .cloned()
+                    .collect();
+                for l in links.iter().chain(core::iter::once(&c)) {
+                    transport().remove(l);
+                }
             }
             return;
         }
@@ -1366,6 +1298,7 @@ pub fn default_dir() -> PathBuf {
 /// [`atfork_child`].
 pub fn atfork_prepare() {
     core::mem::forget(DGRAM_PORTS.lock());
+    core::mem::forget(DGRAM_LINKS.lock());
     core::mem::forget(TRANSPORT.conns.lock());
 }
 
@@ -1376,6 +1309,7 @@ pub fn atfork_parent() {
     // guard forgotten.
     unsafe {
         TRANSPORT.conns.force_unlock();
+        DGRAM_LINKS.force_unlock();
         DGRAM_PORTS.force_unlock();
     }
 }
@@ -1389,18 +1323,19 @@ pub fn atfork_child() {
     // SAFETY: as in atfork_parent; the child has only this thread.
     unsafe {
         TRANSPORT.conns.force_unlock();
+        DGRAM_LINKS.force_unlock();
         DGRAM_PORTS.force_unlock();
     }
-    // The parent's ports stay the parent's: the child's copies of their
-    // kernel sockets are closed below, their files are not touched.
+    // The parent's ports and links stay the parent's: the child's copies of
+    // their kernel sockets are closed below, their files are not touched.
     core::mem::take(&mut *DGRAM_PORTS.lock());
+    core::mem::take(&mut *DGRAM_LINKS.lock());
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
         c.closed.store(true, Ordering::Release);
         // SAFETY: closing the child's copy of an inherited kernel socket.
         unsafe { libc::syscall(libc::SYS_close, kfd) };
     }
-    TRANSPORT.dgram_waiting.store(0, Ordering::Release);
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {
         // SAFETY: closing the child's copy of the parent's epoll fd.
