@@ -169,6 +169,18 @@ mod tests {
     }
 
     #[test]
+    fn incremental_matches_one_shot() {
+        let data = b"the quick brown fox jumps over the lazy dog";
+        for split in 0..=data.len() {
+            let (a, b) = data.split_at(split);
+            let mut c = Crc32c::new();
+            c.update(a);
+            c.update(b);
+            assert_eq!(c.finish(), crc(data));
+        }
+    }
+
+    #[test]
     fn every_path_agrees_with_the_bytewise_table() {
         let data: Vec<u8> = (0..4099u32)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
