@@ -257,7 +257,9 @@ typedef struct usock_backend_ops {
    */
   int (*write)(void *ctx, const struct usock_sock *s, const struct usock_fragment *f);
   /*
-   The receiver's window moved to `limit`.
+   The receiver's window moved to `limit` (stream). On a datagram
+   socket: a read made room after a delivery was refused with -ENOBUFS
+   (`limit` is the buffer's size); a kept datagram may be offered again.
    */
   void (*window)(void *ctx, const struct usock_sock *s, uint64_t limit);
   /*

@@ -185,7 +185,9 @@ pub struct usock_backend_ops {
             f: *const usock_fragment,
         ) -> c_int,
     >,
-    /// The receiver's window moved to `limit`.
+    /// The receiver's window moved to `limit` (stream). On a datagram
+    /// socket: a read made room after a delivery was refused with -ENOBUFS
+    /// (`limit` is the buffer's size); a kept datagram may be offered again.
     pub window: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, limit: u64)>,
     /// Writes the local address; returns 0, or a negated errno if none.
     pub local_addr: Option<

@@ -171,7 +171,9 @@ pub trait Backend: Send + Sync {
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno>;
 
     /// The receiver's window moved: stream bytes may be delivered up to
-    /// (excluding) absolute offset `limit`.
+    /// (excluding) absolute offset `limit`. On a datagram socket: a read
+    /// made room after a delivery was refused with `ENOBUFS` (`limit` is the
+    /// buffer's size): a backend that kept the datagram may offer it again.
     fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
 
     /// The local address of a claimed socket, if it has one.

@@ -110,9 +110,8 @@ fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errn
     .map(|n| n as usize)
 }
 
-/// Most bytes of datagrams a link to a receiver keeps while the kernel
-/// socket is full, like a UDP socket's send buffer: beyond it a datagram is
-/// dropped, as UDP may.
+/// Bytes of datagrams a link to a receiver queues while the kernel socket
+/// is full before its senders wait, like a UDP socket's send buffer.
 const DGRAM_QUEUE_MAX: usize = 1 << 20;
 
 /// A datagram port of this process: its kernel socket and file, and the
@@ -208,6 +207,8 @@ enum ReadEnd {
     Closed,
     /// A malformed frame, or one its handler refused.
     Bad,
+    /// The handler has no room for the next frame now.
+    Full,
 }
 
 /// What a kernel fd watched by the transport thread is for.
@@ -294,12 +295,15 @@ impl Conn {
         self.send(t, &[&hdr, f.addr, f.payload])
     }
 
-    /// Sends a datagram's frame on a link unless the link already queues
-    /// [`DGRAM_QUEUE_MAX`] bytes (then it is dropped, as UDP may).
-    fn datagram(&self, t: &Transport, parts: &[&[u8]]) -> Result<(), Errno> {
-        let size: usize = parts.iter().map(|p| p.len()).sum();
-        if self.out.lock().len() + size > DGRAM_QUEUE_MAX {
-            return Ok(());
+    /// Sends a datagram's frame on a link. While the link already queues
+    /// [`DGRAM_QUEUE_MAX`] bytes (its receiver is slow, or paused), a new
+    /// datagram gets `EAGAIN`: the frontend makes a blocking sender wait
+    /// and offer it again, a non-blocking one sees EAGAIN, as a UDP socket
+    /// whose send buffer is full. The later fragments of a datagram larger
+    /// than one fragment always go, so no datagram is cut.
+    fn datagram(&self, t: &Transport, first: bool, parts: &[&[u8]]) -> Result<(), Errno> {
+        if first && self.out.lock().len() >= DGRAM_QUEUE_MAX {
+            return Err(EAGAIN);
         }
         self.send(t, parts)
     }
@@ -347,7 +351,14 @@ fn family_of(h: SockHandle) -> i32 {
 struct Transport {
     epfd: AtomicI32,
     conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
+    /// Datagram links waiting for room at their receiving socket.
+    paused: Mutex<Vec<Arc<Conn>>>,
+    /// The eventfd behind `kick` (-1 until the thread starts).
+    kick: AtomicI32,
 }
+
+/// The epoll key of the transport's kick eventfd (no fd has it).
+const KICK_KEY: u64 = u64::MAX;
 
 impl Transport {
     fn epfd(&self) -> Result<i32, Errno> {
@@ -364,6 +375,7 @@ impl Transport {
             Ok(_) => {
                 // SAFETY: registers a plain function with no preconditions.
                 unsafe { libc::atexit(flush_at_exit) };
+                self.make_kick(fd);
                 let t: &'static Transport = transport();
                 std::thread::Builder::new()
                     .name("usock-xproc".into())
@@ -376,6 +388,48 @@ impl Transport {
                 unsafe { libc::syscall(libc::SYS_close, fd) };
                 Ok(other)
             }
+        }
+    }
+
+    /// The eventfd that wakes the transport thread to retry its paused
+    /// links (see `kick`), in epoll set `epfd` under [`KICK_KEY`].
+    fn make_kick(&self, epfd: i32) {
+        // SAFETY: eventfd2 with flags.
+        let Ok(k) = sys(unsafe {
+            libc::syscall(
+                libc::SYS_eventfd2,
+                0,
+                libc::EFD_NONBLOCK | libc::EFD_CLOEXEC,
+            )
+        }) else {
+            // Without it paused links are still retried every millisecond.
+            return;
+        };
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: KICK_KEY,
+        };
+        // SAFETY: epoll_ctl with a live event.
+        unsafe {
+            libc::syscall(
+                libc::SYS_epoll_ctl,
+                epfd,
+                libc::EPOLL_CTL_ADD,
+                k,
+                &mut ev as *mut _,
+            )
+        };
+        self.kick.store(k, Ordering::Release);
+    }
+
+    /// A receiving socket made room: the transport thread retries the
+    /// paused links now rather than at its next millisecond.
+    fn kick(&self) {
+        let k = self.kick.load(Ordering::Acquire);
+        if k >= 0 && !self.paused.lock().is_empty() {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+            unsafe { libc::syscall(libc::SYS_write, k, &one as *const u64, 8) };
         }
     }
 
@@ -422,6 +476,27 @@ impl Transport {
         };
     }
 
+    /// Starts (`on`) or stops watching `c`'s kernel socket for input.
+    fn watch(&self, c: &Conn, on: bool) {
+        let Ok(epfd) = self.epfd() else { return };
+        // The queue's lock guards the fd's life (see `remove`).
+        let _fd_life = c.out.lock();
+        if c.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
+            u64: c.kfd as u64,
+        };
+        let op = if on {
+            libc::EPOLL_CTL_ADD
+        } else {
+            libc::EPOLL_CTL_DEL
+        };
+        // SAFETY: epoll_ctl with a live event.
+        unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, c.kfd, &mut ev as *mut _) };
+    }
+
     fn remove(&self, c: &Conn) {
         let _fd_life = c.out.lock();
         if c.closed.swap(true, Ordering::AcqRel) {
@@ -448,12 +523,24 @@ impl Transport {
     fn run(&self, epfd: i32) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
+            let ms = if self.paused.lock().is_empty() { -1 } else { 1 };
             // SAFETY: epoll_wait into our own array.
-            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, -1) };
+            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, ms) };
+            if ms >= 0 {
+                self.resume_paused();
+            }
             if n < 0 {
                 continue;
             }
             for ev in &evs[..n as usize] {
+                if ev.u64 == KICK_KEY {
+                    let mut v: u64 = 0;
+                    let k = self.kick.load(Ordering::Acquire);
+                    // SAFETY: reads 8 bytes into a live u64 from our eventfd.
+                    unsafe { libc::syscall(libc::SYS_read, k, &mut v as *mut u64, 8) };
+                    self.resume_paused();
+                    continue;
+                }
                 let fd = ev.u64 as i32;
                 let Some(c) = self.conns.lock().get(&fd).cloned() else {
                     continue;
@@ -563,17 +650,24 @@ impl Transport {
     }
 
     fn read_stream(&self, c: &Arc<Conn>) {
-        match self.read_frames(c, |f| self.on_frame(c, f)) {
+        // A stream frame with no room broke the window: against the
+        // protocol, not a reason to wait.
+        let on = |f: &wire::Fragment<'_>| match self.on_frame(c, f) {
+            Err(ENOBUFS) => Err(libc::EPROTO),
+            r => r,
+        };
+        match self.read_frames(c, on) {
             ReadEnd::Again => {}
             ReadEnd::Closed => self.lost(c),
             // Malformed, or against the protocol: this connection only.
-            ReadEnd::Bad => self.fail(c),
+            ReadEnd::Bad | ReadEnd::Full => self.fail(c),
         }
     }
 
-    /// Reads what the kernel holds for `c` and hands every whole frame to
-    /// `on`, until the kernel socket is empty, ends, or a frame is bad (a
-    /// decoding error, or an error from `on`).
+    /// Hands every whole frame of `c` to `on`, first those already read,
+    /// then what the kernel holds, until the kernel socket is empty, ends,
+    /// a frame is bad (a decoding error, or an error from `on`), or `on`
+    /// has no room for one (`ENOBUFS`: that frame is kept for later).
     fn read_frames(
         &self,
         c: &Conn,
@@ -584,6 +678,22 @@ impl Transport {
         const READ: usize = 256 * 1024;
         let mut inb = c.inbuf.lock();
         loop {
+            let mut used = 0;
+            loop {
+                match wire::decode_unsummed(&inb[used..]) {
+                    Ok((f, n)) => match on(&f) {
+                        Ok(()) => used += n,
+                        Err(ENOBUFS) => {
+                            inb.drain(..used);
+                            return ReadEnd::Full;
+                        }
+                        Err(_) => return ReadEnd::Bad,
+                    },
+                    Err(wire::WireError::Short { .. }) => break,
+                    Err(_) => return ReadEnd::Bad,
+                }
+            }
+            inb.drain(..used);
             inb.reserve(READ);
             let spare = inb.spare_capacity_mut();
             // SAFETY: reads at most `spare.len()` bytes into the vector's
@@ -608,25 +718,14 @@ impl Transport {
             let len = inb.len() + r as usize;
             // SAFETY: the kernel initialised the `r` bytes after the old end.
             unsafe { inb.set_len(len) };
-            let mut used = 0;
-            loop {
-                match wire::decode_unsummed(&inb[used..]) {
-                    Ok((f, n)) => {
-                        used += n;
-                        if on(&f).is_err() {
-                            return ReadEnd::Bad;
-                        }
-                    }
-                    Err(wire::WireError::Short { .. }) => break,
-                    Err(_) => return ReadEnd::Bad,
-                }
-            }
-            inb.drain(..used);
         }
     }
 
-    /// Datagrams on a sender's link to one of our ports.
-    fn read_datagrams(&self, c: &Conn) {
+    /// Datagrams on a sender's link to one of our ports. When the receiving
+    /// socket's buffer is full the link pauses (its sender's queue, then
+    /// the sender itself, wait: see `Conn::datagram`) and is retried every
+    /// millisecond, as a UDP sender on Linux is slowed by delivery.
+    fn read_datagrams(&self, c: &Arc<Conn>) {
         let end = self.read_frames(c, |f| {
             if f.header.kind != wire::FragKind::Dgram {
                 return Err(libc::EPROTO);
@@ -638,12 +737,39 @@ impl Transport {
                 let mut f = *f;
                 f.addr = src.as_bytes();
                 f.header.addr_len = f.addr.len() as u16;
-                let _ = upcall::deliver(h, &f);
+                return match upcall::deliver(h, &f) {
+                    Err(ENOBUFS) => Err(ENOBUFS),
+                    _ => Ok(()),
+                };
             }
             Ok(())
         });
-        if !matches!(end, ReadEnd::Again) {
-            self.remove(c);
+        match end {
+            ReadEnd::Again => {}
+            ReadEnd::Full => self.pause(c),
+            ReadEnd::Closed | ReadEnd::Bad => self.remove(c),
+        }
+    }
+
+    /// Stops reading link `c` until `resume_paused` finds room for its
+    /// next datagram.
+    fn pause(&self, c: &Arc<Conn>) {
+        let mut p = self.paused.lock();
+        if !p.iter().any(|x| Arc::ptr_eq(x, c)) {
+            self.watch(c, false);
+            p.push(c.clone());
+        }
+    }
+
+    /// Offers the paused links' next datagrams again.
+    fn resume_paused(&self) {
+        let links = core::mem::take(&mut *self.paused.lock());
+        for c in links {
+            if c.closed.load(Ordering::Acquire) {
+                continue;
+            }
+            self.watch(&c, true);
+            self.read_datagrams(&c);
         }
     }
 
@@ -799,6 +925,8 @@ impl Transport {
 static TRANSPORT: Transport = Transport {
     epfd: AtomicI32::new(-1),
     conns: Mutex::new(BTreeMap::new()),
+    paused: Mutex::new(Vec::new()),
+    kick: AtomicI32::new(-1),
 };
 
 fn transport() -> &'static Transport {
@@ -1211,15 +1339,17 @@ impl Backend for XProc {
                 out.addr = src.as_bytes();
                 out.header.addr_len = out.addr.len() as u16;
                 let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
-                // Nobody bound there, or the link is gone or full: dropped,
+                // Nobody bound there, or the link is gone: dropped,
                 // as UDP does.
                 if let Some(link) = self.link(ep.port) {
-                    if link
-                        .datagram(transport(), &[&hdr[..], out.addr, out.payload])
-                        .is_err()
-                    {
-                        drop_link(&link);
-                        transport().remove(&link);
+                    let first = out.header.dgram_offset == 0;
+                    match link.datagram(transport(), first, &[&hdr[..], out.addr, out.payload]) {
+                        Ok(()) => {}
+                        Err(EAGAIN) => return Err(EAGAIN),
+                        Err(_) => {
+                            drop_link(&link);
+                            transport().remove(&link);
+                        }
                     }
                 }
                 Ok(())
@@ -1230,8 +1360,14 @@ impl Backend for XProc {
     fn window(&self, sock: SockRef<'_>, limit: u64) {
         if let Ok(x) = xs(&sock) {
             if let Some(c) = x.conn.lock().clone() {
-                if matches!(c.role, Role::Stream) {
-                    let _ = c.control(transport(), CTL_WINDOW, limit, &[]);
+                match c.role {
+                    Role::Stream => {
+                        let _ = c.control(transport(), CTL_WINDOW, limit, &[]);
+                    }
+                    // A datagram socket read after refusing one: its links
+                    // may go on.
+                    Role::Dgram => transport().kick(),
+                    _ => {}
                 }
             }
         }
@@ -1300,6 +1436,7 @@ pub fn atfork_prepare() {
     core::mem::forget(DGRAM_PORTS.lock());
     core::mem::forget(DGRAM_LINKS.lock());
     core::mem::forget(TRANSPORT.conns.lock());
+    core::mem::forget(TRANSPORT.paused.lock());
 }
 
 /// fork() support, in the parent after fork: releases the lock taken by
@@ -1308,6 +1445,7 @@ pub fn atfork_parent() {
     // SAFETY: atfork_prepare left the lock held by this thread, with its
     // guard forgotten.
     unsafe {
+        TRANSPORT.paused.force_unlock();
         TRANSPORT.conns.force_unlock();
         DGRAM_LINKS.force_unlock();
         DGRAM_PORTS.force_unlock();
@@ -1322,10 +1460,12 @@ pub fn atfork_parent() {
 pub fn atfork_child() {
     // SAFETY: as in atfork_parent; the child has only this thread.
     unsafe {
+        TRANSPORT.paused.force_unlock();
         TRANSPORT.conns.force_unlock();
         DGRAM_LINKS.force_unlock();
         DGRAM_PORTS.force_unlock();
     }
+    core::mem::take(&mut *TRANSPORT.paused.lock());
     // The parent's ports and links stay the parent's: the child's copies of
     // their kernel sockets are closed below, their files are not touched.
     core::mem::take(&mut *DGRAM_PORTS.lock());
@@ -1335,6 +1475,11 @@ pub fn atfork_child() {
         c.closed.store(true, Ordering::Release);
         // SAFETY: closing the child's copy of an inherited kernel socket.
         unsafe { libc::syscall(libc::SYS_close, kfd) };
+    }
+    let kick = TRANSPORT.kick.swap(-1, Ordering::AcqRel);
+    if kick >= 0 {
+        // SAFETY: closing the child's copy of the parent's eventfd.
+        unsafe { libc::syscall(libc::SYS_close, kick) };
     }
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {

@@ -156,6 +156,12 @@ impl Socket {
                 }
             };
             if let Some(m) = meta {
+                if !peek && self.flags() & F_DGRAM_REFUSED != 0 {
+                    self.clear(F_DGRAM_REFUSED);
+                    if let Some(b) = self.binding() {
+                        b.backend.window(self.sref(b), db.capacity() as u64);
+                    }
+                }
                 let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
                 let truncated = m.len > m.copied;
                 return Ok(RecvInfo {

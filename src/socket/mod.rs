@@ -59,6 +59,9 @@ const AUTOTUNE_PERIOD: core::time::Duration = core::time::Duration::from_millis(
 
 /// SO_RCVBUF was set: the receive window is not autotuned (as on Linux).
 pub(crate) const F_RCVBUF_SET: u32 = 1 << 10;
+/// A datagram delivery was refused for want of room: the next read tells
+/// the backend there is room again.
+pub(crate) const F_DGRAM_REFUSED: u32 = 1 << 11;
 
 /// The backend that carries a socket, set once at selection.
 pub(crate) struct Binding {

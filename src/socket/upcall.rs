@@ -73,7 +73,12 @@ pub fn deliver(h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
                     frag.payload,
                     frag.addr,
                 )
-                .map_err(sb_errno)?;
+                .map_err(sb_errno)
+                .inspect_err(|&e| {
+                    if e == ENOBUFS {
+                        s.set(F_DGRAM_REFUSED);
+                    }
+                })?;
             if done {
                 s.wait.notify(POLLIN);
             }
