@@ -42,6 +42,8 @@ test-rust:
 test-c: lib
 	$(MAKE) -C c-tests $(C_VARIANTS)
 	OUT=$(CURDIR)/build/c-tests c-tests/run.sh $(C_VARIANTS)
+	@echo "== t_fork again, through the cross-process backend (USOCK_NET): its locks around fork"
+	d=$$(mktemp -d) && USOCK_NET=$$d timeout 300 build/c-tests/usock/t_fork; r=$$?; rm -rf $$d; exit $$r
 
 # The C backend over kernel pipes (library only: it registers a backend).
 PIPE_SRCS := c-tests/pipe_backend.c c-tests/testlib.c

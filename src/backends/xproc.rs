@@ -1429,9 +1429,9 @@ pub fn default_dir() -> PathBuf {
 }
 
 /// fork() support, step 1 (in the parent, before fork): takes the
-/// transport's global lock so that the child does not inherit it held by
-/// another thread. Must be followed by [`atfork_parent`] or
-/// [`atfork_child`].
+/// backend's global locks (ports, links, the transport's tables) so that
+/// the child does not inherit one held by another thread. Must be followed
+/// by [`atfork_parent`] or [`atfork_child`].
 pub fn atfork_prepare() {
     core::mem::forget(DGRAM_PORTS.lock());
     core::mem::forget(DGRAM_LINKS.lock());
@@ -1439,17 +1439,23 @@ pub fn atfork_prepare() {
     core::mem::forget(TRANSPORT.paused.lock());
 }
 
-/// fork() support, in the parent after fork: releases the lock taken by
+/// Releases the locks [`atfork_prepare`] took, innermost first.
+fn atfork_release(in_child: bool) {
+    // SAFETY: atfork_prepare left these locks held by this thread (in the
+    // child: the thread that forked), their guards forgotten; fork_release
+    // also takes the parent's waiters off them in the child.
+    unsafe {
+        crate::sync::fork_release(&TRANSPORT.paused, in_child);
+        crate::sync::fork_release(&TRANSPORT.conns, in_child);
+        crate::sync::fork_release(&DGRAM_LINKS, in_child);
+        crate::sync::fork_release(&DGRAM_PORTS, in_child);
+    }
+}
+
+/// fork() support, in the parent after fork: releases the locks taken by
 /// [`atfork_prepare`]; the parent's transport goes on unchanged.
 pub fn atfork_parent() {
-    // SAFETY: atfork_prepare left the lock held by this thread, with its
-    // guard forgotten.
-    unsafe {
-        TRANSPORT.paused.force_unlock();
-        TRANSPORT.conns.force_unlock();
-        DGRAM_LINKS.force_unlock();
-        DGRAM_PORTS.force_unlock();
-    }
+    atfork_release(false);
 }
 
 /// fork() support, in the child after fork: the parent's transport thread
@@ -1458,13 +1464,7 @@ pub fn atfork_parent() {
 /// holding them would keep a dead parent's peers from seeing the reset) and
 /// starts an empty transport; the child's own new sockets get a new thread.
 pub fn atfork_child() {
-    // SAFETY: as in atfork_parent; the child has only this thread.
-    unsafe {
-        TRANSPORT.paused.force_unlock();
-        TRANSPORT.conns.force_unlock();
-        DGRAM_LINKS.force_unlock();
-        DGRAM_PORTS.force_unlock();
-    }
+    atfork_release(true);
     core::mem::take(&mut *TRANSPORT.paused.lock());
     // The parent's ports and links stay the parent's: the child's copies of
     // their kernel sockets are closed below, their files are not touched.
