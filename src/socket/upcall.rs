@@ -187,6 +187,9 @@ pub fn refused(h: SockHandle, err: Errno) -> Result<(), Errno> {
     // `connected`.
     s.set_error(if err > 0 { err } else { ECONNREFUSED });
     s.clear(F_CONNECTING);
+    // set_error's wake-up came while still connecting: a waiter that
+    // looked then went back to sleep.
+    s.wait.notify(POLLOUT | POLLERR);
     Ok(())
 }
 
@@ -204,6 +207,7 @@ pub fn reset(h: SockHandle, err: Errno) -> Result<(), Errno> {
         // reset answering a SYN does on Linux: ECONNREFUSED.
         s.set_error(ECONNREFUSED);
         s.clear(F_CONNECTING);
+        s.wait.notify(POLLOUT | POLLERR);
         return Ok(());
     }
     s.ctl.lock().so_error = if err > 0 { err } else { ECONNRESET };
