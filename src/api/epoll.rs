@@ -118,6 +118,9 @@ struct EpSet {
     /// The last wait was filled by our sockets alone: the next one asks
     /// the kernel first, so that kernel fds are not starved.
     kernel_first: AtomicBool,
+    /// Bumped by every registration's signal: a wait spins on it for a
+    /// moment before it sleeps in the kernel.
+    activity: Arc<core::sync::atomic::AtomicU32>,
     inner: Mutex<Inner>,
     /// The fork generation that made the side table (see
     /// [`Socket::inherited`]): a fork child's copy is refused.
@@ -235,7 +238,7 @@ impl EpSet {
                 if pos.is_some() {
                     return Err(libc::EEXIST);
                 }
-                let sig = Arc::new(PollSignal::new(self.efd));
+                let sig = Arc::new(PollSignal::with_shared(self.efd, self.activity.clone()));
                 let id = sock.wait.register_poller(&sig, Reg::poll_mask(events));
                 let r = Reg {
                     fd: fdn,
@@ -388,6 +391,7 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
         epfd,
         efd,
         kernel_first: AtomicBool::new(false),
+        activity: Arc::new(core::sync::atomic::AtomicU32::new(0)),
         inner: Mutex::new(Inner {
             regs: Vec::new(),
             next: 0,
@@ -621,6 +625,8 @@ unsafe fn wait_mixed(
         // Whether the kernel reported our eventfd: a socket changed (or a
         // level-triggered one was left signalled).
         let mut woke = false;
+        // Read before our sockets are looked at: a change after it shows.
+        let seen = set.activity.load(Ordering::SeqCst);
         if first {
             // SAFETY: the caller's array, `max` entries; `mask` NULL or valid.
             let (k, w) = unsafe { kernel_wait(set, ev, 0, maxu, 0, mask) }?;
@@ -646,6 +652,15 @@ unsafe fn wait_mixed(
                     (Some(t), None) => ceil_ms(t),
                 }
             };
+            // Nothing yet: a socket of ours that changes within the spin
+            // (USOCK_SPIN_US) is taken without a sleep and wake-up in the
+            // kernel. Kernel fds wait that long at most.
+            if n == 0
+                && ms != 0
+                && platform::spin_until(|| set.activity.load(Ordering::Acquire) != seen)
+            {
+                continue;
+            }
             // SAFETY: the rest of the caller's array; `mask` NULL or valid.
             match unsafe { kernel_wait(set, ev, n, maxu - n, ms, mask) } {
                 Ok((k, w)) => {

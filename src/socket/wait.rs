@@ -29,6 +29,9 @@ pub struct PollSignal {
     pub word: AtomicU32,
     /// An eventfd to signal as well, or -1.
     pub efd: i32,
+    /// A counter shared by several signals (an epoll set's), bumped too: a
+    /// waiter can spin on it before it sleeps in the kernel.
+    pub shared: Option<Arc<AtomicU32>>,
 }
 
 impl PollSignal {
@@ -37,12 +40,24 @@ impl PollSignal {
         PollSignal {
             word: AtomicU32::new(0),
             efd,
+            shared: None,
+        }
+    }
+
+    /// A signal that also bumps `shared`.
+    pub fn with_shared(efd: i32, shared: Arc<AtomicU32>) -> PollSignal {
+        PollSignal {
+            shared: Some(shared),
+            ..PollSignal::new(efd)
         }
     }
 
     /// Wakes the poller.
     pub fn signal(&self) {
         self.word.fetch_add(1, Ordering::SeqCst);
+        if let Some(s) = &self.shared {
+            s.fetch_add(1, Ordering::SeqCst);
+        }
         platform::futex_wake_all(&self.word);
         #[cfg(feature = "std")]
         if self.efd >= 0 {
