@@ -67,6 +67,39 @@ fn sys(r: libc::c_long) -> Result<i32, Errno> {
     }
 }
 
+/// A new non-blocking AF_UNIX stream socket: every kernel socket of the
+/// transport is one.
+fn unix_stream() -> Result<i32, Errno> {
+    // SAFETY: socket() with integer arguments.
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+}
+
+/// A new transport socket connected to the socket file at `a`, or the
+/// connect's errno (the socket is closed then).
+fn connect_unix(a: &libc::sockaddr_un, len: u32) -> Result<i32, Errno> {
+    let k = unix_stream()?;
+    // SAFETY: connect with a valid address.
+    if unsafe { libc::syscall(libc::SYS_connect, k, a as *const libc::sockaddr_un, len) } != 0 {
+        let e = errno();
+        close_kfd(k);
+        return Err(e);
+    }
+    Ok(k)
+}
+
+/// Closes a kernel fd of the transport.
+fn close_kfd(k: i32) {
+    // SAFETY: closes a descriptor this module made and no longer uses.
+    unsafe { libc::syscall(libc::SYS_close, k) };
+}
+
 /// One non-blocking sendmsg of `parts` with the first `skip` bytes left
 /// out; returns how many bytes the kernel took.
 fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errno> {
@@ -384,8 +417,7 @@ impl Transport {
                 Ok(fd)
             }
             Err(other) => {
-                // SAFETY: closing our own unused epoll fd.
-                unsafe { libc::syscall(libc::SYS_close, fd) };
+                close_kfd(fd);
                 Ok(other)
             }
         }
@@ -516,8 +548,7 @@ impl Transport {
                 )
             };
         }
-        // SAFETY: closing our own kernel socket.
-        unsafe { libc::syscall(libc::SYS_close, c.kfd) };
+        close_kfd(c.kfd);
     }
 
     fn run(&self, epfd: i32) {
@@ -609,8 +640,7 @@ impl Transport {
             }
             if !peer_is_us(k as i32) {
                 // Another user's process: it sees its connection closed.
-                // SAFETY: closing the socket we just accepted.
-                unsafe { libc::syscall(libc::SYS_close, k) };
+                close_kfd(k as i32);
                 continue;
             }
             let c = if matches!(l.role, Role::Dgram) {
@@ -1012,17 +1042,9 @@ impl XProc {
     fn bind_port(&self, ty: i32, port: u16) -> Result<(i32, PathBuf), Errno> {
         let path = self.path(ty, port);
         let (a, len) = unix_addr(&path)?;
-        // SAFETY: socket() with integer arguments.
         // A datagram port too is a stream listener: senders' links connect
         // to it (see `DGRAM_LINKS`).
-        let k = sys(unsafe {
-            libc::syscall(
-                libc::SYS_socket,
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
+        let k = unix_stream()?;
         for attempt in 0..2 {
             // SAFETY: bind with a valid address.
             let r = unsafe { libc::syscall(libc::SYS_bind, k, &a as *const _, len) };
@@ -1030,8 +1052,7 @@ impl XProc {
                 // SAFETY: listen on our own socket.
                 if ty == SOCK_DGRAM && unsafe { libc::syscall(libc::SYS_listen, k, 128) } != 0 {
                     let e = errno();
-                    // SAFETY: closing our own socket.
-                    unsafe { libc::syscall(libc::SYS_close, k) };
+                    close_kfd(k);
                     let _ = std::fs::remove_file(&path);
                     return Err(e);
                 }
@@ -1042,34 +1063,22 @@ impl XProc {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            // SAFETY: closing our own socket.
-            unsafe { libc::syscall(libc::SYS_close, k) };
+            close_kfd(k);
             return Err(if e == EADDRINUSE { EADDRINUSE } else { e });
         }
-        // SAFETY: closing our own socket.
-        unsafe { libc::syscall(libc::SYS_close, k) };
+        close_kfd(k);
         Err(EADDRINUSE)
     }
 
     /// Is the socket file at `a` left by a dead process (nobody answers)?
     fn stale(&self, a: &libc::sockaddr_un, len: u32) -> bool {
-        // SAFETY: socket() with integer arguments.
-        let p = unsafe {
-            libc::syscall(
-                libc::SYS_socket,
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        };
-        if p < 0 {
-            return false;
+        match connect_unix(a, len) {
+            Ok(p) => {
+                close_kfd(p);
+                false
+            }
+            Err(e) => e == ECONNREFUSED,
         }
-        // SAFETY: connect with a valid address, then close.
-        let r = unsafe { libc::syscall(libc::SYS_connect, p, a as *const _, len) };
-        let e = errno();
-        unsafe { libc::syscall(libc::SYS_close, p) };
-        r != 0 && e == ECONNREFUSED
     }
 
     fn bind_ep(
@@ -1168,21 +1177,9 @@ impl XProc {
         }
         let path = self.path(SOCK_DGRAM, port);
         let (a, len) = unix_addr(&path).ok()?;
-        // SAFETY: socket() with integer arguments.
-        let k = sys(unsafe {
-            libc::syscall(
-                libc::SYS_socket,
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })
-        .ok()?;
-        // SAFETY: connect with a valid address.
-        let r = unsafe { libc::syscall(libc::SYS_connect, k, &a as *const _, len) };
-        if r != 0 || !peer_is_us(k) {
-            // SAFETY: closing our own socket.
-            unsafe { libc::syscall(libc::SYS_close, k) };
+        let k = connect_unix(&a, len).ok()?;
+        if !peer_is_us(k) {
+            close_kfd(k);
             return None;
         }
         let c = Arc::new(Conn {
@@ -1253,33 +1250,22 @@ impl Backend for XProc {
         }
         let path = self.path(SOCK_STREAM, ep.port);
         let (a, len) = unix_addr(&path)?;
-        // SAFETY: socket() with integer arguments.
-        let k = sys(unsafe {
-            libc::syscall(
-                libc::SYS_socket,
-                libc::AF_UNIX,
-                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                0,
-            )
-        })?;
-        // SAFETY: connect with a valid address.
-        if unsafe { libc::syscall(libc::SYS_connect, k, &a as *const _, len) } != 0 {
-            let e = errno();
-            // SAFETY: closing our own socket.
-            unsafe { libc::syscall(libc::SYS_close, k) };
-            if e == ECONNREFUSED && self.stale(&a, len) {
-                let _ = std::fs::remove_file(&path);
+        let k = match connect_unix(&a, len) {
+            Ok(k) if peer_is_us(k) => k,
+            Ok(k) => {
+                // Another user's listener: as if nobody listened.
+                close_kfd(k);
+                let _ = upcall::refused(sock.handle, ECONNREFUSED);
+                return Ok(());
             }
-            let _ = upcall::refused(sock.handle, ECONNREFUSED);
-            return Ok(());
-        }
-        if !peer_is_us(k) {
-            // Another user's listener: as if nobody listened.
-            // SAFETY: closing our own socket.
-            unsafe { libc::syscall(libc::SYS_close, k) };
-            let _ = upcall::refused(sock.handle, ECONNREFUSED);
-            return Ok(());
-        }
+            Err(e) => {
+                if e == ECONNREFUSED && self.stale(&a, len) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                let _ = upcall::refused(sock.handle, ECONNREFUSED);
+                return Ok(());
+            }
+        };
         let mut me = ep;
         me.ip = ep.source_for();
         me.port = 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16;
@@ -1473,17 +1459,14 @@ pub fn atfork_child() {
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
         c.closed.store(true, Ordering::Release);
-        // SAFETY: closing the child's copy of an inherited kernel socket.
-        unsafe { libc::syscall(libc::SYS_close, kfd) };
+        close_kfd(kfd);
     }
     let kick = TRANSPORT.kick.swap(-1, Ordering::AcqRel);
     if kick >= 0 {
-        // SAFETY: closing the child's copy of the parent's eventfd.
-        unsafe { libc::syscall(libc::SYS_close, kick) };
+        close_kfd(kick);
     }
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {
-        // SAFETY: closing the child's copy of the parent's epoll fd.
-        unsafe { libc::syscall(libc::SYS_close, ep) };
+        close_kfd(ep);
     }
 }
