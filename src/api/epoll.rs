@@ -654,9 +654,11 @@ unsafe fn wait_mixed(
             };
             // Nothing yet: a socket of ours that changes within the spin
             // (USOCK_SPIN_US) is taken without a sleep and wake-up in the
-            // kernel. Kernel fds wait that long at most.
+            // kernel. Kernel fds wait that long at most; a set left with
+            // none of our sockets does not spin.
             if n == 0
                 && ms != 0
+                && !set.inner.lock().regs.is_empty()
                 && platform::spin_until(|| set.activity.load(Ordering::Acquire) != seen)
             {
                 continue;
