@@ -6,6 +6,7 @@
 #include "testlib.h"
 
 #include <sys/epoll.h>
+#include <sys/wait.h>
 
 static void add(int ep, int fd, uint32_t events, uint64_t data)
 {
@@ -402,6 +403,56 @@ TEST(epoll_pwait_mask)
     close(sv[0]); close(sv[1]); close(ep);
 }
 
+/* A signal handled while epoll_wait is about to sleep ends the wait with
+ * EINTR: a program that learns of its signals that way (nginx's SIGTERM
+ * with master_process off) must not sleep on. The library spins before it
+ * sleeps (USOCK_SPIN_US): this case runs itself again in a child with a
+ * spin of 400 ms and the signal sent at 100 ms, inside it. The kernel
+ * ignores the variable; the same case is the reference. */
+TEST(epoll_wait_signal_while_spinning)
+{
+    if (getenv("T_EPOLL_SPIN_CHILD")) {
+        int sv[2];
+        OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+        int ep = (int)OK(epoll_create1(0));
+        add(ep, sv[0], EPOLLIN, 1);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_usr1; /* no SA_RESTART */
+        sigemptyset(&sa.sa_mask);
+        OK(sigaction(SIGUSR1, &sa, NULL));
+        got_usr1 = 0;
+        struct kick k = {pthread_self(), -1, 100};
+        pthread_t t;
+        OK(pthread_create(&t, NULL, kick_thread, &k) == 0 ? 0 : -1);
+        struct epoll_event ev[4];
+        long t0 = tl_now_ms();
+        CHECK_ERRNO(epoll_wait(ep, ev, 4, 3000), EINTR);
+        long el = tl_now_ms() - t0;
+        CHECK_MSG(el < 1500, "epoll_wait ended %ld ms after it began", el);
+        CHECK(got_usr1);
+        pthread_join(t, NULL);
+        signal(SIGUSR1, SIG_DFL);
+        close(sv[0]); close(sv[1]); close(ep);
+        return;
+    }
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    OK(n);
+    self[n] = 0;
+    pid_t pid = fork();
+    OK(pid);
+    if (pid == 0) {
+        setenv("T_EPOLL_SPIN_CHILD", "1", 1);
+        setenv("USOCK_SPIN_US", "400000", 1);
+        execl(self, self, "epoll_wait_signal_while_spinning", (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    OK(waitpid(pid, &st, 0));
+    CHECK_MSG(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child's run failed (status %#x)", st);
+}
+
 TEST(epoll_errors)
 {
     int sv[2];
@@ -732,4 +783,132 @@ TEST(epoll_kernel_only_set_beside_socket_set)
     CHECK_EQ(wait1(eps, 3000).data.u64, 1);
     CHECK_EQ(wait1(epk, 0).events, 0);
     close(sv[0]); close(sv[1]); close(p[0]); close(p[1]); close(eps); close(epk);
+}
+
+/* A socket of an epoll set, used in other ways too. Through the
+ * cross-process backend (make test-c runs this program with USOCK_NET),
+ * an epoll set's waits read its sockets' input themselves, as the kernel
+ * does for TCP; each case below is a way of using the socket in which
+ * nobody would read it if that were all. */
+
+static void set_rcvtimeo(int fd, long ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    OK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
+}
+
+/* a blocking recv on a member, with no epoll_wait at all */
+TEST_FAM(epoll_member_blocking_recv)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, s, EPOLLIN | EPOLLET, 1);
+    struct kick k = {pthread_self(), c, 50};
+    pthread_t t;
+    OK(pthread_create(&t, NULL, kick_thread, &k) == 0 ? 0 : -1);
+    set_rcvtimeo(s, 3000);
+    char ch = 0;
+    CHECK_EQ(OK(recv(s, &ch, 1, 0)), 1);
+    CHECK_EQ(ch, 'k');
+    pthread_join(t, NULL);
+    close(c); close(s); close(ep);
+}
+
+/* poll() on a member */
+TEST_FAM(epoll_member_poll)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, s, EPOLLIN, 1);
+    struct kick k = {pthread_self(), c, 50};
+    pthread_t t;
+    OK(pthread_create(&t, NULL, kick_thread, &k) == 0 ? 0 : -1);
+    CHECK_EQ(tl_poll1(s, POLLIN, 3000), POLLIN);
+    pthread_join(t, NULL);
+    close(c); close(s); close(ep);
+}
+
+/* input that came while nobody waited is there at the next epoll_wait,
+ * even one that does not wait */
+TEST_FAM(epoll_member_input_while_away)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, s, EPOLLIN, 7);
+    CHECK_EQ(OK(send(c, "abc", 3, 0)), 3);
+    tl_sleep_ms(50);
+    struct epoll_event ev[4];
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, 0)), 1);
+    CHECK_EQ(ev[0].data.u64, 7);
+    char b[8];
+    CHECK_EQ(OK(recv(s, b, sizeof b, MSG_DONTWAIT)), 3);
+    close(c); close(s); close(ep);
+}
+
+/* a socket deleted from the set: its input is not reported there, and
+ * a reader still gets it */
+TEST_FAM(epoll_deleted_member_still_reads)
+{
+    int c, s, c2, s2;
+    tl_stream_pair(fam, &c, &s);
+    tl_stream_pair(fam, &c2, &s2);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, s, EPOLLIN, 1);
+    add(ep, s2, EPOLLIN, 2);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+    CHECK_EQ(OK(send(c, "xy", 2, 0)), 2);
+    struct epoll_event ev[4];
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, 100)), 0);
+    set_rcvtimeo(s, 3000);
+    char b[4];
+    CHECK_EQ(OK(recv(s, b, sizeof b, 0)), 2);
+    /* and the set still reports the member it has */
+    CHECK_EQ(OK(send(c2, "z", 1, 0)), 1);
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, 3000)), 1);
+    CHECK_EQ(ev[0].data.u64, 2);
+    close(c); close(s); close(c2); close(s2); close(ep);
+}
+
+struct drain { int fd; size_t got; int eof; };
+
+static void *drain_thread(void *arg)
+{
+    struct drain *d = arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t r = recv(d->fd, buf, sizeof buf, 0);
+        if (r <= 0) {
+            d->eof = r == 0;
+            return NULL;
+        }
+        d->got += (size_t)r;
+    }
+}
+
+/* a member closed with bytes still on their way: the peer gets them all,
+ * then end-of-stream (the peer's window updates must still be read) */
+TEST_FAM(epoll_member_close_delivers_everything)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, s, EPOLLIN | EPOLLOUT, 1);
+    struct drain d = {c, 0, 0};
+    set_rcvtimeo(c, 10000);
+    pthread_t t;
+    OK(pthread_create(&t, NULL, drain_thread, &d) == 0 ? 0 : -1);
+    const size_t total = 8u << 20;
+    char *buf = calloc(1, 1 << 20);
+    CHECK(buf != NULL);
+    for (size_t sent = 0; sent < total; sent += 1 << 20)
+        CHECK_EQ(tl_write_all(s, buf, 1 << 20), 1 << 20);
+    free(buf);
+    close(s);
+    pthread_join(t, NULL);
+    CHECK_EQ(d.got, total);
+    CHECK(d.eof);
+    close(c); close(ep);
 }

@@ -9,6 +9,15 @@
 //! some were found); when nothing is ready it sleeps in the kernel, where a
 //! state change of one of our sockets wakes it through the eventfd.
 //!
+//! A socket whose backend has an input fd (`Backend::input_fd`: the
+//! cross-process backend's kernel socket of a connection) also has that fd
+//! in the kernel set, EPOLLEXCLUSIVE, under a key of its own: a sleeping
+//! wait is woken by the socket's input itself, has the backend process it
+//! in this thread (`pump`), then finds the socket ready as any other. Such
+//! an fd stays in the set until its socket closes, even when the socket
+//! leaves the set: programs that delete and add a socket per request would
+//! otherwise pay three epoll_ctl calls each time.
+//!
 //! Edge-triggered registrations report a socket when its signal's counter
 //! moved since the last report (every state change the socket announces for
 //! the registered events bumps it) and the socket is ready; level-triggered
@@ -34,6 +43,7 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -47,7 +57,7 @@ use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
-use crate::socket::wait::PollSignal;
+use crate::socket::wait::{PollSignal, SetSignal};
 use crate::socket::{Socket, F_CLOSED};
 use crate::sync::Mutex;
 
@@ -57,6 +67,24 @@ static RESERVED: u8 = 0;
 
 fn reserved() -> u64 {
     &RESERVED as *const u8 as u64
+}
+
+/// The backend input fds (see `Backend::input_fd`) a set can watch: those
+/// numbered below this.
+const INPUT_FDS: usize = 65536;
+/// The data values of backend input fds in the kernel set: the address of
+/// byte `fd` of this static (never touched, so it costs no memory), which
+/// no program stores as its own data.
+static INPUT_KEYS: [u8; INPUT_FDS] = [0; INPUT_FDS];
+
+fn input_key(kfd: i32) -> u64 {
+    INPUT_KEYS.as_ptr() as u64 + kfd as u64
+}
+
+/// The input fd whose key `data` is, if it is one.
+fn input_of(data: u64) -> Option<i32> {
+    let k = data.wrapping_sub(INPUT_KEYS.as_ptr() as u64);
+    (k < INPUT_FDS as u64).then_some(k as i32)
 }
 
 const EP_IN: u32 = libc::EPOLLIN as u32;
@@ -90,6 +118,8 @@ struct Reg {
     seen: u32,
     /// Cleared once a one-shot registration reported.
     armed: bool,
+    /// The backend input fd this set watches for the socket, if any.
+    input: Option<i32>,
 }
 
 impl Reg {
@@ -104,6 +134,8 @@ impl Reg {
 
 struct Inner {
     regs: Vec<Reg>,
+    /// The backend input fds in the kernel set, and whose they are.
+    inputs: BTreeMap<i32, Arc<Socket>>,
     /// Where the next scan starts, so that a full buffer does not starve the
     /// registrations at the end.
     next: usize,
@@ -120,7 +152,7 @@ struct EpSet {
     kernel_first: AtomicBool,
     /// Bumped by every registration's signal: a wait spins on it for a
     /// moment before it sleeps in the kernel.
-    activity: Arc<core::sync::atomic::AtomicU32>,
+    sig: Arc<SetSignal>,
     inner: Mutex<Inner>,
     /// The fork generation that made the side table (see
     /// [`Socket::inherited`]): a fork child's copy is refused.
@@ -156,8 +188,9 @@ impl EpSet {
         Err(EOPNOTSUPP)
     }
 
-    /// Drops the registrations of closed sockets. Called with the lock held.
-    fn purge(inner: &mut Inner) {
+    /// Drops the registrations of closed sockets, and stops watching their
+    /// input fds. Called with the lock held.
+    fn purge(&self, inner: &mut Inner) {
         inner.regs.retain(|r| {
             if r.sock.has(F_CLOSED) {
                 r.sock.wait.unregister_poller(r.id);
@@ -166,6 +199,74 @@ impl EpSet {
                 true
             }
         });
+        if inner.inputs.is_empty() {
+            return;
+        }
+        inner.inputs.retain(|&kfd, s| {
+            if !s.has(F_CLOSED) {
+                return true;
+            }
+            // The backend may have closed that fd already (the kernel
+            // dropped it from the set) and given its number to another
+            // socket's input, which `inputs` would then name: this DEL
+            // then fails, or removes an input nobody watches any more.
+            let mut ev = epoll_event { events: 0, u64: 0 };
+            // SAFETY: a live epoll_event; the fds are integers.
+            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, &mut ev) };
+            false
+        });
+    }
+
+    /// Whether a wait spins before it sleeps: while the set holds sockets
+    /// of ours and no backend input fd. A socket whose input the waiting
+    /// thread pumps itself becomes ready only once that thread is woken by
+    /// the kernel: spinning would only delay it.
+    fn spins(&self) -> bool {
+        let g = self.inner.lock();
+        !g.regs.is_empty() && g.inputs.is_empty()
+    }
+
+    /// Has the kernel set watch the backend input fd of `inner.regs[i]`'s
+    /// socket, if it has one: a wait that sleeps in the kernel is then
+    /// woken by the socket's input itself and pumps it (see
+    /// `Backend::input_fd`), instead of by the backend's thread after it.
+    /// EPOLLEXCLUSIVE, before the backend's own watch: one wake-up.
+    fn watch_input(&self, inner: &mut Inner, i: usize) {
+        let r = &inner.regs[i];
+        if r.input.is_some() {
+            return;
+        }
+        let Some(kfd) = r.sock.input_fd() else { return };
+        if kfd < 0 || kfd as usize >= INPUT_FDS {
+            return;
+        }
+        let sock = r.sock.clone();
+        match inner.inputs.get(&kfd) {
+            Some(s) if Arc::ptr_eq(s, &sock) => {}
+            _ => {
+                let mut ev = epoll_event {
+                    events: EP_IN | EP_EXCLUSIVE,
+                    u64: input_key(kfd),
+                };
+                // SAFETY: a live epoll_event; the fds are integers.
+                let r = unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, kfd, &mut ev) };
+                if r < 0 && last_errno() != libc::EEXIST {
+                    return;
+                }
+                inner.inputs.insert(kfd, sock.clone());
+                sock.input_watched();
+            }
+        }
+        inner.regs[i].input = Some(kfd);
+    }
+
+    /// The kernel reported backend input fd `kfd`: its socket's input is
+    /// processed here, in the waiting thread.
+    fn pump(&self, kfd: i32) {
+        let sock = self.inner.lock().inputs.get(&kfd).cloned();
+        if let Some(s) = sock {
+            s.pump();
+        }
     }
 
     /// Writes up to `max` ready sockets to `out`; returns how many, and
@@ -175,7 +276,7 @@ impl EpSet {
     /// `out` must be valid for `max` entries.
     unsafe fn collect(&self, out: *mut epoll_event, max: usize) -> (usize, bool) {
         let mut g = self.inner.lock();
-        Self::purge(&mut g);
+        self.purge(&mut g);
         let n = g.regs.len();
         if n == 0 || max == 0 {
             return (0, false);
@@ -227,7 +328,7 @@ impl EpSet {
     fn ctl(&self, op: c_int, fdn: i32, sock: Arc<Socket>, ev: u32, data: u64) -> Result<(), Errno> {
         self.refused()?;
         let mut g = self.inner.lock();
-        Self::purge(&mut g);
+        self.purge(&mut g);
         let pos = g
             .regs
             .iter()
@@ -238,7 +339,7 @@ impl EpSet {
                 if pos.is_some() {
                     return Err(libc::EEXIST);
                 }
-                let sig = Arc::new(PollSignal::with_shared(self.efd, self.activity.clone()));
+                let sig = Arc::new(PollSignal::in_set(self.sig.clone()));
                 let id = sock.wait.register_poller(&sig, Reg::poll_mask(events));
                 let r = Reg {
                     fd: fdn,
@@ -249,9 +350,12 @@ impl EpSet {
                     events,
                     data,
                     armed: true,
+                    input: None,
                 };
                 let ready = r.ready() != 0;
                 g.regs.push(r);
+                let last = g.regs.len() - 1;
+                self.watch_input(&mut g, last);
                 ready
             }
             libc::EPOLL_CTL_MOD => {
@@ -268,7 +372,11 @@ impl EpSet {
                 r.data = data;
                 r.armed = true;
                 r.seen = r.sig.word.load(Ordering::SeqCst).wrapping_sub(1);
-                r.ready() != 0
+                let ready = r.ready() != 0;
+                // A socket that had no input fd at EPOLL_CTL_ADD (not yet
+                // connected) may have one now.
+                self.watch_input(&mut g, i);
+                ready
             }
             libc::EPOLL_CTL_DEL => {
                 let Some(i) = pos else {
@@ -276,6 +384,11 @@ impl EpSet {
                 };
                 let r = g.regs.remove(i);
                 r.sock.wait.unregister_poller(r.id);
+                // Its input fd stays watched until the socket closes:
+                // programs that delete and add a socket again per request
+                // (redis-benchmark) would pay three epoll_ctl calls more
+                // each time. An input that fires meanwhile is pumped here
+                // rather than by the backend's thread, at no extra cost.
                 false
             }
             _ => return Err(EINVAL),
@@ -283,7 +396,7 @@ impl EpSet {
         drop(g);
         if wake {
             // A waiter (in this process, or polling the epoll fd) sees it.
-            platform::eventfd_signal(self.efd);
+            self.sig.raise();
         }
         Ok(())
     }
@@ -391,9 +504,10 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
         epfd,
         efd,
         kernel_first: AtomicBool::new(false),
-        activity: Arc::new(core::sync::atomic::AtomicU32::new(0)),
+        sig: Arc::new(SetSignal::new(efd)),
         inner: Mutex::new(Inner {
             regs: Vec::new(),
+            inputs: BTreeMap::new(),
             next: 0,
         }),
         fork_gen: crate::socket::fork_generation(),
@@ -539,18 +653,29 @@ unsafe fn pass(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_i
     }
 }
 
-/// Removes our eventfd's entries from `ev[from..from+n]`, moving the rest
-/// down; returns how many are left.
+/// Removes our entries (the eventfd's, and backend input fds', each of
+/// which goes to `on_input`) from `ev[from..from+n]`, moving the rest down;
+/// returns how many are left and whether there were ours.
 ///
 /// # Safety
 /// `ev` must be valid for `from + n` entries.
-unsafe fn strip_reserved(ev: *mut epoll_event, from: usize, n: usize) -> (usize, bool) {
+unsafe fn strip_reserved(
+    ev: *mut epoll_event,
+    from: usize,
+    n: usize,
+    on_input: &mut dyn FnMut(i32),
+) -> (usize, bool) {
     let mut kept = 0;
     let mut seen = false;
     for k in 0..n {
         // SAFETY: within the first from + n entries.
         let e = unsafe { ev.add(from + k).read_unaligned() };
         if e.u64 == reserved() {
+            seen = true;
+            continue;
+        }
+        if let Some(kfd) = input_of(e.u64) {
+            on_input(kfd);
             seen = true;
             continue;
         }
@@ -585,7 +710,7 @@ unsafe fn wait(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_i
             }
             // Our eventfd went in after the lookup: never show it.
             // SAFETY: the kernel wrote r entries.
-            let (n, _) = unsafe { strip_reserved(ev, 0, r as usize) };
+            let (n, _) = unsafe { strip_reserved(ev, 0, r as usize, &mut |_| {}) };
             if n > 0 {
                 return n as c_int;
             }
@@ -626,7 +751,7 @@ unsafe fn wait_mixed(
         // level-triggered one was left signalled).
         let mut woke = false;
         // Read before our sockets are looked at: a change after it shows.
-        let seen = set.activity.load(Ordering::SeqCst);
+        let seen = set.sig.activity.load(Ordering::SeqCst);
         if first {
             // SAFETY: the caller's array, `max` entries; `mask` NULL or valid.
             let (k, w) = unsafe { kernel_wait(set, ev, 0, maxu, 0, mask) }?;
@@ -656,15 +781,30 @@ unsafe fn wait_mixed(
             // (USOCK_SPIN_US) is taken without a sleep and wake-up in the
             // kernel. Kernel fds wait that long at most; a set left with
             // none of our sockets does not spin.
-            if n == 0
-                && ms != 0
-                && !set.inner.lock().regs.is_empty()
-                && platform::spin_until(|| set.activity.load(Ordering::Acquire) != seen)
-            {
-                continue;
+            //
+            // Signals stay blocked while it spins: a handler that ran then
+            // would not end the kernel wait that follows with EINTR, and a
+            // program that learns of its signals that way (nginx's SIGTERM)
+            // would sleep on. The kernel wait unblocks them atomically.
+            let mut blocked = None;
+            if n == 0 && ms != 0 && set.spins() {
+                let old = block_signals();
+                if platform::spin_until(|| set.sig.activity.load(Ordering::Acquire) != seen) {
+                    restore_signals(&old);
+                    continue;
+                }
+                blocked = Some(old);
             }
-            // SAFETY: the rest of the caller's array; `mask` NULL or valid.
-            match unsafe { kernel_wait(set, ev, n, maxu - n, ms, mask) } {
+            let during = match &blocked {
+                Some(old) if mask.is_null() => old as *const sigset_t,
+                _ => mask,
+            };
+            // SAFETY: the rest of the caller's array; `during` NULL or valid.
+            let r = unsafe { kernel_wait(set, ev, n, maxu - n, ms, during) };
+            if let Some(old) = &blocked {
+                restore_signals(old);
+            }
+            match r {
                 Ok((k, w)) => {
                     n += k;
                     woke |= w;
@@ -678,14 +818,14 @@ unsafe fn wait_mixed(
             if level && !woke {
                 // Those sockets may still be ready: keep the epoll fd
                 // readable for poll() and enclosing epoll sets.
-                platform::eventfd_signal(set.efd);
+                set.sig.raise();
             }
             return Ok(n as c_int);
         }
         if woke {
             // Empty it only now: a stale signal costs one more turn, never
             // a lost wake-up (the sockets are looked at again after this).
-            platform::eventfd_drain(set.efd);
+            set.sig.drain();
             continue;
         }
         match (timeout, deadline) {
@@ -694,6 +834,25 @@ unsafe fn wait_mixed(
             _ => {}
         }
     }
+}
+
+/// Blocks every signal in this thread; returns the mask it had.
+fn block_signals() -> sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigfillset/pthread_sigmask.
+    unsafe {
+        let mut all: sigset_t = core::mem::zeroed();
+        let mut old: sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+/// Puts back the mask [`block_signals`] returned; a signal that came
+/// meanwhile is handled now.
+fn restore_signals(old: &sigset_t) {
+    // SAFETY: a valid mask from `block_signals`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
 }
 
 /// The kernel's part of a wait: up to `room` events into `ev[at..]`, our
@@ -715,7 +874,7 @@ unsafe fn kernel_wait(
         return Err(last_errno());
     }
     // SAFETY: the kernel wrote r entries at `at`.
-    Ok(unsafe { strip_reserved(ev, at, r as usize) })
+    Ok(unsafe { strip_reserved(ev, at, r as usize, &mut |kfd| set.pump(kfd)) })
 }
 
 /// epoll_wait(2) over any mix of our sockets and kernel fds.

@@ -173,8 +173,10 @@ unsafe fn poll_mixed(
         .iter()
         .zip(slice.iter())
         .map(|(s, p)| {
-            s.as_ref()
-                .map(|s| s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP))
+            s.as_ref().map(|s| {
+                s.before_block();
+                s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP)
+            })
         })
         .collect();
     let mut kfds: Vec<pollfd> = Vec::with_capacity(slice.len() + 1);
@@ -278,8 +280,10 @@ unsafe fn poll_mixed(
         .iter()
         .zip(slice.iter())
         .map(|(s, p)| {
-            s.as_ref()
-                .map(|s| s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP))
+            s.as_ref().map(|s| {
+                s.before_block();
+                s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP)
+            })
         })
         .collect();
     let deadline = timeout.and_then(platform::deadline_after);

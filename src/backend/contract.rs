@@ -176,6 +176,36 @@ pub trait Backend: Send + Sync {
     /// buffer's size): a backend that kept the datagram may offer it again.
     fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
 
+    /// Optional (hosted Linux): a kernel fd that turns readable when the
+    /// backend has input to process for this socket. A thread about to
+    /// sleep on the socket (epoll_wait) may watch it itself and call
+    /// [`Self::pump`] when it fires, instead of waiting for the backend's
+    /// own thread to process the input and wake it: one wake-up per
+    /// message instead of two. The fd stays the backend's (the frontend
+    /// never reads or closes it) and may close at any time. `None` (the
+    /// default): the backend alone processes the socket's input.
+    fn input_fd(&self, _sock: SockRef<'_>) -> Option<i32> {
+        None
+    }
+
+    /// The frontend now watches [`Self::input_fd`] in an epoll set and
+    /// pumps the socket whenever a thread waits there: the backend's own
+    /// thread may leave the input alone (as the kernel leaves TCP input in
+    /// the socket until the program reads it) until
+    /// [`Self::input_wanted`] or close.
+    fn input_watched(&self, _sock: SockRef<'_>) {}
+
+    /// A thread is about to block on the socket other than in an epoll set
+    /// that watches its input fd (recv, send, connect, poll, select): the
+    /// backend's own thread must process its input again.
+    fn input_wanted(&self, _sock: SockRef<'_>) {}
+
+    /// Processes what waits on [`Self::input_fd`] in the calling thread,
+    /// making the upcalls the backend's own thread would have made. Called
+    /// with no lock of the frontend held, at any time, concurrently with
+    /// the backend's thread.
+    fn pump(&self, _sock: SockRef<'_>) {}
+
     /// The local address of a claimed socket, if it has one.
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr>;
 

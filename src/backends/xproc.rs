@@ -9,8 +9,7 @@
 //! a reset, never a hang), cannot corrupt bytes (frames go unsummed), and
 //! need no shared-memory bookkeeping. Measured against the kernel's
 //! loopback (`make bench-preload`), bulk transfer is on par once windows
-//! autotune; what remains is the transport thread's extra wake-up per
-//! message (request/response loads).
+//! autotune.
 //!
 //! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`,
 //!   a datagram port one at `DIR/u<port>`. Ports are shared by AF_INET and
@@ -28,6 +27,14 @@
 //!   epoll and makes the upcalls; writes go out from the caller's thread and
 //!   what the kernel cannot take at once is queued and flushed by the
 //!   transport thread (operations never block).
+//! - A stream socket in a program's epoll set has its connection's input
+//!   read by the program's threads when they wait there (`Backend::
+//!   input_fd`, `input_watched`, `pump`), as the kernel does for TCP: the
+//!   kernel wakes the waiting thread directly, and nobody while the
+//!   program is busy, instead of the transport thread each time, which
+//!   then wakes the program's. The transport takes the input back when a
+//!   thread blocks on the socket in any other way (`input_wanted`), and at
+//!   close.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
 //! - A malformed frame, or one against the protocol, ends that connection
@@ -37,7 +44,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU64, Ordering};
 use std::ffi::CString;
 use std::path::PathBuf;
 
@@ -236,6 +243,8 @@ fn drop_link(c: &Conn) -> Option<u16> {
 enum ReadEnd {
     /// Nothing more to read now.
     Again,
+    /// The connection was already removed (by another thread).
+    Gone,
     /// The peer closed, or the socket failed.
     Closed,
     /// A malformed frame, or one its handler refused.
@@ -277,6 +286,17 @@ struct Conn {
     /// Established (ACCEPT seen or sent).
     up: AtomicBool,
     closed: AtomicBool,
+    /// The events the transport's epoll set watches (0: not in it).
+    watching: AtomicU32,
+    /// Program threads read the input (see `Backend::input_watched`): the
+    /// transport does not watch it.
+    delegated: AtomicBool,
+    /// A thread blocked on the socket other than in epoll_wait: the
+    /// transport reads the input from then on.
+    keep_input: AtomicBool,
+    /// The connection was ended by `lost` or `fail` (once, whichever
+    /// thread read its end first).
+    ended: AtomicBool,
     /// The socket was closed: the kernel socket goes once its queue is out.
     closing: AtomicBool,
 }
@@ -392,6 +412,8 @@ struct Transport {
 
 /// The epoll key of the transport's kick eventfd (no fd has it).
 const KICK_KEY: u64 = u64::MAX;
+const EV_IN: u32 = libc::EPOLLIN as u32;
+const EV_OUT: u32 = libc::EPOLLOUT as u32;
 
 impl Transport {
     fn epfd(&self) -> Result<i32, Errno> {
@@ -466,77 +488,30 @@ impl Transport {
     }
 
     fn add(&self, c: Arc<Conn>) -> Result<(), Errno> {
+        self.epfd()?;
+        self.conns.lock().insert(c.kfd, c.clone());
+        let _fd_life = c.out.lock();
+        self.register(&c, EV_IN)
+    }
+
+    /// Sets what the transport's epoll set watches on `c`'s kernel socket
+    /// (`0`: nothing). Called with `c.out` locked (it guards the fd's life).
+    ///
+    /// Registrations are EPOLLEXCLUSIVE, and so made anew each time (the
+    /// kernel refuses EPOLL_CTL_MOD on one): when a program thread's epoll
+    /// set watches the socket too (see `Backend::input_fd`), the one that
+    /// registered first is woken first, and the transport's comes back
+    /// after the program's once it gave the input up.
+    fn register(&self, c: &Conn, events: u32) -> Result<(), Errno> {
         let epfd = self.epfd()?;
-        let fd = c.kfd;
-        self.conns.lock().insert(fd, c);
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-            u64: fd as u64,
-        };
-        // SAFETY: epoll_ctl with a live event.
-        sys(unsafe {
-            libc::syscall(
-                libc::SYS_epoll_ctl,
-                epfd,
-                libc::EPOLL_CTL_ADD,
-                fd,
-                &mut ev as *mut _,
-            )
-        })
-        .map(|_| ())
-    }
-
-    fn watch_out(&self, c: &Conn, on: bool) {
-        let Ok(epfd) = self.epfd() else { return };
-        let mut events = (libc::EPOLLIN | libc::EPOLLRDHUP) as u32;
-        if on {
-            events |= libc::EPOLLOUT as u32;
-        }
-        let mut ev = libc::epoll_event {
-            events,
-            u64: c.kfd as u64,
-        };
-        // SAFETY: epoll_ctl with a live event.
-        unsafe {
-            libc::syscall(
-                libc::SYS_epoll_ctl,
-                epfd,
-                libc::EPOLL_CTL_MOD,
-                c.kfd,
-                &mut ev as *mut _,
-            )
-        };
-    }
-
-    /// Starts (`on`) or stops watching `c`'s kernel socket for input.
-    fn watch(&self, c: &Conn, on: bool) {
-        let Ok(epfd) = self.epfd() else { return };
-        // The queue's lock guards the fd's life (see `remove`).
-        let _fd_life = c.out.lock();
         if c.closed.load(Ordering::Acquire) {
-            return;
+            return Ok(());
         }
-        let mut ev = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
-            u64: c.kfd as u64,
-        };
-        let op = if on {
-            libc::EPOLL_CTL_ADD
-        } else {
-            libc::EPOLL_CTL_DEL
-        };
-        // SAFETY: epoll_ctl with a live event.
-        unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, c.kfd, &mut ev as *mut _) };
-    }
-
-    fn remove(&self, c: &Conn) {
-        let _fd_life = c.out.lock();
-        if c.closed.swap(true, Ordering::AcqRel) {
-            return;
+        let was = c.watching.swap(events, Ordering::AcqRel);
+        if was == events {
+            return Ok(());
         }
-
-        self.conns.lock().remove(&c.kfd);
-        if let Ok(epfd) = self.epfd() {
+        if was != 0 {
             // SAFETY: removing our own fd from our epoll set.
             unsafe {
                 libc::syscall(
@@ -548,6 +523,77 @@ impl Transport {
                 )
             };
         }
+        if events == 0 {
+            return Ok(());
+        }
+        let mut ev = libc::epoll_event {
+            events: events | libc::EPOLLEXCLUSIVE as u32,
+            u64: c.kfd as u64,
+        };
+        // SAFETY: epoll_ctl with a live event.
+        sys(unsafe {
+            libc::syscall(
+                libc::SYS_epoll_ctl,
+                epfd,
+                libc::EPOLL_CTL_ADD,
+                c.kfd,
+                &mut ev as *mut _,
+            )
+        })
+        .map(|_| ())
+    }
+
+    /// What the transport watches on a connection that is not paused: its
+    /// input unless a program thread pumps it, room to write while bytes
+    /// wait (`out`).
+    fn events_for(c: &Conn, out: bool) -> u32 {
+        let input = if c.delegated.load(Ordering::Acquire) {
+            0
+        } else {
+            EV_IN
+        };
+        input | if out { EV_OUT } else { 0 }
+    }
+
+    /// Watches `c` for room to write (`on`) or no longer. Called with
+    /// `c.out` locked.
+    fn watch_out(&self, c: &Conn, on: bool) {
+        let _ = self.register(c, Self::events_for(c, on));
+    }
+
+    /// Gives `c`'s input to the program threads that watch it (`on`, see
+    /// `Backend::input_watched`), or takes it back. Under the fd's life
+    /// lock, as `keep_input`: a thread that blocks on the socket while
+    /// another adds it to an epoll set never sleeps with nobody reading.
+    fn delegate(&self, c: &Conn, on: bool) {
+        let out = c.out.lock();
+        if on && c.keep_input.load(Ordering::Acquire) {
+            return;
+        }
+        if c.delegated.swap(on, Ordering::AcqRel) != on {
+            let _ = self.register(c, Self::events_for(c, !out.is_empty()));
+        }
+    }
+
+    /// Starts (`on`) or stops watching `c`'s kernel socket.
+    fn watch(&self, c: &Conn, on: bool) {
+        let out = c.out.lock();
+        let events = match (on, out.is_empty()) {
+            (false, _) => 0,
+            (true, true) => EV_IN,
+            (true, false) => EV_IN | EV_OUT,
+        };
+        let _ = self.register(c, events);
+    }
+
+    fn remove(&self, c: &Conn) {
+        let _fd_life = c.out.lock();
+        if c.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = self.register(c, 0);
+        c.closed.store(true, Ordering::Release);
+        self.conns.lock().remove(&c.kfd);
         close_kfd(c.kfd);
     }
 
@@ -659,10 +705,13 @@ impl Transport {
     /// The peer's socket went away: end-of-stream if it had said so,
     /// otherwise a reset.
     fn lost(&self, c: &Conn) {
+        if c.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
         if c.got_fin.load(Ordering::Acquire) {
             self.remove(c);
         } else {
-            self.fail(c);
+            self.refuse_or_reset(c);
         }
     }
 
@@ -670,6 +719,12 @@ impl Transport {
     /// protocol): an established connection is reset, one still being set
     /// up is refused (which also frees its place in a listener's backlog).
     fn fail(&self, c: &Conn) {
+        if !c.ended.swap(true, Ordering::AcqRel) {
+            self.refuse_or_reset(c);
+        }
+    }
+
+    fn refuse_or_reset(&self, c: &Conn) {
         let h = c.handle();
         if c.up.load(Ordering::Acquire) {
             let _ = upcall::reset(h, ECONNRESET);
@@ -687,7 +742,7 @@ impl Transport {
             r => r,
         };
         match self.read_frames(c, on) {
-            ReadEnd::Again => {}
+            ReadEnd::Again | ReadEnd::Gone => {}
             ReadEnd::Closed => self.lost(c),
             // Malformed, or against the protocol: this connection only.
             ReadEnd::Bad | ReadEnd::Full => self.fail(c),
@@ -726,6 +781,13 @@ impl Transport {
             inb.drain(..used);
             inb.reserve(READ);
             let spare = inb.spare_capacity_mut();
+            // The fd's life lock: another thread pumping this connection
+            // (see `Backend::pump`) may have closed it, and its number may
+            // already name another connection.
+            let fd_life = c.out.lock();
+            if c.closed.load(Ordering::Acquire) {
+                return ReadEnd::Gone;
+            }
             // SAFETY: reads at most `spare.len()` bytes into the vector's
             // spare capacity, which is ours.
             let r = unsafe {
@@ -739,6 +801,7 @@ impl Transport {
                     0usize,
                 )
             };
+            drop(fd_life);
             if r == 0 || (r < 0 && errno() != EAGAIN) {
                 return ReadEnd::Closed;
             }
@@ -775,7 +838,7 @@ impl Transport {
             Ok(())
         });
         match end {
-            ReadEnd::Again => {}
+            ReadEnd::Again | ReadEnd::Gone => {}
             ReadEnd::Full => self.pause(c),
             ReadEnd::Closed | ReadEnd::Bad => self.remove(c),
         }
@@ -902,6 +965,10 @@ impl Conn {
             got_fin: AtomicBool::new(false),
             up: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            watching: AtomicU32::new(0),
+            delegated: AtomicBool::new(false),
+            keep_input: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         }
     }
@@ -990,6 +1057,13 @@ fn xs<'a>(s: &SockRef<'a>) -> Result<&'a XSock, Errno> {
     (s.state.as_ref() as &dyn Any)
         .downcast_ref::<XSock>()
         .ok_or(EINVAL)
+}
+
+/// The stream connection of `sock`, if it has one (not a listener's or a
+/// datagram port's socket: their input is the transport thread's).
+fn stream_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
+    let c = xs(sock).ok()?.conn.lock().clone()?;
+    matches!(c.role, Role::Stream).then_some(c)
 }
 
 /// The cross-process backend over a network directory.
@@ -1359,6 +1433,31 @@ impl Backend for XProc {
         }
     }
 
+    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
+        let c = stream_conn(&sock)?;
+        (!c.closed.load(Ordering::Acquire)).then_some(c.kfd)
+    }
+
+    fn input_watched(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            transport().delegate(&c, true);
+        }
+    }
+
+    fn input_wanted(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            if !c.keep_input.swap(true, Ordering::AcqRel) {
+                transport().delegate(&c, false);
+            }
+        }
+    }
+
+    fn pump(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            transport().read_stream(&c);
+        }
+    }
+
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         *xs(&sock).ok()?.local.lock()
     }
@@ -1392,8 +1491,10 @@ impl Backend for XProc {
         }
         if let Some(c) = x.conn.lock().take() {
             // Queued bytes (the FIN among them) go out first: the transport
-            // thread closes the kernel socket when its queue is empty.
+            // thread closes the kernel socket when its queue is empty, and
+            // reads it meanwhile (nobody pumps a closed socket).
             c.closing.store(true, Ordering::Release);
+            transport().delegate(&c, false);
             transport().flush(&c);
         }
         if let Some(p) = x.path.lock().take() {

@@ -293,6 +293,7 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;
+                self.before_block();
                 let w = self.wait.wait_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next

@@ -299,6 +299,37 @@ impl Socket {
         }
     }
 
+    /// The backend's input fd for this socket (see `Backend::input_fd`).
+    #[cfg(feature = "std")]
+    pub(crate) fn input_fd(&self) -> Option<i32> {
+        let b = self.binding()?;
+        b.backend.input_fd(self.sref(b))
+    }
+
+    /// Tells the backend the frontend watches its input fd.
+    #[cfg(feature = "std")]
+    pub(crate) fn input_watched(&self) {
+        if let Some(b) = self.binding() {
+            b.backend.input_watched(self.sref(b));
+        }
+    }
+
+    /// Has the backend process this socket's input in this thread.
+    #[cfg(feature = "std")]
+    pub(crate) fn pump(&self) {
+        if let Some(b) = self.binding() {
+            b.backend.pump(self.sref(b));
+        }
+    }
+
+    /// A thread is about to block on this socket (not in epoll_wait): the
+    /// backend processes its input again (see `Backend::input_wanted`).
+    pub(crate) fn before_block(&self) {
+        if let Some(b) = self.binding() {
+            b.backend.input_wanted(self.sref(b));
+        }
+    }
+
     /// Installs the backend chosen at selection. `false` if one was already
     /// installed (a concurrent call won).
     pub(crate) fn bind_backend(&self, backend: Arc<dyn Backend>, state: SockState) -> bool {
@@ -394,6 +425,7 @@ impl Socket {
     /// Blocks until readiness intersects `events` or the state changes in a
     /// way the caller must look at.
     fn wait_for(&self, events: i16, deadline: Option<crate::platform::Deadline>) -> Waited {
+        self.before_block();
         self.wait.wait_until(
             || self.readiness() & (events | POLLERR | POLLHUP) != 0 || self.has(F_CLOSED),
             deadline,

@@ -7,7 +7,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::platform::{self, Deadline};
 use crate::sync::Mutex;
@@ -29,9 +29,50 @@ pub struct PollSignal {
     pub word: AtomicU32,
     /// An eventfd to signal as well, or -1.
     pub efd: i32,
-    /// A counter shared by several signals (an epoll set's), bumped too: a
-    /// waiter can spin on it before it sleeps in the kernel.
-    pub shared: Option<Arc<AtomicU32>>,
+    /// The signal of the epoll set this one belongs to, raised too (in
+    /// place of `efd`).
+    pub shared: Option<Arc<SetSignal>>,
+}
+
+/// What the registrations of one epoll set share: a counter its waiter
+/// spins on before it sleeps in the kernel, and its eventfd, which a
+/// sleeping waiter (or a poll() of the epoll fd) sees.
+pub struct SetSignal {
+    /// Bumped by every signal of the set's registrations.
+    pub activity: AtomicU32,
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    efd: i32,
+    /// The eventfd was written and not drained since: a state change
+    /// writes it only when it is not. Many changes between two waits (a
+    /// busy server's sockets) then cost one write, not one each.
+    raised: AtomicBool,
+}
+
+impl SetSignal {
+    /// The signal of a set whose eventfd is `efd`.
+    pub fn new(efd: i32) -> SetSignal {
+        SetSignal {
+            activity: AtomicU32::new(0),
+            efd,
+            raised: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes the eventfd readable, unless it is already.
+    pub fn raise(&self) {
+        #[cfg(feature = "std")]
+        if !self.raised.swap(true, Ordering::SeqCst) {
+            platform::eventfd_signal(self.efd);
+        }
+    }
+
+    /// Empties the eventfd. The waiter must look at its sockets after
+    /// this: a change made before it may have left the eventfd empty.
+    pub fn drain(&self) {
+        #[cfg(feature = "std")]
+        platform::eventfd_drain(self.efd);
+        self.raised.store(false, Ordering::SeqCst);
+    }
 }
 
 impl PollSignal {
@@ -44,11 +85,11 @@ impl PollSignal {
         }
     }
 
-    /// A signal that also bumps `shared`.
-    pub fn with_shared(efd: i32, shared: Arc<AtomicU32>) -> PollSignal {
+    /// A registration's signal in an epoll set: it raises the set's.
+    pub fn in_set(set: Arc<SetSignal>) -> PollSignal {
         PollSignal {
-            shared: Some(shared),
-            ..PollSignal::new(efd)
+            shared: Some(set),
+            ..PollSignal::new(-1)
         }
     }
 
@@ -56,7 +97,11 @@ impl PollSignal {
     pub fn signal(&self) {
         self.word.fetch_add(1, Ordering::SeqCst);
         if let Some(s) = &self.shared {
-            s.fetch_add(1, Ordering::SeqCst);
+            // Nobody sleeps on `word`: the set's waiter spins on the
+            // activity counter and sleeps in the kernel.
+            s.activity.fetch_add(1, Ordering::SeqCst);
+            s.raise();
+            return;
         }
         platform::futex_wake_all(&self.word);
         #[cfg(feature = "std")]
