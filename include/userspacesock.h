@@ -399,6 +399,13 @@ int usock_upcall_reset(uint64_t handle, int err);
 int usock_upcall_credit(uint64_t handle, uint64_t limit);
 
 /*
+ Upcall: datagram socket `handle`, whose `write` was refused with
+ `-EAGAIN`, may send again (a blocking sender retries now, not after its
+ millisecond).
+ */
+int usock_upcall_writable(uint64_t handle);
+
+/*
  Upcall: an asynchronous error (positive errno) for `handle`.
  */
 int usock_upcall_error(uint64_t handle, int err);

@@ -642,6 +642,14 @@ pub extern "C" fn usock_upcall_credit(handle: u64, limit: u64) -> c_int {
     guard(-EIO, || up(upcall::credit(SockHandle(handle), limit)))
 }
 
+/// Upcall: datagram socket `handle`, whose `write` was refused with
+/// `-EAGAIN`, may send again (a blocking sender retries now, not after its
+/// millisecond).
+#[no_mangle]
+pub extern "C" fn usock_upcall_writable(handle: u64) -> c_int {
+    guard(-EIO, || up(upcall::writable(SockHandle(handle))))
+}
+
 /// Upcall: an asynchronous error (positive errno) for `handle`.
 #[no_mangle]
 pub extern "C" fn usock_upcall_error(handle: u64, err: c_int) -> c_int {

@@ -167,7 +167,10 @@ pub trait Backend: Send + Sync {
 
     /// Carries one fragment. Stream fragments lie within the credit the
     /// backend granted; datagram fragments carry the destination in `addr`
-    /// unless the socket is connected. Never blocks.
+    /// unless the socket is connected. Never blocks. A datagram it cannot
+    /// take now (its receiver keeps datagrams and is full) is refused with
+    /// `EAGAIN`; a blocking sender then waits for
+    /// [`crate::socket::upcall::writable`], or a millisecond.
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno>;
 
     /// The receiver's window moved: stream bytes may be delivered up to

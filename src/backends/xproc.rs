@@ -279,6 +279,9 @@ struct Conn {
     listener: SockHandle,
     /// Bytes the kernel has not taken yet.
     out: Mutex<VecDeque<u8>>,
+    /// A link's senders turned away for a full queue: told when it is
+    /// half empty (`upcall::writable`).
+    blocked: Mutex<Vec<SockHandle>>,
     /// Bytes read but not yet a whole frame (transport thread only).
     inbuf: Mutex<Vec<u8>>,
     /// The peer sent end-of-stream (its socket closing after it is normal).
@@ -294,6 +297,8 @@ struct Conn {
     /// A thread blocked on the socket other than in epoll_wait: the
     /// transport reads the input from then on.
     keep_input: AtomicBool,
+    /// A program's epoll set watches the input too (see `register`).
+    shared: AtomicBool,
     /// The connection was ended by `lost` or `fail` (once, whichever
     /// thread read its end first).
     ended: AtomicBool,
@@ -354,9 +359,24 @@ impl Conn {
     /// and offer it again, a non-blocking one sees EAGAIN, as a UDP socket
     /// whose send buffer is full. The later fragments of a datagram larger
     /// than one fragment always go, so no datagram is cut.
-    fn datagram(&self, t: &Transport, first: bool, parts: &[&[u8]]) -> Result<(), Errno> {
-        if first && self.out.lock().len() >= DGRAM_QUEUE_MAX {
-            return Err(EAGAIN);
+    fn datagram(
+        &self,
+        t: &Transport,
+        from: SockHandle,
+        first: bool,
+        parts: &[&[u8]],
+    ) -> Result<(), Errno> {
+        if first {
+            // Under the queue's lock, as `flush` looks at the queue: a
+            // sender turned away is always woken once there is room.
+            let out = self.out.lock();
+            if out.len() >= DGRAM_QUEUE_MAX {
+                let mut b = self.blocked.lock();
+                if !b.contains(&from) {
+                    b.push(from);
+                }
+                return Err(EAGAIN);
+            }
         }
         self.send(t, parts)
     }
@@ -497,11 +517,12 @@ impl Transport {
     /// Sets what the transport's epoll set watches on `c`'s kernel socket
     /// (`0`: nothing). Called with `c.out` locked (it guards the fd's life).
     ///
-    /// Registrations are EPOLLEXCLUSIVE, and so made anew each time (the
-    /// kernel refuses EPOLL_CTL_MOD on one): when a program thread's epoll
-    /// set watches the socket too (see `Backend::input_fd`), the one that
-    /// registered first is woken first, and the transport's comes back
-    /// after the program's once it gave the input up.
+    /// Once a program's epoll set watches the socket too (`shared`, see
+    /// `Backend::input_fd`), the registration is EPOLLEXCLUSIVE, and so
+    /// made anew each time (the kernel refuses EPOLL_CTL_MOD on one): when
+    /// both watch the input, the kernel wakes the one registered first,
+    /// the program's, while it waits. Before, a plain EPOLL_CTL_MOD saves a
+    /// system call each time room to write is watched or no longer.
     fn register(&self, c: &Conn, events: u32) -> Result<(), Errno> {
         let epfd = self.epfd()?;
         if c.closed.load(Ordering::Acquire) {
@@ -511,36 +532,31 @@ impl Transport {
         if was == events {
             return Ok(());
         }
-        if was != 0 {
-            // SAFETY: removing our own fd from our epoll set.
-            unsafe {
-                libc::syscall(
-                    libc::SYS_epoll_ctl,
-                    epfd,
-                    libc::EPOLL_CTL_DEL,
-                    c.kfd,
-                    0usize,
-                )
+        let shared = c.shared.load(Ordering::Acquire);
+        let ctl = |op: i32, events: u32| {
+            let mut ev = libc::epoll_event {
+                events,
+                u64: c.kfd as u64,
             };
+            // SAFETY: epoll_ctl on our own set with a live event.
+            sys(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, c.kfd, &mut ev as *mut _) })
+                .map(|_| ())
+        };
+        if was != 0 && events != 0 && !shared {
+            return ctl(libc::EPOLL_CTL_MOD, events);
+        }
+        if was != 0 {
+            let _ = ctl(libc::EPOLL_CTL_DEL, 0);
         }
         if events == 0 {
             return Ok(());
         }
-        let mut ev = libc::epoll_event {
-            events: events | libc::EPOLLEXCLUSIVE as u32,
-            u64: c.kfd as u64,
+        let excl = if shared {
+            libc::EPOLLEXCLUSIVE as u32
+        } else {
+            0
         };
-        // SAFETY: epoll_ctl with a live event.
-        sys(unsafe {
-            libc::syscall(
-                libc::SYS_epoll_ctl,
-                epfd,
-                libc::EPOLL_CTL_ADD,
-                c.kfd,
-                &mut ev as *mut _,
-            )
-        })
-        .map(|_| ())
+        ctl(libc::EPOLL_CTL_ADD, events | excl)
     }
 
     /// What the transport watches on a connection that is not paused: its
@@ -567,6 +583,14 @@ impl Transport {
     /// another adds it to an epoll set never sleeps with nobody reading.
     fn delegate(&self, c: &Conn, on: bool) {
         let out = c.out.lock();
+        if on && !c.shared.swap(true, Ordering::AcqRel) {
+            // From now on exclusive (see `register`): made anew.
+            let w = c.watching.load(Ordering::Acquire);
+            if w != 0 {
+                let _ = self.register(c, 0);
+                let _ = self.register(c, w);
+            }
+        }
         if on && c.keep_input.load(Ordering::Acquire) {
             return;
         }
@@ -587,7 +611,7 @@ impl Transport {
     }
 
     fn remove(&self, c: &Conn) {
-        let _fd_life = c.out.lock();
+        let fd_life = c.out.lock();
         if c.closed.load(Ordering::Acquire) {
             return;
         }
@@ -595,6 +619,12 @@ impl Transport {
         c.closed.store(true, Ordering::Release);
         self.conns.lock().remove(&c.kfd);
         close_kfd(c.kfd);
+        drop(fd_life);
+        // Senders waiting for room on a link that is gone offer their
+        // datagram again (and find nobody there: dropped, as UDP does).
+        for h in core::mem::take(&mut *c.blocked.lock()) {
+            let _ = upcall::writable(h);
+        }
     }
 
     fn run(&self, epfd: i32) {
@@ -655,6 +685,19 @@ impl Transport {
                 Err(_) => {
                     out.clear();
                     break;
+                }
+            }
+        }
+        if out.len() <= DGRAM_QUEUE_MAX / 2 {
+            let woken = core::mem::take(&mut *c.blocked.lock());
+            if !woken.is_empty() {
+                drop(out);
+                for h in woken {
+                    let _ = upcall::writable(h);
+                }
+                out = c.out.lock();
+                if c.closed.load(Ordering::Acquire) {
+                    return;
                 }
             }
         }
@@ -960,6 +1003,7 @@ impl Conn {
             handle: AtomicU64::new(handle.0),
             listener,
             out: Mutex::new(VecDeque::new()),
+            blocked: Mutex::new(Vec::new()),
 
             inbuf: Mutex::new(Vec::new()),
             got_fin: AtomicBool::new(false),
@@ -968,6 +1012,7 @@ impl Conn {
             watching: AtomicU32::new(0),
             delegated: AtomicBool::new(false),
             keep_input: AtomicBool::new(false),
+            shared: AtomicBool::new(false),
             ended: AtomicBool::new(false),
             closing: AtomicBool::new(false),
         }
@@ -1403,7 +1448,8 @@ impl Backend for XProc {
                 // as UDP does.
                 if let Some(link) = self.link(ep.port) {
                     let first = out.header.dgram_offset == 0;
-                    match link.datagram(transport(), first, &[&hdr[..], out.addr, out.payload]) {
+                    let parts = [&hdr[..], out.addr, out.payload];
+                    match link.datagram(transport(), sock.handle, first, &parts) {
                         Ok(()) => {}
                         Err(EAGAIN) => return Err(EAGAIN),
                         Err(_) => {

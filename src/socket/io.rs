@@ -431,18 +431,25 @@ impl Socket {
                 addr,
                 payload: &data[off..off + n],
             };
+            // Read before the write: room made after it is seen.
+            let room = self.tx_room.load(Ordering::SeqCst);
             match b.backend.write(self.sref(b), &frag) {
                 Ok(()) => {}
                 Err(EAGAIN) if off == 0 && self.blocking(flags) => {
                     // The receiver is full and the backend keeps datagrams
-                    // (AF_UNIX semantics): wait a little and offer it again.
+                    // (AF_UNIX semantics): offer it again when the backend
+                    // says there is room (`upcall::writable`), or in a
+                    // millisecond for a backend that does not.
                     let step =
                         crate::platform::deadline_after(core::time::Duration::from_millis(1));
                     let until = match (deadline, step) {
                         (Some(d), Some(s)) if d < s => Some(d),
                         (_, s) => s,
                     };
-                    self.wait.wait_until(|| self.has(F_CLOSED), until);
+                    self.wait.wait_until(
+                        || self.has(F_CLOSED) || self.tx_room.load(Ordering::SeqCst) != room,
+                        until,
+                    );
                     if let Some(d) = deadline {
                         if crate::platform::now() >= d {
                             return Err(EAGAIN);

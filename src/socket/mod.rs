@@ -109,6 +109,9 @@ pub struct Socket {
     tx_next: AtomicU64,
     /// Send credit: stream bytes may be sent below this absolute offset.
     tx_limit: AtomicU64,
+    /// Bumped by `upcall::writable`: a datagram sender the backend turned
+    /// away with EAGAIN waits for it to move.
+    pub(crate) tx_room: core::sync::atomic::AtomicU32,
     /// Window end last told to the backend.
     pub(crate) advertised: AtomicU64,
     /// Receive-window autotuning: bytes read since `tune_start`.
@@ -223,6 +226,7 @@ impl Socket {
             }),
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
+            tx_room: core::sync::atomic::AtomicU32::new(0),
             advertised: AtomicU64::new(0),
             tune_bytes: AtomicUsize::new(0),
             tune_start: Mutex::new(None),

@@ -222,6 +222,15 @@ pub fn credit(h: SockHandle, limit: u64) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Datagram socket `h`, turned away from `Backend::write` with `EAGAIN`,
+/// may send again: a blocked sender offers its datagram now.
+pub fn writable(h: SockHandle) -> Result<(), Errno> {
+    let s = sock(h)?;
+    s.tx_room.fetch_add(1, Ordering::SeqCst);
+    s.wait.notify(POLLOUT);
+    Ok(())
+}
+
 /// The receive window end of socket `h`: what a backend may deliver up to.
 pub fn window(h: SockHandle) -> Result<u64, Errno> {
     let s = sock(h)?;
