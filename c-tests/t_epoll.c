@@ -912,3 +912,26 @@ TEST_FAM(epoll_member_close_delivers_everything)
     CHECK(d.eof);
     close(c); close(ep);
 }
+
+/* a socket deleted from its set and then only polled with non-blocking
+ * calls (no wait anywhere) still gets its input */
+TEST_FAM(epoll_deleted_member_nonblocking_reads)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, s, EPOLLIN, 1);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+    CHECK_EQ(OK(send(c, "hello", 5, 0)), 5);
+    char b[8];
+    ssize_t r = -1;
+    for (int i = 0; i < 3000 && r < 0; i++) {
+        r = recv(s, b, sizeof b, MSG_DONTWAIT);
+        if (r < 0) {
+            CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+            tl_sleep_ms(1);
+        }
+    }
+    CHECK_EQ(r, 5);
+    close(c); close(s); close(ep);
+}

@@ -150,8 +150,9 @@ struct EpSet {
     /// The last wait was filled by our sockets alone: the next one asks
     /// the kernel first, so that kernel fds are not starved.
     kernel_first: AtomicBool,
-    /// Bumped by every registration's signal: a wait spins on it for a
-    /// moment before it sleeps in the kernel.
+    /// Raised by every registration's signal: a wait spins on its
+    /// activity counter for a moment before it sleeps in the kernel, where
+    /// its eventfd wakes it.
     sig: Arc<SetSignal>,
     inner: Mutex<Inner>,
     /// The fork generation that made the side table (see
@@ -167,6 +168,7 @@ impl Drop for EpSet {
         // write the eventfd number any more, so closing it is safe.
         for r in self.inner.get_mut().regs.drain(..) {
             r.sock.wait.unregister_poller(r.id);
+            r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
         }
         let _ = platform::kfd_close(self.efd);
     }
@@ -194,6 +196,7 @@ impl EpSet {
         inner.regs.retain(|r| {
             if r.sock.has(F_CLOSED) {
                 r.sock.wait.unregister_poller(r.id);
+                r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
                 false
             } else {
                 true
@@ -230,7 +233,7 @@ impl EpSet {
     /// socket, if it has one: a wait that sleeps in the kernel is then
     /// woken by the socket's input itself and pumps it (see
     /// `Backend::input_fd`), instead of by the backend's thread after it.
-    /// EPOLLEXCLUSIVE, before the backend's own watch: one wake-up.
+    /// EPOLLEXCLUSIVE: when several sets watch it, one waiter is woken.
     fn watch_input(&self, inner: &mut Inner, i: usize) {
         let r = &inner.regs[i];
         if r.input.is_some() {
@@ -353,6 +356,7 @@ impl EpSet {
                     input: None,
                 };
                 let ready = r.ready() != 0;
+                r.sock.epoll_regs.fetch_add(1, Ordering::AcqRel);
                 g.regs.push(r);
                 let last = g.regs.len() - 1;
                 self.watch_input(&mut g, last);
@@ -384,11 +388,14 @@ impl EpSet {
                 };
                 let r = g.regs.remove(i);
                 r.sock.wait.unregister_poller(r.id);
+                r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
                 // Its input fd stays watched until the socket closes:
                 // programs that delete and add a socket again per request
                 // (redis-benchmark) would pay three epoll_ctl calls more
-                // each time. An input that fires meanwhile is pumped here
-                // rather than by the backend's thread, at no extra cost.
+                // each time. Input that comes meanwhile is read by this
+                // set's waits, by a thread that blocks on the socket
+                // (`Socket::before_block`), or by a non-blocking call that
+                // finds nothing (`Socket::pump_orphan`).
                 false
             }
             _ => return Err(EINVAL),

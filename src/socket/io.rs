@@ -72,6 +72,7 @@ impl Socket {
         // What was read so far, or `e` if nothing was.
         let so_far = |got: usize, e: Errno| if got > 0 { Ok(got) } else { Err(e) };
         let mut got = 0usize;
+        let mut pumped = false;
         loop {
             let (n, grew) = {
                 let _g = self.rx_lock.lock();
@@ -117,7 +118,14 @@ impl Socket {
             if got > 0 && !waitall {
                 return Ok(got);
             }
-            if !self.blocking(flags) || self.wait_for(POLLIN, deadline) == Waited::TimedOut {
+            if !self.blocking(flags) {
+                if !pumped && self.pump_orphan() {
+                    pumped = true;
+                    continue;
+                }
+                return so_far(got, EAGAIN);
+            }
+            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
                 return so_far(got, EAGAIN);
             }
         }
@@ -262,6 +270,7 @@ impl Socket {
         let deadline = self.snd_deadline();
         let mut tx = self.tx.lock();
         let mut sent = 0usize;
+        let mut pumped = false;
         let (mut bi, mut bo) = (0usize, 0usize);
         loop {
             // After a partial send, a reset or shutdown ends the call with
@@ -290,6 +299,14 @@ impl Socket {
             let credit = limit.saturating_sub(tx.next);
             if credit == 0 {
                 if !self.blocking(flags) {
+                    if sent == 0 && !pumped {
+                        drop(tx);
+                        pumped = self.pump_orphan();
+                        tx = self.tx.lock();
+                        if pumped {
+                            continue;
+                        }
+                    }
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;

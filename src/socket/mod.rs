@@ -63,6 +63,10 @@ pub(crate) const F_RCVBUF_SET: u32 = 1 << 10;
 /// the backend there is room again.
 pub(crate) const F_DGRAM_REFUSED: u32 = 1 << 11;
 
+/// An epoll set watches the backend's input fd of the socket (see
+/// `Backend::input_watched`); never cleared.
+pub(crate) const F_INPUT_WATCHED: u32 = 1 << 12;
+
 /// The backend that carries a socket, set once at selection.
 pub(crate) struct Binding {
     pub backend: Arc<dyn Backend>,
@@ -112,6 +116,8 @@ pub struct Socket {
     /// Bumped by `upcall::writable`: a datagram sender the backend turned
     /// away with EAGAIN waits for it to move.
     pub(crate) tx_room: core::sync::atomic::AtomicU32,
+    /// How many epoll registrations the socket has (see `pump_orphan`).
+    pub(crate) epoll_regs: core::sync::atomic::AtomicU32,
     /// Window end last told to the backend.
     pub(crate) advertised: AtomicU64,
     /// Receive-window autotuning: bytes read since `tune_start`.
@@ -227,6 +233,7 @@ impl Socket {
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
             tx_room: core::sync::atomic::AtomicU32::new(0),
+            epoll_regs: core::sync::atomic::AtomicU32::new(0),
             advertised: AtomicU64::new(0),
             tune_bytes: AtomicUsize::new(0),
             tune_start: Mutex::new(None),
@@ -313,9 +320,24 @@ impl Socket {
     /// Tells the backend the frontend watches its input fd.
     #[cfg(feature = "std")]
     pub(crate) fn input_watched(&self) {
+        self.set(F_INPUT_WATCHED);
         if let Some(b) = self.binding() {
             b.backend.input_watched(self.sref(b));
         }
+    }
+
+    /// A non-blocking call found nothing to do: if an epoll set took the
+    /// socket's input over but the socket is in no set now, nobody may be
+    /// waiting where its input would be read (a program that deleted it
+    /// from its set and polls it with non-blocking calls), so it is read
+    /// here. Returns whether it was; the caller looks again then.
+    pub(crate) fn pump_orphan(&self) -> bool {
+        #[cfg(feature = "std")]
+        if self.has(F_INPUT_WATCHED) && self.epoll_regs.load(Ordering::Acquire) == 0 {
+            self.pump();
+            return true;
+        }
+        false
     }
 
     /// Has the backend process this socket's input in this thread.
