@@ -65,6 +65,7 @@ pub(crate) const F_DGRAM_REFUSED: u32 = 1 << 11;
 
 /// An epoll set watches the backend's input fd of the socket (see
 /// `Backend::input_watched`); never cleared.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) const F_INPUT_WATCHED: u32 = 1 << 12;
 
 /// The backend that carries a socket, set once at selection.
@@ -117,6 +118,7 @@ pub struct Socket {
     /// away with EAGAIN waits for it to move.
     pub(crate) tx_room: core::sync::atomic::AtomicU32,
     /// How many epoll registrations the socket has (see `pump_orphan`).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) epoll_regs: core::sync::atomic::AtomicU32,
     /// Window end last told to the backend.
     pub(crate) advertised: AtomicU64,
