@@ -360,9 +360,10 @@ static void *kick_thread(void *arg)
     return NULL;
 }
 
-TEST(epoll_pwait_mask)
+/* A socketpair whose sv[0] is in a new epoll set (data 1), and on_usr1
+ * as SIGUSR1's handler (no SA_RESTART); returns the set. */
+static int usr1_set(int sv[2])
 {
-    int sv[2];
     OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
     int ep = (int)OK(epoll_create1(0));
     add(ep, sv[0], EPOLLIN, 1);
@@ -371,6 +372,13 @@ TEST(epoll_pwait_mask)
     sa.sa_handler = on_usr1;
     sigemptyset(&sa.sa_mask);
     OK(sigaction(SIGUSR1, &sa, NULL));
+    return ep;
+}
+
+TEST(epoll_pwait_mask)
+{
+    int sv[2];
+    int ep = usr1_set(sv);
     sigset_t block, old, during;
     sigemptyset(&block);
     sigaddset(&block, SIGUSR1);
@@ -413,14 +421,7 @@ TEST(epoll_wait_signal_while_spinning)
 {
     if (getenv("T_EPOLL_SPIN_CHILD")) {
         int sv[2];
-        OK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
-        int ep = (int)OK(epoll_create1(0));
-        add(ep, sv[0], EPOLLIN, 1);
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_usr1; /* no SA_RESTART */
-        sigemptyset(&sa.sa_mask);
-        OK(sigaction(SIGUSR1, &sa, NULL));
+        int ep = usr1_set(sv);
         got_usr1 = 0;
         struct kick k = {pthread_self(), -1, 100};
         pthread_t t;
@@ -797,16 +798,30 @@ static void set_rcvtimeo(int fd, long ms)
     OK(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv));
 }
 
+/* A connected pair whose *s is in a new epoll set (data 1); returns it. */
+static int member_pair(int fam, uint32_t events, int *c, int *s)
+{
+    tl_stream_pair(fam, c, s);
+    int ep = (int)OK(epoll_create1(0));
+    add(ep, *s, events, 1);
+    return ep;
+}
+
+/* Starts kick_thread on *k. */
+static pthread_t kick_later(struct kick *k)
+{
+    pthread_t t;
+    OK(pthread_create(&t, NULL, kick_thread, k) == 0 ? 0 : -1);
+    return t;
+}
+
 /* a blocking recv on a member, with no epoll_wait at all */
 TEST_FAM(epoll_member_blocking_recv)
 {
     int c, s;
-    tl_stream_pair(fam, &c, &s);
-    int ep = (int)OK(epoll_create1(0));
-    add(ep, s, EPOLLIN | EPOLLET, 1);
+    int ep = member_pair(fam, EPOLLIN | EPOLLET, &c, &s);
     struct kick k = {pthread_self(), c, 50};
-    pthread_t t;
-    OK(pthread_create(&t, NULL, kick_thread, &k) == 0 ? 0 : -1);
+    pthread_t t = kick_later(&k);
     set_rcvtimeo(s, 3000);
     char ch = 0;
     CHECK_EQ(OK(recv(s, &ch, 1, 0)), 1);
@@ -819,12 +834,9 @@ TEST_FAM(epoll_member_blocking_recv)
 TEST_FAM(epoll_member_poll)
 {
     int c, s;
-    tl_stream_pair(fam, &c, &s);
-    int ep = (int)OK(epoll_create1(0));
-    add(ep, s, EPOLLIN, 1);
+    int ep = member_pair(fam, EPOLLIN, &c, &s);
     struct kick k = {pthread_self(), c, 50};
-    pthread_t t;
-    OK(pthread_create(&t, NULL, kick_thread, &k) == 0 ? 0 : -1);
+    pthread_t t = kick_later(&k);
     CHECK_EQ(tl_poll1(s, POLLIN, 3000), POLLIN);
     pthread_join(t, NULL);
     close(c); close(s); close(ep);
@@ -835,14 +847,12 @@ TEST_FAM(epoll_member_poll)
 TEST_FAM(epoll_member_input_while_away)
 {
     int c, s;
-    tl_stream_pair(fam, &c, &s);
-    int ep = (int)OK(epoll_create1(0));
-    add(ep, s, EPOLLIN, 7);
+    int ep = member_pair(fam, EPOLLIN, &c, &s);
     CHECK_EQ(OK(send(c, "abc", 3, 0)), 3);
     tl_sleep_ms(50);
     struct epoll_event ev[4];
     CHECK_EQ(OK(epoll_wait(ep, ev, 4, 0)), 1);
-    CHECK_EQ(ev[0].data.u64, 7);
+    CHECK_EQ(ev[0].data.u64, 1);
     char b[8];
     CHECK_EQ(OK(recv(s, b, sizeof b, MSG_DONTWAIT)), 3);
     close(c); close(s); close(ep);
@@ -893,9 +903,7 @@ static void *drain_thread(void *arg)
 TEST_FAM(epoll_member_close_delivers_everything)
 {
     int c, s;
-    tl_stream_pair(fam, &c, &s);
-    int ep = (int)OK(epoll_create1(0));
-    add(ep, s, EPOLLIN | EPOLLOUT, 1);
+    int ep = member_pair(fam, EPOLLIN | EPOLLOUT, &c, &s);
     struct drain d = {c, 0, 0};
     set_rcvtimeo(c, 10000);
     pthread_t t;
@@ -918,9 +926,7 @@ TEST_FAM(epoll_member_close_delivers_everything)
 TEST_FAM(epoll_deleted_member_nonblocking_reads)
 {
     int c, s;
-    tl_stream_pair(fam, &c, &s);
-    int ep = (int)OK(epoll_create1(0));
-    add(ep, s, EPOLLIN, 1);
+    int ep = member_pair(fam, EPOLLIN, &c, &s);
     OK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
     CHECK_EQ(OK(send(c, "hello", 5, 0)), 5);
     char b[8];

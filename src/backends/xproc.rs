@@ -1472,7 +1472,13 @@ impl Backend for XProc {
                     }
                     // A datagram socket read after refusing one: its links
                     // may go on.
-                    Role::Dgram => transport().kick(),
+                    Role::Dgram => {
+                        if std::env::var_os("XP_KICK").is_some() {
+                            transport().kick()
+                        } else {
+                            transport().resume_paused()
+                        }
+                    }
                     _ => {}
                 }
             }
