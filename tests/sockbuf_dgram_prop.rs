@@ -143,6 +143,7 @@ proptest! {
             prop_assert_eq!(db.next_len(), m.done.front().map(|(p, _)| p.len()));
             prop_assert_eq!(db.partials(), m.partials.len());
             prop_assert_eq!(db.capacity() as u64, m.cap);
+            prop_assert_eq!(db.used() as u64, m.used() - m.partial_bytes());
             let st = db.stats();
             prop_assert_eq!(st.rejected, m.rejected);
             prop_assert_eq!(st.evicted_partials, m.evicted);

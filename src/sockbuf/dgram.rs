@@ -494,6 +494,16 @@ impl DgramBuf {
         self.prod_state.lock().partials.len()
     }
 
+    /// Charged bytes of the complete datagrams queued now (partial ones
+    /// are charged too, but not counted here). A snapshot: the other side
+    /// may be moving it.
+    pub fn used(&self) -> usize {
+        // `head` first: `tail` never falls behind it.
+        let head = self.cons.head.load(Ordering::Acquire);
+        let tail = self.prod.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head) as usize
+    }
+
     /// The capacity in charged bytes.
     pub fn capacity(&self) -> usize {
         self.cap.load(Ordering::Acquire)

@@ -164,7 +164,10 @@ impl Socket {
                 }
             };
             if let Some(m) = meta {
-                if !peek && self.flags() & F_DGRAM_REFUSED != 0 {
+                // Told once half the buffer is free, not at the first
+                // read: a backend that offers its datagrams again then
+                // fills it with several, not one per read.
+                if !peek && self.flags() & F_DGRAM_REFUSED != 0 && db.used() <= db.capacity() / 2 {
                     self.clear(F_DGRAM_REFUSED);
                     if let Some(b) = self.binding() {
                         b.backend.window(self.sref(b), db.capacity() as u64);
