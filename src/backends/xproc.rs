@@ -150,9 +150,10 @@ fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errn
     .map(|n| n as usize)
 }
 
-/// Bytes of datagrams a link to a receiver queues while the kernel socket
-/// is full before its senders wait, like a UDP socket's send buffer.
-const DGRAM_QUEUE_MAX: usize = 1 << 20;
+/// The send buffer asked for a link's kernel socket (the kernel caps it at
+/// `wmem_max` and doubles it): what may be on its way to a receiver before
+/// its senders wait, like a UDP socket's send buffer.
+const DGRAM_LINK_SNDBUF: usize = 1 << 20;
 
 /// A datagram port of this process: its kernel socket and file, and the
 /// frontend sockets bound to it (several when all set SO_REUSEADDR, or all
@@ -279,8 +280,8 @@ struct Conn {
     listener: SockHandle,
     /// Bytes the kernel has not taken yet.
     out: Mutex<VecDeque<u8>>,
-    /// A link's senders turned away for a full queue: told when it is
-    /// half empty (`upcall::writable`).
+    /// A link's senders turned away for want of room: told when the
+    /// kernel socket takes bytes again (`upcall::writable`).
     blocked: Mutex<Vec<SockHandle>>,
     /// Bytes read but not yet a whole frame (transport thread only).
     inbuf: Mutex<Vec<u8>>,
@@ -353,12 +354,15 @@ impl Conn {
         self.send(t, &[&hdr, f.addr, f.payload])
     }
 
-    /// Sends a datagram's frame on a link. While the link already queues
-    /// [`DGRAM_QUEUE_MAX`] bytes (its receiver is slow, or paused), a new
-    /// datagram gets `EAGAIN`: the frontend makes a blocking sender wait
-    /// and offer it again, a non-blocking one sees EAGAIN, as a UDP socket
-    /// whose send buffer is full. The later fragments of a datagram larger
-    /// than one fragment always go, so no datagram is cut.
+    /// Sends a datagram's frame on a link, straight into its kernel socket
+    /// (sized by [`DGRAM_LINK_SNDBUF`]). When none of it fits (the
+    /// receiver is slow, or paused), or the rest of an earlier frame still
+    /// waits, the datagram gets `EAGAIN` and its sender is told when there
+    /// is room (`upcall::writable`, from `flush`): the frontend makes a
+    /// blocking sender wait and offer it again, a non-blocking one sees
+    /// EAGAIN, as a UDP socket whose send buffer is full. A frame begun is
+    /// ended (its rest waits in the queue), and the later fragments of a
+    /// datagram larger than one fragment always go: no datagram is cut.
     fn datagram(
         &self,
         t: &Transport,
@@ -366,19 +370,46 @@ impl Conn {
         first: bool,
         parts: &[&[u8]],
     ) -> Result<(), Errno> {
-        if first {
-            // Under the queue's lock, as `flush` looks at the queue: a
-            // sender turned away is always woken once there is room.
-            let out = self.out.lock();
-            if out.len() >= DGRAM_QUEUE_MAX {
-                let mut b = self.blocked.lock();
-                if !b.contains(&from) {
-                    b.push(from);
+        if !first {
+            return self.send(t, parts);
+        }
+        // Under the queue's lock, as `flush` looks at the queue: a sender
+        // turned away is always woken once there is room.
+        let mut out = self.out.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EPIPE);
+        }
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut off = 0;
+        if out.is_empty() {
+            while off < total {
+                match send_gather(self.kfd, parts, off) {
+                    Ok(n) => off += n,
+                    Err(EAGAIN) => break,
+                    Err(e) => return Err(e),
                 }
-                return Err(EAGAIN);
+            }
+            if off == total {
+                return Ok(());
             }
         }
-        self.send(t, parts)
+        if off == 0 {
+            let mut b = self.blocked.lock();
+            if !b.contains(&from) {
+                b.push(from);
+            }
+            drop(b);
+            t.watch_out(self, true);
+            return Err(EAGAIN);
+        }
+        let mut skip = off;
+        for p in parts {
+            let from = skip.min(p.len());
+            out.extend(&p[from..]);
+            skip -= from;
+        }
+        t.watch_out(self, true);
+        Ok(())
     }
 
     fn control(&self, t: &Transport, what: u64, value: u64, payload: &[u8]) -> Result<(), Errno> {
@@ -633,7 +664,7 @@ impl Transport {
                 }
             }
         }
-        if out.len() <= DGRAM_QUEUE_MAX / 2 {
+        if out.is_empty() {
             let woken = core::mem::take(&mut *c.blocked.lock());
             if !woken.is_empty() {
                 drop(out);
@@ -1246,6 +1277,17 @@ impl XProc {
             close_kfd(k);
             return None;
         }
+        let size = DGRAM_LINK_SNDBUF as libc::c_int;
+        // SAFETY: setsockopt on our own socket with a live int.
+        unsafe {
+            libc::setsockopt(
+                k,
+                libc::SOL_SOCKET,
+                libc::SO_SNDBUF,
+                &size as *const libc::c_int as *const libc::c_void,
+                core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
         let c = Arc::new(Conn {
             port,
             ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
