@@ -44,8 +44,8 @@ test-c: lib
 	OUT=$(CURDIR)/build/c-tests c-tests/run.sh $(C_VARIANTS)
 	@echo "== t_fork again, through the cross-process backend (USOCK_NET): its locks around fork"
 	d=$$(mktemp -d) && USOCK_NET=$$d timeout 300 build/c-tests/usock/t_fork; r=$$?; rm -rf $$d; exit $$r
-	@echo "== t_epoll and t_stream again, through the cross-process backend: epoll waits read their sockets' input"
-	for p in t_epoll t_stream; do d=$$(mktemp -d) && USOCK_NET=$$d timeout 300 build/c-tests/usock/$$p; r=$$?; rm -rf $$d; [ $$r = 0 ] || exit $$r; done
+	@echo "== t_epoll, t_stream and t_dgram again, through the cross-process backend"
+	for p in t_epoll t_stream t_dgram; do d=$$(mktemp -d) && USOCK_NET=$$d timeout 300 build/c-tests/usock/$$p; r=$$?; rm -rf $$d; [ $$r = 0 ] || exit $$r; done
 
 # The C backend over kernel pipes (library only: it registers a backend).
 PIPE_SRCS := c-tests/pipe_backend.c c-tests/testlib.c

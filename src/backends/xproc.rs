@@ -1348,6 +1348,11 @@ impl Backend for XProc {
 
     fn connect(&self, sock: SockRef<'_>, dest: &SockAddr) -> Result<(), Errno> {
         let x = xs(&sock)?;
+        if x.info.ty == SOCK_DGRAM && dest.family() == AF_UNSPEC {
+            // Dissolve the association (the frontend cleared its flag).
+            *x.peer.lock() = None;
+            return Ok(());
+        }
         let ep = IpEp::parse(dest, x.info.domain)?;
         if x.info.ty == SOCK_DGRAM {
             self.autobind(x, sock.handle)?;
@@ -1431,18 +1436,23 @@ impl Backend for XProc {
                 out.addr = src.as_bytes();
                 out.header.addr_len = out.addr.len() as u16;
                 let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
-                // Nobody bound there, or the link is gone: dropped,
-                // as UDP does.
-                if let Some(link) = self.link(ep.port) {
-                    let first = out.header.dgram_offset == 0;
-                    let parts = [&hdr[..], out.addr, out.payload];
-                    match link.datagram(transport(), sock.handle, first, &parts) {
-                        Ok(()) => {}
-                        Err(EAGAIN) => return Err(EAGAIN),
-                        Err(_) => {
-                            drop_link(&link);
-                            transport().remove(&link);
-                        }
+                // Nobody bound there, or the link is gone: dropped, as
+                // UDP does; a connected socket learns of it as of an ICMP
+                // port unreachable (ECONNREFUSED on a later call).
+                let Some(link) = self.link(ep.port) else {
+                    if frag.addr.is_empty() && out.header.dgram_offset == 0 {
+                        let _ = upcall::error(sock.handle, ECONNREFUSED);
+                    }
+                    return Ok(());
+                };
+                let first = out.header.dgram_offset == 0;
+                let parts = [&hdr[..], out.addr, out.payload];
+                match link.datagram(transport(), sock.handle, first, &parts) {
+                    Ok(()) => {}
+                    Err(EAGAIN) => return Err(EAGAIN),
+                    Err(_) => {
+                        drop_link(&link);
+                        transport().remove(&link);
                     }
                 }
                 Ok(())
