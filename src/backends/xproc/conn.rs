@@ -1,0 +1,236 @@
+//! One kernel socket of the transport (a connection, a port, a link) and
+//! how frames go out on it.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use super::*;
+use crate::backend::contract::*;
+use crate::backend::wire;
+use crate::consts::*;
+use crate::sync::Mutex;
+
+pub(super) const CTL_HELLO: u64 = 1;
+pub(super) const CTL_ACCEPT: u64 = 2;
+pub(super) const CTL_WINDOW: u64 = 3;
+
+/// How a read of a kernel socket's frames ended.
+pub(super) enum ReadEnd {
+    /// Nothing more to read now.
+    Again,
+    /// The connection was already removed (by another thread).
+    Gone,
+    /// The peer closed, or the socket failed.
+    Closed,
+    /// A malformed frame, or one its handler refused.
+    Bad,
+    /// The handler has no room for the next frame now.
+    Full,
+}
+
+/// What a kernel fd watched by the transport thread is for.
+pub(super) enum Role {
+    /// A listening stream port.
+    Listener,
+    /// A stream connection.
+    Stream,
+    /// A datagram port: a listener for links from senders.
+    Dgram,
+    /// A link from a sender to one of our datagram ports.
+    DgramIn,
+    /// A link to another socket's datagram port (read only to see it end).
+    DgramOut,
+}
+
+/// One kernel socket of the transport.
+pub(super) struct Conn {
+    pub(super) kfd: i32,
+    pub(super) role: Role,
+    /// The port of a datagram socket (0 for the others).
+    pub(super) port: u16,
+    /// The frontend socket it serves (0 until known, for an accepted one).
+    pub(super) handle: AtomicU64,
+    /// The listener an accepted connection came through.
+    pub(super) listener: SockHandle,
+    /// Bytes the kernel has not taken yet.
+    pub(super) out: Mutex<VecDeque<u8>>,
+    /// A link's senders turned away for want of room: told when the
+    /// kernel socket takes bytes again (`upcall::writable`).
+    pub(super) blocked: Mutex<Vec<SockHandle>>,
+    /// Bytes read but not yet a whole frame (transport thread only).
+    pub(super) inbuf: Mutex<Vec<u8>>,
+    /// The peer sent end-of-stream (its socket closing after it is normal).
+    pub(super) got_fin: AtomicBool,
+    /// Established (ACCEPT seen or sent).
+    pub(super) up: AtomicBool,
+    pub(super) closed: AtomicBool,
+    /// The events the transport's epoll set watches (0: not in it).
+    pub(super) watching: AtomicU32,
+    /// Program threads read the input (see `Backend::input_watched`): the
+    /// transport does not watch it.
+    pub(super) delegated: AtomicBool,
+    /// A thread blocked on the socket other than in epoll_wait: the
+    /// transport reads the input from then on.
+    pub(super) keep_input: AtomicBool,
+    /// A program's epoll set watches the input too (see `register`).
+    pub(super) shared: AtomicBool,
+    /// The connection was ended by `lost` or `fail` (once, whichever
+    /// thread read its end first).
+    pub(super) ended: AtomicBool,
+    /// The socket was closed: the kernel socket goes once its queue is out.
+    pub(super) closing: AtomicBool,
+}
+
+impl Conn {
+    pub(super) fn handle(&self) -> SockHandle {
+        SockHandle(self.handle.load(Ordering::Acquire))
+    }
+
+    /// Sends a frame's parts (header, address, payload) with one gather
+    /// write, without blocking; what the kernel cannot take is queued and
+    /// the transport thread flushes it.
+    pub(super) fn send(&self, t: &Transport, parts: &[&[u8]]) -> Result<(), Errno> {
+        // The queue's lock also guards the kernel fd's life: `remove` closes
+        // it under this lock, so a send never reaches a number the kernel
+        // has already given to another connection.
+        let mut out = self.out.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EPIPE);
+        }
+        let off = self.write_now(&out, parts)?;
+        self.queue_rest(t, &mut out, parts, off);
+        Ok(())
+    }
+
+    /// Writes what the kernel takes of `parts` now, unless queued bytes
+    /// must go first; returns how many went. Called with `out` locked.
+    fn write_now(&self, out: &VecDeque<u8>, parts: &[&[u8]]) -> Result<usize, Errno> {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut off = 0;
+        if out.is_empty() {
+            while off < total {
+                match send_gather(self.kfd, parts, off) {
+                    Ok(n) => off += n,
+                    Err(EAGAIN) => break,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(off)
+    }
+
+    /// Queues what is left of `parts` after the first `off` bytes, for the
+    /// transport thread to flush. Called with `out` locked.
+    fn queue_rest(&self, t: &Transport, out: &mut VecDeque<u8>, parts: &[&[u8]], off: usize) {
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if off >= total {
+            return;
+        }
+        let mut skip = off;
+        for p in parts {
+            let from = skip.min(p.len());
+            out.extend(&p[from..]);
+            skip -= from;
+        }
+        t.watch_out(self, true);
+    }
+
+    pub(super) fn frame(&self, t: &Transport, f: &wire::Fragment<'_>) -> Result<(), Errno> {
+        // Unsummed: an AF_UNIX stream between processes of one user cannot
+        // corrupt bytes (see wire's "Transports that guarantee integrity").
+        let hdr = wire::encode_header(f, false).map_err(|_| EINVAL)?;
+        self.send(t, &[&hdr, f.addr, f.payload])
+    }
+
+    /// Sends a datagram's frame on a link, straight into its kernel socket
+    /// (sized by [`DGRAM_LINK_SNDBUF`]). When none of it fits (the
+    /// receiver is slow, or paused), or the rest of an earlier frame still
+    /// waits, the datagram gets `EAGAIN` and its sender is told when there
+    /// is room (`upcall::writable`, from `flush`): the frontend makes a
+    /// blocking sender wait and offer it again, a non-blocking one sees
+    /// EAGAIN, as a UDP socket whose send buffer is full. A frame begun is
+    /// ended (its rest waits in the queue), and the later fragments of a
+    /// datagram larger than one fragment always go: no datagram is cut.
+    pub(super) fn datagram(
+        &self,
+        t: &Transport,
+        from: SockHandle,
+        first: bool,
+        parts: &[&[u8]],
+    ) -> Result<(), Errno> {
+        if !first {
+            return self.send(t, parts);
+        }
+        // Under the queue's lock, as `flush` looks at the queue: a sender
+        // turned away is always woken once there is room.
+        let mut out = self.out.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EPIPE);
+        }
+        let off = self.write_now(&out, parts)?;
+        if off == 0 {
+            let mut b = self.blocked.lock();
+            if !b.contains(&from) {
+                b.push(from);
+            }
+            drop(b);
+            t.watch_out(self, true);
+            return Err(EAGAIN);
+        }
+        // A frame begun is ended: its rest waits (nothing, if all went).
+        self.queue_rest(t, &mut out, parts, off);
+        Ok(())
+    }
+
+    pub(super) fn control(
+        &self,
+        t: &Transport,
+        what: u64,
+        value: u64,
+        payload: &[u8],
+    ) -> Result<(), Errno> {
+        self.frame(
+            t,
+            &wire::Fragment {
+                header: wire::FragHeader {
+                    kind: wire::FragKind::Dgram,
+                    flags: 0,
+                    conn: what,
+                    offset: value,
+                    dgram_offset: 0,
+                    dgram_total: payload.len() as u32,
+                    len: payload.len() as u32,
+                    addr_len: 0,
+                },
+                addr: &[],
+                payload,
+            },
+        )
+    }
+}
+
+impl Conn {
+    pub(super) fn new(kfd: i32, role: Role, handle: SockHandle, listener: SockHandle) -> Conn {
+        Conn {
+            kfd,
+            role,
+            port: 0,
+            handle: AtomicU64::new(handle.0),
+            listener,
+            out: Mutex::new(VecDeque::new()),
+            blocked: Mutex::new(Vec::new()),
+
+            inbuf: Mutex::new(Vec::new()),
+            got_fin: AtomicBool::new(false),
+            up: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            watching: AtomicU32::new(0),
+            delegated: AtomicBool::new(false),
+            keep_input: AtomicBool::new(false),
+            shared: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! Frames coming in: streams, datagram links, and the connection protocol.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::*;
+use crate::addr::SockAddr;
+use crate::backend::contract::*;
+use crate::backend::wire;
+use crate::consts::*;
+use crate::socket::upcall;
+
+impl Transport {
+    pub(super) fn read_stream(&self, c: &Arc<Conn>) {
+        // A stream frame with no room broke the window: against the
+        // protocol, not a reason to wait.
+        let on = |f: &wire::Fragment<'_>| match self.on_frame(c, f) {
+            Err(ENOBUFS) => Err(libc::EPROTO),
+            r => r,
+        };
+        match self.read_frames(c, on) {
+            ReadEnd::Again | ReadEnd::Gone => {}
+            ReadEnd::Closed => self.lost(c),
+            // Malformed, or against the protocol: this connection only.
+            ReadEnd::Bad | ReadEnd::Full => self.fail(c),
+        }
+    }
+
+    /// Hands every whole frame of `c` to `on`, first those already read,
+    /// then what the kernel holds, until the kernel socket is empty, ends,
+    /// a frame is bad (a decoding error, or an error from `on`), or `on`
+    /// has no room for one (`ENOBUFS`: that frame is kept for later).
+    pub(super) fn read_frames(
+        &self,
+        c: &Conn,
+        mut on: impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+    ) -> ReadEnd {
+        // Reads land straight behind the bytes of an unfinished frame, and
+        // frames are decoded where they lie.
+        const READ: usize = 256 * 1024;
+        let mut inb = c.inbuf.lock();
+        loop {
+            let mut used = 0;
+            loop {
+                match wire::decode_unsummed(&inb[used..]) {
+                    Ok((f, n)) => match on(&f) {
+                        Ok(()) => used += n,
+                        Err(ENOBUFS) => {
+                            inb.drain(..used);
+                            return ReadEnd::Full;
+                        }
+                        Err(_) => return ReadEnd::Bad,
+                    },
+                    Err(wire::WireError::Short { .. }) => break,
+                    Err(_) => return ReadEnd::Bad,
+                }
+            }
+            inb.drain(..used);
+            inb.reserve(READ);
+            let spare = inb.spare_capacity_mut();
+            // The fd's life lock: another thread pumping this connection
+            // (see `Backend::pump`) may have closed it, and its number may
+            // already name another connection.
+            let fd_life = c.out.lock();
+            if c.closed.load(Ordering::Acquire) {
+                return ReadEnd::Gone;
+            }
+            // SAFETY: reads at most `spare.len()` bytes into the vector's
+            // spare capacity, which is ours.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_recvfrom,
+                    c.kfd,
+                    spare.as_mut_ptr(),
+                    spare.len(),
+                    libc::MSG_DONTWAIT,
+                    0usize,
+                    0usize,
+                )
+            };
+            drop(fd_life);
+            if r == 0 || (r < 0 && errno() != EAGAIN) {
+                return ReadEnd::Closed;
+            }
+            if r < 0 {
+                return ReadEnd::Again;
+            }
+            let len = inb.len() + r as usize;
+            // SAFETY: the kernel initialised the `r` bytes after the old end.
+            unsafe { inb.set_len(len) };
+        }
+    }
+
+    /// Datagrams on a sender's link to one of our ports. When the receiving
+    /// socket's buffer is full the link pauses (its sender's queue, then
+    /// the sender itself, wait: see `Conn::datagram`) until a read of that
+    /// socket offers its next datagram again, in the reader's thread
+    /// (`window`), or the transport thread does, every millisecond.
+    pub(super) fn read_datagrams(&self, c: &Arc<Conn>) {
+        let end = self.read_frames(c, |f| {
+            if f.header.kind != wire::FragKind::Dgram {
+                return Err(libc::EPROTO);
+            }
+            let src = SockAddr::from_bytes(f.addr).ok_or(libc::EPROTO)?;
+            // Nobody on the port takes it: dropped, as UDP does.
+            if let Some(h) = dgram_receiver(c.port, &src) {
+                let src = seen_as(&src, family_of(h));
+                let mut f = *f;
+                f.addr = src.as_bytes();
+                f.header.addr_len = f.addr.len() as u16;
+                return match upcall::deliver(h, &f) {
+                    Err(ENOBUFS) => Err(ENOBUFS),
+                    _ => Ok(()),
+                };
+            }
+            Ok(())
+        });
+        match end {
+            ReadEnd::Again | ReadEnd::Gone => {}
+            ReadEnd::Full => self.pause(c),
+            ReadEnd::Closed | ReadEnd::Bad => self.remove(c),
+        }
+    }
+
+    /// Stops reading link `c` until `resume_paused` finds room for its
+    /// next datagram.
+    pub(super) fn pause(&self, c: &Arc<Conn>) {
+        let mut p = self.paused.lock();
+        if !p.iter().any(|x| Arc::ptr_eq(x, c)) {
+            self.watch(c, false);
+            p.push(c.clone());
+        }
+    }
+
+    /// Offers the paused links' next datagrams again.
+    pub(super) fn resume_paused(&self) {
+        let links = core::mem::take(&mut *self.paused.lock());
+        for c in links {
+            if c.closed.load(Ordering::Acquire) {
+                continue;
+            }
+            self.watch(&c, true);
+            self.read_datagrams(&c);
+        }
+    }
+
+    /// A link of ours to another datagram port became readable: its
+    /// receiver sends nothing, so it closed (or broke the protocol). The
+    /// link goes; the next datagram to that port opens a new one.
+    pub(super) fn link_readable(&self, c: &Arc<Conn>) {
+        drop_link(c);
+        self.remove(c);
+    }
+
+    /// One frame of connection `c`. An error means the peer broke the
+    /// protocol (or the frontend refused what it sent): the caller ends the
+    /// connection. The protocol: the client's first frame is HELLO, the
+    /// server's first is ACCEPT; data and WINDOW frames only after them.
+    pub(super) fn on_frame(&self, c: &Arc<Conn>, f: &wire::Fragment<'_>) -> Result<(), Errno> {
+        let h = &f.header;
+        let up = c.up.load(Ordering::Acquire);
+        // A client's connection carries its socket from the start; an
+        // accepted one gets its socket at HELLO.
+        let server_side = c.handle().0 != c.listener.0;
+        if h.kind == wire::FragKind::Dgram {
+            match h.conn {
+                CTL_HELLO if server_side && c.handle().0 == 0 => {
+                    // A client: make the accepted socket.
+                    let ls = crate::socket::slab::lookup(c.listener).ok_or(ECONNREFUSED)?;
+                    let st = XSock::new(ls.info);
+                    *st.conn.lock() = Some(c.clone());
+                    if let Some(a) = SockAddr::from_bytes(f.payload) {
+                        st.peer.lock().replace(seen_as(&a, ls.info.domain));
+                    }
+                    if let Some(l) = ls.backend_state::<XSock>() {
+                        *st.local.lock() = *l.local.lock();
+                    }
+                    let state: SockState = st.clone();
+                    let ch = upcall::incoming(c.listener, state)?;
+                    // From here a failure refuses `ch` (see `fail`).
+                    c.handle.store(ch.0, Ordering::Release);
+                    let local = st
+                        .local
+                        .lock()
+                        .map(|a| a.as_bytes().to_vec())
+                        .unwrap_or_default();
+                    c.control(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
+                    c.up.store(true, Ordering::Release);
+                    upcall::connected(ch)?;
+                }
+                CTL_ACCEPT if !server_side && !up => {
+                    let ch = c.handle();
+                    if let Some(s) = crate::socket::slab::lookup(ch) {
+                        if let Some(x) = s.backend_state::<XSock>() {
+                            if let Some(a) = SockAddr::from_bytes(f.payload) {
+                                x.peer.lock().replace(seen_as(&a, x.info.domain));
+                            }
+                        }
+                    }
+                    c.up.store(true, Ordering::Release);
+                    upcall::credit(ch, h.offset)?;
+                    // Connected before anything else can fail: a server
+                    // that is already gone shows as end-of-stream or a
+                    // reset, never as a connect that waits forever.
+                    upcall::connected(ch)?;
+                    let _ = c.control(self, CTL_WINDOW, upcall::window(ch)?, &[]);
+                }
+                CTL_WINDOW if up => match upcall::credit(c.handle(), h.offset) {
+                    // EBADF: the socket was closed here while its last bytes
+                    // still leave; the peer's window no longer matters.
+                    Ok(()) | Err(EBADF) => {}
+                    Err(e) => return Err(e),
+                },
+                _ => return Err(libc::EPROTO),
+            }
+            return Ok(());
+        }
+        if !up {
+            return Err(libc::EPROTO);
+        }
+        if h.flags & wire::FLAG_FIN != 0 {
+            c.got_fin.store(true, Ordering::Release);
+        }
+        match upcall::deliver(c.handle(), f) {
+            // EBADF: the socket was closed here; its peer learns of it.
+            Ok(()) | Err(EBADF) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

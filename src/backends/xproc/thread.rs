@@ -1,0 +1,371 @@
+//! The transport thread: its epoll set, what it watches, output flushing,
+//! connections ending, and the flush at exit.
+
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use super::*;
+use crate::backend::contract::*;
+use crate::consts::*;
+use crate::socket::upcall;
+use crate::sync::Mutex;
+
+/// The transport: an epoll set of kernel sockets and its thread.
+pub(super) struct Transport {
+    pub(super) epfd: AtomicI32,
+    pub(super) conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
+    /// Datagram links waiting for room at their receiving socket.
+    pub(super) paused: Mutex<Vec<Arc<Conn>>>,
+}
+
+pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
+pub(super) const EV_OUT: u32 = libc::EPOLLOUT as u32;
+
+impl Transport {
+    pub(super) fn epfd(&self) -> Result<i32, Errno> {
+        let e = self.epfd.load(Ordering::Acquire);
+        if e >= 0 {
+            return Ok(e);
+        }
+        // SAFETY: epoll_create1 with a flag.
+        let fd = sys(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })?;
+        match self
+            .epfd
+            .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                // SAFETY: registers a plain function with no preconditions.
+                unsafe { libc::atexit(flush_at_exit) };
+                let t: &'static Transport = transport();
+                std::thread::Builder::new()
+                    .name("usock-xproc".into())
+                    .spawn(move || t.run(fd))
+                    .map_err(|_| EAGAIN)?;
+                Ok(fd)
+            }
+            Err(other) => {
+                close_kfd(fd);
+                Ok(other)
+            }
+        }
+    }
+
+    pub(super) fn add(&self, c: Arc<Conn>) -> Result<(), Errno> {
+        self.epfd()?;
+        self.conns.lock().insert(c.kfd, c.clone());
+        let _fd_life = c.out.lock();
+        self.register(&c, EV_IN)
+    }
+
+    /// Sets what the transport's epoll set watches on `c`'s kernel socket
+    /// (`0`: nothing). Called with `c.out` locked (it guards the fd's life).
+    ///
+    /// Once a program's epoll set watches the socket too (`shared`, see
+    /// `Backend::input_fd`), the registration is EPOLLEXCLUSIVE, and so
+    /// made anew each time (the kernel refuses EPOLL_CTL_MOD on one): when
+    /// both watch the input, the kernel wakes the one registered first,
+    /// the program's, while it waits. Before, a plain EPOLL_CTL_MOD saves a
+    /// system call each time room to write is watched or no longer.
+    pub(super) fn register(&self, c: &Conn, events: u32) -> Result<(), Errno> {
+        let epfd = self.epfd()?;
+        if c.closed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let was = c.watching.swap(events, Ordering::AcqRel);
+        if was == events {
+            return Ok(());
+        }
+        let shared = c.shared.load(Ordering::Acquire);
+        let ctl = |op: i32, events: u32| {
+            let mut ev = libc::epoll_event {
+                events,
+                u64: c.kfd as u64,
+            };
+            // SAFETY: epoll_ctl on our own set with a live event.
+            sys(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, c.kfd, &mut ev as *mut _) })
+                .map(|_| ())
+        };
+        if was != 0 && events != 0 && !shared {
+            return ctl(libc::EPOLL_CTL_MOD, events);
+        }
+        if was != 0 {
+            let _ = ctl(libc::EPOLL_CTL_DEL, 0);
+        }
+        if events == 0 {
+            return Ok(());
+        }
+        let excl = if shared {
+            libc::EPOLLEXCLUSIVE as u32
+        } else {
+            0
+        };
+        ctl(libc::EPOLL_CTL_ADD, events | excl)
+    }
+
+    /// What the transport watches on a connection that is not paused: its
+    /// input unless a program thread pumps it, room to write while bytes
+    /// wait (`out`).
+    pub(super) fn events_for(c: &Conn, out: bool) -> u32 {
+        let input = if c.delegated.load(Ordering::Acquire) {
+            0
+        } else {
+            EV_IN
+        };
+        input | if out { EV_OUT } else { 0 }
+    }
+
+    /// Watches `c` for room to write (`on`) or no longer. Called with
+    /// `c.out` locked.
+    pub(super) fn watch_out(&self, c: &Conn, on: bool) {
+        let _ = self.register(c, Self::events_for(c, on));
+    }
+
+    /// Gives `c`'s input to the program threads that watch it (`on`, see
+    /// `Backend::input_watched`), or takes it back. Under the fd's life
+    /// lock, as `keep_input`: a thread that blocks on the socket while
+    /// another adds it to an epoll set never sleeps with nobody reading.
+    pub(super) fn delegate(&self, c: &Conn, on: bool) {
+        let out = c.out.lock();
+        if on && !c.shared.swap(true, Ordering::AcqRel) {
+            // From now on exclusive (see `register`): made anew.
+            let w = c.watching.load(Ordering::Acquire);
+            if w != 0 {
+                let _ = self.register(c, 0);
+                let _ = self.register(c, w);
+            }
+        }
+        if on && c.keep_input.load(Ordering::Acquire) {
+            return;
+        }
+        if c.delegated.swap(on, Ordering::AcqRel) != on {
+            let _ = self.register(c, Self::events_for(c, !out.is_empty()));
+        }
+    }
+
+    /// Starts (`on`) or stops watching `c`'s kernel socket.
+    pub(super) fn watch(&self, c: &Conn, on: bool) {
+        let out = c.out.lock();
+        let events = match (on, out.is_empty()) {
+            (false, _) => 0,
+            (true, true) => EV_IN,
+            (true, false) => EV_IN | EV_OUT,
+        };
+        let _ = self.register(c, events);
+    }
+
+    pub(super) fn remove(&self, c: &Conn) {
+        let fd_life = c.out.lock();
+        if c.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = self.register(c, 0);
+        c.closed.store(true, Ordering::Release);
+        self.conns.lock().remove(&c.kfd);
+        close_kfd(c.kfd);
+        drop(fd_life);
+        // Senders waiting for room on a link that is gone offer their
+        // datagram again (and find nobody there: dropped, as UDP does).
+        for h in core::mem::take(&mut *c.blocked.lock()) {
+            let _ = upcall::writable(h);
+        }
+    }
+
+    pub(super) fn run(&self, epfd: i32) {
+        let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
+        loop {
+            let ms = if self.paused.lock().is_empty() { -1 } else { 1 };
+            // SAFETY: epoll_wait into our own array.
+            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, ms) };
+            if ms >= 0 {
+                self.resume_paused();
+            }
+            if n < 0 {
+                continue;
+            }
+            for ev in &evs[..n as usize] {
+                let fd = ev.u64 as i32;
+                let Some(c) = self.conns.lock().get(&fd).cloned() else {
+                    continue;
+                };
+                if ev.events & libc::EPOLLOUT as u32 != 0 {
+                    self.flush(&c);
+                }
+                if ev.events
+                    & (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32
+                    != 0
+                {
+                    match c.role {
+                        Role::Listener | Role::Dgram => self.accept(&c),
+                        Role::Stream => self.read_stream(&c),
+                        Role::DgramIn => self.read_datagrams(&c),
+                        Role::DgramOut => self.link_readable(&c),
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn flush(&self, c: &Conn) {
+        let mut out = c.out.lock();
+        if c.closed.load(Ordering::Acquire) {
+            return;
+        }
+        while !out.is_empty() {
+            let (a, b) = out.as_slices();
+            match send_gather(c.kfd, &[a, b], 0) {
+                Ok(n) if n > 0 => {
+                    out.drain(..n);
+                }
+                Err(EAGAIN) | Ok(_) => break,
+                Err(_) => {
+                    out.clear();
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            let woken = core::mem::take(&mut *c.blocked.lock());
+            if !woken.is_empty() {
+                drop(out);
+                for h in woken {
+                    let _ = upcall::writable(h);
+                }
+                out = c.out.lock();
+                if c.closed.load(Ordering::Acquire) {
+                    return;
+                }
+            }
+        }
+        if out.is_empty() {
+            if c.closing.load(Ordering::Acquire) {
+                drop(out);
+                self.remove(c);
+            } else {
+                // Still under the lock: the fd is ours.
+                self.watch_out(c, false);
+            }
+        }
+    }
+
+    pub(super) fn accept(&self, l: &Conn) {
+        loop {
+            // SAFETY: accept4 without an address.
+            let k = unsafe {
+                libc::syscall(
+                    libc::SYS_accept4,
+                    l.kfd,
+                    0usize,
+                    0usize,
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if k < 0 {
+                return;
+            }
+            if !peer_is_us(k as i32) {
+                // Another user's process: it sees its connection closed.
+                close_kfd(k as i32);
+                continue;
+            }
+            let c = if matches!(l.role, Role::Dgram) {
+                // A sender's link to this datagram port.
+                Conn {
+                    port: l.port,
+                    ..Conn::new(k as i32, Role::DgramIn, SockHandle(0), SockHandle(0))
+                }
+            } else {
+                Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle())
+            };
+            let _ = self.add(Arc::new(c));
+        }
+    }
+
+    /// The peer's socket went away: end-of-stream if it had said so,
+    /// otherwise a reset.
+    pub(super) fn lost(&self, c: &Conn) {
+        if c.ended.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if c.got_fin.load(Ordering::Acquire) {
+            self.remove(c);
+        } else {
+            self.refuse_or_reset(c);
+        }
+    }
+
+    /// Ends connection `c` on a peer's fault (it vanished, or broke the
+    /// protocol): an established connection is reset, one still being set
+    /// up is refused (which also frees its place in a listener's backlog).
+    pub(super) fn fail(&self, c: &Conn) {
+        if !c.ended.swap(true, Ordering::AcqRel) {
+            self.refuse_or_reset(c);
+        }
+    }
+
+    pub(super) fn refuse_or_reset(&self, c: &Conn) {
+        let h = c.handle();
+        if c.up.load(Ordering::Acquire) {
+            let _ = upcall::reset(h, ECONNRESET);
+        } else if h.0 != 0 {
+            let _ = upcall::refused(h, ECONNREFUSED);
+        }
+        self.remove(c);
+    }
+}
+
+/// How long a process that exits waits for its queued bytes to leave.
+pub(super) const EXIT_FLUSH: core::time::Duration = core::time::Duration::from_secs(5);
+
+/// At exit(): the transport thread dies with the process, so bytes still
+/// queued for a peer (a sender may queue up to the peer's window, several
+/// MiB, more than the kernel socket holds) are written out here, with the
+/// FINs of closed sockets among them; the kernel then delivers what it
+/// holds before the end-of-stream, as it does after a TCP close.
+extern "C" fn flush_at_exit() {
+    crate::api::ffi::guard((), || {
+        transport().flush_all(crate::platform::deadline_after(EXIT_FLUSH))
+    })
+}
+
+impl Transport {
+    /// Writes out every queued byte, waiting for room until `deadline`.
+    pub(super) fn flush_all(&self, deadline: Option<crate::platform::Deadline>) {
+        // Not under `conns`: a queue's lock is taken before it (`remove`).
+        let all: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
+        for c in all {
+            if c.out.lock().is_empty() {
+                continue;
+            }
+            loop {
+                self.flush(&c);
+                if c.out.lock().is_empty() || c.closed.load(Ordering::Acquire) {
+                    break;
+                }
+                let left = deadline.map_or(core::time::Duration::ZERO, crate::platform::time_left);
+                if left.is_zero() {
+                    return;
+                }
+                let mut p = libc::pollfd {
+                    fd: c.kfd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                let ms = left.as_millis().clamp(1, 100) as i32;
+                // SAFETY: poll on one live pollfd.
+                unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, ms) };
+            }
+        }
+    }
+}
+
+pub(super) static TRANSPORT: Transport = Transport {
+    epfd: AtomicI32::new(-1),
+    conns: Mutex::new(BTreeMap::new()),
+    paused: Mutex::new(Vec::new()),
+};
+
+pub(super) fn transport() -> &'static Transport {
+    &TRANSPORT
+}
