@@ -21,6 +21,52 @@ pub fn fork_support_init() {
     unsafe { parking_lot_core::unpark_all(0, parking_lot_core::DEFAULT_UNPARK_TOKEN) };
 }
 
+/// fork() support for a table of lazily made chunks of locks (the fd table,
+/// the socket slab): `lock` takes every lock of each chunk made so far,
+/// forgetting the guards, and the chunk is marked in `locked`.
+///
+/// # Safety
+/// A non-null pointer of `chunks` points to a chunk that is never freed.
+#[cfg(feature = "std")]
+pub unsafe fn fork_lock_chunks<C>(
+    chunks: &[core::sync::atomic::AtomicPtr<C>],
+    locked: &[core::sync::atomic::AtomicBool],
+    lock: impl Fn(&C),
+) {
+    use core::sync::atomic::Ordering;
+    for (cell, mark) in chunks.iter().zip(locked) {
+        // SAFETY: published once, never freed (per the caller).
+        if let Some(c) = unsafe { cell.load(Ordering::Acquire).as_ref() } {
+            lock(c);
+            mark.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// fork() support: `release` gives back the locks of each chunk that
+/// [`fork_lock_chunks`] marked in `locked`, and the mark is cleared.
+///
+/// # Safety
+/// As for [`fork_lock_chunks`], which this thread (in a fork child: the
+/// thread that forked) called before, once.
+#[cfg(feature = "std")]
+pub unsafe fn fork_unlock_chunks<C>(
+    chunks: &[core::sync::atomic::AtomicPtr<C>],
+    locked: &[core::sync::atomic::AtomicBool],
+    release: impl Fn(&C),
+) {
+    use core::sync::atomic::Ordering;
+    for (cell, mark) in chunks.iter().zip(locked) {
+        if !mark.swap(false, Ordering::Relaxed) {
+            continue;
+        }
+        // SAFETY: published once, never freed (per the caller).
+        if let Some(c) = unsafe { cell.load(Ordering::Acquire).as_ref() } {
+            release(c);
+        }
+    }
+}
+
 /// fork() support: releases a mutex that the forking thread locked before
 /// the fork, forgetting the guard. In the parent this is an unlock. In the
 /// child (`in_child`), the threads that were parked on the mutex in the

@@ -148,17 +148,12 @@ static FORK_LOCKED: [AtomicBool; CHUNKS] = [const { AtomicBool::new(false) }; CH
 /// that did not come along. Must be followed by [`fork_unlock`].
 #[cfg(feature = "std")]
 pub fn fork_lock() {
-    for (ci, cell) in TABLE.iter().enumerate() {
-        let p = cell.load(Ordering::Acquire);
-        // SAFETY: as in `chunk`: published once, never freed.
-        let Some(c) = (unsafe { p.as_ref() }) else {
-            continue;
-        };
-        for s in c.iter() {
-            core::mem::forget(s.sock.lock());
-        }
-        FORK_LOCKED[ci].store(true, Ordering::Relaxed);
-    }
+    // SAFETY: as in `chunk`: published once, never freed.
+    unsafe {
+        crate::sync::fork_lock_chunks(&TABLE, &FORK_LOCKED, |c| {
+            c.iter().for_each(|s| core::mem::forget(s.sock.lock()))
+        })
+    };
 }
 
 /// fork() support, in the parent and in the child (`in_child`): releases
@@ -169,20 +164,14 @@ pub fn fork_lock() {
 /// that forked), once.
 #[cfg(feature = "std")]
 pub unsafe fn fork_unlock(in_child: bool) {
-    for (ci, cell) in TABLE.iter().enumerate() {
-        if !FORK_LOCKED[ci].swap(false, Ordering::Relaxed) {
-            continue;
-        }
-        let p = cell.load(Ordering::Acquire);
-        // SAFETY: as in `chunk`: published once, never freed.
-        let Some(c) = (unsafe { p.as_ref() }) else {
-            continue;
-        };
-        for s in c.iter() {
-            // SAFETY: fork_lock took this lock and forgot its guard.
-            unsafe { crate::sync::fork_release(&s.sock, in_child) };
-        }
-    }
+    // SAFETY: as in `chunk`; fork_lock took each of these locks and forgot
+    // its guard.
+    unsafe {
+        crate::sync::fork_unlock_chunks(&TABLE, &FORK_LOCKED, |c| {
+            c.iter()
+                .for_each(|s| crate::sync::fork_release(&s.sock, in_child))
+        })
+    };
 }
 
 /// Unmaps `fd`; returns the socket it held.

@@ -138,17 +138,12 @@ static FORK_LOCKED: [core::sync::atomic::AtomicBool; CHUNKS] =
 #[cfg(feature = "std")]
 pub fn fork_lock() {
     core::mem::forget(ALLOC.lock());
-    for (ci, cell) in CHUNK_PTRS.iter().enumerate() {
-        let p = cell.load(Ordering::Acquire);
-        // SAFETY: as in `chunk`: published once, never freed.
-        let Some(c) = (unsafe { p.as_ref() }) else {
-            continue;
-        };
-        for s in c.iter() {
-            core::mem::forget(s.lock());
-        }
-        FORK_LOCKED[ci].store(true, Ordering::Relaxed);
-    }
+    // SAFETY: as in `chunk`: published once, never freed.
+    unsafe {
+        crate::sync::fork_lock_chunks(&CHUNK_PTRS, &FORK_LOCKED, |c| {
+            c.iter().for_each(|s| core::mem::forget(s.lock()))
+        })
+    };
 }
 
 /// fork() support, in the parent and in the child (`in_child`): releases
@@ -159,20 +154,14 @@ pub fn fork_lock() {
 /// that forked), once.
 #[cfg(feature = "std")]
 pub unsafe fn fork_unlock(in_child: bool) {
-    for (ci, cell) in CHUNK_PTRS.iter().enumerate() {
-        if !FORK_LOCKED[ci].swap(false, Ordering::Relaxed) {
-            continue;
-        }
-        let p = cell.load(Ordering::Acquire);
-        // SAFETY: as in `chunk`: published once, never freed.
-        let Some(c) = (unsafe { p.as_ref() }) else {
-            continue;
-        };
-        for s in c.iter() {
-            // SAFETY: fork_lock took this lock and forgot its guard.
-            unsafe { crate::sync::fork_release(s, in_child) };
-        }
-    }
-    // SAFETY: as above.
+    // SAFETY: as in `chunk`; fork_lock took each of these locks and forgot
+    // its guard.
+    unsafe {
+        crate::sync::fork_unlock_chunks(&CHUNK_PTRS, &FORK_LOCKED, |c| {
+            c.iter()
+                .for_each(|s| crate::sync::fork_release(s, in_child))
+        })
+    };
+    // SAFETY: fork_lock took it and forgot its guard.
     unsafe { crate::sync::fork_release(&ALLOC, in_child) };
 }
