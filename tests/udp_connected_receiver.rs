@@ -118,7 +118,12 @@ fn readable(fd: i32, ms: i32) -> bool {
 
 /// The next datagram within 2 s: (bytes, source as AF_INET6), or None.
 fn recv_from(fd: i32) -> Option<(Vec<u8>, sockaddr_in6)> {
-    if !readable(fd, 2000) {
+    recv_within(fd, 2000)
+}
+
+/// The next datagram within `ms` milliseconds, with its source.
+fn recv_within(fd: i32, ms: i32) -> Option<(Vec<u8>, sockaddr_in6)> {
+    if !readable(fd, ms) {
         return None;
     }
     let mut buf = [0u8; 64];
@@ -146,22 +151,7 @@ fn recv_from(fd: i32) -> Option<(Vec<u8>, sockaddr_in6)> {
 /// The next datagram: within 2 s when one is `expected`, else within
 /// 200 ms; None when none came.
 fn recv(fd: i32, expected: bool) -> Option<Vec<u8>> {
-    if !readable(fd, if expected { 2000 } else { 200 }) {
-        return None;
-    }
-    let mut buf = [0u8; 64];
-    // SAFETY: a valid buffer.
-    let n = unsafe {
-        usock_recvfrom(
-            fd,
-            buf.as_mut_ptr() as *mut c_void,
-            buf.len(),
-            libc::MSG_DONTWAIT,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-        )
-    };
-    (n >= 0).then(|| buf[..n as usize].to_vec())
+    recv_within(fd, if expected { 2000 } else { 200 }).map(|(d, _)| d)
 }
 
 fn connect6(fd: i32, to: &sockaddr_in6) {
