@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use userspacesock::api::posix::*;
+
+mod common;
+use common::sin;
 use userspacesock::platform::embedded::{
     usock_errno, usock_platform_init, usock_platform_ops, USOCK_PLATFORM_ABI_VERSION,
 };
@@ -50,17 +53,6 @@ fn init() {
     };
     // SAFETY: a valid table.
     assert_eq!(unsafe { usock_platform_init(&ops) }, 0);
-}
-
-fn sin(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
 }
 
 fn bound(ty: i32) -> (i32, libc::sockaddr_in) {

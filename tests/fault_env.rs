@@ -10,6 +10,8 @@ use std::io::{Read, Write};
 use std::process::Command;
 use std::thread;
 
+mod common;
+
 use userspacesock::backend::registry;
 use userspacesock::net::{UsockListener, UsockStream};
 
@@ -70,12 +72,7 @@ fn a_good_usock_fault_wraps_the_default_backend() {
         "good",
         "seed=9, reorder=0.3, dup=0.1, split=0.3, delay=0.1, coalesce=0.5, drop=0.1",
     );
-    let so = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && so.contains("CHILD-OK"),
-        "{so}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_child_ok(&out);
 }
 
 #[test]

@@ -17,25 +17,8 @@ use std::process::{Command, Output};
 
 use userspacesock::api::posix::*;
 
-fn sys(r: libc::c_long) -> i32 {
-    assert!(
-        r >= 0,
-        "system call failed: {}",
-        std::io::Error::last_os_error()
-    );
-    r as i32
-}
-
-fn sin(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
+mod common;
+use common::{sin, sys};
 
 /// A non-blocking kernel TCP listener on 127.0.0.1, made with raw system
 /// calls (the library's socket() would make a user-space one): (fd, port).
@@ -166,15 +149,6 @@ fn child_entry() {
     }
 }
 
-fn assert_ok(out: &Output) {
-    let so = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && so.contains("CHILD-OK"),
-        "{so}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn a_rule_from_the_file_routes_an_address_to_a_kernel_server() {
     let (l, port) = kernel_listener();
@@ -192,7 +166,7 @@ fn a_rule_from_the_file_routes_an_address_to_a_kernel_server() {
     )
     .unwrap();
     let out = child("file", port, &[("USOCK_ROUTE_FILE", f.as_os_str())], None);
-    assert_ok(&out);
+    common::assert_child_ok(&out);
     // The child connected to the kernel server and wrote before exiting:
     // the connection waits in the backlog with its bytes.
     // SAFETY: raw system calls with valid pointers.
@@ -215,13 +189,13 @@ fn usock_route_comes_before_the_file_and_usock_route_default_after() {
     let d = scratch("order");
     let f = d.join("rules");
     std::fs::write(&f, "kernel udp :5354\nkernel udp :5356\n").unwrap();
-    assert_ok(&child(
+    common::assert_child_ok(&child(
         "both",
         1,
         &[("USOCK_ROUTE_FILE", f.as_os_str())],
         Some("user udp :5354"),
     ));
-    assert_ok(&child(
+    common::assert_child_ok(&child(
         "defaults",
         1,
         &[

@@ -7,25 +7,8 @@ use std::ffi::{c_void, CString};
 
 use userspacesock::api::posix::*;
 
-fn sys(r: libc::c_long) -> i32 {
-    assert!(
-        r >= 0,
-        "system call failed: {}",
-        std::io::Error::last_os_error()
-    );
-    r as i32
-}
-
-fn sin(port: u16) -> libc::sockaddr_in {
-    libc::sockaddr_in {
-        sin_family: libc::AF_INET as u16,
-        sin_port: port.to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
-        },
-        sin_zero: [0; 8],
-    }
-}
+mod common;
+use common::{sin, sys};
 
 #[test]
 fn a_rule_sends_the_socket_to_a_kernel_server_with_the_same_fd() {
