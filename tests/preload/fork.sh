@@ -16,14 +16,8 @@
 #     at the fd (ENOTCONN), with one line on stderr; the parent's socket
 #     still works.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-work=$(mktemp -d)
-net="$work/net"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+. "$(dirname "$0")/lib.sh"
 RUN=(bin/usockrun --net "$net" --)
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 inherited_line='^usock: fd [0-9]+ is a user-space socket inherited across fork; only the process that created it can use it \(EOPNOTSUPP\)$'
 
 # 1 and 2 in one program: it prints "ok <what>" or "FAIL <what>" lines.
@@ -172,5 +166,4 @@ fd=$(sed -n 's/^fd //p' <<< "$out")
   && ok "exec: one line on stderr names fd $fd" || bad "exec: stderr [$out]"
 grep -q '^parent after$' <<< "$out" && ok "exec: the parent's socket still works" || bad "exec: parent [$out]"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+summary

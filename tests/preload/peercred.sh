@@ -1,23 +1,17 @@
 #!/usr/bin/env bash
 # Another user's processes cannot reach into a user-space network, even when
 # its directory and socket files are opened up by hand: the cross-process
-# backend checks the peer's credentials (SO_PEERCRED on stream connections,
-# SCM_CREDENTIALS on datagrams). Needs root (to run a second user); prints
-# "skip" otherwise.
+# backend checks the peer's credentials (SO_PEERCRED on stream connections
+# and on the links that carry datagrams). Needs root (to run a second
+# user); prints "skip" otherwise.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+. "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null || ! command -v socat >/dev/null; then
   echo "skip: peer-credential test needs root, setpriv and socat"
   exit 0
 fi
 RUN="bin/usockrun ${USOCK_LIB:+--lib $USOCK_LIB} --net"
-work=$(mktemp -d)
 chmod 0755 "$work"
-net="$work/net"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 # Everything on the path to the library must be readable by the other user.
 as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
 if ! as_nobody test -r "$(readlink -f "${USOCK_LIB:-target/release/libuserspacesock.so}")"; then
@@ -62,5 +56,4 @@ kill %1 2>/dev/null || true; wait 2>/dev/null || true
 grep -q "from friend" "$work/udp.out" && ok "our datagram arrives" || bad "our datagram is missing"
 grep -q "intruder" "$work/udp.out" && bad "another user's datagram was delivered" || ok "another user's datagram is dropped"
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

@@ -4,13 +4,7 @@
 # (the launcher's defaults follow the file's rules), and a bad or missing
 # file stops with a message naming it (and the line) and exit status 2.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
-work=$(mktemp -d)
-net="$work/net"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+. "$(dirname "$0")/lib.sh"
 
 cat > "$work/rules" <<'RULES'
 # rules for tests/preload/route_file.sh
@@ -47,5 +41,4 @@ bin/usockrun --net "$net" --route-file "$work/missing" -- sh -c 'echo started' >
 [ "$rc" = 2 ] && grep -qF "usockrun: route file '$work/missing': no such file" "$work/missing.err" && ! [ -s "$work/missing.out" ] \
   && ok "a missing file: usockrun exits 2 before the program starts" || { bad "missing file (rc $rc)"; cat "$work/missing.err"; }
 
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary

@@ -3,14 +3,8 @@
 # one user-space network (a fresh directory); checks results, and that the
 # kernel saw no AF_INET socket (strace) and no listening TCP port (ss).
 set -euo pipefail
-cd "$(dirname "$0")/../.."
+. "$(dirname "$0")/lib.sh"
 RUN="bin/usockrun --net"
-work=$(mktemp -d)
-net="$work/net"
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-pass=0 fail=0
-ok() { echo "ok   $1"; pass=$((pass + 1)); }
-bad() { echo "FAIL $1"; fail=$((fail + 1)); }
 st() { strace -f -qq -e trace=socket -o "$work/$1.strace" "${@:2}"; }
 no_inet() { ! grep -h 'socket(AF_INET' "$work"/*.strace >/dev/null 2>&1; }
 
@@ -122,5 +116,4 @@ if command -v iperf3 >/dev/null; then
     echo "#    iperf3 $mode user space: $u  kernel: $k"
   done
 fi
-echo "$pass passed, $fail failed"
-[ "$fail" = 0 ]
+summary
