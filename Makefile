@@ -41,16 +41,16 @@ test-header: lib
 test-rust:
 	$(CARGO) test --release
 	@echo "== stress_load and udp_connected_receiver again, through the cross-process backend (USOCK_NET)"
-	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
-	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test udp_connected_receiver; r=$$?; rm -rf $$d; exit $$r
+	tests/through_xproc.sh $(CARGO) test --release --test stress_load -- --nocapture
+	tests/through_xproc.sh $(CARGO) test --release --test udp_connected_receiver
 
 test-c: lib
 	$(MAKE) -C c-tests $(C_VARIANTS)
 	OUT=$(CURDIR)/build/c-tests c-tests/run.sh $(C_VARIANTS)
 	@echo "== t_fork again, through the cross-process backend (USOCK_NET): its locks around fork"
-	d=$$(mktemp -d) && USOCK_NET=$$d timeout 300 build/c-tests/usock/t_fork; r=$$?; rm -rf $$d; exit $$r
+	tests/through_xproc.sh timeout 300 build/c-tests/usock/t_fork
 	@echo "== t_epoll, t_stream and t_dgram again, through the cross-process backend"
-	for p in t_epoll t_stream t_dgram; do d=$$(mktemp -d) && USOCK_NET=$$d timeout 300 build/c-tests/usock/$$p; r=$$?; rm -rf $$d; [ $$r = 0 ] || exit $$r; done
+	for p in t_epoll t_stream t_dgram; do tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; done
 
 # The C backend over kernel pipes (library only: it registers a backend).
 PIPE_SRCS := c-tests/pipe_backend.c c-tests/testlib.c
@@ -161,7 +161,7 @@ fuzz-smoke:
 
 stress:
 	$(CARGO) test --release --test stress_load -- --nocapture
-	d=$$(mktemp -d) && USOCK_NET=$$d $(CARGO) test --release --test stress_load -- --nocapture; r=$$?; rm -rf $$d; exit $$r
+	tests/through_xproc.sh $(CARGO) test --release --test stress_load -- --nocapture
 	$(CARGO) test --release --test stress_xproc -- --nocapture
 
 miri:

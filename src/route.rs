@@ -430,12 +430,10 @@ fn from_env() -> Vec<Rule> {
         Ok(r) => r,
         Err(RuleError(e)) => {
             let msg = alloc::format!("libuserspacesock: {e}\n");
-            // SAFETY: writes a buffer to stderr with the raw system call, then
-            // ends the process: a mis-routed socket is worse than no program.
-            unsafe {
-                libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len());
-                libc::_exit(2);
-            }
+            crate::platform::diag(msg.as_bytes());
+            // A mis-routed socket is worse than no program.
+            // SAFETY: _exit has no preconditions.
+            unsafe { libc::_exit(2) };
         }
     }
 }

@@ -263,8 +263,7 @@ fn say(head: &[u8], fd: i32, tail: &[u8]) {
     put(&mut buf, &mut at, head);
     put_num(&mut buf, &mut at, fd);
     put(&mut buf, &mut at, tail);
-    // SAFETY: writes our own buffer to fd 2 with the raw system call.
-    unsafe { libc::syscall(libc::SYS_write, 2, buf.as_ptr(), at) };
+    crate::platform::diag(&buf[..at]);
 }
 
 /// The one line on stderr for the first refused use of an inherited fd.

@@ -16,12 +16,9 @@ fn resolve(sym: &'static [u8]) -> usize {
     let p = unsafe { libc::dlsym(libc::RTLD_NEXT, sym.as_ptr() as *const c_char) };
     if p.is_null() {
         let msg = b"libuserspacesock: cannot resolve the next definition of a libc call\n";
-        // SAFETY: writes a static buffer to stderr with the raw system call,
-        // then aborts: there is no way to continue without libc's call.
-        unsafe {
-            libc::syscall(libc::SYS_write, 2, msg.as_ptr() as *const c_void, msg.len());
-            libc::abort();
-        }
+        crate::platform::diag(msg);
+        // There is no way to continue without libc's call.
+        std::process::abort();
     }
     p as usize
 }

@@ -2,6 +2,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::contract::{Backend, ClaimOp, Errno, SockHandle, SockInfo, SockState};
 use crate::addr::SockAddr;
@@ -16,6 +17,8 @@ pub struct Entry {
     pub priority: i32,
     /// The backend.
     pub backend: Arc<dyn Backend>,
+    /// Sockets this backend has claimed (`USOCK_STATS` reports it).
+    pub claims: Arc<AtomicU64>,
 }
 
 struct Registry {
@@ -24,12 +27,17 @@ struct Registry {
     /// on change so that selection iterates a snapshot without a lock.
     entries: Option<Arc<Vec<Entry>>>,
     defaults_installed: bool,
+    /// A default backend the environment asked for could not be set up:
+    /// every socket() fails with this errno rather than running on a
+    /// different network than the one asked for.
+    unusable: Option<Errno>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next_id: 1,
     entries: None,
     defaults_installed: false,
+    unusable: None,
 });
 
 /// Priority of the built-in loopback backend; registered backends default
@@ -60,6 +68,7 @@ fn insert(reg: &mut Registry, backend: Arc<dyn Backend>, priority: i32) -> u64 {
             id,
             priority,
             backend,
+            claims: Arc::new(AtomicU64::new(0)),
         },
     );
     reg.entries = Some(Arc::new(v));
@@ -82,19 +91,85 @@ fn install_defaults(reg: &mut Registry) {
         // backend is asked before loopback (the launcher sets it).
         #[cfg(feature = "std")]
         if let Some(dir) = std::env::var_os("USOCK_NET") {
-            match crate::backends::xproc::XProc::new(dir.into()) {
+            match crate::backends::xproc::XProc::new(dir.clone().into()) {
                 Ok(x) => {
                     insert(reg, Arc::new(x), XPROC_PRIORITY);
                 }
                 Err(e) => {
+                    // Falling back to the in-process loopback would put the
+                    // program on a private network where its peers never
+                    // answer; refusing its sockets says what is wrong.
+                    reg.unusable = Some(e);
                     let msg = alloc::format!(
-                        "libuserspacesock: USOCK_NET: cannot use the directory (errno {e})\n"
+                        "libuserspacesock: USOCK_NET={}: cannot use the directory: {}; \
+                         socket() fails with that errno\n",
+                        dir.to_string_lossy(),
+                        std::io::Error::from_raw_os_error(e)
                     );
-                    // SAFETY: writes a buffer to stderr with the raw call.
-                    unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
+                    crate::platform::diag(msg.as_bytes());
                 }
             }
         }
+        #[cfg(feature = "std")]
+        stats::install();
+    }
+}
+
+/// Whether sockets can be made: `Err` with the errno of a default backend
+/// the environment asked for and that could not be set up (`USOCK_NET`).
+pub fn usable() -> Result<(), Errno> {
+    let mut reg = REGISTRY.lock();
+    install_defaults(&mut reg);
+    reg.unusable.map_or(Ok(()), Err)
+}
+
+/// `USOCK_STATS=FILE`: at exit, one line per backend appended to FILE,
+/// `<pid> <backend> claims=<sockets claimed>`, so that a test run through a
+/// backend can check that this backend, and not another, carried its
+/// sockets.
+#[cfg(feature = "std")]
+mod stats {
+    use super::REGISTRY;
+    use core::sync::atomic::Ordering;
+
+    pub(super) fn install() {
+        if std::env::var_os("USOCK_STATS").is_some() {
+            // SAFETY: registers a function with no preconditions; atexit
+            // only fails when out of slots, and then nothing is reported.
+            unsafe { libc::atexit(report) };
+        }
+    }
+
+    extern "C" fn report() {
+        // A panic must not unwind out of an atexit handler.
+        crate::api::ffi::guard((), || {
+            use std::io::Write as _;
+            let Some(path) = std::env::var_os("USOCK_STATS") else {
+                return;
+            };
+            let Some(reg) = REGISTRY.try_lock() else {
+                return;
+            };
+            let Some(v) = reg.entries.as_deref() else {
+                return;
+            };
+            let mut out = std::string::String::new();
+            for e in v {
+                out.push_str(&std::format!(
+                    "{} {} claims={}\n",
+                    std::process::id(),
+                    e.backend.name(),
+                    e.claims.load(Ordering::Relaxed)
+                ));
+            }
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(&path)
+            {
+                let _ = f.write_all(out.as_bytes());
+            }
+        })
     }
 }
 
@@ -184,6 +259,7 @@ pub fn select(
             continue;
         }
         if let Some(state) = e.backend.claim(handle, info, op, addr)? {
+            e.claims.fetch_add(1, Ordering::Relaxed);
             return Ok((e.backend.clone(), state));
         }
     }

@@ -193,6 +193,14 @@ pub fn kfd_dup3(old: i32, new: i32, flags: i32) -> Result<i32, Errno> {
     }
 }
 
+/// Writes a diagnostic line to stderr with one raw system call: no
+/// allocation, no lock, async-signal-safe (it runs in fork children, before
+/// exec and at exit), and never through our own interposed `write`.
+pub fn diag(msg: &[u8]) {
+    // SAFETY: writes the caller's live buffer to fd 2.
+    unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
+}
+
 /// Raises SIGPIPE in the calling thread, as the kernel does for a write on a
 /// broken stream.
 pub fn raise_sigpipe() {

@@ -193,6 +193,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
         }
         _ => {}
     }
+    crate::backend::registry::usable()?;
     if !crate::backend::registry::any_supports(&info) {
         return Err(EAFNOSUPPORT);
     }

@@ -20,6 +20,17 @@ impl XProc {
         if r != 0 && errno() != EEXIST {
             return Err(errno());
         }
+        // Found, not made: it must be a directory this process can bind in,
+        // or every bind() would fail later with no word on why.
+        match std::fs::metadata(&dir) {
+            Ok(m) if !m.is_dir() => return Err(ENOTDIR),
+            Ok(_) => {}
+            Err(e) => return Err(e.raw_os_error().unwrap_or(EIO)),
+        }
+        // SAFETY: access with a NUL-terminated path.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            return Err(errno());
+        }
         let seed = std::process::id() as u64 * 7919;
         Ok(XProc {
             dir,

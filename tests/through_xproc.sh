@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# tests/through_xproc.sh COMMAND [ARG...]: runs COMMAND on a fresh
+# cross-process network (USOCK_NET) and fails unless the cross-process
+# backend carried sockets. Without the check, a rerun "through xproc" that
+# silently ran on another backend would prove nothing about xproc.
+set -uo pipefail
+net=$(mktemp -d)
+stats=$net.stats
+trap 'rm -rf "$net" "$stats"' EXIT
+USOCK_NET=$net USOCK_STATS=$stats "$@"
+rc=$?
+[ "$rc" = 0 ] || { echo "through_xproc: $* exited $rc"; exit "$rc"; }
+claims=$(awk '$2 == "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$stats" 2>/dev/null)
+other=$(awk '$2 != "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$stats" 2>/dev/null)
+if [ "${claims:-0}" -eq 0 ]; then
+  echo "through_xproc: FAIL: the cross-process backend carried no socket of: $*"
+  exit 1
+fi
+echo "through_xproc: the cross-process backend carried $claims sockets (other backends: $other)"
