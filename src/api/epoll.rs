@@ -456,22 +456,22 @@ pub fn fork_lock() {
     core::mem::forget(t);
 }
 
-/// fork() support, in the parent and in the child (`in_child`): releases
+/// fork() support, in the parent and in the child: releases
 /// what [`fork_lock`] took.
 ///
 /// # Safety
 /// Only after [`fork_lock`] on this thread (or, in the child, on the thread
 /// that forked), once.
-pub unsafe fn fork_unlock(in_child: bool) {
+pub unsafe fn fork_unlock() {
     // SAFETY: fork_lock holds the list's lock with its guard forgotten, so
     // no other thread changes the list while this one reads it.
     let t = unsafe { &*SETS.data_ptr() };
     for set in t.iter() {
         // SAFETY: fork_lock took this lock and forgot its guard.
-        unsafe { crate::sync::fork_release(&set.inner, in_child) };
+        unsafe { crate::sync::fork_release(&set.inner) };
     }
     // SAFETY: as above.
-    unsafe { crate::sync::fork_release(&SETS, in_child) };
+    unsafe { crate::sync::fork_release(&SETS) };
 }
 
 fn last_errno() -> Errno {

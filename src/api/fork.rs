@@ -66,7 +66,6 @@ pub fn activate() {
 fn activate_slow() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        crate::sync::fork_support_init();
         // SAFETY: registers three handlers that take no arguments.
         unsafe {
             libc::pthread_atfork(
@@ -118,15 +117,15 @@ fn parent() {
     // SAFETY: prepare() took each of these on this thread, just before
     // the fork.
     unsafe {
-        fd::fork_unlock(false);
-        crate::socket::slab::fork_unlock(false);
-        super::epoll::fork_unlock(false);
+        fd::fork_unlock();
+        crate::socket::slab::fork_unlock();
+        super::epoll::fork_unlock();
     }
     crate::backends::xproc::atfork_parent();
     // SAFETY: as above.
     unsafe {
         crate::backend::registry::fork_parent();
-        crate::sync::fork_release(&ROUTE_GATE, false);
+        crate::sync::fork_release(&ROUTE_GATE);
     }
 }
 
@@ -140,15 +139,15 @@ fn child() {
     // SAFETY: prepare() took each of these on the thread that forked, the
     // child's only thread.
     unsafe {
-        fd::fork_unlock(true);
-        crate::socket::slab::fork_unlock(true);
-        super::epoll::fork_unlock(true);
+        fd::fork_unlock();
+        crate::socket::slab::fork_unlock();
+        super::epoll::fork_unlock();
     }
     crate::backends::xproc::atfork_child();
     // SAFETY: as above.
     unsafe {
         crate::backend::registry::fork_child();
-        crate::sync::fork_release(&ROUTE_GATE, true);
+        crate::sync::fork_release(&ROUTE_GATE);
     }
     super::poll::fork_child();
 }

@@ -194,7 +194,7 @@ pub fn fork_prepare() {
 /// Only after [`fork_prepare`] on this thread, once.
 #[cfg(feature = "std")]
 pub unsafe fn fork_parent() {
-    fork_after(false, |b| b.fork_parent());
+    fork_after(|b| b.fork_parent());
 }
 
 /// fork() support, in the child: the backends' [`Backend::fork_child`],
@@ -204,11 +204,11 @@ pub unsafe fn fork_parent() {
 /// Only in the child of a fork that [`fork_prepare`] preceded, once.
 #[cfg(feature = "std")]
 pub unsafe fn fork_child() {
-    fork_after(true, |b| b.fork_child());
+    fork_after(|b| b.fork_child());
 }
 
 #[cfg(feature = "std")]
-fn fork_after(in_child: bool, f: impl Fn(&dyn Backend)) {
+fn fork_after(f: impl Fn(&dyn Backend)) {
     // SAFETY: fork_prepare holds the lock with its guard forgotten, and no
     // other thread touches the registry until it is released below (this
     // thread holds it), so reading the entries is race-free.
@@ -219,7 +219,7 @@ fn fork_after(in_child: bool, f: impl Fn(&dyn Backend)) {
         }
     }
     // SAFETY: fork_prepare took the lock and forgot its guard.
-    unsafe { crate::sync::fork_release(&REGISTRY, in_child) };
+    unsafe { crate::sync::fork_release(&REGISTRY) };
 }
 
 /// Removes a backend. Sockets it already carries keep it until they close.

@@ -156,20 +156,19 @@ pub fn fork_lock() {
     };
 }
 
-/// fork() support, in the parent and in the child (`in_child`): releases
+/// fork() support, in the parent and in the child: releases
 /// what [`fork_lock`] took.
 ///
 /// # Safety
 /// Only after [`fork_lock`] on this thread (or, in the child, on the thread
 /// that forked), once.
 #[cfg(feature = "std")]
-pub unsafe fn fork_unlock(in_child: bool) {
+pub unsafe fn fork_unlock() {
     // SAFETY: as in `chunk`; fork_lock took each of these locks and forgot
     // its guard.
     unsafe {
         crate::sync::fork_unlock_chunks(&TABLE, &FORK_LOCKED, |c| {
-            c.iter()
-                .for_each(|s| crate::sync::fork_release(&s.sock, in_child))
+            c.iter().for_each(|s| crate::sync::fork_release(&s.sock))
         })
     };
 }

@@ -65,6 +65,19 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) ->
     }
 }
 
+/// Wakes one thread sleeping in [`futex_wait`] on `word`.
+pub fn futex_wake_one(word: &AtomicU32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            1,
+        );
+    }
+}
+
 /// Wakes every thread sleeping in [`futex_wait`] on `word`.
 pub fn futex_wake_all(word: &AtomicU32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key.

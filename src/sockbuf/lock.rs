@@ -1,7 +1,7 @@
 //! A tiny spin lock built on `core` atomics.
 //!
 //! Why our own: the Socket Buffer is `no_std + alloc`, so neither `std::sync`
-//! nor `parking_lot` is available. Each buffer has one lock per *side* (one
+//! nor the hosted futex mutex is available. Each buffer has one lock per *side* (one
 //! for the producer, one for the consumer). In correct use (the frontend
 //! serialises each side) a side's lock is never contended, so acquiring it is
 //! a single uncontended compare-exchange; the lock exists so that safe code

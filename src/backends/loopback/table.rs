@@ -260,7 +260,7 @@ impl Table {
     pub unsafe fn fork_unlock(&self, forget: bool) {
         for sh in &self.shards {
             // SAFETY: fork_lock took this lock and forgot its guard.
-            unsafe { crate::sync::fork_release(sh, forget) };
+            unsafe { crate::sync::fork_release(sh) };
             if forget {
                 // Leaked, not freed: the child's copy of the parent's
                 // entries costs nothing, and a fork child of a threaded

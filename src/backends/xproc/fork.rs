@@ -16,22 +16,21 @@ pub fn atfork_prepare() {
 }
 
 /// Releases the locks [`atfork_prepare`] took, innermost first.
-pub(super) fn atfork_release(in_child: bool) {
+pub(super) fn atfork_release() {
     // SAFETY: atfork_prepare left these locks held by this thread (in the
-    // child: the thread that forked), their guards forgotten; fork_release
-    // also takes the parent's waiters off them in the child.
+    // child: the thread that forked), their guards forgotten.
     unsafe {
-        crate::sync::fork_release(&TRANSPORT.paused, in_child);
-        crate::sync::fork_release(&TRANSPORT.conns, in_child);
-        crate::sync::fork_release(&DGRAM_LINKS, in_child);
-        crate::sync::fork_release(&DGRAM_PORTS, in_child);
+        crate::sync::fork_release(&TRANSPORT.paused);
+        crate::sync::fork_release(&TRANSPORT.conns);
+        crate::sync::fork_release(&DGRAM_LINKS);
+        crate::sync::fork_release(&DGRAM_PORTS);
     }
 }
 
 /// fork() support, in the parent after fork: releases the locks taken by
 /// [`atfork_prepare`]; the parent's transport goes on unchanged.
 pub fn atfork_parent() {
-    atfork_release(false);
+    atfork_release();
 }
 
 /// fork() support, in the child after fork: the parent's transport thread
@@ -40,7 +39,7 @@ pub fn atfork_parent() {
 /// holding them would keep a dead parent's peers from seeing the reset) and
 /// starts an empty transport; the child's own new sockets get a new thread.
 pub fn atfork_child() {
-    atfork_release(true);
+    atfork_release();
     core::mem::take(&mut *TRANSPORT.paused.lock());
     // The parent's ports and links stay the parent's: the child's copies of
     // their kernel sockets are closed below, their files are not touched.

@@ -1,25 +1,16 @@
 //! Synchronisation primitives of the core.
 //!
-//! The hosted build uses `parking_lot`; the no_std build uses the host's
-//! locks from the platform table, or spins on an atomic flag when the host
-//! gives none.
+//! The hosted build uses its own futex mutex ([`futex_mutex`]: nothing
+//! outside the lock's word, so a fork child can release what the fork
+//! held); the no_std build uses the host's locks from the platform table,
+//! or spins on an atomic flag when the host gives none.
 
+#[cfg(feature = "std")]
+pub mod futex_mutex;
+#[cfg(feature = "std")]
+pub use futex_mutex::{Mutex, MutexGuard};
 #[cfg(not(feature = "std"))]
 pub use host_lock::{Mutex, MutexGuard};
-#[cfg(feature = "std")]
-pub use parking_lot::{Mutex, MutexGuard};
-
-/// fork() support: makes parking_lot's table of wait queues now (it is
-/// made at the first wait otherwise), so that a fork child never has to:
-/// a child of a threaded process had better not allocate, and the table
-/// being made by another thread at the instant of the fork would leave the
-/// child without one.
-#[cfg(feature = "std")]
-pub fn fork_support_init() {
-    // SAFETY: not in a signal handler; no thread waits under key 0 (an
-    // address nothing has), so this wakes nobody.
-    unsafe { parking_lot_core::unpark_all(0, parking_lot_core::DEFAULT_UNPARK_TOKEN) };
-}
 
 /// fork() support for a table of lazily made chunks of locks (the fd table,
 /// the socket slab): `lock` takes every lock of each chunk made so far,
@@ -68,38 +59,15 @@ pub unsafe fn fork_unlock_chunks<C>(
 }
 
 /// fork() support: releases a mutex that the forking thread locked before
-/// the fork, forgetting the guard. In the parent this is an unlock. In the
-/// child (`in_child`), the threads that were parked on the mutex in the
-/// parent (waiting while the fork held it) did not come along, but
-/// parking_lot's wait queue still lists them: they are dequeued first, else
-/// the unlock could hand the mutex to one of them, and it would stay locked
-/// for ever.
+/// the fork, forgetting the guard, in the parent or the child (the threads
+/// that waited on it in the parent did not come along; the mutex keeps no
+/// record of them but its word, which the release overwrites).
 ///
 /// # Safety
 /// The calling thread (in the child: the thread that forked) took `m` and
 /// forgot the guard, and nothing else releases it.
 #[cfg(feature = "std")]
-pub unsafe fn fork_release<T: ?Sized>(m: &Mutex<T>, in_child: bool) {
-    // parking_lot's RawMutex is one byte, its state: bit 0 locked, bit 1
-    // some thread parked (see parking_lot's raw_mutex.rs). A one-byte
-    // struct holds its one-byte field at offset 0.
-    const _: () = assert!(core::mem::size_of::<parking_lot::RawMutex>() == 1);
-    const PARKED_BIT: u8 = 2;
-    // SAFETY: only the address is used.
-    let raw = unsafe { m.raw() } as *const parking_lot::RawMutex;
-    // SAFETY: the RawMutex is a live AtomicU8 (asserted above).
-    let state = unsafe { &*(raw as *const core::sync::atomic::AtomicU8) };
-    if in_child && state.load(core::sync::atomic::Ordering::Relaxed) & PARKED_BIT != 0 {
-        // The key under which parking_lot queues the mutex's waiters is
-        // its RawMutex's address. (Only when some thread parked: then the
-        // queue's table exists, and the child allocates nothing here.)
-        // SAFETY: not in a signal handler; the dequeued "threads" are
-        // copies of the parent's: waking them writes their parker word in
-        // the child's copy of their memory, which nothing else uses.
-        unsafe {
-            parking_lot_core::unpark_all(raw as usize, parking_lot_core::DEFAULT_UNPARK_TOKEN)
-        };
-    }
+pub unsafe fn fork_release<T: ?Sized>(m: &Mutex<T>) {
     // SAFETY: the caller's guarantee: this thread holds `m`, guard forgotten.
     unsafe { m.force_unlock() };
 }
