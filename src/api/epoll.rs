@@ -57,6 +57,7 @@ use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
+use crate::socket::spin;
 use crate::socket::wait::{PollSignal, SetSignal};
 use crate::socket::{Socket, F_CLOSED};
 use crate::sync::Mutex;
@@ -224,6 +225,15 @@ impl EpSet {
     /// of ours and no backend input fd. A socket whose input the waiting
     /// thread pumps itself becomes ready only once that thread is woken by
     /// the kernel: spinning would only delay it.
+    /// Tells the set's learner how long a wait that went by `plan` took
+    /// (nothing for a call that never had to wait).
+    fn learn(&self, plan: Option<(spin::Plan, u64)>) {
+        if let Some((p, began)) = plan {
+            let now = platform::mono_ns();
+            self.sig.learner.record(p, now.saturating_sub(began), now);
+        }
+    }
+
     fn spins(&self) -> bool {
         let g = self.inner.lock();
         !g.regs.is_empty() && g.inputs.is_empty()
@@ -751,6 +761,9 @@ unsafe fn wait_mixed(
     let deadline = timeout.and_then(platform::deadline_after);
     // After a call that our sockets filled, the kernel's events go first.
     let mut first = set.kernel_first.swap(false, Ordering::Relaxed);
+    // How this wait goes and when it began, once nothing was ready: what
+    // the set's spin learner is told at the end.
+    let mut plan: Option<(spin::Plan, u64)> = None;
     loop {
         let mut n = 0;
         let mut level = false;
@@ -784,23 +797,36 @@ unsafe fn wait_mixed(
                     (Some(t), None) => ceil_ms(t),
                 }
             };
-            // Nothing yet: a socket of ours that changes within the spin
-            // (USOCK_SPIN_US) is taken without a sleep and wake-up in the
-            // kernel. Kernel fds wait that long at most; a set left with
-            // none of our sockets does not spin.
+            // Nothing yet: where the set's learner finds spinning faster
+            // (socket::spin), a socket of ours that changes within the spin
+            // is taken without a sleep and wake-up in the kernel. Kernel
+            // fds wait that long at most; a set left with none of our
+            // sockets, or whose input the kernel wakes it for, does not
+            // spin.
             //
             // Signals stay blocked while it spins: a handler that ran then
             // would not end the kernel wait that follows with EINTR, and a
             // program that learns of its signals that way (nginx's SIGTERM)
             // would sleep on. The kernel wait unblocks them atomically.
             let mut blocked = None;
-            if n == 0 && ms != 0 && set.spins() {
-                let old = block_signals();
-                if platform::spin_until(|| set.sig.activity.load(Ordering::Acquire) != seen) {
-                    restore_signals(&old);
-                    continue;
+            if n == 0 && ms != 0 {
+                let (p, _) = *plan.get_or_insert_with(|| {
+                    let p = if set.spins() {
+                        set.sig.learner.plan()
+                    } else {
+                        spin::Plan::SLEEP
+                    };
+                    (p, platform::mono_ns())
+                });
+                if p.budget != 0 {
+                    let old = block_signals();
+                    let activity = || set.sig.activity.load(Ordering::Acquire) != seen;
+                    if spin::spin(p.budget, activity) {
+                        restore_signals(&old);
+                        continue;
+                    }
+                    blocked = Some(old);
                 }
-                blocked = Some(old);
             }
             let during = match &blocked {
                 Some(old) if mask.is_null() => old as *const sigset_t,
@@ -822,6 +848,7 @@ unsafe fn wait_mixed(
         }
         first = false;
         if n > 0 {
+            set.learn(plan);
             if level && !woke {
                 // Those sockets may still be ready: keep the epoll fd
                 // readable for poll() and enclosing epoll sets.
@@ -835,10 +862,15 @@ unsafe fn wait_mixed(
             set.sig.drain();
             continue;
         }
-        match (timeout, deadline) {
-            (Some(t), _) if t.is_zero() => return Ok(0),
-            (Some(_), Some(d)) if platform::time_left(d).is_zero() => return Ok(0),
-            _ => {}
+        let expired = match (timeout, deadline) {
+            (Some(t), _) => {
+                t.is_zero() || deadline.is_some_and(|d| platform::time_left(d).is_zero())
+            }
+            _ => false,
+        };
+        if expired {
+            set.learn(plan);
+            return Ok(0);
         }
     }
 }

@@ -187,9 +187,15 @@ pub fn futex_wake_all(word: &AtomicU32) {
     }
 }
 
-/// No spinning: a small target rarely has a second core to spin on.
-pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    done()
+/// No spinning: a small target rarely has a second core to spin on, and a
+/// spin would keep a cooperative host's other tasks from running.
+pub fn spin_cap_ns() -> u64 {
+    0
+}
+
+/// The host's monotonic clock in nanoseconds (0 without one).
+pub fn mono_ns() -> u64 {
+    now().0
 }
 
 /// There are no signals: EPIPE is only returned.

@@ -243,45 +243,31 @@ pub fn eventfd_drain(fd: i32) {
     }
 }
 
-/// Spins until `done()` holds or the spin budget is spent: the adaptive
-/// part of a blocking wait. A peer thread on another core usually answers
-/// within a few microseconds, and catching that without a futex sleep and
-/// wake-up is what makes a round trip fast; the budget bounds the CPU a
-/// waiter burns when the answer is slow.
-pub fn spin_until(mut done: impl FnMut() -> bool) -> bool {
-    let budget = spin_budget();
-    if budget.is_zero() {
-        return done();
-    }
-    let start = Instant::now();
-    loop {
-        for _ in 0..SPINS_PER_YIELD {
-            if done() {
-                return true;
-            }
-            core::hint::spin_loop();
-        }
-        let spent = start.elapsed();
-        if spent >= budget {
-            return done();
-        }
-        // If the thread that will answer shares this core (the scheduler
-        // often puts a woken thread next to its waker), spinning alone would
-        // keep it from running: give it the core. On an idle core this
-        // returns at once.
-        std::thread::yield_now();
-    }
+/// The monotonic clock in nanoseconds (the vDSO's clock_gettime: no
+/// system call).
+pub fn mono_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// How long a waiter spins before it sleeps: `USOCK_SPIN_US` (microseconds,
-/// 0 disables spinning), default [`SPIN_US_DEFAULT`]. On a single core
-/// spinning only delays the thread that would answer, so it is off there.
-fn spin_budget() -> Duration {
+/// The longest a waiter may spin before it sleeps, in ns: `USOCK_SPIN_US`
+/// (microseconds; 0 disables spinning), default [`SPIN_US_DEFAULT`]. How
+/// long it does spin, if at all, is learned per queue
+/// (`socket::spin`). On a single core a spin only delays the thread that
+/// would answer, so it is off there.
+pub fn spin_cap_ns() -> u64 {
     use core::sync::atomic::AtomicU64;
     static NANOS: AtomicU64 = AtomicU64::new(u64::MAX);
     let n = NANOS.load(Ordering::Relaxed);
     if n != u64::MAX {
-        return Duration::from_nanos(n);
+        return n;
     }
     let us = std::env::var("USOCK_SPIN_US")
         .ok()
@@ -290,13 +276,12 @@ fn spin_budget() -> Duration {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = if cpus < 2 { 0 } else { us.saturating_mul(1000) };
     NANOS.store(n, Ordering::Relaxed);
-    Duration::from_nanos(n)
+    n
 }
 
-/// Checks between two yields.
-const SPINS_PER_YIELD: u32 = 8;
-
-/// Default spin budget in microseconds.
+/// Default spin cap in microseconds: about what a sleep and a wake-up cost
+/// in latency on a virtual machine, so that a spin never costs more than
+/// twice what sleeping at once would have.
 pub const SPIN_US_DEFAULT: u64 = 50;
 
 /// Returns the time left until `deadline`, or zero.

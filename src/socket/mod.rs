@@ -8,6 +8,7 @@
 
 pub mod options;
 pub mod slab;
+pub mod spin;
 pub mod upcall;
 pub mod wait;
 

@@ -1,14 +1,16 @@
 //! Waiting for a socket's state to change, and waking the waiters.
 //!
-//! Two kinds of waiter: threads blocked in a call on this socket (they sleep
-//! on a futex word that every state change bumps), and poll()/select() calls
-//! that may also wait on kernel fds (they register an eventfd that a state
-//! change signals, so the kernel's poll wakes up).
+//! Two kinds of waiter: threads blocked in a call on this socket (they spin
+//! for a moment when that pays, see [`super::spin`], then sleep on a futex
+//! word that every state change bumps), and poll()/select() calls that may
+//! also wait on kernel fds (they register an eventfd that a state change
+//! signals, so the kernel's poll wakes up).
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use super::spin::{self, Plan, SpinLearner};
 use crate::platform::{self, Deadline};
 use crate::sync::Mutex;
 
@@ -46,6 +48,9 @@ pub struct SetSignal {
     /// writes it only when it is not. Many changes between two waits (a
     /// busy server's sockets) then cost one write, not one each.
     raised: AtomicBool,
+    /// How long the set's waits take, spinning and sleeping, and so
+    /// whether to spin.
+    pub learner: SpinLearner,
 }
 
 impl SetSignal {
@@ -55,6 +60,7 @@ impl SetSignal {
             activity: AtomicU32::new(0),
             efd,
             raised: AtomicBool::new(false),
+            learner: SpinLearner::new(),
         }
     }
 
@@ -124,6 +130,9 @@ pub struct WaitQueue {
     /// Threads asleep (or about to be) on `seq`: a notify makes a system call
     /// only when there is someone to wake.
     sleepers: AtomicU32,
+    /// How long waits here take, spinning and sleeping, and so whether to
+    /// spin.
+    learner: SpinLearner,
     /// Number of poll registrations, read without the lock by notify.
     npollers: AtomicU32,
     pollers: Mutex<Vec<PollReg>>,
@@ -137,6 +146,7 @@ impl WaitQueue {
         WaitQueue {
             seq: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
+            learner: SpinLearner::new(),
             npollers: AtomicU32::new(0),
             pollers: Mutex::new(Vec::new()),
         }
@@ -165,12 +175,16 @@ impl WaitQueue {
         mut ready: impl FnMut() -> bool,
         deadline: Option<Deadline>,
     ) -> Waited {
+        // How this wait goes and when it began, once it must wait at all.
+        let mut plan: Option<(Plan, u64)> = None;
         loop {
             let seen = self.seq.load(Ordering::SeqCst);
             if ready() {
+                self.learn(plan);
                 return Waited::Ready;
             }
-            if platform::spin_until(|| self.seq.load(Ordering::Acquire) != seen) {
+            let (p, _) = *plan.get_or_insert_with(|| (self.learner.plan(), platform::mono_ns()));
+            if p.budget != 0 && spin::spin(p.budget, || self.seq.load(Ordering::Acquire) != seen) {
                 continue;
             }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
@@ -181,12 +195,21 @@ impl WaitQueue {
             };
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
             if !in_time {
+                self.learn(plan);
                 return if ready() {
                     Waited::Ready
                 } else {
                     Waited::TimedOut
                 };
             }
+        }
+    }
+
+    /// Tells the learner how long a wait that went by `plan` took.
+    fn learn(&self, plan: Option<(Plan, u64)>) {
+        if let Some((p, began)) = plan {
+            let now = platform::mono_ns();
+            self.learner.record(p, now.saturating_sub(began), now);
         }
     }
 

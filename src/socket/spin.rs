@@ -1,0 +1,305 @@
+//! Spinning before sleeping: whether a waiter spins, and for how long,
+//! learned from how long waits actually took.
+//!
+//! A thread that must wait can spin (keeping its core, and catching the
+//! event the moment it happens) or sleep in the kernel (giving the core
+//! away, and paying a sleep and a wake-up). Which is faster depends on the
+//! machine more than on the program: measured here, with a core idle the
+//! kernel wakes a sleeper on that idle core, which costs tens of
+//! microseconds on a virtual machine, and a spin answered from the other
+//! core wins tenfold; with every core busy a woken thread takes the
+//! sleeper's own core at once, and a spin only keeps it from running (a
+//! 64-byte round trip: 3 µs sleeping, 8 µs spinning, 4,000 µs with the old
+//! spin-and-yield). So nothing is assumed:
+//!
+//! - **Both ways are measured.** A [`SpinLearner`] keeps, for one queue, the
+//!   average time a wait took until the waiter ran again, once for waits
+//!   that spun and once for waits that slept at once, and uses the faster.
+//!   Now and then ([`PROBE_MIN_NS`], doubling while the probes confirm the
+//!   choice, up to [`PROBE_MAX_NS`]) one wait takes the other way, so that
+//!   a change of load is seen, at a bounded cost.
+//! - **A lost core stops every spin.** A spin reads the clock every few
+//!   dozen checks; a gap between two reads means the thread was
+//!   descheduled: the machine has more runnable threads than cores, and a
+//!   spin would keep them (the thread that would wake us among them) from
+//!   running. Every spin of the process then stops for [`CONTENDED_NS`].
+//! - **Never yield.** `sched_yield` on a busy machine hands the core to
+//!   another process for a whole time slice at every turn of the loop.
+//!
+//! The spin's length is the platform's cap (`USOCK_SPIN_US` on the hosted
+//! platform; zero disables spinning, as on a single core). Time comes from
+//! the platform's monotonic clock in nanoseconds; the policy itself
+//! ([`SpinLearner::plan_at`], [`SpinLearner::record`]) takes the time as an
+//! argument, so tests drive it without a clock.
+
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::platform;
+
+/// The shortest interval between two probes of the way not taken (ns).
+pub const PROBE_MIN_NS: u64 = 1_000_000;
+
+/// The longest interval between two probes (ns).
+pub const PROBE_MAX_NS: u64 = 256_000_000;
+
+/// How long every spin of the process stays off after a spinner lost its
+/// core.
+pub const CONTENDED_NS: u64 = 20_000_000;
+
+/// A gap this long between two clock reads of a spin means the spinning
+/// thread was descheduled (a few dozen checks take a few microseconds).
+pub const PREEMPT_GAP_NS: u64 = 50_000;
+
+/// Longest wait a sample records: one very long wait must not take many
+/// short ones to forget.
+const SAMPLE_CAP_NS: u64 = 10_000_000;
+
+/// Checks of the condition between two clock reads.
+const CHECKS_PER_CLOCK: u32 = 32;
+
+/// Spins of the whole process are off until this time (ns on the
+/// platform's clock): a spinner lost its core.
+static QUIET_UNTIL: AtomicU64 = AtomicU64::new(0);
+
+/// How one wait goes: spin for `budget` ns first (0: sleep at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    /// Spin this long before sleeping (ns); 0 sleeps at once.
+    pub budget: u64,
+    /// This wait takes the way the averages do not prefer, to measure it.
+    probe: bool,
+}
+
+impl Plan {
+    /// Sleep at once, learn nothing (no spinning on this platform).
+    pub const SLEEP: Plan = Plan {
+        budget: 0,
+        probe: false,
+    };
+}
+
+/// What one queue's waits taught. Shared by every thread waiting on the
+/// queue; updates race benignly (it is a hint, not an invariant).
+pub struct SpinLearner {
+    /// Average time until the waiter ran again, of waits that spun (ns,
+    /// capped by [`SAMPLE_CAP_NS`], so it fits in 32 bits).
+    spun_ns: AtomicU32,
+    /// The same, of waits that slept at once.
+    slept_ns: AtomicU32,
+    /// When the next probe is due (platform clock, ns).
+    next_probe: AtomicU64,
+    /// log2 of the probe interval over [`PROBE_MIN_NS`].
+    probe_shift: AtomicU32,
+}
+
+impl SpinLearner {
+    /// A learner that knows nothing yet: its first waits try both ways.
+    pub const fn new() -> Self {
+        SpinLearner {
+            spun_ns: AtomicU32::new(0),
+            slept_ns: AtomicU32::new(0),
+            next_probe: AtomicU64::new(0),
+            probe_shift: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the averages (and the machine) favour spinning at `now`.
+    fn prefers_spin(&self, now: u64) -> bool {
+        self.spun_ns.load(Ordering::Relaxed) <= self.slept_ns.load(Ordering::Relaxed)
+            && now >= QUIET_UNTIL.load(Ordering::Relaxed)
+    }
+
+    /// How the next wait goes, at time `now`, with the platform's cap
+    /// `cap_ns` (0: never spin).
+    pub fn plan_at(&self, now: u64, cap_ns: u64) -> Plan {
+        if cap_ns == 0 {
+            return Plan::SLEEP;
+        }
+        let mut spin = self.prefers_spin(now);
+        let probe = now >= self.next_probe.load(Ordering::Relaxed);
+        if probe {
+            // Claimed by this wait: no other waiter probes at the same time.
+            self.next_probe.store(now + PROBE_MIN_NS, Ordering::Relaxed);
+            spin = !spin;
+        }
+        Plan {
+            budget: if spin { cap_ns } else { 0 },
+            probe,
+        }
+    }
+
+    /// How the next wait goes, now.
+    pub fn plan(&self) -> Plan {
+        let cap = platform::spin_cap_ns();
+        if cap == 0 {
+            return Plan::SLEEP;
+        }
+        self.plan_at(platform::mono_ns(), cap)
+    }
+
+    /// Records that a wait that went by `plan` took `took_ns` until its
+    /// waiter ran again, at time `now`. The average moves a quarter of the
+    /// way to the sample: a few waits are enough to follow a change of
+    /// load. A probe that confirms the choice doubles the time to the next
+    /// one; one that overturns it brings the next one close.
+    pub fn record(&self, plan: Plan, took_ns: u64, now: u64) {
+        let avg = if plan.budget != 0 {
+            &self.spun_ns
+        } else {
+            &self.slept_ns
+        };
+        let s = took_ns.min(SAMPLE_CAP_NS) as u32;
+        let e = avg.load(Ordering::Relaxed);
+        avg.store(e - e / 4 + s / 4, Ordering::Relaxed);
+        if plan.probe {
+            let overturned = self.prefers_spin(now) == (plan.budget != 0);
+            let shift = if overturned {
+                0
+            } else {
+                let max = (PROBE_MAX_NS / PROBE_MIN_NS).ilog2();
+                (self.probe_shift.load(Ordering::Relaxed) + 1).min(max)
+            };
+            self.probe_shift.store(shift, Ordering::Relaxed);
+            self.next_probe
+                .store(now + (PROBE_MIN_NS << shift), Ordering::Relaxed);
+        }
+    }
+
+    /// The averages (spun, slept), in ns.
+    pub fn averages(&self) -> (u64, u64) {
+        (
+            u64::from(self.spun_ns.load(Ordering::Relaxed)),
+            u64::from(self.slept_ns.load(Ordering::Relaxed)),
+        )
+    }
+}
+
+impl Default for SpinLearner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Spins until `done()` holds or `budget_ns` has passed; returns whether it
+/// holds. Gives up at once (and stops every spin of the process for
+/// [`CONTENDED_NS`]) when the thread loses its core meanwhile.
+pub fn spin(budget_ns: u64, mut done: impl FnMut() -> bool) -> bool {
+    if budget_ns == 0 {
+        return done();
+    }
+    let start = platform::mono_ns();
+    let mut last = start;
+    loop {
+        for _ in 0..CHECKS_PER_CLOCK {
+            if done() {
+                return true;
+            }
+            core::hint::spin_loop();
+        }
+        let now = platform::mono_ns();
+        if now.saturating_sub(last) > PREEMPT_GAP_NS {
+            QUIET_UNTIL.fetch_max(now + CONTENDED_NS, Ordering::Relaxed);
+            return done();
+        }
+        if now.saturating_sub(start) >= budget_ns {
+            return done();
+        }
+        last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAP: u64 = 50_000;
+    /// Far beyond any QUIET_UNTIL a real spin of another test may set.
+    const T0: u64 = u64::MAX / 2;
+
+    /// Runs waits from `t` on, each taking `spun` or `slept` ns as it
+    /// spins or sleeps, `gap` ns apart; returns how many spun and the time
+    /// after them.
+    fn run(l: &SpinLearner, mut t: u64, waits: u32, spun: u64, slept: u64, gap: u64) -> (u32, u64) {
+        let mut n = 0;
+        for _ in 0..waits {
+            let p = l.plan_at(t, CAP);
+            let took = if p.budget != 0 {
+                n += 1;
+                spun
+            } else {
+                slept
+            };
+            t += took;
+            l.record(p, took, t);
+            t += gap;
+        }
+        (n, t)
+    }
+
+    #[test]
+    fn no_cap_means_no_spin() {
+        assert_eq!(SpinLearner::new().plan_at(T0, 0), Plan::SLEEP);
+    }
+
+    #[test]
+    fn spins_where_spinning_is_faster() {
+        // An idle machine: a spin is answered in 2 µs, a sleep costs 40.
+        let l = SpinLearner::new();
+        let (n, _) = run(&l, T0, 10_000, 2_000, 40_000, 1_000);
+        assert!(n > 9_900, "{n} of 10000 spun");
+    }
+
+    #[test]
+    fn sleeps_where_sleeping_is_faster() {
+        // A busy machine: the peer gets our core only once we sleep.
+        let l = SpinLearner::new();
+        let (n, _) = run(&l, T0, 10_000, 50_000, 3_000, 1_000);
+        assert!(n < 50, "{n} of 10000 spun");
+    }
+
+    #[test]
+    fn follows_a_change_of_load() {
+        let l = SpinLearner::new();
+        let (_, t) = run(&l, T0, 10_000, 2_000, 40_000, 1_000);
+        // The machine gets busy: within 300 ms of it, spinning has stopped.
+        let (_, t) = run(&l, t, 10_000, 50_000, 3_000, 27_000);
+        let (n, _) = run(&l, t, 1_000, 50_000, 3_000, 27_000);
+        assert!(n < 10, "{n} of 1000 still spun");
+        // And back.
+        let (_, t) = run(&l, t, 10_000, 2_000, 40_000, 30_000);
+        let (n, _) = run(&l, t, 1_000, 2_000, 40_000, 1_000);
+        assert!(n > 990, "{n} of 1000 spun");
+    }
+
+    #[test]
+    fn probes_back_off_while_they_confirm() {
+        let l = SpinLearner::new();
+        // Slow waits (1 ms) that spinning never helps: once the probes have
+        // backed off, they (the only spins) come every PROBE_MAX_NS.
+        let (_, t) = run(&l, T0, 5_000, 1_050_000, 1_000_000, 0);
+        let (n, _) = run(&l, t, 5_000, 1_050_000, 1_000_000, 0);
+        let most = 5_000_000_000 / PROBE_MAX_NS + 1;
+        assert!(n as u64 <= most, "{n} probes in about 5 s (at most {most})");
+    }
+
+    #[test]
+    fn one_huge_wait_is_capped() {
+        let l = SpinLearner::new();
+        l.record(
+            Plan {
+                budget: 0,
+                probe: false,
+            },
+            u64::MAX,
+            T0,
+        );
+        assert_eq!(l.averages().1, SAMPLE_CAP_NS / 4);
+    }
+
+    #[test]
+    fn a_spin_that_holds_at_once_returns_true() {
+        assert!(spin(0, || true));
+        assert!(spin(CAP, || true));
+        assert!(!spin(0, || false));
+    }
+}
