@@ -3,6 +3,7 @@
 #   make demo     the C echo demo over the built-in loopback backend
 #   make test     every test: Rust, C against kernel and library, sanitizers, ABI
 #   make bench    benchmark against the kernel's loopback TCP (ratios)
+#   make bench-instr  instructions the library adds per read()/write() (callgrind)
 #   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
 #   make install PREFIX=/usr/local
 
@@ -20,7 +21,7 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench bench-preload install clean
+.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench bench-instr bench-preload install clean
 
 all: lib
 
@@ -115,6 +116,14 @@ bench: lib
 	@mkdir -p build
 	$(CC) -O2 -Wall -Wextra -Werror -o build/passthrough bench/passthrough.c $(USOCK_LIBS) -ldl
 	build/passthrough
+
+# What the library adds to read()/write() on a non-socket fd, in instructions
+# per call (callgrind): repeatable on a loaded machine, where build/passthrough's
+# nanoseconds are not.
+bench-instr: lib
+	@mkdir -p build
+	$(CC) -O2 -Wall -Wextra -Werror -o build/passthrough bench/passthrough.c $(USOCK_LIBS) -ldl
+	bench/passthrough-instr.sh build/passthrough
 
 # Unmodified programs (iperf3, redis-benchmark against redis-server, wrk
 # against nginx) under bin/usockrun against the same programs on the
