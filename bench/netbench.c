@@ -1,18 +1,39 @@
 /*
- * netbench.c - loopback TCP micro-benchmarks between two threads of one
- * process.  One source, built twice: without libuserspacesock (the kernel's
- * loopback TCP) and linked with -luserspacesock (the library's in-process
- * loopback backend).  All sockets are AF_INET 127.0.0.1 TCP, TCP_NODELAY on.
+ * netbench.c - loopback micro-benchmarks, kernel vs libuserspacesock.  One
+ * source, built twice: without libuserspacesock (the kernel's loopback) and
+ * linked with -luserspacesock (the library's in-process loopback backend).
+ * The kernel build also runs as two programs under bin/usockrun (the
+ * library's cross-process backend).  All sockets are AF_INET 127.0.0.1, TCP
+ * with TCP_NODELAY.
  *
- *   pingpong  64-byte request/response round trips (after a warm-up);
+ *   pingpong  TCP 64-byte request/response round trips (after a warm-up);
  *             prints  pingpong_rtt_us <mean round trip, microseconds>
- *   stream    one-way stream of 64 KiB writes for a fixed duration; the
+ *   udp       the same over UDP: two connected datagram sockets, one
+ *             64-byte datagram each way per round trip;  udp_rtt_us
+ *   stream    one-way TCP stream of 64 KiB writes for a fixed duration; the
  *             receiver reads with a large buffer, counts bytes and checks a
  *             cheap per-64KiB sequence stamp (or every byte with -V), then
  *             reports back; prints  stream_MBps <10^6 bytes per second>
  *   conn      connect + accept + close loop (server closes first, client
  *             closes with SO_LINGER 0, so no TIME_WAIT piles up);
  *             prints  conn_per_s <connections per second>
+ *
+ * CPU: beside each rate, the CPU time (user + system, getrusage) of the
+ * whole process -- every thread, the library's included -- over the
+ * measured interval, per unit of work: pingpong_cpu_us / udp_cpu_us (per
+ * round trip), stream_cpu_s_per_GB (per 10^9 bytes), conn_cpu_us (per
+ * connection).  A rate bought with a spinning core shows here.
+ *
+ * Placement: by default client and server are two threads of this process.
+ * With -P server|client -p PORT (pingpong and udp only) they are two
+ * programs: the server serves one client on 127.0.0.1:PORT and exits; it
+ * prints "# ready" once it listens.  The client's CPU figure then adds the
+ * server's own (getrusage in the server over the same interval, sent back
+ * at the end), so *_cpu_us is the CPU of both processes per round trip.
+ *
+ * Ping-pong messages: byte 0 says what the message is ('D' data, 'S' data
+ * and start of the measured interval, 'R' end: the server answers with its
+ * CPU time instead of an echo); the rest is a pattern checked in full.
  *
  * Result lines are "name value"; everything else starts with '#'.
  * Exit status is nonzero if any test failed (error, short count, bad data).
@@ -30,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -41,6 +63,8 @@ static long opt_warmup = 2000;        /* ping-pong warm-up round trips */
 static size_t opt_wsize = 65536;      /* stream write size */
 static size_t opt_rsize = 1 << 20;    /* stream receive buffer */
 static int opt_verify = 0;            /* -V: check every stream byte */
+static const char *opt_role = NULL;   /* -P server|client: two programs */
+static int opt_port = 0;              /* -p: the server's port (with -P) */
 
 #define STAMP_PERIOD 65536u           /* stream stamp period (bytes) */
 
@@ -51,6 +75,16 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the whole process (all threads), user + system, seconds. */
+static double cpu_now(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
 static void die(const char *what)
@@ -110,27 +144,46 @@ static int read_full(int fd, void *buf, size_t n)
     return 1;
 }
 
-/* A listening socket on 127.0.0.1, port picked by the stack. */
-static int make_listener(struct sockaddr_in *addr, int backlog)
+static void loopback_addr(struct sockaddr_in *addr, int port)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(addr, 0, sizeof *addr);
+    addr->sin_family = AF_INET;
+    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr->sin_port = htons((uint16_t)port);
+}
+
+/* A socket of type bound to 127.0.0.1:port (0: picked by the stack); addr
+ * gets the bound address. */
+static int bound_socket(int type, struct sockaddr_in *addr, int port)
+{
+    int fd = socket(AF_INET, type, 0);
     if (fd < 0)
         die("socket");
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
         die("setsockopt(SO_REUSEADDR)");
-    memset(addr, 0, sizeof *addr);
-    addr->sin_family = AF_INET;
-    addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    loopback_addr(addr, port);
     if (bind(fd, (struct sockaddr *)addr, sizeof *addr) < 0)
         die("bind");
     socklen_t len = sizeof *addr;
     if (getsockname(fd, (struct sockaddr *)addr, &len) < 0)
         die("getsockname");
+    return fd;
+}
+
+/* A listening socket on 127.0.0.1:port (0: port picked by the stack). */
+static int make_listener_port(struct sockaddr_in *addr, int backlog, int port)
+{
+    int fd = bound_socket(SOCK_STREAM, addr, port);
     if (listen(fd, backlog) < 0)
         die("listen");
     set_timeout(fd, 10);                       /* accept() cannot hang */
     return fd;
+}
+
+static int make_listener(struct sockaddr_in *addr, int backlog)
+{
+    return make_listener_port(addr, backlog, 0);
 }
 
 static int connect_to(const struct sockaddr_in *addr)
@@ -152,7 +205,7 @@ static int accept_one(int lfd)
     return fd;
 }
 
-/* ---- ping-pong -------------------------------------------------------- */
+/* ---- ping-pong (TCP and UDP) ------------------------------------------ */
 
 struct srv {
     int lfd;
@@ -161,83 +214,296 @@ struct srv {
     unsigned long long errors;
 };
 
-static void *pingpong_server(void *arg)
+enum { MSG_DATA = 'D', MSG_START = 'S', MSG_REPORT = 'R' };
+
+/* One message of a ping-pong: TCP: exactly opt_msg bytes of the stream;
+ * UDP: one datagram of exactly opt_msg bytes (the buffer has room for one
+ * more, so a longer datagram shows).  1 = ok, 0 = EOF (TCP), -1 = error
+ * (errno set; EMSGSIZE for a datagram of the wrong size). */
+static int recv_msg(int fd, int udp, unsigned char *buf)
 {
-    struct srv *s = arg;
-    char *buf = malloc(opt_msg);
-    int fd = accept_one(s->lfd);
-    if (fd < 0 || !buf) {
-        perror("netbench: pingpong accept");
-        s->failed = 1;
-        free(buf);
-        return NULL;
-    }
-    set_nodelay(fd);
-    set_timeout(fd, 10);
+    if (!udp)
+        return read_full(fd, buf, opt_msg);
     for (;;) {
-        int r = read_full(fd, buf, opt_msg);
+        ssize_t r = recv(fd, buf, opt_msg + 1, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if ((size_t)r != opt_msg) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        return 1;
+    }
+}
+
+static int send_msg(int fd, int udp, const unsigned char *buf)
+{
+    if (!udp)
+        return write_full(fd, buf, opt_msg);
+    for (;;) {
+        ssize_t w = send(fd, buf, opt_msg, 0);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        if ((size_t)w != opt_msg) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        return 0;
+    }
+}
+
+/* Message number i: its kind in byte 0, then a pattern of i and the offset. */
+static void fill_msg(unsigned char *m, long i, int kind)
+{
+    m[0] = (unsigned char)kind;
+    for (size_t k = 1; k < opt_msg; k++)
+        m[k] = (unsigned char)((unsigned long)i * 7u + k * 13u + (k >> 8));
+}
+
+/* The echo server of a ping-pong, on a connected socket (TCP: accepted;
+ * UDP: bound, and connected here to the source of the first datagram).
+ * Echoes every message; 'S' also starts its CPU clock; 'R' is answered
+ * with "cpu <seconds> count <round trips>" and ends it. */
+static void echo_serve(struct srv *s, int fd, int udp)
+{
+    unsigned char *buf = malloc(opt_msg + 1);
+    double cpu0 = cpu_now();
+    unsigned long long n0 = 0;
+    if (!buf)
+        die("malloc");
+    for (int first = 1;; first = 0) {
+        int r;
+        if (udp && first) {
+            /* the first datagram names the client: connect to it */
+            struct sockaddr_in src;
+            socklen_t len = sizeof src;
+            ssize_t g;
+            do
+                g = recvfrom(fd, buf, opt_msg + 1, 0, (struct sockaddr *)&src, &len);
+            while (g < 0 && errno == EINTR);
+            r = g < 0 ? -1 : (size_t)g == opt_msg ? 1 : (errno = EMSGSIZE, -1);
+            if (r == 1 && connect(fd, (struct sockaddr *)&src, len) < 0)
+                r = -1;
+        } else {
+            r = recv_msg(fd, udp, buf);
+        }
         if (r == 0)
-            break;
-        if (r < 0 || write_full(fd, buf, opt_msg) < 0) {
-            perror("netbench: pingpong server");
+            break;                          /* TCP: client closed */
+        if (r < 0) {
+            perror("netbench: ping-pong server");
             s->failed = 1;
             break;
         }
+        if (buf[0] == MSG_START) {
+            cpu0 = cpu_now();
+            n0 = s->count;
+        } else if (buf[0] == MSG_REPORT) {
+            memset(buf + 1, 0, opt_msg - 1);
+            snprintf((char *)buf + 1, opt_msg - 1, "cpu %.6f count %llu",
+                     cpu_now() - cpu0, s->count - n0);
+        } else if (buf[0] != MSG_DATA) {
+            fprintf(stderr, "netbench: ping-pong server: message of unknown kind %d\n", buf[0]);
+            s->failed = 1;
+            break;
+        }
+        if (send_msg(fd, udp, buf) < 0) {
+            perror("netbench: ping-pong server send");
+            s->failed = 1;
+            break;
+        }
+        if (buf[0] == MSG_REPORT)
+            break;
         s->count++;
     }
-    close(fd);
     free(buf);
+}
+
+struct pp_thread {
+    struct srv s;
+    int udp;
+    int fd;        /* UDP: the bound socket; TCP: -1 (accepts on s.lfd) */
+};
+
+static void *pingpong_server(void *arg)
+{
+    struct pp_thread *t = arg;
+    int fd = t->fd;
+    if (!t->udp) {
+        fd = accept_one(t->s.lfd);
+        if (fd < 0) {
+            perror("netbench: pingpong accept");
+            t->s.failed = 1;
+            return NULL;
+        }
+        set_nodelay(fd);
+    }
+    set_timeout(fd, 10);
+    echo_serve(&t->s, fd, t->udp);
+    close(fd);
     return NULL;
 }
 
-static int test_pingpong(void)
+/* The client side of a ping-pong on a connected socket: warm-up (opt_warmup
+ * round trips or a fifth of the duration, whichever comes first), then
+ * round trips for opt_dur seconds; every echo is checked in full. Then the
+ * 'R' message: the server's CPU over the same interval (used in two-program
+ * mode; in one process, getrusage already covers the server thread). */
+static int pingpong_client(int fd, int udp, int two_programs)
 {
-    struct sockaddr_in addr;
-    struct srv s = {.lfd = make_listener(&addr, 16)};
-    pthread_t tid;
-    if (pthread_create(&tid, NULL, pingpong_server, &s) != 0)
-        die("pthread_create");
-    int fd = connect_to(&addr);
-    set_nodelay(fd);
-    set_timeout(fd, 10);
-
-    unsigned char *out = malloc(opt_msg), *in = malloc(opt_msg);
+    const char *name = udp ? "udp" : "pingpong";
+    unsigned char *out = malloc(opt_msg + 1), *in = malloc(opt_msg + 1);
     if (!out || !in)
         die("malloc");
+    set_timeout(fd, 10);
     int failed = 0;
-    long n = 0;
-    double t0 = 0, t1 = 0;
+    long n = 0, warm = 0;
+    double t0 = 0, t1 = 0, c0 = 0, c1 = 0;
+    double warm_max = opt_dur / 5 < 0.5 ? opt_dur / 5 : 0.5, tw = now();
     for (long i = 0;; i++) {
-        if (i == opt_warmup)
+        int kind = MSG_DATA;
+        if (!warm && (i >= opt_warmup || ((i & 63) == 63 && now() - tw >= warm_max))) {
+            warm = i ? i : 1;
+            kind = MSG_START;
             t0 = now();
-        memset(out, (int)(i & 0xff), opt_msg);
-        if (write_full(fd, out, opt_msg) < 0 || read_full(fd, in, opt_msg) != 1) {
-            perror("netbench: pingpong client");
+            c0 = cpu_now();
+        }
+        fill_msg(out, i, kind);
+        if (send_msg(fd, udp, out) < 0 || recv_msg(fd, udp, in) != 1) {
+            fprintf(stderr, "netbench: %s client: round trip %ld: %s\n", name, i,
+                    errno ? strerror(errno) : "EOF");
             failed = 1;
             break;
         }
-        if (in[0] != out[0] || in[opt_msg - 1] != out[opt_msg - 1]) {
-            fprintf(stderr, "netbench: pingpong: echo mismatch at %ld\n", i);
+        if (memcmp(in, out, opt_msg) != 0) {
+            fprintf(stderr, "netbench: %s: echo mismatch at round trip %ld\n", name, i);
             failed = 1;
             break;
         }
-        if (i >= opt_warmup) {
+        if (warm) {
             n++;
-            if ((n & 63) == 0 && (t1 = now()) - t0 >= opt_dur)
+            if ((n & 63) == 0 && (t1 = now()) - t0 >= opt_dur) {
+                c1 = cpu_now();
                 break;
+            }
         }
     }
-    close(fd);                       /* server sees EOF and exits */
-    pthread_join(tid, NULL);
-    close(s.lfd);
+    double srv_cpu = -1;
+    unsigned long long srv_n = 0;
+    if (!failed) {
+        fill_msg(out, 0, MSG_REPORT);
+        if (send_msg(fd, udp, out) < 0 || recv_msg(fd, udp, in) != 1 ||
+            in[0] != MSG_REPORT) {
+            fprintf(stderr, "netbench: %s: no CPU report from the server: %s\n", name,
+                    errno ? strerror(errno) : "EOF");
+            failed = 1;
+        } else {
+            in[opt_msg - 1] = 0;
+            if (sscanf((char *)in + 1, "cpu %lf count %llu", &srv_cpu, &srv_n) != 2) {
+                fprintf(stderr, "netbench: %s: bad CPU report from the server\n", name);
+                failed = 1;
+            } else if (srv_n != (unsigned long long)n) {
+                fprintf(stderr, "netbench: %s: server counted %llu round trips, client %ld\n",
+                        name, srv_n, n);
+                failed = 1;
+            }
+        }
+    }
     free(out);
     free(in);
-    if (failed || s.failed || n == 0)
+    if (failed || n == 0)
         return 1;
-    printf("# pingpong: %ld round trips of %zu bytes in %.3f s (after %ld warm-up)\n",
-           n, opt_msg, t1 - t0, opt_warmup);
-    printf("pingpong_rtt_us %.3f\n", (t1 - t0) * 1e6 / (double)n);
+    double cpu = c1 - c0;
+    if (two_programs) {
+        printf("# %s (two programs): %ld round trips of %zu bytes in %.3f s (after %ld warm-up); "
+               "CPU client %.3f s + server %.3f s\n",
+               name, n, opt_msg, t1 - t0, warm, cpu, srv_cpu);
+        cpu += srv_cpu;
+    } else {
+        printf("# %s (two threads): %ld round trips of %zu bytes in %.3f s (after %ld warm-up); "
+               "CPU of the process %.3f s\n", name, n, opt_msg, t1 - t0, warm, cpu);
+    }
+    printf("%s_rtt_us %.3f\n", name, (t1 - t0) * 1e6 / (double)n);
+    printf("%s_cpu_us %.3f\n", name, cpu * 1e6 / (double)n);
     return 0;
+}
+
+/* Ping-pong between two threads of this process. */
+static int test_pingpong(int udp)
+{
+    struct sockaddr_in addr;
+    struct pp_thread t = {.udp = udp, .fd = -1, .s.lfd = -1};
+    if (udp)
+        t.fd = bound_socket(SOCK_DGRAM, &addr, 0);
+    else
+        t.s.lfd = make_listener(&addr, 16);
+    pthread_t tid;
+    if (pthread_create(&tid, NULL, pingpong_server, &t) != 0)
+        die("pthread_create");
+    int fd;
+    if (udp) {
+        fd = socket(AF_INET, SOCK_DGRAM, 0);
+        if (fd < 0)
+            die("socket");
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+            die("connect");
+    } else {
+        fd = connect_to(&addr);
+        set_nodelay(fd);
+    }
+    int failed = pingpong_client(fd, udp, 0);
+    close(fd);                       /* TCP: the server sees EOF if it still reads */
+    pthread_join(tid, NULL);
+    if (t.s.lfd >= 0)
+        close(t.s.lfd);
+    return failed || t.s.failed;
+}
+
+/* Two programs: -P server serves one client on opt_port and exits. */
+static int serve_program(int udp)
+{
+    struct sockaddr_in addr;
+    struct srv s = {.lfd = -1};
+    int fd;
+    if (udp) {
+        fd = bound_socket(SOCK_DGRAM, &addr, opt_port);
+        printf("# ready: udp server on 127.0.0.1:%d\n", opt_port);
+        set_timeout(fd, 30);
+    } else {
+        s.lfd = make_listener_port(&addr, 16, opt_port);
+        set_timeout(s.lfd, 30);
+        printf("# ready: tcp server on 127.0.0.1:%d\n", opt_port);
+        fd = accept_one(s.lfd);
+        if (fd < 0)
+            die("accept");
+        set_nodelay(fd);
+        set_timeout(fd, 10);
+    }
+    echo_serve(&s, fd, udp);
+    close(fd);
+    if (s.lfd >= 0)
+        close(s.lfd);
+    printf("# server: %llu round trips, CPU %.3f s in all\n", s.count, cpu_now());
+    return s.failed;
+}
+
+static int client_program(int udp)
+{
+    struct sockaddr_in addr;
+    loopback_addr(&addr, opt_port);
+    int fd = socket(AF_INET, udp ? SOCK_DGRAM : SOCK_STREAM, 0);
+    if (fd < 0)
+        die("socket");
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+        die("connect");
+    if (!udp)
+        set_nodelay(fd);
+    int failed = pingpong_client(fd, udp, 1);
+    close(fd);
+    return failed;
 }
 
 /* ---- stream ------------------------------------------------------------- */
@@ -330,7 +596,7 @@ static int test_stream(void)
 
     int failed = 0;
     uint64_t sent = 0;
-    double t0 = now(), t1;
+    double c0 = cpu_now(), t0 = now(), t1;
     for (unsigned long w = 0;; w++) {
         size_t start = (size_t)(sent % STAMP_PERIOD);
         unsigned char *p = pat + start;
@@ -362,6 +628,7 @@ static int test_stream(void)
         }
     }
     t1 = now();
+    double cpu = cpu_now() - c0;
     close(fd);
     pthread_join(tid, NULL);
     close(s.lfd);
@@ -377,7 +644,9 @@ static int test_stream(void)
     printf("# stream: %llu bytes in %zu-byte writes, %.3f s, receiver buffer %zu, "
            "verify %s\n", (unsigned long long)sent, opt_wsize, t1 - t0,
            opt_rsize, opt_verify ? "every byte" : "stamps");
+    printf("# stream: CPU of the process %.3f s\n", cpu);
     printf("stream_MBps %.1f\n", (double)sent / (t1 - t0) / 1e6);
+    printf("stream_cpu_s_per_GB %.3f\n", cpu / ((double)sent / 1e9));
     return 0;
 }
 
@@ -464,15 +733,17 @@ static int test_conn(void)
     /* warm-up */
     for (int i = 0; i < 100 && !failed; i++)
         failed = one_conn(&addr) != 0;
-    double t0 = now(), t1 = t0;
+    double c0 = cpu_now(), c1 = c0, t0 = now(), t1 = t0;
     while (!failed) {
         if (one_conn(&addr) != 0) {
             failed = 1;
             break;
         }
         n++;
-        if ((n & 31) == 0 && (t1 = now()) - t0 >= opt_dur)
+        if ((n & 31) == 0 && (t1 = now()) - t0 >= opt_dur) {
+            c1 = cpu_now();
             break;
+        }
     }
     /* stop the server: set the flag, then one last connection wakes it */
     atomic_store(&conn_stop, 1);
@@ -488,7 +759,9 @@ static int test_conn(void)
         return 1;
     }
     printf("# conn: %ld connections in %.3f s (after 100 warm-up)\n", n, t1 - t0);
+    printf("# conn: CPU of the process %.3f s\n", c1 - c0);
     printf("conn_per_s %.0f\n", (double)n / (t1 - t0));
+    printf("conn_cpu_us %.2f\n", (c1 - c0) * 1e6 / (double)n);
     return 0;
 }
 
@@ -497,11 +770,14 @@ static int test_conn(void)
 static void usage(void)
 {
     fprintf(stderr,
-            "usage: netbench [-t all|pingpong|stream|conn] [-d seconds]\n"
+            "usage: netbench [-t all|pingpong|udp|stream|conn] [-d seconds]\n"
             "                [-m pingpong-msg-bytes] [-w warmup-roundtrips]\n"
             "                [-s stream-write-bytes] [-r stream-recv-buffer] [-V]\n"
+            "                [-P server|client -p port]\n"
             "  -d  duration of each measurement (default 1.5)\n"
-            "  -V  verify every stream byte (slower) instead of block stamps\n");
+            "  -V  verify every stream byte (slower) instead of block stamps\n"
+            "  -P  two programs: this one is the server (serves one client, then\n"
+            "      exits) or the client, on 127.0.0.1:port (-t pingpong or udp)\n");
     exit(2);
 }
 
@@ -509,7 +785,7 @@ int main(int argc, char **argv)
 {
     const char *test = "all";
     int c;
-    while ((c = getopt(argc, argv, "t:d:m:w:s:r:Vh")) != -1) {
+    while ((c = getopt(argc, argv, "t:d:m:w:s:r:VP:p:h")) != -1) {
         switch (c) {
         case 't': test = optarg; break;
         case 'd': opt_dur = atof(optarg); break;
@@ -518,23 +794,42 @@ int main(int argc, char **argv)
         case 's': opt_wsize = (size_t)strtoul(optarg, NULL, 0); break;
         case 'r': opt_rsize = (size_t)strtoul(optarg, NULL, 0); break;
         case 'V': opt_verify = 1; break;
+        case 'P': opt_role = optarg; break;
+        case 'p': opt_port = atoi(optarg); break;
         default: usage();
         }
     }
-    if (optind != argc || opt_dur <= 0 || opt_msg == 0 || opt_wsize == 0 ||
-        opt_rsize == 0 || opt_warmup < 0)
+    /* 32 bytes at least: the server's CPU report travels in one message */
+    if (optind != argc || opt_dur <= 0 || opt_msg < 32 || opt_msg > 65000 ||
+        opt_wsize == 0 || opt_rsize == 0 || opt_warmup < 0)
         usage();
     int all = strcmp(test, "all") == 0;
-    if (!all && strcmp(test, "pingpong") && strcmp(test, "stream") &&
-        strcmp(test, "conn"))
+    int t_pp = !strcmp(test, "pingpong"), t_udp = !strcmp(test, "udp");
+    if (!all && !t_pp && !t_udp && strcmp(test, "stream") && strcmp(test, "conn"))
+        usage();
+    if (opt_role && (strcmp(opt_role, "server") && strcmp(opt_role, "client")))
+        usage();
+    if (opt_role && (!(t_pp || t_udp) || opt_port <= 0 || opt_port > 65535))
         usage();
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
 
+    if (opt_role) {
+        int failed = !strcmp(opt_role, "server") ? serve_program(t_udp) : client_program(t_udp);
+        if (failed)
+            fprintf(stderr, "netbench: %s %s FAILED\n", test, opt_role);
+        return failed;
+    }
     int failed = 0;
-    if (all || !strcmp(test, "pingpong")) {
-        if (test_pingpong()) {
+    if (all || t_pp) {
+        if (test_pingpong(0)) {
             fprintf(stderr, "netbench: pingpong FAILED\n");
+            failed = 1;
+        }
+    }
+    if (all || t_udp) {
+        if (test_pingpong(1)) {
+            fprintf(stderr, "netbench: udp FAILED\n");
             failed = 1;
         }
     }
