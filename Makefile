@@ -5,6 +5,7 @@
 #   make bench    benchmark against the kernel's loopback TCP (ratios)
 #   make bench-instr  instructions the library adds per read()/write() (callgrind)
 #   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
+#   make bench-conns    10,000 connections: echo server and nginx, kernel vs library
 #   make install PREFIX=/usr/local
 
 CARGO   ?= cargo
@@ -21,7 +22,7 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench bench-instr bench-preload install clean
+.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench bench-instr bench-preload bench-conns install clean
 
 all: lib
 
@@ -131,6 +132,14 @@ bench-instr: lib
 bench-preload: lib
 	bench/preload.sh
 
+# Ten thousand concurrent connections, kernel vs library (both programs under
+# bin/usockrun): an epoll echo server and a client in another process (every
+# byte checked, memory per connection idle and after traffic, fd and memory
+# leak checks across rounds), and nginx under wrk -c 10000
+# (bench/conns.sh; env CONNS, RUNS, ROUNDS, DUR, NGINX=0).
+bench-conns: lib
+	bench/conns.sh
+
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 0755 target/release/libuserspacesock.so $(DESTDIR)$(PREFIX)/lib/
@@ -147,7 +156,9 @@ clean:
 # make fuzz-smoke  each cargo-fuzz target a few seconds, from the committed
 #                  corpus (new inputs go to a scratch dir, not the repo)
 # make stress      the load test: 16 threads, 1000 connections, 1.1 GiB
-#                  checked, fd and peak-RSS figures (also part of test-rust)
+#                  checked, fd and peak-RSS figures (also part of test-rust);
+#                  then 2000 connections between two programs, every byte
+#                  checked, no fd left after close (bench/conns.sh MODE=stress)
 # make miri        the Socket Buffer's two-thread tests under Miri, 4 seeds
 #                  (nightly toolchain with the miri component)
 # Long fuzz runs:  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O <target> -- -max_total_time=600
@@ -168,10 +179,12 @@ fuzz-smoke:
 	  rm -rf $$scratch $$scratch.log; \
 	done
 
-stress:
+stress: lib
 	$(CARGO) test --release --test stress_load -- --nocapture
 	tests/through_xproc.sh $(CARGO) test --release --test stress_load -- --nocapture
 	$(CARGO) test --release --test stress_xproc -- --nocapture
+	@echo "== many connections: epoll echo server and client as two programs, kernel and under bin/usockrun (correctness only)"
+	MODE=stress bench/conns.sh
 
 miri:
 	MIRIFLAGS="-Zmiri-many-seeds=$(MIRI_SEEDS)" $(CARGO) +nightly miri test --no-default-features --test stress_miri
