@@ -117,6 +117,23 @@ prefix() {
   if [ "$1" = user ]; then PRE=("$USOCKRUN" --lib "$LIB" --net "$work/net" --); else PRE=(); fi
 }
 
+# carried SIDE STATS ERRLOG: the library's USOCK_STATS lines ("<pid>
+# <backend> claims=<n>", each program's at exit) must show the cross-process
+# backend carrying sockets on the library side, and there must be none on
+# the kernel side: else the run measured something other than it reports.
+carried() {
+  local n
+  if [ "$1" = kernel ]; then
+    [ ! -e "$2" ] && return 0
+    echo "conns.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$3"
+    return 1
+  fi
+  n=$(awk '$2 == "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
+  [ "${n:-0}" -gt 0 ] && return 0
+  echo "conns.sh: the cross-process backend carried no socket (USOCK_STATS: $(paste -sd';' "$2" 2>/dev/null))" >>"$3"
+  return 1
+}
+
 # wait_line FILE REGEX: up to 20 s for a line in FILE (the server's "ready").
 wait_line() {
   local _
@@ -134,7 +151,8 @@ echo_run() {
   [ "$MODE" = stress ] && q=-q
   prefix "$side"
   rm -rf "$work/net"; mkdir -p "$work/net"
-  timeout -k 5 3000 "${PRE[@]}" "$OUT/conns_server" -p "$port" -c "$work/ctr" -n "$CONNS" \
+  rm -f "$log.stats"
+  USOCK_STATS=$log.stats timeout -k 5 3000 "${PRE[@]}" "$OUT/conns_server" -p "$port" -c "$work/ctr" -n "$CONNS" \
     >"$log.server" 2>&1 &
   SRV_PID=$!
   if ! wait_line "$log.server" '^# ready'; then
@@ -144,7 +162,7 @@ echo_run() {
   fi
   spid=$(sed -n 's/^# ready port [0-9]* pid \([0-9]*\)$/\1/p' "$log.server")
   for ((r = 1; r <= ROUNDS; r++)); do
-    if ! timeout -k 5 600 "${PRE[@]}" "$OUT/conns_client" -p "$port" -c "$work/ctr" -S "$spid" \
+    if ! USOCK_STATS=$log.stats timeout -k 5 600 "${PRE[@]}" "$OUT/conns_client" -p "$port" -c "$work/ctr" -S "$spid" \
       -n "$CONNS" -r "$REQS" -s "$SIZE" $q >"$log.r$r" 2>"$log.r$r.err"; then
       rc=1
       break
@@ -155,6 +173,7 @@ echo_run() {
     echo "the server exited with status $SRV_RC" >>"$log.err"
     rc=1
   fi
+  [ "$rc" != 0 ] || carried "$side" "$log.stats" "$log.err" || rc=1
   return "$rc"
 }
 
@@ -173,7 +192,8 @@ http { access_log off; server { listen 127.0.0.1:$port backlog=16384; root $work
 CONF
   prefix "$side"
   rm -rf "$work/net"; mkdir -p "$work/net"
-  timeout -k 5 600 "${PRE[@]}" nginx -c "$conf" -p "$work/ngx" -e "$log.error.log" >"$log.server" 2>&1 &
+  rm -f "$log.stats"
+  USOCK_STATS=$log.stats timeout -k 5 600 "${PRE[@]}" nginx -c "$conf" -p "$work/ngx" -e "$log.error.log" >"$log.server" 2>&1 &
   SRV_PID=$!
   local _ ok=""
   for _ in $(seq 200); do
@@ -186,10 +206,11 @@ CONF
   if [ -z "$ok" ]; then
     echo "nginx did not listen on port $port" >"$log.err"; stop_server; return 1
   fi
-  timeout -k 5 $((DUR + 120)) "${PRE[@]}" wrk -t2 -c"$NGINX_CONNS" -d"${DUR}s" --timeout 10s \
+  USOCK_STATS=$log.stats timeout -k 5 $((DUR + 120)) "${PRE[@]}" wrk -t2 -c"$NGINX_CONNS" -d"${DUR}s" --timeout 10s \
     "http://127.0.0.1:$port/f128.txt" >"$log.out" 2>"$log.err" || rc=$?
   stop_server
   [ "$SRV_RC" = 0 ] || [ "$SRV_RC" = 143 ] || { echo "nginx exited with status $SRV_RC" >>"$log.err"; rc=1; }
+  [ "$rc" != 0 ] || carried "$side" "$log.stats" "$log.err" || rc=1
   return "$rc"
 }
 

@@ -191,6 +191,24 @@ set_prefix() {
   fi
 }
 
+# carried SIDE STATS ERRLOG: the library's USOCK_STATS lines ("<pid>
+# <backend> claims=<n>", written by each program at exit) must show the
+# cross-process backend carrying sockets on the user-space side, and there
+# must be none on the kernel side (no library loaded): else the run measured
+# something other than what it reports.
+carried() {
+  local n
+  if [ "$1" = kernel ]; then
+    [ ! -e "$2" ] && return 0
+    echo "preload.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$3"
+    return 1
+  fi
+  n=$(awk '$2 == "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
+  [ "${n:-0}" -gt 0 ] && return 0
+  echo "preload.sh: the cross-process backend carried no socket (USOCK_STATS: $(paste -sd';' "$2" 2>/dev/null))" >>"$3"
+  return 1
+}
+
 # listening SIDE NET PORT: is a server listening there? Under the library a
 # bound port is the socket file NET/t<PORT>; it exists from bind() on, so
 # also ask ss whether that AF_UNIX socket listens (a connect between bind and
@@ -444,8 +462,12 @@ run_workload() {
       local log=$LOGS/$name.$side.$i port
       if [ "$side" = kernel ]; then port=${KPORT[$name]}; else port=${UPORT[$name]}; fi
       start_load
+      rm -f "$log.stats" "$log.carried.err"
+      export USOCK_STATS=$log.stats
       rc=0; "wl_$name" "$side" "$net" "$port" "$log" || rc=$?
+      unset USOCK_STATS
       stop_load
+      [ "$rc" != 0 ] || carried "$side" "$log.stats" "$log.carried.err" || rc=1
       line=$(printf '   run %d/%d %-6s' "$i" "$RUNS" "$side")
       local bad=$rc
       for m in "${metrics[@]}"; do

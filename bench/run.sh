@@ -121,10 +121,28 @@ echo "   tests:   $TESTS; $RUNS runs per side, alternating kernel/library; DUR=$
 echo "   CPU:     user+system of every process involved (all threads; two programs: client + server) per unit"
 
 # --- running --------------------------------------------------------------------
+# carried SIDE BACKEND STATS LOG: USOCK_STATS (STATS: "<pid> <backend>
+# claims=<n>" per process at exit) must show BACKEND carrying sockets on the
+# library side, and must not exist on the kernel side (no library loaded):
+# otherwise the run measured something other than what it reports.
+carried() {
+    if [ "$1" = kernel ]; then
+        [ ! -e "$3" ] && return 0
+        echo "run.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$4"
+        return 1
+    fi
+    _n=$(awk -v b="$2" '$2 == b { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$3" 2>/dev/null || echo 0)
+    [ "${_n:-0}" -gt 0 ] && return 0
+    echo "run.sh: the library's $2 backend carried no socket (USOCK_STATS: $(cat "$3" 2>/dev/null | tr '\n' ';'))" >>"$4"
+    return 1
+}
+
 # run_threads SIDE TEST LOG: one program, client and server threads.
 run_threads() {
+    rm -f "$3.stats"
     # shellcheck disable=SC2086
-    timeout 120 "$OUT/bench-$1" -t "$2" -d "$DUR" $NETBENCH_ARGS >"$3" 2>"$3.err"
+    USOCK_STATS=$3.stats timeout 120 "$OUT/bench-$1" -t "$2" -d "$DUR" $NETBENCH_ARGS >"$3" 2>"$3.err" || return $?
+    carried "$1" loopback "$3.stats" "$3.err"
 }
 
 # run_programs SIDE TEST(pingpong|udp) LOG: server and client as two
@@ -134,12 +152,13 @@ run_programs() {
     if [ "$_t" = udp ]; then _port=$KPORT_UDP; [ "$_side" = usock ] && _port=$UPORT_UDP
     else _port=$KPORT_TCP; [ "$_side" = usock ] && _port=$UPORT_TCP; fi
     set --
+    rm -f "$_log.stats"
     if [ "$_side" = usock ]; then
         NETDIR=$(mktemp -d "${TMPDIR:-/tmp}/usock-bench-net.XXXXXX")
         set -- "$USOCKRUN" --lib "$LIB" --net "$NETDIR" --
     fi
     # shellcheck disable=SC2086
-    timeout 120 "$@" "$OUT/bench-kernel" -P server -p "$_port" -t "$_t" $NETBENCH_ARGS \
+    USOCK_STATS=$_log.stats timeout 120 "$@" "$OUT/bench-kernel" -P server -p "$_port" -t "$_t" $NETBENCH_ARGS \
         >"$_log.srv" 2>&1 &
     SRV_PID=$!
     _i=0
@@ -154,7 +173,7 @@ run_programs() {
     done
     if [ "$_rc" = 0 ]; then
         # shellcheck disable=SC2086
-        timeout 120 "$@" "$OUT/bench-kernel" -P client -p "$_port" -t "$_t" -d "$DUR" \
+        USOCK_STATS=$_log.stats timeout 120 "$@" "$OUT/bench-kernel" -P client -p "$_port" -t "$_t" -d "$DUR" \
             $NETBENCH_ARGS >"$_log" 2>>"$_log.err" || _rc=$?
     fi
     [ "$_rc" = 0 ] || kill "$SRV_PID" 2>/dev/null || true
@@ -168,7 +187,8 @@ run_programs() {
     fi
     [ -z "$NETDIR" ] || rm -rf "$NETDIR"
     NETDIR=""
-    return "$_rc"
+    [ "$_rc" = 0 ] || return "$_rc"
+    carried "$_side" xproc "$_log.stats" "$_log.err"
 }
 
 echo "== running (every run's values; CPU per unit covers all processes involved)"
