@@ -193,6 +193,11 @@ pub fn spin_cap_ns() -> u64 {
     0
 }
 
+/// Never asked: nothing spins here ([`spin_cap_ns`] is 0).
+pub fn core_spare() -> bool {
+    false
+}
+
 /// The host's monotonic clock in nanoseconds (0 without one).
 pub fn mono_ns() -> u64 {
     now().0

@@ -23,6 +23,12 @@
 //!   descheduled: the machine has more runnable threads than cores, and a
 //!   spin would keep them (the thread that would wake us among them) from
 //!   running. Every spin of the process then stops for [`CONTENDED_NS`].
+//! - **No spin without a spare core.** Where the machine has more runnable
+//!   threads than cores (the platform's `core_spare`), nothing spins: the
+//!   spinner would keep a thread waiting for a core from running, and the
+//!   CPU it burns costs it the scheduler's favour at its next wake-up. (A
+//!   spin may still look faster to the one waiter; the whole exchange is
+//!   slower.)
 //! - **Never yield.** `sched_yield` on a busy machine hands the core to
 //!   another process for a whole time slice at every turn of the loop.
 //!
@@ -131,7 +137,7 @@ impl SpinLearner {
     /// How the next wait goes, now.
     pub fn plan(&self) -> Plan {
         let cap = platform::spin_cap_ns();
-        if cap == 0 {
+        if cap == 0 || !platform::core_spare() {
             return Plan::SLEEP;
         }
         self.plan_at(platform::mono_ns(), cap)
