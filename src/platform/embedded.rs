@@ -193,6 +193,26 @@ pub fn spin_cap_ns() -> u64 {
     0
 }
 
+/// Zeroed memory for a Socket Buffer's ring, `len > 0` bytes, from the
+/// host's allocator.
+pub fn pages_alloc(len: usize) -> Option<core::ptr::NonNull<u8>> {
+    let layout = alloc::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: a non-zero size (the caller's `len > 0`).
+    core::ptr::NonNull::new(unsafe { alloc::alloc::alloc_zeroed(layout) })
+}
+
+/// Gives back memory from [`pages_alloc`].
+///
+/// # Safety
+/// `p` and `len` are those of one [`pages_alloc`] call, given back once,
+/// and nothing uses the memory after.
+pub unsafe fn pages_free(p: core::ptr::NonNull<u8>, len: usize) {
+    if let Ok(layout) = alloc::alloc::Layout::array::<u8>(len) {
+        // SAFETY: per the caller, allocated with this layout.
+        unsafe { alloc::alloc::dealloc(p.as_ptr(), layout) };
+    }
+}
+
 /// Never asked: nothing spins here ([`spin_cap_ns`] is 0).
 pub fn core_spare() -> bool {
     false

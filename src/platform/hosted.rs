@@ -214,6 +214,40 @@ pub fn diag(msg: &[u8]) {
     unsafe { libc::syscall(libc::SYS_write, 2, msg.as_ptr(), msg.len()) };
 }
 
+/// Zeroed memory for a Socket Buffer's ring, `len > 0` bytes: whole pages
+/// from the kernel (`mmap`). Only the pages the ring has touched count
+/// against the process, and all of them go back at [`pages_free`]; from
+/// malloc, a freed ring stayed in the allocator's heap (glibc raises its
+/// mmap threshold once a large block is freed), and a server's memory grew
+/// with every round of connections it served.
+pub fn pages_alloc(len: usize) -> Option<core::ptr::NonNull<u8>> {
+    // SAFETY: an anonymous private mapping; no address, fd or offset.
+    let p = unsafe {
+        libc::mmap(
+            core::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return None;
+    }
+    core::ptr::NonNull::new(p as *mut u8)
+}
+
+/// Gives back memory from [`pages_alloc`].
+///
+/// # Safety
+/// `p` and `len` are those of one [`pages_alloc`] call, given back once,
+/// and nothing uses the memory after.
+pub unsafe fn pages_free(p: core::ptr::NonNull<u8>, len: usize) {
+    // SAFETY: per the caller, the whole mapping pages_alloc made.
+    unsafe { libc::munmap(p.as_ptr() as *mut libc::c_void, len) };
+}
+
 /// Raises SIGPIPE in the calling thread, as the kernel does for a write on a
 /// broken stream.
 pub fn raise_sigpipe() {

@@ -10,43 +10,63 @@
 //! outside the allocation.
 //!
 //! The memory is allocated lazily (on the first insert) so that an idle socket
-//! costs only the buffer's header, and zeroed (`alloc_zeroed`, usually backed
-//! by untouched zero pages) so no byte is ever uninitialised.
+//! costs only the buffer's header, and zeroed, so no byte is ever
+//! uninitialised. It comes from the platform (`platform::pages_alloc`): on
+//! the hosted platform whole pages from the kernel, which cost only once
+//! touched and all go back at free.
 #![allow(unsafe_code)]
 
 use alloc::alloc::{alloc_zeroed, dealloc, Layout};
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use super::SbError;
+use crate::platform;
 
-/// An owned, zeroed heap block of `len` bytes (`len > 0`).
+/// An owned, zeroed block of `len` bytes (`len > 0`).
 pub(crate) struct RingMem {
     ptr: NonNull<u8>,
     len: usize,
+    /// From the allocator (the platform's pages were refused: too many
+    /// mappings, say), not from `platform::pages_alloc`.
+    heap: bool,
 }
 
 impl RingMem {
-    /// Allocate `len` zeroed bytes; `OutOfMemory` if the allocator refuses or
-    /// `len` is not a valid allocation size. `len` must be > 0.
+    /// Allocate `len` zeroed bytes; `OutOfMemory` if neither the platform
+    /// nor the allocator has them, or `len` is zero or too large.
     pub(crate) fn new(len: usize) -> Result<RingMem, SbError> {
         let layout = Layout::array::<u8>(len).map_err(|_| SbError::OutOfMemory)?;
         if layout.size() == 0 {
             return Err(SbError::OutOfMemory);
         }
+        if let Some(ptr) = platform::pages_alloc(len) {
+            return Ok(RingMem {
+                ptr,
+                len,
+                heap: false,
+            });
+        }
         // SAFETY: the layout has a non-zero size (checked above).
         let raw = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(raw).ok_or(SbError::OutOfMemory)?;
-        Ok(RingMem { ptr, len })
+        Ok(RingMem {
+            ptr,
+            len,
+            heap: true,
+        })
     }
 }
 
 impl Drop for RingMem {
     fn drop(&mut self) {
-        // `new` succeeded with this exact layout, so this cannot fail.
-        if let Ok(layout) = Layout::array::<u8>(self.len) {
+        if !self.heap {
+            // SAFETY: `ptr`/`len` came from one `pages_alloc` in `new` and
+            // are given back exactly once (RingMem is not Clone).
+            unsafe { platform::pages_free(self.ptr, self.len) };
+        } else if let Ok(layout) = Layout::array::<u8>(self.len) {
             // SAFETY: `ptr` came from `alloc_zeroed(layout)` with the same
-            // layout and is freed exactly once (RingMem is not Clone).
+            // layout and is freed exactly once.
             unsafe { dealloc(self.ptr.as_ptr(), layout) };
         }
     }
@@ -63,6 +83,9 @@ unsafe impl Send for RingMem {}
 pub(crate) struct RawRing {
     ptr: AtomicPtr<u8>,
     len: AtomicUsize,
+    /// The memory's [`RingMem::heap`] (read only by `replace`, under the
+    /// same exclusion as the pointer's replacement).
+    heap: AtomicBool,
 }
 
 impl RawRing {
@@ -71,6 +94,7 @@ impl RawRing {
         RawRing {
             ptr: AtomicPtr::new(ptr::null_mut()),
             len: AtomicUsize::new(0),
+            heap: AtomicBool::new(false),
         }
     }
 
@@ -87,18 +111,23 @@ impl RawRing {
     /// through a later `Release` of the tail), or `set_capacity` holding both
     /// locks.
     pub(crate) fn replace(&self, mem: Option<RingMem>) -> Option<RingMem> {
-        let (p, l) = match mem {
+        let (p, l, h) = match mem {
             Some(m) => {
                 let m = core::mem::ManuallyDrop::new(m);
-                (m.ptr.as_ptr(), m.len)
+                (m.ptr.as_ptr(), m.len, m.heap)
             }
-            None => (ptr::null_mut(), 0),
+            None => (ptr::null_mut(), 0, false),
         };
         // Publish the length before the pointer: a reader that sees the new
         // pointer (Acquire) also sees the new length.
+        let old_heap = self.heap.swap(h, Ordering::AcqRel);
         let old_len = self.len.swap(l, Ordering::AcqRel);
         let old_ptr = self.ptr.swap(p, Ordering::AcqRel);
-        NonNull::new(old_ptr).map(|ptr| RingMem { ptr, len: old_len })
+        NonNull::new(old_ptr).map(|ptr| RingMem {
+            ptr,
+            len: old_len,
+            heap: old_heap,
+        })
     }
 
     /// Position `n` bytes after `pos`, modulo the ring length.

@@ -30,64 +30,60 @@ impl Transport {
     /// then what the kernel holds, until the kernel socket is empty, ends,
     /// a frame is bad (a decoding error, or an error from `on`), or `on`
     /// has no room for one (`ENOBUFS`: that frame is kept for later).
+    ///
+    /// Where the bytes land: a connection with nothing pending is read into
+    /// the calling thread's scratch buffer, and only what is left over (an
+    /// unfinished frame, or frames kept for later) is copied into the
+    /// connection's own buffer. An idle connection then holds no input
+    /// memory at all (a 256 KiB buffer per connection, touched by its first
+    /// frame, cost a page per connection at ten thousand connections). A
+    /// connection with bytes pending is read straight behind them, so a
+    /// bulk transfer copies nothing twice.
     pub(super) fn read_frames(
         &self,
         c: &Conn,
         mut on: impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
     ) -> ReadEnd {
-        // Reads land straight behind the bytes of an unfinished frame, and
-        // frames are decoded where they lie.
-        const READ: usize = 256 * 1024;
         let mut inb = c.inbuf.lock();
         loop {
-            let mut used = 0;
-            loop {
-                match wire::decode_unsummed(&inb[used..]) {
-                    Ok((f, n)) => match on(&f) {
-                        Ok(()) => used += n,
-                        Err(ENOBUFS) => {
-                            inb.drain(..used);
-                            return ReadEnd::Full;
+            if let Some(end) = deliver_frames(&mut inb, &mut on) {
+                return end;
+            }
+            let r = if inb.is_empty() {
+                SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut scratch) => {
+                        scratch.clear();
+                        let r = recv_more(c, &mut scratch);
+                        if r > 0 {
+                            // Whole frames are taken from the scratch buffer;
+                            // only a remainder is kept.
+                            let end = deliver_frames(&mut scratch, &mut on);
+                            inb.extend_from_slice(&scratch);
+                            if let Some(end) = end {
+                                return Err(end);
+                            }
                         }
-                        Err(_) => return ReadEnd::Bad,
-                    },
-                    Err(wire::WireError::Short { .. }) => break,
-                    Err(_) => return ReadEnd::Bad,
-                }
-            }
-            inb.drain(..used);
-            inb.reserve(READ);
-            let spare = inb.spare_capacity_mut();
-            // The fd's life lock: another thread pumping this connection
-            // (see `Backend::pump`) may have closed it, and its number may
-            // already name another connection.
-            let fd_life = c.out.lock();
-            if c.closed.load(Ordering::Acquire) {
-                return ReadEnd::Gone;
-            }
-            // SAFETY: reads at most `spare.len()` bytes into the vector's
-            // spare capacity, which is ours.
-            let r = unsafe {
-                libc::syscall(
-                    libc::SYS_recvfrom,
-                    c.kfd,
-                    spare.as_mut_ptr(),
-                    spare.len(),
-                    libc::MSG_DONTWAIT,
-                    0usize,
-                    0usize,
-                )
+                        Ok(r)
+                    }
+                    // A frame's upcall read another connection in this
+                    // thread: the connection's own buffer then.
+                    Err(_) => Ok(recv_more(c, &mut inb)),
+                })
+            } else {
+                Ok(recv_more(c, &mut inb))
             };
-            drop(fd_life);
-            if r == 0 || (r < 0 && errno() != EAGAIN) {
-                return ReadEnd::Closed;
+            match r {
+                Err(end) => return end,
+                Ok(RECV_GONE) => return ReadEnd::Gone,
+                Ok(0) => return ReadEnd::Closed,
+                Ok(r) if r < 0 => {
+                    if inb.is_empty() && inb.capacity() > KEEP_IDLE {
+                        *inb = Vec::new();
+                    }
+                    return ReadEnd::Again;
+                }
+                Ok(_) => {}
             }
-            if r < 0 {
-                return ReadEnd::Again;
-            }
-            let len = inb.len() + r as usize;
-            // SAFETY: the kernel initialised the `r` bytes after the old end.
-            unsafe { inb.set_len(len) };
         }
     }
 
@@ -225,6 +221,88 @@ impl Transport {
             // EBADF: the socket was closed here; its peer learns of it.
             Ok(()) | Err(EBADF) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+}
+
+/// How much a connection read at once.
+const READ: usize = 256 * 1024;
+
+/// A connection with nothing pending keeps at most this much input buffer.
+const KEEP_IDLE: usize = 4096;
+
+/// [`recv_more`]'s result when the connection was closed by another thread.
+const RECV_GONE: isize = isize::MIN;
+
+std::thread_local! {
+    /// Each reading thread's landing place for a connection's input.
+    static SCRATCH: core::cell::RefCell<alloc::vec::Vec<u8>> =
+        const { core::cell::RefCell::new(alloc::vec::Vec::new()) };
+}
+
+/// Hands the whole frames at the front of `buf` to `on` and drops them from
+/// it. `None`: they were all taken and what is left is an unfinished frame
+/// (or nothing); else how the read ends (a bad frame, or `on` full).
+fn deliver_frames(
+    buf: &mut Vec<u8>,
+    on: &mut impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+) -> Option<ReadEnd> {
+    let mut used = 0;
+    let end = loop {
+        match wire::decode_unsummed(&buf[used..]) {
+            Ok((f, n)) => match on(&f) {
+                Ok(()) => used += n,
+                Err(ENOBUFS) => break Some(ReadEnd::Full),
+                Err(_) => return Some(ReadEnd::Bad),
+            },
+            Err(wire::WireError::Short { .. }) => break None,
+            Err(_) => return Some(ReadEnd::Bad),
+        }
+    };
+    buf.drain(..used);
+    end
+}
+
+/// Reads what the kernel holds for `c` (up to [`READ`] bytes) behind the
+/// bytes of `buf`. Returns the system call's result: bytes read, 0 at the
+/// end, negative with nothing there (EAGAIN) or on an error (which
+/// [`errno`] tells), or [`RECV_GONE`].
+fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
+    buf.reserve(READ);
+    let spare = buf.spare_capacity_mut();
+    // The fd's life lock: another thread pumping this connection (see
+    // `Backend::pump`) may have closed it, and its number may already name
+    // another connection.
+    let fd_life = c.out.lock();
+    if c.closed.load(Ordering::Acquire) {
+        return RECV_GONE;
+    }
+    // SAFETY: reads at most `spare.len()` bytes into the vector's spare
+    // capacity, which is ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            c.kfd,
+            spare.as_mut_ptr(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+            0usize,
+            0usize,
+        )
+    } as isize;
+    let err = (r < 0).then(errno);
+    drop(fd_life);
+    match err {
+        // An error other than "nothing there" ends the connection.
+        Some(e) if e != EAGAIN => 0,
+        _ => {
+            if r > 0 {
+                let len = buf.len() + r as usize;
+                // SAFETY: the kernel initialised the `r` bytes after the
+                // old end.
+                unsafe { buf.set_len(len) };
+            }
+            r
         }
     }
 }
