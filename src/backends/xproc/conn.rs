@@ -190,23 +190,48 @@ impl Conn {
         value: u64,
         payload: &[u8],
     ) -> Result<(), Errno> {
-        self.frame(
-            t,
-            &wire::Fragment {
-                header: wire::FragHeader {
-                    kind: wire::FragKind::Dgram,
-                    flags: 0,
-                    conn: what,
-                    offset: value,
-                    dgram_offset: 0,
-                    dgram_total: payload.len() as u32,
-                    len: payload.len() as u32,
-                    addr_len: 0,
-                },
-                addr: &[],
-                payload,
-            },
-        )
+        self.frame(t, &control_frame(what, value, payload))
+    }
+
+    /// Queues a control frame without sending it: it leaves at the next
+    /// [`Transport::flush`], and every frame sent meanwhile goes after it.
+    /// (ACCEPT: the accepted socket must join its listener's queue before
+    /// the client can see its connect complete, and the program may write
+    /// on it as soon as it has.)
+    pub(super) fn control_queued(
+        &self,
+        t: &Transport,
+        what: u64,
+        value: u64,
+        payload: &[u8],
+    ) -> Result<(), Errno> {
+        let f = control_frame(what, value, payload);
+        let hdr = wire::encode_header(&f, false).map_err(|_| EINVAL)?;
+        let mut out = self.out.lock();
+        if self.closed.load(Ordering::Acquire) {
+            return Err(EPIPE);
+        }
+        self.queue_rest(t, &mut out, &[&hdr, f.payload], 0);
+        Ok(())
+    }
+}
+
+/// A control frame (see the module docs): a datagram-kind frame whose
+/// `conn` field names it.
+fn control_frame<'a>(what: u64, value: u64, payload: &'a [u8]) -> wire::Fragment<'a> {
+    wire::Fragment {
+        header: wire::FragHeader {
+            kind: wire::FragKind::Dgram,
+            flags: 0,
+            conn: what,
+            offset: value,
+            dgram_offset: 0,
+            dgram_total: payload.len() as u32,
+            len: payload.len() as u32,
+            addr_len: 0,
+        },
+        addr: &[],
+        payload,
     }
 }
 

@@ -180,9 +180,13 @@ impl Transport {
                         .lock()
                         .map(|a| a.as_bytes().to_vec())
                         .unwrap_or_default();
-                    c.control(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
+                    // In the accept queue before the client learns of
+                    // it, as on Linux, where a connect() that returned has
+                    // its connection ready to accept: ACCEPT leaves after.
+                    c.control_queued(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
                     c.up.store(true, Ordering::Release);
                     upcall::connected(ch)?;
+                    self.flush(c);
                 }
                 CTL_ACCEPT if !server_side && !up => {
                     let ch = c.handle();
