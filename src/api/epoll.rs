@@ -161,6 +161,8 @@ struct EpSet {
     fork_gen: u32,
     /// The fork generation in which a refused use was last reported.
     warned_gen: core::sync::atomic::AtomicU32,
+    /// The epoll fd is watched by another set or a poll (see `nest`).
+    nested: AtomicBool,
 }
 
 impl Drop for EpSet {
@@ -221,10 +223,6 @@ impl EpSet {
         });
     }
 
-    /// Whether a wait spins before it sleeps: while the set holds sockets
-    /// of ours and no backend input fd. A socket whose input the waiting
-    /// thread pumps itself becomes ready only once that thread is woken by
-    /// the kernel: spinning would only delay it.
     /// Tells the set's learner how long a wait that went by `plan` took
     /// (nothing for a call that never had to wait).
     fn learn(&self, plan: Option<(spin::Plan, u64)>) {
@@ -234,6 +232,10 @@ impl EpSet {
         }
     }
 
+    /// Whether a wait spins before it sleeps: while the set holds sockets
+    /// of ours and no backend input fd. A socket whose input the waiting
+    /// thread pumps itself becomes ready only once that thread is woken by
+    /// the kernel: spinning would only delay it.
     fn spins(&self) -> bool {
         let g = self.inner.lock();
         !g.regs.is_empty() && g.inputs.is_empty()
@@ -246,7 +248,7 @@ impl EpSet {
     /// EPOLLEXCLUSIVE: when several sets watch it, one waiter is woken.
     fn watch_input(&self, inner: &mut Inner, i: usize) {
         let r = &inner.regs[i];
-        if r.input.is_some() {
+        if r.input.is_some() || self.nested.load(Ordering::Acquire) {
             return;
         }
         let Some(kfd) = r.sock.input_fd() else { return };
@@ -271,6 +273,30 @@ impl EpSet {
             }
         }
         inner.regs[i].input = Some(kfd);
+    }
+
+    /// The set's epoll fd is watched by another epoll set (or a poll): its
+    /// kernel set must be readable only when the set has events, as a
+    /// Linux epoll fd is, and a backend input fd in it is readable on
+    /// input no program would see (a window update, say). The backends
+    /// read those inputs again, and the set watches none from now on.
+    fn nest(&self) {
+        if self.nested.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let inputs = {
+            let mut g = self.inner.lock();
+            for r in g.regs.iter_mut() {
+                r.input = None;
+            }
+            core::mem::take(&mut g.inputs)
+        };
+        for (kfd, sock) in inputs {
+            let mut ev = epoll_event { events: 0, u64: 0 };
+            // SAFETY: a live epoll_event; the fds are integers.
+            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, &mut ev) };
+            sock.before_block();
+        }
     }
 
     /// The kernel reported backend input fd `kfd`: its socket's input is
@@ -448,6 +474,21 @@ fn marked(epfd: i32) -> bool {
     }
 }
 
+/// poll() or select() watches these fds: those that are epoll fds of ours
+/// are nested (see `EpSet::nest`). One atomic load with no set.
+pub(crate) fn nest_polled(fds: impl Iterator<Item = i32>) {
+    if NSETS.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    for fd in fds {
+        if fd >= 0 && marked(fd) {
+            if let Some(s) = lookup(fd) {
+                s.nest();
+            }
+        }
+    }
+}
+
 fn lookup(epfd: i32) -> Option<Arc<EpSet>> {
     if NSETS.load(Ordering::Acquire) == 0 || epfd < 0 || !marked(epfd) {
         return None;
@@ -529,6 +570,7 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
         }),
         fork_gen: crate::socket::fork_generation(),
         warned_gen: core::sync::atomic::AtomicU32::new(crate::socket::fork_generation()),
+        nested: AtomicBool::new(false),
     });
     t.push(s.clone());
     set_mark(epfd, true);
@@ -588,6 +630,12 @@ pub unsafe extern "C" fn usock_epoll_ctl(
     event: *mut epoll_event,
 ) -> c_int {
     let Some(sock) = fd::get(fdn) else {
+        if op == libc::EPOLL_CTL_ADD && marked(fdn) {
+            // One of our sets goes into another.
+            if let Some(inner) = lookup(fdn) {
+                guard((), || inner.nest());
+            }
+        }
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::epoll_ctl(epfd, op, fdn, event) };
     };
