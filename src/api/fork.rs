@@ -149,7 +149,7 @@ fn child() {
         crate::backend::registry::fork_child();
         crate::sync::fork_release(&ROUTE_GATE);
     }
-    super::poll::fork_child();
+    crate::socket::wait::thread_waker_fork_child();
 }
 
 extern "C" fn atfork_prepare() {

@@ -20,7 +20,6 @@ use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
-use crate::socket::wait::PollSignal;
 use crate::socket::Socket;
 
 /// A timeout as select() and pselect() take it.
@@ -55,48 +54,6 @@ pub unsafe fn ts_timeout(ts: *const timespec) -> Result<Option<Duration>, Errno>
         return Err(EINVAL);
     }
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
-}
-
-#[cfg(feature = "std")]
-struct Waker(Option<Arc<PollSignal>>);
-
-#[cfg(feature = "std")]
-impl Drop for Waker {
-    fn drop(&mut self) {
-        if let Some(s) = &self.0 {
-            let _ = platform::kfd_close(s.efd);
-        }
-    }
-}
-
-#[cfg(feature = "std")]
-std::thread_local! {
-    static WAKER: core::cell::RefCell<Waker> = const { core::cell::RefCell::new(Waker(None)) };
-}
-
-/// This thread's poll signal (with its eventfd), created on first use.
-#[cfg(feature = "std")]
-fn waker() -> Result<Arc<PollSignal>, Errno> {
-    WAKER.with(|w| {
-        let mut w = w.borrow_mut();
-        if w.0.is_none() {
-            w.0 = Some(Arc::new(PollSignal::new(platform::eventfd_new()?)));
-        }
-        Ok(w.0.clone().expect("set above"))
-    })
-}
-
-/// fork() support, in the child: the forking thread's waker is the
-/// parent's eventfd (a kernel object the fork shares), and a poll of the
-/// child's draining it could swallow a wake-up meant for the parent. The
-/// child's copy is closed; its next poll makes a fresh one.
-#[cfg(feature = "std")]
-pub fn fork_child() {
-    let _ = WAKER.try_with(|w| {
-        if let Ok(mut w) = w.try_borrow_mut() {
-            *w = Waker(None);
-        }
-    });
 }
 
 #[cfg(feature = "std")]
@@ -158,7 +115,7 @@ unsafe fn poll_mixed(
     timeout: Option<Duration>,
     mask: Option<*const sigset_t>,
 ) -> c_int {
-    let sig = match waker() {
+    let sig = match crate::socket::wait::thread_waker() {
         Ok(w) => w,
         Err(e) => return ret_int(Err(e)),
     };

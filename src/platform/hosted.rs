@@ -268,6 +268,42 @@ pub fn eventfd_signal(fd: i32) {
     }
 }
 
+/// Sleeps in the kernel until `a` or `b` is readable (or hung up), a signal
+/// comes, or `timeout` passes (`None`: no limit). What woke it is for the
+/// caller to find out.
+pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
+    let mut fds = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: two live pollfds; `tsp` is null or points at `ts`; no mask.
+    unsafe {
+        libc::syscall(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            2usize,
+            tsp,
+            core::ptr::null::<libc::sigset_t>(),
+            0usize,
+        )
+    };
+}
+
 /// Empties an eventfd (it is non-blocking, so this never waits).
 pub fn eventfd_drain(fd: i32) {
     let mut v: u64 = 0;

@@ -154,8 +154,7 @@ impl Socket {
 
     fn finish_connect(&self) -> Result<(), Errno> {
         let deadline = self.snd_deadline();
-        self.before_block();
-        let w = self.wait.wait_until(
+        let w = self.block_until(
             || self.flags() & (F_CONNECTING | F_CLOSED) != F_CONNECTING,
             deadline,
         );

@@ -313,8 +313,7 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;
-                self.before_block();
-                let w = self.wait.wait_until(
+                let w = self.block_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next
                             || self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0

@@ -455,11 +455,32 @@ impl Socket {
     /// Blocks until readiness intersects `events` or the state changes in a
     /// way the caller must look at.
     fn wait_for(&self, events: i16, deadline: Option<crate::platform::Deadline>) -> Waited {
-        self.before_block();
-        self.wait.wait_until(
+        self.block_until(
             || self.readiness() & (events | POLLERR | POLLHUP) != 0 || self.has(F_CLOSED),
             deadline,
         )
+    }
+
+    /// Blocks the calling thread (a blocking call: connect, send, recv)
+    /// until `ready()` holds or `deadline` passes. Where the backend lets a
+    /// waiting thread read the socket's input itself (`Backend::input_fd`),
+    /// the thread sleeps in the kernel on that input and reads it: one
+    /// wake-up per message (see [`WaitQueue::wait_on_input`]). Else the
+    /// backend reads it, and the thread sleeps on the socket.
+    pub(crate) fn block_until(
+        &self,
+        ready: impl FnMut() -> bool,
+        deadline: Option<crate::platform::Deadline>,
+    ) -> Waited {
+        #[cfg(feature = "std")]
+        if self.input_fd().is_some() {
+            self.input_watched();
+            return self
+                .wait
+                .wait_on_input(|| self.input_fd(), || self.pump(), ready, deadline);
+        }
+        self.before_block();
+        self.wait.wait_until(ready, deadline)
     }
 
     /// One more fd (or handle) refers to this socket.

@@ -34,6 +34,12 @@ pub struct PollSignal {
     /// The signal of the epoll set this one belongs to, raised too (in
     /// place of `efd`).
     pub shared: Option<Arc<SetSignal>>,
+    /// Whether a signal writes `efd`: its owner may be asleep in the
+    /// kernel. A thread that waits on a socket's input clears it while it
+    /// runs (its own deliveries need not wake it: three system calls per
+    /// message saved) and sets it again, then looks once more, before it
+    /// sleeps.
+    pub armed: AtomicBool,
 }
 
 /// What the registrations of one epoll set share: a counter its waiter
@@ -88,6 +94,7 @@ impl PollSignal {
             word: AtomicU32::new(0),
             efd,
             shared: None,
+            armed: AtomicBool::new(true),
         }
     }
 
@@ -109,9 +116,13 @@ impl PollSignal {
             s.raise();
             return;
         }
-        platform::futex_wake_all(&self.word);
+        if self.efd < 0 {
+            // A waiter without an eventfd sleeps on `word`.
+            platform::futex_wake_all(&self.word);
+            return;
+        }
         #[cfg(feature = "std")]
-        if self.efd >= 0 {
+        if self.armed.load(Ordering::SeqCst) {
             platform::eventfd_signal(self.efd);
         }
     }
@@ -238,5 +249,121 @@ impl WaitQueue {
 impl Default for WaitQueue {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(feature = "std")]
+struct Waker(Option<Arc<PollSignal>>);
+
+#[cfg(feature = "std")]
+impl Drop for Waker {
+    fn drop(&mut self) {
+        if let Some(s) = &self.0 {
+            let _ = platform::kfd_close(s.efd);
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static WAKER: core::cell::RefCell<Waker> = const { core::cell::RefCell::new(Waker(None)) };
+}
+
+/// This thread's poll signal, with its eventfd, made on first use: what a
+/// thread that sleeps in the kernel (poll(), or a wait on a backend's
+/// input) registers on the sockets it waits for.
+#[cfg(feature = "std")]
+pub(crate) fn thread_waker() -> Result<Arc<PollSignal>, crate::backend::contract::Errno> {
+    WAKER.with(|w| {
+        let mut w = w.borrow_mut();
+        if w.0.is_none() {
+            w.0 = Some(Arc::new(PollSignal::new(platform::eventfd_new()?)));
+        }
+        Ok(w.0.clone().expect("set above"))
+    })
+}
+
+/// fork() support, in the child: the forking thread's waker is the
+/// parent's eventfd (a kernel object the fork shares), and a wait of the
+/// child's draining it could swallow a wake-up meant for the parent. The
+/// child's copy is closed; its next wait makes a fresh one.
+#[cfg(feature = "std")]
+pub(crate) fn thread_waker_fork_child() {
+    let _ = WAKER.try_with(|w| {
+        if let Ok(mut w) = w.try_borrow_mut() {
+            *w = Waker(None);
+        }
+    });
+}
+
+#[cfg(feature = "std")]
+impl WaitQueue {
+    /// As [`WaitQueue::wait_until`], for a socket whose input a waiting
+    /// thread may read itself (`Backend::input_fd`): the thread sleeps in
+    /// the kernel on that input (`input()` gives its fd, or `None` once
+    /// there is none) and on its waker (any state change), and runs
+    /// `pump()` whenever input may have come. A message then costs one
+    /// wake-up, of this thread by the kernel, as the kernel's own TCP does,
+    /// instead of the backend's thread's and then this one's. A signal
+    /// restarts the wait, as in `wait_until`.
+    pub fn wait_on_input(
+        &self,
+        mut input: impl FnMut() -> Option<i32>,
+        mut pump: impl FnMut(),
+        mut ready: impl FnMut() -> bool,
+        deadline: Option<Deadline>,
+    ) -> Waited {
+        let Ok(sig) = thread_waker() else {
+            return self.wait_until(ready, deadline);
+        };
+        let id = self.register_poller(&sig, -1);
+        // Where a spin pays (see `spin`), the input is looked at again and
+        // again before sleeping: on an idle machine the kernel's wake-up of
+        // a sleeper on another core costs tens of microseconds.
+        let plan = self.learner.plan();
+        let began = platform::mono_ns();
+        let mut spun = plan.budget == 0;
+        let r = loop {
+            sig.armed.store(false, Ordering::SeqCst);
+            if ready() {
+                break Waited::Ready;
+            }
+            let Some(kfd) = input() else {
+                // The input went (the connection ended): its last frames
+                // were read, and what follows is the frontend's alone.
+                sig.armed.store(true, Ordering::SeqCst);
+                break self.wait_until(&mut ready, deadline);
+            };
+            pump();
+            if ready() {
+                break Waited::Ready;
+            }
+            if !spun {
+                spun = true;
+                if spin::spin(plan.budget, || {
+                    pump();
+                    ready()
+                }) {
+                    break Waited::Ready;
+                }
+            }
+            let left = deadline.map(platform::time_left);
+            if left.is_some_and(|l| l.is_zero()) {
+                break Waited::TimedOut;
+            }
+            // Armed before the last look: a change after it writes the
+            // eventfd, and the sleep below returns at once.
+            sig.armed.store(true, Ordering::SeqCst);
+            if ready() {
+                break Waited::Ready;
+            }
+            platform::poll_two(kfd, sig.efd, left);
+            platform::eventfd_drain(sig.efd);
+        };
+        sig.armed.store(true, Ordering::SeqCst);
+        let now = platform::mono_ns();
+        self.learner.record(plan, now.saturating_sub(began), now);
+        self.unregister_poller(id);
+        r
     }
 }
