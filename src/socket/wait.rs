@@ -313,25 +313,27 @@ impl WaitQueue {
         mut ready: impl FnMut() -> bool,
         deadline: Option<Deadline>,
     ) -> Waited {
-        let Ok(sig) = thread_waker() else {
-            return self.wait_until(ready, deadline);
-        };
-        let id = self.register_poller(&sig, -1);
         // Where a spin pays (see `spin`), the input is looked at again and
         // again before sleeping: on an idle machine the kernel's wake-up of
         // a sleeper on another core costs tens of microseconds.
         let plan = self.learner.plan();
         let began = platform::mono_ns();
         let mut spun = plan.budget == 0;
+        // Made at the first sleep, gone with the wait: an eventfd kept per
+        // thread would outlive the program's sockets (a program that counts
+        // its fds, or closes them all, would see or close it).
+        let mut waker: Option<InputWaker<'_>> = None;
         let r = loop {
-            sig.armed.store(false, Ordering::SeqCst);
+            if let Some(w) = &waker {
+                w.sig.armed.store(false, Ordering::SeqCst);
+            }
             if ready() {
                 break Waited::Ready;
             }
             let Some(kfd) = input() else {
                 // The input went (the connection ended): its last frames
                 // were read, and what follows is the frontend's alone.
-                sig.armed.store(true, Ordering::SeqCst);
+                drop(waker.take());
                 break self.wait_until(&mut ready, deadline);
             };
             pump();
@@ -351,19 +353,53 @@ impl WaitQueue {
             if left.is_some_and(|l| l.is_zero()) {
                 break Waited::TimedOut;
             }
+            let w = match &waker {
+                Some(w) => w,
+                None => match InputWaker::new(self) {
+                    Some(w) => waker.insert(w),
+                    None => break self.wait_until(&mut ready, deadline),
+                },
+            };
             // Armed before the last look: a change after it writes the
             // eventfd, and the sleep below returns at once.
-            sig.armed.store(true, Ordering::SeqCst);
+            w.sig.armed.store(true, Ordering::SeqCst);
             if ready() {
                 break Waited::Ready;
             }
-            platform::poll_two(kfd, sig.efd, left);
-            platform::eventfd_drain(sig.efd);
+            platform::poll_two(kfd, w.sig.efd, left);
+            platform::eventfd_drain(w.sig.efd);
         };
-        sig.armed.store(true, Ordering::SeqCst);
+        drop(waker);
         let now = platform::mono_ns();
         self.learner.record(plan, now.saturating_sub(began), now);
-        self.unregister_poller(id);
         r
+    }
+}
+
+/// The eventfd of one [`WaitQueue::wait_on_input`], registered on its
+/// queue; unregistered and closed when dropped.
+#[cfg(feature = "std")]
+struct InputWaker<'a> {
+    queue: &'a WaitQueue,
+    sig: Arc<PollSignal>,
+    id: u64,
+}
+
+#[cfg(feature = "std")]
+impl<'a> InputWaker<'a> {
+    fn new(queue: &'a WaitQueue) -> Option<Self> {
+        let sig = Arc::new(PollSignal::new(platform::eventfd_new().ok()?));
+        let id = queue.register_poller(&sig, -1);
+        Some(InputWaker { queue, sig, id })
+    }
+}
+
+#[cfg(feature = "std")]
+impl Drop for InputWaker<'_> {
+    fn drop(&mut self) {
+        // Once unregistered no notify can write the eventfd: closing it
+        // cannot hit a number the kernel gave to another file meanwhile.
+        self.queue.unregister_poller(self.id);
+        let _ = platform::kfd_close(self.sig.efd);
     }
 }
