@@ -12,12 +12,20 @@
  *   CHECK_EQ(a, b)                 fails printing both values
  *   CHECK_ERRNO(call, E)           call must return -1 with errno == E
  *   OK(call)                       call must not return -1; yields its value
+ *   t_skip(NAME, fmt, ...)         the case cannot run here (a missing
+ *                                  privilege, program or resource): see below
  *
  * A failing CHECK in the test's own thread ends the case (longjmp); in any
  * other thread it marks the case failed and ends that thread (pthread_exit).
  * Each case runs under an alarm() watchdog (TL_TIMEOUT seconds, default 20):
  * a hang prints the case as failed and exits the program.
- * The program always ends with a line "N passed, N failed".
+ * The program always ends with a line "N passed, N failed, N skipped".
+ *
+ * t_skip follows the skip convention of tests/README.md: it prints
+ * "SKIP NAME: reason", appends "c-tests VARIANT/PROG CASE: NAME: reason" to
+ * $USOCK_SKIP_LOG if set, and ends the case (like a failing CHECK). The case
+ * counts as skipped if $ALLOW_SKIP (space- or comma-separated) names NAME or
+ * "all", and as FAILED otherwise: a check that could not run is not a pass.
  */
 #ifndef USOCK_TESTLIB_H
 #define USOCK_TESTLIB_H
@@ -80,6 +88,8 @@ void tl_register_fam(const char *name, tl_fam_fn fn);
 void tl_fail(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), noreturn));
 long tl_ok(long r, const char *expr, const char *file, int line);
+void t_skip(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
 const char *tl_errname(int e);
 
 #define CHECK(cond)                                                           \
