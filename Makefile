@@ -54,15 +54,13 @@ test-c: lib
 	@echo "== t_epoll, t_stream and t_dgram again, through the cross-process backend"
 	for p in t_epoll t_stream t_dgram; do tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; done
 
-# The C backend over kernel pipes (library only: it registers a backend).
-PIPE_SRCS := c-tests/pipe_backend.c c-tests/testlib.c
+# The C backend over kernel pipes (library only: it registers a backend),
+# built by c-tests/Makefile with the C tests' flags and run by their runner
+# (a sanitizer line fails it as it fails them).
+PIPE_VARIANTS := usock usock-asan usock-tsan
 test-pipe: lib
-	@mkdir -p build
-	$(CC) $(CFLAGS_C) -o build/pipe_backend $(PIPE_SRCS) $(USOCK_LIBS)
-	$(CC) $(CFLAGS_C) -fsanitize=address,undefined -fno-omit-frame-pointer -o build/pipe_backend-asan $(PIPE_SRCS) $(USOCK_LIBS)
-	$(CC) $(CFLAGS_C) -fsanitize=thread -o build/pipe_backend-tsan $(PIPE_SRCS) $(USOCK_LIBS)
-	for p in pipe_backend pipe_backend-asan pipe_backend-tsan; do \
-	  echo "== $$p"; timeout 120 build/$$p || exit 1; done
+	$(MAKE) -C c-tests OUT=$(CURDIR)/build/pipe-tests $(addprefix pipe-,$(PIPE_VARIANTS))
+	OUT=$(CURDIR)/build/pipe-tests c-tests/run.sh $(PIPE_VARIANTS)
 
 test-abi: lib
 	cd abi-test && $(CARGO) run --release
