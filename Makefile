@@ -62,8 +62,11 @@ test-pipe: lib
 	$(MAKE) -C c-tests OUT=$(CURDIR)/build/pipe-tests $(addprefix pipe-,$(PIPE_VARIANTS))
 	OUT=$(CURDIR)/build/pipe-tests c-tests/run.sh $(PIPE_VARIANTS)
 
+# The ABI check, then its negative test: broken copies of the header must
+# fail it (abi-test/negative.sh).
 test-abi: lib
 	cd abi-test && $(CARGO) run --release
+	CARGO=$(CARGO) abi-test/negative.sh
 
 # The demo's sockets must never reach the kernel: strace sees no socket,
 # bind, connect or accept system call at all.

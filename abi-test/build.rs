@@ -22,7 +22,8 @@
 //!
 //! The header is taken from `USOCK_ABI_INCLUDE` (a directory) when set,
 //! `../include` otherwise; `USOCK_ABI_INCLUDE` is how the negative test
-//! points it at a modified copy.
+//! (`negative.sh`, run by `make test-abi`) points it at modified copies and
+//! asserts that each fails.
 
 use std::collections::BTreeSet;
 use std::env;
