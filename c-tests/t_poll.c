@@ -204,9 +204,11 @@ TEST_FAM(poll_wakes_on_socket_data_from_thread)
     OK(pipe(p));
     struct waker w = {c, 100, 2};
     pthread_t t;
+    /* t0 before the thread starts: on a busy machine this thread may run
+     * again only after the waker's sleep has begun. */
+    long t0 = tl_now_ms();
     pthread_create(&t, NULL, wake_later, &w);
     struct pollfd pf[2] = {{p[0], POLLIN, 0}, {s, POLLIN, 0}};
-    long t0 = tl_now_ms();
     CHECK_EQ(OK(poll(pf, 2, 5000)), 1);
     CHECK(tl_now_ms() - t0 >= 80);
     CHECK_EQ(pf[0].revents, 0);
