@@ -2,6 +2,7 @@
 #   make          build the library (release) and the header
 #   make demo     the C echo demo over the built-in loopback backend
 #   make test     every test: Rust, C against kernel and library, sanitizers, ABI
+#   make test-sanitize  the library itself under ASan and TSan (nightly Rust)
 #   make bench    benchmark against the kernel's loopback TCP (ratios)
 #   make bench-instr  instructions the library adds per read()/write() (callgrind)
 #   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
@@ -22,7 +23,7 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload bench bench-instr bench-preload bench-conns install clean
+.PHONY: all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
 
 all: lib
 
@@ -61,6 +62,12 @@ PIPE_VARIANTS := usock usock-asan usock-tsan
 test-pipe: lib
 	$(MAKE) -C c-tests OUT=$(CURDIR)/build/pipe-tests $(addprefix pipe-,$(PIPE_VARIANTS))
 	OUT=$(CURDIR)/build/pipe-tests c-tests/run.sh $(PIPE_VARIANTS)
+
+# The library itself built with ASan and with TSan (nightly Rust), under
+# the C tests, the pipe backend and the Rust load tests (tests/sanitize.sh;
+# without nightly: a skip named "nightly").
+test-sanitize:
+	CARGO=$(CARGO) MAKE=$(MAKE) tests/sanitize.sh
 
 # The ABI check, then its negative test: broken copies of the header must
 # fail it (abi-test/negative.sh).
@@ -110,7 +117,7 @@ test-preload: lib
 	timeout 300 tests/preload/fork.sh
 	timeout 120 tests/preload/peercred.sh
 
-test: test-header test-rust test-c test-pipe test-abi test-strace test-embedded test-preload demo
+test: test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"
 
 bench: lib
