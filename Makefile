@@ -52,8 +52,8 @@ test-c: lib
 	OUT=$(CURDIR)/build/c-tests c-tests/run.sh $(C_VARIANTS)
 	@echo "== t_fork again, through the cross-process backend (USOCK_NET): its locks around fork"
 	tests/through_xproc.sh timeout 300 build/c-tests/usock/t_fork
-	@echo "== t_epoll, t_stream and t_dgram again, through the cross-process backend"
-	for p in t_epoll t_stream t_dgram; do tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; done
+	@echo "== t_epoll, t_stream, t_dgram and t_threads again, through the cross-process backend"
+	for p in t_epoll t_stream t_dgram t_threads; do tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; done
 
 # The C backend over kernel pipes (library only: it registers a backend),
 # built by c-tests/Makefile with the C tests' flags and run by their runner

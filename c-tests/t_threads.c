@@ -450,3 +450,49 @@ TEST(concurrent_dgram_senders_keep_boundaries)
     }
     close(r);
 }
+
+/* A signal sent to the process is handled by the program's own threads,
+ * never by one the library started (a cross-process backend's transport
+ * thread, say): programs learn of their signals from the call a signal
+ * interrupts (socat and CPython act on SIGTERM when their poll returns
+ * EINTR), and a signal handled elsewhere interrupts nothing. Deterministic:
+ * while this thread blocks the signal, the kernel may give it to any other
+ * thread that does not; there must be none, so it stays pending until this
+ * thread unblocks it. (The library's threads exist only through the
+ * cross-process backend: see the Makefile's t_threads rerun.) */
+static _Atomic pid_t handled_on;
+
+static void note_thread(int sig)
+{
+    (void)sig;
+    atomic_store(&handled_on, (pid_t)gettid());
+}
+
+TEST(signal_never_handled_on_a_library_thread)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s); /* starts a backend's threads, if any */
+    CHECK_EQ(OK(send(c, "x", 1, 0)), 1);
+    char ch;
+    CHECK_EQ(OK(recv(s, &ch, 1, 0)), 1);
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_thread;
+    OK(sigaction(SIGUSR1, &sa, &old));
+    sigset_t one, prev;
+    sigemptyset(&one);
+    sigaddset(&one, SIGUSR1);
+    OK(pthread_sigmask(SIG_BLOCK, &one, &prev));
+    atomic_store(&handled_on, 0);
+    OK(kill(getpid(), SIGUSR1));
+    /* Give another thread every chance to take it. */
+    struct timespec ts = {0, 50 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    pid_t early = atomic_load(&handled_on);
+    OK(pthread_sigmask(SIG_SETMASK, &prev, NULL));
+    CHECK_EQ(early, 0);
+    CHECK_EQ(atomic_load(&handled_on), gettid());
+    OK(sigaction(SIGUSR1, &old, NULL));
+    close(c);
+    close(s);
+}

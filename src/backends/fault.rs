@@ -606,9 +606,8 @@ impl Shared {
         if !t.started.swap(true, Ordering::AcqRel) {
             let weak = Arc::downgrade(self);
             let timer = self.timer.clone();
-            let spawned = std::thread::Builder::new()
-                .name("usock-fault".into())
-                .spawn(move || timer_loop(weak, timer));
+            let spawned =
+                crate::platform::spawn_quiet("usock-fault", move || timer_loop(weak, timer));
             if spawned.is_err() {
                 self.timer.started.store(false, Ordering::Release);
             }

@@ -39,9 +39,7 @@ impl Transport {
                 // SAFETY: registers a plain function with no preconditions.
                 unsafe { libc::atexit(flush_at_exit) };
                 let t: &'static Transport = transport();
-                std::thread::Builder::new()
-                    .name("usock-xproc".into())
-                    .spawn(move || t.run(fd))
+                crate::platform::spawn_quiet("usock-xproc", move || t.run(fd))
                     .map_err(|_| EAGAIN)?;
                 Ok(fd)
             }
