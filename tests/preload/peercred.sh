@@ -2,58 +2,156 @@
 # Another user's processes cannot reach into a user-space network, even when
 # its directory and socket files are opened up by hand: the cross-process
 # backend checks the peer's credentials (SO_PEERCRED on stream connections
-# and on the links that carry datagrams). Needs root (to run a second
-# user); prints "skip" otherwise.
+# and on the links that carry datagrams). The other user is uid 65534
+# (setpriv), so this needs root: without it, `skip root` (a failure unless
+# ALLOW_SKIP=root).
+#
+# Each refusal is asserted exactly, not as "some failure": a stream connect
+# must fail with nc's "Connection refused" (exit 1; not a timeout, not a
+# command that never ran, not a permission error), and a datagram sender
+# must have run and sent (socat's "transferred N bytes") while nothing
+# arrives. Beside each, a positive control runs the same command as the
+# user the listener belongs to and must get through: so the listener was
+# up, the command works, and running as uid 65534 works.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
-if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null || ! command -v socat >/dev/null; then
-  echo "skip: peer-credential test needs root, setpriv and socat"
-  exit 0
+if [ "$(id -u)" != 0 ]; then
+  skip root "running a second user (uid 65534) needs root; uid $(id -u) here"
+  summary
+  exit
 fi
-RUN="bin/usockrun ${USOCK_LIB:+--lib $USOCK_LIB} --net"
+need setpriv socat nc -- "the peer-credential checks" || { summary; exit; }
+
+# Uid 65534 must read the launcher and the library, wherever the checkout
+# lives (a home directory may be 0700): both are copied into $work (0755),
+# and every run here, ours and theirs, uses the copies.
 chmod 0755 "$work"
-# Everything on the path to the library must be readable by the other user.
-as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups -- "$@"; }
-if ! as_nobody test -r "$(readlink -f "${USOCK_LIB:-target/release/libuserspacesock.so}")"; then
-  echo "skip: the library is not readable by uid 65534 here"
-  exit 0
-fi
-open_up() { chmod 0777 "$net"; chmod 0666 "$net"/* 2>/dev/null || true; }
+cp bin/usockrun "$work/usockrun"
+cp "${USOCK_LIB:-target/release/libuserspacesock.so}" "$work/libuserspacesock.so"
+chmod 0755 "$work/usockrun" "$work/libuserspacesock.so"
+RUN=("$work/usockrun" --lib "$work/libuserspacesock.so" --net "$net")
+NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
+open_up() { chmod 0777 "$net"; chmod 0666 "$net"/*; }
 
-# Stream: a server of ours, a client of another user.
-(timeout 20 $RUN "$net" -- nc -l 127.0.0.1 7100 > "$work/stream.out") &
-for _ in $(seq 50); do [ -S "$net/t7100" ] && break; sleep 0.1; done
-open_up
-if echo intruder | as_nobody timeout 10 $RUN "$net" -- nc -N 127.0.0.1 7100 2>/dev/null; then
-  bad "another user's nc connected"
-else
-  ok "another user's connect is refused"
-fi
-echo friend | timeout 10 $RUN "$net" -- nc -N 127.0.0.1 7100 || true
-wait %1 || true
-[ "$(cat "$work/stream.out")" = friend ] && ok "our own client gets through, the intruder's bytes never arrived" || bad "stream server got: $(cat "$work/stream.out")"
+# refused WHAT RC ERRFILE PORT: a stream connect that must have failed with
+# exactly nc's "Connection refused" (what the library makes of another
+# user's listener or of a listener that turned us away).
+refused() {
+  local what=$1 rc=$2 err=$3 port=$4
+  local want="nc: connect to 127.0.0.1 port $port (tcp) failed: Connection refused"
+  if [ "$rc" = 1 ] && grep -qxF "$want" "$err"; then
+    ok "$what: refused (nc: Connection refused, exit 1)"
+  elif [ "$rc" = 0 ]; then
+    bad "$what: it connected (exit 0): $(head -c 300 "$err")"
+  elif [ "$rc" = 124 ]; then
+    bad "$what: timed out (not refused)"
+  elif [ "$rc" = 126 ] || [ "$rc" = 127 ]; then
+    bad "$what: never ran (exit $rc): $(head -c 300 "$err")"
+  else
+    bad "$what: failed another way (exit $rc): $(head -c 300 "$err")"
+  fi
+}
+# connected WHAT RC ERRFILE PORT: the positive control of refused.
+connected() {
+  local what=$1 rc=$2 err=$3 port=$4
+  if [ "$rc" = 0 ] && grep -qF "Connection to 127.0.0.1 $port port [tcp/" "$err"; then
+    ok "$what: connected and sent (exit 0)"
+  else
+    bad "$what: exit $rc: $(head -c 300 "$err")"
+  fi
+}
+# sent WHAT RC ERRFILE BYTES: socat ran and sent its datagram (its info
+# line "transferred BYTES bytes from 0 to ..."), exit 0.
+sent() {
+  local what=$1 rc=$2 err=$3 bytes=$4
+  if [ "$rc" = 0 ] && grep -q " I transferred $bytes bytes from 0 to " "$err"; then
+    ok "$what: ran and sent its $bytes-byte datagram (exit 0)"
+  else
+    bad "$what: did not send (exit $rc): $(grep -E ' [EW] ' "$err" | head -c 300)"
+  fi
+}
 
-# Stream: a server of another user, a client of ours.
-(as_nobody timeout 20 $RUN "$net" -- nc -l 127.0.0.1 7102 > "$work/theirs.out") &
-for _ in $(seq 50); do [ -S "$net/t7102" ] && break; sleep 0.1; done
-open_up
-if echo secret | timeout 10 $RUN "$net" -- nc -N 127.0.0.1 7102 2>/dev/null; then
-  bad "our nc connected to another user's server"
-else
-  ok "another user's listener is not reachable"
+# 1. Stream: a server of ours, a client of another user.
+spawn ours 30 "${RUN[@]}" -- nc -l 127.0.0.1 7100 > "$work/ours.out"
+if wait_for 10 "our nc -l listening on user-space port 7100" usock_listens t7100; then
+  open_up
+  rc=0
+  echo intruder | "${NOBODY[@]}" timeout 10 "${RUN[@]}" -- nc -v -N 127.0.0.1 7100 2> "$work/intruder.err" || rc=$?
+  refused "another user's nc -> our listener" "$rc" "$work/intruder.err" 7100
+  # Positive control: the same command as our user.
+  rc=0
+  echo friend | timeout 10 "${RUN[@]}" -- nc -v -N 127.0.0.1 7100 2> "$work/friend.err" || rc=$?
+  connected "the same nc as our user -> our listener" "$rc" "$work/friend.err" 7100
+  src=0
+  reap ours || src=$?
+  check "our listener got exactly our client's bytes (the intruder's never arrived), exit 0" \
+    "exit $src, got [$(head -c 100 "$work/ours.out")]" [ "$src.$(cat "$work/ours.out")" = "0.friend" ]
 fi
-kill %1 2>/dev/null || true; wait 2>/dev/null || true
-[ ! -s "$work/theirs.out" ] && ok "another user's server received nothing" || bad "their server got data"
+stop ours
 
-# Datagrams: our receiver, senders of both users.
-(timeout 20 $RUN "$net" -- socat -u UDP-RECV:7101,bind=127.0.0.1 OPEN:"$work/udp.out",creat,append) &
-for _ in $(seq 50); do [ -S "$net/u7101" ] && break; sleep 0.1; done
-open_up
-echo "from intruder" | as_nobody timeout 10 $RUN "$net" -- socat -u STDIN UDP-SENDTO:127.0.0.1:7101 || true
-echo "from friend" | timeout 10 $RUN "$net" -- socat -u STDIN UDP-SENDTO:127.0.0.1:7101
-sleep 0.5
-kill %1 2>/dev/null || true; wait 2>/dev/null || true
-grep -q "from friend" "$work/udp.out" && ok "our datagram arrives" || bad "our datagram is missing"
-grep -q "intruder" "$work/udp.out" && bad "another user's datagram was delivered" || ok "another user's datagram is dropped"
+# 2. Stream: a server of another user (in our network directory, opened
+# up), a client of ours.
+mkdir -p "$net" && chmod 0777 "$net"
+spawn theirs 30 "${NOBODY[@]}" "${RUN[@]}" -- nc -l 127.0.0.1 7102 > "$work/theirs.out"
+if wait_for 10 "uid 65534's nc -l listening on user-space port 7102" usock_listens t7102; then
+  open_up
+  rc=0
+  echo secret | timeout 10 "${RUN[@]}" -- nc -v -N 127.0.0.1 7102 2> "$work/ours-to-theirs.err" || rc=$?
+  refused "our nc -> another user's listener" "$rc" "$work/ours-to-theirs.err" 7102
+  # Positive control: the same command as uid 65534 (which also shows that
+  # a client running as uid 65534 works at all).
+  rc=0
+  echo theirs | "${NOBODY[@]}" timeout 10 "${RUN[@]}" -- nc -v -N 127.0.0.1 7102 2> "$work/their-client.err" || rc=$?
+  connected "the same nc as uid 65534 -> its own listener" "$rc" "$work/their-client.err" 7102
+  src=0
+  reap theirs || src=$?
+  check "their listener got exactly their client's bytes (ours never arrived), exit 0" \
+    "exit $src, got [$(head -c 100 "$work/theirs.out")]" [ "$src.$(cat "$work/theirs.out")" = "0.theirs" ]
+fi
+stop theirs
+
+# Datagrams: a sender of the other user runs and sends (socat says so), the
+# receiver gets nothing from it; then the same command as the receiver's
+# user (the positive control) is delivered. The refused sender has exited
+# before the control starts (and the library writes out what a process
+# queued before it exits), so had its datagram been let in it would be in
+# the file before the control's, which is waited for.
+SEND=(socat -d -d -d -u STDIN)
+# 3. Our receiver, a sender of another user.
+spawn our-recv 30 "${RUN[@]}" -- socat -u UDP-RECV:7101,bind=127.0.0.1 OPEN:"$work/our-udp.out",creat,append
+if wait_for 10 "our socat UDP-RECV bound on user-space port 7101" usock_listens u7101; then
+  open_up
+  rc=0
+  echo "from intruder" | "${NOBODY[@]}" timeout 10 "${RUN[@]}" -- "${SEND[@]}" "UDP-SENDTO:127.0.0.1:7101" 2> "$work/intruder-udp.err" || rc=$?
+  sent "another user's socat -> our UDP port" "$rc" "$work/intruder-udp.err" 14
+  rc=0
+  echo "from friend" | timeout 10 "${RUN[@]}" -- "${SEND[@]}" "UDP-SENDTO:127.0.0.1:7101" 2> "$work/friend-udp.err" || rc=$?
+  sent "the same socat as our user -> our UDP port" "$rc" "$work/friend-udp.err" 12
+  if wait_for 10 "our datagram in our receiver's file" grep -qs "from friend" "$work/our-udp.out"; then
+    ok "our datagram arrives"
+    check "another user's datagram was not delivered" "got [$(head -c 200 "$work/our-udp.out")]" \
+      not grep -q intruder "$work/our-udp.out"
+  fi
+fi
+stop our-recv
+
+# 4. A receiver of another user, a sender of ours.
+spawn their-recv 30 "${NOBODY[@]}" "${RUN[@]}" -- socat -u UDP-RECV:7104,bind=127.0.0.1 STDOUT > "$work/their-udp.out"
+if wait_for 10 "uid 65534's socat UDP-RECV bound on user-space port 7104" usock_listens u7104; then
+  open_up
+  rc=0
+  echo "from root" | timeout 10 "${RUN[@]}" -- "${SEND[@]}" "UDP-SENDTO:127.0.0.1:7104" 2> "$work/ours-udp.err" || rc=$?
+  sent "our socat -> another user's UDP port" "$rc" "$work/ours-udp.err" 10
+  rc=0
+  echo "from nobody" | "${NOBODY[@]}" timeout 10 "${RUN[@]}" -- "${SEND[@]}" "UDP-SENDTO:127.0.0.1:7104" 2> "$work/their-udp.err" || rc=$?
+  sent "the same socat as uid 65534 -> its own UDP port" "$rc" "$work/their-udp.err" 12
+  if wait_for 10 "uid 65534's datagram in its receiver's output" grep -qs "from nobody" "$work/their-udp.out"; then
+    ok "uid 65534's datagram arrives at its own receiver"
+    check "our datagram was not delivered to another user's receiver" "got [$(head -c 200 "$work/their-udp.out")]" \
+      not grep -q "from root" "$work/their-udp.out"
+  fi
+fi
+stop their-recv
 
 summary
