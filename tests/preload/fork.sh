@@ -16,8 +16,10 @@
 #     at the fd (ENOTCONN), with one line on stderr; the parent's socket
 #     still works.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 RUN=(bin/usockrun --net "$net" --)
+need python3 -- "fork and exec under the launcher (every case here is a python3 program)" || { summary; exit; }
 inherited_line='^usock: fd [0-9]+ is a user-space socket inherited across fork; only the process that created it can use it \(EOPNOTSUPP\)$'
 
 # 1 and 2 in one program: it prints "ok <what>" or "FAIL <what>" lines.
@@ -98,7 +100,7 @@ out=$(WORK="$work" timeout 60 "${RUN[@]}" python3 "$work/forks.py" 2>"$work/fork
 while IFS= read -r l; do
   case $l in ok\ *) ok "os.fork: ${l#ok }" ;; *) bad "os.fork: ${l#FAIL }" ;; esac
 done <<< "$out"
-[ -s "$work/forks.err" ] && { bad "os.fork: the parent's stderr: $(head -c 500 "$work/forks.err")"; }
+check "os.fork: the parent printed nothing on stderr" "$(head -c 500 "$work/forks.err")" not test -s "$work/forks.err"
 
 # 3. ForkingTCPServer
 port=7310
@@ -123,24 +125,28 @@ except ConnectionResetError:
 except BrokenPipeError:
     print("epipe")
 PY
-("${RUN[@]}" python3 "$work/forking.py" 2>"$work/forking.err") &
-srv_pid=$!
-for _ in $(seq 100); do [ -S "$net/t$port" ] && break; sleep 0.1; done
-r1=$(timeout 20 "${RUN[@]}" python3 "$work/client.py" 2>&1 || true)
-r2=$(timeout 20 "${RUN[@]}" python3 "$work/client.py" 2>&1 || true)
-# The parent's close of its copy is the socket's last close: end-of-stream,
-# or a reset when the request was already in (unread data), as Linux does;
-# a client whose request was not sent yet may find the connection gone
-# (EPIPE). Any of them, but no hang and no data.
-case $r1 in eof|reset|epipe) ok "ForkingTCPServer: the client gets $r1, no hang" ;; *) bad "ForkingTCPServer: client got [$r1]" ;; esac
-case $r2 in eof|reset|epipe) ok "ForkingTCPServer: a second request too ($r2: the server survives)" ;; *) bad "ForkingTCPServer: second client got [$r2]" ;; esac
-kill -0 "$srv_pid" 2>/dev/null && ok "ForkingTCPServer: the server process is alive" || bad "ForkingTCPServer: the server died"
-sleep 0.5
-n=$(grep -cE "$inherited_line" "$work/forking.err" || true)
-[ "$n" = 2 ] && ok "ForkingTCPServer: each request's child printed the one line ($n)" || bad "ForkingTCPServer: $n lines on stderr: $(head -c 800 "$work/forking.err")"
-grep -q "OSError: \[Errno 95\]" "$work/forking.err" && ok "ForkingTCPServer: the handler's error is EOPNOTSUPP (errno 95)" || bad "ForkingTCPServer: no errno 95 in the traceback"
-kill "$srv_pid" 2>/dev/null || true
-wait "$srv_pid" 2>/dev/null || true
+spawn forking 120 "${RUN[@]}" python3 "$work/forking.py" 2>"$work/forking.err"
+if wait_for 10 "ForkingTCPServer listening on user-space port $port" usock_listens "t$port"; then
+  r1=$(timeout 20 "${RUN[@]}" python3 "$work/client.py" 2>&1 || true)
+  r2=$(timeout 20 "${RUN[@]}" python3 "$work/client.py" 2>&1 || true)
+  # The parent's close of its copy is the socket's last close: end-of-stream,
+  # or a reset when the request was already in (unread data), as Linux does;
+  # a client whose request was not sent yet may find the connection gone
+  # (EPIPE). Any of them, but no hang and no data.
+  case $r1 in eof|reset|epipe) ok "ForkingTCPServer: the client gets $r1, no hang" ;; *) bad "ForkingTCPServer: client got [$r1]" ;; esac
+  case $r2 in eof|reset|epipe) ok "ForkingTCPServer: a second request too ($r2: the server survives)" ;; *) bad "ForkingTCPServer: second client got [$r2]" ;; esac
+  check "ForkingTCPServer: the server process is alive" "it ended" alive forking
+  # Each child's traceback ends with the OSError line, after its one line:
+  # wait until both children got that far (the clients may see the close
+  # before the child's stderr is written).
+  tracebacks() { [ "$(grep -c "OSError: \[Errno 95\]" "$work/forking.err" || true)" -ge 2 ]; }
+  if wait_for 10 "ForkingTCPServer: both children's tracebacks (errno 95) on stderr" tracebacks; then
+    ok "ForkingTCPServer: the handler's error is EOPNOTSUPP (errno 95), in both children"
+    n=$(grep -cE "$inherited_line" "$work/forking.err" || true)
+    check "ForkingTCPServer: each request's child printed the one line ($n)" "$n lines on stderr: $(head -c 800 "$work/forking.err")" [ "$n" = 2 ]
+  fi
+fi
+stop forking
 
 # 4. subprocess with pass_fds: across exec
 cat > "$work/execs.py" <<'PY'
@@ -161,9 +167,10 @@ print("fd", fd)
 PY
 out=$(timeout 60 "${RUN[@]}" python3 "$work/execs.py" 2>&1 || true)
 fd=$(sed -n 's/^fd //p' <<< "$out")
-[ "$(sed -n 's/^rc //p' <<< "$out")" = 0 ] && ok "exec: the new program finds an unconnected socket at fd $fd (ENOTCONN)" || bad "exec: [$out]"
-[ "$(sed -n 's/^err //p' <<< "$out")" = "usock: fd $fd is a user-space socket and cannot cross exec; the new program gets an unconnected socket there (ENOTCONN)" ] \
-  && ok "exec: one line on stderr names fd $fd" || bad "exec: stderr [$out]"
-grep -q '^parent after$' <<< "$out" && ok "exec: the parent's socket still works" || bad "exec: parent [$out]"
+check "exec: the new program finds an unconnected socket at fd $fd (ENOTCONN)" "[$out]" \
+  [ "$(sed -n 's/^rc //p' <<< "$out")" = 0 ]
+check "exec: one line on stderr names fd $fd" "stderr [$out]" \
+  [ "$(sed -n 's/^err //p' <<< "$out")" = "usock: fd $fd is a user-space socket and cannot cross exec; the new program gets an unconnected socket there (ENOTCONN)" ]
+check "exec: the parent's socket still works" "parent [$out]" grep -q '^parent after$' <<< "$out"
 
 summary

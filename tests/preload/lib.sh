@@ -40,6 +40,12 @@ spawn() {
   timeout "$secs" "$@" &
   pids[$n]=$!
 }
+# alive NAME: a spawned process is still running (not ended, not a zombie
+# waiting to be reaped, which kill -0 would still find).
+alive() {
+  local st
+  st=$(ps -o stat= -p "${pids[$1]:-0}" 2>/dev/null) && [ -n "$st" ] && [ "${st:0:1}" != Z ]
+}
 # reap NAME: waits for a spawned process to end by itself; its status.
 reap() {
   local rc=0
