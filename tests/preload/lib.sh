@@ -30,10 +30,15 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# A TERM (make's timeout) or ^C exits through the EXIT trap too.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # spawn NAME SECONDS CMD...: CMD in the background, killed after SECONDS;
 # its pid (timeout's) in pids[NAME] for stop and for `wait "${pids[NAME]}"`,
-# whose status is CMD's (124 when the time ran out).
+# whose status is CMD's (124 when the time ran out). Its input is
+# /dev/null (bash's rule for a background command without a redirection of
+# its own: one on the spawn call does not count).
 spawn() {
   local n=$1 secs=$2
   shift 2

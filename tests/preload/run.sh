@@ -158,7 +158,7 @@ if need redis-server redis-cli redis-benchmark -- "redis-server with redis-cli a
     if positive "$us" && positive "$ug" && [ "$rc" = 0 ]; then
       ok "redis-benchmark -n 100000 -c 50: SET and GET both ran (req/s > 0), exit 0"
     else
-      bad "redis-benchmark: exit $rc, SET [$us] GET [$ug] req/s: $(tr '\r' '\n' < "$work/redis.u" | tail -n3)"
+      bad "redis-benchmark: exit $rc, SET [$us] GET [$ug] req/s: $(tr '\r' '\n' < "$work/redis.u" | grep -v -e '^ *$' -e 'rps=' | tail -n3 | tr '\n' ' ')"
     fi
   fi
   stop redis-server
@@ -218,7 +218,7 @@ CONF
     wrk_get "$work/wrk.u"
     wrk_u="$W_RPS" u_req=${W_REQ:-0} u_bad=${W_BAD:-0} u_err=$W_ERR
     if [ "$rc" = 0 ] && [ "$u_req" -gt 0 ] && [ -z "$W_BAD" ]; then
-      ok "wrk -t2 -c50 -d5s against nginx: exit 0, $u_req responses (> 0), none non-2xx"
+      ok "wrk -t2 -c50 -d5s against nginx: exit 0, $u_req responses (> 0), no \"Non-2xx or 3xx responses\" (wrk counts statuses >= 400 there)"
     else
       bad "wrk against nginx: exit $rc, responses [$u_req], non-2xx/3xx [$u_bad]: $(head -c 600 "$work/wrk.u")"
     fi
