@@ -16,13 +16,19 @@ declare -A pids=()
 
 # stop NAME: ends a process started by spawn. It is timeout(1), which runs
 # its command in a process group of its own and passes our TERM on to that
-# group, so the program and any strace or launcher between them end too.
+# group, so the program and any strace or launcher between them end too
+# (strace itself ignores TERM; it ends with its tracee). A program still
+# there 5 s later is killed (timeout -k) and the case fails: a program that
+# ends on SIGTERM on the kernel must also end so under the launcher.
 stop() {
-  local pid=${pids[$1]:-}
+  local pid=${pids[$1]:-} rc=0
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || rc=$?
   unset "pids[$1]"
+  if [ "$rc" = 137 ]; then
+    bad "$1 did not end within 5 s of SIGTERM (killed)"
+  fi
 }
 cleanup() {
   local n
@@ -42,7 +48,7 @@ trap 'exit 130' INT
 spawn() {
   local n=$1 secs=$2
   shift 2
-  timeout "$secs" "$@" &
+  timeout -k 5 "$secs" "$@" &
   pids[$n]=$!
 }
 # alive NAME: a spawned process is still running (not ended, not a zombie
