@@ -18,17 +18,23 @@ declare -A pids=()
 # its command in a process group of its own and passes our TERM on to that
 # group, so the program and any strace or launcher between them end too
 # (strace itself ignores TERM; it ends with its tracee). A program still
-# there 5 s later is killed (timeout -k) and the case fails: a program that
-# ends on SIGTERM on the kernel must also end so under the launcher.
+# there 5 s later is killed (the group: timeout's pid is its id) and the
+# case fails: a program that ends on SIGTERM on the kernel must also end so
+# under the launcher. (spawn's timeout -k 10 is the backstop for its own
+# time running out; its KILL would come after ours.)
 stop() {
-  local pid=${pids[$1]:-} rc=0
+  local pid=${pids[$1]:-} now end
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || rc=$?
-  unset "pids[$1]"
-  if [ "$rc" = 137 ]; then
+  now=${EPOCHREALTIME//[!0-9]/}
+  end=$((now + 5000000))
+  while alive "$1" && [ "${EPOCHREALTIME//[!0-9]/}" -lt "$end" ]; do sleep 0.05; done
+  if alive "$1"; then
+    kill -KILL -- "-$pid" 2>/dev/null || true
     bad "$1 did not end within 5 s of SIGTERM (killed)"
   fi
+  wait "$pid" 2>/dev/null || true
+  unset "pids[$1]"
 }
 cleanup() {
   local n
@@ -40,7 +46,8 @@ trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-# spawn NAME SECONDS CMD...: CMD in the background, killed after SECONDS;
+# spawn NAME SECONDS CMD...: CMD in the background, sent TERM after
+# SECONDS (and KILL 10 s later if it is still there: status 137);
 # its pid (timeout's) in pids[NAME] for stop and for `wait "${pids[NAME]}"`,
 # whose status is CMD's (124 when the time ran out). Its input is
 # /dev/null (bash's rule for a background command without a redirection of
@@ -48,7 +55,7 @@ trap 'exit 130' INT
 spawn() {
   local n=$1 secs=$2
   shift 2
-  timeout -k 5 "$secs" "$@" &
+  timeout -k 10 "$secs" "$@" &
   pids[$n]=$!
 }
 # alive NAME: a spawned process is still running (not ended, not a zombie

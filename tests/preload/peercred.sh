@@ -135,7 +135,7 @@ raw_client() {
   # 3, so closing ours is its end of input. (Not spawn: a background
   # command's input is /dev/null unless its own redirection says otherwise.)
   exec 3<> "$work/$n.fifo"
-  timeout -k 5 20 "$@" socat -d -d - UNIX-CONNECT:"$net/t7103" < "$work/$n.fifo" > /dev/null 2> "$work/$n.err" 3>&- &
+  timeout -k 10 20 "$@" socat -d -d - UNIX-CONNECT:"$net/t7103" < "$work/$n.fifo" > /dev/null 2> "$work/$n.err" 3>&- &
   pids[$n]=$!
   cat "$work/hello.bin" >&3
 }
