@@ -70,8 +70,10 @@ if need nc -- "nc to nc (50 MB), the kernel route"; then
     launch nc 60 -- nc -N 127.0.0.1 7000 < "$work/big.bin" || rc=$?
     src=0
     reap ncl || src=$?
-    check "nc -> nc -l: 50 MB across, checksum equal, both exit 0" "client exit $rc, server exit $src" \
-      [ "$rc.$src.$(sha256sum < "$work/recv.bin")" = "0.0.$want" ]
+    got=$(sha256sum < "$work/recv.bin")
+    check "nc -> nc -l: 50 MB across, checksum equal, both exit 0" \
+      "client exit $rc, server exit $src, $(stat -c %s "$work/recv.bin") bytes received, checksum ${got:0:16}.. (sent ${want:0:16}..)" \
+      [ "$rc.$src.$got" = "0.0.$want" ]
   fi
   stop ncl
 fi
