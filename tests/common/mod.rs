@@ -2,7 +2,8 @@
 //! uses some of them only.
 #![allow(dead_code)]
 
-use std::process::Output;
+use std::io::Write;
+use std::process::{Command, Output};
 
 /// The result of a raw system call, which must have succeeded.
 pub fn sys(r: libc::c_long) -> i32 {
@@ -26,6 +27,24 @@ pub fn sin(port: u16) -> libc::sockaddr_in {
     }
 }
 
+/// A command that runs this binary's test `test` alone in a child process
+/// with `var=case` in its environment. The test, finding `var` set (see
+/// [`child_case`]), runs the child's part of `case` instead of its own, so
+/// the child's code is no test of its own (one that would pass, doing
+/// nothing, whenever it ran without the variable).
+pub fn child_command(test: &str, var: &str, case: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env(var, case);
+    c
+}
+
+/// The case this process was started for by [`child_command`], if it is
+/// such a child.
+pub fn child_case(var: &str) -> Option<String> {
+    std::env::var(var).ok()
+}
+
 /// A child run of a test binary (one case with its own environment)
 /// exited well and printed `CHILD-OK`; else both its outputs are shown.
 pub fn assert_child_ok(out: &Output) {
@@ -35,4 +54,50 @@ pub fn assert_child_ok(out: &Output) {
         "{so}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The skip convention of tests/README.md, Rust side: a check that cannot
+/// run here (a program missing, a limit too low, ...) says so and fails,
+/// unless `ALLOW_SKIP` names `name` (or says `all`); then it returns and
+/// the test must return at once. Either way the line `SKIP <name>:
+/// <reason>` goes straight to stderr (libtest captures only the print
+/// macros, so it shows even for a test that passes) and
+/// `<suite>: <name>: <reason>` is appended to the file `USOCK_SKIP_LOG`
+/// names. libtest has no "skipped" outcome: an allowed skip is listed as
+/// `ok`, which is why the line and the log entry exist.
+pub fn skip(name: &str, reason: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIP {name}: {reason}");
+    if let Some(log) = std::env::var_os("USOCK_SKIP_LOG") {
+        let line = format!("{}: {name}: {reason}\n", suite());
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .unwrap_or_else(|e| panic!("USOCK_SKIP_LOG {log:?}: {e}"));
+    }
+    if !skip_allowed(name, &std::env::var("ALLOW_SKIP").unwrap_or_default()) {
+        panic!("SKIP {name}: {reason}: skip not allowed (set ALLOW_SKIP={name} to allow)");
+    }
+}
+
+/// Whether the `ALLOW_SKIP` list `allow` (names separated by spaces or
+/// commas; `all` for every one) allows skipping `name`.
+pub fn skip_allowed(name: &str, allow: &str) -> bool {
+    allow
+        .split([' ', ',', '\t'])
+        .any(|w| w == name || w == "all")
+}
+
+/// This test binary's name without cargo's hash: `stress_load`.
+fn suite() -> String {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let stem = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => name.to_string(),
+        _ => stem,
+    }
 }
