@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use libc::{c_int, c_void, sockaddr, socklen_t};
 use userspacesock::api::posix::*;
 
+mod common;
+
 const CONNS: usize = 1000;
 const THREADS: usize = 16;
 const PER_CONN: u64 = 1088 << 10;
@@ -74,18 +76,23 @@ fn sockname(fd: c_int) -> [u8; 16] {
     a
 }
 
-/// Raises the soft fd limit towards the hard one (2,000 sockets are
-/// needed); false when the hard limit is too low.
-fn raise_nofile() -> bool {
-    // SAFETY: plain getrlimit/setrlimit.
+/// Raises the soft fd limit to the hard one; returns the soft limit now
+/// (2 * CONNS + 64 fds are needed: each socket holds a kernel fd).
+fn raise_nofile() -> u64 {
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
     unsafe {
         let mut r: libc::rlimit = std::mem::zeroed();
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
-        if r.rlim_cur < 4096 {
-            r.rlim_cur = r.rlim_max.min(8192);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut r), 0);
+        if r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max;
+            assert_eq!(
+                libc::setrlimit(libc::RLIMIT_NOFILE, &r),
+                0,
+                "raising the soft fd limit to the hard one: {}",
+                std::io::Error::last_os_error()
+            );
         }
-        r.rlim_cur >= 2 * CONNS as u64 + 64
+        r.rlim_cur
     }
 }
 
@@ -183,12 +190,13 @@ fn dgram(i: u64, buf: &mut [u8]) -> usize {
 
 #[test]
 fn sixteen_threads_a_thousand_connections_and_a_datagram_flood() {
-    if !raise_nofile() {
-        eprintln!(
-            "stress: skipped, RLIMIT_NOFILE's hard limit is below {}",
-            2 * CONNS + 64
+    let need = 2 * CONNS as u64 + 64;
+    let have = raise_nofile();
+    if have < need {
+        return common::skip(
+            "nofile",
+            &format!("RLIMIT_NOFILE's hard limit is {have}, {need} fds are needed"),
         );
-        return;
     }
     // One listening socket first: the library's process-wide anchor eventfd
     // (every socket's fd number is a duplicate of it) is made at the first

@@ -9,8 +9,9 @@
 //!   by hand), in both roles: a raw client of a library listener, and a raw
 //!   server that a library client connects to.
 //! - Dying peers are `python3` processes under `bin/usockrun` (the library
-//!   preloaded, same network directory), killed with SIGKILL. These parts
-//!   are skipped, with a message, when python3 is missing; they need
+//!   preloaded, same network directory), killed with SIGKILL. Without
+//!   python3 these parts skip (`common::skip("python3", ..)`), which fails
+//!   unless `ALLOW_SKIP` names python3 (tests/README.md); they need
 //!   `target/release/libuserspacesock.so` (`cargo build --release`, which
 //!   `cargo test --release` also produces).
 //! - Stale entries are port files bound by raw kernel sockets that were
@@ -36,6 +37,8 @@ use std::time::{Duration, Instant};
 
 use userspacesock::backend::wire::{self, FragHeader, FragKind, Fragment};
 use userspacesock::net::{to_sockaddr, UsockDatagram, UsockListener, UsockStream};
+
+mod common;
 
 /// How long anything may take before the test calls it a hang.
 const T: Duration = Duration::from_secs(10);
@@ -738,8 +741,7 @@ macro_rules! need_python {
         match python() {
             Some(p) => p,
             None => {
-                println!("skipped: python3 is not installed");
-                return;
+                return common::skip("python3", "python3 is not installed (or not runnable)");
             }
         }
     };
