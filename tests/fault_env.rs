@@ -2,12 +2,11 @@
 //! the registry installs it; a malformed value is reported on stderr and no
 //! default backend is installed (socket() fails with EAFNOSUPPORT).
 //!
-//! The variable is read once per process, so each case runs this test
-//! binary again as a child with the variable set (`FAULT_ENV_CHILD` names
-//! the case).
+//! The variable is read once per process, so each test runs itself again
+//! as a child with the variable set (`FAULT_ENV_CHILD` names the case,
+//! which the child runs instead of the parent's part).
 
 use std::io::{Read, Write};
-use std::process::Command;
 use std::thread;
 
 mod common;
@@ -15,22 +14,19 @@ mod common;
 use userspacesock::backend::registry;
 use userspacesock::net::{UsockListener, UsockStream};
 
-fn child(case: &str, fault: &str) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("FAULT_ENV_CHILD", case)
+const CHILD: &str = "FAULT_ENV_CHILD";
+
+/// Runs `test` again in a child, for `case`, with `USOCK_FAULT=fault`.
+fn child(test: &str, case: &str, fault: &str) -> std::process::Output {
+    common::child_command(test, CHILD, case)
         .env("USOCK_FAULT", fault)
         .output()
         .unwrap()
 }
 
-/// Runs in the child: what the case checks.
-#[test]
-fn child_entry() {
-    let Ok(case) = std::env::var("FAULT_ENV_CHILD") else {
-        return; // not a child: nothing to do
-    };
-    match case.as_str() {
+/// What `case` checks, in the child.
+fn in_child(case: &str) {
+    match case {
         "good" => {
             let names: Vec<String> = registry::snapshot()
                 .iter()
@@ -68,7 +64,11 @@ fn child_entry() {
 
 #[test]
 fn a_good_usock_fault_wraps_the_default_backend() {
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
     let out = child(
+        "a_good_usock_fault_wraps_the_default_backend",
         "good",
         "seed=9, reorder=0.3, dup=0.1, split=0.3, delay=0.1, coalesce=0.5, drop=0.1",
     );
@@ -77,7 +77,14 @@ fn a_good_usock_fault_wraps_the_default_backend() {
 
 #[test]
 fn a_malformed_usock_fault_is_reported_and_refused() {
-    let out = child("bad", "seed=9,reordr=0.3");
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
+    let out = child(
+        "a_malformed_usock_fault_is_reported_and_refused",
+        "bad",
+        "seed=9,reordr=0.3",
+    );
     let so = String::from_utf8_lossy(&out.stdout);
     let se = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -6,14 +6,15 @@
 //! does not parse, stops the process at its first socket call with a message
 //! naming the file, the line and the rule.
 //!
-//! The rules are read once per process, so each case runs this test binary
-//! again as a child with the variables set (`ROUTE_FILE_CHILD` names the
-//! case, `ROUTE_FILE_PORT` the kernel server's port).
+//! The rules are read once per process, so each test runs itself again as
+//! a child with the variables set (`ROUTE_FILE_CHILD` names the case, which
+//! the child runs instead of the parent's part; `ROUTE_FILE_PORT` the
+//! kernel server's port).
 #![cfg(feature = "std")]
 
 use std::ffi::OsStr;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use userspacesock::api::posix::*;
 
@@ -52,12 +53,19 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Runs `case` in a child with only the given routing variables set.
-fn child(case: &str, port: u16, vars: &[(&str, &OsStr)], route: Option<&str>) -> Output {
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
-        .env("ROUTE_FILE_CHILD", case)
-        .env("ROUTE_FILE_PORT", port.to_string())
+const CHILD: &str = "ROUTE_FILE_CHILD";
+
+/// Runs `test` again in a child, for `case`, with only the given routing
+/// variables set.
+fn child(
+    test: &str,
+    case: &str,
+    port: u16,
+    vars: &[(&str, &OsStr)],
+    route: Option<&str>,
+) -> Output {
+    let mut c = common::child_command(test, CHILD, case);
+    c.env("ROUTE_FILE_PORT", port.to_string())
         .env_remove("USOCK_ROUTE")
         .env_remove("USOCK_ROUTE_FILE")
         .env_remove("USOCK_ROUTE_DEFAULT")
@@ -97,15 +105,11 @@ fn kernel(ty: i32, port: u16) -> bool {
     !ours
 }
 
-/// Runs in the child: what the case checks.
-#[test]
-fn child_entry() {
-    let Ok(case) = std::env::var("ROUTE_FILE_CHILD") else {
-        return; // not a child: nothing to do
-    };
+/// What `case` checks, in the child.
+fn in_child(case: &str) {
     let port: u16 = std::env::var("ROUTE_FILE_PORT").unwrap().parse().unwrap();
     let (tcp, udp) = (libc::SOCK_STREAM, libc::SOCK_DGRAM);
-    match case.as_str() {
+    match case {
         // The file alone: its rules, then the default `kernel :53`.
         "file" => {
             let (fd, ours, r, e) = connect(tcp, port);
@@ -151,6 +155,9 @@ fn child_entry() {
 
 #[test]
 fn a_rule_from_the_file_routes_an_address_to_a_kernel_server() {
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
     let (l, port) = kernel_listener();
     let d = scratch("good");
     let f = d.join("rules");
@@ -165,7 +172,13 @@ fn a_rule_from_the_file_routes_an_address_to_a_kernel_server() {
         ),
     )
     .unwrap();
-    let out = child("file", port, &[("USOCK_ROUTE_FILE", f.as_os_str())], None);
+    let out = child(
+        "a_rule_from_the_file_routes_an_address_to_a_kernel_server",
+        "file",
+        port,
+        &[("USOCK_ROUTE_FILE", f.as_os_str())],
+        None,
+    );
     common::assert_child_ok(&out);
     // The child connected to the kernel server and wrote before exiting:
     // the connection waits in the backlog with its bytes.
@@ -186,16 +199,22 @@ fn a_rule_from_the_file_routes_an_address_to_a_kernel_server() {
 
 #[test]
 fn usock_route_comes_before_the_file_and_usock_route_default_after() {
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
     let d = scratch("order");
     let f = d.join("rules");
     std::fs::write(&f, "kernel udp :5354\nkernel udp :5356\n").unwrap();
+    let test = "usock_route_comes_before_the_file_and_usock_route_default_after";
     common::assert_child_ok(&child(
+        test,
         "both",
         1,
         &[("USOCK_ROUTE_FILE", f.as_os_str())],
         Some("user udp :5354"),
     ));
     common::assert_child_ok(&child(
+        test,
         "defaults",
         1,
         &[
@@ -209,6 +228,9 @@ fn usock_route_comes_before_the_file_and_usock_route_default_after() {
 
 #[test]
 fn a_bad_rule_file_stops_the_program_naming_the_file_and_the_line() {
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
     let d = scratch("bad");
     let f = d.join("rules");
     std::fs::write(
@@ -216,7 +238,14 @@ fn a_bad_rule_file_stops_the_program_naming_the_file_and_the_line() {
         "# a typo on line 4\n\nkernel udp :53\nkernel tcp :80; kernal 10.0.0.0/8\n",
     )
     .unwrap();
-    let out = child("stops", 9, &[("USOCK_ROUTE_FILE", f.as_os_str())], None);
+    let test = "a_bad_rule_file_stops_the_program_naming_the_file_and_the_line";
+    let out = child(
+        test,
+        "stops",
+        9,
+        &[("USOCK_ROUTE_FILE", f.as_os_str())],
+        None,
+    );
     let so = String::from_utf8_lossy(&out.stdout);
     let se = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{so}\n{se}");
@@ -231,6 +260,7 @@ fn a_bad_rule_file_stops_the_program_naming_the_file_and_the_line() {
     // A file that cannot be read stops it the same way.
     let missing = d.join("missing");
     let out = child(
+        test,
         "stops",
         9,
         &[("USOCK_ROUTE_FILE", missing.as_os_str())],
