@@ -10,7 +10,24 @@
 
 use std::collections::VecDeque;
 
-use userspacesock::sockbuf::{dgram_charge, SbError, MAX_ADDR_LEN};
+use userspacesock::sockbuf::SbError;
+
+/// Longest source address a datagram may carry (src/sockbuf/README.md:
+/// `AddrTooLong` above 128). The model's own copy: only the error
+/// vocabulary comes from the implementation.
+pub const ADDR_MAX: usize = 128;
+
+/// What a datagram of `total` bytes from a `src_len`-byte address costs in
+/// the receive buffer, worked out here from the record the README
+/// documents (`[len u32][src_len u32][src][payload]`): a 4-byte payload
+/// length, a 4-byte address length, the address, the payload. A partial
+/// datagram is charged its whole record from its first fragment, so that
+/// completing it never needs more room. Independent of the
+/// implementation's `dgram_charge` on purpose: a model that borrowed it
+/// would agree with any mistake in it.
+pub fn record_charge(total: u32, src_len: usize) -> u64 {
+    4 + 4 + src_len as u64 + u64::from(total)
+}
 
 /// Stream model: one `Option<u8>` per position relative to the start,
 /// recomputed from scratch on every question.
@@ -160,7 +177,7 @@ pub struct PartialModel {
 
 impl PartialModel {
     pub fn charge(&self) -> u64 {
-        dgram_charge(self.total, self.src.len())
+        record_charge(self.total, self.src.len())
     }
     pub fn edge(&self) -> usize {
         self.bytes
@@ -218,7 +235,7 @@ impl DgramModel {
         let d: u64 = self
             .done
             .iter()
-            .map(|(p, s)| dgram_charge(p.len() as u32, s.len()))
+            .map(|(p, s)| record_charge(p.len() as u32, s.len()))
             .sum();
         d + self.partial_bytes()
     }
@@ -237,7 +254,7 @@ impl DgramModel {
         data: &[u8],
         src: &[u8],
     ) -> Result<bool, SbError> {
-        if src.len() > MAX_ADDR_LEN {
+        if src.len() > ADDR_MAX {
             return self.reject(SbError::AddrTooLong);
         }
         if off as u64 + data.len() as u64 > total as u64 {
@@ -246,7 +263,7 @@ impl DgramModel {
         if data.is_empty() && total != 0 {
             return self.reject(SbError::ZeroLength);
         }
-        let charge = dgram_charge(total, src.len());
+        let charge = record_charge(total, src.len());
         if charge > self.cap {
             return self.reject(SbError::Oversized);
         }
@@ -334,4 +351,11 @@ fn models_agree_with_hand_worked_answers() {
     assert_eq!(d.evicted, 1);
     assert_eq!(d.insert(2, 2, 4, b"cd", b"s"), Ok(true));
     assert_eq!(d.done.front().map(|x| x.0.clone()), Some(b"abcd".to_vec()));
+    // A 5-byte datagram from a 16-byte sockaddr_in: 4 + 4 + 16 + 5.
+    assert_eq!(record_charge(5, 16), 29);
+    // Room for exactly one such record: a second is NoRoom, not evicted.
+    let mut d = DgramModel::new(29, 4, 4);
+    assert_eq!(d.insert(1, 0, 5, b"hello", &[0; 16]), Ok(true));
+    assert_eq!(d.used(), 29);
+    assert_eq!(d.insert(2, 0, 1, b"x", &[]), Err(SbError::NoRoom));
 }
