@@ -5,6 +5,9 @@
 use std::io::Write;
 use std::process::{Command, Output};
 
+#[cfg(feature = "std")]
+pub mod dual;
+
 /// The result of a raw system call, which must have succeeded.
 pub fn sys(r: libc::c_long) -> i32 {
     assert!(
