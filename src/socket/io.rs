@@ -143,7 +143,7 @@ impl Socket {
         loop {
             let meta = {
                 let _g = self.rx_lock.lock();
-                if bufs.len() == 1 {
+                let m = if bufs.len() == 1 {
                     let b = &mut *bufs[0];
                     if peek {
                         db.peek(b, &mut src)
@@ -161,7 +161,13 @@ impl Socket {
                         scatter(&tmp[..m.copied], bufs);
                     }
                     m
+                };
+                // A datagram read made room for a shrink SO_RCVBUF had to
+                // leave pending.
+                if m.is_some() && !peek && self.has(F_RCVBUF_PENDING) {
+                    self.follow_rcvbuf(false);
                 }
+                m
             };
             if let Some(m) = meta {
                 // Told once half the buffer is free, not at the first

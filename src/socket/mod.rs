@@ -64,6 +64,10 @@ pub(crate) const F_RCVBUF_SET: u32 = 1 << 10;
 /// the backend there is room again.
 pub(crate) const F_DGRAM_REFUSED: u32 = 1 << 11;
 
+/// SO_RCVBUF was set to a size the receive buffer could not take at once
+/// (see `Socket::follow_rcvbuf`): reads try again.
+pub(crate) const F_RCVBUF_PENDING: u32 = 1 << 13;
+
 /// An epoll set watches the backend's input fd of the socket (see
 /// `Backend::input_watched`); never cleared.
 #[cfg_attr(not(feature = "std"), allow(dead_code))]
@@ -572,6 +576,11 @@ impl Socket {
     /// the window by a whole buffer.
     fn advertise_window(&self) {
         let Rx::Stream(sb) = &self.rx else { return };
+        if self.has(F_RCVBUF_PENDING) {
+            // No further grant until the SO_RCVBUF shrink is done (see
+            // `follow_rcvbuf`).
+            return;
+        }
         let end = sb.window_end();
         let adv = self.advertised.load(Ordering::Relaxed);
         if end == adv {
@@ -592,12 +601,18 @@ impl Socket {
     /// [`AUTOTUNE_PERIOD`] of the previous whole window, the window, not the
     /// reader, limits the sender, so it doubles, up to
     /// [`STREAM_RCVBUF_MAX`](crate::config::STREAM_RCVBUF_MAX). Off once
-    /// SO_RCVBUF was set, as on Linux. Called with `rx_lock` held after
-    /// `n` bytes were read; returns whether the window grew (the caller
-    /// then advertises it).
+    /// SO_RCVBUF was set, as on Linux (then a shrink SO_RCVBUF could not
+    /// finish at once is finished here when room allows). Called with
+    /// `rx_lock` held after `n` bytes were read; returns whether the window
+    /// changed (the caller then advertises it).
     pub(crate) fn autotune(&self, sb: &StreamBuf, n: usize) -> bool {
         let cap = sb.capacity();
-        if cap >= crate::config::STREAM_RCVBUF_MAX || self.has(F_RCVBUF_SET) {
+        if self.has(F_RCVBUF_SET) {
+            // A shrink that waited for room, done now: the caller
+            // advertises the new window.
+            return self.has(F_RCVBUF_PENDING) && self.follow_rcvbuf(false);
+        }
+        if cap >= crate::config::STREAM_RCVBUF_MAX {
             return false;
         }
         if self.tune_bytes.fetch_add(n, Ordering::Relaxed) + n < cap {

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING, F_RCVBUF_SET};
+use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING, F_RCVBUF_PENDING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
 
@@ -42,10 +42,22 @@ fn buf_max(rcv: bool) -> usize {
         BUF_MAX
     }
 }
-/// Smallest receive buffer Linux allows (SOCK_MIN_RCVBUF, roughly).
+/// SOCK_MIN_RCVBUF on 64-bit Linux (2048 plus an `sk_buff`'s truesize):
+/// what any smaller SO_RCVBUF request reads back as (0 -> 2304, measured).
 const RCVBUF_MIN: usize = 2304;
-/// Smallest send buffer Linux allows (SOCK_MIN_SNDBUF, roughly).
+/// SOCK_MIN_SNDBUF: twice SOCK_MIN_RCVBUF (0 -> 4608, measured).
 const SNDBUF_MIN: usize = 4608;
+
+/// The buffer size Linux's `sk_setsockopt` gives an SO_RCVBUF or SO_SNDBUF
+/// request of `v`, with `max` its `rmem_max`/`wmem_max` and `min` its
+/// SOCK_MIN_*BUF: `min_t(u32, v, max)`, so a negative request is a huge
+/// unsigned one and gets the maximum (-1 -> 2 * max, not the minimum);
+/// then doubled ("to account for struct sk_buff etc. overhead"), kept
+/// below `INT_MAX`, and raised to `min`.
+fn linux_buf_size(v: i32, max: usize, min: usize) -> usize {
+    let v = (v as u32 as usize).min(max).min(i32::MAX as usize / 2);
+    (v * 2).max(min)
+}
 
 /// Option values stored per socket.
 #[derive(Clone, Copy, Debug)]
@@ -61,6 +73,11 @@ pub struct Options {
     linger_on: bool,
     linger_secs: i32,
     sndbuf: usize,
+    /// SO_RCVBUF as set (what getsockopt reports, as Linux reports
+    /// `sk_rcvbuf`); None until set, when the receive window is reported.
+    /// The window itself follows it as soon as it may (see
+    /// `Socket::follow_rcvbuf`).
+    pub(crate) rcvbuf: Option<usize>,
     rcvlowat: i32,
     keepidle: i32,
     keepintvl: i32,
@@ -82,6 +99,7 @@ impl Options {
             linger_on: false,
             linger_secs: 0,
             sndbuf: DEFAULT_SNDBUF,
+            rcvbuf: None,
             rcvlowat: 1,
             keepidle: 7200,
             keepintvl: 75,
@@ -214,7 +232,7 @@ impl Socket {
                 SO_BROADCAST => b(o.broadcast),
                 SO_OOBINLINE => b(o.oobinline),
                 SO_DONTROUTE => b(o.dontroute),
-                SO_RCVBUF => Ok(OptVal::Int(self.rcvbuf() as i32)),
+                SO_RCVBUF => Ok(OptVal::Int(o.rcvbuf.unwrap_or_else(|| self.rcvbuf()) as i32)),
                 SO_SNDBUF => Ok(OptVal::Int(o.sndbuf as i32)),
                 SO_RCVLOWAT => Ok(OptVal::Int(o.rcvlowat)),
                 SO_SNDLOWAT => Ok(OptVal::Int(1)),
@@ -288,43 +306,14 @@ impl Socket {
                 SO_DONTROUTE => flag(|o, v| o.dontroute = v),
                 SO_RCVLOWAT => int(|o, v| o.rcvlowat = v.max(1)),
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
-                SO_SNDBUF => int(|o, v| {
-                    o.sndbuf = (v.max(0) as usize)
-                        .min(buf_max(false))
-                        .saturating_mul(2)
-                        .max(SNDBUF_MIN)
-                }),
+                SO_SNDBUF => int(|o, v| o.sndbuf = linux_buf_size(v, buf_max(false), SNDBUF_MIN)),
                 SO_RCVBUF => {
-                    let v = int_arg(val)?;
-                    let cap = (v.max(0) as usize)
-                        .min(buf_max(true))
-                        .saturating_mul(2)
-                        .max(RCVBUF_MIN);
+                    let cap = linux_buf_size(int_arg(val)?, buf_max(true), RCVBUF_MIN);
                     Ok(Box::new(move |s: &Socket| {
-                        s.set(F_RCVBUF_SET);
+                        s.ctl.lock().opts.rcvbuf = Some(cap);
+                        s.set(F_RCVBUF_SET | F_RCVBUF_PENDING);
                         let _g = s.rx_lock.lock();
-                        // Shrinking below what is buffered is refused by the
-                        // Socket Buffer; Linux never fails here, it only
-                        // applies the size to future data, so keep the old
-                        // size in that case.
-                        let _ = match &s.rx {
-                            Rx::Stream(sb) => {
-                                // A window already granted is never taken
-                                // back (a sender may be using it), as TCP
-                                // never shrinks its advertised window.
-                                let granted = s
-                                    .advertised
-                                    .load(Ordering::Relaxed)
-                                    .wrapping_sub(sb.read_offset());
-                                let floor = if granted > u32::MAX as u64 {
-                                    0
-                                } else {
-                                    granted as usize
-                                };
-                                sb.set_capacity(cap.max(floor))
-                            }
-                            Rx::Dgram(db) => db.set_capacity(cap),
-                        };
+                        s.follow_rcvbuf(true);
                         drop(_g);
                         s.advertise_window_now();
                         Ok(())
@@ -385,6 +374,54 @@ impl Socket {
             },
             _ => Err(wrong_level(&self.info)),
         }
+    }
+
+    /// Brings the receive buffer to the SO_RCVBUF last set, as far as it
+    /// may go; clears `F_RCVBUF_PENDING` once it is there. Linux applies a
+    /// new size to future data only and never fails the call, while here
+    /// the size is the ring's: it cannot drop below what is buffered, and a
+    /// stream window already granted to the sender is never taken back (as
+    /// TCP never shrinks its advertised window). So `setting` (the
+    /// setsockopt itself) shrinks as far as that allows, and the rest waits
+    /// until reads have made room for the whole shrink: the read paths call
+    /// this while the flag is set, and resize only then, not a step per
+    /// read. Meanwhile a stream's window is not advertised further (see
+    /// `Socket::advertise_window`), so the sender uses up what it was
+    /// granted and the shrink completes; it cannot stall, as a sender
+    /// waits only after sending all it was granted, and reading that brings
+    /// the grant within `want`. Returns whether the buffer is at the size
+    /// set. Called with `rx_lock` held.
+    pub(crate) fn follow_rcvbuf(&self, setting: bool) -> bool {
+        let Some(want) = self.ctl.lock().opts.rcvbuf else {
+            return false;
+        };
+        let there = match &self.rx {
+            Rx::Stream(sb) => {
+                let granted = self
+                    .advertised
+                    .load(Ordering::Relaxed)
+                    .wrapping_sub(sb.read_offset());
+                // Beyond u32: the difference wrapped, nothing is granted
+                // past the reads.
+                let floor = if granted > u64::from(u32::MAX) {
+                    0
+                } else {
+                    granted as usize
+                };
+                let cap = want.max(floor);
+                if (setting || cap == want) && sb.capacity() != cap {
+                    let _ = sb.set_capacity(cap);
+                }
+                sb.capacity() == want
+            }
+            // Refused while more than `want` is buffered: tried again after
+            // the next read.
+            Rx::Dgram(db) => db.capacity() == want || db.set_capacity(want).is_ok(),
+        };
+        if there {
+            self.clear(F_RCVBUF_PENDING);
+        }
+        there
     }
 
     /// Tells the backend the window now, whatever it moved by.

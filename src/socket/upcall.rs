@@ -117,19 +117,17 @@ pub fn incoming(listener: SockHandle, state: SockState) -> Result<SockHandle, Er
     };
     child.bind_backend(backend, state);
     child.set(F_BOUND);
-    if l.has(F_RCVBUF_SET) {
-        // An accepted socket starts with its listener's SO_RCVBUF (and, as
-        // on Linux, without autotuning).
-        if let (Rx::Stream(lsb), Rx::Stream(csb)) = (&l.rx, &child.rx) {
-            let _ = csb.set_capacity(lsb.capacity());
-        }
-        child.set(F_RCVBUF_SET);
-    }
+    let lo = l.ctl.lock().opts;
     {
-        let lo = l.ctl.lock().opts;
         let mut c = child.ctl.lock();
         c.parent = Some(Arc::downgrade(&l));
         c.opts = lo;
+    }
+    if let (Some(want), Rx::Stream(csb)) = (lo.rcvbuf, &child.rx) {
+        // An accepted socket starts with its listener's SO_RCVBUF (and, as
+        // on Linux, without autotuning); it is empty, so the size fits.
+        child.set(F_RCVBUF_SET);
+        let _ = csb.set_capacity(want);
     }
     Ok(child.handle)
 }
