@@ -109,6 +109,41 @@ pub fn compare(case: &str, kernel: impl FnOnce() -> Trace, library: impl FnOnce(
             );
         }
     }
+    // Shown with --nocapture: what was compared.
+    println!("{case}: {n} observations agree");
+    for (w, v) in &k.seen {
+        println!("  {w} = {v}");
+    }
+}
+
+/// A divergence from Linux that is known and not fixed yet: runs both
+/// sides like [`compare`], and fails if they agree (the divergence is gone:
+/// drop the exception and compare again). Either way it says so on stderr
+/// past libtest's capture, so that it shows in every run.
+pub fn known_divergence(
+    case: &str,
+    note: &str,
+    kernel: impl FnOnce() -> Trace,
+    library: impl FnOnce() -> Trace,
+) {
+    use std::io::Write;
+    let k = run_side(case, "the kernel", kernel);
+    let l = run_side(case, "the library", library);
+    assert!(
+        k.seen != l.seen,
+        "{case}: the known divergence ({note}) is gone: compare this case again"
+    );
+    let first = k.seen.iter().zip(&l.seen).position(|(a, b)| a != b);
+    let show = |t: &Trace, i: Option<usize>| {
+        i.and_then(|i| t.seen.get(i))
+            .map_or("(nothing)".to_string(), |(w, v)| format!("{w} = {v}"))
+    };
+    let _ = writeln!(
+        std::io::stderr(),
+        "KNOWN DIVERGENCE {case}: {note}\n  kernel: {}\n  library: {}",
+        show(&k, first),
+        show(&l, first)
+    );
 }
 
 fn run_side(case: &str, side: &str, f: impl FnOnce() -> Trace) -> Trace {
