@@ -93,7 +93,13 @@ impl Socket {
         if !self.is_stream() {
             return self.connect_dgram(addr);
         }
-        self.check_family(addr)?;
+        // AF_UNIX validates the address first (unix_stream_connect); TCP
+        // looks at the socket's state first (__inet_stream_connect), so a
+        // listening or connected socket is EISCONN whatever the address.
+        let ip = self.info.domain != AF_UNIX;
+        if !ip {
+            self.check_family(addr)?;
+        }
         let f = self.flags();
         if f & F_LISTENING != 0 {
             return Err(if self.info.domain == AF_UNIX {
@@ -110,6 +116,9 @@ impl Socket {
                 return Err(EALREADY);
             }
             return self.finish_connect();
+        }
+        if ip {
+            self.check_family(addr)?;
         }
         let b = self.select(ClaimOp::Connect, addr)?;
         // A refusal left over from an earlier attempt belongs to that one.
