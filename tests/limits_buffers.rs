@@ -508,3 +508,47 @@ fn huge_buffer_requests_are_capped_not_allocated() {
         "peak RSS {hwm} kB after asking for a 2 GiB buffer"
     );
 }
+
+/// Sends from `fd` without waiting until refused; returns the bytes sent.
+fn push_until_full(fd: i32) -> usize {
+    let chunk = vec![4u8; 4096];
+    let mut n = 0;
+    loop {
+        match Lib::sendto(fd, &chunk, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL, None) {
+            Ok(k) => n += k,
+            Err(e) => {
+                assert_eq!(e, libc::EAGAIN);
+                return n;
+            }
+        }
+        assert!(n < 64 << 20, "the window never closed");
+    }
+}
+
+/// The library's own accounting, no Linux counterpart (Linux's window is
+/// not SO_RCVBUF's bytes): its receive window is the size SO_RCVBUF last
+/// set. A shrink below what the sender was already granted waits until
+/// the grant is used up; from then on no more than the new size is ever
+/// in flight, and the window does not grow again.
+#[test]
+fn the_library_window_follows_a_shrinking_so_rcvbuf() {
+    let l = tcp_listener::<Lib>();
+    let (c, s) = tcp_pair::<Lib>(l);
+    Lib::set_int(s, SOL_SOCKET, SO_RCVBUF, 5000).unwrap();
+    assert_eq!(Lib::get_int(s, SOL_SOCKET, SO_RCVBUF), Ok(10_000));
+    // First round: what was granted before the shrink.
+    let first = push_until_full(c);
+    assert_eq!(first, userspacesock::socket::DEFAULT_STREAM_RCVBUF);
+    drain::<Lib>(s, first, 4);
+    let mut moved = 0;
+    for round in 0..50 {
+        let n = push_until_full(c);
+        assert!(n <= 10_000, "round {round}: {n} bytes in flight");
+        drain::<Lib>(s, n, 4);
+        moved += n;
+    }
+    assert!(moved > 0, "the connection stalled");
+    for fd in [c, s, l] {
+        Lib::close(fd).unwrap();
+    }
+}
