@@ -409,10 +409,14 @@ impl Socket {
                     granted as usize
                 };
                 let cap = want.max(floor);
+                let mut refused = false;
                 if (setting || cap == want) && sb.capacity() != cap {
-                    let _ = sb.set_capacity(cap);
+                    refused = sb.set_capacity(cap).is_err();
                 }
-                sb.capacity() == want
+                // Refused at `want` (no memory for the new ring; nothing
+                // buffered exceeds the grant): keep the ring as it is
+                // rather than hold the window shut.
+                sb.capacity() == want || (refused && cap == want)
             }
             // Refused while more than `want` is buffered: tried again after
             // the next read.
