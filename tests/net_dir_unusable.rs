@@ -4,35 +4,32 @@
 //! one line on stderr says why. A usable one carries the sockets, and
 //! `USOCK_STATS` says so.
 //!
-//! The variable is read once per process, so each case runs this test
-//! binary again as a child (`NET_DIR_CHILD` names the case); the child's
-//! entry is `#[ignore]`d so that it never counts as a test of its own.
-
-use std::process::Command;
+//! The variable is read once per process, so each test runs itself again
+//! as a child with the variable set (`NET_DIR_CHILD` names the case, which
+//! the child runs instead of the parent's part).
 
 mod common;
 
-fn child(case: &str, env: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child_entry", "--ignored", "--nocapture"])
-        .env("NET_DIR_CHILD", case)
-        .env_remove("USOCK_NET")
-        .env_remove("USOCK_STATS");
+const CHILD: &str = "NET_DIR_CHILD";
+
+/// Runs `test` again in a child, for `case`, with `env` set.
+fn child(test: &str, case: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = common::child_command(test, CHILD, case);
+    c.env_remove("USOCK_NET").env_remove("USOCK_STATS");
     for (k, v) in env {
         c.env(k, v);
     }
     c.output().unwrap()
 }
 
-#[test]
-#[ignore = "the child's side of the cases below"]
-fn child_entry() {
-    let case = std::env::var("NET_DIR_CHILD").expect("run by the tests below");
+/// What `case` checks, in the child: socket(), and for a usable network a
+/// bind it carries.
+fn in_child(case: &str) {
     // SAFETY: socket() with integer arguments (the library's, linked in).
     let fd =
         unsafe { userspacesock::api::posix::usock_socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap();
-    match case.as_str() {
+    match case {
         "missing" => assert_eq!((fd, errno), (-1, libc::ENOENT)),
         "file" => assert_eq!((fd, errno), (-1, libc::ENOTDIR)),
         "good" => {
@@ -55,7 +52,14 @@ fn child_entry() {
 
 #[test]
 fn missing_directory_fails_socket_with_enoent() {
-    let out = child("missing", &[("USOCK_NET", "/nonexistent/usock-net")]);
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
+    let out = child(
+        "missing_directory_fails_socket_with_enoent",
+        "missing",
+        &[("USOCK_NET", "/nonexistent/usock-net")],
+    );
     common::assert_child_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -66,19 +70,30 @@ fn missing_directory_fails_socket_with_enoent() {
 
 #[test]
 fn a_file_fails_socket_with_enotdir() {
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
     let f = std::env::temp_dir().join(format!("usock-net-file-{}", std::process::id()));
     std::fs::write(&f, b"").unwrap();
-    let out = child("file", &[("USOCK_NET", f.to_str().unwrap())]);
+    let out = child(
+        "a_file_fails_socket_with_enotdir",
+        "file",
+        &[("USOCK_NET", f.to_str().unwrap())],
+    );
     std::fs::remove_file(&f).unwrap();
     common::assert_child_ok(&out);
 }
 
 #[test]
 fn a_usable_directory_carries_the_sockets_and_stats_say_so() {
+    if let Some(case) = common::child_case(CHILD) {
+        return in_child(&case);
+    }
     let dir = std::env::temp_dir().join(format!("usock-net-ok-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let stats = dir.with_extension("stats");
     let out = child(
+        "a_usable_directory_carries_the_sockets_and_stats_say_so",
         "good",
         &[
             ("USOCK_NET", dir.to_str().unwrap()),
