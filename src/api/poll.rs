@@ -252,7 +252,7 @@ unsafe fn poll_mixed(
     timeout: Option<Duration>,
     _mask: Option<*const sigset_t>,
 ) -> c_int {
-    let sig = Arc::new(PollSignal::new(-1));
+    let sig = Arc::new(crate::socket::wait::PollSignal::new(-1));
     let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
     let regs: Vec<Option<u64>> = socks
         .iter()

@@ -119,10 +119,8 @@ impl PollSignal {
         if self.efd < 0 {
             // A waiter without an eventfd sleeps on `word`.
             platform::futex_wake_all(&self.word);
-            return;
-        }
-        #[cfg(feature = "std")]
-        if self.armed.load(Ordering::SeqCst) {
+        } else if self.armed.load(Ordering::SeqCst) {
+            #[cfg(feature = "std")]
             platform::eventfd_signal(self.efd);
         }
     }
