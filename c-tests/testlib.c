@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 
 #define TL_MAX 256
 
@@ -27,8 +28,12 @@ static int tl_passed, tl_failed, tl_skipped;
 static const char *tl_prog = "?";
 static char tl_dir[64];
 static atomic_uint tl_counter;
+static int tl_timeout = 20;
 
 const char *const tl_fam_names[FAM_COUNT] = {"inet", "inet6", "unix", "abstract"};
+const char *const tl_unix_names[UX_COUNT] = {"pair", "path", "abstract"};
+/* In a tl_child child: the pipe its failure message goes to. */
+static int tl_child_fd = -1;
 
 void tl_register(const char *name, tl_fn fn)
 {
@@ -50,6 +55,18 @@ void tl_register_fam(const char *name, tl_fam_fn fn)
     }
 }
 
+void tl_register_unix(const char *name, tl_fam_fn fn)
+{
+    for (int h = 0; h < UX_COUNT; h++) {
+        if (tl_ncases >= TL_MAX)
+            abort();
+        snprintf(tl_cases[tl_ncases].name, sizeof tl_cases[0].name, "%s/%s",
+                 name, tl_unix_names[h]);
+        tl_cases[tl_ncases].fam_fn = fn;
+        tl_cases[tl_ncases++].fam = h;
+    }
+}
+
 const char *tl_errname(int e)
 {
     const char *n = e ? strerrorname_np(e) : "0";
@@ -60,6 +77,8 @@ const char *tl_errname(int e)
  * any other thread ends (the case's outcome is already recorded). */
 static __attribute__((noreturn)) void tl_end_case(void)
 {
+    if (tl_child_fd >= 0)
+        _exit(1);
     if (pthread_equal(pthread_self(), tl_main_thread))
         siglongjmp(tl_jmp, 1);
     pthread_exit(NULL);
@@ -72,6 +91,15 @@ void tl_fail(const char *file, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (tl_child_fd >= 0) {
+        /* In tl_child's child: the parent prints it and fails the case. */
+        char out[640];
+        int n = snprintf(out, sizeof out, "F%s:%d: %s", file, line, msg);
+        if (n >= (int)sizeof out)
+            n = (int)sizeof out - 1;
+        if (write(tl_child_fd, out, (size_t)n) < 0) { /* the exit status tells */ }
+        _exit(1);
+    }
     fprintf(stdout, "  %s:%d: [%s] %s\n", file, line, tl_cur_name, msg);
     fflush(stdout);
     atomic_store(&tl_cur_failed, 1);
@@ -111,6 +139,15 @@ void t_skip(const char *name, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
+    if (tl_child_fd >= 0) {
+        /* In tl_child's child: the parent skips with this name and reason. */
+        char out[400];
+        int n = snprintf(out, sizeof out, "S%s\n%s", name, reason);
+        if (n >= (int)sizeof out)
+            n = (int)sizeof out - 1;
+        if (write(tl_child_fd, out, (size_t)n) < 0) { /* the exit status tells */ }
+        _exit(1);
+    }
     printf("SKIP %s: %s\n", name, reason);
     const char *log = getenv("USOCK_SKIP_LOG");
     if (log && *log) {
@@ -171,8 +208,6 @@ static void tl_on_alarm(int sig)
     tl_cleanup();
     _exit(1);
 }
-
-static int tl_timeout = 20;
 
 static __attribute__((noinline)) void tl_run_case(struct tl_case *c)
 {
@@ -276,6 +311,134 @@ int tl_domain(int fam)
 void tl_path(char *buf, size_t n)
 {
     snprintf(buf, n, "%s/s%u", tl_dir, atomic_fetch_add(&tl_counter, 1));
+}
+
+const char *tl_tmpdir(void)
+{
+    return tl_dir;
+}
+
+int tl_in_child(void)
+{
+    return tl_child_fd >= 0;
+}
+
+long tl_sysctl(const char *path)
+{
+    FILE *f = fopen(path, "re");
+    long v;
+    if (!f)
+        t_skip("procfs", "cannot read %s (%s)", path, tl_errname(errno));
+    int n = fscanf(f, "%ld", &v);
+    fclose(f);
+    if (n != 1)
+        t_skip("procfs", "no number in %s", path);
+    return v;
+}
+
+void tl_child(void (*fn)(void *arg), void *arg)
+{
+    int p[2];
+    OK(pipe2(p, O_CLOEXEC));
+    fflush(stdout);
+    pid_t pid = (pid_t)OK(fork());
+    if (pid == 0) {
+        close(p[0]);
+        tl_child_fd = p[1];
+        fn(arg);
+        _exit(0);
+    }
+    close(p[1]);
+    char msg[700];
+    size_t got = 0;
+    long deadline = tl_now_ms() + (tl_timeout > 4 ? tl_timeout - 2 : 2) * 1000L;
+    int hung = 0;
+    for (;;) {
+        long left = deadline - tl_now_ms();
+        if (left <= 0) {
+            hung = 1;
+            break;
+        }
+        struct pollfd pf = {p[0], POLLIN, 0};
+        int r = poll(&pf, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            hung = 1;
+            break;
+        }
+        ssize_t n = read(p[0], msg + got, sizeof msg - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (got == sizeof msg - 1)
+            break;
+    }
+    msg[got] = 0;
+    close(p[0]);
+    if (hung)
+        kill(pid, SIGKILL);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    if (hung)
+        tl_fail(__FILE__, __LINE__, "child %d did not finish in time (killed)", (int)pid);
+    if (msg[0] == 'S') {
+        char *nl = strchr(msg, '\n');
+        if (nl)
+            *nl = 0;
+        t_skip(msg + 1, "%s (in a child process)", nl ? nl + 1 : "");
+    }
+    if (msg[0] == 'F') {
+        /* The child's own file:line, as a failure here would print it. */
+        printf("  %s [%s] (in child %d)\n", msg + 1, tl_cur_name, (int)pid);
+        fflush(stdout);
+        atomic_store(&tl_cur_failed, 1);
+        tl_end_case();
+    }
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        tl_fail(__FILE__, __LINE__, "child %d ended with %s %d and no message", (int)pid,
+                WIFSIGNALED(st) ? "signal" : "status",
+                WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+void tl_unix_pair(int how, int type, int *a, int *b)
+{
+    int base = type & ~(SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int flags = type & (SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (how == UX_PAIR) {
+        int sv[2];
+        OK(socketpair(AF_UNIX, type, 0, sv));
+        *a = sv[0];
+        *b = sv[1];
+        return;
+    }
+    int fam = how == UX_PATH ? FAM_UNIX : FAM_ABSTRACT;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    if (base == SOCK_DGRAM) {
+        struct sockaddr_storage sa;
+        socklen_t la;
+        *a = (int)OK(socket(AF_UNIX, type, 0));
+        *b = (int)OK(socket(AF_UNIX, type, 0));
+        tl_addr(fam, &sa, &la);
+        tl_addr(fam, &ss, &len);
+        OK(bind(*a, (struct sockaddr *)&sa, la));
+        OK(bind(*b, (struct sockaddr *)&ss, len));
+        OK(connect(*a, (struct sockaddr *)&ss, len));
+        OK(connect(*b, (struct sockaddr *)&sa, la));
+        return;
+    }
+    int l = (int)OK(socket(AF_UNIX, base, 0));
+    tl_addr(fam, &ss, &len);
+    OK(bind(l, (struct sockaddr *)&ss, len));
+    OK(listen(l, 8));
+    *a = (int)OK(socket(AF_UNIX, type, 0));
+    OK(connect(*a, (struct sockaddr *)&ss, len));
+    *b = (int)OK(accept4(l, NULL, NULL, flags));
+    OK(close(l));
 }
 
 void tl_addr(int fam, struct sockaddr_storage *ss, socklen_t *len)

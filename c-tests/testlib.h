@@ -83,6 +83,21 @@ void tl_register_fam(const char *name, tl_fam_fn fn);
     }                                                                         \
     static void name(int fam)
 
+/* AF_UNIX cases run once per way of making a connected pair: from
+ * socketpair(), through a pathname listener/receiver, through an abstract
+ * one; reported as name/pair, name/path, name/abstract. */
+enum tl_unix_how { UX_PAIR, UX_PATH, UX_ABSTRACT, UX_COUNT };
+extern const char *const tl_unix_names[UX_COUNT];
+void tl_register_unix(const char *name, tl_fam_fn fn);
+
+#define TEST_UNIX(name)                                                       \
+    static void name(int how);                                                \
+    __attribute__((constructor)) static void tl_reg_##name(void)              \
+    {                                                                         \
+        tl_register_unix(#name, name);                                        \
+    }                                                                         \
+    static void name(int how)
+
 /* ---- assertions ------------------------------------------------------ */
 
 void tl_fail(const char *file, int line, const char *fmt, ...)
@@ -149,6 +164,24 @@ void tl_stream_pair(int fam, int *c, int *s);
 void tl_dgram_pair(int fam, int *a, int *b);
 /* a fresh pathname under the private temp dir. */
 void tl_path(char *buf, size_t n);
+
+/* A connected AF_UNIX pair of `type` (SOCK_STREAM, SOCK_SEQPACKET or
+ * SOCK_DGRAM, optionally | SOCK_NONBLOCK / SOCK_CLOEXEC) made `how`
+ * (enum tl_unix_how): *a is the connecting end, *b the accepted one (or
+ * for datagrams two bound sockets connected to each other). */
+void tl_unix_pair(int how, int type, int *a, int *b);
+/* Runs fn(arg) in a forked child process and waits for it. A CHECK that
+ * fails there (or a t_skip) ends the child and fails (or skips) the case
+ * here with the child's message; so does a child that crashes, or that
+ * has not finished after TL_TIMEOUT - 2 seconds (it is killed). The child
+ * must not start threads (TSan). */
+void tl_child(void (*fn)(void *arg), void *arg);
+/* Whether this process is the child of tl_child. */
+int tl_in_child(void);
+/* The integer in a /proc/sys file; t_skip("procfs") if unreadable. */
+long tl_sysctl(const char *path);
+/* The directory of tl_path's names. */
+const char *tl_tmpdir(void);
 
 ssize_t tl_write_all(int fd, const void *buf, size_t n);
 ssize_t tl_read_all(int fd, void *buf, size_t n); /* stops at EOF */
