@@ -7,12 +7,13 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-#define TL_MAX 256
+#define TL_MAX 512
 
 struct tl_case {
     char name[96];
     tl_fn fn;
     tl_fam_fn fam_fn;
+    tl_unix_fn unix_fn;
     int fam;
 };
 
@@ -65,6 +66,22 @@ void tl_register_unix(const char *name, tl_fam_fn fn)
         tl_cases[tl_ncases].fam_fn = fn;
         tl_cases[tl_ncases++].fam = h;
     }
+}
+
+const int tl_unix_types[3] = {SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET};
+
+void tl_register_unix_types(const char *name, tl_unix_fn fn)
+{
+    static const char *const tn[3] = {"stream", "dgram", "seqpacket"};
+    for (int t = 0; t < 3; t++)
+        for (int h = 0; h < UX_COUNT; h++) {
+            if (tl_ncases >= TL_MAX)
+                abort();
+            snprintf(tl_cases[tl_ncases].name, sizeof tl_cases[0].name, "%s/%s/%s",
+                     name, tn[t], tl_unix_names[h]);
+            tl_cases[tl_ncases].unix_fn = fn;
+            tl_cases[tl_ncases++].fam = t * UX_COUNT + h;
+        }
 }
 
 const char *tl_errname(int e)
@@ -214,6 +231,8 @@ static __attribute__((noinline)) void tl_run_case(struct tl_case *c)
     if (sigsetjmp(tl_jmp, 1) == 0) {
         if (c->fn)
             c->fn();
+        else if (c->unix_fn)
+            c->unix_fn(c->fam % UX_COUNT, tl_unix_types[c->fam / UX_COUNT]);
         else
             c->fam_fn(c->fam);
     }

@@ -90,6 +90,20 @@ enum tl_unix_how { UX_PAIR, UX_PATH, UX_ABSTRACT, UX_COUNT };
 extern const char *const tl_unix_names[UX_COUNT];
 void tl_register_unix(const char *name, tl_fam_fn fn);
 
+/* Once per type (stream, dgram, seqpacket) and way (as TEST_UNIX):
+ * name/stream/pair ... name/seqpacket/abstract; `type` is the SOCK_ type. */
+typedef void (*tl_unix_fn)(int how, int type);
+extern const int tl_unix_types[3];
+void tl_register_unix_types(const char *name, tl_unix_fn fn);
+
+#define TEST_UNIX_TYPES(name)                                                 \
+    static void name(int how, int type);                                      \
+    __attribute__((constructor)) static void tl_reg_##name(void)              \
+    {                                                                         \
+        tl_register_unix_types(#name, name);                                  \
+    }                                                                         \
+    static void name(int how, int type)
+
 #define TEST_UNIX(name)                                                       \
     static void name(int how);                                                \
     __attribute__((constructor)) static void tl_reg_##name(void)              \
