@@ -957,13 +957,14 @@ static void too_many_refs(void *arg)
         OK(setresgid(NOBODY, NOBODY, NOBODY));
         OK(setresuid(NOBODY, NOBODY, NOBODY));
     }
+    int sv[2], p[2];
+    OK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
+    OK(pipe(p));
+    /* the limit goes down only now: what counts is fds in flight */
     struct rlimit rl;
     OK(getrlimit(RLIMIT_NOFILE, &rl));
     rl.rlim_cur = 32;
     OK(setrlimit(RLIMIT_NOFILE, &rl));
-    int sv[2], p[2];
-    OK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
-    OK(pipe(p));
     int fds[10];
     for (int i = 0; i < 10; i++)
         fds[i] = p[1];
