@@ -94,6 +94,38 @@ TEST(names_dgram_connected_keeps_peer_after_unlink)
     close(d);
 }
 
+TEST(names_new_file_after_unlink_is_another_socket)
+{
+    /* a socket whose file was unlinked holds no name: a new socket file,
+     * even one the file system gives the old inode number (ext4 reuses
+     * it at once), is a different socket */
+    for (int i = 0; i < 8; i++) {
+        char p[108], q[108];
+        tl_path(p, sizeof p);
+        tl_path(q, sizeof q);
+        struct sockaddr_un pu, qu;
+        socklen_t pl = path_addr(&pu, p), ql = path_addr(&qu, q);
+        int a = sock_at(SOCK_DGRAM, &pu, pl);
+        struct stat st;
+        OK(stat(p, &st));
+        OK(unlink(p));
+        int b = sock_at(SOCK_DGRAM, &qu, ql);
+        int s = (int)OK(socket(AF_UNIX, SOCK_DGRAM, 0));
+        CHECK_EQ(OK(sendto(s, "q", 1, 0, (struct sockaddr *)&qu, ql)), 1);
+        char c;
+        CHECK_EQ(OK(recv(b, &c, 1, MSG_DONTWAIT)), 1);
+        CHECK_ERRNO(recv(a, &c, 1, MSG_DONTWAIT), EAGAIN);
+        /* the old path is free again */
+        int a2 = sock_at(SOCK_DGRAM, &pu, pl);
+        close(a2);
+        close(s);
+        close(b);
+        close(a);
+        OK(unlink(p));
+        OK(unlink(q));
+    }
+}
+
 TEST(names_stream_connection_survives_unlink)
 {
     char p[108];
