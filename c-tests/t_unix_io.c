@@ -1009,3 +1009,25 @@ TEST(io_poll_unconnected_and_listener)
     close(c);
     close(l);
 }
+
+TEST_UNIX_TYPES(io_zero_length_sends)
+{
+    int a, b;
+    tl_unix_pair(how, type, &a, &b);
+    CHECK_EQ(OK(send(a, "", 0, 0)), 0);
+    CHECK_EQ(OK(write(a, "", 0)), 0);
+    char c;
+    if (type == SOCK_STREAM) {
+        /* nothing is queued on a stream */
+        CHECK_EQ(events_now(b), POLLOUT);
+        CHECK_ERRNO(recv(b, &c, 1, MSG_DONTWAIT), EAGAIN);
+    } else {
+        /* an empty datagram or record each */
+        CHECK_EQ(events_now(b), POLLIN | POLLOUT);
+        CHECK_EQ(OK(recv(b, &c, 1, MSG_DONTWAIT)), 0);
+        CHECK_EQ(OK(recv(b, &c, 1, MSG_DONTWAIT)), 0);
+        CHECK_ERRNO(recv(b, &c, 1, MSG_DONTWAIT), EAGAIN);
+    }
+    close(a);
+    close(b);
+}

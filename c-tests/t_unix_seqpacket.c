@@ -569,3 +569,30 @@ TEST_UNIX(seqpacket_siocinq_siocoutq)
     close(a);
     close(b);
 }
+
+TEST_UNIX(seqpacket_recvfrom_reports_sender)
+{
+    int a, b;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    struct sockaddr_storage from, bn;
+    socklen_t bl = tl_name(b, &bn);
+    /* from the unnamed client: no address */
+    CHECK_EQ(OK(send(a, "c", 1, 0)), 1);
+    socklen_t fl = sizeof from;
+    char c;
+    CHECK_EQ(OK(recvfrom(b, &c, 1, 0, (struct sockaddr *)&from, &fl)), 1);
+    CHECK_EQ(fl, 0);
+    /* from the accepted socket: the listener's name (none for a pair) */
+    CHECK_EQ(OK(send(b, "s", 1, 0)), 1);
+    fl = sizeof from;
+    memset(&from, 0, sizeof from);
+    CHECK_EQ(OK(recvfrom(a, &c, 1, 0, (struct sockaddr *)&from, &fl)), 1);
+    if (how == UX_PAIR) {
+        CHECK_EQ(fl, 0);
+    } else {
+        CHECK_EQ(fl, bl);
+        CHECK(memcmp(&from, &bn, bl) == 0);
+    }
+    close(a);
+    close(b);
+}
