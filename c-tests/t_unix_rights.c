@@ -230,7 +230,7 @@ TEST(rights_pass_listener_then_accept)
 TEST(rights_pass_inet_and_datagram_sockets)
 {
     int sv[2];
-    OK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv));
+    OK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
     int u = tl_bound(FAM_INET, SOCK_DGRAM);
     int d = tl_bound(FAM_ABSTRACT, SOCK_DGRAM);
     struct sockaddr_storage un, dn;
