@@ -5,6 +5,8 @@
 
 use core::fmt;
 
+use crate::consts::{AF_INET, AF_INET6};
+
 /// Largest address kept, the size of `struct sockaddr_storage`.
 pub const ADDR_MAX: usize = 128;
 
@@ -39,6 +41,20 @@ impl SockAddr {
         };
         out.bytes[..2].copy_from_slice(&(family as u16).to_ne_bytes());
         out
+    }
+
+    /// The family's unspecified address (0.0.0.0:0, [::]:0; an unnamed
+    /// socket's address for any other family), what an implicit bind or a
+    /// listen without bind selects a backend with.
+    pub fn unspecified(family: i32) -> SockAddr {
+        let len = match family {
+            AF_INET => 16,
+            AF_INET6 => 28,
+            _ => 2,
+        };
+        let mut b = [0u8; 28];
+        b[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        SockAddr::from_bytes(&b[..len]).unwrap_or_else(|| SockAddr::unnamed(family))
     }
 
     /// The bytes of the address.

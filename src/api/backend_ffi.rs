@@ -20,9 +20,9 @@ use core::ffi::{c_char, c_int, c_void, CStr};
 use super::ffi::guard;
 use crate::addr::{SockAddr, ADDR_MAX};
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::backend::{registry, wire};
 use crate::consts::*;
-use crate::socket::upcall;
 
 /// Version of `struct usock_backend_ops` this library understands.
 pub const USOCK_BACKEND_ABI_VERSION: u32 = 1;

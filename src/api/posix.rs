@@ -124,7 +124,7 @@ pub unsafe extern "C" fn usock_socketpair(
                 ty: ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC),
                 protocol,
             };
-            let unspec = crate::socket::unspecified_addr(domain);
+            let unspec = crate::addr::SockAddr::unspecified(domain);
             if super::fork::route_gate(|| crate::route::decide(&info, &unspec))
                 == crate::route::Route::Kernel
             {
@@ -236,7 +236,7 @@ pub unsafe extern "C" fn usock_accept4(
         child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
         let peer = child
             .peer_addr()
-            .unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
+            .unwrap_or_else(|_| crate::addr::SockAddr::unspecified(child.info.domain));
         let nfd = match fdops::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),

@@ -136,7 +136,7 @@ pub trait Backend: Send + Sync {
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno>;
 
     /// Starts listening; incoming connections arrive through
-    /// [`crate::socket::upcall::incoming`].
+    /// [`crate::backend::upcall::incoming`].
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno>;
 
     /// Stream sockets: starts connecting; the outcome arrives through
@@ -170,7 +170,7 @@ pub trait Backend: Send + Sync {
     /// unless the socket is connected. Never blocks. A datagram it cannot
     /// take now (its receiver keeps datagrams and is full) is refused with
     /// `EAGAIN`; a blocking sender then waits for
-    /// [`crate::socket::upcall::writable`], or a millisecond.
+    /// [`crate::backend::upcall::writable`], or a millisecond.
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno>;
 
     /// The receiver's window moved: stream bytes may be delivered up to

@@ -142,7 +142,7 @@ mod stats {
 
     extern "C" fn report() {
         // A panic must not unwind out of an atexit handler.
-        crate::api::ffi::guard((), || {
+        crate::platform::guard((), || {
             use std::io::Write as _;
             let Some(path) = std::env::var_os("USOCK_STATS") else {
                 return;

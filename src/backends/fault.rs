@@ -52,8 +52,8 @@ use std::time::{Duration, Instant};
 
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
 
 /// Largest fragment coalescing builds (the wire format allows 1 MiB).
 const COALESCE_MAX: usize = 256 * 1024;

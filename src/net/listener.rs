@@ -7,7 +7,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, UsockStream};
 use crate::addr::SockAddr;
 use crate::consts::*;
-use crate::socket::{unspecified_addr, Socket};
+use crate::socket::Socket;
 
 /// Backlog of [`UsockListener::bind`], the one `std` uses.
 const DEFAULT_BACKLOG: i32 = 128;
@@ -65,7 +65,7 @@ impl UsockListener {
         // kept none.
         let peer = child
             .peer_addr()
-            .unwrap_or_else(|_| unspecified_addr(child.info.domain));
+            .unwrap_or_else(|_| SockAddr::unspecified(child.info.domain));
         Ok((UsockStream::adopt(child), peer))
     }
 

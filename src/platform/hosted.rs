@@ -274,6 +274,25 @@ pub fn spawn_quiet(
     r
 }
 
+/// Sets the calling thread's errno.
+pub fn set_errno(e: Errno) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// Runs `f` with a panic boundary: a panic becomes `fallback` with errno
+/// EIO instead of unwinding into C (undefined behaviour). Every function C
+/// can call runs its body in one (`tests/limits_panic_boundary.rs`).
+pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            set_errno(crate::consts::EIO);
+            fallback
+        }
+    }
+}
+
 /// Raises SIGPIPE in the calling thread, as the kernel does for a write on a
 /// broken stream.
 pub fn raise_sigpipe() {

@@ -76,7 +76,7 @@ impl Socket {
             self.ctl.lock().backlog = backlog;
             return Ok(());
         }
-        let b = self.select(ClaimOp::Listen, &unspecified_addr(self.info.domain))?;
+        let b = self.select(ClaimOp::Listen, &SockAddr::unspecified(self.info.domain))?;
         if self.info.domain == AF_UNIX && !self.has(F_BOUND) {
             // Linux: listen() on an unbound AF_UNIX socket is EINVAL.
             return Err(EINVAL);
@@ -291,7 +291,7 @@ impl Socket {
     pub fn local_addr(&self) -> SockAddr {
         self.binding()
             .and_then(|b| b.backend.local_addr(self.sref(b)))
-            .unwrap_or_else(|| unspecified_addr(self.info.domain))
+            .unwrap_or_else(|| SockAddr::unspecified(self.info.domain))
     }
 
     /// getpeername().

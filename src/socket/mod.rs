@@ -9,10 +9,10 @@
 pub mod options;
 pub mod slab;
 pub mod spin;
-pub mod upcall;
 pub mod wait;
 
 mod connect;
+mod frontend;
 mod io;
 
 use alloc::collections::VecDeque;
@@ -208,6 +208,8 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
 impl Socket {
     /// Creates a socket (arguments already checked by [`check_args`]).
     pub fn new(info: SockInfo, nonblock: bool) -> Result<Arc<Socket>, Errno> {
+        // Before any backend can name a socket in an upcall.
+        crate::backend::upcall::install(&frontend::FRONTEND);
         let handle = slab::reserve().ok_or(ENOBUFS)?;
         let sock = Arc::new(Socket::build(handle, info, nonblock));
         slab::publish(sock.clone());
@@ -659,19 +661,6 @@ impl core::fmt::Debug for Socket {
             self.flags()
         )
     }
-}
-
-/// Makes the family's unspecified address, for getsockname() on a socket
-/// that has none yet.
-pub fn unspecified_addr(domain: i32) -> SockAddr {
-    let len = match domain {
-        AF_INET => 16,
-        AF_INET6 => 28,
-        _ => 2,
-    };
-    let mut b = [0u8; 28];
-    b[..2].copy_from_slice(&(domain as u16).to_ne_bytes());
-    SockAddr::from_bytes(&b[..len]).unwrap_or_else(|| SockAddr::unnamed(domain))
 }
 
 impl Socket {

@@ -22,8 +22,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
 use crate::sync::Mutex;
 pub use addr::{IpEp, UnixName};
 use table::{BindEntry, BindKey, Table};

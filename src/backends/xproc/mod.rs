@@ -64,10 +64,10 @@ use std::path::PathBuf;
 
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::backend::wire;
 use crate::backends::loopback::IpEp;
 use crate::consts::*;
-use crate::socket::upcall;
 use crate::sync::Mutex;
 use conn::*;
 use dgram::*;

@@ -216,7 +216,7 @@ impl XProc {
             return Ok(());
         }
         let any = IpEp::parse(
-            &crate::socket::unspecified_addr(x.info.domain),
+            &crate::addr::SockAddr::unspecified(x.info.domain),
             x.info.domain,
         )?;
         self.bind_ep(x, h, any, SockOpts::default()).map(|_| ())

@@ -6,9 +6,9 @@ use core::sync::atomic::Ordering;
 use super::*;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::backend::wire;
 use crate::consts::*;
-use crate::socket::upcall;
 
 impl Transport {
     pub(super) fn read_stream(&self, c: &Arc<Conn>) {

@@ -8,8 +8,8 @@ use core::sync::atomic::{AtomicI32, Ordering};
 
 use super::*;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
 use crate::sync::Mutex;
 
 /// The transport: an epoll set of kernel sockets and its thread.
@@ -322,7 +322,7 @@ pub(super) const EXIT_FLUSH: core::time::Duration = core::time::Duration::from_s
 /// FINs of closed sockets among them; the kernel then delivers what it
 /// holds before the end-of-stream, as it does after a TCP close.
 extern "C" fn flush_at_exit() {
-    crate::api::ffi::guard((), || {
+    crate::platform::guard((), || {
         transport().flush_all(crate::platform::deadline_after(EXIT_FLUSH))
     })
 }

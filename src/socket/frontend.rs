@@ -1,0 +1,238 @@
+//! The frontend's side of the upcalls: what a backend's fragments and
+//! events do to a socket. The contract of each upcall is written in
+//! `backend::upcall`, where backends call them.
+
+use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
+
+use super::*;
+use crate::backend::upcall::Frontend;
+use crate::sockbuf::SbError;
+
+/// The live socket `h`. A fork child's copy of its parent's socket is
+/// gone as far as upcalls are concerned: its state belongs to the parent.
+fn sock(h: SockHandle) -> Result<Arc<Socket>, Errno> {
+    slab::lookup(h).filter(|s| !s.inherited()).ok_or(EBADF)
+}
+
+fn sb_errno(e: SbError) -> Errno {
+    match e {
+        // No room now (also a full datagram buffer, or no memory for the
+        // ring): the fragment may be offered again, or dropped by UDP.
+        SbError::BeyondWindow
+        | SbError::TooManyHoles
+        | SbError::TooManyPartials
+        | SbError::NoRoom
+        | SbError::OutOfMemory => ENOBUFS,
+        _ => EINVAL,
+    }
+}
+
+/// The frontend the upcalls reach (`backend::upcall::install`): each
+/// method is the upcall of the same name.
+pub(crate) struct SocketFrontend;
+
+/// The one instance.
+pub(crate) static FRONTEND: SocketFrontend = SocketFrontend;
+
+impl Frontend for SocketFrontend {
+    fn deliver(&self, h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
+        let s = sock(h)?;
+        let hd = &frag.header;
+        if hd.len as usize != frag.payload.len() {
+            return Err(EINVAL);
+        }
+        match (&s.rx, hd.kind) {
+            (Rx::Stream(sb), FragKind::Stream) => {
+                if hd.flags & FLAG_RST != 0 {
+                    return self.reset(h, ECONNRESET);
+                }
+                let mut ev = 0;
+                if !frag.payload.is_empty()
+                    && sb.insert(hd.offset, frag.payload).map_err(sb_errno)? > 0
+                {
+                    ev |= POLLIN;
+                }
+                if hd.flags & FLAG_FIN != 0 {
+                    sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
+                        .map_err(sb_errno)?;
+                    ev |= POLLIN | POLLRDHUP | POLLHUP;
+                }
+                if ev != 0 {
+                    s.wait.notify(ev);
+                }
+                Ok(())
+            }
+            (Rx::Dgram(db), FragKind::Dgram) => {
+                if s.has(F_RD_SHUT) {
+                    return Ok(());
+                }
+                let done = db
+                    .insert(
+                        hd.offset,
+                        hd.dgram_offset,
+                        hd.dgram_total,
+                        frag.payload,
+                        frag.addr,
+                    )
+                    .map_err(sb_errno)
+                    .inspect_err(|&e| {
+                        if e == ENOBUFS {
+                            s.set(F_DGRAM_REFUSED);
+                        }
+                    })?;
+                if done {
+                    s.wait.notify(POLLIN);
+                }
+                Ok(())
+            }
+            _ => Err(EPROTOTYPE),
+        }
+    }
+
+    fn incoming(&self, listener: SockHandle, state: SockState) -> Result<SockHandle, Errno> {
+        let l = sock(listener)?;
+        if l.flags() & (F_LISTENING | F_CLOSED) != F_LISTENING {
+            return Err(ECONNREFUSED);
+        }
+        let backend = l.binding().ok_or(EINVAL)?.backend.clone();
+        {
+            let mut ctl = l.ctl.lock();
+            // Linux accepts backlog + 1 connections before the queue is full.
+            if ctl.accept_q.len() as u32 + ctl.pending > ctl.backlog {
+                return Err(EAGAIN);
+            }
+            ctl.pending += 1;
+        }
+        let child = match Socket::new(l.info, false) {
+            Ok(c) => c,
+            Err(e) => {
+                l.ctl.lock().pending -= 1;
+                return Err(e);
+            }
+        };
+        child.bind_backend(backend, state);
+        child.set(F_BOUND);
+        let lo = l.ctl.lock().opts;
+        {
+            let mut c = child.ctl.lock();
+            c.parent = Some(Arc::downgrade(&l));
+            c.opts = lo;
+        }
+        if let (Some(want), Rx::Stream(csb)) = (lo.rcvbuf, &child.rx) {
+            // An accepted socket starts with its listener's SO_RCVBUF (and, as
+            // on Linux, without autotuning); it is empty, so the size fits.
+            child.set(F_RCVBUF_SET);
+            let _ = csb.set_capacity(want);
+        }
+        Ok(child.handle)
+    }
+
+    fn connected(&self, h: SockHandle) -> Result<(), Errno> {
+        let s = sock(h)?;
+        let parent = s.ctl.lock().parent.take();
+        // Connected before no longer connecting: a waiting connect() that saw
+        // neither flag would report a refusal.
+        s.set(F_CONNECTED | F_BOUND);
+        s.clear(F_CONNECTING);
+        if let Some(p) = parent {
+            let Some(l) = p.upgrade() else {
+                s.abort();
+                return Err(ECONNABORTED);
+            };
+            {
+                let mut ctl = l.ctl.lock();
+                ctl.pending = ctl.pending.saturating_sub(1);
+                if !l.has(F_LISTENING) || l.has(F_CLOSED) {
+                    drop(ctl);
+                    s.abort();
+                    return Err(ECONNABORTED);
+                }
+                ctl.accept_q.push_back(s.clone());
+                l.accept_len.fetch_add(1, Ordering::AcqRel);
+            }
+            l.wait.notify(POLLIN);
+        } else {
+            s.wait.notify(POLLOUT);
+        }
+        Ok(())
+    }
+
+    fn refused(&self, h: SockHandle, err: Errno) -> Result<(), Errno> {
+        let s = sock(h)?;
+        let parent = s.ctl.lock().parent.take();
+        if let Some(p) = parent {
+            if let Some(l) = p.upgrade() {
+                let mut ctl = l.ctl.lock();
+                ctl.pending = ctl.pending.saturating_sub(1);
+            }
+            s.drop_ref();
+            return Ok(());
+        }
+        if !s.has(F_CONNECTING) {
+            return Err(EINVAL);
+        }
+        // The error before the end of connecting, for the same reason as in
+        // `connected`.
+        s.set_error(if err > 0 { err } else { ECONNREFUSED });
+        s.clear(F_CONNECTING);
+        // set_error's wake-up came while still connecting: a waiter that
+        // looked then went back to sleep.
+        s.wait.notify(POLLOUT | POLLERR);
+        Ok(())
+    }
+
+    fn reset(&self, h: SockHandle, err: Errno) -> Result<(), Errno> {
+        let s = sock(h)?;
+        if s.has(F_RESET) {
+            return Ok(());
+        }
+        if s.has(F_CONNECTING) && !s.has(F_CONNECTED) && s.ctl.lock().parent.is_none() {
+            // A reset before the connection was up ends the connect, as a
+            // reset answering a SYN does on Linux: ECONNREFUSED.
+            s.set_error(ECONNREFUSED);
+            s.clear(F_CONNECTING);
+            s.wait.notify(POLLOUT | POLLERR);
+            return Ok(());
+        }
+        s.ctl.lock().so_error = if err > 0 { err } else { ECONNRESET };
+        s.set(F_RESET | F_ERROR);
+        s.wait.notify(-1);
+        Ok(())
+    }
+
+    fn credit(&self, h: SockHandle, limit: u64) -> Result<(), Errno> {
+        sock(h)?.grant(limit);
+        Ok(())
+    }
+
+    fn writable(&self, h: SockHandle) -> Result<(), Errno> {
+        let s = sock(h)?;
+        s.tx_room.fetch_add(1, Ordering::SeqCst);
+        s.wait.notify(POLLOUT);
+        Ok(())
+    }
+
+    fn window(&self, h: SockHandle) -> Result<u64, Errno> {
+        let s = sock(h)?;
+        let end = s.window_end();
+        // The backend grants this as credit: it counts as advertised.
+        s.advertised.fetch_max(end, Ordering::Relaxed);
+        Ok(end)
+    }
+
+    fn error(&self, h: SockHandle, err: Errno) -> Result<(), Errno> {
+        if err <= 0 {
+            return Err(EINVAL);
+        }
+        sock(h)?.set_error(err);
+        Ok(())
+    }
+
+    fn hangup(&self, h: SockHandle) -> Result<(), Errno> {
+        let s = sock(h)?;
+        s.set(F_WR_SHUT);
+        s.wait.notify(-1);
+        Ok(())
+    }
+}
