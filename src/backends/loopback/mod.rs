@@ -16,7 +16,7 @@ mod fs;
 mod table;
 
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -61,6 +61,11 @@ pub struct LoSock {
     handle: AtomicU64,
     /// Handle of the connected peer (streams); 0 when none.
     peer: AtomicU64,
+    /// The connected peer's state (the handle says whom to deliver to;
+    /// this, whether it is still there and what it knows).
+    peer_sock: Mutex<Weak<LoSock>>,
+    /// The frontend closed this socket (`Backend::close`).
+    closed: AtomicBool,
     /// End-of-stream arrived from the peer: a later write to a vanished peer
     /// is EPIPE rather than ECONNRESET, as on Linux.
     got_fin: AtomicBool,
@@ -74,6 +79,8 @@ impl LoSock {
             info,
             handle: AtomicU64::new(handle.0),
             peer: AtomicU64::new(0),
+            peer_sock: Mutex::new(Weak::new()),
+            closed: AtomicBool::new(false),
             got_fin: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
@@ -86,6 +93,22 @@ impl LoSock {
 
     fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
+    }
+
+    /// Connects `a` and `b` to each other.
+    fn link(a: &Arc<LoSock>, b: &Arc<LoSock>) {
+        *a.peer_sock.lock() = Arc::downgrade(b);
+        *b.peer_sock.lock() = Arc::downgrade(a);
+        a.peer.store(b.handle().0, Ordering::Release);
+        b.peer.store(a.handle().0, Ordering::Release);
+    }
+
+    /// The connected peer, while its socket is open.
+    fn live_peer(&self) -> Option<Arc<LoSock>> {
+        self.peer_sock
+            .lock()
+            .upgrade()
+            .filter(|p| !p.closed.load(Ordering::Acquire))
     }
 }
 
@@ -318,8 +341,7 @@ impl Loopback {
                 }
             }
         }
-        child.peer.store(c.handle().0, Ordering::Release);
-        c.peer.store(ch.0, Ordering::Release);
+        LoSock::link(&child, c);
         if let Ok(w) = upcall::window(c.handle()) {
             let _ = upcall::credit(ch, w);
         }
@@ -351,10 +373,7 @@ impl Loopback {
         let peer = s.peer.load(Ordering::Acquire);
         let data = !frag.payload.is_empty();
         // AF_UNIX knows at once that its peer is gone: EPIPE, no reset dance.
-        if s.info.domain == AF_UNIX
-            && data
-            && (peer == 0 || crate::socket::slab::lookup(SockHandle(peer)).is_none())
-        {
+        if s.info.domain == AF_UNIX && data && (peer == 0 || s.live_peer().is_none()) {
             return Err(EPIPE);
         }
         if peer == 0 {
@@ -589,12 +608,8 @@ impl Backend for Loopback {
                 let s = lo(&sock)?;
                 if frag.header.flags & FLAG_FIN != 0 {
                     // Tell the peer's loopback state too, for EPIPE vs ECONNRESET.
-                    if let Some(p) =
-                        crate::socket::slab::lookup(SockHandle(s.peer.load(Ordering::Acquire)))
-                    {
-                        if let Some(ps) = p.backend_state::<LoSock>() {
-                            ps.got_fin.store(true, Ordering::Release);
-                        }
+                    if let Some(p) = s.live_peer() {
+                        p.got_fin.store(true, Ordering::Release);
                     }
                 }
                 self.write_stream(s, frag)
@@ -643,15 +658,11 @@ impl Backend for Loopback {
             i.local = Some(Local::Unix(UnixName::Unnamed));
             i.peer_addr = Some(unnamed);
         }
+        // Datagram pairs have no names either: they know each other.
+        LoSock::link(&sa, &sb);
         if info.ty == SOCK_STREAM {
-            sa.peer.store(b.0, Ordering::Release);
-            sb.peer.store(a.0, Ordering::Release);
             let _ = upcall::credit(a, upcall::window(b)?);
             let _ = upcall::credit(b, upcall::window(a)?);
-        } else {
-            // Datagram pairs have no names: they know each other's handle.
-            sa.peer.store(b.0, Ordering::Release);
-            sb.peer.store(a.0, Ordering::Release);
         }
         upcall::connected(a)?;
         upcall::connected(b)?;
@@ -660,6 +671,7 @@ impl Backend for Loopback {
 
     fn close(&self, sock: SockRef<'_>) {
         let Ok(s) = arc(&sock) else { return };
+        s.closed.store(true, Ordering::Release);
         s.listening.store(false, Ordering::Release);
         let peer = s.peer.swap(0, Ordering::AcqRel);
         if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {

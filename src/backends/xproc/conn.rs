@@ -2,6 +2,7 @@
 //! how frames go out on it.
 
 use alloc::collections::VecDeque;
+use alloc::sync::Weak;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
@@ -53,6 +54,11 @@ pub(super) struct Conn {
     pub(super) handle: AtomicU64,
     /// The listener an accepted connection came through.
     pub(super) listener: SockHandle,
+    /// The backend state of the socket it serves (set with `handle`), and
+    /// of the listener an accepted connection came through: the backend's
+    /// own record of its sockets, so that a frame names no frontend table.
+    pub(super) sock: Mutex<Weak<XSock>>,
+    pub(super) listener_sock: Weak<XSock>,
     /// Bytes the kernel has not taken yet.
     pub(super) out: Mutex<VecDeque<u8>>,
     /// A link's senders turned away for want of room: told when the
@@ -243,6 +249,8 @@ impl Conn {
             port: 0,
             handle: AtomicU64::new(handle.0),
             listener,
+            sock: Mutex::new(Weak::new()),
+            listener_sock: Weak::new(),
             out: Mutex::new(VecDeque::new()),
             blocked: Mutex::new(Vec::new()),
 

@@ -24,8 +24,8 @@ pub(super) const DGRAM_LINK_SNDBUF: usize = 1 << 20;
 pub(super) struct DgramPort {
     pub(super) conn: Arc<Conn>,
     pub(super) path: PathBuf,
-    /// In bind order.
-    pub(super) members: Vec<(SockHandle, SockOpts)>,
+    /// In bind order: each member's handle, options and state.
+    pub(super) members: Vec<(SockHandle, SockOpts, Weak<XSock>)>,
 }
 
 /// This process's datagram ports. Lock order: before the transport's
@@ -36,22 +36,20 @@ pub(super) static DGRAM_PORTS: Mutex<BTreeMap<u16, DgramPort>> = Mutex::new(BTre
 /// them: one connected to `src` (compared as an endpoint, so IPv4 and its
 /// v4-mapped form are the same), else the most recently bound unconnected
 /// one, never one connected to another peer.
-pub(super) fn dgram_receiver(port: u16, src: &SockAddr) -> Option<SockHandle> {
+/// Returns its handle and family.
+pub(super) fn dgram_receiver(port: u16, src: &SockAddr) -> Option<(SockHandle, i32)> {
     let from = IpEp::parse(src, src.family()).ok()?;
     let ports = DGRAM_PORTS.lock();
     let mut unconnected = None;
-    for &(h, _) in &ports.get(&port)?.members {
-        let Some(s) = crate::socket::slab::lookup(h) else {
-            continue;
-        };
-        let Some(x) = s.backend_state::<XSock>() else {
+    for (h, _, x) in &ports.get(&port)?.members {
+        let Some(x) = x.upgrade() else {
             continue;
         };
         let peer = *x.peer.lock();
         match peer.and_then(|p| IpEp::parse(&p, p.family()).ok()) {
-            Some(p) if (p.ip, p.port) == (from.ip, from.port) => return Some(h),
+            Some(p) if (p.ip, p.port) == (from.ip, from.port) => return Some((*h, x.info.domain)),
             Some(_) => {}
-            None => unconnected = Some(h),
+            None => unconnected = Some((*h, x.info.domain)),
         }
     }
     unconnected

@@ -56,7 +56,7 @@ mod thread;
 
 pub use fork::{atfork_child, atfork_parent, atfork_prepare};
 
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -87,14 +87,12 @@ fn seen_as(a: &SockAddr, family: i32) -> SockAddr {
     }
 }
 
-/// The family of the frontend socket `h` (AF_INET when it is gone).
-fn family_of(h: SockHandle) -> i32 {
-    crate::socket::slab::lookup(h).map_or(AF_INET, |s| s.info.domain)
-}
-
 /// The backend's state of one socket.
 pub struct XSock {
     info: SockInfo,
+    /// Itself, for the records that name it without keeping it alive
+    /// (a port's members, a connection's socket).
+    me: Weak<XSock>,
     local: Mutex<Option<SockAddr>>,
     peer: Mutex<Option<SockAddr>>,
     /// The stream connection, the datagram socket, or the listener.
@@ -105,8 +103,9 @@ pub struct XSock {
 
 impl XSock {
     fn new(info: SockInfo) -> Arc<XSock> {
-        Arc::new(XSock {
+        Arc::new_cyclic(|me| XSock {
             info,
+            me: me.clone(),
             local: Mutex::new(None),
             peer: Mutex::new(None),
             conn: Mutex::new(None),
@@ -209,6 +208,7 @@ impl Backend for XProc {
         *x.local.lock() = Some(mine);
         *x.peer.lock() = Some(*dest);
         let c = Arc::new(Conn::new(k, Role::Stream, sock.handle, sock.handle));
+        *c.sock.lock() = x.me.clone();
         *x.conn.lock() = Some(c.clone());
         transport().add(c.clone())?;
         c.control(transport(), CTL_HELLO, 0, mine.as_bytes())

@@ -103,13 +103,13 @@ impl XProc {
         let mut ports = DGRAM_PORTS.lock();
         if dgram && ep.port != 0 {
             if let Some(p) = ports.get_mut(&ep.port) {
-                let shareable = p.members.iter().all(|(_, o)| {
+                let shareable = p.members.iter().all(|(_, o, _)| {
                     (o.reuseaddr && opts.reuseaddr) || (o.reuseport && opts.reuseport)
                 });
                 if !shareable {
                     return Err(EADDRINUSE);
                 }
-                p.members.push((h, opts));
+                p.members.push((h, opts, x.me.clone()));
                 *x.conn.lock() = Some(p.conn.clone());
                 let a = ep.to_sockaddr(x.info.domain);
                 *x.local.lock() = Some(a);
@@ -145,13 +145,15 @@ impl XProc {
                 DgramPort {
                     conn: c.clone(),
                     path,
-                    members: alloc::vec![(h, opts)],
+                    members: alloc::vec![(h, opts, x.me.clone())],
                 },
             );
             c
         } else {
             *x.path.lock() = Some(path);
-            Arc::new(Conn::new(k, Role::Listener, h, h))
+            let c = Arc::new(Conn::new(k, Role::Listener, h, h));
+            *c.sock.lock() = x.me.clone();
+            c
         };
         *x.conn.lock() = Some(c);
         let a = IpEp { port, ..ep }.to_sockaddr(x.info.domain);
@@ -166,8 +168,8 @@ impl XProc {
         let port = IpEp::parse(&local, local.family()).ok()?.port;
         let mut ports = DGRAM_PORTS.lock();
         let p = ports.get_mut(&port)?;
-        p.members.retain(|(m, _)| *m != h);
-        if let Some(&(next, _)) = p.members.first() {
+        p.members.retain(|(m, _, _)| *m != h);
+        if let Some(&(next, _, _)) = p.members.first() {
             p.conn.handle.store(next.0, Ordering::Release);
             return None;
         }

@@ -99,8 +99,8 @@ impl Transport {
             }
             let src = SockAddr::from_bytes(f.addr).ok_or(libc::EPROTO)?;
             // Nobody on the port takes it: dropped, as UDP does.
-            if let Some(h) = dgram_receiver(c.port, &src) {
-                let src = seen_as(&src, family_of(h));
+            if let Some((h, family)) = dgram_receiver(c.port, &src) {
+                let src = seen_as(&src, family);
                 let mut f = *f;
                 f.addr = src.as_bytes();
                 f.header.addr_len = f.addr.len() as u16;
@@ -162,15 +162,14 @@ impl Transport {
             match h.conn {
                 CTL_HELLO if server_side && c.handle().0 == 0 => {
                     // A client: make the accepted socket.
-                    let ls = crate::socket::slab::lookup(c.listener).ok_or(ECONNREFUSED)?;
+                    let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
                     let st = XSock::new(ls.info);
                     *st.conn.lock() = Some(c.clone());
+                    *c.sock.lock() = st.me.clone();
                     if let Some(a) = SockAddr::from_bytes(f.payload) {
                         st.peer.lock().replace(seen_as(&a, ls.info.domain));
                     }
-                    if let Some(l) = ls.backend_state::<XSock>() {
-                        *st.local.lock() = *l.local.lock();
-                    }
+                    *st.local.lock() = *ls.local.lock();
                     let state: SockState = st.clone();
                     let ch = upcall::incoming(c.listener, state)?;
                     // From here a failure refuses `ch` (see `fail`).
@@ -190,11 +189,9 @@ impl Transport {
                 }
                 CTL_ACCEPT if !server_side && !up => {
                     let ch = c.handle();
-                    if let Some(s) = crate::socket::slab::lookup(ch) {
-                        if let Some(x) = s.backend_state::<XSock>() {
-                            if let Some(a) = SockAddr::from_bytes(f.payload) {
-                                x.peer.lock().replace(seen_as(&a, x.info.domain));
-                            }
+                    if let Some(x) = c.sock.lock().upgrade() {
+                        if let Some(a) = SockAddr::from_bytes(f.payload) {
+                            x.peer.lock().replace(seen_as(&a, x.info.domain));
                         }
                     }
                     c.up.store(true, Ordering::Release);

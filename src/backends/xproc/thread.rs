@@ -274,7 +274,10 @@ impl Transport {
                     ..Conn::new(k as i32, Role::DgramIn, SockHandle(0), SockHandle(0))
                 }
             } else {
-                Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle())
+                Conn {
+                    listener_sock: l.sock.lock().clone(),
+                    ..Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle())
+                }
             };
             let _ = self.add(Arc::new(c));
         }
