@@ -22,7 +22,7 @@ use userspacesock::backend::wire;
 use userspacesock::backends::loopback::LoSock;
 use userspacesock::consts::*;
 use userspacesock::net::{to_sockaddr, UsockDatagram, UsockListener, UsockStream};
-use userspacesock::socket::upcall;
+use userspacesock::backend::upcall;
 
 /// An address of family `fam`: the family field, then opaque bytes.
 fn addr(fam: i32, name: &[u8]) -> SockAddr {

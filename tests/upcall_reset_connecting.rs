@@ -14,7 +14,7 @@ use userspacesock::backend::contract::*;
 use userspacesock::backend::registry;
 use userspacesock::consts::*;
 use userspacesock::net::UsockStream;
-use userspacesock::socket::upcall;
+use userspacesock::backend::upcall;
 
 /// Claims AF_INET streams to port 9 and answers every connect with a reset,
 /// from another thread, a moment after the connect has started waiting.
