@@ -18,11 +18,11 @@ use std::thread;
 use userspacesock::addr::SockAddr;
 use userspacesock::backend::contract::*;
 use userspacesock::backend::registry;
+use userspacesock::backend::upcall;
 use userspacesock::backend::wire;
 use userspacesock::backends::loopback::LoSock;
 use userspacesock::consts::*;
 use userspacesock::net::{to_sockaddr, UsockDatagram, UsockListener, UsockStream};
-use userspacesock::backend::upcall;
 
 /// An address of family `fam`: the family field, then opaque bytes.
 fn addr(fam: i32, name: &[u8]) -> SockAddr {

@@ -98,15 +98,13 @@ pub(crate) fn route_gate<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Takes the locks a child may need, outermost first (the order in which
-/// the rest of the library nests them): the route gate, the registry, then
-/// each backend's tables (under the registry's lock), the cross-process
-/// transport, the epoll side tables, the slab's allocator and slots, the
-/// fd table's slots.
+/// Takes the locks a child may need, outermost first, in the crate's lock
+/// order (LOCKING.md): the route gate, the registry, then each backend's
+/// own (`ForkAware`, under the registry's lock), the epoll side tables, the
+/// slab's allocator and slots, the fd table's slots.
 fn prepare() {
     core::mem::forget(ROUTE_GATE.lock());
     crate::backend::registry::fork_prepare();
-    crate::backends::xproc::atfork_prepare();
     super::epoll::fork_lock();
     crate::socket::slab::fork_lock();
     fd::fork_lock();
@@ -121,7 +119,6 @@ fn parent() {
         crate::socket::slab::fork_unlock();
         super::epoll::fork_unlock();
     }
-    crate::backends::xproc::atfork_parent();
     // SAFETY: as above.
     unsafe {
         crate::backend::registry::fork_parent();
@@ -143,7 +140,6 @@ fn child() {
         crate::socket::slab::fork_unlock();
         super::epoll::fork_unlock();
     }
-    crate::backends::xproc::atfork_child();
     // SAFETY: as above.
     unsafe {
         crate::backend::registry::fork_child();

@@ -4,6 +4,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(feature = "std")]
+use super::contract::ForkAware;
 use super::contract::{Backend, ClaimOp, Errno, SockHandle, SockInfo, SockState};
 use crate::addr::SockAddr;
 use crate::sync::Mutex;
@@ -181,7 +183,9 @@ pub fn fork_prepare() {
     let reg = REGISTRY.lock();
     if let Some(v) = reg.entries.as_deref() {
         for e in v {
-            e.backend.fork_prepare();
+            if let Some(f) = e.backend.fork() {
+                f.fork_prepare();
+            }
         }
     }
     core::mem::forget(reg);
@@ -194,7 +198,7 @@ pub fn fork_prepare() {
 /// Only after [`fork_prepare`] on this thread, once.
 #[cfg(feature = "std")]
 pub unsafe fn fork_parent() {
-    fork_after(|b| b.fork_parent());
+    fork_after(|f| f.fork_parent());
 }
 
 /// fork() support, in the child: the backends' [`Backend::fork_child`],
@@ -204,18 +208,20 @@ pub unsafe fn fork_parent() {
 /// Only in the child of a fork that [`fork_prepare`] preceded, once.
 #[cfg(feature = "std")]
 pub unsafe fn fork_child() {
-    fork_after(|b| b.fork_child());
+    fork_after(|f| f.fork_child());
 }
 
 #[cfg(feature = "std")]
-fn fork_after(f: impl Fn(&dyn Backend)) {
+fn fork_after(f: impl Fn(&dyn ForkAware)) {
     // SAFETY: fork_prepare holds the lock with its guard forgotten, and no
     // other thread touches the registry until it is released below (this
     // thread holds it), so reading the entries is race-free.
     let reg = unsafe { &*REGISTRY.data_ptr() };
     if let Some(v) = reg.entries.as_deref() {
         for e in v {
-            f(e.backend.as_ref());
+            if let Some(fa) = e.backend.fork() {
+                f(fa);
+            }
         }
     }
     // SAFETY: fork_prepare took the lock and forgot its guard.

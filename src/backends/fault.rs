@@ -788,16 +788,15 @@ impl Backend for FaultBackend {
 
     // The injector's own queues use std locks, which cannot be released in
     // a fork child: only the wrapped backend takes part in fork.
-    fn fork_prepare(&self) {
-        self.shared.inner.fork_prepare();
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        self.shared.inner.fork()
     }
 
-    fn fork_parent(&self) {
-        self.shared.inner.fork_parent();
-    }
-
-    fn fork_child(&self) {
-        self.shared.inner.fork_child();
+    // The wrapped backend's input delegation goes through untouched: the
+    // injector works on what is written, and a pumping thread's upcalls
+    // are the wrapped backend's deliveries, as its own thread's would be.
+    fn input(&self) -> Option<&dyn InputDelegation> {
+        self.shared.inner.input()
     }
 
     fn supports(&self, info: &SockInfo) -> bool {

@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 
 use crate::addr::SockAddr;
 use crate::backend::contract::{
-    Backend, Errno, Fragment, SockHandle, SockInfo, SockRef, SockState,
+    Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
 use crate::backend::wire::{FragHeader, FragKind, FLAG_FIN, FLAG_RST};
 use crate::consts::*;
@@ -320,19 +320,26 @@ impl Socket {
         }
     }
 
-    /// The backend's input fd for this socket (see `Backend::input_fd`).
+    /// The socket's backend and its input delegation, if it has one.
+    fn input_delegation(&self) -> Option<(&Binding, &dyn InputDelegation)> {
+        let b = self.binding()?;
+        Some((b, b.backend.input()?))
+    }
+
+    /// The backend's input fd for this socket (see
+    /// `InputDelegation::input_fd`).
     #[cfg(feature = "std")]
     pub(crate) fn input_fd(&self) -> Option<i32> {
         let b = self.binding()?;
-        b.backend.input_fd(self.sref(b))
+        b.backend.input()?.input_fd(self.sref(b))
     }
 
     /// Tells the backend the frontend watches its input fd.
     #[cfg(feature = "std")]
     pub(crate) fn input_watched(&self) {
         self.set(F_INPUT_WATCHED);
-        if let Some(b) = self.binding() {
-            b.backend.input_watched(self.sref(b));
+        if let Some((b, i)) = self.input_delegation() {
+            i.input_watched(self.sref(b));
         }
     }
 
@@ -353,16 +360,16 @@ impl Socket {
     /// Has the backend process this socket's input in this thread.
     #[cfg(feature = "std")]
     pub(crate) fn pump(&self) {
-        if let Some(b) = self.binding() {
-            b.backend.pump(self.sref(b));
+        if let Some((b, i)) = self.input_delegation() {
+            i.pump(self.sref(b));
         }
     }
 
     /// A thread is about to block on this socket (not in epoll_wait): the
     /// backend processes its input again (see `Backend::input_wanted`).
     pub(crate) fn before_block(&self) {
-        if let Some(b) = self.binding() {
-            b.backend.input_wanted(self.sref(b));
+        if let Some((b, i)) = self.input_delegation() {
+            i.input_wanted(self.sref(b));
         }
     }
 

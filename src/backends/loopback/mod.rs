@@ -691,17 +691,22 @@ impl Backend for Loopback {
     }
 
     #[cfg(feature = "std")]
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        Some(self)
+    }
+}
+
+#[cfg(feature = "std")]
+impl ForkAware for Loopback {
     fn fork_prepare(&self) {
         self.table.fork_lock();
     }
 
-    #[cfg(feature = "std")]
     fn fork_parent(&self) {
         // SAFETY: fork_prepare took the table's locks on this thread.
         unsafe { self.table.fork_unlock(false) };
     }
 
-    #[cfg(feature = "std")]
     fn fork_child(&self) {
         // SAFETY: fork_prepare took the table's locks on the thread that
         // forked, the child's only thread.

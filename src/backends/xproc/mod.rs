@@ -54,8 +54,6 @@ mod ports;
 mod receive;
 mod thread;
 
-pub use fork::{atfork_child, atfork_parent, atfork_prepare};
-
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
@@ -304,37 +302,20 @@ impl Backend for XProc {
         }
     }
 
-    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
-        let c = stream_conn(&sock)?;
-        (!c.closed.load(Ordering::Acquire)).then_some(c.kfd)
-    }
-
-    fn input_watched(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().delegate(&c, true);
-        }
-    }
-
-    fn input_wanted(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            if !c.keep_input.swap(true, Ordering::AcqRel) {
-                transport().delegate(&c, false);
-            }
-        }
-    }
-
-    fn pump(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().read_stream(&c);
-        }
-    }
-
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         *xs(&sock).ok()?.local.lock()
     }
 
     fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         *xs(&sock).ok()?.peer.lock()
+    }
+
+    fn input(&self) -> Option<&dyn InputDelegation> {
+        Some(self)
+    }
+
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        Some(self)
     }
 
     fn close(&self, sock: SockRef<'_>) {
@@ -371,6 +352,47 @@ impl Backend for XProc {
         if let Some(p) = x.path.lock().take() {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+impl InputDelegation for XProc {
+    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
+        let c = stream_conn(&sock)?;
+        (!c.closed.load(Ordering::Acquire)).then_some(c.kfd)
+    }
+
+    fn input_watched(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            transport().delegate(&c, true);
+        }
+    }
+
+    fn input_wanted(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            if !c.keep_input.swap(true, Ordering::AcqRel) {
+                transport().delegate(&c, false);
+            }
+        }
+    }
+
+    fn pump(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            transport().read_stream(&c);
+        }
+    }
+}
+
+impl ForkAware for XProc {
+    fn fork_prepare(&self) {
+        fork::atfork_prepare();
+    }
+
+    fn fork_parent(&self) {
+        fork::atfork_parent();
+    }
+
+    fn fork_child(&self) {
+        fork::atfork_child();
     }
 }
 
