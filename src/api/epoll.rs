@@ -246,33 +246,49 @@ impl EpSet {
     /// woken by the socket's input itself and pumps it (see
     /// `Backend::input_fd`), instead of by the backend's thread after it.
     /// EPOLLEXCLUSIVE: when several sets watch it, one waiter is woken.
-    fn watch_input(&self, inner: &mut Inner, i: usize) {
-        let r = &inner.regs[i];
-        if r.input.is_some() || self.nested.load(Ordering::Acquire) {
+    ///
+    /// Called without the set's lock: asking the backend for the fd and
+    /// handing it the input are backend operations, which no frontend lock
+    /// is held across.
+    fn watch_input(&self, sock: &Arc<Socket>) {
+        if self.nested.load(Ordering::Acquire) {
             return;
         }
-        let Some(kfd) = r.sock.input_fd() else { return };
+        let Some(kfd) = sock.input_fd() else { return };
         if kfd < 0 || kfd as usize >= INPUT_FDS {
             return;
         }
-        let sock = r.sock.clone();
-        match inner.inputs.get(&kfd) {
-            Some(s) if Arc::ptr_eq(s, &sock) => {}
-            _ => {
-                let mut ev = epoll_event {
-                    events: EP_IN | EP_EXCLUSIVE,
-                    u64: input_key(kfd),
-                };
-                // SAFETY: a live epoll_event; the fds are integers.
-                let r = unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, kfd, &mut ev) };
-                if r < 0 && last_errno() != libc::EEXIST {
-                    return;
-                }
-                inner.inputs.insert(kfd, sock.clone());
-                sock.input_watched();
+        let fresh = {
+            let mut g = self.inner.lock();
+            if !g.regs.iter().any(|r| Arc::ptr_eq(&r.sock, sock)) {
+                // Deleted meanwhile.
+                return;
             }
+            let fresh = match g.inputs.get(&kfd) {
+                Some(s) if Arc::ptr_eq(s, sock) => false,
+                _ => {
+                    let mut ev = epoll_event {
+                        events: EP_IN | EP_EXCLUSIVE,
+                        u64: input_key(kfd),
+                    };
+                    // SAFETY: a live epoll_event; the fds are integers.
+                    let r =
+                        unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, kfd, &mut ev) };
+                    if r < 0 && last_errno() != libc::EEXIST {
+                        return;
+                    }
+                    g.inputs.insert(kfd, sock.clone());
+                    true
+                }
+            };
+            for r in g.regs.iter_mut().filter(|r| Arc::ptr_eq(&r.sock, sock)) {
+                r.input = Some(kfd);
+            }
+            fresh
+        };
+        if fresh {
+            sock.input_watched();
         }
-        inner.regs[i].input = Some(kfd);
     }
 
     /// The set's epoll fd is watched by another epoll set (or a poll): its
@@ -373,6 +389,7 @@ impl EpSet {
             .iter()
             .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock));
         let events = (ev & !EP_WAKEUP) | EP_ERR | EP_HUP;
+        let mut watch = None;
         let wake = match op {
             libc::EPOLL_CTL_ADD => {
                 if pos.is_some() {
@@ -393,9 +410,8 @@ impl EpSet {
                 };
                 let ready = r.ready() != 0;
                 r.sock.epoll_regs.fetch_add(1, Ordering::AcqRel);
+                watch = Some(r.sock.clone());
                 g.regs.push(r);
-                let last = g.regs.len() - 1;
-                self.watch_input(&mut g, last);
                 ready
             }
             libc::EPOLL_CTL_MOD => {
@@ -415,7 +431,9 @@ impl EpSet {
                 let ready = r.ready() != 0;
                 // A socket that had no input fd at EPOLL_CTL_ADD (not yet
                 // connected) may have one now.
-                self.watch_input(&mut g, i);
+                if r.input.is_none() {
+                    watch = Some(r.sock.clone());
+                }
                 ready
             }
             libc::EPOLL_CTL_DEL => {
@@ -437,6 +455,9 @@ impl EpSet {
             _ => return Err(EINVAL),
         };
         drop(g);
+        if let Some(sock) = watch {
+            self.watch_input(&sock);
+        }
         if wake {
             // A waiter (in this process, or polling the epoll fd) sees it.
             self.sig.raise();

@@ -219,6 +219,59 @@ pub struct Fragment<'a> {
     pub payload: &'a [u8],
 }
 
+impl<'a> Fragment<'a> {
+    /// Stream bytes `payload` at absolute offset `offset`, with `flags`
+    /// ([`FLAG_FIN`], [`FLAG_RST`]; an empty payload with a flag is a
+    /// control fragment). A payload longer than `u32::MAX` is cut.
+    pub fn stream(offset: u64, flags: u16, payload: &'a [u8]) -> Fragment<'a> {
+        Fragment {
+            header: FragHeader {
+                kind: FragKind::Stream,
+                flags,
+                conn: 0,
+                offset,
+                dgram_offset: 0,
+                dgram_total: 0,
+                len: payload.len().min(u32::MAX as usize) as u32,
+                addr_len: 0,
+            },
+            addr: &[],
+            payload,
+        }
+    }
+
+    /// Bytes `payload` at `at` in datagram `id` of `total` bytes, to (or,
+    /// from a backend, from) address `addr` (empty: the connected peer).
+    pub fn dgram(id: u64, at: u32, total: u32, addr: &'a [u8], payload: &'a [u8]) -> Fragment<'a> {
+        Fragment {
+            header: FragHeader {
+                kind: FragKind::Dgram,
+                flags: 0,
+                conn: 0,
+                offset: id,
+                dgram_offset: at,
+                dgram_total: total,
+                len: payload.len().min(u32::MAX as usize) as u32,
+                addr_len: addr.len().min(u16::MAX as usize) as u16,
+            },
+            addr,
+            payload,
+        }
+    }
+
+    /// The same fragment naming another address (a datagram's source as
+    /// its receiver sees it, say).
+    pub fn with_addr<'b>(&self, addr: &'b [u8]) -> Fragment<'b>
+    where
+        'a: 'b,
+    {
+        let mut f: Fragment<'b> = *self;
+        f.addr = addr;
+        f.header.addr_len = addr.len().min(u16::MAX as usize) as u16;
+        f
+    }
+}
+
 /// Why a frame could not be encoded or decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WireError {

@@ -703,20 +703,7 @@ impl Shared {
         self.release(fs, &mut q, Instant::now(), true);
         q.reset_done = true;
         bump(&self.stats.resets);
-        let rst = Fragment {
-            header: FragHeader {
-                kind: FragKind::Stream,
-                flags: FLAG_RST,
-                conn: 0,
-                offset: limit.max(frag.header.offset),
-                dgram_offset: 0,
-                dgram_total: 0,
-                len: 0,
-                addr_len: 0,
-            },
-            addr: &[],
-            payload: &[],
-        };
+        let rst = Fragment::stream(limit.max(frag.header.offset), FLAG_RST, &[]);
         let _ = self.inner.write(fs.sref(q.opts), &rst);
         drop(q);
         let _ = upcall::reset(sock.handle, ECONNRESET);

@@ -64,7 +64,7 @@ impl Socket {
             return Err(EOPNOTSUPP);
         }
         let f = self.flags();
-        if f & (F_CONNECTED | F_CONNECTING) != 0 {
+        if f.is(Phase::Connected) || f.is(Phase::Connecting) {
             return Err(EINVAL);
         }
         let backlog = if backlog < 0 {
@@ -72,7 +72,7 @@ impl Socket {
         } else {
             (backlog as u32).min(SOMAXCONN)
         };
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             self.ctl.lock().backlog = backlog;
             return Ok(());
         }
@@ -83,8 +83,10 @@ impl Socket {
         }
         self.ctl.lock().backlog = backlog;
         b.backend.listen(self.sref(b), backlog)?;
-        self.set(F_LISTENING | F_BOUND);
-        Ok(())
+        self.set(F_BOUND);
+        // A concurrent connect() that got here first keeps its phase.
+        self.go(&[Phase::Idle, Phase::Listening], Phase::Listening)
+            .map_err(|_| EINVAL)
     }
 
     /// connect(). Stream sockets wait (or return EINPROGRESS); datagram
@@ -101,17 +103,17 @@ impl Socket {
             self.check_family(addr)?;
         }
         let f = self.flags();
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             return Err(if self.info.domain == AF_UNIX {
                 EINVAL
             } else {
                 EISCONN
             });
         }
-        if f & F_CONNECTED != 0 {
+        if f.is(Phase::Connected) {
             return Err(EISCONN);
         }
-        if f & F_CONNECTING != 0 {
+        if f.is(Phase::Connecting) {
             if self.nonblocking() {
                 return Err(EALREADY);
             }
@@ -124,7 +126,12 @@ impl Socket {
         // A refusal left over from an earlier attempt belongs to that one.
         self.clear(F_ERROR);
         self.ctl.lock().so_error = 0;
-        self.set(F_CONNECTING);
+        match self.go(&[Phase::Idle], Phase::Connecting) {
+            Ok(()) => {}
+            // Another thread's connect() got there first.
+            Err(Phase::Connecting) => return Err(EALREADY),
+            Err(_) => return Err(EISCONN),
+        }
         let deadline = self.snd_deadline();
         loop {
             match b.backend.connect(self.sref(b), addr) {
@@ -135,12 +142,12 @@ impl Socket {
                         crate::platform::deadline_after(core::time::Duration::from_millis(1));
                     self.wait.wait_until(|| self.has(F_CLOSED), step);
                     if self.has(F_CLOSED) || deadline.is_some_and(|d| crate::platform::now() >= d) {
-                        self.clear(F_CONNECTING);
+                        let _ = self.go(&[Phase::Connecting], Phase::Idle);
                         return Err(if self.has(F_CLOSED) { EBADF } else { EAGAIN });
                     }
                 }
                 Err(e) => {
-                    self.clear(F_CONNECTING);
+                    let _ = self.go(&[Phase::Connecting], Phase::Idle);
                     return Err(e);
                 }
             }
@@ -149,7 +156,7 @@ impl Socket {
         if self.nonblocking() {
             if self.info.domain == AF_UNIX {
                 // AF_UNIX connects synchronously on Linux.
-                if self.has(F_CONNECTED) {
+                if self.phase() == Phase::Connected {
                     return Ok(());
                 }
                 if let Some(e) = self.take_error() {
@@ -164,10 +171,13 @@ impl Socket {
     fn finish_connect(&self) -> Result<(), Errno> {
         let deadline = self.snd_deadline();
         let w = self.block_until(
-            || self.flags() & (F_CONNECTING | F_CLOSED) != F_CONNECTING,
+            || {
+                let f = self.flags();
+                !f.is(Phase::Connecting) || f.has(F_CLOSED)
+            },
             deadline,
         );
-        if self.has(F_CONNECTED) {
+        if self.phase() == Phase::Connected {
             return Ok(());
         }
         if let Some(e) = self.take_error() {
@@ -185,7 +195,7 @@ impl Socket {
     fn connect_dgram(&self, addr: &SockAddr) -> Result<(), Errno> {
         if addr.family() == AF_UNSPEC {
             // Dissolve the association.
-            self.clear(F_CONNECTED);
+            let _ = self.go(&[Phase::Connected], Phase::Idle);
             if let Some(b) = self.binding() {
                 b.backend.connect(self.sref(b), addr)?;
             }
@@ -194,7 +204,8 @@ impl Socket {
         self.check_family(addr)?;
         let b = self.select(ClaimOp::Connect, addr)?;
         b.backend.connect(self.sref(b), addr)?;
-        self.set(F_CONNECTED | F_BOUND);
+        self.set(F_BOUND);
+        let _ = self.go(&[Phase::Idle, Phase::Connected], Phase::Connected);
         Ok(())
     }
 
@@ -205,7 +216,7 @@ impl Socket {
         }
         let deadline = self.rcv_deadline();
         loop {
-            if !self.has(F_LISTENING) {
+            if self.phase() != Phase::Listening {
                 return Err(EINVAL);
             }
             let child = {
@@ -230,8 +241,10 @@ impl Socket {
             }
             let w = self.wait.wait_until(
                 || {
-                    self.accept_len.load(Ordering::Acquire) > 0
-                        || self.flags() & (F_LISTENING | F_CLOSED) != F_LISTENING
+                    self.accept_len.load(Ordering::Acquire) > 0 || {
+                        let f = self.flags();
+                        !f.is(Phase::Listening) || f.has(F_CLOSED)
+                    }
                 },
                 deadline,
             );
@@ -247,17 +260,17 @@ impl Socket {
             return Err(EINVAL);
         }
         let f = self.flags();
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             if how != SHUT_WR {
                 // Linux disconnects a listener: blocked accept()s return.
-                self.clear(F_LISTENING);
+                let _ = self.go(&[Phase::Listening], Phase::Idle);
                 self.wait.notify(-1);
             }
             return Ok(());
         }
         let rd = how == SHUT_RD || how == SHUT_RDWR;
         let wr = how == SHUT_WR || how == SHUT_RDWR;
-        let connected = f & F_CONNECTED != 0;
+        let connected = f.is(Phase::Connected);
         if rd {
             self.set(F_RD_SHUT);
         }
@@ -277,7 +290,7 @@ impl Socket {
             };
         }
         if let Some(b) = self.binding() {
-            if wr && self.is_stream() && f & F_RESET == 0 {
+            if wr && self.is_stream() && !f.has(F_RESET) {
                 self.send_fin(b);
             }
             let r = b.backend.shutdown(self.sref(b), how);
@@ -296,7 +309,7 @@ impl Socket {
 
     /// getpeername().
     pub fn peer_addr(&self) -> Result<SockAddr, Errno> {
-        if !self.has(F_CONNECTED) {
+        if self.phase() != Phase::Connected {
             return Err(ENOTCONN);
         }
         self.binding()

@@ -92,7 +92,8 @@ impl Frontend for SocketFrontend {
 
     fn incoming(&self, listener: SockHandle, state: SockState) -> Result<SockHandle, Errno> {
         let l = sock(listener)?;
-        if l.flags() & (F_LISTENING | F_CLOSED) != F_LISTENING {
+        let lf = l.flags();
+        if !lf.is(Phase::Listening) || lf.has(F_CLOSED) {
             return Err(ECONNREFUSED);
         }
         let backend = l.binding().ok_or(EINVAL)?.backend.clone();
@@ -133,8 +134,10 @@ impl Frontend for SocketFrontend {
         let parent = s.ctl.lock().parent.take();
         // Connected before no longer connecting: a waiting connect() that saw
         // neither flag would report a refusal.
-        s.set(F_CONNECTED | F_BOUND);
-        s.clear(F_CONNECTING);
+        s.set(F_BOUND);
+        // One step: a waiting connect() never sees "not connecting" before
+        // "connected".
+        let _ = s.go(&[Phase::Idle, Phase::Connecting], Phase::Connected);
         if let Some(p) = parent {
             let Some(l) = p.upgrade() else {
                 s.abort();
@@ -143,7 +146,7 @@ impl Frontend for SocketFrontend {
             {
                 let mut ctl = l.ctl.lock();
                 ctl.pending = ctl.pending.saturating_sub(1);
-                if !l.has(F_LISTENING) || l.has(F_CLOSED) {
+                if l.phase() != Phase::Listening || l.has(F_CLOSED) {
                     drop(ctl);
                     s.abort();
                     return Err(ECONNABORTED);
@@ -169,13 +172,13 @@ impl Frontend for SocketFrontend {
             s.drop_ref();
             return Ok(());
         }
-        if !s.has(F_CONNECTING) {
+        if s.phase() != Phase::Connecting {
             return Err(EINVAL);
         }
         // The error before the end of connecting, for the same reason as in
         // `connected`.
         s.set_error(if err > 0 { err } else { ECONNREFUSED });
-        s.clear(F_CONNECTING);
+        let _ = s.go(&[Phase::Connecting], Phase::Idle);
         // set_error's wake-up came while still connecting: a waiter that
         // looked then went back to sleep.
         s.wait.notify(POLLOUT | POLLERR);
@@ -187,11 +190,11 @@ impl Frontend for SocketFrontend {
         if s.has(F_RESET) {
             return Ok(());
         }
-        if s.has(F_CONNECTING) && !s.has(F_CONNECTED) && s.ctl.lock().parent.is_none() {
+        if s.phase() == Phase::Connecting && s.ctl.lock().parent.is_none() {
             // A reset before the connection was up ends the connect, as a
             // reset answering a SYN does on Linux: ECONNREFUSED.
             s.set_error(ECONNREFUSED);
-            s.clear(F_CONNECTING);
+            let _ = s.go(&[Phase::Connecting], Phase::Idle);
             s.wait.notify(POLLOUT | POLLERR);
             return Ok(());
         }

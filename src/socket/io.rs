@@ -59,7 +59,7 @@ impl Socket {
         } else {
             ENOTCONN
         };
-        if self.has(F_LISTENING) {
+        if self.phase() == Phase::Listening {
             return Err(unconnected);
         }
         let want = total_len(bufs);
@@ -98,10 +98,10 @@ impl Socket {
                 continue;
             }
             let f = self.flags();
-            if sb.at_eof() || f & F_RD_SHUT != 0 {
+            if sb.at_eof() || f.has(F_RD_SHUT) {
                 return Ok(got);
             }
-            if f & F_RESET != 0 {
+            if f.has(F_RESET) {
                 // Data first, then the one error report, then the
                 // connection reads as shut.
                 return match (got, self.take_error()) {
@@ -109,10 +109,10 @@ impl Socket {
                     _ => Ok(got),
                 };
             }
-            if f & F_CLOSED != 0 {
+            if f.has(F_CLOSED) {
                 return so_far(got, EBADF);
             }
-            if f & (F_CONNECTED | F_CONNECTING) == 0 {
+            if f.is(Phase::Idle) || f.is(Phase::Listening) {
                 return Err(unconnected);
             }
             if got > 0 && !waitall {
@@ -173,7 +173,7 @@ impl Socket {
                 // Told once half the buffer is free, not at the first
                 // read: a backend that offers its datagrams again then
                 // fills it with several, not one per read.
-                if !peek && self.flags() & F_DGRAM_REFUSED != 0 && db.used() <= db.capacity() / 2 {
+                if !peek && self.flags().has(F_DGRAM_REFUSED) && db.used() <= db.capacity() / 2 {
                     self.clear(F_DGRAM_REFUSED);
                     if let Some(b) = self.binding() {
                         b.backend.window(self.sref(b), db.capacity() as u64);
@@ -195,10 +195,10 @@ impl Socket {
                 return Err(e);
             }
             let f = self.flags();
-            if f & F_CLOSED != 0 {
+            if f.has(F_CLOSED) {
                 return Err(EBADF);
             }
-            if f & F_RD_SHUT != 0 {
+            if f.has(F_RD_SHUT) {
                 return Ok(RecvInfo::default());
             }
             if !self.blocking(flags) {
@@ -240,19 +240,19 @@ impl Socket {
 
     fn stream_send_error(&self) -> Option<Errno> {
         let f = self.flags();
-        if f & F_CLOSED != 0 {
+        if f.has(F_CLOSED) {
             return Some(EBADF);
         }
-        if f & F_RESET != 0 {
+        if f.has(F_RESET) {
             return Some(self.take_error().unwrap_or(EPIPE));
         }
-        if f & F_WR_SHUT != 0 {
+        if f.has(F_WR_SHUT) {
             return Some(EPIPE);
         }
-        if f & F_CONNECTED == 0 {
+        if !f.is(Phase::Connected) {
             // Linux: TCP reports EPIPE on a socket that never connected,
             // AF_UNIX reports ENOTCONN.
-            return Some(if f & F_CONNECTING != 0 {
+            return Some(if f.is(Phase::Connecting) {
                 EAGAIN
             } else if self.info.domain == AF_UNIX {
                 ENOTCONN
@@ -272,7 +272,7 @@ impl Socket {
         if flags & MSG_OOB != 0 && self.info.domain == AF_UNIX {
             return Err(EOPNOTSUPP);
         }
-        if dest.is_some() && self.has(F_CONNECTED) && self.info.domain == AF_UNIX {
+        if dest.is_some() && self.phase() == Phase::Connected && self.info.domain == AF_UNIX {
             return Err(EISCONN);
         }
         let want: usize = bufs.iter().map(|b| b.len()).sum();
@@ -285,7 +285,7 @@ impl Socket {
             // After a partial send, a reset or shutdown ends the call with
             // the count; the pending error stays for the next call, as on
             // Linux (stream_send_error would consume it).
-            if sent > 0 && self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0 {
+            if sent > 0 && self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED) {
                 return Ok(sent);
             }
             if let Some(e) = self.stream_send_error() {
@@ -294,7 +294,7 @@ impl Socket {
                     drop(tx);
                     self.wait_for(POLLOUT, deadline);
                     tx = self.tx.lock();
-                    if self.has(F_CONNECTING) && !self.has(F_CONNECTED) {
+                    if self.phase() == Phase::Connecting {
                         return Err(EAGAIN);
                     }
                     continue;
@@ -319,16 +319,19 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;
+                // Not across the wait: it may process the backend's input.
+                drop(tx);
                 let w = self.block_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next
-                            || self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0
+                            || self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED)
                     },
                     deadline,
                 );
                 if w == Waited::TimedOut {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
+                tx = self.tx.lock();
                 continue;
             }
             while bi < bufs.len() && bo == bufs[bi].len() {
@@ -340,28 +343,32 @@ impl Socket {
                 .len()
                 .min(FRAG_MAX)
                 .min(credit.min(usize::MAX as u64) as usize);
-            let frag = Fragment {
-                header: FragHeader {
-                    kind: FragKind::Stream,
-                    flags: 0,
-                    conn: 0,
-                    offset: tx.next,
-                    dgram_offset: 0,
-                    dgram_total: 0,
-                    len: n as u32,
-                    addr_len: 0,
-                },
-                addr: &[],
-                payload: &chunk[..n],
-            };
             let Some(b) = self.binding() else {
                 return Err(ENOTCONN);
             };
-            if let Err(e) = b.backend.write(self.sref(b), &frag) {
-                return if sent > 0 { Ok(sent) } else { Err(e) };
-            }
+            // The range is reserved under the send lock and written after
+            // it: no frontend lock is held across a backend operation, so a
+            // backend may make any upcall from inside `write`. Another
+            // sender may reserve the next range meanwhile and reach the
+            // backend first; the receiver's Socket Buffer orders by offset.
+            let off = tx.next;
             tx.next += n as u64;
             self.tx_next.store(tx.next, Ordering::Release);
+            drop(tx);
+            let r = b
+                .backend
+                .write(self.sref(b), &Fragment::stream(off, 0, &chunk[..n]));
+            tx = self.tx.lock();
+            if let Err(e) = r {
+                // Refused: the range is given back if nobody took a later
+                // one (a backend refuses stream bytes when its connection
+                // is gone, when nothing after them matters).
+                if tx.next == off + n as u64 {
+                    tx.next = off;
+                    self.tx_next.store(off, Ordering::Release);
+                }
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
             sent += n;
             bo += n;
         }
@@ -380,19 +387,19 @@ impl Socket {
             return Err(e);
         }
         let f = self.flags();
-        if f & F_CLOSED != 0 {
+        if f.has(F_CLOSED) {
             return Err(EBADF);
         }
-        if f & F_WR_SHUT != 0 {
+        if f.has(F_WR_SHUT) {
             return Err(EPIPE);
         }
         let dest = match dest {
             Some(d) => {
-                if self.info.domain == AF_UNIX && f & F_CONNECTED != 0 {
+                if self.info.domain == AF_UNIX && f.is(Phase::Connected) {
                     return Err(EISCONN);
                 }
                 if d.family() != self.info.domain
-                    && !(d.family() == AF_UNSPEC && f & F_CONNECTED != 0)
+                    && !(d.family() == AF_UNSPEC && f.is(Phase::Connected))
                 {
                     return Err(if self.info.domain == AF_UNIX {
                         EINVAL
@@ -403,7 +410,7 @@ impl Socket {
                 Some(d)
             }
             None => {
-                if f & F_CONNECTED == 0 {
+                if !f.is(Phase::Connected) {
                     return Err(if self.info.domain == AF_UNIX {
                         ENOTCONN
                     } else {
@@ -442,20 +449,8 @@ impl Socket {
         let mut off = 0usize;
         loop {
             let n = (data.len() - off).min(FRAG_MAX);
-            let frag = Fragment {
-                header: FragHeader {
-                    kind: FragKind::Dgram,
-                    flags: 0,
-                    conn: 0,
-                    offset: id,
-                    dgram_offset: off as u32,
-                    dgram_total: data.len() as u32,
-                    len: n as u32,
-                    addr_len: addr.len() as u16,
-                },
-                addr,
-                payload: &data[off..off + n],
-            };
+            let frag =
+                Fragment::dgram(id, off as u32, data.len() as u32, addr, &data[off..off + n]);
             // Read before the write: room made after it is seen.
             let room = self.tx_room.load(Ordering::SeqCst);
             match b.backend.write(self.sref(b), &frag) {

@@ -14,6 +14,7 @@ pub mod wait;
 mod connect;
 mod frontend;
 mod io;
+pub(crate) mod state;
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
@@ -23,12 +24,13 @@ use crate::addr::SockAddr;
 use crate::backend::contract::{
     Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
-use crate::backend::wire::{FragHeader, FragKind, FLAG_FIN, FLAG_RST};
+use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
 pub use io::RecvInfo;
 use options::Options;
+pub(crate) use state::*;
 use wait::{WaitQueue, Waited};
 
 /// Default receive window of a stream socket (what SO_RCVBUF reports).
@@ -42,36 +44,10 @@ pub const MAX_PARTIAL_DGRAMS: usize = crate::config::MAX_PARTIALS;
 /// Largest fragment the frontend hands a backend.
 pub const FRAG_MAX: usize = 64 * 1024;
 
-// Bits of `Socket::flags`.
-pub(crate) const F_LISTENING: u32 = 1 << 0;
-pub(crate) const F_CONNECTING: u32 = 1 << 1;
-pub(crate) const F_CONNECTED: u32 = 1 << 2;
-pub(crate) const F_RD_SHUT: u32 = 1 << 3;
-pub(crate) const F_WR_SHUT: u32 = 1 << 4;
-pub(crate) const F_RESET: u32 = 1 << 5;
-pub(crate) const F_CLOSED: u32 = 1 << 6;
-pub(crate) const F_ERROR: u32 = 1 << 7;
-pub(crate) const F_BOUND: u32 = 1 << 8;
-pub(crate) const F_FIN_SENT: u32 = 1 << 9;
 /// A reader that consumes a window's worth within this long of the previous
 /// one is held back by the window (see `Socket::autotune`): 128 MB/s for
 /// the default 256 KiB.
 const AUTOTUNE_PERIOD: core::time::Duration = core::time::Duration::from_millis(2);
-
-/// SO_RCVBUF was set: the receive window is not autotuned (as on Linux).
-pub(crate) const F_RCVBUF_SET: u32 = 1 << 10;
-/// A datagram delivery was refused for want of room: the next read tells
-/// the backend there is room again.
-pub(crate) const F_DGRAM_REFUSED: u32 = 1 << 11;
-
-/// SO_RCVBUF was set to a size the receive buffer could not take at once
-/// (see `Socket::follow_rcvbuf`): reads try again.
-pub(crate) const F_RCVBUF_PENDING: u32 = 1 << 13;
-
-/// An epoll set watches the backend's input fd of the socket (see
-/// `Backend::input_watched`); never cleared.
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
-pub(crate) const F_INPUT_WATCHED: u32 = 1 << 12;
 
 /// The backend that carries a socket, set once at selection.
 pub(crate) struct Binding {
@@ -131,7 +107,8 @@ pub struct Socket {
     tune_bytes: AtomicUsize,
     /// When the current autotuning measurement began.
     tune_start: Mutex<Option<crate::platform::Deadline>>,
-    flags: AtomicU32,
+    /// Where the connection stands, and the other conditions (`state`).
+    state: State,
     nonblock: AtomicBool,
     accept_len: AtomicU32,
     /// Timeouts in nanoseconds, 0 = none.
@@ -247,7 +224,7 @@ impl Socket {
             advertised: AtomicU64::new(0),
             tune_bytes: AtomicUsize::new(0),
             tune_start: Mutex::new(None),
-            flags: AtomicU32::new(0),
+            state: State::new(),
             nonblock: AtomicBool::new(nonblock),
             accept_len: AtomicU32::new(0),
             rcvtimeo: AtomicU64::new(0),
@@ -280,20 +257,31 @@ impl Socket {
         self.info.ty == SOCK_STREAM
     }
 
-    pub(crate) fn flags(&self) -> u32 {
-        self.flags.load(Ordering::Acquire)
+    /// The state word now (phase and flags at one instant).
+    pub(crate) fn flags(&self) -> Snapshot {
+        self.state.load()
+    }
+
+    /// The connection's phase now.
+    pub(crate) fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    /// Moves the connection to `to` from one of `from` (see `state`).
+    pub(crate) fn go(&self, from: &[Phase], to: Phase) -> Result<(), Phase> {
+        self.state.go(from, to)
     }
 
     pub(crate) fn has(&self, f: u32) -> bool {
-        self.flags() & f != 0
+        self.state.has(f)
     }
 
     pub(crate) fn set(&self, f: u32) {
-        self.flags.fetch_or(f, Ordering::AcqRel);
+        self.state.set(f);
     }
 
     pub(crate) fn clear(&self, f: u32) {
-        self.flags.fetch_and(!f, Ordering::AcqRel);
+        self.state.clear(f);
     }
 
     /// O_NONBLOCK on this socket (shared by all its fds, like an open file
@@ -413,50 +401,50 @@ impl Socket {
     pub fn readiness(&self) -> i16 {
         let f = self.flags();
         let mut ev: i16 = 0;
-        if f & F_ERROR != 0 {
+        if f.has(F_ERROR) {
             ev |= POLLERR;
         }
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             if self.accept_len.load(Ordering::Acquire) > 0 {
                 ev |= POLLIN | POLLRDNORM;
             }
             return ev;
         }
-        let rd_done = f & (F_RD_SHUT | F_RESET) != 0;
-        let wr_done = f & (F_WR_SHUT | F_RESET) != 0;
+        let rd_done = f.has(F_RD_SHUT | F_RESET);
+        let wr_done = f.has(F_WR_SHUT | F_RESET);
         match &self.rx {
             Rx::Stream(sb) => {
-                if f & F_CONNECTING != 0 && f & F_CONNECTED == 0 {
+                if f.is(Phase::Connecting) {
                     return ev;
                 }
                 let peer_fin = sb.fin_received();
-                if sb.readable() > 0 || sb.at_eof() || rd_done || f & F_ERROR != 0 {
+                if sb.readable() > 0 || sb.at_eof() || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if peer_fin || rd_done {
                     ev |= POLLRDHUP;
                 }
-                if f & F_CONNECTED == 0 || f & F_RESET != 0 || (peer_fin && wr_done) {
+                if !f.is(Phase::Connected) || f.has(F_RESET) || (peer_fin && wr_done) {
                     ev |= POLLHUP;
                 }
-                if f & F_RESET != 0 {
+                if f.has(F_RESET) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if wr_done
-                    || f & F_CONNECTED == 0
+                    || !f.is(Phase::Connected)
                     || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
                 {
                     ev |= POLLOUT | POLLWRNORM;
                 }
             }
             Rx::Dgram(db) => {
-                if db.pending() > 0 || f & F_ERROR != 0 {
+                if db.pending() > 0 || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
-                if f & F_RD_SHUT != 0 {
+                if f.has(F_RD_SHUT) {
                     ev |= POLLIN | POLLRDNORM | POLLRDHUP;
                 }
-                if f & F_RD_SHUT != 0 && f & F_WR_SHUT != 0 {
+                if f.has(F_RD_SHUT) && f.has(F_WR_SHUT) {
                     ev |= POLLHUP;
                 }
                 ev |= POLLOUT | POLLWRNORM;
@@ -517,8 +505,8 @@ impl Socket {
     /// discarded or SO_LINGER 0 asks for it) to the peer, the backend told,
     /// every blocked thread woken, pending connections reset.
     fn close(self: &Arc<Self>) {
-        let prev = self.flags.fetch_or(F_CLOSED, Ordering::AcqRel);
-        if prev & F_CLOSED != 0 {
+        let prev = self.state.set(F_CLOSED);
+        if prev.has(F_CLOSED) {
             return;
         }
         self.wait.notify(-1);
@@ -527,13 +515,13 @@ impl Socket {
             c.abort();
         }
         if let Some(b) = self.binding() {
-            if self.is_stream() && prev & F_CONNECTED != 0 && prev & F_RESET == 0 {
+            if self.is_stream() && prev.is(Phase::Connected) && !prev.has(F_RESET) {
                 let unread =
                     matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();
                 if unread || linger0 {
                     self.send_control(b, FLAG_RST);
-                } else if prev & F_FIN_SENT == 0 {
+                } else if !prev.has(F_FIN_SENT) {
                     self.send_fin(b);
                 }
             }
@@ -553,27 +541,14 @@ impl Socket {
             let tx = self.tx.lock();
             tx.next
         };
-        let frag = Fragment {
-            header: FragHeader {
-                kind: FragKind::Stream,
-                flags,
-                conn: 0,
-                offset: off,
-                dgram_offset: 0,
-                dgram_total: 0,
-                len: 0,
-                addr_len: 0,
-            },
-            addr: &[],
-            payload: &[],
-        };
+        let frag = Fragment::stream(off, flags, &[]);
         let _ = b.backend.write(self.sref(b), &frag);
     }
 
     /// Sends end-of-stream once.
     pub(crate) fn send_fin(&self, b: &Binding) {
-        let prev = self.flags.fetch_or(F_FIN_SENT, Ordering::AcqRel);
-        if prev & F_FIN_SENT == 0 {
+        let prev = self.state.set(F_FIN_SENT);
+        if !prev.has(F_FIN_SENT) {
             self.send_control(b, FLAG_FIN);
         }
     }
@@ -662,7 +637,7 @@ impl core::fmt::Debug for Socket {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "Socket({:?}, {:?}, flags {:#x})",
+            "Socket({:?}, {:?}, {:?})",
             self.handle,
             self.info,
             self.flags()
@@ -673,7 +648,7 @@ impl core::fmt::Debug for Socket {
 impl Socket {
     /// Whether the socket is listening.
     pub fn has_listen_flag(&self) -> bool {
-        self.has(F_LISTENING)
+        self.phase() == Phase::Listening
     }
 
     /// The backend's per-socket state, if the socket is carried by a

@@ -2,7 +2,7 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING, F_RCVBUF_PENDING, F_RCVBUF_SET};
+use super::{Phase, Rx, Socket, DEFAULT_SNDBUF, F_RCVBUF_PENDING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
 
@@ -225,7 +225,7 @@ impl Socket {
                     (AF_INET | AF_INET6, SOCK_DGRAM) => IPPROTO_UDP,
                     _ => self.info.protocol,
                 })),
-                SO_ACCEPTCONN => b(self.has(F_LISTENING)),
+                SO_ACCEPTCONN => b(self.phase() == Phase::Listening),
                 SO_REUSEADDR => b(o.reuseaddr),
                 SO_REUSEPORT => b(o.reuseport),
                 SO_KEEPALIVE => b(o.keepalive),

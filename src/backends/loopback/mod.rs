@@ -419,9 +419,7 @@ impl Loopback {
         let pair_peer = s.peer.load(Ordering::Acquire);
         if connected && pair_peer != 0 {
             let unnamed = SockAddr::unnamed(AF_UNIX);
-            let mut out = *frag;
-            out.addr = unnamed.as_bytes();
-            out.header.addr_len = out.addr.len() as u16;
+            let out = frag.with_addr(unnamed.as_bytes());
             return match upcall::deliver(SockHandle(pair_peer), &out) {
                 Err(ENOBUFS) => Err(EAGAIN),
                 Err(EBADF) => Err(ECONNREFUSED),
@@ -500,14 +498,12 @@ impl Loopback {
                 .unwrap_or(src),
             _ => src,
         };
-        let mut out = *frag;
         // An unnamed AF_UNIX sender has no address to report.
-        out.addr = if s.info.domain == AF_UNIX && src_seen.len() <= 2 {
+        let out = frag.with_addr(if s.info.domain == AF_UNIX && src_seen.len() <= 2 {
             &[]
         } else {
             src_seen.as_bytes()
-        };
-        out.header.addr_len = out.addr.len() as u16;
+        });
         match upcall::deliver(t.handle, &out) {
             Ok(()) => Ok(()),
             // A full receiver drops the datagram, as UDP does; AF_UNIX makes

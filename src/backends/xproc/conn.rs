@@ -4,8 +4,9 @@
 use alloc::collections::VecDeque;
 use alloc::sync::Weak;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::state::ConnState;
 use super::*;
 use crate::backend::contract::*;
 use crate::backend::wire;
@@ -66,26 +67,10 @@ pub(super) struct Conn {
     pub(super) blocked: Mutex<Vec<SockHandle>>,
     /// Bytes read but not yet a whole frame (transport thread only).
     pub(super) inbuf: Mutex<Vec<u8>>,
-    /// The peer sent end-of-stream (its socket closing after it is normal).
-    pub(super) got_fin: AtomicBool,
-    /// Established (ACCEPT seen or sent).
-    pub(super) up: AtomicBool,
-    pub(super) closed: AtomicBool,
+    /// Its life and who reads its input (see `state`).
+    pub(super) state: ConnState,
     /// The events the transport's epoll set watches (0: not in it).
     pub(super) watching: AtomicU32,
-    /// Program threads read the input (see `Backend::input_watched`): the
-    /// transport does not watch it.
-    pub(super) delegated: AtomicBool,
-    /// A thread blocked on the socket other than in epoll_wait: the
-    /// transport reads the input from then on.
-    pub(super) keep_input: AtomicBool,
-    /// A program's epoll set watches the input too (see `register`).
-    pub(super) shared: AtomicBool,
-    /// The connection was ended by `lost` or `fail` (once, whichever
-    /// thread read its end first).
-    pub(super) ended: AtomicBool,
-    /// The socket was closed: the kernel socket goes once its queue is out.
-    pub(super) closing: AtomicBool,
 }
 
 impl Conn {
@@ -101,7 +86,7 @@ impl Conn {
         // it under this lock, so a send never reaches a number the kernel
         // has already given to another connection.
         let mut out = self.out.lock();
-        if self.closed.load(Ordering::Acquire) {
+        if self.state.is_closed() {
             return Err(EPIPE);
         }
         let off = self.write_now(&out, parts)?;
@@ -171,7 +156,7 @@ impl Conn {
         // Under the queue's lock, as `flush` looks at the queue: a sender
         // turned away is always woken once there is room.
         let mut out = self.out.lock();
-        if self.closed.load(Ordering::Acquire) {
+        if self.state.is_closed() {
             return Err(EPIPE);
         }
         let off = self.write_now(&out, parts)?;
@@ -214,7 +199,7 @@ impl Conn {
         let f = control_frame(what, value, payload);
         let hdr = wire::encode_header(&f, false).map_err(|_| EINVAL)?;
         let mut out = self.out.lock();
-        if self.closed.load(Ordering::Acquire) {
+        if self.state.is_closed() {
             return Err(EPIPE);
         }
         self.queue_rest(t, &mut out, &[&hdr, f.payload], 0);
@@ -255,15 +240,8 @@ impl Conn {
             blocked: Mutex::new(Vec::new()),
 
             inbuf: Mutex::new(Vec::new()),
-            got_fin: AtomicBool::new(false),
-            up: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            state: ConnState::new(),
             watching: AtomicU32::new(0),
-            delegated: AtomicBool::new(false),
-            keep_input: AtomicBool::new(false),
-            shared: AtomicBool::new(false),
-            ended: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
         }
     }
 }

@@ -47,7 +47,7 @@ pub fn atfork_child() {
     core::mem::take(&mut *DGRAM_LINKS.lock());
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
-        c.closed.store(true, Ordering::Release);
+        c.state.close();
         close_kfd(kfd);
     }
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);

@@ -52,6 +52,7 @@ mod fork;
 mod kernel;
 mod ports;
 mod receive;
+mod state;
 mod thread;
 
 use alloc::sync::{Arc, Weak};
@@ -219,15 +220,11 @@ impl Backend for XProc {
                 let Some(c) = x.conn.lock().clone() else {
                     return Err(ENOTCONN);
                 };
-                if c.closed.load(Ordering::Acquire) {
+                if c.state.is_closed() {
                     if !frag.payload.is_empty() {
                         let _ = upcall::reset(
                             sock.handle,
-                            if c.got_fin.load(Ordering::Acquire) {
-                                EPIPE
-                            } else {
-                                ECONNRESET
-                            },
+                            if c.state.got_fin() { EPIPE } else { ECONNRESET },
                         );
                     }
                     return Ok(());
@@ -255,9 +252,7 @@ impl Backend for XProc {
                     }
                     l
                 };
-                let mut out = *frag;
-                out.addr = src.as_bytes();
-                out.header.addr_len = out.addr.len() as u16;
+                let out = frag.with_addr(src.as_bytes());
                 let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
                 // Nobody bound there, or the link is gone: dropped, as
                 // UDP does; a connected socket learns of it as of an ICMP
@@ -345,7 +340,7 @@ impl Backend for XProc {
             // Queued bytes (the FIN among them) go out first: the transport
             // thread closes the kernel socket when its queue is empty, and
             // reads it meanwhile (nobody pumps a closed socket).
-            c.closing.store(true, Ordering::Release);
+            c.state.start_closing();
             transport().delegate(&c, false);
             transport().flush(&c);
         }
@@ -358,7 +353,7 @@ impl Backend for XProc {
 impl InputDelegation for XProc {
     fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
         let c = stream_conn(&sock)?;
-        (!c.closed.load(Ordering::Acquire)).then_some(c.kfd)
+        (!c.state.is_closed()).then_some(c.kfd)
     }
 
     fn input_watched(&self, sock: SockRef<'_>) {
@@ -369,7 +364,7 @@ impl InputDelegation for XProc {
 
     fn input_wanted(&self, sock: SockRef<'_>) {
         if let Some(c) = stream_conn(&sock) {
-            if !c.keep_input.swap(true, Ordering::AcqRel) {
+            if c.state.keep() {
                 transport().delegate(&c, false);
             }
         }

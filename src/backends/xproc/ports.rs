@@ -181,7 +181,7 @@ impl XProc {
     pub(super) fn link(&self, port: u16) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
         if let Some(l) = links.get(&port) {
-            if !l.closed.load(Ordering::Acquire) {
+            if !l.state.is_closed() {
                 return Some(l.clone());
             }
             links.remove(&port);

@@ -101,10 +101,7 @@ impl Transport {
             // Nobody on the port takes it: dropped, as UDP does.
             if let Some((h, family)) = dgram_receiver(c.port, &src) {
                 let src = seen_as(&src, family);
-                let mut f = *f;
-                f.addr = src.as_bytes();
-                f.header.addr_len = f.addr.len() as u16;
-                return match upcall::deliver(h, &f) {
+                return match upcall::deliver(h, &f.with_addr(src.as_bytes())) {
                     Err(ENOBUFS) => Err(ENOBUFS),
                     _ => Ok(()),
                 };
@@ -132,7 +129,7 @@ impl Transport {
     pub(super) fn resume_paused(&self) {
         let links = core::mem::take(&mut *self.paused.lock());
         for c in links {
-            if c.closed.load(Ordering::Acquire) {
+            if c.state.is_closed() {
                 continue;
             }
             self.watch(&c, true);
@@ -154,7 +151,7 @@ impl Transport {
     /// server's first is ACCEPT; data and WINDOW frames only after them.
     pub(super) fn on_frame(&self, c: &Arc<Conn>, f: &wire::Fragment<'_>) -> Result<(), Errno> {
         let h = &f.header;
-        let up = c.up.load(Ordering::Acquire);
+        let up = c.state.is_up();
         // A client's connection carries its socket from the start; an
         // accepted one gets its socket at HELLO.
         let server_side = c.handle().0 != c.listener.0;
@@ -183,7 +180,7 @@ impl Transport {
                     // it, as on Linux, where a connect() that returned has
                     // its connection ready to accept: ACCEPT leaves after.
                     c.control_queued(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
-                    c.up.store(true, Ordering::Release);
+                    c.state.go_up();
                     upcall::connected(ch)?;
                     self.flush(c);
                 }
@@ -194,7 +191,7 @@ impl Transport {
                             x.peer.lock().replace(seen_as(&a, x.info.domain));
                         }
                     }
-                    c.up.store(true, Ordering::Release);
+                    c.state.go_up();
                     upcall::credit(ch, h.offset)?;
                     // Connected before anything else can fail: a server
                     // that is already gone shows as end-of-stream or a
@@ -216,7 +213,7 @@ impl Transport {
             return Err(libc::EPROTO);
         }
         if h.flags & wire::FLAG_FIN != 0 {
-            c.got_fin.store(true, Ordering::Release);
+            c.state.fin_in();
         }
         match upcall::deliver(c.handle(), f) {
             // EBADF: the socket was closed here; its peer learns of it.
@@ -275,7 +272,7 @@ fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
     // `Backend::pump`) may have closed it, and its number may already name
     // another connection.
     let fd_life = c.out.lock();
-    if c.closed.load(Ordering::Acquire) {
+    if c.state.is_closed() {
         return RECV_GONE;
     }
     // SAFETY: reads at most `spare.len()` bytes into the vector's spare

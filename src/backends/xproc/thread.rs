@@ -68,14 +68,14 @@ impl Transport {
     /// system call each time room to write is watched or no longer.
     pub(super) fn register(&self, c: &Conn, events: u32) -> Result<(), Errno> {
         let epfd = self.epfd()?;
-        if c.closed.load(Ordering::Acquire) {
+        if c.state.is_closed() {
             return Ok(());
         }
         let was = c.watching.swap(events, Ordering::AcqRel);
         if was == events {
             return Ok(());
         }
-        let shared = c.shared.load(Ordering::Acquire);
+        let shared = c.state.is_shared();
         let ctl = |op: i32, events: u32| {
             let mut ev = libc::epoll_event {
                 events,
@@ -106,11 +106,7 @@ impl Transport {
     /// input unless a program thread pumps it, room to write while bytes
     /// wait (`out`).
     pub(super) fn events_for(c: &Conn, out: bool) -> u32 {
-        let input = if c.delegated.load(Ordering::Acquire) {
-            0
-        } else {
-            EV_IN
-        };
+        let input = if c.state.is_delegated() { 0 } else { EV_IN };
         input | if out { EV_OUT } else { 0 }
     }
 
@@ -122,11 +118,11 @@ impl Transport {
 
     /// Gives `c`'s input to the program threads that watch it (`on`, see
     /// `Backend::input_watched`), or takes it back. Under the fd's life
-    /// lock, as `keep_input`: a thread that blocks on the socket while
+    /// lock, as `ConnState::keep`: a thread that blocks on the socket while
     /// another adds it to an epoll set never sleeps with nobody reading.
     pub(super) fn delegate(&self, c: &Conn, on: bool) {
         let out = c.out.lock();
-        if on && !c.shared.swap(true, Ordering::AcqRel) {
+        if on && c.state.share() {
             // From now on exclusive (see `register`): made anew.
             let w = c.watching.load(Ordering::Acquire);
             if w != 0 {
@@ -134,10 +130,7 @@ impl Transport {
                 let _ = self.register(c, w);
             }
         }
-        if on && c.keep_input.load(Ordering::Acquire) {
-            return;
-        }
-        if c.delegated.swap(on, Ordering::AcqRel) != on {
+        if c.state.delegate(on) {
             let _ = self.register(c, Self::events_for(c, !out.is_empty()));
         }
     }
@@ -155,11 +148,11 @@ impl Transport {
 
     pub(super) fn remove(&self, c: &Conn) {
         let fd_life = c.out.lock();
-        if c.closed.load(Ordering::Acquire) {
+        if c.state.is_closed() {
             return;
         }
         let _ = self.register(c, 0);
-        c.closed.store(true, Ordering::Release);
+        c.state.close();
         self.conns.lock().remove(&c.kfd);
         close_kfd(c.kfd);
         drop(fd_life);
@@ -207,7 +200,7 @@ impl Transport {
 
     pub(super) fn flush(&self, c: &Conn) {
         let mut out = c.out.lock();
-        if c.closed.load(Ordering::Acquire) {
+        if c.state.is_closed() {
             return;
         }
         while !out.is_empty() {
@@ -231,13 +224,13 @@ impl Transport {
                     let _ = upcall::writable(h);
                 }
                 out = c.out.lock();
-                if c.closed.load(Ordering::Acquire) {
+                if c.state.is_closed() {
                     return;
                 }
             }
         }
         if out.is_empty() {
-            if c.closing.load(Ordering::Acquire) {
+            if c.state.is_closing() {
                 drop(out);
                 self.remove(c);
             } else {
@@ -286,10 +279,10 @@ impl Transport {
     /// The peer's socket went away: end-of-stream if it had said so,
     /// otherwise a reset.
     pub(super) fn lost(&self, c: &Conn) {
-        if c.ended.swap(true, Ordering::AcqRel) {
+        if !c.state.end_once() {
             return;
         }
-        if c.got_fin.load(Ordering::Acquire) {
+        if c.state.got_fin() {
             self.remove(c);
         } else {
             self.refuse_or_reset(c);
@@ -300,14 +293,14 @@ impl Transport {
     /// protocol): an established connection is reset, one still being set
     /// up is refused (which also frees its place in a listener's backlog).
     pub(super) fn fail(&self, c: &Conn) {
-        if !c.ended.swap(true, Ordering::AcqRel) {
+        if c.state.end_once() {
             self.refuse_or_reset(c);
         }
     }
 
     pub(super) fn refuse_or_reset(&self, c: &Conn) {
         let h = c.handle();
-        if c.up.load(Ordering::Acquire) {
+        if c.state.is_up() {
             let _ = upcall::reset(h, ECONNRESET);
         } else if h.0 != 0 {
             let _ = upcall::refused(h, ECONNREFUSED);
@@ -341,7 +334,7 @@ impl Transport {
             }
             loop {
                 self.flush(&c);
-                if c.out.lock().is_empty() || c.closed.load(Ordering::Acquire) {
+                if c.out.lock().is_empty() || c.state.is_closed() {
                     break;
                 }
                 let left = deadline.map_or(core::time::Duration::ZERO, crate::platform::time_left);
