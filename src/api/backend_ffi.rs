@@ -538,6 +538,9 @@ pub unsafe extern "C" fn usock_backend_register(
         if ops.is_null() {
             return -(EINVAL as i64);
         }
+        // The built-in ones first, as a program's first socket would find
+        // them: priorities order them, not the order of registration.
+        crate::backends::install_defaults();
         // SAFETY: non-null and valid per the contract; copied here.
         let ops = unsafe { *ops };
         if ops.abi_version != USOCK_BACKEND_ABI_VERSION || ops.write.is_none() {

@@ -49,6 +49,7 @@ fn platform_ready() -> Result<(), Errno> {
     if !platform::ready() {
         return Err(crate::consts::ENOSYS);
     }
+    crate::backends::install_defaults();
     Ok(())
 }
 

@@ -28,7 +28,6 @@ struct Registry {
     /// Sorted by descending priority, then registration order. Replaced whole
     /// on change so that selection iterates a snapshot without a lock.
     entries: Option<Arc<Vec<Entry>>>,
-    defaults_installed: bool,
     /// A default backend the environment asked for could not be set up:
     /// every socket() fails with this errno rather than running on a
     /// different network than the one asked for.
@@ -38,21 +37,12 @@ struct Registry {
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next_id: 1,
     entries: None,
-    defaults_installed: false,
     unusable: None,
 });
-
-/// Priority of the built-in loopback backend; registered backends default
-/// above it, so they are asked first.
-pub const LOOPBACK_PRIORITY: i32 = 0;
-
-/// Priority of the cross-process backend, above loopback.
-pub const XPROC_PRIORITY: i32 = 10;
 
 /// Registers a backend; returns its id.
 pub fn register(backend: Arc<dyn Backend>, priority: i32) -> u64 {
     let mut reg = REGISTRY.lock();
-    install_defaults(&mut reg);
     insert(&mut reg, backend, priority)
 }
 
@@ -77,52 +67,17 @@ fn insert(reg: &mut Registry, backend: Arc<dyn Backend>, priority: i32) -> u64 {
     id
 }
 
-fn install_defaults(reg: &mut Registry) {
-    if !reg.defaults_installed {
-        reg.defaults_installed = true;
-        if let Some(lo) = crate::backends::default_backend() {
-            // USOCK_FAULT wraps it in the fault injector; a malformed value
-            // installs nothing (reported on stderr).
-            #[cfg(feature = "std")]
-            let Some(lo) = crate::backends::fault::wrap_default(lo) else {
-                return;
-            };
-            insert(reg, lo, LOOPBACK_PRIORITY);
-        }
-        // USOCK_NET names the directory of a cross-process network: its
-        // backend is asked before loopback (the launcher sets it).
-        #[cfg(feature = "std")]
-        if let Some(dir) = std::env::var_os("USOCK_NET") {
-            match crate::backends::xproc::XProc::new(dir.clone().into()) {
-                Ok(x) => {
-                    insert(reg, Arc::new(x), XPROC_PRIORITY);
-                }
-                Err(e) => {
-                    // Falling back to the in-process loopback would put the
-                    // program on a private network where its peers never
-                    // answer; refusing its sockets says what is wrong.
-                    reg.unusable = Some(e);
-                    let msg = alloc::format!(
-                        "libuserspacesock: USOCK_NET={}: cannot use the directory: {}; \
-                         socket() fails with that errno\n",
-                        dir.to_string_lossy(),
-                        std::io::Error::from_raw_os_error(e)
-                    );
-                    crate::platform::diag(msg.as_bytes());
-                }
-            }
-        }
-        #[cfg(feature = "std")]
-        stats::install();
-    }
-}
-
 /// Whether sockets can be made: `Err` with the errno of a default backend
 /// the environment asked for and that could not be set up (`USOCK_NET`).
 pub fn usable() -> Result<(), Errno> {
-    let mut reg = REGISTRY.lock();
-    install_defaults(&mut reg);
-    reg.unusable.map_or(Ok(()), Err)
+    REGISTRY.lock().unusable.map_or(Ok(()), Err)
+}
+
+/// A default backend the environment asked for could not be set up: every
+/// socket() fails with `e` from now on (`backends::install_defaults` says
+/// why on stderr).
+pub fn set_unusable(e: Errno) {
+    REGISTRY.lock().unusable = Some(e);
 }
 
 /// `USOCK_STATS=FILE`: at exit, one line per backend appended to FILE,
@@ -130,11 +85,11 @@ pub fn usable() -> Result<(), Errno> {
 /// backend can check that this backend, and not another, carried its
 /// sockets.
 #[cfg(feature = "std")]
-mod stats {
+pub(crate) mod stats {
     use super::REGISTRY;
     use core::sync::atomic::Ordering;
 
-    pub(super) fn install() {
+    pub(crate) fn install() {
         if std::env::var_os("USOCK_STATS").is_some() {
             // SAFETY: registers a function with no preconditions; atexit
             // only fails when out of slots, and then nothing is reported.
@@ -241,9 +196,7 @@ pub fn unregister(id: u64) -> bool {
 
 /// A snapshot of the registered backends in the order they are asked.
 pub fn snapshot() -> Arc<Vec<Entry>> {
-    let mut reg = REGISTRY.lock();
-    install_defaults(&mut reg);
-    reg.entries.clone().unwrap_or_default()
+    REGISTRY.lock().entries.clone().unwrap_or_default()
 }
 
 /// Whether any backend can carry sockets like `info`.

@@ -59,6 +59,7 @@ struct Handle {
 impl Handle {
     /// A fresh socket of `domain` and `ty` (protocol 0), blocking.
     fn new(domain: i32, ty: i32) -> io::Result<Handle> {
+        crate::backends::install_defaults();
         let info = crate::socket::check_args(domain, ty, 0).map_err(os_err)?;
         let sock = Socket::new(info, false).map_err(os_err)?;
         Ok(Handle { sock })
