@@ -4,6 +4,9 @@
 
 #![allow(missing_docs)]
 
+/// An errno value (positive, as Linux numbers them).
+pub type Errno = i32;
+
 // Address families.
 pub const AF_UNSPEC: i32 = 0;
 pub const AF_UNIX: i32 = 1;

@@ -9,7 +9,7 @@
 //!   claims the socket carries it until it is closed;
 //! - **fragmented I/O**: [`Backend::write`] receives the frontend's fragments;
 //!   the backend hands fragments and events back through the upcalls in
-//!   [`crate::socket::upcall`].
+//!   [`crate::backend::upcall`].
 //!
 //! Rules every backend keeps (the C header repeats them):
 //! - No operation blocks. Work that takes time (connect, a full peer) completes
@@ -29,8 +29,7 @@ use core::any::Any;
 use crate::addr::SockAddr;
 pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST};
 
-/// An errno value (positive, as Linux numbers them).
-pub type Errno = i32;
+pub use crate::consts::Errno;
 
 /// Names a socket across the backend boundary: a slot index in the low 32
 /// bits and the slot's generation in the high 32 bits, so that an upcall that

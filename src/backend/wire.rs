@@ -114,7 +114,7 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 
 /// Largest address a fragment may carry, in bytes; a longer `addr_len` is
 /// rejected with [`WireError::AddrTooLong`].
-pub const MAX_ADDR: usize = 128;
+pub const MAX_ADDR: usize = crate::addr::ADDR_MAX;
 
 /// Largest possible frame: header, maximal address and maximal payload.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_ADDR + MAX_PAYLOAD;

@@ -18,7 +18,7 @@ use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use core::time::Duration;
 
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 use crate::consts::*;
 
 /// Version of `struct usock_platform_ops` this library understands.

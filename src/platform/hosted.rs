@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 
 /// A point on the monotonic clock.
 pub type Deadline = Instant;

@@ -35,7 +35,7 @@ pub use error::{SbError, SbStats};
 pub use stream::StreamBuf;
 
 /// Longest source address a datagram may carry (opaque bytes).
-pub const MAX_ADDR_LEN: usize = 128;
+pub const MAX_ADDR_LEN: usize = crate::addr::ADDR_MAX;
 
 #[cfg(test)]
 mod send_sync {

@@ -11,7 +11,6 @@
 //! address nothing in the process listens on is refused, as the kernel
 //! refuses a connection to a closed local port.
 
-mod addr;
 mod fs;
 mod table;
 
@@ -21,11 +20,11 @@ use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::addr::SockAddr;
+use crate::addr::{IpEp, UnixName};
 use crate::backend::contract::*;
 use crate::backend::upcall;
 use crate::consts::*;
 use crate::sync::Mutex;
-pub use addr::{IpEp, UnixName};
 use table::{BindEntry, BindKey, Table};
 
 /// Where a socket is bound.

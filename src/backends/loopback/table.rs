@@ -8,8 +8,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::addr::{IpEp, UnixName};
 use super::{fs, LoSock};
+use crate::addr::{IpEp, UnixName};
 use crate::backend::contract::{Errno, SockHandle};
 use crate::consts::*;
 use crate::sync::Mutex;

@@ -6,9 +6,9 @@ use alloc::vec::Vec;
 use std::path::PathBuf;
 
 use super::*;
+use crate::addr::IpEp;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
-use crate::backends::loopback::IpEp;
 use crate::sync::Mutex;
 
 /// The send buffer asked for a link's kernel socket (the kernel caps it at

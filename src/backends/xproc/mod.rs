@@ -61,11 +61,11 @@ use core::any::Any;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
 
+use crate::addr::IpEp;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
 use crate::backend::upcall;
 use crate::backend::wire;
-use crate::backends::loopback::IpEp;
 use crate::consts::*;
 use crate::sync::Mutex;
 use conn::*;

@@ -6,9 +6,9 @@ use std::ffi::CString;
 use std::path::PathBuf;
 
 use super::*;
+use crate::addr::IpEp;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
-use crate::backends::loopback::IpEp;
 use crate::consts::*;
 
 impl XProc {

@@ -1,9 +1,11 @@
-//! Parsing the addresses loopback carries: AF_INET, AF_INET6, AF_UNIX.
+//! Parsed forms of the addresses the built-in backends carry (AF_INET,
+//! AF_INET6, AF_UNIX), for any backend that wants them: the frontend itself
+//! never looks past an address's family.
 
 use alloc::vec::Vec;
 
 use crate::addr::SockAddr;
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 use crate::consts::*;
 
 /// An IP endpoint, IPv4 kept as an IPv4-mapped IPv6 address so that a

@@ -5,6 +5,9 @@
 
 use core::fmt;
 
+mod parse;
+pub use parse::{IpEp, UnixName};
+
 use crate::consts::{AF_INET, AF_INET6};
 
 /// Largest address kept, the size of `struct sockaddr_storage`.
