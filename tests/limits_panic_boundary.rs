@@ -249,7 +249,7 @@ fn audit() -> Vec<String> {
 
 #[test]
 fn the_checker_rejects_a_missing_boundary() {
-    assert!(check("f", "ret_int(fdops::socket(a, b, c))").is_err());
+    assert!(check("f", "ret_int(lifecycle::socket(a, b, c))").is_err());
     assert!(check("f", "let x = s.thing();\nguard(-1, || 0)").is_err());
     assert!(check("f", "guard(-1, || ret_int(Ok(0)))").is_ok());
     assert!(check(

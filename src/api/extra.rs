@@ -11,9 +11,10 @@ use libc::{
 };
 
 use super::ffi::{self, guard, ret_int, set_errno};
-use super::{fdops, posix, real};
+use super::{posix, real};
 use crate::consts::*;
 use crate::fd;
+use crate::fd::lifecycle;
 
 /// Bytes read from the file per step of a sendfile into a socket.
 const SENDFILE_CHUNK: usize = 64 * 1024;
@@ -194,7 +195,7 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
             let top = (last as usize).min(fd::MAX_FDS.saturating_sub(1));
             for f in first as usize..=top {
                 if fd::is_ours(f as i32) {
-                    let _ = fdops::close(f as i32);
+                    let _ = lifecycle::close(f as i32);
                 }
             }
         }

@@ -28,8 +28,6 @@ pub mod epoll;
 #[cfg(feature = "std")]
 pub mod extra;
 /// cbindgen:ignore
-pub mod fdops;
-/// cbindgen:ignore
 pub mod ffi;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
@@ -39,3 +37,17 @@ pub mod poll;
 pub mod posix;
 /// cbindgen:ignore
 pub mod real;
+
+/// Before a call that makes a socket: fails with ENOSYS until the host has
+/// registered its platform table (no_std); installs the built-in backends
+/// the environment asks for and, hosted, the fork handlers, once.
+pub(crate) fn ready() -> Result<(), crate::consts::Errno> {
+    #[cfg(not(feature = "std"))]
+    if !crate::platform::ready() {
+        return Err(crate::consts::ENOSYS);
+    }
+    crate::backends::install_defaults();
+    #[cfg(feature = "std")]
+    fork::activate();
+    Ok(())
+}

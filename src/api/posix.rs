@@ -13,9 +13,10 @@ use libc::{
 };
 
 use super::ffi::{self, guard, ret_int, ret_size};
-use super::{fdops, poll, real};
+use super::{poll, real};
 use crate::consts::*;
 use crate::fd;
+use crate::fd::lifecycle;
 use crate::socket::options::OptVal;
 
 posix_alias! {
@@ -88,7 +89,7 @@ fn routed_to_kernel(
         && super::fork::route_gate(|| crate::route::decide(&s.info, a))
             == crate::route::Route::Kernel
     {
-        fdops::to_kernel(fd, s)?;
+        lifecycle::to_kernel(fd, s)?;
         return Ok(true);
     }
     let _ = (fd, s, a);
@@ -100,7 +101,9 @@ fn routed_to_kernel(
 /// registered backend carries the domain.
 #[no_mangle]
 pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    guard(-1, || ret_int(fdops::socket(domain, ty, protocol)))
+    guard(-1, || {
+        ret_int(super::ready().and_then(|()| lifecycle::socket(domain, ty, protocol)))
+    })
 }
 
 /// Creates a connected pair of sockets, like socketpair(2) (AF_UNIX).
@@ -132,7 +135,7 @@ pub unsafe extern "C" fn usock_socketpair(
                 return unsafe { real::socketpair(domain, ty, protocol, sv) };
             }
         }
-        match fdops::socketpair(domain, ty, protocol) {
+        match super::ready().and_then(|()| lifecycle::socketpair(domain, ty, protocol)) {
             Ok((a, b)) => {
                 // SAFETY: `sv` is non-null and points at two ints per the
                 // socketpair contract.
@@ -222,7 +225,7 @@ pub unsafe extern "C" fn usock_accept4(
         }
         // The fd first: with none left, accept() fails with EMFILE and the
         // connection stays queued, as on Linux.
-        let kfd = match fdops::new_kfd() {
+        let kfd = match lifecycle::new_kfd() {
             Ok(k) => k,
             Err(e) => return ret_int(Err(e)),
         };
@@ -237,13 +240,13 @@ pub unsafe extern "C" fn usock_accept4(
         let peer = child
             .peer_addr()
             .unwrap_or_else(|_| crate::addr::SockAddr::unspecified(child.info.domain));
-        let nfd = match fdops::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
+        let nfd = match lifecycle::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),
         };
         // SAFETY: `addr`/`len` are NULL or valid per the accept contract.
         if let Err(e) = unsafe { ffi::write_addr(&peer, addr, len) } {
-            let _ = fdops::close(nfd);
+            let _ = lifecycle::close(nfd);
             return ret_int(Err(e));
         }
         nfd
@@ -566,7 +569,7 @@ pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }
-    guard(-1, || match fdops::close(fd) {
+    guard(-1, || match lifecycle::close(fd) {
         Some(r) => ret_int(r.map(|_| 0)),
         // SAFETY: passthrough (closed concurrently by another thread).
         None => unsafe { real::close(fd) },
@@ -709,7 +712,7 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
     guard(-1, || match cmd {
         libc::F_GETFL => O_RDWR | if s.nonblocking() { O_NONBLOCK } else { 0 },
         // The caller's FD_CLOEXEC lives in the fd table (the kernel fd
-        // always has it: see fdops::new_kfd).
+        // always has it: see lifecycle::new_kfd).
         libc::F_GETFD => {
             if fd::cloexec(fd) {
                 libc::FD_CLOEXEC
@@ -721,7 +724,7 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
             fd::set_cloexec(fd, arg as c_int & libc::FD_CLOEXEC != 0);
             0
         }
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(fdops::dup_min(
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(lifecycle::dup_min(
             &s,
             fd,
             arg as c_int,
@@ -798,13 +801,13 @@ pub unsafe extern "C" fn usock_dup(fd: c_int) -> c_int {
         // SAFETY: passthrough.
         return unsafe { real::dup(fd) };
     };
-    guard(-1, || ret_int(fdops::dup_min(&s, fd, 0, false)))
+    guard(-1, || ret_int(lifecycle::dup_min(&s, fd, 0, false)))
 }
 
 /// dup2(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_dup2(old: c_int, new: c_int) -> c_int {
-    guard(-1, || match fdops::dup3(old, new, 0, true) {
+    guard(-1, || match lifecycle::dup3(old, new, 0, true) {
         Some(r) => ret_int(r),
         // SAFETY: passthrough.
         None => unsafe { real::dup2(old, new) },
@@ -814,7 +817,7 @@ pub unsafe extern "C" fn usock_dup2(old: c_int, new: c_int) -> c_int {
 /// dup3(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    guard(-1, || match fdops::dup3(old, new, flags, false) {
+    guard(-1, || match lifecycle::dup3(old, new, flags, false) {
         Some(r) => ret_int(r),
         // SAFETY: passthrough.
         None => unsafe { real::dup3(old, new, flags) },

@@ -6,6 +6,8 @@
 //! chunk that never held one of our fds, then a flag per slot. Only a slot
 //! that holds a socket is locked, to take a reference to it.
 
+pub mod lifecycle;
+
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};

@@ -1,9 +1,10 @@
-//! Operations on fd numbers: creating, duplicating and closing the kernel
-//! fds that give user-space sockets their numbers.
+//! The life of a socket's fd number: creating, duplicating and closing the
+//! kernel fds that give user-space sockets their numbers, and handing a
+//! socket over to the kernel under the same number.
 
 use alloc::sync::Arc;
 
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
@@ -13,8 +14,6 @@ use crate::socket::Socket;
 /// in the kernel, whatever the caller asked for (the fd table keeps that):
 /// no eventfd standing in for a socket ever crosses exec into a new image.
 pub fn new_kfd() -> Result<i32, Errno> {
-    #[cfg(feature = "std")]
-    super::fork::activate();
     platform::kfd_new(true)
 }
 
@@ -42,20 +41,8 @@ pub fn install_at(fdn: i32, sock: Arc<Socket>, cloexec: bool) -> Result<i32, Err
     Ok(fdn)
 }
 
-/// Before the host registered its platform table there is nothing to run
-/// on: the calls that create sockets fail with ENOSYS.
-fn platform_ready() -> Result<(), Errno> {
-    #[cfg(not(feature = "std"))]
-    if !platform::ready() {
-        return Err(crate::consts::ENOSYS);
-    }
-    crate::backends::install_defaults();
-    Ok(())
-}
-
 /// socket().
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
-    platform_ready()?;
     let info = crate::socket::check_args(domain, ty, protocol)?;
     let sock = Socket::new(info, ty & SOCK_NONBLOCK != 0)?;
     install(sock, ty & SOCK_CLOEXEC != 0)
@@ -63,7 +50,6 @@ pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
 
 /// socketpair().
 pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(i32, i32), Errno> {
-    platform_ready()?;
     let info = crate::socket::check_args(domain, ty, protocol)?;
     let (a, b) = Socket::pair(info, ty & SOCK_NONBLOCK != 0)?;
     let cloexec = ty & SOCK_CLOEXEC != 0;
