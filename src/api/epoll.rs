@@ -52,11 +52,11 @@ use core::time::Duration;
 use libc::{c_int, epoll_event, sigset_t, timespec};
 
 use super::ffi::{guard, probe, ret_int};
-use super::real;
 use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
+use crate::platform::real;
 use crate::socket::spin;
 use crate::socket::wait::{PollSignal, SetSignal};
 use crate::socket::{Socket, F_CLOSED};

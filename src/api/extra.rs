@@ -11,10 +11,11 @@ use libc::{
 };
 
 use super::ffi::{self, guard, ret_int, set_errno};
-use super::{posix, real};
+use super::posix;
 use crate::consts::*;
 use crate::fd;
 use crate::fd::lifecycle;
+use crate::platform::real;
 
 /// Bytes read from the file per step of a sendfile into a socket.
 const SENDFILE_CHUNK: usize = 64 * 1024;

@@ -38,9 +38,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use libc::{c_char, c_int, pid_t};
 
 use super::ffi::{guard, set_errno};
-use super::real;
 use crate::fd;
 use crate::platform;
+use crate::platform::real;
 use crate::sync::Mutex;
 
 /// Set once the first socket is made: before that a fork has nothing of

@@ -13,10 +13,11 @@ use libc::{
 };
 
 use super::ffi::{self, guard, ret_int, ret_size};
-use super::{poll, real};
+use super::poll;
 use crate::consts::*;
 use crate::fd;
 use crate::fd::lifecycle;
+use crate::platform::real;
 use crate::socket::options::OptVal;
 
 posix_alias! {

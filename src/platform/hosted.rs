@@ -349,6 +349,38 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
     };
 }
 
+/// A hosted thread can always sleep in the kernel.
+#[inline]
+pub fn can_block() -> bool {
+    true
+}
+
+/// libc's ppoll on kernel fds for up to `wait` (`None`: no limit), with
+/// the signal mask `mask` (`None`: unchanged); how many entries have events.
+pub fn kernel_ppoll(
+    fds: &mut [libc::pollfd],
+    wait: Option<Duration>,
+    mask: Option<&libc::sigset_t>,
+) -> Result<usize, Errno> {
+    let mask = mask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
+    let ts = wait.map(|d| libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let tsp = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a live array of its length; `tsp` is NULL or points
+    // at a local; `mask` is NULL or a live sigset.
+    let r = unsafe { super::real::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, mask) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(crate::consts::EINTR));
+    }
+    Ok(r as usize)
+}
+
 /// Empties an eventfd (it is non-blocking, so this never waits).
 pub fn eventfd_drain(fd: i32) {
     let mut v: u64 = 0;

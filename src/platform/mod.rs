@@ -3,6 +3,9 @@
 //! eventfds; the embedded platform (no_std) calls a table the host
 //! registers with `usock_platform_init`.
 
+/// cbindgen:ignore
+pub mod real;
+
 #[cfg(not(feature = "std"))]
 pub mod embedded;
 #[cfg(not(feature = "std"))]

@@ -6,6 +6,7 @@
 //! and the send side by `tx`, neither of which an upcall ever takes. Status
 //! bits that readiness and the data path need are atomics in `flags`.
 
+pub mod mux;
 pub mod options;
 pub mod slab;
 pub mod spin;
