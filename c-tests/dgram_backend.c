@@ -135,6 +135,7 @@ static struct {
     struct db_wire wire[2];
     int64_t reg_id;
     atomic_size_t dgram_queued;
+    atomic_ullong published; /* see db_ctx */
     uint64_t blocked[64]; /* dgram sockets refused with -EAGAIN */
     int nblocked;
     /* statistics, checked by the tests */
@@ -237,7 +238,19 @@ static struct db_sock *db_new_sock(uint64_t handle, int type)
     s->next = db.socks;
     db.socks = s;
     pthread_mutex_unlock(&db.mu);
+    atomic_fetch_add(&db.published, 1); /* release: see db_ctx */
     return s;
+}
+
+/* A socket's context, as an operation sees it. A context made by a receiver
+ * thread (the accepted side) reaches the application's thread through the
+ * library; the library's own synchronisation is invisible to TSan when it is
+ * not instrumented (usock-tsan), so the acquire here pairs with the release
+ * in db_new_sock to make the hand-over visible. */
+static struct db_sock *db_ctx(const struct usock_sock *so)
+{
+    (void)atomic_load(&db.published);
+    return so->ctx;
 }
 
 /* Binds s to ip:port (port 0: a free one). Caller holds no lock. */
@@ -330,7 +343,8 @@ static void db_send_ctl(int type, uint64_t src, uint64_t dst, uint64_t arg, cons
     struct db_frame *fr = db_frame_new(type, src, dst, 0, arg, n);
     if (!fr)
         return;
-    memcpy(fr->buf + fr->len, p, n);
+    if (n)
+        memcpy(fr->buf + fr->len, p, n);
     fr->len += n;
     db_queue((int)(dst & 1), fr);
 }
@@ -669,7 +683,7 @@ static int op_bind(void *ctx, const struct usock_sock *so, const uint8_t *addr,
                    uint32_t addr_len, uint8_t *out, uint32_t *out_len)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     struct sockaddr_in a;
     if (!db_in_net(addr, addr_len))
         return -EADDRNOTAVAIL;
@@ -690,7 +704,7 @@ static int op_listen(void *ctx, const struct usock_sock *so, uint32_t backlog)
 {
     (void)ctx;
     (void)backlog; /* the library keeps the accept queue */
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     pthread_mutex_lock(&s->mu);
     int ok = s->bound;
     if (ok)
@@ -703,7 +717,7 @@ static int op_connect(void *ctx, const struct usock_sock *so, const uint8_t *add
                       uint32_t addr_len)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     struct sockaddr_in dst;
     if (!db_in_net(addr, addr_len))
         return -EAFNOSUPPORT;
@@ -732,7 +746,7 @@ static int op_connect(void *ctx, const struct usock_sock *so, const uint8_t *add
 static int op_write(void *ctx, const struct usock_sock *so, const struct usock_fragment *f)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     uint64_t dst;
     struct sockaddr_in src;
     if (f->kind == USOCK_FRAG_STREAM) {
@@ -821,7 +835,7 @@ static int op_write(void *ctx, const struct usock_sock *so, const struct usock_f
 static void op_window(void *ctx, const struct usock_sock *so, uint64_t limit)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     pthread_mutex_lock(&s->mu);
     uint64_t peer = s->type == SOCK_STREAM ? s->peer_id : 0;
     for (struct db_rxflow *r = s->rx; r; r = r->next)
@@ -837,7 +851,7 @@ static int op_local_addr(void *ctx, const struct usock_sock *so, uint8_t *out,
                          uint32_t *out_len)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     pthread_mutex_lock(&s->mu);
     int b = s->bound || s->has_peer;
     memcpy(out, &s->local, sizeof s->local);
@@ -852,7 +866,7 @@ static int op_peer_addr(void *ctx, const struct usock_sock *so, uint8_t *out,
                         uint32_t *out_len)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     pthread_mutex_lock(&s->mu);
     int p = s->has_peer;
     memcpy(out, &s->peer, sizeof s->peer);
@@ -866,7 +880,7 @@ static int op_peer_addr(void *ctx, const struct usock_sock *so, uint8_t *out,
 static void op_close(void *ctx, const struct usock_sock *so)
 {
     (void)ctx;
-    struct db_sock *s = so->ctx;
+    struct db_sock *s = db_ctx(so);
     if (!s)
         return;
     pthread_mutex_lock(&db.mu);
