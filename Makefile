@@ -55,12 +55,13 @@ test-c: lib
 	@echo "== t_epoll, t_stream, t_dgram and t_threads again, through the cross-process backend"
 	for p in t_epoll t_stream t_dgram t_threads; do tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; done
 
-# The C backend over kernel pipes (library only: it registers a backend),
-# built by c-tests/Makefile with the C tests' flags and run by their runner
-# (a sanitizer line fails it as it fails them).
+# The C backends (library only: they register a backend) over kernel pipes
+# (pipe_backend.c) and over kernel datagram sockets (dgram_backend.c), built
+# by c-tests/Makefile with the C tests' flags and run by their runner (a
+# sanitizer line fails them as it fails the tests).
 PIPE_VARIANTS := usock usock-asan usock-tsan
 test-pipe: lib
-	$(MAKE) -C c-tests OUT=$(CURDIR)/build/pipe-tests $(addprefix pipe-,$(PIPE_VARIANTS))
+	$(MAKE) -C c-tests OUT=$(CURDIR)/build/pipe-tests $(addprefix pipe-,$(PIPE_VARIANTS)) $(addprefix dgram-,$(PIPE_VARIANTS))
 	OUT=$(CURDIR)/build/pipe-tests c-tests/run.sh $(PIPE_VARIANTS)
 
 # The library itself built with ASan and with TSan (nightly Rust), under
