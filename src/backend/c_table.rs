@@ -41,8 +41,24 @@ pub const USOCK_CLAIM_BIND: c_int = 1;
 pub const USOCK_CLAIM_CONNECT: c_int = 2;
 /// `claim` is asked at the first sendto() of an unbound socket.
 pub const USOCK_CLAIM_SENDTO: c_int = 3;
-/// `claim` is asked at listen() of an unbound socket.
+/// `claim` is asked at listen() of an unbound socket (`addr` is then the
+/// family's unspecified address: all zero, port 0).
 pub const USOCK_CLAIM_LISTEN: c_int = 4;
+/// `claim`'s op for a socketpair() (never passed to `claim`: pairs go to
+/// the `socketpair` operation of the first backend that supports them).
+pub const USOCK_CLAIM_PAIR: c_int = 5;
+
+/// Largest address the library passes or accepts (`struct
+/// sockaddr_storage`): the room behind `out` in `bind`, `local_addr` and
+/// `peer_addr`.
+pub const USOCK_ADDR_MAX: u32 = 128;
+/// Largest payload of one fragment the library hands `write` (a larger
+/// send() becomes several fragments); a backend may split further.
+pub const USOCK_FRAG_MAX: u32 = 65536;
+/// Size of the header of the portable encoding (`usock_frag_encode`): a
+/// buffer of `USOCK_FRAG_HEADER_LEN + addr_len + len` bytes holds a
+/// fragment.
+pub const USOCK_FRAG_HEADER_LEN: u32 = 40;
 
 /// A fragment as C sees it. Stream: `offset` is the absolute byte offset.
 /// Datagram: `offset` is the datagram id, `dgram_offset`/`dgram_total` place
@@ -88,32 +104,114 @@ pub struct usock_sock {
     pub opts: SockOpts,
 }
 
-/// The function table of a C backend. Optional entries may be NULL.
+/// The function table of a C backend. Only `write` is required; for every
+/// other entry the docs say what NULL does. The same rules are in the Rust
+/// trait's docs (`backend::contract`) and the README.
 ///
-/// Rules every backend keeps:
-/// - No operation blocks. A connect completes later through
-///   `usock_upcall_connected` or `usock_upcall_refused`.
-/// - Upcalls may be made from any thread, also from inside an operation;
-///   the library holds none of its locks while it calls an operation.
-/// - An incoming connection is announced with `usock_upcall_incoming` (which
-///   names the new socket) and joins the accept queue at
-///   `usock_upcall_connected` on that new socket.
-/// - Stream bytes are never delivered at or beyond the receiver's window:
-///   `usock_upcall_window` reads it, the `window` operation reports it when
-///   it moves; the sender may send up to the credit granted with
-///   `usock_upcall_credit`. Datagrams a receiver cannot hold are dropped.
-/// - Order and reliability are the backend's job: fragments may arrive out
-///   of order or repeated, never lost or corrupted.
-/// - Every operation returns 0 (or a documented positive value) on success,
-///   a negated errno on failure. The table is copied at registration; `ctx`
-///   must stay valid until the last socket the backend carries is closed.
+/// **Operations and threads.** No operation blocks: work that takes time
+/// (a connect, a full peer) completes later through an upcall. Upcalls may
+/// be made from any thread, also from inside an operation: the library
+/// holds none of its locks while it calls one. The library does not
+/// serialise a socket's operations: two threads may be in `write` at once,
+/// `window` runs beside `write`, and `close` may be called while another
+/// thread's `write` on the same socket has not returned (a program that
+/// closes a socket another thread uses); keep the per-socket context alive
+/// until both have returned. What a backend stores before an upcall that
+/// names a context (`claim`'s `*sock_ctx`, `usock_upcall_incoming`) must be
+/// published with release/acquire ordering if other threads of the backend
+/// read it: the library's own synchronisation is not visible to tools like
+/// TSan when the library is not instrumented.
+///
+/// **Return values.** 0 (or a documented positive value) on success, a
+/// negated errno on failure: that errno is what the application's call
+/// returns.
+///
+/// **Selection.** At the first call that names an address (bind, connect,
+/// the first sendto, listen of an unbound socket) the library asks each
+/// backend, by descending priority (equal priorities in registration
+/// order), that `supports` the socket: `claim` returns 1 to take it, 0 to
+/// let the next backend be asked, or a negated errno to fail the call (no
+/// other backend is asked). A claimed socket stays with the backend until
+/// it is closed, even if the call that claimed it then fails; `close` is
+/// called exactly once for every claimed socket (also when two threads
+/// race to claim one socket and this claim lost), for every socket made by
+/// `socketpair`, and for every socket made by `usock_upcall_incoming`,
+/// accepted or not.
+///
+/// **Binding.** `bind` is called only for the application's bind(); an
+/// explicit port 0 asks the backend to choose one. A socket that connects
+/// or sends unbound is bound by the backend itself as it sees fit (the
+/// library calls no `bind` then) and reports that address through
+/// `local_addr`. The backend enforces its address rules (EADDRINUSE,
+/// SO_REUSEADDR/SO_REUSEPORT in `usock_sock.opts`).
+///
+/// **The stream handshake.** `connect` returns 0 once the attempt has
+/// started. The listener's side announces the new connection with
+/// `usock_upcall_incoming` (the backend's context for the new socket; it
+/// is never passed to `claim`), and both sides are then completed the same
+/// way: read each receiver's window with `usock_upcall_window`, grant it to
+/// the other side's sender with `usock_upcall_credit` (a sender's credit is
+/// 0 until then: send() waits), then call `usock_upcall_connected` for the
+/// new socket (it joins the accept queue) and for the connector (connect()
+/// returns). Fragments may be delivered to a socket as soon as its
+/// `usock_upcall_incoming` returned or, for the connector, once it is
+/// connected. A refusal is `usock_upcall_refused(connector, ECONNREFUSED)`
+/// (any positive errno: it is what connect() or SO_ERROR reports);
+/// `usock_upcall_refused` on a socket made by `usock_upcall_incoming`
+/// before it was connected abandons it (`close` follows). A full accept
+/// queue makes `usock_upcall_incoming` return -EAGAIN: refuse, or offer
+/// again after the `accepted` operation (called on the listener).
+///
+/// **Stream data.** Stream bytes are fragments at absolute offsets from 0.
+/// `write` must accept every fragment within the credit it granted; its
+/// error is send()'s (the range is taken back when no later one was sent).
+/// End of stream is a fragment with `USOCK_FLAG_FIN` at the end offset,
+/// sent by the library itself at shutdown(SHUT_WR) or close; a reset is a
+/// fragment with `USOCK_FLAG_RST`, sent at close with unread data or
+/// SO_LINGER {1, 0}. The `shutdown` operation is a hook beside them, not
+/// the way they travel. A receiver never gets bytes at or beyond its
+/// window: `usock_upcall_deliver` refuses them with -ENOBUFS, and the
+/// `window` operation says when the window moved (offer them again then).
+/// `usock_upcall_window` and `usock_upcall_credit` speak the same unit: an
+/// absolute offset one past the last byte the receiver can take.
+///
+/// **Datagrams.** A datagram is one or more fragments with one id (the
+/// `offset` field), each placing its bytes at `dgram_offset` in a datagram
+/// of `dgram_total` bytes. Ids are unique among the sockets of one process;
+/// a backend that brings datagrams from several processes to one receiver
+/// keeps them unique (for example by renumbering per receiver). A
+/// datagram socket needs no handshake (`connect` only records the peer;
+/// `write` then gets `addr` NULL or the peer's address). Datagrams a
+/// receiver cannot hold are refused by `usock_upcall_deliver` with
+/// -ENOBUFS: a backend with UDP semantics drops them; one with AF_UNIX
+/// semantics keeps them and offers them again at the `window` operation.
+/// A backend that cannot take a datagram now returns -EAGAIN from `write`:
+/// a blocking sender then waits for `usock_upcall_writable` (or retries
+/// every millisecond), a non-blocking one gets EAGAIN.
+///
+/// **Order and reliability** are the backend's job: fragments may reach
+/// `usock_upcall_deliver` out of order or repeated (the receive buffer
+/// sorts stream bytes by offset, and datagram pieces by id), never lost or
+/// corrupted.
+///
+/// **Buffers.** A fragment's `data` and `addr` are valid only during the
+/// `write` call: copy what you keep. `usock_upcall_deliver` copies what it
+/// takes before it returns. After `close`, every upcall naming the socket's
+/// handle returns -EBADF.
+///
+/// **Lifetime.** The table is copied at registration; `ctx` must stay
+/// valid until the backend is unregistered and its last socket closed
+/// (`usock_backend_unregister` stops new claims; sockets the backend
+/// carries keep it until they close).
 ///
 /// The portable byte encoding (`usock_frag_encode`/`usock_frag_decode`): a
-/// 40-byte header, integers big-endian: magic "US" (2), version 1 (1), kind
-/// 1 stream / 2 datagram (1), flags FIN=1 RST=2 (2), addr_len (2), conn (8),
-/// offset or datagram id (8), dgram_offset (4), dgram_total (4), len (4),
-/// CRC-32C of header (this field zero), address and payload (4); then
-/// addr_len address bytes and len payload bytes.
+/// 40-byte header (`USOCK_FRAG_HEADER_LEN`), integers big-endian: magic
+/// "US" (2), version 1 (1), kind 1 stream / 2 datagram (1), flags FIN=1
+/// RST=2 (2), addr_len (2), conn (8), offset or datagram id (8),
+/// dgram_offset (4), dgram_total (4), len (4), CRC-32C of header (this
+/// field zero), address and payload (4); then addr_len address bytes and
+/// len payload bytes. `conn` is never interpreted by the library: it is
+/// 0 in fragments it writes and free for the backend's use.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct usock_backend_ops {
@@ -121,10 +219,14 @@ pub struct usock_backend_ops {
     pub abi_version: u32,
     /// A short name (copied at registration), or NULL.
     pub name: *const c_char,
-    /// Returns 1 if the backend can carry sockets like `info`.
+    /// Returns 1 if the backend can carry sockets like `info` (any other
+    /// value: it cannot). NULL: every socket.
     pub supports: Option<unsafe extern "C" fn(ctx: *mut c_void, info: *const SockInfo) -> c_int>,
-    /// Selection: returns 1 and stores a per-socket context in `*sock_ctx`
-    /// to claim the socket, 0 to decline, or a negated errno to refuse.
+    /// Selection (see above): returns 1 and stores a per-socket context in
+    /// `*sock_ctx` to claim the socket, 0 to let the next backend be asked,
+    /// or a negated errno to fail the call. `op` is a `USOCK_CLAIM_*`;
+    /// `addr` is the address the call names. NULL: the backend never
+    /// claims a socket (it only makes pairs through `socketpair`).
     pub claim: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -136,8 +238,10 @@ pub struct usock_backend_ops {
             sock_ctx: *mut *mut c_void,
         ) -> c_int,
     >,
-    /// Binds; writes the bound address (at most 128 bytes) to `out` and its
-    /// length to `*out_len`.
+    /// The application's bind() (see Binding above). `*out_len` is the room
+    /// at `out` (`USOCK_ADDR_MAX`) on entry; write the bound address (port 0
+    /// replaced by the chosen port) and set `*out_len` to its length.
+    /// NULL: bind() fails with EOPNOTSUPP.
     pub bind: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -148,10 +252,17 @@ pub struct usock_backend_ops {
             out_len: *mut u32,
         ) -> c_int,
     >,
-    /// Starts listening.
+    /// listen(): the socket accepts connections from now on (`backlog` is
+    /// already capped at SOMAXCONN; the library enforces it through
+    /// `usock_upcall_incoming`). A second listen() only changes the backlog
+    /// and does not call it. NULL: listen() fails with EOPNOTSUPP.
     pub listen:
         Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, backlog: u32) -> c_int>,
-    /// Starts a connect (stream) or sets the default peer (datagram).
+    /// Stream: starts a connect and returns 0 (it completes through the
+    /// handshake above), or a negated errno at once (-ECONNREFUSED when
+    /// nothing listens, -EAGAIN for a full AF_UNIX listener: a blocking
+    /// connect() asks again). Datagram: records the default peer; no
+    /// upcall follows. NULL: connect() fails with EOPNOTSUPP.
     pub connect: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -160,12 +271,18 @@ pub struct usock_backend_ops {
             addr_len: u32,
         ) -> c_int,
     >,
-    /// The application accepted a connection from this listener.
+    /// Called on the listener after the application accepted a connection
+    /// from it (room in the accept queue). NULL: nothing is called.
     pub accepted: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock)>,
-    /// Hook on shutdown().
+    /// Hook on shutdown() (`how` is SHUT_RD 0, SHUT_WR 1 or SHUT_RDWR 2),
+    /// after the library's own checks; the end of stream itself travels as
+    /// a FIN fragment through `write`. A negated errno fails shutdown().
+    /// NULL: accepted.
     pub shutdown:
         Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, how: c_int) -> c_int>,
-    /// Hook on setsockopt(): 0 accepts, a negated errno refuses.
+    /// Hook on setsockopt() of a claimed socket, after the library has
+    /// checked the value and before it stores it: 0 accepts, a negated
+    /// errno fails the call (nothing is stored). NULL: accepted.
     pub setsockopt: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -176,7 +293,9 @@ pub struct usock_backend_ops {
             len: u32,
         ) -> c_int,
     >,
-    /// Carries one fragment. Required.
+    /// Carries one fragment (see Stream data, Datagrams and Buffers
+    /// above): 0 when the backend took it whole (there is no partial
+    /// acceptance), a negated errno otherwise. Required.
     pub write: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -184,11 +303,19 @@ pub struct usock_backend_ops {
             f: *const usock_fragment,
         ) -> c_int,
     >,
-    /// The receiver's window moved to `limit` (stream). On a datagram
-    /// socket: a read made room after a delivery was refused with -ENOBUFS
-    /// (`limit` is the buffer's size); a kept datagram may be offered again.
+    /// Stream: the receiver's window moved to `limit` (an absolute offset,
+    /// as `usock_upcall_credit` takes it): grant it to the peer's sender
+    /// and offer again what `usock_upcall_deliver` refused. Datagram: a
+    /// read made room after a delivery was refused with -ENOBUFS (`limit`
+    /// is the buffer's size). Upcalls, delivering included, may be made
+    /// from inside it. NULL: nothing is called (the backend must then
+    /// find out about room by polling `usock_upcall_window`).
     pub window: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, limit: u64)>,
-    /// Writes the local address; returns 0, or a negated errno if none.
+    /// getsockname(): writes the local address (`*out_len` is the room on
+    /// entry, `USOCK_ADDR_MAX`) and its length; returns 0, or a negated
+    /// errno when there is none (the library then reports the family's
+    /// unspecified address, as Linux does for an unbound socket). NULL: no
+    /// address.
     pub local_addr: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -197,7 +324,8 @@ pub struct usock_backend_ops {
             out_len: *mut u32,
         ) -> c_int,
     >,
-    /// Writes the peer address; returns 0, or a negated errno if none.
+    /// getpeername(): as `local_addr`, for the peer. With none, or NULL,
+    /// getpeername() fails with ENOTCONN.
     pub peer_addr: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -206,7 +334,11 @@ pub struct usock_backend_ops {
             out_len: *mut u32,
         ) -> c_int,
     >,
-    /// socketpair(): connects two fresh sockets, storing their contexts.
+    /// socketpair(): connects the two fresh sockets `a` and `b` before it
+    /// returns (grant each side credit with `usock_upcall_window` and
+    /// `usock_upcall_credit`, then `usock_upcall_connected` on both) and
+    /// stores their contexts. -EOPNOTSUPP lets the next backend that
+    /// supports the socket be asked. NULL: as -EOPNOTSUPP.
     pub socketpair: Option<
         unsafe extern "C" fn(
             ctx: *mut c_void,
@@ -217,7 +349,9 @@ pub struct usock_backend_ops {
             ctx_b: *mut *mut c_void,
         ) -> c_int,
     >,
-    /// The socket is gone; free its context.
+    /// The socket is gone (see Selection for when it is called): free its
+    /// context once no other operation on it is running. Called once per
+    /// socket. NULL: nothing is called.
     pub close: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock)>,
 }
 
@@ -562,6 +696,18 @@ pub unsafe fn register(
 mod tests {
     use super::*;
 
+    /// The header's sizes are literals (cbindgen writes no computed
+    /// constant): they must be the Rust ones.
+    #[test]
+    fn size_constants_match_the_rust_ones() {
+        assert_eq!(USOCK_ADDR_MAX as usize, crate::addr::ADDR_MAX);
+        assert_eq!(USOCK_FRAG_MAX as usize, FRAG_MAX);
+        assert_eq!(
+            USOCK_FRAG_HEADER_LEN as usize,
+            crate::backend::wire::HEADER_LEN
+        );
+    }
+
     #[test]
     fn claim_constants_match_the_rust_enum() {
         for (c, op) in [
@@ -569,6 +715,7 @@ mod tests {
             (USOCK_CLAIM_CONNECT, ClaimOp::Connect),
             (USOCK_CLAIM_SENDTO, ClaimOp::SendTo),
             (USOCK_CLAIM_LISTEN, ClaimOp::Listen),
+            (USOCK_CLAIM_PAIR, ClaimOp::Pair),
         ] {
             assert_eq!(ClaimOp::from_i32(c), Some(op));
         }

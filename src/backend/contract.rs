@@ -11,7 +11,10 @@
 //!   the backend hands fragments and events back through the upcalls in
 //!   [`crate::backend::upcall`].
 //!
-//! Rules every backend keeps (the C header repeats them):
+//! Rules every backend keeps, in short (the full statement, one for C and
+//! Rust backends alike, is the documentation of
+//! [`usock_backend_ops`](crate::backend::c_table::usock_backend_ops), which
+//! the C header carries):
 //! - No operation blocks. Work that takes time (connect, a full peer) completes
 //!   later through an upcall.
 //! - Upcalls may be made from any thread, including from inside an operation
@@ -30,6 +33,10 @@ use crate::addr::SockAddr;
 pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST};
 
 pub use crate::consts::Errno;
+
+/// Largest payload of one fragment the frontend hands [`Backend::write`]
+/// (a larger send() becomes several fragments).
+pub const FRAG_MAX: usize = 64 * 1024;
 
 /// Names a socket across the backend boundary: a slot index in the low 32
 /// bits and the slot's generation in the high 32 bits, so that an upcall that

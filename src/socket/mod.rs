@@ -42,8 +42,7 @@ pub const DEFAULT_DGRAM_RCVBUF: usize = crate::config::DGRAM_RCVBUF;
 pub const DEFAULT_SNDBUF: usize = 212_992;
 /// Cap on partial datagrams per socket.
 pub const MAX_PARTIAL_DGRAMS: usize = crate::config::MAX_PARTIALS;
-/// Largest fragment the frontend hands a backend.
-pub const FRAG_MAX: usize = 64 * 1024;
+pub use crate::backend::contract::FRAG_MAX;
 
 /// A reader that consumes a window's worth within this long of the previous
 /// one is held back by the window (see `Socket::autotune`): 128 MB/s for
