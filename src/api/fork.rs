@@ -105,7 +105,7 @@ pub(crate) fn route_gate<R>(f: impl FnOnce() -> R) -> R {
 fn prepare() {
     core::mem::forget(ROUTE_GATE.lock());
     crate::backend::registry::fork_prepare();
-    super::epoll::fork_lock();
+    crate::socket::mux::epoll::fork_lock();
     crate::socket::slab::fork_lock();
     fd::fork_lock();
 }
@@ -117,7 +117,7 @@ fn parent() {
     unsafe {
         fd::fork_unlock();
         crate::socket::slab::fork_unlock();
-        super::epoll::fork_unlock();
+        crate::socket::mux::epoll::fork_unlock();
     }
     // SAFETY: as above.
     unsafe {
@@ -138,7 +138,7 @@ fn child() {
     unsafe {
         fd::fork_unlock();
         crate::socket::slab::fork_unlock();
-        super::epoll::fork_unlock();
+        crate::socket::mux::epoll::fork_unlock();
     }
     // SAFETY: as above.
     unsafe {

@@ -89,7 +89,7 @@ pub unsafe fn poll(
         unsafe { core::slice::from_raw_parts_mut(fds, n as usize) }
     };
     #[cfg(feature = "std")]
-    super::epoll::nest_polled(slice.iter().map(|p| p.fd));
+    mux::epoll::nest_polled(slice.iter().map(|p| p.fd));
     #[cfg(feature = "std")]
     if !slice.iter().any(|p| fd::is_ours(p.fd)) {
         let ts = timeout.map(to_timespec);
@@ -165,7 +165,7 @@ pub unsafe fn select(
         |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
     let ours = (0..n).any(|f| (isset(r, f) || isset(w, f) || isset(e, f)) && fd::is_ours(f));
     #[cfg(feature = "std")]
-    super::epoll::nest_polled((0..n).filter(|&f| isset(r, f) || isset(w, f) || isset(e, f)));
+    mux::epoll::nest_polled((0..n).filter(|&f| isset(r, f) || isset(w, f) || isset(e, f)));
     #[cfg(feature = "std")]
     if !ours {
         // SAFETY: passthrough with the caller's arguments.

@@ -381,6 +381,65 @@ pub fn kernel_ppoll(
     Ok(r as usize)
 }
 
+/// libc's epoll_ctl on kernel fds; `ev` for ADD and MOD (NULL otherwise).
+pub fn kernel_epoll_ctl(
+    epfd: i32,
+    op: i32,
+    fd: i32,
+    ev: Option<libc::epoll_event>,
+) -> Result<(), Errno> {
+    let mut e = ev.unwrap_or(libc::epoll_event { events: 0, u64: 0 });
+    let p = if ev.is_some() {
+        &mut e as *mut libc::epoll_event
+    } else {
+        core::ptr::null_mut()
+    };
+    // SAFETY: `p` is NULL or a live epoll_event; the fds are integers.
+    if unsafe { super::real::epoll_ctl(epfd, op, fd, p) } < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// libc's epoll_pwait: up to `ev.len()` events of the kernel set `epfd`
+/// within `ms` milliseconds (-1: no limit), with the signal mask `mask`
+/// (`None`: unchanged); how many it wrote.
+pub fn kernel_epoll_pwait(
+    epfd: i32,
+    ev: &mut [libc::epoll_event],
+    ms: i32,
+    mask: Option<&libc::sigset_t>,
+) -> Result<usize, Errno> {
+    let mask = mask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
+    let len = ev.len().min(i32::MAX as usize) as i32;
+    // SAFETY: `ev` is a live array of at least `len` entries; `mask` is
+    // NULL or a live sigset.
+    let r = unsafe { super::real::epoll_pwait(epfd, ev.as_mut_ptr(), len, ms, mask) };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok(r as usize)
+}
+
+/// Blocks every signal in this thread; returns the mask it had.
+pub fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigfillset/pthread_sigmask.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+/// Puts back the mask [`block_signals`] returned; a signal that came
+/// meanwhile is handled now.
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: a valid mask from `block_signals`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
+}
+
 /// Empties an eventfd (it is non-blocking, so this never waits).
 pub fn eventfd_drain(fd: i32) {
     let mut v: u64 = 0;
