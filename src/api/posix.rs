@@ -154,14 +154,7 @@ pub unsafe extern "C" fn usock_socketpair(
 /// Binds a socket to a local address, like bind(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::bind(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::bind(fd, addr, len), {
         // SAFETY: `addr` is valid for `len` bytes per the bind contract.
         let a = match unsafe { ffi::read_addr(addr, len) } {
             Ok(a) => a,
@@ -179,14 +172,7 @@ pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: sockl
 /// Marks a stream socket as accepting connections, like listen(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_listen(fd: c_int, backlog: c_int) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::listen(fd, backlog) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::listen(fd, backlog), {
         ret_int(s.listen(backlog).map(|_| 0))
     })
 }
@@ -210,14 +196,7 @@ pub unsafe extern "C" fn usock_accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::accept4(fd, addr, len, flags) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::accept4(fd, addr, len, flags), {
         if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return ret_int(Err(EINVAL));
         }
@@ -257,14 +236,7 @@ pub unsafe extern "C" fn usock_accept4(
 /// Connects a socket, like connect(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::connect(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::connect(fd, addr, len), {
         // SAFETY: `addr` is valid for `len` bytes per the connect contract.
         let a = match unsafe { ffi::read_addr(addr, len) } {
             Ok(a) => a,
@@ -301,14 +273,7 @@ pub unsafe extern "C" fn usock_sendto(
     addr: *const sockaddr,
     alen: socklen_t,
 ) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::sendto(fd, buf, len, flags, addr, alen), {
         // SAFETY: `buf` is valid for `len` bytes per the send contract.
         let data = match unsafe { ffi::buf(buf, len) } {
             Ok(d) => d,
@@ -339,14 +304,7 @@ pub unsafe extern "C" fn usock_sendto(
 /// ignored.
 #[no_mangle]
 pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::sendmsg(fd, msg, flags) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::sendmsg(fd, msg, flags), {
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
@@ -409,14 +367,7 @@ pub unsafe extern "C" fn usock_recvfrom(
     addr: *mut sockaddr,
     alen: *mut socklen_t,
 ) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::recvfrom(fd, buf, len, flags, addr, alen), {
         // SAFETY: `buf` is valid for `len` bytes per the recv contract.
         let b = match unsafe { ffi::buf_mut(buf, len) } {
             Ok(b) => b,
@@ -445,14 +396,7 @@ pub unsafe extern "C" fn usock_recvfrom(
 /// control data is produced (`msg_controllen` is set to 0).
 #[no_mangle]
 pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::recvmsg(fd, msg, flags) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::recvmsg(fd, msg, flags), {
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
@@ -510,14 +454,7 @@ pub unsafe extern "C" fn usock_write(fd: c_int, buf: *const c_void, len: usize) 
 /// readv(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: passthrough with the caller's arguments.
-        return unsafe { real::readv(fd, iov, n) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::readv(fd, iov, n), {
         // SAFETY: the iovec array is valid per the readv contract.
         let mut bufs = match unsafe { ffi::iov_mut(iov, n) } {
             Ok(b) => b,
@@ -530,14 +467,7 @@ pub unsafe extern "C" fn usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> 
 /// writev(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: passthrough with the caller's arguments.
-        return unsafe { real::writev(fd, iov, n) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::writev(fd, iov, n), {
         // SAFETY: the iovec array is valid per the writev contract.
         let bufs = match unsafe { ffi::iov(iov, n) } {
             Ok(b) => b,
@@ -550,14 +480,7 @@ pub unsafe extern "C" fn usock_writev(fd: c_int, iov: *const iovec, n: c_int) ->
 /// shutdown(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_shutdown(fd: c_int, how: c_int) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::shutdown(fd, how) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::shutdown(fd, how), {
         ret_int(s.shutdown(how).map(|_| 0))
     })
 }
@@ -584,14 +507,7 @@ pub unsafe extern "C" fn usock_getsockname(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::getsockname(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::getsockname(fd, addr, len), {
         if addr.is_null() || len.is_null() {
             return ret_int(Err(EFAULT));
         }
@@ -607,14 +523,7 @@ pub unsafe extern "C" fn usock_getpeername(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::getpeername(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::getpeername(fd, addr, len), {
         if addr.is_null() || len.is_null() {
             return ret_int(Err(EFAULT));
         }
@@ -635,14 +544,7 @@ pub unsafe extern "C" fn usock_getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::getsockopt(fd, level, name, val, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::getsockopt(fd, level, name, val, len), {
         if let Err(e) = ffi::probe(len as *const u8, core::mem::size_of::<socklen_t>()) {
             return ret_int(Err(e));
         }
@@ -679,14 +581,7 @@ pub unsafe extern "C" fn usock_setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::setsockopt(fd, level, name, val, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::setsockopt(fd, level, name, val, len), {
         if (len as i32) < 0 {
             return ret_int(Err(EINVAL));
         }
