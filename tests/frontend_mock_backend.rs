@@ -644,9 +644,6 @@ fn refused_nonblocking_retry<S: Sys>(to: Addr) -> Trace {
 }
 
 #[test]
-#[ignore = "library bug: connect() after a refused non-blocking connect starts \
-            a new attempt (EINPROGRESS) and drops the refusal; Linux \
-            returns the pending ECONNREFUSED there and retries on the next call"]
 fn refused_nonblocking_connect_reports_the_refusal_at_the_next_connect() {
     let f = Fixture::new(40154);
     f.on_connect(OnConnect::Refuse(ECONNREFUSED));
@@ -677,9 +674,6 @@ fn refused_nonblocking_error_taken<S: Sys>(to: Addr) -> Trace {
 }
 
 #[test]
-#[ignore = "library bug: connect() after a refused non-blocking connect whose \
-            error SO_ERROR took starts a new attempt (EINPROGRESS); Linux \
-            returns ECONNABORTED once, then retries"]
 fn refused_nonblocking_connect_after_so_error_is_econnaborted_once() {
     let f = Fixture::new(40155);
     f.on_connect(OnConnect::Refuse(ECONNREFUSED));

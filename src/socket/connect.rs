@@ -119,13 +119,23 @@ impl Socket {
             }
             return self.finish_connect();
         }
+        if ip && core::mem::take(&mut self.ctl.lock().connect_failed) {
+            // Linux's __inet_stream_connect on a socket whose connect
+            // failed meanwhile: sock_error(), or ECONNABORTED; the next
+            // connect() starts anew.
+            return Err(self.take_error().unwrap_or(ECONNABORTED));
+        }
         if ip {
             self.check_family(addr)?;
         }
         let b = self.select(ClaimOp::Connect, addr)?;
         // A refusal left over from an earlier attempt belongs to that one.
         self.clear(F_ERROR);
-        self.ctl.lock().so_error = 0;
+        {
+            let mut ctl = self.ctl.lock();
+            ctl.so_error = 0;
+            ctl.connect_failed = false;
+        }
         match self.go(&[Phase::Idle], Phase::Connecting) {
             Ok(()) => {}
             // Another thread's connect() got there first.
@@ -159,6 +169,7 @@ impl Socket {
                 if self.phase() == Phase::Connected {
                     return Ok(());
                 }
+                self.ctl.lock().connect_failed = false;
                 if let Some(e) = self.take_error() {
                     return Err(e);
                 }
@@ -179,6 +190,10 @@ impl Socket {
         );
         if self.phase() == Phase::Connected {
             return Ok(());
+        }
+        if self.phase() != Phase::Connecting {
+            // This call reports the failure: the next connect() starts anew.
+            self.ctl.lock().connect_failed = false;
         }
         if let Some(e) = self.take_error() {
             return Err(e);

@@ -177,6 +177,7 @@ impl Frontend for SocketFrontend {
         }
         // The error before the end of connecting, for the same reason as in
         // `connected`.
+        s.ctl.lock().connect_failed = true;
         s.set_error(if err > 0 { err } else { ECONNREFUSED });
         let _ = s.go(&[Phase::Connecting], Phase::Idle);
         // set_error's wake-up came while still connecting: a waiter that
@@ -193,6 +194,7 @@ impl Frontend for SocketFrontend {
         if s.phase() == Phase::Connecting && s.ctl.lock().parent.is_none() {
             // A reset before the connection was up ends the connect, as a
             // reset answering a SYN does on Linux: ECONNREFUSED.
+            s.ctl.lock().connect_failed = true;
             s.set_error(ECONNREFUSED);
             let _ = s.go(&[Phase::Connecting], Phase::Idle);
             s.wait.notify(POLLOUT | POLLERR);

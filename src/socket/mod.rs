@@ -72,6 +72,12 @@ pub(crate) struct Tx {
 
 pub(crate) struct Ctl {
     so_error: i32,
+    /// A connect failed after connect() returned (a refusal or reset while
+    /// connecting) and no connect() has reported it yet: as on Linux, where
+    /// the socket stays SS_CONNECTING until then, the next connect() of a
+    /// TCP socket reports it (its SO_ERROR, or ECONNABORTED when SO_ERROR
+    /// took that) instead of starting a new attempt.
+    connect_failed: bool,
     accept_q: VecDeque<Arc<Socket>>,
     /// Accepted-side sockets announced by the backend but not yet established.
     pending: u32,
@@ -205,6 +211,7 @@ impl Socket {
             binding: SetOnce::new(),
             ctl: Mutex::new(Ctl {
                 so_error: 0,
+                connect_failed: false,
                 accept_q: VecDeque::new(),
                 pending: 0,
                 backlog: 0,
