@@ -1,5 +1,6 @@
 //! One kernel socket of the transport (a connection, a port, a link) and
 //! how frames go out on it.
+#![deny(unsafe_code)]
 
 use alloc::collections::VecDeque;
 use alloc::sync::Weak;

@@ -38,6 +38,7 @@
 //! the type's maximum, a DATA body whose wire header is invalid or whose
 //! encoded length is not `len`, a control body of the wrong length. Any
 //! rejection ends that connection (or link).
+#![deny(unsafe_code)]
 
 use crate::backend::contract::Errno;
 use crate::backend::wire;

@@ -47,11 +47,13 @@
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
 //! the socket files, `kernel` every system call (the one file of xproc
 //! with `unsafe`), `fork` the locks around fork().
+#![deny(unsafe_code)]
 
 mod conn;
 mod dgram;
 mod envelope;
 mod fork;
+#[allow(unsafe_code)]
 mod kernel;
 mod ports;
 mod receive;
@@ -74,6 +76,8 @@ use conn::*;
 use dgram::*;
 use kernel::*;
 use thread::*;
+
+pub(in crate::backends) use kernel::mknod_socket;
 
 /// An address as a socket of `family` sees it: IPv4 as v4-mapped IPv6 for
 /// an AF_INET6 socket (a dual-stack peer), v4-mapped IPv6 as IPv4 for an
@@ -166,8 +170,7 @@ impl Backend for XProc {
         let x = xs(&sock)?;
         self.autobind(x, sock.handle)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
-        // SAFETY: listen on our own kernel socket.
-        sys(unsafe { libc::syscall(libc::SYS_listen, c.kfd, backlog.max(1) as i32) })?;
+        kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
         transport().add(c)
     }
 
@@ -403,9 +406,6 @@ impl ForkAware for XProc {
 pub fn default_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("usock-net"),
-        // SAFETY: getuid has no preconditions.
-        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", unsafe {
-            libc::getuid()
-        })),
+        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", kernel::uid())),
     }
 }

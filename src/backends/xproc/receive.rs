@@ -1,4 +1,5 @@
 //! Messages coming in: streams, datagram links, and the connection protocol.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
@@ -270,11 +271,10 @@ fn deliver_frames(
 
 /// Reads what the kernel holds for `c` (up to [`READ`] bytes) behind the
 /// bytes of `buf`. Returns the system call's result: bytes read, 0 at the
-/// end, negative with nothing there (EAGAIN) or on an error (which
-/// [`errno`] tells), or [`RECV_GONE`].
+/// end or on an error, negative with nothing there (EAGAIN), or
+/// [`RECV_GONE`].
 fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
     buf.reserve(READ);
-    let spare = buf.spare_capacity_mut();
     // The fd's life lock: another thread pumping this connection (see
     // `Backend::pump`) may have closed it, and its number may already name
     // another connection.
@@ -282,32 +282,12 @@ fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
     if c.state.is_closed() {
         return RECV_GONE;
     }
-    // SAFETY: reads at most `spare.len()` bytes into the vector's spare
-    // capacity, which is ours.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            c.kfd,
-            spare.as_mut_ptr(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-            0usize,
-            0usize,
-        )
-    } as isize;
-    let err = (r < 0).then(errno);
+    let r = kernel::recv_append(c.kfd, buf);
     drop(fd_life);
-    match err {
+    match r {
+        Ok(n) => n as isize,
+        Err(EAGAIN) => -1,
         // An error other than "nothing there" ends the connection.
-        Some(e) if e != EAGAIN => 0,
-        _ => {
-            if r > 0 {
-                let len = buf.len() + r as usize;
-                // SAFETY: the kernel initialised the `r` bytes after the
-                // old end.
-                unsafe { buf.set_len(len) };
-            }
-            r
-        }
+        Err(_) => 0,
     }
 }
