@@ -42,6 +42,7 @@
 //!
 //! Datagram ids and sources are left alone, so the receiver reassembles
 //! split datagrams by (id, source): it delivers whole datagrams or nothing.
+#![deny(unsafe_code)]
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;

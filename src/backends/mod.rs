@@ -1,4 +1,5 @@
 //! Built-in backends.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU8, Ordering};

@@ -10,6 +10,7 @@
 //! It claims every AF_INET, AF_INET6 and AF_UNIX socket: a connection to an
 //! address nothing in the process listens on is refused, as the kernel
 //! refuses a connection to a closed local port.
+#![deny(unsafe_code)]
 
 mod fs;
 mod table;
@@ -119,7 +120,9 @@ fn lo<'a>(sock: &SockRef<'a>) -> Result<&'a LoSock, Errno> {
 
 /// The loopback backend.
 pub struct Loopback {
-    table: Table,
+    /// Leaked, one small table per backend (a process makes one or two):
+    /// the fork hooks keep its locks' guards, which need it `'static`.
+    table: &'static Table,
 }
 
 impl Default for Loopback {
@@ -132,7 +135,7 @@ impl Loopback {
     /// A loopback backend with an empty address table.
     pub fn new() -> Loopback {
         Loopback {
-            table: Table::new(),
+            table: alloc::boxed::Box::leak(alloc::boxed::Box::new(Table::new())),
         }
     }
 
@@ -698,14 +701,12 @@ impl ForkAware for Loopback {
     }
 
     fn fork_parent(&self) {
-        // SAFETY: fork_prepare took the table's locks on this thread.
-        unsafe { self.table.fork_unlock(false) };
+        self.table.fork_unlock(false);
     }
 
     fn fork_child(&self) {
-        // SAFETY: fork_prepare took the table's locks on the thread that
-        // forked, the child's only thread.
-        unsafe { self.table.fork_unlock(true) };
+        // On the thread that forked, the child's only thread.
+        self.table.fork_unlock(true);
     }
 }
 

@@ -2,6 +2,7 @@
 //! (EADDRINUSE, SO_REUSEADDR, SO_REUSEPORT), ephemeral ports, and lookup of
 //! the socket an address reaches. Sharded by port, so that datagram sends
 //! to different ports take different locks.
+#![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -82,6 +83,20 @@ const SHARDS: usize = 16;
 const EPHEMERAL: (u16, u16) = (32768, 60999);
 
 type Shard = Mutex<BTreeMap<BindKey, Vec<BindEntry>>>;
+
+/// The shards' guards a fork holds, by table (its address), in the thread
+/// that forks (see [`Table::fork_lock`]).
+#[cfg(feature = "std")]
+type ForkHeld = (
+    usize,
+    [crate::sync::MutexGuard<'static, BTreeMap<BindKey, Vec<BindEntry>>>; SHARDS],
+);
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static FORK_HELD: core::cell::RefCell<Vec<ForkHeld>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
 
 /// The table.
 pub struct Table {
@@ -240,32 +255,36 @@ impl Table {
     }
 
     /// fork() support: takes every shard's lock (a shard's lock is held
-    /// only inside this table's methods). Released by [`Self::fork_unlock`].
+    /// only inside this table's methods) and keeps the guards in this
+    /// thread (the child's copy of it, in a fork child). Released by
+    /// [`Self::fork_unlock`] on the same thread.
     #[cfg(feature = "std")]
-    pub fn fork_lock(&self) {
-        for sh in &self.shards {
-            core::mem::forget(sh.lock());
-        }
+    pub fn fork_lock(&'static self) {
+        let guards = core::array::from_fn(|i| self.shards[i].lock());
+        FORK_HELD.with(|h| h.borrow_mut().push((self as *const Table as usize, guards)));
     }
 
-    /// fork() support: releases what [`Self::fork_lock`] took; in the child
-    /// (`forget`) the bindings, all of the parent's sockets, are dropped:
-    /// the child's own sockets find those addresses free in its private
-    /// network, as they find no listener behind them.
-    ///
-    /// # Safety
-    /// Only after [`Self::fork_lock`] on this thread (or, in the child, on
-    /// the thread that forked), once.
+    /// fork() support: releases what [`Self::fork_lock`] took on this
+    /// thread (nothing if it took nothing); in the child (`forget`) the
+    /// bindings, all of the parent's sockets, are dropped: the child's own
+    /// sockets find those addresses free in its private network, as they
+    /// find no listener behind them. Dropping a guard in the child is how
+    /// the crate's mutex is released there (a futex word: a waiter of the
+    /// parent's that did not come along is woken in vain).
     #[cfg(feature = "std")]
-    pub unsafe fn fork_unlock(&self, forget: bool) {
-        for sh in &self.shards {
-            // SAFETY: fork_lock took this lock and forgot its guard.
-            unsafe { crate::sync::fork_release(sh) };
+    pub fn fork_unlock(&'static self, forget: bool) {
+        let me = self as *const Table as usize;
+        let held = FORK_HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            let i = h.iter().position(|(t, _)| *t == me)?;
+            Some(h.swap_remove(i).1)
+        });
+        for mut g in held.into_iter().flatten() {
             if forget {
                 // Leaked, not freed: the child's copy of the parent's
                 // entries costs nothing, and a fork child of a threaded
                 // process is better off not calling the allocator.
-                core::mem::forget(core::mem::take(&mut *sh.lock()));
+                core::mem::forget(core::mem::take(&mut *g));
             }
         }
     }

@@ -1,21 +1,19 @@
 //! One kernel socket of the transport (a connection, a port, a link) and
 //! how frames go out on it.
+#![deny(unsafe_code)]
 
 use alloc::collections::VecDeque;
 use alloc::sync::Weak;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::envelope::{self, Msg};
 use super::state::ConnState;
 use super::*;
 use crate::backend::contract::*;
 use crate::backend::wire;
 use crate::consts::*;
 use crate::sync::Mutex;
-
-pub(super) const CTL_HELLO: u64 = 1;
-pub(super) const CTL_ACCEPT: u64 = 2;
-pub(super) const CTL_WINDOW: u64 = 3;
 
 /// How a read of a kernel socket's frames ended.
 pub(super) enum ReadEnd {
@@ -127,10 +125,9 @@ impl Conn {
         t.watch_out(self, true);
     }
 
+    /// Sends fragment `f` as a DATA message (see `envelope`).
     pub(super) fn frame(&self, t: &Transport, f: &wire::Fragment<'_>) -> Result<(), Errno> {
-        // Unsummed: an AF_UNIX stream between processes of one user cannot
-        // corrupt bytes (see wire's "Transports that guarantee integrity").
-        let hdr = wire::encode_header(f, false).map_err(|_| EINVAL)?;
+        let hdr = envelope::data_header(f)?;
         self.send(t, &[&hdr, f.addr, f.payload])
     }
 
@@ -174,55 +171,25 @@ impl Conn {
         Ok(())
     }
 
-    pub(super) fn control(
-        &self,
-        t: &Transport,
-        what: u64,
-        value: u64,
-        payload: &[u8],
-    ) -> Result<(), Errno> {
-        self.frame(t, &control_frame(what, value, payload))
+    /// Sends control message `m` (HELLO, ACCEPT, WINDOW).
+    pub(super) fn control(&self, t: &Transport, m: &Msg<'_>) -> Result<(), Errno> {
+        let (b, len) = envelope::control(m)?;
+        self.send(t, &[&b[..len]])
     }
 
-    /// Queues a control frame without sending it: it leaves at the next
-    /// [`Transport::flush`], and every frame sent meanwhile goes after it.
+    /// Queues a control message without sending it: it leaves at the next
+    /// [`Transport::flush`], and every message sent meanwhile goes after it.
     /// (ACCEPT: the accepted socket must join its listener's queue before
     /// the client can see its connect complete, and the program may write
     /// on it as soon as it has.)
-    pub(super) fn control_queued(
-        &self,
-        t: &Transport,
-        what: u64,
-        value: u64,
-        payload: &[u8],
-    ) -> Result<(), Errno> {
-        let f = control_frame(what, value, payload);
-        let hdr = wire::encode_header(&f, false).map_err(|_| EINVAL)?;
+    pub(super) fn control_queued(&self, t: &Transport, m: &Msg<'_>) -> Result<(), Errno> {
+        let (b, len) = envelope::control(m)?;
         let mut out = self.out.lock();
         if self.state.is_closed() {
             return Err(EPIPE);
         }
-        self.queue_rest(t, &mut out, &[&hdr, f.payload], 0);
+        self.queue_rest(t, &mut out, &[&b[..len]], 0);
         Ok(())
-    }
-}
-
-/// A control frame (see the module docs): a datagram-kind frame whose
-/// `conn` field names it.
-fn control_frame<'a>(what: u64, value: u64, payload: &'a [u8]) -> wire::Fragment<'a> {
-    wire::Fragment {
-        header: wire::FragHeader {
-            kind: wire::FragKind::Dgram,
-            flags: 0,
-            conn: what,
-            offset: value,
-            dgram_offset: 0,
-            dgram_total: payload.len() as u32,
-            len: payload.len() as u32,
-            addr_len: 0,
-        },
-        addr: &[],
-        payload,
     }
 }
 

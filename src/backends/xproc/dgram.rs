@@ -1,4 +1,5 @@
 //! Datagram ports of this process and its links to other processes' ports.
+#![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;

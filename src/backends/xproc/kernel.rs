@@ -1,5 +1,9 @@
 //! Kernel calls of the transport: its AF_UNIX sockets, gather writes,
-//! peer credentials.
+//! peer credentials, its epoll set, the network directory. The one file of
+//! the backends with `unsafe` (`#[allow(unsafe_code)]` where `xproc`
+//! declares it): every system call is here, behind a safe function, each
+//! unsafe block with its `// SAFETY:`. The other files of the backends
+//! deny `unsafe_code`.
 
 use crate::backend::contract::*;
 use crate::consts::*;
@@ -129,4 +133,163 @@ pub(super) fn unix_addr(path: &std::path::Path) -> Result<(libc::sockaddr_un, u3
         *d = *s as libc::c_char;
     }
     Ok((a, (2 + b.len() + 1) as u32))
+}
+
+/// listen() on our own transport socket.
+pub(super) fn listen(kfd: i32, backlog: i32) -> Result<(), Errno> {
+    // SAFETY: listen with integer arguments.
+    sys(unsafe { libc::syscall(libc::SYS_listen, kfd, backlog) }).map(|_| ())
+}
+
+/// bind() of our own transport socket to the socket file at `a`.
+pub(super) fn bind_unix(kfd: i32, a: &libc::sockaddr_un, len: u32) -> Result<(), Errno> {
+    // SAFETY: bind reads at most `len` bytes of the live address `a`
+    // (`unix_addr` made `len` fit it).
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_bind,
+            kfd,
+            a as *const libc::sockaddr_un,
+            len.min(core::mem::size_of::<libc::sockaddr_un>() as u32),
+        )
+    })
+    .map(|_| ())
+}
+
+/// Asks for a send buffer of `size` bytes on our own socket (the kernel
+/// caps and doubles it; a failure leaves the default).
+pub(super) fn set_sndbuf(kfd: i32, size: i32) {
+    // SAFETY: setsockopt reads one live int.
+    unsafe {
+        libc::syscall(
+            libc::SYS_setsockopt,
+            kfd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDBUF,
+            &size as *const libc::c_int,
+            core::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// A connection waiting on listener `kfd`, as a non-blocking transport
+/// socket.
+pub(super) fn accept(kfd: i32) -> Result<i32, Errno> {
+    // SAFETY: accept4 without an address (no pointers).
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_accept4,
+            kfd,
+            0usize,
+            0usize,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    })
+}
+
+/// A new epoll set (close-on-exec).
+pub(super) fn epoll_create() -> Result<i32, Errno> {
+    // SAFETY: epoll_create1 with a flag.
+    sys(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })
+}
+
+/// epoll_ctl of `fd` in our set `epfd`, the event's data being `fd`.
+pub(super) fn epoll_ctl(epfd: i32, op: i32, fd: i32, events: u32) -> Result<(), Errno> {
+    let mut ev = libc::epoll_event {
+        events,
+        u64: fd as u64,
+    };
+    // SAFETY: epoll_ctl reads one live event.
+    sys(unsafe {
+        libc::syscall(
+            libc::SYS_epoll_ctl,
+            epfd,
+            op,
+            fd,
+            &mut ev as *mut libc::epoll_event,
+        )
+    })
+    .map(|_| ())
+}
+
+/// Waits up to `ms` (-1: forever) for events of set `epfd`; how many of
+/// `evs` were filled.
+pub(super) fn epoll_wait(
+    epfd: i32,
+    evs: &mut [libc::epoll_event],
+    ms: i32,
+) -> Result<usize, Errno> {
+    let max = evs.len().min(i32::MAX as usize) as i32;
+    // SAFETY: the kernel writes at most `max` events into `evs`.
+    sys(unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), max, ms) })
+        .map(|n| n as usize)
+}
+
+/// Waits up to `ms` for room to write on `kfd`.
+pub(super) fn poll_out(kfd: i32, ms: i32) {
+    let mut p = libc::pollfd {
+        fd: kfd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd.
+    unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, ms) };
+}
+
+/// Reads what `kfd` holds (without blocking) into the spare capacity of
+/// `buf`, behind its bytes; returns how many bytes came (0: the end).
+pub(super) fn recv_append(kfd: i32, buf: &mut Vec<u8>) -> Result<usize, Errno> {
+    let spare = buf.spare_capacity_mut();
+    // SAFETY: reads at most `spare.len()` bytes into the vector's spare
+    // capacity, which is ours.
+    let r = sys(unsafe {
+        libc::syscall(
+            libc::SYS_recvfrom,
+            kfd,
+            spare.as_mut_ptr(),
+            spare.len(),
+            libc::MSG_DONTWAIT,
+            0usize,
+            0usize,
+        )
+    })? as usize;
+    let len = buf.len() + r;
+    // SAFETY: the kernel initialised the `r` bytes after the old end.
+    unsafe { buf.set_len(len) };
+    Ok(r)
+}
+
+/// Runs `f` at exit().
+pub(super) fn at_exit(f: extern "C" fn()) {
+    // SAFETY: registers a plain function with no preconditions.
+    unsafe { libc::atexit(f) };
+}
+
+/// The real user id of this process.
+pub(super) fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
+
+/// Whether this process may create and reach files in directory `dir`
+/// (write and search permission), else why not.
+pub(super) fn may_use_dir(dir: &std::ffi::CStr) -> Result<(), Errno> {
+    // SAFETY: access with a NUL-terminated path.
+    if unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// Makes a socket file at the NUL-free path `path` (mode 0777 less the
+/// umask, as bind() makes one); `EEXIST` when the name exists. For the
+/// loopback backend's AF_UNIX pathnames (`loopback::fs`): the kernel call
+/// of a backend lives here, where the backends' `unsafe` is allowed.
+pub(in crate::backends) fn mknod_socket(path: &[u8]) -> Result<(), Errno> {
+    let c = std::ffi::CString::new(path).map_err(|_| EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFSOCK | 0o777, 0) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
 }

@@ -14,14 +14,15 @@
 //! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`,
 //!   a datagram port one at `DIR/u<port>`. Ports are shared by AF_INET and
 //!   AF_INET6 (every address is local).
-//! - A stream connection is one AF_UNIX stream connection carrying frames in
-//!   the portable encoding (`backend::wire`): data with FIN/RST flags, and
-//!   control frames (datagram-kind frames whose `conn` field names them):
-//!   HELLO (client address), ACCEPT (initial window, server address),
-//!   WINDOW (new receive window end).
+//! - A stream connection is one AF_UNIX stream connection carrying xproc's
+//!   own messages (`envelope`: an 8-byte envelope naming the type, then the
+//!   body): DATA (one fragment in the portable encoding, `backend::wire`,
+//!   as the frontend built it: data with FIN/RST flags), and the control
+//!   messages HELLO (client address), ACCEPT (initial window, server
+//!   address), WINDOW (new receive window end).
 //! - Datagrams to a port travel on a link: one AF_UNIX stream from this
 //!   process to that port, shared by all our sockets sending there, each
-//!   frame naming its source (see `DGRAM_LINKS` for why not AF_UNIX
+//!   a DATA message whose fragment names its source (see `DGRAM_LINKS` for why not AF_UNIX
 //!   datagrams).
 //! - One transport thread per process reads every kernel socket through
 //!   epoll and makes the upcalls; writes go out from the caller's thread and
@@ -37,18 +38,22 @@
 //!   close.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
-//! - A malformed frame, or one against the protocol, ends that connection
+//! - A malformed message, or one against the protocol, ends that connection
 //!   (or link) and nothing else.
 //!
-//! Here: the backend's operations. `conn` holds a kernel socket of the
-//! transport and its output, `thread` the transport thread and what it
-//! watches, `receive` frames coming in and the connection protocol,
-//! `dgram` datagram ports and links, `ports` the socket files, `kernel`
-//! the system calls, `fork` the locks around fork().
+//! Here: the backend's operations. `envelope` is the message format,
+//! `conn` holds a kernel socket of the transport and its output, `thread`
+//! the transport thread and what it watches, `receive` messages coming in
+//! and the connection protocol, `dgram` datagram ports and links, `ports`
+//! the socket files, `kernel` every system call (the one file of xproc
+//! with `unsafe`), `fork` the locks around fork().
+#![deny(unsafe_code)]
 
 mod conn;
 mod dgram;
+mod envelope;
 mod fork;
+#[allow(unsafe_code)]
 mod kernel;
 mod ports;
 mod receive;
@@ -65,13 +70,14 @@ use crate::addr::IpEp;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
 use crate::backend::upcall;
-use crate::backend::wire;
 use crate::consts::*;
 use crate::sync::Mutex;
 use conn::*;
 use dgram::*;
 use kernel::*;
 use thread::*;
+
+pub(in crate::backends) use kernel::mknod_socket;
 
 /// An address as a socket of `family` sees it: IPv4 as v4-mapped IPv6 for
 /// an AF_INET6 socket (a dual-stack peer), v4-mapped IPv6 as IPv4 for an
@@ -164,8 +170,7 @@ impl Backend for XProc {
         let x = xs(&sock)?;
         self.autobind(x, sock.handle)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
-        // SAFETY: listen on our own kernel socket.
-        sys(unsafe { libc::syscall(libc::SYS_listen, c.kfd, backlog.max(1) as i32) })?;
+        kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
         transport().add(c)
     }
 
@@ -210,7 +215,12 @@ impl Backend for XProc {
         *c.sock.lock() = x.me.clone();
         *x.conn.lock() = Some(c.clone());
         transport().add(c.clone())?;
-        c.control(transport(), CTL_HELLO, 0, mine.as_bytes())
+        c.control(
+            transport(),
+            &envelope::Msg::Hello {
+                addr: mine.as_bytes(),
+            },
+        )
     }
 
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
@@ -253,7 +263,7 @@ impl Backend for XProc {
                     l
                 };
                 let out = frag.with_addr(src.as_bytes());
-                let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
+                let hdr = envelope::data_header(&out)?;
                 // Nobody bound there, or the link is gone: dropped, as
                 // UDP does; a connected socket learns of it as of an ICMP
                 // port unreachable (ECONNREFUSED on a later call).
@@ -283,7 +293,7 @@ impl Backend for XProc {
             if let Some(c) = x.conn.lock().clone() {
                 match c.role {
                     Role::Stream => {
-                        let _ = c.control(transport(), CTL_WINDOW, limit, &[]);
+                        let _ = c.control(transport(), &envelope::Msg::Window(limit));
                     }
                     // A datagram socket read after refusing one: its links
                     // may go on.
@@ -396,9 +406,6 @@ impl ForkAware for XProc {
 pub fn default_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("usock-net"),
-        // SAFETY: getuid has no preconditions.
-        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", unsafe {
-            libc::getuid()
-        })),
+        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", kernel::uid())),
     }
 }

@@ -1,8 +1,10 @@
 //! Binding ports, opening links, and the socket files behind them.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::ffi::CString;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use super::*;
@@ -15,10 +17,11 @@ impl XProc {
     /// A backend over `dir` (created 0700 when missing).
     pub fn new(dir: PathBuf) -> Result<XProc, Errno> {
         let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| EINVAL)?;
-        // SAFETY: mkdir with a NUL-terminated path.
-        let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
-        if r != 0 && errno() != EEXIST {
-            return Err(errno());
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e.raw_os_error().unwrap_or(EIO))
+            }
+            _ => {}
         }
         // Found, not made: it must be a directory this process can bind in,
         // or every bind() would fail later with no word on why.
@@ -27,10 +30,7 @@ impl XProc {
             Ok(_) => {}
             Err(e) => return Err(e.raw_os_error().unwrap_or(EIO)),
         }
-        // SAFETY: access with a NUL-terminated path.
-        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-            return Err(errno());
-        }
+        kernel::may_use_dir(&c)?;
         let seed = std::process::id() as u64 * 7919;
         Ok(XProc {
             dir,
@@ -55,19 +55,18 @@ impl XProc {
         // to it (see `DGRAM_LINKS`).
         let k = unix_stream()?;
         for attempt in 0..2 {
-            // SAFETY: bind with a valid address.
-            let r = unsafe { libc::syscall(libc::SYS_bind, k, &a as *const _, len) };
-            if r == 0 {
-                // SAFETY: listen on our own socket.
-                if ty == SOCK_DGRAM && unsafe { libc::syscall(libc::SYS_listen, k, 128) } != 0 {
-                    let e = errno();
-                    close_kfd(k);
-                    let _ = std::fs::remove_file(&path);
-                    return Err(e);
+            let r = kernel::bind_unix(k, &a, len);
+            if r.is_ok() {
+                if ty == SOCK_DGRAM {
+                    if let Err(e) = kernel::listen(k, 128) {
+                        close_kfd(k);
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e);
+                    }
                 }
                 return Ok((k, path));
             }
-            let e = errno();
+            let e = r.err().unwrap_or(EADDRINUSE);
             if e == EADDRINUSE && attempt == 0 && self.stale(&a, len) {
                 let _ = std::fs::remove_file(&path);
                 continue;
@@ -193,17 +192,7 @@ impl XProc {
             close_kfd(k);
             return None;
         }
-        let size = DGRAM_LINK_SNDBUF as libc::c_int;
-        // SAFETY: setsockopt on our own socket with a live int.
-        unsafe {
-            libc::setsockopt(
-                k,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                core::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        kernel::set_sndbuf(k, DGRAM_LINK_SNDBUF as i32);
         let c = Arc::new(Conn {
             port,
             ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))

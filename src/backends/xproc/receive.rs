@@ -1,8 +1,10 @@
-//! Frames coming in: streams, datagram links, and the connection protocol.
+//! Messages coming in: streams, datagram links, and the connection protocol.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
+use super::envelope::{self, Msg};
 use super::*;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
@@ -14,7 +16,7 @@ impl Transport {
     pub(super) fn read_stream(&self, c: &Arc<Conn>) {
         // A stream frame with no room broke the window: against the
         // protocol, not a reason to wait.
-        let on = |f: &wire::Fragment<'_>| match self.on_frame(c, f) {
+        let on = |m: &Msg<'_>| match self.on_msg(c, m) {
             Err(ENOBUFS) => Err(libc::EPROTO),
             r => r,
         };
@@ -42,7 +44,7 @@ impl Transport {
     pub(super) fn read_frames(
         &self,
         c: &Conn,
-        mut on: impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+        mut on: impl FnMut(&Msg<'_>) -> Result<(), Errno>,
     ) -> ReadEnd {
         let mut inb = c.inbuf.lock();
         loop {
@@ -93,7 +95,10 @@ impl Transport {
     /// socket offers its next datagram again, in the reader's thread
     /// (`window`), or the transport thread does, every millisecond.
     pub(super) fn read_datagrams(&self, c: &Arc<Conn>) {
-        let end = self.read_frames(c, |f| {
+        let end = self.read_frames(c, |m| {
+            let Msg::Data(f) = m else {
+                return Err(libc::EPROTO);
+            };
             if f.header.kind != wire::FragKind::Dgram {
                 return Err(libc::EPROTO);
             }
@@ -145,81 +150,83 @@ impl Transport {
         self.remove(c);
     }
 
-    /// One frame of connection `c`. An error means the peer broke the
+    /// One message of connection `c`. An error means the peer broke the
     /// protocol (or the frontend refused what it sent): the caller ends the
-    /// connection. The protocol: the client's first frame is HELLO, the
-    /// server's first is ACCEPT; data and WINDOW frames only after them.
-    pub(super) fn on_frame(&self, c: &Arc<Conn>, f: &wire::Fragment<'_>) -> Result<(), Errno> {
-        let h = &f.header;
+    /// connection. The protocol: the client's first message is HELLO, the
+    /// server's first is ACCEPT; DATA and WINDOW only after them.
+    pub(super) fn on_msg(&self, c: &Arc<Conn>, m: &Msg<'_>) -> Result<(), Errno> {
         let up = c.state.is_up();
         // A client's connection carries its socket from the start; an
         // accepted one gets its socket at HELLO.
         let server_side = c.handle().0 != c.listener.0;
-        if h.kind == wire::FragKind::Dgram {
-            match h.conn {
-                CTL_HELLO if server_side && c.handle().0 == 0 => {
-                    // A client: make the accepted socket.
-                    let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
-                    let st = XSock::new(ls.info);
-                    *st.conn.lock() = Some(c.clone());
-                    *c.sock.lock() = st.me.clone();
-                    if let Some(a) = SockAddr::from_bytes(f.payload) {
-                        st.peer.lock().replace(seen_as(&a, ls.info.domain));
-                    }
-                    *st.local.lock() = *ls.local.lock();
-                    let state: SockState = st.clone();
-                    let ch = upcall::incoming(c.listener, state)?;
-                    // From here a failure refuses `ch` (see `fail`).
-                    c.handle.store(ch.0, Ordering::Release);
-                    let local = st
-                        .local
-                        .lock()
-                        .map(|a| a.as_bytes().to_vec())
-                        .unwrap_or_default();
-                    // In the accept queue before the client learns of
-                    // it, as on Linux, where a connect() that returned has
-                    // its connection ready to accept: ACCEPT leaves after.
-                    c.control_queued(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
-                    c.state.go_up();
-                    upcall::connected(ch)?;
-                    self.flush(c);
+        match *m {
+            Msg::Hello { addr } if server_side && c.handle().0 == 0 => {
+                // A client: make the accepted socket.
+                let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
+                let st = XSock::new(ls.info);
+                *st.conn.lock() = Some(c.clone());
+                *c.sock.lock() = st.me.clone();
+                if let Some(a) = SockAddr::from_bytes(addr) {
+                    st.peer.lock().replace(seen_as(&a, ls.info.domain));
                 }
-                CTL_ACCEPT if !server_side && !up => {
-                    let ch = c.handle();
-                    if let Some(x) = c.sock.lock().upgrade() {
-                        if let Some(a) = SockAddr::from_bytes(f.payload) {
-                            x.peer.lock().replace(seen_as(&a, x.info.domain));
-                        }
+                *st.local.lock() = *ls.local.lock();
+                let state: SockState = st.clone();
+                let ch = upcall::incoming(c.listener, state)?;
+                // From here a failure refuses `ch` (see `fail`).
+                c.handle.store(ch.0, Ordering::Release);
+                let local = *st.local.lock();
+                let local = local.as_ref().map_or(&[][..], |a| a.as_bytes());
+                // In the accept queue before the client learns of it, as
+                // on Linux, where a connect() that returned has its
+                // connection ready to accept: ACCEPT leaves after.
+                let window = upcall::window(ch)?;
+                c.control_queued(
+                    self,
+                    &Msg::Accept {
+                        window,
+                        addr: local,
+                    },
+                )?;
+                c.state.go_up();
+                upcall::connected(ch)?;
+                self.flush(c);
+            }
+            Msg::Accept { window, addr } if !server_side && !up => {
+                let ch = c.handle();
+                if let Some(x) = c.sock.lock().upgrade() {
+                    if let Some(a) = SockAddr::from_bytes(addr) {
+                        x.peer.lock().replace(seen_as(&a, x.info.domain));
                     }
-                    c.state.go_up();
-                    upcall::credit(ch, h.offset)?;
-                    // Connected before anything else can fail: a server
-                    // that is already gone shows as end-of-stream or a
-                    // reset, never as a connect that waits forever.
-                    upcall::connected(ch)?;
-                    let _ = c.control(self, CTL_WINDOW, upcall::window(ch)?, &[]);
                 }
-                CTL_WINDOW if up => match upcall::credit(c.handle(), h.offset) {
-                    // EBADF: the socket was closed here while its last bytes
-                    // still leave; the peer's window no longer matters.
+                c.state.go_up();
+                upcall::credit(ch, window)?;
+                // Connected before anything else can fail: a server that
+                // is already gone shows as end-of-stream or a reset, never
+                // as a connect that waits forever.
+                upcall::connected(ch)?;
+                let _ = c.control(self, &Msg::Window(upcall::window(ch)?));
+            }
+            Msg::Window(limit) if up => match upcall::credit(c.handle(), limit) {
+                // EBADF: the socket was closed here while its last bytes
+                // still leave; the peer's window no longer matters.
+                Ok(()) | Err(EBADF) => {}
+                Err(e) => return Err(e),
+            },
+            // Stream fragments only: a datagram fragment on a connection
+            // is against the protocol.
+            Msg::Data(ref f) if up && f.header.kind == wire::FragKind::Stream => {
+                if f.header.flags & wire::FLAG_FIN != 0 {
+                    c.state.fin_in();
+                }
+                match upcall::deliver(c.handle(), f) {
+                    // EBADF: the socket was closed here; its peer learns of it.
                     Ok(()) | Err(EBADF) => {}
                     Err(e) => return Err(e),
-                },
-                _ => return Err(libc::EPROTO),
+                }
             }
-            return Ok(());
+            _ => return Err(libc::EPROTO),
         }
-        if !up {
-            return Err(libc::EPROTO);
-        }
-        if h.flags & wire::FLAG_FIN != 0 {
-            c.state.fin_in();
-        }
-        match upcall::deliver(c.handle(), f) {
-            // EBADF: the socket was closed here; its peer learns of it.
-            Ok(()) | Err(EBADF) => Ok(()),
-            Err(e) => Err(e),
-        }
+        Ok(())
     }
 }
 
@@ -238,23 +245,24 @@ std::thread_local! {
         const { core::cell::RefCell::new(alloc::vec::Vec::new()) };
 }
 
-/// Hands the whole frames at the front of `buf` to `on` and drops them from
-/// it. `None`: they were all taken and what is left is an unfinished frame
-/// (or nothing); else how the read ends (a bad frame, or `on` full).
+/// Hands the whole messages at the front of `buf` to `on` and drops them
+/// from it. `None`: they were all taken and what is left is an unfinished
+/// message (or nothing); else how the read ends (a bad message, or `on`
+/// full).
 fn deliver_frames(
     buf: &mut Vec<u8>,
-    on: &mut impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+    on: &mut impl FnMut(&Msg<'_>) -> Result<(), Errno>,
 ) -> Option<ReadEnd> {
     let mut used = 0;
     let end = loop {
-        match wire::decode_unsummed(&buf[used..]) {
-            Ok((f, n)) => match on(&f) {
+        match envelope::decode(&buf[used..]) {
+            Ok(Some((m, n))) => match on(&m) {
                 Ok(()) => used += n,
                 Err(ENOBUFS) => break Some(ReadEnd::Full),
                 Err(_) => return Some(ReadEnd::Bad),
             },
-            Err(wire::WireError::Short { .. }) => break None,
-            Err(_) => return Some(ReadEnd::Bad),
+            Ok(None) => break None,
+            Err(envelope::BadMsg) => return Some(ReadEnd::Bad),
         }
     };
     buf.drain(..used);
@@ -263,11 +271,10 @@ fn deliver_frames(
 
 /// Reads what the kernel holds for `c` (up to [`READ`] bytes) behind the
 /// bytes of `buf`. Returns the system call's result: bytes read, 0 at the
-/// end, negative with nothing there (EAGAIN) or on an error (which
-/// [`errno`] tells), or [`RECV_GONE`].
+/// end or on an error, negative with nothing there (EAGAIN), or
+/// [`RECV_GONE`].
 fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
     buf.reserve(READ);
-    let spare = buf.spare_capacity_mut();
     // The fd's life lock: another thread pumping this connection (see
     // `Backend::pump`) may have closed it, and its number may already name
     // another connection.
@@ -275,32 +282,12 @@ fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
     if c.state.is_closed() {
         return RECV_GONE;
     }
-    // SAFETY: reads at most `spare.len()` bytes into the vector's spare
-    // capacity, which is ours.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            c.kfd,
-            spare.as_mut_ptr(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-            0usize,
-            0usize,
-        )
-    } as isize;
-    let err = (r < 0).then(errno);
+    let r = kernel::recv_append(c.kfd, buf);
     drop(fd_life);
-    match err {
+    match r {
+        Ok(n) => n as isize,
+        Err(EAGAIN) => -1,
         // An error other than "nothing there" ends the connection.
-        Some(e) if e != EAGAIN => 0,
-        _ => {
-            if r > 0 {
-                let len = buf.len() + r as usize;
-                // SAFETY: the kernel initialised the `r` bytes after the
-                // old end.
-                unsafe { buf.set_len(len) };
-            }
-            r
-        }
+        Err(_) => 0,
     }
 }

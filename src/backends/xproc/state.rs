@@ -10,6 +10,7 @@
 //! over (`delegated`, see `InputDelegation`); once a thread waited where it
 //! cannot read it (`kept`), the transport keeps it for good; `shared` once
 //! a program's epoll set watches the kernel socket beside the transport's.
+#![deny(unsafe_code)]
 
 use core::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,5 +1,6 @@
 //! The transport thread: its epoll set, what it watches, output flushing,
 //! connections ending, and the flush at exit.
+#![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -29,15 +30,13 @@ impl Transport {
         if e >= 0 {
             return Ok(e);
         }
-        // SAFETY: epoll_create1 with a flag.
-        let fd = sys(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })?;
+        let fd = kernel::epoll_create()?;
         match self
             .epfd
             .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                // SAFETY: registers a plain function with no preconditions.
-                unsafe { libc::atexit(flush_at_exit) };
+                kernel::at_exit(flush_at_exit);
                 let t: &'static Transport = transport();
                 crate::platform::spawn_quiet("usock-xproc", move || t.run(fd))
                     .map_err(|_| EAGAIN)?;
@@ -76,15 +75,7 @@ impl Transport {
             return Ok(());
         }
         let shared = c.state.is_shared();
-        let ctl = |op: i32, events: u32| {
-            let mut ev = libc::epoll_event {
-                events,
-                u64: c.kfd as u64,
-            };
-            // SAFETY: epoll_ctl on our own set with a live event.
-            sys(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, c.kfd, &mut ev as *mut _) })
-                .map(|_| ())
-        };
+        let ctl = |op: i32, events: u32| kernel::epoll_ctl(epfd, op, c.kfd, events);
         if was != 0 && events != 0 && !shared {
             return ctl(libc::EPOLL_CTL_MOD, events);
         }
@@ -167,15 +158,14 @@ impl Transport {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
             let ms = if self.paused.lock().is_empty() { -1 } else { 1 };
-            // SAFETY: epoll_wait into our own array.
-            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, ms) };
+            let n = kernel::epoll_wait(epfd, &mut evs, ms);
             if ms >= 0 {
                 self.resume_paused();
             }
-            if n < 0 {
+            let Ok(n) = n else {
                 continue;
-            }
-            for ev in &evs[..n as usize] {
+            };
+            for ev in &evs[..n] {
                 let fd = ev.u64 as i32;
                 let Some(c) = self.conns.lock().get(&fd).cloned() else {
                     continue;
@@ -242,34 +232,24 @@ impl Transport {
 
     pub(super) fn accept(&self, l: &Conn) {
         loop {
-            // SAFETY: accept4 without an address.
-            let k = unsafe {
-                libc::syscall(
-                    libc::SYS_accept4,
-                    l.kfd,
-                    0usize,
-                    0usize,
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
-            };
-            if k < 0 {
+            let Ok(k) = kernel::accept(l.kfd) else {
                 return;
-            }
-            if !peer_is_us(k as i32) {
+            };
+            if !peer_is_us(k) {
                 // Another user's process: it sees its connection closed.
-                close_kfd(k as i32);
+                close_kfd(k);
                 continue;
             }
             let c = if matches!(l.role, Role::Dgram) {
                 // A sender's link to this datagram port.
                 Conn {
                     port: l.port,
-                    ..Conn::new(k as i32, Role::DgramIn, SockHandle(0), SockHandle(0))
+                    ..Conn::new(k, Role::DgramIn, SockHandle(0), SockHandle(0))
                 }
             } else {
                 Conn {
                     listener_sock: l.sock.lock().clone(),
-                    ..Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle())
+                    ..Conn::new(k, Role::Stream, SockHandle(0), l.handle())
                 }
             };
             let _ = self.add(Arc::new(c));
@@ -341,14 +321,7 @@ impl Transport {
                 if left.is_zero() {
                     return;
                 }
-                let mut p = libc::pollfd {
-                    fd: c.kfd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                let ms = left.as_millis().clamp(1, 100) as i32;
-                // SAFETY: poll on one live pollfd.
-                unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, ms) };
+                kernel::poll_out(c.kfd, left.as_millis().clamp(1, 100) as i32);
             }
         }
     }
