@@ -440,6 +440,18 @@ pub fn restore_signals(old: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
 }
 
+/// Makes a socket file at the NUL-free path `path` (mode 0777 less the
+/// umask, as bind() makes one); `EEXIST` when the name exists. std has no
+/// mknod; the loopback backend's AF_UNIX pathnames need it.
+pub fn mknod_socket(path: &[u8]) -> Result<(), Errno> {
+    let c = std::ffi::CString::new(path).map_err(|_| crate::consts::EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFSOCK | 0o777, 0) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
 /// Empties an eventfd (it is non-blocking, so this never waits).
 pub fn eventfd_drain(fd: i32) {
     let mut v: u64 = 0;

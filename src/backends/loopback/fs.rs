@@ -13,10 +13,9 @@ use crate::consts::*;
 pub type FileId = (u64, u64);
 
 /// Creates the socket file for bind(); EADDRINUSE when the name exists.
-/// (std has no mknod: the backends' one kernel-call module makes it.)
 #[cfg(feature = "std")]
 pub fn create(path: &[u8]) -> Result<FileId, Errno> {
-    match crate::backends::xproc::mknod_socket(path) {
+    match crate::platform::mknod_socket(path) {
         Ok(()) => lookup(path),
         Err(EEXIST) => Err(EADDRINUSE),
         Err(e) => Err(e),

@@ -280,16 +280,3 @@ pub(super) fn may_use_dir(dir: &std::ffi::CStr) -> Result<(), Errno> {
     }
     Ok(())
 }
-
-/// Makes a socket file at the NUL-free path `path` (mode 0777 less the
-/// umask, as bind() makes one); `EEXIST` when the name exists. For the
-/// loopback backend's AF_UNIX pathnames (`loopback::fs`): the kernel call
-/// of a backend lives here, where the backends' `unsafe` is allowed.
-pub(in crate::backends) fn mknod_socket(path: &[u8]) -> Result<(), Errno> {
-    let c = std::ffi::CString::new(path).map_err(|_| EINVAL)?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFSOCK | 0o777, 0) } != 0 {
-        return Err(errno());
-    }
-    Ok(())
-}

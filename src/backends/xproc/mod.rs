@@ -77,8 +77,6 @@ use dgram::*;
 use kernel::*;
 use thread::*;
 
-pub(in crate::backends) use kernel::mknod_socket;
-
 /// An address as a socket of `family` sees it: IPv4 as v4-mapped IPv6 for
 /// an AF_INET6 socket (a dual-stack peer), v4-mapped IPv6 as IPv4 for an
 /// AF_INET one.
