@@ -119,11 +119,9 @@ fn parent() {
         crate::socket::slab::fork_unlock();
         crate::socket::mux::epoll::fork_unlock();
     }
+    crate::backend::registry::fork_parent();
     // SAFETY: as above.
-    unsafe {
-        crate::backend::registry::fork_parent();
-        crate::sync::fork_release(&ROUTE_GATE);
-    }
+    unsafe { crate::sync::fork_release(&ROUTE_GATE) };
 }
 
 /// In the child (one thread: the one that forked): a new fork generation,
@@ -140,11 +138,9 @@ fn child() {
         crate::socket::slab::fork_unlock();
         crate::socket::mux::epoll::fork_unlock();
     }
+    crate::backend::registry::fork_child();
     // SAFETY: as above.
-    unsafe {
-        crate::backend::registry::fork_child();
-        crate::sync::fork_release(&ROUTE_GATE);
-    }
+    unsafe { crate::sync::fork_release(&ROUTE_GATE) };
     crate::socket::wait::thread_waker_fork_child();
 }
 

@@ -91,9 +91,8 @@ pub(crate) mod stats {
 
     pub(crate) fn install() {
         if std::env::var_os("USOCK_STATS").is_some() {
-            // SAFETY: registers a function with no preconditions; atexit
-            // only fails when out of slots, and then nothing is reported.
-            unsafe { libc::atexit(report) };
+            // Out of atexit slots: nothing is reported.
+            let _ = crate::platform::at_exit(report);
         }
     }
 
@@ -130,9 +129,18 @@ pub(crate) mod stats {
     }
 }
 
+#[cfg(feature = "std")]
+std::thread_local! {
+    /// The registry's guard from [`fork_prepare`] to [`fork_parent`] or
+    /// [`fork_child`] (the same thread runs both, in the child the thread
+    /// that forked): the lock is held across the fork by a real guard.
+    static FORK_GUARD: core::cell::RefCell<Option<crate::sync::MutexGuard<'static, Registry>>> =
+        const { core::cell::RefCell::new(None) };
+}
+
 /// fork() support: locks the registry, then calls every backend's
 /// [`Backend::fork_prepare`]. Must be followed by [`fork_parent`] or
-/// [`fork_child`].
+/// [`fork_child`] on this thread.
 #[cfg(feature = "std")]
 pub fn fork_prepare() {
     let reg = REGISTRY.lock();
@@ -143,35 +151,28 @@ pub fn fork_prepare() {
             }
         }
     }
-    core::mem::forget(reg);
+    FORK_GUARD.with(|g| *g.borrow_mut() = Some(reg));
 }
 
 /// fork() support, in the parent: the backends' [`Backend::fork_parent`],
 /// then the registry's lock released.
-///
-/// # Safety
-/// Only after [`fork_prepare`] on this thread, once.
 #[cfg(feature = "std")]
-pub unsafe fn fork_parent() {
+pub fn fork_parent() {
     fork_after(|f| f.fork_parent());
 }
 
 /// fork() support, in the child: the backends' [`Backend::fork_child`],
 /// then the registry's lock released.
-///
-/// # Safety
-/// Only in the child of a fork that [`fork_prepare`] preceded, once.
 #[cfg(feature = "std")]
-pub unsafe fn fork_child() {
+pub fn fork_child() {
     fork_after(|f| f.fork_child());
 }
 
 #[cfg(feature = "std")]
 fn fork_after(f: impl Fn(&dyn ForkAware)) {
-    // SAFETY: fork_prepare holds the lock with its guard forgotten, and no
-    // other thread touches the registry until it is released below (this
-    // thread holds it), so reading the entries is race-free.
-    let reg = unsafe { &*REGISTRY.data_ptr() };
+    let Some(reg) = FORK_GUARD.with(|g| g.borrow_mut().take()) else {
+        return; // no fork_prepare on this thread: nothing is held
+    };
     if let Some(v) = reg.entries.as_deref() {
         for e in v {
             if let Some(fa) = e.backend.fork() {
@@ -179,8 +180,7 @@ fn fork_after(f: impl Fn(&dyn ForkAware)) {
             }
         }
     }
-    // SAFETY: fork_prepare took the lock and forgot its guard.
-    unsafe { crate::sync::fork_release(&REGISTRY) };
+    drop(reg);
 }
 
 /// Removes a backend. Sockets it already carries keep it until they close.

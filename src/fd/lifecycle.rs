@@ -143,22 +143,7 @@ pub fn dup3(old: i32, new: i32, flags: i32, is_dup2: bool) -> Option<Result<i32,
 pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
     use crate::socket::options::OptVal;
     let ty = sock.info.ty | if sock.nonblocking() { SOCK_NONBLOCK } else { 0 };
-    // SAFETY: socket() with integer arguments, as a raw system call (the
-    // library's own socket() would make another user-space socket).
-    let k = unsafe {
-        libc::syscall(
-            libc::SYS_socket,
-            sock.info.domain,
-            ty | SOCK_CLOEXEC,
-            sock.info.protocol,
-        )
-    };
-    if k < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(EINVAL));
-    }
-    let k = k as i32;
+    let k = platform::kernel_socket(sock.info.domain, ty | SOCK_CLOEXEC, sock.info.protocol)?;
     let mut opts: alloc::vec::Vec<(i32, i32)> = alloc::vec![
         (SOL_SOCKET, SO_REUSEADDR),
         (SOL_SOCKET, SO_REUSEPORT),
@@ -180,8 +165,7 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
             let n = match v {
                 OptVal::Int(_) | OptVal::Linger(..) | OptVal::Timeval(..) => v.write(&mut buf),
             };
-            // SAFETY: setsockopt on our kernel socket with a local buffer.
-            unsafe { libc::syscall(libc::SYS_setsockopt, k, level, name, buf.as_ptr(), n) };
+            let _ = platform::kernel_setsockopt(k, level, name, &buf[..n]);
         }
     }
     // The caller's FD_CLOEXEC of the number being replaced carries over.

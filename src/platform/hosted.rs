@@ -440,6 +440,91 @@ pub fn restore_signals(old: &libc::sigset_t) {
     unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
 }
 
+/// A kernel socket, as a raw system call (the library's own socket() would
+/// make another user-space socket).
+pub fn kernel_socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
+    // SAFETY: socket() with integer arguments.
+    let k = unsafe { libc::syscall(libc::SYS_socket, domain, ty, protocol) };
+    if k < 0 {
+        return Err(last_errno());
+    }
+    Ok(k as i32)
+}
+
+/// setsockopt on a kernel socket, as a raw system call.
+pub fn kernel_setsockopt(fd: i32, level: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `val` is readable for its length for the whole call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_setsockopt,
+            fd,
+            level,
+            name,
+            val.as_ptr(),
+            val.len(),
+        )
+    };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Reads a whole file of at most `max` bytes with raw system calls: no
+/// interposed libc function and no fd of the library's table is involved.
+/// `Err(None)` when it is larger.
+pub fn read_file_raw(path: &std::ffi::OsStr, max: usize) -> Result<Vec<u8>, Option<Errno>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_bytes()).map_err(|_| Some(crate::consts::EINVAL))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Some(last_errno()));
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let res = loop {
+        // SAFETY: `buf` is writable for its length for the whole call.
+        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            match last_errno() {
+                libc::EINTR => continue,
+                e => break Err(Some(e)),
+            }
+        }
+        if n == 0 {
+            break Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        if out.len() > max {
+            break Err(None);
+        }
+    };
+    // SAFETY: closes the fd opened above, which nothing else uses.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+    res
+}
+
+/// Ends the process now with `code`, running no exit handler (a
+/// configuration error found inside a socket call).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs `f` at exit (atexit); false when no slot is left.
+pub fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: registers a function that takes no arguments.
+    unsafe { libc::atexit(f) == 0 }
+}
+
 /// Makes a socket file at the NUL-free path `path` (mode 0777 less the
 /// umask, as bind() makes one); `EEXIST` when the name exists. std has no
 /// mknod; the loopback backend's AF_UNIX pathnames need it.
