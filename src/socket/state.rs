@@ -172,6 +172,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec::Vec;
     use Phase::*;
 
     #[test]
