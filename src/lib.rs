@@ -14,6 +14,12 @@
 //! sits on the hosted platform.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` is allowed only where a module says why: the C ABI (`api`,
+// `backend::c_table`), the platform, the sync primitives, the Socket
+// Buffer's ring and spin lock, the fd table and socket slab (lock-free
+// chunk tables), the CRC's CPU instruction, the epoll engine's fork release,
+// and the cross-process backend's kernel calls.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -27,6 +33,7 @@ extern crate std;
 
 /// cbindgen:ignore
 pub mod addr;
+#[allow(unsafe_code)]
 pub mod api;
 pub mod backend;
 /// cbindgen:ignore
@@ -36,10 +43,12 @@ pub mod config;
 /// cbindgen:ignore
 pub mod consts;
 /// cbindgen:ignore
+#[allow(unsafe_code)] // the table of fds: lock-free chunks
 pub mod fd;
 #[cfg(feature = "std")]
 /// cbindgen:ignore
 pub mod net;
+#[allow(unsafe_code)]
 pub mod platform;
 /// cbindgen:ignore
 pub mod route;
@@ -48,4 +57,5 @@ pub mod sockbuf;
 /// cbindgen:ignore
 pub mod socket;
 /// cbindgen:ignore
+#[allow(unsafe_code)]
 pub mod sync;

@@ -4,9 +4,11 @@
 //! portable encoding (`wire`), and the registry that asks backends in
 //! priority order (`registry`). See ARCHITECTURE.md.
 
+#[allow(unsafe_code)] // calls the C functions of a registered table
 pub mod c_table;
 pub mod contract;
 /// cbindgen:ignore
+#[allow(unsafe_code)] // the CPU's CRC-32C instruction
 pub mod crc32c;
 /// cbindgen:ignore
 pub mod registry;

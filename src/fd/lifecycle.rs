@@ -1,6 +1,7 @@
 //! The life of a socket's fd number: creating, duplicating and closing the
 //! kernel fds that give user-space sockets their numbers, and handing a
 //! socket over to the kernel under the same number.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 

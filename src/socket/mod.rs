@@ -8,6 +8,7 @@
 
 pub mod mux;
 pub mod options;
+#[allow(unsafe_code)] // lock-free chunks of slots
 pub mod slab;
 pub mod spin;
 pub mod wait;
