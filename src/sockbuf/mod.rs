@@ -16,7 +16,8 @@
 //! ([`MAX_HOLES`]). Every refusal is a distinct [`SbError`], counted in
 //! [`SbStats`], and leaves what was buffered intact. No input panics.
 //!
-//! Layout: `lock` (the per-side spin lock), `ring` (the only raw memory),
+//! Layout: `lock` (the per-side spin lock), `ring` (the only raw memory,
+//! behind a safe producer/consumer interface that also resizes),
 //! `assembler` (hole bookkeeping), `stream` and `dgram` (the two buffers),
 //! `counters` (statistics), `error` (the public error and stats types).
 #![deny(unsafe_code)]
