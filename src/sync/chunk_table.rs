@@ -16,7 +16,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// `CHUNKS` chunks of `CHUNK` slots of `T`, made on first use.
-pub struct ChunkTable<T, const CHUNK: usize, const CHUNKS: usize> {
+pub(crate) struct ChunkTable<T, const CHUNK: usize, const CHUNKS: usize> {
     chunks: [AtomicPtr<[T; CHUNK]>; CHUNKS],
     /// Chunks whose slots [`fork_lock`](ChunkTable::fork_lock) locked.
     #[cfg(feature = "std")]
@@ -40,11 +40,10 @@ unsafe impl<T: Send + Sync, const CHUNK: usize, const CHUNKS: usize> Sync
 
 impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
     /// Number of slots: indexes `0..CAPACITY`.
-    pub const CAPACITY: usize = CHUNK * CHUNKS;
+    pub(crate) const CAPACITY: usize = CHUNK * CHUNKS;
 
     /// An empty table (no chunk made).
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         ChunkTable {
             chunks: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS],
             #[cfg(feature = "std")]
@@ -65,7 +64,7 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
 
     /// Slot `i`, if its chunk was made (`None` also beyond the table).
     #[inline]
-    pub fn get(&self, i: usize) -> Option<&T> {
+    pub(crate) fn get(&self, i: usize) -> Option<&T> {
         if CHUNK == 0 {
             return None;
         }
@@ -74,7 +73,7 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
 
     /// Slot `i`, making its chunk (every slot from `make`) if it was not
     /// made yet; `None` only beyond the table.
-    pub fn get_or_make(&self, i: usize, make: impl FnMut(usize) -> T) -> Option<&T> {
+    pub(crate) fn get_or_make(&self, i: usize, make: impl FnMut(usize) -> T) -> Option<&T> {
         if i >= Self::CAPACITY {
             return None;
         }
@@ -96,7 +95,7 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
 
     /// Every slot of every chunk made so far, with its index, in increasing
     /// order. Takes no lock and allocates nothing.
-    pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         (0..CHUNKS)
             .filter_map(move |ci| Some((ci, self.chunk(ci)?)))
             .flat_map(|(ci, c)| {
@@ -110,7 +109,7 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
     /// far (it takes the slot's locks and forgets the guards), and marks the
     /// chunk for [`fork_unlock`](ChunkTable::fork_unlock).
     #[cfg(feature = "std")]
-    pub fn fork_lock(&self, lock: impl Fn(&T)) {
+    pub(crate) fn fork_lock(&self, lock: impl Fn(&T)) {
         for (ci, mark) in self.fork_locked.iter().enumerate() {
             if let Some(c) = self.chunk(ci) {
                 c.iter().for_each(&lock);
@@ -123,7 +122,7 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
     /// [`fork_lock`](ChunkTable::fork_lock) marked, and clears the mark (a
     /// chunk made after `fork_lock` was not locked and is skipped).
     #[cfg(feature = "std")]
-    pub fn fork_unlock(&self, release: impl Fn(&T)) {
+    pub(crate) fn fork_unlock(&self, release: impl Fn(&T)) {
         for (ci, mark) in self.fork_locked.iter().enumerate() {
             if !mark.swap(false, Ordering::Relaxed) {
                 continue;

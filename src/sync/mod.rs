@@ -5,7 +5,7 @@
 //! held); the no_std build uses the host's locks from the platform table,
 //! or spins on an atomic flag when the host gives none.
 
-pub mod chunk_table;
+pub(crate) mod chunk_table;
 #[cfg(feature = "std")]
 pub mod futex_mutex;
 #[cfg(feature = "std")]
@@ -13,7 +13,7 @@ pub use futex_mutex::{Mutex, MutexGuard};
 #[cfg(not(feature = "std"))]
 pub use host_lock::{Mutex, MutexGuard};
 
-pub use chunk_table::ChunkTable;
+pub(crate) use chunk_table::ChunkTable;
 
 /// fork() support: releases a mutex that the forking thread locked before
 /// the fork, forgetting the guard, in the parent or the child (the threads
