@@ -355,9 +355,10 @@ impl DgramBuf {
         // the caller): the ring writes it in bytes the consumer does not
         // read until `done` is published below.
         let h = DGRAM_HEADER as u64;
-        pr.write(0, &hdr);
-        pr.write(h, src);
-        pr.write(h + src.len() as u64, data);
+        let (w, _) = pr.writer();
+        w.write(0, &hdr);
+        w.write(h, src);
+        w.write(h + src.len() as u64, data);
         pr.publish(dgram_charge(data.len() as u32, src.len()));
         let px = self.ring.prod_ext();
         let done = px.done.load(Ordering::Relaxed);

@@ -467,18 +467,6 @@ impl<PX, CX, PS> Producer<'_, PX, CX, PS> {
         (w, &mut self.g.state)
     }
 
-    /// Write `data` at `rel` bytes after `tail`; `false` (nothing written)
-    /// unless it lies in the free space.
-    #[inline]
-    pub(crate) fn write(&self, rel: u64, data: &[u8]) -> bool {
-        Writer {
-            mem: &self.ring.cons.mem,
-            pos: self.g.tail_pos,
-            free: self.free(),
-        }
-        .write(rel, data)
-    }
-
     /// Publish the `n` bytes after `tail` (a Release store of `tail + n`);
     /// `false` (nothing changes) if `n` exceeds the free space.
     #[inline]
@@ -659,7 +647,7 @@ mod tests {
     fn put(r: &R, data: &[u8]) -> bool {
         let mut p = r.producer();
         p.allocate().unwrap();
-        p.write(0, data) && p.publish(data.len() as u64)
+        p.writer().0.write(0, data) && p.publish(data.len() as u64)
     }
 
     fn take(r: &R, n: usize) -> Option<alloc::vec::Vec<u8>> {
