@@ -15,10 +15,11 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` is allowed only where a module says why: the C ABI (`api`,
-// `backend::c_table`), the platform, the sync primitives, the Socket
-// Buffer's ring and spin lock, the fd table and socket slab (lock-free
-// chunk tables), the CRC's CPU instruction, the epoll engine's fork release,
-// and the cross-process backend's kernel calls.
+// `backend::c_table`), the platform, the sync primitives (with the chunk
+// table behind the fd table and the socket slab), the Socket Buffer's ring
+// and spin lock, the CRC's CPU instruction, the cross-process backend's
+// kernel calls, and the fork release of the fd table, the slab and the
+// epoll engine (`sync::fork_release`).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -43,7 +44,7 @@ pub mod config;
 /// cbindgen:ignore
 pub mod consts;
 /// cbindgen:ignore
-#[allow(unsafe_code)] // the table of fds: lock-free chunks
+#[allow(unsafe_code)] // fd::fork_unlock: releases its slots' locks after a fork
 pub mod fd;
 #[cfg(feature = "std")]
 /// cbindgen:ignore

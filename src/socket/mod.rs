@@ -8,7 +8,7 @@
 
 pub mod mux;
 pub mod options;
-#[allow(unsafe_code)] // lock-free chunks of slots
+#[allow(unsafe_code)] // slab::fork_unlock: releases its locks after a fork
 pub mod slab;
 pub mod spin;
 pub mod wait;
