@@ -264,9 +264,9 @@ typedef struct usock_fragment {
  the other side's sender with `usock_upcall_credit` (a sender's credit is
  0 until then: send() waits), then call `usock_upcall_connected` for the
  new socket (it joins the accept queue) and for the connector (connect()
- returns). Fragments may be delivered to a socket as soon as its
- `usock_upcall_incoming` returned or, for the connector, once it is
- connected. A refusal is `usock_upcall_refused(connector, ECONNREFUSED)`
+ returns). Deliver fragments to a socket once its
+ `usock_upcall_connected` has returned (keep what arrives earlier). A
+ refusal is `usock_upcall_refused(connector, ECONNREFUSED)`
  (any positive errno: it is what connect() or SO_ERROR reports);
  `usock_upcall_refused` on a socket made by `usock_upcall_incoming`
  before it was connected abandons it (`close` follows). A full accept
