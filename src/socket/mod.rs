@@ -432,7 +432,10 @@ impl Socket {
                 if peer_fin || rd_done {
                     ev |= POLLRDHUP;
                 }
-                if !f.is(Phase::Connected) || f.has(F_RESET) || (peer_fin && wr_done) {
+                // Both directions shut (Linux: sk_shutdown == SHUTDOWN_MASK;
+                // the read side by our SHUT_RD or the peer's FIN), or no
+                // connection: POLLHUP.
+                if !f.is(Phase::Connected) || f.has(F_RESET) || ((peer_fin || rd_done) && wr_done) {
                     ev |= POLLHUP;
                 }
                 if f.has(F_RESET) {

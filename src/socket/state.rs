@@ -810,9 +810,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "library bug: after shutdown(SHUT_RDWR) Linux reports POLLHUP \
-                (tcp_poll: sk_shutdown == SHUTDOWN_MASK, 0x2155); readiness \
-                gives POLLHUP only once the peer's FIN arrived"]
     fn shut_rdwr_is_hung_up() {
         let s = stream(Connected, F_RD_SHUT | F_WR_SHUT);
         assert_eq!(s.readiness(), IN | POLLRDHUP | OUT | POLLHUP);
