@@ -51,14 +51,6 @@ pub unsafe fn ts_timeout(ts: *const timespec) -> Result<Option<Duration>, Errno>
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
 }
 
-#[cfg(feature = "std")]
-fn to_timespec(d: Duration) -> timespec {
-    timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    }
-}
-
 /// poll over a caller's array.
 ///
 /// # Safety
@@ -92,7 +84,7 @@ pub unsafe fn poll(
     mux::epoll::nest_polled(slice.iter().map(|p| p.fd));
     #[cfg(feature = "std")]
     if !slice.iter().any(|p| fd::is_ours(p.fd)) {
-        let ts = timeout.map(to_timespec);
+        let ts = timeout.map(platform::to_timespec);
         let tsp = ts
             .as_ref()
             .map_or(core::ptr::null(), |t| t as *const timespec);

@@ -355,6 +355,14 @@ pub fn can_block() -> bool {
     true
 }
 
+/// A duration as a timespec (seconds saturated).
+pub fn to_timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
 /// libc's ppoll on kernel fds for up to `wait` (`None`: no limit), with
 /// the signal mask `mask` (`None`: unchanged); how many entries have events.
 pub fn kernel_ppoll(
@@ -363,10 +371,7 @@ pub fn kernel_ppoll(
     mask: Option<&libc::sigset_t>,
 ) -> Result<usize, Errno> {
     let mask = mask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
-    let ts = wait.map(|d| libc::timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    });
+    let ts = wait.map(to_timespec);
     let tsp = ts
         .as_ref()
         .map_or(core::ptr::null(), |t| t as *const libc::timespec);

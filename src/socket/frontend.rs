@@ -175,14 +175,7 @@ impl Frontend for SocketFrontend {
         if s.phase() != Phase::Connecting {
             return Err(EINVAL);
         }
-        // The error before the end of connecting, for the same reason as in
-        // `connected`.
-        s.ctl.lock().connect_failed = true;
-        s.set_error(if err > 0 { err } else { ECONNREFUSED });
-        let _ = s.go(&[Phase::Connecting], Phase::Idle);
-        // set_error's wake-up came while still connecting: a waiter that
-        // looked then went back to sleep.
-        s.wait.notify(POLLOUT | POLLERR);
+        s.connect_failed(if err > 0 { err } else { ECONNREFUSED });
         Ok(())
     }
 
@@ -194,10 +187,7 @@ impl Frontend for SocketFrontend {
         if s.phase() == Phase::Connecting && s.ctl.lock().parent.is_none() {
             // A reset before the connection was up ends the connect, as a
             // reset answering a SYN does on Linux: ECONNREFUSED.
-            s.ctl.lock().connect_failed = true;
-            s.set_error(ECONNREFUSED);
-            let _ = s.go(&[Phase::Connecting], Phase::Idle);
-            s.wait.notify(POLLOUT | POLLERR);
+            s.connect_failed(ECONNREFUSED);
             return Ok(());
         }
         s.ctl.lock().so_error = if err > 0 { err } else { ECONNRESET };
@@ -239,5 +229,20 @@ impl Frontend for SocketFrontend {
         s.set(F_WR_SHUT);
         s.wait.notify(-1);
         Ok(())
+    }
+}
+
+impl Socket {
+    /// A connect failed after connect() returned: the error, back to idle,
+    /// and the next connect() reports it (`Ctl::connect_failed`).
+    fn connect_failed(&self, err: Errno) {
+        self.ctl.lock().connect_failed = true;
+        // The error before the end of connecting, for the same reason as in
+        // `connected`.
+        self.set_error(err);
+        let _ = self.go(&[Phase::Connecting], Phase::Idle);
+        // set_error's wake-up came while still connecting: a waiter that
+        // looked then went back to sleep.
+        self.wait.notify(POLLOUT | POLLERR);
     }
 }
