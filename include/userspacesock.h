@@ -810,6 +810,14 @@ int usock_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec 
 int usock_route_set(const char *text);
 #endif
 
+/*
+ Whether `fd` is one of the library's sockets or epoll sets (1) or not
+ (0: a kernel fd, a closed fd, or a negative number). Under the launcher
+ this tells which side a routing rule sent a socket to. Like the kernel's
+ fd table, the answer may change at once if another thread closes `fd`.
+ */
+int usock_is_userspace(int fd);
+
 #if !defined(USOCK_HOSTED)
 /*
  Registers the host's table (copied). Returns 0, -EINVAL for a bad table

@@ -16,10 +16,10 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 // `unsafe` is allowed only where a module says why: the C ABI (`api`,
 // `backend::c_table`), the platform, the sync primitives (with the chunk
-// table behind the fd table and the socket slab), the Socket Buffer's ring
-// and spin lock, the CRC's CPU instruction, the cross-process backend's
-// kernel calls, and the fork release of the fd table, the slab and the
-// epoll engine (`sync::fork_release`).
+// table behind the fd table and the socket slab, the locks held across a
+// fork), and the Socket Buffer's ring and spin lock. The CPU's CRC
+// instruction and the cross-process backend's kernel calls are platform
+// functions.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -44,8 +44,7 @@ pub mod config;
 /// cbindgen:ignore
 pub mod consts;
 /// cbindgen:ignore
-#[allow(unsafe_code)] // fd::fork_unlock: releases its slots' locks after a fork
-pub mod fd;
+pub(crate) mod fd;
 #[cfg(feature = "std")]
 /// cbindgen:ignore
 pub mod net;
@@ -56,7 +55,7 @@ pub mod route;
 /// cbindgen:ignore
 pub mod sockbuf;
 /// cbindgen:ignore
-pub mod socket;
+pub(crate) mod socket;
 /// cbindgen:ignore
 #[allow(unsafe_code)]
-pub mod sync;
+pub(crate) mod sync;

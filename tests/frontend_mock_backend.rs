@@ -524,7 +524,7 @@ fn a_write_error_after_some_fragments_returns_the_count_sent() {
     let (fd, _h) = f.connected(1 << 20);
     let data = vec![7u8; 100_000];
     f.script_writes(&[None, Some(ENOBUFS)]);
-    let frag = userspacesock::socket::FRAG_MAX;
+    let frag = userspacesock::backend::contract::FRAG_MAX;
     assert_eq!(send(fd, &data), Ok(frag));
     let calls = f.take();
     assert_eq!(

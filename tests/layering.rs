@@ -150,3 +150,97 @@ fn the_reference_parser_finds_plain_and_grouped_paths() {
         ["platform", "sync"]
     );
 }
+
+/// The paths (a directory, or one file) ARCHITECTURE.md lets allow `unsafe`.
+fn unsafe_allowed() -> Vec<String> {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+        .expect("ARCHITECTURE.md");
+    let begin = doc.find("<!-- unsafe:begin -->").expect("begin marker");
+    let end = doc.find("<!-- unsafe:end -->").expect("end marker");
+    let list: Vec<String> = doc[begin..end]
+        .lines()
+        .filter_map(|l| l.strip_prefix("- `"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect();
+    assert!(list.len() >= 5, "unsafe list not found: {list:?}");
+    list
+}
+
+/// The module a `#[allow(unsafe_code)]` line opens up: the file itself for
+/// an inner attribute (`#![allow..]`), else the module declared on the next
+/// item line (`mod x;` → `dir/x.rs` or `dir/x/`).
+fn opened_by(file: &Path, lines: &[&str], at: usize) -> String {
+    let here = file.to_str().unwrap().to_string();
+    if lines[at].trim_start().starts_with("#![") {
+        return here;
+    }
+    let dir = if file.ends_with("lib.rs") || file.ends_with("mod.rs") {
+        file.parent().unwrap().to_path_buf()
+    } else {
+        file.with_extension("")
+    };
+    for l in &lines[at + 1..] {
+        let t = l.trim_start();
+        if t.starts_with("#[") || t.starts_with("///") || t.starts_with("//") {
+            continue;
+        }
+        let name = t
+            .split("mod ")
+            .nth(1)
+            .map(|r| r.trim_end_matches(';').trim().to_string());
+        return match name {
+            Some(n) if dir.join(format!("{n}.rs")).exists() => {
+                dir.join(format!("{n}.rs")).to_str().unwrap().to_string()
+            }
+            Some(n) => dir.join(n).to_str().unwrap().to_string(),
+            // On an item other than a module: that item, in this file.
+            None => here,
+        };
+    }
+    here
+}
+
+#[test]
+fn unsafe_is_allowed_only_where_architecture_md_lists_it() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ok = unsafe_allowed();
+    let src = root.join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    files.sort();
+    let lib = fs::read_to_string(src.join("lib.rs")).unwrap();
+    assert!(
+        lib.lines().any(|l| l.trim() == "#![deny(unsafe_code)]"),
+        "the crate root denies unsafe_code"
+    );
+    let mut bad = Vec::new();
+    for f in &files {
+        let text = fs::read_to_string(f).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for (n, line) in lines.iter().enumerate() {
+            let code = line.split("//").next().unwrap_or("");
+            if !code.contains("allow(unsafe_code)") {
+                continue;
+            }
+            let opened = opened_by(f, &lines, n);
+            let rel = Path::new(&opened)
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            if !ok
+                .iter()
+                .any(|p| rel == *p || rel.starts_with(&format!("{p}/")))
+            {
+                bad.push(format!("{}:{}: allows unsafe in {rel}", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "unsafe allowed outside ARCHITECTURE.md's list:\n{}",
+        bad.join("\n")
+    );
+}

@@ -254,7 +254,10 @@ mod kernel {
         let fd = sys(unsafe {
             libc::syscall(libc::SYS_socket, libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0)
         })?;
-        assert!(!userspacesock::fd::is_ours(fd), "a kernel socket");
+        assert!(
+            userspacesock::api::posix::usock_is_userspace(fd) == 0,
+            "a kernel socket"
+        );
         let (a, len) = sun(path);
         let call = if bind {
             libc::SYS_bind

@@ -635,7 +635,7 @@ impl Ctx {
 /// 1 ms receive and send timeouts on a user-space socket, so that no
 /// blocking call of the input waits long.
 fn set_timeouts(fd: c_int) {
-    if !userspacesock::fd::is_ours(fd) {
+    if userspacesock::api::posix::usock_is_userspace(fd) == 0 {
         return;
     }
     let tv = libc::timeval { tv_sec: 0, tv_usec: 1000 };

@@ -103,7 +103,7 @@ pub(crate) fn route_gate<R>(f: impl FnOnce() -> R) -> R {
 /// own (`ForkAware`, under the registry's lock), the epoll side tables, the
 /// slab's allocator and slots, the fd table's slots.
 fn prepare() {
-    core::mem::forget(ROUTE_GATE.lock());
+    crate::sync::fork_hold::hold(&ROUTE_GATE);
     crate::backend::registry::fork_prepare();
     crate::socket::mux::epoll::fork_lock();
     crate::socket::slab::fork_lock();
@@ -112,16 +112,8 @@ fn prepare() {
 
 /// In the parent: releases what [`prepare`] took.
 fn parent() {
-    // SAFETY: prepare() took each of these on this thread, just before
-    // the fork.
-    unsafe {
-        fd::fork_unlock();
-        crate::socket::slab::fork_unlock();
-        crate::socket::mux::epoll::fork_unlock();
-    }
+    crate::sync::fork_hold::release_held();
     crate::backend::registry::fork_parent();
-    // SAFETY: as above.
-    unsafe { crate::sync::fork_release(&ROUTE_GATE) };
 }
 
 /// In the child (one thread: the one that forked): a new fork generation,
@@ -131,16 +123,8 @@ fn parent() {
 /// replaced.
 fn child() {
     crate::socket::new_fork_generation();
-    // SAFETY: prepare() took each of these on the thread that forked, the
-    // child's only thread.
-    unsafe {
-        fd::fork_unlock();
-        crate::socket::slab::fork_unlock();
-        crate::socket::mux::epoll::fork_unlock();
-    }
+    crate::sync::fork_hold::release_held();
     crate::backend::registry::fork_child();
-    // SAFETY: as above.
-    unsafe { crate::sync::fork_release(&ROUTE_GATE) };
     crate::socket::wait::thread_waker_fork_child();
 }
 

@@ -817,3 +817,12 @@ unsafe fn route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
         Err(_) => -EINVAL,
     }
 }
+
+/// Whether `fd` is one of the library's sockets or epoll sets (1) or not
+/// (0: a kernel fd, a closed fd, or a negative number). Under the launcher
+/// this tells which side a routing rule sent a socket to. Like the kernel's
+/// fd table, the answer may change at once if another thread closes `fd`.
+#[no_mangle]
+pub extern "C" fn usock_is_userspace(fd: c_int) -> c_int {
+    crate::fd::is_ours(fd) as c_int
+}

@@ -8,7 +8,6 @@
 pub mod c_table;
 pub mod contract;
 /// cbindgen:ignore
-#[allow(unsafe_code)] // the CPU's CRC-32C instruction
 pub mod crc32c;
 /// cbindgen:ignore
 pub mod registry;

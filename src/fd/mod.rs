@@ -106,6 +106,7 @@ pub fn set_cloexec(fd: i32, on: bool) {
 /// Calls `f(fd, cloexec)` for every fd that is ours now, in increasing
 /// order. Takes no lock and allocates nothing (it runs before exec, in a
 /// fork child that may hold no other lock safely).
+#[cfg(feature = "std")]
 pub fn for_each_ours(mut f: impl FnMut(i32, bool)) {
     for (fd, s) in TABLE.iter() {
         if s.ours.load(Ordering::Acquire) {
@@ -116,25 +117,13 @@ pub fn for_each_ours(mut f: impl FnMut(i32, bool)) {
 
 /// fork() support: takes every slot's lock (they are leaves: nothing else is
 /// locked while one is held), so that the child finds none held by a thread
-/// that did not come along. Must be followed by [`fork_unlock`].
+/// that did not come along. They are released by
+/// `sync::fork_hold::release_held`.
 #[cfg(feature = "std")]
 pub fn fork_lock() {
-    TABLE.fork_lock(|s| core::mem::forget(s.sock.lock()));
-}
-
-/// fork() support, in the parent and in the child: releases
-/// what [`fork_lock`] took.
-///
-/// # Safety
-/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
-/// that forked), once.
-#[cfg(feature = "std")]
-pub unsafe fn fork_unlock() {
-    TABLE.fork_unlock(|s| {
-        // SAFETY: the caller's contract: fork_lock took this slot's lock on
-        // this thread (its chunk is marked) and forgot the guard.
-        unsafe { crate::sync::fork_release(&s.sock) }
-    });
+    for (_, s) in TABLE.iter() {
+        crate::sync::fork_hold::hold(&s.sock);
+    }
 }
 
 /// Unmaps `fd`; returns the socket it held.

@@ -4,7 +4,9 @@ use alloc::sync::Arc;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, UsockStream};
+use super::{
+    domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, RawSocket, UsockStream,
+};
 use crate::addr::SockAddr;
 use crate::consts::*;
 use crate::socket::Socket;
@@ -103,9 +105,10 @@ impl UsockListener {
         self.h.take_error()
     }
 
-    /// The core socket, for calls this API does not wrap.
-    pub fn socket(&self) -> &Arc<Socket> {
-        &self.h.sock
+    /// The calls this API does not wrap (options, flags, shutdown of a
+    /// listener, ...), in their raw POSIX form.
+    pub fn raw(&self) -> RawSocket<'_> {
+        RawSocket::new(&self.h.sock)
     }
 }
 

@@ -4,7 +4,12 @@
 //! registers with `usock_platform_init`.
 
 /// cbindgen:ignore
+pub mod cpu;
+/// cbindgen:ignore
 pub mod real;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod unix_ipc;
 
 #[cfg(not(feature = "std"))]
 pub mod embedded;

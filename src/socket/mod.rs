@@ -8,7 +8,6 @@
 
 pub mod mux;
 pub mod options;
-#[allow(unsafe_code)] // slab::fork_unlock: releases its locks after a fork
 pub mod slab;
 pub mod spin;
 pub mod wait;
@@ -30,6 +29,7 @@ use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
+#[cfg(feature = "std")]
 pub use io::RecvInfo;
 use options::Options;
 pub(crate) use state::*;
@@ -127,6 +127,7 @@ pub struct Socket {
     /// different one now means this is a fork child's copy.
     fork_gen: u32,
     /// The fork generation in which a refused use was last reported.
+    #[cfg(feature = "std")]
     warned_gen: AtomicU32,
     /// The socket's waiters.
     pub wait: WaitQueue,
@@ -145,6 +146,7 @@ pub fn fork_generation() -> u32 {
 
 /// Starts a new fork generation: called once in a fork child, so that every
 /// socket that existed before the fork reads as inherited.
+#[cfg(feature = "std")]
 pub fn new_fork_generation() {
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
 }
@@ -239,6 +241,7 @@ impl Socket {
             sndtimeo: AtomicU64::new(0),
             refs: AtomicU32::new(1),
             fork_gen: fork_generation(),
+            #[cfg(feature = "std")]
             warned_gen: AtomicU32::new(fork_generation()),
             wait: WaitQueue::new(),
         }
@@ -255,6 +258,7 @@ impl Socket {
 
     /// For an inherited socket: true the first time it is refused in this
     /// process (the caller reports it once).
+    #[cfg(feature = "std")]
     pub fn first_refusal(&self) -> bool {
         let g = fork_generation();
         self.warned_gen.swap(g, Ordering::Relaxed) != g
@@ -664,6 +668,7 @@ impl Socket {
 
     /// The backend's per-socket state, if the socket is carried by a
     /// backend whose state is a `T`.
+    #[cfg(feature = "std")]
     pub fn backend_state<T: core::any::Any>(&self) -> Option<&T> {
         let b = self.binding()?;
         (b.state.as_ref() as &dyn core::any::Any).downcast_ref::<T>()

@@ -96,26 +96,11 @@ pub fn release(h: SockHandle) {
 /// fork() support: takes the allocator's lock, then every slot's lock (slot
 /// locks are leaves; the allocator's is never held while a slot's is
 /// taken), so that the child finds none held by a thread that did not come
-/// along. Must be followed by [`fork_unlock`].
+/// along. They are released by `sync::fork_hold::release_held`.
 #[cfg(feature = "std")]
 pub fn fork_lock() {
-    core::mem::forget(ALLOC.lock());
-    SLOTS.fork_lock(|s| core::mem::forget(s.lock()));
-}
-
-/// fork() support, in the parent and in the child: releases
-/// what [`fork_lock`] took.
-///
-/// # Safety
-/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
-/// that forked), once.
-#[cfg(feature = "std")]
-pub unsafe fn fork_unlock() {
-    SLOTS.fork_unlock(|s| {
-        // SAFETY: the caller's contract: fork_lock took this slot's lock on
-        // this thread (its chunk is marked) and forgot the guard.
-        unsafe { crate::sync::fork_release(s) }
-    });
-    // SAFETY: fork_lock took it and forgot its guard.
-    unsafe { crate::sync::fork_release(&ALLOC) };
+    crate::sync::fork_hold::hold(&ALLOC);
+    for (_, s) in SLOTS.iter() {
+        crate::sync::fork_hold::hold(s);
+    }
 }

@@ -184,8 +184,9 @@ impl SpinLearner {
         }
     }
 
-    /// The hit rate, out of 1024.
-    pub fn hit_rate(&self) -> u32 {
+    /// The hit rate, out of 1024 (read by the unit tests).
+    #[cfg(test)]
+    fn hit_rate(&self) -> u32 {
         self.hits.load(Ordering::Relaxed)
     }
 }

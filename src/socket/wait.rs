@@ -44,11 +44,12 @@ pub struct PollSignal {
 
 /// What the registrations of one epoll set share: a counter its waiter
 /// spins on before it sleeps in the kernel, and its eventfd, which a
-/// sleeping waiter (or a poll() of the epoll fd) sees.
+/// sleeping waiter (or a poll() of the epoll fd) sees. Epoll sets exist on
+/// the hosted platform only.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub struct SetSignal {
     /// Bumped by every signal of the set's registrations.
     pub activity: AtomicU32,
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     efd: i32,
     /// The eventfd was written and not drained since: a state change
     /// writes it only when it is not. Many changes between two waits (a
@@ -59,6 +60,7 @@ pub struct SetSignal {
     pub learner: SpinLearner,
 }
 
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 impl SetSignal {
     /// The signal of a set whose eventfd is `efd`.
     pub fn new(efd: i32) -> SetSignal {
@@ -99,6 +101,7 @@ impl PollSignal {
     }
 
     /// A registration's signal in an epoll set: it raises the set's.
+    #[cfg(feature = "std")]
     pub fn in_set(set: Arc<SetSignal>) -> PollSignal {
         PollSignal {
             shared: Some(set),

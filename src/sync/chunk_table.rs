@@ -18,9 +18,6 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 /// `CHUNKS` chunks of `CHUNK` slots of `T`, made on first use.
 pub(crate) struct ChunkTable<T, const CHUNK: usize, const CHUNKS: usize> {
     chunks: [AtomicPtr<[T; CHUNK]>; CHUNKS],
-    /// Chunks whose slots [`fork_lock`](ChunkTable::fork_lock) locked.
-    #[cfg(feature = "std")]
-    fork_locked: [core::sync::atomic::AtomicBool; CHUNKS],
 }
 
 // SAFETY: the table owns its chunks (boxes of `T`) and hands out only shared
@@ -46,8 +43,6 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
     pub(crate) const fn new() -> Self {
         ChunkTable {
             chunks: [const { AtomicPtr::new(ptr::null_mut()) }; CHUNKS],
-            #[cfg(feature = "std")]
-            fork_locked: [const { core::sync::atomic::AtomicBool::new(false) }; CHUNKS],
         }
     }
 
@@ -94,7 +89,9 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
     }
 
     /// Every slot of every chunk made so far, with its index, in increasing
-    /// order. Takes no lock and allocates nothing.
+    /// order. Takes no lock and allocates nothing (for the exec of a fork
+    /// child, hosted only).
+    #[cfg(feature = "std")]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         (0..CHUNKS)
             .filter_map(move |ci| Some((ci, self.chunk(ci)?)))
@@ -103,34 +100,6 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
                     .enumerate()
                     .map(move |(si, s)| (ci * CHUNK + si, s))
             })
-    }
-
-    /// fork() support: calls `lock` on every slot of every chunk made so
-    /// far (it takes the slot's locks and forgets the guards), and marks the
-    /// chunk for [`fork_unlock`](ChunkTable::fork_unlock).
-    #[cfg(feature = "std")]
-    pub(crate) fn fork_lock(&self, lock: impl Fn(&T)) {
-        for (ci, mark) in self.fork_locked.iter().enumerate() {
-            if let Some(c) = self.chunk(ci) {
-                c.iter().for_each(&lock);
-                mark.store(true, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// fork() support: calls `release` on every slot of every chunk that
-    /// [`fork_lock`](ChunkTable::fork_lock) marked, and clears the mark (a
-    /// chunk made after `fork_lock` was not locked and is skipped).
-    #[cfg(feature = "std")]
-    pub(crate) fn fork_unlock(&self, release: impl Fn(&T)) {
-        for (ci, mark) in self.fork_locked.iter().enumerate() {
-            if !mark.swap(false, Ordering::Relaxed) {
-                continue;
-            }
-            if let Some(c) = self.chunk(ci) {
-                c.iter().for_each(&release);
-            }
-        }
     }
 }
 
@@ -190,24 +159,5 @@ mod tests {
             }
         });
         assert_eq!(t.get(3).unwrap().load(Ordering::Relaxed), 10);
-    }
-
-    #[cfg(feature = "std")]
-    #[test]
-    fn fork_marks_only_made_chunks() {
-        let t: ChunkTable<AtomicUsize, 2, 3> = ChunkTable::new();
-        t.get_or_make(4, |_| AtomicUsize::new(0));
-        t.fork_lock(|s| {
-            s.fetch_add(1, Ordering::Relaxed);
-        });
-        t.get_or_make(0, |_| AtomicUsize::new(0));
-        t.fork_unlock(|s| {
-            s.fetch_add(10, Ordering::Relaxed);
-        });
-        let v: alloc::vec::Vec<(usize, usize)> = t
-            .iter()
-            .map(|(i, s)| (i, s.load(Ordering::Relaxed)))
-            .collect();
-        assert_eq!(v, [(0, 0), (1, 0), (4, 11), (5, 11)]);
     }
 }

@@ -7,27 +7,15 @@
 
 pub(crate) mod chunk_table;
 #[cfg(feature = "std")]
+pub(crate) mod fork_hold;
+#[cfg(feature = "std")]
 pub mod futex_mutex;
 #[cfg(feature = "std")]
 pub use futex_mutex::{Mutex, MutexGuard};
 #[cfg(not(feature = "std"))]
-pub use host_lock::{Mutex, MutexGuard};
+pub use host_lock::Mutex;
 
 pub(crate) use chunk_table::ChunkTable;
-
-/// fork() support: releases a mutex that the forking thread locked before
-/// the fork, forgetting the guard, in the parent or the child (the threads
-/// that waited on it in the parent did not come along; the mutex keeps no
-/// record of them but its word, which the release overwrites).
-///
-/// # Safety
-/// The calling thread (in the child: the thread that forked) took `m` and
-/// forgot the guard, and nothing else releases it.
-#[cfg(feature = "std")]
-pub unsafe fn fork_release<T: ?Sized>(m: &Mutex<T>) {
-    // SAFETY: the caller's guarantee: this thread holds `m`, guard forgotten.
-    unsafe { m.force_unlock() };
-}
 
 use alloc::boxed::Box;
 use core::ptr;

@@ -45,16 +45,14 @@
 //! `conn` holds a kernel socket of the transport and its output, `thread`
 //! the transport thread and what it watches, `receive` messages coming in
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
-//! the socket files, `kernel` every system call (the one file of xproc
-//! with `unsafe`), `fork` the locks around fork().
+//! the socket files, `fork` the locks around fork(). Its system calls are
+//! `platform::unix_ipc`'s safe functions.
 #![deny(unsafe_code)]
 
 mod conn;
 mod dgram;
 mod envelope;
 mod fork;
-#[allow(unsafe_code)]
-mod kernel;
 mod ports;
 mod receive;
 mod state;
@@ -71,6 +69,7 @@ use crate::addr::SockAddr;
 use crate::backend::contract::*;
 use crate::backend::upcall;
 use crate::consts::*;
+use crate::platform::unix_ipc as kernel;
 use crate::sync::Mutex;
 use conn::*;
 use dgram::*;

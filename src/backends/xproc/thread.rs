@@ -36,7 +36,7 @@ impl Transport {
             .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                kernel::at_exit(flush_at_exit);
+                crate::platform::at_exit(flush_at_exit);
                 let t: &'static Transport = transport();
                 crate::platform::spawn_quiet("usock-xproc", move || t.run(fd))
                     .map_err(|_| EAGAIN)?;

@@ -501,32 +501,14 @@ pub(crate) fn lookup(epfd: i32) -> Option<Arc<EpSet>> {
 }
 
 /// fork() support: takes the side tables' lock, then each table's (a
-/// table's lock is never held while the list's is taken). Must be followed
-/// by [`fork_unlock`].
+/// table's lock is never held while the list's is taken). They are released
+/// by `sync::fork_hold::release_held`.
 pub fn fork_lock() {
-    let t = SETS.lock();
-    for set in t.iter() {
-        core::mem::forget(set.inner.lock());
-    }
-    core::mem::forget(t);
-}
-
-/// fork() support, in the parent and in the child: releases
-/// what [`fork_lock`] took.
-///
-/// # Safety
-/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
-/// that forked), once.
-pub unsafe fn fork_unlock() {
-    // SAFETY: fork_lock holds the list's lock with its guard forgotten, so
-    // no other thread changes the list while this one reads it.
-    let t = unsafe { &*SETS.data_ptr() };
-    for set in t.iter() {
-        // SAFETY: fork_lock took this lock and forgot its guard.
-        unsafe { crate::sync::fork_release(&set.inner) };
-    }
-    // SAFETY: as above.
-    unsafe { crate::sync::fork_release(&SETS) };
+    crate::sync::fork_hold::hold_with(&SETS, |sets| {
+        for set in sets {
+            crate::sync::fork_hold::hold_in(set.clone(), |s| &s.inner);
+        }
+    });
 }
 
 /// The side table of `epfd`, made on first use: our eventfd goes into the

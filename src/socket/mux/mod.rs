@@ -3,6 +3,5 @@
 //! C types; these take safe slices and return `Result`.
 
 #[cfg(feature = "std")]
-#[allow(unsafe_code)] // releases its locks after a fork (sync::fork_release)
 pub mod epoll;
 pub mod poll;

@@ -1,20 +1,20 @@
-//! Kernel calls of the transport: its AF_UNIX sockets, gather writes,
-//! peer credentials, its epoll set, the network directory. The one file of
-//! the backends with `unsafe` (`#[allow(unsafe_code)]` where `xproc`
-//! declares it): every system call is here, behind a safe function, each
-//! unsafe block with its `// SAFETY:`. The other files of the backends
+//! Kernel calls for a backend whose transport is the host's AF_UNIX
+//! sockets (the cross-process backend): stream sockets on paths, gather
+//! writes, peer credentials, an epoll set, the network directory. Each
+//! system call is behind a safe function, so that the backends themselves
 //! deny `unsafe_code`.
 
-use crate::backend::contract::*;
 use crate::consts::*;
 
-pub(super) fn errno() -> Errno {
+/// The calling thread's errno.
+fn errno() -> Errno {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(EIO)
 }
 
-pub(super) fn sys(r: libc::c_long) -> Result<i32, Errno> {
+/// A raw system call's result: its errno when negative.
+fn sys(r: libc::c_long) -> Result<i32, Errno> {
     if r < 0 {
         Err(errno())
     } else {
@@ -24,7 +24,7 @@ pub(super) fn sys(r: libc::c_long) -> Result<i32, Errno> {
 
 /// A new non-blocking AF_UNIX stream socket: every kernel socket of the
 /// transport is one.
-pub(super) fn unix_stream() -> Result<i32, Errno> {
+pub fn unix_stream() -> Result<i32, Errno> {
     // SAFETY: socket() with integer arguments.
     sys(unsafe {
         libc::syscall(
@@ -38,7 +38,7 @@ pub(super) fn unix_stream() -> Result<i32, Errno> {
 
 /// A new transport socket connected to the socket file at `a`, or the
 /// connect's errno (the socket is closed then).
-pub(super) fn connect_unix(a: &libc::sockaddr_un, len: u32) -> Result<i32, Errno> {
+pub fn connect_unix(a: &libc::sockaddr_un, len: u32) -> Result<i32, Errno> {
     let k = unix_stream()?;
     // SAFETY: connect with a valid address.
     if unsafe { libc::syscall(libc::SYS_connect, k, a as *const libc::sockaddr_un, len) } != 0 {
@@ -50,14 +50,14 @@ pub(super) fn connect_unix(a: &libc::sockaddr_un, len: u32) -> Result<i32, Errno
 }
 
 /// Closes a kernel fd of the transport.
-pub(super) fn close_kfd(k: i32) {
+pub fn close_kfd(k: i32) {
     // SAFETY: closes a descriptor this module made and no longer uses.
     unsafe { libc::syscall(libc::SYS_close, k) };
 }
 
 /// One non-blocking sendmsg of `parts` with the first `skip` bytes left
 /// out; returns how many bytes the kernel took.
-pub(super) fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errno> {
+pub fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, Errno> {
     let mut iov = [libc::iovec {
         iov_base: core::ptr::null_mut(),
         iov_len: 0,
@@ -101,7 +101,7 @@ pub(super) fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<
 /// `kfd` runs as our effective user. The network directory is 0700, so this
 /// is the second wall: a socket file made reachable by hand (or a
 /// directory shared on purpose) still admits no other user's process.
-pub(super) fn peer_is_us(kfd: i32) -> bool {
+pub fn peer_is_us(kfd: i32) -> bool {
     // SAFETY: all-zero is a valid ucred.
     let mut cred: libc::ucred = unsafe { core::mem::zeroed() };
     let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
@@ -120,7 +120,9 @@ pub(super) fn peer_is_us(kfd: i32) -> bool {
     r == 0 && cred.uid == unsafe { libc::geteuid() }
 }
 
-pub(super) fn unix_addr(path: &std::path::Path) -> Result<(libc::sockaddr_un, u32), Errno> {
+/// The `sockaddr_un` of `path` and its length; ENAMETOOLONG when the path
+/// does not fit.
+pub fn unix_addr(path: &std::path::Path) -> Result<(libc::sockaddr_un, u32), Errno> {
     use std::os::unix::ffi::OsStrExt;
     let b = path.as_os_str().as_bytes();
     // SAFETY: all-zero is a valid sockaddr_un.
@@ -136,13 +138,13 @@ pub(super) fn unix_addr(path: &std::path::Path) -> Result<(libc::sockaddr_un, u3
 }
 
 /// listen() on our own transport socket.
-pub(super) fn listen(kfd: i32, backlog: i32) -> Result<(), Errno> {
+pub fn listen(kfd: i32, backlog: i32) -> Result<(), Errno> {
     // SAFETY: listen with integer arguments.
     sys(unsafe { libc::syscall(libc::SYS_listen, kfd, backlog) }).map(|_| ())
 }
 
 /// bind() of our own transport socket to the socket file at `a`.
-pub(super) fn bind_unix(kfd: i32, a: &libc::sockaddr_un, len: u32) -> Result<(), Errno> {
+pub fn bind_unix(kfd: i32, a: &libc::sockaddr_un, len: u32) -> Result<(), Errno> {
     // SAFETY: bind reads at most `len` bytes of the live address `a`
     // (`unix_addr` made `len` fit it).
     sys(unsafe {
@@ -158,7 +160,7 @@ pub(super) fn bind_unix(kfd: i32, a: &libc::sockaddr_un, len: u32) -> Result<(),
 
 /// Asks for a send buffer of `size` bytes on our own socket (the kernel
 /// caps and doubles it; a failure leaves the default).
-pub(super) fn set_sndbuf(kfd: i32, size: i32) {
+pub fn set_sndbuf(kfd: i32, size: i32) {
     // SAFETY: setsockopt reads one live int.
     unsafe {
         libc::syscall(
@@ -174,7 +176,7 @@ pub(super) fn set_sndbuf(kfd: i32, size: i32) {
 
 /// A connection waiting on listener `kfd`, as a non-blocking transport
 /// socket.
-pub(super) fn accept(kfd: i32) -> Result<i32, Errno> {
+pub fn accept(kfd: i32) -> Result<i32, Errno> {
     // SAFETY: accept4 without an address (no pointers).
     sys(unsafe {
         libc::syscall(
@@ -188,13 +190,13 @@ pub(super) fn accept(kfd: i32) -> Result<i32, Errno> {
 }
 
 /// A new epoll set (close-on-exec).
-pub(super) fn epoll_create() -> Result<i32, Errno> {
+pub fn epoll_create() -> Result<i32, Errno> {
     // SAFETY: epoll_create1 with a flag.
     sys(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })
 }
 
 /// epoll_ctl of `fd` in our set `epfd`, the event's data being `fd`.
-pub(super) fn epoll_ctl(epfd: i32, op: i32, fd: i32, events: u32) -> Result<(), Errno> {
+pub fn epoll_ctl(epfd: i32, op: i32, fd: i32, events: u32) -> Result<(), Errno> {
     let mut ev = libc::epoll_event {
         events,
         u64: fd as u64,
@@ -214,11 +216,7 @@ pub(super) fn epoll_ctl(epfd: i32, op: i32, fd: i32, events: u32) -> Result<(), 
 
 /// Waits up to `ms` (-1: forever) for events of set `epfd`; how many of
 /// `evs` were filled.
-pub(super) fn epoll_wait(
-    epfd: i32,
-    evs: &mut [libc::epoll_event],
-    ms: i32,
-) -> Result<usize, Errno> {
+pub fn epoll_wait(epfd: i32, evs: &mut [libc::epoll_event], ms: i32) -> Result<usize, Errno> {
     let max = evs.len().min(i32::MAX as usize) as i32;
     // SAFETY: the kernel writes at most `max` events into `evs`.
     sys(unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), max, ms) })
@@ -226,7 +224,7 @@ pub(super) fn epoll_wait(
 }
 
 /// Waits up to `ms` for room to write on `kfd`.
-pub(super) fn poll_out(kfd: i32, ms: i32) {
+pub fn poll_out(kfd: i32, ms: i32) {
     let mut p = libc::pollfd {
         fd: kfd,
         events: libc::POLLOUT,
@@ -238,7 +236,7 @@ pub(super) fn poll_out(kfd: i32, ms: i32) {
 
 /// Reads what `kfd` holds (without blocking) into the spare capacity of
 /// `buf`, behind its bytes; returns how many bytes came (0: the end).
-pub(super) fn recv_append(kfd: i32, buf: &mut Vec<u8>) -> Result<usize, Errno> {
+pub fn recv_append(kfd: i32, buf: &mut Vec<u8>) -> Result<usize, Errno> {
     let spare = buf.spare_capacity_mut();
     // SAFETY: reads at most `spare.len()` bytes into the vector's spare
     // capacity, which is ours.
@@ -259,21 +257,15 @@ pub(super) fn recv_append(kfd: i32, buf: &mut Vec<u8>) -> Result<usize, Errno> {
     Ok(r)
 }
 
-/// Runs `f` at exit().
-pub(super) fn at_exit(f: extern "C" fn()) {
-    // SAFETY: registers a plain function with no preconditions.
-    unsafe { libc::atexit(f) };
-}
-
 /// The real user id of this process.
-pub(super) fn uid() -> u32 {
+pub fn uid() -> u32 {
     // SAFETY: getuid has no preconditions.
     unsafe { libc::getuid() }
 }
 
 /// Whether this process may create and reach files in directory `dir`
 /// (write and search permission), else why not.
-pub(super) fn may_use_dir(dir: &std::ffi::CStr) -> Result<(), Errno> {
+pub fn may_use_dir(dir: &std::ffi::CStr) -> Result<(), Errno> {
     // SAFETY: access with a NUL-terminated path.
     if unsafe { libc::access(dir.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
         return Err(errno());
