@@ -109,6 +109,50 @@ static void default_is(int opt, int want)
     }
 }
 
+/* ---- every int option against the kernel's ----------------------------- */
+
+/* On TCP and UDP sockets of both families: the default and the result of
+ * setting each value, compared with a kernel socket (tl_opt_like_kernel). */
+static void tcp_like_kernel(int opt)
+{
+    static const int v[] = {-2, -1, 0, 1, 2, 3, 5, 87, 88, 127, 128, 255, 256, 1000,
+                            32767, 32768, 65536, 1 << 28, 0x7fffffff};
+    static const int types[2] = {SOCK_STREAM, SOCK_DGRAM};
+    for (int f = 0; f < 2; f++)
+        for (int t = 0; t < 2; t++)
+            tl_opt_like_kernel(tl_domain(fams[f]), types[t], IPPROTO_TCP, opt, v,
+                               (int)(sizeof v / sizeof v[0]), 1);
+}
+
+#define LIKE_KERNEL(name) \
+    TEST(kernel_##name) { tcp_like_kernel(name); }
+
+LIKE_KERNEL(TCP_NODELAY)
+LIKE_KERNEL(TCP_MAXSEG)
+LIKE_KERNEL(TCP_CORK)
+LIKE_KERNEL(TCP_KEEPIDLE)
+LIKE_KERNEL(TCP_KEEPINTVL)
+LIKE_KERNEL(TCP_KEEPCNT)
+LIKE_KERNEL(TCP_SYNCNT)
+LIKE_KERNEL(TCP_LINGER2)
+LIKE_KERNEL(TCP_DEFER_ACCEPT)
+LIKE_KERNEL(TCP_WINDOW_CLAMP)
+LIKE_KERNEL(TCP_QUICKACK)
+LIKE_KERNEL(TCP_THIN_LINEAR_TIMEOUTS)
+LIKE_KERNEL(TCP_THIN_DUPACK)
+LIKE_KERNEL(TCP_USER_TIMEOUT)
+LIKE_KERNEL(TCP_REPAIR)
+LIKE_KERNEL(TCP_REPAIR_QUEUE)
+LIKE_KERNEL(TCP_QUEUE_SEQ)
+LIKE_KERNEL(TCP_REPAIR_OPTIONS)
+LIKE_KERNEL(TCP_FASTOPEN)
+LIKE_KERNEL(TCP_NOTSENT_LOWAT)
+LIKE_KERNEL(TCP_SAVE_SYN)
+LIKE_KERNEL(TCP_FASTOPEN_CONNECT)
+LIKE_KERNEL(TCP_FASTOPEN_NO_COOKIE)
+LIKE_KERNEL(TCP_INQ)
+LIKE_KERNEL(TCP_TX_DELAY)
+
 /* ---- each option's default, range and errnos -------------------------- */
 
 TEST(opt_nodelay)

@@ -606,3 +606,89 @@ void tl_in_child(void (*fn)(void *), void *arg, unsigned long long drop_caps,
     }
     CHECK_MSG(WEXITSTATUS(st) == 0, "child failed (exit %d)", WEXITSTATUS(st));
 }
+
+struct tl_get {
+    long r;
+    int e;
+    socklen_t len;
+    unsigned char v[64];
+};
+
+static void tl_get_both(int mine, int k, int level, int opt, struct tl_get *m, struct tl_get *kg)
+{
+    memset(m, 0, sizeof *m);
+    memset(kg, 0, sizeof *kg);
+    m->len = kg->len = sizeof m->v;
+    errno = 0;
+    kg->r = syscall(SYS_getsockopt, k, level, opt, kg->v, &kg->len);
+    kg->e = kg->r ? errno : 0;
+    errno = 0;
+    m->r = getsockopt(mine, level, opt, m->v, &m->len);
+    m->e = m->r ? errno : 0;
+}
+
+static const char *tl_kind(int domain, int type)
+{
+    if (domain == AF_INET)
+        return type == SOCK_STREAM ? "tcp4" : type == SOCK_DGRAM ? "udp4" : "inet";
+    if (domain == AF_INET6)
+        return type == SOCK_STREAM ? "tcp6" : type == SOCK_DGRAM ? "udp6" : "inet6";
+    return "other";
+}
+
+static void tl_cmp_get(const char *what, int domain, int type, int level, int opt,
+                       const struct tl_get *m, const struct tl_get *k, int values_too)
+{
+    const char *kind = tl_kind(domain, type);
+    if (m->r != k->r || m->e != k->e)
+        tl_fail(__FILE__, __LINE__, "%s: getsockopt(%d, %d) %s: %ld/%s, the kernel %ld/%s", kind,
+                level, opt, what, m->r, m->r ? tl_errname(m->e) : "0", k->r,
+                k->r ? tl_errname(k->e) : "0");
+    if (k->r != 0)
+        return;
+    if (m->len != k->len)
+        tl_fail(__FILE__, __LINE__, "%s: getsockopt(%d, %d) %s: length %u, the kernel %u", kind,
+                level, opt, what, (unsigned)m->len, (unsigned)k->len);
+    if (values_too && memcmp(m->v, k->v, k->len) != 0) {
+        int mv = 0, kv = 0;
+        memcpy(&mv, m->v, k->len < 4 ? k->len : 4);
+        memcpy(&kv, k->v, k->len < 4 ? k->len : 4);
+        tl_fail(__FILE__, __LINE__, "%s: getsockopt(%d, %d) %s: value %d, the kernel %d", kind,
+                level, opt, what, mv, kv);
+    }
+}
+
+void tl_opt_like_kernel(int domain, int type, int level, int opt, const int *vals,
+                        int nvals, int values_too)
+{
+    int mine = (int)OK(socket(domain, type, 0));
+    int k = (int)syscall(SYS_socket, domain, type, 0);
+    CHECK(k >= 0);
+    struct tl_get m, kg;
+    tl_get_both(mine, k, level, opt, &m, &kg);
+    tl_cmp_get("default", domain, type, level, opt, &m, &kg, values_too);
+    OK(close(mine));
+    syscall(SYS_close, k);
+    for (int i = 0; i < nvals; i++) {
+        mine = (int)OK(socket(domain, type, 0));
+        k = (int)syscall(SYS_socket, domain, type, 0);
+        CHECK(k >= 0);
+        int v = vals[i];
+        errno = 0;
+        long kr = syscall(SYS_setsockopt, k, level, opt, &v, sizeof v);
+        int ke = kr ? errno : 0;
+        errno = 0;
+        long mr = setsockopt(mine, level, opt, &v, sizeof v);
+        int me = mr ? errno : 0;
+        if (mr != kr || me != ke)
+            tl_fail(__FILE__, __LINE__, "%s: setsockopt(%d, %d, %d): %ld/%s, the kernel %ld/%s",
+                    tl_kind(domain, type), level, opt, v, mr, mr ? tl_errname(me) : "0", kr,
+                    kr ? tl_errname(ke) : "0");
+        char what[48];
+        snprintf(what, sizeof what, "after set %d", v);
+        tl_get_both(mine, k, level, opt, &m, &kg);
+        tl_cmp_get(what, domain, type, level, opt, &m, &kg, values_too);
+        OK(close(mine));
+        syscall(SYS_close, k);
+    }
+}

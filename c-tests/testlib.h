@@ -276,6 +276,15 @@ int tl_port(const struct sockaddr_storage *ss);
  * A child that does not end within timeout_s fails the case. */
 void tl_in_child(void (*fn)(void *), void *arg, unsigned long long drop_caps,
                  int uid, int timeout_s);
+/* The kernel as the oracle for an option: on a socket(domain, type) and on
+ * a kernel socket of the same kind made by raw system calls (which no
+ * socket library interposes), getsockopt(level, opt) must give the same
+ * result, errno, length and (values_too) bytes; then, on fresh sockets of
+ * both, for each of vals: setsockopt(int) the same result and errno, and
+ * the value read back the same. Fails the case naming the first
+ * difference. */
+void tl_opt_like_kernel(int domain, int type, int level, int opt, const int *vals,
+                        int nvals, int values_too);
 /* Whether this process has capability cap in its effective set. */
 int tl_has_cap(int cap);
 
