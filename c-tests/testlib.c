@@ -692,3 +692,29 @@ void tl_opt_like_kernel(int domain, int type, int level, int opt, const int *val
         syscall(SYS_close, k);
     }
 }
+
+int tl_gettid(void) { return (int)syscall(SYS_gettid); }
+
+void tl_wait_blocked(int tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    long deadline = tl_now_ms() + 10000;
+    int asleep = 0;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        CHECK_MSG(f != NULL, "%s: %s", path, tl_errname(errno));
+        char buf[512];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')');
+        char st = p && p[1] == ' ' ? p[2] : '?';
+        /* asleep twice in a row, a few ms apart: not just passing through */
+        asleep = st == 'S' ? asleep + 1 : 0;
+        if (asleep >= 2)
+            return;
+        CHECK_MSG(tl_now_ms() < deadline, "thread %d never blocked (state %c)", tid, st);
+        tl_sleep_ms(5);
+    }
+}

@@ -285,6 +285,12 @@ void tl_in_child(void (*fn)(void *), void *arg, unsigned long long drop_caps,
  * difference. */
 void tl_opt_like_kernel(int domain, int type, int level, int opt, const int *vals,
                         int nvals, int values_too);
+/* This thread's id, for tl_wait_blocked. */
+int tl_gettid(void);
+/* Waits (at most 10 s, else fails the case) until thread tid of this
+ * process is asleep in the kernel ('S' in /proc/self/task/TID/stat): the
+ * blocking call it was about to make is waiting. */
+void tl_wait_blocked(int tid);
 /* Whether this process has capability cap in its effective set. */
 int tl_has_cap(int cap);
 
