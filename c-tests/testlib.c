@@ -703,7 +703,8 @@ void tl_wait_blocked(int tid)
     int asleep = 0;
     for (;;) {
         FILE *f = fopen(path, "r");
-        CHECK_MSG(f != NULL, "%s: %s", path, tl_errname(errno));
+        CHECK_MSG(f != NULL, "thread %d ended instead of blocking (%s: %s)", tid, path,
+                  tl_errname(errno));
         char buf[512];
         size_t n = fread(buf, 1, sizeof buf - 1, f);
         fclose(f);
