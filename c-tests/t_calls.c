@@ -980,13 +980,14 @@ TEST_INET(poll_epoll_select_always_eintr)
 
 /* ---- option levels a socket does not have ------------------------------------------ */
 
+/* (IPPROTO_ICMP is 1, which is SOL_SOCKET: not a level of its own here) */
 static void levels_like_kernel(int domain, int type)
 {
     static const int levels[][2] = {
         {SOL_SOCKET, 9999},   {IPPROTO_IP, 9999}, {IPPROTO_IPV6, 9999}, {IPPROTO_TCP, 9999},
         {IPPROTO_UDP, 9999},  {IPPROTO_TCP, 1},   {IPPROTO_UDP, 1},     {IPPROTO_IP, 1},
         {IPPROTO_IPV6, 26},   {255, 1},           {12345, 1},           {263, 1},
-        {IPPROTO_ICMP, 1},    {282, 1},           {IPPROTO_SCTP, 1},    {IPPROTO_UDPLITE, 10},
+        {IPPROTO_ICMPV6, 1},  {282, 1},           {IPPROTO_SCTP, 1},    {IPPROTO_UDPLITE, 10},
         {-1, 1},
     };
     static const int v[] = {0, 1};
