@@ -33,6 +33,7 @@ LINE_OK = re.compile(r"^ok   (\S+)")
 LINE_FAIL = re.compile(r"^FAIL (\S+?)(: timed out \(watchdog\))?$")
 LINE_SKIP = re.compile(r"^skip (\S+)")
 LINE_DETAIL = re.compile(r"^  (\S+:\d+): \[([^\]]+)\] (.*)$")
+LINE_NOTE = re.compile(r"^  \[([^\]]+)\] (.*)$")
 LINE_SUMMARY = re.compile(r"^\d+ passed, \d+ failed, \d+ skipped$")
 
 
@@ -93,12 +94,23 @@ def run_prog(prog, mode):
         subprocess.run(["rm", "-rf", net, net + ".stats"])
         details = {}
         seen = []
+        last_skip = None
         hung = None
         summary = False
         for line in out.splitlines():
             m = LINE_DETAIL.match(line)
             if m:
                 details.setdefault(m.group(2), []).append(f"{m.group(1)}: {m.group(3)}")
+                continue
+            m = LINE_NOTE.match(line)
+            if m:
+                note = m.group(2)
+                if last_skip and note.startswith("skip not allowed"):
+                    note = f"{last_skip} ({note})"
+                details.setdefault(m.group(1), []).append(note)
+                continue
+            if line.startswith("SKIP "):
+                last_skip = line
                 continue
             m = LINE_OK.match(line)
             if m:
@@ -123,8 +135,6 @@ def run_prog(prog, mode):
                 continue
             if LINE_SUMMARY.match(line):
                 summary = True
-            if line.startswith("SKIP "):
-                details.setdefault("_skip", []).append(line)
         left = [c for c in remaining if c not in res]
         if not left:
             break

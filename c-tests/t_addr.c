@@ -402,6 +402,82 @@ TEST(bind_local_and_foreign_addresses)
     }
 }
 
+/* Every address of this host (the kernel's list: SIOCGIFCONF on a kernel
+ * socket, /proc/net/if_inet6) can be bound, and a listener there reached,
+ * not only loopback's. */
+static int host_addresses(struct sockaddr_storage *out, int max)
+{
+    int n = 0;
+    int k = (int)syscall(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+    CHECK(k >= 0);
+    struct ifreq buf[32];
+    struct ifconf ifc = {.ifc_len = sizeof buf, .ifc_req = buf};
+    CHECK(syscall(SYS_ioctl, k, SIOCGIFCONF, &ifc) == 0);
+    syscall(SYS_close, k);
+    for (int i = 0; i < ifc.ifc_len / (int)sizeof(struct ifreq) && n < max; i++) {
+        if (buf[i].ifr_addr.sa_family != AF_INET)
+            continue;
+        memset(&out[n], 0, sizeof out[n]);
+        memcpy(&out[n], &buf[i].ifr_addr, sizeof(struct sockaddr_in));
+        n++;
+    }
+    FILE *f = fopen("/proc/net/if_inet6", "r");
+    char hex[40], name[32];
+    unsigned idx, plen, scope, flags;
+    while (f && n < max &&
+           fscanf(f, "%32s %x %x %x %x %31s", hex, &idx, &plen, &scope, &flags, name) == 6) {
+        if (flags & 0x40 /* IFA_F_TENTATIVE */)
+            continue;
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&out[n];
+        memset(&out[n], 0, sizeof out[n]);
+        a->sin6_family = AF_INET6;
+        for (int b = 0; b < 16; b++) {
+            unsigned byte;
+            CHECK(sscanf(hex + 2 * b, "%2x", &byte) == 1);
+            a->sin6_addr.s6_addr[b] = (uint8_t)byte;
+        }
+        if (scope == 0x20) /* link-local: with its interface */
+            a->sin6_scope_id = idx;
+        n++;
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+TEST(bind_every_address_of_this_host)
+{
+    struct sockaddr_storage addrs[48];
+    int n = host_addresses(addrs, 48);
+    CHECK(n >= 2); /* 127.0.0.1 and ::1 at least */
+    for (int i = 0; i < n; i++) {
+        int fam = addrs[i].ss_family == AF_INET ? FAM_INET : FAM_INET6;
+        socklen_t al = fam == FAM_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+        char text[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(addrs[i].ss_family,
+                  fam == FAM_INET ? (void *)&((struct sockaddr_in *)&addrs[i])->sin_addr
+                                  : (void *)&((struct sockaddr_in6 *)&addrs[i])->sin6_addr,
+                  text, sizeof text);
+        int u = sock(fam, SOCK_DGRAM);
+        CHECK_MSG(bind_to(u, &addrs[i], al) == 0, "UDP bind to %s: %s", text, tl_errname(errno));
+        OK(close(u));
+        int l = sock(fam, SOCK_STREAM);
+        CHECK_MSG(bind_to(l, &addrs[i], al) == 0, "TCP bind to %s: %s", text, tl_errname(errno));
+        OK(listen(l, 2));
+        struct sockaddr_storage ls;
+        socklen_t ll = tl_name(l, &ls);
+        int c = sock(fam, SOCK_STREAM);
+        CHECK_MSG(connect(c, (struct sockaddr *)&ls, ll) == 0, "connect to %s: %s", text,
+                  tl_errname(errno));
+        struct sockaddr_storage me;
+        tl_name(c, &me);
+        int s = (int)OK(accept(l, NULL, NULL));
+        OK(close(s));
+        OK(close(c));
+        OK(close(l));
+    }
+}
+
 /* connect() to the wildcard address reaches this host's loopback. */
 TEST_INET(connect_to_the_wildcard_address)
 {
