@@ -60,6 +60,7 @@ RULES = [
     ("ADDR-FAMILY-ERRNO", "t_addr/udp6_connect_with_an_ipv4_sockaddr", None, None),
     ("ADDR-FAMILY-ERRNO", "t_addr/udp_failed_connect_still_binds", None, None),
     ("ADDR-LOCAL", "t_addr/bind_local_and_foreign_addresses", None, None),
+    ("ADDR-LOCAL", "t_addr/bind_every_address_of_this_host", None, None),
     ("ADDR-LOCAL", "t_addr/connect_to_the_wildcard_address/*", None, None),
     ("ADDR-SELF-CONNECT", "t_addr/tcp_self_connect/*", None, None),
     ("ADDR-TIME-WAIT", "t_addr/time_wait_*", None, None),
@@ -129,8 +130,9 @@ CAUSES = {
                           "family and length mismatches give other errnos than Linux's; "
                           "AF_UNSPEC bind and UDP6 connect to an AF_INET address refused"),
     "ADDR-LOCAL": ("4", "missing behaviour",
-                   "which addresses are local: 127.0.0.2 (all of 127/8), multicast and "
-                   "broadcast binds refused; connect() to the wildcard address not sent to "
+                   "which addresses are local: the host's own addresses beyond loopback "
+                   "(192.0.2.2 here), multicast and broadcast addresses refused by bind() "
+                   "(EADDRNOTAVAIL); a UDP connect() to the wildcard address not made to "
                    "loopback"),
     "ADDR-SELF-CONNECT": ("4", "missing behaviour", "a TCP socket connecting to its own address is refused"),
     "ADDR-TIME-WAIT": ("4", "missing behaviour", "no TIME_WAIT: an actively closed connection frees its port at once"),

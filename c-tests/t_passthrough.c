@@ -741,7 +741,7 @@ TEST(ioctl_siocsifflags_without_cap_net_admin)
 static int ival(int fd, unsigned long req)
 {
     int v = -12345;
-    OK(ioctl(fd, req, &v));
+    CHECK_MSG(ioctl(fd, req, &v) == 0, "ioctl(%#lx): -1/%s", req, tl_errname(errno));
     return v;
 }
 
