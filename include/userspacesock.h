@@ -627,8 +627,10 @@ int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, cons
 
 /*
  Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
- `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
- registered backend carries the domain.
+ `SOCK_CLOEXEC` may be or-ed into `ty`. A domain, type or protocol the
+ library does not implement (AF_NETLINK, SOCK_RAW, IPPROTO_SCTP, ...) is
+ the kernel's socket, or the kernel's errno (hosted); without the kernel,
+ EAFNOSUPPORT when no registered backend carries the domain.
  */
 int usock_socket(int domain, int ty, int protocol);
 
@@ -758,8 +760,15 @@ int usock_fcntl(int fd, int cmd, unsigned long arg);
 int usock_fcntl64(int fd, int cmd, unsigned long arg);
 
 /*
- ioctl(2): FIONBIO, FIONREAD, FIOCLEX and FIONCLEX on our sockets;
- ENOTTY for others.
+ ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
+ FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
+ no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (no urgent
+ data: 0), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
+ fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
+ SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
+ of a fresh kernel socket of the same family and type, so the bytes and
+ the errno are the kernel's (hosted; ENOTTY without a kernel). FIOASYNC
+ is ENOTTY: the library raises no SIGIO.
  */
 int usock_ioctl(int fd, unsigned long req, void *arg);
 

@@ -125,3 +125,13 @@ pub const IPV6_V6ONLY: i32 = 26;
 // fcntl / open flags.
 pub const O_NONBLOCK: i32 = 0o4000;
 pub const O_RDWR: i32 = 2;
+
+// Socket ioctls (<linux/sockios.h>; the 64-bit time_t forms of the stamps).
+pub const FIOSETOWN: core::ffi::c_ulong = 0x8901;
+pub const SIOCSPGRP: core::ffi::c_ulong = 0x8902;
+pub const FIOGETOWN: core::ffi::c_ulong = 0x8903;
+pub const SIOCGPGRP: core::ffi::c_ulong = 0x8904;
+pub const SIOCATMARK: core::ffi::c_ulong = 0x8905;
+pub const SIOCGSTAMP: core::ffi::c_ulong = 0x8906;
+pub const SIOCGSTAMPNS: core::ffi::c_ulong = 0x8907;
+pub const SIOCOUTQNSD: core::ffi::c_ulong = 0x894B;

@@ -98,12 +98,22 @@ fn routed_to_kernel(
 }
 
 /// Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
-/// `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
-/// registered backend carries the domain.
+/// `SOCK_CLOEXEC` may be or-ed into `ty`. A domain, type or protocol the
+/// library does not implement (AF_NETLINK, SOCK_RAW, IPPROTO_SCTP, ...) is
+/// the kernel's socket, or the kernel's errno (hosted); without the kernel,
+/// EAFNOSUPPORT when no registered backend carries the domain.
 #[no_mangle]
 pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     guard(-1, || {
-        ret_int(super::ready().and_then(|()| lifecycle::socket(domain, ty, protocol)))
+        if let Err(e) = super::ready() {
+            return ret_int(Err(e));
+        }
+        #[cfg(feature = "std")]
+        if crate::socket::kernel_only(domain, ty, protocol) {
+            // SAFETY: libc's socket, same integer arguments.
+            return unsafe { real::socket(domain, ty, protocol) };
+        }
+        ret_int(lifecycle::socket(domain, ty, protocol))
     })
 }
 
@@ -129,9 +139,10 @@ pub unsafe extern "C" fn usock_socketpair(
                 protocol,
             };
             let unspec = crate::addr::SockAddr::unspecified(domain);
-            if super::fork::route_gate(|| crate::route::decide(&info, &unspec))
-                == crate::route::Route::Kernel
-            {
+            let kernel = super::ready().is_ok() && crate::socket::kernel_only(domain, ty, protocol)
+                || super::fork::route_gate(|| crate::route::decide(&info, &unspec))
+                    == crate::route::Route::Kernel;
+            if kernel {
                 // SAFETY: `sv` was probed above; libc's socketpair.
                 return unsafe { real::socketpair(domain, ty, protocol, sv) };
             }
@@ -553,13 +564,13 @@ pub unsafe extern "C" fn usock_getsockopt(
         if cap < 0 {
             return ret_int(Err(EINVAL));
         }
-        let v: OptVal = match s.getsockopt(level, name) {
+        let v: OptVal = match s.getsockopt_len(level, name, cap as usize) {
             Ok(v) => v,
             Err(e) => return ret_int(Err(e)),
         };
-        // Only the bytes the option has are written (at most 16): view just
-        // those, not the whole `optlen` the caller claims.
-        let want = (cap as usize).min(16);
+        // Only the bytes the option has are written: view just those, not
+        // the whole `optlen` the caller claims.
+        let want = (cap as usize).min(v.size());
         // SAFETY: `val` is valid for `cap >= want` bytes per the contract.
         let out = match unsafe { ffi::buf_mut(val, want) } {
             Ok(o) => o,
@@ -647,8 +658,15 @@ pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c
     unsafe { usock_fcntl(fd, cmd, arg) }
 }
 
-/// ioctl(2): FIONBIO, FIONREAD, FIOCLEX and FIONCLEX on our sockets;
-/// ENOTTY for others.
+/// ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
+/// FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
+/// no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (no urgent
+/// data: 0), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
+/// fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
+/// SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
+/// of a fresh kernel socket of the same family and type, so the bytes and
+/// the errno are the kernel's (hosted; ENOTTY without a kernel). FIOASYNC
+/// is ENOTTY: the library raises no SIGIO.
 #[no_mangle]
 pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_int {
     let Some(s) = fd::get(fd) else {
@@ -664,30 +682,92 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         if refused(fd, &s) {
             return -1;
         }
-        let p = arg as *mut c_int;
-        match req {
-            libc::FIONBIO => {
-                if let Err(e) = ffi::probe(p as *const u8, 4) {
-                    return ret_int(Err(e));
-                }
-                // SAFETY: FIONBIO takes a pointer to int.
-                s.set_nonblocking(unsafe { *p } != 0);
-                0
-            }
-            libc::FIONREAD => {
-                if let Err(e) = ffi::probe(p as *const u8, 4) {
-                    return ret_int(Err(e));
-                }
-                if s.has_listen_flag() {
-                    return ret_int(Err(EINVAL));
-                }
-                // SAFETY: FIONREAD takes a pointer to int.
-                unsafe { *p = s.pending_bytes().min(i32::MAX as usize) as c_int };
-                0
-            }
-            _ => ret_int(Err(libc::ENOTTY)),
-        }
+        // SAFETY: `arg` is the request's argument per the ioctl contract.
+        ret_int(unsafe { socket_ioctl(fd, &s, req, arg) })
     })
+}
+
+/// Writes `v` through the request's `int *` argument.
+///
+/// # Safety
+/// `p` is the caller's argument (probed here).
+unsafe fn put_int(p: *mut c_void, v: c_int) -> Result<c_int, Errno> {
+    ffi::probe(p as *const u8, 4)?;
+    // SAFETY: probed for an int just above.
+    unsafe { *(p as *mut c_int) = v };
+    Ok(0)
+}
+
+/// The `int` behind the request's `int *` argument.
+///
+/// # Safety
+/// `p` is the caller's argument (probed here).
+unsafe fn get_int(p: *mut c_void) -> Result<c_int, Errno> {
+    ffi::probe(p as *const u8, 4)?;
+    // SAFETY: probed for an int just above.
+    Ok(unsafe { *(p as *const c_int) })
+}
+
+/// The requests of [`usock_ioctl`] on one of our sockets.
+///
+/// # Safety
+/// `arg` is the caller's argument for `req`.
+unsafe fn socket_ioctl(
+    fd: c_int,
+    s: &crate::socket::Socket,
+    req: c_ulong,
+    arg: *mut c_void,
+) -> Result<c_int, Errno> {
+    let tcp_listener = s.is_stream() && s.info.domain != AF_UNIX && s.has_listen_flag();
+    // SAFETY (each call below): `arg` is the caller's, probed by the
+    // helpers before any access.
+    match req {
+        libc::FIONBIO => {
+            s.set_nonblocking(unsafe { get_int(arg) }? != 0);
+            Ok(0)
+        }
+        libc::FIONREAD if tcp_listener => Err(EINVAL),
+        libc::FIONREAD => unsafe {
+            put_int(arg, s.pending_bytes().min(i32::MAX as usize) as c_int)
+        },
+        libc::TIOCOUTQ | SIOCOUTQNSD if tcp_listener => Err(EINVAL),
+        libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
+        SIOCATMARK if s.is_stream() && s.info.domain != AF_UNIX => unsafe { put_int(arg, 0) },
+        SIOCGSTAMP | SIOCGSTAMPNS => {
+            let ns = if s.is_stream() {
+                Err(ENOENT)
+            } else {
+                s.last_stamp_ns()
+            }?;
+            let frac = if req == SIOCGSTAMP {
+                (ns % 1_000_000_000) / 1000
+            } else {
+                ns % 1_000_000_000
+            };
+            let v = [(ns / 1_000_000_000) as i64, frac as i64];
+            ffi::probe(arg as *const u8, 16)?;
+            // SAFETY: probed for a struct timeval/timespec (two 64-bit
+            // fields on the 64-bit ABIs) just above.
+            unsafe { core::ptr::copy_nonoverlapping(v.as_ptr(), arg as *mut i64, 2) };
+            Ok(0)
+        }
+        SIOCSPGRP | FIOSETOWN => {
+            let pid = unsafe { get_int(arg) }?;
+            crate::platform::kfd_fcntl(fd, libc::F_SETOWN, pid as i64 as u64)
+        }
+        SIOCGPGRP | FIOGETOWN => {
+            let pid = crate::platform::kfd_fcntl(fd, libc::F_GETOWN, 0)?;
+            unsafe { put_int(arg, pid) }
+        }
+        libc::FIOASYNC => Err(libc::ENOTTY),
+        #[cfg(feature = "std")]
+        _ => {
+            // SAFETY: the caller's argument for `req`, as it passed it.
+            unsafe { crate::platform::kernel_twin_ioctl(s.info.domain, s.info.ty, req, arg) }
+        }
+        #[cfg(not(feature = "std"))]
+        _ => Err(libc::ENOTTY),
+    }
 }
 
 /// dup(2).
@@ -824,5 +904,5 @@ unsafe fn route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
 /// fd table, the answer may change at once if another thread closes `fd`.
 #[no_mangle]
 pub extern "C" fn usock_is_userspace(fd: c_int) -> c_int {
-    crate::fd::is_ours(fd) as c_int
+    guard(0, || crate::fd::is_ours(fd) as c_int)
 }

@@ -142,7 +142,6 @@ pub fn dup3(old: i32, new: i32, flags: i32, is_dup2: bool) -> Option<Result<i32,
 /// user-space sockets.
 #[cfg(feature = "std")]
 pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
-    use crate::socket::options::OptVal;
     let ty = sock.info.ty | if sock.nonblocking() { SOCK_NONBLOCK } else { 0 };
     let k = platform::kernel_socket(sock.info.domain, ty | SOCK_CLOEXEC, sock.info.protocol)?;
     let mut opts: alloc::vec::Vec<(i32, i32)> = alloc::vec![
@@ -163,12 +162,13 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
     for (level, name) in opts {
         if let Ok(v) = sock.getsockopt(level, name) {
             let mut buf = [0u8; 16];
-            let n = match v {
-                OptVal::Int(_) | OptVal::Linger(..) | OptVal::Timeval(..) => v.write(&mut buf),
-            };
+            let n = v.write(&mut buf);
             let _ = platform::kernel_setsockopt(k, level, name, &buf[..n]);
         }
     }
+    sock.replay_kernel_opts(|level, name, val| {
+        let _ = platform::kernel_setsockopt(k, level, name, val);
+    });
     // The caller's FD_CLOEXEC of the number being replaced carries over.
     let cloexec = fd::cloexec(fdn);
     let r = platform::kfd_dup3(k, fdn, if cloexec { libc::O_CLOEXEC } else { 0 });

@@ -223,6 +223,12 @@ pub fn mono_ns() -> u64 {
     now().0
 }
 
+/// The host's table has no wall clock: the monotonic one stands in (for
+/// the receive times SIOCGSTAMP reports).
+pub fn realtime_ns() -> u64 {
+    now().0
+}
+
 /// Runs `f`: without std a panic aborts through the host's hook (the
 /// no_std library is built with panic=abort), so there is nothing to catch.
 pub fn guard<T>(_fallback: T, f: impl FnOnce() -> T) -> T {

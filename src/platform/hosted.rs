@@ -456,6 +456,54 @@ pub fn kernel_socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> 
     Ok(k as i32)
 }
 
+/// ioctl `req` with the caller's `arg` on a fresh kernel socket of
+/// `domain` and `ty`, closed after: the kernel's answer (bytes and errno)
+/// for a request a user-space socket does not answer itself, such as the
+/// interface ioctls. ENOTTY when the kernel has no such socket.
+///
+/// # Safety
+/// `arg` is what the caller passed for `req` (the kernel checks it: EFAULT).
+pub unsafe fn kernel_twin_ioctl(
+    domain: i32,
+    ty: i32,
+    req: libc::c_ulong,
+    arg: *mut libc::c_void,
+) -> Result<i32, Errno> {
+    let k = kernel_socket(domain, ty | libc::SOCK_CLOEXEC, 0).map_err(|_| libc::ENOTTY)?;
+    // SAFETY: an fd of ours; the argument per the caller's contract.
+    let r = unsafe { libc::syscall(libc::SYS_ioctl, k, req, arg) };
+    let e = last_errno();
+    // SAFETY: closes the socket made above.
+    unsafe { libc::syscall(libc::SYS_close, k) };
+    if r < 0 {
+        Err(e)
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// getsockopt on a kernel socket, as a raw system call, into `out` (its
+/// length is the caller's optlen); the length the kernel reports.
+pub fn kernel_getsockopt(fd: i32, level: i32, name: i32, out: &mut [u8]) -> Result<usize, Errno> {
+    let mut len = out.len() as libc::socklen_t;
+    // SAFETY: `out` is writable for `len` bytes and `len` is a live
+    // socklen_t, for the whole call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getsockopt,
+            fd,
+            level,
+            name,
+            out.as_mut_ptr(),
+            &mut len as *mut libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok((len as usize).min(out.len()))
+}
+
 /// setsockopt on a kernel socket, as a raw system call.
 pub fn kernel_setsockopt(fd: i32, level: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
     // SAFETY: `val` is readable for its length for the whole call.
@@ -549,6 +597,19 @@ pub fn eventfd_drain(fd: i32) {
     unsafe {
         libc::syscall(libc::SYS_read, fd, &mut v as *mut u64, 8usize);
     }
+}
+
+/// The wall clock (CLOCK_REALTIME) in nanoseconds since the epoch.
+pub fn realtime_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: writes the live timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 /// The monotonic clock in nanoseconds (the vDSO's clock_gettime: no

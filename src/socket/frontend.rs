@@ -114,11 +114,22 @@ impl Frontend for SocketFrontend {
         };
         child.bind_backend(backend, state);
         child.set(F_BOUND);
-        let lo = l.ctl.lock().opts;
+        let (lo, _record) = {
+            let lc = l.ctl.lock();
+            #[cfg(feature = "std")]
+            let record = super::kernel_opts::inherited(&lc.kernel_opts);
+            #[cfg(not(feature = "std"))]
+            let record = ();
+            (lc.opts, record)
+        };
         {
             let mut c = child.ctl.lock();
             c.parent = Some(Arc::downgrade(&l));
             c.opts = lo;
+            #[cfg(feature = "std")]
+            {
+                c.kernel_opts = _record;
+            }
         }
         if let (Some(want), Rx::Stream(csb)) = (lo.rcvbuf, &child.rx) {
             // An accepted socket starts with its listener's SO_RCVBUF (and, as

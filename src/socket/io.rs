@@ -181,6 +181,8 @@ impl Socket {
                 }
                 let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
                 let truncated = m.len > m.copied;
+                self.stamp_ns
+                    .store(crate::platform::realtime_ns().max(1), Ordering::Relaxed);
                 return Ok(RecvInfo {
                     ret: if flags & MSG_TRUNC != 0 {
                         m.len
@@ -207,6 +209,16 @@ impl Socket {
             if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
                 return Err(EAGAIN);
             }
+        }
+    }
+
+    /// SIOCGSTAMP(NS): when the last datagram read was received, in
+    /// wall-clock ns; ENOENT before any, and always on a stream socket (as
+    /// Linux's TCP, which records none).
+    pub fn last_stamp_ns(&self) -> Result<u64, Errno> {
+        match self.stamp_ns.load(Ordering::Relaxed) {
+            0 => Err(ENOENT),
+            t => Ok(t),
         }
     }
 

@@ -6,6 +6,8 @@
 //! and the send side by `tx`, neither of which an upcall ever takes. Status
 //! bits that readiness and the data path need are atomics in `flags`.
 
+#[cfg(feature = "std")]
+mod kernel_opts;
 pub mod mux;
 pub mod options;
 pub mod slab;
@@ -85,6 +87,10 @@ pub(crate) struct Ctl {
     backlog: u32,
     parent: Option<Weak<Socket>>,
     pub(crate) opts: Options,
+    /// The settings of options the kernel keeps for this socket
+    /// (`kernel_opts`), in the order they were made.
+    #[cfg(feature = "std")]
+    kernel_opts: Vec<kernel_opts::KernelOpt>,
 }
 
 /// One user-space socket.
@@ -131,6 +137,9 @@ pub struct Socket {
     warned_gen: AtomicU32,
     /// The socket's waiters.
     pub wait: WaitQueue,
+    /// When the last datagram read was taken, wall-clock ns (0: none yet),
+    /// for SIOCGSTAMP.
+    stamp_ns: AtomicU64,
 }
 
 /// The fork generation of this process: 0 in the process that loaded the
@@ -178,7 +187,8 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
             if base != SOCK_STREAM && base != SOCK_DGRAM {
                 return Err(ESOCKTNOSUPPORT);
             }
-            if protocol != 0 {
+            // Linux takes PF_UNIX (1) as well as 0 (unix_create).
+            if protocol != 0 && protocol != AF_UNIX {
                 return Err(EPROTONOSUPPORT);
             }
         }
@@ -189,6 +199,22 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
         return Err(EAFNOSUPPORT);
     }
     Ok(info)
+}
+
+/// Whether the library implements no socket of this domain, type and
+/// protocol, so that the C API hands the call to the kernel (issue 13: a
+/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP, AF_UNIX
+/// SOCK_SEQPACKET... is the kernel's, with the kernel's errno if it
+/// refuses). A family the library implements but whose backend is missing
+/// (a broken configuration) is not handed over: that stays a loud
+/// EAFNOSUPPORT rather than a silent escape to the kernel.
+#[cfg(feature = "std")]
+pub fn kernel_only(domain: i32, ty: i32, protocol: i32) -> bool {
+    match check_args(domain, ty, protocol) {
+        Ok(_) => false,
+        Err(EAFNOSUPPORT) => !matches!(domain, AF_INET | AF_INET6 | AF_UNIX),
+        Err(e) => matches!(e, EINVAL | ESOCKTNOSUPPORT | EPROTONOSUPPORT),
+    }
 }
 
 impl Socket {
@@ -220,6 +246,8 @@ impl Socket {
                 backlog: 0,
                 parent: None,
                 opts: Options::new(&info),
+                #[cfg(feature = "std")]
+                kernel_opts: Vec::new(),
             }),
             rx,
             rx_lock: Mutex::new(()),
@@ -243,6 +271,7 @@ impl Socket {
             fork_gen: fork_generation(),
             #[cfg(feature = "std")]
             warned_gen: AtomicU32::new(fork_generation()),
+            stamp_ns: AtomicU64::new(0),
             wait: WaitQueue::new(),
         }
     }

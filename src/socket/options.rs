@@ -136,14 +136,33 @@ pub enum OptVal {
     Timeval(i64, i64),
     /// A `struct linger` (on, seconds).
     Linger(i32, i32),
+    /// Bytes as the kernel wrote them (an option whose reference is the
+    /// kernel: `kernel_opts`, hosted only).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    Bytes(alloc::vec::Vec<u8>),
 }
 
 impl OptVal {
+    /// The most bytes [`OptVal::write`] writes.
+    pub fn size(&self) -> usize {
+        match self {
+            OptVal::Int(_) => 4,
+            OptVal::Timeval(..) => 16,
+            OptVal::Linger(..) => 8,
+            OptVal::Bytes(b) => b.len(),
+        }
+    }
+
     /// Writes the value in C layout into `out`, truncating like Linux; returns
     /// the length to report.
     pub fn write(&self, out: &mut [u8]) -> usize {
         let mut buf = [0u8; 16];
         let len = match *self {
+            OptVal::Bytes(ref b) => {
+                let n = b.len().min(out.len());
+                out[..n].copy_from_slice(&b[..n]);
+                return n;
+            }
             OptVal::Int(v) => {
                 buf[..4].copy_from_slice(&v.to_ne_bytes());
                 4
@@ -211,8 +230,16 @@ fn wrong_level(info: &SockInfo) -> Errno {
 }
 
 impl Socket {
-    /// getsockopt(): the value, or the errno Linux gives.
+    /// getsockopt(): the value, or the errno Linux gives (the Rust API's
+    /// and the hosted fd moves').
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub fn getsockopt(&self, level: i32, name: i32) -> Result<OptVal, Errno> {
+        self.getsockopt_len(level, name, 16)
+    }
+
+    /// getsockopt() for a caller's buffer of `cap` bytes (an option the
+    /// kernel answers writes what it writes for that length).
+    pub fn getsockopt_len(&self, level: i32, name: i32, cap: usize) -> Result<OptVal, Errno> {
         let o = self.ctl.lock().opts;
         let b = |v: bool| Ok(OptVal::Int(v as i32));
         match level {
@@ -239,7 +266,7 @@ impl Socket {
                 SO_RCVTIMEO => Ok(nanos_to_timeval(self.rcvtimeo.load(Ordering::Relaxed))),
                 SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
                 SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
                 TCP_NODELAY => b(o.nodelay),
@@ -247,14 +274,66 @@ impl Socket {
                 TCP_KEEPINTVL => Ok(OptVal::Int(o.keepintvl)),
                 TCP_KEEPCNT => Ok(OptVal::Int(o.keepcnt)),
                 TCP_MAXSEG => Ok(OptVal::Int(65483)),
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => b(o.v6only),
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
-            _ => Err(wrong_level(&self.info)),
+            _ => self.kernel_get(level, name, cap, wrong_level(&self.info)),
         }
+    }
+
+    /// Calls `f` with each setting the kernel keeps for this socket, in
+    /// the order they were made (to move them to a kernel socket).
+    #[cfg(feature = "std")]
+    pub(crate) fn replay_kernel_opts(&self, mut f: impl FnMut(i32, i32, &[u8])) {
+        let record = self.ctl.lock().kernel_opts.clone();
+        for o in &record {
+            f(o.level, o.name, &o.val);
+        }
+    }
+
+    /// An option without a behaviour here: the kernel's value for it
+    /// (`kernel_opts`), or `otherwise` where the kernel is not the
+    /// reference.
+    fn kernel_get(
+        &self,
+        level: i32,
+        name: i32,
+        cap: usize,
+        otherwise: Errno,
+    ) -> Result<OptVal, Errno> {
+        #[cfg(feature = "std")]
+        if super::kernel_opts::applies(&self.info, level, name) {
+            let record = self.ctl.lock().kernel_opts.clone();
+            return super::kernel_opts::get(&self.info, &record, level, name, cap)
+                .map(OptVal::Bytes);
+        }
+        let _ = (level, name, cap);
+        Err(otherwise)
+    }
+
+    /// As [`Socket::kernel_get`], for setsockopt: the kernel checks the
+    /// value and the socket records it.
+    #[allow(clippy::type_complexity)]
+    fn kernel_set(
+        &self,
+        level: i32,
+        name: i32,
+        val: &[u8],
+        otherwise: Errno,
+    ) -> Result<alloc::boxed::Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+        #[cfg(feature = "std")]
+        if super::kernel_opts::applies(&self.info, level, name) {
+            let val = val.to_vec();
+            return Ok(alloc::boxed::Box::new(move |s: &Socket| {
+                let mut c = s.ctl.lock();
+                super::kernel_opts::set(&s.info, &mut c.kernel_opts, level, name, &val)
+            }));
+        }
+        let _ = (level, name, val);
+        Err(otherwise)
     }
 
     fn rcvbuf(&self) -> usize {
@@ -342,7 +421,7 @@ impl Socket {
                     }))
                 }
                 SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN => Err(ENOPROTOOPT),
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
                 TCP_NODELAY => flag(|o, v| o.nodelay = v),
@@ -361,7 +440,7 @@ impl Socket {
                         Ok(())
                     }))
                 }
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => {
@@ -370,9 +449,9 @@ impl Socket {
                     }
                     flag(|o, v| o.v6only = v)
                 }
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
-            _ => Err(wrong_level(&self.info)),
+            _ => self.kernel_set(level, name, val, wrong_level(&self.info)),
         }
     }
 

@@ -1,0 +1,119 @@
+//! Options the frontend gives no behaviour of its own (IP_TTL, IP_TOS,
+//! TCP_CORK, TCP_USER_TIMEOUT, SO_PRIORITY, IPV6_TCLASS, ...) on AF_INET
+//! and AF_INET6 sockets: the kernel is their reference. A setsockopt is
+//! made on a fresh kernel socket of the same family and type, after this
+//! socket's earlier such settings (some options' checks depend on others),
+//! so the range checks, privileges and errnos are the kernel's; what it
+//! accepts is recorded on the socket. A getsockopt asks a fresh kernel
+//! socket given the same record, with the caller's length, so defaults,
+//! normalised values and truncation are the kernel's too; so is the errno
+//! of a level the socket lacks. Accepted sockets inherit the record, as
+//! Linux's inherit the listener's settings.
+//!
+//! Not handed over, because the kernel socket would accept them while this
+//! socket would silently not act on them: multicast membership and source
+//! filters, and socket filters (SO_ATTACH_FILTER and kin). Those stay
+//! ENOPROTOOPT.
+
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::backend::contract::{Errno, SockInfo};
+use crate::consts::*;
+use crate::platform;
+
+/// One setting the kernel accepted for this socket.
+#[derive(Clone, Debug)]
+pub(crate) struct KernelOpt {
+    pub(crate) level: i32,
+    pub(crate) name: i32,
+    pub(crate) val: Vec<u8>,
+}
+
+/// Whether (`level`, `name`) on a socket of `info` is the kernel's.
+pub(super) fn applies(info: &SockInfo, level: i32, name: i32) -> bool {
+    if info.domain != AF_INET && info.domain != AF_INET6 {
+        return false;
+    }
+    // IP_ADD/DROP_MEMBERSHIP (35, 36), the source filters (37..=41) and
+    // MCAST_* (42..=48), on IPPROTO_IP and IPPROTO_IPV6; IPV6_ADD/
+    // DROP_MEMBERSHIP (20, 21); SO_ATTACH_FILTER, SO_DETACH_FILTER (26,
+    // 27), SO_LOCK_FILTER (44), SO_ATTACH_BPF and the reuseport programs
+    // (50..=52).
+    let unsupported = match level {
+        IPPROTO_IP => (35..=48).contains(&name),
+        IPPROTO_IPV6 => name == 20 || name == 21 || (42..=48).contains(&name),
+        SOL_SOCKET => matches!(name, 26 | 27 | 44 | 50..=52),
+        _ => false,
+    };
+    !unsupported
+}
+
+/// A fresh kernel socket like `info` with `record` applied (a setting the
+/// kernel took before it takes again; one refused now, for example after a
+/// privilege was dropped, is left out).
+fn twin(info: &SockInfo, record: &[KernelOpt]) -> Result<Twin, Errno> {
+    let k = platform::kernel_socket(info.domain, info.ty | SOCK_CLOEXEC, 0)?;
+    let t = Twin(k);
+    for o in record {
+        let _ = platform::kernel_setsockopt(k, o.level, o.name, &o.val);
+    }
+    Ok(t)
+}
+
+/// Closes the kernel socket when dropped.
+struct Twin(i32);
+
+impl Drop for Twin {
+    fn drop(&mut self) {
+        let _ = platform::kfd_close(self.0);
+    }
+}
+
+/// What an accepted socket inherits of its listener's `record`: all but
+/// TCP_DEFER_ACCEPT (9) and TCP_FASTOPEN (23), which Linux keeps on the
+/// listener (its accepted sockets read 0).
+pub(crate) fn inherited(record: &[KernelOpt]) -> Vec<KernelOpt> {
+    record
+        .iter()
+        .filter(|o| !(o.level == IPPROTO_TCP && (o.name == 9 || o.name == 23)))
+        .cloned()
+        .collect()
+}
+
+/// setsockopt: the kernel's answer; on success the setting joins `record`
+/// (replacing an earlier one of the same option).
+pub(super) fn set(
+    info: &SockInfo,
+    record: &mut Vec<KernelOpt>,
+    level: i32,
+    name: i32,
+    val: &[u8],
+) -> Result<(), Errno> {
+    let t = twin(info, record)?;
+    platform::kernel_setsockopt(t.0, level, name, val)?;
+    record.retain(|o| (o.level, o.name) != (level, name));
+    record.push(KernelOpt {
+        level,
+        name,
+        val: val.to_vec(),
+    });
+    Ok(())
+}
+
+/// getsockopt with a buffer of `cap` bytes: the bytes the kernel writes.
+pub(super) fn get(
+    info: &SockInfo,
+    record: &[KernelOpt],
+    level: i32,
+    name: i32,
+    cap: usize,
+) -> Result<Vec<u8>, Errno> {
+    let t = twin(info, record)?;
+    // Options are small but some are structs (TCP_INFO, IP_PKTOPTIONS);
+    // the kernel writes at most what it is given.
+    let mut buf = vec![0u8; cap.min(64 * 1024)];
+    let n = platform::kernel_getsockopt(t.0, level, name, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
