@@ -599,31 +599,27 @@ pub fn eventfd_drain(fd: i32) {
     }
 }
 
-/// The wall clock (CLOCK_REALTIME) in nanoseconds since the epoch.
-pub fn realtime_ns() -> u64 {
+/// `clock` in nanoseconds (the vDSO's clock_gettime: no system call).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: writes the live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_REALTIME, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
 }
 
-/// The monotonic clock in nanoseconds (the vDSO's clock_gettime: no
-/// system call).
+/// The wall clock (CLOCK_REALTIME) in nanoseconds since the epoch.
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// The monotonic clock in nanoseconds.
 pub fn mono_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: writes the live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// The longest a waiter may spin before it sleeps, in ns: `USOCK_SPIN_US`

@@ -81,24 +81,23 @@ pub(crate) fn inherited(record: &[KernelOpt]) -> Vec<KernelOpt> {
         .collect()
 }
 
-/// setsockopt: the kernel's answer; on success the setting joins `record`
-/// (replacing an earlier one of the same option).
-pub(super) fn set(
+/// setsockopt's check: the kernel's answer for a socket with `record`.
+pub(super) fn check(
     info: &SockInfo,
-    record: &mut Vec<KernelOpt>,
+    record: &[KernelOpt],
     level: i32,
     name: i32,
     val: &[u8],
 ) -> Result<(), Errno> {
     let t = twin(info, record)?;
-    platform::kernel_setsockopt(t.0, level, name, val)?;
+    platform::kernel_setsockopt(t.0, level, name, val)
+}
+
+/// A setting the kernel accepted joins `record`, replacing an earlier one
+/// of the same option.
+pub(super) fn record(record: &mut Vec<KernelOpt>, level: i32, name: i32, val: Vec<u8>) {
     record.retain(|o| (o.level, o.name) != (level, name));
-    record.push(KernelOpt {
-        level,
-        name,
-        val: val.to_vec(),
-    });
-    Ok(())
+    record.push(KernelOpt { level, name, val });
 }
 
 /// getsockopt with a buffer of `cap` bytes: the bytes the kernel writes.

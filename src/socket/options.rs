@@ -326,10 +326,13 @@ impl Socket {
     ) -> Result<alloc::boxed::Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
         #[cfg(feature = "std")]
         if super::kernel_opts::applies(&self.info, level, name) {
+            // The kernel checks it now, before the backend sees it.
+            let record = self.ctl.lock().kernel_opts.clone();
+            super::kernel_opts::check(&self.info, &record, level, name, val)?;
             let val = val.to_vec();
             return Ok(alloc::boxed::Box::new(move |s: &Socket| {
-                let mut c = s.ctl.lock();
-                super::kernel_opts::set(&s.info, &mut c.kernel_opts, level, name, &val)
+                super::kernel_opts::record(&mut s.ctl.lock().kernel_opts, level, name, val);
+                Ok(())
             }));
         }
         let _ = (level, name, val);
