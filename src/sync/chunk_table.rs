@@ -89,9 +89,9 @@ impl<T, const CHUNK: usize, const CHUNKS: usize> ChunkTable<T, CHUNK, CHUNKS> {
     }
 
     /// Every slot of every chunk made so far, with its index, in increasing
-    /// order. Takes no lock and allocates nothing (for the exec of a fork
-    /// child, hosted only).
-    #[cfg(feature = "std")]
+    /// order. Takes no lock and allocates nothing (for the fork and exec
+    /// of a child, hosted only).
+    #[cfg(any(test, feature = "std"))]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
         (0..CHUNKS)
             .filter_map(move |ci| Some((ci, self.chunk(ci)?)))
