@@ -272,3 +272,17 @@ pub fn may_use_dir(dir: &std::ffi::CStr) -> Result<(), Errno> {
     }
     Ok(())
 }
+
+/// Whether some live AF_UNIX socket is bound to `path` (the kernel lists
+/// it in /proc/net/unix as long as the socket exists, listening or not).
+/// When that cannot be read, true: a file is then never taken for stale.
+pub fn unix_path_bound(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(table) = std::fs::read("/proc/net/unix") else {
+        return true;
+    };
+    let want = path.as_os_str().as_bytes();
+    table.split(|&b| b == b'\n').any(|line| {
+        line.len() > want.len() && line.ends_with(want) && line[line.len() - want.len() - 1] == b' '
+    })
+}

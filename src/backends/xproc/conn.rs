@@ -47,8 +47,9 @@ pub(super) enum Role {
 pub(super) struct Conn {
     pub(super) kfd: i32,
     pub(super) role: Role,
-    /// The port of a datagram socket (0 for the others).
-    pub(super) port: u16,
+    /// The port of a datagram socket, with its family space
+    /// (`ports::port_key`; 0 for the others).
+    pub(super) port: u32,
     /// The frontend socket it serves (0 until known, for an accepted one).
     pub(super) handle: AtomicU64,
     /// The listener an accepted connection came through.

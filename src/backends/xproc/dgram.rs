@@ -24,21 +24,24 @@ pub(super) const DGRAM_LINK_SNDBUF: usize = 1 << 20;
 /// port between processes is refused (EADDRINUSE).
 pub(super) struct DgramPort {
     pub(super) conn: Arc<Conn>,
-    pub(super) path: PathBuf,
+    /// Its file, and the link to it at the IPv6 name for a port bound to
+    /// `::` without IPV6_V6ONLY.
+    pub(super) paths: Vec<PathBuf>,
     /// In bind order: each member's handle, options and state.
     pub(super) members: Vec<(SockHandle, SockOpts, Weak<XSock>)>,
 }
 
 /// This process's datagram ports. Lock order: before the transport's
 /// `conns`.
-pub(super) static DGRAM_PORTS: Mutex<BTreeMap<u16, DgramPort>> = Mutex::new(BTreeMap::new());
+/// Keyed by `ports::port_key` (the port and its family space).
+pub(super) static DGRAM_PORTS: Mutex<BTreeMap<u32, DgramPort>> = Mutex::new(BTreeMap::new());
 
 /// Which socket on `port` receives a datagram from `src`, as Linux scores
 /// them: one connected to `src` (compared as an endpoint, so IPv4 and its
 /// v4-mapped form are the same), else the most recently bound unconnected
 /// one, never one connected to another peer.
 /// Returns its handle and family.
-pub(super) fn dgram_receiver(port: u16, src: &SockAddr) -> Option<(SockHandle, i32)> {
+pub(super) fn dgram_receiver(port: u32, src: &SockAddr) -> Option<(SockHandle, i32)> {
     let from = IpEp::parse(src, src.family()).ok()?;
     let ports = DGRAM_PORTS.lock();
     let mut unconnected = None;
@@ -63,10 +66,10 @@ pub(super) fn dgram_receiver(port: u16, src: &SockAddr) -> Option<(SockHandle, i
 /// of those, while a stream holds a socket buffer's worth and is read in
 /// batches. Lock order: after `DGRAM_PORTS`, before the transport's
 /// `conns`.
-pub(super) static DGRAM_LINKS: Mutex<BTreeMap<u16, Arc<Conn>>> = Mutex::new(BTreeMap::new());
+pub(super) static DGRAM_LINKS: Mutex<BTreeMap<u32, Arc<Conn>>> = Mutex::new(BTreeMap::new());
 
 /// Forgets link `c` if it is still the link to its port.
-pub(super) fn drop_link(c: &Conn) -> Option<u16> {
+pub(super) fn drop_link(c: &Conn) -> Option<u32> {
     let mut links = DGRAM_LINKS.lock();
     match links.get(&c.port) {
         Some(l) if core::ptr::eq(Arc::as_ptr(l), c) => {

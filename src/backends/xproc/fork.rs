@@ -16,8 +16,8 @@ use crate::sync::MutexGuard;
 /// crate's mutex is a futex word that a fork child may release (a waiter
 /// of the parent's that did not come along is woken in vain).
 struct Held {
-    ports: MutexGuard<'static, BTreeMap<u16, DgramPort>>,
-    links: MutexGuard<'static, BTreeMap<u16, Arc<Conn>>>,
+    ports: MutexGuard<'static, BTreeMap<u32, DgramPort>>,
+    links: MutexGuard<'static, BTreeMap<u32, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
     paused: MutexGuard<'static, Vec<Arc<Conn>>>,
 }

@@ -12,8 +12,12 @@
 //! autotune.
 //!
 //! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`,
-//!   a datagram port one at `DIR/u<port>`. Ports are shared by AF_INET and
-//!   AF_INET6 (every address is local).
+//!   a datagram port one at `DIR/u<port>`, for the port's IPv4 addresses;
+//!   its IPv6 addresses have their own, `DIR/t<port>.v6` and
+//!   `DIR/u<port>.v6`, so an IPv4 bind and an IPV6_V6ONLY bind of one port
+//!   coexist as on Linux. A bind to `::` without IPV6_V6ONLY takes both
+//!   names: the socket at the IPv4 one and a symbolic link at the IPv6
+//!   one. (Within a family every address is local and one.)
 //! - A stream connection is one AF_UNIX stream connection carrying xproc's
 //!   own messages (`envelope`: an 8-byte envelope naming the type, then the
 //!   body): DATA (one fragment in the portable encoding, `backend::wire`,
@@ -99,8 +103,8 @@ pub struct XSock {
     peer: Mutex<Option<SockAddr>>,
     /// The stream connection, the datagram socket, or the listener.
     conn: Mutex<Option<Arc<Conn>>>,
-    /// The socket file this socket owns (removed at close).
-    path: Mutex<Option<PathBuf>>,
+    /// The socket files this socket owns (removed at close).
+    paths: Mutex<alloc::vec::Vec<PathBuf>>,
 }
 
 impl XSock {
@@ -111,7 +115,7 @@ impl XSock {
             local: Mutex::new(None),
             peer: Mutex::new(None),
             conn: Mutex::new(None),
-            path: Mutex::new(None),
+            paths: Mutex::new(alloc::vec::Vec::new()),
         })
     }
 }
@@ -165,7 +169,7 @@ impl Backend for XProc {
 
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
         let x = xs(&sock)?;
-        self.autobind(x, sock.handle)?;
+        self.autobind(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
         transport().add(c)
@@ -180,11 +184,11 @@ impl Backend for XProc {
         }
         let ep = IpEp::parse(dest, x.info.domain)?;
         if x.info.ty == SOCK_DGRAM {
-            self.autobind(x, sock.handle)?;
+            self.autobind(x, sock.handle, sock.opts)?;
             *x.peer.lock() = Some(*dest);
             return Ok(());
         }
-        let path = self.path(SOCK_STREAM, ep.port);
+        let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
         let k = match connect_unix(&a, len) {
             Ok(k) if peer_is_us(k) => k,
@@ -195,7 +199,7 @@ impl Backend for XProc {
                 return Ok(());
             }
             Err(e) => {
-                if e == ECONNREFUSED && self.stale(&a, len) {
+                if e == ECONNREFUSED && self.stale(&path) {
                     let _ = std::fs::remove_file(&path);
                 }
                 let _ = upcall::refused(sock.handle, ECONNREFUSED);
@@ -239,7 +243,7 @@ impl Backend for XProc {
                 c.frame(transport(), frag)
             }
             FragKind::Dgram => {
-                self.autobind(x, sock.handle)?;
+                self.autobind(x, sock.handle, sock.opts)?;
                 let dest = if frag.addr.is_empty() {
                     x.peer.lock().ok_or(EDESTADDRREQ)?
                 } else {
@@ -264,7 +268,12 @@ impl Backend for XProc {
                 // Nobody bound there, or the link is gone: dropped, as
                 // UDP does; a connected socket learns of it as of an ICMP
                 // port unreachable (ECONNREFUSED on a later call).
-                let Some(link) = self.link(ep.port) else {
+                let dest = if ep.is_v4() {
+                    ports::Space::V4
+                } else {
+                    ports::Space::V6
+                };
+                let Some(link) = self.link(ports::port_key(ep.port, dest)) else {
                     if frag.addr.is_empty() && out.header.dgram_offset == 0 {
                         let _ = upcall::error(sock.handle, ECONNREFUSED);
                     }
@@ -323,10 +332,14 @@ impl Backend for XProc {
     fn close(&self, sock: SockRef<'_>) {
         let Ok(x) = xs(&sock) else { return };
         if x.info.ty == SOCK_DGRAM {
-            x.conn.lock().take();
+            let Some(port) = x.conn.lock().take().map(|c| c.port) else {
+                return;
+            };
             // The port's socket and file go with its last socket.
-            if let Some((c, path)) = self.leave_port(x, sock.handle) {
-                let _ = std::fs::remove_file(path);
+            if let Some((c, paths)) = self.leave_port(port, sock.handle) {
+                for p in paths {
+                    let _ = std::fs::remove_file(p);
+                }
                 // The senders' links end too: their next datagram finds
                 // nobody there.
                 let port = c.port;
@@ -351,7 +364,7 @@ impl Backend for XProc {
             transport().delegate(&c, false);
             transport().flush(&c);
         }
-        if let Some(p) = x.path.lock().take() {
+        for p in core::mem::take(&mut *x.paths.lock()) {
             let _ = std::fs::remove_file(p);
         }
     }

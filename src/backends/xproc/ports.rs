@@ -38,18 +38,57 @@ impl XProc {
         })
     }
 
-    pub(super) fn path(&self, ty: i32, port: u16) -> PathBuf {
-        self.dir.join(alloc::format!(
-            "{}{}",
-            if ty == SOCK_STREAM { 't' } else { 'u' },
-            port
-        ))
+    /// The socket file of a port: `t<port>` (stream) or `u<port>`
+    /// (datagram) for its IPv4 addresses, with `.v6` for its IPv6 ones.
+    pub(super) fn path(&self, ty: i32, port: u16, v6: bool) -> PathBuf {
+        let t = if ty == SOCK_STREAM { 't' } else { 'u' };
+        self.dir.join(if v6 {
+            alloc::format!("{t}{port}.v6")
+        } else {
+            alloc::format!("{t}{port}")
+        })
     }
 
-    /// Binds a kernel AF_UNIX socket at the port's file; a file left by a
-    /// dead process is removed first.
-    pub(super) fn bind_port(&self, ty: i32, port: u16) -> Result<(i32, PathBuf), Errno> {
-        let path = self.path(ty, port);
+    /// Binds a kernel AF_UNIX socket at the port's file(s) for `space`; a
+    /// file left by a dead process is removed first. A bind to the IPv6
+    /// wildcard without IPV6_V6ONLY takes both of the port's files, as
+    /// Linux's takes the port for both families: the socket at the IPv4
+    /// name and a symbolic link to it at the IPv6 one.
+    pub(super) fn bind_port(
+        &self,
+        ty: i32,
+        port: u16,
+        space: Space,
+    ) -> Result<(i32, alloc::vec::Vec<PathBuf>), Errno> {
+        let (k, path) = self.bind_file(ty, port, space == Space::V6)?;
+        if space != Space::Both {
+            return Ok((k, alloc::vec![path]));
+        }
+        let link = self.path(ty, port, true);
+        let target = self.path(ty, port, false);
+        for attempt in 0..2 {
+            match std::os::unix::fs::symlink(&target, &link) {
+                Ok(()) => return Ok((k, alloc::vec![path, link])),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
+                    // A dangling link, or one to a socket nobody answers.
+                    let dangling = std::fs::metadata(&link).is_err();
+                    if dangling || self.stale(&target) {
+                        let _ = std::fs::remove_file(&link);
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        close_kfd(k);
+        let _ = std::fs::remove_file(&path);
+        Err(EADDRINUSE)
+    }
+
+    /// Binds a kernel AF_UNIX socket at one port file.
+    fn bind_file(&self, ty: i32, port: u16, v6: bool) -> Result<(i32, PathBuf), Errno> {
+        let path = self.path(ty, port, v6);
         let (a, len) = unix_addr(&path)?;
         // A datagram port too is a stream listener: senders' links connect
         // to it (see `DGRAM_LINKS`).
@@ -67,7 +106,7 @@ impl XProc {
                 return Ok((k, path));
             }
             let e = r.err().unwrap_or(EADDRINUSE);
-            if e == EADDRINUSE && attempt == 0 && self.stale(&a, len) {
+            if e == EADDRINUSE && attempt == 0 && self.stale(&path) {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
@@ -78,14 +117,19 @@ impl XProc {
         Err(EADDRINUSE)
     }
 
-    /// Is the socket file at `a` left by a dead process (nobody answers)?
-    pub(super) fn stale(&self, a: &libc::sockaddr_un, len: u32) -> bool {
-        match connect_unix(a, len) {
+    /// Is the socket file at `path` left by a dead process? Nobody answers
+    /// there, and no socket is bound to it: a port bound but not listening
+    /// refuses too, but the kernel still lists its socket.
+    pub(super) fn stale(&self, path: &std::path::Path) -> bool {
+        let Ok((a, len)) = unix_addr(path) else {
+            return false;
+        };
+        match connect_unix(&a, len) {
             Ok(p) => {
                 close_kfd(p);
                 false
             }
-            Err(e) => e == ECONNREFUSED,
+            Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(path),
         }
     }
 
@@ -100,8 +144,9 @@ impl XProc {
         // Held across the bind so two binds of one port cannot both miss
         // the table.
         let mut ports = DGRAM_PORTS.lock();
+        let space = Space::of(x.info.domain, &ep, opts.v6only);
         if dgram && ep.port != 0 {
-            if let Some(p) = ports.get_mut(&ep.port) {
+            if let Some(p) = ports.get_mut(&port_key(ep.port, space)) {
                 let shareable = p.members.iter().all(|(_, o, _)| {
                     (o.reuseaddr && opts.reuseaddr) || (o.reuseport && opts.reuseport)
                 });
@@ -115,18 +160,18 @@ impl XProc {
                 return Ok(a);
             }
         }
-        let (port, k, path) = if ep.port != 0 {
-            let (k, p) = self.bind_port(x.info.ty, ep.port)?;
+        let (port, k, paths) = if ep.port != 0 {
+            let (k, p) = self.bind_port(x.info.ty, ep.port, space)?;
             (ep.port, k, p)
         } else {
             let mut found = None;
             for _ in 0..4096 {
                 let n = self.next_port.fetch_add(1, Ordering::Relaxed);
                 let port = 32768 + (n % 28232) as u16;
-                if dgram && ports.contains_key(&port) {
+                if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
-                if let Ok((k, p)) = self.bind_port(x.info.ty, port) {
+                if let Ok((k, p)) = self.bind_port(x.info.ty, port, space) {
                     found = Some((port, k, p));
                     break;
                 }
@@ -135,21 +180,21 @@ impl XProc {
         };
         let c = if dgram {
             let c = Arc::new(Conn {
-                port,
+                port: port_key(port, space),
                 ..Conn::new(k, Role::Dgram, h, h)
             });
             transport().add(c.clone())?;
             ports.insert(
-                port,
+                port_key(port, space),
                 DgramPort {
                     conn: c.clone(),
-                    path,
+                    paths,
                     members: alloc::vec![(h, opts, x.me.clone())],
                 },
             );
             c
         } else {
-            *x.path.lock() = Some(path);
+            *x.paths.lock() = paths;
             let c = Arc::new(Conn::new(k, Role::Listener, h, h));
             *c.sock.lock() = x.me.clone();
             c
@@ -160,11 +205,13 @@ impl XProc {
         Ok(a)
     }
 
-    /// Takes datagram socket `h` off its port; returns the port's kernel
-    /// socket and file when it was the last one there.
-    pub(super) fn leave_port(&self, x: &XSock, h: SockHandle) -> Option<(Arc<Conn>, PathBuf)> {
-        let local = (*x.local.lock())?;
-        let port = IpEp::parse(&local, local.family()).ok()?.port;
+    /// Takes datagram socket `h` off its port (a `port_key`); returns the
+    /// port's kernel socket and files when it was the last one there.
+    pub(super) fn leave_port(
+        &self,
+        port: u32,
+        h: SockHandle,
+    ) -> Option<(Arc<Conn>, alloc::vec::Vec<PathBuf>)> {
         let mut ports = DGRAM_PORTS.lock();
         let p = ports.get_mut(&port)?;
         p.members.retain(|(m, _, _)| *m != h);
@@ -172,12 +219,12 @@ impl XProc {
             p.conn.handle.store(next.0, Ordering::Release);
             return None;
         }
-        ports.remove(&port).map(|p| (p.conn, p.path))
+        ports.remove(&port).map(|p| (p.conn, p.paths))
     }
 
-    /// The link to datagram port `port`, opened on first use; `None` when
-    /// nobody (of ours) is bound there.
-    pub(super) fn link(&self, port: u16) -> Option<Arc<Conn>> {
+    /// The link to datagram port `port` (a `port_key`), opened on first
+    /// use; `None` when nobody (of ours) is bound there.
+    pub(super) fn link(&self, port: u32) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
         if let Some(l) = links.get(&port) {
             if !l.state.is_closed() {
@@ -185,7 +232,7 @@ impl XProc {
             }
             links.remove(&port);
         }
-        let path = self.path(SOCK_DGRAM, port);
+        let path = self.path(SOCK_DGRAM, port as u16, port >> 16 != 0);
         let (a, len) = unix_addr(&path).ok()?;
         let k = connect_unix(&a, len).ok()?;
         if !peer_is_us(k) {
@@ -202,7 +249,7 @@ impl XProc {
         Some(c)
     }
 
-    pub(super) fn autobind(&self, x: &XSock, h: SockHandle) -> Result<(), Errno> {
+    pub(super) fn autobind(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
         }
@@ -210,6 +257,40 @@ impl XProc {
             &crate::addr::SockAddr::unspecified(x.info.domain),
             x.info.domain,
         )?;
-        self.bind_ep(x, h, any, SockOpts::default()).map(|_| ())
+        self.bind_ep(x, h, any, opts).map(|_| ())
+    }
+}
+
+/// A datagram port with its family space, as the tables key it: the port,
+/// plus 1 << 16 for its IPv6 addresses (a bind to both is kept under the
+/// IPv4 key; a sender to an IPv6 address reaches it through the link at
+/// the IPv6 name).
+pub(super) fn port_key(port: u16, space: Space) -> u32 {
+    u32::from(port) | if space == Space::V6 { 1 << 16 } else { 0 }
+}
+
+/// Which addresses of a port a bind takes (Linux's bind conflicts, by
+/// family: an IPv4 bind and an IPv6 one of the same port coexist, unless
+/// the IPv6 one is the wildcard without IPV6_V6ONLY).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Space {
+    /// IPv4 addresses (an AF_INET socket, or a v4-mapped address).
+    V4,
+    /// IPv6 addresses.
+    V6,
+    /// Both: `::` on an AF_INET6 socket without IPV6_V6ONLY.
+    Both,
+}
+
+impl Space {
+    /// The space a bind of `ep` on a socket of `domain` takes.
+    pub(super) fn of(domain: i32, ep: &IpEp, v6only: bool) -> Space {
+        if domain == AF_INET || ep.is_v4() {
+            Space::V4
+        } else if ep.ip == [0; 16] && !v6only {
+            Space::Both
+        } else {
+            Space::V6
+        }
     }
 }
