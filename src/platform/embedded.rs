@@ -157,6 +157,26 @@ pub fn can_block() -> bool {
     ops().is_some_and(|o| o.wait.is_some())
 }
 
+/// How a [`futex_sleep`] ended (without signals, never interrupted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slept {
+    /// Woken, or the word had changed (or spuriously): look again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// Never here: the host has no signals.
+    Interrupted,
+}
+
+/// As [`futex_wait`], in the hosted platform's terms.
+pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Slept {
+    if futex_wait(word, expected, deadline) {
+        Slept::Woken
+    } else {
+        Slept::TimedOut
+    }
+}
+
 /// Sleeps while `*word == expected`, until woken or `deadline` passes
 /// (returns false then). In the cooperative mode it returns at once.
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {

@@ -31,15 +31,37 @@ fn last_errno() -> Errno {
 
 /// Sleeps while `*word == expected`, until woken or `deadline` passes.
 /// Returns false when the deadline passed. Spurious returns are allowed; the
-/// caller re-checks its condition.
+/// caller re-checks its condition. A signal handler's run ends the sleep
+/// like a wake-up (see [`futex_sleep`] for a wait that tells).
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    !matches!(futex_sleep(word, expected, deadline), Slept::TimedOut)
+}
+
+/// How a [`futex_sleep`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slept {
+    /// Woken, or the word had changed (or spuriously): look again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// A signal handler ran and the kernel did not restart the sleep: as
+    /// for Linux's blocking socket calls, that is when the handler lacks
+    /// SA_RESTART, or always when the sleep has a deadline (the kernel
+    /// restarts an untimed FUTEX_WAIT, ERESTARTSYS, only with SA_RESTART;
+    /// a timed one, ERESTART_RESTARTBLOCK, never after a handler). The
+    /// caller fails with EINTR, as socket(7) says of SO_RCVTIMEO.
+    Interrupted,
+}
+
+/// As [`futex_wait`], telling an interruption by a signal handler apart.
+pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Slept {
     let ts;
     let tsp = match deadline {
         None => core::ptr::null(),
         Some(d) => {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return Slept::TimedOut;
             }
             ts = libc::timespec {
                 tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -50,18 +72,21 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) ->
     };
     // SAFETY: `word` is a live AtomicU32 for the duration of the call and
     // `tsp` is null or points at `ts`, which outlives the call.
-    unsafe {
+    let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
             tsp,
-        );
+        )
+    };
+    if r < 0 && last_errno() == libc::EINTR {
+        return Slept::Interrupted;
     }
     match deadline {
-        Some(d) => Instant::now() < d,
-        None => true,
+        Some(d) if Instant::now() >= d => Slept::TimedOut,
+        _ => Slept::Woken,
     }
 }
 
@@ -316,7 +341,10 @@ pub fn eventfd_signal(fd: i32) {
 /// Sleeps in the kernel until `a` or `b` is readable (or hung up), a signal
 /// comes, or `timeout` passes (`None`: no limit). What woke it is for the
 /// caller to find out.
-pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
+/// Returns whether a signal handler interrupted it with a `timeout` set
+/// (Linux's timed socket calls are never restarted; ppoll itself never is,
+/// so without a timeout the wait goes on, as with SA_RESTART).
+pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) -> bool {
     let mut fds = [
         libc::pollfd {
             fd: a,
@@ -337,7 +365,7 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
         .as_ref()
         .map_or(core::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: two live pollfds; `tsp` is null or points at `ts`; no mask.
-    unsafe {
+    let r = unsafe {
         libc::syscall(
             libc::SYS_ppoll,
             fds.as_mut_ptr(),
@@ -347,6 +375,7 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
             0usize,
         )
     };
+    r < 0 && timeout.is_some() && last_errno() == libc::EINTR
 }
 
 /// A hosted thread can always sleep in the kernel.

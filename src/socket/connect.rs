@@ -111,6 +111,9 @@ impl Socket {
             });
         }
         if f.is(Phase::Connected) {
+            if ip && core::mem::take(&mut self.ctl.lock().connect_unreported) {
+                return Ok(());
+            }
             return Err(EISCONN);
         }
         if f.is(Phase::Connecting) {
@@ -119,7 +122,11 @@ impl Socket {
             }
             return self.finish_connect();
         }
-        if ip && core::mem::take(&mut self.ctl.lock().connect_failed) {
+        if ip && {
+            let mut c = self.ctl.lock();
+            c.connect_unreported = false;
+            core::mem::take(&mut c.connect_failed)
+        } {
             // Linux's __inet_stream_connect on a socket whose connect
             // failed meanwhile: sock_error(), or ECONNABORTED; the next
             // connect() starts anew.
@@ -173,7 +180,9 @@ impl Socket {
                 if let Some(e) = self.take_error() {
                     return Err(e);
                 }
+                return Err(EINPROGRESS);
             }
+            self.ctl.lock().connect_unreported = true;
             return Err(EINPROGRESS);
         }
         self.finish_connect()
@@ -189,6 +198,7 @@ impl Socket {
             deadline,
         );
         if self.phase() == Phase::Connected {
+            self.ctl.lock().connect_unreported = false;
             return Ok(());
         }
         if self.phase() != Phase::Connecting {
@@ -198,8 +208,15 @@ impl Socket {
         if let Some(e) = self.take_error() {
             return Err(e);
         }
+        if w != Waited::Ready && self.info.domain != AF_UNIX {
+            // The connection goes on: poll, then connect() reports it.
+            self.ctl.lock().connect_unreported = true;
+        }
         if w == Waited::TimedOut {
             return Err(EINPROGRESS);
+        }
+        if w == Waited::Interrupted {
+            return Err(EINTR);
         }
         if self.has(F_CLOSED) {
             return Err(EBADF);
@@ -263,8 +280,10 @@ impl Socket {
                 },
                 deadline,
             );
-            if w == Waited::TimedOut {
-                return Err(EAGAIN);
+            match w {
+                Waited::TimedOut => return Err(EAGAIN),
+                Waited::Interrupted => return Err(EINTR),
+                Waited::Ready => {}
             }
         }
     }

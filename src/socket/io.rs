@@ -125,8 +125,10 @@ impl Socket {
                 }
                 return so_far(got, EAGAIN);
             }
-            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
-                return so_far(got, EAGAIN);
+            match self.wait_for(POLLIN, deadline) {
+                Waited::TimedOut => return so_far(got, EAGAIN),
+                Waited::Interrupted => return so_far(got, EINTR),
+                Waited::Ready => {}
             }
         }
     }
@@ -206,8 +208,10 @@ impl Socket {
             if !self.blocking(flags) {
                 return Err(EAGAIN);
             }
-            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
-                return Err(EAGAIN);
+            match self.wait_for(POLLIN, deadline) {
+                Waited::TimedOut => return Err(EAGAIN),
+                Waited::Interrupted => return Err(EINTR),
+                Waited::Ready => {}
             }
         }
     }
@@ -340,8 +344,9 @@ impl Socket {
                     },
                     deadline,
                 );
-                if w == Waited::TimedOut {
-                    return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+                if w != Waited::Ready {
+                    let e = if w == Waited::TimedOut { EAGAIN } else { EINTR };
+                    return if sent > 0 { Ok(sent) } else { Err(e) };
                 }
                 tx = self.tx.lock();
                 continue;

@@ -81,6 +81,12 @@ pub(crate) struct Ctl {
     /// TCP socket reports it (its SO_ERROR, or ECONNABORTED when SO_ERROR
     /// took that) instead of starting a new attempt.
     connect_failed: bool,
+    /// A TCP connect() returned before the connection was up (EINPROGRESS,
+    /// EINTR) and no connect() has seen it since: Linux's sock->state is
+    /// still SS_CONNECTING, so once the connection is up the next connect()
+    /// returns 0 (and moves it to SS_CONNECTED), and only later ones
+    /// EISCONN.
+    connect_unreported: bool,
     accept_q: VecDeque<Arc<Socket>>,
     /// Accepted-side sockets announced by the backend but not yet established.
     pending: u32,
@@ -241,6 +247,7 @@ impl Socket {
             ctl: Mutex::new(Ctl {
                 so_error: 0,
                 connect_failed: false,
+                connect_unreported: false,
                 accept_q: VecDeque::new(),
                 pending: 0,
                 backlog: 0,

@@ -21,6 +21,9 @@ pub enum Waited {
     Ready,
     /// The deadline passed first.
     TimedOut,
+    /// A signal handler ran and the wait is not restarted (no SA_RESTART,
+    /// or a deadline): the call fails with EINTR.
+    Interrupted,
 }
 
 /// What a poll() waits on: a futex word bumped on every signal, and on the
@@ -200,20 +203,19 @@ impl WaitQueue {
                 continue;
             }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let in_time = if self.seq.load(Ordering::SeqCst) == seen {
-                platform::futex_wait(&self.seq, seen, deadline)
+            let slept = if self.seq.load(Ordering::SeqCst) == seen {
+                platform::futex_sleep(&self.seq, seen, deadline)
             } else {
-                true
+                platform::Slept::Woken
             };
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if !in_time {
-                self.learn(plan);
-                return if ready() {
-                    Waited::Ready
-                } else {
-                    Waited::TimedOut
-                };
-            }
+            let ended = match slept {
+                platform::Slept::Woken => continue,
+                platform::Slept::TimedOut => Waited::TimedOut,
+                platform::Slept::Interrupted => Waited::Interrupted,
+            };
+            self.learn(plan);
+            return if ready() { Waited::Ready } else { ended };
         }
     }
 
@@ -367,8 +369,11 @@ impl WaitQueue {
             if ready() {
                 break Waited::Ready;
             }
-            platform::poll_two(kfd, w.sig.efd, left);
+            let interrupted = platform::poll_two(kfd, w.sig.efd, left);
             platform::eventfd_drain(w.sig.efd);
+            if interrupted && !ready() {
+                break Waited::Interrupted;
+            }
         };
         drop(waker);
         let now = platform::mono_ns();
