@@ -93,6 +93,7 @@ pub const POLLHUP: i16 = 0x10;
 pub const POLLNVAL: i16 = 0x20;
 pub const POLLRDNORM: i16 = 0x40;
 pub const POLLWRNORM: i16 = 0x100;
+pub const POLLWRBAND: i16 = 0x200;
 pub const POLLRDHUP: i16 = 0x2000;
 
 // Socket options.
@@ -135,3 +136,120 @@ pub const SIOCATMARK: core::ffi::c_ulong = 0x8905;
 pub const SIOCGSTAMP: core::ffi::c_ulong = 0x8906;
 pub const SIOCGSTAMPNS: core::ffi::c_ulong = 0x8907;
 pub const SIOCOUTQNSD: core::ffi::c_ulong = 0x894B;
+
+#[cfg(test)]
+mod tests {
+    /// Every constant here is Linux's, as the libc crate has it.
+    #[test]
+    fn each_constant_is_libcs() {
+        macro_rules! same {
+            ($($n:ident),* $(,)?) => {$(
+                assert_eq!(super::$n as i64, libc::$n as i64, stringify!($n));
+            )*};
+        }
+        same!(
+            AF_UNSPEC,
+            AF_UNIX,
+            AF_INET,
+            AF_INET6,
+            SOCK_STREAM,
+            SOCK_DGRAM,
+            SOCK_NONBLOCK,
+            SOCK_CLOEXEC,
+            IPPROTO_IP,
+            IPPROTO_TCP,
+            IPPROTO_UDP,
+            IPPROTO_IPV6,
+            EPERM,
+            ENOENT,
+            EINTR,
+            EIO,
+            EBADF,
+            EAGAIN,
+            ENOMEM,
+            EACCES,
+            EFAULT,
+            EEXIST,
+            ENOTDIR,
+            EINVAL,
+            EMFILE,
+            ENOSPC,
+            EDOM,
+            EPIPE,
+            ENAMETOOLONG,
+            ENOSYS,
+            ENOTSOCK,
+            EDESTADDRREQ,
+            EMSGSIZE,
+            EPROTOTYPE,
+            ENOPROTOOPT,
+            EPROTONOSUPPORT,
+            ESOCKTNOSUPPORT,
+            EOPNOTSUPP,
+            EAFNOSUPPORT,
+            EADDRINUSE,
+            EADDRNOTAVAIL,
+            ENETUNREACH,
+            ECONNABORTED,
+            ECONNRESET,
+            ENOBUFS,
+            EISCONN,
+            ENOTCONN,
+            ETIMEDOUT,
+            ECONNREFUSED,
+            EALREADY,
+            EINPROGRESS,
+            MSG_OOB,
+            MSG_PEEK,
+            MSG_DONTROUTE,
+            MSG_CTRUNC,
+            MSG_TRUNC,
+            MSG_DONTWAIT,
+            MSG_EOR,
+            MSG_WAITALL,
+            MSG_NOSIGNAL,
+            MSG_MORE,
+            MSG_CMSG_CLOEXEC,
+            SHUT_RD,
+            SHUT_WR,
+            SHUT_RDWR,
+            POLLIN,
+            POLLPRI,
+            POLLOUT,
+            POLLERR,
+            POLLHUP,
+            POLLNVAL,
+            POLLRDNORM,
+            POLLWRNORM,
+            POLLWRBAND,
+            POLLRDHUP,
+            SOL_SOCKET,
+            SO_REUSEADDR,
+            SO_TYPE,
+            SO_ERROR,
+            SO_DONTROUTE,
+            SO_BROADCAST,
+            SO_SNDBUF,
+            SO_RCVBUF,
+            SO_KEEPALIVE,
+            SO_OOBINLINE,
+            SO_LINGER,
+            SO_REUSEPORT,
+            SO_RCVLOWAT,
+            SO_SNDLOWAT,
+            SO_RCVTIMEO,
+            SO_SNDTIMEO,
+            SO_ACCEPTCONN,
+            SO_PROTOCOL,
+            SO_DOMAIN,
+            TCP_NODELAY,
+            TCP_MAXSEG,
+            TCP_KEEPIDLE,
+            TCP_KEEPINTVL,
+            TCP_KEEPCNT,
+            IPV6_V6ONLY,
+            O_NONBLOCK,
+            O_RDWR,
+        );
+    }
+}

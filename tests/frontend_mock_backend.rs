@@ -565,7 +565,11 @@ fn a_refused_upcall_is_econnrefused_and_a_new_connect_asks_the_backend_again() {
     Lib::set_nonblocking(fd, true).unwrap();
     assert_eq!(Lib::connect(fd, &f.addr()), Err(EINPROGRESS));
     upcall::connected(f.handle()).unwrap();
-    assert_eq!(Lib::connect(fd, &f.addr()), Ok(()), "the connection, reported once");
+    assert_eq!(
+        Lib::connect(fd, &f.addr()),
+        Ok(()),
+        "the connection, reported once"
+    );
     assert_eq!(Lib::connect(fd, &f.addr()), Err(EISCONN));
     Lib::close(fd).unwrap();
 }

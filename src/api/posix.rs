@@ -321,6 +321,21 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
         }
         // SAFETY: `msg` is non-null and valid per the sendmsg contract.
         let m = unsafe { &*msg };
+        // More entries than UIO_MAXIOV: EMSGSIZE for the msghdr calls
+        // (__copy_msghdr), where readv/writev say EINVAL.
+        if m.msg_iovlen > ffi::IOV_MAX {
+            return ret_size(Err(EMSGSIZE));
+        }
+        // Linux copies the whole control buffer in before reading it
+        // (ENOBUFS beyond INT_MAX).
+        if m.msg_controllen > i32::MAX as usize {
+            return ret_size(Err(ENOBUFS));
+        }
+        if m.msg_controllen > 0 {
+            if let Err(e) = ffi::probe(m.msg_control as *const u8, m.msg_controllen) {
+                return ret_size(Err(e));
+            }
+        }
         // SAFETY: the iovec array is valid per the contract.
         let bufs = match unsafe { ffi::iov(m.msg_iov, m.msg_iovlen as i32) } {
             Ok(b) => b,
@@ -329,8 +344,13 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
         let dest = if m.msg_name.is_null() || m.msg_namelen == 0 {
             None
         } else {
+            // A longer msg_namelen is cut to a sockaddr_storage, as Linux's
+            // __copy_msghdr does (sendto's EINVAL is not sendmsg's).
+            let len = m
+                .msg_namelen
+                .min(core::mem::size_of::<libc::sockaddr_storage>() as u32);
             // SAFETY: msg_name is valid for msg_namelen bytes.
-            match unsafe { ffi::read_addr(m.msg_name as *const sockaddr, m.msg_namelen) } {
+            match unsafe { ffi::read_addr(m.msg_name as *const sockaddr, len) } {
                 Ok(a) => Some(a),
                 Err(e) => return ret_size(Err(e)),
             }
@@ -379,6 +399,10 @@ pub unsafe extern "C" fn usock_recvfrom(
     alen: *mut socklen_t,
 ) -> ssize_t {
     on_socket!(fd, s, real::recvfrom(fd, buf, len, flags, addr, alen), {
+        if flags & MSG_TRUNC != 0 && s.is_stream() && s.info.domain != AF_UNIX {
+            // TCP copies nothing: the buffer may be NULL.
+            return ret_size(s.recv_stream_trunc(len, flags));
+        }
         // SAFETY: `buf` is valid for `len` bytes per the recv contract.
         let b = match unsafe { ffi::buf_mut(buf, len) } {
             Ok(b) => b,
@@ -413,6 +437,10 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
         }
         // SAFETY: `msg` is non-null and valid per the recvmsg contract.
         let m = unsafe { &mut *msg };
+        // As in usock_sendmsg.
+        if m.msg_iovlen > ffi::IOV_MAX {
+            return ret_size(Err(EMSGSIZE));
+        }
         // SAFETY: the iovec array is valid per the contract.
         let mut bufs = match unsafe { ffi::iov_mut(m.msg_iov, m.msg_iovlen as i32) } {
             Ok(b) => b,

@@ -305,6 +305,12 @@ pub fn set_errno(e: Errno) {
     unsafe { *libc::__errno_location() = e };
 }
 
+/// The calling thread's errno (what a call of ours just set).
+pub fn errno() -> Errno {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
 /// Runs `f` with a panic boundary: a panic becomes `fallback` with errno
 /// EIO instead of unwinding into C (undefined behaviour). Every function C
 /// can call runs its body in one (`tests/limits_panic_boundary.rs`).

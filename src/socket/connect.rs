@@ -127,6 +127,9 @@ impl Socket {
             c.connect_unreported = false;
             core::mem::take(&mut c.connect_failed)
         } {
+            // Reported, the socket is disconnected (tcp_disconnect): no
+            // longer shut, only hung up as any unconnected TCP socket.
+            self.clear(F_RD_SHUT | F_WR_SHUT);
             // Linux's __inet_stream_connect on a socket whose connect
             // failed meanwhile: sock_error(), or ECONNABORTED; the next
             // connect() starts anew.
@@ -136,8 +139,9 @@ impl Socket {
             self.check_family(addr)?;
         }
         let b = self.select(ClaimOp::Connect, addr)?;
-        // A refusal left over from an earlier attempt belongs to that one.
-        self.clear(F_ERROR);
+        // A refusal left over from an earlier attempt belongs to that one,
+        // and so does the shutdown it left (see `connect_failed`).
+        self.clear(F_ERROR | F_RD_SHUT | F_WR_SHUT);
         {
             let mut ctl = self.ctl.lock();
             ctl.so_error = 0;
@@ -202,8 +206,12 @@ impl Socket {
             return Ok(());
         }
         if self.phase() != Phase::Connecting {
-            // This call reports the failure: the next connect() starts anew.
+            // This call reports the failure: the next connect() starts anew,
+            // and the socket is disconnected, as in connect() above.
             self.ctl.lock().connect_failed = false;
+            if self.info.domain != AF_UNIX {
+                self.clear(F_RD_SHUT | F_WR_SHUT);
+            }
         }
         if let Some(e) = self.take_error() {
             return Err(e);

@@ -64,7 +64,9 @@ impl Frontend for SocketFrontend {
                 Ok(())
             }
             (Rx::Dgram(db), FragKind::Dgram) => {
-                if s.has(F_RD_SHUT) {
+                // A UDP socket shut for reading still takes datagrams
+                // (udp_rcv looks at no shutdown); AF_UNIX drops them.
+                if s.has(F_RD_SHUT) && s.info.domain == AF_UNIX {
                     return Ok(());
                 }
                 let done = db
@@ -248,6 +250,12 @@ impl Socket {
     /// and the next connect() reports it (`Ctl::connect_failed`).
     fn connect_failed(&self, err: Errno) {
         self.ctl.lock().connect_failed = true;
+        if self.info.domain != AF_UNIX {
+            // Linux's tcp_done: a refused or reset connect is shut both
+            // ways (POLLHUP|POLLRDHUP, reads 0, writes EPIPE) until the
+            // next connect() starts anew.
+            self.set(F_RD_SHUT | F_WR_SHUT);
+        }
         // The error before the end of connecting, for the same reason as in
         // `connected`.
         self.set_error(err);

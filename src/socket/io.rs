@@ -40,19 +40,38 @@ impl Socket {
             return Err(if self.is_stream() { EINVAL } else { EOPNOTSUPP });
         }
         match &self.rx {
-            Rx::Stream(sb) => self.recv_stream(sb, bufs, flags).map(|ret| RecvInfo {
-                ret,
-                ..Default::default()
-            }),
+            Rx::Stream(sb) => {
+                let want = total_len(bufs);
+                self.recv_stream(sb, bufs, flags, want).map(|ret| RecvInfo {
+                    ret,
+                    ..Default::default()
+                })
+            }
             Rx::Dgram(db) => self.recv_dgram(db, bufs, flags),
         }
     }
 
+    /// recv() with MSG_TRUNC on a stream socket: up to `len` bytes
+    /// discarded (or, with MSG_PEEK, counted), no buffer touched, so the
+    /// caller's may be NULL (as Linux's tcp_recvmsg allows).
+    pub fn recv_stream_trunc(&self, len: usize, flags: i32) -> Result<usize, Errno> {
+        if flags & MSG_OOB != 0 {
+            return Err(EINVAL);
+        }
+        match &self.rx {
+            Rx::Stream(sb) => self.recv_stream(sb, &mut [], flags | MSG_TRUNC, len),
+            Rx::Dgram(_) => Err(EOPNOTSUPP),
+        }
+    }
+
+    /// `want`: the bytes asked for (the buffers' total, or a MSG_TRUNC
+    /// length with no buffer).
     fn recv_stream(
         &self,
         sb: &StreamBuf,
         bufs: &mut [&mut [u8]],
         flags: i32,
+        want: usize,
     ) -> Result<usize, Errno> {
         let unconnected = if self.info.domain == AF_UNIX {
             EINVAL
@@ -62,7 +81,6 @@ impl Socket {
         if self.phase() == Phase::Listening {
             return Err(unconnected);
         }
-        let want = total_len(bufs);
         if want == 0 {
             return Ok(0);
         }
@@ -76,7 +94,11 @@ impl Socket {
         loop {
             let (n, grew) = {
                 let _g = self.rx_lock.lock();
-                let n = if peek {
+                let n = if peek && flags & MSG_TRUNC != 0 && self.info.domain != AF_UNIX {
+                    // Linux's tcp_recvmsg copies nothing under MSG_TRUNC,
+                    // peeking or not: it says how much there is.
+                    sb.readable().min(want - got)
+                } else if peek {
                     peek_into(sb, bufs)
                 } else if flags & MSG_TRUNC != 0 {
                     discard(sb, want - got)
@@ -143,6 +165,13 @@ impl Socket {
         let deadline = self.rcv_deadline();
         let mut src = [0u8; MAX_ADDR_LEN];
         loop {
+            // UDP reports a pending error before queued datagrams
+            // (__skb_recv_udp looks at sock_error first).
+            if self.info.domain != AF_UNIX {
+                if let Some(e) = self.take_error() {
+                    return Err(e);
+                }
+            }
             let meta = {
                 let _g = self.rx_lock.lock();
                 let m = if bufs.len() == 1 {
@@ -202,11 +231,14 @@ impl Socket {
             if f.has(F_CLOSED) {
                 return Err(EBADF);
             }
-            if f.has(F_RD_SHUT) {
-                return Ok(RecvInfo::default());
-            }
+            // Read side shut and nothing queued: a call that would wait
+            // returns 0 at once (__skb_wait_for_more_packets), one that
+            // would not is EAGAIN; datagrams still arrive.
             if !self.blocking(flags) {
                 return Err(EAGAIN);
+            }
+            if f.has(F_RD_SHUT) {
+                return Ok(RecvInfo::default());
             }
             match self.wait_for(POLLIN, deadline) {
                 Waited::TimedOut => return Err(EAGAIN),

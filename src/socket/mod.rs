@@ -486,10 +486,16 @@ impl Socket {
                     || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
                 {
                     ev |= POLLOUT | POLLWRNORM;
+                    // unix_poll adds it; tcp_poll does not.
+                    if self.info.domain == AF_UNIX {
+                        ev |= POLLWRBAND;
+                    }
                 }
             }
             Rx::Dgram(db) => {
-                if db.pending() > 0 || f.has(F_ERROR) {
+                // A pending error is POLLERR alone (datagram_poll,
+                // unix_dgram_poll): readable only with a datagram queued.
+                if db.pending() > 0 {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if f.has(F_RD_SHUT) {
@@ -498,7 +504,8 @@ impl Socket {
                 if f.has(F_RD_SHUT) && f.has(F_WR_SHUT) {
                     ev |= POLLHUP;
                 }
-                ev |= POLLOUT | POLLWRNORM;
+                // datagram_poll and unix_dgram_poll: writable is all three.
+                ev |= POLLOUT | POLLWRNORM | POLLWRBAND;
             }
         }
         ev
