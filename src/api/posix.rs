@@ -108,12 +108,14 @@ pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int)
         if let Err(e) = super::ready() {
             return ret_int(Err(e));
         }
-        #[cfg(feature = "std")]
-        if crate::socket::kernel_only(domain, ty, protocol) {
-            // SAFETY: libc's socket, same integer arguments.
-            return unsafe { real::socket(domain, ty, protocol) };
+        match lifecycle::socket(domain, ty, protocol) {
+            #[cfg(feature = "std")]
+            Err(e) if crate::socket::kernel_takes(domain, e) => {
+                // SAFETY: libc's socket, same integer arguments.
+                unsafe { real::socket(domain, ty, protocol) }
+            }
+            r => ret_int(r),
         }
-        ret_int(lifecycle::socket(domain, ty, protocol))
     })
 }
 
@@ -139,10 +141,9 @@ pub unsafe extern "C" fn usock_socketpair(
                 protocol,
             };
             let unspec = crate::addr::SockAddr::unspecified(domain);
-            let kernel = super::ready().is_ok() && crate::socket::kernel_only(domain, ty, protocol)
-                || super::fork::route_gate(|| crate::route::decide(&info, &unspec))
-                    == crate::route::Route::Kernel;
-            if kernel {
+            if super::fork::route_gate(|| crate::route::decide(&info, &unspec))
+                == crate::route::Route::Kernel
+            {
                 // SAFETY: `sv` was probed above; libc's socketpair.
                 return unsafe { real::socketpair(domain, ty, protocol, sv) };
             }
@@ -156,6 +157,11 @@ pub unsafe extern "C" fn usock_socketpair(
                     *sv.add(1) = b;
                 }
                 0
+            }
+            #[cfg(feature = "std")]
+            Err(e) if crate::socket::kernel_takes(domain, e) => {
+                // SAFETY: `sv` was probed above; libc's socketpair.
+                unsafe { real::socketpair(domain, ty, protocol, sv) }
             }
             Err(e) => ret_int(Err(e)),
         }

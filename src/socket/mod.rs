@@ -214,12 +214,13 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
 /// refuses). A family the library implements but whose backend is missing
 /// (a broken configuration) is not handed over: that stays a loud
 /// EAFNOSUPPORT rather than a silent escape to the kernel.
+/// `e` is the error [`check_args`] gave for `domain`: the caller asks the
+/// kernel instead, so the arguments are checked once.
 #[cfg(feature = "std")]
-pub fn kernel_only(domain: i32, ty: i32, protocol: i32) -> bool {
-    match check_args(domain, ty, protocol) {
-        Ok(_) => false,
-        Err(EAFNOSUPPORT) => !matches!(domain, AF_INET | AF_INET6 | AF_UNIX),
-        Err(e) => matches!(e, EINVAL | ESOCKTNOSUPPORT | EPROTONOSUPPORT),
+pub fn kernel_takes(domain: i32, e: Errno) -> bool {
+    match e {
+        EAFNOSUPPORT => !matches!(domain, AF_INET | AF_INET6 | AF_UNIX),
+        e => matches!(e, EINVAL | ESOCKTNOSUPPORT | EPROTONOSUPPORT),
     }
 }
 
