@@ -118,9 +118,11 @@ pub const SO_PROTOCOL: i32 = 38;
 pub const SO_DOMAIN: i32 = 39;
 pub const TCP_NODELAY: i32 = 1;
 pub const TCP_MAXSEG: i32 = 2;
+pub const TCP_CORK: i32 = 3;
 pub const TCP_KEEPIDLE: i32 = 4;
 pub const TCP_KEEPINTVL: i32 = 5;
 pub const TCP_KEEPCNT: i32 = 6;
+pub const TCP_INFO: i32 = 11;
 pub const IPV6_V6ONLY: i32 = 26;
 
 // fcntl / open flags.
@@ -244,9 +246,11 @@ mod tests {
             SO_DOMAIN,
             TCP_NODELAY,
             TCP_MAXSEG,
+            TCP_CORK,
             TCP_KEEPIDLE,
             TCP_KEEPINTVL,
             TCP_KEEPCNT,
+            TCP_INFO,
             IPV6_V6ONLY,
             O_NONBLOCK,
             O_RDWR,

@@ -154,7 +154,14 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
         (SOL_SOCKET, SO_LINGER),
     ];
     if sock.info.ty == SOCK_STREAM && sock.info.domain != AF_UNIX {
-        opts.push((IPPROTO_TCP, TCP_NODELAY));
+        opts.extend([
+            (IPPROTO_TCP, TCP_NODELAY),
+            (IPPROTO_TCP, TCP_CORK),
+            (IPPROTO_TCP, TCP_MAXSEG),
+            (IPPROTO_TCP, TCP_KEEPIDLE),
+            (IPPROTO_TCP, TCP_KEEPINTVL),
+            (IPPROTO_TCP, TCP_KEEPCNT),
+        ]);
     }
     if sock.info.domain == AF_INET6 {
         opts.push((IPPROTO_IPV6, IPV6_V6ONLY));

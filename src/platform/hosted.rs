@@ -652,6 +652,14 @@ pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
+/// A number the kernel publishes in a file (a sysctl under /proc/sys, an
+/// interface's attribute under /sys/class/net), or None where there is no
+/// such file: the kernel's configuration is the reference for the values
+/// a socket reports.
+pub fn kernel_number(path: &str) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
 /// The monotonic clock in nanoseconds.
 pub fn mono_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC)

@@ -148,7 +148,7 @@ impl Socket {
             ctl.connect_failed = false;
         }
         match self.go(&[Phase::Idle], Phase::Connecting) {
-            Ok(()) => {}
+            Ok(()) => self.tcp.handshake_started(true),
             // Another thread's connect() got there first.
             Err(Phase::Connecting) => return Err(EALREADY),
             Err(_) => return Err(EISCONN),

@@ -124,6 +124,10 @@ impl Frontend for SocketFrontend {
             let record = ();
             (lc.opts, record)
         };
+        if lo.cork() {
+            child.set_cork(true);
+        }
+        child.tcp.handshake_started(false);
         {
             let mut c = child.ctl.lock();
             c.parent = Some(Arc::downgrade(&l));
@@ -151,6 +155,7 @@ impl Frontend for SocketFrontend {
         // One step: a waiting connect() never sees "not connecting" before
         // "connected".
         let _ = s.go(&[Phase::Idle, Phase::Connecting], Phase::Connected);
+        s.tcp.handshake_done();
         if let Some(p) = parent {
             let Some(l) = p.upgrade() else {
                 s.abort();

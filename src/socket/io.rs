@@ -325,6 +325,13 @@ impl Socket {
         }
         let want: usize = bufs.iter().map(|b| b.len()).sum();
         let deadline = self.snd_deadline();
+        // TCP_CORK or MSG_MORE: whole segments go out, the tail waits.
+        let hold_mss = if self.corking(flags) {
+            let user_mss = self.ctl.lock().opts.maxseg();
+            Some(self.tcp_maxseg(user_mss).max(1) as usize)
+        } else {
+            None
+        };
         let mut tx = self.tx.lock();
         let mut sent = 0usize;
         let mut pumped = false;
@@ -353,7 +360,20 @@ impl Socket {
                 return Ok(sent);
             }
             let limit = self.tx_limit.load(Ordering::Acquire);
-            let credit = limit.saturating_sub(tx.next);
+            let credit = limit
+                .saturating_sub(tx.next)
+                .saturating_sub(tx.held.len() as u64);
+            if credit == 0 && !tx.held.is_empty() {
+                // Held bytes took the credit: they go now, or the wait
+                // for credit would wait on them.
+                let n = tx.held.len();
+                let r = self.send_held(tx, n);
+                tx = self.tx.lock();
+                if let Err(e) = r {
+                    return if sent > 0 { Ok(sent) } else { Err(e) };
+                }
+                continue;
+            }
             if credit == 0 {
                 if !self.blocking(flags) {
                     if sent == 0 && !pumped {
@@ -392,6 +412,24 @@ impl Socket {
                 .len()
                 .min(FRAG_MAX)
                 .min(credit.min(usize::MAX as u64) as usize);
+            if hold_mss.is_some() || !tx.held.is_empty() {
+                // Through the held bytes, which come first.
+                self.hold(&mut tx, &chunk[..n]);
+                sent += n;
+                bo += n;
+                let push = match hold_mss {
+                    Some(mss) if super::cork::ceiling_runs() => tx.held.len() / mss * mss,
+                    _ if sent == want => tx.held.len(),
+                    _ => 0,
+                };
+                if push > 0 {
+                    // The bytes were accepted: a connection that fails
+                    // meanwhile shows on the next call, as on Linux.
+                    let _ = self.send_held(tx, push);
+                    tx = self.tx.lock();
+                }
+                continue;
+            }
             let Some(b) = self.binding() else {
                 return Err(ENOTCONN);
             };
@@ -418,6 +456,7 @@ impl Socket {
                 }
                 return if sent > 0 { Ok(sent) } else { Err(e) };
             }
+            self.tcp.sent_segment();
             sent += n;
             bo += n;
         }

@@ -15,12 +15,18 @@ pub mod spin;
 pub mod wait;
 
 mod connect;
+mod cork;
 mod frontend;
 mod io;
 pub(crate) mod state;
+mod tcp_info;
+
+#[cfg(feature = "std")]
+pub(crate) use cork::{fork_child as cork_fork_child, fork_lock as cork_fork_lock};
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::SockAddr;
@@ -71,6 +77,9 @@ pub(crate) struct Tx {
     next: u64,
     /// Next datagram id.
     dgram_id: u64,
+    /// Stream bytes accepted from the caller but held back by TCP_CORK or
+    /// MSG_MORE (`cork`); they come before `next`'s bytes.
+    held: Vec<u8>,
 }
 
 pub(crate) struct Ctl {
@@ -146,6 +155,8 @@ pub struct Socket {
     /// When the last datagram read was taken, wall-clock ns (0: none yet),
     /// for SIOCGSTAMP.
     stamp_ns: AtomicU64,
+    /// What TCP_INFO reports that the buffers do not count.
+    tcp: tcp_info::TcpCounters,
 }
 
 /// The fork generation of this process: 0 in the process that loaded the
@@ -262,6 +273,7 @@ impl Socket {
             tx: Mutex::new(Tx {
                 next: 0,
                 dgram_id: 0,
+                held: Vec::new(),
             }),
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
@@ -280,6 +292,7 @@ impl Socket {
             #[cfg(feature = "std")]
             warned_gen: AtomicU32::new(fork_generation()),
             stamp_ns: AtomicU64::new(0),
+            tcp: tcp_info::TcpCounters::new(),
             wait: WaitQueue::new(),
         }
     }
@@ -604,8 +617,10 @@ impl Socket {
         let _ = b.backend.write(self.sref(b), &frag);
     }
 
-    /// Sends end-of-stream once.
+    /// Sends end-of-stream once, after any bytes TCP_CORK or MSG_MORE
+    /// held.
     pub(crate) fn send_fin(&self, b: &Binding) {
+        self.push_held();
         let prev = self.state.set(F_FIN_SENT);
         if !prev.has(F_FIN_SENT) {
             self.send_control(b, FLAG_FIN);

@@ -82,6 +82,10 @@ pub struct Options {
     keepidle: i32,
     keepintvl: i32,
     keepcnt: i32,
+    /// TCP_CORK as set (the send path reads `F_CORKED`).
+    cork: bool,
+    /// TCP_MAXSEG as set (0: none).
+    maxseg: i32,
 }
 
 impl Options {
@@ -104,7 +108,19 @@ impl Options {
             keepidle: 7200,
             keepintvl: 75,
             keepcnt: 9,
+            cork: false,
+            maxseg: 0,
         }
+    }
+
+    /// TCP_MAXSEG as set (0: none).
+    pub(crate) fn maxseg(&self) -> i32 {
+        self.maxseg
+    }
+
+    /// TCP_CORK as set.
+    pub(crate) fn cork(&self) -> bool {
+        self.cork
     }
 
     /// What a backend sees.
@@ -273,7 +289,12 @@ impl Socket {
                 TCP_KEEPIDLE => Ok(OptVal::Int(o.keepidle)),
                 TCP_KEEPINTVL => Ok(OptVal::Int(o.keepintvl)),
                 TCP_KEEPCNT => Ok(OptVal::Int(o.keepcnt)),
-                TCP_MAXSEG => Ok(OptVal::Int(65483)),
+                TCP_MAXSEG => Ok(OptVal::Int(self.tcp_maxseg(o.maxseg))),
+                TCP_CORK => b(o.cork),
+                TCP_INFO => {
+                    let info = self.tcp_info(o.maxseg, self.held_bytes());
+                    Ok(OptVal::Bytes(info[..cap.min(info.len())].to_vec()))
+                }
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
@@ -339,7 +360,7 @@ impl Socket {
         Err(otherwise)
     }
 
-    fn rcvbuf(&self) -> usize {
+    pub(super) fn rcvbuf(&self) -> usize {
         match &self.rx {
             Rx::Stream(sb) => sb.capacity(),
             Rx::Dgram(db) => db.capacity(),
@@ -427,10 +448,37 @@ impl Socket {
                 _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
-                TCP_NODELAY => flag(|o, v| o.nodelay = v),
+                TCP_NODELAY => {
+                    let on = int_arg(val)? != 0;
+                    Ok(Box::new(move |s: &Socket| {
+                        s.ctl.lock().opts.nodelay = on;
+                        if on {
+                            // Linux pushes what is queued (corked or not).
+                            s.push_held();
+                        }
+                        Ok(())
+                    }))
+                }
+                TCP_CORK => {
+                    let on = int_arg(val)? != 0;
+                    Ok(Box::new(move |s: &Socket| {
+                        s.ctl.lock().opts.cork = on;
+                        s.set_cork(on);
+                        Ok(())
+                    }))
+                }
+                TCP_MAXSEG => {
+                    let v = int_arg(val)?;
+                    if v != 0 && !super::tcp_info::MSS_SETTABLE.contains(&v) {
+                        return Err(EINVAL);
+                    }
+                    int(|o, v| o.maxseg = v)
+                }
                 TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT => {
                     let v = int_arg(val)?;
-                    if !(1..=32767).contains(&v) {
+                    // MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT.
+                    let max = if name == TCP_KEEPCNT { 127 } else { 32767 };
+                    if !(1..=max).contains(&v) {
                         return Err(EINVAL);
                     }
                     Ok(Box::new(move |s: &Socket| {

@@ -90,6 +90,8 @@ pub(crate) const F_INPUT_WATCHED: u32 = 1 << 12;
 /// SO_RCVBUF was set to a size the receive buffer could not take at once
 /// (see `Socket::follow_rcvbuf`): reads try again.
 pub(crate) const F_RCVBUF_PENDING: u32 = 1 << 13;
+/// TCP_CORK is on: partial segments wait in the send path (`cork`).
+pub(crate) const F_CORKED: u32 = 1 << 14;
 
 /// The state word as it was at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,7 +239,7 @@ mod tests {
     const ALL: [Phase; 4] = [Idle, Listening, Connecting, Connected];
 
     /// Every flag the word carries.
-    const FLAGS: [u32; 11] = [
+    const FLAGS: [u32; 12] = [
         F_BOUND,
         F_RD_SHUT,
         F_WR_SHUT,
@@ -249,6 +251,7 @@ mod tests {
         F_DGRAM_REFUSED,
         F_INPUT_WATCHED,
         F_RCVBUF_PENDING,
+        F_CORKED,
     ];
 
     /// A state in phase `p` with `flags` set, reached through transitions

@@ -13,7 +13,7 @@ pub mod futex_mutex;
 #[cfg(feature = "std")]
 pub use futex_mutex::{Mutex, MutexGuard};
 #[cfg(not(feature = "std"))]
-pub use host_lock::Mutex;
+pub use host_lock::{Mutex, MutexGuard};
 
 pub(crate) use chunk_table::ChunkTable;
 
