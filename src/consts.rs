@@ -123,6 +123,11 @@ pub const TCP_KEEPIDLE: i32 = 4;
 pub const TCP_KEEPINTVL: i32 = 5;
 pub const TCP_KEEPCNT: i32 = 6;
 pub const TCP_INFO: i32 = 11;
+pub const TCP_INQ: i32 = 36;
+/// TCP_INQ's control message type (TCP_CM_INQ = TCP_INQ).
+pub const TCP_CM_INQ: i32 = 36;
+/// The TCP option and control message level (IPPROTO_TCP).
+pub const SOL_TCP: i32 = 6;
 pub const IPV6_V6ONLY: i32 = 26;
 
 // fcntl / open flags.

@@ -18,6 +18,7 @@ use crate::consts::*;
 use crate::fd;
 use crate::fd::lifecycle;
 use crate::platform::real;
+use crate::socket::cmsg::CmsgOut;
 use crate::socket::options::OptVal;
 
 posix_alias! {
@@ -433,8 +434,9 @@ pub unsafe extern "C" fn usock_recvfrom(
     })
 }
 
-/// Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC; no
-/// control data is produced (`msg_controllen` is set to 0).
+/// Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC and
+/// MSG_CTRUNC; the control data is what the socket's options ask for
+/// (`Socket::recv_control`).
 #[no_mangle]
 pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
     on_socket!(fd, s, real::recvmsg(fd, msg, flags), {
@@ -465,8 +467,17 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
                         None => m.msg_namelen = 0,
                     }
                 }
-                m.msg_controllen = 0;
-                m.msg_flags = if info.truncated { MSG_TRUNC } else { 0 };
+                let mut flags = if info.truncated { MSG_TRUNC } else { 0 };
+                // SAFETY: msg_control is valid for msg_controllen bytes per
+                // the contract (probed: a bad pointer writes nothing).
+                let ctl = unsafe { ffi::buf_mut(m.msg_control, m.msg_controllen) };
+                let mut out = CmsgOut::new(ctl.unwrap_or(&mut []));
+                s.recv_control(&mut out);
+                if out.truncated() {
+                    flags |= MSG_CTRUNC;
+                }
+                m.msg_controllen = out.used();
+                m.msg_flags = flags;
                 info.ret as ssize_t
             }
             Err(e) => ret_size(Err(e)),

@@ -14,6 +14,7 @@ pub mod slab;
 pub mod spin;
 pub mod wait;
 
+pub mod cmsg;
 mod connect;
 mod cork;
 mod frontend;

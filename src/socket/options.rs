@@ -86,6 +86,8 @@ pub struct Options {
     cork: bool,
     /// TCP_MAXSEG as set (0: none).
     maxseg: i32,
+    /// TCP_INQ: receives report the bytes left (`cmsg`).
+    inq: bool,
 }
 
 impl Options {
@@ -110,6 +112,7 @@ impl Options {
             keepcnt: 9,
             cork: false,
             maxseg: 0,
+            inq: false,
         }
     }
 
@@ -121,6 +124,11 @@ impl Options {
     /// TCP_CORK as set.
     pub(crate) fn cork(&self) -> bool {
         self.cork
+    }
+
+    /// TCP_INQ as set.
+    pub(crate) fn inq(&self) -> bool {
+        self.inq
     }
 
     /// What a backend sees.
@@ -291,6 +299,7 @@ impl Socket {
                 TCP_KEEPCNT => Ok(OptVal::Int(o.keepcnt)),
                 TCP_MAXSEG => Ok(OptVal::Int(self.tcp_maxseg(o.maxseg))),
                 TCP_CORK => b(o.cork),
+                TCP_INQ => b(o.inq),
                 TCP_INFO => {
                     let info = self.tcp_info(o.maxseg, self.held_bytes());
                     Ok(OptVal::Bytes(info[..cap.min(info.len())].to_vec()))
@@ -466,6 +475,12 @@ impl Socket {
                         s.set_cork(on);
                         Ok(())
                     }))
+                }
+                TCP_INQ => {
+                    if !(0..=1).contains(&int_arg(val)?) {
+                        return Err(EINVAL);
+                    }
+                    flag(|o, v| o.inq = v)
                 }
                 TCP_MAXSEG => {
                     let v = int_arg(val)?;

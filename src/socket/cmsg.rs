@@ -1,0 +1,122 @@
+//! Control messages a receive produces (`recvmsg`'s `msg_control`), laid
+//! out as Linux's `put_cmsg` lays them: a `struct cmsghdr` (a `size_t`
+//! length, the level, the type), the data, padding to the next header.
+//! Safe code over the caller's control buffer, which the FFI edge hands in
+//! as a slice.
+
+use super::{Rx, Socket};
+use crate::consts::*;
+
+/// `sizeof(struct cmsghdr)` on LP64 Linux.
+const HDR: usize = 16;
+/// CMSG_ALIGN's unit.
+const ALIGN: usize = core::mem::size_of::<usize>();
+
+/// `CMSG_SPACE(len)`.
+const fn space(len: usize) -> usize {
+    HDR + len.div_ceil(ALIGN) * ALIGN
+}
+
+/// Control messages written into a caller's buffer.
+pub struct CmsgOut<'a> {
+    buf: &'a mut [u8],
+    used: usize,
+    truncated: bool,
+}
+
+impl<'a> CmsgOut<'a> {
+    /// An empty list over `buf` (the caller's `msg_control`).
+    pub fn new(buf: &'a mut [u8]) -> CmsgOut<'a> {
+        CmsgOut {
+            buf,
+            used: 0,
+            truncated: false,
+        }
+    }
+
+    /// Appends one message. As Linux: no room for even a header drops it;
+    /// a message that does not fit is cut to what room is left (its
+    /// `cmsg_len` says so); either way MSG_CTRUNC is reported.
+    pub fn put(&mut self, level: i32, ty: i32, data: &[u8]) {
+        let room = self.buf.len() - self.used;
+        if room < HDR {
+            self.truncated = true;
+            return;
+        }
+        let mut len = HDR + data.len();
+        if room < len {
+            self.truncated = true;
+            len = room;
+        }
+        let out = &mut self.buf[self.used..];
+        out[..8].copy_from_slice(&(len as u64).to_ne_bytes());
+        out[8..12].copy_from_slice(&level.to_ne_bytes());
+        out[12..16].copy_from_slice(&ty.to_ne_bytes());
+        out[HDR..len].copy_from_slice(&data[..len - HDR]);
+        self.used += space(data.len()).min(room);
+    }
+
+    /// The bytes used (the `msg_controllen` to report).
+    pub fn used(&self) -> usize {
+        self.used
+    }
+
+    /// Whether a message was cut or dropped (MSG_CTRUNC).
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+}
+
+impl Socket {
+    /// The control messages a receive that just returned adds, as the
+    /// socket's options ask: TCP_INQ's count of bytes left to read.
+    pub fn recv_control(&self, out: &mut CmsgOut<'_>) {
+        if let Rx::Stream(sb) = &self.rx {
+            if self.ctl.lock().opts.inq() {
+                // tcp_inq_hint: the bytes queued, or 1 once the peer's FIN
+                // is in and nothing is left (a read would return 0).
+                let left = sb.readable();
+                let left = if left == 0 && sb.fin_received() {
+                    1
+                } else {
+                    left
+                };
+                out.put(
+                    SOL_TCP,
+                    TCP_CM_INQ,
+                    &(left.min(i32::MAX as usize) as i32).to_ne_bytes(),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_fits_and_is_padded() {
+        let mut b = [0xeeu8; 64];
+        let mut c = CmsgOut::new(&mut b);
+        c.put(6, 36, &5i32.to_ne_bytes());
+        assert_eq!(c.used(), 24);
+        assert!(!c.truncated());
+        assert_eq!(u64::from_ne_bytes(b[..8].try_into().unwrap()), 20);
+        assert_eq!(i32::from_ne_bytes(b[16..20].try_into().unwrap()), 5);
+    }
+
+    #[test]
+    fn too_little_room_cuts_or_drops_with_ctrunc() {
+        let mut b = [0u8; 18];
+        let mut c = CmsgOut::new(&mut b);
+        c.put(1, 2, &[1, 2, 3, 4]);
+        assert!(c.truncated());
+        assert_eq!(c.used(), 18);
+        assert_eq!(u64::from_ne_bytes(b[..8].try_into().unwrap()), 18);
+        let mut small = [0u8; 8];
+        let mut c = CmsgOut::new(&mut small);
+        c.put(1, 2, &[1]);
+        assert!(c.truncated() && c.used() == 0);
+    }
+}
