@@ -77,6 +77,7 @@ pub const MSG_EOR: i32 = 0x80;
 pub const MSG_WAITALL: i32 = 0x100;
 pub const MSG_NOSIGNAL: i32 = 0x4000;
 pub const MSG_MORE: i32 = 0x8000;
+pub const MSG_ERRQUEUE: i32 = 0x2000;
 pub const MSG_CMSG_CLOEXEC: i32 = 0x40000000;
 
 // shutdown().
@@ -116,6 +117,16 @@ pub const SO_SNDTIMEO: i32 = 21;
 pub const SO_ACCEPTCONN: i32 = 30;
 pub const SO_PROTOCOL: i32 = 38;
 pub const SO_DOMAIN: i32 = 39;
+pub const SO_TIMESTAMP: i32 = 29;
+pub const SO_TIMESTAMPNS: i32 = 35;
+pub const SO_TIMESTAMPING: i32 = 37;
+pub const SCM_TIMESTAMP: i32 = SO_TIMESTAMP;
+pub const SCM_TIMESTAMPNS: i32 = SO_TIMESTAMPNS;
+pub const SCM_TIMESTAMPING: i32 = SO_TIMESTAMPING;
+/// SO_TIMESTAMPING flags (<linux/net_tstamp.h>) the receive path reads.
+pub const SOF_TIMESTAMPING_RX_SOFTWARE: u32 = 1 << 3;
+pub const SOF_TIMESTAMPING_SOFTWARE: u32 = 1 << 4;
+pub const SOF_TIMESTAMPING_OPT_RX_FILTER: u32 = 1 << 17;
 pub const TCP_NODELAY: i32 = 1;
 pub const TCP_MAXSEG: i32 = 2;
 pub const TCP_CORK: i32 = 3;
@@ -216,6 +227,7 @@ mod tests {
             MSG_WAITALL,
             MSG_NOSIGNAL,
             MSG_MORE,
+            MSG_ERRQUEUE,
             MSG_CMSG_CLOEXEC,
             SHUT_RD,
             SHUT_WR,
@@ -249,6 +261,9 @@ mod tests {
             SO_ACCEPTCONN,
             SO_PROTOCOL,
             SO_DOMAIN,
+            SO_TIMESTAMP,
+            SO_TIMESTAMPNS,
+            SO_TIMESTAMPING,
             TCP_NODELAY,
             TCP_MAXSEG,
             TCP_CORK,

@@ -472,7 +472,7 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
                 // the contract (probed: a bad pointer writes nothing).
                 let ctl = unsafe { ffi::buf_mut(m.msg_control, m.msg_controllen) };
                 let mut out = CmsgOut::new(ctl.unwrap_or(&mut []));
-                s.recv_control(&mut out);
+                s.recv_control(&info, &mut out);
                 if out.truncated() {
                     flags |= MSG_CTRUNC;
                 }

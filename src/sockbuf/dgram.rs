@@ -2,8 +2,9 @@
 //!
 //! # How it works
 //! Completed datagrams are records in one ring of `capacity` bytes, in
-//! completion order: an 8-byte header (payload length, address length, both
-//! little-endian `u32`), the source address, the payload. The producer appends
+//! completion order: a 16-byte header (payload length and address length,
+//! little-endian `u32`s, and the receive time, a little-endian `u64`), the
+//! source address, the payload. The producer appends
 //! a record at `tail` and publishes it by a `Release` store of the completed
 //! count; the consumer removes records at `head`. As for streams, the two
 //! sides only touch disjoint ring bytes, so a datagram that arrives whole
@@ -42,8 +43,8 @@ use super::ring::{self, Ring};
 use super::{SbError, SbStats, MAX_ADDR_LEN};
 
 /// Bytes of per-datagram overhead charged against the capacity (the record
-/// header in the ring: payload length and address length).
-pub const DGRAM_HEADER: usize = 8;
+/// header in the ring: payload length, address length, receive time).
+pub const DGRAM_HEADER: usize = 16;
 
 /// The bytes a datagram is charged: `DGRAM_HEADER + src_len + total`.
 pub const fn dgram_charge(total: u32, src_len: usize) -> u64 {
@@ -60,6 +61,9 @@ pub struct DgramMeta {
     /// Full source address length (the copy is truncated to the caller's
     /// address buffer).
     pub src_len: usize,
+    /// When the datagram completed, as given to
+    /// [`insert_stamped`](DgramBuf::insert_stamped) (0: not given).
+    pub stamp: u64,
 }
 
 /// A datagram still missing fragments.
@@ -241,6 +245,22 @@ impl DgramBuf {
         data: &[u8],
         src: &[u8],
     ) -> Result<bool, SbError> {
+        self.insert_stamped(id, offset, total, data, src, 0)
+    }
+
+    /// [`insert`](DgramBuf::insert), with the time the fragment arrived:
+    /// the fragment that completes a datagram gives the datagram its
+    /// receive time ([`DgramMeta::stamp`]; SO_TIMESTAMP's, as the
+    /// reassembled packet's on Linux).
+    pub fn insert_stamped(
+        &self,
+        id: u64,
+        offset: u32,
+        total: u32,
+        data: &[u8],
+        src: &[u8],
+        stamp: u64,
+    ) -> Result<bool, SbError> {
         let c = &self.counters;
         if src.len() > MAX_ADDR_LEN {
             return Err(c.reject(SbError::AddrTooLong));
@@ -291,7 +311,7 @@ impl DgramBuf {
             let part = p.partials.remove(i);
             p.partial_bytes -= part.charge;
             // Room was reserved when the partial was created.
-            self.push_record(&mut pr, &part.data, part.src());
+            self.push_record(&mut pr, &part.data, part.src(), stamp);
             return Ok(true);
         }
 
@@ -327,7 +347,7 @@ impl DgramBuf {
         pc.bytes_in.add(len);
         match fresh {
             None => {
-                self.push_record(&mut pr, data, src);
+                self.push_record(&mut pr, data, src, stamp);
                 Ok(true)
             }
             Some(mut q) => {
@@ -346,11 +366,11 @@ impl DgramBuf {
 
     /// Append a complete datagram record at the tail and publish it.
     /// The caller has checked that its charge fits.
-    fn push_record(&self, pr: &mut DgramProducer<'_>, data: &[u8], src: &[u8]) {
+    fn push_record(&self, pr: &mut DgramProducer<'_>, data: &[u8], src: &[u8], stamp: u64) {
         let mut hdr = [0u8; DGRAM_HEADER];
-        let (l, a) = hdr.split_at_mut(4);
-        l.copy_from_slice(&(data.len() as u32).to_le_bytes());
-        a.copy_from_slice(&(src.len() as u32).to_le_bytes());
+        hdr[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        hdr[4..8].copy_from_slice(&(src.len() as u32).to_le_bytes());
+        hdr[8..].copy_from_slice(&stamp.to_le_bytes());
         // The record's charge fits in `capacity - (tail - head)` (checked by
         // the caller): the ring writes it in bytes the consumer does not
         // read until `done` is published below.
@@ -396,18 +416,20 @@ impl DgramBuf {
     }
 
     /// Read the header of the record at `head`: (payload length, address
-    /// length).
-    fn header(cs: &DgramConsumer<'_>) -> (usize, usize) {
+    /// length, receive time).
+    fn header(cs: &DgramConsumer<'_>) -> (usize, usize, u64) {
         let mut hdr = [0u8; DGRAM_HEADER];
         cs.read(0, &mut hdr);
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let alen = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-        (len as usize, alen as usize)
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&hdr[8..]);
+        (len as usize, alen as usize, u64::from_le_bytes(t))
     }
 
     fn copy_out(&self, buf: &mut [u8], src: &mut [u8], consume: bool) -> Option<DgramMeta> {
         let (mut cs, taken) = self.first()?;
-        let (len, alen) = Self::header(&cs);
+        let (len, alen, stamp) = Self::header(&cs);
         let h = DGRAM_HEADER as u64;
         let copied = core::cmp::min(len, buf.len());
         let acopied = core::cmp::min(alen, src.len());
@@ -434,6 +456,7 @@ impl DgramBuf {
             len,
             copied,
             src_len: alen,
+            stamp,
         })
     }
 

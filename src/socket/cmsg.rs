@@ -67,12 +67,47 @@ impl<'a> CmsgOut<'a> {
     }
 }
 
+/// A `struct timespec` (or, with `micro`, a `struct timeval`) of
+/// wall-clock `ns`, as LP64 Linux lays them out.
+fn time_bytes(ns: u64, micro: bool) -> [u8; 16] {
+    let sec = (ns / 1_000_000_000) as i64;
+    let sub = (ns % 1_000_000_000) as i64;
+    let sub = if micro { sub / 1000 } else { sub };
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&sec.to_ne_bytes());
+    b[8..].copy_from_slice(&sub.to_ne_bytes());
+    b
+}
+
 impl Socket {
-    /// The control messages a receive that just returned adds, as the
-    /// socket's options ask: TCP_INQ's count of bytes left to read.
-    pub fn recv_control(&self, out: &mut CmsgOut<'_>) {
+    /// The control messages a receive that just returned (`info`) adds,
+    /// as the socket's options ask: receive timestamps (SO_TIMESTAMP,
+    /// SO_TIMESTAMPNS, SO_TIMESTAMPING's software stamp) and TCP_INQ's
+    /// count of bytes left to read.
+    pub fn recv_control(&self, info: &super::io::RecvInfo, out: &mut CmsgOut<'_>) {
+        let (stamps, inq) = {
+            let c = self.ctl.lock();
+            (c.opts.rx_stamps(), c.opts.inq())
+        };
+        let t = info.stamp_ns;
+        // Data received before the option was set carries no time.
+        if t != 0 {
+            if stamps.plain {
+                if stamps.ns {
+                    out.put(SOL_SOCKET, SCM_TIMESTAMPNS, &time_bytes(t, false));
+                } else {
+                    out.put(SOL_SOCKET, SCM_TIMESTAMP, &time_bytes(t, true));
+                }
+            }
+            if stamps.software {
+                // Three timespecs: software, (deprecated), hardware.
+                let mut three = [0u8; 48];
+                three[..16].copy_from_slice(&time_bytes(t, false));
+                out.put(SOL_SOCKET, SCM_TIMESTAMPING, &three);
+            }
+        }
         if let Rx::Stream(sb) = &self.rx {
-            if self.ctl.lock().opts.inq() {
+            if inq {
                 // tcp_inq_hint: the bytes queued, or 1 once the peer's FIN
                 // is in and nothing is left (a read would return 0).
                 let left = sb.readable();

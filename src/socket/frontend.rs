@@ -52,6 +52,9 @@ impl Frontend for SocketFrontend {
                     && sb.insert(hd.offset, frag.payload).map_err(sb_errno)? > 0
                 {
                     ev |= POLLIN;
+                    if s.has(F_RCVTSTAMP) {
+                        s.tcp.arrived_now();
+                    }
                 }
                 if hd.flags & FLAG_FIN != 0 {
                     sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
@@ -70,12 +73,13 @@ impl Frontend for SocketFrontend {
                     return Ok(());
                 }
                 let done = db
-                    .insert(
+                    .insert_stamped(
                         hd.offset,
                         hd.dgram_offset,
                         hd.dgram_total,
                         frag.payload,
                         frag.addr,
+                        crate::platform::realtime_ns(),
                     )
                     .map_err(sb_errno)
                     .inspect_err(|&e| {

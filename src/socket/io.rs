@@ -19,6 +19,9 @@ pub struct RecvInfo {
     pub truncated: bool,
     /// The sender's address (datagram sockets).
     pub addr: Option<SockAddr>,
+    /// When the data returned was received, wall-clock ns (0: not
+    /// recorded): the datagram's, or a stream's latest arrival.
+    pub stamp_ns: u64,
 }
 
 /// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
@@ -36,6 +39,12 @@ impl Socket {
 
     /// recv()/recvfrom()/recvmsg() into one or more buffers.
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+        if flags & MSG_ERRQUEUE != 0 {
+            // The error queue never waits (sock_recv_errqueue), and
+            // nothing here queues errors on it yet: the kernel's answer
+            // for an empty one.
+            return Err(EAGAIN);
+        }
         if flags & MSG_OOB != 0 {
             return Err(if self.is_stream() { EINVAL } else { EOPNOTSUPP });
         }
@@ -44,6 +53,7 @@ impl Socket {
                 let want = total_len(bufs);
                 self.recv_stream(sb, bufs, flags, want).map(|ret| RecvInfo {
                     ret,
+                    stamp_ns: self.tcp.last_arrival_ns(),
                     ..Default::default()
                 })
             }
@@ -212,9 +222,14 @@ impl Socket {
                 }
                 let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
                 let truncated = m.len > m.copied;
-                self.stamp_ns
-                    .store(crate::platform::realtime_ns().max(1), Ordering::Relaxed);
+                let stamp_ns = if m.stamp != 0 {
+                    m.stamp
+                } else {
+                    crate::platform::realtime_ns().max(1)
+                };
+                self.stamp_ns.store(stamp_ns, Ordering::Relaxed);
                 return Ok(RecvInfo {
+                    stamp_ns,
                     ret: if flags & MSG_TRUNC != 0 {
                         m.len
                     } else {
@@ -248,9 +263,9 @@ impl Socket {
         }
     }
 
-    /// SIOCGSTAMP(NS): when the last datagram read was received, in
-    /// wall-clock ns; ENOENT before any, and always on a stream socket (as
-    /// Linux's TCP, which records none).
+    /// SIOCGSTAMP(NS): when the last datagram read was received (its
+    /// arrival), in wall-clock ns; ENOENT before any, and always on a
+    /// stream socket (as Linux's TCP, which records none).
     pub fn last_stamp_ns(&self) -> Result<u64, Errno> {
         match self.stamp_ns.load(Ordering::Relaxed) {
             0 => Err(ENOENT),

@@ -88,6 +88,27 @@ pub struct Options {
     maxseg: i32,
     /// TCP_INQ: receives report the bytes left (`cmsg`).
     inq: bool,
+    /// SO_TIMESTAMP (`TS_RCV`) and SO_TIMESTAMPNS (`TS_RCV | TS_NS`), as
+    /// Linux's SOCK_RCVTSTAMP and SOCK_RCVTSTAMPNS flags.
+    tstamp: u8,
+    /// SO_TIMESTAMPING's flags (the kernel checked them).
+    tsflags: u32,
+}
+
+/// SOCK_RCVTSTAMP: receives carry their time.
+const TS_RCV: u8 = 1;
+/// SOCK_RCVTSTAMPNS: as a timespec (SCM_TIMESTAMPNS).
+const TS_NS: u8 = 2;
+
+/// The receive timestamps a socket's options ask for (`cmsg`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RxStamps {
+    /// SCM_TIMESTAMP (a timeval) or, with `ns`, SCM_TIMESTAMPNS.
+    pub(crate) plain: bool,
+    /// SCM_TIMESTAMPNS rather than SCM_TIMESTAMP.
+    pub(crate) ns: bool,
+    /// SCM_TIMESTAMPING's software stamp.
+    pub(crate) software: bool,
 }
 
 impl Options {
@@ -113,6 +134,8 @@ impl Options {
             cork: false,
             maxseg: 0,
             inq: false,
+            tstamp: 0,
+            tsflags: 0,
         }
     }
 
@@ -129,6 +152,21 @@ impl Options {
     /// TCP_INQ as set.
     pub(crate) fn inq(&self) -> bool {
         self.inq
+    }
+
+    /// The receive timestamps asked for (as Linux's
+    /// `__sock_recv_timestamp` decides: SO_TIMESTAMPING's software stamp
+    /// needs SOF_TIMESTAMPING_SOFTWARE, and SOF_TIMESTAMPING_RX_SOFTWARE
+    /// unless SOF_TIMESTAMPING_OPT_RX_FILTER is off).
+    pub(crate) fn rx_stamps(&self) -> RxStamps {
+        let f = self.tsflags;
+        RxStamps {
+            plain: self.tstamp & TS_RCV != 0,
+            ns: self.tstamp & TS_NS != 0,
+            software: f & SOF_TIMESTAMPING_SOFTWARE != 0
+                && (f & SOF_TIMESTAMPING_RX_SOFTWARE != 0
+                    || f & SOF_TIMESTAMPING_OPT_RX_FILTER == 0),
+        }
     }
 
     /// What a backend sees.
@@ -290,6 +328,8 @@ impl Socket {
                 SO_RCVTIMEO => Ok(nanos_to_timeval(self.rcvtimeo.load(Ordering::Relaxed))),
                 SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
                 SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
+                SO_TIMESTAMP => b(o.tstamp == TS_RCV),
+                SO_TIMESTAMPNS => b(o.tstamp & TS_NS != 0),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
@@ -367,6 +407,16 @@ impl Socket {
         }
         let _ = (level, name, val);
         Err(otherwise)
+    }
+
+    /// Keeps `F_RCVTSTAMP` (stream arrivals stamped) with the options.
+    fn follow_rx_stamps(&self, o: &Options) {
+        let st = o.rx_stamps();
+        if st.plain || st.software {
+            self.set(super::F_RCVTSTAMP);
+        } else {
+            self.clear(super::F_RCVTSTAMP);
+        }
     }
 
     pub(super) fn rcvbuf(&self) -> usize {
@@ -450,6 +500,36 @@ impl Socket {
                         let mut c = s.ctl.lock();
                         c.opts.linger_on = on != 0;
                         c.opts.linger_secs = secs.max(0);
+                        Ok(())
+                    }))
+                }
+                SO_TIMESTAMP | SO_TIMESTAMPNS => {
+                    // sock_set_timestamp: on sets RCVTSTAMP (and RCVTSTAMPNS
+                    // for the NS form, clears it for the other); off
+                    // clears both.
+                    let on = int_arg(val)? != 0;
+                    let ts = match (on, name) {
+                        (false, _) => 0,
+                        (true, SO_TIMESTAMPNS) => TS_RCV | TS_NS,
+                        (true, _) => TS_RCV,
+                    };
+                    Ok(Box::new(move |s: &Socket| {
+                        let mut c = s.ctl.lock();
+                        c.opts.tstamp = ts;
+                        s.follow_rx_stamps(&c.opts);
+                        Ok(())
+                    }))
+                }
+                SO_TIMESTAMPING => {
+                    // The kernel checks the flags and keeps them for
+                    // getsockopt; the receive path reads its copy.
+                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                    let flags = int_arg(val)? as u32;
+                    Ok(Box::new(move |s: &Socket| {
+                        record(s)?;
+                        let mut c = s.ctl.lock();
+                        c.opts.tsflags = flags;
+                        s.follow_rx_stamps(&c.opts);
                         Ok(())
                     }))
                 }

@@ -92,6 +92,9 @@ pub(crate) const F_INPUT_WATCHED: u32 = 1 << 12;
 pub(crate) const F_RCVBUF_PENDING: u32 = 1 << 13;
 /// TCP_CORK is on: partial segments wait in the send path (`cork`).
 pub(crate) const F_CORKED: u32 = 1 << 14;
+/// A receive timestamp option (SO_TIMESTAMP, SO_TIMESTAMPNS,
+/// SO_TIMESTAMPING) is on: stream arrivals are stamped.
+pub(crate) const F_RCVTSTAMP: u32 = 1 << 15;
 
 /// The state word as it was at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,7 +242,7 @@ mod tests {
     const ALL: [Phase; 4] = [Idle, Listening, Connecting, Connected];
 
     /// Every flag the word carries.
-    const FLAGS: [u32; 12] = [
+    const FLAGS: [u32; 13] = [
         F_BOUND,
         F_RD_SHUT,
         F_WR_SHUT,
@@ -252,6 +255,7 @@ mod tests {
         F_INPUT_WATCHED,
         F_RCVBUF_PENDING,
         F_CORKED,
+        F_RCVTSTAMP,
     ];
 
     /// A state in phase `p` with `flags` set, reached through transitions

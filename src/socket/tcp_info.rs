@@ -89,6 +89,9 @@ pub(crate) struct TcpCounters {
     started_ns: AtomicU64,
     /// The handshake's round trip, microseconds (0: not measured).
     rtt_us: AtomicU32,
+    /// When stream data last arrived, wall-clock ns, while a receive
+    /// timestamp option is on (`F_RCVTSTAMP`; 0: none).
+    arrival_ns: AtomicU64,
 }
 
 impl TcpCounters {
@@ -98,6 +101,7 @@ impl TcpCounters {
             active: AtomicBool::new(false),
             started_ns: AtomicU64::new(0),
             rtt_us: AtomicU32::new(0),
+            arrival_ns: AtomicU64::new(0),
         }
     }
 
@@ -105,6 +109,18 @@ impl TcpCounters {
     #[inline]
     pub(crate) fn sent_segment(&self) {
         self.data_segs_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Stream data arrived (recorded for SO_TIMESTAMP*, as the kernel
+    /// stamps each segment it queues).
+    pub(crate) fn arrived_now(&self) {
+        self.arrival_ns
+            .store(platform::realtime_ns(), Ordering::Relaxed);
+    }
+
+    /// When stream data last arrived (0: not recorded).
+    pub(crate) fn last_arrival_ns(&self) -> u64 {
+        self.arrival_ns.load(Ordering::Relaxed)
     }
 
     /// A handshake begins: connect() (`active`) or a connection announced
