@@ -117,6 +117,7 @@ pub const SO_SNDTIMEO: i32 = 21;
 pub const SO_ACCEPTCONN: i32 = 30;
 pub const SO_PROTOCOL: i32 = 38;
 pub const SO_DOMAIN: i32 = 39;
+pub const SO_PEEK_OFF: i32 = 42;
 pub const SO_TIMESTAMP: i32 = 29;
 pub const SO_TIMESTAMPNS: i32 = 35;
 pub const SO_TIMESTAMPING: i32 = 37;
@@ -261,6 +262,7 @@ mod tests {
             SO_ACCEPTCONN,
             SO_PROTOCOL,
             SO_DOMAIN,
+            SO_PEEK_OFF,
             SO_TIMESTAMP,
             SO_TIMESTAMPNS,
             SO_TIMESTAMPING,

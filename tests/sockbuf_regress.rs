@@ -469,3 +469,28 @@ fn resize_to_exactly_full_keeps_positions_in_range() {
     all.extend(read_all(&sb));
     assert_eq!(all, b"\x07\x07\x07\x07\x07\x07\x07\x07\x07\x07abcd");
 }
+
+/// SO_PEEK_OFF's peeks: from an offset past the read position, nothing
+/// consumed; past the end, nothing copied.
+#[test]
+fn peek_at_an_offset() {
+    let sb = StreamBuf::new(0, 64);
+    assert_eq!(sb.insert(0, b"abcdefgh"), Ok(8));
+    let mut b = [0u8; 3];
+    assert_eq!(sb.peek_at(2, &mut b), 3);
+    assert_eq!(&b, b"cde");
+    assert_eq!(sb.peek_at(7, &mut b), 1);
+    assert_eq!(b[0], b'h');
+    assert_eq!(sb.peek_at(8, &mut b), 0);
+    assert_eq!(sb.peek_at(100, &mut b), 0);
+    assert_eq!(sb.readable(), 8);
+
+    let d = DgramBuf::new(1024, 1);
+    assert_eq!(d.insert(1, 0, 6, b"012345", b"A"), Ok(true));
+    let mut b = [0u8; 4];
+    let m = d.peek_at(4, &mut b, &mut []).unwrap();
+    assert_eq!((m.len, m.copied, &b[..2]), (6, 2, &b"45"[..]));
+    let m = d.peek_at(9, &mut b, &mut []).unwrap();
+    assert_eq!((m.len, m.copied), (6, 0));
+    assert_eq!(d.pending(), 1);
+}

@@ -427,16 +427,34 @@ impl DgramBuf {
         (len as usize, alen as usize, u64::from_le_bytes(t))
     }
 
+    /// Like [`peek`](DgramBuf::peek), from `skip` bytes into the payload
+    /// (SO_PEEK_OFF): `copied` counts from there, `len` stays the whole
+    /// datagram's.
+    pub fn peek_at(&self, skip: usize, buf: &mut [u8], src: &mut [u8]) -> Option<DgramMeta> {
+        self.copy_from(skip, buf, src, false)
+    }
+
     fn copy_out(&self, buf: &mut [u8], src: &mut [u8], consume: bool) -> Option<DgramMeta> {
+        self.copy_from(0, buf, src, consume)
+    }
+
+    fn copy_from(
+        &self,
+        skip: usize,
+        buf: &mut [u8],
+        src: &mut [u8],
+        consume: bool,
+    ) -> Option<DgramMeta> {
         let (mut cs, taken) = self.first()?;
         let (len, alen, stamp) = Self::header(&cs);
         let h = DGRAM_HEADER as u64;
-        let copied = core::cmp::min(len, buf.len());
+        let skip = skip.min(len);
+        let copied = core::cmp::min(len - skip, buf.len());
         let acopied = core::cmp::min(alen, src.len());
         if let (Some(b), Some(s)) = (buf.get_mut(..copied), src.get_mut(..acopied)) {
             // The record is published and not yet released.
             cs.read(h, s);
-            cs.read(h + alen as u64, b);
+            cs.read(h + (alen + skip) as u64, b);
         }
         if consume {
             // Release: the producer may reuse the record's bytes.
@@ -448,7 +466,7 @@ impl DgramBuf {
             let cc = &self.counters.cons;
             cc.datagrams_read.add(1);
             cc.bytes_read.add(len as u64);
-            if copied < len {
+            if copied < len - skip {
                 cc.truncated_reads.add(1);
             }
         }

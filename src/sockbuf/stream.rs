@@ -266,6 +266,25 @@ impl StreamBuf {
         self.copy_out(buf, false)
     }
 
+    /// Copy up to `buf.len()` readable bytes from `skip` bytes past the
+    /// read offset, without consuming anything (SO_PEEK_OFF's peek).
+    pub fn peek_at(&self, skip: usize, buf: &mut [u8]) -> usize {
+        let mut cs = self.ring.consumer();
+        let avail = cs.available();
+        let Some(left) = avail.checked_sub(skip as u64) else {
+            return 0;
+        };
+        let n = core::cmp::min(left, buf.len() as u64) as usize;
+        match buf.get_mut(..n) {
+            // [head + skip, head + skip + n) lies below the published tail.
+            Some(out) if n > 0 => {
+                cs.read(skip as u64, out);
+                n
+            }
+            _ => 0,
+        }
+    }
+
     fn copy_out(&self, buf: &mut [u8], consume: bool) -> usize {
         let mut cs = self.ring.consumer();
         let avail = cs.available();

@@ -131,6 +131,7 @@ impl Frontend for SocketFrontend {
         if lo.cork() {
             child.set_cork(true);
         }
+        child.set_rcv_lowat(lo.rcvlowat());
         child.tcp.handshake_started(false);
         {
             let mut c = child.ctl.lock();

@@ -99,6 +99,15 @@ impl Socket {
         let deadline = self.rcv_deadline();
         // What was read so far, or `e` if nothing was.
         let so_far = |got: usize, e: Errno| if got > 0 { Ok(got) } else { Err(e) };
+        // sock_rcvlowat: a read returns once it has SO_RCVLOWAT's bytes
+        // (all of them with MSG_WAITALL), or fewer at end of stream.
+        let target = if waitall {
+            want
+        } else if peek {
+            1
+        } else {
+            (self.rcv_lowat.load(Ordering::Relaxed) as usize).min(want)
+        };
         let mut got = 0usize;
         let mut pumped = false;
         loop {
@@ -109,11 +118,18 @@ impl Socket {
                     // peeking or not: it says how much there is.
                     sb.readable().min(want - got)
                 } else if peek {
-                    peek_into(sb, bufs)
+                    let off = self.peek_off.load(Ordering::Relaxed);
+                    if off >= 0 {
+                        let n = peek_into_at(sb, off as usize, bufs);
+                        self.peek_off.fetch_add(n as i32, Ordering::Relaxed);
+                        n
+                    } else {
+                        peek_into(sb, bufs)
+                    }
                 } else if flags & MSG_TRUNC != 0 {
-                    discard(sb, want - got)
+                    self.peek_off_back(discard(sb, want - got))
                 } else {
-                    read_into(sb, bufs, got)
+                    self.peek_off_back(read_into(sb, bufs, got))
                 };
                 (n, n > 0 && !peek && self.autotune(sb, n))
             };
@@ -124,7 +140,7 @@ impl Socket {
                 } else if !peek {
                     self.advertise_window();
                 }
-                if !waitall || got >= want {
+                if got >= target {
                     return Ok(got);
                 }
                 continue;
@@ -147,9 +163,6 @@ impl Socket {
             if f.is(Phase::Idle) || f.is(Phase::Listening) {
                 return Err(unconnected);
             }
-            if got > 0 && !waitall {
-                return Ok(got);
-            }
             if !self.blocking(flags) {
                 if !pumped && self.pump_orphan() {
                     pumped = true;
@@ -157,7 +170,14 @@ impl Socket {
                 }
                 return so_far(got, EAGAIN);
             }
-            match self.wait_for(POLLIN, deadline) {
+            // Any new byte, not SO_RCVLOWAT's worth: the read takes it and
+            // counts on towards its target.
+            let more = || {
+                sb.readable() > 0
+                    || self.readiness() & (POLLIN | POLLERR | POLLHUP) != 0
+                    || self.has(F_CLOSED)
+            };
+            match self.block_until(more, deadline) {
                 Waited::TimedOut => return so_far(got, EAGAIN),
                 Waited::Interrupted => return so_far(got, EINTR),
                 Waited::Ready => {}
@@ -182,27 +202,37 @@ impl Socket {
                     return Err(e);
                 }
             }
+            // SO_PEEK_OFF: a peek starts that far into the datagram and
+            // moves it on; a read moves it back by the datagram.
+            let off = self.peek_off.load(Ordering::Relaxed);
             let meta = {
                 let _g = self.rx_lock.lock();
-                let m = if bufs.len() == 1 {
-                    let b = &mut *bufs[0];
-                    if peek {
-                        db.peek(b, &mut src)
+                let take = |b: &mut [u8], src: &mut [u8]| {
+                    if !peek {
+                        db.read(b, src)
+                    } else if off >= 0 {
+                        db.peek_at(off as usize, b, src)
                     } else {
-                        db.read(b, &mut src)
+                        db.peek(b, src)
                     }
+                };
+                let m = if bufs.len() == 1 {
+                    take(&mut *bufs[0], &mut src)
                 } else {
                     let mut tmp = vec![0u8; total_len(bufs)];
-                    let m = if peek {
-                        db.peek(&mut tmp, &mut src)
-                    } else {
-                        db.read(&mut tmp, &mut src)
-                    };
+                    let m = take(&mut tmp, &mut src);
                     if let Some(m) = m {
                         scatter(&tmp[..m.copied], bufs);
                     }
                     m
                 };
+                if let (Some(m), true) = (m, off >= 0) {
+                    if peek {
+                        self.peek_off.fetch_add(m.copied as i32, Ordering::Relaxed);
+                    } else {
+                        self.peek_off_back(m.len);
+                    }
+                }
                 // A datagram read made room for a shrink SO_RCVBUF had to
                 // leave pending.
                 if m.is_some() && !peek && self.has(F_RCVBUF_PENDING) {
@@ -221,7 +251,12 @@ impl Socket {
                     }
                 }
                 let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
-                let truncated = m.len > m.copied;
+                let skipped = if peek && off >= 0 {
+                    (off as usize).min(m.len)
+                } else {
+                    0
+                };
+                let truncated = m.len - skipped > m.copied;
                 let stamp_ns = if m.stamp != 0 {
                     m.stamp
                 } else {
@@ -261,6 +296,18 @@ impl Socket {
                 Waited::Ready => {}
             }
         }
+    }
+
+    /// A read took `n` bytes: SO_PEEK_OFF, when on, moves back by as
+    /// many (not below 0: sk_peek_offset_bwd). Returns `n`.
+    fn peek_off_back(&self, n: usize) -> usize {
+        let n32 = n.min(i32::MAX as usize) as i32;
+        let _ = self
+            .peek_off
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
+                (o >= 0).then(|| (o - n32).max(0))
+            });
+        n
     }
 
     /// SIOCGSTAMP(NS): when the last datagram read was received (its
@@ -627,6 +674,16 @@ fn peek_into(sb: &StreamBuf, bufs: &mut [&mut [u8]]) -> usize {
     }
     let mut tmp = vec![0u8; total_len(bufs)];
     let n = sb.peek(&mut tmp);
+    scatter(&tmp[..n], bufs);
+    n
+}
+
+fn peek_into_at(sb: &StreamBuf, skip: usize, bufs: &mut [&mut [u8]]) -> usize {
+    if bufs.len() == 1 {
+        return sb.peek_at(skip, bufs[0]);
+    }
+    let mut tmp = vec![0u8; total_len(bufs)];
+    let n = sb.peek_at(skip, &mut tmp);
     scatter(&tmp[..n], bufs);
     n
 }

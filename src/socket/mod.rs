@@ -158,6 +158,11 @@ pub struct Socket {
     stamp_ns: AtomicU64,
     /// What TCP_INFO reports that the buffers do not count.
     tcp: tcp_info::TcpCounters,
+    /// SO_RCVLOWAT (mirrors the option, for the data path): a stream
+    /// read returns, and TCP reads as readable, from this many bytes.
+    rcv_lowat: AtomicU32,
+    /// SO_PEEK_OFF: where the next MSG_PEEK starts (-1: off).
+    pub(crate) peek_off: core::sync::atomic::AtomicI32,
 }
 
 /// The fork generation of this process: 0 in the process that loaded the
@@ -294,6 +299,8 @@ impl Socket {
             warned_gen: AtomicU32::new(fork_generation()),
             stamp_ns: AtomicU64::new(0),
             tcp: tcp_info::TcpCounters::new(),
+            rcv_lowat: AtomicU32::new(1),
+            peek_off: core::sync::atomic::AtomicI32::new(-1),
             wait: WaitQueue::new(),
         }
     }
@@ -460,6 +467,11 @@ impl Socket {
         timeout_deadline(self.sndtimeo.load(Ordering::Relaxed))
     }
 
+    /// Sets the SO_RCVLOWAT the data path reads (at least 1).
+    pub(crate) fn set_rcv_lowat(&self, v: i32) {
+        self.rcv_lowat.store(v.max(1) as u32, Ordering::Relaxed);
+    }
+
     /// The readiness poll() would report now (POLL* bits).
     pub fn readiness(&self) -> i16 {
         let f = self.flags();
@@ -481,7 +493,14 @@ impl Socket {
                     return ev;
                 }
                 let peer_fin = sb.fin_received();
-                if sb.readable() > 0 || sb.at_eof() || rd_done || f.has(F_ERROR) {
+                // tcp_poll: readable from SO_RCVLOWAT's bytes on, or once
+                // the peer's FIN is in; unix_poll: from one byte.
+                let lowat = if self.info.domain == AF_UNIX {
+                    1
+                } else {
+                    self.rcv_lowat.load(Ordering::Relaxed) as usize
+                };
+                if sb.readable() >= lowat || peer_fin || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if peer_fin || rd_done {

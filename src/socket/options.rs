@@ -42,6 +42,34 @@ fn buf_max(rcv: bool) -> usize {
         BUF_MAX
     }
 }
+/// tcp_rmem[2], the largest TCP receive buffer (Linux's default where the
+/// platform publishes none).
+fn tcp_rmem_max() -> usize {
+    #[cfg(feature = "std")]
+    {
+        use core::sync::atomic::AtomicUsize;
+        static MAX: AtomicUsize = AtomicUsize::new(0);
+        let known = MAX.load(Ordering::Relaxed);
+        if known != 0 {
+            return known;
+        }
+        let v = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
+            .ok()
+            .and_then(|t| t.split_whitespace().nth(2)?.parse::<usize>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(TCP_RMEM_MAX);
+        MAX.store(v, Ordering::Relaxed);
+        v
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        TCP_RMEM_MAX
+    }
+}
+
+/// Linux's default tcp_rmem[2].
+const TCP_RMEM_MAX: usize = 6 * 1024 * 1024;
+
 /// SOCK_MIN_RCVBUF on 64-bit Linux (2048 plus an `sk_buff`'s truesize):
 /// what any smaller SO_RCVBUF request reads back as (0 -> 2304, measured).
 const RCVBUF_MIN: usize = 2304;
@@ -147,6 +175,11 @@ impl Options {
     /// TCP_CORK as set.
     pub(crate) fn cork(&self) -> bool {
         self.cork
+    }
+
+    /// SO_RCVLOWAT as set.
+    pub(crate) fn rcvlowat(&self) -> i32 {
+        self.rcvlowat
     }
 
     /// TCP_INQ as set.
@@ -328,6 +361,7 @@ impl Socket {
                 SO_RCVTIMEO => Ok(nanos_to_timeval(self.rcvtimeo.load(Ordering::Relaxed))),
                 SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
                 SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
+                SO_PEEK_OFF => Ok(OptVal::Int(self.peek_off.load(Ordering::Relaxed))),
                 SO_TIMESTAMP => b(o.tstamp == TS_RCV),
                 SO_TIMESTAMPNS => b(o.tstamp & TS_NS != 0),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
@@ -466,7 +500,28 @@ impl Socket {
                 SO_BROADCAST => flag(|o, v| o.broadcast = v),
                 SO_OOBINLINE => flag(|o, v| o.oobinline = v),
                 SO_DONTROUTE => flag(|o, v| o.dontroute = v),
-                SO_RCVLOWAT => int(|o, v| o.rcvlowat = v.max(1)),
+                SO_RCVLOWAT => {
+                    // sk_setsockopt: negative is INT_MAX, 0 is 1; TCP's
+                    // tcp_set_rcvlowat caps it at half the receive buffer
+                    // (SO_RCVBUF's when set, else tcp_rmem[2]).
+                    let v = int_arg(val)?;
+                    let v = if v < 0 { i32::MAX } else { v };
+                    let v = if is_tcp(&self.info) {
+                        let cap = if self.has(F_RCVBUF_SET) {
+                            self.ctl.lock().opts.rcvbuf.unwrap_or(0) / 2
+                        } else {
+                            tcp_rmem_max() / 2
+                        };
+                        v.min(cap.min(i32::MAX as usize) as i32)
+                    } else {
+                        v
+                    };
+                    Ok(Box::new(move |s: &Socket| {
+                        s.ctl.lock().opts.rcvlowat = v.max(1);
+                        s.set_rcv_lowat(v.max(1));
+                        Ok(())
+                    }))
+                }
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
                 SO_SNDBUF => int(|o, v| o.sndbuf = linux_buf_size(v, buf_max(false), SNDBUF_MIN)),
                 SO_RCVBUF => {
@@ -500,6 +555,17 @@ impl Socket {
                         let mut c = s.ctl.lock();
                         c.opts.linger_on = on != 0;
                         c.opts.linger_secs = secs.max(0);
+                        Ok(())
+                    }))
+                }
+                SO_PEEK_OFF => {
+                    // The kernel checks the value (and keeps it for a move
+                    // to a kernel socket); the receive paths move it.
+                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                    let v = int_arg(val)?;
+                    Ok(Box::new(move |s: &Socket| {
+                        record(s)?;
+                        s.peek_off.store(v.max(-1), Ordering::Relaxed);
                         Ok(())
                     }))
                 }
