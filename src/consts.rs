@@ -141,6 +141,19 @@ pub const TCP_CM_INQ: i32 = 36;
 /// The TCP option and control message level (IPPROTO_TCP).
 pub const SOL_TCP: i32 = 6;
 pub const IPV6_V6ONLY: i32 = 26;
+pub const IP_MTU_DISCOVER: i32 = 10;
+pub const IP_MTU: i32 = 14;
+pub const IPV6_MTU_DISCOVER: i32 = 23;
+pub const IPV6_MTU: i32 = 24;
+pub const IPV6_DONTFRAG: i32 = 62;
+/// IP_PMTUDISC_DO and IP_PMTUDISC_PROBE (and the IPV6_ ones, the same
+/// numbers): never fragment.
+pub const IP_PMTUDISC_DO: i32 = 2;
+pub const IP_PMTUDISC_PROBE: i32 = 3;
+pub const SO_PEERNAME: i32 = 28;
+pub const SO_INCOMING_CPU: i32 = 49;
+pub const SO_MEMINFO: i32 = 55;
+pub const SO_COOKIE: i32 = 57;
 
 // fcntl / open flags.
 pub const O_NONBLOCK: i32 = 0o4000;
@@ -274,6 +287,17 @@ mod tests {
             TCP_KEEPCNT,
             TCP_INFO,
             IPV6_V6ONLY,
+            IP_MTU_DISCOVER,
+            IP_MTU,
+            IPV6_MTU_DISCOVER,
+            IPV6_MTU,
+            IPV6_DONTFRAG,
+            IP_PMTUDISC_DO,
+            IP_PMTUDISC_PROBE,
+            SO_PEERNAME,
+            SO_INCOMING_CPU,
+            SO_MEMINFO,
+            SO_COOKIE,
             O_NONBLOCK,
             O_RDWR,
         );

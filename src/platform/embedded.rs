@@ -243,6 +243,11 @@ pub fn mono_ns() -> u64 {
     now().0
 }
 
+/// The CPU the caller runs on: unknown without an operating system.
+pub fn current_cpu() -> i32 {
+    -1
+}
+
 /// Numbers the kernel publishes: none without one (callers use Linux's
 /// defaults).
 pub fn kernel_number(_path: &str) -> Option<i64> {

@@ -652,6 +652,13 @@ pub fn realtime_ns() -> u64 {
     clock_ns(libc::CLOCK_REALTIME)
 }
 
+/// The CPU the calling thread runs on (glibc reads it from rseq: no
+/// system call), or -1.
+pub fn current_cpu() -> i32 {
+    // SAFETY: sched_getcpu takes no arguments and only reads.
+    unsafe { libc::sched_getcpu() }
+}
+
 /// A number the kernel publishes in a file (a sysctl under /proc/sys, an
 /// interface's attribute under /sys/class/net), or None where there is no
 /// such file: the kernel's configuration is the reference for the values

@@ -42,6 +42,8 @@ impl Frontend for SocketFrontend {
         if hd.len as usize != frag.payload.len() {
             return Err(EINVAL);
         }
+        s.incoming_cpu
+            .store(crate::platform::current_cpu(), Ordering::Relaxed);
         match (&s.rx, hd.kind) {
             (Rx::Stream(sb), FragKind::Stream) => {
                 if hd.flags & FLAG_RST != 0 {

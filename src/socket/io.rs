@@ -574,6 +574,15 @@ impl Socket {
         if len > DGRAM_MAX {
             return Err(EMSGSIZE);
         }
+        // IP and UDP headers: a datagram over the path MTU would be
+        // fragmented, which IP_PMTUDISC_DO and IPV6_DONTFRAG forbid.
+        let headers = if self.info.domain == AF_INET6 { 48 } else { 28 };
+        if self.info.domain != AF_UNIX
+            && len + headers > super::tcp_info::path_mtu(self.info.domain) as usize
+            && self.dont_fragment()
+        {
+            return Err(EMSGSIZE);
+        }
         let b = match (self.binding(), dest) {
             (Some(b), _) => b,
             (None, Some(d)) => self.select(ClaimOp::SendTo, d)?,

@@ -49,6 +49,20 @@ pub(super) fn applies(info: &SockInfo, level: i32, name: i32) -> bool {
     !unsupported
 }
 
+/// The int last set for (`level`, `name`) in `record`, if any.
+pub(super) fn int_value(record: &[KernelOpt], level: i32, name: i32) -> Option<i32> {
+    let o = record
+        .iter()
+        .rev()
+        .find(|o| o.level == level && o.name == name)?;
+    match o.val.len() {
+        0 => None,
+        // IP options take a byte as well as an int.
+        1..=3 => Some(i32::from(o.val[0])),
+        _ => Some(i32::from_ne_bytes([o.val[0], o.val[1], o.val[2], o.val[3]])),
+    }
+}
+
 /// A fresh kernel socket like `info` with `record` applied (a setting the
 /// kernel took before it takes again; one refused now, for example after a
 /// privilege was dropped, is left out).

@@ -163,7 +163,14 @@ pub struct Socket {
     rcv_lowat: AtomicU32,
     /// SO_PEEK_OFF: where the next MSG_PEEK starts (-1: off).
     pub(crate) peek_off: core::sync::atomic::AtomicI32,
+    /// SO_INCOMING_CPU: the CPU the last data arrived on (-1: none yet).
+    pub(crate) incoming_cpu: core::sync::atomic::AtomicI32,
+    /// SO_COOKIE, given at the first ask (0: not yet).
+    cookie: AtomicU64,
 }
+
+/// The last SO_COOKIE given (the kernel's start from 1 as well).
+static COOKIES: AtomicU64 = AtomicU64::new(0);
 
 /// The fork generation of this process: 0 in the process that loaded the
 /// library, one more in each fork child (bumped by the child's fork
@@ -301,6 +308,8 @@ impl Socket {
             tcp: tcp_info::TcpCounters::new(),
             rcv_lowat: AtomicU32::new(1),
             peek_off: core::sync::atomic::AtomicI32::new(-1),
+            incoming_cpu: core::sync::atomic::AtomicI32::new(-1),
+            cookie: AtomicU64::new(0),
             wait: WaitQueue::new(),
         }
     }
@@ -465,6 +474,23 @@ impl Socket {
 
     fn snd_deadline(&self) -> Option<crate::platform::Deadline> {
         timeout_deadline(self.sndtimeo.load(Ordering::Relaxed))
+    }
+
+    /// SO_COOKIE: a number no other socket of the process has, the same
+    /// for the socket's life.
+    pub(crate) fn cookie(&self) -> u64 {
+        let c = self.cookie.load(Ordering::Relaxed);
+        if c != 0 {
+            return c;
+        }
+        let fresh = COOKIES.fetch_add(1, Ordering::Relaxed) + 1;
+        match self
+            .cookie
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(other) => other,
+        }
     }
 
     /// Sets the SO_RCVLOWAT the data path reads (at least 1).

@@ -362,6 +362,24 @@ impl Socket {
                 SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
                 SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
                 SO_PEEK_OFF => Ok(OptVal::Int(self.peek_off.load(Ordering::Relaxed))),
+                SO_COOKIE => {
+                    if cap < 8 {
+                        return Err(EINVAL);
+                    }
+                    Ok(OptVal::Bytes(self.cookie().to_ne_bytes().to_vec()))
+                }
+                SO_PEERNAME => {
+                    // sk_getsockopt: the buffer may not be larger than the
+                    // address; as many bytes as it holds are copied.
+                    let a = self.peer_addr()?;
+                    let a = a.as_bytes();
+                    if a.len() < cap {
+                        return Err(EINVAL);
+                    }
+                    Ok(OptVal::Bytes(a[..cap].to_vec()))
+                }
+                SO_MEMINFO => self.meminfo(&o, cap),
+                SO_INCOMING_CPU => Ok(OptVal::Int(self.incoming_cpu.load(Ordering::Relaxed))),
                 SO_TIMESTAMP => b(o.tstamp == TS_RCV),
                 SO_TIMESTAMPNS => b(o.tstamp & TS_NS != 0),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
@@ -382,10 +400,71 @@ impl Socket {
             },
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => b(o.v6only),
+                IPV6_MTU => self.ip_mtu(),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
+            IPPROTO_IP if self.info.domain != AF_UNIX && name == IP_MTU => self.ip_mtu(),
             _ => self.kernel_get(level, name, cap, wrong_level(&self.info)),
         }
+    }
+
+    /// IP_MTU, IPV6_MTU: the path's (lo's) MTU once connected.
+    fn ip_mtu(&self) -> Result<OptVal, Errno> {
+        if self.phase() != Phase::Connected {
+            return Err(ENOTCONN);
+        }
+        Ok(OptVal::Int(
+            super::tcp_info::path_mtu(self.info.domain) as i32
+        ))
+    }
+
+    /// SO_MEMINFO's counters (`SK_MEMINFO_*`): the kernel's for a socket
+    /// like this one (its memory accounting has no counterpart here),
+    /// with the bytes queued to read and the buffer sizes set here.
+    fn meminfo(&self, o: &Options, cap: usize) -> Result<OptVal, Errno> {
+        const VARS: usize = 9;
+        let mut b = match self.kernel_get(SOL_SOCKET, SO_MEMINFO, VARS * 4, ENOPROTOOPT) {
+            Ok(OptVal::Bytes(b)) if b.len() == VARS * 4 => b,
+            _ => alloc::vec![0u8; VARS * 4],
+        };
+        let mut put = |i: usize, v: usize| {
+            b[i * 4..i * 4 + 4].copy_from_slice(&(v.min(u32::MAX as usize) as u32).to_ne_bytes())
+        };
+        put(
+            0, // SK_MEMINFO_RMEM_ALLOC
+            match &self.rx {
+                Rx::Stream(sb) => sb.readable(),
+                Rx::Dgram(db) => db.used(),
+            },
+        );
+        if let Some(r) = o.rcvbuf {
+            put(1, r); // SK_MEMINFO_RCVBUF
+        }
+        if o.sndbuf != DEFAULT_SNDBUF {
+            put(3, o.sndbuf); // SK_MEMINFO_SNDBUF
+        }
+        b.truncate(cap);
+        Ok(OptVal::Bytes(b))
+    }
+
+    /// IP_MTU_DISCOVER (or IPV6_MTU_DISCOVER) at DO or PROBE, or
+    /// IPV6_DONTFRAG on: a datagram over the path MTU is EMSGSIZE rather
+    /// than fragmented.
+    pub(crate) fn dont_fragment(&self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            let c = self.ctl.lock();
+            let int = |level, name| super::kernel_opts::int_value(&c.kernel_opts, level, name);
+            let pmtu_do = |v: Option<i32>| matches!(v, Some(IP_PMTUDISC_DO | IP_PMTUDISC_PROBE));
+            if self.info.domain == AF_INET {
+                pmtu_do(int(IPPROTO_IP, IP_MTU_DISCOVER))
+            } else {
+                pmtu_do(int(IPPROTO_IPV6, IPV6_MTU_DISCOVER))
+                    || int(IPPROTO_IPV6, IPV6_DONTFRAG).is_some_and(|v| v != 0)
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        false
     }
 
     /// Calls `f` with each setting the kernel keeps for this socket, in
@@ -555,6 +634,15 @@ impl Socket {
                         let mut c = s.ctl.lock();
                         c.opts.linger_on = on != 0;
                         c.opts.linger_secs = secs.max(0);
+                        Ok(())
+                    }))
+                }
+                SO_INCOMING_CPU => {
+                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                    let v = int_arg(val)?;
+                    Ok(Box::new(move |s: &Socket| {
+                        record(s)?;
+                        s.incoming_cpu.store(v, Ordering::Relaxed);
                         Ok(())
                     }))
                 }

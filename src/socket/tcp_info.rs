@@ -159,8 +159,8 @@ fn ipv4_sysctl_on(name: &str, default: bool) -> bool {
 }
 
 /// The path MTU of a loopback connection: lo's MTU, which an IPv4 packet
-/// cannot exceed past 65535 bytes.
-fn path_mtu(domain: i32) -> u32 {
+/// cannot exceed past 65535 bytes (IP_MTU, IPV6_MTU).
+pub(crate) fn path_mtu(domain: i32) -> u32 {
     let mtu = platform::kernel_number("/sys/class/net/lo/mtu")
         .and_then(|v| u32::try_from(v).ok())
         .filter(|&v| v >= 1280)
