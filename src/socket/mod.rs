@@ -14,7 +14,9 @@ pub mod slab;
 pub mod spin;
 pub mod wait;
 
+mod bpf;
 mod connect;
+pub(crate) mod filter;
 mod frontend;
 mod io;
 pub(crate) mod state;
@@ -146,6 +148,8 @@ pub struct Socket {
     /// When the last datagram read was taken, wall-clock ns (0: none yet),
     /// for SIOCGSTAMP.
     stamp_ns: AtomicU64,
+    /// The socket filter (SO_ATTACH_FILTER) and its lock.
+    pub(crate) filter: filter::SockFilter,
 }
 
 /// The fork generation of this process: 0 in the process that loaded the
@@ -280,6 +284,7 @@ impl Socket {
             #[cfg(feature = "std")]
             warned_gen: AtomicU32::new(fork_generation()),
             stamp_ns: AtomicU64::new(0),
+            filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),
         }
     }

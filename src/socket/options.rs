@@ -2,6 +2,10 @@
 
 use core::sync::atomic::Ordering;
 
+use super::filter::{
+    SO_ATTACH_FILTER as ATTACH_FILTER, SO_DETACH_FILTER as DETACH_FILTER,
+    SO_LOCK_FILTER as LOCK_FILTER,
+};
 use super::{Phase, Rx, Socket, DEFAULT_SNDBUF, F_RCVBUF_PENDING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
@@ -266,6 +270,7 @@ impl Socket {
                 SO_RCVTIMEO => Ok(nanos_to_timeval(self.rcvtimeo.load(Ordering::Relaxed))),
                 SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
                 SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
+                ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_getsockopt(name),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
@@ -424,6 +429,7 @@ impl Socket {
                     }))
                 }
                 SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN => Err(ENOPROTOOPT),
+                ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_setsockopt(name, val),
                 _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
