@@ -276,6 +276,7 @@ impl Socket {
                     }
                 }
                 Ok(Box::new(|s: &Socket| {
+                    s.settle_input();
                     let mut st = s.filter.state.lock();
                     if st.locked {
                         return Err(EPERM);
@@ -293,6 +294,7 @@ impl Socket {
                 }
                 let prog = Arc::new(Program::from_bytes(val)?);
                 Ok(Box::new(move |s: &Socket| {
+                    s.settle_input();
                     let mut st = s.filter.state.lock();
                     if st.locked {
                         return Err(EPERM);
@@ -309,6 +311,18 @@ impl Socket {
                     Ok(())
                 }))
             }
+        }
+    }
+
+    /// Before the filter changes: datagrams already sent to this socket
+    /// that its backend holds undelivered (the cross-process backend's,
+    /// in its kernel sockets) are delivered first and meet the filter they
+    /// were sent under, as on Linux, where a send over lo delivers before
+    /// it returns. Called with no lock held.
+    fn settle_input(&self) {
+        #[cfg(feature = "std")]
+        if matches!(self.rx, super::Rx::Dgram(_)) {
+            self.pump();
         }
     }
 
