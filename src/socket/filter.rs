@@ -147,6 +147,9 @@ fn fold(mut s: u32) -> u16 {
     s as u16
 }
 
+/// The prefix of an IPv4 address seen as IPv6 (::ffff:a.b.c.d).
+const V4_MAPPED: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
 /// An IPv4 or IPv6 address and port out of a sockaddr.
 fn endpoint(a: &[u8], domain: i32) -> Option<([u8; 16], u16)> {
     let family = i32::from(u16::from_ne_bytes([*a.first()?, *a.get(1)?]));
@@ -326,6 +329,31 @@ impl Socket {
         }
     }
 
+    /// Calls `f` with the kernel's setsockopt arguments that give a kernel
+    /// socket this socket's filter and lock (when a routing rule hands the
+    /// socket to the kernel): a `struct sock_fprog` pointing at the
+    /// program, valid during the call.
+    #[cfg(feature = "std")]
+    pub(crate) fn replay_filter(&self, mut f: impl FnMut(i32, i32, &[u8])) {
+        let (prog, locked) = {
+            let st = self.filter.state.lock();
+            (st.prog.clone(), st.locked)
+        };
+        if let Some(p) = prog {
+            let insns = p.to_bytes();
+            // struct sock_fprog: an unsigned short, then a pointer.
+            let w = core::mem::size_of::<usize>();
+            let mut fprog = alloc::vec![0u8; 2 * w];
+            let n = (insns.len() / INSN_SIZE) as u16;
+            fprog[..2].copy_from_slice(&n.to_ne_bytes());
+            fprog[w..].copy_from_slice(&(insns.as_ptr() as usize).to_ne_bytes());
+            f(SOL_SOCKET, SO_ATTACH_FILTER, &fprog);
+        }
+        if locked {
+            f(SOL_SOCKET, SO_LOCK_FILTER, &1i32.to_ne_bytes());
+        }
+    }
+
     /// Whether SO_LOCK_FILTER is set (the C API's order of errors needs
     /// it before the program is read).
     pub(crate) fn filter_locked(&self) -> bool {
@@ -343,12 +371,7 @@ impl Socket {
             return Verdict::Keep(payload.len());
         };
         let domain = self.info.domain;
-        let meta = Meta {
-            protocol: match domain {
-                AF_INET => 0x0800,
-                AF_INET6 => 0x86dd,
-                _ => 0,
-            },
+        let mut meta = Meta {
             ifindex: 1,
             hatype: 772,
             random: random(),
@@ -357,14 +380,30 @@ impl Socket {
         let (n, cap) = if domain == AF_INET || domain == AF_INET6 {
             let local = self.local_addr();
             let zero = ([0u8; 16], 0);
-            let from = endpoint(src, domain).unwrap_or(zero);
+            let mut from = endpoint(src, domain).unwrap_or(zero);
             let mut to = endpoint(local.as_bytes(), domain).unwrap_or(zero);
-            if to.0 == [0; 16] {
+            // An IPv4 datagram to an IPv6 socket (a v4-mapped sender) came
+            // in IPv4.
+            let mut wire = domain;
+            if domain == AF_INET6 && from.0[..12] == V4_MAPPED {
+                wire = AF_INET;
+                from.0.copy_within(12.., 0);
+                if to.0[..12] == V4_MAPPED {
+                    to.0.copy_within(12.., 0);
+                }
+            }
+            let unspecified = if wire == AF_INET {
+                &to.0[..4]
+            } else {
+                &to.0[..]
+            };
+            if unspecified.iter().all(|&b| b == 0) {
                 // Bound to the wildcard: the datagram went to an address of
                 // this host; the sender's is the best guess of which.
                 to.0 = from.0;
             }
-            let h = udp_headers(domain, from, to, payload.len());
+            meta.protocol = if wire == AF_INET { 0x0800 } else { 0x86dd };
+            let h = udp_headers(wire, from, to, payload.len());
             let pkt = Packet {
                 before: &h.before[..h.before_len],
                 ll_at: Some(0),

@@ -297,6 +297,7 @@ impl Socket {
         for o in &record {
             f(o.level, o.name, &o.val);
         }
+        self.replay_filter(f);
     }
 
     /// An option without a behaviour here: the kernel's value for it
