@@ -19,6 +19,7 @@ use crate::fd;
 use crate::fd::lifecycle;
 use crate::platform::real;
 use crate::socket::cmsg::CmsgOut;
+use crate::socket::filter;
 use crate::socket::options::OptVal;
 
 posix_alias! {
@@ -613,6 +614,10 @@ pub unsafe extern "C" fn usock_getsockopt(
             Ok(v) => v,
             Err(e) => return ret_int(Err(e)),
         };
+        if (level, name) == (SOL_SOCKET, filter::SO_ATTACH_FILTER) {
+            // SAFETY: as for any option; `optlen` counts instructions.
+            return ret_int(unsafe { get_filter(&v, val, len, cap as usize) });
+        }
         // Only the bytes the option has are written: view just those, not
         // the whole `optlen` the caller claims.
         let want = (cap as usize).min(v.size());
@@ -644,12 +649,73 @@ pub unsafe extern "C" fn usock_setsockopt(
         if let Err(e) = ffi::probe(val as *const u8, len as usize) {
             return ret_int(Err(e));
         }
+        if (level, name) == (SOL_SOCKET, filter::SO_ATTACH_FILTER) {
+            // SAFETY: `val` is valid for `len` bytes per the contract.
+            return ret_int(unsafe { attach_filter(&s, val, len as usize) });
+        }
         // SAFETY: `val` is valid for `len` bytes per the contract.
         match unsafe { ffi::buf(val, len as usize) } {
             Ok(v) => ret_int(s.setsockopt(level, name, v).map(|_| 0)),
             Err(e) => ret_int(Err(e)),
         }
     })
+}
+
+/// SO_ATTACH_FILTER's `struct sock_fprog` (a count and a pointer to the
+/// instructions): the socket is given the instructions, read here, with
+/// Linux's order of errors: EINVAL for another length, EPERM on a locked
+/// socket before the program is looked at, EINVAL for a NULL, empty or
+/// oversized one (given as empty), EFAULT for a bad pointer.
+///
+/// # Safety
+/// `val` is valid for `len` bytes; the pointer in it is NULL or valid for
+/// the count of instructions it gives.
+unsafe fn attach_filter(
+    s: &crate::socket::Socket,
+    val: *const c_void,
+    len: usize,
+) -> Result<i32, Errno> {
+    if len != core::mem::size_of::<libc::sock_fprog>() {
+        return Err(EINVAL);
+    }
+    // SAFETY: probed for `len` bytes by the caller; read unaligned.
+    let fprog = unsafe { core::ptr::read_unaligned(val as *const libc::sock_fprog) };
+    let n = usize::from(fprog.len);
+    let bytes = n * core::mem::size_of::<libc::sock_filter>();
+    let prog: &[u8] = if fprog.filter.is_null() || n > 4096 {
+        &[]
+    } else {
+        if ffi::probe(fprog.filter as *const u8, bytes).is_err() {
+            return Err(if s.filter_locked() { EPERM } else { EFAULT });
+        }
+        // SAFETY: non-null and valid for `n` instructions per the caller.
+        unsafe { ffi::buf(fprog.filter as *const c_void, bytes)? }
+    };
+    s.setsockopt(SOL_SOCKET, filter::SO_ATTACH_FILTER, prog)
+        .map(|_| 0)
+}
+
+/// SO_GET_FILTER: `v` holds the program's instructions (none without
+/// one); `optlen` is in instructions, as in Linux's `sk_get_filter`.
+///
+/// # Safety
+/// `len` is valid; `val` is NULL or valid for `cap` instructions.
+unsafe fn get_filter(
+    v: &OptVal,
+    val: *mut c_void,
+    len: *mut socklen_t,
+    cap: usize,
+) -> Result<i32, Errno> {
+    let OptVal::Bytes(prog) = v else {
+        return Err(EINVAL);
+    };
+    let (n, copy) = filter::get_filter_for(prog, cap)?;
+    // SAFETY: the caller gave room for `cap >= n` instructions.
+    let out = unsafe { ffi::buf_mut(val, copy.len())? };
+    out.copy_from_slice(copy);
+    // SAFETY: valid per the contract.
+    unsafe { *len = n as socklen_t };
+    Ok(0)
 }
 
 /// fcntl(2). Declared here with a fixed third argument: on the Linux ABIs

@@ -253,7 +253,9 @@ pub trait InputDelegation: Send + Sync {
     /// Processes what waits on [`Self::input_fd`] in the calling thread,
     /// making the upcalls the backend's own thread would have made. Called
     /// with no lock of the frontend held, at any time, concurrently with
-    /// the backend's thread.
+    /// the backend's thread. Also called on a datagram socket (which may
+    /// have no input fd) before its socket filter changes: the datagrams
+    /// sent to it that the backend holds are to be delivered now.
     fn pump(&self, sock: SockRef<'_>);
 }
 

@@ -74,12 +74,16 @@ impl Frontend for SocketFrontend {
                 if s.has(F_RD_SHUT) && s.info.domain == AF_UNIX {
                     return Ok(());
                 }
+                let (total, payload) = match s.filter_fragment(hd, frag) {
+                    Some(kept) => kept,
+                    None => return Ok(()),
+                };
                 let done = db
                     .insert_stamped(
                         hd.offset,
                         hd.dgram_offset,
-                        hd.dgram_total,
-                        frag.payload,
+                        total,
+                        payload,
                         frag.addr,
                         crate::platform::realtime_ns(),
                     )
@@ -144,6 +148,7 @@ impl Frontend for SocketFrontend {
                 c.kernel_opts = _record;
             }
         }
+        child.filter.inherit(&l.filter);
         if let (Some(want), Rx::Stream(csb)) = (lo.rcvbuf, &child.rx) {
             // An accepted socket starts with its listener's SO_RCVBUF (and, as
             // on Linux, without autotuning); it is empty, so the size fits.

@@ -12,8 +12,9 @@
 //!
 //! Not handed over, because the kernel socket would accept them while this
 //! socket would silently not act on them: multicast membership and source
-//! filters, and socket filters (SO_ATTACH_FILTER and kin). Those stay
-//! ENOPROTOOPT.
+//! filters, and eBPF programs (SO_ATTACH_BPF and the reuseport programs).
+//! Those stay ENOPROTOOPT. Classic socket filters are the frontend's own
+//! (`socket::filter`).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -37,13 +38,12 @@ pub(super) fn applies(info: &SockInfo, level: i32, name: i32) -> bool {
     }
     // IP_ADD/DROP_MEMBERSHIP (35, 36), the source filters (37..=41) and
     // MCAST_* (42..=48), on IPPROTO_IP and IPPROTO_IPV6; IPV6_ADD/
-    // DROP_MEMBERSHIP (20, 21); SO_ATTACH_FILTER, SO_DETACH_FILTER (26,
-    // 27), SO_LOCK_FILTER (44), SO_ATTACH_BPF and the reuseport programs
+    // DROP_MEMBERSHIP (20, 21); SO_ATTACH_BPF and the reuseport programs
     // (50..=52).
     let unsupported = match level {
         IPPROTO_IP => (35..=48).contains(&name),
         IPPROTO_IPV6 => name == 20 || name == 21 || (42..=48).contains(&name),
-        SOL_SOCKET => matches!(name, 26 | 27 | 44 | 50..=52),
+        SOL_SOCKET => matches!(name, 50..=52),
         _ => false,
     };
     !unsupported

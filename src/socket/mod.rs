@@ -14,9 +14,11 @@ pub mod slab;
 pub mod spin;
 pub mod wait;
 
+mod bpf;
 pub mod cmsg;
 mod connect;
 mod cork;
+pub(crate) mod filter;
 mod frontend;
 mod io;
 pub(crate) mod state;
@@ -167,6 +169,8 @@ pub struct Socket {
     pub(crate) incoming_cpu: core::sync::atomic::AtomicI32,
     /// SO_COOKIE, given at the first ask (0: not yet).
     cookie: AtomicU64,
+    /// The socket filter (SO_ATTACH_FILTER) and its lock.
+    pub(crate) filter: filter::SockFilter,
 }
 
 /// The last SO_COOKIE given (the kernel's start from 1 as well).
@@ -310,6 +314,7 @@ impl Socket {
             peek_off: core::sync::atomic::AtomicI32::new(-1),
             incoming_cpu: core::sync::atomic::AtomicI32::new(-1),
             cookie: AtomicU64::new(0),
+            filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),
         }
     }

@@ -2,6 +2,10 @@
 
 use core::sync::atomic::Ordering;
 
+use super::filter::{
+    SO_ATTACH_FILTER as ATTACH_FILTER, SO_DETACH_FILTER as DETACH_FILTER,
+    SO_LOCK_FILTER as LOCK_FILTER,
+};
 use super::{Phase, Rx, Socket, DEFAULT_SNDBUF, F_RCVBUF_PENDING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
@@ -382,6 +386,7 @@ impl Socket {
                 SO_INCOMING_CPU => Ok(OptVal::Int(self.incoming_cpu.load(Ordering::Relaxed))),
                 SO_TIMESTAMP => b(o.tstamp == TS_RCV),
                 SO_TIMESTAMPNS => b(o.tstamp & TS_NS != 0),
+                ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_getsockopt(name),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
@@ -475,6 +480,7 @@ impl Socket {
         for o in &record {
             f(o.level, o.name, &o.val);
         }
+        self.replay_filter(f);
     }
 
     /// An option without a behaviour here: the kernel's value for it
@@ -688,6 +694,7 @@ impl Socket {
                     }))
                 }
                 SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN => Err(ENOPROTOOPT),
+                ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_setsockopt(name, val),
                 _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {

@@ -393,6 +393,10 @@ impl InputDelegation for XProc {
     fn pump(&self, sock: SockRef<'_>) {
         if let Some(c) = stream_conn(&sock) {
             transport().read_stream(&c);
+        } else if let Some(c) = xs(&sock).ok().and_then(|x| x.conn.lock().clone()) {
+            if matches!(c.role, Role::Dgram) {
+                transport().settle_port(&c);
+            }
         }
     }
 }

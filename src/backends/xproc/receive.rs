@@ -120,6 +120,30 @@ impl Transport {
         }
     }
 
+    /// Delivers, in the calling thread, every datagram the links to port
+    /// `p` (its `Role::Dgram` kernel socket) hold now, accepting links not
+    /// yet accepted: a datagram whose sendto() returned before this call
+    /// is then in its receiver's buffer, as over Linux's lo, where the send
+    /// delivers before it returns (the frontend asks this before a socket
+    /// filter changes, so that the datagram meets the filter it was sent
+    /// under). A link's reads are serialised by its input buffer's lock, so
+    /// the transport thread reading it meanwhile delivers first.
+    pub(super) fn settle_port(&self, p: &Conn) {
+        self.accept(p);
+        let links: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .values()
+            .filter(|c| matches!(c.role, Role::DgramIn) && c.port == p.port)
+            .cloned()
+            .collect();
+        for c in links {
+            if !c.state.is_closed() {
+                self.read_datagrams(&c);
+            }
+        }
+    }
+
     /// Stops reading link `c` until `resume_paused` finds room for its
     /// next datagram.
     pub(super) fn pause(&self, c: &Arc<Conn>) {

@@ -13,6 +13,9 @@ use crate::backend::upcall;
 use crate::consts::*;
 use crate::sync::Mutex;
 
+/// Held while a datagram port's links are accepted (see `Transport::accept`).
+static LINK_ACCEPT: Mutex<()> = Mutex::new(());
+
 /// The transport: an epoll set of kernel sockets and its thread.
 pub(super) struct Transport {
     pub(super) epfd: AtomicI32,
@@ -231,6 +234,10 @@ impl Transport {
     }
 
     pub(super) fn accept(&self, l: &Conn) {
+        // A datagram port's links are accepted one thread at a time, each
+        // added before the lock goes: `settle_port` then finds every link
+        // accepted before it looked.
+        let _one = matches!(l.role, Role::Dgram).then(|| LINK_ACCEPT.lock());
         loop {
             let Ok(k) = kernel::accept(l.kfd) else {
                 return;
