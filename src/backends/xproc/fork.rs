@@ -16,6 +16,7 @@ use crate::sync::MutexGuard;
 /// crate's mutex is a futex word that a fork child may release (a waiter
 /// of the parent's that did not come along is woken in vain).
 struct Held {
+    link_accept: MutexGuard<'static, ()>,
     ports: MutexGuard<'static, BTreeMap<u32, DgramPort>>,
     links: MutexGuard<'static, BTreeMap<u32, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
@@ -27,11 +28,14 @@ std::thread_local! {
 }
 
 /// fork() support, step 1 (in the parent, before fork): takes the
-/// backend's global locks (ports, links, the transport's tables) so that
+/// backend's global locks (link acceptance, ports, links, the transport's
+/// tables) so that
 /// the child does not inherit one held by another thread. Must be followed
 /// by [`atfork_parent`] or [`atfork_child`] on the same thread.
 pub fn atfork_prepare() {
     let held = Held {
+        // Outermost: `Transport::accept` takes the others under it.
+        link_accept: super::thread::LINK_ACCEPT.lock(),
         ports: DGRAM_PORTS.lock(),
         links: DGRAM_LINKS.lock(),
         conns: TRANSPORT.conns.lock(),
@@ -45,6 +49,7 @@ pub fn atfork_prepare() {
 pub(super) fn atfork_release() {
     if let Some(h) = HELD.with(|h| h.borrow_mut().take()) {
         let Held {
+            link_accept,
             ports,
             links,
             conns,
@@ -54,6 +59,7 @@ pub(super) fn atfork_release() {
         drop(conns);
         drop(links);
         drop(ports);
+        drop(link_accept);
     }
 }
 

@@ -14,7 +14,7 @@ use crate::consts::*;
 use crate::sync::Mutex;
 
 /// Held while a datagram port's links are accepted (see `Transport::accept`).
-static LINK_ACCEPT: Mutex<()> = Mutex::new(());
+pub(super) static LINK_ACCEPT: Mutex<()> = Mutex::new(());
 
 /// The transport: an epoll set of kernel sockets and its thread.
 pub(super) struct Transport {
