@@ -79,6 +79,16 @@ impl SockAddr {
     pub fn family(&self) -> i32 {
         u16::from_ne_bytes([self.bytes[0], self.bytes[1]]) as i32
     }
+
+    /// The port of an AF_INET or AF_INET6 address (host order).
+    pub fn inet_port(&self) -> Option<u16> {
+        match self.family() {
+            AF_INET | AF_INET6 if self.len >= 4 => {
+                Some(u16::from_be_bytes([self.bytes[2], self.bytes[3]]))
+            }
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Debug for SockAddr {

@@ -236,9 +236,7 @@ pub unsafe extern "C" fn usock_accept4(
             }
         };
         child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
-        let peer = child
-            .peer_addr()
-            .unwrap_or_else(|_| crate::addr::SockAddr::unspecified(child.info.domain));
+        let peer = child.accepted_from();
         let nfd = match lifecycle::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),

@@ -63,11 +63,8 @@ impl UsockListener {
     pub fn accept_sockaddr(&self) -> io::Result<(UsockStream, SockAddr)> {
         let child: Arc<Socket> = self.h.sock.accept(false).map_err(os_err)?;
         // A connection reset after it was queued still has the address it
-        // came from; fall back to the unspecified one only if the backend
-        // kept none.
-        let peer = child
-            .peer_addr()
-            .unwrap_or_else(|_| SockAddr::unspecified(child.info.domain));
+        // came from.
+        let peer = child.accepted_from();
         Ok((UsockStream::adopt(child), peer))
     }
 

@@ -304,8 +304,15 @@ impl Socket {
         let f = self.flags();
         if f.is(Phase::Listening) {
             if how != SHUT_WR {
-                // Linux disconnects a listener: blocked accept()s return.
+                // Linux disconnects a listener (inet_csk_listen_stop): it
+                // stops listening, the connections queued on it are reset,
+                // blocked accept()s return.
                 let _ = self.go(&[Phase::Listening], Phase::Idle);
+                let queued = core::mem::take(&mut self.ctl.lock().accept_q);
+                self.accept_len.store(0, Ordering::Release);
+                for c in queued {
+                    c.abort();
+                }
                 self.wait.notify(-1);
             }
             return Ok(());
@@ -349,14 +356,35 @@ impl Socket {
             .unwrap_or_else(|| SockAddr::unspecified(self.info.domain))
     }
 
+    /// The address an accepted connection came from, even if it was reset
+    /// since (accept() reports it; getpeername() then does not), or the
+    /// unspecified address if the backend kept none.
+    pub fn accepted_from(&self) -> SockAddr {
+        self.binding()
+            .and_then(|b| b.backend.peer_addr(self.sref(b)))
+            .unwrap_or_else(|| SockAddr::unspecified(self.info.domain))
+    }
+
     /// getpeername().
     pub fn peer_addr(&self) -> Result<SockAddr, Errno> {
         if self.phase() != Phase::Connected {
             return Err(ENOTCONN);
         }
-        self.binding()
+        // A reset TCP connection is closed (inet_getname: TCP_CLOSE has
+        // no peer); an AF_UNIX socket keeps its peer's name.
+        if self.info.domain != AF_UNIX && self.has(F_RESET) {
+            return Err(ENOTCONN);
+        }
+        let peer = self
+            .binding()
             .and_then(|b| b.backend.peer_addr(self.sref(b)))
-            .ok_or(ENOTCONN)
+            .ok_or(ENOTCONN)?;
+        // A UDP socket connected to port 0 has a destination but no peer
+        // name (inet_getname: no inet_dport).
+        if peer.inet_port() == Some(0) {
+            return Err(ENOTCONN);
+        }
+        Ok(peer)
     }
 
     /// socketpair(): two connected sockets of one backend.

@@ -557,6 +557,10 @@ impl Socket {
                         EAFNOSUPPORT
                     });
                 }
+                // udp_sendmsg: a destination needs a port.
+                if d.inet_port() == Some(0) {
+                    return Err(EINVAL);
+                }
                 Some(d)
             }
             None => {
@@ -635,6 +639,17 @@ impl Socket {
                         }
                     }
                     continue;
+                }
+                // Connected to port 0 (allowed): the datagram goes where
+                // nothing can listen, and is lost as on Linux, where the
+                // send succeeds.
+                Err(EINVAL)
+                    if dest.is_none()
+                        && b.backend
+                            .peer_addr(self.sref(b))
+                            .is_some_and(|p| p.inet_port() == Some(0)) =>
+                {
+                    return Ok(len)
                 }
                 Err(e) => return Err(e),
             }
