@@ -47,6 +47,11 @@
 #define USOCK_FLAG_RST 2
 
 /*
+ Fragment flag: the fragment's last byte is urgent data (MSG_OOB).
+ */
+#define USOCK_FLAG_URG 4
+
+/*
  `claim` is asked at bind().
  */
 #define USOCK_CLAIM_BIND 1
@@ -691,8 +696,9 @@ ssize_t usock_recv(int fd, void *buf, size_t len, int flags);
 ssize_t usock_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen);
 
 /*
- Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC; no
- control data is produced (`msg_controllen` is set to 0).
+ Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC and
+ MSG_CTRUNC; the control data is what the socket's options ask for
+ (`Socket::recv_control`).
  */
 ssize_t usock_recvmsg(int fd, struct msghdr *msg, int flags);
 
@@ -762,8 +768,8 @@ int usock_fcntl64(int fd, int cmd, unsigned long arg);
 /*
  ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
  FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
- no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (no urgent
- data: 0), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
+ no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
+ urgent mark), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
  fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
  SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
  of a fresh kernel socket of the same family and type, so the bytes and

@@ -751,10 +751,34 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
             s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
             0
         }
+        // The owner lives on the kernel fd that holds the number; the
+        // socket keeps a copy for SIGURG.
+        libc::F_SETOWN => {
+            let r = crate::platform::kfd_fcntl(fd, cmd, arg);
+            if r.is_ok() {
+                s.set_owner(arg as c_int);
+            }
+            ret_int(r)
+        }
+        F_SETOWN_EX => {
+            let r = crate::platform::kfd_fcntl(fd, cmd, arg);
+            if r.is_ok() {
+                // SAFETY: the kernel just read a struct f_owner_ex (type,
+                // pid: two ints) there.
+                let [ty, pid] = unsafe { core::ptr::read_unaligned(arg as *const [c_int; 2]) };
+                s.set_owner(if ty == F_OWNER_PGRP { -pid } else { pid });
+            }
+            ret_int(r)
+        }
         // The rest live on the kernel fd that holds the number.
         _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
     })
 }
+
+/// fcntl F_SETOWN_EX and its owner type for a process group
+/// (<linux/fcntl.h>; not in the libc crate).
+const F_SETOWN_EX: c_int = 15;
+const F_OWNER_PGRP: c_int = 2;
 
 /// fcntl64: the same as [`usock_fcntl`] on 64-bit Linux.
 #[no_mangle]
@@ -769,8 +793,8 @@ pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c
 
 /// ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
 /// FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
-/// no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (no urgent
-/// data: 0), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
+/// no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
+/// urgent mark), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
 /// fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
 /// SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
 /// of a fresh kernel socket of the same family and type, so the bytes and
@@ -841,7 +865,9 @@ unsafe fn socket_ioctl(
         },
         libc::TIOCOUTQ | SIOCOUTQNSD if tcp_listener => Err(EINVAL),
         libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
-        SIOCATMARK if s.is_stream() && s.info.domain != AF_UNIX => unsafe { put_int(arg, 0) },
+        SIOCATMARK if s.is_stream() && s.info.domain != AF_UNIX => unsafe {
+            put_int(arg, i32::from(s.at_mark()))
+        },
         SIOCGSTAMP | SIOCGSTAMPNS => {
             let ns = if s.is_stream() {
                 Err(ENOENT)
@@ -862,7 +888,11 @@ unsafe fn socket_ioctl(
         }
         SIOCSPGRP | FIOSETOWN => {
             let pid = unsafe { get_int(arg) }?;
-            crate::platform::kfd_fcntl(fd, libc::F_SETOWN, pid as i64 as u64)
+            let r = crate::platform::kfd_fcntl(fd, libc::F_SETOWN, pid as i64 as u64);
+            if r.is_ok() {
+                s.set_owner(pid);
+            }
+            r
         }
         SIOCGPGRP | FIOGETOWN => {
             let pid = crate::platform::kfd_fcntl(fd, libc::F_GETOWN, 0)?;

@@ -34,6 +34,8 @@ pub const USOCK_FRAG_DGRAM: u32 = 2;
 pub const USOCK_FLAG_FIN: u32 = 1;
 /// Fragment flag: the connection is reset (no payload).
 pub const USOCK_FLAG_RST: u32 = 2;
+/// Fragment flag: the fragment's last byte is urgent data (MSG_OOB).
+pub const USOCK_FLAG_URG: u32 = 4;
 
 /// `claim` is asked at bind().
 pub const USOCK_CLAIM_BIND: c_int = 1;
@@ -702,6 +704,11 @@ mod tests {
     fn size_constants_match_the_rust_ones() {
         assert_eq!(USOCK_ADDR_MAX as usize, crate::addr::ADDR_MAX);
         assert_eq!(USOCK_FRAG_MAX as usize, FRAG_MAX);
+        use crate::backend::wire::{FLAG_FIN, FLAG_RST, FLAG_URG};
+        assert_eq!(
+            [USOCK_FLAG_FIN, USOCK_FLAG_RST, USOCK_FLAG_URG],
+            [FLAG_FIN, FLAG_RST, FLAG_URG].map(u32::from)
+        );
         assert_eq!(
             USOCK_FRAG_HEADER_LEN as usize,
             crate::backend::wire::HEADER_LEN

@@ -30,7 +30,7 @@ use alloc::sync::Arc;
 use core::any::Any;
 
 use crate::addr::SockAddr;
-pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST};
+pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST, FLAG_URG};
 
 pub use crate::consts::Errno;
 

@@ -243,6 +243,9 @@ pub fn mono_ns() -> u64 {
     now().0
 }
 
+/// SIGURG: no signals without an operating system.
+pub fn send_sigurg(_owner: i32) {}
+
 /// The CPU the caller runs on: unknown without an operating system.
 pub fn current_cpu() -> i32 {
     -1

@@ -659,6 +659,13 @@ pub fn current_cpu() -> i32 {
     unsafe { libc::sched_getcpu() }
 }
 
+/// Sends SIGURG to an F_SETOWN owner: a process, or a process group
+/// when negative (as the kernel's send_sigurg).
+pub fn send_sigurg(owner: i32) {
+    // SAFETY: kill takes plain integers.
+    let _ = unsafe { libc::kill(owner, libc::SIGURG) };
+}
+
 /// A number the kernel publishes in a file (a sysctl under /proc/sys, an
 /// interface's attribute under /sys/class/net), or None where there is no
 /// such file: the kernel's configuration is the reference for the values

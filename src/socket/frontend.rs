@@ -58,6 +58,9 @@ impl Frontend for SocketFrontend {
                         s.tcp.arrived_now();
                     }
                 }
+                if let (true, Some(&last)) = (hd.flags & FLAG_URG != 0, frag.payload.last()) {
+                    s.urgent_arrived(hd.offset + frag.payload.len() as u64 - 1, last);
+                }
                 if hd.flags & FLAG_FIN != 0 {
                     sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
                         .map_err(sb_errno)?;

@@ -46,7 +46,16 @@ impl Socket {
             return Err(EAGAIN);
         }
         if flags & MSG_OOB != 0 {
-            return Err(if self.is_stream() { EINVAL } else { EOPNOTSUPP });
+            if !self.is_stream() {
+                return Err(EOPNOTSUPP);
+            }
+            let first = bufs.iter_mut().find(|b| !b.is_empty()).map(|b| &mut b[0]);
+            let ret = self.recv_urgent(first, flags & MSG_PEEK != 0)?;
+            return Ok(RecvInfo {
+                ret,
+                truncated: ret == 0,
+                ..Default::default()
+            });
         }
         match &self.rx {
             Rx::Stream(sb) => {
@@ -111,8 +120,16 @@ impl Socket {
         let mut got = 0usize;
         let mut pumped = false;
         loop {
-            let (n, grew) = {
+            let (n, grew, at_mark) = {
                 let _g = self.rx_lock.lock();
+                // Urgent data: a read stops at the mark (and skips an
+                // out-of-band byte it starts on).
+                let limit = if peek {
+                    None
+                } else {
+                    self.urgent_read_limit(sb)
+                };
+                let room = limit.map_or(want - got, |l| l.min(want - got));
                 let n = if peek && flags & MSG_TRUNC != 0 && self.info.domain != AF_UNIX {
                     // Linux's tcp_recvmsg copies nothing under MSG_TRUNC,
                     // peeking or not: it says how much there is.
@@ -127,11 +144,11 @@ impl Socket {
                         peek_into(sb, bufs)
                     }
                 } else if flags & MSG_TRUNC != 0 {
-                    self.peek_off_back(discard(sb, want - got))
+                    self.peek_off_back(discard(sb, room))
                 } else {
-                    self.peek_off_back(read_into(sb, bufs, got))
+                    self.peek_off_back(read_capped(sb, bufs, got, room))
                 };
-                (n, n > 0 && !peek && self.autotune(sb, n))
+                (n, n > 0 && !peek && self.autotune(sb, n), limit == Some(n))
             };
             if n > 0 {
                 got += n;
@@ -140,7 +157,7 @@ impl Socket {
                 } else if !peek {
                     self.advertise_window();
                 }
-                if got >= target {
+                if got >= target || at_mark {
                     return Ok(got);
                 }
                 continue;
@@ -324,7 +341,7 @@ impl Socket {
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
         match &self.rx {
-            Rx::Stream(sb) => sb.readable(),
+            Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
             Rx::Dgram(db) => db.next_len().unwrap_or(0),
         }
     }
@@ -382,13 +399,18 @@ impl Socket {
         if flags & MSG_OOB != 0 && self.info.domain == AF_UNIX {
             return Err(EOPNOTSUPP);
         }
+        let urgent = flags & MSG_OOB != 0;
+        if urgent {
+            // Urgent data goes now, after anything corked.
+            self.push_held();
+        }
         if dest.is_some() && self.phase() == Phase::Connected && self.info.domain == AF_UNIX {
             return Err(EISCONN);
         }
         let want: usize = bufs.iter().map(|b| b.len()).sum();
         let deadline = self.snd_deadline();
         // TCP_CORK or MSG_MORE: whole segments go out, the tail waits.
-        let hold_mss = if self.corking(flags) {
+        let hold_mss = if !urgent && self.corking(flags) {
             let user_mss = self.ctl.lock().opts.maxseg();
             Some(self.tcp_maxseg(user_mss).max(1) as usize)
         } else {
@@ -504,9 +526,15 @@ impl Socket {
             tx.next += n as u64;
             self.tx_next.store(tx.next, Ordering::Release);
             drop(tx);
+            // MSG_OOB: the call's last byte is the urgent one.
+            let f = if urgent && sent + n == want {
+                FLAG_URG
+            } else {
+                0
+            };
             let r = b
                 .backend
-                .write(self.sref(b), &Fragment::stream(off, 0, &chunk[..n]));
+                .write(self.sref(b), &Fragment::stream(off, f, &chunk[..n]));
             tx = self.tx.lock();
             if let Err(e) = r {
                 // Refused: the range is given back if nobody took a later
@@ -530,7 +558,9 @@ impl Socket {
         flags: i32,
         dest: Option<&SockAddr>,
     ) -> Result<usize, Errno> {
-        if flags & MSG_OOB != 0 {
+        // UDP has no urgent data: IPv4 refuses MSG_OOB, IPv6 ignores it
+        // (udpv6_sendmsg does not look).
+        if flags & MSG_OOB != 0 && self.info.domain != AF_INET6 {
             return Err(EOPNOTSUPP);
         }
         if let Some(e) = self.take_error() {
@@ -699,6 +729,33 @@ fn peek_into(sb: &StreamBuf, bufs: &mut [&mut [u8]]) -> usize {
     let mut tmp = vec![0u8; total_len(bufs)];
     let n = sb.peek(&mut tmp);
     scatter(&tmp[..n], bufs);
+    n
+}
+
+/// [`read_into`] taking at most `cap` bytes (a read that stops at the
+/// urgent mark).
+fn read_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize, cap: usize) -> usize {
+    let space = total_len(bufs) - skip;
+    if cap >= space {
+        return read_into(sb, bufs, skip);
+    }
+    let mut tmp = vec![0u8; cap];
+    let n = sb.read(&mut tmp);
+    let mut rest = &tmp[..n];
+    let mut skip = skip;
+    for b in bufs.iter_mut() {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let k = rest.len().min(b.len() - skip);
+        b[skip..skip + k].copy_from_slice(&rest[..k]);
+        rest = &rest[k..];
+        skip = 0;
+        if rest.is_empty() {
+            break;
+        }
+    }
     n
 }
 

@@ -23,6 +23,7 @@ mod frontend;
 mod io;
 pub(crate) mod state;
 mod tcp_info;
+mod urgent;
 
 #[cfg(feature = "std")]
 pub(crate) use cork::{fork_child as cork_fork_child, fork_lock as cork_fork_lock};
@@ -36,7 +37,7 @@ use crate::addr::SockAddr;
 use crate::backend::contract::{
     Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
-use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST};
+use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST, FLAG_URG};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
@@ -169,6 +170,8 @@ pub struct Socket {
     pub(crate) incoming_cpu: core::sync::atomic::AtomicI32,
     /// SO_COOKIE, given at the first ask (0: not yet).
     cookie: AtomicU64,
+    /// TCP urgent data received (`urgent`).
+    urg: urgent::Urgent,
     /// The socket filter (SO_ATTACH_FILTER) and its lock.
     pub(crate) filter: filter::SockFilter,
 }
@@ -314,6 +317,7 @@ impl Socket {
             peek_off: core::sync::atomic::AtomicI32::new(-1),
             incoming_cpu: core::sync::atomic::AtomicI32::new(-1),
             cookie: AtomicU64::new(0),
+            urg: urgent::Urgent::new(),
             filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),
         }
@@ -529,8 +533,11 @@ impl Socket {
                 let lowat = if self.info.domain == AF_UNIX {
                     1
                 } else {
-                    self.rcv_lowat.load(Ordering::Relaxed) as usize
+                    self.rcv_lowat.load(Ordering::Relaxed) as usize + self.urgent_extra_target(sb)
                 };
+                if self.urgent_pending() {
+                    ev |= POLLPRI;
+                }
                 if sb.readable() >= lowat || peer_fin || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }

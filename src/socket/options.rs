@@ -181,6 +181,11 @@ impl Options {
         self.cork
     }
 
+    /// SO_OOBINLINE as set.
+    pub(crate) fn oobinline(&self) -> bool {
+        self.oobinline
+    }
+
     /// SO_RCVLOWAT as set.
     pub(crate) fn rcvlowat(&self) -> i32 {
         self.rcvlowat
