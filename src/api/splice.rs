@@ -27,6 +27,10 @@ const SPLICE_F_ALL: c_uint = 0x0f;
 const SPLICE_F_NONBLOCK: c_uint = 0x02;
 /// The least a pipe that polls writable can take: one free buffer.
 const PIPE_PAGE: usize = 4096;
+/// The most one splice out of a socket moves (its buffer's size): a pipe
+/// enlarged beyond the unprivileged limit (fs.pipe-max-size) gets it in
+/// several calls, which splice's contract allows.
+const MOVE_MAX: usize = 1 << 20;
 
 /// splice(2): between one of our sockets and a pipe; other fds go to libc.
 #[no_mangle]
@@ -186,7 +190,7 @@ fn socket_to_pipe(
     let no_wait = pipe_nonblock || flags & SPLICE_F_NONBLOCK != 0;
     wait_for_room(pipe, no_wait)?;
     let room = pipe_room(pipe);
-    let mut buf = vec![0u8; len.min(room)];
+    let mut buf = vec![0u8; len.min(room).min(MOVE_MAX)];
     let dontwait = if s.info.domain == AF_UNIX && s.is_stream() && flags & SPLICE_F_NONBLOCK != 0 {
         MSG_DONTWAIT
     } else {
