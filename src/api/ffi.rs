@@ -87,8 +87,9 @@ std::thread_local! {
     /// same buffers again and again, and re-probing them would cost a
     /// system call per send and receive. A range unmapped after it was
     /// probed is not noticed (the copy then faults, as it would in any
-    /// library that touches user memory).
-    static PROBED: core::cell::Cell<[(usize, usize); 8]> = const { core::cell::Cell::new([(usize::MAX, 0); 8]) };
+    /// library that touches user memory). An empty slot names no page
+    /// (usize::MAX at both ends: with 0, page 0 passed unprobed).
+    static PROBED: core::cell::Cell<[(usize, usize); 8]> = const { core::cell::Cell::new([(usize::MAX, usize::MAX); 8]) };
 }
 
 #[cfg(feature = "std")]

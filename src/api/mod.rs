@@ -56,6 +56,9 @@ pub mod fork;
 /// cbindgen:ignore
 pub mod poll;
 pub mod posix;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod splice;
 
 /// Before a call that makes a socket: fails with ENOSYS until the host has
 /// registered its platform table (no_std); installs the built-in backends
