@@ -25,6 +25,8 @@ const SPLICE_F_ALL: c_uint = 0x0f;
 /// SPLICE_F_NONBLOCK: no waiting on the pipe (not on the socket: see
 /// [`socket_to_pipe`]).
 const SPLICE_F_NONBLOCK: c_uint = 0x02;
+/// SPLICE_F_MORE: more data follows (a socket holds it back, as MSG_MORE).
+const SPLICE_F_MORE: c_uint = 0x04;
 /// The least a pipe that polls writable can take: one free buffer.
 const PIPE_PAGE: usize = 4096;
 /// The most one splice out of a socket moves (its buffer's size): a pipe
@@ -390,7 +392,13 @@ fn pipe_to_socket(
         let t = t as usize;
         buf.resize(t, 0);
         read_pipe(scratch.r, &mut buf)?;
-        let sent = match s.send(&[&buf[..]], 0, None) {
+        // splice_to_socket: SPLICE_F_MORE is MSG_MORE.
+        let more = if flags & SPLICE_F_MORE != 0 {
+            MSG_MORE
+        } else {
+            0
+        };
+        let sent = match s.send(&[&buf[..]], more, None) {
             Ok(n) => n,
             Err(e) => return so_far(done, e),
         };
