@@ -141,6 +141,8 @@ pub const TCP_CM_INQ: i32 = 36;
 /// The TCP option and control message level (IPPROTO_TCP).
 pub const SOL_TCP: i32 = 6;
 pub const IPV6_V6ONLY: i32 = 26;
+pub const UDP_CORK: i32 = 1;
+pub const UDP_SEGMENT: i32 = 103;
 pub const IP_MTU_DISCOVER: i32 = 10;
 pub const IP_MTU: i32 = 14;
 pub const IPV6_MTU_DISCOVER: i32 = 23;
@@ -287,6 +289,8 @@ mod tests {
             TCP_KEEPCNT,
             TCP_INFO,
             IPV6_V6ONLY,
+            UDP_CORK,
+            UDP_SEGMENT,
             IP_MTU_DISCOVER,
             IP_MTU,
             IPV6_MTU_DISCOVER,

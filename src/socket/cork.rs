@@ -24,11 +24,13 @@ use crate::consts::*;
 use crate::sync::MutexGuard;
 
 impl Socket {
-    /// Whether a send with `flags` holds its partial tail back.
+    /// Whether a send with `flags` holds its partial tail back (a stream)
+    /// or adds to a pending datagram (UDP: no ceiling there, the datagram
+    /// waits for the cork to come off).
     #[inline]
     pub(super) fn corking(&self, flags: i32) -> bool {
-        cfg!(feature = "std")
-            && self.info.domain != AF_UNIX
+        self.info.domain != AF_UNIX
+            && (cfg!(feature = "std") || !self.is_stream())
             && (flags & MSG_MORE != 0 || self.has(F_CORKED))
     }
 
@@ -70,7 +72,21 @@ impl Socket {
     /// write side is shutting, or the ceiling passed. A failure is the
     /// connection's and shows on the next call.
     pub(crate) fn push_held(&self) {
-        let tx = self.tx.lock();
+        let mut tx = self.tx.lock();
+        if !self.is_stream() {
+            // UDP_CORK off: the pending datagram goes (its error, if any,
+            // shows on the next call as the kernel's would).
+            if let Some(to) = tx.held_dgram.take() {
+                let data = core::mem::take(&mut tx.held);
+                drop(tx);
+                if let Some(b) = self.binding() {
+                    if let Err(e) = self.write_datagram(b, &data, to.as_ref(), 0) {
+                        self.set_error(e);
+                    }
+                }
+            }
+            return;
+        }
         let n = tx.held.len();
         if n > 0 {
             let _ = self.send_held(tx, n);

@@ -629,6 +629,52 @@ impl Socket {
             joined = bufs.concat();
             &joined
         };
+        if self.info.domain != AF_UNIX {
+            // UDP_CORK and MSG_MORE: the data joins the pending datagram,
+            // which goes when a send without MSG_MORE ends it or the cork
+            // comes off (udp_sendmsg's corkreq).
+            let mut tx = self.tx.lock();
+            if self.corking(flags) || tx.held_dgram.is_some() {
+                if tx.held.len() + data.len() > DGRAM_MAX {
+                    return Err(EMSGSIZE);
+                }
+                if tx.held_dgram.is_none() {
+                    // The first piece's destination is the datagram's.
+                    tx.held_dgram = Some(dest.copied());
+                }
+                tx.held.extend_from_slice(data);
+                if self.corking(flags) {
+                    return Ok(len);
+                }
+                let whole = core::mem::take(&mut tx.held);
+                let to = tx.held_dgram.take().flatten();
+                drop(tx);
+                return self
+                    .write_datagram(b, &whole, to.as_ref(), flags)
+                    .map(|()| len);
+            }
+        }
+        // UDP_SEGMENT: one send, datagrams of that size (the last shorter).
+        let gso = self.udp_gso.load(Ordering::Relaxed) as usize;
+        if gso > 0 && data.len() > gso {
+            for piece in data.chunks(gso) {
+                self.write_datagram(b, piece, dest, flags)?;
+            }
+            return Ok(len);
+        }
+        self.write_datagram(b, data, dest, flags).map(|()| len)
+    }
+
+    /// Sends one datagram through the backend, in fragments of at most
+    /// FRAG_MAX: waits (blocking) while a backend that keeps datagrams
+    /// has no room.
+    pub(super) fn write_datagram(
+        &self,
+        b: &Binding,
+        data: &[u8],
+        dest: Option<&SockAddr>,
+        flags: i32,
+    ) -> Result<(), Errno> {
         let id = {
             let mut tx = self.tx.lock();
             tx.dgram_id = tx.dgram_id.wrapping_add(1);
@@ -679,13 +725,13 @@ impl Socket {
                             .peer_addr(self.sref(b))
                             .is_some_and(|p| p.inet_port() == Some(0)) =>
                 {
-                    return Ok(len)
+                    return Ok(())
                 }
                 Err(e) => return Err(e),
             }
             off += n;
             if off >= data.len() {
-                return Ok(len);
+                return Ok(());
             }
         }
     }

@@ -82,8 +82,12 @@ pub(crate) struct Tx {
     /// Next datagram id.
     dgram_id: u64,
     /// Stream bytes accepted from the caller but held back by TCP_CORK or
-    /// MSG_MORE (`cork`); they come before `next`'s bytes.
+    /// MSG_MORE (`cork`); they come before `next`'s bytes. On a UDP socket,
+    /// the pending datagram UDP_CORK or MSG_MORE builds.
     held: Vec<u8>,
+    /// A UDP datagram is pending in `held`, to this destination (None:
+    /// the connected peer).
+    held_dgram: Option<Option<SockAddr>>,
 }
 
 pub(crate) struct Ctl {
@@ -172,6 +176,8 @@ pub struct Socket {
     cookie: AtomicU64,
     /// TCP urgent data received (`urgent`).
     urg: urgent::Urgent,
+    /// UDP_SEGMENT: a send is cut into datagrams of this size (0: off).
+    udp_gso: AtomicU32,
     /// The socket filter (SO_ATTACH_FILTER) and its lock.
     pub(crate) filter: filter::SockFilter,
 }
@@ -294,6 +300,7 @@ impl Socket {
                 next: 0,
                 dgram_id: 0,
                 held: Vec::new(),
+                held_dgram: None,
             }),
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
@@ -318,6 +325,7 @@ impl Socket {
             incoming_cpu: core::sync::atomic::AtomicI32::new(-1),
             cookie: AtomicU64::new(0),
             urg: urgent::Urgent::new(),
+            udp_gso: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),
         }

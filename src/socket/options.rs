@@ -754,6 +754,21 @@ impl Socket {
                 }
                 _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
+            IPPROTO_UDP if self.info.ty == SOCK_DGRAM && self.info.domain != AF_UNIX => {
+                // The kernel checks them and keeps them for getsockopt; the
+                // send path acts on them.
+                let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                let v = int_arg(val)?;
+                Ok(Box::new(move |s: &Socket| {
+                    record(s)?;
+                    match name {
+                        UDP_CORK => s.set_cork(v != 0),
+                        UDP_SEGMENT => s.udp_gso.store(v.max(0) as u32, Ordering::Relaxed),
+                        _ => {}
+                    }
+                    Ok(())
+                }))
+            }
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => {
                     if self.has(super::F_BOUND) {
