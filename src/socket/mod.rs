@@ -16,6 +16,7 @@ pub mod wait;
 
 mod connect;
 mod frontend;
+mod inet_args;
 mod io;
 pub(crate) mod state;
 
