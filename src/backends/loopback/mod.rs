@@ -335,7 +335,15 @@ impl Loopback {
         };
         {
             let mut ci = c.inner.lock();
-            ci.peer_addr = Some(child_local);
+            // A dual-stack client of an IPv4 listener sees it v4-mapped.
+            ci.peer_addr = Some(if l.info.domain != c.info.domain {
+                match IpEp::parse(&child_local, l.info.domain) {
+                    Ok(e) => e.to_sockaddr(c.info.domain),
+                    Err(_) => child_local,
+                }
+            } else {
+                child_local
+            });
             // A client bound to the wildcard now has a concrete address.
             if let (Some(Local::Ip(mine)), Some(d)) = (ci.local.as_mut(), ep.as_ref()) {
                 if mine.is_wild() {

@@ -169,7 +169,7 @@ impl Transport {
                 if let Some(a) = SockAddr::from_bytes(addr) {
                     st.peer.lock().replace(seen_as(&a, ls.info.domain));
                 }
-                *st.local.lock() = *ls.local.lock();
+                *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
                 let state: SockState = st.clone();
                 let ch = upcall::incoming(c.listener, state)?;
                 // From here a failure refuses `ch` (see `fail`).
@@ -289,5 +289,23 @@ fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
         Err(EAGAIN) => -1,
         // An error other than "nothing there" ends the connection.
         Err(_) => 0,
+    }
+}
+
+/// The local address of an accepted socket: the listener's, with a
+/// wildcard made concrete. On loopback a connection comes from the address
+/// it was sent to (`IpEp::source_for`), so the client's address (as the
+/// listener's family sees it) is the one the client reached.
+fn accepted_local(listener: Option<SockAddr>, peer: Option<SockAddr>) -> Option<SockAddr> {
+    let (Some(l), Some(p)) = (listener, peer) else {
+        return listener;
+    };
+    let fam = l.family();
+    match (IpEp::parse(&l, fam), IpEp::parse(&p, fam)) {
+        (Ok(mut me), Ok(them)) if me.is_wild() => {
+            me.ip = them.ip;
+            Some(me.to_sockaddr(fam))
+        }
+        _ => listener,
     }
 }
