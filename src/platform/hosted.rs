@@ -759,3 +759,35 @@ pub fn wait_changed(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> b
 pub fn time_between(a: Instant, b: Instant) -> Duration {
     b.saturating_duration_since(a)
 }
+
+/// `net.ipv4.ip_unprivileged_port_start`: the first port a process
+/// without CAP_NET_BIND_SERVICE may bind (Linux's default, 1024, when the
+/// file cannot be read).
+fn unprivileged_port_start() -> u32 {
+    let path = std::ffi::OsStr::new("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    read_file_raw(path, 32)
+        .ok()
+        .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Does this process hold CAP_NET_BIND_SERVICE in its effective set?
+fn has_cap_net_bind_service() -> bool {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_BIND_SERVICE: u32 = 10;
+    let mut hdr = [LINUX_CAPABILITY_VERSION_3, 0u32];
+    // effective, permitted, inheritable; twice (capabilities 0-31, 32-63)
+    let mut data = [0u32; 6];
+    // SAFETY: capget reads the header (version, pid 0: this thread) and
+    // writes two `__user_cap_data_struct`s, which `data` holds.
+    let r = unsafe { libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr()) };
+    r == 0 && data[0] & (1 << CAP_NET_BIND_SERVICE) != 0
+}
+
+/// May this process bind `port` (non-zero)? Below
+/// `ip_unprivileged_port_start` only with CAP_NET_BIND_SERVICE, as
+/// `inet_port_requires_bind_service` and the capability check in
+/// `__inet_bind` decide; the capability is asked first, as it is one call.
+pub fn may_bind_port(port: u16) -> bool {
+    has_cap_net_bind_service() || u32::from(port) >= unprivileged_port_start()
+}

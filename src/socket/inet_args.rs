@@ -57,8 +57,8 @@ impl Socket {
 
     /// bind()'s checks of an IP address up to the port table, in
     /// `inet_bind`/`__inet6_bind`'s order: length, family (an IPv4 socket
-    /// takes AF_UNSPEC with INADDR_ANY, for old programs), a second bind,
-    /// a v4-mapped address on a v6-only socket.
+    /// takes AF_UNSPEC with INADDR_ANY, for old programs), the privileged
+    /// port, a second bind, a v4-mapped address on a v6-only socket.
     /// Returns the address the backend binds.
     pub(crate) fn inet_bind_addr(&self, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let addr = match self.info.domain {
@@ -82,6 +82,10 @@ impl Socket {
                 *addr
             }
         };
+        let port = port_of(&addr);
+        if port != 0 && !crate::platform::may_bind_port(port) {
+            return Err(EACCES);
+        }
         if self.has(F_BOUND) {
             return Err(EINVAL);
         }
