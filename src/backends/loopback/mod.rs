@@ -367,6 +367,35 @@ impl Loopback {
         Ok(())
     }
 
+    /// A TCP socket connecting to its own address and port: Linux's
+    /// simultaneous open connects it to itself (its SYN meets its own
+    /// SYN_SENT socket), and it reads what it writes. `Ok(false)` when
+    /// `dest` is another address.
+    fn connect_self(&self, s: &Arc<LoSock>, dest: &SockAddr) -> Result<bool, Errno> {
+        if !matches!(s.info.domain, AF_INET | AF_INET6) {
+            return Ok(false);
+        }
+        let d = IpEp::parse(dest, s.info.domain)?;
+        let me = Self::concrete_local(s, Some(&d));
+        if !IpEp::parse(&me, s.info.domain).is_ok_and(|m| m.port == d.port && m.ip == d.ip) {
+            return Ok(false);
+        }
+        {
+            let mut inner = s.inner.lock();
+            if let Some(Local::Ip(l)) = inner.local.as_mut() {
+                l.ip = d.ip;
+            }
+            inner.peer_addr = Some(me);
+        }
+        LoSock::link(s, s);
+        let h = s.handle();
+        if let Ok(w) = upcall::window(h) {
+            let _ = upcall::credit(h, w);
+        }
+        let _ = upcall::connected(h);
+        Ok(true)
+    }
+
     /// A write reached a peer that is gone: the writer learns of it as it
     /// would from a TCP reset.
     fn peer_gone(s: &LoSock) {
@@ -586,6 +615,9 @@ impl Backend for Loopback {
             return Ok(());
         }
         self.autobind(&s, sock.opts)?;
+        if self.connect_self(&s, dest)? {
+            return Ok(());
+        }
         match self.find_listener(&s.info, dest) {
             Ok((l, ep)) => self.offer(&l, &s, dest, ep)?,
             Err(ECONNREFUSED) => {

@@ -105,6 +105,9 @@ pub struct XSock {
     conn: Mutex<Option<Arc<Conn>>>,
     /// The socket files this socket owns (removed at close).
     paths: Mutex<alloc::vec::Vec<PathBuf>>,
+    /// A stream connected to itself (see `XProc::connect_self`): what it
+    /// writes is delivered to it in place, with no kernel socket between.
+    to_self: core::sync::atomic::AtomicBool,
 }
 
 impl XSock {
@@ -116,6 +119,7 @@ impl XSock {
             peer: Mutex::new(None),
             conn: Mutex::new(None),
             paths: Mutex::new(alloc::vec::Vec::new()),
+            to_self: core::sync::atomic::AtomicBool::new(false),
         })
     }
 }
@@ -131,6 +135,36 @@ fn xs<'a>(s: &SockRef<'a>) -> Result<&'a XSock, Errno> {
 fn stream_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
     let c = xs(sock).ok()?.conn.lock().clone()?;
     matches!(c.role, Role::Stream).then_some(c)
+}
+
+impl XProc {
+    /// A stream socket bound to the address and port it connects to:
+    /// Linux's simultaneous open connects it to itself, and it reads what
+    /// it writes. Nothing crosses a process, so no connection is made:
+    /// `write` delivers in place. False when `dest` is another address.
+    fn connect_self(x: &XSock, h: SockHandle, dest: &IpEp) -> bool {
+        let Some(me) = *x.local.lock() else {
+            return false;
+        };
+        let Ok(mut m) = IpEp::parse(&me, x.info.domain) else {
+            return false;
+        };
+        if m.is_wild() {
+            m.ip = dest.source_for();
+        }
+        if m.port != dest.port || m.ip != dest.ip {
+            return false;
+        }
+        let me = m.to_sockaddr(x.info.domain);
+        *x.local.lock() = Some(me);
+        *x.peer.lock() = Some(me);
+        x.to_self.store(true, Ordering::Release);
+        if let Ok(w) = upcall::window(h) {
+            let _ = upcall::credit(h, w);
+        }
+        let _ = upcall::connected(h);
+        true
+    }
 }
 
 /// The cross-process backend over a network directory.
@@ -188,6 +222,9 @@ impl Backend for XProc {
             *x.peer.lock() = Some(*dest);
             return Ok(());
         }
+        if Self::connect_self(x, sock.handle, &ep) {
+            return Ok(());
+        }
         let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
         let k = match connect_unix(&a, len) {
@@ -227,6 +264,12 @@ impl Backend for XProc {
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
         let x = xs(&sock)?;
         match frag.header.kind {
+            FragKind::Stream if x.to_self.load(Ordering::Acquire) => {
+                match upcall::deliver(sock.handle, frag) {
+                    Err(EBADF) => Ok(()),
+                    r => r,
+                }
+            }
             FragKind::Stream => {
                 let Some(c) = x.conn.lock().clone() else {
                     return Err(ENOTCONN);
@@ -296,6 +339,10 @@ impl Backend for XProc {
 
     fn window(&self, sock: SockRef<'_>, limit: u64) {
         if let Ok(x) = xs(&sock) {
+            if x.to_self.load(Ordering::Acquire) {
+                let _ = upcall::credit(sock.handle, limit);
+                return;
+            }
             if let Some(c) = x.conn.lock().clone() {
                 match c.role {
                     Role::Stream => {
