@@ -28,6 +28,9 @@ use crate::consts::*;
 use crate::sync::Mutex;
 use table::{BindEntry, BindKey, Table};
 
+/// Linux's TCP_TIMEWAIT_LEN: how long a TIME_WAIT holds its port.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
+
 /// Where a socket is bound.
 #[derive(Clone, Debug)]
 enum Local {
@@ -53,6 +56,19 @@ struct Inner {
     dgram_peer: Option<SockAddr>,
     /// Connectors waiting for room in this listener's accept queue.
     pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+    /// Where this socket's TIME_WAIT would hold its port, and with which
+    /// flags: its own binding's, or for an accepted socket its listener's
+    /// (it inherits SO_REUSEADDR and SO_REUSEPORT).
+    tw: Option<TwPlace>,
+}
+
+/// The key and flags of a TIME_WAIT record (see `Loopback::close`).
+#[derive(Clone, Debug)]
+struct TwPlace {
+    key: BindKey,
+    v6only: bool,
+    reuseaddr: bool,
+    reuseport: bool,
 }
 
 /// Loopback's state of one socket.
@@ -69,6 +85,11 @@ pub struct LoSock {
     /// End-of-stream arrived from the peer: a later write to a vanished peer
     /// is EPIPE rather than ECONNRESET, as on Linux.
     got_fin: AtomicBool,
+    /// This end sent its FIN before the peer's arrived: the active close,
+    /// which leaves a TIME_WAIT behind.
+    fin_first: AtomicBool,
+    /// This end reset its connection: no TIME_WAIT.
+    rst_sent: AtomicBool,
     listening: AtomicBool,
     inner: Mutex<Inner>,
 }
@@ -82,6 +103,8 @@ impl LoSock {
             peer_sock: Mutex::new(Weak::new()),
             closed: AtomicBool::new(false),
             got_fin: AtomicBool::new(false),
+            fin_first: AtomicBool::new(false),
+            rst_sent: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
         })
@@ -139,13 +162,15 @@ impl Loopback {
         }
     }
 
-    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks one).
+    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks
+    /// one; `for_connect`, one that may be in TIME_WAIT).
     fn do_bind(
         &self,
         s: &Arc<LoSock>,
         h: SockHandle,
         want: &SockAddr,
         opts: SockOpts,
+        for_connect: bool,
     ) -> Result<SockAddr, Errno> {
         let info = s.info;
         let (local, key) = match info.domain {
@@ -161,8 +186,19 @@ impl Loopback {
                     v6only: opts.v6only || info.domain == AF_INET,
                     reuseaddr: opts.reuseaddr,
                     reuseport: opts.reuseport,
+                    tw_until: 0,
                 };
-                let (port, key) = self.table.bind_ip(info.ty, entry)?;
+                let tw = TwPlace {
+                    key: BindKey::Ip { ty: 0, port: 0 },
+                    v6only: entry.v6only,
+                    reuseaddr: entry.reuseaddr,
+                    reuseport: entry.reuseport,
+                };
+                let (port, key) = self.table.bind_ip(info.ty, entry, for_connect)?;
+                s.inner.lock().tw = Some(TwPlace {
+                    key: key.clone(),
+                    ..tw
+                });
                 (Local::Ip(IpEp { port, ..ep }), key)
             }
             AF_UNIX => {
@@ -174,6 +210,7 @@ impl Loopback {
                     v6only: false,
                     reuseaddr: false,
                     reuseport: false,
+                    tw_until: 0,
                 };
                 let (name, key) = self.table.bind_unix(info.ty, name, entry)?;
                 (Local::Unix(name), key)
@@ -189,7 +226,7 @@ impl Loopback {
 
     /// Binds to an ephemeral port on the wildcard address if not bound yet
     /// (what Linux does at connect or the first sendto).
-    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts) -> Result<(), Errno> {
+    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts, for_connect: bool) -> Result<(), Errno> {
         if s.inner.lock().local.is_some() {
             return Ok(());
         }
@@ -204,7 +241,13 @@ impl Loopback {
                     },
                     port: 0,
                 };
-                self.do_bind(s, s.handle(), &any.to_sockaddr(s.info.domain), opts)
+                self.do_bind(
+                    s,
+                    s.handle(),
+                    &any.to_sockaddr(s.info.domain),
+                    opts,
+                    for_connect,
+                )
                     .map(|_| ())
             }
             // Linux does not name an AF_UNIX socket at connect or send.
@@ -296,7 +339,10 @@ impl Loopback {
         };
         {
             let mut ci = child.inner.lock();
-            ci.local = l.inner.lock().local.clone();
+            let li = l.inner.lock();
+            ci.local = li.local.clone();
+            ci.tw = li.tw.clone();
+            drop(li);
             ci.peer_addr = Some(client_seen);
         }
         let child_state: SockState = child.clone();
@@ -396,6 +442,33 @@ impl Loopback {
         Ok(true)
     }
 
+    /// The TIME_WAIT record a closing socket leaves, and where: a TCP end
+    /// that closed first (sent its FIN before the peer's came, and did not
+    /// reset) holds its port for Linux's TCP_TIMEWAIT_LEN, FIN_WAIT2
+    /// included, at its concrete address, with its SO_REUSEADDR and
+    /// SO_REUSEPORT (an accepted socket's, its listener's).
+    fn time_wait_record(s: &Arc<LoSock>, inner: &Inner, h: SockHandle) -> Option<(BindKey, BindEntry)> {
+        if s.info.ty != SOCK_STREAM
+            || !s.fin_first.load(Ordering::Acquire)
+            || s.rst_sent.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let (Some(Local::Ip(ep)), Some(tw)) = (inner.local.as_ref(), inner.tw.as_ref()) else {
+            return None;
+        };
+        let rec = BindEntry {
+            handle: h,
+            sock: s.clone(),
+            ep: Some(*ep),
+            v6only: tw.v6only,
+            reuseaddr: tw.reuseaddr,
+            reuseport: tw.reuseport,
+            tw_until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS).max(1),
+        };
+        Some((tw.key.clone(), rec))
+    }
+
     /// A write reached a peer that is gone: the writer learns of it as it
     /// would from a TCP reset.
     fn peer_gone(s: &LoSock) {
@@ -465,7 +538,7 @@ impl Loopback {
                 r => r,
             };
         }
-        self.autobind(s, sock.opts)?;
+        self.autobind(s, sock.opts, false)?;
         let (target, ep, src) = match s.info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(&dest, s.info.domain)?;
@@ -579,12 +652,12 @@ impl Backend for Loopback {
         if s.inner.lock().local.is_some() {
             return Err(EINVAL);
         }
-        self.do_bind(&s, sock.handle, addr, sock.opts)
+        self.do_bind(&s, sock.handle, addr, sock.opts, false)
     }
 
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
         let s = arc(&sock)?;
-        self.autobind(&s, sock.opts)?;
+        self.autobind(&s, sock.opts, false)?;
         // Lock order: a shard's lock, then a socket's; never the reverse
         // (a datagram lookup reads the bound sockets' peers under the shard).
         let key = s.inner.lock().key.clone();
@@ -608,13 +681,13 @@ impl Backend for Loopback {
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
-                    self.autobind(&s, sock.opts)?;
+                    self.autobind(&s, sock.opts, false)?;
                 }
             }
             s.inner.lock().dgram_peer = Some(*dest);
             return Ok(());
         }
-        self.autobind(&s, sock.opts)?;
+        self.autobind(&s, sock.opts, true)?;
         if self.connect_self(&s, dest)? {
             return Ok(());
         }
@@ -644,7 +717,13 @@ impl Backend for Loopback {
         match frag.header.kind {
             FragKind::Stream => {
                 let s = lo(&sock)?;
+                if frag.header.flags & FLAG_RST != 0 {
+                    s.rst_sent.store(true, Ordering::Release);
+                }
                 if frag.header.flags & FLAG_FIN != 0 {
+                    if !s.got_fin.load(Ordering::Acquire) {
+                        s.fin_first.store(true, Ordering::Release);
+                    }
                     // Tell the peer's loopback state too, for EPIPE vs ECONNRESET.
                     if let Some(p) = s.live_peer() {
                         p.got_fin.store(true, Ordering::Release);
@@ -716,11 +795,14 @@ impl Backend for Loopback {
             // Linux shuts both directions of the survivor of an AF_UNIX pair.
             let _ = upcall::hangup(SockHandle(peer));
         }
-        let (key, pending) = {
+        let (key, pending, tw) = {
             let mut inner = s.inner.lock();
-            (inner.key.take(), core::mem::take(&mut inner.pending))
+            let tw = Self::time_wait_record(&s, &inner, sock.handle);
+            (inner.key.take(), core::mem::take(&mut inner.pending), tw)
         };
-        if let Some(k) = key {
+        if let Some((place, rec)) = tw {
+            self.table.time_wait(&place, sock.handle, rec);
+        } else if let Some(k) = key {
             self.table.unbind(&k, sock.handle);
         }
         for (c, _) in pending {
