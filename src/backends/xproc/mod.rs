@@ -108,6 +108,14 @@ pub struct XSock {
     /// A stream connected to itself (see `XProc::connect_self`): what it
     /// writes is delivered to it in place, with no kernel socket between.
     to_self: core::sync::atomic::AtomicBool,
+    /// This end sent its FIN before the peer's arrived (the active close:
+    /// a TIME_WAIT record at close, see `ports::time_wait`).
+    fin_first: core::sync::atomic::AtomicBool,
+    /// This end reset its connection: no TIME_WAIT.
+    rst_sent: core::sync::atomic::AtomicBool,
+    /// The kernel socket at the port files of a stream socket bound before
+    /// it connected: it holds the port while the connection lives.
+    bound: Mutex<Option<Arc<Conn>>>,
 }
 
 impl XSock {
@@ -120,6 +128,9 @@ impl XSock {
             conn: Mutex::new(None),
             paths: Mutex::new(alloc::vec::Vec::new()),
             to_self: core::sync::atomic::AtomicBool::new(false),
+            fin_first: core::sync::atomic::AtomicBool::new(false),
+            rst_sent: core::sync::atomic::AtomicBool::new(false),
+            bound: Mutex::new(None),
         })
     }
 }
@@ -245,13 +256,22 @@ impl Backend for XProc {
         };
         let mut me = ep;
         me.ip = ep.source_for();
-        me.port = 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16;
+        // A socket bound first keeps its port (its files stay bound, see
+        // `bound`); otherwise the port is a name only, held by no file.
+        let bound = x.local.lock().and_then(|l| IpEp::parse(&l, x.info.domain).ok());
+        me.port = match bound {
+            Some(b) if b.port != 0 => b.port,
+            _ => 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16,
+        };
         let mine = me.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(mine);
         *x.peer.lock() = Some(*dest);
         let c = Arc::new(Conn::new(k, Role::Stream, sock.handle, sock.handle));
         *c.sock.lock() = x.me.clone();
-        *x.conn.lock() = Some(c.clone());
+        let was = x.conn.lock().replace(c.clone());
+        if let Some(b) = was.filter(|b| matches!(b.role, Role::Listener)) {
+            *x.bound.lock() = Some(b);
+        }
         transport().add(c.clone())?;
         c.control(
             transport(),
@@ -274,6 +294,12 @@ impl Backend for XProc {
                 let Some(c) = x.conn.lock().clone() else {
                     return Err(ENOTCONN);
                 };
+                if frag.header.flags & crate::backend::wire::FLAG_RST != 0 {
+                    x.rst_sent.store(true, Ordering::Release);
+                }
+                if frag.header.flags & crate::backend::wire::FLAG_FIN != 0 && !c.state.got_fin() {
+                    x.fin_first.store(true, Ordering::Release);
+                }
                 if c.state.is_closed() {
                     if !frag.payload.is_empty() {
                         let _ = upcall::reset(
@@ -402,6 +428,10 @@ impl Backend for XProc {
                 }
             }
             return;
+        }
+        self.time_wait(x, sock.opts);
+        if let Some(b) = x.bound.lock().take() {
+            transport().remove(&b);
         }
         if let Some(c) = x.conn.lock().take() {
             // Queued bytes (the FIN among them) go out first: the transport
