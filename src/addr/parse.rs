@@ -94,6 +94,22 @@ impl IpEp {
         }
     }
 
+    /// A hash of the endpoint, for spreading the flows it starts over an
+    /// SO_REUSEPORT group: the same endpoint always picks the same member,
+    /// and neighbouring ports (ephemeral ones, given in turn) land apart.
+    pub fn flow_hash(&self) -> u64 {
+        let mut h = u64::from(self.port);
+        for chunk in self.ip.chunks(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            h = h.rotate_left(29) ^ u64::from_ne_bytes(w);
+        }
+        // splitmix64's finaliser
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+
     /// The sockaddr in `family` (AF_INET6 shows IPv4 as v4-mapped).
     pub fn to_sockaddr(&self, family: i32) -> SockAddr {
         let mut b = [0u8; 28];

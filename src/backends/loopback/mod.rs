@@ -274,15 +274,17 @@ impl Loopback {
     /// Linux gives when there is none.
     fn find_listener(
         &self,
-        info: &SockInfo,
+        c: &LoSock,
         dest: &SockAddr,
     ) -> Result<(BindEntry, Option<IpEp>), Errno> {
+        let info = &c.info;
         match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(dest, info.domain)?;
+                let from = IpEp::parse(&Self::concrete_local(c, Some(&ep)), info.domain).ok();
                 let e = self
                     .table
-                    .lookup_ip(info.ty, &ep, |e| e.sock.is_listening())
+                    .lookup_ip(info.ty, &ep, from.as_ref(), |e| e.sock.is_listening())
                     .ok_or(ECONNREFUSED)?;
                 Ok((e, Some(ep)))
             }
@@ -563,9 +565,12 @@ impl Loopback {
                     .as_ref()
                     .and_then(|f| {
                         self.table
-                            .lookup_ip(s.info.ty, &ep, |e| peer_is(e, Some(f)))
+                            .lookup_ip(s.info.ty, &ep, None, |e| peer_is(e, Some(f)))
                     })
-                    .or_else(|| self.table.lookup_ip(s.info.ty, &ep, |e| peer_is(e, None)));
+                    .or_else(|| {
+                        self.table
+                            .lookup_ip(s.info.ty, &ep, from.as_ref(), |e| peer_is(e, None))
+                    });
                 (t, Some(ep), src)
             }
             _ => {
@@ -691,7 +696,7 @@ impl Backend for Loopback {
         if self.connect_self(&s, dest)? {
             return Ok(());
         }
-        match self.find_listener(&s.info, dest) {
+        match self.find_listener(&s, dest) {
             Ok((l, ep)) => self.offer(&l, &s, dest, ep)?,
             Err(ECONNREFUSED) => {
                 let _ = upcall::refused(sock.handle, ECONNREFUSED);
@@ -705,7 +710,7 @@ impl Backend for Loopback {
         let Ok(l) = lo(&listener) else { return };
         let next = l.inner.lock().pending.pop_front();
         if let Some((c, dest)) = next {
-            if let Ok((entry, ep)) = self.find_listener(&c.info, &dest) {
+            if let Ok((entry, ep)) = self.find_listener(&c, &dest) {
                 let _ = self.offer(&entry, &c, &dest, ep);
             } else {
                 let _ = upcall::refused(c.handle(), ECONNREFUSED);

@@ -348,13 +348,17 @@ impl Table {
         }
     }
 
-    /// The socket that receives traffic for `dest` among those passing
-    /// `filter`: an exact address beats a wildcard, and among equals the
-    /// most recently bound wins (SO_REUSEADDR datagram semantics).
+    /// The socket that receives traffic for `dest` from `from` among those
+    /// passing `filter`: an exact address beats a wildcard, and among
+    /// equals the most recently bound wins (SO_REUSEADDR datagram
+    /// semantics), unless it belongs to an SO_REUSEPORT group: then the
+    /// flow's hash picks one of the group, as Linux's
+    /// `reuseport_select_sock` spreads connections and datagrams.
     pub fn lookup_ip(
         &self,
         ty: i32,
         dest: &IpEp,
+        from: Option<&IpEp>,
         filter: impl Fn(&BindEntry) -> bool,
     ) -> Option<BindEntry> {
         let key = BindKey::Ip {
@@ -377,7 +381,19 @@ impl Table {
                 best = Some(e);
             }
         }
-        best.cloned()
+        let best = best?;
+        let (Some(from), true) = (from, best.reuseport) else {
+            return Some(best.clone());
+        };
+        let exact = |e: &BindEntry| e.ep.is_some_and(|ep| ep.ip == dest.ip);
+        let group: Vec<&BindEntry> = list
+            .iter()
+            .filter(|e| {
+                e.live() && e.reuseport && e.reaches(dest) && exact(e) == exact(best) && filter(e)
+            })
+            .collect();
+        let pick = (from.flow_hash() % group.len().max(1) as u64) as usize;
+        Some(group.get(pick).copied().unwrap_or(best).clone())
     }
 
     /// The socket bound to an AF_UNIX name. ENOENT when a pathname has no
