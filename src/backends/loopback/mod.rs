@@ -248,7 +248,7 @@ impl Loopback {
                     opts,
                     for_connect,
                 )
-                    .map(|_| ())
+                .map(|_| ())
             }
             // Linux does not name an AF_UNIX socket at connect or send.
             _ => Ok(()),
@@ -449,7 +449,11 @@ impl Loopback {
     /// reset) holds its port for Linux's TCP_TIMEWAIT_LEN, FIN_WAIT2
     /// included, at its concrete address, with its SO_REUSEADDR and
     /// SO_REUSEPORT (an accepted socket's, its listener's).
-    fn time_wait_record(s: &Arc<LoSock>, inner: &Inner, h: SockHandle) -> Option<(BindKey, BindEntry)> {
+    fn time_wait_record(
+        s: &Arc<LoSock>,
+        inner: &Inner,
+        h: SockHandle,
+    ) -> Option<(BindKey, BindEntry)> {
         if s.info.ty != SOCK_STREAM
             || !s.fin_first.load(Ordering::Acquire)
             || s.rst_sent.load(Ordering::Acquire)
@@ -466,7 +470,9 @@ impl Loopback {
             v6only: tw.v6only,
             reuseaddr: tw.reuseaddr,
             reuseport: tw.reuseport,
-            tw_until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS).max(1),
+            tw_until: crate::platform::mono_ns()
+                .saturating_add(TIME_WAIT_NS)
+                .max(1),
         };
         Some((tw.key.clone(), rec))
     }

@@ -155,9 +155,10 @@ impl Table {
         let mut sh = self.shard(&key).lock();
         let list = sh.entry(key).or_default();
         list.retain(|e| e.live() || e.tw_until > now);
-        if list.iter().any(|e| {
-            (e.live() || !past_time_wait) && entry.overlaps(e) && !entry.compatible(e, ty)
-        }) {
+        if list
+            .iter()
+            .any(|e| (e.live() || !past_time_wait) && entry.overlaps(e) && !entry.compatible(e, ty))
+        {
             return Err(EADDRINUSE);
         }
         list.push(entry.clone());

@@ -258,7 +258,10 @@ impl Backend for XProc {
         me.ip = ep.source_for();
         // A socket bound first keeps its port (its files stay bound, see
         // `bound`); otherwise the port is a name only, held by no file.
-        let bound = x.local.lock().and_then(|l| IpEp::parse(&l, x.info.domain).ok());
+        let bound = x
+            .local
+            .lock()
+            .and_then(|l| IpEp::parse(&l, x.info.domain).ok());
         me.port = match bound {
             Some(b) if b.port != 0 => b.port,
             _ => 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16,

@@ -312,7 +312,11 @@ impl XProc {
             return;
         };
         // Only a port some file held: a bound one, or a listener's.
-        let accepted = x.conn.lock().as_ref().is_some_and(|c| c.listener != c.handle());
+        let accepted = x
+            .conn
+            .lock()
+            .as_ref()
+            .is_some_and(|c| c.listener != c.handle());
         if x.bound.lock().is_none() && !accepted {
             return;
         }
