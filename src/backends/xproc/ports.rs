@@ -320,17 +320,23 @@ impl XProc {
         if x.bound.lock().is_none() && !accepted {
             return;
         }
-        let mut rec = TwRecord {
+        let rec = TwRecord {
             until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS),
             reuseaddr: opts.reuseaddr,
             reuseport: opts.reuseport,
         };
+        let now = crate::platform::mono_ns();
         for path in self.tw_paths(ep.port, Space::of(x.info.domain, &ep, opts.v6only)) {
-            if let Some(old) = TwRecord::read(&path) {
-                if old.until > crate::platform::mono_ns() {
-                    rec.until = rec.until.max(old.until);
-                    rec.reuseaddr &= old.reuseaddr;
-                    rec.reuseport &= old.reuseport;
+            let mut rec = TwRecord { ..rec };
+            if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
+                rec.until = rec.until.max(old.until);
+                rec.reuseaddr &= old.reuseaddr;
+                rec.reuseport &= old.reuseport;
+                // A busy server closing first: at most one write a second
+                // for its port.
+                let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
+                if same && rec.until - old.until < TW_REWRITE_NS {
+                    continue;
                 }
             }
             rec.write(&path);
@@ -385,6 +391,10 @@ impl Space {
 
 /// Linux's TCP_TIMEWAIT_LEN: how long a TIME_WAIT holds its port.
 const TIME_WAIT_NS: u64 = 60_000_000_000;
+/// A record is extended only when that moves its end by this much: the
+/// port is held a second less at most, and a port whose connections
+/// close by the thousand costs one file write a second.
+const TW_REWRITE_NS: u64 = 1_000_000_000;
 
 /// A TIME_WAIT record file: one line, `<end> <reuseaddr> <reuseport>`, the
 /// end in CLOCK_MONOTONIC nanoseconds (one clock for every process of the
