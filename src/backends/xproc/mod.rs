@@ -42,6 +42,11 @@
 //!   close.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
+//! - A stream port in TIME_WAIT (an active close of a connection on a
+//!   port some file held) has a record beside its file, `DIR/t<port>.tw`
+//!   or `DIR/t<port>.v6.tw`: when it ends and which SO_REUSEADDR and
+//!   SO_REUSEPORT it had. A bind of the port checks it; it expires lazily
+//!   (`ports::time_wait`).
 //! - A malformed message, or one against the protocol, ends that connection
 //!   (or link) and nothing else.
 //!
