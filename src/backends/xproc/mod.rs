@@ -121,6 +121,9 @@ pub struct XSock {
     /// The kernel socket at the port files of a stream socket bound before
     /// it connected: it holds the port while the connection lives.
     bound: Mutex<Option<Arc<Conn>>>,
+    /// The SO_REUSEPORT group of stream sockets this one shares its port's
+    /// kernel listener with (`ports::stream_group_key`).
+    group: Mutex<Option<u32>>,
 }
 
 impl XSock {
@@ -136,6 +139,7 @@ impl XSock {
             fin_first: core::sync::atomic::AtomicBool::new(false),
             rst_sent: core::sync::atomic::AtomicBool::new(false),
             bound: Mutex::new(None),
+            group: Mutex::new(None),
         })
     }
 }
@@ -438,10 +442,22 @@ impl Backend for XProc {
             return;
         }
         self.time_wait(x, sock.opts);
+        // A member of an SO_REUSEPORT group leaves the port's listener and
+        // files to the others, if any.
+        let group = self.leave_stream_group(x, sock.handle);
+        let shared = group.as_ref().and_then(|(c, paths)| {
+            if let Some(paths) = paths {
+                x.paths.lock().extend(paths.iter().cloned());
+            }
+            paths.is_none().then(|| c.clone())
+        });
+        let is_shared = |c: &Arc<Conn>| shared.as_ref().is_some_and(|g| Arc::ptr_eq(g, c));
         if let Some(b) = x.bound.lock().take() {
-            transport().remove(&b);
+            if !is_shared(&b) {
+                transport().remove(&b);
+            }
         }
-        if let Some(c) = x.conn.lock().take() {
+        if let Some(c) = x.conn.lock().take().filter(|c| !is_shared(c)) {
             // Queued bytes (the FIN among them) go out first: the transport
             // thread closes the kernel socket when its queue is empty, and
             // reads it meanwhile (nobody pumps a closed socket).

@@ -164,6 +164,22 @@ impl XProc {
                 return Ok(a);
             }
         }
+        if !dgram && ep.port != 0 && opts.reuseport {
+            let key = stream_group_key(ep.port, space);
+            if let Some(p) = ports.get_mut(&key) {
+                // An SO_REUSEPORT group of this process's stream sockets
+                // shares the port's kernel listener.
+                if !p.members.iter().all(|(_, o, _)| o.reuseport) {
+                    return Err(EADDRINUSE);
+                }
+                p.members.push((h, opts, x.me.clone()));
+                *x.conn.lock() = Some(p.conn.clone());
+                *x.group.lock() = Some(key);
+                let a = ep.to_sockaddr(x.info.domain);
+                *x.local.lock() = Some(a);
+                return Ok(a);
+            }
+        }
         let (port, k, paths) = if ep.port != 0 {
             let (k, p) = self.bind_port(x.info.ty, ep.port, space, opts)?;
             (ep.port, k, p)
@@ -198,15 +214,52 @@ impl XProc {
             );
             c
         } else {
-            *x.paths.lock() = paths;
             let c = Arc::new(Conn::new(k, Role::Listener, h, h));
             *c.sock.lock() = x.me.clone();
+            if opts.reuseport {
+                // The group owns the files: they go with its last member.
+                let key = stream_group_key(port, space);
+                ports.insert(
+                    key,
+                    DgramPort {
+                        conn: c.clone(),
+                        paths,
+                        members: alloc::vec![(h, opts, x.me.clone())],
+                    },
+                );
+                *x.group.lock() = Some(key);
+            } else {
+                *x.paths.lock() = paths;
+            }
             c
         };
         *x.conn.lock() = Some(c);
         let a = IpEp { port, ..ep }.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(a);
         Ok(a)
+    }
+
+    /// Takes stream socket `x` (handle `h`) off its SO_REUSEPORT group, if
+    /// it is in one: the group's kernel listener, and the group's files
+    /// when it was the last member (otherwise the listener serves the next
+    /// member from now on).
+    pub(super) fn leave_stream_group(
+        &self,
+        x: &XSock,
+        h: SockHandle,
+    ) -> Option<(Arc<Conn>, Option<alloc::vec::Vec<PathBuf>>)> {
+        let key = x.group.lock().take()?;
+        let mut ports = DGRAM_PORTS.lock();
+        let p = ports.get_mut(&key)?;
+        p.members.retain(|(m, _, _)| *m != h);
+        if let Some((next, _, w)) = p.members.first() {
+            if p.conn.handle() == h {
+                p.conn.handle.store(next.0, Ordering::Release);
+                *p.conn.sock.lock() = w.clone();
+            }
+            return Some((p.conn.clone(), None));
+        }
+        ports.remove(&key).map(|p| (p.conn, Some(p.paths)))
     }
 
     /// Takes datagram socket `h` off its port (a `port_key`); returns the
@@ -361,6 +414,13 @@ impl XProc {
 /// the IPv6 name).
 pub(super) fn port_key(port: u16, space: Space) -> u32 {
     u32::from(port) | if space == Space::V6 { 1 << 16 } else { 0 }
+}
+
+/// The key of a stream port's SO_REUSEPORT group in `DGRAM_PORTS` (which
+/// keeps this process's shared ports of both types): its `port_key` with
+/// bit 17 set.
+pub(super) fn stream_group_key(port: u16, space: Space) -> u32 {
+    port_key(port, space) | 1 << 17
 }
 
 /// Which addresses of a port a bind takes (Linux's bind conflicts, by

@@ -171,7 +171,7 @@ impl Transport {
                 }
                 *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
                 let state: SockState = st.clone();
-                let ch = upcall::incoming(c.listener, state)?;
+                let ch = incoming(c, &ls, addr, state)?;
                 // From here a failure refuses `ch` (see `fail`).
                 c.handle.store(ch.0, Ordering::Release);
                 let local = *st.local.lock();
@@ -308,4 +308,31 @@ fn accepted_local(listener: Option<SockAddr>, peer: Option<SockAddr>) -> Option<
         }
         _ => listener,
     }
+}
+
+/// Offers an accepted connection to its listener: with an SO_REUSEPORT
+/// group on the port, to the member the client's hash picks, or the next
+/// one that listens (`reuseport_select_sock` spreads connections so).
+fn incoming(c: &Conn, ls: &XSock, client: &[u8], state: SockState) -> Result<SockHandle, Errno> {
+    let members: alloc::vec::Vec<SockHandle> = ls
+        .group
+        .lock()
+        .and_then(|key| {
+            let ports = DGRAM_PORTS.lock();
+            Some(ports.get(&key)?.members.iter().map(|m| m.0).collect())
+        })
+        .unwrap_or_default();
+    let from = SockAddr::from_bytes(client).and_then(|a| IpEp::parse(&a, a.family()).ok());
+    let (Some(from), true) = (from, members.len() > 1) else {
+        return upcall::incoming(c.listener, state);
+    };
+    let first = (from.flow_hash() % members.len() as u64) as usize;
+    let mut last = Err(ECONNREFUSED);
+    for i in 0..members.len() {
+        last = upcall::incoming(members[(first + i) % members.len()], state.clone());
+        if last != Err(ECONNREFUSED) {
+            break;
+        }
+    }
+    last
 }
