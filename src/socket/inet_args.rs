@@ -106,7 +106,10 @@ impl Socket {
             if addr.family() != AF_INET {
                 return Err(EAFNOSUPPORT);
             }
-            return Ok(*addr);
+            if self.is_stream() {
+                return Ok(*addr);
+            }
+            return Ok(self.wildcard_to_loopback(*addr));
         }
         let addr = if !self.is_stream() && addr.family() == AF_INET {
             // __ip6_datagram_connect: the dual-stack path.
@@ -127,7 +130,34 @@ impl Socket {
             *addr
         };
         self.v4_reachable(&addr)?;
-        Ok(addr)
+        if self.is_stream() {
+            return Ok(addr);
+        }
+        Ok(self.wildcard_to_loopback(addr))
+    }
+
+    /// A UDP connect() to the wildcard address connects to this host: the
+    /// socket's own address when it is bound to one, else loopback, as the
+    /// route lookup fills in a zero destination (`ip_route_output_key_hash`,
+    /// `ip6_datagram_connect`'s `::` made `::1`); getpeername() says so.
+    fn wildcard_to_loopback(&self, addr: SockAddr) -> SockAddr {
+        let fam = self.info.domain;
+        let Ok(mut d) = IpEp::parse(&addr, fam) else {
+            return addr;
+        };
+        if !d.is_wild() {
+            return addr;
+        }
+        let me = self
+            .has(F_BOUND)
+            .then(|| IpEp::parse(&self.local_addr(), fam).ok())
+            .flatten()
+            .filter(|m| !m.is_wild() && m.is_v4() == d.is_v4());
+        d.ip = match me {
+            Some(m) => m.ip,
+            None => d.source_for(),
+        };
+        d.to_sockaddr(fam)
     }
 
     /// sendto()'s checks of an IPv6 datagram socket's destination other
