@@ -75,6 +75,33 @@ impl IpEp {
         self.is_wild() || (self.is_v4() && self.ip[12] == 127) || self.ip == LOOPBACK6
     }
 
+    /// An address a socket of this host may bind: a local one, or one it
+    /// receives on without owning it (IPv4 multicast and the limited
+    /// broadcast address, IPv6 multicast), as `inet_bind` and
+    /// `__inet6_bind` allow.
+    pub fn bindable(&self) -> bool {
+        self.is_local()
+            || if self.is_v4() {
+                (224..240).contains(&self.ip[12]) || self.ip[12..] == [255; 4]
+            } else {
+                self.is_multicast6()
+            }
+    }
+
+    /// An IPv6 multicast address (ff00::/8).
+    pub fn is_multicast6(&self) -> bool {
+        !self.is_v4() && self.ip[0] == 0xff
+    }
+
+    /// An IPv6 address that means nothing without an interface
+    /// (`__ipv6_addr_needs_scope_id`): link-local unicast (fe80::/10), or
+    /// interface- or link-scope multicast (ff01::/16, ff02::/16).
+    pub fn needs_scope_id(&self) -> bool {
+        !self.is_v4()
+            && ((self.ip[0] == 0xfe && self.ip[1] & 0xc0 == 0x80)
+                || (self.ip[0] == 0xff && matches!(self.ip[1] & 0x0f, 1 | 2)))
+    }
+
     /// The address a connection to `self` comes from: itself when it is a
     /// loopback address, otherwise the loopback address of its family.
     pub fn source_for(&self) -> [u8; 16] {

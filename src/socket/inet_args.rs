@@ -39,6 +39,16 @@ fn is_mapped(a: &SockAddr) -> bool {
     IpEp::parse(a, AF_INET6).is_ok_and(|e| e.is_v4())
 }
 
+/// A link-scope `sockaddr_in6` without its scope id (`sin6_scope_id`,
+/// bytes 24..28, absent from an RFC 2133 address).
+fn needs_interface(a: &SockAddr) -> bool {
+    let b = a.as_bytes();
+    let scope = b
+        .get(24..28)
+        .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
+    scope == 0 && IpEp::parse(a, AF_INET6).is_ok_and(|e| e.needs_scope_id())
+}
+
 /// Port of a checked `sockaddr_in`/`sockaddr_in6`, host order.
 fn port_of(a: &SockAddr) -> u16 {
     let b = a.as_bytes();
@@ -58,7 +68,9 @@ impl Socket {
     /// bind()'s checks of an IP address up to the port table, in
     /// `inet_bind`/`__inet6_bind`'s order: length, family (an IPv4 socket
     /// takes AF_UNSPEC with INADDR_ANY, for old programs), the privileged
-    /// port, a second bind, a v4-mapped address on a v6-only socket.
+    /// port, a second bind, a v4-mapped address on a v6-only socket, a
+    /// link-scope address without its interface (and, first, an IPv6
+    /// multicast address on a stream socket).
     /// Returns the address the backend binds.
     pub(crate) fn inet_bind_addr(&self, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let addr = match self.info.domain {
@@ -79,6 +91,10 @@ impl Socket {
                 if addr.family() != AF_INET6 {
                     return Err(EAFNOSUPPORT);
                 }
+                if self.is_stream() && IpEp::parse(addr, AF_INET6).is_ok_and(|e| e.is_multicast6())
+                {
+                    return Err(EINVAL);
+                }
                 *addr
             }
         };
@@ -90,6 +106,11 @@ impl Socket {
             return Err(EINVAL);
         }
         if self.info.domain == AF_INET6 && is_mapped(&addr) && self.v6only() {
+            return Err(EINVAL);
+        }
+        if self.info.domain == AF_INET6 && needs_interface(&addr) {
+            // Binding a link-scope address requires an interface: the
+            // scope id, or SO_BINDTODEVICE, which this library has not.
             return Err(EINVAL);
         }
         Ok(addr)
