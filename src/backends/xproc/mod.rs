@@ -215,7 +215,7 @@ impl Backend for XProc {
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let x = xs(&sock)?;
         let ep = IpEp::parse(addr, x.info.domain)?;
-        if !ep.bindable() {
+        if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_ep(x, sock.handle, ep, sock.opts)
