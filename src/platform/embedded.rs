@@ -238,6 +238,18 @@ pub fn core_spare() -> bool {
     false
 }
 
+/// May this program bind `port`? Always: a host without the OS's socket
+/// API has no privileged ports.
+pub fn may_bind_port(_port: u16) -> bool {
+    true
+}
+
+/// Is `ip` an address of this host's interfaces? The host's table names
+/// none: loopback's are the only local ones.
+pub fn is_host_address(_ip: &[u8; 16]) -> bool {
+    false
+}
+
 /// The host's monotonic clock in nanoseconds (0 without one).
 pub fn mono_ns() -> u64 {
     now().0

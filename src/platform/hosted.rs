@@ -781,3 +781,117 @@ pub fn wait_changed(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> b
 pub fn time_between(a: Instant, b: Instant) -> Duration {
     b.saturating_duration_since(a)
 }
+
+/// `net.ipv4.ip_unprivileged_port_start`: the first port a process
+/// without CAP_NET_BIND_SERVICE may bind (Linux's default, 1024, when the
+/// file cannot be read).
+fn unprivileged_port_start() -> u32 {
+    let path = std::ffi::OsStr::new("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    read_file_raw(path, 32)
+        .ok()
+        .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Does this process hold CAP_NET_BIND_SERVICE in its effective set?
+fn has_cap_net_bind_service() -> bool {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_BIND_SERVICE: u32 = 10;
+    let mut hdr = [LINUX_CAPABILITY_VERSION_3, 0u32];
+    // effective, permitted, inheritable; twice (capabilities 0-31, 32-63)
+    let mut data = [0u32; 6];
+    // SAFETY: capget reads the header (version, pid 0: this thread) and
+    // writes two `__user_cap_data_struct`s, which `data` holds.
+    let r = unsafe { libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr()) };
+    r == 0 && data[0] & (1 << CAP_NET_BIND_SERVICE) != 0
+}
+
+/// May this process bind `port` (non-zero)? Below
+/// `ip_unprivileged_port_start` only with CAP_NET_BIND_SERVICE, as
+/// `inet_port_requires_bind_service` and the capability check in
+/// `__inet_bind` decide; the capability is asked first, as it is one call.
+pub fn may_bind_port(port: u16) -> bool {
+    has_cap_net_bind_service() || u32::from(port) >= unprivileged_port_start()
+}
+
+/// The IPv4 addresses of this host's interfaces, as the kernel lists them
+/// (SIOCGIFCONF on a kernel socket made and closed by raw system calls, so
+/// that a preloaded program's interposed calls are not involved).
+fn host_addresses4() -> Vec<[u8; 4]> {
+    const MAX_IFS: usize = 64;
+    // SAFETY: socket(2) with constant arguments; the fd is closed below.
+    let k = unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if k < 0 {
+        return Vec::new();
+    }
+    // SAFETY: `ifreq` is plain data (integers, arrays, a union of them
+    // and a pointer), valid all zero.
+    let mut reqs: Vec<libc::ifreq> = (0..MAX_IFS)
+        .map(|_| unsafe { core::mem::zeroed() })
+        .collect();
+    let mut conf = libc::ifconf {
+        ifc_len: (MAX_IFS * core::mem::size_of::<libc::ifreq>()) as libc::c_int,
+        ifc_ifcu: libc::__c_anonymous_ifc_ifcu {
+            ifcu_req: reqs.as_mut_ptr(),
+        },
+    };
+    // SAFETY: SIOCGIFCONF writes at most `ifc_len` bytes of `ifreq`s into
+    // `reqs`, which holds that many, and sets `ifc_len` to what it wrote.
+    let r = unsafe { libc::syscall(libc::SYS_ioctl, k, libc::SIOCGIFCONF, &mut conf) };
+    // SAFETY: closes the fd made above, which nothing else uses.
+    unsafe { libc::syscall(libc::SYS_close, k) };
+    if r < 0 {
+        return Vec::new();
+    }
+    let n = (conf.ifc_len.max(0) as usize / core::mem::size_of::<libc::ifreq>()).min(MAX_IFS);
+    reqs[..n]
+        .iter()
+        .filter_map(|q| {
+            // SAFETY: SIOCGIFCONF fills `ifru_addr` of each entry.
+            let sa = unsafe { q.ifr_ifru.ifru_addr };
+            (i32::from(sa.sa_family) == libc::AF_INET).then(|| {
+                let d = sa.sa_data;
+                [d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8]
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 addresses of this host's interfaces: /proc/net/if_inet6, one
+/// address a line in 32 hex digits, tentative ones (not usable yet) left
+/// out.
+fn host_addresses6() -> Vec<[u8; 16]> {
+    let path = std::ffi::OsStr::new("/proc/net/if_inet6");
+    let Ok(text) = read_file_raw(path, 1 << 16) else {
+        return Vec::new();
+    };
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_ascii_whitespace();
+            let hex = f.next()?;
+            let flags = u32::from_str_radix(f.nth(3)?, 16).ok()?;
+            if hex.len() != 32 || flags & IFA_F_TENTATIVE != 0 {
+                return None;
+            }
+            let mut a = [0u8; 16];
+            for (i, b) in a.iter_mut().enumerate() {
+                *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            Some(a)
+        })
+        .collect()
+}
+
+/// Is `ip` (IPv6 bytes, IPv4 as v4-mapped) an address of one of this
+/// host's interfaces? Asked of the kernel each time: a bind to an address
+/// that is not loopback's is rare, and interfaces come and go.
+pub fn is_host_address(ip: &[u8; 16]) -> bool {
+    let v4 = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    if v4 {
+        host_addresses4().iter().any(|a| a[..] == ip[12..])
+    } else {
+        host_addresses6().iter().any(|a| a == ip)
+    }
+}

@@ -45,10 +45,17 @@ impl Socket {
 
     /// bind().
     pub fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
-        self.check_family(addr)?;
-        if self.has(F_BOUND) {
-            return Err(EINVAL);
-        }
+        let checked;
+        let addr = if !self.is_ip() {
+            self.check_family(addr)?;
+            if self.has(F_BOUND) {
+                return Err(EINVAL);
+            }
+            addr
+        } else {
+            checked = self.inet_bind_addr(addr)?;
+            &checked
+        };
         let b = self.select(ClaimOp::Bind, addr)?;
         if self.has(F_BOUND) {
             return Err(EINVAL);
@@ -135,9 +142,16 @@ impl Socket {
             // connect() starts anew.
             return Err(self.take_error().unwrap_or(ECONNABORTED));
         }
-        if ip {
-            self.check_family(addr)?;
-        }
+        let checked;
+        let addr = if self.is_ip() {
+            checked = self.inet_connect_addr(addr)?;
+            &checked
+        } else {
+            if ip {
+                self.check_family(addr)?;
+            }
+            addr
+        };
         let b = self.select(ClaimOp::Connect, addr)?;
         // A refusal left over from an earlier attempt belongs to that one,
         // and so does the shutdown it left (see `connect_failed`).
@@ -241,7 +255,20 @@ impl Socket {
             }
             return Ok(());
         }
-        self.check_family(addr)?;
+        let checked;
+        let addr = if !self.is_ip() {
+            self.check_family(addr)?;
+            addr
+        } else {
+            match self.inet_connect_addr(addr) {
+                Ok(a) => checked = a,
+                Err(e) => {
+                    self.autobind_anyway();
+                    return Err(e);
+                }
+            }
+            &checked
+        };
         let b = self.select(ClaimOp::Connect, addr)?;
         b.backend.connect(self.sref(b), addr)?;
         self.set(F_BOUND);

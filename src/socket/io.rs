@@ -573,7 +573,12 @@ impl Socket {
         if f.has(F_WR_SHUT) {
             return Err(EPIPE);
         }
+        let mapped;
         let dest = match dest {
+            Some(d) if self.info.domain == AF_INET6 && d.family() != AF_UNSPEC => {
+                mapped = self.inet6_send_addr(d)?;
+                Some(&mapped)
+            }
             Some(d) => {
                 if self.info.domain == AF_UNIX && f.is(Phase::Connected) {
                     return Err(EISCONN);

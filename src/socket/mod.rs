@@ -20,6 +20,7 @@ mod connect;
 mod cork;
 pub(crate) mod filter;
 mod frontend;
+mod inet_args;
 mod io;
 pub(crate) mod state;
 mod tcp_info;

@@ -28,6 +28,9 @@ use crate::consts::*;
 use crate::sync::Mutex;
 use table::{BindEntry, BindKey, Table};
 
+/// Linux's TCP_TIMEWAIT_LEN: how long a TIME_WAIT holds its port.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
+
 /// Where a socket is bound.
 #[derive(Clone, Debug)]
 enum Local {
@@ -53,6 +56,19 @@ struct Inner {
     dgram_peer: Option<SockAddr>,
     /// Connectors waiting for room in this listener's accept queue.
     pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+    /// Where this socket's TIME_WAIT would hold its port, and with which
+    /// flags: its own binding's, or for an accepted socket its listener's
+    /// (it inherits SO_REUSEADDR and SO_REUSEPORT).
+    tw: Option<TwPlace>,
+}
+
+/// The key and flags of a TIME_WAIT record (see `Loopback::close`).
+#[derive(Clone, Debug)]
+struct TwPlace {
+    key: BindKey,
+    v6only: bool,
+    reuseaddr: bool,
+    reuseport: bool,
 }
 
 /// Loopback's state of one socket.
@@ -69,6 +85,11 @@ pub struct LoSock {
     /// End-of-stream arrived from the peer: a later write to a vanished peer
     /// is EPIPE rather than ECONNRESET, as on Linux.
     got_fin: AtomicBool,
+    /// This end sent its FIN before the peer's arrived: the active close,
+    /// which leaves a TIME_WAIT behind.
+    fin_first: AtomicBool,
+    /// This end reset its connection: no TIME_WAIT.
+    rst_sent: AtomicBool,
     listening: AtomicBool,
     inner: Mutex<Inner>,
 }
@@ -82,6 +103,8 @@ impl LoSock {
             peer_sock: Mutex::new(Weak::new()),
             closed: AtomicBool::new(false),
             got_fin: AtomicBool::new(false),
+            fin_first: AtomicBool::new(false),
+            rst_sent: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
         })
@@ -139,19 +162,21 @@ impl Loopback {
         }
     }
 
-    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks one).
+    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks
+    /// one; `for_connect`, one that may be in TIME_WAIT).
     fn do_bind(
         &self,
         s: &Arc<LoSock>,
         h: SockHandle,
         want: &SockAddr,
         opts: SockOpts,
+        for_connect: bool,
     ) -> Result<SockAddr, Errno> {
         let info = s.info;
         let (local, key) = match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(want, info.domain)?;
-                if !ep.is_local() {
+                if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
                     return Err(EADDRNOTAVAIL);
                 }
                 let entry = BindEntry {
@@ -161,8 +186,19 @@ impl Loopback {
                     v6only: opts.v6only || info.domain == AF_INET,
                     reuseaddr: opts.reuseaddr,
                     reuseport: opts.reuseport,
+                    tw_until: 0,
                 };
-                let (port, key) = self.table.bind_ip(info.ty, entry)?;
+                let tw = TwPlace {
+                    key: BindKey::Ip { ty: 0, port: 0 },
+                    v6only: entry.v6only,
+                    reuseaddr: entry.reuseaddr,
+                    reuseport: entry.reuseport,
+                };
+                let (port, key) = self.table.bind_ip(info.ty, entry, for_connect)?;
+                s.inner.lock().tw = Some(TwPlace {
+                    key: key.clone(),
+                    ..tw
+                });
                 (Local::Ip(IpEp { port, ..ep }), key)
             }
             AF_UNIX => {
@@ -174,6 +210,7 @@ impl Loopback {
                     v6only: false,
                     reuseaddr: false,
                     reuseport: false,
+                    tw_until: 0,
                 };
                 let (name, key) = self.table.bind_unix(info.ty, name, entry)?;
                 (Local::Unix(name), key)
@@ -189,7 +226,7 @@ impl Loopback {
 
     /// Binds to an ephemeral port on the wildcard address if not bound yet
     /// (what Linux does at connect or the first sendto).
-    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts) -> Result<(), Errno> {
+    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts, for_connect: bool) -> Result<(), Errno> {
         if s.inner.lock().local.is_some() {
             return Ok(());
         }
@@ -204,8 +241,14 @@ impl Loopback {
                     },
                     port: 0,
                 };
-                self.do_bind(s, s.handle(), &any.to_sockaddr(s.info.domain), opts)
-                    .map(|_| ())
+                self.do_bind(
+                    s,
+                    s.handle(),
+                    &any.to_sockaddr(s.info.domain),
+                    opts,
+                    for_connect,
+                )
+                .map(|_| ())
             }
             // Linux does not name an AF_UNIX socket at connect or send.
             _ => Ok(()),
@@ -231,15 +274,17 @@ impl Loopback {
     /// Linux gives when there is none.
     fn find_listener(
         &self,
-        info: &SockInfo,
+        c: &LoSock,
         dest: &SockAddr,
     ) -> Result<(BindEntry, Option<IpEp>), Errno> {
+        let info = &c.info;
         match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(dest, info.domain)?;
+                let from = IpEp::parse(&Self::concrete_local(c, Some(&ep)), info.domain).ok();
                 let e = self
                     .table
-                    .lookup_ip(info.ty, &ep, |e| e.sock.is_listening())
+                    .lookup_ip(info.ty, &ep, from.as_ref(), |e| e.sock.is_listening())
                     .ok_or(ECONNREFUSED)?;
                 Ok((e, Some(ep)))
             }
@@ -296,7 +341,10 @@ impl Loopback {
         };
         {
             let mut ci = child.inner.lock();
-            ci.local = l.inner.lock().local.clone();
+            let li = l.inner.lock();
+            ci.local = li.local.clone();
+            ci.tw = li.tw.clone();
+            drop(li);
             ci.peer_addr = Some(client_seen);
         }
         let child_state: SockState = child.clone();
@@ -335,7 +383,15 @@ impl Loopback {
         };
         {
             let mut ci = c.inner.lock();
-            ci.peer_addr = Some(child_local);
+            // A dual-stack client of an IPv4 listener sees it v4-mapped.
+            ci.peer_addr = Some(if l.info.domain != c.info.domain {
+                match IpEp::parse(&child_local, l.info.domain) {
+                    Ok(e) => e.to_sockaddr(c.info.domain),
+                    Err(_) => child_local,
+                }
+            } else {
+                child_local
+            });
             // A client bound to the wildcard now has a concrete address.
             if let (Some(Local::Ip(mine)), Some(d)) = (ci.local.as_mut(), ep.as_ref()) {
                 if mine.is_wild() {
@@ -357,6 +413,68 @@ impl Loopback {
         }
         let _ = upcall::connected(c.handle());
         Ok(())
+    }
+
+    /// A TCP socket connecting to its own address and port: Linux's
+    /// simultaneous open connects it to itself (its SYN meets its own
+    /// SYN_SENT socket), and it reads what it writes. `Ok(false)` when
+    /// `dest` is another address.
+    fn connect_self(&self, s: &Arc<LoSock>, dest: &SockAddr) -> Result<bool, Errno> {
+        if !matches!(s.info.domain, AF_INET | AF_INET6) {
+            return Ok(false);
+        }
+        let d = IpEp::parse(dest, s.info.domain)?;
+        let me = Self::concrete_local(s, Some(&d));
+        if !IpEp::parse(&me, s.info.domain).is_ok_and(|m| m.port == d.port && m.ip == d.ip) {
+            return Ok(false);
+        }
+        {
+            let mut inner = s.inner.lock();
+            if let Some(Local::Ip(l)) = inner.local.as_mut() {
+                l.ip = d.ip;
+            }
+            inner.peer_addr = Some(me);
+        }
+        LoSock::link(s, s);
+        let h = s.handle();
+        if let Ok(w) = upcall::window(h) {
+            let _ = upcall::credit(h, w);
+        }
+        let _ = upcall::connected(h);
+        Ok(true)
+    }
+
+    /// The TIME_WAIT record a closing socket leaves, and where: a TCP end
+    /// that closed first (sent its FIN before the peer's came, and did not
+    /// reset) holds its port for Linux's TCP_TIMEWAIT_LEN, FIN_WAIT2
+    /// included, at its concrete address, with its SO_REUSEADDR and
+    /// SO_REUSEPORT (an accepted socket's, its listener's).
+    fn time_wait_record(
+        s: &Arc<LoSock>,
+        inner: &Inner,
+        h: SockHandle,
+    ) -> Option<(BindKey, BindEntry)> {
+        if s.info.ty != SOCK_STREAM
+            || !s.fin_first.load(Ordering::Acquire)
+            || s.rst_sent.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let (Some(Local::Ip(ep)), Some(tw)) = (inner.local.as_ref(), inner.tw.as_ref()) else {
+            return None;
+        };
+        let rec = BindEntry {
+            handle: h,
+            sock: s.clone(),
+            ep: Some(*ep),
+            v6only: tw.v6only,
+            reuseaddr: tw.reuseaddr,
+            reuseport: tw.reuseport,
+            tw_until: crate::platform::mono_ns()
+                .saturating_add(TIME_WAIT_NS)
+                .max(1),
+        };
+        Some((tw.key.clone(), rec))
     }
 
     /// A write reached a peer that is gone: the writer learns of it as it
@@ -428,7 +546,7 @@ impl Loopback {
                 r => r,
             };
         }
-        self.autobind(s, sock.opts)?;
+        self.autobind(s, sock.opts, false)?;
         let (target, ep, src) = match s.info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(&dest, s.info.domain)?;
@@ -453,9 +571,12 @@ impl Loopback {
                     .as_ref()
                     .and_then(|f| {
                         self.table
-                            .lookup_ip(s.info.ty, &ep, |e| peer_is(e, Some(f)))
+                            .lookup_ip(s.info.ty, &ep, None, |e| peer_is(e, Some(f)))
                     })
-                    .or_else(|| self.table.lookup_ip(s.info.ty, &ep, |e| peer_is(e, None)));
+                    .or_else(|| {
+                        self.table
+                            .lookup_ip(s.info.ty, &ep, from.as_ref(), |e| peer_is(e, None))
+                    });
                 (t, Some(ep), src)
             }
             _ => {
@@ -542,12 +663,12 @@ impl Backend for Loopback {
         if s.inner.lock().local.is_some() {
             return Err(EINVAL);
         }
-        self.do_bind(&s, sock.handle, addr, sock.opts)
+        self.do_bind(&s, sock.handle, addr, sock.opts, false)
     }
 
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
         let s = arc(&sock)?;
-        self.autobind(&s, sock.opts)?;
+        self.autobind(&s, sock.opts, false)?;
         // Lock order: a shard's lock, then a socket's; never the reverse
         // (a datagram lookup reads the bound sockets' peers under the shard).
         let key = s.inner.lock().key.clone();
@@ -571,14 +692,17 @@ impl Backend for Loopback {
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
-                    self.autobind(&s, sock.opts)?;
+                    self.autobind(&s, sock.opts, false)?;
                 }
             }
             s.inner.lock().dgram_peer = Some(*dest);
             return Ok(());
         }
-        self.autobind(&s, sock.opts)?;
-        match self.find_listener(&s.info, dest) {
+        self.autobind(&s, sock.opts, true)?;
+        if self.connect_self(&s, dest)? {
+            return Ok(());
+        }
+        match self.find_listener(&s, dest) {
             Ok((l, ep)) => self.offer(&l, &s, dest, ep)?,
             Err(ECONNREFUSED) => {
                 let _ = upcall::refused(sock.handle, ECONNREFUSED);
@@ -592,7 +716,7 @@ impl Backend for Loopback {
         let Ok(l) = lo(&listener) else { return };
         let next = l.inner.lock().pending.pop_front();
         if let Some((c, dest)) = next {
-            if let Ok((entry, ep)) = self.find_listener(&c.info, &dest) {
+            if let Ok((entry, ep)) = self.find_listener(&c, &dest) {
                 let _ = self.offer(&entry, &c, &dest, ep);
             } else {
                 let _ = upcall::refused(c.handle(), ECONNREFUSED);
@@ -604,7 +728,13 @@ impl Backend for Loopback {
         match frag.header.kind {
             FragKind::Stream => {
                 let s = lo(&sock)?;
+                if frag.header.flags & FLAG_RST != 0 {
+                    s.rst_sent.store(true, Ordering::Release);
+                }
                 if frag.header.flags & FLAG_FIN != 0 {
+                    if !s.got_fin.load(Ordering::Acquire) {
+                        s.fin_first.store(true, Ordering::Release);
+                    }
                     // Tell the peer's loopback state too, for EPIPE vs ECONNRESET.
                     if let Some(p) = s.live_peer() {
                         p.got_fin.store(true, Ordering::Release);
@@ -676,11 +806,14 @@ impl Backend for Loopback {
             // Linux shuts both directions of the survivor of an AF_UNIX pair.
             let _ = upcall::hangup(SockHandle(peer));
         }
-        let (key, pending) = {
+        let (key, pending, tw) = {
             let mut inner = s.inner.lock();
-            (inner.key.take(), core::mem::take(&mut inner.pending))
+            let tw = Self::time_wait_record(&s, &inner, sock.handle);
+            (inner.key.take(), core::mem::take(&mut inner.pending), tw)
         };
-        if let Some(k) = key {
+        if let Some((place, rec)) = tw {
+            self.table.time_wait(&place, sock.handle, rec);
+        } else if let Some(k) = key {
             self.table.unbind(&k, sock.handle);
         }
         for (c, _) in pending {

@@ -39,13 +39,15 @@ pub(super) static DGRAM_PORTS: Mutex<BTreeMap<u32, DgramPort>> = Mutex::new(BTre
 /// Which socket on `port` receives a datagram from `src`, as Linux scores
 /// them: one connected to `src` (compared as an endpoint, so IPv4 and its
 /// v4-mapped form are the same), else the most recently bound unconnected
-/// one, never one connected to another peer.
+/// one, never one connected to another peer; when that one is of an
+/// SO_REUSEPORT group, the source's hash picks one of the group's
+/// unconnected members (`reuseport_select_sock`).
 /// Returns its handle and family.
 pub(super) fn dgram_receiver(port: u32, src: &SockAddr) -> Option<(SockHandle, i32)> {
     let from = IpEp::parse(src, src.family()).ok()?;
     let ports = DGRAM_PORTS.lock();
-    let mut unconnected = None;
-    for (h, _, x) in &ports.get(&port)?.members {
+    let mut unconnected = Vec::new();
+    for (h, o, x) in &ports.get(&port)?.members {
         let Some(x) = x.upgrade() else {
             continue;
         };
@@ -53,10 +55,21 @@ pub(super) fn dgram_receiver(port: u32, src: &SockAddr) -> Option<(SockHandle, i
         match peer.and_then(|p| IpEp::parse(&p, p.family()).ok()) {
             Some(p) if (p.ip, p.port) == (from.ip, from.port) => return Some((*h, x.info.domain)),
             Some(_) => {}
-            None => unconnected = Some((*h, x.info.domain)),
+            None => unconnected.push((*h, x.info.domain, o.reuseport)),
         }
     }
-    unconnected
+    let &(h, fam, reuseport) = unconnected.last()?;
+    if !reuseport {
+        return Some((h, fam));
+    }
+    let group: Vec<(SockHandle, i32)> = unconnected
+        .iter()
+        .filter(|m| m.2)
+        .map(|m| (m.0, m.1))
+        .collect();
+    group
+        .get((from.flow_hash() % group.len() as u64) as usize)
+        .copied()
 }
 
 /// Links of this process to other sockets' datagram ports, by port: one

@@ -42,6 +42,11 @@
 //!   close.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
+//! - A stream port in TIME_WAIT (an active close of a connection on a
+//!   port some file held) has a record beside its file, `DIR/t<port>.tw`
+//!   or `DIR/t<port>.v6.tw`: when it ends and which SO_REUSEADDR and
+//!   SO_REUSEPORT it had. A bind of the port checks it; it expires lazily
+//!   (`ports::time_wait`).
 //! - A malformed message, or one against the protocol, ends that connection
 //!   (or link) and nothing else.
 //!
@@ -105,6 +110,20 @@ pub struct XSock {
     conn: Mutex<Option<Arc<Conn>>>,
     /// The socket files this socket owns (removed at close).
     paths: Mutex<alloc::vec::Vec<PathBuf>>,
+    /// A stream connected to itself (see `XProc::connect_self`): what it
+    /// writes is delivered to it in place, with no kernel socket between.
+    to_self: core::sync::atomic::AtomicBool,
+    /// This end sent its FIN before the peer's arrived (the active close:
+    /// a TIME_WAIT record at close, see `ports::time_wait`).
+    fin_first: core::sync::atomic::AtomicBool,
+    /// This end reset its connection: no TIME_WAIT.
+    rst_sent: core::sync::atomic::AtomicBool,
+    /// The kernel socket at the port files of a stream socket bound before
+    /// it connected: it holds the port while the connection lives.
+    bound: Mutex<Option<Arc<Conn>>>,
+    /// The SO_REUSEPORT group of stream sockets this one shares its port's
+    /// kernel listener with (`ports::stream_group_key`).
+    group: Mutex<Option<u32>>,
 }
 
 impl XSock {
@@ -116,6 +135,11 @@ impl XSock {
             peer: Mutex::new(None),
             conn: Mutex::new(None),
             paths: Mutex::new(alloc::vec::Vec::new()),
+            to_self: core::sync::atomic::AtomicBool::new(false),
+            fin_first: core::sync::atomic::AtomicBool::new(false),
+            rst_sent: core::sync::atomic::AtomicBool::new(false),
+            bound: Mutex::new(None),
+            group: Mutex::new(None),
         })
     }
 }
@@ -131,6 +155,36 @@ fn xs<'a>(s: &SockRef<'a>) -> Result<&'a XSock, Errno> {
 fn stream_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
     let c = xs(sock).ok()?.conn.lock().clone()?;
     matches!(c.role, Role::Stream).then_some(c)
+}
+
+impl XProc {
+    /// A stream socket bound to the address and port it connects to:
+    /// Linux's simultaneous open connects it to itself, and it reads what
+    /// it writes. Nothing crosses a process, so no connection is made:
+    /// `write` delivers in place. False when `dest` is another address.
+    fn connect_self(x: &XSock, h: SockHandle, dest: &IpEp) -> bool {
+        let Some(me) = *x.local.lock() else {
+            return false;
+        };
+        let Ok(mut m) = IpEp::parse(&me, x.info.domain) else {
+            return false;
+        };
+        if m.is_wild() {
+            m.ip = dest.source_for();
+        }
+        if m.port != dest.port || m.ip != dest.ip {
+            return false;
+        }
+        let me = m.to_sockaddr(x.info.domain);
+        *x.local.lock() = Some(me);
+        *x.peer.lock() = Some(me);
+        x.to_self.store(true, Ordering::Release);
+        if let Ok(w) = upcall::window(h) {
+            let _ = upcall::credit(h, w);
+        }
+        let _ = upcall::connected(h);
+        true
+    }
 }
 
 /// The cross-process backend over a network directory.
@@ -161,7 +215,7 @@ impl Backend for XProc {
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let x = xs(&sock)?;
         let ep = IpEp::parse(addr, x.info.domain)?;
-        if !ep.is_local() {
+        if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_ep(x, sock.handle, ep, sock.opts)
@@ -188,6 +242,9 @@ impl Backend for XProc {
             *x.peer.lock() = Some(*dest);
             return Ok(());
         }
+        if Self::connect_self(x, sock.handle, &ep) {
+            return Ok(());
+        }
         let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
         let k = match connect_unix(&a, len) {
@@ -208,13 +265,25 @@ impl Backend for XProc {
         };
         let mut me = ep;
         me.ip = ep.source_for();
-        me.port = 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16;
+        // A socket bound first keeps its port (its files stay bound, see
+        // `bound`); otherwise the port is a name only, held by no file.
+        let bound = x
+            .local
+            .lock()
+            .and_then(|l| IpEp::parse(&l, x.info.domain).ok());
+        me.port = match bound {
+            Some(b) if b.port != 0 => b.port,
+            _ => 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16,
+        };
         let mine = me.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(mine);
         *x.peer.lock() = Some(*dest);
         let c = Arc::new(Conn::new(k, Role::Stream, sock.handle, sock.handle));
         *c.sock.lock() = x.me.clone();
-        *x.conn.lock() = Some(c.clone());
+        let was = x.conn.lock().replace(c.clone());
+        if let Some(b) = was.filter(|b| matches!(b.role, Role::Listener)) {
+            *x.bound.lock() = Some(b);
+        }
         transport().add(c.clone())?;
         c.control(
             transport(),
@@ -227,10 +296,22 @@ impl Backend for XProc {
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
         let x = xs(&sock)?;
         match frag.header.kind {
+            FragKind::Stream if x.to_self.load(Ordering::Acquire) => {
+                match upcall::deliver(sock.handle, frag) {
+                    Err(EBADF) => Ok(()),
+                    r => r,
+                }
+            }
             FragKind::Stream => {
                 let Some(c) = x.conn.lock().clone() else {
                     return Err(ENOTCONN);
                 };
+                if frag.header.flags & crate::backend::wire::FLAG_RST != 0 {
+                    x.rst_sent.store(true, Ordering::Release);
+                }
+                if frag.header.flags & crate::backend::wire::FLAG_FIN != 0 && !c.state.got_fin() {
+                    x.fin_first.store(true, Ordering::Release);
+                }
                 if c.state.is_closed() {
                     if !frag.payload.is_empty() {
                         let _ = upcall::reset(
@@ -296,6 +377,10 @@ impl Backend for XProc {
 
     fn window(&self, sock: SockRef<'_>, limit: u64) {
         if let Ok(x) = xs(&sock) {
+            if x.to_self.load(Ordering::Acquire) {
+                let _ = upcall::credit(sock.handle, limit);
+                return;
+            }
             if let Some(c) = x.conn.lock().clone() {
                 match c.role {
                     Role::Stream => {
@@ -356,7 +441,23 @@ impl Backend for XProc {
             }
             return;
         }
-        if let Some(c) = x.conn.lock().take() {
+        self.time_wait(x, sock.opts);
+        // A member of an SO_REUSEPORT group leaves the port's listener and
+        // files to the others, if any.
+        let group = self.leave_stream_group(x, sock.handle);
+        let shared = group.as_ref().and_then(|(c, paths)| {
+            if let Some(paths) = paths {
+                x.paths.lock().extend(paths.iter().cloned());
+            }
+            paths.is_none().then(|| c.clone())
+        });
+        let is_shared = |c: &Arc<Conn>| shared.as_ref().is_some_and(|g| Arc::ptr_eq(g, c));
+        if let Some(b) = x.bound.lock().take() {
+            if !is_shared(&b) {
+                transport().remove(&b);
+            }
+        }
+        if let Some(c) = x.conn.lock().take().filter(|c| !is_shared(c)) {
             // Queued bytes (the FIN among them) go out first: the transport
             // thread closes the kernel socket when its queue is empty, and
             // reads it meanwhile (nobody pumps a closed socket).

@@ -59,7 +59,11 @@ impl XProc {
         ty: i32,
         port: u16,
         space: Space,
+        opts: SockOpts,
     ) -> Result<(i32, alloc::vec::Vec<PathBuf>), Errno> {
+        if ty == SOCK_STREAM {
+            self.check_time_wait(port, space, opts)?;
+        }
         let (k, path) = self.bind_file(ty, port, space == Space::V6)?;
         if space != Space::Both {
             return Ok((k, alloc::vec![path]));
@@ -160,8 +164,24 @@ impl XProc {
                 return Ok(a);
             }
         }
+        if !dgram && ep.port != 0 && opts.reuseport {
+            let key = stream_group_key(ep.port, space);
+            if let Some(p) = ports.get_mut(&key) {
+                // An SO_REUSEPORT group of this process's stream sockets
+                // shares the port's kernel listener.
+                if !p.members.iter().all(|(_, o, _)| o.reuseport) {
+                    return Err(EADDRINUSE);
+                }
+                p.members.push((h, opts, x.me.clone()));
+                *x.conn.lock() = Some(p.conn.clone());
+                *x.group.lock() = Some(key);
+                let a = ep.to_sockaddr(x.info.domain);
+                *x.local.lock() = Some(a);
+                return Ok(a);
+            }
+        }
         let (port, k, paths) = if ep.port != 0 {
-            let (k, p) = self.bind_port(x.info.ty, ep.port, space)?;
+            let (k, p) = self.bind_port(x.info.ty, ep.port, space, opts)?;
             (ep.port, k, p)
         } else {
             let mut found = None;
@@ -171,7 +191,7 @@ impl XProc {
                 if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
-                if let Ok((k, p)) = self.bind_port(x.info.ty, port, space) {
+                if let Ok((k, p)) = self.bind_port(x.info.ty, port, space, opts) {
                     found = Some((port, k, p));
                     break;
                 }
@@ -194,15 +214,52 @@ impl XProc {
             );
             c
         } else {
-            *x.paths.lock() = paths;
             let c = Arc::new(Conn::new(k, Role::Listener, h, h));
             *c.sock.lock() = x.me.clone();
+            if opts.reuseport {
+                // The group owns the files: they go with its last member.
+                let key = stream_group_key(port, space);
+                ports.insert(
+                    key,
+                    DgramPort {
+                        conn: c.clone(),
+                        paths,
+                        members: alloc::vec![(h, opts, x.me.clone())],
+                    },
+                );
+                *x.group.lock() = Some(key);
+            } else {
+                *x.paths.lock() = paths;
+            }
             c
         };
         *x.conn.lock() = Some(c);
         let a = IpEp { port, ..ep }.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(a);
         Ok(a)
+    }
+
+    /// Takes stream socket `x` (handle `h`) off its SO_REUSEPORT group, if
+    /// it is in one: the group's kernel listener, and the group's files
+    /// when it was the last member (otherwise the listener serves the next
+    /// member from now on).
+    pub(super) fn leave_stream_group(
+        &self,
+        x: &XSock,
+        h: SockHandle,
+    ) -> Option<(Arc<Conn>, Option<alloc::vec::Vec<PathBuf>>)> {
+        let key = x.group.lock().take()?;
+        let mut ports = DGRAM_PORTS.lock();
+        let p = ports.get_mut(&key)?;
+        p.members.retain(|(m, _, _)| *m != h);
+        if let Some((next, _, w)) = p.members.first() {
+            if p.conn.handle() == h {
+                p.conn.handle.store(next.0, Ordering::Release);
+                *p.conn.sock.lock() = w.clone();
+            }
+            return Some((p.conn.clone(), None));
+        }
+        ports.remove(&key).map(|p| (p.conn, Some(p.paths)))
     }
 
     /// Takes datagram socket `h` off its port (a `port_key`); returns the
@@ -249,6 +306,96 @@ impl XProc {
         Some(c)
     }
 
+    /// The TIME_WAIT record files of a stream port's space: `t<port>.tw`
+    /// for its IPv4 addresses, `t<port>.v6.tw` for its IPv6 ones.
+    fn tw_paths(&self, port: u16, space: Space) -> alloc::vec::Vec<PathBuf> {
+        let name = |v6: bool| {
+            let mut p = self.path(SOCK_STREAM, port, v6).into_os_string();
+            p.push(".tw");
+            PathBuf::from(p)
+        };
+        match space {
+            Space::V4 => alloc::vec![name(false)],
+            Space::V6 => alloc::vec![name(true)],
+            Space::Both => alloc::vec![name(false), name(true)],
+        }
+    }
+
+    /// A bind of a stream port in `space` against the TIME_WAIT records
+    /// there: EADDRINUSE unless both the record and this socket have
+    /// SO_REUSEADDR (or both SO_REUSEPORT), as `inet_csk_bind_conflict`
+    /// treats a TIME_WAIT socket. A record that has run out is removed:
+    /// records expire lazily, here, with no timer.
+    fn check_time_wait(&self, port: u16, space: Space, opts: SockOpts) -> Result<(), Errno> {
+        let now = crate::platform::mono_ns();
+        for path in self.tw_paths(port, space) {
+            let Some(rec) = TwRecord::read(&path) else {
+                continue;
+            };
+            if rec.until <= now {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let shared = (rec.reuseaddr && opts.reuseaddr) || (rec.reuseport && opts.reuseport);
+            if !shared {
+                return Err(EADDRINUSE);
+            }
+        }
+        Ok(())
+    }
+
+    /// At close: a stream socket that closed first (sent its FIN before
+    /// the peer's came, and did not reset) leaves a TIME_WAIT record on its
+    /// port for Linux's TCP_TIMEWAIT_LEN, with its SO_REUSEADDR and
+    /// SO_REUSEPORT (an accepted socket's are its listener's). A record
+    /// already there is extended, and keeps a flag only if both have it:
+    /// the directory holds ports, not every connection.
+    pub(super) fn time_wait(&self, x: &XSock, opts: SockOpts) {
+        if x.info.ty != SOCK_STREAM
+            || !x.fin_first.load(Ordering::Acquire)
+            || x.rst_sent.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Some(ep) = x
+            .local
+            .lock()
+            .and_then(|l| IpEp::parse(&l, x.info.domain).ok())
+        else {
+            return;
+        };
+        // Only a port some file held: a bound one, or a listener's.
+        let accepted = x
+            .conn
+            .lock()
+            .as_ref()
+            .is_some_and(|c| c.listener != c.handle());
+        if x.bound.lock().is_none() && !accepted {
+            return;
+        }
+        let rec = TwRecord {
+            until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS),
+            reuseaddr: opts.reuseaddr,
+            reuseport: opts.reuseport,
+        };
+        let now = crate::platform::mono_ns();
+        for path in self.tw_paths(ep.port, Space::of(x.info.domain, &ep, opts.v6only)) {
+            let mut rec = TwRecord { ..rec };
+            if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
+                rec.until = rec.until.max(old.until);
+                rec.reuseaddr &= old.reuseaddr;
+                rec.reuseport &= old.reuseport;
+                // A busy server closing first: at most one write a second
+                // for its port.
+                let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
+                if same && rec.until - old.until < TW_REWRITE_NS {
+                    continue;
+                }
+            }
+            rec.write(&path);
+        }
+    }
+
     pub(super) fn autobind(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
@@ -267,6 +414,13 @@ impl XProc {
 /// the IPv6 name).
 pub(super) fn port_key(port: u16, space: Space) -> u32 {
     u32::from(port) | if space == Space::V6 { 1 << 16 } else { 0 }
+}
+
+/// The key of a stream port's SO_REUSEPORT group in `DGRAM_PORTS` (which
+/// keeps this process's shared ports of both types): its `port_key` with
+/// bit 17 set.
+pub(super) fn stream_group_key(port: u16, space: Space) -> u32 {
+    port_key(port, space) | 1 << 17
 }
 
 /// Which addresses of a port a bind takes (Linux's bind conflicts, by
@@ -291,6 +445,54 @@ impl Space {
             Space::Both
         } else {
             Space::V6
+        }
+    }
+}
+
+/// Linux's TCP_TIMEWAIT_LEN: how long a TIME_WAIT holds its port.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
+/// A record is extended only when that moves its end by this much: the
+/// port is held a second less at most, and a port whose connections
+/// close by the thousand costs one file write a second.
+const TW_REWRITE_NS: u64 = 1_000_000_000;
+
+/// A TIME_WAIT record file: one line, `<end> <reuseaddr> <reuseport>`, the
+/// end in CLOCK_MONOTONIC nanoseconds (one clock for every process of the
+/// machine).
+struct TwRecord {
+    until: u64,
+    reuseaddr: bool,
+    reuseport: bool,
+}
+
+impl TwRecord {
+    /// The record at `path`; `None` when there is none or it is not one.
+    fn read(path: &std::path::Path) -> Option<TwRecord> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut it = text.split_ascii_whitespace();
+        let until = it.next()?.parse().ok()?;
+        let reuseaddr = it.next()? == "1";
+        let reuseport = it.next()? == "1";
+        Some(TwRecord {
+            until,
+            reuseaddr,
+            reuseport,
+        })
+    }
+
+    /// Writes the record at `path` whole (a file beside it, renamed over
+    /// it), so that a reader never sees half of one.
+    fn write(&self, path: &std::path::Path) {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(alloc::format!(".{}", std::process::id()));
+        let line = alloc::format!(
+            "{} {} {}\n",
+            self.until,
+            u8::from(self.reuseaddr),
+            u8::from(self.reuseport)
+        );
+        if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
 }

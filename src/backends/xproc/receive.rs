@@ -193,9 +193,9 @@ impl Transport {
                 if let Some(a) = SockAddr::from_bytes(addr) {
                     st.peer.lock().replace(seen_as(&a, ls.info.domain));
                 }
-                *st.local.lock() = *ls.local.lock();
+                *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
                 let state: SockState = st.clone();
-                let ch = upcall::incoming(c.listener, state)?;
+                let ch = incoming(c, &ls, addr, state)?;
                 // From here a failure refuses `ch` (see `fail`).
                 c.handle.store(ch.0, Ordering::Release);
                 let local = *st.local.lock();
@@ -314,4 +314,49 @@ fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
         // An error other than "nothing there" ends the connection.
         Err(_) => 0,
     }
+}
+
+/// The local address of an accepted socket: the listener's, with a
+/// wildcard made concrete. On loopback a connection comes from the address
+/// it was sent to (`IpEp::source_for`), so the client's address (as the
+/// listener's family sees it) is the one the client reached.
+fn accepted_local(listener: Option<SockAddr>, peer: Option<SockAddr>) -> Option<SockAddr> {
+    let (Some(l), Some(p)) = (listener, peer) else {
+        return listener;
+    };
+    let fam = l.family();
+    match (IpEp::parse(&l, fam), IpEp::parse(&p, fam)) {
+        (Ok(mut me), Ok(them)) if me.is_wild() => {
+            me.ip = them.ip;
+            Some(me.to_sockaddr(fam))
+        }
+        _ => listener,
+    }
+}
+
+/// Offers an accepted connection to its listener: with an SO_REUSEPORT
+/// group on the port, to the member the client's hash picks, or the next
+/// one that listens (`reuseport_select_sock` spreads connections so).
+fn incoming(c: &Conn, ls: &XSock, client: &[u8], state: SockState) -> Result<SockHandle, Errno> {
+    let members: alloc::vec::Vec<SockHandle> = ls
+        .group
+        .lock()
+        .and_then(|key| {
+            let ports = DGRAM_PORTS.lock();
+            Some(ports.get(&key)?.members.iter().map(|m| m.0).collect())
+        })
+        .unwrap_or_default();
+    let from = SockAddr::from_bytes(client).and_then(|a| IpEp::parse(&a, a.family()).ok());
+    let (Some(from), true) = (from, members.len() > 1) else {
+        return upcall::incoming(c.listener, state);
+    };
+    let first = (from.flow_hash() % members.len() as u64) as usize;
+    let mut last = Err(ECONNREFUSED);
+    for i in 0..members.len() {
+        last = upcall::incoming(members[(first + i) % members.len()], state.clone());
+        if last != Err(ECONNREFUSED) {
+            break;
+        }
+    }
+    last
 }
