@@ -136,6 +136,13 @@ pub const TCP_KEEPINTVL: i32 = 5;
 pub const TCP_KEEPCNT: i32 = 6;
 pub const TCP_INFO: i32 = 11;
 pub const TCP_INQ: i32 = 36;
+pub const TCP_DEFER_ACCEPT: i32 = 9;
+pub const TCP_WINDOW_CLAMP: i32 = 10;
+pub const TCP_REPAIR: i32 = 19;
+pub const TCP_FASTOPEN: i32 = 23;
+pub const TCP_FASTOPEN_CONNECT: i32 = 30;
+pub const TCP_FASTOPEN_NO_COOKIE: i32 = 34;
+pub const MSG_FASTOPEN: i32 = 0x2000_0000;
 /// TCP_INQ's control message type (TCP_CM_INQ = TCP_INQ).
 pub const TCP_CM_INQ: i32 = 36;
 /// The TCP option and control message level (IPPROTO_TCP).
@@ -288,6 +295,13 @@ mod tests {
             TCP_KEEPINTVL,
             TCP_KEEPCNT,
             TCP_INFO,
+            TCP_DEFER_ACCEPT,
+            TCP_WINDOW_CLAMP,
+            TCP_REPAIR,
+            TCP_FASTOPEN,
+            TCP_FASTOPEN_CONNECT,
+            TCP_FASTOPEN_NO_COOKIE,
+            MSG_FASTOPEN,
             IPV6_V6ONLY,
             UDP_CORK,
             UDP_SEGMENT,

@@ -354,6 +354,16 @@ impl Socket {
         flags: i32,
         dest: Option<&SockAddr>,
     ) -> Result<usize, Errno> {
+        if flags & MSG_FASTOPEN != 0 && self.is_stream() && self.info.domain != AF_UNIX {
+            // sendto(MSG_FASTOPEN) connects, then sends (tcp_sendmsg_fastopen;
+            // the data goes after the handshake rather than in the SYN).
+            if let (Some(d), Phase::Idle) = (dest, self.phase()) {
+                if !super::options::tfo_client_enabled() {
+                    return Err(EOPNOTSUPP);
+                }
+                self.connect(d)?;
+            }
+        }
         let r = if self.is_stream() {
             self.send_stream(bufs, flags, dest)
         } else {

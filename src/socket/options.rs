@@ -324,6 +324,12 @@ fn is_tcp(info: &SockInfo) -> bool {
     (info.domain == AF_INET || info.domain == AF_INET6) && info.ty == SOCK_STREAM
 }
 
+/// net.ipv4.tcp_fastopen has its client bit (TFO_CLIENT_ENABLE; on by
+/// default).
+pub(crate) fn tfo_client_enabled() -> bool {
+    crate::platform::kernel_number("/proc/sys/net/ipv4/tcp_fastopen").map_or(true, |v| v & 1 != 0)
+}
+
 /// Errno for an option level that does not apply to this socket.
 fn wrong_level(info: &SockInfo) -> Errno {
     if info.domain == AF_UNIX {
@@ -406,6 +412,14 @@ impl Socket {
                     let info = self.tcp_info(o.maxseg, self.held_bytes());
                     Ok(OptVal::Bytes(info[..cap.min(info.len())].to_vec()))
                 }
+                TCP_WINDOW_CLAMP if self.phase() == Phase::Connected => {
+                    // A connection has a clamp (tcp_select_initial_window):
+                    // the one set, else the receive window's largest.
+                    match self.kernel_get(level, name, cap, ENOPROTOOPT)? {
+                        OptVal::Bytes(b) if b.iter().any(|&x| x != 0) => Ok(OptVal::Bytes(b)),
+                        _ => Ok(OptVal::Int(self.rcvbuf().min(i32::MAX as usize) as i32)),
+                    }
+                }
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
@@ -415,6 +429,31 @@ impl Socket {
             },
             IPPROTO_IP if self.info.domain != AF_UNIX && name == IP_MTU => self.ip_mtu(),
             _ => self.kernel_get(level, name, cap, wrong_level(&self.info)),
+        }
+    }
+
+    /// The errno do_tcp_setsockopt gives an option that the socket's TCP
+    /// state forbids (the kernel twin that checks the rest is always
+    /// closed, so it cannot tell).
+    fn tcp_state_refuses(&self, name: i32, val: &[u8]) -> Option<Errno> {
+        let v = int_arg(val).ok()?;
+        let phase = self.phase();
+        let closed_or_listening = matches!(phase, Phase::Idle | Phase::Listening);
+        match name {
+            // Only while closed or listening (the NO_COOKIE and CONNECT
+            // forms check their value first).
+            TCP_FASTOPEN if v >= 0 && !closed_or_listening => Some(EINVAL),
+            TCP_FASTOPEN_NO_COOKIE if (0..=1).contains(&v) && !closed_or_listening => Some(EINVAL),
+            TCP_FASTOPEN_CONNECT
+                if (0..=1).contains(&v) && phase != Phase::Idle && tfo_client_enabled() =>
+            {
+                Some(EINVAL)
+            }
+            // tcp_can_repair_sock: closed or established only.
+            TCP_REPAIR if phase == Phase::Listening => Some(EPERM),
+            // A clamp of 0 only while closed.
+            TCP_WINDOW_CLAMP if v == 0 && phase != Phase::Idle => Some(EINVAL),
+            _ => None,
         }
     }
 
@@ -752,7 +791,12 @@ impl Socket {
                         Ok(())
                     }))
                 }
-                _ => self.kernel_set(level, name, val, ENOPROTOOPT),
+                _ => {
+                    if let Some(e) = self.tcp_state_refuses(name, val) {
+                        return Err(e);
+                    }
+                    self.kernel_set(level, name, val, ENOPROTOOPT)
+                }
             },
             IPPROTO_UDP if self.info.ty == SOCK_DGRAM && self.info.domain != AF_UNIX => {
                 // The kernel checks them and keeps them for getsockopt; the
