@@ -108,7 +108,7 @@ fn prepare() {
     crate::socket::mux::epoll::fork_lock();
     crate::socket::slab::fork_lock();
     fd::fork_lock();
-    crate::socket::cork_fork_lock();
+    crate::socket::timer_fork_lock();
 }
 
 /// In the parent: releases what [`prepare`] took.
@@ -127,7 +127,7 @@ fn child() {
     crate::sync::fork_hold::release_held();
     crate::backend::registry::fork_child();
     crate::socket::wait::thread_waker_fork_child();
-    crate::socket::cork_fork_child();
+    crate::socket::timer_fork_child();
 }
 
 extern "C" fn atfork_prepare() {

@@ -288,7 +288,7 @@ impl Socket {
             }
             let child = {
                 let mut ctl = self.ctl.lock();
-                let c = ctl.accept_q.pop_front();
+                let c = Socket::take_acceptable(&mut ctl);
                 if c.is_some() {
                     self.accept_len.fetch_sub(1, Ordering::AcqRel);
                 }

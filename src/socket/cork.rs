@@ -39,7 +39,9 @@ impl Socket {
     pub(super) fn hold(&self, tx: &mut Tx, data: &[u8]) {
         if tx.held.is_empty() && !data.is_empty() {
             #[cfg(feature = "std")]
-            timer::arm(self.handle);
+            if let Some(at) = crate::platform::deadline_after(CEILING) {
+                super::timer::arm(self.handle, at);
+            }
         }
         tx.held.extend_from_slice(data);
     }
@@ -109,95 +111,11 @@ impl Socket {
     }
 }
 
-/// The ceiling's clock: one thread that sends what sockets held once
-/// their 200 ms are up.
+/// How long a partial segment may be held (tcp(7): TCP_CORK's ceiling).
 #[cfg(feature = "std")]
-mod timer {
-    use alloc::vec::Vec;
-    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-    use core::time::Duration;
-
-    use crate::backend::contract::SockHandle;
-    use crate::platform::{self, Deadline};
-    use crate::socket::slab;
-    use crate::sync::Mutex;
-
-    /// How long a partial segment may be held (tcp(7): TCP_CORK's
-    /// ceiling).
-    const CEILING: Duration = Duration::from_millis(200);
-
-    /// Sockets whose held bytes are due, with when.
-    static DUE: Mutex<Vec<(Deadline, SockHandle)>> = Mutex::new(Vec::new());
-    /// Bumped at each arming: the thread's futex word.
-    static BELL: AtomicU32 = AtomicU32::new(0);
-    static STARTED: AtomicBool = AtomicBool::new(false);
-
-    /// Sends `h`'s held bytes when the ceiling passes.
-    pub(super) fn arm(h: SockHandle) {
-        let Some(at) = platform::deadline_after(CEILING) else {
-            return;
-        };
-        DUE.lock().push((at, h));
-        if !STARTED.swap(true, Ordering::AcqRel)
-            && platform::spawn_quiet("usock-cork", run).is_err()
-        {
-            // Without the thread, nothing is held past this call's end:
-            // the sender pushes at once (see `Socket::corking`'s caller).
-            STARTED.store(false, Ordering::Release);
-        }
-        BELL.fetch_add(1, Ordering::Release);
-        platform::futex_wake_one(&BELL);
-    }
-
-    /// Whether the ceiling's thread runs (a held byte will be sent).
-    pub(super) fn running() -> bool {
-        STARTED.load(Ordering::Acquire)
-    }
-
-    fn run() {
-        loop {
-            let seen = BELL.load(Ordering::Acquire);
-            let now = platform::now();
-            let (due, next) = {
-                let mut list = DUE.lock();
-                let (due, rest): (Vec<_>, Vec<_>) = list.drain(..).partition(|&(at, _)| at <= now);
-                *list = rest;
-                (due, list.iter().map(|&(at, _)| at).min())
-            };
-            for (_, h) in due {
-                if let Some(s) = slab::lookup(h).filter(|s| !s.inherited()) {
-                    s.push_held();
-                }
-            }
-            platform::futex_wait(&BELL, seen, next);
-        }
-    }
-
-    /// Before a fork: no thread may hold the list's lock in the child.
-    pub(crate) fn fork_lock() {
-        crate::sync::fork_hold::hold(&DUE);
-    }
-
-    /// In a fork child (after the locks are released): the thread did not
-    /// come along and the sockets listed are the parent's.
-    pub(crate) fn fork_child() {
-        DUE.lock().clear();
-        STARTED.store(false, Ordering::Release);
-    }
-}
-
-#[cfg(feature = "std")]
-pub(crate) use timer::{fork_child, fork_lock};
+const CEILING: core::time::Duration = core::time::Duration::from_millis(200);
 
 /// Whether held bytes will be sent by the ceiling's clock.
 pub(super) fn ceiling_runs() -> bool {
-    #[cfg(feature = "std")]
-    {
-        timer::running()
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        false
-    }
+    super::timer::running()
 }

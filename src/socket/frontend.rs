@@ -58,6 +58,9 @@ impl Frontend for SocketFrontend {
                         s.tcp.arrived_now();
                     }
                 }
+                if s.has(F_DEFERRED) {
+                    s.deferral_ends();
+                }
                 if let (true, Some(&last)) = (hd.flags & FLAG_URG != 0, frag.payload.last()) {
                     s.urgent_arrived(hd.offset + frag.payload.len() as u64 - 1, last);
                 }
@@ -184,8 +187,10 @@ impl Frontend for SocketFrontend {
                     s.abort();
                     return Err(ECONNABORTED);
                 }
-                ctl.accept_q.push_back(s.clone());
-                l.accept_len.fetch_add(1, Ordering::AcqRel);
+                if !l.queue_connection(&mut ctl, &s) {
+                    // Deferred: accept() and poll see it once data comes.
+                    return Ok(());
+                }
             }
             l.wait.notify(POLLIN);
         } else {

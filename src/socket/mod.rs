@@ -18,16 +18,18 @@ mod bpf;
 pub mod cmsg;
 mod connect;
 mod cork;
+mod defer;
 pub(crate) mod filter;
 mod frontend;
 mod inet_args;
 mod io;
 pub(crate) mod state;
 mod tcp_info;
+mod timer;
 mod urgent;
 
 #[cfg(feature = "std")]
-pub(crate) use cork::{fork_child as cork_fork_child, fork_lock as cork_fork_lock};
+pub(crate) use timer::{fork_child as timer_fork_child, fork_lock as timer_fork_lock};
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
@@ -110,6 +112,9 @@ pub(crate) struct Ctl {
     pending: u32,
     backlog: u32,
     parent: Option<Weak<Socket>>,
+    /// Queued on a TCP_DEFER_ACCEPT listener, until data or the deadline
+    /// (`defer`).
+    deferred_on: defer::DeferredOn,
     pub(crate) opts: Options,
     /// The settings of options the kernel keeps for this socket
     /// (`kernel_opts`), in the order they were made.
@@ -179,6 +184,8 @@ pub struct Socket {
     urg: urgent::Urgent,
     /// UDP_SEGMENT: a send is cut into datagrams of this size (0: off).
     udp_gso: AtomicU32,
+    /// TCP_DEFER_ACCEPT of a listener, seconds (0: off).
+    defer_secs: AtomicU32,
     /// The socket filter (SO_ATTACH_FILTER) and its lock.
     pub(crate) filter: filter::SockFilter,
 }
@@ -291,6 +298,7 @@ impl Socket {
                 pending: 0,
                 backlog: 0,
                 parent: None,
+                deferred_on: None,
                 opts: Options::new(&info),
                 #[cfg(feature = "std")]
                 kernel_opts: Vec::new(),
@@ -327,6 +335,7 @@ impl Socket {
             cookie: AtomicU64::new(0),
             urg: urgent::Urgent::new(),
             udp_gso: AtomicU32::new(0),
+            defer_secs: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),
         }

@@ -767,6 +767,17 @@ impl Socket {
                     }
                     flag(|o, v| o.inq = v)
                 }
+                TCP_DEFER_ACCEPT => {
+                    // The kernel checks and rounds the value (and keeps it
+                    // for getsockopt); the listener defers for it.
+                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                    let v = int_arg(val)?;
+                    Ok(Box::new(move |s: &Socket| {
+                        record(s)?;
+                        s.set_defer_accept(v);
+                        Ok(())
+                    }))
+                }
                 TCP_MAXSEG => {
                     let v = int_arg(val)?;
                     if v != 0 && !super::tcp_info::MSS_SETTABLE.contains(&v) {

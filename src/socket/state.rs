@@ -95,6 +95,8 @@ pub(crate) const F_CORKED: u32 = 1 << 14;
 /// A receive timestamp option (SO_TIMESTAMP, SO_TIMESTAMPNS,
 /// SO_TIMESTAMPING) is on: stream arrivals are stamped.
 pub(crate) const F_RCVTSTAMP: u32 = 1 << 15;
+/// Queued on a TCP_DEFER_ACCEPT listener and not yet acceptable (`defer`).
+pub(crate) const F_DEFERRED: u32 = 1 << 16;
 
 /// The state word as it was at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,7 +244,7 @@ mod tests {
     const ALL: [Phase; 4] = [Idle, Listening, Connecting, Connected];
 
     /// Every flag the word carries.
-    const FLAGS: [u32; 13] = [
+    const FLAGS: [u32; 14] = [
         F_BOUND,
         F_RD_SHUT,
         F_WR_SHUT,
@@ -256,6 +258,7 @@ mod tests {
         F_RCVBUF_PENDING,
         F_CORKED,
         F_RCVTSTAMP,
+        F_DEFERRED,
     ];
 
     /// A state in phase `p` with `flags` set, reached through transitions

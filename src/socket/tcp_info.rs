@@ -236,9 +236,11 @@ impl Socket {
         let mut put32 = |off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_ne_bytes());
         let state = self.tcp_state();
         let connected = self.phase() == Phase::Connected;
+        // Deferred connections (TCP_DEFER_ACCEPT) are not yet in Linux's
+        // accept queue.
         let (backlog, queued) = {
             let c = self.ctl.lock();
-            (c.backlog, c.accept_q.len() as u32)
+            (c.backlog, self.accept_len.load(Ordering::Acquire))
         };
         let rtt = self.tcp.rtt_us.load(Ordering::Relaxed);
         let mss = self.tcp_maxseg(user_mss) as u32;
