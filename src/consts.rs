@@ -118,6 +118,8 @@ pub const SO_ACCEPTCONN: i32 = 30;
 pub const SO_PROTOCOL: i32 = 38;
 pub const SO_DOMAIN: i32 = 39;
 pub const SO_PEEK_OFF: i32 = 42;
+pub const SO_SNDBUFFORCE: i32 = 32;
+pub const SO_RCVBUFFORCE: i32 = 33;
 pub const SO_TIMESTAMP: i32 = 29;
 pub const SO_TIMESTAMPNS: i32 = 35;
 pub const SO_TIMESTAMPING: i32 = 37;
@@ -285,6 +287,8 @@ mod tests {
             SO_PROTOCOL,
             SO_DOMAIN,
             SO_PEEK_OFF,
+            SO_SNDBUFFORCE,
+            SO_RCVBUFFORCE,
             SO_TIMESTAMP,
             SO_TIMESTAMPNS,
             SO_TIMESTAMPING,

@@ -653,9 +653,37 @@ impl Socket {
                 }
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
                 SO_SNDBUF => int(|o, v| o.sndbuf = linux_buf_size(v, buf_max(false), SNDBUF_MIN)),
-                SO_RCVBUF => {
-                    let cap = linux_buf_size(int_arg(val)?, buf_max(true), RCVBUF_MIN);
+                SO_RCVBUF | SO_RCVBUFFORCE | SO_SNDBUFFORCE => {
+                    let v = int_arg(val)?;
+                    let force = name != SO_RCVBUF;
+                    // The *FORCE forms need CAP_NET_ADMIN (the kernel twin
+                    // says EPERM without it) and pass rmem_max/wmem_max;
+                    // a negative one counts as 0 (sk_setsockopt).
+                    let record = if force {
+                        Some(self.kernel_set(level, name, val, ENOPROTOOPT)?)
+                    } else {
+                        None
+                    };
+                    let (v, max) = if force {
+                        (v.max(0), i32::MAX as usize / 2)
+                    } else {
+                        (v, buf_max(true))
+                    };
+                    if name == SO_SNDBUFFORCE {
+                        let size = linux_buf_size(v, max, SNDBUF_MIN);
+                        return Ok(Box::new(move |s: &Socket| {
+                            if let Some(r) = record {
+                                r(s)?;
+                            }
+                            s.ctl.lock().opts.sndbuf = size;
+                            Ok(())
+                        }));
+                    }
+                    let cap = linux_buf_size(v, max, RCVBUF_MIN);
                     Ok(Box::new(move |s: &Socket| {
+                        if let Some(r) = record {
+                            r(s)?;
+                        }
                         s.ctl.lock().opts.rcvbuf = Some(cap);
                         s.set(F_RCVBUF_SET | F_RCVBUF_PENDING);
                         let _g = s.rx_lock.lock();
