@@ -269,6 +269,11 @@ pub fn kernel_number(_path: &str) -> Option<i64> {
     None
 }
 
+/// As [`kernel_number`]: none without a kernel.
+pub fn kernel_field(_path: &str, _field: usize) -> Option<i64> {
+    None
+}
+
 /// The host's table has no wall clock: the monotonic one stands in (for
 /// the receive times SIOCGSTAMP reports).
 pub fn realtime_ns() -> u64 {

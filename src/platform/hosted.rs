@@ -671,7 +671,18 @@ pub fn send_sigurg(owner: i32) {
 /// such file: the kernel's configuration is the reference for the values
 /// a socket reports.
 pub fn kernel_number(path: &str) -> Option<i64> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    kernel_field(path, 0)
+}
+
+/// As [`kernel_number`], for the whitespace-separated field `field` of a
+/// file that holds several (tcp_rmem's three, say).
+pub fn kernel_field(path: &str, field: usize) -> Option<i64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .nth(field)?
+        .parse()
+        .ok()
 }
 
 /// The monotonic clock in nanoseconds.

@@ -27,29 +27,10 @@ pub(crate) const SO_DETACH_FILTER: i32 = 27;
 /// SO_LOCK_FILTER.
 pub(crate) const SO_LOCK_FILTER: i32 = 44;
 
-/// Linux's net.core.optmem_max default: an attached program's
-/// translation is charged against it. Hosted, the machine's value is read.
-const OPTMEM_MAX: usize = 131_072;
-
+/// net.core.optmem_max: an attached program's translation is charged
+/// against it.
 fn optmem_max() -> usize {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::AtomicUsize;
-        static MAX: AtomicUsize = AtomicUsize::new(0);
-        let known = MAX.load(Ordering::Relaxed);
-        if known != 0 {
-            return known;
-        }
-        let v = std::fs::read_to_string("/proc/sys/net/core/optmem_max")
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .filter(|&v| v > 0)
-            .unwrap_or(OPTMEM_MAX);
-        MAX.store(v, Ordering::Relaxed);
-        v
-    }
-    #[cfg(not(feature = "std"))]
-    OPTMEM_MAX
+    super::sysctl::OPTMEM_MAX.get()
 }
 
 #[derive(Default)]

@@ -24,6 +24,7 @@ mod frontend;
 mod inet_args;
 mod io;
 pub(crate) mod state;
+mod sysctl;
 mod tcp_info;
 mod timer;
 mod urgent;

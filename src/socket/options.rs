@@ -10,69 +10,21 @@ use super::{Phase, Rx, Socket, DEFAULT_SNDBUF, F_RCVBUF_PENDING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
 
-/// Linux's default net.core.rmem_max / wmem_max: a requested buffer size
-/// is clamped to the limit, then doubled. Hosted, the machine's own limits
-/// are read once (the kernel is the reference a program compares with).
-const BUF_MAX: usize = 212_992;
-
-/// The clamp of SO_RCVBUF (`rcv`) or SO_SNDBUF requests.
+/// The clamp of SO_RCVBUF (`rcv`) or SO_SNDBUF requests: net.core's
+/// rmem_max / wmem_max (a requested size is clamped to it, then doubled).
 fn buf_max(rcv: bool) -> usize {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::AtomicUsize;
-        static LIMITS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-        let cell = &LIMITS[usize::from(rcv)];
-        let known = cell.load(Ordering::Relaxed);
-        if known != 0 {
-            return known;
-        }
-        let path = if rcv {
-            "/proc/sys/net/core/rmem_max"
-        } else {
-            "/proc/sys/net/core/wmem_max"
-        };
-        let v = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .filter(|&v| v > 0)
-            .unwrap_or(BUF_MAX)
-            .min(i32::MAX as usize / 2);
-        cell.store(v, Ordering::Relaxed);
-        v
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        let _ = rcv;
-        BUF_MAX
-    }
-}
-/// tcp_rmem[2], the largest TCP receive buffer (Linux's default where the
-/// platform publishes none).
-fn tcp_rmem_max() -> usize {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::AtomicUsize;
-        static MAX: AtomicUsize = AtomicUsize::new(0);
-        let known = MAX.load(Ordering::Relaxed);
-        if known != 0 {
-            return known;
-        }
-        let v = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_rmem")
-            .ok()
-            .and_then(|t| t.split_whitespace().nth(2)?.parse::<usize>().ok())
-            .filter(|&v| v > 0)
-            .unwrap_or(TCP_RMEM_MAX);
-        MAX.store(v, Ordering::Relaxed);
-        v
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        TCP_RMEM_MAX
-    }
+    let limit = if rcv {
+        &super::sysctl::RMEM_MAX
+    } else {
+        &super::sysctl::WMEM_MAX
+    };
+    limit.get().min(i32::MAX as usize / 2)
 }
 
-/// Linux's default tcp_rmem[2].
-const TCP_RMEM_MAX: usize = 6 * 1024 * 1024;
+/// tcp_rmem[2], the largest TCP receive buffer.
+fn tcp_rmem_max() -> usize {
+    super::sysctl::TCP_RMEM_MAX.get()
+}
 
 /// SOCK_MIN_RCVBUF on 64-bit Linux (2048 plus an `sk_buff`'s truesize):
 /// what any smaller SO_RCVBUF request reads back as (0 -> 2304, measured).
@@ -715,26 +667,13 @@ impl Socket {
                         Ok(())
                     }))
                 }
-                SO_INCOMING_CPU => {
-                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
-                    let v = int_arg(val)?;
-                    Ok(Box::new(move |s: &Socket| {
-                        record(s)?;
-                        s.incoming_cpu.store(v, Ordering::Relaxed);
-                        Ok(())
-                    }))
-                }
-                SO_PEEK_OFF => {
-                    // The kernel checks the value (and keeps it for a move
-                    // to a kernel socket); the receive paths move it.
-                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
-                    let v = int_arg(val)?;
-                    Ok(Box::new(move |s: &Socket| {
-                        record(s)?;
-                        s.peek_off.store(v.max(-1), Ordering::Relaxed);
-                        Ok(())
-                    }))
-                }
+                SO_INCOMING_CPU => self.kernel_checked(level, name, val, |s, v| {
+                    s.incoming_cpu.store(v, Ordering::Relaxed)
+                }),
+                // The receive paths move it.
+                SO_PEEK_OFF => self.kernel_checked(level, name, val, |s, v| {
+                    s.peek_off.store(v.max(-1), Ordering::Relaxed)
+                }),
                 SO_TIMESTAMP | SO_TIMESTAMPNS => {
                     // sock_set_timestamp: on sets RCVTSTAMP (and RCVTSTAMPNS
                     // for the NS form, clears it for the other); off
@@ -752,19 +691,11 @@ impl Socket {
                         Ok(())
                     }))
                 }
-                SO_TIMESTAMPING => {
-                    // The kernel checks the flags and keeps them for
-                    // getsockopt; the receive path reads its copy.
-                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
-                    let flags = int_arg(val)? as u32;
-                    Ok(Box::new(move |s: &Socket| {
-                        record(s)?;
-                        let mut c = s.ctl.lock();
-                        c.opts.tsflags = flags;
-                        s.follow_rx_stamps(&c.opts);
-                        Ok(())
-                    }))
-                }
+                SO_TIMESTAMPING => self.kernel_checked(level, name, val, |s, flags| {
+                    let mut c = s.ctl.lock();
+                    c.opts.tsflags = flags as u32;
+                    s.follow_rx_stamps(&c.opts);
+                }),
                 SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN => Err(ENOPROTOOPT),
                 ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_setsockopt(name, val),
                 _ => self.kernel_set(level, name, val, ENOPROTOOPT),
@@ -796,15 +727,7 @@ impl Socket {
                     flag(|o, v| o.inq = v)
                 }
                 TCP_DEFER_ACCEPT => {
-                    // The kernel checks and rounds the value (and keeps it
-                    // for getsockopt); the listener defers for it.
-                    let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
-                    let v = int_arg(val)?;
-                    Ok(Box::new(move |s: &Socket| {
-                        record(s)?;
-                        s.set_defer_accept(v);
-                        Ok(())
-                    }))
+                    self.kernel_checked(level, name, val, |s, v| s.set_defer_accept(v))
                 }
                 TCP_MAXSEG => {
                     let v = int_arg(val)?;
@@ -838,19 +761,13 @@ impl Socket {
                 }
             },
             IPPROTO_UDP if self.info.ty == SOCK_DGRAM && self.info.domain != AF_UNIX => {
-                // The kernel checks them and keeps them for getsockopt; the
-                // send path acts on them.
-                let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
-                let v = int_arg(val)?;
-                Ok(Box::new(move |s: &Socket| {
-                    record(s)?;
-                    match name {
-                        UDP_CORK => s.set_cork(v != 0),
-                        UDP_SEGMENT => s.udp_gso.store(v.max(0) as u32, Ordering::Relaxed),
-                        _ => {}
-                    }
-                    Ok(())
-                }))
+                match name {
+                    UDP_CORK => self.kernel_checked(level, name, val, |s, v| s.set_cork(v != 0)),
+                    UDP_SEGMENT => self.kernel_checked(level, name, val, |s, v| {
+                        s.udp_gso.store(v.max(0) as u32, Ordering::Relaxed)
+                    }),
+                    _ => self.kernel_set(level, name, val, ENOPROTOOPT),
+                }
             }
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => {
@@ -863,6 +780,26 @@ impl Socket {
             },
             _ => self.kernel_set(level, name, val, wrong_level(&self.info)),
         }
+    }
+
+    /// An option the kernel checks and keeps (for getsockopt and for a move
+    /// to a kernel socket) and this socket acts on: once the kernel twin
+    /// took the value, `act` applies its int here.
+    #[allow(clippy::type_complexity)]
+    fn kernel_checked(
+        &self,
+        level: i32,
+        name: i32,
+        val: &[u8],
+        act: fn(&Socket, i32),
+    ) -> Result<alloc::boxed::Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+        let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+        let v = int_arg(val)?;
+        Ok(alloc::boxed::Box::new(move |s: &Socket| {
+            record(s)?;
+            act(s, v);
+            Ok(())
+        }))
     }
 
     /// Brings the receive buffer to the SO_RCVBUF last set, as far as it
