@@ -49,12 +49,6 @@ fn needs_interface(a: &SockAddr) -> bool {
     scope == 0 && IpEp::parse(a, AF_INET6).is_ok_and(|e| e.needs_scope_id())
 }
 
-/// Port of a checked `sockaddr_in`/`sockaddr_in6`, host order.
-fn port_of(a: &SockAddr) -> u16 {
-    let b = a.as_bytes();
-    u16::from_be_bytes([b[2], b[3]])
-}
-
 impl Socket {
     /// An AF_INET or AF_INET6 socket.
     pub(crate) fn is_ip(&self) -> bool {
@@ -98,7 +92,7 @@ impl Socket {
                 *addr
             }
         };
-        let port = port_of(&addr);
+        let port = addr.inet_port().unwrap_or(0);
         if port != 0 && !crate::platform::may_bind_port(port) {
             return Err(EACCES);
         }
@@ -199,7 +193,7 @@ impl Socket {
                 if addr.len() < SIN_LEN {
                     return Err(EINVAL);
                 }
-                if port_of(addr) == 0 {
+                if addr.inet_port() == Some(0) {
                     return Err(EINVAL);
                 }
                 v4_as_mapped(addr)?
