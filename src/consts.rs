@@ -78,6 +78,8 @@ pub const MSG_WAITALL: i32 = 0x100;
 pub const MSG_NOSIGNAL: i32 = 0x4000;
 pub const MSG_MORE: i32 = 0x8000;
 pub const MSG_ERRQUEUE: i32 = 0x2000;
+pub const SIGIO: i32 = 29;
+pub const SIGURG: i32 = 23;
 pub const MSG_CMSG_CLOEXEC: i32 = 0x40000000;
 
 // shutdown().
@@ -253,6 +255,8 @@ mod tests {
             MSG_NOSIGNAL,
             MSG_MORE,
             MSG_ERRQUEUE,
+            SIGIO,
+            SIGURG,
             MSG_CMSG_CLOEXEC,
             SHUT_RD,
             SHUT_WR,

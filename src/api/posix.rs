@@ -726,7 +726,11 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         return unsafe { real::fcntl(fd, cmd, arg) };
     };
     guard(-1, || match cmd {
-        libc::F_GETFL => O_RDWR | if s.nonblocking() { O_NONBLOCK } else { 0 },
+        libc::F_GETFL => {
+            O_RDWR
+                | if s.nonblocking() { O_NONBLOCK } else { 0 }
+                | if s.async_io() { libc::O_ASYNC } else { 0 }
+        }
         // The caller's FD_CLOEXEC lives in the fd table (the kernel fd
         // always has it: see lifecycle::new_kfd).
         libc::F_GETFD => {
@@ -749,6 +753,7 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         _ if refused(fd, &s) => -1,
         libc::F_SETFL => {
             s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
+            s.set_async_io(arg as c_int & libc::O_ASYNC != 0);
             0
         }
         // The owner lives on the kernel fd that holds the number; the
@@ -799,7 +804,8 @@ pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c
 /// SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
 /// of a fresh kernel socket of the same family and type, so the bytes and
 /// the errno are the kernel's (hosted; ENOTTY without a kernel). FIOASYNC
-/// is ENOTTY: the library raises no SIGIO.
+/// (as fcntl O_ASYNC) has the owner sent SIGIO when the socket becomes
+/// readable or writable.
 #[no_mangle]
 pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_int {
     let Some(s) = fd::get(fd) else {
@@ -898,7 +904,11 @@ unsafe fn socket_ioctl(
             let pid = crate::platform::kfd_fcntl(fd, libc::F_GETOWN, 0)?;
             unsafe { put_int(arg, pid) }
         }
-        libc::FIOASYNC => Err(libc::ENOTTY),
+        libc::FIOASYNC => {
+            let on = unsafe { get_int(arg) }?;
+            s.set_async_io(on != 0);
+            Ok(0)
+        }
         #[cfg(feature = "std")]
         _ => {
             // SAFETY: the caller's argument for `req`, as it passed it.

@@ -255,8 +255,8 @@ pub fn mono_ns() -> u64 {
     now().0
 }
 
-/// SIGURG: no signals without an operating system.
-pub fn send_sigurg(_owner: i32) {}
+/// SIGURG, SIGIO: no signals without an operating system.
+pub fn send_owner_signal(_owner: i32, _sig: i32) {}
 
 /// The CPU the caller runs on: unknown without an operating system.
 pub fn current_cpu() -> i32 {

@@ -659,11 +659,11 @@ pub fn current_cpu() -> i32 {
     unsafe { libc::sched_getcpu() }
 }
 
-/// Sends SIGURG to an F_SETOWN owner: a process, or a process group
-/// when negative (as the kernel's send_sigurg).
-pub fn send_sigurg(owner: i32) {
+/// Sends `sig` (SIGURG, SIGIO) to an F_SETOWN owner: a process, or a
+/// process group when negative (as the kernel's send_sigurg, kill_fasync).
+pub fn send_owner_signal(owner: i32, sig: i32) {
     // SAFETY: kill takes plain integers.
-    let _ = unsafe { libc::kill(owner, libc::SIGURG) };
+    let _ = unsafe { libc::kill(owner, sig) };
 }
 
 /// A number the kernel publishes in a file (a sysctl under /proc/sys, an

@@ -71,6 +71,7 @@ impl Frontend for SocketFrontend {
                 }
                 if ev != 0 {
                     s.wait.notify(ev);
+                    s.wake_async();
                 }
                 Ok(())
             }
@@ -101,6 +102,7 @@ impl Frontend for SocketFrontend {
                     })?;
                 if done {
                     s.wait.notify(POLLIN);
+                    s.wake_async();
                 }
                 Ok(())
             }

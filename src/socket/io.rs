@@ -759,6 +759,7 @@ impl Socket {
         // recv() on the same socket for nothing.
         if limit > prev && prev <= self.tx_next.load(Ordering::Acquire) {
             self.wait.notify(POLLOUT);
+            self.wake_async();
         }
     }
 }

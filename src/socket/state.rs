@@ -97,6 +97,8 @@ pub(crate) const F_CORKED: u32 = 1 << 14;
 pub(crate) const F_RCVTSTAMP: u32 = 1 << 15;
 /// Queued on a TCP_DEFER_ACCEPT listener and not yet acceptable (`defer`).
 pub(crate) const F_DEFERRED: u32 = 1 << 16;
+/// O_ASYNC: SIGIO to the owner when I/O becomes possible (`urgent`).
+pub(crate) const F_ASYNC: u32 = 1 << 17;
 
 /// The state word as it was at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,7 +246,7 @@ mod tests {
     const ALL: [Phase; 4] = [Idle, Listening, Connecting, Connected];
 
     /// Every flag the word carries.
-    const FLAGS: [u32; 14] = [
+    const FLAGS: [u32; 15] = [
         F_BOUND,
         F_RD_SHUT,
         F_WR_SHUT,
@@ -259,6 +261,7 @@ mod tests {
         F_CORKED,
         F_RCVTSTAMP,
         F_DEFERRED,
+        F_ASYNC,
     ];
 
     /// A state in phase `p` with `flags` set, reached through transitions

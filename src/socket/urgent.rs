@@ -9,10 +9,13 @@
 //! that starts there skips it unless SO_OOBINLINE is on; recv(MSG_OOB)
 //! returns it once. Once the reader is past the mark the state is gone.
 //! Everything is atomics read with one load on the receive path.
+//!
+//! The F_SETOWN owner kept here also gets SIGIO, when O_ASYNC (FIOASYNC)
+//! is on and the socket becomes readable or writable (sock_wake_async).
 
 use core::sync::atomic::{AtomicI32, AtomicU32, AtomicU64, Ordering};
 
-use super::{Rx, Socket};
+use super::{Rx, Socket, F_ASYNC};
 use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::sockbuf::StreamBuf;
@@ -56,14 +59,39 @@ impl Socket {
             .store(VALID | u32::from(byte), Ordering::Release);
         let owner = self.urg.owner.load(Ordering::Relaxed);
         if owner != 0 {
-            crate::platform::send_sigurg(owner);
+            crate::platform::send_owner_signal(owner, SIGURG);
         }
         self.wait.notify(POLLPRI);
     }
 
-    /// F_SETOWN (SIOCSPGRP, FIOSETOWN): where SIGURG goes.
+    /// F_SETOWN (SIOCSPGRP, FIOSETOWN): where SIGURG and SIGIO go.
     pub fn set_owner(&self, pid: i32) {
         self.urg.owner.store(pid, Ordering::Relaxed);
+    }
+
+    /// O_ASYNC (fcntl F_SETFL, FIOASYNC).
+    pub fn set_async_io(&self, on: bool) {
+        if on {
+            self.set(F_ASYNC);
+        } else {
+            self.clear(F_ASYNC);
+        }
+    }
+
+    /// O_ASYNC is on.
+    pub fn async_io(&self) -> bool {
+        self.has(F_ASYNC)
+    }
+
+    /// I/O became possible: SIGIO to the owner under O_ASYNC.
+    #[inline]
+    pub(crate) fn wake_async(&self) {
+        if self.has(F_ASYNC) {
+            let owner = self.urg.owner.load(Ordering::Relaxed);
+            if owner != 0 {
+                crate::platform::send_owner_signal(owner, SIGIO);
+            }
+        }
     }
 
     /// The mark's distance from the read offset, while the reader has not
