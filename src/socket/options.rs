@@ -279,7 +279,7 @@ fn is_tcp(info: &SockInfo) -> bool {
 /// net.ipv4.tcp_fastopen has its client bit (TFO_CLIENT_ENABLE; on by
 /// default).
 pub(crate) fn tfo_client_enabled() -> bool {
-    crate::platform::kernel_number("/proc/sys/net/ipv4/tcp_fastopen").map_or(true, |v| v & 1 != 0)
+    super::sysctl::TCP_FASTOPEN.get() & 1 != 0
 }
 
 /// Errno for an option level that does not apply to this socket.

@@ -1,6 +1,7 @@
-//! Numbers the kernel publishes under /proc/sys that a socket's limits
-//! and defaults follow (rmem_max, tcp_rmem, optmem_max...), each read
-//! once: the kernel's configuration is the reference, and Linux's default
+//! Numbers the kernel publishes (under /proc/sys, and lo's MTU) that a
+//! socket's limits and defaults follow (rmem_max, tcp_rmem, optmem_max,
+//! tcp_timestamps...), each read once (a change after the first use is not
+//! seen): the kernel's configuration is the reference, and Linux's default
 //! stands in where the platform publishes none (no_std).
 
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -10,18 +11,32 @@ pub(crate) struct Sysctl {
     path: &'static str,
     field: usize,
     default: usize,
-    /// The value once read (0: not yet; a 0 in the file reads as the
-    /// default, as none of these limits may be 0).
+    /// A 0 in the file is a value (a switch), not a missing limit.
+    zero_ok: bool,
+    /// The value plus one, once read (0: not yet).
     known: AtomicUsize,
 }
 
 impl Sysctl {
-    /// The number in `path`'s field `field`, or `default`.
+    /// A limit: the number in `path`'s field `field`, or `default` (also
+    /// for a 0, as none of these limits may be 0).
     pub(crate) const fn new(path: &'static str, field: usize, default: usize) -> Sysctl {
         Sysctl {
             path,
             field,
             default,
+            zero_ok: false,
+            known: AtomicUsize::new(0),
+        }
+    }
+
+    /// A switch: on unless the file says 0 (`default` without a file).
+    pub(crate) const fn switch(path: &'static str, default: bool) -> Sysctl {
+        Sysctl {
+            path,
+            field: 0,
+            default: default as usize,
+            zero_ok: true,
             known: AtomicUsize::new(0),
         }
     }
@@ -30,14 +45,20 @@ impl Sysctl {
     pub(crate) fn get(&self) -> usize {
         let v = self.known.load(Ordering::Relaxed);
         if v != 0 {
-            return v;
+            return v - 1;
         }
         let v = crate::platform::kernel_field(self.path, self.field)
             .and_then(|v| usize::try_from(v).ok())
-            .filter(|&v| v > 0)
-            .unwrap_or(self.default);
-        self.known.store(v, Ordering::Relaxed);
+            .filter(|&v| v > 0 || self.zero_ok)
+            .unwrap_or(self.default)
+            .min(usize::MAX - 1);
+        self.known.store(v + 1, Ordering::Relaxed);
         v
+    }
+
+    /// A switch's state.
+    pub(crate) fn on(&self) -> bool {
+        self.get() != 0
     }
 }
 
@@ -50,3 +71,14 @@ pub(crate) static TCP_RMEM_MAX: Sysctl =
     Sysctl::new("/proc/sys/net/ipv4/tcp_rmem", 2, 6 * 1024 * 1024);
 /// net.core.optmem_max: what a socket's attached filter may take.
 pub(crate) static OPTMEM_MAX: Sysctl = Sysctl::new("/proc/sys/net/core/optmem_max", 0, 131_072);
+/// lo's MTU: the path MTU of every connection here (IP_MTU, TCP's MSS, the
+/// datagram size IP_PMTUDISC_DO allows).
+pub(crate) static LO_MTU: Sysctl = Sysctl::new("/sys/class/net/lo/mtu", 0, 65536);
+/// TCP's options as the kernel would negotiate them (TCP_INFO, the MSS).
+pub(crate) static TCP_TIMESTAMPS: Sysctl =
+    Sysctl::switch("/proc/sys/net/ipv4/tcp_timestamps", true);
+pub(crate) static TCP_SACK: Sysctl = Sysctl::switch("/proc/sys/net/ipv4/tcp_sack", true);
+pub(crate) static TCP_WINDOW_SCALING: Sysctl =
+    Sysctl::switch("/proc/sys/net/ipv4/tcp_window_scaling", true);
+/// net.ipv4.tcp_fastopen (its bit 0: clients may use TCP Fast Open).
+pub(crate) static TCP_FASTOPEN: Sysctl = Sysctl::switch("/proc/sys/net/ipv4/tcp_fastopen", true);

@@ -142,27 +142,12 @@ impl TcpCounters {
     }
 }
 
-/// A sysctl of net.ipv4 that is on (nonzero), or `default` without one.
-fn ipv4_sysctl_on(name: &str, default: bool) -> bool {
-    let mut path = [0u8; 64];
-    let prefix = b"/proc/sys/net/ipv4/";
-    let n = prefix.len() + name.len();
-    let Some(p) = path.get_mut(..n) else {
-        return default;
-    };
-    p[..prefix.len()].copy_from_slice(prefix);
-    p[prefix.len()..].copy_from_slice(name.as_bytes());
-    match core::str::from_utf8(p) {
-        Ok(p) => platform::kernel_number(p).map_or(default, |v| v != 0),
-        Err(_) => default,
-    }
-}
-
 /// The path MTU of a loopback connection: lo's MTU, which an IPv4 packet
 /// cannot exceed past 65535 bytes (IP_MTU, IPV6_MTU).
 pub(crate) fn path_mtu(domain: i32) -> u32 {
-    let mtu = platform::kernel_number("/sys/class/net/lo/mtu")
-        .and_then(|v| u32::try_from(v).ok())
+    // Read once: the send path asks for every datagram.
+    let mtu = u32::try_from(super::sysctl::LO_MTU.get())
+        .ok()
         .filter(|&v| v >= 1280)
         .unwrap_or(65536);
     if domain == AF_INET {
@@ -183,7 +168,7 @@ fn headers(domain: i32) -> u32 {
 
 /// Bytes of each segment the timestamp option takes.
 fn option_bytes() -> u32 {
-    if ipv4_sysctl_on("tcp_timestamps", true) {
+    if super::sysctl::TCP_TIMESTAMPS.on() {
         12
     } else {
         0
@@ -306,13 +291,13 @@ impl Socket {
         b[0] = state;
         if connected {
             let mut o = 0;
-            if ipv4_sysctl_on("tcp_timestamps", true) {
+            if super::sysctl::TCP_TIMESTAMPS.on() {
                 o |= OPT_TIMESTAMPS;
             }
-            if ipv4_sysctl_on("tcp_sack", true) {
+            if super::sysctl::TCP_SACK.on() {
                 o |= OPT_SACK;
             }
-            if ipv4_sysctl_on("tcp_window_scaling", true) {
+            if super::sysctl::TCP_WINDOW_SCALING.on() {
                 o |= OPT_WSCALE;
                 b[6] = 0x77; // snd_wscale 7, rcv_wscale 7: Linux's for lo
             }
