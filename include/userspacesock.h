@@ -774,7 +774,8 @@ int usock_fcntl64(int fd, int cmd, unsigned long arg);
  SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
  of a fresh kernel socket of the same family and type, so the bytes and
  the errno are the kernel's (hosted; ENOTTY without a kernel). FIOASYNC
- is ENOTTY: the library raises no SIGIO.
+ (as fcntl O_ASYNC) has the owner sent SIGIO when the socket becomes
+ readable or writable.
  */
 int usock_ioctl(int fd, unsigned long req, void *arg);
 
