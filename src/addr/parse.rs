@@ -70,6 +70,15 @@ impl IpEp {
         self.ip == [0; 16] || (self.is_v4() && self.ip[12..] == [0; 4])
     }
 
+    /// A multicast address: 224.0.0.0/4 or ff00::/8.
+    pub fn is_multicast(&self) -> bool {
+        if self.is_v4() {
+            self.ip[12] & 0xf0 == 0xe0
+        } else {
+            self.ip[0] == 0xff
+        }
+    }
+
     /// An address this host answers on: loopback (127/8, ::1) or wildcard.
     pub fn is_local(&self) -> bool {
         self.is_wild() || (self.is_v4() && self.ip[12] == 127) || self.ip == LOOPBACK6

@@ -22,12 +22,15 @@ pub(crate) mod filter;
 mod frontend;
 mod inet_args;
 mod io;
+mod mcast;
 pub(crate) mod state;
 mod tcp_info;
 mod urgent;
 
 #[cfg(feature = "std")]
 pub(crate) use cork::{fork_child as cork_fork_child, fork_lock as cork_fork_lock};
+#[cfg(feature = "std")]
+pub(crate) use mcast::fork_lock as mcast_fork_lock;
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
