@@ -79,6 +79,13 @@ impl IpEp {
         }
     }
 
+    /// A broadcast address of lo's routes: the limited broadcast
+    /// 255.255.255.255 and lo's own 127.255.255.255 (`ip route show table
+    /// local`).
+    pub fn is_broadcast(&self) -> bool {
+        self.is_v4() && (self.ip[12..] == [255; 4] || self.ip[12..] == [127, 255, 255, 255])
+    }
+
     /// An address this host answers on: loopback (127/8, ::1) or wildcard.
     pub fn is_local(&self) -> bool {
         self.is_wild() || (self.is_v4() && self.ip[12] == 127) || self.ip == LOOPBACK6

@@ -31,9 +31,10 @@ use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IP_MULTICAST_ALL};
 #[cfg(feature = "std")]
 pub(super) use with_record::{membership, record};
 
+use super::options::OptVal;
 use super::Socket;
 use crate::addr::{IpEp, SockAddr};
-#[cfg(feature = "std")]
+use crate::backend::contract::Errno;
 use crate::consts::*;
 
 /// The memberships, kept in the kernel options' record (hosted only, as
@@ -276,5 +277,23 @@ impl Socket {
     #[cfg(not(feature = "std"))]
     fn takes_multicast(&self, _ep: &IpEp) -> bool {
         false
+    }
+
+    /// sendto() or connect() of a UDP socket to `dest`: a broadcast
+    /// address without SO_BROADCAST is EACCES (the route's RTCF_BROADCAST
+    /// in udp_sendmsg and ip4_datagram_connect).
+    pub(super) fn check_group_dest(&self, dest: &SockAddr) -> Result<(), Errno> {
+        if !self.is_ip() || self.info.ty != SOCK_DGRAM {
+            return Ok(());
+        }
+        let Ok(ep) = IpEp::parse(dest, dest.family()) else {
+            return Ok(());
+        };
+        if ep.is_broadcast() {
+            let on =
+                matches!(self.getsockopt(SOL_SOCKET, SO_BROADCAST), Ok(OptVal::Int(v)) if v != 0);
+            return if on { Ok(()) } else { Err(EACCES) };
+        }
+        Ok(())
     }
 }

@@ -596,7 +596,7 @@ impl Loopback {
                 if ep.port == 0 {
                     return Err(EINVAL);
                 }
-                if ep.is_multicast() {
+                if ep.is_multicast() || ep.is_broadcast() {
                     return self.fan_out(s, frag, &dest, &ep);
                 }
                 let src = Self::concrete_local(s, Some(&ep));

@@ -334,7 +334,7 @@ impl Backend for XProc {
                 if ep.port == 0 {
                     return Err(EINVAL);
                 }
-                let group = ep.is_multicast();
+                let group = ep.is_multicast() || ep.is_broadcast();
                 let src = {
                     let mut l = x.local.lock().ok_or(EINVAL)?;
                     if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
