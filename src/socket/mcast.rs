@@ -27,7 +27,7 @@
 #[cfg(feature = "std")]
 pub(crate) use with_record::fork_lock;
 #[cfg(feature = "std")]
-use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IP_MULTICAST_ALL};
+use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IPV6_MULTICAST_IF, IP_MULTICAST_ALL};
 #[cfg(feature = "std")]
 pub(super) use with_record::{membership, record};
 
@@ -36,6 +36,9 @@ use super::Socket;
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::Errno;
 use crate::consts::*;
+
+/// lo's interface index (the first interface of every network namespace).
+const LO_IFINDEX: u32 = 1;
 
 /// The memberships, kept in the kernel options' record (hosted only, as
 /// that record is).
@@ -49,6 +52,7 @@ mod with_record {
     use crate::consts::*;
     use crate::sync::Mutex;
 
+    pub(super) const IPV6_MULTICAST_IF: i32 = 17;
     const IPV6_ADD_MEMBERSHIP: i32 = 20;
     const IPV6_DROP_MEMBERSHIP: i32 = 21;
     pub(super) const IPV6_MULTICAST_ALL: i32 = 29;
@@ -279,9 +283,23 @@ impl Socket {
         false
     }
 
+    /// IPV6_MULTICAST_IF as set, or 0.
+    #[cfg(feature = "std")]
+    fn multicast_if6(&self) -> u32 {
+        let c = self.ctl.lock();
+        super::kernel_opts::int_value(&c.kernel_opts, IPPROTO_IPV6, IPV6_MULTICAST_IF).unwrap_or(0)
+            as u32
+    }
+
+    #[cfg(not(feature = "std"))]
+    fn multicast_if6(&self) -> u32 {
+        0
+    }
+
     /// sendto() or connect() of a UDP socket to `dest`: a broadcast
     /// address without SO_BROADCAST is EACCES (the route's RTCF_BROADCAST
-    /// in udp_sendmsg and ip4_datagram_connect).
+    /// in udp_sendmsg and ip4_datagram_connect); an IPv6 multicast
+    /// address out of lo is ENETUNREACH (lo has no multicast route).
     pub(super) fn check_group_dest(&self, dest: &SockAddr) -> Result<(), Errno> {
         if !self.is_ip() || self.info.ty != SOCK_DGRAM {
             return Ok(());
@@ -293,6 +311,20 @@ impl Socket {
             let on =
                 matches!(self.getsockopt(SOL_SOCKET, SO_BROADCAST), Ok(OptVal::Int(v)) if v != 0);
             return if on { Ok(()) } else { Err(EACCES) };
+        }
+        if ep.is_multicast() && !ep.is_v4() {
+            let b = dest.as_bytes();
+            let scope = b
+                .get(24..28)
+                .map_or(0, |s| u32::from_ne_bytes([s[0], s[1], s[2], s[3]]));
+            let oif = if scope != 0 {
+                scope
+            } else {
+                self.multicast_if6()
+            };
+            if oif == LO_IFINDEX {
+                return Err(ENETUNREACH);
+            }
         }
         Ok(())
     }
