@@ -572,6 +572,18 @@ int usock_upcall_error(uint64_t handle, int err);
 int usock_upcall_window(uint64_t handle, uint64_t *out);
 
 /*
+ Upcall: a datagram sent to `addr` (`addr_len` bytes: a `sockaddr_in`
+ or `sockaddr_in6` naming a multicast or broadcast address) reached
+ socket `handle`, bound to its port: 1 when the socket takes it (a
+ member of the group, or not a member with IP_MULTICAST_ALL on while
+ this host is; every socket for a broadcast), 0 when not or when the
+ socket is gone or `addr` is no IP address, -EINVAL for a NULL `addr`
+ or a length under 2 or over 128. A backend gives such a datagram to
+ every socket of the port that takes it (`usock_upcall_deliver`).
+ */
+int usock_upcall_takes_group(uint64_t handle, const uint8_t *addr, uint32_t addr_len);
+
+/*
  Encodes a fragment in the portable byte format (see the header's
  description of the layout) into `out`. Returns the number of bytes
  written, -ENOBUFS when `cap` is too small, -EINVAL when malformed.

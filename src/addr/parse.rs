@@ -70,6 +70,22 @@ impl IpEp {
         self.ip == [0; 16] || (self.is_v4() && self.ip[12..] == [0; 4])
     }
 
+    /// A multicast address: 224.0.0.0/4 or ff00::/8.
+    pub fn is_multicast(&self) -> bool {
+        if self.is_v4() {
+            self.ip[12] & 0xf0 == 0xe0
+        } else {
+            self.ip[0] == 0xff
+        }
+    }
+
+    /// A broadcast address of lo's routes: the limited broadcast
+    /// 255.255.255.255 and lo's own 127.255.255.255 (`ip route show table
+    /// local`).
+    pub fn is_broadcast(&self) -> bool {
+        self.is_v4() && (self.ip[12..] == [255; 4] || self.ip[12..] == [127, 255, 255, 255])
+    }
+
     /// An address this host answers on: loopback (127/8, ::1) or wildcard.
     pub fn is_local(&self) -> bool {
         self.is_wild() || (self.is_v4() && self.ip[12] == 127) || self.ip == LOOPBACK6

@@ -159,6 +159,33 @@ pub unsafe extern "C" fn usock_upcall_window(handle: u64, out: *mut u64) -> c_in
     })
 }
 
+/// Upcall: a datagram sent to `addr` (`addr_len` bytes: a `sockaddr_in`
+/// or `sockaddr_in6` naming a multicast or broadcast address) reached
+/// socket `handle`, bound to its port: 1 when the socket takes it (a
+/// member of the group, or not a member with IP_MULTICAST_ALL on while
+/// this host is; every socket for a broadcast), 0 when not or when the
+/// socket is gone or `addr` is no IP address, -EINVAL for a NULL `addr`
+/// or a length under 2 or over 128. A backend gives such a datagram to
+/// every socket of the port that takes it (`usock_upcall_deliver`).
+#[no_mangle]
+pub unsafe extern "C" fn usock_upcall_takes_group(
+    handle: u64,
+    addr: *const u8,
+    addr_len: u32,
+) -> c_int {
+    guard(-EIO, || {
+        if addr.is_null() || addr_len as usize > crate::addr::ADDR_MAX {
+            return -EINVAL;
+        }
+        // SAFETY: non-null, and `addr_len` bytes per the contract.
+        let b = unsafe { core::slice::from_raw_parts(addr, addr_len as usize) };
+        match crate::addr::SockAddr::from_bytes(b) {
+            Some(a) => c_int::from(upcall::takes_group(SockHandle(handle), &a)),
+            None => -EINVAL,
+        }
+    })
+}
+
 /// Encodes a fragment in the portable byte format (see the header's
 /// description of the layout) into `out`. Returns the number of bytes
 /// written, -ENOBUFS when `cap` is too small, -EINVAL when malformed.

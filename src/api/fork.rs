@@ -101,7 +101,7 @@ pub(crate) fn route_gate<R>(f: impl FnOnce() -> R) -> R {
 /// Takes the locks a child may need, outermost first, in the crate's lock
 /// order (LOCKING.md): the route gate, the registry, then each backend's
 /// own (`ForkAware`, under the registry's lock), the epoll side tables, the
-/// slab's allocator and slots, the fd table's slots.
+/// slab's allocator and slots, the fd table's slots, the leaves.
 fn prepare() {
     crate::sync::fork_hold::hold(&ROUTE_GATE);
     crate::backend::registry::fork_prepare();
@@ -109,6 +109,7 @@ fn prepare() {
     crate::socket::slab::fork_lock();
     fd::fork_lock();
     crate::socket::timer_fork_lock();
+    crate::socket::mcast_fork_lock();
 }
 
 /// In the parent: releases what [`prepare`] took.

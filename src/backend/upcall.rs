@@ -10,6 +10,7 @@
 //! nothing of the frontend but these functions.
 
 use super::contract::{Errno, Fragment, SockHandle, SockState};
+use crate::addr::SockAddr;
 use crate::consts::EBADF;
 use crate::sync::SetOnce;
 
@@ -36,6 +37,11 @@ pub trait Frontend: Send + Sync {
     fn error(&self, h: SockHandle, err: Errno) -> Result<(), Errno>;
     /// See [`hangup`].
     fn hangup(&self, h: SockHandle) -> Result<(), Errno>;
+    /// See [`takes_group`]. A frontend that keeps no memberships takes
+    /// every such datagram.
+    fn takes_group(&self, _h: SockHandle, _dest: &SockAddr) -> bool {
+        true
+    }
 }
 
 static FRONTEND: SetOnce<&'static dyn Frontend> = SetOnce::new();
@@ -120,4 +126,16 @@ pub fn error(h: SockHandle, err: Errno) -> Result<(), Errno> {
 /// either way; sends fail with EPIPE, poll reports POLLHUP.
 pub fn hangup(h: SockHandle) -> Result<(), Errno> {
     frontend()?.hangup(h)
+}
+
+/// A datagram sent to `dest`, a multicast or broadcast address, reached
+/// socket `h` (bound to its port, at the wildcard or at `dest` itself):
+/// whether `h` takes it, as Linux's `__udp_is_mcast_sock` and
+/// `ip_mc_sf_allow` decide (a member of the group, or not a member with
+/// IP_MULTICAST_ALL on while this host is; every socket for a broadcast).
+/// A backend fans such a datagram out to every socket of the port it
+/// reaches and calls [`deliver`] for those that take it; memberships stay
+/// the frontend's. `false` for a socket that is gone.
+pub fn takes_group(h: SockHandle, dest: &SockAddr) -> bool {
+    frontend().is_ok_and(|f| f.takes_group(h, dest))
 }

@@ -260,7 +260,10 @@ impl Socket {
             self.check_family(addr)?;
             addr
         } else {
-            match self.inet_connect_addr(addr) {
+            match self
+                .inet_connect_addr(addr)
+                .and_then(|a| self.check_group_dest(&a).map(|()| a))
+            {
                 Ok(a) => checked = a,
                 Err(e) => {
                     self.autobind_anyway();

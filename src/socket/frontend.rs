@@ -270,6 +270,10 @@ impl Frontend for SocketFrontend {
         s.wait.notify(-1);
         Ok(())
     }
+
+    fn takes_group(&self, h: SockHandle, dest: &SockAddr) -> bool {
+        sock(h).is_ok_and(|s| s.takes_group(dest))
+    }
 }
 
 impl Socket {

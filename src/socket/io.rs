@@ -623,6 +623,9 @@ impl Socket {
         if len > DGRAM_MAX {
             return Err(EMSGSIZE);
         }
+        if let Some(d) = dest {
+            self.check_group_dest(d)?;
+        }
         // IP and UDP headers: a datagram over the path MTU would be
         // fragmented, which IP_PMTUDISC_DO and IPV6_DONTFRAG forbid.
         let headers = if self.info.domain == AF_INET6 { 48 } else { 28 };

@@ -10,15 +10,19 @@
 //! of a level the socket lacks. Accepted sockets inherit the record, as
 //! Linux's inherit the listener's settings.
 //!
+//! Multicast joins and leaves are checked here too and kept in the record
+//! (a leave takes its join out), and `socket::mcast` acts on them.
+//!
 //! Not handed over, because the kernel socket would accept them while this
-//! socket would silently not act on them: multicast membership and source
-//! filters, and eBPF programs (SO_ATTACH_BPF and the reuseport programs).
-//! Those stay ENOPROTOOPT. Classic socket filters are the frontend's own
+//! socket would silently not act on them: multicast source filters, and
+//! eBPF programs (SO_ATTACH_BPF and the reuseport programs). Those stay
+//! ENOPROTOOPT. Classic socket filters are the frontend's own
 //! (`socket::filter`).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+use super::Socket;
 use crate::backend::contract::{Errno, SockInfo};
 use crate::consts::*;
 use crate::platform;
@@ -36,13 +40,13 @@ pub(super) fn applies(info: &SockInfo, level: i32, name: i32) -> bool {
     if info.domain != AF_INET && info.domain != AF_INET6 {
         return false;
     }
-    // IP_ADD/DROP_MEMBERSHIP (35, 36), the source filters (37..=41) and
-    // MCAST_* (42..=48), on IPPROTO_IP and IPPROTO_IPV6; IPV6_ADD/
-    // DROP_MEMBERSHIP (20, 21); SO_ATTACH_BPF and the reuseport programs
-    // (50..=52).
+    // The source filters: IP_UNBLOCK_SOURCE..IP_MSFILTER (37..=41) and
+    // MCAST_BLOCK_SOURCE..MCAST_MSFILTER (43, 44, 46..=48), on IPPROTO_IP
+    // and (MCAST_* only) IPPROTO_IPV6; SO_ATTACH_BPF and the reuseport programs
+    // (50..=52). The joins and leaves (`mcast::membership`) are taken.
     let unsupported = match level {
-        IPPROTO_IP => (35..=48).contains(&name),
-        IPPROTO_IPV6 => name == 20 || name == 21 || (42..=48).contains(&name),
+        IPPROTO_IP => matches!(name, 37..=41 | 43 | 44 | 46..=48),
+        IPPROTO_IPV6 => matches!(name, 43 | 44 | 46..=48),
         SOL_SOCKET => matches!(name, 50..=52),
         _ => false,
     };
@@ -86,11 +90,13 @@ impl Drop for Twin {
 
 /// What an accepted socket inherits of its listener's `record`: all but
 /// TCP_DEFER_ACCEPT (9) and TCP_FASTOPEN (23), which Linux keeps on the
-/// listener (its accepted sockets read 0).
+/// listener (its accepted sockets read 0), and multicast memberships.
 pub(crate) fn inherited(record: &[KernelOpt]) -> Vec<KernelOpt> {
     record
         .iter()
         .filter(|o| !(o.level == IPPROTO_TCP && (o.name == 9 || o.name == 23)))
+        // Nor memberships: inet_csk_clone_lock starts the child's list empty.
+        .filter(|o| super::mcast::membership(o.level, o.name).is_none())
         .cloned()
         .collect()
 }
@@ -107,9 +113,15 @@ pub(super) fn check(
     platform::kernel_setsockopt(t.0, level, name, val)
 }
 
-/// A setting the kernel accepted joins `record`, replacing an earlier one
-/// of the same option.
-pub(super) fn record(record: &mut Vec<KernelOpt>, level: i32, name: i32, val: Vec<u8>) {
+/// A setting the kernel accepted joins `s`'s record, replacing an earlier
+/// one of the same option; a multicast join or leave goes to
+/// `mcast::record` instead (a socket may join many groups).
+pub(super) fn record(s: &Socket, level: i32, name: i32, val: Vec<u8>) {
+    let mut c = s.ctl.lock();
+    let record = &mut c.kernel_opts;
+    if super::mcast::membership(level, name).is_some() {
+        return super::mcast::record(s, record, level, name, val);
+    }
     record.retain(|o| (o.level, o.name) != (level, name));
     record.push(KernelOpt { level, name, val });
 }

@@ -23,12 +23,15 @@ pub(crate) mod filter;
 mod frontend;
 mod inet_args;
 mod io;
+mod mcast;
 pub(crate) mod state;
 mod sysctl;
 mod tcp_info;
 mod timer;
 mod urgent;
 
+#[cfg(feature = "std")]
+pub(crate) use mcast::fork_lock as mcast_fork_lock;
 #[cfg(feature = "std")]
 pub(crate) use timer::{fork_child as timer_fork_child, fork_lock as timer_fork_lock};
 

@@ -516,7 +516,7 @@ impl Socket {
             super::kernel_opts::check(&self.info, &record, level, name, val)?;
             let val = val.to_vec();
             return Ok(alloc::boxed::Box::new(move |s: &Socket| {
-                super::kernel_opts::record(&mut s.ctl.lock().kernel_opts, level, name, val);
+                super::kernel_opts::record(s, level, name, val);
                 Ok(())
             }));
         }

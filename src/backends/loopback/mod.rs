@@ -519,6 +519,48 @@ impl Loopback {
         }
     }
 
+    /// A datagram to a multicast or broadcast address `ep` (`dest` as
+    /// sent): a copy to every socket of the port that reaches the address
+    /// and takes it (`upcall::takes_group` holds the memberships), never
+    /// one connected to another peer (`__udp_is_mcast_sock`). A full
+    /// receiver drops its copy, as UDP does. The source is lo's address:
+    /// over lo the datagram leaves from there.
+    fn fan_out(
+        &self,
+        s: &LoSock,
+        frag: &Fragment<'_>,
+        dest: &SockAddr,
+        ep: &IpEp,
+    ) -> Result<(), Errno> {
+        // A group or broadcast address is no source: lo's address is
+        // (127.0.0.1, or ::1 as `source_for` gives for ::).
+        let mut via = *ep;
+        if ep.is_v4() {
+            via.ip[12..].copy_from_slice(&[127, 0, 0, 1]);
+        } else {
+            via.ip = [0; 16];
+        }
+        let src = Self::concrete_local(s, Some(&via));
+        let from = IpEp::parse(&src, s.info.domain).ok();
+        for t in self.table.lookup_all_ip(s.info.ty, ep) {
+            let peer = t.sock.inner.lock().dgram_peer;
+            if let Some(p) = peer {
+                if !from.as_ref().is_some_and(|f| same_ep(&p, f)) {
+                    continue;
+                }
+            }
+            if !upcall::takes_group(t.handle, dest) {
+                continue;
+            }
+            let seen = match &from {
+                Some(f) if t.sock.info.domain != s.info.domain => f.to_sockaddr(t.sock.info.domain),
+                _ => src,
+            };
+            let _ = upcall::deliver(t.handle, &frag.with_addr(seen.as_bytes()));
+        }
+        Ok(())
+    }
+
     fn write_dgram(
         &self,
         s: &Arc<LoSock>,
@@ -553,6 +595,9 @@ impl Loopback {
                 // Linux's UDP refuses destination port 0.
                 if ep.port == 0 {
                     return Err(EINVAL);
+                }
+                if ep.is_multicast() || ep.is_broadcast() {
+                    return self.fan_out(s, frag, &dest, &ep);
                 }
                 let src = Self::concrete_local(s, Some(&ep));
                 let from = IpEp::parse(&src, s.info.domain).ok();

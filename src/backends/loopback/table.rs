@@ -397,6 +397,25 @@ impl Table {
         Some(group.get(pick).copied().unwrap_or(best).clone())
     }
 
+    /// Every bound socket a datagram to `dest` reaches, in bind order: a
+    /// datagram to a multicast or broadcast address goes to each that
+    /// takes it, as Linux's `__udp4_lib_mcast_deliver` walks the port.
+    pub fn lookup_all_ip(&self, ty: i32, dest: &IpEp) -> Vec<BindEntry> {
+        let key = BindKey::Ip {
+            ty,
+            port: dest.port,
+        };
+        let sh = self.shard(&key).lock();
+        sh.get(&key)
+            .map(|l| {
+                l.iter()
+                    .filter(|e| e.live() && e.reaches(dest))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The socket bound to an AF_UNIX name. ENOENT when a pathname has no
     /// file, as connect() and sendto() report it.
     pub fn lookup_unix(&self, ty: i32, name: &UnixName) -> Result<Option<BindEntry>, Errno> {

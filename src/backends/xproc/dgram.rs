@@ -72,6 +72,75 @@ pub(super) fn dgram_receiver(port: u32, src: &SockAddr) -> Option<(SockHandle, i
         .copied()
 }
 
+/// The source of a datagram to a group or broadcast address `ep` from a
+/// socket bound to the wildcard: lo's address (127.0.0.1, or ::1), as the
+/// datagram leaves over lo.
+pub(super) fn group_source(ep: &IpEp) -> [u8; 16] {
+    let mut lo = *ep;
+    if ep.is_v4() {
+        lo.ip[12..].copy_from_slice(&[127, 0, 0, 1]);
+    } else {
+        lo.ip = [0; 16];
+    }
+    lo.source_for()
+}
+
+/// A DATA frame's address: the source, then, for a datagram to a group or
+/// broadcast address, that destination (`None` when there is none).
+/// `None` for the source when the bytes name no address.
+pub(super) fn split_group(addr: &[u8]) -> Option<(SockAddr, Option<SockAddr>)> {
+    let fam = i32::from(u16::from_ne_bytes([*addr.first()?, *addr.get(1)?]));
+    let n = match fam {
+        AF_INET => 16,
+        AF_INET6 => 28,
+        _ => addr.len(),
+    };
+    if addr.len() <= n {
+        return Some((SockAddr::from_bytes(addr)?, None));
+    }
+    let src = SockAddr::from_bytes(&addr[..n])?;
+    Some((src, Some(SockAddr::from_bytes(&addr[n..])?)))
+}
+
+/// Every socket on `port` that a datagram from `src` to the group or
+/// broadcast address `group` reaches (bound to the wildcard or to that
+/// address; not connected to another peer, `__udp_is_mcast_sock`), with
+/// its family, in bind order.
+pub(super) fn dgram_group_receivers(
+    port: u32,
+    src: &SockAddr,
+    group: &SockAddr,
+) -> Vec<(SockHandle, i32)> {
+    let (Ok(from), Ok(to)) = (
+        IpEp::parse(src, src.family()),
+        IpEp::parse(group, group.family()),
+    ) else {
+        return Vec::new();
+    };
+    let ports = DGRAM_PORTS.lock();
+    let Some(p) = ports.get(&port) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (h, _, x) in &p.members {
+        let Some(x) = x.upgrade() else {
+            continue;
+        };
+        let local = *x.local.lock();
+        let bound = local.and_then(|l| IpEp::parse(&l, l.family()).ok());
+        if !bound.is_some_and(|b| b.is_wild() || b.ip == to.ip) {
+            continue;
+        }
+        let peer = *x.peer.lock();
+        match peer.and_then(|p| IpEp::parse(&p, p.family()).ok()) {
+            Some(p) if (p.ip, p.port) != (from.ip, from.port) => continue,
+            _ => {}
+        }
+        out.push((*h, x.info.domain));
+    }
+    out
+}
+
 /// Links of this process to other sockets' datagram ports, by port: one
 /// AF_UNIX stream each, shared by all our sockets sending there (a frame
 /// names its source). A stream, not an AF_UNIX datagram socket: the kernel

@@ -334,17 +334,35 @@ impl Backend for XProc {
                 if ep.port == 0 {
                     return Err(EINVAL);
                 }
+                let group = ep.is_multicast() || ep.is_broadcast();
                 let src = {
                     let mut l = x.local.lock().ok_or(EINVAL)?;
                     if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
                         if me.is_wild() {
-                            me.ip = ep.source_for();
+                            me.ip = if group {
+                                dgram::group_source(&ep)
+                            } else {
+                                ep.source_for()
+                            };
                             l = me.to_sockaddr(x.info.domain);
                         }
                     }
                     l
                 };
-                let out = frag.with_addr(src.as_bytes());
+                // A datagram to a group or broadcast address carries the
+                // destination after its source: the receiving process
+                // gives a copy to each socket of the port that takes it.
+                let mut both = [0u8; 2 * crate::addr::ADDR_MAX];
+                let to = ep.to_sockaddr(x.info.domain);
+                let addr = if group {
+                    let (a, d) = (src.as_bytes(), to.as_bytes());
+                    both[..a.len()].copy_from_slice(a);
+                    both[a.len()..a.len() + d.len()].copy_from_slice(d);
+                    &both[..a.len() + d.len()]
+                } else {
+                    src.as_bytes()
+                };
+                let out = frag.with_addr(addr);
                 let hdr = envelope::data_header(&out)?;
                 // Nobody bound there, or the link is gone: dropped, as
                 // UDP does; a connected socket learns of it as of an ICMP

@@ -102,7 +102,18 @@ impl Transport {
             if f.header.kind != wire::FragKind::Dgram {
                 return Err(libc::EPROTO);
             }
-            let src = SockAddr::from_bytes(f.addr).ok_or(libc::EPROTO)?;
+            let (src, group) = split_group(f.addr).ok_or(libc::EPROTO)?;
+            if let Some(g) = group {
+                // A copy for each socket of the port that takes it; a
+                // full one drops its copy, as UDP does.
+                for (h, family) in dgram_group_receivers(c.port, &src, &g) {
+                    if upcall::takes_group(h, &g) {
+                        let seen = seen_as(&src, family);
+                        let _ = upcall::deliver(h, &f.with_addr(seen.as_bytes()));
+                    }
+                }
+                return Ok(());
+            }
             // Nobody on the port takes it: dropped, as UDP does.
             if let Some((h, family)) = dgram_receiver(c.port, &src) {
                 let src = seen_as(&src, family);
