@@ -567,6 +567,16 @@ int usock_upcall_writable(uint64_t handle);
 int usock_upcall_error(uint64_t handle, int err);
 
 /*
+ Upcall: a datagram `handle` sent to `addr` (`addr_len` bytes) found
+ nobody there; `payload` (`len` bytes, may be NULL when 0) is its start
+ (see `upcall::unreachable`).
+
+ # Safety
+ `addr` and `payload` are valid for their lengths.
+ */
+int usock_upcall_unreachable(uint64_t handle, const uint8_t *addr, uint32_t addr_len, const uint8_t *payload, uint32_t len);
+
+/*
  Upcall: the receive window end of `handle`, stored in `*out`.
  */
 int usock_upcall_window(uint64_t handle, uint64_t *out);

@@ -152,6 +152,9 @@ pub const TCP_CM_INQ: i32 = 36;
 /// The TCP option and control message level (IPPROTO_TCP).
 pub const SOL_TCP: i32 = 6;
 pub const IPV6_V6ONLY: i32 = 26;
+pub const IP_RECVERR: i32 = 11;
+pub const IPV6_RECVERR: i32 = 25;
+pub const ENOMSG: i32 = 42;
 pub const UDP_CORK: i32 = 1;
 pub const UDP_SEGMENT: i32 = 103;
 pub const IP_MTU_DISCOVER: i32 = 10;
@@ -311,6 +314,9 @@ mod tests {
             TCP_FASTOPEN_NO_COOKIE,
             MSG_FASTOPEN,
             IPV6_V6ONLY,
+            IP_RECVERR,
+            IPV6_RECVERR,
+            ENOMSG,
             UDP_CORK,
             UDP_SEGMENT,
             IP_MTU_DISCOVER,

@@ -141,6 +141,40 @@ pub extern "C" fn usock_upcall_error(handle: u64, err: c_int) -> c_int {
     guard(-EIO, || up(upcall::error(SockHandle(handle), err)))
 }
 
+/// Upcall: a datagram `handle` sent to `addr` (`addr_len` bytes) found
+/// nobody there; `payload` (`len` bytes, may be NULL when 0) is its start
+/// (see `upcall::unreachable`).
+///
+/// # Safety
+/// `addr` and `payload` are valid for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn usock_upcall_unreachable(
+    handle: u64,
+    addr: *const u8,
+    addr_len: u32,
+    payload: *const u8,
+    len: u32,
+) -> c_int {
+    guard(-EIO, || {
+        if addr.is_null() || (payload.is_null() && len != 0) {
+            return -EINVAL;
+        }
+        // SAFETY: valid for `addr_len` bytes per the contract.
+        let a = unsafe { core::slice::from_raw_parts(addr, addr_len as usize) };
+        let Some(dest) = crate::addr::SockAddr::from_bytes(a) else {
+            return -EINVAL;
+        };
+        let p: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null and valid for `len` bytes per the contract.
+            unsafe { core::slice::from_raw_parts(payload, len as usize) }
+        };
+        upcall::unreachable(SockHandle(handle), &dest, p);
+        0
+    })
+}
+
 /// Upcall: the receive window end of `handle`, stored in `*out`.
 #[no_mangle]
 pub unsafe extern "C" fn usock_upcall_window(handle: u64, out: *mut u64) -> c_int {

@@ -467,6 +467,9 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
                     }
                 }
                 let mut flags = if info.truncated { MSG_TRUNC } else { 0 };
+                if info.err.is_some() {
+                    flags |= MSG_ERRQUEUE;
+                }
                 // SAFETY: msg_control is valid for msg_controllen bytes per
                 // the contract (probed: a bad pointer writes nothing).
                 let ctl = unsafe { ffi::buf_mut(m.msg_control, m.msg_controllen) };

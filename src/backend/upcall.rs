@@ -37,6 +37,9 @@ pub trait Frontend: Send + Sync {
     fn error(&self, h: SockHandle, err: Errno) -> Result<(), Errno>;
     /// See [`hangup`].
     fn hangup(&self, h: SockHandle) -> Result<(), Errno>;
+    /// See [`unreachable`]. A frontend without an error queue reports it
+    /// as [`error`] on a connected socket.
+    fn unreachable(&self, _h: SockHandle, _dest: &SockAddr, _payload: &[u8]) {}
     /// See [`takes_group`]. A frontend that keeps no memberships takes
     /// every such datagram.
     fn takes_group(&self, _h: SockHandle, _dest: &SockAddr) -> bool {
@@ -120,6 +123,17 @@ pub fn window(h: SockHandle) -> Result<u64, Errno> {
 /// a connected datagram socket): the next send or receive reports it once.
 pub fn error(h: SockHandle, err: Errno) -> Result<(), Errno> {
     frontend()?.error(h, err)
+}
+
+/// A datagram socket `h` sent to `dest` found nobody there: the ICMP "port
+/// unreachable" a kernel would get back, with the datagram's first bytes
+/// (`payload`). The frontend decides what the program sees: an entry on
+/// the error queue under IP_RECVERR, ECONNREFUSED from the next call of a
+/// connected socket, nothing otherwise (udp_err).
+pub fn unreachable(h: SockHandle, dest: &SockAddr, payload: &[u8]) {
+    if let Ok(f) = frontend() {
+        f.unreachable(h, dest, payload);
+    }
 }
 
 /// The peer of socket `h` is gone for good (AF_UNIX semantics): no more data

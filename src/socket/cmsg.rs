@@ -89,6 +89,10 @@ impl Socket {
             let c = self.ctl.lock();
             (c.opts.rx_stamps(), c.opts.inq())
         };
+        if let Some(e) = info.err {
+            self.errqueue_control(&e, stamps.software, out);
+            return;
+        }
         let t = info.stamp_ns;
         // Data received before the option was set carries no time.
         if t != 0 {
@@ -123,6 +127,46 @@ impl Socket {
                 );
             }
         }
+    }
+}
+
+impl Socket {
+    /// An error-queue entry's control messages (ip_recv_error,
+    /// ipv6_recv_error): its software stamp when SO_TIMESTAMPING reports
+    /// them, then the extended error with an offender address of the
+    /// socket's family (unspecified: a timestamp has none).
+    fn errqueue_control(
+        &self,
+        e: &super::errqueue::ErrInfo,
+        software: bool,
+        out: &mut CmsgOut<'_>,
+    ) {
+        if software && e.stamp_ns != 0 {
+            let mut three = [0u8; 48];
+            three[..16].copy_from_slice(&time_bytes(e.stamp_ns, false));
+            out.put(SOL_SOCKET, SCM_TIMESTAMPING, &three);
+        }
+        let v6 = self.info.domain == AF_INET6;
+        let (level, ty, addr_len) = if v6 {
+            (IPPROTO_IPV6, IPV6_RECVERR, 28)
+        } else {
+            (IPPROTO_IP, IP_RECVERR, 16)
+        };
+        let mut b = [0u8; 16 + 28];
+        b[..16].copy_from_slice(&e.ee.bytes());
+        // SO_EE_OFFENDER: for an ICMP error, the host that sent it (this
+        // one: the loopback address); none for a timestamp.
+        if e.ee.errno != ENOMSG as u32 {
+            let off = &mut b[16..];
+            if v6 {
+                off[..2].copy_from_slice(&(AF_INET6 as u16).to_ne_bytes());
+                off[23] = 1; // sin6_addr ::1
+            } else {
+                off[..2].copy_from_slice(&(AF_INET as u16).to_ne_bytes());
+                off[4..8].copy_from_slice(&[127, 0, 0, 1]);
+            }
+        }
+        out.put(level, ty, &b[..16 + addr_len]);
     }
 }
 

@@ -264,6 +264,12 @@ impl Frontend for SocketFrontend {
         Ok(())
     }
 
+    fn unreachable(&self, h: SockHandle, dest: &SockAddr, payload: &[u8]) {
+        if let Ok(s) = sock(h) {
+            s.port_unreachable(dest, payload);
+        }
+    }
+
     fn hangup(&self, h: SockHandle) -> Result<(), Errno> {
         let s = sock(h)?;
         s.set(F_WR_SHUT);

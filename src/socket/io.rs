@@ -22,6 +22,8 @@ pub struct RecvInfo {
     /// When the data returned was received, wall-clock ns (0: not
     /// recorded): the datagram's, or a stream's latest arrival.
     pub stamp_ns: u64,
+    /// An error-queue read (MSG_ERRQUEUE): what its entry says.
+    pub err: Option<super::errqueue::ErrInfo>,
 }
 
 /// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
@@ -40,10 +42,15 @@ impl Socket {
     /// recv()/recvfrom()/recvmsg() into one or more buffers.
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
         if flags & MSG_ERRQUEUE != 0 {
-            // The error queue never waits (sock_recv_errqueue), and
-            // nothing here queues errors on it yet: the kernel's answer
-            // for an empty one.
-            return Err(EAGAIN);
+            // The error queue never waits (sock_recv_errqueue).
+            let (ret, truncated, err, addr) = self.recv_errqueue(bufs, flags & MSG_PEEK != 0)?;
+            return Ok(RecvInfo {
+                ret,
+                truncated,
+                err: Some(err),
+                addr,
+                ..Default::default()
+            });
         }
         if flags & MSG_OOB != 0 {
             if !self.is_stream() {
@@ -289,6 +296,7 @@ impl Socket {
                     },
                     truncated,
                     addr,
+                    err: None,
                 });
             }
             if let Some(e) = self.take_error() {
@@ -369,6 +377,15 @@ impl Socket {
         } else {
             self.send_dgram(bufs, flags, dest)
         };
+        if let (Ok(n), true) = (r, self.has(F_TXSTAMP)) {
+            // SO_TIMESTAMPING's transmit stamp: the data left now.
+            let sent: Vec<u8> = bufs
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .take(n)
+                .collect();
+            self.queue_tx_stamp(&sent, self.timestamping_flags());
+        }
         if r == Err(EPIPE) && flags & MSG_NOSIGNAL == 0 {
             crate::platform::raise_sigpipe();
         }

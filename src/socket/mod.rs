@@ -19,6 +19,7 @@ pub mod cmsg;
 mod connect;
 mod cork;
 mod defer;
+pub mod errqueue;
 pub(crate) mod filter;
 mod frontend;
 mod inet_args;
@@ -186,6 +187,8 @@ pub struct Socket {
     cookie: AtomicU64,
     /// TCP urgent data received (`urgent`).
     urg: urgent::Urgent,
+    /// The error queue (`errqueue`).
+    errq: errqueue::ErrQueue,
     /// UDP_SEGMENT: a send is cut into datagrams of this size (0: off).
     udp_gso: AtomicU32,
     /// TCP_DEFER_ACCEPT of a listener, seconds (0: off).
@@ -338,6 +341,7 @@ impl Socket {
             incoming_cpu: core::sync::atomic::AtomicI32::new(-1),
             cookie: AtomicU64::new(0),
             urg: urgent::Urgent::new(),
+            errq: errqueue::ErrQueue::new(),
             udp_gso: AtomicU32::new(0),
             defer_secs: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
@@ -533,7 +537,7 @@ impl Socket {
     pub fn readiness(&self) -> i16 {
         let f = self.flags();
         let mut ev: i16 = 0;
-        if f.has(F_ERROR) {
+        if f.has(F_ERROR) || self.errq.pending() {
             ev |= POLLERR;
         }
         if f.is(Phase::Listening) {

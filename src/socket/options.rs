@@ -84,6 +84,9 @@ const TS_RCV: u8 = 1;
 /// SOCK_RCVTSTAMPNS: as a timespec (SCM_TIMESTAMPNS).
 const TS_NS: u8 = 2;
 
+/// The transmit-stamp request of SO_TIMESTAMPING (`errqueue`).
+const SOF_TIMESTAMPING_TX_SOFTWARE: u32 = 1 << 1;
+
 /// The receive timestamps a socket's options ask for (`cmsg`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct RxStamps {
@@ -524,14 +527,28 @@ impl Socket {
         Err(otherwise)
     }
 
-    /// Keeps `F_RCVTSTAMP` (stream arrivals stamped) with the options.
+    /// Keeps `F_RCVTSTAMP` (stream arrivals stamped) and `F_TXSTAMP`
+    /// (transmit stamps queued) with the options.
     fn follow_rx_stamps(&self, o: &Options) {
         let st = o.rx_stamps();
-        if st.plain || st.software {
-            self.set(super::F_RCVTSTAMP);
-        } else {
-            self.clear(super::F_RCVTSTAMP);
+        for (on, flag) in [
+            (st.plain || st.software, super::F_RCVTSTAMP),
+            (
+                o.tsflags & SOF_TIMESTAMPING_TX_SOFTWARE != 0,
+                super::F_TXSTAMP,
+            ),
+        ] {
+            if on {
+                self.set(flag);
+            } else {
+                self.clear(flag);
+            }
         }
+    }
+
+    /// SO_TIMESTAMPING's flags.
+    pub(crate) fn timestamping_flags(&self) -> u32 {
+        self.ctl.lock().opts.tsflags
     }
 
     pub(super) fn rcvbuf(&self) -> usize {

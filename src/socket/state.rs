@@ -99,6 +99,8 @@ pub(crate) const F_RCVTSTAMP: u32 = 1 << 15;
 pub(crate) const F_DEFERRED: u32 = 1 << 16;
 /// O_ASYNC: SIGIO to the owner when I/O becomes possible (`urgent`).
 pub(crate) const F_ASYNC: u32 = 1 << 17;
+/// SO_TIMESTAMPING asks for transmit stamps (`errqueue`).
+pub(crate) const F_TXSTAMP: u32 = 1 << 18;
 
 /// The state word as it was at one instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,7 +248,7 @@ mod tests {
     const ALL: [Phase; 4] = [Idle, Listening, Connecting, Connected];
 
     /// Every flag the word carries.
-    const FLAGS: [u32; 15] = [
+    const FLAGS: [u32; 16] = [
         F_BOUND,
         F_RD_SHUT,
         F_WR_SHUT,
@@ -262,6 +264,7 @@ mod tests {
         F_RCVTSTAMP,
         F_DEFERRED,
         F_ASYNC,
+        F_TXSTAMP,
     ];
 
     /// A state in phase `p` with `flags` set, reached through transitions

@@ -634,9 +634,9 @@ impl Loopback {
             if s.info.domain == AF_UNIX {
                 return Err(ECONNREFUSED);
             }
-            if connected {
-                // The ICMP "port unreachable" a kernel would get back.
-                let _ = upcall::error(s.handle(), ECONNREFUSED);
+            // The ICMP "port unreachable" a kernel would get back.
+            if frag.header.dgram_offset == 0 {
+                upcall::unreachable(s.handle(), &dest, frag.payload);
             }
             return Ok(());
         };

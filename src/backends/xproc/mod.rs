@@ -373,8 +373,12 @@ impl Backend for XProc {
                     ports::Space::V6
                 };
                 let Some(link) = self.link(ports::port_key(ep.port, dest)) else {
-                    if frag.addr.is_empty() && out.header.dgram_offset == 0 {
-                        let _ = upcall::error(sock.handle, ECONNREFUSED);
+                    if out.header.dgram_offset == 0 {
+                        upcall::unreachable(
+                            sock.handle,
+                            &ep.to_sockaddr(sock.info.domain),
+                            frag.payload,
+                        );
                     }
                     return Ok(());
                 };
