@@ -692,7 +692,9 @@ ssize_t usock_send(int fd, const void *buf, size_t len, int flags);
 ssize_t usock_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t alen);
 
 /*
- Sends a message, like sendmsg(2). Control data is not supported and is
+ Sends a message, like sendmsg(2). Of the control data, a UDP socket
+ reads what one datagram may ask (IP_PKTINFO, IP_TTL, IP_TOS,
+ IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS: `SendCtl`); the rest is
  ignored.
  */
 ssize_t usock_sendmsg(int fd, const struct msghdr *msg, int flags);

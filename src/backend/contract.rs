@@ -25,6 +25,12 @@
 //!   drops what it cannot hold, as UDP does.
 //! - Order and reliability are the backend's job: fragments may arrive out of
 //!   order or repeated (the Socket Buffer sorts), but not lost or corrupted.
+//!
+//! An IP datagram also has header fields its receiver may ask about
+//! (IP_PKTINFO, IP_TTL, IP_TOS and the IPv6 ones): the frontend hands them
+//! to [`Backend::write_attrs`] and a backend that carries them delivers
+//! them with `upcall::deliver_attrs`. Both are optional: see
+//! [`crate::backend::attrs`].
 
 use alloc::sync::Arc;
 use core::any::Any;

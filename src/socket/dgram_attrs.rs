@@ -290,3 +290,39 @@ impl SendCtl {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_cmsgs_read_as_linux_checks_them() {
+        let mut c = SendCtl::default();
+        let mut pi = [0u8; 12];
+        pi[4..8].copy_from_slice(&[127, 0, 0, 2]);
+        c.take(AF_INET, IPPROTO_IP, IP_PKTINFO, &pi).unwrap();
+        assert_eq!(c.src.unwrap()[12..], [127, 0, 0, 2]);
+        assert_eq!(
+            c.take(AF_INET, IPPROTO_IP, IP_PKTINFO, &pi[..8]),
+            Err(EINVAL)
+        );
+        c.take(AF_INET, IPPROTO_IP, IP_TTL, &9i32.to_ne_bytes())
+            .unwrap();
+        assert_eq!(c.ttl, Some(9));
+        assert_eq!(
+            c.take(AF_INET, IPPROTO_IP, IP_TTL, &0i32.to_ne_bytes()),
+            Err(EINVAL)
+        );
+        c.take(AF_INET, IPPROTO_IP, IP_TOS, &[0x10]).unwrap();
+        assert_eq!(c.tos, Some(0x10));
+        c.take(AF_INET6, IPPROTO_IPV6, IPV6_HOPLIMIT, &7i32.to_ne_bytes())
+            .unwrap();
+        assert_eq!(c.ttl, Some(7));
+        assert_eq!(
+            c.take(AF_INET6, IPPROTO_IPV6, IPV6_TCLASS, &256i32.to_ne_bytes()),
+            Err(EINVAL)
+        );
+        // Another level's message is not ours to read.
+        c.take(AF_INET, SOL_SOCKET, 1, &[]).unwrap();
+    }
+}

@@ -179,3 +179,41 @@ pub(super) fn drop_link(c: &Conn) -> Option<u32> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::attrs::ATTR_DST;
+
+    fn v4(port: u16) -> SockAddr {
+        IpEp {
+            family: AF_INET,
+            ip: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+            port,
+        }
+        .to_sockaddr(AF_INET)
+    }
+
+    #[test]
+    fn an_address_splits_into_source_group_and_attributes() {
+        let src = v4(1);
+        let group = v4(2);
+        let at = DgramAttrs {
+            flags: ATTR_DST,
+            tos: 0x28,
+            ttl: 5,
+            ..DgramAttrs::default()
+        };
+        let cat = |parts: &[&[u8]]| parts.concat();
+        let only = split_addr(src.as_bytes()).unwrap();
+        assert_eq!((only.0, only.1, only.2), (src, None, None));
+        let g = split_addr(&cat(&[src.as_bytes(), group.as_bytes()])).unwrap();
+        assert_eq!((g.1, g.2), (Some(group), None));
+        let a = split_addr(&cat(&[src.as_bytes(), &at.to_bytes()])).unwrap();
+        assert_eq!((a.0, a.1, a.2), (src, None, Some(at)));
+        let ga = split_addr(&cat(&[src.as_bytes(), group.as_bytes(), &at.to_bytes()])).unwrap();
+        assert_eq!((ga.1, ga.2), (Some(group), Some(at)));
+        // Bad attribute bytes name no datagram.
+        assert!(split_addr(&cat(&[src.as_bytes(), &[0xff; ATTR_LEN]])).is_none());
+    }
+}
