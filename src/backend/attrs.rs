@@ -23,6 +23,9 @@
 //!   A delivery without them (`upcall::deliver`, every C backend) reads as
 //!   Linux's defaults: TOS 0, the default TTL, the receiver's own address
 //!   as destination.
+//! - **C backends** deliver them with `usock_upcall_deliver_attrs`, in
+//!   the byte form below; the C table's `write` does not see a sender's
+//!   attributes (its datagrams leave with the defaults).
 //! - **byte-moving backends** carry them as [`ATTR_LEN`] opaque bytes
 //!   ([`DgramAttrs::to_bytes`], [`DgramAttrs::from_bytes`]); the
 //!   cross-process backend appends them to a DATA frame's address (see its
