@@ -141,15 +141,11 @@ impl Socket {
     pub(crate) fn send_attrs(&self, dest: Option<&SockAddr>, per_send: &SendCtl) -> DgramAttrs {
         let w = self.tx_attrs.load(Ordering::Relaxed);
         let field = |shift: u32| ((w >> shift) & 0xff) as u8;
-        let group = dest
-            .and_then(|d| IpEp::parse(d, self.info.domain).ok())
-            .is_some_and(|e| e.is_multicast());
+        let to = dest.and_then(|d| IpEp::parse(d, self.info.domain).ok());
+        let group = to.is_some_and(|e| e.is_multicast());
         // An IPv6 socket's datagram to an IPv4 (mapped) address is sent
         // by IPv4, with the socket's IPv4 options.
-        let v4 = self.info.domain == AF_INET
-            || dest
-                .and_then(|d| IpEp::parse(d, self.info.domain).ok())
-                .is_some_and(|e| e.is_v4());
+        let v4 = self.info.domain == AF_INET || to.is_some_and(|e| e.is_v4());
         let mut a = DgramAttrs::default();
         if v4 {
             a.tos = field(TX_TOS);
