@@ -526,6 +526,20 @@ int usock_backend_unregister(int64_t id);
 int usock_upcall_deliver(uint64_t handle, const struct usock_fragment *frag);
 
 /*
+ Upcall: `usock_upcall_deliver` of a UDP datagram's fragment with the
+ IP header fields its receiver may ask about (IP_PKTINFO, IP_TTL,
+ IP_TOS, IP_ORIGDSTADDR and the IPv6 ones), `attrs_len` (20) bytes:
+ byte 0 flags (1: bytes 4..20 hold the destination address the sender
+ used, IPv6 or IPv4-mapped; other bits 0), byte 1 the TOS or traffic
+ class, byte 2 the TTL or hop limit, byte 3 zero. A backend that moves
+ bytes passes them through as they are; a datagram delivered without
+ them reads as Linux's defaults (sent to the receiver's address, TOS 0,
+ the default TTL). Returns what `usock_upcall_deliver` returns, and
+ -EINVAL for attributes that are not of that form.
+ */
+int usock_upcall_deliver_attrs(uint64_t handle, const struct usock_fragment *frag, const uint8_t *attrs, uint32_t attrs_len);
+
+/*
  Upcall: a connection request reached `listener`. Creates the socket
  accept() will return, with `sock_ctx` as its backend context, and stores
  its handle in `*out`. It becomes acceptable at `usock_upcall_connected`.
@@ -702,7 +716,9 @@ ssize_t usock_send(int fd, const void *buf, size_t len, int flags);
 ssize_t usock_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t alen);
 
 /*
- Sends a message, like sendmsg(2). Control data is not supported and is
+ Sends a message, like sendmsg(2). Of the control data, a UDP socket
+ reads what one datagram may ask (IP_PKTINFO, IP_TTL, IP_TOS,
+ IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS: `SendCtl`); the rest is
  ignored.
  */
 ssize_t usock_sendmsg(int fd, const struct msghdr *msg, int flags);

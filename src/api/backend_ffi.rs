@@ -77,6 +77,43 @@ pub unsafe extern "C" fn usock_upcall_deliver(handle: u64, frag: *const usock_fr
     })
 }
 
+/// Upcall: `usock_upcall_deliver` of a UDP datagram's fragment with the
+/// IP header fields its receiver may ask about (IP_PKTINFO, IP_TTL,
+/// IP_TOS, IP_ORIGDSTADDR and the IPv6 ones), `attrs_len` (20) bytes:
+/// byte 0 flags (1: bytes 4..20 hold the destination address the sender
+/// used, IPv6 or IPv4-mapped; other bits 0), byte 1 the TOS or traffic
+/// class, byte 2 the TTL or hop limit, byte 3 zero. A backend that moves
+/// bytes passes them through as they are; a datagram delivered without
+/// them reads as Linux's defaults (sent to the receiver's address, TOS 0,
+/// the default TTL). Returns what `usock_upcall_deliver` returns, and
+/// -EINVAL for attributes that are not of that form.
+#[no_mangle]
+pub unsafe extern "C" fn usock_upcall_deliver_attrs(
+    handle: u64,
+    frag: *const usock_fragment,
+    attrs: *const u8,
+    attrs_len: u32,
+) -> c_int {
+    guard(-EIO, || {
+        if frag.is_null() || attrs.is_null() {
+            return -EINVAL;
+        }
+        if attrs_len as usize != crate::backend::attrs::ATTR_LEN {
+            return -EINVAL;
+        }
+        // SAFETY: non-null, and `attrs_len` bytes per the contract.
+        let b = unsafe { core::slice::from_raw_parts(attrs, attrs_len as usize) };
+        let Some(a) = crate::backend::attrs::DgramAttrs::from_bytes(b) else {
+            return -EINVAL;
+        };
+        // SAFETY: non-null and valid per the contract.
+        match unsafe { frag_from_c(&*frag) } {
+            Ok(f) => up(upcall::deliver_attrs(SockHandle(handle), &f, &a)),
+            Err(e) => -e,
+        }
+    })
+}
+
 /// Upcall: a connection request reached `listener`. Creates the socket
 /// accept() will return, with `sock_ctx` as its backend context, and stores
 /// its handle in `*out`. It becomes acceptable at `usock_upcall_connected`.

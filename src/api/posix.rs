@@ -19,6 +19,7 @@ use crate::fd;
 use crate::fd::lifecycle;
 use crate::platform::real;
 use crate::socket::cmsg::CmsgOut;
+use crate::socket::dgram_attrs::SendCtl;
 use crate::socket::filter;
 use crate::socket::options::OptVal;
 
@@ -317,7 +318,9 @@ pub unsafe extern "C" fn usock_sendto(
     })
 }
 
-/// Sends a message, like sendmsg(2). Control data is not supported and is
+/// Sends a message, like sendmsg(2). Of the control data, a UDP socket
+/// reads what one datagram may ask (IP_PKTINFO, IP_TTL, IP_TOS,
+/// IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS: `SendCtl`); the rest is
 /// ignored.
 #[no_mangle]
 pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
@@ -369,8 +372,41 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
                 Err(e) => return ret_size(Err(e)),
             }
         }
-        ret_size(s.send(&bufs, flags, dest.as_ref()))
+        let mut ctl = SendCtl::default();
+        if m.msg_controllen > 0 && s.info.ty == libc::SOCK_DGRAM && s.info.domain != libc::AF_UNIX {
+            // SAFETY: msg_control was probed for msg_controllen bytes above.
+            let cbuf = match unsafe { ffi::buf(m.msg_control, m.msg_controllen) } {
+                Ok(b) => b,
+                Err(e) => return ret_size(Err(e)),
+            };
+            if let Err(e) = read_send_cmsgs(cbuf, s.info.domain, &mut ctl) {
+                return ret_size(Err(e));
+            }
+        }
+        ret_size(s.send_with(&bufs, flags, dest.as_ref(), &ctl))
     })
+}
+
+/// Walks a sendmsg's control messages as Linux's `for_each_cmsghdr` and
+/// `__cmsg_nxthdr` do (LP64 headers: a `size_t` length, the level, the
+/// type), handing each to `ctl`. A header whose length is shorter than a
+/// header or runs past the buffer is EINVAL (`cmsghdr_from_user_compat`
+/// aside, as in `ip_cmsg_send`).
+fn read_send_cmsgs(buf: &[u8], domain: i32, ctl: &mut SendCtl) -> Result<(), Errno> {
+    const HDR: usize = 16;
+    let align = |n: usize| n.div_ceil(8) * 8;
+    let mut at = 0usize;
+    while buf.len() >= at + HDR {
+        let len = u64::from_ne_bytes(buf[at..at + 8].try_into().map_err(|_| EINVAL)?) as usize;
+        if len < HDR || len > buf.len() - at {
+            return Err(EINVAL);
+        }
+        let level = i32::from_ne_bytes(buf[at + 8..at + 12].try_into().map_err(|_| EINVAL)?);
+        let ty = i32::from_ne_bytes(buf[at + 12..at + 16].try_into().map_err(|_| EINVAL)?);
+        ctl.take(domain, level, ty, &buf[at + HDR..at + len])?;
+        at += align(len);
+    }
+    Ok(())
 }
 
 /// Receives, like recv(2).

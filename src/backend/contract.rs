@@ -25,11 +25,18 @@
 //!   drops what it cannot hold, as UDP does.
 //! - Order and reliability are the backend's job: fragments may arrive out of
 //!   order or repeated (the Socket Buffer sorts), but not lost or corrupted.
+//!
+//! An IP datagram also has header fields its receiver may ask about
+//! (IP_PKTINFO, IP_TTL, IP_TOS and the IPv6 ones): the frontend hands them
+//! to [`Backend::write_attrs`] and a backend that carries them delivers
+//! them with `upcall::deliver_attrs`. Both are optional: see
+//! [`crate::backend::attrs`].
 
 use alloc::sync::Arc;
 use core::any::Any;
 
 use crate::addr::SockAddr;
+pub use crate::backend::attrs::DgramAttrs;
 pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST, FLAG_URG};
 
 pub use crate::consts::Errno;
@@ -178,6 +185,19 @@ pub trait Backend: Send + Sync {
     /// `EAGAIN`; a blocking sender then waits for
     /// [`crate::backend::upcall::writable`], or a millisecond.
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno>;
+
+    /// [`Self::write`] of an IP datagram fragment with its header fields
+    /// (see [`crate::backend::attrs`]): a backend that carries them hands
+    /// them to the receiver through `upcall::deliver_attrs`. By default
+    /// they are forgotten: the receiver reads Linux's defaults.
+    fn write_attrs(
+        &self,
+        sock: SockRef<'_>,
+        frag: &Fragment<'_>,
+        _attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        self.write(sock, frag)
+    }
 
     /// The receiver's window moved: stream bytes may be delivered up to
     /// (excluding) absolute offset `limit`. On a datagram socket: a read

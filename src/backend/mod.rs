@@ -4,6 +4,8 @@
 //! portable encoding (`wire`), and the registry that asks backends in
 //! priority order (`registry`). See ARCHITECTURE.md.
 
+/// cbindgen:ignore
+pub mod attrs;
 #[allow(unsafe_code)] // calls the C functions of a registered table
 pub mod c_table;
 pub mod contract;

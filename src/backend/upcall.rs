@@ -9,7 +9,7 @@
 //! frontend installs when it makes its first socket: a backend names
 //! nothing of the frontend but these functions.
 
-use super::contract::{Errno, Fragment, SockHandle, SockState};
+use super::contract::{DgramAttrs, Errno, Fragment, SockHandle, SockState};
 use crate::addr::SockAddr;
 use crate::consts::EBADF;
 use crate::sync::SetOnce;
@@ -19,6 +19,16 @@ use crate::sync::SetOnce;
 pub trait Frontend: Send + Sync {
     /// See [`deliver`].
     fn deliver(&self, h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno>;
+    /// See [`deliver_attrs`]. A frontend that keeps no attributes
+    /// delivers the fragment alone.
+    fn deliver_attrs(
+        &self,
+        h: SockHandle,
+        frag: &Fragment<'_>,
+        _attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        self.deliver(h, frag)
+    }
     /// See [`incoming`].
     fn incoming(&self, listener: SockHandle, state: SockState) -> Result<SockHandle, Errno>;
     /// See [`connected`].
@@ -70,6 +80,14 @@ fn frontend() -> Result<&'static dyn Frontend, Errno> {
 /// `Err(EINVAL)` when it is malformed.
 pub fn deliver(h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
     frontend()?.deliver(h, frag)
+}
+
+/// [`deliver`] for an IP datagram fragment, with the header fields its
+/// receiver may ask about (`crate::backend::attrs`): the destination the
+/// sender used, its TOS and TTL. The fragment that completes a datagram
+/// gives the datagram its attributes.
+pub fn deliver_attrs(h: SockHandle, frag: &Fragment<'_>, attrs: &DgramAttrs) -> Result<(), Errno> {
+    frontend()?.deliver_attrs(h, frag, attrs)
 }
 
 /// A connection request reached listener `listener`: creates the socket that

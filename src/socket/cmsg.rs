@@ -82,8 +82,10 @@ fn time_bytes(ns: u64, micro: bool) -> [u8; 16] {
 impl Socket {
     /// The control messages a receive that just returned (`info`) adds,
     /// as the socket's options ask: receive timestamps (SO_TIMESTAMP,
-    /// SO_TIMESTAMPNS, SO_TIMESTAMPING's software stamp) and TCP_INQ's
-    /// count of bytes left to read.
+    /// SO_TIMESTAMPNS, SO_TIMESTAMPING's software stamp), a UDP
+    /// datagram's IP header fields (IP_PKTINFO and the like, after the
+    /// stamps as udp_recvmsg puts them) and TCP_INQ's count of bytes left
+    /// to read.
     pub fn recv_control(&self, info: &super::io::RecvInfo, out: &mut CmsgOut<'_>) {
         let (stamps, inq) = {
             let c = self.ctl.lock();
@@ -108,6 +110,12 @@ impl Socket {
                 let mut three = [0u8; 48];
                 three[..16].copy_from_slice(&time_bytes(t, false));
                 out.put(SOL_SOCKET, SCM_TIMESTAMPING, &three);
+            }
+        }
+        if let Rx::Dgram(_) = &self.rx {
+            let want = self.rx_attrs_wanted();
+            if want != 0 && self.info.domain != AF_UNIX {
+                self.put_dgram_attrs(want, info, out);
             }
         }
         if let Rx::Stream(sb) = &self.rx {
@@ -167,6 +175,93 @@ impl Socket {
             }
         }
         out.put(level, ty, &b[..16 + addr_len]);
+    }
+
+    /// A datagram's IP cmsgs, in Linux's order: for an IPv4 datagram
+    /// ip_cmsg_recv_offset's (IP_PKTINFO, IP_TTL, IP_TOS, IP_ORIGDSTADDR),
+    /// then on an IPv6 socket ip6_datagram_recv_specific_ctl's
+    /// (IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS, IPV6_ORIGDSTADDR; the
+    /// last for IPv6 datagrams only). A datagram whose backend told no
+    /// attributes (or that arrived before the option was set) reads as
+    /// Linux's defaults: sent to this socket's address, TOS 0, the
+    /// default TTL.
+    fn put_dgram_attrs(&self, want: u32, info: &super::io::RecvInfo, out: &mut CmsgOut<'_>) {
+        use super::dgram_attrs::*;
+        use crate::addr::IpEp;
+        /// lo's interface index: every datagram here comes over lo.
+        const LO_IFINDEX: i32 = 1;
+        let Some(from) = info.addr.and_then(|a| IpEp::parse(&a, a.family()).ok()) else {
+            return;
+        };
+        let v4 = from.is_v4();
+        let local = IpEp::parse(&self.local_addr(), self.info.domain).ok();
+        let a = info.attrs.unwrap_or_default();
+        let dst = a.dst().unwrap_or_else(|| match local {
+            Some(l) if !l.is_wild() => l.ip,
+            // A wildcard-bound socket reached over lo: lo's address.
+            _ if v4 => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+            _ => {
+                let mut one = [0u8; 16];
+                one[15] = 1;
+                one
+            }
+        });
+        let port = local.map(|l| l.port).unwrap_or(0);
+        let ttl = if info.attrs.is_some() {
+            a.ttl
+        } else if v4 {
+            super::sysctl::IP_DEFAULT_TTL.get().min(255) as u8
+        } else {
+            super::sysctl::IPV6_LO_HOP_LIMIT.get().min(255) as u8
+        };
+        let tos = a.tos;
+        if v4 {
+            if want & RX_PKTINFO != 0 {
+                // struct in_pktinfo: ifindex, the local address (here the
+                // destination: lo delivers to it), the destination.
+                let mut p = [0u8; 12];
+                p[..4].copy_from_slice(&LO_IFINDEX.to_ne_bytes());
+                p[4..8].copy_from_slice(&dst[12..]);
+                p[8..].copy_from_slice(&dst[12..]);
+                out.put(IPPROTO_IP, IP_PKTINFO, &p);
+            }
+            if want & RX_TTL != 0 {
+                out.put(IPPROTO_IP, IP_TTL, &i32::from(ttl).to_ne_bytes());
+            }
+            if want & RX_TOS != 0 {
+                out.put(IPPROTO_IP, IP_TOS, &[tos]);
+            }
+            if want & RX_ORIGDST != 0 {
+                let mut sa = [0u8; 16];
+                sa[..2].copy_from_slice(&(AF_INET as u16).to_ne_bytes());
+                sa[2..4].copy_from_slice(&port.to_be_bytes());
+                sa[4..8].copy_from_slice(&dst[12..]);
+                out.put(IPPROTO_IP, IP_ORIGDSTADDR, &sa);
+            }
+        }
+        if self.info.domain != AF_INET6 {
+            return;
+        }
+        if want & RX6_PKTINFO != 0 {
+            // struct in6_pktinfo: the destination, ifindex.
+            let mut p = [0u8; 20];
+            p[..16].copy_from_slice(&dst);
+            p[16..].copy_from_slice(&LO_IFINDEX.to_ne_bytes());
+            out.put(IPPROTO_IPV6, IPV6_PKTINFO, &p);
+        }
+        if want & RX6_HOPLIMIT != 0 {
+            out.put(IPPROTO_IPV6, IPV6_HOPLIMIT, &i32::from(ttl).to_ne_bytes());
+        }
+        if want & RX6_TCLASS != 0 {
+            out.put(IPPROTO_IPV6, IPV6_TCLASS, &i32::from(tos).to_ne_bytes());
+        }
+        if want & RX6_ORIGDST != 0 && !v4 {
+            let mut sa = [0u8; 28];
+            sa[..2].copy_from_slice(&(AF_INET6 as u16).to_ne_bytes());
+            sa[2..4].copy_from_slice(&port.to_be_bytes());
+            sa[8..24].copy_from_slice(&dst);
+            out.put(IPPROTO_IPV6, IPV6_ORIGDSTADDR, &sa);
+        }
     }
 }
 

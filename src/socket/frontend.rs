@@ -6,8 +6,10 @@ use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
 use super::*;
+use crate::backend::attrs::{DgramAttrs, ATTR_LEN};
 use crate::backend::upcall::Frontend;
 use crate::sockbuf::SbError;
+use crate::sockbuf::MAX_ADDR_LEN;
 
 /// The live socket `h`. A fork child's copy of its parent's socket is
 /// gone as far as upcalls are concerned: its state belongs to the parent.
@@ -35,8 +37,15 @@ pub(crate) struct SocketFrontend;
 /// The one instance.
 pub(crate) static FRONTEND: SocketFrontend = SocketFrontend;
 
-impl Frontend for SocketFrontend {
-    fn deliver(&self, h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
+impl SocketFrontend {
+    /// `deliver` and `deliver_attrs`: the fragment, and for an IP
+    /// datagram the header fields its receiver may ask about.
+    fn deliver_with(
+        &self,
+        h: SockHandle,
+        frag: &Fragment<'_>,
+        attrs: Option<&DgramAttrs>,
+    ) -> Result<(), Errno> {
         let s = sock(h)?;
         let hd = &frag.header;
         if hd.len as usize != frag.payload.len() {
@@ -85,13 +94,30 @@ impl Frontend for SocketFrontend {
                     Some(kept) => kept,
                     None => return Ok(()),
                 };
+                // The attributes the socket's cmsgs report ride behind the
+                // source, in the record's address bytes (`io::split_attrs`
+                // takes them apart).
+                let mut held = [0u8; MAX_ADDR_LEN];
+                let src = match attrs {
+                    Some(a)
+                        if s.rx_attrs_wanted() != 0
+                            && matches!(frag.addr.len(), 16 | 28)
+                            && frag.addr.len() + ATTR_LEN <= MAX_ADDR_LEN =>
+                    {
+                        let n = frag.addr.len();
+                        held[..n].copy_from_slice(frag.addr);
+                        held[n..n + ATTR_LEN].copy_from_slice(&a.to_bytes());
+                        &held[..n + ATTR_LEN]
+                    }
+                    _ => frag.addr,
+                };
                 let done = db
                     .insert_stamped(
                         hd.offset,
                         hd.dgram_offset,
                         total,
                         payload,
-                        frag.addr,
+                        src,
                         crate::platform::realtime_ns(),
                     )
                     .map_err(sb_errno)
@@ -108,6 +134,21 @@ impl Frontend for SocketFrontend {
             }
             _ => Err(EPROTOTYPE),
         }
+    }
+}
+
+impl Frontend for SocketFrontend {
+    fn deliver(&self, h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
+        self.deliver_with(h, frag, None)
+    }
+
+    fn deliver_attrs(
+        &self,
+        h: SockHandle,
+        frag: &Fragment<'_>,
+        attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        self.deliver_with(h, frag, Some(attrs))
     }
 
     fn incoming(&self, listener: SockHandle, state: SockState) -> Result<SockHandle, Errno> {

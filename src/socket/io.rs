@@ -5,7 +5,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use super::dgram_attrs::SendCtl;
 use super::*;
+use crate::backend::attrs::{DgramAttrs, ATTR_LEN};
 use crate::backend::contract::ClaimOp;
 use crate::sockbuf::MAX_ADDR_LEN;
 
@@ -24,6 +26,9 @@ pub struct RecvInfo {
     pub stamp_ns: u64,
     /// An error-queue read (MSG_ERRQUEUE): what its entry says.
     pub err: Option<super::errqueue::ErrInfo>,
+    /// The datagram's IP header fields, when the socket asked for a cmsg
+    /// of theirs as it arrived and its backend told them.
+    pub attrs: Option<DgramAttrs>,
 }
 
 /// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
@@ -274,7 +279,11 @@ impl Socket {
                         b.backend.window(self.sref(b), db.capacity() as u64);
                     }
                 }
-                let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
+                // An IP source may be followed by the datagram's
+                // attributes (`SocketFrontend::deliver_attrs` kept them).
+                let held = &src[..m.src_len.min(MAX_ADDR_LEN)];
+                let (held, attrs) = split_attrs(held);
+                let addr = SockAddr::from_bytes(held);
                 let skipped = if peek && off >= 0 {
                     (off as usize).min(m.len)
                 } else {
@@ -297,6 +306,7 @@ impl Socket {
                     truncated,
                     addr,
                     err: None,
+                    attrs,
                 });
             }
             if let Some(e) = self.take_error() {
@@ -362,6 +372,18 @@ impl Socket {
         flags: i32,
         dest: Option<&SockAddr>,
     ) -> Result<usize, Errno> {
+        self.send_with(bufs, flags, dest, &SendCtl::default())
+    }
+
+    /// send(), with what a sendmsg's control messages ask of a datagram
+    /// (`ctl`; a stream socket ignores it, as TCP does these).
+    pub fn send_with(
+        &self,
+        bufs: &[&[u8]],
+        flags: i32,
+        dest: Option<&SockAddr>,
+        ctl: &SendCtl,
+    ) -> Result<usize, Errno> {
         if flags & MSG_FASTOPEN != 0 && self.is_stream() && self.info.domain != AF_UNIX {
             // sendto(MSG_FASTOPEN) connects, then sends (tcp_sendmsg_fastopen;
             // the data goes after the handshake rather than in the SYN).
@@ -375,7 +397,7 @@ impl Socket {
         let r = if self.is_stream() {
             self.send_stream(bufs, flags, dest)
         } else {
-            self.send_dgram(bufs, flags, dest)
+            self.send_dgram(bufs, flags, dest, ctl)
         };
         if let (Ok(n), true) = (r, self.has(F_TXSTAMP)) {
             // SO_TIMESTAMPING's transmit stamp: the data left now.
@@ -584,6 +606,7 @@ impl Socket {
         bufs: &[&[u8]],
         flags: i32,
         dest: Option<&SockAddr>,
+        ctl: &SendCtl,
     ) -> Result<usize, Errno> {
         // UDP has no urgent data: IPv4 refuses MSG_OOB, IPv6 ignores it
         // (udpv6_sendmsg does not look).
@@ -685,7 +708,7 @@ impl Socket {
                 let to = tx.held_dgram.take().flatten();
                 drop(tx);
                 return self
-                    .write_datagram(b, &whole, to.as_ref(), flags)
+                    .write_datagram_ctl(b, &whole, to.as_ref(), flags, ctl)
                     .map(|()| len);
             }
         }
@@ -693,11 +716,12 @@ impl Socket {
         let gso = self.udp_gso.load(Ordering::Relaxed) as usize;
         if gso > 0 && data.len() > gso {
             for piece in data.chunks(gso) {
-                self.write_datagram(b, piece, dest, flags)?;
+                self.write_datagram_ctl(b, piece, dest, flags, ctl)?;
             }
             return Ok(len);
         }
-        self.write_datagram(b, data, dest, flags).map(|()| len)
+        self.write_datagram_ctl(b, data, dest, flags, ctl)
+            .map(|()| len)
     }
 
     /// Sends one datagram through the backend, in fragments of at most
@@ -710,6 +734,21 @@ impl Socket {
         dest: Option<&SockAddr>,
         flags: i32,
     ) -> Result<(), Errno> {
+        self.write_datagram_ctl(b, data, dest, flags, &SendCtl::default())
+    }
+
+    /// [`Self::write_datagram`] with a sendmsg's per-datagram asks: an IP
+    /// datagram goes with its attributes (`backend::attrs`), the socket's
+    /// cached options overridden by `ctl`.
+    fn write_datagram_ctl(
+        &self,
+        b: &Binding,
+        data: &[u8],
+        dest: Option<&SockAddr>,
+        flags: i32,
+        ctl: &SendCtl,
+    ) -> Result<(), Errno> {
+        let attrs = (self.info.domain != AF_UNIX).then(|| self.send_attrs(dest, ctl));
         let id = {
             let mut tx = self.tx.lock();
             tx.dgram_id = tx.dgram_id.wrapping_add(1);
@@ -727,7 +766,11 @@ impl Socket {
                 Fragment::dgram(id, off as u32, data.len() as u32, addr, &data[off..off + n]);
             // Read before the write: room made after it is seen.
             let room = self.tx_room.load(Ordering::SeqCst);
-            match b.backend.write(self.sref(b), &frag) {
+            let wrote = match &attrs {
+                Some(a) => b.backend.write_attrs(self.sref(b), &frag, a),
+                None => b.backend.write(self.sref(b), &frag),
+            };
+            match wrote {
                 Ok(()) => {}
                 Err(EAGAIN) if off == 0 && self.blocking(flags) => {
                     // The receiver is full and the backend keeps datagrams
@@ -782,6 +825,24 @@ impl Socket {
             self.wake_async();
         }
     }
+}
+
+/// A datagram's source as the Socket Buffer holds it: the address, then,
+/// for an IP source, possibly its attributes' bytes (`backend::attrs`).
+pub(super) fn split_attrs(held: &[u8]) -> (&[u8], Option<DgramAttrs>) {
+    let fam = match held {
+        [a, b, ..] => i32::from(u16::from_ne_bytes([*a, *b])),
+        _ => return (held, None),
+    };
+    let n = match fam {
+        AF_INET => 16,
+        AF_INET6 => 28,
+        _ => return (held, None),
+    };
+    if held.len() != n + ATTR_LEN {
+        return (held, None);
+    }
+    (&held[..n], DgramAttrs::from_bytes(&held[n..]))
 }
 
 fn read_into(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize) -> usize {

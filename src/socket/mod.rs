@@ -19,6 +19,7 @@ pub mod cmsg;
 mod connect;
 mod cork;
 mod defer;
+pub mod dgram_attrs;
 pub mod errqueue;
 pub(crate) mod filter;
 mod frontend;
@@ -191,6 +192,11 @@ pub struct Socket {
     errq: errqueue::ErrQueue,
     /// UDP_SEGMENT: a send is cut into datagrams of this size (0: off).
     udp_gso: AtomicU32,
+    /// What a datagram sent leaves with (IP_TOS, IP_TTL, ...), cached
+    /// from the options (`dgram_attrs`).
+    tx_attrs: AtomicU64,
+    /// The datagram cmsgs a receive reports (`dgram_attrs::RX_*`).
+    rx_attrs: AtomicU32,
     /// TCP_DEFER_ACCEPT of a listener, seconds (0: off).
     defer_secs: AtomicU32,
     /// The socket filter (SO_ATTACH_FILTER) and its lock.
@@ -343,6 +349,8 @@ impl Socket {
             urg: urgent::Urgent::new(),
             errq: errqueue::ErrQueue::new(),
             udp_gso: AtomicU32::new(0),
+            tx_attrs: AtomicU64::new(0),
+            rx_attrs: AtomicU32::new(0),
             defer_secs: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),

@@ -786,6 +786,27 @@ impl Socket {
                     _ => self.kernel_set(level, name, val, ENOPROTOOPT),
                 }
             }
+            IPPROTO_IP | IPPROTO_IPV6
+                if self.info.ty == SOCK_DGRAM
+                    && (self.info.domain == AF_INET6
+                        || (self.info.domain == AF_INET && level == IPPROTO_IP))
+                    && super::dgram_attrs::is_attr_opt(level, name) =>
+            {
+                // Cached for the datagram paths (`dgram_attrs`), once the
+                // kernel twin took it; a value shorter than an int is a
+                // byte (do_ip_setsockopt).
+                let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                let v = match val.len() {
+                    0 => 0,
+                    1..=3 => i32::from(val[0]),
+                    _ => int_arg(val)?,
+                };
+                Ok(alloc::boxed::Box::new(move |s: &Socket| {
+                    record(s)?;
+                    s.note_attr_opt(level, name, v);
+                    Ok(())
+                }))
+            }
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => {
                     if self.has(super::F_BOUND) {

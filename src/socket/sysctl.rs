@@ -82,3 +82,8 @@ pub(crate) static TCP_WINDOW_SCALING: Sysctl =
     Sysctl::switch("/proc/sys/net/ipv4/tcp_window_scaling", true);
 /// net.ipv4.tcp_fastopen (its bit 0: clients may use TCP Fast Open).
 pub(crate) static TCP_FASTOPEN: Sysctl = Sysctl::switch("/proc/sys/net/ipv4/tcp_fastopen", true);
+/// net.ipv4.ip_default_ttl: the TTL of a datagram whose sender set none.
+pub(crate) static IP_DEFAULT_TTL: Sysctl = Sysctl::new("/proc/sys/net/ipv4/ip_default_ttl", 0, 64);
+/// lo's IPv6 hop limit: the hop limit of a datagram whose sender set none.
+pub(crate) static IPV6_LO_HOP_LIMIT: Sysctl =
+    Sysctl::new("/proc/sys/net/ipv6/conf/lo/hop_limit", 0, 64);

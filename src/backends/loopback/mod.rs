@@ -531,7 +531,9 @@ impl Loopback {
         frag: &Fragment<'_>,
         dest: &SockAddr,
         ep: &IpEp,
+        attrs: Option<&DgramAttrs>,
     ) -> Result<(), Errno> {
+        let attrs = attrs.map(|a| with_dst(a, ep));
         // A group or broadcast address is no source: lo's address is
         // (127.0.0.1, or ::1 as `source_for` gives for ::).
         let mut via = *ep;
@@ -556,7 +558,7 @@ impl Loopback {
                 Some(f) if t.sock.info.domain != s.info.domain => f.to_sockaddr(t.sock.info.domain),
                 _ => src,
             };
-            let _ = upcall::deliver(t.handle, &frag.with_addr(seen.as_bytes()));
+            let _ = deliver(t.handle, &frag.with_addr(seen.as_bytes()), attrs.as_ref());
         }
         Ok(())
     }
@@ -566,6 +568,7 @@ impl Loopback {
         s: &Arc<LoSock>,
         sock: &SockRef<'_>,
         frag: &Fragment<'_>,
+        attrs: Option<&DgramAttrs>,
     ) -> Result<(), Errno> {
         let dest = if frag.addr.is_empty() {
             let p = s.inner.lock().dgram_peer;
@@ -597,9 +600,17 @@ impl Loopback {
                     return Err(EINVAL);
                 }
                 if ep.is_multicast() || ep.is_broadcast() {
-                    return self.fan_out(s, frag, &dest, &ep);
+                    return self.fan_out(s, frag, &dest, &ep, attrs);
                 }
-                let src = Self::concrete_local(s, Some(&ep));
+                let mut src = Self::concrete_local(s, Some(&ep));
+                // IP_PKTINFO on sendmsg chose this datagram's source.
+                if let (Some(ip), Ok(mut me)) = (
+                    attrs.and_then(|a| a.src()),
+                    IpEp::parse(&src, s.info.domain),
+                ) {
+                    me.ip = ip;
+                    src = me.to_sockaddr(s.info.domain);
+                }
                 let from = IpEp::parse(&src, s.info.domain).ok();
                 // As Linux scores UDP sockets: one connected to the sender
                 // first, then the unconnected ones; a socket connected to
@@ -672,7 +683,11 @@ impl Loopback {
         } else {
             src_seen.as_bytes()
         });
-        match upcall::deliver(t.handle, &out) {
+        let attrs = match (attrs, &ep) {
+            (Some(a), Some(ep)) => Some(with_dst(a, ep)),
+            _ => None,
+        };
+        match deliver(t.handle, &out, attrs.as_ref()) {
             Ok(()) => Ok(()),
             // A full receiver drops the datagram, as UDP does; AF_UNIX makes
             // the sender wait instead.
@@ -680,6 +695,23 @@ impl Loopback {
             Err(ENOBUFS) | Err(EBADF) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The attributes a datagram reaches `ep` with: the sender's, and the
+/// destination it was sent to.
+fn with_dst(a: &DgramAttrs, ep: &IpEp) -> DgramAttrs {
+    let mut a = *a;
+    a.dst = ep.ip;
+    a.flags |= crate::backend::attrs::ATTR_DST;
+    a
+}
+
+/// Delivers, with the datagram's attributes when there are any.
+fn deliver(h: SockHandle, frag: &Fragment<'_>, attrs: Option<&DgramAttrs>) -> Result<(), Errno> {
+    match attrs {
+        Some(a) => upcall::deliver_attrs(h, frag, a),
+        None => upcall::deliver(h, frag),
     }
 }
 
@@ -789,8 +821,23 @@ impl Backend for Loopback {
             }
             FragKind::Dgram => {
                 let s = arc(&sock)?;
-                self.write_dgram(&s, &sock, frag)
+                self.write_dgram(&s, &sock, frag, None)
             }
+        }
+    }
+
+    fn write_attrs(
+        &self,
+        sock: SockRef<'_>,
+        frag: &Fragment<'_>,
+        attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        match frag.header.kind {
+            FragKind::Dgram => {
+                let s = arc(&sock)?;
+                self.write_dgram(&s, &sock, frag, Some(attrs))
+            }
+            FragKind::Stream => self.write(sock, frag),
         }
     }
 

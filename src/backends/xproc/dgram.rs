@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use super::*;
 use crate::addr::IpEp;
 use crate::addr::SockAddr;
+use crate::backend::attrs::ATTR_LEN;
 use crate::backend::contract::*;
 use crate::sync::Mutex;
 
@@ -86,9 +87,12 @@ pub(super) fn group_source(ep: &IpEp) -> [u8; 16] {
 }
 
 /// A DATA frame's address: the source, then, for a datagram to a group or
-/// broadcast address, that destination (`None` when there is none).
-/// `None` for the source when the bytes name no address.
-pub(super) fn split_group(addr: &[u8]) -> Option<(SockAddr, Option<SockAddr>)> {
+/// broadcast address, that destination, then, when the sender gave them,
+/// the datagram's attributes (`backend::attrs`, [`ATTR_LEN`] bytes). The
+/// lengths tell the parts apart: a sockaddr_in is 16 bytes, a
+/// sockaddr_in6 28, the attributes 20. `None` when the bytes name no
+/// address.
+pub(super) fn split_addr(addr: &[u8]) -> Option<(SockAddr, Option<SockAddr>, Option<DgramAttrs>)> {
     let fam = i32::from(u16::from_ne_bytes([*addr.first()?, *addr.get(1)?]));
     let n = match fam {
         AF_INET => 16,
@@ -96,10 +100,24 @@ pub(super) fn split_group(addr: &[u8]) -> Option<(SockAddr, Option<SockAddr>)> {
         _ => addr.len(),
     };
     if addr.len() <= n {
-        return Some((SockAddr::from_bytes(addr)?, None));
+        return Some((SockAddr::from_bytes(addr)?, None, None));
     }
     let src = SockAddr::from_bytes(&addr[..n])?;
-    Some((src, Some(SockAddr::from_bytes(&addr[n..])?)))
+    let rest = &addr[n..];
+    let (group, attrs) = match rest.len() {
+        ATTR_LEN => (&[][..], Some(DgramAttrs::from_bytes(rest)?)),
+        l if l > ATTR_LEN && matches!(l - ATTR_LEN, 16 | 28) => {
+            let (g, a) = rest.split_at(l - ATTR_LEN);
+            (g, Some(DgramAttrs::from_bytes(a)?))
+        }
+        _ => (rest, None),
+    };
+    let group = if group.is_empty() {
+        None
+    } else {
+        Some(SockAddr::from_bytes(group)?)
+    };
+    Some((src, group, attrs))
 }
 
 /// Every socket on `port` that a datagram from `src` to the group or
@@ -159,5 +177,43 @@ pub(super) fn drop_link(c: &Conn) -> Option<u32> {
             Some(c.port)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::attrs::ATTR_DST;
+
+    fn v4(port: u16) -> SockAddr {
+        IpEp {
+            family: AF_INET,
+            ip: [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1],
+            port,
+        }
+        .to_sockaddr(AF_INET)
+    }
+
+    #[test]
+    fn an_address_splits_into_source_group_and_attributes() {
+        let src = v4(1);
+        let group = v4(2);
+        let at = DgramAttrs {
+            flags: ATTR_DST,
+            tos: 0x28,
+            ttl: 5,
+            ..DgramAttrs::default()
+        };
+        let cat = |parts: &[&[u8]]| parts.concat();
+        let only = split_addr(src.as_bytes()).unwrap();
+        assert_eq!((only.0, only.1, only.2), (src, None, None));
+        let g = split_addr(&cat(&[src.as_bytes(), group.as_bytes()])).unwrap();
+        assert_eq!((g.1, g.2), (Some(group), None));
+        let a = split_addr(&cat(&[src.as_bytes(), &at.to_bytes()])).unwrap();
+        assert_eq!((a.0, a.1, a.2), (src, None, Some(at)));
+        let ga = split_addr(&cat(&[src.as_bytes(), group.as_bytes(), &at.to_bytes()])).unwrap();
+        assert_eq!((ga.1, ga.2), (Some(group), Some(at)));
+        // Bad attribute bytes name no datagram.
+        assert!(split_addr(&cat(&[src.as_bytes(), &[0xff; ATTR_LEN]])).is_none());
     }
 }

@@ -20,7 +20,13 @@
 //!   as the frontend built it: xproc neither sets nor reads its `conn`
 //!   field. `len` is the fragment's encoded length (at most
 //!   `wire::MAX_FRAME_LEN`). On a stream connection: stream fragments; on
-//!   a datagram link: datagram fragments whose address is their source.
+//!   a datagram link: datagram fragments whose address is their source,
+//!   then, to a group or broadcast address, that destination, then, when
+//!   the sender's frontend gave them, the datagram's attributes
+//!   (`backend::attrs`: 20 bytes with the destination the sender used,
+//!   its TOS and TTL). The lengths tell the parts apart (a sockaddr_in is
+//!   16 bytes, a sockaddr_in6 28): see `dgram::split_addr`. A receiver
+//!   of a frame without attributes reports Linux's defaults.
 //! - **HELLO** (client → server, first message): the client's address
 //!   (`SockAddr` bytes, at most `wire::MAX_ADDR`).
 //! - **ACCEPT** (server → client, first message): the end of the server's

@@ -75,6 +75,7 @@ use std::path::PathBuf;
 
 use crate::addr::IpEp;
 use crate::addr::SockAddr;
+use crate::backend::attrs::ATTR_LEN;
 use crate::backend::contract::*;
 use crate::backend::upcall;
 use crate::consts::*;
@@ -191,6 +192,98 @@ impl XProc {
 pub struct XProc {
     dir: PathBuf,
     next_port: AtomicU64,
+}
+
+impl XProc {
+    /// A datagram fragment, with its attributes when the frontend gave
+    /// them: they ride at the end of the DATA frame's address
+    /// (`dgram::split_addr`).
+    fn write_dgram(
+        &self,
+        sock: SockRef<'_>,
+        x: &XSock,
+        frag: &Fragment<'_>,
+        attrs: Option<&DgramAttrs>,
+    ) -> Result<(), Errno> {
+        self.autobind(x, sock.handle, sock.opts)?;
+        let dest = if frag.addr.is_empty() {
+            x.peer.lock().ok_or(EDESTADDRREQ)?
+        } else {
+            SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
+        };
+        let ep = IpEp::parse(&dest, x.info.domain)?;
+        if ep.port == 0 {
+            return Err(EINVAL);
+        }
+        let group = ep.is_multicast() || ep.is_broadcast();
+        let src = {
+            let mut l = x.local.lock().ok_or(EINVAL)?;
+            if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
+                // IP_PKTINFO on sendmsg chose this datagram's source.
+                if let Some(ip) = attrs.and_then(|a| a.src()) {
+                    me.ip = ip;
+                    l = me.to_sockaddr(x.info.domain);
+                } else if me.is_wild() {
+                    me.ip = if group {
+                        dgram::group_source(&ep)
+                    } else {
+                        ep.source_for()
+                    };
+                    l = me.to_sockaddr(x.info.domain);
+                }
+            }
+            l
+        };
+        // A datagram to a group or broadcast address carries the
+        // destination after its source: the receiving process
+        // gives a copy to each socket of the port that takes it. The
+        // attributes, with the destination the sender used, come last.
+        let mut both = [0u8; 2 * crate::addr::ADDR_MAX + ATTR_LEN];
+        let to = ep.to_sockaddr(x.info.domain);
+        let a = src.as_bytes();
+        both[..a.len()].copy_from_slice(a);
+        let mut n = a.len();
+        if group {
+            let d = to.as_bytes();
+            both[n..n + d.len()].copy_from_slice(d);
+            n += d.len();
+        }
+        if let Some(at) = attrs {
+            let mut at = *at;
+            at.dst = ep.ip;
+            at.flags |= crate::backend::attrs::ATTR_DST;
+            both[n..n + ATTR_LEN].copy_from_slice(&at.to_bytes());
+            n += ATTR_LEN;
+        }
+        let addr = &both[..n];
+        let out = frag.with_addr(addr);
+        let hdr = envelope::data_header(&out)?;
+        // Nobody bound there, or the link is gone: dropped, as UDP
+        // does, and told as the ICMP port unreachable a kernel would
+        // get back (the frontend decides who sees it).
+        let dest = if ep.is_v4() {
+            ports::Space::V4
+        } else {
+            ports::Space::V6
+        };
+        let Some(link) = self.link(ports::port_key(ep.port, dest)) else {
+            if out.header.dgram_offset == 0 {
+                upcall::unreachable(sock.handle, &ep.to_sockaddr(sock.info.domain), frag.payload);
+            }
+            return Ok(());
+        };
+        let first = out.header.dgram_offset == 0;
+        let parts = [&hdr[..], out.addr, out.payload];
+        match link.datagram(transport(), sock.handle, first, &parts) {
+            Ok(()) => {}
+            Err(EAGAIN) => return Err(EAGAIN),
+            Err(_) => {
+                drop_link(&link);
+                transport().remove(&link);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Backend for XProc {
@@ -323,77 +416,19 @@ impl Backend for XProc {
                 }
                 c.frame(transport(), frag)
             }
-            FragKind::Dgram => {
-                self.autobind(x, sock.handle, sock.opts)?;
-                let dest = if frag.addr.is_empty() {
-                    x.peer.lock().ok_or(EDESTADDRREQ)?
-                } else {
-                    SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
-                };
-                let ep = IpEp::parse(&dest, x.info.domain)?;
-                if ep.port == 0 {
-                    return Err(EINVAL);
-                }
-                let group = ep.is_multicast() || ep.is_broadcast();
-                let src = {
-                    let mut l = x.local.lock().ok_or(EINVAL)?;
-                    if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
-                        if me.is_wild() {
-                            me.ip = if group {
-                                dgram::group_source(&ep)
-                            } else {
-                                ep.source_for()
-                            };
-                            l = me.to_sockaddr(x.info.domain);
-                        }
-                    }
-                    l
-                };
-                // A datagram to a group or broadcast address carries the
-                // destination after its source: the receiving process
-                // gives a copy to each socket of the port that takes it.
-                let mut both = [0u8; 2 * crate::addr::ADDR_MAX];
-                let to = ep.to_sockaddr(x.info.domain);
-                let addr = if group {
-                    let (a, d) = (src.as_bytes(), to.as_bytes());
-                    both[..a.len()].copy_from_slice(a);
-                    both[a.len()..a.len() + d.len()].copy_from_slice(d);
-                    &both[..a.len() + d.len()]
-                } else {
-                    src.as_bytes()
-                };
-                let out = frag.with_addr(addr);
-                let hdr = envelope::data_header(&out)?;
-                // Nobody bound there, or the link is gone: dropped, as
-                // UDP does; a connected socket learns of it as of an ICMP
-                // port unreachable (ECONNREFUSED on a later call).
-                let dest = if ep.is_v4() {
-                    ports::Space::V4
-                } else {
-                    ports::Space::V6
-                };
-                let Some(link) = self.link(ports::port_key(ep.port, dest)) else {
-                    if out.header.dgram_offset == 0 {
-                        upcall::unreachable(
-                            sock.handle,
-                            &ep.to_sockaddr(sock.info.domain),
-                            frag.payload,
-                        );
-                    }
-                    return Ok(());
-                };
-                let first = out.header.dgram_offset == 0;
-                let parts = [&hdr[..], out.addr, out.payload];
-                match link.datagram(transport(), sock.handle, first, &parts) {
-                    Ok(()) => {}
-                    Err(EAGAIN) => return Err(EAGAIN),
-                    Err(_) => {
-                        drop_link(&link);
-                        transport().remove(&link);
-                    }
-                }
-                Ok(())
-            }
+            FragKind::Dgram => self.write_dgram(sock, x, frag, None),
+        }
+    }
+
+    fn write_attrs(
+        &self,
+        sock: SockRef<'_>,
+        frag: &Fragment<'_>,
+        attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        match frag.header.kind {
+            FragKind::Dgram => self.write_dgram(sock, xs(&sock)?, frag, Some(attrs)),
+            FragKind::Stream => self.write(sock, frag),
         }
     }
 

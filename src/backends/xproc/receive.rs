@@ -102,14 +102,18 @@ impl Transport {
             if f.header.kind != wire::FragKind::Dgram {
                 return Err(libc::EPROTO);
             }
-            let (src, group) = split_group(f.addr).ok_or(libc::EPROTO)?;
+            let (src, group, attrs) = split_addr(f.addr).ok_or(libc::EPROTO)?;
+            let deliver = |h, f: &wire::Fragment<'_>| match &attrs {
+                Some(a) => upcall::deliver_attrs(h, f, a),
+                None => upcall::deliver(h, f),
+            };
             if let Some(g) = group {
                 // A copy for each socket of the port that takes it; a
                 // full one drops its copy, as UDP does.
                 for (h, family) in dgram_group_receivers(c.port, &src, &g) {
                     if upcall::takes_group(h, &g) {
                         let seen = seen_as(&src, family);
-                        let _ = upcall::deliver(h, &f.with_addr(seen.as_bytes()));
+                        let _ = deliver(h, &f.with_addr(seen.as_bytes()));
                     }
                 }
                 return Ok(());
@@ -117,7 +121,7 @@ impl Transport {
             // Nobody on the port takes it: dropped, as UDP does.
             if let Some((h, family)) = dgram_receiver(c.port, &src) {
                 let src = seen_as(&src, family);
-                return match upcall::deliver(h, &f.with_addr(src.as_bytes())) {
+                return match deliver(h, &f.with_addr(src.as_bytes())) {
                     Err(ENOBUFS) => Err(ENOBUFS),
                     _ => Ok(()),
                 };
