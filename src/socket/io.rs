@@ -337,11 +337,20 @@ impl Socket {
     /// many (not below 0: sk_peek_offset_bwd). Returns `n`.
     fn peek_off_back(&self, n: usize) -> usize {
         let n32 = n.min(i32::MAX as usize) as i32;
-        let _ = self
-            .peek_off
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |o| {
-                (o >= 0).then(|| (o - n32).max(0))
-            });
+        let mut o = self.peek_off.load(Ordering::Relaxed);
+        // Reads are serialised by rx_lock; the loop only meets a
+        // concurrent setsockopt(SO_PEEK_OFF).
+        while o >= 0 {
+            match self.peek_off.compare_exchange_weak(
+                o,
+                (o - n32).max(0),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => o = now,
+            }
+        }
         n
     }
 
