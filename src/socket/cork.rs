@@ -39,9 +39,7 @@ impl Socket {
     pub(super) fn hold(&self, tx: &mut Tx, data: &[u8]) {
         if tx.held.is_empty() && !data.is_empty() {
             #[cfg(feature = "std")]
-            if let Some(at) = crate::platform::deadline_after(CEILING) {
-                super::timer::arm(self.handle, at);
-            }
+            super::timer::arm(self.handle, CEILING);
         }
         tx.held.extend_from_slice(data);
     }

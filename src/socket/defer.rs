@@ -27,8 +27,9 @@ impl Socket {
     pub(super) fn queue_connection(self: &Arc<Self>, ctl: &mut Ctl, child: &Arc<Socket>) -> bool {
         ctl.accept_q.push_back(child.clone());
         let secs = self.defer_secs.load(Ordering::Relaxed);
+        let after = core::time::Duration::from_secs(u64::from(secs));
         let until = if secs > 0 && cfg!(feature = "std") {
-            crate::platform::deadline_after(core::time::Duration::from_secs(u64::from(secs)))
+            crate::platform::deadline_after(after)
         } else {
             None
         };
@@ -39,7 +40,7 @@ impl Socket {
         child.set(F_DEFERRED);
         child.ctl.lock().deferred_on = Some((Arc::downgrade(self), until));
         #[cfg(feature = "std")]
-        super::timer::arm(self.handle, until);
+        super::timer::arm(self.handle, after);
         false
     }
 

@@ -34,7 +34,8 @@ pub(crate) fn running() -> bool {
 #[cfg(feature = "std")]
 mod clock {
     use alloc::vec::Vec;
-    use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+    use core::time::Duration;
 
     use crate::backend::contract::SockHandle;
     use crate::platform::{self, Deadline};
@@ -46,10 +47,17 @@ mod clock {
     /// Bumped at each arming: the thread's futex word.
     static BELL: AtomicU32 = AtomicU32::new(0);
     static STARTED: AtomicBool = AtomicBool::new(false);
+    /// The earliest deadline the sleeping thread will wake for
+    /// (`platform::mono_ns`; u64::MAX: none; 0 while it is awake).
+    static SLEEPS_UNTIL: AtomicU64 = AtomicU64::new(0);
 
-    /// Calls `h`'s [`on_timer`](crate::socket::Socket::on_timer) at `at`
-    /// (or soon after).
-    pub(crate) fn arm(h: SockHandle, at: Deadline) {
+    /// Calls `h`'s [`on_timer`](crate::socket::Socket::on_timer) `after`
+    /// from now (or soon after).
+    pub(crate) fn arm(h: SockHandle, after: Duration) {
+        let Some(at) = platform::deadline_after(after) else {
+            return;
+        };
+        let at_ns = platform::mono_ns().saturating_add(after.as_nanos() as u64);
         DUE.lock().push((at, h));
         if !STARTED.swap(true, Ordering::AcqRel)
             && platform::spawn_quiet("usock-timer", run).is_err()
@@ -58,8 +66,14 @@ mod clock {
             // `running`'s callers.
             STARTED.store(false, Ordering::Release);
         }
-        BELL.fetch_add(1, Ordering::Release);
-        platform::futex_wake_one(&BELL);
+        // The bump alone makes a thread that has not gone to sleep yet look
+        // again; the wake-up system call is only for one asleep until
+        // later than this deadline (a corked send every few microseconds
+        // then wakes it once per ceiling, not once per send).
+        BELL.fetch_add(1, Ordering::SeqCst);
+        if at_ns < SLEEPS_UNTIL.load(Ordering::SeqCst) {
+            platform::futex_wake_one(&BELL);
+        }
     }
 
     /// Whether the timer thread runs (an armed deadline will be kept).
@@ -69,7 +83,7 @@ mod clock {
 
     fn run() {
         loop {
-            let seen = BELL.load(Ordering::Acquire);
+            let seen = BELL.load(Ordering::SeqCst);
             let now = platform::now();
             let (due, next) = {
                 let mut list = DUE.lock();
@@ -82,7 +96,13 @@ mod clock {
                     s.on_timer();
                 }
             }
+            let until = next.map_or(u64::MAX, |d| {
+                platform::mono_ns().saturating_add(platform::time_left(d).as_nanos() as u64)
+            });
+            SLEEPS_UNTIL.store(until, Ordering::SeqCst);
+            // An arming after `seen` changed BELL: this returns at once.
             platform::futex_wait(&BELL, seen, next);
+            SLEEPS_UNTIL.store(0, Ordering::SeqCst);
         }
     }
 
