@@ -803,17 +803,6 @@ impl Socket {
                     }
                     continue;
                 }
-                // Connected to port 0 (allowed): the datagram goes where
-                // nothing can listen, and is lost as on Linux, where the
-                // send succeeds.
-                Err(EINVAL)
-                    if dest.is_none()
-                        && b.backend
-                            .peer_addr(self.sref(b))
-                            .is_some_and(|p| p.inet_port() == Some(0)) =>
-                {
-                    return Ok(())
-                }
                 Err(e) => return Err(e),
             }
             off += n;

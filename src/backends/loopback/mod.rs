@@ -595,9 +595,15 @@ impl Loopback {
         let (target, ep, src) = match s.info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(&dest, s.info.domain)?;
-                // Linux's UDP refuses destination port 0.
+                // Linux's UDP refuses destination port 0; a socket
+                // connected to port 0 sends where nothing can listen (the
+                // datagram is lost, the send succeeds).
                 if ep.port == 0 {
-                    return Err(EINVAL);
+                    return if frag.addr.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(EINVAL)
+                    };
                 }
                 if ep.is_multicast() || ep.is_broadcast() {
                     return self.fan_out(s, frag, &dest, &ep, attrs);

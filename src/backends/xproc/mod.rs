@@ -212,8 +212,14 @@ impl XProc {
             SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
         };
         let ep = IpEp::parse(&dest, x.info.domain)?;
+        // Port 0: refused as a destination; a socket connected there sends
+        // where nothing can listen (lost, as on Linux).
         if ep.port == 0 {
-            return Err(EINVAL);
+            return if frag.addr.is_empty() {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            };
         }
         let group = ep.is_multicast() || ep.is_broadcast();
         let src = {
