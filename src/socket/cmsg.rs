@@ -87,10 +87,14 @@ impl Socket {
     /// stamps as udp_recvmsg puts them) and TCP_INQ's count of bytes left
     /// to read.
     pub fn recv_control(&self, info: &super::io::RecvInfo, out: &mut CmsgOut<'_>) {
-        let (stamps, inq) = {
-            let c = self.ctl.lock();
-            (c.opts.rx_stamps(), c.opts.inq())
+        // recvmsg is a data path: the options are looked at only where a
+        // flag says one may ask for something.
+        let stamps = if info.err.is_some() || self.has(super::F_RCVTSTAMP) {
+            self.ctl.lock().opts.rx_stamps()
+        } else {
+            super::options::RxStamps::default()
         };
+        let inq = self.is_stream() && self.ctl.lock().opts.inq();
         if let Some(e) = info.err {
             self.errqueue_control(&e, stamps.software, out);
             return;
