@@ -6,10 +6,10 @@
 //! real sources into `$OUT_DIR/ffi_items.rs`, which ctest2 then reads:
 //!
 //! - the `#[repr(C)]` structs `usock_fragment`, `usock_sock`,
-//!   `usock_backend_ops` (src/api/backend_ffi.rs), `SockInfo`, `SockOpts`
+//!   `usock_backend_ops` (src/backend/c_table.rs), `SockInfo`, `SockOpts`
 //!   (src/backend/contract.rs);
 //! - every `extern "C" fn usock_*` under src/ (as a declaration);
-//! - every `pub const USOCK_*` of src/api/backend_ffi.rs.
+//! - every `pub const USOCK_*` of src/backend/c_table.rs.
 //!
 //! The generated test (src/main.rs includes it) then compares, for each
 //! struct, the C and Rust size, alignment, field offsets and field sizes
@@ -32,14 +32,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const STRUCTS: &[(&str, &str)] = &[
-    ("src/api/backend_ffi.rs", "usock_fragment"),
-    ("src/api/backend_ffi.rs", "usock_sock"),
-    ("src/api/backend_ffi.rs", "usock_backend_ops"),
+    ("src/backend/c_table.rs", "usock_fragment"),
+    ("src/backend/c_table.rs", "usock_sock"),
+    ("src/backend/c_table.rs", "usock_backend_ops"),
     ("src/backend/contract.rs", "SockInfo"),
     ("src/backend/contract.rs", "SockOpts"),
 ];
 
-const CONST_FILES: &[&str] = &["src/api/backend_ffi.rs"];
+const CONST_FILES: &[&str] = &["src/backend/c_table.rs"];
 
 fn read(p: &Path) -> String {
     println!("cargo:rerun-if-changed={}", p.display());

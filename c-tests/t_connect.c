@@ -247,6 +247,60 @@ TEST_FAM(connect_refused_nonblocking)
     close(r);
 }
 
+/* After a non-blocking connect fails in the background, the socket stays
+ * "connecting" (SS_CONNECTING) until a connect() reports the failure:
+ * __inet_stream_connect finds TCP_CLOSE and returns sock_error(), the
+ * pending ECONNREFUSED, and only the connect() after that starts a new
+ * attempt. Programs check a connect's outcome that way (haproxy). */
+TEST_FAM(connect_again_reports_a_background_refusal)
+{
+    if (!is_inet(fam))
+        return; /* AF_UNIX refuses at once: nothing happens in the background */
+    int r;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    reserve_unlistened(fam, &r, &ss, &len);
+    int c = (int)OK(socket(tl_domain(fam), SOCK_STREAM | SOCK_NONBLOCK, 0));
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), EINPROGRESS);
+    CHECK(tl_poll1(c, POLLOUT, 5000) & POLLERR);
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), ECONNREFUSED);
+    CHECK_EQ(tl_so_error(c), 0); /* connect() took it */
+    /* the next connect() is a new attempt, refused in the background again */
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), EINPROGRESS);
+    CHECK(tl_poll1(c, POLLOUT, 5000) & POLLERR);
+    /* a listener now: after the failure is reported, a connect succeeds */
+    OK(listen(r, 4));
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), ECONNREFUSED);
+    int rc = connect(c, (struct sockaddr *)&ss, len);
+    CHECK(rc == 0 || errno == EINPROGRESS);
+    CHECK(tl_poll1(c, POLLOUT, 5000) & POLLOUT);
+    CHECK_EQ(tl_so_error(c), 0);
+    int s = (int)OK(accept(r, NULL, NULL));
+    close(s);
+    close(c);
+    close(r);
+}
+
+/* As above when SO_ERROR already took the refusal: connect() still reports
+ * that the attempt failed, as ECONNABORTED (sock_error() is 0), once. */
+TEST_FAM(connect_again_after_so_error_is_econnaborted)
+{
+    if (!is_inet(fam))
+        return;
+    int r;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    reserve_unlistened(fam, &r, &ss, &len);
+    int c = (int)OK(socket(tl_domain(fam), SOCK_STREAM | SOCK_NONBLOCK, 0));
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), EINPROGRESS);
+    CHECK(tl_poll1(c, POLLOUT, 5000) & POLLERR);
+    CHECK_EQ(tl_so_error(c), ECONNREFUSED);
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), ECONNABORTED);
+    CHECK_ERRNO(connect(c, (struct sockaddr *)&ss, len), EINPROGRESS);
+    close(c);
+    close(r);
+}
+
 TEST(connect_unix_missing_names)
 {
     struct sockaddr_storage ss;

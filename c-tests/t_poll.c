@@ -114,6 +114,35 @@ TEST_FAM(poll_eof_and_hup)
     close(s);
 }
 
+/* shutdown(SHUT_RDWR) alone, with the peer still open: both directions of
+ * this socket are shut, which is POLLHUP (tcp_poll and unix_poll: sk_shutdown
+ * == SHUTDOWN_MASK), with POLLIN|POLLRDHUP for the read side and POLLOUT. */
+TEST_FAM(poll_shutdown_rdwr_is_hup)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    OK(shutdown(c, SHUT_RDWR));
+    short re = tl_poll1(c, POLLIN | POLLOUT | POLLRDHUP, 2000);
+    CHECK(re & POLLIN);
+    CHECK(re & POLLOUT);
+    CHECK(re & POLLRDHUP);
+    CHECK(re & POLLHUP);
+    CHECK_EQ(re & POLLERR, 0);
+    if (is_inet(fam)) {
+        /* SHUT_RD then SHUT_WR: the same. (AF_UNIX shuts the peer's
+         * opposite directions too, so there the peer is hung up already.) */
+        short rs = tl_poll1(s, POLLIN | POLLRDHUP, 2000); /* our FIN arrived */
+        CHECK(rs & POLLIN);
+        CHECK_EQ(rs & POLLHUP, 0);
+        OK(shutdown(s, SHUT_RD));
+        CHECK_EQ(tl_poll1(s, POLLOUT, 0) & POLLHUP, 0); /* only the read side */
+        OK(shutdown(s, SHUT_WR));
+        CHECK(tl_poll1(s, POLLIN, 0) & POLLHUP);
+    }
+    close(c);
+    close(s);
+}
+
 TEST(poll_reset_gives_pollerr)
 {
     int c, s;

@@ -5,7 +5,10 @@
 #include <setjmp.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <grp.h>
+#include <linux/capability.h>
 
 #define TL_MAX 512
 
@@ -92,10 +95,17 @@ const char *tl_errname(int e)
 
 /* Ends the current case: the test's own thread goes back to the runner,
  * any other thread ends (the case's outcome is already recorded). */
+/* Set in a tl_in_child child: ending the case ends the child. */
+static int tl_forked_child;
+
 static __attribute__((noreturn)) void tl_end_case(void)
 {
     if (tl_child_fd >= 0)
         _exit(1);
+    if (tl_forked_child) {
+        fflush(stdout);
+        _exit(atomic_load(&tl_cur_failed) ? 1 : atomic_load(&tl_cur_skipped) ? 2 : 0);
+    }
     if (pthread_equal(pthread_self(), tl_main_thread))
         siglongjmp(tl_jmp, 1);
     pthread_exit(NULL);
@@ -238,6 +248,59 @@ static __attribute__((noinline)) void tl_run_case(struct tl_case *c)
     }
 }
 
+/* TL_ONLY=FILE: a list of "program/case" lines (c-tests/conformance13.pass).
+ * A program named in it runs (and lists with -l) only the cases it names;
+ * a program it does not name runs all of its cases. The C tests of issue
+ * 13 run this way against the library: the cases it passes, which must go
+ * on passing, while the rest of the inventory is worked through
+ * (CONFORMANCE-13.md). */
+static char *tl_only;       /* the file's text, "\n"-separated, or NULL */
+static int tl_only_governs; /* the file names this program */
+
+static const char *tl_base(void)
+{
+    const char *b = strrchr(tl_prog, '/');
+    return b ? b + 1 : tl_prog;
+}
+
+static void tl_load_only(void)
+{
+    const char *path = getenv("TL_ONLY");
+    if (!path || !*path)
+        return;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "TL_ONLY: cannot open %s\n", path);
+        exit(2);
+    }
+    size_t cap = 1 << 16, n = 0;
+    tl_only = malloc(cap + 2);
+    tl_only[n++] = '\n';
+    size_t got;
+    while ((got = fread(tl_only + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            cap *= 2;
+            tl_only = realloc(tl_only, cap + 2);
+        }
+    }
+    fclose(f);
+    tl_only[n++] = '\n';
+    tl_only[n] = 0;
+    char key[256];
+    snprintf(key, sizeof key, "\n%s/", tl_base());
+    tl_only_governs = strstr(tl_only, key) != NULL;
+}
+
+static int tl_selected(const char *name)
+{
+    if (!tl_only || !tl_only_governs)
+        return 1;
+    char key[512];
+    snprintf(key, sizeof key, "\n%s/%s\n", tl_base(), name);
+    return strstr(tl_only, key) != NULL;
+}
+
 int main(int argc, char **argv)
 {
     const char *t = getenv("TL_TIMEOUT");
@@ -264,13 +327,17 @@ int main(int argc, char **argv)
     sa.sa_handler = tl_on_alarm;
     sigaction(SIGALRM, &sa, NULL);
 
+    tl_load_only();
     if (argc > 1 && strcmp(argv[1], "-l") == 0) {
         for (int i = 0; i < tl_ncases; i++)
-            printf("%s\n", tl_cases[i].name);
+            if (tl_selected(tl_cases[i].name))
+                printf("%s\n", tl_cases[i].name);
         return 0;
     }
     for (int i = 0; i < tl_ncases; i++) {
         struct tl_case *c = &tl_cases[i];
+        if (!tl_selected(c->name))
+            continue;
         if (argc > 1) {
             int want = 0;
             for (int a = 1; a < argc; a++)
@@ -335,24 +402,6 @@ void tl_path(char *buf, size_t n)
 const char *tl_tmpdir(void)
 {
     return tl_dir;
-}
-
-int tl_in_child(void)
-{
-    return tl_child_fd >= 0;
-}
-
-long tl_sysctl(const char *path)
-{
-    FILE *f = fopen(path, "re");
-    long v;
-    if (!f)
-        t_skip("procfs", "cannot read %s (%s)", path, tl_errname(errno));
-    int n = fscanf(f, "%ld", &v);
-    fclose(f);
-    if (n != 1)
-        t_skip("procfs", "no number in %s", path);
-    return v;
 }
 
 void tl_child(void (*fn)(void *arg), void *arg)
@@ -632,4 +681,261 @@ void *tl_bad_ptr(void)
             abort();
     }
     return page;
+}
+
+int tl_getint(int fd, int level, int opt)
+{
+    int v = -12345;
+    socklen_t l = sizeof v;
+    OK(getsockopt(fd, level, opt, &v, &l));
+    CHECK_EQ(l, sizeof(int));
+    return v;
+}
+
+void tl_setint(int fd, int level, int opt, int v)
+{
+    OK(setsockopt(fd, level, opt, &v, sizeof v));
+}
+
+void tl_sysctl_str(const char *path, char *buf, size_t n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        t_skip("procfs", "cannot read %s (%s)", path, tl_errname(errno));
+    if (!fgets(buf, (int)n, f))
+        buf[0] = 0;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = 0;
+}
+
+long tl_sysctl(const char *path)
+{
+    char buf[256];
+    tl_sysctl_str(path, buf, sizeof buf);
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    CHECK_MSG(end != buf && errno == 0, "%s does not hold a number: '%s'", path, buf);
+    return v;
+}
+
+socklen_t tl_loop(int fam, struct sockaddr_storage *ss, int port)
+{
+    memset(ss, 0, sizeof *ss);
+    if (fam == FAM_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a->sin_port = htons((uint16_t)port);
+        return sizeof *a;
+    }
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = in6addr_loopback;
+    a->sin6_port = htons((uint16_t)port);
+    return sizeof *a;
+}
+
+socklen_t tl_any(int fam, struct sockaddr_storage *ss, int port)
+{
+    memset(ss, 0, sizeof *ss);
+    if (fam == FAM_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        a->sin_family = AF_INET;
+        a->sin_addr.s_addr = htonl(INADDR_ANY);
+        a->sin_port = htons((uint16_t)port);
+        return sizeof *a;
+    }
+    struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = in6addr_any;
+    a->sin6_port = htons((uint16_t)port);
+    return sizeof *a;
+}
+
+int tl_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return -1;
+}
+
+int tl_has_cap(int cap)
+{
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2];
+    memset(d, 0, sizeof d);
+    if (syscall(SYS_capget, &h, d) != 0)
+        return 0;
+    return (d[cap / 32].effective >> (cap % 32)) & 1;
+}
+
+void tl_in_child(void (*fn)(void *), void *arg, unsigned long long drop_caps,
+                 int uid, int timeout_s)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        tl_forked_child = 1;
+        alarm(0);
+        if (drop_caps) {
+            struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+            struct __user_cap_data_struct d[2];
+            memset(d, 0, sizeof d);
+            OK(syscall(SYS_capget, &h, d));
+            for (int i = 0; i < 2; i++) {
+                uint32_t m = (uint32_t)(drop_caps >> (32 * i));
+                d[i].effective &= ~m;
+                d[i].permitted &= ~m;
+                d[i].inheritable &= ~m;
+            }
+            OK(syscall(SYS_capset, &h, d));
+        }
+        if (uid >= 0) {
+            OK(setgroups(0, NULL));
+            OK(setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid));
+            OK(setresuid((uid_t)uid, (uid_t)uid, (uid_t)uid));
+        }
+        fn(arg);
+        fflush(stdout);
+        _exit(atomic_load(&tl_cur_failed) ? 1 : 0);
+    }
+    long deadline = tl_now_ms() + timeout_s * 1000L;
+    int st = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        CHECK(r == 0 || errno == EINTR);
+        if (tl_now_ms() > deadline) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            tl_fail(__FILE__, __LINE__, "child did not end within %d s", timeout_s);
+        }
+        tl_sleep_ms(5);
+    }
+    if (WIFSIGNALED(st))
+        tl_fail(__FILE__, __LINE__, "child killed by signal %d (%s)", WTERMSIG(st),
+                strsignal(WTERMSIG(st)));
+    if (WEXITSTATUS(st) == 2) {
+        atomic_store(&tl_cur_skipped, 1);
+        tl_end_case();
+    }
+    CHECK_MSG(WEXITSTATUS(st) == 0, "child failed (exit %d)", WEXITSTATUS(st));
+}
+
+struct tl_get {
+    long r;
+    int e;
+    socklen_t len;
+    unsigned char v[64];
+};
+
+static void tl_get_both(int mine, int k, int level, int opt, struct tl_get *m, struct tl_get *kg)
+{
+    memset(m, 0, sizeof *m);
+    memset(kg, 0, sizeof *kg);
+    m->len = kg->len = sizeof m->v;
+    errno = 0;
+    kg->r = syscall(SYS_getsockopt, k, level, opt, kg->v, &kg->len);
+    kg->e = kg->r ? errno : 0;
+    errno = 0;
+    m->r = getsockopt(mine, level, opt, m->v, &m->len);
+    m->e = m->r ? errno : 0;
+}
+
+static const char *tl_kind(int domain, int type)
+{
+    if (domain == AF_INET)
+        return type == SOCK_STREAM ? "tcp4" : type == SOCK_DGRAM ? "udp4" : "inet";
+    if (domain == AF_INET6)
+        return type == SOCK_STREAM ? "tcp6" : type == SOCK_DGRAM ? "udp6" : "inet6";
+    return "other";
+}
+
+static void tl_cmp_get(const char *what, int domain, int type, int level, int opt,
+                       const struct tl_get *m, const struct tl_get *k, int values_too)
+{
+    const char *kind = tl_kind(domain, type);
+    if (m->r != k->r || m->e != k->e)
+        tl_fail(__FILE__, __LINE__, "%s: getsockopt(%d, %d) %s: %ld/%s, the kernel %ld/%s", kind,
+                level, opt, what, m->r, m->r ? tl_errname(m->e) : "0", k->r,
+                k->r ? tl_errname(k->e) : "0");
+    if (k->r != 0)
+        return;
+    if (m->len != k->len)
+        tl_fail(__FILE__, __LINE__, "%s: getsockopt(%d, %d) %s: length %u, the kernel %u", kind,
+                level, opt, what, (unsigned)m->len, (unsigned)k->len);
+    if (values_too && memcmp(m->v, k->v, k->len) != 0) {
+        int mv = 0, kv = 0;
+        memcpy(&mv, m->v, k->len < 4 ? k->len : 4);
+        memcpy(&kv, k->v, k->len < 4 ? k->len : 4);
+        tl_fail(__FILE__, __LINE__, "%s: getsockopt(%d, %d) %s: value %d, the kernel %d", kind,
+                level, opt, what, mv, kv);
+    }
+}
+
+void tl_opt_like_kernel(int domain, int type, int level, int opt, const int *vals,
+                        int nvals, int values_too)
+{
+    int mine = (int)OK(socket(domain, type, 0));
+    int k = (int)syscall(SYS_socket, domain, type, 0);
+    CHECK(k >= 0);
+    struct tl_get m, kg;
+    tl_get_both(mine, k, level, opt, &m, &kg);
+    tl_cmp_get("default", domain, type, level, opt, &m, &kg, values_too);
+    OK(close(mine));
+    syscall(SYS_close, k);
+    for (int i = 0; i < nvals; i++) {
+        mine = (int)OK(socket(domain, type, 0));
+        k = (int)syscall(SYS_socket, domain, type, 0);
+        CHECK(k >= 0);
+        int v = vals[i];
+        errno = 0;
+        long kr = syscall(SYS_setsockopt, k, level, opt, &v, sizeof v);
+        int ke = kr ? errno : 0;
+        errno = 0;
+        long mr = setsockopt(mine, level, opt, &v, sizeof v);
+        int me = mr ? errno : 0;
+        if (mr != kr || me != ke)
+            tl_fail(__FILE__, __LINE__, "%s: setsockopt(%d, %d, %d): %ld/%s, the kernel %ld/%s",
+                    tl_kind(domain, type), level, opt, v, mr, mr ? tl_errname(me) : "0", kr,
+                    kr ? tl_errname(ke) : "0");
+        char what[48];
+        snprintf(what, sizeof what, "after set %d", v);
+        tl_get_both(mine, k, level, opt, &m, &kg);
+        tl_cmp_get(what, domain, type, level, opt, &m, &kg, values_too);
+        OK(close(mine));
+        syscall(SYS_close, k);
+    }
+}
+
+int tl_gettid(void) { return (int)syscall(SYS_gettid); }
+
+void tl_wait_blocked(int tid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", tid);
+    long deadline = tl_now_ms() + 10000;
+    int asleep = 0;
+    for (;;) {
+        FILE *f = fopen(path, "r");
+        CHECK_MSG(f != NULL, "thread %d ended instead of blocking (%s: %s)", tid, path,
+                  tl_errname(errno));
+        char buf[512];
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = 0;
+        const char *p = strrchr(buf, ')');
+        char st = p && p[1] == ' ' ? p[2] : '?';
+        /* asleep twice in a row, a few ms apart: not just passing through */
+        asleep = st == 'S' ? asleep + 1 : 0;
+        if (asleep >= 2)
+            return;
+        CHECK_MSG(tl_now_ms() < deadline, "thread %d never blocked (state %c)", tid, st);
+        tl_sleep_ms(5);
+    }
 }

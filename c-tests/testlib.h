@@ -112,6 +112,19 @@ void tl_register_unix_types(const char *name, tl_unix_fn fn);
     }                                                                         \
     static void name(int how)
 
+/* Runs once for FAM_INET and once for FAM_INET6 (reported as name/inet and
+ * name/inet6): the cases that only have a meaning on TCP/UDP sockets. */
+#define TEST_INET(name)                                                       \
+    static void name(int fam);                                                \
+    static void tl_inet_##name(void) { name(FAM_INET); }                      \
+    static void tl_inet6_##name(void) { name(FAM_INET6); }                    \
+    __attribute__((constructor)) static void tl_reg_##name(void)              \
+    {                                                                         \
+        tl_register(#name "/inet", tl_inet_##name);                           \
+        tl_register(#name "/inet6", tl_inet6_##name);                         \
+    }                                                                         \
+    static void name(int fam)
+
 /* ---- assertions ------------------------------------------------------ */
 
 void tl_fail(const char *file, int line, const char *fmt, ...)
@@ -190,10 +203,6 @@ void tl_unix_pair(int how, int type, int *a, int *b);
  * has not finished after TL_TIMEOUT - 2 seconds (it is killed). The child
  * must not start threads (TSan). */
 void tl_child(void (*fn)(void *arg), void *arg);
-/* Whether this process is the child of tl_child. */
-int tl_in_child(void);
-/* The integer in a /proc/sys file; t_skip("procfs") if unreadable. */
-long tl_sysctl(const char *path);
 /* The directory of tl_path's names. */
 const char *tl_tmpdir(void);
 
@@ -210,5 +219,122 @@ int tl_so_error(int fd);
 void tl_fill(void *buf, size_t n, uint32_t seed);
 uint32_t tl_cksum(uint32_t h, const void *buf, size_t n);
 void *tl_bad_ptr(void); /* a PROT_NONE page: deterministic EFAULT */
+
+/* struct tcp_info as <linux/tcp.h> has it (glibc's <netinet/tcp.h> stops
+ * at tcpi_total_retrans; the two headers cannot both be included). The
+ * kernel copies min(its size, the caller's). */
+struct tl_tcp_info {
+	uint8_t	tcpi_state;
+	uint8_t	tcpi_ca_state;
+	uint8_t	tcpi_retransmits;
+	uint8_t	tcpi_probes;
+	uint8_t	tcpi_backoff;
+	uint8_t	tcpi_options;
+	uint8_t	tcpi_snd_wscale : 4, tcpi_rcv_wscale : 4;
+	uint8_t	tcpi_delivery_rate_app_limited:1, tcpi_fastopen_client_fail:2;
+
+	uint32_t	tcpi_rto;
+	uint32_t	tcpi_ato;
+	uint32_t	tcpi_snd_mss;
+	uint32_t	tcpi_rcv_mss;
+
+	uint32_t	tcpi_unacked;
+	uint32_t	tcpi_sacked;
+	uint32_t	tcpi_lost;
+	uint32_t	tcpi_retrans;
+	uint32_t	tcpi_fackets;
+
+	/* Times. */
+	uint32_t	tcpi_last_data_sent;
+	uint32_t	tcpi_last_ack_sent;     /* Not remembered, sorry. */
+	uint32_t	tcpi_last_data_recv;
+	uint32_t	tcpi_last_ack_recv;
+
+	/* Metrics. */
+	uint32_t	tcpi_pmtu;
+	uint32_t	tcpi_rcv_ssthresh;
+	uint32_t	tcpi_rtt;
+	uint32_t	tcpi_rttvar;
+	uint32_t	tcpi_snd_ssthresh;
+	uint32_t	tcpi_snd_cwnd;
+	uint32_t	tcpi_advmss;
+	uint32_t	tcpi_reordering;
+
+	uint32_t	tcpi_rcv_rtt;
+	uint32_t	tcpi_rcv_space;
+
+	uint32_t	tcpi_total_retrans;
+
+	uint64_t	tcpi_pacing_rate;
+	uint64_t	tcpi_max_pacing_rate;
+	uint64_t	tcpi_bytes_acked;    /* RFC4898 tcpEStatsAppHCThruOctetsAcked */
+	uint64_t	tcpi_bytes_received; /* RFC4898 tcpEStatsAppHCThruOctetsReceived */
+	uint32_t	tcpi_segs_out;	     /* RFC4898 tcpEStatsPerfSegsOut */
+	uint32_t	tcpi_segs_in;	     /* RFC4898 tcpEStatsPerfSegsIn */
+
+	uint32_t	tcpi_notsent_bytes;
+	uint32_t	tcpi_min_rtt;
+	uint32_t	tcpi_data_segs_in;	/* RFC4898 tcpEStatsDataSegsIn */
+	uint32_t	tcpi_data_segs_out;	/* RFC4898 tcpEStatsDataSegsOut */
+
+	uint64_t   tcpi_delivery_rate;
+
+	uint64_t	tcpi_busy_time;      /* Time (usec) busy sending data */
+	uint64_t	tcpi_rwnd_limited;   /* Time (usec) limited by receive window */
+	uint64_t	tcpi_sndbuf_limited; /* Time (usec) limited by send buffer */
+
+	uint32_t	tcpi_delivered;
+	uint32_t	tcpi_delivered_ce;
+
+	uint64_t	tcpi_bytes_sent;     /* RFC4898 tcpEStatsPerfHCDataOctetsOut */
+	uint64_t	tcpi_bytes_retrans;  /* RFC4898 tcpEStatsPerfOctetsRetrans */
+	uint32_t	tcpi_dsack_dups;     /* RFC4898 tcpEStatsStackDSACKDups */
+	uint32_t	tcpi_reord_seen;     /* reordering events seen */
+
+	uint32_t	tcpi_rcv_ooopack;    /* Out-of-order packets received */
+
+	uint32_t	tcpi_snd_wnd;	     /* peer's advertised receive window after
+				      * scaling (bytes)
+				      */
+};
+
+/* getsockopt/setsockopt of an int option (OK and an int-sized result). */
+int tl_getint(int fd, int level, int opt);
+void tl_setint(int fd, int level, int opt, int v);
+/* The first number in a /proc/sys file (t_skip "procfs" if unreadable);
+ * tl_sysctl_str copies the file's first line (without newline). */
+long tl_sysctl(const char *path);
+void tl_sysctl_str(const char *path, char *buf, size_t n);
+/* The loopback address of an inet family with a port (host order). */
+socklen_t tl_loop(int fam, struct sockaddr_storage *ss, int port);
+/* The wildcard address of an inet family with a port (host order). */
+socklen_t tl_any(int fam, struct sockaddr_storage *ss, int port);
+/* The port of an AF_INET/AF_INET6 address, host order. */
+int tl_port(const struct sockaddr_storage *ss);
+/* Runs fn(arg) in a forked child (whose failing CHECK or t_skip ends the
+ * child, not the program); the case fails or skips as the child did.
+ * drop_caps: capability numbers (a bit mask, 1ULL << CAP_x) the child
+ * removes from its effective and permitted sets before fn runs; uid: if
+ * >= 0, the child's setresuid/setresgid target (dropping every capability).
+ * A child that does not end within timeout_s fails the case. */
+void tl_in_child(void (*fn)(void *), void *arg, unsigned long long drop_caps,
+                 int uid, int timeout_s);
+/* The kernel as the oracle for an option: on a socket(domain, type) and on
+ * a kernel socket of the same kind made by raw system calls (which no
+ * socket library interposes), getsockopt(level, opt) must give the same
+ * result, errno, length and (values_too) bytes; then, on fresh sockets of
+ * both, for each of vals: setsockopt(int) the same result and errno, and
+ * the value read back the same. Fails the case naming the first
+ * difference. */
+void tl_opt_like_kernel(int domain, int type, int level, int opt, const int *vals,
+                        int nvals, int values_too);
+/* This thread's id, for tl_wait_blocked. */
+int tl_gettid(void);
+/* Waits (at most 10 s, else fails the case) until thread tid of this
+ * process is asleep in the kernel ('S' in /proc/self/task/TID/stat): the
+ * blocking call it was about to make is waiting. */
+void tl_wait_blocked(int tid);
+/* Whether this process has capability cap in its effective set. */
+int tl_has_cap(int cap);
 
 #endif

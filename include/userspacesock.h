@@ -47,6 +47,11 @@
 #define USOCK_FLAG_RST 2
 
 /*
+ Fragment flag: the fragment's last byte is urgent data (MSG_OOB).
+ */
+#define USOCK_FLAG_URG 4
+
+/*
  `claim` is asked at bind().
  */
 #define USOCK_CLAIM_BIND 1
@@ -62,9 +67,42 @@
 #define USOCK_CLAIM_SENDTO 3
 
 /*
- `claim` is asked at listen() of an unbound socket.
+ `claim` is asked at listen() of an unbound socket (`addr` is then the
+ family's unspecified address: all zero, port 0).
  */
 #define USOCK_CLAIM_LISTEN 4
+
+/*
+ `claim`'s op for a socketpair() (never passed to `claim`: pairs go to
+ the `socketpair` operation of the first backend that supports them).
+ */
+#define USOCK_CLAIM_PAIR 5
+
+/*
+ Largest address the library passes or accepts (`struct
+ sockaddr_storage`): the room behind `out` in `bind`, `local_addr` and
+ `peer_addr`.
+ */
+#define USOCK_ADDR_MAX 128
+
+/*
+ Largest payload of one fragment the library hands `write` (a larger
+ send() becomes several fragments); a backend may split further.
+ */
+#define USOCK_FRAG_MAX 65536
+
+/*
+ Size of the header of the portable encoding (`usock_frag_encode`): a
+ buffer of `USOCK_FRAG_HEADER_LEN + addr_len + len` bytes holds a
+ fragment.
+ */
+#define USOCK_FRAG_HEADER_LEN 40
+
+/*
+ Largest payload of one fragment the frontend hands [`Backend::write`]
+ (a larger send() becomes several fragments).
+ */
+#define FRAG_MAX (64 * 1024)
 
 #if !defined(USOCK_HOSTED)
 /*
@@ -182,32 +220,114 @@ typedef struct usock_fragment {
 } usock_fragment;
 
 /*
- The function table of a C backend. Optional entries may be NULL.
+ The function table of a C backend. Only `write` is required; for every
+ other entry the docs say what NULL does. The same rules are in the Rust
+ trait's docs (`backend::contract`) and the README.
 
- Rules every backend keeps:
- - No operation blocks. A connect completes later through
-   `usock_upcall_connected` or `usock_upcall_refused`.
- - Upcalls may be made from any thread, also from inside an operation;
-   the library holds none of its locks while it calls an operation.
- - An incoming connection is announced with `usock_upcall_incoming` (which
-   names the new socket) and joins the accept queue at
-   `usock_upcall_connected` on that new socket.
- - Stream bytes are never delivered at or beyond the receiver's window:
-   `usock_upcall_window` reads it, the `window` operation reports it when
-   it moves; the sender may send up to the credit granted with
-   `usock_upcall_credit`. Datagrams a receiver cannot hold are dropped.
- - Order and reliability are the backend's job: fragments may arrive out
-   of order or repeated, never lost or corrupted.
- - Every operation returns 0 (or a documented positive value) on success,
-   a negated errno on failure. The table is copied at registration; `ctx`
-   must stay valid until the last socket the backend carries is closed.
+ **Operations and threads.** No operation blocks: work that takes time
+ (a connect, a full peer) completes later through an upcall. Upcalls may
+ be made from any thread, also from inside an operation: the library
+ holds none of its locks while it calls one. The library does not
+ serialise a socket's operations: two threads may be in `write` at once,
+ `window` runs beside `write`, and `close` may be called while another
+ thread's `write` on the same socket has not returned (a program that
+ closes a socket another thread uses); keep the per-socket context alive
+ until both have returned. What a backend stores before an upcall that
+ names a context (`claim`'s `*sock_ctx`, `usock_upcall_incoming`) must be
+ published with release/acquire ordering if other threads of the backend
+ read it: the library's own synchronisation is not visible to tools like
+ TSan when the library is not instrumented.
+
+ **Return values.** 0 (or a documented positive value) on success, a
+ negated errno on failure: that errno is what the application's call
+ returns.
+
+ **Selection.** At the first call that names an address (bind, connect,
+ the first sendto, listen of an unbound socket) the library asks each
+ backend, by descending priority (equal priorities in registration
+ order), that `supports` the socket: `claim` returns 1 to take it, 0 to
+ let the next backend be asked, or a negated errno to fail the call (no
+ other backend is asked). A claimed socket stays with the backend until
+ it is closed, even if the call that claimed it then fails; `close` is
+ called exactly once for every claimed socket (also when two threads
+ race to claim one socket and this claim lost), for every socket made by
+ `socketpair`, and for every socket made by `usock_upcall_incoming`,
+ accepted or not.
+
+ **Binding.** `bind` is called only for the application's bind(); an
+ explicit port 0 asks the backend to choose one. A socket that connects
+ or sends unbound is bound by the backend itself as it sees fit (the
+ library calls no `bind` then) and reports that address through
+ `local_addr`. The backend enforces its address rules (EADDRINUSE,
+ SO_REUSEADDR/SO_REUSEPORT in `usock_sock.opts`).
+
+ **The stream handshake.** `connect` returns 0 once the attempt has
+ started. The listener's side announces the new connection with
+ `usock_upcall_incoming` (the backend's context for the new socket; it
+ is never passed to `claim`), and both sides are then completed the same
+ way: read each receiver's window with `usock_upcall_window`, grant it to
+ the other side's sender with `usock_upcall_credit` (a sender's credit is
+ 0 until then: send() waits), then call `usock_upcall_connected` for the
+ new socket (it joins the accept queue) and for the connector (connect()
+ returns). Deliver fragments to a socket once its
+ `usock_upcall_connected` has returned (keep what arrives earlier). A
+ refusal is `usock_upcall_refused(connector, ECONNREFUSED)`
+ (any positive errno: it is what connect() or SO_ERROR reports);
+ `usock_upcall_refused` on a socket made by `usock_upcall_incoming`
+ before it was connected abandons it (`close` follows). A full accept
+ queue makes `usock_upcall_incoming` return -EAGAIN: refuse, or offer
+ again after the `accepted` operation (called on the listener).
+
+ **Stream data.** Stream bytes are fragments at absolute offsets from 0.
+ `write` must accept every fragment within the credit it granted; its
+ error is send()'s (the range is taken back when no later one was sent).
+ End of stream is a fragment with `USOCK_FLAG_FIN` at the end offset,
+ sent by the library itself at shutdown(SHUT_WR) or close; a reset is a
+ fragment with `USOCK_FLAG_RST`, sent at close with unread data or
+ SO_LINGER {1, 0}. The `shutdown` operation is a hook beside them, not
+ the way they travel. A receiver never gets bytes at or beyond its
+ window: `usock_upcall_deliver` refuses them with -ENOBUFS, and the
+ `window` operation says when the window moved (offer them again then).
+ `usock_upcall_window` and `usock_upcall_credit` speak the same unit: an
+ absolute offset one past the last byte the receiver can take.
+
+ **Datagrams.** A datagram is one or more fragments with one id (the
+ `offset` field), each placing its bytes at `dgram_offset` in a datagram
+ of `dgram_total` bytes. Ids are unique among the sockets of one process;
+ a backend that brings datagrams from several processes to one receiver
+ keeps them unique (for example by renumbering per receiver). A
+ datagram socket needs no handshake (`connect` only records the peer;
+ `write` then gets `addr` NULL or the peer's address). Datagrams a
+ receiver cannot hold are refused by `usock_upcall_deliver` with
+ -ENOBUFS: a backend with UDP semantics drops them; one with AF_UNIX
+ semantics keeps them and offers them again at the `window` operation.
+ A backend that cannot take a datagram now returns -EAGAIN from `write`:
+ a blocking sender then waits for `usock_upcall_writable` (or retries
+ every millisecond), a non-blocking one gets EAGAIN.
+
+ **Order and reliability** are the backend's job: fragments may reach
+ `usock_upcall_deliver` out of order or repeated (the receive buffer
+ sorts stream bytes by offset, and datagram pieces by id), never lost or
+ corrupted.
+
+ **Buffers.** A fragment's `data` and `addr` are valid only during the
+ `write` call: copy what you keep. `usock_upcall_deliver` copies what it
+ takes before it returns. After `close`, every upcall naming the socket's
+ handle returns -EBADF.
+
+ **Lifetime.** The table is copied at registration; `ctx` must stay
+ valid until the backend is unregistered and its last socket closed
+ (`usock_backend_unregister` stops new claims; sockets the backend
+ carries keep it until they close).
 
  The portable byte encoding (`usock_frag_encode`/`usock_frag_decode`): a
- 40-byte header, integers big-endian: magic "US" (2), version 1 (1), kind
- 1 stream / 2 datagram (1), flags FIN=1 RST=2 (2), addr_len (2), conn (8),
- offset or datagram id (8), dgram_offset (4), dgram_total (4), len (4),
- CRC-32C of header (this field zero), address and payload (4); then
- addr_len address bytes and len payload bytes.
+ 40-byte header (`USOCK_FRAG_HEADER_LEN`), integers big-endian: magic
+ "US" (2), version 1 (1), kind 1 stream / 2 datagram (1), flags FIN=1
+ RST=2 (2), addr_len (2), conn (8), offset or datagram id (8),
+ dgram_offset (4), dgram_total (4), len (4), CRC-32C of header (this
+ field zero), address and payload (4); then addr_len address bytes and
+ len payload bytes. `conn` is never interpreted by the library: it is
+ 0 in fragments it writes and free for the backend's use.
  */
 typedef struct usock_backend_ops {
   /*
@@ -219,63 +339,99 @@ typedef struct usock_backend_ops {
    */
   const char *name;
   /*
-   Returns 1 if the backend can carry sockets like `info`.
+   Returns 1 if the backend can carry sockets like `info` (any other
+   value: it cannot). NULL: every socket.
    */
   int (*supports)(void *ctx, const struct usock_sock_info *info);
   /*
-   Selection: returns 1 and stores a per-socket context in `*sock_ctx`
-   to claim the socket, 0 to decline, or a negated errno to refuse.
+   Selection (see above): returns 1 and stores a per-socket context in
+   `*sock_ctx` to claim the socket, 0 to let the next backend be asked,
+   or a negated errno to fail the call. `op` is a `USOCK_CLAIM_*`;
+   `addr` is the address the call names. NULL: the backend never
+   claims a socket (it only makes pairs through `socketpair`).
    */
   int (*claim)(void *ctx, uint64_t handle, const struct usock_sock_info *info, int op, const uint8_t *addr, uint32_t addr_len, void **sock_ctx);
   /*
-   Binds; writes the bound address (at most 128 bytes) to `out` and its
-   length to `*out_len`.
+   The application's bind() (see Binding above). `*out_len` is the room
+   at `out` (`USOCK_ADDR_MAX`) on entry; write the bound address (port 0
+   replaced by the chosen port) and set `*out_len` to its length.
+   NULL: bind() fails with EOPNOTSUPP.
    */
   int (*bind)(void *ctx, const struct usock_sock *s, const uint8_t *addr, uint32_t addr_len, uint8_t *out, uint32_t *out_len);
   /*
-   Starts listening.
+   listen(): the socket accepts connections from now on (`backlog` is
+   already capped at SOMAXCONN; the library enforces it through
+   `usock_upcall_incoming`). A second listen() only changes the backlog
+   and does not call it. NULL: listen() fails with EOPNOTSUPP.
    */
   int (*listen)(void *ctx, const struct usock_sock *s, uint32_t backlog);
   /*
-   Starts a connect (stream) or sets the default peer (datagram).
+   Stream: starts a connect and returns 0 (it completes through the
+   handshake above), or a negated errno at once (-ECONNREFUSED when
+   nothing listens, -EAGAIN for a full AF_UNIX listener: a blocking
+   connect() asks again). Datagram: records the default peer; no
+   upcall follows. NULL: connect() fails with EOPNOTSUPP.
    */
   int (*connect)(void *ctx, const struct usock_sock *s, const uint8_t *addr, uint32_t addr_len);
   /*
-   The application accepted a connection from this listener.
+   Called on the listener after the application accepted a connection
+   from it (room in the accept queue). NULL: nothing is called.
    */
   void (*accepted)(void *ctx, const struct usock_sock *s);
   /*
-   Hook on shutdown().
+   Hook on shutdown() (`how` is SHUT_RD 0, SHUT_WR 1 or SHUT_RDWR 2),
+   after the library's own checks; the end of stream itself travels as
+   a FIN fragment through `write`. A negated errno fails shutdown().
+   NULL: accepted.
    */
   int (*shutdown)(void *ctx, const struct usock_sock *s, int how);
   /*
-   Hook on setsockopt(): 0 accepts, a negated errno refuses.
+   Hook on setsockopt() of a claimed socket, after the library has
+   checked the value and before it stores it: 0 accepts, a negated
+   errno fails the call (nothing is stored). NULL: accepted.
    */
   int (*setsockopt)(void *ctx, const struct usock_sock *s, int level, int name, const uint8_t *val, uint32_t len);
   /*
-   Carries one fragment. Required.
+   Carries one fragment (see Stream data, Datagrams and Buffers
+   above): 0 when the backend took it whole (there is no partial
+   acceptance), a negated errno otherwise. Required.
    */
   int (*write)(void *ctx, const struct usock_sock *s, const struct usock_fragment *f);
   /*
-   The receiver's window moved to `limit` (stream). On a datagram
-   socket: a read made room after a delivery was refused with -ENOBUFS
-   (`limit` is the buffer's size); a kept datagram may be offered again.
+   Stream: the receiver's window moved to `limit` (an absolute offset,
+   as `usock_upcall_credit` takes it): grant it to the peer's sender
+   and offer again what `usock_upcall_deliver` refused. Datagram: a
+   read made room after a delivery was refused with -ENOBUFS (`limit`
+   is the buffer's size). Upcalls, delivering included, may be made
+   from inside it. NULL: nothing is called (the backend must then
+   find out about room by polling `usock_upcall_window`).
    */
   void (*window)(void *ctx, const struct usock_sock *s, uint64_t limit);
   /*
-   Writes the local address; returns 0, or a negated errno if none.
+   getsockname(): writes the local address (`*out_len` is the room on
+   entry, `USOCK_ADDR_MAX`) and its length; returns 0, or a negated
+   errno when there is none (the library then reports the family's
+   unspecified address, as Linux does for an unbound socket). NULL: no
+   address.
    */
   int (*local_addr)(void *ctx, const struct usock_sock *s, uint8_t *out, uint32_t *out_len);
   /*
-   Writes the peer address; returns 0, or a negated errno if none.
+   getpeername(): as `local_addr`, for the peer. With none, or NULL,
+   getpeername() fails with ENOTCONN.
    */
   int (*peer_addr)(void *ctx, const struct usock_sock *s, uint8_t *out, uint32_t *out_len);
   /*
-   socketpair(): connects two fresh sockets, storing their contexts.
+   socketpair(): connects the two fresh sockets `a` and `b` before it
+   returns (grant each side credit with `usock_upcall_window` and
+   `usock_upcall_credit`, then `usock_upcall_connected` on both) and
+   stores their contexts. -EOPNOTSUPP lets the next backend that
+   supports the socket be asked. NULL: as -EOPNOTSUPP.
    */
   int (*socketpair)(void *ctx, uint64_t a, uint64_t b, const struct usock_sock_info *info, void **ctx_a, void **ctx_b);
   /*
-   The socket is gone; free its context.
+   The socket is gone (see Selection for when it is called): free its
+   context once no other operation on it is running. Called once per
+   socket. NULL: nothing is called.
    */
   void (*close)(void *ctx, const struct usock_sock *s);
 } usock_backend_ops;
@@ -370,6 +526,20 @@ int usock_backend_unregister(int64_t id);
 int usock_upcall_deliver(uint64_t handle, const struct usock_fragment *frag);
 
 /*
+ Upcall: `usock_upcall_deliver` of a UDP datagram's fragment with the
+ IP header fields its receiver may ask about (IP_PKTINFO, IP_TTL,
+ IP_TOS, IP_ORIGDSTADDR and the IPv6 ones), `attrs_len` (20) bytes:
+ byte 0 flags (1: bytes 4..20 hold the destination address the sender
+ used, IPv6 or IPv4-mapped; other bits 0), byte 1 the TOS or traffic
+ class, byte 2 the TTL or hop limit, byte 3 zero. A backend that moves
+ bytes passes them through as they are; a datagram delivered without
+ them reads as Linux's defaults (sent to the receiver's address, TOS 0,
+ the default TTL). Returns what `usock_upcall_deliver` returns, and
+ -EINVAL for attributes that are not of that form.
+ */
+int usock_upcall_deliver_attrs(uint64_t handle, const struct usock_fragment *frag, const uint8_t *attrs, uint32_t attrs_len);
+
+/*
  Upcall: a connection request reached `listener`. Creates the socket
  accept() will return, with `sock_ctx` as its backend context, and stores
  its handle in `*out`. It becomes acceptable at `usock_upcall_connected`.
@@ -411,9 +581,31 @@ int usock_upcall_writable(uint64_t handle);
 int usock_upcall_error(uint64_t handle, int err);
 
 /*
+ Upcall: a datagram `handle` sent to `addr` (`addr_len` bytes) found
+ nobody there; `payload` (`len` bytes, may be NULL when 0) is its start
+ (see `upcall::unreachable`).
+
+ # Safety
+ `addr` and `payload` are valid for their lengths.
+ */
+int usock_upcall_unreachable(uint64_t handle, const uint8_t *addr, uint32_t addr_len, const uint8_t *payload, uint32_t len);
+
+/*
  Upcall: the receive window end of `handle`, stored in `*out`.
  */
 int usock_upcall_window(uint64_t handle, uint64_t *out);
+
+/*
+ Upcall: a datagram sent to `addr` (`addr_len` bytes: a `sockaddr_in`
+ or `sockaddr_in6` naming a multicast or broadcast address) reached
+ socket `handle`, bound to its port: 1 when the socket takes it (a
+ member of the group, or not a member with IP_MULTICAST_ALL on while
+ this host is; every socket for a broadcast), 0 when not or when the
+ socket is gone or `addr` is no IP address, -EINVAL for a NULL `addr`
+ or a length under 2 or over 128. A backend gives such a datagram to
+ every socket of the port that takes it (`usock_upcall_deliver`).
+ */
+int usock_upcall_takes_group(uint64_t handle, const uint8_t *addr, uint32_t addr_len);
 
 /*
  Encodes a fragment in the portable byte format (see the header's
@@ -476,8 +668,10 @@ int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, cons
 
 /*
  Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
- `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
- registered backend carries the domain.
+ `SOCK_CLOEXEC` may be or-ed into `ty`. A domain, type or protocol the
+ library does not implement (AF_NETLINK, SOCK_RAW, IPPROTO_SCTP, ...) is
+ the kernel's socket, or the kernel's errno (hosted); without the kernel,
+ EAFNOSUPPORT when no registered backend carries the domain.
  */
 int usock_socket(int domain, int ty, int protocol);
 
@@ -522,7 +716,9 @@ ssize_t usock_send(int fd, const void *buf, size_t len, int flags);
 ssize_t usock_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr, socklen_t alen);
 
 /*
- Sends a message, like sendmsg(2). Control data is not supported and is
+ Sends a message, like sendmsg(2). Of the control data, a UDP socket
+ reads what one datagram may ask (IP_PKTINFO, IP_TTL, IP_TOS,
+ IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS: `SendCtl`); the rest is
  ignored.
  */
 ssize_t usock_sendmsg(int fd, const struct msghdr *msg, int flags);
@@ -538,8 +734,9 @@ ssize_t usock_recv(int fd, void *buf, size_t len, int flags);
 ssize_t usock_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr, socklen_t *alen);
 
 /*
- Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC; no
- control data is produced (`msg_controllen` is set to 0).
+ Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC and
+ MSG_CTRUNC; the control data is what the socket's options ask for
+ (`Socket::recv_control`).
  */
 ssize_t usock_recvmsg(int fd, struct msghdr *msg, int flags);
 
@@ -607,8 +804,16 @@ int usock_fcntl(int fd, int cmd, unsigned long arg);
 int usock_fcntl64(int fd, int cmd, unsigned long arg);
 
 /*
- ioctl(2): FIONBIO, FIONREAD, FIOCLEX and FIONCLEX on our sockets;
- ENOTTY for others.
+ ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
+ FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
+ no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
+ urgent mark), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
+ fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
+ SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
+ of a fresh kernel socket of the same family and type, so the bytes and
+ the errno are the kernel's (hosted; ENOTTY without a kernel). FIOASYNC
+ (as fcntl O_ASYNC) has the owner sent SIGIO when the socket becomes
+ readable or writable.
  */
 int usock_ioctl(int fd, unsigned long req, void *arg);
 
@@ -658,6 +863,14 @@ int usock_pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec 
  */
 int usock_route_set(const char *text);
 #endif
+
+/*
+ Whether `fd` is one of the library's sockets or epoll sets (1) or not
+ (0: a kernel fd, a closed fd, or a negative number). Under the launcher
+ this tells which side a routing rule sent a socket to. Like the kernel's
+ fd table, the answer may change at once if another thread closes `fd`.
+ */
+int usock_is_userspace(int fd);
 
 #if !defined(USOCK_HOSTED)
 /*

@@ -14,6 +14,13 @@
 //! sits on the hosted platform.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![deny(unsafe_op_in_unsafe_fn)]
+// `unsafe` is allowed only where a module says why: the C ABI (`api`,
+// `backend::c_table`), the platform, the sync primitives (with the chunk
+// table behind the fd table and the socket slab, the locks held across a
+// fork), and the Socket Buffer's ring and spin lock. The CPU's CRC
+// instruction and the cross-process backend's kernel calls are platform
+// functions.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 extern crate alloc;
@@ -27,6 +34,7 @@ extern crate std;
 
 /// cbindgen:ignore
 pub mod addr;
+#[allow(unsafe_code)]
 pub mod api;
 pub mod backend;
 /// cbindgen:ignore
@@ -36,16 +44,18 @@ pub mod config;
 /// cbindgen:ignore
 pub mod consts;
 /// cbindgen:ignore
-pub mod fd;
+pub(crate) mod fd;
 #[cfg(feature = "std")]
 /// cbindgen:ignore
 pub mod net;
+#[allow(unsafe_code)]
 pub mod platform;
 /// cbindgen:ignore
 pub mod route;
 /// cbindgen:ignore
 pub mod sockbuf;
 /// cbindgen:ignore
-pub mod socket;
+pub(crate) mod socket;
 /// cbindgen:ignore
-pub mod sync;
+#[allow(unsafe_code)]
+pub(crate) mod sync;

@@ -358,53 +358,13 @@ pub const DEFAULT_RULES: &str = "kernel :53";
 /// path such as `/dev/zero` stops the program instead of filling memory).
 pub const MAX_FILE: usize = 1 << 20;
 
-/// Reads a whole file with raw system calls: no interposed libc function
-/// and no fd of the library's table is involved. The error is the reason.
+/// Reads the rules file; the error is the reason.
 #[cfg(feature = "std")]
 fn read_file(path: &std::ffi::OsStr) -> Result<Vec<u8>, String> {
-    use std::os::unix::ffi::OsStrExt;
-    let reason = |e: i32| std::io::Error::from_raw_os_error(e).to_string();
-    let errno = || {
-        std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(libc::EIO)
-    };
-    let c = std::ffi::CString::new(path.as_bytes())
-        .map_err(|_| String::from("a NUL byte in the name"))?;
-    // SAFETY: `c` is a NUL-terminated string that outlives the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(reason(errno()));
-    }
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let res = loop {
-        // SAFETY: `buf` is writable for its length for the whole call.
-        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
-        if n < 0 {
-            match errno() {
-                libc::EINTR => continue,
-                e => break Err(reason(e)),
-            }
-        }
-        if n == 0 {
-            break Ok(out);
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-        if out.len() > MAX_FILE {
-            break Err(alloc::format!("larger than {MAX_FILE} bytes"));
-        }
-    };
-    // SAFETY: closes the fd opened above, which nothing else uses.
-    unsafe { libc::syscall(libc::SYS_close, fd) };
-    res
+    crate::platform::read_file_raw(path, MAX_FILE).map_err(|e| match e {
+        Some(e) => std::io::Error::from_raw_os_error(e).to_string(),
+        None => alloc::format!("larger than {MAX_FILE} bytes"),
+    })
 }
 
 /// The rules from `USOCK_ROUTE`, `USOCK_ROUTE_FILE` and `USOCK_ROUTE_DEFAULT`
@@ -432,8 +392,7 @@ fn from_env() -> Vec<Rule> {
             let msg = alloc::format!("libuserspacesock: {e}\n");
             crate::platform::diag(msg.as_bytes());
             // A mis-routed socket is worse than no program.
-            // SAFETY: _exit has no preconditions.
-            unsafe { libc::_exit(2) };
+            crate::platform::exit_now(2);
         }
     }
 }

@@ -130,10 +130,7 @@ fn a_bulk_stream_grows_its_window_unless_so_rcvbuf_was_set() {
 fn a_reader_slower_than_the_window_does_not_grow_it() {
     let (c, s) = pair::<Lib>();
     let before = rcvbuf::<Lib>(s);
-    assert_eq!(
-        before as usize,
-        userspacesock::socket::DEFAULT_STREAM_RCVBUF
-    );
+    assert_eq!(before as usize, userspacesock::config::STREAM_RCVBUF);
     let after = transfer::<Lib>(c, s, 8 << 20, 1 << 17, Duration::from_millis(2));
     assert_eq!(after, before, "slow reader");
     for fd in [c, s] {

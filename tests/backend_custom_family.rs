@@ -18,11 +18,11 @@ use std::thread;
 use userspacesock::addr::SockAddr;
 use userspacesock::backend::contract::*;
 use userspacesock::backend::registry;
+use userspacesock::backend::upcall;
 use userspacesock::backend::wire;
 use userspacesock::backends::loopback::LoSock;
 use userspacesock::consts::*;
 use userspacesock::net::{to_sockaddr, UsockDatagram, UsockListener, UsockStream};
-use userspacesock::socket::upcall;
 
 /// An address of family `fam`: the family field, then opaque bytes.
 fn addr(fam: i32, name: &[u8]) -> SockAddr {
@@ -571,11 +571,11 @@ fn a_declining_backend_lets_loopback_carry_the_socket() {
     let l = UsockListener::bind(want).unwrap();
     assert!(d.asked.lock().unwrap().contains(&to_sockaddr(&want)));
     assert!(
-        l.socket().backend_state::<LoSock>().is_some(),
+        l.raw().backend_state::<LoSock>().is_some(),
         "loopback carries it"
     );
     let mut c = UsockStream::connect(want).unwrap();
-    assert!(c.socket().backend_state::<LoSock>().is_some());
+    assert!(c.raw().backend_state::<LoSock>().is_some());
     let (mut s, _) = l.accept().unwrap();
     c.write_all(b"via loopback").unwrap();
     let mut buf = [0u8; 12];
@@ -598,7 +598,7 @@ fn a_refusing_backend_makes_bind_fail_until_unregistered() {
     assert_eq!(e.raw_os_error(), Some(EACCES));
     // Another port is declined and carried by loopback.
     let other = UsockDatagram::bind("127.0.0.1:23103").unwrap();
-    assert!(other.socket().backend_state::<LoSock>().is_some());
+    assert!(other.raw().backend_state::<LoSock>().is_some());
     drop(reg);
     // Unregistered: the same bind now succeeds.
     let l = UsockListener::bind(want).unwrap();
@@ -630,7 +630,7 @@ fn upcalls_reject_bad_input_and_ignore_closed_handles() {
     let l = UsockListener::bind_sockaddr(&a, 1).unwrap();
     let c = UsockStream::connect_sockaddr(&a).unwrap();
     let (s, _) = l.accept_sockaddr().unwrap();
-    let h = s.socket().handle;
+    let h = s.raw().handle();
     // Beyond the receive window: ENOBUFS, nothing buffered.
     let w = upcall::window(h).unwrap();
     assert_eq!(upcall::deliver(h, &stream_frag(w, 0, b"x")), Err(ENOBUFS));

@@ -255,7 +255,7 @@ fn a_backend_that_stops_granting_credit_blocks_times_out_and_closes() {
         };
         assert_eq!(e.kind(), ErrorKind::WouldBlock, "SO_SNDTIMEO: EAGAIN");
         assert!(t0.elapsed() >= Duration::from_millis(140));
-        assert_eq!(sent, userspacesock::socket::DEFAULT_STREAM_RCVBUF);
+        assert_eq!(sent, userspacesock::config::STREAM_RCVBUF);
         c.set_nonblocking(true).unwrap();
         assert_eq!(
             (&c).write(&chunk).unwrap_err().kind(),

@@ -28,6 +28,7 @@ fn child(test: &str, case: &str, fault: &str) -> std::process::Output {
 fn in_child(case: &str) {
     match case {
         "good" => {
+            userspacesock::backends::install_defaults();
             let names: Vec<String> = registry::snapshot()
                 .iter()
                 .map(|e| e.backend.name().to_string())

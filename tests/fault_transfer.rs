@@ -192,7 +192,7 @@ fn a_small_receive_window_still_gets_every_byte() {
 }
 
 fn userspacesock_set_rcvbuf(s: &UsockStream, n: i32) {
-    s.socket()
+    s.raw()
         .setsockopt(
             userspacesock::consts::SOL_SOCKET,
             userspacesock::consts::SO_RCVBUF,
@@ -338,7 +338,7 @@ fn unnamed_unix_senders_never_mix_split_datagrams() {
     b.push(0);
     let sa = userspacesock::net::SockAddr::from_bytes(&b).unwrap();
     let rx = UsockDatagram::unbound(userspacesock::consts::AF_UNIX).unwrap();
-    rx.socket().bind(&sa).unwrap();
+    rx.raw().bind(&sa).unwrap();
     rx.set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
     let senders: Vec<_> = (0..2u64)

@@ -319,7 +319,7 @@ fn full_udp_receiver<S: Sys>() -> Trace {
         // The library's own promise: what it keeps stays within its
         // buffer (Linux may exceed rcvbuf by one datagram).
         assert!(
-            bytes <= userspacesock::socket::DEFAULT_DGRAM_RCVBUF,
+            bytes <= userspacesock::config::DGRAM_RCVBUF,
             "{bytes} bytes kept"
         );
     }
@@ -427,7 +427,7 @@ fn stream_reader_stops<S: Sys>() -> Trace {
         // The library's own flow control: exactly the receive window goes
         // through (Linux's figure also counts its send buffer and skb
         // overhead).
-        assert_eq!(total, userspacesock::socket::DEFAULT_STREAM_RCVBUF);
+        assert_eq!(total, userspacesock::config::STREAM_RCVBUF);
     }
     // Non-blocking: EAGAIN once full. (The kernel may still move some of
     // its send buffer into the receiver's meanwhile, so a first
@@ -538,7 +538,7 @@ fn the_library_window_follows_a_shrinking_so_rcvbuf() {
     assert_eq!(Lib::get_int(s, SOL_SOCKET, SO_RCVBUF), Ok(10_000));
     // First round: what was granted before the shrink.
     let first = push_until_full(c);
-    assert_eq!(first, userspacesock::socket::DEFAULT_STREAM_RCVBUF);
+    assert_eq!(first, userspacesock::config::STREAM_RCVBUF);
     drain::<Lib>(s, first, 4);
     let mut moved = 0;
     for round in 0..50 {

@@ -55,15 +55,21 @@ fn missing_directory_fails_socket_with_enoent() {
     if let Some(case) = common::child_case(CHILD) {
         return in_child(&case);
     }
+    // A parent that no test creates (a fixed path such as /nonexistent
+    // may have been left behind by another program).
+    let dir = std::env::temp_dir()
+        .join(format!("usock-missing-{}", std::process::id()))
+        .join("usock-net");
+    let dir = dir.to_str().unwrap();
     let out = child(
         "missing_directory_fails_socket_with_enoent",
         "missing",
-        &[("USOCK_NET", "/nonexistent/usock-net")],
+        &[("USOCK_NET", dir)],
     );
     common::assert_child_ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("USOCK_NET=/nonexistent/usock-net: cannot use the directory"),
+        err.contains(&format!("USOCK_NET={dir}: cannot use the directory")),
         "{err}"
     );
 }

@@ -85,11 +85,16 @@ fn connect(ty: i32, port: u16) -> (i32, bool, i32, i32) {
     // SAFETY: library calls with valid pointers.
     unsafe {
         let fd = usock_socket(libc::AF_INET, ty, 0);
-        assert!(fd >= 0 && userspacesock::fd::is_ours(fd));
+        assert!(fd >= 0 && userspacesock::api::posix::usock_is_userspace(fd) == 1);
         let a = sin(port);
         let r = usock_connect(fd, &a as *const _ as *const libc::sockaddr, 16);
         let e = *libc::__errno_location();
-        (fd, userspacesock::fd::is_ours(fd), r, e)
+        (
+            fd,
+            userspacesock::api::posix::usock_is_userspace(fd) == 1,
+            r,
+            e,
+        )
     }
 }
 

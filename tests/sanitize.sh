@@ -88,7 +88,7 @@ for san in $SANITIZERS; do
     echo "== C tests and the pipe backend against it ($v)"
     t0=$SECONDS
     "$MAKE" -s -C c-tests "$v" || { fail=1; continue; }
-    "$MAKE" -s -C c-tests OUT="$PWD/build/pipe-tests" "pipe-$v" || { fail=1; continue; }
+    "$MAKE" -s -C c-tests OUT="$PWD/build/pipe-tests" "pipe-$v" "dgram-$v" || { fail=1; continue; }
     OUT=$PWD/build/c-tests c-tests/run.sh "$v" || fail=1
     OUT=$PWD/build/pipe-tests c-tests/run.sh "$v" || fail=1
     echo "   C tests in $((SECONDS - t0)) s"

@@ -19,14 +19,15 @@ pub const ADDR_MAX: usize = 128;
 
 /// What a datagram of `total` bytes from a `src_len`-byte address costs in
 /// the receive buffer, worked out here from the record the README
-/// documents (`[len u32][src_len u32][src][payload]`): a 4-byte payload
-/// length, a 4-byte address length, the address, the payload. A partial
+/// documents (`[len u32][src_len u32][stamp u64][src][payload]`): a
+/// 4-byte payload length, a 4-byte address length, an 8-byte receive time,
+/// the address, the payload. A partial
 /// datagram is charged its whole record from its first fragment, so that
 /// completing it never needs more room. Independent of the
 /// implementation's `dgram_charge` on purpose: a model that borrowed it
 /// would agree with any mistake in it.
 pub fn record_charge(total: u32, src_len: usize) -> u64 {
-    4 + 4 + src_len as u64 + u64::from(total)
+    4 + 4 + 8 + src_len as u64 + u64::from(total)
 }
 
 /// Stream model: one `Option<u8>` per position relative to the start,
@@ -351,11 +352,11 @@ fn models_agree_with_hand_worked_answers() {
     assert_eq!(d.evicted, 1);
     assert_eq!(d.insert(2, 2, 4, b"cd", b"s"), Ok(true));
     assert_eq!(d.done.front().map(|x| x.0.clone()), Some(b"abcd".to_vec()));
-    // A 5-byte datagram from a 16-byte sockaddr_in: 4 + 4 + 16 + 5.
-    assert_eq!(record_charge(5, 16), 29);
+    // A 5-byte datagram from a 16-byte sockaddr_in: 4 + 4 + 8 + 16 + 5.
+    assert_eq!(record_charge(5, 16), 37);
     // Room for exactly one such record: a second is NoRoom, not evicted.
-    let mut d = DgramModel::new(29, 4, 4);
+    let mut d = DgramModel::new(37, 4, 4);
     assert_eq!(d.insert(1, 0, 5, b"hello", &[0; 16]), Ok(true));
-    assert_eq!(d.used(), 29);
+    assert_eq!(d.used(), 37);
     assert_eq!(d.insert(2, 0, 1, b"x", &[]), Err(SbError::NoRoom));
 }

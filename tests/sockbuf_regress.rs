@@ -261,11 +261,25 @@ fn dgram_whole_and_fragmented_completion_order() {
         DgramMeta {
             len: 6,
             copied: 6,
-            src_len: 1
+            src_len: 1,
+            stamp: 0
         }
     );
     assert!(dread(&d, 64).is_none());
     assert_eq!(d.next_len(), None);
+}
+
+#[test]
+fn dgram_receive_time_is_the_completing_fragments() {
+    let d = DgramBuf::new(1024, 4);
+    assert_eq!(d.insert_stamped(1, 0, 4, b"ab", b"A", 10), Ok(false));
+    assert_eq!(d.insert_stamped(2, 0, 1, b"x", b"B", 20), Ok(true));
+    assert_eq!(d.insert_stamped(1, 2, 4, b"cd", b"A", 30), Ok(true));
+    assert_eq!(d.insert(3, 0, 1, b"y", b"C"), Ok(true));
+    let stamps: Vec<u64> = (0..3)
+        .map(|_| d.read(&mut [0u8; 8], &mut []).unwrap().stamp)
+        .collect();
+    assert_eq!(stamps, [20, 30, 0]);
 }
 
 #[test]
@@ -280,7 +294,8 @@ fn dgram_truncation_and_peek() {
         DgramMeta {
             len: 5,
             copied: 3,
-            src_len: 14
+            src_len: 14,
+            stamp: 0
         }
     );
     assert_eq!(&b, b"hel");
@@ -292,7 +307,8 @@ fn dgram_truncation_and_peek() {
         DgramMeta {
             len: 5,
             copied: 3,
-            src_len: 14
+            src_len: 14,
+            stamp: 0
         }
     );
     assert_eq!(d.pending(), 0);
@@ -352,7 +368,7 @@ fn dgram_source_is_part_of_the_key() {
 
 #[test]
 fn dgram_evicts_oldest_partial_for_room_and_count() {
-    let c = dgram_charge(10, 1) as usize; // 19
+    let c = dgram_charge(10, 1) as usize; // 27
     let d = DgramBuf::new(3 * c, 2);
     assert_eq!(d.insert(1, 0, 10, b"a", b"s"), Ok(false));
     assert_eq!(d.insert(2, 0, 10, b"b", b"s"), Ok(false));
@@ -421,8 +437,11 @@ fn dgram_records_wrap_and_resize() {
         assert_eq!((got, a), (p.to_vec(), b"ab".to_vec()));
     }
     assert_eq!(d.insert(100, 0, 7, &[1; 7], b"ab"), Ok(true));
-    assert_eq!(d.set_capacity(10), Err(SbError::ShrinkBelowBuffered));
-    assert_eq!(d.set_capacity(17), Ok(()));
+    assert_eq!(
+        d.set_capacity(DGRAM_HEADER + 2),
+        Err(SbError::ShrinkBelowBuffered)
+    );
+    assert_eq!(d.set_capacity(DGRAM_HEADER + 2 + 7), Ok(()));
     assert_eq!(dread(&d, 7).unwrap().0, vec![1; 7]);
 }
 
@@ -449,4 +468,29 @@ fn resize_to_exactly_full_keeps_positions_in_range() {
     let mut all = b.to_vec();
     all.extend(read_all(&sb));
     assert_eq!(all, b"\x07\x07\x07\x07\x07\x07\x07\x07\x07\x07abcd");
+}
+
+/// SO_PEEK_OFF's peeks: from an offset past the read position, nothing
+/// consumed; past the end, nothing copied.
+#[test]
+fn peek_at_an_offset() {
+    let sb = StreamBuf::new(0, 64);
+    assert_eq!(sb.insert(0, b"abcdefgh"), Ok(8));
+    let mut b = [0u8; 3];
+    assert_eq!(sb.peek_at(2, &mut b), 3);
+    assert_eq!(&b, b"cde");
+    assert_eq!(sb.peek_at(7, &mut b), 1);
+    assert_eq!(b[0], b'h');
+    assert_eq!(sb.peek_at(8, &mut b), 0);
+    assert_eq!(sb.peek_at(100, &mut b), 0);
+    assert_eq!(sb.readable(), 8);
+
+    let d = DgramBuf::new(1024, 1);
+    assert_eq!(d.insert(1, 0, 6, b"012345", b"A"), Ok(true));
+    let mut b = [0u8; 4];
+    let m = d.peek_at(4, &mut b, &mut []).unwrap();
+    assert_eq!((m.len, m.copied, &b[..2]), (6, 2, &b"45"[..]));
+    let m = d.peek_at(9, &mut b, &mut []).unwrap();
+    assert_eq!((m.len, m.copied), (6, 0));
+    assert_eq!(d.pending(), 1);
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use userspacesock::addr::SockAddr;
 use userspacesock::backend::contract::*;
 use userspacesock::backend::registry;
+use userspacesock::backend::upcall;
 use userspacesock::consts::*;
 use userspacesock::net::UsockStream;
-use userspacesock::socket::upcall;
 
 /// Claims AF_INET streams to port 9 and answers every connect with a reset,
 /// from another thread, a moment after the connect has started waiting.

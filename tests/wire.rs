@@ -372,7 +372,7 @@ fn bad_kind() {
 
 #[test]
 fn bad_flags() {
-    for flags in [4, 8, 0x8000, 0xFFFF, FLAG_FIN | 0x10] {
+    for flags in [8, 0x10, 0x8000, 0xFFFF, FLAG_FIN | 0x10] {
         check(
             &Raw {
                 flags,
@@ -759,7 +759,7 @@ fn model_valid(r: &Raw) -> Result<(), WireError> {
     if r.kind != 1 && r.kind != 2 {
         return Err(WireError::BadKind);
     }
-    if r.flags & !3 != 0 {
+    if r.flags & !7 != 0 {
         return Err(WireError::BadFlags);
     }
     if r.len as usize > MAX_PAYLOAD {
@@ -775,6 +775,7 @@ fn model_valid(r: &Raw) -> Result<(), WireError> {
             && u128::from(r.offset) + u128::from(r.len) <= u128::from(u64::MAX)
             && (r.len > 0 || fin || rst)
             && !(rst && (fin || r.len > 0))
+            && (r.flags & 4 == 0 || r.len > 0)
     } else {
         r.flags == 0
             && u64::from(r.dgram_offset) + u64::from(r.len) <= u64::from(r.dgram_total)

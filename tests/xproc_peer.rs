@@ -5,8 +5,9 @@
 //! rejected and that connection reset, nothing else."
 //!
 //! - Malformed input comes from raw kernel AF_UNIX sockets connected to the
-//!   port files, writing frames built with `backend::wire` (and then broken
-//!   by hand), in both roles: a raw client of a library listener, and a raw
+//!   port files, writing xproc's messages (its envelope, built here by hand,
+//!   around fragments built with `backend::wire`) and then breaking them by
+//!   hand, in both roles: a raw client of a library listener, and a raw
 //!   server that a library client connects to.
 //! - Dying peers are `python3` processes under `bin/usockrun` (the library
 //!   preloaded, same network directory), killed with SIGKILL. Without
@@ -43,9 +44,17 @@ mod common;
 /// How long anything may take before the test calls it a hang.
 const T: Duration = Duration::from_secs(10);
 
-/// xproc's control frames (datagram-kind frames; `conn` names them).
-const CTL_HELLO: u64 = 1;
-const CTL_ACCEPT: u64 = 2;
+/// xproc's messages (`src/backends/xproc/envelope.rs`): an 8-byte envelope
+/// (type, version, two reserved zero bytes, body length, big-endian), then
+/// the body. DATA's body is one unsummed wire fragment; HELLO's the client's
+/// address; ACCEPT's the window end (u64) and the server's address;
+/// WINDOW's the window end.
+const T_DATA: u8 = 1;
+const T_HELLO: u8 = 2;
+const T_ACCEPT: u8 = 3;
+const T_WINDOW: u8 = 4;
+const XPROC_VERSION: u8 = 2;
+const ENV_LEN: usize = 8;
 
 // ------------------------------------------------------------ environment
 
@@ -245,7 +254,10 @@ mod kernel {
         let fd = sys(unsafe {
             libc::syscall(libc::SYS_socket, libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0)
         })?;
-        assert!(!userspacesock::fd::is_ours(fd), "a kernel socket");
+        assert!(
+            userspacesock::api::posix::usock_is_userspace(fd) == 0,
+            "a kernel socket"
+        );
         let (a, len) = sun(path);
         let call = if bind {
             libc::SYS_bind
@@ -285,19 +297,23 @@ mod kernel {
 
 // --------------------------------------------------------------- raw side
 
-fn frame(kind: FragKind, flags: u16, conn: u64, offset: u64, payload: &[u8]) -> Vec<u8> {
+fn envelope(ty: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![ty, XPROC_VERSION, 0, 0];
+    v.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    v.extend_from_slice(body);
+    v
+}
+
+/// A DATA message carrying a stream fragment.
+fn frame(flags: u16, offset: u64, payload: &[u8]) -> Vec<u8> {
     let f = Fragment {
         header: FragHeader {
-            kind,
+            kind: FragKind::Stream,
             flags,
-            conn,
+            conn: 0,
             offset,
             dgram_offset: 0,
-            dgram_total: if kind == FragKind::Dgram {
-                payload.len() as u32
-            } else {
-                0
-            },
+            dgram_total: 0,
             len: payload.len() as u32,
             addr_len: 0,
         },
@@ -306,21 +322,45 @@ fn frame(kind: FragKind, flags: u16, conn: u64, offset: u64, payload: &[u8]) -> 
     };
     let mut v = wire::encode_header(&f, false).unwrap().to_vec();
     v.extend_from_slice(payload);
-    v
+    envelope(T_DATA, &v)
 }
 
 fn data(offset: u64, payload: &[u8]) -> Vec<u8> {
-    frame(FragKind::Stream, 0, 0, offset, payload)
+    frame(0, offset, payload)
 }
 
-fn control(what: u64, value: u64, payload: &[u8]) -> Vec<u8> {
-    frame(FragKind::Dgram, 0, what, value, payload)
+/// A control message: `value` (ACCEPT's or WINDOW's window end) first,
+/// then `addr`.
+fn control(ty: u8, value: Option<u64>, addr: &[u8]) -> Vec<u8> {
+    let mut body = value.map(|v| v.to_be_bytes().to_vec()).unwrap_or_default();
+    body.extend_from_slice(addr);
+    envelope(ty, &body)
 }
 
-/// Overwrites the header bytes at `at` (see the table in `backend::wire`).
-fn patch(mut f: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
+/// Overwrites the bytes at `at` of a DATA message's wire fragment (see the
+/// table in `backend::wire`).
+fn patch(f: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
+    patch_env(f, ENV_LEN + at, bytes)
+}
+
+/// Overwrites the bytes at `at` of a message (envelope included).
+fn patch_env(mut f: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
     f[at..at + bytes.len()].copy_from_slice(bytes);
     f
+}
+
+/// One message from the library: its type and body.
+#[derive(Debug)]
+struct Msg {
+    ty: u8,
+    body: Vec<u8>,
+}
+
+impl Msg {
+    /// The window end of an ACCEPT or WINDOW.
+    fn value(&self) -> u64 {
+        u64::from_be_bytes(self.body[..8].try_into().unwrap())
+    }
 }
 
 /// A raw kernel AF_UNIX stream socket speaking (or not) xproc's protocol.
@@ -344,17 +384,24 @@ impl Raw {
         self.s.write_all(b).unwrap();
     }
 
-    /// The next frame from the library (header, payload).
-    fn frame(&mut self) -> io::Result<(FragHeader, Vec<u8>)> {
+    /// The next message from the library.
+    fn msg(&mut self) -> io::Result<Msg> {
         loop {
-            match wire::decode_unsummed(&self.inb) {
-                Ok((f, n)) => {
-                    let r = (f.header, f.payload.to_vec());
-                    self.inb.drain(..n);
-                    return Ok(r);
+            if self.inb.len() >= ENV_LEN {
+                let e = &self.inb[..ENV_LEN];
+                if e[1] != XPROC_VERSION || e[2..4] != [0, 0] {
+                    let e = format!("bad envelope {e:?}");
+                    return Err(io::Error::new(ErrorKind::InvalidData, e));
                 }
-                Err(wire::WireError::Short { .. }) => {}
-                Err(e) => return Err(io::Error::new(ErrorKind::InvalidData, e.to_string())),
+                let len = u32::from_be_bytes(e[4..8].try_into().unwrap()) as usize;
+                if self.inb.len() >= ENV_LEN + len {
+                    let m = Msg {
+                        ty: e[0],
+                        body: self.inb[ENV_LEN..ENV_LEN + len].to_vec(),
+                    };
+                    self.inb.drain(..ENV_LEN + len);
+                    return Ok(m);
+                }
             }
             let mut b = [0u8; 64 << 10];
             let n = self.s.read(&mut b)?;
@@ -367,13 +414,13 @@ impl Raw {
 
     /// HELLO as client `me`; returns the receive window the ACCEPT grants.
     fn handshake(&mut self, me: SocketAddr) -> u64 {
-        self.send(&control(CTL_HELLO, 0, to_sockaddr(&me).as_bytes()));
-        let (h, _) = self.frame().expect("the library's answer to HELLO");
+        self.send(&control(T_HELLO, None, to_sockaddr(&me).as_bytes()));
+        let m = self.msg().expect("the library's answer to HELLO");
         assert!(
-            h.kind == FragKind::Dgram && h.conn == CTL_ACCEPT,
-            "the library answered HELLO with {h:?}, want ACCEPT"
+            m.ty == T_ACCEPT && m.body.len() >= 8 + 16,
+            "the library answered HELLO with {m:?}, want ACCEPT with a window and an address"
         );
-        h.offset
+        m.value()
     }
 
     /// The library closed this connection within `d` (end-of-stream or
@@ -417,14 +464,46 @@ fn raw_client(l: &UsockListener, a: SocketAddr, me: SocketAddr) -> (Raw, UsockSt
 fn garbage_from_a_raw_client_is_never_accepted_and_its_socket_is_closed() {
     let (l, a) = listener();
     let (c1, s1) = pair(&l, a);
-    let mut full_header = [0xffu8; wire::HEADER_LEN];
-    full_header[0] = b'U';
+    let mut full_header = [0xffu8; ENV_LEN + wire::HEADER_LEN];
+    full_header[0] = T_DATA;
+    full_header[1] = XPROC_VERSION;
+    let hello = control(T_HELLO, None, to_sockaddr(&ip(1)).as_bytes());
+    let v1_hello = {
+        // What version 1 sent: a bare wire frame, HELLO in `conn`.
+        let addr = to_sockaddr(&ip(1));
+        let f = Fragment {
+            header: FragHeader {
+                kind: FragKind::Dgram,
+                flags: 0,
+                conn: 1,
+                offset: 0,
+                dgram_offset: 0,
+                dgram_total: 0,
+                len: 0,
+                addr_len: 0,
+            },
+            addr: &[],
+            payload: &[],
+        };
+        let mut v = wire::encode_header(&f, false).unwrap().to_vec();
+        v.extend_from_slice(addr.as_bytes());
+        v
+    };
     let cases: &[(&str, &[u8])] = &[
-        ("text (bad magic)", b"GET / HTTP/1.0\r\n\r\n"),
-        ("one byte of bad magic", b"X"),
-        ("bad version", &[b'U', b'S', 9]),
-        ("bad kind", &[b'U', b'S', wire::WIRE_VERSION, 7]),
-        ("a 40-byte header of 0xff after 'U'", &full_header),
+        ("text (bad type)", b"GET / HTTP/1.0\r\n\r\n"),
+        ("one byte of bad type", b"X"),
+        ("type 0", &[0]),
+        ("bad version", &[T_HELLO, 9]),
+        ("version 1's HELLO (a bare wire frame)", &v1_hello),
+        (
+            "reserved bytes not zero",
+            &patch_env(hello.clone(), 2, &[0, 1]),
+        ),
+        (
+            "HELLO longer than an address",
+            &patch_env(hello.clone(), 4, &1000u32.to_be_bytes())[..ENV_LEN],
+        ),
+        ("DATA envelope, then a wire header of 0xff", &full_header),
     ];
     for (what, bytes) in cases {
         let mut r = Raw::connect(a.port());
@@ -455,16 +534,17 @@ fn a_malformed_frame_after_hello_resets_that_connection_only() {
             "unknown flag bits",
             patch(good.clone(), 4, &0x0100u16.to_be_bytes()),
         ),
+        ("bad xproc version", patch_env(good.clone(), 1, &[1])),
         ("bad magic", patch(good.clone(), 0, b"XX")),
         ("bad version", patch(good.clone(), 2, &[9])),
         ("bad kind", patch(good.clone(), 3, &[3])),
         (
             "payload longer than MAX_PAYLOAD",
-            patch(good[..40].to_vec(), 32, &max),
+            patch(good[..ENV_LEN + 40].to_vec(), 32, &max),
         ),
         (
             "address longer than MAX_ADDR",
-            patch(good[..40].to_vec(), 6, &129u16.to_be_bytes()),
+            patch(good[..ENV_LEN + 40].to_vec(), 6, &129u16.to_be_bytes()),
         ),
         (
             "stream frame with a datagram length",
@@ -476,13 +556,24 @@ fn a_malformed_frame_after_hello_resets_that_connection_only() {
         ),
         (
             "empty stream frame without FIN or RST",
-            patch(
-                frame(FragKind::Stream, wire::FLAG_FIN, 0, 5, b""),
+            patch(frame(wire::FLAG_FIN, 5, b""), 4, &[0, 0]),
+        ),
+        (
+            "DATA length past its fragment",
+            patch_env(
+                [good.clone(), vec![0]].concat(),
                 4,
-                &[0, 0],
+                &(good.len() as u32 - ENV_LEN as u32 + 1).to_be_bytes(),
             ),
         ),
-        ("unknown control frame", control(99, 0, b"")),
+        (
+            "a datagram fragment on a connection",
+            patch(patch(good.clone(), 3, &[2]), 24, &[0, 0, 0, 0, 0, 0, 0, 5]),
+        ),
+        ("unknown message type", control(99, None, b"")),
+        ("a second HELLO", control(T_HELLO, None, &[0; 16])),
+        ("WINDOW of 4 bytes", control(T_WINDOW, None, &[0; 4])),
+        ("an ACCEPT to the server", control(T_ACCEPT, Some(1), &[])),
         (
             "text",
             b"this is not a frame, not even its first bytes".to_vec(),
@@ -537,7 +628,7 @@ fn a_frame_beyond_the_receive_window_resets_that_connection_only() {
     let all: Vec<u8> = (0..win).map(pat).collect();
     r.send(&data(win as u64 - 1, &all[win - 1..]));
     r.send(&data(0, &all[..win - 1]));
-    r.send(&frame(FragKind::Stream, wire::FLAG_FIN, 0, win as u64, b""));
+    r.send(&frame(wire::FLAG_FIN, win as u64, b""));
     let mut got = Vec::new();
     (&s).read_to_end(&mut got)
         .expect("a full window, then end-of-stream, without a reset");
@@ -581,12 +672,12 @@ impl RawServer {
                 Ok((s, _)) => {
                     s.set_nonblocking(false).unwrap();
                     let mut r = Raw::new(s);
-                    let (h, p) = r.frame().expect("HELLO from the library client");
+                    let m = r.msg().expect("HELLO from the library client");
                     assert!(
-                        h.kind == FragKind::Dgram && h.conn == CTL_HELLO,
-                        "the library client opened with {h:?}, want HELLO"
+                        m.ty == T_HELLO,
+                        "the library client opened with {m:?}, want HELLO"
                     );
-                    assert!(p.len() >= 16, "HELLO carries the client's address");
+                    assert!(m.body.len() >= 16, "HELLO carries the client's address");
                     return r;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < end => {
@@ -650,8 +741,8 @@ fn a_malformed_frame_from_the_server_resets_the_library_client() {
     let res = srv.connect();
     let mut r = srv.accept();
     r.send(&control(
-        CTL_ACCEPT,
-        1 << 18,
+        T_ACCEPT,
+        Some(1 << 18),
         to_sockaddr(&ip(srv.port)).as_bytes(),
     ));
     let c = match res.recv().unwrap() {
@@ -693,7 +784,7 @@ fn a_second_hello_resets_that_connection_only() {
     let (l, a) = listener();
     let (c1, s1) = pair(&l, a);
     let (mut r, s, _) = raw_client(&l, a, ip(42000));
-    r.send(&control(CTL_HELLO, 0, to_sockaddr(&ip(42001)).as_bytes()));
+    r.send(&control(T_HELLO, None, to_sockaddr(&ip(42001)).as_bytes()));
     let queued = accept_within(&l, Duration::from_secs(1));
     let mut b = [0u8; 8];
     let first = (&s).read(&mut b);

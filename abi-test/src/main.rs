@@ -8,6 +8,7 @@
 
 use libc::*;
 use userspacesock::api::backend_ffi::*;
+use userspacesock::backend::c_table::*;
 use userspacesock::api::epoll::*;
 use userspacesock::api::posix::*;
 use userspacesock::backend::contract::{SockInfo, SockOpts};

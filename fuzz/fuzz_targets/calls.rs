@@ -201,6 +201,20 @@ const ALLOWED: &[c_int] = &[
     libc::EDOM,
 ];
 
+/// As [`check`], for a call whose answer may be the kernel's: an option or
+/// an ioctl the library has no behaviour for is asked of a kernel socket
+/// (socket/kernel_opts.rs, platform::kernel_twin_ioctl), and then any errno
+/// the kernel gives is right (ENODATA, ENODEV, ERANGE...); it must still be
+/// an errno.
+fn check_kernel(call: &str, ret: isize, max: isize) {
+    if ret == -1 {
+        let e = errno();
+        assert!((1..=133).contains(&e), "{call}: -1 with errno {e}, not an errno");
+    } else {
+        assert!(ret >= 0 && ret <= max, "{call}: returned {ret} (max {max})");
+    }
+}
+
 fn check(call: &str, ret: isize, max: isize) {
     if ret == -1 {
         let e = errno();
@@ -387,6 +401,13 @@ impl Ctx {
                 let proto = if flags & 0x80 != 0 { c_int::from(*flags & 0x1f) } else { 0 };
                 let r = usock_socket(domain, ty | fl, proto);
                 check("socket", r as isize, i32::MAX as isize);
+                // A socket the library does not implement is the kernel's
+                // (netlink, packet, raw...): not what this target drives,
+                // and a raw socket of root's must send nothing.
+                if r >= 0 && userspacesock::api::posix::usock_is_userspace(r) == 0 {
+                    libc::close(r);
+                    return;
+                }
                 self.track(r);
             }
             Op::Socketpair { domain, ty, sv } => {
@@ -395,6 +416,12 @@ impl Ctx {
                 let p = self.ptr(&self.ctl, *sv, O_SV) as *mut c_int;
                 let r = usock_socketpair(domain, ty, 0, p);
                 check("socketpair", r as isize, 0);
+                if r == 0 && userspacesock::api::posix::usock_is_userspace(*p) == 0 {
+                    // The kernel's pair (as for socket above).
+                    libc::close(*p);
+                    libc::close(*p.add(1));
+                    return;
+                }
                 if r == 0 {
                     self.track(*p);
                     self.track(*p.add(1));
@@ -512,7 +539,7 @@ impl Ctx {
                     *lp = socklen_t::from(*len % 4200);
                 }
                 let r = usock_getsockopt(self.fd(*fd), level, c_int::from(*name % 80), self.ptr(&self.ctl, *val, O_OPT) as *mut c_void, lp);
-                check("getsockopt", r as isize, 0);
+                check_kernel("getsockopt", r as isize, 0);
             }
             Op::SetOpt { fd, level, name, val, bytes, len } => {
                 let level = [libc::SOL_SOCKET, libc::IPPROTO_TCP, libc::IPPROTO_IP, libc::IPPROTO_IPV6, c_int::from(*level)][usize::from(level % 5)];
@@ -532,7 +559,7 @@ impl Ctx {
                 }
                 let l = match len { Len::Exact => n, Len::Minus(k) => n.saturating_sub(usize::from(*k)), Len::Plus(k) => n + usize::from(*k % 64), Len::Zero => 0, Len::Huge => 1 << 31 };
                 let r = usock_setsockopt(self.fd(*fd), level, name, p as *const c_void, l as socklen_t);
-                check("setsockopt", r as isize, 0);
+                check_kernel("setsockopt", r as isize, 0);
             }
             Op::Fcntl { fd, cmd, arg } => {
                 let f = self.fd(*fd);
@@ -564,7 +591,7 @@ impl Ctx {
                     // FIONBIO only ever sets non-blocking (see F_SETFL).
                     *p = if req == libc::FIONBIO { 1 } else { *val };
                 }
-                check("ioctl", usock_ioctl(f, req, p as *mut c_void) as isize, i32::MAX as isize);
+                check_kernel("ioctl", usock_ioctl(f, req, p as *mut c_void) as isize, i32::MAX as isize);
             }
             Op::Dup { fd } => {
                 let r = usock_dup(self.fd(*fd));
@@ -635,7 +662,7 @@ impl Ctx {
 /// 1 ms receive and send timeouts on a user-space socket, so that no
 /// blocking call of the input waits long.
 fn set_timeouts(fd: c_int) {
-    if !userspacesock::fd::is_ours(fd) {
+    if userspacesock::api::posix::usock_is_userspace(fd) == 0 {
         return;
     }
     let tv = libc::timeval { tv_sec: 0, tv_usec: 1000 };

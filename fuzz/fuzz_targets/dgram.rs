@@ -116,7 +116,8 @@ fuzz_target!(|inp: Input| {
                             DgramMeta {
                                 len: p.len(),
                                 copied,
-                                src_len: s.len()
+                                src_len: s.len(),
+                                stamp: 0
                             }
                         );
                         assert_eq!(&b[..copied], &p[..copied]);

@@ -1,528 +1,17 @@
-//! Backends written in C: the function table they register, the adapter
-//! that makes it a [`Backend`], the upcalls they call, and the portable
-//! fragment encoding.
-//!
-//! Rules for a C backend (repeated in the header):
-//! - no operation blocks; long work completes later through an upcall;
-//! - upcalls may be made from any thread, also from inside an operation;
-//! - every operation returns 0 (or a documented positive value) on success
-//!   and a negated errno on failure;
-//! - the table and `ctx` must stay valid until the backend is unregistered
-//!   and its last socket closed; the table is copied at registration.
+//! The C entry points of the backend contract: registration, the upcalls a
+//! C backend calls, and the portable fragment encoding. The table and its
+//! adapter are in [`crate::backend::c_table`]; the rules a C backend keeps
+//! are in the header (from that module's docs).
 
-#![allow(non_camel_case_types)]
 #![allow(clippy::missing_safety_doc)]
 
-use alloc::sync::Arc;
-use core::any::Any;
-use core::ffi::{c_char, c_int, c_void, CStr};
+use core::ffi::{c_int, c_void};
 
 use super::ffi::guard;
-use crate::addr::{SockAddr, ADDR_MAX};
+use crate::backend::c_table::{self, frag_from_c, frag_to_c, usock_backend_ops, usock_fragment};
 use crate::backend::contract::*;
-use crate::backend::{registry, wire};
+use crate::backend::{registry, upcall, wire};
 use crate::consts::*;
-use crate::socket::upcall;
-
-/// Version of `struct usock_backend_ops` this library understands.
-pub const USOCK_BACKEND_ABI_VERSION: u32 = 1;
-
-/// Fragment kind: a piece of a byte stream.
-pub const USOCK_FRAG_STREAM: u32 = 1;
-/// Fragment kind: a piece of a datagram.
-pub const USOCK_FRAG_DGRAM: u32 = 2;
-/// Fragment flag: end of stream after this fragment's bytes.
-pub const USOCK_FLAG_FIN: u32 = 1;
-/// Fragment flag: the connection is reset (no payload).
-pub const USOCK_FLAG_RST: u32 = 2;
-
-/// `claim` is asked at bind().
-pub const USOCK_CLAIM_BIND: c_int = 1;
-/// `claim` is asked at connect().
-pub const USOCK_CLAIM_CONNECT: c_int = 2;
-/// `claim` is asked at the first sendto() of an unbound socket.
-pub const USOCK_CLAIM_SENDTO: c_int = 3;
-/// `claim` is asked at listen() of an unbound socket.
-pub const USOCK_CLAIM_LISTEN: c_int = 4;
-
-/// A fragment as C sees it. Stream: `offset` is the absolute byte offset.
-/// Datagram: `offset` is the datagram id, `dgram_offset`/`dgram_total` place
-/// the bytes in it. `addr` is the destination (frontend to backend, when
-/// not connected) or the source (backend to frontend, datagrams).
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct usock_fragment {
-    /// `USOCK_FRAG_STREAM` or `USOCK_FRAG_DGRAM`.
-    pub kind: u32,
-    /// `USOCK_FLAG_*` bits.
-    pub flags: u32,
-    /// Opaque connection id, free for the backend's use.
-    pub conn: u64,
-    /// Stream offset or datagram id.
-    pub offset: u64,
-    /// Offset inside the datagram.
-    pub dgram_offset: u32,
-    /// Total length of the datagram.
-    pub dgram_total: u32,
-    /// Number of payload bytes at `data`.
-    pub len: u32,
-    /// Number of address bytes at `addr` (0 when none).
-    pub addr_len: u32,
-    /// Payload.
-    pub data: *const u8,
-    /// Address (`struct sockaddr` layout) or NULL.
-    pub addr: *const u8,
-}
-
-/// A socket as a C backend operation sees it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-pub struct usock_sock {
-    /// Handle for upcalls.
-    pub handle: u64,
-    /// What the backend's `claim` (or `socketpair`, or
-    /// `usock_upcall_incoming`) stored for this socket.
-    pub ctx: *mut c_void,
-    /// Domain, type, protocol.
-    pub info: SockInfo,
-    /// Options that matter to addressing.
-    pub opts: SockOpts,
-}
-
-/// The function table of a C backend. Optional entries may be NULL.
-///
-/// Rules every backend keeps:
-/// - No operation blocks. A connect completes later through
-///   `usock_upcall_connected` or `usock_upcall_refused`.
-/// - Upcalls may be made from any thread, also from inside an operation;
-///   the library holds none of its locks while it calls an operation.
-/// - An incoming connection is announced with `usock_upcall_incoming` (which
-///   names the new socket) and joins the accept queue at
-///   `usock_upcall_connected` on that new socket.
-/// - Stream bytes are never delivered at or beyond the receiver's window:
-///   `usock_upcall_window` reads it, the `window` operation reports it when
-///   it moves; the sender may send up to the credit granted with
-///   `usock_upcall_credit`. Datagrams a receiver cannot hold are dropped.
-/// - Order and reliability are the backend's job: fragments may arrive out
-///   of order or repeated, never lost or corrupted.
-/// - Every operation returns 0 (or a documented positive value) on success,
-///   a negated errno on failure. The table is copied at registration; `ctx`
-///   must stay valid until the last socket the backend carries is closed.
-///
-/// The portable byte encoding (`usock_frag_encode`/`usock_frag_decode`): a
-/// 40-byte header, integers big-endian: magic "US" (2), version 1 (1), kind
-/// 1 stream / 2 datagram (1), flags FIN=1 RST=2 (2), addr_len (2), conn (8),
-/// offset or datagram id (8), dgram_offset (4), dgram_total (4), len (4),
-/// CRC-32C of header (this field zero), address and payload (4); then
-/// addr_len address bytes and len payload bytes.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct usock_backend_ops {
-    /// Must be `USOCK_BACKEND_ABI_VERSION`.
-    pub abi_version: u32,
-    /// A short name (copied at registration), or NULL.
-    pub name: *const c_char,
-    /// Returns 1 if the backend can carry sockets like `info`.
-    pub supports: Option<unsafe extern "C" fn(ctx: *mut c_void, info: *const SockInfo) -> c_int>,
-    /// Selection: returns 1 and stores a per-socket context in `*sock_ctx`
-    /// to claim the socket, 0 to decline, or a negated errno to refuse.
-    pub claim: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            handle: u64,
-            info: *const SockInfo,
-            op: c_int,
-            addr: *const u8,
-            addr_len: u32,
-            sock_ctx: *mut *mut c_void,
-        ) -> c_int,
-    >,
-    /// Binds; writes the bound address (at most 128 bytes) to `out` and its
-    /// length to `*out_len`.
-    pub bind: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            s: *const usock_sock,
-            addr: *const u8,
-            addr_len: u32,
-            out: *mut u8,
-            out_len: *mut u32,
-        ) -> c_int,
-    >,
-    /// Starts listening.
-    pub listen:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, backlog: u32) -> c_int>,
-    /// Starts a connect (stream) or sets the default peer (datagram).
-    pub connect: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            s: *const usock_sock,
-            addr: *const u8,
-            addr_len: u32,
-        ) -> c_int,
-    >,
-    /// The application accepted a connection from this listener.
-    pub accepted: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock)>,
-    /// Hook on shutdown().
-    pub shutdown:
-        Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, how: c_int) -> c_int>,
-    /// Hook on setsockopt(): 0 accepts, a negated errno refuses.
-    pub setsockopt: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            s: *const usock_sock,
-            level: c_int,
-            name: c_int,
-            val: *const u8,
-            len: u32,
-        ) -> c_int,
-    >,
-    /// Carries one fragment. Required.
-    pub write: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            s: *const usock_sock,
-            f: *const usock_fragment,
-        ) -> c_int,
-    >,
-    /// The receiver's window moved to `limit` (stream). On a datagram
-    /// socket: a read made room after a delivery was refused with -ENOBUFS
-    /// (`limit` is the buffer's size); a kept datagram may be offered again.
-    pub window: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock, limit: u64)>,
-    /// Writes the local address; returns 0, or a negated errno if none.
-    pub local_addr: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            s: *const usock_sock,
-            out: *mut u8,
-            out_len: *mut u32,
-        ) -> c_int,
-    >,
-    /// Writes the peer address; returns 0, or a negated errno if none.
-    pub peer_addr: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            s: *const usock_sock,
-            out: *mut u8,
-            out_len: *mut u32,
-        ) -> c_int,
-    >,
-    /// socketpair(): connects two fresh sockets, storing their contexts.
-    pub socketpair: Option<
-        unsafe extern "C" fn(
-            ctx: *mut c_void,
-            a: u64,
-            b: u64,
-            info: *const SockInfo,
-            ctx_a: *mut *mut c_void,
-            ctx_b: *mut *mut c_void,
-        ) -> c_int,
-    >,
-    /// The socket is gone; free its context.
-    pub close: Option<unsafe extern "C" fn(ctx: *mut c_void, s: *const usock_sock)>,
-}
-
-/// A C backend's per-socket context.
-struct CSock(*mut c_void);
-// SAFETY: the backend contract requires C backends to accept calls for a
-// socket from any thread; the pointer is only handed back to them.
-unsafe impl Send for CSock {}
-// SAFETY: as above.
-unsafe impl Sync for CSock {}
-
-struct CBackend {
-    ops: usock_backend_ops,
-    ctx: *mut c_void,
-    name: alloc::string::String,
-}
-// SAFETY: as for CSock: a registered C backend is callable from any thread.
-unsafe impl Send for CBackend {}
-// SAFETY: as above.
-unsafe impl Sync for CBackend {}
-
-fn neg(r: c_int) -> Result<c_int, Errno> {
-    if r < 0 {
-        Err(r.checked_neg().unwrap_or(EINVAL))
-    } else {
-        Ok(r)
-    }
-}
-
-impl CBackend {
-    fn csock(&self, s: &SockRef<'_>) -> usock_sock {
-        let ctx = (s.state.as_ref() as &dyn Any)
-            .downcast_ref::<CSock>()
-            .map_or(core::ptr::null_mut(), |c| c.0);
-        usock_sock {
-            handle: s.handle.0,
-            ctx,
-            info: s.info,
-            opts: s.opts,
-        }
-    }
-
-    fn addr_out(
-        &self,
-        f: Option<unsafe extern "C" fn(*mut c_void, *const usock_sock, *mut u8, *mut u32) -> c_int>,
-        s: &SockRef<'_>,
-    ) -> Option<SockAddr> {
-        let f = f?;
-        let cs = self.csock(s);
-        let mut buf = [0u8; ADDR_MAX];
-        let mut len = ADDR_MAX as u32;
-        // SAFETY: calls the registered C function with valid pointers.
-        let r = unsafe { f(self.ctx, &cs, buf.as_mut_ptr(), &mut len) };
-        if r < 0 {
-            return None;
-        }
-        SockAddr::from_bytes(buf.get(..len as usize)?)
-    }
-}
-
-fn frag_to_c(f: &Fragment<'_>) -> usock_fragment {
-    usock_fragment {
-        kind: match f.header.kind {
-            FragKind::Stream => USOCK_FRAG_STREAM,
-            FragKind::Dgram => USOCK_FRAG_DGRAM,
-        },
-        flags: f.header.flags as u32,
-        conn: f.header.conn,
-        offset: f.header.offset,
-        dgram_offset: f.header.dgram_offset,
-        dgram_total: f.header.dgram_total,
-        len: f.payload.len() as u32,
-        addr_len: f.addr.len() as u32,
-        data: f.payload.as_ptr(),
-        addr: if f.addr.is_empty() {
-            core::ptr::null()
-        } else {
-            f.addr.as_ptr()
-        },
-    }
-}
-
-/// Checks a C fragment and views it as a Rust one.
-///
-/// # Safety
-/// `f.data` must be valid for `f.len` bytes and `f.addr` for `f.addr_len`.
-unsafe fn frag_from_c<'a>(f: &usock_fragment) -> Result<Fragment<'a>, Errno> {
-    let kind = match f.kind {
-        USOCK_FRAG_STREAM => FragKind::Stream,
-        USOCK_FRAG_DGRAM => FragKind::Dgram,
-        _ => return Err(EINVAL),
-    };
-    if f.flags > 0xffff
-        || f.addr_len as usize > ADDR_MAX
-        || (f.len > 0 && f.data.is_null())
-        || (f.addr_len > 0 && f.addr.is_null())
-    {
-        return Err(EINVAL);
-    }
-    let payload: &[u8] = if f.len == 0 {
-        &[]
-    } else {
-        // SAFETY: non-null and valid for `len` bytes per the caller.
-        unsafe { core::slice::from_raw_parts(f.data, f.len as usize) }
-    };
-    let addr: &[u8] = if f.addr_len == 0 {
-        &[]
-    } else {
-        // SAFETY: non-null and valid for `addr_len` bytes per the caller.
-        unsafe { core::slice::from_raw_parts(f.addr, f.addr_len as usize) }
-    };
-    Ok(Fragment {
-        header: FragHeader {
-            kind,
-            flags: f.flags as u16,
-            conn: f.conn,
-            offset: f.offset,
-            dgram_offset: f.dgram_offset,
-            dgram_total: f.dgram_total,
-            len: f.len,
-            addr_len: f.addr_len as u16,
-        },
-        addr,
-        payload,
-    })
-}
-
-impl Backend for CBackend {
-    fn name(&self) -> &str {
-        &self.name
-    }
-
-    fn supports(&self, info: &SockInfo) -> bool {
-        match self.ops.supports {
-            // SAFETY: calls the registered C function with a valid pointer.
-            Some(f) => unsafe { f(self.ctx, info) == 1 },
-            None => true,
-        }
-    }
-
-    fn claim(
-        &self,
-        handle: SockHandle,
-        info: &SockInfo,
-        op: ClaimOp,
-        addr: &SockAddr,
-    ) -> Result<Option<SockState>, Errno> {
-        let Some(f) = self.ops.claim else {
-            return Ok(None);
-        };
-        let mut sc: *mut c_void = core::ptr::null_mut();
-        let a = addr.as_bytes();
-        // SAFETY: calls the registered C function with valid pointers.
-        let r = neg(unsafe {
-            f(
-                self.ctx,
-                handle.0,
-                info,
-                op as c_int,
-                a.as_ptr(),
-                a.len() as u32,
-                &mut sc,
-            )
-        })?;
-        Ok(if r == 1 {
-            Some(Arc::new(CSock(sc)))
-        } else {
-            None
-        })
-    }
-
-    fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
-        let Some(f) = self.ops.bind else {
-            return Err(EOPNOTSUPP);
-        };
-        let cs = self.csock(&sock);
-        let a = addr.as_bytes();
-        let mut out = [0u8; ADDR_MAX];
-        let mut len = ADDR_MAX as u32;
-        // SAFETY: calls the registered C function with valid pointers.
-        neg(unsafe {
-            f(
-                self.ctx,
-                &cs,
-                a.as_ptr(),
-                a.len() as u32,
-                out.as_mut_ptr(),
-                &mut len,
-            )
-        })?;
-        SockAddr::from_bytes(out.get(..len as usize).ok_or(EINVAL)?).ok_or(EINVAL)
-    }
-
-    fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
-        let Some(f) = self.ops.listen else {
-            return Err(EOPNOTSUPP);
-        };
-        let cs = self.csock(&sock);
-        // SAFETY: calls the registered C function with a valid pointer.
-        neg(unsafe { f(self.ctx, &cs, backlog) }).map(|_| ())
-    }
-
-    fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno> {
-        let Some(f) = self.ops.connect else {
-            return Err(EOPNOTSUPP);
-        };
-        let cs = self.csock(&sock);
-        let a = addr.as_bytes();
-        // SAFETY: calls the registered C function with valid pointers.
-        neg(unsafe { f(self.ctx, &cs, a.as_ptr(), a.len() as u32) }).map(|_| ())
-    }
-
-    fn accepted(&self, sock: SockRef<'_>) {
-        if let Some(f) = self.ops.accepted {
-            let cs = self.csock(&sock);
-            // SAFETY: calls the registered C function with a valid pointer.
-            unsafe { f(self.ctx, &cs) }
-        }
-    }
-
-    fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
-        let Some(f) = self.ops.shutdown else {
-            return Ok(());
-        };
-        let cs = self.csock(&sock);
-        // SAFETY: calls the registered C function with a valid pointer.
-        neg(unsafe { f(self.ctx, &cs, how) }).map(|_| ())
-    }
-
-    fn setsockopt(
-        &self,
-        sock: SockRef<'_>,
-        level: i32,
-        name: i32,
-        value: &[u8],
-    ) -> Result<(), Errno> {
-        let Some(f) = self.ops.setsockopt else {
-            return Ok(());
-        };
-        let cs = self.csock(&sock);
-        // SAFETY: calls the registered C function with valid pointers.
-        neg(unsafe {
-            f(
-                self.ctx,
-                &cs,
-                level,
-                name,
-                value.as_ptr(),
-                value.len() as u32,
-            )
-        })
-        .map(|_| ())
-    }
-
-    fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
-        let Some(f) = self.ops.write else {
-            return Err(EOPNOTSUPP);
-        };
-        let cs = self.csock(&sock);
-        let cf = frag_to_c(frag);
-        // SAFETY: calls the registered C function with valid pointers that
-        // outlive the call.
-        neg(unsafe { f(self.ctx, &cs, &cf) }).map(|_| ())
-    }
-
-    fn window(&self, sock: SockRef<'_>, limit: u64) {
-        if let Some(f) = self.ops.window {
-            let cs = self.csock(&sock);
-            // SAFETY: calls the registered C function with a valid pointer.
-            unsafe { f(self.ctx, &cs, limit) }
-        }
-    }
-
-    fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
-        self.addr_out(self.ops.local_addr, &sock)
-    }
-
-    fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
-        self.addr_out(self.ops.peer_addr, &sock)
-    }
-
-    fn socketpair(
-        &self,
-        a: SockHandle,
-        b: SockHandle,
-        info: &SockInfo,
-    ) -> Result<(SockState, SockState), Errno> {
-        let Some(f) = self.ops.socketpair else {
-            return Err(EOPNOTSUPP);
-        };
-        let (mut ca, mut cb) = (core::ptr::null_mut(), core::ptr::null_mut());
-        // SAFETY: calls the registered C function with valid pointers.
-        neg(unsafe { f(self.ctx, a.0, b.0, info, &mut ca, &mut cb) })?;
-        Ok((Arc::new(CSock(ca)), Arc::new(CSock(cb))))
-    }
-
-    fn close(&self, sock: SockRef<'_>) {
-        if let Some(f) = self.ops.close {
-            let cs = self.csock(&sock);
-            // SAFETY: calls the registered C function with a valid pointer.
-            unsafe { f(self.ctx, &cs) }
-        }
-    }
-}
 
 /// Registers a backend given as a C function table and a context pointer.
 /// Backends with a higher `priority` are asked first; the built-in loopback
@@ -538,20 +27,16 @@ pub unsafe extern "C" fn usock_backend_register(
         if ops.is_null() {
             return -(EINVAL as i64);
         }
+        // The built-in ones first, as a program's first socket would find
+        // them: priorities order them, not the order of registration.
+        crate::backends::install_defaults();
         // SAFETY: non-null and valid per the contract; copied here.
         let ops = unsafe { *ops };
-        if ops.abi_version != USOCK_BACKEND_ABI_VERSION || ops.write.is_none() {
-            return -(EINVAL as i64);
+        // SAFETY: `ctx` and the name as the contract says.
+        match unsafe { c_table::register(ops, ctx, priority) } {
+            Ok(id) => id as i64,
+            Err(e) => -(e as i64),
         }
-        let name = if ops.name.is_null() {
-            alloc::string::String::from("c-backend")
-        } else {
-            // SAFETY: a NUL-terminated string per the contract.
-            unsafe { CStr::from_ptr(ops.name) }
-                .to_string_lossy()
-                .into_owned()
-        };
-        registry::register(Arc::new(CBackend { ops, ctx, name }), priority) as i64
     })
 }
 
@@ -592,6 +77,43 @@ pub unsafe extern "C" fn usock_upcall_deliver(handle: u64, frag: *const usock_fr
     })
 }
 
+/// Upcall: `usock_upcall_deliver` of a UDP datagram's fragment with the
+/// IP header fields its receiver may ask about (IP_PKTINFO, IP_TTL,
+/// IP_TOS, IP_ORIGDSTADDR and the IPv6 ones), `attrs_len` (20) bytes:
+/// byte 0 flags (1: bytes 4..20 hold the destination address the sender
+/// used, IPv6 or IPv4-mapped; other bits 0), byte 1 the TOS or traffic
+/// class, byte 2 the TTL or hop limit, byte 3 zero. A backend that moves
+/// bytes passes them through as they are; a datagram delivered without
+/// them reads as Linux's defaults (sent to the receiver's address, TOS 0,
+/// the default TTL). Returns what `usock_upcall_deliver` returns, and
+/// -EINVAL for attributes that are not of that form.
+#[no_mangle]
+pub unsafe extern "C" fn usock_upcall_deliver_attrs(
+    handle: u64,
+    frag: *const usock_fragment,
+    attrs: *const u8,
+    attrs_len: u32,
+) -> c_int {
+    guard(-EIO, || {
+        if frag.is_null() || attrs.is_null() {
+            return -EINVAL;
+        }
+        if attrs_len as usize != crate::backend::attrs::ATTR_LEN {
+            return -EINVAL;
+        }
+        // SAFETY: non-null, and `attrs_len` bytes per the contract.
+        let b = unsafe { core::slice::from_raw_parts(attrs, attrs_len as usize) };
+        let Some(a) = crate::backend::attrs::DgramAttrs::from_bytes(b) else {
+            return -EINVAL;
+        };
+        // SAFETY: non-null and valid per the contract.
+        match unsafe { frag_from_c(&*frag) } {
+            Ok(f) => up(upcall::deliver_attrs(SockHandle(handle), &f, &a)),
+            Err(e) => -e,
+        }
+    })
+}
+
 /// Upcall: a connection request reached `listener`. Creates the socket
 /// accept() will return, with `sock_ctx` as its backend context, and stores
 /// its handle in `*out`. It becomes acceptable at `usock_upcall_connected`.
@@ -607,7 +129,7 @@ pub unsafe extern "C" fn usock_upcall_incoming(
         if out.is_null() {
             return -EINVAL;
         }
-        match upcall::incoming(SockHandle(listener), Arc::new(CSock(sock_ctx))) {
+        match c_table::incoming(SockHandle(listener), sock_ctx) {
             Ok(h) => {
                 // SAFETY: non-null and valid per the contract.
                 unsafe { *out = h.0 };
@@ -656,6 +178,40 @@ pub extern "C" fn usock_upcall_error(handle: u64, err: c_int) -> c_int {
     guard(-EIO, || up(upcall::error(SockHandle(handle), err)))
 }
 
+/// Upcall: a datagram `handle` sent to `addr` (`addr_len` bytes) found
+/// nobody there; `payload` (`len` bytes, may be NULL when 0) is its start
+/// (see `upcall::unreachable`).
+///
+/// # Safety
+/// `addr` and `payload` are valid for their lengths.
+#[no_mangle]
+pub unsafe extern "C" fn usock_upcall_unreachable(
+    handle: u64,
+    addr: *const u8,
+    addr_len: u32,
+    payload: *const u8,
+    len: u32,
+) -> c_int {
+    guard(-EIO, || {
+        if addr.is_null() || (payload.is_null() && len != 0) {
+            return -EINVAL;
+        }
+        // SAFETY: valid for `addr_len` bytes per the contract.
+        let a = unsafe { core::slice::from_raw_parts(addr, addr_len as usize) };
+        let Some(dest) = crate::addr::SockAddr::from_bytes(a) else {
+            return -EINVAL;
+        };
+        let p: &[u8] = if len == 0 {
+            &[]
+        } else {
+            // SAFETY: non-null and valid for `len` bytes per the contract.
+            unsafe { core::slice::from_raw_parts(payload, len as usize) }
+        };
+        upcall::unreachable(SockHandle(handle), &dest, p);
+        0
+    })
+}
+
 /// Upcall: the receive window end of `handle`, stored in `*out`.
 #[no_mangle]
 pub unsafe extern "C" fn usock_upcall_window(handle: u64, out: *mut u64) -> c_int {
@@ -670,6 +226,33 @@ pub unsafe extern "C" fn usock_upcall_window(handle: u64, out: *mut u64) -> c_in
                 0
             }
             Err(e) => -e,
+        }
+    })
+}
+
+/// Upcall: a datagram sent to `addr` (`addr_len` bytes: a `sockaddr_in`
+/// or `sockaddr_in6` naming a multicast or broadcast address) reached
+/// socket `handle`, bound to its port: 1 when the socket takes it (a
+/// member of the group, or not a member with IP_MULTICAST_ALL on while
+/// this host is; every socket for a broadcast), 0 when not or when the
+/// socket is gone or `addr` is no IP address, -EINVAL for a NULL `addr`
+/// or a length under 2 or over 128. A backend gives such a datagram to
+/// every socket of the port that takes it (`usock_upcall_deliver`).
+#[no_mangle]
+pub unsafe extern "C" fn usock_upcall_takes_group(
+    handle: u64,
+    addr: *const u8,
+    addr_len: u32,
+) -> c_int {
+    guard(-EIO, || {
+        if addr.is_null() || addr_len as usize > crate::addr::ADDR_MAX {
+            return -EINVAL;
+        }
+        // SAFETY: non-null, and `addr_len` bytes per the contract.
+        let b = unsafe { core::slice::from_raw_parts(addr, addr_len as usize) };
+        match crate::addr::SockAddr::from_bytes(b) {
+            Some(a) => c_int::from(upcall::takes_group(SockHandle(handle), &a)),
+            None => -EINVAL,
         }
     })
 }
@@ -736,21 +319,4 @@ pub unsafe extern "C" fn usock_frag_decode(
             Err(_) => -(EINVAL as i64),
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn claim_constants_match_the_rust_enum() {
-        for (c, op) in [
-            (USOCK_CLAIM_BIND, ClaimOp::Bind),
-            (USOCK_CLAIM_CONNECT, ClaimOp::Connect),
-            (USOCK_CLAIM_SENDTO, ClaimOp::SendTo),
-            (USOCK_CLAIM_LISTEN, ClaimOp::Listen),
-        ] {
-            assert_eq!(ClaimOp::from_i32(c), Some(op));
-        }
-    }
 }

@@ -1,607 +1,21 @@
-//! epoll over any mix of our sockets and kernel fds.
-//!
-//! The epoll fd stays a real kernel epoll fd: kernel fds are added to it for
-//! real, so it can be polled and nested like any other. Our sockets live in
-//! a side table kept per epoll fd: each registration asks the socket's wait
-//! queue to signal a [`PollSignal`] of its own whose eventfd (one per epoll
-//! fd) sits in the kernel set under a reserved data value. epoll_wait first
-//! collects our ready sockets, then asks the kernel (without waiting when
-//! some were found); when nothing is ready it sleeps in the kernel, where a
-//! state change of one of our sockets wakes it through the eventfd.
-//!
-//! A socket whose backend has an input fd (`Backend::input_fd`: the
-//! cross-process backend's kernel socket of a connection) also has that fd
-//! in the kernel set, EPOLLEXCLUSIVE, under a key of its own: a sleeping
-//! wait is woken by the socket's input itself, has the backend process it
-//! in this thread (`pump`), then finds the socket ready as any other. Such
-//! an fd stays in the set until its socket closes, even when the socket
-//! leaves the set: programs that delete and add a socket per request would
-//! otherwise pay three epoll_ctl calls each time.
-//!
-//! Edge-triggered registrations report a socket when its signal's counter
-//! moved since the last report (every state change the socket announces for
-//! the registered events bumps it) and the socket is ready; level-triggered
-//! ones whenever it is ready. EPOLLONESHOT disables a registration once
-//! reported, until EPOLL_CTL_MOD re-arms it.
-//!
-//! While level-triggered sockets were just reported (and so may still be
-//! ready), the eventfd is left signalled, so that the epoll fd reads as
-//! readable to poll() and to an enclosing epoll; such a readiness may be
-//! spurious (the program may have drained the socket since), as an
-//! epoll_wait then finds nothing.
-//!
-//! Registrations of a closed socket are dropped lazily (on the next
-//! epoll_ctl or epoll_wait of the set). Sets without any socket of ours go
-//! straight to libc (a bitmap of the epoll fds that have a side table keeps
-//! the lock off their path).
-//!
-//! Limits: the side table is keyed by the epoll fd's number. close() of the
-//! epoll fd is not seen (close() of a kernel fd stays one load and libc):
-//! the side table, its eventfd and its references to sockets stay until
-//! epoll_create hands out the same number again, which drops them. An epoll
-//! fd reached through a dup() of it has a side table of its own.
+//! epoll_create, epoll_ctl and the epoll_wait family: their C arguments
+//! checked and converted. Sets without a socket of ours go straight to
+//! libc; the others to the engine in `socket::mux::epoll` (whose docs say
+//! how a set mixes our sockets and kernel fds).
 
 #![allow(clippy::missing_safety_doc)]
-
-use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use core::time::Duration;
 
 use libc::{c_int, epoll_event, sigset_t, timespec};
 
 use super::ffi::{guard, probe, ret_int};
-use super::real;
-use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
-use crate::platform;
-use crate::socket::spin;
-use crate::socket::wait::{PollSignal, SetSignal};
-use crate::socket::{Socket, F_CLOSED};
-use crate::sync::Mutex;
-
-/// The data value of our eventfd in the kernel set: the address of this
-/// static, which no program stores as its own data.
-static RESERVED: u8 = 0;
-
-fn reserved() -> u64 {
-    &RESERVED as *const u8 as u64
-}
-
-/// The backend input fds (see `Backend::input_fd`) a set can watch: those
-/// numbered below this.
-const INPUT_FDS: usize = 65536;
-/// The data values of backend input fds in the kernel set: the address of
-/// byte `fd` of this static (never touched, so it costs no memory), which
-/// no program stores as its own data.
-static INPUT_KEYS: [u8; INPUT_FDS] = [0; INPUT_FDS];
-
-fn input_key(kfd: i32) -> u64 {
-    INPUT_KEYS.as_ptr() as u64 + kfd as u64
-}
-
-/// The input fd whose key `data` is, if it is one.
-fn input_of(data: u64) -> Option<i32> {
-    let k = data.wrapping_sub(INPUT_KEYS.as_ptr() as u64);
-    (k < INPUT_FDS as u64).then_some(k as i32)
-}
-
-const EP_IN: u32 = libc::EPOLLIN as u32;
-const EP_ERR: u32 = libc::EPOLLERR as u32;
-const EP_HUP: u32 = libc::EPOLLHUP as u32;
-const EP_ET: u32 = libc::EPOLLET as u32;
-const EP_ONESHOT: u32 = libc::EPOLLONESHOT as u32;
-const EP_EXCLUSIVE: u32 = libc::EPOLLEXCLUSIVE as u32;
-const EP_WAKEUP: u32 = libc::EPOLLWAKEUP as u32;
-/// The flags EPOLLEXCLUSIVE may come with (as the kernel checks).
-const EXCLUSIVE_OK: u32 = libc::EPOLLIN as u32
-    | libc::EPOLLOUT as u32
-    | EP_ERR
-    | EP_HUP
-    | EP_WAKEUP
-    | EP_ET
-    | EP_EXCLUSIVE;
-/// The largest maxevents the kernel accepts.
-const EP_MAX_EVENTS: c_int = (i32::MAX as usize / core::mem::size_of::<epoll_event>()) as c_int;
-
-/// One socket of ours in one epoll set.
-struct Reg {
-    fd: i32,
-    sock: Arc<Socket>,
-    sig: Arc<PollSignal>,
-    id: u64,
-    /// The events asked for, with EPOLLERR and EPOLLHUP, and the flags.
-    events: u32,
-    data: u64,
-    /// Edge-triggered: the signal's counter when last reported.
-    seen: u32,
-    /// Cleared once a one-shot registration reported.
-    armed: bool,
-    /// The backend input fd this set watches for the socket, if any.
-    input: Option<i32>,
-}
-
-impl Reg {
-    fn poll_mask(events: u32) -> i16 {
-        (events & 0xffff) as u16 as i16 | POLLERR | POLLHUP
-    }
-
-    fn ready(&self) -> u32 {
-        self.sock.readiness() as u16 as u32 & self.events & 0xffff
-    }
-}
-
-struct Inner {
-    regs: Vec<Reg>,
-    /// The backend input fds in the kernel set, and whose they are.
-    inputs: BTreeMap<i32, Arc<Socket>>,
-    /// Where the next scan starts, so that a full buffer does not starve the
-    /// registrations at the end.
-    next: usize,
-}
-
-/// The side table of one epoll fd.
-struct EpSet {
-    epfd: i32,
-    /// Our eventfd, in the kernel set under [`reserved`]; every
-    /// registration's signal writes it.
-    efd: i32,
-    /// The last wait was filled by our sockets alone: the next one asks
-    /// the kernel first, so that kernel fds are not starved.
-    kernel_first: AtomicBool,
-    /// Raised by every registration's signal: a wait spins on its
-    /// activity counter for a moment before it sleeps in the kernel, where
-    /// its eventfd wakes it.
-    sig: Arc<SetSignal>,
-    inner: Mutex<Inner>,
-    /// The fork generation that made the side table (see
-    /// [`Socket::inherited`]): a fork child's copy is refused.
-    fork_gen: u32,
-    /// The fork generation in which a refused use was last reported.
-    warned_gen: core::sync::atomic::AtomicU32,
-    /// The epoll fd is watched by another set or a poll (see `nest`).
-    nested: AtomicBool,
-}
-
-impl Drop for EpSet {
-    fn drop(&mut self) {
-        // Unregister first: once unregister_poller returns, no socket can
-        // write the eventfd number any more, so closing it is safe.
-        for r in self.inner.get_mut().regs.drain(..) {
-            r.sock.wait.unregister_poller(r.id);
-            r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
-        }
-        let _ = platform::kfd_close(self.efd);
-    }
-}
-
-impl EpSet {
-    /// A fork child's copy of its parent's side table: its eventfd and its
-    /// kernel epoll set are shared with the parent, its sockets are the
-    /// parent's. Refused (EOPNOTSUPP), with one line on stderr the first
-    /// time.
-    fn refused(&self) -> Result<(), Errno> {
-        let g = crate::socket::fork_generation();
-        if self.fork_gen == g {
-            return Ok(());
-        }
-        if self.warned_gen.swap(g, Ordering::Relaxed) != g {
-            super::fork::report_inherited(self.epfd, super::fork::Kind::Epoll);
-        }
-        Err(EOPNOTSUPP)
-    }
-
-    /// Drops the registrations of closed sockets, and stops watching their
-    /// input fds. Called with the lock held.
-    fn purge(&self, inner: &mut Inner) {
-        inner.regs.retain(|r| {
-            if r.sock.has(F_CLOSED) {
-                r.sock.wait.unregister_poller(r.id);
-                r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
-                false
-            } else {
-                true
-            }
-        });
-        if inner.inputs.is_empty() {
-            return;
-        }
-        inner.inputs.retain(|&kfd, s| {
-            if !s.has(F_CLOSED) {
-                return true;
-            }
-            // The backend may have closed that fd already (the kernel
-            // dropped it from the set) and given its number to another
-            // socket's input, which `inputs` would then name: this DEL
-            // then fails, or removes an input nobody watches any more.
-            let mut ev = epoll_event { events: 0, u64: 0 };
-            // SAFETY: a live epoll_event; the fds are integers.
-            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, &mut ev) };
-            false
-        });
-    }
-
-    /// Tells the set's learner how long a wait that went by `plan` took
-    /// (nothing for a call that never had to wait).
-    fn learn(&self, plan: Option<(spin::Plan, u64)>) {
-        if let Some((p, began)) = plan {
-            let now = platform::mono_ns();
-            self.sig.learner.record(p, now.saturating_sub(began), now);
-        }
-    }
-
-    /// Whether a wait spins before it sleeps: while the set holds sockets
-    /// of ours and no backend input fd. A socket whose input the waiting
-    /// thread pumps itself becomes ready only once that thread is woken by
-    /// the kernel: spinning would only delay it.
-    fn spins(&self) -> bool {
-        let g = self.inner.lock();
-        !g.regs.is_empty() && g.inputs.is_empty()
-    }
-
-    /// Has the kernel set watch the backend input fd of `inner.regs[i]`'s
-    /// socket, if it has one: a wait that sleeps in the kernel is then
-    /// woken by the socket's input itself and pumps it (see
-    /// `Backend::input_fd`), instead of by the backend's thread after it.
-    /// EPOLLEXCLUSIVE: when several sets watch it, one waiter is woken.
-    fn watch_input(&self, inner: &mut Inner, i: usize) {
-        let r = &inner.regs[i];
-        if r.input.is_some() || self.nested.load(Ordering::Acquire) {
-            return;
-        }
-        let Some(kfd) = r.sock.input_fd() else { return };
-        if kfd < 0 || kfd as usize >= INPUT_FDS {
-            return;
-        }
-        let sock = r.sock.clone();
-        match inner.inputs.get(&kfd) {
-            Some(s) if Arc::ptr_eq(s, &sock) => {}
-            _ => {
-                let mut ev = epoll_event {
-                    events: EP_IN | EP_EXCLUSIVE,
-                    u64: input_key(kfd),
-                };
-                // SAFETY: a live epoll_event; the fds are integers.
-                let r = unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, kfd, &mut ev) };
-                if r < 0 && last_errno() != libc::EEXIST {
-                    return;
-                }
-                inner.inputs.insert(kfd, sock.clone());
-                sock.input_watched();
-            }
-        }
-        inner.regs[i].input = Some(kfd);
-    }
-
-    /// The set's epoll fd is watched by another epoll set (or a poll): its
-    /// kernel set must be readable only when the set has events, as a
-    /// Linux epoll fd is, and a backend input fd in it is readable on
-    /// input no program would see (a window update, say). The backends
-    /// read those inputs again, and the set watches none from now on.
-    fn nest(&self) {
-        if self.nested.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let inputs = {
-            let mut g = self.inner.lock();
-            for r in g.regs.iter_mut() {
-                r.input = None;
-            }
-            core::mem::take(&mut g.inputs)
-        };
-        for (kfd, sock) in inputs {
-            let mut ev = epoll_event { events: 0, u64: 0 };
-            // SAFETY: a live epoll_event; the fds are integers.
-            unsafe { real::epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, &mut ev) };
-            sock.before_block();
-        }
-    }
-
-    /// The kernel reported backend input fd `kfd`: its socket's input is
-    /// processed here, in the waiting thread.
-    fn pump(&self, kfd: i32) {
-        let sock = self.inner.lock().inputs.get(&kfd).cloned();
-        if let Some(s) = sock {
-            s.pump();
-        }
-    }
-
-    /// Writes up to `max` ready sockets to `out`; returns how many, and
-    /// whether a level-triggered one was among them.
-    ///
-    /// # Safety
-    /// `out` must be valid for `max` entries.
-    unsafe fn collect(&self, out: *mut epoll_event, max: usize) -> (usize, bool) {
-        let mut g = self.inner.lock();
-        self.purge(&mut g);
-        let n = g.regs.len();
-        if n == 0 || max == 0 {
-            return (0, false);
-        }
-        let start = g.next % n;
-        let mut count = 0;
-        let mut level = false;
-        for k in 0..n {
-            let i = (start + k) % n;
-            let r = &mut g.regs[i];
-            if !r.armed {
-                continue;
-            }
-            let et = r.events & EP_ET != 0;
-            // The counter before the readiness: a change in between is
-            // reported again next time, never lost.
-            let w = r.sig.word.load(Ordering::SeqCst);
-            if et && w == r.seen {
-                continue;
-            }
-            let ready = r.ready();
-            if et {
-                r.seen = w;
-            }
-            if ready == 0 {
-                continue;
-            }
-            if r.events & EP_ONESHOT != 0 {
-                r.armed = false;
-            } else if !et {
-                level = true;
-            }
-            // SAFETY: count < max entries, valid per the caller.
-            unsafe {
-                out.add(count).write_unaligned(epoll_event {
-                    events: ready,
-                    u64: r.data,
-                })
-            };
-            count += 1;
-            if count == max {
-                g.next = i + 1;
-                break;
-            }
-        }
-        (count, level)
-    }
-
-    fn ctl(&self, op: c_int, fdn: i32, sock: Arc<Socket>, ev: u32, data: u64) -> Result<(), Errno> {
-        self.refused()?;
-        let mut g = self.inner.lock();
-        self.purge(&mut g);
-        let pos = g
-            .regs
-            .iter()
-            .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock));
-        let events = (ev & !EP_WAKEUP) | EP_ERR | EP_HUP;
-        let wake = match op {
-            libc::EPOLL_CTL_ADD => {
-                if pos.is_some() {
-                    return Err(libc::EEXIST);
-                }
-                let sig = Arc::new(PollSignal::in_set(self.sig.clone()));
-                let id = sock.wait.register_poller(&sig, Reg::poll_mask(events));
-                let r = Reg {
-                    fd: fdn,
-                    seen: sig.word.load(Ordering::SeqCst).wrapping_sub(1),
-                    sock,
-                    sig,
-                    id,
-                    events,
-                    data,
-                    armed: true,
-                    input: None,
-                };
-                let ready = r.ready() != 0;
-                r.sock.epoll_regs.fetch_add(1, Ordering::AcqRel);
-                g.regs.push(r);
-                let last = g.regs.len() - 1;
-                self.watch_input(&mut g, last);
-                ready
-            }
-            libc::EPOLL_CTL_MOD => {
-                let Some(i) = pos else {
-                    return Err(libc::ENOENT);
-                };
-                let r = &mut g.regs[i];
-                if r.events & EP_EXCLUSIVE != 0 {
-                    return Err(EINVAL);
-                }
-                r.sock.wait.unregister_poller(r.id);
-                r.id = r.sock.wait.register_poller(&r.sig, Reg::poll_mask(events));
-                r.events = events;
-                r.data = data;
-                r.armed = true;
-                r.seen = r.sig.word.load(Ordering::SeqCst).wrapping_sub(1);
-                let ready = r.ready() != 0;
-                // A socket that had no input fd at EPOLL_CTL_ADD (not yet
-                // connected) may have one now.
-                self.watch_input(&mut g, i);
-                ready
-            }
-            libc::EPOLL_CTL_DEL => {
-                let Some(i) = pos else {
-                    return Err(libc::ENOENT);
-                };
-                let r = g.regs.remove(i);
-                r.sock.wait.unregister_poller(r.id);
-                r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
-                // Its input fd stays watched until the socket closes:
-                // programs that delete and add a socket again per request
-                // (redis-benchmark) would pay three epoll_ctl calls more
-                // each time. Input that comes meanwhile is read by this
-                // set's waits, by a thread that blocks on the socket
-                // (`Socket::before_block`), or by a non-blocking call that
-                // finds nothing (`Socket::pump_orphan`).
-                false
-            }
-            _ => return Err(EINVAL),
-        };
-        drop(g);
-        if wake {
-            // A waiter (in this process, or polling the epoll fd) sees it.
-            self.sig.raise();
-        }
-        Ok(())
-    }
-}
-
-/// The side tables, by epoll fd number; few, so a vector.
-static SETS: Mutex<Vec<Arc<EpSet>>> = Mutex::new(Vec::new());
-/// `SETS.len()`, read without the lock: 0 sends every call to libc.
-static NSETS: AtomicUsize = AtomicUsize::new(0);
-
-/// One bit per epoll fd number below `MARKED_FDS` that has a side table, so
-/// that a wait on any other epoll fd goes to libc without taking the lock.
-const MARKED_FDS: usize = 65536;
-static MARKS: [AtomicU64; MARKED_FDS / 64] = [const { AtomicU64::new(0) }; MARKED_FDS / 64];
-
-fn set_mark(epfd: i32, on: bool) {
-    if let Some(w) = MARKS.get(epfd as usize / 64) {
-        let bit = 1u64 << (epfd as usize % 64);
-        if on {
-            w.fetch_or(bit, Ordering::Release);
-        } else {
-            w.fetch_and(!bit, Ordering::Release);
-        }
-    }
-}
-
-/// Whether `epfd` may have a side table (always, beyond the bitmap).
-fn marked(epfd: i32) -> bool {
-    match MARKS.get(epfd as usize / 64) {
-        Some(w) => w.load(Ordering::Acquire) & (1u64 << (epfd as usize % 64)) != 0,
-        None => true,
-    }
-}
-
-/// poll() or select() watches these fds: those that are epoll fds of ours
-/// are nested (see `EpSet::nest`). One atomic load with no set.
-pub(crate) fn nest_polled(fds: impl Iterator<Item = i32>) {
-    if NSETS.load(Ordering::Acquire) == 0 {
-        return;
-    }
-    for fd in fds {
-        if fd >= 0 && marked(fd) {
-            if let Some(s) = lookup(fd) {
-                s.nest();
-            }
-        }
-    }
-}
-
-fn lookup(epfd: i32) -> Option<Arc<EpSet>> {
-    if NSETS.load(Ordering::Acquire) == 0 || epfd < 0 || !marked(epfd) {
-        return None;
-    }
-    SETS.lock().iter().find(|s| s.epfd == epfd).cloned()
-}
-
-/// fork() support: takes the side tables' lock, then each table's (a
-/// table's lock is never held while the list's is taken). Must be followed
-/// by [`fork_unlock`].
-pub fn fork_lock() {
-    let t = SETS.lock();
-    for set in t.iter() {
-        core::mem::forget(set.inner.lock());
-    }
-    core::mem::forget(t);
-}
-
-/// fork() support, in the parent and in the child: releases
-/// what [`fork_lock`] took.
-///
-/// # Safety
-/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
-/// that forked), once.
-pub unsafe fn fork_unlock() {
-    // SAFETY: fork_lock holds the list's lock with its guard forgotten, so
-    // no other thread changes the list while this one reads it.
-    let t = unsafe { &*SETS.data_ptr() };
-    for set in t.iter() {
-        // SAFETY: fork_lock took this lock and forgot its guard.
-        unsafe { crate::sync::fork_release(&set.inner) };
-    }
-    // SAFETY: as above.
-    unsafe { crate::sync::fork_release(&SETS) };
-}
-
-fn last_errno() -> Errno {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(EINVAL)
-}
-
-/// The side table of `epfd`, made on first use: our eventfd goes into the
-/// kernel set, which also tells whether `epfd` is an epoll fd (EBADF,
-/// EINVAL from the kernel otherwise).
-fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
-    let mut t = SETS.lock();
-    if let Some(s) = t.iter().find(|s| s.epfd == epfd) {
-        return Ok(s.clone());
-    }
-    let e0 = platform::eventfd_new()?;
-    // Out of the way of the program's lowest-numbered fds, when possible.
-    let efd = match platform::kfd_dup_min(e0, 1000, true) {
-        Ok(h) => {
-            let _ = platform::kfd_close(e0);
-            h
-        }
-        Err(_) => e0,
-    };
-    let mut ev = epoll_event {
-        events: EP_IN,
-        u64: reserved(),
-    };
-    // SAFETY: a live epoll_event; the fds are integers.
-    if unsafe { real::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, efd, &mut ev) } < 0 {
-        let e = last_errno();
-        let _ = platform::kfd_close(efd);
-        return Err(e);
-    }
-    let s = Arc::new(EpSet {
-        epfd,
-        efd,
-        kernel_first: AtomicBool::new(false),
-        sig: Arc::new(SetSignal::new(efd)),
-        inner: Mutex::new(Inner {
-            regs: Vec::new(),
-            inputs: BTreeMap::new(),
-            next: 0,
-        }),
-        fork_gen: crate::socket::fork_generation(),
-        warned_gen: core::sync::atomic::AtomicU32::new(crate::socket::fork_generation()),
-        nested: AtomicBool::new(false),
-    });
-    t.push(s.clone());
-    set_mark(epfd, true);
-    NSETS.store(t.len(), Ordering::Release);
-    Ok(s)
-}
-
-/// A new epoll fd numbered `epfd`: any side table left under that number
-/// belonged to a closed epoll fd.
-fn forget(epfd: i32) {
-    if NSETS.load(Ordering::Acquire) == 0 || !marked(epfd) {
-        return;
-    }
-    let old = {
-        let mut t = SETS.lock();
-        let old = t
-            .iter()
-            .position(|s| s.epfd == epfd)
-            .map(|i| t.swap_remove(i));
-        if old.is_some() {
-            set_mark(epfd, false);
-        }
-        NSETS.store(t.len(), Ordering::Release);
-        old
-    };
-    drop(old);
-}
+use crate::platform::real;
+use crate::socket::mux::epoll as engine;
 
 fn created(r: c_int) -> c_int {
     if r >= 0 {
-        forget(r);
+        engine::forget(r);
     }
     r
 }
@@ -630,11 +44,8 @@ pub unsafe extern "C" fn usock_epoll_ctl(
     event: *mut epoll_event,
 ) -> c_int {
     let Some(sock) = fd::get(fdn) else {
-        if op == libc::EPOLL_CTL_ADD && marked(fdn) {
-            // One of our sets goes into another.
-            if let Some(inner) = lookup(fdn) {
-                guard((), || inner.nest());
-            }
+        if op == libc::EPOLL_CTL_ADD {
+            guard((), || engine::nest_if_ours(fdn));
         }
         // SAFETY: not ours: libc's definition, same arguments.
         return unsafe { real::epoll_ctl(epfd, op, fdn, event) };
@@ -643,34 +54,20 @@ pub unsafe extern "C" fn usock_epoll_ctl(
         if super::posix::refused(fdn, &sock) {
             return -1;
         }
-        let has_event = op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD;
-        let (ev, data) = if has_event {
+        let event = if op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD {
             if let Err(e) = probe(event as *const u8, core::mem::size_of::<epoll_event>()) {
                 return ret_int(Err(e));
             }
             // SAFETY: valid per the epoll_ctl contract (probed above).
-            let e = unsafe { event.read_unaligned() };
-            (e.events, e.u64)
+            Some(unsafe { event.read_unaligned() })
         } else {
-            (0, 0)
+            None
         };
         // One of our sockets is never an epoll fd (this covers fd == epfd).
         if fd::is_ours(epfd) {
             return ret_int(Err(EINVAL));
         }
-        if has_event && ev & EP_EXCLUSIVE != 0 {
-            if op == libc::EPOLL_CTL_MOD || ev & !EXCLUSIVE_OK != 0 {
-                return ret_int(Err(EINVAL));
-            }
-            if ev & EP_ONESHOT != 0 {
-                return ret_int(Err(EINVAL));
-            }
-        }
-        let set = match get_or_create(epfd) {
-            Ok(s) => s,
-            Err(e) => return ret_int(Err(e)),
-        };
-        ret_int(set.ctl(op, fdn, sock, ev, data).map(|_| 0))
+        ret_int(engine::ctl(epfd, op, fdn, sock, event).map(|()| 0))
     })
 }
 
@@ -718,250 +115,61 @@ unsafe fn pass(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_i
     }
 }
 
-/// Removes our entries (the eventfd's, and backend input fds', each of
-/// which goes to `on_input`) from `ev[from..from+n]`, moving the rest down;
-/// returns how many are left and whether there were ours.
-///
-/// # Safety
-/// `ev` must be valid for `from + n` entries.
-unsafe fn strip_reserved(
-    ev: *mut epoll_event,
-    from: usize,
-    n: usize,
-    on_input: &mut dyn FnMut(i32),
-) -> (usize, bool) {
-    let mut kept = 0;
-    let mut seen = false;
-    for k in 0..n {
-        // SAFETY: within the first from + n entries.
-        let e = unsafe { ev.add(from + k).read_unaligned() };
-        if e.u64 == reserved() {
-            seen = true;
-            continue;
-        }
-        if let Some(kfd) = input_of(e.u64) {
-            on_input(kfd);
-            seen = true;
-            continue;
-        }
-        if kept != k {
-            // SAFETY: as above.
-            unsafe { ev.add(from + kept).write_unaligned(e) };
-        }
-        kept += 1;
-    }
-    (kept, seen)
-}
-
-fn ceil_ms(d: Duration) -> c_int {
-    d.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as c_int
-}
-
 /// The wait of every flavour.
 ///
 /// # Safety
 /// The arguments must satisfy the call's C contract.
 unsafe fn wait(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_int {
-    if NSETS.load(Ordering::Acquire) == 0 {
+    if !engine::any_sets() {
         // SAFETY: per the caller.
         return unsafe { pass(epfd, ev, max, kind) };
     }
     loop {
-        let Some(set) = lookup(epfd) else {
+        let Some(set) = engine::lookup(epfd) else {
             // SAFETY: per the caller.
             let r = unsafe { pass(epfd, ev, max, kind) };
             if r <= 0 {
                 return r;
             }
-            // Our eventfd went in after the lookup: never show it.
             // SAFETY: the kernel wrote r entries.
-            let (n, _) = unsafe { strip_reserved(ev, 0, r as usize, &mut |_| {}) };
+            let got = unsafe { core::slice::from_raw_parts_mut(ev, r as usize) };
+            // Our eventfd went in after the lookup: never show it.
+            let (n, _) = engine::strip_reserved(got, &mut |_| {});
             if n > 0 {
                 return n as c_int;
             }
             continue;
         };
-        // SAFETY: per the caller.
-        return ret_int(unsafe { wait_mixed(&set, ev, max, kind) });
-    }
-}
-
-/// # Safety
-/// The arguments must satisfy the call's C contract.
-unsafe fn wait_mixed(
-    set: &EpSet,
-    ev: *mut epoll_event,
-    max: c_int,
-    kind: Kind,
-) -> Result<c_int, Errno> {
-    if max <= 0 || max > EP_MAX_EVENTS {
-        return Err(EINVAL);
-    }
-    let maxu = max as usize;
-    probe(ev as *const u8, maxu * core::mem::size_of::<epoll_event>())?;
-    set.refused()?;
-    let (timeout, mask) = match kind {
-        Kind::Wait(ms) => (super::poll::ms_timeout(ms), core::ptr::null()),
-        Kind::Pwait(ms, m) => (super::poll::ms_timeout(ms), m),
-        // SAFETY: NULL or valid per the caller.
-        Kind::Pwait2(ts, m) => (unsafe { super::poll::ts_timeout(ts) }?, m),
-    };
-    let deadline = timeout.and_then(platform::deadline_after);
-    // After a call that our sockets filled, the kernel's events go first.
-    let mut first = set.kernel_first.swap(false, Ordering::Relaxed);
-    // How this wait goes and when it began, once nothing was ready: what
-    // the set's spin learner is told at the end.
-    let mut plan: Option<(spin::Plan, u64)> = None;
-    loop {
-        let mut n = 0;
-        let mut level = false;
-        // Whether the kernel reported our eventfd: a socket changed (or a
-        // level-triggered one was left signalled).
-        let mut woke = false;
-        // Read before our sockets are looked at: a change after it shows.
-        let seen = set.sig.activity.load(Ordering::SeqCst);
-        if first {
-            // SAFETY: the caller's array, `max` entries; `mask` NULL or valid.
-            let (k, w) = unsafe { kernel_wait(set, ev, 0, maxu, 0, mask) }?;
-            n = k;
-            woke = w;
+        if max <= 0 || max > engine::EP_MAX_EVENTS {
+            return ret_int(Err(EINVAL));
         }
-        if n < maxu {
-            // SAFETY: the rest of the caller's array.
-            let (m, l) = unsafe { set.collect(ev.add(n), maxu - n) };
-            if !first && m == maxu {
-                set.kernel_first.store(true, Ordering::Relaxed);
-            }
-            n += m;
-            level = l;
+        if let Err(e) = probe(
+            ev as *const u8,
+            max as usize * core::mem::size_of::<epoll_event>(),
+        ) {
+            return ret_int(Err(e));
         }
-        if !first && n < maxu {
-            let ms = if n > 0 {
-                0
-            } else {
-                match (timeout, deadline) {
-                    (None, _) => -1,
-                    (Some(_), Some(d)) => ceil_ms(platform::time_left(d)),
-                    (Some(t), None) => ceil_ms(t),
-                }
-            };
-            // Nothing yet: where the set's learner finds spinning faster
-            // (socket::spin), a socket of ours that changes within the spin
-            // is taken without a sleep and wake-up in the kernel. Kernel
-            // fds wait that long at most; a set left with none of our
-            // sockets, or whose input the kernel wakes it for, does not
-            // spin.
-            //
-            // Signals stay blocked while it spins: a handler that ran then
-            // would not end the kernel wait that follows with EINTR, and a
-            // program that learns of its signals that way (nginx's SIGTERM)
-            // would sleep on. The kernel wait unblocks them atomically.
-            let mut blocked = None;
-            if n == 0 && ms != 0 {
-                let (p, _) = *plan.get_or_insert_with(|| {
-                    let p = if set.spins() {
-                        set.sig.learner.plan()
-                    } else {
-                        spin::Plan::SLEEP
-                    };
-                    (p, platform::mono_ns())
-                });
-                if p.budget != 0 {
-                    let old = block_signals();
-                    let activity = || set.sig.activity.load(Ordering::Acquire) != seen;
-                    if spin::spin(p.budget, activity) {
-                        restore_signals(&old);
-                        continue;
-                    }
-                    blocked = Some(old);
-                }
+        if let Err(first) = set.refused() {
+            if first {
+                super::fork::report_inherited(epfd, super::fork::Kind::Epoll);
             }
-            let during = match &blocked {
-                Some(old) if mask.is_null() => old as *const sigset_t,
-                _ => mask,
-            };
-            // SAFETY: the rest of the caller's array; `during` NULL or valid.
-            let r = unsafe { kernel_wait(set, ev, n, maxu - n, ms, during) };
-            if let Some(old) = &blocked {
-                restore_signals(old);
-            }
-            match r {
-                Ok((k, w)) => {
-                    n += k;
-                    woke |= w;
-                }
-                Err(e) if n == 0 => return Err(e),
-                Err(_) => {}
-            }
+            return ret_int(Err(EOPNOTSUPP));
         }
-        first = false;
-        if n > 0 {
-            set.learn(plan);
-            if level && !woke {
-                // Those sockets may still be ready: keep the epoll fd
-                // readable for poll() and enclosing epoll sets.
-                set.sig.raise();
-            }
-            return Ok(n as c_int);
-        }
-        if woke {
-            // Empty it only now: a stale signal costs one more turn, never
-            // a lost wake-up (the sockets are looked at again after this).
-            set.sig.drain();
-            continue;
-        }
-        let expired = match (timeout, deadline) {
-            (Some(t), _) => {
-                t.is_zero() || deadline.is_some_and(|d| platform::time_left(d).is_zero())
-            }
-            _ => false,
+        let (timeout, mask) = match kind {
+            Kind::Wait(ms) => (super::poll::ms_timeout(ms), core::ptr::null()),
+            Kind::Pwait(ms, m) => (super::poll::ms_timeout(ms), m),
+            // SAFETY: NULL or valid per the caller.
+            Kind::Pwait2(ts, m) => match unsafe { super::poll::ts_timeout(ts) } {
+                Ok(t) => (t, m),
+                Err(e) => return ret_int(Err(e)),
+            },
         };
-        if expired {
-            set.learn(plan);
-            return Ok(0);
-        }
+        // SAFETY: probed above: `max` entries of the caller's array.
+        let events = unsafe { core::slice::from_raw_parts_mut(ev, max as usize) };
+        // SAFETY: NULL or valid per the caller.
+        let mask = unsafe { mask.as_ref() };
+        return ret_int(engine::wait(&set, events, timeout, mask).map(|n| n as c_int));
     }
-}
-
-/// Blocks every signal in this thread; returns the mask it had.
-fn block_signals() -> sigset_t {
-    // SAFETY: sigset_t is plain data, filled by sigfillset/pthread_sigmask.
-    unsafe {
-        let mut all: sigset_t = core::mem::zeroed();
-        let mut old: sigset_t = core::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        old
-    }
-}
-
-/// Puts back the mask [`block_signals`] returned; a signal that came
-/// meanwhile is handled now.
-fn restore_signals(old: &sigset_t) {
-    // SAFETY: a valid mask from `block_signals`.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
-}
-
-/// The kernel's part of a wait: up to `room` events into `ev[at..]`, our
-/// eventfd's taken out. Returns how many are left and whether it was there.
-///
-/// # Safety
-/// `ev` must be valid for `at + room` entries; `mask` NULL or valid.
-unsafe fn kernel_wait(
-    set: &EpSet,
-    ev: *mut epoll_event,
-    at: usize,
-    room: usize,
-    ms: c_int,
-    mask: *const sigset_t,
-) -> Result<(usize, bool), Errno> {
-    // SAFETY: per the caller.
-    let r = unsafe { real::epoll_pwait(set.epfd, ev.add(at), room as c_int, ms, mask) };
-    if r < 0 {
-        return Err(last_errno());
-    }
-    // SAFETY: the kernel wrote r entries at `at`.
-    Ok(unsafe { strip_reserved(ev, at, r as usize, &mut |kfd| set.pump(kfd)) })
 }
 
 /// epoll_wait(2) over any mix of our sockets and kernel fds.

@@ -11,9 +11,11 @@ use libc::{
 };
 
 use super::ffi::{self, guard, ret_int, set_errno};
-use super::{fdops, posix, real};
+use super::posix;
 use crate::consts::*;
 use crate::fd;
+use crate::fd::lifecycle;
+use crate::platform::real;
 
 /// Bytes read from the file per step of a sendfile into a socket.
 const SENDFILE_CHUNK: usize = 64 * 1024;
@@ -142,9 +144,12 @@ pub unsafe extern "C" fn sendmmsg(fd_: c_int, v: *mut mmsghdr, n: c_uint, flags:
     })
 }
 
-/// recvmmsg(2): recvmsg for each message; after the first, waits no more
-/// (MSG_WAITFORONE semantics for all but the first when the timeout is
-/// given or the flag is set), stops at the first error.
+/// recvmmsg(2) as Linux's do_recvmmsg: a pending socket error first; then
+/// recvmsg for each message (MSG_WAITFORONE: no waiting after the first);
+/// the timeout, checked only after each datagram (recvmmsg(2), BUGS), ends
+/// the call when it has passed, and what is left of it is written back;
+/// an error after some datagrams returns those and becomes the socket's
+/// pending error (unless it is EAGAIN).
 #[no_mangle]
 pub unsafe extern "C" fn recvmmsg(
     fd_: c_int,
@@ -153,32 +158,89 @@ pub unsafe extern "C" fn recvmmsg(
     flags: c_int,
     t: *mut libc::timespec,
 ) -> c_int {
-    if !fd::is_ours(fd_) {
+    let Some(s) = fd::get(fd_) else {
         // SAFETY: passthrough.
         return unsafe { real::recvmmsg(fd_, v, n, flags, t) };
-    }
+    };
     guard(-1, || {
-        let n = n.min(1024);
+        // SAFETY: `t` is NULL or the caller's timespec (probed there).
+        let deadline = match unsafe { mmsg_deadline(t) } {
+            Ok(d) => d,
+            Err(e) => return ret_int(Err(e)),
+        };
+        let n = n.min(ffi::IOV_MAX as c_uint);
         if let Err(e) = ffi::probe(v as *const u8, n as usize * core::mem::size_of::<mmsghdr>()) {
+            return ret_int(Err(e));
+        }
+        if let Some(e) = s.take_error() {
             return ret_int(Err(e));
         }
         const MSG_WAITFORONE: c_int = 0x10000;
         let mut f = flags & !MSG_WAITFORONE;
-        for i in 0..n as usize {
+        let mut got = 0usize;
+        while got < n as usize {
             // SAFETY: `v` is valid for `n` entries (probed above).
-            let m = unsafe { &mut *v.add(i) };
+            let m = unsafe { &mut *v.add(got) };
             // SAFETY: the message header is valid per the contract.
             let r = unsafe { posix::usock_recvmsg(fd_, &mut m.msg_hdr, f) };
             if r < 0 {
-                return if i > 0 { i as c_int } else { -1 };
+                if got == 0 {
+                    return -1;
+                }
+                let e = crate::platform::errno();
+                if e == EFAULT && !s.is_stream() {
+                    // Linux took the datagram off the queue before the copy
+                    // failed: it is lost.
+                    let _ = s.recv(&mut [], MSG_DONTWAIT | MSG_TRUNC);
+                }
+                if e != EAGAIN {
+                    s.set_error(e);
+                }
+                break;
             }
             m.msg_len = r as c_uint;
+            got += 1;
             if flags & MSG_WAITFORONE != 0 {
                 f |= MSG_DONTWAIT;
             }
+            if let Some(d) = deadline {
+                let left = crate::platform::time_left(d);
+                // SAFETY: probed by mmsg_deadline.
+                unsafe {
+                    (*t).tv_sec = left.as_secs() as libc::time_t;
+                    (*t).tv_nsec = left.subsec_nanos() as libc::c_long;
+                }
+                if left.is_zero() {
+                    break;
+                }
+            }
         }
-        n as c_int
+        got as c_int
     })
+}
+
+/// The deadline of recvmmsg's `t`: EFAULT for a bad pointer, EINVAL for a
+/// negative time or nanoseconds out of range (poll_select_set_timeout).
+///
+/// # Safety
+/// `t` is NULL or the caller's pointer (probed here).
+unsafe fn mmsg_deadline(
+    t: *const libc::timespec,
+) -> Result<Option<crate::platform::Deadline>, crate::consts::Errno> {
+    if t.is_null() {
+        return Ok(None);
+    }
+    ffi::probe(t as *const u8, core::mem::size_of::<libc::timespec>())?;
+    // SAFETY: probed just above.
+    let ts = unsafe { *t };
+    if ts.tv_sec < 0 || !(0..1_000_000_000).contains(&ts.tv_nsec) {
+        return Err(EINVAL);
+    }
+    // Beyond the clock's range: no deadline, as good as one.
+    Ok(crate::platform::deadline_after(core::time::Duration::new(
+        ts.tv_sec as u64,
+        ts.tv_nsec as u32,
+    )))
 }
 
 /// close_range(2): our sockets in the range are closed (or marked
@@ -194,7 +256,7 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
             let top = (last as usize).min(fd::MAX_FDS.saturating_sub(1));
             for f in first as usize..=top {
                 if fd::is_ours(f as i32) {
-                    let _ = fdops::close(f as i32);
+                    let _ = lifecycle::close(f as i32);
                 }
             }
         }

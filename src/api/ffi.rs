@@ -2,45 +2,11 @@
 //! turning C pointers into checked Rust values. Every raw pointer from C is
 //! read or written only here and in the exported functions.
 
-#[cfg(feature = "std")]
-use core::panic::AssertUnwindSafe;
-
 use crate::addr::{SockAddr, ADDR_MAX};
 use crate::backend::contract::Errno;
 use crate::consts::*;
 
-/// Sets the calling thread's errno.
-#[cfg(feature = "std")]
-pub fn set_errno(e: Errno) {
-    // SAFETY: __errno_location returns the calling thread's errno slot.
-    unsafe { *libc::__errno_location() = e };
-}
-
-/// Sets errno where the host keeps it.
-#[cfg(not(feature = "std"))]
-pub fn set_errno(e: Errno) {
-    crate::platform::set_errno(e);
-}
-
-/// Runs `f` with a panic boundary: a panic becomes `fallback` with errno
-/// EIO instead of unwinding into C (undefined behaviour).
-#[cfg(feature = "std")]
-pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    match std::panic::catch_unwind(AssertUnwindSafe(f)) {
-        Ok(v) => v,
-        Err(_) => {
-            set_errno(EIO);
-            fallback
-        }
-    }
-}
-
-/// Without std a panic aborts through the host's hook (the no_std library
-/// is built with panic=abort), so there is nothing to catch.
-#[cfg(not(feature = "std"))]
-pub fn guard<T>(_fallback: T, f: impl FnOnce() -> T) -> T {
-    f()
-}
+pub use crate::platform::{guard, set_errno};
 
 /// Converts a result to the C convention: the value, or -1 with errno.
 pub fn ret_int(r: Result<i32, Errno>) -> i32 {
@@ -121,8 +87,9 @@ std::thread_local! {
     /// same buffers again and again, and re-probing them would cost a
     /// system call per send and receive. A range unmapped after it was
     /// probed is not noticed (the copy then faults, as it would in any
-    /// library that touches user memory).
-    static PROBED: core::cell::Cell<[(usize, usize); 8]> = const { core::cell::Cell::new([(usize::MAX, 0); 8]) };
+    /// library that touches user memory). An empty slot names no page
+    /// (usize::MAX at both ends: with 0, page 0 passed unprobed).
+    static PROBED: core::cell::Cell<[(usize, usize); 8]> = const { core::cell::Cell::new([(usize::MAX, usize::MAX); 8]) };
 }
 
 #[cfg(feature = "std")]

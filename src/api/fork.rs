@@ -38,9 +38,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use libc::{c_char, c_int, pid_t};
 
 use super::ffi::{guard, set_errno};
-use super::real;
 use crate::fd;
 use crate::platform;
+use crate::platform::real;
 use crate::sync::Mutex;
 
 /// Set once the first socket is made: before that a fork has nothing of
@@ -98,35 +98,24 @@ pub(crate) fn route_gate<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Takes the locks a child may need, outermost first (the order in which
-/// the rest of the library nests them): the route gate, the registry, then
-/// each backend's tables (under the registry's lock), the cross-process
-/// transport, the epoll side tables, the slab's allocator and slots, the
-/// fd table's slots.
+/// Takes the locks a child may need, outermost first, in the crate's lock
+/// order (LOCKING.md): the route gate, the registry, then each backend's
+/// own (`ForkAware`, under the registry's lock), the epoll side tables, the
+/// slab's allocator and slots, the fd table's slots, the leaves.
 fn prepare() {
-    core::mem::forget(ROUTE_GATE.lock());
+    crate::sync::fork_hold::hold(&ROUTE_GATE);
     crate::backend::registry::fork_prepare();
-    crate::backends::xproc::atfork_prepare();
-    super::epoll::fork_lock();
+    crate::socket::mux::epoll::fork_lock();
     crate::socket::slab::fork_lock();
     fd::fork_lock();
+    crate::socket::timer_fork_lock();
+    crate::socket::mcast_fork_lock();
 }
 
 /// In the parent: releases what [`prepare`] took.
 fn parent() {
-    // SAFETY: prepare() took each of these on this thread, just before
-    // the fork.
-    unsafe {
-        fd::fork_unlock();
-        crate::socket::slab::fork_unlock();
-        super::epoll::fork_unlock();
-    }
-    crate::backends::xproc::atfork_parent();
-    // SAFETY: as above.
-    unsafe {
-        crate::backend::registry::fork_parent();
-        crate::sync::fork_release(&ROUTE_GATE);
-    }
+    crate::sync::fork_hold::release_held();
+    crate::backend::registry::fork_parent();
 }
 
 /// In the child (one thread: the one that forked): a new fork generation,
@@ -136,20 +125,10 @@ fn parent() {
 /// replaced.
 fn child() {
     crate::socket::new_fork_generation();
-    // SAFETY: prepare() took each of these on the thread that forked, the
-    // child's only thread.
-    unsafe {
-        fd::fork_unlock();
-        crate::socket::slab::fork_unlock();
-        super::epoll::fork_unlock();
-    }
-    crate::backends::xproc::atfork_child();
-    // SAFETY: as above.
-    unsafe {
-        crate::backend::registry::fork_child();
-        crate::sync::fork_release(&ROUTE_GATE);
-    }
+    crate::sync::fork_hold::release_held();
+    crate::backend::registry::fork_child();
     crate::socket::wait::thread_waker_fork_child();
+    crate::socket::timer_fork_child();
 }
 
 extern "C" fn atfork_prepare() {

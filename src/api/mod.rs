@@ -2,6 +2,27 @@
 //! backend registration and upcalls for C backends. No socket logic lives
 //! here: each call checks its pointers and hands over to the core.
 
+/// The prologue of every call on one fd: an fd that is not one of our
+/// sockets goes to libc's `real::$name` with the same arguments; for one of
+/// ours, `$body` runs inside the panic guard (`guard`, -1 and EIO on a
+/// panic) with the socket bound to `$s`, after the fork-inheritance check
+/// (`posix::refused`: -1 and EOPNOTSUPP for a socket inherited across
+/// fork). `$body` evaluates to the call's return value.
+macro_rules! on_socket {
+    ($fd:expr, $s:ident, real::$name:ident($($a:expr),*), $body:block) => {{
+        let Some($s) = crate::fd::get($fd) else {
+            // SAFETY: not ours: libc's definition, same arguments.
+            return unsafe { crate::platform::real::$name($($a),*) };
+        };
+        super::ffi::guard(-1, || {
+            if super::posix::refused($fd, &$s) {
+                return -1;
+            }
+            $body
+        })
+    }};
+}
+
 /// Exports a `usock_*` function under its POSIX name too. The generated
 /// header declares only the `usock_*` names (the system headers declare the
 /// POSIX ones).
@@ -28,8 +49,6 @@ pub mod epoll;
 #[cfg(feature = "std")]
 pub mod extra;
 /// cbindgen:ignore
-pub mod fdops;
-/// cbindgen:ignore
 pub mod ffi;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
@@ -38,4 +57,19 @@ pub mod fork;
 pub mod poll;
 pub mod posix;
 /// cbindgen:ignore
-pub mod real;
+#[cfg(feature = "std")]
+pub mod splice;
+
+/// Before a call that makes a socket: fails with ENOSYS until the host has
+/// registered its platform table (no_std); installs the built-in backends
+/// the environment asks for and, hosted, the fork handlers, once.
+pub(crate) fn ready() -> Result<(), crate::consts::Errno> {
+    #[cfg(not(feature = "std"))]
+    if !crate::platform::ready() {
+        return Err(crate::consts::ENOSYS);
+    }
+    crate::backends::install_defaults();
+    #[cfg(feature = "std")]
+    fork::activate();
+    Ok(())
+}

@@ -1,11 +1,6 @@
-//! poll(), ppoll(), select() and pselect() over any mix of our sockets and
-//! kernel fds.
-//!
-//! Our sockets' readiness is computed by the frontend; kernel fds are polled
-//! by the kernel, together with a per-thread eventfd that every socket
-//! polled registers as a waker. A state change on one of those sockets
-//! signals the eventfd, the kernel poll returns, and readiness is computed
-//! again. Polls with no socket of ours go straight to libc.
+//! poll(), ppoll(), select() and pselect(): their C arguments checked and
+//! converted; a call with no socket of ours goes straight to libc, the
+//! others to the engine in `socket::mux::poll`.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -14,13 +9,13 @@ use core::time::Duration;
 use libc::{c_int, nfds_t, pollfd, sigset_t, timespec, timeval};
 
 use super::ffi::{ret_int, set_errno};
-#[cfg(feature = "std")]
-use super::real;
 use crate::backend::contract::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
-use crate::socket::Socket;
+#[cfg(feature = "std")]
+use crate::platform::real;
+use crate::socket::{mux, Socket};
 
 /// A timeout as select() and pselect() take it.
 pub enum Timeout {
@@ -56,14 +51,6 @@ pub unsafe fn ts_timeout(ts: *const timespec) -> Result<Option<Duration>, Errno>
     Ok(Some(Duration::new(t.tv_sec as u64, t.tv_nsec as u32)))
 }
 
-#[cfg(feature = "std")]
-fn to_timespec(d: Duration) -> timespec {
-    timespec {
-        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
-        tv_nsec: d.subsec_nanos() as libc::c_long,
-    }
-}
-
 /// poll over a caller's array.
 ///
 /// # Safety
@@ -94,10 +81,10 @@ pub unsafe fn poll(
         unsafe { core::slice::from_raw_parts_mut(fds, n as usize) }
     };
     #[cfg(feature = "std")]
-    super::epoll::nest_polled(slice.iter().map(|p| p.fd));
+    mux::epoll::nest_polled(slice.iter().map(|p| p.fd));
     #[cfg(feature = "std")]
     if !slice.iter().any(|p| fd::is_ours(p.fd)) {
-        let ts = timeout.map(to_timespec);
+        let ts = timeout.map(platform::to_timespec);
         let tsp = ts
             .as_ref()
             .map_or(core::ptr::null(), |t| t as *const timespec);
@@ -108,18 +95,16 @@ pub unsafe fn poll(
     unsafe { poll_mixed(slice, timeout, mask) }
 }
 
-/// The mixed case: some of the fds are ours.
-#[cfg(feature = "std")]
+/// The mixed case: some of the fds are ours. A socket inherited across a
+/// fork is refused here, before the engine runs.
+///
+/// # Safety
+/// `mask` NULL or valid.
 unsafe fn poll_mixed(
     slice: &mut [pollfd],
     timeout: Option<Duration>,
     mask: Option<*const sigset_t>,
 ) -> c_int {
-    let sig = match crate::socket::wait::thread_waker() {
-        Ok(w) => w,
-        Err(e) => return ret_int(Err(e)),
-    };
-    let wfd = sig.efd;
     let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
     for (s, p) in socks.iter().zip(slice.iter()) {
         if let Some(s) = s {
@@ -128,169 +113,9 @@ unsafe fn poll_mixed(
             }
         }
     }
-    // Our sockets alone (and ignored negative fds), one of them ready: no
-    // registration and no kernel call (select on an always-writable UDP
-    // socket before each datagram, as iperf3 does, cost two).
-    if socks
-        .iter()
-        .zip(slice.iter())
-        .all(|(s, p)| s.is_some() || p.fd < 0)
-    {
-        let mut ready = 0;
-        for (s, p) in socks.iter().zip(slice.iter_mut()) {
-            p.revents = s
-                .as_ref()
-                .map_or(0, |s| s.readiness() & (p.events | POLLERR | POLLHUP));
-            ready += (p.revents != 0) as c_int;
-        }
-        if ready > 0 {
-            return ready;
-        }
-    }
-    let regs: Vec<Option<u64>> = socks
-        .iter()
-        .zip(slice.iter())
-        .map(|(s, p)| {
-            s.as_ref().map(|s| {
-                s.before_block();
-                s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP)
-            })
-        })
-        .collect();
-    let mut kfds: Vec<pollfd> = Vec::with_capacity(slice.len() + 1);
-    let mut kidx: Vec<usize> = Vec::with_capacity(slice.len());
-    for (i, p) in slice.iter().enumerate() {
-        if socks[i].is_none() {
-            kfds.push(pollfd {
-                fd: p.fd,
-                events: p.events,
-                revents: 0,
-            });
-            kidx.push(i);
-        }
-    }
-    kfds.push(pollfd {
-        fd: wfd,
-        events: POLLIN,
-        revents: 0,
-    });
-    let deadline = timeout.and_then(platform::deadline_after);
-    let result = loop {
-        platform::eventfd_drain(wfd);
-        let mut ready = 0;
-        for (i, p) in slice.iter_mut().enumerate() {
-            if let Some(s) = &socks[i] {
-                p.revents = s.readiness() & (p.events | POLLERR | POLLHUP);
-                if p.revents != 0 {
-                    ready += 1;
-                }
-            }
-        }
-        let wait = if ready > 0 {
-            Some(Duration::ZERO)
-        } else {
-            match (timeout, deadline) {
-                (None, _) => None,
-                (Some(_), Some(d)) => Some(platform::time_left(d)),
-                (Some(t), None) => Some(t),
-            }
-        };
-        let ts = wait.map(to_timespec);
-        let tsp = ts
-            .as_ref()
-            .map_or(core::ptr::null(), |t| t as *const timespec);
-        for k in kfds.iter_mut() {
-            k.revents = 0;
-        }
-        // SAFETY: `kfds` is our own array of `len` entries; `mask` is NULL
-        // or valid per the caller.
-        let r = unsafe {
-            real::ppoll(
-                kfds.as_mut_ptr(),
-                kfds.len() as nfds_t,
-                tsp,
-                mask.unwrap_or(core::ptr::null()),
-            )
-        };
-        if r < 0 {
-            break Err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(EINTR));
-        }
-        let mut kready = 0;
-        for (j, &i) in kidx.iter().enumerate() {
-            slice[i].revents = kfds[j].revents;
-            if kfds[j].revents != 0 {
-                kready += 1;
-            }
-        }
-        let total = ready + kready;
-        if total > 0 {
-            break Ok(total);
-        }
-        if wait == Some(Duration::ZERO)
-            || deadline.is_some_and(|d| platform::time_left(d).is_zero())
-        {
-            break Ok(0);
-        }
-    };
-    for (s, id) in socks.iter().zip(regs.iter()) {
-        if let (Some(s), Some(id)) = (s, id) {
-            s.wait.unregister_poller(*id);
-        }
-    }
-    ret_int(result)
-}
-
-/// Without an operating system every fd is ours or invalid (POLLNVAL): wait
-/// on a signal that every polled socket bumps, through the host's wait. In
-/// the cooperative mode (no wait), a poll that finds nothing ready returns
-/// 0 at once and the host polls again.
-#[cfg(not(feature = "std"))]
-unsafe fn poll_mixed(
-    slice: &mut [pollfd],
-    timeout: Option<Duration>,
-    _mask: Option<*const sigset_t>,
-) -> c_int {
-    let sig = Arc::new(crate::socket::wait::PollSignal::new(-1));
-    let socks: Vec<Option<Arc<Socket>>> = slice.iter().map(|p| fd::get(p.fd)).collect();
-    let regs: Vec<Option<u64>> = socks
-        .iter()
-        .zip(slice.iter())
-        .map(|(s, p)| {
-            s.as_ref().map(|s| {
-                s.before_block();
-                s.wait.register_poller(&sig, p.events | POLLERR | POLLHUP)
-            })
-        })
-        .collect();
-    let deadline = timeout.and_then(platform::deadline_after);
-    let ready = loop {
-        let seen = sig.word.load(core::sync::atomic::Ordering::SeqCst);
-        let mut ready = 0;
-        for (i, p) in slice.iter_mut().enumerate() {
-            p.revents = match &socks[i] {
-                Some(s) => s.readiness() & (p.events | POLLERR | POLLHUP),
-                None if p.fd >= 0 => POLLNVAL,
-                None => 0,
-            };
-            if p.revents != 0 {
-                ready += 1;
-            }
-        }
-        if ready > 0 || timeout == Some(Duration::ZERO) || !platform::can_block() {
-            break ready;
-        }
-        if !platform::futex_wait(&sig.word, seen, deadline) {
-            break 0;
-        }
-    };
-    for (s, id) in socks.iter().zip(regs.iter()) {
-        if let (Some(s), Some(id)) = (s, id) {
-            s.wait.unregister_poller(*id);
-        }
-    }
-    ready
+    // SAFETY: NULL or valid per the caller.
+    let mask = mask.and_then(|m| unsafe { m.as_ref() });
+    ret_int(mux::poll::poll(slice, &socks, timeout, mask).map(|n| n as c_int))
 }
 
 const SETSIZE: c_int = libc::FD_SETSIZE as c_int;
@@ -332,7 +157,7 @@ pub unsafe fn select(
         |set: *mut libc::fd_set, fd: c_int| !set.is_null() && unsafe { libc::FD_ISSET(fd, set) };
     let ours = (0..n).any(|f| (isset(r, f) || isset(w, f) || isset(e, f)) && fd::is_ours(f));
     #[cfg(feature = "std")]
-    super::epoll::nest_polled((0..n).filter(|&f| isset(r, f) || isset(w, f) || isset(e, f)));
+    mux::epoll::nest_polled((0..n).filter(|&f| isset(r, f) || isset(w, f) || isset(e, f)));
     #[cfg(feature = "std")]
     if !ours {
         // SAFETY: passthrough with the caller's arguments.

@@ -13,9 +13,14 @@ use libc::{
 };
 
 use super::ffi::{self, guard, ret_int, ret_size};
-use super::{fdops, poll, real};
+use super::poll;
 use crate::consts::*;
 use crate::fd;
+use crate::fd::lifecycle;
+use crate::platform::real;
+use crate::socket::cmsg::CmsgOut;
+use crate::socket::dgram_attrs::SendCtl;
+use crate::socket::filter;
 use crate::socket::options::OptVal;
 
 posix_alias! {
@@ -88,7 +93,7 @@ fn routed_to_kernel(
         && super::fork::route_gate(|| crate::route::decide(&s.info, a))
             == crate::route::Route::Kernel
     {
-        fdops::to_kernel(fd, s)?;
+        lifecycle::to_kernel(fd, s)?;
         return Ok(true);
     }
     let _ = (fd, s, a);
@@ -96,11 +101,25 @@ fn routed_to_kernel(
 }
 
 /// Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
-/// `SOCK_CLOEXEC` may be or-ed into `ty`. Fails with EAFNOSUPPORT when no
-/// registered backend carries the domain.
+/// `SOCK_CLOEXEC` may be or-ed into `ty`. A domain, type or protocol the
+/// library does not implement (AF_NETLINK, SOCK_RAW, IPPROTO_SCTP, ...) is
+/// the kernel's socket, or the kernel's errno (hosted); without the kernel,
+/// EAFNOSUPPORT when no registered backend carries the domain.
 #[no_mangle]
 pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    guard(-1, || ret_int(fdops::socket(domain, ty, protocol)))
+    guard(-1, || {
+        if let Err(e) = super::ready() {
+            return ret_int(Err(e));
+        }
+        match lifecycle::socket(domain, ty, protocol) {
+            #[cfg(feature = "std")]
+            Err(e) if crate::socket::kernel_takes(domain, e) => {
+                // SAFETY: libc's socket, same integer arguments.
+                unsafe { real::socket(domain, ty, protocol) }
+            }
+            r => ret_int(r),
+        }
+    })
 }
 
 /// Creates a connected pair of sockets, like socketpair(2) (AF_UNIX).
@@ -124,7 +143,7 @@ pub unsafe extern "C" fn usock_socketpair(
                 ty: ty & !(SOCK_NONBLOCK | SOCK_CLOEXEC),
                 protocol,
             };
-            let unspec = crate::socket::unspecified_addr(domain);
+            let unspec = crate::addr::SockAddr::unspecified(domain);
             if super::fork::route_gate(|| crate::route::decide(&info, &unspec))
                 == crate::route::Route::Kernel
             {
@@ -132,7 +151,7 @@ pub unsafe extern "C" fn usock_socketpair(
                 return unsafe { real::socketpair(domain, ty, protocol, sv) };
             }
         }
-        match fdops::socketpair(domain, ty, protocol) {
+        match super::ready().and_then(|()| lifecycle::socketpair(domain, ty, protocol)) {
             Ok((a, b)) => {
                 // SAFETY: `sv` is non-null and points at two ints per the
                 // socketpair contract.
@@ -142,6 +161,11 @@ pub unsafe extern "C" fn usock_socketpair(
                 }
                 0
             }
+            #[cfg(feature = "std")]
+            Err(e) if crate::socket::kernel_takes(domain, e) => {
+                // SAFETY: `sv` was probed above; libc's socketpair.
+                unsafe { real::socketpair(domain, ty, protocol, sv) }
+            }
             Err(e) => ret_int(Err(e)),
         }
     })
@@ -150,14 +174,7 @@ pub unsafe extern "C" fn usock_socketpair(
 /// Binds a socket to a local address, like bind(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::bind(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::bind(fd, addr, len), {
         // SAFETY: `addr` is valid for `len` bytes per the bind contract.
         let a = match unsafe { ffi::read_addr(addr, len) } {
             Ok(a) => a,
@@ -175,14 +192,7 @@ pub unsafe extern "C" fn usock_bind(fd: c_int, addr: *const sockaddr, len: sockl
 /// Marks a stream socket as accepting connections, like listen(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_listen(fd: c_int, backlog: c_int) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::listen(fd, backlog) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::listen(fd, backlog), {
         ret_int(s.listen(backlog).map(|_| 0))
     })
 }
@@ -206,14 +216,7 @@ pub unsafe extern "C" fn usock_accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::accept4(fd, addr, len, flags) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::accept4(fd, addr, len, flags), {
         if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
             return ret_int(Err(EINVAL));
         }
@@ -222,7 +225,7 @@ pub unsafe extern "C" fn usock_accept4(
         }
         // The fd first: with none left, accept() fails with EMFILE and the
         // connection stays queued, as on Linux.
-        let kfd = match fdops::new_kfd() {
+        let kfd = match lifecycle::new_kfd() {
             Ok(k) => k,
             Err(e) => return ret_int(Err(e)),
         };
@@ -234,16 +237,14 @@ pub unsafe extern "C" fn usock_accept4(
             }
         };
         child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
-        let peer = child
-            .peer_addr()
-            .unwrap_or_else(|_| crate::socket::unspecified_addr(child.info.domain));
-        let nfd = match fdops::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
+        let peer = child.accepted_from();
+        let nfd = match lifecycle::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
             Ok(n) => n,
             Err(e) => return ret_int(Err(e)),
         };
         // SAFETY: `addr`/`len` are NULL or valid per the accept contract.
         if let Err(e) = unsafe { ffi::write_addr(&peer, addr, len) } {
-            let _ = fdops::close(nfd);
+            let _ = lifecycle::close(nfd);
             return ret_int(Err(e));
         }
         nfd
@@ -253,14 +254,7 @@ pub unsafe extern "C" fn usock_accept4(
 /// Connects a socket, like connect(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::connect(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::connect(fd, addr, len), {
         // SAFETY: `addr` is valid for `len` bytes per the connect contract.
         let a = match unsafe { ffi::read_addr(addr, len) } {
             Ok(a) => a,
@@ -297,14 +291,7 @@ pub unsafe extern "C" fn usock_sendto(
     addr: *const sockaddr,
     alen: socklen_t,
 ) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::sendto(fd, buf, len, flags, addr, alen) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::sendto(fd, buf, len, flags, addr, alen), {
         // SAFETY: `buf` is valid for `len` bytes per the send contract.
         let data = match unsafe { ffi::buf(buf, len) } {
             Ok(d) => d,
@@ -331,23 +318,33 @@ pub unsafe extern "C" fn usock_sendto(
     })
 }
 
-/// Sends a message, like sendmsg(2). Control data is not supported and is
+/// Sends a message, like sendmsg(2). Of the control data, a UDP socket
+/// reads what one datagram may ask (IP_PKTINFO, IP_TTL, IP_TOS,
+/// IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS: `SendCtl`); the rest is
 /// ignored.
 #[no_mangle]
 pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::sendmsg(fd, msg, flags) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::sendmsg(fd, msg, flags), {
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
         // SAFETY: `msg` is non-null and valid per the sendmsg contract.
         let m = unsafe { &*msg };
+        // More entries than UIO_MAXIOV: EMSGSIZE for the msghdr calls
+        // (__copy_msghdr), where readv/writev say EINVAL.
+        if m.msg_iovlen > ffi::IOV_MAX {
+            return ret_size(Err(EMSGSIZE));
+        }
+        // Linux copies the whole control buffer in before reading it
+        // (ENOBUFS beyond INT_MAX).
+        if m.msg_controllen > i32::MAX as usize {
+            return ret_size(Err(ENOBUFS));
+        }
+        if m.msg_controllen > 0 {
+            if let Err(e) = ffi::probe(m.msg_control as *const u8, m.msg_controllen) {
+                return ret_size(Err(e));
+            }
+        }
         // SAFETY: the iovec array is valid per the contract.
         let bufs = match unsafe { ffi::iov(m.msg_iov, m.msg_iovlen as i32) } {
             Ok(b) => b,
@@ -356,8 +353,13 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
         let dest = if m.msg_name.is_null() || m.msg_namelen == 0 {
             None
         } else {
+            // A longer msg_namelen is cut to a sockaddr_storage, as Linux's
+            // __copy_msghdr does (sendto's EINVAL is not sendmsg's).
+            let len = m
+                .msg_namelen
+                .min(core::mem::size_of::<libc::sockaddr_storage>() as u32);
             // SAFETY: msg_name is valid for msg_namelen bytes.
-            match unsafe { ffi::read_addr(m.msg_name as *const sockaddr, m.msg_namelen) } {
+            match unsafe { ffi::read_addr(m.msg_name as *const sockaddr, len) } {
                 Ok(a) => Some(a),
                 Err(e) => return ret_size(Err(e)),
             }
@@ -370,8 +372,41 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
                 Err(e) => return ret_size(Err(e)),
             }
         }
-        ret_size(s.send(&bufs, flags, dest.as_ref()))
+        let mut ctl = SendCtl::default();
+        if m.msg_controllen > 0 && s.info.ty == libc::SOCK_DGRAM && s.info.domain != libc::AF_UNIX {
+            // SAFETY: msg_control was probed for msg_controllen bytes above.
+            let cbuf = match unsafe { ffi::buf(m.msg_control, m.msg_controllen) } {
+                Ok(b) => b,
+                Err(e) => return ret_size(Err(e)),
+            };
+            if let Err(e) = read_send_cmsgs(cbuf, s.info.domain, &mut ctl) {
+                return ret_size(Err(e));
+            }
+        }
+        ret_size(s.send_with(&bufs, flags, dest.as_ref(), &ctl))
     })
+}
+
+/// Walks a sendmsg's control messages as Linux's `for_each_cmsghdr` and
+/// `__cmsg_nxthdr` do (LP64 headers: a `size_t` length, the level, the
+/// type), handing each to `ctl`. A header whose length is shorter than a
+/// header or runs past the buffer is EINVAL (`cmsghdr_from_user_compat`
+/// aside, as in `ip_cmsg_send`).
+fn read_send_cmsgs(buf: &[u8], domain: i32, ctl: &mut SendCtl) -> Result<(), Errno> {
+    const HDR: usize = 16;
+    let align = |n: usize| n.div_ceil(8) * 8;
+    let mut at = 0usize;
+    while buf.len() >= at + HDR {
+        let len = u64::from_ne_bytes(buf[at..at + 8].try_into().map_err(|_| EINVAL)?) as usize;
+        if len < HDR || len > buf.len() - at {
+            return Err(EINVAL);
+        }
+        let level = i32::from_ne_bytes(buf[at + 8..at + 12].try_into().map_err(|_| EINVAL)?);
+        let ty = i32::from_ne_bytes(buf[at + 12..at + 16].try_into().map_err(|_| EINVAL)?);
+        ctl.take(domain, level, ty, &buf[at + HDR..at + len])?;
+        at += align(len);
+    }
+    Ok(())
 }
 
 /// Receives, like recv(2).
@@ -405,13 +440,10 @@ pub unsafe extern "C" fn usock_recvfrom(
     addr: *mut sockaddr,
     alen: *mut socklen_t,
 ) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::recvfrom(fd, buf, len, flags, addr, alen) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
+    on_socket!(fd, s, real::recvfrom(fd, buf, len, flags, addr, alen), {
+        if flags & MSG_TRUNC != 0 && s.is_stream() && s.info.domain != AF_UNIX {
+            // TCP copies nothing: the buffer may be NULL.
+            return ret_size(s.recv_stream_trunc(len, flags));
         }
         // SAFETY: `buf` is valid for `len` bytes per the recv contract.
         let b = match unsafe { ffi::buf_mut(buf, len) } {
@@ -437,23 +469,21 @@ pub unsafe extern "C" fn usock_recvfrom(
     })
 }
 
-/// Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC; no
-/// control data is produced (`msg_controllen` is set to 0).
+/// Receives a message, like recvmsg(2): `msg_flags` reports MSG_TRUNC and
+/// MSG_CTRUNC; the control data is what the socket's options ask for
+/// (`Socket::recv_control`).
 #[no_mangle]
 pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::recvmsg(fd, msg, flags) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::recvmsg(fd, msg, flags), {
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
         // SAFETY: `msg` is non-null and valid per the recvmsg contract.
         let m = unsafe { &mut *msg };
+        // As in usock_sendmsg.
+        if m.msg_iovlen > ffi::IOV_MAX {
+            return ret_size(Err(EMSGSIZE));
+        }
         // SAFETY: the iovec array is valid per the contract.
         let mut bufs = match unsafe { ffi::iov_mut(m.msg_iov, m.msg_iovlen as i32) } {
             Ok(b) => b,
@@ -472,8 +502,20 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
                         None => m.msg_namelen = 0,
                     }
                 }
-                m.msg_controllen = 0;
-                m.msg_flags = if info.truncated { MSG_TRUNC } else { 0 };
+                let mut flags = if info.truncated { MSG_TRUNC } else { 0 };
+                if info.err.is_some() {
+                    flags |= MSG_ERRQUEUE;
+                }
+                // SAFETY: msg_control is valid for msg_controllen bytes per
+                // the contract (probed: a bad pointer writes nothing).
+                let ctl = unsafe { ffi::buf_mut(m.msg_control, m.msg_controllen) };
+                let mut out = CmsgOut::new(ctl.unwrap_or(&mut []));
+                s.recv_control(&info, &mut out);
+                if out.truncated() {
+                    flags |= MSG_CTRUNC;
+                }
+                m.msg_controllen = out.used();
+                m.msg_flags = flags;
                 info.ret as ssize_t
             }
             Err(e) => ret_size(Err(e)),
@@ -506,14 +548,7 @@ pub unsafe extern "C" fn usock_write(fd: c_int, buf: *const c_void, len: usize) 
 /// readv(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: passthrough with the caller's arguments.
-        return unsafe { real::readv(fd, iov, n) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::readv(fd, iov, n), {
         // SAFETY: the iovec array is valid per the readv contract.
         let mut bufs = match unsafe { ffi::iov_mut(iov, n) } {
             Ok(b) => b,
@@ -526,14 +561,7 @@ pub unsafe extern "C" fn usock_readv(fd: c_int, iov: *const iovec, n: c_int) -> 
 /// writev(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_writev(fd: c_int, iov: *const iovec, n: c_int) -> ssize_t {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: passthrough with the caller's arguments.
-        return unsafe { real::writev(fd, iov, n) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::writev(fd, iov, n), {
         // SAFETY: the iovec array is valid per the writev contract.
         let bufs = match unsafe { ffi::iov(iov, n) } {
             Ok(b) => b,
@@ -546,14 +574,7 @@ pub unsafe extern "C" fn usock_writev(fd: c_int, iov: *const iovec, n: c_int) ->
 /// shutdown(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_shutdown(fd: c_int, how: c_int) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::shutdown(fd, how) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::shutdown(fd, how), {
         ret_int(s.shutdown(how).map(|_| 0))
     })
 }
@@ -566,7 +587,7 @@ pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }
-    guard(-1, || match fdops::close(fd) {
+    guard(-1, || match lifecycle::close(fd) {
         Some(r) => ret_int(r.map(|_| 0)),
         // SAFETY: passthrough (closed concurrently by another thread).
         None => unsafe { real::close(fd) },
@@ -580,14 +601,7 @@ pub unsafe extern "C" fn usock_getsockname(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::getsockname(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::getsockname(fd, addr, len), {
         if addr.is_null() || len.is_null() {
             return ret_int(Err(EFAULT));
         }
@@ -603,14 +617,7 @@ pub unsafe extern "C" fn usock_getpeername(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::getpeername(fd, addr, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::getpeername(fd, addr, len), {
         if addr.is_null() || len.is_null() {
             return ret_int(Err(EFAULT));
         }
@@ -631,14 +638,7 @@ pub unsafe extern "C" fn usock_getsockopt(
     val: *mut c_void,
     len: *mut socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::getsockopt(fd, level, name, val, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::getsockopt(fd, level, name, val, len), {
         if let Err(e) = ffi::probe(len as *const u8, core::mem::size_of::<socklen_t>()) {
             return ret_int(Err(e));
         }
@@ -647,13 +647,17 @@ pub unsafe extern "C" fn usock_getsockopt(
         if cap < 0 {
             return ret_int(Err(EINVAL));
         }
-        let v: OptVal = match s.getsockopt(level, name) {
+        let v: OptVal = match s.getsockopt_len(level, name, cap as usize) {
             Ok(v) => v,
             Err(e) => return ret_int(Err(e)),
         };
-        // Only the bytes the option has are written (at most 16): view just
-        // those, not the whole `optlen` the caller claims.
-        let want = (cap as usize).min(16);
+        if (level, name) == (SOL_SOCKET, filter::SO_ATTACH_FILTER) {
+            // SAFETY: as for any option; `optlen` counts instructions.
+            return ret_int(unsafe { get_filter(&v, val, len, cap as usize) });
+        }
+        // Only the bytes the option has are written: view just those, not
+        // the whole `optlen` the caller claims.
+        let want = (cap as usize).min(v.size());
         // SAFETY: `val` is valid for `cap >= want` bytes per the contract.
         let out = match unsafe { ffi::buf_mut(val, want) } {
             Ok(o) => o,
@@ -675,19 +679,16 @@ pub unsafe extern "C" fn usock_setsockopt(
     val: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    let Some(s) = fd::get(fd) else {
-        // SAFETY: not ours: libc's definition, same arguments.
-        return unsafe { real::setsockopt(fd, level, name, val, len) };
-    };
-    guard(-1, || {
-        if refused(fd, &s) {
-            return -1;
-        }
+    on_socket!(fd, s, real::setsockopt(fd, level, name, val, len), {
         if (len as i32) < 0 {
             return ret_int(Err(EINVAL));
         }
         if let Err(e) = ffi::probe(val as *const u8, len as usize) {
             return ret_int(Err(e));
+        }
+        if (level, name) == (SOL_SOCKET, filter::SO_ATTACH_FILTER) {
+            // SAFETY: `val` is valid for `len` bytes per the contract.
+            return ret_int(unsafe { attach_filter(&s, val, len as usize) });
         }
         // SAFETY: `val` is valid for `len` bytes per the contract.
         match unsafe { ffi::buf(val, len as usize) } {
@@ -695,6 +696,63 @@ pub unsafe extern "C" fn usock_setsockopt(
             Err(e) => ret_int(Err(e)),
         }
     })
+}
+
+/// SO_ATTACH_FILTER's `struct sock_fprog` (a count and a pointer to the
+/// instructions): the socket is given the instructions, read here, with
+/// Linux's order of errors: EINVAL for another length, EPERM on a locked
+/// socket before the program is looked at, EINVAL for a NULL, empty or
+/// oversized one (given as empty), EFAULT for a bad pointer.
+///
+/// # Safety
+/// `val` is valid for `len` bytes; the pointer in it is NULL or valid for
+/// the count of instructions it gives.
+unsafe fn attach_filter(
+    s: &crate::socket::Socket,
+    val: *const c_void,
+    len: usize,
+) -> Result<i32, Errno> {
+    if len != core::mem::size_of::<libc::sock_fprog>() {
+        return Err(EINVAL);
+    }
+    // SAFETY: probed for `len` bytes by the caller; read unaligned.
+    let fprog = unsafe { core::ptr::read_unaligned(val as *const libc::sock_fprog) };
+    let n = usize::from(fprog.len);
+    let bytes = n * core::mem::size_of::<libc::sock_filter>();
+    let prog: &[u8] = if fprog.filter.is_null() || n > 4096 {
+        &[]
+    } else {
+        if ffi::probe(fprog.filter as *const u8, bytes).is_err() {
+            return Err(if s.filter_locked() { EPERM } else { EFAULT });
+        }
+        // SAFETY: non-null and valid for `n` instructions per the caller.
+        unsafe { ffi::buf(fprog.filter as *const c_void, bytes)? }
+    };
+    s.setsockopt(SOL_SOCKET, filter::SO_ATTACH_FILTER, prog)
+        .map(|_| 0)
+}
+
+/// SO_GET_FILTER: `v` holds the program's instructions (none without
+/// one); `optlen` is in instructions, as in Linux's `sk_get_filter`.
+///
+/// # Safety
+/// `len` is valid; `val` is NULL or valid for `cap` instructions.
+unsafe fn get_filter(
+    v: &OptVal,
+    val: *mut c_void,
+    len: *mut socklen_t,
+    cap: usize,
+) -> Result<i32, Errno> {
+    let OptVal::Bytes(prog) = v else {
+        return Err(EINVAL);
+    };
+    let (n, copy) = filter::get_filter_for(prog, cap)?;
+    // SAFETY: the caller gave room for `cap >= n` instructions.
+    let out = unsafe { ffi::buf_mut(val, copy.len())? };
+    out.copy_from_slice(copy);
+    // SAFETY: valid per the contract.
+    unsafe { *len = n as socklen_t };
+    Ok(0)
 }
 
 /// fcntl(2). Declared here with a fixed third argument: on the Linux ABIs
@@ -707,9 +765,13 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         return unsafe { real::fcntl(fd, cmd, arg) };
     };
     guard(-1, || match cmd {
-        libc::F_GETFL => O_RDWR | if s.nonblocking() { O_NONBLOCK } else { 0 },
+        libc::F_GETFL => {
+            O_RDWR
+                | if s.nonblocking() { O_NONBLOCK } else { 0 }
+                | if s.async_io() { libc::O_ASYNC } else { 0 }
+        }
         // The caller's FD_CLOEXEC lives in the fd table (the kernel fd
-        // always has it: see fdops::new_kfd).
+        // always has it: see lifecycle::new_kfd).
         libc::F_GETFD => {
             if fd::cloexec(fd) {
                 libc::FD_CLOEXEC
@@ -721,7 +783,7 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
             fd::set_cloexec(fd, arg as c_int & libc::FD_CLOEXEC != 0);
             0
         }
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(fdops::dup_min(
+        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(lifecycle::dup_min(
             &s,
             fd,
             arg as c_int,
@@ -730,12 +792,37 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         _ if refused(fd, &s) => -1,
         libc::F_SETFL => {
             s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
+            s.set_async_io(arg as c_int & libc::O_ASYNC != 0);
             0
+        }
+        // The owner lives on the kernel fd that holds the number; the
+        // socket keeps a copy for SIGURG.
+        libc::F_SETOWN => {
+            let r = crate::platform::kfd_fcntl(fd, cmd, arg);
+            if r.is_ok() {
+                s.set_owner(arg as c_int);
+            }
+            ret_int(r)
+        }
+        F_SETOWN_EX => {
+            let r = crate::platform::kfd_fcntl(fd, cmd, arg);
+            if r.is_ok() {
+                // SAFETY: the kernel just read a struct f_owner_ex (type,
+                // pid: two ints) there.
+                let [ty, pid] = unsafe { core::ptr::read_unaligned(arg as *const [c_int; 2]) };
+                s.set_owner(if ty == F_OWNER_PGRP { -pid } else { pid });
+            }
+            ret_int(r)
         }
         // The rest live on the kernel fd that holds the number.
         _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
     })
 }
+
+/// fcntl F_SETOWN_EX and its owner type for a process group
+/// (<linux/fcntl.h>; not in the libc crate).
+const F_SETOWN_EX: c_int = 15;
+const F_OWNER_PGRP: c_int = 2;
 
 /// fcntl64: the same as [`usock_fcntl`] on 64-bit Linux.
 #[no_mangle]
@@ -748,8 +835,16 @@ pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c
     unsafe { usock_fcntl(fd, cmd, arg) }
 }
 
-/// ioctl(2): FIONBIO, FIONREAD, FIOCLEX and FIONCLEX on our sockets;
-/// ENOTTY for others.
+/// ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
+/// FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
+/// no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
+/// urgent mark), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
+/// fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
+/// SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
+/// of a fresh kernel socket of the same family and type, so the bytes and
+/// the errno are the kernel's (hosted; ENOTTY without a kernel). FIOASYNC
+/// (as fcntl O_ASYNC) has the owner sent SIGIO when the socket becomes
+/// readable or writable.
 #[no_mangle]
 pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) -> c_int {
     let Some(s) = fd::get(fd) else {
@@ -765,30 +860,102 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         if refused(fd, &s) {
             return -1;
         }
-        let p = arg as *mut c_int;
-        match req {
-            libc::FIONBIO => {
-                if let Err(e) = ffi::probe(p as *const u8, 4) {
-                    return ret_int(Err(e));
-                }
-                // SAFETY: FIONBIO takes a pointer to int.
-                s.set_nonblocking(unsafe { *p } != 0);
-                0
-            }
-            libc::FIONREAD => {
-                if let Err(e) = ffi::probe(p as *const u8, 4) {
-                    return ret_int(Err(e));
-                }
-                if s.has_listen_flag() {
-                    return ret_int(Err(EINVAL));
-                }
-                // SAFETY: FIONREAD takes a pointer to int.
-                unsafe { *p = s.pending_bytes().min(i32::MAX as usize) as c_int };
-                0
-            }
-            _ => ret_int(Err(libc::ENOTTY)),
-        }
+        // SAFETY: `arg` is the request's argument per the ioctl contract.
+        ret_int(unsafe { socket_ioctl(fd, &s, req, arg) })
     })
+}
+
+/// Writes `v` through the request's `int *` argument.
+///
+/// # Safety
+/// `p` is the caller's argument (probed here).
+unsafe fn put_int(p: *mut c_void, v: c_int) -> Result<c_int, Errno> {
+    ffi::probe(p as *const u8, 4)?;
+    // SAFETY: probed for an int just above.
+    unsafe { *(p as *mut c_int) = v };
+    Ok(0)
+}
+
+/// The `int` behind the request's `int *` argument.
+///
+/// # Safety
+/// `p` is the caller's argument (probed here).
+unsafe fn get_int(p: *mut c_void) -> Result<c_int, Errno> {
+    ffi::probe(p as *const u8, 4)?;
+    // SAFETY: probed for an int just above.
+    Ok(unsafe { *(p as *const c_int) })
+}
+
+/// The requests of [`usock_ioctl`] on one of our sockets.
+///
+/// # Safety
+/// `arg` is the caller's argument for `req`.
+unsafe fn socket_ioctl(
+    fd: c_int,
+    s: &crate::socket::Socket,
+    req: c_ulong,
+    arg: *mut c_void,
+) -> Result<c_int, Errno> {
+    let tcp_listener = s.is_stream() && s.info.domain != AF_UNIX && s.has_listen_flag();
+    // SAFETY (each call below): `arg` is the caller's, probed by the
+    // helpers before any access.
+    match req {
+        libc::FIONBIO => {
+            s.set_nonblocking(unsafe { get_int(arg) }? != 0);
+            Ok(0)
+        }
+        libc::FIONREAD if tcp_listener => Err(EINVAL),
+        libc::FIONREAD => unsafe {
+            put_int(arg, s.pending_bytes().min(i32::MAX as usize) as c_int)
+        },
+        libc::TIOCOUTQ | SIOCOUTQNSD if tcp_listener => Err(EINVAL),
+        libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
+        SIOCATMARK if s.is_stream() && s.info.domain != AF_UNIX => unsafe {
+            put_int(arg, i32::from(s.at_mark()))
+        },
+        SIOCGSTAMP | SIOCGSTAMPNS => {
+            let ns = if s.is_stream() {
+                Err(ENOENT)
+            } else {
+                s.last_stamp_ns()
+            }?;
+            let frac = if req == SIOCGSTAMP {
+                (ns % 1_000_000_000) / 1000
+            } else {
+                ns % 1_000_000_000
+            };
+            let v = [(ns / 1_000_000_000) as i64, frac as i64];
+            ffi::probe(arg as *const u8, 16)?;
+            // SAFETY: probed for a struct timeval/timespec (two 64-bit
+            // fields on the 64-bit ABIs) just above.
+            unsafe { core::ptr::copy_nonoverlapping(v.as_ptr(), arg as *mut i64, 2) };
+            Ok(0)
+        }
+        SIOCSPGRP | FIOSETOWN => {
+            let pid = unsafe { get_int(arg) }?;
+            let r = crate::platform::kfd_fcntl(fd, libc::F_SETOWN, pid as i64 as u64);
+            if r.is_ok() {
+                s.set_owner(pid);
+            }
+            r
+        }
+        SIOCGPGRP | FIOGETOWN => {
+            let pid = crate::platform::kfd_fcntl(fd, libc::F_GETOWN, 0)?;
+            unsafe { put_int(arg, pid) }
+        }
+        libc::FIOASYNC => {
+            let on = unsafe { get_int(arg) }?;
+            s.set_async_io(on != 0);
+            Ok(0)
+        }
+        #[cfg(feature = "std")]
+        _ => {
+            // SAFETY: the caller's argument for `req`, as it passed it.
+            unsafe { crate::platform::kernel_twin_ioctl(s.info.domain, s.info.ty, req, arg) }
+        }
+        #[cfg(not(feature = "std"))]
+        _ => Err(libc::ENOTTY),
+    }
 }
 
 /// dup(2).
@@ -798,13 +965,13 @@ pub unsafe extern "C" fn usock_dup(fd: c_int) -> c_int {
         // SAFETY: passthrough.
         return unsafe { real::dup(fd) };
     };
-    guard(-1, || ret_int(fdops::dup_min(&s, fd, 0, false)))
+    guard(-1, || ret_int(lifecycle::dup_min(&s, fd, 0, false)))
 }
 
 /// dup2(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_dup2(old: c_int, new: c_int) -> c_int {
-    guard(-1, || match fdops::dup3(old, new, 0, true) {
+    guard(-1, || match lifecycle::dup3(old, new, 0, true) {
         Some(r) => ret_int(r),
         // SAFETY: passthrough.
         None => unsafe { real::dup2(old, new) },
@@ -814,7 +981,7 @@ pub unsafe extern "C" fn usock_dup2(old: c_int, new: c_int) -> c_int {
 /// dup3(2).
 #[no_mangle]
 pub unsafe extern "C" fn usock_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    guard(-1, || match fdops::dup3(old, new, flags, false) {
+    guard(-1, || match lifecycle::dup3(old, new, flags, false) {
         Some(r) => ret_int(r),
         // SAFETY: passthrough.
         None => unsafe { real::dup3(old, new, flags) },
@@ -917,4 +1084,13 @@ unsafe fn route_set(text: *const core::ffi::c_char) -> core::ffi::c_int {
         Ok(()) => 0,
         Err(_) => -EINVAL,
     }
+}
+
+/// Whether `fd` is one of the library's sockets or epoll sets (1) or not
+/// (0: a kernel fd, a closed fd, or a negative number). Under the launcher
+/// this tells which side a routing rule sent a socket to. Like the kernel's
+/// fd table, the answer may change at once if another thread closes `fd`.
+#[no_mangle]
+pub extern "C" fn usock_is_userspace(fd: c_int) -> c_int {
+    guard(0, || crate::fd::is_ours(fd) as c_int)
 }

@@ -9,9 +9,12 @@
 //!   claims the socket carries it until it is closed;
 //! - **fragmented I/O**: [`Backend::write`] receives the frontend's fragments;
 //!   the backend hands fragments and events back through the upcalls in
-//!   [`crate::socket::upcall`].
+//!   [`crate::backend::upcall`].
 //!
-//! Rules every backend keeps (the C header repeats them):
+//! Rules every backend keeps, in short (the full statement, one for C and
+//! Rust backends alike, is the documentation of
+//! [`usock_backend_ops`](crate::backend::c_table::usock_backend_ops), which
+//! the C header carries):
 //! - No operation blocks. Work that takes time (connect, a full peer) completes
 //!   later through an upcall.
 //! - Upcalls may be made from any thread, including from inside an operation
@@ -22,15 +25,25 @@
 //!   drops what it cannot hold, as UDP does.
 //! - Order and reliability are the backend's job: fragments may arrive out of
 //!   order or repeated (the Socket Buffer sorts), but not lost or corrupted.
+//!
+//! An IP datagram also has header fields its receiver may ask about
+//! (IP_PKTINFO, IP_TTL, IP_TOS and the IPv6 ones): the frontend hands them
+//! to [`Backend::write_attrs`] and a backend that carries them delivers
+//! them with `upcall::deliver_attrs`. Both are optional: see
+//! [`crate::backend::attrs`].
 
 use alloc::sync::Arc;
 use core::any::Any;
 
 use crate::addr::SockAddr;
-pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST};
+pub use crate::backend::attrs::DgramAttrs;
+pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST, FLAG_URG};
 
-/// An errno value (positive, as Linux numbers them).
-pub type Errno = i32;
+pub use crate::consts::Errno;
+
+/// Largest payload of one fragment the frontend hands [`Backend::write`]
+/// (a larger send() becomes several fragments).
+pub const FRAG_MAX: usize = 64 * 1024;
 
 /// Names a socket across the backend boundary: a slot index in the low 32
 /// bits and the slot's generation in the high 32 bits, so that an upcall that
@@ -136,7 +149,7 @@ pub trait Backend: Send + Sync {
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno>;
 
     /// Starts listening; incoming connections arrive through
-    /// [`crate::socket::upcall::incoming`].
+    /// [`crate::backend::upcall::incoming`].
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno>;
 
     /// Stream sockets: starts connecting; the outcome arrives through
@@ -170,44 +183,27 @@ pub trait Backend: Send + Sync {
     /// unless the socket is connected. Never blocks. A datagram it cannot
     /// take now (its receiver keeps datagrams and is full) is refused with
     /// `EAGAIN`; a blocking sender then waits for
-    /// [`crate::socket::upcall::writable`], or a millisecond.
+    /// [`crate::backend::upcall::writable`], or a millisecond.
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno>;
+
+    /// [`Self::write`] of an IP datagram fragment with its header fields
+    /// (see [`crate::backend::attrs`]): a backend that carries them hands
+    /// them to the receiver through `upcall::deliver_attrs`. By default
+    /// they are forgotten: the receiver reads Linux's defaults.
+    fn write_attrs(
+        &self,
+        sock: SockRef<'_>,
+        frag: &Fragment<'_>,
+        _attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        self.write(sock, frag)
+    }
 
     /// The receiver's window moved: stream bytes may be delivered up to
     /// (excluding) absolute offset `limit`. On a datagram socket: a read
     /// made room after a delivery was refused with `ENOBUFS` (`limit` is the
     /// buffer's size): a backend that kept the datagram may offer it again.
     fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
-
-    /// Optional (hosted Linux): a kernel fd that turns readable when the
-    /// backend has input to process for this socket. A thread about to
-    /// sleep on the socket (epoll_wait) may watch it itself and call
-    /// [`Self::pump`] when it fires, instead of waiting for the backend's
-    /// own thread to process the input and wake it: one wake-up per
-    /// message instead of two. The fd stays the backend's (the frontend
-    /// never reads or closes it) and may close at any time. `None` (the
-    /// default): the backend alone processes the socket's input.
-    fn input_fd(&self, _sock: SockRef<'_>) -> Option<i32> {
-        None
-    }
-
-    /// The frontend now watches [`Self::input_fd`] in an epoll set and
-    /// pumps the socket whenever a thread waits there: the backend's own
-    /// thread may leave the input alone (as the kernel leaves TCP input in
-    /// the socket until the program reads it) until
-    /// [`Self::input_wanted`] or close.
-    fn input_watched(&self, _sock: SockRef<'_>) {}
-
-    /// A thread is about to block on the socket other than in an epoll set
-    /// that watches its input fd (recv, send, connect, poll, select): the
-    /// backend's own thread must process its input again.
-    fn input_wanted(&self, _sock: SockRef<'_>) {}
-
-    /// Processes what waits on [`Self::input_fd`] in the calling thread,
-    /// making the upcalls the backend's own thread would have made. Called
-    /// with no lock of the frontend held, at any time, concurrently with
-    /// the backend's thread.
-    fn pump(&self, _sock: SockRef<'_>) {}
 
     /// The local address of a claimed socket, if it has one.
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr>;
@@ -231,20 +227,79 @@ pub trait Backend: Send + Sync {
     /// upcall naming it has any effect after this.
     fn close(&self, sock: SockRef<'_>);
 
+    /// The backend's input delegation, if it has one (see
+    /// [`InputDelegation`]); none by default.
+    fn input(&self) -> Option<&dyn InputDelegation> {
+        None
+    }
+
+    /// The backend's fork hooks, if it has global state a fork must
+    /// respect (see [`ForkAware`]); none by default.
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        None
+    }
+}
+
+/// Extension: a waiting thread may process a socket's input itself (hosted
+/// Linux). A backend whose input arrives on a kernel fd (the cross-process
+/// backend's AF_UNIX connections) lets the thread that sleeps on the socket
+/// sleep on that fd instead, and read it when it fires: one wake-up per
+/// message, as the kernel's own TCP has, instead of the backend thread's
+/// and then the program's. Reached through [`Backend::input`]. The C table
+/// has no such entries: a C backend's input is always its own business.
+pub trait InputDelegation: Send + Sync {
+    /// A kernel fd that turns readable when the backend has input to
+    /// process for this socket. A thread about to sleep on the socket (in
+    /// epoll_wait, or in a blocking connect, send or recv) may watch it
+    /// itself and call [`Self::pump`] when it fires, instead of waiting for
+    /// the backend's own thread to process the input and wake it. The fd stays the backend's (the frontend
+    /// never reads or closes it) and may close at any time. `None`: the
+    /// backend alone processes this socket's input.
+    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32>;
+
+    /// The frontend now watches [`Self::input_fd`] (in an epoll set, or in
+    /// a blocking call) and pumps the socket whenever a thread waits there:
+    /// the backend's own thread may leave the input alone (as the kernel
+    /// leaves TCP input in the socket until the program reads it) until
+    /// [`Self::input_wanted`] or close. A non-blocking call that finds
+    /// nothing pumps too, once no epoll set watches the socket.
+    fn input_watched(&self, sock: SockRef<'_>);
+
+    /// A thread is about to wait on the socket where it cannot pump it
+    /// (poll, select, an epoll set nested in another): the backend's own
+    /// thread must process its input again, from now on.
+    fn input_wanted(&self, sock: SockRef<'_>);
+
+    /// Processes what waits on [`Self::input_fd`] in the calling thread,
+    /// making the upcalls the backend's own thread would have made. Called
+    /// with no lock of the frontend held, at any time, concurrently with
+    /// the backend's thread. Also called on a datagram socket (which may
+    /// have no input fd) before its socket filter changes: the datagrams
+    /// sent to it that the backend holds are to be delivered now.
+    fn pump(&self, sock: SockRef<'_>);
+}
+
+/// Extension: fork() support for a backend with process-global state (its
+/// locks, a transport thread, kernel sockets of its own). Reached through
+/// [`Backend::fork`]; called in the order the crate's lock order gives
+/// (LOCKING.md), with the registry locked. The C table has no such
+/// entries: a C backend that needs them registers its own
+/// `pthread_atfork` handlers.
+pub trait ForkAware: Send + Sync {
     /// fork() support, before the fork: take the backend's global locks
     /// that a fork child may need (each is released by [`Self::fork_parent`]
     /// or [`Self::fork_child`]), so that the child finds none held by a
     /// thread that did not come along. Called with the registry locked.
-    fn fork_prepare(&self) {}
+    fn fork_prepare(&self);
 
     /// fork() support, in the parent after the fork: release what
     /// [`Self::fork_prepare`] took.
-    fn fork_parent(&self) {}
+    fn fork_parent(&self);
 
     /// fork() support, in the child after the fork (one thread, nothing
     /// else of the library running yet): release what
     /// [`Self::fork_prepare`] took and forget the parent's sockets, which
     /// the child can never use (their `close` is never called in the
     /// child).
-    fn fork_child(&self) {}
+    fn fork_child(&self);
 }

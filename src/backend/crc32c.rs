@@ -2,8 +2,9 @@
 //!
 //! Every byte a frame-carrying backend ships is summed twice (encode and
 //! decode), so a byte-at-a-time table (about 0.5 GB/s) capped the
-//! cross-process transport. This module uses the SSE4.2 `crc32` instruction
-//! when the CPU has it (about 8 bytes every 3 cycles), else slice-by-8
+//! cross-process transport. This module uses the CPU's CRC-32C instruction
+//! (`platform::cpu`: SSE4.2 `crc32`, about 8 bytes every 3 cycles) when
+//! there is one, else slice-by-8
 //! tables (several GB/s); both compute exactly the same function, which the
 //! tests check against each other and against the standard check values.
 
@@ -67,57 +68,9 @@ fn slice8(mut c: u32, bytes: &[u8]) -> u32 {
     bytewise(c, chunks.remainder())
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse4.2")]
-fn sse42(c: u32, bytes: &[u8]) -> u32 {
-    use core::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
-    let mut chunks = bytes.chunks_exact(8);
-    let mut c64 = u64::from(c);
-    for ch in &mut chunks {
-        let mut w = [0u8; 8];
-        w.copy_from_slice(ch);
-        c64 = _mm_crc32_u64(c64, u64::from_le_bytes(w));
-    }
-    // The instruction leaves the CRC in the low 32 bits.
-    let mut c = c64 as u32;
-    for &b in chunks.remainder() {
-        c = _mm_crc32_u8(c, b);
-    }
-    c
-}
-
-/// Whether the CPU has SSE4.2 (asked once; the answer is cached).
-#[cfg(all(target_arch = "x86_64", feature = "std"))]
-fn have_sse42() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    static KNOWN: AtomicU8 = AtomicU8::new(0);
-    match KNOWN.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let yes = std::is_x86_feature_detected!("sse4.2");
-            KNOWN.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
-            yes
-        }
-    }
-}
-
-/// Without std there is no run-time detection: the build's target features
-/// decide (`-C target-feature=+sse4.2` or a target CPU that has it).
-#[cfg(all(target_arch = "x86_64", not(feature = "std")))]
-fn have_sse42() -> bool {
-    cfg!(target_feature = "sse4.2")
-}
-
 /// Feeds `bytes` into the running (pre-inverted) CRC state `c`.
 fn update(c: u32, bytes: &[u8]) -> u32 {
-    #[cfg(target_arch = "x86_64")]
-    if have_sse42() {
-        // SAFETY: the CPU has SSE4.2 (checked just above), the only
-        // requirement of this target_feature function.
-        return unsafe { sse42(c, bytes) };
-    }
-    slice8(c, bytes)
+    crate::platform::cpu::crc32c(c, bytes).unwrap_or_else(|| slice8(c, bytes))
 }
 
 /// Incremental CRC-32C.
@@ -191,10 +144,8 @@ mod tests {
                 let want = bytewise(0xFFFF_FFFF, s);
                 assert_eq!(slice8(0xFFFF_FFFF, s), want, "slice8 {start}+{len}");
                 assert_eq!(update(0xFFFF_FFFF, s), want, "dispatch {start}+{len}");
-                #[cfg(target_arch = "x86_64")]
-                if std::is_x86_feature_detected!("sse4.2") {
-                    // SAFETY: the CPU has SSE4.2 (checked above).
-                    assert_eq!(unsafe { sse42(0xFFFF_FFFF, s) }, want, "sse42");
+                if let Some(hw) = crate::platform::cpu::crc32c(0xFFFF_FFFF, s) {
+                    assert_eq!(hw, want, "the CPU's instruction");
                 }
             }
         }

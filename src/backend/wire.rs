@@ -21,7 +21,7 @@
 //! |      0 |    2 | `magic`        | the bytes `0x55 0x53` (ASCII `"US"`)                             |
 //! |      2 |    1 | `version`      | `1` ([`WIRE_VERSION`])                                           |
 //! |      3 |    1 | `kind`         | `1` = stream, `2` = datagram; any other value is invalid         |
-//! |      4 |    2 | `flags`        | bit 0 = FIN (`0x0001`), bit 1 = RST (`0x0002`); others must be 0 |
+//! |      4 |    2 | `flags`        | bit 0 = FIN (`0x0001`), bit 1 = RST (`0x0002`), bit 2 = URG (`0x0004`); others 0 |
 //! |      6 |    2 | `addr_len`     | address bytes after the header, `0..=128` ([`MAX_ADDR`])         |
 //! |      8 |    8 | `conn`         | opaque connection/channel id (any value)                         |
 //! |     16 |    8 | `offset`       | stream: absolute byte offset; datagram: datagram id              |
@@ -58,7 +58,7 @@
 //!
 //! - magic, version and kind as above ([`WireError::BadMagic`],
 //!   [`WireError::BadVersion`], [`WireError::BadKind`]);
-//! - no flag bits other than FIN and RST ([`WireError::BadFlags`]);
+//! - no flag bits other than FIN, RST and URG ([`WireError::BadFlags`]);
 //! - `len <= MAX_PAYLOAD` ([`WireError::TooLong`]);
 //! - `addr_len <= MAX_ADDR` ([`WireError::AddrTooLong`]);
 //! - otherwise [`WireError::Inconsistent`] unless:
@@ -66,8 +66,9 @@
 //!     `offset + len` does not overflow a `u64`; a zero-length fragment carries
 //!     FIN or RST (an empty fragment without either means nothing); RST is
 //!     alone: no payload and no FIN (a reset carries no data, so whether such
-//!     data was delivered is never ambiguous);
-//!   - **datagram**: no flags (FIN and RST are stream notions);
+//!     data was delivered is never ambiguous); URG marks the last payload
+//!     byte, so it needs one (`len > 0`);
+//!   - **datagram**: no flags (FIN, RST and URG are stream notions);
 //!     `dgram_offset + len <= dgram_total` (computed without overflow); a
 //!     zero-length fragment only for the empty datagram (`dgram_total == 0`,
 //!     hence `dgram_offset == 0`). `dgram_total` itself is not bounded here;
@@ -114,7 +115,7 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 
 /// Largest address a fragment may carry, in bytes; a longer `addr_len` is
 /// rejected with [`WireError::AddrTooLong`].
-pub const MAX_ADDR: usize = 128;
+pub const MAX_ADDR: usize = crate::addr::ADDR_MAX;
 
 /// Largest possible frame: header, maximal address and maximal payload.
 pub const MAX_FRAME_LEN: usize = HEADER_LEN + MAX_ADDR + MAX_PAYLOAD;
@@ -127,9 +128,13 @@ pub const FLAG_FIN: u16 = 1;
 /// combined with [`FLAG_FIN`]).
 pub const FLAG_RST: u16 = 2;
 
+/// Flag: the fragment's last byte is urgent data (stream fragments with
+/// payload only): TCP's urgent pointer, from a send() with MSG_OOB.
+pub const FLAG_URG: u16 = 4;
+
 /// Every flag bit this version defines; any other bit set is
 /// [`WireError::BadFlags`].
-pub const FLAGS_KNOWN: u16 = FLAG_FIN | FLAG_RST;
+pub const FLAGS_KNOWN: u16 = FLAG_FIN | FLAG_RST | FLAG_URG;
 
 /// The magic bytes that start every frame (ASCII `"US"`).
 pub const MAGIC: [u8; 2] = *b"US";
@@ -187,7 +192,7 @@ impl FragKind {
 pub struct FragHeader {
     /// Stream or datagram.
     pub kind: FragKind,
-    /// [`FLAG_FIN`] and/or [`FLAG_RST`] (stream only).
+    /// [`FLAG_FIN`], [`FLAG_RST`], [`FLAG_URG`] (stream only).
     pub flags: u16,
     /// Opaque connection/channel id, for byte-moving backends that multiplex.
     pub conn: u64,
@@ -217,6 +222,59 @@ pub struct Fragment<'a> {
     pub addr: &'a [u8],
     /// The payload bytes.
     pub payload: &'a [u8],
+}
+
+impl<'a> Fragment<'a> {
+    /// Stream bytes `payload` at absolute offset `offset`, with `flags`
+    /// ([`FLAG_FIN`], [`FLAG_RST`]; an empty payload with a flag is a
+    /// control fragment). A payload longer than `u32::MAX` is cut.
+    pub fn stream(offset: u64, flags: u16, payload: &'a [u8]) -> Fragment<'a> {
+        Fragment {
+            header: FragHeader {
+                kind: FragKind::Stream,
+                flags,
+                conn: 0,
+                offset,
+                dgram_offset: 0,
+                dgram_total: 0,
+                len: payload.len().min(u32::MAX as usize) as u32,
+                addr_len: 0,
+            },
+            addr: &[],
+            payload,
+        }
+    }
+
+    /// Bytes `payload` at `at` in datagram `id` of `total` bytes, to (or,
+    /// from a backend, from) address `addr` (empty: the connected peer).
+    pub fn dgram(id: u64, at: u32, total: u32, addr: &'a [u8], payload: &'a [u8]) -> Fragment<'a> {
+        Fragment {
+            header: FragHeader {
+                kind: FragKind::Dgram,
+                flags: 0,
+                conn: 0,
+                offset: id,
+                dgram_offset: at,
+                dgram_total: total,
+                len: payload.len().min(u32::MAX as usize) as u32,
+                addr_len: addr.len().min(u16::MAX as usize) as u16,
+            },
+            addr,
+            payload,
+        }
+    }
+
+    /// The same fragment naming another address (a datagram's source as
+    /// its receiver sees it, say).
+    pub fn with_addr<'b>(&self, addr: &'b [u8]) -> Fragment<'b>
+    where
+        'a: 'b,
+    {
+        let mut f: Fragment<'b> = *self;
+        f.addr = addr;
+        f.header.addr_len = addr.len().min(u16::MAX as usize) as u16;
+        f
+    }
 }
 
 /// Why a frame could not be encoded or decoded.
@@ -290,11 +348,13 @@ fn validate(h: &FragHeader) -> Result<(), WireError> {
         FragKind::Stream => {
             let fin = h.flags & FLAG_FIN != 0;
             let rst = h.flags & FLAG_RST != 0;
+            let urg = h.flags & FLAG_URG != 0;
             h.dgram_offset == 0
                 && h.dgram_total == 0
                 && h.offset.checked_add(u64::from(h.len)).is_some()
                 && (h.len != 0 || fin || rst)
                 && !(rst && (fin || h.len != 0))
+                && !(urg && h.len == 0)
         }
         FragKind::Dgram => {
             h.flags == 0

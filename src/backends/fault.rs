@@ -42,6 +42,7 @@
 //!
 //! Datagram ids and sources are left alone, so the receiver reassembles
 //! split datagrams by (id, source): it delivers whole datagrams or nothing.
+#![deny(unsafe_code)]
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -52,8 +53,8 @@ use std::time::{Duration, Instant};
 
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
 
 /// Largest fragment coalescing builds (the wire format allows 1 MiB).
 const COALESCE_MAX: usize = 256 * 1024;
@@ -305,8 +306,8 @@ impl Piece {
         match self.header.kind {
             FragKind::Stream => {
                 h2.offset = self.header.offset + at as u64;
-                // The FIN belongs after the last byte.
-                self.header.flags &= !FLAG_FIN;
+                // The FIN belongs after the last byte, and URG marks it.
+                self.header.flags &= !(FLAG_FIN | FLAG_URG);
             }
             FragKind::Dgram => h2.dgram_offset = self.header.dgram_offset + at as u32,
         }
@@ -703,20 +704,7 @@ impl Shared {
         self.release(fs, &mut q, Instant::now(), true);
         q.reset_done = true;
         bump(&self.stats.resets);
-        let rst = Fragment {
-            header: FragHeader {
-                kind: FragKind::Stream,
-                flags: FLAG_RST,
-                conn: 0,
-                offset: limit.max(frag.header.offset),
-                dgram_offset: 0,
-                dgram_total: 0,
-                len: 0,
-                addr_len: 0,
-            },
-            addr: &[],
-            payload: &[],
-        };
+        let rst = Fragment::stream(limit.max(frag.header.offset), FLAG_RST, &[]);
         let _ = self.inner.write(fs.sref(q.opts), &rst);
         drop(q);
         let _ = upcall::reset(sock.handle, ECONNRESET);
@@ -788,16 +776,15 @@ impl Backend for FaultBackend {
 
     // The injector's own queues use std locks, which cannot be released in
     // a fork child: only the wrapped backend takes part in fork.
-    fn fork_prepare(&self) {
-        self.shared.inner.fork_prepare();
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        self.shared.inner.fork()
     }
 
-    fn fork_parent(&self) {
-        self.shared.inner.fork_parent();
-    }
-
-    fn fork_child(&self) {
-        self.shared.inner.fork_child();
+    // The wrapped backend's input delegation goes through untouched: the
+    // injector works on what is written, and a pumping thread's upcalls
+    // are the wrapped backend's deliveries, as its own thread's would be.
+    fn input(&self) -> Option<&dyn InputDelegation> {
+        self.shared.inner.input()
     }
 
     fn supports(&self, info: &SockInfo) -> bool {

@@ -1,8 +1,11 @@
 //! Built-in backends.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::backend::contract::Backend;
+use crate::backend::registry;
 
 #[cfg(feature = "std")]
 pub mod fault;
@@ -10,7 +13,74 @@ pub mod loopback;
 #[cfg(feature = "std")]
 pub mod xproc;
 
-/// The backend registered when nothing else is: loopback.
-pub fn default_backend() -> Option<Arc<dyn Backend>> {
-    Some(Arc::new(loopback::Loopback::new()))
+/// Priority of the built-in loopback backend; registered backends default
+/// above it, so they are asked first.
+pub const LOOPBACK_PRIORITY: i32 = 0;
+
+/// Priority of the cross-process backend, above loopback.
+pub const XPROC_PRIORITY: i32 = 10;
+
+/// Registers the built-in backends the environment asks for, once per
+/// process, before its first socket (the api and net layers call it; the
+/// registry itself knows no backend):
+/// - loopback, wrapped in the fault injector when `USOCK_FAULT` is set (a
+///   malformed value installs no default backend, and says why);
+/// - the cross-process backend over `USOCK_NET`, asked before loopback (an
+///   unusable directory makes every socket() fail with its errno rather
+///   than run on a private network, and says why);
+/// - the `USOCK_STATS` report at exit.
+pub fn install_defaults() {
+    const NONE: u8 = 0;
+    const BUSY: u8 = 1;
+    const DONE: u8 = 2;
+    static STATE: AtomicU8 = AtomicU8::new(NONE);
+    match STATE.compare_exchange(NONE, BUSY, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {}
+        Err(DONE) => return,
+        Err(_) => {
+            // Another thread installs them: its sockets and ours must find
+            // them in place.
+            while STATE.load(Ordering::Acquire) != DONE {
+                core::hint::spin_loop();
+            }
+            return;
+        }
+    }
+    install();
+    STATE.store(DONE, Ordering::Release);
+}
+
+fn install() {
+    let lo: Arc<dyn Backend> = Arc::new(loopback::Loopback::new());
+    #[cfg(feature = "std")]
+    let lo = fault::wrap_default(lo);
+    #[cfg(not(feature = "std"))]
+    let lo = Some(lo);
+    if let Some(lo) = lo {
+        registry::register(lo, LOOPBACK_PRIORITY);
+    }
+    #[cfg(feature = "std")]
+    {
+        if let Some(dir) = std::env::var_os("USOCK_NET") {
+            match xproc::XProc::new(dir.clone().into()) {
+                Ok(x) => {
+                    registry::register(Arc::new(x), XPROC_PRIORITY);
+                }
+                Err(e) => {
+                    // Falling back to the in-process loopback would put the
+                    // program on a private network where its peers never
+                    // answer; refusing its sockets says what is wrong.
+                    registry::set_unusable(e);
+                    let msg = alloc::format!(
+                        "libuserspacesock: USOCK_NET={}: cannot use the directory: {}; \
+                         socket() fails with that errno\n",
+                        dir.to_string_lossy(),
+                        std::io::Error::from_raw_os_error(e)
+                    );
+                    crate::platform::diag(msg.as_bytes());
+                }
+            }
+        }
+        registry::stats::install();
+    }
 }

@@ -6,12 +6,13 @@
 //! chunk that never held one of our fds, then a flag per slot. Only a slot
 //! that holds a socket is locked, to take a reference to it.
 
-use alloc::boxed::Box;
+pub mod lifecycle;
+
 use alloc::sync::Arc;
-use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::socket::Socket;
-use crate::sync::Mutex;
+use crate::sync::{ChunkTable, Mutex};
 
 // Hosted: fd numbers up to 1 Mi, in chunks of 1024 allocated on first use.
 // Without std the table only needs the emulated numbers.
@@ -25,7 +26,7 @@ const CHUNK: usize = 64;
 const CHUNKS: usize = crate::config::EMBEDDED_MAX_FDS.div_ceil(CHUNK);
 
 /// Largest fd number the table can hold, plus one.
-pub const MAX_FDS: usize = CHUNK * CHUNKS;
+pub const MAX_FDS: usize = Table::CAPACITY;
 
 struct Slot {
     ours: AtomicBool,
@@ -35,23 +36,23 @@ struct Slot {
     sock: Mutex<Option<Arc<Socket>>>,
 }
 
-type Chunk = [Slot; CHUNK];
-
-static TABLE: [AtomicPtr<Chunk>; CHUNKS] =
-    [const { AtomicPtr::new(core::ptr::null_mut()) }; CHUNKS];
-
-fn chunk(fd: i32) -> Option<&'static Chunk> {
-    if fd < 0 {
-        return None;
+impl Slot {
+    fn empty(_: usize) -> Slot {
+        Slot {
+            ours: AtomicBool::new(false),
+            cloexec: AtomicBool::new(false),
+            sock: Mutex::new(None),
+        }
     }
-    let p = TABLE.get(fd as usize / CHUNK)?.load(Ordering::Acquire);
-    // SAFETY: chunks are leaked boxes published once (Release) and never
-    // freed, so a non-null pointer is valid for 'static.
-    unsafe { p.as_ref() }
 }
 
+type Table = ChunkTable<Slot, CHUNK, CHUNKS>;
+
+static TABLE: Table = Table::new();
+
+#[inline]
 fn slot(fd: i32) -> Option<&'static Slot> {
-    chunk(fd).map(|c| &c[fd as usize % CHUNK])
+    TABLE.get(usize::try_from(fd).ok()?)
 }
 
 /// Whether `fd` is one of our sockets (a hint: it may change concurrently,
@@ -77,31 +78,12 @@ pub fn get(fd: i32) -> Option<Arc<Socket>> {
 /// Maps `fd` (a kernel fd number we own) to `sock`, with the caller's
 /// FD_CLOEXEC. Returns false when the number is beyond the table.
 pub fn insert(fd: i32, sock: Arc<Socket>, cloexec: bool) -> bool {
-    if fd < 0 || fd as usize >= MAX_FDS {
+    let Some(s) = usize::try_from(fd)
+        .ok()
+        .and_then(|i| TABLE.get_or_make(i, Slot::empty))
+    else {
         return false;
-    }
-    let cell = &TABLE[fd as usize / CHUNK];
-    if cell.load(Ordering::Acquire).is_null() {
-        let fresh: Box<Chunk> = Box::new(core::array::from_fn(|_| Slot {
-            ours: AtomicBool::new(false),
-            cloexec: AtomicBool::new(false),
-            sock: Mutex::new(None),
-        }));
-        let p = Box::into_raw(fresh);
-        if cell
-            .compare_exchange(
-                core::ptr::null_mut(),
-                p,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
-        {
-            // SAFETY: `p` was never published; we own it.
-            drop(unsafe { Box::from_raw(p) });
-        }
-    }
-    let Some(s) = slot(fd) else { return false };
+    };
     let mut g = s.sock.lock();
     *g = Some(sock);
     s.cloexec.store(cloexec, Ordering::Relaxed);
@@ -124,53 +106,24 @@ pub fn set_cloexec(fd: i32, on: bool) {
 /// Calls `f(fd, cloexec)` for every fd that is ours now, in increasing
 /// order. Takes no lock and allocates nothing (it runs before exec, in a
 /// fork child that may hold no other lock safely).
+#[cfg(feature = "std")]
 pub fn for_each_ours(mut f: impl FnMut(i32, bool)) {
-    for (ci, cell) in TABLE.iter().enumerate() {
-        let p = cell.load(Ordering::Acquire);
-        // SAFETY: as in `chunk`: published once, never freed.
-        let Some(c) = (unsafe { p.as_ref() }) else {
-            continue;
-        };
-        for (si, s) in c.iter().enumerate() {
-            if s.ours.load(Ordering::Acquire) {
-                f((ci * CHUNK + si) as i32, s.cloexec.load(Ordering::Relaxed));
-            }
+    for (fd, s) in TABLE.iter() {
+        if s.ours.load(Ordering::Acquire) {
+            f(fd as i32, s.cloexec.load(Ordering::Relaxed));
         }
     }
 }
 
-/// Chunks whose slot locks [`fork_lock`] holds.
-#[cfg(feature = "std")]
-static FORK_LOCKED: [AtomicBool; CHUNKS] = [const { AtomicBool::new(false) }; CHUNKS];
-
 /// fork() support: takes every slot's lock (they are leaves: nothing else is
 /// locked while one is held), so that the child finds none held by a thread
-/// that did not come along. Must be followed by [`fork_unlock`].
+/// that did not come along. They are released by
+/// `sync::fork_hold::release_held`.
 #[cfg(feature = "std")]
 pub fn fork_lock() {
-    // SAFETY: as in `chunk`: published once, never freed.
-    unsafe {
-        crate::sync::fork_lock_chunks(&TABLE, &FORK_LOCKED, |c| {
-            c.iter().for_each(|s| core::mem::forget(s.sock.lock()))
-        })
-    };
-}
-
-/// fork() support, in the parent and in the child: releases
-/// what [`fork_lock`] took.
-///
-/// # Safety
-/// Only after [`fork_lock`] on this thread (or, in the child, on the thread
-/// that forked), once.
-#[cfg(feature = "std")]
-pub unsafe fn fork_unlock() {
-    // SAFETY: as in `chunk`; fork_lock took each of these locks and forgot
-    // its guard.
-    unsafe {
-        crate::sync::fork_unlock_chunks(&TABLE, &FORK_LOCKED, |c| {
-            c.iter().for_each(|s| crate::sync::fork_release(&s.sock))
-        })
-    };
+    for (_, s) in TABLE.iter() {
+        crate::sync::fork_hold::hold(&s.sock);
+    }
 }
 
 /// Unmaps `fd`; returns the socket it held.

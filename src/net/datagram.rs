@@ -1,14 +1,12 @@
 //! [`UsockDatagram`]: a datagram socket.
 
-use alloc::sync::Arc;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle};
+use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, RawSocket};
 use crate::addr::SockAddr;
 use crate::consts::*;
-use crate::socket::Socket;
 
 /// A datagram socket (UDP-like), the user-space twin of
 /// `std::net::UdpSocket`. Message boundaries are kept; a datagram longer
@@ -179,8 +177,9 @@ impl UsockDatagram {
         self.h.take_error()
     }
 
-    /// The core socket, for calls this API does not wrap.
-    pub fn socket(&self) -> &Arc<Socket> {
-        &self.h.sock
+    /// The calls this API does not wrap (options, flags, shutdown of a
+    /// listener, ...), in their raw POSIX form.
+    pub fn raw(&self) -> RawSocket<'_> {
+        RawSocket::new(&self.h.sock)
     }
 }

@@ -4,10 +4,12 @@ use alloc::sync::Arc;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 
-use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, UsockStream};
+use super::{
+    domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, RawSocket, UsockStream,
+};
 use crate::addr::SockAddr;
 use crate::consts::*;
-use crate::socket::{unspecified_addr, Socket};
+use crate::socket::Socket;
 
 /// Backlog of [`UsockListener::bind`], the one `std` uses.
 const DEFAULT_BACKLOG: i32 = 128;
@@ -61,11 +63,8 @@ impl UsockListener {
     pub fn accept_sockaddr(&self) -> io::Result<(UsockStream, SockAddr)> {
         let child: Arc<Socket> = self.h.sock.accept(false).map_err(os_err)?;
         // A connection reset after it was queued still has the address it
-        // came from; fall back to the unspecified one only if the backend
-        // kept none.
-        let peer = child
-            .peer_addr()
-            .unwrap_or_else(|_| unspecified_addr(child.info.domain));
+        // came from.
+        let peer = child.accepted_from();
         Ok((UsockStream::adopt(child), peer))
     }
 
@@ -103,9 +102,10 @@ impl UsockListener {
         self.h.take_error()
     }
 
-    /// The core socket, for calls this API does not wrap.
-    pub fn socket(&self) -> &Arc<Socket> {
-        &self.h.sock
+    /// The calls this API does not wrap (options, flags, shutdown of a
+    /// listener, ...), in their raw POSIX form.
+    pub fn raw(&self) -> RawSocket<'_> {
+        RawSocket::new(&self.h.sock)
     }
 }
 

@@ -17,7 +17,7 @@
 //! so `raw_os_error()` and `kind()` read as they would for the kernel's
 //! sockets (a timeout is `ErrorKind::WouldBlock`, EAGAIN, as on Linux).
 //!
-//! Each value holds one reference to its [`Socket`], as one fd would:
+//! Each value holds one reference to its core socket, as one fd would:
 //! `try_clone` adds one (like `dup`), and dropping the last one closes the
 //! socket (end-of-stream, or a reset when unread data is discarded).
 //! Writes never raise SIGPIPE (they pass MSG_NOSIGNAL, as `std` does).
@@ -27,6 +27,7 @@
 mod addr;
 mod datagram;
 mod listener;
+mod raw;
 mod stream;
 
 use alloc::sync::Arc;
@@ -43,6 +44,7 @@ pub use crate::addr::SockAddr;
 pub use addr::{to_sockaddr, to_socket_addr};
 pub use datagram::UsockDatagram;
 pub use listener::{Incoming, UsockListener};
+pub use raw::{RawSocket, Received};
 pub use stream::UsockStream;
 
 /// An errno as an `io::Error`.
@@ -59,6 +61,7 @@ struct Handle {
 impl Handle {
     /// A fresh socket of `domain` and `ty` (protocol 0), blocking.
     fn new(domain: i32, ty: i32) -> io::Result<Handle> {
+        crate::backends::install_defaults();
         let info = crate::socket::check_args(domain, ty, 0).map_err(os_err)?;
         let sock = Socket::new(info, false).map_err(os_err)?;
         Ok(Handle { sock })

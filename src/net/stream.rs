@@ -5,7 +5,7 @@ use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle};
+use super::{domain_of, each_addr, os_err, to_sockaddr, to_socket_addr, Handle, RawSocket};
 use crate::addr::SockAddr;
 use crate::consts::*;
 use crate::socket::options::OptVal;
@@ -53,9 +53,10 @@ impl UsockStream {
         }
     }
 
-    /// The core socket, for calls this API does not wrap (options, flags).
-    pub fn socket(&self) -> &Arc<Socket> {
-        &self.h.sock
+    /// The calls this API does not wrap (options, flags, shutdown of a
+    /// listener, ...), in their raw POSIX form.
+    pub fn raw(&self) -> RawSocket<'_> {
+        RawSocket::new(&self.h.sock)
     }
 
     /// The local address, as getsockname() reports it.

@@ -18,7 +18,7 @@ use core::ffi::{c_char, c_int, c_void};
 use core::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use core::time::Duration;
 
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 use crate::consts::*;
 
 /// Version of `struct usock_platform_ops` this library understands.
@@ -157,6 +157,26 @@ pub fn can_block() -> bool {
     ops().is_some_and(|o| o.wait.is_some())
 }
 
+/// How a [`futex_sleep`] ended (without signals, never interrupted).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slept {
+    /// Woken, or the word had changed (or spuriously): look again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// Never here: the host has no signals.
+    Interrupted,
+}
+
+/// As [`futex_wait`], in the hosted platform's terms.
+pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> Slept {
+    if futex_wait(word, expected, deadline) {
+        Slept::Woken
+    } else {
+        Slept::TimedOut
+    }
+}
+
 /// Sleeps while `*word == expected`, until woken or `deadline` passes
 /// (returns false then). In the cooperative mode it returns at once.
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
@@ -218,9 +238,52 @@ pub fn core_spare() -> bool {
     false
 }
 
+/// May this program bind `port`? Always: a host without the OS's socket
+/// API has no privileged ports.
+pub fn may_bind_port(_port: u16) -> bool {
+    true
+}
+
+/// Is `ip` an address of this host's interfaces? The host's table names
+/// none: loopback's are the only local ones.
+pub fn is_host_address(_ip: &[u8; 16]) -> bool {
+    false
+}
+
 /// The host's monotonic clock in nanoseconds (0 without one).
 pub fn mono_ns() -> u64 {
     now().0
+}
+
+/// SIGURG, SIGIO: no signals without an operating system.
+pub fn send_owner_signal(_owner: i32, _sig: i32) {}
+
+/// The CPU the caller runs on: unknown without an operating system.
+pub fn current_cpu() -> i32 {
+    -1
+}
+
+/// Numbers the kernel publishes: none without one (callers use Linux's
+/// defaults).
+pub fn kernel_number(_path: &str) -> Option<i64> {
+    None
+}
+
+/// As [`kernel_number`]: none without a kernel.
+pub fn kernel_field(_path: &str, _field: usize) -> Option<i64> {
+    None
+}
+
+/// The host's table has no wall clock: the monotonic one stands in (for
+/// the receive times SIOCGSTAMP reports).
+pub fn realtime_ns() -> u64 {
+    now().0
+}
+
+/// Runs `f`: without std a panic aborts through the host's hook (the
+/// no_std library is built with panic=abort), so there is nothing to catch.
+pub fn guard<T>(_fallback: T, f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 /// There are no signals: EPIPE is only returned.

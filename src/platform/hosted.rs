@@ -8,7 +8,7 @@
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 
 /// A point on the monotonic clock.
 pub type Deadline = Instant;
@@ -31,15 +31,37 @@ fn last_errno() -> Errno {
 
 /// Sleeps while `*word == expected`, until woken or `deadline` passes.
 /// Returns false when the deadline passed. Spurious returns are allowed; the
-/// caller re-checks its condition.
+/// caller re-checks its condition. A signal handler's run ends the sleep
+/// like a wake-up (see [`futex_sleep`] for a wait that tells).
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    !matches!(futex_sleep(word, expected, deadline), Slept::TimedOut)
+}
+
+/// How a [`futex_sleep`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slept {
+    /// Woken, or the word had changed (or spuriously): look again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+    /// A signal handler ran and the kernel did not restart the sleep: as
+    /// for Linux's blocking socket calls, that is when the handler lacks
+    /// SA_RESTART, or always when the sleep has a deadline (the kernel
+    /// restarts an untimed FUTEX_WAIT, ERESTARTSYS, only with SA_RESTART;
+    /// a timed one, ERESTART_RESTARTBLOCK, never after a handler). The
+    /// caller fails with EINTR, as socket(7) says of SO_RCVTIMEO.
+    Interrupted,
+}
+
+/// As [`futex_wait`], telling an interruption by a signal handler apart.
+pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Slept {
     let ts;
     let tsp = match deadline {
         None => core::ptr::null(),
         Some(d) => {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return false;
+                return Slept::TimedOut;
             }
             ts = libc::timespec {
                 tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
@@ -50,18 +72,21 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) ->
     };
     // SAFETY: `word` is a live AtomicU32 for the duration of the call and
     // `tsp` is null or points at `ts`, which outlives the call.
-    unsafe {
+    let r = unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
             tsp,
-        );
+        )
+    };
+    if r < 0 && last_errno() == libc::EINTR {
+        return Slept::Interrupted;
     }
     match deadline {
-        Some(d) => Instant::now() < d,
-        None => true,
+        Some(d) if Instant::now() >= d => Slept::TimedOut,
+        _ => Slept::Woken,
     }
 }
 
@@ -274,6 +299,31 @@ pub fn spawn_quiet(
     r
 }
 
+/// Sets the calling thread's errno.
+pub fn set_errno(e: Errno) {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() = e };
+}
+
+/// The calling thread's errno (what a call of ours just set).
+pub fn errno() -> Errno {
+    // SAFETY: __errno_location returns the calling thread's errno slot.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Runs `f` with a panic boundary: a panic becomes `fallback` with errno
+/// EIO instead of unwinding into C (undefined behaviour). Every function C
+/// can call runs its body in one (`tests/limits_panic_boundary.rs`).
+pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    match std::panic::catch_unwind(core::panic::AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(_) => {
+            set_errno(crate::consts::EIO);
+            fallback
+        }
+    }
+}
+
 /// Raises SIGPIPE in the calling thread, as the kernel does for a write on a
 /// broken stream.
 pub fn raise_sigpipe() {
@@ -297,7 +347,10 @@ pub fn eventfd_signal(fd: i32) {
 /// Sleeps in the kernel until `a` or `b` is readable (or hung up), a signal
 /// comes, or `timeout` passes (`None`: no limit). What woke it is for the
 /// caller to find out.
-pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
+/// Returns whether a signal handler interrupted it with a `timeout` set
+/// (Linux's timed socket calls are never restarted; ppoll itself never is,
+/// so without a timeout the wait goes on, as with SA_RESTART).
+pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) -> bool {
     let mut fds = [
         libc::pollfd {
             fd: a,
@@ -318,7 +371,7 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
         .as_ref()
         .map_or(core::ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: two live pollfds; `tsp` is null or points at `ts`; no mask.
-    unsafe {
+    let r = unsafe {
         libc::syscall(
             libc::SYS_ppoll,
             fds.as_mut_ptr(),
@@ -328,6 +381,248 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) {
             0usize,
         )
     };
+    r < 0 && timeout.is_some() && last_errno() == libc::EINTR
+}
+
+/// A hosted thread can always sleep in the kernel.
+#[inline]
+pub fn can_block() -> bool {
+    true
+}
+
+/// A duration as a timespec (seconds saturated).
+pub fn to_timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// libc's ppoll on kernel fds for up to `wait` (`None`: no limit), with
+/// the signal mask `mask` (`None`: unchanged); how many entries have events.
+pub fn kernel_ppoll(
+    fds: &mut [libc::pollfd],
+    wait: Option<Duration>,
+    mask: Option<&libc::sigset_t>,
+) -> Result<usize, Errno> {
+    let mask = mask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
+    let ts = wait.map(to_timespec);
+    let tsp = ts
+        .as_ref()
+        .map_or(core::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `fds` is a live array of its length; `tsp` is NULL or points
+    // at a local; `mask` is NULL or a live sigset.
+    let r = unsafe { super::real::ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, tsp, mask) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(crate::consts::EINTR));
+    }
+    Ok(r as usize)
+}
+
+/// libc's epoll_ctl on kernel fds; `ev` for ADD and MOD (NULL otherwise).
+pub fn kernel_epoll_ctl(
+    epfd: i32,
+    op: i32,
+    fd: i32,
+    ev: Option<libc::epoll_event>,
+) -> Result<(), Errno> {
+    let mut e = ev.unwrap_or(libc::epoll_event { events: 0, u64: 0 });
+    let p = if ev.is_some() {
+        &mut e as *mut libc::epoll_event
+    } else {
+        core::ptr::null_mut()
+    };
+    // SAFETY: `p` is NULL or a live epoll_event; the fds are integers.
+    if unsafe { super::real::epoll_ctl(epfd, op, fd, p) } < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// libc's epoll_pwait: up to `ev.len()` events of the kernel set `epfd`
+/// within `ms` milliseconds (-1: no limit), with the signal mask `mask`
+/// (`None`: unchanged); how many it wrote.
+pub fn kernel_epoll_pwait(
+    epfd: i32,
+    ev: &mut [libc::epoll_event],
+    ms: i32,
+    mask: Option<&libc::sigset_t>,
+) -> Result<usize, Errno> {
+    let mask = mask.map_or(core::ptr::null(), |m| m as *const libc::sigset_t);
+    let len = ev.len().min(i32::MAX as usize) as i32;
+    // SAFETY: `ev` is a live array of at least `len` entries; `mask` is
+    // NULL or a live sigset.
+    let r = unsafe { super::real::epoll_pwait(epfd, ev.as_mut_ptr(), len, ms, mask) };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok(r as usize)
+}
+
+/// Blocks every signal in this thread; returns the mask it had.
+pub fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data, filled by sigfillset/pthread_sigmask.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        old
+    }
+}
+
+/// Puts back the mask [`block_signals`] returned; a signal that came
+/// meanwhile is handled now.
+pub fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: a valid mask from `block_signals`.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, core::ptr::null_mut()) };
+}
+
+/// A kernel socket, as a raw system call (the library's own socket() would
+/// make another user-space socket).
+pub fn kernel_socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
+    // SAFETY: socket() with integer arguments.
+    let k = unsafe { libc::syscall(libc::SYS_socket, domain, ty, protocol) };
+    if k < 0 {
+        return Err(last_errno());
+    }
+    Ok(k as i32)
+}
+
+/// ioctl `req` with the caller's `arg` on a fresh kernel socket of
+/// `domain` and `ty`, closed after: the kernel's answer (bytes and errno)
+/// for a request a user-space socket does not answer itself, such as the
+/// interface ioctls. ENOTTY when the kernel has no such socket.
+///
+/// # Safety
+/// `arg` is what the caller passed for `req` (the kernel checks it: EFAULT).
+pub unsafe fn kernel_twin_ioctl(
+    domain: i32,
+    ty: i32,
+    req: libc::c_ulong,
+    arg: *mut libc::c_void,
+) -> Result<i32, Errno> {
+    let k = kernel_socket(domain, ty | libc::SOCK_CLOEXEC, 0).map_err(|_| libc::ENOTTY)?;
+    // SAFETY: an fd of ours; the argument per the caller's contract.
+    let r = unsafe { libc::syscall(libc::SYS_ioctl, k, req, arg) };
+    let e = last_errno();
+    // SAFETY: closes the socket made above.
+    unsafe { libc::syscall(libc::SYS_close, k) };
+    if r < 0 {
+        Err(e)
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// getsockopt on a kernel socket, as a raw system call, into `out` (its
+/// length is the caller's optlen); the length the kernel reports.
+pub fn kernel_getsockopt(fd: i32, level: i32, name: i32, out: &mut [u8]) -> Result<usize, Errno> {
+    let mut len = out.len() as libc::socklen_t;
+    // SAFETY: `out` is writable for `len` bytes and `len` is a live
+    // socklen_t, for the whole call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getsockopt,
+            fd,
+            level,
+            name,
+            out.as_mut_ptr(),
+            &mut len as *mut libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok((len as usize).min(out.len()))
+}
+
+/// setsockopt on a kernel socket, as a raw system call.
+pub fn kernel_setsockopt(fd: i32, level: i32, name: i32, val: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `val` is readable for its length for the whole call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_setsockopt,
+            fd,
+            level,
+            name,
+            val.as_ptr(),
+            val.len(),
+        )
+    };
+    if r < 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
+/// Reads a whole file of at most `max` bytes with raw system calls: no
+/// interposed libc function and no fd of the library's table is involved.
+/// `Err(None)` when it is larger.
+pub fn read_file_raw(path: &std::ffi::OsStr, max: usize) -> Result<Vec<u8>, Option<Errno>> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_bytes()).map_err(|_| Some(crate::consts::EINVAL))?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Some(last_errno()));
+    }
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let res = loop {
+        // SAFETY: `buf` is writable for its length for the whole call.
+        let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+        if n < 0 {
+            match last_errno() {
+                libc::EINTR => continue,
+                e => break Err(Some(e)),
+            }
+        }
+        if n == 0 {
+            break Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+        if out.len() > max {
+            break Err(None);
+        }
+    };
+    // SAFETY: closes the fd opened above, which nothing else uses.
+    unsafe { libc::syscall(libc::SYS_close, fd) };
+    res
+}
+
+/// Ends the process now with `code`, running no exit handler (a
+/// configuration error found inside a socket call).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit has no preconditions.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs `f` at exit (atexit); false when no slot is left.
+pub fn at_exit(f: extern "C" fn()) -> bool {
+    // SAFETY: registers a function that takes no arguments.
+    unsafe { libc::atexit(f) == 0 }
+}
+
+/// Makes a socket file at the NUL-free path `path` (mode 0777 less the
+/// umask, as bind() makes one); `EEXIST` when the name exists. std has no
+/// mknod; the loopback backend's AF_UNIX pathnames need it.
+pub fn mknod_socket(path: &[u8]) -> Result<(), Errno> {
+    let c = std::ffi::CString::new(path).map_err(|_| crate::consts::EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::mknod(c.as_ptr(), libc::S_IFSOCK | 0o777, 0) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
 }
 
 /// Empties an eventfd (it is non-blocking, so this never waits).
@@ -339,18 +634,60 @@ pub fn eventfd_drain(fd: i32) {
     }
 }
 
-/// The monotonic clock in nanoseconds (the vDSO's clock_gettime: no
-/// system call).
-pub fn mono_ns() -> u64 {
+/// `clock` in nanoseconds (the vDSO's clock_gettime: no system call).
+fn clock_ns(clock: libc::clockid_t) -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: writes the live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(clock, &mut ts) };
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The wall clock (CLOCK_REALTIME) in nanoseconds since the epoch.
+pub fn realtime_ns() -> u64 {
+    clock_ns(libc::CLOCK_REALTIME)
+}
+
+/// The CPU the calling thread runs on (glibc reads it from rseq: no
+/// system call), or -1.
+pub fn current_cpu() -> i32 {
+    // SAFETY: sched_getcpu takes no arguments and only reads.
+    unsafe { libc::sched_getcpu() }
+}
+
+/// Sends `sig` (SIGURG, SIGIO) to an F_SETOWN owner: a process, or a
+/// process group when negative (as the kernel's send_sigurg, kill_fasync).
+pub fn send_owner_signal(owner: i32, sig: i32) {
+    // SAFETY: kill takes plain integers.
+    let _ = unsafe { libc::kill(owner, sig) };
+}
+
+/// A number the kernel publishes in a file (a sysctl under /proc/sys, an
+/// interface's attribute under /sys/class/net), or None where there is no
+/// such file: the kernel's configuration is the reference for the values
+/// a socket reports.
+pub fn kernel_number(path: &str) -> Option<i64> {
+    kernel_field(path, 0)
+}
+
+/// As [`kernel_number`], for the whitespace-separated field `field` of a
+/// file that holds several (tcp_rmem's three, say).
+pub fn kernel_field(path: &str, field: usize) -> Option<i64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .nth(field)?
+        .parse()
+        .ok()
+}
+
+/// The monotonic clock in nanoseconds.
+pub fn mono_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// The longest a waiter may spin before it sleeps, in ns: `USOCK_SPIN_US`
@@ -454,4 +791,118 @@ pub fn wait_changed(word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> b
 /// Time from `a` to `b` (zero if `b` is earlier).
 pub fn time_between(a: Instant, b: Instant) -> Duration {
     b.saturating_duration_since(a)
+}
+
+/// `net.ipv4.ip_unprivileged_port_start`: the first port a process
+/// without CAP_NET_BIND_SERVICE may bind (Linux's default, 1024, when the
+/// file cannot be read).
+fn unprivileged_port_start() -> u32 {
+    let path = std::ffi::OsStr::new("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    read_file_raw(path, 32)
+        .ok()
+        .and_then(|b| std::str::from_utf8(&b).ok()?.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Does this process hold CAP_NET_BIND_SERVICE in its effective set?
+fn has_cap_net_bind_service() -> bool {
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    const CAP_NET_BIND_SERVICE: u32 = 10;
+    let mut hdr = [LINUX_CAPABILITY_VERSION_3, 0u32];
+    // effective, permitted, inheritable; twice (capabilities 0-31, 32-63)
+    let mut data = [0u32; 6];
+    // SAFETY: capget reads the header (version, pid 0: this thread) and
+    // writes two `__user_cap_data_struct`s, which `data` holds.
+    let r = unsafe { libc::syscall(libc::SYS_capget, hdr.as_mut_ptr(), data.as_mut_ptr()) };
+    r == 0 && data[0] & (1 << CAP_NET_BIND_SERVICE) != 0
+}
+
+/// May this process bind `port` (non-zero)? Below
+/// `ip_unprivileged_port_start` only with CAP_NET_BIND_SERVICE, as
+/// `inet_port_requires_bind_service` and the capability check in
+/// `__inet_bind` decide; the capability is asked first, as it is one call.
+pub fn may_bind_port(port: u16) -> bool {
+    has_cap_net_bind_service() || u32::from(port) >= unprivileged_port_start()
+}
+
+/// The IPv4 addresses of this host's interfaces, as the kernel lists them
+/// (SIOCGIFCONF on a kernel socket made and closed by raw system calls, so
+/// that a preloaded program's interposed calls are not involved).
+fn host_addresses4() -> Vec<[u8; 4]> {
+    const MAX_IFS: usize = 64;
+    // SAFETY: socket(2) with constant arguments; the fd is closed below.
+    let k = unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if k < 0 {
+        return Vec::new();
+    }
+    // SAFETY: `ifreq` is plain data (integers, arrays, a union of them
+    // and a pointer), valid all zero.
+    let mut reqs: Vec<libc::ifreq> = (0..MAX_IFS)
+        .map(|_| unsafe { core::mem::zeroed() })
+        .collect();
+    let mut conf = libc::ifconf {
+        ifc_len: (MAX_IFS * core::mem::size_of::<libc::ifreq>()) as libc::c_int,
+        ifc_ifcu: libc::__c_anonymous_ifc_ifcu {
+            ifcu_req: reqs.as_mut_ptr(),
+        },
+    };
+    // SAFETY: SIOCGIFCONF writes at most `ifc_len` bytes of `ifreq`s into
+    // `reqs`, which holds that many, and sets `ifc_len` to what it wrote.
+    let r = unsafe { libc::syscall(libc::SYS_ioctl, k, libc::SIOCGIFCONF, &mut conf) };
+    // SAFETY: closes the fd made above, which nothing else uses.
+    unsafe { libc::syscall(libc::SYS_close, k) };
+    if r < 0 {
+        return Vec::new();
+    }
+    let n = (conf.ifc_len.max(0) as usize / core::mem::size_of::<libc::ifreq>()).min(MAX_IFS);
+    reqs[..n]
+        .iter()
+        .filter_map(|q| {
+            // SAFETY: SIOCGIFCONF fills `ifru_addr` of each entry.
+            let sa = unsafe { q.ifr_ifru.ifru_addr };
+            (i32::from(sa.sa_family) == libc::AF_INET).then(|| {
+                let d = sa.sa_data;
+                [d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8]
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 addresses of this host's interfaces: /proc/net/if_inet6, one
+/// address a line in 32 hex digits, tentative ones (not usable yet) left
+/// out.
+fn host_addresses6() -> Vec<[u8; 16]> {
+    let path = std::ffi::OsStr::new("/proc/net/if_inet6");
+    let Ok(text) = read_file_raw(path, 1 << 16) else {
+        return Vec::new();
+    };
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    let text = String::from_utf8_lossy(&text);
+    text.lines()
+        .filter_map(|line| {
+            let mut f = line.split_ascii_whitespace();
+            let hex = f.next()?;
+            let flags = u32::from_str_radix(f.nth(3)?, 16).ok()?;
+            if hex.len() != 32 || flags & IFA_F_TENTATIVE != 0 {
+                return None;
+            }
+            let mut a = [0u8; 16];
+            for (i, b) in a.iter_mut().enumerate() {
+                *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+            }
+            Some(a)
+        })
+        .collect()
+}
+
+/// Is `ip` (IPv6 bytes, IPv4 as v4-mapped) an address of one of this
+/// host's interfaces? Asked of the kernel each time: a bind to an address
+/// that is not loopback's is rare, and interfaces come and go.
+pub fn is_host_address(ip: &[u8; 16]) -> bool {
+    let v4 = ip[..12] == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    if v4 {
+        host_addresses4().iter().any(|a| a[..] == ip[12..])
+    } else {
+        host_addresses6().iter().any(|a| a == ip)
+    }
 }

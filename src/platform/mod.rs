@@ -3,6 +3,14 @@
 //! eventfds; the embedded platform (no_std) calls a table the host
 //! registers with `usock_platform_init`.
 
+/// cbindgen:ignore
+pub mod cpu;
+/// cbindgen:ignore
+pub mod real;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod unix_ipc;
+
 #[cfg(not(feature = "std"))]
 pub mod embedded;
 #[cfg(not(feature = "std"))]

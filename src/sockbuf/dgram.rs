@@ -2,8 +2,9 @@
 //!
 //! # How it works
 //! Completed datagrams are records in one ring of `capacity` bytes, in
-//! completion order: an 8-byte header (payload length, address length, both
-//! little-endian `u32`), the source address, the payload. The producer appends
+//! completion order: a 16-byte header (payload length and address length,
+//! little-endian `u32`s, and the receive time, a little-endian `u64`), the
+//! source address, the payload. The producer appends
 //! a record at `tail` and publishes it by a `Release` store of the completed
 //! count; the consumer removes records at `head`. As for streams, the two
 //! sides only touch disjoint ring bytes, so a datagram that arrives whole
@@ -28,21 +29,22 @@
 //! A fragment for a datagram that already completed starts a new partial
 //! (as in IP reassembly): a repeated whole datagram is delivered twice, and a
 //! stale fragment eventually gets evicted.
-#![allow(unsafe_code)]
+//!
+//! The offsets, the locks and the memory belong to the [`Ring`], which
+//! enforces the two sides' ranges; this module is safe code.
 
 use alloc::vec::Vec;
 use core::fmt;
-use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::assembler::{Added, Assembler, MAX_HOLES};
-use super::counters::{Counters, Padded};
-use super::lock::SpinLock;
-use super::ring::{RawRing, RingMem};
+use super::counters::Counters;
+use super::ring::{self, Ring};
 use super::{SbError, SbStats, MAX_ADDR_LEN};
 
 /// Bytes of per-datagram overhead charged against the capacity (the record
-/// header in the ring: payload length and address length).
-pub const DGRAM_HEADER: usize = 8;
+/// header in the ring: payload length, address length, receive time).
+pub const DGRAM_HEADER: usize = 16;
 
 /// The bytes a datagram is charged: `DGRAM_HEADER + src_len + total`.
 pub const fn dgram_charge(total: u32, src_len: usize) -> u64 {
@@ -59,6 +61,9 @@ pub struct DgramMeta {
     /// Full source address length (the copy is truncated to the caller's
     /// address buffer).
     pub src_len: usize,
+    /// When the datagram completed, as given to
+    /// [`insert_stamped`](DgramBuf::insert_stamped) (0: not given).
+    pub stamp: u64,
 }
 
 /// A datagram still missing fragments.
@@ -134,32 +139,27 @@ impl Partial {
     }
 }
 
+type DgramProducer<'a> = ring::Producer<'a, ProdSide, ConsSide, Producer>;
+type DgramConsumer<'a> = ring::Consumer<'a, ProdSide, ConsSide, Producer>;
+
 /// Producer-private state.
 struct Producer {
-    /// Physical ring index of `tail`.
-    tail_pos: usize,
     /// Partial datagrams, oldest first.
     partials: Vec<Partial>,
     /// Sum of the partials' charges.
     partial_bytes: u64,
 }
 
-/// Consumer-private state.
-struct Consumer {
-    /// Physical ring index of `head`.
-    head_pos: usize,
-}
-
+/// Published by the producer beside the ring's `tail` (ring bytes ever
+/// appended, wrapping; `tail - head` = bytes in the ring).
 struct ProdSide {
-    /// Ring bytes ever appended (wrapping); `tail - head` = bytes in the ring.
-    tail: AtomicU64,
     /// Datagrams ever completed; stored (Release) after the record is written.
     done: AtomicU64,
 }
 
+/// Published by the consumer beside the ring's `head` (ring bytes ever
+/// consumed, wrapping).
 struct ConsSide {
-    /// Ring bytes ever consumed (wrapping).
-    head: AtomicU64,
     /// Datagrams ever dequeued.
     taken: AtomicU64,
 }
@@ -173,21 +173,12 @@ struct ConsSide {
 ///
 /// [`StreamBuf`]: super::StreamBuf
 pub struct DgramBuf {
-    /// What the producer publishes (read by the consumer).
-    prod: Padded<ProdSide>,
-    /// What the consumer publishes (read by the producer).
-    cons: Padded<ConsSide>,
-    /// Producer-private state behind the producer's lock. On its own cache
-    /// line, so taking the lock never disturbs the line the other side polls.
-    prod_state: Padded<SpinLock<Producer>>,
-    /// Consumer-private state behind the consumer's lock.
-    cons_state: Padded<SpinLock<Consumer>>,
-    /// Bound on charged bytes (complete + partial); the ring length once
-    /// allocated. Changed only with both locks held.
-    cap: AtomicUsize,
+    /// The ring: `tail` with [`ProdSide`], `head` with [`ConsSide`], each
+    /// side's lock, the producer's [`Producer`], the bound on charged bytes
+    /// (complete + partial; the ring length once allocated) and the records.
+    ring: Ring<ProdSide, ConsSide, Producer>,
     max_partials: usize,
     max_holes: usize,
-    ring: RawRing,
     counters: Counters,
 }
 
@@ -204,24 +195,22 @@ impl DgramBuf {
     /// `max_holes` holes (clamped to `1..=MAX_HOLES`).
     pub fn with_max_holes(capacity: usize, max_partials: usize, max_holes: usize) -> Self {
         DgramBuf {
-            prod: Padded(ProdSide {
-                tail: AtomicU64::new(0),
-                done: AtomicU64::new(0),
-            }),
-            cons: Padded(ConsSide {
-                head: AtomicU64::new(0),
-                taken: AtomicU64::new(0),
-            }),
-            prod_state: Padded(SpinLock::new(Producer {
-                tail_pos: 0,
-                partials: Vec::new(),
-                partial_bytes: 0,
-            })),
-            cons_state: Padded(SpinLock::new(Consumer { head_pos: 0 })),
-            cap: AtomicUsize::new(capacity),
+            ring: Ring::new(
+                0,
+                capacity,
+                ProdSide {
+                    done: AtomicU64::new(0),
+                },
+                ConsSide {
+                    taken: AtomicU64::new(0),
+                },
+                Producer {
+                    partials: Vec::new(),
+                    partial_bytes: 0,
+                },
+            ),
             max_partials,
             max_holes,
-            ring: RawRing::empty(),
             counters: Counters::default(),
         }
     }
@@ -256,6 +245,22 @@ impl DgramBuf {
         data: &[u8],
         src: &[u8],
     ) -> Result<bool, SbError> {
+        self.insert_stamped(id, offset, total, data, src, 0)
+    }
+
+    /// [`insert`](DgramBuf::insert), with the time the fragment arrived:
+    /// the fragment that completes a datagram gives the datagram its
+    /// receive time ([`DgramMeta::stamp`]; SO_TIMESTAMP's, as the
+    /// reassembled packet's on Linux).
+    pub fn insert_stamped(
+        &self,
+        id: u64,
+        offset: u32,
+        total: u32,
+        data: &[u8],
+        src: &[u8],
+        stamp: u64,
+    ) -> Result<bool, SbError> {
         let c = &self.counters;
         if src.len() > MAX_ADDR_LEN {
             return Err(c.reject(SbError::AddrTooLong));
@@ -270,22 +275,19 @@ impl DgramBuf {
             return Err(c.reject(SbError::ZeroLength));
         }
         let charge = dgram_charge(total, src.len());
-        let mut guard = self.prod_state.lock();
-        let p = &mut *guard;
-        let cap = self.cap.load(Ordering::Relaxed) as u64;
+        let mut pr = self.ring.producer();
+        let cap = pr.capacity() as u64;
         if charge > cap {
             return Err(c.reject(SbError::Oversized));
         }
-        if self.ring.len() == 0 {
-            // Nothing is in the ring (it was never allocated, or released
-            // while empty): head == tail and both physical indexes are 0.
-            match RingMem::new(cap as usize) {
-                Ok(mem) => drop(self.ring.replace(Some(mem))),
-                Err(err) => return Err(c.reject(err)),
-            }
+        // Nothing is in the ring if it is not allocated (never, or released
+        // while empty).
+        if let Err(err) = pr.allocate() {
+            return Err(c.reject(err));
         }
         let pc = &c.prod;
 
+        let p = pr.state_mut();
         if let Some(i) = p.partials.iter().position(|q| q.id == id && q.src() == src) {
             let Some(part) = p.partials.get_mut(i) else {
                 return Err(c.reject(SbError::OutOfMemory));
@@ -309,15 +311,14 @@ impl DgramBuf {
             let part = p.partials.remove(i);
             p.partial_bytes -= part.charge;
             // Room was reserved when the partial was created.
-            self.push_record(p, &part.data, part.src());
+            self.push_record(&mut pr, &part.data, part.src(), stamp);
             return Ok(true);
         }
 
         // A new datagram: find room for its charge.
         let alone = offset == 0 && len == u64::from(total);
-        let head = self.cons.head.load(Ordering::Acquire);
-        let tail = self.prod.tail.load(Ordering::Relaxed);
-        let in_ring = tail.wrapping_sub(head);
+        let in_ring = pr.tail().wrapping_sub(pr.head());
+        let p = pr.state_mut();
         let free = cap.saturating_sub(in_ring.saturating_add(p.partial_bytes));
         if free < charge && free.saturating_add(p.partial_bytes) < charge {
             return Err(c.reject(SbError::NoRoom));
@@ -346,7 +347,7 @@ impl DgramBuf {
         pc.bytes_in.add(len);
         match fresh {
             None => {
-                self.push_record(p, data, src);
+                self.push_record(&mut pr, data, src, stamp);
                 Ok(true)
             }
             Some(mut q) => {
@@ -355,6 +356,7 @@ impl DgramBuf {
                 if let Err(err) = q.add(offset, data) {
                     return Err(c.reject(err));
                 }
+                let p = pr.state_mut();
                 p.partial_bytes += q.charge;
                 p.partials.push(q);
                 Ok(false)
@@ -364,35 +366,24 @@ impl DgramBuf {
 
     /// Append a complete datagram record at the tail and publish it.
     /// The caller has checked that its charge fits.
-    fn push_record(&self, p: &mut Producer, data: &[u8], src: &[u8]) {
+    fn push_record(&self, pr: &mut DgramProducer<'_>, data: &[u8], src: &[u8], stamp: u64) {
         let mut hdr = [0u8; DGRAM_HEADER];
-        let (l, a) = hdr.split_at_mut(4);
-        l.copy_from_slice(&(data.len() as u32).to_le_bytes());
-        a.copy_from_slice(&(src.len() as u32).to_le_bytes());
-        let ring = &self.ring;
-        let p0 = p.tail_pos;
-        let p1 = ring.advance(p0, DGRAM_HEADER);
-        let p2 = ring.advance(p1, src.len());
-        // SAFETY: the record's charge fits in `capacity - (tail - head)`
-        // (checked by the caller), so [tail, tail + charge) lies in ring bytes
-        // the consumer does not read until `done` is published below; the
-        // producer lock excludes other writers and `set_capacity`.
-        unsafe {
-            ring.write(p0, &hdr);
-            ring.write(p1, src);
-            ring.write(p2, data);
-        }
-        let charge = dgram_charge(data.len() as u32, src.len());
-        p.tail_pos = ring.advance(p2, data.len());
-        let tail = self.prod.tail.load(Ordering::Relaxed);
-        self.prod
-            .tail
-            .store(tail.wrapping_add(charge), Ordering::Release);
-        let done = self.prod.done.load(Ordering::Relaxed);
+        hdr[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
+        hdr[4..8].copy_from_slice(&(src.len() as u32).to_le_bytes());
+        hdr[8..].copy_from_slice(&stamp.to_le_bytes());
+        // The record's charge fits in `capacity - (tail - head)` (checked by
+        // the caller): the ring writes it in bytes the consumer does not
+        // read until `done` is published below.
+        let h = DGRAM_HEADER as u64;
+        let (w, _) = pr.writer();
+        w.write(0, &hdr);
+        w.write(h, src);
+        w.write(h + src.len() as u64, data);
+        pr.publish(dgram_charge(data.len() as u32, src.len()));
+        let px = self.ring.prod_ext();
+        let done = px.done.load(Ordering::Relaxed);
         // Release: publishes the record to the consumer.
-        self.prod
-            .done
-            .store(done.wrapping_add(1), Ordering::Release);
+        px.done.store(done.wrapping_add(1), Ordering::Release);
         self.counters.prod.datagrams_completed.add(1);
     }
 
@@ -410,55 +401,72 @@ impl DgramBuf {
         self.copy_out(buf, src, false)
     }
 
-    /// Read the header of the record at `pos`: (payload length, address
-    /// length). The caller holds the consumer lock and a record is published.
-    fn header(&self, pos: usize) -> (usize, usize) {
+    /// The consumer's handle with `tail` loaded, if a completed datagram is
+    /// queued (its record starts at `head`).
+    fn first(&self) -> Option<(DgramConsumer<'_>, u64)> {
+        let mut cs = self.ring.consumer();
+        let taken = self.ring.cons_ext().taken.load(Ordering::Relaxed);
+        // Acquire: the records counted by `done` are fully written; `tail`,
+        // loaded after it, covers them.
+        if self.ring.prod_ext().done.load(Ordering::Acquire) == taken {
+            return None;
+        }
+        cs.available();
+        Some((cs, taken))
+    }
+
+    /// Read the header of the record at `head`: (payload length, address
+    /// length, receive time).
+    fn header(cs: &DgramConsumer<'_>) -> (usize, usize, u64) {
         let mut hdr = [0u8; DGRAM_HEADER];
-        // SAFETY: a published record starts at `head`; the producer does not
-        // write it again until `head` moves past it; consumer lock held.
-        unsafe { self.ring.read(pos, &mut hdr) };
+        cs.read(0, &mut hdr);
         let len = u32::from_le_bytes([hdr[0], hdr[1], hdr[2], hdr[3]]);
         let alen = u32::from_le_bytes([hdr[4], hdr[5], hdr[6], hdr[7]]);
-        (len as usize, alen as usize)
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&hdr[8..]);
+        (len as usize, alen as usize, u64::from_le_bytes(t))
+    }
+
+    /// Like [`peek`](DgramBuf::peek), from `skip` bytes into the payload
+    /// (SO_PEEK_OFF): `copied` counts from there, `len` stays the whole
+    /// datagram's.
+    pub fn peek_at(&self, skip: usize, buf: &mut [u8], src: &mut [u8]) -> Option<DgramMeta> {
+        self.copy_from(skip, buf, src, false)
     }
 
     fn copy_out(&self, buf: &mut [u8], src: &mut [u8], consume: bool) -> Option<DgramMeta> {
-        let mut cs = self.cons_state.lock();
-        let taken = self.cons.taken.load(Ordering::Relaxed);
-        // Acquire: the records counted by `done` are fully written.
-        if self.prod.done.load(Ordering::Acquire) == taken {
-            return None;
-        }
-        let ring = &self.ring;
-        let p0 = cs.head_pos;
-        let (len, alen) = self.header(p0);
-        let p1 = ring.advance(p0, DGRAM_HEADER);
-        let p2 = ring.advance(p1, alen);
-        let copied = core::cmp::min(len, buf.len());
+        self.copy_from(0, buf, src, consume)
+    }
+
+    fn copy_from(
+        &self,
+        skip: usize,
+        buf: &mut [u8],
+        src: &mut [u8],
+        consume: bool,
+    ) -> Option<DgramMeta> {
+        let (mut cs, taken) = self.first()?;
+        let (len, alen, stamp) = Self::header(&cs);
+        let h = DGRAM_HEADER as u64;
+        let skip = skip.min(len);
+        let copied = core::cmp::min(len - skip, buf.len());
         let acopied = core::cmp::min(alen, src.len());
         if let (Some(b), Some(s)) = (buf.get_mut(..copied), src.get_mut(..acopied)) {
-            // SAFETY: as in `header`: the record is published and not yet
-            // released, so the producer does not write these bytes.
-            unsafe {
-                ring.read(p1, s);
-                ring.read(p2, b);
-            }
+            // The record is published and not yet released.
+            cs.read(h, s);
+            cs.read(h + (alen + skip) as u64, b);
         }
         if consume {
-            cs.head_pos = ring.advance(p2, len);
-            let charge = (DGRAM_HEADER + alen + len) as u64;
-            let head = self.cons.head.load(Ordering::Relaxed);
             // Release: the producer may reuse the record's bytes.
-            self.cons
-                .head
-                .store(head.wrapping_add(charge), Ordering::Release);
-            self.cons
+            cs.consume((DGRAM_HEADER + alen + len) as u64);
+            self.ring
+                .cons_ext()
                 .taken
                 .store(taken.wrapping_add(1), Ordering::Release);
             let cc = &self.counters.cons;
             cc.datagrams_read.add(1);
             cc.bytes_read.add(len as u64);
-            if copied < len {
+            if copied < len - skip {
                 cc.truncated_reads.add(1);
             }
         }
@@ -466,32 +474,29 @@ impl DgramBuf {
             len,
             copied,
             src_len: alen,
+            stamp,
         })
     }
 
     /// Length of the next complete datagram (FIONREAD for datagram sockets),
     /// `None` if none is complete.
     pub fn next_len(&self) -> Option<usize> {
-        let cs = self.cons_state.lock();
-        let taken = self.cons.taken.load(Ordering::Relaxed);
-        if self.prod.done.load(Ordering::Acquire) == taken {
-            return None;
-        }
-        Some(self.header(cs.head_pos).0)
+        let (cs, _) = self.first()?;
+        Some(Self::header(&cs).0)
     }
 
     /// Number of complete datagrams queued.
     pub fn pending(&self) -> usize {
         // Load `taken` first: `done` never falls behind it.
-        let taken = self.cons.taken.load(Ordering::Acquire);
-        let done = self.prod.done.load(Ordering::Acquire);
+        let taken = self.ring.cons_ext().taken.load(Ordering::Acquire);
+        let done = self.ring.prod_ext().done.load(Ordering::Acquire);
         done.wrapping_sub(taken) as usize
     }
 
     /// Number of partial (incomplete) datagrams held. Producer side: takes
     /// the producer lock.
     pub fn partials(&self) -> usize {
-        self.prod_state.lock().partials.len()
+        self.ring.producer().state().partials.len()
     }
 
     /// Charged bytes of the complete datagrams queued now (partial ones
@@ -499,14 +504,14 @@ impl DgramBuf {
     /// may be moving it.
     pub fn used(&self) -> usize {
         // `head` first: `tail` never falls behind it.
-        let head = self.cons.head.load(Ordering::Acquire);
-        let tail = self.prod.tail.load(Ordering::Acquire);
+        let head = self.ring.head();
+        let tail = self.ring.tail();
         tail.wrapping_sub(head) as usize
     }
 
     /// The capacity in charged bytes.
     pub fn capacity(&self) -> usize {
-        self.cap.load(Ordering::Acquire)
+        self.ring.capacity()
     }
 
     /// The cap on partial datagrams given at creation.
@@ -525,40 +530,14 @@ impl DgramBuf {
         if capacity > isize::MAX as usize {
             return Err(c.reject(SbError::Oversized));
         }
-        let mut cs = self.cons_state.lock();
-        let mut ps = self.prod_state.lock();
-        let head = self.cons.head.load(Ordering::Relaxed);
-        let tail = self.prod.tail.load(Ordering::Relaxed);
-        let in_ring = tail.wrapping_sub(head);
-        if (capacity as u64) < in_ring.saturating_add(ps.partial_bytes) {
+        let mut both = self.ring.both();
+        let in_ring = both.tail().wrapping_sub(both.head());
+        if (capacity as u64) < in_ring.saturating_add(both.state().partial_bytes) {
             return Err(c.reject(SbError::ShrinkBelowBuffered));
         }
-        let ring_len = self.ring.len();
-        if ring_len != 0 && ring_len != capacity {
-            if in_ring == 0 {
-                drop(self.ring.replace(None));
-                cs.head_pos = 0;
-                ps.tail_pos = 0;
-            } else {
-                let mem = match RingMem::new(capacity) {
-                    Ok(m) => m,
-                    Err(err) => return Err(c.reject(err)),
-                };
-                // SAFETY: both locks held: neither side touches the ring;
-                // `in_ring` fits in both rings (checked above).
-                unsafe { self.ring.copy_to(cs.head_pos, in_ring as usize, &mem) };
-                drop(self.ring.replace(Some(mem)));
-                cs.head_pos = 0;
-                // A full ring's write position is its start, not its end.
-                ps.tail_pos = if in_ring as usize == capacity {
-                    0
-                } else {
-                    in_ring as usize
-                };
-            }
-        }
-        self.cap.store(capacity, Ordering::Release);
-        Ok(())
+        // Keeps the complete records (partials live outside the ring); an
+        // empty ring is released.
+        both.resize(capacity, in_ring).map_err(|err| c.reject(err))
     }
 
     /// A snapshot of this buffer's counters.

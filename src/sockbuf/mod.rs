@@ -16,7 +16,8 @@
 //! ([`MAX_HOLES`]). Every refusal is a distinct [`SbError`], counted in
 //! [`SbStats`], and leaves what was buffered intact. No input panics.
 //!
-//! Layout: `lock` (the per-side spin lock), `ring` (the only raw memory),
+//! Layout: `lock` (the per-side spin lock), `ring` (the only raw memory,
+//! behind a safe producer/consumer interface that also resizes),
 //! `assembler` (hole bookkeeping), `stream` and `dgram` (the two buffers),
 //! `counters` (statistics), `error` (the public error and stats types).
 #![deny(unsafe_code)]
@@ -35,7 +36,7 @@ pub use error::{SbError, SbStats};
 pub use stream::StreamBuf;
 
 /// Longest source address a datagram may carry (opaque bytes).
-pub const MAX_ADDR_LEN: usize = 128;
+pub const MAX_ADDR_LEN: usize = crate::addr::ADDR_MAX;
 
 #[cfg(test)]
 mod send_sync {
@@ -54,5 +55,99 @@ mod send_sync {
         let d = core::mem::size_of::<DgramBuf>();
         assert!(s <= 1152, "StreamBuf is {s} bytes");
         assert!(d <= 640, "DgramBuf is {d} bytes");
+    }
+}
+
+/// Both sides on two threads, wrapping and resizing under way: small enough
+/// for Miri's data-race detector.
+#[cfg(all(test, feature = "std"))]
+mod two_threads {
+    extern crate std;
+    use super::{DgramBuf, StreamBuf};
+    use alloc::vec::Vec;
+    #[test]
+    fn stream_two_threads() {
+        let b = StreamBuf::new(u64::MAX - 50, 64);
+        let total = 400u64;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut off = u64::MAX - 50;
+                let mut sent = 0u64;
+                while sent < total {
+                    let chunk: Vec<u8> = (0..7).map(|i| ((sent + i) % 251) as u8).collect();
+                    let n = chunk.len().min((total - sent) as usize);
+                    match b.insert(off, &chunk[..n]) {
+                        Ok(_) => {
+                            off = off.wrapping_add(n as u64);
+                            sent += n as u64;
+                        }
+                        Err(_) => std::thread::yield_now(),
+                    }
+                }
+                b.insert_fin(off).unwrap();
+            });
+            s.spawn(|| {
+                let mut got = 0u64;
+                let mut buf = [0u8; 13];
+                let mut resized = false;
+                while !b.at_eof() {
+                    let n = b.read(&mut buf);
+                    for (i, &x) in buf[..n].iter().enumerate() {
+                        assert_eq!(x as u64, (got + i as u64) % 251);
+                    }
+                    got += n as u64;
+                    if got > 150 && !resized {
+                        resized = b.set_capacity(97).is_ok();
+                    }
+                    if n == 0 {
+                        std::thread::yield_now();
+                    }
+                }
+                assert_eq!(got, total);
+            });
+        });
+    }
+    #[test]
+    fn dgram_two_threads() {
+        let b = DgramBuf::new(100, 2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut id = 0u64;
+                while id < 40 {
+                    let d = [id as u8; 5];
+                    if id % 3 == 0 {
+                        let r1 = b.insert(id, 0, 5, &d[..2], b"a");
+                        if r1.is_err() {
+                            std::thread::yield_now();
+                            continue;
+                        }
+                        while b.insert(id, 2, 5, &d[2..], b"a").is_err() {
+                            std::thread::yield_now();
+                        }
+                    } else if b.insert(id, 0, 5, &d, b"a").is_err() {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    id += 1;
+                }
+            });
+            s.spawn(|| {
+                let mut n = 0u64;
+                let mut buf = [0u8; 8];
+                let mut src = [0u8; 4];
+                while n < 40 {
+                    if let Some(m) = b.read(&mut buf, &mut src) {
+                        assert_eq!((m.len, m.copied, m.src_len), (5, 5, 1));
+                        assert_eq!(buf[..5], [n as u8; 5]);
+                        n += 1;
+                        if n == 20 {
+                            let _ = b.set_capacity(161);
+                        }
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+            });
+        });
     }
 }

@@ -15,48 +15,31 @@
 //! so on the in-order path neither side waits for the other: each takes only
 //! its own (never contended) spin lock. The out-of-order bookkeeping belongs
 //! to the producer alone. Only `set_capacity` takes both locks, because it
-//! moves the ring.
-#![allow(unsafe_code)]
+//! moves the ring. The offsets, the locks and the memory belong to the
+//! [`Ring`], which enforces those ranges; this module is safe code.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::assembler::{Assembler, MAX_HOLES};
-use super::counters::{Counters, Padded};
-use super::lock::SpinLock;
-use super::ring::{RawRing, RingMem};
+use super::counters::Counters;
+use super::ring::Ring;
 use super::{SbError, SbStats};
 
 /// Producer-private state (under the producer lock).
 struct Producer {
-    /// Physical ring index of `tail`.
-    tail_pos: usize,
     /// Out-of-order segments beyond `tail`.
     asm: Assembler,
 }
 
-/// Consumer-private state (under the consumer lock).
-struct Consumer {
-    /// Physical ring index of `head`.
-    head_pos: usize,
-}
-
-/// Fields the producer writes (one cache line group).
+/// Fields the producer publishes beside `tail` (one cache line group).
 struct ProdSide {
-    /// Contiguous edge: absolute offset one past the last in-order byte.
-    tail: AtomicU64,
     /// FIN offset, meaningful once `fin_set` is true.
     fin: AtomicU64,
     /// Set (Release) after `fin` is stored.
     fin_set: AtomicBool,
     /// True while out-of-order bytes are buffered beyond a hole.
     ooo: AtomicBool,
-}
-
-/// Fields the consumer writes.
-struct ConsSide {
-    /// Read offset: absolute offset of the next byte `read` returns.
-    head: AtomicU64,
 }
 
 /// Receive buffer of a byte stream: reassembles fragments that arrive in any
@@ -80,19 +63,10 @@ struct ConsSide {
 /// [`peek`]: StreamBuf::peek
 /// [`set_capacity`]: StreamBuf::set_capacity
 pub struct StreamBuf {
-    /// What the producer publishes (read by the consumer).
-    prod: Padded<ProdSide>,
-    /// What the consumer publishes (read by the producer).
-    cons: Padded<ConsSide>,
-    /// Producer-private state behind the producer's lock. On its own cache
-    /// line, so taking the lock never disturbs the line the other side polls.
-    prod_state: Padded<SpinLock<Producer>>,
-    /// Consumer-private state behind the consumer's lock.
-    cons_state: Padded<SpinLock<Consumer>>,
-    /// Receive window in bytes; equals the ring length once allocated.
-    /// Changed only with both locks held.
-    cap: AtomicUsize,
-    ring: RawRing,
+    /// The ring: `tail` (the contiguous edge) with [`ProdSide`], `head`
+    /// (the read offset), each side's lock, the producer's [`Producer`],
+    /// the receive window (the ring length once allocated) and the bytes.
+    ring: Ring<ProdSide, (), Producer>,
     counters: Counters,
 }
 
@@ -110,22 +84,19 @@ impl StreamBuf {
     /// [`SbError::TooManyHoles`].
     pub fn with_max_holes(start: u64, capacity: usize, max_holes: usize) -> Self {
         StreamBuf {
-            prod: Padded(ProdSide {
-                tail: AtomicU64::new(start),
-                fin: AtomicU64::new(0),
-                fin_set: AtomicBool::new(false),
-                ooo: AtomicBool::new(false),
-            }),
-            cons: Padded(ConsSide {
-                head: AtomicU64::new(start),
-            }),
-            prod_state: Padded(SpinLock::new(Producer {
-                tail_pos: 0,
-                asm: Assembler::new(max_holes),
-            })),
-            cons_state: Padded(SpinLock::new(Consumer { head_pos: 0 })),
-            cap: AtomicUsize::new(capacity),
-            ring: RawRing::empty(),
+            ring: Ring::new(
+                start,
+                capacity,
+                ProdSide {
+                    fin: AtomicU64::new(0),
+                    fin_set: AtomicBool::new(false),
+                    ooo: AtomicBool::new(false),
+                },
+                (),
+                Producer {
+                    asm: Assembler::new(max_holes),
+                },
+            ),
             counters: Counters::default(),
         }
     }
@@ -151,12 +122,11 @@ impl StreamBuf {
         if data.is_empty() {
             return Err(c.reject(SbError::ZeroLength));
         }
-        let mut guard = self.prod_state.lock();
-        let p = &mut *guard;
-        // Acquire: bytes the consumer released before this head are free.
-        let head = self.cons.head.load(Ordering::Acquire);
-        let tail = self.prod.tail.load(Ordering::Relaxed);
-        let cap = self.cap.load(Ordering::Relaxed) as u64;
+        let mut p = self.ring.producer();
+        let px = self.ring.prod_ext();
+        let head = p.head();
+        let tail = p.tail();
+        let cap = p.capacity() as u64;
         let len = data.len() as u64;
 
         // Position relative to the read offset; `skip` bytes lie behind it.
@@ -174,8 +144,8 @@ impl StreamBuf {
             Some(e) if e <= cap => e,
             _ => return Err(c.reject(SbError::BeyondWindow)),
         };
-        if self.prod.fin_set.load(Ordering::Relaxed) {
-            let fin_rel = self.prod.fin.load(Ordering::Relaxed).wrapping_sub(head);
+        if px.fin_set.load(Ordering::Relaxed) {
+            let fin_rel = px.fin.load(Ordering::Relaxed).wrapping_sub(head);
             if e > fin_rel {
                 return Err(c.reject(SbError::DataBeyondFin));
             }
@@ -185,13 +155,9 @@ impl StreamBuf {
             self.count_accepted(len, 0);
             return Ok(0);
         }
-        if self.ring.len() == 0 {
-            // First insert (or first since the ring was released while
-            // empty): head == tail and both physical indexes are 0.
-            match RingMem::new(cap as usize) {
-                Ok(mem) => drop(self.ring.replace(Some(mem))),
-                Err(err) => return Err(c.reject(err)),
-            }
+        // First insert (or first since the ring was released while empty).
+        if let Err(err) = p.allocate() {
+            return Err(c.reject(err));
         }
 
         // Relative to the contiguous edge from here on.
@@ -199,39 +165,33 @@ impl StreamBuf {
         let b = e - tail_rel;
         // data index of tail-relative position r (r >= a, so no underflow).
         let idx = |r: u64| -> usize { (tail_rel + r + skip - s) as usize };
-        let ring = &self.ring;
-        let tail_pos = p.tail_pos;
+        let (ring, st) = p.writer();
+        // Tail-relative [r, r + n) lies within [tail, head + cap): the ring
+        // writes it (and refuses anything outside the free space).
         let write = |r: u64, n: u64| {
             let i = idx(r);
             if let Some(src) = data.get(i..i.wrapping_add(n as usize)) {
-                // SAFETY: tail-relative [r, r + n) lies within
-                // [tail, head + cap): the consumer never reads there (it reads
-                // only below `tail`), and the producer lock excludes other
-                // writers and `set_capacity`.
-                unsafe { ring.write(ring.advance(tail_pos, r as usize), src) };
+                ring.write(r, src);
             }
         };
-        let (advance, new_bytes) = if a == 0 && p.asm.is_empty() {
+        let (advance, new_bytes) = if a == 0 && st.asm.is_empty() {
             // Fast path: in order, nothing buffered beyond the edge.
             write(0, b);
             (b, b)
         } else {
-            match p.asm.insert(a, b, write) {
+            match st.asm.insert(a, b, write) {
                 Ok(added) => (added.advance, added.new_bytes),
                 Err(err) => return Err(c.reject(err)),
             }
         };
+        let ooo = !st.asm.is_empty();
         if advance > 0 {
-            p.tail_pos = ring.advance(tail_pos, advance as usize);
             // Release: publishes the ring bytes just written.
-            self.prod
-                .tail
-                .store(tail.wrapping_add(advance), Ordering::Release);
+            p.publish(advance);
         }
         // Store only on change: the consumer polls this cache line.
-        let ooo = !p.asm.is_empty();
-        if self.prod.ooo.load(Ordering::Relaxed) != ooo {
-            self.prod.ooo.store(ooo, Ordering::Release);
+        if px.ooo.load(Ordering::Relaxed) != ooo {
+            px.ooo.store(ooo, Ordering::Release);
         }
         self.count_accepted(len, new_bytes);
         Ok(advance as usize)
@@ -257,29 +217,32 @@ impl StreamBuf {
     /// [`window_end`](StreamBuf::window_end).
     pub fn insert_fin(&self, offset: u64) -> Result<(), SbError> {
         let c = &self.counters;
-        let p = self.prod_state.lock();
-        if self.prod.fin_set.load(Ordering::Relaxed) {
-            return if self.prod.fin.load(Ordering::Relaxed) == offset {
+        let p = self.ring.producer();
+        let px = self.ring.prod_ext();
+        if px.fin_set.load(Ordering::Relaxed) {
+            return if px.fin.load(Ordering::Relaxed) == offset {
                 Ok(())
             } else {
                 Err(c.reject(SbError::ConflictingFin))
             };
         }
-        let head = self.cons.head.load(Ordering::Acquire);
-        let tail = self.prod.tail.load(Ordering::Relaxed);
+        let head = p.head();
+        let tail = p.tail();
         let rel = offset.wrapping_sub(head);
         if (rel as i64) < 0 {
             return Err(c.reject(SbError::DataBeyondFin));
         }
-        let buffered_end = tail.wrapping_sub(head).wrapping_add(p.asm.last_end());
+        let buffered_end = tail
+            .wrapping_sub(head)
+            .wrapping_add(p.state().asm.last_end());
         if rel < buffered_end {
             return Err(c.reject(SbError::DataBeyondFin));
         }
-        if rel > self.cap.load(Ordering::Relaxed) as u64 {
+        if rel > p.capacity() as u64 {
             return Err(c.reject(SbError::BeyondWindow));
         }
-        self.prod.fin.store(offset, Ordering::Relaxed);
-        self.prod.fin_set.store(true, Ordering::Release);
+        px.fin.store(offset, Ordering::Relaxed);
+        px.fin_set.store(true, Ordering::Release);
         drop(p);
         Ok(())
     }
@@ -287,10 +250,7 @@ impl StreamBuf {
     /// `read_offset + capacity`: the producer must not deliver bytes at or
     /// beyond this offset (the window left is `window_end - offset`).
     pub fn window_end(&self) -> u64 {
-        self.cons
-            .head
-            .load(Ordering::Acquire)
-            .wrapping_add(self.cap.load(Ordering::Acquire) as u64)
+        self.ring.head().wrapping_add(self.ring.capacity() as u64)
     }
 
     // ------------------------------------------------------------ consumer
@@ -306,12 +266,28 @@ impl StreamBuf {
         self.copy_out(buf, false)
     }
 
+    /// Copy up to `buf.len()` readable bytes from `skip` bytes past the
+    /// read offset, without consuming anything (SO_PEEK_OFF's peek).
+    pub fn peek_at(&self, skip: usize, buf: &mut [u8]) -> usize {
+        let mut cs = self.ring.consumer();
+        let avail = cs.available();
+        let Some(left) = avail.checked_sub(skip as u64) else {
+            return 0;
+        };
+        let n = core::cmp::min(left, buf.len() as u64) as usize;
+        match buf.get_mut(..n) {
+            // [head + skip, head + skip + n) lies below the published tail.
+            Some(out) if n > 0 => {
+                cs.read(skip as u64, out);
+                n
+            }
+            _ => 0,
+        }
+    }
+
     fn copy_out(&self, buf: &mut [u8], consume: bool) -> usize {
-        let mut cs = self.cons_state.lock();
-        let head = self.cons.head.load(Ordering::Relaxed);
-        // Acquire: the bytes below `tail` were written before it was stored.
-        let tail = self.prod.tail.load(Ordering::Acquire);
-        let avail = tail.wrapping_sub(head);
+        let mut cs = self.ring.consumer();
+        let avail = cs.available();
         let n = core::cmp::min(avail, buf.len() as u64) as usize;
         let Some(out) = buf.get_mut(..n) else {
             return 0;
@@ -319,16 +295,11 @@ impl StreamBuf {
         if n == 0 {
             return 0;
         }
-        // SAFETY: [head, head + n) lies below the published `tail`: the
-        // producer never writes there again (it writes only at or beyond
-        // `tail`), and the consumer lock excludes `set_capacity`.
-        unsafe { self.ring.read(cs.head_pos, out) };
+        // [head, head + n) lies below the published `tail`.
+        cs.read(0, out);
         if consume {
-            cs.head_pos = self.ring.advance(cs.head_pos, n);
             // Release: the producer may reuse these slots once it sees this.
-            self.cons
-                .head
-                .store(head.wrapping_add(n as u64), Ordering::Release);
+            cs.consume(n as u64);
             self.counters.cons.bytes_read.add(n as u64);
         }
         n
@@ -338,32 +309,32 @@ impl StreamBuf {
     /// hole or the FIN.
     pub fn readable(&self) -> usize {
         // Load head first: tail only grows and is never behind any head.
-        let head = self.cons.head.load(Ordering::Acquire);
-        let tail = self.prod.tail.load(Ordering::Acquire);
+        let head = self.ring.head();
+        let tail = self.ring.tail();
         tail.wrapping_sub(head) as usize
     }
 
     /// True when bytes are buffered beyond a hole (a reader waiting for more
     /// data is blocked by a missing fragment, not by an empty buffer).
     pub fn has_hole(&self) -> bool {
-        self.prod.ooo.load(Ordering::Acquire)
+        self.ring.prod_ext().ooo.load(Ordering::Acquire)
     }
 
     /// True once the reader has consumed everything up to the FIN.
     pub fn at_eof(&self) -> bool {
-        self.prod.fin_set.load(Ordering::Acquire)
-            && self.prod.fin.load(Ordering::Relaxed) == self.cons.head.load(Ordering::Acquire)
+        let px = self.ring.prod_ext();
+        px.fin_set.load(Ordering::Acquire) && px.fin.load(Ordering::Relaxed) == self.ring.head()
     }
 
     /// True once a FIN has been accepted (data before it may still be unread).
     pub fn fin_received(&self) -> bool {
-        self.prod.fin_set.load(Ordering::Acquire)
+        self.ring.prod_ext().fin_set.load(Ordering::Acquire)
     }
 
     /// The FIN offset, once a FIN has been accepted.
     pub fn fin_offset(&self) -> Option<u64> {
         if self.fin_received() {
-            Some(self.prod.fin.load(Ordering::Relaxed))
+            Some(self.ring.prod_ext().fin.load(Ordering::Relaxed))
         } else {
             None
         }
@@ -371,12 +342,12 @@ impl StreamBuf {
 
     /// The read offset: absolute offset of the next byte `read` returns.
     pub fn read_offset(&self) -> u64 {
-        self.cons.head.load(Ordering::Acquire)
+        self.ring.head()
     }
 
     /// The receive window in bytes.
     pub fn capacity(&self) -> usize {
-        self.cap.load(Ordering::Acquire)
+        self.ring.capacity()
     }
 
     /// Resize the window (SO_RCVBUF), between reads.
@@ -395,41 +366,15 @@ impl StreamBuf {
         if capacity > isize::MAX as usize {
             return Err(c.reject(SbError::Oversized));
         }
-        let mut cs = self.cons_state.lock();
-        let mut ps = self.prod_state.lock();
-        let head = self.cons.head.load(Ordering::Relaxed);
-        let tail = self.prod.tail.load(Ordering::Relaxed);
-        let tail_rel = tail.wrapping_sub(head);
-        let buffered = tail_rel.wrapping_add(ps.asm.last_end());
+        let mut both = self.ring.both();
+        let tail_rel = both.tail().wrapping_sub(both.head());
+        let buffered = tail_rel.wrapping_add(both.state().asm.last_end());
         if (capacity as u64) < buffered {
             return Err(c.reject(SbError::ShrinkBelowBuffered));
         }
-        let ring_len = self.ring.len();
-        if ring_len != 0 && ring_len != capacity {
-            if buffered == 0 {
-                drop(self.ring.replace(None));
-                cs.head_pos = 0;
-                ps.tail_pos = 0;
-            } else {
-                let mem = match RingMem::new(capacity) {
-                    Ok(m) => m,
-                    Err(err) => return Err(c.reject(err)),
-                };
-                // SAFETY: both locks are held, so neither side touches the
-                // ring; `buffered <= old capacity` and `<= capacity`.
-                unsafe { self.ring.copy_to(cs.head_pos, buffered as usize, &mem) };
-                drop(self.ring.replace(Some(mem)));
-                cs.head_pos = 0;
-                // A full ring's write position is its start, not its end.
-                ps.tail_pos = if tail_rel as usize == capacity {
-                    0
-                } else {
-                    tail_rel as usize
-                };
-            }
-        }
-        self.cap.store(capacity, Ordering::Release);
-        Ok(())
+        // Keeps the buffered bytes, out-of-order ones included; an empty
+        // ring is released.
+        both.resize(capacity, buffered).map_err(|err| c.reject(err))
     }
 
     /// A snapshot of this buffer's counters.

@@ -45,10 +45,17 @@ impl Socket {
 
     /// bind().
     pub fn bind(&self, addr: &SockAddr) -> Result<(), Errno> {
-        self.check_family(addr)?;
-        if self.has(F_BOUND) {
-            return Err(EINVAL);
-        }
+        let checked;
+        let addr = if !self.is_ip() {
+            self.check_family(addr)?;
+            if self.has(F_BOUND) {
+                return Err(EINVAL);
+            }
+            addr
+        } else {
+            checked = self.inet_bind_addr(addr)?;
+            &checked
+        };
         let b = self.select(ClaimOp::Bind, addr)?;
         if self.has(F_BOUND) {
             return Err(EINVAL);
@@ -64,7 +71,7 @@ impl Socket {
             return Err(EOPNOTSUPP);
         }
         let f = self.flags();
-        if f & (F_CONNECTED | F_CONNECTING) != 0 {
+        if f.is(Phase::Connected) || f.is(Phase::Connecting) {
             return Err(EINVAL);
         }
         let backlog = if backlog < 0 {
@@ -72,19 +79,21 @@ impl Socket {
         } else {
             (backlog as u32).min(SOMAXCONN)
         };
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             self.ctl.lock().backlog = backlog;
             return Ok(());
         }
-        let b = self.select(ClaimOp::Listen, &unspecified_addr(self.info.domain))?;
+        let b = self.select(ClaimOp::Listen, &SockAddr::unspecified(self.info.domain))?;
         if self.info.domain == AF_UNIX && !self.has(F_BOUND) {
             // Linux: listen() on an unbound AF_UNIX socket is EINVAL.
             return Err(EINVAL);
         }
         self.ctl.lock().backlog = backlog;
         b.backend.listen(self.sref(b), backlog)?;
-        self.set(F_LISTENING | F_BOUND);
-        Ok(())
+        self.set(F_BOUND);
+        // A concurrent connect() that got here first keeps its phase.
+        self.go(&[Phase::Idle, Phase::Listening], Phase::Listening)
+            .map_err(|_| EINVAL)
     }
 
     /// connect(). Stream sockets wait (or return EINPROGRESS); datagram
@@ -101,30 +110,63 @@ impl Socket {
             self.check_family(addr)?;
         }
         let f = self.flags();
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             return Err(if self.info.domain == AF_UNIX {
                 EINVAL
             } else {
                 EISCONN
             });
         }
-        if f & F_CONNECTED != 0 {
+        if f.is(Phase::Connected) {
+            if ip && core::mem::take(&mut self.ctl.lock().connect_unreported) {
+                return Ok(());
+            }
             return Err(EISCONN);
         }
-        if f & F_CONNECTING != 0 {
+        if f.is(Phase::Connecting) {
             if self.nonblocking() {
                 return Err(EALREADY);
             }
             return self.finish_connect();
         }
-        if ip {
-            self.check_family(addr)?;
+        if ip && {
+            let mut c = self.ctl.lock();
+            c.connect_unreported = false;
+            core::mem::take(&mut c.connect_failed)
+        } {
+            // Reported, the socket is disconnected (tcp_disconnect): no
+            // longer shut, only hung up as any unconnected TCP socket.
+            self.clear(F_RD_SHUT | F_WR_SHUT);
+            // Linux's __inet_stream_connect on a socket whose connect
+            // failed meanwhile: sock_error(), or ECONNABORTED; the next
+            // connect() starts anew.
+            return Err(self.take_error().unwrap_or(ECONNABORTED));
         }
+        let checked;
+        let addr = if self.is_ip() {
+            checked = self.inet_connect_addr(addr)?;
+            &checked
+        } else {
+            if ip {
+                self.check_family(addr)?;
+            }
+            addr
+        };
         let b = self.select(ClaimOp::Connect, addr)?;
-        // A refusal left over from an earlier attempt belongs to that one.
-        self.clear(F_ERROR);
-        self.ctl.lock().so_error = 0;
-        self.set(F_CONNECTING);
+        // A refusal left over from an earlier attempt belongs to that one,
+        // and so does the shutdown it left (see `connect_failed`).
+        self.clear(F_ERROR | F_RD_SHUT | F_WR_SHUT);
+        {
+            let mut ctl = self.ctl.lock();
+            ctl.so_error = 0;
+            ctl.connect_failed = false;
+        }
+        match self.go(&[Phase::Idle], Phase::Connecting) {
+            Ok(()) => self.tcp.handshake_started(true),
+            // Another thread's connect() got there first.
+            Err(Phase::Connecting) => return Err(EALREADY),
+            Err(_) => return Err(EISCONN),
+        }
         let deadline = self.snd_deadline();
         loop {
             match b.backend.connect(self.sref(b), addr) {
@@ -135,12 +177,12 @@ impl Socket {
                         crate::platform::deadline_after(core::time::Duration::from_millis(1));
                     self.wait.wait_until(|| self.has(F_CLOSED), step);
                     if self.has(F_CLOSED) || deadline.is_some_and(|d| crate::platform::now() >= d) {
-                        self.clear(F_CONNECTING);
+                        let _ = self.go(&[Phase::Connecting], Phase::Idle);
                         return Err(if self.has(F_CLOSED) { EBADF } else { EAGAIN });
                     }
                 }
                 Err(e) => {
-                    self.clear(F_CONNECTING);
+                    let _ = self.go(&[Phase::Connecting], Phase::Idle);
                     return Err(e);
                 }
             }
@@ -149,13 +191,16 @@ impl Socket {
         if self.nonblocking() {
             if self.info.domain == AF_UNIX {
                 // AF_UNIX connects synchronously on Linux.
-                if self.has(F_CONNECTED) {
+                if self.phase() == Phase::Connected {
                     return Ok(());
                 }
+                self.ctl.lock().connect_failed = false;
                 if let Some(e) = self.take_error() {
                     return Err(e);
                 }
+                return Err(EINPROGRESS);
             }
+            self.ctl.lock().connect_unreported = true;
             return Err(EINPROGRESS);
         }
         self.finish_connect()
@@ -164,17 +209,36 @@ impl Socket {
     fn finish_connect(&self) -> Result<(), Errno> {
         let deadline = self.snd_deadline();
         let w = self.block_until(
-            || self.flags() & (F_CONNECTING | F_CLOSED) != F_CONNECTING,
+            || {
+                let f = self.flags();
+                !f.is(Phase::Connecting) || f.has(F_CLOSED)
+            },
             deadline,
         );
-        if self.has(F_CONNECTED) {
+        if self.phase() == Phase::Connected {
+            self.ctl.lock().connect_unreported = false;
             return Ok(());
+        }
+        if self.phase() != Phase::Connecting {
+            // This call reports the failure: the next connect() starts anew,
+            // and the socket is disconnected, as in connect() above.
+            self.ctl.lock().connect_failed = false;
+            if self.info.domain != AF_UNIX {
+                self.clear(F_RD_SHUT | F_WR_SHUT);
+            }
         }
         if let Some(e) = self.take_error() {
             return Err(e);
         }
+        if w != Waited::Ready && self.info.domain != AF_UNIX {
+            // The connection goes on: poll, then connect() reports it.
+            self.ctl.lock().connect_unreported = true;
+        }
         if w == Waited::TimedOut {
             return Err(EINPROGRESS);
+        }
+        if w == Waited::Interrupted {
+            return Err(EINTR);
         }
         if self.has(F_CLOSED) {
             return Err(EBADF);
@@ -185,16 +249,33 @@ impl Socket {
     fn connect_dgram(&self, addr: &SockAddr) -> Result<(), Errno> {
         if addr.family() == AF_UNSPEC {
             // Dissolve the association.
-            self.clear(F_CONNECTED);
+            let _ = self.go(&[Phase::Connected], Phase::Idle);
             if let Some(b) = self.binding() {
                 b.backend.connect(self.sref(b), addr)?;
             }
             return Ok(());
         }
-        self.check_family(addr)?;
+        let checked;
+        let addr = if !self.is_ip() {
+            self.check_family(addr)?;
+            addr
+        } else {
+            match self
+                .inet_connect_addr(addr)
+                .and_then(|a| self.check_group_dest(&a).map(|()| a))
+            {
+                Ok(a) => checked = a,
+                Err(e) => {
+                    self.autobind_anyway();
+                    return Err(e);
+                }
+            }
+            &checked
+        };
         let b = self.select(ClaimOp::Connect, addr)?;
         b.backend.connect(self.sref(b), addr)?;
-        self.set(F_CONNECTED | F_BOUND);
+        self.set(F_BOUND);
+        let _ = self.go(&[Phase::Idle, Phase::Connected], Phase::Connected);
         Ok(())
     }
 
@@ -205,12 +286,12 @@ impl Socket {
         }
         let deadline = self.rcv_deadline();
         loop {
-            if !self.has(F_LISTENING) {
+            if self.phase() != Phase::Listening {
                 return Err(EINVAL);
             }
             let child = {
                 let mut ctl = self.ctl.lock();
-                let c = ctl.accept_q.pop_front();
+                let c = Socket::take_acceptable(&mut ctl);
                 if c.is_some() {
                     self.accept_len.fetch_sub(1, Ordering::AcqRel);
                 }
@@ -230,13 +311,17 @@ impl Socket {
             }
             let w = self.wait.wait_until(
                 || {
-                    self.accept_len.load(Ordering::Acquire) > 0
-                        || self.flags() & (F_LISTENING | F_CLOSED) != F_LISTENING
+                    self.accept_len.load(Ordering::Acquire) > 0 || {
+                        let f = self.flags();
+                        !f.is(Phase::Listening) || f.has(F_CLOSED)
+                    }
                 },
                 deadline,
             );
-            if w == Waited::TimedOut {
-                return Err(EAGAIN);
+            match w {
+                Waited::TimedOut => return Err(EAGAIN),
+                Waited::Interrupted => return Err(EINTR),
+                Waited::Ready => {}
             }
         }
     }
@@ -247,17 +332,24 @@ impl Socket {
             return Err(EINVAL);
         }
         let f = self.flags();
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             if how != SHUT_WR {
-                // Linux disconnects a listener: blocked accept()s return.
-                self.clear(F_LISTENING);
+                // Linux disconnects a listener (inet_csk_listen_stop): it
+                // stops listening, the connections queued on it are reset,
+                // blocked accept()s return.
+                let _ = self.go(&[Phase::Listening], Phase::Idle);
+                let queued = core::mem::take(&mut self.ctl.lock().accept_q);
+                self.accept_len.store(0, Ordering::Release);
+                for c in queued {
+                    c.abort();
+                }
                 self.wait.notify(-1);
             }
             return Ok(());
         }
         let rd = how == SHUT_RD || how == SHUT_RDWR;
         let wr = how == SHUT_WR || how == SHUT_RDWR;
-        let connected = f & F_CONNECTED != 0;
+        let connected = f.is(Phase::Connected);
         if rd {
             self.set(F_RD_SHUT);
         }
@@ -277,7 +369,7 @@ impl Socket {
             };
         }
         if let Some(b) = self.binding() {
-            if wr && self.is_stream() && f & F_RESET == 0 {
+            if wr && self.is_stream() && !f.has(F_RESET) {
                 self.send_fin(b);
             }
             let r = b.backend.shutdown(self.sref(b), how);
@@ -291,17 +383,38 @@ impl Socket {
     pub fn local_addr(&self) -> SockAddr {
         self.binding()
             .and_then(|b| b.backend.local_addr(self.sref(b)))
-            .unwrap_or_else(|| unspecified_addr(self.info.domain))
+            .unwrap_or_else(|| SockAddr::unspecified(self.info.domain))
+    }
+
+    /// The address an accepted connection came from, even if it was reset
+    /// since (accept() reports it; getpeername() then does not), or the
+    /// unspecified address if the backend kept none.
+    pub fn accepted_from(&self) -> SockAddr {
+        self.binding()
+            .and_then(|b| b.backend.peer_addr(self.sref(b)))
+            .unwrap_or_else(|| SockAddr::unspecified(self.info.domain))
     }
 
     /// getpeername().
     pub fn peer_addr(&self) -> Result<SockAddr, Errno> {
-        if !self.has(F_CONNECTED) {
+        if self.phase() != Phase::Connected {
             return Err(ENOTCONN);
         }
-        self.binding()
+        // A reset TCP connection is closed (inet_getname: TCP_CLOSE has
+        // no peer); an AF_UNIX socket keeps its peer's name.
+        if self.info.domain != AF_UNIX && self.has(F_RESET) {
+            return Err(ENOTCONN);
+        }
+        let peer = self
+            .binding()
             .and_then(|b| b.backend.peer_addr(self.sref(b)))
-            .ok_or(ENOTCONN)
+            .ok_or(ENOTCONN)?;
+        // A UDP socket connected to port 0 has a destination but no peer
+        // name (inet_getname: no inet_dport).
+        if peer.inet_port() == Some(0) {
+            return Err(ENOTCONN);
+        }
+        Ok(peer)
     }
 
     /// socketpair(): two connected sockets of one backend.

@@ -5,7 +5,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
 
+use super::dgram_attrs::SendCtl;
 use super::*;
+use crate::backend::attrs::{DgramAttrs, ATTR_LEN};
 use crate::backend::contract::ClaimOp;
 use crate::sockbuf::MAX_ADDR_LEN;
 
@@ -19,6 +21,14 @@ pub struct RecvInfo {
     pub truncated: bool,
     /// The sender's address (datagram sockets).
     pub addr: Option<SockAddr>,
+    /// When the data returned was received, wall-clock ns (0: not
+    /// recorded): the datagram's, or a stream's latest arrival.
+    pub stamp_ns: u64,
+    /// An error-queue read (MSG_ERRQUEUE): what its entry says.
+    pub err: Option<super::errqueue::ErrInfo>,
+    /// The datagram's IP header fields, when the socket asked for a cmsg
+    /// of theirs as it arrived and its backend told them.
+    pub attrs: Option<DgramAttrs>,
 }
 
 /// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
@@ -36,33 +46,72 @@ impl Socket {
 
     /// recv()/recvfrom()/recvmsg() into one or more buffers.
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+        if flags & MSG_ERRQUEUE != 0 {
+            // The error queue never waits (sock_recv_errqueue).
+            let (ret, truncated, err, addr) = self.recv_errqueue(bufs, flags & MSG_PEEK != 0)?;
+            return Ok(RecvInfo {
+                ret,
+                truncated,
+                err: Some(err),
+                addr,
+                ..Default::default()
+            });
+        }
         if flags & MSG_OOB != 0 {
-            return Err(if self.is_stream() { EINVAL } else { EOPNOTSUPP });
+            if !self.is_stream() {
+                return Err(EOPNOTSUPP);
+            }
+            let first = bufs.iter_mut().find(|b| !b.is_empty()).map(|b| &mut b[0]);
+            let ret = self.recv_urgent(first, flags & MSG_PEEK != 0)?;
+            return Ok(RecvInfo {
+                ret,
+                truncated: ret == 0,
+                ..Default::default()
+            });
         }
         match &self.rx {
-            Rx::Stream(sb) => self.recv_stream(sb, bufs, flags).map(|ret| RecvInfo {
-                ret,
-                ..Default::default()
-            }),
+            Rx::Stream(sb) => {
+                let want = total_len(bufs);
+                self.recv_stream(sb, bufs, flags, want).map(|ret| RecvInfo {
+                    ret,
+                    stamp_ns: self.tcp.last_arrival_ns(),
+                    ..Default::default()
+                })
+            }
             Rx::Dgram(db) => self.recv_dgram(db, bufs, flags),
         }
     }
 
+    /// recv() with MSG_TRUNC on a stream socket: up to `len` bytes
+    /// discarded (or, with MSG_PEEK, counted), no buffer touched, so the
+    /// caller's may be NULL (as Linux's tcp_recvmsg allows).
+    pub fn recv_stream_trunc(&self, len: usize, flags: i32) -> Result<usize, Errno> {
+        if flags & MSG_OOB != 0 {
+            return Err(EINVAL);
+        }
+        match &self.rx {
+            Rx::Stream(sb) => self.recv_stream(sb, &mut [], flags | MSG_TRUNC, len),
+            Rx::Dgram(_) => Err(EOPNOTSUPP),
+        }
+    }
+
+    /// `want`: the bytes asked for (the buffers' total, or a MSG_TRUNC
+    /// length with no buffer).
     fn recv_stream(
         &self,
         sb: &StreamBuf,
         bufs: &mut [&mut [u8]],
         flags: i32,
+        want: usize,
     ) -> Result<usize, Errno> {
         let unconnected = if self.info.domain == AF_UNIX {
             EINVAL
         } else {
             ENOTCONN
         };
-        if self.has(F_LISTENING) {
+        if self.phase() == Phase::Listening {
             return Err(unconnected);
         }
-        let want = total_len(bufs);
         if want == 0 {
             return Ok(0);
         }
@@ -71,19 +120,47 @@ impl Socket {
         let deadline = self.rcv_deadline();
         // What was read so far, or `e` if nothing was.
         let so_far = |got: usize, e: Errno| if got > 0 { Ok(got) } else { Err(e) };
+        // sock_rcvlowat: a read returns once it has SO_RCVLOWAT's bytes
+        // (all of them with MSG_WAITALL), or fewer at end of stream.
+        let target = if waitall {
+            want
+        } else if peek {
+            1
+        } else {
+            (self.rcv_lowat.load(Ordering::Relaxed) as usize).min(want)
+        };
         let mut got = 0usize;
         let mut pumped = false;
         loop {
-            let (n, grew) = {
+            let (n, grew, at_mark) = {
                 let _g = self.rx_lock.lock();
-                let n = if peek {
-                    peek_into(sb, bufs)
-                } else if flags & MSG_TRUNC != 0 {
-                    discard(sb, want - got)
+                // Urgent data: a read stops at the mark (and skips an
+                // out-of-band byte it starts on).
+                let limit = if peek {
+                    None
                 } else {
-                    read_into(sb, bufs, got)
+                    self.urgent_read_limit(sb)
                 };
-                (n, n > 0 && !peek && self.autotune(sb, n))
+                let room = limit.map_or(want - got, |l| l.min(want - got));
+                let n = if peek && flags & MSG_TRUNC != 0 && self.info.domain != AF_UNIX {
+                    // Linux's tcp_recvmsg copies nothing under MSG_TRUNC,
+                    // peeking or not: it says how much there is.
+                    sb.readable().min(want - got)
+                } else if peek {
+                    let off = self.peek_off.load(Ordering::Relaxed);
+                    if off >= 0 {
+                        let n = peek_into_at(sb, off as usize, bufs);
+                        self.peek_off.fetch_add(n as i32, Ordering::Relaxed);
+                        n
+                    } else {
+                        peek_into(sb, bufs)
+                    }
+                } else if flags & MSG_TRUNC != 0 {
+                    self.peek_off_back(discard(sb, room))
+                } else {
+                    self.peek_off_back(read_capped(sb, bufs, got, room))
+                };
+                (n, n > 0 && !peek && self.autotune(sb, n), limit == Some(n))
             };
             if n > 0 {
                 got += n;
@@ -92,16 +169,16 @@ impl Socket {
                 } else if !peek {
                     self.advertise_window();
                 }
-                if !waitall || got >= want {
+                if got >= target || at_mark {
                     return Ok(got);
                 }
                 continue;
             }
             let f = self.flags();
-            if sb.at_eof() || f & F_RD_SHUT != 0 {
+            if sb.at_eof() || f.has(F_RD_SHUT) {
                 return Ok(got);
             }
-            if f & F_RESET != 0 {
+            if f.has(F_RESET) {
                 // Data first, then the one error report, then the
                 // connection reads as shut.
                 return match (got, self.take_error()) {
@@ -109,14 +186,11 @@ impl Socket {
                     _ => Ok(got),
                 };
             }
-            if f & F_CLOSED != 0 {
+            if f.has(F_CLOSED) {
                 return so_far(got, EBADF);
             }
-            if f & (F_CONNECTED | F_CONNECTING) == 0 {
+            if f.is(Phase::Idle) || f.is(Phase::Listening) {
                 return Err(unconnected);
-            }
-            if got > 0 && !waitall {
-                return Ok(got);
             }
             if !self.blocking(flags) {
                 if !pumped && self.pump_orphan() {
@@ -125,8 +199,17 @@ impl Socket {
                 }
                 return so_far(got, EAGAIN);
             }
-            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
-                return so_far(got, EAGAIN);
+            // Any new byte, not SO_RCVLOWAT's worth: the read takes it and
+            // counts on towards its target.
+            let more = || {
+                sb.readable() > 0
+                    || self.readiness() & (POLLIN | POLLERR | POLLHUP) != 0
+                    || self.has(F_CLOSED)
+            };
+            match self.block_until(more, deadline) {
+                Waited::TimedOut => return so_far(got, EAGAIN),
+                Waited::Interrupted => return so_far(got, EINTR),
+                Waited::Ready => {}
             }
         }
     }
@@ -141,27 +224,44 @@ impl Socket {
         let deadline = self.rcv_deadline();
         let mut src = [0u8; MAX_ADDR_LEN];
         loop {
+            // UDP reports a pending error before queued datagrams
+            // (__skb_recv_udp looks at sock_error first).
+            if self.info.domain != AF_UNIX {
+                if let Some(e) = self.take_error() {
+                    return Err(e);
+                }
+            }
+            // SO_PEEK_OFF: a peek starts that far into the datagram and
+            // moves it on; a read moves it back by the datagram.
+            let off = self.peek_off.load(Ordering::Relaxed);
             let meta = {
                 let _g = self.rx_lock.lock();
-                let m = if bufs.len() == 1 {
-                    let b = &mut *bufs[0];
-                    if peek {
-                        db.peek(b, &mut src)
+                let take = |b: &mut [u8], src: &mut [u8]| {
+                    if !peek {
+                        db.read(b, src)
+                    } else if off >= 0 {
+                        db.peek_at(off as usize, b, src)
                     } else {
-                        db.read(b, &mut src)
+                        db.peek(b, src)
                     }
+                };
+                let m = if bufs.len() == 1 {
+                    take(&mut *bufs[0], &mut src)
                 } else {
                     let mut tmp = vec![0u8; total_len(bufs)];
-                    let m = if peek {
-                        db.peek(&mut tmp, &mut src)
-                    } else {
-                        db.read(&mut tmp, &mut src)
-                    };
+                    let m = take(&mut tmp, &mut src);
                     if let Some(m) = m {
                         scatter(&tmp[..m.copied], bufs);
                     }
                     m
                 };
+                if let (Some(m), true) = (m, off >= 0) {
+                    if peek {
+                        self.peek_off.fetch_add(m.copied as i32, Ordering::Relaxed);
+                    } else {
+                        self.peek_off_back(m.len);
+                    }
+                }
                 // A datagram read made room for a shrink SO_RCVBUF had to
                 // leave pending.
                 if m.is_some() && !peek && self.has(F_RCVBUF_PENDING) {
@@ -173,15 +273,31 @@ impl Socket {
                 // Told once half the buffer is free, not at the first
                 // read: a backend that offers its datagrams again then
                 // fills it with several, not one per read.
-                if !peek && self.flags() & F_DGRAM_REFUSED != 0 && db.used() <= db.capacity() / 2 {
+                if !peek && self.flags().has(F_DGRAM_REFUSED) && db.used() <= db.capacity() / 2 {
                     self.clear(F_DGRAM_REFUSED);
                     if let Some(b) = self.binding() {
                         b.backend.window(self.sref(b), db.capacity() as u64);
                     }
                 }
-                let addr = SockAddr::from_bytes(&src[..m.src_len.min(MAX_ADDR_LEN)]);
-                let truncated = m.len > m.copied;
+                // An IP source may be followed by the datagram's
+                // attributes (`SocketFrontend::deliver_attrs` kept them).
+                let held = &src[..m.src_len.min(MAX_ADDR_LEN)];
+                let (held, attrs) = split_attrs(held);
+                let addr = SockAddr::from_bytes(held);
+                let skipped = if peek && off >= 0 {
+                    (off as usize).min(m.len)
+                } else {
+                    0
+                };
+                let truncated = m.len - skipped > m.copied;
+                let stamp_ns = if m.stamp != 0 {
+                    m.stamp
+                } else {
+                    crate::platform::realtime_ns().max(1)
+                };
+                self.stamp_ns.store(stamp_ns, Ordering::Relaxed);
                 return Ok(RecvInfo {
+                    stamp_ns,
                     ret: if flags & MSG_TRUNC != 0 {
                         m.len
                     } else {
@@ -189,24 +305,62 @@ impl Socket {
                     },
                     truncated,
                     addr,
+                    err: None,
+                    attrs,
                 });
             }
             if let Some(e) = self.take_error() {
                 return Err(e);
             }
             let f = self.flags();
-            if f & F_CLOSED != 0 {
+            if f.has(F_CLOSED) {
                 return Err(EBADF);
             }
-            if f & F_RD_SHUT != 0 {
-                return Ok(RecvInfo::default());
-            }
+            // Read side shut and nothing queued: a call that would wait
+            // returns 0 at once (__skb_wait_for_more_packets), one that
+            // would not is EAGAIN; datagrams still arrive.
             if !self.blocking(flags) {
                 return Err(EAGAIN);
             }
-            if self.wait_for(POLLIN, deadline) == Waited::TimedOut {
-                return Err(EAGAIN);
+            if f.has(F_RD_SHUT) {
+                return Ok(RecvInfo::default());
             }
+            match self.wait_for(POLLIN, deadline) {
+                Waited::TimedOut => return Err(EAGAIN),
+                Waited::Interrupted => return Err(EINTR),
+                Waited::Ready => {}
+            }
+        }
+    }
+
+    /// A read took `n` bytes: SO_PEEK_OFF, when on, moves back by as
+    /// many (not below 0: sk_peek_offset_bwd). Returns `n`.
+    fn peek_off_back(&self, n: usize) -> usize {
+        let n32 = n.min(i32::MAX as usize) as i32;
+        let mut o = self.peek_off.load(Ordering::Relaxed);
+        // Reads are serialised by rx_lock; the loop only meets a
+        // concurrent setsockopt(SO_PEEK_OFF).
+        while o >= 0 {
+            match self.peek_off.compare_exchange_weak(
+                o,
+                (o - n32).max(0),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(now) => o = now,
+            }
+        }
+        n
+    }
+
+    /// SIOCGSTAMP(NS): when the last datagram read was received (its
+    /// arrival), in wall-clock ns; ENOENT before any, and always on a
+    /// stream socket (as Linux's TCP, which records none).
+    pub fn last_stamp_ns(&self) -> Result<u64, Errno> {
+        match self.stamp_ns.load(Ordering::Relaxed) {
+            0 => Err(ENOENT),
+            t => Ok(t),
         }
     }
 
@@ -214,7 +368,7 @@ impl Socket {
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
         match &self.rx {
-            Rx::Stream(sb) => sb.readable(),
+            Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
             Rx::Dgram(db) => db.next_len().unwrap_or(0),
         }
     }
@@ -227,11 +381,42 @@ impl Socket {
         flags: i32,
         dest: Option<&SockAddr>,
     ) -> Result<usize, Errno> {
+        self.send_with(bufs, flags, dest, &SendCtl::default())
+    }
+
+    /// send(), with what a sendmsg's control messages ask of a datagram
+    /// (`ctl`; a stream socket ignores it, as TCP does these).
+    pub fn send_with(
+        &self,
+        bufs: &[&[u8]],
+        flags: i32,
+        dest: Option<&SockAddr>,
+        ctl: &SendCtl,
+    ) -> Result<usize, Errno> {
+        if flags & MSG_FASTOPEN != 0 && self.is_stream() && self.info.domain != AF_UNIX {
+            // sendto(MSG_FASTOPEN) connects, then sends (tcp_sendmsg_fastopen;
+            // the data goes after the handshake rather than in the SYN).
+            if let (Some(d), Phase::Idle) = (dest, self.phase()) {
+                if !super::options::tfo_client_enabled() {
+                    return Err(EOPNOTSUPP);
+                }
+                self.connect(d)?;
+            }
+        }
         let r = if self.is_stream() {
             self.send_stream(bufs, flags, dest)
         } else {
-            self.send_dgram(bufs, flags, dest)
+            self.send_dgram(bufs, flags, dest, ctl)
         };
+        if let (Ok(n), true) = (r, self.has(F_TXSTAMP)) {
+            // SO_TIMESTAMPING's transmit stamp: the data left now.
+            let sent: Vec<u8> = bufs
+                .iter()
+                .flat_map(|b| b.iter().copied())
+                .take(n)
+                .collect();
+            self.queue_tx_stamp(&sent, self.timestamping_flags());
+        }
         if r == Err(EPIPE) && flags & MSG_NOSIGNAL == 0 {
             crate::platform::raise_sigpipe();
         }
@@ -240,19 +425,19 @@ impl Socket {
 
     fn stream_send_error(&self) -> Option<Errno> {
         let f = self.flags();
-        if f & F_CLOSED != 0 {
+        if f.has(F_CLOSED) {
             return Some(EBADF);
         }
-        if f & F_RESET != 0 {
+        if f.has(F_RESET) {
             return Some(self.take_error().unwrap_or(EPIPE));
         }
-        if f & F_WR_SHUT != 0 {
+        if f.has(F_WR_SHUT) {
             return Some(EPIPE);
         }
-        if f & F_CONNECTED == 0 {
+        if !f.is(Phase::Connected) {
             // Linux: TCP reports EPIPE on a socket that never connected,
             // AF_UNIX reports ENOTCONN.
-            return Some(if f & F_CONNECTING != 0 {
+            return Some(if f.is(Phase::Connecting) {
                 EAGAIN
             } else if self.info.domain == AF_UNIX {
                 ENOTCONN
@@ -272,11 +457,23 @@ impl Socket {
         if flags & MSG_OOB != 0 && self.info.domain == AF_UNIX {
             return Err(EOPNOTSUPP);
         }
-        if dest.is_some() && self.has(F_CONNECTED) && self.info.domain == AF_UNIX {
+        let urgent = flags & MSG_OOB != 0;
+        if urgent {
+            // Urgent data goes now, after anything corked.
+            self.push_held();
+        }
+        if dest.is_some() && self.phase() == Phase::Connected && self.info.domain == AF_UNIX {
             return Err(EISCONN);
         }
         let want: usize = bufs.iter().map(|b| b.len()).sum();
         let deadline = self.snd_deadline();
+        // TCP_CORK or MSG_MORE: whole segments go out, the tail waits.
+        let hold_mss = if !urgent && self.corking(flags) {
+            let user_mss = self.ctl.lock().opts.maxseg();
+            Some(self.tcp_maxseg(user_mss).max(1) as usize)
+        } else {
+            None
+        };
         let mut tx = self.tx.lock();
         let mut sent = 0usize;
         let mut pumped = false;
@@ -285,7 +482,7 @@ impl Socket {
             // After a partial send, a reset or shutdown ends the call with
             // the count; the pending error stays for the next call, as on
             // Linux (stream_send_error would consume it).
-            if sent > 0 && self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0 {
+            if sent > 0 && self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED) {
                 return Ok(sent);
             }
             if let Some(e) = self.stream_send_error() {
@@ -294,7 +491,7 @@ impl Socket {
                     drop(tx);
                     self.wait_for(POLLOUT, deadline);
                     tx = self.tx.lock();
-                    if self.has(F_CONNECTING) && !self.has(F_CONNECTED) {
+                    if self.phase() == Phase::Connecting {
                         return Err(EAGAIN);
                     }
                     continue;
@@ -305,7 +502,20 @@ impl Socket {
                 return Ok(sent);
             }
             let limit = self.tx_limit.load(Ordering::Acquire);
-            let credit = limit.saturating_sub(tx.next);
+            let credit = limit
+                .saturating_sub(tx.next)
+                .saturating_sub(tx.held.len() as u64);
+            if credit == 0 && !tx.held.is_empty() {
+                // Held bytes took the credit: they go now, or the wait
+                // for credit would wait on them.
+                let n = tx.held.len();
+                let r = self.send_held(tx, n);
+                tx = self.tx.lock();
+                if let Err(e) = r {
+                    return if sent > 0 { Ok(sent) } else { Err(e) };
+                }
+                continue;
+            }
             if credit == 0 {
                 if !self.blocking(flags) {
                     if sent == 0 && !pumped {
@@ -319,16 +529,20 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;
+                // Not across the wait: it may process the backend's input.
+                drop(tx);
                 let w = self.block_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next
-                            || self.flags() & (F_RESET | F_WR_SHUT | F_CLOSED) != 0
+                            || self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED)
                     },
                     deadline,
                 );
-                if w == Waited::TimedOut {
-                    return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+                if w != Waited::Ready {
+                    let e = if w == Waited::TimedOut { EAGAIN } else { EINTR };
+                    return if sent > 0 { Ok(sent) } else { Err(e) };
                 }
+                tx = self.tx.lock();
                 continue;
             }
             while bi < bufs.len() && bo == bufs[bi].len() {
@@ -340,28 +554,57 @@ impl Socket {
                 .len()
                 .min(FRAG_MAX)
                 .min(credit.min(usize::MAX as u64) as usize);
-            let frag = Fragment {
-                header: FragHeader {
-                    kind: FragKind::Stream,
-                    flags: 0,
-                    conn: 0,
-                    offset: tx.next,
-                    dgram_offset: 0,
-                    dgram_total: 0,
-                    len: n as u32,
-                    addr_len: 0,
-                },
-                addr: &[],
-                payload: &chunk[..n],
-            };
+            if hold_mss.is_some() || !tx.held.is_empty() {
+                // Through the held bytes, which come first.
+                self.hold(&mut tx, &chunk[..n]);
+                sent += n;
+                bo += n;
+                let push = match hold_mss {
+                    Some(mss) if super::cork::ceiling_runs() => tx.held.len() / mss * mss,
+                    _ if sent == want => tx.held.len(),
+                    _ => 0,
+                };
+                if push > 0 {
+                    // The bytes were accepted: a connection that fails
+                    // meanwhile shows on the next call, as on Linux.
+                    let _ = self.send_held(tx, push);
+                    tx = self.tx.lock();
+                }
+                continue;
+            }
             let Some(b) = self.binding() else {
                 return Err(ENOTCONN);
             };
-            if let Err(e) = b.backend.write(self.sref(b), &frag) {
-                return if sent > 0 { Ok(sent) } else { Err(e) };
-            }
+            // The range is reserved under the send lock and written after
+            // it: no frontend lock is held across a backend operation, so a
+            // backend may make any upcall from inside `write`. Another
+            // sender may reserve the next range meanwhile and reach the
+            // backend first; the receiver's Socket Buffer orders by offset.
+            let off = tx.next;
             tx.next += n as u64;
             self.tx_next.store(tx.next, Ordering::Release);
+            drop(tx);
+            // MSG_OOB: the call's last byte is the urgent one.
+            let f = if urgent && sent + n == want {
+                FLAG_URG
+            } else {
+                0
+            };
+            let r = b
+                .backend
+                .write(self.sref(b), &Fragment::stream(off, f, &chunk[..n]));
+            tx = self.tx.lock();
+            if let Err(e) = r {
+                // Refused: the range is given back if nobody took a later
+                // one (a backend refuses stream bytes when its connection
+                // is gone, when nothing after them matters).
+                if tx.next == off + n as u64 {
+                    tx.next = off;
+                    self.tx_next.store(off, Ordering::Release);
+                }
+                return if sent > 0 { Ok(sent) } else { Err(e) };
+            }
+            self.tcp.sent_segment();
             sent += n;
             bo += n;
         }
@@ -372,27 +615,35 @@ impl Socket {
         bufs: &[&[u8]],
         flags: i32,
         dest: Option<&SockAddr>,
+        ctl: &SendCtl,
     ) -> Result<usize, Errno> {
-        if flags & MSG_OOB != 0 {
+        // UDP has no urgent data: IPv4 refuses MSG_OOB, IPv6 ignores it
+        // (udpv6_sendmsg does not look).
+        if flags & MSG_OOB != 0 && self.info.domain != AF_INET6 {
             return Err(EOPNOTSUPP);
         }
         if let Some(e) = self.take_error() {
             return Err(e);
         }
         let f = self.flags();
-        if f & F_CLOSED != 0 {
+        if f.has(F_CLOSED) {
             return Err(EBADF);
         }
-        if f & F_WR_SHUT != 0 {
+        if f.has(F_WR_SHUT) {
             return Err(EPIPE);
         }
+        let mapped;
         let dest = match dest {
+            Some(d) if self.info.domain == AF_INET6 && d.family() != AF_UNSPEC => {
+                mapped = self.inet6_send_addr(d)?;
+                Some(&mapped)
+            }
             Some(d) => {
-                if self.info.domain == AF_UNIX && f & F_CONNECTED != 0 {
+                if self.info.domain == AF_UNIX && f.is(Phase::Connected) {
                     return Err(EISCONN);
                 }
                 if d.family() != self.info.domain
-                    && !(d.family() == AF_UNSPEC && f & F_CONNECTED != 0)
+                    && !(d.family() == AF_UNSPEC && f.is(Phase::Connected))
                 {
                     return Err(if self.info.domain == AF_UNIX {
                         EINVAL
@@ -400,10 +651,14 @@ impl Socket {
                         EAFNOSUPPORT
                     });
                 }
+                // udp_sendmsg: a destination needs a port.
+                if d.inet_port() == Some(0) {
+                    return Err(EINVAL);
+                }
                 Some(d)
             }
             None => {
-                if f & F_CONNECTED == 0 {
+                if !f.is(Phase::Connected) {
                     return Err(if self.info.domain == AF_UNIX {
                         ENOTCONN
                     } else {
@@ -415,6 +670,18 @@ impl Socket {
         };
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         if len > DGRAM_MAX {
+            return Err(EMSGSIZE);
+        }
+        if let Some(d) = dest {
+            self.check_group_dest(d)?;
+        }
+        // IP and UDP headers: a datagram over the path MTU would be
+        // fragmented, which IP_PMTUDISC_DO and IPV6_DONTFRAG forbid.
+        let headers = if self.info.domain == AF_INET6 { 48 } else { 28 };
+        if self.info.domain != AF_UNIX
+            && len + headers > super::tcp_info::path_mtu(self.info.domain) as usize
+            && self.dont_fragment()
+        {
             return Err(EMSGSIZE);
         }
         let b = match (self.binding(), dest) {
@@ -429,6 +696,68 @@ impl Socket {
             joined = bufs.concat();
             &joined
         };
+        if self.info.domain != AF_UNIX {
+            // UDP_CORK and MSG_MORE: the data joins the pending datagram,
+            // which goes when a send without MSG_MORE ends it or the cork
+            // comes off (udp_sendmsg's corkreq).
+            let mut tx = self.tx.lock();
+            if self.corking(flags) || tx.held_dgram.is_some() {
+                if tx.held.len() + data.len() > DGRAM_MAX {
+                    return Err(EMSGSIZE);
+                }
+                if tx.held_dgram.is_none() {
+                    // The first piece's destination is the datagram's.
+                    tx.held_dgram = Some(dest.copied());
+                }
+                tx.held.extend_from_slice(data);
+                if self.corking(flags) {
+                    return Ok(len);
+                }
+                let whole = core::mem::take(&mut tx.held);
+                let to = tx.held_dgram.take().flatten();
+                drop(tx);
+                return self
+                    .write_datagram_ctl(b, &whole, to.as_ref(), flags, ctl)
+                    .map(|()| len);
+            }
+        }
+        // UDP_SEGMENT: one send, datagrams of that size (the last shorter).
+        let gso = self.udp_gso.load(Ordering::Relaxed) as usize;
+        if gso > 0 && data.len() > gso {
+            for piece in data.chunks(gso) {
+                self.write_datagram_ctl(b, piece, dest, flags, ctl)?;
+            }
+            return Ok(len);
+        }
+        self.write_datagram_ctl(b, data, dest, flags, ctl)
+            .map(|()| len)
+    }
+
+    /// Sends one datagram through the backend, in fragments of at most
+    /// FRAG_MAX: waits (blocking) while a backend that keeps datagrams
+    /// has no room.
+    pub(super) fn write_datagram(
+        &self,
+        b: &Binding,
+        data: &[u8],
+        dest: Option<&SockAddr>,
+        flags: i32,
+    ) -> Result<(), Errno> {
+        self.write_datagram_ctl(b, data, dest, flags, &SendCtl::default())
+    }
+
+    /// [`Self::write_datagram`] with a sendmsg's per-datagram asks: an IP
+    /// datagram goes with its attributes (`backend::attrs`), the socket's
+    /// cached options overridden by `ctl`.
+    fn write_datagram_ctl(
+        &self,
+        b: &Binding,
+        data: &[u8],
+        dest: Option<&SockAddr>,
+        flags: i32,
+        ctl: &SendCtl,
+    ) -> Result<(), Errno> {
+        let attrs = (self.info.domain != AF_UNIX).then(|| self.send_attrs(dest, ctl));
         let id = {
             let mut tx = self.tx.lock();
             tx.dgram_id = tx.dgram_id.wrapping_add(1);
@@ -442,23 +771,15 @@ impl Socket {
         let mut off = 0usize;
         loop {
             let n = (data.len() - off).min(FRAG_MAX);
-            let frag = Fragment {
-                header: FragHeader {
-                    kind: FragKind::Dgram,
-                    flags: 0,
-                    conn: 0,
-                    offset: id,
-                    dgram_offset: off as u32,
-                    dgram_total: data.len() as u32,
-                    len: n as u32,
-                    addr_len: addr.len() as u16,
-                },
-                addr,
-                payload: &data[off..off + n],
-            };
+            let frag =
+                Fragment::dgram(id, off as u32, data.len() as u32, addr, &data[off..off + n]);
             // Read before the write: room made after it is seen.
             let room = self.tx_room.load(Ordering::SeqCst);
-            match b.backend.write(self.sref(b), &frag) {
+            let wrote = match &attrs {
+                Some(a) => b.backend.write_attrs(self.sref(b), &frag, a),
+                None => b.backend.write(self.sref(b), &frag),
+            };
+            match wrote {
                 Ok(()) => {}
                 Err(EAGAIN) if off == 0 && self.blocking(flags) => {
                     // The receiver is full and the backend keeps datagrams
@@ -486,7 +807,7 @@ impl Socket {
             }
             off += n;
             if off >= data.len() {
-                return Ok(len);
+                return Ok(());
             }
         }
     }
@@ -499,8 +820,27 @@ impl Socket {
         // recv() on the same socket for nothing.
         if limit > prev && prev <= self.tx_next.load(Ordering::Acquire) {
             self.wait.notify(POLLOUT);
+            self.wake_async();
         }
     }
+}
+
+/// A datagram's source as the Socket Buffer holds it: the address, then,
+/// for an IP source, possibly its attributes' bytes (`backend::attrs`).
+pub(super) fn split_attrs(held: &[u8]) -> (&[u8], Option<DgramAttrs>) {
+    let fam = match held {
+        [a, b, ..] => i32::from(u16::from_ne_bytes([*a, *b])),
+        _ => return (held, None),
+    };
+    let n = match fam {
+        AF_INET => 16,
+        AF_INET6 => 28,
+        _ => return (held, None),
+    };
+    if held.len() != n + ATTR_LEN {
+        return (held, None);
+    }
+    (&held[..n], DgramAttrs::from_bytes(&held[n..]))
 }
 
 fn read_into(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize) -> usize {
@@ -529,6 +869,43 @@ fn peek_into(sb: &StreamBuf, bufs: &mut [&mut [u8]]) -> usize {
     }
     let mut tmp = vec![0u8; total_len(bufs)];
     let n = sb.peek(&mut tmp);
+    scatter(&tmp[..n], bufs);
+    n
+}
+
+/// [`read_into`] taking at most `cap` bytes (a read that stops at the
+/// urgent mark).
+fn read_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize, cap: usize) -> usize {
+    let space = total_len(bufs) - skip;
+    if cap >= space {
+        return read_into(sb, bufs, skip);
+    }
+    let mut tmp = vec![0u8; cap];
+    let n = sb.read(&mut tmp);
+    let mut rest = &tmp[..n];
+    let mut skip = skip;
+    for b in bufs.iter_mut() {
+        if skip >= b.len() {
+            skip -= b.len();
+            continue;
+        }
+        let k = rest.len().min(b.len() - skip);
+        b[skip..skip + k].copy_from_slice(&rest[..k]);
+        rest = &rest[k..];
+        skip = 0;
+        if rest.is_empty() {
+            break;
+        }
+    }
+    n
+}
+
+fn peek_into_at(sb: &StreamBuf, skip: usize, bufs: &mut [&mut [u8]]) -> usize {
+    if bufs.len() == 1 {
+        return sb.peek_at(skip, bufs[0]);
+    }
+    let mut tmp = vec![0u8; total_len(bufs)];
+    let n = sb.peek_at(skip, &mut tmp);
     scatter(&tmp[..n], bufs);
     n
 }

@@ -6,29 +6,54 @@
 //! and the send side by `tx`, neither of which an upcall ever takes. Status
 //! bits that readiness and the data path need are atomics in `flags`.
 
+#[cfg(feature = "std")]
+mod kernel_opts;
+pub mod mux;
 pub mod options;
 pub mod slab;
 pub mod spin;
-pub mod upcall;
 pub mod wait;
 
+mod bpf;
+pub mod cmsg;
 mod connect;
+mod cork;
+mod defer;
+pub mod dgram_attrs;
+pub mod errqueue;
+pub(crate) mod filter;
+mod frontend;
+mod inet_args;
 mod io;
+mod mcast;
+pub(crate) mod state;
+mod sysctl;
+mod tcp_info;
+mod timer;
+mod urgent;
+
+#[cfg(feature = "std")]
+pub(crate) use mcast::fork_lock as mcast_fork_lock;
+#[cfg(feature = "std")]
+pub(crate) use timer::{fork_child as timer_fork_child, fork_lock as timer_fork_lock};
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::SockAddr;
 use crate::backend::contract::{
-    Backend, Errno, Fragment, SockHandle, SockInfo, SockRef, SockState,
+    Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
-use crate::backend::wire::{FragHeader, FragKind, FLAG_FIN, FLAG_RST};
+use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST, FLAG_URG};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
+#[cfg(feature = "std")]
 pub use io::RecvInfo;
 use options::Options;
+pub(crate) use state::*;
 use wait::{WaitQueue, Waited};
 
 /// Default receive window of a stream socket (what SO_RCVBUF reports).
@@ -39,39 +64,12 @@ pub const DEFAULT_DGRAM_RCVBUF: usize = crate::config::DGRAM_RCVBUF;
 pub const DEFAULT_SNDBUF: usize = 212_992;
 /// Cap on partial datagrams per socket.
 pub const MAX_PARTIAL_DGRAMS: usize = crate::config::MAX_PARTIALS;
-/// Largest fragment the frontend hands a backend.
-pub const FRAG_MAX: usize = 64 * 1024;
+pub use crate::backend::contract::FRAG_MAX;
 
-// Bits of `Socket::flags`.
-pub(crate) const F_LISTENING: u32 = 1 << 0;
-pub(crate) const F_CONNECTING: u32 = 1 << 1;
-pub(crate) const F_CONNECTED: u32 = 1 << 2;
-pub(crate) const F_RD_SHUT: u32 = 1 << 3;
-pub(crate) const F_WR_SHUT: u32 = 1 << 4;
-pub(crate) const F_RESET: u32 = 1 << 5;
-pub(crate) const F_CLOSED: u32 = 1 << 6;
-pub(crate) const F_ERROR: u32 = 1 << 7;
-pub(crate) const F_BOUND: u32 = 1 << 8;
-pub(crate) const F_FIN_SENT: u32 = 1 << 9;
 /// A reader that consumes a window's worth within this long of the previous
 /// one is held back by the window (see `Socket::autotune`): 128 MB/s for
 /// the default 256 KiB.
 const AUTOTUNE_PERIOD: core::time::Duration = core::time::Duration::from_millis(2);
-
-/// SO_RCVBUF was set: the receive window is not autotuned (as on Linux).
-pub(crate) const F_RCVBUF_SET: u32 = 1 << 10;
-/// A datagram delivery was refused for want of room: the next read tells
-/// the backend there is room again.
-pub(crate) const F_DGRAM_REFUSED: u32 = 1 << 11;
-
-/// SO_RCVBUF was set to a size the receive buffer could not take at once
-/// (see `Socket::follow_rcvbuf`): reads try again.
-pub(crate) const F_RCVBUF_PENDING: u32 = 1 << 13;
-
-/// An epoll set watches the backend's input fd of the socket (see
-/// `Backend::input_watched`); never cleared.
-#[cfg_attr(not(feature = "std"), allow(dead_code))]
-pub(crate) const F_INPUT_WATCHED: u32 = 1 << 12;
 
 /// The backend that carries a socket, set once at selection.
 pub(crate) struct Binding {
@@ -92,16 +90,42 @@ pub(crate) struct Tx {
     next: u64,
     /// Next datagram id.
     dgram_id: u64,
+    /// Stream bytes accepted from the caller but held back by TCP_CORK or
+    /// MSG_MORE (`cork`); they come before `next`'s bytes. On a UDP socket,
+    /// the pending datagram UDP_CORK or MSG_MORE builds.
+    held: Vec<u8>,
+    /// A UDP datagram is pending in `held`, to this destination (None:
+    /// the connected peer).
+    held_dgram: Option<Option<SockAddr>>,
 }
 
 pub(crate) struct Ctl {
     so_error: i32,
+    /// A connect failed after connect() returned (a refusal or reset while
+    /// connecting) and no connect() has reported it yet: as on Linux, where
+    /// the socket stays SS_CONNECTING until then, the next connect() of a
+    /// TCP socket reports it (its SO_ERROR, or ECONNABORTED when SO_ERROR
+    /// took that) instead of starting a new attempt.
+    connect_failed: bool,
+    /// A TCP connect() returned before the connection was up (EINPROGRESS,
+    /// EINTR) and no connect() has seen it since: Linux's sock->state is
+    /// still SS_CONNECTING, so once the connection is up the next connect()
+    /// returns 0 (and moves it to SS_CONNECTED), and only later ones
+    /// EISCONN.
+    connect_unreported: bool,
     accept_q: VecDeque<Arc<Socket>>,
     /// Accepted-side sockets announced by the backend but not yet established.
     pending: u32,
     backlog: u32,
     parent: Option<Weak<Socket>>,
+    /// Queued on a TCP_DEFER_ACCEPT listener, until data or the deadline
+    /// (`defer`).
+    deferred_on: defer::DeferredOn,
     pub(crate) opts: Options,
+    /// The settings of options the kernel keeps for this socket
+    /// (`kernel_opts`), in the order they were made.
+    #[cfg(feature = "std")]
+    kernel_opts: Vec<kernel_opts::KernelOpt>,
 }
 
 /// One user-space socket.
@@ -131,7 +155,8 @@ pub struct Socket {
     tune_bytes: AtomicUsize,
     /// When the current autotuning measurement began.
     tune_start: Mutex<Option<crate::platform::Deadline>>,
-    flags: AtomicU32,
+    /// Where the connection stands, and the other conditions (`state`).
+    state: State,
     nonblock: AtomicBool,
     accept_len: AtomicU32,
     /// Timeouts in nanoseconds, 0 = none.
@@ -143,10 +168,43 @@ pub struct Socket {
     /// different one now means this is a fork child's copy.
     fork_gen: u32,
     /// The fork generation in which a refused use was last reported.
+    #[cfg(feature = "std")]
     warned_gen: AtomicU32,
     /// The socket's waiters.
     pub wait: WaitQueue,
+    /// When the last datagram read was taken, wall-clock ns (0: none yet),
+    /// for SIOCGSTAMP.
+    stamp_ns: AtomicU64,
+    /// What TCP_INFO reports that the buffers do not count.
+    tcp: tcp_info::TcpCounters,
+    /// SO_RCVLOWAT (mirrors the option, for the data path): a stream
+    /// read returns, and TCP reads as readable, from this many bytes.
+    rcv_lowat: AtomicU32,
+    /// SO_PEEK_OFF: where the next MSG_PEEK starts (-1: off).
+    pub(crate) peek_off: core::sync::atomic::AtomicI32,
+    /// SO_INCOMING_CPU: the CPU the last data arrived on (-1: none yet).
+    pub(crate) incoming_cpu: core::sync::atomic::AtomicI32,
+    /// SO_COOKIE, given at the first ask (0: not yet).
+    cookie: AtomicU64,
+    /// TCP urgent data received (`urgent`).
+    urg: urgent::Urgent,
+    /// The error queue (`errqueue`).
+    errq: errqueue::ErrQueue,
+    /// UDP_SEGMENT: a send is cut into datagrams of this size (0: off).
+    udp_gso: AtomicU32,
+    /// What a datagram sent leaves with (IP_TOS, IP_TTL, ...), cached
+    /// from the options (`dgram_attrs`).
+    tx_attrs: AtomicU64,
+    /// The datagram cmsgs a receive reports (`dgram_attrs::RX_*`).
+    rx_attrs: AtomicU32,
+    /// TCP_DEFER_ACCEPT of a listener, seconds (0: off).
+    defer_secs: AtomicU32,
+    /// The socket filter (SO_ATTACH_FILTER) and its lock.
+    pub(crate) filter: filter::SockFilter,
 }
+
+/// The last SO_COOKIE given (the kernel's start from 1 as well).
+static COOKIES: AtomicU64 = AtomicU64::new(0);
 
 /// The fork generation of this process: 0 in the process that loaded the
 /// library, one more in each fork child (bumped by the child's fork
@@ -161,6 +219,7 @@ pub fn fork_generation() -> u32 {
 
 /// Starts a new fork generation: called once in a fork child, so that every
 /// socket that existed before the fork reads as inherited.
+#[cfg(feature = "std")]
 pub fn new_fork_generation() {
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
 }
@@ -192,7 +251,8 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
             if base != SOCK_STREAM && base != SOCK_DGRAM {
                 return Err(ESOCKTNOSUPPORT);
             }
-            if protocol != 0 {
+            // Linux takes PF_UNIX (1) as well as 0 (unix_create).
+            if protocol != 0 && protocol != AF_UNIX {
                 return Err(EPROTONOSUPPORT);
             }
         }
@@ -205,9 +265,28 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
     Ok(info)
 }
 
+/// Whether the library implements no socket of this domain, type and
+/// protocol, so that the C API hands the call to the kernel (issue 13: a
+/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP, AF_UNIX
+/// SOCK_SEQPACKET... is the kernel's, with the kernel's errno if it
+/// refuses). A family the library implements but whose backend is missing
+/// (a broken configuration) is not handed over: that stays a loud
+/// EAFNOSUPPORT rather than a silent escape to the kernel.
+/// `e` is the error [`check_args`] gave for `domain`: the caller asks the
+/// kernel instead, so the arguments are checked once.
+#[cfg(feature = "std")]
+pub fn kernel_takes(domain: i32, e: Errno) -> bool {
+    match e {
+        EAFNOSUPPORT => !matches!(domain, AF_INET | AF_INET6 | AF_UNIX),
+        e => matches!(e, EINVAL | ESOCKTNOSUPPORT | EPROTONOSUPPORT),
+    }
+}
+
 impl Socket {
     /// Creates a socket (arguments already checked by [`check_args`]).
     pub fn new(info: SockInfo, nonblock: bool) -> Result<Arc<Socket>, Errno> {
+        // Before any backend can name a socket in an upcall.
+        crate::backend::upcall::install(&frontend::FRONTEND);
         let handle = slab::reserve().ok_or(ENOBUFS)?;
         let sock = Arc::new(Socket::build(handle, info, nonblock));
         slab::publish(sock.clone());
@@ -226,17 +305,24 @@ impl Socket {
             binding: SetOnce::new(),
             ctl: Mutex::new(Ctl {
                 so_error: 0,
+                connect_failed: false,
+                connect_unreported: false,
                 accept_q: VecDeque::new(),
                 pending: 0,
                 backlog: 0,
                 parent: None,
+                deferred_on: None,
                 opts: Options::new(&info),
+                #[cfg(feature = "std")]
+                kernel_opts: Vec::new(),
             }),
             rx,
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
                 next: 0,
                 dgram_id: 0,
+                held: Vec::new(),
+                held_dgram: None,
             }),
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
@@ -245,14 +331,28 @@ impl Socket {
             advertised: AtomicU64::new(0),
             tune_bytes: AtomicUsize::new(0),
             tune_start: Mutex::new(None),
-            flags: AtomicU32::new(0),
+            state: State::new(),
             nonblock: AtomicBool::new(nonblock),
             accept_len: AtomicU32::new(0),
             rcvtimeo: AtomicU64::new(0),
             sndtimeo: AtomicU64::new(0),
             refs: AtomicU32::new(1),
             fork_gen: fork_generation(),
+            #[cfg(feature = "std")]
             warned_gen: AtomicU32::new(fork_generation()),
+            stamp_ns: AtomicU64::new(0),
+            tcp: tcp_info::TcpCounters::new(),
+            rcv_lowat: AtomicU32::new(1),
+            peek_off: core::sync::atomic::AtomicI32::new(-1),
+            incoming_cpu: core::sync::atomic::AtomicI32::new(-1),
+            cookie: AtomicU64::new(0),
+            urg: urgent::Urgent::new(),
+            errq: errqueue::ErrQueue::new(),
+            udp_gso: AtomicU32::new(0),
+            tx_attrs: AtomicU64::new(0),
+            rx_attrs: AtomicU32::new(0),
+            defer_secs: AtomicU32::new(0),
+            filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),
         }
     }
@@ -268,6 +368,7 @@ impl Socket {
 
     /// For an inherited socket: true the first time it is refused in this
     /// process (the caller reports it once).
+    #[cfg(feature = "std")]
     pub fn first_refusal(&self) -> bool {
         let g = fork_generation();
         self.warned_gen.swap(g, Ordering::Relaxed) != g
@@ -278,20 +379,31 @@ impl Socket {
         self.info.ty == SOCK_STREAM
     }
 
-    pub(crate) fn flags(&self) -> u32 {
-        self.flags.load(Ordering::Acquire)
+    /// The state word now (phase and flags at one instant).
+    pub(crate) fn flags(&self) -> Snapshot {
+        self.state.load()
+    }
+
+    /// The connection's phase now.
+    pub(crate) fn phase(&self) -> Phase {
+        self.state.phase()
+    }
+
+    /// Moves the connection to `to` from one of `from` (see `state`).
+    pub(crate) fn go(&self, from: &[Phase], to: Phase) -> Result<(), Phase> {
+        self.state.go(from, to)
     }
 
     pub(crate) fn has(&self, f: u32) -> bool {
-        self.flags() & f != 0
+        self.state.has(f)
     }
 
     pub(crate) fn set(&self, f: u32) {
-        self.flags.fetch_or(f, Ordering::AcqRel);
+        self.state.set(f);
     }
 
     pub(crate) fn clear(&self, f: u32) {
-        self.flags.fetch_and(!f, Ordering::AcqRel);
+        self.state.clear(f);
     }
 
     /// O_NONBLOCK on this socket (shared by all its fds, like an open file
@@ -318,19 +430,26 @@ impl Socket {
         }
     }
 
-    /// The backend's input fd for this socket (see `Backend::input_fd`).
+    /// The socket's backend and its input delegation, if it has one.
+    fn input_delegation(&self) -> Option<(&Binding, &dyn InputDelegation)> {
+        let b = self.binding()?;
+        Some((b, b.backend.input()?))
+    }
+
+    /// The backend's input fd for this socket (see
+    /// `InputDelegation::input_fd`).
     #[cfg(feature = "std")]
     pub(crate) fn input_fd(&self) -> Option<i32> {
         let b = self.binding()?;
-        b.backend.input_fd(self.sref(b))
+        b.backend.input()?.input_fd(self.sref(b))
     }
 
     /// Tells the backend the frontend watches its input fd.
     #[cfg(feature = "std")]
     pub(crate) fn input_watched(&self) {
         self.set(F_INPUT_WATCHED);
-        if let Some(b) = self.binding() {
-            b.backend.input_watched(self.sref(b));
+        if let Some((b, i)) = self.input_delegation() {
+            i.input_watched(self.sref(b));
         }
     }
 
@@ -351,16 +470,16 @@ impl Socket {
     /// Has the backend process this socket's input in this thread.
     #[cfg(feature = "std")]
     pub(crate) fn pump(&self) {
-        if let Some(b) = self.binding() {
-            b.backend.pump(self.sref(b));
+        if let Some((b, i)) = self.input_delegation() {
+            i.pump(self.sref(b));
         }
     }
 
     /// A thread is about to block on this socket (not in epoll_wait): the
     /// backend processes its input again (see `Backend::input_wanted`).
     pub(crate) fn before_block(&self) {
-        if let Some(b) = self.binding() {
-            b.backend.input_wanted(self.sref(b));
+        if let Some((b, i)) = self.input_delegation() {
+            i.input_wanted(self.sref(b));
         }
     }
 
@@ -400,57 +519,99 @@ impl Socket {
         timeout_deadline(self.sndtimeo.load(Ordering::Relaxed))
     }
 
+    /// SO_COOKIE: a number no other socket of the process has, the same
+    /// for the socket's life.
+    pub(crate) fn cookie(&self) -> u64 {
+        let c = self.cookie.load(Ordering::Relaxed);
+        if c != 0 {
+            return c;
+        }
+        let fresh = COOKIES.fetch_add(1, Ordering::Relaxed) + 1;
+        match self
+            .cookie
+            .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+        {
+            Ok(_) => fresh,
+            Err(other) => other,
+        }
+    }
+
+    /// Sets the SO_RCVLOWAT the data path reads (at least 1).
+    pub(crate) fn set_rcv_lowat(&self, v: i32) {
+        self.rcv_lowat.store(v.max(1) as u32, Ordering::Relaxed);
+    }
+
     /// The readiness poll() would report now (POLL* bits).
     pub fn readiness(&self) -> i16 {
         let f = self.flags();
         let mut ev: i16 = 0;
-        if f & F_ERROR != 0 {
+        if f.has(F_ERROR) || self.errq.pending() {
             ev |= POLLERR;
         }
-        if f & F_LISTENING != 0 {
+        if f.is(Phase::Listening) {
             if self.accept_len.load(Ordering::Acquire) > 0 {
                 ev |= POLLIN | POLLRDNORM;
             }
             return ev;
         }
-        let rd_done = f & (F_RD_SHUT | F_RESET) != 0;
-        let wr_done = f & (F_WR_SHUT | F_RESET) != 0;
+        let rd_done = f.has(F_RD_SHUT | F_RESET);
+        let wr_done = f.has(F_WR_SHUT | F_RESET);
         match &self.rx {
             Rx::Stream(sb) => {
-                if f & F_CONNECTING != 0 && f & F_CONNECTED == 0 {
+                if f.is(Phase::Connecting) {
                     return ev;
                 }
                 let peer_fin = sb.fin_received();
-                if sb.readable() > 0 || sb.at_eof() || rd_done || f & F_ERROR != 0 {
+                // tcp_poll: readable from SO_RCVLOWAT's bytes on, or once
+                // the peer's FIN is in; unix_poll: from one byte.
+                let lowat = if self.info.domain == AF_UNIX {
+                    1
+                } else {
+                    self.rcv_lowat.load(Ordering::Relaxed) as usize + self.urgent_extra_target(sb)
+                };
+                if self.urgent_pending() {
+                    ev |= POLLPRI;
+                }
+                if sb.readable() >= lowat || peer_fin || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if peer_fin || rd_done {
                     ev |= POLLRDHUP;
                 }
-                if f & F_CONNECTED == 0 || f & F_RESET != 0 || (peer_fin && wr_done) {
+                // Both directions shut (Linux: sk_shutdown == SHUTDOWN_MASK;
+                // the read side by our SHUT_RD or the peer's FIN), or no
+                // connection: POLLHUP.
+                if !f.is(Phase::Connected) || f.has(F_RESET) || ((peer_fin || rd_done) && wr_done) {
                     ev |= POLLHUP;
                 }
-                if f & F_RESET != 0 {
+                if f.has(F_RESET) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if wr_done
-                    || f & F_CONNECTED == 0
+                    || !f.is(Phase::Connected)
                     || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
                 {
                     ev |= POLLOUT | POLLWRNORM;
+                    // unix_poll adds it; tcp_poll does not.
+                    if self.info.domain == AF_UNIX {
+                        ev |= POLLWRBAND;
+                    }
                 }
             }
             Rx::Dgram(db) => {
-                if db.pending() > 0 || f & F_ERROR != 0 {
+                // A pending error is POLLERR alone (datagram_poll,
+                // unix_dgram_poll): readable only with a datagram queued.
+                if db.pending() > 0 {
                     ev |= POLLIN | POLLRDNORM;
                 }
-                if f & F_RD_SHUT != 0 {
+                if f.has(F_RD_SHUT) {
                     ev |= POLLIN | POLLRDNORM | POLLRDHUP;
                 }
-                if f & F_RD_SHUT != 0 && f & F_WR_SHUT != 0 {
+                if f.has(F_RD_SHUT) && f.has(F_WR_SHUT) {
                     ev |= POLLHUP;
                 }
-                ev |= POLLOUT | POLLWRNORM;
+                // datagram_poll and unix_dgram_poll: writable is all three.
+                ev |= POLLOUT | POLLWRNORM | POLLWRBAND;
             }
         }
         ev
@@ -508,8 +669,8 @@ impl Socket {
     /// discarded or SO_LINGER 0 asks for it) to the peer, the backend told,
     /// every blocked thread woken, pending connections reset.
     fn close(self: &Arc<Self>) {
-        let prev = self.flags.fetch_or(F_CLOSED, Ordering::AcqRel);
-        if prev & F_CLOSED != 0 {
+        let prev = self.state.set(F_CLOSED);
+        if prev.has(F_CLOSED) {
             return;
         }
         self.wait.notify(-1);
@@ -518,13 +679,13 @@ impl Socket {
             c.abort();
         }
         if let Some(b) = self.binding() {
-            if self.is_stream() && prev & F_CONNECTED != 0 && prev & F_RESET == 0 {
+            if self.is_stream() && prev.is(Phase::Connected) && !prev.has(F_RESET) {
                 let unread =
                     matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();
                 if unread || linger0 {
                     self.send_control(b, FLAG_RST);
-                } else if prev & F_FIN_SENT == 0 {
+                } else if !prev.has(F_FIN_SENT) {
                     self.send_fin(b);
                 }
             }
@@ -544,27 +705,16 @@ impl Socket {
             let tx = self.tx.lock();
             tx.next
         };
-        let frag = Fragment {
-            header: FragHeader {
-                kind: FragKind::Stream,
-                flags,
-                conn: 0,
-                offset: off,
-                dgram_offset: 0,
-                dgram_total: 0,
-                len: 0,
-                addr_len: 0,
-            },
-            addr: &[],
-            payload: &[],
-        };
+        let frag = Fragment::stream(off, flags, &[]);
         let _ = b.backend.write(self.sref(b), &frag);
     }
 
-    /// Sends end-of-stream once.
+    /// Sends end-of-stream once, after any bytes TCP_CORK or MSG_MORE
+    /// held.
     pub(crate) fn send_fin(&self, b: &Binding) {
-        let prev = self.flags.fetch_or(F_FIN_SENT, Ordering::AcqRel);
-        if prev & F_FIN_SENT == 0 {
+        self.push_held();
+        let prev = self.state.set(F_FIN_SENT);
+        if !prev.has(F_FIN_SENT) {
             self.send_control(b, FLAG_FIN);
         }
     }
@@ -653,7 +803,7 @@ impl core::fmt::Debug for Socket {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "Socket({:?}, {:?}, flags {:#x})",
+            "Socket({:?}, {:?}, {:?})",
             self.handle,
             self.info,
             self.flags()
@@ -661,27 +811,15 @@ impl core::fmt::Debug for Socket {
     }
 }
 
-/// Makes the family's unspecified address, for getsockname() on a socket
-/// that has none yet.
-pub fn unspecified_addr(domain: i32) -> SockAddr {
-    let len = match domain {
-        AF_INET => 16,
-        AF_INET6 => 28,
-        _ => 2,
-    };
-    let mut b = [0u8; 28];
-    b[..2].copy_from_slice(&(domain as u16).to_ne_bytes());
-    SockAddr::from_bytes(&b[..len]).unwrap_or_else(|| SockAddr::unnamed(domain))
-}
-
 impl Socket {
     /// Whether the socket is listening.
     pub fn has_listen_flag(&self) -> bool {
-        self.has(F_LISTENING)
+        self.phase() == Phase::Listening
     }
 
     /// The backend's per-socket state, if the socket is carried by a
     /// backend whose state is a `T`.
+    #[cfg(feature = "std")]
     pub fn backend_state<T: core::any::Any>(&self) -> Option<&T> {
         let b = self.binding()?;
         (b.state.as_ref() as &dyn core::any::Any).downcast_ref::<T>()

@@ -2,46 +2,30 @@
 
 use core::sync::atomic::Ordering;
 
-use super::{Rx, Socket, DEFAULT_SNDBUF, F_LISTENING, F_RCVBUF_PENDING, F_RCVBUF_SET};
+use super::filter::{
+    SO_ATTACH_FILTER as ATTACH_FILTER, SO_DETACH_FILTER as DETACH_FILTER,
+    SO_LOCK_FILTER as LOCK_FILTER,
+};
+use super::{Phase, Rx, Socket, DEFAULT_SNDBUF, F_RCVBUF_PENDING, F_RCVBUF_SET};
 use crate::backend::contract::{Errno, SockInfo, SockOpts};
 use crate::consts::*;
 
-/// Linux's default net.core.rmem_max / wmem_max: a requested buffer size
-/// is clamped to the limit, then doubled. Hosted, the machine's own limits
-/// are read once (the kernel is the reference a program compares with).
-const BUF_MAX: usize = 212_992;
-
-/// The clamp of SO_RCVBUF (`rcv`) or SO_SNDBUF requests.
+/// The clamp of SO_RCVBUF (`rcv`) or SO_SNDBUF requests: net.core's
+/// rmem_max / wmem_max (a requested size is clamped to it, then doubled).
 fn buf_max(rcv: bool) -> usize {
-    #[cfg(feature = "std")]
-    {
-        use core::sync::atomic::AtomicUsize;
-        static LIMITS: [AtomicUsize; 2] = [AtomicUsize::new(0), AtomicUsize::new(0)];
-        let cell = &LIMITS[usize::from(rcv)];
-        let known = cell.load(Ordering::Relaxed);
-        if known != 0 {
-            return known;
-        }
-        let path = if rcv {
-            "/proc/sys/net/core/rmem_max"
-        } else {
-            "/proc/sys/net/core/wmem_max"
-        };
-        let v = std::fs::read_to_string(path)
-            .ok()
-            .and_then(|t| t.trim().parse::<usize>().ok())
-            .filter(|&v| v > 0)
-            .unwrap_or(BUF_MAX)
-            .min(i32::MAX as usize / 2);
-        cell.store(v, Ordering::Relaxed);
-        v
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        let _ = rcv;
-        BUF_MAX
-    }
+    let limit = if rcv {
+        &super::sysctl::RMEM_MAX
+    } else {
+        &super::sysctl::WMEM_MAX
+    };
+    limit.get().min(i32::MAX as usize / 2)
 }
+
+/// tcp_rmem[2], the largest TCP receive buffer.
+fn tcp_rmem_max() -> usize {
+    super::sysctl::TCP_RMEM_MAX.get()
+}
+
 /// SOCK_MIN_RCVBUF on 64-bit Linux (2048 plus an `sk_buff`'s truesize):
 /// what any smaller SO_RCVBUF request reads back as (0 -> 2304, measured).
 const RCVBUF_MIN: usize = 2304;
@@ -82,6 +66,36 @@ pub struct Options {
     keepidle: i32,
     keepintvl: i32,
     keepcnt: i32,
+    /// TCP_CORK as set (the send path reads `F_CORKED`).
+    cork: bool,
+    /// TCP_MAXSEG as set (0: none).
+    maxseg: i32,
+    /// TCP_INQ: receives report the bytes left (`cmsg`).
+    inq: bool,
+    /// SO_TIMESTAMP (`TS_RCV`) and SO_TIMESTAMPNS (`TS_RCV | TS_NS`), as
+    /// Linux's SOCK_RCVTSTAMP and SOCK_RCVTSTAMPNS flags.
+    tstamp: u8,
+    /// SO_TIMESTAMPING's flags (the kernel checked them).
+    tsflags: u32,
+}
+
+/// SOCK_RCVTSTAMP: receives carry their time.
+const TS_RCV: u8 = 1;
+/// SOCK_RCVTSTAMPNS: as a timespec (SCM_TIMESTAMPNS).
+const TS_NS: u8 = 2;
+
+/// The transmit-stamp request of SO_TIMESTAMPING (`errqueue`).
+const SOF_TIMESTAMPING_TX_SOFTWARE: u32 = 1 << 1;
+
+/// The receive timestamps a socket's options ask for (`cmsg`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RxStamps {
+    /// SCM_TIMESTAMP (a timeval) or, with `ns`, SCM_TIMESTAMPNS.
+    pub(crate) plain: bool,
+    /// SCM_TIMESTAMPNS rather than SCM_TIMESTAMP.
+    pub(crate) ns: bool,
+    /// SCM_TIMESTAMPING's software stamp.
+    pub(crate) software: bool,
 }
 
 impl Options {
@@ -104,6 +118,51 @@ impl Options {
             keepidle: 7200,
             keepintvl: 75,
             keepcnt: 9,
+            cork: false,
+            maxseg: 0,
+            inq: false,
+            tstamp: 0,
+            tsflags: 0,
+        }
+    }
+
+    /// TCP_MAXSEG as set (0: none).
+    pub(crate) fn maxseg(&self) -> i32 {
+        self.maxseg
+    }
+
+    /// TCP_CORK as set.
+    pub(crate) fn cork(&self) -> bool {
+        self.cork
+    }
+
+    /// SO_OOBINLINE as set.
+    pub(crate) fn oobinline(&self) -> bool {
+        self.oobinline
+    }
+
+    /// SO_RCVLOWAT as set.
+    pub(crate) fn rcvlowat(&self) -> i32 {
+        self.rcvlowat
+    }
+
+    /// TCP_INQ as set.
+    pub(crate) fn inq(&self) -> bool {
+        self.inq
+    }
+
+    /// The receive timestamps asked for (as Linux's
+    /// `__sock_recv_timestamp` decides: SO_TIMESTAMPING's software stamp
+    /// needs SOF_TIMESTAMPING_SOFTWARE, and SOF_TIMESTAMPING_RX_SOFTWARE
+    /// unless SOF_TIMESTAMPING_OPT_RX_FILTER is off).
+    pub(crate) fn rx_stamps(&self) -> RxStamps {
+        let f = self.tsflags;
+        RxStamps {
+            plain: self.tstamp & TS_RCV != 0,
+            ns: self.tstamp & TS_NS != 0,
+            software: f & SOF_TIMESTAMPING_SOFTWARE != 0
+                && (f & SOF_TIMESTAMPING_RX_SOFTWARE != 0
+                    || f & SOF_TIMESTAMPING_OPT_RX_FILTER == 0),
         }
     }
 
@@ -136,14 +195,33 @@ pub enum OptVal {
     Timeval(i64, i64),
     /// A `struct linger` (on, seconds).
     Linger(i32, i32),
+    /// Bytes as the kernel wrote them (an option whose reference is the
+    /// kernel: `kernel_opts`, hosted only).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
+    Bytes(alloc::vec::Vec<u8>),
 }
 
 impl OptVal {
+    /// The most bytes [`OptVal::write`] writes.
+    pub fn size(&self) -> usize {
+        match self {
+            OptVal::Int(_) => 4,
+            OptVal::Timeval(..) => 16,
+            OptVal::Linger(..) => 8,
+            OptVal::Bytes(b) => b.len(),
+        }
+    }
+
     /// Writes the value in C layout into `out`, truncating like Linux; returns
     /// the length to report.
     pub fn write(&self, out: &mut [u8]) -> usize {
         let mut buf = [0u8; 16];
         let len = match *self {
+            OptVal::Bytes(ref b) => {
+                let n = b.len().min(out.len());
+                out[..n].copy_from_slice(&b[..n]);
+                return n;
+            }
             OptVal::Int(v) => {
                 buf[..4].copy_from_slice(&v.to_ne_bytes());
                 4
@@ -201,6 +279,12 @@ fn is_tcp(info: &SockInfo) -> bool {
     (info.domain == AF_INET || info.domain == AF_INET6) && info.ty == SOCK_STREAM
 }
 
+/// net.ipv4.tcp_fastopen has its client bit (TFO_CLIENT_ENABLE; on by
+/// default).
+pub(crate) fn tfo_client_enabled() -> bool {
+    super::sysctl::TCP_FASTOPEN.get() & 1 != 0
+}
+
 /// Errno for an option level that does not apply to this socket.
 fn wrong_level(info: &SockInfo) -> Errno {
     if info.domain == AF_UNIX {
@@ -211,8 +295,16 @@ fn wrong_level(info: &SockInfo) -> Errno {
 }
 
 impl Socket {
-    /// getsockopt(): the value, or the errno Linux gives.
+    /// getsockopt(): the value, or the errno Linux gives (the Rust API's
+    /// and the hosted fd moves').
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub fn getsockopt(&self, level: i32, name: i32) -> Result<OptVal, Errno> {
+        self.getsockopt_len(level, name, 16)
+    }
+
+    /// getsockopt() for a caller's buffer of `cap` bytes (an option the
+    /// kernel answers writes what it writes for that length).
+    pub fn getsockopt_len(&self, level: i32, name: i32, cap: usize) -> Result<OptVal, Errno> {
         let o = self.ctl.lock().opts;
         let b = |v: bool| Ok(OptVal::Int(v as i32));
         match level {
@@ -225,7 +317,7 @@ impl Socket {
                     (AF_INET | AF_INET6, SOCK_DGRAM) => IPPROTO_UDP,
                     _ => self.info.protocol,
                 })),
-                SO_ACCEPTCONN => b(self.has(F_LISTENING)),
+                SO_ACCEPTCONN => b(self.phase() == Phase::Listening),
                 SO_REUSEADDR => b(o.reuseaddr),
                 SO_REUSEPORT => b(o.reuseport),
                 SO_KEEPALIVE => b(o.keepalive),
@@ -239,25 +331,227 @@ impl Socket {
                 SO_RCVTIMEO => Ok(nanos_to_timeval(self.rcvtimeo.load(Ordering::Relaxed))),
                 SO_SNDTIMEO => Ok(nanos_to_timeval(self.sndtimeo.load(Ordering::Relaxed))),
                 SO_LINGER => Ok(OptVal::Linger(o.linger_on as i32, o.linger_secs)),
-                _ => Err(ENOPROTOOPT),
+                SO_PEEK_OFF => Ok(OptVal::Int(self.peek_off.load(Ordering::Relaxed))),
+                SO_COOKIE => {
+                    if cap < 8 {
+                        return Err(EINVAL);
+                    }
+                    Ok(OptVal::Bytes(self.cookie().to_ne_bytes().to_vec()))
+                }
+                SO_PEERNAME => {
+                    // sk_getsockopt: the buffer may not be larger than the
+                    // address; as many bytes as it holds are copied.
+                    let a = self.peer_addr()?;
+                    let a = a.as_bytes();
+                    if a.len() < cap {
+                        return Err(EINVAL);
+                    }
+                    Ok(OptVal::Bytes(a[..cap].to_vec()))
+                }
+                SO_MEMINFO => self.meminfo(&o, cap),
+                SO_INCOMING_CPU => Ok(OptVal::Int(self.incoming_cpu.load(Ordering::Relaxed))),
+                SO_TIMESTAMP => b(o.tstamp == TS_RCV),
+                SO_TIMESTAMPNS => b(o.tstamp & TS_NS != 0),
+                ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_getsockopt(name),
+                _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
                 TCP_NODELAY => b(o.nodelay),
                 TCP_KEEPIDLE => Ok(OptVal::Int(o.keepidle)),
                 TCP_KEEPINTVL => Ok(OptVal::Int(o.keepintvl)),
                 TCP_KEEPCNT => Ok(OptVal::Int(o.keepcnt)),
-                TCP_MAXSEG => Ok(OptVal::Int(65483)),
-                _ => Err(ENOPROTOOPT),
+                TCP_MAXSEG => Ok(OptVal::Int(self.tcp_maxseg(o.maxseg))),
+                TCP_CORK => b(o.cork),
+                TCP_INQ => b(o.inq),
+                TCP_INFO => {
+                    let info = self.tcp_info(o.maxseg, self.held_bytes());
+                    Ok(OptVal::Bytes(info[..cap.min(info.len())].to_vec()))
+                }
+                TCP_WINDOW_CLAMP if self.phase() == Phase::Connected => {
+                    // A connection has a clamp (tcp_select_initial_window):
+                    // the one set, else the receive window's largest.
+                    match self.kernel_get(level, name, cap, ENOPROTOOPT)? {
+                        OptVal::Bytes(b) if b.iter().any(|&x| x != 0) => Ok(OptVal::Bytes(b)),
+                        _ => Ok(OptVal::Int(self.rcvbuf().min(i32::MAX as usize) as i32)),
+                    }
+                }
+                _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => b(o.v6only),
-                _ => Err(ENOPROTOOPT),
+                IPV6_MTU => self.ip_mtu(),
+                _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
-            _ => Err(wrong_level(&self.info)),
+            IPPROTO_IP if self.info.domain != AF_UNIX && name == IP_MTU => self.ip_mtu(),
+            _ => self.kernel_get(level, name, cap, wrong_level(&self.info)),
         }
     }
 
-    fn rcvbuf(&self) -> usize {
+    /// The errno do_tcp_setsockopt gives an option that the socket's TCP
+    /// state forbids (the kernel twin that checks the rest is always
+    /// closed, so it cannot tell).
+    fn tcp_state_refuses(&self, name: i32, val: &[u8]) -> Option<Errno> {
+        let v = int_arg(val).ok()?;
+        let phase = self.phase();
+        let closed_or_listening = matches!(phase, Phase::Idle | Phase::Listening);
+        match name {
+            // Only while closed or listening (the NO_COOKIE and CONNECT
+            // forms check their value first).
+            TCP_FASTOPEN if v >= 0 && !closed_or_listening => Some(EINVAL),
+            TCP_FASTOPEN_NO_COOKIE if (0..=1).contains(&v) && !closed_or_listening => Some(EINVAL),
+            TCP_FASTOPEN_CONNECT
+                if (0..=1).contains(&v) && phase != Phase::Idle && tfo_client_enabled() =>
+            {
+                Some(EINVAL)
+            }
+            // tcp_can_repair_sock: closed or established only.
+            TCP_REPAIR if phase == Phase::Listening => Some(EPERM),
+            // A clamp of 0 only while closed.
+            TCP_WINDOW_CLAMP if v == 0 && phase != Phase::Idle => Some(EINVAL),
+            _ => None,
+        }
+    }
+
+    /// IP_MTU, IPV6_MTU: the path's (lo's) MTU once connected.
+    fn ip_mtu(&self) -> Result<OptVal, Errno> {
+        if self.phase() != Phase::Connected {
+            return Err(ENOTCONN);
+        }
+        Ok(OptVal::Int(
+            super::tcp_info::path_mtu(self.info.domain) as i32
+        ))
+    }
+
+    /// SO_MEMINFO's counters (`SK_MEMINFO_*`): the kernel's for a socket
+    /// like this one (its memory accounting has no counterpart here),
+    /// with the bytes queued to read and the buffer sizes set here.
+    fn meminfo(&self, o: &Options, cap: usize) -> Result<OptVal, Errno> {
+        const VARS: usize = 9;
+        let mut b = match self.kernel_get(SOL_SOCKET, SO_MEMINFO, VARS * 4, ENOPROTOOPT) {
+            Ok(OptVal::Bytes(b)) if b.len() == VARS * 4 => b,
+            _ => alloc::vec![0u8; VARS * 4],
+        };
+        let mut put = |i: usize, v: usize| {
+            b[i * 4..i * 4 + 4].copy_from_slice(&(v.min(u32::MAX as usize) as u32).to_ne_bytes())
+        };
+        put(
+            0, // SK_MEMINFO_RMEM_ALLOC
+            match &self.rx {
+                Rx::Stream(sb) => sb.readable(),
+                Rx::Dgram(db) => db.used(),
+            },
+        );
+        if let Some(r) = o.rcvbuf {
+            put(1, r); // SK_MEMINFO_RCVBUF
+        }
+        if o.sndbuf != DEFAULT_SNDBUF {
+            put(3, o.sndbuf); // SK_MEMINFO_SNDBUF
+        }
+        b.truncate(cap);
+        Ok(OptVal::Bytes(b))
+    }
+
+    /// IP_MTU_DISCOVER (or IPV6_MTU_DISCOVER) at DO or PROBE, or
+    /// IPV6_DONTFRAG on: a datagram over the path MTU is EMSGSIZE rather
+    /// than fragmented.
+    pub(crate) fn dont_fragment(&self) -> bool {
+        #[cfg(feature = "std")]
+        {
+            let c = self.ctl.lock();
+            let int = |level, name| super::kernel_opts::int_value(&c.kernel_opts, level, name);
+            let pmtu_do = |v: Option<i32>| matches!(v, Some(IP_PMTUDISC_DO | IP_PMTUDISC_PROBE));
+            if self.info.domain == AF_INET {
+                pmtu_do(int(IPPROTO_IP, IP_MTU_DISCOVER))
+            } else {
+                pmtu_do(int(IPPROTO_IPV6, IPV6_MTU_DISCOVER))
+                    || int(IPPROTO_IPV6, IPV6_DONTFRAG).is_some_and(|v| v != 0)
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        false
+    }
+
+    /// Calls `f` with each setting the kernel keeps for this socket, in
+    /// the order they were made (to move them to a kernel socket).
+    #[cfg(feature = "std")]
+    pub(crate) fn replay_kernel_opts(&self, mut f: impl FnMut(i32, i32, &[u8])) {
+        let record = self.ctl.lock().kernel_opts.clone();
+        for o in &record {
+            f(o.level, o.name, &o.val);
+        }
+        self.replay_filter(f);
+    }
+
+    /// An option without a behaviour here: the kernel's value for it
+    /// (`kernel_opts`), or `otherwise` where the kernel is not the
+    /// reference.
+    fn kernel_get(
+        &self,
+        level: i32,
+        name: i32,
+        cap: usize,
+        otherwise: Errno,
+    ) -> Result<OptVal, Errno> {
+        #[cfg(feature = "std")]
+        if super::kernel_opts::applies(&self.info, level, name) {
+            let record = self.ctl.lock().kernel_opts.clone();
+            return super::kernel_opts::get(&self.info, &record, level, name, cap)
+                .map(OptVal::Bytes);
+        }
+        let _ = (level, name, cap);
+        Err(otherwise)
+    }
+
+    /// As [`Socket::kernel_get`], for setsockopt: the kernel checks the
+    /// value and the socket records it.
+    #[allow(clippy::type_complexity)]
+    fn kernel_set(
+        &self,
+        level: i32,
+        name: i32,
+        val: &[u8],
+        otherwise: Errno,
+    ) -> Result<alloc::boxed::Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+        #[cfg(feature = "std")]
+        if super::kernel_opts::applies(&self.info, level, name) {
+            // The kernel checks it now, before the backend sees it.
+            let record = self.ctl.lock().kernel_opts.clone();
+            super::kernel_opts::check(&self.info, &record, level, name, val)?;
+            let val = val.to_vec();
+            return Ok(alloc::boxed::Box::new(move |s: &Socket| {
+                super::kernel_opts::record(s, level, name, val);
+                Ok(())
+            }));
+        }
+        let _ = (level, name, val);
+        Err(otherwise)
+    }
+
+    /// Keeps `F_RCVTSTAMP` (stream arrivals stamped) and `F_TXSTAMP`
+    /// (transmit stamps queued) with the options.
+    fn follow_rx_stamps(&self, o: &Options) {
+        let st = o.rx_stamps();
+        for (on, flag) in [
+            (st.plain || st.software, super::F_RCVTSTAMP),
+            (
+                o.tsflags & SOF_TIMESTAMPING_TX_SOFTWARE != 0,
+                super::F_TXSTAMP,
+            ),
+        ] {
+            if on {
+                self.set(flag);
+            } else {
+                self.clear(flag);
+            }
+        }
+    }
+
+    /// SO_TIMESTAMPING's flags.
+    pub(crate) fn timestamping_flags(&self) -> u32 {
+        self.ctl.lock().opts.tsflags
+    }
+
+    pub(super) fn rcvbuf(&self) -> usize {
         match &self.rx {
             Rx::Stream(sb) => sb.capacity(),
             Rx::Dgram(db) => db.capacity(),
@@ -304,12 +598,61 @@ impl Socket {
                 SO_BROADCAST => flag(|o, v| o.broadcast = v),
                 SO_OOBINLINE => flag(|o, v| o.oobinline = v),
                 SO_DONTROUTE => flag(|o, v| o.dontroute = v),
-                SO_RCVLOWAT => int(|o, v| o.rcvlowat = v.max(1)),
+                SO_RCVLOWAT => {
+                    // sk_setsockopt: negative is INT_MAX, 0 is 1; TCP's
+                    // tcp_set_rcvlowat caps it at half the receive buffer
+                    // (SO_RCVBUF's when set, else tcp_rmem[2]).
+                    let v = int_arg(val)?;
+                    let v = if v < 0 { i32::MAX } else { v };
+                    let v = if is_tcp(&self.info) {
+                        let cap = if self.has(F_RCVBUF_SET) {
+                            self.ctl.lock().opts.rcvbuf.unwrap_or(0) / 2
+                        } else {
+                            tcp_rmem_max() / 2
+                        };
+                        v.min(cap.min(i32::MAX as usize) as i32)
+                    } else {
+                        v
+                    };
+                    Ok(Box::new(move |s: &Socket| {
+                        s.ctl.lock().opts.rcvlowat = v.max(1);
+                        s.set_rcv_lowat(v.max(1));
+                        Ok(())
+                    }))
+                }
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
                 SO_SNDBUF => int(|o, v| o.sndbuf = linux_buf_size(v, buf_max(false), SNDBUF_MIN)),
-                SO_RCVBUF => {
-                    let cap = linux_buf_size(int_arg(val)?, buf_max(true), RCVBUF_MIN);
+                SO_RCVBUF | SO_RCVBUFFORCE | SO_SNDBUFFORCE => {
+                    let v = int_arg(val)?;
+                    let force = name != SO_RCVBUF;
+                    // The *FORCE forms need CAP_NET_ADMIN (the kernel twin
+                    // says EPERM without it) and pass rmem_max/wmem_max;
+                    // a negative one counts as 0 (sk_setsockopt).
+                    let record = if force {
+                        Some(self.kernel_set(level, name, val, ENOPROTOOPT)?)
+                    } else {
+                        None
+                    };
+                    let (v, max) = if force {
+                        (v.max(0), i32::MAX as usize / 2)
+                    } else {
+                        (v, buf_max(true))
+                    };
+                    if name == SO_SNDBUFFORCE {
+                        let size = linux_buf_size(v, max, SNDBUF_MIN);
+                        return Ok(Box::new(move |s: &Socket| {
+                            if let Some(r) = record {
+                                r(s)?;
+                            }
+                            s.ctl.lock().opts.sndbuf = size;
+                            Ok(())
+                        }));
+                    }
+                    let cap = linux_buf_size(v, max, RCVBUF_MIN);
                     Ok(Box::new(move |s: &Socket| {
+                        if let Some(r) = record {
+                            r(s)?;
+                        }
                         s.ctl.lock().opts.rcvbuf = Some(cap);
                         s.set(F_RCVBUF_SET | F_RCVBUF_PENDING);
                         let _g = s.rx_lock.lock();
@@ -341,14 +684,80 @@ impl Socket {
                         Ok(())
                     }))
                 }
+                SO_INCOMING_CPU => self.kernel_checked(level, name, val, |s, v| {
+                    s.incoming_cpu.store(v, Ordering::Relaxed)
+                }),
+                // The receive paths move it.
+                SO_PEEK_OFF => self.kernel_checked(level, name, val, |s, v| {
+                    s.peek_off.store(v.max(-1), Ordering::Relaxed)
+                }),
+                SO_TIMESTAMP | SO_TIMESTAMPNS => {
+                    // sock_set_timestamp: on sets RCVTSTAMP (and RCVTSTAMPNS
+                    // for the NS form, clears it for the other); off
+                    // clears both.
+                    let on = int_arg(val)? != 0;
+                    let ts = match (on, name) {
+                        (false, _) => 0,
+                        (true, SO_TIMESTAMPNS) => TS_RCV | TS_NS,
+                        (true, _) => TS_RCV,
+                    };
+                    Ok(Box::new(move |s: &Socket| {
+                        let mut c = s.ctl.lock();
+                        c.opts.tstamp = ts;
+                        s.follow_rx_stamps(&c.opts);
+                        Ok(())
+                    }))
+                }
+                SO_TIMESTAMPING => self.kernel_checked(level, name, val, |s, flags| {
+                    let mut c = s.ctl.lock();
+                    c.opts.tsflags = flags as u32;
+                    s.follow_rx_stamps(&c.opts);
+                }),
                 SO_ERROR | SO_TYPE | SO_DOMAIN | SO_PROTOCOL | SO_ACCEPTCONN => Err(ENOPROTOOPT),
-                _ => Err(ENOPROTOOPT),
+                ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_setsockopt(name, val),
+                _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
             IPPROTO_TCP if is_tcp(&self.info) => match name {
-                TCP_NODELAY => flag(|o, v| o.nodelay = v),
+                TCP_NODELAY => {
+                    let on = int_arg(val)? != 0;
+                    Ok(Box::new(move |s: &Socket| {
+                        s.ctl.lock().opts.nodelay = on;
+                        if on {
+                            // Linux pushes what is queued (corked or not).
+                            s.push_held();
+                        }
+                        Ok(())
+                    }))
+                }
+                TCP_CORK => {
+                    let on = int_arg(val)? != 0;
+                    Ok(Box::new(move |s: &Socket| {
+                        s.ctl.lock().opts.cork = on;
+                        s.set_cork(on);
+                        Ok(())
+                    }))
+                }
+                TCP_INQ => {
+                    if !(0..=1).contains(&int_arg(val)?) {
+                        return Err(EINVAL);
+                    }
+                    flag(|o, v| o.inq = v)
+                }
+                TCP_DEFER_ACCEPT => {
+                    self.kernel_checked(level, name, val, |s, v| s.set_defer_accept(v))
+                }
+                TCP_MAXSEG => {
+                    let v = int_arg(val)?;
+                    if v != 0 && !super::tcp_info::MSS_SETTABLE.contains(&v) {
+                        return Err(EINVAL);
+                    }
+                    int(|o, v| o.maxseg = v)
+                }
                 TCP_KEEPIDLE | TCP_KEEPINTVL | TCP_KEEPCNT => {
                     let v = int_arg(val)?;
-                    if !(1..=32767).contains(&v) {
+                    // MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT.
+                    let max = if name == TCP_KEEPCNT { 127 } else { 32767 };
+                    if !(1..=max).contains(&v) {
                         return Err(EINVAL);
                     }
                     Ok(Box::new(move |s: &Socket| {
@@ -361,8 +770,43 @@ impl Socket {
                         Ok(())
                     }))
                 }
-                _ => Err(ENOPROTOOPT),
+                _ => {
+                    if let Some(e) = self.tcp_state_refuses(name, val) {
+                        return Err(e);
+                    }
+                    self.kernel_set(level, name, val, ENOPROTOOPT)
+                }
             },
+            IPPROTO_UDP if self.info.ty == SOCK_DGRAM && self.info.domain != AF_UNIX => {
+                match name {
+                    UDP_CORK => self.kernel_checked(level, name, val, |s, v| s.set_cork(v != 0)),
+                    UDP_SEGMENT => self.kernel_checked(level, name, val, |s, v| {
+                        s.udp_gso.store(v.max(0) as u32, Ordering::Relaxed)
+                    }),
+                    _ => self.kernel_set(level, name, val, ENOPROTOOPT),
+                }
+            }
+            IPPROTO_IP | IPPROTO_IPV6
+                if self.info.ty == SOCK_DGRAM
+                    && (self.info.domain == AF_INET6
+                        || (self.info.domain == AF_INET && level == IPPROTO_IP))
+                    && super::dgram_attrs::is_attr_opt(level, name) =>
+            {
+                // Cached for the datagram paths (`dgram_attrs`), once the
+                // kernel twin took it; a value shorter than an int is a
+                // byte (do_ip_setsockopt).
+                let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+                let v = match val.len() {
+                    0 => 0,
+                    1..=3 => i32::from(val[0]),
+                    _ => int_arg(val)?,
+                };
+                Ok(alloc::boxed::Box::new(move |s: &Socket| {
+                    record(s)?;
+                    s.note_attr_opt(level, name, v);
+                    Ok(())
+                }))
+            }
             IPPROTO_IPV6 if self.info.domain == AF_INET6 => match name {
                 IPV6_V6ONLY => {
                     if self.has(super::F_BOUND) {
@@ -370,10 +814,30 @@ impl Socket {
                     }
                     flag(|o, v| o.v6only = v)
                 }
-                _ => Err(ENOPROTOOPT),
+                _ => self.kernel_set(level, name, val, ENOPROTOOPT),
             },
-            _ => Err(wrong_level(&self.info)),
+            _ => self.kernel_set(level, name, val, wrong_level(&self.info)),
         }
+    }
+
+    /// An option the kernel checks and keeps (for getsockopt and for a move
+    /// to a kernel socket) and this socket acts on: once the kernel twin
+    /// took the value, `act` applies its int here.
+    #[allow(clippy::type_complexity)]
+    fn kernel_checked(
+        &self,
+        level: i32,
+        name: i32,
+        val: &[u8],
+        act: fn(&Socket, i32),
+    ) -> Result<alloc::boxed::Box<dyn FnOnce(&Socket) -> Result<(), Errno>>, Errno> {
+        let record = self.kernel_set(level, name, val, ENOPROTOOPT)?;
+        let v = int_arg(val)?;
+        Ok(alloc::boxed::Box::new(move |s: &Socket| {
+            record(s)?;
+            act(s, v);
+            Ok(())
+        }))
     }
 
     /// Brings the receive buffer to the SO_RCVBUF last set, as far as it

@@ -21,6 +21,9 @@ pub enum Waited {
     Ready,
     /// The deadline passed first.
     TimedOut,
+    /// A signal handler ran and the wait is not restarted (no SA_RESTART,
+    /// or a deadline): the call fails with EINTR.
+    Interrupted,
 }
 
 /// What a poll() waits on: a futex word bumped on every signal, and on the
@@ -44,11 +47,12 @@ pub struct PollSignal {
 
 /// What the registrations of one epoll set share: a counter its waiter
 /// spins on before it sleeps in the kernel, and its eventfd, which a
-/// sleeping waiter (or a poll() of the epoll fd) sees.
+/// sleeping waiter (or a poll() of the epoll fd) sees. Epoll sets exist on
+/// the hosted platform only.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub struct SetSignal {
     /// Bumped by every signal of the set's registrations.
     pub activity: AtomicU32,
-    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     efd: i32,
     /// The eventfd was written and not drained since: a state change
     /// writes it only when it is not. Many changes between two waits (a
@@ -59,6 +63,7 @@ pub struct SetSignal {
     pub learner: SpinLearner,
 }
 
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 impl SetSignal {
     /// The signal of a set whose eventfd is `efd`.
     pub fn new(efd: i32) -> SetSignal {
@@ -99,6 +104,7 @@ impl PollSignal {
     }
 
     /// A registration's signal in an epoll set: it raises the set's.
+    #[cfg(feature = "std")]
     pub fn in_set(set: Arc<SetSignal>) -> PollSignal {
         PollSignal {
             shared: Some(set),
@@ -197,20 +203,19 @@ impl WaitQueue {
                 continue;
             }
             self.sleepers.fetch_add(1, Ordering::SeqCst);
-            let in_time = if self.seq.load(Ordering::SeqCst) == seen {
-                platform::futex_wait(&self.seq, seen, deadline)
+            let slept = if self.seq.load(Ordering::SeqCst) == seen {
+                platform::futex_sleep(&self.seq, seen, deadline)
             } else {
-                true
+                platform::Slept::Woken
             };
             self.sleepers.fetch_sub(1, Ordering::SeqCst);
-            if !in_time {
-                self.learn(plan);
-                return if ready() {
-                    Waited::Ready
-                } else {
-                    Waited::TimedOut
-                };
-            }
+            let ended = match slept {
+                platform::Slept::Woken => continue,
+                platform::Slept::TimedOut => Waited::TimedOut,
+                platform::Slept::Interrupted => Waited::Interrupted,
+            };
+            self.learn(plan);
+            return if ready() { Waited::Ready } else { ended };
         }
     }
 
@@ -364,8 +369,11 @@ impl WaitQueue {
             if ready() {
                 break Waited::Ready;
             }
-            platform::poll_two(kfd, w.sig.efd, left);
+            let interrupted = platform::poll_two(kfd, w.sig.efd, left);
             platform::eventfd_drain(w.sig.efd);
+            if interrupted && !ready() {
+                break Waited::Interrupted;
+            }
         };
         drop(waker);
         let now = platform::mono_ns();

@@ -135,12 +135,6 @@ impl<T: ?Sized> Mutex<T> {
     pub fn get_mut(&mut self) -> &mut T {
         self.value.get_mut()
     }
-
-    /// A pointer to the protected value, for a caller that holds the lock
-    /// through a forgotten guard.
-    pub fn data_ptr(&self) -> *mut T {
-        self.value.get()
-    }
 }
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {

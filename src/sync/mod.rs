@@ -5,6 +5,9 @@
 //! held); the no_std build uses the host's locks from the platform table,
 //! or spins on an atomic flag when the host gives none.
 
+pub(crate) mod chunk_table;
+#[cfg(feature = "std")]
+pub(crate) mod fork_hold;
 #[cfg(feature = "std")]
 pub mod futex_mutex;
 #[cfg(feature = "std")]
@@ -12,65 +15,7 @@ pub use futex_mutex::{Mutex, MutexGuard};
 #[cfg(not(feature = "std"))]
 pub use host_lock::{Mutex, MutexGuard};
 
-/// fork() support for a table of lazily made chunks of locks (the fd table,
-/// the socket slab): `lock` takes every lock of each chunk made so far,
-/// forgetting the guards, and the chunk is marked in `locked`.
-///
-/// # Safety
-/// A non-null pointer of `chunks` points to a chunk that is never freed.
-#[cfg(feature = "std")]
-pub unsafe fn fork_lock_chunks<C>(
-    chunks: &[core::sync::atomic::AtomicPtr<C>],
-    locked: &[core::sync::atomic::AtomicBool],
-    lock: impl Fn(&C),
-) {
-    use core::sync::atomic::Ordering;
-    for (cell, mark) in chunks.iter().zip(locked) {
-        // SAFETY: published once, never freed (per the caller).
-        if let Some(c) = unsafe { cell.load(Ordering::Acquire).as_ref() } {
-            lock(c);
-            mark.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-/// fork() support: `release` gives back the locks of each chunk that
-/// [`fork_lock_chunks`] marked in `locked`, and the mark is cleared.
-///
-/// # Safety
-/// As for [`fork_lock_chunks`], which this thread (in a fork child: the
-/// thread that forked) called before, once.
-#[cfg(feature = "std")]
-pub unsafe fn fork_unlock_chunks<C>(
-    chunks: &[core::sync::atomic::AtomicPtr<C>],
-    locked: &[core::sync::atomic::AtomicBool],
-    release: impl Fn(&C),
-) {
-    use core::sync::atomic::Ordering;
-    for (cell, mark) in chunks.iter().zip(locked) {
-        if !mark.swap(false, Ordering::Relaxed) {
-            continue;
-        }
-        // SAFETY: published once, never freed (per the caller).
-        if let Some(c) = unsafe { cell.load(Ordering::Acquire).as_ref() } {
-            release(c);
-        }
-    }
-}
-
-/// fork() support: releases a mutex that the forking thread locked before
-/// the fork, forgetting the guard, in the parent or the child (the threads
-/// that waited on it in the parent did not come along; the mutex keeps no
-/// record of them but its word, which the release overwrites).
-///
-/// # Safety
-/// The calling thread (in the child: the thread that forked) took `m` and
-/// forgot the guard, and nothing else releases it.
-#[cfg(feature = "std")]
-pub unsafe fn fork_release<T: ?Sized>(m: &Mutex<T>) {
-    // SAFETY: the caller's guarantee: this thread holds `m`, guard forgotten.
-    unsafe { m.force_unlock() };
-}
+pub(crate) use chunk_table::ChunkTable;
 
 use alloc::boxed::Box;
 use core::ptr;

@@ -853,16 +853,13 @@ pub struct Usock;
 use userspacesock::net::{to_sockaddr, to_socket_addr, UsockDatagram, UsockListener, UsockStream};
 
 /// A stream socket bound, not listening (the Rust API has no type for it:
-/// the core socket, with its reference dropped at the end).
-struct BoundOnly(std::sync::Arc<userspacesock::socket::Socket>);
+/// a library fd, closed at the end).
+struct BoundOnly(i32);
 impl Drop for BoundOnly {
     fn drop(&mut self) {
-        self.0.drop_ref();
+        // SAFETY: the fd is this value's own.
+        unsafe { usock_close(self.0) };
     }
-}
-
-fn os(e: i32) -> io::Error {
-    io::Error::from_raw_os_error(e)
 }
 
 impl Stack for Usock {
@@ -888,10 +885,9 @@ impl Stack for Usock {
         } else {
             libc::AF_INET6
         };
-        let info = userspacesock::socket::check_args(domain, libc::SOCK_STREAM, 0).map_err(os)?;
-        let b = BoundOnly(userspacesock::socket::Socket::new(info, false).map_err(os)?);
-        b.0.bind(&to_sockaddr(&addr)).map_err(os)?;
-        let a = to_socket_addr(&b.0.local_addr())?;
+        let b = BoundOnly(io(Lib::socket(domain, libc::SOCK_STREAM, 0))?);
+        io(Lib::bind(b.0, &Addr::ip(addr)))?;
+        let a = std_addr(Lib::getsockname(b.0))?;
         Ok((Box::new(b), a))
     }
 }
@@ -905,21 +901,20 @@ impl Listener for UsockListener {
         UsockListener::local_addr(self)
     }
     fn peer_addr(&self) -> io::Result<SocketAddr> {
-        to_socket_addr(&self.socket().peer_addr().map_err(os)?)
+        to_socket_addr(&self.raw().peer_addr()?)
     }
     fn set_nonblocking(&self, on: bool) -> io::Result<()> {
         UsockListener::set_nonblocking(self, on)
     }
     fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.socket().shutdown(shut(how)).map_err(os)
+        self.raw().shutdown(how)
     }
     fn set_read_timeout(&self, d: Duration) -> io::Result<()> {
-        self.socket()
+        self.raw()
             .setsockopt(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeval(Some(d)))
-            .map_err(os)
     }
     fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        self.socket().connect(&to_sockaddr(&addr)).map_err(os)
+        self.raw().connect(&to_sockaddr(&addr))
     }
 }
 
@@ -964,7 +959,7 @@ impl Stream for UsockStream {
         UsockStream::set_nonblocking(self, on)
     }
     fn is_nonblocking(&self) -> bool {
-        self.socket().nonblocking()
+        self.raw().nonblocking()
     }
     fn try_clone(&self) -> io::Result<Self> {
         UsockStream::try_clone(self)
@@ -985,7 +980,7 @@ impl Stream for UsockStream {
         UsockStream::take_error(self)
     }
     fn connect(&self, addr: SocketAddr) -> io::Result<()> {
-        self.socket().connect(&to_sockaddr(&addr)).map_err(os)
+        self.raw().connect(&to_sockaddr(&addr))
     }
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         io::Write::write_all(&mut &*self, buf)
@@ -1018,11 +1013,8 @@ impl Dgram for UsockDatagram {
         UsockDatagram::peek(self, buf)
     }
     fn recv_trunc(&self, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-        let r = self
-            .socket()
-            .recv(&mut [buf], libc::MSG_TRUNC)
-            .map_err(os)?;
-        Ok((r.ret, r.truncated))
+        let r = self.raw().recv(buf, libc::MSG_TRUNC)?;
+        Ok((r.len, r.truncated))
     }
     fn connect(&self, to: SocketAddr) -> io::Result<()> {
         UsockDatagram::connect(self, to)
@@ -1086,6 +1078,10 @@ impl Drop for Fd {
     fn drop(&mut self) {
         let _ = Kernel::close(self.0);
     }
+}
+
+fn os(e: i32) -> io::Error {
+    io::Error::from_raw_os_error(e)
 }
 
 fn io<T>(r: R<T>) -> io::Result<T> {

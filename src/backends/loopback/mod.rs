@@ -10,23 +10,26 @@
 //! It claims every AF_INET, AF_INET6 and AF_UNIX socket: a connection to an
 //! address nothing in the process listens on is refused, as the kernel
 //! refuses a connection to a closed local port.
+#![deny(unsafe_code)]
 
-mod addr;
 mod fs;
 mod table;
 
 use alloc::collections::VecDeque;
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use core::any::Any;
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::addr::SockAddr;
+use crate::addr::{IpEp, UnixName};
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
 use crate::sync::Mutex;
-pub use addr::{IpEp, UnixName};
 use table::{BindEntry, BindKey, Table};
+
+/// Linux's TCP_TIMEWAIT_LEN: how long a TIME_WAIT holds its port.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
 
 /// Where a socket is bound.
 #[derive(Clone, Debug)]
@@ -53,6 +56,19 @@ struct Inner {
     dgram_peer: Option<SockAddr>,
     /// Connectors waiting for room in this listener's accept queue.
     pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+    /// Where this socket's TIME_WAIT would hold its port, and with which
+    /// flags: its own binding's, or for an accepted socket its listener's
+    /// (it inherits SO_REUSEADDR and SO_REUSEPORT).
+    tw: Option<TwPlace>,
+}
+
+/// The key and flags of a TIME_WAIT record (see `Loopback::close`).
+#[derive(Clone, Debug)]
+struct TwPlace {
+    key: BindKey,
+    v6only: bool,
+    reuseaddr: bool,
+    reuseport: bool,
 }
 
 /// Loopback's state of one socket.
@@ -61,9 +77,19 @@ pub struct LoSock {
     handle: AtomicU64,
     /// Handle of the connected peer (streams); 0 when none.
     peer: AtomicU64,
+    /// The connected peer's state (the handle says whom to deliver to;
+    /// this, whether it is still there and what it knows).
+    peer_sock: Mutex<Weak<LoSock>>,
+    /// The frontend closed this socket (`Backend::close`).
+    closed: AtomicBool,
     /// End-of-stream arrived from the peer: a later write to a vanished peer
     /// is EPIPE rather than ECONNRESET, as on Linux.
     got_fin: AtomicBool,
+    /// This end sent its FIN before the peer's arrived: the active close,
+    /// which leaves a TIME_WAIT behind.
+    fin_first: AtomicBool,
+    /// This end reset its connection: no TIME_WAIT.
+    rst_sent: AtomicBool,
     listening: AtomicBool,
     inner: Mutex<Inner>,
 }
@@ -74,7 +100,11 @@ impl LoSock {
             info,
             handle: AtomicU64::new(handle.0),
             peer: AtomicU64::new(0),
+            peer_sock: Mutex::new(Weak::new()),
+            closed: AtomicBool::new(false),
             got_fin: AtomicBool::new(false),
+            fin_first: AtomicBool::new(false),
+            rst_sent: AtomicBool::new(false),
             listening: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
         })
@@ -87,6 +117,22 @@ impl LoSock {
     fn is_listening(&self) -> bool {
         self.listening.load(Ordering::Acquire)
     }
+
+    /// Connects `a` and `b` to each other.
+    fn link(a: &Arc<LoSock>, b: &Arc<LoSock>) {
+        *a.peer_sock.lock() = Arc::downgrade(b);
+        *b.peer_sock.lock() = Arc::downgrade(a);
+        a.peer.store(b.handle().0, Ordering::Release);
+        b.peer.store(a.handle().0, Ordering::Release);
+    }
+
+    /// The connected peer, while its socket is open.
+    fn live_peer(&self) -> Option<Arc<LoSock>> {
+        self.peer_sock
+            .lock()
+            .upgrade()
+            .filter(|p| !p.closed.load(Ordering::Acquire))
+    }
 }
 
 fn lo<'a>(sock: &SockRef<'a>) -> Result<&'a LoSock, Errno> {
@@ -97,7 +143,9 @@ fn lo<'a>(sock: &SockRef<'a>) -> Result<&'a LoSock, Errno> {
 
 /// The loopback backend.
 pub struct Loopback {
-    table: Table,
+    /// Leaked, one small table per backend (a process makes one or two):
+    /// the fork hooks keep its locks' guards, which need it `'static`.
+    table: &'static Table,
 }
 
 impl Default for Loopback {
@@ -110,23 +158,25 @@ impl Loopback {
     /// A loopback backend with an empty address table.
     pub fn new() -> Loopback {
         Loopback {
-            table: Table::new(),
+            table: alloc::boxed::Box::leak(alloc::boxed::Box::new(Table::new())),
         }
     }
 
-    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks one).
+    /// Binds `s` to `want` (port 0 or an unnamed AF_UNIX address picks
+    /// one; `for_connect`, one that may be in TIME_WAIT).
     fn do_bind(
         &self,
         s: &Arc<LoSock>,
         h: SockHandle,
         want: &SockAddr,
         opts: SockOpts,
+        for_connect: bool,
     ) -> Result<SockAddr, Errno> {
         let info = s.info;
         let (local, key) = match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(want, info.domain)?;
-                if !ep.is_local() {
+                if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
                     return Err(EADDRNOTAVAIL);
                 }
                 let entry = BindEntry {
@@ -136,8 +186,19 @@ impl Loopback {
                     v6only: opts.v6only || info.domain == AF_INET,
                     reuseaddr: opts.reuseaddr,
                     reuseport: opts.reuseport,
+                    tw_until: 0,
                 };
-                let (port, key) = self.table.bind_ip(info.ty, entry)?;
+                let tw = TwPlace {
+                    key: BindKey::Ip { ty: 0, port: 0 },
+                    v6only: entry.v6only,
+                    reuseaddr: entry.reuseaddr,
+                    reuseport: entry.reuseport,
+                };
+                let (port, key) = self.table.bind_ip(info.ty, entry, for_connect)?;
+                s.inner.lock().tw = Some(TwPlace {
+                    key: key.clone(),
+                    ..tw
+                });
                 (Local::Ip(IpEp { port, ..ep }), key)
             }
             AF_UNIX => {
@@ -149,6 +210,7 @@ impl Loopback {
                     v6only: false,
                     reuseaddr: false,
                     reuseport: false,
+                    tw_until: 0,
                 };
                 let (name, key) = self.table.bind_unix(info.ty, name, entry)?;
                 (Local::Unix(name), key)
@@ -164,7 +226,7 @@ impl Loopback {
 
     /// Binds to an ephemeral port on the wildcard address if not bound yet
     /// (what Linux does at connect or the first sendto).
-    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts) -> Result<(), Errno> {
+    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts, for_connect: bool) -> Result<(), Errno> {
         if s.inner.lock().local.is_some() {
             return Ok(());
         }
@@ -179,8 +241,14 @@ impl Loopback {
                     },
                     port: 0,
                 };
-                self.do_bind(s, s.handle(), &any.to_sockaddr(s.info.domain), opts)
-                    .map(|_| ())
+                self.do_bind(
+                    s,
+                    s.handle(),
+                    &any.to_sockaddr(s.info.domain),
+                    opts,
+                    for_connect,
+                )
+                .map(|_| ())
             }
             // Linux does not name an AF_UNIX socket at connect or send.
             _ => Ok(()),
@@ -206,15 +274,17 @@ impl Loopback {
     /// Linux gives when there is none.
     fn find_listener(
         &self,
-        info: &SockInfo,
+        c: &LoSock,
         dest: &SockAddr,
     ) -> Result<(BindEntry, Option<IpEp>), Errno> {
+        let info = &c.info;
         match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(dest, info.domain)?;
+                let from = IpEp::parse(&Self::concrete_local(c, Some(&ep)), info.domain).ok();
                 let e = self
                     .table
-                    .lookup_ip(info.ty, &ep, |e| e.sock.is_listening())
+                    .lookup_ip(info.ty, &ep, from.as_ref(), |e| e.sock.is_listening())
                     .ok_or(ECONNREFUSED)?;
                 Ok((e, Some(ep)))
             }
@@ -271,7 +341,10 @@ impl Loopback {
         };
         {
             let mut ci = child.inner.lock();
-            ci.local = l.inner.lock().local.clone();
+            let li = l.inner.lock();
+            ci.local = li.local.clone();
+            ci.tw = li.tw.clone();
+            drop(li);
             ci.peer_addr = Some(client_seen);
         }
         let child_state: SockState = child.clone();
@@ -310,7 +383,15 @@ impl Loopback {
         };
         {
             let mut ci = c.inner.lock();
-            ci.peer_addr = Some(child_local);
+            // A dual-stack client of an IPv4 listener sees it v4-mapped.
+            ci.peer_addr = Some(if l.info.domain != c.info.domain {
+                match IpEp::parse(&child_local, l.info.domain) {
+                    Ok(e) => e.to_sockaddr(c.info.domain),
+                    Err(_) => child_local,
+                }
+            } else {
+                child_local
+            });
             // A client bound to the wildcard now has a concrete address.
             if let (Some(Local::Ip(mine)), Some(d)) = (ci.local.as_mut(), ep.as_ref()) {
                 if mine.is_wild() {
@@ -318,8 +399,7 @@ impl Loopback {
                 }
             }
         }
-        child.peer.store(c.handle().0, Ordering::Release);
-        c.peer.store(ch.0, Ordering::Release);
+        LoSock::link(&child, c);
         if let Ok(w) = upcall::window(c.handle()) {
             let _ = upcall::credit(ch, w);
         }
@@ -333,6 +413,68 @@ impl Loopback {
         }
         let _ = upcall::connected(c.handle());
         Ok(())
+    }
+
+    /// A TCP socket connecting to its own address and port: Linux's
+    /// simultaneous open connects it to itself (its SYN meets its own
+    /// SYN_SENT socket), and it reads what it writes. `Ok(false)` when
+    /// `dest` is another address.
+    fn connect_self(&self, s: &Arc<LoSock>, dest: &SockAddr) -> Result<bool, Errno> {
+        if !matches!(s.info.domain, AF_INET | AF_INET6) {
+            return Ok(false);
+        }
+        let d = IpEp::parse(dest, s.info.domain)?;
+        let me = Self::concrete_local(s, Some(&d));
+        if !IpEp::parse(&me, s.info.domain).is_ok_and(|m| m.port == d.port && m.ip == d.ip) {
+            return Ok(false);
+        }
+        {
+            let mut inner = s.inner.lock();
+            if let Some(Local::Ip(l)) = inner.local.as_mut() {
+                l.ip = d.ip;
+            }
+            inner.peer_addr = Some(me);
+        }
+        LoSock::link(s, s);
+        let h = s.handle();
+        if let Ok(w) = upcall::window(h) {
+            let _ = upcall::credit(h, w);
+        }
+        let _ = upcall::connected(h);
+        Ok(true)
+    }
+
+    /// The TIME_WAIT record a closing socket leaves, and where: a TCP end
+    /// that closed first (sent its FIN before the peer's came, and did not
+    /// reset) holds its port for Linux's TCP_TIMEWAIT_LEN, FIN_WAIT2
+    /// included, at its concrete address, with its SO_REUSEADDR and
+    /// SO_REUSEPORT (an accepted socket's, its listener's).
+    fn time_wait_record(
+        s: &Arc<LoSock>,
+        inner: &Inner,
+        h: SockHandle,
+    ) -> Option<(BindKey, BindEntry)> {
+        if s.info.ty != SOCK_STREAM
+            || !s.fin_first.load(Ordering::Acquire)
+            || s.rst_sent.load(Ordering::Acquire)
+        {
+            return None;
+        }
+        let (Some(Local::Ip(ep)), Some(tw)) = (inner.local.as_ref(), inner.tw.as_ref()) else {
+            return None;
+        };
+        let rec = BindEntry {
+            handle: h,
+            sock: s.clone(),
+            ep: Some(*ep),
+            v6only: tw.v6only,
+            reuseaddr: tw.reuseaddr,
+            reuseport: tw.reuseport,
+            tw_until: crate::platform::mono_ns()
+                .saturating_add(TIME_WAIT_NS)
+                .max(1),
+        };
+        Some((tw.key.clone(), rec))
     }
 
     /// A write reached a peer that is gone: the writer learns of it as it
@@ -351,10 +493,7 @@ impl Loopback {
         let peer = s.peer.load(Ordering::Acquire);
         let data = !frag.payload.is_empty();
         // AF_UNIX knows at once that its peer is gone: EPIPE, no reset dance.
-        if s.info.domain == AF_UNIX
-            && data
-            && (peer == 0 || crate::socket::slab::lookup(SockHandle(peer)).is_none())
-        {
+        if s.info.domain == AF_UNIX && data && (peer == 0 || s.live_peer().is_none()) {
             return Err(EPIPE);
         }
         if peer == 0 {
@@ -380,11 +519,56 @@ impl Loopback {
         }
     }
 
+    /// A datagram to a multicast or broadcast address `ep` (`dest` as
+    /// sent): a copy to every socket of the port that reaches the address
+    /// and takes it (`upcall::takes_group` holds the memberships), never
+    /// one connected to another peer (`__udp_is_mcast_sock`). A full
+    /// receiver drops its copy, as UDP does. The source is lo's address:
+    /// over lo the datagram leaves from there.
+    fn fan_out(
+        &self,
+        s: &LoSock,
+        frag: &Fragment<'_>,
+        dest: &SockAddr,
+        ep: &IpEp,
+        attrs: Option<&DgramAttrs>,
+    ) -> Result<(), Errno> {
+        let attrs = attrs.map(|a| with_dst(a, ep));
+        // A group or broadcast address is no source: lo's address is
+        // (127.0.0.1, or ::1 as `source_for` gives for ::).
+        let mut via = *ep;
+        if ep.is_v4() {
+            via.ip[12..].copy_from_slice(&[127, 0, 0, 1]);
+        } else {
+            via.ip = [0; 16];
+        }
+        let src = Self::concrete_local(s, Some(&via));
+        let from = IpEp::parse(&src, s.info.domain).ok();
+        for t in self.table.lookup_all_ip(s.info.ty, ep) {
+            let peer = t.sock.inner.lock().dgram_peer;
+            if let Some(p) = peer {
+                if !from.as_ref().is_some_and(|f| same_ep(&p, f)) {
+                    continue;
+                }
+            }
+            if !upcall::takes_group(t.handle, dest) {
+                continue;
+            }
+            let seen = match &from {
+                Some(f) if t.sock.info.domain != s.info.domain => f.to_sockaddr(t.sock.info.domain),
+                _ => src,
+            };
+            let _ = deliver(t.handle, &frag.with_addr(seen.as_bytes()), attrs.as_ref());
+        }
+        Ok(())
+    }
+
     fn write_dgram(
         &self,
         s: &Arc<LoSock>,
         sock: &SockRef<'_>,
         frag: &Fragment<'_>,
+        attrs: Option<&DgramAttrs>,
     ) -> Result<(), Errno> {
         let dest = if frag.addr.is_empty() {
             let p = s.inner.lock().dgram_peer;
@@ -400,24 +584,39 @@ impl Loopback {
         let pair_peer = s.peer.load(Ordering::Acquire);
         if connected && pair_peer != 0 {
             let unnamed = SockAddr::unnamed(AF_UNIX);
-            let mut out = *frag;
-            out.addr = unnamed.as_bytes();
-            out.header.addr_len = out.addr.len() as u16;
+            let out = frag.with_addr(unnamed.as_bytes());
             return match upcall::deliver(SockHandle(pair_peer), &out) {
                 Err(ENOBUFS) => Err(EAGAIN),
                 Err(EBADF) => Err(ECONNREFUSED),
                 r => r,
             };
         }
-        self.autobind(s, sock.opts)?;
+        self.autobind(s, sock.opts, false)?;
         let (target, ep, src) = match s.info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(&dest, s.info.domain)?;
-                // Linux's UDP refuses destination port 0.
+                // Linux's UDP refuses destination port 0; a socket
+                // connected to port 0 sends where nothing can listen (the
+                // datagram is lost, the send succeeds).
                 if ep.port == 0 {
-                    return Err(EINVAL);
+                    return if frag.addr.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(EINVAL)
+                    };
                 }
-                let src = Self::concrete_local(s, Some(&ep));
+                if ep.is_multicast() || ep.is_broadcast() {
+                    return self.fan_out(s, frag, &dest, &ep, attrs);
+                }
+                let mut src = Self::concrete_local(s, Some(&ep));
+                // IP_PKTINFO on sendmsg chose this datagram's source.
+                if let (Some(ip), Ok(mut me)) = (
+                    attrs.and_then(|a| a.src()),
+                    IpEp::parse(&src, s.info.domain),
+                ) {
+                    me.ip = ip;
+                    src = me.to_sockaddr(s.info.domain);
+                }
                 let from = IpEp::parse(&src, s.info.domain).ok();
                 // As Linux scores UDP sockets: one connected to the sender
                 // first, then the unconnected ones; a socket connected to
@@ -434,9 +633,12 @@ impl Loopback {
                     .as_ref()
                     .and_then(|f| {
                         self.table
-                            .lookup_ip(s.info.ty, &ep, |e| peer_is(e, Some(f)))
+                            .lookup_ip(s.info.ty, &ep, None, |e| peer_is(e, Some(f)))
                     })
-                    .or_else(|| self.table.lookup_ip(s.info.ty, &ep, |e| peer_is(e, None)));
+                    .or_else(|| {
+                        self.table
+                            .lookup_ip(s.info.ty, &ep, from.as_ref(), |e| peer_is(e, None))
+                    });
                 (t, Some(ep), src)
             }
             _ => {
@@ -449,9 +651,9 @@ impl Loopback {
             if s.info.domain == AF_UNIX {
                 return Err(ECONNREFUSED);
             }
-            if connected {
-                // The ICMP "port unreachable" a kernel would get back.
-                let _ = upcall::error(s.handle(), ECONNREFUSED);
+            // The ICMP "port unreachable" a kernel would get back.
+            if frag.header.dgram_offset == 0 {
+                upcall::unreachable(s.handle(), &dest, frag.payload);
             }
             return Ok(());
         };
@@ -481,15 +683,17 @@ impl Loopback {
                 .unwrap_or(src),
             _ => src,
         };
-        let mut out = *frag;
         // An unnamed AF_UNIX sender has no address to report.
-        out.addr = if s.info.domain == AF_UNIX && src_seen.len() <= 2 {
+        let out = frag.with_addr(if s.info.domain == AF_UNIX && src_seen.len() <= 2 {
             &[]
         } else {
             src_seen.as_bytes()
+        });
+        let attrs = match (attrs, &ep) {
+            (Some(a), Some(ep)) => Some(with_dst(a, ep)),
+            _ => None,
         };
-        out.header.addr_len = out.addr.len() as u16;
-        match upcall::deliver(t.handle, &out) {
+        match deliver(t.handle, &out, attrs.as_ref()) {
             Ok(()) => Ok(()),
             // A full receiver drops the datagram, as UDP does; AF_UNIX makes
             // the sender wait instead.
@@ -497,6 +701,23 @@ impl Loopback {
             Err(ENOBUFS) | Err(EBADF) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The attributes a datagram reaches `ep` with: the sender's, and the
+/// destination it was sent to.
+fn with_dst(a: &DgramAttrs, ep: &IpEp) -> DgramAttrs {
+    let mut a = *a;
+    a.dst = ep.ip;
+    a.flags |= crate::backend::attrs::ATTR_DST;
+    a
+}
+
+/// Delivers, with the datagram's attributes when there are any.
+fn deliver(h: SockHandle, frag: &Fragment<'_>, attrs: Option<&DgramAttrs>) -> Result<(), Errno> {
+    match attrs {
+        Some(a) => upcall::deliver_attrs(h, frag, a),
+        None => upcall::deliver(h, frag),
     }
 }
 
@@ -525,12 +746,12 @@ impl Backend for Loopback {
         if s.inner.lock().local.is_some() {
             return Err(EINVAL);
         }
-        self.do_bind(&s, sock.handle, addr, sock.opts)
+        self.do_bind(&s, sock.handle, addr, sock.opts, false)
     }
 
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
         let s = arc(&sock)?;
-        self.autobind(&s, sock.opts)?;
+        self.autobind(&s, sock.opts, false)?;
         // Lock order: a shard's lock, then a socket's; never the reverse
         // (a datagram lookup reads the bound sockets' peers under the shard).
         let key = s.inner.lock().key.clone();
@@ -554,14 +775,17 @@ impl Backend for Loopback {
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
-                    self.autobind(&s, sock.opts)?;
+                    self.autobind(&s, sock.opts, false)?;
                 }
             }
             s.inner.lock().dgram_peer = Some(*dest);
             return Ok(());
         }
-        self.autobind(&s, sock.opts)?;
-        match self.find_listener(&s.info, dest) {
+        self.autobind(&s, sock.opts, true)?;
+        if self.connect_self(&s, dest)? {
+            return Ok(());
+        }
+        match self.find_listener(&s, dest) {
             Ok((l, ep)) => self.offer(&l, &s, dest, ep)?,
             Err(ECONNREFUSED) => {
                 let _ = upcall::refused(sock.handle, ECONNREFUSED);
@@ -575,7 +799,7 @@ impl Backend for Loopback {
         let Ok(l) = lo(&listener) else { return };
         let next = l.inner.lock().pending.pop_front();
         if let Some((c, dest)) = next {
-            if let Ok((entry, ep)) = self.find_listener(&c.info, &dest) {
+            if let Ok((entry, ep)) = self.find_listener(&c, &dest) {
                 let _ = self.offer(&entry, &c, &dest, ep);
             } else {
                 let _ = upcall::refused(c.handle(), ECONNREFUSED);
@@ -587,22 +811,39 @@ impl Backend for Loopback {
         match frag.header.kind {
             FragKind::Stream => {
                 let s = lo(&sock)?;
+                if frag.header.flags & FLAG_RST != 0 {
+                    s.rst_sent.store(true, Ordering::Release);
+                }
                 if frag.header.flags & FLAG_FIN != 0 {
+                    if !s.got_fin.load(Ordering::Acquire) {
+                        s.fin_first.store(true, Ordering::Release);
+                    }
                     // Tell the peer's loopback state too, for EPIPE vs ECONNRESET.
-                    if let Some(p) =
-                        crate::socket::slab::lookup(SockHandle(s.peer.load(Ordering::Acquire)))
-                    {
-                        if let Some(ps) = p.backend_state::<LoSock>() {
-                            ps.got_fin.store(true, Ordering::Release);
-                        }
+                    if let Some(p) = s.live_peer() {
+                        p.got_fin.store(true, Ordering::Release);
                     }
                 }
                 self.write_stream(s, frag)
             }
             FragKind::Dgram => {
                 let s = arc(&sock)?;
-                self.write_dgram(&s, &sock, frag)
+                self.write_dgram(&s, &sock, frag, None)
             }
+        }
+    }
+
+    fn write_attrs(
+        &self,
+        sock: SockRef<'_>,
+        frag: &Fragment<'_>,
+        attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        match frag.header.kind {
+            FragKind::Dgram => {
+                let s = arc(&sock)?;
+                self.write_dgram(&s, &sock, frag, Some(attrs))
+            }
+            FragKind::Stream => self.write(sock, frag),
         }
     }
 
@@ -643,15 +884,11 @@ impl Backend for Loopback {
             i.local = Some(Local::Unix(UnixName::Unnamed));
             i.peer_addr = Some(unnamed);
         }
+        // Datagram pairs have no names either: they know each other.
+        LoSock::link(&sa, &sb);
         if info.ty == SOCK_STREAM {
-            sa.peer.store(b.0, Ordering::Release);
-            sb.peer.store(a.0, Ordering::Release);
             let _ = upcall::credit(a, upcall::window(b)?);
             let _ = upcall::credit(b, upcall::window(a)?);
-        } else {
-            // Datagram pairs have no names: they know each other's handle.
-            sa.peer.store(b.0, Ordering::Release);
-            sb.peer.store(a.0, Ordering::Release);
         }
         upcall::connected(a)?;
         upcall::connected(b)?;
@@ -660,17 +897,21 @@ impl Backend for Loopback {
 
     fn close(&self, sock: SockRef<'_>) {
         let Ok(s) = arc(&sock) else { return };
+        s.closed.store(true, Ordering::Release);
         s.listening.store(false, Ordering::Release);
         let peer = s.peer.swap(0, Ordering::AcqRel);
         if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {
             // Linux shuts both directions of the survivor of an AF_UNIX pair.
             let _ = upcall::hangup(SockHandle(peer));
         }
-        let (key, pending) = {
+        let (key, pending, tw) = {
             let mut inner = s.inner.lock();
-            (inner.key.take(), core::mem::take(&mut inner.pending))
+            let tw = Self::time_wait_record(&s, &inner, sock.handle);
+            (inner.key.take(), core::mem::take(&mut inner.pending), tw)
         };
-        if let Some(k) = key {
+        if let Some((place, rec)) = tw {
+            self.table.time_wait(&place, sock.handle, rec);
+        } else if let Some(k) = key {
             self.table.unbind(&k, sock.handle);
         }
         for (c, _) in pending {
@@ -679,21 +920,24 @@ impl Backend for Loopback {
     }
 
     #[cfg(feature = "std")]
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        Some(self)
+    }
+}
+
+#[cfg(feature = "std")]
+impl ForkAware for Loopback {
     fn fork_prepare(&self) {
         self.table.fork_lock();
     }
 
-    #[cfg(feature = "std")]
     fn fork_parent(&self) {
-        // SAFETY: fork_prepare took the table's locks on this thread.
-        unsafe { self.table.fork_unlock(false) };
+        self.table.fork_unlock(false);
     }
 
-    #[cfg(feature = "std")]
     fn fork_child(&self) {
-        // SAFETY: fork_prepare took the table's locks on the thread that
-        // forked, the child's only thread.
-        unsafe { self.table.fork_unlock(true) };
+        // On the thread that forked, the child's only thread.
+        self.table.fork_unlock(true);
     }
 }
 

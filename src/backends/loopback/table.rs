@@ -2,14 +2,15 @@
 //! (EADDRINUSE, SO_REUSEADDR, SO_REUSEPORT), ephemeral ports, and lookup of
 //! the socket an address reaches. Sharded by port, so that datagram sends
 //! to different ports take different locks.
+#![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use super::addr::{IpEp, UnixName};
 use super::{fs, LoSock};
+use crate::addr::{IpEp, UnixName};
 use crate::backend::contract::{Errno, SockHandle};
 use crate::consts::*;
 use crate::sync::Mutex;
@@ -35,9 +36,17 @@ pub struct BindEntry {
     pub v6only: bool,
     pub reuseaddr: bool,
     pub reuseport: bool,
+    /// 0 for a bound socket; for a TIME_WAIT record (a closed connection's
+    /// end that closed first), the monotonic time in ns it ends at.
+    pub tw_until: u64,
 }
 
 impl BindEntry {
+    /// A bound socket, not a TIME_WAIT record.
+    fn live(&self) -> bool {
+        self.tw_until == 0
+    }
+
     /// Does this entry receive traffic for `dest`?
     fn reaches(&self, dest: &IpEp) -> bool {
         let Some(ep) = self.ep else { return false };
@@ -83,6 +92,20 @@ const EPHEMERAL: (u16, u16) = (32768, 60999);
 
 type Shard = Mutex<BTreeMap<BindKey, Vec<BindEntry>>>;
 
+/// The shards' guards a fork holds, by table (its address), in the thread
+/// that forks (see [`Table::fork_lock`]).
+#[cfg(feature = "std")]
+type ForkHeld = (
+    usize,
+    [crate::sync::MutexGuard<'static, BTreeMap<BindKey, Vec<BindEntry>>>; SHARDS],
+);
+
+#[cfg(feature = "std")]
+std::thread_local! {
+    static FORK_HELD: core::cell::RefCell<Vec<ForkHeld>> =
+        const { core::cell::RefCell::new(Vec::new()) };
+}
+
 /// The table.
 pub struct Table {
     shards: [Shard; SHARDS],
@@ -116,12 +139,25 @@ impl Table {
         &self.shards[shard_of(key)]
     }
 
-    fn try_insert(&self, key: BindKey, entry: &BindEntry, ty: i32) -> Result<(), Errno> {
+    /// Adds `entry` unless it conflicts; TIME_WAIT records conflict too
+    /// unless `past_time_wait` (a connect's ephemeral port: Linux's
+    /// `__inet_hash_connect` reuses a port in TIME_WAIT for another
+    /// 4-tuple). Records that have run out go first: they expire here,
+    /// lazily, with no timer.
+    fn try_insert(
+        &self,
+        key: BindKey,
+        entry: &BindEntry,
+        ty: i32,
+        past_time_wait: bool,
+    ) -> Result<(), Errno> {
+        let now = crate::platform::mono_ns();
         let mut sh = self.shard(&key).lock();
         let list = sh.entry(key).or_default();
+        list.retain(|e| e.live() || e.tw_until > now);
         if list
             .iter()
-            .any(|e| entry.overlaps(e) && !entry.compatible(e, ty))
+            .any(|e| (e.live() || !past_time_wait) && entry.overlaps(e) && !entry.compatible(e, ty))
         {
             return Err(EADDRINUSE);
         }
@@ -129,13 +165,19 @@ impl Table {
         Ok(())
     }
 
-    /// Binds an IP socket; port 0 picks a free ephemeral port. Returns the
+    /// Binds an IP socket; port 0 picks a free ephemeral port (for a
+    /// connect, `past_time_wait`: one in TIME_WAIT will do). Returns the
     /// port and the key.
-    pub fn bind_ip(&self, ty: i32, entry: BindEntry) -> Result<(u16, BindKey), Errno> {
+    pub fn bind_ip(
+        &self,
+        ty: i32,
+        entry: BindEntry,
+        past_time_wait: bool,
+    ) -> Result<(u16, BindKey), Errno> {
         let ep = entry.ep.ok_or(EINVAL)?;
         if ep.port != 0 {
             let key = BindKey::Ip { ty, port: ep.port };
-            self.try_insert(key.clone(), &entry, ty)?;
+            self.try_insert(key.clone(), &entry, ty, false)?;
             return Ok((ep.port, key));
         }
         let span = (EPHEMERAL.1 - EPHEMERAL.0) as u32 + 1;
@@ -148,12 +190,12 @@ impl Table {
             e.reuseaddr = false;
             e.reuseport = false;
             let key = BindKey::Ip { ty, port };
-            if self.try_insert(key.clone(), &e, ty).is_ok() {
+            if self.try_insert(key.clone(), &e, ty, past_time_wait).is_ok() {
                 if let Some(last) = self
                     .shard(&key)
                     .lock()
                     .get_mut(&key)
-                    .and_then(|l| l.last_mut())
+                    .and_then(|l| l.iter_mut().find(|x| x.live() && x.handle == e.handle))
                 {
                     last.reuseaddr = entry.reuseaddr;
                     last.reuseport = entry.reuseport;
@@ -227,7 +269,7 @@ impl Table {
         let Some(me) = list.iter().find(|e| Arc::ptr_eq(&e.sock, s)) else {
             return Ok(());
         };
-        for e in list {
+        for e in list.iter().filter(|e| e.live()) {
             if !Arc::ptr_eq(&e.sock, s)
                 && e.sock.is_listening()
                 && me.overlaps(e)
@@ -240,32 +282,36 @@ impl Table {
     }
 
     /// fork() support: takes every shard's lock (a shard's lock is held
-    /// only inside this table's methods). Released by [`Self::fork_unlock`].
+    /// only inside this table's methods) and keeps the guards in this
+    /// thread (the child's copy of it, in a fork child). Released by
+    /// [`Self::fork_unlock`] on the same thread.
     #[cfg(feature = "std")]
-    pub fn fork_lock(&self) {
-        for sh in &self.shards {
-            core::mem::forget(sh.lock());
-        }
+    pub fn fork_lock(&'static self) {
+        let guards = core::array::from_fn(|i| self.shards[i].lock());
+        FORK_HELD.with(|h| h.borrow_mut().push((self as *const Table as usize, guards)));
     }
 
-    /// fork() support: releases what [`Self::fork_lock`] took; in the child
-    /// (`forget`) the bindings, all of the parent's sockets, are dropped:
-    /// the child's own sockets find those addresses free in its private
-    /// network, as they find no listener behind them.
-    ///
-    /// # Safety
-    /// Only after [`Self::fork_lock`] on this thread (or, in the child, on
-    /// the thread that forked), once.
+    /// fork() support: releases what [`Self::fork_lock`] took on this
+    /// thread (nothing if it took nothing); in the child (`forget`) the
+    /// bindings, all of the parent's sockets, are dropped: the child's own
+    /// sockets find those addresses free in its private network, as they
+    /// find no listener behind them. Dropping a guard in the child is how
+    /// the crate's mutex is released there (a futex word: a waiter of the
+    /// parent's that did not come along is woken in vain).
     #[cfg(feature = "std")]
-    pub unsafe fn fork_unlock(&self, forget: bool) {
-        for sh in &self.shards {
-            // SAFETY: fork_lock took this lock and forgot its guard.
-            unsafe { crate::sync::fork_release(sh) };
+    pub fn fork_unlock(&'static self, forget: bool) {
+        let me = self as *const Table as usize;
+        let held = FORK_HELD.with(|h| {
+            let mut h = h.borrow_mut();
+            let i = h.iter().position(|(t, _)| *t == me)?;
+            Some(h.swap_remove(i).1)
+        });
+        for mut g in held.into_iter().flatten() {
             if forget {
                 // Leaked, not freed: the child's copy of the parent's
                 // entries costs nothing, and a fork child of a threaded
                 // process is better off not calling the allocator.
-                core::mem::forget(core::mem::take(&mut *sh.lock()));
+                core::mem::forget(core::mem::take(&mut *g));
             }
         }
     }
@@ -274,20 +320,46 @@ impl Table {
     pub fn unbind(&self, key: &BindKey, h: SockHandle) {
         let mut sh = self.shard(key).lock();
         if let Some(list) = sh.get_mut(key) {
-            list.retain(|e| e.handle != h);
+            list.retain(|e| e.handle != h || !e.live());
             if list.is_empty() {
                 sh.remove(key);
             }
         }
     }
 
-    /// The socket that receives traffic for `dest` among those passing
-    /// `filter`: an exact address beats a wildcard, and among equals the
-    /// most recently bound wins (SO_REUSEADDR datagram semantics).
+    /// Removes socket `h`'s binding (if it has one at `key`: an accepted
+    /// socket has none of its own) and leaves the TIME_WAIT record `tw` in
+    /// its place, under one lock. A record like it already there (same
+    /// address and flags) is extended instead: the table keeps the ports
+    /// held, not every connection.
+    pub fn time_wait(&self, key: &BindKey, h: SockHandle, tw: BindEntry) {
+        let mut sh = self.shard(key).lock();
+        let list = sh.entry(key.clone()).or_default();
+        list.retain(|e| e.handle != h || !e.live());
+        let same = |e: &&mut BindEntry| {
+            !e.live()
+                && e.ep == tw.ep
+                && e.v6only == tw.v6only
+                && e.reuseaddr == tw.reuseaddr
+                && e.reuseport == tw.reuseport
+        };
+        match list.iter_mut().find(same) {
+            Some(e) => e.tw_until = e.tw_until.max(tw.tw_until),
+            None => list.push(tw),
+        }
+    }
+
+    /// The socket that receives traffic for `dest` from `from` among those
+    /// passing `filter`: an exact address beats a wildcard, and among
+    /// equals the most recently bound wins (SO_REUSEADDR datagram
+    /// semantics), unless it belongs to an SO_REUSEPORT group: then the
+    /// flow's hash picks one of the group, as Linux's
+    /// `reuseport_select_sock` spreads connections and datagrams.
     pub fn lookup_ip(
         &self,
         ty: i32,
         dest: &IpEp,
+        from: Option<&IpEp>,
         filter: impl Fn(&BindEntry) -> bool,
     ) -> Option<BindEntry> {
         let key = BindKey::Ip {
@@ -297,7 +369,10 @@ impl Table {
         let sh = self.shard(&key).lock();
         let list = sh.get(&key)?;
         let mut best: Option<&BindEntry> = None;
-        for e in list.iter().filter(|e| e.reaches(dest) && filter(e)) {
+        for e in list
+            .iter()
+            .filter(|e| e.live() && e.reaches(dest) && filter(e))
+        {
             let exact = e.ep.is_some_and(|ep| ep.ip == dest.ip);
             let better = match best {
                 None => true,
@@ -307,7 +382,38 @@ impl Table {
                 best = Some(e);
             }
         }
-        best.cloned()
+        let best = best?;
+        let (Some(from), true) = (from, best.reuseport) else {
+            return Some(best.clone());
+        };
+        let exact = |e: &BindEntry| e.ep.is_some_and(|ep| ep.ip == dest.ip);
+        let group: Vec<&BindEntry> = list
+            .iter()
+            .filter(|e| {
+                e.live() && e.reuseport && e.reaches(dest) && exact(e) == exact(best) && filter(e)
+            })
+            .collect();
+        let pick = (from.flow_hash() % group.len().max(1) as u64) as usize;
+        Some(group.get(pick).copied().unwrap_or(best).clone())
+    }
+
+    /// Every bound socket a datagram to `dest` reaches, in bind order: a
+    /// datagram to a multicast or broadcast address goes to each that
+    /// takes it, as Linux's `__udp4_lib_mcast_deliver` walks the port.
+    pub fn lookup_all_ip(&self, ty: i32, dest: &IpEp) -> Vec<BindEntry> {
+        let key = BindKey::Ip {
+            ty,
+            port: dest.port,
+        };
+        let sh = self.shard(&key).lock();
+        sh.get(&key)
+            .map(|l| {
+                l.iter()
+                    .filter(|e| e.live() && e.reaches(dest))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The socket bound to an AF_UNIX name. ENOENT when a pathname has no

@@ -1,19 +1,19 @@
 //! One kernel socket of the transport (a connection, a port, a link) and
 //! how frames go out on it.
+#![deny(unsafe_code)]
 
 use alloc::collections::VecDeque;
+use alloc::sync::Weak;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use super::envelope::{self, Msg};
+use super::state::ConnState;
 use super::*;
 use crate::backend::contract::*;
 use crate::backend::wire;
 use crate::consts::*;
 use crate::sync::Mutex;
-
-pub(super) const CTL_HELLO: u64 = 1;
-pub(super) const CTL_ACCEPT: u64 = 2;
-pub(super) const CTL_WINDOW: u64 = 3;
 
 /// How a read of a kernel socket's frames ended.
 pub(super) enum ReadEnd {
@@ -47,12 +47,18 @@ pub(super) enum Role {
 pub(super) struct Conn {
     pub(super) kfd: i32,
     pub(super) role: Role,
-    /// The port of a datagram socket (0 for the others).
-    pub(super) port: u16,
+    /// The port of a datagram socket, with its family space
+    /// (`ports::port_key`; 0 for the others).
+    pub(super) port: u32,
     /// The frontend socket it serves (0 until known, for an accepted one).
     pub(super) handle: AtomicU64,
     /// The listener an accepted connection came through.
     pub(super) listener: SockHandle,
+    /// The backend state of the socket it serves (set with `handle`), and
+    /// of the listener an accepted connection came through: the backend's
+    /// own record of its sockets, so that a frame names no frontend table.
+    pub(super) sock: Mutex<Weak<XSock>>,
+    pub(super) listener_sock: Weak<XSock>,
     /// Bytes the kernel has not taken yet.
     pub(super) out: Mutex<VecDeque<u8>>,
     /// A link's senders turned away for want of room: told when the
@@ -60,26 +66,10 @@ pub(super) struct Conn {
     pub(super) blocked: Mutex<Vec<SockHandle>>,
     /// Bytes read but not yet a whole frame (transport thread only).
     pub(super) inbuf: Mutex<Vec<u8>>,
-    /// The peer sent end-of-stream (its socket closing after it is normal).
-    pub(super) got_fin: AtomicBool,
-    /// Established (ACCEPT seen or sent).
-    pub(super) up: AtomicBool,
-    pub(super) closed: AtomicBool,
+    /// Its life and who reads its input (see `state`).
+    pub(super) state: ConnState,
     /// The events the transport's epoll set watches (0: not in it).
     pub(super) watching: AtomicU32,
-    /// Program threads read the input (see `Backend::input_watched`): the
-    /// transport does not watch it.
-    pub(super) delegated: AtomicBool,
-    /// A thread blocked on the socket other than in epoll_wait: the
-    /// transport reads the input from then on.
-    pub(super) keep_input: AtomicBool,
-    /// A program's epoll set watches the input too (see `register`).
-    pub(super) shared: AtomicBool,
-    /// The connection was ended by `lost` or `fail` (once, whichever
-    /// thread read its end first).
-    pub(super) ended: AtomicBool,
-    /// The socket was closed: the kernel socket goes once its queue is out.
-    pub(super) closing: AtomicBool,
 }
 
 impl Conn {
@@ -95,7 +85,7 @@ impl Conn {
         // it under this lock, so a send never reaches a number the kernel
         // has already given to another connection.
         let mut out = self.out.lock();
-        if self.closed.load(Ordering::Acquire) {
+        if self.state.is_closed() {
             return Err(EPIPE);
         }
         let off = self.write_now(&out, parts)?;
@@ -136,10 +126,9 @@ impl Conn {
         t.watch_out(self, true);
     }
 
+    /// Sends fragment `f` as a DATA message (see `envelope`).
     pub(super) fn frame(&self, t: &Transport, f: &wire::Fragment<'_>) -> Result<(), Errno> {
-        // Unsummed: an AF_UNIX stream between processes of one user cannot
-        // corrupt bytes (see wire's "Transports that guarantee integrity").
-        let hdr = wire::encode_header(f, false).map_err(|_| EINVAL)?;
+        let hdr = envelope::data_header(f)?;
         self.send(t, &[&hdr, f.addr, f.payload])
     }
 
@@ -165,7 +154,7 @@ impl Conn {
         // Under the queue's lock, as `flush` looks at the queue: a sender
         // turned away is always woken once there is room.
         let mut out = self.out.lock();
-        if self.closed.load(Ordering::Acquire) {
+        if self.state.is_closed() {
             return Err(EPIPE);
         }
         let off = self.write_now(&out, parts)?;
@@ -183,55 +172,25 @@ impl Conn {
         Ok(())
     }
 
-    pub(super) fn control(
-        &self,
-        t: &Transport,
-        what: u64,
-        value: u64,
-        payload: &[u8],
-    ) -> Result<(), Errno> {
-        self.frame(t, &control_frame(what, value, payload))
+    /// Sends control message `m` (HELLO, ACCEPT, WINDOW).
+    pub(super) fn control(&self, t: &Transport, m: &Msg<'_>) -> Result<(), Errno> {
+        let (b, len) = envelope::control(m)?;
+        self.send(t, &[&b[..len]])
     }
 
-    /// Queues a control frame without sending it: it leaves at the next
-    /// [`Transport::flush`], and every frame sent meanwhile goes after it.
+    /// Queues a control message without sending it: it leaves at the next
+    /// [`Transport::flush`], and every message sent meanwhile goes after it.
     /// (ACCEPT: the accepted socket must join its listener's queue before
     /// the client can see its connect complete, and the program may write
     /// on it as soon as it has.)
-    pub(super) fn control_queued(
-        &self,
-        t: &Transport,
-        what: u64,
-        value: u64,
-        payload: &[u8],
-    ) -> Result<(), Errno> {
-        let f = control_frame(what, value, payload);
-        let hdr = wire::encode_header(&f, false).map_err(|_| EINVAL)?;
+    pub(super) fn control_queued(&self, t: &Transport, m: &Msg<'_>) -> Result<(), Errno> {
+        let (b, len) = envelope::control(m)?;
         let mut out = self.out.lock();
-        if self.closed.load(Ordering::Acquire) {
+        if self.state.is_closed() {
             return Err(EPIPE);
         }
-        self.queue_rest(t, &mut out, &[&hdr, f.payload], 0);
+        self.queue_rest(t, &mut out, &[&b[..len]], 0);
         Ok(())
-    }
-}
-
-/// A control frame (see the module docs): a datagram-kind frame whose
-/// `conn` field names it.
-fn control_frame<'a>(what: u64, value: u64, payload: &'a [u8]) -> wire::Fragment<'a> {
-    wire::Fragment {
-        header: wire::FragHeader {
-            kind: wire::FragKind::Dgram,
-            flags: 0,
-            conn: what,
-            offset: value,
-            dgram_offset: 0,
-            dgram_total: payload.len() as u32,
-            len: payload.len() as u32,
-            addr_len: 0,
-        },
-        addr: &[],
-        payload,
     }
 }
 
@@ -243,19 +202,14 @@ impl Conn {
             port: 0,
             handle: AtomicU64::new(handle.0),
             listener,
+            sock: Mutex::new(Weak::new()),
+            listener_sock: Weak::new(),
             out: Mutex::new(VecDeque::new()),
             blocked: Mutex::new(Vec::new()),
 
             inbuf: Mutex::new(Vec::new()),
-            got_fin: AtomicBool::new(false),
-            up: AtomicBool::new(false),
-            closed: AtomicBool::new(false),
+            state: ConnState::new(),
             watching: AtomicU32::new(0),
-            delegated: AtomicBool::new(false),
-            keep_input: AtomicBool::new(false),
-            shared: AtomicBool::new(false),
-            ended: AtomicBool::new(false),
-            closing: AtomicBool::new(false),
         }
     }
 }

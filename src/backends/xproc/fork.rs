@@ -1,29 +1,65 @@
 //! fork() support: the backend's global locks around a fork.
+#![deny(unsafe_code)]
 
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 use core::sync::atomic::Ordering;
 
 use super::*;
+use crate::sync::MutexGuard;
 
-/// fork() support, step 1 (in the parent, before fork): takes the
-/// backend's global locks (ports, links, the transport's tables) so that
-/// the child does not inherit one held by another thread. Must be followed
-/// by [`atfork_parent`] or [`atfork_child`].
-pub fn atfork_prepare() {
-    core::mem::forget(DGRAM_PORTS.lock());
-    core::mem::forget(DGRAM_LINKS.lock());
-    core::mem::forget(TRANSPORT.conns.lock());
-    core::mem::forget(TRANSPORT.paused.lock());
+/// The guards of the backend's global locks, held across a fork by the
+/// thread that forks (in the child: its only thread, with its copy of
+/// this thread-local). Released by dropping them, innermost first: the
+/// crate's mutex is a futex word that a fork child may release (a waiter
+/// of the parent's that did not come along is woken in vain).
+struct Held {
+    link_accept: MutexGuard<'static, ()>,
+    ports: MutexGuard<'static, BTreeMap<u32, DgramPort>>,
+    links: MutexGuard<'static, BTreeMap<u32, Arc<Conn>>>,
+    conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
+    paused: MutexGuard<'static, Vec<Arc<Conn>>>,
 }
 
-/// Releases the locks [`atfork_prepare`] took, innermost first.
+std::thread_local! {
+    static HELD: RefCell<Option<Held>> = const { RefCell::new(None) };
+}
+
+/// fork() support, step 1 (in the parent, before fork): takes the
+/// backend's global locks (link acceptance, ports, links, the transport's
+/// tables) so that
+/// the child does not inherit one held by another thread. Must be followed
+/// by [`atfork_parent`] or [`atfork_child`] on the same thread.
+pub fn atfork_prepare() {
+    let held = Held {
+        // Outermost: `Transport::accept` takes the others under it.
+        link_accept: super::thread::LINK_ACCEPT.lock(),
+        ports: DGRAM_PORTS.lock(),
+        links: DGRAM_LINKS.lock(),
+        conns: TRANSPORT.conns.lock(),
+        paused: TRANSPORT.paused.lock(),
+    };
+    HELD.with(|h| *h.borrow_mut() = Some(held));
+}
+
+/// Releases the locks [`atfork_prepare`] took, innermost first (nothing
+/// if it did not run on this thread).
 pub(super) fn atfork_release() {
-    // SAFETY: atfork_prepare left these locks held by this thread (in the
-    // child: the thread that forked), their guards forgotten.
-    unsafe {
-        crate::sync::fork_release(&TRANSPORT.paused);
-        crate::sync::fork_release(&TRANSPORT.conns);
-        crate::sync::fork_release(&DGRAM_LINKS);
-        crate::sync::fork_release(&DGRAM_PORTS);
+    if let Some(h) = HELD.with(|h| h.borrow_mut().take()) {
+        let Held {
+            link_accept,
+            ports,
+            links,
+            conns,
+            paused,
+        } = h;
+        drop(paused);
+        drop(conns);
+        drop(links);
+        drop(ports);
+        drop(link_accept);
     }
 }
 
@@ -47,7 +83,7 @@ pub fn atfork_child() {
     core::mem::take(&mut *DGRAM_LINKS.lock());
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
-        c.closed.store(true, Ordering::Release);
+        c.state.close();
         close_kfd(kfd);
     }
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);

@@ -12,16 +12,21 @@
 //! autotune.
 //!
 //! - A bound stream port is a listening AF_UNIX stream socket `DIR/t<port>`,
-//!   a datagram port one at `DIR/u<port>`. Ports are shared by AF_INET and
-//!   AF_INET6 (every address is local).
-//! - A stream connection is one AF_UNIX stream connection carrying frames in
-//!   the portable encoding (`backend::wire`): data with FIN/RST flags, and
-//!   control frames (datagram-kind frames whose `conn` field names them):
-//!   HELLO (client address), ACCEPT (initial window, server address),
-//!   WINDOW (new receive window end).
+//!   a datagram port one at `DIR/u<port>`, for the port's IPv4 addresses;
+//!   its IPv6 addresses have their own, `DIR/t<port>.v6` and
+//!   `DIR/u<port>.v6`, so an IPv4 bind and an IPV6_V6ONLY bind of one port
+//!   coexist as on Linux. A bind to `::` without IPV6_V6ONLY takes both
+//!   names: the socket at the IPv4 one and a symbolic link at the IPv6
+//!   one. (Within a family every address is local and one.)
+//! - A stream connection is one AF_UNIX stream connection carrying xproc's
+//!   own messages (`envelope`: an 8-byte envelope naming the type, then the
+//!   body): DATA (one fragment in the portable encoding, `backend::wire`,
+//!   as the frontend built it: data with FIN/RST flags), and the control
+//!   messages HELLO (client address), ACCEPT (initial window, server
+//!   address), WINDOW (new receive window end).
 //! - Datagrams to a port travel on a link: one AF_UNIX stream from this
 //!   process to that port, shared by all our sockets sending there, each
-//!   frame naming its source (see `DGRAM_LINKS` for why not AF_UNIX
+//!   a DATA message whose fragment names its source (see `DGRAM_LINKS` for why not AF_UNIX
 //!   datagrams).
 //! - One transport thread per process reads every kernel socket through
 //!   epoll and makes the upcalls; writes go out from the caller's thread and
@@ -37,37 +42,44 @@
 //!   close.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
-//! - A malformed frame, or one against the protocol, ends that connection
+//! - A stream port in TIME_WAIT (an active close of a connection on a
+//!   port some file held) has a record beside its file, `DIR/t<port>.tw`
+//!   or `DIR/t<port>.v6.tw`: when it ends and which SO_REUSEADDR and
+//!   SO_REUSEPORT it had. A bind of the port checks it; it expires lazily
+//!   (`ports::time_wait`).
+//! - A malformed message, or one against the protocol, ends that connection
 //!   (or link) and nothing else.
 //!
-//! Here: the backend's operations. `conn` holds a kernel socket of the
-//! transport and its output, `thread` the transport thread and what it
-//! watches, `receive` frames coming in and the connection protocol,
-//! `dgram` datagram ports and links, `ports` the socket files, `kernel`
-//! the system calls, `fork` the locks around fork().
+//! Here: the backend's operations. `envelope` is the message format,
+//! `conn` holds a kernel socket of the transport and its output, `thread`
+//! the transport thread and what it watches, `receive` messages coming in
+//! and the connection protocol, `dgram` datagram ports and links, `ports`
+//! the socket files, `fork` the locks around fork(). Its system calls are
+//! `platform::unix_ipc`'s safe functions.
+#![deny(unsafe_code)]
 
 mod conn;
 mod dgram;
+mod envelope;
 mod fork;
-mod kernel;
 mod ports;
 mod receive;
+mod state;
 mod thread;
 
-pub use fork::{atfork_child, atfork_parent, atfork_prepare};
-
-use alloc::sync::Arc;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
 
+use crate::addr::IpEp;
 use crate::addr::SockAddr;
+use crate::backend::attrs::ATTR_LEN;
 use crate::backend::contract::*;
-use crate::backend::wire;
-use crate::backends::loopback::IpEp;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
+use crate::platform::unix_ipc as kernel;
 use crate::sync::Mutex;
 use conn::*;
 use dgram::*;
@@ -87,30 +99,48 @@ fn seen_as(a: &SockAddr, family: i32) -> SockAddr {
     }
 }
 
-/// The family of the frontend socket `h` (AF_INET when it is gone).
-fn family_of(h: SockHandle) -> i32 {
-    crate::socket::slab::lookup(h).map_or(AF_INET, |s| s.info.domain)
-}
-
 /// The backend's state of one socket.
 pub struct XSock {
     info: SockInfo,
+    /// Itself, for the records that name it without keeping it alive
+    /// (a port's members, a connection's socket).
+    me: Weak<XSock>,
     local: Mutex<Option<SockAddr>>,
     peer: Mutex<Option<SockAddr>>,
     /// The stream connection, the datagram socket, or the listener.
     conn: Mutex<Option<Arc<Conn>>>,
-    /// The socket file this socket owns (removed at close).
-    path: Mutex<Option<PathBuf>>,
+    /// The socket files this socket owns (removed at close).
+    paths: Mutex<alloc::vec::Vec<PathBuf>>,
+    /// A stream connected to itself (see `XProc::connect_self`): what it
+    /// writes is delivered to it in place, with no kernel socket between.
+    to_self: core::sync::atomic::AtomicBool,
+    /// This end sent its FIN before the peer's arrived (the active close:
+    /// a TIME_WAIT record at close, see `ports::time_wait`).
+    fin_first: core::sync::atomic::AtomicBool,
+    /// This end reset its connection: no TIME_WAIT.
+    rst_sent: core::sync::atomic::AtomicBool,
+    /// The kernel socket at the port files of a stream socket bound before
+    /// it connected: it holds the port while the connection lives.
+    bound: Mutex<Option<Arc<Conn>>>,
+    /// The SO_REUSEPORT group of stream sockets this one shares its port's
+    /// kernel listener with (`ports::stream_group_key`).
+    group: Mutex<Option<u32>>,
 }
 
 impl XSock {
     fn new(info: SockInfo) -> Arc<XSock> {
-        Arc::new(XSock {
+        Arc::new_cyclic(|me| XSock {
             info,
+            me: me.clone(),
             local: Mutex::new(None),
             peer: Mutex::new(None),
             conn: Mutex::new(None),
-            path: Mutex::new(None),
+            paths: Mutex::new(alloc::vec::Vec::new()),
+            to_self: core::sync::atomic::AtomicBool::new(false),
+            fin_first: core::sync::atomic::AtomicBool::new(false),
+            rst_sent: core::sync::atomic::AtomicBool::new(false),
+            bound: Mutex::new(None),
+            group: Mutex::new(None),
         })
     }
 }
@@ -128,10 +158,138 @@ fn stream_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
     matches!(c.role, Role::Stream).then_some(c)
 }
 
+impl XProc {
+    /// A stream socket bound to the address and port it connects to:
+    /// Linux's simultaneous open connects it to itself, and it reads what
+    /// it writes. Nothing crosses a process, so no connection is made:
+    /// `write` delivers in place. False when `dest` is another address.
+    fn connect_self(x: &XSock, h: SockHandle, dest: &IpEp) -> bool {
+        let Some(me) = *x.local.lock() else {
+            return false;
+        };
+        let Ok(mut m) = IpEp::parse(&me, x.info.domain) else {
+            return false;
+        };
+        if m.is_wild() {
+            m.ip = dest.source_for();
+        }
+        if m.port != dest.port || m.ip != dest.ip {
+            return false;
+        }
+        let me = m.to_sockaddr(x.info.domain);
+        *x.local.lock() = Some(me);
+        *x.peer.lock() = Some(me);
+        x.to_self.store(true, Ordering::Release);
+        if let Ok(w) = upcall::window(h) {
+            let _ = upcall::credit(h, w);
+        }
+        let _ = upcall::connected(h);
+        true
+    }
+}
+
 /// The cross-process backend over a network directory.
 pub struct XProc {
     dir: PathBuf,
     next_port: AtomicU64,
+}
+
+impl XProc {
+    /// A datagram fragment, with its attributes when the frontend gave
+    /// them: they ride at the end of the DATA frame's address
+    /// (`dgram::split_addr`).
+    fn write_dgram(
+        &self,
+        sock: SockRef<'_>,
+        x: &XSock,
+        frag: &Fragment<'_>,
+        attrs: Option<&DgramAttrs>,
+    ) -> Result<(), Errno> {
+        self.autobind(x, sock.handle, sock.opts)?;
+        let dest = if frag.addr.is_empty() {
+            x.peer.lock().ok_or(EDESTADDRREQ)?
+        } else {
+            SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
+        };
+        let ep = IpEp::parse(&dest, x.info.domain)?;
+        // Port 0: refused as a destination; a socket connected there sends
+        // where nothing can listen (lost, as on Linux).
+        if ep.port == 0 {
+            return if frag.addr.is_empty() {
+                Ok(())
+            } else {
+                Err(EINVAL)
+            };
+        }
+        let group = ep.is_multicast() || ep.is_broadcast();
+        let src = {
+            let mut l = x.local.lock().ok_or(EINVAL)?;
+            if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
+                // IP_PKTINFO on sendmsg chose this datagram's source.
+                if let Some(ip) = attrs.and_then(|a| a.src()) {
+                    me.ip = ip;
+                    l = me.to_sockaddr(x.info.domain);
+                } else if me.is_wild() {
+                    me.ip = if group {
+                        dgram::group_source(&ep)
+                    } else {
+                        ep.source_for()
+                    };
+                    l = me.to_sockaddr(x.info.domain);
+                }
+            }
+            l
+        };
+        // A datagram to a group or broadcast address carries the
+        // destination after its source: the receiving process
+        // gives a copy to each socket of the port that takes it. The
+        // attributes, with the destination the sender used, come last.
+        let mut both = [0u8; 2 * crate::addr::ADDR_MAX + ATTR_LEN];
+        let to = ep.to_sockaddr(x.info.domain);
+        let a = src.as_bytes();
+        both[..a.len()].copy_from_slice(a);
+        let mut n = a.len();
+        if group {
+            let d = to.as_bytes();
+            both[n..n + d.len()].copy_from_slice(d);
+            n += d.len();
+        }
+        if let Some(at) = attrs {
+            let mut at = *at;
+            at.dst = ep.ip;
+            at.flags |= crate::backend::attrs::ATTR_DST;
+            both[n..n + ATTR_LEN].copy_from_slice(&at.to_bytes());
+            n += ATTR_LEN;
+        }
+        let addr = &both[..n];
+        let out = frag.with_addr(addr);
+        let hdr = envelope::data_header(&out)?;
+        // Nobody bound there, or the link is gone: dropped, as UDP
+        // does, and told as the ICMP port unreachable a kernel would
+        // get back (the frontend decides who sees it).
+        let dest = if ep.is_v4() {
+            ports::Space::V4
+        } else {
+            ports::Space::V6
+        };
+        let Some(link) = self.link(ports::port_key(ep.port, dest)) else {
+            if out.header.dgram_offset == 0 {
+                upcall::unreachable(sock.handle, &ep.to_sockaddr(sock.info.domain), frag.payload);
+            }
+            return Ok(());
+        };
+        let first = out.header.dgram_offset == 0;
+        let parts = [&hdr[..], out.addr, out.payload];
+        match link.datagram(transport(), sock.handle, first, &parts) {
+            Ok(()) => {}
+            Err(EAGAIN) => return Err(EAGAIN),
+            Err(_) => {
+                drop_link(&link);
+                transport().remove(&link);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Backend for XProc {
@@ -156,7 +314,7 @@ impl Backend for XProc {
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let x = xs(&sock)?;
         let ep = IpEp::parse(addr, x.info.domain)?;
-        if !ep.is_local() {
+        if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_ep(x, sock.handle, ep, sock.opts)
@@ -164,10 +322,9 @@ impl Backend for XProc {
 
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
         let x = xs(&sock)?;
-        self.autobind(x, sock.handle)?;
+        self.autobind(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
-        // SAFETY: listen on our own kernel socket.
-        sys(unsafe { libc::syscall(libc::SYS_listen, c.kfd, backlog.max(1) as i32) })?;
+        kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
         transport().add(c)
     }
 
@@ -180,11 +337,14 @@ impl Backend for XProc {
         }
         let ep = IpEp::parse(dest, x.info.domain)?;
         if x.info.ty == SOCK_DGRAM {
-            self.autobind(x, sock.handle)?;
+            self.autobind(x, sock.handle, sock.opts)?;
             *x.peer.lock() = Some(*dest);
             return Ok(());
         }
-        let path = self.path(SOCK_STREAM, ep.port);
+        if Self::connect_self(x, sock.handle, &ep) {
+            return Ok(());
+        }
+        let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
         let k = match connect_unix(&a, len) {
             Ok(k) if peer_is_us(k) => k,
@@ -195,7 +355,7 @@ impl Backend for XProc {
                 return Ok(());
             }
             Err(e) => {
-                if e == ECONNREFUSED && self.stale(&a, len) {
+                if e == ECONNREFUSED && self.stale(&path) {
                     let _ = std::fs::remove_file(&path);
                 }
                 let _ = upcall::refused(sock.handle, ECONNREFUSED);
@@ -204,93 +364,90 @@ impl Backend for XProc {
         };
         let mut me = ep;
         me.ip = ep.source_for();
-        me.port = 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16;
+        // A socket bound first keeps its port (its files stay bound, see
+        // `bound`); otherwise the port is a name only, held by no file.
+        let bound = x
+            .local
+            .lock()
+            .and_then(|l| IpEp::parse(&l, x.info.domain).ok());
+        me.port = match bound {
+            Some(b) if b.port != 0 => b.port,
+            _ => 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16,
+        };
         let mine = me.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(mine);
         *x.peer.lock() = Some(*dest);
         let c = Arc::new(Conn::new(k, Role::Stream, sock.handle, sock.handle));
-        *x.conn.lock() = Some(c.clone());
+        *c.sock.lock() = x.me.clone();
+        let was = x.conn.lock().replace(c.clone());
+        if let Some(b) = was.filter(|b| matches!(b.role, Role::Listener)) {
+            *x.bound.lock() = Some(b);
+        }
         transport().add(c.clone())?;
-        c.control(transport(), CTL_HELLO, 0, mine.as_bytes())
+        c.control(
+            transport(),
+            &envelope::Msg::Hello {
+                addr: mine.as_bytes(),
+            },
+        )
     }
 
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
         let x = xs(&sock)?;
         match frag.header.kind {
+            FragKind::Stream if x.to_self.load(Ordering::Acquire) => {
+                match upcall::deliver(sock.handle, frag) {
+                    Err(EBADF) => Ok(()),
+                    r => r,
+                }
+            }
             FragKind::Stream => {
                 let Some(c) = x.conn.lock().clone() else {
                     return Err(ENOTCONN);
                 };
-                if c.closed.load(Ordering::Acquire) {
+                if frag.header.flags & crate::backend::wire::FLAG_RST != 0 {
+                    x.rst_sent.store(true, Ordering::Release);
+                }
+                if frag.header.flags & crate::backend::wire::FLAG_FIN != 0 && !c.state.got_fin() {
+                    x.fin_first.store(true, Ordering::Release);
+                }
+                if c.state.is_closed() {
                     if !frag.payload.is_empty() {
                         let _ = upcall::reset(
                             sock.handle,
-                            if c.got_fin.load(Ordering::Acquire) {
-                                EPIPE
-                            } else {
-                                ECONNRESET
-                            },
+                            if c.state.got_fin() { EPIPE } else { ECONNRESET },
                         );
                     }
                     return Ok(());
                 }
                 c.frame(transport(), frag)
             }
-            FragKind::Dgram => {
-                self.autobind(x, sock.handle)?;
-                let dest = if frag.addr.is_empty() {
-                    x.peer.lock().ok_or(EDESTADDRREQ)?
-                } else {
-                    SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?
-                };
-                let ep = IpEp::parse(&dest, x.info.domain)?;
-                if ep.port == 0 {
-                    return Err(EINVAL);
-                }
-                let src = {
-                    let mut l = x.local.lock().ok_or(EINVAL)?;
-                    if let Ok(mut me) = IpEp::parse(&l, x.info.domain) {
-                        if me.is_wild() {
-                            me.ip = ep.source_for();
-                            l = me.to_sockaddr(x.info.domain);
-                        }
-                    }
-                    l
-                };
-                let mut out = *frag;
-                out.addr = src.as_bytes();
-                out.header.addr_len = out.addr.len() as u16;
-                let hdr = wire::encode_header(&out, false).map_err(|_| EINVAL)?;
-                // Nobody bound there, or the link is gone: dropped, as
-                // UDP does; a connected socket learns of it as of an ICMP
-                // port unreachable (ECONNREFUSED on a later call).
-                let Some(link) = self.link(ep.port) else {
-                    if frag.addr.is_empty() && out.header.dgram_offset == 0 {
-                        let _ = upcall::error(sock.handle, ECONNREFUSED);
-                    }
-                    return Ok(());
-                };
-                let first = out.header.dgram_offset == 0;
-                let parts = [&hdr[..], out.addr, out.payload];
-                match link.datagram(transport(), sock.handle, first, &parts) {
-                    Ok(()) => {}
-                    Err(EAGAIN) => return Err(EAGAIN),
-                    Err(_) => {
-                        drop_link(&link);
-                        transport().remove(&link);
-                    }
-                }
-                Ok(())
-            }
+            FragKind::Dgram => self.write_dgram(sock, x, frag, None),
+        }
+    }
+
+    fn write_attrs(
+        &self,
+        sock: SockRef<'_>,
+        frag: &Fragment<'_>,
+        attrs: &DgramAttrs,
+    ) -> Result<(), Errno> {
+        match frag.header.kind {
+            FragKind::Dgram => self.write_dgram(sock, xs(&sock)?, frag, Some(attrs)),
+            FragKind::Stream => self.write(sock, frag),
         }
     }
 
     fn window(&self, sock: SockRef<'_>, limit: u64) {
         if let Ok(x) = xs(&sock) {
+            if x.to_self.load(Ordering::Acquire) {
+                let _ = upcall::credit(sock.handle, limit);
+                return;
+            }
             if let Some(c) = x.conn.lock().clone() {
                 match c.role {
                     Role::Stream => {
-                        let _ = c.control(transport(), CTL_WINDOW, limit, &[]);
+                        let _ = c.control(transport(), &envelope::Msg::Window(limit));
                     }
                     // A datagram socket read after refusing one: its links
                     // may go on.
@@ -304,31 +461,6 @@ impl Backend for XProc {
         }
     }
 
-    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
-        let c = stream_conn(&sock)?;
-        (!c.closed.load(Ordering::Acquire)).then_some(c.kfd)
-    }
-
-    fn input_watched(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().delegate(&c, true);
-        }
-    }
-
-    fn input_wanted(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            if !c.keep_input.swap(true, Ordering::AcqRel) {
-                transport().delegate(&c, false);
-            }
-        }
-    }
-
-    fn pump(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().read_stream(&c);
-        }
-    }
-
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         *xs(&sock).ok()?.local.lock()
     }
@@ -337,13 +469,25 @@ impl Backend for XProc {
         *xs(&sock).ok()?.peer.lock()
     }
 
+    fn input(&self) -> Option<&dyn InputDelegation> {
+        Some(self)
+    }
+
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        Some(self)
+    }
+
     fn close(&self, sock: SockRef<'_>) {
         let Ok(x) = xs(&sock) else { return };
         if x.info.ty == SOCK_DGRAM {
-            x.conn.lock().take();
+            let Some(port) = x.conn.lock().take().map(|c| c.port) else {
+                return;
+            };
             // The port's socket and file go with its last socket.
-            if let Some((c, path)) = self.leave_port(x, sock.handle) {
-                let _ = std::fs::remove_file(path);
+            if let Some((c, paths)) = self.leave_port(port, sock.handle) {
+                for p in paths {
+                    let _ = std::fs::remove_file(p);
+                }
                 // The senders' links end too: their next datagram finds
                 // nobody there.
                 let port = c.port;
@@ -360,17 +504,78 @@ impl Backend for XProc {
             }
             return;
         }
-        if let Some(c) = x.conn.lock().take() {
+        self.time_wait(x, sock.opts);
+        // A member of an SO_REUSEPORT group leaves the port's listener and
+        // files to the others, if any.
+        let group = self.leave_stream_group(x, sock.handle);
+        let shared = group.as_ref().and_then(|(c, paths)| {
+            if let Some(paths) = paths {
+                x.paths.lock().extend(paths.iter().cloned());
+            }
+            paths.is_none().then(|| c.clone())
+        });
+        let is_shared = |c: &Arc<Conn>| shared.as_ref().is_some_and(|g| Arc::ptr_eq(g, c));
+        if let Some(b) = x.bound.lock().take() {
+            if !is_shared(&b) {
+                transport().remove(&b);
+            }
+        }
+        if let Some(c) = x.conn.lock().take().filter(|c| !is_shared(c)) {
             // Queued bytes (the FIN among them) go out first: the transport
             // thread closes the kernel socket when its queue is empty, and
             // reads it meanwhile (nobody pumps a closed socket).
-            c.closing.store(true, Ordering::Release);
+            c.state.start_closing();
             transport().delegate(&c, false);
             transport().flush(&c);
         }
-        if let Some(p) = x.path.lock().take() {
+        for p in core::mem::take(&mut *x.paths.lock()) {
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+impl InputDelegation for XProc {
+    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
+        let c = stream_conn(&sock)?;
+        (!c.state.is_closed()).then_some(c.kfd)
+    }
+
+    fn input_watched(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            transport().delegate(&c, true);
+        }
+    }
+
+    fn input_wanted(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            if c.state.keep() {
+                transport().delegate(&c, false);
+            }
+        }
+    }
+
+    fn pump(&self, sock: SockRef<'_>) {
+        if let Some(c) = stream_conn(&sock) {
+            transport().read_stream(&c);
+        } else if let Some(c) = xs(&sock).ok().and_then(|x| x.conn.lock().clone()) {
+            if matches!(c.role, Role::Dgram) {
+                transport().settle_port(&c);
+            }
+        }
+    }
+}
+
+impl ForkAware for XProc {
+    fn fork_prepare(&self) {
+        fork::atfork_prepare();
+    }
+
+    fn fork_parent(&self) {
+        fork::atfork_parent();
+    }
+
+    fn fork_child(&self) {
+        fork::atfork_child();
     }
 }
 
@@ -379,9 +584,6 @@ impl Backend for XProc {
 pub fn default_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) => PathBuf::from(d).join("usock-net"),
-        // SAFETY: getuid has no preconditions.
-        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", unsafe {
-            libc::getuid()
-        })),
+        None => PathBuf::from(alloc::format!("/tmp/usock-net-{}", kernel::uid())),
     }
 }

@@ -1,24 +1,27 @@
 //! Binding ports, opening links, and the socket files behind them.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::ffi::CString;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use super::*;
+use crate::addr::IpEp;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
-use crate::backends::loopback::IpEp;
 use crate::consts::*;
 
 impl XProc {
     /// A backend over `dir` (created 0700 when missing).
     pub fn new(dir: PathBuf) -> Result<XProc, Errno> {
         let c = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|_| EINVAL)?;
-        // SAFETY: mkdir with a NUL-terminated path.
-        let r = unsafe { libc::mkdir(c.as_ptr(), 0o700) };
-        if r != 0 && errno() != EEXIST {
-            return Err(errno());
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                return Err(e.raw_os_error().unwrap_or(EIO))
+            }
+            _ => {}
         }
         // Found, not made: it must be a directory this process can bind in,
         // or every bind() would fail later with no word on why.
@@ -27,10 +30,7 @@ impl XProc {
             Ok(_) => {}
             Err(e) => return Err(e.raw_os_error().unwrap_or(EIO)),
         }
-        // SAFETY: access with a NUL-terminated path.
-        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
-            return Err(errno());
-        }
+        kernel::may_use_dir(&c)?;
         let seed = std::process::id() as u64 * 7919;
         Ok(XProc {
             dir,
@@ -38,37 +38,79 @@ impl XProc {
         })
     }
 
-    pub(super) fn path(&self, ty: i32, port: u16) -> PathBuf {
-        self.dir.join(alloc::format!(
-            "{}{}",
-            if ty == SOCK_STREAM { 't' } else { 'u' },
-            port
-        ))
+    /// The socket file of a port: `t<port>` (stream) or `u<port>`
+    /// (datagram) for its IPv4 addresses, with `.v6` for its IPv6 ones.
+    pub(super) fn path(&self, ty: i32, port: u16, v6: bool) -> PathBuf {
+        let t = if ty == SOCK_STREAM { 't' } else { 'u' };
+        self.dir.join(if v6 {
+            alloc::format!("{t}{port}.v6")
+        } else {
+            alloc::format!("{t}{port}")
+        })
     }
 
-    /// Binds a kernel AF_UNIX socket at the port's file; a file left by a
-    /// dead process is removed first.
-    pub(super) fn bind_port(&self, ty: i32, port: u16) -> Result<(i32, PathBuf), Errno> {
-        let path = self.path(ty, port);
+    /// Binds a kernel AF_UNIX socket at the port's file(s) for `space`; a
+    /// file left by a dead process is removed first. A bind to the IPv6
+    /// wildcard without IPV6_V6ONLY takes both of the port's files, as
+    /// Linux's takes the port for both families: the socket at the IPv4
+    /// name and a symbolic link to it at the IPv6 one.
+    pub(super) fn bind_port(
+        &self,
+        ty: i32,
+        port: u16,
+        space: Space,
+        opts: SockOpts,
+    ) -> Result<(i32, alloc::vec::Vec<PathBuf>), Errno> {
+        if ty == SOCK_STREAM {
+            self.check_time_wait(port, space, opts)?;
+        }
+        let (k, path) = self.bind_file(ty, port, space == Space::V6)?;
+        if space != Space::Both {
+            return Ok((k, alloc::vec![path]));
+        }
+        let link = self.path(ty, port, true);
+        let target = self.path(ty, port, false);
+        for attempt in 0..2 {
+            match std::os::unix::fs::symlink(&target, &link) {
+                Ok(()) => return Ok((k, alloc::vec![path, link])),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt == 0 => {
+                    // A dangling link, or one to a socket nobody answers.
+                    let dangling = std::fs::metadata(&link).is_err();
+                    if dangling || self.stale(&target) {
+                        let _ = std::fs::remove_file(&link);
+                        continue;
+                    }
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        close_kfd(k);
+        let _ = std::fs::remove_file(&path);
+        Err(EADDRINUSE)
+    }
+
+    /// Binds a kernel AF_UNIX socket at one port file.
+    fn bind_file(&self, ty: i32, port: u16, v6: bool) -> Result<(i32, PathBuf), Errno> {
+        let path = self.path(ty, port, v6);
         let (a, len) = unix_addr(&path)?;
         // A datagram port too is a stream listener: senders' links connect
         // to it (see `DGRAM_LINKS`).
         let k = unix_stream()?;
         for attempt in 0..2 {
-            // SAFETY: bind with a valid address.
-            let r = unsafe { libc::syscall(libc::SYS_bind, k, &a as *const _, len) };
-            if r == 0 {
-                // SAFETY: listen on our own socket.
-                if ty == SOCK_DGRAM && unsafe { libc::syscall(libc::SYS_listen, k, 128) } != 0 {
-                    let e = errno();
-                    close_kfd(k);
-                    let _ = std::fs::remove_file(&path);
-                    return Err(e);
+            let r = kernel::bind_unix(k, &a, len);
+            if r.is_ok() {
+                if ty == SOCK_DGRAM {
+                    if let Err(e) = kernel::listen(k, 128) {
+                        close_kfd(k);
+                        let _ = std::fs::remove_file(&path);
+                        return Err(e);
+                    }
                 }
                 return Ok((k, path));
             }
-            let e = errno();
-            if e == EADDRINUSE && attempt == 0 && self.stale(&a, len) {
+            let e = r.err().unwrap_or(EADDRINUSE);
+            if e == EADDRINUSE && attempt == 0 && self.stale(&path) {
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
@@ -79,14 +121,19 @@ impl XProc {
         Err(EADDRINUSE)
     }
 
-    /// Is the socket file at `a` left by a dead process (nobody answers)?
-    pub(super) fn stale(&self, a: &libc::sockaddr_un, len: u32) -> bool {
-        match connect_unix(a, len) {
+    /// Is the socket file at `path` left by a dead process? Nobody answers
+    /// there, and no socket is bound to it: a port bound but not listening
+    /// refuses too, but the kernel still lists its socket.
+    pub(super) fn stale(&self, path: &std::path::Path) -> bool {
+        let Ok((a, len)) = unix_addr(path) else {
+            return false;
+        };
+        match connect_unix(&a, len) {
             Ok(p) => {
                 close_kfd(p);
                 false
             }
-            Err(e) => e == ECONNREFUSED,
+            Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(path),
         }
     }
 
@@ -101,33 +148,50 @@ impl XProc {
         // Held across the bind so two binds of one port cannot both miss
         // the table.
         let mut ports = DGRAM_PORTS.lock();
+        let space = Space::of(x.info.domain, &ep, opts.v6only);
         if dgram && ep.port != 0 {
-            if let Some(p) = ports.get_mut(&ep.port) {
-                let shareable = p.members.iter().all(|(_, o)| {
+            if let Some(p) = ports.get_mut(&port_key(ep.port, space)) {
+                let shareable = p.members.iter().all(|(_, o, _)| {
                     (o.reuseaddr && opts.reuseaddr) || (o.reuseport && opts.reuseport)
                 });
                 if !shareable {
                     return Err(EADDRINUSE);
                 }
-                p.members.push((h, opts));
+                p.members.push((h, opts, x.me.clone()));
                 *x.conn.lock() = Some(p.conn.clone());
                 let a = ep.to_sockaddr(x.info.domain);
                 *x.local.lock() = Some(a);
                 return Ok(a);
             }
         }
-        let (port, k, path) = if ep.port != 0 {
-            let (k, p) = self.bind_port(x.info.ty, ep.port)?;
+        if !dgram && ep.port != 0 && opts.reuseport {
+            let key = stream_group_key(ep.port, space);
+            if let Some(p) = ports.get_mut(&key) {
+                // An SO_REUSEPORT group of this process's stream sockets
+                // shares the port's kernel listener.
+                if !p.members.iter().all(|(_, o, _)| o.reuseport) {
+                    return Err(EADDRINUSE);
+                }
+                p.members.push((h, opts, x.me.clone()));
+                *x.conn.lock() = Some(p.conn.clone());
+                *x.group.lock() = Some(key);
+                let a = ep.to_sockaddr(x.info.domain);
+                *x.local.lock() = Some(a);
+                return Ok(a);
+            }
+        }
+        let (port, k, paths) = if ep.port != 0 {
+            let (k, p) = self.bind_port(x.info.ty, ep.port, space, opts)?;
             (ep.port, k, p)
         } else {
             let mut found = None;
             for _ in 0..4096 {
                 let n = self.next_port.fetch_add(1, Ordering::Relaxed);
                 let port = 32768 + (n % 28232) as u16;
-                if dgram && ports.contains_key(&port) {
+                if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
-                if let Ok((k, p)) = self.bind_port(x.info.ty, port) {
+                if let Ok((k, p)) = self.bind_port(x.info.ty, port, space, opts) {
                     found = Some((port, k, p));
                     break;
                 }
@@ -136,22 +200,38 @@ impl XProc {
         };
         let c = if dgram {
             let c = Arc::new(Conn {
-                port,
+                port: port_key(port, space),
                 ..Conn::new(k, Role::Dgram, h, h)
             });
             transport().add(c.clone())?;
             ports.insert(
-                port,
+                port_key(port, space),
                 DgramPort {
                     conn: c.clone(),
-                    path,
-                    members: alloc::vec![(h, opts)],
+                    paths,
+                    members: alloc::vec![(h, opts, x.me.clone())],
                 },
             );
             c
         } else {
-            *x.path.lock() = Some(path);
-            Arc::new(Conn::new(k, Role::Listener, h, h))
+            let c = Arc::new(Conn::new(k, Role::Listener, h, h));
+            *c.sock.lock() = x.me.clone();
+            if opts.reuseport {
+                // The group owns the files: they go with its last member.
+                let key = stream_group_key(port, space);
+                ports.insert(
+                    key,
+                    DgramPort {
+                        conn: c.clone(),
+                        paths,
+                        members: alloc::vec![(h, opts, x.me.clone())],
+                    },
+                );
+                *x.group.lock() = Some(key);
+            } else {
+                *x.paths.lock() = paths;
+            }
+            c
         };
         *x.conn.lock() = Some(c);
         let a = IpEp { port, ..ep }.to_sockaddr(x.info.domain);
@@ -159,49 +239,64 @@ impl XProc {
         Ok(a)
     }
 
-    /// Takes datagram socket `h` off its port; returns the port's kernel
-    /// socket and file when it was the last one there.
-    pub(super) fn leave_port(&self, x: &XSock, h: SockHandle) -> Option<(Arc<Conn>, PathBuf)> {
-        let local = (*x.local.lock())?;
-        let port = IpEp::parse(&local, local.family()).ok()?.port;
+    /// Takes stream socket `x` (handle `h`) off its SO_REUSEPORT group, if
+    /// it is in one: the group's kernel listener, and the group's files
+    /// when it was the last member (otherwise the listener serves the next
+    /// member from now on).
+    pub(super) fn leave_stream_group(
+        &self,
+        x: &XSock,
+        h: SockHandle,
+    ) -> Option<(Arc<Conn>, Option<alloc::vec::Vec<PathBuf>>)> {
+        let key = x.group.lock().take()?;
+        let mut ports = DGRAM_PORTS.lock();
+        let p = ports.get_mut(&key)?;
+        p.members.retain(|(m, _, _)| *m != h);
+        if let Some((next, _, w)) = p.members.first() {
+            if p.conn.handle() == h {
+                p.conn.handle.store(next.0, Ordering::Release);
+                *p.conn.sock.lock() = w.clone();
+            }
+            return Some((p.conn.clone(), None));
+        }
+        ports.remove(&key).map(|p| (p.conn, Some(p.paths)))
+    }
+
+    /// Takes datagram socket `h` off its port (a `port_key`); returns the
+    /// port's kernel socket and files when it was the last one there.
+    pub(super) fn leave_port(
+        &self,
+        port: u32,
+        h: SockHandle,
+    ) -> Option<(Arc<Conn>, alloc::vec::Vec<PathBuf>)> {
         let mut ports = DGRAM_PORTS.lock();
         let p = ports.get_mut(&port)?;
-        p.members.retain(|(m, _)| *m != h);
-        if let Some(&(next, _)) = p.members.first() {
+        p.members.retain(|(m, _, _)| *m != h);
+        if let Some(&(next, _, _)) = p.members.first() {
             p.conn.handle.store(next.0, Ordering::Release);
             return None;
         }
-        ports.remove(&port).map(|p| (p.conn, p.path))
+        ports.remove(&port).map(|p| (p.conn, p.paths))
     }
 
-    /// The link to datagram port `port`, opened on first use; `None` when
-    /// nobody (of ours) is bound there.
-    pub(super) fn link(&self, port: u16) -> Option<Arc<Conn>> {
+    /// The link to datagram port `port` (a `port_key`), opened on first
+    /// use; `None` when nobody (of ours) is bound there.
+    pub(super) fn link(&self, port: u32) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
         if let Some(l) = links.get(&port) {
-            if !l.closed.load(Ordering::Acquire) {
+            if !l.state.is_closed() {
                 return Some(l.clone());
             }
             links.remove(&port);
         }
-        let path = self.path(SOCK_DGRAM, port);
+        let path = self.path(SOCK_DGRAM, port as u16, port >> 16 != 0);
         let (a, len) = unix_addr(&path).ok()?;
         let k = connect_unix(&a, len).ok()?;
         if !peer_is_us(k) {
             close_kfd(k);
             return None;
         }
-        let size = DGRAM_LINK_SNDBUF as libc::c_int;
-        // SAFETY: setsockopt on our own socket with a live int.
-        unsafe {
-            libc::setsockopt(
-                k,
-                libc::SOL_SOCKET,
-                libc::SO_SNDBUF,
-                &size as *const libc::c_int as *const libc::c_void,
-                core::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        kernel::set_sndbuf(k, DGRAM_LINK_SNDBUF as i32);
         let c = Arc::new(Conn {
             port,
             ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
@@ -211,14 +306,193 @@ impl XProc {
         Some(c)
     }
 
-    pub(super) fn autobind(&self, x: &XSock, h: SockHandle) -> Result<(), Errno> {
+    /// The TIME_WAIT record files of a stream port's space: `t<port>.tw`
+    /// for its IPv4 addresses, `t<port>.v6.tw` for its IPv6 ones.
+    fn tw_paths(&self, port: u16, space: Space) -> alloc::vec::Vec<PathBuf> {
+        let name = |v6: bool| {
+            let mut p = self.path(SOCK_STREAM, port, v6).into_os_string();
+            p.push(".tw");
+            PathBuf::from(p)
+        };
+        match space {
+            Space::V4 => alloc::vec![name(false)],
+            Space::V6 => alloc::vec![name(true)],
+            Space::Both => alloc::vec![name(false), name(true)],
+        }
+    }
+
+    /// A bind of a stream port in `space` against the TIME_WAIT records
+    /// there: EADDRINUSE unless both the record and this socket have
+    /// SO_REUSEADDR (or both SO_REUSEPORT), as `inet_csk_bind_conflict`
+    /// treats a TIME_WAIT socket. A record that has run out is removed:
+    /// records expire lazily, here, with no timer.
+    fn check_time_wait(&self, port: u16, space: Space, opts: SockOpts) -> Result<(), Errno> {
+        let now = crate::platform::mono_ns();
+        for path in self.tw_paths(port, space) {
+            let Some(rec) = TwRecord::read(&path) else {
+                continue;
+            };
+            if rec.until <= now {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            let shared = (rec.reuseaddr && opts.reuseaddr) || (rec.reuseport && opts.reuseport);
+            if !shared {
+                return Err(EADDRINUSE);
+            }
+        }
+        Ok(())
+    }
+
+    /// At close: a stream socket that closed first (sent its FIN before
+    /// the peer's came, and did not reset) leaves a TIME_WAIT record on its
+    /// port for Linux's TCP_TIMEWAIT_LEN, with its SO_REUSEADDR and
+    /// SO_REUSEPORT (an accepted socket's are its listener's). A record
+    /// already there is extended, and keeps a flag only if both have it:
+    /// the directory holds ports, not every connection.
+    pub(super) fn time_wait(&self, x: &XSock, opts: SockOpts) {
+        if x.info.ty != SOCK_STREAM
+            || !x.fin_first.load(Ordering::Acquire)
+            || x.rst_sent.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let Some(ep) = x
+            .local
+            .lock()
+            .and_then(|l| IpEp::parse(&l, x.info.domain).ok())
+        else {
+            return;
+        };
+        // Only a port some file held: a bound one, or a listener's.
+        let accepted = x
+            .conn
+            .lock()
+            .as_ref()
+            .is_some_and(|c| c.listener != c.handle());
+        if x.bound.lock().is_none() && !accepted {
+            return;
+        }
+        let rec = TwRecord {
+            until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS),
+            reuseaddr: opts.reuseaddr,
+            reuseport: opts.reuseport,
+        };
+        let now = crate::platform::mono_ns();
+        for path in self.tw_paths(ep.port, Space::of(x.info.domain, &ep, opts.v6only)) {
+            let mut rec = TwRecord { ..rec };
+            if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
+                rec.until = rec.until.max(old.until);
+                rec.reuseaddr &= old.reuseaddr;
+                rec.reuseport &= old.reuseport;
+                // A busy server closing first: at most one write a second
+                // for its port.
+                let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
+                if same && rec.until - old.until < TW_REWRITE_NS {
+                    continue;
+                }
+            }
+            rec.write(&path);
+        }
+    }
+
+    pub(super) fn autobind(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
         }
         let any = IpEp::parse(
-            &crate::socket::unspecified_addr(x.info.domain),
+            &crate::addr::SockAddr::unspecified(x.info.domain),
             x.info.domain,
         )?;
-        self.bind_ep(x, h, any, SockOpts::default()).map(|_| ())
+        self.bind_ep(x, h, any, opts).map(|_| ())
+    }
+}
+
+/// A datagram port with its family space, as the tables key it: the port,
+/// plus 1 << 16 for its IPv6 addresses (a bind to both is kept under the
+/// IPv4 key; a sender to an IPv6 address reaches it through the link at
+/// the IPv6 name).
+pub(super) fn port_key(port: u16, space: Space) -> u32 {
+    u32::from(port) | if space == Space::V6 { 1 << 16 } else { 0 }
+}
+
+/// The key of a stream port's SO_REUSEPORT group in `DGRAM_PORTS` (which
+/// keeps this process's shared ports of both types): its `port_key` with
+/// bit 17 set.
+pub(super) fn stream_group_key(port: u16, space: Space) -> u32 {
+    port_key(port, space) | 1 << 17
+}
+
+/// Which addresses of a port a bind takes (Linux's bind conflicts, by
+/// family: an IPv4 bind and an IPv6 one of the same port coexist, unless
+/// the IPv6 one is the wildcard without IPV6_V6ONLY).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Space {
+    /// IPv4 addresses (an AF_INET socket, or a v4-mapped address).
+    V4,
+    /// IPv6 addresses.
+    V6,
+    /// Both: `::` on an AF_INET6 socket without IPV6_V6ONLY.
+    Both,
+}
+
+impl Space {
+    /// The space a bind of `ep` on a socket of `domain` takes.
+    pub(super) fn of(domain: i32, ep: &IpEp, v6only: bool) -> Space {
+        if domain == AF_INET || ep.is_v4() {
+            Space::V4
+        } else if ep.ip == [0; 16] && !v6only {
+            Space::Both
+        } else {
+            Space::V6
+        }
+    }
+}
+
+/// Linux's TCP_TIMEWAIT_LEN: how long a TIME_WAIT holds its port.
+const TIME_WAIT_NS: u64 = 60_000_000_000;
+/// A record is extended only when that moves its end by this much: the
+/// port is held a second less at most, and a port whose connections
+/// close by the thousand costs one file write a second.
+const TW_REWRITE_NS: u64 = 1_000_000_000;
+
+/// A TIME_WAIT record file: one line, `<end> <reuseaddr> <reuseport>`, the
+/// end in CLOCK_MONOTONIC nanoseconds (one clock for every process of the
+/// machine).
+struct TwRecord {
+    until: u64,
+    reuseaddr: bool,
+    reuseport: bool,
+}
+
+impl TwRecord {
+    /// The record at `path`; `None` when there is none or it is not one.
+    fn read(path: &std::path::Path) -> Option<TwRecord> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let mut it = text.split_ascii_whitespace();
+        let until = it.next()?.parse().ok()?;
+        let reuseaddr = it.next()? == "1";
+        let reuseport = it.next()? == "1";
+        Some(TwRecord {
+            until,
+            reuseaddr,
+            reuseport,
+        })
+    }
+
+    /// Writes the record at `path` whole (a file beside it, renamed over
+    /// it), so that a reader never sees half of one.
+    fn write(&self, path: &std::path::Path) {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(alloc::format!(".{}", std::process::id()));
+        let line = alloc::format!(
+            "{} {} {}\n",
+            self.until,
+            u8::from(self.reuseaddr),
+            u8::from(self.reuseport)
+        );
+        if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }

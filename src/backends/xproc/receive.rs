@@ -1,20 +1,22 @@
-//! Frames coming in: streams, datagram links, and the connection protocol.
+//! Messages coming in: streams, datagram links, and the connection protocol.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
+use super::envelope::{self, Msg};
 use super::*;
 use crate::addr::SockAddr;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::backend::wire;
 use crate::consts::*;
-use crate::socket::upcall;
 
 impl Transport {
     pub(super) fn read_stream(&self, c: &Arc<Conn>) {
         // A stream frame with no room broke the window: against the
         // protocol, not a reason to wait.
-        let on = |f: &wire::Fragment<'_>| match self.on_frame(c, f) {
+        let on = |m: &Msg<'_>| match self.on_msg(c, m) {
             Err(ENOBUFS) => Err(libc::EPROTO),
             r => r,
         };
@@ -42,7 +44,7 @@ impl Transport {
     pub(super) fn read_frames(
         &self,
         c: &Conn,
-        mut on: impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+        mut on: impl FnMut(&Msg<'_>) -> Result<(), Errno>,
     ) -> ReadEnd {
         let mut inb = c.inbuf.lock();
         loop {
@@ -93,18 +95,33 @@ impl Transport {
     /// socket offers its next datagram again, in the reader's thread
     /// (`window`), or the transport thread does, every millisecond.
     pub(super) fn read_datagrams(&self, c: &Arc<Conn>) {
-        let end = self.read_frames(c, |f| {
+        let end = self.read_frames(c, |m| {
+            let Msg::Data(f) = m else {
+                return Err(libc::EPROTO);
+            };
             if f.header.kind != wire::FragKind::Dgram {
                 return Err(libc::EPROTO);
             }
-            let src = SockAddr::from_bytes(f.addr).ok_or(libc::EPROTO)?;
+            let (src, group, attrs) = split_addr(f.addr).ok_or(libc::EPROTO)?;
+            let deliver = |h, f: &wire::Fragment<'_>| match &attrs {
+                Some(a) => upcall::deliver_attrs(h, f, a),
+                None => upcall::deliver(h, f),
+            };
+            if let Some(g) = group {
+                // A copy for each socket of the port that takes it; a
+                // full one drops its copy, as UDP does.
+                for (h, family) in dgram_group_receivers(c.port, &src, &g) {
+                    if upcall::takes_group(h, &g) {
+                        let seen = seen_as(&src, family);
+                        let _ = deliver(h, &f.with_addr(seen.as_bytes()));
+                    }
+                }
+                return Ok(());
+            }
             // Nobody on the port takes it: dropped, as UDP does.
-            if let Some(h) = dgram_receiver(c.port, &src) {
-                let src = seen_as(&src, family_of(h));
-                let mut f = *f;
-                f.addr = src.as_bytes();
-                f.header.addr_len = f.addr.len() as u16;
-                return match upcall::deliver(h, &f) {
+            if let Some((h, family)) = dgram_receiver(c.port, &src) {
+                let src = seen_as(&src, family);
+                return match deliver(h, &f.with_addr(src.as_bytes())) {
                     Err(ENOBUFS) => Err(ENOBUFS),
                     _ => Ok(()),
                 };
@@ -115,6 +132,30 @@ impl Transport {
             ReadEnd::Again | ReadEnd::Gone => {}
             ReadEnd::Full => self.pause(c),
             ReadEnd::Closed | ReadEnd::Bad => self.remove(c),
+        }
+    }
+
+    /// Delivers, in the calling thread, every datagram the links to port
+    /// `p` (its `Role::Dgram` kernel socket) hold now, accepting links not
+    /// yet accepted: a datagram whose sendto() returned before this call
+    /// is then in its receiver's buffer, as over Linux's lo, where the send
+    /// delivers before it returns (the frontend asks this before a socket
+    /// filter changes, so that the datagram meets the filter it was sent
+    /// under). A link's reads are serialised by its input buffer's lock, so
+    /// the transport thread reading it meanwhile delivers first.
+    pub(super) fn settle_port(&self, p: &Conn) {
+        self.accept(p);
+        let links: Vec<Arc<Conn>> = self
+            .conns
+            .lock()
+            .values()
+            .filter(|c| matches!(c.role, Role::DgramIn) && c.port == p.port)
+            .cloned()
+            .collect();
+        for c in links {
+            if !c.state.is_closed() {
+                self.read_datagrams(&c);
+            }
         }
     }
 
@@ -132,7 +173,7 @@ impl Transport {
     pub(super) fn resume_paused(&self) {
         let links = core::mem::take(&mut *self.paused.lock());
         for c in links {
-            if c.closed.load(Ordering::Acquire) {
+            if c.state.is_closed() {
                 continue;
             }
             self.watch(&c, true);
@@ -148,84 +189,83 @@ impl Transport {
         self.remove(c);
     }
 
-    /// One frame of connection `c`. An error means the peer broke the
+    /// One message of connection `c`. An error means the peer broke the
     /// protocol (or the frontend refused what it sent): the caller ends the
-    /// connection. The protocol: the client's first frame is HELLO, the
-    /// server's first is ACCEPT; data and WINDOW frames only after them.
-    pub(super) fn on_frame(&self, c: &Arc<Conn>, f: &wire::Fragment<'_>) -> Result<(), Errno> {
-        let h = &f.header;
-        let up = c.up.load(Ordering::Acquire);
+    /// connection. The protocol: the client's first message is HELLO, the
+    /// server's first is ACCEPT; DATA and WINDOW only after them.
+    pub(super) fn on_msg(&self, c: &Arc<Conn>, m: &Msg<'_>) -> Result<(), Errno> {
+        let up = c.state.is_up();
         // A client's connection carries its socket from the start; an
         // accepted one gets its socket at HELLO.
         let server_side = c.handle().0 != c.listener.0;
-        if h.kind == wire::FragKind::Dgram {
-            match h.conn {
-                CTL_HELLO if server_side && c.handle().0 == 0 => {
-                    // A client: make the accepted socket.
-                    let ls = crate::socket::slab::lookup(c.listener).ok_or(ECONNREFUSED)?;
-                    let st = XSock::new(ls.info);
-                    *st.conn.lock() = Some(c.clone());
-                    if let Some(a) = SockAddr::from_bytes(f.payload) {
-                        st.peer.lock().replace(seen_as(&a, ls.info.domain));
-                    }
-                    if let Some(l) = ls.backend_state::<XSock>() {
-                        *st.local.lock() = *l.local.lock();
-                    }
-                    let state: SockState = st.clone();
-                    let ch = upcall::incoming(c.listener, state)?;
-                    // From here a failure refuses `ch` (see `fail`).
-                    c.handle.store(ch.0, Ordering::Release);
-                    let local = st
-                        .local
-                        .lock()
-                        .map(|a| a.as_bytes().to_vec())
-                        .unwrap_or_default();
-                    // In the accept queue before the client learns of
-                    // it, as on Linux, where a connect() that returned has
-                    // its connection ready to accept: ACCEPT leaves after.
-                    c.control_queued(self, CTL_ACCEPT, upcall::window(ch)?, &local)?;
-                    c.up.store(true, Ordering::Release);
-                    upcall::connected(ch)?;
-                    self.flush(c);
+        match *m {
+            Msg::Hello { addr } if server_side && c.handle().0 == 0 => {
+                // A client: make the accepted socket.
+                let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
+                let st = XSock::new(ls.info);
+                *st.conn.lock() = Some(c.clone());
+                *c.sock.lock() = st.me.clone();
+                if let Some(a) = SockAddr::from_bytes(addr) {
+                    st.peer.lock().replace(seen_as(&a, ls.info.domain));
                 }
-                CTL_ACCEPT if !server_side && !up => {
-                    let ch = c.handle();
-                    if let Some(s) = crate::socket::slab::lookup(ch) {
-                        if let Some(x) = s.backend_state::<XSock>() {
-                            if let Some(a) = SockAddr::from_bytes(f.payload) {
-                                x.peer.lock().replace(seen_as(&a, x.info.domain));
-                            }
-                        }
+                *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
+                let state: SockState = st.clone();
+                let ch = incoming(c, &ls, addr, state)?;
+                // From here a failure refuses `ch` (see `fail`).
+                c.handle.store(ch.0, Ordering::Release);
+                let local = *st.local.lock();
+                let local = local.as_ref().map_or(&[][..], |a| a.as_bytes());
+                // In the accept queue before the client learns of it, as
+                // on Linux, where a connect() that returned has its
+                // connection ready to accept: ACCEPT leaves after.
+                let window = upcall::window(ch)?;
+                c.control_queued(
+                    self,
+                    &Msg::Accept {
+                        window,
+                        addr: local,
+                    },
+                )?;
+                c.state.go_up();
+                upcall::connected(ch)?;
+                self.flush(c);
+            }
+            Msg::Accept { window, addr } if !server_side && !up => {
+                let ch = c.handle();
+                if let Some(x) = c.sock.lock().upgrade() {
+                    if let Some(a) = SockAddr::from_bytes(addr) {
+                        x.peer.lock().replace(seen_as(&a, x.info.domain));
                     }
-                    c.up.store(true, Ordering::Release);
-                    upcall::credit(ch, h.offset)?;
-                    // Connected before anything else can fail: a server
-                    // that is already gone shows as end-of-stream or a
-                    // reset, never as a connect that waits forever.
-                    upcall::connected(ch)?;
-                    let _ = c.control(self, CTL_WINDOW, upcall::window(ch)?, &[]);
                 }
-                CTL_WINDOW if up => match upcall::credit(c.handle(), h.offset) {
-                    // EBADF: the socket was closed here while its last bytes
-                    // still leave; the peer's window no longer matters.
+                c.state.go_up();
+                upcall::credit(ch, window)?;
+                // Connected before anything else can fail: a server that
+                // is already gone shows as end-of-stream or a reset, never
+                // as a connect that waits forever.
+                upcall::connected(ch)?;
+                let _ = c.control(self, &Msg::Window(upcall::window(ch)?));
+            }
+            Msg::Window(limit) if up => match upcall::credit(c.handle(), limit) {
+                // EBADF: the socket was closed here while its last bytes
+                // still leave; the peer's window no longer matters.
+                Ok(()) | Err(EBADF) => {}
+                Err(e) => return Err(e),
+            },
+            // Stream fragments only: a datagram fragment on a connection
+            // is against the protocol.
+            Msg::Data(ref f) if up && f.header.kind == wire::FragKind::Stream => {
+                if f.header.flags & wire::FLAG_FIN != 0 {
+                    c.state.fin_in();
+                }
+                match upcall::deliver(c.handle(), f) {
+                    // EBADF: the socket was closed here; its peer learns of it.
                     Ok(()) | Err(EBADF) => {}
                     Err(e) => return Err(e),
-                },
-                _ => return Err(libc::EPROTO),
+                }
             }
-            return Ok(());
+            _ => return Err(libc::EPROTO),
         }
-        if !up {
-            return Err(libc::EPROTO);
-        }
-        if h.flags & wire::FLAG_FIN != 0 {
-            c.got_fin.store(true, Ordering::Release);
-        }
-        match upcall::deliver(c.handle(), f) {
-            // EBADF: the socket was closed here; its peer learns of it.
-            Ok(()) | Err(EBADF) => Ok(()),
-            Err(e) => Err(e),
-        }
+        Ok(())
     }
 }
 
@@ -244,23 +284,24 @@ std::thread_local! {
         const { core::cell::RefCell::new(alloc::vec::Vec::new()) };
 }
 
-/// Hands the whole frames at the front of `buf` to `on` and drops them from
-/// it. `None`: they were all taken and what is left is an unfinished frame
-/// (or nothing); else how the read ends (a bad frame, or `on` full).
+/// Hands the whole messages at the front of `buf` to `on` and drops them
+/// from it. `None`: they were all taken and what is left is an unfinished
+/// message (or nothing); else how the read ends (a bad message, or `on`
+/// full).
 fn deliver_frames(
     buf: &mut Vec<u8>,
-    on: &mut impl FnMut(&wire::Fragment<'_>) -> Result<(), Errno>,
+    on: &mut impl FnMut(&Msg<'_>) -> Result<(), Errno>,
 ) -> Option<ReadEnd> {
     let mut used = 0;
     let end = loop {
-        match wire::decode_unsummed(&buf[used..]) {
-            Ok((f, n)) => match on(&f) {
+        match envelope::decode(&buf[used..]) {
+            Ok(Some((m, n))) => match on(&m) {
                 Ok(()) => used += n,
                 Err(ENOBUFS) => break Some(ReadEnd::Full),
                 Err(_) => return Some(ReadEnd::Bad),
             },
-            Err(wire::WireError::Short { .. }) => break None,
-            Err(_) => return Some(ReadEnd::Bad),
+            Ok(None) => break None,
+            Err(envelope::BadMsg) => return Some(ReadEnd::Bad),
         }
     };
     buf.drain(..used);
@@ -269,44 +310,68 @@ fn deliver_frames(
 
 /// Reads what the kernel holds for `c` (up to [`READ`] bytes) behind the
 /// bytes of `buf`. Returns the system call's result: bytes read, 0 at the
-/// end, negative with nothing there (EAGAIN) or on an error (which
-/// [`errno`] tells), or [`RECV_GONE`].
+/// end or on an error, negative with nothing there (EAGAIN), or
+/// [`RECV_GONE`].
 fn recv_more(c: &Conn, buf: &mut Vec<u8>) -> isize {
     buf.reserve(READ);
-    let spare = buf.spare_capacity_mut();
     // The fd's life lock: another thread pumping this connection (see
     // `Backend::pump`) may have closed it, and its number may already name
     // another connection.
     let fd_life = c.out.lock();
-    if c.closed.load(Ordering::Acquire) {
+    if c.state.is_closed() {
         return RECV_GONE;
     }
-    // SAFETY: reads at most `spare.len()` bytes into the vector's spare
-    // capacity, which is ours.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_recvfrom,
-            c.kfd,
-            spare.as_mut_ptr(),
-            spare.len(),
-            libc::MSG_DONTWAIT,
-            0usize,
-            0usize,
-        )
-    } as isize;
-    let err = (r < 0).then(errno);
+    let r = kernel::recv_append(c.kfd, buf);
     drop(fd_life);
-    match err {
+    match r {
+        Ok(n) => n as isize,
+        Err(EAGAIN) => -1,
         // An error other than "nothing there" ends the connection.
-        Some(e) if e != EAGAIN => 0,
-        _ => {
-            if r > 0 {
-                let len = buf.len() + r as usize;
-                // SAFETY: the kernel initialised the `r` bytes after the
-                // old end.
-                unsafe { buf.set_len(len) };
-            }
-            r
+        Err(_) => 0,
+    }
+}
+
+/// The local address of an accepted socket: the listener's, with a
+/// wildcard made concrete. On loopback a connection comes from the address
+/// it was sent to (`IpEp::source_for`), so the client's address (as the
+/// listener's family sees it) is the one the client reached.
+fn accepted_local(listener: Option<SockAddr>, peer: Option<SockAddr>) -> Option<SockAddr> {
+    let (Some(l), Some(p)) = (listener, peer) else {
+        return listener;
+    };
+    let fam = l.family();
+    match (IpEp::parse(&l, fam), IpEp::parse(&p, fam)) {
+        (Ok(mut me), Ok(them)) if me.is_wild() => {
+            me.ip = them.ip;
+            Some(me.to_sockaddr(fam))
+        }
+        _ => listener,
+    }
+}
+
+/// Offers an accepted connection to its listener: with an SO_REUSEPORT
+/// group on the port, to the member the client's hash picks, or the next
+/// one that listens (`reuseport_select_sock` spreads connections so).
+fn incoming(c: &Conn, ls: &XSock, client: &[u8], state: SockState) -> Result<SockHandle, Errno> {
+    let members: alloc::vec::Vec<SockHandle> = ls
+        .group
+        .lock()
+        .and_then(|key| {
+            let ports = DGRAM_PORTS.lock();
+            Some(ports.get(&key)?.members.iter().map(|m| m.0).collect())
+        })
+        .unwrap_or_default();
+    let from = SockAddr::from_bytes(client).and_then(|a| IpEp::parse(&a, a.family()).ok());
+    let (Some(from), true) = (from, members.len() > 1) else {
+        return upcall::incoming(c.listener, state);
+    };
+    let first = (from.flow_hash() % members.len() as u64) as usize;
+    let mut last = Err(ECONNREFUSED);
+    for i in 0..members.len() {
+        last = upcall::incoming(members[(first + i) % members.len()], state.clone());
+        if last != Err(ECONNREFUSED) {
+            break;
         }
     }
+    last
 }

@@ -1,5 +1,6 @@
 //! The transport thread: its epoll set, what it watches, output flushing,
 //! connections ending, and the flush at exit.
+#![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
@@ -8,9 +9,12 @@ use core::sync::atomic::{AtomicI32, Ordering};
 
 use super::*;
 use crate::backend::contract::*;
+use crate::backend::upcall;
 use crate::consts::*;
-use crate::socket::upcall;
 use crate::sync::Mutex;
+
+/// Held while a datagram port's links are accepted (see `Transport::accept`).
+pub(super) static LINK_ACCEPT: Mutex<()> = Mutex::new(());
 
 /// The transport: an epoll set of kernel sockets and its thread.
 pub(super) struct Transport {
@@ -29,15 +33,13 @@ impl Transport {
         if e >= 0 {
             return Ok(e);
         }
-        // SAFETY: epoll_create1 with a flag.
-        let fd = sys(unsafe { libc::syscall(libc::SYS_epoll_create1, libc::EPOLL_CLOEXEC) })?;
+        let fd = kernel::epoll_create()?;
         match self
             .epfd
             .compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => {
-                // SAFETY: registers a plain function with no preconditions.
-                unsafe { libc::atexit(flush_at_exit) };
+                crate::platform::at_exit(flush_at_exit);
                 let t: &'static Transport = transport();
                 crate::platform::spawn_quiet("usock-xproc", move || t.run(fd))
                     .map_err(|_| EAGAIN)?;
@@ -68,23 +70,15 @@ impl Transport {
     /// system call each time room to write is watched or no longer.
     pub(super) fn register(&self, c: &Conn, events: u32) -> Result<(), Errno> {
         let epfd = self.epfd()?;
-        if c.closed.load(Ordering::Acquire) {
+        if c.state.is_closed() {
             return Ok(());
         }
         let was = c.watching.swap(events, Ordering::AcqRel);
         if was == events {
             return Ok(());
         }
-        let shared = c.shared.load(Ordering::Acquire);
-        let ctl = |op: i32, events: u32| {
-            let mut ev = libc::epoll_event {
-                events,
-                u64: c.kfd as u64,
-            };
-            // SAFETY: epoll_ctl on our own set with a live event.
-            sys(unsafe { libc::syscall(libc::SYS_epoll_ctl, epfd, op, c.kfd, &mut ev as *mut _) })
-                .map(|_| ())
-        };
+        let shared = c.state.is_shared();
+        let ctl = |op: i32, events: u32| kernel::epoll_ctl(epfd, op, c.kfd, events);
         if was != 0 && events != 0 && !shared {
             return ctl(libc::EPOLL_CTL_MOD, events);
         }
@@ -106,11 +100,7 @@ impl Transport {
     /// input unless a program thread pumps it, room to write while bytes
     /// wait (`out`).
     pub(super) fn events_for(c: &Conn, out: bool) -> u32 {
-        let input = if c.delegated.load(Ordering::Acquire) {
-            0
-        } else {
-            EV_IN
-        };
+        let input = if c.state.is_delegated() { 0 } else { EV_IN };
         input | if out { EV_OUT } else { 0 }
     }
 
@@ -122,11 +112,11 @@ impl Transport {
 
     /// Gives `c`'s input to the program threads that watch it (`on`, see
     /// `Backend::input_watched`), or takes it back. Under the fd's life
-    /// lock, as `keep_input`: a thread that blocks on the socket while
+    /// lock, as `ConnState::keep`: a thread that blocks on the socket while
     /// another adds it to an epoll set never sleeps with nobody reading.
     pub(super) fn delegate(&self, c: &Conn, on: bool) {
         let out = c.out.lock();
-        if on && !c.shared.swap(true, Ordering::AcqRel) {
+        if on && c.state.share() {
             // From now on exclusive (see `register`): made anew.
             let w = c.watching.load(Ordering::Acquire);
             if w != 0 {
@@ -134,10 +124,7 @@ impl Transport {
                 let _ = self.register(c, w);
             }
         }
-        if on && c.keep_input.load(Ordering::Acquire) {
-            return;
-        }
-        if c.delegated.swap(on, Ordering::AcqRel) != on {
+        if c.state.delegate(on) {
             let _ = self.register(c, Self::events_for(c, !out.is_empty()));
         }
     }
@@ -155,11 +142,11 @@ impl Transport {
 
     pub(super) fn remove(&self, c: &Conn) {
         let fd_life = c.out.lock();
-        if c.closed.load(Ordering::Acquire) {
+        if c.state.is_closed() {
             return;
         }
         let _ = self.register(c, 0);
-        c.closed.store(true, Ordering::Release);
+        c.state.close();
         self.conns.lock().remove(&c.kfd);
         close_kfd(c.kfd);
         drop(fd_life);
@@ -174,15 +161,14 @@ impl Transport {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
             let ms = if self.paused.lock().is_empty() { -1 } else { 1 };
-            // SAFETY: epoll_wait into our own array.
-            let n = unsafe { libc::syscall(libc::SYS_epoll_wait, epfd, evs.as_mut_ptr(), 64, ms) };
+            let n = kernel::epoll_wait(epfd, &mut evs, ms);
             if ms >= 0 {
                 self.resume_paused();
             }
-            if n < 0 {
+            let Ok(n) = n else {
                 continue;
-            }
-            for ev in &evs[..n as usize] {
+            };
+            for ev in &evs[..n] {
                 let fd = ev.u64 as i32;
                 let Some(c) = self.conns.lock().get(&fd).cloned() else {
                     continue;
@@ -207,7 +193,7 @@ impl Transport {
 
     pub(super) fn flush(&self, c: &Conn) {
         let mut out = c.out.lock();
-        if c.closed.load(Ordering::Acquire) {
+        if c.state.is_closed() {
             return;
         }
         while !out.is_empty() {
@@ -231,13 +217,13 @@ impl Transport {
                     let _ = upcall::writable(h);
                 }
                 out = c.out.lock();
-                if c.closed.load(Ordering::Acquire) {
+                if c.state.is_closed() {
                     return;
                 }
             }
         }
         if out.is_empty() {
-            if c.closing.load(Ordering::Acquire) {
+            if c.state.is_closing() {
                 drop(out);
                 self.remove(c);
             } else {
@@ -248,33 +234,30 @@ impl Transport {
     }
 
     pub(super) fn accept(&self, l: &Conn) {
+        // A datagram port's links are accepted one thread at a time, each
+        // added before the lock goes: `settle_port` then finds every link
+        // accepted before it looked.
+        let _one = matches!(l.role, Role::Dgram).then(|| LINK_ACCEPT.lock());
         loop {
-            // SAFETY: accept4 without an address.
-            let k = unsafe {
-                libc::syscall(
-                    libc::SYS_accept4,
-                    l.kfd,
-                    0usize,
-                    0usize,
-                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-                )
-            };
-            if k < 0 {
+            let Ok(k) = kernel::accept(l.kfd) else {
                 return;
-            }
-            if !peer_is_us(k as i32) {
+            };
+            if !peer_is_us(k) {
                 // Another user's process: it sees its connection closed.
-                close_kfd(k as i32);
+                close_kfd(k);
                 continue;
             }
             let c = if matches!(l.role, Role::Dgram) {
                 // A sender's link to this datagram port.
                 Conn {
                     port: l.port,
-                    ..Conn::new(k as i32, Role::DgramIn, SockHandle(0), SockHandle(0))
+                    ..Conn::new(k, Role::DgramIn, SockHandle(0), SockHandle(0))
                 }
             } else {
-                Conn::new(k as i32, Role::Stream, SockHandle(0), l.handle())
+                Conn {
+                    listener_sock: l.sock.lock().clone(),
+                    ..Conn::new(k, Role::Stream, SockHandle(0), l.handle())
+                }
             };
             let _ = self.add(Arc::new(c));
         }
@@ -283,10 +266,10 @@ impl Transport {
     /// The peer's socket went away: end-of-stream if it had said so,
     /// otherwise a reset.
     pub(super) fn lost(&self, c: &Conn) {
-        if c.ended.swap(true, Ordering::AcqRel) {
+        if !c.state.end_once() {
             return;
         }
-        if c.got_fin.load(Ordering::Acquire) {
+        if c.state.got_fin() {
             self.remove(c);
         } else {
             self.refuse_or_reset(c);
@@ -297,14 +280,14 @@ impl Transport {
     /// protocol): an established connection is reset, one still being set
     /// up is refused (which also frees its place in a listener's backlog).
     pub(super) fn fail(&self, c: &Conn) {
-        if !c.ended.swap(true, Ordering::AcqRel) {
+        if c.state.end_once() {
             self.refuse_or_reset(c);
         }
     }
 
     pub(super) fn refuse_or_reset(&self, c: &Conn) {
         let h = c.handle();
-        if c.up.load(Ordering::Acquire) {
+        if c.state.is_up() {
             let _ = upcall::reset(h, ECONNRESET);
         } else if h.0 != 0 {
             let _ = upcall::refused(h, ECONNREFUSED);
@@ -322,7 +305,7 @@ pub(super) const EXIT_FLUSH: core::time::Duration = core::time::Duration::from_s
 /// FINs of closed sockets among them; the kernel then delivers what it
 /// holds before the end-of-stream, as it does after a TCP close.
 extern "C" fn flush_at_exit() {
-    crate::api::ffi::guard((), || {
+    crate::platform::guard((), || {
         transport().flush_all(crate::platform::deadline_after(EXIT_FLUSH))
     })
 }
@@ -338,21 +321,14 @@ impl Transport {
             }
             loop {
                 self.flush(&c);
-                if c.out.lock().is_empty() || c.closed.load(Ordering::Acquire) {
+                if c.out.lock().is_empty() || c.state.is_closed() {
                     break;
                 }
                 let left = deadline.map_or(core::time::Duration::ZERO, crate::platform::time_left);
                 if left.is_zero() {
                     return;
                 }
-                let mut p = libc::pollfd {
-                    fd: c.kfd,
-                    events: libc::POLLOUT,
-                    revents: 0,
-                };
-                let ms = left.as_millis().clamp(1, 100) as i32;
-                // SAFETY: poll on one live pollfd.
-                unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, ms) };
+                kernel::poll_out(c.kfd, left.as_millis().clamp(1, 100) as i32);
             }
         }
     }

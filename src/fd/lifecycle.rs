@@ -1,9 +1,11 @@
-//! Operations on fd numbers: creating, duplicating and closing the kernel
-//! fds that give user-space sockets their numbers.
+//! The life of a socket's fd number: creating, duplicating and closing the
+//! kernel fds that give user-space sockets their numbers, and handing a
+//! socket over to the kernel under the same number.
+#![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 use crate::consts::*;
 use crate::fd;
 use crate::platform;
@@ -13,8 +15,6 @@ use crate::socket::Socket;
 /// in the kernel, whatever the caller asked for (the fd table keeps that):
 /// no eventfd standing in for a socket ever crosses exec into a new image.
 pub fn new_kfd() -> Result<i32, Errno> {
-    #[cfg(feature = "std")]
-    super::fork::activate();
     platform::kfd_new(true)
 }
 
@@ -42,19 +42,8 @@ pub fn install_at(fdn: i32, sock: Arc<Socket>, cloexec: bool) -> Result<i32, Err
     Ok(fdn)
 }
 
-/// Before the host registered its platform table there is nothing to run
-/// on: the calls that create sockets fail with ENOSYS.
-fn platform_ready() -> Result<(), Errno> {
-    #[cfg(not(feature = "std"))]
-    if !platform::ready() {
-        return Err(crate::consts::ENOSYS);
-    }
-    Ok(())
-}
-
 /// socket().
 pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
-    platform_ready()?;
     let info = crate::socket::check_args(domain, ty, protocol)?;
     let sock = Socket::new(info, ty & SOCK_NONBLOCK != 0)?;
     install(sock, ty & SOCK_CLOEXEC != 0)
@@ -62,7 +51,6 @@ pub fn socket(domain: i32, ty: i32, protocol: i32) -> Result<i32, Errno> {
 
 /// socketpair().
 pub fn socketpair(domain: i32, ty: i32, protocol: i32) -> Result<(i32, i32), Errno> {
-    platform_ready()?;
     let info = crate::socket::check_args(domain, ty, protocol)?;
     let (a, b) = Socket::pair(info, ty & SOCK_NONBLOCK != 0)?;
     let cloexec = ty & SOCK_CLOEXEC != 0;
@@ -154,24 +142,8 @@ pub fn dup3(old: i32, new: i32, flags: i32, is_dup2: bool) -> Option<Result<i32,
 /// user-space sockets.
 #[cfg(feature = "std")]
 pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
-    use crate::socket::options::OptVal;
     let ty = sock.info.ty | if sock.nonblocking() { SOCK_NONBLOCK } else { 0 };
-    // SAFETY: socket() with integer arguments, as a raw system call (the
-    // library's own socket() would make another user-space socket).
-    let k = unsafe {
-        libc::syscall(
-            libc::SYS_socket,
-            sock.info.domain,
-            ty | SOCK_CLOEXEC,
-            sock.info.protocol,
-        )
-    };
-    if k < 0 {
-        return Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(EINVAL));
-    }
-    let k = k as i32;
+    let k = platform::kernel_socket(sock.info.domain, ty | SOCK_CLOEXEC, sock.info.protocol)?;
     let mut opts: alloc::vec::Vec<(i32, i32)> = alloc::vec![
         (SOL_SOCKET, SO_REUSEADDR),
         (SOL_SOCKET, SO_REUSEPORT),
@@ -182,7 +154,14 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
         (SOL_SOCKET, SO_LINGER),
     ];
     if sock.info.ty == SOCK_STREAM && sock.info.domain != AF_UNIX {
-        opts.push((IPPROTO_TCP, TCP_NODELAY));
+        opts.extend([
+            (IPPROTO_TCP, TCP_NODELAY),
+            (IPPROTO_TCP, TCP_CORK),
+            (IPPROTO_TCP, TCP_MAXSEG),
+            (IPPROTO_TCP, TCP_KEEPIDLE),
+            (IPPROTO_TCP, TCP_KEEPINTVL),
+            (IPPROTO_TCP, TCP_KEEPCNT),
+        ]);
     }
     if sock.info.domain == AF_INET6 {
         opts.push((IPPROTO_IPV6, IPV6_V6ONLY));
@@ -190,13 +169,13 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
     for (level, name) in opts {
         if let Ok(v) = sock.getsockopt(level, name) {
             let mut buf = [0u8; 16];
-            let n = match v {
-                OptVal::Int(_) | OptVal::Linger(..) | OptVal::Timeval(..) => v.write(&mut buf),
-            };
-            // SAFETY: setsockopt on our kernel socket with a local buffer.
-            unsafe { libc::syscall(libc::SYS_setsockopt, k, level, name, buf.as_ptr(), n) };
+            let n = v.write(&mut buf);
+            let _ = platform::kernel_setsockopt(k, level, name, &buf[..n]);
         }
     }
+    sock.replay_kernel_opts(|level, name, val| {
+        let _ = platform::kernel_setsockopt(k, level, name, val);
+    });
     // The caller's FD_CLOEXEC of the number being replaced carries over.
     let cloexec = fd::cloexec(fdn);
     let r = platform::kfd_dup3(k, fdn, if cloexec { libc::O_CLOEXEC } else { 0 });

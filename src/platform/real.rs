@@ -156,6 +156,7 @@ next_fns! {
     select = "select": fn(n: c_int, r: *mut libc::fd_set, w: *mut libc::fd_set, e: *mut libc::fd_set, t: *mut libc::timeval) -> c_int;
     sendfile = "sendfile": fn(o: c_int, i: c_int, off: *mut libc::off_t, n: usize) -> isize;
     sendfile64 = "sendfile64": fn(o: c_int, i: c_int, off: *mut libc::off64_t, n: usize) -> isize;
+    splice = "splice": fn(fi: c_int, oi: *mut libc::loff_t, fo: c_int, oo: *mut libc::loff_t, n: usize, f: libc::c_uint) -> isize;
     sendmmsg = "sendmmsg": fn(fd: c_int, v: *mut libc::mmsghdr, n: libc::c_uint, f: c_int) -> c_int;
     recvmmsg = "recvmmsg": fn(fd: c_int, v: *mut libc::mmsghdr, n: libc::c_uint, f: c_int, t: *mut libc::timespec) -> c_int;
     close_range = "close_range": fn(a: libc::c_uint, b: libc::c_uint, f: c_int) -> c_int;

@@ -5,6 +5,11 @@
 
 use core::fmt;
 
+mod parse;
+pub use parse::{IpEp, UnixName};
+
+use crate::consts::{AF_INET, AF_INET6};
+
 /// Largest address kept, the size of `struct sockaddr_storage`.
 pub const ADDR_MAX: usize = 128;
 
@@ -41,6 +46,20 @@ impl SockAddr {
         out
     }
 
+    /// The family's unspecified address (0.0.0.0:0, [::]:0; an unnamed
+    /// socket's address for any other family), what an implicit bind or a
+    /// listen without bind selects a backend with.
+    pub fn unspecified(family: i32) -> SockAddr {
+        let len = match family {
+            AF_INET => 16,
+            AF_INET6 => 28,
+            _ => 2,
+        };
+        let mut b = [0u8; 28];
+        b[..2].copy_from_slice(&(family as u16).to_ne_bytes());
+        SockAddr::from_bytes(&b[..len]).unwrap_or_else(|| SockAddr::unnamed(family))
+    }
+
     /// The bytes of the address.
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
@@ -59,6 +78,16 @@ impl SockAddr {
     /// The address family (`sa_family`).
     pub fn family(&self) -> i32 {
         u16::from_ne_bytes([self.bytes[0], self.bytes[1]]) as i32
+    }
+
+    /// The port of an AF_INET or AF_INET6 address (host order).
+    pub fn inet_port(&self) -> Option<u16> {
+        match self.family() {
+            AF_INET | AF_INET6 if self.len >= 4 => {
+                Some(u16::from_be_bytes([self.bytes[2], self.bytes[3]]))
+            }
+            _ => None,
+        }
     }
 }
 

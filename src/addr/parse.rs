@@ -1,9 +1,11 @@
-//! Parsing the addresses loopback carries: AF_INET, AF_INET6, AF_UNIX.
+//! Parsed forms of the addresses the built-in backends carry (AF_INET,
+//! AF_INET6, AF_UNIX), for any backend that wants them: the frontend itself
+//! never looks past an address's family.
 
 use alloc::vec::Vec;
 
 use crate::addr::SockAddr;
-use crate::backend::contract::Errno;
+use crate::consts::Errno;
 use crate::consts::*;
 
 /// An IP endpoint, IPv4 kept as an IPv4-mapped IPv6 address so that a
@@ -68,9 +70,52 @@ impl IpEp {
         self.ip == [0; 16] || (self.is_v4() && self.ip[12..] == [0; 4])
     }
 
+    /// A multicast address: 224.0.0.0/4 or ff00::/8.
+    pub fn is_multicast(&self) -> bool {
+        if self.is_v4() {
+            self.ip[12] & 0xf0 == 0xe0
+        } else {
+            self.ip[0] == 0xff
+        }
+    }
+
+    /// A broadcast address of lo's routes: the limited broadcast
+    /// 255.255.255.255 and lo's own 127.255.255.255 (`ip route show table
+    /// local`).
+    pub fn is_broadcast(&self) -> bool {
+        self.is_v4() && (self.ip[12..] == [255; 4] || self.ip[12..] == [127, 255, 255, 255])
+    }
+
     /// An address this host answers on: loopback (127/8, ::1) or wildcard.
     pub fn is_local(&self) -> bool {
         self.is_wild() || (self.is_v4() && self.ip[12] == 127) || self.ip == LOOPBACK6
+    }
+
+    /// An address a socket of this host may bind: a local one, or one it
+    /// receives on without owning it (IPv4 multicast and the limited
+    /// broadcast address, IPv6 multicast), as `inet_bind` and
+    /// `__inet6_bind` allow.
+    pub fn bindable(&self) -> bool {
+        self.is_local()
+            || if self.is_v4() {
+                (224..240).contains(&self.ip[12]) || self.ip[12..] == [255; 4]
+            } else {
+                self.is_multicast6()
+            }
+    }
+
+    /// An IPv6 multicast address (ff00::/8).
+    pub fn is_multicast6(&self) -> bool {
+        !self.is_v4() && self.ip[0] == 0xff
+    }
+
+    /// An IPv6 address that means nothing without an interface
+    /// (`__ipv6_addr_needs_scope_id`): link-local unicast (fe80::/10), or
+    /// interface- or link-scope multicast (ff01::/16, ff02::/16).
+    pub fn needs_scope_id(&self) -> bool {
+        !self.is_v4()
+            && ((self.ip[0] == 0xfe && self.ip[1] & 0xc0 == 0x80)
+                || (self.ip[0] == 0xff && matches!(self.ip[1] & 0x0f, 1 | 2)))
     }
 
     /// The address a connection to `self` comes from: itself when it is a
@@ -90,6 +135,22 @@ impl IpEp {
         } else {
             self.ip
         }
+    }
+
+    /// A hash of the endpoint, for spreading the flows it starts over an
+    /// SO_REUSEPORT group: the same endpoint always picks the same member,
+    /// and neighbouring ports (ephemeral ones, given in turn) land apart.
+    pub fn flow_hash(&self) -> u64 {
+        let mut h = u64::from(self.port);
+        for chunk in self.ip.chunks(8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            h = h.rotate_left(29) ^ u64::from_ne_bytes(w);
+        }
+        // splitmix64's finaliser
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
     }
 
     /// The sockaddr in `family` (AF_INET6 shows IPv4 as v4-mapped).

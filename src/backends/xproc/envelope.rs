@@ -1,0 +1,303 @@
+//! xproc's own framing: every message on a transport socket (a stream
+//! connection or a datagram link) is an 8-byte envelope, then its body.
+//!
+//! # Message layout (xproc protocol version 2)
+//!
+//! Integers are big-endian, as in `backend::wire`; no padding.
+//!
+//! | Offset | Size | Field      | Meaning                                                     |
+//! |-------:|-----:|------------|-------------------------------------------------------------|
+//! |      0 |    1 | `type`     | `1` DATA, `2` HELLO, `3` ACCEPT, `4` WINDOW; others invalid |
+//! |      1 |    1 | `version`  | `2` ([`XPROC_VERSION`])                                     |
+//! |      2 |    2 | `reserved` | `0`                                                         |
+//! |      4 |    4 | `len`      | body bytes after the envelope                               |
+//! |      8 | `len`| `body`     | see below                                                   |
+//!
+//! Bodies:
+//!
+//! - **DATA**: exactly one fragment in the portable encoding
+//!   (`backend::wire`), unsummed (the AF_UNIX stream cannot corrupt bytes),
+//!   as the frontend built it: xproc neither sets nor reads its `conn`
+//!   field. `len` is the fragment's encoded length (at most
+//!   `wire::MAX_FRAME_LEN`). On a stream connection: stream fragments; on
+//!   a datagram link: datagram fragments whose address is their source,
+//!   then, to a group or broadcast address, that destination, then, when
+//!   the sender's frontend gave them, the datagram's attributes
+//!   (`backend::attrs`: 20 bytes with the destination the sender used,
+//!   its TOS and TTL). The lengths tell the parts apart (a sockaddr_in is
+//!   16 bytes, a sockaddr_in6 28): see `dgram::split_addr`. A receiver
+//!   of a frame without attributes reports Linux's defaults.
+//! - **HELLO** (client → server, first message): the client's address
+//!   (`SockAddr` bytes, at most `wire::MAX_ADDR`).
+//! - **ACCEPT** (server → client, first message): the end of the server's
+//!   receive window (u64), then the server's address.
+//! - **WINDOW** (either way, after the handshake): the new end of the
+//!   sender's receive window (u64); `len` is 8.
+//!
+//! Version 1 (before this envelope) sent bare wire frames and named its
+//! control frames in the wire header's `conn` field; its first byte (`U`
+//! of the wire magic) is no valid type, so either version refuses the
+//! other at its first message.
+//!
+//! A reader rejects a message as soon as the bytes that break a rule are
+//! there: an unknown type or version, nonzero reserved bytes, a `len` over
+//! the type's maximum, a DATA body whose wire header is invalid or whose
+//! encoded length is not `len`, a control body of the wrong length. Any
+//! rejection ends that connection (or link).
+#![deny(unsafe_code)]
+
+use crate::backend::contract::Errno;
+use crate::backend::wire;
+use crate::consts::*;
+
+/// The protocol's version, in every envelope. 1 was the protocol without
+/// an envelope (control frames in the wire header's `conn`).
+pub(super) const XPROC_VERSION: u8 = 2;
+
+/// The envelope's length.
+pub(super) const ENV_LEN: usize = 8;
+
+const T_DATA: u8 = 1;
+const T_HELLO: u8 = 2;
+const T_ACCEPT: u8 = 3;
+const T_WINDOW: u8 = 4;
+
+/// The longest control body (ACCEPT: a window and an address).
+const CTL_BODY_MAX: usize = 8 + wire::MAX_ADDR;
+
+/// A DATA message's envelope and wire header, sent before the fragment's
+/// address and payload (a gather write: they are not copied).
+pub(super) type DataHeader = [u8; ENV_LEN + wire::HEADER_LEN];
+
+/// A control message, encoded.
+pub(super) type CtlBytes = ([u8; ENV_LEN + CTL_BODY_MAX], usize);
+
+/// One message.
+#[derive(Debug)]
+pub(super) enum Msg<'a> {
+    /// A fragment for the socket.
+    Data(wire::Fragment<'a>),
+    /// The client's address.
+    Hello { addr: &'a [u8] },
+    /// The server's receive window end and address.
+    Accept { window: u64, addr: &'a [u8] },
+    /// A new receive window end.
+    Window(u64),
+}
+
+/// A message that breaks the rules of the module docs.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct BadMsg;
+
+fn envelope(ty: u8, len: usize) -> [u8; ENV_LEN] {
+    let l = (len as u32).to_be_bytes();
+    [ty, XPROC_VERSION, 0, 0, l[0], l[1], l[2], l[3]]
+}
+
+/// The envelope and wire header of DATA message `f` (unsummed).
+pub(super) fn data_header(f: &wire::Fragment<'_>) -> Result<DataHeader, Errno> {
+    let hdr = wire::encode_header(f, false).map_err(|_| EINVAL)?;
+    let mut out = [0u8; ENV_LEN + wire::HEADER_LEN];
+    let (env, rest) = out.split_at_mut(ENV_LEN);
+    env.copy_from_slice(&envelope(T_DATA, wire::encoded_len(&f.header)));
+    rest.copy_from_slice(&hdr);
+    Ok(out)
+}
+
+/// Control message `m` (not DATA: `EINVAL`, as an address too long).
+pub(super) fn control(m: &Msg<'_>) -> Result<CtlBytes, Errno> {
+    let mut out = [0u8; ENV_LEN + CTL_BODY_MAX];
+    let (ty, value, addr): (u8, Option<u64>, &[u8]) = match *m {
+        Msg::Data(_) => return Err(EINVAL),
+        Msg::Hello { addr } => (T_HELLO, None, addr),
+        Msg::Accept { window, addr } => (T_ACCEPT, Some(window), addr),
+        Msg::Window(w) => (T_WINDOW, Some(w), &[]),
+    };
+    if addr.len() > wire::MAX_ADDR {
+        return Err(EINVAL);
+    }
+    let mut at = ENV_LEN;
+    if let Some(v) = value {
+        out[at..at + 8].copy_from_slice(&v.to_be_bytes());
+        at += 8;
+    }
+    out[at..at + addr.len()].copy_from_slice(addr);
+    at += addr.len();
+    out[..ENV_LEN].copy_from_slice(&envelope(ty, at - ENV_LEN));
+    Ok((out, at))
+}
+
+/// The message at the start of `buf` and the bytes it takes; `Ok(None)`
+/// while its bytes are not all there yet (and none of those there break a
+/// rule).
+pub(super) fn decode(buf: &[u8]) -> Result<Option<(Msg<'_>, usize)>, BadMsg> {
+    let Some(&ty) = buf.first() else {
+        return Ok(None);
+    };
+    if !(T_DATA..=T_WINDOW).contains(&ty) {
+        return Err(BadMsg);
+    }
+    if buf.get(1).is_some_and(|&v| v != XPROC_VERSION) {
+        return Err(BadMsg);
+    }
+    let Some((env, rest)) = buf.split_first_chunk::<ENV_LEN>() else {
+        return Ok(None);
+    };
+    if env[2] != 0 || env[3] != 0 {
+        return Err(BadMsg);
+    }
+    let len = u32::from_be_bytes([env[4], env[5], env[6], env[7]]) as usize;
+    let max = if ty == T_DATA {
+        wire::MAX_FRAME_LEN
+    } else {
+        CTL_BODY_MAX
+    };
+    if len > max {
+        return Err(BadMsg);
+    }
+    let body = &rest[..rest.len().min(len)];
+    if ty == T_DATA {
+        return match wire::decode_unsummed(body) {
+            Ok((f, n)) if n == len => Ok(Some((Msg::Data(f), ENV_LEN + len))),
+            Err(wire::WireError::Short { need }) if need <= len => Ok(None),
+            _ => Err(BadMsg),
+        };
+    }
+    if body.len() < len {
+        return Ok(None);
+    }
+    let m = match ty {
+        T_HELLO if len <= wire::MAX_ADDR => Msg::Hello { addr: body },
+        T_ACCEPT => {
+            let (w, addr) = body.split_first_chunk::<8>().ok_or(BadMsg)?;
+            Msg::Accept {
+                window: u64::from_be_bytes(*w),
+                addr,
+            }
+        }
+        T_WINDOW => Msg::Window(u64::from_be_bytes(body.try_into().map_err(|_| BadMsg)?)),
+        _ => return Err(BadMsg),
+    };
+    Ok(Some((m, ENV_LEN + len)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_msg(f: &wire::Fragment<'_>) -> alloc::vec::Vec<u8> {
+        let mut v = data_header(f).unwrap().to_vec();
+        v.extend_from_slice(f.addr);
+        v.extend_from_slice(f.payload);
+        v
+    }
+
+    #[test]
+    fn data_carries_the_fragment_untouched() {
+        let mut f = wire::Fragment::stream(7, wire::FLAG_FIN, b"abc");
+        f.header.conn = 0x1234;
+        let v = data_msg(&f);
+        assert_eq!(v[..ENV_LEN], [1, 2, 0, 0, 0, 0, 0, 43]);
+        let mut want = wire::encode_header(&f, false).unwrap().to_vec();
+        want.extend_from_slice(b"abc");
+        assert_eq!(&v[ENV_LEN..], &want[..], "the wire frame, unsummed");
+        let (m, n) = decode(&v).unwrap().unwrap();
+        assert_eq!(n, v.len());
+        let Msg::Data(g) = m else { panic!("{m:?}") };
+        assert_eq!(
+            (g.header.conn, g.header.offset, g.payload),
+            (0x1234, 7, &b"abc"[..])
+        );
+        // Every prefix waits for more.
+        for i in 0..v.len() {
+            assert_eq!(decode(&v[..i]).unwrap().map(|(_, n)| n), None, "prefix {i}");
+        }
+    }
+
+    #[test]
+    fn control_messages_round_trip() {
+        let a = [9u8; 16];
+        for m in [
+            Msg::Hello { addr: &a },
+            Msg::Accept {
+                window: 1 << 40,
+                addr: &a,
+            },
+            Msg::Window(77),
+        ] {
+            let (b, len) = control(&m).unwrap();
+            let (got, n) = decode(&b[..len]).unwrap().unwrap();
+            assert_eq!(n, len);
+            assert_eq!(alloc::format!("{got:?}"), alloc::format!("{m:?}"));
+            for i in 0..len {
+                assert!(decode(&b[..i]).unwrap().is_none(), "prefix {i} of {m:?}");
+            }
+        }
+        assert_eq!(
+            control(&Msg::Data(wire::Fragment::stream(0, wire::FLAG_FIN, b""))).err(),
+            Some(EINVAL)
+        );
+    }
+
+    #[test]
+    fn bad_envelopes_are_refused_at_the_first_bad_byte() {
+        let (w, len) = control(&Msg::Window(5)).unwrap();
+        let w = &w[..len];
+        let patched = |at: usize, b: &[u8]| {
+            let mut v = w.to_vec();
+            v[at..at + b.len()].copy_from_slice(b);
+            v
+        };
+        assert_eq!(decode(&[0]).err(), Some(BadMsg), "type 0");
+        assert_eq!(decode(b"US").err(), Some(BadMsg), "a version 1 wire frame");
+        assert_eq!(decode(&[1, 1]).err(), Some(BadMsg), "version 1");
+        assert_eq!(decode(&patched(2, &[1])).err(), Some(BadMsg), "reserved");
+        assert_eq!(
+            decode(&patched(4, &9u32.to_be_bytes())[..ENV_LEN]).err(),
+            None,
+            "short"
+        );
+        assert_eq!(
+            decode(&patched(4, &7u32.to_be_bytes())).err(),
+            Some(BadMsg),
+            "WINDOW of 7 bytes"
+        );
+        let huge = (CTL_BODY_MAX as u32 + 1).to_be_bytes();
+        assert_eq!(
+            decode(&patched(4, &huge)[..ENV_LEN]).err(),
+            Some(BadMsg),
+            "control too long"
+        );
+        let (a, _) = control(&Msg::Accept {
+            window: 1,
+            addr: &[],
+        })
+        .unwrap();
+        let mut acc = a[..ENV_LEN].to_vec();
+        acc[7] = 4;
+        acc.extend_from_slice(&[0; 4]);
+        assert_eq!(
+            decode(&acc).err(),
+            Some(BadMsg),
+            "ACCEPT without its window"
+        );
+        // DATA whose `len` disagrees with its fragment, either way.
+        let f = wire::Fragment::stream(0, 0, b"hello");
+        let v = data_msg(&f);
+        let mut longer = v.clone();
+        longer[7] += 1;
+        longer.push(0);
+        assert_eq!(decode(&longer).err(), Some(BadMsg), "len past the fragment");
+        let mut shorter = v.clone();
+        shorter[7] -= 1;
+        assert_eq!(
+            decode(&shorter).err(),
+            Some(BadMsg),
+            "len short of the fragment"
+        );
+        // A bad wire header is refused before its payload arrives.
+        let mut bad = v[..ENV_LEN + wire::HEADER_LEN].to_vec();
+        bad[ENV_LEN + 4] = 0x80;
+        assert_eq!(decode(&bad).err(), Some(BadMsg), "unknown flag bits");
+    }
+}
