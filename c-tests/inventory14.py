@@ -16,8 +16,14 @@ One case per run, so that a hang or a crash costs that case only
 (TL_TIMEOUT, default 5 s here, is the watchdog of each run).
 Usage: c-tests/inventory14.py [--programs t_unix_names,...] WAY... > out.tsv
        c-tests/inventory14.py --markdown out.tsv > tables.md
+       c-tests/inventory14.py --pass-list out.tsv c-tests/conformance14.pass [WAY...]
 The second form prints CONFORMANCE-14.md's generated part: counts per
-program and way, the failures per cause, and every case's results.
+program and way, the failures per cause, and every case's results. The
+third writes the list of cases make test holds the library to (TL_ONLY in
+testlib.c): those that passed in every WAY given (default: linked, under
+the launcher and in user space: usock launcher user), in the order the
+programs list them; every program has
+a "program/" line, so one with no passing case runs none.
 """
 import os
 import platform
@@ -49,6 +55,9 @@ def main():
     args = sys.argv[1:]
     if args[:1] == ["--markdown"]:
         markdown(args[1])
+        return
+    if args[:1] == ["--pass-list"]:
+        pass_list(args[1], args[2], tuple(args[3:]) or PASS_WAYS)
         return
     progs = None
     if args[:1] == ["--programs"]:
@@ -154,6 +163,36 @@ def clean(detail):
     d = re.sub(r" \(in child \d+\)", " (in a child)", d)
     d = re.sub(r"\(errno (\w+)\)$", r"(errno \1)", d)
     return d.replace("|", "\\|").strip()
+
+
+PASS_WAYS = ("usock", "launcher", "user")
+
+
+def pass_list(tsv, out, ways):
+    rows = [l.rstrip("\n").split("\t") for l in open(tsv) if l.strip()]
+    ok = {(r[0], r[1]) for r in rows if r[2] in ways and r[3] == "ok"}
+    bad = {(r[0], r[1]) for r in rows if r[2] in ways and r[3] != "ok"}
+    seen = {r[2] for r in rows}
+    missing = [w for w in ways if w not in seen]
+    if missing:
+        sys.exit("--pass-list: %s has no results for %s" % (tsv, ", ".join(missing)))
+    progs, order = [], {}
+    for r in rows:
+        if r[0] not in order:
+            order[r[0]] = []
+            progs.append(r[0])
+        if r[1] not in order[r[0]]:
+            order[r[0]].append(r[1])
+    with open(out, "w") as f:
+        f.write("# Issue 14's cases the library passes in each of these ways: %s.\n"
+                "# make test runs exactly these against it (TL_ONLY). Written by\n"
+                "# c-tests/inventory14.py --pass-list; see CONFORMANCE-14.md for the rest.\n"
+                % " ".join(ways))
+        for p in progs:
+            f.write(p + "/\n")
+            for c in order[p]:
+                if (p, c) in ok and (p, c) not in bad:
+                    f.write("%s/%s\n" % (p, c))
 
 
 def markdown(path):

@@ -248,9 +248,11 @@ static __attribute__((noinline)) void tl_run_case(struct tl_case *c)
     }
 }
 
-/* TL_ONLY=FILE: a list of "program/case" lines (c-tests/conformance13.pass).
- * A program named in it runs (and lists with -l) only the cases it names;
- * a program it does not name runs all of its cases. The C tests of issue
+/* TL_ONLY=FILE[:FILE...]: lists of "program/case" lines
+ * (c-tests/conformance13.pass, conformance14.pass). A program named in them
+ * runs (and lists with -l) only the cases they name (a line "program/"
+ * alone names the program and no case); a program they do not name runs
+ * all of its cases. The C tests of issue
  * 13 run this way against the library: the cases it passes, which must go
  * on passing, while the rest of the inventory is worked through
  * (CONFORMANCE-13.md). */
@@ -265,27 +267,38 @@ static const char *tl_base(void)
 
 static void tl_load_only(void)
 {
-    const char *path = getenv("TL_ONLY");
-    if (!path || !*path)
+    const char *paths = getenv("TL_ONLY");
+    if (!paths || !*paths)
         return;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "TL_ONLY: cannot open %s\n", path);
-        exit(2);
-    }
     size_t cap = 1 << 16, n = 0;
     tl_only = malloc(cap + 2);
     tl_only[n++] = '\n';
-    size_t got;
-    while ((got = fread(tl_only + n, 1, cap - n, f)) > 0) {
-        n += got;
+    /* Several lists may be given, separated by ':' (one per issue). */
+    for (const char *p = paths; *p;) {
+        size_t len = strcspn(p, ":");
+        char path[4096];
+        snprintf(path, sizeof path, "%.*s", (int)len, p);
+        p += len + (p[len] == ':');
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fprintf(stderr, "TL_ONLY: cannot open %s\n", path);
+            exit(2);
+        }
+        size_t got;
+        while ((got = fread(tl_only + n, 1, cap - n, f)) > 0) {
+            n += got;
+            if (n == cap) {
+                cap *= 2;
+                tl_only = realloc(tl_only, cap + 2);
+            }
+        }
+        fclose(f);
         if (n == cap) {
             cap *= 2;
             tl_only = realloc(tl_only, cap + 2);
         }
+        tl_only[n++] = '\n';
     }
-    fclose(f);
-    tl_only[n++] = '\n';
     tl_only[n] = 0;
     char key[256];
     snprintf(key, sizeof key, "\n%s/", tl_base());

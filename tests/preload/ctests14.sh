@@ -5,6 +5,9 @@
 #             must pass as it does without the library (a refusal before
 #             routing, e.g. of SOCK_SEQPACKET, fails here);
 #   user      --route "user unix": AF_UNIX in the library, in-process.
+# Each way runs the cases the library passes (TL_ONLY): launcher those of
+# c-tests/conformance14-launcher.pass, user those of conformance14.pass;
+# c-tests/inventory14.py runs them all.
 # One line per program and way; exit status 0 only if every case passed.
 # MODES="launcher user" (default) picks the ways; PROG_TIMEOUT (s, 120).
 set -uo pipefail
@@ -14,7 +17,11 @@ MODES=${MODES:-launcher user}
 make -s -C c-tests kernel >/dev/null
 for m in $MODES; do
   route=()
-  [ "$m" = user ] && route=(--route "user unix")
+  export TL_ONLY=$PWD/c-tests/conformance14-launcher.pass
+  if [ "$m" = user ]; then
+    route=(--route "user unix")
+    export TL_ONLY=$PWD/c-tests/conformance14.pass
+  fi
   for prog in build/c-tests/kernel/t_unix_*; do
     [ -x "$prog" ] || continue
     name=$(basename "$prog")
