@@ -581,6 +581,13 @@ int usock_upcall_writable(uint64_t handle);
 int usock_upcall_error(uint64_t handle, int err);
 
 /*
+ Upcall: the peer of AF_UNIX socket `handle` is process `pid` with
+ effective ids `uid`/`gid` (SO_PEERCRED; see `upcall::peer_cred` for
+ when a backend calls it).
+ */
+int usock_upcall_peer_cred(uint64_t handle, int32_t pid, uint32_t uid, uint32_t gid);
+
+/*
  Upcall: a datagram `handle` sent to `addr` (`addr_len` bytes) found
  nobody there; `payload` (`len` bytes, may be NULL when 0) is its start
  (see `upcall::unreachable`).

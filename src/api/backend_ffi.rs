@@ -178,6 +178,19 @@ pub extern "C" fn usock_upcall_error(handle: u64, err: c_int) -> c_int {
     guard(-EIO, || up(upcall::error(SockHandle(handle), err)))
 }
 
+/// Upcall: the peer of AF_UNIX socket `handle` is process `pid` with
+/// effective ids `uid`/`gid` (SO_PEERCRED; see `upcall::peer_cred` for
+/// when a backend calls it).
+#[no_mangle]
+pub extern "C" fn usock_upcall_peer_cred(handle: u64, pid: i32, uid: u32, gid: u32) -> c_int {
+    guard(-EIO, || {
+        up(upcall::peer_cred(
+            SockHandle(handle),
+            crate::backend::contract::PeerCred { pid, uid, gid },
+        ))
+    })
+}
+
 /// Upcall: a datagram `handle` sent to `addr` (`addr_len` bytes) found
 /// nobody there; `payload` (`len` bytes, may be NULL when 0) is its start
 /// (see `upcall::unreachable`).

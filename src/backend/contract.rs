@@ -303,3 +303,19 @@ pub trait ForkAware: Send + Sync {
     /// child).
     fn fork_child(&self);
 }
+
+/// The credentials of the process at the other end of an AF_UNIX
+/// connection, as Linux records them for SO_PEERCRED: the connecting
+/// process's as of connect() for the accepted socket, the listener's as of
+/// listen() for the connecting one, the creator's for both ends of a
+/// socketpair. Ids are the effective ones; `pid` the thread group's.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerCred {
+    /// Process id (the thread group id).
+    pub pid: i32,
+    /// Effective user id.
+    pub uid: u32,
+    /// Effective group id.
+    pub gid: u32,
+}

@@ -9,7 +9,7 @@
 //! frontend installs when it makes its first socket: a backend names
 //! nothing of the frontend but these functions.
 
-use super::contract::{DgramAttrs, Errno, Fragment, SockHandle, SockState};
+use super::contract::{DgramAttrs, Errno, Fragment, PeerCred, SockHandle, SockState};
 use crate::addr::SockAddr;
 use crate::consts::EBADF;
 use crate::sync::SetOnce;
@@ -54,6 +54,10 @@ pub trait Frontend: Send + Sync {
     /// every such datagram.
     fn takes_group(&self, _h: SockHandle, _dest: &SockAddr) -> bool {
         true
+    }
+    /// See [`peer_cred`]. A frontend without SO_PEERCRED ignores it.
+    fn peer_cred(&self, _h: SockHandle, _cred: PeerCred) -> Result<(), Errno> {
+        Ok(())
     }
 }
 
@@ -170,4 +174,13 @@ pub fn hangup(h: SockHandle) -> Result<(), Errno> {
 /// the frontend's. `false` for a socket that is gone.
 pub fn takes_group(h: SockHandle, dest: &SockAddr) -> bool {
     frontend().is_ok_and(|f| f.takes_group(h, dest))
+}
+
+/// The peer of AF_UNIX socket `h` is the process `cred` describes (see
+/// [`PeerCred`] for which process and as of when): what SO_PEERCRED
+/// reports. A backend calls it when it makes the association (at
+/// connect, accept or socketpair), before [`connected`] for a connection,
+/// so that the program never sees a connected socket without it.
+pub fn peer_cred(h: SockHandle, cred: PeerCred) -> Result<(), Errno> {
+    frontend()?.peer_cred(h, cred)
 }
