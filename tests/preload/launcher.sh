@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# tests/preload/launcher.sh - bin/usockrun checks before it runs (issue 16):
+# each usage error and each unusable network directory ends with its
+# message and exit status 2 before the program starts; a program that is
+# not found is 127, one that cannot be executed 126 (as env(1)); a
+# statically linked or Go program runs, with a warning that its sockets
+# escape the library; a relative --net reaches the program as an absolute
+# path; --help shows a server and a client on one network.
+set -uo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
+run=$PWD/bin/usockrun
+
+# expect WHAT STATUS MESSAGE ARGS...: usockrun ARGS exits with STATUS and its
+# stderr holds MESSAGE (a fixed string); the program (a marker file's touch)
+# must not have run unless STATUS is 0.
+expect() {
+  local what=$1 want=$2 msg=$3 rc=0 err
+  shift 3
+  rm -f "$work/ran"
+  err=$("$@" 2>&1 >/dev/null) || rc=$?
+  if [ "$rc" != "$want" ]; then
+    bad "$what: exit $rc, expected $want; stderr: $err"
+  elif ! grep -qF -- "$msg" <<< "$err"; then
+    bad "$what: stderr lacks [$msg]: [$err]"
+  elif [ "$want" != 0 ] && [ -e "$work/ran" ]; then
+    bad "$what: the program ran"
+  else
+    ok "$what (exit $rc)"
+  fi
+}
+mark=(touch "$work/ran")
+
+# Usage errors: exit 2, before the program.
+expect "unknown option" 2 "usockrun: unknown option --nett" "$run" --nett x -- "${mark[@]}"
+expect "--route without rules" 2 "usockrun: --route needs a value" "$run" --route
+expect "--route \"\"" 2 "usockrun: --route needs rules" "$run" --route "" -- "${mark[@]}"
+expect "--net without a directory" 2 "usockrun: --net needs a value" "$run" --net
+expect "--net \"\"" 2 "usockrun: --net needs a directory" "$run" --net "" -- "${mark[@]}"
+expect "no program" 2 "usockrun: no program to run" "$run" --net "$net"
+expect "a missing --route-file" 2 "usockrun: route file '$work/none': no such file" \
+  "$run" --route-file "$work/none" -- "${mark[@]}"
+expect "--lib that does not exist" 2 "usockrun: libuserspacesock.so not found" \
+  "$run" --lib "$work/none.so" -- "${mark[@]}"
+
+# The network directory.
+expect "--net whose parent is missing" 2 \
+  "usockrun: network directory '$work/no/net': its parent '$work/no' does not exist" \
+  "$run" --net "$work/no/net" -- "${mark[@]}"
+: > "$work/file"
+expect "--net that is a file" 2 "usockrun: network directory '$work/file': exists and is not a directory" \
+  "$run" --net "$work/file" -- "${mark[@]}"
+expect "--net made when missing" 0 "" "$run" --net "$work/made" -- "${mark[@]}"
+check "--net made when missing: a directory of mode 700" "$(stat -c %a "$work/made" 2>&1)" \
+  [ "$(stat -c %a "$work/made" 2>/dev/null)" = 700 ]
+mkdir -p "$work/rel/sub"
+out=$(cd "$work/rel" && "$run" --net sub -- sh -c 'cd / && printf %s "$USOCK_NET"' 2>&1)
+check "a relative --net reaches the program as an absolute path" "USOCK_NET=[$out]" \
+  [ "$out" = "$work/rel/sub" ]
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  chmod 755 "$work"
+  as_nobody=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+  mkdir -p "$work/rootnet" && chmod 700 "$work/rootnet"
+  expect "--net of another user" 2 \
+    "usockrun: network directory '$work/rootnet': belongs to uid 0, and this user (uid 65534) may not write in it" \
+    "${as_nobody[@]}" "$run" --net "$work/rootnet" -- true
+  mkdir -p "$work/ro" && chmod 755 "$work/ro"
+  expect "--net in a directory this user cannot write" 2 \
+    "usockrun: network directory '$work/ro/net': cannot be created: this user may not write in '$work/ro'" \
+    "${as_nobody[@]}" "$run" --net "$work/ro/net" -- true
+  mkdir -p "$work/mine" && chown 65534:65534 "$work/mine" && chmod 500 "$work/mine"
+  expect "--net of this user without write permission" 2 \
+    "usockrun: network directory '$work/mine': not writable and searchable by this user (mode 500)" \
+    "${as_nobody[@]}" "$run" --net "$work/mine" -- true
+else
+  skip root "the other-user cases of the network directory need root and setpriv"
+fi
+
+# The program.
+expect "a program not found" 127 "usockrun: no-such-program-here: command not found" \
+  "$run" --net "$net" -- no-such-program-here
+expect "a path that does not exist" 127 "usockrun: $work/none: no such file" \
+  "$run" --net "$net" -- "$work/none"
+expect "a directory" 126 "usockrun: $work: is a directory" "$run" --net "$net" -- "$work"
+printf '#!/bin/sh\n' > "$work/noexec"
+expect "a file without execute permission" 126 "usockrun: $work/noexec: not executable" \
+  "$run" --net "$net" -- "$work/noexec"
+expect "a program's own exit status" 3 "" "$run" --net "$net" -- sh -c 'exit 3'
+err=$("$run" --net "$net" -- true 2>&1)
+check "a dynamically linked program: no warning" "stderr: [$err]" [ -z "$err" ]
+
+if command -v cc >/dev/null; then
+  printf '#include <unistd.h>\nint main(void) { return write(1, "static\\n", 7) != 7; }\n' > "$work/st.c"
+  if cc -static -o "$work/static" "$work/st.c" 2>"$work/cc.err"; then
+    expect "a statically linked program: runs, with a warning" 0 \
+      "usockrun: warning: $work/static is statically linked" "$run" --net "$net" -- "$work/static"
+  else
+    skip static-libc "cc -static failed: $(head -c 200 "$work/cc.err")"
+  fi
+else
+  skip cc "no C compiler for the static program"
+fi
+# A Go binary is told by the build-info marker the Go linker writes; a
+# dynamically linked program carrying that marker stands in for one (no Go
+# toolchain needed), and must still run.
+cp "$(type -P true)" "$work/gostub"
+printf '\377 Go buildinf:\010\002' >> "$work/gostub"
+expect "a Go program: runs, with a warning" 0 "usockrun: warning: $work/gostub is a Go program" \
+  "$run" --net "$net" -- "$work/gostub"
+
+help=$("$run" --help)
+check "--help shows a server and a client on one network" "$(head -c 300 <<< "$help")" \
+  grep -q "usockrun --net /tmp/demo -- curl" <<< "$help"
+summary
