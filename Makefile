@@ -27,7 +27,7 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: conformance13 programs13 conformance14 programs14 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
+.PHONY: deps conformance13 programs13 conformance14 programs14 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
 
 all: lib
 
@@ -173,7 +173,13 @@ test-preload: lib
 	  timeout $$1 tests/preload/$$2 || { echo "test-preload: tests/preload/$$2 failed"; r=1; }; \
 	done; exit $$r
 
-test: test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload demo
+# What the tests need (Debian packages, nightly with rust-src): installed
+# where this user can (root, apt-get, rustup), otherwise listed; the tests
+# that need a missing program then skip by name (tests/deps.sh).
+deps:
+	-tests/deps.sh
+
+test: deps test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"
 
 bench: lib

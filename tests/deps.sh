@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# tests/deps.sh - what make test needs beyond Rust and a C compiler, in one
+# list: the Debian packages of the real programs the tests run (strace,
+# netcat, socat, curl, redis, nginx, wrk, iperf3, D-Bus, Xvfb...) and the
+# nightly toolchain with rust-src of the sanitized library build.
+#   tests/deps.sh          install what is missing: apt-get as root, rustup
+#                          for nightly; where that cannot be done, say what
+#                          is missing and which tests will skip (by name)
+#   tests/deps.sh --check  only say what is missing (exit 1 if anything is)
+# make test runs it first, so the README's test command works on a fresh
+# Debian machine as it does in CI (.ci/run).
+set -uo pipefail
+
+PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
+  curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
+  dbus-bin libglib2.0-bin xvfb x11-utils)
+
+check_only=
+[ "${1-}" = --check ] && check_only=yes
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if ! command -v dpkg >/dev/null; then
+  echo "deps: not a Debian system (no dpkg): install the equivalents of: ${PACKAGES[*]}"
+  missing=()
+fi
+
+status=0
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ -z "$check_only" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+      echo "deps: apt-get could not install ${missing[*]}: the tests that need them skip by name (and fail unless ALLOW_SKIP names them)"
+      status=1
+    fi
+  else
+    echo "deps: missing Debian packages: ${missing[*]}"
+    echo "deps: install them (as root: apt-get install ${missing[*]}), or the tests that need them skip by name (and fail unless ALLOW_SKIP names them)"
+    status=1
+  fi
+fi
+
+# The sanitized build (make test-sanitize) needs nightly with rust-src.
+if ! rustup run nightly rustc --print sysroot >/dev/null 2>&1 ||
+   [ ! -d "$(rustup run nightly rustc --print sysroot 2>/dev/null)/lib/rustlib/src/rust/library" ]; then
+  if [ -z "$check_only" ] && command -v rustup >/dev/null &&
+     rustup toolchain install nightly --profile minimal --component rust-src >/dev/null 2>&1; then
+    echo "deps: installed nightly with rust-src"
+  else
+    echo "deps: no nightly toolchain with rust-src: the sanitized library build skips as \"nightly\" (ALLOW_SKIP=nightly lets make test pass without it)"
+    status=1
+  fi
+fi
+exit "$status"
