@@ -7,7 +7,7 @@
 #   make bench-instr  instructions the library adds per read()/write() (callgrind)
 #   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
 #   make bench-conns    10,000 connections: echo server and nginx, kernel vs library
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local  (library, header, pkg-config file, usockrun, man pages)
 
 CARGO   ?= cargo
 CC      ?= cc
@@ -211,7 +211,11 @@ bench-conns: lib
 	bench/conns.sh
 
 install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
+	install -m 0755 bin/usockrun $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 man/usockrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 man/libuserspacesock.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 	install -m 0755 target/release/libuserspacesock.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 target/release/libuserspacesock.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/userspacesock.h $(DESTDIR)$(PREFIX)/include/

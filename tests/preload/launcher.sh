@@ -108,6 +108,31 @@ printf '\377 Go buildinf:\010\002' >> "$work/gostub"
 expect "a Go program: runs, with a warning" 0 "usockrun: warning: $work/gostub is a Go program" \
   "$run" --net "$net" -- "$work/gostub"
 
+# Installed (make install): the launcher finds the library beside it in
+# ../lib, and both man pages render without a warning.
+if make -s install DESTDIR="$work/inst" PREFIX=/usr/local >"$work/install.log" 2>&1; then
+  inst=$work/inst/usr/local
+  out=$("$inst/bin/usockrun" --net "$net" -- sh -c 'printf %s "$LD_PRELOAD"' 2>&1)
+  check "the installed usockrun preloads the installed library" "LD_PRELOAD=[$out]" \
+    [ "$out" = "$(readlink -f "$inst/lib/libuserspacesock.so")" ]
+  page_ok() {
+    [ -z "$warn" ] && grep -qx 'ENVIRONMENT' <<< "$text" && grep -qx 'SEE ALSO' <<< "$text"
+  }
+  if command -v man >/dev/null; then
+    for page in man1/usockrun.1 man7/libuserspacesock.7; do
+      f=$inst/share/man/$page
+      warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$f" 2>&1 >/dev/null)
+      text=$(MANWIDTH=80 man -l "$f" 2>/dev/null)
+      check "man -l $page renders without warnings, with its sections" \
+        "warnings [$warn], $(wc -l <<< "$text") lines" page_ok
+    done
+  else
+    skip man "man is not installed (package man-db)"
+  fi
+else
+  bad "make install DESTDIR=$work/inst: $(tail -n 3 "$work/install.log")"
+fi
+
 help=$("$run" --help)
 check "--help shows a server and a client on one network" "$(head -c 300 <<< "$help")" \
   grep -q "usockrun --net /tmp/demo -- curl" <<< "$help"
