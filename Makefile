@@ -236,7 +236,7 @@ clean:
 # make miri        the Socket Buffer's two-thread tests under Miri, 4 seeds
 #                  (nightly toolchain with the miri component)
 # Long fuzz runs:  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O <target> -- -max_total_time=600
-FUZZ_TARGETS  ?= stream dgram wire_decode calls route
+FUZZ_TARGETS  ?= stream dgram wire_decode calls route shm_ring
 FUZZ_SECONDS  ?= 5
 MIRI_SEEDS    ?= 0..4
 

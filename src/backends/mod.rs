@@ -11,6 +11,8 @@ use crate::backend::registry;
 pub mod fault;
 pub mod loopback;
 #[cfg(feature = "std")]
+pub mod shm;
+#[cfg(feature = "std")]
 pub mod xproc;
 
 /// Priority of the built-in loopback backend; registered backends default

@@ -9,6 +9,9 @@ pub mod cpu;
 pub mod real;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
+pub mod shared_mem;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
 pub mod unix_ipc;
 
 #[cfg(not(feature = "std"))]

@@ -1,0 +1,197 @@
+//! A connection's segment: a header, then one ring per direction, in one
+//! shared mapping (a memfd the connecting side makes and passes to the
+//! accepting side, or an anonymous mapping shared with fork children).
+//!
+//! The header says what the segment holds; a process that maps a segment
+//! another made checks it against the file's size before it trusts a ring
+//! ([`Segment::attach`]), and the rings check their own counters.
+
+use core::sync::atomic::Ordering;
+
+use super::ring::Ring;
+use super::Corrupt;
+use crate::consts::*;
+use crate::platform::shared_mem::SharedMem;
+
+/// "USOCKSEG" as a little-endian word: a segment of this library.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"USOCKSEG");
+/// The layout described here.
+pub const VERSION: u64 = 1;
+/// Bytes of the segment header; the first ring follows.
+pub const HEADER: usize = 64;
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = 8;
+const SIZE_A_AT: usize = 16;
+const SIZE_B_AT: usize = 24;
+
+/// The largest ring a segment may declare: a corrupt size must not make a
+/// process map gigabytes.
+pub const MAX_RING: usize = 64 << 20;
+
+/// Which way a ring carries bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dir {
+    /// From the connecting end to the accepting end.
+    ToAcceptor,
+    /// From the accepting end to the connecting end.
+    ToConnector,
+}
+
+/// A mapped connection segment.
+pub struct Segment {
+    mem: SharedMem,
+    size_a: usize,
+    size_b: usize,
+}
+
+impl Segment {
+    /// Bytes of a segment with rings of `size_a` (to the acceptor) and
+    /// `size_b` (to the connector) data bytes.
+    pub fn footprint(size_a: usize, size_b: usize) -> usize {
+        HEADER + Ring::footprint(size_a) + Ring::footprint(size_b)
+    }
+
+    fn check_sizes(size_a: usize, size_b: usize) -> Result<(), Errno> {
+        let ok = |s: usize| s.is_power_of_two() && (super::ring::MIN_SIZE..=MAX_RING).contains(&s);
+        if ok(size_a) && ok(size_b) {
+            Ok(())
+        } else {
+            Err(EINVAL)
+        }
+    }
+
+    fn init(mem: SharedMem, size_a: usize, size_b: usize) -> Segment {
+        let word = |at| mem.u64_at(at).expect("segment header inside its mapping");
+        word(SIZE_A_AT).store(size_a as u64, Ordering::Relaxed);
+        word(SIZE_B_AT).store(size_b as u64, Ordering::Relaxed);
+        word(VERSION_AT).store(VERSION, Ordering::Relaxed);
+        // Last, with release: a process that sees the magic sees the rest.
+        word(MAGIC_AT).store(MAGIC, Ordering::Release);
+        Segment {
+            mem,
+            size_a,
+            size_b,
+        }
+    }
+
+    /// A new segment in a memfd (named for /proc/PID/fd), and the memfd
+    /// to hand to the other end (close-on-exec; the caller closes it).
+    /// EINVAL for a ring size that is not a power of two between 64 bytes
+    /// and [`MAX_RING`].
+    pub fn create(size_a: usize, size_b: usize) -> Result<(Segment, i32), Errno> {
+        Self::check_sizes(size_a, size_b)?;
+        let (mem, fd) = SharedMem::memfd(c"usock-segment", Self::footprint(size_a, size_b))?;
+        Ok((Self::init(mem, size_a, size_b), fd))
+    }
+
+    /// A new segment in anonymous shared memory: shared with the children
+    /// this process forks, and with nobody else (tests, and the fork case
+    /// before a memfd is needed).
+    pub fn anonymous(size_a: usize, size_b: usize) -> Result<Segment, Errno> {
+        Self::check_sizes(size_a, size_b)?;
+        let mem = SharedMem::anonymous(Self::footprint(size_a, size_b))?;
+        Ok(Self::init(mem, size_a, size_b))
+    }
+
+    /// Maps the segment in memfd `fd`, made by another process: its header
+    /// must name this layout and sizes that fit the file; EPROTO otherwise
+    /// (the connection is refused, as for a handshake that makes no sense).
+    pub fn attach(fd: i32) -> Result<Segment, Errno> {
+        let head = SharedMem::map_fd(fd, HEADER)?;
+        let word = |at| head.u64_at(at).map_or(0, |w| w.load(Ordering::Acquire));
+        if word(MAGIC_AT) != MAGIC || word(VERSION_AT) != VERSION {
+            return Err(EPROTO);
+        }
+        let (a, b) = (word(SIZE_A_AT), word(SIZE_B_AT));
+        let (a, b) = (
+            usize::try_from(a).map_err(|_| EPROTO)?,
+            usize::try_from(b).map_err(|_| EPROTO)?,
+        );
+        Self::check_sizes(a, b).map_err(|_| EPROTO)?;
+        drop(head);
+        // map_fd refuses a file shorter than the footprint.
+        let mem = SharedMem::map_fd(fd, Self::footprint(a, b)).map_err(|e| {
+            if e == EINVAL {
+                EPROTO
+            } else {
+                e
+            }
+        })?;
+        Ok(Segment {
+            mem,
+            size_a: a,
+            size_b: b,
+        })
+    }
+
+    /// The ring carrying bytes in direction `dir`. The sizes were checked
+    /// when the segment was made or attached, and are this process's copy:
+    /// a later write to the header does not move a ring.
+    pub fn ring(&self, dir: Dir) -> Ring<'_> {
+        let (base, size) = match dir {
+            Dir::ToAcceptor => (HEADER, self.size_a),
+            Dir::ToConnector => (HEADER + Ring::footprint(self.size_a), self.size_b),
+        };
+        Ring::new(&self.mem, base, size).expect("ring sizes checked at create or attach")
+    }
+
+    /// The shared mapping (for tests and tools that inspect a segment).
+    pub fn mem(&self) -> &SharedMem {
+        &self.mem
+    }
+
+    /// Whether the header still names this layout: a segment whose header
+    /// was overwritten is [`Corrupt`].
+    pub fn check(&self) -> Result<(), Corrupt> {
+        let word = |at| self.mem.u64_at(at).map_or(0, |w| w.load(Ordering::Acquire));
+        if word(MAGIC_AT) == MAGIC && word(VERSION_AT) == VERSION {
+            Ok(())
+        } else {
+            Err(Corrupt)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_memfd_segment_attaches_in_another_mapping_and_shares_its_rings() {
+        let (seg, fd) = Segment::create(4096, 1024).unwrap();
+        let other = Segment::attach(fd).unwrap();
+        crate::platform::kfd_close(fd).unwrap();
+        assert_eq!(seg.ring(Dir::ToAcceptor).write(b"hello").unwrap(), 5);
+        let mut out = [0u8; 8];
+        assert_eq!(
+            other.ring(Dir::ToAcceptor).read(&mut out, 0, true).unwrap(),
+            (0, 5)
+        );
+        assert_eq!(&out[..5], b"hello");
+        assert_eq!(other.ring(Dir::ToConnector).size(), 1024);
+        assert_eq!(other.ring(Dir::ToConnector).used().unwrap(), 0);
+    }
+
+    #[test]
+    fn sizes_that_are_not_powers_of_two_or_too_large_are_refused() {
+        assert_eq!(Segment::anonymous(100, 64).err(), Some(EINVAL));
+        assert_eq!(Segment::anonymous(64, MAX_RING * 2).err(), Some(EINVAL));
+        assert_eq!(Segment::anonymous(32, 64).err(), Some(EINVAL));
+    }
+
+    #[test]
+    fn a_header_that_lies_is_refused_at_attach() {
+        let (seg, fd) = Segment::create(64, 64).unwrap();
+        let w = |at| seg.mem().u64_at(at).unwrap();
+        // A size larger than the file: mapping it would fault on access.
+        w(SIZE_B_AT).store(1 << 20, Ordering::Relaxed);
+        assert_eq!(Segment::attach(fd).err(), Some(EPROTO));
+        w(SIZE_B_AT).store(96, Ordering::Relaxed);
+        assert_eq!(Segment::attach(fd).err(), Some(EPROTO));
+        w(SIZE_B_AT).store(64, Ordering::Relaxed);
+        w(MAGIC_AT).store(0, Ordering::Relaxed);
+        assert_eq!(Segment::attach(fd).err(), Some(EPROTO));
+        assert_eq!(seg.check(), Err(Corrupt));
+        crate::platform::kfd_close(fd).unwrap();
+    }
+}

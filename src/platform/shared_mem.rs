@@ -1,0 +1,234 @@
+//! Memory shared with other processes (SHARED.md): a mapping of a memfd,
+//! or an anonymous shared mapping that fork children keep sharing, reached
+//! only through bounds-checked accessors, and futexes that wake across
+//! processes.
+//!
+//! Another process may write any byte of a shared mapping at any time, so
+//! nothing here hands out a reference to the mapping's bytes: words are
+//! atomics (a torn or hostile value is still a value), and bytes are copied
+//! in and out through raw pointers within the mapping's bounds. What the
+//! values mean, and what to do when they make no sense, is the caller's
+//! (`backends::shm`).
+
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Instant;
+
+use crate::consts::*;
+
+/// A shared mapping of `len` bytes, unmapped when dropped. The kernel keeps
+/// the memory while any process maps it (or holds its memfd).
+pub struct SharedMem {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory that every access reaches through
+// atomics or raw-pointer copies; no Rust reference to its bytes exists, so
+// sharing the handle between threads adds nothing the other processes do
+// not already do.
+unsafe impl Send for SharedMem {}
+// SAFETY: as for Send.
+unsafe impl Sync for SharedMem {}
+
+fn last_errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(EIO)
+}
+
+impl SharedMem {
+    /// An anonymous shared mapping: zeroed, shared with the children this
+    /// process forks after it is made (and with nobody else).
+    pub fn anonymous(len: usize) -> Result<SharedMem, Errno> {
+        Self::map(-1, len, libc::MAP_SHARED | libc::MAP_ANONYMOUS)
+    }
+
+    /// A new memfd of `len` zero bytes (named `name` in /proc/PID/fd, for
+    /// whoever looks), mapped; returns the mapping and the memfd (close-on-
+    /// exec), which the caller passes to the other process and then closes.
+    pub fn memfd(name: &core::ffi::CStr, len: usize) -> Result<(SharedMem, i32), Errno> {
+        // SAFETY: `name` is NUL-terminated.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(last_errno());
+        }
+        // SAFETY: ftruncate on the fd just made.
+        if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+            let e = last_errno();
+            super::kfd_close(fd).ok();
+            return Err(e);
+        }
+        match Self::map(fd, len, libc::MAP_SHARED) {
+            Ok(m) => Ok((m, fd)),
+            Err(e) => {
+                super::kfd_close(fd).ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// Maps `len` bytes of the memfd `fd` that another process made.
+    /// EINVAL when the file is shorter than `len` (mapping past its end
+    /// would turn a reader's access into SIGBUS).
+    pub fn map_fd(fd: i32, len: usize) -> Result<SharedMem, Errno> {
+        // SAFETY: all-zero is a valid stat.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fstat writes into `st`.
+        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+            return Err(last_errno());
+        }
+        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG || (st.st_size as u64) < len as u64 {
+            return Err(EINVAL);
+        }
+        Self::map(fd, len, libc::MAP_SHARED)
+    }
+
+    fn map(fd: i32, len: usize, flags: i32) -> Result<SharedMem, Errno> {
+        if len == 0 {
+            return Err(EINVAL);
+        }
+        // SAFETY: a fresh mapping chosen by the kernel; `fd` is ours or -1.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(last_errno());
+        }
+        let ptr = NonNull::new(p.cast::<u8>()).ok_or(ENOMEM)?;
+        Ok(SharedMem { ptr, len })
+    }
+
+    /// The mapping's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the mapping is empty (never: a mapping has at least a byte).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The 64-bit word at byte offset `off`, if it is 8-aligned and inside.
+    pub fn u64_at(&self, off: usize) -> Option<&AtomicU64> {
+        if off % 8 != 0 || off.checked_add(8)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (the mapping is page-aligned); the
+        // memory lives as long as `self`; an atomic may alias what other
+        // processes write, which is what atomics are for.
+        Some(unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU64>() })
+    }
+
+    /// The 32-bit word at byte offset `off`, if it is 4-aligned and inside.
+    pub fn u32_at(&self, off: usize) -> Option<&AtomicU32> {
+        if off % 4 != 0 || off.checked_add(4)? > self.len {
+            return None;
+        }
+        // SAFETY: as in u64_at.
+        Some(unsafe { &*self.ptr.as_ptr().add(off).cast::<AtomicU32>() })
+    }
+
+    /// Copies `src` to byte offset `off`; false (nothing copied) when that
+    /// would leave the mapping.
+    pub fn write_bytes(&self, off: usize, src: &[u8]) -> bool {
+        match off.checked_add(src.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: the range is inside the mapping; `src` is local
+                // memory, so the two cannot overlap.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        self.ptr.as_ptr().add(off),
+                        src.len(),
+                    )
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Copies bytes from offset `off` into `dst`; false (nothing copied)
+    /// when that would leave the mapping.
+    pub fn read_bytes(&self, off: usize, dst: &mut [u8]) -> bool {
+        match off.checked_add(dst.len()) {
+            Some(end) if end <= self.len => {
+                // SAFETY: as in write_bytes, the other way.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        self.ptr.as_ptr().add(off),
+                        dst.as_mut_ptr(),
+                        dst.len(),
+                    )
+                };
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for SharedMem {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, unmapped once; no reference to
+        // its bytes outlives `self` (the accessors borrow it).
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// Sleeps while `*word == expected`, woken by [`futex_wake_shared`] from any
+/// process that maps the word, until `deadline`. Returns false when the
+/// deadline passed; spurious returns are allowed.
+pub fn futex_wait_shared(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+    let ts;
+    let tsp = match deadline {
+        None => core::ptr::null(),
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            ts = super::to_timespec(left);
+            &ts as *const libc::timespec
+        }
+    };
+    // SAFETY: `word` is a live AtomicU32 in a shared mapping for the call's
+    // duration; `tsp` is null or points at `ts`.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            tsp,
+        )
+    };
+    !matches!(deadline, Some(d) if Instant::now() >= d)
+}
+
+/// Wakes up to `n` threads, of any process, sleeping on `word`.
+pub fn futex_wake_shared(word: &AtomicU32, n: i32) {
+    // SAFETY: FUTEX_WAKE only uses the address as a key.
+    unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
+}
+
+/// The calling thread's id (what a shared lock records as its owner).
+pub fn thread_id() -> u32 {
+    // SAFETY: gettid has no preconditions.
+    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+}
+
+/// Whether a thread with id `tid` exists (any process). A recycled id
+/// reads as alive: a lock whose owner died waits until the id is free.
+pub fn thread_alive(tid: u32) -> bool {
+    let path = alloc::format!("/proc/{tid}");
+    std::fs::metadata(path).is_ok()
+}
