@@ -4,6 +4,9 @@
 //! registers with `usock_platform_init`.
 
 /// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod anchor_ipc;
+/// cbindgen:ignore
 pub mod cpu;
 /// cbindgen:ignore
 pub mod real;

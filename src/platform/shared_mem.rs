@@ -54,7 +54,7 @@ impl SharedMem {
             return Err(last_errno());
         }
         // SAFETY: ftruncate on the fd just made.
-        if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+        if unsafe { libc::syscall(libc::SYS_ftruncate, fd, len as libc::off_t) } != 0 {
             let e = last_errno();
             super::kfd_close(fd).ok();
             return Err(e);
@@ -74,8 +74,9 @@ impl SharedMem {
     pub fn map_fd(fd: i32, len: usize) -> Result<SharedMem, Errno> {
         // SAFETY: all-zero is a valid stat.
         let mut st: libc::stat = unsafe { core::mem::zeroed() };
-        // SAFETY: fstat writes into `st`.
-        if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        // SAFETY: fstat writes into `st` (the raw call: the library
+        // interposes libc's fstat).
+        if unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
             return Err(last_errno());
         }
         if (st.st_mode & libc::S_IFMT) != libc::S_IFREG || (st.st_size as u64) < len as u64 {

@@ -7,6 +7,7 @@
 //! [`Corrupt`], which ends the connections that segment carries.
 #![deny(unsafe_code)]
 
+pub mod anchor;
 pub mod lock;
 pub mod ring;
 pub mod segment;

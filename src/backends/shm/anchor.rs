@@ -1,0 +1,87 @@
+//! A connection end's anchor (SHARED.md): the kernel AF_UNIX
+//! `SOCK_SEQPACKET` socket at the program's fd number. Over it, once per
+//! connection, the connecting end hands the accepting end the segment
+//! ([`offer`], [`take_offer`]); afterwards it carries only doorbells
+//! ([`ring_bell`]) for a peer asleep in poll/epoll. Its hangup is how an
+//! end learns that every holder of the other end has closed it or died
+//! ([`peer_gone`]): the kernel counts the holders.
+
+use super::segment::Segment;
+use crate::consts::*;
+use crate::platform::anchor_ipc;
+
+/// The first bytes of an offer's body: this protocol, version 1.
+pub const OFFER_MAGIC: &[u8; 4] = b"USH1";
+
+/// Sends the segment (its memfd) and `body` (what the accepting end needs
+/// besides the rings: the connecting end's addresses...) over the freshly
+/// connected anchor `kfd`. The caller closes `seg_fd` afterwards: the
+/// message holds its own reference until received.
+pub fn offer(kfd: i32, seg_fd: i32, body: &[u8]) -> Result<(), Errno> {
+    let mut msg = alloc::vec::Vec::with_capacity(OFFER_MAGIC.len() + body.len());
+    msg.extend_from_slice(OFFER_MAGIC);
+    msg.extend_from_slice(body);
+    anchor_ipc::send_with_fds(kfd, &msg, &[seg_fd]).map(|_| ())
+}
+
+/// Receives the offer on accepted anchor `kfd`: maps its segment and copies
+/// its body into `body`, returning the body's length. The peer must run as
+/// this user; the message must carry this protocol's magic and exactly one
+/// fd, a segment that [`Segment::attach`] accepts. EPROTO otherwise (the
+/// caller drops the connection), EACCES for another user, ECONNRESET when
+/// the peer left before offering.
+pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> {
+    let (_, uid) = anchor_ipc::peer_cred(kfd)?;
+    if uid != crate::platform::unix_ipc::uid() {
+        return Err(EACCES);
+    }
+    let mut msg = alloc::vec![0u8; OFFER_MAGIC.len() + body.len()];
+    let mut fds = [-1i32; 2];
+    let (n, nfds) = anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, 0)?;
+    let close_all = |fds: &[i32]| {
+        for &fd in fds {
+            crate::platform::kfd_close(fd).ok();
+        }
+    };
+    if n == 0 && nfds == 0 {
+        return Err(ECONNRESET);
+    }
+    if nfds != 1 || n < OFFER_MAGIC.len() || &msg[..OFFER_MAGIC.len()] != OFFER_MAGIC {
+        close_all(&fds[..nfds]);
+        return Err(EPROTO);
+    }
+    let seg = Segment::attach(fds[0]);
+    close_all(&fds[..1]);
+    let seg = seg?;
+    let len = n - OFFER_MAGIC.len();
+    body[..len].copy_from_slice(&msg[OFFER_MAGIC.len()..n]);
+    Ok((seg, len))
+}
+
+/// Makes the peer's anchor readable, for a peer asleep in poll/epoll on
+/// it. At most one doorbell is ever needed per sleep; a full queue already
+/// holds one.
+pub fn ring_bell(kfd: i32) {
+    anchor_ipc::ring_bell(kfd);
+}
+
+/// Takes every waiting doorbell off anchor `kfd` (non-blocking); true when
+/// there was at least one.
+pub fn drain_bells(kfd: i32) -> bool {
+    let mut any = false;
+    let mut b = [0u8; 16];
+    let mut none = [0i32; 0];
+    while let Ok((n, _)) = anchor_ipc::recv_with_fds(kfd, &mut b, &mut none, libc::MSG_DONTWAIT) {
+        if n == 0 {
+            break;
+        }
+        any = true;
+    }
+    any
+}
+
+/// Whether every holder of the other end's anchor has closed it or died,
+/// waiting up to `ms` milliseconds for that (0: look only).
+pub fn peer_gone(kfd: i32, ms: i32) -> bool {
+    anchor_ipc::anchor_poll(kfd, false, ms).map_or(true, |s| s.hung_up)
+}

@@ -1,0 +1,240 @@
+//! Kernel AF_UNIX `SOCK_SEQPACKET` sockets as anchors of shared sockets
+//! (SHARED.md): listening, connecting, passing a segment's memfd with
+//! `SCM_RIGHTS`, one-byte doorbells, and reading the anchor's hangup. Every
+//! fd made here is close-on-exec. Raw system calls throughout: the
+//! library's own `socket`, `sendmsg`, `poll`... interpose the libc names.
+
+use crate::consts::*;
+
+fn last_errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(EIO)
+}
+
+fn check(r: libc::c_long) -> Result<i32, Errno> {
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(r as i32)
+    }
+}
+
+/// A new, unbound `SOCK_SEQPACKET` AF_UNIX socket.
+pub fn seqpacket() -> Result<i32, Errno> {
+    // SAFETY: plain system call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+        )
+    })
+}
+
+/// A connected pair of `SOCK_SEQPACKET` anchors.
+pub fn seqpacket_pair() -> Result<(i32, i32), Errno> {
+    let mut sv = [0i32; 2];
+    // SAFETY: socketpair writes two fds into `sv`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_socketpair,
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    })?;
+    Ok((sv[0], sv[1]))
+}
+
+/// Accepts one connection on listening anchor `kfd` (blocking unless the
+/// socket is non-blocking).
+pub fn accept(kfd: i32) -> Result<i32, Errno> {
+    // SAFETY: no address wanted.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_accept4,
+            kfd,
+            core::ptr::null_mut::<libc::sockaddr>(),
+            core::ptr::null_mut::<libc::socklen_t>(),
+            libc::SOCK_CLOEXEC,
+        )
+    })
+}
+
+/// Sends one message: `body`, with `fds` attached (`SCM_RIGHTS`) when not
+/// empty. `MSG_NOSIGNAL`: a gone peer is EPIPE, not a signal.
+pub fn send_with_fds(kfd: i32, body: &[u8], fds: &[i32]) -> Result<usize, Errno> {
+    const MAX_FDS: usize = 4;
+    if fds.len() > MAX_FDS {
+        return Err(EINVAL);
+    }
+    // A buffer aligned for cmsghdr, large enough for MAX_FDS fds.
+    let mut ctl = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: body.as_ptr() as *mut libc::c_void,
+        iov_len: body.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data_len = core::mem::size_of_val(fds) as u32;
+        // SAFETY: CMSG_SPACE is arithmetic.
+        let space = unsafe { libc::CMSG_SPACE(data_len) } as usize;
+        msg.msg_control = ctl.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        // SAFETY: the control buffer is `space` bytes (<= 64) and aligned;
+        // CMSG_FIRSTHDR/CMSG_DATA point inside it.
+        unsafe {
+            let c = libc::CMSG_FIRSTHDR(&msg);
+            (*c).cmsg_level = libc::SOL_SOCKET;
+            (*c).cmsg_type = libc::SCM_RIGHTS;
+            (*c).cmsg_len = libc::CMSG_LEN(data_len) as usize;
+            core::ptr::copy_nonoverlapping(
+                fds.as_ptr(),
+                libc::CMSG_DATA(c).cast::<i32>(),
+                fds.len(),
+            );
+        }
+    }
+    // SAFETY: `msg` points at `iov` and `ctl`, both live for the call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_sendmsg,
+            kfd,
+            &msg as *const libc::msghdr,
+            libc::MSG_NOSIGNAL,
+        )
+    })
+    .map(|n| n as usize)
+}
+
+/// Receives one message into `body` and the fds attached to it (at most
+/// `fds.len()`; any beyond are closed, as is everything when the message
+/// was truncated). Returns the body's length (0 at end of file: every
+/// holder of the peer anchor is gone) and the number of fds.
+pub fn recv_with_fds(
+    kfd: i32,
+    body: &mut [u8],
+    fds: &mut [i32],
+    flags: i32,
+) -> Result<(usize, usize), Errno> {
+    let mut ctl = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: body.as_mut_ptr().cast(),
+        iov_len: body.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { core::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = core::mem::size_of_val(&ctl);
+    // SAFETY: `msg` points at `iov` and `ctl`, both live for the call.
+    let r = check(unsafe {
+        libc::syscall(
+            libc::SYS_recvmsg,
+            kfd,
+            &mut msg as *mut libc::msghdr,
+            flags | libc::MSG_CMSG_CLOEXEC,
+        )
+    })?;
+    let truncated = msg.msg_flags & (libc::MSG_TRUNC | libc::MSG_CTRUNC) != 0;
+    let mut got = 0;
+    // SAFETY: the kernel filled `ctl` with well-formed cmsgs up to
+    // msg_controllen; CMSG_NXTHDR stays within it.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS {
+                let n = ((*c).cmsg_len - libc::CMSG_LEN(0) as usize) / core::mem::size_of::<i32>();
+                let p = libc::CMSG_DATA(c).cast::<i32>();
+                for i in 0..n {
+                    let fd = p.add(i).read_unaligned();
+                    if got < fds.len() && !truncated {
+                        fds[got] = fd;
+                        got += 1;
+                    } else {
+                        libc::syscall(libc::SYS_close, fd);
+                    }
+                }
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    if truncated {
+        return Err(EPROTO);
+    }
+    Ok((r as usize, got))
+}
+
+/// Rings the peer's doorbell: a one-byte message that makes its anchor
+/// readable. A full queue already holds a doorbell, so EAGAIN is success;
+/// a gone peer is ignored (its hangup tells the rest).
+pub fn ring_bell(kfd: i32) {
+    // SAFETY: sends one byte from a local.
+    unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            kfd,
+            b"!".as_ptr(),
+            1usize,
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            core::ptr::null::<libc::sockaddr>(),
+            0u32,
+        )
+    };
+}
+
+/// What an anchor's kernel state says, without taking any message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnchorState {
+    /// A message (a doorbell, or control) is waiting.
+    pub readable: bool,
+    /// Every holder of the peer anchor has closed it (or died).
+    pub hung_up: bool,
+}
+
+/// Polls anchor `kfd` for up to `ms` milliseconds (0: just look; -1: wait)
+/// for a message (when `input`) or the hangup.
+pub fn anchor_poll(kfd: i32, input: bool, ms: i32) -> Result<AnchorState, Errno> {
+    let mut p = libc::pollfd {
+        fd: kfd,
+        events: if input {
+            libc::POLLIN | libc::POLLRDHUP
+        } else {
+            libc::POLLRDHUP
+        },
+        revents: 0,
+    };
+    // SAFETY: one pollfd.
+    check(unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1u64, ms) })?;
+    Ok(AnchorState {
+        readable: p.revents & libc::POLLIN != 0,
+        hung_up: p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0,
+    })
+}
+
+/// The pid and effective uid of the process that connected (or, for the
+/// connecting side, listened) at the other end of anchor `kfd`.
+pub fn peer_cred(kfd: i32) -> Result<(i32, u32), Errno> {
+    // SAFETY: all-zero is a valid ucred.
+    let mut cred: libc::ucred = unsafe { core::mem::zeroed() };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_getsockopt,
+            kfd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred,
+            &mut len as *mut libc::socklen_t,
+        )
+    })?;
+    Ok((cred.pid, cred.uid))
+}
