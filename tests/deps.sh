@@ -13,7 +13,7 @@ set -uo pipefail
 
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
-  dbus-bin libglib2.0-bin xvfb x11-utils man-db)
+  dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump)
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes

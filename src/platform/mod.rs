@@ -7,6 +7,9 @@
 #[cfg(feature = "std")]
 pub mod anchor_ipc;
 /// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod capture;
+/// cbindgen:ignore
 pub mod cpu;
 /// cbindgen:ignore
 pub mod real;

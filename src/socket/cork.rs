@@ -61,6 +61,9 @@ impl Socket {
         let b = self.binding().ok_or(ENOTCONN)?;
         for (i, piece) in data.chunks(FRAG_MAX).enumerate() {
             let at = off + (i * FRAG_MAX) as u64;
+            if self.capturing() {
+                self.capture_stream(at, piece);
+            }
             b.backend
                 .write(self.sref(b), &Fragment::stream(at, 0, piece))?;
             self.tcp.sent_segment();

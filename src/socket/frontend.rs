@@ -217,6 +217,10 @@ impl Frontend for SocketFrontend {
         // "connected".
         let _ = s.go(&[Phase::Idle, Phase::Connecting], Phase::Connected);
         s.tcp.handshake_done();
+        // The connecting end records the handshake (once per connection).
+        if parent.is_none() && s.is_stream() && s.capturing() {
+            s.capture_handshake();
+        }
         if let Some(p) = parent {
             let Some(l) = p.upgrade() else {
                 s.abort();

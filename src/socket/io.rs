@@ -590,6 +590,11 @@ impl Socket {
             } else {
                 0
             };
+            // Recorded before it goes, so that a capture shows it before
+            // the peer's answer (a refused write is a lost connection).
+            if self.capturing() {
+                self.capture_stream(off, &chunk[..n]);
+            }
             let r = b
                 .backend
                 .write(self.sref(b), &Fragment::stream(off, f, &chunk[..n]));
@@ -768,6 +773,11 @@ impl Socket {
         };
         let addr: &[u8] = dest.map(|d| d.as_bytes()).unwrap_or(&[]);
         let deadline = self.snd_deadline();
+        // Recorded before it goes (a capture shows it before the answer);
+        // a UDP datagram nobody takes is on the wire all the same.
+        if self.capturing() {
+            self.capture_dgram(dest, data);
+        }
         let mut off = 0usize;
         loop {
             let n = (data.len() - off).min(FRAG_MAX);

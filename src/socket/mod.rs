@@ -15,6 +15,7 @@ pub mod spin;
 pub mod wait;
 
 mod bpf;
+mod capture;
 pub mod cmsg;
 mod connect;
 mod cork;
@@ -26,6 +27,7 @@ mod frontend;
 mod inet_args;
 mod io;
 mod mcast;
+pub(crate) mod pcap;
 pub(crate) mod state;
 mod sysctl;
 mod tcp_info;
@@ -706,6 +708,9 @@ impl Socket {
             tx.next
         };
         let frag = Fragment::stream(off, flags, &[]);
+        if self.capturing() {
+            self.capture_end(off, flags & FLAG_RST != 0);
+        }
         let _ = b.backend.write(self.sref(b), &frag);
     }
 
