@@ -610,8 +610,15 @@ impl Socket {
                 if f.has(F_RD_SHUT) && f.has(F_WR_SHUT) {
                     ev |= POLLHUP;
                 }
-                // datagram_poll and unix_dgram_poll: writable is all three.
-                ev |= POLLOUT | POLLWRNORM | POLLWRBAND;
+                // datagram_poll and unix_dgram_poll: writable is all three;
+                // not while a connected send was turned away for a full
+                // receiver and no room was reported since (`tx_next` holds
+                // `tx_room` + 1 as of the refusal: `Socket::write_datagram_ctl`).
+                if self.tx_next.load(Ordering::Acquire)
+                    != u64::from(self.tx_room.load(Ordering::Acquire)) + 1
+                {
+                    ev |= POLLOUT | POLLWRNORM | POLLWRBAND;
+                }
             }
         }
         ev
@@ -786,7 +793,10 @@ impl Socket {
     pub fn window_end(&self) -> u64 {
         match &self.rx {
             Rx::Stream(sb) => sb.window_end(),
-            Rx::Dgram(_) => 0,
+            // A datagram socket has no window: the datagrams it holds, so
+            // that a backend may bound the queue (AF_UNIX's
+            // max_dgram_qlen).
+            Rx::Dgram(db) => db.pending() as u64,
         }
     }
 }
