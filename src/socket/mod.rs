@@ -297,7 +297,17 @@ impl Socket {
         let rx = if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
         } else {
-            Rx::Dgram(DgramBuf::new(DEFAULT_DGRAM_RCVBUF, MAX_PARTIAL_DGRAMS))
+            // AF_UNIX: room for the largest datagram the default SO_SNDBUF
+            // lets a sender make (sndbuf - 32) with its longest name.
+            let slack = if info.domain == AF_UNIX {
+                crate::sockbuf::MAX_ADDR_LEN
+            } else {
+                0
+            };
+            Rx::Dgram(DgramBuf::new(
+                DEFAULT_DGRAM_RCVBUF + slack,
+                MAX_PARTIAL_DGRAMS,
+            ))
         };
         Socket {
             handle,

@@ -218,7 +218,12 @@ impl Table {
             UnixName::Path(ref p) => {
                 let id = fs::create(p)?;
                 let key = BindKey::UnixFile { ty, id };
-                self.try_insert_unix(key.clone(), &entry)?;
+                // The file is new, so a socket still keyed by its inode
+                // number lost its own file (unlinked; the file system
+                // reused the number): it keeps its binding until closed but
+                // is no longer reached by this name.
+                let mut sh = self.shard(&key).lock();
+                sh.insert(key.clone(), alloc::vec![entry]);
                 Ok((name, key))
             }
             UnixName::Abstract(ref n) => {
