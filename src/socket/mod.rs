@@ -258,7 +258,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
         }
         _ => {}
     }
-    crate::backend::registry::usable()?;
+    crate::backend::registry::usable_for(info.domain)?;
     if !crate::backend::registry::any_supports(&info) {
         return Err(EAFNOSUPPORT);
     }
