@@ -911,6 +911,9 @@ unsafe fn socket_ioctl(
             put_int(arg, s.pending_bytes().min(i32::MAX as usize) as c_int)
         },
         libc::TIOCOUTQ | SIOCOUTQNSD if tcp_listener => Err(EINVAL),
+        libc::TIOCOUTQ if s.info.domain == AF_UNIX => unsafe {
+            put_int(arg, s.unread_by_peer().min(i32::MAX as u64) as c_int)
+        },
         libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
         SIOCATMARK if s.is_stream() => unsafe { put_int(arg, i32::from(s.at_mark())) },
         SIOCGSTAMP | SIOCGSTAMPNS => {

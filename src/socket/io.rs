@@ -375,6 +375,17 @@ impl Socket {
         }
     }
 
+    /// SIOCOUTQ/TIOCOUTQ of an AF_UNIX socket: what it sent that the
+    /// receiver has not read yet, as its backend tells (0 when it cannot,
+    /// and for a listener or an unconnected socket). TCP's stays 0: the
+    /// frontend keeps no send queue.
+    pub fn unread_by_peer(&self) -> u64 {
+        match self.binding() {
+            Some(b) if self.info.domain == AF_UNIX => b.backend.unread(self.sref(b)).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// Bytes a FIONREAD would report: readable stream bytes, or the size of
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {

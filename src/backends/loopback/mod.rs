@@ -99,6 +99,12 @@ pub struct LoSock {
     blocked: Mutex<Vec<SockHandle>>,
     /// `blocked` is not empty (read without its lock on every receive).
     has_blocked: AtomicBool,
+    /// AF_UNIX datagrams: bytes this socket sent that their receivers hold
+    /// unread (SIOCOUTQ; Linux's sk_wmem_alloc, counted in bytes).
+    outq: AtomicU64,
+    /// AF_UNIX datagrams queued here, oldest first: the sender and the
+    /// length of each, so that a read gives the sender its bytes back.
+    inflight: Mutex<VecDeque<(Weak<LoSock>, u64)>>,
     inner: Mutex<Inner>,
 }
 
@@ -117,6 +123,8 @@ impl LoSock {
             rd_shut: AtomicBool::new(false),
             blocked: Mutex::new(Vec::new()),
             has_blocked: AtomicBool::new(false),
+            outq: AtomicU64::new(0),
+            inflight: Mutex::new(VecDeque::new()),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -155,6 +163,25 @@ impl LoSock {
         let waiting = core::mem::take(&mut *self.blocked.lock());
         for h in waiting {
             let _ = upcall::writable(h);
+        }
+    }
+
+    /// Datagrams left this receiver's queue until `keep` remain (read, or
+    /// all of them when it closes): their senders' `outq` goes down. Reads
+    /// take the oldest first, as they are queued.
+    fn settle_inflight(&self, keep: usize) {
+        let mut q = self.inflight.lock();
+        while q.len() > keep {
+            let Some((from, n)) = q.pop_front() else {
+                break;
+            };
+            if let Some(f) = from.upgrade() {
+                let _ = f
+                    .outq
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        Some(v.saturating_sub(n))
+                    });
+            }
         }
     }
 
@@ -835,7 +862,25 @@ impl Loopback {
         } else {
             src.as_bytes()
         });
-        match upcall::deliver(th, &out) {
+        // The fragment that completes the datagram is accounted to the
+        // sender while the receiver holds it, under the receiver's queue
+        // lock so that a read's settling sees it in order.
+        let h = &frag.header;
+        let completes =
+            u64::from(h.dgram_offset) + frag.payload.len() as u64 >= u64::from(h.dgram_total);
+        let r = if completes {
+            let mut q = t.inflight.lock();
+            let r = upcall::deliver(th, &out);
+            if r.is_ok() {
+                let n = u64::from(h.dgram_total);
+                q.push_back((Arc::downgrade(s), n));
+                s.outq.fetch_add(n, Ordering::AcqRel);
+            }
+            r
+        } else {
+            upcall::deliver(th, &out)
+        };
+        match r {
             Ok(()) => Ok(()),
             Err(ENOBUFS) => {
                 t.add_blocked(s.handle());
@@ -1016,6 +1061,11 @@ impl Backend for Loopback {
     fn window(&self, sock: SockRef<'_>, limit: u64) {
         if let Ok(s) = lo(&sock) {
             if s.info.domain == AF_UNIX && s.info.ty == SOCK_DGRAM {
+                // A read: what is still queued (the frontend's count) stays
+                // accounted to its senders, what left is theirs again.
+                if let Ok(pending) = upcall::window(sock.handle) {
+                    s.settle_inflight(pending as usize);
+                }
                 s.wake_blocked();
                 return;
             }
@@ -1023,6 +1073,21 @@ impl Backend for Loopback {
             if peer != 0 {
                 let _ = upcall::credit(SockHandle(peer), limit);
             }
+        }
+    }
+
+    fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
+        let s = lo(&sock).ok()?;
+        if s.info.domain != AF_UNIX {
+            return None;
+        }
+        if s.info.ty == SOCK_DGRAM {
+            return Some(s.outq.load(Ordering::Acquire));
+        }
+        // A stream's unread bytes are all in its peer's buffer.
+        match s.live_peer() {
+            Some(p) => upcall::held(p.handle()).ok(),
+            None => Some(0),
         }
     }
 
@@ -1068,8 +1133,10 @@ impl Backend for Loopback {
     fn close(&self, sock: SockRef<'_>) {
         let Ok(s) = arc(&sock) else { return };
         s.closed.store(true, Ordering::Release);
-        // Senders waiting for room learn the receiver is gone.
+        // Senders waiting for room learn the receiver is gone; what it
+        // held is no longer theirs to count.
         s.wake_blocked();
+        s.settle_inflight(0);
         s.listening.store(false, Ordering::Release);
         let peer = s.peer.swap(0, Ordering::AcqRel);
         if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {
