@@ -272,19 +272,13 @@ impl Socket {
             if let Some(m) = meta {
                 // Told once half the buffer is free, not at the first
                 // read: a backend that offers its datagrams again then
-                // fills it with several, not one per read.
-                // AF_UNIX: every read may let a sender that its backend
-                // turned away (a full queue, max_dgram_qlen) go on, as
+                // fills it with several, not one per read. AF_UNIX: at
+                // every read, which may let a sender its backend turned
+                // away (a full queue, max_dgram_qlen) go on, as
                 // unix_dgram_recvmsg wakes the peer's writers.
-                if !peek && self.info.domain == AF_UNIX {
-                    self.clear(F_DGRAM_REFUSED);
-                    if let Some(b) = self.binding() {
-                        b.backend.window(self.sref(b), db.capacity() as u64);
-                    }
-                } else if !peek
-                    && self.flags().has(F_DGRAM_REFUSED)
-                    && db.used() <= db.capacity() / 2
-                {
+                let room = self.info.domain == AF_UNIX
+                    || (self.flags().has(F_DGRAM_REFUSED) && db.used() <= db.capacity() / 2);
+                if !peek && room {
                     self.clear(F_DGRAM_REFUSED);
                     if let Some(b) = self.binding() {
                         b.backend.window(self.sref(b), db.capacity() as u64);

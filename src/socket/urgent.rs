@@ -1,5 +1,6 @@
-//! TCP urgent data (and AF_UNIX streams' out-of-band byte, kept alike): send(MSG_OOB), recv(MSG_OOB), SO_OOBINLINE,
-//! SIOCATMARK, POLLPRI and SIGURG, as Linux's TCP keeps them.
+//! TCP urgent data: send(MSG_OOB), recv(MSG_OOB), SO_OOBINLINE,
+//! SIOCATMARK, POLLPRI and SIGURG, as Linux's TCP keeps them. AF_UNIX
+//! streams keep their out-of-band byte (CONFIG_AF_UNIX_OOB) the same way.
 //!
 //! A send with MSG_OOB marks its last byte urgent (`FLAG_URG` on the
 //! fragment that carries it). The receiver keeps what Linux keeps in
