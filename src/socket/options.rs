@@ -484,7 +484,7 @@ impl Socket {
         if let Some(r) = o.rcvbuf {
             put(1, r); // SK_MEMINFO_RCVBUF
         }
-        if o.sndbuf != DEFAULT_SNDBUF {
+        if o.sndbuf != WMEM_DEFAULT.get() {
             put(3, o.sndbuf); // SK_MEMINFO_SNDBUF
         }
         b.truncate(cap);

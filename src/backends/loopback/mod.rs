@@ -166,11 +166,19 @@ impl LoSock {
         }
     }
 
-    /// Datagrams left this receiver's queue until `keep` remain (read, or
-    /// all of them when it closes): their senders' `outq` goes down. Reads
-    /// take the oldest first, as they are queued.
-    fn settle_inflight(&self, keep: usize) {
+    /// Datagrams left this receiver's queue (read, or all of them when it
+    /// closes: `keep` 0, else the count the frontend holds, asked under the
+    /// lock): their senders' `outq` goes down, oldest first, as reads take
+    /// them.
+    fn settle_inflight(&self, keep: Option<usize>) {
         let mut q = self.inflight.lock();
+        let keep = match keep {
+            Some(k) => k,
+            None => match upcall::window(self.handle()) {
+                Ok(n) => n as usize,
+                Err(_) => return,
+            },
+        };
         while q.len() > keep {
             let Some((from, n)) = q.pop_front() else {
                 break;
@@ -862,24 +870,20 @@ impl Loopback {
         } else {
             src.as_bytes()
         });
-        // The fragment that completes the datagram is accounted to the
-        // sender while the receiver holds it, under the receiver's queue
-        // lock so that a read's settling sees it in order.
+        let r = upcall::deliver(th, &out);
+        // The datagram, once complete, counts as the sender's while the
+        // receiver holds it. Recorded after the delivery (no lock held
+        // across an upcall), then settled at once against what the
+        // receiver holds: a read that came in between is not missed.
         let h = &frag.header;
-        let completes =
-            u64::from(h.dgram_offset) + frag.payload.len() as u64 >= u64::from(h.dgram_total);
-        let r = if completes {
-            let mut q = t.inflight.lock();
-            let r = upcall::deliver(th, &out);
-            if r.is_ok() {
-                let n = u64::from(h.dgram_total);
-                q.push_back((Arc::downgrade(s), n));
-                s.outq.fetch_add(n, Ordering::AcqRel);
-            }
-            r
-        } else {
-            upcall::deliver(th, &out)
-        };
+        if r.is_ok()
+            && u64::from(h.dgram_offset) + frag.payload.len() as u64 >= u64::from(h.dgram_total)
+        {
+            let n = u64::from(h.dgram_total);
+            s.outq.fetch_add(n, Ordering::AcqRel);
+            t.inflight.lock().push_back((Arc::downgrade(s), n));
+            t.settle_inflight(None);
+        }
         match r {
             Ok(()) => Ok(()),
             Err(ENOBUFS) => {
@@ -1063,9 +1067,7 @@ impl Backend for Loopback {
             if s.info.domain == AF_UNIX && s.info.ty == SOCK_DGRAM {
                 // A read: what is still queued (the frontend's count) stays
                 // accounted to its senders, what left is theirs again.
-                if let Ok(pending) = upcall::window(sock.handle) {
-                    s.settle_inflight(pending as usize);
-                }
+                s.settle_inflight(None);
                 s.wake_blocked();
                 return;
             }
@@ -1136,7 +1138,7 @@ impl Backend for Loopback {
         // Senders waiting for room learn the receiver is gone; what it
         // held is no longer theirs to count.
         s.wake_blocked();
-        s.settle_inflight(0);
+        s.settle_inflight(Some(0));
         s.listening.store(false, Ordering::Release);
         let peer = s.peer.swap(0, Ordering::AcqRel);
         if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {
