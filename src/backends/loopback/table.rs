@@ -221,9 +221,14 @@ impl Table {
                 // The file is new, so a socket still keyed by its inode
                 // number lost its own file (unlinked; the file system
                 // reused the number): it keeps its binding until closed but
-                // is no longer reached by this name.
-                let mut sh = self.shard(&key).lock();
-                sh.insert(key.clone(), alloc::vec![entry]);
+                // is no longer reached by this name. Without a file system
+                // the key is the name's, and taken is taken.
+                #[cfg(feature = "std")]
+                self.shard(&key)
+                    .lock()
+                    .insert(key.clone(), alloc::vec![entry]);
+                #[cfg(not(feature = "std"))]
+                self.try_insert_unix(key.clone(), &entry)?;
                 Ok((name, key))
             }
             UnixName::Abstract(ref n) => {
