@@ -515,11 +515,47 @@ impl Socket {
     /// the order they were made (to move them to a kernel socket).
     #[cfg(feature = "std")]
     pub(crate) fn replay_kernel_opts(&self, mut f: impl FnMut(i32, i32, &[u8])) {
-        let record = self.ctl.lock().kernel_opts.clone();
+        let (record, opts) = {
+            let c = self.ctl.lock();
+            (c.kernel_opts.clone(), c.opts)
+        };
         for o in &record {
             f(o.level, o.name, &o.val);
         }
+        if self.info.domain == AF_UNIX {
+            self.replay_unix_opts(&opts, &mut f);
+        }
         self.replay_filter(f);
+    }
+
+    /// The AF_UNIX settings the kernel would keep (a socket still unrouted
+    /// under the launcher's rules is the library's until it moves): the
+    /// buffer sizes as set, asked again halved (the kernel doubles them
+    /// back), with the FORCE form past net.core's maxima, which takes as
+    /// far as the caller's privilege goes; SO_PEEK_OFF as set.
+    #[cfg(feature = "std")]
+    fn replay_unix_opts(&self, o: &Options, f: &mut impl FnMut(i32, i32, &[u8])) {
+        let sizes = [
+            (
+                Some(o.sndbuf).filter(|&v| v != WMEM_DEFAULT.get()),
+                SO_SNDBUF,
+                SO_SNDBUFFORCE,
+                false,
+            ),
+            (o.rcvbuf, SO_RCVBUF, SO_RCVBUFFORCE, true),
+        ];
+        for (set, name, force, rcv) in sizes {
+            let Some(v) = set else { continue };
+            let half = (v / 2).min(i32::MAX as usize) as i32;
+            f(SOL_SOCKET, name, &half.to_ne_bytes());
+            if half as usize > buf_max(rcv) {
+                f(SOL_SOCKET, force, &half.to_ne_bytes());
+            }
+        }
+        let peek = self.peek_off.load(Ordering::Relaxed);
+        if peek != -1 {
+            f(SOL_SOCKET, SO_PEEK_OFF, &peek.to_ne_bytes());
+        }
     }
 
     /// An option without a behaviour here: the kernel's value for it
