@@ -904,15 +904,18 @@ unsafe fn socket_ioctl(
             s.set_nonblocking(unsafe { get_int(arg) }? != 0);
             Ok(0)
         }
-        libc::FIONREAD if tcp_listener => Err(EINVAL),
+        // A listener has no queue to count: EINVAL (TCP's and
+        // unix_ioctl's alike).
+        libc::FIONREAD if s.is_stream() && s.has_listen_flag() => Err(EINVAL),
         libc::FIONREAD => unsafe {
             put_int(arg, s.pending_bytes().min(i32::MAX as usize) as c_int)
         },
         libc::TIOCOUTQ | SIOCOUTQNSD if tcp_listener => Err(EINVAL),
-        libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
-        SIOCATMARK if s.is_stream() && s.info.domain != AF_UNIX => unsafe {
-            put_int(arg, i32::from(s.at_mark()))
+        libc::TIOCOUTQ if s.info.domain == AF_UNIX => unsafe {
+            put_int(arg, s.unread_by_peer().min(i32::MAX as u64) as c_int)
         },
+        libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
+        SIOCATMARK if s.is_stream() => unsafe { put_int(arg, i32::from(s.at_mark())) },
         SIOCGSTAMP | SIOCGSTAMPNS => {
             let ns = if s.is_stream() {
                 Err(ENOENT)

@@ -202,8 +202,18 @@ pub trait Backend: Send + Sync {
     /// The receiver's window moved: stream bytes may be delivered up to
     /// (excluding) absolute offset `limit`. On a datagram socket: a read
     /// made room after a delivery was refused with `ENOBUFS` (`limit` is the
-    /// buffer's size): a backend that kept the datagram may offer it again.
+    /// buffer's size): a backend that kept the datagram may offer it again;
+    /// an AF_UNIX datagram socket says so after every read (its backend
+    /// may have turned senders away for a queue limit of its own, and
+    /// `upcall::window` then tells how many datagrams are still queued).
     fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
+
+    /// SIOCOUTQ: the bytes this socket sent that their receiver holds
+    /// unread, when the backend can tell (`None`: it cannot, and the
+    /// frontend reports 0).
+    fn unread(&self, _sock: SockRef<'_>) -> Option<u64> {
+        None
+    }
 
     /// The local address of a claimed socket, if it has one.
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr>;

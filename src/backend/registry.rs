@@ -29,15 +29,18 @@ struct Registry {
     /// on change so that selection iterates a snapshot without a lock.
     entries: Option<Arc<Vec<Entry>>>,
     /// A default backend the environment asked for could not be set up:
-    /// every socket() fails with this errno rather than running on a
-    /// different network than the one asked for.
+    /// every socket() of the families it was to carry (`unusable_domains`,
+    /// a bit per address family) fails with this errno rather than running
+    /// on a different network than the one asked for.
     unusable: Option<Errno>,
+    unusable_domains: u64,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     next_id: 1,
     entries: None,
     unusable: None,
+    unusable_domains: 0,
 });
 
 /// Registers a backend; returns its id.
@@ -73,11 +76,39 @@ pub fn usable() -> Result<(), Errno> {
     REGISTRY.lock().unusable.map_or(Ok(()), Err)
 }
 
+/// Whether sockets of address family `domain` can be made: `Err` with the
+/// errno of a default backend that was to carry that family and could not
+/// be set up. Other families do not depend on it.
+pub fn usable_for(domain: i32) -> Result<(), Errno> {
+    let reg = REGISTRY.lock();
+    match reg.unusable {
+        Some(e) if domain_bit(domain) & reg.unusable_domains != 0 => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The bit of `domain` in `unusable_domains` (families past 63 share the
+/// last one).
+fn domain_bit(domain: i32) -> u64 {
+    1u64 << domain.clamp(0, 63)
+}
+
 /// A default backend the environment asked for could not be set up: every
 /// socket() fails with `e` from now on (`backends::install_defaults` says
 /// why on stderr).
 pub fn set_unusable(e: Errno) {
-    REGISTRY.lock().unusable = Some(e);
+    let mut reg = REGISTRY.lock();
+    reg.unusable = Some(e);
+    reg.unusable_domains = u64::MAX;
+}
+
+/// [`set_unusable`] for the address families `domains` only (those the
+/// backend was to carry): a socket of another family, which that backend
+/// would never have carried, is made as usual.
+pub fn set_unusable_for(e: Errno, domains: &[i32]) {
+    let mut reg = REGISTRY.lock();
+    reg.unusable = Some(e);
+    reg.unusable_domains |= domains.iter().fold(0, |m, &d| m | domain_bit(d));
 }
 
 /// `USOCK_STATS=FILE`: at exit, one line per backend appended to FILE,

@@ -55,6 +55,10 @@ pub trait Frontend: Send + Sync {
     fn takes_group(&self, _h: SockHandle, _dest: &SockAddr) -> bool {
         true
     }
+    /// See [`held`]. A frontend that cannot tell says `EOPNOTSUPP`.
+    fn held(&self, _h: SockHandle) -> Result<u64, Errno> {
+        Err(crate::consts::EOPNOTSUPP)
+    }
     /// See [`peer_cred`]. A frontend without SO_PEERCRED ignores it.
     fn peer_cred(&self, _h: SockHandle, _cred: PeerCred) -> Result<(), Errno> {
         Ok(())
@@ -136,9 +140,16 @@ pub fn writable(h: SockHandle) -> Result<(), Errno> {
     frontend()?.writable(h)
 }
 
-/// The receive window end of socket `h`: what a backend may deliver up to.
+/// The receive window end of socket `h`: what a backend may deliver up to
+/// (a datagram socket: how many datagrams it holds).
 pub fn window(h: SockHandle) -> Result<u64, Errno> {
     frontend()?.window(h)
+}
+
+/// The stream bytes socket `h` holds unread (its SIOCINQ): what its peer
+/// sent and it has not read, for the peer's SIOCOUTQ (`Backend::unread`).
+pub fn held(h: SockHandle) -> Result<u64, Errno> {
+    frontend()?.held(h)
 }
 
 /// An asynchronous error for socket `h` (an ICMP-like "port unreachable" on

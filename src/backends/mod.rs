@@ -72,7 +72,13 @@ fn install() {
                     // Falling back to the in-process loopback would put the
                     // program on a private network where its peers never
                     // answer; refusing its sockets says what is wrong.
-                    registry::set_unusable(e);
+                    // Its families only: AF_UNIX sockets, in-process or
+                    // the kernel's by the routes, never needed it (nor a
+                    // program that changed its uid and cannot open it).
+                    registry::set_unusable_for(
+                        e,
+                        &[crate::consts::AF_INET, crate::consts::AF_INET6],
+                    );
                     let msg = alloc::format!(
                         "libuserspacesock: USOCK_NET={}: cannot use the directory: {}; \
                          socket() fails with that errno\n",

@@ -625,6 +625,18 @@ pub fn mknod_socket(path: &[u8]) -> Result<(), Errno> {
     Ok(())
 }
 
+/// Whether the caller may write the file at the NUL-free path `path`, by
+/// its effective ids (faccessat with AT_EACCESS): connecting to an AF_UNIX
+/// socket file needs it. The errno (EACCES, ENOENT, ...) when not.
+pub fn may_write_file(path: &[u8]) -> Result<(), Errno> {
+    let c = std::ffi::CString::new(path).map_err(|_| crate::consts::EINVAL)?;
+    // SAFETY: `c` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK, libc::AT_EACCESS) } != 0 {
+        return Err(last_errno());
+    }
+    Ok(())
+}
+
 /// Empties an eventfd (it is non-blocking, so this never waits).
 pub fn eventfd_drain(fd: i32) {
     let mut v: u64 = 0;

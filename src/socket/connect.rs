@@ -49,6 +49,11 @@ impl Socket {
         let addr = if !self.is_ip() {
             self.check_family(addr)?;
             if self.has(F_BOUND) {
+                // unix_autobind of a bound socket does nothing and
+                // succeeds: an address of the family alone asks for one.
+                if self.info.domain == AF_UNIX && addr.len() == 2 {
+                    return Ok(());
+                }
                 return Err(EINVAL);
             }
             addr
@@ -362,11 +367,15 @@ impl Socket {
         if !connected {
             self.wait.notify(-1);
             // Linux's AF_UNIX does not check; TCP and UDP report ENOTCONN.
-            return if self.info.domain == AF_UNIX {
-                Ok(())
-            } else {
-                Err(ENOTCONN)
-            };
+            if self.info.domain != AF_UNIX {
+                return Err(ENOTCONN);
+            }
+            // The backend still hears of it: a datagram receiver shut for
+            // reading refuses senders (EPIPE).
+            if let Some(b) = self.binding() {
+                b.backend.shutdown(self.sref(b), how)?;
+            }
+            return Ok(());
         }
         if let Some(b) = self.binding() {
             if wr && self.is_stream() && !f.has(F_RESET) {

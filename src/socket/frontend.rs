@@ -301,6 +301,13 @@ impl Frontend for SocketFrontend {
         Ok(end)
     }
 
+    fn held(&self, h: SockHandle) -> Result<u64, Errno> {
+        match &sock(h)?.rx {
+            Rx::Stream(sb) => Ok(sb.readable() as u64),
+            Rx::Dgram(_) => Err(EOPNOTSUPP),
+        }
+    }
+
     fn error(&self, h: SockHandle, err: Errno) -> Result<(), Errno> {
         if err <= 0 {
             return Err(EINVAL);

@@ -272,8 +272,13 @@ impl Socket {
             if let Some(m) = meta {
                 // Told once half the buffer is free, not at the first
                 // read: a backend that offers its datagrams again then
-                // fills it with several, not one per read.
-                if !peek && self.flags().has(F_DGRAM_REFUSED) && db.used() <= db.capacity() / 2 {
+                // fills it with several, not one per read. AF_UNIX: at
+                // every read, which may let a sender its backend turned
+                // away (a full queue, max_dgram_qlen) go on, as
+                // unix_dgram_recvmsg wakes the peer's writers.
+                let room = self.info.domain == AF_UNIX
+                    || (self.flags().has(F_DGRAM_REFUSED) && db.used() <= db.capacity() / 2);
+                if !peek && room {
                     self.clear(F_DGRAM_REFUSED);
                     if let Some(b) = self.binding() {
                         b.backend.window(self.sref(b), db.capacity() as u64);
@@ -364,6 +369,17 @@ impl Socket {
         }
     }
 
+    /// SIOCOUTQ/TIOCOUTQ of an AF_UNIX socket: what it sent that the
+    /// receiver has not read yet, as its backend tells (0 when it cannot,
+    /// and for a listener or an unconnected socket). TCP's stays 0: the
+    /// frontend keeps no send queue.
+    pub fn unread_by_peer(&self) -> u64 {
+        match self.binding() {
+            Some(b) if self.info.domain == AF_UNIX => b.backend.unread(self.sref(b)).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// Bytes a FIONREAD would report: readable stream bytes, or the size of
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
@@ -417,7 +433,12 @@ impl Socket {
                 .collect();
             self.queue_tx_stamp(&sent, self.timestamping_flags());
         }
-        if r == Err(EPIPE) && flags & MSG_NOSIGNAL == 0 {
+        // AF_UNIX signals for streams only (unix_stream_sendmsg); its
+        // datagram sockets return EPIPE alone.
+        if r == Err(EPIPE)
+            && flags & MSG_NOSIGNAL == 0
+            && (self.is_stream() || self.info.domain != AF_UNIX)
+        {
             crate::platform::raise_sigpipe();
         }
         r
@@ -454,16 +475,21 @@ impl Socket {
         flags: i32,
         dest: Option<&SockAddr>,
     ) -> Result<usize, Errno> {
-        if flags & MSG_OOB != 0 && self.info.domain == AF_UNIX {
-            return Err(EOPNOTSUPP);
-        }
+        // AF_UNIX streams keep one out-of-band byte as TCP does
+        // (CONFIG_AF_UNIX_OOB): the same marking serves both.
         let urgent = flags & MSG_OOB != 0;
         if urgent {
             // Urgent data goes now, after anything corked.
             self.push_held();
         }
-        if dest.is_some() && self.phase() == Phase::Connected && self.info.domain == AF_UNIX {
-            return Err(EISCONN);
+        // unix_stream_sendmsg: an address is EISCONN when connected, else
+        // EOPNOTSUPP (a stream socket cannot send to a name).
+        if dest.is_some() && self.info.domain == AF_UNIX {
+            return Err(if self.phase() == Phase::Connected {
+                EISCONN
+            } else {
+                EOPNOTSUPP
+            });
         }
         let want: usize = bufs.iter().map(|b| b.len()).sum();
         let deadline = self.snd_deadline();
@@ -674,7 +700,14 @@ impl Socket {
             }
         };
         let len: usize = bufs.iter().map(|b| b.len()).sum();
-        if len > DGRAM_MAX {
+        // AF_UNIX takes what its send buffer can hold, less 32 bytes
+        // (unix_dgram_sendmsg); IP, UDP's limit.
+        let max = if self.info.domain == AF_UNIX {
+            self.ctl.lock().opts.sndbuf().saturating_sub(32)
+        } else {
+            DGRAM_MAX
+        };
+        if len > max {
             return Err(EMSGSIZE);
         }
         if let Some(d) = dest {
@@ -789,6 +822,16 @@ impl Socket {
                 Some(a) => b.backend.write_attrs(self.sref(b), &frag, a),
                 None => b.backend.write(self.sref(b), &frag),
             };
+            if self.info.domain == AF_UNIX && dest.is_none() {
+                match wrote {
+                    // A connected sender is not writable while its receiver
+                    // is full (unix_dgram_poll), until the backend reports
+                    // room (`upcall::writable` moves `tx_room` on).
+                    Err(EAGAIN) => self.tx_next.store(u64::from(room) + 1, Ordering::Release),
+                    Ok(()) => self.tx_next.store(0, Ordering::Release),
+                    Err(_) => {}
+                }
+            }
             match wrote {
                 Ok(()) => {}
                 Err(EAGAIN) if off == 0 && self.blocking(flags) => {

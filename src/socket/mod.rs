@@ -260,7 +260,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
         }
         _ => {}
     }
-    crate::backend::registry::usable()?;
+    crate::backend::registry::usable_for(info.domain)?;
     if !crate::backend::registry::any_supports(&info) {
         return Err(EAFNOSUPPORT);
     }
@@ -299,7 +299,17 @@ impl Socket {
         let rx = if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
         } else {
-            Rx::Dgram(DgramBuf::new(DEFAULT_DGRAM_RCVBUF, MAX_PARTIAL_DGRAMS))
+            // AF_UNIX: room for the largest datagram the default SO_SNDBUF
+            // lets a sender make (sndbuf - 32) with its longest name.
+            let slack = if info.domain == AF_UNIX {
+                crate::sockbuf::MAX_ADDR_LEN
+            } else {
+                0
+            };
+            Rx::Dgram(DgramBuf::new(
+                DEFAULT_DGRAM_RCVBUF + slack,
+                MAX_PARTIAL_DGRAMS,
+            ))
         };
         Socket {
             handle,
@@ -612,8 +622,15 @@ impl Socket {
                 if f.has(F_RD_SHUT) && f.has(F_WR_SHUT) {
                     ev |= POLLHUP;
                 }
-                // datagram_poll and unix_dgram_poll: writable is all three.
-                ev |= POLLOUT | POLLWRNORM | POLLWRBAND;
+                // datagram_poll and unix_dgram_poll: writable is all three;
+                // not while a connected send was turned away for a full
+                // receiver and no room was reported since (`tx_next` holds
+                // `tx_room` + 1 as of the refusal: `Socket::write_datagram_ctl`).
+                if self.tx_next.load(Ordering::Acquire)
+                    != u64::from(self.tx_room.load(Ordering::Acquire)) + 1
+                {
+                    ev |= POLLOUT | POLLWRNORM | POLLWRBAND;
+                }
             }
         }
         ev
@@ -791,7 +808,10 @@ impl Socket {
     pub fn window_end(&self) -> u64 {
         match &self.rx {
             Rx::Stream(sb) => sb.window_end(),
-            Rx::Dgram(_) => 0,
+            // A datagram socket has no window: the datagrams it holds, so
+            // that a backend may bound the queue (AF_UNIX's
+            // max_dgram_qlen).
+            Rx::Dgram(db) => db.pending() as u64,
         }
     }
 }

@@ -26,6 +26,31 @@ fn tcp_rmem_max() -> usize {
     super::sysctl::TCP_RMEM_MAX.get()
 }
 
+/// net.core.rmem_default: an AF_UNIX socket's SO_RCVBUF until set.
+static RMEM_DEFAULT: super::sysctl::Sysctl =
+    super::sysctl::Sysctl::new("/proc/sys/net/core/rmem_default", 0, 212_992);
+/// net.core.wmem_default: a socket's SO_SNDBUF until set.
+static WMEM_DEFAULT: super::sysctl::Sysctl =
+    super::sysctl::Sysctl::new("/proc/sys/net/core/wmem_default", 0, DEFAULT_SNDBUF);
+
+/// Whether the caller may pass net.core's maxima with SO_SNDBUFFORCE or
+/// SO_RCVBUFFORCE (CAP_NET_ADMIN), as the kernel judges it: the same
+/// request on a kernel AF_UNIX socket, whose answer (EPERM, or EINVAL for
+/// a short value) is the one given.
+#[cfg(feature = "std")]
+fn kernel_allows(name: i32, val: &[u8]) -> Result<(), Errno> {
+    let k = crate::platform::kernel_socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)?;
+    let r = crate::platform::kernel_setsockopt(k, SOL_SOCKET, name, val);
+    let _ = crate::platform::kfd_close(k);
+    r
+}
+
+/// Without a kernel to ask, nobody holds CAP_NET_ADMIN.
+#[cfg(not(feature = "std"))]
+fn kernel_allows(_name: i32, _val: &[u8]) -> Result<(), Errno> {
+    Err(EPERM)
+}
+
 /// SOCK_MIN_RCVBUF on 64-bit Linux (2048 plus an `sk_buff`'s truesize):
 /// what any smaller SO_RCVBUF request reads back as (0 -> 2304, measured).
 const RCVBUF_MIN: usize = 2304;
@@ -112,7 +137,7 @@ impl Options {
             v6only: false,
             linger_on: false,
             linger_secs: 0,
-            sndbuf: DEFAULT_SNDBUF,
+            sndbuf: WMEM_DEFAULT.get(),
             rcvbuf: None,
             rcvlowat: 1,
             keepidle: 7200,
@@ -124,6 +149,11 @@ impl Options {
             tstamp: 0,
             tsflags: 0,
         }
+    }
+
+    /// SO_SNDBUF as set (or wmem_default).
+    pub(crate) fn sndbuf(&self) -> usize {
+        self.sndbuf
     }
 
     /// TCP_MAXSEG as set (0: none).
@@ -315,6 +345,8 @@ impl Socket {
                 SO_PROTOCOL => Ok(OptVal::Int(match (self.info.domain, self.info.ty) {
                     (AF_INET | AF_INET6, SOCK_STREAM) => IPPROTO_TCP,
                     (AF_INET | AF_INET6, SOCK_DGRAM) => IPPROTO_UDP,
+                    // unix_create keeps no protocol: PF_UNIX reads back 0.
+                    (AF_UNIX, _) => 0,
                     _ => self.info.protocol,
                 })),
                 SO_ACCEPTCONN => b(self.phase() == Phase::Listening),
@@ -324,7 +356,15 @@ impl Socket {
                 SO_BROADCAST => b(o.broadcast),
                 SO_OOBINLINE => b(o.oobinline),
                 SO_DONTROUTE => b(o.dontroute),
-                SO_RCVBUF => Ok(OptVal::Int(o.rcvbuf.unwrap_or_else(|| self.rcvbuf()) as i32)),
+                SO_RCVBUF => Ok(OptVal::Int(o.rcvbuf.unwrap_or_else(|| {
+                    // Linux's AF_UNIX never sizes a receive buffer: sk_rcvbuf
+                    // stays rmem_default.
+                    if self.info.domain == AF_UNIX {
+                        RMEM_DEFAULT.get()
+                    } else {
+                        self.rcvbuf()
+                    }
+                }) as i32)),
                 SO_SNDBUF => Ok(OptVal::Int(o.sndbuf as i32)),
                 SO_RCVLOWAT => Ok(OptVal::Int(o.rcvlowat)),
                 SO_SNDLOWAT => Ok(OptVal::Int(1)),
@@ -444,7 +484,7 @@ impl Socket {
         if let Some(r) = o.rcvbuf {
             put(1, r); // SK_MEMINFO_RCVBUF
         }
-        if o.sndbuf != DEFAULT_SNDBUF {
+        if o.sndbuf != WMEM_DEFAULT.get() {
             put(3, o.sndbuf); // SK_MEMINFO_SNDBUF
         }
         b.truncate(cap);
@@ -475,11 +515,47 @@ impl Socket {
     /// the order they were made (to move them to a kernel socket).
     #[cfg(feature = "std")]
     pub(crate) fn replay_kernel_opts(&self, mut f: impl FnMut(i32, i32, &[u8])) {
-        let record = self.ctl.lock().kernel_opts.clone();
+        let (record, opts) = {
+            let c = self.ctl.lock();
+            (c.kernel_opts.clone(), c.opts)
+        };
         for o in &record {
             f(o.level, o.name, &o.val);
         }
+        if self.info.domain == AF_UNIX {
+            self.replay_unix_opts(&opts, &mut f);
+        }
         self.replay_filter(f);
+    }
+
+    /// The AF_UNIX settings the kernel would keep (a socket still unrouted
+    /// under the launcher's rules is the library's until it moves): the
+    /// buffer sizes as set, asked again halved (the kernel doubles them
+    /// back), with the FORCE form past net.core's maxima, which takes as
+    /// far as the caller's privilege goes; SO_PEEK_OFF as set.
+    #[cfg(feature = "std")]
+    fn replay_unix_opts(&self, o: &Options, f: &mut impl FnMut(i32, i32, &[u8])) {
+        let sizes = [
+            (
+                Some(o.sndbuf).filter(|&v| v != WMEM_DEFAULT.get()),
+                SO_SNDBUF,
+                SO_SNDBUFFORCE,
+                false,
+            ),
+            (o.rcvbuf, SO_RCVBUF, SO_RCVBUFFORCE, true),
+        ];
+        for (set, name, force, rcv) in sizes {
+            let Some(v) = set else { continue };
+            let half = (v / 2).min(i32::MAX as usize) as i32;
+            f(SOL_SOCKET, name, &half.to_ne_bytes());
+            if half as usize > buf_max(rcv) {
+                f(SOL_SOCKET, force, &half.to_ne_bytes());
+            }
+        }
+        let peek = self.peek_off.load(Ordering::Relaxed);
+        if peek != -1 {
+            f(SOL_SOCKET, SO_PEEK_OFF, &peek.to_ne_bytes());
+        }
     }
 
     /// An option without a behaviour here: the kernel's value for it
@@ -622,6 +698,31 @@ impl Socket {
                 }
                 SO_SNDLOWAT => Err(ENOPROTOOPT),
                 SO_SNDBUF => int(|o, v| o.sndbuf = linux_buf_size(v, buf_max(false), SNDBUF_MIN)),
+                SO_RCVBUF | SO_RCVBUFFORCE | SO_SNDBUFFORCE if self.info.domain == AF_UNIX => {
+                    // Recorded only: AF_UNIX has no receive buffer of its
+                    // own to size (a stream's writer fills its peer's ring,
+                    // a datagram's size is checked against SO_SNDBUF).
+                    let v = int_arg(val)?;
+                    let force = name != SO_RCVBUF;
+                    if force {
+                        kernel_allows(name, val)?;
+                    }
+                    let (v, max) = match (force, name == SO_SNDBUFFORCE) {
+                        (true, _) => (v.max(0), i32::MAX as usize / 2),
+                        (false, _) => (v, buf_max(true)),
+                    };
+                    let snd = name == SO_SNDBUFFORCE;
+                    let size = linux_buf_size(v, max, if snd { SNDBUF_MIN } else { RCVBUF_MIN });
+                    Ok(Box::new(move |s: &Socket| {
+                        let mut c = s.ctl.lock();
+                        if snd {
+                            c.opts.sndbuf = size;
+                        } else {
+                            c.opts.rcvbuf = Some(size);
+                        }
+                        Ok(())
+                    }))
+                }
                 SO_RCVBUF | SO_RCVBUFFORCE | SO_SNDBUFFORCE => {
                     let v = int_arg(val)?;
                     let force = name != SO_RCVBUF;
@@ -688,6 +789,15 @@ impl Socket {
                     s.incoming_cpu.store(v, Ordering::Relaxed)
                 }),
                 // The receive paths move it.
+                // unix_set_peek_off takes any value; a negative one reads
+                // back as set and peeks from the start.
+                SO_PEEK_OFF if self.info.domain == AF_UNIX => {
+                    let v = int_arg(val)?;
+                    Ok(Box::new(move |s: &Socket| {
+                        s.peek_off.store(v, Ordering::Relaxed);
+                        Ok(())
+                    }))
+                }
                 SO_PEEK_OFF => self.kernel_checked(level, name, val, |s, v| {
                     s.peek_off.store(v.max(-1), Ordering::Relaxed)
                 }),

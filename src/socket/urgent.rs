@@ -1,5 +1,6 @@
 //! TCP urgent data: send(MSG_OOB), recv(MSG_OOB), SO_OOBINLINE,
-//! SIOCATMARK, POLLPRI and SIGURG, as Linux's TCP keeps them.
+//! SIOCATMARK, POLLPRI and SIGURG, as Linux's TCP keeps them. AF_UNIX
+//! streams keep their out-of-band byte (CONFIG_AF_UNIX_OOB) the same way.
 //!
 //! A send with MSG_OOB marks its last byte urgent (`FLAG_URG` on the
 //! fragment that carries it). The receiver keeps what Linux keeps in
@@ -166,9 +167,10 @@ impl Socket {
 
     /// recv(MSG_OOB) (tcp_recv_urg): the urgent byte once; EINVAL with
     /// SO_OOBINLINE, without urgent data or once it was read; EAGAIN while
-    /// it has not arrived.
+    /// it has not arrived. AF_UNIX streams keep theirs the same way
+    /// (CONFIG_AF_UNIX_OOB's `oob_skb`).
     pub(super) fn recv_urgent(&self, buf: Option<&mut u8>, peek: bool) -> Result<usize, Errno> {
-        if !self.is_stream() || self.info.domain == AF_UNIX {
+        if !self.is_stream() {
             return Err(EOPNOTSUPP);
         }
         let st = self.urg.state.load(Ordering::Acquire);

@@ -17,8 +17,9 @@ mod table;
 
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::SockAddr;
 use crate::addr::{IpEp, UnixName};
@@ -91,6 +92,19 @@ pub struct LoSock {
     /// This end reset its connection: no TIME_WAIT.
     rst_sent: AtomicBool,
     listening: AtomicBool,
+    /// Shut for reading (SHUT_RD): AF_UNIX senders get EPIPE.
+    rd_shut: AtomicBool,
+    /// AF_UNIX datagram senders turned away because this receiver was
+    /// full: told `upcall::writable` when a read makes room.
+    blocked: Mutex<Vec<SockHandle>>,
+    /// `blocked` is not empty (read without its lock on every receive).
+    has_blocked: AtomicBool,
+    /// AF_UNIX datagrams: bytes this socket sent that their receivers hold
+    /// unread (SIOCOUTQ; Linux's sk_wmem_alloc, counted in bytes).
+    outq: AtomicU64,
+    /// AF_UNIX datagrams queued here, oldest first: the sender and the
+    /// length of each, so that a read gives the sender its bytes back.
+    inflight: Mutex<VecDeque<(Weak<LoSock>, u64)>>,
     inner: Mutex<Inner>,
 }
 
@@ -106,6 +120,11 @@ impl LoSock {
             fin_first: AtomicBool::new(false),
             rst_sent: AtomicBool::new(false),
             listening: AtomicBool::new(false),
+            rd_shut: AtomicBool::new(false),
+            blocked: Mutex::new(Vec::new()),
+            has_blocked: AtomicBool::new(false),
+            outq: AtomicU64::new(0),
+            inflight: Mutex::new(VecDeque::new()),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -124,6 +143,54 @@ impl LoSock {
         *b.peer_sock.lock() = Arc::downgrade(a);
         a.peer.store(b.handle().0, Ordering::Release);
         b.peer.store(a.handle().0, Ordering::Release);
+    }
+
+    /// Sender `h` waits for room in this receiver.
+    fn add_blocked(&self, h: SockHandle) {
+        let mut b = self.blocked.lock();
+        if !b.contains(&h) {
+            b.push(h);
+        }
+        self.has_blocked.store(true, Ordering::Release);
+    }
+
+    /// Room was made (or the receiver is gone): every waiting sender may
+    /// try again.
+    fn wake_blocked(&self) {
+        if !self.has_blocked.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let waiting = core::mem::take(&mut *self.blocked.lock());
+        for h in waiting {
+            let _ = upcall::writable(h);
+        }
+    }
+
+    /// Datagrams left this receiver's queue (read, or all of them when it
+    /// closes: `keep` 0, else the count the frontend holds, asked under the
+    /// lock): their senders' `outq` goes down, oldest first, as reads take
+    /// them.
+    fn settle_inflight(&self, keep: Option<usize>) {
+        let mut q = self.inflight.lock();
+        let keep = match keep {
+            Some(k) => k,
+            None => match upcall::window(self.handle()) {
+                Ok(n) => n as usize,
+                Err(_) => return,
+            },
+        };
+        while q.len() > keep {
+            let Some((from, n)) = q.pop_front() else {
+                break;
+            };
+            if let Some(f) = from.upgrade() {
+                let _ = f
+                    .outq
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+                        Some(v.saturating_sub(n))
+                    });
+            }
+        }
     }
 
     /// The connected peer, while its socket is open.
@@ -493,8 +560,12 @@ impl Loopback {
         let peer = s.peer.load(Ordering::Acquire);
         let data = !frag.payload.is_empty();
         // AF_UNIX knows at once that its peer is gone: EPIPE, no reset dance.
-        if s.info.domain == AF_UNIX && data && (peer == 0 || s.live_peer().is_none()) {
-            return Err(EPIPE);
+        if s.info.domain == AF_UNIX && data {
+            // Gone, or shut for reading (unix_shutdown's SEND_SHUTDOWN).
+            match s.live_peer() {
+                Some(p) if peer != 0 && !p.rd_shut.load(Ordering::Acquire) => {}
+                _ => return Err(EPIPE),
+            }
         }
         if peer == 0 {
             if data {
@@ -570,6 +641,9 @@ impl Loopback {
         frag: &Fragment<'_>,
         attrs: Option<&DgramAttrs>,
     ) -> Result<(), Errno> {
+        if s.info.domain == AF_UNIX {
+            return self.write_unix_dgram(s, sock, frag);
+        }
         let dest = if frag.addr.is_empty() {
             let p = s.inner.lock().dgram_peer;
             match p {
@@ -704,6 +778,124 @@ impl Loopback {
     }
 }
 
+/// net.unix.max_dgram_qlen, read once (10 where there is no kernel).
+fn max_dgram_qlen() -> usize {
+    static QLEN: AtomicUsize = AtomicUsize::new(usize::MAX);
+    let q = QLEN.load(Ordering::Relaxed);
+    if q != usize::MAX {
+        return q;
+    }
+    #[cfg(feature = "std")]
+    let q = crate::platform::kernel_number("/proc/sys/net/unix/max_dgram_qlen")
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(10);
+    #[cfg(not(feature = "std"))]
+    let q = 10;
+    QLEN.store(q, Ordering::Relaxed);
+    q
+}
+
+impl Loopback {
+    /// An AF_UNIX datagram, as unix_dgram_sendmsg sends it: to the
+    /// connected peer *socket* (not whatever its name reaches now) or to
+    /// the socket a name reaches; EPERM when that one is connected to
+    /// another, EPIPE when it is shut for reading; a receiver not connected
+    /// back to the sender takes `max_dgram_qlen` + 1 datagrams, then the
+    /// sender is turned away (EAGAIN) until a read makes room (as it is
+    /// when the receiver's buffer is full).
+    fn write_unix_dgram(
+        &self,
+        s: &Arc<LoSock>,
+        sock: &SockRef<'_>,
+        frag: &Fragment<'_>,
+    ) -> Result<(), Errno> {
+        let connected = frag.addr.is_empty();
+        let (t, th) = if connected {
+            if s.peer.load(Ordering::Acquire) == 0 {
+                return Err(ENOTCONN);
+            }
+            match s.live_peer() {
+                Some(p) => {
+                    let h = p.handle();
+                    (p, h)
+                }
+                None => {
+                    // The peer closed: refused once, then no longer
+                    // connected (unix_dgram_disconnected).
+                    s.peer.store(0, Ordering::Release);
+                    *s.peer_sock.lock() = Weak::new();
+                    s.inner.lock().dgram_peer = None;
+                    return Err(ECONNREFUSED);
+                }
+            }
+        } else {
+            let dest = SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?;
+            let e = self
+                .table
+                .lookup_unix(s.info.ty, &UnixName::parse(&dest)?)?
+                .ok_or(ECONNREFUSED)?;
+            (e.sock, e.handle)
+        };
+        self.autobind(s, sock.opts, false)?;
+        if t.closed.load(Ordering::Acquire) {
+            return Err(ECONNREFUSED);
+        }
+        let mine = |x: &Arc<LoSock>| Arc::ptr_eq(x, s);
+        let its_peer = t.peer_sock.lock().upgrade();
+        let back = its_peer.as_ref().is_some_and(mine);
+        // unix_may_send: a receiver connected elsewhere takes nothing.
+        if t.peer.load(Ordering::Acquire) != 0 && !back {
+            return Err(EPERM);
+        }
+        if t.rd_shut.load(Ordering::Acquire) {
+            return Err(EPIPE);
+        }
+        let first = frag.header.dgram_offset == 0;
+        if first && !mine(&t) && !back {
+            // unix_recvq_full: more than max_dgram_qlen queued. Waiting
+            // first, then looking: a read in between wakes this sender.
+            if upcall::window(th).unwrap_or(0) as usize > max_dgram_qlen() {
+                t.add_blocked(s.handle());
+                if upcall::window(th).unwrap_or(0) as usize > max_dgram_qlen() {
+                    return Err(EAGAIN);
+                }
+            }
+        }
+        // A socketpair's end reports the unnamed address; an unnamed
+        // sender otherwise none.
+        let src = Self::concrete_local(s, None);
+        let pair = matches!(s.inner.lock().local, Some(Local::Unix(UnixName::Unnamed)));
+        let out = frag.with_addr(if src.len() <= 2 && !pair {
+            &[]
+        } else {
+            src.as_bytes()
+        });
+        let r = upcall::deliver(th, &out);
+        // The datagram, once complete, counts as the sender's while the
+        // receiver holds it. Recorded after the delivery (no lock held
+        // across an upcall), then settled at once against what the
+        // receiver holds: a read that came in between is not missed.
+        let h = &frag.header;
+        if r.is_ok()
+            && u64::from(h.dgram_offset) + frag.payload.len() as u64 >= u64::from(h.dgram_total)
+        {
+            let n = u64::from(h.dgram_total);
+            s.outq.fetch_add(n, Ordering::AcqRel);
+            t.inflight.lock().push_back((Arc::downgrade(s), n));
+            t.settle_inflight(None);
+        }
+        match r {
+            Ok(()) => Ok(()),
+            Err(ENOBUFS) => {
+                t.add_blocked(s.handle());
+                Err(EAGAIN)
+            }
+            Err(EBADF) => Err(ECONNREFUSED),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The attributes a datagram reaches `ep` with: the sender's, and the
 /// destination it was sent to.
 fn with_dst(a: &DgramAttrs, ep: &IpEp) -> DgramAttrs {
@@ -767,11 +959,18 @@ impl Backend for Loopback {
         if s.info.ty == SOCK_DGRAM {
             if dest.family() == AF_UNSPEC {
                 s.inner.lock().dgram_peer = None;
+                s.peer.store(0, Ordering::Release);
+                *s.peer_sock.lock() = Weak::new();
                 return Ok(());
             }
             match s.info.domain {
                 AF_UNIX => {
-                    self.unix_target(s.info.ty, &UnixName::parse(dest)?)?;
+                    // The peer is the socket the name reaches now, kept
+                    // after the name goes (unix_peer); the name stays for
+                    // getpeername.
+                    let t = self.unix_target(s.info.ty, &UnixName::parse(dest)?)?;
+                    *s.peer_sock.lock() = Arc::downgrade(&t.sock);
+                    s.peer.store(t.handle.0, Ordering::Release);
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
@@ -805,6 +1004,22 @@ impl Backend for Loopback {
                 let _ = upcall::refused(c.handle(), ECONNREFUSED);
             }
         }
+    }
+
+    fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
+        let s = lo(&sock)?;
+        if s.info.domain != AF_UNIX || how == SHUT_WR {
+            return Ok(());
+        }
+        s.rd_shut.store(true, Ordering::Release);
+        // unix_shutdown: the stream peer may send no more (EPIPE, and
+        // SIGPIPE); what it wrote before stays readable.
+        if s.info.ty == SOCK_STREAM {
+            if let Some(p) = s.live_peer() {
+                let _ = upcall::hangup(p.handle());
+            }
+        }
+        Ok(())
     }
 
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
@@ -849,10 +1064,32 @@ impl Backend for Loopback {
 
     fn window(&self, sock: SockRef<'_>, limit: u64) {
         if let Ok(s) = lo(&sock) {
+            if s.info.domain == AF_UNIX && s.info.ty == SOCK_DGRAM {
+                // A read: what is still queued (the frontend's count) stays
+                // accounted to its senders, what left is theirs again.
+                s.settle_inflight(None);
+                s.wake_blocked();
+                return;
+            }
             let peer = s.peer.load(Ordering::Acquire);
             if peer != 0 {
                 let _ = upcall::credit(SockHandle(peer), limit);
             }
+        }
+    }
+
+    fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
+        let s = lo(&sock).ok()?;
+        if s.info.domain != AF_UNIX {
+            return None;
+        }
+        if s.info.ty == SOCK_DGRAM {
+            return Some(s.outq.load(Ordering::Acquire));
+        }
+        // A stream's unread bytes are all in its peer's buffer.
+        match s.live_peer() {
+            Some(p) => upcall::held(p.handle()).ok(),
+            None => Some(0),
         }
     }
 
@@ -898,6 +1135,10 @@ impl Backend for Loopback {
     fn close(&self, sock: SockRef<'_>) {
         let Ok(s) = arc(&sock) else { return };
         s.closed.store(true, Ordering::Release);
+        // Senders waiting for room learn the receiver is gone; what it
+        // held is no longer theirs to count.
+        s.wake_blocked();
+        s.settle_inflight(Some(0));
         s.listening.store(false, Ordering::Release);
         let peer = s.peer.swap(0, Ordering::AcqRel);
         if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {

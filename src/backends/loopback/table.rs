@@ -218,6 +218,16 @@ impl Table {
             UnixName::Path(ref p) => {
                 let id = fs::create(p)?;
                 let key = BindKey::UnixFile { ty, id };
+                // The file is new, so a socket still keyed by its inode
+                // number lost its own file (unlinked; the file system
+                // reused the number): it keeps its binding until closed but
+                // is no longer reached by this name. Without a file system
+                // the key is the name's, and taken is taken.
+                #[cfg(feature = "std")]
+                self.shard(&key)
+                    .lock()
+                    .insert(key.clone(), alloc::vec![entry]);
+                #[cfg(not(feature = "std"))]
                 self.try_insert_unix(key.clone(), &entry)?;
                 Ok((name, key))
             }
