@@ -7,19 +7,22 @@
 /// ours, `$body` runs inside the panic guard (`guard`, -1 and EIO on a
 /// panic) with the socket bound to `$s`, after the fork-inheritance check
 /// (`posix::refused`: -1 and EOPNOTSUPP for a socket inherited across
-/// fork). `$body` evaluates to the call's return value.
+/// fork). `$body` evaluates to the call's return value, which is traced
+/// (`USOCK_TRACE=calls`) under the libc name.
 macro_rules! on_socket {
     ($fd:expr, $s:ident, real::$name:ident($($a:expr),*), $body:block) => {{
         let Some($s) = crate::fd::get($fd) else {
             // SAFETY: not ours: libc's definition, same arguments.
             return unsafe { crate::platform::real::$name($($a),*) };
         };
-        super::ffi::guard(-1, || {
+        let r = super::ffi::guard(-1, || {
             if super::posix::refused($fd, &$s) {
                 return -1;
             }
             $body
-        })
+        });
+        super::trace::call(stringify!($name), || [$(crate::api::trace::arg($a)),*], r as i64);
+        r
     }};
 }
 
@@ -59,6 +62,7 @@ pub mod posix;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod splice;
+pub mod trace;
 
 /// Before a call that makes a socket: fails with ENOSYS until the host has
 /// registered its platform table (no_std); installs the built-in backends

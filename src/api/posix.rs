@@ -14,6 +14,7 @@ use libc::{
 
 use super::ffi::{self, guard, ret_int, ret_size};
 use super::poll;
+use super::trace::arg;
 use crate::consts::*;
 use crate::fd;
 use crate::fd::lifecycle;
@@ -107,7 +108,7 @@ fn routed_to_kernel(
 /// EAFNOSUPPORT when no registered backend carries the domain.
 #[no_mangle]
 pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    guard(-1, || {
+    let r = guard(-1, || {
         if let Err(e) = super::ready() {
             return ret_int(Err(e));
         }
@@ -119,7 +120,12 @@ pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int)
             }
             r => ret_int(r),
         }
-    })
+    });
+    // Traced when the socket is the library's (or the library refused).
+    if r < 0 || fd::is_ours(r) {
+        super::trace::call("socket", || [arg(domain), arg(ty), arg(protocol)], r.into());
+    }
+    r
 }
 
 /// Creates a connected pair of sockets, like socketpair(2) (AF_UNIX).
@@ -205,7 +211,7 @@ pub unsafe extern "C" fn usock_accept(
     len: *mut socklen_t,
 ) -> c_int {
     // SAFETY: same contract.
-    unsafe { usock_accept4(fd, addr, len, 0) }
+    super::trace::as_call("accept", 3, || unsafe { usock_accept4(fd, addr, len, 0) })
 }
 
 /// Accepts a connection, like accept4(2) (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
@@ -278,7 +284,9 @@ pub unsafe extern "C" fn usock_send(
     flags: c_int,
 ) -> ssize_t {
     // SAFETY: same contract.
-    unsafe { usock_sendto(fd, buf, len, flags, core::ptr::null(), 0) }
+    super::trace::as_call("send", 4, || unsafe {
+        usock_sendto(fd, buf, len, flags, core::ptr::null(), 0)
+    })
 }
 
 /// Sends, to `addr` when given, like sendto(2).
@@ -418,7 +426,7 @@ pub unsafe extern "C" fn usock_recv(
     flags: c_int,
 ) -> ssize_t {
     // SAFETY: same contract.
-    unsafe {
+    super::trace::as_call("recv", 4, || unsafe {
         usock_recvfrom(
             fd,
             buf,
@@ -427,7 +435,7 @@ pub unsafe extern "C" fn usock_recv(
             core::ptr::null_mut(),
             core::ptr::null_mut(),
         )
-    }
+    })
 }
 
 /// Receives with the sender's address, like recvfrom(2).
@@ -531,7 +539,7 @@ pub unsafe extern "C" fn usock_read(fd: c_int, buf: *mut c_void, len: usize) -> 
         return unsafe { real::read(fd, buf, len) };
     }
     // SAFETY: same contract.
-    unsafe { usock_recv(fd, buf, len, 0) }
+    super::trace::as_call("read", 3, || unsafe { usock_recv(fd, buf, len, 0) })
 }
 
 /// write(2): send() with no flags on our sockets, libc's write otherwise.
@@ -542,7 +550,7 @@ pub unsafe extern "C" fn usock_write(fd: c_int, buf: *const c_void, len: usize) 
         return unsafe { real::write(fd, buf, len) };
     }
     // SAFETY: same contract.
-    unsafe { usock_send(fd, buf, len, 0) }
+    super::trace::as_call("write", 3, || unsafe { usock_send(fd, buf, len, 0) })
 }
 
 /// readv(2).
@@ -587,11 +595,13 @@ pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }
-    guard(-1, || match lifecycle::close(fd) {
+    let r = guard(-1, || match lifecycle::close(fd) {
         Some(r) => ret_int(r.map(|_| 0)),
         // SAFETY: passthrough (closed concurrently by another thread).
         None => unsafe { real::close(fd) },
-    })
+    });
+    super::trace::call("close", || [arg(fd)], r.into());
+    r
 }
 
 /// getsockname(2).
@@ -764,7 +774,7 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         // SAFETY: passthrough.
         return unsafe { real::fcntl(fd, cmd, arg) };
     };
-    guard(-1, || match cmd {
+    let r = guard(-1, || match cmd {
         libc::F_GETFL => {
             O_RDWR
                 | if s.nonblocking() { O_NONBLOCK } else { 0 }
@@ -816,7 +826,19 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         }
         // The rest live on the kernel fd that holds the number.
         _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
-    })
+    });
+    super::trace::call(
+        "fcntl",
+        || {
+            [
+                super::trace::arg(fd),
+                super::trace::arg(cmd),
+                super::trace::arg(arg),
+            ]
+        },
+        r.into(),
+    );
+    r
 }
 
 /// fcntl F_SETOWN_EX and its owner type for a process group
@@ -851,7 +873,7 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         // SAFETY: passthrough.
         return unsafe { real::ioctl(fd, req, arg) };
     };
-    guard(-1, || {
+    let r = guard(-1, || {
         // FD_CLOEXEC, the caller's, in the fd table (as fcntl F_SETFD).
         if req == libc::FIOCLEX || req == libc::FIONCLEX {
             fd::set_cloexec(fd, req == libc::FIOCLEX);
@@ -862,7 +884,19 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         }
         // SAFETY: `arg` is the request's argument per the ioctl contract.
         ret_int(unsafe { socket_ioctl(fd, &s, req, arg) })
-    })
+    });
+    super::trace::call(
+        "ioctl",
+        || {
+            [
+                super::trace::arg(fd),
+                super::trace::arg(req),
+                super::trace::arg(arg),
+            ]
+        },
+        r.into(),
+    );
+    r
 }
 
 /// Writes `v` through the request's `int *` argument.

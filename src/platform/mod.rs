@@ -18,6 +18,9 @@ pub mod real;
 pub mod shared_mem;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
+pub mod trace;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
 pub mod unix_ipc;
 
 #[cfg(not(feature = "std"))]

@@ -1,0 +1,271 @@
+//! Call tracing (`USOCK_TRACE=calls`, issue 16): one line per call on a
+//! user-space socket, strace-style, with its arguments, result and errno,
+//! from every process, to stderr or to `USOCK_TRACE_FILE` (appended, whole
+//! lines, so that several processes can share it):
+//!
+//! ```text
+//! [4711] connect(5, 0x7ffc9a2b1f40, 16) = -1 EINPROGRESS (Operation now in progress)
+//! ```
+//!
+//! Off, [`enabled`] is one relaxed load and a predictable branch.
+
+use core::cell::Cell;
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+
+const UNKNOWN: u8 = 0;
+const OFF: u8 = 1;
+const ON: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
+/// Where lines go: 2 (stderr) or the trace file.
+static FD: AtomicI32 = AtomicI32::new(2);
+
+/// Whether calls are traced.
+#[inline]
+pub fn enabled() -> bool {
+    match STATE.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => init(),
+    }
+}
+
+#[cold]
+fn init() -> bool {
+    let on = std::env::var("USOCK_TRACE")
+        .is_ok_and(|v| v.split([',', ' ']).any(|w| w == "calls" || w == "all"));
+    if on {
+        if let Some(path) = std::env::var_os("USOCK_TRACE_FILE").filter(|p| !p.is_empty()) {
+            use std::os::fd::IntoRawFd as _;
+            use std::os::unix::fs::OpenOptionsExt as _;
+            match std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o644)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(f) => FD.store(f.into_raw_fd(), Ordering::Relaxed),
+                Err(e) => super::diag(
+                    alloc::format!(
+                        "libuserspacesock: USOCK_TRACE_FILE={}: {e}; tracing to stderr\n",
+                        path.to_string_lossy()
+                    )
+                    .as_bytes(),
+                ),
+            }
+        }
+    }
+    match STATE.compare_exchange(
+        UNKNOWN,
+        if on { ON } else { OFF },
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => on,
+        Err(now) => now == ON,
+    }
+}
+
+std::thread_local! {
+    /// The call the program made, when the library carries it out as
+    /// another (read as recvfrom): its name and how many of the inner
+    /// call's arguments are its own.
+    static OUTER: Cell<Option<(&'static str, usize)>> = const { Cell::new(None) };
+}
+
+/// Runs `f`, a call the program made as `name` with the first `nargs`
+/// arguments of the call that carries it out: that call is traced under
+/// this name. Nested use keeps the outermost name.
+pub fn as_call<R>(name: &'static str, nargs: usize, f: impl FnOnce() -> R) -> R {
+    if !enabled() {
+        return f();
+    }
+    let outer = OUTER.with(|o| o.get());
+    if outer.is_some() {
+        return f();
+    }
+    OUTER.with(|o| o.set(Some((name, nargs))));
+    let r = f();
+    OUTER.with(|o| o.set(None));
+    r
+}
+
+const ERRNO_NAMES: [&str; 134] = [
+    "",
+    "EPERM",
+    "ENOENT",
+    "ESRCH",
+    "EINTR",
+    "EIO",
+    "ENXIO",
+    "E2BIG",
+    "ENOEXEC",
+    "EBADF",
+    "ECHILD",
+    "EAGAIN",
+    "ENOMEM",
+    "EACCES",
+    "EFAULT",
+    "ENOTBLK",
+    "EBUSY",
+    "EEXIST",
+    "EXDEV",
+    "ENODEV",
+    "ENOTDIR",
+    "EISDIR",
+    "EINVAL",
+    "ENFILE",
+    "EMFILE",
+    "ENOTTY",
+    "ETXTBSY",
+    "EFBIG",
+    "ENOSPC",
+    "ESPIPE",
+    "EROFS",
+    "EMLINK",
+    "EPIPE",
+    "EDOM",
+    "ERANGE",
+    "EDEADLK",
+    "ENAMETOOLONG",
+    "ENOLCK",
+    "ENOSYS",
+    "ENOTEMPTY",
+    "ELOOP",
+    "",
+    "ENOMSG",
+    "EIDRM",
+    "ECHRNG",
+    "EL2NSYNC",
+    "EL3HLT",
+    "EL3RST",
+    "ELNRNG",
+    "EUNATCH",
+    "ENOCSI",
+    "EL2HLT",
+    "EBADE",
+    "EBADR",
+    "EXFULL",
+    "ENOANO",
+    "EBADRQC",
+    "EBADSLT",
+    "",
+    "EBFONT",
+    "ENOSTR",
+    "ENODATA",
+    "ETIME",
+    "ENOSR",
+    "ENONET",
+    "ENOPKG",
+    "EREMOTE",
+    "ENOLINK",
+    "EADV",
+    "ESRMNT",
+    "ECOMM",
+    "EPROTO",
+    "EMULTIHOP",
+    "EDOTDOT",
+    "EBADMSG",
+    "EOVERFLOW",
+    "ENOTUNIQ",
+    "EBADFD",
+    "EREMCHG",
+    "ELIBACC",
+    "ELIBBAD",
+    "ELIBSCN",
+    "ELIBMAX",
+    "ELIBEXEC",
+    "EILSEQ",
+    "ERESTART",
+    "ESTRPIPE",
+    "EUSERS",
+    "ENOTSOCK",
+    "EDESTADDRREQ",
+    "EMSGSIZE",
+    "EPROTOTYPE",
+    "ENOPROTOOPT",
+    "EPROTONOSUPPORT",
+    "ESOCKTNOSUPPORT",
+    "EOPNOTSUPP",
+    "EPFNOSUPPORT",
+    "EAFNOSUPPORT",
+    "EADDRINUSE",
+    "EADDRNOTAVAIL",
+    "ENETDOWN",
+    "ENETUNREACH",
+    "ENETRESET",
+    "ECONNABORTED",
+    "ECONNRESET",
+    "ENOBUFS",
+    "EISCONN",
+    "ENOTCONN",
+    "ESHUTDOWN",
+    "ETOOMANYREFS",
+    "ETIMEDOUT",
+    "ECONNREFUSED",
+    "EHOSTDOWN",
+    "EHOSTUNREACH",
+    "EALREADY",
+    "EINPROGRESS",
+    "ESTALE",
+    "EUCLEAN",
+    "ENOTNAM",
+    "ENAVAIL",
+    "EISNAM",
+    "EREMOTEIO",
+    "EDQUOT",
+    "ENOMEDIUM",
+    "EMEDIUMTYPE",
+    "ECANCELED",
+    "ENOKEY",
+    "EKEYEXPIRED",
+    "EKEYREVOKED",
+    "EKEYREJECTED",
+    "EOWNERDEAD",
+    "ENOTRECOVERABLE",
+    "ERFKILL",
+    "",
+];
+
+/// Traces a call that returned `ret` (with `errno` when it is -1);
+/// `args` are its arguments as the trace shows them.
+pub fn call(name: &'static str, args: &[alloc::string::String], ret: i64, errno: i32) {
+    let (name, n) = match OUTER.with(|o| o.get()) {
+        Some((outer, n)) => (outer, n.min(args.len())),
+        None => (name, args.len()),
+    };
+    let mut line = alloc::string::String::with_capacity(96);
+    let _ = write!(line, "[{}] {name}(", std::process::id());
+    for (i, a) in args[..n].iter().enumerate() {
+        if i > 0 {
+            line.push_str(", ");
+        }
+        line.push_str(a);
+    }
+    let _ = write!(line, ") = {ret}");
+    if ret == -1 {
+        let ename = ERRNO_NAMES
+            .get(errno as usize)
+            .copied()
+            .filter(|n| !n.is_empty());
+        let msg = std::io::Error::from_raw_os_error(errno).to_string();
+        let msg = msg.split(" (os error").next().unwrap_or("");
+        let _ = match ename {
+            Some(e) => write!(line, " {e} ({msg})"),
+            None => write!(line, " E{errno} ({msg})"),
+        };
+    }
+    line.push('\n');
+    // SAFETY: writes a local buffer to our descriptor (the raw call: the
+    // library interposes libc's write).
+    unsafe {
+        libc::syscall(
+            libc::SYS_write,
+            FD.load(Ordering::Relaxed),
+            line.as_ptr(),
+            line.len(),
+        )
+    };
+}
