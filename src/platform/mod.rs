@@ -8,6 +8,8 @@ pub mod cpu;
 /// cbindgen:ignore
 pub mod real;
 /// cbindgen:ignore
+pub mod scm;
+/// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod unix_ipc;
 

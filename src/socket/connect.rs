@@ -298,6 +298,7 @@ impl Socket {
                 c
             };
             if let Some(c) = child {
+                c.ctl.lock().opts.set_unaccepted(false);
                 if let Some(b) = self.binding() {
                     b.backend.accepted(self.sref(b));
                 }
