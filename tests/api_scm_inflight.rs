@@ -54,7 +54,7 @@ fn send_fds(fd: c_int, fds: &[c_int]) -> isize {
     mh.msg_iov = &mut iov;
     mh.msg_iovlen = 1;
     mh.msg_control = ctl.as_mut_ptr().cast();
-    mh.msg_controllen = (len + 7) / 8 * 8;
+    mh.msg_controllen = len.div_ceil(8) * 8;
     // SAFETY: the header lies within `ctl`.
     unsafe {
         let c = libc::CMSG_FIRSTHDR(&mh);

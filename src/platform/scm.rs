@@ -177,3 +177,20 @@ pub fn pidfd_open(pid: i32) -> Result<i32, crate::consts::Errno> {
         Ok(r as i32)
     }
 }
+
+/// No kernel to hold fds: SCM_RIGHTS cannot be carried.
+#[cfg(not(feature = "std"))]
+pub fn carrier_send(_ctl: &[u8]) -> Result<i32, crate::consts::Errno> {
+    Err(crate::consts::EOPNOTSUPP)
+}
+
+/// No kernel to hold fds: nothing to receive.
+#[cfg(not(feature = "std"))]
+pub fn carrier_recv(
+    _carrier: i32,
+    _ctl: &mut [u8],
+    _peek: bool,
+    _cloexec: bool,
+) -> Result<(usize, bool), crate::consts::Errno> {
+    Err(crate::consts::EOPNOTSUPP)
+}

@@ -193,7 +193,7 @@ impl Socket {
             }
         }
         #[cfg(not(feature = "std"))]
-        let _ = passpidfd;
+        let _ = (passpidfd, super::scm::SCM_PIDFD);
         let t = t?;
         let peek = t.peek;
         t.fds.map(|f| (f, peek))
