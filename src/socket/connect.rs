@@ -108,6 +108,7 @@ impl Socket {
         let ip = self.info.domain != AF_UNIX;
         if !ip {
             self.check_family(addr)?;
+            self.passcred_autobind();
         }
         let f = self.flags();
         if f.is(Phase::Listening) {
@@ -258,6 +259,7 @@ impl Socket {
         let checked;
         let addr = if !self.is_ip() {
             self.check_family(addr)?;
+            self.passcred_autobind();
             addr
         } else {
             match self

@@ -743,6 +743,9 @@ impl Socket {
         {
             return Err(EMSGSIZE);
         }
+        if dest.is_some() && self.info.domain == AF_UNIX {
+            self.passcred_autobind();
+        }
         let b = match (self.binding(), dest) {
             (Some(b), _) => b,
             (None, Some(d)) => self.select(ClaimOp::SendTo, d)?,

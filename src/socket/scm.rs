@@ -168,6 +168,19 @@ impl Socket {
         }
     }
 
+    /// An AF_UNIX socket with SO_PASSCRED that has no name gets one at
+    /// connect() and sendto() (unix_autobind), so that its peer can tell
+    /// who sent: bind() with the family alone.
+    pub(super) fn passcred_autobind(&self) {
+        if self.info.domain != AF_UNIX || self.has(super::F_BOUND) {
+            return;
+        }
+        if !self.ctl.lock().opts.passcred() {
+            return;
+        }
+        let _ = self.bind(&crate::addr::SockAddr::unnamed(AF_UNIX));
+    }
+
     /// The upcall `peer_cred`: what SO_PEERCRED reports from now on.
     pub(super) fn set_peer_cred(&self, c: PeerCred) {
         self.ctl.lock().opts.set_peer_cred(Some(c));
