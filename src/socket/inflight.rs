@@ -181,6 +181,10 @@ pub(crate) fn restage(id: u64, a: Attach) {
 /// Queues a stream message's attachment at its first byte `off` for
 /// receiver `h`, unless nothing changes there.
 pub(crate) fn mark_stream(h: SockHandle, off: u64, a: Attach) {
+    // The common case, no global lock: nothing to mark, nothing marked.
+    if a.is_empty() && !any_queued() {
+        return;
+    }
     let dropped = with(|t| {
         let tail = t.queued.range((h.0, 0)..=(h.0, u64::MAX)).next_back();
         let (cred, fds) = tail.map_or((None, false), |(_, r)| (r.cred, r.fds.is_some()));
