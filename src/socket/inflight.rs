@@ -131,6 +131,13 @@ static QUEUED: AtomicUsize = AtomicUsize::new(0);
 /// Queued records holding our sockets: the collector has work.
 static QUEUED_SOCKS: AtomicUsize = AtomicUsize::new(0);
 
+/// Before a fork: no thread may hold the table's lock in the child (a
+/// leaf: nothing is locked under it).
+#[cfg(feature = "std")]
+pub(crate) fn fork_lock() {
+    crate::sync::fork_hold::hold(&TABLE);
+}
+
 fn with<R>(f: impl FnOnce(&mut Table) -> R) -> R {
     let mut g = TABLE.lock();
     f(g.get_or_insert_with(Table::default))
