@@ -146,14 +146,8 @@ impl SocketFrontend {
 
 impl Frontend for SocketFrontend {
     fn deliver(&self, h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
-        // An AF_UNIX datagram may need its sender's credentials.
-        if frag.header.kind == FragKind::Dgram && frag.header.dgram_offset == 0 {
-            if let Ok(s) = sock(h) {
-                if s.info.domain == AF_UNIX {
-                    return s.deliver_scm(frag, 0, |k| self.deliver_with(h, frag, None, k));
-                }
-            }
-        }
+        // No credentials are added here: a backend that delivers this way
+        // may be running in the receiver's process, not the sender's.
         self.deliver_with(h, frag, None, None)
     }
 

@@ -839,7 +839,9 @@ impl Socket {
             let room = self.tx_room.load(Ordering::SeqCst);
             let wrote = match &attrs {
                 Some(a) => b.backend.write_attrs(self.sref(b), &frag, a),
-                None if off == 0 && ctl.scm != 0 => {
+                // An AF_UNIX datagram, with what it carries: the frontend
+                // that receives it in-process adds credentials.
+                None if off == 0 && self.info.domain == AF_UNIX => {
                     b.backend.write_scm(self.sref(b), &frag, ctl.scm)
                 }
                 None => b.backend.write(self.sref(b), &frag),
