@@ -110,6 +110,7 @@ fn prepare() {
     fd::fork_lock();
     crate::socket::timer_fork_lock();
     crate::socket::mcast_fork_lock();
+    crate::socket::inflight::fork_lock();
 }
 
 /// In the parent: releases what [`prepare`] took.

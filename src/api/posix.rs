@@ -23,6 +23,7 @@ use crate::socket::cmsg::CmsgOut;
 use crate::socket::dgram_attrs::SendCtl;
 use crate::socket::filter;
 use crate::socket::options::OptVal;
+use crate::socket::scm;
 
 posix_alias! {
     socket = usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int;
@@ -391,8 +392,86 @@ pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_i
                 return ret_size(Err(e));
             }
         }
-        ret_size(s.send_with(&bufs, flags, dest.as_ref(), &ctl))
+        if m.msg_controllen > 0 && s.info.domain == AF_UNIX {
+            // SAFETY: msg_control was probed for msg_controllen bytes above.
+            let cbuf = match unsafe { ffi::buf(m.msg_control, m.msg_controllen) } {
+                Ok(b) => b,
+                Err(e) => return ret_size(Err(e)),
+            };
+            match stage_unix_control(cbuf) {
+                Ok(id) => ctl.scm = id,
+                Err(e) => return ret_size(Err(e)),
+            }
+        }
+        let r = s.send_with(&bufs, flags, dest.as_ref(), &ctl);
+        scm::send_done(ctl.scm);
+        ret_size(r)
     })
+}
+
+/// An AF_UNIX sendmsg's SCM_RIGHTS and SCM_CREDENTIALS (`socket::scm`):
+/// checked as `__scm_send` checks them, the fds held by a kernel carrier
+/// (which checks them again, as the kernel's own sockets would, and holds
+/// the files), our sockets among them referenced, all staged for the
+/// message. Returns the staged id (0: nothing to carry).
+fn stage_unix_control(cbuf: &[u8]) -> Result<u64, Errno> {
+    let parsed = scm::parse_send(cbuf)?;
+    if !parsed.needs_carrier() {
+        return Ok(0);
+    }
+    // EBADF before the carrier takes a number a bad fd may name.
+    for &f in &parsed.rights {
+        crate::platform::kfd_fcntl(f, libc::F_GETFD, 0)?;
+    }
+    let carrier = crate::platform::scm::carrier_send(cbuf)?;
+    let carrier = if parsed.rights.is_empty() {
+        // Credentials only: the kernel checked them; nothing to hold.
+        let _ = crate::platform::kfd_close(carrier);
+        -1
+    } else {
+        carrier
+    };
+    let mut socks = alloc::vec::Vec::new();
+    for (i, &f) in parsed.rights.iter().enumerate() {
+        if let Some(sock) = fd::get(f) {
+            // The fd in flight holds the socket as an fd would.
+            sock.add_ref();
+            socks.push((i, sock));
+        }
+    }
+    Ok(scm::stage_send(&parsed, carrier, socks))
+}
+
+/// Installs the fds a received AF_UNIX message carried, after the other
+/// control messages in `out`: the kernel carrier installs them (lowest
+/// free numbers, MSG_CMSG_CLOEXEC, MSG_CTRUNC closing what does not fit),
+/// then each of our sockets among them gets its new number in the fd
+/// table, as dup() would give it.
+fn install_rights(fds: &scm::InflightFds, peek: bool, cloexec: bool, out: &mut CmsgOut<'_>) {
+    let Ok((n, truncated)) =
+        crate::platform::scm::carrier_recv(fds.carrier, out.rest(), peek, cloexec)
+    else {
+        return;
+    };
+    let rest = out.rest();
+    if n >= 16 && !fds.socks.is_empty() {
+        let len = (u64::from_ne_bytes(rest[..8].try_into().unwrap_or([0; 8])) as usize).min(n);
+        let nums: alloc::vec::Vec<i32> = rest[16..len]
+            .chunks_exact(4)
+            .map(|c| i32::from_ne_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        for (i, sock) in &fds.socks {
+            let Some(&newfd) = nums.get(*i) else { continue };
+            // Our sockets' kernel fds always have FD_CLOEXEC; the table
+            // keeps the caller's.
+            let _ = crate::platform::kfd_fcntl(newfd, libc::F_SETFD, libc::FD_CLOEXEC as u64);
+            sock.add_ref();
+            if !fd::insert(newfd, sock.clone(), cloexec) {
+                sock.drop_ref();
+            }
+        }
+    }
+    out.advance(n, truncated);
 }
 
 /// Walks a sendmsg's control messages as Linux's `for_each_cmsghdr` and
@@ -497,7 +576,9 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
             Ok(b) => b,
             Err(e) => return ret_size(Err(e)),
         };
-        match s.recv(&mut bufs, flags) {
+        let flags = flags & !scm::MSG_TAKES_CONTROL;
+        let cloexec = flags & libc::MSG_CMSG_CLOEXEC != 0;
+        match s.recv(&mut bufs, flags | scm::MSG_TAKES_CONTROL) {
             Ok(info) => {
                 if !m.msg_name.is_null() {
                     match info.addr {
@@ -519,6 +600,9 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
                 let ctl = unsafe { ffi::buf_mut(m.msg_control, m.msg_controllen) };
                 let mut out = CmsgOut::new(ctl.unwrap_or(&mut []));
                 s.recv_control(&info, &mut out);
+                if let Some((fds, peek)) = s.unix_control(&info, &mut out) {
+                    install_rights(&fds, peek, cloexec, &mut out);
+                }
                 if out.truncated() {
                     flags |= MSG_CTRUNC;
                 }

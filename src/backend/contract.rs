@@ -199,6 +199,16 @@ pub trait Backend: Send + Sync {
         self.write(sock, frag)
     }
 
+    /// [`Self::write`] of the first fragment of an AF_UNIX message with
+    /// what travels with it (SCM_RIGHTS, SCM_CREDENTIALS): `scm` names it
+    /// in the frontend's in-flight table (0: nothing but the start of a
+    /// message). A backend that carries it in-process hands it to the
+    /// receiver through `upcall::deliver_scm`; by default it is forgotten
+    /// (the sender's frontend then closes what it held).
+    fn write_scm(&self, sock: SockRef<'_>, frag: &Fragment<'_>, _scm: u64) -> Result<(), Errno> {
+        self.write(sock, frag)
+    }
+
     /// The receiver's window moved: stream bytes may be delivered up to
     /// (excluding) absolute offset `limit`. On a datagram socket: a read
     /// made room after a delivery was refused with `ENOBUFS` (`limit` is the

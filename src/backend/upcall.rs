@@ -29,6 +29,11 @@ pub trait Frontend: Send + Sync {
     ) -> Result<(), Errno> {
         self.deliver(h, frag)
     }
+    /// See [`deliver_scm`]. A frontend that keeps no attachments
+    /// delivers the fragment alone.
+    fn deliver_scm(&self, h: SockHandle, frag: &Fragment<'_>, _scm: u64) -> Result<(), Errno> {
+        self.deliver(h, frag)
+    }
     /// See [`incoming`].
     fn incoming(&self, listener: SockHandle, state: SockState) -> Result<SockHandle, Errno>;
     /// See [`connected`].
@@ -96,6 +101,15 @@ pub fn deliver(h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
 /// gives the datagram its attributes.
 pub fn deliver_attrs(h: SockHandle, frag: &Fragment<'_>, attrs: &DgramAttrs) -> Result<(), Errno> {
     frontend()?.deliver_attrs(h, frag, attrs)
+}
+
+/// [`deliver`] of the first fragment of an AF_UNIX message, with what the
+/// sender attached (`scm`, from
+/// [`Backend::write_scm`](crate::backend::contract::Backend::write_scm);
+/// 0: nothing): the receiving frontend takes it over, queued with the
+/// message's first byte, and adds the credentials Linux attaches.
+pub fn deliver_scm(h: SockHandle, frag: &Fragment<'_>, scm: u64) -> Result<(), Errno> {
+    frontend()?.deliver_scm(h, frag, scm)
 }
 
 /// A connection request reached listener `listener`: creates the socket that

@@ -152,6 +152,9 @@ pub fn to_kernel(fdn: i32, sock: &Arc<Socket>) -> Result<(), Errno> {
         (SOL_SOCKET, SO_RCVTIMEO),
         (SOL_SOCKET, SO_SNDTIMEO),
         (SOL_SOCKET, SO_LINGER),
+        (SOL_SOCKET, crate::socket::scm::SO_PASSCRED),
+        (SOL_SOCKET, crate::socket::scm::SO_PASSSEC),
+        (SOL_SOCKET, crate::socket::scm::SO_PASSPIDFD),
     ];
     if sock.info.ty == SOCK_STREAM && sock.info.domain != AF_UNIX {
         opts.extend([

@@ -14,6 +14,8 @@ pub mod cpu;
 /// cbindgen:ignore
 pub mod real;
 /// cbindgen:ignore
+pub mod scm;
+/// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod shared_mem;
 /// cbindgen:ignore

@@ -56,6 +56,20 @@ impl<'a> CmsgOut<'a> {
         self.used += space(data.len()).min(room);
     }
 
+    /// The room left, for a writer that lays out its own messages there
+    /// (the kernel, installing passed fds); [`Self::advance`] then
+    /// counts them.
+    pub fn rest(&mut self) -> &mut [u8] {
+        &mut self.buf[self.used..]
+    }
+
+    /// `n` more bytes were written into [`Self::rest`]; `truncated`: some
+    /// did not fit (MSG_CTRUNC).
+    pub fn advance(&mut self, n: usize, truncated: bool) {
+        self.used = (self.used + n).min(self.buf.len());
+        self.truncated |= truncated;
+    }
+
     /// The bytes used (the `msg_controllen` to report).
     pub fn used(&self) -> usize {
         self.used
@@ -143,6 +157,48 @@ impl Socket {
 }
 
 impl Socket {
+    /// An AF_UNIX receive's own control messages, after the timestamps
+    /// (`__scm_recv_common`): SCM_CREDENTIALS under SO_PASSCRED (pid 0
+    /// and the overflow ids for a message that carried none), SCM_PIDFD
+    /// under SO_PASSPIDFD. Returns the fds to install after them (`true`:
+    /// copies, for a MSG_PEEK), which the C edge does.
+    pub(crate) fn unix_control(
+        &self,
+        info: &super::io::RecvInfo,
+        out: &mut CmsgOut<'_>,
+    ) -> Option<(alloc::sync::Arc<super::inflight::Fds>, bool)> {
+        use super::inflight::{taken, Cred};
+        if self.info.domain != AF_UNIX || info.err.is_some() {
+            return None;
+        }
+        let t = taken(info.scm);
+        let (passcred, passpidfd) = {
+            let o = &self.ctl.lock().opts;
+            (o.passcred(), o.passpidfd())
+        };
+        let cred = t.as_ref().and_then(|t| t.cred);
+        if passcred {
+            out.put(
+                SOL_SOCKET,
+                super::scm::SCM_CREDENTIALS,
+                &cred.unwrap_or(Cred::NONE).bytes(),
+            );
+        }
+        #[cfg(feature = "std")]
+        if passpidfd {
+            if let Some(c) = cred {
+                if let Ok(fd) = crate::platform::scm::pidfd_open(c.pid) {
+                    out.put(SOL_SOCKET, super::scm::SCM_PIDFD, &fd.to_ne_bytes());
+                }
+            }
+        }
+        #[cfg(not(feature = "std"))]
+        let _ = (passpidfd, super::scm::SCM_PIDFD);
+        let t = t?;
+        let peek = t.peek;
+        t.fds.map(|f| (f, peek))
+    }
+
     /// An error-queue entry's control messages (ip_recv_error,
     /// ipv6_recv_error): its software stamp when SO_TIMESTAMPING reports
     /// them, then the extended error with an offender address of the

@@ -113,6 +113,7 @@ impl Socket {
         let ip = self.info.domain != AF_UNIX;
         if !ip {
             self.check_family(addr)?;
+            self.passcred_autobind();
         }
         let f = self.flags();
         if f.is(Phase::Listening) {
@@ -263,6 +264,7 @@ impl Socket {
         let checked;
         let addr = if !self.is_ip() {
             self.check_family(addr)?;
+            self.passcred_autobind();
             addr
         } else {
             match self
@@ -303,6 +305,7 @@ impl Socket {
                 c
             };
             if let Some(c) = child {
+                c.ctl.lock().opts.set_unaccepted(false);
                 if let Some(b) = self.binding() {
                     b.backend.accepted(self.sref(b));
                 }

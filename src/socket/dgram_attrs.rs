@@ -200,6 +200,9 @@ pub struct SendCtl {
     pub ttl: Option<u8>,
     /// The source IP (v4-mapped for IPv4).
     pub src: Option<[u8; 16]>,
+    /// AF_UNIX: the message's SCM_RIGHTS/SCM_CREDENTIALS, staged in the
+    /// in-flight table (`inflight`; 0: none).
+    pub scm: u64,
 }
 
 impl SendCtl {

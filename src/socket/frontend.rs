@@ -45,6 +45,7 @@ impl SocketFrontend {
         h: SockHandle,
         frag: &Fragment<'_>,
         attrs: Option<&DgramAttrs>,
+        scm_key: Option<u64>,
     ) -> Result<(), Errno> {
         let s = sock(h)?;
         let hd = &frag.header;
@@ -99,6 +100,12 @@ impl SocketFrontend {
                 // takes them apart).
                 let mut held = [0u8; MAX_ADDR_LEN];
                 let src = match attrs {
+                    // An AF_UNIX message's attachment: its key in front.
+                    _ if scm_key.is_some() => {
+                        let n =
+                            super::inflight::keyed_src(scm_key.unwrap_or(0), frag.addr, &mut held);
+                        &held[..n]
+                    }
                     Some(a)
                         if s.rx_attrs_wanted() != 0
                             && matches!(frag.addr.len(), 16 | 28)
@@ -139,7 +146,29 @@ impl SocketFrontend {
 
 impl Frontend for SocketFrontend {
     fn deliver(&self, h: SockHandle, frag: &Fragment<'_>) -> Result<(), Errno> {
-        self.deliver_with(h, frag, None)
+        // No credentials are added here: a backend that delivers this way
+        // may be running in the receiver's process, not the sender's.
+        self.deliver_with(h, frag, None, None)
+    }
+
+    fn deliver_scm(&self, h: SockHandle, frag: &Fragment<'_>, scm: u64) -> Result<(), Errno> {
+        let s = match sock(h) {
+            Ok(s) => s,
+            Err(e) => {
+                super::scm::send_done(scm);
+                return Err(e);
+            }
+        };
+        s.deliver_scm(frag, scm, |k| self.deliver_with(h, frag, None, k))
+    }
+
+    fn peer_cred(
+        &self,
+        h: SockHandle,
+        cred: crate::backend::contract::PeerCred,
+    ) -> Result<(), Errno> {
+        sock(h)?.set_peer_cred(cred);
+        Ok(())
     }
 
     fn deliver_attrs(
@@ -148,7 +177,7 @@ impl Frontend for SocketFrontend {
         frag: &Fragment<'_>,
         attrs: &DgramAttrs,
     ) -> Result<(), Errno> {
-        self.deliver_with(h, frag, Some(attrs))
+        self.deliver_with(h, frag, Some(attrs), None)
     }
 
     fn incoming(&self, listener: SockHandle, state: SockState) -> Result<SockHandle, Errno> {
@@ -192,6 +221,9 @@ impl Frontend for SocketFrontend {
             let mut c = child.ctl.lock();
             c.parent = Some(Arc::downgrade(&l));
             c.opts = lo;
+            // Not the listener's: its own come from the backend.
+            c.opts.set_peer_cred(None);
+            c.opts.set_unaccepted(true);
             #[cfg(feature = "std")]
             {
                 c.kernel_opts = _record;

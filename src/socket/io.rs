@@ -29,6 +29,9 @@ pub struct RecvInfo {
     /// The datagram's IP header fields, when the socket asked for a cmsg
     /// of theirs as it arrived and its backend told them.
     pub attrs: Option<DgramAttrs>,
+    /// AF_UNIX: what the read took (credentials, fds), for recvmsg
+    /// (`inflight::taken`; 0: nothing).
+    pub scm: u64,
 }
 
 /// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
@@ -46,6 +49,8 @@ impl Socket {
 
     /// recv()/recvfrom()/recvmsg() into one or more buffers.
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
+        let collect = flags & super::scm::MSG_TAKES_CONTROL != 0;
+        let flags = flags & !super::scm::MSG_TAKES_CONTROL;
         if flags & MSG_ERRQUEUE != 0 {
             // The error queue never waits (sock_recv_errqueue).
             let (ret, truncated, err, addr) = self.recv_errqueue(bufs, flags & MSG_PEEK != 0)?;
@@ -72,13 +77,17 @@ impl Socket {
         match &self.rx {
             Rx::Stream(sb) => {
                 let want = total_len(bufs);
-                self.recv_stream(sb, bufs, flags, want).map(|ret| RecvInfo {
+                let mut scm = super::inflight::StreamRead::default();
+                let r = self.recv_stream(sb, bufs, flags, want, &mut scm);
+                let scm = scm.finish(collect && r.is_ok());
+                r.map(|ret| RecvInfo {
                     ret,
                     stamp_ns: self.tcp.last_arrival_ns(),
+                    scm,
                     ..Default::default()
                 })
             }
-            Rx::Dgram(db) => self.recv_dgram(db, bufs, flags),
+            Rx::Dgram(db) => self.recv_dgram(db, bufs, flags, collect),
         }
     }
 
@@ -90,7 +99,9 @@ impl Socket {
             return Err(EINVAL);
         }
         match &self.rx {
-            Rx::Stream(sb) => self.recv_stream(sb, &mut [], flags | MSG_TRUNC, len),
+            Rx::Stream(sb) => {
+                self.recv_stream(sb, &mut [], flags | MSG_TRUNC, len, &mut Default::default())
+            }
             Rx::Dgram(_) => Err(EOPNOTSUPP),
         }
     }
@@ -103,6 +114,7 @@ impl Socket {
         bufs: &mut [&mut [u8]],
         flags: i32,
         want: usize,
+        scm: &mut super::inflight::StreamRead,
     ) -> Result<usize, Errno> {
         let unconnected = if self.info.domain == AF_UNIX {
             EINVAL
@@ -112,9 +124,23 @@ impl Socket {
         if self.phase() == Phase::Listening {
             return Err(unconnected);
         }
+        let unix = self.info.domain == AF_UNIX;
         if want == 0 {
+            if unix && super::inflight::any_queued() {
+                // A read of no bytes still takes a message's fds.
+                let _g = self.rx_lock.lock();
+                let at = sb.read_offset();
+                let avail = sb.readable();
+                if avail > 0 {
+                    scm.cap(self.handle, at, avail, false);
+                    scm.took(self.handle, at, 0, flags & MSG_PEEK != 0);
+                }
+            }
             return Ok(0);
         }
+        // AF_UNIX: a read stops where credentials change (when asked
+        // for) and after a message with fds (`inflight::StreamRead`).
+        let passcred = unix && super::inflight::any_queued() && self.ctl.lock().opts.passcred();
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
         let deadline = self.rcv_deadline();
@@ -141,6 +167,19 @@ impl Socket {
                 } else {
                     self.urgent_read_limit(sb)
                 };
+                let at = sb.read_offset();
+                let scm_cap = if unix {
+                    scm.cap(self.handle, at, sb.readable(), passcred)
+                } else {
+                    None
+                };
+                if scm_cap == Some(0) {
+                    return Ok(got);
+                }
+                let limit = match (limit, scm_cap) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 let room = limit.map_or(want - got, |l| l.min(want - got));
                 let n = if peek && flags & MSG_TRUNC != 0 && self.info.domain != AF_UNIX {
                     // Linux's tcp_recvmsg copies nothing under MSG_TRUNC,
@@ -160,7 +199,14 @@ impl Socket {
                 } else {
                     self.peek_off_back(read_capped(sb, bufs, got, room))
                 };
-                (n, n > 0 && !peek && self.autotune(sb, n), limit == Some(n))
+                if unix && n > 0 {
+                    scm.took(self.handle, at, n, peek);
+                }
+                (
+                    n,
+                    n > 0 && !peek && self.autotune(sb, n),
+                    limit == Some(n) || scm.stop,
+                )
             };
             if n > 0 {
                 got += n;
@@ -219,6 +265,7 @@ impl Socket {
         db: &DgramBuf,
         bufs: &mut [&mut [u8]],
         flags: i32,
+        collect: bool,
     ) -> Result<RecvInfo, Errno> {
         let peek = flags & MSG_PEEK != 0;
         let deadline = self.rcv_deadline();
@@ -287,6 +334,12 @@ impl Socket {
                 // An IP source may be followed by the datagram's
                 // attributes (`SocketFrontend::deliver_attrs` kept them).
                 let held = &src[..m.src_len.min(MAX_ADDR_LEN)];
+                // AF_UNIX: the key of what the datagram carries
+                // (`inflight`), taken with it (truncated or not).
+                let (held, key) = super::inflight::split_key(held);
+                let scm = key.map_or(0, |k| {
+                    super::inflight::take_dgram(self.handle, k, peek, collect)
+                });
                 let (held, attrs) = split_attrs(held);
                 let addr = SockAddr::from_bytes(held);
                 let skipped = if peek && off >= 0 {
@@ -312,6 +365,7 @@ impl Socket {
                     addr,
                     err: None,
                     attrs,
+                    scm,
                 });
             }
             if let Some(e) = self.take_error() {
@@ -420,7 +474,7 @@ impl Socket {
             }
         }
         let r = if self.is_stream() {
-            self.send_stream(bufs, flags, dest)
+            self.send_stream(bufs, flags, dest, ctl.scm)
         } else {
             self.send_dgram(bufs, flags, dest, ctl)
         };
@@ -474,6 +528,7 @@ impl Socket {
         bufs: &[&[u8]],
         flags: i32,
         dest: Option<&SockAddr>,
+        scm: u64,
     ) -> Result<usize, Errno> {
         // AF_UNIX streams keep one out-of-band byte as TCP does
         // (CONFIG_AF_UNIX_OOB): the same marking serves both.
@@ -621,9 +676,13 @@ impl Socket {
             if self.capturing() {
                 self.capture_stream(off, &chunk[..n]);
             }
-            let r = b
-                .backend
-                .write(self.sref(b), &Fragment::stream(off, f, &chunk[..n]));
+            let frag = Fragment::stream(off, f, &chunk[..n]);
+            let r = if self.info.domain == AF_UNIX && sent == 0 {
+                // An AF_UNIX message starts here, with what it carries.
+                b.backend.write_scm(self.sref(b), &frag, scm)
+            } else {
+                b.backend.write(self.sref(b), &frag)
+            };
             tx = self.tx.lock();
             if let Err(e) = r {
                 // Refused: the range is given back if nobody took a later
@@ -721,6 +780,9 @@ impl Socket {
             && self.dont_fragment()
         {
             return Err(EMSGSIZE);
+        }
+        if dest.is_some() && self.info.domain == AF_UNIX {
+            self.passcred_autobind();
         }
         let b = match (self.binding(), dest) {
             (Some(b), _) => b,
@@ -820,6 +882,11 @@ impl Socket {
             let room = self.tx_room.load(Ordering::SeqCst);
             let wrote = match &attrs {
                 Some(a) => b.backend.write_attrs(self.sref(b), &frag, a),
+                // An AF_UNIX datagram, with what it carries: the frontend
+                // that receives it in-process adds credentials.
+                None if off == 0 && self.info.domain == AF_UNIX => {
+                    b.backend.write_scm(self.sref(b), &frag, ctl.scm)
+                }
                 None => b.backend.write(self.sref(b), &frag),
             };
             if self.info.domain == AF_UNIX && dest.is_none() {

@@ -25,9 +25,11 @@ pub mod errqueue;
 pub(crate) mod filter;
 mod frontend;
 mod inet_args;
+pub(crate) mod inflight;
 mod io;
 mod mcast;
 pub(crate) mod pcap;
+pub mod scm;
 pub(crate) mod state;
 mod sysctl;
 mod tcp_info;
@@ -710,6 +712,8 @@ impl Socket {
             }
             b.backend.close(self.sref(b));
         }
+        // What its queue held goes with it (AF_UNIX fds in flight).
+        inflight::purge(self.handle);
         slab::release(self.handle);
     }
 

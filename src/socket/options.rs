@@ -102,6 +102,16 @@ pub struct Options {
     tstamp: u8,
     /// SO_TIMESTAMPING's flags (the kernel checked them).
     tsflags: u32,
+    /// SO_PASSCRED, SO_PASSSEC, SO_PASSPIDFD (AF_UNIX; inherited through
+    /// accept with the rest).
+    passcred: bool,
+    passsec: bool,
+    passpidfd: bool,
+    /// An accepted-side socket not yet accepted: messages to it always
+    /// get credentials (`scm`).
+    unaccepted: bool,
+    /// SO_PEERCRED's record (`scm`), from the backend's `peer_cred`.
+    peer_cred: Option<crate::backend::contract::PeerCred>,
 }
 
 /// SOCK_RCVTSTAMP: receives carry their time.
@@ -148,12 +158,47 @@ impl Options {
             inq: false,
             tstamp: 0,
             tsflags: 0,
+            passcred: false,
+            passsec: false,
+            passpidfd: false,
+            unaccepted: false,
+            peer_cred: None,
         }
     }
 
     /// SO_SNDBUF as set (or wmem_default).
     pub(crate) fn sndbuf(&self) -> usize {
         self.sndbuf
+    }
+
+    /// SO_PASSCRED as set.
+    pub(crate) fn passcred(&self) -> bool {
+        self.passcred
+    }
+
+    /// SO_PASSPIDFD as set.
+    pub(crate) fn passpidfd(&self) -> bool {
+        self.passpidfd
+    }
+
+    /// Not yet accepted (see the field).
+    pub(crate) fn unaccepted(&self) -> bool {
+        self.unaccepted
+    }
+
+    /// Marks an accepted-side socket as queued (`true`) or accepted.
+    pub(crate) fn set_unaccepted(&mut self, on: bool) {
+        self.unaccepted = on;
+    }
+
+    /// SO_PEERCRED's record.
+    pub(crate) fn peer_cred(&self) -> Option<crate::backend::contract::PeerCred> {
+        self.peer_cred
+    }
+
+    /// Sets SO_PEERCRED's record.
+    pub(crate) fn set_peer_cred(&mut self, c: Option<crate::backend::contract::PeerCred>) {
+        self.peer_cred = c;
     }
 
     /// TCP_MAXSEG as set (0: none).
@@ -392,6 +437,13 @@ impl Socket {
                 SO_INCOMING_CPU => Ok(OptVal::Int(self.incoming_cpu.load(Ordering::Relaxed))),
                 SO_TIMESTAMP => b(o.tstamp == TS_RCV),
                 SO_TIMESTAMPNS => b(o.tstamp & TS_NS != 0),
+                super::scm::SO_PASSCRED if self.info.domain == AF_UNIX => b(o.passcred),
+                super::scm::SO_PASSSEC if self.info.domain == AF_UNIX => b(o.passsec),
+                super::scm::SO_PASSPIDFD if self.info.domain == AF_UNIX => b(o.passpidfd),
+                super::scm::SO_PEERCRED if self.info.domain == AF_UNIX => {
+                    Ok(OptVal::Bytes(self.peer_cred_bytes().to_vec()))
+                }
+                super::scm::SO_PEERPIDFD if self.info.domain == AF_UNIX => self.peer_pidfd(),
                 ATTACH_FILTER | DETACH_FILTER | LOCK_FILTER => self.filter_getsockopt(name),
                 _ => self.kernel_get(level, name, cap, ENOPROTOOPT),
             },
@@ -674,6 +726,13 @@ impl Socket {
                 SO_BROADCAST => flag(|o, v| o.broadcast = v),
                 SO_OOBINLINE => flag(|o, v| o.oobinline = v),
                 SO_DONTROUTE => flag(|o, v| o.dontroute = v),
+                super::scm::SO_PASSCRED if self.info.domain == AF_UNIX => {
+                    flag(|o, v| o.passcred = v)
+                }
+                super::scm::SO_PASSSEC if self.info.domain == AF_UNIX => flag(|o, v| o.passsec = v),
+                super::scm::SO_PASSPIDFD if self.info.domain == AF_UNIX => {
+                    flag(|o, v| o.passpidfd = v)
+                }
                 SO_RCVLOWAT => {
                     // sk_setsockopt: negative is INT_MAX, 0 is 1; TCP's
                     // tcp_set_rcvlowat caps it at half the receive buffer
@@ -1010,6 +1069,25 @@ impl Socket {
             if let Some(b) = self.binding() {
                 b.backend.window(self.sref(b), end);
             }
+        }
+    }
+}
+
+impl Socket {
+    /// SO_PEERPIDFD: a new pidfd of the peer's process (ENODATA without a
+    /// peer, as Linux); the hosted platform only.
+    fn peer_pidfd(&self) -> Result<OptVal, Errno> {
+        let Some(c) = self.ctl.lock().opts.peer_cred else {
+            return Err(super::scm::ENODATA);
+        };
+        #[cfg(feature = "std")]
+        {
+            crate::platform::scm::pidfd_open(c.pid).map(OptVal::Int)
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = c;
+            Err(ENOPROTOOPT)
         }
     }
 }

@@ -57,6 +57,9 @@ struct Inner {
     dgram_peer: Option<SockAddr>,
     /// Connectors waiting for room in this listener's accept queue.
     pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+    /// An AF_UNIX listener's credentials as of listen(): what its
+    /// clients' SO_PEERCRED reports.
+    listen_cred: Option<PeerCred>,
     /// Where this socket's TIME_WAIT would hold its port, and with which
     /// flags: its own binding's, or for an accepted socket its listener's
     /// (it inherits SO_REUSEADDR and SO_REUSEPORT).
@@ -467,6 +470,13 @@ impl Loopback {
             }
         }
         LoSock::link(&child, c);
+        if c.info.domain == AF_UNIX {
+            // The connector's as of connect() for the accepted socket, the
+            // listener's as of listen() for the connector.
+            tell_cred(ch, own_cred());
+            let lc = l.inner.lock().listen_cred;
+            tell_cred(c.handle(), lc);
+        }
         if let Ok(w) = upcall::window(c.handle()) {
             let _ = upcall::credit(ch, w);
         }
@@ -556,7 +566,7 @@ impl Loopback {
         let _ = upcall::reset(s.handle(), err);
     }
 
-    fn write_stream(&self, s: &LoSock, frag: &Fragment<'_>) -> Result<(), Errno> {
+    fn write_stream(&self, s: &LoSock, frag: &Fragment<'_>, scm: Option<u64>) -> Result<(), Errno> {
         let peer = s.peer.load(Ordering::Acquire);
         let data = !frag.payload.is_empty();
         // AF_UNIX knows at once that its peer is gone: EPIPE, no reset dance.
@@ -573,7 +583,7 @@ impl Loopback {
             }
             return Ok(());
         }
-        match upcall::deliver(SockHandle(peer), frag) {
+        match deliver_unix(SockHandle(peer), frag, scm) {
             Ok(()) => {
                 if frag.header.flags & FLAG_RST != 0 {
                     s.peer.store(0, Ordering::Release);
@@ -640,9 +650,10 @@ impl Loopback {
         sock: &SockRef<'_>,
         frag: &Fragment<'_>,
         attrs: Option<&DgramAttrs>,
+        scm: Option<u64>,
     ) -> Result<(), Errno> {
         if s.info.domain == AF_UNIX {
-            return self.write_unix_dgram(s, sock, frag);
+            return self.write_unix_dgram(s, sock, frag, scm);
         }
         let dest = if frag.addr.is_empty() {
             let p = s.inner.lock().dgram_peer;
@@ -659,7 +670,7 @@ impl Loopback {
         if connected && pair_peer != 0 {
             let unnamed = SockAddr::unnamed(AF_UNIX);
             let out = frag.with_addr(unnamed.as_bytes());
-            return match upcall::deliver(SockHandle(pair_peer), &out) {
+            return match deliver_unix(SockHandle(pair_peer), &out, scm) {
                 Err(ENOBUFS) => Err(EAGAIN),
                 Err(EBADF) => Err(ECONNREFUSED),
                 r => r,
@@ -767,7 +778,11 @@ impl Loopback {
             (Some(a), Some(ep)) => Some(with_dst(a, ep)),
             _ => None,
         };
-        match deliver(t.handle, &out, attrs.as_ref()) {
+        let r = match scm {
+            Some(_) => deliver_unix(t.handle, &out, scm),
+            None => deliver(t.handle, &out, attrs.as_ref()),
+        };
+        match r {
             Ok(()) => Ok(()),
             // A full receiver drops the datagram, as UDP does; AF_UNIX makes
             // the sender wait instead.
@@ -808,6 +823,7 @@ impl Loopback {
         s: &Arc<LoSock>,
         sock: &SockRef<'_>,
         frag: &Fragment<'_>,
+        scm: Option<u64>,
     ) -> Result<(), Errno> {
         let connected = frag.addr.is_empty();
         let (t, th) = if connected {
@@ -870,7 +886,7 @@ impl Loopback {
         } else {
             src.as_bytes()
         });
-        let r = upcall::deliver(th, &out);
+        let r = deliver_unix(th, &out, scm);
         // The datagram, once complete, counts as the sender's while the
         // receiver holds it. Recorded after the delivery (no lock held
         // across an upcall), then settled at once against what the
@@ -903,6 +919,32 @@ fn with_dst(a: &DgramAttrs, ep: &IpEp) -> DgramAttrs {
     a.dst = ep.ip;
     a.flags |= crate::backend::attrs::ATTR_DST;
     a
+}
+
+/// The calling process's credentials as SO_PEERCRED records them (the
+/// effective ids), `None` without a kernel to ask.
+fn own_cred() -> Option<PeerCred> {
+    crate::platform::scm::ids().map(|i| PeerCred {
+        pid: i.pid,
+        uid: i.euid,
+        gid: i.egid,
+    })
+}
+
+/// Tells the frontend the peer credentials of AF_UNIX socket `h`.
+fn tell_cred(h: SockHandle, cred: Option<PeerCred>) {
+    if let Some(c) = cred {
+        let _ = upcall::peer_cred(h, c);
+    }
+}
+
+/// Delivers an AF_UNIX message's first fragment with its attachment
+/// (`scm`), any other fragment alone.
+fn deliver_unix(h: SockHandle, frag: &Fragment<'_>, scm: Option<u64>) -> Result<(), Errno> {
+    match scm {
+        Some(id) => upcall::deliver_scm(h, frag, id),
+        None => upcall::deliver(h, frag),
+    }
 }
 
 /// Delivers, with the datagram's attributes when there are any.
@@ -951,6 +993,12 @@ impl Backend for Loopback {
             self.table.check_listen(&key, &s)?;
         }
         s.listening.store(true, Ordering::Release);
+        if s.info.domain == AF_UNIX {
+            // A listener's SO_PEERCRED is its own, as of listen().
+            let me = own_cred();
+            s.inner.lock().listen_cred = me;
+            tell_cred(sock.handle, me);
+        }
         Ok(())
     }
 
@@ -1038,11 +1086,24 @@ impl Backend for Loopback {
                         p.got_fin.store(true, Ordering::Release);
                     }
                 }
-                self.write_stream(s, frag)
+                self.write_stream(s, frag, None)
             }
             FragKind::Dgram => {
                 let s = arc(&sock)?;
-                self.write_dgram(&s, &sock, frag, None)
+                self.write_dgram(&s, &sock, frag, None, None)
+            }
+        }
+    }
+
+    fn write_scm(&self, sock: SockRef<'_>, frag: &Fragment<'_>, scm: u64) -> Result<(), Errno> {
+        match frag.header.kind {
+            FragKind::Stream if frag.header.flags & (FLAG_FIN | FLAG_RST) == 0 => {
+                self.write_stream(lo(&sock)?, frag, Some(scm))
+            }
+            FragKind::Stream => self.write(sock, frag),
+            FragKind::Dgram => {
+                let s = arc(&sock)?;
+                self.write_dgram(&s, &sock, frag, None, Some(scm))
             }
         }
     }
@@ -1056,7 +1117,7 @@ impl Backend for Loopback {
         match frag.header.kind {
             FragKind::Dgram => {
                 let s = arc(&sock)?;
-                self.write_dgram(&s, &sock, frag, Some(attrs))
+                self.write_dgram(&s, &sock, frag, Some(attrs), None)
             }
             FragKind::Stream => self.write(sock, frag),
         }
@@ -1123,6 +1184,10 @@ impl Backend for Loopback {
         }
         // Datagram pairs have no names either: they know each other.
         LoSock::link(&sa, &sb);
+        // Both ends: their creator's.
+        let me = own_cred();
+        tell_cred(a, me);
+        tell_cred(b, me);
         if info.ty == SOCK_STREAM {
             let _ = upcall::credit(a, upcall::window(b)?);
             let _ = upcall::credit(b, upcall::window(a)?);
