@@ -19,6 +19,7 @@ struct Held {
     link_accept: MutexGuard<'static, ()>,
     ports: MutexGuard<'static, BTreeMap<u32, DgramPort>>,
     links: MutexGuard<'static, BTreeMap<u32, Arc<Conn>>>,
+    unix_links: MutexGuard<'static, BTreeMap<std::path::PathBuf, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
     paused: MutexGuard<'static, Vec<Arc<Conn>>>,
 }
@@ -38,6 +39,7 @@ pub fn atfork_prepare() {
         link_accept: super::thread::LINK_ACCEPT.lock(),
         ports: DGRAM_PORTS.lock(),
         links: DGRAM_LINKS.lock(),
+        unix_links: super::unix::UNIX_LINKS.lock(),
         conns: TRANSPORT.conns.lock(),
         paused: TRANSPORT.paused.lock(),
     };
@@ -52,11 +54,13 @@ pub(super) fn atfork_release() {
             link_accept,
             ports,
             links,
+            unix_links,
             conns,
             paused,
         } = h;
         drop(paused);
         drop(conns);
+        drop(unix_links);
         drop(links);
         drop(ports);
         drop(link_accept);
@@ -81,6 +85,7 @@ pub fn atfork_child() {
     // their kernel sockets are closed below, their files are not touched.
     core::mem::take(&mut *DGRAM_PORTS.lock());
     core::mem::take(&mut *DGRAM_LINKS.lock());
+    core::mem::take(&mut *super::unix::UNIX_LINKS.lock());
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
         c.state.close();
