@@ -49,12 +49,16 @@
 //!   (`ports::time_wait`).
 //! - A malformed message, or one against the protocol, ends that connection
 //!   (or link) and nothing else.
+//! - AF_UNIX stream and datagram sockets ride the same connections and
+//!   links; a pathname or abstract name leads to a rendezvous socket in the
+//!   directory instead of a port file (the design, and why, is in `unix`).
 //!
 //! Here: the backend's operations. `envelope` is the message format,
 //! `conn` holds a kernel socket of the transport and its output, `thread`
 //! the transport thread and what it watches, `receive` messages coming in
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
-//! the socket files, `fork` the locks around fork(). Its system calls are
+//! the socket files, `unix` AF_UNIX names, `fork` the locks around
+//! fork(). Its system calls are
 //! `platform::unix_ipc`'s safe functions.
 #![deny(unsafe_code)]
 

@@ -41,14 +41,22 @@
 //!
 //! Linux's connect() of AF_UNIX completes at once or fails (EAGAIN when
 //! the listener's queue is full); the client here waits for the server
-//! process's answer in connect() (`HANDSHAKE`), so that it returns as on
+//! process's answer in connect() (`HANDSHAKE_MS`), so that it returns as on
 //! Linux. A server that does not answer in that time (stopped) leaves the
 //! connect to complete later, as a TCP one.
 //!
+//! Within one process, Linux's synchronous delivery is kept: the two ends
+//! of a connection read each other after each write (`pump_twin`), and a
+//! datagram to a socket of this process is delivered in place.
+//!
 //! Left as they are: a datagram to a socket connected to another peer is
-//! delivered (Linux refuses it at the sender with EPERM); SCM_RIGHTS and
-//! SCM_CREDENTIALS do not cross processes; socketpair() stays in-process
-//! (loopback); SOCK_SEQPACKET is not carried.
+//! delivered (Linux refuses it at the sender with EPERM); a peer process
+//! that dies without closing (SIGKILL) resets its connections (Linux's
+//! close gives end-of-file unless data was left unread); abstract names
+//! are shared by the network directory's processes, not by the network
+//! namespace; SCM_RIGHTS and SCM_CREDENTIALS do not cross processes;
+//! socketpair() stays in-process (loopback); SOCK_SEQPACKET is not
+//! carried.
 #![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
