@@ -49,8 +49,9 @@
 //! of a connection read each other after each write (`pump_twin`), and a
 //! datagram to a socket of this process is delivered in place.
 //!
-//! Left as they are: a datagram to a socket connected to another peer is
-//! delivered (Linux refuses it at the sender with EPERM); a peer process
+//! Left as they are: a datagram from another process to a socket
+//! connected to a third one is delivered (Linux refuses it at the sender
+//! with EPERM, as this process's own sends are refused); a peer process
 //! that dies without closing (SIGKILL) resets its connections (Linux's
 //! close gives end-of-file unless data was left unread); abstract names
 //! are shared by the network directory's processes, not by the network
@@ -164,6 +165,25 @@ pub(super) fn unix_receiver(key: u32) -> Option<SockHandle> {
         .lock()
         .get(&key)
         .and_then(|p| p.members.first().map(|m| m.0))
+}
+
+/// Whether datagram socket `x` may send to this process's datagram
+/// socket at port `key`: unless that one is connected to another socket
+/// (Linux's `unix_may_send`; the sender then sees EPERM). Its peer is
+/// told by rendezvous, as the sender's own name leads to.
+fn may_send(x: &XSock, key: u32) -> bool {
+    let receiver = DGRAM_PORTS
+        .lock()
+        .get(&key)
+        .and_then(|p| p.members.first().and_then(|m| m.2.upgrade()));
+    let Some(r) = receiver else {
+        return true;
+    };
+    let Some(peer) = r.target.lock().clone() else {
+        return true;
+    };
+    let mine = x.unix.lock().as_ref().map(|p| p.rdv.clone());
+    mine.is_some_and(|m| m == peer)
 }
 
 fn type_char(ty: i32) -> char {
@@ -561,6 +581,9 @@ impl XProc {
         let out = frag.with_addr(src.as_ref().map_or(&[][..], |a| a.as_bytes()));
         let local = UNIX_LOCAL.lock().get(&rdv).copied();
         if let Some(key) = local {
+            if !may_send(x, key) {
+                return Err(EPERM);
+            }
             return match unix_receiver(key).map(|h| upcall::deliver(h, &out)) {
                 Some(Ok(())) => Ok(()),
                 // A full receiver: the sender waits (or sees EAGAIN).
