@@ -100,13 +100,15 @@ pub(super) static UNIX_LINKS: Mutex<BTreeMap<PathBuf, Arc<Conn>>> = Mutex::new(B
 /// This process's AF_UNIX datagram sockets by rendezvous (their port
 /// keys): a datagram to one of them is delivered in place, as loopback
 /// does, so that it is in the receiver's buffer when its send returns (as
-/// on Linux) and a full receiver makes its sender wait at once.
-static UNIX_LOCAL: Mutex<BTreeMap<PathBuf, u32>> = Mutex::new(BTreeMap::new());
+/// on Linux) and a full receiver makes its sender wait at once. Lock
+/// order: after `DGRAM_PORTS`.
+pub(super) static UNIX_LOCAL: Mutex<BTreeMap<PathBuf, u32>> = Mutex::new(BTreeMap::new());
 
 /// Client connections of this process still in their handshake, by
 /// token (see `envelope`'s CRED): a server of this process pairs its end
 /// with the client's (`Conn::twin`).
-static TWINS: Mutex<BTreeMap<u64, alloc::sync::Weak<Conn>>> = Mutex::new(BTreeMap::new());
+pub(super) static TWINS: Mutex<BTreeMap<u64, alloc::sync::Weak<Conn>>> =
+    Mutex::new(BTreeMap::new());
 
 static NEXT_TOKEN: AtomicU32 = AtomicU32::new(1);
 
