@@ -79,6 +79,9 @@ pub(super) struct Conn {
     /// read after each write here so that a send is in its receiver's
     /// buffer when it returns, as on Linux (see `unix::pump_twin`).
     pub(super) twin: Mutex<Weak<Conn>>,
+    /// The end of the stream bytes received so far (where an end-of-file
+    /// the peer could not send goes, see `Transport::lost`).
+    pub(super) rx_end: AtomicU64,
 }
 
 impl Conn {
@@ -222,6 +225,7 @@ impl Conn {
             cred: Mutex::new(None),
             token: Mutex::new(0),
             twin: Mutex::new(Weak::new()),
+            rx_end: AtomicU64::new(0),
         }
     }
 }

@@ -295,6 +295,8 @@ impl Transport {
                 if f.header.flags & wire::FLAG_FIN != 0 {
                     c.state.fin_in();
                 }
+                c.rx_end
+                    .fetch_max(f.header.offset + f.payload.len() as u64, Ordering::AcqRel);
                 match upcall::deliver(c.handle(), f) {
                     // EBADF: the socket was closed here; its peer learns of it.
                     Ok(()) | Err(EBADF) => {}

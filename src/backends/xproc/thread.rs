@@ -278,6 +278,18 @@ impl Transport {
                 let _ = upcall::hangup(c.handle());
             }
             self.remove(c);
+        } else if c.state.is_up() && matches!(c.role, Role::Stream) && self.is_unix(c) {
+            // The peer's process ended without closing (killed): Linux
+            // closes its sockets then, so the survivor reads end-of-file
+            // (a reset only if the dead one left data unread, which
+            // nobody here can know) and is shut both ways.
+            let h = c.handle();
+            let end = c.rx_end.load(Ordering::Acquire);
+            let fin =
+                crate::backend::wire::Fragment::stream(end, crate::backend::wire::FLAG_FIN, &[]);
+            let _ = upcall::deliver(h, &fin);
+            let _ = upcall::hangup(h);
+            self.remove(c);
         } else {
             self.refuse_or_reset(c);
         }

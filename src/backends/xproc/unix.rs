@@ -52,8 +52,8 @@
 //! Left as they are: a datagram from another process to a socket
 //! connected to a third one is delivered (Linux refuses it at the sender
 //! with EPERM, as this process's own sends are refused); a peer process
-//! that dies without closing (SIGKILL) resets its connections (Linux's
-//! close gives end-of-file unless data was left unread); abstract names
+//! that dies without closing (SIGKILL) gives end-of-file (Linux resets
+//! instead when the dead socket left data unread); abstract names
 //! are shared by the network directory's processes, not by the network
 //! namespace; SCM_RIGHTS and SCM_CREDENTIALS do not cross processes;
 //! socketpair() stays in-process (loopback); SOCK_SEQPACKET is not
