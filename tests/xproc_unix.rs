@@ -390,6 +390,43 @@ fn stream_abstract() {
     stream_server("stream_abstract", &name, "as");
 }
 
+/// A client process killed while connected: the server reads what it
+/// sent, then end-of-file, as Linux's close of a dead process's sockets
+/// gives (not a reset: it left nothing unread).
+#[test]
+fn stream_peer_killed() {
+    let name = abstract_name("killed");
+    if as_child(|| {
+        let c = socket(libc::SOCK_STREAM);
+        connect(c, &name).expect("connect");
+        send(c, b"hi");
+        println!("CHILD-OK");
+        let _ = std::io::stdout().flush();
+        std::thread::sleep(std::time::Duration::from_secs(60));
+    }) {
+        return;
+    }
+    dirs();
+    let l = socket(libc::SOCK_STREAM);
+    bind(l, &name);
+    // SAFETY: integer arguments.
+    ok(unsafe { usock_listen(l, 4) } as isize, "listen");
+    let mut child = spawn_client("stream_peer_killed", "client");
+    readable(l);
+    // SAFETY: no address asked for.
+    let s = ok(
+        unsafe { usock_accept(l, std::ptr::null_mut(), std::ptr::null_mut()) } as isize,
+        "accept",
+    ) as c_int;
+    let (b, _, _) = recvfrom(s);
+    assert_eq!(b, b"hi");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert_eq!(read_to_end(s), b"", "end-of-file after the peer's death");
+    close(s);
+    close(l);
+}
+
 #[test]
 fn dgram_pathname() {
     let name = path_name("dgram.sock");

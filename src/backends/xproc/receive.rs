@@ -295,6 +295,9 @@ impl Transport {
                 if f.header.flags & wire::FLAG_FIN != 0 {
                     c.state.fin_in();
                 }
+                if f.header.flags & wire::FLAG_RST != 0 {
+                    c.state.rst_in();
+                }
                 c.rx_end
                     .fetch_max(f.header.offset + f.payload.len() as u64, Ordering::AcqRel);
                 match upcall::deliver(c.handle(), f) {

@@ -278,7 +278,11 @@ impl Transport {
                 let _ = upcall::hangup(c.handle());
             }
             self.remove(c);
-        } else if c.state.is_up() && matches!(c.role, Role::Stream) && self.is_unix(c) {
+        } else if c.state.is_up()
+            && !c.state.got_rst()
+            && matches!(c.role, Role::Stream)
+            && self.is_unix(c)
+        {
             // The peer's process ended without closing (killed): Linux
             // closes its sockets then, so the survivor reads end-of-file
             // (a reset only if the dead one left data unread, which
