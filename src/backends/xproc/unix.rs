@@ -378,8 +378,13 @@ impl XProc {
                 ..Conn::new(k, Role::Dgram, h, h)
             });
             if let Err(e) = transport().add(c.clone()) {
+                // The kernel socket goes with the connection; the files
+                // as `undo` removes them.
                 transport().remove(&c);
                 let _ = std::fs::remove_file(&rdv);
+                if let Some(p) = &file {
+                    let _ = std::fs::remove_file(path_of(p));
+                }
                 return Err(e);
             }
             ports.insert(
