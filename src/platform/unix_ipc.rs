@@ -286,3 +286,22 @@ pub fn unix_path_bound(path: &std::path::Path) -> bool {
         line.len() > want.len() && line.ends_with(want) && line[line.len() - want.len() - 1] == b' '
     })
 }
+
+/// Waits up to `ms` for input (or the end) on `kfd`; whether it came.
+pub fn poll_in(kfd: i32, ms: i32) -> bool {
+    let mut p = libc::pollfd {
+        fd: kfd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: poll on one live pollfd.
+    let r = unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1, ms) };
+    r > 0
+}
+
+/// This process's id and effective user and group ids: what SO_PEERCRED
+/// reports to the peer of an AF_UNIX socket it connects or listens on.
+pub fn own_cred() -> (i32, u32, u32) {
+    // SAFETY: getpid, geteuid and getegid have no preconditions.
+    unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) }
+}

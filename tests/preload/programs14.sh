@@ -159,6 +159,9 @@ socat_case() {
   else
     name="@usock-programs14-$$-$m" listen="ABSTRACT-LISTEN:usock-programs14-$$-$m"
     connect="ABSTRACT-CONNECT:usock-programs14-$$-$m"
+    # user mode: no kernel socket or file tells that the listener is up;
+    # the client's connect retries a refusal instead (bounded)
+    [ "$m" = user ] && connect="$connect,retry=100,interval=0.1"
   fi
   serve "$m" "socat-$m-$kind" socat -u "$listen" "OPEN:$dir/out.bin,creat,trunc"
   if [ "$m" = user ]; then

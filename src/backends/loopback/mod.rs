@@ -12,7 +12,8 @@
 //! refuses a connection to a closed local port.
 #![deny(unsafe_code)]
 
-mod fs;
+/// AF_UNIX pathnames as socket files (the cross-process backend uses them too).
+pub(crate) mod fs;
 mod table;
 
 use alloc::collections::VecDeque;

@@ -70,6 +70,18 @@ pub(super) struct Conn {
     pub(super) state: ConnState,
     /// The events the transport's epoll set watches (0: not in it).
     pub(super) watching: AtomicU32,
+    /// AF_UNIX: the peer's credentials from its CRED message, until the
+    /// socket they belong to is known (HELLO, ACCEPT).
+    pub(super) cred: Mutex<Option<PeerCred>>,
+    /// AF_UNIX: the client's token for the connection (see `envelope`).
+    pub(super) token: Mutex<u64>,
+    /// AF_UNIX: the other end's connection when it is in this process,
+    /// read after each write here so that a send is in its receiver's
+    /// buffer when it returns, as on Linux (see `unix::pump_twin`).
+    pub(super) twin: Mutex<Weak<Conn>>,
+    /// The end of the stream bytes received so far (where an end-of-file
+    /// the peer could not send goes, see `Transport::lost`).
+    pub(super) rx_end: AtomicU64,
 }
 
 impl Conn {
@@ -210,6 +222,10 @@ impl Conn {
             inbuf: Mutex::new(Vec::new()),
             state: ConnState::new(),
             watching: AtomicU32::new(0),
+            cred: Mutex::new(None),
+            token: Mutex::new(0),
+            twin: Mutex::new(Weak::new()),
+            rx_end: AtomicU64::new(0),
         }
     }
 }

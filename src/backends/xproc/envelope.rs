@@ -7,7 +7,7 @@
 //!
 //! | Offset | Size | Field      | Meaning                                                     |
 //! |-------:|-----:|------------|-------------------------------------------------------------|
-//! |      0 |    1 | `type`     | `1` DATA, `2` HELLO, `3` ACCEPT, `4` WINDOW; others invalid |
+//! |      0 |    1 | `type`     | `1` DATA, `2` HELLO, `3` ACCEPT, `4` WINDOW, `5` CRED, `6` BUSY; others invalid |
 //! |      1 |    1 | `version`  | `2` ([`XPROC_VERSION`])                                     |
 //! |      2 |    2 | `reserved` | `0`                                                         |
 //! |      4 |    4 | `len`      | body bytes after the envelope                               |
@@ -33,6 +33,19 @@
 //!   receive window (u64), then the server's address.
 //! - **WINDOW** (either way, after the handshake): the new end of the
 //!   sender's receive window (u64); `len` is 8.
+//! - **CRED** (AF_UNIX connections, either way, before HELLO or ACCEPT):
+//!   the credentials SO_PEERCRED reports at the other end (pid as i32,
+//!   uid, gid as u32), then the client's token for its connection (u64:
+//!   its pid in the high half; the server's CRED echoes it), by which a
+//!   server in the client's own process finds the other end; `len` is
+//!   20. The client's are its process's at
+//!   connect(), the server's its listener's at listen(): the program's
+//!   peer as Linux records it, which a transport socket's own kernel
+//!   credentials are not once a socket changed hands.
+//! - **BUSY** (server → client, AF_UNIX, instead of ACCEPT): the
+//!   listener's accept queue is full; the client's connect() sees EAGAIN
+//!   (and a blocking one tries again), as Linux's AF_UNIX does not queue
+//!   a connect beyond the backlog. `len` is 0.
 //!
 //! Version 1 (before this envelope) sent bare wire frames and named its
 //! control frames in the wire header's `conn` field; its first byte (`U`
@@ -61,6 +74,8 @@ const T_DATA: u8 = 1;
 const T_HELLO: u8 = 2;
 const T_ACCEPT: u8 = 3;
 const T_WINDOW: u8 = 4;
+const T_CRED: u8 = 5;
+const T_BUSY: u8 = 6;
 
 /// The longest control body (ACCEPT: a window and an address).
 const CTL_BODY_MAX: usize = 8 + wire::MAX_ADDR;
@@ -83,6 +98,10 @@ pub(super) enum Msg<'a> {
     Accept { window: u64, addr: &'a [u8] },
     /// A new receive window end.
     Window(u64),
+    /// The sender's peer credentials and the connection's token (AF_UNIX).
+    Cred(crate::backend::contract::PeerCred, u64),
+    /// The listener's accept queue is full (AF_UNIX).
+    Busy,
 }
 
 /// A message that breaks the rules of the module docs.
@@ -107,8 +126,17 @@ pub(super) fn data_header(f: &wire::Fragment<'_>) -> Result<DataHeader, Errno> {
 /// Control message `m` (not DATA: `EINVAL`, as an address too long).
 pub(super) fn control(m: &Msg<'_>) -> Result<CtlBytes, Errno> {
     let mut out = [0u8; ENV_LEN + CTL_BODY_MAX];
+    let mut cred = [0u8; 20];
     let (ty, value, addr): (u8, Option<u64>, &[u8]) = match *m {
         Msg::Data(_) => return Err(EINVAL),
+        Msg::Cred(c, token) => {
+            cred[..4].copy_from_slice(&c.pid.to_be_bytes());
+            cred[4..8].copy_from_slice(&c.uid.to_be_bytes());
+            cred[8..12].copy_from_slice(&c.gid.to_be_bytes());
+            cred[12..].copy_from_slice(&token.to_be_bytes());
+            (T_CRED, None, &cred[..])
+        }
+        Msg::Busy => (T_BUSY, None, &[]),
         Msg::Hello { addr } => (T_HELLO, None, addr),
         Msg::Accept { window, addr } => (T_ACCEPT, Some(window), addr),
         Msg::Window(w) => (T_WINDOW, Some(w), &[]),
@@ -134,7 +162,7 @@ pub(super) fn decode(buf: &[u8]) -> Result<Option<(Msg<'_>, usize)>, BadMsg> {
     let Some(&ty) = buf.first() else {
         return Ok(None);
     };
-    if !(T_DATA..=T_WINDOW).contains(&ty) {
+    if !(T_DATA..=T_BUSY).contains(&ty) {
         return Err(BadMsg);
     }
     if buf.get(1).is_some_and(|&v| v != XPROC_VERSION) {
@@ -176,6 +204,21 @@ pub(super) fn decode(buf: &[u8]) -> Result<Option<(Msg<'_>, usize)>, BadMsg> {
             }
         }
         T_WINDOW => Msg::Window(u64::from_be_bytes(body.try_into().map_err(|_| BadMsg)?)),
+        T_CRED => {
+            let b: &[u8; 20] = body.try_into().map_err(|_| BadMsg)?;
+            let word = |i: usize| [b[i], b[i + 1], b[i + 2], b[i + 3]];
+            let mut token = [0u8; 8];
+            token.copy_from_slice(&b[12..]);
+            Msg::Cred(
+                crate::backend::contract::PeerCred {
+                    pid: i32::from_be_bytes(word(0)),
+                    uid: u32::from_be_bytes(word(4)),
+                    gid: u32::from_be_bytes(word(8)),
+                },
+                u64::from_be_bytes(token),
+            )
+        }
+        T_BUSY if len == 0 => Msg::Busy,
         _ => return Err(BadMsg),
     };
     Ok(Some((m, ENV_LEN + len)))
@@ -224,6 +267,15 @@ mod tests {
                 addr: &a,
             },
             Msg::Window(77),
+            Msg::Cred(
+                crate::backend::contract::PeerCred {
+                    pid: 4242,
+                    uid: 1000,
+                    gid: u32::MAX,
+                },
+                u64::MAX - 1,
+            ),
+            Msg::Busy,
         ] {
             let (b, len) = control(&m).unwrap();
             let (got, n) = decode(&b[..len]).unwrap().unwrap();
@@ -249,6 +301,20 @@ mod tests {
             v
         };
         assert_eq!(decode(&[0]).err(), Some(BadMsg), "type 0");
+        assert_eq!(decode(&[7]).err(), Some(BadMsg), "type 7");
+        let cred = crate::backend::contract::PeerCred {
+            pid: 1,
+            uid: 2,
+            gid: 3,
+        };
+        let (c, clen) = control(&Msg::Cred(cred, 4)).unwrap();
+        let mut short = c[..clen - 1].to_vec();
+        short[7] = 19;
+        assert_eq!(decode(&short).err(), Some(BadMsg), "CRED of 19 bytes");
+        let mut busy = control(&Msg::Busy).unwrap().0[..ENV_LEN].to_vec();
+        busy[7] = 1;
+        busy.push(0);
+        assert_eq!(decode(&busy).err(), Some(BadMsg), "BUSY with a body");
         assert_eq!(decode(b"US").err(), Some(BadMsg), "a version 1 wire frame");
         assert_eq!(decode(&[1, 1]).err(), Some(BadMsg), "version 1");
         assert_eq!(decode(&patched(2, &[1])).err(), Some(BadMsg), "reserved");

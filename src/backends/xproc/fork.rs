@@ -18,7 +18,10 @@ use crate::sync::MutexGuard;
 struct Held {
     link_accept: MutexGuard<'static, ()>,
     ports: MutexGuard<'static, BTreeMap<u32, DgramPort>>,
+    unix_local: MutexGuard<'static, BTreeMap<std::path::PathBuf, u32>>,
+    twins: MutexGuard<'static, BTreeMap<u64, alloc::sync::Weak<Conn>>>,
     links: MutexGuard<'static, BTreeMap<u32, Arc<Conn>>>,
+    unix_links: MutexGuard<'static, BTreeMap<std::path::PathBuf, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
     paused: MutexGuard<'static, Vec<Arc<Conn>>>,
 }
@@ -28,7 +31,7 @@ std::thread_local! {
 }
 
 /// fork() support, step 1 (in the parent, before fork): takes the
-/// backend's global locks (link acceptance, ports, links, the transport's
+/// backend's global locks (link acceptance, ports, AF_UNIX names, links, the transport's
 /// tables) so that
 /// the child does not inherit one held by another thread. Must be followed
 /// by [`atfork_parent`] or [`atfork_child`] on the same thread.
@@ -37,7 +40,10 @@ pub fn atfork_prepare() {
         // Outermost: `Transport::accept` takes the others under it.
         link_accept: super::thread::LINK_ACCEPT.lock(),
         ports: DGRAM_PORTS.lock(),
+        unix_local: super::unix::UNIX_LOCAL.lock(),
+        twins: super::unix::TWINS.lock(),
         links: DGRAM_LINKS.lock(),
+        unix_links: super::unix::UNIX_LINKS.lock(),
         conns: TRANSPORT.conns.lock(),
         paused: TRANSPORT.paused.lock(),
     };
@@ -51,13 +57,19 @@ pub(super) fn atfork_release() {
         let Held {
             link_accept,
             ports,
+            unix_local,
+            twins,
             links,
+            unix_links,
             conns,
             paused,
         } = h;
         drop(paused);
         drop(conns);
+        drop(unix_links);
         drop(links);
+        drop(twins);
+        drop(unix_local);
         drop(ports);
         drop(link_accept);
     }
@@ -81,6 +93,11 @@ pub fn atfork_child() {
     // their kernel sockets are closed below, their files are not touched.
     core::mem::take(&mut *DGRAM_PORTS.lock());
     core::mem::take(&mut *DGRAM_LINKS.lock());
+    core::mem::take(&mut *super::unix::UNIX_LINKS.lock());
+    // The parent's AF_UNIX sockets are reached through their rendezvous,
+    // as any other process's.
+    core::mem::take(&mut *super::unix::UNIX_LOCAL.lock());
+    core::mem::take(&mut *super::unix::TWINS.lock());
     let old = core::mem::take(&mut *TRANSPORT.conns.lock());
     for (kfd, c) in old {
         c.state.close();

@@ -49,12 +49,16 @@
 //!   (`ports::time_wait`).
 //! - A malformed message, or one against the protocol, ends that connection
 //!   (or link) and nothing else.
+//! - AF_UNIX stream and datagram sockets ride the same connections and
+//!   links; a pathname or abstract name leads to a rendezvous socket in the
+//!   directory instead of a port file (the design, and why, is in `unix`).
 //!
 //! Here: the backend's operations. `envelope` is the message format,
 //! `conn` holds a kernel socket of the transport and its output, `thread`
 //! the transport thread and what it watches, `receive` messages coming in
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
-//! the socket files, `fork` the locks around fork(). Its system calls are
+//! the socket files, `unix` AF_UNIX names, `fork` the locks around
+//! fork(). Its system calls are
 //! `platform::unix_ipc`'s safe functions.
 #![deny(unsafe_code)]
 
@@ -66,6 +70,7 @@ mod ports;
 mod receive;
 mod state;
 mod thread;
+mod unix;
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -125,6 +130,14 @@ pub struct XSock {
     /// The SO_REUSEPORT group of stream sockets this one shares its port's
     /// kernel listener with (`ports::stream_group_key`).
     group: Mutex<Option<u32>>,
+    /// AF_UNIX: where its name's rendezvous is (see `unix`).
+    unix: Mutex<Option<unix::Place>>,
+    /// AF_UNIX datagrams: the rendezvous of the peer it is connected to,
+    /// found at connect() (it outlives the peer's path, as on Linux).
+    target: Mutex<Option<PathBuf>>,
+    /// AF_UNIX listeners: this process's credentials at listen(), which
+    /// its clients' SO_PEERCRED reports.
+    cred: Mutex<Option<PeerCred>>,
 }
 
 impl XSock {
@@ -141,6 +154,9 @@ impl XSock {
             rst_sent: core::sync::atomic::AtomicBool::new(false),
             bound: Mutex::new(None),
             group: Mutex::new(None),
+            unix: Mutex::new(None),
+            target: Mutex::new(None),
+            cred: Mutex::new(None),
         })
     }
 }
@@ -298,7 +314,8 @@ impl Backend for XProc {
     }
 
     fn supports(&self, info: &SockInfo) -> bool {
-        matches!(info.domain, AF_INET | AF_INET6) && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+        matches!(info.domain, AF_INET | AF_INET6 | AF_UNIX)
+            && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
     }
 
     fn claim(
@@ -313,6 +330,9 @@ impl Backend for XProc {
 
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let x = xs(&sock)?;
+        if x.info.domain == AF_UNIX {
+            return self.unix_bind(x, sock.handle, addr);
+        }
         let ep = IpEp::parse(addr, x.info.domain)?;
         if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
@@ -322,6 +342,9 @@ impl Backend for XProc {
 
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
         let x = xs(&sock)?;
+        if x.info.domain == AF_UNIX {
+            return self.unix_listen(x, backlog);
+        }
         self.autobind(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
@@ -333,7 +356,15 @@ impl Backend for XProc {
         if x.info.ty == SOCK_DGRAM && dest.family() == AF_UNSPEC {
             // Dissolve the association (the frontend cleared its flag).
             *x.peer.lock() = None;
+            x.target.lock().take();
             return Ok(());
+        }
+        if x.info.domain == AF_UNIX {
+            return if x.info.ty == SOCK_DGRAM {
+                self.unix_connect_dgram(x, dest)
+            } else {
+                self.unix_connect(sock, x, dest)
+            };
         }
         let ep = IpEp::parse(dest, x.info.domain)?;
         if x.info.ty == SOCK_DGRAM {
@@ -412,6 +443,10 @@ impl Backend for XProc {
                     x.fin_first.store(true, Ordering::Release);
                 }
                 if c.state.is_closed() {
+                    if x.info.domain == AF_UNIX && !frag.payload.is_empty() {
+                        // AF_UNIX knows its peer is gone: EPIPE at once.
+                        return Err(EPIPE);
+                    }
                     if !frag.payload.is_empty() {
                         let _ = upcall::reset(
                             sock.handle,
@@ -420,8 +455,11 @@ impl Backend for XProc {
                     }
                     return Ok(());
                 }
-                c.frame(transport(), frag)
+                c.frame(transport(), frag)?;
+                unix::pump_twin(&c);
+                Ok(())
             }
+            FragKind::Dgram if x.info.domain == AF_UNIX => self.unix_write_dgram(sock, x, frag),
             FragKind::Dgram => self.write_dgram(sock, x, frag, None),
         }
     }
@@ -448,6 +486,7 @@ impl Backend for XProc {
                 match c.role {
                     Role::Stream => {
                         let _ = c.control(transport(), &envelope::Msg::Window(limit));
+                        unix::pump_twin(&c);
                     }
                     // A datagram socket read after refusing one: its links
                     // may go on.
@@ -479,6 +518,9 @@ impl Backend for XProc {
 
     fn close(&self, sock: SockRef<'_>) {
         let Ok(x) = xs(&sock) else { return };
+        if x.info.domain == AF_UNIX {
+            self.unix_close(x);
+        }
         if x.info.ty == SOCK_DGRAM {
             let Some(port) = x.conn.lock().take().map(|c| c.port) else {
                 return;
@@ -527,6 +569,9 @@ impl Backend for XProc {
             c.state.start_closing();
             transport().delegate(&c, false);
             transport().flush(&c);
+            // Its end, when its queue is out, is read by an end in this
+            // process now.
+            unix::pump_twin(&c);
         }
         for p in core::mem::take(&mut *x.paths.lock()) {
             let _ = std::fs::remove_file(p);

@@ -102,6 +102,14 @@ impl Transport {
             if f.header.kind != wire::FragKind::Dgram {
                 return Err(libc::EPROTO);
             }
+            if c.port & super::unix::UNIX_KEY != 0 {
+                // AF_UNIX: one socket per name; the address is the
+                // sender's name, or none.
+                return match super::unix::unix_receiver(c.port).map(|h| upcall::deliver(h, f)) {
+                    Some(Err(ENOBUFS)) => Err(ENOBUFS),
+                    _ => Ok(()),
+                };
+            }
             let (src, group, attrs) = split_addr(f.addr).ok_or(libc::EPROTO)?;
             let deliver = |h, f: &wire::Fragment<'_>| match &attrs {
                 Some(a) => upcall::deliver_attrs(h, f, a),
@@ -186,6 +194,7 @@ impl Transport {
     /// link goes; the next datagram to that port opens a new one.
     pub(super) fn link_readable(&self, c: &Arc<Conn>) {
         drop_link(c);
+        super::unix::drop_unix_link(c);
         self.remove(c);
     }
 
@@ -210,9 +219,27 @@ impl Transport {
                 }
                 *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
                 let state: SockState = st.clone();
-                let ch = incoming(c, &ls, addr, state)?;
+                let ch = match incoming(c, &ls, addr, state) {
+                    // AF_UNIX does not queue a connect beyond the backlog:
+                    // the client's connect() sees EAGAIN.
+                    Err(EAGAIN) if ls.info.domain == AF_UNIX => {
+                        let _ = c.control(self, &Msg::Busy);
+                        return Err(EAGAIN);
+                    }
+                    r => r?,
+                };
                 // From here a failure refuses `ch` (see `fail`).
                 c.handle.store(ch.0, Ordering::Release);
+                if ls.info.domain == AF_UNIX {
+                    // SO_PEERCRED both ways: the client's as of its
+                    // connect(), the listener's as of its listen().
+                    if let Some(cr) = c.cred.lock().take() {
+                        let _ = upcall::peer_cred(ch, cr);
+                    }
+                    let mine = ls.cred.lock().unwrap_or_else(super::unix::own_cred);
+                    let token = *c.token.lock();
+                    c.control_queued(self, &Msg::Cred(mine, token))?;
+                }
                 let local = *st.local.lock();
                 let local = local.as_ref().map_or(&[][..], |a| a.as_bytes());
                 // In the accept queue before the client learns of it, as
@@ -237,6 +264,9 @@ impl Transport {
                         x.peer.lock().replace(seen_as(&a, x.info.domain));
                     }
                 }
+                if let Some(cr) = c.cred.lock().take() {
+                    let _ = upcall::peer_cred(ch, cr);
+                }
                 c.state.go_up();
                 upcall::credit(ch, window)?;
                 // Connected before anything else can fail: a server that
@@ -244,6 +274,14 @@ impl Transport {
                 // as a connect that waits forever.
                 upcall::connected(ch)?;
                 let _ = c.control(self, &Msg::Window(upcall::window(ch)?));
+            }
+            // AF_UNIX: the peer's credentials, before HELLO or ACCEPT.
+            Msg::Cred(cr, token) if !up => {
+                *c.cred.lock() = Some(cr);
+                if server_side {
+                    *c.token.lock() = token;
+                    super::unix::pair_twin(c, token);
+                }
             }
             Msg::Window(limit) if up => match upcall::credit(c.handle(), limit) {
                 // EBADF: the socket was closed here while its last bytes
@@ -257,6 +295,11 @@ impl Transport {
                 if f.header.flags & wire::FLAG_FIN != 0 {
                     c.state.fin_in();
                 }
+                if f.header.flags & wire::FLAG_RST != 0 {
+                    c.state.rst_in();
+                }
+                c.rx_end
+                    .fetch_max(f.header.offset + f.payload.len() as u64, Ordering::AcqRel);
                 match upcall::deliver(c.handle(), f) {
                     // EBADF: the socket was closed here; its peer learns of it.
                     Ok(()) | Err(EBADF) => {}

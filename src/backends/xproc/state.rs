@@ -22,6 +22,7 @@ const CLOSED: u32 = 1 << 4;
 const DELEGATED: u32 = 1 << 5;
 const KEPT: u32 = 1 << 6;
 const SHARED: u32 = 1 << 7;
+const RST_IN: u32 = 1 << 8;
 
 /// The state word of one connection (see the module docs).
 pub(super) struct ConnState(AtomicU32);
@@ -59,6 +60,16 @@ impl ConnState {
     /// The peer's FIN arrived.
     pub(super) fn fin_in(&self) {
         self.latch(FIN_IN);
+    }
+
+    /// The peer reset the connection (its RST arrived).
+    pub(super) fn got_rst(&self) -> bool {
+        self.has(RST_IN)
+    }
+
+    /// The peer's RST arrived.
+    pub(super) fn rst_in(&self) {
+        self.latch(RST_IN);
     }
 
     /// Claims the handling of the connection's end: true for the first
@@ -166,6 +177,9 @@ mod tests {
         s.fin_in();
         s.start_closing();
         assert!(s.is_up() && s.got_fin() && s.is_closing() && !s.is_closed());
+        assert!(!s.got_rst());
+        s.rst_in();
+        assert!(s.got_rst() && s.got_fin());
         assert!(!s.close());
         assert!(s.close(), "already closed");
     }

@@ -55,8 +55,10 @@ impl Transport {
     pub(super) fn add(&self, c: Arc<Conn>) -> Result<(), Errno> {
         self.epfd()?;
         self.conns.lock().insert(c.kfd, c.clone());
-        let _fd_life = c.out.lock();
-        self.register(&c, EV_IN)
+        let fd_life = c.out.lock();
+        // Bytes queued before (an AF_UNIX client's handshake) go out too.
+        let out = if fd_life.is_empty() { 0 } else { EV_OUT };
+        self.register(&c, EV_IN | out)
     }
 
     /// Sets what the transport's epoll set watches on `c`'s kernel socket
@@ -270,6 +272,27 @@ impl Transport {
             return;
         }
         if c.state.got_fin() {
+            if matches!(c.role, Role::Stream) && self.is_unix(c) {
+                // The peer's socket closed (its FIN, then its end): Linux
+                // shuts the survivor of an AF_UNIX connection both ways.
+                let _ = upcall::hangup(c.handle());
+            }
+            self.remove(c);
+        } else if c.state.is_up()
+            && !c.state.got_rst()
+            && matches!(c.role, Role::Stream)
+            && self.is_unix(c)
+        {
+            // The peer's process ended without closing (killed): Linux
+            // closes its sockets then, so the survivor reads end-of-file
+            // (a reset only if the dead one left data unread, which
+            // nobody here can know) and is shut both ways.
+            let h = c.handle();
+            let end = c.rx_end.load(Ordering::Acquire);
+            let fin =
+                crate::backend::wire::Fragment::stream(end, crate::backend::wire::FLAG_FIN, &[]);
+            let _ = upcall::deliver(h, &fin);
+            let _ = upcall::hangup(h);
             self.remove(c);
         } else {
             self.refuse_or_reset(c);
@@ -283,6 +306,14 @@ impl Transport {
         if c.state.end_once() {
             self.refuse_or_reset(c);
         }
+    }
+
+    /// Whether connection `c` serves an AF_UNIX socket.
+    fn is_unix(&self, c: &Conn) -> bool {
+        c.sock
+            .lock()
+            .upgrade()
+            .is_some_and(|x| x.info.domain == AF_UNIX)
     }
 
     pub(super) fn refuse_or_reset(&self, c: &Conn) {
