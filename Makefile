@@ -88,16 +88,19 @@ conformance13: lib
 # t_unix_* programs alone, on the kernel, linked, and preloaded with AF_UNIX
 # on the kernel and in user space (build/inventory14.tsv); then the tables
 # of CONFORMANCE-14.md (build/conformance14-tables.md, pasted by hand below
-# its written part), c-tests/conformance14.pass (the cases passed linked and
-# preloaded both ways) and conformance14-launcher.pass (those passed
-# preloaded with AF_UNIX on the kernel). Not part of make test.
+# its written part) and the lists make test runs against the library:
+# c-tests/conformance14.pass (the cases passed linked),
+# conformance14-launcher.pass (preloaded, AF_UNIX on the kernel) and
+# conformance14-user.pass (preloaded, AF_UNIX in user space through the
+# cross-process backend). Not part of make test.
 conformance14: lib
 	$(MAKE) -C c-tests kernel usock
 	@mkdir -p build
 	c-tests/inventory14.py kernel usock launcher user > build/inventory14.tsv
 	c-tests/inventory14.py --markdown build/inventory14.tsv > build/conformance14-tables.md
-	c-tests/inventory14.py --pass-list build/inventory14.tsv c-tests/conformance14.pass
+	c-tests/inventory14.py --pass-list build/inventory14.tsv c-tests/conformance14.pass usock
 	c-tests/inventory14.py --pass-list build/inventory14.tsv c-tests/conformance14-launcher.pass launcher
+	c-tests/inventory14.py --pass-list build/inventory14.tsv c-tests/conformance14-user.pass user
 
 # Issue 14's real programs (tests/preload/programs14.sh: D-Bus, Xvfb, socat)
 # on the kernel, under the launcher, and with AF_UNIX in user space.
