@@ -446,3 +446,132 @@ fn dgram_abstract() {
     dirs();
     dgram_server("dgram_abstract", &name, "ad");
 }
+
+/// recvmsg with room for one control message: the bytes, and the
+/// SCM_CREDENTIALS the message came with (if any).
+fn recv_cred(fd: c_int) -> (Vec<u8>, Option<libc::ucred>) {
+    readable(fd);
+    let mut buf = [0u8; 256];
+    let mut ctl = [0u64; 16];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: all-zero is a valid msghdr.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = ctl.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&ctl);
+    // SAFETY: `msg` points at live buffers.
+    let n = ok(unsafe { usock_recvmsg(fd, &mut msg, 0) }, "recvmsg") as usize;
+    let mut cred = None;
+    // SAFETY: the control buffer was filled by recvmsg up to its length.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_CREDENTIALS {
+                cred = Some(std::ptr::read_unaligned(
+                    libc::CMSG_DATA(c).cast::<libc::ucred>(),
+                ));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    (buf[..n].to_vec(), cred)
+}
+
+fn passcred(fd: c_int) {
+    let on: c_int = 1;
+    // SAFETY: a valid int option.
+    let r = unsafe {
+        usock_setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PASSCRED,
+            (&on as *const c_int).cast(),
+            4,
+        )
+    };
+    ok(r as isize, "SO_PASSCRED");
+}
+
+fn peercred(fd: c_int) -> libc::ucred {
+    // SAFETY: all-zero is a valid ucred.
+    let mut u: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut l = std::mem::size_of::<libc::ucred>() as socklen_t;
+    // SAFETY: `u` has room for `l` bytes.
+    let r = unsafe {
+        usock_getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut u as *mut libc::ucred).cast(),
+            &mut l,
+        )
+    };
+    ok(r as isize, "SO_PEERCRED");
+    u
+}
+
+/// Credentials between processes: the accepted socket's SO_PEERCRED is
+/// the client process, and a receiver with SO_PASSCRED reads the sending
+/// process's pid and ids with each stream message and datagram
+/// (SCM_CREDENTIALS attached by the transport's knowledge of its peer).
+#[test]
+fn credentials_cross_processes() {
+    let name = abstract_name("cred");
+    let dname = abstract_name("cred-dgram");
+    if as_child(|| {
+        let c = socket(libc::SOCK_STREAM);
+        connect(c, &name).expect("connect");
+        let u = peercred(c);
+        assert_eq!(
+            u.pid,
+            std::os::unix::process::parent_id() as i32,
+            "the listener's process"
+        );
+        send(c, b"who am I");
+        let d = socket(libc::SOCK_DGRAM);
+        let (to, len) = un(&dname);
+        sendto(d, b"and now?", &to, len);
+        assert_eq!(read_to_end(c), b"");
+        close(d);
+        close(c);
+    }) {
+        return;
+    }
+    dirs();
+    let l = socket(libc::SOCK_STREAM);
+    bind(l, &name);
+    // Inherited by the accepted socket: asked before anything is sent.
+    passcred(l);
+    // SAFETY: integer arguments.
+    ok(unsafe { usock_listen(l, 4) } as isize, "listen");
+    let ds = socket(libc::SOCK_DGRAM);
+    bind(ds, &dname);
+    passcred(ds);
+    let child = spawn_client("credentials_cross_processes", "client");
+    readable(l);
+    // SAFETY: no address asked for.
+    let s = ok(
+        unsafe { usock_accept(l, std::ptr::null_mut(), std::ptr::null_mut()) } as isize,
+        "accept",
+    ) as c_int;
+    let want = child.id() as i32;
+    assert_eq!(peercred(s).pid, want, "SO_PEERCRED: the connecting process");
+    let (b, cred) = recv_cred(s);
+    assert_eq!(b, b"who am I");
+    let cred = cred.expect("SCM_CREDENTIALS on a stream message");
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    assert_eq!((cred.pid, cred.uid, cred.gid), (want, uid, gid));
+    let (b, cred) = recv_cred(ds);
+    assert_eq!(b, b"and now?");
+    let cred = cred.expect("SCM_CREDENTIALS on a datagram");
+    assert_eq!((cred.pid, cred.uid, cred.gid), (want, uid, gid));
+    close(s);
+    close(ds);
+    close(l);
+    child_done(child);
+}

@@ -15,14 +15,19 @@ macro_rules! on_socket {
             // SAFETY: not ours: libc's definition, same arguments.
             return unsafe { crate::platform::real::$name($($a),*) };
         };
-        let r = super::ffi::guard(-1, || {
-            if super::posix::refused($fd, &$s) {
-                return -1;
-            }
-            $body
-        });
-        super::trace::call(stringify!($name), || [$(crate::api::trace::arg($a)),*], r as i64);
-        r
+        super::ffi::guard(-1, || {
+            // The body's `return`s leave this inner closure: the trace
+            // sees every result, inside the boundary.
+            #[allow(clippy::redundant_closure_call)]
+            let r = (|| {
+                if super::posix::refused($fd, &$s) {
+                    return -1;
+                }
+                $body
+            })();
+            super::trace::call(stringify!($name), || [$(crate::api::trace::arg($a)),*], r as i64);
+            r
+        })
     }};
 }
 

@@ -109,24 +109,27 @@ fn routed_to_kernel(
 /// EAFNOSUPPORT when no registered backend carries the domain.
 #[no_mangle]
 pub unsafe extern "C" fn usock_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    let r = guard(-1, || {
-        if let Err(e) = super::ready() {
-            return ret_int(Err(e));
-        }
-        match lifecycle::socket(domain, ty, protocol) {
-            #[cfg(feature = "std")]
-            Err(e) if crate::socket::kernel_takes(domain, e) => {
-                // SAFETY: libc's socket, same integer arguments.
-                unsafe { real::socket(domain, ty, protocol) }
+    guard(-1, || {
+        #[allow(clippy::redundant_closure_call)]
+        let r = (|| {
+            if let Err(e) = super::ready() {
+                return ret_int(Err(e));
             }
-            r => ret_int(r),
+            match lifecycle::socket(domain, ty, protocol) {
+                #[cfg(feature = "std")]
+                Err(e) if crate::socket::kernel_takes(domain, e) => {
+                    // SAFETY: libc's socket, same integer arguments.
+                    unsafe { real::socket(domain, ty, protocol) }
+                }
+                r => ret_int(r),
+            }
+        })();
+        // Traced when the socket is the library's (or the library refused).
+        if r < 0 || fd::is_ours(r) {
+            super::trace::call("socket", || [arg(domain), arg(ty), arg(protocol)], r.into());
         }
-    });
-    // Traced when the socket is the library's (or the library refused).
-    if r < 0 || fd::is_ours(r) {
-        super::trace::call("socket", || [arg(domain), arg(ty), arg(protocol)], r.into());
-    }
-    r
+        r
+    })
 }
 
 /// Creates a connected pair of sockets, like socketpair(2) (AF_UNIX).
@@ -211,8 +214,53 @@ pub unsafe extern "C" fn usock_accept(
     addr: *mut sockaddr,
     len: *mut socklen_t,
 ) -> c_int {
-    // SAFETY: same contract.
-    super::trace::as_call("accept", 3, || unsafe { usock_accept4(fd, addr, len, 0) })
+    on_socket!(fd, s, real::accept(fd, addr, len), {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { accept_on(&s, addr, len, 0) }
+    })
+}
+
+/// accept4's work on one of our sockets (accept, accept4).
+///
+/// # Safety
+/// `addr`/`len` are NULL or valid, as accept(2) requires.
+unsafe fn accept_on(
+    s: &alloc::sync::Arc<crate::socket::Socket>,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
+        return ret_int(Err(EINVAL));
+    }
+    if !addr.is_null() && len.is_null() {
+        return ret_int(Err(EFAULT));
+    }
+    // The fd first: with none left, accept() fails with EMFILE and the
+    // connection stays queued, as on Linux.
+    let kfd = match lifecycle::new_kfd() {
+        Ok(k) => k,
+        Err(e) => return ret_int(Err(e)),
+    };
+    let child = match s.accept(false) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = crate::platform::kfd_close(kfd);
+            return ret_int(Err(e));
+        }
+    };
+    child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
+    let peer = child.accepted_from();
+    let nfd = match lifecycle::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
+        Ok(n) => n,
+        Err(e) => return ret_int(Err(e)),
+    };
+    // SAFETY: `addr`/`len` are NULL or valid per the accept contract.
+    if let Err(e) = unsafe { ffi::write_addr(&peer, addr, len) } {
+        let _ = lifecycle::close(nfd);
+        return ret_int(Err(e));
+    }
+    nfd
 }
 
 /// Accepts a connection, like accept4(2) (`SOCK_NONBLOCK`, `SOCK_CLOEXEC`).
@@ -224,37 +272,8 @@ pub unsafe extern "C" fn usock_accept4(
     flags: c_int,
 ) -> c_int {
     on_socket!(fd, s, real::accept4(fd, addr, len, flags), {
-        if flags & !(SOCK_NONBLOCK | SOCK_CLOEXEC) != 0 {
-            return ret_int(Err(EINVAL));
-        }
-        if !addr.is_null() && len.is_null() {
-            return ret_int(Err(EFAULT));
-        }
-        // The fd first: with none left, accept() fails with EMFILE and the
-        // connection stays queued, as on Linux.
-        let kfd = match lifecycle::new_kfd() {
-            Ok(k) => k,
-            Err(e) => return ret_int(Err(e)),
-        };
-        let child = match s.accept(false) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = crate::platform::kfd_close(kfd);
-                return ret_int(Err(e));
-            }
-        };
-        child.set_nonblocking(flags & SOCK_NONBLOCK != 0);
-        let peer = child.accepted_from();
-        let nfd = match lifecycle::install_at(kfd, child, flags & SOCK_CLOEXEC != 0) {
-            Ok(n) => n,
-            Err(e) => return ret_int(Err(e)),
-        };
-        // SAFETY: `addr`/`len` are NULL or valid per the accept contract.
-        if let Err(e) = unsafe { ffi::write_addr(&peer, addr, len) } {
-            let _ = lifecycle::close(nfd);
-            return ret_int(Err(e));
-        }
-        nfd
+        // SAFETY: the caller's contract, passed on.
+        unsafe { accept_on(&s, addr, len, flags) }
     })
 }
 
@@ -284,10 +303,49 @@ pub unsafe extern "C" fn usock_send(
     len: usize,
     flags: c_int,
 ) -> ssize_t {
-    // SAFETY: same contract.
-    super::trace::as_call("send", 4, || unsafe {
-        usock_sendto(fd, buf, len, flags, core::ptr::null(), 0)
+    on_socket!(fd, s, real::send(fd, buf, len, flags), {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { sendto_on(fd, &s, buf, len, flags, core::ptr::null(), 0) }
     })
+}
+
+/// sendto's work on one of our sockets (send, sendto, write).
+///
+/// # Safety
+/// `buf` valid for `len` bytes, `addr` NULL or valid for `alen`, as
+/// sendto(2) requires.
+unsafe fn sendto_on(
+    fd: c_int,
+    s: &alloc::sync::Arc<crate::socket::Socket>,
+    buf: *const c_void,
+    len: usize,
+    flags: c_int,
+    addr: *const sockaddr,
+    alen: socklen_t,
+) -> ssize_t {
+    // SAFETY: `buf` is valid for `len` bytes per the send contract.
+    let data = match unsafe { ffi::buf(buf, len) } {
+        Ok(d) => d,
+        Err(e) => return ret_size(Err(e)),
+    };
+    let dest = if addr.is_null() {
+        None
+    } else {
+        // SAFETY: `addr` is valid for `alen` bytes per the contract.
+        match unsafe { ffi::read_addr(addr, alen) } {
+            Ok(a) => Some(a),
+            Err(e) => return ret_size(Err(e)),
+        }
+    };
+    if let Some(a) = &dest {
+        match routed_to_kernel(fd, s, a) {
+            // SAFETY: the fd is a kernel socket now: libc's call.
+            Ok(true) => return unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
+            Ok(false) => {}
+            Err(e) => return ret_size(Err(e)),
+        }
+    }
+    ret_size(s.send(&[data], flags, dest.as_ref()))
 }
 
 /// Sends, to `addr` when given, like sendto(2).
@@ -301,29 +359,8 @@ pub unsafe extern "C" fn usock_sendto(
     alen: socklen_t,
 ) -> ssize_t {
     on_socket!(fd, s, real::sendto(fd, buf, len, flags, addr, alen), {
-        // SAFETY: `buf` is valid for `len` bytes per the send contract.
-        let data = match unsafe { ffi::buf(buf, len) } {
-            Ok(d) => d,
-            Err(e) => return ret_size(Err(e)),
-        };
-        let dest = if addr.is_null() {
-            None
-        } else {
-            // SAFETY: `addr` is valid for `alen` bytes per the contract.
-            match unsafe { ffi::read_addr(addr, alen) } {
-                Ok(a) => Some(a),
-                Err(e) => return ret_size(Err(e)),
-            }
-        };
-        if let Some(a) = &dest {
-            match routed_to_kernel(fd, &s, a) {
-                // SAFETY: the fd is a kernel socket now: libc's call.
-                Ok(true) => return unsafe { real::sendto(fd, buf, len, flags, addr, alen) },
-                Ok(false) => {}
-                Err(e) => return ret_size(Err(e)),
-            }
-        }
-        ret_size(s.send(&[data], flags, dest.as_ref()))
+        // SAFETY: the caller's contract, passed on.
+        unsafe { sendto_on(fd, &s, buf, len, flags, addr, alen) }
     })
 }
 
@@ -504,17 +541,59 @@ pub unsafe extern "C" fn usock_recv(
     len: usize,
     flags: c_int,
 ) -> ssize_t {
-    // SAFETY: same contract.
-    super::trace::as_call("recv", 4, || unsafe {
-        usock_recvfrom(
-            fd,
-            buf,
-            len,
-            flags,
-            core::ptr::null_mut(),
-            core::ptr::null_mut(),
-        )
+    on_socket!(fd, s, real::recv(fd, buf, len, flags), {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            recvfrom_on(
+                &s,
+                buf,
+                len,
+                flags,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+            )
+        }
     })
+}
+
+/// recvfrom's work on one of our sockets (recv, recvfrom, read).
+///
+/// # Safety
+/// `buf` valid for `len` bytes, `addr`/`alen` NULL or valid, as
+/// recvfrom(2) requires.
+unsafe fn recvfrom_on(
+    s: &alloc::sync::Arc<crate::socket::Socket>,
+    buf: *mut c_void,
+    len: usize,
+    flags: c_int,
+    addr: *mut sockaddr,
+    alen: *mut socklen_t,
+) -> ssize_t {
+    if flags & MSG_TRUNC != 0 && s.is_stream() && s.info.domain != AF_UNIX {
+        // TCP copies nothing: the buffer may be NULL.
+        return ret_size(s.recv_stream_trunc(len, flags));
+    }
+    // SAFETY: `buf` is valid for `len` bytes per the recv contract.
+    let b = match unsafe { ffi::buf_mut(buf, len) } {
+        Ok(b) => b,
+        Err(e) => return ret_size(Err(e)),
+    };
+    let mut bufs = [b];
+    match s.recv(&mut bufs, flags) {
+        Ok(info) => {
+            if let Some(a) = info.addr {
+                // SAFETY: `addr`/`alen` NULL or valid per the contract.
+                if let Err(e) = unsafe { ffi::write_addr(&a, addr, alen) } {
+                    return ret_size(Err(e));
+                }
+            } else if !addr.is_null() && !alen.is_null() && !s.is_stream() {
+                // SAFETY: as above.
+                unsafe { *alen = 0 };
+            }
+            info.ret as ssize_t
+        }
+        Err(e) => ret_size(Err(e)),
+    }
 }
 
 /// Receives with the sender's address, like recvfrom(2).
@@ -528,31 +607,8 @@ pub unsafe extern "C" fn usock_recvfrom(
     alen: *mut socklen_t,
 ) -> ssize_t {
     on_socket!(fd, s, real::recvfrom(fd, buf, len, flags, addr, alen), {
-        if flags & MSG_TRUNC != 0 && s.is_stream() && s.info.domain != AF_UNIX {
-            // TCP copies nothing: the buffer may be NULL.
-            return ret_size(s.recv_stream_trunc(len, flags));
-        }
-        // SAFETY: `buf` is valid for `len` bytes per the recv contract.
-        let b = match unsafe { ffi::buf_mut(buf, len) } {
-            Ok(b) => b,
-            Err(e) => return ret_size(Err(e)),
-        };
-        let mut bufs = [b];
-        match s.recv(&mut bufs, flags) {
-            Ok(info) => {
-                if let Some(a) = info.addr {
-                    // SAFETY: `addr`/`alen` NULL or valid per the contract.
-                    if let Err(e) = unsafe { ffi::write_addr(&a, addr, alen) } {
-                        return ret_size(Err(e));
-                    }
-                } else if !addr.is_null() && !alen.is_null() && !s.is_stream() {
-                    // SAFETY: as above.
-                    unsafe { *alen = 0 };
-                }
-                info.ret as ssize_t
-            }
-            Err(e) => ret_size(Err(e)),
-        }
+        // SAFETY: the caller's contract, passed on.
+        unsafe { recvfrom_on(&s, buf, len, flags, addr, alen) }
     })
 }
 
@@ -618,23 +674,28 @@ pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int
 /// read(2): recv() with no flags on our sockets, libc's read otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn usock_read(fd: c_int, buf: *mut c_void, len: usize) -> ssize_t {
-    if !fd::is_ours(fd) {
-        // SAFETY: passthrough with the caller's arguments.
-        return unsafe { real::read(fd, buf, len) };
-    }
-    // SAFETY: same contract.
-    super::trace::as_call("read", 3, || unsafe { usock_recv(fd, buf, len, 0) })
+    on_socket!(fd, s, real::read(fd, buf, len), {
+        // SAFETY: the caller's contract, passed on.
+        unsafe {
+            recvfrom_on(
+                &s,
+                buf,
+                len,
+                0,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+            )
+        }
+    })
 }
 
 /// write(2): send() with no flags on our sockets, libc's write otherwise.
 #[no_mangle]
 pub unsafe extern "C" fn usock_write(fd: c_int, buf: *const c_void, len: usize) -> ssize_t {
-    if !fd::is_ours(fd) {
-        // SAFETY: passthrough with the caller's arguments.
-        return unsafe { real::write(fd, buf, len) };
-    }
-    // SAFETY: same contract.
-    super::trace::as_call("write", 3, || unsafe { usock_send(fd, buf, len, 0) })
+    on_socket!(fd, s, real::write(fd, buf, len), {
+        // SAFETY: the caller's contract, passed on.
+        unsafe { sendto_on(fd, &s, buf, len, 0, core::ptr::null(), 0) }
+    })
 }
 
 /// readv(2).
@@ -679,13 +740,15 @@ pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }
-    let r = guard(-1, || match lifecycle::close(fd) {
-        Some(r) => ret_int(r.map(|_| 0)),
-        // SAFETY: passthrough (closed concurrently by another thread).
-        None => unsafe { real::close(fd) },
-    });
-    super::trace::call("close", || [arg(fd)], r.into());
-    r
+    guard(-1, || {
+        let r = match lifecycle::close(fd) {
+            Some(r) => ret_int(r.map(|_| 0)),
+            // SAFETY: passthrough (closed concurrently by another thread).
+            None => unsafe { real::close(fd) },
+        };
+        super::trace::call("close", || [arg(fd)], r.into());
+        r
+    })
 }
 
 /// getsockname(2).
@@ -858,71 +921,74 @@ pub unsafe extern "C" fn usock_fcntl(fd: c_int, cmd: c_int, arg: c_ulong) -> c_i
         // SAFETY: passthrough.
         return unsafe { real::fcntl(fd, cmd, arg) };
     };
-    let r = guard(-1, || match cmd {
-        libc::F_GETFL => {
-            O_RDWR
-                | if s.nonblocking() { O_NONBLOCK } else { 0 }
-                | if s.async_io() { libc::O_ASYNC } else { 0 }
-        }
-        // The caller's FD_CLOEXEC lives in the fd table (the kernel fd
-        // always has it: see lifecycle::new_kfd).
-        libc::F_GETFD => {
-            if fd::cloexec(fd) {
-                libc::FD_CLOEXEC
-            } else {
+    guard(-1, || {
+        #[allow(clippy::redundant_closure_call)]
+        let r = (|| match cmd {
+            libc::F_GETFL => {
+                O_RDWR
+                    | if s.nonblocking() { O_NONBLOCK } else { 0 }
+                    | if s.async_io() { libc::O_ASYNC } else { 0 }
+            }
+            // The caller's FD_CLOEXEC lives in the fd table (the kernel fd
+            // always has it: see lifecycle::new_kfd).
+            libc::F_GETFD => {
+                if fd::cloexec(fd) {
+                    libc::FD_CLOEXEC
+                } else {
+                    0
+                }
+            }
+            libc::F_SETFD => {
+                fd::set_cloexec(fd, arg as c_int & libc::FD_CLOEXEC != 0);
                 0
             }
-        }
-        libc::F_SETFD => {
-            fd::set_cloexec(fd, arg as c_int & libc::FD_CLOEXEC != 0);
-            0
-        }
-        libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(lifecycle::dup_min(
-            &s,
-            fd,
-            arg as c_int,
-            cmd == libc::F_DUPFD_CLOEXEC,
-        )),
-        _ if refused(fd, &s) => -1,
-        libc::F_SETFL => {
-            s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
-            s.set_async_io(arg as c_int & libc::O_ASYNC != 0);
-            0
-        }
-        // The owner lives on the kernel fd that holds the number; the
-        // socket keeps a copy for SIGURG.
-        libc::F_SETOWN => {
-            let r = crate::platform::kfd_fcntl(fd, cmd, arg);
-            if r.is_ok() {
-                s.set_owner(arg as c_int);
+            libc::F_DUPFD | libc::F_DUPFD_CLOEXEC => ret_int(lifecycle::dup_min(
+                &s,
+                fd,
+                arg as c_int,
+                cmd == libc::F_DUPFD_CLOEXEC,
+            )),
+            _ if refused(fd, &s) => -1,
+            libc::F_SETFL => {
+                s.set_nonblocking(arg as c_int & O_NONBLOCK != 0);
+                s.set_async_io(arg as c_int & libc::O_ASYNC != 0);
+                0
             }
-            ret_int(r)
-        }
-        F_SETOWN_EX => {
-            let r = crate::platform::kfd_fcntl(fd, cmd, arg);
-            if r.is_ok() {
-                // SAFETY: the kernel just read a struct f_owner_ex (type,
-                // pid: two ints) there.
-                let [ty, pid] = unsafe { core::ptr::read_unaligned(arg as *const [c_int; 2]) };
-                s.set_owner(if ty == F_OWNER_PGRP { -pid } else { pid });
+            // The owner lives on the kernel fd that holds the number; the
+            // socket keeps a copy for SIGURG.
+            libc::F_SETOWN => {
+                let r = crate::platform::kfd_fcntl(fd, cmd, arg);
+                if r.is_ok() {
+                    s.set_owner(arg as c_int);
+                }
+                ret_int(r)
             }
-            ret_int(r)
-        }
-        // The rest live on the kernel fd that holds the number.
-        _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
-    });
-    super::trace::call(
-        "fcntl",
-        || {
-            [
-                super::trace::arg(fd),
-                super::trace::arg(cmd),
-                super::trace::arg(arg),
-            ]
-        },
-        r.into(),
-    );
-    r
+            F_SETOWN_EX => {
+                let r = crate::platform::kfd_fcntl(fd, cmd, arg);
+                if r.is_ok() {
+                    // SAFETY: the kernel just read a struct f_owner_ex (type,
+                    // pid: two ints) there.
+                    let [ty, pid] = unsafe { core::ptr::read_unaligned(arg as *const [c_int; 2]) };
+                    s.set_owner(if ty == F_OWNER_PGRP { -pid } else { pid });
+                }
+                ret_int(r)
+            }
+            // The rest live on the kernel fd that holds the number.
+            _ => ret_int(crate::platform::kfd_fcntl(fd, cmd, arg)),
+        })();
+        super::trace::call(
+            "fcntl",
+            || {
+                [
+                    super::trace::arg(fd),
+                    super::trace::arg(cmd),
+                    super::trace::arg(arg),
+                ]
+            },
+            r.into(),
+        );
+        r
+    })
 }
 
 /// fcntl F_SETOWN_EX and its owner type for a process group
@@ -957,30 +1023,33 @@ pub unsafe extern "C" fn usock_ioctl(fd: c_int, req: c_ulong, arg: *mut c_void) 
         // SAFETY: passthrough.
         return unsafe { real::ioctl(fd, req, arg) };
     };
-    let r = guard(-1, || {
-        // FD_CLOEXEC, the caller's, in the fd table (as fcntl F_SETFD).
-        if req == libc::FIOCLEX || req == libc::FIONCLEX {
-            fd::set_cloexec(fd, req == libc::FIOCLEX);
-            return 0;
-        }
-        if refused(fd, &s) {
-            return -1;
-        }
-        // SAFETY: `arg` is the request's argument per the ioctl contract.
-        ret_int(unsafe { socket_ioctl(fd, &s, req, arg) })
-    });
-    super::trace::call(
-        "ioctl",
-        || {
-            [
-                super::trace::arg(fd),
-                super::trace::arg(req),
-                super::trace::arg(arg),
-            ]
-        },
-        r.into(),
-    );
-    r
+    guard(-1, || {
+        #[allow(clippy::redundant_closure_call)]
+        let r = (|| {
+            // FD_CLOEXEC, the caller's, in the fd table (as fcntl F_SETFD).
+            if req == libc::FIOCLEX || req == libc::FIONCLEX {
+                fd::set_cloexec(fd, req == libc::FIOCLEX);
+                return 0;
+            }
+            if refused(fd, &s) {
+                return -1;
+            }
+            // SAFETY: `arg` is the request's argument per the ioctl contract.
+            ret_int(unsafe { socket_ioctl(fd, &s, req, arg) })
+        })();
+        super::trace::call(
+            "ioctl",
+            || {
+                [
+                    super::trace::arg(fd),
+                    super::trace::arg(req),
+                    super::trace::arg(arg),
+                ]
+            },
+            r.into(),
+        );
+        r
+    })
 }
 
 /// Writes `v` through the request's `int *` argument.

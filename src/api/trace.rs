@@ -181,19 +181,3 @@ pub fn call<const N: usize>(name: &'static str, args: impl FnOnce() -> [Arg; N],
     #[cfg(not(feature = "std"))]
     let _ = (name, args, ret, render);
 }
-
-/// Runs `f`, a call the program made as `name` and that the library
-/// carries out as another traced call, whose first `nargs` arguments are
-/// this one's: the trace shows `name` (read, not recvfrom).
-#[inline]
-pub fn as_call<R>(name: &'static str, nargs: usize, f: impl FnOnce() -> R) -> R {
-    #[cfg(feature = "std")]
-    {
-        crate::platform::trace::as_call(name, nargs, f)
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        let _ = (name, nargs);
-        f()
-    }
-}

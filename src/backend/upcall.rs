@@ -64,6 +64,18 @@ pub trait Frontend: Send + Sync {
     fn held(&self, _h: SockHandle) -> Result<u64, Errno> {
         Err(crate::consts::EOPNOTSUPP)
     }
+    /// See [`deliver_from`]. A frontend without credentials delivers the
+    /// fragment alone.
+    fn deliver_from(
+        &self,
+        h: SockHandle,
+        frag: &Fragment<'_>,
+        _sender: PeerCred,
+    ) -> Result<(), Errno> {
+        self.deliver(h, frag)
+    }
+    /// See [`scm_drop`]. A frontend that stages nothing has nothing to drop.
+    fn scm_drop(&self, _scm: u64) {}
     /// See [`peer_cred`]. A frontend without SO_PEERCRED ignores it.
     fn peer_cred(&self, _h: SockHandle, _cred: PeerCred) -> Result<(), Errno> {
         Ok(())
@@ -208,4 +220,22 @@ pub fn takes_group(h: SockHandle, dest: &SockAddr) -> bool {
 /// so that the program never sees a connected socket without it.
 pub fn peer_cred(h: SockHandle, cred: PeerCred) -> Result<(), Errno> {
     frontend()?.peer_cred(h, cred)
+}
+
+/// [`deliver`] of an AF_UNIX fragment that another process sent, from a
+/// backend that knows who sent it (its connection's or link's peer) but
+/// carries nothing else with it: the receiving frontend attaches `sender`
+/// as SCM_CREDENTIALS where a receiver with SO_PASSCRED asks for them, as
+/// Linux attaches the sending process's credentials.
+pub fn deliver_from(h: SockHandle, frag: &Fragment<'_>, sender: PeerCred) -> Result<(), Errno> {
+    frontend()?.deliver_from(h, frag, sender)
+}
+
+/// What an AF_UNIX message carried (`Backend::write_scm`'s `scm`) will
+/// never be delivered: the backend lost the message (its connection went
+/// away with it unread). The frontend closes the fds it held for it.
+pub fn scm_drop(scm: u64) {
+    if let Ok(f) = frontend() {
+        f.scm_drop(scm);
+    }
 }

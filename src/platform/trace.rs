@@ -9,7 +9,6 @@
 //!
 //! Off, [`enabled`] is one relaxed load and a predictable branch.
 
-use core::cell::Cell;
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 
@@ -66,30 +65,6 @@ fn init() -> bool {
         Ok(_) => on,
         Err(now) => now == ON,
     }
-}
-
-std::thread_local! {
-    /// The call the program made, when the library carries it out as
-    /// another (read as recvfrom): its name and how many of the inner
-    /// call's arguments are its own.
-    static OUTER: Cell<Option<(&'static str, usize)>> = const { Cell::new(None) };
-}
-
-/// Runs `f`, a call the program made as `name` with the first `nargs`
-/// arguments of the call that carries it out: that call is traced under
-/// this name. Nested use keeps the outermost name.
-pub fn as_call<R>(name: &'static str, nargs: usize, f: impl FnOnce() -> R) -> R {
-    if !enabled() {
-        return f();
-    }
-    let outer = OUTER.with(|o| o.get());
-    if outer.is_some() {
-        return f();
-    }
-    OUTER.with(|o| o.set(Some((name, nargs))));
-    let r = f();
-    OUTER.with(|o| o.set(None));
-    r
 }
 
 const ERRNO_NAMES: [&str; 134] = [
@@ -232,10 +207,7 @@ const ERRNO_NAMES: [&str; 134] = [
 /// Traces a call that returned `ret` (with `errno` when it is -1);
 /// `args` are its arguments as the trace shows them.
 pub fn call(name: &'static str, args: &[alloc::string::String], ret: i64, errno: i32) {
-    let (name, n) = match OUTER.with(|o| o.get()) {
-        Some((outer, n)) => (outer, n.min(args.len())),
-        None => (name, args.len()),
-    };
+    let n = args.len();
     let mut line = alloc::string::String::with_capacity(96);
     let _ = write!(line, "[{}] {name}(", std::process::id());
     for (i, a) in args[..n].iter().enumerate() {

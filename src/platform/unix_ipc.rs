@@ -299,6 +299,26 @@ pub fn poll_in(kfd: i32, ms: i32) -> bool {
     r > 0
 }
 
+/// The pid and effective uid and gid of the process at the other end of
+/// the connected AF_UNIX socket `kfd` (SO_PEERCRED), if the kernel says.
+pub fn peer_cred(kfd: i32) -> Option<(i32, u32, u32)> {
+    // SAFETY: all-zero is a valid ucred.
+    let mut cred: libc::ucred = unsafe { core::mem::zeroed() };
+    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getsockopt,
+            kfd,
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut libc::ucred,
+            &mut len as *mut libc::socklen_t,
+        )
+    };
+    (r == 0).then_some((cred.pid, cred.uid, cred.gid))
+}
+
 /// This process's id and effective user and group ids: what SO_PEERCRED
 /// reports to the peer of an AF_UNIX socket it connects or listens on.
 pub fn own_cred() -> (i32, u32, u32) {

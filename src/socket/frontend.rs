@@ -159,7 +159,26 @@ impl Frontend for SocketFrontend {
                 return Err(e);
             }
         };
-        s.deliver_scm(frag, scm, |k| self.deliver_with(h, frag, None, k))
+        s.deliver_scm_from(frag, scm, None, |k| self.deliver_with(h, frag, None, k))
+    }
+
+    fn scm_drop(&self, scm: u64) {
+        super::scm::send_done(scm);
+    }
+
+    fn deliver_from(
+        &self,
+        h: SockHandle,
+        frag: &Fragment<'_>,
+        sender: crate::backend::contract::PeerCred,
+    ) -> Result<(), Errno> {
+        let s = sock(h)?;
+        let from = super::inflight::Cred {
+            pid: sender.pid,
+            uid: sender.uid,
+            gid: sender.gid,
+        };
+        s.deliver_scm_from(frag, 0, Some(from), |k| self.deliver_with(h, frag, None, k))
     }
 
     fn peer_cred(

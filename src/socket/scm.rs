@@ -125,10 +125,15 @@ impl Socket {
     /// credentials Linux adds, goes to the queue with the message's first
     /// byte, then the fragment is delivered. A delivery that fails gives
     /// the attachment back to the sender.
-    pub(super) fn deliver_scm(
+    ///
+    /// `sender`: the sending process's credentials when it is another
+    /// process (`upcall::deliver_from`); in-process, the sender is this
+    /// process.
+    pub(super) fn deliver_scm_from(
         &self,
         frag: &Fragment<'_>,
         id: u64,
+        sender: Option<Cred>,
         deliver: impl FnOnce(Option<u64>) -> Result<(), Errno>,
     ) -> Result<(), Errno> {
         let staged = inflight::unstage(id);
@@ -139,7 +144,7 @@ impl Socket {
         let mut a = staged.unwrap_or_default();
         let explicit = a.cred.is_some();
         if !explicit && self.wants_cred() {
-            a.cred = Cred::own();
+            a.cred = sender.or_else(Cred::own);
         }
         match (&self.rx, frag.header.kind) {
             (Rx::Stream(_), FragKind::Stream) => {
@@ -159,7 +164,11 @@ impl Socket {
                         if !explicit {
                             back.cred = None;
                         }
-                        inflight::restage(id, back);
+                        // Nothing was staged for a message from another
+                        // process: there is nothing to give back.
+                        if id != 0 {
+                            inflight::restage(id, back);
+                        }
                     }
                 }
                 r

@@ -73,6 +73,11 @@ pub(super) struct Conn {
     /// AF_UNIX: the peer's credentials from its CRED message, until the
     /// socket they belong to is known (HELLO, ACCEPT).
     pub(super) cred: Mutex<Option<PeerCred>>,
+    /// AF_UNIX: the process at the other end (its CRED for a connection,
+    /// the kernel's SO_PEERCRED for a datagram link): the sender whose
+    /// credentials a receiver with SO_PASSCRED reads
+    /// (`upcall::deliver_from`).
+    pub(super) sender: crate::sync::SetOnce<PeerCred>,
     /// AF_UNIX: the client's token for the connection (see `envelope`).
     pub(super) token: Mutex<u64>,
     /// AF_UNIX: the other end's connection when it is in this process,
@@ -223,6 +228,7 @@ impl Conn {
             state: ConnState::new(),
             watching: AtomicU32::new(0),
             cred: Mutex::new(None),
+            sender: crate::sync::SetOnce::new(),
             token: Mutex::new(0),
             twin: Mutex::new(Weak::new()),
             rx_end: AtomicU64::new(0),

@@ -343,7 +343,11 @@ impl Backend for XProc {
     fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
         let x = xs(&sock)?;
         if x.info.domain == AF_UNIX {
-            return self.unix_listen(x, backlog);
+            self.unix_listen(x, backlog)?;
+            // A listener's own SO_PEERCRED is its credentials as of
+            // listen() (Linux's init_peercred in unix_listen).
+            let _ = upcall::peer_cred(sock.handle, unix::own_cred());
+            return Ok(());
         }
         self.autobind(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
@@ -423,6 +427,42 @@ impl Backend for XProc {
         )
     }
 
+    /// The first fragment of an AF_UNIX message: what it carries reaches a
+    /// receiver in this process whole (credentials, fds); across processes
+    /// only the bytes cross, with the sender's credentials taken from the
+    /// transport at the other end.
+    fn write_scm(&self, sock: SockRef<'_>, frag: &Fragment<'_>, scm: u64) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        match frag.header.kind {
+            FragKind::Dgram if x.info.domain == AF_UNIX => {
+                self.unix_write_dgram(sock, x, frag, scm)
+            }
+            FragKind::Stream if x.to_self.load(Ordering::Acquire) => {
+                match upcall::deliver_scm(sock.handle, frag, scm) {
+                    Err(EBADF) => Ok(()),
+                    r => r,
+                }
+            }
+            FragKind::Stream if scm != 0 && x.info.domain == AF_UNIX => {
+                // The other end in this process (its twin connection)
+                // takes what the message carries when it reads the
+                // fragment at this offset from the transport.
+                let twin = x.conn.lock().as_ref().and_then(|c| c.twin.lock().upgrade());
+                let to = twin.as_ref().map(|t| t.handle());
+                if let Some(to) = to {
+                    unix::scm_pending(to, frag.header.offset, scm);
+                }
+                let r = self.write(sock, frag);
+                if let (Err(_), Some(to)) = (&r, to) {
+                    // Not sent: the frontend still holds it and closes it.
+                    unix::scm_take(to, frag.header.offset);
+                }
+                r
+            }
+            _ => self.write(sock, frag),
+        }
+    }
+
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
         let x = xs(&sock)?;
         match frag.header.kind {
@@ -459,7 +499,7 @@ impl Backend for XProc {
                 unix::pump_twin(&c);
                 Ok(())
             }
-            FragKind::Dgram if x.info.domain == AF_UNIX => self.unix_write_dgram(sock, x, frag),
+            FragKind::Dgram if x.info.domain == AF_UNIX => self.unix_write_dgram(sock, x, frag, 0),
             FragKind::Dgram => self.write_dgram(sock, x, frag, None),
         }
     }
@@ -519,6 +559,7 @@ impl Backend for XProc {
     fn close(&self, sock: SockRef<'_>) {
         let Ok(x) = xs(&sock) else { return };
         if x.info.domain == AF_UNIX {
+            unix::scm_forget(sock.handle);
             self.unix_close(x);
         }
         if x.info.ty == SOCK_DGRAM {

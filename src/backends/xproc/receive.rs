@@ -105,7 +105,12 @@ impl Transport {
             if c.port & super::unix::UNIX_KEY != 0 {
                 // AF_UNIX: one socket per name; the address is the
                 // sender's name, or none.
-                return match super::unix::unix_receiver(c.port).map(|h| upcall::deliver(h, f)) {
+                let sender = link_sender(c);
+                let to = |h| match sender {
+                    Some(cr) => upcall::deliver_from(h, f, cr),
+                    None => upcall::deliver(h, f),
+                };
+                return match super::unix::unix_receiver(c.port).map(to) {
                     Some(Err(ENOBUFS)) => Err(ENOBUFS),
                     _ => Ok(()),
                 };
@@ -234,6 +239,7 @@ impl Transport {
                     // SO_PEERCRED both ways: the client's as of its
                     // connect(), the listener's as of its listen().
                     if let Some(cr) = c.cred.lock().take() {
+                        let _ = c.sender.set(cr);
                         let _ = upcall::peer_cred(ch, cr);
                     }
                     let mine = ls.cred.lock().unwrap_or_else(super::unix::own_cred);
@@ -265,6 +271,7 @@ impl Transport {
                     }
                 }
                 if let Some(cr) = c.cred.lock().take() {
+                    let _ = c.sender.set(cr);
                     let _ = upcall::peer_cred(ch, cr);
                 }
                 c.state.go_up();
@@ -300,7 +307,13 @@ impl Transport {
                 }
                 c.rx_end
                     .fetch_max(f.header.offset + f.payload.len() as u64, Ordering::AcqRel);
-                match upcall::deliver(c.handle(), f) {
+                let sender = c.sender.get().copied();
+                let r = match (super::unix::scm_take(c.handle(), f.header.offset), sender) {
+                    (Some(id), _) => upcall::deliver_scm(c.handle(), f, id),
+                    (None, Some(cr)) => upcall::deliver_from(c.handle(), f, cr),
+                    (None, None) => upcall::deliver(c.handle(), f),
+                };
+                match r {
                     // EBADF: the socket was closed here; its peer learns of it.
                     Ok(()) | Err(EBADF) => {}
                     Err(e) => return Err(e),
@@ -417,4 +430,15 @@ fn incoming(c: &Conn, ls: &XSock, client: &[u8], state: SockState) -> Result<Soc
         }
     }
     last
+}
+
+/// The process at the other end of AF_UNIX datagram link `c`, as the
+/// kernel's SO_PEERCRED of the link reports it (asked once).
+fn link_sender(c: &Conn) -> Option<PeerCred> {
+    if let Some(cr) = c.sender.get() {
+        return Some(*cr);
+    }
+    let (pid, uid, gid) = crate::platform::unix_ipc::peer_cred(c.kfd)?;
+    let _ = c.sender.set(PeerCred { pid, uid, gid });
+    Some(PeerCred { pid, uid, gid })
 }

@@ -569,12 +569,16 @@ impl XProc {
 
     /// A datagram fragment of AF_UNIX socket `x`: on this process's link
     /// to the receiver's rendezvous, named by the sender's name (none for
-    /// an unbound sender).
+    /// an unbound sender). A receiver in this process gets it in place,
+    /// with what the message carries (`scm`, credentials and fds: see
+    /// `Backend::write_scm`); one in another process gets the bytes, and
+    /// the sender's credentials from the link.
     pub(super) fn unix_write_dgram(
         &self,
         sock: SockRef<'_>,
         x: &XSock,
         frag: &Fragment<'_>,
+        scm: u64,
     ) -> Result<(), Errno> {
         let (rdv, name) = if frag.addr.is_empty() {
             let rdv = x.target.lock().clone().ok_or(ENOTCONN)?;
@@ -591,7 +595,7 @@ impl XProc {
             if !may_send(x, key) {
                 return Err(EPERM);
             }
-            return match unix_receiver(key).map(|h| upcall::deliver(h, &out)) {
+            return match unix_receiver(key).map(|h| upcall::deliver_scm(h, &out, scm)) {
                 Some(Ok(())) => Ok(()),
                 // A full receiver: the sender waits (or sees EAGAIN).
                 Some(Err(ENOBUFS)) => Err(EAGAIN),
@@ -656,5 +660,51 @@ impl XProc {
             }
         }
         x.target.lock().take();
+    }
+}
+
+/// What AF_UNIX stream messages between two ends of this process carry
+/// (`Backend::write_scm`'s ids), keyed by the receiving socket's handle and
+/// the message's first offset: the bytes cross the transport, the
+/// attachment waits here for the receiver's read of that fragment.
+static SCM_PENDING: Mutex<BTreeMap<(u64, u64), u64>> = Mutex::new(BTreeMap::new());
+/// Entries in `SCM_PENDING`: none, and a receive does not look.
+static SCM_PENDING_N: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// Records that the fragment at `offset` arriving for socket `to`
+/// carries attachment `scm`.
+pub(super) fn scm_pending(to: SockHandle, offset: u64, scm: u64) {
+    if SCM_PENDING.lock().insert((to.0, offset), scm).is_none() {
+        SCM_PENDING_N.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// The attachment of the fragment at `offset` arriving for socket `h`.
+pub(super) fn scm_take(h: SockHandle, offset: u64) -> Option<u64> {
+    if SCM_PENDING_N.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let id = SCM_PENDING.lock().remove(&(h.0, offset))?;
+    SCM_PENDING_N.fetch_sub(1, Ordering::AcqRel);
+    Some(id)
+}
+
+/// Socket `h` is closed: what waited for it is dropped (the frontend
+/// closes the fds it held).
+pub(super) fn scm_forget(h: SockHandle) {
+    if SCM_PENDING_N.load(Ordering::Acquire) == 0 {
+        return;
+    }
+    let gone: Vec<u64> = {
+        let mut m = SCM_PENDING.lock();
+        let keys: Vec<(u64, u64)> = m
+            .range((h.0, 0)..=(h.0, u64::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        keys.iter().filter_map(|k| m.remove(k)).collect()
+    };
+    SCM_PENDING_N.fetch_sub(gone.len(), Ordering::AcqRel);
+    for id in gone {
+        upcall::scm_drop(id);
     }
 }
