@@ -79,8 +79,21 @@ fn install() {
                         e,
                         &[crate::consts::AF_INET, crate::consts::AF_INET6],
                     );
+                    // A process that changed its user cannot enter the
+                    // launching user's 0700 directory: say who owns it.
+                    let hint = match std::fs::metadata(&dir) {
+                        Ok(m) if e == crate::consts::EACCES => {
+                            use std::os::unix::fs::MetadataExt as _;
+                            alloc::format!(
+                                " (it belongs to uid {}; a program that switches to another \
+                                 user needs the network prepared for that user: usockrun --user NAME)",
+                                m.uid()
+                            )
+                        }
+                        _ => alloc::string::String::new(),
+                    };
                     let msg = alloc::format!(
-                        "libuserspacesock: USOCK_NET={}: cannot use the directory: {}; \
+                        "libuserspacesock: USOCK_NET={}: cannot use the directory: {}{hint}; \
                          socket() fails with that errno\n",
                         dir.to_string_lossy(),
                         std::io::Error::from_raw_os_error(e)

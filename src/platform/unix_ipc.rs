@@ -97,9 +97,33 @@ pub fn send_gather(kfd: i32, parts: &[&[u8]], mut skip: usize) -> Result<usize, 
     })
     .map(|n| n as usize)
 }
+/// Users besides our own whose processes share the network
+/// (`USOCK_NET_USERS`, set by `usockrun --user`: root and the user a daemon
+/// switches to); u32::MAX: an empty slot.
+static NET_USERS: [core::sync::atomic::AtomicU32; 4] = [
+    core::sync::atomic::AtomicU32::new(u32::MAX),
+    core::sync::atomic::AtomicU32::new(u32::MAX),
+    core::sync::atomic::AtomicU32::new(u32::MAX),
+    core::sync::atomic::AtomicU32::new(u32::MAX),
+];
+
+/// Reads `USOCK_NET_USERS` (uids separated by commas; at most four are
+/// kept; anything else in it is ignored) into the users [`peer_is_us`]
+/// admits besides our own.
+pub fn load_network_users() {
+    let Ok(v) = std::env::var("USOCK_NET_USERS") else {
+        return;
+    };
+    let uids = v.split(',').filter_map(|u| u.trim().parse::<u32>().ok());
+    for (slot, uid) in NET_USERS.iter().zip(uids) {
+        slot.store(uid, core::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Whether the process at the other end of the connected AF_UNIX socket
-/// `kfd` runs as our effective user. The network directory is 0700, so this
-/// is the second wall: a socket file made reachable by hand (or a
+/// `kfd` may share our network: it runs as our effective user, or as one
+/// of the users `USOCK_NET_USERS` names. The network directory is 0700, so
+/// this is the second wall: a socket file made reachable by hand (or a
 /// directory shared on purpose) still admits no other user's process.
 pub fn peer_is_us(kfd: i32) -> bool {
     // SAFETY: all-zero is a valid ucred.
@@ -117,7 +141,12 @@ pub fn peer_is_us(kfd: i32) -> bool {
         )
     };
     // SAFETY: geteuid has no preconditions.
-    r == 0 && cred.uid == unsafe { libc::geteuid() }
+    let me = unsafe { libc::geteuid() };
+    r == 0
+        && (cred.uid == me
+            || NET_USERS
+                .iter()
+                .any(|u| u.load(core::sync::atomic::Ordering::Relaxed) == cred.uid))
 }
 
 /// The `sockaddr_un` of `path` and its length; ENAMETOOLONG when the path

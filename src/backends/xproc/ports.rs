@@ -27,7 +27,7 @@ impl XProc {
         // or every bind() would fail later with no word on why.
         match std::fs::metadata(&dir) {
             Ok(m) if !m.is_dir() => return Err(ENOTDIR),
-            Ok(_) => {}
+            Ok(_) => crate::platform::unix_ipc::load_network_users(),
             Err(e) => return Err(e.raw_os_error().unwrap_or(EIO)),
         }
         kernel::may_use_dir(&c)?;
