@@ -160,7 +160,8 @@ test-embedded: embedded
 # and iperf3 in separate processes on one user-space network
 # (tests/preload/run.sh); strace sees no AF_INET socket from any of them and
 # ss no listening port. The launcher's checks before it runs (launcher.sh);
-# its capture, read back with tcpdump (capture.sh); call tracing (trace.sh).
+# its capture, read back with tcpdump (capture.sh); call tracing (trace.sh);
+# a daemon that drops to another user (privdrop.sh).
 # Issue 14 (AF_UNIX): its C tests preloaded, the
 # cases of c-tests/conformance14.pass (ctests14.sh), and D-Bus, Xvfb and
 # socat on the kernel and under the launcher with AF_UNIX on the kernel
@@ -170,7 +171,7 @@ test-embedded: embedded
 # other's skips; the target fails if any did.
 test-preload: lib
 	@r=0; \
-	for s in "600 run.sh" "120 route_file.sh" "120 launcher.sh" "120 capture.sh" "120 trace.sh" "300 fork.sh" "120 peercred.sh" \
+	for s in "600 run.sh" "120 route_file.sh" "120 launcher.sh" "120 capture.sh" "120 trace.sh" "120 privdrop.sh" "300 fork.sh" "120 peercred.sh" \
 	         "900 ctests14.sh" "600 programs14.sh"; do \
 	  set -- $$s; echo "== tests/preload/$$2"; \
 	  timeout $$1 tests/preload/$$2 || { echo "test-preload: tests/preload/$$2 failed"; r=1; }; \
