@@ -354,3 +354,24 @@ pub fn own_cred() -> (i32, u32, u32) {
     // SAFETY: getpid, geteuid and getegid have no preconditions.
     unsafe { (libc::getpid(), libc::geteuid(), libc::getegid()) }
 }
+
+/// The type (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET) of a kernel AF_UNIX
+/// socket bound at `path`, as /proc/net/unix lists it (the socket types
+/// the library leaves to the kernel, e.g. SOCK_SEQPACKET, are only there);
+/// `None` when none is, or the table cannot be read.
+pub fn kernel_unix_type(path: &[u8]) -> Option<i32> {
+    let table = std::fs::read("/proc/net/unix").ok()?;
+    table.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        // Num RefCount Protocol Flags Type St Inode Path
+        let mut f = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+        let ty = f.nth(4)?;
+        let ends = line.len() > path.len()
+            && line.ends_with(path)
+            && line[line.len() - path.len() - 1] == b' ';
+        if !ends {
+            return None;
+        }
+        let ty = core::str::from_utf8(ty).ok()?;
+        i32::from_str_radix(ty, 16).ok()
+    })
+}

@@ -384,6 +384,14 @@ impl Loopback {
         if matches!(name, UnixName::Path(_)) && self.table.lookup_unix(other, name)?.is_some() {
             return Err(EPROTOTYPE);
         }
+        // A kernel socket of another type at the path (a SOCK_SEQPACKET
+        // socket is the kernel's): Linux's unix_find_other says EPROTOTYPE.
+        #[cfg(feature = "std")]
+        if let UnixName::Path(p) = name {
+            if crate::platform::unix_ipc::kernel_unix_type(p).is_some_and(|t| t != ty) {
+                return Err(EPROTOTYPE);
+            }
+        }
         Err(ECONNREFUSED)
     }
 

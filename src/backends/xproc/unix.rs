@@ -274,11 +274,16 @@ impl XProc {
         if e == ECONNREFUSED && self.stale(rdv) {
             let _ = std::fs::remove_file(rdv);
         }
-        if matches!(name, UnixName::Path(_)) {
+        if let UnixName::Path(p) = name {
             if let Ok(other) = self.unix_target(other_type(ty), name) {
                 if file_id(&other).is_some() {
                     return EPROTOTYPE;
                 }
+            }
+            // A kernel socket of another type at the path (SOCK_SEQPACKET
+            // sockets are the kernel's).
+            if crate::platform::unix_ipc::kernel_unix_type(p).is_some_and(|t| t != ty) {
+                return EPROTOTYPE;
             }
         }
         ECONNREFUSED
