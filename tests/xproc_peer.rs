@@ -47,13 +47,13 @@ const T: Duration = Duration::from_secs(10);
 /// xproc's messages (`src/backends/xproc/envelope.rs`): an 8-byte envelope
 /// (type, version, two reserved zero bytes, body length, big-endian), then
 /// the body. DATA's body is one unsummed wire fragment; HELLO's the client's
-/// address; ACCEPT's the window end (u64) and the server's address;
+/// window end (u64) and address; ACCEPT's the window end (u64) and the server's address;
 /// WINDOW's the window end.
 const T_DATA: u8 = 1;
 const T_HELLO: u8 = 2;
 const T_ACCEPT: u8 = 3;
 const T_WINDOW: u8 = 4;
-const XPROC_VERSION: u8 = 2;
+const XPROC_VERSION: u8 = 3;
 const ENV_LEN: usize = 8;
 
 // ------------------------------------------------------------ environment
@@ -414,7 +414,11 @@ impl Raw {
 
     /// HELLO as client `me`; returns the receive window the ACCEPT grants.
     fn handshake(&mut self, me: SocketAddr) -> u64 {
-        self.send(&control(T_HELLO, None, to_sockaddr(&me).as_bytes()));
+        self.send(&control(
+            T_HELLO,
+            Some(1 << 18),
+            to_sockaddr(&me).as_bytes(),
+        ));
         let m = self.msg().expect("the library's answer to HELLO");
         assert!(
             m.ty == T_ACCEPT && m.body.len() >= 8 + 16,
@@ -467,7 +471,7 @@ fn garbage_from_a_raw_client_is_never_accepted_and_its_socket_is_closed() {
     let mut full_header = [0xffu8; ENV_LEN + wire::HEADER_LEN];
     full_header[0] = T_DATA;
     full_header[1] = XPROC_VERSION;
-    let hello = control(T_HELLO, None, to_sockaddr(&ip(1)).as_bytes());
+    let hello = control(T_HELLO, Some(1 << 18), to_sockaddr(&ip(1)).as_bytes());
     let v1_hello = {
         // What version 1 sent: a bare wire frame, HELLO in `conn`.
         let addr = to_sockaddr(&ip(1));
@@ -571,7 +575,7 @@ fn a_malformed_frame_after_hello_resets_that_connection_only() {
             patch(patch(good.clone(), 3, &[2]), 24, &[0, 0, 0, 0, 0, 0, 0, 5]),
         ),
         ("unknown message type", control(99, None, b"")),
-        ("a second HELLO", control(T_HELLO, None, &[0; 16])),
+        ("a second HELLO", control(T_HELLO, Some(0), &[0; 16])),
         ("WINDOW of 4 bytes", control(T_WINDOW, None, &[0; 4])),
         ("an ACCEPT to the server", control(T_ACCEPT, Some(1), &[])),
         (

@@ -1,14 +1,14 @@
 //! xproc's own framing: every message on a transport socket (a stream
 //! connection or a datagram link) is an 8-byte envelope, then its body.
 //!
-//! # Message layout (xproc protocol version 2)
+//! # Message layout (xproc protocol version 3)
 //!
 //! Integers are big-endian, as in `backend::wire`; no padding.
 //!
 //! | Offset | Size | Field      | Meaning                                                     |
 //! |-------:|-----:|------------|-------------------------------------------------------------|
 //! |      0 |    1 | `type`     | `1` DATA, `2` HELLO, `3` ACCEPT, `4` WINDOW, `5` CRED, `6` BUSY; others invalid |
-//! |      1 |    1 | `version`  | `2` ([`XPROC_VERSION`])                                     |
+//! |      1 |    1 | `version`  | `3` ([`XPROC_VERSION`])                                     |
 //! |      2 |    2 | `reserved` | `0`                                                         |
 //! |      4 |    4 | `len`      | body bytes after the envelope                               |
 //! |      8 | `len`| `body`     | see below                                                   |
@@ -27,8 +27,11 @@
 //!   its TOS and TTL). The lengths tell the parts apart (a sockaddr_in is
 //!   16 bytes, a sockaddr_in6 28): see `dgram::split_addr`. A receiver
 //!   of a frame without attributes reports Linux's defaults.
-//! - **HELLO** (client → server, first message): the client's address
-//!   (`SockAddr` bytes, at most `wire::MAX_ADDR`).
+//! - **HELLO** (client → server, first message): the end of the client's
+//!   receive window (u64), then the client's address (`SockAddr` bytes,
+//!   at most `wire::MAX_ADDR`). (Version 3: the window lets the accepted
+//!   socket send before the client has even seen ACCEPT, as a just
+//!   accepted TCP socket can on Linux.)
 //! - **ACCEPT** (server → client, first message): the end of the server's
 //!   receive window (u64), then the server's address.
 //! - **WINDOW** (either way, after the handshake): the new end of the
@@ -65,7 +68,7 @@ use crate::consts::*;
 
 /// The protocol's version, in every envelope. 1 was the protocol without
 /// an envelope (control frames in the wire header's `conn`).
-pub(super) const XPROC_VERSION: u8 = 2;
+pub(super) const XPROC_VERSION: u8 = 3;
 
 /// The envelope's length.
 pub(super) const ENV_LEN: usize = 8;
@@ -92,8 +95,8 @@ pub(super) type CtlBytes = ([u8; ENV_LEN + CTL_BODY_MAX], usize);
 pub(super) enum Msg<'a> {
     /// A fragment for the socket.
     Data(wire::Fragment<'a>),
-    /// The client's address.
-    Hello { addr: &'a [u8] },
+    /// The client's receive window end and address.
+    Hello { window: u64, addr: &'a [u8] },
     /// The server's receive window end and address.
     Accept { window: u64, addr: &'a [u8] },
     /// A new receive window end.
@@ -137,7 +140,7 @@ pub(super) fn control(m: &Msg<'_>) -> Result<CtlBytes, Errno> {
             (T_CRED, None, &cred[..])
         }
         Msg::Busy => (T_BUSY, None, &[]),
-        Msg::Hello { addr } => (T_HELLO, None, addr),
+        Msg::Hello { window, addr } => (T_HELLO, Some(window), addr),
         Msg::Accept { window, addr } => (T_ACCEPT, Some(window), addr),
         Msg::Window(w) => (T_WINDOW, Some(w), &[]),
     };
@@ -195,7 +198,16 @@ pub(super) fn decode(buf: &[u8]) -> Result<Option<(Msg<'_>, usize)>, BadMsg> {
         return Ok(None);
     }
     let m = match ty {
-        T_HELLO if len <= wire::MAX_ADDR => Msg::Hello { addr: body },
+        T_HELLO => {
+            let (w, addr) = body.split_first_chunk::<8>().ok_or(BadMsg)?;
+            if addr.len() > wire::MAX_ADDR {
+                return Err(BadMsg);
+            }
+            Msg::Hello {
+                window: u64::from_be_bytes(*w),
+                addr,
+            }
+        }
         T_ACCEPT => {
             let (w, addr) = body.split_first_chunk::<8>().ok_or(BadMsg)?;
             Msg::Accept {
@@ -240,7 +252,7 @@ mod tests {
         let mut f = wire::Fragment::stream(7, wire::FLAG_FIN, b"abc");
         f.header.conn = 0x1234;
         let v = data_msg(&f);
-        assert_eq!(v[..ENV_LEN], [1, 2, 0, 0, 0, 0, 0, 43]);
+        assert_eq!(v[..ENV_LEN], [1, 3, 0, 0, 0, 0, 0, 43]);
         let mut want = wire::encode_header(&f, false).unwrap().to_vec();
         want.extend_from_slice(b"abc");
         assert_eq!(&v[ENV_LEN..], &want[..], "the wire frame, unsummed");
@@ -261,7 +273,10 @@ mod tests {
     fn control_messages_round_trip() {
         let a = [9u8; 16];
         for m in [
-            Msg::Hello { addr: &a },
+            Msg::Hello {
+                window: 1 << 18,
+                addr: &a,
+            },
             Msg::Accept {
                 window: 1 << 40,
                 addr: &a,

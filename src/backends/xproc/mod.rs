@@ -422,6 +422,7 @@ impl Backend for XProc {
         c.control(
             transport(),
             &envelope::Msg::Hello {
+                window: upcall::window(sock.handle).unwrap_or(0),
                 addr: mine.as_bytes(),
             },
         )

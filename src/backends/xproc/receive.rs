@@ -213,7 +213,10 @@ impl Transport {
         // accepted one gets its socket at HELLO.
         let server_side = c.handle().0 != c.listener.0;
         match *m {
-            Msg::Hello { addr } if server_side && c.handle().0 == 0 => {
+            Msg::Hello {
+                window: peer_window,
+                addr,
+            } if server_side && c.handle().0 == 0 => {
                 // A client: make the accepted socket.
                 let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
                 let st = XSock::new(ls.info);
@@ -235,6 +238,9 @@ impl Transport {
                 };
                 // From here a failure refuses `ch` (see `fail`).
                 c.handle.store(ch.0, Ordering::Release);
+                // The client's window, before the socket can be accepted:
+                // a just accepted socket can send at once.
+                upcall::credit(ch, peer_window)?;
                 if ls.info.domain == AF_UNIX {
                     // SO_PEERCRED both ways: the client's as of its
                     // connect(), the listener's as of its listen().
@@ -276,11 +282,17 @@ impl Transport {
                 }
                 c.state.go_up();
                 upcall::credit(ch, window)?;
+                // Our window goes before the program can send anything:
+                // on the wire it then precedes our first DATA, so the
+                // accepted socket can answer the first request at once
+                // (lighttpd looped on EAGAIN when a request overtook it).
+                if let Ok(w) = upcall::window(ch) {
+                    let _ = c.control(self, &Msg::Window(w));
+                }
                 // Connected before anything else can fail: a server that
                 // is already gone shows as end-of-stream or a reset, never
                 // as a connect that waits forever.
                 upcall::connected(ch)?;
-                let _ = c.control(self, &Msg::Window(upcall::window(ch)?));
             }
             // AF_UNIX: the peer's credentials, before HELLO or ACCEPT.
             Msg::Cred(cr, token) if !up => {

@@ -481,6 +481,7 @@ impl XProc {
                 c.control(
                     transport(),
                     &Msg::Hello {
+                        window: upcall::window(sock.handle).unwrap_or(0),
                         addr: mine.as_bytes(),
                     },
                 )
