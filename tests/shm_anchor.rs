@@ -20,25 +20,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the child runs `f` (system calls and ring operations) then
-    // _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0);
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
-        // SAFETY: ends the child.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn wait_child(pid: libc::pid_t) -> i32 {
-    let mut st = 0;
-    // SAFETY: our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
-    st
-}
+mod common;
+use common::{fork_child, wait_child};
 
 fn close(fd: i32) {
     userspacesock::platform::kfd_close(fd).unwrap();

@@ -16,26 +16,8 @@ fn pattern(off: u64) -> u8 {
     (off.wrapping_mul(2654435761) >> 13) as u8
 }
 
-/// Forks; the child runs `f` and exits with its status.
-fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
-    // SAFETY: the child runs only `f` (ring operations, no allocation on
-    // the paths the tests take) and then _exit.
-    let pid = unsafe { libc::fork() };
-    assert!(pid >= 0, "fork failed");
-    if pid == 0 {
-        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
-        // SAFETY: ends the child without running the parent's exit hooks.
-        unsafe { libc::_exit(code) };
-    }
-    pid
-}
-
-fn wait_child(pid: libc::pid_t) -> i32 {
-    let mut st = 0;
-    // SAFETY: waits for our own child.
-    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
-    st
-}
+mod common;
+use common::{fork_child, wait_child};
 
 fn write_all(r: &Ring<'_>, start: u64, len: u64, chunk: usize) -> bool {
     let mut buf = vec![0u8; chunk];

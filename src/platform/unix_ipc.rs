@@ -126,27 +126,14 @@ pub fn load_network_users() {
 /// this is the second wall: a socket file made reachable by hand (or a
 /// directory shared on purpose) still admits no other user's process.
 pub fn peer_is_us(kfd: i32) -> bool {
-    // SAFETY: all-zero is a valid ucred.
-    let mut cred: libc::ucred = unsafe { core::mem::zeroed() };
-    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_getsockopt,
-            kfd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut cred as *mut libc::ucred,
-            &mut len as *mut libc::socklen_t,
-        )
+    let Some((_, uid, _)) = peer_cred(kfd) else {
+        return false;
     };
     // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    r == 0
-        && (cred.uid == me
-            || NET_USERS
-                .iter()
-                .any(|u| u.load(core::sync::atomic::Ordering::Relaxed) == cred.uid))
+    uid == unsafe { libc::geteuid() }
+        || NET_USERS
+            .iter()
+            .any(|u| u.load(core::sync::atomic::Ordering::Relaxed) == uid)
 }
 
 /// The `sockaddr_un` of `path` and its length; ENAMETOOLONG when the path

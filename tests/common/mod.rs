@@ -104,3 +104,26 @@ fn suite() -> String {
         _ => stem,
     }
 }
+
+/// Forks; the child runs `f` (only system calls and code that does not
+/// allocate on its path: the parent may have other threads) and exits
+/// with its status (99 if it panicked).
+pub fn fork_child(f: impl FnOnce() -> i32) -> libc::pid_t {
+    // SAFETY: the child runs only `f`, then _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(99);
+        // SAFETY: ends the child without running the parent's exit hooks.
+        unsafe { libc::_exit(code) };
+    }
+    pid
+}
+
+/// Waits for child `pid`; its wait status.
+pub fn wait_child(pid: libc::pid_t) -> i32 {
+    let mut st = 0;
+    // SAFETY: waits for our own child.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut st, 0) }, pid);
+    st
+}
