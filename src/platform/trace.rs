@@ -17,8 +17,9 @@ const OFF: u8 = 1;
 const ON: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(UNKNOWN);
-/// Where lines go: 2 (stderr) or the trace file.
-static FD: AtomicI32 = AtomicI32::new(2);
+/// Where lines go: a copy of stderr taken when tracing started, or the
+/// trace file; -1: nowhere (stderr was closed).
+static FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Whether calls are traced.
 #[inline]
@@ -35,6 +36,13 @@ fn init() -> bool {
     let on = std::env::var("USOCK_TRACE")
         .is_ok_and(|v| v.split([',', ' ']).any(|w| w == "calls" || w == "all"));
     if on {
+        // Our own copy of stderr, at a high number: a daemon that closes
+        // fd 2 and gets it back from accept() must not receive our lines
+        // on its connection (strace writes to its own stderr too).
+        // SAFETY: fcntl on fd 2 with integer arguments (the raw call: the
+        // library interposes libc's fcntl).
+        let copy = unsafe { libc::syscall(libc::SYS_fcntl, 2, libc::F_DUPFD_CLOEXEC, 512) };
+        FD.store(if copy >= 0 { copy as i32 } else { -1 }, Ordering::Relaxed);
         if let Some(path) = std::env::var_os("USOCK_TRACE_FILE").filter(|p| !p.is_empty()) {
             use std::os::fd::IntoRawFd as _;
             use std::os::unix::fs::OpenOptionsExt as _;
@@ -45,7 +53,12 @@ fn init() -> bool {
                 .custom_flags(libc::O_CLOEXEC)
                 .open(&path)
             {
-                Ok(f) => FD.store(f.into_raw_fd(), Ordering::Relaxed),
+                Ok(f) => {
+                    let old = FD.swap(f.into_raw_fd(), Ordering::Relaxed);
+                    if old >= 0 {
+                        super::kfd_close(old).ok();
+                    }
+                }
                 Err(e) => super::diag(
                     alloc::format!(
                         "libuserspacesock: USOCK_TRACE_FILE={}: {e}; tracing to stderr\n",
@@ -230,14 +243,11 @@ pub fn call(name: &'static str, args: &[alloc::string::String], ret: i64, errno:
         };
     }
     line.push('\n');
+    let fd = FD.load(Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
     // SAFETY: writes a local buffer to our descriptor (the raw call: the
     // library interposes libc's write).
-    unsafe {
-        libc::syscall(
-            libc::SYS_write,
-            FD.load(Ordering::Relaxed),
-            line.as_ptr(),
-            line.len(),
-        )
-    };
+    unsafe { libc::syscall(libc::SYS_write, fd, line.as_ptr(), line.len()) };
 }

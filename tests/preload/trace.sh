@@ -51,4 +51,23 @@ err=$(bin/usockrun --net "$net" -- python3 -c 'import socket; socket.socket().cl
 check "off: nothing is written" "stderr: $err" [ -z "$err" ]
 err=$(bin/usockrun --net "$net" --trace - -- python3 -c 'import socket; socket.socket().close()' 2>&1)
 check "--trace -: to the program's stderr" "stderr: $err" grep -qE '^\[[0-9]+\] close\([0-9]+\) = 0$' <<< "$err"
+# A program that puts a file of its own at fd 2 (here a pipe's write end,
+# as a daemon does whose closed stderr number is reused): the trace goes to the copy of stderr taken
+# when tracing began, never into that file.
+reuse_py='
+import os, socket
+socket.socket().close()
+r, w = os.pipe()
+os.dup2(w, 2)
+os.close(w)
+socket.socket().close()
+os.close(2)
+print(repr(os.read(r, 1000)))
+'
+out=$(bin/usockrun --net "$net" --trace "$work/reuse.log" -- python3 -c "$reuse_py" 2>/dev/null)
+check "a file that took fd 2 gets none of the trace" "the pipe read: $out" [ "$out" = "b''" ]
+check "the trace went on to the file" "$(cat "$work/reuse.log" 2>&1 | head -c 300)" \
+  grep -qE '^\[[0-9]+\] close\([0-9]+\) = 0$' "$work/reuse.log"
+out=$(bin/usockrun --net "$net" --trace - -- python3 -c "$reuse_py" 2>/dev/null)
+check "with --trace -, the same: the copy of stderr, not fd 2" "the pipe read: $out" [ "$out" = "b''" ]
 summary
