@@ -6,19 +6,8 @@
 
 use crate::consts::*;
 
-fn last_errno() -> Errno {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(EIO)
-}
-
-fn check(r: libc::c_long) -> Result<i32, Errno> {
-    if r < 0 {
-        Err(last_errno())
-    } else {
-        Ok(r as i32)
-    }
-}
+// The raw-call helpers are the transport's: one errno rule for both.
+use super::unix_ipc::sys as check;
 
 /// A new, unbound `SOCK_SEQPACKET` AF_UNIX socket.
 pub fn seqpacket() -> Result<i32, Errno> {
@@ -217,24 +206,4 @@ pub fn anchor_poll(kfd: i32, input: bool, ms: i32) -> Result<AnchorState, Errno>
         readable: p.revents & libc::POLLIN != 0,
         hung_up: p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0,
     })
-}
-
-/// The pid and effective uid of the process that connected (or, for the
-/// connecting side, listened) at the other end of anchor `kfd`.
-pub fn peer_cred(kfd: i32) -> Result<(i32, u32), Errno> {
-    // SAFETY: all-zero is a valid ucred.
-    let mut cred: libc::ucred = unsafe { core::mem::zeroed() };
-    let mut len = core::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: getsockopt writes at most `len` bytes into `cred`.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_getsockopt,
-            kfd,
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut cred as *mut libc::ucred,
-            &mut len as *mut libc::socklen_t,
-        )
-    })?;
-    Ok((cred.pid, cred.uid))
 }

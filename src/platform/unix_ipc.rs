@@ -7,14 +7,14 @@
 use crate::consts::*;
 
 /// The calling thread's errno.
-fn errno() -> Errno {
+pub(super) fn errno() -> Errno {
     std::io::Error::last_os_error()
         .raw_os_error()
         .unwrap_or(EIO)
 }
 
 /// A raw system call's result: its errno when negative.
-fn sys(r: libc::c_long) -> Result<i32, Errno> {
+pub(super) fn sys(r: libc::c_long) -> Result<i32, Errno> {
     if r < 0 {
         Err(errno())
     } else {

@@ -31,7 +31,7 @@ pub fn offer(kfd: i32, seg_fd: i32, body: &[u8]) -> Result<(), Errno> {
 /// caller drops the connection), EACCES for another user, ECONNRESET when
 /// the peer left before offering.
 pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> {
-    let (_, uid) = anchor_ipc::peer_cred(kfd)?;
+    let (_, uid, _) = crate::platform::unix_ipc::peer_cred(kfd).ok_or(ENOTCONN)?;
     if uid != crate::platform::unix_ipc::uid() {
         return Err(EACCES);
     }
