@@ -38,6 +38,62 @@ pub fn seqpacket_pair() -> Result<(i32, i32), Errno> {
     Ok((sv[0], sv[1]))
 }
 
+/// A listening anchor bound at `path` (a socket file the caller's
+/// directory holds), with the kernel's accept queue of `backlog`.
+/// EADDRINUSE when a file is already there.
+pub fn listen_at(path: &std::path::Path, backlog: i32) -> Result<i32, Errno> {
+    let (a, len) = super::unix_ipc::unix_addr(path)?;
+    let k = seqpacket()?;
+    let made =
+        super::unix_ipc::bind_unix(k, &a, len).and_then(|()| super::unix_ipc::listen(k, backlog));
+    match made {
+        Ok(()) => Ok(k),
+        Err(e) => {
+            super::unix_ipc::close_kfd(k);
+            Err(e)
+        }
+    }
+}
+
+/// A new anchor connected to the listening anchor at `path`. Blocking, a
+/// full accept queue keeps the caller waiting as Linux keeps a TCP client
+/// waiting; with `nonblocking` it is EAGAIN. ECONNREFUSED when nobody
+/// listens there, ENOENT when there is no file.
+pub fn connect_to(path: &std::path::Path, nonblocking: bool) -> Result<i32, Errno> {
+    let (a, len) = super::unix_ipc::unix_addr(path)?;
+    let k = seqpacket()?;
+    if nonblocking {
+        set_nonblocking(k, true)?;
+    }
+    // SAFETY: connect reads `len` bytes of the live address `a`.
+    let r =
+        check(unsafe { libc::syscall(libc::SYS_connect, k, &a as *const libc::sockaddr_un, len) });
+    match r {
+        Ok(_) => Ok(k),
+        Err(e) => {
+            super::unix_ipc::close_kfd(k);
+            Err(e)
+        }
+    }
+}
+
+/// Sets or clears `O_NONBLOCK` on anchor `kfd`: a flag of its open file
+/// description, which fork and dup share, as a socket's is on Linux.
+pub fn set_nonblocking(kfd: i32, on: bool) -> Result<(), Errno> {
+    // SAFETY: fcntl with integer arguments.
+    let flags = check(unsafe { libc::syscall(libc::SYS_fcntl, kfd, libc::F_GETFL) })? as i32;
+    let want = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if want != flags {
+        // SAFETY: as above.
+        check(unsafe { libc::syscall(libc::SYS_fcntl, kfd, libc::F_SETFL, want) })?;
+    }
+    Ok(())
+}
+
 /// Accepts one connection on listening anchor `kfd` (blocking unless the
 /// socket is non-blocking).
 pub fn accept(kfd: i32) -> Result<i32, Errno> {

@@ -13,6 +13,11 @@ use crate::platform::anchor_ipc;
 /// The first bytes of an offer's body: this protocol, version 1.
 pub const OFFER_MAGIC: &[u8; 4] = b"USH1";
 
+/// How long an accepting end waits for the offer of a connection the
+/// kernel already accepted; a connecting end that has not offered by then
+/// breaks the protocol (EPROTO).
+pub const OFFER_WAIT_MS: i32 = 1000;
+
 /// Sends the segment (its memfd) and `body` (what the accepting end needs
 /// besides the rings: the connecting end's addresses...) over the freshly
 /// connected anchor `kfd`. The caller closes `seg_fd` afterwards: the
@@ -27,9 +32,9 @@ pub fn offer(kfd: i32, seg_fd: i32, body: &[u8]) -> Result<(), Errno> {
 /// Receives the offer on accepted anchor `kfd`: maps its segment and copies
 /// its body into `body`, returning the body's length. The peer must run as
 /// this user; the message must carry this protocol's magic and exactly one
-/// fd, a segment that [`Segment::attach`] accepts. EPROTO otherwise (the
-/// caller drops the connection), EACCES for another user, ECONNRESET when
-/// the peer left before offering.
+/// fd, a segment that [`Segment::attach`] accepts, within [`OFFER_WAIT_MS`].
+/// EPROTO otherwise (the caller drops the connection), EACCES for another
+/// user, ECONNRESET when the peer left before offering.
 pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> {
     let (_, uid, _) = crate::platform::unix_ipc::peer_cred(kfd).ok_or(ENOTCONN)?;
     if uid != crate::platform::unix_ipc::uid() {
@@ -37,7 +42,14 @@ pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> 
     }
     let mut msg = alloc::vec![0u8; OFFER_MAGIC.len() + body.len()];
     let mut fds = [-1i32; 2];
-    let (n, nfds) = anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, 0)?;
+    // The connecting end offers right after its connect(), which the
+    // kernel completes before accept() returns here: the offer is at most
+    // a moment behind, whatever the anchor's O_NONBLOCK says.
+    let state = anchor_ipc::anchor_poll(kfd, true, OFFER_WAIT_MS)?;
+    if !state.readable {
+        return Err(if state.hung_up { ECONNRESET } else { EPROTO });
+    }
+    let (n, nfds) = anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, libc::MSG_DONTWAIT)?;
     let close_all = |fds: &[i32]| {
         for &fd in fds {
             crate::platform::kfd_close(fd).ok();

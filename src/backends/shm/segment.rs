@@ -15,8 +15,9 @@ use crate::platform::shared_mem::SharedMem;
 
 /// "USOCKSEG" as a little-endian word: a segment of this library.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"USOCKSEG");
-/// The layout described here.
-pub const VERSION: u64 = 1;
+/// The layout described here (2: each ring's header has its doorbell
+/// word).
+pub const VERSION: u64 = 2;
 /// Bytes of the segment header; the first ring follows.
 pub const HEADER: usize = 64;
 const MAGIC_AT: usize = 0;

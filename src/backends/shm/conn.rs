@@ -1,0 +1,389 @@
+//! One end of a stream connection over shared memory (SHARED.md): the
+//! end's anchor and the connection's segment, and the stream calls on
+//! them. A process holds a `Conn` per end it uses; a fork child inherits
+//! the anchor fd and the mapping, so both processes' `Conn`s are the same
+//! end, and every word they decide by is in the segment or the kernel:
+//! bytes and FIN in the rings, the peer's presence in the anchor.
+//!
+//! Rules, as Linux's for a TCP or AF_UNIX stream:
+//! - a send copies into the peer's ring; blocking, it waits for room
+//!   until every byte went or the deadline passed (then the bytes sent so
+//!   far, or EAGAIN); after this end's SHUT_WR, or once the peer is gone,
+//!   EPIPE;
+//! - a recv takes what is there (one holder at a time, under the ring's
+//!   reader lock, so each byte is read once and a recv's bytes are
+//!   contiguous); end-of-stream after the peer's SHUT_WR or its last
+//!   holder's close once the bytes are read;
+//! - the peer's last holder gone with bytes of ours unread is a reset
+//!   (`tcp_close`'s rule: a close that discards data sends RST): the data
+//!   already here is read first, then one ECONNRESET, then end-of-stream;
+//! - a blocked call sleeps on the ring's futex and looks at the anchor
+//!   every [`TICK`], so a peer that died (SIGKILL included) ends the wait
+//!   within a tick.
+
+use core::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use super::anchor;
+use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM};
+use super::segment::{Dir, Segment};
+use super::Corrupt;
+use crate::consts::*;
+use crate::platform::anchor_ipc;
+
+/// The longest a blocked call sleeps before it looks whether the peer is
+/// still there: the bound on noticing a peer that died without a word.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// Which end of the connection this is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The end that called connect and made the segment.
+    Connector,
+    /// The end a listener accepted.
+    Acceptor,
+}
+
+/// How long a call may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Not at all: EAGAIN instead (O_NONBLOCK, MSG_DONTWAIT).
+    Never,
+    /// Until this instant (SO_RCVTIMEO, SO_SNDTIMEO): then EAGAIN, or what
+    /// was done so far.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+/// What poll would report for an end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// A recv would not block: bytes, end-of-stream or a reset are there.
+    pub readable: bool,
+    /// A send would not block: room in the peer's ring, or an error.
+    pub writable: bool,
+    /// The peer will send nothing more (POLLRDHUP).
+    pub rdhup: bool,
+    /// Both directions are over (POLLHUP).
+    pub hup: bool,
+    /// A reset waits to be reported (POLLERR).
+    pub err: bool,
+}
+
+const OPEN: u8 = 0;
+const GONE: u8 = 1;
+const RESET: u8 = 2;
+const RESET_TOLD: u8 = 3;
+
+/// One end of a connection: its anchor (a kernel fd of this process) and
+/// the mapped segment.
+pub struct Conn {
+    seg: Segment,
+    anchor: i32,
+    side: Side,
+    /// What this process learnt of the peer: OPEN until its anchor hung
+    /// up; then GONE, or RESET (and RESET_TOLD once a recv reported it).
+    peer: AtomicU8,
+}
+
+impl Conn {
+    /// Connects to the listening anchor at `path` and offers it a new
+    /// segment with rings of `to_peer` and `to_me` bytes and `body` (what
+    /// the accepting end is to learn: addresses...). Errors are the
+    /// kernel's connect's (ECONNREFUSED, ENOENT, EAGAIN when `nonblocking`
+    /// and the accept queue is full) or EINVAL for ring sizes a segment
+    /// cannot have.
+    pub fn connect(
+        path: &std::path::Path,
+        to_peer: usize,
+        to_me: usize,
+        body: &[u8],
+        nonblocking: bool,
+    ) -> Result<Conn, Errno> {
+        let (seg, seg_fd) = Segment::create(to_peer, to_me)?;
+        let k = anchor_ipc::connect_to(path, nonblocking);
+        let offered = k.and_then(|k| match anchor::offer(k, seg_fd, body) {
+            Ok(()) => Ok(k),
+            Err(e) => {
+                crate::platform::kfd_close(k).ok();
+                Err(e)
+            }
+        });
+        crate::platform::kfd_close(seg_fd).ok();
+        Ok(Conn::new(seg, offered?, Side::Connector))
+    }
+
+    /// The accepting end of anchor `kfd`, which a listener's accept just
+    /// returned: takes the connecting end's offer and copies its body into
+    /// `body`, returning the body's length too. On error `kfd` is closed
+    /// (`anchor::take_offer`'s errors: the connection is dropped).
+    pub fn accepted(kfd: i32, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
+        match anchor::take_offer(kfd, body) {
+            Ok((seg, n)) => Ok((Conn::new(seg, kfd, Side::Acceptor), n)),
+            Err(e) => {
+                crate::platform::kfd_close(kfd).ok();
+                Err(e)
+            }
+        }
+    }
+
+    fn new(seg: Segment, anchor: i32, side: Side) -> Conn {
+        Conn {
+            seg,
+            anchor,
+            side,
+            peer: AtomicU8::new(OPEN),
+        }
+    }
+
+    /// The end's anchor: the kernel fd that stands for it (what poll and
+    /// epoll wait on, what fork and SCM_RIGHTS hand on).
+    pub fn anchor(&self) -> i32 {
+        self.anchor
+    }
+
+    /// Which end this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The ring this end reads and the ring it writes.
+    fn rings(&self) -> (Ring<'_>, Ring<'_>) {
+        let (rx, tx) = match self.side {
+            Side::Connector => (Dir::ToConnector, Dir::ToAcceptor),
+            Side::Acceptor => (Dir::ToAcceptor, Dir::ToConnector),
+        };
+        (self.seg.ring(rx), self.seg.ring(tx))
+    }
+
+    /// What this process knows of the peer, looking at the anchor when it
+    /// is not known to be gone yet. The peer's going is a reset when bytes
+    /// it was sent are still unread: nobody can read them any more.
+    fn peer_state(&self) -> u8 {
+        let s = self.peer.load(Ordering::Acquire);
+        if s != OPEN || !anchor::peer_gone(self.anchor, 0) {
+            return s;
+        }
+        let (_, tx) = self.rings();
+        let now = if tx.used().map_or(true, |n| n > 0) {
+            RESET
+        } else {
+            GONE
+        };
+        match self
+            .peer
+            .compare_exchange(OPEN, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => now,
+            Err(cur) => cur,
+        }
+    }
+
+    /// A segment word made no sense: the connection resets.
+    fn corrupt(&self, _: Corrupt) -> Errno {
+        self.peer.store(RESET_TOLD, Ordering::Release);
+        ECONNRESET
+    }
+
+    /// Sends from `buf` (see the module doc for the rules) and returns how
+    /// many bytes went.
+    pub fn send(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let (_, tx) = self.rings();
+        let mut sent = 0;
+        loop {
+            if self.peer_state() != OPEN || tx.flags() & super::ring::FIN != 0 {
+                return if sent > 0 { Ok(sent) } else { Err(EPIPE) };
+            }
+            let n = {
+                let lock = tx.writer_lock();
+                let _g = lock.lock().map_err(|c| self.corrupt(c))?;
+                tx.write(&buf[sent..]).map_err(|c| self.corrupt(c))?
+            };
+            if n > 0 && tx.take_bell(BELL_ON_DATA) {
+                anchor::ring_bell(self.anchor);
+            }
+            sent += n;
+            if sent == buf.len() {
+                return Ok(sent);
+            }
+            if !self.wait(&tx, block, false).map_err(|c| self.corrupt(c))? {
+                return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+            }
+        }
+    }
+
+    /// Receives into `buf` (with `peek`, leaving the bytes) and returns
+    /// how many came: 0 at end-of-stream (or for an empty `buf`).
+    pub fn recv(&self, buf: &mut [u8], peek: bool, block: Block) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let (rx, _) = self.rings();
+        loop {
+            let n = {
+                let lock = rx.reader_lock();
+                let _g = lock.lock().map_err(|c| self.corrupt(c))?;
+                rx.read(buf, 0, !peek).map_err(|c| self.corrupt(c))?.1
+            };
+            if n > 0 {
+                if !peek && rx.take_bell(BELL_ON_ROOM) {
+                    anchor::ring_bell(self.anchor);
+                }
+                return Ok(n);
+            }
+            if rx.flags() & super::ring::FIN != 0 {
+                return Ok(0);
+            }
+            match self.peer_state() {
+                OPEN => {}
+                RESET => {
+                    let told = self.peer.compare_exchange(
+                        RESET,
+                        RESET_TOLD,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    return if told.is_ok() { Err(ECONNRESET) } else { Ok(0) };
+                }
+                _ => return Ok(0),
+            }
+            if !self.wait(&rx, block, true).map_err(|c| self.corrupt(c))? {
+                return Err(EAGAIN);
+            }
+        }
+    }
+
+    /// Waits on `ring` for data (`for_data`) or room, at most a [`TICK`] at
+    /// a time between looks at the peer. False when `block` allows no more
+    /// waiting; true when the caller should look again.
+    fn wait(&self, ring: &Ring<'_>, block: Block, for_data: bool) -> Result<bool, Corrupt> {
+        let tick = Instant::now() + TICK;
+        let until = match block {
+            Block::Never => return Ok(false),
+            Block::Until(d) if Instant::now() >= d => return Ok(false),
+            Block::Until(d) => d.min(tick),
+            Block::Forever => tick,
+        };
+        if for_data {
+            ring.wait_readable(Some(until))?;
+        } else {
+            ring.wait_room(Some(until))?;
+        }
+        Ok(true)
+    }
+
+    /// shutdown(SHUT_WR) by any holder: the peer reads end-of-stream after
+    /// the bytes already sent; this end's sends are EPIPE from now on.
+    pub fn shutdown_write(&self) {
+        let (_, tx) = self.rings();
+        tx.finish();
+        if tx.take_bell(BELL_ON_DATA) {
+            anchor::ring_bell(self.anchor);
+        }
+    }
+
+    /// Bytes waiting to be read (SIOCINQ) and bytes sent that the peer has
+    /// not read yet (SIOCOUTQ).
+    pub fn queued(&self) -> Result<(u64, u64), Errno> {
+        let (rx, tx) = self.rings();
+        let c = |r: Result<u64, Corrupt>| r.map_err(|c| self.corrupt(c));
+        Ok((c(rx.used())?, c(tx.used())?))
+    }
+
+    /// What poll would report now.
+    pub fn readiness(&self) -> Readiness {
+        let (rx, tx) = self.rings();
+        let peer = self.peer_state();
+        let (Ok(inq), Ok(room)) = (rx.used(), tx.room()) else {
+            return Readiness {
+                readable: true,
+                writable: true,
+                rdhup: true,
+                hup: true,
+                err: true,
+            };
+        };
+        let rx_fin = rx.flags() & super::ring::FIN != 0 || peer != OPEN;
+        let tx_fin = tx.flags() & super::ring::FIN != 0;
+        Readiness {
+            readable: inq > 0 || rx_fin,
+            writable: room > 0 || peer != OPEN,
+            rdhup: rx_fin,
+            hup: peer != OPEN || (rx_fin && tx_fin),
+            err: peer == RESET,
+        }
+    }
+
+    /// Before a sleep in poll/epoll on the anchor: asks the peer for a
+    /// doorbell when data (`data`) or room (`room`) appears. The caller
+    /// looks at [`Conn::readiness`] again afterwards, then sleeps.
+    pub fn arm(&self, data: bool, room: bool) {
+        let (rx, tx) = self.rings();
+        if data {
+            rx.arm_bell(BELL_ON_DATA);
+        }
+        if room {
+            tx.arm_bell(BELL_ON_ROOM);
+        }
+    }
+
+    /// After a wake-up: takes the doorbells off the anchor, so that it is
+    /// readable again only at the next one.
+    pub fn drain_bells(&self) -> bool {
+        anchor::drain_bells(self.anchor)
+    }
+}
+
+impl Drop for Conn {
+    /// This process's hold on the end ends: its anchor fd closes and the
+    /// mapping goes. The connection itself ends when the last holder's
+    /// does (the kernel counts them), which the peer sees on its anchor.
+    fn drop(&mut self) {
+        crate::platform::kfd_close(self.anchor).ok();
+    }
+}
+
+/// A listening anchor: its accept queue is the kernel's, shared by every
+/// process that holds the fd (after fork, or received by exec or
+/// SCM_RIGHTS), and each connection is accepted by one of them.
+pub struct Listener {
+    kfd: i32,
+}
+
+impl Listener {
+    /// Listens at `path` with the kernel's accept queue of `backlog`.
+    pub fn bind(path: &std::path::Path, backlog: i32) -> Result<Listener, Errno> {
+        Ok(Listener {
+            kfd: anchor_ipc::listen_at(path, backlog)?,
+        })
+    }
+
+    /// The listening anchor's fd.
+    pub fn anchor(&self) -> i32 {
+        self.kfd
+    }
+
+    /// Accepts the next connection, with the anchor's own blocking mode,
+    /// timeout and signal rules (the kernel's accept), and takes its offer
+    /// (its body is copied into `body`). A connecting end that breaks the
+    /// protocol, or another user's, is dropped and the next one taken, as
+    /// Linux drops a handshake that fails before accept.
+    pub fn accept(&self, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
+        loop {
+            let k = anchor_ipc::accept(self.kfd)?;
+            match Conn::accepted(k, body) {
+                Err(EPROTO | EACCES | ECONNRESET) => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    /// Closes this process's hold on the listening anchor; the queue lives
+    /// on in the processes that still hold it.
+    fn drop(&mut self) {
+        crate::platform::kfd_close(self.kfd).ok();
+    }
+}
