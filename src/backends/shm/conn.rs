@@ -17,16 +17,21 @@
 //! - the peer's last holder gone with bytes of ours unread is a reset
 //!   (`tcp_close`'s rule: a close that discards data sends RST): the data
 //!   already here is read first, then one ECONNRESET, then end-of-stream;
-//! - a blocked call sleeps on the ring's futex and looks at the anchor
-//!   every [`TICK`], so a peer that died (SIGKILL included) ends the wait
-//!   within a tick.
+//! - a blocked call sleeps on the ring's futex. The kernel knows when the
+//!   peer's last holder is gone (its anchor hangs up), but asking costs a
+//!   system call, so a call asks only when a holder of the peer closed it
+//!   (each close counts in the segment and wakes the ring's sleepers) or a
+//!   [`TICK`] passed asleep: a peer that closes is seen at once, one that
+//!   died without closing (SIGKILL) within a tick, and a busy connection
+//!   makes no system call beyond the futex wake-ups.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use super::anchor;
 use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM};
-use super::segment::{Dir, Segment};
+use super::segment::Segment;
+pub use super::segment::Side;
 use super::Corrupt;
 use crate::consts::*;
 use crate::platform::anchor_ipc;
@@ -34,15 +39,6 @@ use crate::platform::anchor_ipc;
 /// The longest a blocked call sleeps before it looks whether the peer is
 /// still there: the bound on noticing a peer that died without a word.
 pub const TICK: Duration = Duration::from_millis(100);
-
-/// Which end of the connection this is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Side {
-    /// The end that called connect and made the segment.
-    Connector,
-    /// The end a listener accepted.
-    Acceptor,
-}
 
 /// How long a call may wait.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,6 +81,18 @@ pub struct Conn {
     /// What this process learnt of the peer: OPEN until its anchor hung
     /// up; then GONE, or RESET (and RESET_TOLD once a recv reported it).
     peer: AtomicU8,
+    /// The peer's close count when this process last asked the kernel.
+    seen_closes: AtomicU32,
+}
+
+/// How a wait ended.
+enum Waited {
+    /// The call may not wait (longer).
+    No,
+    /// Something changed, or may have: look again.
+    Woken,
+    /// A tick passed asleep: look again, and ask the kernel about the peer.
+    Tick,
 }
 
 impl Conn {
@@ -134,6 +142,7 @@ impl Conn {
             anchor,
             side,
             peer: AtomicU8::new(OPEN),
+            seen_closes: AtomicU32::new(0),
         }
     }
 
@@ -150,11 +159,23 @@ impl Conn {
 
     /// The ring this end reads and the ring it writes.
     fn rings(&self) -> (Ring<'_>, Ring<'_>) {
-        let (rx, tx) = match self.side {
-            Side::Connector => (Dir::ToConnector, Dir::ToAcceptor),
-            Side::Acceptor => (Dir::ToAcceptor, Dir::ToConnector),
-        };
-        (self.seg.ring(rx), self.seg.ring(tx))
+        self.seg.rings(self.side)
+    }
+
+    /// The peer's close count now.
+    fn peer_closes(&self) -> u32 {
+        self.seg.closes(self.side.peer()).load(Ordering::Acquire)
+    }
+
+    /// The peer's state, asking the kernel only when `look` or when a
+    /// holder of the peer closed it since the last time (`closes`, read
+    /// before the ring was looked at).
+    fn peer_now(&self, look: bool, closes: u32) -> u8 {
+        if look || self.seen_closes.swap(closes, Ordering::AcqRel) != closes {
+            self.peer_state()
+        } else {
+            self.peer.load(Ordering::Acquire)
+        }
     }
 
     /// What this process knows of the peer, looking at the anchor when it
@@ -191,8 +212,10 @@ impl Conn {
     pub fn send(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
         let (_, tx) = self.rings();
         let mut sent = 0;
+        let mut look = block == Block::Never;
         loop {
-            if self.peer_state() != OPEN || tx.flags() & super::ring::FIN != 0 {
+            let closes = self.peer_closes();
+            if self.peer_now(look, closes) != OPEN || tx.flags() & super::ring::FIN != 0 {
                 return if sent > 0 { Ok(sent) } else { Err(EPIPE) };
             }
             let n = {
@@ -207,8 +230,13 @@ impl Conn {
             if sent == buf.len() {
                 return Ok(sent);
             }
-            if !self.wait(&tx, block, false).map_err(|c| self.corrupt(c))? {
-                return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+            match self
+                .wait(&tx, block, false, closes)
+                .map_err(|c| self.corrupt(c))?
+            {
+                Waited::No => return if sent > 0 { Ok(sent) } else { Err(EAGAIN) },
+                Waited::Woken => look = false,
+                Waited::Tick => look = true,
             }
         }
     }
@@ -220,7 +248,10 @@ impl Conn {
             return Ok(0);
         }
         let (rx, _) = self.rings();
+        // A call that may not wait asks the kernel before its EAGAIN.
+        let mut look = block == Block::Never;
         loop {
+            let closes = self.peer_closes();
             let n = {
                 let lock = rx.reader_lock();
                 let _g = lock.lock().map_err(|c| self.corrupt(c))?;
@@ -235,7 +266,7 @@ impl Conn {
             if rx.flags() & super::ring::FIN != 0 {
                 return Ok(0);
             }
-            match self.peer_state() {
+            match self.peer_now(look, closes) {
                 OPEN => {}
                 RESET => {
                     let told = self.peer.compare_exchange(
@@ -248,29 +279,46 @@ impl Conn {
                 }
                 _ => return Ok(0),
             }
-            if !self.wait(&rx, block, true).map_err(|c| self.corrupt(c))? {
-                return Err(EAGAIN);
+            match self
+                .wait(&rx, block, true, closes)
+                .map_err(|c| self.corrupt(c))?
+            {
+                Waited::No => return Err(EAGAIN),
+                Waited::Woken => look = false,
+                Waited::Tick => look = true,
             }
         }
     }
 
-    /// Waits on `ring` for data (`for_data`) or room, at most a [`TICK`] at
-    /// a time between looks at the peer. False when `block` allows no more
-    /// waiting; true when the caller should look again.
-    fn wait(&self, ring: &Ring<'_>, block: Block, for_data: bool) -> Result<bool, Corrupt> {
-        let tick = Instant::now() + TICK;
+    /// Waits on `ring` for data (`for_data`) or room, or a close by a
+    /// holder of the peer (its count moving from `closes`), at most a
+    /// [`TICK`] at a time.
+    fn wait(
+        &self,
+        ring: &Ring<'_>,
+        block: Block,
+        for_data: bool,
+        closes: u32,
+    ) -> Result<Waited, Corrupt> {
+        let now = Instant::now();
+        let tick = now + TICK;
         let until = match block {
-            Block::Never => return Ok(false),
-            Block::Until(d) if Instant::now() >= d => return Ok(false),
+            Block::Never => return Ok(Waited::No),
+            Block::Until(d) if now >= d => return Ok(Waited::No),
             Block::Until(d) => d.min(tick),
             Block::Forever => tick,
         };
-        if for_data {
-            ring.wait_readable(Some(until))?;
+        let closed = || self.peer_closes() != closes;
+        let woken = if for_data {
+            ring.wait_readable(Some(until), closed)?
         } else {
-            ring.wait_room(Some(until))?;
-        }
-        Ok(true)
+            ring.wait_room(Some(until), closed)?
+        };
+        Ok(if woken || until < tick {
+            Waited::Woken
+        } else {
+            Waited::Tick
+        })
     }
 
     /// shutdown(SHUT_WR) by any holder: the peer reads end-of-stream after
@@ -341,6 +389,12 @@ impl Drop for Conn {
     /// does (the kernel counts them), which the peer sees on its anchor.
     fn drop(&mut self) {
         crate::platform::kfd_close(self.anchor).ok();
+        // After the close, so that a peer that wakes and asks the kernel
+        // finds the anchor hung up when this was the last holder.
+        self.seg.closes(self.side).fetch_add(1, Ordering::AcqRel);
+        let (rx, tx) = self.rings();
+        rx.wake_all();
+        tx.wake_all();
     }
 }
 

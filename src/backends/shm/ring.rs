@@ -220,17 +220,36 @@ impl<'m> Ring<'m> {
         Ok(self.flags() & FIN != 0 && self.used()? == 0)
     }
 
-    /// Waits until there is a byte to read or end-of-stream, or `deadline`
-    /// passes (false). Spurious returns are allowed; the caller looks again.
-    pub fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool, Corrupt> {
+    /// Waits until there is a byte to read or end-of-stream, `also` holds
+    /// (another reason to look again, checked after the announcement as the
+    /// ring's own state is), or `deadline` passes (false). Spurious returns
+    /// are allowed; the caller looks again.
+    pub fn wait_readable(
+        &self,
+        deadline: Option<Instant>,
+        also: impl Fn() -> bool,
+    ) -> Result<bool, Corrupt> {
         self.wait(READER_WAITING, deadline, |r| {
-            Ok(r.used()? > 0 || r.flags() & FIN != 0)
+            Ok(r.used()? > 0 || r.flags() & FIN != 0 || also())
         })
     }
 
-    /// Waits until a writer would find room, or `deadline` passes (false).
-    pub fn wait_room(&self, deadline: Option<Instant>) -> Result<bool, Corrupt> {
-        self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0))
+    /// Waits until a writer would find room, `also` holds, or `deadline`
+    /// passes (false).
+    pub fn wait_room(
+        &self,
+        deadline: Option<Instant>,
+        also: impl Fn() -> bool,
+    ) -> Result<bool, Corrupt> {
+        self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
+    }
+
+    /// Wakes every thread asleep on this ring, readers and writers: one of
+    /// the ends changed in a way the ring's counters do not show (a holder
+    /// closed it).
+    pub fn wake_all(&self) {
+        self.wake(READER_WAITING);
+        self.wake(WRITER_WAITING);
     }
 
     /// Announces a sleeper in `flag`, then sleeps unless `ready` already
@@ -390,7 +409,7 @@ mod tests {
             let deadline = Instant::now() + std::time::Duration::from_secs(10);
             while r.used().unwrap() == 0 {
                 assert!(
-                    r.wait_readable(Some(deadline)).unwrap(),
+                    r.wait_readable(Some(deadline), || false).unwrap(),
                     "no wake-up in 10 s"
                 );
             }

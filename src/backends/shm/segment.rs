@@ -16,7 +16,7 @@ use crate::platform::shared_mem::SharedMem;
 /// "USOCKSEG" as a little-endian word: a segment of this library.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"USOCKSEG");
 /// The layout described here (2: each ring's header has its doorbell
-/// word).
+/// word, the segment's header the ends' close counts).
 pub const VERSION: u64 = 2;
 /// Bytes of the segment header; the first ring follows.
 pub const HEADER: usize = 64;
@@ -24,10 +24,32 @@ const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = 8;
 const SIZE_A_AT: usize = 16;
 const SIZE_B_AT: usize = 24;
+/// Per end (connector, acceptor): how many times one of its holders closed
+/// it. A waiting peer looks at its anchor only when this moved.
+const CLOSES_AT: [usize; 2] = [32, 36];
 
 /// The largest ring a segment may declare: a corrupt size must not make a
 /// process map gigabytes.
 pub const MAX_RING: usize = 64 << 20;
+
+/// The two ends of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The end that called connect and made the segment.
+    Connector,
+    /// The end a listener accepted.
+    Acceptor,
+}
+
+impl Side {
+    /// The other end.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Connector => Side::Acceptor,
+            Side::Acceptor => Side::Connector,
+        }
+    }
+}
 
 /// Which way a ring carries bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +156,24 @@ impl Segment {
             Dir::ToConnector => (HEADER + Ring::footprint(self.size_a), self.size_b),
         };
         Ring::new(&self.mem, base, size).expect("ring sizes checked at create or attach")
+    }
+
+    /// The ring end `side` reads and the ring it writes.
+    pub fn rings(&self, side: Side) -> (Ring<'_>, Ring<'_>) {
+        match side {
+            Side::Connector => (self.ring(Dir::ToConnector), self.ring(Dir::ToAcceptor)),
+            Side::Acceptor => (self.ring(Dir::ToAcceptor), self.ring(Dir::ToConnector)),
+        }
+    }
+
+    /// How many times a holder of end `side` closed it (untrusted: a wrong
+    /// value only makes the peer look at its anchor once more or once
+    /// less often than needed, and its tick bounds the latter).
+    pub fn closes(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
+        let at = CLOSES_AT[matches!(side, Side::Acceptor) as usize];
+        self.mem
+            .u32_at(at)
+            .expect("segment header inside its mapping")
     }
 
     /// The shared mapping (for tests and tools that inspect a segment).
