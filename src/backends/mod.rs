@@ -67,6 +67,14 @@ fn install() {
             match xproc::XProc::new(dir.clone().into()) {
                 Ok(x) => {
                     registry::register(Arc::new(x), XPROC_PRIORITY);
+                    // Opt-in while it grows (SHARED.md): TCP through shared
+                    // memory, the rest through xproc.
+                    if std::env::var_os("USOCK_SHM").is_some_and(|v| v == "1") {
+                        registry::register(
+                            Arc::new(shm::backend::Shm::new(dir.clone().into())),
+                            shm::backend::SHM_PRIORITY,
+                        );
+                    }
                 }
                 Err(e) => {
                     // Falling back to the in-process loopback would put the

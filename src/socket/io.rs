@@ -51,6 +51,9 @@ impl Socket {
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
         let collect = flags & super::scm::MSG_TAKES_CONTROL != 0;
         let flags = flags & !super::scm::MSG_TAKES_CONTROL;
+        if let Some(r) = self.recv_shared(bufs, flags) {
+            return r;
+        }
         if flags & MSG_ERRQUEUE != 0 {
             // The error queue never waits (sock_recv_errqueue).
             let (ret, truncated, err, addr) = self.recv_errqueue(bufs, flags & MSG_PEEK != 0)?;
@@ -473,7 +476,9 @@ impl Socket {
                 self.connect(d)?;
             }
         }
-        let r = if self.is_stream() {
+        let r = if let Some(r) = self.send_shared(bufs, flags) {
+            r
+        } else if self.is_stream() {
             self.send_stream(bufs, flags, dest, ctl.scm)
         } else {
             self.send_dgram(bufs, flags, dest, ctl)

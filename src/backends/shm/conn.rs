@@ -40,17 +40,7 @@ use crate::platform::anchor_ipc;
 /// still there: the bound on noticing a peer that died without a word.
 pub const TICK: Duration = Duration::from_millis(100);
 
-/// How long a call may wait.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Block {
-    /// Not at all: EAGAIN instead (O_NONBLOCK, MSG_DONTWAIT).
-    Never,
-    /// Until this instant (SO_RCVTIMEO, SO_SNDTIMEO): then EAGAIN, or what
-    /// was done so far.
-    Until(Instant),
-    /// As long as it takes.
-    Forever,
-}
+pub use crate::backend::contract::Block;
 
 /// What poll would report for an end.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -411,6 +401,12 @@ impl Listener {
         Ok(Listener {
             kfd: anchor_ipc::listen_at(path, backlog)?,
         })
+    }
+
+    /// The listener of an anchor already bound and listening (its fd is
+    /// the listener's from now on).
+    pub fn adopt(kfd: i32) -> Listener {
+        Listener { kfd }
     }
 
     /// The listening anchor's fd.

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod anchor;
+pub mod backend;
 pub mod conn;
 pub mod lock;
 pub mod ring;
