@@ -27,7 +27,7 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: deps conformance13 programs13 conformance14 programs14 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
+.PHONY: deps conformance13 programs13 conformance14 programs14 programs15 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
 
 all: lib
 
@@ -77,6 +77,14 @@ test-c: lib
 # the launcher (CONFORMANCE-13.md, XPROC-V4V6-PORT).
 programs13: lib
 	timeout 600 tests/preload/programs13.sh
+
+# Issue 15's real programs (tests/preload/programs15.sh: ForkingTCPServer,
+# socat TCP-LISTEN,fork) on the kernel and under the launcher with the
+# shared-memory backend (in make test-preload), then issue 13's programs
+# again with it (USOCK_SHM=1: nginx's stock master and workers).
+programs15: lib
+	timeout 300 tests/preload/programs15.sh
+	USOCK_SHM=1 timeout 600 tests/preload/programs13.sh
 
 conformance13: lib
 	$(MAKE) -C c-tests kernel usock
@@ -172,7 +180,7 @@ test-embedded: embedded
 test-preload: lib
 	@r=0; \
 	for s in "600 run.sh" "120 route_file.sh" "120 launcher.sh" "120 capture.sh" "120 trace.sh" "120 privdrop.sh" "300 fork.sh" "120 peercred.sh" \
-	         "900 ctests14.sh" "600 programs14.sh"; do \
+	         "900 ctests14.sh" "600 programs14.sh" "300 programs15.sh"; do \
 	  set -- $$s; echo "== tests/preload/$$2"; \
 	  timeout $$1 tests/preload/$$2 || { echo "test-preload: tests/preload/$$2 failed"; r=1; }; \
 	done; exit $$r
