@@ -440,6 +440,9 @@ impl Socket {
     /// Bytes a FIONREAD would report: readable stream bytes, or the size of
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
+        if let Some((sh, r)) = self.shared() {
+            return sh.queued(r).0 as usize;
+        }
         match &self.rx {
             Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
             Rx::Dgram(db) => db.next_len().unwrap_or(0),

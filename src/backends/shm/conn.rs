@@ -51,7 +51,7 @@ pub struct Readiness {
     pub writable: bool,
     /// The peer will send nothing more (POLLRDHUP).
     pub rdhup: bool,
-    /// Both directions are over (POLLHUP).
+    /// Both directions are over, or the connection was reset (POLLHUP).
     pub hup: bool,
     /// A reset waits to be reported (POLLERR).
     pub err: bool,
@@ -348,7 +348,9 @@ impl Conn {
             readable: inq > 0 || rx_fin,
             writable: room > 0 || peer != OPEN,
             rdhup: rx_fin,
-            hup: peer != OPEN || (rx_fin && tx_fin),
+            // As tcp_poll: hung up once reset, or both directions are
+            // over; a peer that closed cleanly is only end-of-stream.
+            hup: peer == RESET || peer == RESET_TOLD || (rx_fin && tx_fin),
             err: peer == RESET,
         }
     }
