@@ -40,6 +40,57 @@ __attribute__((constructor(101))) static void use_shared_backend(void)
     atexit(remove_net);
 }
 
+/* ---- the exec helper --------------------------------------------------- */
+
+/* T_SHARED_EXEC="listener": fd 3 is a listening socket handed on by exec
+ * (systemd's LISTEN_FDS convention): accept one connection, answer.
+ * T_SHARED_EXEC="conn": fds 0 and 1 are one connection: read five bytes
+ * from 0, write them back upper-cased on 1. Exit status 0 when all held. */
+__attribute__((constructor(200))) static void exec_helper(void)
+{
+    const char *mode = getenv("T_SHARED_EXEC");
+    if (!mode)
+        return;
+    if (strcmp(mode, "listener") == 0) {
+        int c = accept(3, NULL, NULL);
+        if (c < 0)
+            _exit(10);
+        _exit(send(c, "accepted after exec", 19, 0) == 19 ? 0 : 11);
+    }
+    char b[5];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t r = read(0, b + got, sizeof b - got);
+        if (r <= 0)
+            _exit(20);
+        got += (size_t)r;
+    }
+    for (size_t i = 0; i < sizeof b; i++)
+        b[i] = (char)(b[i] >= 'a' && b[i] <= 'z' ? b[i] - 32 : b[i]);
+    _exit(write(1, b, sizeof b) == (ssize_t)sizeof b ? 0 : 21);
+}
+
+/* Runs this program again with T_SHARED_EXEC=mode, as a child. */
+static pid_t exec_self(const char *mode, int fd_at_3, int fd_at_0_and_1)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (fd_at_3 >= 0 && dup2(fd_at_3, 3) != 3)
+            _exit(30);
+        if (fd_at_0_and_1 >= 0 && (dup2(fd_at_0_and_1, 0) != 0 || dup2(fd_at_0_and_1, 1) != 1))
+            _exit(31);
+        setenv("T_SHARED_EXEC", mode, 1);
+        /* execv, not execl: glibc's execl reaches execve inside libc,
+         * where no library can interpose (README, "fork and exec"). */
+        char *argv[] = {(char *)"t_shared", NULL};
+        execv("/proc/self/exe", argv);
+        _exit(32);
+    }
+    return pid;
+}
+
 /* ---- processes -------------------------------------------------------- */
 
 /* Runs fn(arg) in a child process, concurrently; its exit status is fn's
@@ -424,4 +475,39 @@ TEST(the_last_close_with_bytes_unread_is_a_reset)
     OK(close(c));
     close(g.r);
     close(g.w);
+}
+
+/* Socket activation: a listener handed to a new program at fd 3 across
+ * exec accepts there. */
+TEST(an_exec_d_program_accepts_on_a_listener_it_inherited)
+{
+    int l = tl_listener(FAM_INET, 8);
+    struct sockaddr_storage ss;
+    socklen_t len = tl_name(l, &ss);
+    pid_t child = exec_self("listener", l, -1);
+    int c = OK(socket(AF_INET, SOCK_STREAM, 0));
+    OK(connect(c, (struct sockaddr *)&ss, len));
+    char b[32];
+    CHECK_EQ(read_n(c, b, 19), 0);
+    CHECK(memcmp(b, "accepted after exec", 19) == 0);
+    reap(child);
+    OK(close(c));
+    OK(close(l));
+}
+
+/* inetd's way: a connection at the new program's stdin and stdout. */
+TEST(an_exec_d_program_serves_a_connection_on_stdin_and_stdout)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    pid_t child = exec_self("conn", -1, s);
+    OK(close(s));
+    CHECK_EQ(send(c, "hello", 5, 0), 5);
+    char b[8];
+    CHECK_EQ(read_n(c, b, 5), 0);
+    CHECK(memcmp(b, "HELLO", 5) == 0);
+    reap(child);
+    CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
+    CHECK_EQ(recv(c, b, sizeof b, 0), 0);
+    OK(close(c));
 }

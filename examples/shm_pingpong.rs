@@ -53,7 +53,7 @@ fn main() {
     // SAFETY: the child only connects and echoes, then _exits.
     let child = unsafe { libc::fork() };
     if child == 0 {
-        let c = Conn::connect(&path, 1 << 16, 1 << 16, b"", false).expect("connect");
+        let c = Conn::connect(&path, 1 << 16, 1 << 16, b"", false, [b"", b""]).expect("connect");
         let mut buf = vec![0u8; size];
         while read_exact(&c, &mut buf) {
             write_all(&c, &buf);

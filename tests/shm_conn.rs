@@ -37,7 +37,7 @@ const RING: usize = 64 << 10;
 fn pair(case: &str) -> (Conn, Conn) {
     let path = dir(case).join("l");
     let l = Listener::bind(&path, 4).unwrap();
-    let c = Conn::connect(&path, RING, RING, b"hi", false).unwrap();
+    let c = Conn::connect(&path, RING, RING, b"hi", false, [b"", b""]).unwrap();
     let mut body = [0u8; 8];
     let (a, n) = l.accept(&mut body).unwrap();
     assert_eq!(&body[..n], b"hi");
@@ -72,7 +72,7 @@ fn a_stream_crosses_processes_byte_for_byte() {
     let l = Listener::bind(&path, 4).unwrap();
     let data = pattern(8 << 20);
     let child = fork_child(|| {
-        let Ok(c) = Conn::connect(&path, RING, RING, b"from the child", false) else {
+        let Ok(c) = Conn::connect(&path, RING, RING, b"from the child", false, [b"", b""]) else {
             return 1;
         };
         // 8 MiB through a 64 KiB ring, in uneven pieces.
@@ -137,7 +137,7 @@ fn a_shared_listener_gives_each_connection_to_exactly_one_process() {
     let workers = [worker(), worker()];
     let mut seen = std::collections::HashMap::new();
     for i in 0u32..40 {
-        let c = Conn::connect(&path, 4096, 4096, b"", false).unwrap();
+        let c = Conn::connect(&path, 4096, 4096, b"", false, [b"", b""]).unwrap();
         assert_eq!(c.send(&i.to_le_bytes(), soon()), Ok(4));
         let mut reply = [0u8; 8];
         let mut n = 0;
@@ -326,7 +326,7 @@ fn a_killed_peer_ends_a_blocked_recv() {
     let path = dir("killed").join("l");
     let l = Listener::bind(&path, 4).unwrap();
     let child = fork_child(|| {
-        let Ok(_c) = Conn::connect(&path, RING, RING, b"", false) else {
+        let Ok(_c) = Conn::connect(&path, RING, RING, b"", false, [b"", b""]) else {
             return 1;
         };
         std::thread::sleep(Duration::from_millis(200));
@@ -382,17 +382,17 @@ fn a_doorbell_wakes_a_poller_only_when_asked_for() {
 fn connecting_where_nobody_listens_is_the_kernels_error() {
     let _serial = serial();
     let d = dir("refused");
-    let missing = Conn::connect(&d.join("none"), RING, RING, b"", false);
+    let missing = Conn::connect(&d.join("none"), RING, RING, b"", false, [b"", b""]);
     assert_eq!(missing.err(), Some(libc::ENOENT));
     let path = d.join("l");
     drop(Listener::bind(&path, 4).unwrap());
-    let refused = Conn::connect(&path, RING, RING, b"", false);
+    let refused = Conn::connect(&path, RING, RING, b"", false, [b"", b""]);
     assert_eq!(refused.err(), Some(libc::ECONNREFUSED));
     assert_eq!(
         Listener::bind(&path, 4).err(),
         Some(libc::EADDRINUSE),
         "the file stays, as a socket file does"
     );
-    let bad = Conn::connect(&path, 100, RING, b"", false);
+    let bad = Conn::connect(&path, 100, RING, b"", false, [b"", b""]);
     assert_eq!(bad.err(), Some(libc::EINVAL));
 }

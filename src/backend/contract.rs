@@ -321,6 +321,12 @@ pub trait SharedStreams: Send + Sync {
     /// `peer_addr`), waiting as `block` allows; EAGAIN when it may not.
     fn accept(&self, sock: SockRef<'_>, block: Block) -> Result<SockState, Errno>;
 
+    /// What carries the socket across exec: its anchor and, for a
+    /// connection, its segment's memfd (-1 for a listener). The caller
+    /// puts a duplicate of the anchor at the program's fd number and lets
+    /// the memfd cross; the new image's library adopts them.
+    fn exec_fds(&self, sock: SockRef<'_>) -> Option<(i32, i32)>;
+
     /// Before a sleep in poll/select: the kernel fd to wait on (readable
     /// when the socket's readiness may have changed, after the backend was
     /// asked to signal it: `in_` for input, `out` for room), or None when

@@ -173,4 +173,33 @@ impl Socket {
             events & (POLLOUT | POLLWRNORM) != 0,
         )
     }
+
+    /// What carries this shared socket across exec (see
+    /// `SharedStreams::exec_fds`).
+    #[cfg(feature = "std")]
+    pub(crate) fn shared_exec_fds(&self) -> Option<(i32, i32)> {
+        let (sh, r) = self.shared()?;
+        sh.exec_fds(r)
+    }
+
+    /// A socket its backend found inherited across exec, bound to it and
+    /// connected (or listening), holding one reference for its fd.
+    #[cfg(feature = "std")]
+    pub(crate) fn adopted(
+        info: SockInfo,
+        backend: Arc<dyn crate::backend::contract::Backend>,
+        state: crate::backend::contract::SockState,
+        listening: bool,
+    ) -> Result<Arc<Socket>, Errno> {
+        let s = Socket::new(info, false)?;
+        s.bind_backend(backend, state);
+        s.set(F_BOUND);
+        let to = if listening {
+            Phase::Listening
+        } else {
+            Phase::Connected
+        };
+        let _ = s.go(&[Phase::Idle], to);
+        Ok(s)
+    }
 }

@@ -36,6 +36,15 @@ pub fn offer(kfd: i32, seg_fd: i32, body: &[u8]) -> Result<(), Errno> {
 /// EPROTO otherwise (the caller drops the connection), EACCES for a user
 /// outside the network's (and not root), ECONNRESET when the peer left before offering.
 pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> {
+    let (seg, n, fd) = take_offer_keep(kfd, body)?;
+    crate::platform::kfd_close(fd).ok();
+    Ok((seg, n))
+}
+
+/// [`take_offer`], keeping the segment's memfd (close-on-exec, at a high
+/// number) for the caller, who may hand it on across exec or with
+/// SCM_RIGHTS.
+pub fn take_offer_keep(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize, i32), Errno> {
     let (_, uid, _) = crate::platform::unix_ipc::peer_cred(kfd).ok_or(ENOTCONN)?;
     // The network's users (this one, USOCK_NET_USERS), and root, who
     // reaches every directory anyway: a daemon's worker that dropped to
@@ -65,12 +74,16 @@ pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> 
         close_all(&fds[..nfds]);
         return Err(EPROTO);
     }
-    let seg = Segment::attach(fds[0]);
-    close_all(&fds[..1]);
-    let seg = seg?;
+    let seg = match Segment::attach(fds[0]) {
+        Ok(s) => s,
+        Err(e) => {
+            close_all(&fds[..1]);
+            return Err(e);
+        }
+    };
     let len = n - OFFER_MAGIC.len();
     body[..len].copy_from_slice(&msg[OFFER_MAGIC.len()..n]);
-    Ok((seg, len))
+    Ok((seg, len, anchor_ipc::keep(fds[0])))
 }
 
 /// Makes the peer's anchor readable, for a peer asleep in poll/epoll on

@@ -16,6 +16,7 @@
 #![deny(unsafe_code)]
 
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
 use std::path::PathBuf;
 
@@ -193,6 +194,170 @@ fn bind_at(main: &std::path::Path, link: Option<&std::path::Path>) -> Result<i32
     Ok(k)
 }
 
+/// A socket of this backend that the process inherited across exec (or
+/// that [`Shm::inherited`] found at start-up): the fd number the program
+/// holds it at, and what the frontend needs to make it a socket again.
+pub struct Inherited {
+    /// The program's fd numbers for it (each a duplicate of the anchor:
+    /// `dup2` onto 0 and 1 before exec gives two).
+    pub fds: Vec<i32>,
+    /// Domain, type and protocol.
+    pub info: SockInfo,
+    /// The backend's state for it.
+    pub state: SockState,
+    /// A listener (else a connected end).
+    pub listening: bool,
+}
+
+fn decode_end(b: &[u8]) -> Option<(i32, IpEp)> {
+    let family = match b[0] {
+        0 => AF_INET,
+        1 => AF_INET6,
+        _ => return None,
+    };
+    Some((family, get_ep(&b[1..19], family)))
+}
+
+impl Shm {
+    /// The sockets of this network the process holds at start-up, handed
+    /// on by an exec: connected ends (an anchor whose inode a segment
+    /// memfd, also inherited, records) and listeners (a listening anchor
+    /// bound at one of this directory's port files). Each fd found keeps
+    /// its number; the library's own duplicates and the memfd move out of
+    /// the program's way.
+    pub fn inherited(&self) -> Vec<Inherited> {
+        let mut memfds = Vec::new();
+        let mut socks = Vec::new();
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return Vec::new();
+        };
+        for e in dir.flatten() {
+            let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(target) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            if t.starts_with("/memfd:usock-segment") {
+                memfds.push(fd);
+            } else if let Some(ino) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                socks.push((fd, ino));
+            }
+        }
+        let mut found = Vec::new();
+        for memfd in memfds {
+            let Ok(seg) = super::segment::Segment::attach(memfd) else {
+                continue;
+            };
+            for side in [
+                super::segment::Side::Connector,
+                super::segment::Side::Acceptor,
+            ] {
+                let ino = seg.anchor_ino(side);
+                let fds: Vec<i32> = socks
+                    .iter()
+                    .filter(|&&(_, i)| ino != 0 && i == ino)
+                    .map(|&(fd, _)| fd)
+                    .collect();
+                let Some(&fd) = fds.first() else {
+                    continue;
+                };
+                let (Some((family, local)), Some((_, peer))) = (
+                    decode_end(&seg.addr(side)),
+                    decode_end(&seg.addr(side.peer())),
+                ) else {
+                    continue;
+                };
+                let Ok(private) = crate::platform::kfd_dup_min(fd, 0, true) else {
+                    continue;
+                };
+                let Ok(mine) = crate::platform::kfd_dup_min(memfd, 0, true) else {
+                    crate::platform::kfd_close(private).ok();
+                    continue;
+                };
+                let Ok(c) = Conn::adopt(anchor_ipc::keep(private), anchor_ipc::keep(mine)) else {
+                    continue;
+                };
+                let info = SockInfo {
+                    domain: family,
+                    ty: SOCK_STREAM,
+                    protocol: 0,
+                };
+                let x = ShmSock::new(info);
+                *x.local.lock() = Some(local);
+                *x.peer.lock() = Some(peer);
+                let _ = x.conn.set(c);
+                found.push(Inherited {
+                    fds,
+                    info,
+                    state: Arc::new(x),
+                    listening: false,
+                });
+            }
+            drop(seg);
+            // The library's own copy is the Conn's: this number goes back
+            // to the program.
+            crate::platform::kfd_close(memfd).ok();
+        }
+        let mut listeners: Vec<(u64, usize)> = Vec::new();
+        for (fd, ino) in socks {
+            if found.iter().any(|f| f.fds.contains(&fd)) {
+                continue;
+            }
+            // Another number for a listener already found.
+            if let Some(&(_, at)) = listeners.iter().find(|&&(i, _)| i == ino) {
+                found[at].fds.push(fd);
+                continue;
+            }
+            if let Some((family, port)) = self.listener_port(fd) {
+                let Ok(private) = crate::platform::kfd_dup_min(fd, 0, true) else {
+                    continue;
+                };
+                let private = anchor_ipc::keep(private);
+                let _ = anchor_ipc::set_nonblocking(private, true);
+                let info = SockInfo {
+                    domain: family,
+                    ty: SOCK_STREAM,
+                    protocol: 0,
+                };
+                let x = ShmSock::new(info);
+                let wild = IpEp::parse(&SockAddr::unspecified(family), family).ok();
+                *x.local.lock() = wild.map(|w| IpEp { port, ..w });
+                let _ = x.listener.set(Listener::adopt(private));
+                listeners.push((ino, found.len()));
+                found.push(Inherited {
+                    fds: alloc::vec![fd],
+                    info,
+                    state: Arc::new(x),
+                    listening: true,
+                });
+            }
+        }
+        found
+    }
+
+    /// Whether kernel socket `fd` is a listening anchor at one of this
+    /// network's port files: its family (the file's: `.v6` for IPv6) and
+    /// port.
+    fn listener_port(&self, fd: i32) -> Option<(i32, u16)> {
+        let path = anchor_ipc::listening_path(fd)?;
+        if path.parent()? != self.dir.as_path() {
+            return None;
+        }
+        let name = path.file_name()?.to_str()?.strip_prefix('s')?;
+        let (port, family) = match name.strip_suffix(".v6") {
+            Some(p) => (p, AF_INET6),
+            None => (name, AF_INET),
+        };
+        Some((family, port.parse().ok()?))
+    }
+}
+
 impl Backend for Shm {
     fn name(&self) -> &str {
         "shm"
@@ -269,7 +434,16 @@ impl Backend for Shm {
         put_ep(&mut body[1..19], &local);
         put_ep(&mut body[19..], &dest);
         let v6 = x.info.domain == AF_INET6 && !dest.is_v4();
-        let c = match Conn::connect(&self.path(dest.port, v6), RING, RING, &body, false) {
+        // The ends' addresses, also in the segment's header: a process that
+        // inherits an end across exec learns them there.
+        let mut mine = [0u8; 19];
+        let mut theirs = [0u8; 19];
+        mine[0] = body[0];
+        mine[1..].copy_from_slice(&body[1..19]);
+        theirs[0] = body[0];
+        theirs[1..].copy_from_slice(&body[19..]);
+        let path = self.path(dest.port, v6);
+        let c = match Conn::connect(&path, RING, RING, &body, false, [&mine, &theirs]) {
             Ok(c) => c,
             // No file: nobody ever bound the port.
             Err(ENOENT) => return Err(ECONNREFUSED),
@@ -464,6 +638,15 @@ impl SharedStreams for Shm {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    fn exec_fds(&self, sock: SockRef<'_>) -> Option<(i32, i32)> {
+        let x = ss(&sock).ok()?;
+        if let Some(l) = x.listener.get() {
+            return Some((l.anchor(), -1));
+        }
+        let c = x.conn.get()?;
+        Some((c.anchor(), c.memfd()))
     }
 
     fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32> {

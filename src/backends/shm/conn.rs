@@ -67,6 +67,9 @@ const RESET_TOLD: u8 = 3;
 pub struct Conn {
     seg: Segment,
     anchor: i32,
+    /// The segment's memfd, kept to hand the end on across exec or with
+    /// SCM_RIGHTS (-1: none).
+    memfd: i32,
     side: Side,
     /// What this process learnt of the peer: OPEN until its anchor hung
     /// up; then GONE, or RESET (and RESET_TOLD once a recv reported it).
@@ -98,18 +101,30 @@ impl Conn {
         to_me: usize,
         body: &[u8],
         nonblocking: bool,
+        addrs: [&[u8]; 2],
     ) -> Result<Conn, Errno> {
         let (seg, seg_fd) = Segment::create(to_peer, to_me)?;
+        let seg_fd = anchor_ipc::keep(seg_fd);
+        seg.set_addr(Side::Connector, addrs[0]);
+        seg.set_addr(Side::Acceptor, addrs[1]);
         let k = anchor_ipc::connect_to(path, nonblocking);
-        let offered = k.and_then(|k| match anchor::offer(k, seg_fd, body) {
-            Ok(()) => Ok(k),
-            Err(e) => {
-                crate::platform::kfd_close(k).ok();
-                Err(e)
+        let offered = k.and_then(|k| {
+            seg.set_anchor_ino(Side::Connector, anchor_ipc::inode(k).unwrap_or(0));
+            match anchor::offer(k, seg_fd, body) {
+                Ok(()) => Ok(k),
+                Err(e) => {
+                    crate::platform::kfd_close(k).ok();
+                    Err(e)
+                }
             }
         });
-        crate::platform::kfd_close(seg_fd).ok();
-        Ok(Conn::new(seg, offered?, Side::Connector))
+        match offered {
+            Ok(k) => Ok(Conn::new(seg, k, seg_fd, Side::Connector)),
+            Err(e) => {
+                crate::platform::kfd_close(seg_fd).ok();
+                Err(e)
+            }
+        }
     }
 
     /// The accepting end of anchor `kfd`, which a listener's accept just
@@ -117,8 +132,11 @@ impl Conn {
     /// `body`, returning the body's length too. On error `kfd` is closed
     /// (`anchor::take_offer`'s errors: the connection is dropped).
     pub fn accepted(kfd: i32, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
-        match anchor::take_offer(kfd, body) {
-            Ok((seg, n)) => Ok((Conn::new(seg, kfd, Side::Acceptor), n)),
+        match anchor::take_offer_keep(kfd, body) {
+            Ok((seg, n, memfd)) => {
+                seg.set_anchor_ino(Side::Acceptor, anchor_ipc::inode(kfd).unwrap_or(0));
+                Ok((Conn::new(seg, kfd, memfd, Side::Acceptor), n))
+            }
             Err(e) => {
                 crate::platform::kfd_close(kfd).ok();
                 Err(e)
@@ -126,10 +144,35 @@ impl Conn {
         }
     }
 
-    fn new(seg: Segment, anchor: i32, side: Side) -> Conn {
+    /// The end whose anchor is `kfd` and whose segment is in `memfd`, both
+    /// inherited across exec or received with SCM_RIGHTS (the `Conn` owns
+    /// both from now on, also on error, when it closes them): the segment
+    /// must attach and record `kfd`'s inode as one of its ends. EPROTO
+    /// otherwise.
+    pub fn adopt(kfd: i32, memfd: i32) -> Result<Conn, Errno> {
+        let found = Segment::attach(memfd).and_then(|seg| {
+            let ino = anchor_ipc::inode(kfd)?;
+            let side = [Side::Connector, Side::Acceptor]
+                .into_iter()
+                .find(|&s| ino != 0 && seg.anchor_ino(s) == ino)
+                .ok_or(EPROTO)?;
+            Ok((seg, side))
+        });
+        match found {
+            Ok((seg, side)) => Ok(Conn::new(seg, kfd, memfd, side)),
+            Err(e) => {
+                crate::platform::kfd_close(kfd).ok();
+                crate::platform::kfd_close(memfd).ok();
+                Err(e)
+            }
+        }
+    }
+
+    fn new(seg: Segment, anchor: i32, memfd: i32, side: Side) -> Conn {
         Conn {
             seg,
             anchor,
+            memfd,
             side,
             peer: AtomicU8::new(OPEN),
             seen_closes: AtomicU32::new(0),
@@ -145,6 +188,16 @@ impl Conn {
     /// Which end this is.
     pub fn side(&self) -> Side {
         self.side
+    }
+
+    /// The segment's memfd (-1: none kept).
+    pub fn memfd(&self) -> i32 {
+        self.memfd
+    }
+
+    /// The connection's segment (the ends' recorded addresses).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
     }
 
     /// The ring this end reads and the ring it writes.
@@ -381,6 +434,9 @@ impl Drop for Conn {
     /// does (the kernel counts them), which the peer sees on its anchor.
     fn drop(&mut self) {
         crate::platform::kfd_close(self.anchor).ok();
+        if self.memfd >= 0 {
+            crate::platform::kfd_close(self.memfd).ok();
+        }
         // After the close, so that a peer that wakes and asks the kernel
         // finds the anchor hung up when this was the last holder.
         self.seg.closes(self.side).fetch_add(1, Ordering::AcqRel);
