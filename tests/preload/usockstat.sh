@@ -38,8 +38,8 @@ spawn listener 60 "${RUN[@]}" socat TCP-LISTEN:8081,reuseaddr,backlog=7 /dev/nul
 spawn server 60 "${RUN[@]}" socat -u TCP-LISTEN:8080,reuseaddr OPEN:"$work/srv.fifo"
 spawn udp 60 "${RUN[@]}" socat -u UDP-RECV:5353 OPEN:"$work/udp.out",creat,append
 spawn unix 60 "${RUN[@]}" socat -u UNIX-LISTEN:"$work/u.sock" OPEN:"$work/unix.out",creat,append
-wait_for 10 "the TCP and UDP servers are up" \
-  sh -c '[ -S "$1/t8080" ] && [ -S "$1/t8081" ] && [ -S "$1/u5353" ]' _ "$net" || { summary; exit; }
+ports_up() { usock_listens t8080 && usock_listens t8081 && [ -S "$net/u5353" ]; }
+wait_for 10 "the TCP and UDP servers are up" ports_up || { summary; exit; }
 unix_up() { "$stat" --net "$net" -lx 2>/dev/null | grep -q "$work/u.sock"; }
 wait_for 10 "usockstat -lx lists the AF_UNIX listener" unix_up || { summary; exit; }
 
@@ -160,8 +160,8 @@ usage() {
   local what=$1 want=$2 rc=0 err
   shift 2
   err=$("$stat" "$@" 2>&1 >/dev/null) || rc=$?
-  check "$what: status 2 and [$want]" "status $rc, stderr [$err]" \
-    eval '[ "$rc" = 2 ] && grep -qF -- "$want" <<< "$err"'
+  said() { [ "$rc" = 2 ] && grep -qF -- "$want" <<< "$err"; }
+  check "$what: status 2 and [$want]" "status $rc, stderr [$err]" said
 }
 usage "an unknown option" "usockstat: unknown option --bogus" --net "$net" --bogus
 usage "an unknown short option" "usockstat: unknown option -z" --net "$net" -tz
