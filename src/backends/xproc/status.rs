@@ -104,10 +104,18 @@ fn path(dir: &Path, pid: u32) -> PathBuf {
 
 /// A listening socket at this process's endpoint name in `dir`.
 fn listen_at(dir: &Path) -> Option<i32> {
-    use std::os::unix::fs::DirBuilderExt;
-    let _ = std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(dir.join(".stat"));
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let stat = dir.join(".stat");
+    if std::fs::DirBuilder::new().mode(0o700).create(&stat).is_ok() {
+        // Made by root on a network prepared for another user (`usockrun
+        // --user`): the directory is that user's, as the network's is, or
+        // the daemon that switches to the user could not serve its own.
+        if let Ok(m) = std::fs::metadata(dir) {
+            if m.uid() != kernel::own_cred().1 {
+                let _ = std::os::unix::fs::chown(&stat, Some(m.uid()), Some(m.gid()));
+            }
+        }
+    }
     let p = path(dir, std::process::id());
     // Our pid's name: left by an earlier image of this process (before an
     // exec) or by a dead process whose pid we got.
