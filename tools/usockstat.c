@@ -262,13 +262,15 @@ static void json_string(const char *s)
     putchar('"');
 }
 
+/* ss's process column: users:(("name",pid=N,fd=F),...), one entry per fd. */
 static void process_column(const struct sock *s, char *out, size_t n)
 {
-    size_t used = (size_t)snprintf(out, n, "users:((\"%s\",pid=%d", s->comm, s->pid);
+    size_t used = (size_t)snprintf(out, n, "users:(");
     for (int i = 0; i < s->nfds && used < n; i++)
-        used += (size_t)snprintf(out + used, n - used, ",fd=%d", s->fds[i]);
+        used += (size_t)snprintf(out + used, n - used, "%s(\"%s\",pid=%d,fd=%d)", i ? "," : "",
+                                 s->comm, s->pid, s->fds[i]);
     if (used < n)
-        snprintf(out + used, n - used, "))");
+        snprintf(out + used, n - used, ")");
 }
 
 int main(int argc, char **argv)

@@ -35,10 +35,21 @@ is() {
 
 mkfifo "$work/srv.fifo" "$work/cli.fifo"
 spawn listener 60 "${RUN[@]}" socat TCP-LISTEN:8081,reuseaddr,backlog=7 /dev/null
+# A listener on two fds (dup): one socket, one line, both fds.
+spawn dup 60 "${RUN[@]}" python3 -c '
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 8082))
+s.listen(4)
+print(s.fileno(), os.dup(s.fileno()), flush=True)
+time.sleep(60)' > "$work/dup.fds"
 spawn server 60 "${RUN[@]}" socat -u TCP-LISTEN:8080,reuseaddr OPEN:"$work/srv.fifo"
 spawn udp 60 "${RUN[@]}" socat -u UDP-RECV:5353 OPEN:"$work/udp.out",creat,append
 spawn unix 60 "${RUN[@]}" socat -u UNIX-LISTEN:"$work/u.sock" OPEN:"$work/unix.out",creat,append
-ports_up() { usock_listens t8080 && usock_listens t8081 && [ -S "$net/u5353" ]; }
+ports_up() {
+  usock_listens t8080 && usock_listens t8081 && usock_listens t8082 && [ -S "$net/u5353" ] \
+    && [ -s "$work/dup.fds" ]
+}
 wait_for 10 "the TCP and UDP servers are up" ports_up || { summary; exit; }
 unix_up() { "$stat" --net "$net" -lx 2>/dev/null | grep -q "$work/u.sock"; }
 wait_for 10 "usockstat -lx lists the AF_UNIX listener" unix_up || { summary; exit; }
@@ -51,7 +62,8 @@ printf hello >&7
 server_q() { list -t && [ "$(q "$work/l.json" '[s["recv_q"] for s in d if s["local"] == "127.0.0.1:8080"]')" = "[$1]" ]; }
 wait_for 10 "the server's Recv-Q reaches 5" server_q 5 || { summary; exit; }
 
-lpid=$(prog_pid listener) spid=$(prog_pid server) upid=$(prog_pid udp)
+lpid=$(prog_pid listener) spid=$(prog_pid server) upid=$(prog_pid udp) ppid=$(prog_pid dup)
+read -r fd1 fd2 < "$work/dup.fds"
 xpid=$(prog_pid unix) cpid=$(prog_pid client)
 
 # All of it, as JSON.
@@ -73,24 +85,26 @@ is "[('ESTAB', 0, 0, $cpid, 'socat')]" "the client's end: ESTAB, nothing queued,
 is "True" "the two ends name each other (the client's port is the server's peer)" \
   '[(s["local"], s["peer"]) for s in d if s["pid"] == '"$cpid"' and s["netid"] == "tcp"] == [(s["peer"], s["local"]) for s in d if s["pid"] == '"$spid"' and s["netid"] == "tcp"]'
 is "True" "every socket has its fds, numbers above 2" 'all(len(s["fds"]) >= 1 and min(s["fds"]) > 2 for s in d)'
-is "5" "-a lists the five IP and AF_UNIX stream sockets (2 listeners, 1 datagram, 2 ends)" \
+is "[('LISTEN', 0, 4, $ppid, 'python3', [$fd1, $fd2])]" "a listener on two fds (dup): one object, both fds" \
+  '[(s["state"], s["recv_q"], s["send_q"], s["pid"], s["comm"], s["fds"]) for s in d if s["local"] == "127.0.0.1:8082"]'
+is "6" "-a lists the six IP and AF_UNIX stream sockets (3 listeners, 1 datagram, 2 ends)" \
   'len([s for s in d if s["netid"] != "u_dgr"])'
 # socat's own socketpair (AF_UNIX datagrams, in user space here): both ends
 # connected and unnamed, in each socat.
 is "True" "-a also lists socat's socketpairs: u_dgr ESTAB, unnamed, two in each socat" \
-  'sorted(set((s["state"], s["local"], s["peer"]) for s in d if s["netid"] == "u_dgr")) == [("ESTAB", "*", "*")] and all(len([s for s in d if s["netid"] == "u_dgr" and s["pid"] == p]) == 2 for p in set(s["pid"] for s in d))'
+  'sorted(set((s["state"], s["local"], s["peer"]) for s in d if s["netid"] == "u_dgr")) == [("ESTAB", "*", "*")] and all(len([s for s in d if s["netid"] == "u_dgr" and s["pid"] == p]) == 2 for p in set(s["pid"] for s in d if s["comm"] == "socat"))'
 
 # Filtering.
-list -l; is "[('tcp', 'LISTEN'), ('udp', 'UNCONN'), ('u_str', 'LISTEN')]" "-l: the listening sockets only" \
+list -l; is "[('tcp', 'LISTEN'), ('tcp', 'LISTEN'), ('udp', 'UNCONN'), ('u_str', 'LISTEN')]" "-l: the listening sockets only" \
   '[(s["netid"], s["state"]) for s in d]'
 list; is "[('tcp', 'ESTAB'), ('tcp', 'ESTAB')]" "no -l/-a: the connection's ends (ss's default)" \
   '[(s["netid"], s["state"]) for s in d if s["netid"] != "u_dgr"]'
 is "['ESTAB']" "no -l/-a: nothing listening or unconnected" 'sorted(set(s["state"] for s in d))'
-list -lt; is "['127.0.0.1:8081']" "-lt: the TCP listener only" \
-  '[s["local"].replace("0.0.0.0", "127.0.0.1") for s in d]'
+list -lt; is "['8081', '8082']" "-lt: the TCP listeners only" \
+  'sorted(s["local"].rsplit(":", 1)[1] for s in d)'
 list -lu; is "['udp']" "-lu: the UDP socket only" '[s["netid"] for s in d]'
 list -lx; is "['u_str']" "-lx: the AF_UNIX listener only" '[s["netid"] for s in d]'
-list -a -t -u; is "['tcp', 'tcp', 'tcp', 'udp']" "-a -t -u: TCP and UDP, no AF_UNIX" '[s["netid"] for s in d]'
+list -a -t -u; is "['tcp', 'tcp', 'tcp', 'tcp', 'udp']" "-a -t -u: TCP and UDP, no AF_UNIX" '[s["netid"] for s in d]'
 list -ax; is "['u_dgr', 'u_str']" "-ax: AF_UNIX only" 'sorted(set(s["netid"] for s in d))'
 
 # The text, with -p (ss's columns and users:(...)), and -n accepted.
@@ -100,6 +114,9 @@ check "text -tnp: the header" "[$(head -n 1 <<< "$text")]" \
 check "text -tnp: the server's line with its queue and process" "[$text]" \
   grep -qE "^tcp +ESTAB +5 +0 +127\.0\.0\.1:8080 +127\.0\.0\.1:[0-9]+ +users:\(\(\"socat\",pid=$spid,fd=[0-9]+\)\)$" <<< "$text"
 check "text -tnp: two lines besides the header (-t: no u_dgr)" "[$text]" [ "$(wc -l <<< "$text")" = 3 ]
+text=$("$stat" --net "$net" -ltp)
+check "text -ltp: the listener on two fds, ss's users:(...) with both" "[$text]" \
+  grep -qE "^tcp +LISTEN +0 +4 +127\.0\.0\.1:8082 +\* +users:\(\(\"python3\",pid=$ppid,fd=$fd1\),\(\"python3\",pid=$ppid,fd=$fd2\)\)$" <<< "$text"
 text=$(USOCK_NET=$net "$stat" -l)
 check "text -l, network from USOCK_NET, no -p: no process column" "[$text]" \
   not grep -q "users:\|Process" <<< "$text"
@@ -117,8 +134,8 @@ check "a stopped process: exit 0, within 500 ms to 3 s" "status $rc after $ms ms
 check "a stopped process is named on stderr and skipped" "stderr [$(cat "$work/l.err")]" \
   grep -qx "usockstat: process $lpid (socat) did not answer within 500 ms (stopped or busy); skipped" "$work/l.err"
 is "True" "the others are still listed (both ends, the UDP receiver, the AF_UNIX listener)" \
-  'sorted((s["netid"], s["pid"]) for s in d if s["netid"] != "u_dgr") == sorted([("tcp", '"$cpid"'), ("tcp", '"$spid"'), ("udp", '"$upid"'), ("u_str", '"$xpid"')])'
-list -lt; is "[$lpid]" "continued, the listener answers again" '[s["pid"] for s in d]'
+  'sorted((s["netid"], s["pid"]) for s in d if s["netid"] != "u_dgr") == sorted([("tcp", '"$cpid"'), ("tcp", '"$spid"'), ("tcp", '"$ppid"'), ("udp", '"$upid"'), ("u_str", '"$xpid"')])'
+list -lt; is "[$lpid]" "continued, the listener answers again" '[s["pid"] for s in d if s["local"].endswith(":8081")]'
 
 # The programs keep working: more data, then the server reads it all.
 printf more >&7
@@ -144,14 +161,16 @@ check "the client's endpoint file went with it at exit" "$net/.stat/$cpid is sti
 
 # A killed process leaves its endpoint file: passed over in silence, and
 # left where it is.
+# (Out of the job table first: bash would report the kill on stderr.)
+disown "${pids[udp]}" 2>/dev/null || true
 kill -KILL "$upid"
-wait "${pids[udp]}" 2>/dev/null || true
+timeout 5 tail --pid="$upid" -f /dev/null || bad "the killed UDP receiver did not end"
 unset "pids[udp]"
 rc=0; list -a || rc=$?
 check "a dead process's endpoint: exit 0, nothing on stderr" "status $rc, stderr [$(cat "$work/l.err")]" \
   [ "$rc" = 0 -a ! -s "$work/l.err" ]
 is "[]" "a dead process's sockets are not listed" '[s for s in d if s["pid"] == '"$upid"']'
-is "[$lpid]" "the living ones still are" '[s["pid"] for s in d if s["netid"] == "tcp"]'
+is "True" "the living ones still are" 'sorted(s["pid"] for s in d if s["netid"] == "tcp") == sorted(['"$lpid, $ppid"'])'
 check "usockstat leaves the dead process's endpoint file in place" "$net/.stat/$upid is gone" \
   test -S "$net/.stat/$upid"
 
