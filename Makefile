@@ -235,7 +235,7 @@ install: lib
 
 clean:
 	$(CARGO) clean
-	rm -rf build demo/build bench/build
+	rm -rf build demo/build bench/build bin/usockstat
 
 # --- Reliability (issue 5): fuzz smoke, stress, Miri -------------------------
 # make fuzz-smoke  each cargo-fuzz target a few seconds, from the committed
