@@ -33,19 +33,42 @@ is() {
   check "$what" "expected [$want], got [$got]" [ "$got" = "$want" ]
 }
 
+# Installed (make install): beside usockrun, with its man page. The
+# library is built (make test-preload builds it first): CARGO=: so that no
+# cargo runs here, which could wait long for another cargo's lock.
+inst=
+if make -s install CARGO=: DESTDIR="$work/inst" PREFIX=/usr/local >"$work/install.log" 2>&1; then
+  inst=$work/inst/usr/local
+  if command -v man >/dev/null; then
+    f=$inst/share/man/man1/usockstat.1
+    warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$f" 2>&1 >/dev/null)
+    text=$(MANWIDTH=80 man -l "$f" 2>/dev/null)
+    page_ok() {
+      [ -z "$warn" ] && grep -qx 'ENVIRONMENT' <<< "$text" && grep -qx 'SEE ALSO' <<< "$text" \
+        && grep -qx 'EXIT STATUS' <<< "$text"
+    }
+    check "man -l man1/usockstat.1 renders without warnings, with its sections" \
+      "warnings [$warn], $(wc -l <<< "$text") lines" page_ok
+  else
+    skip man "man is not installed (package man-db)"
+  fi
+else
+  bad "make install DESTDIR=$work/inst: $(tail -n 3 "$work/install.log")"
+fi
+
 mkfifo "$work/srv.fifo" "$work/cli.fifo"
-spawn listener 60 "${RUN[@]}" socat TCP-LISTEN:8081,reuseaddr,backlog=7 /dev/null
+spawn listener 100 "${RUN[@]}" socat TCP-LISTEN:8081,reuseaddr,backlog=7 /dev/null
 # A listener on two fds (dup): one socket, one line, both fds.
-spawn dup 60 "${RUN[@]}" python3 -c '
+spawn dup 100 "${RUN[@]}" python3 -c '
 import os, socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", 8082))
 s.listen(4)
 print(s.fileno(), os.dup(s.fileno()), flush=True)
-time.sleep(60)' > "$work/dup.fds"
-spawn server 60 "${RUN[@]}" socat -u TCP-LISTEN:8080,reuseaddr OPEN:"$work/srv.fifo"
-spawn udp 60 "${RUN[@]}" socat -u UDP-RECV:5353 OPEN:"$work/udp.out",creat,append
-spawn unix 60 "${RUN[@]}" socat -u UNIX-LISTEN:"$work/u.sock" OPEN:"$work/unix.out",creat,append
+time.sleep(100)' > "$work/dup.fds"
+spawn server 100 "${RUN[@]}" socat -u TCP-LISTEN:8080,reuseaddr OPEN:"$work/srv.fifo"
+spawn udp 100 "${RUN[@]}" socat -u UDP-RECV:5353 OPEN:"$work/udp.out",creat,append
+spawn unix 100 "${RUN[@]}" socat -u UNIX-LISTEN:"$work/u.sock" OPEN:"$work/unix.out",creat,append
 ports_up() {
   usock_listens t8080 && usock_listens t8081 && usock_listens t8082 && [ -S "$net/u5353" ] \
     && [ -s "$work/dup.fds" ]
@@ -56,7 +79,7 @@ wait_for 10 "usockstat -lx lists the AF_UNIX listener" unix_up || { summary; exi
 
 # The client reads the FIFO we hold open read-write (so no open blocks,
 # and its end of file is when we close it) and sends it to the server.
-spawn client 60 "${RUN[@]}" socat -u OPEN:"$work/cli.fifo" TCP:127.0.0.1:8080
+spawn client 100 "${RUN[@]}" socat -u OPEN:"$work/cli.fifo" TCP:127.0.0.1:8080
 exec 7<> "$work/cli.fifo"
 printf hello >&7
 server_q() { list -t && [ "$(q "$work/l.json" '[s["recv_q"] for s in d if s["local"] == "127.0.0.1:8080"]')" = "[$1]" ]; }
@@ -94,6 +117,11 @@ is "6" "-a lists the six IP and AF_UNIX stream sockets (3 listeners, 1 datagram,
 is "True" "-a also lists socat's socketpairs: u_dgr ESTAB, unnamed, two in each socat" \
   'sorted(set((s["state"], s["local"], s["peer"]) for s in d if s["netid"] == "u_dgr")) == [("ESTAB", "*", "*")] and all(len([s for s in d if s["netid"] == "u_dgr" and s["pid"] == p]) == 2 for p in set(s["pid"] for s in d if s["comm"] == "socat"))'
 
+if [ -n "$inst" ]; then
+  out=$("$inst/bin/usockstat" --net "$net" -lt)
+  check "the installed usockstat lists the network" "[$out]" grep -q ":8081" <<< "$out"
+fi
+
 # Filtering.
 list -l; is "[('tcp', 'LISTEN'), ('tcp', 'LISTEN'), ('udp', 'UNCONN'), ('u_str', 'LISTEN')]" "-l: the listening sockets only" \
   '[(s["netid"], s["state"]) for s in d]'
@@ -125,6 +153,15 @@ check "text -l: the AF_UNIX listener's path" "[$text]" grep -qE "^u_str +LISTEN 
 # A stopped process: named on stderr once the timeout passes; the rest is
 # listed, and the process carries on once continued.
 kill -STOP "$lpid"
+# kill returns before the process stops: wait until every thread of it has.
+all_stopped() {
+  local t st
+  for t in /proc/"$1"/task/*/stat; do
+    st=$(sed 's/.*) //' "$t" | cut -c1) || return 1
+    [ "$st" = T ] || [ "$st" = t ] || return 1
+  done
+}
+wait_for 5 "the listener stops on SIGSTOP" all_stopped "$lpid"
 t0=${EPOCHREALTIME//[!0-9]/}
 rc=0; list -a --timeout 500 || rc=$?
 ms=$(( (${EPOCHREALTIME//[!0-9]/} - t0) / 1000 ))
@@ -199,25 +236,4 @@ mkdir "$work/empty"
 out=$("$stat" --net "$work/empty" --json)
 check "a network nobody joined yet: an empty JSON array" "[$out]" [ "$out" = "[]" ]
 
-# Installed (make install): beside usockrun, with its man page.
-if make -s install DESTDIR="$work/inst" PREFIX=/usr/local >"$work/install.log" 2>&1; then
-  inst=$work/inst/usr/local
-  out=$("$inst/bin/usockstat" --net "$net" -lt)
-  check "the installed usockstat lists the network" "[$out]" grep -q ":8081" <<< "$out"
-  if command -v man >/dev/null; then
-    f=$inst/share/man/man1/usockstat.1
-    warn=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -E UTF-8 -l "$f" 2>&1 >/dev/null)
-    text=$(MANWIDTH=80 man -l "$f" 2>/dev/null)
-    page_ok() {
-      [ -z "$warn" ] && grep -qx 'ENVIRONMENT' <<< "$text" && grep -qx 'SEE ALSO' <<< "$text" \
-        && grep -qx 'EXIT STATUS' <<< "$text"
-    }
-    check "man -l man1/usockstat.1 renders without warnings, with its sections" \
-      "warnings [$warn], $(wc -l <<< "$text") lines" page_ok
-  else
-    skip man "man is not installed (package man-db)"
-  fi
-else
-  bad "make install DESTDIR=$work/inst: $(tail -n 3 "$work/install.log")"
-fi
 summary
