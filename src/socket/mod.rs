@@ -27,6 +27,7 @@ mod frontend;
 mod inet_args;
 pub(crate) mod inflight;
 mod io;
+pub(crate) mod listing;
 mod mcast;
 pub(crate) mod pcap;
 pub mod scm;
