@@ -8,7 +8,11 @@
 #     answers name 20 different pids, every byte checked;
 #  2. socat TCP-LISTEN:P,fork: each connection's child writes what it
 #     received into a file; two clients, both messages there whole;
-#  3. nginx with Debian's stock nginx.conf (master_process on, workers that
+#  3. PostgreSQL 15 (a backend process forked per connection, which sets
+#     its inherited socket non-blocking: "FATAL: could not set socket to
+#     nonblocking mode" without USOCK_SHM): psql's query answered, and
+#     pgbench with 8 clients, every transaction processed;
+#  4. nginx with Debian's stock nginx.conf (master_process on, workers that
 #     switch to www-data or nobody and accept on the master's listeners):
 #     that is tests/preload/programs13.sh's nginx case, which make
 #     test-preload runs again under USOCK_SHM=1 (programs13-shm).
@@ -22,12 +26,15 @@ set -uo pipefail
 
 mode=""
 W=()
+WU=()           # the launcher for a server that runs as user postgres
 set_mode() {
   mode=$1
   if [ "$mode" = usock ]; then
     W=(env USOCK_SHM=1 "$PWD/bin/usockrun" --net "$net" --)
+    WU=(env USOCK_SHM=1 "$PWD/bin/usockrun" --net "$net" --user postgres --)
   else
     W=()
+    WU=()
   fi
 }
 listening() {
@@ -107,10 +114,44 @@ socat_case() {
   stop "socat-$mode"
 }
 
+pg=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+postgres_case() {
+  local port out rc d="$work/pg-$mode"
+  port=$(free_port)
+  # postgres must reach its directory (the work directory is root's 0700).
+  chmod o+x "$work"
+  mkdir -p "$d" && chown postgres "$d"
+  if ! runuser -u postgres -- "$pg/initdb" -D "$d/data" -A trust -U postgres > "$d/initdb.log" 2>&1; then
+    bad "PostgreSQL ($mode): initdb failed: $(tail -n2 "$d/initdb.log")"; return
+  fi
+  spawn "postgres-$mode" 120 "${WU[@]}" runuser -u postgres -- "$pg/postgres" -D "$d/data" -p "$port" \
+    -c listen_addresses=127.0.0.1 -c unix_socket_directories="$d" > "$d/server.log" 2>&1
+  if wait_for 30 "PostgreSQL ($mode) listening on $port" listening "$port"; then
+    rc=0
+    out=$(timeout -k 5 30 "${WU[@]}" "$pg/psql" -h 127.0.0.1 -p "$port" -U postgres -At \
+      -c "select 6 * 7, count(*) > 100 from pg_class" 2>&1) || rc=$?
+    check "PostgreSQL ($mode): psql over TCP, answered by a forked backend" \
+      "exit $rc: $out" [ "$rc/$out" = "0/42|t" ]
+    rc=0
+    out=$( { timeout -k 5 60 "${WU[@]}" "$pg/pgbench" -h 127.0.0.1 -p "$port" -U postgres -i -s 1 postgres &&
+             timeout -k 5 120 "${WU[@]}" "$pg/pgbench" -h 127.0.0.1 -p "$port" -U postgres -c 8 -j 2 -t 100 postgres; } 2>&1) || rc=$?
+    check "PostgreSQL ($mode): pgbench, 8 clients, every transaction processed" \
+      "exit $rc: $(grep -E 'processed|failed|FATAL|error' <<< "$out" | head -n3)" \
+      grep -q 'actually processed: 800/800' <<< "$out"
+  fi
+  stop "postgres-$mode"
+  grep -h -m3 -E 'FATAL|PANIC' "$d/server.log" 2>/dev/null | sed 's/^/#    postgres: /'
+}
+
 for m in kernel usock; do
   set_mode "$m"
   echo "== $m"
   if need python3 -- "ForkingTCPServer ($m)"; then forking_case; fi
   if need socat -- "socat TCP-LISTEN,fork ($m)"; then socat_case; fi
+  if [ -n "$pg" ] && id postgres > /dev/null 2>&1; then
+    if need runuser -- "PostgreSQL ($m)"; then postgres_case; fi
+  else
+    skip postgresql "PostgreSQL ($m): no server binaries or no postgres user (Debian's postgresql)"
+  fi
 done
 summary
