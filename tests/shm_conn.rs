@@ -396,3 +396,127 @@ fn connecting_where_nobody_listens_is_the_kernels_error() {
     let bad = Conn::connect(&path, 100, RING, b"", false, [b"", b""]);
     assert_eq!(bad.err(), Some(libc::EINVAL));
 }
+
+/// A tiny deterministic generator for the kill points (the test must be
+/// repeatable: the same points every run).
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn a_peer_killed_at_any_point_of_a_transfer_never_hangs_the_other_end() {
+    let _serial = serial();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for round in 0..40 {
+        let (c, a) = pair(&format!("kill-{round}"));
+        // Odd rounds kill the writer, even ones the reader; each after a
+        // different time, so the kill lands inside a copy, a wait, a lock.
+        let kill_writer = round % 2 == 1;
+        let after = Duration::from_micros(next(&mut seed) % 20_000);
+        let child = if kill_writer {
+            fork_child(|| {
+                let chunk = [7u8; 3000];
+                loop {
+                    if c.send(&chunk, soon()).is_err() {
+                        return 1;
+                    }
+                }
+            })
+        } else {
+            fork_child(|| {
+                let mut b = [0u8; 2500];
+                loop {
+                    if a.recv(&mut b, false, soon()).is_err() {
+                        return 1;
+                    }
+                }
+            })
+        };
+        // This process keeps only the other end.
+        let (mine, theirs) = if kill_writer { (a, c) } else { (c, a) };
+        drop(theirs);
+        let until = Instant::now() + after;
+        let mut b = [0u8; 4096];
+        while Instant::now() < until {
+            if kill_writer {
+                let _ = mine.recv(&mut b, false, Block::Never);
+            } else {
+                let _ = mine.send(&b, Block::Never);
+            }
+        }
+        // SAFETY: kills our own child.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        wait_child(child);
+        // The other end finishes: what was published is read, then
+        // end-of-stream or a reset; a sender gets EPIPE. Never a hang.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = if kill_writer {
+                mine.recv(&mut b, false, Block::Until(deadline))
+            } else {
+                mine.send(&b, Block::Until(deadline))
+            };
+            match r {
+                Ok(n) if n > 0 => continue,
+                Ok(0) | Err(libc::ECONNRESET) | Err(libc::EPIPE) => break,
+                other => panic!("round {round}: {other:?} after the peer was killed"),
+            }
+        }
+        let r = mine.readiness();
+        assert!(r.rdhup, "round {round}: {r:?}");
+    }
+}
+
+#[test]
+fn a_reader_killed_while_it_holds_the_lock_leaves_the_other_holder_reading() {
+    let _serial = serial();
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for round in 0..30 {
+        let (c, a) = pair(&format!("lock-{round}"));
+        // A second holder of the accepting end reads as fast as it can,
+        // so the kill often lands inside its reader lock.
+        let child = fork_child(|| {
+            let mut b = [0u8; 1];
+            loop {
+                let _ = a.recv(&mut b, false, Block::Never);
+            }
+        });
+        let until = Instant::now() + Duration::from_micros(next(&mut seed) % 10_000);
+        while Instant::now() < until {
+            let _ = c.send(&[1u8; 64], Block::Never);
+        }
+        // SAFETY: kills our own child.
+        unsafe { libc::kill(child, libc::SIGKILL) };
+        wait_child(child);
+        // Whatever is left, then 100 kB more, all readable here.
+        let mut b = vec![0u8; 1 << 16];
+        while a.recv(&mut b, false, Block::Never).is_ok_and(|n| n > 0) {}
+        let data = pattern(100_000);
+        let mut got = Vec::new();
+        let mut at = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while got.len() < data.len() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: stalled at {}",
+                got.len()
+            );
+            if at < data.len() {
+                at += c.send(&data[at..], Block::Never).unwrap_or(0);
+            }
+            match a.recv(
+                &mut b,
+                false,
+                Block::Until(Instant::now() + Duration::from_millis(50)),
+            ) {
+                Ok(n) => got.extend_from_slice(&b[..n]),
+                Err(libc::EAGAIN) => {}
+                Err(e) => panic!("round {round}: recv failed with {e}"),
+            }
+        }
+        assert!(got == data, "round {round}: the bytes differ");
+    }
+}
