@@ -511,3 +511,48 @@ TEST(an_exec_d_program_serves_a_connection_on_stdin_and_stdout)
     CHECK_EQ(recv(c, b, sizeof b, 0), 0);
     OK(close(c));
 }
+
+/* O_NONBLOCK belongs to the open file description, which fork shares: a
+ * child's F_SETFL is the parent's too (a listener and a connection). */
+static int set_nonblock(void *arg)
+{
+    int *fds = arg;
+    for (int i = 0; i < 2; i++) {
+        int fl = fcntl(fds[i], F_GETFL);
+        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) != 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int clear_nonblock(void *arg)
+{
+    int fd = *(int *)arg;
+    int fl = fcntl(fd, F_GETFL);
+    return fl >= 0 && fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) == 0 ? 0 : 1;
+}
+
+TEST(o_nonblock_set_by_a_child_is_the_parents_too)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    int l = tl_listener(FAM_INET, 4);
+    int fds[2] = {s, l};
+    CHECK_EQ(fcntl(s, F_GETFL) & O_NONBLOCK, 0);
+    reap(spawn(set_nonblock, fds));
+    CHECK(fcntl(s, F_GETFL) & O_NONBLOCK);
+    CHECK(fcntl(l, F_GETFL) & O_NONBLOCK);
+    char b;
+    CHECK_ERRNO(recv(s, &b, 1, 0), EAGAIN);
+    CHECK_ERRNO(accept(l, NULL, NULL), EAGAIN);
+    /* The peer's flag is its own. */
+    CHECK_EQ(fcntl(c, F_GETFL) & O_NONBLOCK, 0);
+    reap(spawn(clear_nonblock, &s));
+    CHECK_EQ(fcntl(s, F_GETFL) & O_NONBLOCK, 0);
+    CHECK_EQ(send(c, "x", 1, 0), 1);
+    CHECK_EQ(recv(s, &b, 1, 0), 1);
+    OK(close(l));
+    OK(close(s));
+    OK(close(c));
+}
+

@@ -321,6 +321,14 @@ pub trait SharedStreams: Send + Sync {
     /// `peer_addr`), waiting as `block` allows; EAGAIN when it may not.
     fn accept(&self, sock: SockRef<'_>, block: Block) -> Result<SockState, Errno>;
 
+    /// The socket's O_NONBLOCK where every holder sees it (None: the
+    /// frontend's own flag stands).
+    fn nonblocking(&self, sock: SockRef<'_>) -> Option<bool>;
+
+    /// Sets the socket's O_NONBLOCK for every holder (the frontend keeps its
+    /// own copy too: it is also told before the socket has a connection).
+    fn set_nonblocking(&self, sock: SockRef<'_>, on: bool);
+
     /// What carries the socket across exec: its anchor and, for a
     /// connection, its segment's memfd (-1 for a listener). The caller
     /// puts a duplicate of the anchor at the program's fd number and lets

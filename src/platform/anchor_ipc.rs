@@ -82,6 +82,13 @@ pub fn connect_to(path: &std::path::Path, nonblocking: bool) -> Result<i32, Errn
     }
 }
 
+/// Whether anchor `kfd` has `O_NONBLOCK`.
+pub fn is_nonblocking(kfd: i32) -> Result<bool, Errno> {
+    // SAFETY: fcntl with integer arguments.
+    let flags = check(unsafe { libc::syscall(libc::SYS_fcntl, kfd, libc::F_GETFL) })?;
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
 /// Sets or clears `O_NONBLOCK` on anchor `kfd`: a flag of its open file
 /// description, which fork and dup share, as a socket's is on Linux.
 pub fn set_nonblocking(kfd: i32, on: bool) -> Result<(), Errno> {

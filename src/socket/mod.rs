@@ -427,12 +427,19 @@ impl Socket {
     /// O_NONBLOCK on this socket (shared by all its fds, like an open file
     /// description).
     pub fn nonblocking(&self) -> bool {
+        // A shared socket's flag is where every holder sees it.
+        if let Some(v) = self.shared().and_then(|(sh, r)| sh.nonblocking(r)) {
+            return v;
+        }
         self.nonblock.load(Ordering::Relaxed)
     }
 
     /// Sets or clears O_NONBLOCK.
     pub fn set_nonblocking(&self, on: bool) {
         self.nonblock.store(on, Ordering::Relaxed);
+        if let Some((sh, r)) = self.shared() {
+            sh.set_nonblocking(r, on);
+        }
     }
 
     pub(crate) fn binding(&self) -> Option<&Binding> {
@@ -509,7 +516,16 @@ impl Socket {
     /// Installs the backend chosen at selection. `false` if one was already
     /// installed (a concurrent call won).
     pub(crate) fn bind_backend(&self, backend: Arc<dyn Backend>, state: SockState) -> bool {
-        self.binding.set(Binding { backend, state }).is_ok()
+        let set = self.binding.set(Binding { backend, state }).is_ok();
+        // A backend that keeps the flag for every holder starts from ours
+        // when we set it (its own starts clear; a socket adopted after
+        // exec keeps the one its holders left).
+        if self.nonblock.load(Ordering::Relaxed) {
+            if let Some((sh, r)) = self.shared() {
+                sh.set_nonblocking(r, true);
+            }
+        }
+        set
     }
 
     /// Records a pending error (SO_ERROR) and wakes everyone.

@@ -65,6 +65,9 @@ struct ShmSock {
     file: Mutex<Option<(PathBuf, Option<PathBuf>, u32)>>,
     listener: SetOnce<Listener>,
     conn: SetOnce<Conn>,
+    /// O_NONBLOCK until the socket has a listener or a connection, which
+    /// then keep it where every holder sees it.
+    nonblock: core::sync::atomic::AtomicBool,
 }
 
 impl ShmSock {
@@ -77,6 +80,7 @@ impl ShmSock {
             file: Mutex::new(None),
             listener: SetOnce::new(),
             conn: SetOnce::new(),
+            nonblock: core::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -319,7 +323,6 @@ impl Shm {
                     continue;
                 };
                 let private = anchor_ipc::keep(private);
-                let _ = anchor_ipc::set_nonblocking(private, true);
                 let info = SockInfo {
                     domain: family,
                     ty: SOCK_STREAM,
@@ -399,8 +402,10 @@ impl Backend for Shm {
         self.autobind(x)?;
         let k = x.bound.lock().take().ok_or(EINVAL)?;
         let backlog = backlog.clamp(1, i32::MAX as u32) as i32;
+        // The listening anchor's own O_NONBLOCK is the socket's: shared by
+        // every holder, as the open file description's flag on Linux.
         let made = crate::platform::unix_ipc::listen(k, backlog)
-            .and_then(|()| anchor_ipc::set_nonblocking(k, true));
+            .and_then(|()| anchor_ipc::set_nonblocking(k, x.nonblock.load(Ordering::Relaxed)));
         if let Err(e) = made {
             *x.bound.lock() = Some(k);
             return Err(e);
@@ -450,6 +455,7 @@ impl Backend for Shm {
             Err(e) => return Err(e),
         };
         *x.peer.lock() = Some(dest);
+        c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
         if x.conn.set(c).is_err() {
             return Err(EISCONN);
         }
@@ -603,6 +609,28 @@ impl SharedStreams for Shm {
         let l = x.listener.get().ok_or(EINVAL)?;
         let mut body = [0u8; BODY];
         loop {
+            if block != Block::Never {
+                // Wait here, not in the kernel's accept: its anchor may be
+                // blocking (the program's flag) and this call has a
+                // deadline. Another holder may still win the connection:
+                // the accept below then waits for the next, as a blocking
+                // accept does.
+                let ms = match block {
+                    Block::Until(d) => {
+                        let left = d.saturating_duration_since(crate::platform::now());
+                        if left.is_zero() {
+                            return Err(EAGAIN);
+                        }
+                        left.as_millis().clamp(1, i32::MAX as u128) as i32
+                    }
+                    _ => -1,
+                };
+                match anchor_ipc::anchor_poll(l.anchor(), true, ms) {
+                    Ok(s) if !s.readable => continue,
+                    Ok(_) | Err(EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             match l.accept(&mut body) {
                 Ok((c, n)) => {
                     if n != BODY {
@@ -617,26 +645,33 @@ impl SharedStreams for Shm {
                     let _ = child.conn.set(c);
                     return Ok(Arc::new(child));
                 }
-                Err(EAGAIN) => {}
+                Err(EAGAIN) if block != Block::Never => {}
                 Err(e) => return Err(e),
             }
-            let ms = match block {
-                Block::Never => return Err(EAGAIN),
-                Block::Forever => -1,
-                Block::Until(d) => {
-                    let left = d.saturating_duration_since(crate::platform::now());
-                    if left.is_zero() {
-                        return Err(EAGAIN);
-                    }
-                    left.as_millis().clamp(1, i32::MAX as u128) as i32
-                }
-            };
-            // Another holder may take the connection first: then accept
-            // finds EAGAIN and this waits again, as Linux's wake-one does.
-            match anchor_ipc::anchor_poll(l.anchor(), true, ms) {
-                Ok(_) | Err(EINTR) => {}
-                Err(e) => return Err(e),
-            }
+        }
+    }
+
+    fn nonblocking(&self, sock: SockRef<'_>) -> Option<bool> {
+        let x = ss(&sock).ok()?;
+        if let Some(c) = x.conn.get() {
+            return Some(c.nonblocking());
+        }
+        if let Some(l) = x.listener.get() {
+            return anchor_ipc::is_nonblocking(l.anchor()).ok();
+        }
+        Some(x.nonblock.load(Ordering::Relaxed))
+    }
+
+    fn set_nonblocking(&self, sock: SockRef<'_>, on: bool) {
+        let Ok(x) = ss(&sock) else {
+            return;
+        };
+        x.nonblock.store(on, Ordering::Relaxed);
+        if let Some(c) = x.conn.get() {
+            c.set_nonblocking(on);
+        }
+        if let Some(l) = x.listener.get() {
+            let _ = anchor_ipc::set_nonblocking(l.anchor(), on);
         }
     }
 

@@ -190,6 +190,18 @@ impl Conn {
         self.side
     }
 
+    /// This end's O_NONBLOCK, as every holder sees it.
+    pub fn nonblocking(&self) -> bool {
+        self.seg.nonblock(self.side).load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets or clears this end's O_NONBLOCK for every holder.
+    pub fn set_nonblocking(&self, on: bool) {
+        self.seg
+            .nonblock(self.side)
+            .store(u32::from(on), Ordering::Relaxed);
+    }
+
     /// The segment's memfd (-1: none kept).
     pub fn memfd(&self) -> i32 {
         self.memfd

@@ -32,6 +32,10 @@ const CLOSES_AT: [usize; 2] = [32, 36];
 /// inherited an anchor and this segment across exec, or received them with
 /// SCM_RIGHTS, knows which end it holds.
 const ANCHOR_INO_AT: [usize; 2] = [40, 48];
+/// Per end: its O_NONBLOCK (non-zero: set). Linux keeps it in the socket's
+/// one open file description, which every holder of the end shares across
+/// fork, exec and dup: here, in the end's word.
+const NONBLOCK_AT: [usize; 2] = [56, 60];
 /// Per end: its address, as the backend encodes it ([`ADDR_LEN`] bytes).
 const ADDR_AT: [usize; 2] = [64, 96];
 /// Bytes of an end's address in the header.
@@ -182,6 +186,13 @@ impl Segment {
         let at = CLOSES_AT[side as usize];
         self.mem
             .u32_at(at)
+            .expect("segment header inside its mapping")
+    }
+
+    /// End `side`'s O_NONBLOCK word (any value but 0: set).
+    pub fn nonblock(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
+        self.mem
+            .u32_at(NONBLOCK_AT[side as usize])
             .expect("segment header inside its mapping")
     }
 
