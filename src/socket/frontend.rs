@@ -74,6 +74,13 @@ impl SocketFrontend {
                 if let (true, Some(&last)) = (hd.flags & FLAG_URG != 0, frag.payload.last()) {
                     s.urgent_arrived(hd.offset + frag.payload.len() as u64 - 1, last);
                 }
+                if hd.flags & FLAG_EOR != 0 && s.keeps_records() {
+                    // A record ends here, its bytes are in: readable.
+                    let end = hd.offset.wrapping_add(frag.payload.len() as u64);
+                    s.records
+                        .mark(end, frag.payload.is_empty(), sb.read_offset());
+                    ev |= POLLIN;
+                }
                 if hd.flags & FLAG_FIN != 0 {
                     sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
                         .map_err(sb_errno)?;

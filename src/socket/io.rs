@@ -43,7 +43,7 @@ fn total_len(bufs: &[&mut [u8]]) -> usize {
 }
 
 impl Socket {
-    fn blocking(&self, flags: i32) -> bool {
+    pub(super) fn blocking(&self, flags: i32) -> bool {
         flags & MSG_DONTWAIT == 0 && !self.nonblocking()
     }
 
@@ -63,7 +63,7 @@ impl Socket {
             });
         }
         if flags & MSG_OOB != 0 {
-            if !self.is_stream() {
+            if !self.is_stream() || self.keeps_records() {
                 return Err(EOPNOTSUPP);
             }
             let first = bufs.iter_mut().find(|b| !b.is_empty()).map(|b| &mut b[0]);
@@ -75,6 +75,7 @@ impl Socket {
             });
         }
         match &self.rx {
+            Rx::Stream(sb) if self.keeps_records() => self.recv_record(sb, bufs, flags, collect),
             Rx::Stream(sb) => {
                 let want = total_len(bufs);
                 let mut scm = super::inflight::StreamRead::default();
@@ -438,6 +439,7 @@ impl Socket {
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
         match &self.rx {
+            Rx::Stream(sb) if self.keeps_records() => self.records.queued_bytes(sb),
             Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
             Rx::Dgram(db) => db.next_len().unwrap_or(0),
         }
@@ -473,7 +475,10 @@ impl Socket {
                 self.connect(d)?;
             }
         }
-        let r = if self.is_stream() {
+        let r = if self.keeps_records() {
+            // An address is ignored (unix_seqpacket_sendmsg).
+            self.send_record(bufs, flags, ctl.scm)
+        } else if self.is_stream() {
             self.send_stream(bufs, flags, dest, ctl.scm)
         } else {
             self.send_dgram(bufs, flags, dest, ctl)
@@ -488,10 +493,10 @@ impl Socket {
             self.queue_tx_stamp(&sent, self.timestamping_flags());
         }
         // AF_UNIX signals for streams only (unix_stream_sendmsg); its
-        // datagram sockets return EPIPE alone.
+        // datagram and seqpacket sockets return EPIPE alone.
         if r == Err(EPIPE)
             && flags & MSG_NOSIGNAL == 0
-            && (self.is_stream() || self.info.domain != AF_UNIX)
+            && ((self.is_stream() && !self.keeps_records()) || self.info.domain != AF_UNIX)
         {
             crate::platform::raise_sigpipe();
         }
@@ -995,7 +1000,12 @@ fn peek_into(sb: &StreamBuf, bufs: &mut [&mut [u8]]) -> usize {
 
 /// [`read_into`] taking at most `cap` bytes (a read that stops at the
 /// urgent mark).
-fn read_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize, cap: usize) -> usize {
+pub(super) fn read_capped(
+    sb: &StreamBuf,
+    bufs: &mut [&mut [u8]],
+    skip: usize,
+    cap: usize,
+) -> usize {
     let space = total_len(bufs) - skip;
     if cap >= space {
         return read_into(sb, bufs, skip);
@@ -1020,6 +1030,15 @@ fn read_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize, cap: usize) 
     n
 }
 
+/// [`peek_into`] of at most `cap` bytes (one record), writing no byte
+/// past them.
+pub(super) fn peek_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], cap: usize) -> usize {
+    let mut tmp = vec![0u8; cap.min(total_len(bufs))];
+    let n = sb.peek(&mut tmp);
+    scatter(&tmp[..n], bufs);
+    n
+}
+
 fn peek_into_at(sb: &StreamBuf, skip: usize, bufs: &mut [&mut [u8]]) -> usize {
     if bufs.len() == 1 {
         return sb.peek_at(skip, bufs[0]);
@@ -1030,7 +1049,7 @@ fn peek_into_at(sb: &StreamBuf, skip: usize, bufs: &mut [&mut [u8]]) -> usize {
     n
 }
 
-fn discard(sb: &StreamBuf, max: usize) -> usize {
+pub(super) fn discard(sb: &StreamBuf, max: usize) -> usize {
     let mut scratch = [0u8; 4096];
     let mut n = 0;
     while n < max {

@@ -29,6 +29,7 @@ pub(crate) mod inflight;
 mod io;
 mod mcast;
 pub(crate) mod pcap;
+mod records;
 pub mod scm;
 pub(crate) mod state;
 mod sysctl;
@@ -50,7 +51,7 @@ use crate::addr::SockAddr;
 use crate::backend::contract::{
     Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
-use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST, FLAG_URG};
+use crate::backend::wire::{FragKind, FLAG_EOR, FLAG_FIN, FLAG_RST, FLAG_URG};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
@@ -141,6 +142,8 @@ pub struct Socket {
     binding: SetOnce<Binding>,
     pub(crate) ctl: Mutex<Ctl>,
     pub(crate) rx: Rx,
+    /// Where the records a seqpacket socket received end (`records`).
+    records: records::Records,
     rx_lock: Mutex<()>,
     tx: Mutex<Tx>,
     /// Mirror of `Tx::next` for readiness checks without the send lock.
@@ -252,7 +255,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
             }
         }
         AF_UNIX => {
-            if base != SOCK_STREAM && base != SOCK_DGRAM {
+            if !matches!(base, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) {
                 return Err(ESOCKTNOSUPPORT);
             }
             // Linux takes PF_UNIX (1) as well as 0 (unix_create).
@@ -271,8 +274,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
 
 /// Whether the library implements no socket of this domain, type and
 /// protocol, so that the C API hands the call to the kernel (issue 13: a
-/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP, AF_UNIX
-/// SOCK_SEQPACKET... is the kernel's, with the kernel's errno if it
+/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP... is the kernel's, with the kernel's errno if it
 /// refuses). A family the library implements but whose backend is missing
 /// (a broken configuration) is not handed over: that stays a loud
 /// EAFNOSUPPORT rather than a silent escape to the kernel.
@@ -300,6 +302,12 @@ impl Socket {
     fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
         let rx = if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
+        } else if info.ty == SOCK_SEQPACKET {
+            // Records on a stream connection (`records`).
+            Rx::Stream(StreamBuf::new(
+                0,
+                records::RECORD_RCVBUF.max(DEFAULT_STREAM_RCVBUF),
+            ))
         } else {
             // AF_UNIX: room for the largest datagram the default SO_SNDBUF
             // lets a sender make (sndbuf - 32) with its longest name.
@@ -331,6 +339,7 @@ impl Socket {
                 kernel_opts: Vec::new(),
             }),
             rx,
+            records: records::Records::new(),
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
                 next: 0,
@@ -388,9 +397,11 @@ impl Socket {
         self.warned_gen.swap(g, Ordering::Relaxed) != g
     }
 
-    /// Whether the socket is a stream socket.
+    /// Whether the socket is connection-oriented: a stream socket, or an
+    /// AF_UNIX seqpacket socket (a stream connection that keeps records,
+    /// see [`Socket::keeps_records`]).
     pub fn is_stream(&self) -> bool {
-        self.info.ty == SOCK_STREAM
+        matches!(self.info.ty, SOCK_STREAM | SOCK_SEQPACKET)
     }
 
     /// The state word now (phase and flags at one instant).
@@ -586,7 +597,13 @@ impl Socket {
                 if self.urgent_pending() {
                     ev |= POLLPRI;
                 }
-                if sb.readable() >= lowat || peer_fin || rd_done || f.has(F_ERROR) {
+                // A seqpacket socket: from one whole record.
+                let data = if self.keeps_records() {
+                    self.records.ready(sb)
+                } else {
+                    sb.readable() >= lowat
+                };
+                if data || peer_fin || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if peer_fin || rd_done {

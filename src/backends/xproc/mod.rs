@@ -315,7 +315,8 @@ impl Backend for XProc {
 
     fn supports(&self, info: &SockInfo) -> bool {
         matches!(info.domain, AF_INET | AF_INET6 | AF_UNIX)
-            && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+            && (matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+                || (info.domain == AF_UNIX && info.ty == SOCK_SEQPACKET))
     }
 
     fn claim(
@@ -484,7 +485,10 @@ impl Backend for XProc {
                     x.fin_first.store(true, Ordering::Release);
                 }
                 if c.state.is_closed() {
-                    if x.info.domain == AF_UNIX && !frag.payload.is_empty() {
+                    // An empty record (seqpacket) is data too.
+                    let data = !frag.payload.is_empty()
+                        || frag.header.flags & crate::backend::wire::FLAG_EOR != 0;
+                    if x.info.domain == AF_UNIX && data {
                         // AF_UNIX knows its peer is gone: EPIPE at once.
                         return Err(EPIPE);
                     }

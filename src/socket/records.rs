@@ -1,0 +1,316 @@
+//! AF_UNIX `SOCK_SEQPACKET`: records over a stream connection.
+//!
+//! A seqpacket socket is a stream socket in everything but its data: it
+//! connects, listens, accepts, shuts down and hangs up through the stream
+//! machinery (`connect`, `state`), and its bytes travel as stream
+//! fragments at offsets into the receiver's [`StreamBuf`], within the
+//! window the receiver grants. What it adds is where records end: each
+//! send is one record, reserved whole under the send lock, and the
+//! fragment holding its last byte carries [`FLAG_EOR`] (a record of no
+//! bytes is an empty fragment with it). The receiver keeps the end offsets
+//! ([`Records`]) and a read takes at most one record, discarding what does
+//! not fit (Linux's `unix_seqpacket_sendmsg`/`unix_seqpacket_recvmsg`,
+//! which go through `unix_dgram_sendmsg`/`unix_dgram_recvmsg`).
+//!
+//! A record only goes once the window has room for all of it, so that the
+//! receiver never holds part of a record it cannot complete: the receive
+//! ring of a seqpacket socket ([`RECORD_RCVBUF`]) holds the largest record
+//! an unprivileged sender may make (SO_SNDBUF's ceiling less 32).
+
+use alloc::collections::VecDeque;
+use core::sync::atomic::Ordering;
+
+use super::io::{peek_capped, read_capped, RecvInfo};
+use super::*;
+
+/// The receive ring of a seqpacket socket: room for the largest record
+/// (twice net.core.wmem_max's default, less 32) with the default stream
+/// window's slack.
+pub const RECORD_RCVBUF: usize = 512 * 1024;
+
+/// The end offsets of the records a seqpacket socket has received and not
+/// yet read, in stream order (an empty record repeats its predecessor's
+/// end). Written by the upcall that delivers a record's last fragment,
+/// after its bytes are in the buffer; read under `rx_lock`.
+pub(crate) struct Records {
+    ends: Mutex<VecDeque<u64>>,
+}
+
+impl Records {
+    /// No records.
+    pub(crate) const fn new() -> Self {
+        Records {
+            ends: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// A record ends at `end`. `empty`: the fragment that says so has no
+    /// bytes (an empty record, never a repeat); a non-empty one repeated
+    /// by its backend, or one already read, is not counted twice.
+    pub(crate) fn mark(&self, end: u64, empty: bool, read_offset: u64) {
+        let mut q = self.ends.lock();
+        if !empty && (end <= read_offset || q.contains(&end)) {
+            return;
+        }
+        // Fragments may arrive out of order: keep the ends sorted (equal
+        // ends, empty records, in arrival order).
+        let at = q.partition_point(|&e| e <= end);
+        q.insert(at, end);
+    }
+
+    /// The length of the first record, when all of its bytes are in.
+    pub(crate) fn next_len(&self, sb: &StreamBuf) -> Option<usize> {
+        let end = *self.ends.lock().front()?;
+        let len = end.wrapping_sub(sb.read_offset());
+        (len <= sb.readable() as u64).then_some(len as usize)
+    }
+
+    /// Whether a whole record is waiting (a seqpacket socket's POLLIN).
+    pub(crate) fn ready(&self, sb: &StreamBuf) -> bool {
+        self.next_len(sb).is_some()
+    }
+
+    /// The bytes of all whole records waiting (SIOCINQ).
+    pub(crate) fn queued_bytes(&self, sb: &StreamBuf) -> usize {
+        let q = self.ends.lock();
+        let at = sb.read_offset();
+        let avail = sb.readable() as u64;
+        q.iter()
+            .rev()
+            .map(|e| e.wrapping_sub(at))
+            .find(|&n| n <= avail)
+            .unwrap_or(0) as usize
+    }
+
+    /// The first record was read.
+    fn pop(&self) {
+        self.ends.lock().pop_front();
+    }
+}
+
+impl Socket {
+    /// Whether the socket keeps record boundaries on a connection
+    /// (AF_UNIX `SOCK_SEQPACKET`).
+    #[inline]
+    pub fn keeps_records(&self) -> bool {
+        self.info.ty == SOCK_SEQPACKET
+    }
+
+    /// A seqpacket receive (`unix_seqpacket_recvmsg`): one record, the
+    /// part that fits in `bufs` (the rest is discarded: `truncated`); with
+    /// MSG_TRUNC its full length is returned. A pending error comes first,
+    /// then a record, then end of file (a peer that is gone or shut, or
+    /// our SHUT_RD).
+    pub(super) fn recv_record(
+        &self,
+        sb: &StreamBuf,
+        bufs: &mut [&mut [u8]],
+        flags: i32,
+        collect: bool,
+    ) -> Result<RecvInfo, Errno> {
+        if self.phase() != Phase::Connected {
+            return Err(ENOTCONN);
+        }
+        if flags & MSG_OOB != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        let peek = flags & MSG_PEEK != 0;
+        let deadline = self.rcv_deadline();
+        let passcred = super::inflight::any_queued() && self.ctl.lock().opts.passcred();
+        let mut pumped = false;
+        loop {
+            // __skb_try_recv_datagram: sock_error before the queue.
+            if let Some(e) = self.take_error() {
+                return Err(e);
+            }
+            let got = {
+                let _g = self.rx_lock.lock();
+                self.records.next_len(sb).map(|len| {
+                    let at = sb.read_offset();
+                    let mut scm = super::inflight::StreamRead::default();
+                    let _ = scm.cap(self.handle, at, len.max(1), passcred);
+                    let n = if peek {
+                        peek_capped(sb, bufs, len)
+                    } else {
+                        let n = read_capped(sb, bufs, 0, len);
+                        super::io::discard(sb, len - n);
+                        self.records.pop();
+                        n
+                    };
+                    scm.took(self.handle, at, if peek { n } else { len }, peek);
+                    (len, n, scm.finish(collect))
+                })
+            };
+            if let Some((len, n, scm)) = got {
+                if !peek {
+                    // A sender waits for room for a whole record: tell it
+                    // of the room once the queue is drained, not only
+                    // after half the ring (`advertise_window`).
+                    if sb.readable() == 0 {
+                        self.advertise_window_now();
+                    } else {
+                        self.advertise_window();
+                    }
+                }
+                // unix_copy_addr: the sender's name (the peer's), if any.
+                let addr = self.peer_addr().ok().filter(|a| a.as_bytes().len() > 2);
+                return Ok(RecvInfo {
+                    ret: if flags & MSG_TRUNC != 0 { len } else { n },
+                    truncated: n < len,
+                    addr,
+                    stamp_ns: self.tcp.last_arrival_ns(),
+                    scm,
+                    ..Default::default()
+                });
+            }
+            let f = self.flags();
+            if sb.fin_received() || f.has(F_RD_SHUT | F_RESET) {
+                return Ok(RecvInfo::default());
+            }
+            if f.has(F_CLOSED) {
+                return Err(EBADF);
+            }
+            if !self.blocking(flags) {
+                if !pumped && self.pump_orphan() {
+                    pumped = true;
+                    continue;
+                }
+                return Err(EAGAIN);
+            }
+            let more = || {
+                self.records.ready(sb)
+                    || self.readiness() & (POLLIN | POLLERR | POLLHUP) != 0
+                    || self.has(F_CLOSED)
+            };
+            match self.block_until(more, deadline) {
+                Waited::TimedOut => return Err(EAGAIN),
+                Waited::Interrupted => return Err(EINTR),
+                Waited::Ready => {}
+            }
+        }
+    }
+
+    /// A seqpacket send (`unix_seqpacket_sendmsg` over
+    /// `unix_dgram_sendmsg`): the whole of `bufs` as one record, or
+    /// nothing. An address is ignored. EMSGSIZE beyond SO_SNDBUF less 32;
+    /// EPIPE (and no SIGPIPE) once the peer is gone or shut for reading.
+    pub(super) fn send_record(&self, bufs: &[&[u8]], flags: i32, scm: u64) -> Result<usize, Errno> {
+        if let Some(e) = self.take_error() {
+            return Err(e);
+        }
+        let deadline = self.snd_deadline();
+        loop {
+            match self.phase() {
+                Phase::Connected => break,
+                Phase::Connecting if self.blocking(flags) => {
+                    // The backend has not answered yet: wait for it.
+                    self.wait_for(POLLOUT, deadline);
+                    if self.phase() == Phase::Connecting {
+                        return Err(EAGAIN);
+                    }
+                }
+                Phase::Connecting => return Err(EAGAIN),
+                _ => return Err(ENOTCONN),
+            }
+        }
+        if flags & MSG_OOB != 0 {
+            return Err(EOPNOTSUPP);
+        }
+        let len: usize = bufs.iter().map(|b| b.len()).sum();
+        let sndbuf = self.ctl.lock().opts.sndbuf();
+        if len > sndbuf.saturating_sub(32) {
+            return Err(EMSGSIZE);
+        }
+        let mut pumped = false;
+        let mut tx = self.tx.lock();
+        let off = loop {
+            let f = self.flags();
+            if f.has(F_CLOSED) {
+                return Err(EBADF);
+            }
+            if f.has(F_RESET | F_WR_SHUT) {
+                return Err(EPIPE);
+            }
+            let limit = self.tx_limit.load(Ordering::Acquire);
+            if limit.saturating_sub(tx.next) >= len as u64 {
+                // The record's range, reserved whole: a record another
+                // thread sends meanwhile goes after it, not inside it.
+                let off = tx.next;
+                tx.next += len as u64;
+                self.tx_next.store(tx.next, Ordering::Release);
+                break off;
+            }
+            drop(tx);
+            if !self.blocking(flags) {
+                if !pumped && self.pump_orphan() {
+                    pumped = true;
+                    tx = self.tx.lock();
+                    continue;
+                }
+                return Err(EAGAIN);
+            }
+            let want = self.tx_next.load(Ordering::Acquire) + len as u64;
+            let w = self.block_until(
+                || {
+                    self.tx_limit.load(Ordering::Acquire) >= want
+                        || self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED)
+                },
+                deadline,
+            );
+            match w {
+                Waited::TimedOut => return Err(EAGAIN),
+                Waited::Interrupted => return Err(EINTR),
+                Waited::Ready => {}
+            }
+            tx = self.tx.lock();
+        };
+        drop(tx);
+        let Some(b) = self.binding() else {
+            return Err(ENOTCONN);
+        };
+        // The record in fragments of at most FRAG_MAX, the last marked.
+        let whole;
+        let data: &[u8] = match bufs {
+            [] => &[],
+            [one] => one,
+            _ => {
+                whole = bufs.concat();
+                &whole
+            }
+        };
+        let mut at = 0usize;
+        loop {
+            let n = (data.len() - at).min(FRAG_MAX);
+            let last = at + n == data.len();
+            let frag = Fragment::stream(
+                off + at as u64,
+                if last { FLAG_EOR } else { 0 },
+                &data[at..at + n],
+            );
+            let r = if at == 0 {
+                // The record's attachments ride with its first fragment.
+                b.backend.write_scm(self.sref(b), &frag, scm)
+            } else {
+                b.backend.write(self.sref(b), &frag)
+            };
+            if let Err(e) = r {
+                // The connection went away under the record (a backend
+                // refuses stream bytes only then).
+                if at == 0 {
+                    let mut tx = self.tx.lock();
+                    if tx.next == off + len as u64 {
+                        tx.next = off;
+                        self.tx_next.store(off, Ordering::Release);
+                    }
+                }
+                return Err(if e == EAGAIN { EPIPE } else { e });
+            }
+            at += n;
+            if last {
+                break;
+            }
+        }
+        self.tcp.sent_segment();
+        Ok(len)
+    }
+}
