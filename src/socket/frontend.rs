@@ -77,8 +77,9 @@ impl SocketFrontend {
                 if hd.flags & FLAG_EOR != 0 && s.keeps_records() {
                     // A record ends here, its bytes are in: readable.
                     let end = hd.offset.wrapping_add(frag.payload.len() as u64);
+                    let key = scm_key.unwrap_or(0);
                     s.records
-                        .mark(end, frag.payload.is_empty(), sb.read_offset());
+                        .mark(end, frag.payload.is_empty(), sb.read_offset(), key);
                     ev |= POLLIN;
                 }
                 if hd.flags & FLAG_FIN != 0 {

@@ -395,7 +395,7 @@ impl Socket {
 
     /// A read took `n` bytes: SO_PEEK_OFF, when on, moves back by as
     /// many (not below 0: sk_peek_offset_bwd). Returns `n`.
-    fn peek_off_back(&self, n: usize) -> usize {
+    pub(super) fn peek_off_back(&self, n: usize) -> usize {
         let n32 = n.min(i32::MAX as usize) as i32;
         let mut o = self.peek_off.load(Ordering::Relaxed);
         // Reads are serialised by rx_lock; the loop only meets a
@@ -1030,11 +1030,16 @@ pub(super) fn read_capped(
     n
 }
 
-/// [`peek_into`] of at most `cap` bytes (one record), writing no byte
-/// past them.
-pub(super) fn peek_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], cap: usize) -> usize {
+/// [`peek_into`] from `skip` bytes on of at most `cap` bytes (one record),
+/// writing no byte past them.
+pub(super) fn peek_capped(
+    sb: &StreamBuf,
+    skip: usize,
+    bufs: &mut [&mut [u8]],
+    cap: usize,
+) -> usize {
     let mut tmp = vec![0u8; cap.min(total_len(bufs))];
-    let n = sb.peek(&mut tmp);
+    let n = sb.peek_at(skip, &mut tmp);
     scatter(&tmp[..n], bufs);
     n
 }

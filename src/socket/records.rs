@@ -30,10 +30,24 @@ pub const RECORD_RCVBUF: usize = 512 * 1024;
 
 /// The end offsets of the records a seqpacket socket has received and not
 /// yet read, in stream order (an empty record repeats its predecessor's
-/// end). Written by the upcall that delivers a record's last fragment,
-/// after its bytes are in the buffer; read under `rx_lock`.
+/// end), each with the key of an empty record's attachment (0: none; a
+/// record with bytes has its attachment at its first offset, as a stream
+/// message has, but an empty one shares that offset with the next record,
+/// so its attachment is keyed apart: `inflight::queue_record`). Written by
+/// the upcall that delivers a record's last fragment, after its bytes are
+/// in the buffer; read under `rx_lock`.
 pub(crate) struct Records {
-    ends: Mutex<VecDeque<u64>>,
+    ends: Mutex<VecDeque<(u64, u64)>>,
+}
+
+/// Where a read finds its record: its start relative to the read offset,
+/// its length, the bytes of it a peek skips (SO_PEEK_OFF), and its empty
+/// record's attachment key.
+struct Found {
+    start: usize,
+    len: usize,
+    skip: usize,
+    key: u64,
 }
 
 impl Records {
@@ -45,24 +59,53 @@ impl Records {
     }
 
     /// A record ends at `end`. `empty`: the fragment that says so has no
-    /// bytes (an empty record, never a repeat); a non-empty one repeated
-    /// by its backend, or one already read, is not counted twice.
-    pub(crate) fn mark(&self, end: u64, empty: bool, read_offset: u64) {
+    /// bytes (an empty record, never a repeat; `key` its attachment's); a
+    /// non-empty one repeated by its backend, or one already read, is not
+    /// counted twice.
+    pub(crate) fn mark(&self, end: u64, empty: bool, read_offset: u64, key: u64) {
         let mut q = self.ends.lock();
-        if !empty && (end <= read_offset || q.contains(&end)) {
+        if !empty && (end <= read_offset || q.iter().any(|&(e, _)| e == end)) {
             return;
         }
         // Fragments may arrive out of order: keep the ends sorted (equal
         // ends, empty records, in arrival order).
-        let at = q.partition_point(|&e| e <= end);
-        q.insert(at, end);
+        let at = q.partition_point(|&(e, _)| e <= end);
+        q.insert(at, (end, key));
     }
 
     /// The length of the first record, when all of its bytes are in.
     pub(crate) fn next_len(&self, sb: &StreamBuf) -> Option<usize> {
-        let end = *self.ends.lock().front()?;
-        let len = end.wrapping_sub(sb.read_offset());
-        (len <= sb.readable() as u64).then_some(len as usize)
+        self.find(sb, 0).map(|f| f.len)
+    }
+
+    /// The whole record a read (`skip` 0) or a peek `skip` bytes on
+    /// (SO_PEEK_OFF) takes: as `__skb_try_recv_from_queue` skips whole
+    /// records the offset passes, the empty ones with them once it is
+    /// past zero.
+    fn find(&self, sb: &StreamBuf, skip: usize) -> Option<Found> {
+        let q = self.ends.lock();
+        let base = sb.read_offset();
+        let avail = sb.readable() as u64;
+        let (mut start, mut skip) = (0u64, skip as u64);
+        for &(end, key) in q.iter() {
+            let rel = end.wrapping_sub(base);
+            if rel > avail {
+                return None;
+            }
+            let len = rel - start;
+            if skip >= len && (len > 0 || skip > 0) {
+                skip -= len;
+                start = rel;
+                continue;
+            }
+            return Some(Found {
+                start: start as usize,
+                len: len as usize,
+                skip: skip as usize,
+                key,
+            });
+        }
+        None
     }
 
     /// Whether a whole record is waiting (a seqpacket socket's POLLIN).
@@ -77,7 +120,7 @@ impl Records {
         let avail = sb.readable() as u64;
         q.iter()
             .rev()
-            .map(|e| e.wrapping_sub(at))
+            .map(|&(e, _)| e.wrapping_sub(at))
             .find(|&n| n <= avail)
             .unwrap_or(0) as usize
     }
@@ -123,22 +166,47 @@ impl Socket {
             if let Some(e) = self.take_error() {
                 return Err(e);
             }
+            // SO_PEEK_OFF: a peek starts that far on, in this record or
+            // a later one, and moves it on; a read moves it back by the
+            // record (sk_peek_offset_fwd/bwd).
+            let off = self.peek_off.load(Ordering::Relaxed);
+            let skip = if peek && off > 0 { off as usize } else { 0 };
             let got = {
                 let _g = self.rx_lock.lock();
-                self.records.next_len(sb).map(|len| {
-                    let at = sb.read_offset();
+                self.records.find(sb, skip).map(|r| {
+                    let at = sb.read_offset() + r.start as u64;
                     let mut scm = super::inflight::StreamRead::default();
-                    let _ = scm.cap(self.handle, at, len.max(1), passcred);
-                    let n = if peek {
-                        peek_capped(sb, bufs, len)
+                    let taken = if r.len == 0 {
+                        // An empty record's attachment is keyed apart.
+                        (r.key != 0)
+                            .then(|| super::inflight::take_dgram(self.handle, r.key, peek, collect))
                     } else {
-                        let n = read_capped(sb, bufs, 0, len);
-                        super::io::discard(sb, len - n);
+                        let _ = scm.cap(self.handle, at, r.len, passcred);
+                        None
+                    };
+                    let n = if peek {
+                        let n = peek_capped(sb, r.start + r.skip, bufs, r.len - r.skip);
+                        if off >= 0 {
+                            self.peek_off.fetch_add(n as i32, Ordering::Relaxed);
+                        }
+                        n
+                    } else {
+                        let n = read_capped(sb, bufs, 0, r.len);
+                        super::io::discard(sb, r.len - n);
                         self.records.pop();
+                        self.peek_off_back(r.len);
                         n
                     };
-                    scm.took(self.handle, at, if peek { n } else { len }, peek);
-                    (len, n, scm.finish(collect))
+                    let scm = match taken {
+                        Some(id) => id,
+                        None => {
+                            if r.len > 0 {
+                                scm.took(self.handle, at, if peek { n } else { r.len }, peek);
+                            }
+                            scm.finish(collect)
+                        }
+                    };
+                    (r.len - r.skip, n, scm)
                 })
             };
             if let Some((len, n, scm)) = got {

@@ -509,6 +509,22 @@ impl Backend for XProc {
         }
     }
 
+    fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        if x.info.domain == AF_UNIX && x.info.ty != SOCK_DGRAM && how != SHUT_WR {
+            unix::shut_rd(x);
+        }
+        Ok(())
+    }
+
+    fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
+        let x = xs(&sock).ok()?;
+        if x.info.domain != AF_UNIX || x.info.ty == SOCK_DGRAM {
+            return None;
+        }
+        unix::unread(x)
+    }
+
     fn write_attrs(
         &self,
         sock: SockRef<'_>,

@@ -153,6 +153,32 @@ pub(super) fn pump_twin(c: &Conn) {
     }
 }
 
+/// SHUT_RD of AF_UNIX stream or seqpacket socket `x`: its peer may send
+/// no more (EPIPE), as unix_shutdown tells it. Told in place when the peer
+/// is of this process (the twin); a peer in another process is not told
+/// (no message of the protocol says it) and its sends are dropped here.
+pub(super) fn shut_rd(x: &XSock) {
+    let Some(c) = x.conn.lock().clone() else {
+        return;
+    };
+    let twin = c.twin.lock().upgrade();
+    if let Some(t) = twin {
+        let _ = upcall::hangup(t.handle());
+    }
+}
+
+/// SIOCOUTQ of AF_UNIX stream or seqpacket socket `x`: what its peer holds
+/// unread, when the peer is of this process (the twin's buffer); `None`
+/// for a peer in another process.
+pub(super) fn unread(x: &XSock) -> Option<u64> {
+    let c = x.conn.lock().clone()?;
+    if !matches!(c.role, Role::Stream) {
+        return None;
+    }
+    let twin = c.twin.lock().upgrade()?;
+    upcall::held(twin.handle()).ok()
+}
+
 /// Forgets link `c` if it is one of the AF_UNIX links.
 pub(super) fn drop_unix_link(c: &Conn) {
     UNIX_LINKS
