@@ -942,8 +942,9 @@ impl Socket {
         let prev = self.tx_limit.fetch_max(limit, Ordering::AcqRel);
         // Only a sender that had run out of credit can be waiting for it;
         // waking on every window update would wake a thread blocked in
-        // recv() on the same socket for nothing.
-        if limit > prev && prev <= self.tx_next.load(Ordering::Acquire) {
+        // recv() on the same socket for nothing. A seqpacket sender may
+        // wait with credit left, too little for its whole record.
+        if limit > prev && (prev <= self.tx_next.load(Ordering::Acquire) || self.keeps_records()) {
             self.wait.notify(POLLOUT);
             self.wake_async();
         }
