@@ -815,3 +815,30 @@ TEST_UNIX(seqpacket_siocinq_next_records)
     close(a);
     close(b);
 }
+
+TEST_UNIX(seqpacket_pollout_means_a_record_fits)
+{
+    int a, b;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    int sndbuf = 0;
+    socklen_t l = sizeof sndbuf;
+    OK(getsockopt(a, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l));
+    size_t max = (size_t)sndbuf - 32;
+    char *big = calloc(1, max);
+    CHECK(big != NULL);
+    /* while poll says writable, the largest record goes at once: a
+     * non-blocking sender driven by poll never meets EAGAIN */
+    int sent = 0;
+    while (sent < 64 && (tl_poll1(a, POLLOUT, 0) & POLLOUT)) {
+        CHECK_EQ(OK(send(a, big, max, MSG_DONTWAIT)), (long)max);
+        sent++;
+    }
+    CHECK(sent >= 1 && sent < 64);
+    /* the reader takes them all: writable again */
+    for (int i = 0; i < sent; i++)
+        CHECK_EQ(OK(recv(b, big, max, MSG_DONTWAIT)), (long)max);
+    CHECK_EQ(tl_poll1(a, POLLOUT, 1000) & POLLOUT, POLLOUT);
+    free(big);
+    close(a);
+    close(b);
+}

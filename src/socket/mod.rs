@@ -618,10 +618,21 @@ impl Socket {
                 if f.has(F_RESET) {
                     ev |= POLLIN | POLLRDNORM;
                 }
-                if wr_done
-                    || !f.is(Phase::Connected)
-                    || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
-                {
+                let credit = self
+                    .tx_limit
+                    .load(Ordering::Acquire)
+                    .saturating_sub(self.tx_next.load(Ordering::Acquire));
+                // A seqpacket socket: once the largest record it may send
+                // fits (a record goes whole or not at all, so a POLLOUT
+                // with less room could be answered by EAGAIN, again and
+                // again).
+                let room = if self.keeps_records() {
+                    let max = self.ctl.lock().opts.sndbuf().saturating_sub(32);
+                    credit >= max.clamp(1, records::RECORD_RCVBUF) as u64
+                } else {
+                    credit > 0
+                };
+                if wr_done || !f.is(Phase::Connected) || room {
                     ev |= POLLOUT | POLLWRNORM;
                     // unix_poll adds it; tcp_poll does not.
                     if self.info.domain == AF_UNIX {
