@@ -248,6 +248,7 @@ impl Frontend for SocketFrontend {
             let mut c = child.ctl.lock();
             c.parent = Some(Arc::downgrade(&l));
             c.opts = lo;
+            child.records.sndbuf_is(c.opts.sndbuf());
             // Not the listener's: its own come from the backend.
             c.opts.set_peer_cred(None);
             c.opts.set_unaccepted(true);

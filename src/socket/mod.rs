@@ -300,6 +300,8 @@ impl Socket {
     }
 
     fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
+        let opts = Options::new(&info);
+        let records = records::Records::new(opts.sndbuf());
         let rx = if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
         } else if info.ty == SOCK_SEQPACKET {
@@ -334,12 +336,12 @@ impl Socket {
                 backlog: 0,
                 parent: None,
                 deferred_on: None,
-                opts: Options::new(&info),
+                opts,
                 #[cfg(feature = "std")]
                 kernel_opts: Vec::new(),
             }),
             rx,
-            records: records::Records::new(),
+            records,
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
                 next: 0,
@@ -623,12 +625,9 @@ impl Socket {
                     .load(Ordering::Acquire)
                     .saturating_sub(self.tx_next.load(Ordering::Acquire));
                 // A seqpacket socket: once the largest record it may send
-                // fits (a record goes whole or not at all, so a POLLOUT
-                // with less room could be answered by EAGAIN, again and
-                // again).
+                // fits (`Records::fits_any`).
                 let room = if self.keeps_records() {
-                    let max = self.ctl.lock().opts.sndbuf().saturating_sub(32);
-                    credit >= max.clamp(1, records::RECORD_RCVBUF) as u64
+                    self.records.fits_any(credit)
                 } else {
                     credit > 0
                 };

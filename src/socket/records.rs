@@ -18,7 +18,7 @@
 //! an unprivileged sender may make (SO_SNDBUF's ceiling less 32).
 
 use alloc::collections::VecDeque;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::io::{peek_capped, read_capped, RecvInfo};
 use super::*;
@@ -38,6 +38,9 @@ pub const RECORD_RCVBUF: usize = 512 * 1024;
 /// in the buffer; read under `rx_lock`.
 pub(crate) struct Records {
     ends: Mutex<VecDeque<(u64, u64)>>,
+    /// The largest record the socket may send (SO_SNDBUF less 32), for
+    /// readiness, which takes no lock.
+    max: AtomicUsize,
 }
 
 /// Where a read finds its record: its start relative to the read offset,
@@ -51,11 +54,30 @@ struct Found {
 }
 
 impl Records {
-    /// No records.
-    pub(crate) const fn new() -> Self {
-        Records {
+    /// No records; a socket whose SO_SNDBUF is `sndbuf`.
+    pub(crate) fn new(sndbuf: usize) -> Self {
+        let r = Records {
             ends: Mutex::new(VecDeque::new()),
-        }
+            max: AtomicUsize::new(0),
+        };
+        r.sndbuf_is(sndbuf);
+        r
+    }
+
+    /// SO_SNDBUF is `sndbuf` now.
+    pub(crate) fn sndbuf_is(&self, sndbuf: usize) {
+        self.max.store(
+            sndbuf.saturating_sub(32).clamp(1, RECORD_RCVBUF),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Whether `credit` holds the largest record the socket may send: a
+    /// seqpacket socket's POLLOUT (a record goes whole or not at all, so
+    /// a POLLOUT with less room could be answered by EAGAIN, again and
+    /// again).
+    pub(crate) fn fits_any(&self, credit: u64) -> bool {
+        credit >= self.max.load(Ordering::Relaxed) as u64
     }
 
     /// A record ends at `end`. `empty`: the fragment that says so has no
