@@ -37,10 +37,19 @@ pub const RECORD_RCVBUF: usize = 512 * 1024;
 /// the upcall that delivers a record's last fragment, after its bytes are
 /// in the buffer; read under `rx_lock`.
 pub(crate) struct Records {
-    ends: Mutex<VecDeque<(u64, u64)>>,
+    ends: Mutex<VecDeque<Mark>>,
     /// The largest record the socket may send (SO_SNDBUF less 32), for
     /// readiness, which takes no lock.
     max: AtomicUsize,
+}
+
+/// Where one record ends.
+#[derive(Clone, Copy)]
+struct Mark {
+    end: u64,
+    /// An empty record's attachment key (0: none).
+    key: u64,
+    empty: bool,
 }
 
 /// Where a read finds its record: its start relative to the read offset,
@@ -86,13 +95,19 @@ impl Records {
     /// counted twice.
     pub(crate) fn mark(&self, end: u64, empty: bool, read_offset: u64, key: u64) {
         let mut q = self.ends.lock();
-        if !empty && (end <= read_offset || q.iter().any(|&(e, _)| e == end)) {
+        if !empty && (end <= read_offset || q.iter().any(|m| m.end == end && !m.empty)) {
             return;
         }
-        // Fragments may arrive out of order: keep the ends sorted (equal
-        // ends, empty records, in arrival order).
-        let at = q.partition_point(|&(e, _)| e <= end);
-        q.insert(at, (end, key));
+        // Fragments may arrive out of order (two senders' records): keep
+        // the records in stream order. At one end offset a record with
+        // bytes comes first (it started before), then the empty records
+        // that start there, in arrival order.
+        let at = if empty {
+            q.partition_point(|m| m.end <= end)
+        } else {
+            q.partition_point(|m| m.end < end)
+        };
+        q.insert(at, Mark { end, key, empty });
     }
 
     /// The length of the first record, when all of its bytes are in.
@@ -109,7 +124,7 @@ impl Records {
         let base = sb.read_offset();
         let avail = sb.readable() as u64;
         let (mut start, mut skip) = (0u64, skip as u64);
-        for &(end, key) in q.iter() {
+        for &Mark { end, key, .. } in q.iter() {
             let rel = end.wrapping_sub(base);
             if rel > avail {
                 return None;
@@ -142,7 +157,7 @@ impl Records {
         let avail = sb.readable() as u64;
         q.iter()
             .rev()
-            .map(|&(e, _)| e.wrapping_sub(at))
+            .map(|m| m.end.wrapping_sub(at))
             .find(|&n| n <= avail)
             .unwrap_or(0) as usize
     }
@@ -402,5 +417,32 @@ impl Socket {
         }
         self.tcp.sent_segment();
         Ok(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two senders' records arriving out of order: an empty record at
+    /// offset 3 announced before the 3-byte record that ends there still
+    /// reads after it, and a repeated mark of a record with bytes counts
+    /// once.
+    #[test]
+    fn marks_keep_stream_order() {
+        let sb = StreamBuf::new(0, 64);
+        let r = Records::new(1024);
+        r.mark(3, true, 0, 7);
+        sb.insert(0, b"abc").unwrap();
+        r.mark(3, false, 0, 0);
+        r.mark(3, false, 0, 0);
+        let f = r.find(&sb, 0).unwrap();
+        assert_eq!((f.start, f.len, f.key), (0, 3, 0));
+        assert_eq!(sb.read(&mut [0u8; 3]), 3);
+        r.pop();
+        let f = r.find(&sb, 0).unwrap();
+        assert_eq!((f.len, f.key), (0, 7));
+        r.pop();
+        assert!(r.find(&sb, 0).is_none());
     }
 }
