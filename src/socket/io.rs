@@ -51,6 +51,9 @@ impl Socket {
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
         let collect = flags & super::scm::MSG_TAKES_CONTROL != 0;
         let flags = flags & !super::scm::MSG_TAKES_CONTROL;
+        if let Some(r) = self.recv_shared(bufs, flags) {
+            return r;
+        }
         if flags & MSG_ERRQUEUE != 0 {
             // The error queue never waits (sock_recv_errqueue).
             let (ret, truncated, err, addr) = self.recv_errqueue(bufs, flags & MSG_PEEK != 0)?;
@@ -438,6 +441,9 @@ impl Socket {
     /// Bytes a FIONREAD would report: readable stream bytes, or the size of
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
+        if let Some((sh, r)) = self.shared() {
+            return sh.queued(r).0 as usize;
+        }
         match &self.rx {
             Rx::Stream(sb) if self.keeps_records() => self.records.queued_bytes(sb),
             Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
@@ -475,7 +481,9 @@ impl Socket {
                 self.connect(d)?;
             }
         }
-        let r = if self.keeps_records() {
+        let r = if let Some(r) = self.send_shared(bufs, flags) {
+            r
+        } else if self.keeps_records() {
             // An address is ignored (unix_seqpacket_sendmsg).
             self.send_record(bufs, flags, ctl.scm)
         } else if self.is_stream() {

@@ -27,10 +27,12 @@ mod frontend;
 mod inet_args;
 pub(crate) mod inflight;
 mod io;
+pub(crate) mod listing;
 mod mcast;
 pub(crate) mod pcap;
 mod records;
 pub mod scm;
+mod shared;
 pub(crate) mod state;
 mod sysctl;
 mod tcp_info;
@@ -388,7 +390,9 @@ impl Socket {
     /// load.
     #[inline]
     pub fn inherited(&self) -> bool {
-        self.fork_gen != FORK_GEN.load(Ordering::Relaxed)
+        // A shared socket's state is where the child reaches it (SHARED.md):
+        // the child's copy acts.
+        self.fork_gen != FORK_GEN.load(Ordering::Relaxed) && !self.is_shared()
     }
 
     /// For an inherited socket: true the first time it is refused in this
@@ -499,6 +503,11 @@ impl Socket {
     pub(crate) fn pump(&self) {
         if let Some((b, i)) = self.input_delegation() {
             i.pump(self.sref(b));
+            // A shared socket's changes make no upcall that would announce
+            // them: announce here, for edge-triggered registrations.
+            if self.is_shared() {
+                self.wait.notify(-1);
+            }
         }
     }
 
@@ -570,6 +579,9 @@ impl Socket {
 
     /// The readiness poll() would report now (POLL* bits).
     pub fn readiness(&self) -> i16 {
+        if let Some(ev) = self.shared_readiness() {
+            return ev;
+        }
         let f = self.flags();
         let mut ev: i16 = 0;
         if f.has(F_ERROR) || self.errq.pending() {
@@ -727,7 +739,13 @@ impl Socket {
             c.abort();
         }
         if let Some(b) = self.binding() {
-            if self.is_stream() && prev.is(Phase::Connected) && !prev.has(F_RESET) {
+            // A shared socket's end goes with its last holder's anchor, in
+            // whichever process that is (the backend's close).
+            if self.is_stream()
+                && prev.is(Phase::Connected)
+                && !prev.has(F_RESET)
+                && !self.is_shared()
+            {
                 let unread =
                     matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();

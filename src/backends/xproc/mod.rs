@@ -58,7 +58,8 @@
 //! the transport thread and what it watches, `receive` messages coming in
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
 //! the socket files, `unix` AF_UNIX names, `fork` the locks around
-//! fork(). Its system calls are
+//! fork(), `status` the endpoint `usockstat` lists the sockets through
+//! (`DIR/.stat/<pid>`). Its system calls are
 //! `platform::unix_ipc`'s safe functions.
 #![deny(unsafe_code)]
 
@@ -69,6 +70,7 @@ mod fork;
 mod ports;
 mod receive;
 mod state;
+mod status;
 mod thread;
 mod unix;
 
