@@ -37,7 +37,9 @@ use core::any::Any;
 
 use crate::addr::SockAddr;
 pub use crate::backend::attrs::DgramAttrs;
-pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST, FLAG_URG};
+pub use crate::backend::wire::{
+    FragHeader, FragKind, Fragment, FLAG_EOR, FLAG_FIN, FLAG_RST, FLAG_URG,
+};
 
 pub use crate::consts::Errno;
 

@@ -30,6 +30,7 @@ mod io;
 pub(crate) mod listing;
 mod mcast;
 pub(crate) mod pcap;
+mod records;
 pub mod scm;
 mod shared;
 pub(crate) mod state;
@@ -52,7 +53,7 @@ use crate::addr::SockAddr;
 use crate::backend::contract::{
     Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
-use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST, FLAG_URG};
+use crate::backend::wire::{FragKind, FLAG_EOR, FLAG_FIN, FLAG_RST, FLAG_URG};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
@@ -143,6 +144,8 @@ pub struct Socket {
     binding: SetOnce<Binding>,
     pub(crate) ctl: Mutex<Ctl>,
     pub(crate) rx: Rx,
+    /// Where the records a seqpacket socket received end (`records`).
+    records: records::Records,
     rx_lock: Mutex<()>,
     tx: Mutex<Tx>,
     /// Mirror of `Tx::next` for readiness checks without the send lock.
@@ -254,7 +257,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
             }
         }
         AF_UNIX => {
-            if base != SOCK_STREAM && base != SOCK_DGRAM {
+            if !matches!(base, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) {
                 return Err(ESOCKTNOSUPPORT);
             }
             // Linux takes PF_UNIX (1) as well as 0 (unix_create).
@@ -273,8 +276,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
 
 /// Whether the library implements no socket of this domain, type and
 /// protocol, so that the C API hands the call to the kernel (issue 13: a
-/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP, AF_UNIX
-/// SOCK_SEQPACKET... is the kernel's, with the kernel's errno if it
+/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP... is the kernel's, with the kernel's errno if it
 /// refuses). A family the library implements but whose backend is missing
 /// (a broken configuration) is not handed over: that stays a loud
 /// EAFNOSUPPORT rather than a silent escape to the kernel.
@@ -300,8 +302,16 @@ impl Socket {
     }
 
     fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
+        let opts = Options::new(&info);
+        let records = records::Records::new(opts.sndbuf());
         let rx = if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
+        } else if info.ty == SOCK_SEQPACKET {
+            // Records on a stream connection (`records`).
+            Rx::Stream(StreamBuf::new(
+                0,
+                records::RECORD_RCVBUF.max(DEFAULT_STREAM_RCVBUF),
+            ))
         } else {
             // AF_UNIX: room for the largest datagram the default SO_SNDBUF
             // lets a sender make (sndbuf - 32) with its longest name.
@@ -328,11 +338,12 @@ impl Socket {
                 backlog: 0,
                 parent: None,
                 deferred_on: None,
-                opts: Options::new(&info),
+                opts,
                 #[cfg(feature = "std")]
                 kernel_opts: Vec::new(),
             }),
             rx,
+            records,
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
                 next: 0,
@@ -392,9 +403,11 @@ impl Socket {
         self.warned_gen.swap(g, Ordering::Relaxed) != g
     }
 
-    /// Whether the socket is a stream socket.
+    /// Whether the socket is connection-oriented: a stream socket, or an
+    /// AF_UNIX seqpacket socket (a stream connection that keeps records,
+    /// see [`Socket::keeps_records`]).
     pub fn is_stream(&self) -> bool {
-        self.info.ty == SOCK_STREAM
+        matches!(self.info.ty, SOCK_STREAM | SOCK_SEQPACKET)
     }
 
     /// The state word now (phase and flags at one instant).
@@ -614,7 +627,13 @@ impl Socket {
                 if self.urgent_pending() {
                     ev |= POLLPRI;
                 }
-                if sb.readable() >= lowat || peer_fin || rd_done || f.has(F_ERROR) {
+                // A seqpacket socket: from one whole record.
+                let data = if self.keeps_records() {
+                    self.records.ready(sb)
+                } else {
+                    sb.readable() >= lowat
+                };
+                if data || peer_fin || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if peer_fin || rd_done {
@@ -629,10 +648,18 @@ impl Socket {
                 if f.has(F_RESET) {
                     ev |= POLLIN | POLLRDNORM;
                 }
-                if wr_done
-                    || !f.is(Phase::Connected)
-                    || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
-                {
+                let credit = self
+                    .tx_limit
+                    .load(Ordering::Acquire)
+                    .saturating_sub(self.tx_next.load(Ordering::Acquire));
+                // A seqpacket socket: once the largest record it may send
+                // fits (`Records::fits_any`).
+                let room = if self.keeps_records() {
+                    self.records.fits_any(credit)
+                } else {
+                    credit > 0
+                };
+                if wr_done || !f.is(Phase::Connected) || room {
                     ev |= POLLOUT | POLLWRNORM;
                     // unix_poll adds it; tcp_poll does not.
                     if self.info.domain == AF_UNIX {
