@@ -191,7 +191,7 @@ run_programs() {
     # With USOCK_SHM=1 the shared-memory backend carries the TCP sockets
     # (SHARED.md); UDP stays with xproc.
     _xb=xproc
-    [ "${USOCK_SHM:-}" = 1 ] && [ "$2" = pingpong ] && _xb=shm
+    [ "${USOCK_SHM:-}" = 1 ] && [ "$_t" = pingpong ] && _xb=shm
     carried "$_side" "$_xb" "$_log.stats" "$_log.err"
 }
 
