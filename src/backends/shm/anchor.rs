@@ -96,16 +96,23 @@ pub fn ring_bell(kfd: i32) {
 /// Takes every waiting doorbell off anchor `kfd` (non-blocking); true when
 /// there was at least one.
 pub fn drain_bells(kfd: i32) -> bool {
+    drain_bells_or_eof(kfd).0
+}
+
+/// [`drain_bells`], also telling whether the anchor read end-of-file (a
+/// doorbell is one byte, so an empty read is the peer's last holder gone):
+/// the hangup comes for free with the drain.
+pub fn drain_bells_or_eof(kfd: i32) -> (bool, bool) {
     let mut any = false;
     let mut b = [0u8; 16];
     let mut none = [0i32; 0];
     while let Ok((n, _)) = anchor_ipc::recv_with_fds(kfd, &mut b, &mut none, libc::MSG_DONTWAIT) {
         if n == 0 {
-            break;
+            return (any, true);
         }
         any = true;
     }
-    any
+    (any, false)
 }
 
 /// Whether every holder of the other end's anchor has closed it or died,

@@ -76,6 +76,9 @@ pub struct Conn {
     peer: AtomicU8,
     /// The peer's close count when this process last asked the kernel.
     seen_closes: AtomicU32,
+    /// When this process last asked the kernel about the peer
+    /// (`platform::mono_ns`).
+    looked_ns: core::sync::atomic::AtomicU64,
 }
 
 /// How a wait ended.
@@ -176,6 +179,7 @@ impl Conn {
             side,
             peer: AtomicU8::new(OPEN),
             seen_closes: AtomicU32::new(0),
+            looked_ns: core::sync::atomic::AtomicU64::new(crate::platform::mono_ns()),
         }
     }
 
@@ -222,6 +226,16 @@ impl Conn {
         self.seg.closes(self.side.peer()).load(Ordering::Acquire)
     }
 
+    /// Whether a call that does not wait should ask the kernel about the
+    /// peer: a tick since the last time. A peer that died without closing
+    /// is then seen within a tick by a program that only polls with
+    /// non-blocking calls, at one system call per tick instead of one per
+    /// call.
+    fn due(&self) -> bool {
+        crate::platform::mono_ns().saturating_sub(self.looked_ns.load(Ordering::Relaxed))
+            >= TICK.as_nanos() as u64
+    }
+
     /// The peer's state, asking the kernel only when `look` or when a
     /// holder of the peer closed it since the last time (`closes`, read
     /// before the ring was looked at).
@@ -238,7 +252,12 @@ impl Conn {
     /// it was sent are still unread: nobody can read them any more.
     fn peer_state(&self) -> u8 {
         let s = self.peer.load(Ordering::Acquire);
-        if s != OPEN || !anchor::peer_gone(self.anchor, 0) {
+        if s != OPEN {
+            return s;
+        }
+        self.looked_ns
+            .store(crate::platform::mono_ns(), Ordering::Relaxed);
+        if !anchor::peer_gone(self.anchor, 0) {
             return s;
         }
         let (_, tx) = self.rings();
@@ -267,7 +286,7 @@ impl Conn {
     pub fn send(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
         let (_, tx) = self.rings();
         let mut sent = 0;
-        let mut look = block == Block::Never;
+        let mut look = block == Block::Never && self.due();
         loop {
             let closes = self.peer_closes();
             if self.peer_now(look, closes) != OPEN || tx.flags() & super::ring::FIN != 0 {
@@ -303,8 +322,9 @@ impl Conn {
             return Ok(0);
         }
         let (rx, _) = self.rings();
-        // A call that may not wait asks the kernel before its EAGAIN.
-        let mut look = block == Block::Never;
+        // A call that may not wait asks the kernel before its EAGAIN, once
+        // a tick (a hangup its poller saw was taken by `drain_bells`).
+        let mut look = block == Block::Never && self.due();
         loop {
             let closes = self.peer_closes();
             let n = {
@@ -397,7 +417,7 @@ impl Conn {
     /// What poll would report now.
     pub fn readiness(&self) -> Readiness {
         let (rx, tx) = self.rings();
-        let peer = self.peer_state();
+        let peer = self.peer_now(self.due(), self.peer_closes());
         let (Ok(inq), Ok(room)) = (rx.used(), tx.room()) else {
             return Readiness {
                 readable: true,
@@ -436,7 +456,12 @@ impl Conn {
     /// After a wake-up: takes the doorbells off the anchor, so that it is
     /// readable again only at the next one.
     pub fn drain_bells(&self) -> bool {
-        anchor::drain_bells(self.anchor)
+        let (any, eof) = anchor::drain_bells_or_eof(self.anchor);
+        if eof {
+            // The peer's last holder is gone: the authoritative look.
+            self.peer_state();
+        }
+        any
     }
 }
 
