@@ -165,6 +165,20 @@ static void gate_go(struct gate *g)
     CHECK_EQ(write(g->w, "g", 1), 1);
 }
 
+/* Client c asks q (5 bytes) of the connection whose last holder is child
+ * and expects a (5 bytes); once the child is gone, end-of-stream. */
+static void ask_the_last_holder(int c, pid_t child, const char *q, const char *a)
+{
+    CHECK_EQ(send(c, q, 5, 0), 5);
+    char b[8];
+    CHECK_EQ(read_n(c, b, 5), 0);
+    CHECK(memcmp(b, a, 5) == 0);
+    reap(child);
+    CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
+    CHECK_EQ(recv(c, b, sizeof b, 0), 0);
+    OK(close(c));
+}
+
 /* ---- cases ------------------------------------------------------------ */
 
 /* The fork-per-connection server: the parent accepts and closes its copy,
@@ -187,15 +201,7 @@ TEST(fork_child_serves_the_connection_its_parent_accepted)
     tl_stream_pair(FAM_INET, &c, &s);
     pid_t child = spawn(serve_one, &s);
     OK(close(s));
-    CHECK_EQ(send(c, "ping?", 5, 0), 5);
-    char a[8];
-    CHECK_EQ(read_n(c, a, 5), 0);
-    CHECK(memcmp(a, "pong!", 5) == 0);
-    reap(child);
-    /* The child was the last holder: end-of-stream. */
-    CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
-    CHECK_EQ(recv(c, a, sizeof a, 0), 0);
-    OK(close(c));
+    ask_the_last_holder(c, child, "ping?", "pong!");
 }
 
 /* Pre-fork workers accept on the listener they inherited: each connection
@@ -502,14 +508,7 @@ TEST(an_exec_d_program_serves_a_connection_on_stdin_and_stdout)
     tl_stream_pair(FAM_INET, &c, &s);
     pid_t child = exec_self("conn", -1, s);
     OK(close(s));
-    CHECK_EQ(send(c, "hello", 5, 0), 5);
-    char b[8];
-    CHECK_EQ(read_n(c, b, 5), 0);
-    CHECK(memcmp(b, "HELLO", 5) == 0);
-    reap(child);
-    CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
-    CHECK_EQ(recv(c, b, sizeof b, 0), 0);
-    OK(close(c));
+    ask_the_last_holder(c, child, "hello", "HELLO");
 }
 
 /* O_NONBLOCK belongs to the open file description, which fork shares: a
