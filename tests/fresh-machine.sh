@@ -27,9 +27,10 @@
 # rustup's server for what .ci/run installs with rustup (without it, nightly
 # and miri come only from the copied toolchain).
 set -euo pipefail
+# shellcheck disable=SC2317  # cleanup and in_root_pids run from the traps
 
 die() { echo "fresh-machine: $*" >&2; exit 2; }
-[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: tests/fresh-machine.sh DIR [COMMIT]"
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then die "usage: tests/fresh-machine.sh DIR [COMMIT]"; fi
 [ "$(id -u)" = 0 ] || die "needs root (debootstrap, chroot, mount)"
 command -v debootstrap >/dev/null || die "needs debootstrap (apt-get install debootstrap)"
 command -v rustup >/dev/null || die "needs rustup: its toolchain is what the fresh root gets"
@@ -110,6 +111,21 @@ cat > "$root/etc/hosts" <<EOF
 ff02::1	ip6-allnodes
 ff02::2	ip6-allrouters
 EOF
+# The suites a Debian installer adds to the mirror's (debootstrap writes
+# only the first line).
+cat > "$root/etc/apt/sources.list" <<SOURCES
+deb $mirror bookworm main
+deb $mirror bookworm-updates main
+deb ${mirror%/debian}/debian-security bookworm-security main
+SOURCES
+# This machine's own certificate authorities (/usr/local/share/
+# ca-certificates): where the network intercepts TLS, crates.io and
+# rustup's server are reachable only with them. Not something the tests
+# need; a fresh machine on such a network is given them the same way.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null
+fi
 # No service starts from apt inside the chroot (see the top).
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
