@@ -3,6 +3,9 @@
 # rest) on a fresh Debian 12 root, to show that the README's test command
 # needs nothing this machine happens to have (issue 16).
 #   tests/fresh-machine.sh DIR [COMMIT]      (as root; make test-fresh)
+#   FRESH_CMD='tests/deps.sh && make test-preload' tests/fresh-machine.sh ...
+#                  another command than .ci/run, run by bash in the clone
+#                  (to re-run the part that failed, on a fresh root too)
 # DIR (created if missing; not inside the repo) holds:
 #   base/     a pristine `debootstrap --variant=minbase bookworm` with only
 #             what the CI machine has besides Debian's base: build-essential,
@@ -27,6 +30,10 @@
 # rustup's server for what .ci/run installs with rustup (without it, nightly
 # and miri come only from the copied toolchain).
 set -euo pipefail
+# The whole script is one { } block, read before it runs: bash reads a
+# script as it goes, and an edit of this file during a 40-minute run (a
+# checkout, a rebase) would otherwise run whatever now stands at its offset.
+{
 # shellcheck disable=SC2317  # cleanup and in_root_pids run from the traps
 
 die() { echo "fresh-machine: $*" >&2; exit 2; }
@@ -41,6 +48,7 @@ dir=$(cd "$1" && pwd -P)
 case "$dir/" in "$repo"/*) die "DIR must be outside the repository" ;; esac
 commit=$(git -C "$repo" rev-parse --verify "${2:-HEAD}^{commit}") || die "no commit ${2:-HEAD}"
 base=$dir/base root=$dir/root log=$dir/run.log
+cmd=${FRESH_CMD:-.ci/run}
 mirror=${FRESH_MIRROR:-http://deb.debian.org/debian}
 rustup_home=$(rustup show home)
 cargo_bin=$(dirname "$(command -v rustup)")
@@ -154,18 +162,19 @@ mount -t tmpfs -o mode=1777,nosuid,nodev shm "$root/dev/shm"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmp "$root/tmp"
 mount -t tmpfs -o mode=0755,nosuid,nodev run "$root/run"
 
-echo "fresh-machine: .ci/run at $commit in $root (log: $log)"
+echo "fresh-machine: $cmd at $commit in $root (log: $log)"
 start=$(date +%s)
 rc=0
 chroot "$root" /usr/bin/env -i HOME=/root USER=root LOGNAME=root TERM=dumb SHELL=/bin/bash \
   PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  /bin/bash -c 'cd /build/libuserspacesock && exec .ci/run' < /dev/null 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  /bin/bash -c "cd /build/libuserspacesock && $cmd" < /dev/null 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
 secs=$(($(date +%s) - start))
 cp "$root/build/libuserspacesock/build/skips.log" "$dir/skips.log" 2>/dev/null || : > "$dir/skips.log"
 echo "fresh-machine: skips: $(wc -l < "$dir/skips.log") (in $dir/skips.log)"
 if [ "$rc" = 0 ]; then
-  echo "fresh-machine: PASSED: .ci/run at $commit on a fresh Debian 12 root in $((secs / 60)) min $((secs % 60)) s"
+  echo "fresh-machine: PASSED: $cmd at $commit on a fresh Debian 12 root in $((secs / 60)) min $((secs % 60)) s"
 else
-  echo "fresh-machine: FAILED: .ci/run exit $rc at $commit after $((secs / 60)) min $((secs % 60)) s (log: $log)"
+  echo "fresh-machine: FAILED: $cmd exit $rc at $commit after $((secs / 60)) min $((secs % 60)) s (log: $log)"
 fi
 exit "$rc"
+}
