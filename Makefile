@@ -187,7 +187,7 @@ deps:
 # root that debootstrap makes in FRESH_DIR (outside the repo), with only
 # build-essential, git, python3 and this machine's rustup toolchain: the
 # proof that deps.sh brings everything else (tests/fresh-machine.sh; root;
-# 30-40 minutes). Not part of make test. FRESH_COMMIT: default HEAD.
+# about an hour on two cores). Not part of make test. FRESH_COMMIT: default HEAD.
 FRESH_DIR ?= /var/tmp/libuserspacesock-fresh
 FRESH_COMMIT ?= HEAD
 .PHONY: test-fresh

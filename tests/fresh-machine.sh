@@ -132,7 +132,7 @@ SOURCES
 # need; a fresh machine on such a network is given them the same way.
 if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
   cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-  chroot "$root" update-ca-certificates >/dev/null
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || die "update-ca-certificates failed in $root"
 fi
 # No service starts from apt inside the chroot (see the top).
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
@@ -165,9 +165,13 @@ mount -t tmpfs -o mode=0755,nosuid,nodev run "$root/run"
 echo "fresh-machine: $cmd at $commit in $root (log: $log)"
 start=$(date +%s)
 rc=0
-chroot "$root" /usr/bin/env -i HOME=/root USER=root LOGNAME=root TERM=dumb SHELL=/bin/bash \
+# In the background, waited for: bash runs a trap only once its foreground
+# command ends, so a TERM (or ^C) to this script would otherwise wait for
+# the whole run; wait returns at once, and cleanup ends what is in the root.
+(chroot "$root" /usr/bin/env -i HOME=/root USER=root LOGNAME=root TERM=dumb SHELL=/bin/bash \
   PATH=/root/.cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  /bin/bash -c "cd /build/libuserspacesock && $cmd" < /dev/null 2>&1 | tee "$log" || rc=${PIPESTATUS[0]}
+  /bin/bash -c "cd /build/libuserspacesock && $cmd" < /dev/null 2>&1 | tee "$log") &
+wait "$!" || rc=$?
 secs=$(($(date +%s) - start))
 cp "$root/build/libuserspacesock/build/skips.log" "$dir/skips.log" 2>/dev/null || : > "$dir/skips.log"
 echo "fresh-machine: skips: $(wc -l < "$dir/skips.log") (in $dir/skips.log)"
