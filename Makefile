@@ -7,7 +7,7 @@
 #   make bench-instr  instructions the library adds per read()/write() (callgrind)
 #   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
 #   make bench-conns    10,000 connections: echo server and nginx, kernel vs library
-#   make install PREFIX=/usr/local  (library, header, pkg-config file, usockrun, man pages)
+#   make install PREFIX=/usr/local  (library, header, pkg-config file, usockrun, usockstat, man pages)
 
 CARGO   ?= cargo
 CC      ?= cc
@@ -27,12 +27,17 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: deps conformance13 programs13 conformance14 programs14 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
+.PHONY: deps conformance13 programs13 conformance14 programs14 programs15 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-sanitize bench bench-instr bench-preload bench-conns install clean
 
 all: lib
 
-lib:
+lib: bin/usockstat
 	$(CARGO) build --release
+
+# The listing tool (man/usockstat.1): a plain C program, not linked with the
+# library, so that its own sockets are the kernel's.
+bin/usockstat: tools/usockstat.c
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -o $@ $<
 
 demo: lib
 	$(MAKE) -C demo run
@@ -77,6 +82,14 @@ test-c: lib
 # the launcher (CONFORMANCE-13.md, XPROC-V4V6-PORT).
 programs13: lib
 	timeout 600 tests/preload/programs13.sh
+
+# Issue 15's real programs (tests/preload/programs15.sh: ForkingTCPServer,
+# socat TCP-LISTEN,fork) on the kernel and under the launcher with the
+# shared-memory backend (in make test-preload), then issue 13's programs
+# again with it (USOCK_SHM=1: nginx's stock master and workers).
+programs15: lib
+	timeout 300 tests/preload/programs15.sh
+	USOCK_SHM=1 timeout 600 tests/preload/programs13.sh
 
 conformance13: lib
 	$(MAKE) -C c-tests kernel usock
@@ -161,6 +174,8 @@ test-embedded: embedded
 # (tests/preload/run.sh); strace sees no AF_INET socket from any of them and
 # ss no listening port. The launcher's checks before it runs (launcher.sh);
 # its capture, read back with tcpdump (capture.sh); call tracing (trace.sh);
+# the socket listing, usockstat, against running servers and clients
+# (usockstat.sh);
 # a daemon that drops to another user (privdrop.sh).
 # Issue 14 (AF_UNIX): its C tests preloaded, the
 # cases of c-tests/conformance14.pass (ctests14.sh), and D-Bus, Xvfb and
@@ -171,8 +186,8 @@ test-embedded: embedded
 # other's skips; the target fails if any did.
 test-preload: lib
 	@r=0; \
-	for s in "600 run.sh" "120 route_file.sh" "120 launcher.sh" "120 capture.sh" "120 trace.sh" "120 privdrop.sh" "300 fork.sh" "120 peercred.sh" \
-	         "900 ctests14.sh" "600 programs14.sh"; do \
+	for s in "600 run.sh" "120 route_file.sh" "120 launcher.sh" "120 capture.sh" "120 trace.sh" "120 usockstat.sh" "120 privdrop.sh" "300 fork.sh" "120 peercred.sh" \
+	         "900 ctests14.sh" "600 programs14.sh" "300 programs15.sh"; do \
 	  set -- $$s; echo "== tests/preload/$$2"; \
 	  timeout $$1 tests/preload/$$2 || { echo "test-preload: tests/preload/$$2 failed"; r=1; }; \
 	done; exit $$r
@@ -228,8 +243,8 @@ bench-conns: lib
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man7
-	install -m 0755 bin/usockrun $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 man/usockrun.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0755 bin/usockrun bin/usockstat $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 man/usockrun.1 man/usockstat.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 man/libuserspacesock.7 $(DESTDIR)$(PREFIX)/share/man/man7/
 	install -m 0755 target/release/libuserspacesock.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 target/release/libuserspacesock.a $(DESTDIR)$(PREFIX)/lib/
@@ -239,7 +254,7 @@ install: lib
 
 clean:
 	$(CARGO) clean
-	rm -rf build demo/build bench/build
+	rm -rf build demo/build bench/build bin/usockstat
 
 # --- Reliability (issue 5): fuzz smoke, stress, Miri -------------------------
 # make fuzz-smoke  each cargo-fuzz target a few seconds, from the committed

@@ -128,7 +128,8 @@ carried() {
     echo "conns.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$3"
     return 1
   fi
-  n=$(awk '$2 == "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
+  # xproc, or with USOCK_SHM=1 the shared-memory backend for TCP.
+  n=$(awk '$2 == "xproc" || $2 == "shm" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
   [ "${n:-0}" -gt 0 ] && return 0
   echo "conns.sh: the cross-process backend carried no socket (USOCK_STATS: $(paste -sd';' "$2" 2>/dev/null))" >>"$3"
   return 1
@@ -195,9 +196,11 @@ CONF
   rm -f "$log.stats"
   USOCK_STATS=$log.stats timeout -k 5 600 "${PRE[@]}" nginx -c "$conf" -p "$work/ngx" -e "$log.error.log" >"$log.server" 2>&1 &
   SRV_PID=$!
-  local _ ok=""
+  local _ ok="" pf
   for _ in $(seq 200); do
-    if [ "$side" = user ]; then [ -S "$work/net/t$port" ] && [ -n "$(ss -Hxl src "$work/net/t$port" 2>/dev/null)" ] && ok=1
+    pf="$work/net/t$port"
+    [ "${USOCK_SHM:-}" = 1 ] && pf="$work/net/s$port"
+    if [ "$side" = user ]; then [ -S "$pf" ] && [ -n "$(ss -Hxl src "$pf" 2>/dev/null)" ] && ok=1
     else [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && ok=1; fi
     [ -z "$ok" ] || break
     kill -0 "$SRV_PID" 2>/dev/null || break

@@ -203,19 +203,22 @@ carried() {
     echo "preload.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$3"
     return 1
   fi
-  n=$(awk '$2 == "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
+  # xproc, or with USOCK_SHM=1 the shared-memory backend for TCP.
+  n=$(awk '$2 == "xproc" || $2 == "shm" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
   [ "${n:-0}" -gt 0 ] && return 0
   echo "preload.sh: the cross-process backend carried no socket (USOCK_STATS: $(paste -sd';' "$2" 2>/dev/null))" >>"$3"
   return 1
 }
 
 # listening SIDE NET PORT: is a server listening there? Under the library a
-# bound port is the socket file NET/t<PORT>; it exists from bind() on, so
+# bound port is the socket file NET/t<PORT> (NET/s<PORT> with USOCK_SHM=1); it exists from bind() on, so
 # also ask ss whether that AF_UNIX socket listens (a connect between bind and
 # listen would be refused).
 listening() {
   if [ "$1" = user ]; then
-    [ -S "$2/t$3" ] && [ -n "$(ss -Hxl src "$2/t$3" 2>/dev/null)" ]
+    local f="$2/t$3"
+    [ "${USOCK_SHM:-}" = 1 ] && f="$2/s$3"
+    [ -S "$f" ] && [ -n "$(ss -Hxl src "$f" 2>/dev/null)" ]
   else
     [ -n "$(ss -Hltn "sport = :$3" 2>/dev/null)" ]
   fi

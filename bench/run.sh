@@ -188,7 +188,11 @@ run_programs() {
     [ -z "$NETDIR" ] || rm -rf "$NETDIR"
     NETDIR=""
     [ "$_rc" = 0 ] || return "$_rc"
-    carried "$_side" xproc "$_log.stats" "$_log.err"
+    # With USOCK_SHM=1 the shared-memory backend carries the TCP sockets
+    # (SHARED.md); UDP stays with xproc.
+    _xb=xproc
+    [ "${USOCK_SHM:-}" = 1 ] && [ "$_t" = pingpong ] && _xb=shm
+    carried "$_side" "$_xb" "$_log.stats" "$_log.err"
 }
 
 echo "== running (every run's values; CPU per unit covers all processes involved)"

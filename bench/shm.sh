@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # bench/shm.sh - issue 15's first figure: a 64 B ping-pong between two
-# processes over the shared-memory rings (examples/shm_pingpong.rs: futex
+# processes over a shared-memory stream connection (examples/shm_pingpong.rs:
+# shm::conn's listener, connect, accept and blocking send/recv; futex
 # waits, no spinning, no kernel on the data path) against the kernel's
 # loopback TCP between two programs (netbench pingpong2's kernel side),
 # alternating, RUNS runs of DUR seconds each, medians and ratios, with the
@@ -38,5 +39,5 @@ median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2)?a[(NR
 km=$(median "${k_rtt[@]}") kc=$(median "${k_cpu[@]}") sm=$(median "${s_rtt[@]}") sc=$(median "${s_cpu[@]}")
 echo "LOAD=$LOAD RUNS=$RUNS DUR=$DUR: 64 B ping-pong between two processes, medians"
 echo "  kernel TCP loopback: rtt $km us, cpu $kc us per round trip"
-echo "  shm rings:           rtt $sm us, cpu $sc us per round trip"
+echo "  shm connection:      rtt $sm us, cpu $sc us per round trip"
 awk -v a="$sm" -v b="$km" -v c="$sc" -v d="$kc" 'BEGIN{printf "  ratio shm/kernel: rtt %.2f (goal <= 0.5), cpu %.2f\n", a/b, c/d}'

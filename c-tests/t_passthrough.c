@@ -3,14 +3,16 @@
  * implement is the kernel's, untouched.
  *
  *  - socket() of any family, type or protocol other than the AF_INET/AF_INET6
- *    TCP/UDP and AF_UNIX stream/datagram sockets gives a real kernel socket,
+ *    TCP/UDP and AF_UNIX stream/datagram/seqpacket sockets gives a real
+ *    kernel socket,
  *    or the kernel's errno when the kernel refuses it. The oracle is the
  *    kernel itself, asked through syscall(SYS_socket, ...), which no socket
  *    library interposes: each case compares socket() with it and, when a
  *    socket was made, checks with raw system calls that the fd is a kernel
  *    socket of that family, type and protocol.
  *  - those kernel sockets work (netlink route dump, a packet socket on lo,
- *    raw ICMP echo, UDP-Lite, MPTCP, AF_UNIX SOCK_SEQPACKET).
+ *    raw ICMP echo, UDP-Lite, MPTCP); so does AF_UNIX SOCK_SEQPACKET, the
+ *    library's own since issue 14.
  *  - interface ioctls (SIOCGIFCONF, SIOCGIFFLAGS, ...) on TCP and UDP
  *    sockets answer as they do on a kernel socket (compared byte for byte
  *    with the same ioctl on a kernel socket made by the raw system call);
@@ -137,7 +139,7 @@ SOCKET_CASE(inet_bad_type, AF_INET, 99, 0)
 SOCKET_CASE(vsock_stream, AF_VSOCK, SOCK_STREAM, 0)
 SOCKET_CASE(vsock_dgram, AF_VSOCK, SOCK_DGRAM, 0)
 SOCKET_CASE(vsock_seqpacket, AF_VSOCK, SOCK_SEQPACKET, 0)
-SOCKET_CASE(unix_seqpacket, AF_UNIX, SOCK_SEQPACKET, 0)
+/* AF_UNIX SOCK_SEQPACKET is the library's since issue 14 (t_unix_seqpacket.c) */
 SOCKET_CASE(unix_raw, AF_UNIX, SOCK_RAW, 0)
 SOCKET_CASE(unix_bad_protocol, AF_UNIX, SOCK_STREAM, 2)
 SOCKET_CASE(alg, AF_ALG, SOCK_SEQPACKET, 0)

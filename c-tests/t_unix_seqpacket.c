@@ -596,3 +596,249 @@ TEST_UNIX(seqpacket_recvfrom_reports_sender)
     close(a);
     close(b);
 }
+
+/* ---- records and what else they carry ------------------------------------ */
+
+/* Sends `n` bytes as one record with fd `fd` (SCM_RIGHTS). */
+static ssize_t send_with_fd(int s, const void *p, size_t n, int fd)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(int))];
+    } c;
+    memset(&c, 0, sizeof c);
+    struct iovec v = {(void *)p, n};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &v;
+    mh.msg_iovlen = 1;
+    mh.msg_control = c.b;
+    mh.msg_controllen = sizeof c.b;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    return sendmsg(s, &mh, 0);
+}
+
+/* One recvmsg of at most `n` bytes: its return, msg_flags and the fds it
+ * brought (closed here; their count). */
+static ssize_t recv_count_fds(int s, void *p, size_t n, int flags, int *msg_flags, int *nfds)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(4 * sizeof(int))];
+    } c;
+    struct iovec v = {p, n};
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    mh.msg_iov = &v;
+    mh.msg_iovlen = 1;
+    mh.msg_control = c.b;
+    mh.msg_controllen = sizeof c.b;
+    ssize_t r = recvmsg(s, &mh, flags);
+    *msg_flags = mh.msg_flags;
+    *nfds = 0;
+    if (r < 0)
+        return r;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+        for (int i = 0; i < k; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof fd);
+            close(fd);
+        }
+        *nfds += k;
+    }
+    return r;
+}
+
+TEST_UNIX(seqpacket_rights_keep_record_boundaries)
+{
+    int a, b, p[2], fl, nfds;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    OK(pipe(p));
+    CHECK_EQ(OK(send(a, "one", 3, 0)), 3);
+    CHECK_EQ(OK(send_with_fd(a, "two", 3, p[0])), 3);
+    CHECK_EQ(OK(send(a, "three", 5, 0)), 5);
+    CHECK_EQ(OK(send_with_fd(a, "", 0, p[1])), 0);
+    CHECK_EQ(OK(send(a, "four", 4, 0)), 4);
+    char buf[16];
+    /* a truncated record without fds brings none */
+    CHECK_EQ(OK(recv_count_fds(b, buf, 2, 0, &fl, &nfds)), 2);
+    CHECK_EQ(fl & MSG_TRUNC, MSG_TRUNC);
+    CHECK_EQ(nfds, 0);
+    /* the fds come with their record, and only with it */
+    CHECK_EQ(OK(recv_count_fds(b, buf, sizeof buf, 0, &fl, &nfds)), 3);
+    CHECK(memcmp(buf, "two", 3) == 0);
+    CHECK_EQ(nfds, 1);
+    CHECK_EQ(fl & (MSG_TRUNC | MSG_CTRUNC), 0);
+    CHECK_EQ(OK(recv_count_fds(b, buf, sizeof buf, 0, &fl, &nfds)), 5);
+    CHECK_EQ(nfds, 0);
+    /* an empty record carries its fd, the next record none */
+    CHECK_EQ(OK(recv_count_fds(b, buf, sizeof buf, 0, &fl, &nfds)), 0);
+    CHECK_EQ(nfds, 1);
+    CHECK_EQ(OK(recv_count_fds(b, buf, sizeof buf, 0, &fl, &nfds)), 4);
+    CHECK_EQ(nfds, 0);
+    close(p[0]);
+    close(p[1]);
+    close(a);
+    close(b);
+}
+
+TEST_UNIX(seqpacket_truncated_record_with_fd)
+{
+    int a, b, p[2], fl, nfds;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    OK(pipe(p));
+    CHECK_EQ(OK(send_with_fd(a, "longrecord", 10, p[0])), 10);
+    CHECK_EQ(OK(send(a, "next", 4, 0)), 4);
+    char buf[16];
+    /* a short buffer still takes the record's fd, and the rest is gone */
+    CHECK_EQ(OK(recv_count_fds(b, buf, 4, 0, &fl, &nfds)), 4);
+    CHECK_EQ(fl & MSG_TRUNC, MSG_TRUNC);
+    CHECK_EQ(nfds, 1);
+    CHECK_EQ(OK(recv_count_fds(b, buf, sizeof buf, 0, &fl, &nfds)), 4);
+    CHECK(memcmp(buf, "next", 4) == 0);
+    CHECK_EQ(nfds, 0);
+    close(p[0]);
+    close(p[1]);
+    close(a);
+    close(b);
+}
+
+TEST_UNIX(seqpacket_peek_trunc)
+{
+    int a, b, fl;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    CHECK_EQ(OK(send(a, "abcdefgh", 8, 0)), 8);
+    char buf[16];
+    /* a peek of a short buffer: truncated, MSG_TRUNC gives the length,
+     * and the record stays */
+    CHECK_EQ(OK(recv_flags(b, buf, 3, MSG_PEEK, &fl)), 3);
+    CHECK_EQ(fl & MSG_TRUNC, MSG_TRUNC);
+    CHECK_EQ(OK(recv_flags(b, buf, 3, MSG_PEEK | MSG_TRUNC, &fl)), 8);
+    CHECK_EQ(fl & MSG_TRUNC, MSG_TRUNC);
+    CHECK(memcmp(buf, "abc", 3) == 0);
+    CHECK_EQ(OK(recv_flags(b, buf, sizeof buf, 0, &fl)), 8);
+    CHECK_EQ(fl & MSG_TRUNC, 0);
+    CHECK(memcmp(buf, "abcdefgh", 8) == 0);
+    /* an empty record peeked is still there */
+    CHECK_EQ(OK(send(a, "", 0, 0)), 0);
+    CHECK_EQ(OK(recv(b, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT)), 0);
+    CHECK_EQ(OK(recv(b, buf, sizeof buf, MSG_DONTWAIT)), 0);
+    CHECK_ERRNO(recv(b, buf, sizeof buf, MSG_DONTWAIT), EAGAIN);
+    close(a);
+    close(b);
+}
+
+TEST_UNIX(seqpacket_recvmmsg_records)
+{
+    int a, b;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    CHECK_EQ(OK(send(a, "a", 1, 0)), 1);
+    CHECK_EQ(OK(send(a, "bb", 2, 0)), 2);
+    CHECK_EQ(OK(send(a, "", 0, 0)), 0);
+    CHECK_EQ(OK(send(a, "dddd", 4, 0)), 4);
+    char bufs[5][3];
+    struct iovec v[5];
+    struct mmsghdr mm[5];
+    memset(mm, 0, sizeof mm);
+    for (int i = 0; i < 5; i++) {
+        v[i].iov_base = bufs[i];
+        v[i].iov_len = sizeof bufs[i];
+        mm[i].msg_hdr.msg_iov = &v[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
+    /* one record per message, until none is left */
+    CHECK_EQ(OK(recvmmsg(b, mm, 5, MSG_DONTWAIT, NULL)), 4);
+    CHECK_EQ(mm[0].msg_len, 1);
+    CHECK_EQ(mm[1].msg_len, 2);
+    CHECK(memcmp(bufs[1], "bb", 2) == 0);
+    CHECK_EQ(mm[2].msg_len, 0);
+    CHECK_EQ(mm[3].msg_len, 3);
+    CHECK_EQ(mm[3].msg_hdr.msg_flags & MSG_TRUNC, MSG_TRUNC);
+    CHECK_EQ(mm[1].msg_hdr.msg_flags & MSG_TRUNC, 0);
+    CHECK_ERRNO(recv(b, bufs[0], 3, MSG_DONTWAIT), EAGAIN);
+    close(a);
+    close(b);
+}
+
+TEST_UNIX(seqpacket_send_error_order)
+{
+    int a, b;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    int sndbuf = 0;
+    socklen_t l = sizeof sndbuf;
+    OK(getsockopt(a, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l));
+    size_t over = (size_t)sndbuf - 31;
+    char *big = calloc(1, over);
+    CHECK(big != NULL);
+    /* too long: EMSGSIZE, before anything else is looked at */
+    CHECK_ERRNO(send(a, big, over, 0), EMSGSIZE);
+    CHECK_ERRNO(send(a, "o", 1, MSG_OOB), EOPNOTSUPP);
+    OK(close(b));
+    CHECK_ERRNO(send(a, big, over, 0), EMSGSIZE);
+    CHECK_ERRNO(send(a, "x", 1, MSG_DONTWAIT), EPIPE);
+    CHECK_ERRNO(send(a, "", 0, 0), EPIPE);
+    free(big);
+    close(a);
+    /* unconnected: ENOTCONN comes first, MSG_OOB or not */
+    int s = (int)OK(socket(AF_UNIX, SOCK_SEQPACKET, 0));
+    CHECK_ERRNO(send(s, "o", 1, MSG_OOB), ENOTCONN);
+    CHECK_ERRNO(send(s, "", 0, 0), ENOTCONN);
+    close(s);
+}
+
+TEST_UNIX(seqpacket_siocinq_next_records)
+{
+    int a, b, n = -1;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    CHECK_EQ(OK(send(a, "", 0, 0)), 0);
+    OK(ioctl(b, SIOCINQ, &n));
+    CHECK_EQ(n, 0);
+    CHECK_EQ(OK(send(a, "abc", 3, 0)), 3);
+    CHECK_EQ(OK(send(a, "de", 2, 0)), 2);
+    OK(ioctl(b, SIOCINQ, &n));
+    CHECK_EQ(n, 5);
+    /* FIONREAD is the same request */
+    OK(ioctl(b, FIONREAD, &n));
+    CHECK_EQ(n, 5);
+    char buf[8];
+    CHECK_EQ(OK(recv(b, buf, sizeof buf, 0)), 0);
+    CHECK_EQ(OK(recv(b, buf, 1, 0)), 1); /* truncated: all of it leaves */
+    OK(ioctl(b, SIOCINQ, &n));
+    CHECK_EQ(n, 2);
+    close(a);
+    close(b);
+}
+
+TEST_UNIX(seqpacket_pollout_means_a_record_fits)
+{
+    int a, b;
+    tl_unix_pair(how, SOCK_SEQPACKET, &a, &b);
+    int sndbuf = 0;
+    socklen_t l = sizeof sndbuf;
+    OK(getsockopt(a, SOL_SOCKET, SO_SNDBUF, &sndbuf, &l));
+    size_t max = (size_t)sndbuf - 32;
+    char *big = calloc(1, max);
+    CHECK(big != NULL);
+    /* while poll says writable, the largest record goes at once: a
+     * non-blocking sender driven by poll never meets EAGAIN */
+    int sent = 0;
+    while (sent < 64 && (tl_poll1(a, POLLOUT, 0) & POLLOUT)) {
+        CHECK_EQ(OK(send(a, big, max, MSG_DONTWAIT)), (long)max);
+        sent++;
+    }
+    CHECK(sent >= 1 && sent < 64);
+    /* the reader takes them all: writable again */
+    for (int i = 0; i < sent; i++)
+        CHECK_EQ(OK(recv(b, big, max, MSG_DONTWAIT)), (long)max);
+    CHECK_EQ(tl_poll1(a, POLLOUT, 1000) & POLLOUT, POLLOUT);
+    free(big);
+    close(a);
+    close(b);
+}

@@ -1,7 +1,10 @@
-//! 64-byte ping-pong between two processes over the shared-memory rings of
-//! issue 15 (SHARED.md): the parent writes into one ring, the forked child
-//! echoes into the other, each sleeping on the rings' shared futexes when
-//! there is nothing to read (no spinning). Prints the mean round trip and
+//! 64-byte ping-pong between two processes over a shared-memory stream
+//! connection of issue 15 (SHARED.md, `shm::conn`): the forked child
+//! connects to the parent's listening anchor, the parent accepts, and the
+//! parent's messages come back through the connection's two rings, each
+//! end sleeping on the rings' shared futexes when there is nothing to read
+//! (no spinning), looking at its anchor every tick as every blocked call
+//! does. Prints the mean round trip and
 //! the CPU time of both processes per round trip, in netbench's key=value
 //! form: `shm_rtt_us=... shm_cpu_us=...`.
 //!
@@ -9,8 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use userspacesock::backends::shm::ring::Ring;
-use userspacesock::backends::shm::segment::{Dir, Segment};
+use userspacesock::backends::shm::conn::{Block, Conn, Listener};
 
 fn cpu_us(who: i32) -> f64 {
     // SAFETY: all-zero is a valid rusage; getrusage fills it.
@@ -21,34 +23,22 @@ fn cpu_us(who: i32) -> f64 {
     t(ru.ru_utime) + t(ru.ru_stime)
 }
 
-/// Reads exactly `buf.len()` bytes (or returns false at end-of-stream).
-fn read_exact(r: &Ring<'_>, buf: &mut [u8]) -> bool {
+/// Reads exactly `buf.len()` bytes (or returns false at end-of-stream or
+/// on an error).
+fn read_exact(c: &Conn, buf: &mut [u8]) -> bool {
     let mut got = 0;
     while got < buf.len() {
-        match r.read(&mut buf[got..], 0, true) {
-            Ok((_, 0)) => {
-                if r.at_end().unwrap_or(true) {
-                    return false;
-                }
-                let _ = r.wait_readable(None);
-            }
-            Ok((_, n)) => got += n,
-            Err(_) => return false,
+        match c.recv(&mut buf[got..], false, Block::Forever) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => got += n,
         }
     }
     true
 }
 
-fn write_all(r: &Ring<'_>, buf: &[u8]) {
-    let mut done = 0;
-    while done < buf.len() {
-        match r.write(&buf[done..]) {
-            Ok(0) => {
-                let _ = r.wait_room(None);
-            }
-            Ok(n) => done += n,
-            Err(_) => std::process::exit(3),
-        }
+fn write_all(c: &Conn, buf: &[u8]) {
+    if c.send(buf, Block::Forever) != Ok(buf.len()) {
+        std::process::exit(3);
     }
 }
 
@@ -56,26 +46,31 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let secs: f64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(2.0);
     let size: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
-    let seg = Segment::anonymous(1 << 16, 1 << 16).expect("segment");
-    // SAFETY: the child only echoes through the rings, then _exits.
+    let dir = std::env::temp_dir().join(format!("usock-shm-pingpong-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let path = dir.join("listener");
+    let listener = Listener::bind(&path, 4).expect("listening anchor");
+    // SAFETY: the child only connects and echoes, then _exits.
     let child = unsafe { libc::fork() };
     if child == 0 {
-        let (inp, out) = (seg.ring(Dir::ToAcceptor), seg.ring(Dir::ToConnector));
+        let c = Conn::connect(&path, 1 << 16, 1 << 16, b"", false, [b"", b""]).expect("connect");
         let mut buf = vec![0u8; size];
-        while read_exact(&inp, &mut buf) {
-            write_all(&out, &buf);
+        while read_exact(&c, &mut buf) {
+            write_all(&c, &buf);
         }
-        out.finish();
+        c.shutdown_write();
         // SAFETY: ends the child.
         unsafe { libc::_exit(0) };
     }
-    let (out, inp) = (seg.ring(Dir::ToAcceptor), seg.ring(Dir::ToConnector));
+    let (conn, _) = listener.accept(&mut [0u8; 8]).expect("accept");
+    drop(listener);
+    let _ = std::fs::remove_dir_all(&dir);
     let mut msg = vec![0u8; size];
     let mut echo = vec![0u8; size];
     let mut round = |i: u64| {
         msg[..8].copy_from_slice(&i.to_le_bytes());
-        write_all(&out, &msg);
-        assert!(read_exact(&inp, &mut echo) && echo == msg, "echo differs");
+        write_all(&conn, &msg);
+        assert!(read_exact(&conn, &mut echo) && echo == msg, "echo differs");
     };
     let warm = Instant::now();
     let mut i = 0;
@@ -91,7 +86,7 @@ fn main() {
     }
     let wall = k0.elapsed().as_secs_f64() * 1e6;
     let mine = cpu_us(libc::RUSAGE_SELF) - c0;
-    out.finish();
+    conn.shutdown_write();
     let mut st = 0;
     // SAFETY: our child.
     unsafe { libc::waitpid(child, &mut st, 0) };

@@ -52,6 +52,12 @@
 #define USOCK_FLAG_URG 4
 
 /*
+ Fragment flag: a record ends with the fragment's last byte (an empty
+ fragment with it is an empty record): AF_UNIX `SOCK_SEQPACKET`.
+ */
+#define USOCK_FLAG_EOR 8
+
+/*
  `claim` is asked at bind().
  */
 #define USOCK_CLAIM_BIND 1
@@ -323,7 +329,7 @@ typedef struct usock_fragment {
  The portable byte encoding (`usock_frag_encode`/`usock_frag_decode`): a
  40-byte header (`USOCK_FRAG_HEADER_LEN`), integers big-endian: magic
  "US" (2), version 1 (1), kind 1 stream / 2 datagram (1), flags FIN=1
- RST=2 (2), addr_len (2), conn (8), offset or datagram id (8),
+ RST=2 URG=4 EOR=8 (2), addr_len (2), conn (8), offset or datagram id (8),
  dgram_offset (4), dgram_total (4), len (4), CRC-32C of header (this
  field zero), address and payload (4); then addr_len address bytes and
  len payload bytes. `conn` is never interpreted by the library: it is

@@ -16,6 +16,7 @@ pub const AF_INET6: i32 = 10;
 // Socket types and the flags or-ed into `type` at socket().
 pub const SOCK_STREAM: i32 = 1;
 pub const SOCK_DGRAM: i32 = 2;
+pub const SOCK_SEQPACKET: i32 = 5;
 pub const SOCK_NONBLOCK: i32 = 0o4000;
 pub const SOCK_CLOEXEC: i32 = 0o2000000;
 
@@ -203,6 +204,7 @@ mod tests {
             AF_INET6,
             SOCK_STREAM,
             SOCK_DGRAM,
+            SOCK_SEQPACKET,
             SOCK_NONBLOCK,
             SOCK_CLOEXEC,
             IPPROTO_IP,

@@ -121,7 +121,7 @@ fn a_holder_killed_mid_transfer_is_seen_gone_within_a_second() {
         let r = seg.ring(Dir::ToAcceptor);
         loop {
             let _ = r.write(&[1u8; 512]);
-            let _ = r.wait_room(Some(Instant::now() + Duration::from_millis(10)));
+            let _ = r.wait_room(Some(Instant::now() + Duration::from_millis(10)), || false);
         }
     });
     close(c);

@@ -32,7 +32,8 @@ fn write_all(r: &Ring<'_>, start: u64, len: u64, chunk: usize) -> bool {
         while done < n {
             match r.write(&buf[done..n]) {
                 Ok(0) => {
-                    if !matches!(r.wait_room(Some(deadline)), Ok(true)) && Instant::now() > deadline
+                    if !matches!(r.wait_room(Some(deadline), || false), Ok(true))
+                        && Instant::now() > deadline
                     {
                         return false;
                     }
@@ -70,7 +71,7 @@ fn a_stream_crosses_a_fork_through_a_small_ring_intact() {
             if r.at_end().unwrap() {
                 break;
             }
-            r.wait_readable(Some(deadline)).unwrap();
+            r.wait_readable(Some(deadline), || false).unwrap();
             assert!(Instant::now() < deadline, "stalled at {got} of {TOTAL}");
             continue;
         }
@@ -104,7 +105,7 @@ fn two_readers_after_a_fork_get_each_byte_once() {
                 if r.at_end().unwrap() {
                     return mine;
                 }
-                r.wait_readable(Some(Instant::now() + Duration::from_millis(50)))
+                r.wait_readable(Some(Instant::now() + Duration::from_millis(50)), || false)
                     .unwrap();
                 assert!(Instant::now() < deadline);
                 continue;

@@ -1,6 +1,7 @@
 //! A library AF_UNIX socket connecting to a path where a *kernel* socket
-//! of another type listens (a SOCK_SEQPACKET socket, which the library
-//! leaves to the kernel) gets EPROTOTYPE, as Linux's unix_find_other
+//! of another type listens (a SOCK_SEQPACKET socket made with raw system
+//! calls, as a program whose routes give it to the kernel has) gets
+//! EPROTOTYPE, as Linux's unix_find_other
 //! gives, not ECONNREFUSED.
 #![cfg(feature = "std")]
 
@@ -28,7 +29,7 @@ fn a_kernel_seqpacket_listener_is_another_type() {
     }
     let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
     // The kernel's listener, made with raw system calls (the library's
-    // socket() would hand SOCK_SEQPACKET to the kernel too).
+    // socket() would make one of its own).
     // SAFETY: integer arguments; `a` is a valid address of `len` bytes.
     let l = unsafe {
         let l = libc::syscall(libc::SYS_socket, libc::AF_UNIX, libc::SOCK_SEQPACKET, 0) as i32;

@@ -7,7 +7,8 @@
 use proptest::prelude::*;
 use userspacesock::backend::wire::{
     decode, decode_header, encode, encode_vec, encoded_len, FragHeader, FragKind, Fragment,
-    WireError, FLAG_FIN, FLAG_RST, HEADER_LEN, MAX_ADDR, MAX_FRAME_LEN, MAX_PAYLOAD, WIRE_VERSION,
+    WireError, FLAG_EOR, FLAG_FIN, FLAG_RST, HEADER_LEN, MAX_ADDR, MAX_FRAME_LEN, MAX_PAYLOAD,
+    WIRE_VERSION,
 };
 
 // ---------------------------------------------------------------------------
@@ -370,9 +371,27 @@ fn bad_kind() {
     );
 }
 
+/// EOR ends a record: on a stream fragment with bytes or alone (an empty
+/// record), also with FIN; each encodes and decodes back.
+#[test]
+fn eor_marks_records() {
+    for (flags, payload) in [
+        (FLAG_EOR, &b"rec"[..]),
+        (FLAG_EOR, &b""[..]),
+        (FLAG_EOR | FLAG_FIN, &b"last"[..]),
+    ] {
+        let f = stream(40, flags, payload);
+        let bytes = encode_vec(&f).expect("encodes");
+        let (g, n) = decode(&bytes).expect("decodes");
+        assert_eq!(n, bytes.len());
+        assert_eq!(g.header.flags, flags);
+        assert_eq!(g.payload, payload);
+    }
+}
+
 #[test]
 fn bad_flags() {
-    for flags in [8, 0x10, 0x8000, 0xFFFF, FLAG_FIN | 0x10] {
+    for flags in [0x10, 0x20, 0x8000, 0xFFFF, FLAG_FIN | 0x10] {
         check(
             &Raw {
                 flags,
@@ -537,6 +556,21 @@ fn inconsistent() {
                 flags: FLAG_RST | FLAG_FIN,
                 len: 0,
                 ..s
+            },
+        ),
+        (
+            "RST with EOR",
+            FragHeader {
+                flags: FLAG_RST | FLAG_EOR,
+                len: 0,
+                ..s
+            },
+        ),
+        (
+            "EOR on a dgram",
+            FragHeader {
+                flags: FLAG_EOR,
+                ..d
             },
         ),
         (
@@ -759,7 +793,7 @@ fn model_valid(r: &Raw) -> Result<(), WireError> {
     if r.kind != 1 && r.kind != 2 {
         return Err(WireError::BadKind);
     }
-    if r.flags & !7 != 0 {
+    if r.flags & !15 != 0 {
         return Err(WireError::BadFlags);
     }
     if r.len as usize > MAX_PAYLOAD {
@@ -768,13 +802,13 @@ fn model_valid(r: &Raw) -> Result<(), WireError> {
     if r.addr_len as usize > MAX_ADDR {
         return Err(WireError::AddrTooLong);
     }
-    let (fin, rst) = (r.flags & 1 != 0, r.flags & 2 != 0);
+    let (fin, rst, eor) = (r.flags & 1 != 0, r.flags & 2 != 0, r.flags & 8 != 0);
     let ok = if r.kind == 1 {
         r.dgram_offset == 0
             && r.dgram_total == 0
             && u128::from(r.offset) + u128::from(r.len) <= u128::from(u64::MAX)
-            && (r.len > 0 || fin || rst)
-            && !(rst && (fin || r.len > 0))
+            && (r.len > 0 || fin || rst || eor)
+            && !(rst && (fin || eor || r.len > 0))
             && (r.flags & 4 == 0 || r.len > 0)
     } else {
         r.flags == 0

@@ -2,8 +2,8 @@
 //! (USOCK_NET): a server in this test process, a client in a separate
 //! program (this test binary run again, `common::child_command`, so that
 //! it shares none of the server's sockets), on one network directory.
-//! Pathname and abstract names, streams and datagrams (sendto to a bound
-//! name, and connected), with the names Linux reports: the client sees
+//! Pathname and abstract names, streams, seqpacket records and datagrams
+//! (sendto to a bound name, and connected), with the names Linux reports: the client sees
 //! the server's name, the server an unnamed or autobound client; a
 //! socket file nobody listens on refuses (ECONNREFUSED). Each test checks
 //! that the name's rendezvous is in the network directory, so a run that
@@ -574,4 +574,98 @@ fn credentials_cross_processes() {
     close(ds);
     close(l);
     child_done(child);
+}
+
+/// The records a seqpacket test sends: sizes (an empty one among them,
+/// one larger than a fragment) and each one's fill byte.
+const RECORDS: [(usize, u8); 6] = [(5, 1), (0, 2), (100_000, 3), (3, 4), (70_000, 5), (1, 6)];
+
+/// One recv of at most `cap` bytes with `flags`: what recv returned and
+/// the bytes it copied.
+fn recv_record(fd: c_int, cap: usize, flags: c_int) -> (isize, Vec<u8>) {
+    readable(fd);
+    let mut buf = vec![0u8; cap];
+    // SAFETY: `buf` is live for `cap` bytes.
+    let n = ok(
+        unsafe { usock_recv(fd, buf.as_mut_ptr() as *mut c_void, cap, flags) },
+        "recv",
+    );
+    buf.truncate((n as usize).min(cap));
+    (n, buf)
+}
+
+/// The server side of a seqpacket test over `name`: the client's records
+/// arrive one per read with their boundaries (the empty one as a read of
+/// 0 that is no end of file), a short read truncates, then end of file.
+fn seqpacket_server(test: &str, name: &[u8], rdv_prefix: &str) {
+    let l = socket(libc::SOCK_SEQPACKET);
+    bind(l, name);
+    // SAFETY: integer arguments.
+    ok(unsafe { usock_listen(l, 4) } as isize, "listen");
+    assert!(rendezvous_there(rdv_prefix), "no rendezvous {rdv_prefix}*");
+    assert_eq!(usock_is_userspace(l), 1, "the library's socket");
+    let child = spawn_client(test, "client");
+    readable(l);
+    // SAFETY: no address asked for.
+    let s = ok(
+        unsafe { usock_accept(l, std::ptr::null_mut(), std::ptr::null_mut()) } as isize,
+        "accept",
+    ) as c_int;
+    for (len, fill) in RECORDS {
+        let (n, b) = recv_record(s, 200_000, 0);
+        assert_eq!(n as usize, len, "record of {len} bytes (fill {fill})");
+        assert!(b.iter().all(|&x| x == fill));
+    }
+    // A record longer than the buffer: the rest is gone, MSG_TRUNC says
+    // how long it was.
+    let (n, b) = recv_record(s, 10, libc::MSG_TRUNC);
+    assert_eq!((n, b.len()), (50, 10));
+    let (n, b) = recv_record(s, 100, 0);
+    assert_eq!((n, &b[..]), (4, &b"next"[..]));
+    send(s, b"pong");
+    let (n, _) = recv_record(s, 100, 0);
+    assert_eq!(n, 0, "end of file");
+    close(s);
+    close(l);
+    child_done(child);
+}
+
+fn seqpacket_client(name: &[u8]) {
+    let c = socket(libc::SOCK_SEQPACKET);
+    connect(c, name).expect("connect");
+    assert_eq!(name_of(c, true), name, "the client's peer");
+    for (len, fill) in RECORDS {
+        send(c, &vec![fill; len]);
+    }
+    send(c, &[7u8; 50]);
+    send(c, b"next");
+    let (n, b) = recv_record(c, 100, 0);
+    assert_eq!((n, &b[..]), (4, &b"pong"[..]));
+    close(c);
+}
+
+#[test]
+fn seqpacket_pathname() {
+    let name = path_name("seqpacket.sock");
+    if as_child(|| {
+        // A stream socket finds a socket of another type at the path.
+        let c = socket(libc::SOCK_STREAM);
+        assert_eq!(connect(c, &name), Err(libc::EPROTOTYPE));
+        close(c);
+        seqpacket_client(&name);
+    }) {
+        return;
+    }
+    dirs();
+    seqpacket_server("seqpacket_pathname", &name, "xq");
+}
+
+#[test]
+fn seqpacket_abstract() {
+    let name = abstract_name("seqpacket");
+    if as_child(|| seqpacket_client(&name)) {
+        return;
+    }
+    dirs();
+    seqpacket_server("seqpacket_abstract", &name, "aq");
 }

@@ -277,6 +277,16 @@ fn before_exec() {
         if cloexec {
             return;
         }
+        // A shared socket crosses as its anchor, with its segment's memfd
+        // beside it (SHARED.md): the new image's library adopts both.
+        if let Some((anchor, memfd)) = fd::get(n).and_then(|s| s.shared_exec_fds()) {
+            if platform::kfd_dup3(anchor, n, 0).is_ok() {
+                if memfd >= 0 {
+                    let _ = platform::kfd_fcntl(memfd, libc::F_SETFD, 0);
+                }
+                return;
+            }
+        }
         say(
             b"usock: fd ",
             n,
@@ -313,9 +323,65 @@ fn after_failed_exec() {
     fd::for_each_ours(|n, cloexec| {
         if !cloexec {
             let _ = platform::kfd_anchor_at(n);
+            if let Some((_, memfd)) = fd::get(n).and_then(|s| s.shared_exec_fds()) {
+                if memfd >= 0 {
+                    let _ = platform::kfd_fcntl(memfd, libc::F_SETFD, libc::FD_CLOEXEC as u64);
+                }
+            }
         }
     });
     set_errno(e);
+}
+
+/// At load: the shared sockets this process inherited across exec (with
+/// `USOCK_SHM=1`) become sockets of the library again, at the numbers the
+/// program holds them at (SHARED.md, "exec").
+extern "C" fn adopt_at_load() {
+    guard((), adopt_inherited);
+}
+
+#[used]
+#[link_section = ".init_array"]
+static ADOPT_AT_LOAD: extern "C" fn() = adopt_at_load;
+
+fn adopt_inherited() {
+    if !std::env::var_os("USOCK_SHM").is_some_and(|v| v == "1") {
+        return;
+    }
+    let Some(dir) = std::env::var_os("USOCK_NET") else {
+        return;
+    };
+    // A scan first: most programs inherit nothing, and then nothing else
+    // of the library starts here.
+    let found = crate::backends::shm::backend::Shm::new(dir.into()).inherited();
+    if found.is_empty() || super::ready().is_err() {
+        return;
+    }
+    let Some(shm) = crate::backends::shm_backend() else {
+        return;
+    };
+    activate();
+    for i in found {
+        let backend: alloc::sync::Arc<dyn crate::backend::contract::Backend> = shm.clone();
+        let Ok(sock) = crate::socket::Socket::adopted(i.info, backend, i.state, i.listening) else {
+            continue;
+        };
+        for (k, &n) in i.fds.iter().enumerate() {
+            // The number goes back to being a stand-in like every socket's
+            // (the library's own duplicate keeps the anchor): a write that
+            // bypasses the library (glibc's stdio calls the kernel
+            // directly) then fails as on any user-space socket, instead of
+            // putting bytes on the anchor, where they would be lost. The
+            // program's FD_CLOEXEC (clear: it crossed) is the table's.
+            let _ = platform::kfd_anchor_at(n);
+            if k > 0 {
+                sock.add_ref();
+            }
+            if !fd::insert(n, sock.clone(), false) {
+                sock.drop_ref();
+            }
+        }
+    }
 }
 
 /// Runs one exec call between [`before_exec`] and, when it returns (it

@@ -80,5 +80,20 @@ pub(crate) fn ready() -> Result<(), crate::consts::Errno> {
     crate::backends::install_defaults();
     #[cfg(feature = "std")]
     fork::activate();
+    #[cfg(feature = "std")]
+    crate::backend::upcall::install_listing(listing);
     Ok(())
+}
+
+/// The socket listing of this process (`backend::upcall::listing`): every
+/// fd of the fd table that holds one of our sockets.
+#[cfg(feature = "std")]
+fn listing() -> alloc::string::String {
+    crate::socket::listing::listing(|line| {
+        crate::fd::for_each_ours(|fd, _| {
+            if let Some(s) = crate::fd::get(fd) {
+                line(fd, &s);
+            }
+        })
+    })
 }

@@ -586,7 +586,7 @@ unsafe fn recvfrom_on(
                 if let Err(e) = unsafe { ffi::write_addr(&a, addr, alen) } {
                     return ret_size(Err(e));
                 }
-            } else if !addr.is_null() && !alen.is_null() && !s.is_stream() {
+            } else if !addr.is_null() && !alen.is_null() && (!s.is_stream() || s.keeps_records()) {
                 // SAFETY: as above.
                 unsafe { *alen = 0 };
             }

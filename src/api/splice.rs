@@ -208,7 +208,7 @@ fn socket_to_pipe(
             flags & SPLICE_F_NONBLOCK != 0 && !pipe_nonblock,
         )?
     };
-    if s.is_stream() {
+    if s.is_stream() && !s.keeps_records() {
         let mut left = written;
         while left > 0 {
             match s.recv_stream_trunc(left, MSG_DONTWAIT) {
@@ -217,7 +217,8 @@ fn socket_to_pipe(
             }
         }
     } else {
-        // The datagram goes, whatever of it the pipe did not take.
+        // The datagram (or seqpacket record) goes, whatever of it the
+        // pipe did not take.
         let _ = s.recv(&mut [&mut buf[..0]], MSG_DONTWAIT);
     }
     Ok(written)

@@ -36,6 +36,9 @@ pub const USOCK_FLAG_FIN: u32 = 1;
 pub const USOCK_FLAG_RST: u32 = 2;
 /// Fragment flag: the fragment's last byte is urgent data (MSG_OOB).
 pub const USOCK_FLAG_URG: u32 = 4;
+/// Fragment flag: a record ends with the fragment's last byte (an empty
+/// fragment with it is an empty record): AF_UNIX `SOCK_SEQPACKET`.
+pub const USOCK_FLAG_EOR: u32 = 8;
 
 /// `claim` is asked at bind().
 pub const USOCK_CLAIM_BIND: c_int = 1;
@@ -209,7 +212,7 @@ pub struct usock_sock {
 /// The portable byte encoding (`usock_frag_encode`/`usock_frag_decode`): a
 /// 40-byte header (`USOCK_FRAG_HEADER_LEN`), integers big-endian: magic
 /// "US" (2), version 1 (1), kind 1 stream / 2 datagram (1), flags FIN=1
-/// RST=2 (2), addr_len (2), conn (8), offset or datagram id (8),
+/// RST=2 URG=4 EOR=8 (2), addr_len (2), conn (8), offset or datagram id (8),
 /// dgram_offset (4), dgram_total (4), len (4), CRC-32C of header (this
 /// field zero), address and payload (4); then addr_len address bytes and
 /// len payload bytes. `conn` is never interpreted by the library: it is
@@ -704,10 +707,15 @@ mod tests {
     fn size_constants_match_the_rust_ones() {
         assert_eq!(USOCK_ADDR_MAX as usize, crate::addr::ADDR_MAX);
         assert_eq!(USOCK_FRAG_MAX as usize, FRAG_MAX);
-        use crate::backend::wire::{FLAG_FIN, FLAG_RST, FLAG_URG};
+        use crate::backend::wire::{FLAG_EOR, FLAG_FIN, FLAG_RST, FLAG_URG};
         assert_eq!(
-            [USOCK_FLAG_FIN, USOCK_FLAG_RST, USOCK_FLAG_URG],
-            [FLAG_FIN, FLAG_RST, FLAG_URG].map(u32::from)
+            [
+                USOCK_FLAG_FIN,
+                USOCK_FLAG_RST,
+                USOCK_FLAG_URG,
+                USOCK_FLAG_EOR
+            ],
+            [FLAG_FIN, FLAG_RST, FLAG_URG, FLAG_EOR].map(u32::from)
         );
         assert_eq!(
             USOCK_FRAG_HEADER_LEN as usize,

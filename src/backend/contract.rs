@@ -37,7 +37,9 @@ use core::any::Any;
 
 use crate::addr::SockAddr;
 pub use crate::backend::attrs::DgramAttrs;
-pub use crate::backend::wire::{FragHeader, FragKind, Fragment, FLAG_FIN, FLAG_RST, FLAG_URG};
+pub use crate::backend::wire::{
+    FragHeader, FragKind, Fragment, FLAG_EOR, FLAG_FIN, FLAG_RST, FLAG_URG,
+};
 
 pub use crate::consts::Errno;
 
@@ -258,6 +260,88 @@ pub trait Backend: Send + Sync {
     fn fork(&self) -> Option<&dyn ForkAware> {
         None
     }
+
+    /// The backend's shared buffers, if it keeps a stream socket's bytes
+    /// itself, where every process holding the socket reaches them (see
+    /// [`SharedStreams`]); none by default.
+    fn shared(&self) -> Option<&dyn SharedStreams> {
+        None
+    }
+}
+
+/// How long a [`SharedStreams`] call may wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// Not at all: EAGAIN instead (O_NONBLOCK, MSG_DONTWAIT).
+    Never,
+    /// Until this instant (SO_RCVTIMEO, SO_SNDTIMEO): then EAGAIN, or
+    /// what was done so far.
+    Until(crate::platform::Deadline),
+    /// As long as it takes.
+    Forever,
+}
+
+/// Extension: the backend owns a stream socket's buffers (SHARED.md's
+/// `SharedBuffers`). Its bytes live where every process that holds the
+/// socket (after fork) reaches them, so the frontend's Socket Buffer stays
+/// empty and recv, send, readiness and accept go to the backend (SHUT_WR is
+/// its `Backend::shutdown`);
+/// the frontend keeps what is per call (flags, timeouts, errno order,
+/// SIGPIPE). A socket the backend carries this way is no fork child's
+/// dead copy: its child may use it. Reached through [`Backend::shared`].
+/// The C table has no such entries.
+pub trait SharedStreams: Send + Sync {
+    /// Whether this socket is carried this way (a backend may carry some
+    /// of its sockets through fragments and others not).
+    fn is_shared(&self, sock: SockRef<'_>) -> bool;
+
+    /// recv() of a connected socket into `buf` (with `peek`, the bytes
+    /// stay): 0 at end-of-stream, or the connection's error once.
+    fn recv(
+        &self,
+        sock: SockRef<'_>,
+        buf: &mut [u8],
+        peek: bool,
+        block: Block,
+    ) -> Result<usize, Errno>;
+
+    /// send() of a connected socket: the bytes taken (all of them unless
+    /// `block` ran out), EAGAIN when none, EPIPE after SHUT_WR or when the
+    /// peer is gone.
+    fn send(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno>;
+
+    /// The POLL* bits poll() would report for a connected socket, or a
+    /// listener (POLLIN: a connection waits).
+    fn readiness(&self, sock: SockRef<'_>) -> i16;
+
+    /// Bytes waiting to be read (SIOCINQ) and bytes sent that the peer has
+    /// not read (SIOCOUTQ).
+    fn queued(&self, sock: SockRef<'_>) -> (u64, u64);
+
+    /// The next connection of listener `sock` as the accepted socket's
+    /// state (its addresses are the backend's `local_addr` and
+    /// `peer_addr`), waiting as `block` allows; EAGAIN when it may not.
+    fn accept(&self, sock: SockRef<'_>, block: Block) -> Result<SockState, Errno>;
+
+    /// The socket's O_NONBLOCK where every holder sees it (None: the
+    /// frontend's own flag stands).
+    fn nonblocking(&self, sock: SockRef<'_>) -> Option<bool>;
+
+    /// Sets the socket's O_NONBLOCK for every holder (the frontend keeps its
+    /// own copy too: it is also told before the socket has a connection).
+    fn set_nonblocking(&self, sock: SockRef<'_>, on: bool);
+
+    /// What carries the socket across exec: its anchor and, for a
+    /// connection, its segment's memfd (-1 for a listener). The caller
+    /// puts a duplicate of the anchor at the program's fd number and lets
+    /// the memfd cross; the new image's library adopts them.
+    fn exec_fds(&self, sock: SockRef<'_>) -> Option<(i32, i32)>;
+
+    /// Before a sleep in poll/select: the kernel fd to wait on (readable
+    /// when the socket's readiness may have changed, after the backend was
+    /// asked to signal it: `in_` for input, `out` for room), or None when
+    /// the socket has nothing a sleep could wait for.
+    fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32>;
 }
 
 /// Extension: a waiting thread may process a socket's input itself (hosted

@@ -239,3 +239,22 @@ pub fn scm_drop(scm: u64) {
         f.scm_drop(scm);
     }
 }
+
+/// What [`listing`] answers, installed by the layer that knows the fd
+/// table (the C ABI's, before its first socket).
+static LISTING: SetOnce<fn() -> alloc::string::String> = SetOnce::new();
+
+/// Installs the function behind [`listing`] (once; later calls change
+/// nothing).
+pub fn install_listing(f: fn() -> alloc::string::String) {
+    if LISTING.get().is_none() {
+        let _ = LISTING.set(f);
+    }
+}
+
+/// This process's user-space sockets, one line per fd, in the format
+/// `socket::listing` writes (for a backend that serves the socket listing
+/// of its network, `usockstat`); empty when nothing installed a lister.
+pub fn listing() -> alloc::string::String {
+    LISTING.get().map(|f| f()).unwrap_or_default()
+}

@@ -21,7 +21,7 @@
 //! |      0 |    2 | `magic`        | the bytes `0x55 0x53` (ASCII `"US"`)                             |
 //! |      2 |    1 | `version`      | `1` ([`WIRE_VERSION`])                                           |
 //! |      3 |    1 | `kind`         | `1` = stream, `2` = datagram; any other value is invalid         |
-//! |      4 |    2 | `flags`        | bit 0 = FIN (`0x0001`), bit 1 = RST (`0x0002`), bit 2 = URG (`0x0004`); others 0 |
+//! |      4 |    2 | `flags`        | bit 0 = FIN (`0x0001`), bit 1 = RST (`0x0002`), bit 2 = URG (`0x0004`), bit 3 = EOR (`0x0008`); others 0 |
 //! |      6 |    2 | `addr_len`     | address bytes after the header, `0..=128` ([`MAX_ADDR`])         |
 //! |      8 |    8 | `conn`         | opaque connection/channel id (any value)                         |
 //! |     16 |    8 | `offset`       | stream: absolute byte offset; datagram: datagram id              |
@@ -58,16 +58,17 @@
 //!
 //! - magic, version and kind as above ([`WireError::BadMagic`],
 //!   [`WireError::BadVersion`], [`WireError::BadKind`]);
-//! - no flag bits other than FIN, RST and URG ([`WireError::BadFlags`]);
+//! - no flag bits other than FIN, RST, URG and EOR ([`WireError::BadFlags`]);
 //! - `len <= MAX_PAYLOAD` ([`WireError::TooLong`]);
 //! - `addr_len <= MAX_ADDR` ([`WireError::AddrTooLong`]);
 //! - otherwise [`WireError::Inconsistent`] unless:
 //!   - **stream**: `dgram_offset == 0` and `dgram_total == 0`;
 //!     `offset + len` does not overflow a `u64`; a zero-length fragment carries
-//!     FIN or RST (an empty fragment without either means nothing); RST is
-//!     alone: no payload and no FIN (a reset carries no data, so whether such
-//!     data was delivered is never ambiguous); URG marks the last payload
-//!     byte, so it needs one (`len > 0`);
+//!     FIN, RST or EOR (an empty fragment without any means nothing; an empty
+//!     one with EOR is an empty record); RST is alone: no payload, no FIN and
+//!     no EOR (a reset carries no data, so whether such data was delivered
+//!     is never ambiguous); URG marks the last payload byte, so it needs one
+//!     (`len > 0`);
 //!   - **datagram**: no flags (FIN, RST and URG are stream notions);
 //!     `dgram_offset + len <= dgram_total` (computed without overflow); a
 //!     zero-length fragment only for the empty datagram (`dgram_total == 0`,
@@ -132,9 +133,17 @@ pub const FLAG_RST: u16 = 2;
 /// payload only): TCP's urgent pointer, from a send() with MSG_OOB.
 pub const FLAG_URG: u16 = 4;
 
+/// Flag: a record ends with this fragment's last byte (stream fragments
+/// of a record-keeping connection, AF_UNIX `SOCK_SEQPACKET`): the receiver
+/// returns the bytes up to here, and no later ones, in one read. Each
+/// record's last fragment carries it; a record of no bytes is an empty
+/// fragment with it. Added after [`FLAG_URG`]: a stream that keeps no
+/// records never sets it, so older peers see the same frames.
+pub const FLAG_EOR: u16 = 8;
+
 /// Every flag bit this version defines; any other bit set is
 /// [`WireError::BadFlags`].
-pub const FLAGS_KNOWN: u16 = FLAG_FIN | FLAG_RST | FLAG_URG;
+pub const FLAGS_KNOWN: u16 = FLAG_FIN | FLAG_RST | FLAG_URG | FLAG_EOR;
 
 /// The magic bytes that start every frame (ASCII `"US"`).
 pub const MAGIC: [u8; 2] = *b"US";
@@ -349,11 +358,12 @@ fn validate(h: &FragHeader) -> Result<(), WireError> {
             let fin = h.flags & FLAG_FIN != 0;
             let rst = h.flags & FLAG_RST != 0;
             let urg = h.flags & FLAG_URG != 0;
+            let eor = h.flags & FLAG_EOR != 0;
             h.dgram_offset == 0
                 && h.dgram_total == 0
                 && h.offset.checked_add(u64::from(h.len)).is_some()
-                && (h.len != 0 || fin || rst)
-                && !(rst && (fin || h.len != 0))
+                && (h.len != 0 || fin || rst || eor)
+                && !(rst && (fin || eor || h.len != 0))
                 && !(urg && h.len == 0)
         }
         FragKind::Dgram => {

@@ -306,8 +306,8 @@ impl Piece {
         match self.header.kind {
             FragKind::Stream => {
                 h2.offset = self.header.offset + at as u64;
-                // The FIN belongs after the last byte, and URG marks it.
-                self.header.flags &= !(FLAG_FIN | FLAG_URG);
+                // The FIN belongs after the last byte, URG and EOR mark it.
+                self.header.flags &= !(FLAG_FIN | FLAG_URG | FLAG_EOR);
             }
             FragKind::Dgram => h2.dgram_offset = self.header.dgram_offset + at as u32,
         }

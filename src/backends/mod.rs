@@ -22,6 +22,18 @@ pub const LOOPBACK_PRIORITY: i32 = 0;
 /// Priority of the cross-process backend, above loopback.
 pub const XPROC_PRIORITY: i32 = 10;
 
+/// The shm backend, when the environment asked for it (`USOCK_SHM=1`).
+#[cfg(feature = "std")]
+static SHM: crate::sync::SetOnce<Arc<shm::backend::Shm>> = crate::sync::SetOnce::new();
+
+/// The shm backend registered for this process, if any (installing the
+/// defaults first).
+#[cfg(feature = "std")]
+pub fn shm_backend() -> Option<Arc<shm::backend::Shm>> {
+    install_defaults();
+    SHM.get().cloned()
+}
+
 /// Registers the built-in backends the environment asks for, once per
 /// process, before its first socket (the api and net layers call it; the
 /// registry itself knows no backend):
@@ -67,6 +79,13 @@ fn install() {
             match xproc::XProc::new(dir.clone().into()) {
                 Ok(x) => {
                     registry::register(Arc::new(x), XPROC_PRIORITY);
+                    // Opt-in while it grows (SHARED.md): TCP through shared
+                    // memory, the rest through xproc.
+                    if std::env::var_os("USOCK_SHM").is_some_and(|v| v == "1") {
+                        let s = Arc::new(shm::backend::Shm::new(dir.clone().into()));
+                        let _ = SHM.set(s.clone());
+                        registry::register(s, shm::backend::SHM_PRIORITY);
+                    }
                 }
                 Err(e) => {
                     // Falling back to the in-process loopback would put the

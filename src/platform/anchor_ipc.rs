@@ -4,12 +4,16 @@
 //! fd made here is close-on-exec. Raw system calls throughout: the
 //! library's own `socket`, `sendmsg`, `poll`... interpose the libc names.
 
+use alloc::vec::Vec;
+
 use crate::consts::*;
 
 // The raw-call helpers are the transport's: one errno rule for both.
 use super::unix_ipc::sys as check;
 
-/// A new, unbound `SOCK_SEQPACKET` AF_UNIX socket.
+/// A new, unbound `SOCK_SEQPACKET` AF_UNIX socket, at a high number (out
+/// of the way of the program's lowest free ones, as every fd the library
+/// keeps for itself).
 pub fn seqpacket() -> Result<i32, Errno> {
     // SAFETY: plain system call.
     check(unsafe {
@@ -20,6 +24,7 @@ pub fn seqpacket() -> Result<i32, Errno> {
             0,
         )
     })
+    .map(super::scm::move_high)
 }
 
 /// A connected pair of `SOCK_SEQPACKET` anchors.
@@ -38,8 +43,71 @@ pub fn seqpacket_pair() -> Result<(i32, i32), Errno> {
     Ok((sv[0], sv[1]))
 }
 
+/// A listening anchor bound at `path` (a socket file the caller's
+/// directory holds), with the kernel's accept queue of `backlog`.
+/// EADDRINUSE when a file is already there.
+pub fn listen_at(path: &std::path::Path, backlog: i32) -> Result<i32, Errno> {
+    let (a, len) = super::unix_ipc::unix_addr(path)?;
+    let k = seqpacket()?;
+    let made =
+        super::unix_ipc::bind_unix(k, &a, len).and_then(|()| super::unix_ipc::listen(k, backlog));
+    match made {
+        Ok(()) => Ok(k),
+        Err(e) => {
+            super::unix_ipc::close_kfd(k);
+            Err(e)
+        }
+    }
+}
+
+/// A new anchor connected to the listening anchor at `path`. Blocking, a
+/// full accept queue keeps the caller waiting as Linux keeps a TCP client
+/// waiting; with `nonblocking` it is EAGAIN. ECONNREFUSED when nobody
+/// listens there, ENOENT when there is no file.
+pub fn connect_to(path: &std::path::Path, nonblocking: bool) -> Result<i32, Errno> {
+    let (a, len) = super::unix_ipc::unix_addr(path)?;
+    let k = seqpacket()?;
+    if nonblocking {
+        set_nonblocking(k, true)?;
+    }
+    // SAFETY: connect reads `len` bytes of the live address `a`.
+    let r =
+        check(unsafe { libc::syscall(libc::SYS_connect, k, &a as *const libc::sockaddr_un, len) });
+    match r {
+        Ok(_) => Ok(k),
+        Err(e) => {
+            super::unix_ipc::close_kfd(k);
+            Err(e)
+        }
+    }
+}
+
+/// Whether anchor `kfd` has `O_NONBLOCK`.
+pub fn is_nonblocking(kfd: i32) -> Result<bool, Errno> {
+    // SAFETY: fcntl with integer arguments.
+    let flags = check(unsafe { libc::syscall(libc::SYS_fcntl, kfd, libc::F_GETFL) })?;
+    Ok(flags & libc::O_NONBLOCK != 0)
+}
+
+/// Sets or clears `O_NONBLOCK` on anchor `kfd`: a flag of its open file
+/// description, which fork and dup share, as a socket's is on Linux.
+pub fn set_nonblocking(kfd: i32, on: bool) -> Result<(), Errno> {
+    // SAFETY: fcntl with integer arguments.
+    let flags = check(unsafe { libc::syscall(libc::SYS_fcntl, kfd, libc::F_GETFL) })? as i32;
+    let want = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    if want != flags {
+        // SAFETY: as above.
+        check(unsafe { libc::syscall(libc::SYS_fcntl, kfd, libc::F_SETFL, want) })?;
+    }
+    Ok(())
+}
+
 /// Accepts one connection on listening anchor `kfd` (blocking unless the
-/// socket is non-blocking).
+/// socket is non-blocking), at a high number.
 pub fn accept(kfd: i32) -> Result<i32, Errno> {
     // SAFETY: no address wanted.
     check(unsafe {
@@ -51,6 +119,68 @@ pub fn accept(kfd: i32) -> Result<i32, Errno> {
             libc::SOCK_CLOEXEC,
         )
     })
+    .map(super::scm::move_high)
+}
+
+/// The path a listening AF_UNIX `SOCK_SEQPACKET` socket `fd` is bound at;
+/// None for anything else (another type, not listening, unnamed).
+pub fn listening_path(fd: i32) -> Option<std::path::PathBuf> {
+    let int_opt = |opt: libc::c_int| {
+        let mut v: libc::c_int = 0;
+        let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes one int and its length.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_getsockopt,
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &mut v as *mut libc::c_int,
+                &mut len as *mut libc::socklen_t,
+            )
+        };
+        (r == 0).then_some(v)
+    };
+    if int_opt(libc::SO_TYPE)? != libc::SOCK_SEQPACKET || int_opt(libc::SO_ACCEPTCONN)? != 1 {
+        return None;
+    }
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut a: libc::sockaddr_un = unsafe { core::mem::zeroed() };
+    let mut len = core::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+    // SAFETY: getsockname writes at most `len` bytes into `a`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_getsockname,
+            fd,
+            &mut a as *mut libc::sockaddr_un,
+            &mut len as *mut libc::socklen_t,
+        )
+    };
+    if r != 0 || a.sun_family != libc::AF_UNIX as u16 || a.sun_path[0] == 0 {
+        return None;
+    }
+    let bytes: Vec<u8> = a
+        .sun_path
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    use std::os::unix::ffi::OsStringExt;
+    Some(std::ffi::OsString::from_vec(bytes).into())
+}
+
+/// Keeps `fd` for the library: close-on-exec, at a high number.
+pub fn keep(fd: i32) -> i32 {
+    super::scm::move_high(fd)
+}
+
+/// The inode of kernel fd `fd` (what tells an anchor apart).
+pub fn inode(fd: i32) -> Result<u64, Errno> {
+    // SAFETY: an all-zero stat is valid; fstat fills it.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: fstat writes one stat.
+    check(unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) })?;
+    Ok(st.st_ino)
 }
 
 /// Sends one message: `body`, with `fds` attached (`SCM_RIGHTS`) when not

@@ -55,6 +55,22 @@ pub enum Slept {
 
 /// As [`futex_wait`], telling an interruption by a signal handler apart.
 pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> Slept {
+    futex_wait_op(
+        word,
+        expected,
+        deadline,
+        libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
+    )
+}
+
+/// FUTEX_WAIT with `op` (private to this process, or not: a word in memory
+/// other processes map) until `deadline`.
+pub(super) fn futex_wait_op(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+    op: i32,
+) -> Slept {
     let ts;
     let tsp = match deadline {
         None => core::ptr::null(),
@@ -63,24 +79,13 @@ pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
             if left.is_zero() {
                 return Slept::TimedOut;
             }
-            ts = libc::timespec {
-                tv_sec: left.as_secs().min(i64::MAX as u64) as libc::time_t,
-                tv_nsec: left.subsec_nanos() as libc::c_long,
-            };
+            ts = to_timespec(left);
             &ts as *const libc::timespec
         }
     };
     // SAFETY: `word` is a live AtomicU32 for the duration of the call and
     // `tsp` is null or points at `ts`, which outlives the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            tsp,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, expected, tsp) };
     if r < 0 && last_errno() == libc::EINTR {
         return Slept::Interrupted;
     }

@@ -103,7 +103,7 @@ pub fn carrier_send(ctl: &[u8]) -> Result<i32, crate::consts::Errno> {
 /// up), out of the way of a program's lowest free numbers; `fd` itself
 /// when there is no such room.
 #[cfg(feature = "std")]
-fn move_high(fd: i32) -> i32 {
+pub(crate) fn move_high(fd: i32) -> i32 {
     // SAFETY: an all-zero rlimit is valid; getrlimit fills it.
     let mut rl: libc::rlimit = unsafe { core::mem::zeroed() };
     // SAFETY: getrlimit writes one rlimit.

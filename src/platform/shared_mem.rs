@@ -189,30 +189,8 @@ impl Drop for SharedMem {
 /// process that maps the word, until `deadline`. Returns false when the
 /// deadline passed; spurious returns are allowed.
 pub fn futex_wait_shared(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-    let ts;
-    let tsp = match deadline {
-        None => core::ptr::null(),
-        Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            ts = super::to_timespec(left);
-            &ts as *const libc::timespec
-        }
-    };
-    // SAFETY: `word` is a live AtomicU32 in a shared mapping for the call's
-    // duration; `tsp` is null or points at `ts`.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT,
-            expected,
-            tsp,
-        )
-    };
-    !matches!(deadline, Some(d) if Instant::now() >= d)
+    super::hosted::futex_wait_op(word, expected, deadline, libc::FUTEX_WAIT)
+        != super::hosted::Slept::TimedOut
 }
 
 /// Wakes up to `n` threads, of any process, sleeping on `word`.

@@ -291,6 +291,9 @@ impl Socket {
         if !self.is_stream() {
             return Err(EOPNOTSUPP);
         }
+        if let Some(r) = self.accept_shared(nonblock) {
+            return r;
+        }
         let deadline = self.rcv_deadline();
         loop {
             if self.phase() != Phase::Listening {

@@ -74,6 +74,14 @@ impl SocketFrontend {
                 if let (true, Some(&last)) = (hd.flags & FLAG_URG != 0, frag.payload.last()) {
                     s.urgent_arrived(hd.offset + frag.payload.len() as u64 - 1, last);
                 }
+                if hd.flags & FLAG_EOR != 0 && s.keeps_records() {
+                    // A record ends here, its bytes are in: readable.
+                    let end = hd.offset.wrapping_add(frag.payload.len() as u64);
+                    let key = scm_key.unwrap_or(0);
+                    s.records
+                        .mark(end, frag.payload.is_empty(), sb.read_offset(), key);
+                    ev |= POLLIN;
+                }
                 if hd.flags & FLAG_FIN != 0 {
                     sb.insert_fin(hd.offset.wrapping_add(frag.payload.len() as u64))
                         .map_err(sb_errno)?;
@@ -240,6 +248,7 @@ impl Frontend for SocketFrontend {
             let mut c = child.ctl.lock();
             c.parent = Some(Arc::downgrade(&l));
             c.opts = lo;
+            child.records.sndbuf_is(c.opts.sndbuf());
             // Not the listener's: its own come from the backend.
             c.opts.set_peer_cred(None);
             c.opts.set_unaccepted(true);

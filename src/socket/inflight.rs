@@ -193,7 +193,7 @@ pub(crate) fn mark_stream(h: SockHandle, off: u64, a: Attach) {
         return;
     }
     let dropped = with(|t| {
-        let tail = t.queued.range((h.0, 0)..=(h.0, u64::MAX)).next_back();
+        let tail = t.queued.range((h.0, 0)..(h.0, RECORD_KEY)).next_back();
         let (cred, fds) = tail.map_or((None, false), |(_, r)| (r.cred, r.fds.is_some()));
         if a.fds.is_none() && !fds && a.cred == cred {
             return Some(a);
@@ -212,6 +212,24 @@ pub(crate) fn queue_dgram(h: SockHandle, a: Attach) -> u64 {
     with(|t| {
         t.next += 1;
         let key = t.next;
+        counted(&a, true);
+        t.queued.insert((h.0, key), a);
+        key
+    })
+}
+
+/// Keys of empty seqpacket records' attachments ([`queue_record`]) have
+/// this bit: above any stream offset a read range reaches, so a stream
+/// read never meets one.
+const RECORD_KEY: u64 = 1 << 63;
+
+/// Queues the attachment of an empty seqpacket record for receiver `h`;
+/// returns its key (the record, which has no offset of its own, keeps
+/// it; a read takes it with [`take_dgram`]).
+pub(crate) fn queue_record(h: SockHandle, a: Attach) -> u64 {
+    with(|t| {
+        t.next += 1;
+        let key = RECORD_KEY | t.next;
         counted(&a, true);
         t.queued.insert((h.0, key), a);
         key

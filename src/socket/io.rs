@@ -43,7 +43,7 @@ fn total_len(bufs: &[&mut [u8]]) -> usize {
 }
 
 impl Socket {
-    fn blocking(&self, flags: i32) -> bool {
+    pub(super) fn blocking(&self, flags: i32) -> bool {
         flags & MSG_DONTWAIT == 0 && !self.nonblocking()
     }
 
@@ -51,6 +51,9 @@ impl Socket {
     pub fn recv(&self, bufs: &mut [&mut [u8]], flags: i32) -> Result<RecvInfo, Errno> {
         let collect = flags & super::scm::MSG_TAKES_CONTROL != 0;
         let flags = flags & !super::scm::MSG_TAKES_CONTROL;
+        if let Some(r) = self.recv_shared(bufs, flags) {
+            return r;
+        }
         if flags & MSG_ERRQUEUE != 0 {
             // The error queue never waits (sock_recv_errqueue).
             let (ret, truncated, err, addr) = self.recv_errqueue(bufs, flags & MSG_PEEK != 0)?;
@@ -63,7 +66,7 @@ impl Socket {
             });
         }
         if flags & MSG_OOB != 0 {
-            if !self.is_stream() {
+            if !self.is_stream() || self.keeps_records() {
                 return Err(EOPNOTSUPP);
             }
             let first = bufs.iter_mut().find(|b| !b.is_empty()).map(|b| &mut b[0]);
@@ -75,6 +78,7 @@ impl Socket {
             });
         }
         match &self.rx {
+            Rx::Stream(sb) if self.keeps_records() => self.recv_record(sb, bufs, flags, collect),
             Rx::Stream(sb) => {
                 let want = total_len(bufs);
                 let mut scm = super::inflight::StreamRead::default();
@@ -394,7 +398,7 @@ impl Socket {
 
     /// A read took `n` bytes: SO_PEEK_OFF, when on, moves back by as
     /// many (not below 0: sk_peek_offset_bwd). Returns `n`.
-    fn peek_off_back(&self, n: usize) -> usize {
+    pub(super) fn peek_off_back(&self, n: usize) -> usize {
         let n32 = n.min(i32::MAX as usize) as i32;
         let mut o = self.peek_off.load(Ordering::Relaxed);
         // Reads are serialised by rx_lock; the loop only meets a
@@ -437,7 +441,11 @@ impl Socket {
     /// Bytes a FIONREAD would report: readable stream bytes, or the size of
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
+        if let Some((sh, r)) = self.shared() {
+            return sh.queued(r).0 as usize;
+        }
         match &self.rx {
+            Rx::Stream(sb) if self.keeps_records() => self.records.queued_bytes(sb),
             Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
             Rx::Dgram(db) => db.next_len().unwrap_or(0),
         }
@@ -473,7 +481,12 @@ impl Socket {
                 self.connect(d)?;
             }
         }
-        let r = if self.is_stream() {
+        let r = if let Some(r) = self.send_shared(bufs, flags) {
+            r
+        } else if self.keeps_records() {
+            // An address is ignored (unix_seqpacket_sendmsg).
+            self.send_record(bufs, flags, ctl.scm)
+        } else if self.is_stream() {
             self.send_stream(bufs, flags, dest, ctl.scm)
         } else {
             self.send_dgram(bufs, flags, dest, ctl)
@@ -488,10 +501,10 @@ impl Socket {
             self.queue_tx_stamp(&sent, self.timestamping_flags());
         }
         // AF_UNIX signals for streams only (unix_stream_sendmsg); its
-        // datagram sockets return EPIPE alone.
+        // datagram and seqpacket sockets return EPIPE alone.
         if r == Err(EPIPE)
             && flags & MSG_NOSIGNAL == 0
-            && (self.is_stream() || self.info.domain != AF_UNIX)
+            && ((self.is_stream() && !self.keeps_records()) || self.info.domain != AF_UNIX)
         {
             crate::platform::raise_sigpipe();
         }
@@ -937,8 +950,9 @@ impl Socket {
         let prev = self.tx_limit.fetch_max(limit, Ordering::AcqRel);
         // Only a sender that had run out of credit can be waiting for it;
         // waking on every window update would wake a thread blocked in
-        // recv() on the same socket for nothing.
-        if limit > prev && prev <= self.tx_next.load(Ordering::Acquire) {
+        // recv() on the same socket for nothing. A seqpacket sender may
+        // wait with credit left, too little for its whole record.
+        if limit > prev && (prev <= self.tx_next.load(Ordering::Acquire) || self.keeps_records()) {
             self.wait.notify(POLLOUT);
             self.wake_async();
         }
@@ -995,7 +1009,12 @@ fn peek_into(sb: &StreamBuf, bufs: &mut [&mut [u8]]) -> usize {
 
 /// [`read_into`] taking at most `cap` bytes (a read that stops at the
 /// urgent mark).
-fn read_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize, cap: usize) -> usize {
+pub(super) fn read_capped(
+    sb: &StreamBuf,
+    bufs: &mut [&mut [u8]],
+    skip: usize,
+    cap: usize,
+) -> usize {
     let space = total_len(bufs) - skip;
     if cap >= space {
         return read_into(sb, bufs, skip);
@@ -1020,6 +1039,20 @@ fn read_capped(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize, cap: usize) 
     n
 }
 
+/// [`peek_into`] from `skip` bytes on of at most `cap` bytes (one record),
+/// writing no byte past them.
+pub(super) fn peek_capped(
+    sb: &StreamBuf,
+    skip: usize,
+    bufs: &mut [&mut [u8]],
+    cap: usize,
+) -> usize {
+    let mut tmp = vec![0u8; cap.min(total_len(bufs))];
+    let n = sb.peek_at(skip, &mut tmp);
+    scatter(&tmp[..n], bufs);
+    n
+}
+
 fn peek_into_at(sb: &StreamBuf, skip: usize, bufs: &mut [&mut [u8]]) -> usize {
     if bufs.len() == 1 {
         return sb.peek_at(skip, bufs[0]);
@@ -1030,7 +1063,7 @@ fn peek_into_at(sb: &StreamBuf, skip: usize, bufs: &mut [&mut [u8]]) -> usize {
     n
 }
 
-fn discard(sb: &StreamBuf, max: usize) -> usize {
+pub(super) fn discard(sb: &StreamBuf, max: usize) -> usize {
     let mut scratch = [0u8; 4096];
     let mut n = 0;
     while n < max {

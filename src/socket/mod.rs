@@ -27,9 +27,12 @@ mod frontend;
 mod inet_args;
 pub(crate) mod inflight;
 mod io;
+pub(crate) mod listing;
 mod mcast;
 pub(crate) mod pcap;
+mod records;
 pub mod scm;
+mod shared;
 pub(crate) mod state;
 mod sysctl;
 mod tcp_info;
@@ -50,7 +53,7 @@ use crate::addr::SockAddr;
 use crate::backend::contract::{
     Backend, Errno, Fragment, InputDelegation, SockHandle, SockInfo, SockRef, SockState,
 };
-use crate::backend::wire::{FragKind, FLAG_FIN, FLAG_RST, FLAG_URG};
+use crate::backend::wire::{FragKind, FLAG_EOR, FLAG_FIN, FLAG_RST, FLAG_URG};
 use crate::consts::*;
 use crate::sockbuf::{DgramBuf, StreamBuf};
 use crate::sync::{Mutex, SetOnce};
@@ -141,6 +144,8 @@ pub struct Socket {
     binding: SetOnce<Binding>,
     pub(crate) ctl: Mutex<Ctl>,
     pub(crate) rx: Rx,
+    /// Where the records a seqpacket socket received end (`records`).
+    records: records::Records,
     rx_lock: Mutex<()>,
     tx: Mutex<Tx>,
     /// Mirror of `Tx::next` for readiness checks without the send lock.
@@ -252,7 +257,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
             }
         }
         AF_UNIX => {
-            if base != SOCK_STREAM && base != SOCK_DGRAM {
+            if !matches!(base, SOCK_STREAM | SOCK_DGRAM | SOCK_SEQPACKET) {
                 return Err(ESOCKTNOSUPPORT);
             }
             // Linux takes PF_UNIX (1) as well as 0 (unix_create).
@@ -271,8 +276,7 @@ pub fn check_args(domain: i32, ty: i32, protocol: i32) -> Result<SockInfo, Errno
 
 /// Whether the library implements no socket of this domain, type and
 /// protocol, so that the C API hands the call to the kernel (issue 13: a
-/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP, AF_UNIX
-/// SOCK_SEQPACKET... is the kernel's, with the kernel's errno if it
+/// netlink, packet or raw socket, UDP-Lite, SCTP, MPTCP... is the kernel's, with the kernel's errno if it
 /// refuses). A family the library implements but whose backend is missing
 /// (a broken configuration) is not handed over: that stays a loud
 /// EAFNOSUPPORT rather than a silent escape to the kernel.
@@ -298,8 +302,16 @@ impl Socket {
     }
 
     fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
+        let opts = Options::new(&info);
+        let records = records::Records::new(opts.sndbuf());
         let rx = if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
+        } else if info.ty == SOCK_SEQPACKET {
+            // Records on a stream connection (`records`).
+            Rx::Stream(StreamBuf::new(
+                0,
+                records::RECORD_RCVBUF.max(DEFAULT_STREAM_RCVBUF),
+            ))
         } else {
             // AF_UNIX: room for the largest datagram the default SO_SNDBUF
             // lets a sender make (sndbuf - 32) with its longest name.
@@ -326,11 +338,12 @@ impl Socket {
                 backlog: 0,
                 parent: None,
                 deferred_on: None,
-                opts: Options::new(&info),
+                opts,
                 #[cfg(feature = "std")]
                 kernel_opts: Vec::new(),
             }),
             rx,
+            records,
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
                 next: 0,
@@ -377,7 +390,9 @@ impl Socket {
     /// load.
     #[inline]
     pub fn inherited(&self) -> bool {
-        self.fork_gen != FORK_GEN.load(Ordering::Relaxed)
+        // A shared socket's state is where the child reaches it (SHARED.md):
+        // the child's copy acts.
+        self.fork_gen != FORK_GEN.load(Ordering::Relaxed) && !self.is_shared()
     }
 
     /// For an inherited socket: true the first time it is refused in this
@@ -388,9 +403,11 @@ impl Socket {
         self.warned_gen.swap(g, Ordering::Relaxed) != g
     }
 
-    /// Whether the socket is a stream socket.
+    /// Whether the socket is connection-oriented: a stream socket, or an
+    /// AF_UNIX seqpacket socket (a stream connection that keeps records,
+    /// see [`Socket::keeps_records`]).
     pub fn is_stream(&self) -> bool {
-        self.info.ty == SOCK_STREAM
+        matches!(self.info.ty, SOCK_STREAM | SOCK_SEQPACKET)
     }
 
     /// The state word now (phase and flags at one instant).
@@ -423,12 +440,19 @@ impl Socket {
     /// O_NONBLOCK on this socket (shared by all its fds, like an open file
     /// description).
     pub fn nonblocking(&self) -> bool {
+        // A shared socket's flag is where every holder sees it.
+        if let Some(v) = self.shared().and_then(|(sh, r)| sh.nonblocking(r)) {
+            return v;
+        }
         self.nonblock.load(Ordering::Relaxed)
     }
 
     /// Sets or clears O_NONBLOCK.
     pub fn set_nonblocking(&self, on: bool) {
         self.nonblock.store(on, Ordering::Relaxed);
+        if let Some((sh, r)) = self.shared() {
+            sh.set_nonblocking(r, on);
+        }
     }
 
     pub(crate) fn binding(&self) -> Option<&Binding> {
@@ -486,6 +510,11 @@ impl Socket {
     pub(crate) fn pump(&self) {
         if let Some((b, i)) = self.input_delegation() {
             i.pump(self.sref(b));
+            // A shared socket's changes make no upcall that would announce
+            // them: announce here, for edge-triggered registrations.
+            if self.is_shared() {
+                self.wait.notify(-1);
+            }
         }
     }
 
@@ -500,7 +529,16 @@ impl Socket {
     /// Installs the backend chosen at selection. `false` if one was already
     /// installed (a concurrent call won).
     pub(crate) fn bind_backend(&self, backend: Arc<dyn Backend>, state: SockState) -> bool {
-        self.binding.set(Binding { backend, state }).is_ok()
+        let set = self.binding.set(Binding { backend, state }).is_ok();
+        // A backend that keeps the flag for every holder starts from ours
+        // when we set it (its own starts clear; a socket adopted after
+        // exec keeps the one its holders left).
+        if self.nonblock.load(Ordering::Relaxed) {
+            if let Some((sh, r)) = self.shared() {
+                sh.set_nonblocking(r, true);
+            }
+        }
+        set
     }
 
     /// Records a pending error (SO_ERROR) and wakes everyone.
@@ -557,6 +595,9 @@ impl Socket {
 
     /// The readiness poll() would report now (POLL* bits).
     pub fn readiness(&self) -> i16 {
+        if let Some(ev) = self.shared_readiness() {
+            return ev;
+        }
         let f = self.flags();
         let mut ev: i16 = 0;
         if f.has(F_ERROR) || self.errq.pending() {
@@ -586,7 +627,13 @@ impl Socket {
                 if self.urgent_pending() {
                     ev |= POLLPRI;
                 }
-                if sb.readable() >= lowat || peer_fin || rd_done || f.has(F_ERROR) {
+                // A seqpacket socket: from one whole record.
+                let data = if self.keeps_records() {
+                    self.records.ready(sb)
+                } else {
+                    sb.readable() >= lowat
+                };
+                if data || peer_fin || rd_done || f.has(F_ERROR) {
                     ev |= POLLIN | POLLRDNORM;
                 }
                 if peer_fin || rd_done {
@@ -601,10 +648,18 @@ impl Socket {
                 if f.has(F_RESET) {
                     ev |= POLLIN | POLLRDNORM;
                 }
-                if wr_done
-                    || !f.is(Phase::Connected)
-                    || self.tx_limit.load(Ordering::Acquire) > self.tx_next.load(Ordering::Acquire)
-                {
+                let credit = self
+                    .tx_limit
+                    .load(Ordering::Acquire)
+                    .saturating_sub(self.tx_next.load(Ordering::Acquire));
+                // A seqpacket socket: once the largest record it may send
+                // fits (`Records::fits_any`).
+                let room = if self.keeps_records() {
+                    self.records.fits_any(credit)
+                } else {
+                    credit > 0
+                };
+                if wr_done || !f.is(Phase::Connected) || room {
                     ev |= POLLOUT | POLLWRNORM;
                     // unix_poll adds it; tcp_poll does not.
                     if self.info.domain == AF_UNIX {
@@ -700,7 +755,13 @@ impl Socket {
             c.abort();
         }
         if let Some(b) = self.binding() {
-            if self.is_stream() && prev.is(Phase::Connected) && !prev.has(F_RESET) {
+            // A shared socket's end goes with its last holder's anchor, in
+            // whichever process that is (the backend's close).
+            if self.is_stream()
+                && prev.is(Phase::Connected)
+                && !prev.has(F_RESET)
+                && !self.is_shared()
+            {
                 let unread =
                     matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();

@@ -693,7 +693,13 @@ impl Socket {
         if let Some(b) = self.binding() {
             b.backend.setsockopt(self.sref(b), level, name, val)?;
         }
-        apply(self)
+        apply(self)?;
+        if self.keeps_records() && level == SOL_SOCKET {
+            // SO_SNDBUF(FORCE) bounds its records (`records`).
+            let sndbuf = self.ctl.lock().opts.sndbuf();
+            self.records.sndbuf_is(sndbuf);
+        }
+        Ok(())
     }
 
     #[allow(clippy::type_complexity)]

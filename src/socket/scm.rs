@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 use super::inflight::{self, Attach, Cred};
 use super::{Rx, Socket};
 use crate::backend::contract::{Errno, Fragment, PeerCred};
-use crate::backend::wire::FragKind;
+use crate::backend::wire::{FragKind, FLAG_EOR};
 use crate::consts::*;
 
 /// SO_PASSCRED.
@@ -147,6 +147,31 @@ impl Socket {
             a.cred = sender.or_else(Cred::own);
         }
         match (&self.rx, frag.header.kind) {
+            (Rx::Stream(_), FragKind::Stream)
+                if frag.payload.is_empty()
+                    && frag.header.flags & FLAG_EOR != 0
+                    && self.keeps_records() =>
+            {
+                // An empty record: its attachment is keyed apart
+                // (`records`), not at the offset the next record starts.
+                if a.cred.is_none() && a.fds.is_none() {
+                    return deliver(None);
+                }
+                let key = inflight::queue_record(self.handle, a);
+                let r = deliver(Some(key));
+                if r.is_err() {
+                    // Refused (no room): offered again with what it carries.
+                    if let Some(mut back) = inflight::unqueue_dgram(self.handle, key) {
+                        if !explicit {
+                            back.cred = None;
+                        }
+                        if id != 0 {
+                            inflight::restage(id, back);
+                        }
+                    }
+                }
+                r
+            }
             (Rx::Stream(_), FragKind::Stream) => {
                 if !frag.payload.is_empty() {
                     inflight::mark_stream(self.handle, frag.header.offset, a);

@@ -196,7 +196,7 @@ impl Socket {
         }
     }
 
-    fn tcp_state(&self) -> u8 {
+    pub(super) fn tcp_state(&self) -> u8 {
         let f = self.flags();
         match self.phase() {
             Phase::Idle => ST_CLOSE,

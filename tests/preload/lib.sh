@@ -159,8 +159,9 @@ unix_listens() {
   [ -S "$1" ] && awk -v p="$1" '$8 == p && $4 == "00010000" { f = 1 } END { exit !f }' /proc/net/unix
 }
 # usock_listens tPORT|uPORT: the user-space network $net has a stream
-# listener (t) or a bound datagram port (u) there.
-usock_listens() { unix_listens "$net/$1"; }
+# listener (t; s when the shm backend carries TCP, USOCK_SHM=1) or a bound
+# datagram port (u) there.
+usock_listens() { unix_listens "$net/$1" || { [ "${1#t}" != "$1" ] && unix_listens "$net/s${1#t}"; }; }
 # kernel_listens tcp|udp PORT: a kernel socket listens on TCP PORT (state
 # 0A) or is bound to UDP PORT (state 07), any address. From /proc/net, not
 # ss: a missing ss then costs only the checks that are about ss itself.

@@ -376,16 +376,16 @@ impl Loopback {
         if let Some(e) = self.table.lookup_unix(ty, name)? {
             return Ok(e);
         }
-        let other = if ty == SOCK_STREAM {
-            SOCK_DGRAM
-        } else {
-            SOCK_STREAM
-        };
-        if matches!(name, UnixName::Path(_)) && self.table.lookup_unix(other, name)?.is_some() {
-            return Err(EPROTOTYPE);
+        // Any other type at the path: EPROTOTYPE.
+        if matches!(name, UnixName::Path(_)) {
+            for other in [SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET] {
+                if other != ty && self.table.lookup_unix(other, name)?.is_some() {
+                    return Err(EPROTOTYPE);
+                }
+            }
         }
-        // A kernel socket of another type at the path (a SOCK_SEQPACKET
-        // socket is the kernel's): Linux's unix_find_other says EPROTOTYPE.
+        // A kernel socket of another type at the path (one a program
+        // routed to the kernel): Linux's unix_find_other says EPROTOTYPE.
         #[cfg(feature = "std")]
         if let UnixName::Path(p) = name {
             if crate::platform::unix_ipc::kernel_unix_type(p).is_some_and(|t| t != ty) {
@@ -577,7 +577,8 @@ impl Loopback {
 
     fn write_stream(&self, s: &LoSock, frag: &Fragment<'_>, scm: Option<u64>) -> Result<(), Errno> {
         let peer = s.peer.load(Ordering::Acquire);
-        let data = !frag.payload.is_empty();
+        // An empty record (seqpacket) is data too.
+        let data = !frag.payload.is_empty() || frag.header.flags & FLAG_EOR != 0;
         // AF_UNIX knows at once that its peer is gone: EPIPE, no reset dance.
         if s.info.domain == AF_UNIX && data {
             // Gone, or shut for reading (unix_shutdown's SEND_SHUTDOWN).
@@ -971,7 +972,8 @@ impl Backend for Loopback {
 
     fn supports(&self, info: &SockInfo) -> bool {
         matches!(info.domain, AF_INET | AF_INET6 | AF_UNIX)
-            && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+            && (matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+                || (info.domain == AF_UNIX && info.ty == SOCK_SEQPACKET))
     }
 
     fn claim(
@@ -1069,9 +1071,10 @@ impl Backend for Loopback {
             return Ok(());
         }
         s.rd_shut.store(true, Ordering::Release);
-        // unix_shutdown: the stream peer may send no more (EPIPE, and
-        // SIGPIPE); what it wrote before stays readable.
-        if s.info.ty == SOCK_STREAM {
+        // unix_shutdown: the stream or seqpacket peer may send no more
+        // (EPIPE, and SIGPIPE for a stream); what it wrote before stays
+        // readable.
+        if s.info.ty != SOCK_DGRAM {
             if let Some(p) = s.live_peer() {
                 let _ = upcall::hangup(p.handle());
             }
@@ -1197,7 +1200,7 @@ impl Backend for Loopback {
         let me = own_cred();
         tell_cred(a, me);
         tell_cred(b, me);
-        if info.ty == SOCK_STREAM {
+        if info.ty != SOCK_DGRAM {
             let _ = upcall::credit(a, upcall::window(b)?);
             let _ = upcall::credit(b, upcall::window(a)?);
         }
@@ -1215,7 +1218,7 @@ impl Backend for Loopback {
         s.settle_inflight(Some(0));
         s.listening.store(false, Ordering::Release);
         let peer = s.peer.swap(0, Ordering::AcqRel);
-        if peer != 0 && s.info.domain == AF_UNIX && s.info.ty == SOCK_STREAM {
+        if peer != 0 && s.info.domain == AF_UNIX && s.info.ty != SOCK_DGRAM {
             // Linux shuts both directions of the survivor of an AF_UNIX pair.
             let _ = upcall::hangup(SockHandle(peer));
         }

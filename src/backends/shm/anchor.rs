@@ -13,6 +13,11 @@ use crate::platform::anchor_ipc;
 /// The first bytes of an offer's body: this protocol, version 1.
 pub const OFFER_MAGIC: &[u8; 4] = b"USH1";
 
+/// How long an accepting end waits for the offer of a connection the
+/// kernel already accepted; a connecting end that has not offered by then
+/// breaks the protocol (EPROTO).
+pub const OFFER_WAIT_MS: i32 = 1000;
+
 /// Sends the segment (its memfd) and `body` (what the accepting end needs
 /// besides the rings: the connecting end's addresses...) over the freshly
 /// connected anchor `kfd`. The caller closes `seg_fd` afterwards: the
@@ -27,17 +32,36 @@ pub fn offer(kfd: i32, seg_fd: i32, body: &[u8]) -> Result<(), Errno> {
 /// Receives the offer on accepted anchor `kfd`: maps its segment and copies
 /// its body into `body`, returning the body's length. The peer must run as
 /// this user; the message must carry this protocol's magic and exactly one
-/// fd, a segment that [`Segment::attach`] accepts. EPROTO otherwise (the
-/// caller drops the connection), EACCES for another user, ECONNRESET when
-/// the peer left before offering.
+/// fd, a segment that [`Segment::attach`] accepts, within [`OFFER_WAIT_MS`].
+/// EPROTO otherwise (the caller drops the connection), EACCES for a user
+/// outside the network's (and not root), ECONNRESET when the peer left before offering.
 pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> {
+    let (seg, n, fd) = take_offer_keep(kfd, body)?;
+    crate::platform::kfd_close(fd).ok();
+    Ok((seg, n))
+}
+
+/// [`take_offer`], keeping the segment's memfd (close-on-exec, at a high
+/// number) for the caller, who may hand it on across exec or with
+/// SCM_RIGHTS.
+pub fn take_offer_keep(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize, i32), Errno> {
     let (_, uid, _) = crate::platform::unix_ipc::peer_cred(kfd).ok_or(ENOTCONN)?;
-    if uid != crate::platform::unix_ipc::uid() {
+    // The network's users (this one, USOCK_NET_USERS), and root, who
+    // reaches every directory anyway: a daemon's worker that dropped to
+    // another user accepts on the listener its root master made.
+    if uid != 0 && !crate::platform::unix_ipc::peer_is_us(kfd) {
         return Err(EACCES);
     }
     let mut msg = alloc::vec![0u8; OFFER_MAGIC.len() + body.len()];
     let mut fds = [-1i32; 2];
-    let (n, nfds) = anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, 0)?;
+    // The connecting end offers right after its connect(), which the
+    // kernel completes before accept() returns here: the offer is at most
+    // a moment behind, whatever the anchor's O_NONBLOCK says.
+    let state = anchor_ipc::anchor_poll(kfd, true, OFFER_WAIT_MS)?;
+    if !state.readable {
+        return Err(if state.hung_up { ECONNRESET } else { EPROTO });
+    }
+    let (n, nfds) = anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, libc::MSG_DONTWAIT)?;
     let close_all = |fds: &[i32]| {
         for &fd in fds {
             crate::platform::kfd_close(fd).ok();
@@ -50,12 +74,16 @@ pub fn take_offer(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize), Errno> 
         close_all(&fds[..nfds]);
         return Err(EPROTO);
     }
-    let seg = Segment::attach(fds[0]);
-    close_all(&fds[..1]);
-    let seg = seg?;
+    let seg = match Segment::attach(fds[0]) {
+        Ok(s) => s,
+        Err(e) => {
+            close_all(&fds[..1]);
+            return Err(e);
+        }
+    };
     let len = n - OFFER_MAGIC.len();
     body[..len].copy_from_slice(&msg[OFFER_MAGIC.len()..n]);
-    Ok((seg, len))
+    Ok((seg, len, anchor_ipc::keep(fds[0])))
 }
 
 /// Makes the peer's anchor readable, for a peer asleep in poll/epoll on

@@ -1,13 +1,16 @@
 //! The shared-memory transport of issue 15 (SHARED.md): its building
 //! blocks so far. A connection's bytes move through [`ring::Ring`]s that
 //! live in a [`segment::Segment`] every process holding either end maps;
-//! [`lock::SharedLock`] serialises two holders of one end (after fork).
+//! [`lock::SharedLock`] serialises two holders of one end (after fork);
+//! [`conn`] has the stream calls on one end, and the listener.
 //! Every word of a segment is untrusted: another process of the same user
 //! can write anything there, and the worst it may cause is
 //! [`Corrupt`], which ends the connections that segment carries.
 #![deny(unsafe_code)]
 
 pub mod anchor;
+pub mod backend;
+pub mod conn;
 pub mod lock;
 pub mod ring;
 pub mod segment;

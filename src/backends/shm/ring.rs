@@ -27,9 +27,17 @@ const READER_LOCK: usize = 20;
 const READER_WAITING: usize = 24;
 const WRITER_WAITING: usize = 28;
 const FLAGS: usize = 32;
+const BELL: usize = 36;
 
 /// [`Ring::flags`]: the writing end shut down; nothing follows `tail`.
 pub const FIN: u32 = 1;
+
+/// [`Ring::arm_bell`]: a reader of this ring sleeps in poll/epoll on its
+/// anchor and wants a doorbell when bytes (or FIN) arrive.
+pub const BELL_ON_DATA: u32 = 1;
+/// [`Ring::arm_bell`]: a writer of this ring sleeps in poll/epoll on its
+/// anchor and wants a doorbell when room appears.
+pub const BELL_ON_ROOM: u32 = 2;
 
 /// The smallest data size a ring may have.
 pub const MIN_SIZE: usize = 64;
@@ -212,17 +220,36 @@ impl<'m> Ring<'m> {
         Ok(self.flags() & FIN != 0 && self.used()? == 0)
     }
 
-    /// Waits until there is a byte to read or end-of-stream, or `deadline`
-    /// passes (false). Spurious returns are allowed; the caller looks again.
-    pub fn wait_readable(&self, deadline: Option<Instant>) -> Result<bool, Corrupt> {
+    /// Waits until there is a byte to read or end-of-stream, `also` holds
+    /// (another reason to look again, checked after the announcement as the
+    /// ring's own state is), or `deadline` passes (false). Spurious returns
+    /// are allowed; the caller looks again.
+    pub fn wait_readable(
+        &self,
+        deadline: Option<Instant>,
+        also: impl Fn() -> bool,
+    ) -> Result<bool, Corrupt> {
         self.wait(READER_WAITING, deadline, |r| {
-            Ok(r.used()? > 0 || r.flags() & FIN != 0)
+            Ok(r.used()? > 0 || r.flags() & FIN != 0 || also())
         })
     }
 
-    /// Waits until a writer would find room, or `deadline` passes (false).
-    pub fn wait_room(&self, deadline: Option<Instant>) -> Result<bool, Corrupt> {
-        self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0))
+    /// Waits until a writer would find room, `also` holds, or `deadline`
+    /// passes (false).
+    pub fn wait_room(
+        &self,
+        deadline: Option<Instant>,
+        also: impl Fn() -> bool,
+    ) -> Result<bool, Corrupt> {
+        self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
+    }
+
+    /// Wakes every thread asleep on this ring, readers and writers: one of
+    /// the ends changed in a way the ring's counters do not show (a holder
+    /// closed it).
+    pub fn wake_all(&self) {
+        self.wake(READER_WAITING);
+        self.wake(WRITER_WAITING);
     }
 
     /// Announces a sleeper in `flag`, then sleeps unless `ready` already
@@ -248,6 +275,27 @@ impl<'m> Ring<'m> {
             return ready(self);
         }
         Ok(true)
+    }
+
+    /// Asks for a doorbell (`BELL_ON_DATA` or `BELL_ON_ROOM`) before a
+    /// sleep in poll/epoll. The caller re-checks readiness after this and
+    /// before it sleeps: the fence orders the request before that look,
+    /// as the other side's publication is ordered before its
+    /// [`Ring::take_bell`], so either the caller sees the change or the
+    /// other side sees the request.
+    pub fn arm_bell(&self, which: u32) {
+        self.u32(BELL).fetch_or(which, Ordering::AcqRel);
+        fence(Ordering::SeqCst);
+    }
+
+    /// After publishing: whether a sleeper asked for doorbell `which`
+    /// (cleared here, so one doorbell per request); the caller rings it
+    /// on its anchor.
+    pub fn take_bell(&self, which: u32) -> bool {
+        fence(Ordering::SeqCst);
+        let word = self.u32(BELL);
+        word.load(Ordering::Relaxed) & which != 0
+            && word.fetch_and(!which, Ordering::AcqRel) & which != 0
     }
 
     /// Wakes the sleepers announced in `flag`, if any: a system call only
@@ -361,7 +409,7 @@ mod tests {
             let deadline = Instant::now() + std::time::Duration::from_secs(10);
             while r.used().unwrap() == 0 {
                 assert!(
-                    r.wait_readable(Some(deadline)).unwrap(),
+                    r.wait_readable(Some(deadline), || false).unwrap(),
                     "no wake-up in 10 s"
                 );
             }

@@ -15,18 +15,54 @@ use crate::platform::shared_mem::SharedMem;
 
 /// "USOCKSEG" as a little-endian word: a segment of this library.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"USOCKSEG");
-/// The layout described here.
-pub const VERSION: u64 = 1;
+/// The layout described here (2: each ring's header has its doorbell
+/// word, the segment's header the ends' close counts; 3: and each end's
+/// anchor inode and address).
+pub const VERSION: u64 = 3;
 /// Bytes of the segment header; the first ring follows.
-pub const HEADER: usize = 64;
+pub const HEADER: usize = 128;
 const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = 8;
 const SIZE_A_AT: usize = 16;
 const SIZE_B_AT: usize = 24;
+/// Per end (connector, acceptor): how many times one of its holders closed
+/// it. A waiting peer looks at its anchor only when this moved.
+const CLOSES_AT: [usize; 2] = [32, 36];
+/// Per end: the inode of its anchor (fstat), by which a process that
+/// inherited an anchor and this segment across exec, or received them with
+/// SCM_RIGHTS, knows which end it holds.
+const ANCHOR_INO_AT: [usize; 2] = [40, 48];
+/// Per end: its O_NONBLOCK (non-zero: set). Linux keeps it in the socket's
+/// one open file description, which every holder of the end shares across
+/// fork, exec and dup: here, in the end's word.
+const NONBLOCK_AT: [usize; 2] = [56, 60];
+/// Per end: its address, as the backend encodes it ([`ADDR_LEN`] bytes).
+const ADDR_AT: [usize; 2] = [64, 96];
+/// Bytes of an end's address in the header.
+pub const ADDR_LEN: usize = 32;
 
 /// The largest ring a segment may declare: a corrupt size must not make a
 /// process map gigabytes.
 pub const MAX_RING: usize = 64 << 20;
+
+/// The two ends of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// The end that called connect and made the segment.
+    Connector = 0,
+    /// The end a listener accepted.
+    Acceptor = 1,
+}
+
+impl Side {
+    /// The other end.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Connector => Side::Acceptor,
+            Side::Acceptor => Side::Connector,
+        }
+    }
+}
 
 /// Which way a ring carries bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +169,62 @@ impl Segment {
             Dir::ToConnector => (HEADER + Ring::footprint(self.size_a), self.size_b),
         };
         Ring::new(&self.mem, base, size).expect("ring sizes checked at create or attach")
+    }
+
+    /// The ring end `side` reads and the ring it writes.
+    pub fn rings(&self, side: Side) -> (Ring<'_>, Ring<'_>) {
+        match side {
+            Side::Connector => (self.ring(Dir::ToConnector), self.ring(Dir::ToAcceptor)),
+            Side::Acceptor => (self.ring(Dir::ToAcceptor), self.ring(Dir::ToConnector)),
+        }
+    }
+
+    /// How many times a holder of end `side` closed it (untrusted: a wrong
+    /// value only makes the peer look at its anchor once more or once
+    /// less often than needed, and its tick bounds the latter).
+    pub fn closes(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
+        let at = CLOSES_AT[side as usize];
+        self.mem
+            .u32_at(at)
+            .expect("segment header inside its mapping")
+    }
+
+    /// End `side`'s O_NONBLOCK word (any value but 0: set).
+    pub fn nonblock(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
+        self.mem
+            .u32_at(NONBLOCK_AT[side as usize])
+            .expect("segment header inside its mapping")
+    }
+
+    /// Records the inode of end `side`'s anchor.
+    pub fn set_anchor_ino(&self, side: Side, ino: u64) {
+        self.word(ANCHOR_INO_AT[side as usize])
+            .store(ino, Ordering::Release);
+    }
+
+    /// The inode recorded for end `side`'s anchor (0: none; untrusted).
+    pub fn anchor_ino(&self, side: Side) -> u64 {
+        self.word(ANCHOR_INO_AT[side as usize])
+            .load(Ordering::Acquire)
+    }
+
+    /// Records end `side`'s address (at most [`ADDR_LEN`] bytes).
+    pub fn set_addr(&self, side: Side, addr: &[u8]) {
+        let n = addr.len().min(ADDR_LEN);
+        self.mem.write_bytes(ADDR_AT[side as usize], &addr[..n]);
+    }
+
+    /// End `side`'s address as recorded (untrusted: the caller parses it).
+    pub fn addr(&self, side: Side) -> [u8; ADDR_LEN] {
+        let mut out = [0u8; ADDR_LEN];
+        self.mem.read_bytes(ADDR_AT[side as usize], &mut out);
+        out
+    }
+
+    fn word(&self, at: usize) -> &core::sync::atomic::AtomicU64 {
+        self.mem
+            .u64_at(at)
+            .expect("segment header inside its mapping")
     }
 
     /// The shared mapping (for tests and tools that inspect a segment).

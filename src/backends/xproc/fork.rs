@@ -103,6 +103,7 @@ pub fn atfork_child() {
         c.state.close();
         close_kfd(kfd);
     }
+    super::status::fork_child();
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {
         close_kfd(ep);

@@ -58,7 +58,8 @@
 //! the transport thread and what it watches, `receive` messages coming in
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
 //! the socket files, `unix` AF_UNIX names, `fork` the locks around
-//! fork(). Its system calls are
+//! fork(), `status` the endpoint `usockstat` lists the sockets through
+//! (`DIR/.stat/<pid>`). Its system calls are
 //! `platform::unix_ipc`'s safe functions.
 #![deny(unsafe_code)]
 
@@ -69,6 +70,7 @@ mod fork;
 mod ports;
 mod receive;
 mod state;
+mod status;
 mod thread;
 mod unix;
 
@@ -315,7 +317,8 @@ impl Backend for XProc {
 
     fn supports(&self, info: &SockInfo) -> bool {
         matches!(info.domain, AF_INET | AF_INET6 | AF_UNIX)
-            && matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+            && (matches!(info.ty, SOCK_STREAM | SOCK_DGRAM)
+                || (info.domain == AF_UNIX && info.ty == SOCK_SEQPACKET))
     }
 
     fn claim(
@@ -484,7 +487,10 @@ impl Backend for XProc {
                     x.fin_first.store(true, Ordering::Release);
                 }
                 if c.state.is_closed() {
-                    if x.info.domain == AF_UNIX && !frag.payload.is_empty() {
+                    // An empty record (seqpacket) is data too.
+                    let data = !frag.payload.is_empty()
+                        || frag.header.flags & crate::backend::wire::FLAG_EOR != 0;
+                    if x.info.domain == AF_UNIX && data {
                         // AF_UNIX knows its peer is gone: EPIPE at once.
                         return Err(EPIPE);
                     }
@@ -503,6 +509,22 @@ impl Backend for XProc {
             FragKind::Dgram if x.info.domain == AF_UNIX => self.unix_write_dgram(sock, x, frag, 0),
             FragKind::Dgram => self.write_dgram(sock, x, frag, None),
         }
+    }
+
+    fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        if x.info.domain == AF_UNIX && x.info.ty != SOCK_DGRAM && how != SHUT_WR {
+            unix::shut_rd(x);
+        }
+        Ok(())
+    }
+
+    fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
+        let x = xs(&sock).ok()?;
+        if x.info.domain != AF_UNIX || x.info.ty == SOCK_DGRAM {
+            return None;
+        }
+        unix::unread(x)
     }
 
     fn write_attrs(

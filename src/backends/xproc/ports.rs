@@ -31,6 +31,7 @@ impl XProc {
             Err(e) => return Err(e.raw_os_error().unwrap_or(EIO)),
         }
         kernel::may_use_dir(&c)?;
+        super::status::joined(&dir);
         let seed = std::process::id() as u64 * 7919;
         Ok(XProc {
             dir,

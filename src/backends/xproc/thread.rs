@@ -43,6 +43,7 @@ impl Transport {
                 let t: &'static Transport = transport();
                 crate::platform::spawn_quiet("usock-xproc", move || t.run(fd))
                     .map_err(|_| EAGAIN)?;
+                super::status::started(fd);
                 Ok(fd)
             }
             Err(other) => {
@@ -172,6 +173,10 @@ impl Transport {
             };
             for ev in &evs[..n] {
                 let fd = ev.u64 as i32;
+                if super::status::is_endpoint(fd) {
+                    super::status::answer(fd);
+                    continue;
+                }
                 let Some(c) = self.conns.lock().get(&fd).cloned() else {
                     continue;
                 };

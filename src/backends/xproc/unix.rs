@@ -19,8 +19,9 @@
 //!   (a name of up to 107 bytes, NULs included, does not fit in a path of
 //!   108): binding it is the cross-process test of EADDRINUSE, atomic in
 //!   the kernel;
-//! - `s` for SOCK_STREAM and `d` for SOCK_DGRAM: one namespace per type,
-//!   and a pathname bound by the other type is told apart (EPROTOTYPE).
+//! - `s` for SOCK_STREAM, `d` for SOCK_DGRAM and `q` for SOCK_SEQPACKET:
+//!   one namespace per type, and a pathname bound by another type is told
+//!   apart (EPROTOTYPE).
 //!
 //! The rendezvous is bound at bind(): a stream socket's listens from
 //! listen() on (a connect before that is refused, as Linux refuses one to
@@ -56,8 +57,12 @@
 //! instead when the dead socket left data unread); abstract names
 //! are shared by the network directory's processes, not by the network
 //! namespace; SCM_RIGHTS and SCM_CREDENTIALS do not cross processes;
-//! socketpair() stays in-process (loopback); SOCK_SEQPACKET is not
-//! carried.
+//! socketpair() stays in-process (loopback).
+//!
+//! A SOCK_SEQPACKET socket is a stream socket here (its rendezvous, its
+//! connection, its envelopes): its records are the frontend's, marked in
+//! the DATA fragments it sends (`wire::FLAG_EOR` on each record's last
+//! fragment), which the kernel connection carries as they are.
 #![deny(unsafe_code)]
 
 use alloc::collections::BTreeMap;
@@ -148,6 +153,32 @@ pub(super) fn pump_twin(c: &Conn) {
     }
 }
 
+/// SHUT_RD of AF_UNIX stream or seqpacket socket `x`: its peer may send
+/// no more (EPIPE), as unix_shutdown tells it. Told in place when the peer
+/// is of this process (the twin); a peer in another process is not told
+/// (no message of the protocol says it) and its sends are dropped here.
+pub(super) fn shut_rd(x: &XSock) {
+    let Some(c) = x.conn.lock().clone() else {
+        return;
+    };
+    let twin = c.twin.lock().upgrade();
+    if let Some(t) = twin {
+        let _ = upcall::hangup(t.handle());
+    }
+}
+
+/// SIOCOUTQ of AF_UNIX stream or seqpacket socket `x`: what its peer holds
+/// unread, when the peer is of this process (the twin's buffer); `None`
+/// for a peer in another process.
+pub(super) fn unread(x: &XSock) -> Option<u64> {
+    let c = x.conn.lock().clone()?;
+    if !matches!(c.role, Role::Stream) {
+        return None;
+    }
+    let twin = c.twin.lock().upgrade()?;
+    upcall::held(twin.handle()).ok()
+}
+
 /// Forgets link `c` if it is one of the AF_UNIX links.
 pub(super) fn drop_unix_link(c: &Conn) {
     UNIX_LINKS
@@ -189,19 +220,18 @@ fn may_send(x: &XSock, key: u32) -> bool {
 }
 
 fn type_char(ty: i32) -> char {
-    if ty == SOCK_STREAM {
-        's'
-    } else {
-        'd'
+    match ty {
+        SOCK_STREAM => 's',
+        SOCK_SEQPACKET => 'q',
+        _ => 'd',
     }
 }
 
-fn other_type(ty: i32) -> i32 {
-    if ty == SOCK_STREAM {
-        SOCK_DGRAM
-    } else {
-        SOCK_STREAM
-    }
+/// The AF_UNIX types other than `ty`.
+fn other_types(ty: i32) -> impl Iterator<Item = i32> {
+    [SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET]
+        .into_iter()
+        .filter(move |&t| t != ty)
 }
 
 /// FNV-1a over `name` from `basis`.
@@ -275,13 +305,15 @@ impl XProc {
             let _ = std::fs::remove_file(rdv);
         }
         if let UnixName::Path(p) = name {
-            if let Ok(other) = self.unix_target(other_type(ty), name) {
-                if file_id(&other).is_some() {
-                    return EPROTOTYPE;
+            for other in other_types(ty) {
+                if let Ok(other) = self.unix_target(other, name) {
+                    if file_id(&other).is_some() {
+                        return EPROTOTYPE;
+                    }
                 }
             }
-            // A kernel socket of another type at the path (SOCK_SEQPACKET
-            // sockets are the kernel's).
+            // A kernel socket of another type at the path (one a program
+            // routed to the kernel).
             if crate::platform::unix_ipc::kernel_unix_type(p).is_some_and(|t| t != ty) {
                 return EPROTOTYPE;
             }
@@ -436,7 +468,8 @@ impl XProc {
     ) -> Result<(), Errno> {
         let h = sock.handle;
         let name = UnixName::parse(dest)?;
-        let rdv = self.unix_target(SOCK_STREAM, &name)?;
+        let ty = x.info.ty;
+        let rdv = self.unix_target(ty, &name)?;
         let (a, len) = unix_addr(&rdv)?;
         let k = match connect_unix(&a, len) {
             Ok(k) if peer_is_us(k) => k,
@@ -448,7 +481,7 @@ impl XProc {
             }
             Err(EAGAIN) => return Err(EAGAIN),
             Err(e) => {
-                return match self.refusal(SOCK_STREAM, &name, &rdv, e) {
+                return match self.refusal(ty, &name, &rdv, e) {
                     ECONNREFUSED => {
                         let _ = upcall::refused(h, ECONNREFUSED);
                         Ok(())

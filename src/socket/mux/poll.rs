@@ -113,8 +113,12 @@ fn our_readiness(fds: &mut [pollfd], socks: &[Option<Arc<Socket>>]) -> usize {
 #[cfg(feature = "std")]
 struct Sleeper<'m> {
     sig: Arc<PollSignal>,
-    /// The kernel fds, then the waker's eventfd.
+    /// The kernel fds, the anchors of shared sockets, then the waker's
+    /// eventfd.
     kfds: Vec<pollfd>,
+    /// The shared sockets (their state changes reach no waker: the sleep
+    /// waits on their anchors), with the events asked for.
+    shared: Vec<(Arc<Socket>, i16)>,
     /// For each kernel fd, its index in the caller's array.
     kidx: Vec<usize>,
     mask: Option<&'m sigset_t>,
@@ -140,6 +144,19 @@ impl<'m> Sleeper<'m> {
                 kidx.push(i);
             }
         }
+        let mut shared = Vec::new();
+        for (p, s) in fds.iter().zip(socks) {
+            if let Some(s) = s.as_ref().filter(|s| s.is_shared()) {
+                if let Some(fd) = s.shared_wait_fd(p.events) {
+                    kfds.push(pollfd {
+                        fd,
+                        events: POLLIN,
+                        revents: 0,
+                    });
+                    shared.push((s.clone(), p.events));
+                }
+            }
+        }
         kfds.push(pollfd {
             fd: sig.efd,
             events: POLLIN,
@@ -148,14 +165,19 @@ impl<'m> Sleeper<'m> {
         Ok(Sleeper {
             sig,
             kfds,
+            shared,
             kidx,
             mask,
         })
     }
 
-    /// Before readiness is computed: a signal after this wakes the sleep.
+    /// Before readiness is computed: a signal after this wakes the sleep,
+    /// and so does a doorbell on a shared socket's anchor.
     fn arm(&mut self) -> u32 {
         platform::eventfd_drain(self.sig.efd);
+        for (s, events) in &self.shared {
+            s.shared_wait_fd(*events);
+        }
         0
     }
 

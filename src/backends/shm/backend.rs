@@ -1,0 +1,699 @@
+//! The `shm` backend (SHARED.md): TCP sockets of the programs on one
+//! network directory, connected through [`super::conn`]: the bytes in
+//! shared rings, the connection's life in kernel anchors. Its sockets are
+//! [`SharedStreams`]: the frontend keeps no buffer for them, so a fork child
+//! uses the sockets it inherited as Linux's would (a pre-fork server's
+//! workers accept on their master's listener, a fork-per-connection server's
+//! child serves the connection it was handed).
+//!
+//! Opt-in (`USOCK_SHM=1` beside `USOCK_NET`) while it grows: stream sockets
+//! only (UDP and AF_UNIX stay with the cross-process backend), every
+//! process of a network in the same mode. What it does not do yet, each
+//! in SHARED.md's order of work: a port's IPv4 and IPv6 names are one
+//! (`DIR/s<port>`), exec and SCM_RIGHTS do not carry a socket's segment,
+//! epoll does not wait on anchors, and a listener's file goes with the
+//! close of the process that bound it.
+#![deny(unsafe_code)]
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
+use std::path::PathBuf;
+
+use super::conn::{Conn, Listener};
+use crate::addr::{IpEp, SockAddr};
+use crate::backend::contract::{
+    Backend, Block, ClaimOp, InputDelegation, SharedStreams, SockHandle, SockInfo, SockRef,
+    SockState,
+};
+use crate::backend::upcall;
+use crate::consts::*;
+use crate::platform::anchor_ipc;
+use crate::sync::{Mutex, SetOnce};
+
+/// Priority of the shm backend: above the cross-process backend, which
+/// then carries only what this one declines (datagrams, AF_UNIX).
+pub const SHM_PRIORITY: i32 = 20;
+
+/// Each direction's ring: the kernel's default TCP window, about.
+const RING: usize = 256 << 10;
+
+/// Ephemeral ports, as Linux's default ip_local_port_range.
+const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
+
+/// Bytes of a connection's offer body: family, the connecting end's
+/// address, the address it connected to.
+const BODY: usize = 1 + 18 + 18;
+
+/// The backend: one network directory.
+pub struct Shm {
+    dir: PathBuf,
+    next_port: AtomicU32,
+}
+
+/// A socket of the backend.
+struct ShmSock {
+    info: SockInfo,
+    local: Mutex<Option<IpEp>>,
+    peer: Mutex<Option<IpEp>>,
+    /// The kernel socket bound at the port's file, until listen() makes it
+    /// the listener (a connecting socket keeps it as its port's claim).
+    bound: Mutex<Option<i32>>,
+    /// The port file this socket made, its IPv6 link if any, and the
+    /// process that made them: only that process removes them (a fork
+    /// child closing its copy does not).
+    file: Mutex<Option<(PathBuf, Option<PathBuf>, u32)>>,
+    listener: SetOnce<Listener>,
+    conn: SetOnce<Conn>,
+    /// O_NONBLOCK until the socket has a listener or a connection, which
+    /// then keep it where every holder sees it.
+    nonblock: core::sync::atomic::AtomicBool,
+}
+
+impl ShmSock {
+    fn new(info: SockInfo) -> ShmSock {
+        ShmSock {
+            info,
+            local: Mutex::new(None),
+            peer: Mutex::new(None),
+            bound: Mutex::new(None),
+            file: Mutex::new(None),
+            listener: SetOnce::new(),
+            conn: SetOnce::new(),
+            nonblock: core::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+fn ss<'a>(s: &SockRef<'a>) -> Result<&'a ShmSock, Errno> {
+    (s.state.as_ref() as &dyn core::any::Any)
+        .downcast_ref::<ShmSock>()
+        .ok_or(EINVAL)
+}
+
+fn put_ep(out: &mut [u8], ep: &IpEp) {
+    out[..16].copy_from_slice(&ep.ip);
+    out[16..18].copy_from_slice(&ep.port.to_be_bytes());
+}
+
+fn get_ep(b: &[u8], family: i32) -> IpEp {
+    let mut ip = [0u8; 16];
+    ip.copy_from_slice(&b[..16]);
+    IpEp {
+        family,
+        ip,
+        port: u16::from_be_bytes([b[16], b[17]]),
+    }
+}
+
+impl Shm {
+    /// The backend over network directory `dir` (which must exist and be
+    /// this user's: the cross-process backend's checks come first).
+    pub fn new(dir: PathBuf) -> Shm {
+        let seed = std::process::id().wrapping_mul(7919);
+        Shm {
+            dir,
+            next_port: AtomicU32::new(seed),
+        }
+    }
+
+    /// A port's file: `s<port>` for its IPv4 addresses, `s<port>.v6` for
+    /// its IPv6 ones (xproc's rule, so an IPv4 and an IPV6_V6ONLY socket
+    /// share a port number as on Linux).
+    fn path(&self, port: u16, v6: bool) -> PathBuf {
+        self.dir.join(if v6 {
+            alloc::format!("s{port}.v6")
+        } else {
+            alloc::format!("s{port}")
+        })
+    }
+
+    /// Claims `port` (0: an ephemeral one) with a kernel socket bound at
+    /// its file; an IPv6 socket without IPV6_V6ONLY takes the IPv4 name
+    /// too (the socket there, a symbolic link at the IPv6 name).
+    fn bind_port(&self, x: &ShmSock, ep: IpEp, v6only: bool) -> Result<(), Errno> {
+        let mut bound = x.bound.lock();
+        if bound.is_some() || x.listener.get().is_some() {
+            return Err(EINVAL);
+        }
+        let v6 = x.info.domain == AF_INET6;
+        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
+        let tries = if ep.port == 0 { span } else { 1 };
+        for _ in 0..tries {
+            let port = if ep.port == 0 {
+                let n = self.next_port.fetch_add(1, Ordering::Relaxed);
+                *EPHEMERAL.start() + (n % span) as u16
+            } else {
+                ep.port
+            };
+            let (main, link) = match (v6, v6only) {
+                (false, _) => (self.path(port, false), None),
+                (true, true) => (self.path(port, true), None),
+                (true, false) => (self.path(port, false), Some(self.path(port, true))),
+            };
+            match bind_at(&main, link.as_deref()) {
+                Ok(k) => {
+                    *bound = Some(k);
+                    *x.file.lock() = Some((main, link, std::process::id()));
+                    *x.local.lock() = Some(IpEp { port, ..ep });
+                    return Ok(());
+                }
+                Err(e) if e != EADDRINUSE || ep.port != 0 => return Err(e),
+                Err(_) => {}
+            }
+        }
+        Err(EADDRNOTAVAIL)
+    }
+
+    fn autobind(&self, x: &ShmSock) -> Result<(), Errno> {
+        if x.local.lock().is_some() {
+            return Ok(());
+        }
+        let family = x.info.domain;
+        let loopback = IpEp::parse(&SockAddr::unspecified(family), family)?;
+        self.bind_port(x, loopback, false)
+    }
+}
+
+/// A kernel socket bound at `main`, with a symbolic link to it at `link`;
+/// EADDRINUSE when either name is taken.
+fn bind_at(main: &std::path::Path, link: Option<&std::path::Path>) -> Result<i32, Errno> {
+    let (a, len) = crate::platform::unix_ipc::unix_addr(main)?;
+    let k = anchor_ipc::seqpacket()?;
+    if let Err(e) = crate::platform::unix_ipc::bind_unix(k, &a, len) {
+        crate::platform::unix_ipc::close_kfd(k);
+        return Err(e);
+    }
+    if let Some(l) = link {
+        if let Err(e) = std::os::unix::fs::symlink(main, l) {
+            crate::platform::unix_ipc::close_kfd(k);
+            let _ = std::fs::remove_file(main);
+            return Err(if e.kind() == std::io::ErrorKind::AlreadyExists {
+                EADDRINUSE
+            } else {
+                e.raw_os_error().unwrap_or(EINVAL)
+            });
+        }
+    }
+    Ok(k)
+}
+
+/// A socket of this backend that the process inherited across exec (or
+/// that [`Shm::inherited`] found at start-up): the fd number the program
+/// holds it at, and what the frontend needs to make it a socket again.
+pub struct Inherited {
+    /// The program's fd numbers for it (each a duplicate of the anchor:
+    /// `dup2` onto 0 and 1 before exec gives two).
+    pub fds: Vec<i32>,
+    /// Domain, type and protocol.
+    pub info: SockInfo,
+    /// The backend's state for it.
+    pub state: SockState,
+    /// A listener (else a connected end).
+    pub listening: bool,
+}
+
+fn decode_end(b: &[u8]) -> Option<(i32, IpEp)> {
+    let family = match b[0] {
+        0 => AF_INET,
+        1 => AF_INET6,
+        _ => return None,
+    };
+    Some((family, get_ep(&b[1..19], family)))
+}
+
+impl Shm {
+    /// The sockets of this network the process holds at start-up, handed
+    /// on by an exec: connected ends (an anchor whose inode a segment
+    /// memfd, also inherited, records) and listeners (a listening anchor
+    /// bound at one of this directory's port files). Each fd found keeps
+    /// its number; the library's own duplicates and the memfd move out of
+    /// the program's way.
+    pub fn inherited(&self) -> Vec<Inherited> {
+        let mut memfds = Vec::new();
+        let mut socks = Vec::new();
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return Vec::new();
+        };
+        for e in dir.flatten() {
+            let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(target) = std::fs::read_link(e.path()) else {
+                continue;
+            };
+            let t = target.to_string_lossy();
+            if t.starts_with("/memfd:usock-segment") {
+                memfds.push(fd);
+            } else if let Some(ino) = t
+                .strip_prefix("socket:[")
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|n| n.parse::<u64>().ok())
+            {
+                socks.push((fd, ino));
+            }
+        }
+        let mut found = Vec::new();
+        for memfd in memfds {
+            let Ok(seg) = super::segment::Segment::attach(memfd) else {
+                continue;
+            };
+            for side in [
+                super::segment::Side::Connector,
+                super::segment::Side::Acceptor,
+            ] {
+                let ino = seg.anchor_ino(side);
+                let fds: Vec<i32> = socks
+                    .iter()
+                    .filter(|&&(_, i)| ino != 0 && i == ino)
+                    .map(|&(fd, _)| fd)
+                    .collect();
+                let Some(&fd) = fds.first() else {
+                    continue;
+                };
+                let (Some((family, local)), Some((_, peer))) = (
+                    decode_end(&seg.addr(side)),
+                    decode_end(&seg.addr(side.peer())),
+                ) else {
+                    continue;
+                };
+                let Ok(private) = crate::platform::kfd_dup_min(fd, 0, true) else {
+                    continue;
+                };
+                let Ok(mine) = crate::platform::kfd_dup_min(memfd, 0, true) else {
+                    crate::platform::kfd_close(private).ok();
+                    continue;
+                };
+                let Ok(c) = Conn::adopt(anchor_ipc::keep(private), anchor_ipc::keep(mine)) else {
+                    continue;
+                };
+                let info = SockInfo {
+                    domain: family,
+                    ty: SOCK_STREAM,
+                    protocol: 0,
+                };
+                let x = ShmSock::new(info);
+                *x.local.lock() = Some(local);
+                *x.peer.lock() = Some(peer);
+                let _ = x.conn.set(c);
+                found.push(Inherited {
+                    fds,
+                    info,
+                    state: Arc::new(x),
+                    listening: false,
+                });
+            }
+            drop(seg);
+            // The library's own copy is the Conn's: this number goes back
+            // to the program.
+            crate::platform::kfd_close(memfd).ok();
+        }
+        let mut listeners: Vec<(u64, usize)> = Vec::new();
+        for (fd, ino) in socks {
+            if found.iter().any(|f| f.fds.contains(&fd)) {
+                continue;
+            }
+            // Another number for a listener already found.
+            if let Some(&(_, at)) = listeners.iter().find(|&&(i, _)| i == ino) {
+                found[at].fds.push(fd);
+                continue;
+            }
+            if let Some((family, port)) = self.listener_port(fd) {
+                let Ok(private) = crate::platform::kfd_dup_min(fd, 0, true) else {
+                    continue;
+                };
+                let private = anchor_ipc::keep(private);
+                let info = SockInfo {
+                    domain: family,
+                    ty: SOCK_STREAM,
+                    protocol: 0,
+                };
+                let x = ShmSock::new(info);
+                let wild = IpEp::parse(&SockAddr::unspecified(family), family).ok();
+                *x.local.lock() = wild.map(|w| IpEp { port, ..w });
+                let _ = x.listener.set(Listener::adopt(private));
+                listeners.push((ino, found.len()));
+                found.push(Inherited {
+                    fds: alloc::vec![fd],
+                    info,
+                    state: Arc::new(x),
+                    listening: true,
+                });
+            }
+        }
+        found
+    }
+
+    /// Whether kernel socket `fd` is a listening anchor at one of this
+    /// network's port files: its family (the file's: `.v6` for IPv6) and
+    /// port.
+    fn listener_port(&self, fd: i32) -> Option<(i32, u16)> {
+        let path = anchor_ipc::listening_path(fd)?;
+        if path.parent()? != self.dir.as_path() {
+            return None;
+        }
+        let name = path.file_name()?.to_str()?.strip_prefix('s')?;
+        let (port, family) = match name.strip_suffix(".v6") {
+            Some(p) => (p, AF_INET6),
+            None => (name, AF_INET),
+        };
+        Some((family, port.parse().ok()?))
+    }
+}
+
+impl Backend for Shm {
+    fn name(&self) -> &str {
+        "shm"
+    }
+
+    fn supports(&self, info: &SockInfo) -> bool {
+        matches!(info.domain, AF_INET | AF_INET6) && info.ty == SOCK_STREAM
+    }
+
+    fn claim(
+        &self,
+        _h: SockHandle,
+        info: &SockInfo,
+        _op: ClaimOp,
+        _addr: &SockAddr,
+    ) -> Result<Option<SockState>, Errno> {
+        if !self.supports(info) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(ShmSock::new(*info))))
+    }
+
+    fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
+        let x = ss(&sock)?;
+        let ep = IpEp::parse(addr, x.info.domain)?;
+        if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
+            return Err(EADDRNOTAVAIL);
+        }
+        self.bind_port(x, ep, sock.opts.v6only)?;
+        let bound = x.local.lock().ok_or(EINVAL)?;
+        Ok(bound.to_sockaddr(x.info.domain))
+    }
+
+    fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
+        let x = ss(&sock)?;
+        if x.listener.get().is_some() {
+            return Ok(());
+        }
+        self.autobind(x)?;
+        let k = x.bound.lock().take().ok_or(EINVAL)?;
+        let backlog = backlog.clamp(1, i32::MAX as u32) as i32;
+        // The listening anchor's own O_NONBLOCK is the socket's: shared by
+        // every holder, as the open file description's flag on Linux.
+        let made = crate::platform::unix_ipc::listen(k, backlog)
+            .and_then(|()| anchor_ipc::set_nonblocking(k, x.nonblock.load(Ordering::Relaxed)));
+        if let Err(e) = made {
+            *x.bound.lock() = Some(k);
+            return Err(e);
+        }
+        // Listening twice is idempotent above; a race of two listen()s on
+        // one socket is the frontend's to prevent (its phase).
+        let _ = x.listener.set(Listener::adopt(k));
+        Ok(())
+    }
+
+    fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno> {
+        let x = ss(&sock)?;
+        let dest = IpEp::parse(addr, x.info.domain)?;
+        if dest.port == 0 {
+            return Err(ECONNREFUSED);
+        }
+        self.autobind(x)?;
+        let local = {
+            let mut l = x.local.lock();
+            let mut ep = l.ok_or(EINVAL)?;
+            // A wildcard or unbound address becomes the source the route
+            // to `dest` gives, as getsockname() shows after Linux's connect.
+            if ep.is_wild() {
+                ep.ip = dest.source_for();
+                *l = Some(ep);
+            }
+            ep
+        };
+        let mut body = [0u8; BODY];
+        body[0] = u8::from(x.info.domain == AF_INET6);
+        put_ep(&mut body[1..19], &local);
+        put_ep(&mut body[19..], &dest);
+        let v6 = x.info.domain == AF_INET6 && !dest.is_v4();
+        // The ends' addresses, also in the segment's header: a process that
+        // inherits an end across exec learns them there.
+        let mut mine = [0u8; 19];
+        let mut theirs = [0u8; 19];
+        mine[0] = body[0];
+        mine[1..].copy_from_slice(&body[1..19]);
+        theirs[0] = body[0];
+        theirs[1..].copy_from_slice(&body[19..]);
+        let path = self.path(dest.port, v6);
+        let c = match Conn::connect(&path, RING, RING, &body, false, [&mine, &theirs]) {
+            Ok(c) => c,
+            // No file: nobody ever bound the port.
+            Err(ENOENT) => return Err(ECONNREFUSED),
+            Err(e) => return Err(e),
+        };
+        *x.peer.lock() = Some(dest);
+        c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
+        if x.conn.set(c).is_err() {
+            return Err(EISCONN);
+        }
+        let _ = upcall::connected(sock.handle);
+        Ok(())
+    }
+
+    fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
+        if how != SHUT_RD {
+            if let Some(c) = ss(&sock)?.conn.get() {
+                c.shutdown_write();
+            }
+        }
+        Ok(())
+    }
+
+    fn write(
+        &self,
+        _sock: SockRef<'_>,
+        _frag: &crate::backend::contract::Fragment<'_>,
+    ) -> Result<(), Errno> {
+        // Every byte goes through SharedStreams::send.
+        Err(EOPNOTSUPP)
+    }
+
+    fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        let x = ss(&sock).ok()?;
+        let ep = (*x.local.lock())?;
+        Some(ep.to_sockaddr(x.info.domain))
+    }
+
+    fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        let x = ss(&sock).ok()?;
+        let ep = (*x.peer.lock())?;
+        Some(ep.to_sockaddr(x.info.domain))
+    }
+
+    fn close(&self, sock: SockRef<'_>) {
+        let Ok(x) = ss(&sock) else {
+            return;
+        };
+        if let Some(k) = x.bound.lock().take() {
+            crate::platform::unix_ipc::close_kfd(k);
+        }
+        if let Some((path, link, pid)) = x.file.lock().take() {
+            if pid == std::process::id() {
+                let _ = std::fs::remove_file(path);
+                if let Some(l) = link {
+                    let _ = std::fs::remove_file(l);
+                }
+            }
+        }
+        // The listener's and the connection's kernel fds close when the
+        // last reference to the state goes (their Drop).
+    }
+
+    fn shared(&self) -> Option<&dyn SharedStreams> {
+        Some(self)
+    }
+
+    fn input(&self) -> Option<&dyn InputDelegation> {
+        Some(self)
+    }
+}
+
+/// epoll waits on a shared socket's anchor: its doorbells (asked for
+/// whenever the anchor is handed out or pumped) and its hangup wake the
+/// waiting thread, and a listener's anchor is readable when a connection
+/// waits, so the kernel set holds the socket itself and no thread of ours
+/// stands between.
+impl InputDelegation for Shm {
+    fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
+        self.wait_fd(sock, true, true)
+    }
+
+    fn input_watched(&self, _sock: SockRef<'_>) {}
+
+    fn input_wanted(&self, _sock: SockRef<'_>) {}
+
+    fn pump(&self, sock: SockRef<'_>) {
+        // Spends the doorbells and asks for the next ones; the frontend
+        // then looks at the socket's readiness again.
+        let _ = self.wait_fd(sock, true, true);
+    }
+}
+
+impl SharedStreams for Shm {
+    fn is_shared(&self, _sock: SockRef<'_>) -> bool {
+        true
+    }
+
+    fn recv(
+        &self,
+        sock: SockRef<'_>,
+        buf: &mut [u8],
+        peek: bool,
+        block: Block,
+    ) -> Result<usize, Errno> {
+        let c = ss(&sock)?.conn.get().ok_or(ENOTCONN)?;
+        c.recv(buf, peek, block)
+    }
+
+    fn send(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let c = ss(&sock)?.conn.get().ok_or(EPIPE)?;
+        c.send(buf, block)
+    }
+
+    fn readiness(&self, sock: SockRef<'_>) -> i16 {
+        let Ok(x) = ss(&sock) else {
+            return POLLNVAL;
+        };
+        if let Some(l) = x.listener.get() {
+            let waiting = anchor_ipc::anchor_poll(l.anchor(), true, 0).is_ok_and(|s| s.readable);
+            return if waiting { POLLIN | POLLRDNORM } else { 0 };
+        }
+        let Some(c) = x.conn.get() else {
+            // Neither listening nor connected: as tcp_poll, POLLOUT and
+            // POLLHUP (no connection).
+            return POLLOUT | POLLWRNORM | POLLHUP;
+        };
+        let r = c.readiness();
+        let mut ev = 0;
+        if r.readable {
+            ev |= POLLIN | POLLRDNORM;
+        }
+        if r.writable {
+            ev |= POLLOUT | POLLWRNORM;
+        }
+        if r.rdhup {
+            ev |= POLLRDHUP;
+        }
+        if r.hup {
+            ev |= POLLHUP;
+        }
+        if r.err {
+            ev |= POLLERR;
+        }
+        ev
+    }
+
+    fn queued(&self, sock: SockRef<'_>) -> (u64, u64) {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn.get())
+            .and_then(|c| c.queued().ok())
+            .unwrap_or((0, 0))
+    }
+
+    fn accept(&self, sock: SockRef<'_>, block: Block) -> Result<SockState, Errno> {
+        let x = ss(&sock)?;
+        let l = x.listener.get().ok_or(EINVAL)?;
+        let mut body = [0u8; BODY];
+        loop {
+            if block != Block::Never {
+                // Wait here, not in the kernel's accept: its anchor may be
+                // blocking (the program's flag) and this call has a
+                // deadline. Another holder may still win the connection:
+                // the accept below then waits for the next, as a blocking
+                // accept does.
+                let ms = match block {
+                    Block::Until(d) => {
+                        let left = d.saturating_duration_since(crate::platform::now());
+                        if left.is_zero() {
+                            return Err(EAGAIN);
+                        }
+                        left.as_millis().clamp(1, i32::MAX as u128) as i32
+                    }
+                    _ => -1,
+                };
+                match anchor_ipc::anchor_poll(l.anchor(), true, ms) {
+                    Ok(s) if !s.readable => continue,
+                    Ok(_) | Err(EINTR) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            match l.accept(&mut body) {
+                Ok((c, n)) => {
+                    if n != BODY {
+                        // Not this backend's offer: dropped, as a failed
+                        // handshake is.
+                        continue;
+                    }
+                    let family = if body[0] == 1 { AF_INET6 } else { AF_INET };
+                    let child = ShmSock::new(x.info);
+                    *child.peer.lock() = Some(get_ep(&body[1..19], family));
+                    *child.local.lock() = Some(get_ep(&body[19..], family));
+                    let _ = child.conn.set(c);
+                    return Ok(Arc::new(child));
+                }
+                Err(EAGAIN) if block != Block::Never => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn nonblocking(&self, sock: SockRef<'_>) -> Option<bool> {
+        let x = ss(&sock).ok()?;
+        if let Some(c) = x.conn.get() {
+            return Some(c.nonblocking());
+        }
+        if let Some(l) = x.listener.get() {
+            return anchor_ipc::is_nonblocking(l.anchor()).ok();
+        }
+        Some(x.nonblock.load(Ordering::Relaxed))
+    }
+
+    fn set_nonblocking(&self, sock: SockRef<'_>, on: bool) {
+        let Ok(x) = ss(&sock) else {
+            return;
+        };
+        x.nonblock.store(on, Ordering::Relaxed);
+        if let Some(c) = x.conn.get() {
+            c.set_nonblocking(on);
+        }
+        if let Some(l) = x.listener.get() {
+            let _ = anchor_ipc::set_nonblocking(l.anchor(), on);
+        }
+    }
+
+    fn exec_fds(&self, sock: SockRef<'_>) -> Option<(i32, i32)> {
+        let x = ss(&sock).ok()?;
+        if let Some(l) = x.listener.get() {
+            return Some((l.anchor(), -1));
+        }
+        let c = x.conn.get()?;
+        Some((c.anchor(), c.memfd()))
+    }
+
+    fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32> {
+        let x = ss(&sock).ok()?;
+        if let Some(l) = x.listener.get() {
+            return in_.then(|| l.anchor());
+        }
+        let c = x.conn.get()?;
+        // The doorbells of an earlier sleep are spent: the anchor must turn
+        // readable only at the next one.
+        c.drain_bells();
+        c.arm(in_, out);
+        Some(c.anchor())
+    }
+}

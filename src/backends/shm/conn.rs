@@ -1,0 +1,509 @@
+//! One end of a stream connection over shared memory (SHARED.md): the
+//! end's anchor and the connection's segment, and the stream calls on
+//! them. A process holds a `Conn` per end it uses; a fork child inherits
+//! the anchor fd and the mapping, so both processes' `Conn`s are the same
+//! end, and every word they decide by is in the segment or the kernel:
+//! bytes and FIN in the rings, the peer's presence in the anchor.
+//!
+//! Rules, as Linux's for a TCP or AF_UNIX stream:
+//! - a send copies into the peer's ring; blocking, it waits for room
+//!   until every byte went or the deadline passed (then the bytes sent so
+//!   far, or EAGAIN); after this end's SHUT_WR, or once the peer is gone,
+//!   EPIPE;
+//! - a recv takes what is there (one holder at a time, under the ring's
+//!   reader lock, so each byte is read once and a recv's bytes are
+//!   contiguous); end-of-stream after the peer's SHUT_WR or its last
+//!   holder's close once the bytes are read;
+//! - the peer's last holder gone with bytes of ours unread is a reset
+//!   (`tcp_close`'s rule: a close that discards data sends RST): the data
+//!   already here is read first, then one ECONNRESET, then end-of-stream;
+//! - a blocked call sleeps on the ring's futex. The kernel knows when the
+//!   peer's last holder is gone (its anchor hangs up), but asking costs a
+//!   system call, so a call asks only when a holder of the peer closed it
+//!   (each close counts in the segment and wakes the ring's sleepers) or a
+//!   [`TICK`] passed asleep: a peer that closes is seen at once, one that
+//!   died without closing (SIGKILL) within a tick, and a busy connection
+//!   makes no system call beyond the futex wake-ups.
+
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use std::time::{Duration, Instant};
+
+use super::anchor;
+use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM};
+use super::segment::Segment;
+pub use super::segment::Side;
+use super::Corrupt;
+use crate::consts::*;
+use crate::platform::anchor_ipc;
+
+/// The longest a blocked call sleeps before it looks whether the peer is
+/// still there: the bound on noticing a peer that died without a word.
+pub const TICK: Duration = Duration::from_millis(100);
+
+pub use crate::backend::contract::Block;
+
+/// What poll would report for an end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// A recv would not block: bytes, end-of-stream or a reset are there.
+    pub readable: bool,
+    /// A send would not block: room in the peer's ring, or an error.
+    pub writable: bool,
+    /// The peer will send nothing more (POLLRDHUP).
+    pub rdhup: bool,
+    /// Both directions are over, or the connection was reset (POLLHUP).
+    pub hup: bool,
+    /// A reset waits to be reported (POLLERR).
+    pub err: bool,
+}
+
+const OPEN: u8 = 0;
+const GONE: u8 = 1;
+const RESET: u8 = 2;
+const RESET_TOLD: u8 = 3;
+
+/// One end of a connection: its anchor (a kernel fd of this process) and
+/// the mapped segment.
+pub struct Conn {
+    seg: Segment,
+    anchor: i32,
+    /// The segment's memfd, kept to hand the end on across exec or with
+    /// SCM_RIGHTS (-1: none).
+    memfd: i32,
+    side: Side,
+    /// What this process learnt of the peer: OPEN until its anchor hung
+    /// up; then GONE, or RESET (and RESET_TOLD once a recv reported it).
+    peer: AtomicU8,
+    /// The peer's close count when this process last asked the kernel.
+    seen_closes: AtomicU32,
+}
+
+/// How a wait ended.
+enum Waited {
+    /// The call may not wait (longer).
+    No,
+    /// Something changed, or may have: look again.
+    Woken,
+    /// A tick passed asleep: look again, and ask the kernel about the peer.
+    Tick,
+}
+
+impl Conn {
+    /// Connects to the listening anchor at `path` and offers it a new
+    /// segment with rings of `to_peer` and `to_me` bytes and `body` (what
+    /// the accepting end is to learn: addresses...). Errors are the
+    /// kernel's connect's (ECONNREFUSED, ENOENT, EAGAIN when `nonblocking`
+    /// and the accept queue is full) or EINVAL for ring sizes a segment
+    /// cannot have.
+    pub fn connect(
+        path: &std::path::Path,
+        to_peer: usize,
+        to_me: usize,
+        body: &[u8],
+        nonblocking: bool,
+        addrs: [&[u8]; 2],
+    ) -> Result<Conn, Errno> {
+        let (seg, seg_fd) = Segment::create(to_peer, to_me)?;
+        let seg_fd = anchor_ipc::keep(seg_fd);
+        seg.set_addr(Side::Connector, addrs[0]);
+        seg.set_addr(Side::Acceptor, addrs[1]);
+        let k = anchor_ipc::connect_to(path, nonblocking);
+        let offered = k.and_then(|k| {
+            seg.set_anchor_ino(Side::Connector, anchor_ipc::inode(k).unwrap_or(0));
+            match anchor::offer(k, seg_fd, body) {
+                Ok(()) => Ok(k),
+                Err(e) => {
+                    crate::platform::kfd_close(k).ok();
+                    Err(e)
+                }
+            }
+        });
+        match offered {
+            Ok(k) => Ok(Conn::new(seg, k, seg_fd, Side::Connector)),
+            Err(e) => {
+                crate::platform::kfd_close(seg_fd).ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// The accepting end of anchor `kfd`, which a listener's accept just
+    /// returned: takes the connecting end's offer and copies its body into
+    /// `body`, returning the body's length too. On error `kfd` is closed
+    /// (`anchor::take_offer`'s errors: the connection is dropped).
+    pub fn accepted(kfd: i32, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
+        match anchor::take_offer_keep(kfd, body) {
+            Ok((seg, n, memfd)) => {
+                seg.set_anchor_ino(Side::Acceptor, anchor_ipc::inode(kfd).unwrap_or(0));
+                Ok((Conn::new(seg, kfd, memfd, Side::Acceptor), n))
+            }
+            Err(e) => {
+                crate::platform::kfd_close(kfd).ok();
+                Err(e)
+            }
+        }
+    }
+
+    /// The end whose anchor is `kfd` and whose segment is in `memfd`, both
+    /// inherited across exec or received with SCM_RIGHTS (the `Conn` owns
+    /// both from now on, also on error, when it closes them): the segment
+    /// must attach and record `kfd`'s inode as one of its ends. EPROTO
+    /// otherwise.
+    pub fn adopt(kfd: i32, memfd: i32) -> Result<Conn, Errno> {
+        let found = Segment::attach(memfd).and_then(|seg| {
+            let ino = anchor_ipc::inode(kfd)?;
+            let side = [Side::Connector, Side::Acceptor]
+                .into_iter()
+                .find(|&s| ino != 0 && seg.anchor_ino(s) == ino)
+                .ok_or(EPROTO)?;
+            Ok((seg, side))
+        });
+        match found {
+            Ok((seg, side)) => Ok(Conn::new(seg, kfd, memfd, side)),
+            Err(e) => {
+                crate::platform::kfd_close(kfd).ok();
+                crate::platform::kfd_close(memfd).ok();
+                Err(e)
+            }
+        }
+    }
+
+    fn new(seg: Segment, anchor: i32, memfd: i32, side: Side) -> Conn {
+        Conn {
+            seg,
+            anchor,
+            memfd,
+            side,
+            peer: AtomicU8::new(OPEN),
+            seen_closes: AtomicU32::new(0),
+        }
+    }
+
+    /// The end's anchor: the kernel fd that stands for it (what poll and
+    /// epoll wait on, what fork and SCM_RIGHTS hand on).
+    pub fn anchor(&self) -> i32 {
+        self.anchor
+    }
+
+    /// Which end this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// This end's O_NONBLOCK, as every holder sees it.
+    pub fn nonblocking(&self) -> bool {
+        self.seg.nonblock(self.side).load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets or clears this end's O_NONBLOCK for every holder.
+    pub fn set_nonblocking(&self, on: bool) {
+        self.seg
+            .nonblock(self.side)
+            .store(u32::from(on), Ordering::Relaxed);
+    }
+
+    /// The segment's memfd (-1: none kept).
+    pub fn memfd(&self) -> i32 {
+        self.memfd
+    }
+
+    /// The connection's segment (the ends' recorded addresses).
+    pub fn segment(&self) -> &Segment {
+        &self.seg
+    }
+
+    /// The ring this end reads and the ring it writes.
+    fn rings(&self) -> (Ring<'_>, Ring<'_>) {
+        self.seg.rings(self.side)
+    }
+
+    /// The peer's close count now.
+    fn peer_closes(&self) -> u32 {
+        self.seg.closes(self.side.peer()).load(Ordering::Acquire)
+    }
+
+    /// The peer's state, asking the kernel only when `look` or when a
+    /// holder of the peer closed it since the last time (`closes`, read
+    /// before the ring was looked at).
+    fn peer_now(&self, look: bool, closes: u32) -> u8 {
+        if look || self.seen_closes.swap(closes, Ordering::AcqRel) != closes {
+            self.peer_state()
+        } else {
+            self.peer.load(Ordering::Acquire)
+        }
+    }
+
+    /// What this process knows of the peer, looking at the anchor when it
+    /// is not known to be gone yet. The peer's going is a reset when bytes
+    /// it was sent are still unread: nobody can read them any more.
+    fn peer_state(&self) -> u8 {
+        let s = self.peer.load(Ordering::Acquire);
+        if s != OPEN || !anchor::peer_gone(self.anchor, 0) {
+            return s;
+        }
+        let (_, tx) = self.rings();
+        let now = if tx.used().map_or(true, |n| n > 0) {
+            RESET
+        } else {
+            GONE
+        };
+        match self
+            .peer
+            .compare_exchange(OPEN, now, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => now,
+            Err(cur) => cur,
+        }
+    }
+
+    /// A segment word made no sense: the connection resets.
+    fn corrupt(&self, _: Corrupt) -> Errno {
+        self.peer.store(RESET_TOLD, Ordering::Release);
+        ECONNRESET
+    }
+
+    /// Sends from `buf` (see the module doc for the rules) and returns how
+    /// many bytes went.
+    pub fn send(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let (_, tx) = self.rings();
+        let mut sent = 0;
+        let mut look = block == Block::Never;
+        loop {
+            let closes = self.peer_closes();
+            if self.peer_now(look, closes) != OPEN || tx.flags() & super::ring::FIN != 0 {
+                return if sent > 0 { Ok(sent) } else { Err(EPIPE) };
+            }
+            let n = {
+                let lock = tx.writer_lock();
+                let _g = lock.lock().map_err(|c| self.corrupt(c))?;
+                tx.write(&buf[sent..]).map_err(|c| self.corrupt(c))?
+            };
+            if n > 0 && tx.take_bell(BELL_ON_DATA) {
+                anchor::ring_bell(self.anchor);
+            }
+            sent += n;
+            if sent == buf.len() {
+                return Ok(sent);
+            }
+            match self
+                .wait(&tx, block, false, closes)
+                .map_err(|c| self.corrupt(c))?
+            {
+                Waited::No => return if sent > 0 { Ok(sent) } else { Err(EAGAIN) },
+                Waited::Woken => look = false,
+                Waited::Tick => look = true,
+            }
+        }
+    }
+
+    /// Receives into `buf` (with `peek`, leaving the bytes) and returns
+    /// how many came: 0 at end-of-stream (or for an empty `buf`).
+    pub fn recv(&self, buf: &mut [u8], peek: bool, block: Block) -> Result<usize, Errno> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let (rx, _) = self.rings();
+        // A call that may not wait asks the kernel before its EAGAIN.
+        let mut look = block == Block::Never;
+        loop {
+            let closes = self.peer_closes();
+            let n = {
+                let lock = rx.reader_lock();
+                let _g = lock.lock().map_err(|c| self.corrupt(c))?;
+                rx.read(buf, 0, !peek).map_err(|c| self.corrupt(c))?.1
+            };
+            if n > 0 {
+                if !peek && rx.take_bell(BELL_ON_ROOM) {
+                    anchor::ring_bell(self.anchor);
+                }
+                return Ok(n);
+            }
+            if rx.flags() & super::ring::FIN != 0 {
+                return Ok(0);
+            }
+            match self.peer_now(look, closes) {
+                OPEN => {}
+                RESET => {
+                    let told = self.peer.compare_exchange(
+                        RESET,
+                        RESET_TOLD,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    return if told.is_ok() { Err(ECONNRESET) } else { Ok(0) };
+                }
+                _ => return Ok(0),
+            }
+            match self
+                .wait(&rx, block, true, closes)
+                .map_err(|c| self.corrupt(c))?
+            {
+                Waited::No => return Err(EAGAIN),
+                Waited::Woken => look = false,
+                Waited::Tick => look = true,
+            }
+        }
+    }
+
+    /// Waits on `ring` for data (`for_data`) or room, or a close by a
+    /// holder of the peer (its count moving from `closes`), at most a
+    /// [`TICK`] at a time.
+    fn wait(
+        &self,
+        ring: &Ring<'_>,
+        block: Block,
+        for_data: bool,
+        closes: u32,
+    ) -> Result<Waited, Corrupt> {
+        let now = Instant::now();
+        let tick = now + TICK;
+        let until = match block {
+            Block::Never => return Ok(Waited::No),
+            Block::Until(d) if now >= d => return Ok(Waited::No),
+            Block::Until(d) => d.min(tick),
+            Block::Forever => tick,
+        };
+        let closed = || self.peer_closes() != closes;
+        let woken = if for_data {
+            ring.wait_readable(Some(until), closed)?
+        } else {
+            ring.wait_room(Some(until), closed)?
+        };
+        Ok(if woken || until < tick {
+            Waited::Woken
+        } else {
+            Waited::Tick
+        })
+    }
+
+    /// shutdown(SHUT_WR) by any holder: the peer reads end-of-stream after
+    /// the bytes already sent; this end's sends are EPIPE from now on.
+    pub fn shutdown_write(&self) {
+        let (_, tx) = self.rings();
+        tx.finish();
+        if tx.take_bell(BELL_ON_DATA) {
+            anchor::ring_bell(self.anchor);
+        }
+    }
+
+    /// Bytes waiting to be read (SIOCINQ) and bytes sent that the peer has
+    /// not read yet (SIOCOUTQ).
+    pub fn queued(&self) -> Result<(u64, u64), Errno> {
+        let (rx, tx) = self.rings();
+        let c = |r: Result<u64, Corrupt>| r.map_err(|c| self.corrupt(c));
+        Ok((c(rx.used())?, c(tx.used())?))
+    }
+
+    /// What poll would report now.
+    pub fn readiness(&self) -> Readiness {
+        let (rx, tx) = self.rings();
+        let peer = self.peer_state();
+        let (Ok(inq), Ok(room)) = (rx.used(), tx.room()) else {
+            return Readiness {
+                readable: true,
+                writable: true,
+                rdhup: true,
+                hup: true,
+                err: true,
+            };
+        };
+        let rx_fin = rx.flags() & super::ring::FIN != 0 || peer != OPEN;
+        let tx_fin = tx.flags() & super::ring::FIN != 0;
+        Readiness {
+            readable: inq > 0 || rx_fin,
+            writable: room > 0 || peer != OPEN,
+            rdhup: rx_fin,
+            // As tcp_poll: hung up once reset, or both directions are
+            // over; a peer that closed cleanly is only end-of-stream.
+            hup: peer == RESET || peer == RESET_TOLD || (rx_fin && tx_fin),
+            err: peer == RESET,
+        }
+    }
+
+    /// Before a sleep in poll/epoll on the anchor: asks the peer for a
+    /// doorbell when data (`data`) or room (`room`) appears. The caller
+    /// looks at [`Conn::readiness`] again afterwards, then sleeps.
+    pub fn arm(&self, data: bool, room: bool) {
+        let (rx, tx) = self.rings();
+        if data {
+            rx.arm_bell(BELL_ON_DATA);
+        }
+        if room {
+            tx.arm_bell(BELL_ON_ROOM);
+        }
+    }
+
+    /// After a wake-up: takes the doorbells off the anchor, so that it is
+    /// readable again only at the next one.
+    pub fn drain_bells(&self) -> bool {
+        anchor::drain_bells(self.anchor)
+    }
+}
+
+impl Drop for Conn {
+    /// This process's hold on the end ends: its anchor fd closes and the
+    /// mapping goes. The connection itself ends when the last holder's
+    /// does (the kernel counts them), which the peer sees on its anchor.
+    fn drop(&mut self) {
+        crate::platform::kfd_close(self.anchor).ok();
+        if self.memfd >= 0 {
+            crate::platform::kfd_close(self.memfd).ok();
+        }
+        // After the close, so that a peer that wakes and asks the kernel
+        // finds the anchor hung up when this was the last holder.
+        self.seg.closes(self.side).fetch_add(1, Ordering::AcqRel);
+        let (rx, tx) = self.rings();
+        rx.wake_all();
+        tx.wake_all();
+    }
+}
+
+/// A listening anchor: its accept queue is the kernel's, shared by every
+/// process that holds the fd (after fork, or received by exec or
+/// SCM_RIGHTS), and each connection is accepted by one of them.
+pub struct Listener {
+    kfd: i32,
+}
+
+impl Listener {
+    /// Listens at `path` with the kernel's accept queue of `backlog`.
+    pub fn bind(path: &std::path::Path, backlog: i32) -> Result<Listener, Errno> {
+        Ok(Listener {
+            kfd: anchor_ipc::listen_at(path, backlog)?,
+        })
+    }
+
+    /// The listener of an anchor already bound and listening (its fd is
+    /// the listener's from now on).
+    pub fn adopt(kfd: i32) -> Listener {
+        Listener { kfd }
+    }
+
+    /// The listening anchor's fd.
+    pub fn anchor(&self) -> i32 {
+        self.kfd
+    }
+
+    /// Accepts the next connection, with the anchor's own blocking mode,
+    /// timeout and signal rules (the kernel's accept), and takes its offer
+    /// (its body is copied into `body`). A connecting end that breaks the
+    /// protocol, or another user's, is dropped and the next one taken, as
+    /// Linux drops a handshake that fails before accept.
+    pub fn accept(&self, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
+        loop {
+            let k = anchor_ipc::accept(self.kfd)?;
+            match Conn::accepted(k, body) {
+                Err(EPROTO | EACCES | ECONNRESET) => continue,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    /// Closes this process's hold on the listening anchor; the queue lives
+    /// on in the processes that still hold it.
+    fn drop(&mut self) {
+        crate::platform::kfd_close(self.kfd).ok();
+    }
+}
