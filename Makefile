@@ -198,6 +198,17 @@ test-preload: lib
 deps:
 	-tests/deps.sh
 
+# CI (.ci/run: deps.sh, make test, fuzz smoke, Miri) on a fresh Debian 12
+# root that debootstrap makes in FRESH_DIR (outside the repo), with only
+# build-essential, git, python3 and this machine's rustup toolchain: the
+# proof that deps.sh brings everything else (tests/fresh-machine.sh; root;
+# about an hour on two cores). Not part of make test. FRESH_COMMIT: default HEAD.
+FRESH_DIR ?= /var/tmp/libuserspacesock-fresh
+FRESH_COMMIT ?= HEAD
+.PHONY: test-fresh
+test-fresh:
+	tests/fresh-machine.sh $(FRESH_DIR) $(FRESH_COMMIT)
+
 test: deps test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload demo
 	@echo "make test: all suites passed"
 

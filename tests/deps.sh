@@ -11,9 +11,15 @@
 # Debian machine as it does in CI (.ci/run).
 set -uo pipefail
 
+# procps: ps, which tests/preload/lib.sh (alive: is a spawned process still
+# running) and programs14.sh use, and pkill (bench/); not in a minimal
+# Debian (debootstrap minbase, container images), where without it every
+# "still running" check of the preload tests fails (make test-fresh).
+# postgresql: initdb, postgres, psql and pgbench of programs15.sh, whose
+# skip "postgresql" fails make test without them.
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
-  dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump)
+  dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql)
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes
