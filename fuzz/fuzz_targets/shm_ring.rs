@@ -77,8 +77,8 @@ fuzz_target!(|data: &[u8]| {
             }
             6 => {
                 let past = Some(Instant::now());
-                let _ = r.wait_readable(past);
-                let _ = r.wait_room(past);
+                let _ = r.wait_readable(past, || false);
+                let _ = r.wait_room(past, || false);
                 let _ = (r.used(), r.room(), r.at_end(), seg.check());
             }
             _ => {
