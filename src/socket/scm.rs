@@ -120,6 +120,38 @@ impl Socket {
         o.passcred() || o.passpidfd() || o.unaccepted()
     }
 
+    /// A message whose attachment is queued apart from the stream offsets
+    /// (a datagram, an empty record) by `queue`: delivered with its key,
+    /// and given back to the sender (staged under `id`; its implicit
+    /// credentials dropped) when the delivery is refused for lack of room.
+    fn queue_and_deliver(
+        &self,
+        a: inflight::Attach,
+        explicit: bool,
+        id: u64,
+        queue: fn(crate::backend::contract::SockHandle, inflight::Attach) -> u64,
+        deliver: impl FnOnce(Option<u64>) -> Result<(), Errno>,
+    ) -> Result<(), Errno> {
+        if a.cred.is_none() && a.fds.is_none() {
+            return deliver(None);
+        }
+        let key = queue(self.handle, a);
+        let r = deliver(Some(key));
+        if r.is_err() {
+            if let Some(mut back) = inflight::unqueue_dgram(self.handle, key) {
+                if !explicit {
+                    back.cred = None;
+                }
+                // Nothing was staged for a message from another process:
+                // there is nothing to give back.
+                if id != 0 {
+                    inflight::restage(id, back);
+                }
+            }
+        }
+        r
+    }
+
     /// The first fragment of an AF_UNIX message arrived, with what its
     /// sender attached (staged under `id`): the attachment, with the
     /// credentials Linux adds, goes to the queue with the message's first
@@ -154,23 +186,7 @@ impl Socket {
             {
                 // An empty record: its attachment is keyed apart
                 // (`records`), not at the offset the next record starts.
-                if a.cred.is_none() && a.fds.is_none() {
-                    return deliver(None);
-                }
-                let key = inflight::queue_record(self.handle, a);
-                let r = deliver(Some(key));
-                if r.is_err() {
-                    // Refused (no room): offered again with what it carries.
-                    if let Some(mut back) = inflight::unqueue_dgram(self.handle, key) {
-                        if !explicit {
-                            back.cred = None;
-                        }
-                        if id != 0 {
-                            inflight::restage(id, back);
-                        }
-                    }
-                }
-                r
+                self.queue_and_deliver(a, explicit, id, inflight::queue_record, deliver)
             }
             (Rx::Stream(_), FragKind::Stream) => {
                 if !frag.payload.is_empty() {
@@ -179,24 +195,7 @@ impl Socket {
                 deliver(None)
             }
             (Rx::Dgram(_), FragKind::Dgram) => {
-                if a.cred.is_none() && a.fds.is_none() {
-                    return deliver(None);
-                }
-                let key = inflight::queue_dgram(self.handle, a);
-                let r = deliver(Some(key));
-                if r.is_err() {
-                    if let Some(mut back) = inflight::unqueue_dgram(self.handle, key) {
-                        if !explicit {
-                            back.cred = None;
-                        }
-                        // Nothing was staged for a message from another
-                        // process: there is nothing to give back.
-                        if id != 0 {
-                            inflight::restage(id, back);
-                        }
-                    }
-                }
-                r
+                self.queue_and_deliver(a, explicit, id, inflight::queue_dgram, deliver)
             }
             _ => deliver(None),
         }
