@@ -17,16 +17,20 @@ set -uo pipefail
 # "still running" check of the preload tests fails (make test-fresh).
 # postgresql: initdb, postgres, psql and pgbench of programs15.sh, whose
 # skip "postgresql" fails make test without them.
+# haproxy, lighttpd, apache2-utils (ab): programs13.sh.
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
-  dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql)
+  dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql
+  haproxy lighttpd apache2-utils)
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  # Installed, not only its configuration left after a removal.
+  [ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" = "install ok installed" ] ||
+    missing+=("$pkg")
 done
 if ! command -v dpkg >/dev/null; then
   echo "deps: not a Debian system (no dpkg): install the equivalents of: ${PACKAGES[*]}"
@@ -38,10 +42,22 @@ if [ "${#missing[@]}" -gt 0 ]; then
   if [ -z "$check_only" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "deps: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # The servers' packages start their services on install: nginx and
+    # lighttpd both on port 80, where the second one's start would fail its
+    # postinst, and the install with it. The tests start their own servers:
+    # no service is started meanwhile (policy-rc.d 101, which invoke-rc.d
+    # and deb-systemd-invoke obey), unless the machine has its own policy.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      policy=/usr/sbin/policy-rc.d
+      trap 'rm -f "$policy"' EXIT
+      printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy"
+    fi
     if ! { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
       echo "deps: apt-get could not install ${missing[*]}: the tests that need them skip by name (and fail unless ALLOW_SKIP names them)"
       status=1
     fi
+    [ -z "$policy" ] || { rm -f "$policy"; trap - EXIT; }
   else
     echo "deps: missing Debian packages: ${missing[*]}"
     echo "deps: install them (as root: apt-get install ${missing[*]}), or the tests that need them skip by name (and fail unless ALLOW_SKIP names them)"
