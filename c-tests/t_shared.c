@@ -14,6 +14,7 @@
 #include "testlib.h"
 
 #include <sys/epoll.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 extern int usock_socket(int domain, int type, int protocol) __attribute__((weak));
@@ -555,3 +556,216 @@ TEST(o_nonblock_set_by_a_child_is_the_parents_too)
     OK(close(c));
 }
 
+
+/* ---- SCM_RIGHTS ------------------------------------------------------- */
+
+/* A kernel AF_UNIX pair, made by the raw call in both builds: the
+ * library's own AF_UNIX sockets would carry the fds themselves, where this
+ * is about sockets crossing the kernel's SCM_RIGHTS. */
+static void kernel_unix_pair(int sv[2])
+{
+    CHECK_EQ(syscall(SYS_socketpair, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+}
+
+static void send_fds(int u, const int *fds, int n)
+{
+    char byte = 'F';
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    memset(&ctl, 0, sizeof ctl);
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = CMSG_SPACE((size_t)n * sizeof(int))};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+    memcpy(CMSG_DATA(c), fds, (size_t)n * sizeof(int));
+    CHECK_EQ(sendmsg(u, &m, 0), 1);
+}
+
+/* Receives exactly n fds in one SCM_RIGHTS message, with FD_CLOEXEC
+ * (MSG_CMSG_CLOEXEC): 0, or the number of the check that failed. The
+ * control data is what the kernel writes for n fds, to the byte. */
+static int recv_fds(int u, int *fds, int n)
+{
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union {
+        char buf[CMSG_SPACE(8 * sizeof(int))];
+        struct cmsghdr align;
+    } ctl;
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+                       .msg_controllen = sizeof ctl.buf};
+    if (recvmsg(u, &m, MSG_CMSG_CLOEXEC) != 1 || (m.msg_flags & MSG_CTRUNC))
+        return 101;
+    if (m.msg_controllen != CMSG_SPACE((size_t)n * sizeof(int)))
+        return 102;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN((size_t)n * sizeof(int)) || CMSG_NXTHDR(&m, c))
+        return 103;
+    memcpy(fds, CMSG_DATA(c), (size_t)n * sizeof(int));
+    for (int i = 0; i < n; i++)
+        if (fcntl(fds[i], F_GETFD) != FD_CLOEXEC)
+            return 104;
+    return 0;
+}
+
+/* The receiving child: a connection and a pipe's write end, in that
+ * order; it serves the connection, then says so on the pipe. */
+static int serve_what_came(void *arg)
+{
+    int u = *(int *)arg, fds[2];
+    int r = recv_fds(u, fds, 2);
+    if (r)
+        return r;
+    struct stat st;
+    if (fstat(fds[1], &st) || !S_ISFIFO(st.st_mode))
+        return 3;
+    int type = 0;
+    socklen_t tl = sizeof type;
+    if (getsockopt(fds[0], SOL_SOCKET, SO_TYPE, &type, &tl) || type != SOCK_STREAM)
+        return 4;
+    struct sockaddr_in peer;
+    socklen_t pl = sizeof peer;
+    if (getpeername(fds[0], (struct sockaddr *)&peer, &pl) || peer.sin_family != AF_INET)
+        return 5;
+    r = serve_one(&fds[0]);
+    if (r)
+        return 10 + r;
+    return write(fds[1], "d", 1) == 1 ? 0 : 6;
+}
+
+/* A connection handed to a process that did not exist when it was made
+ * (forked before it), beside a pipe: the receiver gets both fds in order,
+ * serves the connection, and it ends when the receiver, its last holder,
+ * exits. */
+TEST(scm_rights_hands_a_connection_to_another_process)
+{
+    int u[2], p[2];
+    kernel_unix_pair(u);
+    pid_t child = spawn(serve_what_came, &u[1]);
+    OK(pipe(p));
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    int fds[2] = {s, p[1]};
+    send_fds(u[0], fds, 2);
+    OK(close(s));
+    OK(close(p[1]));
+    CHECK_EQ(send(c, "ping?", 5, 0), 5);
+    char b[8];
+    CHECK_EQ(read_n(c, b, 5), 0);
+    CHECK(memcmp(b, "pong!", 5) == 0);
+    CHECK_EQ(read(p[0], b, 1), 1);
+    reap(child);
+    CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
+    CHECK_EQ(recv(c, b, sizeof b, 0), 0);
+    OK(close(c));
+    OK(close(p[0]));
+    OK(close(u[0]));
+    OK(close(u[1]));
+}
+
+static int accept_what_came(void *arg)
+{
+    int u = *(int *)arg, l;
+    int r = recv_fds(u, &l, 1);
+    if (r)
+        return r;
+    int acc = 0;
+    socklen_t al = sizeof acc;
+    if (getsockopt(l, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) || !acc)
+        return 2;
+    int c = accept(l, NULL, NULL);
+    if (c < 0)
+        return 3;
+    return send(c, "accepted after scm!", 19, 0) == 19 ? 0 : 4;
+}
+
+/* A listener handed on and closed by its sender: it lives on in the
+ * receiver, its only holder, and its port still leads there. */
+TEST(scm_rights_hands_a_listener_to_another_process)
+{
+    int u[2];
+    kernel_unix_pair(u);
+    pid_t child = spawn(accept_what_came, &u[1]);
+    int l = tl_listener(FAM_INET, 8);
+    struct sockaddr_storage ss;
+    socklen_t len = tl_name(l, &ss);
+    send_fds(u[0], &l, 1);
+    OK(close(l));
+    int c = OK(socket(AF_INET, SOCK_STREAM, 0));
+    OK(connect(c, (struct sockaddr *)&ss, len));
+    char b[32];
+    CHECK_EQ(read_n(c, b, 19), 0);
+    CHECK(memcmp(b, "accepted after scm!", 19) == 0);
+    reap(child);
+    OK(close(c));
+    OK(close(u[0]));
+    OK(close(u[1]));
+}
+
+static int accept_after_the_gate(void *arg)
+{
+    int *a = arg;
+    struct gate g = {a[1], -1};
+    if (gate_wait(&g))
+        return 1;
+    int c = accept(a[0], NULL, NULL);
+    if (c < 0)
+        return 2;
+    return send(c, "still listening", 15, 0) == 15 ? 0 : 3;
+}
+
+/* The process that made a listener closes it after a fork: the child's
+ * copy still listens, at the same port. */
+TEST(a_listener_closed_by_its_maker_listens_on_in_a_fork_child)
+{
+    int l = tl_listener(FAM_INET, 8);
+    struct sockaddr_storage ss;
+    socklen_t len = tl_name(l, &ss);
+    struct gate g;
+    gate_open(&g);
+    int a[2] = {l, g.r};
+    pid_t child = spawn(accept_after_the_gate, a);
+    OK(close(l));
+    gate_go(&g);
+    int c = OK(socket(AF_INET, SOCK_STREAM, 0));
+    OK(connect(c, (struct sockaddr *)&ss, len));
+    char b[16];
+    CHECK_EQ(read_n(c, b, 15), 0);
+    CHECK(memcmp(b, "still listening", 15) == 0);
+    reap(child);
+    OK(close(c));
+    close(g.r);
+    close(g.w);
+}
+
+static int just_exit(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* A listener that a fork child also held: once both copies are closed the
+ * port is free again, for a bind without SO_REUSEADDR. */
+TEST(a_port_is_free_again_when_its_last_holder_closes)
+{
+    int l = tl_listener(FAM_INET, 8);
+    struct sockaddr_storage ss;
+    socklen_t len = tl_name(l, &ss);
+    reap(spawn(just_exit, NULL));
+    OK(close(l));
+    int again = OK(socket(AF_INET, SOCK_STREAM, 0));
+    OK(bind(again, (struct sockaddr *)&ss, len));
+    OK(listen(again, 1));
+    int c = OK(socket(AF_INET, SOCK_STREAM, 0));
+    OK(connect(c, (struct sockaddr *)&ss, len));
+    int s = OK(accept(again, NULL, NULL));
+    OK(close(s));
+    OK(close(c));
+    OK(close(again));
+}

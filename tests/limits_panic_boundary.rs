@@ -279,9 +279,26 @@ fn the_per_fd_prologue_macro_has_the_boundary() {
             || l.starts_with("($fd")
             || l.starts_with("let Some($s) = crate::fd::get(")
             || l.starts_with("return unsafe { crate::platform::real::")
+            || l.starts_with(
+                "on_socket!($fd, $s, real::$name($($a),*) via crate::platform::real::"
+            )
+            || l.starts_with("return unsafe { $kernel(")
             || *l == "};"),
         "runs before the guard: {before:?}"
     );
+    // A `via` function runs outside the guard: it must guard its own work.
+    let scm = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/scm_kernel.rs"),
+    )
+    .unwrap();
+    for f in ["fn sendmsg(", "fn recvmsg("] {
+        let at = scm.find(f).expect("scm_kernel's via functions");
+        let body = &scm[at..at + scm[at..].find("\n}\n").expect("end of the function")];
+        assert!(
+            body.contains("ffi::guard("),
+            "scm_kernel::{f} has no panic boundary"
+        );
+    }
     assert!(check("f", "on_socket!(fd, s, real::x(fd), {\nret_int(s.x())\n})").is_ok());
 }
 

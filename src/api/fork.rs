@@ -357,10 +357,20 @@ fn adopt_inherited() {
     if found.is_empty() || super::ready().is_err() {
         return;
     }
+    activate();
+    adopt(found, false);
+}
+
+/// Makes each socket of the shm backend that this process received (at
+/// exec, or in SCM_RIGHTS) a socket of the library at the numbers it
+/// arrived at; `cloexec` is their FD_CLOEXEC.
+pub(crate) fn adopt(
+    found: alloc::vec::Vec<crate::backends::shm::backend::Inherited>,
+    cloexec: bool,
+) {
     let Some(shm) = crate::backends::shm_backend() else {
         return;
     };
-    activate();
     for i in found {
         let backend: alloc::sync::Arc<dyn crate::backend::contract::Backend> = shm.clone();
         let Ok(sock) = crate::socket::Socket::adopted(i.info, backend, i.state, i.listening) else {
@@ -371,13 +381,12 @@ fn adopt_inherited() {
             // (the library's own duplicate keeps the anchor): a write that
             // bypasses the library (glibc's stdio calls the kernel
             // directly) then fails as on any user-space socket, instead of
-            // putting bytes on the anchor, where they would be lost. The
-            // program's FD_CLOEXEC (clear: it crossed) is the table's.
+            // putting bytes on the anchor, where they would be lost.
             let _ = platform::kfd_anchor_at(n);
             if k > 0 {
                 sock.add_ref();
             }
-            if !fd::insert(n, sock.clone(), false) {
+            if !fd::insert(n, sock.clone(), cloexec) {
                 sock.drop_ref();
             }
         }

@@ -9,11 +9,17 @@
 /// (`posix::refused`: -1 and EOPNOTSUPP for a socket inherited across
 /// fork). `$body` evaluates to the call's return value, which is traced
 /// (`USOCK_TRACE=calls`) under the libc name.
+/// With `via f`, an fd that is not ours goes to `f` instead, which has
+/// libc's signature.
 macro_rules! on_socket {
-    ($fd:expr, $s:ident, real::$name:ident($($a:expr),*), $body:block) => {{
+    ($fd:expr, $s:ident, real::$name:ident($($a:expr),*), $body:block) => {
+        on_socket!($fd, $s, real::$name($($a),*) via crate::platform::real::$name, $body)
+    };
+    ($fd:expr, $s:ident, real::$name:ident($($a:expr),*) via $kernel:path, $body:block) => {{
         let Some($s) = crate::fd::get($fd) else {
-            // SAFETY: not ours: libc's definition, same arguments.
-            return unsafe { crate::platform::real::$name($($a),*) };
+            // SAFETY: not ours: libc's definition (or a wrapper with its
+            // contract), same arguments.
+            return unsafe { $kernel($($a),*) };
         };
         super::ffi::guard(-1, || {
             // The body's `return`s leave this inner closure: the trace
@@ -64,6 +70,9 @@ pub mod fork;
 /// cbindgen:ignore
 pub mod poll;
 pub mod posix;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
+mod scm_kernel;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod splice;

@@ -364,13 +364,39 @@ pub unsafe extern "C" fn usock_sendto(
     })
 }
 
+/// sendmsg(2) on a kernel socket: shared sockets in its SCM_RIGHTS cross
+/// to the receiving process (`scm_kernel`).
+unsafe fn kernel_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
+    #[cfg(feature = "std")]
+    // SAFETY: the caller's contract, passed on.
+    return unsafe { super::scm_kernel::sendmsg(fd, msg, flags) };
+    #[cfg(not(feature = "std"))]
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        real::sendmsg(fd, msg, flags)
+    }
+}
+
+/// recvmsg(2) on a kernel socket: shared sockets that arrive in its
+/// SCM_RIGHTS become the library's (`scm_kernel`).
+unsafe fn kernel_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
+    #[cfg(feature = "std")]
+    // SAFETY: the caller's contract, passed on.
+    return unsafe { super::scm_kernel::recvmsg(fd, msg, flags) };
+    #[cfg(not(feature = "std"))]
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        real::recvmsg(fd, msg, flags)
+    }
+}
+
 /// Sends a message, like sendmsg(2). Of the control data, a UDP socket
 /// reads what one datagram may ask (IP_PKTINFO, IP_TTL, IP_TOS,
 /// IPV6_PKTINFO, IPV6_HOPLIMIT, IPV6_TCLASS: `SendCtl`); the rest is
 /// ignored.
 #[no_mangle]
 pub unsafe extern "C" fn usock_sendmsg(fd: c_int, msg: *const msghdr, flags: c_int) -> ssize_t {
-    on_socket!(fd, s, real::sendmsg(fd, msg, flags), {
+    on_socket!(fd, s, real::sendmsg(fd, msg, flags) via kernel_sendmsg, {
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }
@@ -617,7 +643,7 @@ pub unsafe extern "C" fn usock_recvfrom(
 /// (`Socket::recv_control`).
 #[no_mangle]
 pub unsafe extern "C" fn usock_recvmsg(fd: c_int, msg: *mut msghdr, flags: c_int) -> ssize_t {
-    on_socket!(fd, s, real::recvmsg(fd, msg, flags), {
+    on_socket!(fd, s, real::recvmsg(fd, msg, flags) via kernel_recvmsg, {
         if let Err(e) = ffi::probe(msg as *const u8, core::mem::size_of::<msghdr>()) {
             return ret_size(Err(e));
         }

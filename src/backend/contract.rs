@@ -331,10 +331,12 @@ pub trait SharedStreams: Send + Sync {
     /// own copy too: it is also told before the socket has a connection).
     fn set_nonblocking(&self, sock: SockRef<'_>, on: bool);
 
-    /// What carries the socket across exec: its anchor and, for a
-    /// connection, its segment's memfd (-1 for a listener). The caller
-    /// puts a duplicate of the anchor at the program's fd number and lets
-    /// the memfd cross; the new image's library adopts them.
+    /// What carries the socket to another process, across exec or in
+    /// SCM_RIGHTS: its anchor and, for a connection, its segment's memfd
+    /// (-1 for a listener). The caller puts a duplicate of the anchor at
+    /// the program's fd number (or in the message) and lets the memfd
+    /// cross beside it; the receiving library adopts them. Asking tells
+    /// the backend the socket may now live on in another process.
     fn exec_fds(&self, sock: SockRef<'_>) -> Option<(i32, i32)>;
 
     /// Before a sleep in poll/select: the kernel fd to wait on (readable

@@ -122,6 +122,18 @@ pub fn accept(kfd: i32) -> Result<i32, Errno> {
     .map(super::scm::move_high)
 }
 
+/// Waits for an exclusive flock(2) on `fd`, a file of the network
+/// directory; it is released when the file closes. EINTR is waited out.
+pub fn lock_exclusive(fd: i32) -> Result<(), Errno> {
+    loop {
+        // SAFETY: flock with integer arguments.
+        match check(unsafe { libc::syscall(libc::SYS_flock, fd, libc::LOCK_EX) }) {
+            Err(EINTR) => continue,
+            r => return r.map(drop),
+        }
+    }
+}
+
 /// The path a listening AF_UNIX `SOCK_SEQPACKET` socket `fd` is bound at;
 /// None for anything else (another type, not listening, unnamed).
 pub fn listening_path(fd: i32) -> Option<std::path::PathBuf> {

@@ -8,23 +8,23 @@
 //!
 //! Opt-in (`USOCK_SHM=1` beside `USOCK_NET`) while it grows: stream sockets
 //! only (UDP and AF_UNIX stay with the cross-process backend), every
-//! process of a network in the same mode. What it does not do yet, each
-//! in SHARED.md's order of work: a port's IPv4 and IPv6 names are one
-//! (`DIR/s<port>`), exec and SCM_RIGHTS do not carry a socket's segment,
-//! epoll does not wait on anchors, and a listener's file goes with the
-//! close of the process that bound it.
+//! process of a network in the same mode. A socket crosses exec (the
+//! interposed exec calls) and SCM_RIGHTS on a kernel AF_UNIX socket as its
+//! anchor with its segment's memfd beside it ([`Shm::recognise`] adopts
+//! them). SHARED.md lists what it lacks.
 #![deny(unsafe_code)]
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
-use std::path::PathBuf;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use super::conn::{Conn, Listener};
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::{
-    Backend, Block, ClaimOp, InputDelegation, SharedStreams, SockHandle, SockInfo, SockRef,
-    SockState,
+    Backend, Block, ClaimOp, ForkAware, InputDelegation, SharedStreams, SockHandle, SockInfo,
+    SockRef, SockState,
 };
 use crate::backend::upcall;
 use crate::consts::*;
@@ -49,6 +49,20 @@ const BODY: usize = 1 + 18 + 18;
 pub struct Shm {
     dir: PathBuf,
     next_port: AtomicU32,
+    /// fork()s this process made: a socket made before one may be held by
+    /// a child too.
+    forks: AtomicU32,
+}
+
+/// The file a socket bound at its port's name, until the socket closes.
+struct PortFile {
+    main: PathBuf,
+    /// The IPv6 name, a symbolic link to `main` (a dual-stack socket).
+    link: Option<PathBuf>,
+    /// The process that bound it: only that process removes it.
+    pid: u32,
+    /// [`Shm::forks`] then.
+    forks: u32,
 }
 
 /// A socket of the backend.
@@ -59,10 +73,12 @@ struct ShmSock {
     /// The kernel socket bound at the port's file, until listen() makes it
     /// the listener (a connecting socket keeps it as its port's claim).
     bound: Mutex<Option<i32>>,
-    /// The port file this socket made, its IPv6 link if any, and the
-    /// process that made them: only that process removes them (a fork
-    /// child closing its copy does not).
-    file: Mutex<Option<(PathBuf, Option<PathBuf>, u32)>>,
+    /// The port file this socket made. Its close removes it when no other
+    /// process can hold the socket; otherwise the file stays until a bind
+    /// finds it left over (`Shm::reclaim`).
+    file: Mutex<Option<PortFile>>,
+    /// The socket went to another process by exec or SCM_RIGHTS.
+    handed_on: core::sync::atomic::AtomicBool,
     listener: SetOnce<Listener>,
     conn: SetOnce<Conn>,
     /// O_NONBLOCK until the socket has a listener or a connection, which
@@ -80,6 +96,7 @@ impl ShmSock {
             file: Mutex::new(None),
             listener: SetOnce::new(),
             conn: SetOnce::new(),
+            handed_on: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -114,6 +131,7 @@ impl Shm {
         Shm {
             dir,
             next_port: AtomicU32::new(seed),
+            forks: AtomicU32::new(0),
         }
     }
 
@@ -151,10 +169,19 @@ impl Shm {
                 (true, true) => (self.path(port, true), None),
                 (true, false) => (self.path(port, false), Some(self.path(port, true))),
             };
-            match bind_at(&main, link.as_deref()) {
+            let mut made = bind_at(&main, link.as_deref());
+            if made == Err(EADDRINUSE) {
+                made = self.reclaim(&main, link.as_deref());
+            }
+            match made {
                 Ok(k) => {
                     *bound = Some(k);
-                    *x.file.lock() = Some((main, link, std::process::id()));
+                    *x.file.lock() = Some(PortFile {
+                        main,
+                        link,
+                        pid: std::process::id(),
+                        forks: self.forks.load(Ordering::Relaxed),
+                    });
                     *x.local.lock() = Some(IpEp { port, ..ep });
                     return Ok(());
                 }
@@ -165,6 +192,31 @@ impl Shm {
         Err(EADDRNOTAVAIL)
     }
 
+    /// A port's names are taken, but perhaps only by files left over: the
+    /// socket bound there closed in a process that could not know it was
+    /// the last holder (see `ShmSock::file`). Under the network's lock, so
+    /// that two binds never both take one leftover, each leftover name is
+    /// removed and the bind tried again; EADDRINUSE when a name is live.
+    fn reclaim(&self, main: &Path, link: Option<&Path>) -> Result<i32, Errno> {
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.dir.join(".ports.lock"))
+            .map_err(|e| e.raw_os_error().unwrap_or(EIO))?;
+        use std::os::fd::AsRawFd;
+        anchor_ipc::lock_exclusive(lock.as_raw_fd())?;
+        let names = [Some(main), link];
+        for p in names.into_iter().flatten() {
+            if std::fs::symlink_metadata(p).is_ok() && !live_name(p) {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        // The lock goes with the file's close, after the bind.
+        bind_at(main, link)
+    }
+
     fn autobind(&self, x: &ShmSock) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
@@ -173,6 +225,26 @@ impl Shm {
         let loopback = IpEp::parse(&SockAddr::unspecified(family), family)?;
         self.bind_port(x, loopback, false)
     }
+}
+
+/// Whether a live socket is bound at socket file (or symbolic link to one)
+/// `p`: Linux lists every bound AF_UNIX socket of the network namespace,
+/// with the path it was bound at, in /proc/net/unix. Read only when a bind
+/// finds its name taken.
+fn live_name(p: &Path) -> bool {
+    let target = match std::fs::read_link(p) {
+        Ok(t) => t,
+        Err(_) => p.to_path_buf(),
+    };
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        // Not known: taken, as it was.
+        return true;
+    };
+    let want = target.to_string_lossy();
+    table.lines().any(|l| {
+        l.strip_suffix(&*want)
+            .is_some_and(|head| head.ends_with(' '))
+    })
 }
 
 /// A kernel socket bound at `main`, with a symbolic link to it at `link`;
@@ -224,22 +296,36 @@ fn decode_end(b: &[u8]) -> Option<(i32, IpEp)> {
 
 impl Shm {
     /// The sockets of this network the process holds at start-up, handed
-    /// on by an exec: connected ends (an anchor whose inode a segment
-    /// memfd, also inherited, records) and listeners (a listening anchor
-    /// bound at one of this directory's port files). Each fd found keeps
-    /// its number; the library's own duplicates and the memfd move out of
-    /// the program's way.
+    /// on by an exec: see [`Shm::recognise`], over every fd the process
+    /// has. The memfds it adopts are closed: those numbers go back to the
+    /// program.
     pub fn inherited(&self) -> Vec<Inherited> {
-        let mut memfds = Vec::new();
-        let mut socks = Vec::new();
         let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
             return Vec::new();
         };
-        for e in dir.flatten() {
-            let Some(fd) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(target) = std::fs::read_link(e.path()) else {
+        let fds: Vec<i32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+            .collect();
+        let (found, memfds) = self.recognise(&fds);
+        for memfd in memfds {
+            crate::platform::kfd_close(memfd).ok();
+        }
+        found
+    }
+
+    /// Which of `fds` are sockets of this network: connected ends (an
+    /// anchor whose inode a segment memfd among `fds` records) and
+    /// listeners (a listening anchor bound at one of this directory's port
+    /// files). Each keeps its number (every number of one socket is in
+    /// its `fds`); the library works on its own duplicates. Also gives the
+    /// memfds whose sockets were found: the library holds its own copy of
+    /// each, and the caller disposes of these numbers.
+    pub fn recognise(&self, fds: &[i32]) -> (Vec<Inherited>, Vec<i32>) {
+        let mut memfds = Vec::new();
+        let mut socks = Vec::new();
+        for &fd in fds {
+            let Ok(target) = std::fs::read_link(alloc::format!("/proc/self/fd/{fd}")) else {
                 continue;
             };
             let t = target.to_string_lossy();
@@ -254,59 +340,13 @@ impl Shm {
             }
         }
         let mut found = Vec::new();
+        let mut used = Vec::new();
         for memfd in memfds {
-            let Ok(seg) = super::segment::Segment::attach(memfd) else {
-                continue;
-            };
-            for side in [
-                super::segment::Side::Connector,
-                super::segment::Side::Acceptor,
-            ] {
-                let ino = seg.anchor_ino(side);
-                let fds: Vec<i32> = socks
-                    .iter()
-                    .filter(|&&(_, i)| ino != 0 && i == ino)
-                    .map(|&(fd, _)| fd)
-                    .collect();
-                let Some(&fd) = fds.first() else {
-                    continue;
-                };
-                let (Some((family, local)), Some((_, peer))) = (
-                    decode_end(&seg.addr(side)),
-                    decode_end(&seg.addr(side.peer())),
-                ) else {
-                    continue;
-                };
-                let Ok(private) = crate::platform::kfd_dup_min(fd, 0, true) else {
-                    continue;
-                };
-                let Ok(mine) = crate::platform::kfd_dup_min(memfd, 0, true) else {
-                    crate::platform::kfd_close(private).ok();
-                    continue;
-                };
-                let Ok(c) = Conn::adopt(anchor_ipc::keep(private), anchor_ipc::keep(mine)) else {
-                    continue;
-                };
-                let info = SockInfo {
-                    domain: family,
-                    ty: SOCK_STREAM,
-                    protocol: 0,
-                };
-                let x = ShmSock::new(info);
-                *x.local.lock() = Some(local);
-                *x.peer.lock() = Some(peer);
-                let _ = x.conn.set(c);
-                found.push(Inherited {
-                    fds,
-                    info,
-                    state: Arc::new(x),
-                    listening: false,
-                });
+            let before = found.len();
+            self.adopt_ends(memfd, &socks, &mut found);
+            if found.len() > before {
+                used.push(memfd);
             }
-            drop(seg);
-            // The library's own copy is the Conn's: this number goes back
-            // to the program.
-            crate::platform::kfd_close(memfd).ok();
         }
         let mut listeners: Vec<(u64, usize)> = Vec::new();
         for (fd, ino) in socks {
@@ -341,7 +381,60 @@ impl Shm {
                 });
             }
         }
-        found
+        (found, used)
+    }
+
+    /// The connection ends of segment `memfd` whose anchors are among
+    /// `socks` (fd, inode), each adopted into `found`.
+    fn adopt_ends(&self, memfd: i32, socks: &[(i32, u64)], found: &mut Vec<Inherited>) {
+        let Ok(seg) = super::segment::Segment::attach(memfd) else {
+            return;
+        };
+        for side in [
+            super::segment::Side::Connector,
+            super::segment::Side::Acceptor,
+        ] {
+            let ino = seg.anchor_ino(side);
+            let fds: Vec<i32> = socks
+                .iter()
+                .filter(|&&(_, i)| ino != 0 && i == ino)
+                .map(|&(fd, _)| fd)
+                .collect();
+            let Some(&fd) = fds.first() else {
+                continue;
+            };
+            let (Some((family, local)), Some((_, peer))) = (
+                decode_end(&seg.addr(side)),
+                decode_end(&seg.addr(side.peer())),
+            ) else {
+                continue;
+            };
+            let Ok(private) = crate::platform::kfd_dup_min(fd, 0, true) else {
+                continue;
+            };
+            let Ok(mine) = crate::platform::kfd_dup_min(memfd, 0, true) else {
+                crate::platform::kfd_close(private).ok();
+                continue;
+            };
+            let Ok(c) = Conn::adopt(anchor_ipc::keep(private), anchor_ipc::keep(mine)) else {
+                continue;
+            };
+            let info = SockInfo {
+                domain: family,
+                ty: SOCK_STREAM,
+                protocol: 0,
+            };
+            let x = ShmSock::new(info);
+            *x.local.lock() = Some(local);
+            *x.peer.lock() = Some(peer);
+            let _ = x.conn.set(c);
+            found.push(Inherited {
+                fds,
+                info,
+                state: Arc::new(x),
+                listening: false,
+            });
+        }
     }
 
     /// Whether kernel socket `fd` is a listening anchor at one of this
@@ -359,6 +452,18 @@ impl Shm {
         };
         Some((family, port.parse().ok()?))
     }
+}
+
+/// Only counts forks (see `PortFile::forks`): the sockets' state is in
+/// shared memory and kernel fds, which a child reaches as they are.
+impl ForkAware for Shm {
+    fn fork_prepare(&self) {
+        self.forks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fork_parent(&self) {}
+
+    fn fork_child(&self) {}
 }
 
 impl Backend for Shm {
@@ -500,16 +605,26 @@ impl Backend for Shm {
         if let Some(k) = x.bound.lock().take() {
             crate::platform::unix_ipc::close_kfd(k);
         }
-        if let Some((path, link, pid)) = x.file.lock().take() {
-            if pid == std::process::id() {
-                let _ = std::fs::remove_file(path);
-                if let Some(l) = link {
+        if let Some(f) = x.file.lock().take() {
+            // A fork child or another program may still hold the socket,
+            // and its name with it: the file then stays for a later bind
+            // to find left over.
+            let alone = f.pid == std::process::id()
+                && f.forks == self.forks.load(Ordering::Relaxed)
+                && !x.handed_on.load(Ordering::Relaxed);
+            if alone {
+                let _ = std::fs::remove_file(f.main);
+                if let Some(l) = f.link {
                     let _ = std::fs::remove_file(l);
                 }
             }
         }
         // The listener's and the connection's kernel fds close when the
         // last reference to the state goes (their Drop).
+    }
+
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        Some(self)
     }
 
     fn shared(&self) -> Option<&dyn SharedStreams> {
@@ -677,6 +792,8 @@ impl SharedStreams for Shm {
 
     fn exec_fds(&self, sock: SockRef<'_>) -> Option<(i32, i32)> {
         let x = ss(&sock).ok()?;
+        // Asked when the socket goes to another process.
+        x.handed_on.store(true, Ordering::Relaxed);
         if let Some(l) = x.listener.get() {
             return Some((l.anchor(), -1));
         }
