@@ -13,11 +13,13 @@
  */
 #include "testlib.h"
 
+#include <spawn.h>
 #include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
 extern int usock_socket(int domain, int type, int protocol) __attribute__((weak));
+extern char **environ;
 
 static char shared_net[64];
 
@@ -71,8 +73,11 @@ __attribute__((constructor(200))) static void exec_helper(void)
     _exit(write(1, b, sizeof b) == (ssize_t)sizeof b ? 0 : 21);
 }
 
-/* Runs this program again with T_SHARED_EXEC=mode, as a child. */
-static pid_t exec_self(const char *mode, int fd_at_3, int fd_at_0_and_1)
+/* The exec calls a forked child may run this program again with. */
+enum exec_call { BY_EXECV, BY_EXECL, BY_EXECLP, BY_EXECLE };
+
+/* Runs this program again with T_SHARED_EXEC=mode, as a child, by `how`. */
+static pid_t exec_self_by(enum exec_call how, const char *mode, int fd_at_3, int fd_at_0_and_1)
 {
     fflush(stdout);
     pid_t pid = fork();
@@ -83,13 +88,29 @@ static pid_t exec_self(const char *mode, int fd_at_3, int fd_at_0_and_1)
         if (fd_at_0_and_1 >= 0 && (dup2(fd_at_0_and_1, 0) != 0 || dup2(fd_at_0_and_1, 1) != 1))
             _exit(31);
         setenv("T_SHARED_EXEC", mode, 1);
-        /* execv, not execl: glibc's execl reaches execve inside libc,
-         * where no library can interpose (README, "fork and exec"). */
         char *argv[] = {(char *)"t_shared", NULL};
-        execv("/proc/self/exe", argv);
+        switch (how) {
+        case BY_EXECV:
+            execv("/proc/self/exe", argv);
+            break;
+        case BY_EXECL:
+            execl("/proc/self/exe", "t_shared", (char *)NULL);
+            break;
+        case BY_EXECLP:
+            execlp("/proc/self/exe", "t_shared", (char *)NULL);
+            break;
+        case BY_EXECLE:
+            execle("/proc/self/exe", "t_shared", (char *)NULL, environ);
+            break;
+        }
         _exit(32);
     }
     return pid;
+}
+
+static pid_t exec_self(const char *mode, int fd_at_3, int fd_at_0_and_1)
+{
+    return exec_self_by(BY_EXECV, mode, fd_at_3, fd_at_0_and_1);
 }
 
 /* ---- processes -------------------------------------------------------- */
@@ -510,6 +531,91 @@ TEST(an_exec_d_program_serves_a_connection_on_stdin_and_stdout)
     pid_t child = exec_self("conn", -1, s);
     OK(close(s));
     ask_the_last_holder(c, child, "hello", "HELLO");
+}
+
+/* inetd's way through execl, execlp and execle, which glibc builds on an
+ * execve inside libc. */
+TEST(a_connection_crosses_execl_execlp_and_execle)
+{
+    static const enum exec_call calls[] = {BY_EXECL, BY_EXECLP, BY_EXECLE};
+    for (size_t i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+        int c, s;
+        tl_stream_pair(FAM_INET, &c, &s);
+        pid_t child = exec_self_by(calls[i], "conn", -1, s);
+        OK(close(s));
+        ask_the_last_holder(c, child, "hello", "HELLO");
+    }
+}
+
+/* The program's own path, for a shell command or posix_spawn. */
+static const char *self_path(void)
+{
+    static char path[4096];
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+    CHECK(n > 0);
+    path[n] = 0;
+    return path;
+}
+
+/* posix_spawn with file actions that put the connection at 0 and 1; the
+ * socket has FD_CLOEXEC, as a careful program's has: only the dup2 of the
+ * file actions makes it cross. */
+TEST(a_connection_crosses_posix_spawn_by_its_file_actions)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    OK(fcntl(s, F_SETFD, FD_CLOEXEC));
+    posix_spawn_file_actions_t fa;
+    CHECK_EQ(posix_spawn_file_actions_init(&fa), 0);
+    CHECK_EQ(posix_spawn_file_actions_adddup2(&fa, s, 0), 0);
+    CHECK_EQ(posix_spawn_file_actions_adddup2(&fa, s, 1), 0);
+    char *argv[] = {(char *)"t_shared", NULL};
+    OK(setenv("T_SHARED_EXEC", "conn", 1));
+    fflush(stdout);
+    pid_t child;
+    int r = posix_spawn(&child, self_path(), &fa, NULL, argv, environ);
+    OK(unsetenv("T_SHARED_EXEC"));
+    CHECK_EQ(r, 0);
+    posix_spawn_file_actions_destroy(&fa);
+    CHECK_EQ(fcntl(s, F_GETFD), FD_CLOEXEC);
+    OK(close(s));
+    ask_the_last_holder(c, child, "hello", "HELLO");
+}
+
+/* A shell that system() or popen() starts hands the connection on by its
+ * redirections; the caller's socket works again when the call returns. */
+static void check_after_a_shell(int c, int s)
+{
+    char b[8];
+    CHECK_EQ(read_n(c, b, 5), 0);
+    CHECK(memcmp(b, "HELLO", 5) == 0);
+    CHECK_EQ(send(s, "after", 5, 0), 5);
+    CHECK_EQ(read_n(c, b, 5), 0);
+    CHECK(memcmp(b, "after", 5) == 0);
+    OK(close(s));
+    CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
+    CHECK_EQ(recv(c, b, sizeof b, 0), 0);
+    OK(close(c));
+}
+
+TEST(a_connection_crosses_system_and_popen)
+{
+    for (int by_popen = 0; by_popen < 2; by_popen++) {
+        int c, s;
+        tl_stream_pair(FAM_INET, &c, &s);
+        CHECK_EQ(send(c, "hello", 5, 0), 5);
+        char cmd[4200];
+        snprintf(cmd, sizeof cmd, "T_SHARED_EXEC=conn exec '%s' <&%d >&%d", self_path(), s, s);
+        fflush(stdout);
+        if (by_popen) {
+            FILE *f = popen(cmd, "r");
+            CHECK(f != NULL);
+            CHECK_EQ(pclose(f), 0);
+        } else {
+            CHECK_EQ(system(cmd), 0);
+        }
+        check_after_a_shell(c, s);
+    }
 }
 
 /* O_NONBLOCK belongs to the open file description, which fork shares: a

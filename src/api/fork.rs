@@ -24,11 +24,15 @@
 //! - **exec**: the kernel fd that holds a socket's number always has
 //!   FD_CLOEXEC (the caller's flag is kept in the fd table), so no eventfd
 //!   standing in for a socket reaches a new image on any exec path. The
-//!   exec calls that can be interposed (`execve`, `execv`, `execvp`,
-//!   `execvpe`, `execveat`, `fexecve`) put, at each socket fd the caller
-//!   left without FD_CLOEXEC, an unconnected kernel socket (every read or
-//!   write of it fails with `ENOTCONN`) and say so on stderr; if the exec
-//!   fails, the sockets are put back.
+//!   exec calls (`execve`, `execv`, `execvp`, `execvpe`, `execveat`,
+//!   `fexecve`; `execl`, `execlp` and `execle` through `exec_variadic.c`)
+//!   put, at each socket fd the caller left without FD_CLOEXEC, an
+//!   unconnected kernel socket (every read or write of it fails with
+//!   `ENOTCONN`) and say so on stderr; a shared socket (`USOCK_SHM=1`)
+//!   crosses instead, as its anchor beside its segment's memfd. If the
+//!   exec fails, the sockets are put back. The spawning calls
+//!   (`posix_spawn`, `posix_spawnp`, `system`, `popen`) do the same around
+//!   the spawn, and put the sockets back when it returns.
 
 #![allow(clippy::missing_safety_doc)]
 
@@ -268,24 +272,31 @@ pub(crate) fn report_inherited(fd: i32, kind: Kind) {
 /// whose read, write, send and recv all fail with ENOTCONN while
 /// unconnected (an unconnected SOCK_STREAM one reads EINVAL). The user-space
 /// socket stays in the table; its kernel fd (a duplicate of the anchor
-/// eventfd) is put back by [`after_failed_exec`].
-fn before_exec() {
+/// eventfd) is put back by [`restore_after_exec`].
+///
+/// A shared socket crosses instead, as its anchor with its segment's memfd
+/// beside it (SHARED.md): the new image's library adopts both. For a spawn
+/// (`spawn`), whose file actions may dup2 any fd to a number that crosses,
+/// the sockets with FD_CLOEXEC get their anchor too, keeping the flag.
+fn before_exec(spawn: bool) {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
     }
     fd::for_each_ours(|n, cloexec| {
-        if cloexec {
+        if cloexec && !spawn {
             return;
         }
-        // A shared socket crosses as its anchor, with its segment's memfd
-        // beside it (SHARED.md): the new image's library adopts both.
         if let Some((anchor, memfd)) = fd::get(n).and_then(|s| s.shared_exec_fds()) {
-            if platform::kfd_dup3(anchor, n, 0).is_ok() {
+            let flags = if cloexec { libc::O_CLOEXEC } else { 0 };
+            if platform::kfd_dup3(anchor, n, flags).is_ok() {
                 if memfd >= 0 {
                     let _ = platform::kfd_fcntl(memfd, libc::F_SETFD, 0);
                 }
                 return;
             }
+        }
+        if cloexec {
+            return;
         }
         say(
             b"usock: fd ",
@@ -311,22 +322,21 @@ fn before_exec() {
     });
 }
 
-/// The exec failed: every socket fd that got a stand-in holds its own
-/// number again (any duplicate of the anchor eventfd will do). errno is
-/// kept.
-fn after_failed_exec() {
+/// The exec failed, or a spawn has made its child (which has its own copy
+/// of the fds): every socket fd holds its own number again (any duplicate
+/// of the anchor eventfd will do) and the memfds their FD_CLOEXEC. errno
+/// is kept.
+fn restore_after_exec() {
     if !ACTIVE.load(Ordering::Acquire) {
         return;
     }
     // SAFETY: __errno_location is the calling thread's errno.
     let e = unsafe { *libc::__errno_location() };
-    fd::for_each_ours(|n, cloexec| {
-        if !cloexec {
-            let _ = platform::kfd_anchor_at(n);
-            if let Some((_, memfd)) = fd::get(n).and_then(|s| s.shared_exec_fds()) {
-                if memfd >= 0 {
-                    let _ = platform::kfd_fcntl(memfd, libc::F_SETFD, libc::FD_CLOEXEC as u64);
-                }
+    fd::for_each_ours(|n, _| {
+        let _ = platform::kfd_anchor_at(n);
+        if let Some((_, memfd)) = fd::get(n).and_then(|s| s.shared_exec_fds()) {
+            if memfd >= 0 {
+                let _ = platform::kfd_fcntl(memfd, libc::F_SETFD, libc::FD_CLOEXEC as u64);
             }
         }
     });
@@ -394,11 +404,21 @@ pub(crate) fn adopt(
 }
 
 /// Runs one exec call between [`before_exec`] and, when it returns (it
-/// failed), [`after_failed_exec`].
+/// failed), [`restore_after_exec`].
 fn exec_with(f: impl FnOnce() -> c_int) -> c_int {
-    before_exec();
+    before_exec(false);
     let r = f();
-    after_failed_exec();
+    restore_after_exec();
+    r
+}
+
+/// Runs one call that spawns a program (posix_spawn, system, popen) the
+/// same way: its child is made with a copy of the fds as they are inside
+/// the call.
+fn spawn_with<R>(f: impl FnOnce() -> R) -> R {
+    before_exec(true);
+    let r = f();
+    restore_after_exec();
     r
 }
 
@@ -452,6 +472,89 @@ pub unsafe extern "C" fn fexecve(
     // SAFETY: libc's fexecve with the caller's arguments.
     guard(-1, || {
         exec_with(|| unsafe { real::fexecve(fd_, argv, envp) })
+    })
+}
+
+/// execl's, execlp's and execle's way in (`exec_variadic.c`, which
+/// gathers their arguments): execve with the sockets handed on.
+#[no_mangle]
+pub unsafe extern "C" fn userspacesock_execve_argv(
+    path: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> c_int {
+    // SAFETY: execve's contract, passed on.
+    unsafe { execve(path, argv, envp) }
+}
+
+/// execlp's way in: execvp with the sockets handed on.
+#[no_mangle]
+pub unsafe extern "C" fn userspacesock_execvp_argv(
+    file: *const c_char,
+    argv: *const *const c_char,
+) -> c_int {
+    // SAFETY: execvp's contract, passed on.
+    unsafe { execvp(file, argv) }
+}
+
+/// posix_spawn(3). The child is a copy of this process's fd table taken
+/// inside the call, so the sockets are prepared here as for an exec and
+/// put back when it returns (the child has exec'd by then, or failed).
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut pid_t,
+    path: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    guard(libc::EIO, || {
+        // SAFETY: libc's posix_spawn with the caller's arguments.
+        spawn_with(|| unsafe { real::posix_spawn(pid, path, actions, attr, argv, envp) })
+    })
+}
+
+/// posix_spawnp(3): as [`posix_spawn`].
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut pid_t,
+    file: *const c_char,
+    actions: *const libc::posix_spawn_file_actions_t,
+    attr: *const libc::posix_spawnattr_t,
+    argv: *const *mut c_char,
+    envp: *const *mut c_char,
+) -> c_int {
+    guard(libc::EIO, || {
+        // SAFETY: libc's posix_spawnp with the caller's arguments.
+        spawn_with(|| unsafe { real::posix_spawnp(pid, file, actions, attr, argv, envp) })
+    })
+}
+
+/// system(3): glibc spawns the shell inside libc, so the sockets are
+/// prepared around the whole call, as for [`posix_spawn`]; they are back
+/// at their numbers when the command has finished.
+#[no_mangle]
+pub unsafe extern "C" fn system(cmd: *const c_char) -> c_int {
+    // SAFETY: libc's system with the caller's argument.
+    guard(-1, || spawn_with(|| unsafe { real::system(cmd) }))
+}
+
+/// libc's popen, resolved at its first use (the table of `real` holds the
+/// calls that return an int or a size).
+static REAL_POPEN: real::NextFn = real::NextFn::new(b"popen\0");
+
+/// popen's type.
+type Popen = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
+
+/// popen(3): as [`system`], around the spawn of the shell.
+#[no_mangle]
+pub unsafe extern "C" fn popen(cmd: *const c_char, mode: *const c_char) -> *mut libc::FILE {
+    guard(core::ptr::null_mut(), || {
+        // SAFETY: the address dlsym gave for "popen", which has this type.
+        let f = unsafe { core::mem::transmute::<usize, Popen>(REAL_POPEN.get()) };
+        // SAFETY: libc's popen with the caller's arguments.
+        spawn_with(|| unsafe { f(cmd, mode) })
     })
 }
 

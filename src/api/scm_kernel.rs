@@ -173,7 +173,7 @@ unsafe fn adopt_received(m: &mut msghdr, flags: c_int) {
     if fds.is_empty() {
         return;
     }
-    let (found, used) = shm.recognise(&fds);
+    let (found, used, _) = shm.recognise(&fds);
     if found.is_empty() {
         return;
     }

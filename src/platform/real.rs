@@ -179,4 +179,7 @@ next_fns! {
     execvp = "execvp": fn(p: *const libc::c_char, a: *const *const libc::c_char) -> c_int;
     execvpe = "execvpe": fn(p: *const libc::c_char, a: *const *const libc::c_char, e: *const *const libc::c_char) -> c_int;
     fexecve = "fexecve": fn(fd: c_int, a: *const *const libc::c_char, e: *const *const libc::c_char) -> c_int;
+    posix_spawn = "posix_spawn": fn(pid: *mut libc::pid_t, p: *const libc::c_char, fa: *const libc::posix_spawn_file_actions_t, at: *const libc::posix_spawnattr_t, a: *const *mut libc::c_char, e: *const *mut libc::c_char) -> c_int;
+    posix_spawnp = "posix_spawnp": fn(pid: *mut libc::pid_t, p: *const libc::c_char, fa: *const libc::posix_spawn_file_actions_t, at: *const libc::posix_spawnattr_t, a: *const *mut libc::c_char, e: *const *mut libc::c_char) -> c_int;
+    system = "system": fn(cmd: *const libc::c_char) -> c_int;
 }

@@ -297,8 +297,9 @@ fn decode_end(b: &[u8]) -> Option<(i32, IpEp)> {
 impl Shm {
     /// The sockets of this network the process holds at start-up, handed
     /// on by an exec: see [`Shm::recognise`], over every fd the process
-    /// has. The memfds it adopts are closed: those numbers go back to the
-    /// program.
+    /// has. Every segment memfd is closed: those numbers go back to the
+    /// program (a spawn may hand on the memfd of a socket that its file
+    /// actions did not hand on).
     pub fn inherited(&self) -> Vec<Inherited> {
         let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
             return Vec::new();
@@ -307,8 +308,8 @@ impl Shm {
             .flatten()
             .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
             .collect();
-        let (found, memfds) = self.recognise(&fds);
-        for memfd in memfds {
+        let (found, used, unused) = self.recognise(&fds);
+        for memfd in used.into_iter().chain(unused) {
             crate::platform::kfd_close(memfd).ok();
         }
         found
@@ -319,9 +320,10 @@ impl Shm {
     /// listeners (a listening anchor bound at one of this directory's port
     /// files). Each keeps its number (every number of one socket is in
     /// its `fds`); the library works on its own duplicates. Also gives the
-    /// memfds whose sockets were found: the library holds its own copy of
-    /// each, and the caller disposes of these numbers.
-    pub fn recognise(&self, fds: &[i32]) -> (Vec<Inherited>, Vec<i32>) {
+    /// segment memfds among `fds` whose sockets were found (the library
+    /// holds its own copy of each: the caller disposes of these numbers),
+    /// and those whose sockets were not.
+    pub fn recognise(&self, fds: &[i32]) -> (Vec<Inherited>, Vec<i32>, Vec<i32>) {
         let mut memfds = Vec::new();
         let mut socks = Vec::new();
         for &fd in fds {
@@ -340,12 +342,14 @@ impl Shm {
             }
         }
         let mut found = Vec::new();
-        let mut used = Vec::new();
+        let (mut used, mut unused) = (Vec::new(), Vec::new());
         for memfd in memfds {
             let before = found.len();
             self.adopt_ends(memfd, &socks, &mut found);
             if found.len() > before {
                 used.push(memfd);
+            } else {
+                unused.push(memfd);
             }
         }
         let mut listeners: Vec<(u64, usize)> = Vec::new();
@@ -381,7 +385,7 @@ impl Shm {
                 });
             }
         }
-        (found, used)
+        (found, used, unused)
     }
 
     /// The connection ends of segment `memfd` whose anchors are among
