@@ -875,3 +875,32 @@ TEST(a_port_is_free_again_when_its_last_holder_closes)
     OK(close(c));
     OK(close(again));
 }
+
+/* A daemon's way: keep the connection at 0, close every other fd
+ * (closefrom), then serve. The library's own fds behind the socket are
+ * not the program's to close. */
+static int serve_after_closefrom(void *arg)
+{
+    int s = *(int *)arg;
+    if (dup2(s, 0) != 0)
+        return 1;
+    closefrom(1);
+    if (send(0, "ready", 5, 0) != 5)
+        return 2;
+    int zero = 0;
+    return serve_one(&zero) ? 3 : 0;
+}
+
+TEST(closefrom_leaves_the_connection_below_it_working)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    pid_t child = spawn(serve_after_closefrom, &s);
+    OK(close(s));
+    char b[8];
+    CHECK_EQ(read_n(c, b, 5), 0);
+    CHECK(memcmp(b, "ready", 5) == 0);
+    /* The child, the connection's last holder, lives: no end yet. */
+    CHECK_EQ(tl_poll1(c, POLLIN, 300), 0);
+    ask_the_last_holder(c, child, "ping?", "pong!");
+}

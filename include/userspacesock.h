@@ -780,7 +780,8 @@ int usock_shutdown(int fd, int how);
 
 /*
  close(2): the last fd of a socket closes it (end-of-stream or reset to
- its peer, blocked threads woken); other fds go to libc.
+ its peer, blocked threads woken); the library's own fds are EBADF, as if
+ not open (`platform::private_fds`); other fds go to libc.
  */
 int usock_close(int fd);
 

@@ -11,17 +11,17 @@
 # Debian machine as it does in CI (.ci/run).
 set -uo pipefail
 
-# procps: ps, which tests/preload/lib.sh (alive: is a spawned process still
-# running) and programs14.sh use, and pkill (bench/); not in a minimal
-# Debian (debootstrap minbase, container images), where without it every
-# "still running" check of the preload tests fails (make test-fresh).
+# procps: ps, which programs14.sh and usockstat.sh use, and pkill (bench/); not in a
+# minimal Debian (debootstrap minbase, container images: make test-fresh
+# found it missing).
 # postgresql: initdb, postgres, psql and pgbench of programs15.sh, whose
 # skip "postgresql" fails make test without them.
-# haproxy, lighttpd, apache2-utils (ab): programs13.sh.
+# haproxy, lighttpd, apache2-utils (ab): programs13.sh; systemd
+# (systemd-socket-activate) and gunicorn: programs15.sh.
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
   dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql
-  haproxy lighttpd apache2-utils)
+  haproxy lighttpd apache2-utils systemd gunicorn)
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes

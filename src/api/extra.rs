@@ -244,7 +244,8 @@ unsafe fn mmsg_deadline(
 }
 
 /// close_range(2): our sockets in the range are closed (or marked
-/// close-on-exec) by us, the rest by the kernel.
+/// close-on-exec) by us, the rest by the kernel, around the library's own
+/// fds, which stay open (`platform::private_fds`).
 #[no_mangle]
 pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
     guard(-1, || {
@@ -260,8 +261,14 @@ pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) 
                 }
             }
         }
-        // SAFETY: passthrough for what is left.
-        unsafe { real::close_range(first, last, flags) }
+        let mut r = 0;
+        crate::platform::private_fds::gaps(first, last, |lo, hi| {
+            if r == 0 {
+                // SAFETY: passthrough for what is left.
+                r = unsafe { real::close_range(lo, hi, flags) };
+            }
+        });
+        r
     })
 }
 

@@ -759,10 +759,16 @@ pub unsafe extern "C" fn usock_shutdown(fd: c_int, how: c_int) -> c_int {
 }
 
 /// close(2): the last fd of a socket closes it (end-of-stream or reset to
-/// its peer, blocked threads woken); other fds go to libc.
+/// its peer, blocked threads woken); the library's own fds are EBADF, as if
+/// not open (`platform::private_fds`); other fds go to libc.
 #[no_mangle]
 pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
     if !fd::is_ours(fd) {
+        #[cfg(feature = "std")]
+        if crate::platform::private_fds::is_private(fd) {
+            ffi::set_errno(EBADF);
+            return -1;
+        }
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }

@@ -171,7 +171,10 @@ fn anchor() -> Result<i32, Errno> {
     let _ = kfd_close(fd);
     let high = high?;
     match ANCHOR.compare_exchange(-1, high, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Ok(high),
+        Ok(_) => {
+            super::private_fds::mark(high);
+            Ok(high)
+        }
         Err(other) => {
             let _ = kfd_close(high);
             Ok(other)
@@ -188,6 +191,7 @@ pub fn kfd_anchor_at(fd: i32) -> Result<i32, Errno> {
 
 /// Closes a kernel fd (no libc wrapper: ours would intercept it).
 pub fn kfd_close(fd: i32) -> Result<(), Errno> {
+    super::private_fds::unmark(fd);
     // SAFETY: close takes an integer.
     let r = unsafe { libc::syscall(libc::SYS_close, fd) };
     if r < 0 {

@@ -12,6 +12,9 @@ pub mod capture;
 /// cbindgen:ignore
 pub mod cpu;
 /// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod private_fds;
+/// cbindgen:ignore
 pub mod real;
 /// cbindgen:ignore
 pub mod scm;

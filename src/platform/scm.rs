@@ -101,9 +101,17 @@ pub fn carrier_send(ctl: &[u8]) -> Result<i32, crate::consts::Errno> {
 
 /// `fd` again at a number at least half RLIMIT_NOFILE (and at most 1000
 /// up), out of the way of a program's lowest free numbers; `fd` itself
-/// when there is no such room.
+/// when there is no such room. Either way the library's own from now on
+/// (`private_fds`): the program's closefrom and close leave it alone.
 #[cfg(feature = "std")]
 pub(crate) fn move_high(fd: i32) -> i32 {
+    let kept = move_high_unmarked(fd);
+    super::private_fds::mark(kept);
+    kept
+}
+
+#[cfg(feature = "std")]
+fn move_high_unmarked(fd: i32) -> i32 {
     // SAFETY: an all-zero rlimit is valid; getrlimit fills it.
     let mut rl: libc::rlimit = unsafe { core::mem::zeroed() };
     // SAFETY: getrlimit writes one rlimit.

@@ -51,6 +51,7 @@ pub fn connect_unix(a: &libc::sockaddr_un, len: u32) -> Result<i32, Errno> {
 
 /// Closes a kernel fd of the transport.
 pub fn close_kfd(k: i32) {
+    super::private_fds::unmark(k);
     // SAFETY: closes a descriptor this module made and no longer uses.
     unsafe { libc::syscall(libc::SYS_close, k) };
 }

@@ -62,7 +62,8 @@ spawn() {
 # waiting to be reaped, which kill -0 would still find).
 alive() {
   local st
-  st=$(ps -o stat= -p "${pids[$1]:-0}" 2>/dev/null) && [ -n "$st" ] && [ "${st:0:1}" != Z ]
+  # /proc/PID/stat: "pid (comm) state ...", where comm may hold spaces.
+  st=$(sed 's/.*) //' "/proc/${pids[$1]:-0}/stat" 2>/dev/null) && [ -n "$st" ] && [ "${st:0:1}" != Z ]
 }
 # reap NAME: waits for a spawned process to end by itself; its status.
 reap() {

@@ -16,6 +16,18 @@
 #     switch to www-data or nobody and accept on the master's listeners):
 #     that is tests/preload/programs13.sh's nginx case, which make
 #     test-preload runs again under USOCK_SHM=1 (programs13-shm).
+#  5. systemd-socket-activate -l P: a python3 server that takes its
+#     listener from LISTEN_FDS (fd 3, across exec) answers three clients;
+#     and with --accept --inetd, cat serves each connection on its stdin
+#     and stdout (a fork and an exec per connection);
+#  6. gunicorn with 2 workers (forked, accepting on the master's
+#     listener): 12 requests, each answered.
+# systemd-socket-activate passes on only the variables named with -E: the
+# launcher's (LD_PRELOAD, USOCK_*) are named, or the new program would run
+# without the library. OpenSSH's sshd is not here: its pre-authentication
+# child runs under a seccomp filter that kills it at the first system call
+# not on its list, and the library's calls (process_vm_readv to check a
+# pointer, sendto for a doorbell) are not (README, "fork and exec").
 # Without USOCK_SHM each of 1 and 2 fails under the launcher (the README's
 # "fork and exec": a child's use of an inherited socket is EOPNOTSUPP).
 set -uo pipefail
@@ -143,11 +155,78 @@ postgres_case() {
   grep -h -m3 -E 'FATAL|PANIC' "$d/server.log" 2>/dev/null | sed 's/^/#    postgres: /'
 }
 
+cat > "$work/activated.py" <<'EOF'
+import os, socket
+assert os.environ.get("LISTEN_FDS") == "1", os.environ.get("LISTEN_FDS")
+l = socket.socket(fileno=3)
+for _ in range(3):
+    c, _ = l.accept()
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = c.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    c.sendall(b"%d " % os.getpid() + data[::-1][1:] + b"\n")
+    c.close()
+EOF
+activate_case() {
+  local port out rc=0 want="" i
+  local keep_env=(-E LD_PRELOAD -E USOCK_NET -E USOCK_SHM -E USOCK_ROUTE -E USOCK_NET_USERS)
+  port=$(free_port)
+  spawn "activate-$mode" 60 "${W[@]}" systemd-socket-activate "${keep_env[@]}" -l "127.0.0.1:$port" \
+    python3 "$work/activated.py"
+  if wait_for 15 "systemd-socket-activate ($mode) listening on $port" listening "$port"; then
+    out=""
+    for i in 1 2 3; do
+      out+="$(printf 'message-%d\n' "$i" | run 20 socat -t 5 - "TCP:127.0.0.1:$port" | cut -d' ' -f2) " || rc=$?
+      want+="$(printf 'message-%d' "$i" | rev) "
+    done
+    check "systemd-socket-activate ($mode): a program that took its listener from LISTEN_FDS answers 3 clients" \
+      "exit $rc: [$out]" [ "$rc/$out" = "0/$want" ]
+  fi
+  stop "activate-$mode"
+  port=$(free_port)
+  spawn "inetd-$mode" 60 "${W[@]}" systemd-socket-activate "${keep_env[@]}" --accept --inetd -l "127.0.0.1:$port" cat
+  if wait_for 15 "systemd-socket-activate --inetd ($mode) listening on $port" listening "$port"; then
+    rc=0
+    out=$(for i in 1 2; do printf 'line-%d\n' "$i" | run 20 socat -t 5 - "TCP:127.0.0.1:$port"; done | tr '\n' ' ') || rc=$?
+    check "systemd-socket-activate --accept --inetd ($mode): cat serves each connection on stdin and stdout" \
+      "exit $rc: [$out]" [ "$rc/$out" = "0/line-1 line-2 " ]
+  fi
+  stop "inetd-$mode"
+}
+
+cat > "$work/wsgi_app.py" <<'EOF'
+import os
+def app(environ, start_response):
+    body = b"%d %s\n" % (os.getpid(), environ.get("QUERY_STRING", "").encode())
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+EOF
+gunicorn_case() {
+  local port out rc=0 i bad=""
+  port=$(free_port)
+  spawn "gunicorn-$mode" 60 "${W[@]}" gunicorn --log-level warning -w 2 -b "127.0.0.1:$port" --chdir "$work" wsgi_app:app
+  if wait_for 20 "gunicorn ($mode) listening on $port" listening "$port"; then
+    out=""
+    for i in $(seq 1 12); do
+      out+="$(run 20 curl -s "http://127.0.0.1:$port/?n=$i")"$'\n' || rc=$?
+    done
+    for i in $(seq 1 12); do grep -q " n=$i\$" <<< "$out" || bad+=" $i"; done
+    check "gunicorn ($mode): 12 requests through 2 forked workers, each answered" \
+      "exit $rc, unanswered:${bad:- none}" [ "$rc/$bad" = "0/" ]
+  fi
+  stop "gunicorn-$mode"
+}
+
 for m in kernel usock; do
   set_mode "$m"
   echo "== $m"
   if need python3 -- "ForkingTCPServer ($m)"; then forking_case; fi
   if need socat -- "socat TCP-LISTEN,fork ($m)"; then socat_case; fi
+  if need systemd-socket-activate python3 socat cat -- "systemd-socket-activate ($m)"; then activate_case; fi
+  if need gunicorn curl -- "gunicorn ($m)"; then gunicorn_case; fi
   if [ -n "$pg" ] && id postgres > /dev/null 2>&1; then
     if need runuser -- "PostgreSQL ($m)"; then postgres_case; fi
   else
