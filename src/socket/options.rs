@@ -26,12 +26,22 @@ fn tcp_rmem_max() -> usize {
     super::sysctl::TCP_RMEM_MAX.get()
 }
 
-/// net.core.rmem_default: an AF_UNIX socket's SO_RCVBUF until set.
+/// net.core.rmem_default: a UDP or AF_UNIX socket's SO_RCVBUF until set.
 static RMEM_DEFAULT: super::sysctl::Sysctl =
     super::sysctl::Sysctl::new("/proc/sys/net/core/rmem_default", 0, 212_992);
-/// net.core.wmem_default: a socket's SO_SNDBUF until set.
+/// net.core.wmem_default: a UDP or AF_UNIX socket's SO_SNDBUF until set.
 static WMEM_DEFAULT: super::sysctl::Sysctl =
     super::sysctl::Sysctl::new("/proc/sys/net/core/wmem_default", 0, DEFAULT_SNDBUF);
+
+/// SO_SNDBUF before it is set: tcp_wmem[1] for TCP (tcp_init_sock),
+/// wmem_default for the rest (sock_init_data).
+fn default_sndbuf(info: &SockInfo) -> usize {
+    if is_tcp(info) {
+        super::sysctl::TCP_WMEM_DEFAULT.get()
+    } else {
+        WMEM_DEFAULT.get()
+    }
+}
 
 /// Whether the caller may pass net.core's maxima with SO_SNDBUFFORCE or
 /// SO_RCVBUFFORCE (CAP_NET_ADMIN), as the kernel judges it: the same
@@ -135,7 +145,7 @@ pub(crate) struct RxStamps {
 
 impl Options {
     /// Linux's defaults.
-    pub fn new(_info: &SockInfo) -> Options {
+    pub fn new(info: &SockInfo) -> Options {
         Options {
             reuseaddr: false,
             reuseport: false,
@@ -147,7 +157,7 @@ impl Options {
             v6only: false,
             linger_on: false,
             linger_secs: 0,
-            sndbuf: WMEM_DEFAULT.get(),
+            sndbuf: default_sndbuf(info),
             rcvbuf: None,
             rcvlowat: 1,
             keepidle: 7200,
@@ -402,12 +412,15 @@ impl Socket {
                 SO_OOBINLINE => b(o.oobinline),
                 SO_DONTROUTE => b(o.dontroute),
                 SO_RCVBUF => Ok(OptVal::Int(o.rcvbuf.unwrap_or_else(|| {
-                    // Linux's AF_UNIX never sizes a receive buffer: sk_rcvbuf
-                    // stays rmem_default.
-                    if self.info.domain == AF_UNIX {
+                    // TCP's sk_rcvbuf starts at tcp_rmem[1] and grows with
+                    // autotuning (here: once the window grew past its
+                    // default); UDP's and AF_UNIX's stays rmem_default.
+                    if !is_tcp(&self.info) {
                         RMEM_DEFAULT.get()
-                    } else {
+                    } else if self.rcvbuf() > super::DEFAULT_STREAM_RCVBUF {
                         self.rcvbuf()
+                    } else {
+                        super::sysctl::TCP_RMEM_DEFAULT.get()
                     }
                 }) as i32)),
                 SO_SNDBUF => Ok(OptVal::Int(o.sndbuf as i32)),
@@ -536,7 +549,7 @@ impl Socket {
         if let Some(r) = o.rcvbuf {
             put(1, r); // SK_MEMINFO_RCVBUF
         }
-        if o.sndbuf != WMEM_DEFAULT.get() {
+        if o.sndbuf != default_sndbuf(&self.info) {
             put(3, o.sndbuf); // SK_MEMINFO_SNDBUF
         }
         b.truncate(cap);
@@ -589,7 +602,7 @@ impl Socket {
     fn replay_unix_opts(&self, o: &Options, f: &mut impl FnMut(i32, i32, &[u8])) {
         let sizes = [
             (
-                Some(o.sndbuf).filter(|&v| v != WMEM_DEFAULT.get()),
+                Some(o.sndbuf).filter(|&v| v != default_sndbuf(&self.info)),
                 SO_SNDBUF,
                 SO_SNDBUFFORCE,
                 false,
