@@ -125,6 +125,11 @@ pub struct SockOpts {
     pub reuseport: bool,
     /// IPV6_V6ONLY is set.
     pub v6only: bool,
+    /// bind() may take an IP address the host does not have: IP_FREEBIND,
+    /// IPV6_FREEBIND or IP(V6)_TRANSPARENT is set, or the family's
+    /// net.ipv4/ipv6 ip_nonlocal_bind is on (Linux's
+    /// `inet_can_nonlocal_bind`).
+    pub freebind: bool,
 }
 
 /// A backend: see the module documentation for the rules.

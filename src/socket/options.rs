@@ -78,6 +78,20 @@ fn linux_buf_size(v: i32, max: usize, min: usize) -> usize {
     (v * 2).max(min)
 }
 
+/// net.ipv4.ip_nonlocal_bind (net.ipv6's for an IPv6 socket): any socket
+/// of the family may bind an address the host does not have.
+fn nonlocal_bind(info: &SockInfo) -> bool {
+    static V4: super::sysctl::Sysctl =
+        super::sysctl::Sysctl::switch("/proc/sys/net/ipv4/ip_nonlocal_bind", false);
+    static V6: super::sysctl::Sysctl =
+        super::sysctl::Sysctl::switch("/proc/sys/net/ipv6/ip_nonlocal_bind", false);
+    match info.domain {
+        AF_INET => V4.on(),
+        AF_INET6 => V6.on(),
+        _ => false,
+    }
+}
+
 /// Option values stored per socket.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -103,6 +117,11 @@ pub struct Options {
     keepcnt: i32,
     /// TCP_CORK as set (the send path reads `F_CORKED`).
     cork: bool,
+    /// IP_FREEBIND, IPV6_FREEBIND or IP(V6)_TRANSPARENT is on (kept by
+    /// `kernel_opts`, mirrored here for the backends' bind).
+    pub(crate) freebind: bool,
+    /// The family's ip_nonlocal_bind sysctl is on.
+    nonlocal_bind: bool,
     /// TCP_MAXSEG as set (0: none).
     maxseg: i32,
     /// TCP_INQ: receives report the bytes left (`cmsg`).
@@ -164,6 +183,8 @@ impl Options {
             keepintvl: 75,
             keepcnt: 9,
             cork: false,
+            freebind: false,
+            nonlocal_bind: nonlocal_bind(info),
             maxseg: 0,
             inq: false,
             tstamp: 0,
@@ -257,6 +278,7 @@ impl Options {
             reuseaddr: self.reuseaddr,
             reuseport: self.reuseport,
             v6only: self.v6only,
+            freebind: self.freebind || self.nonlocal_bind,
         }
     }
 

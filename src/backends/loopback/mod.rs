@@ -247,7 +247,7 @@ impl Loopback {
         let (local, key) = match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(want, info.domain)?;
-                if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
+                if !ep.bindable() && !opts.freebind && !crate::platform::is_host_address(&ep.ip) {
                     return Err(EADDRNOTAVAIL);
                 }
                 let entry = BindEntry {
