@@ -254,6 +254,14 @@ impl Frontend for SocketFrontend {
             c.opts.set_unaccepted(true);
             #[cfg(feature = "std")]
             {
+                // The SYN this connection stands for is kept for
+                // TCP_SAVED_SYN when the listener asked (TCP_SAVE_SYN).
+                c.opts.syn_saved = super::kernel_opts::int_value(
+                    &_record,
+                    IPPROTO_TCP,
+                    super::saved_syn::TCP_SAVE_SYN,
+                )
+                .is_some_and(|v| v != 0);
                 c.kernel_opts = _record;
             }
         }

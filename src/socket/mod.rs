@@ -31,6 +31,7 @@ pub(crate) mod listing;
 mod mcast;
 pub(crate) mod pcap;
 mod records;
+mod saved_syn;
 pub mod scm;
 mod shared;
 pub(crate) mod state;

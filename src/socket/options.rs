@@ -117,6 +117,9 @@ pub struct Options {
     keepcnt: i32,
     /// TCP_CORK as set (the send path reads `F_CORKED`).
     cork: bool,
+    /// An accepted connection whose listener had TCP_SAVE_SYN on, whose
+    /// SYN was not read yet (`saved_syn`).
+    pub(crate) syn_saved: bool,
     /// IP_FREEBIND, IPV6_FREEBIND or IP(V6)_TRANSPARENT is on (kept by
     /// `kernel_opts`, mirrored here for the backends' bind).
     pub(crate) freebind: bool,
@@ -183,6 +186,7 @@ impl Options {
             keepintvl: 75,
             keepcnt: 9,
             cork: false,
+            syn_saved: false,
             freebind: false,
             nonlocal_bind: nonlocal_bind(info),
             maxseg: 0,
@@ -490,6 +494,10 @@ impl Socket {
                 TCP_MAXSEG => Ok(OptVal::Int(self.tcp_maxseg(o.maxseg))),
                 TCP_CORK => b(o.cork),
                 TCP_INQ => b(o.inq),
+                super::saved_syn::TCP_SAVED_SYN => self
+                    .take_saved_syn(cap)
+                    .map(OptVal::Bytes)
+                    .map_err(|_| EINVAL),
                 TCP_INFO => {
                     let info = self.tcp_info(o.maxseg, self.held_bytes());
                     Ok(OptVal::Bytes(info[..cap.min(info.len())].to_vec()))
