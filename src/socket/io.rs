@@ -870,6 +870,16 @@ impl Socket {
         flags: i32,
         ctl: &SendCtl,
     ) -> Result<(), Errno> {
+        // A group datagram out of another interface than lo (`mcast`).
+        let routed;
+        let ctl = match dest.map(|d| self.group_route(d)) {
+            Some(super::mcast::GroupRoute::NotLooped) => return Ok(()),
+            Some(super::mcast::GroupRoute::Looped(src)) if ctl.src.is_none() => {
+                routed = SendCtl { src, ..*ctl };
+                &routed
+            }
+            _ => ctl,
+        };
         let attrs = (self.info.domain != AF_UNIX).then(|| self.send_attrs(dest, ctl));
         let id = {
             let mut tx = self.tx.lock();
