@@ -225,6 +225,14 @@ pub trait Backend: Send + Sync {
     /// `upcall::window` then tells how many datagrams are still queued).
     fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
 
+    /// Whether a datagram refused with `ENOBUFS` is kept and offered again
+    /// (after [`Backend::window`]) rather than dropped as UDP drops it.
+    /// The frontend counts a refusal as a drop (SO_RXQ_OVFL) only for a
+    /// backend that drops.
+    fn keeps_refused_datagrams(&self) -> bool {
+        false
+    }
+
     /// SIOCOUTQ: the bytes this socket sent that their receiver holds
     /// unread, when the backend can tell (`None`: it cannot, and the
     /// frontend reports 0).

@@ -92,6 +92,9 @@ fn nonlocal_bind(info: &SockInfo) -> bool {
     }
 }
 
+/// SO_RXQ_OVFL (`asm-generic/socket.h`).
+pub(crate) const SO_RXQ_OVFL: i32 = 40;
+
 /// Option values stored per socket.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -775,6 +778,10 @@ impl Socket {
                 SO_BROADCAST => flag(|o, v| o.broadcast = v),
                 SO_OOBINLINE => flag(|o, v| o.oobinline = v),
                 SO_DONTROUTE => flag(|o, v| o.dontroute = v),
+                // The kernel keeps it; UDP's receives report the drops.
+                SO_RXQ_OVFL if self.info.ty == SOCK_DGRAM && self.info.domain != AF_UNIX => {
+                    self.kernel_checked(level, name, val, |s, v| s.note_rxq_ovfl(v != 0))
+                }
                 super::scm::SO_PASSCRED if self.info.domain == AF_UNIX => {
                     flag(|o, v| o.passcred = v)
                 }

@@ -519,6 +519,11 @@ impl Backend for XProc {
         Ok(())
     }
 
+    fn keeps_refused_datagrams(&self) -> bool {
+        // A full receiver pauses its link (`receive::read_datagrams`).
+        true
+    }
+
     fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
         let x = xs(&sock).ok()?;
         if x.info.domain != AF_UNIX || x.info.ty == SOCK_DGRAM {
