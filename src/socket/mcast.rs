@@ -57,6 +57,8 @@ const IP_MULTICAST_IF: i32 = 32;
 const IP_MULTICAST_LOOP: i32 = 34;
 
 /// Where a datagram to a group goes (see the module documentation).
+/// Without the kernel options' record (no_std) always over lo.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum GroupRoute {
     /// Over lo (or not a group): as any datagram.

@@ -14,7 +14,9 @@ use super::Socket;
 use crate::addr::IpEp;
 use crate::consts::*;
 
-/// TCP_SAVE_SYN (on the listener) and TCP_SAVED_SYN (on the child).
+/// TCP_SAVE_SYN (on the listener; read from the kernel options' record,
+/// hosted only) and TCP_SAVED_SYN (on the child).
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) const TCP_SAVE_SYN: i32 = 27;
 pub(crate) const TCP_SAVED_SYN: i32 = 28;
 
@@ -60,7 +62,7 @@ fn tcp_header(src: &IpEp, dst: &IpEp, mss: u16, isn: u32) -> Vec<u8> {
     t.extend_from_slice(&isn.to_be_bytes());
     t.extend_from_slice(&[0; 4]); // no ACK
     t.extend_from_slice(&[0, 0x02]); // data offset (below), SYN
-    t.extend_from_slice(&mss.min(65535).to_be_bytes()); // window
+    t.extend_from_slice(&mss.to_be_bytes()); // window: one segment's worth
     t.extend_from_slice(&[0; 4]); // checksum, urgent pointer
     t.extend_from_slice(&[2, 4]);
     t.extend_from_slice(&mss.to_be_bytes());
@@ -174,5 +176,45 @@ impl Socket {
             return None;
         }
         Some(self.take_saved_syn(cap))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(ip4: [u8; 4], port: u16) -> IpEp {
+        let mut ip = [0u8; 16];
+        ip[10] = 0xff;
+        ip[11] = 0xff;
+        ip[12..].copy_from_slice(&ip4);
+        IpEp {
+            family: AF_INET,
+            ip,
+            port,
+        }
+    }
+
+    #[test]
+    fn ipv4_syn_headers_check_and_say_syn() {
+        let b = syn_headers(
+            &ep([127, 0, 0, 1], 40000),
+            &ep([127, 0, 0, 1], 80),
+            65495,
+            7,
+        );
+        assert_eq!(b[0], 0x45);
+        assert_eq!(b[9], IPPROTO_TCP as u8);
+        // The IP header sums to zero with its checksum in.
+        assert_eq!(fold(sum16(0, &b[..20])), 0);
+        let tcp = &b[20..];
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 80);
+        assert_eq!(tcp[13] & 0x12, 0x02);
+        assert_eq!(20 + usize::from(tcp[12] >> 4) * 4, b.len());
+        assert_eq!(usize::from(u16::from_be_bytes([b[2], b[3]])), b.len());
+        // The TCP checksum over the pseudo-header and segment is zero.
+        let len = tcp.len() as u16;
+        let pseudo = sum16(sum16(0, &b[12..20]), &[0, IPPROTO_TCP as u8]);
+        assert_eq!(fold(sum16(sum16(pseudo, &len.to_be_bytes()), tcp)), 0);
     }
 }
