@@ -151,6 +151,13 @@ typedef struct usock_sock_opts {
    IPV6_V6ONLY is set.
    */
   bool v6only;
+  /*
+   bind() may take an IP address the host does not have: IP_FREEBIND,
+   IPV6_FREEBIND or IP(V6)_TRANSPARENT is set, or the family's
+   net.ipv4/ipv6 ip_nonlocal_bind is on (Linux's
+   `inet_can_nonlocal_bind`).
+   */
+  bool freebind;
 } usock_sock_opts;
 
 /*

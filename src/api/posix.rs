@@ -836,7 +836,17 @@ pub unsafe extern "C" fn usock_getsockopt(
         if cap < 0 {
             return ret_int(Err(EINVAL));
         }
-        let v: OptVal = match s.getsockopt_len(level, name, cap as usize) {
+        // TCP_SAVED_SYN's EINVAL reports the length it needs.
+        let v = match s.saved_syn_opt(level, name, cap as usize) {
+            Some(Err(need)) => {
+                // SAFETY: `len` was probed above.
+                unsafe { *len = need as socklen_t };
+                return ret_int(Err(EINVAL));
+            }
+            Some(Ok(b)) => Ok(OptVal::Bytes(b)),
+            None => s.getsockopt_len(level, name, cap as usize),
+        };
+        let v: OptVal = match v {
             Ok(v) => v,
             Err(e) => return ret_int(Err(e)),
         };

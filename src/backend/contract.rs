@@ -125,6 +125,11 @@ pub struct SockOpts {
     pub reuseport: bool,
     /// IPV6_V6ONLY is set.
     pub v6only: bool,
+    /// bind() may take an IP address the host does not have: IP_FREEBIND,
+    /// IPV6_FREEBIND or IP(V6)_TRANSPARENT is set, or the family's
+    /// net.ipv4/ipv6 ip_nonlocal_bind is on (Linux's
+    /// `inet_can_nonlocal_bind`).
+    pub freebind: bool,
 }
 
 /// A backend: see the module documentation for the rules.
@@ -219,6 +224,14 @@ pub trait Backend: Send + Sync {
     /// may have turned senders away for a queue limit of its own, and
     /// `upcall::window` then tells how many datagrams are still queued).
     fn window(&self, _sock: SockRef<'_>, _limit: u64) {}
+
+    /// Whether a datagram refused with `ENOBUFS` is kept and offered again
+    /// (after [`Backend::window`]) rather than dropped as UDP drops it.
+    /// The frontend counts a refusal as a drop (SO_RXQ_OVFL) only for a
+    /// backend that drops.
+    fn keeps_refused_datagrams(&self) -> bool {
+        false
+    }
 
     /// SIOCOUTQ: the bytes this socket sent that their receiver holds
     /// unread, when the backend can tell (`None`: it cannot, and the

@@ -244,6 +244,11 @@ pub fn may_bind_port(_port: u16) -> bool {
     true
 }
 
+/// An interface's IPv4 address: the host's table names no interface.
+pub fn interface_addr4(_ifindex: u32) -> Option<[u8; 4]> {
+    None
+}
+
 /// Is `ip` an address of this host's interfaces? The host's table names
 /// none: loopback's are the only local ones.
 pub fn is_host_address(_ip: &[u8; 16]) -> bool {

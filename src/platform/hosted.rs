@@ -916,6 +916,35 @@ fn host_addresses6() -> Vec<[u8; 16]> {
         .collect()
 }
 
+/// The IPv4 address of interface `ifindex` (SIOCGIFNAME, then SIOCGIFADDR,
+/// on a kernel socket made and closed by raw system calls), or None.
+pub fn interface_addr4(ifindex: u32) -> Option<[u8; 4]> {
+    // SAFETY: socket(2) with constant arguments; the fd is closed below.
+    let k = unsafe { libc::syscall(libc::SYS_socket, libc::AF_INET, libc::SOCK_DGRAM, 0) };
+    if k < 0 {
+        return None;
+    }
+    // SAFETY: `ifreq` is plain data, valid all zero.
+    let mut q: libc::ifreq = unsafe { core::mem::zeroed() };
+    q.ifr_ifru.ifru_ifindex = ifindex as libc::c_int;
+    // SAFETY: both requests read and write one `ifreq`, which `q` is.
+    let ok = unsafe {
+        libc::syscall(libc::SYS_ioctl, k, libc::SIOCGIFNAME, &mut q) == 0
+            && libc::syscall(libc::SYS_ioctl, k, libc::SIOCGIFADDR, &mut q) == 0
+    };
+    // SAFETY: closes the fd made above, which nothing else uses.
+    unsafe { libc::syscall(libc::SYS_close, k) };
+    if !ok {
+        return None;
+    }
+    // SAFETY: SIOCGIFADDR filled `ifru_addr`.
+    let sa = unsafe { q.ifr_ifru.ifru_addr };
+    (i32::from(sa.sa_family) == libc::AF_INET).then(|| {
+        let d = sa.sa_data;
+        [d[2] as u8, d[3] as u8, d[4] as u8, d[5] as u8]
+    })
+}
+
 /// Is `ip` (IPv6 bytes, IPv4 as v4-mapped) an address of one of this
 /// host's interfaces? Asked of the kernel each time: a bind to an address
 /// that is not loopback's is rare, and interfaces come and go.

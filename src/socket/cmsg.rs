@@ -132,6 +132,14 @@ impl Socket {
         }
         if let Rx::Dgram(_) = &self.rx {
             let want = self.rx_attrs_wanted();
+            // sock_recv_drops: after the stamps, before the IP cmsgs.
+            if want & super::dgram_attrs::RX_OVFL != 0 && info.drops != 0 {
+                out.put(
+                    SOL_SOCKET,
+                    super::options::SO_RXQ_OVFL,
+                    &info.drops.to_ne_bytes(),
+                );
+            }
             if want != 0 && self.info.domain != AF_UNIX {
                 self.put_dgram_attrs(want, info, out);
             }

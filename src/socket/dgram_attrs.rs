@@ -47,6 +47,8 @@ pub(crate) const RX6_PKTINFO: u32 = 16;
 pub(crate) const RX6_HOPLIMIT: u32 = 32;
 pub(crate) const RX6_TCLASS: u32 = 64;
 pub(crate) const RX6_ORIGDST: u32 = 128;
+/// SO_RXQ_OVFL: a datagram queued after drops tells their count.
+pub(crate) const RX_OVFL: u32 = 256;
 
 // `tx_attrs` fields, a byte each; a TTL or hop limit of 0 in a field that
 // cannot hold 0 means "not set" (the default), the hop limits (which may
@@ -93,6 +95,25 @@ pub(crate) fn is_attr_opt(level: i32, name: i32) -> bool {
 }
 
 impl Socket {
+    /// SO_RXQ_OVFL set to `on` (the kernel checked it).
+    pub(crate) fn note_rxq_ovfl(&self, on: bool) {
+        if on {
+            self.rx_attrs.fetch_or(RX_OVFL, Ordering::Relaxed);
+        } else {
+            self.rx_attrs.fetch_and(!RX_OVFL, Ordering::Relaxed);
+        }
+    }
+
+    /// A datagram was refused for want of room.
+    pub(crate) fn count_drop(&self) {
+        self.rx_drops.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The datagrams refused so far.
+    pub(crate) fn drops(&self) -> u32 {
+        self.rx_drops.load(Ordering::Relaxed)
+    }
+
     /// Caches option `level`/`name`, just set to `v` (the kernel checked
     /// it), where sends and receives read it.
     pub(crate) fn note_attr_opt(&self, level: i32, name: i32, v: i32) {

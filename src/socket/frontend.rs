@@ -117,12 +117,21 @@ impl SocketFrontend {
                     Some(a)
                         if s.rx_attrs_wanted() != 0
                             && matches!(frag.addr.len(), 16 | 28)
-                            && frag.addr.len() + ATTR_LEN <= MAX_ADDR_LEN =>
+                            && frag.addr.len() + ATTR_LEN + 4 <= MAX_ADDR_LEN =>
                     {
                         let n = frag.addr.len();
                         held[..n].copy_from_slice(frag.addr);
                         held[n..n + ATTR_LEN].copy_from_slice(&a.to_bytes());
-                        &held[..n + ATTR_LEN]
+                        // SO_RXQ_OVFL: the drops so far ride behind them
+                        // (sock_skb_set_dropcount), when there are any.
+                        let drops = s.drops();
+                        if s.rx_attrs_wanted() & super::dgram_attrs::RX_OVFL != 0 && drops != 0 {
+                            held[n + ATTR_LEN..n + ATTR_LEN + 4]
+                                .copy_from_slice(&drops.to_ne_bytes());
+                            &held[..n + ATTR_LEN + 4]
+                        } else {
+                            &held[..n + ATTR_LEN]
+                        }
                     }
                     _ => frag.addr,
                 };
@@ -139,6 +148,12 @@ impl SocketFrontend {
                     .inspect_err(|&e| {
                         if e == ENOBUFS {
                             s.set(F_DGRAM_REFUSED);
+                            let kept = s
+                                .binding()
+                                .is_some_and(|b| b.backend.keeps_refused_datagrams());
+                            if hd.dgram_offset == 0 && !kept {
+                                s.count_drop();
+                            }
                         }
                     })?;
                 if done {
@@ -254,6 +269,14 @@ impl Frontend for SocketFrontend {
             c.opts.set_unaccepted(true);
             #[cfg(feature = "std")]
             {
+                // The SYN this connection stands for is kept for
+                // TCP_SAVED_SYN when the listener asked (TCP_SAVE_SYN).
+                c.opts.syn_saved = super::kernel_opts::int_value(
+                    &_record,
+                    IPPROTO_TCP,
+                    super::saved_syn::TCP_SAVE_SYN,
+                )
+                .is_some_and(|v| v != 0);
                 c.kernel_opts = _record;
             }
         }

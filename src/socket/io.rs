@@ -32,6 +32,9 @@ pub struct RecvInfo {
     /// AF_UNIX: what the read took (credentials, fds), for recvmsg
     /// (`inflight::taken`; 0: nothing).
     pub scm: u64,
+    /// SO_RXQ_OVFL: the socket's drops when the datagram was queued (0:
+    /// none, or not asked).
+    pub drops: u32,
 }
 
 /// Largest datagram accepted (UDP over IPv4's limit; Linux gives EMSGSIZE
@@ -344,7 +347,7 @@ impl Socket {
                 let scm = key.map_or(0, |k| {
                     super::inflight::take_dgram(self.handle, k, peek, collect)
                 });
-                let (held, attrs) = split_attrs(held);
+                let (held, attrs, drops) = split_attrs(held);
                 let addr = SockAddr::from_bytes(held);
                 let skipped = if peek && off >= 0 {
                     (off as usize).min(m.len)
@@ -370,6 +373,7 @@ impl Socket {
                     err: None,
                     attrs,
                     scm,
+                    drops,
                 });
             }
             if let Some(e) = self.take_error() {
@@ -870,6 +874,16 @@ impl Socket {
         flags: i32,
         ctl: &SendCtl,
     ) -> Result<(), Errno> {
+        // A group datagram out of another interface than lo (`mcast`).
+        let routed;
+        let ctl = match dest.map(|d| self.group_route(d)) {
+            Some(super::mcast::GroupRoute::NotLooped) => return Ok(()),
+            Some(super::mcast::GroupRoute::Looped(src)) if ctl.src.is_none() => {
+                routed = SendCtl { src, ..*ctl };
+                &routed
+            }
+            _ => ctl,
+        };
         let attrs = (self.info.domain != AF_UNIX).then(|| self.send_attrs(dest, ctl));
         let id = {
             let mut tx = self.tx.lock();
@@ -960,21 +974,31 @@ impl Socket {
 }
 
 /// A datagram's source as the Socket Buffer holds it: the address, then,
-/// for an IP source, possibly its attributes' bytes (`backend::attrs`).
-pub(super) fn split_attrs(held: &[u8]) -> (&[u8], Option<DgramAttrs>) {
+/// for an IP source, possibly its attributes' bytes (`backend::attrs`),
+/// and after them possibly SO_RXQ_OVFL's drop count (0: none).
+pub(super) fn split_attrs(held: &[u8]) -> (&[u8], Option<DgramAttrs>, u32) {
     let fam = match held {
         [a, b, ..] => i32::from(u16::from_ne_bytes([*a, *b])),
-        _ => return (held, None),
+        _ => return (held, None, 0),
     };
     let n = match fam {
         AF_INET => 16,
         AF_INET6 => 28,
-        _ => return (held, None),
+        _ => return (held, None, 0),
     };
-    if held.len() != n + ATTR_LEN {
-        return (held, None);
-    }
-    (&held[..n], DgramAttrs::from_bytes(&held[n..]))
+    let drops = match held.len().checked_sub(n) {
+        Some(ATTR_LEN) => 0,
+        Some(l) if l == ATTR_LEN + 4 => {
+            let d = &held[n + ATTR_LEN..];
+            u32::from_ne_bytes([d[0], d[1], d[2], d[3]])
+        }
+        _ => return (held, None, 0),
+    };
+    (
+        &held[..n],
+        DgramAttrs::from_bytes(&held[n..n + ATTR_LEN]),
+        drops,
+    )
 }
 
 fn read_into(sb: &StreamBuf, bufs: &mut [&mut [u8]], skip: usize) -> usize {

@@ -124,7 +124,20 @@ pub(super) fn record(s: &Socket, level: i32, name: i32, val: Vec<u8>) {
     }
     record.retain(|o| (o.level, o.name) != (level, name));
     record.push(KernelOpt { level, name, val });
+    let on = |level, name| int_value(record, level, name).is_some_and(|v| v != 0);
+    let freebind = on(IPPROTO_IP, IP_FREEBIND)
+        || on(IPPROTO_IP, IP_TRANSPARENT)
+        || on(IPPROTO_IPV6, IPV6_FREEBIND)
+        || on(IPPROTO_IPV6, IPV6_TRANSPARENT);
+    c.opts.freebind = freebind;
 }
+
+/// The options that let bind() take a foreign address (Linux's
+/// `inet_can_nonlocal_bind`), which the backends' bind must know of.
+const IP_TRANSPARENT: i32 = 19;
+const IP_FREEBIND: i32 = 15;
+const IPV6_TRANSPARENT: i32 = 75;
+const IPV6_FREEBIND: i32 = 78;
 
 /// getsockopt with a buffer of `cap` bytes: the bytes the kernel writes.
 pub(super) fn get(

@@ -20,9 +20,19 @@
 //! in another process does not let a non-member here take the group's
 //! datagrams (its members get them all the same).
 //!
+//! Sending: an IPv4 datagram to a group leaves by lo unless IP_MULTICAST_IF
+//! names another interface (by index or address). Out of another interface
+//! it would go on that link, which a user-space socket cannot reach: this
+//! host's members get it only with IP_MULTICAST_LOOP on (the default), from
+//! the interface's address, as Linux loops it back; with the loop off
+//! nobody here gets it. Over lo, IP_MULTICAST_LOOP changes nothing (lo
+//! itself brings the datagram back).
+//!
 //! Not done: source filters (IP_ADD_SOURCE_MEMBERSHIP, MCAST_MSFILTER, ...:
 //! still ENOPROTOOPT), the interface of a membership (every datagram here
-//! comes over lo), and IP_MULTICAST_LOOP, which lo ignores.
+//! comes over lo), IPv6's IPV6_MULTICAST_LOOP out of another interface
+//! (IPv6 multicast out of lo is refused: `check_group_dest`), and the
+//! datagram's copy on the real link.
 
 #[cfg(feature = "std")]
 pub(crate) use with_record::fork_lock;
@@ -39,6 +49,27 @@ use crate::consts::*;
 
 /// lo's interface index (the first interface of every network namespace).
 const LO_IFINDEX: u32 = 1;
+
+/// IP_MULTICAST_IF and IP_MULTICAST_LOOP (`linux/in.h`).
+#[cfg(feature = "std")]
+const IP_MULTICAST_IF: i32 = 32;
+#[cfg(feature = "std")]
+const IP_MULTICAST_LOOP: i32 = 34;
+
+/// Where a datagram to a group goes (see the module documentation).
+/// Without the kernel options' record (no_std) always over lo.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum GroupRoute {
+    /// Over lo (or not a group): as any datagram.
+    Lo,
+    /// Out of another interface with IP_MULTICAST_LOOP off: not to this
+    /// host's members.
+    NotLooped,
+    /// Out of another interface, looped back: from this source address
+    /// (v4-mapped), when the interface has one.
+    Looped(Option<[u8; 16]>),
+}
 
 /// The memberships, kept in the kernel options' record (hosted only, as
 /// that record is).
@@ -281,6 +312,65 @@ impl Socket {
     #[cfg(not(feature = "std"))]
     fn takes_multicast(&self, _ep: &IpEp) -> bool {
         false
+    }
+
+    /// How an IPv4 datagram to `dest` leaves: Linux's `ip_route_output`
+    /// for a group with the socket's IP_MULTICAST_IF (`ip_mreqn`,
+    /// `ip_mreq` or `in_addr`, as do_ip_setsockopt reads each) and
+    /// IP_MULTICAST_LOOP.
+    #[cfg(feature = "std")]
+    pub(super) fn group_route(&self, dest: &SockAddr) -> GroupRoute {
+        use super::kernel_opts::int_value;
+        let Ok(ep) = IpEp::parse(dest, self.info.domain) else {
+            return GroupRoute::Lo;
+        };
+        if !ep.is_v4() || !ep.is_multicast() {
+            return GroupRoute::Lo;
+        }
+        let (mc_if, looped) = {
+            let c = self.ctl.lock();
+            let mc_if = c
+                .kernel_opts
+                .iter()
+                .rev()
+                .find(|o| (o.level, o.name) == (IPPROTO_IP, IP_MULTICAST_IF))
+                .map(|o| o.val.clone());
+            let looped = int_value(&c.kernel_opts, IPPROTO_IP, IP_MULTICAST_LOOP);
+            (mc_if, looped.unwrap_or(1) != 0)
+        };
+        let Some(v) = mc_if else {
+            return GroupRoute::Lo;
+        };
+        let word = |at: usize| -> Option<[u8; 4]> { v.get(at..at + 4)?.try_into().ok() };
+        let (addr, ifindex) = match v.len() {
+            n if n >= 12 => (word(4), word(8).map(u32::from_ne_bytes).unwrap_or(0)),
+            n if n >= 8 => (word(4), 0),
+            _ => (word(0), 0),
+        };
+        let addr = addr.filter(|a| *a != [0; 4]);
+        let src = match (ifindex, addr) {
+            (0, None) => return GroupRoute::Lo,
+            (0, Some(a)) if a[0] == 127 => return GroupRoute::Lo,
+            (LO_IFINDEX, _) => return GroupRoute::Lo,
+            (_, Some(a)) => Some(a),
+            (i, None) => crate::platform::interface_addr4(i),
+        };
+        if !looped {
+            return GroupRoute::NotLooped;
+        }
+        GroupRoute::Looped(src.map(|a| {
+            let mut ip = [0u8; 16];
+            ip[10] = 0xff;
+            ip[11] = 0xff;
+            ip[12..].copy_from_slice(&a);
+            ip
+        }))
+    }
+
+    /// Without the kernel's record every group datagram goes over lo.
+    #[cfg(not(feature = "std"))]
+    pub(super) fn group_route(&self, _dest: &SockAddr) -> GroupRoute {
+        GroupRoute::Lo
     }
 
     /// IPV6_MULTICAST_IF as set, or 0.

@@ -31,6 +31,7 @@ pub(crate) mod listing;
 mod mcast;
 pub(crate) mod pcap;
 mod records;
+mod saved_syn;
 pub mod scm;
 mod shared;
 pub(crate) mod state;
@@ -206,6 +207,9 @@ pub struct Socket {
     tx_attrs: AtomicU64,
     /// The datagram cmsgs a receive reports (`dgram_attrs::RX_*`).
     rx_attrs: AtomicU32,
+    /// Datagrams refused for want of room (Linux's `sk_drops`), which
+    /// SO_RXQ_OVFL reports.
+    rx_drops: AtomicU32,
     /// TCP_DEFER_ACCEPT of a listener, seconds (0: off).
     defer_secs: AtomicU32,
     /// The socket filter (SO_ATTACH_FILTER) and its lock.
@@ -378,6 +382,7 @@ impl Socket {
             udp_gso: AtomicU32::new(0),
             tx_attrs: AtomicU64::new(0),
             rx_attrs: AtomicU32::new(0),
+            rx_drops: AtomicU32::new(0),
             defer_secs: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
             wait: WaitQueue::new(),

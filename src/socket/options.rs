@@ -26,12 +26,22 @@ fn tcp_rmem_max() -> usize {
     super::sysctl::TCP_RMEM_MAX.get()
 }
 
-/// net.core.rmem_default: an AF_UNIX socket's SO_RCVBUF until set.
+/// net.core.rmem_default: a UDP or AF_UNIX socket's SO_RCVBUF until set.
 static RMEM_DEFAULT: super::sysctl::Sysctl =
     super::sysctl::Sysctl::new("/proc/sys/net/core/rmem_default", 0, 212_992);
-/// net.core.wmem_default: a socket's SO_SNDBUF until set.
+/// net.core.wmem_default: a UDP or AF_UNIX socket's SO_SNDBUF until set.
 static WMEM_DEFAULT: super::sysctl::Sysctl =
     super::sysctl::Sysctl::new("/proc/sys/net/core/wmem_default", 0, DEFAULT_SNDBUF);
+
+/// SO_SNDBUF before it is set: tcp_wmem[1] for TCP (tcp_init_sock),
+/// wmem_default for the rest (sock_init_data).
+fn default_sndbuf(info: &SockInfo) -> usize {
+    if is_tcp(info) {
+        super::sysctl::TCP_WMEM_DEFAULT.get()
+    } else {
+        WMEM_DEFAULT.get()
+    }
+}
 
 /// Whether the caller may pass net.core's maxima with SO_SNDBUFFORCE or
 /// SO_RCVBUFFORCE (CAP_NET_ADMIN), as the kernel judges it: the same
@@ -68,6 +78,23 @@ fn linux_buf_size(v: i32, max: usize, min: usize) -> usize {
     (v * 2).max(min)
 }
 
+/// net.ipv4.ip_nonlocal_bind (net.ipv6's for an IPv6 socket): any socket
+/// of the family may bind an address the host does not have.
+fn nonlocal_bind(info: &SockInfo) -> bool {
+    static V4: super::sysctl::Sysctl =
+        super::sysctl::Sysctl::switch("/proc/sys/net/ipv4/ip_nonlocal_bind", false);
+    static V6: super::sysctl::Sysctl =
+        super::sysctl::Sysctl::switch("/proc/sys/net/ipv6/ip_nonlocal_bind", false);
+    match info.domain {
+        AF_INET => V4.on(),
+        AF_INET6 => V6.on(),
+        _ => false,
+    }
+}
+
+/// SO_RXQ_OVFL (`asm-generic/socket.h`).
+pub(crate) const SO_RXQ_OVFL: i32 = 40;
+
 /// Option values stored per socket.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
@@ -93,6 +120,14 @@ pub struct Options {
     keepcnt: i32,
     /// TCP_CORK as set (the send path reads `F_CORKED`).
     cork: bool,
+    /// An accepted connection whose listener had TCP_SAVE_SYN on, whose
+    /// SYN was not read yet (`saved_syn`).
+    pub(crate) syn_saved: bool,
+    /// IP_FREEBIND, IPV6_FREEBIND or IP(V6)_TRANSPARENT is on (kept by
+    /// `kernel_opts`, mirrored here for the backends' bind).
+    pub(crate) freebind: bool,
+    /// The family's ip_nonlocal_bind sysctl is on.
+    nonlocal_bind: bool,
     /// TCP_MAXSEG as set (0: none).
     maxseg: i32,
     /// TCP_INQ: receives report the bytes left (`cmsg`).
@@ -135,7 +170,7 @@ pub(crate) struct RxStamps {
 
 impl Options {
     /// Linux's defaults.
-    pub fn new(_info: &SockInfo) -> Options {
+    pub fn new(info: &SockInfo) -> Options {
         Options {
             reuseaddr: false,
             reuseport: false,
@@ -147,13 +182,16 @@ impl Options {
             v6only: false,
             linger_on: false,
             linger_secs: 0,
-            sndbuf: WMEM_DEFAULT.get(),
+            sndbuf: default_sndbuf(info),
             rcvbuf: None,
             rcvlowat: 1,
             keepidle: 7200,
             keepintvl: 75,
             keepcnt: 9,
             cork: false,
+            syn_saved: false,
+            freebind: false,
+            nonlocal_bind: nonlocal_bind(info),
             maxseg: 0,
             inq: false,
             tstamp: 0,
@@ -247,6 +285,7 @@ impl Options {
             reuseaddr: self.reuseaddr,
             reuseport: self.reuseport,
             v6only: self.v6only,
+            freebind: self.freebind || self.nonlocal_bind,
         }
     }
 
@@ -402,12 +441,15 @@ impl Socket {
                 SO_OOBINLINE => b(o.oobinline),
                 SO_DONTROUTE => b(o.dontroute),
                 SO_RCVBUF => Ok(OptVal::Int(o.rcvbuf.unwrap_or_else(|| {
-                    // Linux's AF_UNIX never sizes a receive buffer: sk_rcvbuf
-                    // stays rmem_default.
-                    if self.info.domain == AF_UNIX {
+                    // TCP's sk_rcvbuf starts at tcp_rmem[1] and grows with
+                    // autotuning (here: once the window grew past its
+                    // default); UDP's and AF_UNIX's stays rmem_default.
+                    if !is_tcp(&self.info) {
                         RMEM_DEFAULT.get()
-                    } else {
+                    } else if self.rcvbuf() > super::DEFAULT_STREAM_RCVBUF {
                         self.rcvbuf()
+                    } else {
+                        super::sysctl::TCP_RMEM_DEFAULT.get()
                     }
                 }) as i32)),
                 SO_SNDBUF => Ok(OptVal::Int(o.sndbuf as i32)),
@@ -455,6 +497,10 @@ impl Socket {
                 TCP_MAXSEG => Ok(OptVal::Int(self.tcp_maxseg(o.maxseg))),
                 TCP_CORK => b(o.cork),
                 TCP_INQ => b(o.inq),
+                super::saved_syn::TCP_SAVED_SYN => self
+                    .take_saved_syn(cap)
+                    .map(OptVal::Bytes)
+                    .map_err(|_| EINVAL),
                 TCP_INFO => {
                     let info = self.tcp_info(o.maxseg, self.held_bytes());
                     Ok(OptVal::Bytes(info[..cap.min(info.len())].to_vec()))
@@ -536,7 +582,7 @@ impl Socket {
         if let Some(r) = o.rcvbuf {
             put(1, r); // SK_MEMINFO_RCVBUF
         }
-        if o.sndbuf != WMEM_DEFAULT.get() {
+        if o.sndbuf != default_sndbuf(&self.info) {
             put(3, o.sndbuf); // SK_MEMINFO_SNDBUF
         }
         b.truncate(cap);
@@ -589,7 +635,7 @@ impl Socket {
     fn replay_unix_opts(&self, o: &Options, f: &mut impl FnMut(i32, i32, &[u8])) {
         let sizes = [
             (
-                Some(o.sndbuf).filter(|&v| v != WMEM_DEFAULT.get()),
+                Some(o.sndbuf).filter(|&v| v != default_sndbuf(&self.info)),
                 SO_SNDBUF,
                 SO_SNDBUFFORCE,
                 false,
@@ -732,6 +778,10 @@ impl Socket {
                 SO_BROADCAST => flag(|o, v| o.broadcast = v),
                 SO_OOBINLINE => flag(|o, v| o.oobinline = v),
                 SO_DONTROUTE => flag(|o, v| o.dontroute = v),
+                // The kernel keeps it; UDP's receives report the drops.
+                SO_RXQ_OVFL if self.info.ty == SOCK_DGRAM && self.info.domain != AF_UNIX => {
+                    self.kernel_checked(level, name, val, |s, v| s.note_rxq_ovfl(v != 0))
+                }
                 super::scm::SO_PASSCRED if self.info.domain == AF_UNIX => {
                     flag(|o, v| o.passcred = v)
                 }

@@ -69,6 +69,10 @@ pub(crate) static WMEM_MAX: Sysctl = Sysctl::new("/proc/sys/net/core/wmem_max", 
 /// tcp_rmem[2]: the largest TCP receive buffer.
 pub(crate) static TCP_RMEM_MAX: Sysctl =
     Sysctl::new("/proc/sys/net/ipv4/tcp_rmem", 2, 6 * 1024 * 1024);
+/// tcp_rmem[1]: a TCP socket's SO_RCVBUF until set.
+pub(crate) static TCP_RMEM_DEFAULT: Sysctl = Sysctl::new("/proc/sys/net/ipv4/tcp_rmem", 1, 131_072);
+/// tcp_wmem[1]: a TCP socket's SO_SNDBUF until set.
+pub(crate) static TCP_WMEM_DEFAULT: Sysctl = Sysctl::new("/proc/sys/net/ipv4/tcp_wmem", 1, 16_384);
 /// net.core.optmem_max: what a socket's attached filter may take.
 pub(crate) static OPTMEM_MAX: Sysctl = Sysctl::new("/proc/sys/net/core/optmem_max", 0, 131_072);
 /// lo's MTU: the path MTU of every connection here (IP_MTU, TCP's MSS, the

@@ -247,7 +247,7 @@ impl Loopback {
         let (local, key) = match info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(want, info.domain)?;
-                if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
+                if !ep.bindable() && !opts.freebind && !crate::platform::is_host_address(&ep.ip) {
                     return Err(EADDRNOTAVAIL);
                 }
                 let entry = BindEntry {
@@ -633,7 +633,16 @@ impl Loopback {
         } else {
             via.ip = [0; 16];
         }
-        let src = Self::concrete_local(s, Some(&via));
+        let mut src = Self::concrete_local(s, Some(&via));
+        // The sender chose the source (IP_PKTINFO, or the address of the
+        // interface its group datagram leaves by).
+        if let (Some(ip), Ok(mut me)) = (
+            attrs.as_ref().and_then(|a| a.src()),
+            IpEp::parse(&src, s.info.domain),
+        ) {
+            me.ip = ip;
+            src = me.to_sockaddr(s.info.domain);
+        }
         let from = IpEp::parse(&src, s.info.domain).ok();
         for t in self.table.lookup_all_ip(s.info.ty, ep) {
             let peer = t.sock.inner.lock().dgram_peer;

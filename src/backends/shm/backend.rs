@@ -495,7 +495,7 @@ impl Backend for Shm {
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
         let x = ss(&sock)?;
         let ep = IpEp::parse(addr, x.info.domain)?;
-        if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
+        if !ep.bindable() && !sock.opts.freebind && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_port(x, ep, sock.opts.v6only)?;

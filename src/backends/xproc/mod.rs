@@ -337,7 +337,7 @@ impl Backend for XProc {
             return self.unix_bind(x, sock.handle, addr);
         }
         let ep = IpEp::parse(addr, x.info.domain)?;
-        if !ep.bindable() && !crate::platform::is_host_address(&ep.ip) {
+        if !ep.bindable() && !sock.opts.freebind && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_ep(x, sock.handle, ep, sock.opts)
@@ -517,6 +517,11 @@ impl Backend for XProc {
             unix::shut_rd(x);
         }
         Ok(())
+    }
+
+    fn keeps_refused_datagrams(&self) -> bool {
+        // A full receiver pauses its link (`receive::read_datagrams`).
+        true
     }
 
     fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
