@@ -151,6 +151,11 @@ typedef struct usock_sock_opts {
    IPV6_V6ONLY is set.
    */
   bool v6only;
+  /*
+   IP_LOCAL_PORT_RANGE as Linux keeps it: the lowest port in the low
+   16 bits, the highest in the high 16, 0 for either when unset.
+   */
+  uint32_t port_range;
 } usock_sock_opts;
 
 /*

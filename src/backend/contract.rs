@@ -125,6 +125,28 @@ pub struct SockOpts {
     pub reuseport: bool,
     /// IPV6_V6ONLY is set.
     pub v6only: bool,
+    /// IP_LOCAL_PORT_RANGE as Linux keeps it: the lowest port in the low
+    /// 16 bits, the highest in the high 16, 0 for either when unset.
+    pub port_range: u32,
+}
+
+impl SockOpts {
+    /// The ports this socket's ephemeral binds pick from: the system's
+    /// `ip_local_port_range`, narrowed by IP_LOCAL_PORT_RANGE where its
+    /// bounds fall inside it (Linux's `inet_sk_get_local_port_range`).
+    pub fn ephemeral_range(&self) -> (u16, u16) {
+        let (mut lo, mut hi) = crate::platform::local_port_range();
+        if self.port_range != 0 {
+            let (sk_lo, sk_hi) = (self.port_range as u16, (self.port_range >> 16) as u16);
+            if (lo..=hi).contains(&sk_lo) {
+                lo = sk_lo;
+            }
+            if (lo..=hi).contains(&sk_hi) {
+                hi = sk_hi;
+            }
+        }
+        (lo, hi)
+    }
 }
 
 /// A backend: see the module documentation for the rules.

@@ -244,6 +244,12 @@ pub fn may_bind_port(_port: u16) -> bool {
     true
 }
 
+/// The ports an ephemeral bind picks from: Linux's default
+/// `ip_local_port_range`.
+pub fn local_port_range() -> (u16, u16) {
+    (32768, 60999)
+}
+
 /// Is `ip` an address of this host's interfaces? The host's table names
 /// none: loopback's are the only local ones.
 pub fn is_host_address(_ip: &[u8; 16]) -> bool {

@@ -87,8 +87,6 @@ impl BindEntry {
 }
 
 const SHARDS: usize = 16;
-/// Linux's default net.ipv4.ip_local_port_range.
-const EPHEMERAL: (u16, u16) = (32768, 60999);
 
 type Shard = Mutex<BTreeMap<BindKey, Vec<BindEntry>>>;
 
@@ -165,14 +163,15 @@ impl Table {
         Ok(())
     }
 
-    /// Binds an IP socket; port 0 picks a free ephemeral port (for a
-    /// connect, `past_time_wait`: one in TIME_WAIT will do). Returns the
-    /// port and the key.
+    /// Binds an IP socket; port 0 picks a free ephemeral port from
+    /// `range` (for a connect, `past_time_wait`: one in TIME_WAIT will do),
+    /// EADDRINUSE when none is. Returns the port and the key.
     pub fn bind_ip(
         &self,
         ty: i32,
         entry: BindEntry,
         past_time_wait: bool,
+        range: (u16, u16),
     ) -> Result<(u16, BindKey), Errno> {
         let ep = entry.ep.ok_or(EINVAL)?;
         if ep.port != 0 {
@@ -180,10 +179,13 @@ impl Table {
             self.try_insert(key.clone(), &entry, ty, false)?;
             return Ok((ep.port, key));
         }
-        let span = (EPHEMERAL.1 - EPHEMERAL.0) as u32 + 1;
-        for _ in 0..span {
-            let n = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
-            let port = EPHEMERAL.0 + n as u16;
+        let (lo, hi) = range;
+        let span = u32::from(hi.max(lo) - lo) + 1;
+        // Where the last search left off, so that successive binds spread
+        // over the range instead of retrying the same ports.
+        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
+        for i in 0..span {
+            let port = lo + (start.wrapping_add(i) % span) as u16;
             let mut e = entry.clone();
             e.ep = Some(IpEp { port, ..ep });
             // An ephemeral port is never shared.

@@ -185,14 +185,20 @@ impl XProc {
             let (k, p) = self.bind_port(x.info.ty, ep.port, space, opts)?;
             (ep.port, k, p)
         } else {
+            // Every port of the range is tried once, from where the last
+            // search left off; none free: EADDRINUSE, as
+            // `inet_csk_find_open_port` ends.
+            let (lo, hi) = opts.ephemeral_range();
+            let span = u64::from(hi.max(lo) - lo) + 1;
+            let start = self.next_port.fetch_add(1, Ordering::Relaxed);
             let mut found = None;
-            for _ in 0..4096 {
-                let n = self.next_port.fetch_add(1, Ordering::Relaxed);
-                let port = 32768 + (n % 28232) as u16;
+            for i in 0..span {
+                let port = lo + (start.wrapping_add(i) % span) as u16;
                 if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
                 if let Ok((k, p)) = self.bind_port(x.info.ty, port, space, opts) {
+                    self.next_port.fetch_add(i, Ordering::Relaxed);
                     found = Some((port, k, p));
                     break;
                 }
@@ -397,6 +403,47 @@ impl XProc {
         }
     }
 
+    /// The ephemeral port of a stream connect to `dest` from a socket
+    /// not bound first: one of `opts`' range that no file of this space
+    /// holds (a bound or listening port) and that has no connection of
+    /// this process to `dest` yet, as `__inet_hash_connect` keeps the
+    /// 4-tuple unique; EADDRNOTAVAIL when there is none. Kept until
+    /// [`Self::release_connect_port`].
+    pub(super) fn connect_port(
+        &self,
+        x: &XSock,
+        dest: &IpEp,
+        opts: SockOpts,
+    ) -> Result<u16, Errno> {
+        // A connect again after a refused one: its old port goes first.
+        self.release_connect_port(x);
+        let (lo, hi) = opts.ephemeral_range();
+        let span = u64::from(hi.max(lo) - lo) + 1;
+        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
+        let v6 = !dest.is_v4();
+        let mut used = CONNECT_PORTS.lock();
+        for i in 0..span {
+            let port = lo + (start.wrapping_add(i) % span) as u16;
+            let key = (port, dest.ip, dest.port);
+            if used.contains(&key)
+                || std::fs::symlink_metadata(self.path(SOCK_STREAM, port, v6)).is_ok()
+            {
+                continue;
+            }
+            used.insert(key);
+            *x.eph.lock() = Some(key);
+            return Ok(port);
+        }
+        Err(EADDRNOTAVAIL)
+    }
+
+    /// Gives back the connect port of stream socket `x` (its close).
+    pub(super) fn release_connect_port(&self, x: &XSock) {
+        if let Some(key) = x.eph.lock().take() {
+            CONNECT_PORTS.lock().remove(&key);
+        }
+    }
+
     pub(super) fn autobind(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
@@ -408,6 +455,14 @@ impl XProc {
         self.bind_ep(x, h, any, opts).map(|_| ())
     }
 }
+
+/// The ephemeral ports this process's stream connects use, each with the
+/// destination it reaches (address, port): a port may serve several
+/// destinations, one connection each. Lock order: alone (nothing is taken
+/// under it but the file system's).
+pub(super) static CONNECT_PORTS: crate::sync::Mutex<
+    alloc::collections::BTreeSet<(u16, [u8; 16], u16)>,
+> = crate::sync::Mutex::new(alloc::collections::BTreeSet::new());
 
 /// A datagram port with its family space, as the tables key it: the port,
 /// plus 1 << 16 for its IPv6 addresses (a bind to both is kept under the
