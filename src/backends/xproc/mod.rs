@@ -357,6 +357,7 @@ impl Backend for XProc {
             return Ok(());
         }
         self.autobind(x, sock.handle, sock.opts)?;
+        self.join_listeners(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
         transport().add(c)

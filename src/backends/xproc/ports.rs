@@ -129,12 +129,18 @@ impl XProc {
         let Ok((a, len)) = unix_addr(path) else {
             return false;
         };
+        // The IPv6 name of a dual-stack port is a link to its IPv4 one:
+        // the kernel lists the socket under the name it was bound to.
+        let real = match std::fs::read_link(path) {
+            Ok(t) => path.parent().map(|d| d.join(&t)).unwrap_or(t),
+            Err(_) => path.to_path_buf(),
+        };
         match connect_unix(&a, len) {
             Ok(p) => {
                 close_kfd(p);
                 false
             }
-            Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(path),
+            Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(&real),
         }
     }
 
@@ -165,12 +171,18 @@ impl XProc {
                 return Ok(a);
             }
         }
-        if !dgram && ep.port != 0 && opts.reuseport {
+        if !dgram && ep.port != 0 && (opts.reuseport || opts.reuseaddr) {
             let key = stream_group_key(ep.port, space);
             if let Some(p) = ports.get_mut(&key) {
-                // An SO_REUSEPORT group of this process's stream sockets
-                // shares the port's kernel listener.
-                if !p.members.iter().all(|(_, o, _)| o.reuseport) {
+                // A group of this process's stream sockets shares the
+                // port's kernel listener: all with SO_REUSEPORT, or with
+                // SO_REUSEADDR while none listens (`inet_csk_bind_conflict`
+                // pair by pair).
+                let shareable = p.members.iter().all(|(m, o, _)| {
+                    (o.reuseport && opts.reuseport)
+                        || (o.reuseaddr && opts.reuseaddr && !p.listening.contains(m))
+                });
+                if !shareable {
                     return Err(EADDRINUSE);
                 }
                 p.members.push((h, opts, x.me.clone()));
@@ -217,14 +229,16 @@ impl XProc {
                     conn: c.clone(),
                     paths,
                     members: alloc::vec![(h, opts, x.me.clone())],
+                    listening: alloc::vec::Vec::new(),
                 },
             );
             c
         } else {
             let c = Arc::new(Conn::new(k, Role::Listener, h, h));
             *c.sock.lock() = x.me.clone();
-            if opts.reuseport {
-                // The group owns the files: they go with its last member.
+            if opts.reuseport || opts.reuseaddr {
+                // Others may join (see above); the group owns the files:
+                // they go with its last member.
                 let key = stream_group_key(port, space);
                 ports.insert(
                     key,
@@ -232,6 +246,7 @@ impl XProc {
                         conn: c.clone(),
                         paths,
                         members: alloc::vec![(h, opts, x.me.clone())],
+                        listening: alloc::vec::Vec::new(),
                     },
                 );
                 *x.group.lock() = Some(key);
@@ -259,7 +274,15 @@ impl XProc {
         let mut ports = DGRAM_PORTS.lock();
         let p = ports.get_mut(&key)?;
         p.members.retain(|(m, _, _)| *m != h);
-        if let Some((next, _, w)) = p.members.first() {
+        p.listening.retain(|m| *m != h);
+        // A listener left: the port's connections go to one that listens
+        // still, if any.
+        let next = p
+            .listening
+            .first()
+            .and_then(|l| p.members.iter().find(|(m, _, _)| m == l))
+            .or(p.members.first());
+        if let Some((next, _, w)) = next {
             if p.conn.handle() == h {
                 p.conn.handle.store(next.0, Ordering::Release);
                 *p.conn.sock.lock() = w.clone();
@@ -267,6 +290,37 @@ impl XProc {
             return Some((p.conn.clone(), None));
         }
         ports.remove(&key).map(|p| (p.conn, Some(p.paths)))
+    }
+
+    /// listen() of stream socket `x` (handle `h`) in a group sharing its
+    /// port: EADDRINUSE when another member listens and the two do not
+    /// both have SO_REUSEPORT (Linux checks the bind conflict again at
+    /// listen, `inet_csk_listen_start`); otherwise the port's connections
+    /// come to it unless another listener has them already. Nothing to do
+    /// for a socket in no group.
+    pub(super) fn join_listeners(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
+        let Some(key) = *x.group.lock() else {
+            return Ok(());
+        };
+        let mut ports = DGRAM_PORTS.lock();
+        let Some(p) = ports.get_mut(&key) else {
+            return Ok(());
+        };
+        if p.listening.contains(&h) {
+            return Ok(());
+        }
+        let clash = p.members.iter().any(|(m, o, _)| {
+            *m != h && p.listening.contains(m) && !(o.reuseport && opts.reuseport)
+        });
+        if clash {
+            return Err(EADDRINUSE);
+        }
+        if p.listening.is_empty() {
+            p.conn.handle.store(h.0, Ordering::Release);
+            *p.conn.sock.lock() = x.me.clone();
+        }
+        p.listening.push(h);
+        Ok(())
     }
 
     /// Takes datagram socket `h` off its port (a `port_key`); returns the
