@@ -74,6 +74,7 @@ struct TwPlace {
     v6only: bool,
     reuseaddr: bool,
     reuseport: bool,
+    uid: u32,
 }
 
 /// Loopback's state of one socket.
@@ -257,6 +258,7 @@ impl Loopback {
                     v6only: opts.v6only || info.domain == AF_INET,
                     reuseaddr: opts.reuseaddr,
                     reuseport: opts.reuseport,
+                    uid: own_cred().map_or(0, |c| c.uid),
                     tw_until: 0,
                 };
                 let tw = TwPlace {
@@ -264,6 +266,7 @@ impl Loopback {
                     v6only: entry.v6only,
                     reuseaddr: entry.reuseaddr,
                     reuseport: entry.reuseport,
+                    uid: entry.uid,
                 };
                 let (port, key) =
                     self.table
@@ -283,6 +286,7 @@ impl Loopback {
                     v6only: false,
                     reuseaddr: false,
                     reuseport: false,
+                    uid: 0,
                     tw_until: 0,
                 };
                 let (name, key) = self.table.bind_unix(info.ty, name, entry)?;
@@ -571,6 +575,7 @@ impl Loopback {
             v6only: tw.v6only,
             reuseaddr: tw.reuseaddr,
             reuseport: tw.reuseport,
+            uid: tw.uid,
             tw_until: crate::platform::mono_ns()
                 .saturating_add(TIME_WAIT_NS)
                 .max(1),
@@ -1265,12 +1270,12 @@ impl ForkAware for Loopback {
     }
 
     fn fork_parent(&self) {
-        self.table.fork_unlock(false);
+        self.table.fork_unlock();
     }
 
     fn fork_child(&self) {
         // On the thread that forked, the child's only thread.
-        self.table.fork_unlock(true);
+        self.table.fork_unlock();
     }
 }
 

@@ -36,6 +36,9 @@ pub struct BindEntry {
     pub v6only: bool,
     pub reuseaddr: bool,
     pub reuseport: bool,
+    /// The effective user that bound it: an SO_REUSEPORT group is one
+    /// user's (Linux compares the sockets' `sk_uid`).
+    pub uid: u32,
     /// 0 for a bound socket; for a TIME_WAIT record (a closed connection's
     /// end that closed first), the monotonic time in ns it ends at.
     pub tw_until: u64,
@@ -79,7 +82,7 @@ impl BindEntry {
 
     /// May `self` bind next to the existing `other`?
     fn compatible(&self, other: &BindEntry, ty: i32) -> bool {
-        if self.reuseport && other.reuseport {
+        if self.reuseport && other.reuseport && self.uid == other.uid {
             return true;
         }
         self.reuseaddr && other.reuseaddr && (ty == SOCK_DGRAM || !other.sock.is_listening())
@@ -285,7 +288,7 @@ impl Table {
             if !Arc::ptr_eq(&e.sock, s)
                 && e.sock.is_listening()
                 && me.overlaps(e)
-                && !(me.reuseport && e.reuseport)
+                && !(me.reuseport && e.reuseport && me.uid == e.uid)
             {
                 return Err(EADDRINUSE);
             }
@@ -304,28 +307,23 @@ impl Table {
     }
 
     /// fork() support: releases what [`Self::fork_lock`] took on this
-    /// thread (nothing if it took nothing); in the child (`forget`) the
-    /// bindings, all of the parent's sockets, are dropped: the child's own
-    /// sockets find those addresses free in its private network, as they
-    /// find no listener behind them. Dropping a guard in the child is how
-    /// the crate's mutex is released there (a futex word: a waiter of the
-    /// parent's that did not come along is woken in vain).
+    /// thread (nothing if it took nothing), in the parent and in the child
+    /// alike. The child keeps the bindings: each belongs to a socket the
+    /// child holds too (its copies of the parent's descriptors), and on
+    /// Linux the child shares those sockets, so their ports stay taken in
+    /// its network (a bind there is refused, SO_REUSEPORT only for the
+    /// same user) until the child closes its copy. Dropping a guard in
+    /// the child is how the crate's mutex is released there (a futex word:
+    /// a waiter of the parent's that did not come along is woken in vain).
     #[cfg(feature = "std")]
-    pub fn fork_unlock(&'static self, forget: bool) {
+    pub fn fork_unlock(&'static self) {
         let me = self as *const Table as usize;
         let held = FORK_HELD.with(|h| {
             let mut h = h.borrow_mut();
             let i = h.iter().position(|(t, _)| *t == me)?;
             Some(h.swap_remove(i).1)
         });
-        for mut g in held.into_iter().flatten() {
-            if forget {
-                // Leaked, not freed: the child's copy of the parent's
-                // entries costs nothing, and a fork child of a threaded
-                // process is better off not calling the allocator.
-                core::mem::forget(core::mem::take(&mut *g));
-            }
-        }
+        drop(held);
     }
 
     /// Removes a socket's binding.
