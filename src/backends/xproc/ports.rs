@@ -209,10 +209,16 @@ impl XProc {
                 if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
-                if let Ok((k, p)) = self.bind_port(x.info.ty, port, space, opts) {
-                    self.next_port.fetch_add(i, Ordering::Relaxed);
-                    found = Some((port, k, p));
-                    break;
+                match self.bind_port(x.info.ty, port, space, opts) {
+                    Ok((k, p)) => {
+                        self.next_port.fetch_add(i, Ordering::Relaxed);
+                        found = Some((port, k, p));
+                        break;
+                    }
+                    Err(EADDRINUSE) => {}
+                    // Not the port's fault (a directory this process may
+                    // not write in: EACCES): no other port does better.
+                    Err(e) => return Err(e),
                 }
             }
             found.ok_or(EADDRINUSE)?
