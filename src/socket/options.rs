@@ -987,7 +987,8 @@ impl Socket {
                 }))
             }
             IPPROTO_IP
-                if name == IP_LOCAL_PORT_RANGE && matches!(self.info.domain, AF_INET | AF_INET6) =>
+                if name == IP_LOCAL_PORT_RANGE
+                    && matches!(self.info.domain, AF_INET | AF_INET6) =>
             {
                 // do_ip_setsockopt's checks; the backends pick ephemeral
                 // ports from it (`SockOpts::ephemeral_range`), and the

@@ -304,7 +304,12 @@ impl XProc {
     /// listen, `inet_csk_listen_start`); otherwise the port's connections
     /// come to it unless another listener has them already. Nothing to do
     /// for a socket in no group.
-    pub(super) fn join_listeners(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
+    pub(super) fn join_listeners(
+        &self,
+        x: &XSock,
+        h: SockHandle,
+        opts: SockOpts,
+    ) -> Result<(), Errno> {
         let Some(key) = *x.group.lock() else {
             return Ok(());
         };
