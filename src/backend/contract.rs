@@ -445,3 +445,27 @@ pub struct PeerCred {
     /// Effective group id.
     pub gid: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(lo: u16, hi: u16) -> SockOpts {
+        SockOpts {
+            port_range: u32::from(lo) | u32::from(hi) << 16,
+            ..SockOpts::default()
+        }
+    }
+
+    #[test]
+    fn ip_local_port_range_narrows_the_systems_range() {
+        let (lo, hi) = crate::platform::local_port_range();
+        assert_eq!(SockOpts::default().ephemeral_range(), (lo, hi));
+        assert_eq!(opts(lo + 10, lo + 11).ephemeral_range(), (lo + 10, lo + 11));
+        // A bound of 0, or one outside the system's range, leaves that end.
+        assert_eq!(opts(0, lo + 5).ephemeral_range(), (lo, lo + 5));
+        assert_eq!(opts(lo + 5, 0).ephemeral_range(), (lo + 5, hi));
+        assert_eq!(opts(1, lo + 5).ephemeral_range(), (lo, lo + 5));
+        assert_eq!(opts(lo + 5, 65535).ephemeral_range(), (lo + 5, hi));
+    }
+}
