@@ -158,6 +158,11 @@ typedef struct usock_sock_opts {
    `inet_can_nonlocal_bind`).
    */
   bool freebind;
+  /*
+   IP_LOCAL_PORT_RANGE as Linux keeps it: the lowest port in the low
+   16 bits, the highest in the high 16, 0 for either when unset.
+   */
+  uint32_t port_range;
 } usock_sock_opts;
 
 /*

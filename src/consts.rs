@@ -161,6 +161,8 @@ pub const UDP_CORK: i32 = 1;
 pub const UDP_SEGMENT: i32 = 103;
 pub const IP_MTU_DISCOVER: i32 = 10;
 pub const IP_MTU: i32 = 14;
+/// Linux 6.3: the range a socket's ephemeral ports come from (lo | hi << 16).
+pub const IP_LOCAL_PORT_RANGE: i32 = 51;
 pub const IPV6_MTU_DISCOVER: i32 = 23;
 pub const IPV6_MTU: i32 = 24;
 pub const IPV6_DONTFRAG: i32 = 62;

@@ -130,6 +130,28 @@ pub struct SockOpts {
     /// net.ipv4/ipv6 ip_nonlocal_bind is on (Linux's
     /// `inet_can_nonlocal_bind`).
     pub freebind: bool,
+    /// IP_LOCAL_PORT_RANGE as Linux keeps it: the lowest port in the low
+    /// 16 bits, the highest in the high 16, 0 for either when unset.
+    pub port_range: u32,
+}
+
+impl SockOpts {
+    /// The ports this socket's ephemeral binds pick from: the system's
+    /// `ip_local_port_range`, narrowed by IP_LOCAL_PORT_RANGE where its
+    /// bounds fall inside it (Linux's `inet_sk_get_local_port_range`).
+    pub fn ephemeral_range(&self) -> (u16, u16) {
+        let (mut lo, mut hi) = crate::platform::local_port_range();
+        if self.port_range != 0 {
+            let (sk_lo, sk_hi) = (self.port_range as u16, (self.port_range >> 16) as u16);
+            if (lo..=hi).contains(&sk_lo) {
+                lo = sk_lo;
+            }
+            if (lo..=hi).contains(&sk_hi) {
+                hi = sk_hi;
+            }
+        }
+        (lo, hi)
+    }
 }
 
 /// A backend: see the module documentation for the rules.
@@ -437,4 +459,28 @@ pub struct PeerCred {
     pub uid: u32,
     /// Effective group id.
     pub gid: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(lo: u16, hi: u16) -> SockOpts {
+        SockOpts {
+            port_range: u32::from(lo) | u32::from(hi) << 16,
+            ..SockOpts::default()
+        }
+    }
+
+    #[test]
+    fn ip_local_port_range_narrows_the_systems_range() {
+        let (lo, hi) = crate::platform::local_port_range();
+        assert_eq!(SockOpts::default().ephemeral_range(), (lo, hi));
+        assert_eq!(opts(lo + 10, lo + 11).ephemeral_range(), (lo + 10, lo + 11));
+        // A bound of 0, or one outside the system's range, leaves that end.
+        assert_eq!(opts(0, lo + 5).ephemeral_range(), (lo, lo + 5));
+        assert_eq!(opts(lo + 5, 0).ephemeral_range(), (lo + 5, hi));
+        assert_eq!(opts(1, lo + 5).ephemeral_range(), (lo, lo + 5));
+        assert_eq!(opts(lo + 5, 65535).ephemeral_range(), (lo + 5, hi));
+    }
 }

@@ -249,6 +249,12 @@ pub fn interface_addr4(_ifindex: u32) -> Option<[u8; 4]> {
     None
 }
 
+/// The ports an ephemeral bind picks from: Linux's default
+/// `ip_local_port_range`.
+pub fn local_port_range() -> (u16, u16) {
+    (32768, 60999)
+}
+
 /// Is `ip` an address of this host's interfaces? The host's table names
 /// none: loopback's are the only local ones.
 pub fn is_host_address(_ip: &[u8; 16]) -> bool {

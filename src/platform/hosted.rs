@@ -825,6 +825,28 @@ fn unprivileged_port_start() -> u32 {
         .unwrap_or(1024)
 }
 
+/// `net.ipv4.ip_local_port_range`: the ports an ephemeral bind picks
+/// from, read once (Linux's default, 32768-60999, when the file cannot be
+/// read or makes no sense).
+pub fn local_port_range() -> (u16, u16) {
+    static KNOWN: AtomicU32 = AtomicU32::new(0);
+    let k = KNOWN.load(Ordering::Relaxed);
+    if k != 0 {
+        return (k as u16, (k >> 16) as u16);
+    }
+    let path = std::ffi::OsStr::new("/proc/sys/net/ipv4/ip_local_port_range");
+    let read = read_file_raw(path, 64).ok().and_then(|b| {
+        let t = std::str::from_utf8(&b).ok()?.to_owned();
+        let mut it = t.split_ascii_whitespace();
+        let lo: u16 = it.next()?.parse().ok()?;
+        let hi: u16 = it.next()?.parse().ok()?;
+        (lo >= 1 && lo <= hi).then_some((lo, hi))
+    });
+    let (lo, hi) = read.unwrap_or((32768, 60999));
+    KNOWN.store(u32::from(lo) | u32::from(hi) << 16, Ordering::Relaxed);
+    (lo, hi)
+}
+
 /// Does this process hold CAP_NET_BIND_SERVICE in its effective set?
 fn has_cap_net_bind_service() -> bool {
     const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;

@@ -223,6 +223,31 @@ impl Socket {
         Ok(())
     }
 
+    /// A UDP socket's first send binds it to an ephemeral port
+    /// (`inet_autobind`): EAGAIN, even for a blocking socket, when its
+    /// range has no free port. Done here rather than left to the
+    /// backend's write, whose EAGAIN means a full receiver to wait for.
+    pub(crate) fn autobind_to_send(&self, b: &Binding) -> Result<(), Errno> {
+        if self.is_stream() || !self.is_ip() || self.has(F_BOUND) {
+            return Ok(());
+        }
+        // Bound already, by the backend (a connect()'s autobind).
+        if b.backend.local_addr(self.sref(b)).is_some() {
+            return Ok(());
+        }
+        let any = SockAddr::unspecified(self.info.domain);
+        match b.backend.bind(self.sref(b), &any) {
+            Ok(_) => {
+                self.set(F_BOUND);
+                Ok(())
+            }
+            Err(EADDRINUSE) => Err(EAGAIN),
+            // Anything else is the backend's to say at the write (a C
+            // backend may bind nothing before it sends).
+            Err(_) => Ok(()),
+        }
+    }
+
     /// A UDP connect() binds the socket before it looks at the address
     /// (`inet_dgram_connect`'s autobind): after a refused address the
     /// socket is bound all the same.

@@ -806,6 +806,7 @@ impl Socket {
             (None, Some(d)) => self.select(ClaimOp::SendTo, d)?,
             (None, None) => return Err(EDESTADDRREQ),
         };
+        self.autobind_to_send(b)?;
         let joined;
         let data: &[u8] = if bufs.len() == 1 {
             bufs[0]

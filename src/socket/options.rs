@@ -106,6 +106,8 @@ pub struct Options {
     dontroute: bool,
     nodelay: bool,
     v6only: bool,
+    /// IP_LOCAL_PORT_RANGE as given (see `SockOpts::port_range`).
+    port_range: u32,
     linger_on: bool,
     linger_secs: i32,
     sndbuf: usize,
@@ -180,6 +182,7 @@ impl Options {
             dontroute: false,
             nodelay: false,
             v6only: false,
+            port_range: 0,
             linger_on: false,
             linger_secs: 0,
             sndbuf: default_sndbuf(info),
@@ -286,6 +289,7 @@ impl Options {
             reuseport: self.reuseport,
             v6only: self.v6only,
             freebind: self.freebind || self.nonlocal_bind,
+            port_range: self.port_range,
         }
     }
 
@@ -1029,6 +1033,27 @@ impl Socket {
                 Ok(alloc::boxed::Box::new(move |s: &Socket| {
                     record(s)?;
                     s.note_attr_opt(level, name, v);
+                    Ok(())
+                }))
+            }
+            IPPROTO_IP
+                if name == IP_LOCAL_PORT_RANGE
+                    && matches!(self.info.domain, AF_INET | AF_INET6) =>
+            {
+                // do_ip_setsockopt's checks; the backends pick ephemeral
+                // ports from it (`SockOpts::ephemeral_range`), and the
+                // kernel twin, where there is one, answers getsockopt.
+                let v = u32::from_ne_bytes(val.try_into().map_err(|_| EINVAL)?);
+                let (lo, hi) = (v as u16, (v >> 16) as u16);
+                if lo != 0 && hi != 0 && lo > hi {
+                    return Err(EINVAL);
+                }
+                let record = self.kernel_set(level, name, val, ENOPROTOOPT).ok();
+                Ok(alloc::boxed::Box::new(move |s: &Socket| {
+                    if let Some(record) = record {
+                        record(s)?;
+                    }
+                    s.ctl.lock().opts.port_range = v;
                     Ok(())
                 }))
             }

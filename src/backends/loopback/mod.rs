@@ -74,6 +74,7 @@ struct TwPlace {
     v6only: bool,
     reuseaddr: bool,
     reuseport: bool,
+    uid: u32,
 }
 
 /// Loopback's state of one socket.
@@ -257,6 +258,7 @@ impl Loopback {
                     v6only: opts.v6only || info.domain == AF_INET,
                     reuseaddr: opts.reuseaddr,
                     reuseport: opts.reuseport,
+                    uid: own_cred().map_or(0, |c| c.uid),
                     tw_until: 0,
                 };
                 let tw = TwPlace {
@@ -264,8 +266,11 @@ impl Loopback {
                     v6only: entry.v6only,
                     reuseaddr: entry.reuseaddr,
                     reuseport: entry.reuseport,
+                    uid: entry.uid,
                 };
-                let (port, key) = self.table.bind_ip(info.ty, entry, for_connect)?;
+                let (port, key) =
+                    self.table
+                        .bind_ip(info.ty, entry, for_connect, opts.ephemeral_range())?;
                 s.inner.lock().tw = Some(TwPlace {
                     key: key.clone(),
                     ..tw
@@ -281,6 +286,7 @@ impl Loopback {
                     v6only: false,
                     reuseaddr: false,
                     reuseport: false,
+                    uid: 0,
                     tw_until: 0,
                 };
                 let (name, key) = self.table.bind_unix(info.ty, name, entry)?;
@@ -296,8 +302,18 @@ impl Loopback {
     }
 
     /// Binds to an ephemeral port on the wildcard address if not bound yet
-    /// (what Linux does at connect or the first sendto).
-    fn autobind(&self, s: &Arc<LoSock>, opts: SockOpts, for_connect: bool) -> Result<(), Errno> {
+    /// (what Linux does at connect or the first sendto). `exhausted`: the
+    /// errno when no port of the range is free, which depends on the call
+    /// as on Linux: EADDRNOTAVAIL for a TCP connect (`__inet_hash_connect`),
+    /// EAGAIN for a datagram's autobind (`inet_autobind`), EADDRINUSE for
+    /// listen (`inet_csk_get_port`).
+    fn autobind(
+        &self,
+        s: &Arc<LoSock>,
+        opts: SockOpts,
+        for_connect: bool,
+        exhausted: Errno,
+    ) -> Result<(), Errno> {
         if s.inner.lock().local.is_some() {
             return Ok(());
         }
@@ -312,14 +328,17 @@ impl Loopback {
                     },
                     port: 0,
                 };
-                self.do_bind(
+                match self.do_bind(
                     s,
                     s.handle(),
                     &any.to_sockaddr(s.info.domain),
                     opts,
                     for_connect,
-                )
-                .map(|_| ())
+                ) {
+                    Ok(_) => Ok(()),
+                    Err(EADDRINUSE) => Err(exhausted),
+                    Err(e) => Err(e),
+                }
             }
             // Linux does not name an AF_UNIX socket at connect or send.
             _ => Ok(()),
@@ -556,6 +575,7 @@ impl Loopback {
             v6only: tw.v6only,
             reuseaddr: tw.reuseaddr,
             reuseport: tw.reuseport,
+            uid: tw.uid,
             tw_until: crate::platform::mono_ns()
                 .saturating_add(TIME_WAIT_NS)
                 .max(1),
@@ -695,7 +715,7 @@ impl Loopback {
                 r => r,
             };
         }
-        self.autobind(s, sock.opts, false)?;
+        self.autobind(s, sock.opts, false, EAGAIN)?;
         let (target, ep, src) = match s.info.domain {
             AF_INET | AF_INET6 => {
                 let ep = IpEp::parse(&dest, s.info.domain)?;
@@ -871,7 +891,7 @@ impl Loopback {
                 .ok_or(ECONNREFUSED)?;
             (e.sock, e.handle)
         };
-        self.autobind(s, sock.opts, false)?;
+        self.autobind(s, sock.opts, false, EAGAIN)?;
         if t.closed.load(Ordering::Acquire) {
             return Err(ECONNREFUSED);
         }
@@ -1005,7 +1025,7 @@ impl Backend for Loopback {
 
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
         let s = arc(&sock)?;
-        self.autobind(&s, sock.opts, false)?;
+        self.autobind(&s, sock.opts, false, EADDRINUSE)?;
         // Lock order: a shard's lock, then a socket's; never the reverse
         // (a datagram lookup reads the bound sockets' peers under the shard).
         let key = s.inner.lock().key.clone();
@@ -1042,13 +1062,13 @@ impl Backend for Loopback {
                 }
                 fam => {
                     IpEp::parse(dest, fam)?;
-                    self.autobind(&s, sock.opts, false)?;
+                    self.autobind(&s, sock.opts, false, EAGAIN)?;
                 }
             }
             s.inner.lock().dgram_peer = Some(*dest);
             return Ok(());
         }
-        self.autobind(&s, sock.opts, true)?;
+        self.autobind(&s, sock.opts, true, EADDRNOTAVAIL)?;
         if self.connect_self(&s, dest)? {
             return Ok(());
         }
@@ -1259,12 +1279,12 @@ impl ForkAware for Loopback {
     }
 
     fn fork_parent(&self) {
-        self.table.fork_unlock(false);
+        self.table.fork_unlock();
     }
 
     fn fork_child(&self) {
         // On the thread that forked, the child's only thread.
-        self.table.fork_unlock(true);
+        self.table.fork_unlock();
     }
 }
 

@@ -36,6 +36,9 @@ pub struct BindEntry {
     pub v6only: bool,
     pub reuseaddr: bool,
     pub reuseport: bool,
+    /// The effective user that bound it: an SO_REUSEPORT group is one
+    /// user's (Linux compares the sockets' `sk_uid`).
+    pub uid: u32,
     /// 0 for a bound socket; for a TIME_WAIT record (a closed connection's
     /// end that closed first), the monotonic time in ns it ends at.
     pub tw_until: u64,
@@ -79,7 +82,7 @@ impl BindEntry {
 
     /// May `self` bind next to the existing `other`?
     fn compatible(&self, other: &BindEntry, ty: i32) -> bool {
-        if self.reuseport && other.reuseport {
+        if self.reuseport && other.reuseport && self.uid == other.uid {
             return true;
         }
         self.reuseaddr && other.reuseaddr && (ty == SOCK_DGRAM || !other.sock.is_listening())
@@ -87,8 +90,6 @@ impl BindEntry {
 }
 
 const SHARDS: usize = 16;
-/// Linux's default net.ipv4.ip_local_port_range.
-const EPHEMERAL: (u16, u16) = (32768, 60999);
 
 type Shard = Mutex<BTreeMap<BindKey, Vec<BindEntry>>>;
 
@@ -165,14 +166,15 @@ impl Table {
         Ok(())
     }
 
-    /// Binds an IP socket; port 0 picks a free ephemeral port (for a
-    /// connect, `past_time_wait`: one in TIME_WAIT will do). Returns the
-    /// port and the key.
+    /// Binds an IP socket; port 0 picks a free ephemeral port from
+    /// `range` (for a connect, `past_time_wait`: one in TIME_WAIT will do),
+    /// EADDRINUSE when none is. Returns the port and the key.
     pub fn bind_ip(
         &self,
         ty: i32,
         entry: BindEntry,
         past_time_wait: bool,
+        range: (u16, u16),
     ) -> Result<(u16, BindKey), Errno> {
         let ep = entry.ep.ok_or(EINVAL)?;
         if ep.port != 0 {
@@ -180,10 +182,13 @@ impl Table {
             self.try_insert(key.clone(), &entry, ty, false)?;
             return Ok((ep.port, key));
         }
-        let span = (EPHEMERAL.1 - EPHEMERAL.0) as u32 + 1;
-        for _ in 0..span {
-            let n = self.next_port.fetch_add(1, Ordering::Relaxed) % span;
-            let port = EPHEMERAL.0 + n as u16;
+        let (lo, hi) = range;
+        let span = u32::from(hi.max(lo) - lo) + 1;
+        // Where the last search left off, so that successive binds spread
+        // over the range instead of retrying the same ports.
+        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
+        for i in 0..span {
+            let port = lo + (start.wrapping_add(i) % span) as u16;
             let mut e = entry.clone();
             e.ep = Some(IpEp { port, ..ep });
             // An ephemeral port is never shared.
@@ -283,7 +288,7 @@ impl Table {
             if !Arc::ptr_eq(&e.sock, s)
                 && e.sock.is_listening()
                 && me.overlaps(e)
-                && !(me.reuseport && e.reuseport)
+                && !(me.reuseport && e.reuseport && me.uid == e.uid)
             {
                 return Err(EADDRINUSE);
             }
@@ -302,28 +307,23 @@ impl Table {
     }
 
     /// fork() support: releases what [`Self::fork_lock`] took on this
-    /// thread (nothing if it took nothing); in the child (`forget`) the
-    /// bindings, all of the parent's sockets, are dropped: the child's own
-    /// sockets find those addresses free in its private network, as they
-    /// find no listener behind them. Dropping a guard in the child is how
-    /// the crate's mutex is released there (a futex word: a waiter of the
-    /// parent's that did not come along is woken in vain).
+    /// thread (nothing if it took nothing), in the parent and in the child
+    /// alike. The child keeps the bindings: each belongs to a socket the
+    /// child holds too (its copies of the parent's descriptors), and on
+    /// Linux the child shares those sockets, so their ports stay taken in
+    /// its network (a bind there is refused, SO_REUSEPORT only for the
+    /// same user) until the child closes its copy. Dropping a guard in
+    /// the child is how the crate's mutex is released there (a futex word:
+    /// a waiter of the parent's that did not come along is woken in vain).
     #[cfg(feature = "std")]
-    pub fn fork_unlock(&'static self, forget: bool) {
+    pub fn fork_unlock(&'static self) {
         let me = self as *const Table as usize;
         let held = FORK_HELD.with(|h| {
             let mut h = h.borrow_mut();
             let i = h.iter().position(|(t, _)| *t == me)?;
             Some(h.swap_remove(i).1)
         });
-        for mut g in held.into_iter().flatten() {
-            if forget {
-                // Leaked, not freed: the child's copy of the parent's
-                // entries costs nothing, and a fork child of a threaded
-                // process is better off not calling the allocator.
-                core::mem::forget(core::mem::take(&mut *g));
-            }
-        }
+        drop(held);
     }
 
     /// Removes a socket's binding.

@@ -30,6 +30,8 @@ pub(super) struct DgramPort {
     pub(super) paths: Vec<PathBuf>,
     /// In bind order: each member's handle, options and state.
     pub(super) members: Vec<(SockHandle, SockOpts, Weak<XSock>)>,
+    /// A stream port's members that listen (see `ports::join_listeners`).
+    pub(super) listening: Vec<SockHandle>,
 }
 
 /// This process's datagram ports. Lock order: before the transport's

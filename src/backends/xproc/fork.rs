@@ -24,6 +24,7 @@ struct Held {
     unix_links: MutexGuard<'static, BTreeMap<std::path::PathBuf, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
     paused: MutexGuard<'static, Vec<Arc<Conn>>>,
+    connect_ports: MutexGuard<'static, alloc::collections::BTreeSet<(u16, [u8; 16], u16)>>,
 }
 
 std::thread_local! {
@@ -46,6 +47,8 @@ pub fn atfork_prepare() {
         unix_links: super::unix::UNIX_LINKS.lock(),
         conns: TRANSPORT.conns.lock(),
         paused: TRANSPORT.paused.lock(),
+        // Alone: taken last, released first.
+        connect_ports: super::ports::CONNECT_PORTS.lock(),
     };
     HELD.with(|h| *h.borrow_mut() = Some(held));
 }
@@ -63,7 +66,9 @@ pub(super) fn atfork_release() {
             unix_links,
             conns,
             paused,
+            connect_ports,
         } = h;
+        drop(connect_ports);
         drop(paused);
         drop(conns);
         drop(unix_links);

@@ -129,6 +129,9 @@ pub struct XSock {
     /// The kernel socket at the port files of a stream socket bound before
     /// it connected: it holds the port while the connection lives.
     bound: Mutex<Option<Arc<Conn>>>,
+    /// A stream connect's ephemeral port and the destination it reaches
+    /// (`ports::connect_port`), given back at close.
+    eph: Mutex<Option<(u16, [u8; 16], u16)>>,
     /// The SO_REUSEPORT group of stream sockets this one shares its port's
     /// kernel listener with (`ports::stream_group_key`).
     group: Mutex<Option<u32>>,
@@ -155,6 +158,7 @@ impl XSock {
             fin_first: core::sync::atomic::AtomicBool::new(false),
             rst_sent: core::sync::atomic::AtomicBool::new(false),
             bound: Mutex::new(None),
+            eph: Mutex::new(None),
             group: Mutex::new(None),
             unix: Mutex::new(None),
             target: Mutex::new(None),
@@ -353,6 +357,7 @@ impl Backend for XProc {
             return Ok(());
         }
         self.autobind(x, sock.handle, sock.opts)?;
+        self.join_listeners(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
         transport().add(c)
@@ -375,13 +380,27 @@ impl Backend for XProc {
         }
         let ep = IpEp::parse(dest, x.info.domain)?;
         if x.info.ty == SOCK_DGRAM {
-            self.autobind(x, sock.handle, sock.opts)?;
+            // inet_autobind: EAGAIN when the range has no free port.
+            match self.autobind(x, sock.handle, sock.opts) {
+                Err(EADDRINUSE) => return Err(EAGAIN),
+                r => r?,
+            }
             *x.peer.lock() = Some(*dest);
             return Ok(());
         }
         if Self::connect_self(x, sock.handle, &ep) {
             return Ok(());
         }
+        // A socket bound first keeps its port (its files stay bound, see
+        // `bound`); otherwise an ephemeral one, held by no file.
+        let bound = x
+            .local
+            .lock()
+            .and_then(|l| IpEp::parse(&l, x.info.domain).ok());
+        let port = match bound {
+            Some(b) if b.port != 0 => b.port,
+            _ => self.connect_port(x, &ep, sock.opts)?,
+        };
         let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
         let k = match connect_unix(&a, len) {
@@ -402,16 +421,7 @@ impl Backend for XProc {
         };
         let mut me = ep;
         me.ip = ep.source_for();
-        // A socket bound first keeps its port (its files stay bound, see
-        // `bound`); otherwise the port is a name only, held by no file.
-        let bound = x
-            .local
-            .lock()
-            .and_then(|l| IpEp::parse(&l, x.info.domain).ok());
-        me.port = match bound {
-            Some(b) if b.port != 0 => b.port,
-            _ => 32768 + (self.next_port.fetch_add(1, Ordering::Relaxed) % 28232) as u16,
-        };
+        me.port = port;
         let mine = me.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(mine);
         *x.peer.lock() = Some(*dest);
@@ -616,6 +626,7 @@ impl Backend for XProc {
             return;
         }
         self.time_wait(x, sock.opts);
+        self.release_connect_port(x);
         // A member of an SO_REUSEPORT group leaves the port's listener and
         // files to the others, if any.
         let group = self.leave_stream_group(x, sock.handle);

@@ -129,12 +129,18 @@ impl XProc {
         let Ok((a, len)) = unix_addr(path) else {
             return false;
         };
+        // The IPv6 name of a dual-stack port is a link to its IPv4 one:
+        // the kernel lists the socket under the name it was bound to.
+        let real = match std::fs::read_link(path) {
+            Ok(t) => path.parent().map(|d| d.join(&t)).unwrap_or(t),
+            Err(_) => path.to_path_buf(),
+        };
         match connect_unix(&a, len) {
             Ok(p) => {
                 close_kfd(p);
                 false
             }
-            Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(path),
+            Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(&real),
         }
     }
 
@@ -165,12 +171,18 @@ impl XProc {
                 return Ok(a);
             }
         }
-        if !dgram && ep.port != 0 && opts.reuseport {
+        if !dgram && ep.port != 0 && (opts.reuseport || opts.reuseaddr) {
             let key = stream_group_key(ep.port, space);
             if let Some(p) = ports.get_mut(&key) {
-                // An SO_REUSEPORT group of this process's stream sockets
-                // shares the port's kernel listener.
-                if !p.members.iter().all(|(_, o, _)| o.reuseport) {
+                // A group of this process's stream sockets shares the
+                // port's kernel listener: all with SO_REUSEPORT, or with
+                // SO_REUSEADDR while none listens (`inet_csk_bind_conflict`
+                // pair by pair).
+                let shareable = p.members.iter().all(|(m, o, _)| {
+                    (o.reuseport && opts.reuseport)
+                        || (o.reuseaddr && opts.reuseaddr && !p.listening.contains(m))
+                });
+                if !shareable {
                     return Err(EADDRINUSE);
                 }
                 p.members.push((h, opts, x.me.clone()));
@@ -185,16 +197,28 @@ impl XProc {
             let (k, p) = self.bind_port(x.info.ty, ep.port, space, opts)?;
             (ep.port, k, p)
         } else {
+            // Every port of the range is tried once, from where the last
+            // search left off; none free: EADDRINUSE, as
+            // `inet_csk_find_open_port` ends.
+            let (lo, hi) = opts.ephemeral_range();
+            let span = u64::from(hi.max(lo) - lo) + 1;
+            let start = self.next_port.fetch_add(1, Ordering::Relaxed);
             let mut found = None;
-            for _ in 0..4096 {
-                let n = self.next_port.fetch_add(1, Ordering::Relaxed);
-                let port = 32768 + (n % 28232) as u16;
+            for i in 0..span {
+                let port = lo + (start.wrapping_add(i) % span) as u16;
                 if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
-                if let Ok((k, p)) = self.bind_port(x.info.ty, port, space, opts) {
-                    found = Some((port, k, p));
-                    break;
+                match self.bind_port(x.info.ty, port, space, opts) {
+                    Ok((k, p)) => {
+                        self.next_port.fetch_add(i, Ordering::Relaxed);
+                        found = Some((port, k, p));
+                        break;
+                    }
+                    Err(EADDRINUSE) => {}
+                    // Not the port's fault (a directory this process may
+                    // not write in: EACCES): no other port does better.
+                    Err(e) => return Err(e),
                 }
             }
             found.ok_or(EADDRINUSE)?
@@ -211,14 +235,16 @@ impl XProc {
                     conn: c.clone(),
                     paths,
                     members: alloc::vec![(h, opts, x.me.clone())],
+                    listening: alloc::vec::Vec::new(),
                 },
             );
             c
         } else {
             let c = Arc::new(Conn::new(k, Role::Listener, h, h));
             *c.sock.lock() = x.me.clone();
-            if opts.reuseport {
-                // The group owns the files: they go with its last member.
+            if opts.reuseport || opts.reuseaddr {
+                // Others may join (see above); the group owns the files:
+                // they go with its last member.
                 let key = stream_group_key(port, space);
                 ports.insert(
                     key,
@@ -226,6 +252,7 @@ impl XProc {
                         conn: c.clone(),
                         paths,
                         members: alloc::vec![(h, opts, x.me.clone())],
+                        listening: alloc::vec::Vec::new(),
                     },
                 );
                 *x.group.lock() = Some(key);
@@ -253,7 +280,15 @@ impl XProc {
         let mut ports = DGRAM_PORTS.lock();
         let p = ports.get_mut(&key)?;
         p.members.retain(|(m, _, _)| *m != h);
-        if let Some((next, _, w)) = p.members.first() {
+        p.listening.retain(|m| *m != h);
+        // A listener left: the port's connections go to one that listens
+        // still, if any.
+        let next = p
+            .listening
+            .first()
+            .and_then(|l| p.members.iter().find(|(m, _, _)| m == l))
+            .or(p.members.first());
+        if let Some((next, _, w)) = next {
             if p.conn.handle() == h {
                 p.conn.handle.store(next.0, Ordering::Release);
                 *p.conn.sock.lock() = w.clone();
@@ -261,6 +296,42 @@ impl XProc {
             return Some((p.conn.clone(), None));
         }
         ports.remove(&key).map(|p| (p.conn, Some(p.paths)))
+    }
+
+    /// listen() of stream socket `x` (handle `h`) in a group sharing its
+    /// port: EADDRINUSE when another member listens and the two do not
+    /// both have SO_REUSEPORT (Linux checks the bind conflict again at
+    /// listen, `inet_csk_listen_start`); otherwise the port's connections
+    /// come to it unless another listener has them already. Nothing to do
+    /// for a socket in no group.
+    pub(super) fn join_listeners(
+        &self,
+        x: &XSock,
+        h: SockHandle,
+        opts: SockOpts,
+    ) -> Result<(), Errno> {
+        let Some(key) = *x.group.lock() else {
+            return Ok(());
+        };
+        let mut ports = DGRAM_PORTS.lock();
+        let Some(p) = ports.get_mut(&key) else {
+            return Ok(());
+        };
+        if p.listening.contains(&h) {
+            return Ok(());
+        }
+        let clash = p.members.iter().any(|(m, o, _)| {
+            *m != h && p.listening.contains(m) && !(o.reuseport && opts.reuseport)
+        });
+        if clash {
+            return Err(EADDRINUSE);
+        }
+        if p.listening.is_empty() {
+            p.conn.handle.store(h.0, Ordering::Release);
+            *p.conn.sock.lock() = x.me.clone();
+        }
+        p.listening.push(h);
+        Ok(())
     }
 
     /// Takes datagram socket `h` off its port (a `port_key`); returns the
@@ -397,6 +468,47 @@ impl XProc {
         }
     }
 
+    /// The ephemeral port of a stream connect to `dest` from a socket
+    /// not bound first: one of `opts`' range that no file of this space
+    /// holds (a bound or listening port) and that has no connection of
+    /// this process to `dest` yet, as `__inet_hash_connect` keeps the
+    /// 4-tuple unique; EADDRNOTAVAIL when there is none. Kept until
+    /// [`Self::release_connect_port`].
+    pub(super) fn connect_port(
+        &self,
+        x: &XSock,
+        dest: &IpEp,
+        opts: SockOpts,
+    ) -> Result<u16, Errno> {
+        // A connect again after a refused one: its old port goes first.
+        self.release_connect_port(x);
+        let (lo, hi) = opts.ephemeral_range();
+        let span = u64::from(hi.max(lo) - lo) + 1;
+        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
+        let v6 = !dest.is_v4();
+        let mut used = CONNECT_PORTS.lock();
+        for i in 0..span {
+            let port = lo + (start.wrapping_add(i) % span) as u16;
+            let key = (port, dest.ip, dest.port);
+            if used.contains(&key)
+                || std::fs::symlink_metadata(self.path(SOCK_STREAM, port, v6)).is_ok()
+            {
+                continue;
+            }
+            used.insert(key);
+            *x.eph.lock() = Some(key);
+            return Ok(port);
+        }
+        Err(EADDRNOTAVAIL)
+    }
+
+    /// Gives back the connect port of stream socket `x` (its close).
+    pub(super) fn release_connect_port(&self, x: &XSock) {
+        if let Some(key) = x.eph.lock().take() {
+            CONNECT_PORTS.lock().remove(&key);
+        }
+    }
+
     pub(super) fn autobind(&self, x: &XSock, h: SockHandle, opts: SockOpts) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
@@ -408,6 +520,14 @@ impl XProc {
         self.bind_ep(x, h, any, opts).map(|_| ())
     }
 }
+
+/// The ephemeral ports this process's stream connects use, each with the
+/// destination it reaches (address, port): a port may serve several
+/// destinations, one connection each. Lock order: alone (nothing is taken
+/// under it but the file system's).
+pub(super) static CONNECT_PORTS: crate::sync::Mutex<
+    alloc::collections::BTreeSet<(u16, [u8; 16], u16)>,
+> = crate::sync::Mutex::new(alloc::collections::BTreeSet::new());
 
 /// A datagram port with its family space, as the tables key it: the port,
 /// plus 1 << 16 for its IPv6 addresses (a bind to both is kept under the

@@ -430,6 +430,7 @@ impl XProc {
                     conn: c.clone(),
                     paths: alloc::vec::Vec::new(),
                     members: alloc::vec![(h, SockOpts::default(), x.me.clone())],
+                    listening: alloc::vec::Vec::new(),
                 },
             );
             UNIX_LOCAL.lock().insert(rdv.clone(), key);
