@@ -43,55 +43,50 @@ static void gather(const char **argv, const char *first, ptrdiff_t n, va_list *a
         argv[i] = va_arg(*ap, const char *);
 }
 
+/* Gathers the arguments from `first` on in *ap (and, for execle, the
+ * environment after them), then execs `target` with them: through PATH
+ * (execvp) when `search`. */
+static int exec_gathered(const char *target, const char *first, va_list *ap, int with_envp,
+                         int search)
+{
+    va_list count;
+    va_copy(count, *ap);
+    ptrdiff_t n = count_args(first, &count);
+    va_end(count);
+    if (n < 0)
+        return -1;
+    const char *argv[n + 1];
+    gather(argv, first, n, ap);
+    char *const *envp = with_envp ? va_arg(*ap, char *const *) : environ;
+    if (search)
+        return userspacesock_execvp_argv(target, (char *const *)argv);
+    return userspacesock_execve_argv(target, (char *const *)argv, envp);
+}
+
 int execl(const char *path, const char *arg, ...)
 {
-    va_list ap, count;
+    va_list ap;
     va_start(ap, arg);
-    va_copy(count, ap);
-    ptrdiff_t n = count_args(arg, &count);
-    va_end(count);
-    if (n < 0) {
-        va_end(ap);
-        return -1;
-    }
-    const char *argv[n + 1];
-    gather(argv, arg, n, &ap);
+    int r = exec_gathered(path, arg, &ap, 0, 0);
     va_end(ap);
-    return userspacesock_execve_argv(path, (char *const *)argv, environ);
+    return r;
 }
 
 int execlp(const char *file, const char *arg, ...)
 {
-    va_list ap, count;
+    va_list ap;
     va_start(ap, arg);
-    va_copy(count, ap);
-    ptrdiff_t n = count_args(arg, &count);
-    va_end(count);
-    if (n < 0) {
-        va_end(ap);
-        return -1;
-    }
-    const char *argv[n + 1];
-    gather(argv, arg, n, &ap);
+    int r = exec_gathered(file, arg, &ap, 0, 1);
     va_end(ap);
-    return userspacesock_execvp_argv(file, (char *const *)argv);
+    return r;
 }
 
 /* execle's environment comes after the NULL that ends the arguments. */
 int execle(const char *path, const char *arg, ...)
 {
-    va_list ap, count;
+    va_list ap;
     va_start(ap, arg);
-    va_copy(count, ap);
-    ptrdiff_t n = count_args(arg, &count);
-    va_end(count);
-    if (n < 0) {
-        va_end(ap);
-        return -1;
-    }
-    const char *argv[n + 1];
-    gather(argv, arg, n, &ap);
-    char *const *envp = va_arg(ap, char *const *);
+    int r = exec_gathered(path, arg, &ap, 1, 0);
     va_end(ap);
-    return userspacesock_execve_argv(path, (char *const *)argv, envp);
+    return r;
 }
