@@ -140,6 +140,9 @@ pub struct XSock {
     /// AF_UNIX listeners: this process's credentials at listen(), which
     /// its clients' SO_PEERCRED reports.
     cred: Mutex<Option<PeerCred>>,
+    /// TCP listeners: connections that found the accept queue full, in
+    /// the order they came (see `Transport::admit_waiting`).
+    waiting: Mutex<alloc::collections::VecDeque<receive::Waiting>>,
 }
 
 impl XSock {
@@ -159,6 +162,7 @@ impl XSock {
             unix: Mutex::new(None),
             target: Mutex::new(None),
             cred: Mutex::new(None),
+            waiting: Mutex::new(alloc::collections::VecDeque::new()),
         })
     }
 }
@@ -355,7 +359,16 @@ impl Backend for XProc {
         self.autobind(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
-        transport().add(c)
+        transport().add(c)?;
+        // A listen() again may have made room.
+        transport().admit_waiting(x);
+        Ok(())
+    }
+
+    fn accepted(&self, listener: SockRef<'_>) {
+        if let Ok(x) = xs(&listener) {
+            transport().admit_waiting(x);
+        }
     }
 
     fn connect(&self, sock: SockRef<'_>, dest: &SockAddr) -> Result<(), Errno> {
@@ -611,6 +624,7 @@ impl Backend for XProc {
             return;
         }
         self.time_wait(x, sock.opts);
+        transport().refuse_waiting(x);
         // A member of an SO_REUSEPORT group leaves the port's listener and
         // files to the others, if any.
         let group = self.leave_stream_group(x, sock.handle);
