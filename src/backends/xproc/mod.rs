@@ -301,8 +301,22 @@ impl XProc {
             return Ok(());
         };
         let first = out.header.dgram_offset == 0;
+        let last = u64::from(out.header.dgram_offset) + out.payload.len() as u64
+            >= u64::from(out.header.dgram_total);
         let parts = [&hdr[..], out.addr, out.payload];
         match link.datagram(transport(), sock.handle, first, &parts) {
+            Ok(()) if last => {
+                // To a port of this process: delivered before the send
+                // returns, as over Linux's lo, where a readiness wait, a
+                // SIGIO or a recv after SHUT_RD sees it at once.
+                let local = DGRAM_PORTS
+                    .lock()
+                    .get(&ports::port_key(ep.port, dest))
+                    .map(|p| p.conn.clone());
+                if let Some(p) = local {
+                    transport().settle_port(&p);
+                }
+            }
             Ok(()) => {}
             Err(EAGAIN) => return Err(EAGAIN),
             Err(_) => {
