@@ -448,6 +448,7 @@ impl Backend for XProc {
         if let Some(b) = was.filter(|b| matches!(b.role, Role::Listener)) {
             *x.bound.lock() = Some(b);
         }
+        unix::await_ip_twin(&c, mine.as_bytes());
         transport().add(c.clone())?;
         c.control(
             transport(),

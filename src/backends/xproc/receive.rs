@@ -218,6 +218,9 @@ impl Transport {
                 addr,
             } if server_side && c.handle().0 == 0 => {
                 let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
+                if ls.info.domain != AF_UNIX {
+                    super::unix::pair_ip_twin(c, addr);
+                }
                 // Behind connections already waiting for room: they go
                 // first, as the listener's queue takes them in order (and
                 // those whose clients left meanwhile make way).
@@ -246,6 +249,9 @@ impl Transport {
             }
             Msg::Accept { window, addr } if !server_side && !up => {
                 let ch = c.handle();
+                if !self.is_unix(c) {
+                    super::unix::forget_ip_twin(c);
+                }
                 if let Some(x) = c.sock.lock().upgrade() {
                     if let Some(a) = SockAddr::from_bytes(addr) {
                         x.peer.lock().replace(seen_as(&a, x.info.domain));
