@@ -40,6 +40,14 @@
 //!   then wakes the program's. The transport takes the input back when a
 //!   thread blocks on the socket in any other way (`input_wanted`), and at
 //!   close.
+//! - A TCP connect that finds its listener's accept queue full waits (its
+//!   HELLO is parked on the listener, `Transport::admit_waiting`) until
+//!   accept() makes room, as Linux drops the SYN until then; the
+//!   listener's close refuses it.
+//! - Within one process, a send is in its receiver's buffer when it
+//!   returns, as over Linux's lo: a datagram to a port of this process is
+//!   read by its sender, and the two ends of a connection are twins
+//!   (`unix::pump_twin`), each reading the other's writes.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
 //! - A stream port in TIME_WAIT (an active close of a connection on a
