@@ -393,6 +393,110 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) -> bool {
     r < 0 && timeout.is_some() && last_errno() == libc::EINTR
 }
 
+/// A signalfd of the signals the calling thread lets in now (those it
+/// does not block), for [`poll_two_restartable`]; close it with
+/// [`kfd_close`]. Its mask is the thread's as of this call: make it within
+/// the wait that uses it.
+pub fn signal_watch() -> Result<i32, Errno> {
+    // SAFETY: sigset_t is plain data, filled by sigemptyset; pthread_sigmask
+    // with a null new set only reads the thread's mask into `blocked`.
+    let mut blocked: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: as above; the sets are live locals.
+    let open = unsafe {
+        libc::sigemptyset(&mut blocked);
+        libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut blocked);
+        let mut open: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut open);
+        for sig in 1..=max_signal() {
+            if libc::sigismember(&blocked, sig) == 0 {
+                libc::sigaddset(&mut open, sig);
+            }
+        }
+        open
+    };
+    // SAFETY: `open` is a live sigset_t; -1 makes a new signalfd.
+    let fd = unsafe { libc::signalfd(-1, &open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        Err(last_errno())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// The highest signal number (SIGRTMAX).
+fn max_signal() -> i32 {
+    libc::SIGRTMAX()
+}
+
+/// Sleeps in the kernel, with no time limit, until `a` or `b` is readable
+/// (or hung up) or a signal comes, and tells whether a signal handler ran
+/// that a blocking socket call does not restart (Linux's sock_intr_errno:
+/// ERESTARTSYS, so EINTR unless the handler has SA_RESTART). ppoll alone
+/// cannot tell (it is never restarted after a handler), so the sleep runs
+/// with the signals blocked and `sigs` (a [`signal_watch`] made in this
+/// wait) ends it; the pending signals' handlers are looked at, then the
+/// signals let in, and their handlers run, before this returns. Signals
+/// glibc keeps for itself (never blocked) interrupt the sleep like a
+/// wake-up.
+pub fn poll_two_restartable(a: i32, b: i32, sigs: i32) -> bool {
+    // SAFETY: sigset_t is plain data; the sets are live locals, and a null
+    // timeout and mask are allowed.
+    unsafe {
+        let mut all: libc::sigset_t = core::mem::zeroed();
+        let mut old: libc::sigset_t = core::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigemptyset(&mut old);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let mut fds = [
+            libc::pollfd {
+                fd: a,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: b,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: sigs,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let r = libc::syscall(
+            libc::SYS_ppoll,
+            fds.as_mut_ptr(),
+            3usize,
+            core::ptr::null::<libc::timespec>(),
+            core::ptr::null::<libc::sigset_t>(),
+            0usize,
+        );
+        let mut interrupted = false;
+        if r > 0 && fds[2].revents != 0 {
+            let mut pending: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut pending);
+            libc::sigpending(&mut pending);
+            for sig in 1..=max_signal() {
+                if libc::sigismember(&pending, sig) != 1 || libc::sigismember(&old, sig) == 1 {
+                    continue;
+                }
+                let mut sa: libc::sigaction = core::mem::zeroed();
+                if libc::sigaction(sig, core::ptr::null(), &mut sa) != 0 {
+                    continue;
+                }
+                let handled = sa.sa_sigaction != libc::SIG_DFL && sa.sa_sigaction != libc::SIG_IGN;
+                if handled && sa.sa_flags & libc::SA_RESTART == 0 {
+                    interrupted = true;
+                }
+            }
+        }
+        // The pending signals' handlers run as the mask goes back.
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+        interrupted
+    }
+}
+
 /// A hosted thread can always sleep in the kernel.
 #[inline]
 pub fn can_block() -> bool {

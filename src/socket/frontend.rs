@@ -428,12 +428,19 @@ impl Socket {
             // next connect() starts anew.
             self.set(F_RD_SHUT | F_WR_SHUT);
         }
-        // The error before the end of connecting, for the same reason as in
-        // `connected`.
-        self.set_error(err);
-        let _ = self.go(&[Phase::Connecting], Phase::Idle);
-        // set_error's wake-up came while still connecting: a waiter that
-        // looked then went back to sleep.
-        self.wait.notify(POLLOUT | POLLERR);
+        // The error with the end of connecting, in one step: a waiting
+        // connect() that sees it no longer connecting finds the error (as
+        // in `connected`), and poll never sees the error while it is still
+        // connecting (POLLERR alone), as Linux's tcp_done sets both under
+        // the socket's lock.
+        self.ctl.lock().so_error = err;
+        if self
+            .state
+            .go_setting(&[Phase::Connecting], Phase::Idle, F_ERROR)
+            .is_err()
+        {
+            self.set(F_ERROR);
+        }
+        self.wait.notify(POLLIN | POLLOUT | POLLERR);
     }
 }

@@ -145,13 +145,20 @@ impl State {
     /// Moves the connection to `to` if it is in one of `from`; otherwise
     /// changes nothing and returns the phase it found.
     pub(crate) fn go(&self, from: &[Phase], to: Phase) -> Result<(), Phase> {
+        self.go_setting(from, to, 0)
+    }
+
+    /// As [`State::go`], setting `flags` in the same step: nobody sees
+    /// one without the other.
+    pub(crate) fn go_setting(&self, from: &[Phase], to: Phase, flags: u32) -> Result<(), Phase> {
+        debug_assert_eq!(flags & PHASE_MASK, 0);
         let mut cur = self.0.load(Ordering::Acquire);
         loop {
             let p = Phase::from_bits(cur);
             if !from.contains(&p) {
                 return Err(p);
             }
-            let next = (cur & !PHASE_MASK) | to.bits();
+            let next = (cur & !PHASE_MASK) | to.bits() | flags;
             match self
                 .0
                 .compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire)

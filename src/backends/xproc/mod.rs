@@ -40,6 +40,14 @@
 //!   then wakes the program's. The transport takes the input back when a
 //!   thread blocks on the socket in any other way (`input_wanted`), and at
 //!   close.
+//! - A TCP connect that finds its listener's accept queue full waits (its
+//!   HELLO is parked on the listener, `Transport::admit_waiting`) until
+//!   accept() makes room, as Linux drops the SYN until then; the
+//!   listener's close refuses it.
+//! - Within one process, a send is in its receiver's buffer when it
+//!   returns, as over Linux's lo: a datagram to a port of this process is
+//!   read by its sender, and the two ends of a connection are twins
+//!   (`unix::pump_twin`), each reading the other's writes.
 //! - A socket file left by a dead process refuses connections: it is
 //!   removed and the name reused.
 //! - A stream port in TIME_WAIT (an active close of a connection on a
@@ -143,6 +151,9 @@ pub struct XSock {
     /// AF_UNIX listeners: this process's credentials at listen(), which
     /// its clients' SO_PEERCRED reports.
     cred: Mutex<Option<PeerCred>>,
+    /// TCP listeners: connections that found the accept queue full, in
+    /// the order they came (see `Transport::admit_waiting`).
+    waiting: Mutex<alloc::collections::VecDeque<receive::Waiting>>,
 }
 
 impl XSock {
@@ -163,6 +174,7 @@ impl XSock {
             unix: Mutex::new(None),
             target: Mutex::new(None),
             cred: Mutex::new(None),
+            waiting: Mutex::new(alloc::collections::VecDeque::new()),
         })
     }
 }
@@ -301,8 +313,22 @@ impl XProc {
             return Ok(());
         };
         let first = out.header.dgram_offset == 0;
+        let last = u64::from(out.header.dgram_offset) + out.payload.len() as u64
+            >= u64::from(out.header.dgram_total);
         let parts = [&hdr[..], out.addr, out.payload];
         match link.datagram(transport(), sock.handle, first, &parts) {
+            Ok(()) if last => {
+                // To a port of this process: delivered before the send
+                // returns, as over Linux's lo, where a readiness wait, a
+                // SIGIO or a recv after SHUT_RD sees it at once.
+                let local = DGRAM_PORTS
+                    .lock()
+                    .get(&ports::port_key(ep.port, dest))
+                    .map(|p| p.conn.clone());
+                if let Some(p) = local {
+                    transport().settle_port(&p);
+                }
+            }
             Ok(()) => {}
             Err(EAGAIN) => return Err(EAGAIN),
             Err(_) => {
@@ -360,7 +386,16 @@ impl Backend for XProc {
         self.join_listeners(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
-        transport().add(c)
+        transport().add(c)?;
+        // A listen() again may have made room.
+        transport().admit_waiting(x);
+        Ok(())
+    }
+
+    fn accepted(&self, listener: SockRef<'_>) {
+        if let Ok(x) = xs(&listener) {
+            transport().admit_waiting(x);
+        }
     }
 
     fn connect(&self, sock: SockRef<'_>, dest: &SockAddr) -> Result<(), Errno> {
@@ -431,6 +466,7 @@ impl Backend for XProc {
         if let Some(b) = was.filter(|b| matches!(b.role, Role::Listener)) {
             *x.bound.lock() = Some(b);
         }
+        unix::await_ip_twin(&c, mine.as_bytes());
         transport().add(c.clone())?;
         c.control(
             transport(),
@@ -627,6 +663,7 @@ impl Backend for XProc {
         }
         self.time_wait(x, sock.opts);
         self.release_connect_port(x);
+        transport().refuse_waiting(x);
         // A member of an SO_REUSEPORT group leaves the port's listener and
         // files to the others, if any.
         let group = self.leave_stream_group(x, sock.handle);

@@ -217,60 +217,41 @@ impl Transport {
                 window: peer_window,
                 addr,
             } if server_side && c.handle().0 == 0 => {
-                // A client: make the accepted socket.
                 let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
-                let st = XSock::new(ls.info);
-                *st.conn.lock() = Some(c.clone());
-                *c.sock.lock() = st.me.clone();
-                if let Some(a) = SockAddr::from_bytes(addr) {
-                    st.peer.lock().replace(seen_as(&a, ls.info.domain));
+                if ls.info.domain != AF_UNIX {
+                    super::unix::pair_ip_twin(c, addr);
                 }
-                *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
-                let state: SockState = st.clone();
-                let ch = match incoming(c, &ls, addr, state) {
-                    // AF_UNIX does not queue a connect beyond the backlog:
-                    // the client's connect() sees EAGAIN.
-                    Err(EAGAIN) if ls.info.domain == AF_UNIX => {
-                        let _ = c.control(self, &Msg::Busy);
-                        return Err(EAGAIN);
+                // Behind connections already waiting for room: they go
+                // first, as the listener's queue takes them in order (and
+                // those whose clients left meanwhile make way).
+                if !ls.waiting.lock().is_empty() {
+                    self.admit_waiting(&ls);
+                }
+                let waiting = !ls.waiting.lock().is_empty();
+                let r = if waiting && ls.info.domain != AF_UNIX {
+                    Err(EAGAIN)
+                } else {
+                    self.hello(c, &ls, peer_window, addr)
+                };
+                match r {
+                    // A full accept queue keeps a TCP connect waiting, as
+                    // Linux drops its SYNs until accept() makes room
+                    // (`admit_waiting`); AF_UNIX refuses (`hello`).
+                    Err(EAGAIN) if ls.info.domain != AF_UNIX => {
+                        ls.waiting.lock().push_back(Waiting {
+                            conn: c.clone(),
+                            window: peer_window,
+                            addr: addr.to_vec(),
+                        });
                     }
                     r => r?,
-                };
-                // From here a failure refuses `ch` (see `fail`).
-                c.handle.store(ch.0, Ordering::Release);
-                // The client's window, before the socket can be accepted:
-                // a just accepted socket can send at once.
-                upcall::credit(ch, peer_window)?;
-                if ls.info.domain == AF_UNIX {
-                    // SO_PEERCRED both ways: the client's as of its
-                    // connect(), the listener's as of its listen().
-                    if let Some(cr) = c.cred.lock().take() {
-                        let _ = c.sender.set(cr);
-                        let _ = upcall::peer_cred(ch, cr);
-                    }
-                    let mine = ls.cred.lock().unwrap_or_else(super::unix::own_cred);
-                    let token = *c.token.lock();
-                    c.control_queued(self, &Msg::Cred(mine, token))?;
                 }
-                let local = *st.local.lock();
-                let local = local.as_ref().map_or(&[][..], |a| a.as_bytes());
-                // In the accept queue before the client learns of it, as
-                // on Linux, where a connect() that returned has its
-                // connection ready to accept: ACCEPT leaves after.
-                let window = upcall::window(ch)?;
-                c.control_queued(
-                    self,
-                    &Msg::Accept {
-                        window,
-                        addr: local,
-                    },
-                )?;
-                c.state.go_up();
-                upcall::connected(ch)?;
-                self.flush(c);
             }
             Msg::Accept { window, addr } if !server_side && !up => {
                 let ch = c.handle();
+                if !self.is_unix(c) {
+                    super::unix::forget_ip_twin(c);
+                }
                 if let Some(x) = c.sock.lock().upgrade() {
                     if let Some(a) = SockAddr::from_bytes(addr) {
                         x.peer.lock().replace(seen_as(&a, x.info.domain));
@@ -335,6 +316,111 @@ impl Transport {
         }
         Ok(())
     }
+}
+
+impl Transport {
+    /// A client's HELLO on accepted connection `c` of listener `ls`: makes
+    /// the socket accept() returns and answers ACCEPT. `Err(EAGAIN)`: the
+    /// accept queue is full, and nothing was done (an AF_UNIX client is
+    /// told BUSY: its connect() sees EAGAIN).
+    fn hello(&self, c: &Arc<Conn>, ls: &XSock, peer_window: u64, addr: &[u8]) -> Result<(), Errno> {
+        // A client: make the accepted socket.
+        let st = XSock::new(ls.info);
+        *st.conn.lock() = Some(c.clone());
+        *c.sock.lock() = st.me.clone();
+        if let Some(a) = SockAddr::from_bytes(addr) {
+            st.peer.lock().replace(seen_as(&a, ls.info.domain));
+        }
+        *st.local.lock() = accepted_local(*ls.local.lock(), *st.peer.lock());
+        let state: SockState = st.clone();
+        let ch = match incoming(c, ls, addr, state) {
+            // AF_UNIX does not queue a connect beyond the backlog:
+            // the client's connect() sees EAGAIN.
+            Err(EAGAIN) if ls.info.domain == AF_UNIX => {
+                let _ = c.control(self, &Msg::Busy);
+                return Err(EAGAIN);
+            }
+            r => r?,
+        };
+        // From here a failure refuses `ch` (see `fail`).
+        c.handle.store(ch.0, Ordering::Release);
+        // The client's window, before the socket can be accepted:
+        // a just accepted socket can send at once.
+        upcall::credit(ch, peer_window)?;
+        if ls.info.domain == AF_UNIX {
+            // SO_PEERCRED both ways: the client's as of its
+            // connect(), the listener's as of its listen().
+            if let Some(cr) = c.cred.lock().take() {
+                let _ = c.sender.set(cr);
+                let _ = upcall::peer_cred(ch, cr);
+            }
+            let mine = ls.cred.lock().unwrap_or_else(super::unix::own_cred);
+            let token = *c.token.lock();
+            c.control_queued(self, &Msg::Cred(mine, token))?;
+        }
+        let local = *st.local.lock();
+        let local = local.as_ref().map_or(&[][..], |a| a.as_bytes());
+        // In the accept queue before the client learns of it, as
+        // on Linux, where a connect() that returned has its
+        // connection ready to accept: ACCEPT leaves after.
+        let window = upcall::window(ch)?;
+        c.control_queued(
+            self,
+            &Msg::Accept {
+                window,
+                addr: local,
+            },
+        )?;
+        c.state.go_up();
+        upcall::connected(ch)?;
+        self.flush(c);
+        Ok(())
+    }
+
+    /// Room in listener `ls`'s accept queue (an accept(), a larger
+    /// backlog): the connections waiting for it are admitted in the order
+    /// they came, until the queue is full again. One closed meanwhile by
+    /// its client is dropped.
+    pub(super) fn admit_waiting(&self, ls: &XSock) {
+        loop {
+            let Some(w) = ls.waiting.lock().pop_front() else {
+                return;
+            };
+            if w.conn.state.is_closed() {
+                continue;
+            }
+            // Serialised with a read of the connection, as its frames are.
+            let inb = w.conn.inbuf.lock();
+            let r = self.hello(&w.conn, ls, w.window, &w.addr);
+            drop(inb);
+            match r {
+                Ok(()) => {}
+                Err(EAGAIN) => {
+                    ls.waiting.lock().push_front(w);
+                    return;
+                }
+                Err(_) => self.fail(&w.conn),
+            }
+        }
+    }
+
+    /// Listener `ls` closed: the connections still waiting for room are
+    /// refused (their clients see the connection end before ACCEPT), as
+    /// Linux answers their next SYN with a reset.
+    pub(super) fn refuse_waiting(&self, ls: &XSock) {
+        let all = core::mem::take(&mut *ls.waiting.lock());
+        for w in all {
+            self.fail(&w.conn);
+        }
+    }
+}
+
+/// A connection whose HELLO found its listener's accept queue full: its
+/// client's connect() waits until `Transport::admit_waiting` lets it in.
+pub(super) struct Waiting {
+    conn: Arc<Conn>,
+    window: u64,
+    addr: Vec<u8>,
 }
 
 /// How much a connection read at once.

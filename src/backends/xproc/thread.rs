@@ -150,6 +150,10 @@ impl Transport {
         }
         let _ = self.register(c, 0);
         c.state.close();
+        // An IP client that never heard ACCEPT is no longer to be paired.
+        if matches!(c.role, Role::Stream) && c.handle() == c.listener && !c.state.is_up() {
+            super::unix::forget_ip_twin(c);
+        }
         self.conns.lock().remove(&c.kfd);
         close_kfd(c.kfd);
         drop(fd_life);
@@ -314,7 +318,7 @@ impl Transport {
     }
 
     /// Whether connection `c` serves an AF_UNIX socket.
-    fn is_unix(&self, c: &Conn) -> bool {
+    pub(super) fn is_unix(&self, c: &Conn) -> bool {
         c.sock
             .lock()
             .upgrade()

@@ -117,6 +117,53 @@ pub(super) static TWINS: Mutex<BTreeMap<u64, alloc::sync::Weak<Conn>>> =
 
 static NEXT_TOKEN: AtomicU32 = AtomicU32::new(1);
 
+/// The `TWINS` key of an IP client connection: its HELLO's address,
+/// hashed (FNV-1a), with the top bit set, which no AF_UNIX token has (a
+/// pid is below 2^22). Two clients of this process with one address
+/// share a key: the later one is paired, the earlier is read as any
+/// connection of another process.
+fn ip_twin_key(addr: &[u8]) -> u64 {
+    let h = addr.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    h | 1 << 63
+}
+
+/// IP client connection `c`, whose HELLO names `addr`, waits for its
+/// server: one of this process pairs with it (`pair_ip_twin`), and each
+/// end then reads the other's writes before they return, as Linux's lo
+/// delivers inside the send (the protocol carries no token for IP).
+pub(super) fn await_ip_twin(c: &Arc<Conn>, addr: &[u8]) {
+    TWINS.lock().insert(ip_twin_key(addr), Arc::downgrade(c));
+}
+
+/// IP client connection `c`'s handshake ended (ACCEPT, or the end):
+/// it is no longer to be paired.
+pub(super) fn forget_ip_twin(c: &Conn) {
+    TWINS
+        .lock()
+        .retain(|k, w| k >> 63 == 0 || !core::ptr::eq(w.as_ptr(), c));
+}
+
+/// Server connection `c` got HELLO naming `addr`: when a client of this
+/// process waits under that address and the kernel says the other end is
+/// this process, each end becomes the other's twin.
+pub(super) fn pair_ip_twin(c: &Arc<Conn>, addr: &[u8]) {
+    let Some(client) = TWINS
+        .lock()
+        .get(&ip_twin_key(addr))
+        .and_then(|w| w.upgrade())
+    else {
+        return;
+    };
+    match kernel::peer_cred(c.kfd) {
+        Some((pid, _, _)) if pid == std::process::id() as i32 => {}
+        _ => return,
+    }
+    *client.twin.lock() = Arc::downgrade(c);
+    *c.twin.lock() = Arc::downgrade(&client);
+}
+
 /// Server connection `c` got CRED with `token`: when the client is of
 /// this process, each end becomes the other's twin.
 pub(super) fn pair_twin(c: &Arc<Conn>, token: u64) {
