@@ -904,3 +904,26 @@ TEST(closefrom_leaves_the_connection_below_it_working)
     CHECK_EQ(tl_poll1(c, POLLIN, 300), 0);
     ask_the_last_holder(c, child, "ping?", "pong!");
 }
+
+/* A socket in an epoll set, closed while the set still names it (and
+ * another whose set was closed first): its peer sees the end at once, as
+ * Linux takes a closed file out of every set. */
+TEST(a_close_ends_a_connection_that_an_epoll_set_names)
+{
+    for (int close_set_first = 0; close_set_first < 2; close_set_first++) {
+        int c, s;
+        tl_stream_pair(FAM_INET, &c, &s);
+        int ep = OK(epoll_create1(EPOLL_CLOEXEC));
+        struct epoll_event ev = {.events = EPOLLIN, .data.fd = s};
+        OK(epoll_ctl(ep, EPOLL_CTL_ADD, s, &ev));
+        if (close_set_first)
+            OK(close(ep));
+        OK(close(s));
+        CHECK(tl_poll1(c, POLLIN, 5000) & POLLIN);
+        char b;
+        CHECK_EQ(recv(c, &b, 1, 0), 0);
+        OK(close(c));
+        if (!close_set_first)
+            OK(close(ep));
+    }
+}

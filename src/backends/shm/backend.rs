@@ -623,8 +623,15 @@ impl Backend for Shm {
                 }
             }
         }
-        // The listener's and the connection's kernel fds close when the
-        // last reference to the state goes (their Drop).
+        // This process's last fd of the socket closed: its hold on the
+        // connection or listener ends now, even if the state lives on in
+        // an epoll set's table until the set is next looked at.
+        if let Some(c) = x.conn.get() {
+            c.release();
+        }
+        if let Some(l) = x.listener.get() {
+            l.release();
+        }
     }
 
     fn fork(&self) -> Option<&dyn ForkAware> {

@@ -79,6 +79,8 @@ pub struct Conn {
     /// When this process last asked the kernel about the peer
     /// (`platform::mono_ns`).
     looked_ns: core::sync::atomic::AtomicU64,
+    /// This process let go of the end ([`Conn::release`]).
+    released: core::sync::atomic::AtomicBool,
 }
 
 /// How a wait ended.
@@ -180,6 +182,7 @@ impl Conn {
             peer: AtomicU8::new(OPEN),
             seen_closes: AtomicU32::new(0),
             looked_ns: core::sync::atomic::AtomicU64::new(crate::platform::mono_ns()),
+            released: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -465,14 +468,22 @@ impl Conn {
     }
 }
 
-impl Drop for Conn {
-    /// This process's hold on the end ends: its anchor fd closes and the
-    /// mapping goes. The connection itself ends when the last holder's
-    /// does (the kernel counts them), which the peer sees on its anchor.
-    fn drop(&mut self) {
-        crate::platform::kfd_close(self.anchor).ok();
-        if self.memfd >= 0 {
-            crate::platform::kfd_close(self.memfd).ok();
+impl Conn {
+    /// This process's hold on the end ends now (the socket's last fd here
+    /// closed), though the `Conn` may live on a while (an epoll set's
+    /// table still names the socket): the anchor's number becomes a
+    /// stand-in, so the kernel's count of holders drops and nothing done
+    /// on the number later reaches another file. The connection itself
+    /// ends when the last holder's hold does, which the peer sees on its
+    /// anchor. Once; also at drop.
+    pub fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if crate::platform::kfd_anchor_at(self.anchor).is_err() {
+            // No stand-in to be had: the number closes now (and at drop,
+            // harmlessly, unless reused meanwhile: hence the stand-in).
+            crate::platform::kfd_close(self.anchor).ok();
         }
         // After the close, so that a peer that wakes and asks the kernel
         // finds the anchor hung up when this was the last holder.
@@ -483,25 +494,51 @@ impl Drop for Conn {
     }
 }
 
+impl Drop for Conn {
+    /// Lets go of the end (if not yet done) and closes the numbers; the
+    /// mapping goes with the segment.
+    fn drop(&mut self) {
+        self.release();
+        crate::platform::kfd_close(self.anchor).ok();
+        if self.memfd >= 0 {
+            crate::platform::kfd_close(self.memfd).ok();
+        }
+    }
+}
+
 /// A listening anchor: its accept queue is the kernel's, shared by every
 /// process that holds the fd (after fork, or received by exec or
 /// SCM_RIGHTS), and each connection is accepted by one of them.
 pub struct Listener {
     kfd: i32,
+    /// This process let go of it ([`Listener::release`]).
+    released: core::sync::atomic::AtomicBool,
 }
 
 impl Listener {
     /// Listens at `path` with the kernel's accept queue of `backlog`.
     pub fn bind(path: &std::path::Path, backlog: i32) -> Result<Listener, Errno> {
-        Ok(Listener {
-            kfd: anchor_ipc::listen_at(path, backlog)?,
-        })
+        Ok(Listener::adopt(anchor_ipc::listen_at(path, backlog)?))
     }
 
     /// The listener of an anchor already bound and listening (its fd is
     /// the listener's from now on).
     pub fn adopt(kfd: i32) -> Listener {
-        Listener { kfd }
+        Listener {
+            kfd,
+            released: core::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// This process's hold on the listener ends now, as [`Conn::release`]:
+    /// the number becomes a stand-in, and the queue lives on only in the
+    /// processes that still hold the anchor.
+    pub fn release(&self) {
+        if !self.released.swap(true, Ordering::AcqRel)
+            && crate::platform::kfd_anchor_at(self.kfd).is_err()
+        {
+            crate::platform::kfd_close(self.kfd).ok();
+        }
     }
 
     /// The listening anchor's fd.
@@ -526,9 +563,9 @@ impl Listener {
 }
 
 impl Drop for Listener {
-    /// Closes this process's hold on the listening anchor; the queue lives
-    /// on in the processes that still hold it.
+    /// Lets go of the listener (if not yet done) and closes the number.
     fn drop(&mut self) {
+        self.release();
         crate::platform::kfd_close(self.kfd).ok();
     }
 }
