@@ -758,21 +758,32 @@ pub unsafe extern "C" fn usock_shutdown(fd: c_int, how: c_int) -> c_int {
     })
 }
 
+/// Whether `fd` is one the library keeps for itself
+/// (`platform::private_fds`): one load.
+#[inline]
+fn library_fd(fd: c_int) -> bool {
+    #[cfg(feature = "std")]
+    return crate::platform::private_fds::is_private(fd);
+    #[cfg(not(feature = "std"))]
+    {
+        let _ = fd;
+        false
+    }
+}
+
 /// close(2): the last fd of a socket closes it (end-of-stream or reset to
 /// its peer, blocked threads woken); the library's own fds are EBADF, as if
 /// not open (`platform::private_fds`); other fds go to libc.
 #[no_mangle]
 pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
-    if !fd::is_ours(fd) {
-        #[cfg(feature = "std")]
-        if crate::platform::private_fds::is_private(fd) {
-            ffi::set_errno(EBADF);
-            return -1;
-        }
+    if !fd::is_ours(fd) && !library_fd(fd) {
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }
     guard(-1, || {
+        if library_fd(fd) {
+            return ret_int(Err(EBADF));
+        }
         let r = match lifecycle::close(fd) {
             Some(r) => ret_int(r.map(|_| 0)),
             // SAFETY: passthrough (closed concurrently by another thread).
