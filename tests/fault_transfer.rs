@@ -365,3 +365,48 @@ fn unnamed_unix_senders_never_mix_split_datagrams() {
     let _ = std::fs::remove_file(&path);
     assert!(n > 0);
 }
+
+/// The socket table reuses a closed socket's slot for the next socket
+/// made. An unnamed AF_UNIX sender whose datagrams lost their first piece
+/// (the receiver's queue was full: `max_dgram_qlen`) leaves their other
+/// pieces behind as partial datagrams; once it is closed, the datagrams of
+/// the next unnamed sender, in the same slot, must not complete them.
+#[test]
+fn a_new_senders_datagrams_never_complete_a_closed_senders_pieces() {
+    let _f = Faulty::new(FaultConfig {
+        split: 1.0,
+        ..FaultConfig::default()
+    });
+    let path = std::env::temp_dir().join(format!("usock-fault-reuse-{}", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let mut b = (userspacesock::consts::AF_UNIX as u16)
+        .to_ne_bytes()
+        .to_vec();
+    b.extend_from_slice(path.to_str().unwrap().as_bytes());
+    b.push(0);
+    let sa = userspacesock::net::SockAddr::from_bytes(&b).unwrap();
+    let rx = UsockDatagram::unbound(userspacesock::consts::AF_UNIX).unwrap();
+    rx.raw().bind(&sa).unwrap();
+    rx.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    const EACH: u64 = 40;
+    {
+        // More than the receiver's queue takes while nobody reads.
+        let tx = UsockDatagram::unbound(userspacesock::consts::AF_UNIX).unwrap();
+        for id in 0..EACH {
+            let _ = tx.send_to_sockaddr(&datagram(0, id, 2000), &sa);
+        }
+    }
+    let mut buf = vec![0u8; 4096];
+    while let Ok((len, _)) = rx.recv_from_sockaddr(&mut buf) {
+        assert_eq!(check_datagram(&buf[..len]).0, 0);
+    }
+    // In the closed sender's slot; read as it sends: every datagram fits.
+    let tx = UsockDatagram::unbound(userspacesock::consts::AF_UNIX).unwrap();
+    for id in 0..EACH {
+        tx.send_to_sockaddr(&datagram(1, id, 2000), &sa).unwrap();
+        let (len, _) = rx.recv_from_sockaddr(&mut buf).unwrap();
+        assert_eq!(check_datagram(&buf[..len]), (1, id));
+    }
+    let _ = std::fs::remove_file(&path);
+}

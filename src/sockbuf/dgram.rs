@@ -15,7 +15,11 @@
 //! its first fragment, with room for its `total` length) using the same
 //! bounded [`Assembler`] as streams; when complete it is copied into the ring.
 //! A partial datagram is identified by `(id, source address)`, like IP
-//! reassembly keys on the source.
+//! reassembly keys on the source. So a sender's ids must not repeat while a
+//! partial of theirs may still wait here, even after the sender is gone:
+//! senders that share a source (unnamed AF_UNIX ones share the empty one)
+//! would complete each other's pieces. The frontend's ids are unique in the
+//! process (`socket::io::dgram_id_base`).
 //!
 //! # Accounting
 //! Each datagram, partial or complete, is charged

@@ -11,6 +11,20 @@ use crate::backend::attrs::{DgramAttrs, ATTR_LEN};
 use crate::backend::contract::ClaimOp;
 use crate::sockbuf::MAX_ADDR_LEN;
 
+/// Sockets made so far in this process: the next one's datagram ids.
+static DGRAM_ID_BASES: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The high half of a new socket's datagram ids. A receiver keys the
+/// fragments of a datagram by (id, source), and unnamed AF_UNIX senders
+/// share one source: ids must differ between every two sockets of the
+/// process, including a closed socket and a later one in the same slot of
+/// the socket table (its pieces of a datagram that never completed may
+/// still wait in a receiver), so they come from a count of sockets made,
+/// not from the slot. Unique for 2^32 sockets.
+pub(super) fn dgram_id_base() -> u64 {
+    DGRAM_ID_BASES.fetch_add(1, Ordering::Relaxed) << 32
+}
+
 /// What a receive produced.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RecvInfo {
@@ -888,11 +902,11 @@ impl Socket {
         let attrs = (self.info.domain != AF_UNIX).then(|| self.send_attrs(dest, ctl));
         let id = {
             let mut tx = self.tx.lock();
-            tx.dgram_id = tx.dgram_id.wrapping_add(1);
-            // The socket's slot in the high half makes ids unique among the
-            // process's sockets: a receiver tells apart the fragments of two
-            // senders it cannot tell apart by address (unnamed AF_UNIX).
-            ((self.handle.0 & 0xffff_ffff) << 32) | (tx.dgram_id & 0xffff_ffff)
+            // The high half is the socket's own (`dgram_id_base`), the low
+            // half counts its datagrams.
+            let next = tx.dgram_id.wrapping_add(1) & 0xffff_ffff;
+            tx.dgram_id = (tx.dgram_id & !0xffff_ffff) | next;
+            tx.dgram_id
         };
         let addr: &[u8] = dest.map(|d| d.as_bytes()).unwrap_or(&[]);
         let deadline = self.snd_deadline();

@@ -96,7 +96,8 @@ pub(crate) enum Rx {
 pub(crate) struct Tx {
     /// Next stream offset to send.
     next: u64,
-    /// Next datagram id.
+    /// The last datagram id used: the socket's base (`io::dgram_id_base`)
+    /// in the high half, a count in the low half.
     dgram_id: u64,
     /// Stream bytes accepted from the caller but held back by TCP_CORK or
     /// MSG_MORE (`cork`); they come before `next`'s bytes. On a UDP socket,
@@ -351,7 +352,7 @@ impl Socket {
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
                 next: 0,
-                dgram_id: 0,
+                dgram_id: io::dgram_id_base(),
                 held: Vec::new(),
                 held_dgram: None,
             }),
