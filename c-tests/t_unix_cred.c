@@ -211,6 +211,26 @@ TEST_UNIX_TYPES(cred_implicit_when_receiver_asks)
     close(b);
 }
 
+/* A datagram larger than the library's fragments (64 KiB) carries its
+ * credentials whole, as a small one does. */
+TEST(cred_on_a_datagram_of_many_fragments)
+{
+    int sv[2];
+    OK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sv));
+    set_int(sv[1], SO_PASSCRED, 1);
+    static char out[100000], in[150000];
+    memset(out, 'x', sizeof out);
+    CHECK_EQ(OK(send(sv[0], out, sizeof out, 0)), (ssize_t)sizeof out);
+    CHECK(tl_poll1(sv[1], POLLIN, 5000) & POLLIN);
+    struct got g = recv_ctl(sv[1], in, sizeof in, MSG_DONTWAIT, 256);
+    CHECK_EQ(g.r, (ssize_t)sizeof out);
+    CHECK_EQ(g.ncred, 1);
+    CHECK_CRED(g.cred, getpid(), getuid(), getgid());
+    CHECK(memcmp(in, out, sizeof out) == 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 TEST_UNIX_TYPES(cred_none_unless_asked)
 {
     int a, b;

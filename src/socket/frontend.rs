@@ -103,6 +103,25 @@ impl SocketFrontend {
                     Some(kept) => kept,
                     None => return Ok(()),
                 };
+                // A datagram's attachment comes with its first piece only:
+                // its other pieces take the same key, or they would make a
+                // partial datagram of their own (another source).
+                let scm_key = if s.info.domain != AF_UNIX || hd.dgram_total == hd.len {
+                    scm_key
+                } else {
+                    let mut keys = s.split_keys.lock();
+                    match scm_key {
+                        Some(k) => {
+                            keys.rotate_right(1);
+                            keys[0] = (hd.offset, k);
+                            Some(k)
+                        }
+                        None => keys
+                            .iter()
+                            .find(|&&(id, k)| id == hd.offset && k != 0)
+                            .map(|&(_, k)| k),
+                    }
+                };
                 // The attributes the socket's cmsgs report ride behind the
                 // source, in the record's address bytes (`io::split_attrs`
                 // takes them apart).

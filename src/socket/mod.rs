@@ -215,6 +215,10 @@ pub struct Socket {
     defer_secs: AtomicU32,
     /// The socket filter (SO_ATTACH_FILTER) and its lock.
     pub(crate) filter: filter::SockFilter,
+    /// AF_UNIX datagrams in pieces whose first piece brought an attachment
+    /// (credentials, fds): (datagram id, attachment key), so that their
+    /// later pieces join the same partial datagram (`frontend`).
+    pub(crate) split_keys: Mutex<[(u64, u64); 4]>,
 }
 
 /// The last SO_COOKIE given (the kernel's start from 1 as well).
@@ -386,6 +390,7 @@ impl Socket {
             rx_drops: AtomicU32::new(0),
             defer_secs: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
+            split_keys: Mutex::new([(0, 0); 4]),
             wait: WaitQueue::new(),
         }
     }
