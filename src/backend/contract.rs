@@ -133,6 +133,14 @@ pub struct SockOpts {
     /// IP_LOCAL_PORT_RANGE as Linux keeps it: the lowest port in the low
     /// 16 bits, the highest in the high 16, 0 for either when unset.
     pub port_range: u32,
+    /// TCP_MAXSEG as set (0: not set): the MSS a TCP socket advertises at
+    /// connection setup when it limits it, as Linux's SYN and SYN-ACK
+    /// carry `user_mss`. A backend that makes connections takes the
+    /// connecting socket's at `connect` and a listener's at `listen`, and
+    /// carries it to the other end (whose Rust backend answers
+    /// `Backend::peer_maxseg` with it; the C table has no such entry, and
+    /// a C backend's connections use the path's MSS).
+    pub maxseg: u32,
 }
 
 impl SockOpts {
@@ -260,6 +268,14 @@ pub trait Backend: Send + Sync {
     /// frontend reports 0).
     fn unread(&self, _sock: SockRef<'_>) -> Option<u64> {
         None
+    }
+
+    /// The MSS the peer of a connected TCP socket advertised at connection
+    /// setup (its [`SockOpts::maxseg`]; 0: none, or unknown): the frontend
+    /// uses segments no larger, as Linux's `tcp_sync_mss` takes the
+    /// smaller of its own and the peer's. 0 by default.
+    fn peer_maxseg(&self, _sock: SockRef<'_>) -> u32 {
+        0
     }
 
     /// The local address of a claimed socket, if it has one.

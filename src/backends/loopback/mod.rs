@@ -20,7 +20,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::SockAddr;
 use crate::addr::{IpEp, UnixName};
@@ -110,6 +110,11 @@ pub struct LoSock {
     /// AF_UNIX datagrams queued here, oldest first: the sender and the
     /// length of each, so that a read gives the sender its bytes back.
     inflight: Mutex<VecDeque<(Weak<LoSock>, u64)>>,
+    /// The MSS this socket advertises (`SockOpts::maxseg` as of connect
+    /// or listen; an accepted socket, its listener's).
+    maxseg: AtomicU32,
+    /// The MSS its peer advertised when they connected.
+    peer_maxseg: AtomicU32,
     inner: Mutex<Inner>,
 }
 
@@ -130,6 +135,8 @@ impl LoSock {
             has_blocked: AtomicBool::new(false),
             outq: AtomicU64::new(0),
             inflight: Mutex::new(VecDeque::new()),
+            maxseg: AtomicU32::new(0),
+            peer_maxseg: AtomicU32::new(0),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -498,6 +505,14 @@ impl Loopback {
             }
         }
         LoSock::link(&child, c);
+        // The MSS each end advertised (the SYN's and the SYN-ACK's).
+        let (cm, lm) = (
+            c.maxseg.load(Ordering::Acquire),
+            l.maxseg.load(Ordering::Acquire),
+        );
+        child.maxseg.store(lm, Ordering::Release);
+        child.peer_maxseg.store(cm, Ordering::Release);
+        c.peer_maxseg.store(lm, Ordering::Release);
         if c.info.domain == AF_UNIX {
             // The connector's as of connect() for the accepted socket, the
             // listener's as of listen() for the connector.
@@ -541,6 +556,8 @@ impl Loopback {
             inner.peer_addr = Some(me);
         }
         LoSock::link(s, s);
+        s.peer_maxseg
+            .store(s.maxseg.load(Ordering::Acquire), Ordering::Release);
         let h = s.handle();
         if let Ok(w) = upcall::window(h) {
             let _ = upcall::credit(h, w);
@@ -1032,6 +1049,7 @@ impl Backend for Loopback {
         if let Some(key) = key {
             self.table.check_listen(&key, &s)?;
         }
+        s.maxseg.store(sock.opts.maxseg, Ordering::Release);
         s.listening.store(true, Ordering::Release);
         if s.info.domain == AF_UNIX {
             // A listener's SO_PEERCRED is its own, as of listen().
@@ -1069,6 +1087,7 @@ impl Backend for Loopback {
             return Ok(());
         }
         self.autobind(&s, sock.opts, true, EADDRNOTAVAIL)?;
+        s.maxseg.store(sock.opts.maxseg, Ordering::Release);
         if self.connect_self(&s, dest)? {
             return Ok(());
         }
@@ -1193,6 +1212,10 @@ impl Backend for Loopback {
             Some(p) => upcall::held(p.handle()).ok(),
             None => Some(0),
         }
+    }
+
+    fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
+        lo(&sock).map_or(0, |s| s.peer_maxseg.load(Ordering::Acquire))
     }
 
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
