@@ -194,6 +194,19 @@ pub trait Backend: Send + Sync {
     /// Datagram sockets: sets the default peer; done when it returns `Ok`.
     fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno>;
 
+    /// TCP's connect(AF_UNSPEC) on a connected or connecting stream socket
+    /// (Linux's `tcp_disconnect`): the frontend has sent the reset of a
+    /// connection (a `FLAG_RST` fragment). The backend drops the
+    /// connection, and no upcall of it reaches the socket any more; the
+    /// socket stays claimed and unconnected, and may `connect` again. Its
+    /// port stays bound if the program bound it (bind() with a port:
+    /// Linux's SOCK_BINDPORT_LOCK), else it is given back, and
+    /// `local_addr` then says None. `EOPNOTSUPP` by default: the socket
+    /// then stays as it was (the frontend reports EISCONN).
+    fn disconnect(&self, _sock: SockRef<'_>) -> Result<(), Errno> {
+        Err(crate::consts::EOPNOTSUPP)
+    }
+
     /// The application accepted a connection from this listener, making room
     /// in its accept queue.
     fn accepted(&self, _listener: SockRef<'_>) {}

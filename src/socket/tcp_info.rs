@@ -39,7 +39,7 @@ const INFINITE_SSTHRESH: u32 = 0x7fff_ffff;
 const ST_ESTABLISHED: u8 = 1;
 const ST_SYN_SENT: u8 = 2;
 const ST_FIN_WAIT2: u8 = 5;
-const ST_CLOSE: u8 = 7;
+pub(super) const ST_CLOSE: u8 = 7;
 const ST_CLOSE_WAIT: u8 = 8;
 const ST_LISTEN: u8 = 10;
 
@@ -103,6 +103,16 @@ impl TcpCounters {
             rtt_us: AtomicU32::new(0),
             arrival_ns: AtomicU64::new(0),
         }
+    }
+
+    /// A new connection on the same socket (connect(AF_UNSPEC), then
+    /// connect()): every counter back to a new socket's.
+    pub(crate) fn restart(&self) {
+        self.data_segs_out.store(0, Ordering::Relaxed);
+        self.active.store(false, Ordering::Relaxed);
+        self.started_ns.store(0, Ordering::Relaxed);
+        self.rtt_us.store(0, Ordering::Relaxed);
+        self.arrival_ns.store(0, Ordering::Relaxed);
     }
 
     /// A fragment with data went to the backend.

@@ -58,6 +58,9 @@ struct Inner {
     dgram_peer: Option<SockAddr>,
     /// Connectors waiting for room in this listener's accept queue.
     pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+    /// The program bound a port (bind() with one: Linux's
+    /// SOCK_BINDPORT_LOCK): a disconnect keeps it.
+    user_port: bool,
     /// An AF_UNIX listener's credentials as of listen(): what its
     /// clients' SO_PEERCRED reports.
     listen_cred: Option<PeerCred>,
@@ -1037,7 +1040,46 @@ impl Backend for Loopback {
         if s.inner.lock().local.is_some() {
             return Err(EINVAL);
         }
-        self.do_bind(&s, sock.handle, addr, sock.opts, false)
+        let bound = self.do_bind(&s, sock.handle, addr, sock.opts, false)?;
+        s.inner.lock().user_port = addr.inet_port().is_some_and(|p| p != 0);
+        Ok(bound)
+    }
+
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        let s = arc(&sock)?;
+        if s.info.ty != SOCK_STREAM || s.info.domain == AF_UNIX {
+            return Err(EOPNOTSUPP);
+        }
+        // Neither end reaches the other any more: the peer's next write
+        // finds nobody (a reset), never this socket's next connection.
+        s.peer.store(0, Ordering::Release);
+        let p = core::mem::take(&mut *s.peer_sock.lock()).upgrade();
+        if let Some(p) = p.filter(|p| !Arc::ptr_eq(p, &s)) {
+            let _ = p
+                .peer
+                .compare_exchange(sock.handle.0, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+        for f in [&s.got_fin, &s.fin_first, &s.rst_sent] {
+            f.store(false, Ordering::Release);
+        }
+        s.maxseg.store(0, Ordering::Release);
+        s.peer_maxseg.store(0, Ordering::Release);
+        let key = {
+            let mut inner = s.inner.lock();
+            inner.peer_addr = None;
+            if inner.user_port {
+                None
+            } else {
+                // The port goes back (tcp_set_state's inet_put_port).
+                inner.local = None;
+                inner.tw = None;
+                inner.key.take()
+            }
+        };
+        if let Some(k) = key {
+            self.table.unbind(&k, sock.handle);
+        }
+        Ok(())
     }
 
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {

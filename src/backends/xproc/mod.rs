@@ -627,6 +627,44 @@ impl Backend for XProc {
         }
     }
 
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        if x.info.ty != SOCK_STREAM || x.info.domain == AF_UNIX {
+            return Err(EOPNOTSUPP);
+        }
+        x.to_self.store(false, Ordering::Release);
+        let was = x.conn.lock().take();
+        match was {
+            Some(c) if matches!(c.role, Role::Stream) => {
+                // The connection goes as at close (its reset, queued, goes
+                // first), but names the socket no more: what still comes on
+                // it reaches nobody, never the socket's next connection.
+                c.handle.store(0, Ordering::Release);
+                *c.sock.lock() = Weak::new();
+                c.state.start_closing();
+                transport().delegate(&c, false);
+                transport().flush(&c);
+                unix::pump_twin(&c);
+            }
+            other => *x.conn.lock() = other,
+        }
+        // A port the program bound stays (its files: `bound`, which held
+        // it while connected); an ephemeral one goes back.
+        match x.bound.lock().take() {
+            Some(b) => *x.conn.lock() = Some(b),
+            None => {
+                self.release_connect_port(x);
+                *x.local.lock() = None;
+            }
+        }
+        *x.peer.lock() = None;
+        x.fin_first.store(false, Ordering::Release);
+        x.rst_sent.store(false, Ordering::Release);
+        x.maxseg.store(0, Ordering::Release);
+        x.peer_maxseg.store(0, Ordering::Release);
+        Ok(())
+    }
+
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
         xs(&sock).map_or(0, |x| x.peer_maxseg.load(Ordering::Acquire))
     }
