@@ -201,8 +201,10 @@ pub trait Backend: Send + Sync {
     /// socket stays claimed and unconnected, and may `connect` again. Its
     /// port stays bound if the program bound it (bind() with a port:
     /// Linux's SOCK_BINDPORT_LOCK), else it is given back, and
-    /// `local_addr` then says None. `EOPNOTSUPP` by default: the socket
-    /// then stays as it was (the frontend reports EISCONN).
+    /// `local_addr` then says None. `EOPNOTSUPP` by default: a connection
+    /// the frontend reset then stays a reset connection (a later connect()
+    /// is EISCONN), a connect in progress goes on (connect(AF_UNSPEC) is
+    /// EISCONN).
     fn disconnect(&self, _sock: SockRef<'_>) -> Result<(), Errno> {
         Err(crate::consts::EOPNOTSUPP)
     }

@@ -234,11 +234,14 @@ impl Socket {
         // tcp_need_reset: an established connection, or one half closed;
         // not one already reset, or closed both ways.
         let reset = connected && self.tcp_state() != super::tcp_info::ST_CLOSE;
-        if reset && !self.is_shared() {
+        // A shared socket's connection is its backend's alone (its reset
+        // too): it stays as it is unless the backend can make it new.
+        let shared = self.is_shared();
+        if reset && !shared {
             self.send_control(b, FLAG_RST);
         }
         if let Err(e) = b.backend.disconnect(self.sref(b)) {
-            if reset {
+            if reset && !shared {
                 // The backend cannot make the socket new: it stays a reset
                 // connection (connect() again is EISCONN).
                 self.ctl.lock().so_error = ECONNRESET;
