@@ -61,6 +61,8 @@ struct Inner {
     /// The program bound a port (bind() with one: Linux's
     /// SOCK_BINDPORT_LOCK): a disconnect keeps it.
     user_port: bool,
+    /// The listener whose `pending` list this connector was put on last.
+    parked_at: Weak<LoSock>,
     /// An AF_UNIX listener's credentials as of listen(): what its
     /// clients' SO_PEERCRED reports.
     listen_cred: Option<PeerCred>,
@@ -465,6 +467,7 @@ impl Loopback {
             }
             Err(EAGAIN) => {
                 l.inner.lock().pending.push_back((c.clone(), *dest));
+                c.inner.lock().parked_at = Arc::downgrade(l);
                 return Ok(());
             }
             Err(e) => {
@@ -1064,6 +1067,12 @@ impl Backend for Loopback {
         }
         s.maxseg.store(0, Ordering::Release);
         s.peer_maxseg.store(0, Ordering::Release);
+        // A connect still waiting for room in a listener's queue is given
+        // up there.
+        let parked = core::mem::take(&mut s.inner.lock().parked_at).upgrade();
+        if let Some(l) = parked {
+            l.inner.lock().pending.retain(|(c, _)| !Arc::ptr_eq(c, &s));
+        }
         let key = {
             let mut inner = s.inner.lock();
             inner.peer_addr = None;
