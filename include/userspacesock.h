@@ -163,6 +163,16 @@ typedef struct usock_sock_opts {
    16 bits, the highest in the high 16, 0 for either when unset.
    */
   uint32_t port_range;
+  /*
+   TCP_MAXSEG as set (0: not set): the MSS a TCP socket advertises at
+   connection setup when it limits it, as Linux's SYN and SYN-ACK
+   carry `user_mss`. A backend that makes connections takes the
+   connecting socket's at `connect` and a listener's at `listen`, and
+   carries it to the other end (whose Rust backend answers
+   `Backend::peer_maxseg` with it; the C table has no such entry, and
+   a C backend's connections use the path's MSS).
+   */
+  uint32_t maxseg;
 } usock_sock_opts;
 
 /*

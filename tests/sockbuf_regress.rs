@@ -494,3 +494,30 @@ fn peek_at_an_offset() {
     assert_eq!((m.len, m.copied), (6, 0));
     assert_eq!(d.pending(), 1);
 }
+
+/// A stream started anew (TCP's connect(AF_UNSPEC), then connect()):
+/// buffered and out-of-order bytes, the FIN and the counters go; the window
+/// stays; the new stream reads from its own start.
+#[test]
+fn stream_restart_forgets_the_old_stream() {
+    let sb = StreamBuf::new(0, 16);
+    assert_eq!(sb.insert(0, b"old"), Ok(3));
+    assert_eq!(sb.insert(8, b"late"), Ok(0));
+    sb.insert_fin(12).unwrap();
+    let mut b = [0u8; 1];
+    assert_eq!(sb.read(&mut b), 1);
+    sb.restart(0);
+    assert_eq!(sb.read_offset(), 0);
+    assert_eq!(sb.readable(), 0);
+    assert!(!sb.has_hole());
+    assert!(!sb.fin_received());
+    assert!(!sb.at_eof());
+    assert_eq!(sb.window_end(), 16);
+    assert_eq!(sb.stats().bytes_in, 0);
+    assert_eq!(sb.insert(3, b"def"), Ok(0));
+    assert_eq!(sb.insert(0, b"abc"), Ok(6));
+    assert_eq!(read_all(&sb), b"abcdef");
+    // Past the old FIN's offset too.
+    assert_eq!(sb.insert(6, b"0123456789"), Ok(10));
+    assert_eq!(read_all(&sb), b"0123456789");
+}

@@ -47,13 +47,14 @@ const T: Duration = Duration::from_secs(10);
 /// xproc's messages (`src/backends/xproc/envelope.rs`): an 8-byte envelope
 /// (type, version, two reserved zero bytes, body length, big-endian), then
 /// the body. DATA's body is one unsummed wire fragment; HELLO's the client's
-/// window end (u64) and address; ACCEPT's the window end (u64) and the server's address;
-/// WINDOW's the window end.
+/// window end (u64), advertised MSS (u32) and address; ACCEPT's the window
+/// end (u64), the listener's MSS (u32) and the server's address; WINDOW's
+/// the window end.
 const T_DATA: u8 = 1;
 const T_HELLO: u8 = 2;
 const T_ACCEPT: u8 = 3;
 const T_WINDOW: u8 = 4;
-const XPROC_VERSION: u8 = 3;
+const XPROC_VERSION: u8 = 4;
 const ENV_LEN: usize = 8;
 
 // ------------------------------------------------------------ environment
@@ -337,6 +338,15 @@ fn control(ty: u8, value: Option<u64>, addr: &[u8]) -> Vec<u8> {
     envelope(ty, &body)
 }
 
+/// HELLO or ACCEPT (`ty`): the window end, an MSS of 0 (none set), then
+/// `addr`.
+fn greeting(ty: u8, window: u64, addr: &[u8]) -> Vec<u8> {
+    let mut body = window.to_be_bytes().to_vec();
+    body.extend_from_slice(&0u32.to_be_bytes());
+    body.extend_from_slice(addr);
+    envelope(ty, &body)
+}
+
 /// Overwrites the bytes at `at` of a DATA message's wire fragment (see the
 /// table in `backend::wire`).
 fn patch(f: Vec<u8>, at: usize, bytes: &[u8]) -> Vec<u8> {
@@ -414,15 +424,11 @@ impl Raw {
 
     /// HELLO as client `me`; returns the receive window the ACCEPT grants.
     fn handshake(&mut self, me: SocketAddr) -> u64 {
-        self.send(&control(
-            T_HELLO,
-            Some(1 << 18),
-            to_sockaddr(&me).as_bytes(),
-        ));
+        self.send(&greeting(T_HELLO, 1 << 18, to_sockaddr(&me).as_bytes()));
         let m = self.msg().expect("the library's answer to HELLO");
         assert!(
-            m.ty == T_ACCEPT && m.body.len() >= 8 + 16,
-            "the library answered HELLO with {m:?}, want ACCEPT with a window and an address"
+            m.ty == T_ACCEPT && m.body.len() >= 8 + 4 + 16,
+            "the library answered HELLO with {m:?}, want ACCEPT with a window, an MSS and an address"
         );
         m.value()
     }
@@ -471,7 +477,7 @@ fn garbage_from_a_raw_client_is_never_accepted_and_its_socket_is_closed() {
     let mut full_header = [0xffu8; ENV_LEN + wire::HEADER_LEN];
     full_header[0] = T_DATA;
     full_header[1] = XPROC_VERSION;
-    let hello = control(T_HELLO, Some(1 << 18), to_sockaddr(&ip(1)).as_bytes());
+    let hello = greeting(T_HELLO, 1 << 18, to_sockaddr(&ip(1)).as_bytes());
     let v1_hello = {
         // What version 1 sent: a bare wire frame, HELLO in `conn`.
         let addr = to_sockaddr(&ip(1));
@@ -575,9 +581,9 @@ fn a_malformed_frame_after_hello_resets_that_connection_only() {
             patch(patch(good.clone(), 3, &[2]), 24, &[0, 0, 0, 0, 0, 0, 0, 5]),
         ),
         ("unknown message type", control(99, None, b"")),
-        ("a second HELLO", control(T_HELLO, Some(0), &[0; 16])),
+        ("a second HELLO", greeting(T_HELLO, 0, &[0; 16])),
         ("WINDOW of 4 bytes", control(T_WINDOW, None, &[0; 4])),
-        ("an ACCEPT to the server", control(T_ACCEPT, Some(1), &[])),
+        ("an ACCEPT to the server", greeting(T_ACCEPT, 1, &[])),
         (
             "text",
             b"this is not a frame, not even its first bytes".to_vec(),
@@ -681,7 +687,10 @@ impl RawServer {
                         m.ty == T_HELLO,
                         "the library client opened with {m:?}, want HELLO"
                     );
-                    assert!(m.body.len() >= 16, "HELLO carries the client's address");
+                    assert!(
+                        m.body.len() >= 8 + 4 + 16,
+                        "HELLO carries the client's window, MSS and address"
+                    );
                     return r;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < end => {
@@ -744,9 +753,9 @@ fn a_malformed_frame_from_the_server_resets_the_library_client() {
     let srv = RawServer::new(20103);
     let res = srv.connect();
     let mut r = srv.accept();
-    r.send(&control(
+    r.send(&greeting(
         T_ACCEPT,
-        Some(1 << 18),
+        1 << 18,
         to_sockaddr(&ip(srv.port)).as_bytes(),
     ));
     let c = match res.recv().unwrap() {
@@ -788,7 +797,11 @@ fn a_second_hello_resets_that_connection_only() {
     let (l, a) = listener();
     let (c1, s1) = pair(&l, a);
     let (mut r, s, _) = raw_client(&l, a, ip(42000));
-    r.send(&control(T_HELLO, None, to_sockaddr(&ip(42001)).as_bytes()));
+    r.send(&greeting(
+        T_HELLO,
+        1 << 18,
+        to_sockaddr(&ip(42001)).as_bytes(),
+    ));
     let queued = accept_within(&l, Duration::from_secs(1));
     let mut b = [0u8; 8];
     let first = (&s).read(&mut b);

@@ -133,6 +133,14 @@ pub struct SockOpts {
     /// IP_LOCAL_PORT_RANGE as Linux keeps it: the lowest port in the low
     /// 16 bits, the highest in the high 16, 0 for either when unset.
     pub port_range: u32,
+    /// TCP_MAXSEG as set (0: not set): the MSS a TCP socket advertises at
+    /// connection setup when it limits it, as Linux's SYN and SYN-ACK
+    /// carry `user_mss`. A backend that makes connections takes the
+    /// connecting socket's at `connect` and a listener's at `listen`, and
+    /// carries it to the other end (whose Rust backend answers
+    /// `Backend::peer_maxseg` with it; the C table has no such entry, and
+    /// a C backend's connections use the path's MSS).
+    pub maxseg: u32,
 }
 
 impl SockOpts {
@@ -185,6 +193,21 @@ pub trait Backend: Send + Sync {
     /// `upcall::connected` or `upcall::refused`, possibly before this returns.
     /// Datagram sockets: sets the default peer; done when it returns `Ok`.
     fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno>;
+
+    /// TCP's connect(AF_UNSPEC) on a connected or connecting stream socket
+    /// (Linux's `tcp_disconnect`): the frontend has sent the reset of a
+    /// connection (a `FLAG_RST` fragment). The backend drops the
+    /// connection, and no upcall of it reaches the socket any more; the
+    /// socket stays claimed and unconnected, and may `connect` again. Its
+    /// port stays bound if the program bound it (bind() with a port:
+    /// Linux's SOCK_BINDPORT_LOCK), else it is given back, and
+    /// `local_addr` then says None. `EOPNOTSUPP` by default: a connection
+    /// the frontend reset then stays a reset connection (a later connect()
+    /// is EISCONN), a connect in progress goes on (connect(AF_UNSPEC) is
+    /// EISCONN).
+    fn disconnect(&self, _sock: SockRef<'_>) -> Result<(), Errno> {
+        Err(crate::consts::EOPNOTSUPP)
+    }
 
     /// The application accepted a connection from this listener, making room
     /// in its accept queue.
@@ -260,6 +283,14 @@ pub trait Backend: Send + Sync {
     /// frontend reports 0).
     fn unread(&self, _sock: SockRef<'_>) -> Option<u64> {
         None
+    }
+
+    /// The MSS the peer of a connected TCP socket advertised at connection
+    /// setup (its [`SockOpts::maxseg`]; 0: none, or unknown): the frontend
+    /// uses segments no larger, as Linux's `tcp_sync_mss` takes the
+    /// smaller of its own and the peer's. 0 by default.
+    fn peer_maxseg(&self, _sock: SockRef<'_>) -> u32 {
+        0
     }
 
     /// The local address of a claimed socket, if it has one.

@@ -861,6 +861,14 @@ impl Backend for FaultBackend {
         self.shared.inner.window(sock, limit)
     }
 
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        self.shared.inner.disconnect(sock)
+    }
+
+    fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
+        self.shared.inner.peer_maxseg(sock)
+    }
+
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         self.shared.inner.local_addr(sock)
     }

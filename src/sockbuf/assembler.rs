@@ -169,8 +169,7 @@ impl Assembler {
         self.n += 1;
     }
 
-    /// Forget everything (used when a partial datagram is recycled).
-    #[allow(dead_code)]
+    /// Forget everything (a stream that starts anew).
     pub(crate) fn clear(&mut self) {
         self.n = 0;
     }

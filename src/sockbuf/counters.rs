@@ -24,6 +24,9 @@ impl Counter {
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+    fn zero(&self) {
+        self.0.store(0, Ordering::Relaxed);
+    }
 }
 
 /// Counters written by the producer side.
@@ -64,6 +67,29 @@ impl Counters {
             c.fetch_add(1, Ordering::Relaxed);
         }
         e
+    }
+
+    /// Every counter back to 0 (a stream that starts anew), with both
+    /// sides' locks held.
+    pub(crate) fn zero(&self) {
+        let p = &self.prod;
+        for c in [
+            &p.fragments,
+            &p.bytes_in,
+            &p.duplicate_fragments,
+            &p.duplicate_bytes,
+            &p.datagrams_completed,
+            &p.evicted_partials,
+            &p.evicted_bytes,
+            &self.cons.bytes_read,
+            &self.cons.datagrams_read,
+            &self.cons.truncated_reads,
+        ] {
+            c.zero();
+        }
+        for r in &self.rejected {
+            r.store(0, Ordering::Relaxed);
+        }
     }
 
     /// A snapshot (each counter read once; not atomic as a whole).

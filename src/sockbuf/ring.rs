@@ -609,6 +609,28 @@ impl<PX, CX, PS> Both<'_, PX, CX, PS> {
         self.prod.state()
     }
 
+    /// The producer's private state, to change.
+    #[inline]
+    pub(crate) fn state_mut(&mut self) -> &mut PS {
+        self.prod.state_mut()
+    }
+
+    /// Empties the ring and starts `head` and `tail` at `start`, keeping
+    /// the capacity: the memory is released (allocated again by the next
+    /// `allocate`), as an unallocated ring has `tail == head`.
+    pub(crate) fn restart(&mut self, start: u64) {
+        let ring = self.prod.ring;
+        drop(ring.shared.mem.replace(None));
+        self.cons.g.head_pos = 0;
+        self.prod.g.tail_pos = 0;
+        self.cons.head = start;
+        self.cons.tail = start;
+        self.prod.head = start;
+        self.prod.tail = start;
+        ring.prod.tail.store(start, Ordering::Release);
+        ring.cons.head.store(start, Ordering::Release);
+    }
+
     /// Set the capacity, keeping the `keep` bytes from `head` (published or
     /// not: a stream's out-of-order bytes count) at the start of the new
     /// memory. An allocated ring of another length moves to new memory, or,

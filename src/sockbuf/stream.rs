@@ -377,6 +377,22 @@ impl StreamBuf {
         both.resize(capacity, buffered).map_err(|err| c.reject(err))
     }
 
+    /// Discards everything (buffered bytes, out-of-order ones, the FIN and
+    /// the counters) and starts a new stream whose read offset is `start`,
+    /// with the same window: a connection dissolved and made again on one
+    /// socket (TCP's connect(AF_UNSPEC), then connect()). Takes both
+    /// locks, as [`set_capacity`](StreamBuf::set_capacity).
+    pub fn restart(&self, start: u64) {
+        let mut both = self.ring.both();
+        both.restart(start);
+        both.state_mut().asm.clear();
+        let px = self.ring.prod_ext();
+        px.fin_set.store(false, Ordering::Release);
+        px.fin.store(0, Ordering::Relaxed);
+        px.ooo.store(false, Ordering::Release);
+        self.counters.zero();
+    }
+
     /// A snapshot of this buffer's counters.
     pub fn stats(&self) -> SbStats {
         self.counters.snapshot()

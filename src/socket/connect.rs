@@ -114,6 +114,9 @@ impl Socket {
         if !ip {
             self.check_family(addr)?;
             self.passcred_autobind();
+        } else if addr.family() == AF_UNSPEC {
+            // __inet_stream_connect: AF_UNSPEC disconnects, in any state.
+            return self.disconnect();
         }
         let f = self.flags();
         if f.is(Phase::Listening) {
@@ -210,6 +213,90 @@ impl Socket {
             return Err(EINPROGRESS);
         }
         self.finish_connect()
+    }
+
+    /// TCP's connect(AF_UNSPEC), Linux's `tcp_disconnect`: a listener
+    /// stops listening (as shutdown() of it); a connection is reset (the
+    /// peer reads ECONNRESET, then end-of-stream) and a connect in
+    /// progress given up, the socket's own next call reports ECONNRESET
+    /// (`sk_err`), and it is a new, unconnected socket that may connect
+    /// again: its stream, send offsets, credit, flags and TCP counters
+    /// start anew, and its port stays only if the program bound it
+    /// (`Backend::disconnect`).
+    fn disconnect(&self) -> Result<(), Errno> {
+        let f = self.flags();
+        let b = match (f.phase(), self.binding()) {
+            (Phase::Listening, _) => return self.shutdown(SHUT_RD),
+            (Phase::Idle, _) | (_, None) => return Ok(()),
+            (_, Some(b)) => b,
+        };
+        let connected = f.is(Phase::Connected);
+        // tcp_need_reset: an established connection, or one half closed;
+        // not one already reset, or closed both ways.
+        let reset = connected && self.tcp_state() != super::tcp_info::ST_CLOSE;
+        // A shared socket's connection is its backend's alone (its reset
+        // too): it stays as it is unless the backend can make it new.
+        let shared = self.is_shared();
+        if reset && !shared {
+            self.send_control(b, FLAG_RST);
+        }
+        if let Err(e) = b.backend.disconnect(self.sref(b)) {
+            if reset && !shared {
+                // The backend cannot make the socket new: it stays a reset
+                // connection (connect() again is EISCONN).
+                self.ctl.lock().so_error = ECONNRESET;
+                self.set(F_RESET | F_ERROR);
+                self.wait.notify(-1);
+                return Ok(());
+            }
+            return Err(if e == EOPNOTSUPP { EISCONN } else { e });
+        }
+        self.restart_stream();
+        {
+            let mut c = self.ctl.lock();
+            c.connect_failed = false;
+            c.connect_unreported = false;
+            c.so_error = if reset || f.is(Phase::Connecting) {
+                ECONNRESET
+            } else {
+                0
+            };
+        }
+        let mut gone = F_RESET | F_FIN_SENT | F_RD_SHUT | F_WR_SHUT | F_ERROR;
+        if b.backend.local_addr(self.sref(b)).is_none() {
+            // The port went back (not the program's own: SOCK_BINDPORT_LOCK).
+            gone |= F_BOUND;
+        }
+        self.clear(gone);
+        let err = if self.ctl.lock().so_error != 0 {
+            F_ERROR
+        } else {
+            0
+        };
+        let _ = self
+            .state
+            .go_setting(&[Phase::Connected, Phase::Connecting], Phase::Idle, err);
+        self.wait.notify(-1);
+        Ok(())
+    }
+
+    /// The connection's stream state as a new socket's: the receive
+    /// buffer, the send offsets (what TCP_CORK held goes too) and credit,
+    /// the window told, the TCP counters.
+    fn restart_stream(&self) {
+        {
+            let mut tx = self.tx.lock();
+            tx.next = 0;
+            tx.held.clear();
+            self.tx_next.store(0, Ordering::Release);
+            self.tx_limit.store(0, Ordering::Release);
+        }
+        if let Rx::Stream(sb) = &self.rx {
+            let _rx = self.rx_lock.lock();
+            sb.restart(0);
+        }
+        self.advertised.store(0, Ordering::Relaxed);
+        self.tcp.restart();
     }
 
     fn finish_connect(&self) -> Result<(), Errno> {

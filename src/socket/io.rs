@@ -257,6 +257,11 @@ impl Socket {
                 return so_far(got, EBADF);
             }
             if f.is(Phase::Idle) || f.is(Phase::Listening) {
+                // tcp_recvmsg: a pending error (one connect(AF_UNSPEC)
+                // left) before TCP_CLOSE's ENOTCONN.
+                if self.info.domain != AF_UNIX && f.has(F_ERROR) {
+                    return Err(self.take_error().unwrap_or(unconnected));
+                }
                 return Err(unconnected);
             }
             if !self.blocking(flags) {
@@ -543,12 +548,14 @@ impl Socket {
         if !f.is(Phase::Connected) {
             // Linux: TCP reports EPIPE on a socket that never connected,
             // AF_UNIX reports ENOTCONN.
+            // A pending error comes first (sk_stream_wait_connect: one
+            // that connect(AF_UNSPEC) left).
             return Some(if f.is(Phase::Connecting) {
                 EAGAIN
             } else if self.info.domain == AF_UNIX {
                 ENOTCONN
             } else {
-                EPIPE
+                self.take_error().unwrap_or(EPIPE)
             });
         }
         None

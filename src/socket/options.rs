@@ -290,6 +290,7 @@ impl Options {
             v6only: self.v6only,
             freebind: self.freebind || self.nonlocal_bind,
             port_range: self.port_range,
+            maxseg: self.maxseg.max(0) as u32,
         }
     }
 

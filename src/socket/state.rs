@@ -20,9 +20,11 @@
 //! | Connecting | Idle | a refusal, a reset while connecting, a failed start |
 //! | Idle | Connected | a datagram connect(), an accepted socket or a pair joining |
 //! | Connected | Idle | a datagram connect(AF_UNSPEC) |
+//! | Connected, Connecting | Idle | a TCP connect(AF_UNSPEC) (`tcp_disconnect`: the flags go too) |
 //!
 //! The other conditions are flags: set once and never cleared (bound,
-//! shut down for reading or writing, FIN sent, reset, closed) or set and
+//! shut down for reading or writing, FIN sent, reset, closed; but a TCP
+//! connect(AF_UNSPEC) makes the socket new: all but closed) or set and
 //! taken (a pending error, a refused datagram delivery, an SO_RCVBUF change
 //! not yet applied).
 
@@ -302,7 +304,8 @@ mod tests {
             (Connecting, Connected, "the connected upcall"),
             (Connecting, Idle, "a refusal or a reset while connecting"),
             (Idle, Connected, "datagram connect(), accepted socket, pair"),
-            (Connected, Idle, "datagram connect(AF_UNSPEC)"),
+            (Connected, Idle, "datagram or TCP connect(AF_UNSPEC)"),
+            (Connecting, Idle, "TCP connect(AF_UNSPEC)"),
         ];
         for (from, to, by) in table {
             let s = at(from, F_BOUND);

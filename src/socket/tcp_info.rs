@@ -39,7 +39,7 @@ const INFINITE_SSTHRESH: u32 = 0x7fff_ffff;
 const ST_ESTABLISHED: u8 = 1;
 const ST_SYN_SENT: u8 = 2;
 const ST_FIN_WAIT2: u8 = 5;
-const ST_CLOSE: u8 = 7;
+pub(super) const ST_CLOSE: u8 = 7;
 const ST_CLOSE_WAIT: u8 = 8;
 const ST_LISTEN: u8 = 10;
 
@@ -103,6 +103,16 @@ impl TcpCounters {
             rtt_us: AtomicU32::new(0),
             arrival_ns: AtomicU64::new(0),
         }
+    }
+
+    /// A new connection on the same socket (connect(AF_UNSPEC), then
+    /// connect()): every counter back to a new socket's.
+    pub(crate) fn restart(&self) {
+        self.data_segs_out.store(0, Ordering::Relaxed);
+        self.active.store(false, Ordering::Relaxed);
+        self.started_ns.store(0, Ordering::Relaxed);
+        self.rtt_us.store(0, Ordering::Relaxed);
+        self.arrival_ns.store(0, Ordering::Relaxed);
     }
 
     /// A fragment with data went to the backend.
@@ -178,17 +188,20 @@ fn option_bytes() -> u32 {
 impl Socket {
     /// TCP_MAXSEG as Linux reads it: the value set while the socket is
     /// closed or listening (else 536 until it connects); on a connection,
-    /// the MSS in use: the path's, or the one set if smaller, less the
-    /// timestamp option.
+    /// the MSS in use: the path's, or the one set or the one the peer
+    /// advertised (`Backend::peer_maxseg`) if smaller, less the timestamp
+    /// option (Linux's `tcp_sync_mss` with `mss_clamp`).
     pub(crate) fn tcp_maxseg(&self, user_mss: i32) -> i32 {
         match self.phase() {
             Phase::Connected => {
                 let path = path_mtu(self.info.domain) - headers(self.info.domain);
-                let clamp = if user_mss > 0 {
-                    (user_mss as u32).min(path)
-                } else {
-                    path
-                };
+                let peer = self
+                    .binding()
+                    .map_or(0, |b| b.backend.peer_maxseg(self.sref(b)));
+                let clamp = [user_mss.max(0) as u32, peer]
+                    .into_iter()
+                    .filter(|&v| v > 0)
+                    .fold(path, u32::min);
                 clamp.saturating_sub(option_bytes()) as i32
             }
             _ if user_mss > 0 => user_mss,
@@ -230,7 +243,15 @@ impl Socket {
         let rtt = self.tcp.rtt_us.load(Ordering::Relaxed);
         let mss = self.tcp_maxseg(user_mss) as u32;
         let pmtu = path_mtu(self.info.domain);
-        let advmss = pmtu - headers(self.info.domain) - option_bytes();
+        // The MSS this end advertised: the path's, or the one set if
+        // smaller (tcp_advertise_mss), less the timestamp option.
+        let path_mss = pmtu - headers(self.info.domain);
+        let advmss = if user_mss > 0 {
+            path_mss.min(user_mss as u32)
+        } else {
+            path_mss
+        }
+        .saturating_sub(option_bytes());
         let (segs_in, bytes_in, rcv_wnd) = match &self.rx {
             Rx::Stream(sb) => {
                 let st = sb.stats();

@@ -20,7 +20,7 @@ use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use crate::addr::SockAddr;
 use crate::addr::{IpEp, UnixName};
@@ -58,6 +58,11 @@ struct Inner {
     dgram_peer: Option<SockAddr>,
     /// Connectors waiting for room in this listener's accept queue.
     pending: VecDeque<(Arc<LoSock>, SockAddr)>,
+    /// The program bound a port (bind() with one: Linux's
+    /// SOCK_BINDPORT_LOCK): a disconnect keeps it.
+    user_port: bool,
+    /// The listener whose `pending` list this connector was put on last.
+    parked_at: Weak<LoSock>,
     /// An AF_UNIX listener's credentials as of listen(): what its
     /// clients' SO_PEERCRED reports.
     listen_cred: Option<PeerCred>,
@@ -110,6 +115,11 @@ pub struct LoSock {
     /// AF_UNIX datagrams queued here, oldest first: the sender and the
     /// length of each, so that a read gives the sender its bytes back.
     inflight: Mutex<VecDeque<(Weak<LoSock>, u64)>>,
+    /// The MSS this socket advertises (`SockOpts::maxseg` as of connect
+    /// or listen; an accepted socket, its listener's).
+    maxseg: AtomicU32,
+    /// The MSS its peer advertised when they connected.
+    peer_maxseg: AtomicU32,
     inner: Mutex<Inner>,
 }
 
@@ -130,6 +140,8 @@ impl LoSock {
             has_blocked: AtomicBool::new(false),
             outq: AtomicU64::new(0),
             inflight: Mutex::new(VecDeque::new()),
+            maxseg: AtomicU32::new(0),
+            peer_maxseg: AtomicU32::new(0),
             inner: Mutex::new(Inner::default()),
         })
     }
@@ -455,6 +467,7 @@ impl Loopback {
             }
             Err(EAGAIN) => {
                 l.inner.lock().pending.push_back((c.clone(), *dest));
+                c.inner.lock().parked_at = Arc::downgrade(l);
                 return Ok(());
             }
             Err(e) => {
@@ -498,6 +511,14 @@ impl Loopback {
             }
         }
         LoSock::link(&child, c);
+        // The MSS each end advertised (the SYN's and the SYN-ACK's).
+        let (cm, lm) = (
+            c.maxseg.load(Ordering::Acquire),
+            l.maxseg.load(Ordering::Acquire),
+        );
+        child.maxseg.store(lm, Ordering::Release);
+        child.peer_maxseg.store(cm, Ordering::Release);
+        c.peer_maxseg.store(lm, Ordering::Release);
         if c.info.domain == AF_UNIX {
             // The connector's as of connect() for the accepted socket, the
             // listener's as of listen() for the connector.
@@ -541,6 +562,8 @@ impl Loopback {
             inner.peer_addr = Some(me);
         }
         LoSock::link(s, s);
+        s.peer_maxseg
+            .store(s.maxseg.load(Ordering::Acquire), Ordering::Release);
         let h = s.handle();
         if let Ok(w) = upcall::window(h) {
             let _ = upcall::credit(h, w);
@@ -1020,7 +1043,52 @@ impl Backend for Loopback {
         if s.inner.lock().local.is_some() {
             return Err(EINVAL);
         }
-        self.do_bind(&s, sock.handle, addr, sock.opts, false)
+        let bound = self.do_bind(&s, sock.handle, addr, sock.opts, false)?;
+        s.inner.lock().user_port = addr.inet_port().is_some_and(|p| p != 0);
+        Ok(bound)
+    }
+
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        let s = arc(&sock)?;
+        if s.info.ty != SOCK_STREAM || s.info.domain == AF_UNIX {
+            return Err(EOPNOTSUPP);
+        }
+        // Neither end reaches the other any more: the peer's next write
+        // finds nobody (a reset), never this socket's next connection.
+        s.peer.store(0, Ordering::Release);
+        let p = core::mem::take(&mut *s.peer_sock.lock()).upgrade();
+        if let Some(p) = p.filter(|p| !Arc::ptr_eq(p, &s)) {
+            let _ = p
+                .peer
+                .compare_exchange(sock.handle.0, 0, Ordering::AcqRel, Ordering::Acquire);
+        }
+        for f in [&s.got_fin, &s.fin_first, &s.rst_sent] {
+            f.store(false, Ordering::Release);
+        }
+        s.maxseg.store(0, Ordering::Release);
+        s.peer_maxseg.store(0, Ordering::Release);
+        // A connect still waiting for room in a listener's queue is given
+        // up there.
+        let parked = core::mem::take(&mut s.inner.lock().parked_at).upgrade();
+        if let Some(l) = parked {
+            l.inner.lock().pending.retain(|(c, _)| !Arc::ptr_eq(c, &s));
+        }
+        let key = {
+            let mut inner = s.inner.lock();
+            inner.peer_addr = None;
+            if inner.user_port {
+                None
+            } else {
+                // The port goes back (tcp_set_state's inet_put_port).
+                inner.local = None;
+                inner.tw = None;
+                inner.key.take()
+            }
+        };
+        if let Some(k) = key {
+            self.table.unbind(&k, sock.handle);
+        }
+        Ok(())
     }
 
     fn listen(&self, sock: SockRef<'_>, _backlog: u32) -> Result<(), Errno> {
@@ -1032,6 +1100,7 @@ impl Backend for Loopback {
         if let Some(key) = key {
             self.table.check_listen(&key, &s)?;
         }
+        s.maxseg.store(sock.opts.maxseg, Ordering::Release);
         s.listening.store(true, Ordering::Release);
         if s.info.domain == AF_UNIX {
             // A listener's SO_PEERCRED is its own, as of listen().
@@ -1069,6 +1138,7 @@ impl Backend for Loopback {
             return Ok(());
         }
         self.autobind(&s, sock.opts, true, EADDRNOTAVAIL)?;
+        s.maxseg.store(sock.opts.maxseg, Ordering::Release);
         if self.connect_self(&s, dest)? {
             return Ok(());
         }
@@ -1193,6 +1263,10 @@ impl Backend for Loopback {
             Some(p) => upcall::held(p.handle()).ok(),
             None => Some(0),
         }
+    }
+
+    fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
+        lo(&sock).map_or(0, |s| s.peer_maxseg.load(Ordering::Acquire))
     }
 
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {

@@ -21,6 +21,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::conn::{Conn, Listener};
+use super::segment::Side;
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::{
     Backend, Block, ClaimOp, ForkAware, InputDelegation, SharedStreams, SockHandle, SockInfo,
@@ -42,8 +43,9 @@ const RING: usize = 256 << 10;
 const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
 
 /// Bytes of a connection's offer body: family, the connecting end's
-/// address, the address it connected to.
-const BODY: usize = 1 + 18 + 18;
+/// address, the address it connected to, the MSS it advertises (u32,
+/// big-endian: its TCP_MAXSEG, 0 for none).
+const BODY: usize = 1 + 18 + 18 + 4;
 
 /// The backend: one network directory.
 pub struct Shm {
@@ -84,6 +86,9 @@ struct ShmSock {
     /// O_NONBLOCK until the socket has a listener or a connection, which
     /// then keep it where every holder sees it.
     nonblock: core::sync::atomic::AtomicBool,
+    /// A listener's advertised MSS (`SockOpts::maxseg` as of listen()),
+    /// which its accepted ends record in their segments.
+    maxseg: AtomicU32,
 }
 
 impl ShmSock {
@@ -98,6 +103,7 @@ impl ShmSock {
             conn: SetOnce::new(),
             handed_on: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
+            maxseg: AtomicU32::new(0),
         }
     }
 }
@@ -394,10 +400,7 @@ impl Shm {
         let Ok(seg) = super::segment::Segment::attach(memfd) else {
             return;
         };
-        for side in [
-            super::segment::Side::Connector,
-            super::segment::Side::Acceptor,
-        ] {
+        for side in [Side::Connector, Side::Acceptor] {
             let ino = seg.anchor_ino(side);
             let fds: Vec<i32> = socks
                 .iter()
@@ -509,6 +512,7 @@ impl Backend for Shm {
             return Ok(());
         }
         self.autobind(x)?;
+        x.maxseg.store(sock.opts.maxseg, Ordering::Relaxed);
         let k = x.bound.lock().take().ok_or(EINVAL)?;
         let backlog = backlog.clamp(1, i32::MAX as u32) as i32;
         // The listening anchor's own O_NONBLOCK is the socket's: shared by
@@ -546,7 +550,8 @@ impl Backend for Shm {
         let mut body = [0u8; BODY];
         body[0] = u8::from(x.info.domain == AF_INET6);
         put_ep(&mut body[1..19], &local);
-        put_ep(&mut body[19..], &dest);
+        put_ep(&mut body[19..37], &dest);
+        body[37..].copy_from_slice(&sock.opts.maxseg.to_be_bytes());
         let v6 = x.info.domain == AF_INET6 && !dest.is_v4();
         // The ends' addresses, also in the segment's header: a process that
         // inherits an end across exec learns them there.
@@ -555,7 +560,7 @@ impl Backend for Shm {
         mine[0] = body[0];
         mine[1..].copy_from_slice(&body[1..19]);
         theirs[0] = body[0];
-        theirs[1..].copy_from_slice(&body[19..]);
+        theirs[1..].copy_from_slice(&body[19..37]);
         let path = self.path(dest.port, v6);
         let c = match Conn::connect(&path, RING, RING, &body, false, [&mine, &theirs]) {
             Ok(c) => c,
@@ -588,6 +593,13 @@ impl Backend for Shm {
     ) -> Result<(), Errno> {
         // Every byte goes through SharedStreams::send.
         Err(EOPNOTSUPP)
+    }
+
+    fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
+        // The acceptor's is 0 until it took the connection.
+        ss(&sock).ok().and_then(|x| x.conn.get()).map_or(0, |c| {
+            c.segment().mss(c.side().peer()).load(Ordering::Acquire)
+        })
     }
 
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
@@ -767,7 +779,15 @@ impl SharedStreams for Shm {
                     let family = if body[0] == 1 { AF_INET6 } else { AF_INET };
                     let child = ShmSock::new(x.info);
                     *child.peer.lock() = Some(get_ep(&body[1..19], family));
-                    *child.local.lock() = Some(get_ep(&body[19..], family));
+                    *child.local.lock() = Some(get_ep(&body[19..37], family));
+                    // Each end's advertised MSS, where both ends (and
+                    // whoever inherits one) find the other's: the
+                    // connector's from its offer, the listener's.
+                    let seg = c.segment();
+                    let theirs = u32::from_be_bytes([body[37], body[38], body[39], body[40]]);
+                    seg.mss(Side::Connector).store(theirs, Ordering::Release);
+                    seg.mss(Side::Acceptor)
+                        .store(x.maxseg.load(Ordering::Relaxed), Ordering::Release);
                     let _ = child.conn.set(c);
                     return Ok(Arc::new(child));
                 }

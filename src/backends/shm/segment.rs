@@ -17,8 +17,8 @@ use crate::platform::shared_mem::SharedMem;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"USOCKSEG");
 /// The layout described here (2: each ring's header has its doorbell
 /// word, the segment's header the ends' close counts; 3: and each end's
-/// anchor inode and address).
-pub const VERSION: u64 = 3;
+/// anchor inode and address; 4: and the MSS each end advertises).
+pub const VERSION: u64 = 4;
 /// Bytes of the segment header; the first ring follows.
 pub const HEADER: usize = 128;
 const MAGIC_AT: usize = 0;
@@ -39,7 +39,10 @@ const NONBLOCK_AT: [usize; 2] = [56, 60];
 /// Per end: its address, as the backend encodes it ([`ADDR_LEN`] bytes).
 const ADDR_AT: [usize; 2] = [64, 96];
 /// Bytes of an end's address in the header.
-pub const ADDR_LEN: usize = 32;
+pub const ADDR_LEN: usize = 24;
+/// Per end: the MSS it advertises (its TCP_MAXSEG, 0: none), after its
+/// address: written by the accepting end when it takes the connection.
+const MSS_AT: [usize; 2] = [88, 120];
 
 /// The largest ring a segment may declare: a corrupt size must not make a
 /// process map gigabytes.
@@ -193,6 +196,14 @@ impl Segment {
     pub fn nonblock(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
         self.mem
             .u32_at(NONBLOCK_AT[side as usize])
+            .expect("segment header inside its mapping")
+    }
+
+    /// End `side`'s advertised MSS word (0: none, or not yet known;
+    /// untrusted: a wrong value only sizes the peer's TCP_CORK segments).
+    pub fn mss(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
+        self.mem
+            .u32_at(MSS_AT[side as usize])
             .expect("segment header inside its mapping")
     }
 

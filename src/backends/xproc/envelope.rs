@@ -1,14 +1,14 @@
 //! xproc's own framing: every message on a transport socket (a stream
 //! connection or a datagram link) is an 8-byte envelope, then its body.
 //!
-//! # Message layout (xproc protocol version 3)
+//! # Message layout (xproc protocol version 4)
 //!
 //! Integers are big-endian, as in `backend::wire`; no padding.
 //!
 //! | Offset | Size | Field      | Meaning                                                     |
 //! |-------:|-----:|------------|-------------------------------------------------------------|
 //! |      0 |    1 | `type`     | `1` DATA, `2` HELLO, `3` ACCEPT, `4` WINDOW, `5` CRED, `6` BUSY; others invalid |
-//! |      1 |    1 | `version`  | `3` ([`XPROC_VERSION`])                                     |
+//! |      1 |    1 | `version`  | `4` ([`XPROC_VERSION`])                                     |
 //! |      2 |    2 | `reserved` | `0`                                                         |
 //! |      4 |    4 | `len`      | body bytes after the envelope                               |
 //! |      8 | `len`| `body`     | see below                                                   |
@@ -28,12 +28,15 @@
 //!   16 bytes, a sockaddr_in6 28): see `dgram::split_addr`. A receiver
 //!   of a frame without attributes reports Linux's defaults.
 //! - **HELLO** (client → server, first message): the end of the client's
-//!   receive window (u64), then the client's address (`SockAddr` bytes,
-//!   at most `wire::MAX_ADDR`). (Version 3: the window lets the accepted
-//!   socket send before the client has even seen ACCEPT, as a just
-//!   accepted TCP socket can on Linux.)
+//!   receive window (u64), the MSS the client advertises (u32: its
+//!   TCP_MAXSEG, 0 when it set none), then the client's address
+//!   (`SockAddr` bytes, at most `wire::MAX_ADDR`). (Version 3: the window
+//!   lets the accepted socket send before the client has even seen
+//!   ACCEPT, as a just accepted TCP socket can on Linux. Version 4: the
+//!   MSS, as a SYN's option carries it, for `Backend::peer_maxseg`.)
 //! - **ACCEPT** (server → client, first message): the end of the server's
-//!   receive window (u64), then the server's address.
+//!   receive window (u64), the MSS the listener advertises (u32, as in
+//!   HELLO), then the server's address.
 //! - **WINDOW** (either way, after the handshake): the new end of the
 //!   sender's receive window (u64); `len` is 8.
 //! - **CRED** (AF_UNIX connections, either way, before HELLO or ACCEPT):
@@ -68,7 +71,7 @@ use crate::consts::*;
 
 /// The protocol's version, in every envelope. 1 was the protocol without
 /// an envelope (control frames in the wire header's `conn`).
-pub(super) const XPROC_VERSION: u8 = 3;
+pub(super) const XPROC_VERSION: u8 = 4;
 
 /// The envelope's length.
 pub(super) const ENV_LEN: usize = 8;
@@ -80,8 +83,9 @@ const T_WINDOW: u8 = 4;
 const T_CRED: u8 = 5;
 const T_BUSY: u8 = 6;
 
-/// The longest control body (ACCEPT: a window and an address).
-const CTL_BODY_MAX: usize = 8 + wire::MAX_ADDR;
+/// The longest control body (HELLO, ACCEPT: a window, an MSS and an
+/// address).
+const CTL_BODY_MAX: usize = 8 + 4 + wire::MAX_ADDR;
 
 /// A DATA message's envelope and wire header, sent before the fragment's
 /// address and payload (a gather write: they are not copied).
@@ -95,10 +99,18 @@ pub(super) type CtlBytes = ([u8; ENV_LEN + CTL_BODY_MAX], usize);
 pub(super) enum Msg<'a> {
     /// A fragment for the socket.
     Data(wire::Fragment<'a>),
-    /// The client's receive window end and address.
-    Hello { window: u64, addr: &'a [u8] },
-    /// The server's receive window end and address.
-    Accept { window: u64, addr: &'a [u8] },
+    /// The client's receive window end, advertised MSS and address.
+    Hello {
+        window: u64,
+        mss: u32,
+        addr: &'a [u8],
+    },
+    /// The server's receive window end, advertised MSS and address.
+    Accept {
+        window: u64,
+        mss: u32,
+        addr: &'a [u8],
+    },
     /// A new receive window end.
     Window(u64),
     /// The sender's peer credentials and the connection's token (AF_UNIX).
@@ -130,6 +142,7 @@ pub(super) fn data_header(f: &wire::Fragment<'_>) -> Result<DataHeader, Errno> {
 pub(super) fn control(m: &Msg<'_>) -> Result<CtlBytes, Errno> {
     let mut out = [0u8; ENV_LEN + CTL_BODY_MAX];
     let mut cred = [0u8; 20];
+    let mut mss = None;
     let (ty, value, addr): (u8, Option<u64>, &[u8]) = match *m {
         Msg::Data(_) => return Err(EINVAL),
         Msg::Cred(c, token) => {
@@ -140,8 +153,22 @@ pub(super) fn control(m: &Msg<'_>) -> Result<CtlBytes, Errno> {
             (T_CRED, None, &cred[..])
         }
         Msg::Busy => (T_BUSY, None, &[]),
-        Msg::Hello { window, addr } => (T_HELLO, Some(window), addr),
-        Msg::Accept { window, addr } => (T_ACCEPT, Some(window), addr),
+        Msg::Hello {
+            window,
+            mss: m,
+            addr,
+        } => {
+            mss = Some(m);
+            (T_HELLO, Some(window), addr)
+        }
+        Msg::Accept {
+            window,
+            mss: m,
+            addr,
+        } => {
+            mss = Some(m);
+            (T_ACCEPT, Some(window), addr)
+        }
         Msg::Window(w) => (T_WINDOW, Some(w), &[]),
     };
     if addr.len() > wire::MAX_ADDR {
@@ -151,6 +178,10 @@ pub(super) fn control(m: &Msg<'_>) -> Result<CtlBytes, Errno> {
     if let Some(v) = value {
         out[at..at + 8].copy_from_slice(&v.to_be_bytes());
         at += 8;
+    }
+    if let Some(v) = mss {
+        out[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        at += 4;
     }
     out[at..at + addr.len()].copy_from_slice(addr);
     at += addr.len();
@@ -198,21 +229,17 @@ pub(super) fn decode(buf: &[u8]) -> Result<Option<(Msg<'_>, usize)>, BadMsg> {
         return Ok(None);
     }
     let m = match ty {
-        T_HELLO => {
-            let (w, addr) = body.split_first_chunk::<8>().ok_or(BadMsg)?;
+        T_HELLO | T_ACCEPT => {
+            let (w, rest) = body.split_first_chunk::<8>().ok_or(BadMsg)?;
+            let (mss, addr) = rest.split_first_chunk::<4>().ok_or(BadMsg)?;
             if addr.len() > wire::MAX_ADDR {
                 return Err(BadMsg);
             }
-            Msg::Hello {
-                window: u64::from_be_bytes(*w),
-                addr,
-            }
-        }
-        T_ACCEPT => {
-            let (w, addr) = body.split_first_chunk::<8>().ok_or(BadMsg)?;
-            Msg::Accept {
-                window: u64::from_be_bytes(*w),
-                addr,
+            let (window, mss) = (u64::from_be_bytes(*w), u32::from_be_bytes(*mss));
+            if ty == T_HELLO {
+                Msg::Hello { window, mss, addr }
+            } else {
+                Msg::Accept { window, mss, addr }
             }
         }
         T_WINDOW => Msg::Window(u64::from_be_bytes(body.try_into().map_err(|_| BadMsg)?)),
@@ -252,7 +279,7 @@ mod tests {
         let mut f = wire::Fragment::stream(7, wire::FLAG_FIN, b"abc");
         f.header.conn = 0x1234;
         let v = data_msg(&f);
-        assert_eq!(v[..ENV_LEN], [1, 3, 0, 0, 0, 0, 0, 43]);
+        assert_eq!(v[..ENV_LEN], [1, 4, 0, 0, 0, 0, 0, 43]);
         let mut want = wire::encode_header(&f, false).unwrap().to_vec();
         want.extend_from_slice(b"abc");
         assert_eq!(&v[ENV_LEN..], &want[..], "the wire frame, unsummed");
@@ -275,10 +302,12 @@ mod tests {
         for m in [
             Msg::Hello {
                 window: 1 << 18,
+                mss: 1000,
                 addr: &a,
             },
             Msg::Accept {
                 window: 1 << 40,
+                mss: 0,
                 addr: &a,
             },
             Msg::Window(77),
@@ -332,6 +361,7 @@ mod tests {
         assert_eq!(decode(&busy).err(), Some(BadMsg), "BUSY with a body");
         assert_eq!(decode(b"US").err(), Some(BadMsg), "a version 1 wire frame");
         assert_eq!(decode(&[1, 1]).err(), Some(BadMsg), "version 1");
+        assert_eq!(decode(&[2, 3]).err(), Some(BadMsg), "version 3");
         assert_eq!(decode(&patched(2, &[1])).err(), Some(BadMsg), "reserved");
         assert_eq!(
             decode(&patched(4, &9u32.to_be_bytes())[..ENV_LEN]).err(),
@@ -351,6 +381,7 @@ mod tests {
         );
         let (a, _) = control(&Msg::Accept {
             window: 1,
+            mss: 0,
             addr: &[],
         })
         .unwrap();
@@ -362,6 +393,10 @@ mod tests {
             Some(BadMsg),
             "ACCEPT without its window"
         );
+        let mut acc = a[..ENV_LEN].to_vec();
+        acc[7] = 10;
+        acc.extend_from_slice(&[0; 10]);
+        assert_eq!(decode(&acc).err(), Some(BadMsg), "ACCEPT without its MSS");
         // DATA whose `len` disagrees with its fragment, either way.
         let f = wire::Fragment::stream(0, 0, b"hello");
         let v = data_msg(&f);

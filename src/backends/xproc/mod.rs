@@ -85,7 +85,7 @@ mod unix;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::any::Any;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::path::PathBuf;
 
 use crate::addr::IpEp;
@@ -154,6 +154,12 @@ pub struct XSock {
     /// TCP listeners: connections that found the accept queue full, in
     /// the order they came (see `Transport::admit_waiting`).
     waiting: Mutex<alloc::collections::VecDeque<receive::Waiting>>,
+    /// The MSS this socket advertises (`SockOpts::maxseg` as of connect
+    /// or listen; an accepted socket, its listener's): HELLO and ACCEPT
+    /// carry it.
+    maxseg: AtomicU32,
+    /// The MSS the other end's HELLO or ACCEPT carried.
+    peer_maxseg: AtomicU32,
 }
 
 impl XSock {
@@ -175,6 +181,8 @@ impl XSock {
             target: Mutex::new(None),
             cred: Mutex::new(None),
             waiting: Mutex::new(alloc::collections::VecDeque::new()),
+            maxseg: AtomicU32::new(0),
+            peer_maxseg: AtomicU32::new(0),
         })
     }
 }
@@ -213,6 +221,8 @@ impl XProc {
         let me = m.to_sockaddr(x.info.domain);
         *x.local.lock() = Some(me);
         *x.peer.lock() = Some(me);
+        x.peer_maxseg
+            .store(x.maxseg.load(Ordering::Acquire), Ordering::Release);
         x.to_self.store(true, Ordering::Release);
         if let Ok(w) = upcall::window(h) {
             let _ = upcall::credit(h, w);
@@ -383,6 +393,7 @@ impl Backend for XProc {
             return Ok(());
         }
         self.autobind(x, sock.handle, sock.opts)?;
+        x.maxseg.store(sock.opts.maxseg, Ordering::Release);
         self.join_listeners(x, sock.handle, sock.opts)?;
         let c = x.conn.lock().clone().ok_or(EINVAL)?;
         kernel::listen(c.kfd, backlog.clamp(1, i32::MAX as u32) as i32)?;
@@ -423,6 +434,7 @@ impl Backend for XProc {
             *x.peer.lock() = Some(*dest);
             return Ok(());
         }
+        x.maxseg.store(sock.opts.maxseg, Ordering::Release);
         if Self::connect_self(x, sock.handle, &ep) {
             return Ok(());
         }
@@ -472,6 +484,7 @@ impl Backend for XProc {
             transport(),
             &envelope::Msg::Hello {
                 window: upcall::window(sock.handle).unwrap_or(0),
+                mss: sock.opts.maxseg,
                 addr: mine.as_bytes(),
             },
         )
@@ -612,6 +625,48 @@ impl Backend for XProc {
                 }
             }
         }
+    }
+
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        let x = xs(&sock)?;
+        if x.info.ty != SOCK_STREAM || x.info.domain == AF_UNIX {
+            return Err(EOPNOTSUPP);
+        }
+        x.to_self.store(false, Ordering::Release);
+        let was = x.conn.lock().take();
+        match was {
+            Some(c) if matches!(c.role, Role::Stream) => {
+                // The connection goes as at close (its reset, queued, goes
+                // first), but names the socket no more: what still comes on
+                // it reaches nobody, never the socket's next connection.
+                c.handle.store(0, Ordering::Release);
+                *c.sock.lock() = Weak::new();
+                c.state.start_closing();
+                transport().delegate(&c, false);
+                transport().flush(&c);
+                unix::pump_twin(&c);
+            }
+            other => *x.conn.lock() = other,
+        }
+        // A port the program bound stays (its files: `bound`, which held
+        // it while connected); an ephemeral one goes back.
+        match x.bound.lock().take() {
+            Some(b) => *x.conn.lock() = Some(b),
+            None => {
+                self.release_connect_port(x);
+                *x.local.lock() = None;
+            }
+        }
+        *x.peer.lock() = None;
+        x.fin_first.store(false, Ordering::Release);
+        x.rst_sent.store(false, Ordering::Release);
+        x.maxseg.store(0, Ordering::Release);
+        x.peer_maxseg.store(0, Ordering::Release);
+        Ok(())
+    }
+
+    fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
+        xs(&sock).map_or(0, |x| x.peer_maxseg.load(Ordering::Acquire))
     }
 
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {

@@ -215,6 +215,7 @@ impl Transport {
         match *m {
             Msg::Hello {
                 window: peer_window,
+                mss,
                 addr,
             } if server_side && c.handle().0 == 0 => {
                 let ls = c.listener_sock.upgrade().ok_or(ECONNREFUSED)?;
@@ -231,7 +232,7 @@ impl Transport {
                 let r = if waiting && ls.info.domain != AF_UNIX {
                     Err(EAGAIN)
                 } else {
-                    self.hello(c, &ls, peer_window, addr)
+                    self.hello(c, &ls, peer_window, mss, addr)
                 };
                 match r {
                     // A full accept queue keeps a TCP connect waiting, as
@@ -241,18 +242,20 @@ impl Transport {
                         ls.waiting.lock().push_back(Waiting {
                             conn: c.clone(),
                             window: peer_window,
+                            mss,
                             addr: addr.to_vec(),
                         });
                     }
                     r => r?,
                 }
             }
-            Msg::Accept { window, addr } if !server_side && !up => {
+            Msg::Accept { window, mss, addr } if !server_side && !up => {
                 let ch = c.handle();
                 if !self.is_unix(c) {
                     super::unix::forget_ip_twin(c);
                 }
                 if let Some(x) = c.sock.lock().upgrade() {
+                    x.peer_maxseg.store(mss, Ordering::Release);
                     if let Some(a) = SockAddr::from_bytes(addr) {
                         x.peer.lock().replace(seen_as(&a, x.info.domain));
                     }
@@ -323,9 +326,20 @@ impl Transport {
     /// the socket accept() returns and answers ACCEPT. `Err(EAGAIN)`: the
     /// accept queue is full, and nothing was done (an AF_UNIX client is
     /// told BUSY: its connect() sees EAGAIN).
-    fn hello(&self, c: &Arc<Conn>, ls: &XSock, peer_window: u64, addr: &[u8]) -> Result<(), Errno> {
+    fn hello(
+        &self,
+        c: &Arc<Conn>,
+        ls: &XSock,
+        peer_window: u64,
+        peer_mss: u32,
+        addr: &[u8],
+    ) -> Result<(), Errno> {
         // A client: make the accepted socket.
         let st = XSock::new(ls.info);
+        // The MSS each end advertised: the client's SYN's, the listener's.
+        let mss = ls.maxseg.load(Ordering::Acquire);
+        st.maxseg.store(mss, Ordering::Release);
+        st.peer_maxseg.store(peer_mss, Ordering::Release);
         *st.conn.lock() = Some(c.clone());
         *c.sock.lock() = st.me.clone();
         if let Some(a) = SockAddr::from_bytes(addr) {
@@ -368,6 +382,7 @@ impl Transport {
             self,
             &Msg::Accept {
                 window,
+                mss,
                 addr: local,
             },
         )?;
@@ -391,7 +406,7 @@ impl Transport {
             }
             // Serialised with a read of the connection, as its frames are.
             let inb = w.conn.inbuf.lock();
-            let r = self.hello(&w.conn, ls, w.window, &w.addr);
+            let r = self.hello(&w.conn, ls, w.window, w.mss, &w.addr);
             drop(inb);
             match r {
                 Ok(()) => {}
@@ -420,6 +435,8 @@ impl Transport {
 pub(super) struct Waiting {
     conn: Arc<Conn>,
     window: u64,
+    /// The MSS the client advertised.
+    mss: u32,
     addr: Vec<u8>,
 }
 

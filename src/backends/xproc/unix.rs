@@ -563,6 +563,7 @@ impl XProc {
                     transport(),
                     &Msg::Hello {
                         window: upcall::window(sock.handle).unwrap_or(0),
+                        mss: 0,
                         addr: mine.as_bytes(),
                     },
                 )
