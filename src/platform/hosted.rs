@@ -393,57 +393,34 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) -> bool {
     r < 0 && timeout.is_some() && last_errno() == libc::EINTR
 }
 
-/// This thread's signalfd for [`poll_two_restartable`], and the signals
-/// it watches (those the thread let in when it was last set). Made at the
-/// thread's first untimed wait, updated in place when the thread's mask
-/// has changed since, closed when the thread ends: a wait then costs no
-/// system call of its own beyond the mask's.
-struct SignalWatch {
-    fd: i32,
-    open: libc::sigset_t,
-}
-
-impl Drop for SignalWatch {
-    fn drop(&mut self) {
-        let _ = kfd_close(self.fd);
+/// A signalfd of the signals the calling thread lets in now (those it
+/// does not block), for [`poll_two_restartable`]; close it with
+/// [`kfd_close`]. Its mask is the thread's as of this call: make it within
+/// the wait that uses it.
+pub fn signal_watch() -> Result<i32, Errno> {
+    // SAFETY: sigset_t is plain data, filled by sigemptyset; pthread_sigmask
+    // with a null new set only reads the thread's mask into `blocked`.
+    let mut blocked: libc::sigset_t = unsafe { core::mem::zeroed() };
+    // SAFETY: as above; the sets are live locals.
+    let open = unsafe {
+        libc::sigemptyset(&mut blocked);
+        libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut blocked);
+        let mut open: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut open);
+        for sig in 1..=max_signal() {
+            if libc::sigismember(&blocked, sig) == 0 {
+                libc::sigaddset(&mut open, sig);
+            }
+        }
+        open
+    };
+    // SAFETY: `open` is a live sigset_t; -1 makes a new signalfd.
+    let fd = unsafe { libc::signalfd(-1, &open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+    if fd < 0 {
+        Err(last_errno())
+    } else {
+        Ok(fd)
     }
-}
-
-std::thread_local! {
-    static SIGNAL_WATCH: core::cell::RefCell<Option<SignalWatch>> = const { core::cell::RefCell::new(None) };
-}
-
-fn same_set(a: &libc::sigset_t, b: &libc::sigset_t) -> bool {
-    // SAFETY: both are live sigset_t values; sigismember only reads them.
-    (1..=max_signal()).all(|sig| unsafe { libc::sigismember(a, sig) == libc::sigismember(b, sig) })
-}
-
-/// The thread's signalfd watching exactly `open` (see [`SignalWatch`]).
-fn signal_watch(open: &libc::sigset_t) -> Option<i32> {
-    SIGNAL_WATCH
-        .try_with(|w| {
-            let mut w = w.borrow_mut();
-            if let Some(cur) = w.as_ref() {
-                if same_set(&cur.open, open) {
-                    return Some(cur.fd);
-                }
-            }
-            let old = w.as_ref().map_or(-1, |c| c.fd);
-            // SAFETY: `open` is a live sigset_t; `old` is -1 (a new
-            // signalfd) or this thread's own signalfd.
-            let fd = unsafe { libc::signalfd(old, open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-            if fd < 0 {
-                return None;
-            }
-            if old < 0 {
-                // The library's: a program's closefrom leaves it alone.
-                super::private_fds::mark(fd);
-            }
-            *w = Some(SignalWatch { fd, open: *open });
-            Some(fd)
-        })
-        .ok()
-        .flatten()
 }
 
 /// The highest signal number (SIGRTMAX).
@@ -456,13 +433,12 @@ fn max_signal() -> i32 {
 /// that a blocking socket call does not restart (Linux's sock_intr_errno:
 /// ERESTARTSYS, so EINTR unless the handler has SA_RESTART). ppoll alone
 /// cannot tell (it is never restarted after a handler), so the sleep runs
-/// with the signals blocked and the thread's signalfd of the signals it
-/// lets in ([`SignalWatch`]) ends it; the pending signals' handlers are
-/// looked at, then the signals let in, and their handlers run, before this
-/// returns. Signals glibc keeps for itself (never blocked) interrupt the
-/// sleep like a wake-up. Without a signalfd (none to be had), a plain
-/// [`poll_two`], where every handler interrupts.
-pub fn poll_two_restartable(a: i32, b: i32) -> bool {
+/// with the signals blocked and `sigs` (a [`signal_watch`] made in this
+/// wait) ends it; the pending signals' handlers are looked at, then the
+/// signals let in, and their handlers run, before this returns. Signals
+/// glibc keeps for itself (never blocked) interrupt the sleep like a
+/// wake-up.
+pub fn poll_two_restartable(a: i32, b: i32, sigs: i32) -> bool {
     // SAFETY: sigset_t is plain data; the sets are live locals, and a null
     // timeout and mask are allowed.
     unsafe {
@@ -471,17 +447,6 @@ pub fn poll_two_restartable(a: i32, b: i32) -> bool {
         libc::sigfillset(&mut all);
         libc::sigemptyset(&mut old);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let mut open: libc::sigset_t = core::mem::zeroed();
-        libc::sigemptyset(&mut open);
-        for sig in 1..=max_signal() {
-            if libc::sigismember(&old, sig) == 0 {
-                libc::sigaddset(&mut open, sig);
-            }
-        }
-        let Some(sigs) = signal_watch(&open) else {
-            libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-            return poll_two(a, b, None);
-        };
         let mut fds = [
             libc::pollfd {
                 fd: a,

@@ -359,7 +359,7 @@ impl WaitQueue {
             }
             let w = match &waker {
                 Some(w) => w,
-                None => match InputWaker::new(self) {
+                None => match InputWaker::new(self, deadline.is_none()) {
                     Some(w) => waker.insert(w),
                     None => break self.wait_until(&mut ready, deadline),
                 },
@@ -372,8 +372,8 @@ impl WaitQueue {
             }
             // Untimed, a handler with SA_RESTART restarts the wait and one
             // without ends it (EINTR); timed, every handler ends it.
-            let interrupted = match left {
-                None => platform::poll_two_restartable(kfd, w.sig.efd),
+            let interrupted = match (left, w.sigs) {
+                (None, Some(sigs)) => platform::poll_two_restartable(kfd, w.sig.efd, sigs),
                 _ => platform::poll_two(kfd, w.sig.efd, left),
             };
             platform::eventfd_drain(w.sig.efd);
@@ -395,14 +395,34 @@ struct InputWaker<'a> {
     queue: &'a WaitQueue,
     sig: Arc<PollSignal>,
     id: u64,
+    /// An untimed wait's signalfd (`platform::signal_watch`): how it
+    /// tells a handler with SA_RESTART from one without.
+    sigs: Option<i32>,
 }
 
 #[cfg(feature = "std")]
 impl<'a> InputWaker<'a> {
-    fn new(queue: &'a WaitQueue) -> Option<Self> {
-        let sig = Arc::new(PollSignal::new(platform::eventfd_new().ok()?));
+    fn new(queue: &'a WaitQueue, untimed: bool) -> Option<Self> {
+        let efd = platform::eventfd_new().ok()?;
+        let sigs = if untimed {
+            match platform::signal_watch() {
+                Ok(fd) => Some(fd),
+                Err(_) => {
+                    let _ = platform::kfd_close(efd);
+                    return None;
+                }
+            }
+        } else {
+            None
+        };
+        let sig = Arc::new(PollSignal::new(efd));
         let id = queue.register_poller(&sig, -1);
-        Some(InputWaker { queue, sig, id })
+        Some(InputWaker {
+            queue,
+            sig,
+            id,
+            sigs,
+        })
     }
 }
 
@@ -413,5 +433,8 @@ impl Drop for InputWaker<'_> {
         // cannot hit a number the kernel gave to another file meanwhile.
         self.queue.unregister_poller(self.id);
         let _ = platform::kfd_close(self.sig.efd);
+        if let Some(fd) = self.sigs {
+            let _ = platform::kfd_close(fd);
+        }
     }
 }
