@@ -433,8 +433,8 @@ impl Socket {
 
     /// SIOCOUTQ/TIOCOUTQ of an AF_UNIX socket: what it sent that the
     /// receiver has not read yet, as its backend tells (0 when it cannot,
-    /// and for a listener or an unconnected socket). TCP's stays 0: the
-    /// frontend keeps no send queue.
+    /// and for a listener or an unconnected socket). TCP's is
+    /// [`unsent`](Self::unsent).
     pub fn unread_by_peer(&self) -> u64 {
         match self.binding() {
             Some(b) if self.info.domain == AF_UNIX => b.backend.unread(self.sref(b)).unwrap_or(0),
@@ -600,12 +600,13 @@ impl Socket {
                 return Ok(sent);
             }
             let limit = self.tx_limit.load(Ordering::Acquire);
-            let credit = limit
-                .saturating_sub(tx.next)
-                .saturating_sub(tx.held.len() as u64);
-            if credit == 0 && !tx.held.is_empty() {
-                // Held bytes took the credit: they go now, or the wait
-                // for credit would wait on them.
+            let room = limit.saturating_sub(tx.next);
+            let held = tx.held.len() as u64;
+            let mut credit = room.saturating_sub(held);
+            if room > 0 && held > 0 && (credit == 0 || (tx.queueing && hold_mss.is_none())) {
+                // Held bytes took the credit, or bytes queued past the
+                // window (`sndq`) can go: they go now, or the wait for
+                // credit would wait on them.
                 let n = tx.held.len();
                 let r = self.send_held(tx, n);
                 tx = self.tx.lock();
@@ -613,6 +614,13 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(e) };
                 }
                 continue;
+            }
+            let mut queue = false;
+            if credit == 0 {
+                // The window is full: the send queue (`sndq`) takes what
+                // SO_SNDBUF allows.
+                credit = self.queue_room(held, held.saturating_sub(room));
+                queue = credit > 0;
             }
             if credit == 0 {
                 if !self.blocking(flags) {
@@ -627,16 +635,23 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;
+                let bump = self.tx_bump.load(Ordering::Acquire);
                 // Not across the wait: it may process the backend's input.
                 drop(tx);
+                // Credit that comes while it waits is its to push (`sndq`).
+                self.tx_waiters.fetch_add(1, Ordering::AcqRel);
                 let w = self.block_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next
+                            || self.tx_bump.load(Ordering::Acquire) != bump
                             || self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED)
                     },
                     deadline,
                 );
+                self.tx_waiters.fetch_sub(1, Ordering::AcqRel);
                 if w != Waited::Ready {
+                    // Credit that came is not left unpushed.
+                    self.queue_kick();
                     let e = if w == Waited::TimedOut { EAGAIN } else { EINTR };
                     return if sent > 0 { Ok(sent) } else { Err(e) };
                 }
@@ -652,8 +667,9 @@ impl Socket {
                 .len()
                 .min(FRAG_MAX)
                 .min(credit.min(usize::MAX as u64) as usize);
-            if hold_mss.is_some() || !tx.held.is_empty() {
+            if queue || hold_mss.is_some() || !tx.held.is_empty() {
                 // Through the held bytes, which come first.
+                tx.queueing |= queue;
                 self.hold(&mut tx, &chunk[..n]);
                 sent += n;
                 bo += n;
@@ -970,6 +986,9 @@ impl Socket {
         if limit > prev && (prev <= self.tx_next.load(Ordering::Acquire) || self.keeps_records()) {
             self.wait.notify(POLLOUT);
             self.wake_async();
+        }
+        if limit > prev {
+            self.queue_credit(prev);
         }
     }
 }
