@@ -616,9 +616,10 @@ impl Socket {
                 continue;
             }
             let mut queue = false;
-            if credit == 0 {
+            if credit == 0 && !urgent {
                 // The window is full: the send queue (`sndq`) takes what
-                // SO_SNDBUF allows.
+                // SO_SNDBUF allows (not urgent data, whose mark goes with
+                // a fragment).
                 credit = self.queue_room(held, held.saturating_sub(room));
                 queue = credit > 0;
             }
@@ -669,7 +670,10 @@ impl Socket {
                 .min(credit.min(usize::MAX as u64) as usize);
             if queue || hold_mss.is_some() || !tx.held.is_empty() {
                 // Through the held bytes, which come first.
-                tx.queueing |= queue;
+                if queue && !tx.queueing {
+                    tx.queueing = true;
+                    self.queue_started();
+                }
                 self.hold(&mut tx, &chunk[..n]);
                 sent += n;
                 bo += n;

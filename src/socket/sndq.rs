@@ -17,7 +17,9 @@
 //! the credit upcall may come from inside a backend holding its own locks
 //! and must not call the backend. A FIN (shutdown, close) waits behind
 //! them; a close() with bytes queued leaves the socket in the slab until
-//! they are gone (or a reset drops them). No queue without the timer's
+//! they are gone (or a reset drops them). At exit() the process waits a
+//! while for its queues to drain (`exit`), as xproc's transport flushes
+//! its own. No queue without the timer's
 //! thread (the no_std build), on AF_UNIX (the writer fills the reader's
 //! ring, as unix_stream_sendmsg does), and on a shared socket.
 
@@ -187,6 +189,13 @@ impl Socket {
         }
     }
 
+    /// Bytes went into the queue: the first time in this process, the
+    /// flush at exit is registered.
+    pub(super) fn queue_started(&self) {
+        #[cfg(feature = "std")]
+        exit::register();
+    }
+
     /// The end of a close: the backend told, what was in flight purged, the
     /// slot given back.
     pub(super) fn close_end(&self) {
@@ -195,5 +204,65 @@ impl Socket {
         }
         inflight::purge(self.handle);
         slab::release(self.handle);
+    }
+}
+
+/// The flush at exit: the kernel would go on delivering a dead process's
+/// queued bytes; here they leave before the process ends, while the peer
+/// takes them.
+#[cfg(feature = "std")]
+mod exit {
+    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::time::Duration;
+
+    use crate::platform;
+    use crate::socket::wait::Waited;
+    use crate::socket::{slab, Socket, F_RESET};
+
+    /// The whole flush's limit (as xproc's `EXIT_FLUSH`).
+    const LIMIT: Duration = Duration::from_secs(5);
+    /// A queue whose peer gives no credit for this long is given up on (a
+    /// peer in this process that does not read, one that is stuck).
+    const STALL: Duration = Duration::from_secs(1);
+
+    static REGISTERED: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn register() {
+        if !REGISTERED.load(Ordering::Relaxed) && !REGISTERED.swap(true, Ordering::AcqRel) {
+            platform::at_exit(flush_at_exit);
+        }
+    }
+
+    extern "C" fn flush_at_exit() {
+        platform::guard((), || {
+            let Some(end) = platform::deadline_after(LIMIT) else {
+                return;
+            };
+            for s in slab::live() {
+                if !s.inherited() {
+                    drain(&s, end);
+                }
+            }
+        })
+    }
+
+    /// Pushes `s`'s queue as credit comes, until it is empty, `end`, or a
+    /// stall.
+    fn drain(s: &Socket, end: platform::Deadline) {
+        loop {
+            s.push_queue();
+            if s.tx_held.load(Ordering::Acquire) == 0 || s.has(F_RESET) {
+                return;
+            }
+            let next = s.tx_next.load(Ordering::Acquire);
+            let until = platform::deadline_after(STALL).map_or(end, |d| d.min(end));
+            let w = s.block_until(
+                || s.tx_limit.load(Ordering::Acquire) > next || s.has(F_RESET),
+                Some(until),
+            );
+            if w != Waited::Ready {
+                return;
+            }
+        }
     }
 }
