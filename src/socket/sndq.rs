@@ -29,6 +29,7 @@ use super::{inflight, slab, Socket, F_CLOSED, F_FIN_SENT, F_RESET};
 use crate::consts::*;
 
 /// TCP_NOTSENT_LOWAT (kept with the kernel's options, `kernel_opts`).
+#[cfg(feature = "std")]
 const TCP_NOTSENT_LOWAT: i32 = 25;
 
 impl Socket {
@@ -43,21 +44,25 @@ impl Socket {
         {
             return None;
         }
-        #[cfg(feature = "std")]
+        self.queue_limits_hosted()
+    }
+
+    #[cfg(feature = "std")]
+    fn queue_limits_hosted(&self) -> Option<(u64, u64)> {
         if !super::timer::start() {
             return None;
         }
-        #[cfg(not(feature = "std"))]
-        return None;
-        #[allow(unreachable_code)]
-        {
-            let c = self.ctl.lock();
-            let lowat =
-                super::kernel_opts::int_value(&c.kernel_opts, IPPROTO_TCP, TCP_NOTSENT_LOWAT)
-                    .filter(|&v| v > 0)
-                    .map_or(u64::MAX, |v| v as u64);
-            Some((c.opts.sndbuf() as u64, lowat))
-        }
+        let c = self.ctl.lock();
+        let lowat = super::kernel_opts::int_value(&c.kernel_opts, IPPROTO_TCP, TCP_NOTSENT_LOWAT)
+            .filter(|&v| v > 0)
+            .map_or(u64::MAX, |v| v as u64);
+        Some((c.opts.sndbuf() as u64, lowat))
+    }
+
+    /// No thread to push the queue: none.
+    #[cfg(not(feature = "std"))]
+    fn queue_limits_hosted(&self) -> Option<(u64, u64)> {
+        None
     }
 
     /// How many bytes a send may queue now beyond the window, with `held`
