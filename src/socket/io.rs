@@ -433,11 +433,12 @@ impl Socket {
 
     /// SIOCOUTQ/TIOCOUTQ of an AF_UNIX socket: what it sent that the
     /// receiver has not read yet, as its backend tells (0 when it cannot,
-    /// and for a listener or an unconnected socket). TCP's is
-    /// [`unsent`](Self::unsent).
+    /// and for a listener or an unconnected socket); a TCP socket's
+    /// [`unsent`](Self::unsent) bytes (usockstat's Send-Q).
     pub fn unread_by_peer(&self) -> u64 {
         match self.binding() {
             Some(b) if self.info.domain == AF_UNIX => b.backend.unread(self.sref(b)).unwrap_or(0),
+            Some(_) if self.is_stream() => self.unsent(),
             _ => 0,
         }
     }
