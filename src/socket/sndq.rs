@@ -178,6 +178,10 @@ impl Socket {
         }
         tx.close_pending = true;
         drop(tx);
+        // No program thread will read its input (credit) now: the backend
+        // takes it back from them (xproc's delegation to a waiting thread
+        // or an epoll set).
+        self.before_block();
         // Credit may have come meanwhile with nobody to push.
         self.queue_kick();
         true

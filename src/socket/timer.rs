@@ -74,6 +74,9 @@ mod clock {
 
     /// Starts the thread if it is not running; whether it runs now.
     pub(crate) fn start() -> bool {
+        if STARTED.load(Ordering::Acquire) {
+            return true;
+        }
         if !STARTED.swap(true, Ordering::AcqRel)
             && platform::spawn_quiet("usock-timer", run).is_err()
         {
