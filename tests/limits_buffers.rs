@@ -555,3 +555,45 @@ fn the_library_window_follows_a_shrinking_so_rcvbuf() {
         Lib::close(fd).unwrap();
     }
 }
+
+/// The send queue (`socket::sndq`): bytes beyond the window wait in the
+/// sender; a close() (or shutdown(SHUT_WR)) with bytes queued returns at
+/// once, and the reader still gets every byte, then the end of stream; a
+/// close with SO_LINGER 0 drops them and resets.
+#[test]
+fn queued_bytes_outlive_close_and_shutdown_but_not_linger_zero() {
+    let l = tcp_listener::<Lib>();
+    for how in ["close", "shutdown", "linger0"] {
+        let (c, s) = tcp_pair::<Lib>(l);
+        let queued = Lib::get_int(c, SOL_SOCKET, libc::SO_SNDBUF).unwrap() as usize;
+        let n = push_until_full(c);
+        assert_eq!(n, userspacesock::config::STREAM_RCVBUF + queued, "{how}");
+        match how {
+            "close" => Lib::close(c).unwrap(),
+            "shutdown" => Lib::shutdown(c, libc::SHUT_WR).unwrap(),
+            _ => {
+                let lg = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+                Lib::setsockopt(c, SOL_SOCKET, libc::SO_LINGER, &lg).unwrap();
+                Lib::close(c).unwrap();
+            }
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        if how == "linger0" {
+            drain::<Lib>(s, userspacesock::config::STREAM_RCVBUF, 4);
+            let e = Lib::recvfrom(s, &mut buf, 0).unwrap_err();
+            assert_eq!(e, libc::ECONNRESET);
+        } else {
+            drain::<Lib>(s, n, 4);
+            assert_eq!(
+                Lib::recvfrom(s, &mut buf, 0).unwrap().0,
+                0,
+                "{how}: the FIN"
+            );
+        }
+        if how == "shutdown" {
+            Lib::close(c).unwrap();
+        }
+        Lib::close(s).unwrap();
+    }
+    Lib::close(l).unwrap();
+}
