@@ -36,9 +36,10 @@ impl Socket {
     }
 
     /// Holds `data` after the bytes already held; the first byte held
-    /// starts the 200 ms ceiling.
+    /// starts the 200 ms ceiling (not a byte queued past the window: credit
+    /// sends those, `sndq`).
     pub(super) fn hold(&self, tx: &mut Tx, data: &[u8]) {
-        if tx.held.is_empty() && !data.is_empty() {
+        if tx.held.is_empty() && !data.is_empty() && !tx.queueing {
             #[cfg(feature = "std")]
             super::timer::arm(self.handle, CEILING);
         }

@@ -573,6 +573,8 @@ impl Socket {
         } else {
             None
         };
+        // Declared before the send lock's guard: dropped after it.
+        let mut sender: Option<super::sndq::Sender<'_>> = None;
         let mut tx = self.tx.lock();
         let mut sent = 0usize;
         let mut pumped = false;
@@ -617,6 +619,11 @@ impl Socket {
                 continue;
             }
             let mut queue = false;
+            if credit == 0 && sender.is_none() {
+                // From now on this thread pushes the queue when credit
+                // comes (`sndq::Sender`).
+                sender = Some(super::sndq::Sender::new(self));
+            }
             if credit == 0 && !urgent {
                 // The window is full: the send queue (`sndq`) takes what
                 // SO_SNDBUF allows (not urgent data, whose mark goes with
@@ -640,8 +647,6 @@ impl Socket {
                 let bump = self.tx_bump.load(Ordering::Acquire);
                 // Not across the wait: it may process the backend's input.
                 drop(tx);
-                // Credit that comes while it waits is its to push (`sndq`).
-                self.tx_waiters.fetch_add(1, Ordering::AcqRel);
                 let w = self.block_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next
@@ -650,10 +655,7 @@ impl Socket {
                     },
                     deadline,
                 );
-                self.tx_waiters.fetch_sub(1, Ordering::AcqRel);
                 if w != Waited::Ready {
-                    // Credit that came is not left unpushed.
-                    self.queue_kick();
                     let e = if w == Waited::TimedOut { EAGAIN } else { EINTR };
                     return if sent > 0 { Ok(sent) } else { Err(e) };
                 }

@@ -169,9 +169,9 @@ pub struct Socket {
     /// Bumped when SO_SNDBUF or TCP_NOTSENT_LOWAT changes: a sender
     /// waiting for room in its send queue looks again.
     tx_bump: core::sync::atomic::AtomicU32,
-    /// Senders blocked in a stream send: they push the send queue
-    /// themselves when credit comes (`sndq`).
-    tx_waiters: core::sync::atomic::AtomicU32,
+    /// Senders in a stream send that found the window full: they push the
+    /// send queue themselves when credit comes (`sndq::Sender`).
+    tx_senders: core::sync::atomic::AtomicU32,
     /// Bumped by `upcall::writable`: a datagram sender the backend turned
     /// away with EAGAIN waits for it to move.
     pub(crate) tx_room: core::sync::atomic::AtomicU32,
@@ -381,7 +381,7 @@ impl Socket {
             tx_limit: AtomicU64::new(0),
             tx_held: AtomicU64::new(0),
             tx_bump: core::sync::atomic::AtomicU32::new(0),
-            tx_waiters: core::sync::atomic::AtomicU32::new(0),
+            tx_senders: core::sync::atomic::AtomicU32::new(0),
             tx_room: core::sync::atomic::AtomicU32::new(0),
             epoll_regs: core::sync::atomic::AtomicU32::new(0),
             advertised: AtomicU64::new(0),

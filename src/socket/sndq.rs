@@ -23,7 +23,7 @@
 //! thread (the no_std build), on AF_UNIX (the writer fills the reader's
 //! ring, as unix_stream_sendmsg does), and on a shared socket.
 
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{fence, Ordering};
 
 use super::{inflight, slab, Socket, F_CLOSED, F_FIN_SENT, F_RESET};
 use crate::consts::*;
@@ -106,7 +106,13 @@ impl Socket {
             return;
         }
         let window = prev.saturating_sub(self.tx_next.load(Ordering::Acquire));
-        if held > window && (self.tx_waiters.load(Ordering::Acquire) == 0 || self.has(F_CLOSED)) {
+        if held <= window {
+            return;
+        }
+        // Against `Sender::drop`: the new limit is seen there, or the
+        // sender's leaving here.
+        fence(Ordering::SeqCst);
+        if self.tx_senders.load(Ordering::Relaxed) == 0 || self.has(F_CLOSED) {
             self.queue_kick();
         }
     }
@@ -213,6 +219,39 @@ impl Socket {
         }
         inflight::purge(self.handle);
         slab::release(self.handle);
+    }
+}
+
+/// A thread in a stream send that found the window full: while it is
+/// there, credit that comes is its to push (the loop of `send_stream`
+/// looks at the queue each time round), not the timer's. Leaving, it
+/// pushes what credit came meanwhile.
+pub(super) struct Sender<'a>(&'a Socket);
+
+impl<'a> Sender<'a> {
+    pub(super) fn new(s: &'a Socket) -> Self {
+        s.tx_senders.fetch_add(1, Ordering::Relaxed);
+        Sender(s)
+    }
+}
+
+impl Drop for Sender<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        s.tx_senders.fetch_sub(1, Ordering::Relaxed);
+        // Against `queue_credit`: a grant that saw this sender is seen
+        // here.
+        fence(Ordering::SeqCst);
+        if s.tx_held.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let pushable = {
+            let tx = s.tx.lock();
+            tx.queueing && s.tx_limit.load(Ordering::Acquire) > tx.next
+        };
+        if pushable {
+            s.push_queue();
+        }
     }
 }
 
