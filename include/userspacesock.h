@@ -841,8 +841,8 @@ int usock_fcntl64(int fd, int cmd, unsigned long arg);
 
 /*
  ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
- FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
- no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
+ FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (a TCP socket's
+ unsent bytes), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
  urgent mark), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
  fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
  SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked

@@ -425,9 +425,10 @@ fn stream_reader_stops<S: Sys>() -> Trace {
     );
     if S::NAME == Lib::NAME {
         // The library's own flow control: exactly the receive window goes
-        // through (Linux's figure also counts its send buffer and skb
-        // overhead).
-        assert_eq!(total, userspacesock::config::STREAM_RCVBUF);
+        // through, and SO_SNDBUF's bytes wait in the send queue (Linux's
+        // figure also counts skb overhead, and its send buffer grows).
+        let queued = S::get_int(c, SOL_SOCKET, libc::SO_SNDBUF).unwrap() as usize;
+        assert_eq!(total, userspacesock::config::STREAM_RCVBUF + queued);
     }
     // Non-blocking: EAGAIN once full. (The kernel may still move some of
     // its send buffer into the receiver's meanwhile, so a first
@@ -536,14 +537,16 @@ fn the_library_window_follows_a_shrinking_so_rcvbuf() {
     let (c, s) = tcp_pair::<Lib>(l);
     Lib::set_int(s, SOL_SOCKET, SO_RCVBUF, 5000).unwrap();
     assert_eq!(Lib::get_int(s, SOL_SOCKET, SO_RCVBUF), Ok(10_000));
-    // First round: what was granted before the shrink.
+    // First round: what was granted before the shrink, and SO_SNDBUF's
+    // bytes in the send queue (not in flight: they wait in the sender).
+    let queued = Lib::get_int(c, SOL_SOCKET, libc::SO_SNDBUF).unwrap() as usize;
     let first = push_until_full(c);
-    assert_eq!(first, userspacesock::config::STREAM_RCVBUF);
+    assert_eq!(first, userspacesock::config::STREAM_RCVBUF + queued);
     drain::<Lib>(s, first, 4);
     let mut moved = 0;
     for round in 0..50 {
         let n = push_until_full(c);
-        assert!(n <= 10_000, "round {round}: {n} bytes in flight");
+        assert!(n <= 10_000 + queued, "round {round}: {n} bytes in flight");
         drain::<Lib>(s, n, 4);
         moved += n;
     }
@@ -551,4 +554,46 @@ fn the_library_window_follows_a_shrinking_so_rcvbuf() {
     for fd in [c, s, l] {
         Lib::close(fd).unwrap();
     }
+}
+
+/// The send queue (`socket::sndq`): bytes beyond the window wait in the
+/// sender; a close() (or shutdown(SHUT_WR)) with bytes queued returns at
+/// once, and the reader still gets every byte, then the end of stream; a
+/// close with SO_LINGER 0 drops them and resets.
+#[test]
+fn queued_bytes_outlive_close_and_shutdown_but_not_linger_zero() {
+    let l = tcp_listener::<Lib>();
+    for how in ["close", "shutdown", "linger0"] {
+        let (c, s) = tcp_pair::<Lib>(l);
+        let queued = Lib::get_int(c, SOL_SOCKET, libc::SO_SNDBUF).unwrap() as usize;
+        let n = push_until_full(c);
+        assert_eq!(n, userspacesock::config::STREAM_RCVBUF + queued, "{how}");
+        match how {
+            "close" => Lib::close(c).unwrap(),
+            "shutdown" => Lib::shutdown(c, libc::SHUT_WR).unwrap(),
+            _ => {
+                let lg = [1i32.to_ne_bytes(), 0i32.to_ne_bytes()].concat();
+                Lib::setsockopt(c, SOL_SOCKET, libc::SO_LINGER, &lg).unwrap();
+                Lib::close(c).unwrap();
+            }
+        }
+        let mut buf = vec![0u8; 64 << 10];
+        if how == "linger0" {
+            drain::<Lib>(s, userspacesock::config::STREAM_RCVBUF, 4);
+            let e = Lib::recvfrom(s, &mut buf, 0).unwrap_err();
+            assert_eq!(e, libc::ECONNRESET);
+        } else {
+            drain::<Lib>(s, n, 4);
+            assert_eq!(
+                Lib::recvfrom(s, &mut buf, 0).unwrap().0,
+                0,
+                "{how}: the FIN"
+            );
+        }
+        if how == "shutdown" {
+            Lib::close(c).unwrap();
+        }
+        Lib::close(s).unwrap();
+    }
+    Lib::close(l).unwrap();
 }

@@ -1061,8 +1061,8 @@ pub unsafe extern "C" fn usock_fcntl64(fd: c_int, cmd: c_int, arg: c_ulong) -> c
 }
 
 /// ioctl(2). Answered from the socket's state: FIONBIO, FIONREAD/SIOCINQ,
-/// FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (the frontend keeps
-/// no send queue: 0), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
+/// FIOCLEX/FIONCLEX, SIOCOUTQ/TIOCOUTQ and SIOCOUTQNSD (a TCP socket's
+/// unsent bytes), SIOCGSTAMP(NS), SIOCATMARK on a stream (at the
 /// urgent mark), and the owner (SIOCSPGRP/FIOSETOWN, SIOCGPGRP/FIOGETOWN, as
 /// fcntl F_SETOWN/F_GETOWN). Any other request (the interface ioctls
 /// SIOCGIFCONF, SIOCGIFFLAGS, ..., and those the kernel refuses) is asked
@@ -1154,7 +1154,11 @@ unsafe fn socket_ioctl(
         libc::TIOCOUTQ if s.info.domain == AF_UNIX => unsafe {
             put_int(arg, s.unread_by_peer().min(i32::MAX as u64) as c_int)
         },
-        libc::TIOCOUTQ | SIOCOUTQNSD => unsafe { put_int(arg, 0) },
+        // TCP: the bytes not sent yet (corked or queued past the peer's
+        // window); on lo what was sent counts as acknowledged.
+        libc::TIOCOUTQ | SIOCOUTQNSD => unsafe {
+            put_int(arg, s.unsent().min(i32::MAX as u64) as c_int)
+        },
         SIOCATMARK if s.is_stream() => unsafe { put_int(arg, i32::from(s.at_mark())) },
         SIOCGSTAMP | SIOCGSTAMPNS => {
             let ns = if s.is_stream() {

@@ -17,6 +17,7 @@
 //! nothing: the cork is stored and reported, and data goes out at once.
 
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 
 use super::{Socket, Tx, F_CORKED};
 use crate::backend::contract::{Errno, Fragment, FRAG_MAX};
@@ -35,28 +36,40 @@ impl Socket {
     }
 
     /// Holds `data` after the bytes already held; the first byte held
-    /// starts the 200 ms ceiling.
+    /// starts the 200 ms ceiling (not a byte queued past the window: credit
+    /// sends those, `sndq`).
     pub(super) fn hold(&self, tx: &mut Tx, data: &[u8]) {
-        if tx.held.is_empty() && !data.is_empty() {
+        if tx.held.is_empty() && !data.is_empty() && !tx.queueing {
             #[cfg(feature = "std")]
             super::timer::arm(self.handle, CEILING);
         }
         tx.held.extend_from_slice(data);
+        self.tx_held.store(tx.held.len() as u64, Ordering::Release);
     }
 
     /// Sends the first `n` held bytes as one segment (fragments of at most
-    /// FRAG_MAX), at the next offsets. Takes the send lock's guard: the
+    /// FRAG_MAX), at the next offsets, as far as the peer's window goes
+    /// (the rest stays queued, `sndq`). Takes the send lock's guard: the
     /// backend is called without it, as on the send path.
     pub(super) fn send_held(&self, mut tx: MutexGuard<'_, Tx>, n: usize) -> Result<(), Errno> {
-        let n = n.min(tx.held.len());
+        let room = self
+            .tx_limit
+            .load(Ordering::Acquire)
+            .saturating_sub(tx.next);
+        let n = n
+            .min(tx.held.len())
+            .min(room.min(usize::MAX as u64) as usize);
         if n == 0 {
             return Ok(());
         }
         let data: Vec<u8> = tx.held.drain(..n).collect();
+        if tx.held.is_empty() {
+            tx.queueing = false;
+        }
+        self.tx_held.store(tx.held.len() as u64, Ordering::Release);
         let off = tx.next;
         tx.next += n as u64;
-        self.tx_next
-            .store(tx.next, core::sync::atomic::Ordering::Release);
+        self.tx_next.store(tx.next, Ordering::Release);
         drop(tx);
         let b = self.binding().ok_or(ENOTCONN)?;
         for (i, piece) in data.chunks(FRAG_MAX).enumerate() {
@@ -71,9 +84,9 @@ impl Socket {
         Ok(())
     }
 
-    /// Sends every held byte: the cork came off, TCP_NODELAY was set, the
-    /// write side is shutting, or the ceiling passed. A failure is the
-    /// connection's and shows on the next call.
+    /// Sends every held byte the peer's window takes: the cork came off,
+    /// TCP_NODELAY was set, the write side is shutting, or the ceiling
+    /// passed. A failure is the connection's and shows on the next call.
     pub(crate) fn push_held(&self) {
         let mut tx = self.tx.lock();
         if !self.is_stream() {

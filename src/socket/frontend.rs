@@ -380,6 +380,8 @@ impl Frontend for SocketFrontend {
         s.ctl.lock().so_error = if err > 0 { err } else { ECONNRESET };
         s.set(F_RESET | F_ERROR);
         s.wait.notify(-1);
+        // Queued bytes go unsent; a close that waited for them ends.
+        s.queue_kick();
         Ok(())
     }
 

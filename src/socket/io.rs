@@ -452,11 +452,12 @@ impl Socket {
 
     /// SIOCOUTQ/TIOCOUTQ of an AF_UNIX socket: what it sent that the
     /// receiver has not read yet, as its backend tells (0 when it cannot,
-    /// and for a listener or an unconnected socket). TCP's stays 0: the
-    /// frontend keeps no send queue.
+    /// and for a listener or an unconnected socket); a TCP socket's
+    /// [`unsent`](Self::unsent) bytes (usockstat's Send-Q).
     pub fn unread_by_peer(&self) -> u64 {
         match self.binding() {
             Some(b) if self.info.domain == AF_UNIX => b.backend.unread(self.sref(b)).unwrap_or(0),
+            Some(_) if self.is_stream() => self.unsent(),
             _ => 0,
         }
     }
@@ -593,6 +594,8 @@ impl Socket {
         } else {
             None
         };
+        // Declared before the send lock's guard: dropped after it.
+        let mut sender: Option<super::sndq::Sender<'_>> = None;
         let mut tx = self.tx.lock();
         let mut sent = 0usize;
         let mut pumped = false;
@@ -621,12 +624,13 @@ impl Socket {
                 return Ok(sent);
             }
             let limit = self.tx_limit.load(Ordering::Acquire);
-            let credit = limit
-                .saturating_sub(tx.next)
-                .saturating_sub(tx.held.len() as u64);
-            if credit == 0 && !tx.held.is_empty() {
-                // Held bytes took the credit: they go now, or the wait
-                // for credit would wait on them.
+            let room = limit.saturating_sub(tx.next);
+            let held = tx.held.len() as u64;
+            let mut credit = room.saturating_sub(held);
+            if room > 0 && held > 0 && (credit == 0 || (tx.queueing && hold_mss.is_none())) {
+                // Held bytes took the credit, or bytes queued past the
+                // window (`sndq`) can go: they go now, or the wait for
+                // credit would wait on them.
                 let n = tx.held.len();
                 let r = self.send_held(tx, n);
                 tx = self.tx.lock();
@@ -634,6 +638,19 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(e) };
                 }
                 continue;
+            }
+            let mut queue = false;
+            if credit == 0 && sender.is_none() {
+                // From now on this thread pushes the queue when credit
+                // comes (`sndq::Sender`).
+                sender = Some(super::sndq::Sender::new(self));
+            }
+            if credit == 0 && !urgent {
+                // The window is full: the send queue (`sndq`) takes what
+                // SO_SNDBUF allows (not urgent data, whose mark goes with
+                // a fragment).
+                credit = self.queue_room(held, held.saturating_sub(room));
+                queue = credit > 0;
             }
             if credit == 0 {
                 if !self.blocking(flags) {
@@ -648,11 +665,13 @@ impl Socket {
                     return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
                 }
                 let next = tx.next;
+                let bump = self.tx_bump.load(Ordering::Acquire);
                 // Not across the wait: it may process the backend's input.
                 drop(tx);
                 let w = self.block_until(
                     || {
                         self.tx_limit.load(Ordering::Acquire) > next
+                            || self.tx_bump.load(Ordering::Acquire) != bump
                             || self.flags().has(F_RESET | F_WR_SHUT | F_CLOSED)
                     },
                     deadline,
@@ -673,8 +692,12 @@ impl Socket {
                 .len()
                 .min(FRAG_MAX)
                 .min(credit.min(usize::MAX as u64) as usize);
-            if hold_mss.is_some() || !tx.held.is_empty() {
+            if queue || hold_mss.is_some() || !tx.held.is_empty() {
                 // Through the held bytes, which come first.
+                if queue && !tx.queueing {
+                    tx.queueing = true;
+                    self.queue_started();
+                }
                 self.hold(&mut tx, &chunk[..n]);
                 sent += n;
                 bo += n;
@@ -991,6 +1014,9 @@ impl Socket {
         if limit > prev && (prev <= self.tx_next.load(Ordering::Acquire) || self.keeps_records()) {
             self.wait.notify(POLLOUT);
             self.wake_async();
+        }
+        if limit > prev {
+            self.queue_credit(prev);
         }
     }
 }

@@ -34,6 +34,7 @@ mod records;
 mod saved_syn;
 pub mod scm;
 mod shared;
+mod sndq;
 pub(crate) mod state;
 mod sysctl;
 mod tcp_info;
@@ -106,6 +107,15 @@ pub(crate) struct Tx {
     /// A UDP datagram is pending in `held`, to this destination (None:
     /// the connected peer).
     held_dgram: Option<Option<SockAddr>>,
+    /// Some of `held` went in beyond the peer's window (the send queue,
+    /// `sndq`): it goes out as credit comes, not when a call ends.
+    queueing: bool,
+    /// shutdown(SHUT_WR) or close() came with bytes queued: the FIN
+    /// goes after the last of them (`sndq`).
+    fin_pending: bool,
+    /// close() came with bytes queued: the socket stays in the slab,
+    /// and its backend open, until they are gone (`sndq`).
+    close_pending: bool,
 }
 
 pub(crate) struct Ctl {
@@ -154,6 +164,15 @@ pub struct Socket {
     tx_next: AtomicU64,
     /// Send credit: stream bytes may be sent below this absolute offset.
     tx_limit: AtomicU64,
+    /// Mirror of `Tx::held`'s length (a stream's unsent bytes: corked or
+    /// queued), for poll, SIOCOUTQ and the credit upcall.
+    tx_held: AtomicU64,
+    /// Bumped when SO_SNDBUF or TCP_NOTSENT_LOWAT changes: a sender
+    /// waiting for room in its send queue looks again.
+    tx_bump: core::sync::atomic::AtomicU32,
+    /// Senders in a stream send that found the window full: they push the
+    /// send queue themselves when credit comes (`sndq::Sender`).
+    tx_senders: core::sync::atomic::AtomicU32,
     /// Bumped by `upcall::writable`: a datagram sender the backend turned
     /// away with EAGAIN waits for it to move.
     pub(crate) tx_room: core::sync::atomic::AtomicU32,
@@ -359,9 +378,15 @@ impl Socket {
                 dgram_id: io::dgram_id_base(),
                 held: Vec::new(),
                 held_dgram: None,
+                queueing: false,
+                fin_pending: false,
+                close_pending: false,
             }),
             tx_next: AtomicU64::new(0),
             tx_limit: AtomicU64::new(0),
+            tx_held: AtomicU64::new(0),
+            tx_bump: core::sync::atomic::AtomicU32::new(0),
+            tx_senders: core::sync::atomic::AtomicU32::new(0),
             tx_room: core::sync::atomic::AtomicU32::new(0),
             epoll_regs: core::sync::atomic::AtomicU32::new(0),
             advertised: AtomicU64::new(0),
@@ -665,10 +690,14 @@ impl Socket {
                     .saturating_sub(self.tx_next.load(Ordering::Acquire));
                 // A seqpacket socket: once the largest record it may send
                 // fits (`Records::fits_any`).
+                let held = self.tx_held.load(Ordering::Acquire);
                 let room = if self.keeps_records() {
                     self.records.fits_any(credit)
-                } else {
+                } else if held <= credit {
                     credit > 0
+                } else {
+                    // Bytes queued past the window (`sndq`).
+                    self.queue_writable(held, held - credit)
                 };
                 if wr_done || !f.is(Phase::Connected) || room {
                     ev |= POLLOUT | POLLWRNORM;
@@ -777,16 +806,20 @@ impl Socket {
                     matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();
                 if unread || linger0 {
+                    // What the send queue held goes unsent.
+                    self.queue_drop();
                     self.send_control(b, FLAG_RST);
                 } else if !prev.has(F_FIN_SENT) {
                     self.send_fin(b);
                 }
+                if self.close_waits() {
+                    // The queued bytes and the FIN go first (`sndq`).
+                    return;
+                }
             }
-            b.backend.close(self.sref(b));
         }
         // What its queue held goes with it (AF_UNIX fds in flight).
-        inflight::purge(self.handle);
-        slab::release(self.handle);
+        self.close_end();
     }
 
     /// Drops a connection that was never accepted: reset to its peer.
@@ -811,6 +844,10 @@ impl Socket {
     /// held.
     pub(crate) fn send_fin(&self, b: &Binding) {
         self.push_held();
+        if self.fin_waits() {
+            // Behind bytes queued past the window (`sndq`).
+            return;
+        }
         let prev = self.state.set(F_FIN_SENT);
         if !prev.has(F_FIN_SENT) {
             self.send_control(b, FLAG_FIN);

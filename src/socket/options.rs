@@ -745,6 +745,15 @@ impl Socket {
             b.backend.setsockopt(self.sref(b), level, name, val)?;
         }
         apply(self)?;
+        if (level == SOL_SOCKET && (name == SO_SNDBUF || name == SO_SNDBUFFORCE))
+            || (level == IPPROTO_TCP && name == 25)
+        {
+            // SO_SNDBUF or TCP_NOTSENT_LOWAT (25) moved the send queue's
+            // limits: a sender waiting for room, and pollers, look again
+            // (`sndq`).
+            self.tx_bump.fetch_add(1, Ordering::AcqRel);
+            self.wait.notify(POLLOUT);
+        }
         if self.keeps_records() && level == SOL_SOCKET {
             // SO_SNDBUF(FORCE) bounds its records (`records`).
             let sndbuf = self.ctl.lock().opts.sndbuf();

@@ -93,6 +93,15 @@ pub fn release(h: SockHandle) {
     ALLOC.lock().free.push(idx);
 }
 
+/// Every live socket (the send queues' flush at exit, `sndq`).
+#[cfg(feature = "std")]
+pub(crate) fn live() -> Vec<Arc<Socket>> {
+    SLOTS
+        .iter()
+        .filter_map(|(_, s)| s.lock().sock.clone())
+        .collect()
+}
+
 /// fork() support: takes the allocator's lock, then every slot's lock (slot
 /// locks are leaves; the allocator's is never held while a slot's is
 /// taken), so that the child finds none held by a thread that did not come

@@ -1,6 +1,7 @@
 //! Socket timers: a socket asks to be looked at again at a deadline, when
 //! no call of the program may come (TCP_CORK's 200 ms ceiling, the end of
-//! a TCP_DEFER_ACCEPT deferral).
+//! a TCP_DEFER_ACCEPT deferral), or at once, from a thread of its own (the
+//! send queue's push when credit comes in an upcall, `sndq`).
 //!
 //! Hosted, one thread per process, started at the first arming, sleeps
 //! until the earliest deadline and calls [`Socket::on_timer`] on each
@@ -12,18 +13,19 @@ use super::Socket;
 
 impl Socket {
     /// A deadline this socket armed passed: send what TCP_CORK held past
-    /// its ceiling, and let a listener's deferred connections whose
-    /// deferral ran out be accepted. Either may find nothing to do (a
-    /// deadline is armed per event and not cancelled).
+    /// its ceiling or the send queue holds (as far as the credit goes),
+    /// and let a listener's deferred connections whose deferral ran out
+    /// be accepted. Either may find nothing to do (a deadline is armed per
+    /// event and not cancelled).
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) fn on_timer(&self) {
-        self.push_held();
+        self.push_queue();
         self.end_deferrals();
     }
 }
 
 #[cfg(feature = "std")]
-pub(crate) use clock::{arm, fork_child, fork_lock, running};
+pub(crate) use clock::{arm, fork_child, fork_lock, running, start};
 
 /// Without a thread, no timer.
 #[cfg(not(feature = "std"))]
@@ -59,13 +61,7 @@ mod clock {
         };
         let at_ns = platform::mono_ns().saturating_add(after.as_nanos() as u64);
         DUE.lock().push((at, h));
-        if !STARTED.swap(true, Ordering::AcqRel)
-            && platform::spawn_quiet("usock-timer", run).is_err()
-        {
-            // Without the thread, nothing waits for a timer: see
-            // `running`'s callers.
-            STARTED.store(false, Ordering::Release);
-        }
+        start();
         // The bump alone makes a thread that has not gone to sleep yet look
         // again; the wake-up system call is only for one asleep until
         // later than this deadline (a corked send every few microseconds
@@ -74,6 +70,22 @@ mod clock {
         if at_ns < SLEEPS_UNTIL.load(Ordering::SeqCst) {
             platform::futex_wake_one(&BELL);
         }
+    }
+
+    /// Starts the thread if it is not running; whether it runs now.
+    pub(crate) fn start() -> bool {
+        if STARTED.load(Ordering::Acquire) {
+            return true;
+        }
+        if !STARTED.swap(true, Ordering::AcqRel)
+            && platform::spawn_quiet("usock-timer", run).is_err()
+        {
+            // Without the thread, nothing waits for a timer: see
+            // `running`'s callers.
+            STARTED.store(false, Ordering::Release);
+            return false;
+        }
+        true
     }
 
     /// Whether the timer thread runs (an armed deadline will be kept).
