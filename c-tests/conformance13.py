@@ -20,7 +20,9 @@ default 15 s here).
 import argparse
 import json
 import os
+import pwd
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -51,10 +53,17 @@ def command(prog, mode, net):
     if mode == "linked":
         return [usock], env
     env["USOCK_STATS"] = net + ".stats"
+    # The network admits nobody, whom the privilege cases become (as
+    # `usockrun --user nobody` makes it): across processes a network is
+    # its users', and another user's process cannot reach it.
     if mode == "xproc":
         env["USOCK_NET"] = net
+        if os.geteuid() == 0:
+            shutil.chown(net, "nobody")
+            env["USOCK_NET_USERS"] = "0,%d" % pwd.getpwnam("nobody").pw_uid
         return [usock], env
-    return [os.path.join(ROOT, "bin/usockrun"), "--net", net, "--", kernel], env
+    user = ["--user", "nobody"] if os.geteuid() == 0 else []
+    return [os.path.join(ROOT, "bin/usockrun"), "--net", net] + user + ["--", kernel], env
 
 
 def xproc_claims(stats):

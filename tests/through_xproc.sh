@@ -3,10 +3,18 @@
 # cross-process network (USOCK_NET) and fails unless the cross-process
 # backend carried sockets. Without the check, a rerun "through xproc" that
 # silently ran on another backend would prove nothing about xproc.
+# XPROC_ADMIT=USER: the network admits USER beside its owner, as
+# `usockrun --user USER` makes it (the directory becomes USER's and
+# USOCK_NET_USERS names root and USER): for tests whose processes drop to
+# another user and must still reach the network.
 set -uo pipefail
 net=$(mktemp -d)
 stats=$net.stats
 trap 'rm -rf "$net" "$stats"' EXIT
+if [ -n "${XPROC_ADMIT-}" ]; then
+  chown "$XPROC_ADMIT" "$net" || exit 2
+  export USOCK_NET_USERS="0,$(id -u "$XPROC_ADMIT")"
+fi
 USOCK_NET=$net USOCK_STATS=$stats "$@"
 rc=$?
 [ "$rc" = 0 ] || { echo "through_xproc: $* exited $rc"; exit "$rc"; }
