@@ -176,7 +176,10 @@ impl Shm {
                 (true, false) => (self.path(port, false), Some(self.path(port, true))),
             };
             let mut made = bind_at(&main, link.as_deref());
-            if made == Err(EADDRINUSE) {
+            // An ephemeral bind just takes the next port: reading the
+            // kernel's list of sockets at every taken one would cost each
+            // connect time in proportion to the connections open.
+            if made == Err(EADDRINUSE) && ep.port != 0 {
                 made = self.reclaim(&main, link.as_deref());
             }
             match made {
