@@ -269,8 +269,9 @@ mod exit {
 
     /// The whole flush's limit (as xproc's `EXIT_FLUSH`).
     const LIMIT: Duration = Duration::from_secs(5);
-    /// A queue whose peer gives no credit for this long is given up on (a
-    /// peer in this process that does not read, one that is stuck).
+    /// The flush gives up once no peer has given credit for this long (a
+    /// peer in this process that does not read, one that is stuck or
+    /// gone): over all the queues, so that many stuck ones cost it once.
     const STALL: Duration = Duration::from_secs(1);
 
     static REGISTERED: AtomicBool = AtomicBool::new(false);
@@ -286,31 +287,32 @@ mod exit {
             let Some(end) = platform::deadline_after(LIMIT) else {
                 return;
             };
+            let mut stall = platform::deadline_after(STALL).map_or(end, |d| d.min(end));
             for s in slab::live() {
                 if !s.inherited() {
-                    drain(&s, end);
+                    drain(&s, end, &mut stall);
                 }
             }
         })
     }
 
-    /// Pushes `s`'s queue as credit comes, until it is empty, `end`, or a
-    /// stall.
-    fn drain(s: &Socket, end: platform::Deadline) {
+    /// Pushes `s`'s queue as credit comes, until it is empty, `end`, or
+    /// `stall` (moved on by each credit that comes).
+    fn drain(s: &Socket, end: platform::Deadline, stall: &mut platform::Deadline) {
         loop {
             s.push_queue();
             if s.tx_held.load(Ordering::Acquire) == 0 || s.has(F_RESET) {
                 return;
             }
             let next = s.tx_next.load(Ordering::Acquire);
-            let until = platform::deadline_after(STALL).map_or(end, |d| d.min(end));
             let w = s.block_until(
                 || s.tx_limit.load(Ordering::Acquire) > next || s.has(F_RESET),
-                Some(until),
+                Some(*stall),
             );
             if w != Waited::Ready {
                 return;
             }
+            *stall = platform::deadline_after(STALL).map_or(end, |d| d.min(end));
         }
     }
 }
