@@ -6,7 +6,9 @@
 //! program gave, and the receiving library adopts each pair at the number
 //! the anchor arrived at, taking the memfds out of the message: the
 //! receiver sees the fds the sender gave, in their order, as on Linux.
-//! With the shm backend off, each call costs one load. Both calls are
+//! With the shm backend off, each call costs one load; with it on, a
+//! message carries nothing of ours unless a walk of its control data finds
+//! one, and only then is anything allocated. Both calls are
 //! `on_socket!`'s way to the kernel (`via`): their own work runs inside
 //! the panic boundary, the kernel's call outside it.
 
@@ -51,6 +53,36 @@ fn cmsgs(buf: &[u8]) -> Option<Vec<Cmsg<'_>>> {
         at += align(len);
     }
     Some(out)
+}
+
+/// Whether `hit` holds for any fd of `buf`'s SCM_RIGHTS messages, walked
+/// as [`cmsgs`] walks them but without allocating: the check that keeps a
+/// message with nothing of ours off the allocating path.
+fn any_rights_fd(buf: &[u8], mut hit: impl FnMut(i32) -> bool) -> bool {
+    let mut at = 0usize;
+    while buf.len() >= at + HDR {
+        let word = |i: usize| {
+            buf[i..i + 4]
+                .try_into()
+                .map(i32::from_ne_bytes)
+                .unwrap_or(0)
+        };
+        let len = buf[at..at + 8]
+            .try_into()
+            .map(u64::from_ne_bytes)
+            .unwrap_or(0) as usize;
+        if len < HDR || len > buf.len() - at {
+            return false;
+        }
+        if word(at + 8) == libc::SOL_SOCKET
+            && word(at + 12) == libc::SCM_RIGHTS
+            && fds_of(&buf[at + HDR..at + len]).any(&mut hit)
+        {
+            return true;
+        }
+        at += align(len);
+    }
+    false
 }
 
 fn is_rights(c: &Cmsg<'_>) -> bool {
@@ -109,6 +141,9 @@ unsafe fn translated(msg: *const msghdr) -> Option<Vec<u8>> {
     ffi::probe(m.msg_control as *const u8, m.msg_controllen).ok()?;
     // SAFETY: probed for msg_controllen bytes.
     let buf = unsafe { ffi::buf(m.msg_control, m.msg_controllen) }.ok()?;
+    if !any_rights_fd(buf, |f| crate::fd::get(f).is_some()) {
+        return None;
+    }
     let list = cmsgs(buf)?;
     let mut changed = false;
     let mut out = Vec::with_capacity(buf.len() + 64);
@@ -162,6 +197,9 @@ unsafe fn adopt_received(m: &mut msghdr, flags: c_int) {
     let Ok(buf) = (unsafe { ffi::buf_mut(m.msg_control, m.msg_controllen) }) else {
         return;
     };
+    if !any_rights_fd(buf, |_| true) {
+        return;
+    }
     let Some(list) = cmsgs(buf) else {
         return;
     };
