@@ -47,9 +47,18 @@ impl Transport {
         mut on: impl FnMut(&Msg<'_>) -> Result<(), Errno>,
     ) -> ReadEnd {
         let mut inb = c.inbuf.lock();
+        // A read that filled less than it asked for emptied the kernel
+        // socket: asking again would only hear EAGAIN, a system call per
+        // message for nothing. Whoever waits on the socket waits level-
+        // triggered (the transport's set, a program's set, a blocked
+        // reader's poll), so bytes that come after are seen there.
+        let mut drained = false;
         loop {
             if let Some(end) = deliver_frames(&mut inb, &mut on) {
                 return end;
+            }
+            if drained {
+                return idle(&mut inb);
             }
             let r = if inb.is_empty() {
                 SCRATCH.with(|cell| match cell.try_borrow_mut() {
@@ -78,13 +87,8 @@ impl Transport {
                 Err(end) => return end,
                 Ok(RECV_GONE) => return ReadEnd::Gone,
                 Ok(0) => return ReadEnd::Closed,
-                Ok(r) if r < 0 => {
-                    if inb.is_empty() && inb.capacity() > KEEP_IDLE {
-                        *inb = Vec::new();
-                    }
-                    return ReadEnd::Again;
-                }
-                Ok(_) => {}
+                Ok(r) if r < 0 => return idle(&mut inb),
+                Ok(r) => drained = (r as usize) < READ,
             }
         }
     }
@@ -477,6 +481,15 @@ fn deliver_frames(
     };
     buf.drain(..used);
     end
+}
+
+/// Nothing more to read for now: an input buffer left empty gives its
+/// memory back if it grew large.
+fn idle(inb: &mut Vec<u8>) -> ReadEnd {
+    if inb.is_empty() && inb.capacity() > KEEP_IDLE {
+        *inb = Vec::new();
+    }
+    ReadEnd::Again
 }
 
 /// Reads what the kernel holds for `c` (up to [`READ`] bytes) behind the
