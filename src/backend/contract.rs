@@ -273,7 +273,9 @@ pub trait Backend: Send + Sync {
     /// Whether a datagram refused with `ENOBUFS` is kept and offered again
     /// (after [`Backend::window`]) rather than dropped as UDP drops it.
     /// The frontend counts a refusal as a drop (SO_RXQ_OVFL) only for a
-    /// backend that drops.
+    /// backend that drops; but a socket with SO_RXQ_OVFL set asked to see
+    /// drops, so under a backend that keeps datagrams it drops and counts
+    /// one it has no room for itself, and the delivery answers `Ok`.
     fn keeps_refused_datagrams(&self) -> bool {
         false
     }

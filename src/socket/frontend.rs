@@ -154,7 +154,7 @@ impl SocketFrontend {
                     }
                     _ => frag.addr,
                 };
-                let done = db
+                let done = match db
                     .insert_stamped(
                         hd.offset,
                         hd.dgram_offset,
@@ -164,17 +164,31 @@ impl SocketFrontend {
                         crate::platform::realtime_ns(),
                     )
                     .map_err(sb_errno)
-                    .inspect_err(|&e| {
-                        if e == ENOBUFS {
-                            s.set(F_DGRAM_REFUSED);
-                            let kept = s
-                                .binding()
-                                .is_some_and(|b| b.backend.keeps_refused_datagrams());
-                            if hd.dgram_offset == 0 && !kept {
-                                s.count_drop();
-                            }
+                {
+                    Ok(done) => done,
+                    Err(ENOBUFS) => {
+                        // No room: a backend with UDP's semantics drops it.
+                        // One that keeps it (offers it again after a read:
+                        // its sender waits meanwhile) does so only for a
+                        // socket that has not asked to see drops: one with
+                        // SO_RXQ_OVFL drops it here and counts it, as
+                        // Linux's UDP, and the upcall answers that it was
+                        // taken, so that the backend goes on.
+                        let keeps = s
+                            .binding()
+                            .is_some_and(|b| b.backend.keeps_refused_datagrams());
+                        let lossy = s.rx_attrs_wanted() & super::dgram_attrs::RX_OVFL != 0;
+                        if hd.dgram_offset == 0 && (!keeps || lossy) {
+                            s.count_drop();
                         }
-                    })?;
+                        if keeps && lossy {
+                            return Ok(());
+                        }
+                        s.set(F_DGRAM_REFUSED);
+                        return Err(ENOBUFS);
+                    }
+                    Err(e) => return Err(e),
+                };
                 if done {
                     s.wait.notify(POLLIN);
                     s.wake_async();

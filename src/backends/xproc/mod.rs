@@ -27,7 +27,11 @@
 //! - Datagrams to a port travel on a link: one AF_UNIX stream from this
 //!   process to that port, shared by all our sockets sending there, each
 //!   a DATA message whose fragment names its source (see `DGRAM_LINKS` for why not AF_UNIX
-//!   datagrams).
+//!   datagrams). A receiver whose buffer is full holds its senders back
+//!   (its link pauses: nothing is lost), unless it set SO_RXQ_OVFL, which
+//!   asks for Linux's UDP: what does not fit is dropped and counted, in
+//!   the receiving process, against its frontend's buffer
+//!   (`receive::read_datagrams`). The senders need not know.
 //! - One transport thread per process reads every kernel socket through
 //!   epoll and makes the upcalls; writes go out from the caller's thread and
 //!   what the kernel cannot take at once is queued and flushed by the
@@ -579,7 +583,9 @@ impl Backend for XProc {
     }
 
     fn keeps_refused_datagrams(&self) -> bool {
-        // A full receiver pauses its link (`receive::read_datagrams`).
+        // A full receiver pauses its link (`receive::read_datagrams`),
+        // unless it set SO_RXQ_OVFL: the frontend then drops and counts
+        // what it has no room for, and the link goes on.
         true
     }
 

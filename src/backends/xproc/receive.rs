@@ -98,6 +98,13 @@ impl Transport {
     /// the sender itself, wait: see `Conn::datagram`) until a read of that
     /// socket offers its next datagram again, in the reader's thread
     /// (`window`), or the transport thread does, every millisecond.
+    /// A socket with SO_RXQ_OVFL never pauses a link: the frontend drops
+    /// and counts a datagram it has no room for and the delivery succeeds
+    /// (`keeps_refused_datagrams`). Setting the option releases a link
+    /// paused before at the next of those offers. A port shared by sockets
+    /// with and without it (SO_REUSEADDR) has one link per sender: a full
+    /// socket without it pauses the link, and the datagrams behind on it
+    /// wait too, whichever socket they are for.
     pub(super) fn read_datagrams(&self, c: &Arc<Conn>) {
         let end = self.read_frames(c, |m| {
             let Msg::Data(f) = m else {
