@@ -30,6 +30,7 @@
 #include <linux/sockios.h>
 #include <netinet/udp.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #ifndef UDP_CORK
 #define UDP_CORK 1
@@ -1702,6 +1703,341 @@ TEST(broadcast_needs_so_broadcast)
     expect_dgram(r2, "bcast");
     OK(close(r1));
     OK(close(r2));
+    OK(close(s));
+}
+
+/* ---- multicast across processes -------------------------------------------- */
+
+/* A member process: its own socket, made after fork, driven by one-letter
+ * commands on a pipe ("b" bind the port with SO_REUSEADDR, "j" join the
+ * group, "d" drop it, "a" IP_MULTICAST_ALL off, "rN" wait for N datagrams
+ * then report everything read, "q" close and exit); each command answers
+ * one line on the other pipe. */
+struct mc_member {
+    pid_t pid;
+    int cmd, res;
+};
+
+struct mc_where {
+    int fam; /* AF_INET or AF_INET6 */
+    int port;
+    const char *group; /* NULL: broadcast (SO_BROADCAST is the sender's) */
+    unsigned ifindex;  /* the membership's interface (IPv6) */
+};
+
+static void mc_member_loop(const struct mc_where *w, int cmd, int res)
+{
+    int fd = -1;
+    char c[8];
+    for (;;) {
+        ssize_t n = read(cmd, c, sizeof c - 1);
+        if (n <= 0)
+            _exit(0);
+        c[n] = 0;
+        char out[512];
+        int rc = 0;
+        out[0] = 0;
+        if (c[0] == 'b') {
+            fd = socket(w->fam, SOCK_DGRAM, 0);
+            int one = 1;
+            rc = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+            struct sockaddr_storage ss;
+            socklen_t l = tl_any(w->fam == AF_INET ? FAM_INET : FAM_INET6, &ss, w->port);
+            if (!rc)
+                rc = bind(fd, (struct sockaddr *)&ss, l);
+        } else if (c[0] == 'j' || c[0] == 'd') {
+            if (w->fam == AF_INET) {
+                struct ip_mreqn m = {.imr_multiaddr.s_addr = inet_addr(w->group),
+                                     .imr_address.s_addr = htonl(INADDR_LOOPBACK)};
+                rc = setsockopt(fd, IPPROTO_IP, c[0] == 'j' ? IP_ADD_MEMBERSHIP : IP_DROP_MEMBERSHIP,
+                                &m, sizeof m);
+            } else {
+                struct ipv6_mreq m = {.ipv6mr_interface = w->ifindex};
+                inet_pton(AF_INET6, w->group, &m.ipv6mr_multiaddr);
+                rc = setsockopt(fd, IPPROTO_IPV6, c[0] == 'j' ? IPV6_JOIN_GROUP : IPV6_LEAVE_GROUP,
+                                &m, sizeof m);
+            }
+        } else if (c[0] == 'a') {
+            int zero = 0;
+            rc = w->fam == AF_INET
+                     ? setsockopt(fd, IPPROTO_IP, IP_MULTICAST_ALL, &zero, sizeof zero)
+                     : setsockopt(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, &zero, sizeof zero);
+        } else if (c[0] == 'r') {
+            int want = atoi(c + 1), got = 0;
+            size_t used = 0;
+            for (;;) {
+                /* what is due within 5 s, then anything more within 300 ms */
+                struct pollfd p = {.fd = fd, .events = POLLIN};
+                if (poll(&p, 1, got < want ? 5000 : 300) != 1)
+                    break;
+                char buf[64];
+                ssize_t k = recv(fd, buf, sizeof buf - 1, 0);
+                if (k < 0) {
+                    rc = -1;
+                    break;
+                }
+                buf[k] = 0;
+                used += (size_t)snprintf(out + used, sizeof out - used, "%s%s", got ? "," : "", buf);
+                if (used >= sizeof out - 1)
+                    break;
+                got++;
+            }
+        } else {
+            close(fd);
+            _exit(0);
+        }
+        char line[600];
+        int len = rc ? snprintf(line, sizeof line, "err %d\n", errno)
+                     : snprintf(line, sizeof line, "%s\n", out);
+        if (write(res, line, (size_t)len) != len)
+            _exit(1);
+    }
+}
+
+static struct mc_member mc_member_start(const struct mc_where *w)
+{
+    int cmd[2], res[2];
+    OK(pipe(cmd));
+    OK(pipe(res));
+    struct mc_member m;
+    m.pid = (pid_t)OK(fork());
+    if (m.pid == 0) {
+        close(cmd[1]);
+        close(res[0]);
+        mc_member_loop(w, cmd[0], res[1]);
+    }
+    OK(close(cmd[0]));
+    OK(close(res[1]));
+    m.cmd = cmd[1];
+    m.res = res[0];
+    return m;
+}
+
+/* Sends command c to member m and checks its answer. */
+static void mc_member_do(struct mc_member *m, const char *c, const char *want)
+{
+    CHECK_EQ(OK(write(m->cmd, c, strlen(c))), (long)strlen(c));
+    char line[600];
+    size_t n = 0;
+    while (n < sizeof line - 1) {
+        CHECK(tl_poll1(m->res, POLLIN, 15000) & POLLIN);
+        ssize_t k = OK(read(m->res, line + n, 1));
+        CHECK(k == 1);
+        if (line[n] == '\n')
+            break;
+        n++;
+    }
+    line[n] = 0;
+    if (strcmp(line, want) != 0) {
+        fprintf(stderr, "member %d: \"%s\" answered \"%s\", want \"%s\"\n", (int)m->pid, c, line,
+                want);
+        CHECK(strcmp(line, want) == 0);
+    }
+}
+
+static void mc_member_end(struct mc_member *m, int kill_it)
+{
+    int st;
+    if (kill_it)
+        OK(kill(m->pid, SIGKILL));
+    else
+        OK(write(m->cmd, "q", 1));
+    OK(waitpid(m->pid, &st, 0));
+    OK(close(m->cmd));
+    OK(close(m->res));
+}
+
+static void mc_send_to(int s, const struct mc_where *w, const char *msg)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    socklen_t l;
+    if (w->fam == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        a->sin_family = AF_INET;
+        a->sin_port = htons((uint16_t)w->port);
+        a->sin_addr.s_addr = w->group ? inet_addr(w->group) : htonl(INADDR_BROADCAST);
+        l = sizeof *a;
+    } else {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        a->sin6_family = AF_INET6;
+        a->sin6_port = htons((uint16_t)w->port);
+        inet_pton(AF_INET6, w->group, &a->sin6_addr);
+        a->sin6_scope_id = w->ifindex;
+        l = sizeof *a;
+    }
+    CHECK_EQ(OK(sendto(s, msg, strlen(msg), 0, (struct sockaddr *)&ss, l)), (long)strlen(msg));
+}
+
+extern int usock_socket(int domain, int type, int protocol) __attribute__((weak));
+
+/* Linked without a network (USOCK_NET), this program's sockets are on a
+ * network of its process alone, which its children (sockets made after
+ * fork are theirs) do not share: a case about other processes runs again,
+ * in this program started anew on a cross-process network made for it.
+ * Whether it did (the case is over). */
+static int mc_on_a_network(const char *name)
+{
+    if (usock_socket == NULL || getenv("USOCK_NET"))
+        return 0;
+    char net[64], self[4096];
+    snprintf(net, sizeof net, "/tmp/t_ipopt-net-XXXXXX");
+    CHECK(mkdtemp(net) != NULL);
+    ssize_t n = OK(readlink("/proc/self/exe", self, sizeof self - 1));
+    self[n] = 0;
+    pid_t p = (pid_t)OK(fork());
+    if (p == 0) {
+        setenv("USOCK_NET", net, 1);
+        dup2(2, 1); /* its report is not this program's */
+        char *argv[] = {self, (char *)name, NULL};
+        execv(self, argv);
+        _exit(127);
+    }
+    int st;
+    OK(waitpid(p, &st, 0));
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf %s", net);
+    CHECK(system(rm) == 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    return 1;
+}
+
+/* Two member processes and this one share the group's port (each socket
+ * with SO_REUSEADDR, bound to the wildcard) and join the group; a third
+ * process is bound there without joining (IP_MULTICAST_ALL off: with it
+ * on, Linux gives it the group's datagrams too, as some socket of the
+ * host joined). A datagram to the group reaches every member once, in
+ * every process, this one's too (IP_MULTICAST_LOOP); a member that
+ * leaves (with IP_MULTICAST_ALL off, as otherwise it still gets what the
+ * host's other members do), and one killed, get nothing more and the
+ * sender sees no error.
+ * Unicast to the port goes to one socket: the last bound. */
+static void mc_across_processes(struct mc_where *w)
+{
+    int me = (int)OK(socket(w->fam, SOCK_DGRAM, 0));
+    tl_setint(me, SOL_SOCKET, SO_REUSEADDR, 1);
+    struct sockaddr_storage ss;
+    socklen_t l = tl_any(w->fam == AF_INET ? FAM_INET : FAM_INET6, &ss, w->port);
+    OK(bind(me, (struct sockaddr *)&ss, l));
+    if (w->fam == AF_INET) {
+        struct ip_mreqn m = {.imr_multiaddr.s_addr = inet_addr(w->group),
+                             .imr_address.s_addr = htonl(INADDR_LOOPBACK)};
+        OK(setsockopt(me, IPPROTO_IP, IP_ADD_MEMBERSHIP, &m, sizeof m));
+    } else {
+        struct ipv6_mreq m = {.ipv6mr_interface = w->ifindex};
+        inet_pton(AF_INET6, w->group, &m.ipv6mr_multiaddr);
+        OK(setsockopt(me, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof m));
+    }
+    struct mc_member other = mc_member_start(w);
+    mc_member_do(&other, "b", "");
+    mc_member_do(&other, "a", "");
+    struct mc_member m1 = mc_member_start(w), m2 = mc_member_start(w);
+    mc_member_do(&m1, "b", "");
+    mc_member_do(&m1, "a", "");
+    mc_member_do(&m1, "j", "");
+    mc_member_do(&m2, "b", "");
+    mc_member_do(&m2, "j", "");
+    int s = (int)OK(socket(w->fam, SOCK_DGRAM, 0));
+    if (w->fam == AF_INET) {
+        struct in_addr lo = {htonl(INADDR_LOOPBACK)};
+        OK(setsockopt(s, IPPROTO_IP, IP_MULTICAST_IF, &lo, sizeof lo));
+    } else {
+        OK(setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_IF, &w->ifindex, sizeof w->ifindex));
+    }
+    mc_send_to(s, w, "one");
+    mc_send_to(s, w, "two");
+    mc_member_do(&m1, "r2", "one,two");
+    mc_member_do(&m2, "r2", "one,two");
+    mc_member_do(&other, "r0", "");
+    expect_dgram(me, "one");
+    expect_dgram(me, "two");
+    /* unicast: to the last bound */
+    struct sockaddr_storage to;
+    l = tl_loop(w->fam == AF_INET ? FAM_INET : FAM_INET6, &to, w->port);
+    CHECK_EQ(OK(sendto(s, "uni", 3, 0, (struct sockaddr *)&to, l)), 3);
+    mc_member_do(&m2, "r1", "uni");
+    mc_member_do(&m1, "r0", "");
+    CHECK_EQ(tl_poll1(me, POLLIN, 0), 0);
+    /* a member that leaves */
+    mc_member_do(&m1, "d", "");
+    mc_send_to(s, w, "three");
+    mc_member_do(&m2, "r1", "three");
+    mc_member_do(&m1, "r0", "");
+    expect_dgram(me, "three");
+    /* one killed: no error, the others still get theirs */
+    mc_member_end(&m2, 1);
+    mc_send_to(s, w, "four");
+    mc_send_to(s, w, "five");
+    expect_dgram(me, "four");
+    expect_dgram(me, "five");
+    mc_member_do(&m1, "j", "");
+    mc_send_to(s, w, "six");
+    mc_member_do(&m1, "r1", "six");
+    expect_dgram(me, "six");
+    mc_member_do(&other, "r0", "");
+    /* unicast: to the last bound still there */
+    CHECK_EQ(OK(sendto(s, "uni2", 4, 0, (struct sockaddr *)&to, l)), 4);
+    mc_member_do(&m1, "r1", "uni2");
+    mc_member_end(&m1, 0);
+    mc_member_end(&other, 0);
+    mc_send_to(s, w, "seven");
+    expect_dgram(me, "seven");
+    CHECK_EQ(tl_poll1(me, POLLIN, 200), 0);
+    OK(close(me));
+    OK(close(s));
+}
+
+TEST(multicast_across_processes)
+{
+    if (mc_on_a_network("multicast_across_processes"))
+        return;
+    struct mc_where w = {.fam = AF_INET, .port = free_udp_port(), .group = "239.255.13.9"};
+    mc_across_processes(&w);
+}
+
+TEST(ipv6_multicast_across_processes)
+{
+    if (mc_on_a_network("ipv6_multicast_across_processes"))
+        return;
+    struct in_addr unused;
+    unsigned ifx = mc_ifindex(0, &unused);
+    if (!ifx)
+        t_skip("multicast", "no interface up with IFF_MULTICAST");
+    int t = bound_any_udp(FAM_INET6);
+    struct sockaddr_storage ss;
+    tl_name(t, &ss);
+    OK(close(t));
+    struct mc_where w = {.fam = AF_INET6, .port = tl_port(&ss), .group = "ff02::13:9",
+                         .ifindex = ifx};
+    mc_across_processes(&w);
+}
+
+/* Broadcast with SO_BROADCAST reaches every process bound to the port. */
+TEST(broadcast_across_processes)
+{
+    if (mc_on_a_network("broadcast_across_processes"))
+        return;
+    struct mc_where w = {.fam = AF_INET, .port = free_udp_port()};
+    struct mc_member m1 = mc_member_start(&w), m2 = mc_member_start(&w);
+    mc_member_do(&m1, "b", "");
+    mc_member_do(&m2, "b", "");
+    int me = mc_receiver(w.port, 0, NULL);
+    int s = (int)OK(socket(AF_INET, SOCK_DGRAM, 0));
+    tl_setint(s, SOL_SOCKET, SO_BROADCAST, 1);
+    mc_send_to(s, &w, "all");
+    struct sockaddr_in lb = {.sin_family = AF_INET, .sin_port = htons((uint16_t)w.port),
+                             .sin_addr.s_addr = htonl(0x7fffffff)};
+    CHECK_EQ(OK(sendto(s, "lo", 2, 0, (struct sockaddr *)&lb, sizeof lb)), 2);
+    mc_member_do(&m1, "r2", "all,lo");
+    mc_member_do(&m2, "r2", "all,lo");
+    expect_dgram(me, "all");
+    expect_dgram(me, "lo");
+    mc_member_end(&m1, 1);
+    mc_send_to(s, &w, "after");
+    mc_member_do(&m2, "r1", "after");
+    expect_dgram(me, "after");
+    mc_member_end(&m2, 0);
+    OK(close(me));
     OK(close(s));
 }
 

@@ -21,8 +21,8 @@ pub(super) const DGRAM_LINK_SNDBUF: usize = 1 << 20;
 /// A datagram port of this process: its kernel socket and file, and the
 /// frontend sockets bound to it (several when all set SO_REUSEADDR, or all
 /// SO_REUSEPORT, as Linux allows: iperf3's UDP server connects its socket
-/// to the first client and binds a new one on the same port). Sharing a
-/// port between processes is refused (EADDRINUSE).
+/// to the first client and binds a new one on the same port). Other
+/// processes may hold the port too when its sockets share (`shared`).
 pub(super) struct DgramPort {
     pub(super) conn: Arc<Conn>,
     /// Its file, and the link to it at the IPv6 name for a port bound to
@@ -32,6 +32,9 @@ pub(super) struct DgramPort {
     pub(super) members: Vec<(SockHandle, SockOpts, Weak<XSock>)>,
     /// A stream port's members that listen (see `ports::join_listeners`).
     pub(super) listening: Vec<SockHandle>,
+    /// A datagram port held through a member file, which other processes
+    /// may hold too (`shared`): its number and the spaces of its bind.
+    pub(super) shared: Option<(u16, ports::Space)>,
 }
 
 /// This process's datagram ports. Lock order: before the transport's
@@ -166,20 +169,23 @@ pub(super) fn dgram_group_receivers(
 /// names its source). A stream, not an AF_UNIX datagram socket: the kernel
 /// queues only `net.unix.max_dgram_qlen` datagrams (10 by default) on one
 /// of those, while a stream holds a socket buffer's worth and is read in
-/// batches. Lock order: after `DGRAM_PORTS`, before the transport's
-/// `conns`.
-pub(super) static DGRAM_LINKS: Mutex<BTreeMap<u32, Arc<Conn>>> = Mutex::new(BTreeMap::new());
+/// batches. Keyed by the port's `port_key`; a link to one process of a
+/// port that several share by `shared::member_link_key`. Lock order: after
+/// `DGRAM_PORTS`, before the transport's `conns`.
+pub(super) static DGRAM_LINKS: Mutex<BTreeMap<u64, Arc<Conn>>> = Mutex::new(BTreeMap::new());
 
-/// Forgets link `c` if it is still the link to its port.
+/// Forgets link `c` if it is still a link of ours (to its port, or to one
+/// of the processes sharing it).
 pub(super) fn drop_link(c: &Conn) -> Option<u32> {
     let mut links = DGRAM_LINKS.lock();
-    match links.get(&c.port) {
-        Some(l) if core::ptr::eq(Arc::as_ptr(l), c) => {
-            links.remove(&c.port);
-            Some(c.port)
-        }
-        _ => None,
+    let is_c = |l: &Arc<Conn>| core::ptr::eq(Arc::as_ptr(l), c);
+    if links.get(&u64::from(c.port)).is_some_and(is_c) {
+        links.remove(&u64::from(c.port));
+        return Some(c.port);
     }
+    let key = links.iter().find(|(_, l)| is_c(l)).map(|(k, _)| *k)?;
+    links.remove(&key);
+    Some(c.port)
 }
 
 #[cfg(test)]

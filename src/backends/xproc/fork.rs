@@ -20,7 +20,7 @@ struct Held {
     ports: MutexGuard<'static, BTreeMap<u32, DgramPort>>,
     unix_local: MutexGuard<'static, BTreeMap<std::path::PathBuf, u32>>,
     twins: MutexGuard<'static, BTreeMap<u64, alloc::sync::Weak<Conn>>>,
-    links: MutexGuard<'static, BTreeMap<u32, Arc<Conn>>>,
+    links: MutexGuard<'static, BTreeMap<u64, Arc<Conn>>>,
     unix_links: MutexGuard<'static, BTreeMap<std::path::PathBuf, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
     paused: MutexGuard<'static, Vec<Arc<Conn>>>,

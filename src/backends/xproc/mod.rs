@@ -81,6 +81,7 @@ mod envelope;
 mod fork;
 mod ports;
 mod receive;
+mod shared;
 mod state;
 mod status;
 mod thread;
@@ -320,29 +321,38 @@ impl XProc {
         } else {
             ports::Space::V6
         };
-        let Some(link) = self.link(ports::port_key(ep.port, dest)) else {
+        let key = ports::port_key(ep.port, dest);
+        let first = out.header.dgram_offset == 0;
+        let last = u64::from(out.header.dgram_offset) + out.payload.len() as u64
+            >= u64::from(out.header.dgram_total);
+        let parts = [&hdr[..], out.addr, out.payload];
+        if group {
+            // Processes sharing the port get a copy each.
+            if let Some(links) = self.member_links(key) {
+                for link in links {
+                    match link.datagram(transport(), sock.handle, first, &parts) {
+                        // A member with no room drops its copy, as UDP does.
+                        Ok(()) | Err(EAGAIN) => {}
+                        Err(_) => {
+                            drop_link(&link);
+                            transport().remove(&link);
+                        }
+                    }
+                }
+                if last {
+                    self.settle_local(key);
+                }
+                return Ok(());
+            }
+        }
+        let Some(link) = self.link(key) else {
             if out.header.dgram_offset == 0 {
                 upcall::unreachable(sock.handle, &ep.to_sockaddr(sock.info.domain), frag.payload);
             }
             return Ok(());
         };
-        let first = out.header.dgram_offset == 0;
-        let last = u64::from(out.header.dgram_offset) + out.payload.len() as u64
-            >= u64::from(out.header.dgram_total);
-        let parts = [&hdr[..], out.addr, out.payload];
         match link.datagram(transport(), sock.handle, first, &parts) {
-            Ok(()) if last => {
-                // To a port of this process: delivered before the send
-                // returns, as over Linux's lo, where a readiness wait, a
-                // SIGIO or a recv after SHUT_RD sees it at once.
-                let local = DGRAM_PORTS
-                    .lock()
-                    .get(&ports::port_key(ep.port, dest))
-                    .map(|p| p.conn.clone());
-                if let Some(p) = local {
-                    transport().settle_port(&p);
-                }
-            }
+            Ok(()) if last => self.settle_local(key),
             Ok(()) => {}
             Err(EAGAIN) => return Err(EAGAIN),
             Err(_) => {
@@ -351,6 +361,19 @@ impl XProc {
             }
         }
         Ok(())
+    }
+}
+
+impl XProc {
+    /// After a send to datagram port `key` (a `port_key`): when a socket
+    /// of this process is there, the datagram is delivered before the send
+    /// returns, as over Linux's lo, where a readiness wait, a SIGIO or a
+    /// recv after SHUT_RD sees it at once.
+    fn settle_local(&self, key: u32) {
+        let local = DGRAM_PORTS.lock().get(&key).map(|p| p.conn.clone());
+        if let Some(p) = local {
+            transport().settle_port(&p);
+        }
     }
 }
 
@@ -702,9 +725,13 @@ impl Backend for XProc {
                 return;
             };
             // The port's socket and file go with its last socket.
-            if let Some((c, paths)) = self.leave_port(port, sock.handle) {
+            if let Some((c, paths, shared)) = self.leave_port(port, sock.handle) {
                 for p in paths {
                     let _ = std::fs::remove_file(p);
+                }
+                // The port's file goes to the processes sharing it.
+                if let Some((num, space)) = shared {
+                    self.unshare(num, space);
                 }
                 // The senders' links end too: their next datagram finds
                 // nobody there.

@@ -111,6 +111,15 @@ impl XProc {
                 return Ok((k, path));
             }
             let e = r.err().unwrap_or(EADDRINUSE);
+            if e == EADDRINUSE && attempt == 0 && ty == SOCK_DGRAM && self.is_shared_link(port, v6)
+            {
+                // Processes share the port: taken, unless the last of
+                // them is gone (then the link went too).
+                if self.repoint(port, v6) {
+                    break;
+                }
+                continue;
+            }
             if e == EADDRINUSE && attempt == 0 && self.stale(&path) {
                 let _ = std::fs::remove_file(&path);
                 continue;
@@ -124,7 +133,8 @@ impl XProc {
 
     /// Is the socket file at `path` left by a dead process? Nobody answers
     /// there, and no socket is bound to it: a port bound but not listening
-    /// refuses too, but the kernel still lists its socket.
+    /// refuses too, but the kernel still lists its socket. A symbolic link
+    /// to no file is too.
     pub(super) fn stale(&self, path: &std::path::Path) -> bool {
         let Ok((a, len)) = unix_addr(path) else {
             return false;
@@ -139,6 +149,10 @@ impl XProc {
             Ok(p) => {
                 close_kfd(p);
                 false
+            }
+            Err(ENOENT) => {
+                std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+                    && std::fs::metadata(path).is_err()
             }
             Err(e) => e == ECONNREFUSED && !kernel::unix_path_bound(&real),
         }
@@ -193,8 +207,18 @@ impl XProc {
                 return Ok(a);
             }
         }
+        // A datagram socket that may share its port with other processes
+        // holds it through a member file (`shared`).
+        let share = dgram && (opts.reuseaddr || opts.reuseport);
+        let take = |port: u16| {
+            if share {
+                self.bind_shared(port, space, opts, ep.port == 0)
+            } else {
+                self.bind_port(x.info.ty, port, space, opts)
+            }
+        };
         let (port, k, paths) = if ep.port != 0 {
-            let (k, p) = self.bind_port(x.info.ty, ep.port, space, opts)?;
+            let (k, p) = take(ep.port)?;
             (ep.port, k, p)
         } else {
             // Every port of the range is tried once, from where the last
@@ -209,7 +233,7 @@ impl XProc {
                 if dgram && ports.contains_key(&port_key(port, space)) {
                     continue;
                 }
-                match self.bind_port(x.info.ty, port, space, opts) {
+                match take(port) {
                     Ok((k, p)) => {
                         self.next_port.fetch_add(i, Ordering::Relaxed);
                         found = Some((port, k, p));
@@ -236,6 +260,7 @@ impl XProc {
                     paths,
                     members: alloc::vec![(h, opts, x.me.clone())],
                     listening: alloc::vec::Vec::new(),
+                    shared: share.then_some((port, space)),
                 },
             );
             c
@@ -253,6 +278,7 @@ impl XProc {
                         paths,
                         members: alloc::vec![(h, opts, x.me.clone())],
                         listening: alloc::vec::Vec::new(),
+                        shared: None,
                     },
                 );
                 *x.group.lock() = Some(key);
@@ -335,12 +361,14 @@ impl XProc {
     }
 
     /// Takes datagram socket `h` off its port (a `port_key`); returns the
-    /// port's kernel socket and files when it was the last one there.
+    /// port's kernel socket and files, and which port it shared with other
+    /// processes if it did, when it was the last one there.
+    #[allow(clippy::type_complexity)]
     pub(super) fn leave_port(
         &self,
         port: u32,
         h: SockHandle,
-    ) -> Option<(Arc<Conn>, alloc::vec::Vec<PathBuf>)> {
+    ) -> Option<(Arc<Conn>, alloc::vec::Vec<PathBuf>, Option<(u16, Space)>)> {
         let mut ports = DGRAM_PORTS.lock();
         let p = ports.get_mut(&port)?;
         p.members.retain(|(m, _, _)| *m != h);
@@ -348,22 +376,31 @@ impl XProc {
             p.conn.handle.store(next.0, Ordering::Release);
             return None;
         }
-        ports.remove(&port).map(|p| (p.conn, p.paths))
+        ports.remove(&port).map(|p| (p.conn, p.paths, p.shared))
     }
 
     /// The link to datagram port `port` (a `port_key`), opened on first
     /// use; `None` when nobody (of ours) is bound there.
     pub(super) fn link(&self, port: u32) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
-        if let Some(l) = links.get(&port) {
+        if let Some(l) = links.get(&u64::from(port)) {
             if !l.state.is_closed() {
                 return Some(l.clone());
             }
-            links.remove(&port);
+            links.remove(&u64::from(port));
         }
-        let path = self.path(SOCK_DGRAM, port as u16, port >> 16 != 0);
+        let (num, v6) = (port as u16, port >> 16 != 0);
+        let path = self.path(SOCK_DGRAM, num, v6);
         let (a, len) = unix_addr(&path).ok()?;
-        let k = connect_unix(&a, len).ok()?;
+        let k = match connect_unix(&a, len) {
+            Ok(k) => k,
+            // A shared port whose last process to bind is gone: the
+            // newest one left takes its datagrams.
+            Err(_) if self.is_shared_link(num, v6) && self.repoint(num, v6) => {
+                connect_unix(&a, len).ok()?
+            }
+            Err(_) => return None,
+        };
         if !peer_is_us(k) {
             close_kfd(k);
             return None;
@@ -374,7 +411,7 @@ impl XProc {
             ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
         });
         transport().add(c.clone()).ok()?;
-        links.insert(port, c.clone());
+        links.insert(u64::from(port), c.clone());
         Some(c)
     }
 

@@ -478,6 +478,7 @@ impl XProc {
                     paths: alloc::vec::Vec::new(),
                     members: alloc::vec![(h, SockOpts::default(), x.me.clone())],
                     listening: alloc::vec::Vec::new(),
+                    shared: None,
                 },
             );
             UNIX_LOCAL.lock().insert(rdv.clone(), key);

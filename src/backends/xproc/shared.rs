@@ -1,0 +1,310 @@
+//! Datagram ports that several processes share (every socket on the port
+//! with SO_REUSEADDR, or every one with SO_REUSEPORT, as Linux requires),
+//! and the copies of a datagram to a multicast group or broadcast address
+//! that go to each of them.
+//!
+//! - A process holding port P shareably listens at a member file of its
+//!   own, `DIR/u<P>.m<pid><flags>` (`.v6` after the port for the IPv6
+//!   space; the flags, `a` and/or `p`, are its first socket's SO_REUSEADDR
+//!   and SO_REUSEPORT, which a process binding P later checks against its
+//!   own). A bind to `::` without IPV6_V6ONLY has a symbolic link to it in
+//!   the IPv6 space as well.
+//! - The port's file `DIR/u<P>` is then a symbolic link to the member file
+//!   of the process that bound last: unicast goes there, as Linux gives a
+//!   datagram to the last socket bound among equals. When that process
+//!   leaves, the link moves to the newest member left; a sender that
+//!   finds it dead (the process was killed) moves it before it gives up.
+//! - A datagram to a group or broadcast address goes to every member file
+//!   of the port, one copy per process, on a link per member process
+//!   (`DGRAM_LINKS`, keyed with the member's pid); each process gives it
+//!   to its sockets that take it, as for a port of its own
+//!   (`dgram_group_receivers`). A member gone (its file refuses) is
+//!   skipped and its file removed: the sender sees no error.
+//! - A port held by one process whose sockets do not share (the port's
+//!   file is its socket, no member files) is as before: its process alone.
+//!
+//! The files are the network's own (the directory is 0700, and every link
+//! checks its peer's credentials), so the users allowed are as for any
+//! port. Not done: a process whose later sockets on the port share less
+//! than its first (its flags name the first's); SO_REUSEPORT's hash across
+//! processes (unicast goes to the last bound process, and within it by the
+//! hash).
+#![deny(unsafe_code)]
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use std::path::PathBuf;
+
+use super::ports::Space;
+use super::*;
+use crate::backend::contract::*;
+use crate::consts::*;
+
+/// A process holding a datagram port shareably, as its member file says.
+pub(super) struct Member {
+    pub(super) pid: u32,
+    reuseaddr: bool,
+    reuseport: bool,
+    pub(super) path: PathBuf,
+}
+
+/// The IPv4 and IPv6 spaces a bind in `space` takes (false: IPv4).
+pub(super) fn halves(space: Space) -> &'static [bool] {
+    match space {
+        Space::V4 => &[false],
+        Space::V6 => &[true],
+        Space::Both => &[false, true],
+    }
+}
+
+/// Whether a socket with `opts` may share a port with a process whose
+/// member file says `m`.
+fn compatible(m: &Member, opts: SockOpts) -> bool {
+    (m.reuseaddr && opts.reuseaddr) || (m.reuseport && opts.reuseport)
+}
+
+/// The key of a member process's link in `DGRAM_LINKS`: the port's key,
+/// with the pid above it.
+pub(super) fn member_link_key(port: u32, pid: u32) -> u64 {
+    u64::from(port) | u64::from(pid) << 32
+}
+
+impl XProc {
+    /// The name of the port's file (`u<port>` or `u<port>.v6`).
+    fn port_name(&self, port: u16, v6: bool) -> String {
+        let p = self.path(SOCK_DGRAM, port, v6);
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The member file of process `pid` on `port` with `opts`' flags.
+    fn member_path(&self, port: u16, v6: bool, pid: u32, opts: SockOpts) -> PathBuf {
+        let a = if opts.reuseaddr { "a" } else { "" };
+        let p = if opts.reuseport { "p" } else { "" };
+        self.dir
+            .join(alloc::format!("{}.m{pid}{a}{p}", self.port_name(port, v6)))
+    }
+
+    /// Every member file of `port` in one space (live or not).
+    pub(super) fn members(&self, port: u16, v6: bool) -> Vec<Member> {
+        let prefix = alloc::format!("{}.m", self.port_name(port, v6));
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix.as_str())) else {
+                continue;
+            };
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let (pid, flags) = rest.split_at(digits);
+            let Ok(pid) = pid.parse::<u32>() else {
+                continue;
+            };
+            let (reuseaddr, reuseport) = match flags {
+                "a" => (true, false),
+                "p" => (false, true),
+                "ap" => (true, true),
+                _ => continue,
+            };
+            out.push(Member {
+                pid,
+                reuseaddr,
+                reuseport,
+                path: e.path(),
+            });
+        }
+        out
+    }
+
+    /// Points the port's file at member file `target` (a name in the
+    /// directory): a new link renamed over it, so that a sender never
+    /// finds no file there.
+    fn point(&self, port: u16, v6: bool, target: &std::ffi::OsStr) {
+        let file = self.path(SOCK_DGRAM, port, v6);
+        let mut tmp = file.clone().into_os_string();
+        tmp.push(alloc::format!(".n{}", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let _ = std::fs::remove_file(&tmp);
+        if std::os::unix::fs::symlink(target, &tmp).is_err()
+            || std::fs::rename(&tmp, &file).is_err()
+        {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+
+    /// The port's file points at a member that is gone (or at ours, which
+    /// goes): points it at the newest member left, or removes it when
+    /// none is; dead members' files go. Whether a member is left.
+    pub(super) fn repoint(&self, port: u16, v6: bool) -> bool {
+        let me = std::process::id();
+        let mut newest: Option<(std::time::SystemTime, Member)> = None;
+        for m in self.members(port, v6) {
+            if m.pid == me {
+                continue;
+            }
+            if self.stale(&m.path) {
+                let _ = std::fs::remove_file(&m.path);
+                continue;
+            }
+            let t = std::fs::symlink_metadata(&m.path)
+                .and_then(|md| md.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            if newest.as_ref().is_none_or(|(n, _)| t >= *n) {
+                newest = Some((t, m));
+            }
+        }
+        match newest.and_then(|(_, m)| m.path.file_name().map(|n| n.to_os_string())) {
+            Some(name) => {
+                self.point(port, v6, &name);
+                true
+            }
+            None => {
+                let file = self.path(SOCK_DGRAM, port, v6);
+                if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
+                    let _ = std::fs::remove_file(&file);
+                }
+                false
+            }
+        }
+    }
+
+    /// Whether the port's file is a link to a member file (a shared port),
+    /// rather than a socket, or a dual-stack port's IPv6 name.
+    pub(super) fn is_shared_link(&self, port: u16, v6: bool) -> bool {
+        let prefix = alloc::format!("{}.m", self.port_name(port, v6));
+        std::fs::read_link(self.path(SOCK_DGRAM, port, v6))
+            .is_ok_and(|t| t.to_str().is_some_and(|t| t.starts_with(prefix.as_str())))
+    }
+
+    /// Binds datagram port `port` in `space` to be shared with other
+    /// processes: checks the processes there (EADDRINUSE for one that does
+    /// not share, or shares by the other option; `fresh`, for a port the
+    /// kernel picks, wants nobody there), then listens at this process's
+    /// member file and points the port's file at it. The kernel socket and
+    /// the files this process owns.
+    pub(super) fn bind_shared(
+        &self,
+        port: u16,
+        space: Space,
+        opts: SockOpts,
+        fresh: bool,
+    ) -> Result<(i32, Vec<PathBuf>), Errno> {
+        let me = std::process::id();
+        for &v6 in halves(space) {
+            let file = self.path(SOCK_DGRAM, port, v6);
+            if std::fs::symlink_metadata(&file).is_ok() && !self.is_shared_link(port, v6) {
+                // A process holding the port alone (or a dual-stack one's
+                // IPv6 name).
+                if !self.stale(&file) {
+                    return Err(EADDRINUSE);
+                }
+                let _ = std::fs::remove_file(&file);
+            }
+            for m in self.members(port, v6) {
+                if m.pid == me {
+                    // A dead process's, with our pid.
+                    let _ = std::fs::remove_file(&m.path);
+                    continue;
+                }
+                if !fresh && compatible(&m, opts) {
+                    continue;
+                }
+                if !self.stale(&m.path) {
+                    return Err(EADDRINUSE);
+                }
+                let _ = std::fs::remove_file(&m.path);
+            }
+        }
+        let own = self.member_path(port, space == Space::V6, me, opts);
+        let (a, len) = unix_addr(&own)?;
+        let k = unix_stream()?;
+        if let Err(e) = kernel::bind_unix(k, &a, len).and_then(|_| kernel::listen(k, 128)) {
+            close_kfd(k);
+            return Err(e);
+        }
+        let mut paths = alloc::vec![own.clone()];
+        if space == Space::Both {
+            let alias = self.member_path(port, true, me, opts);
+            let target = own.file_name().unwrap_or_default();
+            if std::os::unix::fs::symlink(target, &alias).is_ok() {
+                paths.push(alias);
+            }
+        }
+        for &v6 in halves(space) {
+            let m = self.member_path(port, v6, me, opts);
+            self.point(port, v6, m.file_name().unwrap_or_default());
+        }
+        Ok((k, paths))
+    }
+
+    /// This process left shared port `port` in `space` (its member files
+    /// are gone): the port's file goes to another member, if it pointed
+    /// at ours.
+    pub(super) fn unshare(&self, port: u16, space: Space) {
+        let me = std::process::id();
+        for &v6 in halves(space) {
+            let prefix = alloc::format!("{}.m{me}", self.port_name(port, v6));
+            let ours = std::fs::read_link(self.path(SOCK_DGRAM, port, v6)).is_ok_and(|t| {
+                t.to_str().is_some_and(|t| {
+                    t.strip_prefix(prefix.as_str())
+                        .is_some_and(|f| !f.starts_with(|c: char| c.is_ascii_digit()))
+                })
+            });
+            if ours {
+                self.repoint(port, v6);
+            }
+        }
+    }
+
+    /// The links to every process sharing datagram port `key` (a
+    /// `port_key`), opened on first use; `None` when nobody shares it
+    /// (it has one process at most: `link`). A member that refuses is
+    /// gone: skipped, and its file removed.
+    pub(super) fn member_links(&self, key: u32) -> Option<Vec<Arc<Conn>>> {
+        let (port, v6) = (key as u16, key >> 16 & 1 != 0);
+        let members = self.members(port, v6);
+        if members.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(members.len());
+        for m in members {
+            let lk = member_link_key(key, m.pid);
+            let cached = DGRAM_LINKS.lock().get(&lk).cloned();
+            if let Some(l) = cached.filter(|l| !l.state.is_closed()) {
+                out.push(l);
+                continue;
+            }
+            let Ok((a, len)) = unix_addr(&m.path) else {
+                continue;
+            };
+            let k = match connect_unix(&a, len) {
+                Ok(k) => k,
+                Err(_) => {
+                    if self.stale(&m.path) {
+                        let _ = std::fs::remove_file(&m.path);
+                    }
+                    continue;
+                }
+            };
+            if !peer_is_us(k) {
+                close_kfd(k);
+                continue;
+            }
+            kernel::set_sndbuf(k, DGRAM_LINK_SNDBUF as i32);
+            let c = Arc::new(Conn {
+                port: key,
+                ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
+            });
+            if transport().add(c.clone()).is_err() {
+                continue;
+            }
+            DGRAM_LINKS.lock().insert(lk, c.clone());
+            out.push(c);
+        }
+        Some(out)
+    }
+}
