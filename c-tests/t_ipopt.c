@@ -1684,6 +1684,44 @@ TEST(ipv6_multicast_to_every_member)
     OK(close(s2));
 }
 
+/* IPv6 multicast always leaves by an interface other than lo (lo has no
+ * multicast route): IPV6_MULTICAST_LOOP decides whether this host's
+ * members get a copy, as IP_MULTICAST_LOOP does for IPv4 off lo. */
+TEST(ipv6_multicast_loop_off_on_an_interface)
+{
+    struct in_addr unused;
+    unsigned ifx = mc_ifindex(0, &unused);
+    if (!ifx)
+        t_skip("multicast", "no interface up with IFF_MULTICAST");
+    struct in6_addr grp;
+    inet_pton(AF_INET6, "ff02::13:2", &grp);
+    int r = (int)OK(socket(AF_INET6, SOCK_DGRAM, 0));
+    struct sockaddr_storage ss;
+    socklen_t l = tl_any(FAM_INET6, &ss, 0);
+    OK(bind(r, (struct sockaddr *)&ss, l));
+    tl_name(r, &ss);
+    int port = tl_port(&ss);
+    struct ipv6_mreq m = {.ipv6mr_multiaddr = grp, .ipv6mr_interface = ifx};
+    OK(setsockopt(r, IPPROTO_IPV6, IPV6_JOIN_GROUP, &m, sizeof m));
+    int s = (int)OK(socket(AF_INET6, SOCK_DGRAM, 0));
+    OK(setsockopt(s, IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifx, sizeof ifx));
+    struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+                              .sin6_addr = grp, .sin6_scope_id = ifx};
+    tl_setint(s, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0);
+    CHECK_EQ(tl_getint(s, IPPROTO_IPV6, IPV6_MULTICAST_LOOP), 0);
+    CHECK_EQ(OK(sendto(s, "no-loop", 7, 0, (struct sockaddr *)&to, sizeof to)), 7);
+    /* the member itself, with the loop off, does not get its own either */
+    tl_setint(r, IPPROTO_IPV6, IPV6_MULTICAST_IF, (int)ifx);
+    tl_setint(r, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 0);
+    CHECK_EQ(OK(sendto(r, "own", 3, 0, (struct sockaddr *)&to, sizeof to)), 3);
+    tl_setint(s, IPPROTO_IPV6, IPV6_MULTICAST_LOOP, 1);
+    CHECK_EQ(OK(sendto(s, "loop", 4, 0, (struct sockaddr *)&to, sizeof to)), 4);
+    expect_dgram(r, "loop"); /* the first two were never looped back */
+    CHECK_EQ(tl_poll1(r, POLLIN, 100), 0);
+    OK(close(r));
+    OK(close(s));
+}
+
 TEST(broadcast_needs_so_broadcast)
 {
     int port = free_udp_port();
@@ -1970,14 +2008,15 @@ static void mc_across_processes(struct mc_where *w)
     mc_send_to(s, w, "five");
     expect_dgram(me, "four");
     expect_dgram(me, "five");
+    /* unicast: to the last bound still there (after four and five, which
+     * it does not take, as it sees them first) */
+    CHECK_EQ(OK(sendto(s, "uni2", 4, 0, (struct sockaddr *)&to, l)), 4);
+    mc_member_do(&m1, "r1", "uni2");
     mc_member_do(&m1, "j", "");
     mc_send_to(s, w, "six");
     mc_member_do(&m1, "r1", "six");
     expect_dgram(me, "six");
     mc_member_do(&other, "r0", "");
-    /* unicast: to the last bound still there */
-    CHECK_EQ(OK(sendto(s, "uni2", 4, 0, (struct sockaddr *)&to, l)), 4);
-    mc_member_do(&m1, "r1", "uni2");
     mc_member_end(&m1, 0);
     mc_member_end(&other, 0);
     mc_send_to(s, w, "seven");

@@ -30,9 +30,9 @@
 //!
 //! Not done: source filters (IP_ADD_SOURCE_MEMBERSHIP, MCAST_MSFILTER, ...:
 //! still ENOPROTOOPT), the interface of a membership (every datagram here
-//! comes over lo), IPv6's IPV6_MULTICAST_LOOP out of another interface
-//! (IPv6 multicast out of lo is refused: `check_group_dest`), and the
-//! datagram's copy on the real link.
+//! comes over lo), the source address of an IPv6 datagram looped back
+//! from another interface (lo's, not the interface's), and the datagram's
+//! copy on the real link.
 
 #[cfg(feature = "std")]
 pub(crate) use with_record::fork_lock;
@@ -55,6 +55,9 @@ const LO_IFINDEX: u32 = 1;
 const IP_MULTICAST_IF: i32 = 32;
 #[cfg(feature = "std")]
 const IP_MULTICAST_LOOP: i32 = 34;
+/// IPV6_MULTICAST_LOOP (`linux/in6.h`).
+#[cfg(feature = "std")]
+const IPV6_MULTICAST_LOOP: i32 = 19;
 
 /// Where a datagram to a group goes (see the module documentation).
 /// Without the kernel options' record (no_std) always over lo.
@@ -317,15 +320,29 @@ impl Socket {
     /// How an IPv4 datagram to `dest` leaves: Linux's `ip_route_output`
     /// for a group with the socket's IP_MULTICAST_IF (`ip_mreqn`,
     /// `ip_mreq` or `in_addr`, as do_ip_setsockopt reads each) and
-    /// IP_MULTICAST_LOOP.
+    /// IP_MULTICAST_LOOP. An IPv6 group is never reached over lo (lo has
+    /// no multicast route: `check_group_dest`), so its datagram always
+    /// leaves by another interface, and IPV6_MULTICAST_LOOP decides
+    /// whether this host's members get it (`ip6_finish_output2`).
     #[cfg(feature = "std")]
     pub(super) fn group_route(&self, dest: &SockAddr) -> GroupRoute {
         use super::kernel_opts::int_value;
         let Ok(ep) = IpEp::parse(dest, self.info.domain) else {
             return GroupRoute::Lo;
         };
-        if !ep.is_v4() || !ep.is_multicast() {
+        if !ep.is_multicast() {
             return GroupRoute::Lo;
+        }
+        if !ep.is_v4() {
+            let looped = {
+                let c = self.ctl.lock();
+                int_value(&c.kernel_opts, IPPROTO_IPV6, IPV6_MULTICAST_LOOP)
+            };
+            return if looped.unwrap_or(1) != 0 {
+                GroupRoute::Lo
+            } else {
+                GroupRoute::NotLooped
+            };
         }
         let (mc_if, looped) = {
             let c = self.ctl.lock();

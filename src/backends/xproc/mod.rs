@@ -32,6 +32,10 @@
 //!   asks for Linux's UDP: what does not fit is dropped and counted, in
 //!   the receiving process, against its frontend's buffer
 //!   (`receive::read_datagrams`). The senders need not know.
+//! - Processes share a datagram port (its sockets all with SO_REUSEADDR,
+//!   or all SO_REUSEPORT) through a member file each, the port's file a
+//!   symbolic link to the last bound one's; a datagram to a group or
+//!   broadcast address goes to every member process, once (`shared`).
 //! - One transport thread per process reads every kernel socket through
 //!   epoll and makes the upcalls; writes go out from the caller's thread and
 //!   what the kernel cannot take at once is queued and flushed by the
@@ -69,7 +73,8 @@
 //! `conn` holds a kernel socket of the transport and its output, `thread`
 //! the transport thread and what it watches, `receive` messages coming in
 //! and the connection protocol, `dgram` datagram ports and links, `ports`
-//! the socket files, `unix` AF_UNIX names, `fork` the locks around
+//! the socket files, `shared` datagram ports several processes hold,
+//! `unix` AF_UNIX names, `fork` the locks around
 //! fork(), `status` the endpoint `usockstat` lists the sockets through
 //! (`DIR/.stat/<pid>`). Its system calls are
 //! `platform::unix_ipc`'s safe functions.
@@ -351,14 +356,24 @@ impl XProc {
             }
             return Ok(());
         };
-        match link.datagram(transport(), sock.handle, first, &parts) {
-            Ok(()) if last => self.settle_local(key),
-            Ok(()) => {}
-            Err(EAGAIN) => return Err(EAGAIN),
-            Err(_) => {
-                drop_link(&link);
-                transport().remove(&link);
+        let mut link = link;
+        for again in [true, false] {
+            match link.datagram(transport(), sock.handle, first, &parts) {
+                Ok(()) if last => self.settle_local(key),
+                Ok(()) => {}
+                Err(EAGAIN) => return Err(EAGAIN),
+                Err(_) => {
+                    drop_link(&link);
+                    transport().remove(&link);
+                    // Its process ended before we saw the link close: a
+                    // port that processes share has another to take it.
+                    if let Some(l) = self.link(key).filter(|_| again && first) {
+                        link = l;
+                        continue;
+                    }
+                }
             }
+            break;
         }
         Ok(())
     }

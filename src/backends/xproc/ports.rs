@@ -380,7 +380,9 @@ impl XProc {
     }
 
     /// The link to datagram port `port` (a `port_key`), opened on first
-    /// use; `None` when nobody (of ours) is bound there.
+    /// use; `None` when nobody (of ours) is bound there. A port that
+    /// processes share: the link to the one that bound last
+    /// (`shared_link`), looked up at each datagram.
     pub(super) fn link(&self, port: u32) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
         if let Some(l) = links.get(&u64::from(port)) {
@@ -389,18 +391,19 @@ impl XProc {
             }
             links.remove(&u64::from(port));
         }
+        drop(links);
+        if let Some(l) = self.shared_link(port) {
+            return l;
+        }
+        let mut links = DGRAM_LINKS.lock();
+        // Opened by another thread meanwhile.
+        if let Some(l) = links.get(&u64::from(port)).filter(|l| !l.state.is_closed()) {
+            return Some(l.clone());
+        }
         let (num, v6) = (port as u16, port >> 16 != 0);
         let path = self.path(SOCK_DGRAM, num, v6);
         let (a, len) = unix_addr(&path).ok()?;
-        let k = match connect_unix(&a, len) {
-            Ok(k) => k,
-            // A shared port whose last process to bind is gone: the
-            // newest one left takes its datagrams.
-            Err(_) if self.is_shared_link(num, v6) && self.repoint(num, v6) => {
-                connect_unix(&a, len).ok()?
-            }
-            Err(_) => return None,
-        };
+        let k = connect_unix(&a, len).ok()?;
         if !peer_is_us(k) {
             close_kfd(k);
             return None;

@@ -4,15 +4,16 @@
 //! that go to each of them.
 //!
 //! - A process holding port P shareably listens at a member file of its
-//!   own, `DIR/u<P>.m<pid><flags>` (`.v6` after the port for the IPv6
-//!   space; the flags, `a` and/or `p`, are its first socket's SO_REUSEADDR
-//!   and SO_REUSEPORT, which a process binding P later checks against its
-//!   own). A bind to `::` without IPV6_V6ONLY has a symbolic link to it in
+//!   own, `DIR/u<P>.m<pid><flags>-<when>` (`.v6` after the port for the
+//!   IPv6 space; the flags, `a` and/or `p`, are its first socket's
+//!   SO_REUSEADDR and SO_REUSEPORT, which a process binding P later checks
+//!   against its own; when: the bind's CLOCK_MONOTONIC nanoseconds, which
+//!   order the members as they bound). A bind to `::` without IPV6_V6ONLY has a symbolic link to it in
 //!   the IPv6 space as well.
 //! - The port's file `DIR/u<P>` is then a symbolic link to the member file
 //!   of the process that bound last: unicast goes there, as Linux gives a
 //!   datagram to the last socket bound among equals. When that process
-//!   leaves, the link moves to the newest member left; a sender that
+//!   leaves, the link moves to the member that bound last of those left; a sender that
 //!   finds it dead (the process was killed) moves it before it gives up.
 //! - A datagram to a group or broadcast address goes to every member file
 //!   of the port, one copy per process, on a link per member process
@@ -46,6 +47,8 @@ pub(super) struct Member {
     pub(super) pid: u32,
     reuseaddr: bool,
     reuseport: bool,
+    /// When it bound (CLOCK_MONOTONIC nanoseconds).
+    when: u64,
     pub(super) path: PathBuf,
 }
 
@@ -79,12 +82,15 @@ impl XProc {
             .unwrap_or_default()
     }
 
-    /// The member file of process `pid` on `port` with `opts`' flags.
-    fn member_path(&self, port: u16, v6: bool, pid: u32, opts: SockOpts) -> PathBuf {
+    /// The member file of process `pid` on `port` with `opts`' flags,
+    /// bound at `when`.
+    fn member_path(&self, port: u16, v6: bool, pid: u32, opts: SockOpts, when: u64) -> PathBuf {
         let a = if opts.reuseaddr { "a" } else { "" };
         let p = if opts.reuseport { "p" } else { "" };
-        self.dir
-            .join(alloc::format!("{}.m{pid}{a}{p}", self.port_name(port, v6)))
+        self.dir.join(alloc::format!(
+            "{}.m{pid}{a}{p}-{when}",
+            self.port_name(port, v6)
+        ))
     }
 
     /// Every member file of `port` in one space (live or not).
@@ -100,8 +106,11 @@ impl XProc {
                 continue;
             };
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let (pid, flags) = rest.split_at(digits);
-            let Ok(pid) = pid.parse::<u32>() else {
+            let (pid, rest) = rest.split_at(digits);
+            let Some((flags, when)) = rest.split_once('-') else {
+                continue;
+            };
+            let (Ok(pid), Ok(when)) = (pid.parse::<u32>(), when.parse::<u64>()) else {
                 continue;
             };
             let (reuseaddr, reuseport) = match flags {
@@ -114,6 +123,7 @@ impl XProc {
                 pid,
                 reuseaddr,
                 reuseport,
+                when,
                 path: e.path(),
             });
         }
@@ -137,27 +147,20 @@ impl XProc {
     }
 
     /// The port's file points at a member that is gone (or at ours, which
-    /// goes): points it at the newest member left, or removes it when
-    /// none is; dead members' files go. Whether a member is left.
+    /// goes): points it at the member left that bound last, or removes it
+    /// when none is; dead members' files go. Whether a member is left.
     pub(super) fn repoint(&self, port: u16, v6: bool) -> bool {
-        let me = std::process::id();
-        let mut newest: Option<(std::time::SystemTime, Member)> = None;
+        let mut newest: Option<Member> = None;
         for m in self.members(port, v6) {
-            if m.pid == me {
-                continue;
-            }
             if self.stale(&m.path) {
                 let _ = std::fs::remove_file(&m.path);
                 continue;
             }
-            let t = std::fs::symlink_metadata(&m.path)
-                .and_then(|md| md.modified())
-                .unwrap_or(std::time::UNIX_EPOCH);
-            if newest.as_ref().is_none_or(|(n, _)| t >= *n) {
-                newest = Some((t, m));
+            if newest.as_ref().is_none_or(|n| m.when >= n.when) {
+                newest = Some(m);
             }
         }
-        match newest.and_then(|(_, m)| m.path.file_name().map(|n| n.to_os_string())) {
+        match newest.and_then(|m| m.path.file_name().map(|n| n.to_os_string())) {
             Some(name) => {
                 self.point(port, v6, &name);
                 true
@@ -219,7 +222,8 @@ impl XProc {
                 let _ = std::fs::remove_file(&m.path);
             }
         }
-        let own = self.member_path(port, space == Space::V6, me, opts);
+        let when = crate::platform::mono_ns();
+        let own = self.member_path(port, space == Space::V6, me, opts, when);
         let (a, len) = unix_addr(&own)?;
         let k = unix_stream()?;
         if let Err(e) = kernel::bind_unix(k, &a, len).and_then(|_| kernel::listen(k, 128)) {
@@ -228,14 +232,14 @@ impl XProc {
         }
         let mut paths = alloc::vec![own.clone()];
         if space == Space::Both {
-            let alias = self.member_path(port, true, me, opts);
+            let alias = self.member_path(port, true, me, opts, when);
             let target = own.file_name().unwrap_or_default();
             if std::os::unix::fs::symlink(target, &alias).is_ok() {
                 paths.push(alias);
             }
         }
         for &v6 in halves(space) {
-            let m = self.member_path(port, v6, me, opts);
+            let m = self.member_path(port, v6, me, opts, when);
             self.point(port, v6, m.file_name().unwrap_or_default());
         }
         Ok((k, paths))
@@ -266,45 +270,82 @@ impl XProc {
     /// gone: skipped, and its file removed.
     pub(super) fn member_links(&self, key: u32) -> Option<Vec<Arc<Conn>>> {
         let (port, v6) = (key as u16, key >> 16 & 1 != 0);
+        // The port's file says whether it is shared: no look through the
+        // directory for a port that is not.
+        if !self.is_shared_link(port, v6) {
+            return None;
+        }
         let members = self.members(port, v6);
         if members.is_empty() {
             return None;
         }
-        let mut out = Vec::with_capacity(members.len());
-        for m in members {
-            let lk = member_link_key(key, m.pid);
-            let cached = DGRAM_LINKS.lock().get(&lk).cloned();
-            if let Some(l) = cached.filter(|l| !l.state.is_closed()) {
-                out.push(l);
-                continue;
-            }
-            let Ok((a, len)) = unix_addr(&m.path) else {
-                continue;
-            };
-            let k = match connect_unix(&a, len) {
-                Ok(k) => k,
-                Err(_) => {
-                    if self.stale(&m.path) {
-                        let _ = std::fs::remove_file(&m.path);
-                    }
-                    continue;
-                }
-            };
-            if !peer_is_us(k) {
-                close_kfd(k);
-                continue;
-            }
-            kernel::set_sndbuf(k, DGRAM_LINK_SNDBUF as i32);
-            let c = Arc::new(Conn {
-                port: key,
-                ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
-            });
-            if transport().add(c.clone()).is_err() {
-                continue;
-            }
-            DGRAM_LINKS.lock().insert(lk, c.clone());
-            out.push(c);
+        Some(
+            members
+                .iter()
+                .filter_map(|m| self.member_link(key, m.pid, &m.path))
+                .collect(),
+        )
+    }
+
+    /// The link to process `pid`'s member file `path` of datagram port
+    /// `key`, opened on first use; `None` when it refuses (the process is
+    /// gone: its file is removed) or is another user's.
+    fn member_link(&self, key: u32, pid: u32, path: &std::path::Path) -> Option<Arc<Conn>> {
+        let lk = member_link_key(key, pid);
+        let cached = DGRAM_LINKS.lock().get(&lk).cloned();
+        if let Some(l) = cached.filter(|l| !l.state.is_closed()) {
+            return Some(l);
         }
-        Some(out)
+        let (a, len) = unix_addr(path).ok()?;
+        let k = match connect_unix(&a, len) {
+            Ok(k) => k,
+            Err(_) => {
+                if self.stale(path) {
+                    let _ = std::fs::remove_file(path);
+                }
+                return None;
+            }
+        };
+        if !peer_is_us(k) {
+            close_kfd(k);
+            return None;
+        }
+        kernel::set_sndbuf(k, DGRAM_LINK_SNDBUF as i32);
+        let c = Arc::new(Conn {
+            port: key,
+            ..Conn::new(k, Role::DgramOut, SockHandle(0), SockHandle(0))
+        });
+        transport().add(c.clone()).ok()?;
+        DGRAM_LINKS.lock().insert(lk, c.clone());
+        Some(c)
+    }
+
+    /// The process the port's file of a shared port points at (the last
+    /// bound), and its member file; `None` for a port not shared.
+    fn last_bound(&self, port: u16, v6: bool) -> Option<(u32, PathBuf)> {
+        let prefix = alloc::format!("{}.m", self.port_name(port, v6));
+        let t = std::fs::read_link(self.path(SOCK_DGRAM, port, v6)).ok()?;
+        let rest = t.to_str()?.strip_prefix(prefix.as_str())?;
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let pid = rest[..digits].parse().ok()?;
+        Some((pid, self.dir.join(&t)))
+    }
+
+    /// The link for a unicast datagram to shared port `key`: to the
+    /// process that bound last (one link per process, which group
+    /// datagrams to it take too, so that one sender's datagrams keep their
+    /// order); when that one is gone, to the newest left. `None` for a
+    /// port not shared, `Some(None)` for one whose processes are all gone.
+    pub(super) fn shared_link(&self, key: u32) -> Option<Option<Arc<Conn>>> {
+        let (port, v6) = (key as u16, key >> 16 & 1 != 0);
+        let (pid, path) = self.last_bound(port, v6)?;
+        if let Some(l) = self.member_link(key, pid, &path) {
+            return Some(Some(l));
+        }
+        if !self.repoint(port, v6) {
+            return Some(None);
+        }
+        let (pid, path) = self.last_bound(port, v6)?;
+        Some(self.member_link(key, pid, &path))
     }
 }
