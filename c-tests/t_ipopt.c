@@ -1722,6 +1722,134 @@ TEST(ipv6_multicast_loop_off_on_an_interface)
     OK(close(s));
 }
 
+static int mc_sender_from(const char *src)
+{
+    int s = mc_sender();
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = inet_addr(src)};
+    OK(bind(s, (struct sockaddr *)&a, sizeof a));
+    return s;
+}
+
+static void mc_source_opt(int fd, int name, const char *group, const char *src)
+{
+    struct ip_mreq_source m = {.imr_multiaddr.s_addr = inet_addr(group),
+                               .imr_interface.s_addr = htonl(INADDR_LOOPBACK),
+                               .imr_sourceaddr.s_addr = inet_addr(src)};
+    OK(setsockopt(fd, IPPROTO_IP, name, &m, sizeof m));
+}
+
+static int mc_source_opt_errno(int fd, int name, const char *group, const char *src)
+{
+    struct ip_mreq_source m = {.imr_multiaddr.s_addr = inet_addr(group),
+                               .imr_interface.s_addr = htonl(INADDR_LOOPBACK),
+                               .imr_sourceaddr.s_addr = inet_addr(src)};
+    return setsockopt(fd, IPPROTO_IP, name, &m, sizeof m) == 0 ? 0 : errno;
+}
+
+static void mc_source_req(int fd, int name, const char *group, const char *src)
+{
+    struct group_source_req r;
+    memset(&r, 0, sizeof r);
+    r.gsr_interface = if_nametoindex("lo");
+    struct sockaddr_in *g = (struct sockaddr_in *)&r.gsr_group;
+    struct sockaddr_in *so = (struct sockaddr_in *)&r.gsr_source;
+    g->sin_family = so->sin_family = AF_INET;
+    g->sin_addr.s_addr = inet_addr(group);
+    so->sin_addr.s_addr = inet_addr(src);
+    OK(setsockopt(fd, IPPROTO_IP, name, &r, sizeof r));
+}
+
+/* Source filters: a group joined for some sources (IP_ADD_SOURCE_MEMBERSHIP,
+ * MCAST_JOIN_SOURCE_GROUP) takes only theirs, and leaving its last source
+ * leaves it; a group joined for all (IP_ADD_MEMBERSHIP) takes every source
+ * but those blocked (IP_BLOCK_SOURCE, MCAST_BLOCK_SOURCE) until unblocked;
+ * the two modes do not mix once a source was listed (a join for every
+ * source becomes one for some with its first IP_ADD_SOURCE_MEMBERSHIP). */
+TEST(multicast_source_filters)
+{
+    const char *g = "239.255.13.7";
+    int port = free_udp_port();
+    int r = mc_receiver(port, 0, NULL);
+    tl_setint(r, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s1 = mc_sender_from("127.0.0.1"), s2 = mc_sender_from("127.0.0.2");
+    /* for one source */
+    mc_source_opt(r, IP_ADD_SOURCE_MEMBERSHIP, g, "127.0.0.1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_ADD_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EADDRNOTAVAIL);
+    CHECK_EQ(mc_source_opt_errno(r, IP_BLOCK_SOURCE, g, "127.0.0.2"), EINVAL);
+    struct ip_mreqn all = {.imr_multiaddr.s_addr = inet_addr(g),
+                           .imr_address.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_ADD_MEMBERSHIP, &all, sizeof all), EADDRINUSE);
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "a1");
+    expect_dgram(r, "a1");
+    /* and a second */
+    mc_source_opt(r, IP_ADD_SOURCE_MEMBERSHIP, g, "127.0.0.2");
+    mc_send(s2, g, port, "b2");
+    expect_dgram(r, "b2");
+    mc_source_opt(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EADDRNOTAVAIL);
+    mc_send(s1, g, port, "x1");
+    mc_send(s2, g, port, "c2");
+    expect_dgram(r, "c2");
+    /* the last source out: out of the group */
+    mc_source_opt(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.2");
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_DROP_MEMBERSHIP, &all, sizeof all), EADDRNOTAVAIL);
+    mc_send(s2, g, port, "x2");
+    unicast_sentinel(r, "s1");
+    expect_dgram(r, "s1");
+    /* for every source but the blocked */
+    OK(setsockopt(r, IPPROTO_IP, IP_ADD_MEMBERSHIP, &all, sizeof all));
+    CHECK_EQ(mc_source_opt_errno(r, IP_UNBLOCK_SOURCE, g, "127.0.0.2"), EADDRNOTAVAIL);
+    mc_source_opt(r, IP_BLOCK_SOURCE, g, "127.0.0.2");
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "d1");
+    expect_dgram(r, "d1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_ADD_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EINVAL);
+    mc_source_opt(r, IP_UNBLOCK_SOURCE, g, "127.0.0.2");
+    mc_send(s2, g, port, "e2");
+    expect_dgram(r, "e2");
+    /* a filter that listed a source keeps its mode, empty or not */
+    CHECK_EQ(mc_source_opt_errno(r, IP_ADD_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EINVAL);
+    /* the group_source_req forms, blocking again */
+    mc_source_req(r, MCAST_BLOCK_SOURCE, g, "127.0.0.1");
+    mc_send(s1, g, port, "x1");
+    mc_send(s2, g, port, "f2");
+    expect_dgram(r, "f2");
+    mc_source_req(r, MCAST_UNBLOCK_SOURCE, g, "127.0.0.1");
+    mc_send(s1, g, port, "g1");
+    expect_dgram(r, "g1");
+    /* leaving drops the filter with the group */
+    mc_source_req(r, MCAST_BLOCK_SOURCE, g, "127.0.0.1");
+    OK(setsockopt(r, IPPROTO_IP, IP_DROP_MEMBERSHIP, &all, sizeof all));
+    OK(setsockopt(r, IPPROTO_IP, IP_ADD_MEMBERSHIP, &all, sizeof all));
+    mc_send(s1, g, port, "h1");
+    expect_dgram(r, "h1");
+    OK(setsockopt(r, IPPROTO_IP, IP_DROP_MEMBERSHIP, &all, sizeof all));
+    /* MCAST_JOIN_SOURCE_GROUP and MCAST_LEAVE_SOURCE_GROUP */
+    mc_source_req(r, MCAST_JOIN_SOURCE_GROUP, g, "127.0.0.2");
+    mc_send(s1, g, port, "x1");
+    mc_send(s2, g, port, "i2");
+    expect_dgram(r, "i2");
+    mc_source_req(r, MCAST_LEAVE_SOURCE_GROUP, g, "127.0.0.2");
+    mc_send(s2, g, port, "x2");
+    unicast_sentinel(r, "s2");
+    expect_dgram(r, "s2");
+    /* joined for every source, then for one: only that one */
+    OK(setsockopt(r, IPPROTO_IP, IP_ADD_MEMBERSHIP, &all, sizeof all));
+    mc_source_opt(r, IP_ADD_SOURCE_MEMBERSHIP, g, "127.0.0.1");
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "k1");
+    expect_dgram(r, "k1");
+    mc_source_opt(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1");
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_DROP_MEMBERSHIP, &all, sizeof all), EADDRNOTAVAIL);
+    mc_send(s1, g, port, "x1");
+    unicast_sentinel(r, "s3");
+    expect_dgram(r, "s3");
+    OK(close(r));
+    OK(close(s1));
+    OK(close(s2));
+}
+
 TEST(broadcast_needs_so_broadcast)
 {
     int port = free_udp_port();

@@ -60,6 +60,11 @@ pub trait Frontend: Send + Sync {
     fn takes_group(&self, _h: SockHandle, _dest: &SockAddr) -> bool {
         true
     }
+    /// See [`takes_group_from`]. A frontend without source filters answers
+    /// as [`takes_group`].
+    fn takes_group_from(&self, h: SockHandle, dest: &SockAddr, _src: &SockAddr) -> bool {
+        self.takes_group(h, dest)
+    }
     /// See [`held`]. A frontend that cannot tell says `EOPNOTSUPP`.
     fn held(&self, _h: SockHandle) -> Result<u64, Errno> {
         Err(crate::consts::EOPNOTSUPP)
@@ -211,6 +216,13 @@ pub fn hangup(h: SockHandle) -> Result<(), Errno> {
 /// the frontend's. `false` for a socket that is gone.
 pub fn takes_group(h: SockHandle, dest: &SockAddr) -> bool {
     frontend().is_ok_and(|f| f.takes_group(h, dest))
+}
+
+/// [`takes_group`] from a backend that knows the datagram's source `src`:
+/// a member's source filter (IP_ADD_SOURCE_MEMBERSHIP, IP_BLOCK_SOURCE,
+/// ...) decides too, as Linux's `ip_mc_sf_allow`.
+pub fn takes_group_from(h: SockHandle, dest: &SockAddr, src: &SockAddr) -> bool {
+    frontend().is_ok_and(|f| f.takes_group_from(h, dest, src))
 }
 
 /// The peer of AF_UNIX socket `h` is the process `cred` describes (see

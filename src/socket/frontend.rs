@@ -448,7 +448,11 @@ impl Frontend for SocketFrontend {
     }
 
     fn takes_group(&self, h: SockHandle, dest: &SockAddr) -> bool {
-        sock(h).is_ok_and(|s| s.takes_group(dest))
+        sock(h).is_ok_and(|s| s.takes_group(dest, None))
+    }
+
+    fn takes_group_from(&self, h: SockHandle, dest: &SockAddr, src: &SockAddr) -> bool {
+        sock(h).is_ok_and(|s| s.takes_group(dest, Some(src)))
     }
 }
 

@@ -10,12 +10,14 @@
 //! of a level the socket lacks. Accepted sockets inherit the record, as
 //! Linux's inherit the listener's settings.
 //!
-//! Multicast joins and leaves are checked here too and kept in the record
-//! (a leave takes its join out), and `socket::mcast` acts on them.
+//! Multicast joins, leaves and source filter changes are checked here too
+//! and kept in the record (a leave takes its join out), and
+//! `socket::mcast` acts on them.
 //!
 //! Not handed over, because the kernel socket would accept them while this
-//! socket would silently not act on them: multicast source filters, and
-//! eBPF programs (SO_ATTACH_BPF and the reuseport programs). Those stay
+//! socket would silently not act on them: a whole multicast source filter
+//! at once (IP_MSFILTER, MCAST_MSFILTER), and eBPF programs (SO_ATTACH_BPF
+//! and the reuseport programs). Those stay
 //! ENOPROTOOPT. Classic socket filters are the frontend's own
 //! (`socket::filter`).
 
@@ -40,13 +42,13 @@ pub(super) fn applies(info: &SockInfo, level: i32, name: i32) -> bool {
     if info.domain != AF_INET && info.domain != AF_INET6 {
         return false;
     }
-    // The source filters: IP_UNBLOCK_SOURCE..IP_MSFILTER (37..=41) and
-    // MCAST_BLOCK_SOURCE..MCAST_MSFILTER (43, 44, 46..=48), on IPPROTO_IP
-    // and (MCAST_* only) IPPROTO_IPV6; SO_ATTACH_BPF and the reuseport programs
-    // (50..=52). The joins and leaves (`mcast::membership`) are taken.
+    // The whole source filter at once: IP_MSFILTER (41) and MCAST_MSFILTER
+    // (48), on IPPROTO_IP and (MCAST_* only) IPPROTO_IPV6; SO_ATTACH_BPF
+    // and the reuseport programs (50..=52). The joins, leaves and source
+    // filter changes (`mcast::group_opt`) are taken.
     let unsupported = match level {
-        IPPROTO_IP => matches!(name, 37..=41 | 43 | 44 | 46..=48),
-        IPPROTO_IPV6 => matches!(name, 43 | 44 | 46..=48),
+        IPPROTO_IP => matches!(name, 41 | 48),
+        IPPROTO_IPV6 => matches!(name, 48),
         SOL_SOCKET => matches!(name, 50..=52),
         _ => false,
     };
@@ -96,7 +98,7 @@ pub(crate) fn inherited(record: &[KernelOpt]) -> Vec<KernelOpt> {
         .iter()
         .filter(|o| !(o.level == IPPROTO_TCP && (o.name == 9 || o.name == 23)))
         // Nor memberships: inet_csk_clone_lock starts the child's list empty.
-        .filter(|o| super::mcast::membership(o.level, o.name).is_none())
+        .filter(|o| !super::mcast::group_opt(o.level, o.name))
         .cloned()
         .collect()
 }
@@ -119,7 +121,7 @@ pub(super) fn check(
 pub(super) fn record(s: &Socket, level: i32, name: i32, val: Vec<u8>) {
     let mut c = s.ctl.lock();
     let record = &mut c.kernel_opts;
-    if super::mcast::membership(level, name).is_some() {
+    if super::mcast::group_opt(level, name) {
         return super::mcast::record(s, record, level, name, val);
     }
     record.retain(|o| (o.level, o.name) != (level, name));

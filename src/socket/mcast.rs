@@ -28,7 +28,13 @@
 //! nobody here gets it. Over lo, IP_MULTICAST_LOOP changes nothing (lo
 //! itself brings the datagram back).
 //!
-//! Not done: source filters (IP_ADD_SOURCE_MEMBERSHIP, MCAST_MSFILTER, ...:
+//! Source filters (IP_ADD_SOURCE_MEMBERSHIP, IP_BLOCK_SOURCE,
+//! MCAST_JOIN_SOURCE_GROUP, ... and their drops) are checked and kept the
+//! same way, and a member takes a datagram only from a source its filter
+//! lets in (`allows`), when the backend names the source
+//! (`upcall::takes_group_from`).
+//!
+//! Not done: IP_MSFILTER and MCAST_MSFILTER (the whole filter at once:
 //! still ENOPROTOOPT), the interface of a membership (every datagram here
 //! comes over lo), the source address of an IPv6 datagram looped back
 //! from another interface (lo's, not the interface's), and the datagram's
@@ -37,9 +43,9 @@
 #[cfg(feature = "std")]
 pub(crate) use with_record::fork_lock;
 #[cfg(feature = "std")]
-use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IPV6_MULTICAST_IF, IP_MULTICAST_ALL};
+pub(super) use with_record::{group_opt, record};
 #[cfg(feature = "std")]
-pub(super) use with_record::{membership, record};
+use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IPV6_MULTICAST_IF, IP_MULTICAST_ALL};
 
 use super::options::OptVal;
 use super::Socket;
@@ -92,8 +98,83 @@ mod with_record {
     pub(super) const IPV6_MULTICAST_ALL: i32 = 29;
     const IP_ADD_MEMBERSHIP: i32 = 35;
     const IP_DROP_MEMBERSHIP: i32 = 36;
+    const IP_UNBLOCK_SOURCE: i32 = 37;
+    const IP_BLOCK_SOURCE: i32 = 38;
+    const IP_ADD_SOURCE_MEMBERSHIP: i32 = 39;
+    const IP_DROP_SOURCE_MEMBERSHIP: i32 = 40;
     const MCAST_JOIN_GROUP: i32 = 42;
+    const MCAST_BLOCK_SOURCE: i32 = 43;
+    const MCAST_UNBLOCK_SOURCE: i32 = 44;
     const MCAST_LEAVE_GROUP: i32 = 45;
+    const MCAST_JOIN_SOURCE_GROUP: i32 = 46;
+    const MCAST_LEAVE_SOURCE_GROUP: i32 = 47;
+    /// `struct sockaddr_storage`'s size: where `group_source_req`'s source
+    /// starts after its group.
+    const SS_SIZE: usize = 128;
+
+    /// A source filter change: `Add` joins the group for that source
+    /// (Linux's INCLUDE mode), `Drop` takes it out again, `Block` and
+    /// `Unblock` keep a source out of a group joined for every source
+    /// (EXCLUDE mode).
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum SourceOp {
+        Add,
+        Drop,
+        Block,
+        Unblock,
+    }
+
+    fn source_op(level: i32, name: i32) -> Option<SourceOp> {
+        let ip = level == IPPROTO_IP;
+        let any = level == IPPROTO_IP || level == IPPROTO_IPV6;
+        match name {
+            IP_ADD_SOURCE_MEMBERSHIP if ip => Some(SourceOp::Add),
+            IP_DROP_SOURCE_MEMBERSHIP if ip => Some(SourceOp::Drop),
+            IP_BLOCK_SOURCE if ip => Some(SourceOp::Block),
+            IP_UNBLOCK_SOURCE if ip => Some(SourceOp::Unblock),
+            MCAST_JOIN_SOURCE_GROUP if any => Some(SourceOp::Add),
+            MCAST_LEAVE_SOURCE_GROUP if any => Some(SourceOp::Drop),
+            MCAST_BLOCK_SOURCE if any => Some(SourceOp::Block),
+            MCAST_UNBLOCK_SOURCE if any => Some(SourceOp::Unblock),
+            _ => None,
+        }
+    }
+
+    /// Whether the option is one the record keeps as a group's
+    /// (`record`): a join, a leave or a source filter change.
+    pub(in crate::socket) fn group_opt(level: i32, name: i32) -> bool {
+        membership(level, name).is_some() || source_op(level, name).is_some()
+    }
+
+    /// The address of a `sockaddr_in` or `sockaddr_in6` (v4-mapped for
+    /// IPv4).
+    fn sockaddr_ip(g: &[u8]) -> Option<[u8; 16]> {
+        match i32::from(u16::from_ne_bytes([*g.first()?, *g.get(1)?])) {
+            AF_INET => Some(mapped(g.get(4..8)?)),
+            AF_INET6 => Some(v6(g.get(8..24)?)),
+            _ => None,
+        }
+    }
+
+    /// The group and source a source filter option's value names
+    /// (`ip_mreq_source`, or `group_source_req`).
+    fn source_of(level: i32, name: i32, val: &[u8]) -> Option<([u8; 16], [u8; 16])> {
+        if level == IPPROTO_IP && (IP_UNBLOCK_SOURCE..=IP_DROP_SOURCE_MEMBERSHIP).contains(&name) {
+            // The group, the interface's address, the source.
+            return Some((mapped(val.get(..4)?), mapped(val.get(8..12)?)));
+        }
+        source_op(level, name)?;
+        let g = sockaddr_ip(val.get(GR_GROUP..GR_GROUP + SS_SIZE)?)?;
+        let s = sockaddr_ip(val.get(GR_GROUP + SS_SIZE..)?)?;
+        Some((g, s))
+    }
+
+    /// The group a kept option (a join or a source filter change) is of.
+    fn group_in(o: &KernelOpt) -> Option<[u8; 16]> {
+        group_of(o.level, o.name, &o.val)
+            .map(|g| g.0)
+            .or_else(|| source_of(o.level, o.name, &o.val).map(|g| g.0))
+    }
     pub(super) const IP_MULTICAST_ALL: i32 = 49;
 
     /// Where `struct group_req`'s `gr_group` starts: after the interface
@@ -152,12 +233,7 @@ mod with_record {
             (_, MCAST_JOIN_GROUP | MCAST_LEAVE_GROUP) => {
                 let mut itf = [0u8; 4];
                 itf.copy_from_slice(val.get(..4)?);
-                let g = val.get(GR_GROUP..)?;
-                match i32::from(u16::from_ne_bytes([*g.first()?, *g.get(1)?])) {
-                    AF_INET => Some((mapped(g.get(4..8)?), itf)),
-                    AF_INET6 => Some((v6(g.get(8..24)?), itf)),
-                    _ => None,
-                }
+                Some((sockaddr_ip(val.get(GR_GROUP..)?)?, itf))
             }
             _ => None,
         }
@@ -198,9 +274,14 @@ mod with_record {
         crate::sync::fork_hold::hold(&JOINED);
     }
 
-    /// A membership change (`join` or leave) the kernel accepted for `s`:
-    /// a join joins the socket's `record`; a leave takes out the join of its
-    /// group (made on the same interface when there is one such).
+    /// A membership change (`join` or leave, or of a source filter) the
+    /// kernel accepted for `s`: a join joins the socket's `record`; a leave
+    /// takes out the join of its group (made on the same interface when
+    /// there is one such), and with the group's last join its source
+    /// filter. The record stays one the kernel takes again in order (the
+    /// twin replays it): a source taken out, or unblocked, takes out the
+    /// change that put it in, and the last source of a group joined for
+    /// some sources only leaves it, as Linux's `ip_mc_source` does.
     pub(in crate::socket) fn record(
         s: &Socket,
         record: &mut Vec<KernelOpt>,
@@ -208,6 +289,9 @@ mod with_record {
         name: i32,
         val: Vec<u8>,
     ) {
+        if let Some(op) = source_op(level, name) {
+            return record_source(s, record, op, KernelOpt { level, name, val });
+        }
         let (Some(join), Some((g, itf))) = (membership(level, name), group_of(level, name, &val))
         else {
             return;
@@ -234,20 +318,173 @@ mod with_record {
                 j.swap_remove(k);
             }
         }
+        if !record.iter().any(join_of_g) {
+            leave_all(s, record, g);
+        }
     }
 
-    /// Whether `record` holds a join of `group`.
-    pub(super) fn member(record: &[KernelOpt], group: &[u8; 16]) -> bool {
-        record.iter().any(|o| {
-            membership(o.level, o.name) == Some(true)
-                && group_of(o.level, o.name, &o.val).is_some_and(|(g, _)| g == *group)
+    /// Every change of group `g` goes from `record`: the socket is no
+    /// member of it any more.
+    fn leave_all(s: &Socket, record: &mut Vec<KernelOpt>, g: [u8; 16]) {
+        let had = record.len();
+        record.retain(|o| !(group_opt(o.level, o.name) && group_in(o) == Some(g)));
+        if record.len() != had {
+            JOINED.lock().retain(|e| *e != (s.handle, g));
+        }
+    }
+
+    /// The source filter of group `g` that `record` gives its socket, as
+    /// Linux's `ip_mc_source` builds it change by change: `None` when it
+    /// is no member; else whether the filter includes (true: only the
+    /// sources listed get in) or excludes (every source but those), and
+    /// the sources. A join for every source excludes none; a filter that
+    /// never listed a source takes the mode of the next change.
+    fn filter(record: &[KernelOpt], g: &[u8; 16]) -> Option<(bool, Vec<[u8; 16]>)> {
+        // (includes, sources, listed one ever)
+        let mut state: Option<(bool, Vec<[u8; 16]>, bool)> = None;
+        for o in record.iter().filter(|o| group_in(o) == Some(*g)) {
+            if membership(o.level, o.name) == Some(true) {
+                state = Some((false, Vec::new(), false));
+                continue;
+            }
+            let (Some(op), Some((_, src))) = (
+                source_op(o.level, o.name),
+                source_of(o.level, o.name, &o.val),
+            ) else {
+                continue;
+            };
+            let include = matches!(op, SourceOp::Add | SourceOp::Drop);
+            let st = state.get_or_insert((include, Vec::new(), false));
+            if !st.2 {
+                st.0 = include;
+            }
+            match op {
+                SourceOp::Add | SourceOp::Block => {
+                    st.1.push(src);
+                    st.2 = true;
+                }
+                SourceOp::Drop | SourceOp::Unblock => {
+                    let last = st.1.len() == 1 && include;
+                    st.1.retain(|x| *x != src);
+                    if last {
+                        state = None;
+                    }
+                }
+            }
+        }
+        state.map(|(include, list, _)| (include, list))
+    }
+
+    /// A source filter change (see `record`).
+    fn record_source(s: &Socket, record: &mut Vec<KernelOpt>, op: SourceOp, o: KernelOpt) {
+        let Some((g, src)) = source_of(o.level, o.name, &o.val) else {
+            return;
+        };
+        let before = filter(record, &g);
+        let undo = match op {
+            SourceOp::Add | SourceOp::Block => {
+                record.push(o);
+                if before.is_none() {
+                    joined(s.handle, g);
+                }
+                return;
+            }
+            SourceOp::Drop => SourceOp::Add,
+            SourceOp::Unblock => SourceOp::Block,
+        };
+        // The last source of a group joined for some only: out of it.
+        if before.is_some_and(|(include, l)| include && l.len() == 1) {
+            return leave_all(s, record, g);
+        }
+        // Taken out with the change that put the source in, unless that was
+        // the group's only one: a filter that listed a source keeps its
+        // mode when it lists none any more, which the twin must see.
+        let listing = |x: &KernelOpt| {
+            matches!(
+                source_op(x.level, x.name),
+                Some(SourceOp::Add | SourceOp::Block)
+            ) && group_in(x) == Some(g)
+        };
+        let undone = record.iter().rposition(|x| {
+            source_op(x.level, x.name) == Some(undo)
+                && source_of(x.level, x.name, &x.val) == Some((g, src))
+        });
+        match undone {
+            Some(i) if record.iter().filter(|x| listing(x)).count() > 1 => {
+                record.remove(i);
+            }
+            _ => record.push(o),
+        }
+    }
+
+    /// Whether a member of `group` per `record` takes a datagram from
+    /// `src` (Linux's `ip_mc_sf_allow`): `None` when it is no member. An
+    /// unknown source passes a filter that excludes.
+    pub(super) fn allows(
+        record: &[KernelOpt],
+        group: &[u8; 16],
+        src: Option<&[u8; 16]>,
+    ) -> Option<bool> {
+        let (include, list) = filter(record, group)?;
+        Some(match src {
+            Some(s) => list.contains(s) == include,
+            None => !include,
         })
+    }
+
+    /// Whether `record` makes its socket a member of `group` (and, with
+    /// `src`, whether the group's source filter lets that source in):
+    /// `None` when it is no member.
+    pub(super) fn member(
+        record: &[KernelOpt],
+        group: &[u8; 16],
+        src: Option<&[u8; 16]>,
+    ) -> Option<bool> {
+        allows(record, group, src)
     }
 
     #[cfg(test)]
     mod tests {
         use super::*;
         use alloc::vec;
+
+        /// An `ip_mreq_source` option on group 239.1.2.3 from 10.0.0.`src`.
+        fn src_opt(name: i32, src: u8) -> KernelOpt {
+            KernelOpt {
+                level: IPPROTO_IP,
+                name,
+                val: vec![239, 1, 2, 3, 127, 0, 0, 1, 10, 0, 0, src],
+            }
+        }
+
+        #[test]
+        fn filter_follows_linux_change_by_change() {
+            let g = mapped(&[239, 1, 2, 3]);
+            let s = |n: u8| mapped(&[10, 0, 0, n]);
+            let join = KernelOpt {
+                level: IPPROTO_IP,
+                name: IP_ADD_MEMBERSHIP,
+                val: vec![239, 1, 2, 3, 127, 0, 0, 1],
+            };
+            assert_eq!(filter(&[], &g), None);
+            // every source; a block keeps one out
+            assert_eq!(filter(&[join.clone()], &g), Some((false, vec![])));
+            let blocked = [join.clone(), src_opt(IP_BLOCK_SOURCE, 1)];
+            assert_eq!(allows(&blocked, &g, Some(&s(1))), Some(false));
+            assert_eq!(allows(&blocked, &g, Some(&s(2))), Some(true));
+            // unblocked: none listed, but the mode stays
+            let mut r = blocked.to_vec();
+            r.push(src_opt(IP_UNBLOCK_SOURCE, 1));
+            assert_eq!(filter(&r, &g), Some((false, vec![])));
+            // a join for every source switches to some with its first add
+            let some = [join, src_opt(IP_ADD_SOURCE_MEMBERSHIP, 1)];
+            assert_eq!(filter(&some, &g), Some((true, vec![s(1)])));
+            assert_eq!(allows(&some, &g, Some(&s(2))), Some(false));
+            // its last source out: no member
+            let mut r = some.to_vec();
+            r.push(src_opt(IP_DROP_SOURCE_MEMBERSHIP, 1));
+            assert_eq!(filter(&r, &g), None);
+        }
 
         #[test]
         fn group_of_reads_each_request_form() {
@@ -281,9 +518,9 @@ mod with_record {
 
 impl Socket {
     /// `upcall::takes_group`: whether this socket takes a datagram sent
-    /// to `dest`, a multicast or broadcast address of its port (see the
-    /// module documentation).
-    pub(super) fn takes_group(&self, dest: &SockAddr) -> bool {
+    /// to `dest`, a multicast or broadcast address of its port, from `src`
+    /// when the backend says (see the module documentation).
+    pub(super) fn takes_group(&self, dest: &SockAddr, src: Option<&SockAddr>) -> bool {
         let Ok(ep) = IpEp::parse(dest, dest.family()) else {
             return false;
         };
@@ -291,13 +528,15 @@ impl Socket {
             // Broadcast: every socket of the port.
             return true;
         }
-        self.takes_multicast(&ep)
+        let src = src.and_then(|s| IpEp::parse(s, s.family()).ok());
+        self.takes_multicast(&ep, src.as_ref().map(|s| &s.ip))
     }
 
-    /// A datagram to multicast group `ep`: a member takes it, and so does
-    /// a socket with IP_MULTICAST_ALL on while this host is a member.
+    /// A datagram to multicast group `ep` from `src`: a member takes it
+    /// when its source filter lets `src` in, and a socket that is no member
+    /// when IP_MULTICAST_ALL is on while this host is a member.
     #[cfg(feature = "std")]
-    fn takes_multicast(&self, ep: &IpEp) -> bool {
+    fn takes_multicast(&self, ep: &IpEp, src: Option<&[u8; 16]>) -> bool {
         use super::kernel_opts::int_value;
         let (is_member, all) = {
             let c = self.ctl.lock();
@@ -306,14 +545,17 @@ impl Socket {
             } else {
                 int_value(&c.kernel_opts, IPPROTO_IPV6, IPV6_MULTICAST_ALL)
             };
-            (member(&c.kernel_opts, &ep.ip), all.unwrap_or(1) != 0)
+            (member(&c.kernel_opts, &ep.ip, src), all.unwrap_or(1) != 0)
         };
-        is_member || (all && host_joined(&ep.ip))
+        match is_member {
+            Some(allowed) => allowed,
+            None => all && host_joined(&ep.ip),
+        }
     }
 
     /// Without the kernel's record no socket joins a group.
     #[cfg(not(feature = "std"))]
-    fn takes_multicast(&self, _ep: &IpEp) -> bool {
+    fn takes_multicast(&self, _ep: &IpEp, _src: Option<&[u8; 16]>) -> bool {
         false
     }
 

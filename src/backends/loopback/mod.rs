@@ -694,7 +694,7 @@ impl Loopback {
                     continue;
                 }
             }
-            if !upcall::takes_group(t.handle, dest) {
+            if !upcall::takes_group_from(t.handle, dest, &src) {
                 continue;
             }
             let seen = match &from {

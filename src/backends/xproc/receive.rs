@@ -135,7 +135,7 @@ impl Transport {
                 // A copy for each socket of the port that takes it; a
                 // full one drops its copy, as UDP does.
                 for (h, family) in dgram_group_receivers(c.port, &src, &g) {
-                    if upcall::takes_group(h, &g) {
+                    if upcall::takes_group_from(h, &g, &src) {
                         let seen = seen_as(&src, family);
                         let _ = deliver(h, &f.with_addr(seen.as_bytes()));
                     }
