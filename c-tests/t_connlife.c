@@ -930,6 +930,52 @@ TEST_INET(tcp_connect_af_unspec_aborts)
     OK(close(l));
 }
 
+/* getsockname after connect(AF_UNSPEC): Linux's tcp_disconnect forgets
+ * the source address unless the program bound one, and gives the port
+ * back unless the program bound it, but the name still shows the port the
+ * connection had (inet_sport stays). */
+TEST_INET(tcp_connect_af_unspec_getsockname)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    struct sockaddr_storage was, now, any;
+    tl_name(c, &was);
+    struct sockaddr_in un = {.sin_family = AF_UNSPEC};
+    OK(connect(c, (struct sockaddr *)&un, sizeof un));
+    socklen_t nl = tl_name(c, &now);
+    socklen_t al = tl_any(fam, &any, tl_port(&was));
+    CHECK_EQ(nl, al);
+    CHECK(memcmp(&now, &any, al) == 0);
+    OK(close(c));
+    OK(close(s));
+    /* bound to an address (port 0): the address stays, and the port shown */
+    int l = tl_listener(fam, 1);
+    struct sockaddr_storage ls, b;
+    socklen_t ll = tl_name(l, &ls);
+    c = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
+    socklen_t bl = tl_loop(fam, &b, 0);
+    OK(bind(c, (struct sockaddr *)&b, bl));
+    OK(connect(c, (struct sockaddr *)&ls, ll));
+    s = (int)OK(accept(l, NULL, NULL));
+    tl_name(c, &was);
+    OK(connect(c, (struct sockaddr *)&un, sizeof un));
+    nl = tl_name(c, &now);
+    CHECK_EQ(nl, bl);
+    CHECK(memcmp(&now, &was, nl) == 0);
+    /* connected again from a new port, shown as such */
+    OK(connect(c, (struct sockaddr *)&ls, ll));
+    int s2 = (int)OK(accept(l, NULL, NULL));
+    struct sockaddr_storage peer;
+    tl_name(c, &now);
+    socklen_t pl = sizeof peer;
+    OK(getpeername(s2, (struct sockaddr *)&peer, &pl));
+    CHECK_EQ(tl_port(&now), tl_port(&peer));
+    OK(close(c));
+    OK(close(s));
+    OK(close(s2));
+    OK(close(l));
+}
+
 /* ---- shutdown() on UDP --------------------------------------------------------------- */
 
 TEST_INET(udp_shutdown_rd)

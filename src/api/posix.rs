@@ -806,7 +806,7 @@ pub unsafe extern "C" fn usock_getsockname(
             return ret_int(Err(EFAULT));
         }
         // SAFETY: valid per the getsockname contract.
-        ret_int(unsafe { ffi::write_addr(&s.local_addr(), addr, len) }.map(|_| 0))
+        ret_int(unsafe { ffi::write_addr(&s.sockname(), addr, len) }.map(|_| 0))
     })
 }
 

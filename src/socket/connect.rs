@@ -66,6 +66,10 @@ impl Socket {
             return Err(EINVAL);
         }
         b.backend.bind(self.sref(b), addr)?;
+        if self.is_ip() {
+            let ep = crate::addr::IpEp::parse(addr, self.info.domain).ok();
+            self.ctl.lock().bound_ip = ep.filter(|e| !e.is_wild()).map(|e| e.ip);
+        }
         self.set(F_BOUND);
         Ok(())
     }
@@ -118,6 +122,7 @@ impl Socket {
             // __inet_stream_connect: AF_UNSPEC disconnects, in any state.
             return self.disconnect();
         }
+        self.ctl.lock().released = None;
         let f = self.flags();
         if f.is(Phase::Listening) {
             return Err(if self.info.domain == AF_UNIX {
@@ -240,6 +245,7 @@ impl Socket {
         if reset && !shared {
             self.send_control(b, FLAG_RST);
         }
+        let was = b.backend.local_addr(self.sref(b));
         if let Err(e) = b.backend.disconnect(self.sref(b)) {
             if reset && !shared {
                 // The backend cannot make the socket new: it stays a reset
@@ -266,6 +272,19 @@ impl Socket {
         if b.backend.local_addr(self.sref(b)).is_none() {
             // The port went back (not the program's own: SOCK_BINDPORT_LOCK).
             gone |= F_BOUND;
+            // The address goes too (inet_reset_saddr) unless the program
+            // bound it; the port is still the name's.
+            let fam = self.info.domain;
+            let mut c = self.ctl.lock();
+            let bound_ip = c.bound_ip;
+            c.released = was.and_then(|w| {
+                let port = crate::addr::IpEp::parse(&w, fam).ok()?.port;
+                let mut any = crate::addr::IpEp::parse(&SockAddr::unspecified(fam), fam).ok()?;
+                if let Some(ip) = bound_ip {
+                    any.ip = ip;
+                }
+                Some(crate::addr::IpEp { port, ..any }.to_sockaddr(fam))
+            });
         }
         self.clear(gone);
         let err = if self.ctl.lock().so_error != 0 {
@@ -481,7 +500,23 @@ impl Socket {
         Ok(())
     }
 
-    /// getsockname().
+    /// getsockname(): [`Self::local_addr`], or the port a TCP socket's
+    /// connect(AF_UNSPEC) gave back (see `Ctl::released`).
+    pub fn sockname(&self) -> SockAddr {
+        match self
+            .binding()
+            .and_then(|b| b.backend.local_addr(self.sref(b)))
+        {
+            Some(a) => a,
+            None => self
+                .ctl
+                .lock()
+                .released
+                .unwrap_or_else(|| SockAddr::unspecified(self.info.domain)),
+        }
+    }
+
+    /// The socket's local address (the unspecified one when it has none).
     pub fn local_addr(&self) -> SockAddr {
         self.binding()
             .and_then(|b| b.backend.local_addr(self.sref(b)))

@@ -132,6 +132,14 @@ pub(crate) struct Ctl {
     /// returns 0 (and moves it to SS_CONNECTED), and only later ones
     /// EISCONN.
     connect_unreported: bool,
+    /// What getsockname shows of a TCP socket whose connect(AF_UNSPEC)
+    /// gave back the port it had not bound: the wildcard address and that
+    /// port, as Linux's `inet_sport` outlives `tcp_disconnect` (`sockname`).
+    released: Option<SockAddr>,
+    /// The address an IP socket's bind() named, when not the wildcard:
+    /// Linux's SOCK_BINDADDR_LOCK, which keeps it through
+    /// connect(AF_UNSPEC).
+    bound_ip: Option<[u8; 16]>,
     accept_q: VecDeque<Arc<Socket>>,
     /// Accepted-side sockets announced by the backend but not yet established.
     pending: u32,
@@ -361,6 +369,8 @@ impl Socket {
                 so_error: 0,
                 connect_failed: false,
                 connect_unreported: false,
+                released: None,
+                bound_ip: None,
                 accept_q: VecDeque::new(),
                 pending: 0,
                 backlog: 0,
