@@ -468,7 +468,10 @@ mod with_record {
             };
             assert_eq!(filter(&[], &g), None);
             // every source; a block keeps one out
-            assert_eq!(filter(&[join.clone()], &g), Some((false, vec![])));
+            assert_eq!(
+                filter(core::slice::from_ref(&join), &g),
+                Some((false, vec![]))
+            );
             let blocked = [join.clone(), src_opt(IP_BLOCK_SOURCE, 1)];
             assert_eq!(allows(&blocked, &g, Some(&s(1))), Some(false));
             assert_eq!(allows(&blocked, &g, Some(&s(2))), Some(true));

@@ -156,7 +156,7 @@ impl XProc {
                 let _ = std::fs::remove_file(&m.path);
                 continue;
             }
-            if newest.as_ref().is_none_or(|n| m.when >= n.when) {
+            if !newest.as_ref().is_some_and(|n| m.when < n.when) {
                 newest = Some(m);
             }
         }
