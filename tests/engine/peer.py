@@ -7,6 +7,10 @@ can be either.
                                       send as many bytes back, close
   peer.py tcp-client ADDR PORT BYTES  connect, send BYTES, SHUT_WR, read
                                       to EOF
+  peer.py tcp-echo-server ADDR PORT N
+                                      echo what comes back on N connections
+                                      in turn; "reset" for one that ended
+                                      with a reset
   peer.py udp-server ADDR PORT COUNT  echo COUNT datagrams to their source
   peer.py udp-client ADDR PORT COUNT  send COUNT datagrams, one at a time,
                                       each until its echo comes
@@ -84,6 +88,26 @@ def main():
         stream_both_ways(c, False, 0)
         c.close()
         ls.close()
+    elif mode == "tcp-echo-server":
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((addr, port))
+        ls.listen(8)
+        ready()
+        for _ in range(int(sys.argv[4])):
+            c, peer = ls.accept()
+            total = 0
+            try:
+                while True:
+                    b = c.recv(1 << 16)
+                    if not b:
+                        break
+                    c.sendall(b)
+                    total += len(b)
+                out("eof", total)
+            except ConnectionResetError:
+                out("reset", total)
+            c.close()
     elif mode == "tcp-client":
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(60)

@@ -140,6 +140,33 @@ check "IPv6: ECONNREFUSED, blocking and non-blocking" \
   "$(tr '\n' '|' <"$work/refused6")" \
   test "$(grep -c '^ok' "$work/refused6")" = 2
 
+# A linked C program that configures the engine itself
+# (usock_netif_configure), against a kernel echo server: non-blocking
+# connect and epoll, 4 MB echoed, SHUT_WR, SO_LINGER 0 as a reset.
+if need cc -- "the linked C client"; then
+  if cc -Wall -Wextra -O2 -Iinclude -o "$work/netif_client" tests/engine/netif_client.c \
+    -L"$(dirname "$lib")" -luserspacesock -Wl,-rpath,"$(dirname "$lib")" 2>"$work/cc.err"; then
+    rm -f "$work/ready"
+    spawn echo-server 60 "$on_kernel" python3 "$peer" tcp-echo-server 10.77.0.1 5201 2 \
+      >"$work/echo.srv" 2>&1
+    if wait_for 20 "echo server ready" test -e "$work/ready"; then
+      "$on_kernel" timeout 60 "$work/netif_client" ut0 10.77.0.2/24 10.77.0.1 5201 4000000 \
+        >"$work/cclient" 2>&1
+      rc=$?
+      reap echo-server
+      check "linked C client: usock_netif_configure, epoll, 4 MB echoed, SHUT_WR" \
+        "status $rc: $(tr '\n' '|' <"$work/cclient")" \
+        test "$rc" = 0 -a "$(grep -c '^ok' "$work/cclient")" = 5
+      check "linked C client: SO_LINGER 0 resets the connection" \
+        "server: $(tr '\n' '|' <"$work/echo.srv")" grep -q '^reset' "$work/echo.srv"
+    else
+      stop echo-server
+    fi
+  else
+    bad "netif_client.c does not build: $(cat "$work/cc.err")"
+  fi
+fi
+
 # The engine, and no other backend, carried the sockets.
 check "USOCK_STATS: the engine claimed the sockets" "$(cat "$work/stats" 2>/dev/null)" \
   grep -q "engine claims=[1-9]" "$work/stats"
