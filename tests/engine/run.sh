@@ -3,7 +3,9 @@
 # kernel's TCP/IP, over a TAP device, in a network namespace of its own.
 #
 # As root: makes namespace usk17-XXXX with TAP device ut0 (the kernel's side
-# 10.77.0.1/24 and fd77::1/64), then runs tests/engine/peer.py on both
+# 10.77.0.1/24 and fd77::1/64) and a veth pair va/vb (the engine on vb
+# through AF_PACKET, USOCK_NETIF=packet:vb; the kernel on va, 10.78.0.1/24
+# and fd78::1/64), then runs tests/engine/peer.py on both
 # sides: the library's side preloaded with
 # USOCK_NETIF=tap:ut0 USOCK_NETIF_ADDR=10.77.0.2/24,fd77::2/64. Checks:
 # TCP both ways (10 MB each way, SHA-256 compared) with the library as
@@ -58,17 +60,31 @@ in_ns ip link set lo up
 in_ns ip addr add 10.77.0.1/24 dev ut0
 in_ns ip addr add fd77::1/64 dev ut0 nodad
 in_ns ip link set ut0 up
+# The second device kind: an AF_PACKET socket on vb, one end of a veth
+# pair whose other end va is the kernel's (10.78.0.1/24, fd78::1/64).
+in_ns ip link add va type veth peer name vb
+in_ns ip addr add 10.78.0.1/24 dev va
+in_ns ip addr add fd78::1/64 dev va nodad
+in_ns ip link set va up
+in_ns ip link set vb up
 
 # The library's side (preloaded, on the engine) and the kernel's, as
 # commands timeout(1) can run.
-cat >"$work/on_lib" <<END
+# wrapper FILE NETIF ADDRS: a command that runs its arguments preloaded,
+# on the engine over NETIF with ADDRS.
+wrapper() {
+  cat >"$1" <<END
 #!/bin/sh
-exec ip netns exec $ns env LD_PRELOAD=$lib USOCK_NETIF=tap:ut0 \\
-  USOCK_NETIF_ADDR=10.77.0.2/24,fd77::2/64 USOCK_STATS=$work/stats "\$@"
+exec ip netns exec $ns env LD_PRELOAD=$lib USOCK_NETIF=$2 \\
+  USOCK_NETIF_ADDR=$3 USOCK_STATS=$work/stats "\$@"
 END
+  chmod +x "$1"
+}
+wrapper "$work/on_lib" tap:ut0 10.77.0.2/24,fd77::2/64
+wrapper "$work/on_packet" packet:vb 10.78.0.2/24,fd78::2/64
 printf '#!/bin/sh\nexec ip netns exec %s "$@"\n' "$ns" >"$work/on_kernel"
-chmod +x "$work/on_lib" "$work/on_kernel"
-on_lib=$work/on_lib on_kernel=$work/on_kernel
+chmod +x "$work/on_kernel"
+on_lib=$work/on_lib on_kernel=$work/on_kernel on_packet=$work/on_packet
 # A server says it listens by making this file.
 export PEER_READY=$work/ready
 
@@ -126,6 +142,9 @@ tcp_case tcp4-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5002
 tcp_case tcp6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5003
 tcp_case tcp6-lib-server "$on_lib" "$on_kernel" :: fd77::2 5004
 tcp_case tcp4-lib-server-named "$on_lib" "$on_kernel" 10.77.0.2 10.77.0.2 5005
+tcp_case packet-tcp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5011
+tcp_case packet-tcp6-lib-server "$on_packet" "$on_kernel" :: fd78::2 5012
+udp_case packet-udp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5111 10.78.0.2
 udp_case udp4-lib-client "$on_kernel" "$on_lib" 10.77.0.1 10.77.0.1 5101 10.77.0.2
 udp_case udp4-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5102 10.77.0.1
 udp_case udp6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5103 fd77::2
