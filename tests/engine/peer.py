@@ -11,6 +11,10 @@ can be either.
                                       echo what comes back on N connections
                                       in turn; "reset" for one that ended
                                       with a reset
+  peer.py burst-server ADDR PORT N    accept N connections at once (a
+                                      thread each): 4 bytes in, 1000 times
+                                      them out
+  peer.py burst-client ADDR PORT N    N connections at once, each checked
   peer.py udp-server ADDR PORT COUNT  echo COUNT datagrams to their source
   peer.py udp-client ADDR PORT COUNT  send COUNT datagrams, one at a time,
                                       each until its echo comes
@@ -27,6 +31,7 @@ import os
 import select
 import socket
 import sys
+import threading
 
 
 def family(addr):
@@ -116,6 +121,49 @@ def main():
         out("peer", *s.getpeername()[:2])
         stream_both_ways(s, True, int(sys.argv[4]))
         s.close()
+    elif mode == "burst-server":
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((addr, port))
+        ls.listen(128)
+        ready()
+
+        def serve(c):
+            c.settimeout(30)
+            c.sendall(c.recv(4) * 1000)
+            c.close()
+        ts = []
+        for _ in range(int(sys.argv[4])):
+            c, _ = ls.accept()
+            ts.append(threading.Thread(target=serve, args=(c,)))
+            ts[-1].start()
+        for t in ts:
+            t.join()
+        out("ok burst-server")
+    elif mode == "burst-client":
+        n = int(sys.argv[4])
+        good = []
+
+        def one(i):
+            try:
+                s = socket.create_connection((addr, port), timeout=30)
+                s.sendall(b"%04d" % i)
+                got = b""
+                while True:
+                    b = s.recv(65536)
+                    if not b:
+                        break
+                    got += b
+                if got == (b"%04d" % i) * 1000:
+                    good.append(i)
+            except OSError as e:
+                out("error", i, e)
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        out("ok" if len(good) == n else "FAIL", "burst-client", len(good))
     elif mode == "udp-server":
         s = socket.socket(fam, socket.SOCK_DGRAM)
         s.bind((addr, port))

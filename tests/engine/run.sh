@@ -150,6 +150,23 @@ udp_case udp4-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5102 10.77.0.1
 udp_case udp6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5103 fd77::2
 udp_case udp6-lib-server "$on_lib" "$on_kernel" :: fd77::2 5104 fd77::1
 
+# burst_case NAME SERVER_SIDE CLIENT_SIDE LISTEN_ADDR CONNECT_ADDR PORT:
+# 50 connections at once.
+burst_case() {
+  local name=$1 srv=$2 cli=$3 laddr=$4 caddr=$5 port=$6
+  rm -f "$work/ready"
+  spawn "$name-server" 60 "$srv" python3 "$peer" burst-server "$laddr" "$port" 50 \
+    >"$work/$name.srv" 2>&1
+  wait_for 20 "$name: server ready" test -e "$work/ready" || { stop "$name-server"; return; }
+  timeout 60 "$cli" python3 "$peer" burst-client "$caddr" "$port" 50 >"$work/$name.cli" 2>&1
+  reap "$name-server"
+  check "$name: 50 connections at once" \
+    "server: $(tr '\n' '|' <"$work/$name.srv"); client: $(tr '\n' '|' <"$work/$name.cli")" \
+    grep -q "^ok burst-client 50" "$work/$name.cli"
+}
+burst_case burst-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5301
+burst_case burst-lib-client "$on_kernel" "$on_lib" 10.77.0.1 10.77.0.1 5302
+
 "$on_lib" timeout 60 python3 "$peer" refused 10.77.0.1 5999 >"$work/refused" 2>&1
 check "connect to a closed port: ECONNREFUSED, blocking and non-blocking" \
   "$(tr '\n' '|' <"$work/refused")" \
