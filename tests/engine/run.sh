@@ -14,11 +14,12 @@
 # USOCK_NETIF value and an unusable device. The namespace goes at every
 # exit. Without root, namespaces or /dev/net/tun: a skip (tests/README.md).
 #
-# Run: make lib && tests/engine/run.sh   (BYTES=... to change the size)
+# Run: make lib && tests/engine/run.sh   (BYTES=... to change the size,
+# USOCK_LIB=... for another build of the library)
 set -u
 . "$(dirname "${BASH_SOURCE[0]}")/../preload/lib.sh"
 
-lib=$PWD/target/release/libuserspacesock.so
+lib=${USOCK_LIB:-$PWD/target/release/libuserspacesock.so}
 peer=$PWD/tests/engine/peer.py
 bytes=${BYTES:-10000000}
 ns=usk17-$(printf '%04x' $((RANDOM % 65536)))

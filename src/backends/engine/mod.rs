@@ -114,11 +114,16 @@ impl Engine {
     /// changed what the engine may do now (a new connection's window).
     fn run(&self, evs: Vec<Ev>) -> bool {
         let mut adopted = Vec::new();
+        let mut back = Vec::new();
         for ev in evs {
             match ev {
                 Ev::Data { h, off, fin, data } => {
                     let flags = if fin { FLAG_FIN } else { 0 };
-                    let _ = upcall::deliver(h, &Fragment::stream(off, flags, &data));
+                    if upcall::deliver(h, &Fragment::stream(off, flags, &data)) == Err(ENOBUFS) {
+                        // Kept, and offered again after `window`: a
+                        // stream loses nothing.
+                        back.push((h, off, fin, data));
+                    }
                 }
                 Ev::Dgram { h, id, src, data } => {
                     let len = data.len() as u32;
@@ -155,6 +160,9 @@ impl Engine {
                     adopted.push((lid, child, r));
                 }
             }
+        }
+        if !back.is_empty() {
+            self.stack.lock().refused_data(back);
         }
         if adopted.is_empty() {
             return false;

@@ -68,6 +68,12 @@ struct TcpState {
     rx_off: u64,
     win_end: u64,
     fin_delivered: bool,
+    /// smoltcp's state said the peer sent its FIN (it may say Closed by
+    /// the time the bytes before it have gone up).
+    peer_fin: bool,
+    /// Stream pieces the frontend turned away (a window that shrank): to
+    /// go up again before anything newer.
+    held: VecDeque<(u64, bool, Vec<u8>)>,
     connecting: bool,
     /// The connection ended (closed, reset, refused): no more upcalls.
     ended: bool,
@@ -639,7 +645,7 @@ impl Stack {
         match e.kind {
             Kind::Tcp(sh) => {
                 let s = set.get::<tcp::Socket>(sh);
-                s.recv_queue() > 0 || (peer_finished(s.state()) && !e.t.fin_delivered)
+                s.recv_queue() > 0 || !e.t.held.is_empty() || (e.t.peer_fin && !e.t.fin_delivered)
             }
             _ => false,
         }
@@ -863,7 +869,15 @@ impl Stack {
                         continue;
                     }
                     flush(s, t);
-                    while t.rx_off < t.win_end && s.can_recv() {
+                    if peer_finished(st) {
+                        t.peer_fin = true;
+                    }
+                    while t.held.front().is_some_and(|(off, _, _)| *off < t.win_end) {
+                        if let Some((off, fin, data)) = t.held.pop_front() {
+                            evs.push(Ev::Data { h, off, fin, data });
+                        }
+                    }
+                    while t.held.is_empty() && t.rx_off < t.win_end && s.can_recv() {
                         let room = (t.win_end - t.rx_off).min(DELIVER_MAX as u64) as usize;
                         let Ok(data) = s.recv(|b| {
                             let n = b.len().min(room);
@@ -884,7 +898,7 @@ impl Stack {
                             data,
                         });
                     }
-                    if peer_finished(st) && s.recv_queue() == 0 && !t.fin_delivered {
+                    if t.peer_fin && s.recv_queue() == 0 && !t.fin_delivered {
                         t.fin_delivered = true;
                         evs.push(Ev::Data {
                             h,
@@ -903,7 +917,9 @@ impl Stack {
                         t.granted = limit;
                         evs.push(Ev::Credit { h, limit });
                     }
-                    if st == tcp::State::Closed {
+                    // Closed after the peer's FIN: its bytes go up first.
+                    let draining = t.peer_fin && (!t.fin_delivered || !t.held.is_empty());
+                    if st == tcp::State::Closed && !draining {
                         t.ended = true;
                         let clean = t.fin_sent && t.fin_delivered;
                         if !clean && !t.rst_sent {
@@ -980,6 +996,18 @@ impl Stack {
         }
         if let Some(Kind::Listen { ready, .. }) = self.socks.get_mut(&lid).map(|l| &mut l.kind) {
             ready.push_back(id);
+        }
+    }
+
+    /// Stream pieces the frontend turned away (`ENOBUFS`: its window
+    /// shrank): kept, in order, to go up again when the window allows.
+    pub(crate) fn refused_data(&mut self, back: Vec<(SockHandle, u64, bool, Vec<u8>)>) {
+        for (h, off, fin, data) in back {
+            if let Some(e) = self.socks.values_mut().find(|e| e.handle == h.0) {
+                let at = e.t.held.partition_point(|(o, _, _)| *o < off);
+                e.t.held.insert(at, (off, fin, data));
+                e.t.win_end = e.t.win_end.min(off);
+            }
         }
     }
 
