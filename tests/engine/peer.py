@@ -5,6 +5,7 @@ can be either.
 
   peer.py tcp-server ADDR PORT        accept one connection, read to EOF,
                                       send as many bytes back, close
+                                      (PEER_SLOW set: read only after 2 s)
   peer.py tcp-client ADDR PORT BYTES  connect, send BYTES, SHUT_WR, read
                                       to EOF
   peer.py tcp-echo-server ADDR PORT N
@@ -32,6 +33,7 @@ import select
 import socket
 import sys
 import threading
+import time
 
 
 def family(addr):
@@ -90,6 +92,9 @@ def main():
         c, peer = ls.accept()
         out("peer", peer[0], peer[1])
         out("local", *c.getsockname()[:2])
+        if os.environ.get("PEER_SLOW"):
+            # A reader that comes late: every window on the way fills.
+            time.sleep(2)
         stream_both_ways(c, False, 0)
         c.close()
         ls.close()

@@ -143,6 +143,12 @@ tcp_case tcp4-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5002
 tcp_case tcp6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5003
 tcp_case tcp6-lib-server "$on_lib" "$on_kernel" :: fd77::2 5004
 tcp_case tcp4-lib-server-named "$on_lib" "$on_kernel" 10.77.0.2 10.77.0.2 5005
+# A reader that comes late: the sender's data waits in the engine's
+# buffers, whose window closes and opens again as the reader reads.
+export PEER_SLOW=1
+tcp_case slow-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5006
+tcp_case slow-kernel-server "$on_kernel" "$on_lib" 10.77.0.1 10.77.0.1 5007
+unset PEER_SLOW
 tcp_case packet-tcp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5011
 tcp_case packet-tcp6-lib-server "$on_packet" "$on_kernel" :: fd78::2 5012
 udp_case packet-udp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5111 10.78.0.2
