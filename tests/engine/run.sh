@@ -183,6 +183,27 @@ check "IPv6: ECONNREFUSED, blocking and non-blocking" \
   "$(tr '\n' '|' <"$work/refused6")" \
   test "$(grep -c '^ok' "$work/refused6")" = 2
 
+# iperf3 both ways (an unmodified program's select/poll and non-blocking
+# sockets on the engine), 2 s each.
+if need iperf3 -- "iperf3 through the engine"; then
+  for dir in lib-client lib-server; do
+    if [ $dir = lib-client ]; then
+      s_side=$on_kernel c_side=$on_lib s_addr=10.77.0.1
+    else
+      s_side=$on_lib c_side=$on_kernel s_addr=10.77.0.2
+    fi
+    spawn iperf3-server 60 "$s_side" iperf3 -s -1 --forceflush -p 5401 >"$work/iperf3.srv" 2>&1
+    wait_for 20 "iperf3 $dir: server ready" grep -q "listening" "$work/iperf3.srv" ||
+      { stop iperf3-server; continue; }
+    timeout 60 "$c_side" iperf3 -c "$s_addr" -p 5401 -t 2 >"$work/iperf3.cli" 2>&1
+    rc=$?
+    reap iperf3-server
+    check "iperf3 $dir: $(awk '/receiver/ { print $7, $8; exit }' "$work/iperf3.cli")" \
+      "status $rc: $(tail -5 "$work/iperf3.cli" | tr '\n' '|')" \
+      grep -q "receiver" "$work/iperf3.cli"
+  done
+fi
+
 # A linked C program that configures the engine itself
 # (usock_netif_configure), against a kernel echo server: non-blocking
 # connect and epoll, 4 MB echoed, SHUT_WR, SO_LINGER 0 as a reset.
