@@ -106,7 +106,7 @@ impl Engine {
         }
         self.stack
             .lock()
-            .delay()
+            .plan()
             .map(|d| d.total_micros().saturating_mul(1000))
     }
 
@@ -282,7 +282,7 @@ impl Backend for Engine {
 
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
         let hd = &frag.header;
-        self.with(&sock, |st, id| {
+        let wake = self.with(&sock, |st, id| {
             match hd.kind {
                 FragKind::Stream => st.write_stream(
                     id,
@@ -301,10 +301,12 @@ impl Backend for Engine {
                 }
             }
             st.egress();
-            Ok::<(), Errno>(())
+            Ok::<bool, Errno>(st.needs_run())
         })??;
-        // The engine's timers (retransmission) now matter.
-        (self.wake)();
+        if wake {
+            // A timer (retransmission) the runner's sleep would miss.
+            (self.wake)();
+        }
         Ok(())
     }
 

@@ -179,6 +179,9 @@ pub(crate) struct Stack {
     next_id: u64,
     rand: u64,
     addrs: Vec<IpAddress>,
+    /// When the runner will run the engine next, as it planned before
+    /// sleeping (`Some(None)`: only on input; `None`: no plan yet).
+    planned: Option<Option<Instant>>,
 }
 
 fn ip_of(ep: &IpEp) -> IpAddress {
@@ -270,6 +273,7 @@ impl Stack {
             next_id: 1,
             rand: seed | 1,
             addrs,
+            planned: None,
         }
     }
 
@@ -740,10 +744,27 @@ impl Stack {
         self.iface.poll_egress(t, &mut self.dev, &mut self.set);
     }
 
-    /// How long until the engine must run again (None: only on input).
-    pub(crate) fn delay(&mut self) -> Option<Duration> {
+    /// How long until the engine must run again (None: only on input),
+    /// remembered as the runner's plan: it sleeps that long.
+    pub(crate) fn plan(&mut self) -> Option<Duration> {
         let t = now();
-        self.iface.poll_delay(t, &self.set)
+        let d = self.iface.poll_delay(t, &self.set);
+        self.planned = Some(d.map(|d| t + d));
+        d
+    }
+
+    /// After a write: whether the engine must run sooner than the runner
+    /// planned (a timer the write armed, a retransmission's), so that a
+    /// bulk sender does not wake the runner at every send.
+    pub(crate) fn needs_run(&mut self) -> bool {
+        let Some(next) = self.iface.poll_at(now(), &self.set) else {
+            return false;
+        };
+        match self.planned {
+            Some(Some(at)) => next < at,
+            // Sleeping until input, or never planned.
+            _ => true,
+        }
     }
 
     /// The upcalls the sockets' new states call for.
