@@ -16,11 +16,16 @@ can be either.
                                       thread each): 4 bytes in, 1000 times
                                       them out
   peer.py burst-client ADDR PORT N    N connections at once, each checked
-  peer.py udp-server ADDR PORT COUNT  echo COUNT datagrams to their source
+  peer.py udp-server ADDR PORT COUNT  echo datagrams to their source, until
+                                      COUNT different ones came
   peer.py udp-client ADDR PORT COUNT  send COUNT datagrams, one at a time,
                                       each until its echo comes
   peer.py refused ADDR PORT           connect to a closed port: blocking
                                       and non-blocking
+  peer.py timeout ADDR PORT           connect to an address nobody has,
+                                      with TCP_USER_TIMEOUT 2 s (set after
+                                      a bind: the engine sees the options
+                                      of a socket it carries)
 
 Each prints what the shell compares: "sent SHA", "got SHA", the addresses
 it saw ("local A P", "peer A P"), "ok ..." or "FAIL ...". A file
@@ -78,6 +83,16 @@ def stream_both_ways(s, send_first, nbytes):
         sent.update(data)
     out("sent", sent.hexdigest())
     out("got", got.hexdigest(), total)
+
+
+def wait_echo(s, want, port):
+    while True:
+        try:
+            b, src = s.recvfrom(65536)
+        except socket.timeout:
+            return False
+        if b == want and src[1] == port:
+            return True
 
 
 def main():
@@ -174,9 +189,13 @@ def main():
         s.bind((addr, port))
         ready()
         s.settimeout(30)
-        for _ in range(int(sys.argv[4])):
+        # Until COUNT different datagrams (a client resends one whose
+        # echo it missed: each copy is echoed, counted once).
+        seen = set()
+        while len(seen) < int(sys.argv[4]):
             b, src = s.recvfrom(65536)
             s.sendto(b[::-1], src)
+            seen.add(b[:6])
         out("peer", src[0], src[1])
         out("ok udp-server")
     elif mode == "udp-client":
@@ -187,15 +206,12 @@ def main():
             msg = b"%06d" % i + os.urandom(1 + (i * 97) % 1400)
             for _ in range(5):
                 s.sendto(msg, (addr, port))
-                try:
-                    b, src = s.recvfrom(65536)
-                except socket.timeout:
-                    continue
-                if b == msg[::-1] and src[1] == port:
+                # Until its echo, or a second without one: an echo of an
+                # earlier send (a datagram sent twice) is skipped.
+                if wait_echo(s, msg[::-1], port):
                     good += 1
                     break
         out("local", *s.getsockname()[:2])
-        out("peer", src[0], src[1])
         out("ok" if good == int(sys.argv[4]) else "FAIL", "udp-client", good)
     elif mode == "refused":
         s = socket.socket(fam, socket.SOCK_STREAM)
@@ -220,6 +236,19 @@ def main():
         e = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         out("ok" if e == errno.ECONNREFUSED else "FAIL",
             "non-blocking", errno.errorcode.get(e, e))
+    elif mode == "timeout":
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        s.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", 0))
+        s.setsockopt(socket.IPPROTO_TCP, 18, 2000)  # TCP_USER_TIMEOUT
+        t = time.time()
+        try:
+            s.connect((addr, port))
+            out("FAIL connected")
+        except OSError as e:
+            took = time.time() - t
+            good = e.errno == errno.ETIMEDOUT and 1.5 < took < 10
+            out("ok" if good else "FAIL", errno.errorcode.get(e.errno, e.errno),
+                "after %.1f s" % took)
     else:
         sys.exit("unknown mode " + mode)
 

@@ -204,6 +204,10 @@ if need iperf3 -- "iperf3 through the engine"; then
   done
 fi
 
+"$on_lib" timeout 60 python3 "$peer" timeout 10.77.0.99 80 >"$work/timeout" 2>&1
+check "connect to an address nobody has, TCP_USER_TIMEOUT 2 s: ETIMEDOUT" \
+  "$(tr '\n' '|' <"$work/timeout")" grep -q '^ok' "$work/timeout"
+
 # A linked C program that configures the engine itself
 # (usock_netif_configure), against a kernel echo server: non-blocking
 # connect and epoll, 4 MB echoed, SHUT_WR, SO_LINGER 0 as a reset.

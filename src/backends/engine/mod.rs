@@ -274,6 +274,35 @@ impl Backend for Engine {
         Ok(())
     }
 
+    fn setsockopt(
+        &self,
+        sock: SockRef<'_>,
+        level: i32,
+        name: i32,
+        value: &[u8],
+    ) -> Result<(), Errno> {
+        /// Linux's TCP_USER_TIMEOUT.
+        const TCP_USER_TIMEOUT: i32 = 18;
+        let Some(v) = value
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map(i32::from_ne_bytes)
+        else {
+            return Ok(());
+        };
+        let set: fn(&mut stack::TcpOpts, i32) = match (level, name) {
+            (IPPROTO_TCP, TCP_NODELAY) => |o, v| o.nagle = v == 0,
+            (IPPROTO_TCP, TCP_USER_TIMEOUT) => |o, v| {
+                o.user_timeout = (v > 0).then(|| smoltcp::time::Duration::from_millis(v as u64))
+            },
+            (SOL_SOCKET, SO_KEEPALIVE) => |o, v| o.keepalive = v != 0,
+            _ => return Ok(()),
+        };
+        self.with(&sock, |st, id| st.set_tcp_opts(id, |o| set(o, v)))?;
+        (self.wake)();
+        Ok(())
+    }
+
     fn accepted(&self, listener: SockRef<'_>) {
         if self.with(&listener, |st, id| st.accepted(id)) == Ok(true) {
             (self.wake)();

@@ -106,6 +106,43 @@ enum Kind {
     Udp(SocketHandle),
 }
 
+/// The TCP options the engine acts on, as set on the socket (an accepted
+/// connection takes its listener's).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct TcpOpts {
+    /// TCP_NODELAY off: Nagle's algorithm (the engine's default is off).
+    pub(crate) nagle: bool,
+    /// TCP_USER_TIMEOUT: how long unacknowledged data (or a SYN) may wait
+    /// before the connection fails with ETIMEDOUT.
+    pub(crate) user_timeout: Option<Duration>,
+    /// SO_KEEPALIVE.
+    pub(crate) keepalive: bool,
+}
+
+/// Linux's net.ipv4.tcp_keepalive_time.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(7200);
+
+impl TcpOpts {
+    fn apply(&self, s: &mut tcp::Socket<'_>, connecting: bool) {
+        s.set_nagle_enabled(self.nagle);
+        let fallback = if connecting {
+            CONNECT_TIMEOUT
+        } else {
+            IDLE_TIMEOUT
+        };
+        s.set_timeout(Some(self.user_timeout.unwrap_or(fallback)));
+        s.set_keep_alive(self.keepalive.then_some(KEEPALIVE_IDLE));
+    }
+
+    fn limit(&self, connecting: bool) -> Duration {
+        self.user_timeout.unwrap_or(if connecting {
+            CONNECT_TIMEOUT
+        } else {
+            IDLE_TIMEOUT
+        })
+    }
+}
+
 struct Entry {
     /// The frontend's handle; 0 while an accepted connection is not yet
     /// the frontend's, or once the frontend closed the socket.
@@ -120,6 +157,7 @@ struct Entry {
     u: UdpState,
     /// The frontend closed it; it lives on until its connection ends.
     orphan: bool,
+    opts: TcpOpts,
 }
 
 /// An upcall to make once the lock is released.
@@ -304,6 +342,7 @@ impl Stack {
                 t: TcpState::default(),
                 u: UdpState::default(),
                 orphan: false,
+                opts: TcpOpts::default(),
             },
         );
         id
@@ -502,7 +541,7 @@ impl Stack {
             tcp::ConnectError::Unaddressable => ENETUNREACH,
             tcp::ConnectError::InvalidState => EISCONN,
         })?;
-        s.set_timeout(Some(CONNECT_TIMEOUT));
+        self.entry(id)?.opts.apply(&mut s, true);
         let sh = self.set.add(s);
         let t = now();
         let e = self.entry(id)?;
@@ -632,6 +671,18 @@ impl Stack {
                 Err(EAGAIN)
             }
             Err(udp::SendError::Unaddressable) => Err(ENETUNREACH),
+        }
+    }
+
+    /// setsockopt() of an option the engine acts on (TCP_NODELAY,
+    /// TCP_USER_TIMEOUT, SO_KEEPALIVE; the frontend checked the value):
+    /// kept for the socket's connections, applied to one it has.
+    pub(crate) fn set_tcp_opts(&mut self, id: u64, f: impl FnOnce(&mut TcpOpts)) {
+        let Stack { socks, set, .. } = self;
+        let Some(e) = socks.get_mut(&id) else { return };
+        f(&mut e.opts);
+        if let Kind::Tcp(sh) = e.kind {
+            e.opts.apply(set.get_mut::<tcp::Socket>(sh), e.t.connecting);
         }
     }
 
@@ -866,7 +917,8 @@ impl Stack {
                                 t.connecting = false;
                                 t.ended = true;
                                 let waited = t.started.map_or(Duration::ZERO, |s| t_now - s);
-                                let err = if waited + Duration::from_secs(1) >= CONNECT_TIMEOUT {
+                                let limit = e.opts.limit(true);
+                                let err = if waited + limit / 10 >= limit {
                                     ETIMEDOUT
                                 } else {
                                     ECONNREFUSED
@@ -876,7 +928,7 @@ impl Stack {
                             }
                             _ => {
                                 t.connecting = false;
-                                s.set_timeout(Some(IDLE_TIMEOUT));
+                                e.opts.apply(s, false);
                                 t.granted = t.tx_next + (s.send_capacity() - s.send_queue()) as u64;
                                 t.progress = Some(t_now);
                                 evs.push(Ev::Connected {
@@ -945,7 +997,8 @@ impl Stack {
                         let clean = t.fin_sent && t.fin_delivered;
                         if !clean && !t.rst_sent {
                             let idle = t.progress.map_or(Duration::ZERO, |p| t_now - p);
-                            let err = if idle + Duration::from_secs(1) >= IDLE_TIMEOUT {
+                            let limit = e.opts.limit(false);
+                            let err = if idle + limit / 10 >= limit {
                                 ETIMEDOUT
                             } else if t.fin_delivered {
                                 EPIPE
@@ -982,9 +1035,9 @@ impl Stack {
             self.set.remove(sh);
             return;
         };
-        let (info, v6only, lport) = (l.info, l.v6only, l.port);
+        let (info, v6only, lport, lopts) = (l.info, l.v6only, l.port, l.opts);
         let s = self.set.get_mut::<tcp::Socket>(sh);
-        s.set_timeout(Some(IDLE_TIMEOUT));
+        lopts.apply(s, false);
         let (Some(local), Some(remote)) = (s.local_endpoint(), s.remote_endpoint()) else {
             self.set.remove(sh);
             return;
@@ -1006,6 +1059,7 @@ impl Stack {
         e.kind = Kind::Tcp(sh);
         e.port = lport;
         e.v6only = v6only;
+        e.opts = lopts;
         e.local = Some(ep_of(local.addr, local.port, info.domain));
         e.peer = Some(ep_of(remote.addr, remote.port, info.domain));
         e.t.granted = cap;

@@ -29,6 +29,9 @@ pub fn configure(cfg: &NetifConfig) -> Result<Arc<Engine>, (String, Errno)> {
     }
     let frames = FdFrames::open(&cfg.kind)?;
     let dev_fd = frames.fd();
+    if let config::NetifKind::Tap(name) = &cfg.kind {
+        await_carrier(name);
+    }
     let kick = match crate::platform::eventfd_new() {
         Ok(fd) => crate::platform::scm::move_high(fd),
         Err(e) => {
@@ -58,6 +61,25 @@ pub fn configure(cfg: &NetifConfig) -> Result<Arc<Engine>, (String, Errno)> {
     }
     registry::register(engine.clone(), ENGINE_PRIORITY);
     Ok(engine)
+}
+
+/// Waits (a little) for the kernel to see the TAP device's carrier, which
+/// our attach turned on: until its link watch runs (up to a second later)
+/// the kernel drops what it sends there, and the engine's first ARP
+/// request would go unanswered for smoltcp's one-second retry. Only when
+/// the kernel's side is up: a device nobody brought up stays down.
+fn await_carrier(name: &str) {
+    let base = format!("/sys/class/net/{name}");
+    let read = |f: &str| std::fs::read_to_string(format!("{base}/{f}")).unwrap_or_default();
+    let admin_up = u32::from_str_radix(read("flags").trim().trim_start_matches("0x"), 16)
+        .is_ok_and(|f| f & 1 != 0);
+    if !admin_up {
+        return;
+    }
+    let end = crate::platform::mono_ns() + 1_500_000_000;
+    while read("operstate").trim() != "up" && crate::platform::mono_ns() < end {
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// The poll loop: run the engine, then sleep until a frame, a kick or
