@@ -345,6 +345,10 @@ impl Backend for Engine {
         }
     }
 
+    fn unread(&self, sock: SockRef<'_>) -> Option<u64> {
+        self.with(&sock, |st, id| st.unread(id)).ok().flatten()
+    }
+
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         self.with(&sock, |st, id| st.local_addr(id)).ok().flatten()
     }

@@ -220,6 +220,8 @@ pub(crate) struct Stack {
     /// When the runner will run the engine next, as it planned before
     /// sleeping (`Some(None)`: only on input; `None`: no plan yet).
     planned: Option<Option<Instant>>,
+    /// The device's IP MTU: the engine does not fragment.
+    ip_mtu: usize,
 }
 
 fn ip_of(ep: &IpEp) -> IpAddress {
@@ -278,6 +280,7 @@ impl Stack {
         frames: alloc::boxed::Box<dyn Frames>,
         seed: u64,
     ) -> Stack {
+        let ip_mtu = frames.mtu();
         let mut dev = Dev::new(frames);
         let mac = cfg.mac.unwrap_or_else(|| super::config::made_up_mac(seed));
         let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
@@ -312,6 +315,7 @@ impl Stack {
             rand: seed | 1,
             addrs,
             planned: None,
+            ip_mtu,
         }
     }
 
@@ -660,6 +664,13 @@ impl Stack {
         let sh = kind.ok_or(EINVAL)?;
         let mut meta = udp::UdpMetadata::from(IpEndpoint::new(ip_of(&dest), dest.port));
         meta.local_address = local.filter(|l| !l.is_wild()).map(|l| ip_of(&l));
+        // The engine sends no IP fragments (smoltcp would drop such a
+        // datagram silently): refused instead, as Linux refuses one under
+        // IP_PMTUDISC_DO.
+        let headers = if dest.is_v4() { 20 } else { 40 } + 8;
+        if data.len() + headers > self.ip_mtu {
+            return Err(EMSGSIZE);
+        }
         let s = self.set.get_mut::<udp::Socket>(sh);
         if data.len() > s.payload_send_capacity() {
             return Err(EMSGSIZE);
@@ -716,6 +727,15 @@ impl Stack {
             }
             _ => false,
         }
+    }
+
+    /// SIOCOUTQ: the stream bytes sent and not yet acknowledged, or not
+    /// yet sent.
+    pub(crate) fn unread(&self, id: u64) -> Option<u64> {
+        let e = self.socks.get(&id)?;
+        let Kind::Tcp(sh) = e.kind else { return None };
+        let held: usize = e.t.stash.values().map(Vec::len).sum();
+        Some((self.set.get::<tcp::Socket>(sh).send_queue() + held) as u64)
     }
 
     /// The address the socket has, as its family sees it.
