@@ -20,6 +20,17 @@
 //! an eventfd that a write or a reader's window kicks, for as long as
 //! smoltcp's `poll_delay` allows. The rest is core + alloc, ready for a
 //! no_std host that drives [`Engine::pump`] from its tick.
+//!
+//! Limits, for now: one engine per process, configured by `USOCK_NETIF*`
+//! or `usock_netif_configure` (static addresses: no DHCP, no resolver of
+//! the engine's own: names resolve where `USOCK_ROUTE`'s "kernel :53"
+//! sends DNS); a fork child's engine is a dead copy (its new sockets
+//! fail with EOPNOTSUPP); no IP fragments (a UDP datagram over the MTU is
+//! EMSGSIZE); TCP_NODELAY, TCP_USER_TIMEOUT and SO_KEEPALIVE reach the
+//! engine only once it carries the socket (after bind, or on an accepted
+//! one through its listener); a closed connection's TIME_WAIT ends with
+//! smoltcp's, and its port is free at once; SO_REUSEADDR and
+//! SO_REUSEPORT only let binds share a port.
 #![deny(unsafe_code)]
 
 pub mod config;
