@@ -5,7 +5,8 @@
 # As root: makes namespace usk17-XXXX with TAP device ut0 (the kernel's side
 # 10.77.0.1/24 and fd77::1/64) and a veth pair va/vb (the engine on vb
 # through AF_PACKET, USOCK_NETIF=packet:vb; the kernel on va, 10.78.0.1/24
-# and fd78::1/64), then runs tests/engine/peer.py on both
+# and fd78::1/64) and two more TAP devices on a bridge (two engines, one
+# on each, talking to each other), then runs tests/engine/peer.py on both
 # sides: the library's side preloaded with
 # USOCK_NETIF=tap:ut0 USOCK_NETIF_ADDR=10.77.0.2/24,fd77::2/64. Checks:
 # TCP both ways (10 MB each way, SHA-256 compared) with the library as
@@ -68,6 +69,15 @@ in_ns ip addr add 10.78.0.1/24 dev va
 in_ns ip addr add fd78::1/64 dev va nodad
 in_ns ip link set va up
 in_ns ip link set vb up
+# Two engines, each on a TAP device of its own (ut2, ut3), joined by a
+# bridge that has no address: no kernel TCP/IP on their path.
+in_ns ip link add br7 type bridge
+for t in ut2 ut3; do
+  in_ns ip tuntap add dev $t mode tap
+  in_ns ip link set $t master br7
+  in_ns ip link set $t up
+done
+in_ns ip link set br7 up
 
 # The library's side (preloaded, on the engine) and the kernel's, as
 # commands timeout(1) can run.
@@ -83,9 +93,12 @@ END
 }
 wrapper "$work/on_lib" tap:ut0 10.77.0.2/24,fd77::2/64
 wrapper "$work/on_packet" packet:vb 10.78.0.2/24,fd78::2/64
+wrapper "$work/on_eng2" tap:ut2 10.79.0.2/24,fd79::2/64
+wrapper "$work/on_eng3" tap:ut3 10.79.0.3/24,fd79::3/64
 printf '#!/bin/sh\nexec ip netns exec %s "$@"\n' "$ns" >"$work/on_kernel"
 chmod +x "$work/on_kernel"
 on_lib=$work/on_lib on_kernel=$work/on_kernel on_packet=$work/on_packet
+on_eng2=$work/on_eng2 on_eng3=$work/on_eng3
 # A server says it listens by making this file.
 export PEER_READY=$work/ready
 
@@ -152,6 +165,10 @@ unset PEER_SLOW
 tcp_case packet-tcp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5011
 tcp_case packet-tcp6-lib-server "$on_packet" "$on_kernel" :: fd78::2 5012
 udp_case packet-udp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5111 10.78.0.2
+# Engine to engine over the bridge.
+tcp_case engines-tcp4 "$on_eng2" "$on_eng3" 0.0.0.0 10.79.0.2 5021
+tcp_case engines-tcp6 "$on_eng3" "$on_eng2" fd79::3 fd79::3 5022
+udp_case engines-udp6 "$on_eng2" "$on_eng3" :: fd79::2 5121 fd79::3
 udp_case udp4-lib-client "$on_kernel" "$on_lib" 10.77.0.1 10.77.0.1 5101 10.77.0.2
 udp_case udp4-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5102 10.77.0.1
 udp_case udp6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5103 fd77::2
