@@ -18,6 +18,7 @@
 # Run: make lib && tests/engine/run.sh   (BYTES=... to change the size,
 # USOCK_LIB=... for another build of the library)
 set -u
+# shellcheck source-path=SCRIPTDIR source=../preload/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../preload/lib.sh"
 
 lib=${USOCK_LIB:-$PWD/target/release/libuserspacesock.so}
