@@ -63,6 +63,10 @@ in_ns ip link set lo up
 in_ns ip addr add 10.77.0.1/24 dev ut0
 in_ns ip addr add fd77::1/64 dev ut0 nodad
 in_ns ip link set ut0 up
+# Off the link, through the default routes (USOCK_NETIF_GW): addresses
+# the kernel has on lo.
+in_ns ip addr add 10.88.0.1/32 dev lo
+in_ns ip addr add fd88::1/128 dev lo
 # The second device kind: an AF_PACKET socket on vb, one end of a veth
 # pair whose other end va is the kernel's (10.78.0.1/24, fd78::1/64).
 in_ns ip link add va type veth peer name vb
@@ -82,24 +86,26 @@ in_ns ip link set br7 up
 
 # The library's side (preloaded, on the engine) and the kernel's, as
 # commands timeout(1) can run.
-# wrapper FILE NETIF ADDRS: a command that runs its arguments preloaded,
+# wrapper FILE NETIF ADDRS [GW]: a command that runs its arguments preloaded,
 # on the engine over NETIF with ADDRS.
+# (GW: USOCK_NETIF_GW, when given.)
 wrapper() {
   cat >"$1" <<END
 #!/bin/sh
 exec ip netns exec $ns env LD_PRELOAD=$lib USOCK_NETIF=$2 \\
-  USOCK_NETIF_ADDR=$3 USOCK_STATS=$work/stats "\$@"
+  USOCK_NETIF_ADDR=$3 ${4:+USOCK_NETIF_GW=$4} USOCK_STATS=$work/stats "\$@"
 END
   chmod +x "$1"
 }
 wrapper "$work/on_lib" tap:ut0 10.77.0.2/24,fd77::2/64
 wrapper "$work/on_packet" packet:vb 10.78.0.2/24,fd78::2/64
+wrapper "$work/on_routed" tap:ut0 10.77.0.2/24,fd77::2/64 10.77.0.1,fd77::1
 wrapper "$work/on_eng2" tap:ut2 10.79.0.2/24,fd79::2/64
 wrapper "$work/on_eng3" tap:ut3 10.79.0.3/24,fd79::3/64
 printf '#!/bin/sh\nexec ip netns exec %s "$@"\n' "$ns" >"$work/on_kernel"
 chmod +x "$work/on_kernel"
 on_lib=$work/on_lib on_kernel=$work/on_kernel on_packet=$work/on_packet
-on_eng2=$work/on_eng2 on_eng3=$work/on_eng3
+on_eng2=$work/on_eng2 on_eng3=$work/on_eng3 on_routed=$work/on_routed
 # A server says it listens by making this file.
 export PEER_READY=$work/ready
 
@@ -166,6 +172,10 @@ unset PEER_SLOW
 tcp_case packet-tcp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5011
 tcp_case packet-tcp6-lib-server "$on_packet" "$on_kernel" :: fd78::2 5012
 udp_case packet-udp4-lib-client "$on_kernel" "$on_packet" 10.78.0.1 10.78.0.1 5111 10.78.0.2
+# Through the gateway, to addresses off the link.
+tcp_case routed-tcp4 "$on_kernel" "$on_routed" 0.0.0.0 10.88.0.1 5031
+tcp_case routed-tcp6 "$on_kernel" "$on_routed" :: fd88::1 5032
+
 # Engine to engine over the bridge.
 tcp_case engines-tcp4 "$on_eng2" "$on_eng3" 0.0.0.0 10.79.0.2 5021
 tcp_case engines-tcp6 "$on_eng3" "$on_eng2" fd79::3 fd79::3 5022
