@@ -236,6 +236,20 @@ fi
 check "connect to an address nobody has, TCP_USER_TIMEOUT 2 s: ETIMEDOUT" \
   "$(tr '\n' '|' <"$work/timeout")" grep -q '^ok' "$work/timeout"
 
+# No route (no USOCK_NETIF_GW here): ENETUNREACH at once, as on Linux.
+"$on_lib" timeout 20 python3 -c '
+import socket
+for fam, a in ((socket.AF_INET, "10.88.0.1"), (socket.AF_INET6, "fd88::1")):
+    for ty in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        s = socket.socket(fam, ty)
+        try:
+            s.connect((a, 80)) if ty == socket.SOCK_STREAM else s.sendto(b"x", (a, 9))
+            print("sent", a)
+        except OSError as e:
+            print(e.errno, a)' >"$work/unreach" 2>&1
+check "no route: ENETUNREACH for connect and sendto, IPv4 and IPv6" "$(tr '\n' '|' <"$work/unreach")" \
+  test "$(grep -c '^101 ' "$work/unreach")" = 4
+
 # A linked C program that configures the engine itself
 # (usock_netif_configure), against a kernel echo server: non-blocking
 # connect and epoll, 4 MB echoed, SHUT_WR, SO_LINGER 0 as a reset.

@@ -222,6 +222,11 @@ pub(crate) struct Stack {
     planned: Option<Option<Instant>>,
     /// The device's IP MTU: the engine does not fragment.
     ip_mtu: usize,
+    /// The links' prefixes, and whether a default route exists per
+    /// family: what the engine can reach at all.
+    nets: Vec<IpCidr>,
+    gw4: bool,
+    gw6: bool,
 }
 
 fn ip_of(ep: &IpEp) -> IpAddress {
@@ -287,14 +292,18 @@ impl Stack {
         c.random_seed = seed;
         let mut iface = Interface::new(c, &mut dev, now());
         let mut addrs = Vec::new();
+        let mut nets = Vec::new();
         iface.update_ip_addrs(|a| {
             for cidr in &cfg.addrs {
                 let ip: IpAddress = cidr.ip.into();
                 if a.push(IpCidr::new(ip, cidr.prefix)).is_ok() {
                     addrs.push(ip);
+                    nets.push(IpCidr::new(ip, cidr.prefix));
                 }
             }
         });
+        let gw4 = cfg.gws.iter().any(|g| g.is_ipv4());
+        let gw6 = cfg.gws.iter().any(|g| g.is_ipv6());
         for gw in &cfg.gws {
             let _ = match gw {
                 core::net::IpAddr::V4(g) => {
@@ -316,6 +325,9 @@ impl Stack {
             addrs,
             planned: None,
             ip_mtu,
+            nets,
+            gw4,
+            gw6,
         }
     }
 
@@ -358,6 +370,21 @@ impl Stack {
 
     fn is_ours(&self, ip: &IpAddress) -> bool {
         self.addrs.contains(ip)
+    }
+
+    /// Whether the engine has a route to `ep`: on one of its links, or a
+    /// default route of its family (else ENETUNREACH, as Linux answers
+    /// without a route; smoltcp would send nothing and let the connect
+    /// wait). Multicast and broadcast go out on the link.
+    fn routable(&self, ep: &IpEp) -> bool {
+        let ip = ip_of(ep);
+        ep.is_multicast()
+            || ep.is_broadcast()
+            || self.nets.iter().any(|n| n.contains_addr(&ip))
+            || match ip {
+                IpAddress::Ipv4(_) => self.gw4,
+                IpAddress::Ipv6(_) => self.gw6,
+            }
     }
 
     /// Takes `port` of type `ty` for a socket (0: an ephemeral one from
@@ -533,6 +560,9 @@ impl Stack {
         if ep.port == 0 {
             return Err(ECONNREFUSED);
         }
+        if !self.routable(&ep) {
+            return Err(ENETUNREACH);
+        }
         self.autobind(id, opts, EADDRNOTAVAIL)?;
         let local = self.entry(id)?.local.ok_or(EINVAL)?;
         let mut s = new_tcp();
@@ -645,6 +675,9 @@ impl Stack {
         };
         if dest.port == 0 {
             return Err(EINVAL);
+        }
+        if !self.routable(&dest) {
+            return Err(ENETUNREACH);
         }
         self.autobind(id, opts, EAGAIN)?;
         let (v6only, local, kind) = {
