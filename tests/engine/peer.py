@@ -12,6 +12,10 @@ can be either.
                                       echo what comes back on N connections
                                       in turn; "reset" for one that ended
                                       with a reset
+  peer.py greet-server ADDR PORT N    a server that speaks first (SMTP,
+                                      SSH): a greeting on each of N
+                                      connections, at once after accept
+  peer.py greet-client ADDR PORT N    N connections, each waits for it
   peer.py burst-server ADDR PORT N    accept N connections at once (a
                                       thread each): 4 bytes in, 1000 times
                                       them out
@@ -141,6 +145,29 @@ def main():
         out("peer", *s.getpeername()[:2])
         stream_both_ways(s, True, int(sys.argv[4]))
         s.close()
+    elif mode == "greet-server":
+        ls = socket.socket(fam, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((addr, port))
+        ls.listen(8)
+        ready()
+        for i in range(int(sys.argv[4])):
+            c, _ = ls.accept()
+            c.sendall(b"220 hello %d\r\n" % i)
+            c.recv(100)
+            c.close()
+        out("ok greet-server")
+    elif mode == "greet-client":
+        good = 0
+        for i in range(int(sys.argv[4])):
+            s = socket.create_connection((addr, port), timeout=5)
+            try:
+                if s.recv(100) == b"220 hello %d\r\n" % i:
+                    good += 1
+            except socket.timeout:
+                out("no greeting on connection", i)
+            s.close()
+        out("ok" if good == int(sys.argv[4]) else "FAIL", "greet-client", good)
     elif mode == "burst-server":
         ls = socket.socket(fam, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -199,6 +199,19 @@ burst_case() {
     "server: $(tr '\n' '|' <"$work/$name.srv"); client: $(tr '\n' '|' <"$work/$name.cli")" \
     grep -q "^ok burst-client 50" "$work/$name.cli"
 }
+# A server that speaks first: nothing from the client runs the engine
+# again between the handshake and the greeting.
+rm -f "$work/ready"
+spawn greet-server 60 "$on_lib" python3 "$peer" greet-server 0.0.0.0 5303 5 >"$work/greet.srv" 2>&1
+if wait_for 20 "greet: server ready" test -e "$work/ready"; then
+  timeout 60 "$on_kernel" python3 "$peer" greet-client 10.77.0.2 5303 5 >"$work/greet.cli" 2>&1
+  reap greet-server
+  check "a library server that speaks first: 5 greetings" \
+    "server: $(tr '\n' '|' <"$work/greet.srv"); client: $(tr '\n' '|' <"$work/greet.cli")" \
+    grep -q "^ok greet-client 5" "$work/greet.cli"
+else
+  stop greet-server
+fi
 burst_case burst-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5301
 burst_case burst-lib-client "$on_kernel" "$on_lib" 10.77.0.1 10.77.0.1 5302
 

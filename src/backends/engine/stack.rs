@@ -885,7 +885,7 @@ impl Stack {
             };
             match &mut e.kind {
                 Kind::Idle => {}
-                Kind::Listen { pool, ready, full } => {
+                Kind::Listen { pool, .. } => {
                     for slot in pool.iter_mut() {
                         let st = set.get::<tcp::Socket>(*slot).state();
                         match st {
@@ -901,16 +901,6 @@ impl Stack {
                                 let conn = core::mem::replace(slot, set.add(fresh));
                                 born.push((id, conn));
                             }
-                        }
-                    }
-                    if e.handle != 0 && !*full {
-                        while let Some(c) = ready.pop_front() {
-                            evs.push(Ev::Incoming {
-                                listener: SockHandle(e.handle),
-                                lid: id,
-                                child: c,
-                                credit: TCP_BUF as u64,
-                            });
                         }
                     }
                 }
@@ -1066,6 +1056,23 @@ impl Stack {
         }
         for (lid, sh) in born {
             self.adopt(lid, sh);
+        }
+        // Connections for the accept queues, those just set up included
+        // (offered in this round: nothing else may come to run the engine
+        // again before the program answers, a server that speaks first).
+        for (&id, e) in self.socks.iter_mut() {
+            if let Kind::Listen { ready, full, .. } = &mut e.kind {
+                if e.handle != 0 && !*full {
+                    while let Some(c) = ready.pop_front() {
+                        evs.push(Ev::Incoming {
+                            listener: SockHandle(e.handle),
+                            lid: id,
+                            child: c,
+                            credit: TCP_BUF as u64,
+                        });
+                    }
+                }
+            }
         }
         for id in gone {
             if let Some(e) = self.socks.remove(&id) {
