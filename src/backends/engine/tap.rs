@@ -1,0 +1,103 @@
+//! The hosted devices: a Linux TAP device and a raw AF_PACKET socket, both
+//! a kernel fd that reads and writes whole Ethernet frames
+//! (`platform::netif`).
+
+use alloc::format;
+use alloc::string::String;
+
+use super::config::NetifKind;
+use super::device::Frames;
+use crate::platform::netif;
+
+/// A kernel fd carrying Ethernet frames.
+pub(crate) struct FdFrames {
+    fd: i32,
+    mtu: usize,
+    /// An AF_PACKET socket (it sees its interface's outgoing frames too).
+    packet: bool,
+}
+
+impl FdFrames {
+    /// Opens the device `kind` names; the error is the message to print
+    /// and the errno.
+    pub(crate) fn open(kind: &NetifKind) -> Result<FdFrames, (String, i32)> {
+        let (name, r, what) = match kind {
+            NetifKind::Tap(n) => (n, netif::tap_open(n), "TAP device"),
+            NetifKind::Packet(n) => (n, netif::packet_open(n), "interface"),
+        };
+        match r {
+            Ok(fd) => Ok(FdFrames {
+                fd,
+                mtu: netif::mtu(name).unwrap_or(1500),
+                packet: matches!(kind, NetifKind::Packet(_)),
+            }),
+            Err((e, step)) => {
+                let hint = match (kind, e) {
+                    (NetifKind::Tap(_), crate::consts::ENOENT) => {
+                        " (no /dev/net/tun: the tun module is not loaded, or this \
+                         container has no such device)"
+                    }
+                    (_, crate::consts::EPERM) | (_, crate::consts::EACCES) => {
+                        " (it needs CAP_NET_ADMIN, or a device made for this user: \
+                         ip tuntap add dev NAME mode tap user USER)"
+                    }
+                    (NetifKind::Tap(_), libc::EBUSY) => " (another process is attached to it)",
+                    (NetifKind::Packet(_), libc::ENODEV) => " (no such interface)",
+                    _ => "",
+                };
+                Err((
+                    format!(
+                        "cannot attach to {what} {name}: {step}: {}{hint}",
+                        std::io::Error::from_raw_os_error(e)
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// The fd the poll thread sleeps on.
+    pub(crate) fn fd(&self) -> i32 {
+        self.fd
+    }
+}
+
+impl Frames for FdFrames {
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            let r = if self.packet {
+                netif::packet_read(self.fd, buf)
+            } else {
+                netif::frame_read(self.fd, buf)
+            };
+            match r {
+                Ok(0) => return None,
+                Ok(n) => return Some(n),
+                Err(crate::consts::EINTR) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        let _ = netif::frame_write(self.fd, frame);
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+
+    fn max_rx_frame(&self) -> usize {
+        if self.packet {
+            // 64 KiB of IP (IPv6's header beside it) in one Ethernet frame.
+            65_535 + 40 + 14
+        } else {
+            self.mtu + 14
+        }
+    }
+
+    fn rx_checksums_partial(&self) -> bool {
+        // A TAP device gets whole checksums (no TUNSETOFFLOAD asked for).
+        self.packet
+    }
+}
