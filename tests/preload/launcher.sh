@@ -60,6 +60,10 @@ expect "--addr with an octet over 255" 2 "usockrun: --addr '10.77.0.256/24': '10
   "$run" --netif tap:ut0 --addr 10.77.0.256/24 -- "${mark[@]}"
 expect "--addr with two '::'" 2 "usockrun: --addr 'fd77::1::2/64': 'fd77::1::2' is not an IPv4 or IPv6 address" \
   "$run" --netif tap:ut0 --addr fd77::1::2/64 -- "${mark[@]}"
+expect "--addr with a loopback address" 2 "usockrun: --addr '127.0.0.2/8': not a unicast address an interface can have" \
+  "$run" --netif tap:ut0 --addr 127.0.0.2/8 -- "${mark[@]}"
+expect "--gw of a family --addr lacks" 2 "usockrun: --gw 'fd77::1': no IPv6 address in --addr" \
+  "$run" --netif tap:ut0 --addr 10.77.0.2/24 --gw 10.77.0.1,fd77::1 -- "${mark[@]}"
 expect "--addr \"\"" 2 "usockrun: --addr needs one or more CIDRs" \
   "$run" --netif tap:ut0 --addr "" -- "${mark[@]}"
 expect "--gw with a prefix length" 2 "usockrun: --gw '10.77.0.1/24': not an IPv4 or IPv6 address" \
