@@ -7,6 +7,7 @@ use core::sync::atomic::{AtomicU8, Ordering};
 use crate::backend::contract::Backend;
 use crate::backend::registry;
 
+pub mod engine;
 #[cfg(feature = "std")]
 pub mod fault;
 pub mod loopback;
@@ -42,6 +43,9 @@ pub fn shm_backend() -> Option<Arc<shm::backend::Shm>> {
 /// - the cross-process backend over `USOCK_NET`, asked before loopback (an
 ///   unusable directory makes every socket() fail with its errno rather
 ///   than run on a private network, and says why);
+/// - the TCP/IP engine over `USOCK_NETIF`, asked before both (see
+///   `engine`; a malformed value stops the process at its first socket
+///   call, an unusable device fails AF_INET/AF_INET6 socket() calls);
 /// - the `USOCK_STATS` report at exit.
 pub fn install_defaults() {
     const NONE: u8 = 0;
@@ -121,6 +125,7 @@ fn install() {
                 }
             }
         }
+        engine::install_from_env();
         registry::stats::install();
     }
 }

@@ -13,6 +13,9 @@ pub mod capture;
 pub mod cpu;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
+pub mod netif;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
 pub mod private_fds;
 /// cbindgen:ignore
 pub mod real;

@@ -1,0 +1,98 @@
+//! The device table: what the engine needs of a network device (send a
+//! frame, receive a frame, MTU), the same shape whatever carries the
+//! frames (a TAP device, an AF_PACKET socket, and later a host's driver
+//! on no_std), and its adapter to smoltcp's token-based `Device`.
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use smoltcp::phy::{self, DeviceCapabilities, Medium};
+use smoltcp::time::Instant;
+
+/// An Ethernet device. Never blocks: `recv` says `None` when no frame
+/// waits, `send` drops a frame the device cannot take now (TCP resends).
+pub trait Frames: Send {
+    /// The next received frame, copied into `buf`: its length.
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize>;
+    /// Sends one frame.
+    fn send(&mut self, frame: &[u8]);
+    /// The IP MTU (1500 on Ethernet); frames are 14 bytes longer.
+    fn mtu(&self) -> usize;
+}
+
+/// Ethernet's header, which the device's MTU does not count.
+const ETH_HEADER: usize = 14;
+
+/// A [`Frames`] as smoltcp's `Device`, with one receive and one transmit
+/// buffer reused for every frame.
+pub(crate) struct Dev {
+    frames: Box<dyn Frames>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+impl Dev {
+    pub(crate) fn new(frames: Box<dyn Frames>) -> Dev {
+        let len = frames.mtu() + ETH_HEADER;
+        Dev {
+            frames,
+            rx: vec![0; len],
+            tx: vec![0; len],
+        }
+    }
+}
+
+/// A received frame.
+pub(crate) struct Rx<'a>(&'a [u8]);
+
+/// Room for a frame to send.
+pub(crate) struct Tx<'a> {
+    frames: &'a mut dyn Frames,
+    buf: &'a mut [u8],
+}
+
+impl phy::RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let len = len.min(self.buf.len());
+        let r = f(&mut self.buf[..len]);
+        self.frames.send(&self.buf[..len]);
+        r
+    }
+}
+
+impl phy::Device for Dev {
+    type RxToken<'a> = Rx<'a>;
+    type TxToken<'a> = Tx<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        let n = self.frames.recv(&mut self.rx)?;
+        Some((
+            Rx(&self.rx[..n]),
+            Tx {
+                frames: &mut *self.frames,
+                buf: &mut self.tx,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<Tx<'_>> {
+        Some(Tx {
+            frames: &mut *self.frames,
+            buf: &mut self.tx,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = self.rx.len();
+        caps
+    }
+}

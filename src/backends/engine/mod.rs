@@ -1,0 +1,301 @@
+//! The engine backend: AF_INET and AF_INET6 stream and datagram sockets
+//! carried by a real TCP/IP stack (smoltcp) over an Ethernet device, so
+//! that user-space sockets talk to any host on a real network.
+//!
+//! smoltcp supplies the transport semantics (ordering, retransmission,
+//! windows, ARP and NDP); the frontend keeps the POSIX ones. Fragments the
+//! frontend writes go into smoltcp sockets' send buffers, and their credit
+//! is the room left there; bytes smoltcp receives go up as fragments into
+//! the socket's Socket Buffer, never beyond its window, so what the reader
+//! has not taken stays in smoltcp's receive buffer and shrinks the window
+//! the peer sees.
+//!
+//! Selection: the engine claims every AF_INET/AF_INET6 TCP or UDP socket
+//! whose address is not a loopback one (127/8, ::1; a connect or sendto
+//! to the wildcard is one too): those stay with the other backends. The
+//! routing rules (`USOCK_ROUTE`) are asked before any backend.
+//!
+//! The engine runs whenever a frame or a timer wants it: on its own thread
+//! on a hosted system (`thread`), which sleeps in poll(2) on the device and
+//! an eventfd that a write or a reader's window kicks, for as long as
+//! smoltcp's `poll_delay` allows. The rest is core + alloc, ready for a
+//! no_std host that drives [`Engine::pump`] from its tick.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod device;
+mod stack;
+#[cfg(feature = "std")]
+mod tap;
+#[cfg(feature = "std")]
+mod thread;
+
+use alloc::boxed::Box;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::addr::{IpEp, SockAddr};
+use crate::backend::contract::*;
+use crate::backend::upcall;
+use crate::consts::*;
+use crate::sync::Mutex;
+use stack::{Ev, Stack};
+
+#[cfg(feature = "std")]
+pub use thread::{configure, install_from_env};
+
+/// Priority of the engine: asked before xproc and loopback, which keep
+/// the loopback addresses it declines.
+pub const ENGINE_PRIORITY: i32 = 20;
+
+/// A socket's state as the frontend holds it: its id in the engine.
+struct ESock {
+    id: u64,
+}
+
+/// The engine backend.
+pub struct Engine {
+    stack: Mutex<Stack>,
+    /// Wakes whatever runs [`Engine::pump`] (the poll thread's eventfd).
+    wake: Box<dyn Fn() + Send + Sync>,
+}
+
+fn id_of(sock: &SockRef<'_>) -> Result<u64, Errno> {
+    let any: &(dyn core::any::Any + Send + Sync) = &**sock.state;
+    any.downcast_ref::<ESock>().map(|s| s.id).ok_or(EINVAL)
+}
+
+/// Whether `ep` is a loopback address (127/8, ::1, v4-mapped 127/8).
+fn is_loopback(ep: &IpEp) -> bool {
+    (ep.is_v4() && ep.ip[12] == 127) || ep.ip == core::net::Ipv6Addr::LOCALHOST.octets()
+}
+
+impl Engine {
+    /// An engine with the interface `cfg` describes, over `frames`; `wake`
+    /// is called when [`Engine::pump`] should run soon.
+    pub fn new(
+        cfg: &config::NetifConfig,
+        frames: Box<dyn device::Frames>,
+        seed: u64,
+        wake: Box<dyn Fn() + Send + Sync>,
+    ) -> Engine {
+        Engine {
+            stack: Mutex::new(Stack::new(cfg, frames, seed)),
+            wake,
+        }
+    }
+
+    /// Runs the engine once: frames in and out, timers, and the upcalls
+    /// that follow. Returns how long it may sleep until the next run, in
+    /// nanoseconds (None: until a frame or a kick comes).
+    pub fn pump(&self) -> Option<u64> {
+        let evs = {
+            let mut st = self.stack.lock();
+            st.poll();
+            st.gather()
+        };
+        let again = self.run(evs);
+        if again {
+            return Some(0);
+        }
+        self.stack
+            .lock()
+            .delay()
+            .map(|d| d.total_micros().saturating_mul(1000))
+    }
+
+    /// Makes the upcalls, with no lock held; true when their answers
+    /// changed what the engine may do now (a new connection's window).
+    fn run(&self, evs: Vec<Ev>) -> bool {
+        let mut adopted = Vec::new();
+        for ev in evs {
+            match ev {
+                Ev::Data { h, off, fin, data } => {
+                    let flags = if fin { FLAG_FIN } else { 0 };
+                    let _ = upcall::deliver(h, &Fragment::stream(off, flags, &data));
+                }
+                Ev::Dgram { h, id, src, data } => {
+                    let len = data.len() as u32;
+                    let _ = upcall::deliver(h, &Fragment::dgram(id, 0, len, src.as_bytes(), &data));
+                }
+                Ev::Connected { h, credit } => {
+                    let _ = upcall::credit(h, credit);
+                    let _ = upcall::connected(h);
+                }
+                Ev::Refused { h, err } => {
+                    let _ = upcall::refused(h, err);
+                }
+                Ev::Reset { h, err } => {
+                    let _ = upcall::reset(h, err);
+                }
+                Ev::Credit { h, limit } => {
+                    let _ = upcall::credit(h, limit);
+                }
+                Ev::Writable { h } => {
+                    let _ = upcall::writable(h);
+                }
+                Ev::Incoming {
+                    listener,
+                    lid,
+                    child,
+                    credit,
+                } => {
+                    let state: SockState = Arc::new(ESock { id: child });
+                    let r = upcall::incoming(listener, state).and_then(|ch| {
+                        let win = upcall::window(ch)?;
+                        let _ = upcall::credit(ch, credit);
+                        Ok((ch, win))
+                    });
+                    adopted.push((lid, child, r));
+                }
+            }
+        }
+        if adopted.is_empty() {
+            return false;
+        }
+        let mut connect = Vec::new();
+        {
+            let mut st = self.stack.lock();
+            for (lid, child, r) in adopted {
+                if let Ok((ch, _)) = r {
+                    connect.push(ch);
+                }
+                st.incoming_done(lid, child, r);
+            }
+        }
+        // In the accept queue only now: its handle is known to the engine
+        // before a byte of it can go up.
+        for ch in connect {
+            let _ = upcall::connected(ch);
+        }
+        true
+    }
+
+    fn with<R>(
+        &self,
+        sock: &SockRef<'_>,
+        f: impl FnOnce(&mut Stack, u64) -> R,
+    ) -> Result<R, Errno> {
+        let id = id_of(sock)?;
+        let mut st = self.stack.lock();
+        Ok(f(&mut st, id))
+    }
+}
+
+impl Backend for Engine {
+    fn name(&self) -> &str {
+        "engine"
+    }
+
+    fn supports(&self, info: &SockInfo) -> bool {
+        matches!(info.domain, AF_INET | AF_INET6)
+            && match info.ty {
+                SOCK_STREAM => matches!(info.protocol, 0 | IPPROTO_TCP),
+                SOCK_DGRAM => matches!(info.protocol, 0 | IPPROTO_UDP),
+                _ => false,
+            }
+    }
+
+    fn claim(
+        &self,
+        handle: SockHandle,
+        info: &SockInfo,
+        op: ClaimOp,
+        addr: &SockAddr,
+    ) -> Result<Option<SockState>, Errno> {
+        let Ok(ep) = IpEp::parse(addr, info.domain) else {
+            return Ok(None);
+        };
+        let mine = match op {
+            ClaimOp::Pair => false,
+            // A wildcard bind is the engine's: it listens on its interface.
+            ClaimOp::Bind | ClaimOp::Listen => !is_loopback(&ep),
+            // Linux connects to the wildcard as to loopback.
+            ClaimOp::Connect | ClaimOp::SendTo => !ep.is_local(),
+        };
+        if !mine {
+            return Ok(None);
+        }
+        let id = self.stack.lock().add(handle, *info);
+        Ok(Some(Arc::new(ESock { id })))
+    }
+
+    fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
+        self.with(&sock, |st, id| st.bind(id, addr, sock.opts))?
+    }
+
+    fn listen(&self, sock: SockRef<'_>, backlog: u32) -> Result<(), Errno> {
+        self.with(&sock, |st, id| st.listen(id, sock.opts, backlog))??;
+        (self.wake)();
+        Ok(())
+    }
+
+    fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno> {
+        let win = if sock.info.ty == SOCK_STREAM {
+            upcall::window(sock.handle)?
+        } else {
+            0
+        };
+        self.with(&sock, |st, id| {
+            st.connect(id, addr, sock.opts, win)?;
+            st.egress();
+            Ok::<(), Errno>(())
+        })??;
+        (self.wake)();
+        Ok(())
+    }
+
+    fn accepted(&self, listener: SockRef<'_>) {
+        if self.with(&listener, |st, id| st.accepted(id)) == Ok(true) {
+            (self.wake)();
+        }
+    }
+
+    fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
+        let hd = &frag.header;
+        self.with(&sock, |st, id| {
+            match hd.kind {
+                FragKind::Stream => st.write_stream(
+                    id,
+                    hd.offset,
+                    frag.payload,
+                    hd.flags & FLAG_FIN != 0,
+                    hd.flags & FLAG_RST != 0,
+                )?,
+                FragKind::Dgram => {
+                    let dest = if frag.addr.is_empty() {
+                        None
+                    } else {
+                        Some(SockAddr::from_bytes(frag.addr).ok_or(EINVAL)?)
+                    };
+                    st.write_dgram(id, hd, dest.as_ref(), frag.payload, sock.opts)?
+                }
+            }
+            st.egress();
+            Ok::<(), Errno>(())
+        })??;
+        // The engine's timers (retransmission) now matter.
+        (self.wake)();
+        Ok(())
+    }
+
+    fn window(&self, sock: SockRef<'_>, limit: u64) {
+        if self.with(&sock, |st, id| st.window(id, limit)) == Ok(true) {
+            (self.wake)();
+        }
+    }
+
+    fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        self.with(&sock, |st, id| st.local_addr(id)).ok().flatten()
+    }
+
+    fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
+        self.with(&sock, |st, id| st.peer_addr(id)).ok().flatten()
+    }
+
+    fn close(&self, sock: SockRef<'_>) {
+        if self.with(&sock, |st, id| st.close(id)).is_ok() {
+            (self.wake)();
+        }
+    }
+}

@@ -1,0 +1,1046 @@
+//! The engine's state: smoltcp's interface and sockets, and for each of
+//! the frontend's sockets what maps it onto them (stream offsets both
+//! ways, the credit granted, the receiver's window, the listener's pool).
+//! All of it behind the engine's one lock; nothing here makes an upcall:
+//! [`Stack::gather`] returns them as [`Ev`]s, which the caller makes with
+//! the lock released (an upcall may call the backend again: a connection
+//! the frontend aborts is closed from inside `upcall::connected`).
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::net::{Ipv4Addr, Ipv6Addr};
+
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, IpListenEndpoint,
+};
+
+use super::config::NetifConfig;
+use super::device::{Dev, Frames};
+use crate::addr::{IpEp, SockAddr};
+use crate::backend::contract::{Errno, FragHeader, SockHandle, SockInfo, SockOpts};
+use crate::consts::*;
+
+/// Each TCP connection's receive and send buffers in the engine (the
+/// receive buffer is the window the peer sees, scaled past 64 KiB).
+const TCP_BUF: usize = 256 * 1024;
+/// UDP: datagrams and bytes queued each way.
+const UDP_PACKETS: usize = 128;
+const UDP_BYTES: usize = 256 * 1024;
+/// Listening sockets per listener: connections the engine can be setting
+/// up at once for one port (smoltcp's listener turns into the connection).
+const LISTEN_POOL: usize = 4;
+/// A connect that nobody answers fails after this long (Linux's 6 SYN
+/// retries take 127 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(127);
+/// A connection whose peer acknowledges nothing this long while data waits
+/// is dropped (ETIMEDOUT; Linux's tcp_retries2 gives about 15 minutes).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
+/// The largest piece of stream handed up at once.
+const DELIVER_MAX: usize = 64 * 1024;
+
+/// The engine's clock: the platform's monotonic one.
+pub(crate) fn now() -> Instant {
+    Instant::from_micros((crate::platform::mono_ns() / 1000) as i64)
+}
+
+/// What the frontend sees of a TCP connection.
+#[derive(Default)]
+struct TcpState {
+    /// The next stream offset to go into smoltcp's send buffer.
+    tx_next: u64,
+    /// Fragments that came ahead of `tx_next` (two threads' sends), by
+    /// offset, or that smoltcp could not take yet.
+    stash: BTreeMap<u64, Vec<u8>>,
+    /// The stream's end, once the frontend sent its FIN.
+    fin_at: Option<u64>,
+    fin_sent: bool,
+    rst_sent: bool,
+    /// The credit granted: the frontend may send below this offset.
+    granted: u64,
+    /// The next offset handed up, and the receiver's window end.
+    rx_off: u64,
+    win_end: u64,
+    fin_delivered: bool,
+    connecting: bool,
+    /// The connection ended (closed, reset, refused): no more upcalls.
+    ended: bool,
+    started: Option<Instant>,
+    /// When the peer last showed it was there (data, an acknowledgement).
+    progress: Option<Instant>,
+    unacked: usize,
+}
+
+#[derive(Default)]
+struct UdpState {
+    /// A datagram the frontend is handing over in several fragments.
+    partial: Option<(u64, Vec<u8>, Option<IpEp>)>,
+    /// A send found the buffer full: say writable when it has room.
+    want_writable: bool,
+    next_id: u64,
+}
+
+enum Kind {
+    /// Nothing in smoltcp yet (a socket bound, or only claimed).
+    Idle,
+    /// A listener: its pool of smoltcp listening sockets, and connections
+    /// established but not yet in the frontend's accept queue.
+    Listen {
+        pool: Vec<SocketHandle>,
+        ready: VecDeque<u64>,
+        full: bool,
+    },
+    Tcp(SocketHandle),
+    Udp(SocketHandle),
+}
+
+struct Entry {
+    /// The frontend's handle; 0 while an accepted connection is not yet
+    /// the frontend's, or once the frontend closed the socket.
+    handle: u64,
+    info: SockInfo,
+    local: Option<IpEp>,
+    peer: Option<IpEp>,
+    port: Option<(i32, u16)>,
+    v6only: bool,
+    kind: Kind,
+    t: TcpState,
+    u: UdpState,
+    /// The frontend closed it; it lives on until its connection ends.
+    orphan: bool,
+}
+
+/// An upcall to make once the lock is released.
+pub(crate) enum Ev {
+    /// Stream bytes at `off` (`fin`: the stream ends after them).
+    Data {
+        h: SockHandle,
+        off: u64,
+        fin: bool,
+        data: Vec<u8>,
+    },
+    /// A datagram from `src`.
+    Dgram {
+        h: SockHandle,
+        id: u64,
+        src: SockAddr,
+        data: Vec<u8>,
+    },
+    /// A connect completed: credit, then connected.
+    Connected {
+        h: SockHandle,
+        credit: u64,
+    },
+    Refused {
+        h: SockHandle,
+        err: Errno,
+    },
+    Reset {
+        h: SockHandle,
+        err: Errno,
+    },
+    Credit {
+        h: SockHandle,
+        limit: u64,
+    },
+    Writable {
+        h: SockHandle,
+    },
+    /// Connection `child` of listener `lid` is ready for its accept queue.
+    Incoming {
+        listener: SockHandle,
+        lid: u64,
+        child: u64,
+        credit: u64,
+    },
+}
+
+/// smoltcp's side of the engine and the frontend's sockets on it.
+pub(crate) struct Stack {
+    iface: Interface,
+    set: SocketSet<'static>,
+    dev: Dev,
+    socks: BTreeMap<u64, Entry>,
+    /// Bound ports by (type, port): how many sockets, whether all of them
+    /// let others share it.
+    ports: BTreeMap<(i32, u16), (u32, bool)>,
+    next_id: u64,
+    rand: u64,
+    addrs: Vec<IpAddress>,
+}
+
+fn ip_of(ep: &IpEp) -> IpAddress {
+    if ep.is_v4() {
+        IpAddress::Ipv4(Ipv4Addr::new(ep.ip[12], ep.ip[13], ep.ip[14], ep.ip[15]))
+    } else {
+        IpAddress::Ipv6(Ipv6Addr::from(ep.ip))
+    }
+}
+
+fn ep_of(addr: IpAddress, port: u16, family: i32) -> IpEp {
+    let ip = match addr {
+        IpAddress::Ipv4(a) => a.to_ipv6_mapped().octets(),
+        IpAddress::Ipv6(a) => a.octets(),
+    };
+    IpEp { family, ip, port }
+}
+
+fn new_tcp() -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+        tcp::SocketBuffer::new(vec![0; TCP_BUF]),
+    );
+    // The frontend hands over whole sends (up to 64 KiB a fragment):
+    // Nagle would only hold the tail of each back by a round trip.
+    s.set_nagle_enabled(false);
+    s
+}
+
+fn new_udp() -> udp::Socket<'static> {
+    udp::Socket::new(
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0; UDP_BYTES],
+        ),
+        udp::PacketBuffer::new(
+            vec![udp::PacketMetadata::EMPTY; UDP_PACKETS],
+            vec![0; UDP_BYTES],
+        ),
+    )
+}
+
+/// Whether smoltcp's state says the peer sent its FIN.
+fn peer_finished(st: tcp::State) -> bool {
+    matches!(
+        st,
+        tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+    )
+}
+
+impl Stack {
+    /// The interface `cfg` describes over `frames`; `seed` varies
+    /// smoltcp's initial sequence numbers and the ephemeral ports.
+    pub(crate) fn new(
+        cfg: &NetifConfig,
+        frames: alloc::boxed::Box<dyn Frames>,
+        seed: u64,
+    ) -> Stack {
+        let mut dev = Dev::new(frames);
+        let mac = cfg.mac.unwrap_or_else(|| super::config::made_up_mac(seed));
+        let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+        c.random_seed = seed;
+        let mut iface = Interface::new(c, &mut dev, now());
+        let mut addrs = Vec::new();
+        iface.update_ip_addrs(|a| {
+            for cidr in &cfg.addrs {
+                let ip: IpAddress = cidr.ip.into();
+                if a.push(IpCidr::new(ip, cidr.prefix)).is_ok() {
+                    addrs.push(ip);
+                }
+            }
+        });
+        for gw in &cfg.gws {
+            let _ = match gw {
+                core::net::IpAddr::V4(g) => {
+                    iface.routes_mut().add_default_ipv4_route(*g).map(|_| ())
+                }
+                core::net::IpAddr::V6(g) => {
+                    iface.routes_mut().add_default_ipv6_route(*g).map(|_| ())
+                }
+            };
+        }
+        Stack {
+            iface,
+            set: SocketSet::new(Vec::new()),
+            dev,
+            socks: BTreeMap::new(),
+            ports: BTreeMap::new(),
+            next_id: 1,
+            rand: seed | 1,
+            addrs,
+        }
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64: ports need spread, not secrecy.
+        let mut x = self.rand;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rand = x;
+        x
+    }
+
+    /// A new socket of the frontend's (`handle`), claimed.
+    pub(crate) fn add(&mut self, handle: SockHandle, info: SockInfo) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.socks.insert(
+            id,
+            Entry {
+                handle: handle.0,
+                info,
+                local: None,
+                peer: None,
+                port: None,
+                v6only: info.domain == AF_INET,
+                kind: Kind::Idle,
+                t: TcpState::default(),
+                u: UdpState::default(),
+                orphan: false,
+            },
+        );
+        id
+    }
+
+    fn entry(&mut self, id: u64) -> Result<&mut Entry, Errno> {
+        self.socks.get_mut(&id).ok_or(EBADF)
+    }
+
+    fn is_ours(&self, ip: &IpAddress) -> bool {
+        self.addrs.contains(ip)
+    }
+
+    /// Takes `port` of type `ty` for a socket (0: an ephemeral one from
+    /// `range`); `exhausted` when none is free.
+    fn take_port(
+        &mut self,
+        ty: i32,
+        port: u16,
+        share: bool,
+        range: (u16, u16),
+        exhausted: Errno,
+    ) -> Result<u16, Errno> {
+        if port != 0 {
+            match self.ports.get_mut(&(ty, port)) {
+                None => {
+                    self.ports.insert((ty, port), (1, share));
+                }
+                Some((n, s)) if *s && share => *n += 1,
+                Some(_) => return Err(EADDRINUSE),
+            }
+            return Ok(port);
+        }
+        let (lo, hi) = range;
+        let span = u64::from(hi.saturating_sub(lo)) + 1;
+        let start = self.next_rand() % span;
+        for i in 0..span {
+            let p = lo + ((start + i) % span) as u16;
+            if let alloc::collections::btree_map::Entry::Vacant(v) = self.ports.entry((ty, p)) {
+                v.insert((1, false));
+                return Ok(p);
+            }
+        }
+        Err(exhausted)
+    }
+
+    fn put_port(&mut self, key: (i32, u16)) {
+        if let Some((n, _)) = self.ports.get_mut(&key) {
+            *n -= 1;
+            if *n == 0 {
+                self.ports.remove(&key);
+            }
+        }
+    }
+
+    /// bind(): an address of the interface (or the wildcard), a free port.
+    pub(crate) fn bind(
+        &mut self,
+        id: u64,
+        addr: &SockAddr,
+        opts: SockOpts,
+    ) -> Result<SockAddr, Errno> {
+        let (info, bound) = {
+            let e = self.entry(id)?;
+            (e.info, e.local.is_some())
+        };
+        if bound {
+            return Err(EINVAL);
+        }
+        let ep = IpEp::parse(addr, info.domain)?;
+        if info.domain == AF_INET6 && opts.v6only && ep.is_v4() && !ep.is_wild() {
+            return Err(EADDRNOTAVAIL);
+        }
+        if !ep.is_wild() && !opts.freebind && !self.is_ours(&ip_of(&ep)) {
+            return Err(EADDRNOTAVAIL);
+        }
+        let port = self.take_port(
+            info.ty,
+            ep.port,
+            opts.reuseaddr || opts.reuseport,
+            opts.ephemeral_range(),
+            EADDRINUSE,
+        )?;
+        let e = self.entry(id)?;
+        e.port = Some((info.ty, port));
+        e.v6only = info.domain == AF_INET || opts.v6only;
+        let local = IpEp { port, ..ep };
+        e.local = Some(local);
+        if info.ty == SOCK_DGRAM {
+            self.open_udp(id)?;
+        }
+        Ok(local.to_sockaddr(info.domain))
+    }
+
+    /// Binds to the wildcard and an ephemeral port if not bound yet.
+    fn autobind(&mut self, id: u64, opts: SockOpts, exhausted: Errno) -> Result<(), Errno> {
+        let e = self.entry(id)?;
+        if e.local.is_some() {
+            return Ok(());
+        }
+        let family = e.info.domain;
+        let any = IpEp {
+            family,
+            ip: if family == AF_INET {
+                Ipv4Addr::UNSPECIFIED.to_ipv6_mapped().octets()
+            } else {
+                [0; 16]
+            },
+            port: 0,
+        };
+        match self.bind(id, &any.to_sockaddr(family), opts) {
+            Err(EADDRINUSE) => Err(exhausted),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// The listen endpoint of a bound socket.
+    fn listen_ep(local: &IpEp) -> IpListenEndpoint {
+        IpListenEndpoint {
+            addr: (!local.is_wild()).then(|| ip_of(local)),
+            port: local.port,
+        }
+    }
+
+    fn open_udp(&mut self, id: u64) -> Result<(), Errno> {
+        let local = self.entry(id)?.local.ok_or(EINVAL)?;
+        let mut s = new_udp();
+        s.bind(Self::listen_ep(&local)).map_err(|_| EINVAL)?;
+        let sh = self.set.add(s);
+        self.entry(id)?.kind = Kind::Udp(sh);
+        Ok(())
+    }
+
+    /// listen(): a pool of smoltcp listening sockets on the bound port.
+    pub(crate) fn listen(&mut self, id: u64, opts: SockOpts, backlog: u32) -> Result<(), Errno> {
+        if matches!(self.entry(id)?.kind, Kind::Listen { .. }) {
+            return Ok(());
+        }
+        self.autobind(id, opts, EADDRINUSE)?;
+        let local = self.entry(id)?.local.ok_or(EINVAL)?;
+        let n = (backlog as usize).saturating_add(1).clamp(1, LISTEN_POOL);
+        let mut pool = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut s = new_tcp();
+            s.listen(Self::listen_ep(&local)).map_err(|_| EINVAL)?;
+            pool.push(self.set.add(s));
+        }
+        self.entry(id)?.kind = Kind::Listen {
+            pool,
+            ready: VecDeque::new(),
+            full: false,
+        };
+        Ok(())
+    }
+
+    /// connect(): for a stream, starts the handshake (the outcome comes
+    /// from [`Self::gather`]); `win` is the receiver's window end now.
+    pub(crate) fn connect(
+        &mut self,
+        id: u64,
+        dest: &SockAddr,
+        opts: SockOpts,
+        win: u64,
+    ) -> Result<(), Errno> {
+        let info = self.entry(id)?.info;
+        if info.ty == SOCK_DGRAM {
+            if dest.family() == AF_UNSPEC {
+                self.entry(id)?.peer = None;
+                return Ok(());
+            }
+            let ep = IpEp::parse(dest, info.domain)?;
+            self.autobind(id, opts, EAGAIN)?;
+            self.entry(id)?.peer = Some(ep);
+            return Ok(());
+        }
+        if !matches!(self.entry(id)?.kind, Kind::Idle) {
+            return Err(EISCONN);
+        }
+        let ep = IpEp::parse(dest, info.domain)?;
+        let v6only = self.entry(id)?.v6only || (info.domain == AF_INET6 && opts.v6only);
+        if ep.is_v4() && info.domain == AF_INET6 && v6only {
+            return Err(ENETUNREACH);
+        }
+        if ep.port == 0 {
+            return Err(ECONNREFUSED);
+        }
+        self.autobind(id, opts, EADDRNOTAVAIL)?;
+        let local = self.entry(id)?.local.ok_or(EINVAL)?;
+        let mut s = new_tcp();
+        s.connect(
+            self.iface.context(),
+            IpEndpoint::new(ip_of(&ep), ep.port),
+            Self::listen_ep(&local),
+        )
+        .map_err(|e| match e {
+            tcp::ConnectError::Unaddressable => ENETUNREACH,
+            tcp::ConnectError::InvalidState => EISCONN,
+        })?;
+        s.set_timeout(Some(CONNECT_TIMEOUT));
+        let sh = self.set.add(s);
+        let t = now();
+        let e = self.entry(id)?;
+        e.kind = Kind::Tcp(sh);
+        e.peer = Some(ep);
+        e.t.connecting = true;
+        e.t.started = Some(t);
+        e.t.progress = Some(t);
+        e.t.win_end = win;
+        Ok(())
+    }
+
+    /// A stream fragment from the frontend at `off` (FIN, RST as flagged).
+    pub(crate) fn write_stream(
+        &mut self,
+        id: u64,
+        off: u64,
+        payload: &[u8],
+        fin: bool,
+        rst: bool,
+    ) -> Result<(), Errno> {
+        let Stack { socks, set, .. } = self;
+        let e = socks.get_mut(&id).ok_or(EBADF)?;
+        let Kind::Tcp(sh) = e.kind else {
+            return Err(ENOTCONN);
+        };
+        let s = set.get_mut::<tcp::Socket>(sh);
+        let t = &mut e.t;
+        if rst {
+            s.abort();
+            t.rst_sent = true;
+            t.stash.clear();
+            return Ok(());
+        }
+        if t.rst_sent || t.ended {
+            return Ok(());
+        }
+        let end = off + payload.len() as u64;
+        if end > t.tx_next {
+            let skip = t.tx_next.saturating_sub(off) as usize;
+            t.stash.insert(off + skip as u64, payload[skip..].to_vec());
+        }
+        if fin {
+            t.fin_at = Some(end);
+        }
+        flush(s, t);
+        Ok(())
+    }
+
+    /// A datagram fragment from the frontend, to `dest` (None: the
+    /// connected peer).
+    pub(crate) fn write_dgram(
+        &mut self,
+        id: u64,
+        hd: &FragHeader,
+        dest: Option<&SockAddr>,
+        payload: &[u8],
+        opts: SockOpts,
+    ) -> Result<(), Errno> {
+        let (frag_id, at, total) = (hd.offset, hd.dgram_offset, hd.dgram_total);
+        let info = self.entry(id)?.info;
+        let dest = match dest {
+            Some(d) => Some(IpEp::parse(d, info.domain)?),
+            None => None,
+        };
+        // Put the datagram together when it comes in pieces.
+        let whole: Vec<u8>;
+        let (data, dest) = if at == 0 && payload.len() == total as usize {
+            (payload, dest)
+        } else {
+            let e = self.entry(id)?;
+            if at == 0 {
+                let mut v = Vec::with_capacity(total as usize);
+                v.extend_from_slice(payload);
+                e.u.partial = Some((frag_id, v, dest));
+            } else if let Some((pid, v, _)) = e.u.partial.as_mut() {
+                if *pid != frag_id || v.len() != at as usize {
+                    e.u.partial = None;
+                    return Err(EINVAL);
+                }
+                v.extend_from_slice(payload);
+            }
+            match e.u.partial.take() {
+                Some((_, v, d)) if v.len() >= total as usize => {
+                    whole = v;
+                    (&whole[..], d)
+                }
+                p => {
+                    e.u.partial = p;
+                    return Ok(());
+                }
+            }
+        };
+        let dest = match dest.or(self.entry(id)?.peer) {
+            Some(d) => d,
+            None => return Err(EDESTADDRREQ),
+        };
+        if dest.port == 0 {
+            return Err(EINVAL);
+        }
+        self.autobind(id, opts, EAGAIN)?;
+        let (v6only, local, kind) = {
+            let e = self.entry(id)?;
+            (
+                e.v6only,
+                e.local,
+                match e.kind {
+                    Kind::Udp(sh) => Some(sh),
+                    _ => None,
+                },
+            )
+        };
+        if dest.is_v4() && info.domain == AF_INET6 && v6only {
+            return Err(ENETUNREACH);
+        }
+        let sh = kind.ok_or(EINVAL)?;
+        let mut meta = udp::UdpMetadata::from(IpEndpoint::new(ip_of(&dest), dest.port));
+        meta.local_address = local.filter(|l| !l.is_wild()).map(|l| ip_of(&l));
+        let s = self.set.get_mut::<udp::Socket>(sh);
+        if data.len() > s.payload_send_capacity() {
+            return Err(EMSGSIZE);
+        }
+        match s.send_slice(data, meta) {
+            Ok(()) => Ok(()),
+            Err(udp::SendError::BufferFull) => {
+                self.entry(id)?.u.want_writable = true;
+                Err(EAGAIN)
+            }
+            Err(udp::SendError::Unaddressable) => Err(ENETUNREACH),
+        }
+    }
+
+    /// The receiver's window moved to `limit`: whether the engine holds
+    /// bytes it may now hand up.
+    pub(crate) fn window(&mut self, id: u64, limit: u64) -> bool {
+        let Stack { socks, set, .. } = self;
+        let Some(e) = socks.get_mut(&id) else {
+            return false;
+        };
+        if limit <= e.t.win_end {
+            return false;
+        }
+        e.t.win_end = limit;
+        match e.kind {
+            Kind::Tcp(sh) => {
+                let s = set.get::<tcp::Socket>(sh);
+                s.recv_queue() > 0 || (peer_finished(s.state()) && !e.t.fin_delivered)
+            }
+            _ => false,
+        }
+    }
+
+    /// The frontend made room in a listener's accept queue: whether
+    /// connections wait for it.
+    pub(crate) fn accepted(&mut self, id: u64) -> bool {
+        match self.socks.get_mut(&id).map(|e| &mut e.kind) {
+            Some(Kind::Listen { ready, full, .. }) => {
+                *full = false;
+                !ready.is_empty()
+            }
+            _ => false,
+        }
+    }
+
+    /// The address the socket has, as its family sees it.
+    pub(crate) fn local_addr(&self, id: u64) -> Option<SockAddr> {
+        let e = self.socks.get(&id)?;
+        if let Kind::Tcp(sh) = e.kind {
+            if let Some(l) = self.set.get::<tcp::Socket>(sh).local_endpoint() {
+                return Some(ep_of(l.addr, l.port, e.info.domain).to_sockaddr(e.info.domain));
+            }
+        }
+        e.local.map(|l| l.to_sockaddr(e.info.domain))
+    }
+
+    /// The connected peer.
+    pub(crate) fn peer_addr(&self, id: u64) -> Option<SockAddr> {
+        let e = self.socks.get(&id)?;
+        e.peer.map(|p| p.to_sockaddr(e.info.domain))
+    }
+
+    /// The frontend is done with the socket: a connection lives on until
+    /// its FIN is through (or resets when the frontend had not read all).
+    pub(crate) fn close(&mut self, id: u64) {
+        let Some(mut e) = self.socks.remove(&id) else {
+            return;
+        };
+        match core::mem::replace(&mut e.kind, Kind::Idle) {
+            Kind::Idle => {}
+            Kind::Udp(sh) => {
+                self.set.remove(sh);
+            }
+            Kind::Listen { pool, ready, .. } => {
+                for sh in pool {
+                    self.set.remove(sh);
+                }
+                // Connections nobody will accept: reset, as Linux's
+                // inet_csk_listen_stop.
+                for c in ready {
+                    if let Some(ce) = self.socks.get_mut(&c) {
+                        if let Kind::Tcp(sh) = ce.kind {
+                            self.set.get_mut::<tcp::Socket>(sh).abort();
+                        }
+                        ce.orphan = true;
+                        ce.handle = 0;
+                    }
+                }
+            }
+            Kind::Tcp(sh) => {
+                let s = self.set.get_mut::<tcp::Socket>(sh);
+                if !e.t.rst_sent && !e.t.fin_sent && e.t.fin_at.is_none() {
+                    if s.recv_queue() > 0 || e.t.connecting {
+                        s.abort();
+                    } else {
+                        s.close();
+                    }
+                }
+                e.kind = Kind::Tcp(sh);
+                e.orphan = true;
+                e.handle = 0;
+                self.socks.insert(id, e);
+                return;
+            }
+        }
+        if let Some(p) = e.port {
+            self.put_port(p);
+        }
+    }
+
+    /// Runs the engine: frames in, segments out, timers.
+    pub(crate) fn poll(&mut self) {
+        let t = now();
+        self.iface.poll(t, &mut self.dev, &mut self.set);
+    }
+
+    /// Sends what the sockets have queued, at once (after a write).
+    pub(crate) fn egress(&mut self) {
+        let t = now();
+        self.iface.poll_egress(t, &mut self.dev, &mut self.set);
+    }
+
+    /// How long until the engine must run again (None: only on input).
+    pub(crate) fn delay(&mut self) -> Option<Duration> {
+        let t = now();
+        self.iface.poll_delay(t, &self.set)
+    }
+
+    /// The upcalls the sockets' new states call for.
+    pub(crate) fn gather(&mut self) -> Vec<Ev> {
+        let mut evs = Vec::new();
+        let mut gone = Vec::new();
+        let mut born = Vec::new();
+        let ids: Vec<u64> = self.socks.keys().copied().collect();
+        let t_now = now();
+        for id in ids {
+            let Stack { socks, set, .. } = &mut *self;
+            let Some(e) = socks.get_mut(&id) else {
+                continue;
+            };
+            match &mut e.kind {
+                Kind::Idle => {}
+                Kind::Listen { pool, ready, full } => {
+                    for slot in pool.iter_mut() {
+                        let st = set.get::<tcp::Socket>(*slot).state();
+                        match st {
+                            tcp::State::Listen | tcp::State::SynReceived => {}
+                            tcp::State::Closed => {
+                                let lep = set.get::<tcp::Socket>(*slot).listen_endpoint();
+                                let _ = set.get_mut::<tcp::Socket>(*slot).listen(lep);
+                            }
+                            _ => {
+                                let lep = set.get::<tcp::Socket>(*slot).listen_endpoint();
+                                let mut fresh = new_tcp();
+                                let _ = fresh.listen(lep);
+                                let conn = core::mem::replace(slot, set.add(fresh));
+                                born.push((id, conn));
+                            }
+                        }
+                    }
+                    if e.handle != 0 && !*full {
+                        while let Some(c) = ready.pop_front() {
+                            evs.push(Ev::Incoming {
+                                listener: SockHandle(e.handle),
+                                lid: id,
+                                child: c,
+                                credit: TCP_BUF as u64,
+                            });
+                        }
+                    }
+                }
+                Kind::Udp(sh) => {
+                    let s = set.get_mut::<udp::Socket>(*sh);
+                    while let Ok((data, meta)) = s.recv() {
+                        let src = meta.endpoint;
+                        let v4 = matches!(src.addr, IpAddress::Ipv4(_));
+                        if (!v4 && e.info.domain == AF_INET)
+                            || (v4 && e.v6only && e.info.domain == AF_INET6)
+                        {
+                            continue;
+                        }
+                        let from = ep_of(src.addr, src.port, e.info.domain);
+                        if e.peer
+                            .is_some_and(|p| p.ip != from.ip || p.port != from.port)
+                        {
+                            continue;
+                        }
+                        if e.handle == 0 {
+                            continue;
+                        }
+                        let id = e.u.next_id;
+                        e.u.next_id += 1;
+                        evs.push(Ev::Dgram {
+                            h: SockHandle(e.handle),
+                            id,
+                            src: from.to_sockaddr(e.info.domain),
+                            data: data.to_vec(),
+                        });
+                    }
+                    if e.u.want_writable && s.can_send() {
+                        e.u.want_writable = false;
+                        evs.push(Ev::Writable {
+                            h: SockHandle(e.handle),
+                        });
+                    }
+                }
+                Kind::Tcp(sh) => {
+                    let s = set.get_mut::<tcp::Socket>(*sh);
+                    let st = s.state();
+                    let t = &mut e.t;
+                    let h = SockHandle(e.handle);
+                    if e.orphan {
+                        // Nobody reads any more: what comes is dropped.
+                        while s.can_recv() && s.recv(|b| (b.len(), ())).is_ok() {}
+                        flush(s, t);
+                        if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
+                            gone.push(id);
+                        }
+                        continue;
+                    }
+                    if t.connecting {
+                        match st {
+                            tcp::State::SynSent | tcp::State::SynReceived => continue,
+                            tcp::State::Closed => {
+                                t.connecting = false;
+                                t.ended = true;
+                                let waited = t.started.map_or(Duration::ZERO, |s| t_now - s);
+                                let err = if waited + Duration::from_secs(1) >= CONNECT_TIMEOUT {
+                                    ETIMEDOUT
+                                } else {
+                                    ECONNREFUSED
+                                };
+                                evs.push(Ev::Refused { h, err });
+                                continue;
+                            }
+                            _ => {
+                                t.connecting = false;
+                                s.set_timeout(Some(IDLE_TIMEOUT));
+                                t.granted = t.tx_next + (s.send_capacity() - s.send_queue()) as u64;
+                                t.progress = Some(t_now);
+                                evs.push(Ev::Connected {
+                                    h,
+                                    credit: t.granted,
+                                });
+                            }
+                        }
+                    }
+                    if t.ended || e.handle == 0 {
+                        continue;
+                    }
+                    flush(s, t);
+                    while t.rx_off < t.win_end && s.can_recv() {
+                        let room = (t.win_end - t.rx_off).min(DELIVER_MAX as u64) as usize;
+                        let Ok(data) = s.recv(|b| {
+                            let n = b.len().min(room);
+                            (n, b[..n].to_vec())
+                        }) else {
+                            break;
+                        };
+                        if data.is_empty() {
+                            break;
+                        }
+                        let off = t.rx_off;
+                        t.rx_off += data.len() as u64;
+                        t.progress = Some(t_now);
+                        evs.push(Ev::Data {
+                            h,
+                            off,
+                            fin: false,
+                            data,
+                        });
+                    }
+                    if peer_finished(st) && s.recv_queue() == 0 && !t.fin_delivered {
+                        t.fin_delivered = true;
+                        evs.push(Ev::Data {
+                            h,
+                            off: t.rx_off,
+                            fin: true,
+                            data: Vec::new(),
+                        });
+                    }
+                    let queued = s.send_queue();
+                    if queued < t.unacked {
+                        t.progress = Some(t_now);
+                    }
+                    t.unacked = queued;
+                    let limit = t.tx_next + (s.send_capacity() - queued) as u64;
+                    if limit > t.granted && t.fin_at.is_none() {
+                        t.granted = limit;
+                        evs.push(Ev::Credit { h, limit });
+                    }
+                    if st == tcp::State::Closed {
+                        t.ended = true;
+                        let clean = t.fin_sent && t.fin_delivered;
+                        if !clean && !t.rst_sent {
+                            let idle = t.progress.map_or(Duration::ZERO, |p| t_now - p);
+                            let err = if idle + Duration::from_secs(1) >= IDLE_TIMEOUT {
+                                ETIMEDOUT
+                            } else if t.fin_delivered {
+                                EPIPE
+                            } else {
+                                ECONNRESET
+                            };
+                            evs.push(Ev::Reset { h, err });
+                        }
+                    }
+                }
+            }
+        }
+        for (lid, sh) in born {
+            self.adopt(lid, sh);
+        }
+        for id in gone {
+            if let Some(e) = self.socks.remove(&id) {
+                if let Kind::Tcp(sh) = e.kind {
+                    self.set.remove(sh);
+                }
+                if let Some(p) = e.port {
+                    self.put_port(p);
+                }
+            }
+        }
+        evs
+    }
+
+    /// A connection listener `lid`'s pool set up: an entry of its own,
+    /// queued for the frontend's accept queue (or reset when the
+    /// listener's family cannot take its peer).
+    fn adopt(&mut self, lid: u64, sh: SocketHandle) {
+        let Some(l) = self.socks.get(&lid) else {
+            self.set.remove(sh);
+            return;
+        };
+        let (info, v6only, lport) = (l.info, l.v6only, l.port);
+        let s = self.set.get_mut::<tcp::Socket>(sh);
+        s.set_timeout(Some(IDLE_TIMEOUT));
+        let (Some(local), Some(remote)) = (s.local_endpoint(), s.remote_endpoint()) else {
+            self.set.remove(sh);
+            return;
+        };
+        let v4 = matches!(remote.addr, IpAddress::Ipv4(_));
+        let refused = (!v4 && info.domain == AF_INET) || (v4 && v6only && info.domain == AF_INET6);
+        let id = self.add(SockHandle(0), info);
+        if let Some(p) = lport {
+            // The connection shares the listener's port.
+            if let Some((n, _)) = self.ports.get_mut(&p) {
+                *n += 1;
+            }
+        }
+        let t_now = now();
+        let cap = self.set.get::<tcp::Socket>(sh).send_capacity() as u64;
+        let Some(e) = self.socks.get_mut(&id) else {
+            return;
+        };
+        e.kind = Kind::Tcp(sh);
+        e.port = lport;
+        e.v6only = v6only;
+        e.local = Some(ep_of(local.addr, local.port, info.domain));
+        e.peer = Some(ep_of(remote.addr, remote.port, info.domain));
+        e.t.granted = cap;
+        e.t.progress = Some(t_now);
+        if refused {
+            self.set.get_mut::<tcp::Socket>(sh).abort();
+            e.orphan = true;
+            return;
+        }
+        if let Some(Kind::Listen { ready, .. }) = self.socks.get_mut(&lid).map(|l| &mut l.kind) {
+            ready.push_back(id);
+        }
+    }
+
+    /// After `upcall::incoming`: the child is the frontend's socket `h`
+    /// with window end `win` now (`None`: the queue was full, offer it
+    /// again after `accepted`; `Some(0)` handle: refused, reset it).
+    pub(crate) fn incoming_done(
+        &mut self,
+        lid: u64,
+        child: u64,
+        r: Result<(SockHandle, u64), Errno>,
+    ) {
+        match r {
+            Ok((h, win)) => {
+                if let Some(e) = self.socks.get_mut(&child) {
+                    e.handle = h.0;
+                    e.t.win_end = win;
+                }
+            }
+            Err(EAGAIN) => match self.socks.get_mut(&lid).map(|l| &mut l.kind) {
+                Some(Kind::Listen { ready, full, .. }) => {
+                    ready.push_front(child);
+                    *full = true;
+                }
+                _ => self.abort_child(child),
+            },
+            Err(_) => self.abort_child(child),
+        }
+    }
+
+    fn abort_child(&mut self, child: u64) {
+        if let Some(e) = self.socks.get_mut(&child) {
+            if let Kind::Tcp(sh) = e.kind {
+                self.set.get_mut::<tcp::Socket>(sh).abort();
+            }
+            e.orphan = true;
+            e.handle = 0;
+        }
+    }
+}
+
+/// Moves the in-order stashed bytes into smoltcp's send buffer, and the
+/// FIN after the last of them.
+fn flush(s: &mut tcp::Socket<'static>, t: &mut TcpState) {
+    while let Some((&at, _)) = t.stash.first_key_value() {
+        if at > t.tx_next {
+            break;
+        }
+        let Some(buf) = t.stash.remove(&at) else {
+            break;
+        };
+        let skip = (t.tx_next - at) as usize;
+        if skip >= buf.len() {
+            continue;
+        }
+        let n = s.send_slice(&buf[skip..]).unwrap_or(0);
+        t.tx_next += n as u64;
+        if skip + n < buf.len() {
+            t.stash.insert(t.tx_next, buf[skip + n..].to_vec());
+            break;
+        }
+    }
+    if !t.fin_sent && t.fin_at == Some(t.tx_next) && t.stash.is_empty() {
+        s.close();
+        t.fin_sent = true;
+    }
+}

@@ -1,0 +1,81 @@
+//! The hosted devices: a Linux TAP device and a raw AF_PACKET socket, both
+//! a kernel fd that reads and writes whole Ethernet frames
+//! (`platform::netif`).
+
+use alloc::format;
+use alloc::string::String;
+
+use super::config::NetifKind;
+use super::device::Frames;
+use crate::platform::netif;
+
+/// A kernel fd carrying Ethernet frames.
+pub(crate) struct FdFrames {
+    fd: i32,
+    mtu: usize,
+}
+
+impl FdFrames {
+    /// Opens the device `kind` names; the error is the message to print
+    /// and the errno.
+    pub(crate) fn open(kind: &NetifKind) -> Result<FdFrames, (String, i32)> {
+        let (name, r, what) = match kind {
+            NetifKind::Tap(n) => (n, netif::tap_open(n), "TAP device"),
+            NetifKind::Packet(n) => (n, netif::packet_open(n), "interface"),
+        };
+        match r {
+            Ok(fd) => Ok(FdFrames {
+                fd,
+                mtu: netif::mtu(name).unwrap_or(1500),
+            }),
+            Err((e, step)) => {
+                let hint = match (kind, e) {
+                    (NetifKind::Tap(_), crate::consts::ENOENT) => {
+                        " (no /dev/net/tun: the tun module is not loaded, or this \
+                         container has no such device)"
+                    }
+                    (_, crate::consts::EPERM) | (_, crate::consts::EACCES) => {
+                        " (it needs CAP_NET_ADMIN, or a device made for this user: \
+                         ip tuntap add dev NAME mode tap user USER)"
+                    }
+                    (NetifKind::Tap(_), libc::EBUSY) => " (another process is attached to it)",
+                    (NetifKind::Packet(_), libc::ENODEV) => " (no such interface)",
+                    _ => "",
+                };
+                Err((
+                    format!(
+                        "cannot attach to {what} {name}: {step}: {}{hint}",
+                        std::io::Error::from_raw_os_error(e)
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+
+    /// The fd the poll thread sleeps on.
+    pub(crate) fn fd(&self) -> i32 {
+        self.fd
+    }
+}
+
+impl Frames for FdFrames {
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        loop {
+            match netif::frame_read(self.fd, buf) {
+                Ok(0) => return None,
+                Ok(n) => return Some(n),
+                Err(crate::consts::EINTR) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    fn send(&mut self, frame: &[u8]) {
+        let _ = netif::frame_write(self.fd, frame);
+    }
+
+    fn mtu(&self) -> usize {
+        self.mtu
+    }
+}

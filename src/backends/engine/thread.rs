@@ -1,0 +1,110 @@
+//! The hosted engine: its configuration from the environment or from
+//! `usock_netif_configure`, its device, and the thread that runs it,
+//! sleeping in poll(2) on the device's fd and an eventfd (a write or a
+//! reader's window kicks it) for as long as smoltcp's timers allow: no
+//! spinning, so a loaded machine's cores go to the programs.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::time::Duration;
+
+use super::config::{self, NetifConfig};
+use super::tap::FdFrames;
+use super::{Engine, ENGINE_PRIORITY};
+use crate::backend::registry;
+use crate::consts::*;
+use crate::sync::SetOnce;
+
+/// The process's engine, once configured (one per process).
+static ENGINE: SetOnce<Arc<Engine>> = SetOnce::new();
+
+/// Sets up and registers the engine `cfg` describes: opens the device,
+/// starts the poll thread. The error is a message and its errno
+/// (`EBUSY`: the process has an engine already).
+pub fn configure(cfg: &NetifConfig) -> Result<Arc<Engine>, (String, Errno)> {
+    if ENGINE.get().is_some() {
+        return Err(("an engine is configured already".into(), libc::EBUSY));
+    }
+    let frames = FdFrames::open(&cfg.kind)?;
+    let dev_fd = frames.fd();
+    let kick = match crate::platform::eventfd_new() {
+        Ok(fd) => crate::platform::scm::move_high(fd),
+        Err(e) => {
+            let _ = crate::platform::kfd_close(dev_fd);
+            return Err(("cannot make its eventfd".into(), e));
+        }
+    };
+    let seed = crate::platform::mono_ns() ^ (u64::from(std::process::id()) << 32);
+    let engine = Arc::new(Engine::new(
+        cfg,
+        Box::new(frames),
+        seed,
+        Box::new(move || crate::platform::eventfd_signal(kick)),
+    ));
+    if ENGINE.set(engine.clone()).is_err() {
+        let _ = crate::platform::kfd_close(dev_fd);
+        let _ = crate::platform::kfd_close(kick);
+        return Err(("an engine is configured already".into(), libc::EBUSY));
+    }
+    let runner = engine.clone();
+    if let Err(e) = crate::platform::spawn_quiet("usock-engine", move || run(&runner, dev_fd, kick))
+    {
+        return Err((
+            format!("cannot start its thread: {e}"),
+            e.raw_os_error().unwrap_or(EAGAIN),
+        ));
+    }
+    registry::register(engine.clone(), ENGINE_PRIORITY);
+    Ok(engine)
+}
+
+/// The poll loop: run the engine, then sleep until a frame, a kick or
+/// smoltcp's next timer.
+fn run(engine: &Engine, dev_fd: i32, kick: i32) {
+    loop {
+        crate::platform::eventfd_drain(kick);
+        let wait = engine.pump();
+        if wait == Some(0) {
+            continue;
+        }
+        crate::platform::poll_two(dev_fd, kick, wait.map(Duration::from_nanos));
+    }
+}
+
+/// `USOCK_NETIF` and its companions, read at the first socket call
+/// (`backends::install_defaults`). A value that does not parse stops the
+/// process there, with the reason on stderr, as a bad `USOCK_ROUTE` does:
+/// sockets sent to the wrong network are worse than no program. A device
+/// that cannot be used says why, and AF_INET/AF_INET6 socket() calls fail
+/// with its errno (as xproc's unusable directory does).
+pub fn install_from_env() {
+    let var = |k: &str| std::env::var_os(k).map(|v| v.to_string_lossy().into_owned());
+    let Some(netif) = var("USOCK_NETIF") else {
+        return;
+    };
+    if ENGINE.get().is_some() {
+        // usock_netif_configure came first.
+        return;
+    }
+    let addrs = var("USOCK_NETIF_ADDR");
+    let gws = var("USOCK_NETIF_GW");
+    let mac = var("USOCK_NETIF_MAC");
+    let cfg = match config::parse(&netif, addrs.as_deref(), gws.as_deref(), mac.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            let msg = format!("libuserspacesock: {e}\n");
+            crate::platform::diag(msg.as_bytes());
+            crate::platform::exit_now(2);
+        }
+    };
+    if let Err((why, e)) = configure(&cfg) {
+        registry::set_unusable_for(e, &[AF_INET, AF_INET6]);
+        let msg = format!(
+            "libuserspacesock: USOCK_NETIF={netif}: {why}; AF_INET and AF_INET6 socket() \
+             fail with that errno\n"
+        );
+        crate::platform::diag(msg.as_bytes());
+    }
+}

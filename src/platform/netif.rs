@@ -1,0 +1,172 @@
+//! Network devices for the engine backend (`backends::engine`): the kernel
+//! fds that carry Ethernet frames, a Linux TAP device and a raw
+//! `AF_PACKET` socket on an existing interface. Frames only: the engine
+//! does the rest. The fds are the library's own (`private_fds`), high
+//! numbers a program's closefrom leaves alone, non-blocking, close-on-exec.
+
+use crate::consts::Errno;
+
+/// `TUNSETIFF` (`_IOW('T', 202, int)`).
+const TUNSETIFF: u64 = 0x4004_54ca;
+/// `IFF_TAP`: Ethernet frames, not IP packets.
+const IFF_TAP: i16 = 0x0002;
+/// `IFF_NO_PI`: no packet-information header before each frame.
+const IFF_NO_PI: i16 = 0x1000;
+/// `SIOCGIFMTU`.
+const SIOCGIFMTU: u64 = 0x8921;
+/// `SIOCGIFINDEX`.
+const SIOCGIFINDEX: u64 = 0x8933;
+/// `ETH_P_ALL`.
+const ETH_P_ALL: u16 = 0x0003;
+
+fn last_errno() -> Errno {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
+}
+
+/// A `struct ifreq` naming `name` (at most 15 bytes, no NUL), with
+/// `flags` in its union's first short.
+fn ifreq(name: &str, flags: i16) -> Result<[u8; 40], Errno> {
+    let n = name.as_bytes();
+    if n.is_empty() || n.len() > 15 || n.contains(&0) {
+        return Err(libc::EINVAL);
+    }
+    let mut req = [0u8; 40];
+    req[..n.len()].copy_from_slice(n);
+    req[16..18].copy_from_slice(&flags.to_ne_bytes());
+    Ok(req)
+}
+
+/// Opens `path` read-write, non-blocking, close-on-exec (a raw system
+/// call: an interposed open is not needed here).
+fn open_rw(path: &core::ffi::CStr) -> Result<i32, Errno> {
+    // SAFETY: a NUL-terminated path and integer flags.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::O_RDWR | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        Err(last_errno())
+    } else {
+        Ok(fd as i32)
+    }
+}
+
+/// An ioctl with a `struct ifreq` argument.
+fn ioctl_ifreq(fd: i32, req: u64, ifr: &mut [u8; 40]) -> Result<(), Errno> {
+    // SAFETY: `ifr` is a live 40-byte buffer, the size of struct ifreq.
+    let r = unsafe { libc::syscall(libc::SYS_ioctl, fd, req, ifr.as_mut_ptr()) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
+
+/// Attaches to TAP device `name` (made by the kernel if absent, which
+/// needs CAP_NET_ADMIN; then it is down until someone brings it up):
+/// `/dev/net/tun` with `IFF_TAP | IFF_NO_PI`. The errno of the step that
+/// failed, and which step: "open /dev/net/tun" or "TUNSETIFF".
+pub fn tap_open(name: &str) -> Result<i32, (Errno, &'static str)> {
+    let mut ifr = ifreq(name, IFF_TAP | IFF_NO_PI).map_err(|e| (e, "the device name"))?;
+    let fd = open_rw(c"/dev/net/tun").map_err(|e| (e, "open /dev/net/tun"))?;
+    if let Err(e) = ioctl_ifreq(fd, TUNSETIFF, &mut ifr) {
+        let _ = super::kfd_close(fd);
+        return Err((e, "TUNSETIFF"));
+    }
+    Ok(super::scm::move_high(fd))
+}
+
+/// A raw `AF_PACKET` socket bound to the existing interface `name`, for
+/// every protocol (`ETH_P_ALL`).
+pub fn packet_open(name: &str) -> Result<i32, (Errno, &'static str)> {
+    let mut ifr = ifreq(name, 0).map_err(|e| (e, "the interface name"))?;
+    // SAFETY: socket takes integers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            i32::from(ETH_P_ALL.to_be()),
+        )
+    };
+    if fd < 0 {
+        return Err((last_errno(), "socket(AF_PACKET)"));
+    }
+    let fd = fd as i32;
+    if let Err(e) = ioctl_ifreq(fd, SIOCGIFINDEX, &mut ifr) {
+        let _ = super::kfd_close(fd);
+        return Err((e, "SIOCGIFINDEX"));
+    }
+    let index = i32::from_ne_bytes([ifr[16], ifr[17], ifr[18], ifr[19]]);
+    // SAFETY: an all-zero sockaddr_ll is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as u16;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = index;
+    // SAFETY: `sll` is a live sockaddr_ll of the length given.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bind,
+            fd,
+            &sll as *const libc::sockaddr_ll,
+            core::mem::size_of::<libc::sockaddr_ll>(),
+        )
+    };
+    if r < 0 {
+        let e = last_errno();
+        let _ = super::kfd_close(fd);
+        return Err((e, "bind"));
+    }
+    Ok(super::scm::move_high(fd))
+}
+
+/// The MTU of interface `name` (SIOCGIFMTU), if it can be read.
+pub fn mtu(name: &str) -> Option<usize> {
+    let mut ifr = ifreq(name, 0).ok()?;
+    // SAFETY: socket takes integers.
+    let s = unsafe {
+        libc::syscall(
+            libc::SYS_socket,
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if s < 0 {
+        return None;
+    }
+    let r = ioctl_ifreq(s as i32, SIOCGIFMTU, &mut ifr);
+    let _ = super::kfd_close(s as i32);
+    r.ok()?;
+    let m = i32::from_ne_bytes([ifr[16], ifr[17], ifr[18], ifr[19]]);
+    usize::try_from(m).ok().filter(|&m| m >= 576)
+}
+
+/// Reads one frame into `buf`: its length, or `EAGAIN` when none waits.
+pub fn frame_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    // SAFETY: `buf` is live and writable for its length.
+    let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// Writes one frame (a frame the device cannot take now is dropped, as a
+/// full NIC queue drops it: TCP retransmits).
+pub fn frame_write(fd: i32, frame: &[u8]) -> Result<(), Errno> {
+    // SAFETY: `frame` is live and readable for its length.
+    let n = unsafe { libc::syscall(libc::SYS_write, fd, frame.as_ptr(), frame.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
+}
