@@ -5,9 +5,11 @@
 # fd77::1/64, and programs under
 #   bin/usockrun --netif tap:ut0 --addr 10.77.0.2/24,fd77::2/64 --gw 10.77.0.1,fd77::1
 # on the other side. Over IPv4 and IPv6:
-#   - curl under the launcher fetches 10 MB from a kernel nginx (sha256);
+#   - curl under the launcher fetches 10 MB from a kernel nginx (sha256;
+#     nginx logs the engine's address as the client's);
 #   - a kernel curl fetches 10 MB from python3 -m http.server under the
-#     launcher (sha256);
+#     launcher (sha256; http.server logs the kernel's address as the
+#     client's: getpeername through the engine);
 #   - iperf3 under the launcher against a kernel iperf3 -s, both directions
 #     (-R), every byte counted by iperf3;
 #   - UDP both ways: a client under the launcher and a kernel echo server,
@@ -50,7 +52,7 @@ if need curl nginx -- "curl (library) fetching from nginx (kernel)"; then
 worker_processes 1; daemon off; master_process off; pid $work/ngx/nginx.pid;
 error_log $work/ngx/error.log;
 events { worker_connections 64; }
-http { access_log off; server { listen $K4:8080; listen [$K6]:8080; root $work/www; } }
+http { access_log $work/ngx/access.log; server { listen $K4:8080; listen [$K6]:8080; root $work/www; } }
 CONF
   spawn nginx 600 "${H[@]}" nginx -c "$work/ngx/nginx.conf" -p "$work/ngx" -e "$work/ngx/error.log"
   if wait_for 10 "nginx (kernel) listening on 8080" ns_listens host tcp 8080; then
@@ -65,6 +67,10 @@ CONF
         "curl exit $rc, $(stat -c %s "$work/got.curl$fam" 2>/dev/null || echo 0) bytes, sha256 ${got:0:16}.. (want ${want:0:16}..); stderr: $(tail_of "$work/curl$fam.err")" \
         [ "$rc.$got" = "0.$want" ]
       carried "$work/stats.curl$fam" "IPv$fam curl (library) <- nginx"
+      # the kernel saw the engine's own address (only the TAP leads there)
+      if [ "$fam" = 4 ]; then l=$L4; else l=$L6; fi
+      check "IPv$fam nginx logged the client as $l" "access log: $(tail_of "$work/ngx/access.log")" \
+        grep -q "^$l - .*GET /f10m.bin.* 200 " "$work/ngx/access.log"
     done
   fi
   stop nginx
@@ -85,6 +91,10 @@ if need curl -- "curl (kernel) fetching from http.server (library)"; then
       check "IPv$fam curl (kernel) <- http.server (library): 10 MB, sha256 equal" \
         "curl exit $rc, $(stat -c %s "$work/got.http$fam" 2>/dev/null || echo 0) bytes, sha256 ${got:0:16}..; curl: $(tail_of "$work/khttp$fam.err"); server: $(tail_of "$work/http$fam.log")" \
         [ "$rc.$got" = "0.$want" ]
+      # the engine's accept gave the kernel's address as the peer
+      if [ "$fam" = 4 ]; then k=$K4; else k=$K6; fi
+      check "IPv$fam http.server (library) logged the client as $k" "log: $(tail_of "$work/http$fam.log")" \
+        grep -q "^$k - .*GET /f10m.bin.* 200 " "$work/http$fam.log"
     fi
     stop_int http$fam
     carried "$work/stats.http$fam" "IPv$fam http.server (library)"

@@ -6,7 +6,7 @@
 # address on it). Engine a is 10.78.0.2/24 and fd78::2/64, engine b
 # 10.78.0.3/24 and fd78::3/64, each with a MAC of its own. Over IPv4 and
 # IPv6: python3 -m http.server under the launcher in a, curl under the
-# launcher in b fetching 10 MB (sha256); a UDP echo server under the
+# launcher in b fetching 10 MB (sha256; the server logs b's address); a UDP echo server under the
 # launcher in a, a client under the launcher in b (udp_echo.py, every echo
 # compared, both ends' sha256); and iperf3 between them over IPv4. Every
 # library-side run must show the engine backend in its USOCK_STATS.
@@ -53,6 +53,9 @@ if need curl -- "curl (library, b) fetching from http.server (library, a)"; then
         "curl exit $rc, $(stat -c %s "$work/got.curl$fam" 2>/dev/null || echo 0) bytes, sha256 ${got:0:16}..; curl: $(tail_of "$work/curl$fam.err"); server: $(tail_of "$work/http$fam.log")" \
         [ "$rc.$got" = "0.$want" ]
       carried "$work/stats.curl$fam" "IPv$fam curl (library, b)"
+      if [ "$fam" = 4 ]; then sb=$B4; else sb=$B6; fi
+      check "IPv$fam http.server (library, a) logged the client as $sb (engine b)" "log: $(tail_of "$work/http$fam.log")" \
+        grep -q "^$sb - .*GET /f10m.bin.* 200 " "$work/http$fam.log"
     fi
     stop_int http$fam
     carried "$work/stats.http$fam" "IPv$fam http.server (library, a)"
