@@ -187,12 +187,17 @@ await_server() {
   return 1
 }
 # stop_int NAME: SIGINT first (python's KeyboardInterrupt: a normal exit,
-# which writes USOCK_STATS; timeout(1) passes it on), then stop's TERM if
-# it is still there 5 s later.
+# which writes USOCK_STATS), then stop's TERM if it is still there 5 s
+# later. Sent to the program itself (timeout's child, found by its parent
+# id), not to timeout(1), which would pass it on twice (to the child and to
+# its process group): a second SIGINT during python's finalization, after
+# its handler is gone, kills it (status 130) before the library's exit
+# writes USOCK_STATS.
 stop_int() {
-  local pid=${pids[$1]:-} _
+  local pid=${pids[$1]:-} child _
   [ -n "$pid" ] || return 0
-  kill -INT "$pid" 2>/dev/null || true
+  child=$(ps -o pid= --ppid "$pid" 2>/dev/null | head -n 1)
+  kill -INT "${child:-$pid}" 2>/dev/null || true
   for _ in $(seq 100); do alive "$1" || break; sleep 0.05; done
   stop "$1"
 }
