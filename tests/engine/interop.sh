@@ -14,7 +14,10 @@
 #     (-R), every byte counted by iperf3;
 #   - UDP both ways: a client under the launcher and a kernel echo server,
 #     and the reverse (udp_echo.py: every echo compared, then both ends'
-#     sha256 of what crossed).
+#     sha256 of what crossed);
+#   - a connect() to a closed port fails with ECONNREFUSED; an unusable
+#     device (packet: on a missing interface) is named on stderr and
+#     socket() fails.
 # Every library-side run must show the engine backend in its USOCK_STATS.
 # ENGINE_CONTROL=1 runs the same checks with the library side on the kernel
 # (a second namespace holding 10.77.0.2 and fd77::2 on a veth): the proof
@@ -166,5 +169,37 @@ for fam in 4 6; do
   stop ludp$fam
   carried "$work/stats.udps$fam" "IPv$fam UDP echo server (library)"
 done
+
+# 5. A port nobody listens on: a blocking connect() from the library to the
+# kernel fails with ECONNREFUSED (the kernel's RST), as between two kernels.
+probe='import errno, socket, sys
+a = sys.argv[1]
+s = socket.socket(socket.AF_INET6 if ":" in a else socket.AF_INET)
+try:
+    s.connect((a, 9))
+    print("connected")
+except OSError as e:
+    print(errno.errorcode.get(e.errno, str(e)))'
+for fam in 4 6; do
+  if [ "$fam" = 4 ]; then k=$K4; else k=$K6; fi
+  libp refused$fam
+  out=$(timeout 30 "${LIB_RUN[@]}" "$PY" -c "$probe" "$k" 2>&1)
+  check "IPv$fam connect() (library) to a closed kernel port: ECONNREFUSED" "[$out]" [ "$out" = ECONNREFUSED ]
+  carried "$work/stats.refused$fam" "IPv$fam connect() to a closed port"
+done
+
+# 6. An unusable device (the library's own promise, no kernel twin): the
+# program learns why on stderr, and socket(AF_INET) fails with an errno
+# instead of reaching the kernel or hanging.
+if [ "$ENGINE_CONTROL" != 1 ]; then
+  out=$(timeout 30 "${H[@]}" "$run" --net "$net" --netif packet:usk17none0 --addr "$L4/24" -- \
+    "$PY" -c 'import socket
+try:
+    socket.socket(); print("socket() succeeded")
+except OSError as e:
+    print("socket() failed:", e.strerror)' 2>&1)
+  check "--netif packet: on a missing interface: a message naming it, socket() fails" "[$out]" \
+    grep -q "libuserspacesock: USOCK_NETIF=packet:usk17none0" <<< "$out" && grep -q "^socket() failed" <<< "$out"
+fi
 
 summary
