@@ -153,6 +153,7 @@ cleanup() {
     for p in $(ip netns pids "$n" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
     ip netns del "$n" 2>/dev/null || true
   done
+  ip link del "usk17b-$$-v" 2>/dev/null || true
   [ -z "$work" ] || rm -rf "$work"
 }
 trap cleanup EXIT

@@ -131,6 +131,8 @@ engine_cleanup() {
     done
     ip netns del "${ns[$n]}" 2>/dev/null || true
   done
+  # a veth pair interrupted before both ends left the root namespace
+  ip link del "usk17-$$-v" 2>/dev/null || true
 }
 trap engine_cleanup EXIT
 
