@@ -195,13 +195,14 @@ test-preload: lib
 
 # The engine backend (issue 17) in network namespaces the tests make
 # themselves (root): interop.sh (curl, nginx, http.server, iperf3, UDP
-# against the kernel over a TAP device, IPv4 and IPv6) and twohosts.sh (two
-# engines on one bridged segment). Without root, namespaces or /dev/net/tun
+# against the kernel over a TAP device, IPv4 and IPv6), twohosts.sh (two
+# engines on one bridged segment) and packet.sh (the engine on an AF_PACKET
+# socket on a veth end, against the kernel on the other). Without root, namespaces or /dev/net/tun
 # they skip by name (root, netns, tun): a failure unless ALLOW_SKIP names it.
 # ENGINE_CONTROL=1 runs them with the kernel in the library's place.
 test-engine: lib
 	@r=0; \
-	for s in "600 interop.sh" "300 twohosts.sh"; do \
+	for s in "600 interop.sh" "300 twohosts.sh" "400 packet.sh"; do \
 	  set -- $$s; echo "== tests/engine/$$2"; \
 	  timeout $$1 tests/engine/$$2 || { echo "test-engine: tests/engine/$$2 failed"; r=1; }; \
 	done; exit $$r

@@ -138,7 +138,8 @@ trap engine_cleanup EXIT
 
 # lib_prefix NAME DEV CIDRS GWS MAC STATS: LIB_RUN becomes the prefix of a
 # library-side program: in namespace NAME under bin/usockrun on the engine
-# over TAP device DEV (addresses CIDRS, gateways GWS, MAC), writing
+# over TAP device DEV (or DEV as --netif takes it: packet:IFNAME)
+# (addresses CIDRS, gateways GWS, MAC), writing
 # USOCK_STATS to STATS. With ENGINE_CONTROL=1: plain execution in namespace
 # NAME, whose kernel holds those addresses (on DEV, a veth), and
 # USOCK_STATS set all the same (nothing must write it).
@@ -149,8 +150,9 @@ lib_prefix() {
   if [ "$ENGINE_CONTROL" = 1 ]; then
     LIB_RUN=(ip netns exec "${ns[$n]}" env "USOCK_STATS=$stats")
   else
+    [[ $dev == *:* ]] || dev=tap:$dev
     LIB_RUN=(ip netns exec "${ns[$n]}" env "USOCK_STATS=$stats" "$run" --net "$net"
-      --netif "tap:$dev" --addr "$cidrs" ${gws:+--gw "$gws"} ${mac:+--mac "$mac"} --)
+      --netif "$dev" --addr "$cidrs" ${gws:+--gw "$gws"} ${mac:+--mac "$mac"} --)
   fi
 }
 
