@@ -701,6 +701,39 @@ int usock_epoll_pwait(int epfd, struct epoll_event *events, int maxevents, int t
 int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, const struct timespec *timeout, const sigset_t *sigmask);
 #endif
 
+#if defined(USOCK_HOSTED)
+/*
+ Attaches this process's user-space AF_INET/AF_INET6 sockets to a real
+ network through the TCP/IP engine (smoltcp), as `USOCK_NETIF`,
+ `USOCK_NETIF_ADDR` and `USOCK_NETIF_GW` do, and starts it.
+
+ - `netif`: `"tap:NAME"` (a Linux TAP device, made if absent, which
+   needs CAP_NET_ADMIN) or `"packet:IFNAME"` (a raw AF_PACKET socket on
+   an existing interface);
+ - `addrs`: one or more `ADDR/PREFIX`, comma-separated
+   (`"10.77.0.2/24,fd77::2/64"`);
+ - `gws`: NULL, or default routes, at most one per family
+   (`"10.77.0.1,fd77::1"`).
+
+ The MAC is `USOCK_NETIF_MAC` when set, else a locally administered one
+ made up for the process. From then on, a TCP or UDP socket whose first
+ bind, connect or sendto names an address other than a loopback one
+ goes to the engine (the routing rules are asked first); loopback
+ addresses stay with the in-process backends. Call it before the sockets
+ it is for; sockets already carried keep their backend.
+
+ Returns 0, or -1 with errno: `EINVAL` for a value that does not parse
+ (the reason is written to stderr), `EBUSY` when the process has an
+ engine already (from the environment or an earlier call), or the errno
+ of the device (`ENOENT`: no /dev/net/tun; `EPERM`: no CAP_NET_ADMIN;
+ `ENODEV`: no such interface).
+
+ # Safety
+ Each argument is NULL (only `gws` may be) or a NUL-terminated string.
+ */
+int usock_netif_configure(const char *netif, const char *addrs, const char *gws);
+#endif
+
 /*
  Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and
  `SOCK_CLOEXEC` may be or-ed into `ty`. A domain, type or protocol the

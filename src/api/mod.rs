@@ -67,6 +67,8 @@ pub mod ffi;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
 pub mod fork;
+#[cfg(feature = "std")]
+pub mod netif;
 /// cbindgen:ignore
 pub mod poll;
 pub mod posix;

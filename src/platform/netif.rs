@@ -159,6 +159,41 @@ pub fn frame_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
+/// Reads one frame that came in from the link into `buf` (an AF_PACKET
+/// socket also sees the frames its interface sends, ours among them:
+/// those are skipped): its length, or `EAGAIN` when none waits.
+pub fn packet_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    loop {
+        // SAFETY: an all-zero sockaddr_ll is valid.
+        let mut sll: libc::sockaddr_ll = unsafe { core::mem::zeroed() };
+        let mut len = core::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+        // SAFETY: `buf` is writable for its length, `sll` for `len`.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_recvfrom,
+                fd,
+                buf.as_mut_ptr(),
+                buf.len(),
+                libc::MSG_TRUNC,
+                &mut sll as *mut libc::sockaddr_ll,
+                &mut len as *mut libc::socklen_t,
+            )
+        };
+        if n < 0 {
+            return Err(last_errno());
+        }
+        if sll.sll_pkttype == libc::PACKET_OUTGOING {
+            continue;
+        }
+        // A frame longer than the buffer (MSG_TRUNC says its length) is
+        // not one the MTU allows: dropped.
+        if n as usize > buf.len() {
+            continue;
+        }
+        return Ok(n as usize);
+    }
+}
+
 /// Writes one frame (a frame the device cannot take now is dropped, as a
 /// full NIC queue drops it: TCP retransmits).
 pub fn frame_write(fd: i32, frame: &[u8]) -> Result<(), Errno> {

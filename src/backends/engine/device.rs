@@ -19,6 +19,19 @@ pub trait Frames: Send {
     fn send(&mut self, frame: &[u8]);
     /// The IP MTU (1500 on Ethernet); frames are 14 bytes longer.
     fn mtu(&self) -> usize;
+    /// Whether received frames may carry TCP/UDP checksums left for the
+    /// hardware to fill in (what an AF_PACKET socket sees of a veth or a
+    /// NIC with checksum offload): then they are not verified (the link
+    /// verified the frame; a NIC its FCS), only computed when sending.
+    fn rx_checksums_partial(&self) -> bool {
+        false
+    }
+    /// The longest frame `recv` may return: an AF_PACKET socket sees the
+    /// kernel's TSO/GRO frames before they are cut to the MTU (up to
+    /// 64 KiB of IP), which the engine takes whole.
+    fn max_rx_frame(&self) -> usize {
+        self.mtu() + ETH_HEADER
+    }
 }
 
 /// Ethernet's header, which the device's MTU does not count.
@@ -35,9 +48,10 @@ pub(crate) struct Dev {
 impl Dev {
     pub(crate) fn new(frames: Box<dyn Frames>) -> Dev {
         let len = frames.mtu() + ETH_HEADER;
+        let rx = frames.max_rx_frame().max(len);
         Dev {
             frames,
-            rx: vec![0; len],
+            rx: vec![0; rx],
             tx: vec![0; len],
         }
     }
@@ -92,7 +106,13 @@ impl phy::Device for Dev {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = self.rx.len();
+        caps.max_transmission_unit = self.tx.len();
+        if self.frames.rx_checksums_partial() {
+            caps.checksum.tcp = phy::Checksum::Tx;
+            caps.checksum.udp = phy::Checksum::Tx;
+            caps.checksum.icmpv4 = phy::Checksum::Tx;
+            caps.checksum.icmpv6 = phy::Checksum::Tx;
+        }
         caps
     }
 }

@@ -33,6 +33,7 @@ mod thread;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::*;
@@ -55,9 +56,13 @@ struct ESock {
 
 /// The engine backend.
 pub struct Engine {
-    stack: Mutex<Stack>,
+    /// Shared with the fork hook that holds it across a fork.
+    stack: Arc<Mutex<Stack>>,
     /// Wakes whatever runs [`Engine::pump`] (the poll thread's eventfd).
     wake: Box<dyn Fn() + Send + Sync>,
+    /// This is a fork child's copy: the engine's thread and its device
+    /// stayed with the parent.
+    forked: AtomicBool,
 }
 
 fn id_of(sock: &SockRef<'_>) -> Result<u64, Errno> {
@@ -80,8 +85,9 @@ impl Engine {
         wake: Box<dyn Fn() + Send + Sync>,
     ) -> Engine {
         Engine {
-            stack: Mutex::new(Stack::new(cfg, frames, seed)),
+            stack: Arc::new(Mutex::new(Stack::new(cfg, frames, seed))),
             wake,
+            forked: AtomicBool::new(false),
         }
     }
 
@@ -216,6 +222,21 @@ impl Backend for Engine {
         if !mine {
             return Ok(None);
         }
+        if self.forked.load(Ordering::Acquire) {
+            // Two engines on one device would take each other's frames:
+            // the parent's keeps it.
+            #[cfg(feature = "std")]
+            static SAID: AtomicBool = AtomicBool::new(false);
+            #[cfg(feature = "std")]
+            if !SAID.swap(true, Ordering::AcqRel) {
+                crate::platform::diag(
+                    b"libuserspacesock: the engine (USOCK_NETIF) stays with the process that \
+                      started it; a fork child's new AF_INET/AF_INET6 sockets fail with \
+                      EOPNOTSUPP\n",
+                );
+            }
+            return Err(EOPNOTSUPP);
+        }
         let id = self.stack.lock().add(handle, *info);
         Ok(Some(Arc::new(ESock { id })))
     }
@@ -297,5 +318,26 @@ impl Backend for Engine {
         if self.with(&sock, |st, id| st.close(id)).is_ok() {
             (self.wake)();
         }
+    }
+
+    #[cfg(feature = "std")]
+    fn fork(&self) -> Option<&dyn ForkAware> {
+        Some(self)
+    }
+}
+
+/// The engine's lock is held across a fork (a child must not find it
+/// taken by the poll thread, which does not come along); the child's
+/// engine is a dead copy (see `claim`).
+#[cfg(feature = "std")]
+impl ForkAware for Engine {
+    fn fork_prepare(&self) {
+        crate::sync::fork_hold::hold_in(self.stack.clone(), |m| m);
+    }
+
+    fn fork_parent(&self) {}
+
+    fn fork_child(&self) {
+        self.forked.store(true, Ordering::Release);
     }
 }

@@ -30,9 +30,12 @@ const TCP_BUF: usize = 256 * 1024;
 /// UDP: datagrams and bytes queued each way.
 const UDP_PACKETS: usize = 128;
 const UDP_BYTES: usize = 256 * 1024;
-/// Listening sockets per listener: connections the engine can be setting
-/// up at once for one port (smoltcp's listener turns into the connection).
-const LISTEN_POOL: usize = 4;
+/// Listening sockets per listener at most (backlog + 1 below that): the
+/// connections the engine can be setting up at once for one port, as
+/// smoltcp's listener turns into the connection; a SYN beyond them is
+/// reset. Their buffers cost address space, not memory, until used
+/// (zeroed allocations of this size are fresh pages).
+const LISTEN_POOL: usize = 64;
 /// A connect that nobody answers fails after this long (Linux's 6 SYN
 /// retries take 127 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(127);

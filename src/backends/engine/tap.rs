@@ -13,6 +13,8 @@ use crate::platform::netif;
 pub(crate) struct FdFrames {
     fd: i32,
     mtu: usize,
+    /// An AF_PACKET socket (it sees its interface's outgoing frames too).
+    packet: bool,
 }
 
 impl FdFrames {
@@ -27,6 +29,7 @@ impl FdFrames {
             Ok(fd) => Ok(FdFrames {
                 fd,
                 mtu: netif::mtu(name).unwrap_or(1500),
+                packet: matches!(kind, NetifKind::Packet(_)),
             }),
             Err((e, step)) => {
                 let hint = match (kind, e) {
@@ -62,7 +65,12 @@ impl FdFrames {
 impl Frames for FdFrames {
     fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
         loop {
-            match netif::frame_read(self.fd, buf) {
+            let r = if self.packet {
+                netif::packet_read(self.fd, buf)
+            } else {
+                netif::frame_read(self.fd, buf)
+            };
+            match r {
                 Ok(0) => return None,
                 Ok(n) => return Some(n),
                 Err(crate::consts::EINTR) => continue,
@@ -77,5 +85,19 @@ impl Frames for FdFrames {
 
     fn mtu(&self) -> usize {
         self.mtu
+    }
+
+    fn max_rx_frame(&self) -> usize {
+        if self.packet {
+            // 64 KiB of IP (IPv6's header beside it) in one Ethernet frame.
+            65_535 + 40 + 14
+        } else {
+            self.mtu + 14
+        }
+    }
+
+    fn rx_checksums_partial(&self) -> bool {
+        // A TAP device gets whole checksums (no TUNSETOFFLOAD asked for).
+        self.packet
     }
 }
