@@ -1,7 +1,7 @@
 # libuserspacesock: build, test, install.
 #   make          build the library (release) and the header
 #   make demo     the C echo demo over the built-in loopback backend
-#   make test     every test: Rust, C against kernel and library, sanitizers, ABI
+#   make test     every test: Rust, C against kernel and library, sanitizers, ABI, the engine in namespaces (root)
 #   make test-sanitize  the library itself under ASan and TSan (nightly Rust)
 #   make bench    benchmark against the kernel's loopback TCP (ratios)
 #   make bench-instr  instructions the library adds per read()/write() (callgrind)
@@ -224,7 +224,7 @@ FRESH_COMMIT ?= HEAD
 test-fresh:
 	tests/fresh-machine.sh $(FRESH_DIR) $(FRESH_COMMIT)
 
-test: deps test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload demo
+test: deps test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload test-engine demo
 	@echo "make test: all suites passed"
 
 bench: lib
