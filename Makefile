@@ -1,12 +1,14 @@
 # libuserspacesock: build, test, install.
 #   make          build the library (release) and the header
 #   make demo     the C echo demo over the built-in loopback backend
-#   make test     every test: Rust, C against kernel and library, sanitizers, ABI
+#   make test     every test: Rust, C against kernel and library, sanitizers, ABI, the engine in namespaces (root)
 #   make test-sanitize  the library itself under ASan and TSan (nightly Rust)
 #   make bench    benchmark against the kernel's loopback TCP (ratios)
 #   make bench-instr  instructions the library adds per read()/write() (callgrind)
 #   make bench-preload  iperf3, redis, nginx under bin/usockrun vs the kernel
 #   make bench-conns    10,000 connections: echo server and nginx, kernel vs library
+#   make bench-engine   iperf3 and 64 B ping-pong through the engine over TAP vs the kernel over veth (root)
+#   make test-engine    the engine backend against the kernel's TCP/IP and between two engines (root, namespaces)
 #   make install PREFIX=/usr/local  (library, header, pkg-config file, usockrun, usockstat, man pages)
 
 CARGO   ?= cargo
@@ -27,7 +29,7 @@ ALLOW_SKIP ?=
 USOCK_SKIP_LOG ?= $(CURDIR)/build/skips.log
 export ALLOW_SKIP USOCK_SKIP_LOG
 
-.PHONY: deps conformance13 programs13 conformance14 programs14 programs15 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-engine test-sanitize bench bench-instr bench-preload bench-conns install clean
+.PHONY: deps conformance13 programs13 conformance14 programs14 programs15 all lib demo embedded test test-rust test-header test-c test-pipe test-abi test-strace test-embedded test-preload test-engine test-sanitize bench bench-instr bench-preload bench-conns bench-engine install clean
 
 all: lib
 
@@ -191,11 +193,21 @@ test-preload: lib
 	  env $${3-} timeout $$1 tests/preload/$$2 || { echo "test-preload: tests/preload/$$2 failed"; r=1; }; \
 	done; exit $$r
 
-# Issue 17's engine backend (USOCK_NETIF) against the kernel's TCP/IP over a
-# TAP device and a veth (AF_PACKET), in a network namespace the script makes
-# (root; a named skip without namespaces or /dev/net/tun).
+# The engine backend (issue 17, USOCK_NETIF) in network namespaces the
+# tests make themselves (root): run.sh (linked and preloaded programs against
+# the kernel's TCP/IP over a TAP device and a veth, two engines on a bridge),
+# interop.sh (curl, nginx, http.server, iperf3, UDP against the kernel over a
+# TAP device, IPv4 and IPv6), twohosts.sh (two engines on one bridged
+# segment) and packet.sh (the engine on an AF_PACKET socket on a veth end).
+# Without root, namespaces or /dev/net/tun they skip by name (root, netns,
+# tun): a failure unless ALLOW_SKIP names it. ENGINE_CONTROL=1 runs the last
+# three with the kernel in the library's place.
 test-engine: lib
-	timeout 600 tests/engine/run.sh
+	@r=0; \
+	for s in "600 run.sh" "600 interop.sh" "300 twohosts.sh" "400 packet.sh"; do \
+	  set -- $$s; echo "== tests/engine/$$2"; \
+	  timeout $$1 tests/engine/$$2 || { echo "test-engine: tests/engine/$$2 failed"; r=1; }; \
+	done; exit $$r
 
 # What the tests need (Debian packages, nightly with rust-src): installed
 # where this user can (root, apt-get, rustup), otherwise listed; the tests
@@ -214,7 +226,7 @@ FRESH_COMMIT ?= HEAD
 test-fresh:
 	tests/fresh-machine.sh $(FRESH_DIR) $(FRESH_COMMIT)
 
-test: deps test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload demo
+test: deps test-header test-rust test-c test-pipe test-sanitize test-abi test-strace test-embedded test-preload test-engine demo
 	@echo "make test: all suites passed"
 
 bench: lib
@@ -244,6 +256,13 @@ bench-preload: lib
 # (bench/conns.sh; env CONNS, RUNS, ROUNDS, DUR, NGINX=0).
 bench-conns: lib
 	bench/conns.sh
+
+# The engine over a TAP device against the kernel's TCP over a veth pair:
+# iperf3 both directions and netbench's 64 B ping-pong, alternating, CPU
+# per GB and per round trip (bench/engine.sh; root; env RUNS, DUR, PP_DUR,
+# ONLY, LOAD).
+bench-engine: lib
+	bench/engine.sh
 
 install: lib
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \

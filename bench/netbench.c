@@ -27,7 +27,10 @@
  * Placement: by default client and server are two threads of this process.
  * With -P server|client -p PORT (pingpong and udp only) they are two
  * programs: the server serves one client on 127.0.0.1:PORT and exits; it
- * prints "# ready" once it listens.  The client's CPU figure then adds the
+ * prints "# ready" once it listens.  -a ADDR (an IPv4 address) takes the
+ * place of 127.0.0.1: the server binds it, the client connects to it (two
+ * hosts, or a server across a TAP device from a client on the library's
+ * engine: bench/engine.sh).  The client's CPU figure then adds the
  * server's own (getrusage in the server over the same interval, sent back
  * at the end), so *_cpu_us is the CPU of both processes per round trip.
  *
@@ -65,6 +68,8 @@ static size_t opt_rsize = 1 << 20;    /* stream receive buffer */
 static int opt_verify = 0;            /* -V: check every stream byte */
 static const char *opt_role = NULL;   /* -P server|client: two programs */
 static int opt_port = 0;              /* -p: the server's port (with -P) */
+static struct in_addr opt_addr = {0}; /* -a: the address instead of 127.0.0.1 */
+static int opt_addr_set = 0;
 
 #define STAMP_PERIOD 65536u           /* stream stamp period (bytes) */
 
@@ -149,6 +154,8 @@ static void loopback_addr(struct sockaddr_in *addr, int port)
     memset(addr, 0, sizeof *addr);
     addr->sin_family = AF_INET;
     addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (opt_addr_set)
+        addr->sin_addr = opt_addr;
     addr->sin_port = htons((uint16_t)port);
 }
 
@@ -470,12 +477,12 @@ static int serve_program(int udp)
     int fd;
     if (udp) {
         fd = bound_socket(SOCK_DGRAM, &addr, opt_port);
-        printf("# ready: udp server on 127.0.0.1:%d\n", opt_port);
+        printf("# ready: udp server on %s:%d\n", inet_ntoa(addr.sin_addr), opt_port);
         set_timeout(fd, 30);
     } else {
         s.lfd = make_listener_port(&addr, 16, opt_port);
         set_timeout(s.lfd, 30);
-        printf("# ready: tcp server on 127.0.0.1:%d\n", opt_port);
+        printf("# ready: tcp server on %s:%d\n", inet_ntoa(addr.sin_addr), opt_port);
         fd = accept_one(s.lfd);
         if (fd < 0)
             die("accept");
@@ -773,11 +780,13 @@ static void usage(void)
             "usage: netbench [-t all|pingpong|udp|stream|conn] [-d seconds]\n"
             "                [-m pingpong-msg-bytes] [-w warmup-roundtrips]\n"
             "                [-s stream-write-bytes] [-r stream-recv-buffer] [-V]\n"
-            "                [-P server|client -p port]\n"
+            "                [-P server|client -p port] [-a ipv4-address]\n"
             "  -d  duration of each measurement (default 1.5)\n"
             "  -V  verify every stream byte (slower) instead of block stamps\n"
             "  -P  two programs: this one is the server (serves one client, then\n"
-            "      exits) or the client, on 127.0.0.1:port (-t pingpong or udp)\n");
+            "      exits) or the client, on 127.0.0.1:port (-t pingpong or udp)\n"
+            "  -a  this IPv4 address instead of 127.0.0.1 (the server binds it,\n"
+            "      the client connects to it)\n");
     exit(2);
 }
 
@@ -785,7 +794,7 @@ int main(int argc, char **argv)
 {
     const char *test = "all";
     int c;
-    while ((c = getopt(argc, argv, "t:d:m:w:s:r:VP:p:h")) != -1) {
+    while ((c = getopt(argc, argv, "t:d:m:w:s:r:VP:p:a:h")) != -1) {
         switch (c) {
         case 't': test = optarg; break;
         case 'd': opt_dur = atof(optarg); break;
@@ -796,6 +805,11 @@ int main(int argc, char **argv)
         case 'V': opt_verify = 1; break;
         case 'P': opt_role = optarg; break;
         case 'p': opt_port = atoi(optarg); break;
+        case 'a':
+            if (inet_pton(AF_INET, optarg, &opt_addr) != 1)
+                usage();
+            opt_addr_set = 1;
+            break;
         default: usage();
         }
     }

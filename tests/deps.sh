@@ -18,6 +18,8 @@ set -uo pipefail
 # skip "postgresql" fails make test without them.
 # haproxy, lighttpd, apache2-utils (ab): programs13.sh; systemd
 # (systemd-socket-activate) and gunicorn: programs15.sh.
+# tests/engine and bench/engine.sh: iproute2 (ip netns, ip tuntap, veth,
+# bridge), curl, nginx-light, iperf3, python3 (http.server), all listed.
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
   dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/preload/launcher.sh - bin/usockrun checks before it runs (issue 16):
+# tests/preload/launcher.sh - bin/usockrun checks before it runs (issues 16, 17):
 # each usage error and each unusable network directory ends with its
 # message and exit status 2 before the program starts; a program that is
 # not found is 127, one that cannot be executed 126 (as env(1)); a
@@ -42,6 +42,54 @@ expect "a missing --route-file" 2 "usockrun: route file '$work/none': no such fi
   "$run" --route-file "$work/none" -- "${mark[@]}"
 expect "--lib that does not exist" 2 "usockrun: libuserspacesock.so not found" \
   "$run" --lib "$work/none.so" -- "${mark[@]}"
+
+# The engine's device and addresses (issue 17): malformed values stop
+# before the program, exit 2, naming the value.
+expect "--netif without tap: or packet:" 2 "usockrun: --netif 'ut0': expected tap:NAME or packet:IFNAME" \
+  "$run" --netif ut0 -- "${mark[@]}"
+expect "--netif tap: with a name over 15 characters" 2 "is not an interface name" \
+  "$run" --netif tap:abcdefghijklmnop -- "${mark[@]}"
+expect "--netif without a value" 2 "usockrun: --netif needs a value" "$run" --netif
+expect "--addr without a prefix length" 2 "usockrun: --addr '10.77.0.2': no prefix length" \
+  "$run" --netif tap:ut0 --addr 10.77.0.2 -- "${mark[@]}"
+expect "--addr with an IPv4 prefix over 32" 2 "usockrun: --addr '10.77.0.2/33': an IPv4 prefix length is at most 32" \
+  "$run" --netif tap:ut0 --addr 10.77.0.2/33 -- "${mark[@]}"
+expect "--addr with an IPv6 prefix over 128" 2 "usockrun: --addr 'fd77::2/129': an IPv6 prefix length is at most 128" \
+  "$run" --netif tap:ut0 --addr 10.77.0.2/24,fd77::2/129 -- "${mark[@]}"
+expect "--addr with an octet over 255" 2 "usockrun: --addr '10.77.0.256/24': '10.77.0.256' is not an IPv4 or IPv6 address" \
+  "$run" --netif tap:ut0 --addr 10.77.0.256/24 -- "${mark[@]}"
+expect "--addr with two '::'" 2 "usockrun: --addr 'fd77::1::2/64': 'fd77::1::2' is not an IPv4 or IPv6 address" \
+  "$run" --netif tap:ut0 --addr fd77::1::2/64 -- "${mark[@]}"
+expect "--addr with a loopback address" 2 "usockrun: --addr '127.0.0.2/8': not a unicast address an interface can have" \
+  "$run" --netif tap:ut0 --addr 127.0.0.2/8 -- "${mark[@]}"
+expect "--gw of a family --addr lacks" 2 "usockrun: --gw 'fd77::1': no IPv6 address in --addr" \
+  "$run" --netif tap:ut0 --addr 10.77.0.2/24 --gw 10.77.0.1,fd77::1 -- "${mark[@]}"
+expect "--addr \"\"" 2 "usockrun: --addr needs one or more CIDRs" \
+  "$run" --netif tap:ut0 --addr "" -- "${mark[@]}"
+expect "--gw with a prefix length" 2 "usockrun: --gw '10.77.0.1/24': not an IPv4 or IPv6 address" \
+  "$run" --netif tap:ut0 --gw 10.77.0.1/24 -- "${mark[@]}"
+expect "--gw with two IPv4 gateways" 2 "usockrun: --gw '10.77.0.1,10.77.0.3': more than one IPv4 gateway" \
+  "$run" --netif tap:ut0 --gw 10.77.0.1,10.77.0.3 -- "${mark[@]}"
+expect "--mac with five bytes" 2 "usockrun: --mac '02:00:00:00:01': expected six hex bytes" \
+  "$run" --netif tap:ut0 --mac 02:00:00:00:01 -- "${mark[@]}"
+expect "--mac multicast" 2 "usockrun: --mac '01:00:5e:00:00:01': a multicast address" \
+  "$run" --netif tap:ut0 --mac 01:00:5e:00:00:01 -- "${mark[@]}"
+expect "--addr without --netif" 2 "usockrun: --addr needs --netif" \
+  "$run" --addr 10.77.0.2/24 -- "${mark[@]}"
+expect "--mac without --netif" 2 "usockrun: --mac needs --netif" \
+  "$run" --mac 02:00:00:00:00:01 -- "${mark[@]}"
+# shellcheck disable=SC2016  # expanded by the program's shell
+show_netif='printf %s "${USOCK_NETIF-unset}|${USOCK_NETIF_ADDR-unset}|${USOCK_NETIF_GW-unset}|${USOCK_NETIF_MAC-unset}"'
+out=$("$run" --net "$net" --netif tap:ut0 --addr 10.77.0.2/24,fd77::2/64 --gw 10.77.0.1,fd77::1 \
+  --mac 02:00:00:77:00:02 -- sh -c "$show_netif" 2>&1)
+check "--netif, --addr, --gw and --mac reach the program as USOCK_NETIF*" "[$out]" \
+  [ "$out" = "tap:ut0|10.77.0.2/24,fd77::2/64|10.77.0.1,fd77::1|02:00:00:77:00:02" ]
+out=$(USOCK_NETIF_GW=10.9.9.9 USOCK_NETIF_MAC=02:00:00:00:00:09 \
+  "$run" --net "$net" --netif=packet:eth0 --addr=10.77.0.2/24 -- sh -c "$show_netif" 2>&1)
+check "--netif without --gw and --mac drops those of the environment" "[$out]" \
+  [ "$out" = "packet:eth0|10.77.0.2/24|unset|unset" ]
+out=$("$run" --net "$net" -- sh -c "$show_netif" 2>&1)
+check "without --netif no USOCK_NETIF* is set" "[$out]" [ "$out" = "unset|unset|unset|unset" ]
 
 # The network directory.
 expect "--net whose parent is missing" 2 \

@@ -103,7 +103,7 @@ skip() {
   echo "SKIP $name: $reason"
   if [ -n "${USOCK_SKIP_LOG-}" ]; then
     mkdir -p "$(dirname "$USOCK_SKIP_LOG")"
-    echo "preload/$script: $name: $reason" >> "$USOCK_SKIP_LOG"
+    echo "${suite:-preload}/$script: $name: $reason" >> "$USOCK_SKIP_LOG"
   fi
   if skip_allowed "$name"; then
     skipped=$((skipped + 1))
