@@ -143,6 +143,14 @@ pub struct SockOpts {
     pub maxseg: u32,
 }
 
+/// The MSS a TCP_MAXSEG setsockopt() sets, for a backend's
+/// [`Backend::setsockopt`] hook: a listener's later connections advertise
+/// it (the frontend has checked it: 0, no limit, or 88..=32767).
+pub(crate) fn maxseg_arg(value: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = value.get(..4)?.try_into().ok()?;
+    Some(i32::from_ne_bytes(b).max(0) as u32)
+}
+
 impl SockOpts {
     /// The ports this socket's ephemeral binds pick from: the system's
     /// `ip_local_port_range`, narrowed by IP_LOCAL_PORT_RANGE where its
