@@ -1850,6 +1850,142 @@ TEST(multicast_source_filters)
     OK(close(s2));
 }
 
+/* A whole IPv4 source filter as IP_MSFILTER takes and gives it. */
+static void mc_msfilter(struct ip_msfilter *f, const char *group, uint32_t mode, int n,
+                        const char *const *srcs)
+{
+    f->imsf_multiaddr.s_addr = inet_addr(group);
+    f->imsf_interface.s_addr = htonl(INADDR_LOOPBACK);
+    f->imsf_fmode = mode;
+    f->imsf_numsrc = (uint32_t)n;
+    for (int i = 0; i < n; i++)
+        f->imsf_slist[i].s_addr = inet_addr(srcs[i]);
+}
+
+/* The same through MCAST_MSFILTER's protocol-independent group_filter. */
+static void mc_group_filter(struct group_filter *f, const char *group, uint32_t mode, int n,
+                            const char *const *srcs)
+{
+    memset(f, 0, GROUP_FILTER_SIZE(n > 0 ? n : 1));
+    f->gf_interface = if_nametoindex("lo");
+    struct sockaddr_in *g = (struct sockaddr_in *)&f->gf_group;
+    g->sin_family = AF_INET;
+    g->sin_addr.s_addr = inet_addr(group);
+    f->gf_fmode = mode;
+    f->gf_numsrc = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in *s = (struct sockaddr_in *)&f->gf_slist[i];
+        s->sin_family = AF_INET;
+        s->sin_addr.s_addr = inet_addr(srcs[i]);
+    }
+}
+
+/* IP_MSFILTER and MCAST_MSFILTER set a joined group's whole source filter
+ * at once and read it back (Linux's ip_mc_msfilter and ip_mc_msfget): the
+ * mode and the sources replace the filter's, later single-source changes
+ * work on them, and an INCLUDE filter of no source leaves the group. */
+TEST(multicast_msfilter)
+{
+    const char *g = "239.255.13.8";
+    int port = free_udp_port();
+    int r = mc_receiver(port, 0, NULL);
+    tl_setint(r, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s1 = mc_sender_from("127.0.0.1"), s2 = mc_sender_from("127.0.0.2");
+    int s3 = mc_sender_from("127.0.0.3");
+    union {
+        struct ip_msfilter f;
+        char b[IP_MSFILTER_SIZE(4)];
+    } m;
+    union {
+        struct group_filter f;
+        char b[GROUP_FILTER_SIZE(4)];
+    } gm;
+    const char *one_three[] = {"127.0.0.1", "127.0.0.3"};
+    const char *three[] = {"127.0.0.3"};
+    socklen_t len;
+    /* not a member yet */
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, MCAST_INCLUDE, 2, one_three);
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, IP_MSFILTER_SIZE(2)), EINVAL);
+    len = sizeof m;
+    CHECK_ERRNO(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len), EADDRNOTAVAIL);
+    struct ip_mreqn all = {.imr_multiaddr.s_addr = inet_addr(g),
+                           .imr_address.s_addr = htonl(INADDR_LOOPBACK)};
+    OK(setsockopt(r, IPPROTO_IP, IP_ADD_MEMBERSHIP, &all, sizeof all));
+    /* joined for every source: EXCLUDE, none */
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, 0, 0, NULL);
+    len = sizeof m;
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_EXCLUDE);
+    CHECK_EQ(m.f.imsf_numsrc, 0u);
+    CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(0));
+    /* INCLUDE 127.0.0.1 and 127.0.0.3 */
+    mc_msfilter(&m.f, g, MCAST_INCLUDE, 2, one_three);
+    OK(setsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, IP_MSFILTER_SIZE(2)));
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "a1");
+    expect_dgram(r, "a1");
+    mc_send(s3, g, port, "b3");
+    expect_dgram(r, "b3");
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, 0, 2, one_three);
+    m.f.imsf_numsrc = 4;
+    len = sizeof m;
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_INCLUDE);
+    CHECK_EQ(m.f.imsf_numsrc, 2u);
+    CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(2));
+    CHECK(m.f.imsf_slist[0].s_addr == inet_addr("127.0.0.1") ||
+          m.f.imsf_slist[1].s_addr == inet_addr("127.0.0.1"));
+    CHECK(m.f.imsf_slist[0].s_addr == inet_addr("127.0.0.3") ||
+          m.f.imsf_slist[1].s_addr == inet_addr("127.0.0.3"));
+    /* room for one source: the count is the filter's, one is copied */
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, 0, 1, one_three);
+    len = IP_MSFILTER_SIZE(1);
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_numsrc, 2u);
+    CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(1));
+    len = IP_MSFILTER_SIZE(0) - 1;
+    CHECK_ERRNO(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len), EINVAL);
+    /* single-source changes work on the filter set */
+    mc_source_opt(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_BLOCK_SOURCE, g, "127.0.0.2"), EINVAL);
+    mc_send(s1, g, port, "x1");
+    mc_send(s3, g, port, "c3");
+    expect_dgram(r, "c3");
+    /* EXCLUDE 127.0.0.3, through MCAST_MSFILTER */
+    mc_group_filter(&gm.f, g, MCAST_EXCLUDE, 1, three);
+    OK(setsockopt(r, IPPROTO_IP, MCAST_MSFILTER, &gm, GROUP_FILTER_SIZE(1)));
+    mc_send(s3, g, port, "x3");
+    mc_send(s1, g, port, "d1");
+    expect_dgram(r, "d1");
+    mc_send(s2, g, port, "e2");
+    expect_dgram(r, "e2");
+    mc_group_filter(&gm.f, g, MCAST_INCLUDE, 0, NULL);
+    gm.f.gf_numsrc = 4;
+    len = sizeof gm;
+    OK(getsockopt(r, IPPROTO_IP, MCAST_MSFILTER, &gm, &len));
+    CHECK_EQ(gm.f.gf_fmode, (uint32_t)MCAST_EXCLUDE);
+    CHECK_EQ(gm.f.gf_numsrc, 1u);
+    CHECK_EQ(((struct sockaddr_in *)&gm.f.gf_slist[0])->sin_addr.s_addr, inet_addr("127.0.0.3"));
+    mc_source_opt(r, IP_UNBLOCK_SOURCE, g, "127.0.0.3");
+    mc_send(s3, g, port, "f3");
+    expect_dgram(r, "f3");
+    /* INCLUDE nothing: out of the group */
+    mc_msfilter(&m.f, g, MCAST_INCLUDE, 0, NULL);
+    OK(setsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, IP_MSFILTER_SIZE(0)));
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_DROP_MEMBERSHIP, &all, sizeof all), EADDRNOTAVAIL);
+    mc_send(s1, g, port, "x1");
+    unicast_sentinel(r, "s1");
+    expect_dgram(r, "s1");
+    OK(close(r));
+    OK(close(s1));
+    OK(close(s2));
+    OK(close(s3));
+}
+
 TEST(broadcast_needs_so_broadcast)
 {
     int port = free_udp_port();

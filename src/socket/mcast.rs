@@ -29,13 +29,14 @@
 //! itself brings the datagram back).
 //!
 //! Source filters (IP_ADD_SOURCE_MEMBERSHIP, IP_BLOCK_SOURCE,
-//! MCAST_JOIN_SOURCE_GROUP, ... and their drops) are checked and kept the
-//! same way, and a member takes a datagram only from a source its filter
-//! lets in (`allows`), when the backend names the source
-//! (`upcall::takes_group_from`).
+//! MCAST_JOIN_SOURCE_GROUP, ... and their drops, and IP_MSFILTER and
+//! MCAST_MSFILTER, which set the whole filter at once) are checked and
+//! kept the same way, and a member takes a datagram only from a source its
+//! filter lets in (`allows`), when the backend names the source
+//! (`upcall::takes_group_from`). A whole filter is read back from the
+//! kernel twin, which replays the record (`Socket::source_filter_opt`).
 //!
-//! Not done: IP_MSFILTER and MCAST_MSFILTER (the whole filter at once:
-//! still ENOPROTOOPT), the interface of a membership (every datagram here
+//! Not done: the interface of a membership (every datagram here
 //! comes over lo), the source address of an IPv6 datagram looped back
 //! from another interface (lo's, not the interface's), and the datagram's
 //! copy on the real link.
@@ -108,6 +109,10 @@ mod with_record {
     const MCAST_LEAVE_GROUP: i32 = 45;
     const MCAST_JOIN_SOURCE_GROUP: i32 = 46;
     const MCAST_LEAVE_SOURCE_GROUP: i32 = 47;
+    const IP_MSFILTER: i32 = 41;
+    const MCAST_MSFILTER: i32 = 48;
+    /// `gf_fmode`/`imsf_fmode`'s MCAST_INCLUDE (only the sources listed).
+    const MCAST_INCLUDE: u32 = 1;
     /// `struct sockaddr_storage`'s size: where `group_source_req`'s source
     /// starts after its group.
     const SS_SIZE: usize = 128;
@@ -143,7 +148,49 @@ mod with_record {
     /// Whether the option is one the record keeps as a group's
     /// (`record`): a join, a leave or a source filter change.
     pub(in crate::socket) fn group_opt(level: i32, name: i32) -> bool {
-        membership(level, name).is_some() || source_op(level, name).is_some()
+        membership(level, name).is_some()
+            || source_op(level, name).is_some()
+            || whole_filter(level, name)
+    }
+
+    /// Whether the option sets (or reads) a group's whole source filter:
+    /// IP_MSFILTER, or MCAST_MSFILTER at either IP level.
+    pub(in crate::socket) fn whole_filter(level: i32, name: i32) -> bool {
+        matches!(
+            (level, name),
+            (IPPROTO_IP, IP_MSFILTER) | (IPPROTO_IP | IPPROTO_IPV6, MCAST_MSFILTER)
+        )
+    }
+
+    /// A whole filter's group, mode (true: INCLUDE) and sources: an
+    /// `ip_msfilter` (group, interface, mode, count, IPv4 sources) or a
+    /// `group_filter` (interface, group, mode, count, sockaddr_storage
+    /// sources at a sockaddr_storage's alignment). `None` for a value the
+    /// kernel refused before this is asked.
+    fn msfilter_of(level: i32, name: i32, val: &[u8]) -> Option<([u8; 16], bool, Vec<[u8; 16]>)> {
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(val.get(at..at + 4)?.try_into().ok()?))
+        };
+        if !whole_filter(level, name) {
+            return None;
+        }
+        let mut list = Vec::new();
+        if name == IP_MSFILTER {
+            let n = word(12)? as usize;
+            for i in 0..n {
+                list.push(mapped(val.get(16 + 4 * i..20 + 4 * i)?));
+            }
+            return Some((mapped(val.get(..4)?), word(8)? == MCAST_INCLUDE, list));
+        }
+        let at = GR_GROUP + SS_SIZE;
+        let g = sockaddr_ip(val.get(GR_GROUP..at)?)?;
+        let first = at + 8;
+        for i in 0..word(at + 4)? as usize {
+            list.push(sockaddr_ip(
+                val.get(first + SS_SIZE * i..first + SS_SIZE * (i + 1))?,
+            )?);
+        }
+        Some((g, word(at)? == MCAST_INCLUDE, list))
     }
 
     /// The address of a `sockaddr_in` or `sockaddr_in6` (v4-mapped for
@@ -174,6 +221,7 @@ mod with_record {
         group_of(o.level, o.name, &o.val)
             .map(|g| g.0)
             .or_else(|| source_of(o.level, o.name, &o.val).map(|g| g.0))
+            .or_else(|| msfilter_of(o.level, o.name, &o.val).map(|g| g.0))
     }
     pub(super) const IP_MULTICAST_ALL: i32 = 49;
 
@@ -292,6 +340,14 @@ mod with_record {
         if let Some(op) = source_op(level, name) {
             return record_source(s, record, op, KernelOpt { level, name, val });
         }
+        if let Some((g, include, list)) = msfilter_of(level, name, &val) {
+            // INCLUDE of no source leaves the group (ip_mc_msfilter's
+            // leavegroup); any other replaces the filter of a group joined.
+            if include && list.is_empty() {
+                return leave_all(s, record, g);
+            }
+            return record.push(KernelOpt { level, name, val });
+        }
         let (Some(join), Some((g, itf))) = (membership(level, name), group_of(level, name, &val))
         else {
             return;
@@ -347,6 +403,13 @@ mod with_record {
                 state = Some((false, Vec::new(), false));
                 continue;
             }
+            if let Some((_, include, list)) = msfilter_of(o.level, o.name, &o.val) {
+                // The filter replaced: a list of none leaves the mode free
+                // again, as ip_mc_msfilter keeps no source list then.
+                let listed = !list.is_empty();
+                state = Some((include, list, listed));
+                continue;
+            }
             let (Some(op), Some((_, src))) = (
                 source_op(o.level, o.name),
                 source_of(o.level, o.name, &o.val),
@@ -399,18 +462,35 @@ mod with_record {
         // Taken out with the change that put the source in, unless that was
         // the group's only one: a filter that listed a source keeps its
         // mode when it lists none any more, which the twin must see.
-        let listing = |x: &KernelOpt| {
+        // Only the changes since the group's last whole filter can be
+        // taken out: the ones before it no longer count.
+        let since = record
+            .iter()
+            .rposition(|x| whole_filter(x.level, x.name) && group_in(x) == Some(g))
+            .map_or(0, |i| i + 1);
+        let whole_listed = since > 0
+            && msfilter_of(
+                record[since - 1].level,
+                record[since - 1].name,
+                &record[since - 1].val,
+            )
+            .is_some_and(|f| !f.2.is_empty());
+        let listing = |x: &&KernelOpt| {
             matches!(
                 source_op(x.level, x.name),
                 Some(SourceOp::Add | SourceOp::Block)
             ) && group_in(x) == Some(g)
         };
-        let undone = record.iter().rposition(|x| {
-            source_op(x.level, x.name) == Some(undo)
-                && source_of(x.level, x.name, &x.val) == Some((g, src))
-        });
+        let undone = record[since..]
+            .iter()
+            .rposition(|x| {
+                source_op(x.level, x.name) == Some(undo)
+                    && source_of(x.level, x.name, &x.val) == Some((g, src))
+            })
+            .map(|i| i + since);
+        let listings = record[since..].iter().filter(listing).count() + usize::from(whole_listed);
         match undone {
-            Some(i) if record.iter().filter(|x| listing(x)).count() > 1 => {
+            Some(i) if listings > 1 => {
                 record.remove(i);
             }
             _ => record.push(o),
@@ -490,6 +570,51 @@ mod with_record {
         }
 
         #[test]
+        fn whole_filter_replaces_the_filter() {
+            let g = mapped(&[239, 1, 2, 3]);
+            let s = |n: u8| mapped(&[10, 0, 0, n]);
+            let join = KernelOpt {
+                level: IPPROTO_IP,
+                name: IP_ADD_MEMBERSHIP,
+                val: vec![239, 1, 2, 3, 127, 0, 0, 1],
+            };
+            // ip_msfilter: INCLUDE 10.0.0.1 and 10.0.0.2.
+            let mut v = vec![239, 1, 2, 3, 127, 0, 0, 1];
+            v.extend_from_slice(&MCAST_INCLUDE.to_ne_bytes());
+            v.extend_from_slice(&2u32.to_ne_bytes());
+            v.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            let whole = KernelOpt {
+                level: IPPROTO_IP,
+                name: IP_MSFILTER,
+                val: v,
+            };
+            let r = [join.clone(), src_opt(IP_BLOCK_SOURCE, 3), whole];
+            assert_eq!(filter(&r, &g), Some((true, vec![s(1), s(2)])));
+            assert_eq!(allows(&r, &g, Some(&s(3))), Some(false));
+            // a drop after it works on its sources
+            let mut r = r.to_vec();
+            r.push(src_opt(IP_DROP_SOURCE_MEMBERSHIP, 1));
+            assert_eq!(filter(&r, &g), Some((true, vec![s(2)])));
+            // group_filter: EXCLUDE 10.0.0.4
+            let mut gf = vec![0u8; GR_GROUP + 2 * SS_SIZE + 8];
+            gf[GR_GROUP..GR_GROUP + 2].copy_from_slice(&(AF_INET as u16).to_ne_bytes());
+            gf[GR_GROUP + 4..GR_GROUP + 8].copy_from_slice(&[239, 1, 2, 3]);
+            let at = GR_GROUP + SS_SIZE;
+            gf[at + 4..at + 8].copy_from_slice(&1u32.to_ne_bytes());
+            gf[at + 8..at + 10].copy_from_slice(&(AF_INET as u16).to_ne_bytes());
+            gf[at + 12..at + 16].copy_from_slice(&[10, 0, 0, 4]);
+            let want = Some((g, false, vec![s(4)]));
+            assert_eq!(msfilter_of(IPPROTO_IP, MCAST_MSFILTER, &gf), want);
+            r.push(KernelOpt {
+                level: IPPROTO_IP,
+                name: MCAST_MSFILTER,
+                val: gf,
+            });
+            assert_eq!(allows(&r, &g, Some(&s(1))), Some(true));
+            assert_eq!(allows(&r, &g, Some(&s(4))), Some(false));
+        }
+
+        #[test]
         fn group_of_reads_each_request_form() {
             // ip_mreqn: 239.1.2.3 on interface index 7.
             let mut v = vec![239, 1, 2, 3, 127, 0, 0, 1];
@@ -554,6 +679,52 @@ impl Socket {
             Some(allowed) => allowed,
             None => all && host_joined(&ep.ip),
         }
+    }
+
+    /// getsockopt of a group's whole source filter (IP_MSFILTER,
+    /// MCAST_MSFILTER) on an IP socket, whose buffer `input` names the
+    /// group: the kernel twin's answer, as it replays this socket's
+    /// record (Linux's `ip_mc_msfget`, `ip_mc_gsfget`). `None` for any
+    /// other option or socket. The C ABI asks this first, as only it
+    /// has the caller's buffer.
+    /// Whether (`level`, `name`) reads a group's whole source filter,
+    /// which takes its request in the caller's buffer
+    /// ([`Socket::source_filter_opt`]).
+    #[cfg(feature = "std")]
+    pub(crate) fn whole_source_filter(level: i32, name: i32) -> bool {
+        with_record::whole_filter(level, name)
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn source_filter_opt(
+        &self,
+        level: i32,
+        name: i32,
+        input: &[u8],
+    ) -> Option<Result<alloc::vec::Vec<u8>, Errno>> {
+        if !self.is_ip() || !Self::whole_source_filter(level, name) {
+            return None;
+        }
+        let record = self.ctl.lock().kernel_opts.clone();
+        Some(super::kernel_opts::get_in(
+            &self.info, &record, level, name, input,
+        ))
+    }
+
+    /// Without the kernel's record there is no source filter to read.
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn whole_source_filter(_level: i32, _name: i32) -> bool {
+        false
+    }
+
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn source_filter_opt(
+        &self,
+        _level: i32,
+        _name: i32,
+        _input: &[u8],
+    ) -> Option<Result<alloc::vec::Vec<u8>, Errno>> {
+        None
     }
 
     /// Without the kernel's record no socket joins a group.
