@@ -1986,6 +1986,45 @@ TEST(multicast_msfilter)
     OK(close(s3));
 }
 
+/* A source taken out of a group's filter that never listed one fails
+ * (EADDRNOTAVAIL) but has switched the filter's mode first, as Linux's
+ * ip_mc_source allows mode switches for empty-set filters: a group joined
+ * for every source then takes none, until a block switches it back. */
+TEST(multicast_refused_change_switches_mode)
+{
+    const char *g = "239.255.13.9";
+    int port = free_udp_port();
+    int r = mc_receiver(port, 1, g);
+    tl_setint(r, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s1 = mc_sender_from("127.0.0.1"), s2 = mc_sender_from("127.0.0.2");
+    CHECK_EQ(mc_source_opt_errno(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EADDRNOTAVAIL);
+    union {
+        struct ip_msfilter f;
+        char b[IP_MSFILTER_SIZE(2)];
+    } m;
+    memset(&m, 0, sizeof m);
+    m.f.imsf_multiaddr.s_addr = inet_addr(g);
+    m.f.imsf_interface.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof m;
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_INCLUDE);
+    CHECK_EQ(m.f.imsf_numsrc, 0u);
+    mc_send(s1, g, port, "x1");
+    unicast_sentinel(r, "s1");
+    expect_dgram(r, "s1");
+    /* a block switches it back, and lists a source */
+    mc_source_opt(r, IP_BLOCK_SOURCE, g, "127.0.0.2");
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "a1");
+    expect_dgram(r, "a1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EINVAL);
+    mc_send(s1, g, port, "b1");
+    expect_dgram(r, "b1");
+    OK(close(r));
+    OK(close(s1));
+    OK(close(s2));
+}
+
 TEST(broadcast_needs_so_broadcast)
 {
     int port = free_udp_port();

@@ -44,7 +44,7 @@
 #[cfg(feature = "std")]
 pub(crate) use with_record::fork_lock;
 #[cfg(feature = "std")]
-pub(super) use with_record::{group_opt, record};
+pub(super) use with_record::{group_opt, record, refused};
 #[cfg(feature = "std")]
 use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IPV6_MULTICAST_IF, IP_MULTICAST_ALL};
 
@@ -396,6 +396,11 @@ mod with_record {
     /// the sources. A join for every source excludes none; a filter that
     /// never listed a source takes the mode of the next change.
     fn filter(record: &[KernelOpt], g: &[u8; 16]) -> Option<(bool, Vec<[u8; 16]>)> {
+        filter_full(record, g).map(|(include, list, _)| (include, list))
+    }
+
+    /// `filter`, and whether the filter ever listed a source.
+    fn filter_full(record: &[KernelOpt], g: &[u8; 16]) -> Option<(bool, Vec<[u8; 16]>, bool)> {
         // (includes, sources, listed one ever)
         let mut state: Option<(bool, Vec<[u8; 16]>, bool)> = None;
         for o in record.iter().filter(|o| group_in(o) == Some(*g)) {
@@ -435,7 +440,36 @@ mod with_record {
                 }
             }
         }
-        state.map(|(include, list, _)| (include, list))
+        state
+    }
+
+    /// A source filter change the kernel refused with `err`: taking a
+    /// source out of a group whose filter never listed one, in the other
+    /// mode, fails (EADDRNOTAVAIL) after Linux's `ip_mc_source` switched
+    /// the empty filter's mode. The change joins the record as it is: the
+    /// twin's replay fails the same way, and `filter` switches the mode.
+    pub(in crate::socket) fn refused(s: &Socket, level: i32, name: i32, val: &[u8], err: i32) {
+        let Some(op @ (SourceOp::Drop | SourceOp::Unblock)) = source_op(level, name) else {
+            return;
+        };
+        let Some((g, _)) = source_of(level, name, val) else {
+            return;
+        };
+        if err != EADDRNOTAVAIL {
+            return;
+        }
+        let mut c = s.ctl.lock();
+        let record = &mut c.kernel_opts;
+        // A member whose filter never listed a source, in the other mode.
+        if let Some((include, _, false)) = filter_full(record, &g) {
+            if include != (op == SourceOp::Drop) {
+                record.push(KernelOpt {
+                    level,
+                    name,
+                    val: val.to_vec(),
+                });
+            }
+        }
     }
 
     /// A source filter change (see `record`).
