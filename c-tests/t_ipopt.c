@@ -2354,6 +2354,37 @@ TEST(ipv6_multicast_across_processes)
     mc_across_processes(&w);
 }
 
+/* IP_MULTICAST_ALL (on by default): a socket of the port that is no member
+ * takes a group's datagrams while some socket of this host is a member,
+ * here one of another process; with the option off, or once that member
+ * left, it does not. */
+TEST(multicast_all_across_processes)
+{
+    if (mc_on_a_network("multicast_all_across_processes"))
+        return;
+    struct mc_where w = {.fam = AF_INET, .port = free_udp_port(), .group = "239.255.13.10"};
+    struct mc_member m = mc_member_start(&w);
+    mc_member_do(&m, "b", "");
+    mc_member_do(&m, "j", "");
+    int me = mc_receiver(w.port, 0, NULL);
+    int off = mc_receiver(w.port, 0, NULL);
+    tl_setint(off, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s = mc_sender();
+    mc_send_to(s, &w, "g1");
+    mc_member_do(&m, "r1", "g1");
+    expect_dgram(me, "g1");
+    /* the member leaves: the host is no member any more */
+    mc_member_do(&m, "d", "");
+    mc_send_to(s, &w, "x");
+    CHECK_EQ(tl_poll1(me, POLLIN, 300) & POLLIN, 0);
+    char c;
+    CHECK_ERRNO(recv(off, &c, 1, MSG_DONTWAIT), EAGAIN);
+    mc_member_end(&m, 0);
+    OK(close(me));
+    OK(close(off));
+    OK(close(s));
+}
+
 /* Broadcast with SO_BROADCAST reaches every process bound to the port. */
 TEST(broadcast_across_processes)
 {

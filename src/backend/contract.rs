@@ -288,6 +288,20 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Whether this process now has a socket that is a member of multicast
+    /// `group` (IPv6 bytes, v4-mapped for IPv4), told after each change of
+    /// its sockets' memberships: a backend shared with other processes
+    /// keeps it where they see it ([`Backend::group_joined_elsewhere`]).
+    /// Nothing by default.
+    fn host_group(&self, _group: &[u8; 16], _joined: bool) {}
+
+    /// Whether a socket of another process of this backend's network is a
+    /// member of `group`: IP_MULTICAST_ALL's "some socket of this host
+    /// joined", beyond this process. False by default.
+    fn group_joined_elsewhere(&self, _group: &[u8; 16]) -> bool {
+        false
+    }
+
     /// SIOCOUTQ: the bytes this socket sent that their receiver holds
     /// unread, when the backend can tell (`None`: it cannot, and the
     /// frontend reports 0).

@@ -16,9 +16,10 @@
 //! `ip_mc_sf_allow`: a member takes the group's datagrams; a socket that is
 //! not a member takes them when IP_MULTICAST_ALL is on (the default) and
 //! some socket of this host is a member (otherwise the host never received
-//! the datagram). "This host" is this process's sockets: a membership made
-//! in another process does not let a non-member here take the group's
-//! datagrams (its members get them all the same).
+//! the datagram). "This host" is this process's sockets, and those of the
+//! other processes of its network that its backend sees
+//! (`Backend::group_joined_elsewhere`; this process's are told to it at
+//! each change, `Backend::host_group`).
 //!
 //! Sending: an IPv4 datagram to a group leaves by lo unless IP_MULTICAST_IF
 //! names another interface (by index or address). Out of another interface
@@ -42,7 +43,7 @@
 //! copy on the real link.
 
 #[cfg(feature = "std")]
-pub(crate) use with_record::fork_lock;
+pub(crate) use with_record::{closed, fork_lock};
 #[cfg(feature = "std")]
 pub(super) use with_record::{group_opt, record, refused};
 #[cfg(feature = "std")]
@@ -304,8 +305,34 @@ mod with_record {
         joined.into_iter().any(|h| slab::lookup(h).is_some())
     }
 
-    /// `h` joined `group`; the entries of sockets that are gone go.
-    fn joined(h: SockHandle, group: [u8; 16]) {
+    /// Tells `s`'s backend whether this process still has a member of
+    /// `group` after a change of `s`'s memberships: a backend shared with
+    /// other processes lets them see it (`Backend::host_group`).
+    fn publish(s: &Socket, group: [u8; 16]) {
+        if let Some(b) = s.binding() {
+            b.backend.host_group(&group, host_joined(&group));
+        }
+    }
+
+    /// `s` is closing: it is no member of any group any more (its backend
+    /// hears of each group this process no longer has a member of).
+    pub(crate) fn closed(s: &Socket) {
+        let mut gone = Vec::new();
+        JOINED.lock().retain(|(h, g)| {
+            let mine = *h == s.handle;
+            if mine && !gone.contains(g) {
+                gone.push(*g);
+            }
+            !mine
+        });
+        for g in gone {
+            publish(s, g);
+        }
+    }
+
+    /// `s` joined `group`; the entries of sockets that are gone go.
+    fn joined(s: &Socket, group: [u8; 16]) {
+        let h = s.handle;
         let all: Vec<SockHandle> = JOINED.lock().iter().map(|(h, _)| *h).collect();
         let gone: Vec<SockHandle> = all
             .into_iter()
@@ -314,6 +341,8 @@ mod with_record {
         let mut j = JOINED.lock();
         j.retain(|(h, _)| !gone.contains(h));
         j.push((h, group));
+        drop(j);
+        publish(s, group);
     }
 
     /// Before a fork: no thread may hold the list's lock in the child (the
@@ -354,7 +383,7 @@ mod with_record {
         };
         if join {
             record.push(KernelOpt { level, name, val });
-            joined(s.handle, g);
+            joined(s, g);
             return;
         }
         let join_of_g = |o: &KernelOpt| {
@@ -373,6 +402,8 @@ mod with_record {
             if let Some(k) = j.iter().position(|e| *e == (s.handle, g)) {
                 j.swap_remove(k);
             }
+            drop(j);
+            publish(s, g);
         }
         if !record.iter().any(join_of_g) {
             leave_all(s, record, g);
@@ -386,6 +417,7 @@ mod with_record {
         record.retain(|o| !(group_opt(o.level, o.name) && group_in(o) == Some(g)));
         if record.len() != had {
             JOINED.lock().retain(|e| *e != (s.handle, g));
+            publish(s, g);
         }
     }
 
@@ -482,7 +514,7 @@ mod with_record {
             SourceOp::Add | SourceOp::Block => {
                 record.push(o);
                 if before.is_none() {
-                    joined(s.handle, g);
+                    joined(s, g);
                 }
                 return;
             }
@@ -709,9 +741,16 @@ impl Socket {
             };
             (member(&c.kernel_opts, &ep.ip, src), all.unwrap_or(1) != 0)
         };
+        // This host: this process's sockets, or another process's of its
+        // network when the backend sees them.
         match is_member {
             Some(allowed) => allowed,
-            None => all && host_joined(&ep.ip),
+            None => {
+                all && (host_joined(&ep.ip)
+                    || self
+                        .binding()
+                        .is_some_and(|b| b.backend.group_joined_elsewhere(&ep.ip)))
+            }
         }
     }
 

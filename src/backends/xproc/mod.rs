@@ -728,6 +728,14 @@ impl Backend for XProc {
         Ok(())
     }
 
+    fn host_group(&self, group: &[u8; 16], joined: bool) {
+        self.publish_group(group, joined);
+    }
+
+    fn group_joined_elsewhere(&self, group: &[u8; 16]) -> bool {
+        self.group_elsewhere(group)
+    }
+
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
         xs(&sock).map_or(0, |x| x.peer_maxseg.load(Ordering::Acquire))
     }
