@@ -1850,6 +1850,181 @@ TEST(multicast_source_filters)
     OK(close(s2));
 }
 
+/* A whole IPv4 source filter as IP_MSFILTER takes and gives it. */
+static void mc_msfilter(struct ip_msfilter *f, const char *group, uint32_t mode, int n,
+                        const char *const *srcs)
+{
+    f->imsf_multiaddr.s_addr = inet_addr(group);
+    f->imsf_interface.s_addr = htonl(INADDR_LOOPBACK);
+    f->imsf_fmode = mode;
+    f->imsf_numsrc = (uint32_t)n;
+    for (int i = 0; i < n; i++)
+        f->imsf_slist[i].s_addr = inet_addr(srcs[i]);
+}
+
+/* The same through MCAST_MSFILTER's protocol-independent group_filter. */
+static void mc_group_filter(struct group_filter *f, const char *group, uint32_t mode, int n,
+                            const char *const *srcs)
+{
+    memset(f, 0, GROUP_FILTER_SIZE(n > 0 ? n : 1));
+    f->gf_interface = if_nametoindex("lo");
+    struct sockaddr_in *g = (struct sockaddr_in *)&f->gf_group;
+    g->sin_family = AF_INET;
+    g->sin_addr.s_addr = inet_addr(group);
+    f->gf_fmode = mode;
+    f->gf_numsrc = (uint32_t)n;
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_in *s = (struct sockaddr_in *)&f->gf_slist[i];
+        s->sin_family = AF_INET;
+        s->sin_addr.s_addr = inet_addr(srcs[i]);
+    }
+}
+
+/* IP_MSFILTER and MCAST_MSFILTER set a joined group's whole source filter
+ * at once and read it back (Linux's ip_mc_msfilter and ip_mc_msfget): the
+ * mode and the sources replace the filter's, later single-source changes
+ * work on them, and an INCLUDE filter of no source leaves the group. */
+TEST(multicast_msfilter)
+{
+    const char *g = "239.255.13.8";
+    int port = free_udp_port();
+    int r = mc_receiver(port, 0, NULL);
+    tl_setint(r, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s1 = mc_sender_from("127.0.0.1"), s2 = mc_sender_from("127.0.0.2");
+    int s3 = mc_sender_from("127.0.0.3");
+    union {
+        struct ip_msfilter f;
+        char b[IP_MSFILTER_SIZE(4)];
+    } m;
+    union {
+        struct group_filter f;
+        char b[GROUP_FILTER_SIZE(4)];
+    } gm;
+    const char *one_three[] = {"127.0.0.1", "127.0.0.3"};
+    const char *three[] = {"127.0.0.3"};
+    socklen_t len;
+    /* not a member yet */
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, MCAST_INCLUDE, 2, one_three);
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, IP_MSFILTER_SIZE(2)), EINVAL);
+    len = sizeof m;
+    CHECK_ERRNO(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len), EADDRNOTAVAIL);
+    struct ip_mreqn all = {.imr_multiaddr.s_addr = inet_addr(g),
+                           .imr_address.s_addr = htonl(INADDR_LOOPBACK)};
+    OK(setsockopt(r, IPPROTO_IP, IP_ADD_MEMBERSHIP, &all, sizeof all));
+    /* joined for every source: EXCLUDE, none */
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, 0, 0, NULL);
+    len = sizeof m;
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_EXCLUDE);
+    CHECK_EQ(m.f.imsf_numsrc, 0u);
+    CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(0));
+    /* INCLUDE 127.0.0.1 and 127.0.0.3 */
+    mc_msfilter(&m.f, g, MCAST_INCLUDE, 2, one_three);
+    OK(setsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, IP_MSFILTER_SIZE(2)));
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "a1");
+    expect_dgram(r, "a1");
+    mc_send(s3, g, port, "b3");
+    expect_dgram(r, "b3");
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, 0, 2, one_three);
+    m.f.imsf_numsrc = 4;
+    len = sizeof m;
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_INCLUDE);
+    CHECK_EQ(m.f.imsf_numsrc, 2u);
+    CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(2));
+    CHECK(m.f.imsf_slist[0].s_addr == inet_addr("127.0.0.1") ||
+          m.f.imsf_slist[1].s_addr == inet_addr("127.0.0.1"));
+    CHECK(m.f.imsf_slist[0].s_addr == inet_addr("127.0.0.3") ||
+          m.f.imsf_slist[1].s_addr == inet_addr("127.0.0.3"));
+    /* room for one source: the count is the filter's, one is copied */
+    memset(&m, 0, sizeof m);
+    mc_msfilter(&m.f, g, 0, 1, one_three);
+    len = IP_MSFILTER_SIZE(1);
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_numsrc, 2u);
+    CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(1));
+    len = IP_MSFILTER_SIZE(0) - 1;
+    CHECK_ERRNO(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len), EINVAL);
+    /* single-source changes work on the filter set */
+    mc_source_opt(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_BLOCK_SOURCE, g, "127.0.0.2"), EINVAL);
+    mc_send(s1, g, port, "x1");
+    mc_send(s3, g, port, "c3");
+    expect_dgram(r, "c3");
+    /* EXCLUDE 127.0.0.3, through MCAST_MSFILTER */
+    mc_group_filter(&gm.f, g, MCAST_EXCLUDE, 1, three);
+    OK(setsockopt(r, IPPROTO_IP, MCAST_MSFILTER, &gm, GROUP_FILTER_SIZE(1)));
+    mc_send(s3, g, port, "x3");
+    mc_send(s1, g, port, "d1");
+    expect_dgram(r, "d1");
+    mc_send(s2, g, port, "e2");
+    expect_dgram(r, "e2");
+    mc_group_filter(&gm.f, g, MCAST_INCLUDE, 0, NULL);
+    gm.f.gf_numsrc = 4;
+    len = sizeof gm;
+    OK(getsockopt(r, IPPROTO_IP, MCAST_MSFILTER, &gm, &len));
+    CHECK_EQ(gm.f.gf_fmode, (uint32_t)MCAST_EXCLUDE);
+    CHECK_EQ(gm.f.gf_numsrc, 1u);
+    CHECK_EQ(((struct sockaddr_in *)&gm.f.gf_slist[0])->sin_addr.s_addr, inet_addr("127.0.0.3"));
+    mc_source_opt(r, IP_UNBLOCK_SOURCE, g, "127.0.0.3");
+    mc_send(s3, g, port, "f3");
+    expect_dgram(r, "f3");
+    /* INCLUDE nothing: out of the group */
+    mc_msfilter(&m.f, g, MCAST_INCLUDE, 0, NULL);
+    OK(setsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, IP_MSFILTER_SIZE(0)));
+    CHECK_ERRNO(setsockopt(r, IPPROTO_IP, IP_DROP_MEMBERSHIP, &all, sizeof all), EADDRNOTAVAIL);
+    mc_send(s1, g, port, "x1");
+    unicast_sentinel(r, "s1");
+    expect_dgram(r, "s1");
+    OK(close(r));
+    OK(close(s1));
+    OK(close(s2));
+    OK(close(s3));
+}
+
+/* A source taken out of a group's filter that never listed one fails
+ * (EADDRNOTAVAIL) but has switched the filter's mode first, as Linux's
+ * ip_mc_source allows mode switches for empty-set filters: a group joined
+ * for every source then takes none, until a block switches it back. */
+TEST(multicast_refused_change_switches_mode)
+{
+    const char *g = "239.255.13.9";
+    int port = free_udp_port();
+    int r = mc_receiver(port, 1, g);
+    tl_setint(r, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s1 = mc_sender_from("127.0.0.1"), s2 = mc_sender_from("127.0.0.2");
+    CHECK_EQ(mc_source_opt_errno(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EADDRNOTAVAIL);
+    union {
+        struct ip_msfilter f;
+        char b[IP_MSFILTER_SIZE(2)];
+    } m;
+    memset(&m, 0, sizeof m);
+    m.f.imsf_multiaddr.s_addr = inet_addr(g);
+    m.f.imsf_interface.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof m;
+    OK(getsockopt(r, IPPROTO_IP, IP_MSFILTER, &m, &len));
+    CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_INCLUDE);
+    CHECK_EQ(m.f.imsf_numsrc, 0u);
+    mc_send(s1, g, port, "x1");
+    unicast_sentinel(r, "s1");
+    expect_dgram(r, "s1");
+    /* a block switches it back, and lists a source */
+    mc_source_opt(r, IP_BLOCK_SOURCE, g, "127.0.0.2");
+    mc_send(s2, g, port, "x2");
+    mc_send(s1, g, port, "a1");
+    expect_dgram(r, "a1");
+    CHECK_EQ(mc_source_opt_errno(r, IP_DROP_SOURCE_MEMBERSHIP, g, "127.0.0.1"), EINVAL);
+    mc_send(s1, g, port, "b1");
+    expect_dgram(r, "b1");
+    OK(close(r));
+    OK(close(s1));
+    OK(close(s2));
+}
+
 TEST(broadcast_needs_so_broadcast)
 {
     int port = free_udp_port();
@@ -2189,6 +2364,37 @@ TEST(ipv6_multicast_across_processes)
     struct mc_where w = {.fam = AF_INET6, .port = tl_port(&ss), .group = "ff02::13:9",
                          .ifindex = ifx};
     mc_across_processes(&w);
+}
+
+/* IP_MULTICAST_ALL (on by default): a socket of the port that is no member
+ * takes a group's datagrams while some socket of this host is a member,
+ * here one of another process; with the option off, or once that member
+ * left, it does not. */
+TEST(multicast_all_across_processes)
+{
+    if (mc_on_a_network("multicast_all_across_processes"))
+        return;
+    struct mc_where w = {.fam = AF_INET, .port = free_udp_port(), .group = "239.255.13.10"};
+    struct mc_member m = mc_member_start(&w);
+    mc_member_do(&m, "b", "");
+    mc_member_do(&m, "j", "");
+    int me = mc_receiver(w.port, 0, NULL);
+    int off = mc_receiver(w.port, 0, NULL);
+    tl_setint(off, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+    int s = mc_sender();
+    mc_send_to(s, &w, "g1");
+    mc_member_do(&m, "r1", "g1");
+    expect_dgram(me, "g1");
+    /* the member leaves: the host is no member any more */
+    mc_member_do(&m, "d", "");
+    mc_send_to(s, &w, "x");
+    CHECK_EQ(tl_poll1(me, POLLIN, 300) & POLLIN, 0);
+    char c;
+    CHECK_ERRNO(recv(off, &c, 1, MSG_DONTWAIT), EAGAIN);
+    mc_member_end(&m, 0);
+    OK(close(me));
+    OK(close(off));
+    OK(close(s));
 }
 
 /* Broadcast with SO_BROADCAST reaches every process bound to the port. */

@@ -602,6 +602,38 @@ TEST_INET(maxseg_limits_both_ends)
     OK(close(l));
 }
 
+/* TCP_MAXSEG set on a listener after listen() limits the connections it
+ * takes from then on: the listener's user_mss clamps each later SYN's MSS,
+ * and the accepted socket inherits it. */
+TEST_INET(maxseg_set_after_listen)
+{
+    int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
+    struct sockaddr_storage ss;
+    socklen_t sl = tl_loop(fam, &ss, 0);
+    OK(bind(l, (struct sockaddr *)&ss, sl));
+    OK(listen(l, 4));
+    tl_setint(l, IPPROTO_TCP, TCP_MAXSEG, 1000);
+    sl = tl_name(l, &ss);
+    int c = tcp_socket(fam);
+    OK(connect(c, (struct sockaddr *)&ss, sl));
+    int s = (int)OK(accept(l, NULL, NULL));
+    CHECK_EQ(geti(c, TCP_MAXSEG), 1000 - mss_overhead());
+    CHECK_EQ(geti(s, TCP_MAXSEG), 1000 - mss_overhead());
+    /* a lower limit set now reaches the next connection */
+    tl_setint(l, IPPROTO_TCP, TCP_MAXSEG, 600);
+    int c2 = tcp_socket(fam);
+    OK(connect(c2, (struct sockaddr *)&ss, sl));
+    int s2 = (int)OK(accept(l, NULL, NULL));
+    CHECK_EQ(geti(c2, TCP_MAXSEG), 600 - mss_overhead());
+    CHECK_EQ(geti(s2, TCP_MAXSEG), 600 - mss_overhead());
+    CHECK_EQ(geti(s, TCP_MAXSEG), 1000 - mss_overhead());
+    OK(close(c));
+    OK(close(s));
+    OK(close(c2));
+    OK(close(s2));
+    OK(close(l));
+}
+
 /* Without a limit, the MSS a loopback connection advertises follows lo's
  * MTU (IPv4 packets stop at 65535 bytes): less the IP and TCP headers and
  * the timestamp option. The MSS in use (TCP_MAXSEG, tcpi_snd_mss) is the

@@ -855,6 +855,18 @@ pub unsafe extern "C" fn usock_getsockopt(
                 return ret_int(Err(EINVAL));
             }
             Some(Ok(b)) => Ok(OptVal::Bytes(b)),
+            // IP_MSFILTER and MCAST_MSFILTER read their request (the group)
+            // from the buffer they answer in.
+            None if crate::socket::Socket::whole_source_filter(level, name) => {
+                // SAFETY: `val` is valid for `cap` bytes per the contract.
+                match unsafe { ffi::buf(val, cap as usize) } {
+                    Err(e) => Err(e),
+                    Ok(input) => match s.source_filter_opt(level, name, input) {
+                        Some(r) => r.map(OptVal::Bytes),
+                        None => s.getsockopt_len(level, name, cap as usize),
+                    },
+                }
+            }
             None => s.getsockopt_len(level, name, cap as usize),
         };
         let v: OptVal = match v {

@@ -143,6 +143,14 @@ pub struct SockOpts {
     pub maxseg: u32,
 }
 
+/// The MSS a TCP_MAXSEG setsockopt() sets, for a backend's
+/// [`Backend::setsockopt`] hook: a listener's later connections advertise
+/// it (the frontend has checked it: 0, no limit, or 88..=32767).
+pub(crate) fn maxseg_arg(value: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = value.get(..4)?.try_into().ok()?;
+    Some(i32::from_ne_bytes(b).max(0) as u32)
+}
+
 impl SockOpts {
     /// The ports this socket's ephemeral binds pick from: the system's
     /// `ip_local_port_range`, narrowed by IP_LOCAL_PORT_RANGE where its
@@ -277,6 +285,20 @@ pub trait Backend: Send + Sync {
     /// drops, so under a backend that keeps datagrams it drops and counts
     /// one it has no room for itself, and the delivery answers `Ok`.
     fn keeps_refused_datagrams(&self) -> bool {
+        false
+    }
+
+    /// Whether this process now has a socket that is a member of multicast
+    /// `group` (IPv6 bytes, v4-mapped for IPv4), told after each change of
+    /// its sockets' memberships: a backend shared with other processes
+    /// keeps it where they see it ([`Backend::group_joined_elsewhere`]).
+    /// Nothing by default.
+    fn host_group(&self, _group: &[u8; 16], _joined: bool) {}
+
+    /// Whether a socket of another process of this backend's network is a
+    /// member of `group`: IP_MULTICAST_ALL's "some socket of this host
+    /// joined", beyond this process. False by default.
+    fn group_joined_elsewhere(&self, _group: &[u8; 16]) -> bool {
         false
     }
 

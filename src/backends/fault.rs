@@ -869,6 +869,14 @@ impl Backend for FaultBackend {
         self.shared.inner.peer_maxseg(sock)
     }
 
+    fn host_group(&self, group: &[u8; 16], joined: bool) {
+        self.shared.inner.host_group(group, joined)
+    }
+
+    fn group_joined_elsewhere(&self, group: &[u8; 16]) -> bool {
+        self.shared.inner.group_joined_elsewhere(group)
+    }
+
     fn local_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         self.shared.inner.local_addr(sock)
     }

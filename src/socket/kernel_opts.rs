@@ -10,16 +10,16 @@
 //! of a level the socket lacks. Accepted sockets inherit the record, as
 //! Linux's inherit the listener's settings.
 //!
-//! Multicast joins, leaves and source filter changes are checked here too
-//! and kept in the record (a leave takes its join out), and
-//! `socket::mcast` acts on them.
+//! Multicast joins, leaves and source filter changes (one source at a
+//! time, or the whole filter: IP_MSFILTER, MCAST_MSFILTER) are checked
+//! here too and kept in the record (a leave takes its join out), and
+//! `socket::mcast` acts on them; a whole filter is read back from the
+//! kernel socket given the caller's request (`get_in`).
 //!
 //! Not handed over, because the kernel socket would accept them while this
-//! socket would silently not act on them: a whole multicast source filter
-//! at once (IP_MSFILTER, MCAST_MSFILTER), and eBPF programs (SO_ATTACH_BPF
-//! and the reuseport programs). Those stay
-//! ENOPROTOOPT. Classic socket filters are the frontend's own
-//! (`socket::filter`).
+//! socket would silently not act on them: eBPF programs (SO_ATTACH_BPF
+//! and the reuseport programs). Those stay ENOPROTOOPT. Classic socket
+//! filters are the frontend's own (`socket::filter`).
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -42,17 +42,9 @@ pub(super) fn applies(info: &SockInfo, level: i32, name: i32) -> bool {
     if info.domain != AF_INET && info.domain != AF_INET6 {
         return false;
     }
-    // The whole source filter at once: IP_MSFILTER (41) and MCAST_MSFILTER
-    // (48), on IPPROTO_IP and (MCAST_* only) IPPROTO_IPV6; SO_ATTACH_BPF
-    // and the reuseport programs (50..=52). The joins, leaves and source
-    // filter changes (`mcast::group_opt`) are taken.
-    let unsupported = match level {
-        IPPROTO_IP => matches!(name, 41 | 48),
-        IPPROTO_IPV6 => matches!(name, 48),
-        SOL_SOCKET => matches!(name, 50..=52),
-        _ => false,
-    };
-    !unsupported
+    // SO_ATTACH_BPF and the reuseport programs (50..=52). The joins,
+    // leaves and source filter changes (`mcast::group_opt`) are taken.
+    !(level == SOL_SOCKET && matches!(name, 50..=52))
 }
 
 /// The int last set for (`level`, `name`) in `record`, if any.
@@ -153,6 +145,23 @@ pub(super) fn get(
     // Options are small but some are structs (TCP_INFO, IP_PKTOPTIONS);
     // the kernel writes at most what it is given.
     let mut buf = vec![0u8; cap.min(64 * 1024)];
+    let n = platform::kernel_getsockopt(t.0, level, name, &mut buf)?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
+/// getsockopt of an option whose buffer is also its request (IP_MSFILTER
+/// and MCAST_MSFILTER name the group in it): the bytes the kernel writes
+/// over `input` for a socket with `record`.
+pub(super) fn get_in(
+    info: &SockInfo,
+    record: &[KernelOpt],
+    level: i32,
+    name: i32,
+    input: &[u8],
+) -> Result<Vec<u8>, Errno> {
+    let t = twin(info, record)?;
+    let mut buf = input[..input.len().min(64 * 1024)].to_vec();
     let n = platform::kernel_getsockopt(t.0, level, name, &mut buf)?;
     buf.truncate(n);
     Ok(buf)

@@ -16,9 +16,10 @@
 //! `ip_mc_sf_allow`: a member takes the group's datagrams; a socket that is
 //! not a member takes them when IP_MULTICAST_ALL is on (the default) and
 //! some socket of this host is a member (otherwise the host never received
-//! the datagram). "This host" is this process's sockets: a membership made
-//! in another process does not let a non-member here take the group's
-//! datagrams (its members get them all the same).
+//! the datagram). "This host" is this process's sockets, and those of the
+//! other processes of its network that its backend sees
+//! (`Backend::group_joined_elsewhere`; this process's are told to it at
+//! each change, `Backend::host_group`).
 //!
 //! Sending: an IPv4 datagram to a group leaves by lo unless IP_MULTICAST_IF
 //! names another interface (by index or address). Out of another interface
@@ -29,21 +30,22 @@
 //! itself brings the datagram back).
 //!
 //! Source filters (IP_ADD_SOURCE_MEMBERSHIP, IP_BLOCK_SOURCE,
-//! MCAST_JOIN_SOURCE_GROUP, ... and their drops) are checked and kept the
-//! same way, and a member takes a datagram only from a source its filter
-//! lets in (`allows`), when the backend names the source
-//! (`upcall::takes_group_from`).
+//! MCAST_JOIN_SOURCE_GROUP, ... and their drops, and IP_MSFILTER and
+//! MCAST_MSFILTER, which set the whole filter at once) are checked and
+//! kept the same way, and a member takes a datagram only from a source its
+//! filter lets in (`allows`), when the backend names the source
+//! (`upcall::takes_group_from`). A whole filter is read back from the
+//! kernel twin, which replays the record (`Socket::source_filter_opt`).
 //!
-//! Not done: IP_MSFILTER and MCAST_MSFILTER (the whole filter at once:
-//! still ENOPROTOOPT), the interface of a membership (every datagram here
+//! Not done: the interface of a membership (every datagram here
 //! comes over lo), the source address of an IPv6 datagram looped back
 //! from another interface (lo's, not the interface's), and the datagram's
 //! copy on the real link.
 
 #[cfg(feature = "std")]
-pub(crate) use with_record::fork_lock;
+pub(crate) use with_record::{closed, fork_lock};
 #[cfg(feature = "std")]
-pub(super) use with_record::{group_opt, record};
+pub(super) use with_record::{group_opt, record, refused};
 #[cfg(feature = "std")]
 use with_record::{host_joined, member, IPV6_MULTICAST_ALL, IPV6_MULTICAST_IF, IP_MULTICAST_ALL};
 
@@ -108,6 +110,10 @@ mod with_record {
     const MCAST_LEAVE_GROUP: i32 = 45;
     const MCAST_JOIN_SOURCE_GROUP: i32 = 46;
     const MCAST_LEAVE_SOURCE_GROUP: i32 = 47;
+    const IP_MSFILTER: i32 = 41;
+    const MCAST_MSFILTER: i32 = 48;
+    /// `gf_fmode`/`imsf_fmode`'s MCAST_INCLUDE (only the sources listed).
+    const MCAST_INCLUDE: u32 = 1;
     /// `struct sockaddr_storage`'s size: where `group_source_req`'s source
     /// starts after its group.
     const SS_SIZE: usize = 128;
@@ -143,7 +149,49 @@ mod with_record {
     /// Whether the option is one the record keeps as a group's
     /// (`record`): a join, a leave or a source filter change.
     pub(in crate::socket) fn group_opt(level: i32, name: i32) -> bool {
-        membership(level, name).is_some() || source_op(level, name).is_some()
+        membership(level, name).is_some()
+            || source_op(level, name).is_some()
+            || whole_filter(level, name)
+    }
+
+    /// Whether the option sets (or reads) a group's whole source filter:
+    /// IP_MSFILTER, or MCAST_MSFILTER at either IP level.
+    pub(in crate::socket) fn whole_filter(level: i32, name: i32) -> bool {
+        matches!(
+            (level, name),
+            (IPPROTO_IP, IP_MSFILTER) | (IPPROTO_IP | IPPROTO_IPV6, MCAST_MSFILTER)
+        )
+    }
+
+    /// A whole filter's group, mode (true: INCLUDE) and sources: an
+    /// `ip_msfilter` (group, interface, mode, count, IPv4 sources) or a
+    /// `group_filter` (interface, group, mode, count, sockaddr_storage
+    /// sources at a sockaddr_storage's alignment). `None` for a value the
+    /// kernel refused before this is asked.
+    fn msfilter_of(level: i32, name: i32, val: &[u8]) -> Option<([u8; 16], bool, Vec<[u8; 16]>)> {
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_ne_bytes(val.get(at..at + 4)?.try_into().ok()?))
+        };
+        if !whole_filter(level, name) {
+            return None;
+        }
+        let mut list = Vec::new();
+        if name == IP_MSFILTER {
+            let n = word(12)? as usize;
+            for i in 0..n {
+                list.push(mapped(val.get(16 + 4 * i..20 + 4 * i)?));
+            }
+            return Some((mapped(val.get(..4)?), word(8)? == MCAST_INCLUDE, list));
+        }
+        let at = GR_GROUP + SS_SIZE;
+        let g = sockaddr_ip(val.get(GR_GROUP..at)?)?;
+        let first = at + 8;
+        for i in 0..word(at + 4)? as usize {
+            list.push(sockaddr_ip(
+                val.get(first + SS_SIZE * i..first + SS_SIZE * (i + 1))?,
+            )?);
+        }
+        Some((g, word(at)? == MCAST_INCLUDE, list))
     }
 
     /// The address of a `sockaddr_in` or `sockaddr_in6` (v4-mapped for
@@ -174,6 +222,7 @@ mod with_record {
         group_of(o.level, o.name, &o.val)
             .map(|g| g.0)
             .or_else(|| source_of(o.level, o.name, &o.val).map(|g| g.0))
+            .or_else(|| msfilter_of(o.level, o.name, &o.val).map(|g| g.0))
     }
     pub(super) const IP_MULTICAST_ALL: i32 = 49;
 
@@ -256,8 +305,34 @@ mod with_record {
         joined.into_iter().any(|h| slab::lookup(h).is_some())
     }
 
-    /// `h` joined `group`; the entries of sockets that are gone go.
-    fn joined(h: SockHandle, group: [u8; 16]) {
+    /// Tells `s`'s backend whether this process still has a member of
+    /// `group` after a change of `s`'s memberships: a backend shared with
+    /// other processes lets them see it (`Backend::host_group`).
+    fn publish(s: &Socket, group: [u8; 16]) {
+        if let Some(b) = s.binding() {
+            b.backend.host_group(&group, host_joined(&group));
+        }
+    }
+
+    /// `s` is closing: it is no member of any group any more (its backend
+    /// hears of each group this process no longer has a member of).
+    pub(crate) fn closed(s: &Socket) {
+        let mut gone = Vec::new();
+        JOINED.lock().retain(|(h, g)| {
+            let mine = *h == s.handle;
+            if mine && !gone.contains(g) {
+                gone.push(*g);
+            }
+            !mine
+        });
+        for g in gone {
+            publish(s, g);
+        }
+    }
+
+    /// `s` joined `group`; the entries of sockets that are gone go.
+    fn joined(s: &Socket, group: [u8; 16]) {
+        let h = s.handle;
         let all: Vec<SockHandle> = JOINED.lock().iter().map(|(h, _)| *h).collect();
         let gone: Vec<SockHandle> = all
             .into_iter()
@@ -266,6 +341,8 @@ mod with_record {
         let mut j = JOINED.lock();
         j.retain(|(h, _)| !gone.contains(h));
         j.push((h, group));
+        drop(j);
+        publish(s, group);
     }
 
     /// Before a fork: no thread may hold the list's lock in the child (the
@@ -292,13 +369,21 @@ mod with_record {
         if let Some(op) = source_op(level, name) {
             return record_source(s, record, op, KernelOpt { level, name, val });
         }
+        if let Some((g, include, list)) = msfilter_of(level, name, &val) {
+            // INCLUDE of no source leaves the group (ip_mc_msfilter's
+            // leavegroup); any other replaces the filter of a group joined.
+            if include && list.is_empty() {
+                return leave_all(s, record, g);
+            }
+            return record.push(KernelOpt { level, name, val });
+        }
         let (Some(join), Some((g, itf))) = (membership(level, name), group_of(level, name, &val))
         else {
             return;
         };
         if join {
             record.push(KernelOpt { level, name, val });
-            joined(s.handle, g);
+            joined(s, g);
             return;
         }
         let join_of_g = |o: &KernelOpt| {
@@ -317,6 +402,8 @@ mod with_record {
             if let Some(k) = j.iter().position(|e| *e == (s.handle, g)) {
                 j.swap_remove(k);
             }
+            drop(j);
+            publish(s, g);
         }
         if !record.iter().any(join_of_g) {
             leave_all(s, record, g);
@@ -330,6 +417,7 @@ mod with_record {
         record.retain(|o| !(group_opt(o.level, o.name) && group_in(o) == Some(g)));
         if record.len() != had {
             JOINED.lock().retain(|e| *e != (s.handle, g));
+            publish(s, g);
         }
     }
 
@@ -340,11 +428,23 @@ mod with_record {
     /// the sources. A join for every source excludes none; a filter that
     /// never listed a source takes the mode of the next change.
     fn filter(record: &[KernelOpt], g: &[u8; 16]) -> Option<(bool, Vec<[u8; 16]>)> {
+        filter_full(record, g).map(|(include, list, _)| (include, list))
+    }
+
+    /// `filter`, and whether the filter ever listed a source.
+    fn filter_full(record: &[KernelOpt], g: &[u8; 16]) -> Option<(bool, Vec<[u8; 16]>, bool)> {
         // (includes, sources, listed one ever)
         let mut state: Option<(bool, Vec<[u8; 16]>, bool)> = None;
         for o in record.iter().filter(|o| group_in(o) == Some(*g)) {
             if membership(o.level, o.name) == Some(true) {
                 state = Some((false, Vec::new(), false));
+                continue;
+            }
+            if let Some((_, include, list)) = msfilter_of(o.level, o.name, &o.val) {
+                // The filter replaced: a list of none leaves the mode free
+                // again, as ip_mc_msfilter keeps no source list then.
+                let listed = !list.is_empty();
+                state = Some((include, list, listed));
                 continue;
             }
             let (Some(op), Some((_, src))) = (
@@ -372,7 +472,36 @@ mod with_record {
                 }
             }
         }
-        state.map(|(include, list, _)| (include, list))
+        state
+    }
+
+    /// A source filter change the kernel refused with `err`: taking a
+    /// source out of a group whose filter never listed one, in the other
+    /// mode, fails (EADDRNOTAVAIL) after Linux's `ip_mc_source` switched
+    /// the empty filter's mode. The change joins the record as it is: the
+    /// twin's replay fails the same way, and `filter` switches the mode.
+    pub(in crate::socket) fn refused(s: &Socket, level: i32, name: i32, val: &[u8], err: i32) {
+        let Some(op @ (SourceOp::Drop | SourceOp::Unblock)) = source_op(level, name) else {
+            return;
+        };
+        let Some((g, _)) = source_of(level, name, val) else {
+            return;
+        };
+        if err != EADDRNOTAVAIL {
+            return;
+        }
+        let mut c = s.ctl.lock();
+        let record = &mut c.kernel_opts;
+        // A member whose filter never listed a source, in the other mode.
+        if let Some((include, _, false)) = filter_full(record, &g) {
+            if include != (op == SourceOp::Drop) {
+                record.push(KernelOpt {
+                    level,
+                    name,
+                    val: val.to_vec(),
+                });
+            }
+        }
     }
 
     /// A source filter change (see `record`).
@@ -385,7 +514,7 @@ mod with_record {
             SourceOp::Add | SourceOp::Block => {
                 record.push(o);
                 if before.is_none() {
-                    joined(s.handle, g);
+                    joined(s, g);
                 }
                 return;
             }
@@ -399,18 +528,35 @@ mod with_record {
         // Taken out with the change that put the source in, unless that was
         // the group's only one: a filter that listed a source keeps its
         // mode when it lists none any more, which the twin must see.
-        let listing = |x: &KernelOpt| {
+        // Only the changes since the group's last whole filter can be
+        // taken out: the ones before it no longer count.
+        let since = record
+            .iter()
+            .rposition(|x| whole_filter(x.level, x.name) && group_in(x) == Some(g))
+            .map_or(0, |i| i + 1);
+        let whole_listed = since > 0
+            && msfilter_of(
+                record[since - 1].level,
+                record[since - 1].name,
+                &record[since - 1].val,
+            )
+            .is_some_and(|f| !f.2.is_empty());
+        let listing = |x: &&KernelOpt| {
             matches!(
                 source_op(x.level, x.name),
                 Some(SourceOp::Add | SourceOp::Block)
             ) && group_in(x) == Some(g)
         };
-        let undone = record.iter().rposition(|x| {
-            source_op(x.level, x.name) == Some(undo)
-                && source_of(x.level, x.name, &x.val) == Some((g, src))
-        });
+        let undone = record[since..]
+            .iter()
+            .rposition(|x| {
+                source_op(x.level, x.name) == Some(undo)
+                    && source_of(x.level, x.name, &x.val) == Some((g, src))
+            })
+            .map(|i| i + since);
+        let listings = record[since..].iter().filter(listing).count() + usize::from(whole_listed);
         match undone {
-            Some(i) if record.iter().filter(|x| listing(x)).count() > 1 => {
+            Some(i) if listings > 1 => {
                 record.remove(i);
             }
             _ => record.push(o),
@@ -490,6 +636,51 @@ mod with_record {
         }
 
         #[test]
+        fn whole_filter_replaces_the_filter() {
+            let g = mapped(&[239, 1, 2, 3]);
+            let s = |n: u8| mapped(&[10, 0, 0, n]);
+            let join = KernelOpt {
+                level: IPPROTO_IP,
+                name: IP_ADD_MEMBERSHIP,
+                val: vec![239, 1, 2, 3, 127, 0, 0, 1],
+            };
+            // ip_msfilter: INCLUDE 10.0.0.1 and 10.0.0.2.
+            let mut v = vec![239, 1, 2, 3, 127, 0, 0, 1];
+            v.extend_from_slice(&MCAST_INCLUDE.to_ne_bytes());
+            v.extend_from_slice(&2u32.to_ne_bytes());
+            v.extend_from_slice(&[10, 0, 0, 1, 10, 0, 0, 2]);
+            let whole = KernelOpt {
+                level: IPPROTO_IP,
+                name: IP_MSFILTER,
+                val: v,
+            };
+            let r = [join.clone(), src_opt(IP_BLOCK_SOURCE, 3), whole];
+            assert_eq!(filter(&r, &g), Some((true, vec![s(1), s(2)])));
+            assert_eq!(allows(&r, &g, Some(&s(3))), Some(false));
+            // a drop after it works on its sources
+            let mut r = r.to_vec();
+            r.push(src_opt(IP_DROP_SOURCE_MEMBERSHIP, 1));
+            assert_eq!(filter(&r, &g), Some((true, vec![s(2)])));
+            // group_filter: EXCLUDE 10.0.0.4
+            let mut gf = vec![0u8; GR_GROUP + 2 * SS_SIZE + 8];
+            gf[GR_GROUP..GR_GROUP + 2].copy_from_slice(&(AF_INET as u16).to_ne_bytes());
+            gf[GR_GROUP + 4..GR_GROUP + 8].copy_from_slice(&[239, 1, 2, 3]);
+            let at = GR_GROUP + SS_SIZE;
+            gf[at + 4..at + 8].copy_from_slice(&1u32.to_ne_bytes());
+            gf[at + 8..at + 10].copy_from_slice(&(AF_INET as u16).to_ne_bytes());
+            gf[at + 12..at + 16].copy_from_slice(&[10, 0, 0, 4]);
+            let want = Some((g, false, vec![s(4)]));
+            assert_eq!(msfilter_of(IPPROTO_IP, MCAST_MSFILTER, &gf), want);
+            r.push(KernelOpt {
+                level: IPPROTO_IP,
+                name: MCAST_MSFILTER,
+                val: gf,
+            });
+            assert_eq!(allows(&r, &g, Some(&s(1))), Some(true));
+            assert_eq!(allows(&r, &g, Some(&s(4))), Some(false));
+        }
+
+        #[test]
         fn group_of_reads_each_request_form() {
             // ip_mreqn: 239.1.2.3 on interface index 7.
             let mut v = vec![239, 1, 2, 3, 127, 0, 0, 1];
@@ -550,10 +741,63 @@ impl Socket {
             };
             (member(&c.kernel_opts, &ep.ip, src), all.unwrap_or(1) != 0)
         };
+        // This host: this process's sockets, or another process's of its
+        // network when the backend sees them.
         match is_member {
             Some(allowed) => allowed,
-            None => all && host_joined(&ep.ip),
+            None => {
+                all && (host_joined(&ep.ip)
+                    || self
+                        .binding()
+                        .is_some_and(|b| b.backend.group_joined_elsewhere(&ep.ip)))
+            }
         }
+    }
+
+    /// getsockopt of a group's whole source filter (IP_MSFILTER,
+    /// MCAST_MSFILTER) on an IP socket, whose buffer `input` names the
+    /// group: the kernel twin's answer, as it replays this socket's
+    /// record (Linux's `ip_mc_msfget`, `ip_mc_gsfget`). `None` for any
+    /// other option or socket. The C ABI asks this first, as only it
+    /// has the caller's buffer.
+    /// Whether (`level`, `name`) reads a group's whole source filter,
+    /// which takes its request in the caller's buffer
+    /// ([`Socket::source_filter_opt`]).
+    #[cfg(feature = "std")]
+    pub(crate) fn whole_source_filter(level: i32, name: i32) -> bool {
+        with_record::whole_filter(level, name)
+    }
+
+    #[cfg(feature = "std")]
+    pub(crate) fn source_filter_opt(
+        &self,
+        level: i32,
+        name: i32,
+        input: &[u8],
+    ) -> Option<Result<alloc::vec::Vec<u8>, Errno>> {
+        if !self.is_ip() || !Self::whole_source_filter(level, name) {
+            return None;
+        }
+        let record = self.ctl.lock().kernel_opts.clone();
+        Some(super::kernel_opts::get_in(
+            &self.info, &record, level, name, input,
+        ))
+    }
+
+    /// Without the kernel's record there is no source filter to read.
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn whole_source_filter(_level: i32, _name: i32) -> bool {
+        false
+    }
+
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn source_filter_opt(
+        &self,
+        _level: i32,
+        _name: i32,
+        _input: &[u8],
+    ) -> Option<Result<alloc::vec::Vec<u8>, Errno>> {
+        None
     }
 
     /// Without the kernel's record no socket joins a group.

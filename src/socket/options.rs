@@ -695,7 +695,12 @@ impl Socket {
         if super::kernel_opts::applies(&self.info, level, name) {
             // The kernel checks it now, before the backend sees it.
             let record = self.ctl.lock().kernel_opts.clone();
-            super::kernel_opts::check(&self.info, &record, level, name, val)?;
+            if let Err(e) = super::kernel_opts::check(&self.info, &record, level, name, val) {
+                // A refused source filter change may still have switched
+                // the filter's mode, as Linux's does.
+                super::mcast::refused(self, level, name, val, e);
+                return Err(e);
+            }
             let val = val.to_vec();
             return Ok(alloc::boxed::Box::new(move |s: &Socket| {
                 super::kernel_opts::record(s, level, name, val);

@@ -214,6 +214,9 @@ impl Socket {
     /// The end of a close: the backend told, what was in flight purged, the
     /// slot given back.
     pub(super) fn close_end(&self) {
+        // A close leaves every group (this process's other members stay).
+        #[cfg(feature = "std")]
+        super::mcast::closed(self);
         if let Some(b) = self.binding() {
             b.backend.close(self.sref(b));
         }

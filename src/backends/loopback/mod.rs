@@ -1265,6 +1265,25 @@ impl Backend for Loopback {
         }
     }
 
+    /// TCP_MAXSEG set on a listener after listen() is the MSS the
+    /// connections it takes from then on advertise, as Linux's listener
+    /// clamps each later SYN's MSS with its `user_mss`; elsewhere the
+    /// value stored here is replaced at connect() or listen().
+    fn setsockopt(
+        &self,
+        sock: SockRef<'_>,
+        level: i32,
+        name: i32,
+        value: &[u8],
+    ) -> Result<(), Errno> {
+        if let (IPPROTO_TCP, TCP_MAXSEG, Some(v), Ok(s)) =
+            (level, name, maxseg_arg(value), lo(&sock))
+        {
+            s.maxseg.store(v, Ordering::Release);
+        }
+        Ok(())
+    }
+
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
         lo(&sock).map_or(0, |s| s.peer_maxseg.load(Ordering::Acquire))
     }

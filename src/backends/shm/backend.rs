@@ -24,8 +24,8 @@ use super::conn::{Conn, Listener};
 use super::segment::Side;
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::{
-    Backend, Block, ClaimOp, ForkAware, InputDelegation, SharedStreams, SockHandle, SockInfo,
-    SockRef, SockState,
+    maxseg_arg, Backend, Block, ClaimOp, ForkAware, InputDelegation, SharedStreams, SockHandle,
+    SockInfo, SockRef, SockState,
 };
 use crate::backend::upcall;
 use crate::consts::*;
@@ -596,6 +596,25 @@ impl Backend for Shm {
     ) -> Result<(), Errno> {
         // Every byte goes through SharedStreams::send.
         Err(EOPNOTSUPP)
+    }
+
+    /// TCP_MAXSEG set on a listener after listen() is the MSS the
+    /// connections it takes from then on advertise, as Linux's listener
+    /// clamps each later SYN's MSS with its `user_mss`; elsewhere the
+    /// value stored here is replaced at connect() or listen().
+    fn setsockopt(
+        &self,
+        sock: SockRef<'_>,
+        level: i32,
+        name: i32,
+        value: &[u8],
+    ) -> Result<(), Errno> {
+        if let (IPPROTO_TCP, TCP_MAXSEG, Some(v), Ok(x)) =
+            (level, name, maxseg_arg(value), ss(&sock))
+        {
+            x.maxseg.store(v, Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {

@@ -709,6 +709,33 @@ impl Backend for XProc {
         Ok(())
     }
 
+    /// TCP_MAXSEG set on a listener after listen() is the MSS the
+    /// connections it takes from then on advertise, as Linux's listener
+    /// clamps each later SYN's MSS with its `user_mss`; elsewhere the
+    /// value stored here is replaced at connect() or listen().
+    fn setsockopt(
+        &self,
+        sock: SockRef<'_>,
+        level: i32,
+        name: i32,
+        value: &[u8],
+    ) -> Result<(), Errno> {
+        if let (IPPROTO_TCP, TCP_MAXSEG, Some(v), Ok(x)) =
+            (level, name, maxseg_arg(value), xs(&sock))
+        {
+            x.maxseg.store(v, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn host_group(&self, group: &[u8; 16], joined: bool) {
+        self.publish_group(group, joined);
+    }
+
+    fn group_joined_elsewhere(&self, group: &[u8; 16]) -> bool {
+        self.group_elsewhere(group)
+    }
+
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
         xs(&sock).map_or(0, |x| x.peer_maxseg.load(Ordering::Acquire))
     }

@@ -23,6 +23,12 @@
 //!   skipped and its file removed: the sender sees no error.
 //! - A port held by one process whose sockets do not share (the port's
 //!   file is its socket, no member files) is as before: its process alone.
+//! - A process with a socket that is a member of group G has the file
+//!   `DIR/g<G in hex>.<pid>` (`publish_group`): a socket of another
+//!   process that is no member takes G's datagrams with IP_MULTICAST_ALL
+//!   while such a file of a live process is there (`group_elsewhere`;
+//!   those of processes gone are removed). A forked child's memberships
+//!   count under its parent's file until the child changes one.
 //!
 //! The files are the network's own (the directory is 0700, and every link
 //! checks its peer's credentials), so the users allowed are as for any
@@ -347,5 +353,67 @@ impl XProc {
         }
         let (pid, path) = self.last_bound(port, v6)?;
         Some(self.member_link(key, pid, &path))
+    }
+
+    /// The file saying process `pid` has a member of `group`:
+    /// `DIR/g<group in hex>.<pid>`.
+    fn group_path(&self, group: &[u8; 16], pid: u32) -> PathBuf {
+        let mut name = String::from("g");
+        for b in group {
+            name.push_str(&alloc::format!("{b:02x}"));
+        }
+        self.dir.join(alloc::format!("{name}.{pid}"))
+    }
+
+    /// `Backend::host_group`: this process's file for `group` is there
+    /// while one of its sockets is a member.
+    pub(super) fn publish_group(&self, group: &[u8; 16], joined: bool) {
+        let path = self.group_path(group, std::process::id());
+        if joined {
+            if !path.exists() {
+                let _ = std::fs::File::create(&path);
+            }
+        } else {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+
+    /// `Backend::group_joined_elsewhere`: another live process has a file
+    /// for `group`; the files of processes gone (killed, or exited without
+    /// leaving) are removed.
+    pub(super) fn group_elsewhere(&self, group: &[u8; 16]) -> bool {
+        let mine = self.group_path(group, std::process::id());
+        let Some(prefix) = mine
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split_once('.'))
+            .map(|(g, _)| alloc::format!("{g}."))
+        else {
+            return false;
+        };
+        let me = std::process::id();
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return false;
+        };
+        let mut found = false;
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let Some(pid) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix.as_str()))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            if std::path::Path::new(&alloc::format!("/proc/{pid}")).exists() {
+                found = true;
+            } else {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        found
     }
 }
