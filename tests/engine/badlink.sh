@@ -35,7 +35,8 @@ IMPAIR=${BADLINK_IMPAIR:-loss=5,dup=1,reorder=5,delay=50}
 # measured on this link is shown in each case)
 XFER_SECS=$((30 + 20 * MB))
 K4=10.78.0.1 L4=10.78.0.2
-echo "# the link: $IMPAIR; transfers of $MB MB"
+if [ "$ENGINE_CONTROL" = 1 ]; then echo "# control: a clean veth, no impairment; transfers of $MB MB"
+else echo "# the link: $IMPAIR; transfers of $MB MB"; fi
 mk_ns host || { summary; exit; }
 H=(ip netns exec "${ns[host]}")
 if [ "$ENGINE_CONTROL" = 1 ]; then
@@ -122,25 +123,25 @@ stop kudp
 bl=tests/engine/badlink.py
 gone() {
   local c=$1 how=$2 secs=$3 want=$4 rc t0 took
-  spawn sink$c 120 "${H[@]}" "$PY" -u "$bl" sink "$K4" 5400 > "$work/sink$c.log" 2>&1
-  wait_for 10 "$c: sink (kernel) listening" log_has "$work/sink$c.log" '^listening' || { stop sink$c; return; }
-  libp pour$c
-  spawn pour$c 120 "${LIB_RUN[@]}" "$PY" -u "$bl" pour "$K4" 5400 3000 > "$work/pour$c.log" 2>&1
+  spawn "sink$c" 120 "${H[@]}" "$PY" -u "$bl" sink "$K4" 5400 > "$work/sink$c.log" 2>&1
+  wait_for 10 "$c: sink (kernel) listening" log_has "$work/sink$c.log" '^listening' || { stop "sink$c"; return; }
+  libp "pour$c"
+  spawn "pour$c" 120 "${LIB_RUN[@]}" "$PY" -u "$bl" pour "$K4" 5400 3000 > "$work/pour$c.log" 2>&1
   if wait_for 60 "$c: a megabyte flowed" log_has "$work/pour$c.log" '^flowing'; then
     t0=$(now_ns)
     $how
-    wait_for $((secs + 5)) "$c: the library's sender ended (it hangs)" not alive pour$c
+    wait_for $((secs + 5)) "$c: the library's sender ended (it hangs)" not alive "pour$c"
     took=$(awk -v t0="$t0" -v t1="$(now_ns)" 'BEGIN { printf "%.1f", (t1 - t0) / 1e9 }')
     rc=0
-    reap pour$c || rc=$?
+    reap "pour$c" || rc=$?
     check "$c: the library's send() fails with $want after ${took} s (at most $secs)" \
       "exit $rc; sender: $(tail_of "$work/pour$c.log"); sink: $(tail_of "$work/sink$c.log")" \
       grep -q "^error $want " "$work/pour$c.log"
     awk -v t="$took" -v s="$secs" 'BEGIN { exit !(t <= s) }' ||
       bad "$c: $want came after $took s, more than $secs"
   fi
-  stop pour$c
-  stop sink$c
+  stop "pour$c"
+  stop "sink$c"
   carried "$work/stats.pour$c" "$c: the sender (library)"
 }
 kill_sink() { stop sinkkill; }
