@@ -716,7 +716,8 @@ int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, cons
    (`"10.77.0.1,fd77::1"`).
 
  The MAC is `USOCK_NETIF_MAC` when set, else a locally administered one
- made up for the process. From then on, a TCP or UDP socket whose first
+ made up for the process; `USOCK_NETIF_IMPAIR`, when set, puts a bad
+ link on purpose between the engine and its device. From then on, a TCP or UDP socket whose first
  bind, connect or sendto names an address other than a loopback one
  goes to the engine (the routing rules are asked first); loopback
  addresses stay with the in-process backends. Call it before the sockets

@@ -20,7 +20,8 @@ use crate::consts::*;
 ///   (`"10.77.0.1,fd77::1"`).
 ///
 /// The MAC is `USOCK_NETIF_MAC` when set, else a locally administered one
-/// made up for the process. From then on, a TCP or UDP socket whose first
+/// made up for the process; `USOCK_NETIF_IMPAIR`, when set, puts a bad
+/// link on purpose between the engine and its device. From then on, a TCP or UDP socket whose first
 /// bind, connect or sendto names an address other than a loopback one
 /// goes to the engine (the routing rules are asked first); loopback
 /// addresses stay with the in-process backends. Call it before the sockets
@@ -65,8 +66,14 @@ unsafe fn configure(netif: *const c_char, addrs: *const c_char, gws: *const c_ch
         }
     };
     let mac = std::env::var("USOCK_NETIF_MAC").ok();
+    let impair = std::env::var("USOCK_NETIF_IMPAIR").ok();
     let cfg = match crate::backends::engine::config::parse(netif, Some(addrs), gws, mac.as_deref())
-    {
+        .and_then(|c| {
+            Ok(crate::backends::engine::config::NetifConfig {
+                impair: crate::backends::engine::config::parse_impair_var(impair.as_deref())?,
+                ..c
+            })
+        }) {
         Ok(c) => c,
         Err(e) => {
             let msg = alloc::format!("libuserspacesock: usock_netif_configure: {e}\n");

@@ -9,6 +9,8 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
+use super::impair::ImpairSpec;
+
 /// At most this many addresses (smoltcp's interface holds as many).
 pub const MAX_ADDRS: usize = 4;
 
@@ -42,6 +44,9 @@ pub struct NetifConfig {
     pub gws: Vec<IpAddr>,
     /// The MAC address; `None`: a locally administered one is made up.
     pub mac: Option<[u8; 6]>,
+    /// A bad link on purpose (`USOCK_NETIF_IMPAIR`, for tests): `parse`
+    /// leaves it `None`, [`parse_impair_var`] says it.
+    pub impair: Option<ImpairSpec>,
 }
 
 /// Parses the device: `tap:NAME` or `packet:IFNAME` (a Linux interface
@@ -162,7 +167,16 @@ pub fn parse(
         addrs,
         gws,
         mac,
+        impair: None,
     })
+}
+
+/// `USOCK_NETIF_IMPAIR`'s value, when set and not empty.
+pub fn parse_impair_var(v: Option<&str>) -> Result<Option<ImpairSpec>, String> {
+    match v {
+        Some(s) if !s.trim().is_empty() => super::impair::parse_impair(s).map(Some),
+        _ => Ok(None),
+    }
 }
 
 /// A locally administered unicast MAC from `seed` (the pid and the clock):

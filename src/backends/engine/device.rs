@@ -32,6 +32,12 @@ pub trait Frames: Send {
     fn max_rx_frame(&self) -> usize {
         self.mtu() + ETH_HEADER
     }
+    /// How long, in nanoseconds, until the device has work of its own
+    /// (a frame it holds back comes due: [`super::impair::Impair`]); the
+    /// engine's poll loop wakes by then. None: only when a frame arrives.
+    fn next_due(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Ethernet's header, which the device's MTU does not count.
@@ -46,6 +52,11 @@ pub(crate) struct Dev {
 }
 
 impl Dev {
+    /// See [`Frames::next_due`].
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        self.frames.next_due()
+    }
+
     pub(crate) fn new(frames: Box<dyn Frames>) -> Dev {
         let len = frames.mtu() + ETH_HEADER;
         let rx = frames.max_rx_frame().max(len);

@@ -35,6 +35,7 @@
 
 pub mod config;
 pub mod device;
+pub mod impair;
 mod stack;
 #[cfg(feature = "std")]
 mod tap;

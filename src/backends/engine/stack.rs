@@ -853,16 +853,32 @@ impl Stack {
     pub(crate) fn plan(&mut self) -> Option<Duration> {
         let t = now();
         let d = self.iface.poll_delay(t, &self.set);
+        let d = match (d, self.dev_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         self.planned = Some(d.map(|d| t + d));
         d
+    }
+
+    /// When the device's next held frame comes due (an impaired link's).
+    fn dev_due(&self) -> Option<Duration> {
+        self.dev
+            .next_due()
+            .map(|ns| Duration::from_micros(ns.div_ceil(1000)))
     }
 
     /// After a write: whether the engine must run sooner than the runner
     /// planned (a timer the write armed, a retransmission's), so that a
     /// bulk sender does not wake the runner at every send.
     pub(crate) fn needs_run(&mut self) -> bool {
-        let Some(next) = self.iface.poll_at(now(), &self.set) else {
-            return false;
+        let t = now();
+        let next = match (self.iface.poll_at(t, &self.set), self.dev_due()) {
+            (Some(a), Some(d)) => a.min(t + d),
+            (a, d) => match a.or(d.map(|d| t + d)) {
+                Some(n) => n,
+                None => return false,
+            },
         };
         match self.planned {
             Some(Some(at)) => next < at,

@@ -11,6 +11,8 @@ use alloc::sync::Arc;
 use core::time::Duration;
 
 use super::config::{self, NetifConfig};
+use super::device::Frames;
+use super::impair::Impair;
 use super::tap::FdFrames;
 use super::{Engine, ENGINE_PRIORITY};
 use crate::backend::registry;
@@ -27,8 +29,16 @@ pub fn configure(cfg: &NetifConfig) -> Result<Arc<Engine>, (String, Errno)> {
     if ENGINE.get().is_some() {
         return Err(("an engine is configured already".into(), libc::EBUSY));
     }
-    let frames = FdFrames::open(&cfg.kind)?;
-    let dev_fd = frames.fd();
+    let fd_frames = FdFrames::open(&cfg.kind)?;
+    let dev_fd = fd_frames.fd();
+    let frames: Box<dyn Frames> = match cfg.impair {
+        Some(spec) => Box::new(Impair::new(
+            Box::new(fd_frames),
+            spec,
+            Box::new(crate::platform::mono_ns),
+        )),
+        None => Box::new(fd_frames),
+    };
     if let config::NetifKind::Tap(name) = &cfg.kind {
         await_carrier(name);
     }
@@ -42,7 +52,7 @@ pub fn configure(cfg: &NetifConfig) -> Result<Arc<Engine>, (String, Errno)> {
     let seed = crate::platform::mono_ns() ^ (u64::from(std::process::id()) << 32);
     let engine = Arc::new(Engine::new(
         cfg,
-        Box::new(frames),
+        frames,
         seed,
         Box::new(move || crate::platform::eventfd_signal(kick)),
     ));
@@ -113,7 +123,14 @@ pub fn install_from_env() {
     let addrs = var("USOCK_NETIF_ADDR");
     let gws = var("USOCK_NETIF_GW");
     let mac = var("USOCK_NETIF_MAC");
-    let cfg = match config::parse(&netif, addrs.as_deref(), gws.as_deref(), mac.as_deref()) {
+    let impair = var("USOCK_NETIF_IMPAIR");
+    let cfg = match config::parse(&netif, addrs.as_deref(), gws.as_deref(), mac.as_deref())
+        .and_then(|c| {
+            Ok(NetifConfig {
+                impair: config::parse_impair_var(impair.as_deref())?,
+                ..c
+            })
+        }) {
         Ok(c) => c,
         Err(e) => {
             let msg = format!("libuserspacesock: {e}\n");
