@@ -151,6 +151,23 @@ pub(crate) fn maxseg_arg(value: &[u8]) -> Option<u32> {
     Some(i32::from_ne_bytes(b).max(0) as u32)
 }
 
+/// A backend's [`Backend::setsockopt`] hook for TCP_MAXSEG: a value set on
+/// a listener after listen() is the MSS the connections it takes from then
+/// on advertise, as Linux's listener clamps each later SYN's MSS with its
+/// `user_mss`; elsewhere the value stored in `mss` is replaced at connect()
+/// or listen(). Other options are none of the backend's business.
+pub(crate) fn store_maxseg(
+    level: i32,
+    name: i32,
+    value: &[u8],
+    mss: Option<&core::sync::atomic::AtomicU32>,
+) {
+    use crate::consts::{IPPROTO_TCP, TCP_MAXSEG};
+    if let (IPPROTO_TCP, TCP_MAXSEG, Some(v), Some(mss)) = (level, name, maxseg_arg(value), mss) {
+        mss.store(v, core::sync::atomic::Ordering::Release);
+    }
+}
+
 impl SockOpts {
     /// The ports this socket's ephemeral binds pick from: the system's
     /// `ip_local_port_range`, narrowed by IP_LOCAL_PORT_RANGE where its

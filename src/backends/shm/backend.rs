@@ -24,7 +24,7 @@ use super::conn::{Conn, Listener};
 use super::segment::Side;
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::{
-    maxseg_arg, Backend, Block, ClaimOp, ForkAware, InputDelegation, SharedStreams, SockHandle,
+    store_maxseg, Backend, Block, ClaimOp, ForkAware, InputDelegation, SharedStreams, SockHandle,
     SockInfo, SockRef, SockState,
 };
 use crate::backend::upcall;
@@ -598,10 +598,7 @@ impl Backend for Shm {
         Err(EOPNOTSUPP)
     }
 
-    /// TCP_MAXSEG set on a listener after listen() is the MSS the
-    /// connections it takes from then on advertise, as Linux's listener
-    /// clamps each later SYN's MSS with its `user_mss`; elsewhere the
-    /// value stored here is replaced at connect() or listen().
+    /// TCP_MAXSEG on a listener after listen() (see `store_maxseg`).
     fn setsockopt(
         &self,
         sock: SockRef<'_>,
@@ -609,11 +606,7 @@ impl Backend for Shm {
         name: i32,
         value: &[u8],
     ) -> Result<(), Errno> {
-        if let (IPPROTO_TCP, TCP_MAXSEG, Some(v), Ok(x)) =
-            (level, name, maxseg_arg(value), ss(&sock))
-        {
-            x.maxseg.store(v, Ordering::Relaxed);
-        }
+        store_maxseg(level, name, value, ss(&sock).ok().map(|x| &x.maxseg));
         Ok(())
     }
 

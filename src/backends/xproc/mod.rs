@@ -709,10 +709,7 @@ impl Backend for XProc {
         Ok(())
     }
 
-    /// TCP_MAXSEG set on a listener after listen() is the MSS the
-    /// connections it takes from then on advertise, as Linux's listener
-    /// clamps each later SYN's MSS with its `user_mss`; elsewhere the
-    /// value stored here is replaced at connect() or listen().
+    /// TCP_MAXSEG on a listener after listen() (see `store_maxseg`).
     fn setsockopt(
         &self,
         sock: SockRef<'_>,
@@ -720,11 +717,7 @@ impl Backend for XProc {
         name: i32,
         value: &[u8],
     ) -> Result<(), Errno> {
-        if let (IPPROTO_TCP, TCP_MAXSEG, Some(v), Ok(x)) =
-            (level, name, maxseg_arg(value), xs(&sock))
-        {
-            x.maxseg.store(v, Ordering::Release);
-        }
+        store_maxseg(level, name, value, xs(&sock).ok().map(|x| &x.maxseg));
         Ok(())
     }
 
