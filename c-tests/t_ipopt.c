@@ -1850,6 +1850,20 @@ TEST(multicast_source_filters)
     OK(close(s2));
 }
 
+/* Source i of a filter's list. The headers declare the lists with one
+ * element; the filters here are larger, and indexing past the declared
+ * bound is undefined (UBSan: index out of bounds), so the address is
+ * computed from the list's offset. */
+static struct in_addr *msf_src(struct ip_msfilter *f, int i)
+{
+    return (struct in_addr *)((char *)f + offsetof(struct ip_msfilter, imsf_slist)) + i;
+}
+
+static struct sockaddr_storage *gf_src(struct group_filter *f, int i)
+{
+    return (struct sockaddr_storage *)((char *)f + offsetof(struct group_filter, gf_slist)) + i;
+}
+
 /* A whole IPv4 source filter as IP_MSFILTER takes and gives it. */
 static void mc_msfilter(struct ip_msfilter *f, const char *group, uint32_t mode, int n,
                         const char *const *srcs)
@@ -1859,7 +1873,7 @@ static void mc_msfilter(struct ip_msfilter *f, const char *group, uint32_t mode,
     f->imsf_fmode = mode;
     f->imsf_numsrc = (uint32_t)n;
     for (int i = 0; i < n; i++)
-        f->imsf_slist[i].s_addr = inet_addr(srcs[i]);
+        msf_src(f, i)->s_addr = inet_addr(srcs[i]);
 }
 
 /* The same through MCAST_MSFILTER's protocol-independent group_filter. */
@@ -1874,7 +1888,7 @@ static void mc_group_filter(struct group_filter *f, const char *group, uint32_t 
     f->gf_fmode = mode;
     f->gf_numsrc = (uint32_t)n;
     for (int i = 0; i < n; i++) {
-        struct sockaddr_in *s = (struct sockaddr_in *)&f->gf_slist[i];
+        struct sockaddr_in *s = (struct sockaddr_in *)gf_src(f, i);
         s->sin_family = AF_INET;
         s->sin_addr.s_addr = inet_addr(srcs[i]);
     }
@@ -1936,10 +1950,10 @@ TEST(multicast_msfilter)
     CHECK_EQ(m.f.imsf_fmode, (uint32_t)MCAST_INCLUDE);
     CHECK_EQ(m.f.imsf_numsrc, 2u);
     CHECK_EQ(len, (socklen_t)IP_MSFILTER_SIZE(2));
-    CHECK(m.f.imsf_slist[0].s_addr == inet_addr("127.0.0.1") ||
-          m.f.imsf_slist[1].s_addr == inet_addr("127.0.0.1"));
-    CHECK(m.f.imsf_slist[0].s_addr == inet_addr("127.0.0.3") ||
-          m.f.imsf_slist[1].s_addr == inet_addr("127.0.0.3"));
+    CHECK(msf_src(&m.f, 0)->s_addr == inet_addr("127.0.0.1") ||
+          msf_src(&m.f, 1)->s_addr == inet_addr("127.0.0.1"));
+    CHECK(msf_src(&m.f, 0)->s_addr == inet_addr("127.0.0.3") ||
+          msf_src(&m.f, 1)->s_addr == inet_addr("127.0.0.3"));
     /* room for one source: the count is the filter's, one is copied */
     memset(&m, 0, sizeof m);
     mc_msfilter(&m.f, g, 0, 1, one_three);
@@ -1969,7 +1983,7 @@ TEST(multicast_msfilter)
     OK(getsockopt(r, IPPROTO_IP, MCAST_MSFILTER, &gm, &len));
     CHECK_EQ(gm.f.gf_fmode, (uint32_t)MCAST_EXCLUDE);
     CHECK_EQ(gm.f.gf_numsrc, 1u);
-    CHECK_EQ(((struct sockaddr_in *)&gm.f.gf_slist[0])->sin_addr.s_addr, inet_addr("127.0.0.3"));
+    CHECK_EQ(((struct sockaddr_in *)gf_src(&gm.f, 0))->sin_addr.s_addr, inet_addr("127.0.0.3"));
     mc_source_opt(r, IP_UNBLOCK_SOURCE, g, "127.0.0.3");
     mc_send(s3, g, port, "f3");
     expect_dgram(r, "f3");
