@@ -10,6 +10,7 @@ use libc::*;
 use userspacesock::api::backend_ffi::*;
 use userspacesock::backend::c_table::*;
 use userspacesock::api::epoll::*;
+use userspacesock::api::netif::*;
 use userspacesock::api::posix::*;
 use userspacesock::backend::contract::{SockInfo, SockOpts};
 
