@@ -277,10 +277,20 @@ mod tests {
     use core::sync::atomic::{AtomicU64, Ordering};
 
     /// A device that records what is sent and hands out what is queued.
-    #[derive(Clone, Default)]
+    #[derive(Clone)]
     struct Wire {
         sent: Arc<Mutex<Vec<Vec<u8>>>>,
         incoming: Arc<Mutex<VecDeque<Vec<u8>>>>,
+    }
+
+    // Not derived: the no_std build's Mutex has no Default.
+    impl Wire {
+        fn new() -> Wire {
+            Wire {
+                sent: Arc::new(Mutex::new(Vec::new())),
+                incoming: Arc::new(Mutex::new(VecDeque::new())),
+            }
+        }
     }
 
     impl Frames for Wire {
@@ -298,7 +308,7 @@ mod tests {
     }
 
     fn link(spec: &str) -> (Impair, Wire, Arc<AtomicU64>) {
-        let wire = Wire::default();
+        let wire = Wire::new();
         let t = Arc::new(AtomicU64::new(1_000_000_000));
         let tc = t.clone();
         let imp = Impair::new(
