@@ -451,6 +451,13 @@ pub trait SharedStreams: Send + Sync {
     /// asked to signal it: `in_` for input, `out` for room), or None when
     /// the socket has nothing a sleep could wait for.
     fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32>;
+
+    /// A number that moves whenever the socket's readiness may have
+    /// changed (None: unknown, every look may be news). Edge-triggered
+    /// epoll reports a socket again only when it moved.
+    fn changes(&self, _sock: SockRef<'_>) -> Option<u64> {
+        None
+    }
 }
 
 /// Extension: a waiting thread may process a socket's input itself (hosted

@@ -187,6 +187,9 @@ pub struct Socket {
     /// How many epoll registrations the socket has (see `pump_orphan`).
     #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub(crate) epoll_regs: core::sync::atomic::AtomicU32,
+    /// A shared socket's `SharedStreams::changes` when its readiness was
+    /// last looked at or announced: a pump announces only what moved.
+    pub(crate) shared_seen: core::sync::atomic::AtomicU64,
     /// Window end last told to the backend.
     pub(crate) advertised: AtomicU64,
     /// Receive-window autotuning: bytes read since `tune_start`.
@@ -399,6 +402,7 @@ impl Socket {
             tx_senders: core::sync::atomic::AtomicU32::new(0),
             tx_room: core::sync::atomic::AtomicU32::new(0),
             epoll_regs: core::sync::atomic::AtomicU32::new(0),
+            shared_seen: core::sync::atomic::AtomicU64::new(0),
             advertised: AtomicU64::new(0),
             tune_bytes: AtomicUsize::new(0),
             tune_start: Mutex::new(None),
@@ -557,8 +561,10 @@ impl Socket {
         if let Some((b, i)) = self.input_delegation() {
             i.pump(self.sref(b));
             // A shared socket's changes make no upcall that would announce
-            // them: announce here, for edge-triggered registrations.
-            if self.is_shared() {
+            // them: announce here, for edge-triggered registrations, what
+            // moved since readiness was last looked at (the doorbell of
+            // data already reported is no news).
+            if self.shared_moved() {
                 self.wait.notify(-1);
             }
         }

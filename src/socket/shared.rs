@@ -152,9 +152,25 @@ impl Socket {
         }))
     }
 
+    /// Whether a shared socket's state moved since its readiness was last
+    /// looked at (or this was last asked); false for any other socket.
+    pub(crate) fn shared_moved(&self) -> bool {
+        let Some((sh, r)) = self.shared() else {
+            return false;
+        };
+        match sh.changes(r) {
+            Some(now) => self.shared_seen.swap(now, Ordering::AcqRel) != now,
+            None => true,
+        }
+    }
+
     /// poll()'s bits for a shared socket, or None when it is not one.
     pub(crate) fn shared_readiness(&self) -> Option<i16> {
         let (sh, r) = self.shared()?;
+        // Before the look: a change after it is news to the next pump.
+        if let Some(now) = sh.changes(r) {
+            self.shared_seen.store(now, Ordering::Release);
+        }
         let mut ev = sh.readiness(r);
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;

@@ -859,4 +859,8 @@ impl SharedStreams for Shm {
         c.arm(in_, out);
         Some(c.anchor())
     }
+
+    fn changes(&self, sock: SockRef<'_>) -> Option<u64> {
+        Some(ss(&sock).ok()?.conn.get()?.changes())
+    }
 }

@@ -443,6 +443,24 @@ impl Conn {
         }
     }
 
+    /// A number that moves whenever something poll could report moved:
+    /// bytes arrived, the peer took bytes (room), a FIN, the peer's
+    /// closes. Edge-triggered epoll reports the socket again only when it
+    /// moved (a doorbell taken after its data was reported is no news).
+    pub fn changes(&self) -> u64 {
+        let (rx, tx) = self.rings();
+        // Every byte the peer wrote, and every byte it took.
+        let arrived = rx.head().wrapping_add(rx.used().unwrap_or(0));
+        let odd = |v: u64, k: u64| v.wrapping_mul(k);
+        odd(arrived, 0x9e37_79b9_7f4a_7c15)
+            ^ odd(tx.head(), 0xc2b2_ae3d_27d4_eb4f)
+            ^ odd(u64::from(rx.flags()), 0x1656_67b1_9e37_79f9)
+            ^ odd(
+                u64::from(self.peer_closes()) << 8 | u64::from(self.peer.load(Ordering::Acquire)),
+                0x85eb_ca77_c2b2_ae63,
+            )
+    }
+
     /// Before a sleep in poll/epoll on the anchor: asks the peer for a
     /// doorbell when data (`data`) or room (`room`) appears. The caller
     /// looks at [`Conn::readiness`] again afterwards, then sleeps.

@@ -242,7 +242,7 @@ impl EpSet {
     /// handing it the input are backend operations, which no frontend lock
     /// is held across.
     fn watch_input(&self, sock: &Arc<Socket>) {
-        if self.nested.load(Ordering::Acquire) {
+        if self.nested.load(Ordering::Acquire) && !sock.is_shared() {
             return;
         }
         let Some(kfd) = sock.input_fd() else { return };
@@ -285,17 +285,25 @@ impl EpSet {
     /// kernel set must be readable only when the set has events, as a
     /// Linux epoll fd is, and a backend input fd in it is readable on
     /// input no program would see (a window update, say). The backends
-    /// read those inputs again, and the set watches none from now on.
+    /// read those inputs again, and the set watches none from now on,
+    /// but a shared socket's anchor: no thread of ours reads for it, its
+    /// doorbells ring only for what a waiter asked for, so it stays.
     fn nest(&self) {
         if self.nested.swap(true, Ordering::AcqRel) {
             return;
         }
         let inputs = {
             let mut g = self.inner.lock();
+            let (keep, drop): (BTreeMap<_, _>, BTreeMap<_, _>) = core::mem::take(&mut g.inputs)
+                .into_iter()
+                .partition(|(_, s): &(i32, Arc<Socket>)| s.is_shared());
             for r in g.regs.iter_mut() {
-                r.input = None;
+                if !r.input.is_some_and(|k| keep.contains_key(&k)) {
+                    r.input = None;
+                }
             }
-            core::mem::take(&mut g.inputs)
+            g.inputs = keep;
+            drop
         };
         for (kfd, sock) in inputs {
             let _ = platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, None);
@@ -585,25 +593,30 @@ pub fn any_sets() -> bool {
 
 /// Takes our entries (the eventfd's, and backend input fds', each of which
 /// goes to `on_input`) out of `ev`, moving the rest down; returns how many
-/// are left and whether there were ours.
-pub fn strip_reserved(ev: &mut [epoll_event], on_input: &mut dyn FnMut(i32)) -> (usize, bool) {
+/// are left, whether the eventfd was there (it stays signalled until
+/// drained) and whether any backend input was.
+pub fn strip_reserved(
+    ev: &mut [epoll_event],
+    on_input: &mut dyn FnMut(i32),
+) -> (usize, bool, bool) {
     let mut kept = 0;
-    let mut seen = false;
+    let mut raised = false;
+    let mut input = false;
     for k in 0..ev.len() {
         let e = ev[k];
         if e.u64 == reserved() {
-            seen = true;
+            raised = true;
             continue;
         }
         if let Some(kfd) = input_of(e.u64) {
             on_input(kfd);
-            seen = true;
+            input = true;
             continue;
         }
         ev[kept] = e;
         kept += 1;
     }
-    (kept, seen)
+    (kept, raised, input)
 }
 
 /// epoll_ctl of one of our sockets (`sock`, fd `fdn`) on the epoll fd
@@ -663,12 +676,15 @@ pub fn wait(
         // Whether the kernel reported our eventfd: a socket changed (or a
         // level-triggered one was left signalled).
         let mut woke = false;
+        // Whether that was the eventfd, which then stays signalled.
+        let mut raised = false;
         // Read before our sockets are looked at: a change after it shows.
         let seen = set.sig.activity.load(Ordering::SeqCst);
         if first {
-            let (k, w) = kernel_wait(set, ev, 0, mask)?;
+            let (k, r, i) = kernel_wait(set, ev, 0, mask)?;
             n = k;
-            woke = w;
+            woke = r || i;
+            raised = r;
         }
         if n < maxu {
             let (m, l) = set.collect(&mut ev[n..]);
@@ -728,9 +744,10 @@ pub fn wait(
                 platform::restore_signals(old);
             }
             match r {
-                Ok((k, w)) => {
+                Ok((k, r, i)) => {
                     n += k;
-                    woke |= w;
+                    woke |= r || i;
+                    raised |= r;
                 }
                 Err(e) if n == 0 => return Err(e),
                 Err(_) => {}
@@ -739,7 +756,7 @@ pub fn wait(
         first = false;
         if n > 0 {
             set.learn(plan);
-            if level && !woke {
+            if level && !raised {
                 // Those sockets may still be ready: keep the epoll fd
                 // readable for poll() and enclosing epoll sets.
                 set.sig.raise();
@@ -766,14 +783,14 @@ pub fn wait(
 }
 
 /// The kernel's part of a wait: events into `ev`, our eventfd's taken out
-/// (and backend input pumped). Returns how many are left and whether ours
-/// were there.
+/// (and backend input pumped). Returns how many are left, whether the
+/// eventfd was there and whether backend input was.
 fn kernel_wait(
     set: &EpSet,
     ev: &mut [epoll_event],
     ms: i32,
     mask: Option<&sigset_t>,
-) -> Result<(usize, bool), Errno> {
+) -> Result<(usize, bool, bool), Errno> {
     let r = platform::kernel_epoll_pwait(set.epfd, ev, ms, mask)?;
     Ok(strip_reserved(&mut ev[..r], &mut |kfd| set.pump(kfd)))
 }
