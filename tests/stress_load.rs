@@ -198,20 +198,26 @@ fn sixteen_threads_a_thousand_connections_and_a_datagram_flood() {
             &format!("RLIMIT_NOFILE's hard limit is {have}, {need} fds are needed"),
         );
     }
-    // One listening socket first: the library's process-wide anchor eventfd
-    // (every socket's fd number is a duplicate of it) is made at the first
-    // socket, and with USOCK_NET (`make stress` runs this test through the
-    // cross-process backend too) that backend's transport epoll fd at the
-    // first listen; both live on and are not per-socket fds.
+    // One listening socket and one bound datagram socket first: the
+    // library's process-wide anchor eventfd (every socket's fd number is a
+    // duplicate of it) is made at the first socket, and with USOCK_NET
+    // (`make stress` runs this test through the cross-process backends too)
+    // the cross-process transport's epoll fd and status endpoint at its
+    // first socket (a datagram one when TCP goes through shared memory);
+    // they live on and are not per-socket fds.
     // SAFETY: plain calls with a valid address.
     unsafe {
-        let s = usock_socket(libc::AF_INET, libc::SOCK_STREAM, 0);
         let mut a: libc::sockaddr_in = std::mem::zeroed();
         a.sin_family = libc::AF_INET as libc::sa_family_t;
         a.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
-        usock_bind(s, &a as *const _ as *const sockaddr, 16);
-        usock_listen(s, 1);
-        usock_close(s);
+        for ty in [libc::SOCK_STREAM, libc::SOCK_DGRAM] {
+            let s = usock_socket(libc::AF_INET, ty, 0);
+            usock_bind(s, &a as *const _ as *const sockaddr, 16);
+            if ty == libc::SOCK_STREAM {
+                usock_listen(s, 1);
+            }
+            usock_close(s);
+        }
     }
     let before = fds();
     let t0 = Instant::now();

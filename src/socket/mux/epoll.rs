@@ -176,11 +176,12 @@ impl Drop for EpSet {
 impl EpSet {
     /// A fork child's copy of its parent's side table: its eventfd and its
     /// kernel epoll set are shared with the parent, its sockets are the
-    /// parent's. Refused (EOPNOTSUPP): `Err(true)` the first time, when the
-    /// caller says so on stderr.
+    /// parent's. Refused (EOPNOTSUPP) unless every socket in it is shared
+    /// (SHARED.md: the child's copies act, their anchors are in the kernel
+    /// set): `Err(true)` the first time, when the caller says so on stderr.
     pub fn refused(&self) -> Result<(), bool> {
         let g = crate::socket::fork_generation();
-        if self.fork_gen == g {
+        if self.fork_gen == g || self.inner.lock().regs.iter().all(|r| r.sock.is_shared()) {
             return Ok(());
         }
         Err(self.warned_gen.swap(g, Ordering::Relaxed) != g)
