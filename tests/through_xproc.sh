@@ -18,10 +18,11 @@ fi
 USOCK_NET=$net USOCK_STATS=$stats "$@"
 rc=$?
 [ "$rc" = 0 ] || { echo "through_xproc: $* exited $rc"; exit "$rc"; }
-claims=$(awk '$2 == "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$stats" 2>/dev/null)
-other=$(awk '$2 != "xproc" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$stats" 2>/dev/null)
+# The cross-process backends: xproc, and shm for TCP unless USOCK_SHM=0.
+claims=$(awk '$2 == "xproc" || $2 == "shm" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$stats" 2>/dev/null)
+other=$(awk '$2 != "xproc" && $2 != "shm" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$stats" 2>/dev/null)
 if [ "${claims:-0}" -eq 0 ]; then
-  echo "through_xproc: FAIL: the cross-process backend carried no socket of: $*"
+  echo "through_xproc: FAIL: no cross-process backend carried a socket of: $*"
   exit 1
 fi
-echo "through_xproc: the cross-process backend carried $claims sockets (other backends: $other)"
+echo "through_xproc: the cross-process backends carried $claims sockets (other backends: $other)"

@@ -343,8 +343,8 @@ fn restore_after_exec() {
     set_errno(e);
 }
 
-/// At load: the shared sockets this process inherited across exec (with
-/// `USOCK_SHM=1`) become sockets of the library again, at the numbers the
+/// At load: the shared sockets this process inherited across exec (unless
+/// `USOCK_SHM=0`) become sockets of the library again, at the numbers the
 /// program holds them at (SHARED.md, "exec").
 extern "C" fn adopt_at_load() {
     guard((), adopt_inherited);
@@ -355,7 +355,7 @@ extern "C" fn adopt_at_load() {
 static ADOPT_AT_LOAD: extern "C" fn() = adopt_at_load;
 
 fn adopt_inherited() {
-    if !std::env::var_os("USOCK_SHM").is_some_and(|v| v == "1") {
+    if !crate::backends::shm_enabled() {
         return;
     }
     let Some(dir) = std::env::var_os("USOCK_NET") else {

@@ -23,9 +23,17 @@ pub const LOOPBACK_PRIORITY: i32 = 0;
 /// Priority of the cross-process backend, above loopback.
 pub const XPROC_PRIORITY: i32 = 10;
 
-/// The shm backend, when the environment asked for it (`USOCK_SHM=1`).
+/// The shm backend, unless the environment turned it off (`USOCK_SHM=0`).
 #[cfg(feature = "std")]
 static SHM: crate::sync::SetOnce<Arc<shm::backend::Shm>> = crate::sync::SetOnce::new();
+
+/// Whether TCP on a network directory goes through shared memory: the
+/// default; `USOCK_SHM=0` keeps it on the cross-process backend's AF_UNIX
+/// streams (whose sockets a fork child cannot use).
+#[cfg(feature = "std")]
+pub fn shm_enabled() -> bool {
+    !std::env::var_os("USOCK_SHM").is_some_and(|v| v == "0")
+}
 
 /// The shm backend registered for this process, if any (installing the
 /// defaults first).
@@ -83,9 +91,9 @@ fn install() {
             match xproc::XProc::new(dir.clone().into()) {
                 Ok(x) => {
                     registry::register(Arc::new(x), XPROC_PRIORITY);
-                    // Opt-in while it grows (SHARED.md): TCP through shared
-                    // memory, the rest through xproc.
-                    if std::env::var_os("USOCK_SHM").is_some_and(|v| v == "1") {
+                    // TCP through shared memory, the rest through xproc
+                    // (SHARED.md).
+                    if shm_enabled() {
                         let s = Arc::new(shm::backend::Shm::new(dir.clone().into()));
                         let _ = SHM.set(s.clone());
                         registry::register(s, shm::backend::SHM_PRIORITY);
