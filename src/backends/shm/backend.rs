@@ -495,6 +495,7 @@ impl Backend for Shm {
         if !self.supports(info) {
             return Ok(None);
         }
+        crate::backends::xproc::serve_status();
         Ok(Some(Arc::new(ShmSock::new(*info))))
     }
 
@@ -804,6 +805,8 @@ impl SharedStreams for Shm {
                     seg.mss(Side::Acceptor)
                         .store(x.maxseg.load(Ordering::Relaxed), Ordering::Release);
                     let _ = child.conn.set(c);
+                    // A fork child that only accepts is listed too.
+                    crate::backends::xproc::serve_status();
                     return Ok(Arc::new(child));
                 }
                 Err(EAGAIN) if block != Block::Never => {}

@@ -864,6 +864,14 @@ impl ForkAware for XProc {
     }
 }
 
+/// Makes this process answer `usockstat` on its network: the status
+/// endpoint is served by the transport's thread, which a process whose
+/// sockets all go through another backend of the network (shm) would not
+/// start otherwise. An idle thread in epoll_wait, once per process.
+pub fn serve_status() {
+    let _ = transport().epfd();
+}
+
 /// The default network directory: `$XDG_RUNTIME_DIR/usock-net`, else
 /// `/tmp/usock-net-<uid>`.
 pub fn default_dir() -> PathBuf {
