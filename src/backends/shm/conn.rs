@@ -115,7 +115,22 @@ impl Conn {
         let k = anchor_ipc::connect_to(path, nonblocking);
         let offered = k.and_then(|k| {
             seg.set_anchor_ino(Side::Connector, anchor_ipc::inode(k).unwrap_or(0));
-            match anchor::offer(k, seg_fd, body) {
+            // Only a listener of the network's users (or root's: a daemon
+            // that binds before it drops its privileges) gets the
+            // segment; another user's is refused as no listener. So is an
+            // offer the listener did not take: it refused this user, or
+            // went away.
+            let ours = crate::platform::unix_ipc::peer_cred(k).is_some_and(|(_, uid, _)| uid == 0)
+                || crate::platform::unix_ipc::peer_is_us(k);
+            let r = if ours {
+                anchor::offer(k, seg_fd, body).map_err(|e| match e {
+                    EPIPE | ECONNRESET => ECONNREFUSED,
+                    e => e,
+                })
+            } else {
+                Err(ECONNREFUSED)
+            };
+            match r {
                 Ok(()) => Ok(k),
                 Err(e) => {
                     crate::platform::kfd_close(k).ok();
