@@ -28,6 +28,9 @@ fn threads_and_connections_through_the_cross_process_backend() {
     let dir = std::env::temp_dir().join(format!("usock-xproc-stress-{}", std::process::id()));
     // Read by the registry at the first socket call of this process.
     std::env::set_var("USOCK_NET", &dir);
+    // TCP through xproc's own streams (its frames and port files are
+    // what is tested), not the shm backend that carries it by default.
+    std::env::set_var("USOCK_SHM", "0");
     let before = fd_count();
     let l = Arc::new(UsockListener::bind("127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap());
     let addr = l.local_addr().unwrap();

@@ -80,6 +80,9 @@ fn net() -> &'static Path {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         std::env::set_var("USOCK_NET", &dir);
+        // TCP through xproc's own streams (its frames and port files are
+        // what is tested), not the shm backend that carries it by default.
+        std::env::set_var("USOCK_SHM", "0");
         dir
     })
 }
