@@ -418,42 +418,19 @@ impl XProc {
         Some(c)
     }
 
-    /// The TIME_WAIT record files of a stream port's space: `t<port>.tw`
-    /// for its IPv4 addresses, `t<port>.v6.tw` for its IPv6 ones.
-    fn tw_paths(&self, port: u16, space: Space) -> alloc::vec::Vec<PathBuf> {
-        let name = |v6: bool| {
-            let mut p = self.path(SOCK_STREAM, port, v6).into_os_string();
-            p.push(".tw");
-            PathBuf::from(p)
-        };
-        match space {
-            Space::V4 => alloc::vec![name(false)],
-            Space::V6 => alloc::vec![name(true)],
-            Space::Both => alloc::vec![name(false), name(true)],
-        }
+    /// The port files of a stream port's space, whose TIME_WAIT records
+    /// (`tw_check`) are beside them.
+    fn tw_bases(&self, port: u16, space: Space) -> alloc::vec::Vec<PathBuf> {
+        super::shared::halves(space)
+            .iter()
+            .map(|&v6| self.path(SOCK_STREAM, port, v6))
+            .collect()
     }
 
     /// A bind of a stream port in `space` against the TIME_WAIT records
-    /// there: EADDRINUSE unless both the record and this socket have
-    /// SO_REUSEADDR (or both SO_REUSEPORT), as `inet_csk_bind_conflict`
-    /// treats a TIME_WAIT socket. A record that has run out is removed:
-    /// records expire lazily, here, with no timer.
+    /// there (`tw_check`).
     fn check_time_wait(&self, port: u16, space: Space, opts: SockOpts) -> Result<(), Errno> {
-        let now = crate::platform::mono_ns();
-        for path in self.tw_paths(port, space) {
-            let Some(rec) = TwRecord::read(&path) else {
-                continue;
-            };
-            if rec.until <= now {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let shared = (rec.reuseaddr && opts.reuseaddr) || (rec.reuseport && opts.reuseport);
-            if !shared {
-                return Err(EADDRINUSE);
-            }
-        }
-        Ok(())
+        tw_check(&self.tw_bases(port, space), opts)
     }
 
     /// At close: a stream socket that closed first (sent its FIN before
@@ -485,27 +462,12 @@ impl XProc {
         if x.bound.lock().is_none() && !accepted {
             return;
         }
-        let rec = TwRecord {
-            until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS),
-            reuseaddr: opts.reuseaddr,
-            reuseport: opts.reuseport,
-        };
-        let now = crate::platform::mono_ns();
-        for path in self.tw_paths(ep.port, Space::of(x.info.domain, &ep, opts.v6only)) {
-            let mut rec = TwRecord { ..rec };
-            if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
-                rec.until = rec.until.max(old.until);
-                rec.reuseaddr &= old.reuseaddr;
-                rec.reuseport &= old.reuseport;
-                // A busy server closing first: at most one write a second
-                // for its port.
-                let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
-                if same && rec.until - old.until < TW_REWRITE_NS {
-                    continue;
-                }
-            }
-            rec.write(&path);
-        }
+        let space = Space::of(x.info.domain, &ep, opts.v6only);
+        tw_leave(
+            &self.tw_bases(ep.port, space),
+            opts.reuseaddr,
+            opts.reuseport,
+        );
     }
 
     /// The ephemeral port of a stream connect to `dest` from a socket
@@ -522,30 +484,18 @@ impl XProc {
     ) -> Result<u16, Errno> {
         // A connect again after a refused one: its old port goes first.
         self.release_connect_port(x);
-        let (lo, hi) = opts.ephemeral_range();
-        let span = u64::from(hi.max(lo) - lo) + 1;
-        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
         let v6 = !dest.is_v4();
-        let mut used = CONNECT_PORTS.lock();
-        for i in 0..span {
-            let port = lo + (start.wrapping_add(i) % span) as u16;
-            let key = (port, dest.ip, dest.port);
-            if used.contains(&key)
-                || std::fs::symlink_metadata(self.path(SOCK_STREAM, port, v6)).is_ok()
-            {
-                continue;
-            }
-            used.insert(key);
-            *x.eph.lock() = Some(key);
-            return Ok(port);
-        }
-        Err(EADDRNOTAVAIL)
+        let key = pick_connect_port(&self.next_port, dest, opts, |port| {
+            std::fs::symlink_metadata(self.path(SOCK_STREAM, port, v6)).is_ok()
+        })?;
+        *x.eph.lock() = Some(key);
+        Ok(key.0)
     }
 
     /// Gives back the connect port of stream socket `x` (its close).
     pub(super) fn release_connect_port(&self, x: &XSock) {
         if let Some(key) = x.eph.lock().take() {
-            CONNECT_PORTS.lock().remove(&key);
+            release_connect_port(key);
         }
     }
 
@@ -588,7 +538,7 @@ pub(super) fn stream_group_key(port: u16, space: Space) -> u32 {
 /// family: an IPv4 bind and an IPv6 one of the same port coexist, unless
 /// the IPv6 one is the wildcard without IPV6_V6ONLY).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Space {
+pub(crate) enum Space {
     /// IPv4 addresses (an AF_INET socket, or a v4-mapped address).
     V4,
     /// IPv6 addresses.
@@ -599,7 +549,7 @@ pub(super) enum Space {
 
 impl Space {
     /// The space a bind of `ep` on a socket of `domain` takes.
-    pub(super) fn of(domain: i32, ep: &IpEp, v6only: bool) -> Space {
+    pub(crate) fn of(domain: i32, ep: &IpEp, v6only: bool) -> Space {
         if domain == AF_INET || ep.is_v4() {
             Space::V4
         } else if ep.ip == [0; 16] && !v6only {
@@ -655,5 +605,102 @@ impl TwRecord {
         if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, path).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+    }
+}
+
+/// A connect port: the port, and the destination (address, port) it
+/// reaches from there.
+pub(crate) type ConnectKey = (u16, [u8; 16], u16);
+
+/// The ephemeral port of a stream connect to `dest` from a socket not
+/// bound first: one of `opts`' range that `held` (a bound or listening
+/// port of the backend's files) does not name and that has no connection
+/// of this process to `dest` yet, as `__inet_hash_connect` keeps the
+/// 4-tuple unique; EADDRNOTAVAIL when there is none. The search starts
+/// where `next` says. Kept until [`release_connect_port`].
+pub(crate) fn pick_connect_port(
+    next: &AtomicU64,
+    dest: &IpEp,
+    opts: SockOpts,
+    held: impl Fn(u16) -> bool,
+) -> Result<ConnectKey, Errno> {
+    let (lo, hi) = opts.ephemeral_range();
+    let span = u64::from(hi.max(lo) - lo) + 1;
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    let mut used = CONNECT_PORTS.lock();
+    for i in 0..span {
+        let port = lo + (start.wrapping_add(i) % span) as u16;
+        let key = (port, dest.ip, dest.port);
+        if used.contains(&key) || held(port) {
+            continue;
+        }
+        used.insert(key);
+        return Ok(key);
+    }
+    Err(EADDRNOTAVAIL)
+}
+
+/// Gives back a connect port [`pick_connect_port`] gave.
+pub(crate) fn release_connect_port(key: ConnectKey) {
+    CONNECT_PORTS.lock().remove(&key);
+}
+
+/// The TIME_WAIT record beside port file `base` (`t<port>.tw`...).
+fn tw_path(base: &std::path::Path) -> PathBuf {
+    let mut p = base.as_os_str().to_owned();
+    p.push(".tw");
+    PathBuf::from(p)
+}
+
+/// A bind of a stream port whose files are `bases` against the TIME_WAIT
+/// records beside them: EADDRINUSE unless both the record and this socket
+/// have SO_REUSEADDR (or both SO_REUSEPORT), as `inet_csk_bind_conflict`
+/// treats a TIME_WAIT socket. A record that has run out is removed:
+/// records expire lazily, here, with no timer.
+pub(crate) fn tw_check(bases: &[PathBuf], opts: SockOpts) -> Result<(), Errno> {
+    let now = crate::platform::mono_ns();
+    for base in bases {
+        let path = tw_path(base);
+        let Some(rec) = TwRecord::read(&path) else {
+            continue;
+        };
+        if rec.until <= now {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let shared = (rec.reuseaddr && opts.reuseaddr) || (rec.reuseport && opts.reuseport);
+        if !shared {
+            return Err(EADDRINUSE);
+        }
+    }
+    Ok(())
+}
+
+/// A connection on the port whose files are `bases` closed first: its
+/// TIME_WAIT holds the port for Linux's TCP_TIMEWAIT_LEN, with the
+/// closing socket's SO_REUSEADDR and SO_REUSEPORT. A record already there
+/// is extended, and keeps a flag only if both have it: the directory
+/// holds ports, not every connection.
+pub(crate) fn tw_leave(bases: &[PathBuf], reuseaddr: bool, reuseport: bool) {
+    let now = crate::platform::mono_ns();
+    for base in bases {
+        let path = tw_path(base);
+        let mut rec = TwRecord {
+            until: now.saturating_add(TIME_WAIT_NS),
+            reuseaddr,
+            reuseport,
+        };
+        if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
+            rec.until = rec.until.max(old.until);
+            rec.reuseaddr &= old.reuseaddr;
+            rec.reuseport &= old.reuseport;
+            // A busy server closing first: at most one write a second
+            // for its port.
+            let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
+            if same && rec.until - old.until < TW_REWRITE_NS {
+                continue;
+            }
+        }
+        rec.write(&path);
     }
 }

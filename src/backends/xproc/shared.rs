@@ -59,7 +59,7 @@ pub(super) struct Member {
 }
 
 /// The IPv4 and IPv6 spaces a bind in `space` takes (false: IPv4).
-pub(super) fn halves(space: Space) -> &'static [bool] {
+pub(crate) fn halves(space: Space) -> &'static [bool] {
     match space {
         Space::V4 => &[false],
         Space::V6 => &[true],
