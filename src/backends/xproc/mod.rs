@@ -350,7 +350,9 @@ impl XProc {
                 return Ok(());
             }
         }
-        let Some(link) = self.link(key) else {
+        // SO_REUSEPORT's hash across processes: the source's.
+        let from = IpEp::parse(&src, x.info.domain).map_or(0, |e| e.flow_hash());
+        let Some(link) = self.link(key, from) else {
             if out.header.dgram_offset == 0 {
                 upcall::unreachable(sock.handle, &ep.to_sockaddr(sock.info.domain), frag.payload);
             }
@@ -367,7 +369,7 @@ impl XProc {
                     transport().remove(&link);
                     // Its process ended before we saw the link close: a
                     // port that processes share has another to take it.
-                    if let Some(l) = self.link(key).filter(|_| again && first) {
+                    if let Some(l) = self.link(key, from).filter(|_| again && first) {
                         link = l;
                         continue;
                     }

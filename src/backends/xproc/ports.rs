@@ -381,9 +381,11 @@ impl XProc {
 
     /// The link to datagram port `port` (a `port_key`), opened on first
     /// use; `None` when nobody (of ours) is bound there. A port that
-    /// processes share: the link to the one that bound last
-    /// (`shared_link`), looked up at each datagram.
-    pub(super) fn link(&self, port: u32) -> Option<Arc<Conn>> {
+    /// processes share: the link to the one that bound last, or the one
+    /// `from` (the hash of the datagram's source) picks among processes
+    /// that share it by SO_REUSEPORT (`shared_link`), looked up at each
+    /// datagram.
+    pub(super) fn link(&self, port: u32, from: u64) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
         if let Some(l) = links.get(&u64::from(port)) {
             if !l.state.is_closed() {
@@ -392,7 +394,7 @@ impl XProc {
             links.remove(&u64::from(port));
         }
         drop(links);
-        if let Some(l) = self.shared_link(port) {
+        if let Some(l) = self.shared_link(port, from) {
             return l;
         }
         let mut links = DGRAM_LINKS.lock();

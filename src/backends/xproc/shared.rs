@@ -337,14 +337,21 @@ impl XProc {
         Some((pid, self.dir.join(&t)))
     }
 
-    /// The link for a unicast datagram to shared port `key`: to the
-    /// process that bound last (one link per process, which group
-    /// datagrams to it take too, so that one sender's datagrams keep their
-    /// order); when that one is gone, to the newest left. `None` for a
-    /// port not shared, `Some(None)` for one whose processes are all gone.
-    pub(super) fn shared_link(&self, key: u32) -> Option<Option<Arc<Conn>>> {
+    /// The link for a unicast datagram to shared port `key`: when every
+    /// process there shares it by SO_REUSEPORT, to the one `from` (the
+    /// hash of the datagram's source) picks, as Linux's
+    /// `reuseport_select_sock` spreads flows and keeps each on one socket;
+    /// otherwise to the process that bound last. One link per process,
+    /// which group datagrams to it take too, so that one sender's
+    /// datagrams keep their order. When that one is gone, to the newest
+    /// left. `None` for a port not shared, `Some(None)` for one whose
+    /// processes are all gone.
+    pub(super) fn shared_link(&self, key: u32, from: u64) -> Option<Option<Arc<Conn>>> {
         let (port, v6) = (key as u16, key >> 16 & 1 != 0);
         let (pid, path) = self.last_bound(port, v6)?;
+        if let Some(l) = self.hashed_member(key, from) {
+            return Some(Some(l));
+        }
         if let Some(l) = self.member_link(key, pid, &path) {
             return Some(Some(l));
         }
@@ -353,6 +360,21 @@ impl XProc {
         }
         let (pid, path) = self.last_bound(port, v6)?;
         Some(self.member_link(key, pid, &path))
+    }
+
+    /// The link to the member process of SO_REUSEPORT port `key` that
+    /// hash `from` picks (one order in every sender: by when they bound);
+    /// `None` when a process there shares it otherwise, or the one picked
+    /// is gone (its file is removed: the next datagram picks again).
+    fn hashed_member(&self, key: u32, from: u64) -> Option<Arc<Conn>> {
+        let (port, v6) = (key as u16, key >> 16 & 1 != 0);
+        let mut members = self.members(port, v6);
+        if members.len() < 2 || !members.iter().all(|m| m.reuseport) {
+            return None;
+        }
+        members.sort_by_key(|m| (m.when, m.pid));
+        let m = &members[(from % members.len() as u64) as usize];
+        self.member_link(key, m.pid, &m.path)
     }
 
     /// The file saying process `pid` has a member of `group`:
