@@ -519,8 +519,7 @@ impl Backend for Shm {
             Err(ENOENT) => return Err(ECONNREFUSED),
             // An SO_REUSEPORT group: the member the hash picks, or the
             // next that listens.
-            Err(_) if path.is_dir() => self
-                .group_members(&path, &local)
+            Err(_) if path.is_dir() => crate::backends::xproc::ports::group_members(&path, &local)
                 .iter()
                 .find_map(|m| offer(m).ok())
                 .ok_or(ECONNREFUSED)?,

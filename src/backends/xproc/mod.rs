@@ -494,7 +494,26 @@ impl Backend for XProc {
         };
         let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
-        let k = match connect_unix(&a, len) {
+        let reached = connect_unix(&a, len).or_else(|e| {
+            if !path.is_dir() {
+                return Err(e);
+            }
+            // An SO_REUSEPORT group of processes: the member the hash of
+            // this end picks, or the next that listens.
+            let from = IpEp {
+                ip: ep.source_for(),
+                port,
+                ..ep
+            };
+            ports::group_members(&path, &from)
+                .iter()
+                .find_map(|m| {
+                    let (a, len) = unix_addr(m).ok()?;
+                    connect_unix(&a, len).ok()
+                })
+                .ok_or(ECONNREFUSED)
+        });
+        let k = match reached {
             Ok(k) if peer_is_us(k) => k,
             Ok(k) => {
                 // Another user's listener: as if nobody listened.
@@ -816,7 +835,7 @@ impl Backend for XProc {
             unix::pump_twin(&c);
         }
         for p in core::mem::take(&mut *x.paths.lock()) {
-            let _ = std::fs::remove_file(p);
+            ports::remove_port_file(&p);
         }
     }
 }

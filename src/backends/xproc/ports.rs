@@ -91,6 +91,48 @@ impl XProc {
         Err(EADDRINUSE)
     }
 
+    /// Binds stream port `port` in `space` as (or into) an SO_REUSEPORT
+    /// group that processes share ([`join_group`]): this process's
+    /// member socket, and its files (the member, the group's directory and
+    /// IPv6 link, which the last member removes: [`remove_port_file`]).
+    fn bind_group(
+        &self,
+        port: u16,
+        space: Space,
+        opts: SockOpts,
+        fresh: bool,
+    ) -> Result<(i32, alloc::vec::Vec<PathBuf>), Errno> {
+        self.check_time_wait(port, space, opts)?;
+        let (main, link) = match space {
+            Space::V4 => (self.path(SOCK_STREAM, port, false), None),
+            Space::V6 => (self.path(SOCK_STREAM, port, true), None),
+            Space::Both => (
+                self.path(SOCK_STREAM, port, false),
+                Some(self.path(SOCK_STREAM, port, true)),
+            ),
+        };
+        let (k, member, (dir, link)) = join_group(
+            &main,
+            link.as_deref(),
+            fresh,
+            |p| self.stale(p),
+            |m| {
+                let (a, len) = unix_addr(m)?;
+                let k = unix_stream()?;
+                match kernel::bind_unix(k, &a, len) {
+                    Ok(()) => Ok(k),
+                    Err(e) => {
+                        close_kfd(k);
+                        Err(e)
+                    }
+                }
+            },
+        )?;
+        let mut paths = alloc::vec![member, dir];
+        paths.extend(link);
+        Ok((k, paths))
+    }
+
     /// Binds a kernel AF_UNIX socket at one port file.
     fn bind_file(&self, ty: i32, port: u16, v6: bool) -> Result<(i32, PathBuf), Errno> {
         let path = self.path(ty, port, v6);
@@ -213,6 +255,8 @@ impl XProc {
         let take = |port: u16| {
             if share {
                 self.bind_shared(port, space, opts, ep.port == 0)
+            } else if !dgram && opts.reuseport {
+                self.bind_group(port, space, opts, ep.port == 0)
             } else {
                 self.bind_port(x.info.ty, port, space, opts)
             }
@@ -704,5 +748,133 @@ pub(crate) fn tw_leave(bases: &[PathBuf], reuseaddr: bool, reuseport: bool) {
             }
         }
         rec.write(&path);
+    }
+}
+
+/// Members made by this process, for unique member names.
+static MEMBERS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Joins (or founds) the SO_REUSEPORT group of stream port files `main`
+/// (and `link`, the IPv6 name of a dual-stack bind): a directory at the
+/// port's name, 0700 and its user's, holding one kernel socket per member
+/// (`<pid>.<n>`, of any process), which `bind_member` binds at the name it
+/// is given. A connect finds the directory where a socket would be and
+/// picks a member ([`group_members`]). Gives the member's kernel socket,
+/// its name, and the group's names. EADDRINUSE when a socket that is not
+/// `leftover` holds the name (it has no SO_REUSEPORT), for a `fresh` port
+/// (one the library picks) that anyone holds, or when the group is another
+/// user's (`sk_reuseport_match` asks for one uid).
+#[allow(clippy::type_complexity)]
+pub(crate) fn join_group(
+    main: &std::path::Path,
+    link: Option<&std::path::Path>,
+    fresh: bool,
+    leftover: impl Fn(&std::path::Path) -> bool,
+    bind_member: impl Fn(&std::path::Path) -> Result<i32, Errno>,
+) -> Result<(i32, PathBuf, (PathBuf, Option<PathBuf>)), Errno> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = crate::platform::unix_ipc::own_cred().1;
+    let err = |e: &std::io::Error| e.raw_os_error().unwrap_or(EIO);
+    for _ in 0..4 {
+        let founded = match std::fs::DirBuilder::new().mode(0o700).create(main) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if fresh {
+                    return Err(EADDRINUSE);
+                }
+                match std::fs::symlink_metadata(main) {
+                    Ok(m) if m.is_dir() => {
+                        if m.uid() != euid {
+                            return Err(EADDRINUSE);
+                        }
+                    }
+                    Ok(_) => {
+                        // A socket alone there, perhaps one left over.
+                        if !leftover(main) {
+                            return Err(EADDRINUSE);
+                        }
+                        let _ = std::fs::remove_file(main);
+                        continue;
+                    }
+                    Err(_) => continue,
+                }
+                false
+            }
+            // Another user's network directory: the port is theirs.
+            Err(e) if err(&e) == EACCES => return Err(EADDRINUSE),
+            Err(e) => return Err(err(&e)),
+        };
+        if let Some(l) = link {
+            let ok = match std::os::unix::fs::symlink(main, l) {
+                Ok(()) => true,
+                // Another member's link to this group is as good.
+                Err(_) => std::fs::read_link(l).is_ok_and(|t| t == main),
+            };
+            if !ok {
+                if founded {
+                    let _ = std::fs::remove_dir(main);
+                }
+                return Err(EADDRINUSE);
+            }
+        }
+        let n = MEMBERS.fetch_add(1, Ordering::Relaxed);
+        let member = main.join(alloc::format!("{}.{n}", std::process::id()));
+        match bind_member(&member) {
+            Ok(k) => return Ok((k, member, (main.to_path_buf(), link.map(PathBuf::from)))),
+            // The last member left meanwhile, with the directory.
+            Err(ENOENT) => continue,
+            Err(EACCES) => return Err(EADDRINUSE),
+            // A dead process's member with our pid.
+            Err(EADDRINUSE) => {
+                let _ = std::fs::remove_file(&member);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(EADDRINUSE)
+}
+
+/// A member of the SO_REUSEPORT group at `dir` left (its name is gone):
+/// the last takes the group's names (a member joining meanwhile finds no
+/// directory and founds it again).
+pub(crate) fn leave_group(dir: &std::path::Path, link: Option<&std::path::Path>) {
+    if std::fs::remove_dir(dir).is_ok() {
+        if let Some(l) = link.filter(|l| std::fs::read_link(l).is_ok_and(|t| t == dir)) {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+}
+
+/// The members of the SO_REUSEPORT group at `dir` a connect from `from`
+/// tries, in order: the one the hash of its address and port picks first
+/// (as Linux's `reuseport_select_sock`: one client keeps its member, many
+/// spread), then the others (one that refuses is passed over: closed, not
+/// listening, or its process gone).
+pub(crate) fn group_members(dir: &std::path::Path, from: &IpEp) -> alloc::vec::Vec<PathBuf> {
+    let mut members: alloc::vec::Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    // One order in every process: one hash, one member.
+    members.sort();
+    if !members.is_empty() {
+        let first = (from.flow_hash() % members.len() as u64) as usize;
+        members.rotate_left(first);
+    }
+    members
+}
+
+/// Removes a file a port's socket held at its close: a socket's name; an
+/// SO_REUSEPORT group's directory once no member is left in it; a
+/// symbolic link once what it names is gone (a dual-stack port's IPv6
+/// name, after the socket or group it names).
+pub(crate) fn remove_port_file(p: &std::path::Path) {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return;
+    };
+    if m.is_dir() {
+        let _ = std::fs::remove_dir(p);
+    } else if !m.file_type().is_symlink() || std::fs::metadata(p).is_err() {
+        let _ = std::fs::remove_file(p);
     }
 }

@@ -25,7 +25,7 @@
 
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{bind_at, live_name, PortFile, Shm, ShmSock};
@@ -41,9 +41,6 @@ use crate::sync::Mutex;
 /// space: each socket (its address as an id) and whether it listens. The
 /// first holds the port's file. Lock order: alone.
 static REUSEADDR: Mutex<Vec<(u16, Space, Vec<(usize, bool)>)>> = Mutex::new(Vec::new());
-
-/// Members made by this process, for unique member names.
-static MEMBERS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
 
 fn id(x: &ShmSock) -> usize {
     x as *const ShmSock as usize
@@ -153,7 +150,23 @@ impl Shm {
             });
         }
         let taken = if opts.reuseport {
-            let (k, member, group) = self.join_group(&main, link.as_deref(), fresh)?;
+            let (k, member, group) = rules::join_group(
+                &main,
+                link.as_deref(),
+                fresh,
+                |p| !live_name(p),
+                |m| {
+                    let (a, len) = crate::platform::unix_ipc::unix_addr(m)?;
+                    let k = anchor_ipc::seqpacket()?;
+                    match crate::platform::unix_ipc::bind_unix(k, &a, len) {
+                        Ok(()) => Ok(k),
+                        Err(e) => {
+                            crate::platform::unix_ipc::close_kfd(k);
+                            Err(e)
+                        }
+                    }
+                },
+            )?;
             Taken {
                 kfd: Some(k),
                 file: Some(PortFile {
@@ -183,88 +196,6 @@ impl Shm {
             shared.push((port, space, alloc::vec![(id(x), false)]));
         }
         Ok(taken)
-    }
-
-    /// Joins (or founds) the SO_REUSEPORT group at `main` (and `link`, the
-    /// IPv6 name of a dual-stack bind): a kernel socket bound at a member
-    /// name in the group's directory, that name, and the group's names.
-    /// EADDRINUSE when the name is a socket's (no SO_REUSEPORT), or the
-    /// group another user's.
-    #[allow(clippy::type_complexity)]
-    fn join_group(
-        &self,
-        main: &Path,
-        link: Option<&Path>,
-        fresh: bool,
-    ) -> Result<(i32, PathBuf, (PathBuf, Option<PathBuf>)), Errno> {
-        let euid = crate::platform::unix_ipc::own_cred().1;
-        for _ in 0..4 {
-            let founded = match std::fs::DirBuilder::new().mode(0o700).create(main) {
-                Ok(()) => true,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    if fresh {
-                        return Err(EADDRINUSE);
-                    }
-                    match std::fs::symlink_metadata(main) {
-                        Ok(m) if m.is_dir() => {
-                            if m.uid() != euid {
-                                return Err(EADDRINUSE);
-                            }
-                        }
-                        Ok(_) => {
-                            // A socket alone there, perhaps one left over.
-                            if live_name(main) {
-                                return Err(EADDRINUSE);
-                            }
-                            let _ = std::fs::remove_file(main);
-                            continue;
-                        }
-                        Err(_) => continue,
-                    }
-                    false
-                }
-                // Another user's network directory: the port is theirs.
-                Err(e) if errno(&e) == EACCES => return Err(EADDRINUSE),
-                Err(e) => return Err(errno(&e)),
-            };
-            if let Some(l) = link {
-                let ok = match std::os::unix::fs::symlink(main, l) {
-                    Ok(()) => true,
-                    // Another member's link to this group is as good.
-                    Err(_) => std::fs::read_link(l).is_ok_and(|t| t == main),
-                };
-                if !ok {
-                    if founded {
-                        let _ = std::fs::remove_dir(main);
-                    }
-                    return Err(EADDRINUSE);
-                }
-            }
-            let n = MEMBERS.fetch_add(1, Ordering::Relaxed);
-            let member = main.join(alloc::format!("{}.{n}", std::process::id()));
-            let (a, len) = crate::platform::unix_ipc::unix_addr(&member)?;
-            let k = anchor_ipc::seqpacket()?;
-            match crate::platform::unix_ipc::bind_unix(k, &a, len) {
-                Ok(()) => {
-                    return Ok((k, member, (main.to_path_buf(), link.map(Path::to_path_buf))))
-                }
-                Err(e) => {
-                    crate::platform::unix_ipc::close_kfd(k);
-                    match e {
-                        // The last member left meanwhile, with the directory.
-                        ENOENT => continue,
-                        EACCES => return Err(EADDRINUSE),
-                        // A dead process's member with our pid.
-                        EADDRINUSE => {
-                            let _ = std::fs::remove_file(&member);
-                            continue;
-                        }
-                        e => return Err(e),
-                    }
-                }
-            }
-        }
-        Err(EADDRINUSE)
     }
 
     /// A port's names are taken, but perhaps only by files left over: the
@@ -404,30 +335,8 @@ impl Shm {
             let _ = std::fs::remove_file(l);
         }
         if let Some((dir, link)) = f.group {
-            // The last member takes the group's names (a member joining
-            // meanwhile finds no directory and founds it again).
-            if std::fs::remove_dir(&dir).is_ok() {
-                if let Some(l) = link.filter(|l| std::fs::read_link(l).is_ok_and(|t| t == dir)) {
-                    let _ = std::fs::remove_file(l);
-                }
-            }
+            rules::leave_group(&dir, link.as_deref());
         }
-    }
-
-    /// The members of the SO_REUSEPORT group at `dir` a connect from
-    /// `from` tries, in order: the one its hash picks first, then the
-    /// others (a member that refuses is passed over).
-    pub(super) fn group_members(&self, dir: &Path, from: &IpEp) -> Vec<PathBuf> {
-        let mut members: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        // One order in every process: the hash means the same member.
-        members.sort();
-        if !members.is_empty() {
-            let first = (from.flow_hash() % members.len() as u64) as usize;
-            members.rotate_left(first);
-        }
-        members
     }
 
     /// At close: a connection this end closed first (the peer had not
