@@ -82,6 +82,10 @@ struct ShmSock {
     handed_on: core::sync::atomic::AtomicBool,
     listener: SetOnce<Listener>,
     conn: SetOnce<Conn>,
+    /// A socket connected to itself (Linux's simultaneous open): the
+    /// other end of its connection, where what it sends arrives and it
+    /// reads (`Shm::connect_self`).
+    echo: SetOnce<Conn>,
     /// O_NONBLOCK until the socket has a listener or a connection, which
     /// then keep it where every holder sees it.
     nonblock: core::sync::atomic::AtomicBool,
@@ -113,6 +117,7 @@ impl ShmSock {
             file: Mutex::new(None),
             listener: SetOnce::new(),
             conn: SetOnce::new(),
+            echo: SetOnce::new(),
             handed_on: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
@@ -152,6 +157,38 @@ impl Shm {
         let x = ShmSock::new(info);
         *x.origin.lock() = (std::process::id(), self.forks.load(Ordering::Relaxed));
         x
+    }
+
+    /// connect() of a socket to its own address and port: Linux's
+    /// simultaneous open connects it to itself. A connection made through
+    /// a listening anchor of its own for the moment: the socket sends on
+    /// one end and reads at the other (`ShmSock::echo`). `body`: its
+    /// offer, with itself at both ends.
+    fn connect_self(&self, sock: SockRef<'_>, x: &ShmSock, body: &[u8]) -> Result<(), Errno> {
+        static SELF: AtomicU32 = AtomicU32::new(0);
+        let n = SELF.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(alloc::format!(".self{}.{n}", std::process::id()));
+        let l = Listener::bind(&tmp, 1)?;
+        let mut me = [0u8; 19];
+        me[0] = body[0];
+        me[1..].copy_from_slice(&body[1..19]);
+        let c = Conn::connect(&tmp, RING, RING, body, false, [&me, &me]);
+        let _ = std::fs::remove_file(&tmp);
+        let c = c?;
+        let mut b = [0u8; BODY];
+        let (e, _) = l.accept(&mut b)?;
+        let here = *x.local.lock();
+        *x.peer.lock() = here;
+        let nb = x.nonblock.load(Ordering::Relaxed);
+        c.set_nonblocking(nb);
+        e.set_nonblocking(nb);
+        if x.conn.set(c).is_err() || x.echo.set(e).is_err() {
+            return Err(EISCONN);
+        }
+        let _ = upcall::connected(sock.handle);
+        Ok(())
     }
 
     /// The backend over network directory `dir` (which must exist and be
@@ -500,6 +537,10 @@ impl Backend for Shm {
         let mut body = [0u8; BODY];
         body[0] = u8::from(x.info.domain == AF_INET6);
         put_ep(&mut body[1..19], &local);
+        if local.port == dest.port && local.ip == dest.ip {
+            put_ep(&mut body[19..37], &dest);
+            return self.connect_self(sock, x, &body);
+        }
         put_ep(&mut body[19..37], &dest);
         body[37..].copy_from_slice(&sock.opts.maxseg.to_be_bytes());
         let v6 = x.info.domain == AF_INET6 && !dest.is_v4();
@@ -616,6 +657,9 @@ impl Backend for Shm {
         if let Some(c) = x.conn.get() {
             c.release();
         }
+        if let Some(e) = x.echo.get() {
+            e.release();
+        }
         if let Some(l) = x.listener.get() {
             l.release();
         }
@@ -667,7 +711,8 @@ impl SharedStreams for Shm {
         peek: bool,
         block: Block,
     ) -> Result<usize, Errno> {
-        let c = ss(&sock)?.conn.get().ok_or(ENOTCONN)?;
+        let x = ss(&sock)?;
+        let c = x.echo.get().or(x.conn.get()).ok_or(ENOTCONN)?;
         c.recv(buf, peek, block)
     }
 
@@ -689,7 +734,12 @@ impl SharedStreams for Shm {
             // POLLHUP (no connection).
             return POLLOUT | POLLWRNORM | POLLHUP;
         };
-        let r = c.readiness();
+        let mut r = c.readiness();
+        if let Some(e) = x.echo.get() {
+            // Connected to itself: it reads the other end's ring.
+            let rx = e.readiness();
+            (r.readable, r.rdhup) = (rx.readable, rx.rdhup);
+        }
         let mut ev = 0;
         if r.readable {
             ev |= POLLIN | POLLRDNORM;
@@ -710,11 +760,14 @@ impl SharedStreams for Shm {
     }
 
     fn queued(&self, sock: SockRef<'_>) -> (u64, u64) {
-        ss(&sock)
-            .ok()
-            .and_then(|x| x.conn.get())
-            .and_then(|c| c.queued().ok())
-            .unwrap_or((0, 0))
+        let Ok(x) = ss(&sock) else {
+            return (0, 0);
+        };
+        let q = x.conn.get().and_then(|c| c.queued().ok()).unwrap_or((0, 0));
+        match x.echo.get().and_then(|e| e.queued().ok()) {
+            Some((inq, _)) => (inq, q.1),
+            None => q,
+        }
     }
 
     fn accept(&self, sock: SockRef<'_>, block: Block) -> Result<SockState, Errno> {
@@ -813,7 +866,13 @@ impl SharedStreams for Shm {
         if let Some(l) = x.listener.get() {
             return in_.then(|| l.anchor());
         }
-        let c = x.conn.get()?;
+        let mut c = x.conn.get()?;
+        if let Some(e) = x.echo.get().filter(|_| in_) {
+            // Connected to itself: its bytes ring at the other end.
+            c.drain_bells();
+            c.arm(false, out);
+            c = e;
+        }
         // The doorbells of an earlier sleep are spent: the anchor must turn
         // readable only at the next one.
         c.drain_bells();
