@@ -40,7 +40,11 @@ use crate::sync::Mutex;
 /// This process's sockets that share a port by SO_REUSEADDR, by port and
 /// space: each socket (its address as an id) and whether it listens. The
 /// first holds the port's file. Lock order: alone.
-static REUSEADDR: Mutex<Vec<(u16, Space, Vec<(usize, bool)>)>> = Mutex::new(Vec::new());
+static REUSEADDR: Mutex<Vec<(u16, Space, Vec<Sharer>)>> = Mutex::new(Vec::new());
+
+/// A socket sharing a port by SO_REUSEADDR: its id, and whether it
+/// listens.
+type Sharer = (usize, bool);
 
 fn id(x: &ShmSock) -> usize {
     x as *const ShmSock as usize
