@@ -18,6 +18,11 @@
 //!   coexist as on Linux. A bind to `::` without IPV6_V6ONLY takes both
 //!   names: the socket at the IPv4 one and a symbolic link at the IPv6
 //!   one. (Within a family every address is local and one.)
+//! - A stream port that processes share by SO_REUSEPORT is a directory at
+//!   `t<port>` with a listening socket per process (`ports::join_group`;
+//!   a process's sockets in the group share its one): a connect that
+//!   finds the directory picks one by the hash of its own address and
+//!   port, passing over members that refuse.
 //! - A stream connection is one AF_UNIX stream connection carrying xproc's
 //!   own messages (`envelope`: an 8-byte envelope naming the type, then the
 //!   body): DATA (one fragment in the portable encoding, `backend::wire`,

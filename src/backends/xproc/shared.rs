@@ -11,7 +11,8 @@
 //!   order the members as they bound). A bind to `::` without IPV6_V6ONLY has a symbolic link to it in
 //!   the IPv6 space as well.
 //! - The port's file `DIR/u<P>` is then a symbolic link to the member file
-//!   of the process that bound last: unicast goes there, as Linux gives a
+//!   of the process that bound last: unicast goes there (unless all share
+//!   by SO_REUSEPORT: see below), as Linux gives a
 //!   datagram to the last socket bound among equals. When that process
 //!   leaves, the link moves to the member that bound last of those left; a sender that
 //!   finds it dead (the process was killed) moves it before it gives up.
@@ -32,10 +33,11 @@
 //!
 //! The files are the network's own (the directory is 0700, and every link
 //! checks its peer's credentials), so the users allowed are as for any
-//! port. Not done: a process whose later sockets on the port share less
-//! than its first (its flags name the first's); SO_REUSEPORT's hash across
-//! processes (unicast goes to the last bound process, and within it by the
-//! hash).
+//! port. Unicast to a port that every process holds with SO_REUSEPORT goes
+//! to the process the hash of the datagram's source picks
+//! (`hashed_member`), and within it by the hash. Not done: a process
+//! whose later sockets on the port share less than its first (its flags
+//! name the first's).
 #![deny(unsafe_code)]
 
 use alloc::string::String;
