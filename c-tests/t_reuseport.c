@@ -3,7 +3,8 @@
  * 13's remaining gap): two programs each listen on one TCP port with
  * SO_REUSEPORT (nginx's `listen ... reuseport`, two python listeners) and
  * the port's connections spread over them, each accepted once; when one
- * listener closes, the other takes every connection; a reuseport socket of
+ * listener closes, or its process is killed, the other takes every
+ * connection; a reuseport socket of
  * another user cannot join. UDP: two programs bound with SO_REUSEPORT
  * share the port's datagrams, each exactly once, one client's datagrams
  * all to one socket (Linux hashes the 4-tuple).
@@ -289,8 +290,23 @@ TEST_INET(tcp_listeners_in_two_processes_share_the_port)
         CHECK_MSG(seen[i] == 1 && owner[i] == 2, "connection %d after the close: %d times, by %d",
                   i, seen[i], owner[i] - 1);
     }
-    stop_member(&m[1], 1, seen, NULL, 2 * CONNS, &total);
+    /* a member killed (no close of its own) is passed over too: a new
+     * member joins, the old one is killed, the new one takes them all */
+    struct member k;
+    CHECK_EQ(start_member(&k, "tcp", fam, port), 0);
+    OK(kill(m[1].pid, SIGKILL));
+    int st;
+    OK(waitpid(m[1].pid, &st, 0));
+    OK(close(m[1].ctl));
+    OK(close(m[1].report));
+    int seen2[CONNS] = {0}, owner2[CONNS] = {0}, total2 = 0;
+    connect_clients(fam, port, 0, CONNS);
+    read_reports(&k, 2, seen2, owner2, CONNS, 0, CONNS, &total2);
+    for (int i = 0; i < CONNS; i++)
+        CHECK_MSG(seen2[i] == 1, "connection %d after the kill: %d times", i, seen2[i]);
+    stop_member(&k, 2, seen2, NULL, CONNS, &total2);
     CHECK_EQ(total, 2 * CONNS);
+    CHECK_EQ(total2, CONNS);
 }
 
 /* A socket without SO_REUSEPORT cannot join another process's group. */

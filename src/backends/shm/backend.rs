@@ -418,7 +418,11 @@ impl Shm {
     /// network's port files: its family (the file's: `.v6` for IPv6) and
     /// port.
     fn listener_port(&self, fd: i32) -> Option<(i32, u16)> {
-        let path = anchor_ipc::listening_path(fd)?;
+        let mut path = anchor_ipc::listening_path(fd)?;
+        // A member of an SO_REUSEPORT group: its port is the group's.
+        if path.parent()? != self.dir.as_path() {
+            path = path.parent()?.to_path_buf();
+        }
         if path.parent()? != self.dir.as_path() {
             return None;
         }
@@ -560,10 +564,12 @@ impl Backend for Shm {
             Err(ENOENT) => return Err(ECONNREFUSED),
             // An SO_REUSEPORT group: the member the hash picks, or the
             // next that listens.
-            Err(_) if path.is_dir() => crate::backends::xproc::ports::group_members(&path, &local)
-                .iter()
-                .find_map(|m| offer(m).ok())
-                .ok_or(ECONNREFUSED)?,
+            Err(_) if path.is_dir() => {
+                crate::backends::xproc::ports::connect_group(&path, &local, offer, |m| {
+                    !live_name(m)
+                })
+                .ok_or(ECONNREFUSED)?
+            }
             Err(e) => return Err(e),
         };
         *x.peer.lock() = Some(dest);

@@ -510,13 +510,11 @@ impl Backend for XProc {
                 port,
                 ..ep
             };
-            ports::group_members(&path, &from)
-                .iter()
-                .find_map(|m| {
-                    let (a, len) = unix_addr(m).ok()?;
-                    connect_unix(&a, len).ok()
-                })
-                .ok_or(ECONNREFUSED)
+            let reach = |m: &std::path::Path| {
+                let (a, len) = unix_addr(m)?;
+                connect_unix(&a, len)
+            };
+            ports::connect_group(&path, &from, reach, |m| self.stale(m)).ok_or(ECONNREFUSED)
         });
         let k = match reached {
             Ok(k) if peer_is_us(k) => k,

@@ -846,6 +846,29 @@ pub(crate) fn leave_group(dir: &std::path::Path, link: Option<&std::path::Path>)
     }
 }
 
+/// A connect from `from` to the SO_REUSEPORT group at `dir`: `reach` on
+/// each of [`group_members`] until one answers. A member that refuses and
+/// is `leftover` (its process died without a close) loses its name, so
+/// that its hash's clients stop trying it first.
+pub(crate) fn connect_group<T>(
+    dir: &std::path::Path,
+    from: &IpEp,
+    reach: impl Fn(&std::path::Path) -> Result<T, Errno>,
+    leftover: impl Fn(&std::path::Path) -> bool,
+) -> Option<T> {
+    group_members(dir, from)
+        .iter()
+        .find_map(|m| match reach(m) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if e == ECONNREFUSED && leftover(m) {
+                    let _ = std::fs::remove_file(m);
+                }
+                None
+            }
+        })
+}
+
 /// The members of the SO_REUSEPORT group at `dir` a connect from `from`
 /// tries, in order: the one the hash of its address and port picks first
 /// (as Linux's `reuseport_select_sock`: one client keeps its member, many
