@@ -69,6 +69,8 @@ test-c: lib
 	@echo "== t_reuseport (SO_REUSEPORT across processes) through the cross-process backend and the shm backend (USOCK_SHM=1), on a network that admits nobody (its other-user case)"
 	XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_reuseport
 	USOCK_SHM=1 XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_reuseport
+	@echo "== t_addr (issue 13's addresses and ports) through the shm backend (USOCK_SHM=1)"
+	TL_ONLY=$(CURDIR)/c-tests/conformance13.pass USOCK_SHM=1 XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_addr
 	@echo "== issue 13's programs through the cross-process backend (a network that admits nobody, whom the privilege cases become): linked, and the kernel build preloaded (bin/usockrun --user nobody)"
 	for p in $(C13_PROGS); do \
 	  TL_ONLY=$(CURDIR)/c-tests/conformance13.pass XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; \
