@@ -177,12 +177,43 @@ pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) 
     }
 }
 
+/// What runs before every wait (the engine over a host's device table,
+/// `backends::engine::driven`): it returns how long, in nanoseconds, the
+/// wait may sleep before it must run again (`u64::MAX`: no limit).
+static IDLE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the idle hook (the last one registered is called).
+pub fn set_idle_hook(f: fn() -> u64) {
+    IDLE_HOOK.store(f as *mut (), Ordering::Release);
+}
+
+/// Runs the idle hook, if any: how long a wait may sleep.
+fn idle() -> u64 {
+    let p = IDLE_HOOK.load(Ordering::Acquire);
+    if p.is_null() {
+        return u64::MAX;
+    }
+    // SAFETY: a non-null value was stored by `set_idle_hook` from a
+    // `fn() -> u64`, and function pointers round-trip through `*mut ()`.
+    let f: fn() -> u64 = unsafe { core::mem::transmute::<*mut (), fn() -> u64>(p) };
+    f()
+}
+
 /// Sleeps while `*word == expected`, until woken or `deadline` passes
 /// (returns false then). In the cooperative mode it returns at once.
+///
+/// The idle hook runs first (an engine the host's table drives takes in
+/// its frames and keeps its timers there, which may change the word), and
+/// the sleep ends by the time the hook wants to run again: the caller
+/// sees a spurious wake and waits again, running it.
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
     let Some(o) = ops() else { return false };
+    let again = idle();
+    if word.load(Ordering::SeqCst) != expected {
+        return true;
+    }
     let Some(wait) = o.wait else { return false };
-    let timeout = match deadline {
+    let left = match deadline {
         None => u64::MAX,
         Some(d) => {
             let left = d.0.saturating_sub(now().0);
@@ -193,7 +224,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -
         }
     };
     // SAFETY: a registered host function; `word` outlives the call.
-    unsafe { wait(o.ctx, word.as_ptr(), expected, timeout) };
+    unsafe { wait(o.ctx, word.as_ptr(), expected, left.min(again)) };
     deadline.map_or(true, |d| now() < d)
 }
 

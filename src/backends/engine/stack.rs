@@ -286,8 +286,11 @@ impl Stack {
         seed: u64,
     ) -> Stack {
         let ip_mtu = frames.mtu();
+        let mac = cfg
+            .mac
+            .or_else(|| frames.mac())
+            .unwrap_or_else(|| super::config::made_up_mac(seed));
         let mut dev = Dev::new(frames);
-        let mac = cfg.mac.unwrap_or_else(|| super::config::made_up_mac(seed));
         let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         c.random_seed = seed;
         let mut iface = Interface::new(c, &mut dev, now());
