@@ -574,7 +574,9 @@ typedef struct usock_platform_ops {
   /*
    Optional: sleeps while `*word == expected`, at most `timeout_ns`
    nanoseconds (`UINT64_MAX`: no limit). Spurious returns are allowed.
-   NULL selects the cooperative mode.
+   NULL selects the cooperative mode. With a device attached
+   (`usock_netif_attach`) and no task of the host running
+   `usock_netif_poll`, it must also return when a frame arrives.
    */
   void (*wait)(void *ctx, const uint32_t *word, uint32_t expected, uint64_t timeout_ns);
   /*

@@ -47,7 +47,9 @@ pub struct usock_platform_ops {
     pub unlock: Option<unsafe extern "C" fn(ctx: *mut c_void, l: *mut c_void)>,
     /// Optional: sleeps while `*word == expected`, at most `timeout_ns`
     /// nanoseconds (`UINT64_MAX`: no limit). Spurious returns are allowed.
-    /// NULL selects the cooperative mode.
+    /// NULL selects the cooperative mode. With a device attached
+    /// (`usock_netif_attach`) and no task of the host running
+    /// `usock_netif_poll`, it must also return when a frame arrives.
     pub wait: Option<
         unsafe extern "C" fn(ctx: *mut c_void, word: *const u32, expected: u32, timeout_ns: u64),
     >,
@@ -189,7 +191,10 @@ pub fn set_idle_hook(f: fn() -> u64) {
 
 /// Runs the idle hook, if any: how long a wait may sleep.
 fn idle() -> u64 {
-    let p = IDLE_HOOK.load(Ordering::Acquire);
+    // Opaque to the optimizer: with LTO it would otherwise see the one
+    // hook ever stored and call it directly, which links the whole engine
+    // into every program that waits, attached or not.
+    let p = core::hint::black_box(IDLE_HOOK.load(Ordering::Acquire));
     if p.is_null() {
         return u64::MAX;
     }
