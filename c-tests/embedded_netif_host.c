@@ -20,9 +20,9 @@
  *   embedded_netif_host coop TAPDEV     no wait/wake: every call is
  *       non-blocking and one loop calls usock_netif_poll and poll()
  *
- * The engine's address is 10.78.0.2/24, the kernel's 10.78.0.1. Checks, in
- * the blocking modes: 1 MiB to a kernel TCP server and back (FNV-1a
- * compared), ECONNREFUSED from a port nobody listens on, 20 UDP datagrams
+ * The engine's addresses are 10.78.0.2/24 and fd78::2/64, the kernel's
+ * 10.78.0.1 and fd78::1. Checks, in the blocking modes: 1 MiB to a kernel
+ * TCP server and back (FNV-1a compared; 256 KiB over IPv6), ECONNREFUSED from a port nobody listens on, 20 UDP datagrams
  * echoed by the kernel, and a kernel client's 1 MiB echoed by a server here
  * (the peer compares SHA-256 and says so, then closes); RAM per engine socket from the
  * host's allocator. In coop: the TCP transfer, ECONNREFUSED and UDP.
@@ -353,6 +353,47 @@ static void tcp_client(void)
     CHECK(close(c) == 0);
 }
 
+/* The same over IPv6 (neighbour discovery instead of ARP), 256 KiB. */
+static void tcp_client6(void)
+{
+    enum { N6 = 256 * 1024 };
+    struct sockaddr_in6 a;
+    memset(&a, 0, sizeof a);
+    a.sin6_family = AF_INET6;
+    a.sin6_port = htons(7001);
+    inet_pton(AF_INET6, "fd78::1", &a.sin6_addr);
+    int c = socket(AF_INET6, SOCK_STREAM, 0);
+    CHECK(c >= 0);
+    CHECK(connect(c, (struct sockaddr *)&a, sizeof a) == 0);
+    struct sockaddr_in6 me;
+    socklen_t ml = sizeof me;
+    struct in6_addr mine;
+    inet_pton(AF_INET6, "fd78::2", &mine);
+    CHECK(getsockname(c, (struct sockaddr *)&me, &ml) == 0);
+    CHECK(memcmp(&me.sin6_addr, &mine, sizeof mine) == 0);
+    for (size_t off = 0; off < N6;) {
+        ssize_t w = send(c, sendbuf + off, N6 - off < 7000 ? N6 - off : 7000, 0);
+        CHECK(w > 0);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    CHECK(shutdown(c, SHUT_WR) == 0);
+    size_t have = 0;
+    for (;;) {
+        ssize_t n = recv(c, got + have, TOTAL - have, 0);
+        if (n <= 0) {
+            CHECK(n == 0);
+            break;
+        }
+        have += (size_t)n;
+    }
+    CHECK(have == N6);
+    CHECK(fnv(got, have) == fnv(sendbuf, N6));
+    printf("tcp client over IPv6: %zu bytes out and back, fnv %08x\n", have, fnv(got, have));
+    CHECK(close(c) == 0);
+}
+
 static void refused(void)
 {
     struct sockaddr_in a = sin4(PEER, 7009);
@@ -594,7 +635,7 @@ int main(int argc, char **argv)
         dev.kick = d_kick;
         kick_fd = (int)syscall(SYS_eventfd2, 0, EFD_NONBLOCK | EFD_CLOEXEC);
     }
-    struct usock_netif_config cfg = {"10.78.0.2/24", "10.78.0.1", 0x5eed};
+    struct usock_netif_config cfg = {"10.78.0.2/24,fd78::2/64", "10.78.0.1", 0x5eed};
 
     /* before the platform: ENOSYS; nothing attached: usock_netif_poll says so */
     CHECK(usock_netif_attach(&dev, &cfg) == -1 && usock_errno() == ENOSYS);
@@ -621,6 +662,7 @@ int main(int argc, char **argv)
     } else {
         ram_per_socket();
         tcp_client();
+        tcp_client6();
         refused();
         udp_echo();
         tcp_server();

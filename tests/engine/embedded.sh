@@ -10,10 +10,11 @@
 # (single: one thread, blocking calls, the library's waits run it; task: a
 # network task calls usock_netif_poll, woken by the driver and the
 # library's kick; coop: no waits at all, one loop): a namespace of its own
-# with TAP device ue0 (the kernel 10.78.0.1/24), the peer's servers (TCP
+# with TAP device ue0 (the kernel 10.78.0.1/24 and fd78::1/64), the peer's servers (TCP
 # 7001 sink-then-source, UDP 7003 echo) and, in the blocking modes, its
 # client of the C host's server (1 MiB, SHA-256 compared). The C host's
-# own checks: 1 MiB to the kernel and back (FNV-1a), ECONNREFUSED, UDP
+# own checks: 1 MiB to the kernel and back (FNV-1a; 256 KiB over IPv6, NDP
+# included), ECONNREFUSED, UDP
 # echo, RAM per engine socket. Without root, namespaces or /dev/net/tun: a
 # skip by name (root, netns, tun; tests/README.md).
 #
@@ -42,7 +43,7 @@ fi
 
 for m in $modes; do
   mk_ns "$m" || continue
-  mk_tap "$m" ue0 10.78.0.1/24 || continue
+  mk_tap "$m" ue0 10.78.0.1/24 fd78::1/64 || continue
   client=()
   [ "$m" = coop ] || client=(--client 10.78.0.2)
   spawn "peer-$m" 120 ip netns exec "${ns[$m]}" "$PY" -u tests/engine/embedded_peer.py "${client[@]}" \

@@ -3,7 +3,7 @@
 in the namespace of the TAP device that c-tests/embedded_netif_host.c
 drives:
 
-  - TCP 7001: reads until the client's FIN, then sends every byte back and
+  - TCP 7001 (10.78.0.1 and fd78::1): reads until the client's FIN, then sends every byte back and
     closes (one thread per connection);
   - UDP 7003: echoes each datagram to its sender;
   - with --client ADDR: connects to ADDR:7002 (the C host's server, retried
@@ -80,6 +80,11 @@ def main():
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind(("10.78.0.1", 7001))
     ls.listen(16)
+    ls6 = socket.socket(socket.AF_INET6)
+    ls6.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls6.bind(("fd78::1", 7001))
+    ls6.listen(16)
+    threading.Thread(target=serve_tcp, args=(ls6,), daemon=True).start()
     us = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     us.bind(("10.78.0.1", 7003))
     threading.Thread(target=serve_tcp, args=(ls,), daemon=True).start()
