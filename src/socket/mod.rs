@@ -26,6 +26,7 @@ pub(crate) mod filter;
 mod frontend;
 mod inet_args;
 pub(crate) mod inflight;
+mod inherit;
 mod io;
 pub(crate) mod listing;
 mod mcast;

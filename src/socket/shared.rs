@@ -145,6 +145,7 @@ impl Socket {
         Some(Socket::new(self.info, false).inspect(|child| {
             child.bind_backend(backend, state);
             child.set(F_BOUND);
+            child.inherit_from(self);
             // Its handshake was the kernel's accept and the segment's offer:
             // TCP_INFO's round trip is the least it reports (1 us).
             child.tcp.handshake_done();
