@@ -829,6 +829,10 @@ impl Socket {
                 }
             }
         }
+        if self.is_shared() && prev.is(Phase::Connected) && !prev.has(F_RESET) {
+            // What TCP_CORK or MSG_MORE held goes before the end.
+            self.push_held();
+        }
         // What its queue held goes with it (AF_UNIX fds in flight).
         self.close_end();
     }
