@@ -95,7 +95,9 @@ impl Socket {
         if n == 0 {
             return Ok(());
         }
-        let r = self.send_held_shared(&tx.held[..n]).unwrap_or(Err(ENOTCONN));
+        let r = self
+            .send_held_shared(&tx.held[..n])
+            .unwrap_or(Err(ENOTCONN));
         let took = *r.as_ref().unwrap_or(&0);
         tx.held.drain(..took);
         self.tx_held.store(tx.held.len() as u64, Ordering::Release);

@@ -218,7 +218,14 @@ impl Socket {
         let (inq, _) = sh.queued(r);
         self.tcp.shared_arrived(inq, 0);
         let (arrivals, seen) = self.tcp.shared_rx();
-        Some((arrivals, seen, (self.rcvbuf() as u64).saturating_sub(inq)))
+        Some((arrivals, seen, sh.windows(r).0))
+    }
+
+    /// TCP_INFO's send window of a shared socket: the room in the peer's
+    /// ring (None when it is not one).
+    pub(super) fn shared_snd_wnd(&self) -> Option<u64> {
+        let (sh, r) = self.shared()?;
+        Some(sh.windows(r).1)
     }
 
     /// Whether a shared socket's peer shut its writing (TCP_INFO's state),

@@ -305,7 +305,9 @@ impl Socket {
         };
         let sent = self.tx_next.load(Ordering::Acquire);
         let segs_out = self.tcp.data_segs_out.load(Ordering::Relaxed);
-        let snd_wnd = self.tx_limit.load(Ordering::Acquire).saturating_sub(sent);
+        let snd_wnd = self
+            .shared_snd_wnd()
+            .unwrap_or_else(|| self.tx_limit.load(Ordering::Acquire).saturating_sub(sent));
         let active = self.tcp.active.load(Ordering::Relaxed);
         let rcvbuf = self.rcvbuf() as u32;
 
