@@ -58,14 +58,30 @@ impl Socket {
         }
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
-        let first = self.block_for(flags, self.rcv_deadline());
+        let deadline = self.rcv_deadline();
+        let first = self.block_for(flags, deadline);
+        if peek {
+            let off = self.peek_off.load(Ordering::Relaxed);
+            if off >= 0 {
+                return Some(self.peek_shared_at(sh, r, bufs, off as usize, first));
+            }
+        }
+        // A read waits for SO_RCVLOWAT's bytes (or as many as fit), as
+        // tcp_recvmsg's target; MSG_WAITALL for all of them.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let target = if waitall {
+            total
+        } else {
+            (self.rcv_lowat.load(Ordering::Relaxed) as usize).min(total)
+        };
         let mut got = 0;
         for buf in bufs.iter_mut().filter(|b| !b.is_empty()) {
             let mut at = 0;
             while at < buf.len() {
-                // Only the first piece waits, unless MSG_WAITALL asks for
-                // everything; a peek looks at the first buffer's bytes only.
-                let block = if got == 0 || waitall {
+                // Only the first piece waits, unless MSG_WAITALL or the
+                // low-water mark asks for more; a peek looks at the first
+                // buffer's bytes only.
+                let block = if got == 0 || got < target {
                     first
                 } else {
                     Block::Never
@@ -87,7 +103,8 @@ impl Socket {
                     return Some(Ok(bytes(got)));
                 }
                 self.tcp.shared_arrived(0, n as u64);
-                if !waitall && at < buf.len() {
+                self.peek_off_back(n);
+                if got >= target && at < buf.len() {
                     // What was there is taken; the rest of this buffer
                     // need not wait.
                     break;
@@ -95,6 +112,48 @@ impl Socket {
             }
         }
         Some(Ok(bytes(got)))
+    }
+
+    /// A MSG_PEEK under SO_PEEK_OFF: the bytes from `off` past the next
+    /// one, into the first buffer; the offset then moves past them. The
+    /// ring's peek starts at its head, so this peeks `off` more and drops
+    /// them; a wait for bytes past `off` naps (1 ms) between looks.
+    fn peek_shared_at(
+        &self,
+        sh: &dyn SharedStreams,
+        r: SockRef<'_>,
+        bufs: &mut [&mut [u8]],
+        off: usize,
+        block: Block,
+    ) -> Result<RecvInfo, Errno> {
+        let Some(buf) = bufs.iter_mut().find(|b| !b.is_empty()) else {
+            return Ok(bytes(0));
+        };
+        let mut tmp = alloc::vec![0u8; off + buf.len()];
+        loop {
+            let n = sh.recv(r, &mut tmp, true, block)?;
+            if n == 0 || n > off {
+                let n = n.saturating_sub(off);
+                buf[..n].copy_from_slice(&tmp[off..off + n]);
+                self.peek_off.fetch_add(n as i32, Ordering::Relaxed);
+                return Ok(bytes(n));
+            }
+            let until = match block {
+                Block::Never => return Err(EAGAIN),
+                Block::Until(d) if crate::platform::now() >= d => return Err(EAGAIN),
+                Block::Until(d) => Some(d),
+                Block::Forever => None,
+            };
+            let nap = crate::platform::deadline_after(core::time::Duration::from_millis(1));
+            let nap = match (nap, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let word = core::sync::atomic::AtomicU32::new(0);
+            if crate::platform::futex_sleep(&word, 0, nap) == crate::platform::Slept::Interrupted {
+                return Err(EINTR);
+            }
+        }
     }
 
     /// send() of a shared socket, or None when it is not one.
@@ -279,7 +338,14 @@ impl Socket {
         let mut ev = sh.readiness(r);
         if ev & POLLIN != 0 {
             // Bytes that wait count as arrived (TCP_INFO's segments in).
-            self.tcp.shared_arrived(sh.queued(r).0, 0);
+            let inq = sh.queued(r).0;
+            self.tcp.shared_arrived(inq, 0);
+            // Readable below SO_RCVLOWAT only at the end or an error
+            // (tcp_stream_is_readable).
+            let lowat = u64::from(self.rcv_lowat.load(Ordering::Relaxed));
+            if inq > 0 && inq < lowat && ev & (POLLRDHUP | POLLHUP | POLLERR) == 0 {
+                ev &= !(POLLIN | POLLRDNORM);
+            }
         }
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;
