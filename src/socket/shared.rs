@@ -11,10 +11,12 @@ use super::io::RecvInfo;
 use super::*;
 use crate::backend::contract::{Block, SharedStreams};
 
-/// What a stream read of `n` bytes produced.
-fn bytes(n: usize) -> RecvInfo {
+/// What a stream read of `n` bytes produced, stamped when `stamp_ns` is
+/// the arrival SO_TIMESTAMP* reports.
+fn bytes_at(n: usize, stamp_ns: u64) -> RecvInfo {
     RecvInfo {
         ret: n,
+        stamp_ns,
         ..Default::default()
     }
 }
@@ -50,6 +52,15 @@ impl Socket {
         flags: i32,
     ) -> Option<Result<RecvInfo, Errno>> {
         let (sh, r) = self.shared()?;
+        let stamp = self.has(F_RCVTSTAMP);
+        let bytes = |n: usize| {
+            let at = if stamp && n > 0 {
+                self.tcp.last_arrival_ns()
+            } else {
+                0
+            };
+            bytes_at(n, at)
+        };
         if flags & (MSG_OOB | MSG_ERRQUEUE) != 0 {
             return Some(Err(EINVAL));
         }
@@ -99,10 +110,10 @@ impl Socket {
                 at += n;
                 got += n;
                 if peek {
-                    self.tcp.shared_arrived(n as u64, 0);
+                    self.shared_arrived(n as u64, 0);
                     return Some(Ok(bytes(got)));
                 }
-                self.tcp.shared_arrived(0, n as u64);
+                self.shared_arrived(0, n as u64);
                 self.peek_off_back(n);
                 if got >= target && at < buf.len() {
                     // What was there is taken; the rest of this buffer
@@ -127,7 +138,7 @@ impl Socket {
         block: Block,
     ) -> Result<RecvInfo, Errno> {
         let Some(buf) = bufs.iter_mut().find(|b| !b.is_empty()) else {
-            return Ok(bytes(0));
+            return Ok(bytes_at(0, 0));
         };
         let mut tmp = alloc::vec![0u8; off + buf.len()];
         loop {
@@ -136,7 +147,12 @@ impl Socket {
                 let n = n.saturating_sub(off);
                 buf[..n].copy_from_slice(&tmp[off..off + n]);
                 self.peek_off.fetch_add(n as i32, Ordering::Relaxed);
-                return Ok(bytes(n));
+                let at = if n > 0 && self.has(F_RCVTSTAMP) {
+                    self.tcp.last_arrival_ns()
+                } else {
+                    0
+                };
+                return Ok(bytes_at(n, at));
             }
             let until = match block {
                 Block::Never => return Err(EAGAIN),
@@ -153,6 +169,16 @@ impl Socket {
             if crate::platform::futex_sleep(&word, 0, nap) == crate::platform::Slept::Interrupted {
                 return Err(EINTR);
             }
+        }
+    }
+
+    /// Notes what a shared socket's reader found (`TcpCounters::
+    /// shared_arrived`); new bytes are stamped for SO_TIMESTAMP* when this
+    /// process first sees them, the nearest it can come to the kernel's
+    /// stamp at queueing.
+    fn shared_arrived(&self, inq: u64, read: u64) {
+        if self.tcp.shared_arrived(inq, read) && self.has(F_RCVTSTAMP) {
+            self.tcp.arrived_now();
         }
     }
 
@@ -275,7 +301,7 @@ impl Socket {
     pub(super) fn shared_counts(&self) -> Option<(u32, u64, u64)> {
         let (sh, r) = self.shared()?;
         let (inq, _) = sh.queued(r);
-        self.tcp.shared_arrived(inq, 0);
+        self.shared_arrived(inq, 0);
         let (arrivals, seen) = self.tcp.shared_rx();
         Some((arrivals, seen, sh.windows(r).0))
     }
@@ -298,7 +324,7 @@ impl Socket {
     pub(super) fn shared_inq(&self) -> Option<u64> {
         let (sh, r) = self.shared()?;
         let (inq, _) = sh.queued(r);
-        self.tcp.shared_arrived(inq, 0);
+        self.shared_arrived(inq, 0);
         Some(inq)
     }
 
@@ -339,7 +365,7 @@ impl Socket {
         if ev & POLLIN != 0 {
             // Bytes that wait count as arrived (TCP_INFO's segments in).
             let inq = sh.queued(r).0;
-            self.tcp.shared_arrived(inq, 0);
+            self.shared_arrived(inq, 0);
             // Readable below SO_RCVLOWAT only at the end or an error
             // (tcp_stream_is_readable).
             let lowat = u64::from(self.rcv_lowat.load(Ordering::Relaxed));

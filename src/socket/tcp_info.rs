@@ -132,8 +132,8 @@ impl TcpCounters {
 
     /// A shared socket: `inq` bytes wait unread now (or, with `read`,
     /// `read` more were just read); bytes past those seen before are a new
-    /// arrival. Returns the bytes seen in all.
-    pub(crate) fn shared_arrived(&self, inq: u64, read: u64) -> u64 {
+    /// arrival, and the result says whether they were.
+    pub(crate) fn shared_arrived(&self, inq: u64, read: u64) -> bool {
         let total = if read > 0 {
             self.rx_read.fetch_add(read, Ordering::Relaxed) + read
         } else {
@@ -143,7 +143,7 @@ impl TcpCounters {
         if total > before {
             self.rx_arrivals.fetch_add(1, Ordering::Relaxed);
         }
-        total.max(before)
+        total > before
     }
 
     /// A shared socket: arrivals and bytes seen (`shared_arrived`).
