@@ -39,9 +39,12 @@ impl Socket {
     /// starts the 200 ms ceiling (not a byte queued past the window: credit
     /// sends those, `sndq`).
     pub(super) fn hold(&self, tx: &mut Tx, data: &[u8]) {
-        if tx.held.is_empty() && !data.is_empty() && !tx.queueing {
-            #[cfg(feature = "std")]
-            super::timer::arm(self.handle, CEILING);
+        if tx.held.is_empty() && !data.is_empty() {
+            tx.held_gen = super::fork_generation();
+            if !tx.queueing {
+                #[cfg(feature = "std")]
+                super::timer::arm(self.handle, CEILING);
+            }
         }
         tx.held.extend_from_slice(data);
         self.tx_held.store(tx.held.len() as u64, Ordering::Release);
@@ -53,7 +56,7 @@ impl Socket {
     /// backend is called without it, as on the send path.
     pub(super) fn send_held(&self, mut tx: MutexGuard<'_, Tx>, n: usize) -> Result<(), Errno> {
         if self.is_shared() {
-            return self.send_held_shared_now(tx, n);
+            return self.send_held_shared(tx, n);
         }
         let room = self
             .tx_limit
@@ -85,27 +88,6 @@ impl Socket {
             self.tcp.sent_segment();
         }
         Ok(())
-    }
-
-    /// `send_held` of a shared socket: one publish of what the peer's ring
-    /// takes now; the rest stays held and the clock looks again soon (the
-    /// peer reads in its own time, and no upcall tells of room).
-    fn send_held_shared_now(&self, mut tx: MutexGuard<'_, Tx>, n: usize) -> Result<(), Errno> {
-        let n = n.min(tx.held.len());
-        if n == 0 {
-            return Ok(());
-        }
-        let r = self
-            .send_held_shared(&tx.held[..n])
-            .unwrap_or(Err(ENOTCONN));
-        let took = *r.as_ref().unwrap_or(&0);
-        tx.held.drain(..took);
-        self.tx_held.store(tx.held.len() as u64, Ordering::Release);
-        #[cfg(feature = "std")]
-        if !tx.held.is_empty() && !matches!(r, Err(e) if e != EAGAIN) {
-            super::timer::arm(self.handle, RETRY);
-        }
-        r.map(|_| ())
     }
 
     /// Sends every held byte the peer's window takes: the cork came off,
@@ -152,11 +134,6 @@ impl Socket {
 /// How long a partial segment may be held (tcp(7): TCP_CORK's ceiling).
 #[cfg(feature = "std")]
 const CEILING: core::time::Duration = core::time::Duration::from_millis(200);
-
-/// How soon a shared socket's held bytes that found the peer's ring full
-/// are tried again.
-#[cfg(feature = "std")]
-const RETRY: core::time::Duration = core::time::Duration::from_millis(5);
 
 /// Whether held bytes will be sent by the ceiling's clock.
 pub(super) fn ceiling_runs() -> bool {

@@ -37,7 +37,11 @@ impl Socket {
         self.shared().is_some()
     }
 
-    fn block_for(&self, flags: i32, deadline: Option<crate::platform::Deadline>) -> Block {
+    pub(super) fn block_for(
+        &self,
+        flags: i32,
+        deadline: Option<crate::platform::Deadline>,
+    ) -> Block {
         if flags & MSG_DONTWAIT != 0 || self.nonblocking() {
             Block::Never
         } else {
@@ -182,119 +186,6 @@ impl Socket {
         }
     }
 
-    /// send() of a shared socket, or None when it is not one.
-    pub(crate) fn send_shared(&self, bufs: &[&[u8]], flags: i32) -> Option<Result<usize, Errno>> {
-        let (sh, r) = self.shared()?;
-        if flags & MSG_OOB != 0 {
-            return Some(Err(EOPNOTSUPP));
-        }
-        let f = self.flags();
-        if f.has(F_WR_SHUT) {
-            return Some(Err(EPIPE));
-        }
-        if !f.is(Phase::Connected) {
-            return Some(Err(EPIPE));
-        }
-        let block = self.block_for(flags, self.snd_deadline());
-        if self.corking(flags) || self.tx_held.load(Ordering::Acquire) > 0 {
-            return Some(self.send_shared_corked(sh, r, bufs, flags, block));
-        }
-        let mut sent = 0;
-        for buf in bufs.iter().filter(|b| !b.is_empty()) {
-            match sh.send(r, buf, block) {
-                Ok(n) => {
-                    self.shared_sent(n);
-                    sent += n;
-                    if n < buf.len() {
-                        break;
-                    }
-                }
-                Err(e) => return Some(if sent > 0 { Ok(sent) } else { Err(e) }),
-            }
-        }
-        Some(Ok(sent))
-    }
-
-    /// `n` bytes went into the peer's ring in one publish: TCP_INFO's
-    /// bytes sent and data segments out.
-    fn shared_sent(&self, n: usize) {
-        if n > 0 {
-            self.tx_next.fetch_add(n as u64, Ordering::AcqRel);
-            self.tcp.sent_segment();
-        }
-    }
-
-    /// send() of a shared socket under TCP_CORK or MSG_MORE, or with bytes
-    /// they held (`cork`): the held bytes and these go on together, whole
-    /// segments (the MSS) now in one publish, a corked partial tail held
-    /// in this process until the cork comes off, the segment fills, or the
-    /// 200 ms ceiling passes. The peer then reads one write, not one per
-    /// call, as it gets one segment from Linux.
-    fn send_shared_corked(
-        &self,
-        sh: &dyn SharedStreams,
-        r: SockRef<'_>,
-        bufs: &[&[u8]],
-        flags: i32,
-        block: Block,
-    ) -> Result<usize, Errno> {
-        let corking = self.corking(flags);
-        let mss = if corking {
-            let user_mss = self.ctl.lock().opts.maxseg();
-            self.tcp_maxseg(user_mss).max(1) as usize
-        } else {
-            1
-        };
-        let mut tx = self.tx.lock();
-        let held = tx.held.len();
-        let mut all = core::mem::take(&mut tx.held);
-        for b in bufs {
-            all.extend_from_slice(b);
-        }
-        let new = all.len() - held;
-        let go = all.len() / mss * mss;
-        let mut out = 0;
-        let mut err = None;
-        if go > 0 {
-            match sh.send(r, &all[..go], block) {
-                Ok(n) => {
-                    self.shared_sent(n);
-                    out = n;
-                }
-                Err(e) => err = Some(e),
-            }
-        }
-        if out == go {
-            // Everything before the tail went: the tail is held (and this
-            // call took every byte).
-            self.hold(&mut tx, &all[go..]);
-            return Ok(new);
-        }
-        // The ring took less: what was held before stays held, with this
-        // call's bytes that went counted, as a partial send.
-        let keep = held.saturating_sub(out);
-        all.truncate(held);
-        all.drain(..held - keep);
-        tx.held = all;
-        self.tx_held.store(tx.held.len() as u64, Ordering::Release);
-        match out.saturating_sub(held) {
-            0 => Err(err.unwrap_or(EAGAIN)),
-            n => Ok(n),
-        }
-    }
-
-    /// Sends `data`, held by TCP_CORK or MSG_MORE, as one publish without
-    /// waiting: the bytes the ring took (`cork::send_held` for a shared
-    /// socket), or None when the socket is not one.
-    pub(super) fn send_held_shared(&self, data: &[u8]) -> Option<Result<usize, Errno>> {
-        let (sh, r) = self.shared()?;
-        let r = sh.send(r, data, Block::Never);
-        if let Ok(n) = r {
-            self.shared_sent(n);
-        }
-        Some(r)
-    }
-
     /// TCP_INFO's receive counters of a shared socket (data segments in,
     /// bytes received, the receive window left), or None when it is not
     /// one.
@@ -361,7 +252,18 @@ impl Socket {
     /// poll()'s bits for a shared socket, or None when it is not one.
     pub(crate) fn shared_readiness(&self) -> Option<i16> {
         let (sh, r) = self.shared()?;
+        let queued = self.push_shared_queue();
         let mut ev = sh.readiness(r);
+        if queued && ev & (POLLERR | POLLHUP) == 0 {
+            // Bytes wait for the ring: writable while the send queue has
+            // room and TCP_NOTSENT_LOWAT is not reached.
+            let held = self.unsent();
+            if self.queue_writable(held, held) {
+                ev |= POLLOUT | POLLWRNORM;
+            } else {
+                ev &= !(POLLOUT | POLLWRNORM);
+            }
+        }
         if ev & POLLIN != 0 {
             // Bytes that wait count as arrived (TCP_INFO's segments in).
             let inq = sh.queued(r).0;
