@@ -204,6 +204,13 @@ impl Socket {
         Some(sh.windows(r).1)
     }
 
+    /// Connections waiting on a shared listener (TCP_INFO), or None when
+    /// it is not one or its backend does not tell.
+    pub(super) fn shared_waiting(&self) -> Option<u32> {
+        let (sh, r) = self.shared()?;
+        sh.waiting(r)
+    }
+
     /// Whether a shared socket's peer shut its writing (TCP_INFO's state),
     /// or None when it is not one.
     pub(super) fn shared_fin_received(&self) -> Option<bool> {

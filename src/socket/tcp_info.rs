@@ -282,6 +282,10 @@ impl Socket {
             let c = self.ctl.lock();
             (c.backlog, self.accept_len.load(Ordering::Acquire))
         };
+        let queued = match state {
+            ST_LISTEN => self.shared_waiting().unwrap_or(queued),
+            _ => queued,
+        };
         let rtt = self.tcp.rtt_us.load(Ordering::Relaxed);
         let mss = self.tcp_maxseg(user_mss) as u32;
         let pmtu = path_mtu(self.info.domain);

@@ -847,6 +847,12 @@ impl SharedStreams for Shm {
         Some((c.anchor(), c.memfd()))
     }
 
+    fn waiting(&self, sock: SockRef<'_>) -> Option<u32> {
+        let l = ss(&sock).ok()?.listener.get()?;
+        let path = anchor_ipc::listening_path(l.anchor())?;
+        crate::platform::unix_ipc::unix_waiting(&path)
+    }
+
     fn windows(&self, sock: SockRef<'_>) -> (u64, u64) {
         let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) else {
             return (0, 0);
