@@ -1241,6 +1241,44 @@ TEST_INET(notsent_lowat_limits_unsent_bytes)
     OK(close(s2));
 }
 
+/* Bytes a send accepted beyond the peer's window still reach it, before
+ * the end-of-stream, when the writer then shuts down (how = SHUT_WR) or
+ * closes (how = -1): the FIN waits behind them (tcp_send_fin). */
+static void queued_bytes_then_end(int fam, int how)
+{
+    int c, s;
+    long total = queued_before_eagain(fam, 0, &c, &s);
+    CHECK(tl_getint(c, SOL_SOCKET, SO_SNDBUF) > 0);
+    int outq = -1;
+    OK(ioctl(c, SIOCOUTQNSD, &outq));
+    CHECK(outq > 0); /* some are still the writer's */
+    if (how < 0)
+        OK(close(c));
+    else
+        OK(shutdown(c, how));
+    static char buf[65536];
+    long got = 0, deadline = tl_now_ms() + 20000;
+    for (;;) {
+        CHECK(tl_now_ms() < deadline);
+        ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0)
+            break;
+        if (n > 0) {
+            got += n;
+            continue;
+        }
+        CHECK_EQ(errno, EAGAIN);
+        tl_poll1(s, POLLIN, 100);
+    }
+    CHECK_EQ(got, total);
+    if (how >= 0)
+        OK(close(c));
+    OK(close(s));
+}
+
+TEST_INET(queued_bytes_go_before_shutdowns_fin) { queued_bytes_then_end(fam, SHUT_WR); }
+TEST_INET(queued_bytes_go_before_closes_fin) { queued_bytes_then_end(fam, -1); }
+
 /* ---- TCP_INQ ---------------------------------------------------------- */
 
 static int recv_inq(int fd, char *buf, size_t n, int *inq_out, int *flags)
