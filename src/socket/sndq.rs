@@ -309,8 +309,15 @@ mod exit {
                 return;
             }
             let next = s.tx_next.load(Ordering::Acquire);
+            let held = s.tx_held.load(Ordering::Acquire);
+            // Credit, or (a shared socket, whose ring gives none) the
+            // timer's thread moved some of the queue on.
             let w = s.block_until(
-                || s.tx_limit.load(Ordering::Acquire) > next || s.has(F_RESET),
+                || {
+                    s.tx_limit.load(Ordering::Acquire) > next
+                        || s.tx_held.load(Ordering::Acquire) < held
+                        || s.has(F_RESET)
+                },
                 Some(*stall),
             );
             if w != Waited::Ready {
