@@ -19,6 +19,7 @@
 #include <linux/sockios.h>
 #include <netinet/ip.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 /* <linux/tcp.h> names glibc's <netinet/tcp.h> may lack */
 #ifndef TCP_CC_INFO
@@ -1091,6 +1092,48 @@ TEST_INET(msg_more_coalesces_into_one_segment)
     char buf[12];
     read_n(s, buf, 12);
     CHECK_EQ(data_segs_in(s) - segs, 1);
+    OK(close(c));
+    OK(close(s));
+}
+
+/* Corked bytes are the socket's, not a process's: a fork child that
+ * closes its copy sends none of them, and the parent's later bytes follow
+ * them once, in order, when the cork comes off. */
+TEST_INET(cork_survives_a_fork_childs_close)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    tl_setint(c, IPPROTO_TCP, TCP_CORK, 1);
+    CHECK_EQ(OK(send(c, "ab", 2, 0)), 2);
+    pid_t pid = (pid_t)OK(fork());
+    if (pid == 0) {
+        close(c);
+        close(s);
+        _exit(0);
+    }
+    int st;
+    CHECK_EQ(OK(waitpid(pid, &st, 0)), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_EQ(OK(send(c, "cd", 2, 0)), 2);
+    tl_setint(c, IPPROTO_TCP, TCP_CORK, 0);
+    OK(shutdown(c, SHUT_WR));
+    char buf[8];
+    size_t got = 0;
+    long deadline = tl_now_ms() + 5000;
+    for (;;) {
+        CHECK(tl_now_ms() < deadline);
+        tl_poll1(s, POLLIN, 1000);
+        ssize_t n = recv(s, buf + got, sizeof buf - got, MSG_DONTWAIT);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            CHECK_EQ(errno, EAGAIN);
+            continue;
+        }
+        got += (size_t)n;
+    }
+    CHECK_EQ(got, 4);
+    CHECK(memcmp(buf, "abcd", 4) == 0);
     OK(close(c));
     OK(close(s));
 }
