@@ -1138,6 +1138,63 @@ TEST_INET(cork_survives_a_fork_childs_close)
     OK(close(s));
 }
 
+struct corked_sender {
+    int fd;
+    long sent;
+};
+
+static void *send_corked_4m(void *arg)
+{
+    struct corked_sender *cs = arg;
+    static char big[4 << 20];
+    cs->sent = (long)send(cs->fd, big, sizeof big, 0);
+    return NULL;
+}
+
+/* A corked send blocked for room holds up no other call on the socket:
+ * poll, TCP_INFO, SIOCOUTQ and setting TCP_NODELAY answer while it
+ * waits (the reader only reads after them; a call that waited for the
+ * send would never return, and the watchdog fails the case). */
+TEST_INET(blocked_corked_send_leaves_other_calls_free)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    tl_setint(c, IPPROTO_TCP, TCP_CORK, 1);
+    struct corked_sender cs = {c, -2};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, send_corked_4m, &cs), 0);
+    /* the sender fills what the peer takes, then blocks */
+    long deadline = tl_now_ms() + 10000;
+    while (inq(s) == 0) {
+        CHECK(tl_now_ms() < deadline);
+        tl_poll1(s, POLLIN, 100);
+    }
+    tl_sleep_ms(50);
+    tl_poll1(c, POLLOUT, 0);
+    struct tl_tcp_info ti;
+    info(c, &ti);
+    CHECK_EQ(ti.tcpi_state, ST_ESTABLISHED);
+    int q = -1;
+    OK(ioctl(c, SIOCOUTQ, &q));
+    CHECK(q >= 0);
+    tl_setint(c, IPPROTO_TCP, TCP_NODELAY, 1);
+    static char buf[65536];
+    long got = 0;
+    while (got < (4 << 20)) {
+        CHECK(tl_now_ms() < deadline + 20000);
+        ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0)
+            got += n;
+        else
+            tl_poll1(s, POLLIN, 100);
+    }
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_EQ(cs.sent, 4 << 20);
+    CHECK_EQ(got, 4 << 20);
+    OK(close(c));
+    OK(close(s));
+}
+
 TEST_INET(msg_more_alone_is_sent_by_itself)
 {
     int c, s;

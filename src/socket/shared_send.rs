@@ -120,6 +120,10 @@ impl Socket {
     /// or the 200 ms ceiling passes. The peer then reads one write, not
     /// one per call, as it gets one segment from Linux. What the ring does
     /// not take goes to the send queue as far as it allows.
+    ///
+    /// A call that may wait for room waits without the send lock: poll,
+    /// TCP_INFO, the timer's thread and a fork child must never wait for
+    /// a reader to read.
     fn send_shared_held(
         &self,
         sh: &dyn SharedStreams,
@@ -140,6 +144,8 @@ impl Socket {
         let held = tx.held.len();
         let queueing = tx.queueing;
         let mut all = core::mem::take(&mut tx.held);
+        tx.queueing = false;
+        self.tx_held.store(0, Ordering::Release);
         for b in bufs {
             all.extend_from_slice(b);
         }
@@ -147,52 +153,74 @@ impl Socket {
         let go = all.len() / mss * mss;
         let mut out = 0;
         let mut err = None;
+        // What the ring takes now.
         if go > 0 {
-            match sh.send(r, &all[..go], block) {
+            match sh.send(r, &all[..go], Block::Never) {
                 Ok(n) => {
                     self.shared_sent(n);
                     out = n;
                 }
+                Err(EAGAIN) => {}
                 Err(e) => err = Some(e),
             }
         }
-        all.drain(..out);
+        if out < go && err.is_none() && block != Block::Never {
+            // The rest as room comes, without the send lock.
+            drop(tx);
+            match sh.send(r, &all[out..go], block) {
+                Ok(n) => {
+                    self.shared_sent(n);
+                    out += n;
+                }
+                Err(EAGAIN) => {}
+                Err(e) => err = Some(e),
+            }
+            tx = self.tx.lock();
+        }
         if out == go {
             // Everything before the tail went: the tail is held (and this
             // call took every byte).
-            tx.queueing = false;
-            self.hold(&mut tx, &all);
+            self.hold_first(&mut tx, &all[go..], false);
             return Ok(new);
         }
-        if matches!(err, Some(e) if e != EAGAIN) {
-            // The connection's error: what was held stays (and goes with
-            // it), this call took nothing.
-            all.truncate(held.saturating_sub(out));
-            tx.held = all;
-            self.tx_held.store(tx.held.len() as u64, Ordering::Release);
-            return Err(err.unwrap_or(EPIPE));
+        // Bytes held before this call that did not go stay first.
+        let old_end = held.max(out);
+        self.hold_first(&mut tx, &all[out..old_end], queueing);
+        if let Some(e) = err.filter(|&e| e != EAGAIN) {
+            // The connection's error: this call took nothing more.
+            return match out.saturating_sub(held) {
+                0 => Err(e),
+                n => Ok(n),
+            };
         }
-        // The ring is full: the bytes held before stay first, then what
-        // the send queue takes of this call's.
-        let old = held.saturating_sub(out);
-        let mut rest = all.split_off(old);
-        tx.held = all;
-        tx.queueing = queueing && !tx.held.is_empty();
-        self.tx_held.store(tx.held.len() as u64, Ordering::Release);
+        // The ring is full: the send queue takes what it allows of the
+        // rest of this call's bytes.
         let went = out.saturating_sub(held);
-        let queued = if rest.is_empty() {
-            0
-        } else {
-            let room = self
-                .queue_room(old as u64, old as u64)
-                .min(usize::MAX as u64) as usize;
-            rest.truncate(room);
-            self.queue_shared(tx, &rest, &[])
-        };
+        let queued = self.queue_shared(tx, &all[old_end..], &[]);
         match went + queued {
             0 => Err(EAGAIN),
             n => Ok(n),
         }
+    }
+
+    /// Puts `bytes` in front of what is held (another call may have added
+    /// some while this one waited without the lock), as held by a cork
+    /// (the ceiling runs) or, with `queued`, by the send queue.
+    fn hold_first(&self, tx: &mut Tx, bytes: &[u8], queued: bool) {
+        if bytes.is_empty() {
+            return;
+        }
+        if tx.held.is_empty() {
+            tx.queueing = queued;
+            self.hold(tx, bytes);
+            return;
+        }
+        let mut v = Vec::with_capacity(bytes.len() + tx.held.len());
+        v.extend_from_slice(bytes);
+        v.extend_from_slice(&tx.held);
+        tx.held = v;
+        tx.queueing |= queued;
+        self.tx_held.store(tx.held.len() as u64, Ordering::Release);
     }
 
     /// `send_held` of a shared socket: one publish of what the peer's ring
