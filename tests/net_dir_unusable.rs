@@ -114,6 +114,9 @@ fn a_usable_directory_carries_the_sockets_and_stats_say_so() {
     // xproc's with USOCK_SHM=0.
     let shm_off = std::env::var_os("USOCK_SHM").is_some_and(|v| v == "0");
     let carrier = if shm_off { "xproc" } else { "shm" };
-    assert!(report.contains(&format!(" {carrier} claims=1\n")), "{report}");
+    assert!(
+        report.contains(&format!(" {carrier} claims=1\n")),
+        "{report}"
+    );
     assert!(report.contains(" loopback claims=0\n"), "{report}");
 }

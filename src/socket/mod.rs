@@ -840,14 +840,19 @@ impl Socket {
                 }
             }
         }
-        if self.is_shared()
-            && prev.is(Phase::Connected)
-            && !prev.has(F_RESET)
-            && self.shared_close_waits()
-        {
-            // What TCP_CORK, MSG_MORE or the send queue held goes before
-            // the end (`shared_send`).
-            return;
+        if self.is_shared() && prev.is(Phase::Connected) && !prev.has(F_RESET) {
+            if self.shared_close_waits() {
+                // What TCP_CORK, MSG_MORE or the send queue held goes
+                // before the end (`shared_send`), and its FIN after.
+                return;
+            }
+            if self.capturing() && !prev.has(F_FIN_SENT) {
+                // The backend ends it (at the last holder's close); a
+                // capture shows this process's close as its FIN, or RST.
+                let unread = self.shared().is_some_and(|(sh, r)| sh.queued(r).0 > 0);
+                let reset = unread || self.ctl.lock().opts.linger_zero();
+                self.capture_end(self.tx_next.load(Ordering::Acquire), reset);
+            }
         }
         // What its queue held goes with it (AF_UNIX fds in flight).
         self.close_end();
@@ -860,9 +865,11 @@ impl Socket {
     }
 
     fn send_control(&self, b: &Binding, flags: u16) {
-        let off = {
-            let tx = self.tx.lock();
-            tx.next
+        let off = if self.is_shared() {
+            // Its bytes are counted where they went into the ring.
+            self.tx_next.load(Ordering::Acquire)
+        } else {
+            self.tx.lock().next
         };
         let frag = Fragment::stream(off, flags, &[]);
         if self.capturing() {

@@ -46,7 +46,7 @@ impl Socket {
                 Err(EAGAIN) => 0,
                 Err(e) => return Some(if sent > 0 { Ok(sent) } else { Err(e) }),
             };
-            self.shared_sent(n);
+            self.shared_sent(&buf[..n]);
             sent += n;
             if n < buf.len() {
                 // The ring is full and the call may not wait longer: the
@@ -63,12 +63,15 @@ impl Socket {
         })
     }
 
-    /// `n` bytes went into the peer's ring in one publish: TCP_INFO's
-    /// bytes sent and data segments out.
-    fn shared_sent(&self, n: usize) {
-        if n > 0 {
-            self.tx_next.fetch_add(n as u64, Ordering::AcqRel);
+    /// `bytes` went into the peer's ring in one publish: TCP_INFO's
+    /// bytes sent and data segments out, and a capture's segment.
+    fn shared_sent(&self, bytes: &[u8]) {
+        if !bytes.is_empty() {
+            let off = self.tx_next.fetch_add(bytes.len() as u64, Ordering::AcqRel);
             self.tcp.sent_segment();
+            if self.capturing() {
+                self.capture_stream(off, bytes);
+            }
         }
     }
 
@@ -157,7 +160,7 @@ impl Socket {
         if go > 0 {
             match sh.send(r, &all[..go], Block::Never) {
                 Ok(n) => {
-                    self.shared_sent(n);
+                    self.shared_sent(&all[..n]);
                     out = n;
                 }
                 Err(EAGAIN) => {}
@@ -169,7 +172,7 @@ impl Socket {
             drop(tx);
             match sh.send(r, &all[out..go], block) {
                 Ok(n) => {
-                    self.shared_sent(n);
+                    self.shared_sent(&all[out..out + n]);
                     out += n;
                 }
                 Err(EAGAIN) => {}
@@ -238,7 +241,7 @@ impl Socket {
         };
         let res = sh.send(r, &tx.held[..n], Block::Never);
         let took = *res.as_ref().unwrap_or(&0);
-        self.shared_sent(took);
+        self.shared_sent(&tx.held[..took]);
         tx.held.drain(..took);
         if tx.held.is_empty() {
             tx.queueing = false;
