@@ -451,6 +451,21 @@ pub trait SharedStreams: Send + Sync {
     /// asked to signal it: `in_` for input, `out` for room), or None when
     /// the socket has nothing a sleep could wait for.
     fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32>;
+
+    /// The connection is to end in a reset, not end-of-stream, when this
+    /// holder lets go of it (SO_LINGER 0 at close: Linux's RST).
+    fn abort(&self, _sock: SockRef<'_>) {}
+
+    /// Takes the connection's pending error (SO_ERROR), kept where every
+    /// holder sees it; None when there is none.
+    fn take_error(&self, _sock: SockRef<'_>) -> Option<Errno> {
+        None
+    }
+
+    /// Whether the connection was reset (then closed: no peer name).
+    fn was_reset(&self, _sock: SockRef<'_>) -> bool {
+        false
+    }
 }
 
 /// Extension: a waiting thread may process a socket's input itself (hosted

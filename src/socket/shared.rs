@@ -152,6 +152,24 @@ impl Socket {
         }))
     }
 
+    /// SO_LINGER 0 at close of a shared connection: its end resets.
+    pub(crate) fn abort_shared(&self) {
+        if let Some((sh, r)) = self.shared() {
+            sh.abort(r);
+        }
+    }
+
+    /// A shared connection's pending error (kept by the backend).
+    pub(crate) fn shared_take_error(&self) -> Option<Errno> {
+        let (sh, r) = self.shared()?;
+        sh.take_error(r)
+    }
+
+    /// Whether a shared connection was reset.
+    pub(crate) fn shared_was_reset(&self) -> bool {
+        self.shared().is_some_and(|(sh, r)| sh.was_reset(r))
+    }
+
     /// poll()'s bits for a shared socket, or None when it is not one.
     pub(crate) fn shared_readiness(&self) -> Option<i16> {
         let (sh, r) = self.shared()?;

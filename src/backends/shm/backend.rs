@@ -581,8 +581,18 @@ impl Backend for Shm {
     }
 
     fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
+        let x = ss(&sock)?;
+        if let Some(l) = x.listener.get() {
+            // Linux disconnects a listener (inet_csk_listen_stop) for every
+            // holder: the anchor's own shutdown (which refuses connects and
+            // wakes each blocked accept), and what was queued is reset.
+            if how != SHUT_WR {
+                l.stop();
+            }
+            return Ok(());
+        }
         if how != SHUT_RD {
-            if let Some(c) = ss(&sock)?.conn.get() {
+            if let Some(c) = x.conn.get() {
                 c.shutdown_write();
             }
         }
@@ -721,8 +731,12 @@ impl SharedStreams for Shm {
             return POLLNVAL;
         };
         if let Some(l) = x.listener.get() {
-            let waiting = anchor_ipc::anchor_poll(l.anchor(), true, 0).is_ok_and(|s| s.readable);
-            return if waiting { POLLIN | POLLRDNORM } else { 0 };
+            return match anchor_ipc::anchor_poll(l.anchor(), true, 0) {
+                // Shut down: no longer listening, as an unconnected socket.
+                Ok(s) if s.hung_up => POLLOUT | POLLWRNORM | POLLHUP,
+                Ok(s) if s.readable => POLLIN | POLLRDNORM,
+                _ => 0,
+            };
         }
         let Some(c) = x.conn.get() else {
             // Neither listening nor connected: as tcp_poll, POLLOUT and
@@ -767,7 +781,8 @@ impl SharedStreams for Shm {
                 // blocking (the program's flag) and this call has a
                 // deadline. Another holder may still win the connection:
                 // the accept below then waits for the next, as a blocking
-                // accept does.
+                // accept does. A signal handler ends a timed wait, and an
+                // untimed one unless it has SA_RESTART.
                 let ms = match block {
                     Block::Until(d) => {
                         let left = d.saturating_duration_since(crate::platform::now());
@@ -778,10 +793,17 @@ impl SharedStreams for Shm {
                     }
                     _ => -1,
                 };
-                match anchor_ipc::anchor_poll(l.anchor(), true, ms) {
-                    Ok(s) if !s.readable => continue,
-                    Ok(_) | Err(EINTR) => {}
-                    Err(e) => return Err(e),
+                let ready = if ms < 0 {
+                    l.wait_untimed()?
+                } else {
+                    anchor_ipc::anchor_poll(l.anchor(), true, ms)?
+                };
+                if ready.hung_up {
+                    // Shut down by a holder: no longer listening.
+                    return Err(EINVAL);
+                }
+                if !ready.readable {
+                    continue;
                 }
             }
             match l.accept(&mut body) {
@@ -845,6 +867,23 @@ impl SharedStreams for Shm {
         }
         let c = x.conn.get()?;
         Some((c.anchor(), c.memfd()))
+    }
+
+    fn abort(&self, sock: SockRef<'_>) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
+            c.abort();
+        }
+    }
+
+    fn take_error(&self, sock: SockRef<'_>) -> Option<Errno> {
+        ss(&sock).ok()?.conn.get()?.take_error()
+    }
+
+    fn was_reset(&self, sock: SockRef<'_>) -> bool {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn.get())
+            .is_some_and(|c| c.was_reset())
     }
 
     fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32> {

@@ -35,10 +35,17 @@ pub use super::segment::Side;
 use super::Corrupt;
 use crate::consts::*;
 use crate::platform::anchor_ipc;
+use crate::platform::shared_mem::{poll_pair, SignalsHeld};
+use crate::platform::Slept;
 
 /// The longest a blocked call sleeps before it looks whether the peer is
 /// still there: the bound on noticing a peer that died without a word.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The longest an untimed call sleeps on its futex with the signals held
+/// back (see `Conn::wait_untimed`), the most a signal's handler is held
+/// up by it; then the call sleeps in poll, where a signal ends the sleep.
+const HELD: Duration = Duration::from_millis(10);
 
 pub use crate::backend::contract::Block;
 
@@ -61,6 +68,9 @@ const OPEN: u8 = 0;
 const GONE: u8 = 1;
 const RESET: u8 = 2;
 const RESET_TOLD: u8 = 3;
+/// The peer had closed cleanly and a send went to it anyway: the reset it
+/// draws is pending, reported as EPIPE (tcp_reset in CLOSE_WAIT).
+const PIPE: u8 = 4;
 
 /// One end of a connection: its anchor (a kernel fd of this process) and
 /// the mapped segment.
@@ -91,6 +101,8 @@ enum Waited {
     Woken,
     /// A tick passed asleep: look again, and ask the kernel about the peer.
     Tick,
+    /// A signal handler ran that ends the call (EINTR, or what was done).
+    Interrupted,
 }
 
 impl Conn {
@@ -264,7 +276,8 @@ impl Conn {
             return s;
         }
         let (_, tx) = self.rings();
-        let now = if tx.used().map_or(true, |n| n > 0) {
+        let aborted = self.seg.reset(self.side.peer()).load(Ordering::Acquire) != 0;
+        let now = if aborted || tx.used().map_or(true, |n| n > 0) {
             RESET
         } else {
             GONE
@@ -289,11 +302,26 @@ impl Conn {
     pub fn send(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
         let (_, tx) = self.rings();
         let mut sent = 0;
+        let mut interrupted = false;
         let mut look = block == Block::Never && self.due();
         loop {
             let closes = self.peer_closes();
-            if self.peer_now(look, closes) != OPEN || tx.flags() & super::ring::FIN != 0 {
+            if tx.flags() & super::ring::FIN != 0 {
                 return if sent > 0 { Ok(sent) } else { Err(EPIPE) };
+            }
+            match self.peer_now(look, closes) {
+                OPEN => {}
+                _ if sent > 0 => return Ok(sent),
+                // The first send after the peer's clean close goes (to
+                // nobody); the reset it draws fails the next one.
+                GONE if self
+                    .peer
+                    .compare_exchange(GONE, PIPE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+                {
+                    return Ok(buf.len());
+                }
+                _ => return Err(self.take_error().unwrap_or(EPIPE)),
             }
             let n = {
                 let lock = tx.writer_lock();
@@ -307,6 +335,9 @@ impl Conn {
             if sent == buf.len() {
                 return Ok(sent);
             }
+            if interrupted {
+                return if sent > 0 { Ok(sent) } else { Err(EINTR) };
+            }
             match self
                 .wait(&tx, block, false, closes)
                 .map_err(|c| self.corrupt(c))?
@@ -314,6 +345,8 @@ impl Conn {
                 Waited::No => return if sent > 0 { Ok(sent) } else { Err(EAGAIN) },
                 Waited::Woken => look = false,
                 Waited::Tick => look = true,
+                // One more look, without waiting: what came meanwhile goes.
+                Waited::Interrupted => interrupted = true,
             }
         }
     }
@@ -325,6 +358,7 @@ impl Conn {
             return Ok(0);
         }
         let (rx, _) = self.rings();
+        let mut interrupted = false;
         // A call that may not wait asks the kernel before its EAGAIN, once
         // a tick (a hangup its poller saw was taken by `drain_bells`).
         let mut look = block == Block::Never && self.due();
@@ -357,6 +391,9 @@ impl Conn {
                 }
                 _ => return Ok(0),
             }
+            if interrupted {
+                return Err(EINTR);
+            }
             match self
                 .wait(&rx, block, true, closes)
                 .map_err(|c| self.corrupt(c))?
@@ -364,13 +401,17 @@ impl Conn {
                 Waited::No => return Err(EAGAIN),
                 Waited::Woken => look = false,
                 Waited::Tick => look = true,
+                Waited::Interrupted => interrupted = true,
             }
         }
     }
 
     /// Waits on `ring` for data (`for_data`) or room, or a close by a
     /// holder of the peer (its count moving from `closes`), at most a
-    /// [`TICK`] at a time.
+    /// [`TICK`] at a time. A signal handler's run ends a timed wait
+    /// (`Waited::Interrupted`: Linux never restarts a call with
+    /// SO_RCVTIMEO/SO_SNDTIMEO), and an untimed one unless every handler
+    /// that ran has SA_RESTART.
     fn wait(
         &self,
         ring: &Ring<'_>,
@@ -384,19 +425,82 @@ impl Conn {
             Block::Never => return Ok(Waited::No),
             Block::Until(d) if now >= d => return Ok(Waited::No),
             Block::Until(d) => d.min(tick),
-            Block::Forever => tick,
+            Block::Forever => return self.wait_untimed(ring, for_data, closes),
         };
         let closed = || self.peer_closes() != closes;
-        let woken = if for_data {
-            ring.wait_readable(Some(until), closed)?
-        } else {
-            ring.wait_room(Some(until), closed)?
+        Ok(match ring.sleep(for_data, Some(until), closed)? {
+            Slept::Interrupted => Waited::Interrupted,
+            Slept::Woken => Waited::Woken,
+            Slept::TimedOut if until < tick => Waited::Woken,
+            Slept::TimedOut => Waited::Tick,
+        })
+    }
+
+    /// An untimed [`Conn::wait`]. The signals are held back meanwhile, so
+    /// that the handlers of those that come can be looked at before they
+    /// run (SA_RESTART or not): first on the ring's futex for a moment
+    /// ([`HELD`], the most a signal waits), then in poll on the anchor,
+    /// which a doorbell or the peer's hangup makes readable, beside a
+    /// signalfd of the held signals.
+    fn wait_untimed(
+        &self,
+        ring: &Ring<'_>,
+        for_data: bool,
+        closes: u32,
+    ) -> Result<Waited, Corrupt> {
+        let held = SignalsHeld::new();
+        let closed = || self.peer_closes() != closes;
+        let slept = ring.sleep(for_data, Some(Instant::now() + HELD), closed)?;
+        let signalled = |held: SignalsHeld| match held.pending() {
+            Some(true) => Waited::Interrupted,
+            // The handlers run as the mask goes back; the call goes on.
+            _ => Waited::Woken,
         };
-        Ok(if woken || until < tick {
+        if slept != Slept::TimedOut {
+            return Ok(signalled(held));
+        }
+        let Ok(sigs) = held.watch() else {
+            drop(held);
+            return Ok(Waited::Tick);
+        };
+        let (rx, tx) = self.rings();
+        if for_data {
+            rx.arm_bell(BELL_ON_DATA);
+        } else {
+            tx.arm_bell(BELL_ON_ROOM);
+        }
+        let ready = |r: &Ring<'_>| -> Result<bool, Corrupt> {
+            Ok(if for_data {
+                r.used()? > 0 || r.flags() & super::ring::FIN != 0
+            } else {
+                r.room()? > 0
+            })
+        };
+        let waited = if ready(ring)? || closed() {
             Waited::Woken
         } else {
-            Waited::Tick
-        })
+            let ms = TICK.as_millis() as i32;
+            let (anchor, signal) = poll_pair(self.anchor, sigs, ms);
+            if anchor {
+                self.drain_bells();
+            }
+            if signal {
+                held.pending().map_or(Waited::Woken, |stop| {
+                    if stop {
+                        Waited::Interrupted
+                    } else {
+                        Waited::Woken
+                    }
+                })
+            } else if anchor {
+                Waited::Woken
+            } else {
+                Waited::Tick
+            }
+        };
+        crate::platform::kfd_close(sigs).ok();
+        drop(held);
+        Ok(waited)
     }
 
     /// shutdown(SHUT_WR) by any holder: the peer reads end-of-stream after
@@ -407,6 +511,35 @@ impl Conn {
         if tx.take_bell(BELL_ON_DATA) {
             anchor::ring_bell(self.anchor);
         }
+    }
+
+    /// Takes the pending error of a reset (SO_ERROR, or a call that
+    /// reports it): ECONNRESET, or EPIPE after a send to a closed peer.
+    pub fn take_error(&self) -> Option<Errno> {
+        let now = self.peer_now(self.due(), self.peer_closes());
+        let e = match now {
+            RESET => ECONNRESET,
+            PIPE => EPIPE,
+            _ => return None,
+        };
+        self.peer
+            .compare_exchange(now, RESET_TOLD, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| e)
+    }
+
+    /// Whether the connection was reset (a closed TCP connection: no peer).
+    pub fn was_reset(&self) -> bool {
+        matches!(
+            self.peer_now(false, self.peer_closes()),
+            RESET | RESET_TOLD | PIPE
+        )
+    }
+
+    /// This holder's close is to reset the connection (SO_LINGER 0):
+    /// the peer reads a reset once the end's last holder is gone.
+    pub fn abort(&self) {
+        self.seg.reset(self.side).store(1, Ordering::Release);
     }
 
     /// Bytes waiting to be read (SIOCINQ) and bytes sent that the peer has
@@ -438,8 +571,8 @@ impl Conn {
             rdhup: rx_fin,
             // As tcp_poll: hung up once reset, or both directions are
             // over; a peer that closed cleanly is only end-of-stream.
-            hup: peer == RESET || peer == RESET_TOLD || (rx_fin && tx_fin),
-            err: peer == RESET,
+            hup: matches!(peer, RESET | RESET_TOLD | PIPE) || (rx_fin && tx_fin),
+            err: matches!(peer, RESET | PIPE),
         }
     }
 
@@ -544,6 +677,42 @@ impl Listener {
     /// The listening anchor's fd.
     pub fn anchor(&self) -> i32 {
         self.kfd
+    }
+
+    /// shutdown(SHUT_RD) of the listener, for every holder: the anchor's
+    /// own shutdown refuses new connects and wakes each blocked accept
+    /// (the anchor polls hung up from now on), and each connection still
+    /// queued is taken and reset, as Linux resets a stopped listener's
+    /// queue.
+    pub fn stop(&self) {
+        anchor_ipc::shutdown(self.kfd);
+        // Bounded: the queue holds at most the backlog, and no connect
+        // gets in after the shutdown.
+        for _ in 0..4096 {
+            let Ok(k) = anchor_ipc::accept_nonblocking(self.kfd) else {
+                break;
+            };
+            let mut body = [0u8; 64];
+            if let Ok((c, _)) = Conn::accepted(k, &mut body) {
+                c.abort();
+            }
+        }
+    }
+
+    /// An untimed wait for a connection (or the listener's shutdown): in
+    /// poll on the anchor beside a signalfd of the held signals, so that
+    /// a signal's handler is looked at before it runs. EINTR unless every
+    /// handler that ran has SA_RESTART.
+    pub fn wait_untimed(&self) -> Result<anchor_ipc::AnchorState, Errno> {
+        let held = SignalsHeld::new();
+        let sigs = held.watch()?;
+        let (_, signal) = poll_pair(self.kfd, sigs, -1);
+        crate::platform::kfd_close(sigs).ok();
+        if signal && held.pending() == Some(true) {
+            return Err(EINTR);
+        }
+        drop(held);
+        anchor_ipc::anchor_poll(self.kfd, true, 0)
     }
 
     /// Accepts the next connection, with the anchor's own blocking mode,

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use super::lock::SharedLock;
 use super::Corrupt;
-use crate::platform::shared_mem::{futex_wait_shared, futex_wake_shared, SharedMem};
+use crate::platform::shared_mem::{futex_sleep_shared, futex_wake_shared, SharedMem};
+use crate::platform::Slept;
 
 /// Bytes of a ring's header, before its data.
 pub const RING_HEADER: usize = 64;
@@ -229,9 +230,7 @@ impl<'m> Ring<'m> {
         deadline: Option<Instant>,
         also: impl Fn() -> bool,
     ) -> Result<bool, Corrupt> {
-        self.wait(READER_WAITING, deadline, |r| {
-            Ok(r.used()? > 0 || r.flags() & FIN != 0 || also())
-        })
+        Ok(self.sleep(true, deadline, also)? != Slept::TimedOut)
     }
 
     /// Waits until a writer would find room, `also` holds, or `deadline`
@@ -241,7 +240,24 @@ impl<'m> Ring<'m> {
         deadline: Option<Instant>,
         also: impl Fn() -> bool,
     ) -> Result<bool, Corrupt> {
-        self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
+        Ok(self.sleep(false, deadline, also)? != Slept::TimedOut)
+    }
+
+    /// [`Ring::wait_readable`] (`for_data`) or [`Ring::wait_room`], telling
+    /// a signal handler's run apart (`Slept::Interrupted`).
+    pub fn sleep(
+        &self,
+        for_data: bool,
+        deadline: Option<Instant>,
+        also: impl Fn() -> bool,
+    ) -> Result<Slept, Corrupt> {
+        if for_data {
+            self.wait(READER_WAITING, deadline, |r| {
+                Ok(r.used()? > 0 || r.flags() & FIN != 0 || also())
+            })
+        } else {
+            self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
+        }
     }
 
     /// Wakes every thread asleep on this ring, readers and writers: one of
@@ -261,20 +277,20 @@ impl<'m> Ring<'m> {
         flag: usize,
         deadline: Option<Instant>,
         ready: impl Fn(&Self) -> Result<bool, Corrupt>,
-    ) -> Result<bool, Corrupt> {
+    ) -> Result<Slept, Corrupt> {
         if ready(self)? {
-            return Ok(true);
+            return Ok(Slept::Woken);
         }
         let word = self.u32(flag);
         word.store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if ready(self)? {
-            return Ok(true);
+            return Ok(Slept::Woken);
         }
-        if !futex_wait_shared(word, 1, deadline) {
-            return ready(self);
-        }
-        Ok(true)
+        Ok(match futex_sleep_shared(word, 1, deadline) {
+            Slept::TimedOut if ready(self)? => Slept::Woken,
+            s => s,
+        })
     }
 
     /// Asks for a doorbell (`BELL_ON_DATA` or `BELL_ON_ROOM`) before a
