@@ -94,6 +94,19 @@ impl Socket {
         Some(Ok(bytes(got)))
     }
 
+    /// recv() with MSG_TRUNC of a shared socket (the caller's buffer may
+    /// be NULL): the bytes go through a scratch buffer and are dropped,
+    /// or only counted with MSG_PEEK. None when it is not one.
+    pub(crate) fn recv_shared_trunc(&self, len: usize, flags: i32) -> Option<Result<usize, Errno>> {
+        self.shared()?;
+        let mut scratch = alloc::vec![0u8; len.min(1 << 16)];
+        let mut bufs = [&mut scratch[..]];
+        Some(
+            self.recv_shared(&mut bufs, flags & !MSG_TRUNC)?
+                .map(|i| i.ret),
+        )
+    }
+
     /// send() of a shared socket, or None when it is not one.
     pub(crate) fn send_shared(&self, bufs: &[&[u8]], flags: i32) -> Option<Result<usize, Errno>> {
         let (sh, r) = self.shared()?;
@@ -173,6 +186,11 @@ impl Socket {
     /// poll()'s bits for a shared socket, or None when it is not one.
     pub(crate) fn shared_readiness(&self) -> Option<i16> {
         let (sh, r) = self.shared()?;
+        if !matches!(self.phase(), Phase::Connected | Phase::Listening) {
+            // Connecting, refused, or never connected: the frontend's own
+            // state says it (the backend has no connection yet).
+            return None;
+        }
         let mut ev = sh.readiness(r);
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;

@@ -81,6 +81,8 @@ struct ShmSock {
     file: Mutex<Option<PortFile>>,
     /// The socket went to another process by exec or SCM_RIGHTS.
     handed_on: core::sync::atomic::AtomicBool,
+    /// Closed in this process: a connect waiting for room gives up.
+    abandoned: core::sync::atomic::AtomicBool,
     listener: SetOnce<Listener>,
     conn: SetOnce<Conn>,
     /// O_NONBLOCK until the socket has a listener or a connection, which
@@ -102,6 +104,7 @@ impl ShmSock {
             listener: SetOnce::new(),
             conn: SetOnce::new(),
             handed_on: core::sync::atomic::AtomicBool::new(false),
+            abandoned: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
         }
@@ -277,6 +280,93 @@ fn bind_at(main: &std::path::Path, link: Option<&std::path::Path>) -> Result<i32
         }
     }
     Ok(k)
+}
+
+/// What a connect offers the listener: where, and the offer's body and
+/// the two ends' recorded addresses.
+struct Offer {
+    path: PathBuf,
+    body: [u8; BODY],
+    mine: [u8; 19],
+    theirs: [u8; 19],
+}
+
+impl Offer {
+    /// One non-blocking attempt: EAGAIN while the accept queue is full.
+    fn try_once(&self) -> Result<Conn, Errno> {
+        Conn::connect(
+            &self.path,
+            RING,
+            RING,
+            &self.body,
+            true,
+            [&self.mine, &self.theirs],
+        )
+    }
+}
+
+/// The connection is up: the socket keeps it and the frontend hears of it.
+/// False when the socket already had one.
+fn established(x: &ShmSock, handle: SockHandle, c: Conn) -> bool {
+    c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
+    if x.conn.set(c).is_err() {
+        return false;
+    }
+    let _ = upcall::connected(handle);
+    true
+}
+
+/// A connect that failed: the frontend reports it by its rules (EINPROGRESS
+/// first for a non-blocking one, then SO_ERROR or connect() again). Errors
+/// other than a refusal fail the call itself.
+fn refused(handle: SockHandle, e: Errno) -> Result<(), Errno> {
+    match e {
+        // No file (nobody ever bound the port), or nobody listens there.
+        ENOENT | ECONNREFUSED => {
+            let _ = upcall::refused(handle, ECONNREFUSED);
+            Ok(())
+        }
+        e => Err(e),
+    }
+}
+
+/// How often a connect waiting for room in a full accept queue asks
+/// again (Linux's SYN retransmits are seconds apart; this is sooner).
+const RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A connect waiting for room in a full accept queue, on a thread of its
+/// own (signals blocked there: they are the program's threads'), until it
+/// gets in, is refused (the listener closed or stopped), or the socket is
+/// closed.
+fn wait_for_room(state: SockState, handle: SockHandle, offer: Offer) -> Result<(), Errno> {
+    let run = move || {
+        let _held = crate::platform::shared_mem::SignalsHeld::new();
+        let Some(x) = (state.as_ref() as &dyn core::any::Any).downcast_ref::<ShmSock>() else {
+            return;
+        };
+        loop {
+            std::thread::sleep(RETRY);
+            if x.abandoned.load(Ordering::Acquire) {
+                return;
+            }
+            match offer.try_once() {
+                Ok(c) => {
+                    established(x, handle, c);
+                    return;
+                }
+                Err(EAGAIN) => {}
+                Err(e) => {
+                    let _ = refused(handle, e).map_err(|e| upcall::refused(handle, e));
+                    return;
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("usock-connect".into())
+        .spawn(run)
+        .map(|_| ())
+        .map_err(|_| ENOBUFS)
 }
 
 /// A socket of this backend that the process inherited across exec (or
@@ -517,7 +607,8 @@ impl Backend for Shm {
         self.autobind(x)?;
         x.maxseg.store(sock.opts.maxseg, Ordering::Relaxed);
         let k = x.bound.lock().take().ok_or(EINVAL)?;
-        let backlog = backlog.clamp(1, i32::MAX as u32) as i32;
+        // The kernel admits backlog + 1, as Linux's TCP listen queue.
+        let backlog = backlog.min(i32::MAX as u32) as i32;
         // The listening anchor's own O_NONBLOCK is the socket's: shared by
         // every holder, as the open file description's flag on Linux.
         let made = crate::platform::unix_ipc::listen(k, backlog)
@@ -565,18 +656,26 @@ impl Backend for Shm {
         theirs[0] = body[0];
         theirs[1..].copy_from_slice(&body[19..37]);
         let path = self.path(dest.port, v6);
-        let c = match Conn::connect(&path, RING, RING, &body, false, [&mine, &theirs]) {
-            Ok(c) => c,
-            // No file: nobody ever bound the port.
-            Err(ENOENT) => return Err(ECONNREFUSED),
-            Err(e) => return Err(e),
+        let offer = Offer {
+            path,
+            body,
+            mine,
+            theirs,
         };
         *x.peer.lock() = Some(dest);
-        c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
-        if x.conn.set(c).is_err() {
-            return Err(EISCONN);
+        // As TCP's, the outcome may come later: a refusal is reported as
+        // the frontend's connect rules say (EINPROGRESS first when
+        // non-blocking), and a full accept queue keeps the connect
+        // waiting, as Linux's dropped SYNs do, until accept() makes room.
+        match offer.try_once() {
+            Ok(c) => {
+                if !established(x, sock.handle, c) {
+                    return Err(EISCONN);
+                }
+            }
+            Err(EAGAIN) => wait_for_room(sock.state.clone(), sock.handle, offer)?,
+            Err(e) => refused(sock.handle, e)?,
         }
-        let _ = upcall::connected(sock.handle);
         Ok(())
     }
 
@@ -643,6 +742,7 @@ impl Backend for Shm {
         let Ok(x) = ss(&sock) else {
             return;
         };
+        x.abandoned.store(true, Ordering::Release);
         if let Some(k) = x.bound.lock().take() {
             crate::platform::unix_ipc::close_kfd(k);
         }

@@ -276,7 +276,10 @@ impl Conn {
             return s;
         }
         let (_, tx) = self.rings();
-        let aborted = self.seg.reset(self.side.peer()).load(Ordering::Acquire) != 0;
+        // The peer reset, or (its anchor gone before any acceptor took it
+        // over) the listener dropped the connection from its queue.
+        let aborted = self.seg.reset(self.side.peer()).load(Ordering::Acquire) != 0
+            || (self.side == Side::Connector && self.seg.anchor_ino(Side::Acceptor) == 0);
         let now = if aborted || tx.used().map_or(true, |n| n > 0) {
             RESET
         } else {
