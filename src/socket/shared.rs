@@ -57,7 +57,12 @@ impl Socket {
         }
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
-        let first = self.block_for(flags, self.rcv_deadline());
+        // After SHUT_RD nothing more is waited for: what is there, then 0.
+        let first = if self.has(F_RD_SHUT) {
+            Block::Never
+        } else {
+            self.block_for(flags, self.rcv_deadline())
+        };
         let mut got = 0;
         for buf in bufs.iter_mut().filter(|b| !b.is_empty()) {
             let mut at = 0;
@@ -194,6 +199,10 @@ impl Socket {
         let mut ev = sh.readiness(r);
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;
+            // tcp_poll: shut both ways here is hung up.
+            if self.has(F_WR_SHUT) {
+                ev |= POLLHUP;
+            }
         }
         Some(ev)
     }
