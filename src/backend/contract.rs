@@ -466,6 +466,31 @@ pub trait SharedStreams: Send + Sync {
     fn was_reset(&self, _sock: SockRef<'_>) -> bool {
         false
     }
+
+    /// send(MSG_OOB): as `send`, the last byte sent urgent.
+    fn send_urgent(&self, _sock: SockRef<'_>, _buf: &[u8], _block: Block) -> Result<usize, Errno> {
+        Err(crate::consts::EOPNOTSUPP)
+    }
+
+    /// recv(MSG_OOB): the urgent byte (`peek`: left for the next); EINVAL
+    /// when there is none to read out of band.
+    fn recv_urgent(&self, _sock: SockRef<'_>, _peek: bool) -> Result<u8, Errno> {
+        Err(crate::consts::EINVAL)
+    }
+
+    /// An urgent mark lies ahead of the reader (or under it): the
+    /// frontend then tells `set_oob_inline` the socket's SO_OOBINLINE.
+    fn has_urgent(&self, _sock: SockRef<'_>) -> bool {
+        false
+    }
+
+    /// SIOCATMARK: the reader is on the urgent mark.
+    fn at_mark(&self, _sock: SockRef<'_>) -> bool {
+        false
+    }
+
+    /// The socket's SO_OOBINLINE, for every holder.
+    fn set_oob_inline(&self, _sock: SockRef<'_>, _on: bool) {}
 }
 
 /// Extension: a waiting thread may process a socket's input itself (hosted

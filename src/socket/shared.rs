@@ -49,11 +49,15 @@ impl Socket {
         flags: i32,
     ) -> Option<Result<RecvInfo, Errno>> {
         let (sh, r) = self.shared()?;
-        if flags & (MSG_OOB | MSG_ERRQUEUE) != 0 {
+        if flags & MSG_ERRQUEUE != 0 {
             return Some(Err(EINVAL));
         }
         if !self.flags().is(Phase::Connected) {
             return Some(Err(ENOTCONN));
+        }
+        self.urgent_sync(sh, r);
+        if flags & MSG_OOB != 0 {
+            return Some(self.recv_urgent_shared(sh, r, bufs, flags));
         }
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
@@ -99,6 +103,42 @@ impl Socket {
         Some(Ok(bytes(got)))
     }
 
+    /// Tells the backend the socket's SO_OOBINLINE while an urgent mark
+    /// is ahead (the option is the frontend's; only then does it matter).
+    fn urgent_sync(&self, sh: &dyn SharedStreams, r: SockRef<'_>) {
+        if sh.has_urgent(r) {
+            sh.set_oob_inline(r, self.ctl.lock().opts.oobinline());
+        }
+    }
+
+    /// recv(MSG_OOB) of a shared socket (tcp_recv_urg): the urgent byte
+    /// into the first buffer that has room.
+    fn recv_urgent_shared(
+        &self,
+        sh: &dyn SharedStreams,
+        r: SockRef<'_>,
+        bufs: &mut [&mut [u8]],
+        flags: i32,
+    ) -> Result<RecvInfo, Errno> {
+        if self.ctl.lock().opts.oobinline() {
+            return Err(EINVAL);
+        }
+        let b = sh.recv_urgent(r, flags & MSG_PEEK != 0)?;
+        match bufs.iter_mut().find(|b| !b.is_empty()) {
+            Some(buf) => {
+                buf[0] = b;
+                Ok(bytes(1))
+            }
+            None => Ok(bytes(0)),
+        }
+    }
+
+    /// SIOCATMARK of a shared socket, or None when it is not one.
+    pub(crate) fn shared_at_mark(&self) -> Option<bool> {
+        let (sh, r) = self.shared()?;
+        Some(sh.at_mark(r))
+    }
+
     /// recv() with MSG_TRUNC of a shared socket (the caller's buffer may
     /// be NULL): the bytes go through a scratch buffer and are dropped,
     /// or only counted with MSG_PEEK. None when it is not one.
@@ -115,9 +155,6 @@ impl Socket {
     /// send() of a shared socket, or None when it is not one.
     pub(crate) fn send_shared(&self, bufs: &[&[u8]], flags: i32) -> Option<Result<usize, Errno>> {
         let (sh, r) = self.shared()?;
-        if flags & MSG_OOB != 0 {
-            return Some(Err(EOPNOTSUPP));
-        }
         let f = self.flags();
         if f.has(F_WR_SHUT) {
             return Some(Err(EPIPE));
@@ -127,8 +164,15 @@ impl Socket {
         }
         let block = self.block_for(flags, self.snd_deadline());
         let mut sent = 0;
-        for buf in bufs.iter().filter(|b| !b.is_empty()) {
-            match sh.send(r, buf, block) {
+        // MSG_OOB: the call's last byte is the urgent one.
+        let last = bufs.iter().rposition(|b| !b.is_empty());
+        for (i, buf) in bufs.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+            let went = if flags & MSG_OOB != 0 && Some(i) == last {
+                sh.send_urgent(r, buf, block)
+            } else {
+                sh.send(r, buf, block)
+            };
+            match went {
                 Ok(n) => {
                     sent += n;
                     if n < buf.len() {
@@ -196,6 +240,7 @@ impl Socket {
             // state says it (the backend has no connection yet).
             return None;
         }
+        self.urgent_sync(sh, r);
         let mut ev = sh.readiness(r);
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;

@@ -138,6 +138,9 @@ impl Socket {
 
     /// Whether the read offset is on the mark (SIOCATMARK).
     pub fn at_mark(&self) -> bool {
+        if let Some(at) = self.shared_at_mark() {
+            return at;
+        }
         match &self.rx {
             Rx::Stream(sb) => self.urgent_ahead(sb) == Some(0),
             Rx::Dgram(_) => false,

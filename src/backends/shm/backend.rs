@@ -860,6 +860,9 @@ impl SharedStreams for Shm {
         if r.err {
             ev |= POLLERR;
         }
+        if r.pri {
+            ev |= POLLPRI;
+        }
         ev
     }
 
@@ -967,6 +970,36 @@ impl SharedStreams for Shm {
         }
         let c = x.conn.get()?;
         Some((c.anchor(), c.memfd()))
+    }
+
+    fn send_urgent(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let c = ss(&sock)?.conn.get().ok_or(EPIPE)?;
+        c.send_urgent(buf, block)
+    }
+
+    fn recv_urgent(&self, sock: SockRef<'_>, peek: bool) -> Result<u8, Errno> {
+        let c = ss(&sock)?.conn.get().ok_or(EINVAL)?;
+        c.recv_urgent(peek)
+    }
+
+    fn has_urgent(&self, sock: SockRef<'_>) -> bool {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn.get())
+            .is_some_and(|c| c.has_urgent())
+    }
+
+    fn at_mark(&self, sock: SockRef<'_>) -> bool {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn.get())
+            .is_some_and(|c| c.at_mark())
+    }
+
+    fn set_oob_inline(&self, sock: SockRef<'_>, on: bool) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
+            c.set_oob_inline(on);
+        }
     }
 
     fn abort(&self, sock: SockRef<'_>) {

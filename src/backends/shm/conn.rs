@@ -29,7 +29,7 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use super::anchor;
-use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM};
+use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM, URG_READ, URG_VALID};
 use super::segment::Segment;
 pub use super::segment::Side;
 use super::Corrupt;
@@ -62,6 +62,8 @@ pub struct Readiness {
     pub hup: bool,
     /// A reset waits to be reported (POLLERR).
     pub err: bool,
+    /// An urgent byte waits to be read out of band (POLLPRI).
+    pub pri: bool,
 }
 
 const OPEN: u8 = 0;
@@ -370,7 +372,10 @@ impl Conn {
             let n = {
                 let lock = rx.reader_lock();
                 let _g = lock.lock().map_err(|c| self.corrupt(c))?;
-                rx.read(buf, 0, !peek).map_err(|c| self.corrupt(c))?.1
+                let limit = self.urgent_limit(&rx, buf.len(), peek)?;
+                rx.read(&mut buf[..limit], 0, !peek)
+                    .map_err(|c| self.corrupt(c))?
+                    .1
             };
             if n > 0 {
                 if !peek && rx.take_bell(BELL_ON_ROOM) {
@@ -516,6 +521,113 @@ impl Conn {
         }
     }
 
+    /// Before a read of up to `want` bytes, under the reader lock: how many
+    /// it may take (a read stops at the urgent mark), having skipped the
+    /// urgent byte when the read starts on it out of line (SO_OOBINLINE
+    /// off; skipped whether or not MSG_OOB took it) or forgotten the mark
+    /// once the reader is past it.
+    fn urgent_limit(&self, rx: &Ring<'_>, want: usize, peek: bool) -> Result<usize, Errno> {
+        let (mark, st) = rx.urgent();
+        if st == 0 {
+            return Ok(want);
+        }
+        let head = rx.head();
+        if head > mark {
+            rx.change_urgent(st, 0);
+            return Ok(want);
+        }
+        if head < mark {
+            return Ok(want.min((mark - head).min(usize::MAX as u64) as usize));
+        }
+        if rx.oob_inline() || peek || rx.used().map_err(|c| self.corrupt(c))? == 0 {
+            return Ok(want);
+        }
+        let mut one = [0u8; 1];
+        rx.read(&mut one, 0, true).map_err(|c| self.corrupt(c))?;
+        if st & URG_VALID == 0 {
+            rx.change_urgent(st, 0);
+        }
+        Ok(want)
+    }
+
+    /// send(MSG_OOB): sends `buf` as [`Conn::send`] does, its last byte sent
+    /// urgent (the mark), and wakes the peer's readers and pollers.
+    pub fn send_urgent(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let n = self.send(buf, block)?;
+        if n > 0 {
+            let (_, tx) = self.rings();
+            let mark = {
+                let lock = tx.writer_lock();
+                let _g = lock.lock().map_err(|c| self.corrupt(c))?;
+                // The byte just written is the last one before the tail
+                // (another holder's send may have followed: then its mark
+                // is as near as this process can tell).
+                let (head, used) = (tx.head(), tx.used().map_err(|c| self.corrupt(c))?);
+                head.wrapping_add(used).wrapping_sub(1)
+            };
+            tx.set_urgent(mark, buf[n - 1]);
+            tx.wake_all();
+            if tx.take_bell(BELL_ON_DATA) {
+                anchor::ring_bell(self.anchor);
+            }
+            // The peer's pollers look again: a doorbell even if unasked.
+            anchor::ring_bell(self.anchor);
+        }
+        Ok(n)
+    }
+
+    /// recv(MSG_OOB): the urgent byte, once (`peek` leaves it); EINVAL with
+    /// SO_OOBINLINE on, without urgent data, or once it was read or the
+    /// reader passed it.
+    pub fn recv_urgent(&self, peek: bool) -> Result<u8, Errno> {
+        let (rx, _) = self.rings();
+        let (mark, st) = rx.urgent();
+        if rx.oob_inline() || st & URG_VALID == 0 || rx.head() > mark {
+            return Err(EINVAL);
+        }
+        if !peek {
+            rx.change_urgent(st, URG_READ);
+        }
+        Ok(st as u8)
+    }
+
+    /// SIOCATMARK: the reader is on the urgent mark.
+    pub fn at_mark(&self) -> bool {
+        let (rx, _) = self.rings();
+        let (mark, st) = rx.urgent();
+        st != 0 && rx.head() == mark
+    }
+
+    /// Whether an urgent mark lies ahead of (or at) the reader.
+    pub fn has_urgent(&self) -> bool {
+        let (rx, _) = self.rings();
+        let (mark, st) = rx.urgent();
+        st != 0 && rx.head() <= mark
+    }
+
+    /// SO_OOBINLINE of this end, for every holder.
+    pub fn set_oob_inline(&self, on: bool) {
+        let (rx, _) = self.rings();
+        rx.set_oob_inline(on);
+    }
+
+    /// Bytes a read may take now: up to the mark while an out-of-line
+    /// urgent byte lies ahead, or the bytes past it when the reader is on
+    /// it (FIONREAD, and readiness).
+    fn inq(&self, rx: &Ring<'_>) -> Result<u64, Corrupt> {
+        let used = rx.used()?;
+        let (mark, st) = rx.urgent();
+        let head = rx.head();
+        if st == 0 || rx.oob_inline() || head > mark {
+            return Ok(used);
+        }
+        Ok(if head == mark {
+            used.saturating_sub(1)
+        } else {
+            used.min(mark - head)
+        })
+    }
+
     /// Takes the pending error of a reset (SO_ERROR, or a call that
     /// reports it): ECONNRESET, or EPIPE after a send to a closed peer.
     pub fn take_error(&self) -> Option<Errno> {
@@ -550,20 +662,21 @@ impl Conn {
     pub fn queued(&self) -> Result<(u64, u64), Errno> {
         let (rx, tx) = self.rings();
         let c = |r: Result<u64, Corrupt>| r.map_err(|c| self.corrupt(c));
-        Ok((c(rx.used())?, c(tx.used())?))
+        Ok((c(self.inq(&rx))?, c(tx.used())?))
     }
 
     /// What poll would report now.
     pub fn readiness(&self) -> Readiness {
         let (rx, tx) = self.rings();
         let peer = self.peer_now(self.due(), self.peer_closes());
-        let (Ok(inq), Ok(room)) = (rx.used(), tx.room()) else {
+        let (Ok(inq), Ok(room)) = (self.inq(&rx), tx.room()) else {
             return Readiness {
                 readable: true,
                 writable: true,
                 rdhup: true,
                 hup: true,
                 err: true,
+                pri: false,
             };
         };
         let rx_fin = rx.flags() & super::ring::FIN != 0 || peer != OPEN;
@@ -576,6 +689,10 @@ impl Conn {
             // over; a peer that closed cleanly is only end-of-stream.
             hup: matches!(peer, RESET | RESET_TOLD | PIPE) || (rx_fin && tx_fin),
             err: matches!(peer, RESET | PIPE),
+            pri: {
+                let (mark, st) = rx.urgent();
+                st & URG_VALID != 0 && rx.head() <= mark && !rx.oob_inline()
+            },
         }
     }
 

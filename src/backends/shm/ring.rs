@@ -29,6 +29,14 @@ const READER_WAITING: usize = 24;
 const WRITER_WAITING: usize = 28;
 const FLAGS: usize = 32;
 const BELL: usize = 36;
+/// The stream offset of the newest urgent byte (MSG_OOB), while
+/// `URG_STATE` is not 0.
+const URG_MARK: usize = 40;
+/// 0 (no urgent byte), `URG_VALID | byte` or `URG_READ` (Linux's
+/// `urg_data`).
+const URG_STATE: usize = 48;
+/// The reading end's SO_OOBINLINE (non-zero: on), shared by its holders.
+const URG_INLINE: usize = 52;
 
 /// [`Ring::flags`]: the writing end shut down; nothing follows `tail`.
 pub const FIN: u32 = 1;
@@ -39,6 +47,12 @@ pub const BELL_ON_DATA: u32 = 1;
 /// [`Ring::arm_bell`]: a writer of this ring sleeps in poll/epoll on its
 /// anchor and wants a doorbell when room appears.
 pub const BELL_ON_ROOM: u32 = 2;
+
+/// [`Ring::urgent`]: the urgent byte (low 8 bits) waits to be read with
+/// MSG_OOB.
+pub const URG_VALID: u32 = 0x100;
+/// [`Ring::urgent`]: the urgent byte was read with MSG_OOB.
+pub const URG_READ: u32 = 0x200;
 
 /// The smallest data size a ring may have.
 pub const MIN_SIZE: usize = 64;
@@ -122,6 +136,39 @@ impl<'m> Ring<'m> {
     /// The ring's flags ([`FIN`]).
     pub fn flags(&self) -> u32 {
         self.u32(FLAGS).load(Ordering::Acquire)
+    }
+
+    /// The urgent mark and state (`URG_VALID | byte`, `URG_READ`, or 0:
+    /// none). Untrusted: the caller only bounds reads by the mark.
+    pub fn urgent(&self) -> (u64, u32) {
+        let st = self.u32(URG_STATE).load(Ordering::Acquire);
+        (self.u64(URG_MARK).load(Ordering::Acquire), st)
+    }
+
+    /// The byte at stream offset `mark` (written already) is urgent: the
+    /// newest mark replaces an older one, as TCP's urgent pointer.
+    pub fn set_urgent(&self, mark: u64, byte: u8) {
+        self.u64(URG_MARK).store(mark, Ordering::Release);
+        self.u32(URG_STATE)
+            .store(URG_VALID | u32::from(byte), Ordering::Release);
+    }
+
+    /// Moves the urgent state from `from` to `to` (URG_READ, or 0 once the
+    /// reader passed the mark), unless another holder changed it first.
+    pub fn change_urgent(&self, from: u32, to: u32) {
+        let _ = self
+            .u32(URG_STATE)
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// The reading end's SO_OOBINLINE.
+    pub fn oob_inline(&self) -> bool {
+        self.u32(URG_INLINE).load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets the reading end's SO_OOBINLINE for every holder.
+    pub fn set_oob_inline(&self, on: bool) {
+        self.u32(URG_INLINE).store(u32::from(on), Ordering::Relaxed);
     }
 
     /// The lock two writers of this direction share.
