@@ -491,6 +491,10 @@ pub trait SharedStreams: Send + Sync {
 
     /// The socket's SO_OOBINLINE, for every holder.
     fn set_oob_inline(&self, _sock: SockRef<'_>, _on: bool) {}
+
+    /// The socket's F_SETOWN owner, for every holder: the peer's urgent
+    /// data sends it SIGURG.
+    fn set_owner(&self, _sock: SockRef<'_>, _pid: i32) {}
 }
 
 /// Extension: a waiting thread may process a socket's input itself (hosted

@@ -133,6 +133,14 @@ impl Socket {
         }
     }
 
+    /// F_SETOWN of a shared socket: the backend keeps it where the peer's
+    /// urgent data finds it (SIGURG).
+    pub(crate) fn shared_set_owner(&self, pid: i32) {
+        if let Some((sh, r)) = self.shared() {
+            sh.set_owner(r, pid);
+        }
+    }
+
     /// SIOCATMARK of a shared socket, or None when it is not one.
     pub(crate) fn shared_at_mark(&self) -> Option<bool> {
         let (sh, r) = self.shared()?;

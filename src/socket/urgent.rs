@@ -68,6 +68,7 @@ impl Socket {
     /// F_SETOWN (SIOCSPGRP, FIOSETOWN): where SIGURG and SIGIO go.
     pub fn set_owner(&self, pid: i32) {
         self.urg.owner.store(pid, Ordering::Relaxed);
+        self.shared_set_owner(pid);
     }
 
     /// O_ASYNC (fcntl F_SETFL, FIOASYNC).

@@ -996,6 +996,12 @@ impl SharedStreams for Shm {
             .is_some_and(|c| c.at_mark())
     }
 
+    fn set_owner(&self, sock: SockRef<'_>, pid: i32) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
+            c.set_owner(pid);
+        }
+    }
+
     fn set_oob_inline(&self, sock: SockRef<'_>, on: bool) {
         if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
             c.set_oob_inline(on);

@@ -566,6 +566,10 @@ impl Conn {
                 head.wrapping_add(used).wrapping_sub(1)
             };
             tx.set_urgent(mark, buf[n - 1]);
+            let owner = tx.owner();
+            if owner != 0 {
+                crate::platform::send_owner_signal(owner, SIGURG);
+            }
             tx.wake_all();
             if tx.take_bell(BELL_ON_DATA) {
                 anchor::ring_bell(self.anchor);
@@ -603,6 +607,13 @@ impl Conn {
         let (rx, _) = self.rings();
         let (mark, st) = rx.urgent();
         st != 0 && rx.head() <= mark
+    }
+
+    /// This end's F_SETOWN owner, where the peer's urgent data sends
+    /// SIGURG.
+    pub fn set_owner(&self, pid: i32) {
+        let (rx, _) = self.rings();
+        rx.set_owner(pid);
     }
 
     /// SO_OOBINLINE of this end, for every holder.

@@ -37,6 +37,9 @@ const URG_MARK: usize = 40;
 const URG_STATE: usize = 48;
 /// The reading end's SO_OOBINLINE (non-zero: on), shared by its holders.
 const URG_INLINE: usize = 52;
+/// The reading end's F_SETOWN owner (0: none; negative: a process group),
+/// which SIGURG goes to when an urgent byte is written.
+const URG_OWNER: usize = 56;
 
 /// [`Ring::flags`]: the writing end shut down; nothing follows `tail`.
 pub const FIN: u32 = 1;
@@ -169,6 +172,17 @@ impl<'m> Ring<'m> {
     /// Sets the reading end's SO_OOBINLINE for every holder.
     pub fn set_oob_inline(&self, on: bool) {
         self.u32(URG_INLINE).store(u32::from(on), Ordering::Relaxed);
+    }
+
+    /// The reading end's F_SETOWN owner (untrusted: a signal number the
+    /// library sends is SIGURG only).
+    pub fn owner(&self) -> i32 {
+        self.u32(URG_OWNER).load(Ordering::Relaxed) as i32
+    }
+
+    /// Sets the reading end's F_SETOWN owner for every holder.
+    pub fn set_owner(&self, pid: i32) {
+        self.u32(URG_OWNER).store(pid as u32, Ordering::Relaxed);
     }
 
     /// The lock two writers of this direction share.
