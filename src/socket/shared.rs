@@ -168,7 +168,9 @@ impl Socket {
             return Some(Err(EPIPE));
         }
         if !f.is(Phase::Connected) {
-            return Some(Err(EPIPE));
+            // sk_stream_wait_connect: a pending error first (a connection
+            // connect(AF_UNSPEC) reset is ECONNRESET once).
+            return Some(Err(self.take_error().unwrap_or(EPIPE)));
         }
         let block = self.block_for(flags, self.snd_deadline());
         let mut sent = 0;

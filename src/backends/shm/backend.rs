@@ -84,7 +84,14 @@ struct ShmSock {
     /// Closed in this process: a connect waiting for room gives up.
     abandoned: core::sync::atomic::AtomicBool,
     listener: SetOnce<Listener>,
-    conn: SetOnce<Conn>,
+    /// The connection, in slot `gen`: connect(AF_UNSPEC) lets go of one
+    /// and moves on to the next slot (a slot is set once, so that a
+    /// connection is reached with one load while the socket lives).
+    conns: [SetOnce<Conn>; CONNS],
+    gen: core::sync::atomic::AtomicUsize,
+    /// The program bound the port itself (Linux's SOCK_BINDPORT_LOCK):
+    /// connect(AF_UNSPEC) keeps it.
+    port_locked: core::sync::atomic::AtomicBool,
     /// O_NONBLOCK until the socket has a listener or a connection, which
     /// then keep it where every holder sees it.
     nonblock: core::sync::atomic::AtomicBool,
@@ -102,11 +109,32 @@ impl ShmSock {
             bound: Mutex::new(None),
             file: Mutex::new(None),
             listener: SetOnce::new(),
-            conn: SetOnce::new(),
+            conns: core::array::from_fn(|_| SetOnce::new()),
+            gen: core::sync::atomic::AtomicUsize::new(0),
+            port_locked: core::sync::atomic::AtomicBool::new(false),
             handed_on: core::sync::atomic::AtomicBool::new(false),
             abandoned: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
+        }
+    }
+}
+
+/// How many connections one socket may have in turn (connect(AF_UNSPEC)
+/// and connect again); after that a disconnect leaves it reset.
+const CONNS: usize = 4;
+
+impl ShmSock {
+    /// The socket's connection, if it has one.
+    fn conn(&self) -> Option<&Conn> {
+        self.conns.get(self.gen.load(Ordering::Acquire))?.get()
+    }
+
+    /// Gives the socket its connection; Err when it has one.
+    fn set_conn(&self, c: Conn) -> Result<(), Conn> {
+        match self.conns.get(self.gen.load(Ordering::Acquire)) {
+            Some(slot) => slot.set(c),
+            None => Err(c),
         }
     }
 }
@@ -229,6 +257,22 @@ impl Shm {
         bind_at(main, link)
     }
 
+    /// The socket lets go of its port's file: removed when no other
+    /// process can hold the socket. A fork child or another program may
+    /// still hold it, and its name with it: the file then stays for a
+    /// later bind to find left over.
+    fn drop_port_file(&self, x: &ShmSock, f: PortFile) {
+        let alone = f.pid == std::process::id()
+            && f.forks == self.forks.load(Ordering::Relaxed)
+            && !x.handed_on.load(Ordering::Relaxed);
+        if alone {
+            let _ = std::fs::remove_file(f.main);
+            if let Some(l) = f.link {
+                let _ = std::fs::remove_file(l);
+            }
+        }
+    }
+
     fn autobind(&self, x: &ShmSock) -> Result<(), Errno> {
         if x.local.lock().is_some() {
             return Ok(());
@@ -309,7 +353,7 @@ impl Offer {
 /// False when the socket already had one.
 fn established(x: &ShmSock, handle: SockHandle, c: Conn) -> bool {
     c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
-    if x.conn.set(c).is_err() {
+    if x.set_conn(c).is_err() {
         return false;
     }
     let _ = upcall::connected(handle);
@@ -344,9 +388,11 @@ fn wait_for_room(state: SockState, handle: SockHandle, offer: Offer) -> Result<(
         let Some(x) = (state.as_ref() as &dyn core::any::Any).downcast_ref::<ShmSock>() else {
             return;
         };
+        let gen = x.gen.load(Ordering::Acquire);
         loop {
             std::thread::sleep(RETRY);
-            if x.abandoned.load(Ordering::Acquire) {
+            // Closed, or given up by connect(AF_UNSPEC).
+            if x.abandoned.load(Ordering::Acquire) || x.gen.load(Ordering::Acquire) != gen {
                 return;
             }
             match offer.try_once() {
@@ -527,7 +573,7 @@ impl Shm {
             let x = ShmSock::new(info);
             *x.local.lock() = Some(local);
             *x.peer.lock() = Some(peer);
-            let _ = x.conn.set(c);
+            let _ = x.set_conn(c);
             found.push(Inherited {
                 fds,
                 info,
@@ -595,6 +641,9 @@ impl Backend for Shm {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_port(x, ep, sock.opts.v6only)?;
+        if ep.port != 0 {
+            x.port_locked.store(true, Ordering::Relaxed);
+        }
         let bound = x.local.lock().ok_or(EINVAL)?;
         Ok(bound.to_sockaddr(x.info.domain))
     }
@@ -691,9 +740,37 @@ impl Backend for Shm {
             return Ok(());
         }
         if how != SHUT_RD {
-            if let Some(c) = x.conn.get() {
+            if let Some(c) = x.conn() {
                 c.shutdown_write();
             }
+        }
+        Ok(())
+    }
+
+    /// connect(AF_UNSPEC): the connection is reset (the peer reads
+    /// ECONNRESET once this process's hold, and any other's, is gone), a
+    /// connect waiting for room gives up, and the port goes back unless
+    /// the program bound it.
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        let x = ss(&sock)?;
+        let gen = x.gen.load(Ordering::Acquire);
+        if gen + 1 >= CONNS {
+            return Err(EOPNOTSUPP);
+        }
+        if let Some(c) = x.conn() {
+            c.abort();
+            c.release();
+        }
+        x.gen.store(gen + 1, Ordering::Release);
+        *x.peer.lock() = None;
+        if !x.port_locked.load(Ordering::Relaxed) {
+            if let Some(k) = x.bound.lock().take() {
+                crate::platform::unix_ipc::close_kfd(k);
+            }
+            if let Some(f) = x.file.lock().take() {
+                self.drop_port_file(x, f);
+            }
+            *x.local.lock() = None;
         }
         Ok(())
     }
@@ -721,7 +798,7 @@ impl Backend for Shm {
 
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
         // The acceptor's is 0 until it took the connection.
-        ss(&sock).ok().and_then(|x| x.conn.get()).map_or(0, |c| {
+        ss(&sock).ok().and_then(|x| x.conn()).map_or(0, |c| {
             c.segment().mss(c.side().peer()).load(Ordering::Acquire)
         })
     }
@@ -747,23 +824,12 @@ impl Backend for Shm {
             crate::platform::unix_ipc::close_kfd(k);
         }
         if let Some(f) = x.file.lock().take() {
-            // A fork child or another program may still hold the socket,
-            // and its name with it: the file then stays for a later bind
-            // to find left over.
-            let alone = f.pid == std::process::id()
-                && f.forks == self.forks.load(Ordering::Relaxed)
-                && !x.handed_on.load(Ordering::Relaxed);
-            if alone {
-                let _ = std::fs::remove_file(f.main);
-                if let Some(l) = f.link {
-                    let _ = std::fs::remove_file(l);
-                }
-            }
+            self.drop_port_file(x, f);
         }
         // This process's last fd of the socket closed: its hold on the
         // connection or listener ends now, even if the state lives on in
         // an epoll set's table until the set is next looked at.
-        if let Some(c) = x.conn.get() {
+        if let Some(c) = x.conn() {
             c.release();
         }
         if let Some(l) = x.listener.get() {
@@ -817,12 +883,12 @@ impl SharedStreams for Shm {
         peek: bool,
         block: Block,
     ) -> Result<usize, Errno> {
-        let c = ss(&sock)?.conn.get().ok_or(ENOTCONN)?;
+        let c = ss(&sock)?.conn().ok_or(ENOTCONN)?;
         c.recv(buf, peek, block)
     }
 
     fn send(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno> {
-        let c = ss(&sock)?.conn.get().ok_or(EPIPE)?;
+        let c = ss(&sock)?.conn().ok_or(EPIPE)?;
         c.send(buf, block)
     }
 
@@ -838,7 +904,7 @@ impl SharedStreams for Shm {
                 _ => 0,
             };
         }
-        let Some(c) = x.conn.get() else {
+        let Some(c) = x.conn() else {
             // Neither listening nor connected: as tcp_poll, POLLOUT and
             // POLLHUP (no connection).
             return POLLOUT | POLLWRNORM | POLLHUP;
@@ -869,7 +935,7 @@ impl SharedStreams for Shm {
     fn queued(&self, sock: SockRef<'_>) -> (u64, u64) {
         ss(&sock)
             .ok()
-            .and_then(|x| x.conn.get())
+            .and_then(|x| x.conn())
             .and_then(|c| c.queued().ok())
             .unwrap_or((0, 0))
     }
@@ -928,7 +994,7 @@ impl SharedStreams for Shm {
                     seg.mss(Side::Connector).store(theirs, Ordering::Release);
                     seg.mss(Side::Acceptor)
                         .store(x.maxseg.load(Ordering::Relaxed), Ordering::Release);
-                    let _ = child.conn.set(c);
+                    let _ = child.set_conn(c);
                     return Ok(Arc::new(child));
                 }
                 Err(EAGAIN) if block != Block::Never => {}
@@ -939,7 +1005,7 @@ impl SharedStreams for Shm {
 
     fn nonblocking(&self, sock: SockRef<'_>) -> Option<bool> {
         let x = ss(&sock).ok()?;
-        if let Some(c) = x.conn.get() {
+        if let Some(c) = x.conn() {
             return Some(c.nonblocking());
         }
         if let Some(l) = x.listener.get() {
@@ -953,7 +1019,7 @@ impl SharedStreams for Shm {
             return;
         };
         x.nonblock.store(on, Ordering::Relaxed);
-        if let Some(c) = x.conn.get() {
+        if let Some(c) = x.conn() {
             c.set_nonblocking(on);
         }
         if let Some(l) = x.listener.get() {
@@ -968,60 +1034,60 @@ impl SharedStreams for Shm {
         if let Some(l) = x.listener.get() {
             return Some((l.anchor(), -1));
         }
-        let c = x.conn.get()?;
+        let c = x.conn()?;
         Some((c.anchor(), c.memfd()))
     }
 
     fn send_urgent(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno> {
-        let c = ss(&sock)?.conn.get().ok_or(EPIPE)?;
+        let c = ss(&sock)?.conn().ok_or(EPIPE)?;
         c.send_urgent(buf, block)
     }
 
     fn recv_urgent(&self, sock: SockRef<'_>, peek: bool) -> Result<u8, Errno> {
-        let c = ss(&sock)?.conn.get().ok_or(EINVAL)?;
+        let c = ss(&sock)?.conn().ok_or(EINVAL)?;
         c.recv_urgent(peek)
     }
 
     fn has_urgent(&self, sock: SockRef<'_>) -> bool {
         ss(&sock)
             .ok()
-            .and_then(|x| x.conn.get())
+            .and_then(|x| x.conn())
             .is_some_and(|c| c.has_urgent())
     }
 
     fn at_mark(&self, sock: SockRef<'_>) -> bool {
         ss(&sock)
             .ok()
-            .and_then(|x| x.conn.get())
+            .and_then(|x| x.conn())
             .is_some_and(|c| c.at_mark())
     }
 
     fn set_owner(&self, sock: SockRef<'_>, pid: i32) {
-        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
             c.set_owner(pid);
         }
     }
 
     fn set_oob_inline(&self, sock: SockRef<'_>, on: bool) {
-        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
             c.set_oob_inline(on);
         }
     }
 
     fn abort(&self, sock: SockRef<'_>) {
-        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
             c.abort();
         }
     }
 
     fn take_error(&self, sock: SockRef<'_>) -> Option<Errno> {
-        ss(&sock).ok()?.conn.get()?.take_error()
+        ss(&sock).ok()?.conn()?.take_error()
     }
 
     fn was_reset(&self, sock: SockRef<'_>) -> bool {
         ss(&sock)
             .ok()
-            .and_then(|x| x.conn.get())
+            .and_then(|x| x.conn())
             .is_some_and(|c| c.was_reset())
     }
 
@@ -1030,7 +1096,7 @@ impl SharedStreams for Shm {
         if let Some(l) = x.listener.get() {
             return in_.then(|| l.anchor());
         }
-        let c = x.conn.get()?;
+        let c = x.conn()?;
         // The doorbells of an earlier sleep are spent: the anchor must turn
         // readable only at the next one.
         c.drain_bells();
