@@ -254,6 +254,12 @@ fn the_end_lasts_until_its_last_holder_closes() {
     let r = c.readiness();
     // As Linux after the peer's FIN: end-of-stream, not hung up.
     assert!(r.readable && !r.hup && r.rdhup && !r.err, "{r:?}");
+    // As Linux (t_connlife's write_to_a_closed_peer): the first send after
+    // the peer's close goes, to nobody; the reset it draws is pending
+    // (POLLERR) and fails the next send with EPIPE.
+    assert_eq!(c.send(b"x", Block::Never), Ok(1));
+    let r = c.readiness();
+    assert!(r.err && r.hup, "{r:?}");
     assert_eq!(c.send(b"x", Block::Never), Err(libc::EPIPE));
     c.shutdown_write();
     assert!(c.readiness().hup, "both directions over");
