@@ -66,6 +66,12 @@ test-c: lib
 	tests/through_xproc.sh timeout 300 build/c-tests/usock/t_fork
 	@echo "== t_epoll, t_stream, t_dgram and t_threads again, through the cross-process backend"
 	for p in t_epoll t_stream t_dgram t_threads; do tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; done
+	@echo "== t_reuseport (SO_REUSEPORT across processes) through the cross-process backend and the shm backend (USOCK_SHM=1), on a network that admits nobody (its other-user case); and its kernel build preloaded"
+	XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_reuseport
+	USOCK_SHM=1 XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_reuseport
+	tests/through_xproc.sh timeout 300 sh -c 'exec bin/usockrun --net "$$USOCK_NET" --user nobody -- build/c-tests/kernel/t_reuseport'
+	@echo "== t_addr (issue 13's addresses and ports) through the shm backend (USOCK_SHM=1)"
+	TL_ONLY=$(CURDIR)/c-tests/conformance13.pass USOCK_SHM=1 XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_addr
 	@echo "== issue 13's programs through the cross-process backend (a network that admits nobody, whom the privilege cases become): linked, and the kernel build preloaded (bin/usockrun --user nobody)"
 	for p in $(C13_PROGS); do \
 	  TL_ONLY=$(CURDIR)/c-tests/conformance13.pass XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; \

@@ -161,8 +161,20 @@ unix_listens() {
 }
 # usock_listens tPORT|uPORT: the user-space network $net has a stream
 # listener (t; s when the shm backend carries TCP, USOCK_SHM=1) or a bound
-# datagram port (u) there.
-usock_listens() { unix_listens "$net/$1" || { [ "${1#t}" != "$1" ] && unix_listens "$net/s${1#t}"; }; }
+# datagram port (u) there. A stream port of an SO_REUSEPORT group is a
+# directory of member listeners (haproxy sets the option): one listening
+# will do.
+usock_listens() {
+  local n m
+  for n in "$1" "s${1#t}"; do
+    [ "$n" = "$1" ] || [ "${1#t}" != "$1" ] || continue
+    unix_listens "$net/$n" && return 0
+    if [ -d "$net/$n" ]; then
+      for m in "$net/$n"/*; do unix_listens "$m" && return 0; done
+    fi
+  done
+  return 1
+}
 # kernel_listens tcp|udp PORT: a kernel socket listens on TCP PORT (state
 # 0A) or is bound to UDP PORT (state 07), any address. From /proc/net, not
 # ss: a missing ss then costs only the checks that are about ss itself.

@@ -16,8 +16,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, Ordering};
-use std::os::unix::fs::OpenOptionsExt;
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
 
 use super::conn::{Conn, Listener};
@@ -28,9 +27,12 @@ use crate::backend::contract::{
     SockInfo, SockRef, SockState,
 };
 use crate::backend::upcall;
+use crate::backends::xproc::ports::Space;
 use crate::consts::*;
 use crate::platform::anchor_ipc;
 use crate::sync::{Mutex, SetOnce};
+
+mod ports;
 
 /// Priority of the shm backend: above the cross-process backend, which
 /// then carries only what this one declines (datagrams, AF_UNIX).
@@ -38,9 +40,6 @@ pub const SHM_PRIORITY: i32 = 20;
 
 /// Each direction's ring: the kernel's default TCP window, about.
 const RING: usize = 256 << 10;
-
-/// Ephemeral ports, as Linux's default ip_local_port_range.
-const EPHEMERAL: core::ops::RangeInclusive<u16> = 32768..=60999;
 
 /// Bytes of a connection's offer body: family, the connecting end's
 /// address, the address it connected to, the MSS it advertises (u32,
@@ -50,7 +49,8 @@ const BODY: usize = 1 + 18 + 18 + 4;
 /// The backend: one network directory.
 pub struct Shm {
     dir: PathBuf,
-    next_port: AtomicU32,
+    /// Where the next search for a free port starts.
+    next_port: AtomicU64,
     /// fork()s this process made: a socket made before one may be held by
     /// a child too.
     forks: AtomicU32,
@@ -61,10 +61,9 @@ struct PortFile {
     main: PathBuf,
     /// The IPv6 name, a symbolic link to `main` (a dual-stack socket).
     link: Option<PathBuf>,
-    /// The process that bound it: only that process removes it.
-    pid: u32,
-    /// [`Shm::forks`] then.
-    forks: u32,
+    /// An SO_REUSEPORT member (`main` is its name in the group): the
+    /// group's directory and IPv6 link, which its last member removes.
+    group: Option<(PathBuf, Option<PathBuf>)>,
 }
 
 /// A socket of the backend.
@@ -92,9 +91,26 @@ struct ShmSock {
     /// The program bound the port itself (Linux's SOCK_BINDPORT_LOCK):
     /// connect(AF_UNSPEC) keeps it.
     port_locked: core::sync::atomic::AtomicBool,
+    /// A socket connected to itself (Linux's simultaneous open): the
+    /// other end of its connection, where what it sends arrives and it
+    /// reads (`Shm::connect_self`).
+    echo: SetOnce<Conn>,
     /// O_NONBLOCK until the socket has a listener or a connection, which
     /// then keep it where every holder sees it.
     nonblock: core::sync::atomic::AtomicBool,
+    /// The port this socket took (by bind, or listen's autobind) and in
+    /// which space.
+    space: Mutex<Option<(u16, Space)>>,
+    /// A connect port (no file holds it; see `ports`).
+    eph: Mutex<Option<crate::backends::xproc::ports::ConnectKey>>,
+    /// An accepted socket: its listener's port space and SO_REUSEADDR and
+    /// SO_REUSEPORT, which its TIME_WAIT takes. A listener: its own, as of
+    /// listen().
+    listened: Mutex<Option<(Space, bool, bool)>>,
+    /// The process that made the socket, and its [`Shm::forks`] then: no
+    /// other process can hold a socket its maker has not forked or handed
+    /// on since.
+    origin: Mutex<(u32, u32)>,
     /// A listener's advertised MSS (`SockOpts::maxseg` as of listen()),
     /// which its accepted ends record in their segments.
     maxseg: AtomicU32,
@@ -112,10 +128,16 @@ impl ShmSock {
             conns: core::array::from_fn(|_| SetOnce::new()),
             gen: core::sync::atomic::AtomicUsize::new(0),
             port_locked: core::sync::atomic::AtomicBool::new(false),
+            echo: SetOnce::new(),
             handed_on: core::sync::atomic::AtomicBool::new(false),
             abandoned: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
+            space: Mutex::new(None),
+            eph: Mutex::new(None),
+            listened: Mutex::new(None),
+            // Inherited, until `Shm::made` says otherwise.
+            origin: Mutex::new((0, 0)),
         }
     }
 }
@@ -161,125 +183,54 @@ fn get_ep(b: &[u8], family: i32) -> IpEp {
 }
 
 impl Shm {
+    /// A socket this process makes (not one it inherits).
+    fn made(&self, info: SockInfo) -> ShmSock {
+        let x = ShmSock::new(info);
+        *x.origin.lock() = (std::process::id(), self.forks.load(Ordering::Relaxed));
+        x
+    }
+
+    /// connect() of a socket to its own address and port: Linux's
+    /// simultaneous open connects it to itself. A connection made through
+    /// a listening anchor of its own for the moment: the socket sends on
+    /// one end and reads at the other (`ShmSock::echo`). `body`: its
+    /// offer, with itself at both ends.
+    fn connect_self(&self, sock: SockRef<'_>, x: &ShmSock, body: &[u8]) -> Result<(), Errno> {
+        static SELF: AtomicU32 = AtomicU32::new(0);
+        let n = SELF.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(alloc::format!(".self{}.{n}", std::process::id()));
+        let l = Listener::bind(&tmp, 1)?;
+        let mut me = [0u8; 19];
+        me[0] = body[0];
+        me[1..].copy_from_slice(&body[1..19]);
+        let c = Conn::connect(&tmp, RING, RING, body, false, [&me, &me]);
+        let _ = std::fs::remove_file(&tmp);
+        let c = c?;
+        let mut b = [0u8; BODY];
+        let (e, _) = l.accept(&mut b)?;
+        let here = *x.local.lock();
+        *x.peer.lock() = here;
+        let nb = x.nonblock.load(Ordering::Relaxed);
+        c.set_nonblocking(nb);
+        e.set_nonblocking(nb);
+        if x.set_conn(c).is_err() || x.echo.set(e).is_err() {
+            return Err(EISCONN);
+        }
+        let _ = upcall::connected(sock.handle);
+        Ok(())
+    }
+
     /// The backend over network directory `dir` (which must exist and be
     /// this user's: the cross-process backend's checks come first).
     pub fn new(dir: PathBuf) -> Shm {
-        let seed = std::process::id().wrapping_mul(7919);
+        let seed = u64::from(std::process::id()).wrapping_mul(7919);
         Shm {
             dir,
-            next_port: AtomicU32::new(seed),
+            next_port: AtomicU64::new(seed),
             forks: AtomicU32::new(0),
         }
-    }
-
-    /// A port's file: `s<port>` for its IPv4 addresses, `s<port>.v6` for
-    /// its IPv6 ones (xproc's rule, so an IPv4 and an IPV6_V6ONLY socket
-    /// share a port number as on Linux).
-    fn path(&self, port: u16, v6: bool) -> PathBuf {
-        self.dir.join(if v6 {
-            alloc::format!("s{port}.v6")
-        } else {
-            alloc::format!("s{port}")
-        })
-    }
-
-    /// Claims `port` (0: an ephemeral one) with a kernel socket bound at
-    /// its file; an IPv6 socket without IPV6_V6ONLY takes the IPv4 name
-    /// too (the socket there, a symbolic link at the IPv6 name).
-    fn bind_port(&self, x: &ShmSock, ep: IpEp, v6only: bool) -> Result<(), Errno> {
-        let mut bound = x.bound.lock();
-        if bound.is_some() || x.listener.get().is_some() {
-            return Err(EINVAL);
-        }
-        let v6 = x.info.domain == AF_INET6;
-        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
-        let tries = if ep.port == 0 { span } else { 1 };
-        for _ in 0..tries {
-            let port = if ep.port == 0 {
-                let n = self.next_port.fetch_add(1, Ordering::Relaxed);
-                *EPHEMERAL.start() + (n % span) as u16
-            } else {
-                ep.port
-            };
-            let (main, link) = match (v6, v6only) {
-                (false, _) => (self.path(port, false), None),
-                (true, true) => (self.path(port, true), None),
-                (true, false) => (self.path(port, false), Some(self.path(port, true))),
-            };
-            let mut made = bind_at(&main, link.as_deref());
-            // An ephemeral bind just takes the next port: reading the
-            // kernel's list of sockets at every taken one would cost each
-            // connect time in proportion to the connections open.
-            if made == Err(EADDRINUSE) && ep.port != 0 {
-                made = self.reclaim(&main, link.as_deref());
-            }
-            match made {
-                Ok(k) => {
-                    *bound = Some(k);
-                    *x.file.lock() = Some(PortFile {
-                        main,
-                        link,
-                        pid: std::process::id(),
-                        forks: self.forks.load(Ordering::Relaxed),
-                    });
-                    *x.local.lock() = Some(IpEp { port, ..ep });
-                    return Ok(());
-                }
-                Err(e) if e != EADDRINUSE || ep.port != 0 => return Err(e),
-                Err(_) => {}
-            }
-        }
-        Err(EADDRNOTAVAIL)
-    }
-
-    /// A port's names are taken, but perhaps only by files left over: the
-    /// socket bound there closed in a process that could not know it was
-    /// the last holder (see `ShmSock::file`). Under the network's lock, so
-    /// that two binds never both take one leftover, each leftover name is
-    /// removed and the bind tried again; EADDRINUSE when a name is live.
-    fn reclaim(&self, main: &Path, link: Option<&Path>) -> Result<i32, Errno> {
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(self.dir.join(".ports.lock"))
-            .map_err(|e| e.raw_os_error().unwrap_or(EIO))?;
-        use std::os::fd::AsRawFd;
-        anchor_ipc::lock_exclusive(lock.as_raw_fd())?;
-        let names = [Some(main), link];
-        for p in names.into_iter().flatten() {
-            if std::fs::symlink_metadata(p).is_ok() && !live_name(p) {
-                let _ = std::fs::remove_file(p);
-            }
-        }
-        // The lock goes with the file's close, after the bind.
-        bind_at(main, link)
-    }
-
-    /// The socket lets go of its port's file: removed when no other
-    /// process can hold the socket. A fork child or another program may
-    /// still hold it, and its name with it: the file then stays for a
-    /// later bind to find left over.
-    fn drop_port_file(&self, x: &ShmSock, f: PortFile) {
-        let alone = f.pid == std::process::id()
-            && f.forks == self.forks.load(Ordering::Relaxed)
-            && !x.handed_on.load(Ordering::Relaxed);
-        if alone {
-            let _ = std::fs::remove_file(f.main);
-            if let Some(l) = f.link {
-                let _ = std::fs::remove_file(l);
-            }
-        }
-    }
-
-    fn autobind(&self, x: &ShmSock) -> Result<(), Errno> {
-        if x.local.lock().is_some() {
-            return Ok(());
-        }
-        let family = x.info.domain;
-        let loopback = IpEp::parse(&SockAddr::unspecified(family), family)?;
-        self.bind_port(x, loopback, false)
     }
 }
 
@@ -587,7 +538,11 @@ impl Shm {
     /// network's port files: its family (the file's: `.v6` for IPv6) and
     /// port.
     fn listener_port(&self, fd: i32) -> Option<(i32, u16)> {
-        let path = anchor_ipc::listening_path(fd)?;
+        let mut path = anchor_ipc::listening_path(fd)?;
+        // A member of an SO_REUSEPORT group: its port is the group's.
+        if path.parent()? != self.dir.as_path() {
+            path = path.parent()?.to_path_buf();
+        }
         if path.parent()? != self.dir.as_path() {
             return None;
         }
@@ -631,7 +586,7 @@ impl Backend for Shm {
         if !self.supports(info) {
             return Ok(None);
         }
-        Ok(Some(Arc::new(ShmSock::new(*info))))
+        Ok(Some(Arc::new(self.made(*info))))
     }
 
     fn bind(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<SockAddr, Errno> {
@@ -640,7 +595,7 @@ impl Backend for Shm {
         if !ep.bindable() && !sock.opts.freebind && !crate::platform::is_host_address(&ep.ip) {
             return Err(EADDRNOTAVAIL);
         }
-        self.bind_port(x, ep, sock.opts.v6only)?;
+        self.bind_port(x, ep, sock.opts)?;
         if ep.port != 0 {
             x.port_locked.store(true, Ordering::Relaxed);
         }
@@ -653,8 +608,12 @@ impl Backend for Shm {
         if x.listener.get().is_some() {
             return Ok(());
         }
-        self.autobind(x)?;
+        self.autobind(x, sock.opts)?;
+        self.may_listen(x)?;
         x.maxseg.store(sock.opts.maxseg, Ordering::Relaxed);
+        if let Some((_, space)) = *x.space.lock() {
+            *x.listened.lock() = Some((space, sock.opts.reuseaddr, sock.opts.reuseport));
+        }
         let k = x.bound.lock().take().ok_or(EINVAL)?;
         // The kernel admits backlog + 1, as Linux's TCP listen queue.
         let backlog = backlog.min(i32::MAX as u32) as i32;
@@ -674,11 +633,24 @@ impl Backend for Shm {
 
     fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno> {
         let x = ss(&sock)?;
-        let dest = IpEp::parse(addr, x.info.domain)?;
+        let mut dest = IpEp::parse(addr, x.info.domain)?;
         if dest.port == 0 {
             return Err(ECONNREFUSED);
         }
-        self.autobind(x)?;
+        // The wildcard address is this host: Linux connects to loopback.
+        if dest.is_wild() {
+            dest.ip = dest.source_for();
+        }
+        // A socket bound first keeps its port (its file stays bound);
+        // otherwise a connect port, which no file holds.
+        if x.local.lock().is_none() {
+            let port = self.connect_port(x, &dest, sock.opts)?;
+            *x.local.lock() = Some(IpEp {
+                family: dest.family,
+                ip: dest.source_for(),
+                port,
+            });
+        }
         let local = {
             let mut l = x.local.lock();
             let mut ep = l.ok_or(EINVAL)?;
@@ -693,6 +665,10 @@ impl Backend for Shm {
         let mut body = [0u8; BODY];
         body[0] = u8::from(x.info.domain == AF_INET6);
         put_ep(&mut body[1..19], &local);
+        if local.port == dest.port && local.ip == dest.ip {
+            put_ep(&mut body[19..37], &dest);
+            return self.connect_self(sock, x, &body);
+        }
         put_ep(&mut body[19..37], &dest);
         body[37..].copy_from_slice(&sock.opts.maxseg.to_be_bytes());
         let v6 = x.info.domain == AF_INET6 && !dest.is_v4();
@@ -716,16 +692,29 @@ impl Backend for Shm {
         // the frontend's connect rules say (EINPROGRESS first when
         // non-blocking), and a full accept queue keeps the connect
         // waiting, as Linux's dropped SYNs do, until accept() makes room.
-        match offer.try_once() {
+        let made = match offer.try_once() {
+            Err(EAGAIN) => return wait_for_room(sock.state.clone(), sock.handle, offer),
+            // An SO_REUSEPORT group: the member the hash picks, or the
+            // next that listens.
+            Err(_) if offer.path.is_dir() => {
+                let each = |p: &Path| Conn::connect(p, RING, RING, &body, false, [&mine, &theirs]);
+                crate::backends::xproc::ports::connect_group(&offer.path, &local, each, |m| {
+                    !live_name(m)
+                })
+                .ok_or(ECONNREFUSED)
+            }
+            r => r,
+        };
+        match made {
             Ok(c) => {
-                if !established(x, sock.handle, c) {
-                    return Err(EISCONN);
+                if established(x, sock.handle, c) {
+                    Ok(())
+                } else {
+                    Err(EISCONN)
                 }
             }
-            Err(EAGAIN) => wait_for_room(sock.state.clone(), sock.handle, offer)?,
-            Err(e) => refused(sock.handle, e)?,
+            Err(e) => refused(sock.handle, e),
         }
-        Ok(())
     }
 
     fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
@@ -767,9 +756,11 @@ impl Backend for Shm {
             if let Some(k) = x.bound.lock().take() {
                 crate::platform::unix_ipc::close_kfd(k);
             }
-            if let Some(f) = x.file.lock().take() {
-                self.drop_port_file(x, f);
-            }
+            let (pid, forks) = *x.origin.lock();
+            let alone = pid == std::process::id()
+                && forks == self.forks.load(Ordering::Relaxed)
+                && !x.handed_on.load(Ordering::Relaxed);
+            self.leave_port(x, alone);
             *x.local.lock() = None;
         }
         Ok(())
@@ -823,14 +814,34 @@ impl Backend for Shm {
         if let Some(k) = x.bound.lock().take() {
             crate::platform::unix_ipc::close_kfd(k);
         }
-        if let Some(f) = x.file.lock().take() {
-            self.drop_port_file(x, f);
+        // A fork child or another program may still hold the socket, and
+        // its name with it: the file then stays for a later bind to find
+        // left over, and the connection leaves no TIME_WAIT yet.
+        let (pid, forks) = *x.origin.lock();
+        let alone = pid == std::process::id()
+            && forks == self.forks.load(Ordering::Relaxed)
+            && !x.handed_on.load(Ordering::Relaxed);
+        if alone {
+            let tw = match (*x.listened.lock(), *x.space.lock()) {
+                (Some((space, a, p)), _) => Some((space, (a, p))),
+                (None, Some((_, space))) => {
+                    Some((space, (sock.opts.reuseaddr, sock.opts.reuseport)))
+                }
+                _ => None,
+            };
+            if let Some((space, flags)) = tw {
+                self.time_wait(x, space, flags);
+            }
         }
+        self.leave_port(x, alone);
         // This process's last fd of the socket closed: its hold on the
         // connection or listener ends now, even if the state lives on in
         // an epoll set's table until the set is next looked at.
         if let Some(c) = x.conn() {
             c.release();
+        }
+        if let Some(e) = x.echo.get() {
+            e.release();
         }
         if let Some(l) = x.listener.get() {
             l.release();
@@ -883,7 +894,8 @@ impl SharedStreams for Shm {
         peek: bool,
         block: Block,
     ) -> Result<usize, Errno> {
-        let c = ss(&sock)?.conn().ok_or(ENOTCONN)?;
+        let x = ss(&sock)?;
+        let c = x.echo.get().or(x.conn()).ok_or(ENOTCONN)?;
         c.recv(buf, peek, block)
     }
 
@@ -909,7 +921,12 @@ impl SharedStreams for Shm {
             // POLLHUP (no connection).
             return POLLOUT | POLLWRNORM | POLLHUP;
         };
-        let r = c.readiness();
+        let mut r = c.readiness();
+        if let Some(e) = x.echo.get() {
+            // Connected to itself: it reads the other end's ring.
+            let rx = e.readiness();
+            (r.readable, r.rdhup) = (rx.readable, rx.rdhup);
+        }
         let mut ev = 0;
         if r.readable {
             ev |= POLLIN | POLLRDNORM;
@@ -933,11 +950,14 @@ impl SharedStreams for Shm {
     }
 
     fn queued(&self, sock: SockRef<'_>) -> (u64, u64) {
-        ss(&sock)
-            .ok()
-            .and_then(|x| x.conn())
-            .and_then(|c| c.queued().ok())
-            .unwrap_or((0, 0))
+        let Ok(x) = ss(&sock) else {
+            return (0, 0);
+        };
+        let q = x.conn().and_then(|c| c.queued().ok()).unwrap_or((0, 0));
+        match x.echo.get().and_then(|e| e.queued().ok()) {
+            Some((inq, _)) => (inq, q.1),
+            None => q,
+        }
     }
 
     fn accept(&self, sock: SockRef<'_>, block: Block) -> Result<SockState, Errno> {
@@ -983,7 +1003,8 @@ impl SharedStreams for Shm {
                         continue;
                     }
                     let family = if body[0] == 1 { AF_INET6 } else { AF_INET };
-                    let child = ShmSock::new(x.info);
+                    let child = self.made(x.info);
+                    *child.listened.lock() = *x.listened.lock();
                     *child.peer.lock() = Some(get_ep(&body[1..19], family));
                     *child.local.lock() = Some(get_ep(&body[19..37], family));
                     // Each end's advertised MSS, where both ends (and
@@ -1096,7 +1117,13 @@ impl SharedStreams for Shm {
         if let Some(l) = x.listener.get() {
             return in_.then(|| l.anchor());
         }
-        let c = x.conn()?;
+        let mut c = x.conn()?;
+        if let Some(e) = x.echo.get().filter(|_| in_) {
+            // Connected to itself: its bytes ring at the other end.
+            c.drain_bells();
+            c.arm(false, out);
+            c = e;
+        }
         // The doorbells of an earlier sleep are spent: the anchor must turn
         // readable only at the next one.
         c.drain_bells();

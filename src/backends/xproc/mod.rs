@@ -18,6 +18,11 @@
 //!   coexist as on Linux. A bind to `::` without IPV6_V6ONLY takes both
 //!   names: the socket at the IPv4 one and a symbolic link at the IPv6
 //!   one. (Within a family every address is local and one.)
+//! - A stream port that processes share by SO_REUSEPORT is a directory at
+//!   `t<port>` with a listening socket per process (`ports::join_group`;
+//!   a process's sockets in the group share its one): a connect that
+//!   finds the directory picks one by the hash of its own address and
+//!   port, passing over members that refuse.
 //! - A stream connection is one AF_UNIX stream connection carrying xproc's
 //!   own messages (`envelope`: an 8-byte envelope naming the type, then the
 //!   body): DATA (one fragment in the portable encoding, `backend::wire`,
@@ -84,9 +89,9 @@ mod conn;
 mod dgram;
 mod envelope;
 mod fork;
-mod ports;
+pub(crate) mod ports;
 mod receive;
-mod shared;
+pub(crate) mod shared;
 mod state;
 mod status;
 mod thread;
@@ -350,7 +355,9 @@ impl XProc {
                 return Ok(());
             }
         }
-        let Some(link) = self.link(key) else {
+        // SO_REUSEPORT's hash across processes: the source's.
+        let from = IpEp::parse(&src, x.info.domain).map_or(0, |e| e.flow_hash());
+        let Some(link) = self.link(key, from) else {
             if out.header.dgram_offset == 0 {
                 upcall::unreachable(sock.handle, &ep.to_sockaddr(sock.info.domain), frag.payload);
             }
@@ -367,7 +374,7 @@ impl XProc {
                     transport().remove(&link);
                     // Its process ended before we saw the link close: a
                     // port that processes share has another to take it.
-                    if let Some(l) = self.link(key).filter(|_| again && first) {
+                    if let Some(l) = self.link(key, from).filter(|_| again && first) {
                         link = l;
                         continue;
                     }
@@ -492,7 +499,24 @@ impl Backend for XProc {
         };
         let path = self.path(SOCK_STREAM, ep.port, !ep.is_v4());
         let (a, len) = unix_addr(&path)?;
-        let k = match connect_unix(&a, len) {
+        let reached = connect_unix(&a, len).or_else(|e| {
+            if !path.is_dir() {
+                return Err(e);
+            }
+            // An SO_REUSEPORT group of processes: the member the hash of
+            // this end picks, or the next that listens.
+            let from = IpEp {
+                ip: ep.source_for(),
+                port,
+                ..ep
+            };
+            let reach = |m: &std::path::Path| {
+                let (a, len) = unix_addr(m)?;
+                connect_unix(&a, len)
+            };
+            ports::connect_group(&path, &from, reach, |m| self.stale(m)).ok_or(ECONNREFUSED)
+        });
+        let k = match reached {
             Ok(k) if peer_is_us(k) => k,
             Ok(k) => {
                 // Another user's listener: as if nobody listened.
@@ -814,7 +838,7 @@ impl Backend for XProc {
             unix::pump_twin(&c);
         }
         for p in core::mem::take(&mut *x.paths.lock()) {
-            let _ = std::fs::remove_file(p);
+            ports::remove_port_file(&p);
         }
     }
 }

@@ -91,6 +91,48 @@ impl XProc {
         Err(EADDRINUSE)
     }
 
+    /// Binds stream port `port` in `space` as (or into) an SO_REUSEPORT
+    /// group that processes share ([`join_group`]): this process's
+    /// member socket, and its files (the member, the group's directory and
+    /// IPv6 link, which the last member removes: [`remove_port_file`]).
+    fn bind_group(
+        &self,
+        port: u16,
+        space: Space,
+        opts: SockOpts,
+        fresh: bool,
+    ) -> Result<(i32, alloc::vec::Vec<PathBuf>), Errno> {
+        self.check_time_wait(port, space, opts)?;
+        let (main, link) = match space {
+            Space::V4 => (self.path(SOCK_STREAM, port, false), None),
+            Space::V6 => (self.path(SOCK_STREAM, port, true), None),
+            Space::Both => (
+                self.path(SOCK_STREAM, port, false),
+                Some(self.path(SOCK_STREAM, port, true)),
+            ),
+        };
+        let (k, member, (dir, link)) = join_group(
+            &main,
+            link.as_deref(),
+            fresh,
+            |p| self.stale(p),
+            |m| {
+                let (a, len) = unix_addr(m)?;
+                let k = unix_stream()?;
+                match kernel::bind_unix(k, &a, len) {
+                    Ok(()) => Ok(k),
+                    Err(e) => {
+                        close_kfd(k);
+                        Err(e)
+                    }
+                }
+            },
+        )?;
+        let mut paths = alloc::vec![member, dir];
+        paths.extend(link);
+        Ok((k, paths))
+    }
+
     /// Binds a kernel AF_UNIX socket at one port file.
     fn bind_file(&self, ty: i32, port: u16, v6: bool) -> Result<(i32, PathBuf), Errno> {
         let path = self.path(ty, port, v6);
@@ -213,6 +255,8 @@ impl XProc {
         let take = |port: u16| {
             if share {
                 self.bind_shared(port, space, opts, ep.port == 0)
+            } else if !dgram && opts.reuseport {
+                self.bind_group(port, space, opts, ep.port == 0)
             } else {
                 self.bind_port(x.info.ty, port, space, opts)
             }
@@ -381,9 +425,11 @@ impl XProc {
 
     /// The link to datagram port `port` (a `port_key`), opened on first
     /// use; `None` when nobody (of ours) is bound there. A port that
-    /// processes share: the link to the one that bound last
-    /// (`shared_link`), looked up at each datagram.
-    pub(super) fn link(&self, port: u32) -> Option<Arc<Conn>> {
+    /// processes share: the link to the one that bound last, or the one
+    /// `from` (the hash of the datagram's source) picks among processes
+    /// that share it by SO_REUSEPORT (`shared_link`), looked up at each
+    /// datagram.
+    pub(super) fn link(&self, port: u32, from: u64) -> Option<Arc<Conn>> {
         let mut links = DGRAM_LINKS.lock();
         if let Some(l) = links.get(&u64::from(port)) {
             if !l.state.is_closed() {
@@ -392,7 +438,7 @@ impl XProc {
             links.remove(&u64::from(port));
         }
         drop(links);
-        if let Some(l) = self.shared_link(port) {
+        if let Some(l) = self.shared_link(port, from) {
             return l;
         }
         let mut links = DGRAM_LINKS.lock();
@@ -418,42 +464,19 @@ impl XProc {
         Some(c)
     }
 
-    /// The TIME_WAIT record files of a stream port's space: `t<port>.tw`
-    /// for its IPv4 addresses, `t<port>.v6.tw` for its IPv6 ones.
-    fn tw_paths(&self, port: u16, space: Space) -> alloc::vec::Vec<PathBuf> {
-        let name = |v6: bool| {
-            let mut p = self.path(SOCK_STREAM, port, v6).into_os_string();
-            p.push(".tw");
-            PathBuf::from(p)
-        };
-        match space {
-            Space::V4 => alloc::vec![name(false)],
-            Space::V6 => alloc::vec![name(true)],
-            Space::Both => alloc::vec![name(false), name(true)],
-        }
+    /// The port files of a stream port's space, whose TIME_WAIT records
+    /// (`tw_check`) are beside them.
+    fn tw_bases(&self, port: u16, space: Space) -> alloc::vec::Vec<PathBuf> {
+        super::shared::halves(space)
+            .iter()
+            .map(|&v6| self.path(SOCK_STREAM, port, v6))
+            .collect()
     }
 
     /// A bind of a stream port in `space` against the TIME_WAIT records
-    /// there: EADDRINUSE unless both the record and this socket have
-    /// SO_REUSEADDR (or both SO_REUSEPORT), as `inet_csk_bind_conflict`
-    /// treats a TIME_WAIT socket. A record that has run out is removed:
-    /// records expire lazily, here, with no timer.
+    /// there (`tw_check`).
     fn check_time_wait(&self, port: u16, space: Space, opts: SockOpts) -> Result<(), Errno> {
-        let now = crate::platform::mono_ns();
-        for path in self.tw_paths(port, space) {
-            let Some(rec) = TwRecord::read(&path) else {
-                continue;
-            };
-            if rec.until <= now {
-                let _ = std::fs::remove_file(&path);
-                continue;
-            }
-            let shared = (rec.reuseaddr && opts.reuseaddr) || (rec.reuseport && opts.reuseport);
-            if !shared {
-                return Err(EADDRINUSE);
-            }
-        }
-        Ok(())
+        tw_check(&self.tw_bases(port, space), opts)
     }
 
     /// At close: a stream socket that closed first (sent its FIN before
@@ -485,27 +508,12 @@ impl XProc {
         if x.bound.lock().is_none() && !accepted {
             return;
         }
-        let rec = TwRecord {
-            until: crate::platform::mono_ns().saturating_add(TIME_WAIT_NS),
-            reuseaddr: opts.reuseaddr,
-            reuseport: opts.reuseport,
-        };
-        let now = crate::platform::mono_ns();
-        for path in self.tw_paths(ep.port, Space::of(x.info.domain, &ep, opts.v6only)) {
-            let mut rec = TwRecord { ..rec };
-            if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
-                rec.until = rec.until.max(old.until);
-                rec.reuseaddr &= old.reuseaddr;
-                rec.reuseport &= old.reuseport;
-                // A busy server closing first: at most one write a second
-                // for its port.
-                let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
-                if same && rec.until - old.until < TW_REWRITE_NS {
-                    continue;
-                }
-            }
-            rec.write(&path);
-        }
+        let space = Space::of(x.info.domain, &ep, opts.v6only);
+        tw_leave(
+            &self.tw_bases(ep.port, space),
+            opts.reuseaddr,
+            opts.reuseport,
+        );
     }
 
     /// The ephemeral port of a stream connect to `dest` from a socket
@@ -522,30 +530,18 @@ impl XProc {
     ) -> Result<u16, Errno> {
         // A connect again after a refused one: its old port goes first.
         self.release_connect_port(x);
-        let (lo, hi) = opts.ephemeral_range();
-        let span = u64::from(hi.max(lo) - lo) + 1;
-        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
         let v6 = !dest.is_v4();
-        let mut used = CONNECT_PORTS.lock();
-        for i in 0..span {
-            let port = lo + (start.wrapping_add(i) % span) as u16;
-            let key = (port, dest.ip, dest.port);
-            if used.contains(&key)
-                || std::fs::symlink_metadata(self.path(SOCK_STREAM, port, v6)).is_ok()
-            {
-                continue;
-            }
-            used.insert(key);
-            *x.eph.lock() = Some(key);
-            return Ok(port);
-        }
-        Err(EADDRNOTAVAIL)
+        let key = pick_connect_port(&self.next_port, dest, opts, |port| {
+            std::fs::symlink_metadata(self.path(SOCK_STREAM, port, v6)).is_ok()
+        })?;
+        *x.eph.lock() = Some(key);
+        Ok(key.0)
     }
 
     /// Gives back the connect port of stream socket `x` (its close).
     pub(super) fn release_connect_port(&self, x: &XSock) {
         if let Some(key) = x.eph.lock().take() {
-            CONNECT_PORTS.lock().remove(&key);
+            release_connect_port(key);
         }
     }
 
@@ -588,7 +584,7 @@ pub(super) fn stream_group_key(port: u16, space: Space) -> u32 {
 /// family: an IPv4 bind and an IPv6 one of the same port coexist, unless
 /// the IPv6 one is the wildcard without IPV6_V6ONLY).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Space {
+pub(crate) enum Space {
     /// IPv4 addresses (an AF_INET socket, or a v4-mapped address).
     V4,
     /// IPv6 addresses.
@@ -599,7 +595,7 @@ pub(super) enum Space {
 
 impl Space {
     /// The space a bind of `ep` on a socket of `domain` takes.
-    pub(super) fn of(domain: i32, ep: &IpEp, v6only: bool) -> Space {
+    pub(crate) fn of(domain: i32, ep: &IpEp, v6only: bool) -> Space {
         if domain == AF_INET || ep.is_v4() {
             Space::V4
         } else if ep.ip == [0; 16] && !v6only {
@@ -655,5 +651,253 @@ impl TwRecord {
         if std::fs::write(&tmp, line).is_ok() && std::fs::rename(&tmp, path).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
+    }
+}
+
+/// A connect port: the port, and the destination (address, port) it
+/// reaches from there.
+pub(crate) type ConnectKey = (u16, [u8; 16], u16);
+
+/// The ephemeral port of a stream connect to `dest` from a socket not
+/// bound first: one of `opts`' range that `held` (a bound or listening
+/// port of the backend's files) does not name and that has no connection
+/// of this process to `dest` yet, as `__inet_hash_connect` keeps the
+/// 4-tuple unique; EADDRNOTAVAIL when there is none. The search starts
+/// where `next` says. Kept until [`release_connect_port`].
+pub(crate) fn pick_connect_port(
+    next: &AtomicU64,
+    dest: &IpEp,
+    opts: SockOpts,
+    held: impl Fn(u16) -> bool,
+) -> Result<ConnectKey, Errno> {
+    let (lo, hi) = opts.ephemeral_range();
+    let span = u64::from(hi.max(lo) - lo) + 1;
+    let start = next.fetch_add(1, Ordering::Relaxed);
+    let mut used = CONNECT_PORTS.lock();
+    for i in 0..span {
+        let port = lo + (start.wrapping_add(i) % span) as u16;
+        let key = (port, dest.ip, dest.port);
+        if used.contains(&key) || held(port) {
+            continue;
+        }
+        used.insert(key);
+        return Ok(key);
+    }
+    Err(EADDRNOTAVAIL)
+}
+
+/// Gives back a connect port [`pick_connect_port`] gave.
+pub(crate) fn release_connect_port(key: ConnectKey) {
+    CONNECT_PORTS.lock().remove(&key);
+}
+
+/// The TIME_WAIT record beside port file `base` (`t<port>.tw`...).
+fn tw_path(base: &std::path::Path) -> PathBuf {
+    let mut p = base.as_os_str().to_owned();
+    p.push(".tw");
+    PathBuf::from(p)
+}
+
+/// A bind of a stream port whose files are `bases` against the TIME_WAIT
+/// records beside them: EADDRINUSE unless both the record and this socket
+/// have SO_REUSEADDR (or both SO_REUSEPORT), as `inet_csk_bind_conflict`
+/// treats a TIME_WAIT socket. A record that has run out is removed:
+/// records expire lazily, here, with no timer.
+pub(crate) fn tw_check(bases: &[PathBuf], opts: SockOpts) -> Result<(), Errno> {
+    let now = crate::platform::mono_ns();
+    for base in bases {
+        let path = tw_path(base);
+        let Some(rec) = TwRecord::read(&path) else {
+            continue;
+        };
+        if rec.until <= now {
+            let _ = std::fs::remove_file(&path);
+            continue;
+        }
+        let shared = (rec.reuseaddr && opts.reuseaddr) || (rec.reuseport && opts.reuseport);
+        if !shared {
+            return Err(EADDRINUSE);
+        }
+    }
+    Ok(())
+}
+
+/// A connection on the port whose files are `bases` closed first: its
+/// TIME_WAIT holds the port for Linux's TCP_TIMEWAIT_LEN, with the
+/// closing socket's SO_REUSEADDR and SO_REUSEPORT. A record already there
+/// is extended, and keeps a flag only if both have it: the directory
+/// holds ports, not every connection.
+pub(crate) fn tw_leave(bases: &[PathBuf], reuseaddr: bool, reuseport: bool) {
+    let now = crate::platform::mono_ns();
+    for base in bases {
+        let path = tw_path(base);
+        let mut rec = TwRecord {
+            until: now.saturating_add(TIME_WAIT_NS),
+            reuseaddr,
+            reuseport,
+        };
+        if let Some(old) = TwRecord::read(&path).filter(|o| o.until > now) {
+            rec.until = rec.until.max(old.until);
+            rec.reuseaddr &= old.reuseaddr;
+            rec.reuseport &= old.reuseport;
+            // A busy server closing first: at most one write a second
+            // for its port.
+            let same = (rec.reuseaddr, rec.reuseport) == (old.reuseaddr, old.reuseport);
+            if same && rec.until - old.until < TW_REWRITE_NS {
+                continue;
+            }
+        }
+        rec.write(&path);
+    }
+}
+
+/// Members made by this process, for unique member names.
+static MEMBERS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(0);
+
+/// Joins (or founds) the SO_REUSEPORT group of stream port files `main`
+/// (and `link`, the IPv6 name of a dual-stack bind): a directory at the
+/// port's name, 0700 and its user's, holding one kernel socket per member
+/// (`<pid>.<n>`, of any process), which `bind_member` binds at the name it
+/// is given. A connect finds the directory where a socket would be and
+/// picks a member ([`group_members`]). Gives the member's kernel socket,
+/// its name, and the group's names. EADDRINUSE when a socket that is not
+/// `leftover` holds the name (it has no SO_REUSEPORT), for a `fresh` port
+/// (one the library picks) that anyone holds, or when the group is another
+/// user's (`sk_reuseport_match` asks for one uid).
+#[allow(clippy::type_complexity)]
+pub(crate) fn join_group(
+    main: &std::path::Path,
+    link: Option<&std::path::Path>,
+    fresh: bool,
+    leftover: impl Fn(&std::path::Path) -> bool,
+    bind_member: impl Fn(&std::path::Path) -> Result<i32, Errno>,
+) -> Result<(i32, PathBuf, (PathBuf, Option<PathBuf>)), Errno> {
+    use std::os::unix::fs::MetadataExt;
+    let euid = crate::platform::unix_ipc::own_cred().1;
+    let err = |e: &std::io::Error| e.raw_os_error().unwrap_or(EIO);
+    for _ in 0..4 {
+        let founded = match std::fs::DirBuilder::new().mode(0o700).create(main) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                if fresh {
+                    return Err(EADDRINUSE);
+                }
+                match std::fs::symlink_metadata(main) {
+                    Ok(m) if m.is_dir() => {
+                        if m.uid() != euid {
+                            return Err(EADDRINUSE);
+                        }
+                    }
+                    Ok(_) => {
+                        // A socket alone there, perhaps one left over.
+                        if !leftover(main) {
+                            return Err(EADDRINUSE);
+                        }
+                        let _ = std::fs::remove_file(main);
+                        continue;
+                    }
+                    Err(_) => continue,
+                }
+                false
+            }
+            // Another user's network directory: the port is theirs.
+            Err(e) if err(&e) == EACCES => return Err(EADDRINUSE),
+            Err(e) => return Err(err(&e)),
+        };
+        if let Some(l) = link {
+            let ok = match std::os::unix::fs::symlink(main, l) {
+                Ok(()) => true,
+                // Another member's link to this group is as good.
+                Err(_) => std::fs::read_link(l).is_ok_and(|t| t == main),
+            };
+            if !ok {
+                if founded {
+                    let _ = std::fs::remove_dir(main);
+                }
+                return Err(EADDRINUSE);
+            }
+        }
+        let n = MEMBERS.fetch_add(1, Ordering::Relaxed);
+        let member = main.join(alloc::format!("{}.{n}", std::process::id()));
+        match bind_member(&member) {
+            Ok(k) => return Ok((k, member, (main.to_path_buf(), link.map(PathBuf::from)))),
+            // The last member left meanwhile, with the directory.
+            Err(ENOENT) => continue,
+            Err(EACCES) => return Err(EADDRINUSE),
+            // A dead process's member with our pid.
+            Err(EADDRINUSE) => {
+                let _ = std::fs::remove_file(&member);
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(EADDRINUSE)
+}
+
+/// A member of the SO_REUSEPORT group at `dir` left (its name is gone):
+/// the last takes the group's names (a member joining meanwhile finds no
+/// directory and founds it again).
+pub(crate) fn leave_group(dir: &std::path::Path, link: Option<&std::path::Path>) {
+    if std::fs::remove_dir(dir).is_ok() {
+        if let Some(l) = link.filter(|l| std::fs::read_link(l).is_ok_and(|t| t == dir)) {
+            let _ = std::fs::remove_file(l);
+        }
+    }
+}
+
+/// A connect from `from` to the SO_REUSEPORT group at `dir`: `reach` on
+/// each of [`group_members`] until one answers. A member that refuses and
+/// is `leftover` (its process died without a close) loses its name, so
+/// that its hash's clients stop trying it first.
+pub(crate) fn connect_group<T>(
+    dir: &std::path::Path,
+    from: &IpEp,
+    reach: impl Fn(&std::path::Path) -> Result<T, Errno>,
+    leftover: impl Fn(&std::path::Path) -> bool,
+) -> Option<T> {
+    group_members(dir, from)
+        .iter()
+        .find_map(|m| match reach(m) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                if e == ECONNREFUSED && leftover(m) {
+                    let _ = std::fs::remove_file(m);
+                }
+                None
+            }
+        })
+}
+
+/// The members of the SO_REUSEPORT group at `dir` a connect from `from`
+/// tries, in order: the one the hash of its address and port picks first
+/// (as Linux's `reuseport_select_sock`: one client keeps its member, many
+/// spread), then the others (one that refuses is passed over: closed, not
+/// listening, or its process gone).
+pub(crate) fn group_members(dir: &std::path::Path, from: &IpEp) -> alloc::vec::Vec<PathBuf> {
+    let mut members: alloc::vec::Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    // One order in every process: one hash, one member.
+    members.sort();
+    if !members.is_empty() {
+        let first = (from.flow_hash() % members.len() as u64) as usize;
+        members.rotate_left(first);
+    }
+    members
+}
+
+/// Removes a file a port's socket held at its close: a socket's name; an
+/// SO_REUSEPORT group's directory once no member is left in it; a
+/// symbolic link once what it names is gone (a dual-stack port's IPv6
+/// name, after the socket or group it names).
+pub(crate) fn remove_port_file(p: &std::path::Path) {
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return;
+    };
+    if m.is_dir() {
+        let _ = std::fs::remove_dir(p);
+    } else if !m.file_type().is_symlink() || std::fs::metadata(p).is_err() {
+        let _ = std::fs::remove_file(p);
     }
 }

@@ -11,7 +11,8 @@
 //!   order the members as they bound). A bind to `::` without IPV6_V6ONLY has a symbolic link to it in
 //!   the IPv6 space as well.
 //! - The port's file `DIR/u<P>` is then a symbolic link to the member file
-//!   of the process that bound last: unicast goes there, as Linux gives a
+//!   of the process that bound last: unicast goes there (unless all share
+//!   by SO_REUSEPORT: see below), as Linux gives a
 //!   datagram to the last socket bound among equals. When that process
 //!   leaves, the link moves to the member that bound last of those left; a sender that
 //!   finds it dead (the process was killed) moves it before it gives up.
@@ -32,10 +33,11 @@
 //!
 //! The files are the network's own (the directory is 0700, and every link
 //! checks its peer's credentials), so the users allowed are as for any
-//! port. Not done: a process whose later sockets on the port share less
-//! than its first (its flags name the first's); SO_REUSEPORT's hash across
-//! processes (unicast goes to the last bound process, and within it by the
-//! hash).
+//! port. Unicast to a port that every process holds with SO_REUSEPORT goes
+//! to the process the hash of the datagram's source picks
+//! (`hashed_member`), and within it by the hash. Not done: a process
+//! whose later sockets on the port share less than its first (its flags
+//! name the first's).
 #![deny(unsafe_code)]
 
 use alloc::string::String;
@@ -59,7 +61,7 @@ pub(super) struct Member {
 }
 
 /// The IPv4 and IPv6 spaces a bind in `space` takes (false: IPv4).
-pub(super) fn halves(space: Space) -> &'static [bool] {
+pub(crate) fn halves(space: Space) -> &'static [bool] {
     match space {
         Space::V4 => &[false],
         Space::V6 => &[true],
@@ -337,14 +339,21 @@ impl XProc {
         Some((pid, self.dir.join(&t)))
     }
 
-    /// The link for a unicast datagram to shared port `key`: to the
-    /// process that bound last (one link per process, which group
-    /// datagrams to it take too, so that one sender's datagrams keep their
-    /// order); when that one is gone, to the newest left. `None` for a
-    /// port not shared, `Some(None)` for one whose processes are all gone.
-    pub(super) fn shared_link(&self, key: u32) -> Option<Option<Arc<Conn>>> {
+    /// The link for a unicast datagram to shared port `key`: when every
+    /// process there shares it by SO_REUSEPORT, to the one `from` (the
+    /// hash of the datagram's source) picks, as Linux's
+    /// `reuseport_select_sock` spreads flows and keeps each on one socket;
+    /// otherwise to the process that bound last. One link per process,
+    /// which group datagrams to it take too, so that one sender's
+    /// datagrams keep their order. When that one is gone, to the newest
+    /// left. `None` for a port not shared, `Some(None)` for one whose
+    /// processes are all gone.
+    pub(super) fn shared_link(&self, key: u32, from: u64) -> Option<Option<Arc<Conn>>> {
         let (port, v6) = (key as u16, key >> 16 & 1 != 0);
         let (pid, path) = self.last_bound(port, v6)?;
+        if let Some(l) = self.hashed_member(key, from) {
+            return Some(Some(l));
+        }
         if let Some(l) = self.member_link(key, pid, &path) {
             return Some(Some(l));
         }
@@ -353,6 +362,21 @@ impl XProc {
         }
         let (pid, path) = self.last_bound(port, v6)?;
         Some(self.member_link(key, pid, &path))
+    }
+
+    /// The link to the member process of SO_REUSEPORT port `key` that
+    /// hash `from` picks (one order in every sender: by when they bound);
+    /// `None` when a process there shares it otherwise, or the one picked
+    /// is gone (its file is removed: the next datagram picks again).
+    fn hashed_member(&self, key: u32, from: u64) -> Option<Arc<Conn>> {
+        let (port, v6) = (key as u16, key >> 16 & 1 != 0);
+        let mut members = self.members(port, v6);
+        if members.len() < 2 || !members.iter().all(|m| m.reuseport) {
+            return None;
+        }
+        members.sort_by_key(|m| (m.when, m.pid));
+        let m = &members[(from % members.len() as u64) as usize];
+        self.member_link(key, m.pid, &m.path)
     }
 
     /// The file saying process `pid` has a member of `group`:
