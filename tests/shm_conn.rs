@@ -604,3 +604,22 @@ fn urgent_data_in_line_stays_in_the_stream() {
     }
     assert_eq!(got, b"Xcd");
 }
+
+#[test]
+fn shutdown_read_wakes_a_blocked_reader_with_end_of_stream() {
+    let _serial = serial();
+    let (c, a) = pair("shut-rd");
+    assert_eq!(c.send(b"here", soon()), Ok(4));
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut b = [0u8; 8];
+            let first = a.recv(&mut b, false, Block::Forever);
+            (first, a.recv(&mut b, false, Block::Forever))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        a.shutdown_read();
+        // What was there comes first, then end-of-stream, never a hang.
+        assert_eq!(reader.join().unwrap(), (Ok(4), Ok(0)));
+    });
+    assert!(a.readiness().readable && a.readiness().rdhup);
+}

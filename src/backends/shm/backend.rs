@@ -728,9 +728,12 @@ impl Backend for Shm {
             }
             return Ok(());
         }
-        if how != SHUT_RD {
-            if let Some(c) = x.conn() {
+        if let Some(c) = x.conn() {
+            if how != SHUT_RD {
                 c.shutdown_write();
+            }
+            if how != SHUT_WR {
+                c.shutdown_read();
             }
         }
         Ok(())

@@ -383,7 +383,7 @@ impl Conn {
                 }
                 return Ok(n);
             }
-            if rx.flags() & super::ring::FIN != 0 {
+            if rx.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0 {
                 return Ok(0);
             }
             match self.peer_now(look, closes) {
@@ -479,7 +479,7 @@ impl Conn {
         }
         let ready = |r: &Ring<'_>| -> Result<bool, Corrupt> {
             Ok(if for_data {
-                r.used()? > 0 || r.flags() & super::ring::FIN != 0
+                r.used()? > 0 || r.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0
             } else {
                 r.room()? > 0
             })
@@ -668,6 +668,13 @@ impl Conn {
         self.seg.reset(self.side).store(1, Ordering::Release);
     }
 
+    /// shutdown(SHUT_RD) by any holder: every reader of this end, blocked
+    /// or not, finds end-of-stream after the bytes already here.
+    pub fn shutdown_read(&self) {
+        let (rx, _) = self.rings();
+        rx.shut_read();
+    }
+
     /// Bytes waiting to be read (SIOCINQ) and bytes sent that the peer has
     /// not read yet (SIOCOUTQ).
     pub fn queued(&self) -> Result<(u64, u64), Errno> {
@@ -690,7 +697,7 @@ impl Conn {
                 pri: false,
             };
         };
-        let rx_fin = rx.flags() & super::ring::FIN != 0 || peer != OPEN;
+        let rx_fin = rx.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0 || peer != OPEN;
         let tx_fin = tx.flags() & super::ring::FIN != 0;
         Readiness {
             readable: inq > 0 || rx_fin,
@@ -817,8 +824,10 @@ impl Listener {
     /// queue.
     pub fn stop(&self) {
         anchor_ipc::shutdown(self.kfd);
-        // Bounded: the queue holds at most the backlog, and no connect
-        // gets in after the shutdown.
+        // After the shutdown the kernel's accept still gives what was
+        // queued, then says EINVAL instead of waiting (so this never
+        // blocks, whatever the anchor's O_NONBLOCK). Bounded: the queue
+        // holds at most the backlog.
         for _ in 0..4096 {
             let Ok(k) = anchor_ipc::accept_nonblocking(self.kfd) else {
                 break;

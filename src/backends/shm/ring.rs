@@ -43,6 +43,9 @@ const URG_OWNER: usize = 56;
 
 /// [`Ring::flags`]: the writing end shut down; nothing follows `tail`.
 pub const FIN: u32 = 1;
+/// [`Ring::flags`]: the reading end shut down for reading (SHUT_RD, by any
+/// holder): its readers take what is there, then end-of-stream.
+pub const RD_SHUT: u32 = 2;
 
 /// [`Ring::arm_bell`]: a reader of this ring sleeps in poll/epoll on its
 /// anchor and wants a doorbell when bytes (or FIN) arrive.
@@ -277,6 +280,13 @@ impl<'m> Ring<'m> {
         self.wake(READER_WAITING);
     }
 
+    /// shutdown(SHUT_RD) of the reading end: wakes every reader, which
+    /// then finds end-of-stream after the bytes already here.
+    pub fn shut_read(&self) {
+        self.u32(FLAGS).fetch_or(RD_SHUT, Ordering::AcqRel);
+        self.wake(READER_WAITING);
+    }
+
     /// Whether a reader would find end-of-stream: FIN and nothing left.
     pub fn at_end(&self) -> Result<bool, Corrupt> {
         Ok(self.flags() & FIN != 0 && self.used()? == 0)
@@ -314,7 +324,7 @@ impl<'m> Ring<'m> {
     ) -> Result<Slept, Corrupt> {
         if for_data {
             self.wait(READER_WAITING, deadline, |r| {
-                Ok(r.used()? > 0 || r.flags() & FIN != 0 || also())
+                Ok(r.used()? > 0 || r.flags() & (FIN | RD_SHUT) != 0 || also())
             })
         } else {
             self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
