@@ -464,7 +464,20 @@ impl Conn {
             // The handlers run as the mask goes back; the call goes on.
             _ => Waited::Woken,
         };
+        let ready = |r: &Ring<'_>| -> Result<bool, Corrupt> {
+            Ok(if for_data {
+                r.used()? > 0 || r.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0
+            } else {
+                r.room()? > 0
+            })
+        };
         if slept != Slept::TimedOut {
+            // Woken with what it waited for: the call goes on, whatever
+            // signal came meanwhile (its handler runs as the mask goes
+            // back), as Linux's returns the data that came first.
+            if ready(ring)? {
+                return Ok(Waited::Woken);
+            }
             return Ok(signalled(held));
         }
         let Ok(sigs) = held.watch() else {
@@ -477,13 +490,6 @@ impl Conn {
         } else {
             tx.arm_bell(BELL_ON_ROOM);
         }
-        let ready = |r: &Ring<'_>| -> Result<bool, Corrupt> {
-            Ok(if for_data {
-                r.used()? > 0 || r.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0
-            } else {
-                r.room()? > 0
-            })
-        };
         let waited = if ready(ring)? || closed() {
             Waited::Woken
         } else {
