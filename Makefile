@@ -164,15 +164,26 @@ embedded:
 
 # No operating-system symbol in it; a C host with its own platform table
 # (blocking through its waits, and cooperative) runs the sockets over it;
-# the Rust tests of the core that need no threads run on the no_std build.
+# a C host with its own Ethernet driver too (a C device table over a TAP
+# device: the engine, issue 17's RTOS path) against the kernel in a network
+# namespace (tests/engine/embedded.sh; root, else a skip named root, netns
+# or tun); code size of the core and what the engine adds; the Rust tests
+# of the core that need no threads run on the no_std build.
 test-embedded: embedded
 	c-tests/check_embedded_syms.sh target/embedded/libuserspacesock.a
 	@mkdir -p build
 	$(CC) $(CFLAGS_C) -DUSOCK_EMBEDDED -o build/embedded_host c-tests/embedded_host.c \
 	  target/embedded/libuserspacesock.a -Wl,--gc-sections -Wl,-Map=build/embedded_host.map
+	$(CC) $(CFLAGS_C) -DUSOCK_EMBEDDED -o build/embedded_netif_host c-tests/embedded_netif_host.c \
+	  target/embedded/libuserspacesock.a -Wl,--gc-sections -Wl,-Map=build/embedded_netif_host.map
 	python3 c-tests/lib_size.py build/embedded_host.map
+	@if nm build/embedded_host | grep -q smoltcp; then \
+	  echo "test-embedded: build/embedded_host never attaches a device, yet links the engine (smoltcp)"; exit 1; fi
+	@echo "== with the engine over a host's device table (build/embedded_netif_host):"
+	python3 c-tests/lib_size.py build/embedded_netif_host.map --base build/embedded_host.map
 	timeout 60 build/embedded_host blocking
 	timeout 60 build/embedded_host coop
+	EMBEDDED_NETIF_HOST=$(CURDIR)/build/embedded_netif_host timeout 400 tests/engine/embedded.sh
 	$(CARGO) test --release --no-default-features --lib --test wire --test embedded_frontend \
 	  --test sockbuf_regress --test sockbuf_stream_prop --test sockbuf_dgram_prop --test sockbuf_threads
 

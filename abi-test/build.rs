@@ -37,9 +37,11 @@ const STRUCTS: &[(&str, &str)] = &[
     ("src/backend/c_table.rs", "usock_backend_ops"),
     ("src/backend/contract.rs", "SockInfo"),
     ("src/backend/contract.rs", "SockOpts"),
+    ("src/api/netif_ops.rs", "usock_netif_ops"),
+    ("src/api/netif_ops.rs", "usock_netif_config"),
 ];
 
-const CONST_FILES: &[&str] = &["src/backend/c_table.rs"];
+const CONST_FILES: &[&str] = &["src/backend/c_table.rs", "src/api/netif_ops.rs"];
 
 fn read(p: &Path) -> String {
     println!("cargo:rerun-if-changed={}", p.display());

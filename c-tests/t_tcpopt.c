@@ -19,6 +19,7 @@
 #include <linux/sockios.h>
 #include <netinet/ip.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 /* <linux/tcp.h> names glibc's <netinet/tcp.h> may lack */
 #ifndef TCP_CC_INFO
@@ -1095,6 +1096,105 @@ TEST_INET(msg_more_coalesces_into_one_segment)
     OK(close(s));
 }
 
+/* Corked bytes are the socket's, not a process's: a fork child that
+ * closes its copy sends none of them, and the parent's later bytes follow
+ * them once, in order, when the cork comes off. */
+TEST_INET(cork_survives_a_fork_childs_close)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    tl_setint(c, IPPROTO_TCP, TCP_CORK, 1);
+    CHECK_EQ(OK(send(c, "ab", 2, 0)), 2);
+    pid_t pid = (pid_t)OK(fork());
+    if (pid == 0) {
+        close(c);
+        close(s);
+        _exit(0);
+    }
+    int st;
+    CHECK_EQ(OK(waitpid(pid, &st, 0)), pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK_EQ(OK(send(c, "cd", 2, 0)), 2);
+    tl_setint(c, IPPROTO_TCP, TCP_CORK, 0);
+    OK(shutdown(c, SHUT_WR));
+    char buf[8];
+    size_t got = 0;
+    long deadline = tl_now_ms() + 5000;
+    for (;;) {
+        CHECK(tl_now_ms() < deadline);
+        tl_poll1(s, POLLIN, 1000);
+        ssize_t n = recv(s, buf + got, sizeof buf - got, MSG_DONTWAIT);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            CHECK_EQ(errno, EAGAIN);
+            continue;
+        }
+        got += (size_t)n;
+    }
+    CHECK_EQ(got, 4);
+    CHECK(memcmp(buf, "abcd", 4) == 0);
+    OK(close(c));
+    OK(close(s));
+}
+
+struct corked_sender {
+    int fd;
+    long sent;
+};
+
+static void *send_corked_4m(void *arg)
+{
+    struct corked_sender *cs = arg;
+    static char big[4 << 20];
+    cs->sent = (long)send(cs->fd, big, sizeof big, 0);
+    return NULL;
+}
+
+/* A corked send blocked for room holds up no other call on the socket:
+ * poll, TCP_INFO, SIOCOUTQ and setting TCP_NODELAY answer while it
+ * waits (the reader only reads after them; a call that waited for the
+ * send would never return, and the watchdog fails the case). */
+TEST_INET(blocked_corked_send_leaves_other_calls_free)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    tl_setint(c, IPPROTO_TCP, TCP_CORK, 1);
+    struct corked_sender cs = {c, -2};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, send_corked_4m, &cs), 0);
+    /* the sender fills what the peer takes, then blocks */
+    long deadline = tl_now_ms() + 10000;
+    while (inq(s) == 0) {
+        CHECK(tl_now_ms() < deadline);
+        tl_poll1(s, POLLIN, 100);
+    }
+    tl_sleep_ms(50);
+    tl_poll1(c, POLLOUT, 0);
+    struct tl_tcp_info ti;
+    info(c, &ti);
+    CHECK_EQ(ti.tcpi_state, ST_ESTABLISHED);
+    int q = -1;
+    OK(ioctl(c, SIOCOUTQ, &q));
+    CHECK(q >= 0);
+    tl_setint(c, IPPROTO_TCP, TCP_NODELAY, 1);
+    static char buf[65536];
+    long got = 0;
+    while (got < (4 << 20)) {
+        CHECK(tl_now_ms() < deadline + 20000);
+        ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0)
+            got += n;
+        else
+            tl_poll1(s, POLLIN, 100);
+    }
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    CHECK_EQ(cs.sent, 4 << 20);
+    CHECK_EQ(got, 4 << 20);
+    OK(close(c));
+    OK(close(s));
+}
+
 TEST_INET(msg_more_alone_is_sent_by_itself)
 {
     int c, s;
@@ -1240,6 +1340,44 @@ TEST_INET(notsent_lowat_limits_unsent_bytes)
     OK(close(c2));
     OK(close(s2));
 }
+
+/* Bytes a send accepted beyond the peer's window still reach it, before
+ * the end-of-stream, when the writer then shuts down (how = SHUT_WR) or
+ * closes (how = -1): the FIN waits behind them (tcp_send_fin). */
+static void queued_bytes_then_end(int fam, int how)
+{
+    int c, s;
+    long total = queued_before_eagain(fam, 0, &c, &s);
+    CHECK(tl_getint(c, SOL_SOCKET, SO_SNDBUF) > 0);
+    int outq = -1;
+    OK(ioctl(c, SIOCOUTQNSD, &outq));
+    CHECK(outq > 0); /* some are still the writer's */
+    if (how < 0)
+        OK(close(c));
+    else
+        OK(shutdown(c, how));
+    static char buf[65536];
+    long got = 0, deadline = tl_now_ms() + 20000;
+    for (;;) {
+        CHECK(tl_now_ms() < deadline);
+        ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+        if (n == 0)
+            break;
+        if (n > 0) {
+            got += n;
+            continue;
+        }
+        CHECK_EQ(errno, EAGAIN);
+        tl_poll1(s, POLLIN, 100);
+    }
+    CHECK_EQ(got, total);
+    if (how >= 0)
+        OK(close(c));
+    OK(close(s));
+}
+
+TEST_INET(queued_bytes_go_before_shutdowns_fin) { queued_bytes_then_end(fam, SHUT_WR); }
+TEST_INET(queued_bytes_go_before_closes_fin) { queued_bytes_then_end(fam, -1); }
 
 /* ---- TCP_INQ ---------------------------------------------------------- */
 

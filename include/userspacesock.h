@@ -22,6 +22,11 @@
 #endif
 
 /*
+ Version of `struct usock_netif_ops` this library understands.
+ */
+#define USOCK_NETIF_ABI_VERSION 1
+
+/*
  Version of `struct usock_backend_ops` this library understands.
  */
 #define USOCK_BACKEND_ABI_VERSION 1
@@ -464,6 +469,74 @@ typedef struct usock_backend_ops {
   void (*close)(void *ctx, const struct usock_sock *s);
 } usock_backend_ops;
 
+/*
+ A host's Ethernet device. Every entry is called with `ctx`, from
+ whichever thread runs the engine (one at a time), and must not block.
+ Entries marked optional may be NULL.
+ */
+typedef struct usock_netif_ops {
+  /*
+   Must be `USOCK_NETIF_ABI_VERSION`.
+   */
+  uint32_t abi_version;
+  /*
+   Passed back to every entry.
+   */
+  void *ctx;
+  /*
+   Sends one Ethernet frame (`len` bytes, header included, no FCS).
+   Returns 0, or -1 when the device cannot take it now: it is dropped
+   (TCP resends it).
+   */
+  int (*send)(void *ctx, const uint8_t *frame, size_t len);
+  /*
+   Copies the next received frame into `buf` (room for `cap` bytes:
+   the MTU plus 14) and returns its length, or 0 when no frame waits.
+   */
+  size_t (*recv)(void *ctx, uint8_t *buf, size_t cap);
+  /*
+   The IP MTU (1500 on Ethernet), read once at attach.
+   */
+  uint32_t (*mtu)(void *ctx);
+  /*
+   Writes the device's MAC address (6 bytes) to `mac`, read once at
+   attach.
+   */
+  void (*mac)(void *ctx, uint8_t *mac);
+  /*
+   Optional: non-zero while the link is up (NULL: always up). While
+   it is down the engine neither sends nor receives.
+   */
+  int (*link_up)(void *ctx);
+  /*
+   Optional: the engine wants to run soon (a write queued data, a
+   reader made room): a host whose network task sleeps wakes it to
+   call `usock_netif_poll`.
+   */
+  void (*kick)(void *ctx);
+} usock_netif_ops;
+
+/*
+ The interface's addresses, as `usock_netif_configure` takes them.
+ */
+typedef struct usock_netif_config {
+  /*
+   One or more `ADDR/PREFIX`, comma-separated
+   (`"10.77.0.2/24,fd77::2/64"`).
+   */
+  const char *addrs;
+  /*
+   NULL, or default routes, at most one per family
+   (`"10.77.0.1,fd77::1"`).
+   */
+  const char *gws;
+  /*
+   A random number from the host: TCP's initial sequence numbers and
+   the ephemeral ports vary by it (0: the clock stands in).
+   */
+  uint64_t seed;
+} usock_netif_config;
+
 #if !defined(USOCK_HOSTED)
 /*
  What the host supplies. Entries marked optional may be NULL.
@@ -501,7 +574,9 @@ typedef struct usock_platform_ops {
   /*
    Optional: sleeps while `*word == expected`, at most `timeout_ns`
    nanoseconds (`UINT64_MAX`: no limit). Spurious returns are allowed.
-   NULL selects the cooperative mode.
+   NULL selects the cooperative mode. With a device attached
+   (`usock_netif_attach`) and no task of the host running
+   `usock_netif_poll`, it must also return when a frame arrives.
    */
   void (*wait)(void *ctx, const uint32_t *word, uint32_t expected, uint64_t timeout_ns);
   /*
@@ -734,6 +809,46 @@ int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, cons
  */
 int usock_netif_configure(const char *netif, const char *addrs, const char *gws);
 #endif
+
+/*
+ Attaches this process's user-space AF_INET/AF_INET6 sockets to a real
+ network through the TCP/IP engine (smoltcp) over the host's Ethernet
+ device `ops` (copied), with the addresses of `cfg`.
+
+ Sockets are claimed as with `usock_netif_configure`: a TCP or UDP
+ socket whose first bind, connect or sendto names an address other
+ than a loopback one. No thread is started: the engine runs when the
+ host calls `usock_netif_poll` (from its network task, woken by its
+ driver's receive interrupt and by `kick`, or from its tick), and on
+ the no_std build whenever the library is about to wait, where the
+ sleep also ends by the engine's next timer; the platform's `wait` must
+ then return when a frame arrives too (spurious returns are allowed),
+ so that a blocking call on a single-threaded host makes progress.
+
+ Returns 0, or -1 with errno: `EINVAL` for a bad table (wrong
+ version, a required entry NULL, an MTU below 576 or above 9000, a
+ multicast MAC) or addresses that do not parse (the reason is logged),
+ `EBUSY` when the process has an engine already, `ENOSYS` on the no_std
+ build before `usock_platform_init`.
+
+ # Safety
+ `ops` and `cfg` are NULL or valid; `cfg`'s strings are NULL (only
+ `gws` may be) or NUL-terminated; the table's functions behave as
+ documented for as long as the process runs.
+ */
+int usock_netif_attach(const struct usock_netif_ops *ops, const struct usock_netif_config *cfg);
+
+/*
+ Runs the engine attached by `usock_netif_attach`: takes in the frames
+ the device holds, sends what is due, keeps the timers, and makes the
+ sockets' upcalls. Call it from the network task when the driver has a
+ frame, after `kick`, and when the time it returned has passed.
+
+ Returns how long, in milliseconds, until it must run again if no frame
+ arrives and nothing kicks it (0: at once; `INT_MAX`: no timer is
+ armed), or -1 with errno `ENODEV` when no device is attached.
+ */
+int usock_netif_poll(void);
 
 /*
  Creates a user-space socket, like socket(2). `SOCK_NONBLOCK` and

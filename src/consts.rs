@@ -36,6 +36,8 @@ pub const EAGAIN: i32 = 11;
 pub const ENOMEM: i32 = 12;
 pub const EACCES: i32 = 13;
 pub const EFAULT: i32 = 14;
+pub const EBUSY: i32 = 16;
+pub const ENODEV: i32 = 19;
 pub const EEXIST: i32 = 17;
 pub const ENOTDIR: i32 = 20;
 pub const EINVAL: i32 = 22;
@@ -222,6 +224,8 @@ mod tests {
             ENOMEM,
             EACCES,
             EFAULT,
+            EBUSY,
+            ENODEV,
             EEXIST,
             ENOTDIR,
             EINVAL,

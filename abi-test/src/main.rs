@@ -11,6 +11,7 @@ use userspacesock::api::backend_ffi::*;
 use userspacesock::backend::c_table::*;
 use userspacesock::api::epoll::*;
 use userspacesock::api::netif::*;
+use userspacesock::api::netif_ops::*;
 use userspacesock::api::posix::*;
 use userspacesock::backend::contract::{SockInfo, SockOpts};
 

@@ -69,6 +69,7 @@ pub mod ffi;
 pub mod fork;
 #[cfg(feature = "std")]
 pub mod netif;
+pub mod netif_ops;
 /// cbindgen:ignore
 pub mod poll;
 pub mod posix;

@@ -495,6 +495,19 @@ pub trait SharedStreams: Send + Sync {
     /// The socket's F_SETOWN owner, for every holder: the peer's urgent
     /// data sends it SIGURG.
     fn set_owner(&self, _sock: SockRef<'_>, _pid: i32) {}
+
+    /// How many connections wait to be accepted on listener `sock`
+    /// (TCP_INFO's `tcpi_unacked`), or None when the backend does not tell.
+    fn waiting(&self, _sock: SockRef<'_>) -> Option<u32> {
+        None
+    }
+
+    /// The room left in what this socket reads from and in what it writes
+    /// to (TCP_INFO's receive and send windows); (0, 0) when the backend
+    /// does not tell.
+    fn windows(&self, _sock: SockRef<'_>) -> (u64, u64) {
+        (0, 0)
+    }
 }
 
 /// Extension: a waiting thread may process a socket's input itself (hosted

@@ -47,7 +47,9 @@ pub struct usock_platform_ops {
     pub unlock: Option<unsafe extern "C" fn(ctx: *mut c_void, l: *mut c_void)>,
     /// Optional: sleeps while `*word == expected`, at most `timeout_ns`
     /// nanoseconds (`UINT64_MAX`: no limit). Spurious returns are allowed.
-    /// NULL selects the cooperative mode.
+    /// NULL selects the cooperative mode. With a device attached
+    /// (`usock_netif_attach`) and no task of the host running
+    /// `usock_netif_poll`, it must also return when a frame arrives.
     pub wait: Option<
         unsafe extern "C" fn(ctx: *mut c_void, word: *const u32, expected: u32, timeout_ns: u64),
     >,
@@ -177,12 +179,46 @@ pub fn futex_sleep(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) 
     }
 }
 
+/// What runs before every wait (the engine over a host's device table,
+/// `backends::engine::driven`): it returns how long, in nanoseconds, the
+/// wait may sleep before it must run again (`u64::MAX`: no limit).
+static IDLE_HOOK: AtomicPtr<()> = AtomicPtr::new(core::ptr::null_mut());
+
+/// Registers the idle hook (the last one registered is called).
+pub fn set_idle_hook(f: fn() -> u64) {
+    IDLE_HOOK.store(f as *mut (), Ordering::Release);
+}
+
+/// Runs the idle hook, if any: how long a wait may sleep.
+fn idle() -> u64 {
+    // Opaque to the optimizer: with LTO it would otherwise see the one
+    // hook ever stored and call it directly, which links the whole engine
+    // into every program that waits, attached or not.
+    let p = core::hint::black_box(IDLE_HOOK.load(Ordering::Acquire));
+    if p.is_null() {
+        return u64::MAX;
+    }
+    // SAFETY: a non-null value was stored by `set_idle_hook` from a
+    // `fn() -> u64`, and function pointers round-trip through `*mut ()`.
+    let f: fn() -> u64 = unsafe { core::mem::transmute::<*mut (), fn() -> u64>(p) };
+    f()
+}
+
 /// Sleeps while `*word == expected`, until woken or `deadline` passes
 /// (returns false then). In the cooperative mode it returns at once.
+///
+/// The idle hook runs first (an engine the host's table drives takes in
+/// its frames and keeps its timers there, which may change the word), and
+/// the sleep ends by the time the hook wants to run again: the caller
+/// sees a spurious wake and waits again, running it.
 pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -> bool {
     let Some(o) = ops() else { return false };
+    let again = idle();
+    if word.load(Ordering::SeqCst) != expected {
+        return true;
+    }
     let Some(wait) = o.wait else { return false };
-    let timeout = match deadline {
+    let left = match deadline {
         None => u64::MAX,
         Some(d) => {
             let left = d.0.saturating_sub(now().0);
@@ -193,7 +229,7 @@ pub fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Deadline>) -
         }
     };
     // SAFETY: a registered host function; `word` outlives the call.
-    unsafe { wait(o.ctx, word.as_ptr(), expected, timeout) };
+    unsafe { wait(o.ctx, word.as_ptr(), expected, left.min(again)) };
     deadline.map_or(true, |d| now() < d)
 }
 

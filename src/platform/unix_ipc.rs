@@ -304,6 +304,33 @@ pub fn unix_path_bound(path: &std::path::Path) -> bool {
     })
 }
 
+/// How many connections wait to be accepted on the AF_UNIX listener bound
+/// at `path`: /proc/net/unix lists each with the listener's path, in state
+/// SS_CONNECTING (02) until accept() gives it a socket. None when the
+/// table cannot be read.
+pub fn unix_waiting(path: &std::path::Path) -> Option<u32> {
+    use std::os::unix::ffi::OsStrExt;
+    let table = std::fs::read("/proc/net/unix").ok()?;
+    let want = path.as_os_str().as_bytes();
+    let n = table
+        .split(|&b| b == b'\n')
+        .skip(1)
+        .filter(|line| {
+            // Num RefCount Protocol Flags Type St Inode Path
+            let named = line.len() > want.len()
+                && line.ends_with(want)
+                && line[line.len() - want.len() - 1] == b' ';
+            named
+                && line
+                    .split(|&b| b == b' ')
+                    .filter(|w| !w.is_empty())
+                    .nth(5)
+                    .is_some_and(|st| st == b"02")
+        })
+        .count();
+    Some(n as u32)
+}
+
 /// Waits up to `ms` for input (or the end) on `kfd`; whether it came.
 pub fn poll_in(kfd: i32, ms: i32) -> bool {
     let mut p = libc::pollfd {

@@ -144,22 +144,21 @@ impl Socket {
                 self.put_dgram_attrs(want, info, out);
             }
         }
-        if let Rx::Stream(sb) = &self.rx {
-            if inq {
-                // tcp_inq_hint: the bytes queued, or 1 once the peer's FIN
-                // is in and nothing is left (a read would return 0).
-                let left = sb.readable();
-                let left = if left == 0 && sb.fin_received() {
-                    1
-                } else {
-                    left
-                };
-                out.put(
-                    SOL_TCP,
-                    TCP_CM_INQ,
-                    &(left.min(i32::MAX as usize) as i32).to_ne_bytes(),
-                );
-            }
+        if let (true, Rx::Stream(sb)) = (inq, &self.rx) {
+            // tcp_inq_hint: the bytes queued, or 1 once the peer's FIN
+            // is in and nothing is left (a read would return 0). A
+            // shared socket's bytes are the backend's.
+            let left = match self.shared_inq() {
+                Some(0) if self.shared_fin_received() == Some(true) => 1,
+                Some(q) => q as usize,
+                None if sb.readable() == 0 && sb.fin_received() => 1,
+                None => sb.readable(),
+            };
+            out.put(
+                SOL_TCP,
+                TCP_CM_INQ,
+                &(left.min(i32::MAX as usize) as i32).to_ne_bytes(),
+            );
         }
     }
 }

@@ -498,6 +498,12 @@ impl Socket {
             if wr && self.is_stream() && !f.has(F_RESET) {
                 self.send_fin(b);
             }
+            // A shared socket's end waits behind its held bytes.
+            let how = match (how, wr && self.shared_fin_waits()) {
+                (SHUT_WR, true) => return Ok(()),
+                (SHUT_RDWR, true) => SHUT_RD,
+                (h, _) => h,
+            };
             let r = b.backend.shutdown(self.sref(b), how);
             self.wait.notify(-1);
             r?;

@@ -39,9 +39,12 @@ impl Socket {
     /// starts the 200 ms ceiling (not a byte queued past the window: credit
     /// sends those, `sndq`).
     pub(super) fn hold(&self, tx: &mut Tx, data: &[u8]) {
-        if tx.held.is_empty() && !data.is_empty() && !tx.queueing {
-            #[cfg(feature = "std")]
-            super::timer::arm(self.handle, CEILING);
+        if tx.held.is_empty() && !data.is_empty() {
+            tx.held_gen = super::fork_generation();
+            if !tx.queueing {
+                #[cfg(feature = "std")]
+                super::timer::arm(self.handle, CEILING);
+            }
         }
         tx.held.extend_from_slice(data);
         self.tx_held.store(tx.held.len() as u64, Ordering::Release);
@@ -52,6 +55,9 @@ impl Socket {
     /// (the rest stays queued, `sndq`). Takes the send lock's guard: the
     /// backend is called without it, as on the send path.
     pub(super) fn send_held(&self, mut tx: MutexGuard<'_, Tx>, n: usize) -> Result<(), Errno> {
+        if self.is_shared() {
+            return self.send_held_shared(tx, n);
+        }
         let room = self
             .tx_limit
             .load(Ordering::Acquire)

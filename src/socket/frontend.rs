@@ -279,46 +279,12 @@ impl Frontend for SocketFrontend {
         };
         child.bind_backend(backend, state);
         child.set(F_BOUND);
-        let (lo, _record) = {
-            let lc = l.ctl.lock();
-            #[cfg(feature = "std")]
-            let record = super::kernel_opts::inherited(&lc.kernel_opts);
-            #[cfg(not(feature = "std"))]
-            let record = ();
-            (lc.opts, record)
-        };
-        if lo.cork() {
-            child.set_cork(true);
-        }
-        child.set_rcv_lowat(lo.rcvlowat());
+        child.inherit_from(&l);
         child.tcp.handshake_started(false);
         {
             let mut c = child.ctl.lock();
             c.parent = Some(Arc::downgrade(&l));
-            c.opts = lo;
-            child.records.sndbuf_is(c.opts.sndbuf());
-            // Not the listener's: its own come from the backend.
-            c.opts.set_peer_cred(None);
             c.opts.set_unaccepted(true);
-            #[cfg(feature = "std")]
-            {
-                // The SYN this connection stands for is kept for
-                // TCP_SAVED_SYN when the listener asked (TCP_SAVE_SYN).
-                c.opts.syn_saved = super::kernel_opts::int_value(
-                    &_record,
-                    IPPROTO_TCP,
-                    super::saved_syn::TCP_SAVE_SYN,
-                )
-                .is_some_and(|v| v != 0);
-                c.kernel_opts = _record;
-            }
-        }
-        child.filter.inherit(&l.filter);
-        if let (Some(want), Rx::Stream(csb)) = (lo.rcvbuf, &child.rx) {
-            // An accepted socket starts with its listener's SO_RCVBUF (and, as
-            // on Linux, without autotuning); it is empty, so the size fits.
-            child.set(F_RCVBUF_SET);
-            let _ = csb.set_capacity(want);
         }
         Ok(child.handle)
     }

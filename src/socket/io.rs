@@ -468,8 +468,8 @@ impl Socket {
     /// Bytes a FIONREAD would report: readable stream bytes, or the size of
     /// the next datagram.
     pub fn pending_bytes(&self) -> usize {
-        if let Some((sh, r)) = self.shared() {
-            return sh.queued(r).0 as usize;
+        if let Some(inq) = self.shared_inq() {
+            return inq as usize;
         }
         match &self.rx {
             Rx::Stream(sb) if self.keeps_records() => self.records.queued_bytes(sb),

@@ -26,6 +26,7 @@ pub(crate) mod filter;
 mod frontend;
 mod inet_args;
 pub(crate) mod inflight;
+mod inherit;
 mod io;
 pub(crate) mod listing;
 mod mcast;
@@ -34,6 +35,7 @@ mod records;
 mod saved_syn;
 pub mod scm;
 mod shared;
+mod shared_send;
 mod sndq;
 pub(crate) mod state;
 mod sysctl;
@@ -110,6 +112,9 @@ pub(crate) struct Tx {
     /// Some of `held` went in beyond the peer's window (the send queue,
     /// `sndq`): it goes out as credit comes, not when a call ends.
     queueing: bool,
+    /// The fork generation `held` began in: a fork child's copy of its
+    /// parent's held bytes is the parent's to send (`shared_send`).
+    held_gen: u32,
     /// shutdown(SHUT_WR) or close() came with bytes queued: the FIN
     /// goes after the last of them (`sndq`).
     fin_pending: bool,
@@ -389,6 +394,7 @@ impl Socket {
                 held: Vec::new(),
                 held_dgram: None,
                 queueing: false,
+                held_gen: 0,
                 fin_pending: false,
                 close_pending: false,
             }),
@@ -830,6 +836,15 @@ impl Socket {
                     return;
                 }
             }
+        }
+        if self.is_shared()
+            && prev.is(Phase::Connected)
+            && !prev.has(F_RESET)
+            && self.shared_close_waits()
+        {
+            // What TCP_CORK, MSG_MORE or the send queue held goes before
+            // the end (`shared_send`).
+            return;
         }
         // What its queue held goes with it (AF_UNIX fds in flight).
         self.close_end();

@@ -5,15 +5,18 @@
 //! scatter/gather, MSG_WAITALL, SHUT_RD, and the errno rules.
 
 use alloc::sync::Arc;
+use core::sync::atomic::Ordering;
 
 use super::io::RecvInfo;
 use super::*;
 use crate::backend::contract::{Block, SharedStreams};
 
-/// What a stream read of `n` bytes produced.
-fn bytes(n: usize) -> RecvInfo {
+/// What a stream read of `n` bytes produced, stamped when `stamp_ns` is
+/// the arrival SO_TIMESTAMP* reports.
+fn bytes_at(n: usize, stamp_ns: u64) -> RecvInfo {
     RecvInfo {
         ret: n,
+        stamp_ns,
         ..Default::default()
     }
 }
@@ -34,7 +37,11 @@ impl Socket {
         self.shared().is_some()
     }
 
-    fn block_for(&self, flags: i32, deadline: Option<crate::platform::Deadline>) -> Block {
+    pub(super) fn block_for(
+        &self,
+        flags: i32,
+        deadline: Option<crate::platform::Deadline>,
+    ) -> Block {
         if flags & MSG_DONTWAIT != 0 || self.nonblocking() {
             Block::Never
         } else {
@@ -49,6 +56,15 @@ impl Socket {
         flags: i32,
     ) -> Option<Result<RecvInfo, Errno>> {
         let (sh, r) = self.shared()?;
+        let stamp = self.has(F_RCVTSTAMP);
+        let bytes = |n: usize| {
+            let at = if stamp && n > 0 {
+                self.tcp.last_arrival_ns()
+            } else {
+                0
+            };
+            bytes_at(n, at)
+        };
         if flags & MSG_ERRQUEUE != 0 {
             return Some(Err(EINVAL));
         }
@@ -61,19 +77,30 @@ impl Socket {
         }
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
-        // After SHUT_RD nothing more is waited for: what is there, then 0.
-        let first = if self.has(F_RD_SHUT) {
-            Block::Never
+        let deadline = self.rcv_deadline();
+        let first = self.block_for(flags, deadline);
+        if peek {
+            let off = self.peek_off.load(Ordering::Relaxed);
+            if off >= 0 {
+                return Some(self.peek_shared_at(sh, r, bufs, off as usize, first));
+            }
+        }
+        // A read waits for SO_RCVLOWAT's bytes (or as many as fit), as
+        // tcp_recvmsg's target; MSG_WAITALL for all of them.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let target = if waitall {
+            total
         } else {
-            self.block_for(flags, self.rcv_deadline())
+            (self.rcv_lowat.load(Ordering::Relaxed) as usize).min(total)
         };
         let mut got = 0;
         for buf in bufs.iter_mut().filter(|b| !b.is_empty()) {
             let mut at = 0;
             while at < buf.len() {
-                // Only the first piece waits, unless MSG_WAITALL asks for
-                // everything; a peek looks at the first buffer's bytes only.
-                let block = if got == 0 || waitall {
+                // Only the first piece waits, unless MSG_WAITALL or the
+                // low-water mark asks for more; a peek looks at the first
+                // buffer's bytes only.
+                let block = if got == 0 || got < target {
                     first
                 } else {
                     Block::Never
@@ -91,9 +118,12 @@ impl Socket {
                 at += n;
                 got += n;
                 if peek {
+                    self.shared_arrived(n as u64, 0);
                     return Some(Ok(bytes(got)));
                 }
-                if !waitall && at < buf.len() {
+                self.shared_arrived(0, n as u64);
+                self.peek_off_back(n);
+                if got >= target && at < buf.len() {
                     // What was there is taken; the rest of this buffer
                     // need not wait.
                     break;
@@ -101,6 +131,133 @@ impl Socket {
             }
         }
         Some(Ok(bytes(got)))
+    }
+
+    /// A MSG_PEEK under SO_PEEK_OFF: the bytes from `off` past the next
+    /// one, into the first buffer; the offset then moves past them. The
+    /// ring's peek starts at its head, so this peeks `off` more and drops
+    /// them; a wait for bytes past `off` naps (1 ms) between looks.
+    fn peek_shared_at(
+        &self,
+        sh: &dyn SharedStreams,
+        r: SockRef<'_>,
+        bufs: &mut [&mut [u8]],
+        off: usize,
+        block: Block,
+    ) -> Result<RecvInfo, Errno> {
+        let Some(buf) = bufs.iter_mut().find(|b| !b.is_empty()) else {
+            return Ok(bytes_at(0, 0));
+        };
+        let mut tmp = alloc::vec![0u8; off + buf.len()];
+        loop {
+            let n = sh.recv(r, &mut tmp, true, block)?;
+            if n == 0 || n > off {
+                let n = n.saturating_sub(off);
+                buf[..n].copy_from_slice(&tmp[off..off + n]);
+                self.peek_off.fetch_add(n as i32, Ordering::Relaxed);
+                let at = if n > 0 && self.has(F_RCVTSTAMP) {
+                    self.tcp.last_arrival_ns()
+                } else {
+                    0
+                };
+                return Ok(bytes_at(n, at));
+            }
+            let until = match block {
+                Block::Never => return Err(EAGAIN),
+                Block::Until(d) if crate::platform::now() >= d => return Err(EAGAIN),
+                Block::Until(d) => Some(d),
+                Block::Forever => None,
+            };
+            let nap = crate::platform::deadline_after(core::time::Duration::from_millis(1));
+            let nap = match (nap, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let word = core::sync::atomic::AtomicU32::new(0);
+            if crate::platform::futex_sleep(&word, 0, nap) == crate::platform::Slept::Interrupted {
+                return Err(EINTR);
+            }
+        }
+    }
+
+    /// Notes what a shared socket's reader found (`TcpCounters::
+    /// shared_arrived`); new bytes are stamped for SO_TIMESTAMP* when this
+    /// process first sees them, the nearest it can come to the kernel's
+    /// stamp at queueing.
+    fn shared_arrived(&self, inq: u64, read: u64) {
+        if self.tcp.shared_arrived(inq, read) && self.has(F_RCVTSTAMP) {
+            self.tcp.arrived_now();
+        }
+    }
+
+    /// TCP_INFO's receive counters of a shared socket (data segments in,
+    /// bytes received, the receive window left), or None when it is not
+    /// one.
+    pub(super) fn shared_counts(&self) -> Option<(u32, u64, u64)> {
+        let (sh, r) = self.shared()?;
+        let (inq, _) = sh.queued(r);
+        self.shared_arrived(inq, 0);
+        let (arrivals, seen) = self.tcp.shared_rx();
+        Some((arrivals, seen, sh.windows(r).0))
+    }
+
+    /// TCP_INFO's send window of a shared socket: the room in the peer's
+    /// ring (None when it is not one).
+    pub(super) fn shared_snd_wnd(&self) -> Option<u64> {
+        let (sh, r) = self.shared()?;
+        Some(sh.windows(r).1)
+    }
+
+    /// Connections waiting on a shared listener (TCP_INFO), or None when
+    /// it is not one or its backend does not tell.
+    pub(super) fn shared_waiting(&self) -> Option<u32> {
+        let (sh, r) = self.shared()?;
+        sh.waiting(r)
+    }
+
+    /// Whether a shared socket's peer shut its writing (TCP_INFO's state),
+    /// or None when it is not one.
+    pub(super) fn shared_fin_received(&self) -> Option<bool> {
+        let (sh, r) = self.shared()?;
+        Some(sh.readiness(r) & POLLRDHUP != 0)
+    }
+
+    /// SIOCINQ of a shared socket, or None when it is not one.
+    pub(super) fn shared_inq(&self) -> Option<u64> {
+        let (sh, r) = self.shared()?;
+        let (inq, _) = sh.queued(r);
+        self.shared_arrived(inq, 0);
+        Some(inq)
+    }
+
+    /// accept() on a shared listener, or None when it is not one.
+    pub(crate) fn accept_shared(
+        self: &Arc<Self>,
+        nonblock: bool,
+    ) -> Option<Result<Arc<Socket>, Errno>> {
+        let (sh, r) = self.shared()?;
+        if self.phase() != Phase::Listening {
+            return Some(Err(EINVAL));
+        }
+        let block = if nonblock || self.nonblocking() {
+            Block::Never
+        } else {
+            self.rcv_deadline().map_or(Block::Forever, Block::Until)
+        };
+        let state = match sh.accept(r, block) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
+        };
+        let backend = self.binding()?.backend.clone();
+        Some(Socket::new(self.info, false).inspect(|child| {
+            child.bind_backend(backend, state);
+            child.set(F_BOUND);
+            child.inherit_from(self);
+            // Its handshake was the kernel's accept and the segment's offer:
+            // TCP_INFO's round trip is the least it reports (1 us).
+            child.tcp.handshake_done();
+            let _ = child.go(&[Phase::Idle], Phase::Connected);
+        }))
     }
 
     /// Tells the backend the socket's SO_OOBINLINE while an urgent mark
@@ -127,9 +284,9 @@ impl Socket {
         match bufs.iter_mut().find(|b| !b.is_empty()) {
             Some(buf) => {
                 buf[0] = b;
-                Ok(bytes(1))
+                Ok(bytes_at(1, 0))
             }
-            None => Ok(bytes(0)),
+            None => Ok(bytes_at(0, 0)),
         }
     }
 
@@ -160,70 +317,6 @@ impl Socket {
         )
     }
 
-    /// send() of a shared socket, or None when it is not one.
-    pub(crate) fn send_shared(&self, bufs: &[&[u8]], flags: i32) -> Option<Result<usize, Errno>> {
-        let (sh, r) = self.shared()?;
-        let f = self.flags();
-        if f.has(F_WR_SHUT) {
-            return Some(Err(EPIPE));
-        }
-        if !f.is(Phase::Connected) {
-            // sk_stream_wait_connect: a pending error first (a connection
-            // connect(AF_UNSPEC) reset is ECONNRESET once).
-            return Some(Err(self.take_error().unwrap_or(EPIPE)));
-        }
-        let block = self.block_for(flags, self.snd_deadline());
-        let mut sent = 0;
-        // MSG_OOB: the call's last byte is the urgent one.
-        let last = bufs.iter().rposition(|b| !b.is_empty());
-        for (i, buf) in bufs.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
-            let went = if flags & MSG_OOB != 0 && Some(i) == last {
-                sh.send_urgent(r, buf, block)
-            } else {
-                sh.send(r, buf, block)
-            };
-            match went {
-                Ok(n) => {
-                    sent += n;
-                    if n < buf.len() {
-                        break;
-                    }
-                }
-                Err(e) => return Some(if sent > 0 { Ok(sent) } else { Err(e) }),
-            }
-        }
-        Some(Ok(sent))
-    }
-
-    /// accept() on a shared listener, or None when it is not one.
-    pub(crate) fn accept_shared(
-        self: &Arc<Self>,
-        nonblock: bool,
-    ) -> Option<Result<Arc<Socket>, Errno>> {
-        let (sh, r) = self.shared()?;
-        if self.phase() != Phase::Listening {
-            return Some(Err(EINVAL));
-        }
-        let block = if nonblock || self.nonblocking() {
-            Block::Never
-        } else {
-            self.rcv_deadline().map_or(Block::Forever, Block::Until)
-        };
-        let state = match sh.accept(r, block) {
-            Ok(s) => s,
-            Err(e) => return Some(Err(e)),
-        };
-        let backend = self.binding()?.backend.clone();
-        Some(Socket::new(self.info, false).inspect(|child| {
-            child.bind_backend(backend, state);
-            child.set(F_BOUND);
-            // Its handshake was the kernel's accept and the segment's offer:
-            // TCP_INFO's round trip is the least it reports (1 us).
-            child.tcp.handshake_done();
-            let _ = child.go(&[Phase::Idle], Phase::Connected);
-        }))
-    }
-
     /// SO_LINGER 0 at close of a shared connection: its end resets.
     pub(crate) fn abort_shared(&self) {
         if let Some((sh, r)) = self.shared() {
@@ -251,7 +344,29 @@ impl Socket {
             return None;
         }
         self.urgent_sync(sh, r);
+        let queued = self.push_shared_queue();
         let mut ev = sh.readiness(r);
+        if queued && ev & (POLLERR | POLLHUP) == 0 {
+            // Bytes wait for the ring: writable while the send queue has
+            // room and TCP_NOTSENT_LOWAT is not reached.
+            let held = self.unsent();
+            if self.queue_writable(held, held) {
+                ev |= POLLOUT | POLLWRNORM;
+            } else {
+                ev &= !(POLLOUT | POLLWRNORM);
+            }
+        }
+        if ev & POLLIN != 0 {
+            // Bytes that wait count as arrived (TCP_INFO's segments in).
+            let inq = sh.queued(r).0;
+            self.shared_arrived(inq, 0);
+            // Readable below SO_RCVLOWAT only at the end or an error
+            // (tcp_stream_is_readable).
+            let lowat = u64::from(self.rcv_lowat.load(Ordering::Relaxed));
+            if inq > 0 && inq < lowat && ev & (POLLRDHUP | POLLHUP | POLLERR) == 0 {
+                ev &= !(POLLIN | POLLRDNORM);
+            }
+        }
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;
             // tcp_poll: shut both ways here is hung up.

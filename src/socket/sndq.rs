@@ -20,8 +20,9 @@
 //! they are gone (or a reset drops them). At exit() the process waits a
 //! while for its queues to drain (`exit`), as xproc's transport flushes
 //! its own. No queue without the timer's
-//! thread (the no_std build), on AF_UNIX (the writer fills the reader's
-//! ring, as unix_stream_sendmsg does), and on a shared socket.
+//! thread (the no_std build) and on AF_UNIX (the writer fills the reader's
+//! ring, as unix_stream_sendmsg does). A shared socket queues when the
+//! peer's ring is full (`shared_send`).
 
 use core::sync::atomic::{fence, Ordering};
 
@@ -37,11 +38,7 @@ impl Socket {
     /// and TCP_NOTSENT_LOWAT (u64::MAX: unset), or None where the socket
     /// keeps no queue.
     fn queue_limits(&self) -> Option<(u64, u64)> {
-        if self.info.domain == AF_UNIX
-            || !self.is_stream()
-            || self.keeps_records()
-            || self.is_shared()
-        {
+        if self.info.domain == AF_UNIX || !self.is_stream() || self.keeps_records() {
             return None;
         }
         self.queue_limits_hosted()
@@ -150,6 +147,10 @@ impl Socket {
         };
         if fin && !self.has(F_RESET) {
             if let Some(b) = self.binding() {
+                if self.is_shared() && !close {
+                    // The end a shutdown(SHUT_WR) put off (`shared_send`).
+                    let _ = b.backend.shutdown(self.sref(b), SHUT_WR);
+                }
                 if !self.state.set(F_FIN_SENT).has(F_FIN_SENT) {
                     self.send_control(b, crate::backend::contract::FLAG_FIN);
                 }
@@ -308,8 +309,15 @@ mod exit {
                 return;
             }
             let next = s.tx_next.load(Ordering::Acquire);
+            let held = s.tx_held.load(Ordering::Acquire);
+            // Credit, or (a shared socket, whose ring gives none) the
+            // timer's thread moved some of the queue on.
             let w = s.block_until(
-                || s.tx_limit.load(Ordering::Acquire) > next || s.has(F_RESET),
+                || {
+                    s.tx_limit.load(Ordering::Acquire) > next
+                        || s.tx_held.load(Ordering::Acquire) < held
+                        || s.has(F_RESET)
+                },
                 Some(*stall),
             );
             if w != Waited::Ready {

@@ -92,6 +92,15 @@ pub(crate) struct TcpCounters {
     /// When stream data last arrived, wall-clock ns, while a receive
     /// timestamp option is on (`F_RCVTSTAMP`; 0: none).
     arrival_ns: AtomicU64,
+    /// A shared socket (`shared.rs`): the stream bytes this process saw
+    /// arrive (read here or found waiting), and how many arrivals brought
+    /// them (its data segments in: the bytes one publish put in the ring,
+    /// or several that came together, as GRO merges segments).
+    rx_seen: AtomicU64,
+    /// A shared socket: the stream bytes this process read.
+    rx_read: AtomicU64,
+    /// A shared socket: arrivals of new bytes seen (`rx_seen`).
+    rx_arrivals: AtomicU32,
 }
 
 impl TcpCounters {
@@ -102,6 +111,9 @@ impl TcpCounters {
             started_ns: AtomicU64::new(0),
             rtt_us: AtomicU32::new(0),
             arrival_ns: AtomicU64::new(0),
+            rx_seen: AtomicU64::new(0),
+            rx_read: AtomicU64::new(0),
+            rx_arrivals: AtomicU32::new(0),
         }
     }
 
@@ -113,6 +125,33 @@ impl TcpCounters {
         self.started_ns.store(0, Ordering::Relaxed);
         self.rtt_us.store(0, Ordering::Relaxed);
         self.arrival_ns.store(0, Ordering::Relaxed);
+        self.rx_seen.store(0, Ordering::Relaxed);
+        self.rx_read.store(0, Ordering::Relaxed);
+        self.rx_arrivals.store(0, Ordering::Relaxed);
+    }
+
+    /// A shared socket: `inq` bytes wait unread now (or, with `read`,
+    /// `read` more were just read); bytes past those seen before are a new
+    /// arrival, and the result says whether they were.
+    pub(crate) fn shared_arrived(&self, inq: u64, read: u64) -> bool {
+        let total = if read > 0 {
+            self.rx_read.fetch_add(read, Ordering::Relaxed) + read
+        } else {
+            self.rx_read.load(Ordering::Relaxed) + inq
+        };
+        let before = self.rx_seen.fetch_max(total, Ordering::Relaxed);
+        if total > before {
+            self.rx_arrivals.fetch_add(1, Ordering::Relaxed);
+        }
+        total > before
+    }
+
+    /// A shared socket: arrivals and bytes seen (`shared_arrived`).
+    pub(crate) fn shared_rx(&self) -> (u32, u64) {
+        (
+            self.rx_arrivals.load(Ordering::Relaxed),
+            self.rx_seen.load(Ordering::Relaxed),
+        )
     }
 
     /// A fragment with data went to the backend.
@@ -216,7 +255,10 @@ impl Socket {
             Phase::Listening => ST_LISTEN,
             Phase::Connecting => ST_SYN_SENT,
             Phase::Connected => {
-                let fin_in = matches!(&self.rx, Rx::Stream(sb) if sb.fin_received());
+                let fin_in = match self.shared_fin_received() {
+                    Some(fin) => fin,
+                    None => matches!(&self.rx, Rx::Stream(sb) if sb.fin_received()),
+                };
                 match (f.has(F_RESET), f.has(F_FIN_SENT), fin_in) {
                     (true, ..) | (false, true, true) => ST_CLOSE,
                     (false, true, false) => ST_FIN_WAIT2,
@@ -240,6 +282,10 @@ impl Socket {
             let c = self.ctl.lock();
             (c.backlog, self.accept_len.load(Ordering::Acquire))
         };
+        let queued = match state {
+            ST_LISTEN => self.shared_waiting().unwrap_or(queued),
+            _ => queued,
+        };
         let rtt = self.tcp.rtt_us.load(Ordering::Relaxed);
         let mss = self.tcp_maxseg(user_mss) as u32;
         let pmtu = path_mtu(self.info.domain);
@@ -252,17 +298,20 @@ impl Socket {
             path_mss
         }
         .saturating_sub(option_bytes());
-        let (segs_in, bytes_in, rcv_wnd) = match &self.rx {
-            Rx::Stream(sb) => {
+        let (segs_in, bytes_in, rcv_wnd) = match (self.shared_counts(), &self.rx) {
+            (Some(counts), _) => counts,
+            (None, Rx::Stream(sb)) => {
                 let st = sb.stats();
                 let wnd = sb.window_end().saturating_sub(sb.read_offset());
                 (st.fragments as u32, st.bytes_in, wnd)
             }
-            Rx::Dgram(_) => (0, 0, 0),
+            (None, Rx::Dgram(_)) => (0, 0, 0),
         };
         let sent = self.tx_next.load(Ordering::Acquire);
         let segs_out = self.tcp.data_segs_out.load(Ordering::Relaxed);
-        let snd_wnd = self.tx_limit.load(Ordering::Acquire).saturating_sub(sent);
+        let snd_wnd = self
+            .shared_snd_wnd()
+            .unwrap_or_else(|| self.tx_limit.load(Ordering::Acquire).saturating_sub(sent));
         let active = self.tcp.active.load(Ordering::Relaxed);
         let rcvbuf = self.rcvbuf() as u32;
 

@@ -4,12 +4,23 @@
 //! strings given to `usock_netif_configure`). Pure parsing: no device is
 //! touched here, and every error names the variable and the word.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 
 use super::impair::ImpairSpec;
+
+/// `format!` without `alloc::fmt::format`, whose precompiled code has an
+/// unwinding landing pad (`_Unwind_Resume`, a symbol of the C runtime's
+/// unwinder) that the no_std archive must not reference: these parsers
+/// are reached from `usock_netif_attach` there.
+macro_rules! format {
+    ($($t:tt)*) => {{
+        let mut s = String::new();
+        let _ = core::fmt::Write::write_fmt(&mut s, format_args!($($t)*));
+        s
+    }};
+}
 
 /// At most this many addresses (smoltcp's interface holds as many).
 pub const MAX_ADDRS: usize = 4;
@@ -21,6 +32,9 @@ pub enum NetifKind {
     Tap(String),
     /// `packet:IFNAME`: a raw AF_PACKET socket on an existing interface.
     Packet(String),
+    /// A device table the host supplies (`usock_netif_attach`): its
+    /// driver, which the engine reaches through function pointers.
+    Host,
 }
 
 /// An address with its prefix length.
@@ -42,7 +56,8 @@ pub struct NetifConfig {
     /// Default routes: at most one per family, each of a family that has
     /// an address.
     pub gws: Vec<IpAddr>,
-    /// The MAC address; `None`: a locally administered one is made up.
+    /// The MAC address; `None`: the device's own, else a locally
+    /// administered one made up.
     pub mac: Option<[u8; 6]>,
     /// A bad link on purpose (`USOCK_NETIF_IMPAIR`, for tests): `parse`
     /// leaves it `None`, [`parse_impair_var`] says it.

@@ -1,7 +1,8 @@
 //! The device table: what the engine needs of a network device (send a
-//! frame, receive a frame, MTU), the same shape whatever carries the
-//! frames (a TAP device, an AF_PACKET socket, and later a host's driver
-//! on no_std), and its adapter to smoltcp's token-based `Device`.
+//! frame, receive a frame, MTU, MAC, link state), the same shape whatever
+//! carries the frames (a TAP device, an AF_PACKET socket, or a host's
+//! driver through the C table `usock_netif_ops`), and its adapter to
+//! smoltcp's token-based `Device`.
 
 use alloc::boxed::Box;
 use alloc::vec;
@@ -19,6 +20,17 @@ pub trait Frames: Send {
     fn send(&mut self, frame: &[u8]);
     /// The IP MTU (1500 on Ethernet); frames are 14 bytes longer.
     fn mtu(&self) -> usize;
+    /// The device's own MAC address, if it has one (a host's Ethernet
+    /// controller does; a TAP device's far side is the kernel's, so the
+    /// engine makes one up or takes the configured one).
+    fn mac(&self) -> Option<[u8; 6]> {
+        None
+    }
+    /// Whether the link is up: while it is down no frame is taken from the
+    /// device or given to it (TCP resends once it is back).
+    fn link_up(&self) -> bool {
+        true
+    }
     /// Whether received frames may carry TCP/UDP checksums left for the
     /// hardware to fill in (what an AF_PACKET socket sees of a veth or a
     /// NIC with checksum offload): then they are not verified (the link
@@ -87,7 +99,9 @@ impl phy::TxToken for Tx<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let len = len.min(self.buf.len());
         let r = f(&mut self.buf[..len]);
-        self.frames.send(&self.buf[..len]);
+        if self.frames.link_up() {
+            self.frames.send(&self.buf[..len]);
+        }
         r
     }
 }
@@ -97,6 +111,9 @@ impl phy::Device for Dev {
     type TxToken<'a> = Tx<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(Rx<'_>, Tx<'_>)> {
+        if !self.frames.link_up() {
+            return None;
+        }
         let n = self.frames.recv(&mut self.rx)?;
         Some((
             Rx(&self.rx[..n]),

@@ -18,8 +18,11 @@
 //! The engine runs whenever a frame or a timer wants it: on its own thread
 //! on a hosted system (`thread`), which sleeps in poll(2) on the device and
 //! an eventfd that a write or a reader's window kicks, for as long as
-//! smoltcp's `poll_delay` allows. The rest is core + alloc, ready for a
-//! no_std host that drives [`Engine::pump`] from its tick.
+//! smoltcp's `poll_delay` allows. The rest is core + alloc: over a host's
+//! device table (`usock_netif_attach`) no thread is started, and the host
+//! runs the engine from its tick or its network task
+//! (`usock_netif_poll`), or the library's own waits run it (`driven`), so
+//! a blocking call on a single-threaded RTOS makes progress.
 //!
 //! Limits, for now: one engine per process, configured by `USOCK_NETIF*`
 //! or `usock_netif_configure` (static addresses: no DHCP, no resolver of
@@ -35,6 +38,7 @@
 
 pub mod config;
 pub mod device;
+pub mod driven;
 pub mod impair;
 mod stack;
 #[cfg(feature = "std")]

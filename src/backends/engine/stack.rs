@@ -25,11 +25,22 @@ use crate::backend::contract::{Errno, FragHeader, SockHandle, SockInfo, SockOpts
 use crate::consts::*;
 
 /// Each TCP connection's receive and send buffers in the engine (the
-/// receive buffer is the window the peer sees, scaled past 64 KiB).
+/// receive buffer is the window the peer sees, scaled past 64 KiB). On
+/// the no_std build they come from a small host's heap, at once: a
+/// window of 16 KiB (eleven full frames) each way.
+#[cfg(feature = "std")]
 const TCP_BUF: usize = 256 * 1024;
+#[cfg(not(feature = "std"))]
+const TCP_BUF: usize = 16 * 1024;
 /// UDP: datagrams and bytes queued each way.
+#[cfg(feature = "std")]
 const UDP_PACKETS: usize = 128;
+#[cfg(feature = "std")]
 const UDP_BYTES: usize = 256 * 1024;
+#[cfg(not(feature = "std"))]
+const UDP_PACKETS: usize = 16;
+#[cfg(not(feature = "std"))]
+const UDP_BYTES: usize = 16 * 1024;
 /// Listening sockets per listener at most (backlog + 1 below that): the
 /// connections the engine can be setting up at once for one port, as
 /// smoltcp's listener turns into the connection; a SYN beyond them is
@@ -286,8 +297,11 @@ impl Stack {
         seed: u64,
     ) -> Stack {
         let ip_mtu = frames.mtu();
+        let mac = cfg
+            .mac
+            .or_else(|| frames.mac())
+            .unwrap_or_else(|| super::config::made_up_mac(seed));
         let mut dev = Dev::new(frames);
-        let mac = cfg.mac.unwrap_or_else(|| super::config::made_up_mac(seed));
         let mut c = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         c.random_seed = seed;
         let mut iface = Interface::new(c, &mut dev, now());

@@ -24,6 +24,12 @@ impl FdFrames {
         let (name, r, what) = match kind {
             NetifKind::Tap(n) => (n, netif::tap_open(n), "TAP device"),
             NetifKind::Packet(n) => (n, netif::packet_open(n), "interface"),
+            NetifKind::Host => {
+                return Err((
+                    "a host's device table is attached with usock_netif_attach".into(),
+                    crate::consts::EINVAL,
+                ))
+            }
         };
         match r {
             Ok(fd) => Ok(FdFrames {

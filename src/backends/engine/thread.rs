@@ -22,11 +22,17 @@ use crate::sync::SetOnce;
 /// The process's engine, once configured (one per process).
 static ENGINE: SetOnce<Arc<Engine>> = SetOnce::new();
 
+/// Whether the process has an engine: this thread's, or one the host
+/// drives (`usock_netif_attach`).
+pub(crate) fn configured() -> bool {
+    ENGINE.get().is_some() || super::driven::engine().is_some()
+}
+
 /// Sets up and registers the engine `cfg` describes: opens the device,
 /// starts the poll thread. The error is a message and its errno
 /// (`EBUSY`: the process has an engine already).
 pub fn configure(cfg: &NetifConfig) -> Result<Arc<Engine>, (String, Errno)> {
-    if ENGINE.get().is_some() {
+    if configured() {
         return Err(("an engine is configured already".into(), libc::EBUSY));
     }
     let fd_frames = FdFrames::open(&cfg.kind)?;
@@ -116,8 +122,8 @@ pub fn install_from_env() {
     let Some(netif) = var("USOCK_NETIF") else {
         return;
     };
-    if ENGINE.get().is_some() {
-        // usock_netif_configure came first.
+    if configured() {
+        // usock_netif_configure or usock_netif_attach came first.
         return;
     }
     let addrs = var("USOCK_NETIF_ADDR");

@@ -1115,6 +1115,20 @@ impl SharedStreams for Shm {
             .is_some_and(|c| c.was_reset())
     }
 
+    fn waiting(&self, sock: SockRef<'_>) -> Option<u32> {
+        let l = ss(&sock).ok()?.listener.get()?;
+        let path = anchor_ipc::listening_path(l.anchor())?;
+        crate::platform::unix_ipc::unix_waiting(&path)
+    }
+
+    fn windows(&self, sock: SockRef<'_>) -> (u64, u64) {
+        let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) else {
+            return (0, 0);
+        };
+        let (rx, tx) = c.segment().rings(c.side());
+        (rx.room().unwrap_or(0), tx.room().unwrap_or(0))
+    }
+
     fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32> {
         let x = ss(&sock).ok()?;
         if let Some(l) = x.listener.get() {
