@@ -254,6 +254,12 @@ fn the_end_lasts_until_its_last_holder_closes() {
     let r = c.readiness();
     // As Linux after the peer's FIN: end-of-stream, not hung up.
     assert!(r.readable && !r.hup && r.rdhup && !r.err, "{r:?}");
+    // As Linux (t_connlife's write_to_a_closed_peer): the first send after
+    // the peer's close goes, to nobody; the reset it draws is pending
+    // (POLLERR) and fails the next send with EPIPE.
+    assert_eq!(c.send(b"x", Block::Never), Ok(1));
+    let r = c.readiness();
+    assert!(r.err && r.hup, "{r:?}");
     assert_eq!(c.send(b"x", Block::Never), Err(libc::EPIPE));
     c.shutdown_write();
     assert!(c.readiness().hup, "both directions over");
@@ -519,4 +525,101 @@ fn a_reader_killed_while_it_holds_the_lock_leaves_the_other_holder_reading() {
         }
         assert!(got == data, "round {round}: the bytes differ");
     }
+}
+
+#[test]
+fn an_abort_is_a_reset_after_the_data_even_with_nothing_unread() {
+    let _serial = serial();
+    let (c, a) = pair("abort");
+    assert_eq!(c.send(b"sent", soon()), Ok(4));
+    // The peer read nothing of ours: a plain close would be end-of-stream.
+    c.abort();
+    drop(c);
+    let mut b = [0u8; 8];
+    assert_eq!(a.recv(&mut b, false, soon()), Ok(4));
+    assert_eq!(a.recv(&mut b, false, soon()), Err(libc::ECONNRESET));
+    assert_eq!(a.recv(&mut b, false, soon()), Ok(0));
+    assert!(a.was_reset());
+}
+
+#[test]
+fn a_stopped_listener_resets_what_it_had_queued_and_refuses_more() {
+    let _serial = serial();
+    let path = dir("stop").join("l");
+    let l = Listener::bind(&path, 4).unwrap();
+    let c = Conn::connect(&path, RING, RING, b"hi", false, [b"", b""]).unwrap();
+    l.stop();
+    let mut b = [0u8; 1];
+    assert_eq!(c.recv(&mut b, false, soon()), Err(libc::ECONNRESET));
+    assert!(
+        Conn::connect(&path, RING, RING, b"hi", true, [b"", b""]).is_err(),
+        "a stopped listener takes no connection"
+    );
+    assert!(
+        anchor_ipc::anchor_poll(l.anchor(), true, 0)
+            .unwrap()
+            .hung_up
+    );
+}
+
+#[test]
+fn urgent_data_stops_a_read_at_the_mark_and_is_read_out_of_band_once() {
+    let _serial = serial();
+    let (c, a) = pair("urgent");
+    assert_eq!(c.send(b"ab", soon()), Ok(2));
+    assert_eq!(c.send_urgent(b"X", soon()), Ok(1));
+    assert_eq!(c.send(b"cd", soon()), Ok(2));
+    assert!(a.readiness().pri);
+    assert_eq!(a.queued(), Ok((2, 0)), "FIONREAD counts up to the mark");
+    let mut b = [0u8; 16];
+    assert_eq!(a.recv(&mut b, false, soon()), Ok(2));
+    assert_eq!(&b[..2], b"ab");
+    assert!(a.at_mark());
+    assert_eq!(a.recv_urgent(true), Ok(b'X'));
+    assert_eq!(a.recv_urgent(false), Ok(b'X'));
+    assert_eq!(a.recv_urgent(false), Err(libc::EINVAL));
+    assert!(!a.readiness().pri);
+    // Out of line, the urgent byte is skipped in the stream.
+    assert_eq!(a.recv(&mut b, false, soon()), Ok(2));
+    assert_eq!(&b[..2], b"cd");
+    assert!(!a.at_mark());
+}
+
+#[test]
+fn urgent_data_in_line_stays_in_the_stream() {
+    let _serial = serial();
+    let (c, a) = pair("urgent-inline");
+    a.set_oob_inline(true);
+    assert_eq!(c.send(b"ab", soon()), Ok(2));
+    assert_eq!(c.send_urgent(b"X", soon()), Ok(1));
+    assert_eq!(c.send(b"cd", soon()), Ok(2));
+    let mut b = [0u8; 16];
+    assert_eq!(a.recv(&mut b, false, soon()), Ok(2));
+    assert!(a.at_mark());
+    assert_eq!(a.recv_urgent(false), Err(libc::EINVAL));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let n = a.recv(&mut b, false, soon()).unwrap();
+        got.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(got, b"Xcd");
+}
+
+#[test]
+fn shutdown_read_wakes_a_blocked_reader_with_end_of_stream() {
+    let _serial = serial();
+    let (c, a) = pair("shut-rd");
+    assert_eq!(c.send(b"here", soon()), Ok(4));
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut b = [0u8; 8];
+            let first = a.recv(&mut b, false, Block::Forever);
+            (first, a.recv(&mut b, false, Block::Forever))
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        a.shutdown_read();
+        // What was there comes first, then end-of-stream, never a hang.
+        assert_eq!(reader.join().unwrap(), (Ok(4), Ok(0)));
+    });
+    assert!(a.readiness().readable && a.readiness().rdhup);
 }

@@ -459,6 +459,50 @@ pub trait SharedStreams: Send + Sync {
         None
     }
 
+    /// The connection is to end in a reset, not end-of-stream, when this
+    /// holder lets go of it (SO_LINGER 0 at close: Linux's RST).
+    fn abort(&self, _sock: SockRef<'_>) {}
+
+    /// Takes the connection's pending error (SO_ERROR), kept where every
+    /// holder sees it; None when there is none.
+    fn take_error(&self, _sock: SockRef<'_>) -> Option<Errno> {
+        None
+    }
+
+    /// Whether the connection was reset (then closed: no peer name).
+    fn was_reset(&self, _sock: SockRef<'_>) -> bool {
+        false
+    }
+
+    /// send(MSG_OOB): as `send`, the last byte sent urgent.
+    fn send_urgent(&self, _sock: SockRef<'_>, _buf: &[u8], _block: Block) -> Result<usize, Errno> {
+        Err(crate::consts::EOPNOTSUPP)
+    }
+
+    /// recv(MSG_OOB): the urgent byte (`peek`: left for the next); EINVAL
+    /// when there is none to read out of band.
+    fn recv_urgent(&self, _sock: SockRef<'_>, _peek: bool) -> Result<u8, Errno> {
+        Err(crate::consts::EINVAL)
+    }
+
+    /// An urgent mark lies ahead of the reader (or under it): the
+    /// frontend then tells `set_oob_inline` the socket's SO_OOBINLINE.
+    fn has_urgent(&self, _sock: SockRef<'_>) -> bool {
+        false
+    }
+
+    /// SIOCATMARK: the reader is on the urgent mark.
+    fn at_mark(&self, _sock: SockRef<'_>) -> bool {
+        false
+    }
+
+    /// The socket's SO_OOBINLINE, for every holder.
+    fn set_oob_inline(&self, _sock: SockRef<'_>, _on: bool) {}
+
+    /// The socket's F_SETOWN owner, for every holder: the peer's urgent
+    /// data sends it SIGURG.
+    fn set_owner(&self, _sock: SockRef<'_>, _pid: i32) {}
+
     /// How many connections wait to be accepted on listener `sock`
     /// (TCP_INFO's `tcpi_unacked`), or None when the backend does not tell.
     fn waiting(&self, _sock: SockRef<'_>) -> Option<u32> {

@@ -122,6 +122,29 @@ pub fn accept(kfd: i32) -> Result<i32, Errno> {
     .map(super::scm::move_high)
 }
 
+/// As [`accept`], never waiting (EAGAIN when nothing is queued).
+pub fn accept_nonblocking(kfd: i32) -> Result<i32, Errno> {
+    // SAFETY: no address wanted.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_accept4,
+            kfd,
+            core::ptr::null_mut::<libc::sockaddr>(),
+            core::ptr::null_mut::<libc::socklen_t>(),
+            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+        )
+    })
+    .map(super::scm::move_high)
+}
+
+/// shutdown(SHUT_RDWR) of anchor `kfd`: for a listening anchor, the
+/// kernel refuses connects to it from now on and its pollers see it hung
+/// up. Errors are ignored (a socket not connected stays as it is).
+pub fn shutdown(kfd: i32) {
+    // SAFETY: an integer fd and flag.
+    unsafe { libc::syscall(libc::SYS_shutdown, kfd, libc::SHUT_RDWR) };
+}
+
 /// Waits for an exclusive flock(2) on `fd`, a file of the network
 /// directory; it is released when the file closes. EINTR is waited out.
 pub fn lock_exclusive(fd: i32) -> Result<(), Errno> {

@@ -193,6 +193,138 @@ pub fn futex_wait_shared(word: &AtomicU32, expected: u32, deadline: Option<Insta
         != super::hosted::Slept::TimedOut
 }
 
+/// As [`futex_wait_shared`], telling a signal handler's run apart
+/// ([`super::hosted::Slept::Interrupted`]): with a deadline the kernel never
+/// restarts the sleep after a handler, as Linux's timed socket calls.
+pub fn futex_sleep_shared(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+) -> super::hosted::Slept {
+    super::hosted::futex_wait_op(word, expected, deadline, libc::FUTEX_WAIT)
+}
+
+/// The calling thread's signals held back (blocked) for a wait that must
+/// tell a handler with SA_RESTART from one without, which a sleep that
+/// lets them in cannot (a timed futex wait ends with EINTR after either).
+/// Dropping it lets them in again: the pending ones' handlers run then.
+pub struct SignalsHeld {
+    old: libc::sigset_t,
+}
+
+impl SignalsHeld {
+    /// Blocks every signal (glibc keeps a few for itself) until dropped.
+    pub fn new() -> SignalsHeld {
+        // SAFETY: sigset_t is plain data, filled by sigfillset/sigemptyset;
+        // both sets are live locals.
+        unsafe {
+            let mut all: libc::sigset_t = core::mem::zeroed();
+            let mut old: libc::sigset_t = core::mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::sigemptyset(&mut old);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+            SignalsHeld { old }
+        }
+    }
+
+    /// The signals held here that the thread let in before (its own mask).
+    fn open(&self) -> libc::sigset_t {
+        // SAFETY: sigset_t is plain data; the sets are live.
+        unsafe {
+            let mut open: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut open);
+            for sig in 1..=libc::SIGRTMAX() {
+                if libc::sigismember(&self.old, sig) == 0 {
+                    libc::sigaddset(&mut open, sig);
+                }
+            }
+            open
+        }
+    }
+
+    /// A signalfd readable when one of the held signals is pending (close
+    /// it with `kfd_close`): what a sleep in poll adds to its fds.
+    pub fn watch(&self) -> Result<i32, Errno> {
+        let open = self.open();
+        // SAFETY: `open` is a live sigset_t; -1 makes a new signalfd.
+        let fd = unsafe { libc::signalfd(-1, &open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            Err(last_errno())
+        } else {
+            Ok(fd)
+        }
+    }
+
+    /// What the held signals pending now mean for a blocking socket call:
+    /// `Some(true)` when one's handler lacks SA_RESTART (the call fails
+    /// with EINTR, Linux's sock_intr_errno), `Some(false)` when handlers
+    /// are to run that restart it, `None` when none is pending.
+    pub fn pending(&self) -> Option<bool> {
+        let open = self.open();
+        let mut found = None;
+        // SAFETY: sigset_t and sigaction are plain data; the sets are live
+        // locals, and sigaction with a null new action only reads.
+        unsafe {
+            let mut pending: libc::sigset_t = core::mem::zeroed();
+            libc::sigemptyset(&mut pending);
+            libc::sigpending(&mut pending);
+            for sig in 1..=libc::SIGRTMAX() {
+                if libc::sigismember(&pending, sig) != 1 || libc::sigismember(&open, sig) != 1 {
+                    continue;
+                }
+                let mut sa: libc::sigaction = core::mem::zeroed();
+                if libc::sigaction(sig, core::ptr::null(), &mut sa) != 0 {
+                    continue;
+                }
+                let handled = sa.sa_sigaction != libc::SIG_DFL && sa.sa_sigaction != libc::SIG_IGN;
+                if !handled {
+                    continue;
+                }
+                let stops = sa.sa_flags & libc::SA_RESTART == 0;
+                found = Some(found.unwrap_or(false) || stops);
+            }
+        }
+        found
+    }
+}
+
+impl Default for SignalsHeld {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for SignalsHeld {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved in `new`.
+        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.old, core::ptr::null_mut()) };
+    }
+}
+
+/// Sleeps in poll until `a` is readable or hung up, or `b` is readable,
+/// or `ms` milliseconds pass (-1: no limit): which of the two had events.
+/// EINTR is reported as neither.
+pub fn poll_pair(a: i32, b: i32, ms: i32) -> (bool, bool) {
+    let mut fds = [
+        libc::pollfd {
+            fd: a,
+            events: libc::POLLIN | libc::POLLRDHUP,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: b,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two live pollfds.
+    let r = unsafe { libc::syscall(libc::SYS_poll, fds.as_mut_ptr(), 2u64, ms) };
+    if r <= 0 {
+        return (false, false);
+    }
+    (fds[0].revents != 0, fds[1].revents != 0)
+}
+
 /// Wakes up to `n` threads, of any process, sleeping on `word`.
 pub fn futex_wake_shared(word: &AtomicU32, n: i32) {
     // SAFETY: FUTEX_WAKE only uses the address as a key.

@@ -455,6 +455,11 @@ impl Socket {
                 // stops listening, the connections queued on it are reset,
                 // blocked accept()s return.
                 let _ = self.go(&[Phase::Listening], Phase::Idle);
+                if self.is_shared() {
+                    if let Some(b) = self.binding() {
+                        let _ = b.backend.shutdown(self.sref(b), how);
+                    }
+                }
                 let queued = core::mem::take(&mut self.ctl.lock().accept_q);
                 self.accept_len.store(0, Ordering::Release);
                 for c in queued {
@@ -545,7 +550,7 @@ impl Socket {
         }
         // A reset TCP connection is closed (inet_getname: TCP_CLOSE has
         // no peer); an AF_UNIX socket keeps its peer's name.
-        if self.info.domain != AF_UNIX && self.has(F_RESET) {
+        if self.info.domain != AF_UNIX && (self.has(F_RESET) || self.shared_was_reset()) {
             return Err(ENOTCONN);
         }
         let peer = self

@@ -119,6 +119,9 @@ impl Socket {
         if flags & MSG_OOB != 0 {
             return Err(EINVAL);
         }
+        if let Some(r) = self.recv_shared_trunc(len, flags) {
+            return r;
+        }
         match &self.rx {
             Rx::Stream(sb) => {
                 self.recv_stream(sb, &mut [], flags | MSG_TRUNC, len, &mut Default::default())

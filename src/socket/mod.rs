@@ -609,7 +609,7 @@ impl Socket {
     /// Takes the pending error, as SO_ERROR and the data calls do.
     pub(crate) fn take_error(&self) -> Option<Errno> {
         if !self.has(F_ERROR) {
-            return None;
+            return self.shared_take_error();
         }
         let mut ctl = self.ctl.lock();
         let e = core::mem::take(&mut ctl.so_error);
@@ -815,6 +815,9 @@ impl Socket {
         let children: VecDeque<Arc<Socket>> = core::mem::take(&mut self.ctl.lock().accept_q);
         for c in children {
             c.abort();
+        }
+        if prev.is(Phase::Connected) && self.ctl.lock().opts.linger_zero() {
+            self.abort_shared();
         }
         if let Some(b) = self.binding() {
             // A shared socket's end goes with its last holder's anchor, in

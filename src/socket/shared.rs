@@ -65,11 +65,15 @@ impl Socket {
             };
             bytes_at(n, at)
         };
-        if flags & (MSG_OOB | MSG_ERRQUEUE) != 0 {
+        if flags & MSG_ERRQUEUE != 0 {
             return Some(Err(EINVAL));
         }
         if !self.flags().is(Phase::Connected) {
             return Some(Err(ENOTCONN));
+        }
+        self.urgent_sync(sh, r);
+        if flags & MSG_OOB != 0 {
+            return Some(self.recv_urgent_shared(sh, r, bufs, flags));
         }
         let peek = flags & MSG_PEEK != 0;
         let waitall = flags & MSG_WAITALL != 0 && !peek;
@@ -268,9 +272,90 @@ impl Socket {
         }
     }
 
+    /// Tells the backend the socket's SO_OOBINLINE while an urgent mark
+    /// is ahead (the option is the frontend's; only then does it matter).
+    fn urgent_sync(&self, sh: &dyn SharedStreams, r: SockRef<'_>) {
+        if sh.has_urgent(r) {
+            sh.set_oob_inline(r, self.ctl.lock().opts.oobinline());
+        }
+    }
+
+    /// recv(MSG_OOB) of a shared socket (tcp_recv_urg): the urgent byte
+    /// into the first buffer that has room.
+    fn recv_urgent_shared(
+        &self,
+        sh: &dyn SharedStreams,
+        r: SockRef<'_>,
+        bufs: &mut [&mut [u8]],
+        flags: i32,
+    ) -> Result<RecvInfo, Errno> {
+        if self.ctl.lock().opts.oobinline() {
+            return Err(EINVAL);
+        }
+        let b = sh.recv_urgent(r, flags & MSG_PEEK != 0)?;
+        match bufs.iter_mut().find(|b| !b.is_empty()) {
+            Some(buf) => {
+                buf[0] = b;
+                Ok(bytes_at(1, 0))
+            }
+            None => Ok(bytes_at(0, 0)),
+        }
+    }
+
+    /// F_SETOWN of a shared socket: the backend keeps it where the peer's
+    /// urgent data finds it (SIGURG).
+    pub(crate) fn shared_set_owner(&self, pid: i32) {
+        if let Some((sh, r)) = self.shared() {
+            sh.set_owner(r, pid);
+        }
+    }
+
+    /// SIOCATMARK of a shared socket, or None when it is not one.
+    pub(crate) fn shared_at_mark(&self) -> Option<bool> {
+        let (sh, r) = self.shared()?;
+        Some(sh.at_mark(r))
+    }
+
+    /// recv() with MSG_TRUNC of a shared socket (the caller's buffer may
+    /// be NULL): the bytes go through a scratch buffer and are dropped,
+    /// or only counted with MSG_PEEK. None when it is not one.
+    pub(crate) fn recv_shared_trunc(&self, len: usize, flags: i32) -> Option<Result<usize, Errno>> {
+        self.shared()?;
+        let mut scratch = alloc::vec![0u8; len.min(1 << 16)];
+        let mut bufs = [&mut scratch[..]];
+        Some(
+            self.recv_shared(&mut bufs, flags & !MSG_TRUNC)?
+                .map(|i| i.ret),
+        )
+    }
+
+    /// SO_LINGER 0 at close of a shared connection: its end resets.
+    pub(crate) fn abort_shared(&self) {
+        if let Some((sh, r)) = self.shared() {
+            sh.abort(r);
+        }
+    }
+
+    /// A shared connection's pending error (kept by the backend).
+    pub(crate) fn shared_take_error(&self) -> Option<Errno> {
+        let (sh, r) = self.shared()?;
+        sh.take_error(r)
+    }
+
+    /// Whether a shared connection was reset.
+    pub(crate) fn shared_was_reset(&self) -> bool {
+        self.shared().is_some_and(|(sh, r)| sh.was_reset(r))
+    }
+
     /// poll()'s bits for a shared socket, or None when it is not one.
     pub(crate) fn shared_readiness(&self) -> Option<i16> {
         let (sh, r) = self.shared()?;
+        if !matches!(self.phase(), Phase::Connected | Phase::Listening) {
+            // Connecting, refused, or never connected: the frontend's own
+            // state says it (the backend has no connection yet).
+            return None;
+        }
+        self.urgent_sync(sh, r);
         let queued = self.push_shared_queue();
         // Before the look: a change after it is news to the next pump.
         if let Some(now) = sh.changes(r) {
@@ -300,6 +385,10 @@ impl Socket {
         }
         if self.has(F_RD_SHUT) {
             ev |= POLLIN | POLLRDNORM | POLLRDHUP;
+            // tcp_poll: shut both ways here is hung up.
+            if self.has(F_WR_SHUT) {
+                ev |= POLLHUP;
+            }
         }
         Some(ev)
     }

@@ -25,17 +25,19 @@ impl Socket {
     /// send() of a shared socket, or None when it is not one.
     pub(crate) fn send_shared(&self, bufs: &[&[u8]], flags: i32) -> Option<Result<usize, Errno>> {
         let (sh, r) = self.shared()?;
-        if flags & MSG_OOB != 0 {
-            return Some(Err(EOPNOTSUPP));
-        }
         let f = self.flags();
         if f.has(F_WR_SHUT) {
             return Some(Err(EPIPE));
         }
         if !f.is(Phase::Connected) {
-            return Some(Err(EPIPE));
+            // sk_stream_wait_connect: a pending error first (a connection
+            // connect(AF_UNSPEC) reset is ECONNRESET once).
+            return Some(Err(self.take_error().unwrap_or(EPIPE)));
         }
         let block = self.block_for(flags, self.snd_deadline());
+        if flags & MSG_OOB != 0 {
+            return Some(self.send_shared_urgent(sh, r, bufs, block));
+        }
         if self.corking(flags) || self.tx_held.load(Ordering::Acquire) > 0 {
             return Some(self.send_shared_held(sh, r, bufs, flags, block));
         }
@@ -61,6 +63,38 @@ impl Socket {
         } else {
             Err(EAGAIN)
         })
+    }
+
+    /// send(MSG_OOB) of a shared socket: the call's last byte is the
+    /// urgent one. Urgent data goes now, straight to the ring (not behind
+    /// a cork); what does not fit is not sent (the count says it).
+    fn send_shared_urgent(
+        &self,
+        sh: &dyn SharedStreams,
+        r: SockRef<'_>,
+        bufs: &[&[u8]],
+        block: Block,
+    ) -> Result<usize, Errno> {
+        let mut sent = 0;
+        let last = bufs.iter().rposition(|b| !b.is_empty());
+        for (i, buf) in bufs.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+            let went = if Some(i) == last {
+                sh.send_urgent(r, buf, block)
+            } else {
+                sh.send(r, buf, block)
+            };
+            match went {
+                Ok(n) => {
+                    self.shared_sent(&buf[..n]);
+                    sent += n;
+                    if n < buf.len() {
+                        break;
+                    }
+                }
+                Err(e) => return if sent > 0 { Ok(sent) } else { Err(e) },
+            }
+        }
+        Ok(sent)
     }
 
     /// `bytes` went into the peer's ring in one publish: TCP_INFO's

@@ -68,6 +68,7 @@ impl Socket {
     /// F_SETOWN (SIOCSPGRP, FIOSETOWN): where SIGURG and SIGIO go.
     pub fn set_owner(&self, pid: i32) {
         self.urg.owner.store(pid, Ordering::Relaxed);
+        self.shared_set_owner(pid);
     }
 
     /// O_ASYNC (fcntl F_SETFL, FIOASYNC).
@@ -138,6 +139,9 @@ impl Socket {
 
     /// Whether the read offset is on the mark (SIOCATMARK).
     pub fn at_mark(&self) -> bool {
+        if let Some(at) = self.shared_at_mark() {
+            return at;
+        }
         match &self.rx {
             Rx::Stream(sb) => self.urgent_ahead(sb) == Some(0),
             Rx::Dgram(_) => false,

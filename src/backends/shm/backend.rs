@@ -80,8 +80,17 @@ struct ShmSock {
     file: Mutex<Option<PortFile>>,
     /// The socket went to another process by exec or SCM_RIGHTS.
     handed_on: core::sync::atomic::AtomicBool,
+    /// Closed in this process: a connect waiting for room gives up.
+    abandoned: core::sync::atomic::AtomicBool,
     listener: SetOnce<Listener>,
-    conn: SetOnce<Conn>,
+    /// The connection, in slot `gen`: connect(AF_UNSPEC) lets go of one
+    /// and moves on to the next slot (a slot is set once, so that a
+    /// connection is reached with one load while the socket lives).
+    conns: [SetOnce<Conn>; CONNS],
+    gen: core::sync::atomic::AtomicUsize,
+    /// The program bound the port itself (Linux's SOCK_BINDPORT_LOCK):
+    /// connect(AF_UNSPEC) keeps it.
+    port_locked: core::sync::atomic::AtomicBool,
     /// A socket connected to itself (Linux's simultaneous open): the
     /// other end of its connection, where what it sends arrives and it
     /// reads (`Shm::connect_self`).
@@ -116,9 +125,12 @@ impl ShmSock {
             bound: Mutex::new(None),
             file: Mutex::new(None),
             listener: SetOnce::new(),
-            conn: SetOnce::new(),
+            conns: core::array::from_fn(|_| SetOnce::new()),
+            gen: core::sync::atomic::AtomicUsize::new(0),
+            port_locked: core::sync::atomic::AtomicBool::new(false),
             echo: SetOnce::new(),
             handed_on: core::sync::atomic::AtomicBool::new(false),
+            abandoned: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
             space: Mutex::new(None),
@@ -126,6 +138,25 @@ impl ShmSock {
             listened: Mutex::new(None),
             // Inherited, until `Shm::made` says otherwise.
             origin: Mutex::new((0, 0)),
+        }
+    }
+}
+
+/// How many connections one socket may have in turn (connect(AF_UNSPEC)
+/// and connect again); after that a disconnect leaves it reset.
+const CONNS: usize = 4;
+
+impl ShmSock {
+    /// The socket's connection, if it has one.
+    fn conn(&self) -> Option<&Conn> {
+        self.conns.get(self.gen.load(Ordering::Acquire))?.get()
+    }
+
+    /// Gives the socket its connection; Err when it has one.
+    fn set_conn(&self, c: Conn) -> Result<(), Conn> {
+        match self.conns.get(self.gen.load(Ordering::Acquire)) {
+            Some(slot) => slot.set(c),
+            None => Err(c),
         }
     }
 }
@@ -184,7 +215,7 @@ impl Shm {
         let nb = x.nonblock.load(Ordering::Relaxed);
         c.set_nonblocking(nb);
         e.set_nonblocking(nb);
-        if x.conn.set(c).is_err() || x.echo.set(e).is_err() {
+        if x.set_conn(c).is_err() || x.echo.set(e).is_err() {
             return Err(EISCONN);
         }
         let _ = upcall::connected(sock.handle);
@@ -244,6 +275,95 @@ fn bind_at(main: &std::path::Path, link: Option<&std::path::Path>) -> Result<i32
         }
     }
     Ok(k)
+}
+
+/// What a connect offers the listener: where, and the offer's body and
+/// the two ends' recorded addresses.
+struct Offer {
+    path: PathBuf,
+    body: [u8; BODY],
+    mine: [u8; 19],
+    theirs: [u8; 19],
+}
+
+impl Offer {
+    /// One non-blocking attempt: EAGAIN while the accept queue is full.
+    fn try_once(&self) -> Result<Conn, Errno> {
+        Conn::connect(
+            &self.path,
+            RING,
+            RING,
+            &self.body,
+            true,
+            [&self.mine, &self.theirs],
+        )
+    }
+}
+
+/// The connection is up: the socket keeps it and the frontend hears of it.
+/// False when the socket already had one.
+fn established(x: &ShmSock, handle: SockHandle, c: Conn) -> bool {
+    c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
+    if x.set_conn(c).is_err() {
+        return false;
+    }
+    let _ = upcall::connected(handle);
+    true
+}
+
+/// A connect that failed: the frontend reports it by its rules (EINPROGRESS
+/// first for a non-blocking one, then SO_ERROR or connect() again). Errors
+/// other than a refusal fail the call itself.
+fn refused(handle: SockHandle, e: Errno) -> Result<(), Errno> {
+    match e {
+        // No file (nobody ever bound the port), or nobody listens there.
+        ENOENT | ECONNREFUSED => {
+            let _ = upcall::refused(handle, ECONNREFUSED);
+            Ok(())
+        }
+        e => Err(e),
+    }
+}
+
+/// How often a connect waiting for room in a full accept queue asks
+/// again (Linux's SYN retransmits are seconds apart; this is sooner).
+const RETRY: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// A connect waiting for room in a full accept queue, on a thread of its
+/// own (signals blocked there: they are the program's threads'), until it
+/// gets in, is refused (the listener closed or stopped), or the socket is
+/// closed.
+fn wait_for_room(state: SockState, handle: SockHandle, offer: Offer) -> Result<(), Errno> {
+    let run = move || {
+        let _held = crate::platform::shared_mem::SignalsHeld::new();
+        let Some(x) = (state.as_ref() as &dyn core::any::Any).downcast_ref::<ShmSock>() else {
+            return;
+        };
+        let gen = x.gen.load(Ordering::Acquire);
+        loop {
+            std::thread::sleep(RETRY);
+            // Closed, or given up by connect(AF_UNSPEC).
+            if x.abandoned.load(Ordering::Acquire) || x.gen.load(Ordering::Acquire) != gen {
+                return;
+            }
+            match offer.try_once() {
+                Ok(c) => {
+                    established(x, handle, c);
+                    return;
+                }
+                Err(EAGAIN) => {}
+                Err(e) => {
+                    let _ = refused(handle, e).map_err(|e| upcall::refused(handle, e));
+                    return;
+                }
+            }
+        }
+    };
+    std::thread::Builder::new()
+        .name("usock-connect".into())
+        .spawn(run)
+        .map(|_| ())
+        .map_err(|_| ENOBUFS)
 }
 
 /// A socket of this backend that the process inherited across exec (or
@@ -404,7 +524,7 @@ impl Shm {
             let x = ShmSock::new(info);
             *x.local.lock() = Some(local);
             *x.peer.lock() = Some(peer);
-            let _ = x.conn.set(c);
+            let _ = x.set_conn(c);
             found.push(Inherited {
                 fds,
                 info,
@@ -477,6 +597,9 @@ impl Backend for Shm {
             return Err(EADDRNOTAVAIL);
         }
         self.bind_port(x, ep, sock.opts)?;
+        if ep.port != 0 {
+            x.port_locked.store(true, Ordering::Relaxed);
+        }
         let bound = x.local.lock().ok_or(EINVAL)?;
         Ok(bound.to_sockaddr(x.info.domain))
     }
@@ -493,7 +616,8 @@ impl Backend for Shm {
             *x.listened.lock() = Some((space, sock.opts.reuseaddr, sock.opts.reuseport));
         }
         let k = x.bound.lock().take().ok_or(EINVAL)?;
-        let backlog = backlog.clamp(1, i32::MAX as u32) as i32;
+        // The kernel admits backlog + 1, as Linux's TCP listen queue.
+        let backlog = backlog.min(i32::MAX as u32) as i32;
         // The listening anchor's own O_NONBLOCK is the socket's: shared by
         // every holder, as the open file description's flag on Linux.
         let made = crate::platform::unix_ipc::listen(k, backlog)
@@ -558,35 +682,90 @@ impl Backend for Shm {
         theirs[0] = body[0];
         theirs[1..].copy_from_slice(&body[19..37]);
         let path = self.path(dest.port, v6);
-        let offer = |p: &Path| Conn::connect(p, RING, RING, &body, false, [&mine, &theirs]);
-        let c = match offer(&path) {
-            Ok(c) => c,
-            // No file: nobody ever bound the port.
-            Err(ENOENT) => return Err(ECONNREFUSED),
-            // An SO_REUSEPORT group: the member the hash picks, or the
-            // next that listens.
-            Err(_) if path.is_dir() => {
-                crate::backends::xproc::ports::connect_group(&path, &local, offer, |m| {
-                    !live_name(m)
-                })
-                .ok_or(ECONNREFUSED)?
-            }
-            Err(e) => return Err(e),
+        let offer = Offer {
+            path,
+            body,
+            mine,
+            theirs,
         };
         *x.peer.lock() = Some(dest);
-        c.set_nonblocking(x.nonblock.load(Ordering::Relaxed));
-        if x.conn.set(c).is_err() {
-            return Err(EISCONN);
+        // As TCP's, the outcome may come later: a refusal is reported as
+        // the frontend's connect rules say (EINPROGRESS first when
+        // non-blocking), and a full accept queue keeps the connect
+        // waiting, as Linux's dropped SYNs do, until accept() makes room.
+        let made = match offer.try_once() {
+            Err(EAGAIN) => return wait_for_room(sock.state.clone(), sock.handle, offer),
+            // An SO_REUSEPORT group: the member the hash picks, or the
+            // next that listens.
+            Err(_) if offer.path.is_dir() => {
+                let each = |p: &Path| Conn::connect(p, RING, RING, &body, false, [&mine, &theirs]);
+                crate::backends::xproc::ports::connect_group(&offer.path, &local, each, |m| {
+                    !live_name(m)
+                })
+                .ok_or(ECONNREFUSED)
+            }
+            r => r,
+        };
+        match made {
+            Ok(c) => {
+                if established(x, sock.handle, c) {
+                    Ok(())
+                } else {
+                    Err(EISCONN)
+                }
+            }
+            Err(e) => refused(sock.handle, e),
         }
-        let _ = upcall::connected(sock.handle);
-        Ok(())
     }
 
     fn shutdown(&self, sock: SockRef<'_>, how: i32) -> Result<(), Errno> {
-        if how != SHUT_RD {
-            if let Some(c) = ss(&sock)?.conn.get() {
+        let x = ss(&sock)?;
+        if let Some(l) = x.listener.get() {
+            // Linux disconnects a listener (inet_csk_listen_stop) for every
+            // holder: the anchor's own shutdown (which refuses connects and
+            // wakes each blocked accept), and what was queued is reset.
+            if how != SHUT_WR {
+                l.stop();
+            }
+            return Ok(());
+        }
+        if let Some(c) = x.conn() {
+            if how != SHUT_RD {
                 c.shutdown_write();
             }
+            if how != SHUT_WR {
+                c.shutdown_read();
+            }
+        }
+        Ok(())
+    }
+
+    /// connect(AF_UNSPEC): the connection is reset (the peer reads
+    /// ECONNRESET once this process's hold, and any other's, is gone), a
+    /// connect waiting for room gives up, and the port goes back unless
+    /// the program bound it.
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        let x = ss(&sock)?;
+        let gen = x.gen.load(Ordering::Acquire);
+        if gen + 1 >= CONNS {
+            return Err(EOPNOTSUPP);
+        }
+        if let Some(c) = x.conn() {
+            c.abort();
+            c.release();
+        }
+        x.gen.store(gen + 1, Ordering::Release);
+        *x.peer.lock() = None;
+        if !x.port_locked.load(Ordering::Relaxed) {
+            if let Some(k) = x.bound.lock().take() {
+                crate::platform::unix_ipc::close_kfd(k);
+            }
+            let (pid, forks) = *x.origin.lock();
+            let alone = pid == std::process::id()
+                && forks == self.forks.load(Ordering::Relaxed)
+                && !x.handed_on.load(Ordering::Relaxed);
+            self.leave_port(x, alone);
+            *x.local.lock() = None;
         }
         Ok(())
     }
@@ -614,7 +793,7 @@ impl Backend for Shm {
 
     fn peer_maxseg(&self, sock: SockRef<'_>) -> u32 {
         // The acceptor's is 0 until it took the connection.
-        ss(&sock).ok().and_then(|x| x.conn.get()).map_or(0, |c| {
+        ss(&sock).ok().and_then(|x| x.conn()).map_or(0, |c| {
             c.segment().mss(c.side().peer()).load(Ordering::Acquire)
         })
     }
@@ -635,6 +814,7 @@ impl Backend for Shm {
         let Ok(x) = ss(&sock) else {
             return;
         };
+        x.abandoned.store(true, Ordering::Release);
         if let Some(k) = x.bound.lock().take() {
             crate::platform::unix_ipc::close_kfd(k);
         }
@@ -661,7 +841,7 @@ impl Backend for Shm {
         // This process's last fd of the socket closed: its hold on the
         // connection or listener ends now, even if the state lives on in
         // an epoll set's table until the set is next looked at.
-        if let Some(c) = x.conn.get() {
+        if let Some(c) = x.conn() {
             c.release();
         }
         if let Some(e) = x.echo.get() {
@@ -719,12 +899,12 @@ impl SharedStreams for Shm {
         block: Block,
     ) -> Result<usize, Errno> {
         let x = ss(&sock)?;
-        let c = x.echo.get().or(x.conn.get()).ok_or(ENOTCONN)?;
+        let c = x.echo.get().or(x.conn()).ok_or(ENOTCONN)?;
         c.recv(buf, peek, block)
     }
 
     fn send(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno> {
-        let c = ss(&sock)?.conn.get().ok_or(EPIPE)?;
+        let c = ss(&sock)?.conn().ok_or(EPIPE)?;
         c.send(buf, block)
     }
 
@@ -733,10 +913,14 @@ impl SharedStreams for Shm {
             return POLLNVAL;
         };
         if let Some(l) = x.listener.get() {
-            let waiting = anchor_ipc::anchor_poll(l.anchor(), true, 0).is_ok_and(|s| s.readable);
-            return if waiting { POLLIN | POLLRDNORM } else { 0 };
+            return match anchor_ipc::anchor_poll(l.anchor(), true, 0) {
+                // Shut down: no longer listening, as an unconnected socket.
+                Ok(s) if s.hung_up => POLLOUT | POLLWRNORM | POLLHUP,
+                Ok(s) if s.readable => POLLIN | POLLRDNORM,
+                _ => 0,
+            };
         }
-        let Some(c) = x.conn.get() else {
+        let Some(c) = x.conn() else {
             // Neither listening nor connected: as tcp_poll, POLLOUT and
             // POLLHUP (no connection).
             return POLLOUT | POLLWRNORM | POLLHUP;
@@ -763,6 +947,9 @@ impl SharedStreams for Shm {
         if r.err {
             ev |= POLLERR;
         }
+        if r.pri {
+            ev |= POLLPRI;
+        }
         ev
     }
 
@@ -770,7 +957,7 @@ impl SharedStreams for Shm {
         let Ok(x) = ss(&sock) else {
             return (0, 0);
         };
-        let q = x.conn.get().and_then(|c| c.queued().ok()).unwrap_or((0, 0));
+        let q = x.conn().and_then(|c| c.queued().ok()).unwrap_or((0, 0));
         match x.echo.get().and_then(|e| e.queued().ok()) {
             Some((inq, _)) => (inq, q.1),
             None => q,
@@ -787,7 +974,8 @@ impl SharedStreams for Shm {
                 // blocking (the program's flag) and this call has a
                 // deadline. Another holder may still win the connection:
                 // the accept below then waits for the next, as a blocking
-                // accept does.
+                // accept does. A signal handler ends a timed wait, and an
+                // untimed one unless it has SA_RESTART.
                 let ms = match block {
                     Block::Until(d) => {
                         let left = d.saturating_duration_since(crate::platform::now());
@@ -798,10 +986,17 @@ impl SharedStreams for Shm {
                     }
                     _ => -1,
                 };
-                match anchor_ipc::anchor_poll(l.anchor(), true, ms) {
-                    Ok(s) if !s.readable => continue,
-                    Ok(_) | Err(EINTR) => {}
-                    Err(e) => return Err(e),
+                let ready = if ms < 0 {
+                    l.wait_untimed()?
+                } else {
+                    anchor_ipc::anchor_poll(l.anchor(), true, ms)?
+                };
+                if ready.hung_up {
+                    // Shut down by a holder: no longer listening.
+                    return Err(EINVAL);
+                }
+                if !ready.readable {
+                    continue;
                 }
             }
             match l.accept(&mut body) {
@@ -824,7 +1019,7 @@ impl SharedStreams for Shm {
                     seg.mss(Side::Connector).store(theirs, Ordering::Release);
                     seg.mss(Side::Acceptor)
                         .store(x.maxseg.load(Ordering::Relaxed), Ordering::Release);
-                    let _ = child.conn.set(c);
+                    let _ = child.set_conn(c);
                     // A fork child that only accepts is listed too.
                     crate::backends::xproc::serve_status();
                     return Ok(Arc::new(child));
@@ -837,7 +1032,7 @@ impl SharedStreams for Shm {
 
     fn nonblocking(&self, sock: SockRef<'_>) -> Option<bool> {
         let x = ss(&sock).ok()?;
-        if let Some(c) = x.conn.get() {
+        if let Some(c) = x.conn() {
             return Some(c.nonblocking());
         }
         if let Some(l) = x.listener.get() {
@@ -851,7 +1046,7 @@ impl SharedStreams for Shm {
             return;
         };
         x.nonblock.store(on, Ordering::Relaxed);
-        if let Some(c) = x.conn.get() {
+        if let Some(c) = x.conn() {
             c.set_nonblocking(on);
         }
         if let Some(l) = x.listener.get() {
@@ -866,8 +1061,61 @@ impl SharedStreams for Shm {
         if let Some(l) = x.listener.get() {
             return Some((l.anchor(), -1));
         }
-        let c = x.conn.get()?;
+        let c = x.conn()?;
         Some((c.anchor(), c.memfd()))
+    }
+
+    fn send_urgent(&self, sock: SockRef<'_>, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let c = ss(&sock)?.conn().ok_or(EPIPE)?;
+        c.send_urgent(buf, block)
+    }
+
+    fn recv_urgent(&self, sock: SockRef<'_>, peek: bool) -> Result<u8, Errno> {
+        let c = ss(&sock)?.conn().ok_or(EINVAL)?;
+        c.recv_urgent(peek)
+    }
+
+    fn has_urgent(&self, sock: SockRef<'_>) -> bool {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn())
+            .is_some_and(|c| c.has_urgent())
+    }
+
+    fn at_mark(&self, sock: SockRef<'_>) -> bool {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn())
+            .is_some_and(|c| c.at_mark())
+    }
+
+    fn set_owner(&self, sock: SockRef<'_>, pid: i32) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
+            c.set_owner(pid);
+        }
+    }
+
+    fn set_oob_inline(&self, sock: SockRef<'_>, on: bool) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
+            c.set_oob_inline(on);
+        }
+    }
+
+    fn abort(&self, sock: SockRef<'_>) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
+            c.abort();
+        }
+    }
+
+    fn take_error(&self, sock: SockRef<'_>) -> Option<Errno> {
+        ss(&sock).ok()?.conn()?.take_error()
+    }
+
+    fn was_reset(&self, sock: SockRef<'_>) -> bool {
+        ss(&sock)
+            .ok()
+            .and_then(|x| x.conn())
+            .is_some_and(|c| c.was_reset())
     }
 
     fn waiting(&self, sock: SockRef<'_>) -> Option<u32> {
@@ -877,7 +1125,7 @@ impl SharedStreams for Shm {
     }
 
     fn windows(&self, sock: SockRef<'_>) -> (u64, u64) {
-        let Some(c) = ss(&sock).ok().and_then(|x| x.conn.get()) else {
+        let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) else {
             return (0, 0);
         };
         let (rx, tx) = c.segment().rings(c.side());
@@ -889,7 +1137,7 @@ impl SharedStreams for Shm {
         if let Some(l) = x.listener.get() {
             return in_.then(|| l.anchor());
         }
-        let mut c = x.conn.get()?;
+        let mut c = x.conn()?;
         if let Some(e) = x.echo.get().filter(|_| in_) {
             // Connected to itself: its bytes ring at the other end.
             c.drain_bells();
@@ -904,6 +1152,6 @@ impl SharedStreams for Shm {
     }
 
     fn changes(&self, sock: SockRef<'_>) -> Option<u64> {
-        Some(ss(&sock).ok()?.conn.get()?.changes())
+        Some(ss(&sock).ok()?.conn()?.changes())
     }
 }

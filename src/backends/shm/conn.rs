@@ -29,16 +29,23 @@ use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use super::anchor;
-use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM};
+use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM, URG_READ, URG_VALID};
 use super::segment::Segment;
 pub use super::segment::Side;
 use super::Corrupt;
 use crate::consts::*;
 use crate::platform::anchor_ipc;
+use crate::platform::shared_mem::{poll_pair, SignalsHeld};
+use crate::platform::Slept;
 
 /// The longest a blocked call sleeps before it looks whether the peer is
 /// still there: the bound on noticing a peer that died without a word.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The longest an untimed call sleeps on its futex with the signals held
+/// back (see `Conn::wait_untimed`), the most a signal's handler is held
+/// up by it; then the call sleeps in poll, where a signal ends the sleep.
+const HELD: Duration = Duration::from_millis(10);
 
 pub use crate::backend::contract::Block;
 
@@ -55,12 +62,17 @@ pub struct Readiness {
     pub hup: bool,
     /// A reset waits to be reported (POLLERR).
     pub err: bool,
+    /// An urgent byte waits to be read out of band (POLLPRI).
+    pub pri: bool,
 }
 
 const OPEN: u8 = 0;
 const GONE: u8 = 1;
 const RESET: u8 = 2;
 const RESET_TOLD: u8 = 3;
+/// The peer had closed cleanly and a send went to it anyway: the reset it
+/// draws is pending, reported as EPIPE (tcp_reset in CLOSE_WAIT).
+const PIPE: u8 = 4;
 
 /// One end of a connection: its anchor (a kernel fd of this process) and
 /// the mapped segment.
@@ -91,6 +103,8 @@ enum Waited {
     Woken,
     /// A tick passed asleep: look again, and ask the kernel about the peer.
     Tick,
+    /// A signal handler ran that ends the call (EINTR, or what was done).
+    Interrupted,
 }
 
 impl Conn {
@@ -279,7 +293,11 @@ impl Conn {
             return s;
         }
         let (_, tx) = self.rings();
-        let now = if tx.used().map_or(true, |n| n > 0) {
+        // The peer reset, or (its anchor gone before any acceptor took it
+        // over) the listener dropped the connection from its queue.
+        let aborted = self.seg.reset(self.side.peer()).load(Ordering::Acquire) != 0
+            || (self.side == Side::Connector && self.seg.anchor_ino(Side::Acceptor) == 0);
+        let now = if aborted || tx.used().map_or(true, |n| n > 0) {
             RESET
         } else {
             GONE
@@ -304,11 +322,26 @@ impl Conn {
     pub fn send(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
         let (_, tx) = self.rings();
         let mut sent = 0;
+        let mut interrupted = false;
         let mut look = block == Block::Never && self.due();
         loop {
             let closes = self.peer_closes();
-            if self.peer_now(look, closes) != OPEN || tx.flags() & super::ring::FIN != 0 {
+            if tx.flags() & super::ring::FIN != 0 {
                 return if sent > 0 { Ok(sent) } else { Err(EPIPE) };
+            }
+            match self.peer_now(look, closes) {
+                OPEN => {}
+                _ if sent > 0 => return Ok(sent),
+                // The first send after the peer's clean close goes (to
+                // nobody); the reset it draws fails the next one.
+                GONE if self
+                    .peer
+                    .compare_exchange(GONE, PIPE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+                {
+                    return Ok(buf.len());
+                }
+                _ => return Err(self.take_error().unwrap_or(EPIPE)),
             }
             let n = {
                 let lock = tx.writer_lock();
@@ -322,6 +355,9 @@ impl Conn {
             if sent == buf.len() {
                 return Ok(sent);
             }
+            if interrupted {
+                return if sent > 0 { Ok(sent) } else { Err(EINTR) };
+            }
             match self
                 .wait(&tx, block, false, closes)
                 .map_err(|c| self.corrupt(c))?
@@ -329,6 +365,8 @@ impl Conn {
                 Waited::No => return if sent > 0 { Ok(sent) } else { Err(EAGAIN) },
                 Waited::Woken => look = false,
                 Waited::Tick => look = true,
+                // One more look, without waiting: what came meanwhile goes.
+                Waited::Interrupted => interrupted = true,
             }
         }
     }
@@ -340,6 +378,7 @@ impl Conn {
             return Ok(0);
         }
         let (rx, _) = self.rings();
+        let mut interrupted = false;
         // A call that may not wait asks the kernel before its EAGAIN, once
         // a tick (a hangup its poller saw was taken by `drain_bells`).
         let mut look = block == Block::Never && self.due();
@@ -348,7 +387,10 @@ impl Conn {
             let n = {
                 let lock = rx.reader_lock();
                 let _g = lock.lock().map_err(|c| self.corrupt(c))?;
-                rx.read(buf, 0, !peek).map_err(|c| self.corrupt(c))?.1
+                let limit = self.urgent_limit(&rx, buf.len(), peek)?;
+                rx.read(&mut buf[..limit], 0, !peek)
+                    .map_err(|c| self.corrupt(c))?
+                    .1
             };
             if n > 0 {
                 if !peek && rx.take_bell(BELL_ON_ROOM) {
@@ -356,7 +398,7 @@ impl Conn {
                 }
                 return Ok(n);
             }
-            if rx.flags() & super::ring::FIN != 0 {
+            if rx.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0 {
                 return Ok(0);
             }
             match self.peer_now(look, closes) {
@@ -372,6 +414,9 @@ impl Conn {
                 }
                 _ => return Ok(0),
             }
+            if interrupted {
+                return Err(EINTR);
+            }
             match self
                 .wait(&rx, block, true, closes)
                 .map_err(|c| self.corrupt(c))?
@@ -379,13 +424,17 @@ impl Conn {
                 Waited::No => return Err(EAGAIN),
                 Waited::Woken => look = false,
                 Waited::Tick => look = true,
+                Waited::Interrupted => interrupted = true,
             }
         }
     }
 
     /// Waits on `ring` for data (`for_data`) or room, or a close by a
     /// holder of the peer (its count moving from `closes`), at most a
-    /// [`TICK`] at a time.
+    /// [`TICK`] at a time. A signal handler's run ends a timed wait
+    /// (`Waited::Interrupted`: Linux never restarts a call with
+    /// SO_RCVTIMEO/SO_SNDTIMEO), and an untimed one unless every handler
+    /// that ran has SA_RESTART.
     fn wait(
         &self,
         ring: &Ring<'_>,
@@ -399,19 +448,88 @@ impl Conn {
             Block::Never => return Ok(Waited::No),
             Block::Until(d) if now >= d => return Ok(Waited::No),
             Block::Until(d) => d.min(tick),
-            Block::Forever => tick,
+            Block::Forever => return self.wait_untimed(ring, for_data, closes),
         };
         let closed = || self.peer_closes() != closes;
-        let woken = if for_data {
-            ring.wait_readable(Some(until), closed)?
-        } else {
-            ring.wait_room(Some(until), closed)?
+        Ok(match ring.sleep(for_data, Some(until), closed)? {
+            Slept::Interrupted => Waited::Interrupted,
+            Slept::Woken => Waited::Woken,
+            Slept::TimedOut if until < tick => Waited::Woken,
+            Slept::TimedOut => Waited::Tick,
+        })
+    }
+
+    /// An untimed [`Conn::wait`]. The signals are held back meanwhile, so
+    /// that the handlers of those that come can be looked at before they
+    /// run (SA_RESTART or not): first on the ring's futex for a moment
+    /// ([`HELD`], the most a signal waits), then in poll on the anchor,
+    /// which a doorbell or the peer's hangup makes readable, beside a
+    /// signalfd of the held signals.
+    fn wait_untimed(
+        &self,
+        ring: &Ring<'_>,
+        for_data: bool,
+        closes: u32,
+    ) -> Result<Waited, Corrupt> {
+        let held = SignalsHeld::new();
+        let closed = || self.peer_closes() != closes;
+        let slept = ring.sleep(for_data, Some(Instant::now() + HELD), closed)?;
+        let signalled = |held: SignalsHeld| match held.pending() {
+            Some(true) => Waited::Interrupted,
+            // The handlers run as the mask goes back; the call goes on.
+            _ => Waited::Woken,
         };
-        Ok(if woken || until < tick {
+        let ready = |r: &Ring<'_>| -> Result<bool, Corrupt> {
+            Ok(if for_data {
+                r.used()? > 0 || r.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0
+            } else {
+                r.room()? > 0
+            })
+        };
+        if slept != Slept::TimedOut {
+            // Woken with what it waited for: the call goes on, whatever
+            // signal came meanwhile (its handler runs as the mask goes
+            // back), as Linux's returns the data that came first.
+            if ready(ring)? {
+                return Ok(Waited::Woken);
+            }
+            return Ok(signalled(held));
+        }
+        let Ok(sigs) = held.watch() else {
+            drop(held);
+            return Ok(Waited::Tick);
+        };
+        let (rx, tx) = self.rings();
+        if for_data {
+            rx.arm_bell(BELL_ON_DATA);
+        } else {
+            tx.arm_bell(BELL_ON_ROOM);
+        }
+        let waited = if ready(ring)? || closed() {
             Waited::Woken
         } else {
-            Waited::Tick
-        })
+            let ms = TICK.as_millis() as i32;
+            let (anchor, signal) = poll_pair(self.anchor, sigs, ms);
+            if anchor {
+                self.drain_bells();
+            }
+            if signal {
+                held.pending().map_or(Waited::Woken, |stop| {
+                    if stop {
+                        Waited::Interrupted
+                    } else {
+                        Waited::Woken
+                    }
+                })
+            } else if anchor {
+                Waited::Woken
+            } else {
+                Waited::Tick
+            }
+        };
+        crate::platform::kfd_close(sigs).ok();
+        drop(held);
+        Ok(waited)
     }
 
     /// shutdown(SHUT_WR) by any holder: the peer reads end-of-stream after
@@ -424,28 +542,183 @@ impl Conn {
         }
     }
 
+    /// Before a read of up to `want` bytes, under the reader lock: how many
+    /// it may take (a read stops at the urgent mark), having skipped the
+    /// urgent byte when the read starts on it out of line (SO_OOBINLINE
+    /// off; skipped whether or not MSG_OOB took it) or forgotten the mark
+    /// once the reader is past it.
+    fn urgent_limit(&self, rx: &Ring<'_>, want: usize, peek: bool) -> Result<usize, Errno> {
+        let (mark, st) = rx.urgent();
+        if st == 0 {
+            return Ok(want);
+        }
+        let head = rx.head();
+        if head > mark {
+            rx.change_urgent(st, 0);
+            return Ok(want);
+        }
+        if head < mark {
+            return Ok(want.min((mark - head).min(usize::MAX as u64) as usize));
+        }
+        if rx.oob_inline() || peek || rx.used().map_err(|c| self.corrupt(c))? == 0 {
+            return Ok(want);
+        }
+        let mut one = [0u8; 1];
+        rx.read(&mut one, 0, true).map_err(|c| self.corrupt(c))?;
+        if st & URG_VALID == 0 {
+            rx.change_urgent(st, 0);
+        }
+        Ok(want)
+    }
+
+    /// send(MSG_OOB): sends `buf` as [`Conn::send`] does, its last byte sent
+    /// urgent (the mark), and wakes the peer's readers and pollers.
+    pub fn send_urgent(&self, buf: &[u8], block: Block) -> Result<usize, Errno> {
+        let n = self.send(buf, block)?;
+        if n > 0 {
+            let (_, tx) = self.rings();
+            let mark = {
+                let lock = tx.writer_lock();
+                let _g = lock.lock().map_err(|c| self.corrupt(c))?;
+                // The byte just written is the last one before the tail
+                // (another holder's send may have followed: then its mark
+                // is as near as this process can tell).
+                let (head, used) = (tx.head(), tx.used().map_err(|c| self.corrupt(c))?);
+                head.wrapping_add(used).wrapping_sub(1)
+            };
+            tx.set_urgent(mark, buf[n - 1]);
+            let owner = tx.owner();
+            if owner != 0 {
+                crate::platform::send_owner_signal(owner, SIGURG);
+            }
+            tx.wake_all();
+            if tx.take_bell(BELL_ON_DATA) {
+                anchor::ring_bell(self.anchor);
+            }
+            // The peer's pollers look again: a doorbell even if unasked.
+            anchor::ring_bell(self.anchor);
+        }
+        Ok(n)
+    }
+
+    /// recv(MSG_OOB): the urgent byte, once (`peek` leaves it); EINVAL with
+    /// SO_OOBINLINE on, without urgent data, or once it was read or the
+    /// reader passed it.
+    pub fn recv_urgent(&self, peek: bool) -> Result<u8, Errno> {
+        let (rx, _) = self.rings();
+        let (mark, st) = rx.urgent();
+        if rx.oob_inline() || st & URG_VALID == 0 || rx.head() > mark {
+            return Err(EINVAL);
+        }
+        if !peek {
+            rx.change_urgent(st, URG_READ);
+        }
+        Ok(st as u8)
+    }
+
+    /// SIOCATMARK: the reader is on the urgent mark.
+    pub fn at_mark(&self) -> bool {
+        let (rx, _) = self.rings();
+        let (mark, st) = rx.urgent();
+        st != 0 && rx.head() == mark
+    }
+
+    /// Whether an urgent mark lies ahead of (or at) the reader.
+    pub fn has_urgent(&self) -> bool {
+        let (rx, _) = self.rings();
+        let (mark, st) = rx.urgent();
+        st != 0 && rx.head() <= mark
+    }
+
+    /// This end's F_SETOWN owner, where the peer's urgent data sends
+    /// SIGURG.
+    pub fn set_owner(&self, pid: i32) {
+        let (rx, _) = self.rings();
+        rx.set_owner(pid);
+    }
+
+    /// SO_OOBINLINE of this end, for every holder.
+    pub fn set_oob_inline(&self, on: bool) {
+        let (rx, _) = self.rings();
+        rx.set_oob_inline(on);
+    }
+
+    /// Bytes a read may take now: up to the mark while an out-of-line
+    /// urgent byte lies ahead, or the bytes past it when the reader is on
+    /// it (FIONREAD, and readiness).
+    fn inq(&self, rx: &Ring<'_>) -> Result<u64, Corrupt> {
+        let used = rx.used()?;
+        let (mark, st) = rx.urgent();
+        let head = rx.head();
+        if st == 0 || rx.oob_inline() || head > mark {
+            return Ok(used);
+        }
+        Ok(if head == mark {
+            used.saturating_sub(1)
+        } else {
+            used.min(mark - head)
+        })
+    }
+
+    /// Takes the pending error of a reset (SO_ERROR, or a call that
+    /// reports it): ECONNRESET, or EPIPE after a send to a closed peer.
+    pub fn take_error(&self) -> Option<Errno> {
+        let now = self.peer_now(self.due(), self.peer_closes());
+        let e = match now {
+            RESET => ECONNRESET,
+            PIPE => EPIPE,
+            _ => return None,
+        };
+        self.peer
+            .compare_exchange(now, RESET_TOLD, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| e)
+    }
+
+    /// Whether the connection was reset (a closed TCP connection: no peer).
+    pub fn was_reset(&self) -> bool {
+        matches!(
+            self.peer_now(false, self.peer_closes()),
+            RESET | RESET_TOLD | PIPE
+        )
+    }
+
+    /// This holder's close is to reset the connection (SO_LINGER 0):
+    /// the peer reads a reset once the end's last holder is gone.
+    pub fn abort(&self) {
+        self.seg.reset(self.side).store(1, Ordering::Release);
+    }
+
+    /// shutdown(SHUT_RD) by any holder: every reader of this end, blocked
+    /// or not, finds end-of-stream after the bytes already here.
+    pub fn shutdown_read(&self) {
+        let (rx, _) = self.rings();
+        rx.shut_read();
+    }
+
     /// Bytes waiting to be read (SIOCINQ) and bytes sent that the peer has
     /// not read yet (SIOCOUTQ).
     pub fn queued(&self) -> Result<(u64, u64), Errno> {
         let (rx, tx) = self.rings();
         let c = |r: Result<u64, Corrupt>| r.map_err(|c| self.corrupt(c));
-        Ok((c(rx.used())?, c(tx.used())?))
+        Ok((c(self.inq(&rx))?, c(tx.used())?))
     }
 
     /// What poll would report now.
     pub fn readiness(&self) -> Readiness {
         let (rx, tx) = self.rings();
         let peer = self.peer_now(self.due(), self.peer_closes());
-        let (Ok(inq), Ok(room)) = (rx.used(), tx.room()) else {
+        let (Ok(inq), Ok(room)) = (self.inq(&rx), tx.room()) else {
             return Readiness {
                 readable: true,
                 writable: true,
                 rdhup: true,
                 hup: true,
                 err: true,
+                pri: false,
             };
         };
-        let rx_fin = rx.flags() & super::ring::FIN != 0 || peer != OPEN;
+        let rx_fin = rx.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0 || peer != OPEN;
         let tx_fin = tx.flags() & super::ring::FIN != 0;
         Readiness {
             readable: inq > 0 || rx_fin,
@@ -453,8 +726,12 @@ impl Conn {
             rdhup: rx_fin,
             // As tcp_poll: hung up once reset, or both directions are
             // over; a peer that closed cleanly is only end-of-stream.
-            hup: peer == RESET || peer == RESET_TOLD || (rx_fin && tx_fin),
-            err: peer == RESET,
+            hup: matches!(peer, RESET | RESET_TOLD | PIPE) || (rx_fin && tx_fin),
+            err: matches!(peer, RESET | PIPE),
+            pri: {
+                let (mark, st) = rx.urgent();
+                st & URG_VALID != 0 && rx.head() <= mark && !rx.oob_inline()
+            },
         }
     }
 
@@ -473,6 +750,10 @@ impl Conn {
             ^ odd(
                 u64::from(self.peer_closes()) << 8 | u64::from(self.peer.load(Ordering::Acquire)),
                 0x85eb_ca77_c2b2_ae63,
+            )
+            ^ odd(
+                u64::from(self.seg.reset(self.side.peer()).load(Ordering::Acquire)),
+                0x27d4_eb2f_1656_67c5,
             )
     }
 
@@ -577,6 +858,44 @@ impl Listener {
     /// The listening anchor's fd.
     pub fn anchor(&self) -> i32 {
         self.kfd
+    }
+
+    /// shutdown(SHUT_RD) of the listener, for every holder: the anchor's
+    /// own shutdown refuses new connects and wakes each blocked accept
+    /// (the anchor polls hung up from now on), and each connection still
+    /// queued is taken and reset, as Linux resets a stopped listener's
+    /// queue.
+    pub fn stop(&self) {
+        anchor_ipc::shutdown(self.kfd);
+        // After the shutdown the kernel's accept still gives what was
+        // queued, then says EINVAL instead of waiting (so this never
+        // blocks, whatever the anchor's O_NONBLOCK). Bounded: the queue
+        // holds at most the backlog.
+        for _ in 0..4096 {
+            let Ok(k) = anchor_ipc::accept_nonblocking(self.kfd) else {
+                break;
+            };
+            let mut body = [0u8; 64];
+            if let Ok((c, _)) = Conn::accepted(k, &mut body) {
+                c.abort();
+            }
+        }
+    }
+
+    /// An untimed wait for a connection (or the listener's shutdown): in
+    /// poll on the anchor beside a signalfd of the held signals, so that
+    /// a signal's handler is looked at before it runs. EINTR unless every
+    /// handler that ran has SA_RESTART.
+    pub fn wait_untimed(&self) -> Result<anchor_ipc::AnchorState, Errno> {
+        let held = SignalsHeld::new();
+        let sigs = held.watch()?;
+        let (_, signal) = poll_pair(self.kfd, sigs, -1);
+        crate::platform::kfd_close(sigs).ok();
+        if signal && held.pending() == Some(true) {
+            return Err(EINTR);
+        }
+        drop(held);
+        anchor_ipc::anchor_poll(self.kfd, true, 0)
     }
 
     /// Accepts the next connection, with the anchor's own blocking mode,

@@ -16,7 +16,8 @@ use std::time::Instant;
 
 use super::lock::SharedLock;
 use super::Corrupt;
-use crate::platform::shared_mem::{futex_wait_shared, futex_wake_shared, SharedMem};
+use crate::platform::shared_mem::{futex_sleep_shared, futex_wake_shared, SharedMem};
+use crate::platform::Slept;
 
 /// Bytes of a ring's header, before its data.
 pub const RING_HEADER: usize = 64;
@@ -28,9 +29,23 @@ const READER_WAITING: usize = 24;
 const WRITER_WAITING: usize = 28;
 const FLAGS: usize = 32;
 const BELL: usize = 36;
+/// The stream offset of the newest urgent byte (MSG_OOB), while
+/// `URG_STATE` is not 0.
+const URG_MARK: usize = 40;
+/// 0 (no urgent byte), `URG_VALID | byte` or `URG_READ` (Linux's
+/// `urg_data`).
+const URG_STATE: usize = 48;
+/// The reading end's SO_OOBINLINE (non-zero: on), shared by its holders.
+const URG_INLINE: usize = 52;
+/// The reading end's F_SETOWN owner (0: none; negative: a process group),
+/// which SIGURG goes to when an urgent byte is written.
+const URG_OWNER: usize = 56;
 
 /// [`Ring::flags`]: the writing end shut down; nothing follows `tail`.
 pub const FIN: u32 = 1;
+/// [`Ring::flags`]: the reading end shut down for reading (SHUT_RD, by any
+/// holder): its readers take what is there, then end-of-stream.
+pub const RD_SHUT: u32 = 2;
 
 /// [`Ring::arm_bell`]: a reader of this ring sleeps in poll/epoll on its
 /// anchor and wants a doorbell when bytes (or FIN) arrive.
@@ -38,6 +53,12 @@ pub const BELL_ON_DATA: u32 = 1;
 /// [`Ring::arm_bell`]: a writer of this ring sleeps in poll/epoll on its
 /// anchor and wants a doorbell when room appears.
 pub const BELL_ON_ROOM: u32 = 2;
+
+/// [`Ring::urgent`]: the urgent byte (low 8 bits) waits to be read with
+/// MSG_OOB.
+pub const URG_VALID: u32 = 0x100;
+/// [`Ring::urgent`]: the urgent byte was read with MSG_OOB.
+pub const URG_READ: u32 = 0x200;
 
 /// The smallest data size a ring may have.
 pub const MIN_SIZE: usize = 64;
@@ -121,6 +142,50 @@ impl<'m> Ring<'m> {
     /// The ring's flags ([`FIN`]).
     pub fn flags(&self) -> u32 {
         self.u32(FLAGS).load(Ordering::Acquire)
+    }
+
+    /// The urgent mark and state (`URG_VALID | byte`, `URG_READ`, or 0:
+    /// none). Untrusted: the caller only bounds reads by the mark.
+    pub fn urgent(&self) -> (u64, u32) {
+        let st = self.u32(URG_STATE).load(Ordering::Acquire);
+        (self.u64(URG_MARK).load(Ordering::Acquire), st)
+    }
+
+    /// The byte at stream offset `mark` (written already) is urgent: the
+    /// newest mark replaces an older one, as TCP's urgent pointer.
+    pub fn set_urgent(&self, mark: u64, byte: u8) {
+        self.u64(URG_MARK).store(mark, Ordering::Release);
+        self.u32(URG_STATE)
+            .store(URG_VALID | u32::from(byte), Ordering::Release);
+    }
+
+    /// Moves the urgent state from `from` to `to` (URG_READ, or 0 once the
+    /// reader passed the mark), unless another holder changed it first.
+    pub fn change_urgent(&self, from: u32, to: u32) {
+        let _ = self
+            .u32(URG_STATE)
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Relaxed);
+    }
+
+    /// The reading end's SO_OOBINLINE.
+    pub fn oob_inline(&self) -> bool {
+        self.u32(URG_INLINE).load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets the reading end's SO_OOBINLINE for every holder.
+    pub fn set_oob_inline(&self, on: bool) {
+        self.u32(URG_INLINE).store(u32::from(on), Ordering::Relaxed);
+    }
+
+    /// The reading end's F_SETOWN owner (untrusted: a signal number the
+    /// library sends is SIGURG only).
+    pub fn owner(&self) -> i32 {
+        self.u32(URG_OWNER).load(Ordering::Relaxed) as i32
+    }
+
+    /// Sets the reading end's F_SETOWN owner for every holder.
+    pub fn set_owner(&self, pid: i32) {
+        self.u32(URG_OWNER).store(pid as u32, Ordering::Relaxed);
     }
 
     /// The lock two writers of this direction share.
@@ -215,6 +280,13 @@ impl<'m> Ring<'m> {
         self.wake(READER_WAITING);
     }
 
+    /// shutdown(SHUT_RD) of the reading end: wakes every reader, which
+    /// then finds end-of-stream after the bytes already here.
+    pub fn shut_read(&self) {
+        self.u32(FLAGS).fetch_or(RD_SHUT, Ordering::AcqRel);
+        self.wake(READER_WAITING);
+    }
+
     /// Whether a reader would find end-of-stream: FIN and nothing left.
     pub fn at_end(&self) -> Result<bool, Corrupt> {
         Ok(self.flags() & FIN != 0 && self.used()? == 0)
@@ -229,9 +301,7 @@ impl<'m> Ring<'m> {
         deadline: Option<Instant>,
         also: impl Fn() -> bool,
     ) -> Result<bool, Corrupt> {
-        self.wait(READER_WAITING, deadline, |r| {
-            Ok(r.used()? > 0 || r.flags() & FIN != 0 || also())
-        })
+        Ok(self.sleep(true, deadline, also)? != Slept::TimedOut)
     }
 
     /// Waits until a writer would find room, `also` holds, or `deadline`
@@ -241,7 +311,24 @@ impl<'m> Ring<'m> {
         deadline: Option<Instant>,
         also: impl Fn() -> bool,
     ) -> Result<bool, Corrupt> {
-        self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
+        Ok(self.sleep(false, deadline, also)? != Slept::TimedOut)
+    }
+
+    /// [`Ring::wait_readable`] (`for_data`) or [`Ring::wait_room`], telling
+    /// a signal handler's run apart (`Slept::Interrupted`).
+    pub fn sleep(
+        &self,
+        for_data: bool,
+        deadline: Option<Instant>,
+        also: impl Fn() -> bool,
+    ) -> Result<Slept, Corrupt> {
+        if for_data {
+            self.wait(READER_WAITING, deadline, |r| {
+                Ok(r.used()? > 0 || r.flags() & (FIN | RD_SHUT) != 0 || also())
+            })
+        } else {
+            self.wait(WRITER_WAITING, deadline, |r| Ok(r.room()? > 0 || also()))
+        }
     }
 
     /// Wakes every thread asleep on this ring, readers and writers: one of
@@ -261,20 +348,20 @@ impl<'m> Ring<'m> {
         flag: usize,
         deadline: Option<Instant>,
         ready: impl Fn(&Self) -> Result<bool, Corrupt>,
-    ) -> Result<bool, Corrupt> {
+    ) -> Result<Slept, Corrupt> {
         if ready(self)? {
-            return Ok(true);
+            return Ok(Slept::Woken);
         }
         let word = self.u32(flag);
         word.store(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
         if ready(self)? {
-            return Ok(true);
+            return Ok(Slept::Woken);
         }
-        if !futex_wait_shared(word, 1, deadline) {
-            return ready(self);
-        }
-        Ok(true)
+        Ok(match futex_sleep_shared(word, 1, deadline) {
+            Slept::TimedOut if ready(self)? => Slept::Woken,
+            s => s,
+        })
     }
 
     /// Asks for a doorbell (`BELL_ON_DATA` or `BELL_ON_ROOM`) before a

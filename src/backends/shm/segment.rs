@@ -44,6 +44,12 @@ pub const ADDR_LEN: usize = 24;
 /// address: written by the accepting end when it takes the connection.
 const MSS_AT: [usize; 2] = [88, 120];
 
+/// Per end: non-zero once it reset the connection (an SO_LINGER 0 close,
+/// a connection a listener's shutdown dropped): the peer reads a reset,
+/// not end-of-stream, when the end's last holder is gone. In the header's
+/// spare words after each end's MSS (zero in every earlier segment).
+const RESET_AT: [usize; 2] = [92, 124];
+
 /// The largest ring a segment may declare: a corrupt size must not make a
 /// process map gigabytes.
 pub const MAX_RING: usize = 64 << 20;
@@ -204,6 +210,13 @@ impl Segment {
     pub fn mss(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
         self.mem
             .u32_at(MSS_AT[side as usize])
+            .expect("segment header inside its mapping")
+    }
+
+    /// End `side`'s reset word (see `RESET_AT`).
+    pub fn reset(&self, side: Side) -> &core::sync::atomic::AtomicU32 {
+        self.mem
+            .u32_at(RESET_AT[side as usize])
             .expect("segment header inside its mapping")
     }
 

@@ -348,7 +348,7 @@ impl Shm {
     /// its port in `space` (one a file held: bound, or a listener's), with
     /// `flags`' SO_REUSEADDR and SO_REUSEPORT.
     pub(super) fn time_wait(&self, x: &ShmSock, space: Space, flags: (bool, bool)) {
-        let Some(c) = x.conn.get() else {
+        let Some(c) = x.conn() else {
             return;
         };
         let r = c.readiness();
