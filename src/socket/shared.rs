@@ -262,6 +262,7 @@ impl Socket {
 
     /// Whether a shared socket's state moved since its readiness was last
     /// looked at (or this was last asked); false for any other socket.
+    #[cfg(feature = "std")]
     pub(crate) fn shared_moved(&self) -> bool {
         let Some((sh, r)) = self.shared() else {
             return false;
