@@ -11,7 +11,7 @@
 //! (`backends::shm`).
 
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU32, AtomicU64};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::consts::*;
@@ -331,10 +331,54 @@ pub fn futex_wake_shared(word: &AtomicU32, n: i32) {
     unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, n) };
 }
 
-/// The calling thread's id (what a shared lock records as its owner).
+/// Bumped in a fork child ([`forked`]): a thread's cached id is stale then.
+static TID_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+std::thread_local! {
+    /// This thread's id and the epoch it was read in (0: not yet).
+    static TID: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
+}
+
+/// In a fork child: the forking thread's id is new there.
+pub fn forked() {
+    TID_EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+extern "C" fn forked_child() {
+    forked();
+}
+
+/// Every fork's child bumps the epoch, also one the library's own fork
+/// handlers do not see (a program or a test that calls libc's `fork`
+/// before its first socket).
+fn watch_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic.
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+}
+
+/// The calling thread's id (what a shared lock records as its owner),
+/// asked of the kernel once per thread (and again after a fork): a lock
+/// is taken per message.
 pub fn thread_id() -> u32 {
-    // SAFETY: gettid has no preconditions.
-    unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    let epoch = TID_EPOCH.load(Ordering::Relaxed);
+    let ask = || {
+        // SAFETY: gettid has no preconditions.
+        unsafe { libc::syscall(libc::SYS_gettid) as u32 }
+    };
+    // A thread whose locals are being destroyed asks every time.
+    TID.try_with(|c| match c.get() {
+        (tid, e) if tid != 0 && e == epoch => tid,
+        _ => {
+            watch_forks();
+            let tid = ask();
+            c.set((tid, epoch));
+            tid
+        }
+    })
+    .unwrap_or_else(|_| ask())
 }
 
 /// Whether a thread with id `tid` exists (any process). A recycled id

@@ -275,6 +275,7 @@ pub fn fork_generation() -> u32 {
 #[cfg(feature = "std")]
 pub fn new_fork_generation() {
     FORK_GEN.fetch_add(1, Ordering::Relaxed);
+    crate::platform::shared_mem::forked();
 }
 
 /// Validates socket() arguments the way Linux does; returns the cleaned
@@ -565,7 +566,9 @@ impl Socket {
     #[cfg(feature = "std")]
     pub(crate) fn pump(&self) {
         if let Some((b, i)) = self.input_delegation() {
-            i.pump(self.sref(b));
+            if !self.arm_shared(self.wait.polled_events()) {
+                i.pump(self.sref(b));
+            }
             // A shared socket's changes make no upcall that would announce
             // them: announce here, for edge-triggered registrations, what
             // moved since readiness was last looked at (the doorbell of

@@ -260,6 +260,20 @@ impl Socket {
         }))
     }
 
+    /// A shared socket watched by poll or epoll for `events`: spends its
+    /// doorbells and asks for the next ones, for input always and for room
+    /// only when a poller waits for POLLOUT (a room doorbell nobody waits
+    /// for costs its reader a system call and this process a wake-up per
+    /// message). False when the socket is not shared.
+    #[cfg(feature = "std")]
+    pub(crate) fn arm_shared(&self, events: i16) -> bool {
+        let Some((sh, r)) = self.shared() else {
+            return false;
+        };
+        let _ = sh.wait_fd(r, true, events & (POLLOUT | POLLWRNORM) != 0);
+        true
+    }
+
     /// Whether a shared socket's state moved since its readiness was last
     /// looked at (or this was last asked); false for any other socket.
     #[cfg(feature = "std")]

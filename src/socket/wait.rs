@@ -241,6 +241,14 @@ impl WaitQueue {
         id
     }
 
+    /// The events the registered pollers wait for, together.
+    pub fn polled_events(&self) -> i16 {
+        if self.npollers.load(Ordering::Acquire) == 0 {
+            return 0;
+        }
+        self.pollers.lock().iter().fold(0, |ev, r| ev | r.events)
+    }
+
     /// Removes a registration made by [`WaitQueue::register_poller`].
     pub fn unregister_poller(&self, id: u64) {
         let mut p = self.pollers.lock();

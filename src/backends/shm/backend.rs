@@ -872,7 +872,9 @@ impl Backend for Shm {
 /// stands between.
 impl InputDelegation for Shm {
     fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
-        self.wait_fd(sock, true, true)
+        // Room is asked for by the frontend when a poller wants POLLOUT
+        // (`Socket::arm_shared`).
+        self.wait_fd(sock, true, false)
     }
 
     fn input_watched(&self, _sock: SockRef<'_>) {}
@@ -880,8 +882,9 @@ impl InputDelegation for Shm {
     fn input_wanted(&self, _sock: SockRef<'_>) {}
 
     fn pump(&self, sock: SockRef<'_>) {
-        // Spends the doorbells and asks for the next ones; the frontend
-        // then looks at the socket's readiness again.
+        // Spends the doorbells and asks for the next ones (the frontend's
+        // `Socket::pump` asks for room only when a poller wants it); the
+        // frontend then looks at the socket's readiness again.
         let _ = self.wait_fd(sock, true, true);
     }
 }

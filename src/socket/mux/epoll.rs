@@ -382,7 +382,8 @@ impl EpSet {
             .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock));
         let events = (ev & !EP_WAKEUP) | EP_ERR | EP_HUP;
         let mut watch = None;
-        let wake = match op {
+        let shared = sock.is_shared().then(|| sock.clone());
+        let mut wake = match op {
             libc::EPOLL_CTL_ADD => {
                 if pos.is_some() {
                     return Err(libc::EEXIST);
@@ -449,6 +450,12 @@ impl EpSet {
         drop(g);
         if let Some(sock) = watch {
             self.watch_input(&sock);
+        }
+        if let (Some(s), libc::EPOLL_CTL_ADD | libc::EPOLL_CTL_MOD) = (&shared, op) {
+            // Its doorbells for what the registrations now want, then a
+            // look: what came before they were asked for shows now.
+            s.arm_shared(s.wait.polled_events());
+            wake |= s.readiness() as u16 as u32 & events & 0xffff != 0;
         }
         if wake {
             // A waiter (in this process, or polling the epoll fd) sees it.
