@@ -11,7 +11,8 @@
 #     lease's address is in the range (USOCK_NETIF_LEASE_FILE, dnsmasq's
 #     DHCPACK, http.server's client address agree) and its router works;
 #  2. a resolver of the program's own (tests/engine/dns_query.py: UDP to
-#     the resolv.conf nameserver through the socket API) resolves
+#     the resolv.conf nameserver through the socket API, connected or by
+#     sendto, as its first call: it waits for the lease) resolves
 #     peer.usock.test over the engine: dnsmasq logs the query from the
 #     leased address;
 #  3. libc's getaddrinfo (getent hosts, python's socket.getaddrinfo)
@@ -80,16 +81,23 @@ check "http.server saw the client as $addr" "log: $(tail_of "$work/http.log")" \
   grep -q "^$addr - .*GET / HTTP" "$work/http.log"
 
 # 2. DNS through the engine: the program's own resolver, on the library's
-# sockets (its first socket call waits for the lease)
-rc=0
-out=$(dhcp_run dns ut0 "$PY" tests/engine/dns_query.py peer.usock.test 2>&1) || rc=$?
-addr=$(sed -n 's/^address=//p' "$work/lease.dns" 2>/dev/null); addr=${addr%/*}
-check "dns_query.py (library, --addr dhcp): peer.usock.test is 10.89.0.1" "exit $rc: $out" \
-  [ "$rc.$out" = "0.A 10.89.0.1" ]
-carried "$work/stats.dns" "dns_query.py (library, --addr dhcp)"
-check "dnsmasq got that query from the engine's lease ($addr)" \
-  "dnsmasq: $(grep 'query\[' "$work/dnsmasq.log" | tail -n 2 | tr '\n' ' ')" \
-  eval 'in_range "$addr" && grep -q "query\[A\] peer.usock.test from $addr\$" "$work/dnsmasq.log"'
+# sockets (its first socket call, a connect or a sendto, waits for the lease)
+for how in connect sendto; do
+  rc=0
+  seen=$(wc -l < "$work/dnsmasq.log")
+  if [ "$how" = connect ]; then
+    out=$(dhcp_run dns$how ut0 "$PY" tests/engine/dns_query.py peer.usock.test 2>&1) || rc=$?
+  else
+    out=$(dhcp_run dns$how ut0 "$PY" tests/engine/dns_query.py --sendto peer.usock.test 2>&1) || rc=$?
+  fi
+  addr=$(sed -n 's/^address=//p' "$work/lease.dns$how" 2>/dev/null); addr=${addr%/*}
+  check "dns_query.py (library, --addr dhcp, $how first): peer.usock.test is 10.89.0.1" "exit $rc: $out" \
+    [ "$rc.$out" = "0.A 10.89.0.1" ]
+  carried "$work/stats.dns$how" "dns_query.py (library, --addr dhcp, $how first)"
+  check "dnsmasq got that query from the engine's lease ($addr)" \
+    "dnsmasq: $(grep 'query\[' "$work/dnsmasq.log" | tail -n 2 | tr '\n' ' ')" \
+    eval 'in_range "$addr" && tail -n "+$((seen + 1))" "$work/dnsmasq.log" | grep -q "query\[A\] peer.usock.test from $addr\$"'
+done
 
 # 3. libc's getaddrinfo: from the namespace's kernel, not the engine
 queries() { grep -c "query\[A\] peer.usock.test from 10.79.0.1\$" "$work/dnsmasq.log"; }

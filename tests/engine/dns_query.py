@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""tests/engine/dns_query.py NAME: asks the first nameserver of
+"""tests/engine/dns_query.py [--sendto] NAME: asks the first nameserver of
 /etc/resolv.conf for NAME's A records over UDP with the socket API, as a
 resolver of a program's own does (dig, c-ares, Go's): under the launcher
 these sockets are the library's, so the query goes where its rules send
 it (over the engine with USOCK_NETIF). Prints one "A ADDR" line per
-answer; exit 1 without one.
+answer; exit 1 without one. --sendto: an unconnected socket (sendto,
+recvfrom) rather than a connected one.
 """
 import random
 import socket
@@ -59,17 +60,25 @@ def answers(m, qid):
 
 
 def main():
-    name = sys.argv[1]
+    unconnected = sys.argv[1] == "--sendto"
+    name = sys.argv[-1]
     ns = nameserver()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect((ns, 53))
+    if not unconnected:
+        s.connect((ns, 53))
     s.settimeout(2)
     qid = random.randrange(1, 65536)
     for _ in range(3):
-        s.send(query(name, qid))
+        if unconnected:
+            s.sendto(query(name, qid), (ns, 53))
+        else:
+            s.send(query(name, qid))
         try:
             while True:
-                got = answers(s.recv(4096), qid)
+                m, src = s.recvfrom(4096)
+                if src != (ns, 53):
+                    continue
+                got = answers(m, qid)
                 if got is not None:
                     break
         except socket.timeout:
