@@ -86,6 +86,11 @@ pub struct Engine {
     /// lease is awaited until a while after.
     #[cfg(all(feature = "dhcp", feature = "std"))]
     born: u64,
+    /// The first lease may still be awaited (DHCP, and neither a lease
+    /// nor the end of the wait seen yet): past it, a send does not take
+    /// the engine's lock to ask.
+    #[cfg(all(feature = "dhcp", feature = "std"))]
+    first_lease: AtomicBool,
 }
 
 fn id_of(sock: &SockRef<'_>) -> Result<u64, Errno> {
@@ -113,6 +118,8 @@ impl Engine {
             forked: AtomicBool::new(false),
             #[cfg(all(feature = "dhcp", feature = "std"))]
             born: crate::platform::mono_ns(),
+            #[cfg(all(feature = "dhcp", feature = "std"))]
+            first_lease: AtomicBool::new(cfg.dhcp),
         }
     }
 
@@ -124,11 +131,16 @@ impl Engine {
     /// an address (ENETUNREACH: no route).
     fn await_lease(&self, ep: &IpEp) {
         #[cfg(all(feature = "dhcp", feature = "std"))]
-        if ep.is_v4() && !is_loopback(ep) {
+        if ep.is_v4() && !is_loopback(ep) && self.first_lease.load(Ordering::Acquire) {
             let end = self.born.saturating_add(dhcp::FIRST_LEASE_WAIT_NS);
-            while self.stack.lock().awaits_lease() && crate::platform::mono_ns() < end {
+            while self.stack.lock().awaits_lease() {
+                if crate::platform::mono_ns() >= end {
+                    self.first_lease.store(false, Ordering::Release);
+                    return;
+                }
                 std::thread::sleep(core::time::Duration::from_millis(5));
             }
+            self.first_lease.store(false, Ordering::Release);
         }
         #[cfg(not(all(feature = "dhcp", feature = "std")))]
         let _ = ep;
