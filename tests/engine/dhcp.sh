@@ -37,7 +37,7 @@ if ! { mk_ns d && mk_tap d ut0 10.79.0.1/24 && mk_tap d ut1 10.80.0.1/24; }; the
 ip -n "${ns[d]}" addr add 10.89.0.1/32 dev lo
 etc=/etc/netns/${ns[d]}
 mkdir -p "$etc" && echo "nameserver 10.79.0.1" > "$etc/resolv.conf"
-trap 'engine_cleanup; rm -rf "$etc"' EXIT
+trap 'engine_cleanup; rm -rf "$etc"; rmdir /etc/netns 2>/dev/null' EXIT
 
 # dnsmasq in the foreground, on ut0 only, no configuration file, no
 # upstream, no /etc/hosts: only what the test gives it.
