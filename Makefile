@@ -224,7 +224,9 @@ test-preload: lib
 # tests make themselves (root): run.sh (linked and preloaded programs against
 # the kernel's TCP/IP over a TAP device and a veth, two engines on a bridge),
 # interop.sh (curl, nginx, http.server, iperf3, UDP against the kernel over a
-# TAP device, IPv4 and IPv6), twohosts.sh (two engines on one bridged
+# TAP device, IPv4 and IPv6), dhcp.sh (--addr dhcp from dnsmasq on the
+# TAP's kernel side: the lease, its default route, DNS over the engine,
+# ENETUNREACH without a server), twohosts.sh (two engines on one bridged
 # segment), packet.sh (the engine on an AF_PACKET socket on a veth end) and
 # badlink.sh (10 MB each way, UDP echo and a vanishing peer over a link with
 # 5 % loss, 1 % duplication, 5 % reordering and 50 ms delay each way, made by
@@ -234,7 +236,7 @@ test-preload: lib
 # three with the kernel in the library's place.
 test-engine: lib
 	@r=0; \
-	for s in "600 run.sh" "600 interop.sh" "300 twohosts.sh" "400 packet.sh" "400 badlink.sh"; do \
+	for s in "600 run.sh" "600 interop.sh" "200 dhcp.sh" "300 twohosts.sh" "400 packet.sh" "400 badlink.sh"; do \
 	  set -- $$s; echo "== tests/engine/$$2"; \
 	  timeout $$1 tests/engine/$$2 || { echo "test-engine: tests/engine/$$2 failed"; r=1; }; \
 	done; exit $$r

@@ -786,7 +786,8 @@ int usock_epoll_pwait2(int epfd, struct epoll_event *events, int maxevents, cons
    needs CAP_NET_ADMIN) or `"packet:IFNAME"` (a raw AF_PACKET socket on
    an existing interface);
  - `addrs`: one or more `ADDR/PREFIX`, comma-separated
-   (`"10.77.0.2/24,fd77::2/64"`);
+   (`"10.77.0.2/24,fd77::2/64"`), or `"dhcp"` (with IPv6 ones or
+   alone): the IPv4 address and default route from a DHCPv4 server;
  - `gws`: NULL, or default routes, at most one per family
    (`"10.77.0.1,fd77::1"`).
 

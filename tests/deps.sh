@@ -19,11 +19,13 @@ set -uo pipefail
 # haproxy, lighttpd, apache2-utils (ab): programs13.sh; systemd
 # (systemd-socket-activate) and gunicorn: programs15.sh.
 # tests/engine and bench/engine.sh: iproute2 (ip netns, ip tuntap, veth,
-# bridge), curl, nginx-light, iperf3, python3 (http.server), all listed.
+# bridge), curl, nginx-light, iperf3, python3 (http.server), all listed;
+# tests/engine/dhcp.sh: dnsmasq-base (the dnsmasq program alone, without
+# the dnsmasq package's system service: the test runs its own).
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
   dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql
-  haproxy lighttpd apache2-utils systemd gunicorn)
+  haproxy lighttpd apache2-utils systemd gunicorn dnsmasq-base)
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes

@@ -191,7 +191,9 @@ unsafe fn attach(ops: *const usock_netif_ops, cfg: *const usock_netif_config) ->
     let addrs = text(c.addrs).ok_or(EINVAL)??;
     let gws = text(c.gws).transpose()?;
     let parsed = config::parse_addrs(addrs).and_then(|a| {
-        let g = gws.map_or(Ok(alloc::vec::Vec::new()), |g| config::parse_gws(g, &a))?;
+        let g = gws.map_or(Ok(alloc::vec::Vec::new()), |g| {
+            config::parse_gws(g, &a, false)
+        })?;
         if a.is_empty() {
             return Err("usock_netif_attach: no address".into());
         }
@@ -217,6 +219,7 @@ unsafe fn attach(ops: *const usock_netif_ops, cfg: *const usock_netif_config) ->
     let cfg = NetifConfig {
         kind: NetifKind::Host,
         addrs,
+        dhcp: false,
         gws,
         mac: Some(mac),
         impair: None,

@@ -51,8 +51,12 @@ pub struct Cidr {
 pub struct NetifConfig {
     /// The device.
     pub kind: NetifKind,
-    /// The interface's addresses (at least one).
+    /// The interface's static addresses (at least one, unless `dhcp`).
     pub addrs: Vec<Cidr>,
+    /// The IPv4 address, its prefix and the IPv4 default route come from
+    /// a DHCPv4 server (`USOCK_NETIF_ADDR=dhcp`), renewed while the
+    /// engine runs.
+    pub dhcp: bool,
     /// Default routes: at most one per family, each of a family that has
     /// an address.
     pub gws: Vec<IpAddr>,
@@ -113,8 +117,8 @@ pub fn parse_addrs(s: &str) -> Result<Vec<Cidr>, String> {
 }
 
 /// Parses `GW[,GW]`: at most one per family, each of a family `addrs`
-/// has.
-pub fn parse_gws(s: &str, addrs: &[Cidr]) -> Result<Vec<IpAddr>, String> {
+/// has (IPv4 none when `dhcp`: the lease names the router).
+pub fn parse_gws(s: &str, addrs: &[Cidr], dhcp: bool) -> Result<Vec<IpAddr>, String> {
     let mut out: Vec<IpAddr> = Vec::new();
     for word in s.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let bad = |why: &str| format!("USOCK_NETIF_GW={s}: {word:?}: {why}");
@@ -124,6 +128,11 @@ pub fn parse_gws(s: &str, addrs: &[Cidr]) -> Result<Vec<IpAddr>, String> {
         }
         if out.iter().any(|g| g.is_ipv4() == ip.is_ipv4()) {
             return Err(bad("a second default route of the same family"));
+        }
+        if dhcp && ip.is_ipv4() {
+            return Err(bad(
+                "with USOCK_NETIF_ADDR=dhcp the lease gives the IPv4 default route",
+            ));
         }
         if !addrs.iter().any(|a| a.ip.is_ipv4() == ip.is_ipv4()) {
             return Err(bad("no address of its family in USOCK_NETIF_ADDR"));
@@ -151,8 +160,48 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// The whole configuration from its strings (`addrs` is required: no
-/// DHCP yet).
+/// Splits `dhcp` off `USOCK_NETIF_ADDR`'s words: `dhcp` alone, or with
+/// static IPv6 addresses (`dhcp,fd77::2/64`); a static IPv4 address
+/// beside it is refused (two sources for one family's address).
+fn parse_addr_words(s: &str) -> Result<(Vec<Cidr>, bool), String> {
+    let words: Vec<&str> = s.split(',').map(str::trim).collect();
+    let dhcp = words.iter().any(|w| w.eq_ignore_ascii_case("dhcp"));
+    if !dhcp {
+        return Ok((parse_addrs(s)?, false));
+    }
+    if !cfg!(feature = "dhcp") {
+        return Err(format!(
+            "USOCK_NETIF_ADDR={s}: this build has no DHCP client (cargo feature dhcp)"
+        ));
+    }
+    let rest: Vec<&str> = words
+        .iter()
+        .copied()
+        .filter(|w| !w.eq_ignore_ascii_case("dhcp"))
+        .collect();
+    if rest.len() + 1 != words.len() {
+        return Err(format!("USOCK_NETIF_ADDR={s}: dhcp given twice"));
+    }
+    if rest.is_empty() {
+        return Ok((Vec::new(), true));
+    }
+    let addrs = parse_addrs(&rest.join(","))?;
+    if addrs.iter().any(|a| a.ip.is_ipv4()) {
+        return Err(format!(
+            "USOCK_NETIF_ADDR={s}: a static IPv4 address beside dhcp (the lease gives it)"
+        ));
+    }
+    if addrs.len() >= MAX_ADDRS {
+        return Err(format!(
+            "USOCK_NETIF_ADDR={s}: more than {} addresses beside the lease's",
+            MAX_ADDRS - 1
+        ));
+    }
+    Ok((addrs, true))
+}
+
+/// The whole configuration from its strings (`addrs` is required: static
+/// CIDRs, or `dhcp`).
 pub fn parse(
     netif: &str,
     addrs: Option<&str>,
@@ -160,17 +209,17 @@ pub fn parse(
     mac: Option<&str>,
 ) -> Result<NetifConfig, String> {
     let kind = parse_netif(netif)?;
-    let addrs = match addrs {
-        Some(a) if !a.trim().is_empty() => parse_addrs(a)?,
+    let (addrs, dhcp) = match addrs {
+        Some(a) if !a.trim().is_empty() => parse_addr_words(a)?,
         _ => {
             return Err(format!(
-                "USOCK_NETIF_ADDR is needed with USOCK_NETIF={netif} (ADDR/PREFIX[,...]): \
-                 the engine has no DHCP yet"
+                "USOCK_NETIF_ADDR is needed with USOCK_NETIF={netif} (ADDR/PREFIX[,...], \
+                 or dhcp)"
             ))
         }
     };
     let gws = match gws {
-        Some(g) => parse_gws(g, &addrs)?,
+        Some(g) => parse_gws(g, &addrs, dhcp)?,
         None => Vec::new(),
     };
     let mac = match mac {
@@ -180,6 +229,7 @@ pub fn parse(
     Ok(NetifConfig {
         kind,
         addrs,
+        dhcp,
         gws,
         mac,
         impair: None,
@@ -305,6 +355,31 @@ mod tests {
         ] {
             let e = parse(n, a, g, m).unwrap_err();
             assert!(e.starts_with(var), "{n} {a:?} {g:?} {m:?}: {e}");
+        }
+    }
+
+    #[cfg(feature = "dhcp")]
+    #[test]
+    fn dhcp_alone_or_with_static_ipv6() {
+        let c = parse("tap:ut0", Some("dhcp"), None, None).unwrap();
+        assert!(c.dhcp && c.addrs.is_empty());
+        let c = parse("tap:ut0", Some("DHCP, fd77::2/64"), Some("fd77::1"), None).unwrap();
+        assert!(c.dhcp);
+        assert_eq!(c.addrs.len(), 1);
+        assert_eq!(c.gws.len(), 1);
+        assert!(
+            !parse("tap:ut0", Some("10.0.0.2/24"), None, None)
+                .unwrap()
+                .dhcp
+        );
+        for (a, g) in [
+            ("dhcp,10.0.0.2/24", None),
+            ("dhcp,dhcp", None),
+            ("dhcp", Some("10.0.0.1")),
+            ("dhcpx", None),
+        ] {
+            let e = parse("tap:ut0", Some(a), g, None).unwrap_err();
+            assert!(e.starts_with("USOCK_NETIF_"), "{a} {g:?}: {e}");
         }
     }
 

@@ -25,9 +25,10 @@
 //! a blocking call on a single-threaded RTOS makes progress.
 //!
 //! Limits, for now: one engine per process, configured by `USOCK_NETIF*`
-//! or `usock_netif_configure` (static addresses: no DHCP, no resolver of
-//! the engine's own: names resolve where `USOCK_ROUTE`'s "kernel :53"
-//! sends DNS); a fork child's engine is a dead copy (its new sockets
+//! or `usock_netif_configure` (static addresses, or IPv4 from DHCP:
+//! `dhcp`; no resolver of the engine's own: glibc's resolver sockets are
+//! the kernel's, a program's own go where the rules send port 53); a fork
+//! child's engine is a dead copy (its new sockets
 //! fail with EOPNOTSUPP); no IP fragments (a UDP datagram over the MTU is
 //! EMSGSIZE); TCP_NODELAY, TCP_USER_TIMEOUT and SO_KEEPALIVE reach the
 //! engine only once it carries the socket (after bind, or on an accepted
@@ -38,6 +39,8 @@
 
 pub mod config;
 pub mod device;
+#[cfg(feature = "dhcp")]
+pub mod dhcp;
 pub mod driven;
 pub mod impair;
 mod stack;
@@ -79,6 +82,15 @@ pub struct Engine {
     /// This is a fork child's copy: the engine's thread and its device
     /// stayed with the parent.
     forked: AtomicBool,
+    /// When it started ([`crate::platform::mono_ns`]): the first DHCP
+    /// lease is awaited until a while after.
+    #[cfg(all(feature = "dhcp", feature = "std"))]
+    born: u64,
+    /// The first lease may still be awaited (DHCP, and neither a lease
+    /// nor the end of the wait seen yet): past it, a send does not take
+    /// the engine's lock to ask.
+    #[cfg(all(feature = "dhcp", feature = "std"))]
+    first_lease: AtomicBool,
 }
 
 fn id_of(sock: &SockRef<'_>) -> Result<u64, Errno> {
@@ -104,7 +116,41 @@ impl Engine {
             stack: Arc::new(Mutex::new(Stack::new(cfg, frames, seed))),
             wake,
             forked: AtomicBool::new(false),
+            #[cfg(all(feature = "dhcp", feature = "std"))]
+            born: crate::platform::mono_ns(),
+            #[cfg(all(feature = "dhcp", feature = "std"))]
+            first_lease: AtomicBool::new(cfg.dhcp),
         }
+    }
+
+    /// Before a call that needs an IPv4 address to reach `ep` (connect,
+    /// sendto): while the address is to come from DHCP and no lease is in
+    /// force yet, waits for one, up to [`dhcp::FIRST_LEASE_WAIT_NS`] after
+    /// the engine started. After that, or when a lease went away, the call
+    /// goes on at once and fails as Linux's does on an interface without
+    /// an address (ENETUNREACH: no route).
+    fn await_lease(&self, ep: &IpEp) {
+        #[cfg(all(feature = "dhcp", feature = "std"))]
+        if ep.is_v4() && !is_loopback(ep) && self.first_lease.load(Ordering::Acquire) {
+            let end = self.born.saturating_add(dhcp::FIRST_LEASE_WAIT_NS);
+            while self.stack.lock().awaits_lease() {
+                if crate::platform::mono_ns() >= end {
+                    self.first_lease.store(false, Ordering::Release);
+                    return;
+                }
+                std::thread::sleep(core::time::Duration::from_millis(5));
+            }
+            self.first_lease.store(false, Ordering::Release);
+        }
+        #[cfg(not(all(feature = "dhcp", feature = "std")))]
+        let _ = ep;
+    }
+
+    /// The DHCP lease, when it changed since the last look (`Some(None)`:
+    /// it ended): for the runner to tell (`USOCK_NETIF_LEASE_FILE`).
+    #[cfg(feature = "dhcp")]
+    pub fn take_lease_news(&self) -> Option<Option<dhcp::Lease>> {
+        self.stack.lock().take_lease_news()
     }
 
     /// Runs the engine once: frames in and out, timers, and the upcalls
@@ -276,6 +322,9 @@ impl Backend for Engine {
     }
 
     fn connect(&self, sock: SockRef<'_>, addr: &SockAddr) -> Result<(), Errno> {
+        if let Ok(ep) = IpEp::parse(addr, sock.info.domain) {
+            self.await_lease(&ep);
+        }
         let win = if sock.info.ty == SOCK_STREAM {
             upcall::window(sock.handle)?
         } else {
@@ -327,6 +376,13 @@ impl Backend for Engine {
 
     fn write(&self, sock: SockRef<'_>, frag: &Fragment<'_>) -> Result<(), Errno> {
         let hd = &frag.header;
+        if hd.kind == FragKind::Dgram && !frag.addr.is_empty() {
+            if let Some(ep) =
+                SockAddr::from_bytes(frag.addr).and_then(|a| IpEp::parse(&a, sock.info.domain).ok())
+            {
+                self.await_lease(&ep);
+            }
+        }
         let wake = self.with(&sock, |st, id| {
             match hd.kind {
                 FragKind::Stream => st.write_stream(

@@ -238,6 +238,15 @@ pub(crate) struct Stack {
     nets: Vec<IpCidr>,
     gw4: bool,
     gw6: bool,
+    /// The DHCPv4 client's socket (`USOCK_NETIF_ADDR=dhcp`).
+    #[cfg(feature = "dhcp")]
+    dhcp: Option<SocketHandle>,
+    /// The lease in force, and whether it changed since
+    /// [`Self::take_lease_news`] last looked.
+    #[cfg(feature = "dhcp")]
+    lease: Option<super::dhcp::Lease>,
+    #[cfg(feature = "dhcp")]
+    lease_news: bool,
 }
 
 fn ip_of(ep: &IpEp) -> IpAddress {
@@ -328,9 +337,15 @@ impl Stack {
                 }
             };
         }
+        #[cfg_attr(not(feature = "dhcp"), allow(unused_mut))]
+        let mut set = SocketSet::new(Vec::new());
+        #[cfg(feature = "dhcp")]
+        let dhcp = cfg
+            .dhcp
+            .then(|| set.add(smoltcp::socket::dhcpv4::Socket::new()));
         Stack {
             iface,
-            set: SocketSet::new(Vec::new()),
+            set,
             dev,
             socks: BTreeMap::new(),
             ports: BTreeMap::new(),
@@ -342,7 +357,72 @@ impl Stack {
             nets,
             gw4,
             gw6,
+            #[cfg(feature = "dhcp")]
+            dhcp,
+            #[cfg(feature = "dhcp")]
+            lease: None,
+            #[cfg(feature = "dhcp")]
+            lease_news: false,
         }
+    }
+
+    /// Whether calls that need an IPv4 address should wait: the engine's
+    /// IPv4 address comes from DHCP and no lease is in force.
+    #[cfg(all(feature = "dhcp", feature = "std"))]
+    pub(crate) fn awaits_lease(&self) -> bool {
+        self.dhcp.is_some() && self.lease.is_none()
+    }
+
+    /// The lease, when it changed since the last look (`Some(None)`: it
+    /// went away).
+    #[cfg(feature = "dhcp")]
+    pub(crate) fn take_lease_news(&mut self) -> Option<Option<super::dhcp::Lease>> {
+        core::mem::take(&mut self.lease_news).then(|| self.lease.clone())
+    }
+
+    /// The DHCP client's news: a lease configures the interface (address,
+    /// prefix, default route), its end takes them away again.
+    #[cfg(feature = "dhcp")]
+    fn dhcp_poll(&mut self) {
+        use smoltcp::socket::dhcpv4;
+        let Some(h) = self.dhcp else {
+            return;
+        };
+        let new = match self.set.get_mut::<dhcpv4::Socket>(h).poll() {
+            None => return,
+            Some(dhcpv4::Event::Configured(c)) => Some(super::dhcp::Lease {
+                addr: c.address.address(),
+                prefix: c.address.prefix_len(),
+                router: c.router,
+                dns: c.dns_servers.iter().copied().collect(),
+            }),
+            Some(dhcpv4::Event::Deconfigured) => None,
+        };
+        if let Some(old) = self.lease.take() {
+            let ip = IpAddress::Ipv4(old.addr);
+            self.iface
+                .update_ip_addrs(|a| a.retain(|c| c.address() != ip));
+            self.addrs.retain(|a| *a != ip);
+            self.nets.retain(|n| n.address() != ip);
+            self.iface.routes_mut().remove_default_ipv4_route();
+            self.gw4 = false;
+        }
+        if let Some(l) = &new {
+            let ip = IpAddress::Ipv4(l.addr);
+            let cidr = IpCidr::new(ip, l.prefix);
+            let mut pushed = false;
+            self.iface
+                .update_ip_addrs(|a| pushed = a.push(cidr).is_ok());
+            if pushed {
+                self.addrs.push(ip);
+                self.nets.push(cidr);
+            }
+            if let Some(r) = l.router {
+                self.gw4 = self.iface.routes_mut().add_default_ipv4_route(r).is_ok();
+            }
+        }
+        self.lease = new;
+        self.lease_news = true;
     }
 
     fn next_rand(&mut self) -> u64 {
@@ -854,6 +934,8 @@ impl Stack {
     pub(crate) fn poll(&mut self) {
         let t = now();
         self.iface.poll(t, &mut self.dev, &mut self.set);
+        #[cfg(feature = "dhcp")]
+        self.dhcp_poll();
     }
 
     /// Sends what the sockets have queued, at once (after a write).

@@ -104,10 +104,38 @@ fn run(engine: &Engine, dev_fd: i32, kick: i32) {
     loop {
         crate::platform::eventfd_drain(kick);
         let wait = engine.pump();
+        #[cfg(feature = "dhcp")]
+        if let Some(lease) = engine.take_lease_news() {
+            tell_lease(lease.as_ref());
+        }
         if wait == Some(0) {
             continue;
         }
         crate::platform::poll_two(dev_fd, kick, wait.map(Duration::from_nanos));
+    }
+}
+
+/// Writes a new or ended DHCP lease (address, router, DNS servers) to the
+/// file `USOCK_NETIF_LEASE_FILE` names, if set: whole, by a rename, so a
+/// reader never sees half of one. The engine does not touch
+/// /etc/resolv.conf; this is for whoever sets up the program's resolver.
+#[cfg(feature = "dhcp")]
+fn tell_lease(lease: Option<&super::dhcp::Lease>) {
+    let Some(path) = std::env::var_os("USOCK_NETIF_LEASE_FILE") else {
+        return;
+    };
+    let mut tmp = path.clone();
+    tmp.push(".tmp");
+    let text = super::dhcp::describe(lease);
+    if std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .is_err()
+    {
+        let msg = format!(
+            "libuserspacesock: USOCK_NETIF_LEASE_FILE={}: cannot write the DHCP lease there\n",
+            path.to_string_lossy()
+        );
+        crate::platform::diag(msg.as_bytes());
     }
 }
 
