@@ -242,6 +242,7 @@ impl WaitQueue {
     }
 
     /// The events the registered pollers wait for, together.
+    #[cfg(feature = "std")]
     pub fn polled_events(&self) -> i16 {
         if self.npollers.load(Ordering::Acquire) == 0 {
             return 0;
