@@ -267,6 +267,54 @@ pub fn send_with_fds(kfd: i32, body: &[u8], fds: &[i32]) -> Result<usize, Errno>
     .map(|n| n as usize)
 }
 
+/// Takes every one-byte message (doorbell) waiting on anchor `kfd`, up to
+/// eight per system call, without waiting: how many there were, and
+/// whether the anchor read end-of-file (every holder of the peer anchor is
+/// gone). One call when fewer than eight wait, where reading them one by
+/// one costs a call more for the EAGAIN that ends it. A message carrying
+/// fds has them closed by the kernel (no control buffer is given).
+pub fn drain_messages(kfd: i32) -> (usize, bool) {
+    const N: usize = 8;
+    let mut bufs = [[0u8; 16]; N];
+    let mut total = 0;
+    loop {
+        // SAFETY: all-zero is a valid iovec and mmsghdr.
+        let mut iov: [libc::iovec; N] = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let mut msgs: [libc::mmsghdr; N] = unsafe { core::mem::zeroed() };
+        for ((m, v), b) in msgs.iter_mut().zip(iov.iter_mut()).zip(bufs.iter_mut()) {
+            v.iov_base = b.as_mut_ptr().cast();
+            v.iov_len = b.len();
+            m.msg_hdr.msg_iov = v;
+            m.msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: `msgs` points at `iov` and `bufs`, all live for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_recvmmsg,
+                kfd,
+                msgs.as_mut_ptr(),
+                N as u32,
+                libc::MSG_DONTWAIT,
+                core::ptr::null_mut::<libc::timespec>(),
+            )
+        };
+        if r <= 0 {
+            return (total, false);
+        }
+        let got = &msgs[..r as usize];
+        if got.iter().any(|m| m.msg_len == 0) {
+            // An empty read on a SOCK_SEQPACKET anchor is its end: doorbells
+            // are one byte.
+            return (total + got.iter().filter(|m| m.msg_len > 0).count(), true);
+        }
+        total += got.len();
+        if got.len() < N {
+            return (total, false);
+        }
+    }
+}
+
 /// Receives one message into `body` and the fds attached to it (at most
 /// `fds.len()`; any beyond are closed, as is everything when the message
 /// was truncated). Returns the body's length (0 at end of file: every

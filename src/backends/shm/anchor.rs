@@ -103,16 +103,8 @@ pub fn drain_bells(kfd: i32) -> bool {
 /// doorbell is one byte, so an empty read is the peer's last holder gone):
 /// the hangup comes for free with the drain.
 pub fn drain_bells_or_eof(kfd: i32) -> (bool, bool) {
-    let mut any = false;
-    let mut b = [0u8; 16];
-    let mut none = [0i32; 0];
-    while let Ok((n, _)) = anchor_ipc::recv_with_fds(kfd, &mut b, &mut none, libc::MSG_DONTWAIT) {
-        if n == 0 {
-            return (any, true);
-        }
-        any = true;
-    }
-    (any, false)
+    let (n, eof) = anchor_ipc::drain_messages(kfd);
+    (n > 0, eof)
 }
 
 /// Whether every holder of the other end's anchor has closed it or died,
