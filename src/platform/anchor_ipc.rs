@@ -109,21 +109,15 @@ pub fn set_nonblocking(kfd: i32, on: bool) -> Result<(), Errno> {
 /// Accepts one connection on listening anchor `kfd` (blocking unless the
 /// socket is non-blocking), at a high number.
 pub fn accept(kfd: i32) -> Result<i32, Errno> {
-    // SAFETY: no address wanted.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_accept4,
-            kfd,
-            core::ptr::null_mut::<libc::sockaddr>(),
-            core::ptr::null_mut::<libc::socklen_t>(),
-            libc::SOCK_CLOEXEC,
-        )
-    })
-    .map(super::scm::move_high)
+    accept_flags(kfd, libc::SOCK_CLOEXEC)
 }
 
 /// As [`accept`], never waiting (EAGAIN when nothing is queued).
 pub fn accept_nonblocking(kfd: i32) -> Result<i32, Errno> {
+    accept_flags(kfd, libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+}
+
+fn accept_flags(kfd: i32, flags: i32) -> Result<i32, Errno> {
     // SAFETY: no address wanted.
     check(unsafe {
         libc::syscall(
@@ -131,7 +125,7 @@ pub fn accept_nonblocking(kfd: i32) -> Result<i32, Errno> {
             kfd,
             core::ptr::null_mut::<libc::sockaddr>(),
             core::ptr::null_mut::<libc::socklen_t>(),
-            libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            flags,
         )
     })
     .map(super::scm::move_high)

@@ -183,6 +183,15 @@ fn get_ep(b: &[u8], family: i32) -> IpEp {
 }
 
 impl Shm {
+    /// Whether no other process can hold socket `x`: this process made
+    /// it, has not forked since, and never handed it on (exec, SCM_RIGHTS).
+    fn alone(&self, x: &ShmSock) -> bool {
+        let (pid, forks) = *x.origin.lock();
+        pid == std::process::id()
+            && forks == self.forks.load(Ordering::Relaxed)
+            && !x.handed_on.load(Ordering::Relaxed)
+    }
+
     /// A socket this process makes (not one it inherits).
     fn made(&self, info: SockInfo) -> ShmSock {
         let x = ShmSock::new(info);
@@ -760,11 +769,7 @@ impl Backend for Shm {
             if let Some(k) = x.bound.lock().take() {
                 crate::platform::unix_ipc::close_kfd(k);
             }
-            let (pid, forks) = *x.origin.lock();
-            let alone = pid == std::process::id()
-                && forks == self.forks.load(Ordering::Relaxed)
-                && !x.handed_on.load(Ordering::Relaxed);
-            self.leave_port(x, alone);
+            self.leave_port(x, self.alone(x));
             *x.local.lock() = None;
         }
         Ok(())
@@ -821,10 +826,7 @@ impl Backend for Shm {
         // A fork child or another program may still hold the socket, and
         // its name with it: the file then stays for a later bind to find
         // left over, and the connection leaves no TIME_WAIT yet.
-        let (pid, forks) = *x.origin.lock();
-        let alone = pid == std::process::id()
-            && forks == self.forks.load(Ordering::Relaxed)
-            && !x.handed_on.load(Ordering::Relaxed);
+        let alone = self.alone(x);
         if alone {
             let tw = match (*x.listened.lock(), *x.space.lock()) {
                 (Some((space, a, p)), _) => Some((space, (a, p))),
