@@ -6,9 +6,9 @@
 //! workers accept on their master's listener, a fork-per-connection server's
 //! child serves the connection it was handed).
 //!
-//! Opt-in (`USOCK_SHM=1` beside `USOCK_NET`) while it grows: stream sockets
-//! only (UDP and AF_UNIX stay with the cross-process backend), every
-//! process of a network in the same mode. A socket crosses exec (the
+//! The default for TCP on a network (`USOCK_NET`; `USOCK_SHM=0` turns it
+//! off): stream sockets only (UDP and AF_UNIX stay with the cross-process
+//! backend), every process of a network in the same mode. A socket crosses exec (the
 //! interposed exec calls) and SCM_RIGHTS on a kernel AF_UNIX socket as its
 //! anchor with its segment's memfd beside it ([`Shm::recognise`] adopts
 //! them). SHARED.md lists what it lacks.
