@@ -459,6 +459,11 @@ pub trait SharedStreams: Send + Sync {
         None
     }
 
+    /// A send of this process blocked for room returns to the frontend
+    /// (with what it sent, or EAGAIN) to look again: SO_SNDBUF grew, and
+    /// its send queue may now take the rest.
+    fn kick_writers(&self, _sock: SockRef<'_>) {}
+
     /// The connection is to end in a reset, not end-of-stream, when this
     /// holder lets go of it (SO_LINGER 0 at close: Linux's RST).
     fn abort(&self, _sock: SockRef<'_>) {}

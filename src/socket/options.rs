@@ -758,6 +758,10 @@ impl Socket {
             // (`sndq`).
             self.tx_bump.fetch_add(1, Ordering::AcqRel);
             self.wait.notify(POLLOUT);
+            if let Some((sh, r)) = self.shared() {
+                // One blocked on a shared socket's full ring, too.
+                sh.kick_writers(r);
+            }
         }
         if self.keeps_records() && level == SOL_SOCKET {
             // SO_SNDBUF(FORCE) bounds its records (`records`).

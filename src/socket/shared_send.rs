@@ -43,6 +43,7 @@ impl Socket {
         }
         let mut sent = 0;
         for (i, buf) in bufs.iter().enumerate().filter(|(_, b)| !b.is_empty()) {
+            let bump = self.tx_bump.load(Ordering::Acquire);
             let n = match sh.send(r, buf, block) {
                 Ok(n) => n,
                 Err(EAGAIN) => 0,
@@ -51,10 +52,24 @@ impl Socket {
             self.shared_sent(&buf[..n]);
             sent += n;
             if n < buf.len() {
-                // The ring is full and the call may not wait longer: the
-                // send queue takes what it allows, in order.
+                // The ring is full and the call may not wait longer (or
+                // SO_SNDBUF grew under a blocked send): the send queue
+                // takes what it allows, in order.
                 let tx = self.tx.lock();
-                sent += self.queue_shared(tx, &buf[n..], &bufs[i + 1..]);
+                let took = self.queue_shared(tx, &buf[n..], &bufs[i + 1..]);
+                sent += took;
+                let kicked = block != Block::Never && self.tx_bump.load(Ordering::Acquire) != bump;
+                let rest_len = bufs[i..].iter().map(|b| b.len()).sum::<usize>() - n;
+                if kicked && took < rest_len {
+                    // A blocking send goes on with what the queue did not
+                    // take, behind it.
+                    let rest = skip_bytes(&bufs[i..], n + took);
+                    return Some(match self.send_shared(&rest, flags)? {
+                        Ok(more) => Ok(sent + more),
+                        Err(_) if sent > 0 => Ok(sent),
+                        Err(e) => Err(e),
+                    });
+                }
                 break;
             }
         }
@@ -338,4 +353,18 @@ impl Socket {
     pub(crate) fn shared_fin_waits(&self) -> bool {
         self.is_shared() && self.tx.lock().fin_pending
     }
+}
+
+/// `bufs` without their first `n` bytes.
+fn skip_bytes<'a>(bufs: &[&'a [u8]], mut n: usize) -> Vec<&'a [u8]> {
+    let mut out = Vec::with_capacity(bufs.len());
+    for b in bufs {
+        if n >= b.len() {
+            n -= b.len();
+        } else {
+            out.push(&b[n..]);
+            n = 0;
+        }
+    }
+    out
 }

@@ -1156,6 +1156,12 @@ impl SharedStreams for Shm {
         Some(c.anchor())
     }
 
+    fn kick_writers(&self, sock: SockRef<'_>) {
+        if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
+            c.kick_writers();
+        }
+    }
+
     fn changes(&self, sock: SockRef<'_>) -> Option<u64> {
         Some(ss(&sock).ok()?.conn()?.changes())
     }

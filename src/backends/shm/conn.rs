@@ -93,6 +93,9 @@ pub struct Conn {
     looked_ns: core::sync::atomic::AtomicU64,
     /// This process let go of the end ([`Conn::release`]).
     released: core::sync::atomic::AtomicBool,
+    /// Bumped by [`Conn::kick_writers`]: a blocked send of this process
+    /// returns to its caller to look again.
+    kicks: AtomicU32,
 }
 
 /// How a wait ended.
@@ -212,7 +215,18 @@ impl Conn {
             seen_closes: AtomicU32::new(0),
             looked_ns: core::sync::atomic::AtomicU64::new(crate::platform::mono_ns()),
             released: core::sync::atomic::AtomicBool::new(false),
+            kicks: AtomicU32::new(0),
         }
+    }
+
+    /// A send of this process blocked for room returns what it sent so far
+    /// (EAGAIN when nothing), so that its caller looks again: SO_SNDBUF
+    /// grew, and the caller's send queue may now take the rest. Other
+    /// processes' writers wake and sleep on.
+    pub fn kick_writers(&self) {
+        self.kicks.fetch_add(1, Ordering::AcqRel);
+        let (_, tx) = self.rings();
+        tx.wake_all();
     }
 
     /// The end's anchor: the kernel fd that stands for it (what poll and
@@ -324,6 +338,7 @@ impl Conn {
         let mut sent = 0;
         let mut interrupted = false;
         let mut look = block == Block::Never && self.due();
+        let kicks = self.kicks.load(Ordering::Acquire);
         loop {
             let closes = self.peer_closes();
             if tx.flags() & super::ring::FIN != 0 {
@@ -363,6 +378,9 @@ impl Conn {
                 .map_err(|c| self.corrupt(c))?
             {
                 Waited::No => return if sent > 0 { Ok(sent) } else { Err(EAGAIN) },
+                Waited::Woken if self.kicks.load(Ordering::Acquire) != kicks => {
+                    return if sent > 0 { Ok(sent) } else { Err(EAGAIN) };
+                }
                 Waited::Woken => look = false,
                 Waited::Tick => look = true,
                 // One more look, without waiting: what came meanwhile goes.
