@@ -40,10 +40,31 @@ NOBODY=(setpriv --reuid=65534 --regid=65534 --clear-groups --)
 # a check that uid 65534 may now connect to FILE (connect needs write
 # permission on a socket file): so what refuses it below is the credential
 # check, not the file system (which the refusal would look the same as).
+# A port that an SO_REUSEPORT listener holds (nc sets the option) is a
+# directory with one socket per listening process in it: the directory is
+# opened up for searching, its sockets for writing.
 open_up() {
-  chmod 0777 "$net"; chmod 0666 "$net"/*
-  check "uid 65534 may connect to ${1#"$net"/} (directory searchable, socket file writable)" \
-    "$(stat -c '%A %U' "$net" "$1" | tr '\n' ' ')" "${NOBODY[@]}" test -x "$net" -a -w "$1"
+  local f
+  chmod 0777 "$net"
+  for f in "$net"/*; do
+    if [ -d "$f" ]; then chmod 0777 "$f"; chmod 0666 "$f"/*; else chmod 0666 "$f"; fi
+  done
+  local s dir=()
+  s=$(port_socket "$1")
+  [ -d "$1" ] && dir=(-a -x "$1")
+  check "uid 65534 may connect to ${s#"$net"/} (directories searchable, socket file writable)" \
+    "$(stat -c '%A %U' "$net" "$1" "$s" | tr '\n' ' ')" "${NOBODY[@]}" test -x "$net" "${dir[@]}" -a -w "$s"
+}
+
+# port_socket PATH: the socket a connect to the port reaches: PATH, or the
+# one member of the SO_REUSEPORT group at PATH.
+port_socket() {
+  if [ -d "$1" ]; then
+    local m=("$1"/*)
+    echo "${m[0]}"
+  else
+    echo "$1"
+  fi
 }
 
 # refused WHAT RC ERRFILE PORT: a stream connect that must have failed with
@@ -135,7 +156,7 @@ raw_client() {
   # 3, so closing ours is its end of input. (Not spawn: a background
   # command's input is /dev/null unless its own redirection says otherwise.)
   exec 3<> "$work/$n.fifo"
-  timeout -k 10 20 "$@" socat -d -d - UNIX-CONNECT:"$net/t7103" < "$work/$n.fifo" > /dev/null 2> "$work/$n.err" 3>&- &
+  timeout -k 10 20 "$@" socat -d -d - UNIX-CONNECT:"$(port_socket "$net/t7103")" < "$work/$n.fifo" > /dev/null 2> "$work/$n.err" 3>&- &
   pids[$n]=$!
   cat "$work/hello.bin" >&3
 }
