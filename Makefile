@@ -96,7 +96,7 @@ test-c: lib
 # (USOCK_SHM=1): nginx's stock master_process hands its listeners to fork
 # children, which the default cross-process backend refuses (issue 15).
 programs13: lib
-	USOCK_SHM=1 timeout 600 tests/preload/programs13.sh
+	timeout 600 tests/preload/programs13.sh
 
 # Issue 15's real programs (tests/preload/programs15.sh: ForkingTCPServer,
 # socat TCP-LISTEN,fork) on the kernel and under the launcher with the

@@ -128,7 +128,7 @@ carried() {
     echo "conns.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$3"
     return 1
   fi
-  # xproc, or with USOCK_SHM=1 the shared-memory backend for TCP.
+  # The shared-memory backend for TCP (xproc with USOCK_SHM=0), xproc for the rest.
   n=$(awk '$2 == "xproc" || $2 == "shm" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
   [ "${n:-0}" -gt 0 ] && return 0
   echo "conns.sh: the cross-process backend carried no socket (USOCK_STATS: $(paste -sd';' "$2" 2>/dev/null))" >>"$3"
@@ -198,8 +198,8 @@ CONF
   SRV_PID=$!
   local _ ok="" pf
   for _ in $(seq 200); do
-    pf="$work/net/t$port"
-    [ "${USOCK_SHM:-}" = 1 ] && pf="$work/net/s$port"
+    pf="$work/net/s$port"
+    [ "${USOCK_SHM:-}" = 0 ] && pf="$work/net/t$port"
     if [ "$side" = user ]; then [ -S "$pf" ] && [ -n "$(ss -Hxl src "$pf" 2>/dev/null)" ] && ok=1
     else [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && ok=1; fi
     [ -z "$ok" ] || break

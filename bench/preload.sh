@@ -203,7 +203,7 @@ carried() {
     echo "preload.sh: the kernel run loaded the library (USOCK_STATS written)" >>"$3"
     return 1
   fi
-  # xproc, or with USOCK_SHM=1 the shared-memory backend for TCP.
+  # The shared-memory backend for TCP (xproc with USOCK_SHM=0), xproc for the rest.
   n=$(awk '$2 == "xproc" || $2 == "shm" { sub("claims=", "", $3); n += $3 } END { print n + 0 }' "$2" 2>/dev/null || echo 0)
   [ "${n:-0}" -gt 0 ] && return 0
   echo "preload.sh: the cross-process backend carried no socket (USOCK_STATS: $(paste -sd';' "$2" 2>/dev/null))" >>"$3"
@@ -211,13 +211,18 @@ carried() {
 }
 
 # listening SIDE NET PORT: is a server listening there? Under the library a
-# bound port is the socket file NET/t<PORT> (NET/s<PORT> with USOCK_SHM=1); it exists from bind() on, so
-# also ask ss whether that AF_UNIX socket listens (a connect between bind and
-# listen would be refused).
+# bound TCP port is the socket file NET/s<PORT> (the shm backend's; NET/t<PORT>
+# with USOCK_SHM=0), or a directory of them for an SO_REUSEPORT group; it
+# exists from bind() on, so also ask ss whether that AF_UNIX socket listens
+# (a connect between bind and listen would be refused).
 listening() {
   if [ "$1" = user ]; then
-    local f="$2/t$3"
-    [ "${USOCK_SHM:-}" = 1 ] && f="$2/s$3"
+    local f="$2/s$3" m
+    [ "${USOCK_SHM:-}" = 0 ] && f="$2/t$3"
+    if [ -d "$f" ]; then
+      for m in "$f"/*; do [ -S "$m" ] && [ -n "$(ss -Hxl src "$m" 2>/dev/null)" ] && return 0; done
+      return 1
+    fi
     [ -S "$f" ] && [ -n "$(ss -Hxl src "$f" 2>/dev/null)" ]
   else
     [ -n "$(ss -Hltn "sport = :$3" 2>/dev/null)" ]

@@ -188,10 +188,10 @@ run_programs() {
     [ -z "$NETDIR" ] || rm -rf "$NETDIR"
     NETDIR=""
     [ "$_rc" = 0 ] || return "$_rc"
-    # With USOCK_SHM=1 the shared-memory backend carries the TCP sockets
-    # (SHARED.md); UDP stays with xproc.
+    # The shared-memory backend carries the TCP sockets (SHARED.md) unless
+    # USOCK_SHM=0; UDP stays with xproc.
     _xb=xproc
-    [ "${USOCK_SHM:-}" = 1 ] && [ "$_t" = pingpong ] && _xb=shm
+    [ "${USOCK_SHM:-}" != 0 ] && [ "$_t" = pingpong ] && _xb=shm
     carried "$_side" "$_xb" "$_log.stats" "$_log.err"
 }
 

@@ -19,6 +19,10 @@ const EXEMPT: &[(&str, &str)] = &[
         "pthread_atfork child handler: one atomic store",
     ),
     (
+        "forked_child",
+        "pthread_atfork child handler: one atomic add",
+    ),
+    (
         "resolve_at_load",
         "load-time constructor: dlsym of the next definitions, no unwinding code",
     ),

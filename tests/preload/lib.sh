@@ -160,7 +160,8 @@ unix_listens() {
   [ -S "$1" ] && awk -v p="$1" '$8 == p && $4 == "00010000" { f = 1 } END { exit !f }' /proc/net/unix
 }
 # usock_listens tPORT|uPORT: the user-space network $net has a stream
-# listener (t; s when the shm backend carries TCP, USOCK_SHM=1) or a bound
+# listener (s when the shm backend carries TCP, the default; t with
+# USOCK_SHM=0) or a bound
 # datagram port (u) there. A stream port of an SO_REUSEPORT group is a
 # directory of member listeners (haproxy sets the option): one listening
 # will do.

@@ -17,9 +17,9 @@
 #     none failed, none stuck (ab -s 10).
 #  5. `ip link show` and `ss -ltn`: netlink (AF_NETLINK) sockets work under
 #     the launcher as on the kernel.
-# make test-preload (and make programs13) run it with USOCK_SHM=1: nginx's
-# master hands its listeners to fork children, which only the shared-memory
-# backend carries (issue 15); the default backend fails case 1.
+# nginx's master hands its listeners to fork children, which the
+# shared-memory backend (the default for TCP) carries (issue 15); with
+# USOCK_SHM=0 (xproc's own streams) case 1 fails.
 # Servers are waited for by readiness (their listening socket), never by a
 # fixed sleep; every program is bounded by timeout(1).
 set -uo pipefail
