@@ -92,9 +92,9 @@ test-c: lib
 # Issue 13's real programs (tests/preload/programs13.sh: nginx with the
 # stock nginx.conf, redis's default bind, haproxy before a backlog-5 server,
 # lighttpd under ab, ip link, ss -ltn), on the kernel and under the
-# launcher. make test-preload runs it with the shared-memory backend
-# (USOCK_SHM=1): nginx's stock master_process hands its listeners to fork
-# children, which the default cross-process backend refuses (issue 15).
+# launcher (in make test-preload): nginx's stock master_process hands its
+# listeners to fork children, which the shared-memory backend, the default
+# for TCP, carries (issue 15; USOCK_SHM=0 would refuse them).
 programs13: lib
 	timeout 600 tests/preload/programs13.sh
 
