@@ -64,8 +64,8 @@ use stack::{Ev, Stack};
 #[cfg(feature = "std")]
 pub use thread::{configure, install_from_env};
 
-/// Priority of the engine: asked before xproc and loopback, which keep
-/// the loopback addresses it declines.
+/// Priority of the engine: asked before shm, xproc and loopback, which
+/// keep the loopback addresses it declines.
 pub const ENGINE_PRIORITY: i32 = 20;
 
 /// A socket's state as the frontend holds it: its id in the engine.

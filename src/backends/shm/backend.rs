@@ -35,8 +35,10 @@ use crate::sync::{Mutex, SetOnce};
 mod ports;
 
 /// Priority of the shm backend: above the cross-process backend, which
-/// then carries only what this one declines (datagrams, AF_UNIX).
-pub const SHM_PRIORITY: i32 = 20;
+/// then carries only what this one declines (datagrams, AF_UNIX), and
+/// below the engine, which takes the addresses outside the loopback
+/// ranges when a network interface is configured (`USOCK_NETIF`).
+pub const SHM_PRIORITY: i32 = 15;
 
 /// Each direction's ring: the kernel's default TCP window, about.
 const RING: usize = 256 << 10;
