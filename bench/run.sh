@@ -283,7 +283,7 @@ for t in $TESTS; do
         row conn conn_per_s "  connections/s" ">=" 5 "#3"
         row conn conn_cpu_us "  CPU us per connection (process)" ;;
     pingpong2)
-        echo "   TCP 64 B ping-pong, two programs (library: preload, xproc)"
+        echo "   TCP 64 B ping-pong, two programs (library: preload; shm, or xproc with USOCK_SHM=0)"
         # shellcheck disable=SC2086
         row pingpong2 pingpong_rtt_us "  round trip, us" $rtt_goal
         row pingpong2 pingpong_cpu_us "  CPU us per round trip (client+server)" "<=" 1 "#11" ;;
