@@ -30,17 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (c) {                                                                   \
-            passed++;                                                              \
-        } else {                                                                   \
-            failed++;                                                              \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed (errno %d)\n", __FILE__,      \
-                    __LINE__, #c, errno);                                          \
-        }                                                                          \
-    } while (0)
 
 /* ---- the host's platform (shared with embedded_netif_host.c) ---- */
 #include "embedded_platform.h"

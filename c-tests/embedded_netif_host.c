@@ -54,17 +54,6 @@
  * libc that the archive does not define. */
 #include <sys/syscall.h>
 
-static int passed, failed;
-#define CHECK(c)                                                                   \
-    do {                                                                           \
-        if (c) {                                                                   \
-            passed++;                                                              \
-        } else {                                                                   \
-            failed++;                                                              \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed (errno %d)\n", __FILE__,      \
-                    __LINE__, #c, errno);                                          \
-        }                                                                          \
-    } while (0)
 
 enum mode { SINGLE, TASK, COOP };
 static enum mode mode;
@@ -224,6 +213,39 @@ static struct sockaddr_in sin4(const char *ip, int port)
 #define PEER "10.78.0.1"
 
 /* 1 MiB to the kernel's server, which sends it all back after our FIN. */
+/* Sends the first n bytes of sendbuf on connection c in pieces, then
+ * SHUT_WR, and reads what the echo server sends back until its end of
+ * stream: every byte back, in order, then end-of-stream. Returns how many
+ * came back. */
+static size_t round_trip(int c, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        ssize_t w = send(c, sendbuf + off, n - off < 7000 ? n - off : 7000, 0);
+        CHECK(w > 0);
+        if (w <= 0)
+            break;
+        off += (size_t)w;
+    }
+    CHECK(shutdown(c, SHUT_WR) == 0);
+    size_t have = 0;
+    for (;;) {
+        ssize_t r = recv(c, got + have, TOTAL - have, 0);
+        if (r <= 0) {
+            CHECK(r == 0);
+            break;
+        }
+        have += (size_t)r;
+        if (have == TOTAL) {
+            char x;
+            CHECK(recv(c, &x, 1, 0) == 0);
+            break;
+        }
+    }
+    CHECK(have == n);
+    CHECK(fnv(got, have) == fnv(sendbuf, n));
+    return have;
+}
+
 static void tcp_client(void)
 {
     struct sockaddr_in a = sin4(PEER, 7001);
@@ -234,30 +256,7 @@ static void tcp_client(void)
     socklen_t ml = sizeof me;
     CHECK(getsockname(c, (struct sockaddr *)&me, &ml) == 0);
     CHECK(me.sin_addr.s_addr == htonl(0x0a4e0002));
-    for (size_t off = 0; off < TOTAL;) {
-        ssize_t w = send(c, sendbuf + off, TOTAL - off < 7000 ? TOTAL - off : 7000, 0);
-        CHECK(w > 0);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    CHECK(shutdown(c, SHUT_WR) == 0);
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = recv(c, got + have, TOTAL - have, 0);
-        if (n <= 0) {
-            CHECK(n == 0);
-            break;
-        }
-        have += (size_t)n;
-        if (have == TOTAL) {
-            char x;
-            CHECK(recv(c, &x, 1, 0) == 0);
-            break;
-        }
-    }
-    CHECK(have == TOTAL);
-    CHECK(fnv(got, have) == fnv(sendbuf, TOTAL));
+    size_t have = round_trip(c, TOTAL);
     printf("tcp client: %zu bytes out and back, fnv %08x\n", have, fnv(got, have));
     CHECK(close(c) == 0);
 }
@@ -280,25 +279,7 @@ static void tcp_client6(void)
     inet_pton(AF_INET6, "fd78::2", &mine);
     CHECK(getsockname(c, (struct sockaddr *)&me, &ml) == 0);
     CHECK(memcmp(&me.sin6_addr, &mine, sizeof mine) == 0);
-    for (size_t off = 0; off < N6;) {
-        ssize_t w = send(c, sendbuf + off, N6 - off < 7000 ? N6 - off : 7000, 0);
-        CHECK(w > 0);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    CHECK(shutdown(c, SHUT_WR) == 0);
-    size_t have = 0;
-    for (;;) {
-        ssize_t n = recv(c, got + have, TOTAL - have, 0);
-        if (n <= 0) {
-            CHECK(n == 0);
-            break;
-        }
-        have += (size_t)n;
-    }
-    CHECK(have == N6);
-    CHECK(fnv(got, have) == fnv(sendbuf, N6));
+    size_t have = round_trip(c, N6);
     printf("tcp client over IPv6: %zu bytes out and back, fnv %08x\n", have, fnv(got, have));
     CHECK(close(c) == 0);
 }

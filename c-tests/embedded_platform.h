@@ -17,6 +17,19 @@
 #include <stdlib.h>
 #include <time.h>
 
+/* The hosts' checks: counted, a failure printed with its line. */
+static int passed, failed;
+#define CHECK(c)                                                                   \
+    do {                                                                           \
+        if (c) {                                                                   \
+            passed++;                                                              \
+        } else {                                                                   \
+            failed++;                                                              \
+            fprintf(stderr, "%s:%d: CHECK(%s) failed (errno %d)\n", __FILE__,      \
+                    __LINE__, #c, errno);                                          \
+        }                                                                          \
+    } while (0)
+
 static pthread_mutex_t host_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t host_cv = PTHREAD_COND_INITIALIZER;
 static unsigned long host_allocs, host_waits, host_locks;
