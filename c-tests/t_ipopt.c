@@ -2149,17 +2149,9 @@ static void mc_member_loop(const struct mc_where *w, int cmd, int res)
     }
 }
 
-#ifdef __SANITIZE_THREAD__
-/* The members are fork children that make sockets of their own; under the
- * library's cross-process backend that starts its transport thread, and
- * TSan refuses a thread started after a multi-threaded fork unless told
- * otherwise (the children run the member loop alone, no shared state). */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "die_after_fork=0";
-}
-#endif
+/* The multicast members are fork children that make sockets of their
+ * own (testlib.h). */
+TL_TSAN_THREADS_AFTER_FORK
 
 static struct mc_member mc_member_start(const struct mc_where *w)
 {

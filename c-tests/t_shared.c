@@ -18,18 +18,8 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
-#ifdef __SANITIZE_THREAD__
-/* Fork children here make or accept sockets of their own; on a network
- * the library then starts a thread in the child (the cross-process
- * transport, which answers usockstat, or a background connect's), and TSan
- * refuses a thread started after a multi-threaded fork unless told
- * otherwise. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "die_after_fork=0";
-}
-#endif
+/* Fork children here start the library's threads (testlib.h). */
+TL_TSAN_THREADS_AFTER_FORK
 
 extern int usock_socket(int domain, int type, int protocol) __attribute__((weak));
 extern char **environ;

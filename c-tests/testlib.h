@@ -337,4 +337,18 @@ void tl_wait_blocked(int tid);
 /* Whether this process has capability cap in its effective set. */
 int tl_has_cap(int cap);
 
+/* For a program whose fork children make or accept sockets of their own:
+ * on a network the library then starts a thread in the child (the
+ * cross-process transport, which answers usockstat, or a background
+ * connect's), and TSan refuses a thread started after a multi-threaded
+ * fork unless told otherwise. Only such programs use it, so TSan keeps
+ * its default for the rest. */
+#ifdef __SANITIZE_THREAD__
+#define TL_TSAN_THREADS_AFTER_FORK                                                                 \
+    const char *__tsan_default_options(void);                                                      \
+    const char *__tsan_default_options(void) { return "die_after_fork=0"; }
+#else
+#define TL_TSAN_THREADS_AFTER_FORK
+#endif
+
 #endif
