@@ -17,7 +17,8 @@ set -uo pipefail
 # postgresql: initdb, postgres, psql and pgbench of programs15.sh, whose
 # skip "postgresql" fails make test without them.
 # haproxy, lighttpd, apache2-utils (ab): programs13.sh; systemd
-# (systemd-socket-activate) and gunicorn: programs15.sh.
+# (systemd-socket-activate), gunicorn and openssh-server (sshd, with
+# ssh): programs15.sh.
 # tests/engine and bench/engine.sh: iproute2 (ip netns, ip tuntap, veth,
 # bridge), curl, nginx-light, iperf3, python3 (http.server), all listed;
 # tests/engine/dhcp.sh: dnsmasq-base (the dnsmasq program alone, without
@@ -25,7 +26,7 @@ set -uo pipefail
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
   dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql
-  haproxy lighttpd apache2-utils systemd gunicorn dnsmasq-base)
+  haproxy lighttpd apache2-utils systemd gunicorn dnsmasq-base openssh-server)
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes

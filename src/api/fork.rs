@@ -367,6 +367,11 @@ fn adopt_inherited() {
     if found.is_empty() || super::ready().is_err() {
         return;
     }
+    // Exec'd under a seccomp filter (a sandbox that runs programs with
+    // sockets): its filters cannot be read back, so only plain calls.
+    if platform::sandbox::kernel_says_filtered() {
+        platform::sandbox::filtered_unknown();
+    }
     activate();
     adopt(found, false);
 }

@@ -75,6 +75,9 @@ pub mod poll;
 pub mod posix;
 /// cbindgen:ignore
 #[cfg(feature = "std")]
+pub mod sandbox;
+/// cbindgen:ignore
+#[cfg(feature = "std")]
 mod scm_kernel;
 /// cbindgen:ignore
 #[cfg(feature = "std")]

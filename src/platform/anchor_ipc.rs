@@ -269,6 +269,12 @@ pub fn send_with_fds(kfd: i32, body: &[u8], fds: &[i32]) -> Result<usize, Errno>
 /// fds has them closed by the kernel (no control buffer is given).
 pub fn drain_messages(kfd: i32) -> (usize, bool) {
     const N: usize = 8;
+    if !super::sandbox::allows(
+        libc::SYS_recvmmsg,
+        [kfd as u64, 0, N as u64, libc::MSG_DONTWAIT as u64, 0, 0],
+    ) {
+        return drain_plainly(kfd);
+    }
     let mut bufs = [[0u8; 16]; N];
     let mut total = 0;
     loop {
@@ -372,6 +378,19 @@ pub fn recv_with_fds(
 /// readable. A full queue already holds a doorbell, so EAGAIN is success;
 /// a gone peer is ignored (its hangup tells the rest).
 pub fn ring_bell(kfd: i32) {
+    if !super::sandbox::allows(
+        libc::SYS_sendto,
+        [
+            kfd as u64,
+            0,
+            1,
+            (libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u64,
+            0,
+            0,
+        ],
+    ) {
+        return ring_bell_plainly(kfd);
+    }
     // SAFETY: sends one byte from a local.
     unsafe {
         libc::syscall(
@@ -384,6 +403,51 @@ pub fn ring_bell(kfd: i32) {
             0u32,
         )
     };
+}
+
+/// `ring_bell` for a sandbox that allows write and poll but not sendto
+/// (sshd's): poll says whether the bell fits and the peer is there (no
+/// MSG_DONTWAIT, no MSG_NOSIGNAL for write), then one byte is written. A
+/// bell that does not fit is not needed: the peer has one unread.
+fn ring_bell_plainly(kfd: i32) {
+    let mut p = libc::pollfd {
+        fd: kfd,
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: one pollfd on the stack.
+    let r = unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1u64, 0) };
+    if r != 1 || p.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        return;
+    }
+    // SAFETY: writes one byte from a static.
+    unsafe { libc::syscall(libc::SYS_write, kfd, b"!".as_ptr(), 1usize) };
+}
+
+/// `drain_messages` for a sandbox that allows read and poll but not
+/// recvmmsg: one message per read, for as long as poll says one waits.
+fn drain_plainly(kfd: i32) -> (usize, bool) {
+    let mut total = 0;
+    loop {
+        let mut p = libc::pollfd {
+            fd: kfd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd on the stack.
+        let r = unsafe { libc::syscall(libc::SYS_poll, &mut p as *mut libc::pollfd, 1u64, 0) };
+        if r != 1 || p.revents & libc::POLLIN == 0 {
+            return (total, p.revents & libc::POLLHUP != 0);
+        }
+        let mut b = [0u8; 16];
+        // SAFETY: reads at most 16 bytes into a local.
+        let n = unsafe { libc::syscall(libc::SYS_read, kfd, b.as_mut_ptr(), b.len()) };
+        match n {
+            0 => return (total, true),
+            n if n < 0 => return (total, false),
+            _ => total += 1,
+        }
+    }
 }
 
 /// What an anchor's kernel state says, without taking any message.

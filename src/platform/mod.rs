@@ -20,6 +20,9 @@ pub mod private_fds;
 /// cbindgen:ignore
 pub mod real;
 /// cbindgen:ignore
+#[cfg(feature = "std")]
+pub mod sandbox;
+/// cbindgen:ignore
 pub mod scm;
 /// cbindgen:ignore
 #[cfg(feature = "std")]

@@ -174,6 +174,7 @@ next_fns! {
     epoll_wait = "epoll_wait": fn(epfd: c_int, ev: *mut libc::epoll_event, n: c_int, t: c_int) -> c_int;
     epoll_pwait = "epoll_pwait": fn(epfd: c_int, ev: *mut libc::epoll_event, n: c_int, t: c_int, s: *const libc::sigset_t) -> c_int;
     fork = "fork": fn() -> libc::pid_t;
+    prctl = "prctl": fn(o: c_int, a2: libc::c_ulong, a3: libc::c_ulong, a4: libc::c_ulong, a5: libc::c_ulong) -> c_int;
     execve = "execve": fn(p: *const libc::c_char, a: *const *const libc::c_char, e: *const *const libc::c_char) -> c_int;
     execv = "execv": fn(p: *const libc::c_char, a: *const *const libc::c_char) -> c_int;
     execvp = "execvp": fn(p: *const libc::c_char, a: *const *const libc::c_char) -> c_int;

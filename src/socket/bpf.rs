@@ -322,6 +322,30 @@ impl Program {
     }
 }
 
+#[cfg(feature = "std")]
+impl Program {
+    /// Runs the program as a seccomp filter over `data`, the bytes of a
+    /// `struct seccomp_data` (native-endian words): the filter's verdict.
+    /// A seccomp filter loads whole native words where a socket filter
+    /// loads big-endian bytes, so each word is handed over byte-swapped to
+    /// big-endian, and its length (BPF_LEN) is the struct's.
+    pub(crate) fn run_seccomp(&self, data: &[u8; 64]) -> u32 {
+        let mut words = [0u8; 64];
+        for (to, from) in words.chunks_exact_mut(4).zip(data.chunks_exact(4)) {
+            let w = u32::from_ne_bytes([from[0], from[1], from[2], from[3]]);
+            to.copy_from_slice(&w.to_be_bytes());
+        }
+        self.run(&Packet {
+            before: &[],
+            ll_at: None,
+            net_at: 0,
+            header: &words,
+            payload: &[],
+            meta: Meta::default(),
+        })
+    }
+}
+
 /// `bpf_check_classic` and `check_load_and_stores`.
 fn check(insns: &[Insn]) -> Result<(), Errno> {
     let n = insns.len();

@@ -14,7 +14,7 @@ pub mod slab;
 pub mod spin;
 pub mod wait;
 
-mod bpf;
+pub(crate) mod bpf;
 mod capture;
 pub mod cmsg;
 mod connect;

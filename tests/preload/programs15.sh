@@ -24,10 +24,12 @@
 #     listener): 12 requests, each answered.
 # systemd-socket-activate passes on only the variables named with -E: the
 # launcher's (LD_PRELOAD, USOCK_*) are named, or the new program would run
-# without the library. OpenSSH's sshd is not here: its pre-authentication
-# child runs under a seccomp filter that kills it at the first system call
-# not on its list, and the library's calls (process_vm_readv to check a
-# pointer, sendto for a doorbell) are not (README, "fork and exec").
+# without the library.
+#  7. OpenSSH's sshd -D on a high port (its listener inherited across its
+#     re-exec per connection, a forked pre-authentication child under a
+#     seccomp filter that kills it at any call off its list, a forked
+#     session): ssh runs `true`, then sends 2 MB through `sha256sum`,
+#     whose sum must be the bytes'.
 # Without USOCK_SHM each of 1 and 2 fails under the launcher (the README's
 # "fork and exec": a child's use of an inherited socket is EOPNOTSUPP).
 set -uo pipefail
@@ -220,6 +222,34 @@ gunicorn_case() {
   stop "gunicorn-$mode"
 }
 
+sshd_case() {
+  local port out rc d="$work/ssh-$mode" want
+  port=$(free_port)
+  mkdir -p "$d" /run/sshd
+  ssh-keygen -q -t ed25519 -N '' -f "$d/host" && ssh-keygen -q -t ed25519 -N '' -f "$d/client" ||
+    { bad "sshd ($mode): ssh-keygen failed"; return; }
+  cp "$d/client.pub" "$d/authorized_keys"
+  printf '%s\n' "Port $port" "ListenAddress 127.0.0.1" "HostKey $d/host" \
+    "AuthorizedKeysFile $d/authorized_keys" "PidFile $d/sshd.pid" "UsePAM no" "StrictModes no" \
+    "PermitRootLogin prohibit-password" > "$d/sshd_config"
+  spawn "sshd-$mode" 60 "${W[@]}" /usr/sbin/sshd -D -e -f "$d/sshd_config" 2> "$d/sshd.log"
+  if wait_for 15 "sshd ($mode) listening on $port" listening "$port"; then
+    local ssh=(ssh -p "$port" -i "$d/client" -o BatchMode=yes -o StrictHostKeyChecking=no
+               -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR "$(id -un)@127.0.0.1")
+    rc=0
+    out=$(run 30 "${ssh[@]}" true 2>&1) || rc=$?
+    check "sshd ($mode): ssh runs true (key exchange in the sandboxed pre-authentication child)" \
+      "exit $rc: [$out] sshd: $(tail -n2 "$d/sshd.log" | tr "\n" " ")" [ "$rc/$out" = "0/" ]
+    head -c 2000000 /dev/urandom > "$d/data"
+    want=$(sha256sum < "$d/data" | cut -d' ' -f1)
+    rc=0
+    out=$(run 60 "${ssh[@]}" sha256sum < "$d/data" 2>&1 | cut -d' ' -f1) || rc=$?
+    check "sshd ($mode): 2 MB through ssh into sha256sum, every byte" \
+      "exit $rc: got [$out], want $want" [ "$rc/$out" = "0/$want" ]
+  fi
+  stop "sshd-$mode"
+}
+
 for m in kernel usock; do
   set_mode "$m"
   echo "== $m"
@@ -227,6 +257,11 @@ for m in kernel usock; do
   if need socat -- "socat TCP-LISTEN,fork ($m)"; then socat_case; fi
   if need systemd-socket-activate python3 socat cat -- "systemd-socket-activate ($m)"; then activate_case; fi
   if need gunicorn curl -- "gunicorn ($m)"; then gunicorn_case; fi
+  if [ -x /usr/sbin/sshd ]; then
+    if need ssh ssh-keygen -- "sshd ($m)"; then sshd_case; fi
+  else
+    skip openssh-server "sshd ($m): no /usr/sbin/sshd (Debian's openssh-server)"
+  fi
   if [ -n "$pg" ] && id postgres > /dev/null 2>&1; then
     if need runuser -- "PostgreSQL ($m)"; then postgres_case; fi
   else

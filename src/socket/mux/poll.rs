@@ -122,7 +122,14 @@ struct Sleeper<'m> {
     /// For each kernel fd, its index in the caller's array.
     kidx: Vec<usize>,
     mask: Option<&'m sigset_t>,
+    /// No waker watches our unshared sockets: sleep in short slices.
+    slices: bool,
 }
+
+/// How long a sleep without a waker goes before it looks at our sockets
+/// again.
+#[cfg(feature = "std")]
+const SLICE: Duration = Duration::from_millis(10);
 
 #[cfg(feature = "std")]
 impl<'m> Sleeper<'m> {
@@ -131,7 +138,17 @@ impl<'m> Sleeper<'m> {
         socks: &[Option<Arc<Socket>>],
         mask: Option<&'m sigset_t>,
     ) -> Result<Sleeper<'m>, Errno> {
-        let sig = crate::socket::wait::thread_waker()?;
+        // Without an eventfd (a sandbox that forbids making one, as
+        // sshd's pre-authentication child's, or no fd left) the sleep
+        // waits on the kernel fds and the shared sockets' anchors, and
+        // looks at our other sockets again every few milliseconds.
+        let waker = if platform::sandbox::allows(libc::SYS_eventfd2, [0; 6]) {
+            crate::socket::wait::thread_waker().ok()
+        } else {
+            None
+        };
+        let slices = waker.is_none() && socks.iter().flatten().any(|s| !s.is_shared());
+        let sig = waker.unwrap_or_else(|| Arc::new(PollSignal::new(-1)));
         let mut kfds = Vec::with_capacity(fds.len() + 1);
         let mut kidx = Vec::with_capacity(fds.len());
         for (i, (p, s)) in fds.iter().zip(socks).enumerate() {
@@ -157,24 +174,29 @@ impl<'m> Sleeper<'m> {
                 }
             }
         }
-        kfds.push(pollfd {
-            fd: sig.efd,
-            events: POLLIN,
-            revents: 0,
-        });
+        if sig.efd >= 0 {
+            kfds.push(pollfd {
+                fd: sig.efd,
+                events: POLLIN,
+                revents: 0,
+            });
+        }
         Ok(Sleeper {
             sig,
             kfds,
             shared,
             kidx,
             mask,
+            slices,
         })
     }
 
     /// Before readiness is computed: a signal after this wakes the sleep,
     /// and so does a doorbell on a shared socket's anchor.
     fn arm(&mut self) -> u32 {
-        platform::eventfd_drain(self.sig.efd);
+        if self.sig.efd >= 0 {
+            platform::eventfd_drain(self.sig.efd);
+        }
         for (s, events) in &self.shared {
             s.shared_wait_fd(*events);
         }
@@ -194,6 +216,11 @@ impl<'m> Sleeper<'m> {
         for k in self.kfds.iter_mut() {
             k.revents = 0;
         }
+        let wait = match wait {
+            _ if !self.slices => wait,
+            Some(w) => Some(w.min(SLICE)),
+            None => Some(SLICE),
+        };
         platform::kernel_ppoll(&mut self.kfds, wait, self.mask)?;
         let mut kready = 0;
         for (k, &i) in self.kfds.iter().zip(&self.kidx) {
