@@ -65,11 +65,12 @@ test-c: lib
 	@echo "== t_fork again, on a network (USOCK_NET): TCP shared through the shm backend (the default), then xproc's own streams (USOCK_SHM=0, refused in a fork child); its locks around fork"
 	tests/through_xproc.sh timeout 300 build/c-tests/usock/t_fork
 	USOCK_SHM=0 tests/through_xproc.sh timeout 300 build/c-tests/usock/t_fork
-	@echo "== t_epoll, t_stream, t_dgram and t_threads again on a network, TCP through shm and through xproc (USOCK_SHM=0)"
-	for p in t_epoll t_stream t_dgram t_threads; do \
+	@echo "== t_epoll, t_stream, t_dgram, t_threads and t_sandbox again on a network, TCP through shm and through xproc (USOCK_SHM=0); t_sandbox's kernel build preloaded"
+	for p in t_epoll t_stream t_dgram t_threads t_sandbox; do \
 	  tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; \
 	  USOCK_SHM=0 tests/through_xproc.sh timeout 300 build/c-tests/usock/$$p || exit 1; \
 	done
+	tests/through_xproc.sh timeout 300 sh -c 'exec bin/usockrun --net "$$USOCK_NET" -- build/c-tests/kernel/t_sandbox'
 	@echo "== t_reuseport (SO_REUSEPORT across processes) through shm and through xproc (USOCK_SHM=0), on a network that admits nobody (its other-user case); and its kernel build preloaded"
 	XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_reuseport
 	USOCK_SHM=0 XPROC_ADMIT=nobody tests/through_xproc.sh timeout 300 build/c-tests/usock/t_reuseport

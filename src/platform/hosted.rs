@@ -336,6 +336,11 @@ pub fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 /// Raises SIGPIPE in the calling thread, as the kernel does for a write on a
 /// broken stream.
 pub fn raise_sigpipe() {
+    // A seccomp filter that forbids tgkill would kill the process for it:
+    // the caller's EPIPE stays.
+    if !super::sandbox::allows(libc::SYS_tgkill, [0; 6]) {
+        return;
+    }
     // SAFETY: getpid/gettid/tgkill take integers.
     unsafe {
         let pid = libc::getpid();

@@ -244,7 +244,12 @@ impl SignalsHeld {
 
     /// A signalfd readable when one of the held signals is pending (close
     /// it with `kfd_close`): what a sleep in poll adds to its fds.
+    /// A seccomp filter that forbids signalfd gets EPERM instead of the
+    /// call that would kill the process.
     pub fn watch(&self) -> Result<i32, Errno> {
+        if !super::sandbox::allows(libc::SYS_signalfd4, [0; 6]) {
+            return Err(libc::EPERM);
+        }
         let open = self.open();
         // SAFETY: `open` is a live sigset_t; -1 makes a new signalfd.
         let fd = unsafe { libc::signalfd(-1, &open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
@@ -259,7 +264,14 @@ impl SignalsHeld {
     /// `Some(true)` when one's handler lacks SA_RESTART (the call fails
     /// with EINTR, Linux's sock_intr_errno), `Some(false)` when handlers
     /// are to run that restart it, `None` when none is pending.
+    /// Under a seccomp filter that forbids looking (sigpending,
+    /// sigaction): `None`, and the handlers run as the mask goes back.
     pub fn pending(&self) -> Option<bool> {
+        if !super::sandbox::allows(libc::SYS_rt_sigpending, [0; 6])
+            || !super::sandbox::allows(libc::SYS_rt_sigaction, [0; 6])
+        {
+            return None;
+        }
         let open = self.open();
         let mut found = None;
         // SAFETY: sigset_t and sigaction are plain data; the sets are live
@@ -339,9 +351,14 @@ std::thread_local! {
     static TID: core::cell::Cell<(u32, u32)> = const { core::cell::Cell::new((0, 0)) };
 }
 
-/// In a fork child: the forking thread's id is new there.
+/// In a fork child: the forking thread's id is new there. It is the
+/// child's only thread, so its id is read now, before the program can
+/// install a seccomp filter that forbids gettid (sshd's child does).
 pub fn forked() {
-    TID_EPOCH.fetch_add(1, Ordering::Relaxed);
+    let epoch = TID_EPOCH.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) as u32 };
+    let _ = TID.try_with(|c| c.set((tid, epoch)));
 }
 
 extern "C" fn forked_child() {
@@ -383,7 +400,14 @@ pub fn thread_id() -> u32 {
 
 /// Whether a thread with id `tid` exists (any process). A recycled id
 /// reads as alive: a lock whose owner died waits until the id is free.
+/// So does one the process's seccomp filter keeps it from looking up.
 pub fn thread_alive(tid: u32) -> bool {
+    if !super::sandbox::allows(libc::SYS_statx, [0; 6]) {
+        return true;
+    }
     let path = alloc::format!("/proc/{tid}");
-    std::fs::metadata(path).is_ok()
+    match std::fs::metadata(path) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
