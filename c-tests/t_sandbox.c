@@ -212,20 +212,32 @@ static int answer_one(int s)
     return read(s, &b, 1) == 0 ? CHILD_OK : CHILD_NO_EOF;
 }
 
-TEST_INET(a_filtered_child_answers_over_its_inherited_connection)
+/* A connection made before the fork: the filtered child runs child(s),
+ * the parent peer(c) where the child can use the socket, then both ends
+ * are closed and the child must end well. */
+static void with_filtered_child(int fam, int (*child)(int), void (*peer)(int))
 {
     int c, s;
     tl_stream_pair(fam, &c, &s);
-    pid_t pid = spawn_filtered(answer_one, s, c);
+    pid_t pid = spawn_filtered(child, s, c);
     OK(close(s));
-    if (shares_tcp()) {
-        OK(tl_write_all(c, "hello?", 6));
-        char a[6];
-        CHECK_EQ(tl_read_all(c, a, sizeof a), 6);
-        CHECK(memcmp(a, "HELLO!", 6) == 0);
-    }
+    if (shares_tcp())
+        peer(c);
     OK(close(c));
     reap(pid);
+}
+
+static void ask_one(int c)
+{
+    OK(tl_write_all(c, "hello?", 6));
+    char a[6];
+    CHECK_EQ(tl_read_all(c, a, sizeof a), 6);
+    CHECK(memcmp(a, "HELLO!", 6) == 0);
+}
+
+TEST_INET(a_filtered_child_answers_over_its_inherited_connection)
+{
+    with_filtered_child(fam, answer_one, ask_one);
 }
 
 enum { BULK = 1 << 20 };
@@ -245,22 +257,19 @@ static int echo_bulk(int s)
     return read(s, &x, 1) == 0 ? CHILD_OK : CHILD_NO_EOF;
 }
 
+static void send_bulk_and_check_the_echo(int c)
+{
+    char *out = malloc(BULK), *in = malloc(BULK);
+    CHECK(out && in);
+    tl_fill(out, BULK, 7);
+    CHECK_EQ(tl_write_all(c, out, BULK), BULK);
+    CHECK_EQ(tl_read_all(c, in, BULK), BULK);
+    CHECK(memcmp(in, out, BULK) == 0);
+    free(out);
+    free(in);
+}
+
 TEST_INET(a_filtered_child_streams_a_megabyte_both_ways)
 {
-    int c, s;
-    tl_stream_pair(fam, &c, &s);
-    pid_t pid = spawn_filtered(echo_bulk, s, c);
-    OK(close(s));
-    if (shares_tcp()) {
-        char *out = malloc(BULK), *in = malloc(BULK);
-        CHECK(out && in);
-        tl_fill(out, BULK, 7);
-        CHECK_EQ(tl_write_all(c, out, BULK), BULK);
-        CHECK_EQ(tl_read_all(c, in, BULK), BULK);
-        CHECK(memcmp(in, out, BULK) == 0);
-        free(out);
-        free(in);
-    }
-    OK(close(c));
-    reap(pid);
+    with_filtered_child(fam, echo_bulk, send_bulk_and_check_the_echo);
 }
