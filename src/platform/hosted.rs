@@ -86,11 +86,12 @@ pub(super) fn futex_wait_op(
     // SAFETY: `word` is a live AtomicU32 for the duration of the call and
     // `tsp` is null or points at `ts`, which outlives the call.
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, expected, tsp) };
-    if r < 0 && last_errno() == libc::EINTR {
-        return Slept::Interrupted;
-    }
-    match deadline {
-        Some(d) if Instant::now() >= d => Slept::TimedOut,
+    // The kernel says whether the timeout ran out: no clock read after
+    // every sleep. A wake-up just at the deadline is `Woken`; the caller
+    // looks again, and its next sleep finds no time left.
+    match (r < 0).then(last_errno) {
+        Some(libc::EINTR) => Slept::Interrupted,
+        Some(libc::ETIMEDOUT) => Slept::TimedOut,
         _ => Slept::Woken,
     }
 }
@@ -831,8 +832,11 @@ pub fn spin_cap_ns() -> u64 {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(SPIN_US_DEFAULT);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = if cpus < 2 { 0 } else { us.saturating_mul(1000) };
+    let n = if cpus() < 2 {
+        0
+    } else {
+        us.saturating_mul(1000)
+    };
     NANOS.store(n, Ordering::Relaxed);
     n
 }
@@ -845,12 +849,12 @@ pub fn spin_cap_ns() -> u64 {
 /// two-process ping-pong took 100-190 µs spinning against 24 µs sleeping
 /// at once, with one busy process per core. The count is the kernel's
 /// instantaneous `nr_running` (the fourth field of /proc/loadavg), read by
-/// one waiter at a time, a few microseconds every few milliseconds.
-pub fn core_spare() -> bool {
+/// one waiter at a time, a few microseconds every few milliseconds. `now`
+/// is [`mono_ns`] as the caller read it (a waiter reads the clock once).
+pub fn core_spare(now: u64) -> bool {
     use core::sync::atomic::{AtomicBool, AtomicU64};
     static SAMPLED_AT: AtomicU64 = AtomicU64::new(0);
     static SPARE: AtomicBool = AtomicBool::new(true);
-    let now = mono_ns();
     let at = SAMPLED_AT.load(Ordering::Relaxed);
     if now.saturating_sub(at) >= LOAD_SAMPLE_NS
         && SAMPLED_AT
@@ -858,11 +862,26 @@ pub fn core_spare() -> bool {
             .is_ok()
     {
         if let Some(running) = nr_running() {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            SPARE.store(running <= cpus, Ordering::Relaxed);
+            SPARE.store(running <= cpus(), Ordering::Relaxed);
         }
     }
     SPARE.load(Ordering::Relaxed)
+}
+
+/// The CPUs this process may run on, asked once: `available_parallelism`
+/// makes several system calls (the affinity mask, the cgroup's quota files),
+/// too many to make at every load sample of [`core_spare`].
+fn cpus() -> usize {
+    use core::sync::atomic::AtomicUsize;
+    static CPUS: AtomicUsize = AtomicUsize::new(0);
+    match CPUS.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            CPUS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
 /// How often [`core_spare`] looks at the machine's load.
