@@ -198,7 +198,7 @@ impl WaitQueue {
                 self.learn(plan);
                 return Waited::Ready;
             }
-            let (p, _) = *plan.get_or_insert_with(|| (self.learner.plan(), platform::mono_ns()));
+            let (p, _) = *plan.get_or_insert_with(|| self.learner.plan_now());
             if p.budget != 0 && spin::spin(p.budget, || self.seq.load(Ordering::Acquire) != seen) {
                 continue;
             }
@@ -219,9 +219,10 @@ impl WaitQueue {
         }
     }
 
-    /// Tells the learner how long a wait that went by `plan` took.
+    /// Tells the learner how long a wait that went by `plan` took. A wait
+    /// that did not spin teaches nothing, and reads no clock.
     fn learn(&self, plan: Option<(Plan, u64)>) {
-        if let Some((p, began)) = plan {
+        if let Some((p, began)) = plan.filter(|(p, _)| p.budget != 0) {
             let now = platform::mono_ns();
             self.learner.record(p, now.saturating_sub(began), now);
         }
@@ -329,8 +330,7 @@ impl WaitQueue {
         // Where a spin pays (see `spin`), the input is looked at again and
         // again before sleeping: on an idle machine the kernel's wake-up of
         // a sleeper on another core costs tens of microseconds.
-        let plan = self.learner.plan();
-        let began = platform::mono_ns();
+        let (plan, began) = self.learner.plan_now();
         let mut spun = plan.budget == 0;
         // Made at the first sleep, gone with the wait: an eventfd kept per
         // thread would outlive the program's sockets (a program that counts
@@ -391,8 +391,10 @@ impl WaitQueue {
             }
         };
         drop(waker);
-        let now = platform::mono_ns();
-        self.learner.record(plan, now.saturating_sub(began), now);
+        if plan.budget != 0 {
+            let now = platform::mono_ns();
+            self.learner.record(plan, now.saturating_sub(began), now);
+        }
         r
     }
 }
