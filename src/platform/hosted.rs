@@ -1101,3 +1101,48 @@ pub fn is_host_address(ip: &[u8; 16]) -> bool {
         host_addresses6().iter().any(|a| a == ip)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_timed_sleep_nobody_ends_times_out_at_its_deadline() {
+        let word = AtomicU32::new(0);
+        let start = Instant::now();
+        let d = start + Duration::from_millis(20);
+        assert_eq!(futex_sleep(&word, 0, Some(d)), Slept::TimedOut);
+        assert!(Instant::now() >= d, "returned before its deadline");
+    }
+
+    #[test]
+    fn a_sleep_past_its_deadline_does_not_sleep() {
+        let word = AtomicU32::new(0);
+        let past = Instant::now();
+        assert_eq!(futex_sleep(&word, 0, Some(past)), Slept::TimedOut);
+    }
+
+    #[test]
+    fn a_changed_word_or_a_wake_up_ends_a_timed_sleep_as_woken() {
+        let word = Arc::new(AtomicU32::new(1));
+        let far = Instant::now() + Duration::from_secs(10);
+        // The word is not what the sleeper expects: back at once.
+        assert_eq!(futex_sleep(&word, 0, Some(far)), Slept::Woken);
+        let w = word.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            w.store(2, Ordering::SeqCst);
+            futex_wake_all(&w);
+        });
+        // Woken long before the deadline (spurious returns are allowed:
+        // sleep again while the word is unchanged).
+        let mut r = Slept::Woken;
+        while word.load(Ordering::SeqCst) == 1 {
+            r = futex_sleep(&word, 1, Some(far));
+        }
+        t.join().unwrap();
+        assert_eq!(r, Slept::Woken);
+        assert!(Instant::now() < far);
+    }
+}
