@@ -270,7 +270,7 @@ pub unsafe fn pages_free(p: core::ptr::NonNull<u8>, len: usize) {
 }
 
 /// Never asked: nothing spins here ([`spin_cap_ns`] is 0).
-pub fn core_spare() -> bool {
+pub fn core_spare(_now: u64) -> bool {
     false
 }
 

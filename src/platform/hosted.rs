@@ -86,11 +86,12 @@ pub(super) fn futex_wait_op(
     // SAFETY: `word` is a live AtomicU32 for the duration of the call and
     // `tsp` is null or points at `ts`, which outlives the call.
     let r = unsafe { libc::syscall(libc::SYS_futex, word.as_ptr(), op, expected, tsp) };
-    if r < 0 && last_errno() == libc::EINTR {
-        return Slept::Interrupted;
-    }
-    match deadline {
-        Some(d) if Instant::now() >= d => Slept::TimedOut,
+    // The kernel says whether the timeout ran out: no clock read after
+    // every sleep. A wake-up just at the deadline is `Woken`; the caller
+    // looks again, and its next sleep finds no time left.
+    match (r < 0).then(last_errno) {
+        Some(libc::EINTR) => Slept::Interrupted,
+        Some(libc::ETIMEDOUT) => Slept::TimedOut,
         _ => Slept::Woken,
     }
 }
@@ -836,8 +837,11 @@ pub fn spin_cap_ns() -> u64 {
         .ok()
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(SPIN_US_DEFAULT);
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let n = if cpus < 2 { 0 } else { us.saturating_mul(1000) };
+    let n = if cpus() < 2 {
+        0
+    } else {
+        us.saturating_mul(1000)
+    };
     NANOS.store(n, Ordering::Relaxed);
     n
 }
@@ -850,12 +854,12 @@ pub fn spin_cap_ns() -> u64 {
 /// two-process ping-pong took 100-190 µs spinning against 24 µs sleeping
 /// at once, with one busy process per core. The count is the kernel's
 /// instantaneous `nr_running` (the fourth field of /proc/loadavg), read by
-/// one waiter at a time, a few microseconds every few milliseconds.
-pub fn core_spare() -> bool {
+/// one waiter at a time, a few microseconds every few milliseconds. `now`
+/// is [`mono_ns`] as the caller read it (a waiter reads the clock once).
+pub fn core_spare(now: u64) -> bool {
     use core::sync::atomic::{AtomicBool, AtomicU64};
     static SAMPLED_AT: AtomicU64 = AtomicU64::new(0);
     static SPARE: AtomicBool = AtomicBool::new(true);
-    let now = mono_ns();
     let at = SAMPLED_AT.load(Ordering::Relaxed);
     if now.saturating_sub(at) >= LOAD_SAMPLE_NS
         && SAMPLED_AT
@@ -863,11 +867,26 @@ pub fn core_spare() -> bool {
             .is_ok()
     {
         if let Some(running) = nr_running() {
-            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            SPARE.store(running <= cpus, Ordering::Relaxed);
+            SPARE.store(running <= cpus(), Ordering::Relaxed);
         }
     }
     SPARE.load(Ordering::Relaxed)
+}
+
+/// The CPUs this process may run on, asked once: `available_parallelism`
+/// makes several system calls (the affinity mask, the cgroup's quota files),
+/// too many to make at every load sample of [`core_spare`].
+fn cpus() -> usize {
+    use core::sync::atomic::AtomicUsize;
+    static CPUS: AtomicUsize = AtomicUsize::new(0);
+    match CPUS.load(Ordering::Relaxed) {
+        0 => {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            CPUS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
 }
 
 /// How often [`core_spare`] looks at the machine's load.
@@ -1085,5 +1104,50 @@ pub fn is_host_address(ip: &[u8; 16]) -> bool {
         host_addresses4().iter().any(|a| a[..] == ip[12..])
     } else {
         host_addresses6().iter().any(|a| a == ip)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_timed_sleep_nobody_ends_times_out_at_its_deadline() {
+        let word = AtomicU32::new(0);
+        let start = Instant::now();
+        let d = start + Duration::from_millis(20);
+        assert_eq!(futex_sleep(&word, 0, Some(d)), Slept::TimedOut);
+        assert!(Instant::now() >= d, "returned before its deadline");
+    }
+
+    #[test]
+    fn a_sleep_past_its_deadline_does_not_sleep() {
+        let word = AtomicU32::new(0);
+        let past = Instant::now();
+        assert_eq!(futex_sleep(&word, 0, Some(past)), Slept::TimedOut);
+    }
+
+    #[test]
+    fn a_changed_word_or_a_wake_up_ends_a_timed_sleep_as_woken() {
+        let word = Arc::new(AtomicU32::new(1));
+        let far = Instant::now() + Duration::from_secs(10);
+        // The word is not what the sleeper expects: back at once.
+        assert_eq!(futex_sleep(&word, 0, Some(far)), Slept::Woken);
+        let w = word.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            w.store(2, Ordering::SeqCst);
+            futex_wake_all(&w);
+        });
+        // Woken long before the deadline (spurious returns are allowed:
+        // sleep again while the word is unchanged).
+        let mut r = Slept::Woken;
+        while word.load(Ordering::SeqCst) == 1 {
+            r = futex_sleep(&word, 1, Some(far));
+        }
+        t.join().unwrap();
+        assert_eq!(r, Slept::Woken);
+        assert!(Instant::now() < far);
     }
 }

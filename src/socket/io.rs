@@ -297,7 +297,9 @@ impl Socket {
         collect: bool,
     ) -> Result<RecvInfo, Errno> {
         let peek = flags & MSG_PEEK != 0;
-        let deadline = self.rcv_deadline();
+        // SO_RCVTIMEO's deadline, fixed at the first wait: a datagram
+        // already queued costs no clock read.
+        let mut deadline = None;
         let mut src = [0u8; MAX_ADDR_LEN];
         loop {
             // UDP reports a pending error before queued datagrams
@@ -414,7 +416,8 @@ impl Socket {
             if f.has(F_RD_SHUT) {
                 return Ok(RecvInfo::default());
             }
-            match self.wait_for(POLLIN, deadline) {
+            let until = *deadline.get_or_insert_with(|| self.rcv_deadline());
+            match self.wait_for(POLLIN, until) {
                 Waited::TimedOut => return Err(EAGAIN),
                 Waited::Interrupted => return Err(EINTR),
                 Waited::Ready => {}
@@ -942,7 +945,9 @@ impl Socket {
             tx.dgram_id
         };
         let addr: &[u8] = dest.map(|d| d.as_bytes()).unwrap_or(&[]);
-        let deadline = self.snd_deadline();
+        // SO_SNDTIMEO's deadline, fixed at the first wait (most sends
+        // never wait: no clock read for them).
+        let mut deadline = None;
         // Recorded before it goes (a capture shows it before the answer);
         // a UDP datagram nobody takes is on the wire all the same.
         if self.capturing() {
@@ -981,6 +986,7 @@ impl Socket {
                     // (AF_UNIX semantics): offer it again when the backend
                     // says there is room (`upcall::writable`), or in a
                     // millisecond for a backend that does not.
+                    let deadline = *deadline.get_or_insert_with(|| self.snd_deadline());
                     let step =
                         crate::platform::deadline_after(core::time::Duration::from_millis(1));
                     let until = match (deadline, step) {

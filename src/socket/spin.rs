@@ -143,13 +143,25 @@ impl SpinLearner {
         }
     }
 
-    /// How the next wait goes, now.
+    /// How the next wait goes, now (epoll and the engine ask this way).
+    #[cfg_attr(not(feature = "std"), allow(dead_code))]
     pub fn plan(&self) -> Plan {
+        self.plan_now().0
+    }
+
+    /// As [`SpinLearner::plan`], with the time it was made ([`platform::mono_ns`];
+    /// 0 where nothing spins, so that the clock is not read at all): the
+    /// start of a wait that [`SpinLearner::record`] is told of.
+    pub fn plan_now(&self) -> (Plan, u64) {
         let cap = platform::spin_cap_ns();
-        if cap == 0 || !platform::core_spare() {
-            return Plan::SLEEP;
+        if cap == 0 {
+            return (Plan::SLEEP, 0);
         }
-        self.plan_at(platform::mono_ns(), cap)
+        let now = platform::mono_ns();
+        if !platform::core_spare(now) {
+            return (Plan::SLEEP, now);
+        }
+        (self.plan_at(now, cap), now)
     }
 
     /// Records that a wait that went by `plan` took `took_ns` until its

@@ -5,6 +5,18 @@
 //! word that every state change bumps), and poll()/select() calls that may
 //! also wait on kernel fds (they register an eventfd that a state change
 //! signals, so the kernel's poll wakes up).
+//!
+//! Streams and datagrams wait and wake here alike (one futex word per
+//! socket, a wake-up only when `sleepers` says someone sleeps). On a busy
+//! machine a round trip's time is then the scheduler's: with a busy
+//! thread on the same core, it is about the CPU a round trip costs over
+//! the share of the core the two threads get (about half), and two
+//! threads left on different cores, each beside a busy thread, take three
+//! to four times longer, the kernel's own sockets as much (issue 11:
+//! 55 µs against the kernel's 69, pinned so). A kernel pipe's wake-up
+//! (a "sync" one, which pulls the woken thread to the waker's core) was
+//! tried in place of the futex in a bare two-thread ping-pong: slower
+//! under load (median 15 µs against 8), so the futex stays.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -198,7 +210,7 @@ impl WaitQueue {
                 self.learn(plan);
                 return Waited::Ready;
             }
-            let (p, _) = *plan.get_or_insert_with(|| (self.learner.plan(), platform::mono_ns()));
+            let (p, _) = *plan.get_or_insert_with(|| self.learner.plan_now());
             if p.budget != 0 && spin::spin(p.budget, || self.seq.load(Ordering::Acquire) != seen) {
                 continue;
             }
@@ -219,9 +231,10 @@ impl WaitQueue {
         }
     }
 
-    /// Tells the learner how long a wait that went by `plan` took.
+    /// Tells the learner how long a wait that went by `plan` took. A wait
+    /// that did not spin teaches nothing, and reads no clock.
     fn learn(&self, plan: Option<(Plan, u64)>) {
-        if let Some((p, began)) = plan {
+        if let Some((p, began)) = plan.filter(|(p, _)| p.budget != 0) {
             let now = platform::mono_ns();
             self.learner.record(p, now.saturating_sub(began), now);
         }
@@ -329,8 +342,7 @@ impl WaitQueue {
         // Where a spin pays (see `spin`), the input is looked at again and
         // again before sleeping: on an idle machine the kernel's wake-up of
         // a sleeper on another core costs tens of microseconds.
-        let plan = self.learner.plan();
-        let began = platform::mono_ns();
+        let (plan, began) = self.learner.plan_now();
         let mut spun = plan.budget == 0;
         // Made at the first sleep, gone with the wait: an eventfd kept per
         // thread would outlive the program's sockets (a program that counts
@@ -391,8 +403,10 @@ impl WaitQueue {
             }
         };
         drop(waker);
-        let now = platform::mono_ns();
-        self.learner.record(plan, now.saturating_sub(began), now);
+        if plan.budget != 0 {
+            let now = platform::mono_ns();
+            self.learner.record(plan, now.saturating_sub(began), now);
+        }
         r
     }
 }
