@@ -639,6 +639,10 @@ impl Stack {
                 return Ok(());
             }
             let ep = IpEp::parse(dest, info.domain)?;
+            // Without a route Linux refuses the connect itself.
+            if !self.routable(&ep) {
+                return Err(ENETUNREACH);
+            }
             self.autobind(id, opts, EAGAIN)?;
             self.entry(id)?.peer = Some(ep);
             return Ok(());
@@ -873,7 +877,18 @@ impl Stack {
                 return Some(ep_of(l.addr, l.port, e.info.domain).to_sockaddr(e.info.domain));
             }
         }
-        e.local.map(|l| l.to_sockaddr(e.info.domain))
+        // A connected datagram socket bound to the wildcard has the
+        // source address the route to its peer picks (Linux fixes it at
+        // connect(): ip4_datagram_connect, ip6_datagram_connect).
+        let local = match (e.local, e.peer) {
+            (Some(l), Some(p)) if l.is_wild() && matches!(e.kind, Kind::Udp(_)) => self
+                .iface
+                .get_source_address(&ip_of(&p))
+                .filter(|a| !a.is_unspecified())
+                .map_or(l, |a| ep_of(a, l.port, e.info.domain)),
+            (l, _) => l?,
+        };
+        Some(local.to_sockaddr(e.info.domain))
     }
 
     /// The connected peer.
