@@ -88,6 +88,8 @@ struct TcpState {
     connecting: bool,
     /// The connection ended (closed, reset, refused): no more upcalls.
     ended: bool,
+    /// It ended as a connect that failed (refused, timed out).
+    refused: bool,
     started: Option<Instant>,
     /// When the peer last showed it was there (data, an acknowledgement).
     progress: Option<Instant>,
@@ -647,6 +649,7 @@ impl Stack {
             self.entry(id)?.peer = Some(ep);
             return Ok(());
         }
+        self.forget_refused(id)?;
         if !matches!(self.entry(id)?.kind, Kind::Idle) {
             return Err(EISCONN);
         }
@@ -683,6 +686,24 @@ impl Stack {
         e.t.started = Some(t);
         e.t.progress = Some(t);
         e.t.win_end = win;
+        Ok(())
+    }
+
+    /// A connect that was refused (or timed out) leaves the socket free to
+    /// try again, as Linux's does from TCP_CLOSE: its closed smoltcp
+    /// socket goes, with what the attempt left. Its port stays.
+    fn forget_refused(&mut self, id: u64) -> Result<(), Errno> {
+        let Stack { socks, set, .. } = self;
+        let e = socks.get_mut(&id).ok_or(EBADF)?;
+        let Kind::Tcp(sh) = e.kind else {
+            return Ok(());
+        };
+        if e.t.refused && set.get::<tcp::Socket>(sh).state() == tcp::State::Closed {
+            set.remove(sh);
+            e.kind = Kind::Idle;
+            e.t = TcpState::default();
+            e.peer = None;
+        }
         Ok(())
     }
 
@@ -1086,6 +1107,7 @@ impl Stack {
                             tcp::State::Closed => {
                                 t.connecting = false;
                                 t.ended = true;
+                                t.refused = true;
                                 let waited = t.started.map_or(Duration::ZERO, |s| t_now - s);
                                 let limit = e.opts.limit(true);
                                 let err = if waited + limit / 10 >= limit {
