@@ -1093,7 +1093,14 @@ impl Stack {
                     let t = &mut e.t;
                     let h = SockHandle(e.handle);
                     if e.orphan {
-                        // Nobody reads any more: what comes is dropped.
+                        // Nobody reads any more: data that comes after
+                        // close() is answered with a reset, as Linux's
+                        // (TCPAbortOnData), so the writer learns it
+                        // (ECONNRESET, then EPIPE); what came is dropped.
+                        if s.recv_queue() > 0 && !t.rst_sent {
+                            s.abort();
+                            t.rst_sent = true;
+                        }
                         while s.can_recv() && s.recv(|b| (b.len(), ())).is_ok() {}
                         flush(s, t);
                         if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
