@@ -433,6 +433,12 @@ impl Backend for Engine {
         self.with(&sock, |st, id| st.peer_addr(id)).ok().flatten()
     }
 
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        self.with(&sock, |st, id| st.disconnect(id))??;
+        (self.wake)();
+        Ok(())
+    }
+
     fn close(&self, sock: SockRef<'_>) {
         if self.with(&sock, |st, id| st.close(id)).is_ok() {
             (self.wake)();

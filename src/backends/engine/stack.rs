@@ -164,6 +164,9 @@ struct Entry {
     local: Option<IpEp>,
     peer: Option<IpEp>,
     port: Option<(i32, u16)>,
+    /// The program bound the port itself (bind() with a port: Linux's
+    /// SOCK_BINDPORT_LOCK): it stays through connect(AF_UNSPEC).
+    user_port: bool,
     v6only: bool,
     kind: Kind,
     t: TcpState,
@@ -449,6 +452,7 @@ impl Stack {
                 local: None,
                 peer: None,
                 port: None,
+                user_port: false,
                 v6only: info.domain == AF_INET,
                 kind: Kind::Idle,
                 t: TcpState::default(),
@@ -555,6 +559,7 @@ impl Stack {
         )?;
         let e = self.entry(id)?;
         e.port = Some((info.ty, port));
+        e.user_port = ep.port != 0;
         e.v6only = info.domain == AF_INET || opts.v6only;
         let local = IpEp { port, ..ep };
         e.local = Some(local);
@@ -703,6 +708,45 @@ impl Stack {
             e.kind = Kind::Idle;
             e.t = TcpState::default();
             e.peer = None;
+        }
+        Ok(())
+    }
+
+    /// TCP's connect(AF_UNSPEC) (`Backend::disconnect`): the connection
+    /// (reset by the frontend already, or still connecting: aborted here)
+    /// lives on as an orphan until smoltcp is done with it, and the socket
+    /// is new and unconnected; its port goes back unless the program bound
+    /// it (then `local_addr` says None).
+    pub(crate) fn disconnect(&mut self, id: u64) -> Result<(), Errno> {
+        let e = self.entry(id)?;
+        if e.info.ty != SOCK_STREAM {
+            return Err(EOPNOTSUPP);
+        }
+        let sh = match e.kind {
+            Kind::Idle => return Ok(()),
+            Kind::Tcp(sh) => sh,
+            _ => return Err(EOPNOTSUPP),
+        };
+        e.kind = Kind::Idle;
+        e.t = TcpState::default();
+        e.peer = None;
+        let (info, user, port) = (e.info, e.user_port, e.port);
+        if !user {
+            e.port = None;
+            e.local = None;
+        }
+        let s = self.set.get_mut::<tcp::Socket>(sh);
+        if !matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+            s.abort();
+        }
+        let oid = self.add(SockHandle(0), info);
+        let o = self.entry(oid)?;
+        o.kind = Kind::Tcp(sh);
+        o.orphan = true;
+        o.t.ended = true;
+        o.t.rst_sent = true;
+        if let (false, Some(p)) = (user, port) {
+            self.put_port(p);
         }
         Ok(())
     }
@@ -1251,7 +1295,7 @@ impl Stack {
             self.set.remove(sh);
             return;
         };
-        let (info, v6only, lport, lopts) = (l.info, l.v6only, l.port, l.opts);
+        let (info, v6only, lport, lopts, luser) = (l.info, l.v6only, l.port, l.opts, l.user_port);
         let s = self.set.get_mut::<tcp::Socket>(sh);
         lopts.apply(s, false);
         let (Some(local), Some(remote)) = (s.local_endpoint(), s.remote_endpoint()) else {
@@ -1274,6 +1318,7 @@ impl Stack {
         };
         e.kind = Kind::Tcp(sh);
         e.port = lport;
+        e.user_port = luser;
         e.v6only = v6only;
         e.opts = lopts;
         e.local = Some(ep_of(local.addr, local.port, info.domain));
