@@ -231,13 +231,17 @@ test-preload: lib
 # segment), packet.sh (the engine on an AF_PACKET socket on a veth end) and
 # badlink.sh (10 MB each way, UDP echo and a vanishing peer over a link with
 # 5 % loss, 1 % duplication, 5 % reordering and 50 ms delay each way, made by
-# the engine's fault-injecting device, bin/usockrun --impair).
+# the engine's fault-injecting device, bin/usockrun --impair), and ctests.sh
+# (c-tests' inet cases that make sense over a link, tests/engine/ctests.cases,
+# on the engine over a TAP device and on the kernel at the same addresses).
 # Without root, namespaces or /dev/net/tun they skip by name (root, netns,
-# tun): a failure unless ALLOW_SKIP names it. ENGINE_CONTROL=1 runs the last
-# three with the kernel in the library's place.
+# tun): a failure unless ALLOW_SKIP names it. ENGINE_CONTROL=1 runs
+# interop.sh, twohosts.sh and packet.sh with the kernel in the library's place
+# (ctests.sh runs its kernel reference every time).
 test-engine: lib
+	$(MAKE) -C c-tests kernel usock
 	@r=0; \
-	for s in "600 run.sh" "600 interop.sh" "200 dhcp.sh" "300 twohosts.sh" "400 packet.sh" "400 badlink.sh"; do \
+	for s in "600 run.sh" "600 interop.sh" "200 dhcp.sh" "300 twohosts.sh" "400 packet.sh" "400 badlink.sh" "300 ctests.sh"; do \
 	  set -- $$s; echo "== tests/engine/$$2"; \
 	  timeout $$1 tests/engine/$$2 || { echo "test-engine: tests/engine/$$2 failed"; r=1; }; \
 	done; exit $$r

@@ -522,18 +522,36 @@ void tl_unix_pair(int how, int type, int *a, int *b)
     OK(close(l));
 }
 
+/* The test address of an inet family: the loopback one, or the one
+ * TL_INET_ADDR / TL_INET6_ADDR name (a program run on a network device,
+ * tests/engine/ctests.sh). A value that does not parse fails the case. */
+static void tl_test_ip(int fam, void *dst)
+{
+    const char *name = fam == FAM_INET ? "TL_INET_ADDR" : "TL_INET6_ADDR";
+    const char *v = getenv(name);
+    if (v == NULL || *v == 0) {
+        if (fam == FAM_INET)
+            ((struct in_addr *)dst)->s_addr = htonl(INADDR_LOOPBACK);
+        else
+            *(struct in6_addr *)dst = in6addr_loopback;
+        return;
+    }
+    CHECK_MSG(inet_pton(fam == FAM_INET ? AF_INET : AF_INET6, v, dst) == 1,
+              "%s=%s is not an address", name, v);
+}
+
 void tl_addr(int fam, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof *ss);
     if (fam == FAM_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)ss;
         a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        tl_test_ip(FAM_INET, &a->sin_addr);
         *len = sizeof *a;
     } else if (fam == FAM_INET6) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
         a->sin6_family = AF_INET6;
-        a->sin6_addr = in6addr_loopback;
+        tl_test_ip(FAM_INET6, &a->sin6_addr);
         *len = sizeof *a;
     } else if (fam == FAM_UNIX) {
         struct sockaddr_un *a = (struct sockaddr_un *)ss;
@@ -738,13 +756,13 @@ socklen_t tl_loop(int fam, struct sockaddr_storage *ss, int port)
     if (fam == FAM_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)ss;
         a->sin_family = AF_INET;
-        a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        tl_test_ip(FAM_INET, &a->sin_addr);
         a->sin_port = htons((uint16_t)port);
         return sizeof *a;
     }
     struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
     a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_loopback;
+    tl_test_ip(FAM_INET6, &a->sin6_addr);
     a->sin6_port = htons((uint16_t)port);
     return sizeof *a;
 }

@@ -177,7 +177,9 @@ const char *tl_errname(int e);
 extern const char *const tl_fam_names[FAM_COUNT];
 int tl_domain(int fam);
 /* A loopback address of fam to bind to: 127.0.0.1:0, [::1]:0, a fresh
- * pathname in the test's private directory, or a fresh abstract name. */
+ * pathname in the test's private directory, or a fresh abstract name.
+ * TL_INET_ADDR / TL_INET6_ADDR, when set, replace 127.0.0.1 / ::1 here and
+ * in tl_loop (the cases run on a network address: tests/engine/ctests.sh). */
 void tl_addr(int fam, struct sockaddr_storage *ss, socklen_t *len);
 /* socket(type|flags) bound to tl_addr(fam). */
 int tl_bound(int fam, int type);
@@ -305,7 +307,8 @@ void tl_setint(int fd, int level, int opt, int v);
  * tl_sysctl_str copies the file's first line (without newline). */
 long tl_sysctl(const char *path);
 void tl_sysctl_str(const char *path, char *buf, size_t n);
-/* The loopback address of an inet family with a port (host order). */
+/* The loopback address of an inet family with a port (host order), or
+ * TL_INET_ADDR / TL_INET6_ADDR's (see tl_addr). */
 socklen_t tl_loop(int fam, struct sockaddr_storage *ss, int port);
 /* The wildcard address of an inet family with a port (host order). */
 socklen_t tl_any(int fam, struct sockaddr_storage *ss, int port);

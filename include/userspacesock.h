@@ -522,7 +522,11 @@ typedef struct usock_netif_ops {
 typedef struct usock_netif_config {
   /*
    One or more `ADDR/PREFIX`, comma-separated
-   (`"10.77.0.2/24,fd77::2/64"`).
+   (`"10.77.0.2/24,fd77::2/64"`), or `dhcp` (with IPv6 ones beside
+   it, `"dhcp,fd77::2/64"`) on a build with the DHCP client (feature
+   dhcp: the hosted library; not the no_std archive unless built with
+   it): the IPv4 address and default route come from a lease, told
+   as `USOCK_NETIF_LEASE_FILE` (hosted) or the platform's log (no_std).
    */
   const char *addrs;
   /*

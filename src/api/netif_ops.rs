@@ -58,7 +58,11 @@ pub struct usock_netif_ops {
 #[derive(Clone, Copy)]
 pub struct usock_netif_config {
     /// One or more `ADDR/PREFIX`, comma-separated
-    /// (`"10.77.0.2/24,fd77::2/64"`).
+    /// (`"10.77.0.2/24,fd77::2/64"`), or `dhcp` (with IPv6 ones beside
+    /// it, `"dhcp,fd77::2/64"`) on a build with the DHCP client (feature
+    /// dhcp: the hosted library; not the no_std archive unless built with
+    /// it): the IPv4 address and default route come from a lease, told
+    /// as `USOCK_NETIF_LEASE_FILE` (hosted) or the platform's log (no_std).
     pub addrs: *const c_char,
     /// NULL, or default routes, at most one per family
     /// (`"10.77.0.1,fd77::1"`).
@@ -190,16 +194,16 @@ unsafe fn attach(ops: *const usock_netif_ops, cfg: *const usock_netif_config) ->
     };
     let addrs = text(c.addrs).ok_or(EINVAL)??;
     let gws = text(c.gws).transpose()?;
-    let parsed = config::parse_addrs(addrs).and_then(|a| {
+    let parsed = config::parse_addr_words(addrs).and_then(|(a, dhcp)| {
         let g = gws.map_or(Ok(alloc::vec::Vec::new()), |g| {
-            config::parse_gws(g, &a, false)
+            config::parse_gws(g, &a, dhcp)
         })?;
-        if a.is_empty() {
+        if a.is_empty() && !dhcp {
             return Err("usock_netif_attach: no address".into());
         }
-        Ok((a, g))
+        Ok((a, g, dhcp))
     });
-    let (addrs, gws) = parsed.map_err(|e| {
+    let (addrs, gws, dhcp) = parsed.map_err(|e| {
         let mut m = alloc::string::String::from("libuserspacesock: usock_netif_attach: ");
         m.push_str(&e);
         m.push('\n');
@@ -219,7 +223,7 @@ unsafe fn attach(ops: *const usock_netif_ops, cfg: *const usock_netif_config) ->
     let cfg = NetifConfig {
         kind: NetifKind::Host,
         addrs,
-        dhcp: false,
+        dhcp,
         gws,
         mac: Some(mac),
         impair: None,

@@ -134,6 +134,32 @@ check "no DHCP server: the lease file says no address (address= alone)" \
   "lease file: $(paste -sd' ' "$work/lease.nolease" 2>/dev/null)" \
   [ "$(cat "$work/lease.nolease" 2>/dev/null)" = "address=" ]
 
+# 5. the same DHCP client on a device the program gives the engine itself
+# (usock_netif_attach, the RTOS path's C device table, here over ut0), on
+# one thread: its UDP connect waits for the lease and runs the engine
+# meanwhile; getsockname then names the lease's address; a TCP connection
+# goes off the link through the lease's router (tests/engine/netif_dhcp.c).
+if need cc -- "the device-table DHCP client"; then
+  lib=$PWD/target/release
+  if cc -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -Iinclude -pthread -o "$work/netif_dhcp" \
+    tests/engine/netif_dhcp.c -L"$lib" -luserspacesock -Wl,-rpath,"$lib" 2> "$work/cc.err"; then
+    rc=0
+    ip netns exec "${ns[d]}" env "USOCK_NETIF_LEASE_FILE=$work/lease.table" timeout 60 \
+      "$work/netif_dhcp" ut0 10.79.0.1 10.89.0.1 8080 > "$work/table.out" 2>&1 || rc=$?
+    addr=$(sed -n 's/^address //p' "$work/table.out")
+    check "usock_netif_attach with dhcp: attached, the lease awaited on one thread, HTTP 200 through its router" \
+      "exit $rc: $(tail_of "$work/table.out")" [ "$rc.$(grep -c '^ok' "$work/table.out")" = 0.3 ]
+    check "usock_netif_attach with dhcp: getsockname gave $addr, the lease file's, in 10.79.0.50-99" \
+      "lease file: $(paste -sd' ' "$work/lease.table" 2>/dev/null)" \
+      eval 'in_range "$addr" && grep -qx "address=$addr/24" "$work/lease.table"'
+    check "dnsmasq acknowledged $addr to the device table's MAC (02:79:00:00:00:42)" \
+      "dnsmasq: $(grep DHCPACK "$work/dnsmasq.log" | tail -n 2 | tr '\n' ' ')" \
+      grep -q "DHCPACK(ut0) $addr 02:79:00:00:00:42" "$work/dnsmasq.log"
+  else
+    bad "netif_dhcp.c does not build: $(cat "$work/cc.err")"
+  fi
+fi
+
 stop http
 stop dnsmasq
 summary

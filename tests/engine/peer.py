@@ -24,6 +24,10 @@ can be either.
                                       COUNT different ones came
   peer.py udp-client ADDR PORT COUNT  send COUNT datagrams, one at a time,
                                       each until its echo comes
+  peer.py udp-connected ADDR PORT     connect() a UDP socket (no bind) and
+                                      say its name ("local A P": Linux
+                                      gives the address the route picks),
+                                      then one datagram and its echo
   peer.py refused ADDR PORT           connect to a closed port: blocking
                                       and non-blocking
   peer.py timeout ADDR PORT           connect to an address nobody has,
@@ -240,6 +244,21 @@ def main():
                     break
         out("local", *s.getsockname()[:2])
         out("ok" if good == int(sys.argv[4]) else "FAIL", "udp-client", good)
+    elif mode == "udp-connected":
+        s = socket.socket(fam, socket.SOCK_DGRAM)
+        s.settimeout(1)
+        s.connect((addr, port))
+        out("local", *s.getsockname()[:2])
+        msg = b"%06d" % port + os.urandom(32)
+        for _ in range(5):
+            s.send(msg)
+            if wait_echo(s, msg[::-1], port):
+                out("ok udp-connected")
+                break
+        else:
+            out("FAIL udp-connected: no echo")
+        # The name stays as connect() made it.
+        out("after", *s.getsockname()[:2])
     elif mode == "refused":
         s = socket.socket(fam, socket.SOCK_STREAM)
         s.settimeout(10)

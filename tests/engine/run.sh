@@ -185,6 +185,35 @@ udp_case udp4-lib-server "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5102 10.77.0.1
 udp_case udp6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5103 fd77::2
 udp_case udp6-lib-server "$on_lib" "$on_kernel" :: fd77::2 5104 fd77::1
 
+# udp_conn_case NAME SERVER_SIDE CLIENT_SIDE BIND_ADDR SEND_ADDR PORT CLIENT_ADDR:
+# a UDP client that connect()s without a bind: getsockname then gives the
+# source address the route picks (CLIENT_ADDR) and its port, what the
+# server sees as the datagram's source. Run with the kernel as the client
+# too: the same checks, the kernel's behaviour as the reference.
+udp_conn_case() {
+  local name=$1 srv=$2 cli=$3 baddr=$4 saddr=$5 port=$6 caddr=$7
+  rm -f "$work/ready"
+  spawn "$name-server" 60 \
+    "$srv" python3 "$peer" udp-server "$baddr" "$port" 1 >"$work/$name.srv" 2>&1
+  wait_for 20 "$name: server ready" test -e "$work/ready" || { stop "$name-server"; return; }
+  timeout 60 "$cli" python3 "$peer" udp-connected "$saddr" "$port" >"$work/$name.cli" 2>&1
+  reap "$name-server"
+  local detail="server: $(tr '\n' '|' <"$work/$name.srv"); client: $(tr '\n' '|' <"$work/$name.cli")"
+  local l
+  l=$(field "$work/$name.cli" local)
+  check "$name: getsockname after connect() is $caddr and a port, as the server saw it" "$detail" \
+    test -n "$l" -a "${l% *}" = "$caddr" -a "${l#* }" != 0 -a "$l" = "$(field "$work/$name.srv" peer)" \
+    -a "$l" = "$(field "$work/$name.cli" after)" \
+    -a "$(grep -c '^ok udp-connected' "$work/$name.cli")" = 1
+}
+udp_conn_case uconn4-lib-client "$on_kernel" "$on_lib" 10.77.0.1 10.77.0.1 5131 10.77.0.2
+udp_conn_case uconn4-kernel-client "$on_lib" "$on_kernel" 0.0.0.0 10.77.0.2 5132 10.77.0.1
+udp_conn_case uconn6-lib-client "$on_kernel" "$on_lib" fd77::1 fd77::1 5133 fd77::2
+udp_conn_case uconn6-kernel-client "$on_lib" "$on_kernel" :: fd77::2 5134 fd77::1
+udp_conn_case uconn4-routed "$on_kernel" "$on_routed" 10.88.0.1 10.88.0.1 5135 10.77.0.2
+udp_conn_case uconn6-routed "$on_kernel" "$on_routed" fd88::1 fd88::1 5136 fd77::2
+udp_conn_case uconn-engines "$on_eng2" "$on_eng3" 0.0.0.0 10.79.0.2 5137 10.79.0.3
+
 # burst_case NAME SERVER_SIDE CLIENT_SIDE LISTEN_ADDR CONNECT_ADDR PORT:
 # 50 connections at once.
 burst_case() {

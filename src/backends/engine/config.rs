@@ -160,10 +160,12 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// Splits `dhcp` off `USOCK_NETIF_ADDR`'s words: `dhcp` alone, or with
-/// static IPv6 addresses (`dhcp,fd77::2/64`); a static IPv4 address
-/// beside it is refused (two sources for one family's address).
-fn parse_addr_words(s: &str) -> Result<(Vec<Cidr>, bool), String> {
+/// Splits `dhcp` off `USOCK_NETIF_ADDR`'s words (or
+/// `usock_netif_attach`'s addresses): `dhcp` alone, or with static IPv6
+/// addresses (`dhcp,fd77::2/64`); a static IPv4 address beside it is
+/// refused (two sources for one family's address). The static addresses,
+/// and whether DHCP gives the IPv4 one.
+pub fn parse_addr_words(s: &str) -> Result<(Vec<Cidr>, bool), String> {
     let words: Vec<&str> = s.split(',').map(str::trim).collect();
     let dhcp = words.iter().any(|w| w.eq_ignore_ascii_case("dhcp"));
     if !dhcp {

@@ -78,8 +78,27 @@ pub fn run() -> Option<u64> {
             break;
         }
     }
+    #[cfg(feature = "dhcp")]
+    if let Some(lease) = engine.take_lease_news() {
+        tell_lease(lease.as_ref());
+    }
     RUNNING.store(false, Ordering::Release);
     Some(wait.unwrap_or(u64::MAX))
+}
+
+/// A new or ended DHCP lease: on a hosted build to the file
+/// `USOCK_NETIF_LEASE_FILE` names, as the engine's thread does; on the
+/// no_std build to the platform's log, where the host reads its address.
+#[cfg(feature = "dhcp")]
+fn tell_lease(lease: Option<&super::dhcp::Lease>) {
+    #[cfg(feature = "std")]
+    super::thread::tell_lease(lease);
+    #[cfg(not(feature = "std"))]
+    {
+        let mut m = alloc::string::String::from("libuserspacesock: DHCP lease: ");
+        m.push_str(&super::dhcp::describe(lease).replace('\n', " "));
+        crate::platform::log(m.trim_end());
+    }
 }
 
 /// The platform's idle hook: [`run`] before a wait, whose sleep then ends

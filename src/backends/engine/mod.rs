@@ -138,6 +138,10 @@ impl Engine {
                     self.first_lease.store(false, Ordering::Release);
                     return;
                 }
+                // A host-driven engine (usock_netif_attach) has no thread
+                // of its own to take the server's answer in: run it here
+                // (a no-op beside the engine's thread, or another runner).
+                let _ = driven::run();
                 std::thread::sleep(core::time::Duration::from_millis(5));
             }
             self.first_lease.store(false, Ordering::Release);
@@ -427,6 +431,12 @@ impl Backend for Engine {
 
     fn peer_addr(&self, sock: SockRef<'_>) -> Option<SockAddr> {
         self.with(&sock, |st, id| st.peer_addr(id)).ok().flatten()
+    }
+
+    fn disconnect(&self, sock: SockRef<'_>) -> Result<(), Errno> {
+        self.with(&sock, |st, id| st.disconnect(id))??;
+        (self.wake)();
+        Ok(())
     }
 
     fn close(&self, sock: SockRef<'_>) {

@@ -88,6 +88,8 @@ struct TcpState {
     connecting: bool,
     /// The connection ended (closed, reset, refused): no more upcalls.
     ended: bool,
+    /// It ended as a connect that failed (refused, timed out).
+    refused: bool,
     started: Option<Instant>,
     /// When the peer last showed it was there (data, an acknowledgement).
     progress: Option<Instant>,
@@ -162,6 +164,9 @@ struct Entry {
     local: Option<IpEp>,
     peer: Option<IpEp>,
     port: Option<(i32, u16)>,
+    /// The program bound the port itself (bind() with a port: Linux's
+    /// SOCK_BINDPORT_LOCK): it stays through connect(AF_UNSPEC).
+    user_port: bool,
     v6only: bool,
     kind: Kind,
     t: TcpState,
@@ -447,6 +452,7 @@ impl Stack {
                 local: None,
                 peer: None,
                 port: None,
+                user_port: false,
                 v6only: info.domain == AF_INET,
                 kind: Kind::Idle,
                 t: TcpState::default(),
@@ -553,6 +559,7 @@ impl Stack {
         )?;
         let e = self.entry(id)?;
         e.port = Some((info.ty, port));
+        e.user_port = ep.port != 0;
         e.v6only = info.domain == AF_INET || opts.v6only;
         let local = IpEp { port, ..ep };
         e.local = Some(local);
@@ -639,10 +646,15 @@ impl Stack {
                 return Ok(());
             }
             let ep = IpEp::parse(dest, info.domain)?;
+            // Without a route Linux refuses the connect itself.
+            if !self.routable(&ep) {
+                return Err(ENETUNREACH);
+            }
             self.autobind(id, opts, EAGAIN)?;
             self.entry(id)?.peer = Some(ep);
             return Ok(());
         }
+        self.forget_refused(id)?;
         if !matches!(self.entry(id)?.kind, Kind::Idle) {
             return Err(EISCONN);
         }
@@ -679,6 +691,63 @@ impl Stack {
         e.t.started = Some(t);
         e.t.progress = Some(t);
         e.t.win_end = win;
+        Ok(())
+    }
+
+    /// A connect that was refused (or timed out) leaves the socket free to
+    /// try again, as Linux's does from TCP_CLOSE: its closed smoltcp
+    /// socket goes, with what the attempt left. Its port stays.
+    fn forget_refused(&mut self, id: u64) -> Result<(), Errno> {
+        let Stack { socks, set, .. } = self;
+        let e = socks.get_mut(&id).ok_or(EBADF)?;
+        let Kind::Tcp(sh) = e.kind else {
+            return Ok(());
+        };
+        if e.t.refused && set.get::<tcp::Socket>(sh).state() == tcp::State::Closed {
+            set.remove(sh);
+            e.kind = Kind::Idle;
+            e.t = TcpState::default();
+            e.peer = None;
+        }
+        Ok(())
+    }
+
+    /// TCP's connect(AF_UNSPEC) (`Backend::disconnect`): the connection
+    /// (reset by the frontend already, or still connecting: aborted here)
+    /// lives on as an orphan until smoltcp is done with it, and the socket
+    /// is new and unconnected; its port goes back unless the program bound
+    /// it (then `local_addr` says None).
+    pub(crate) fn disconnect(&mut self, id: u64) -> Result<(), Errno> {
+        let e = self.entry(id)?;
+        if e.info.ty != SOCK_STREAM {
+            return Err(EOPNOTSUPP);
+        }
+        let sh = match e.kind {
+            Kind::Idle => return Ok(()),
+            Kind::Tcp(sh) => sh,
+            _ => return Err(EOPNOTSUPP),
+        };
+        e.kind = Kind::Idle;
+        e.t = TcpState::default();
+        e.peer = None;
+        let (info, user, port) = (e.info, e.user_port, e.port);
+        if !user {
+            e.port = None;
+            e.local = None;
+        }
+        let s = self.set.get_mut::<tcp::Socket>(sh);
+        if !matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait) {
+            s.abort();
+        }
+        let oid = self.add(SockHandle(0), info);
+        let o = self.entry(oid)?;
+        o.kind = Kind::Tcp(sh);
+        o.orphan = true;
+        o.t.ended = true;
+        o.t.rst_sent = true;
+        if let (false, Some(p)) = (user, port) {
+            self.put_port(p);
+        }
         Ok(())
     }
 
@@ -873,7 +942,18 @@ impl Stack {
                 return Some(ep_of(l.addr, l.port, e.info.domain).to_sockaddr(e.info.domain));
             }
         }
-        e.local.map(|l| l.to_sockaddr(e.info.domain))
+        // A connected datagram socket bound to the wildcard has the
+        // source address the route to its peer picks (Linux fixes it at
+        // connect(): ip4_datagram_connect, ip6_datagram_connect).
+        let local = match (e.local, e.peer) {
+            (Some(l), Some(p)) if l.is_wild() && matches!(e.kind, Kind::Udp(_)) => self
+                .iface
+                .get_source_address(&ip_of(&p))
+                .filter(|a| !a.is_unspecified())
+                .map_or(l, |a| ep_of(a, l.port, e.info.domain)),
+            (l, _) => l?,
+        };
+        Some(local.to_sockaddr(e.info.domain))
     }
 
     /// The connected peer.
@@ -1057,7 +1137,14 @@ impl Stack {
                     let t = &mut e.t;
                     let h = SockHandle(e.handle);
                     if e.orphan {
-                        // Nobody reads any more: what comes is dropped.
+                        // Nobody reads any more: data that comes after
+                        // close() is answered with a reset, as Linux's
+                        // (TCPAbortOnData), so the writer learns it
+                        // (ECONNRESET, then EPIPE); what came is dropped.
+                        if s.recv_queue() > 0 && !t.rst_sent {
+                            s.abort();
+                            t.rst_sent = true;
+                        }
                         while s.can_recv() && s.recv(|b| (b.len(), ())).is_ok() {}
                         flush(s, t);
                         if matches!(st, tcp::State::Closed | tcp::State::TimeWait) {
@@ -1071,6 +1158,7 @@ impl Stack {
                             tcp::State::Closed => {
                                 t.connecting = false;
                                 t.ended = true;
+                                t.refused = true;
                                 let waited = t.started.map_or(Duration::ZERO, |s| t_now - s);
                                 let limit = e.opts.limit(true);
                                 let err = if waited + limit / 10 >= limit {
@@ -1207,7 +1295,7 @@ impl Stack {
             self.set.remove(sh);
             return;
         };
-        let (info, v6only, lport, lopts) = (l.info, l.v6only, l.port, l.opts);
+        let (info, v6only, lport, lopts, luser) = (l.info, l.v6only, l.port, l.opts, l.user_port);
         let s = self.set.get_mut::<tcp::Socket>(sh);
         lopts.apply(s, false);
         let (Some(local), Some(remote)) = (s.local_endpoint(), s.remote_endpoint()) else {
@@ -1230,6 +1318,7 @@ impl Stack {
         };
         e.kind = Kind::Tcp(sh);
         e.port = lport;
+        e.user_port = luser;
         e.v6only = v6only;
         e.opts = lopts;
         e.local = Some(ep_of(local.addr, local.port, info.domain));

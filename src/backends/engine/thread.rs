@@ -120,7 +120,7 @@ fn run(engine: &Engine, dev_fd: i32, kick: i32) {
 /// reader never sees half of one. The engine does not touch
 /// /etc/resolv.conf; this is for whoever sets up the program's resolver.
 #[cfg(feature = "dhcp")]
-fn tell_lease(lease: Option<&super::dhcp::Lease>) {
+pub(super) fn tell_lease(lease: Option<&super::dhcp::Lease>) {
     let Some(path) = std::env::var_os("USOCK_NETIF_LEASE_FILE") else {
         return;
     };
