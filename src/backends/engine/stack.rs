@@ -1010,10 +1010,52 @@ impl Stack {
         }
     }
 
+    /// Runs `f`, which calls into smoltcp. smoltcp 0.12 panics ("attempt
+    /// to subtract sequence numbers with underflow", in
+    /// `last_scaled_window`) when a peer fills a window edge that the
+    /// scale's rounding has since moved back, a slow reader's full buffer
+    /// (smoltcp issue 1048). The panic would end the engine's thread and
+    /// hang every socket on it; instead every TCP connection is aborted
+    /// (each reader gets ECONNRESET from the next gather) and the engine
+    /// goes on. None when `f` panicked.
+    #[cfg(feature = "std")]
+    fn shielded<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => Some(r),
+            Err(_) => {
+                self.abort_connections();
+                crate::platform::diag(
+                    b"libuserspacesock: the TCP/IP engine (smoltcp) panicked: its TCP \
+                      connections are reset\n",
+                );
+                None
+            }
+        }
+    }
+
+    /// Without std a panic is the host's (no unwinding to catch).
+    #[cfg(not(feature = "std"))]
+    fn shielded<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
+        Some(f(self))
+    }
+
+    /// Closes every TCP connection of the engine at once (listeners stay):
+    /// the state smoltcp panicked in is somewhere among them.
+    #[cfg(feature = "std")]
+    fn abort_connections(&mut self) {
+        for (_, s) in self.set.iter_mut() {
+            if let smoltcp::socket::Socket::Tcp(t) = s {
+                if !t.is_listening() && t.state() != tcp::State::Closed {
+                    t.abort();
+                }
+            }
+        }
+    }
+
     /// Runs the engine: frames in, segments out, timers.
     pub(crate) fn poll(&mut self) {
         let t = now();
-        self.iface.poll(t, &mut self.dev, &mut self.set);
+        self.shielded(|st| st.iface.poll(t, &mut st.dev, &mut st.set));
         #[cfg(feature = "dhcp")]
         self.dhcp_poll();
     }
@@ -1021,14 +1063,17 @@ impl Stack {
     /// Sends what the sockets have queued, at once (after a write).
     pub(crate) fn egress(&mut self) {
         let t = now();
-        self.iface.poll_egress(t, &mut self.dev, &mut self.set);
+        self.shielded(|st| st.iface.poll_egress(t, &mut st.dev, &mut st.set));
     }
 
     /// How long until the engine must run again (None: only on input),
     /// remembered as the runner's plan: it sleeps that long.
     pub(crate) fn plan(&mut self) -> Option<Duration> {
         let t = now();
-        let d = self.iface.poll_delay(t, &self.set);
+        // After a panic: at once, to hand the resets up.
+        let d = self
+            .shielded(|st| st.iface.poll_delay(t, &st.set))
+            .unwrap_or(Some(Duration::ZERO));
         let d = match (d, self.dev_due()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -1049,7 +1094,10 @@ impl Stack {
     /// bulk sender does not wake the runner at every send.
     pub(crate) fn needs_run(&mut self) -> bool {
         let t = now();
-        let next = match (self.iface.poll_at(t, &self.set), self.dev_due()) {
+        let Some(at) = self.shielded(|st| st.iface.poll_at(t, &st.set)) else {
+            return true;
+        };
+        let next = match (at, self.dev_due()) {
             (Some(a), Some(d)) => a.min(t + d),
             (a, d) => match a.or(d.map(|d| t + d)) {
                 Some(n) => n,
@@ -1426,6 +1474,8 @@ mod tests {
     struct Wire {
         rx: Queue,
         tx: Queue,
+        /// While set, a send panics (smoltcp's panic, injected).
+        bomb: Arc<core::sync::atomic::AtomicBool>,
     }
 
     impl Frames for Wire {
@@ -1435,6 +1485,9 @@ mod tests {
             Some(f.len())
         }
         fn send(&mut self, frame: &[u8]) {
+            if self.bomb.load(core::sync::atomic::Ordering::Relaxed) {
+                panic!("injected: a panic inside smoltcp's poll");
+            }
             self.tx.lock().push_back(frame.to_vec());
         }
         fn mtu(&self) -> usize {
@@ -1443,19 +1496,35 @@ mod tests {
     }
 
     fn pair() -> (Stack, Stack) {
+        let (a, b, _) = pair_with_bomb();
+        (a, b)
+    }
+
+    /// `pair`, and the switch that makes b's sends panic.
+    fn pair_with_bomb() -> (Stack, Stack, Arc<core::sync::atomic::AtomicBool>) {
         let q = || -> Queue { Arc::new(Mutex::new(VecDeque::new())) };
         let (ab, ba) = (q(), q());
         let cfg = |ip: &str| super::super::config::parse("tap:t", Some(ip), None, None).unwrap();
+        let bomb = Arc::new(core::sync::atomic::AtomicBool::new(false));
         let a = Stack::new(
             &cfg("10.9.0.1/24"),
             Box::new(Wire {
                 rx: ba.clone(),
                 tx: ab.clone(),
+                bomb: Arc::default(),
             }),
             1,
         );
-        let b = Stack::new(&cfg("10.9.0.2/24"), Box::new(Wire { rx: ab, tx: ba }), 2);
-        (a, b)
+        let b = Stack::new(
+            &cfg("10.9.0.2/24"),
+            Box::new(Wire {
+                rx: ab,
+                tx: ba,
+                bomb: bomb.clone(),
+            }),
+            2,
+        );
+        (a, b, bomb)
     }
 
     fn sa(ip: [u8; 4], port: u16) -> SockAddr {
@@ -1595,5 +1664,61 @@ mod tests {
         assert_eq!(data, b"hello");
         assert_eq!(src.as_bytes()[4..8], [10, 9, 0, 2]);
         assert_eq!(src.inet_port(), from.inet_port());
+    }
+
+    /// Connects b to a's listener on port 80 (made first when `listen`);
+    /// the connection's id on b.
+    fn connected(a: &mut Stack, b: &mut Stack, listen: bool) -> u64 {
+        let opts = SockOpts::default();
+        if listen {
+            let l = a.add(SockHandle(1), TCP);
+            a.bind(l, &sa([10, 9, 0, 1], 80), opts).unwrap();
+            a.listen(l, opts, 8).unwrap();
+        }
+        let c = b.add(SockHandle(2), TCP);
+        b.connect(c, &sa([10, 9, 0, 1], 80), opts, 1 << 20).unwrap();
+        let (mut up, mut accepted) = (false, false);
+        run(a, b, |st, evs, is_a| {
+            for ev in evs {
+                match ev {
+                    Ev::Incoming { lid, child, .. } => {
+                        st.incoming_done(lid, child, Ok((SockHandle(3), 1 << 20)));
+                        accepted = true;
+                    }
+                    Ev::Connected { .. } => up = true,
+                    _ => {}
+                }
+            }
+            if is_a {
+                accepted
+            } else {
+                up
+            }
+        });
+        c
+    }
+
+    #[test]
+    fn a_panic_inside_smoltcp_resets_the_connections_and_the_engine_goes_on() {
+        let (mut a, mut b, bomb) = pair_with_bomb();
+        let c = connected(&mut a, &mut b, true);
+        bomb.store(true, core::sync::atomic::Ordering::Relaxed);
+        b.write_stream(c, 0, b"boom", false, false).unwrap();
+        b.egress();
+        b.poll();
+        bomb.store(false, core::sync::atomic::Ordering::Relaxed);
+        assert!(b.needs_run() || b.plan().is_some());
+        let reset = b.gather().into_iter().any(|ev| {
+            matches!(
+                ev,
+                Ev::Reset {
+                    err: ECONNRESET,
+                    ..
+                }
+            )
+        });
+        assert!(reset, "the connection the panic left is reset");
+        // The engine still runs: a new connection to the same listener.
+        connected(&mut a, &mut b, false);
     }
 }
