@@ -905,9 +905,16 @@ impl Listener {
     /// a signal's handler is looked at before it runs. EINTR unless every
     /// handler that ran has SA_RESTART.
     pub fn wait_untimed(&self) -> Result<anchor_ipc::AnchorState, Errno> {
+        self.wait_untimed_on(self.kfd)
+    }
+
+    /// As [`Listener::wait_untimed`], sleeping on `fd` (which wakes for
+    /// the anchor and more: a deferring listener's set); what the anchor
+    /// says after it.
+    pub fn wait_untimed_on(&self, fd: i32) -> Result<anchor_ipc::AnchorState, Errno> {
         let held = SignalsHeld::new();
         let sigs = held.watch()?;
-        let (_, signal) = poll_pair(self.kfd, sigs, -1);
+        let (_, signal) = poll_pair(fd, sigs, -1);
         crate::platform::kfd_close(sigs).ok();
         if signal && held.pending() == Some(true) {
             return Err(EINTR);
@@ -924,6 +931,28 @@ impl Listener {
     pub fn accept(&self, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
         loop {
             let k = anchor_ipc::accept(self.kfd)?;
+            match Conn::accepted(k, body) {
+                Err(EPROTO | EACCES | ECONNRESET) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// As [`Listener::accept`], without waiting for a connection whatever
+    /// the anchor's O_NONBLOCK: EAGAIN when none is queued (after a jiffy
+    /// at most, when another holder took the one a look found, once
+    /// [`anchor_ipc::short_accepts`] bounded the kernel's accept). The
+    /// end's anchor is blocking, as one [`Listener::accept`] gives.
+    pub fn accept_now(&self, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
+        loop {
+            if !anchor_ipc::anchor_poll(self.kfd, true, 0)?.readable {
+                return Err(EAGAIN);
+            }
+            let k = anchor_ipc::accept_nonblocking(self.kfd)?;
+            if let Err(e) = anchor_ipc::set_nonblocking(k, false) {
+                crate::platform::kfd_close(k).ok();
+                return Err(e);
+            }
             match Conn::accepted(k, body) {
                 Err(EPROTO | EACCES | ECONNRESET) => continue,
                 r => return r,

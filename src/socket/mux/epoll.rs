@@ -263,8 +263,22 @@ impl EpSet {
                         events: EP_IN | EP_EXCLUSIVE,
                         u64: input_key(kfd),
                     };
+                    // An input fd that is itself an epoll set (a deferring
+                    // shm listener's) cannot be EPOLLEXCLUSIVE.
+                    let plain = epoll_event {
+                        events: EP_IN,
+                        ..ev
+                    };
                     match platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, kfd, Some(ev))
-                    {
+                        .or_else(|e| match e {
+                            EINVAL => platform::kernel_epoll_ctl(
+                                self.epfd,
+                                libc::EPOLL_CTL_ADD,
+                                kfd,
+                                Some(plain),
+                            ),
+                            e => Err(e),
+                        }) {
                         Ok(()) | Err(libc::EEXIST) => {}
                         Err(_) => return,
                     }
