@@ -546,6 +546,17 @@ TEST(an_exec_d_program_serves_a_connection_on_stdin_and_stdout)
     ask_the_last_holder(c, child, "hello", "HELLO");
 }
 
+/* The same with the connecting end handed on (a client that execs a
+ * helper on its connection, as ssh's ProxyCommand users do). */
+TEST(an_exec_d_program_serves_the_connecting_end)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    pid_t child = exec_self("conn", -1, c);
+    OK(close(c));
+    ask_the_last_holder(s, child, "hello", "HELLO");
+}
+
 /* inetd's way through execl, execlp and execle, which glibc builds on an
  * execve inside libc. */
 TEST(a_connection_crosses_execl_execlp_and_execle)

@@ -15,12 +15,17 @@ use super::unix_ipc::sys as check;
 /// of the way of the program's lowest free ones, as every fd the library
 /// keeps for itself).
 pub fn seqpacket() -> Result<i32, Errno> {
+    seqpacket_with(0)
+}
+
+/// [`seqpacket`] with more of socket()'s type flags (`SOCK_NONBLOCK`).
+fn seqpacket_with(flags: i32) -> Result<i32, Errno> {
     // SAFETY: plain system call.
     check(unsafe {
         libc::syscall(
             libc::SYS_socket,
             libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | flags,
             0,
         )
     })
@@ -66,10 +71,7 @@ pub fn listen_at(path: &std::path::Path, backlog: i32) -> Result<i32, Errno> {
 /// listens there, ENOENT when there is no file.
 pub fn connect_to(path: &std::path::Path, nonblocking: bool) -> Result<i32, Errno> {
     let (a, len) = super::unix_ipc::unix_addr(path)?;
-    let k = seqpacket()?;
-    if nonblocking {
-        set_nonblocking(k, true)?;
-    }
+    let k = seqpacket_with(if nonblocking { libc::SOCK_NONBLOCK } else { 0 })?;
     // SAFETY: connect reads `len` bytes of the live address `a`.
     let r =
         check(unsafe { libc::syscall(libc::SYS_connect, k, &a as *const libc::sockaddr_un, len) });

@@ -193,7 +193,7 @@ impl Shm {
     /// it, has not forked since, and never handed it on (exec, SCM_RIGHTS).
     fn alone(&self, x: &ShmSock) -> bool {
         let (pid, forks) = *x.origin.lock();
-        pid == std::process::id()
+        pid == this_pid()
             && forks == self.forks.load(Ordering::Relaxed)
             && !x.handed_on.load(Ordering::Relaxed)
     }
@@ -223,7 +223,7 @@ impl Shm {
     /// A socket this process makes (not one it inherits).
     fn made(&self, info: SockInfo) -> ShmSock {
         let x = ShmSock::new(info);
-        *x.origin.lock() = (std::process::id(), self.forks.load(Ordering::Relaxed));
+        *x.origin.lock() = (this_pid(), self.forks.load(Ordering::Relaxed));
         x
     }
 
@@ -601,7 +601,25 @@ impl ForkAware for Shm {
 
     fn fork_parent(&self) {}
 
-    fn fork_child(&self) {}
+    fn fork_child(&self) {
+        PID.store(0, Ordering::Relaxed);
+    }
+}
+
+/// This process's id, asked of the kernel once per process (0: not yet,
+/// or a fork child's, which [`ForkAware::fork_child`] clears): every
+/// socket made and closed looks at it.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+fn this_pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let p = std::process::id();
+            PID.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
 }
 
 impl Backend for Shm {
@@ -1116,6 +1134,7 @@ impl SharedStreams for Shm {
             return Some((l.anchor(), -1));
         }
         let c = x.conn()?;
+        c.note_anchor();
         Some((c.anchor(), c.memfd()))
     }
 

@@ -130,8 +130,10 @@ impl Conn {
         seg.set_addr(Side::Connector, addrs[0]);
         seg.set_addr(Side::Acceptor, addrs[1]);
         let k = anchor_ipc::connect_to(path, nonblocking);
+        // The connecting end's anchor inode is recorded when the end is
+        // first handed on ([`Conn::note_anchor`]): only a process that
+        // adopts it across exec or SCM_RIGHTS looks for it.
         let offered = k.and_then(|k| {
-            seg.set_anchor_ino(Side::Connector, anchor_ipc::inode(k).unwrap_or(0));
             // Only a listener of the network's users (or root's: a daemon
             // that binds before it drops its privileges) gets the
             // segment; another user's is refused as no listener. So is an
@@ -250,6 +252,17 @@ impl Conn {
         self.seg
             .nonblock(self.side)
             .store(u32::from(on), Ordering::Relaxed);
+    }
+
+    /// Before the end goes to another process (exec, SCM_RIGHTS): its
+    /// anchor's inode is in the segment, where the adopting process pairs
+    /// the anchor with the segment. A system call the first time only.
+    pub fn note_anchor(&self) {
+        if self.seg.anchor_ino(self.side) == 0 {
+            if let Ok(ino) = anchor_ipc::inode(self.anchor) {
+                self.seg.set_anchor_ino(self.side, ino);
+            }
+        }
     }
 
     /// The segment's memfd (-1: none kept).
