@@ -136,6 +136,21 @@ struct Inner {
     /// Where the next scan starts, so that a full buffer does not starve the
     /// registrations at the end.
     next: usize,
+    /// [`CLOSES`] as of the last purge (u64::MAX: none yet).
+    purged: u64,
+}
+
+/// Bumped each time a socket that some set registers or watches closes
+/// ([`watched_socket_closed`]): a set scans its registrations for closed
+/// sockets only after enough did (`EpSet::purge`), not at every epoll_ctl
+/// and epoll_wait (a server that adds thousands of connections paid a
+/// scan of all of them per call).
+static CLOSES: AtomicU64 = AtomicU64::new(0);
+
+/// A socket registered in a set, or whose input fd a set watches, closed:
+/// the sets purge it at their next call.
+pub(crate) fn watched_socket_closed() {
+    CLOSES.fetch_add(1, Ordering::AcqRel);
 }
 
 /// The side table of one epoll fd.
@@ -190,6 +205,17 @@ impl EpSet {
     /// Drops the registrations of closed sockets, and stops watching their
     /// input fds. Called with the lock held.
     fn purge(&self, inner: &mut Inner) {
+        // After enough closes (of any set's sockets) to make the scan
+        // worth it: a sixteenth of the set, so that closing every socket
+        // of a large set costs each close a few steps, not a scan. The
+        // registrations of closed sockets meanwhile report nothing
+        // (`collect` passes over them).
+        let closes = CLOSES.load(Ordering::Acquire);
+        let due = 1 + inner.regs.len() as u64 / 16;
+        if inner.purged != u64::MAX && closes.wrapping_sub(inner.purged) < due {
+            return;
+        }
+        inner.purged = closes;
         inner.regs.retain(|r| {
             if r.sock.has(F_CLOSED) {
                 r.sock.wait.unregister_poller(r.id);
@@ -351,7 +377,7 @@ impl EpSet {
         for k in 0..n {
             let i = (start + k) % n;
             let r = &mut g.regs[i];
-            if !r.armed {
+            if !r.armed || r.sock.has(F_CLOSED) {
                 continue;
             }
             let et = r.events & EP_ET != 0;
@@ -575,6 +601,8 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
             regs: Vec::new(),
             inputs: BTreeMap::new(),
             next: 0,
+            // Looks at the first call (a set made after closes).
+            purged: u64::MAX,
         }),
         fork_gen: crate::socket::fork_generation(),
         warned_gen: core::sync::atomic::AtomicU32::new(crate::socket::fork_generation()),
