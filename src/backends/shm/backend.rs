@@ -1219,7 +1219,7 @@ impl SharedStreams for Shm {
         }
         // The doorbells of an earlier sleep are spent: the anchor must turn
         // readable only at the next one.
-        c.drain_bells();
+        c.drain_armed();
         c.arm(in_, out);
         Some(c.anchor())
     }

@@ -96,6 +96,9 @@ pub struct Conn {
     /// Bumped by [`Conn::kick_writers`]: a blocked send of this process
     /// returns to its caller to look again.
     kicks: AtomicU32,
+    /// This process asked for doorbells ([`Conn::arm`]) at least once:
+    /// until then [`Conn::drain_armed`] has nothing of its own to take.
+    armed: core::sync::atomic::AtomicBool,
 }
 
 /// How a wait ended.
@@ -218,6 +221,7 @@ impl Conn {
             looked_ns: core::sync::atomic::AtomicU64::new(crate::platform::mono_ns()),
             released: core::sync::atomic::AtomicBool::new(false),
             kicks: AtomicU32::new(0),
+            armed: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -792,6 +796,7 @@ impl Conn {
     /// doorbell when data (`data`) or room (`room`) appears. The caller
     /// looks at [`Conn::readiness`] again afterwards, then sleeps.
     pub fn arm(&self, data: bool, room: bool) {
+        self.armed.store(true, Ordering::Relaxed);
         let (rx, tx) = self.rings();
         if data {
             rx.arm_bell(BELL_ON_DATA);
@@ -799,6 +804,15 @@ impl Conn {
         if room {
             tx.arm_bell(BELL_ON_ROOM);
         }
+    }
+
+    /// [`Conn::drain_bells`] before a poller's sleep: a system call saved
+    /// at the first, which no doorbell of this process's asking can
+    /// precede (one another holder asked for, an unasked urgent one, or
+    /// the peer's hangup makes the anchor readable: that sleep then ends
+    /// at once and the next drain takes it).
+    pub fn drain_armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed) && self.drain_bells()
     }
 
     /// After a wake-up: takes the doorbells off the anchor, so that it is
