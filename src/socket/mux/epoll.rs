@@ -416,10 +416,15 @@ impl EpSet {
         self.refused()?;
         let mut g = self.inner.lock();
         self.purge(&mut g);
-        let pos = g
-            .regs
-            .iter()
-            .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock));
+        // A socket no set registers is not in this one: an epoll server's
+        // ADD of each new connection need not look through all the others.
+        let pos = if op == libc::EPOLL_CTL_ADD && sock.epoll_regs.load(Ordering::Acquire) == 0 {
+            None
+        } else {
+            g.regs
+                .iter()
+                .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock))
+        };
         let events = (ev & !EP_WAKEUP) | EP_ERR | EP_HUP;
         let mut watch = None;
         let shared = sock.is_shared().then(|| sock.clone());
@@ -473,7 +478,8 @@ impl EpSet {
                 let Some(i) = pos else {
                     return Err(libc::ENOENT);
                 };
-                let r = g.regs.remove(i);
+                // Order only rotates fairness (`next`): the last takes its place.
+                let r = g.regs.swap_remove(i);
                 r.sock.wait.unregister_poller(r.id);
                 r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
                 // Its input fd stays watched until the socket closes:
