@@ -355,7 +355,20 @@ impl EpSet {
     /// The kernel reported backend input fd `kfd`: its socket's input is
     /// processed here, in the waiting thread.
     fn pump(&self, kfd: i32) {
-        let sock = self.inner.lock().inputs.get(&kfd).cloned();
+        let sock = {
+            let mut g = self.inner.lock();
+            match g.inputs.get(&kfd) {
+                // Closed, and not purged yet (`purge` waits for enough
+                // closes): its input fd leaves the kernel set now, or its
+                // input (a hangup, say) would wake every wait until then.
+                Some(s) if s.has(F_CLOSED) => {
+                    g.inputs.remove(&kfd);
+                    let _ = platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, None);
+                    None
+                }
+                s => s.cloned(),
+            }
+        };
         if let Some(s) = sock {
             s.pump();
         }
