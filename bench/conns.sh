@@ -93,15 +93,17 @@ trap 'echo "conns.sh: interrupted" >&2; exit 130' INT TERM
 
 # wrk opens NGINX_CONNS sockets and does not raise its own limit: raise it
 # here for every program of both sides (ours raise their own anyway).
-# Under the library a connection holds two kernel fds in each program (its
-# socket's and the transport's): a hard limit below that is reported.
+# Under the library a connection holds three kernel fds in each program on
+# the shm backend, the default for TCP (its socket's number, its anchor and
+# its segment's memfd; two on xproc, USOCK_SHM=0): a hard limit below that
+# is reported.
 want=$((3 * (CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS) + 4096))
 if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want" ]; then
   ulimit -HSn "$want" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
 fi
 NOFILE_NOTE=""
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((2 * (CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS) + 100)) ]; then
-  NOFILE_NOTE="ulimit -n is $(ulimit -n) (hard limit; raising it needs CAP_SYS_RESOURCE): below the two kernel fds per connection the library needs, so the library side cannot hold $((CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS)) connections here"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((3 * (CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS) + 100)) ]; then
+  NOFILE_NOTE="ulimit -n is $(ulimit -n) (hard limit; raising it needs CAP_SYS_RESOURCE): below the three kernel fds per connection the library needs (shm), so the library side cannot hold $((CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS)) connections here"
 fi
 
 echo "== building"

@@ -270,6 +270,52 @@ TEST(prefork_workers_share_the_listeners_queue)
     OK(close(l));
 }
 
+/* The same with TCP_DEFER_ACCEPT on the listener: a worker's accept hands
+ * out a connection only once its request is there to read. */
+static int deferring_worker(void *arg)
+{
+    int l = *(int *)arg;
+    for (;;) {
+        int c = accept(l, NULL, NULL);
+        if (c < 0)
+            return 1;
+        uint32_t id;
+        if (recv(c, &id, 4, MSG_DONTWAIT) != 4)
+            return 4;
+        uint32_t reply[2] = {id, (uint32_t)getpid()};
+        if (send(c, reply, sizeof reply, 0) != (ssize_t)sizeof reply)
+            return 3;
+        close(c);
+    }
+}
+
+TEST(prefork_workers_accept_deferred_connections_once_their_data_came)
+{
+    int l = OK(socket(AF_INET, SOCK_STREAM, 0));
+    struct sockaddr_storage ss;
+    socklen_t len = tl_loop(FAM_INET, &ss, 0);
+    OK(bind(l, (struct sockaddr *)&ss, len));
+    tl_setint(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 5);
+    OK(listen(l, 64));
+    len = tl_name(l, &ss);
+    pid_t w[2] = {spawn(deferring_worker, &l), spawn(deferring_worker, &l)};
+    for (uint32_t i = 0; i < 10; i++) {
+        int c = OK(socket(AF_INET, SOCK_STREAM, 0));
+        OK(connect(c, (struct sockaddr *)&ss, len));
+        tl_sleep_ms(20); /* the workers look at the listener meanwhile */
+        CHECK_EQ(send(c, &i, 4, 0), 4);
+        uint32_t reply[2];
+        CHECK_EQ(read_n(c, reply, sizeof reply), 0);
+        CHECK_EQ(reply[0], i);
+        CHECK_MSG(reply[1] == (uint32_t)w[0] || reply[1] == (uint32_t)w[1],
+                  "answered by %u, not a worker", reply[1]);
+        OK(close(c));
+    }
+    kill_and_reap(w[0]);
+    kill_and_reap(w[1]);
+    OK(close(l));
+}
+
 /* A child that closes its copy ends nothing; the parent's copy goes on. */
 static int close_and_wait(void *arg)
 {
@@ -534,6 +580,17 @@ TEST(an_exec_d_program_serves_a_connection_on_stdin_and_stdout)
     pid_t child = exec_self("conn", -1, s);
     OK(close(s));
     ask_the_last_holder(c, child, "hello", "HELLO");
+}
+
+/* The same with the connecting end handed on (a client that execs a
+ * helper on its connection, as ssh's ProxyCommand users do). */
+TEST(an_exec_d_program_serves_the_connecting_end)
+{
+    int c, s;
+    tl_stream_pair(FAM_INET, &c, &s);
+    pid_t child = exec_self("conn", -1, c);
+    OK(close(c));
+    ask_the_last_holder(s, child, "hello", "HELLO");
 }
 
 /* inetd's way through execl, execlp and execle, which glibc builds on an

@@ -18,6 +18,7 @@
 #include <linux/capability.h>
 #include <linux/sockios.h>
 #include <netinet/ip.h>
+#include <sys/epoll.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -1246,6 +1247,37 @@ TEST_INET(defer_accept_waits_for_data)
     CHECK_EQ(OK(recv(s, buf, sizeof buf, MSG_DONTWAIT)), 7); /* already there */
     OK(close(s));
     OK(close(c));
+    OK(close(l));
+}
+
+/* The same through epoll: a set watching the listener reports nothing
+ * until the connection's first bytes, then EPOLLIN. */
+TEST_INET(defer_accept_epoll_waits_for_data)
+{
+    int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
+    struct sockaddr_storage ss;
+    socklen_t sl = tl_loop(fam, &ss, 0);
+    OK(bind(l, (struct sockaddr *)&ss, sl));
+    tl_setint(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 1);
+    OK(listen(l, 4));
+    sl = tl_name(l, &ss);
+    int ep = (int)OK(epoll_create1(EPOLL_CLOEXEC));
+    struct epoll_event ev = {.events = EPOLLIN, .data.fd = l};
+    OK(epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev));
+    int c = tcp_socket(fam);
+    OK(connect(c, (struct sockaddr *)&ss, sl));
+    struct epoll_event out;
+    CHECK_EQ(OK(epoll_wait(ep, &out, 1, 100)), 0);
+    CHECK_EQ(OK(send(c, "request", 7, 0)), 7);
+    CHECK_EQ(OK(epoll_wait(ep, &out, 1, 5000)), 1);
+    CHECK(out.events & EPOLLIN);
+    CHECK_EQ(out.data.fd, l);
+    int s = (int)OK(accept(l, NULL, NULL));
+    char buf[8];
+    CHECK_EQ(OK(recv(s, buf, sizeof buf, MSG_DONTWAIT)), 7);
+    OK(close(s));
+    OK(close(c));
+    OK(close(ep));
     OK(close(l));
 }
 

@@ -184,8 +184,7 @@ fn bytes_a_killed_writer_did_not_publish_are_never_read() {
         }
         // What a writer killed in the middle of its copy leaves: bytes in
         // the free space, the tail not moved.
-        let data = userspacesock::backends::shm::segment::HEADER
-            + userspacesock::backends::shm::ring::RING_HEADER;
+        let data = userspacesock::backends::shm::segment::DATA;
         seg.mem().write_bytes(data + 9, b"torn");
         // SAFETY: kills this (child) process.
         unsafe { libc::raise(libc::SIGKILL) };

@@ -15,12 +15,17 @@ use super::unix_ipc::sys as check;
 /// of the way of the program's lowest free ones, as every fd the library
 /// keeps for itself).
 pub fn seqpacket() -> Result<i32, Errno> {
+    seqpacket_with(0)
+}
+
+/// [`seqpacket`] with more of socket()'s type flags (`SOCK_NONBLOCK`).
+fn seqpacket_with(flags: i32) -> Result<i32, Errno> {
     // SAFETY: plain system call.
     check(unsafe {
         libc::syscall(
             libc::SYS_socket,
             libc::AF_UNIX,
-            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC | flags,
             0,
         )
     })
@@ -66,10 +71,7 @@ pub fn listen_at(path: &std::path::Path, backlog: i32) -> Result<i32, Errno> {
 /// listens there, ENOENT when there is no file.
 pub fn connect_to(path: &std::path::Path, nonblocking: bool) -> Result<i32, Errno> {
     let (a, len) = super::unix_ipc::unix_addr(path)?;
-    let k = seqpacket()?;
-    if nonblocking {
-        set_nonblocking(k, true)?;
-    }
+    let k = seqpacket_with(if nonblocking { libc::SOCK_NONBLOCK } else { 0 })?;
     // SAFETY: connect reads `len` bytes of the live address `a`.
     let r =
         check(unsafe { libc::syscall(libc::SYS_connect, k, &a as *const libc::sockaddr_un, len) });
@@ -477,4 +479,77 @@ pub fn anchor_poll(kfd: i32, input: bool, ms: i32) -> Result<AnchorState, Errno>
         readable: p.revents & libc::POLLIN != 0,
         hung_up: p.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0,
     })
+}
+
+/// A monotonic timerfd (non-blocking, close-on-exec, at a high number):
+/// readable once the time [`timer_set`] gave it has come, until set again.
+pub fn timer() -> Result<i32, Errno> {
+    // SAFETY: plain system call.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_timerfd_create,
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+        )
+    })
+    .map(super::scm::move_high)
+}
+
+/// Sets timerfd `tfd` to fire once, `after` from now (at least 1 ns, so
+/// that a time already passed fires at once), or disarms it (`None`).
+/// Setting it again clears an expiry not yet read.
+pub fn timer_set(tfd: i32, after: Option<core::time::Duration>) {
+    let value = match after {
+        Some(d) => {
+            let d = d.max(core::time::Duration::from_nanos(1));
+            libc::timespec {
+                tv_sec: d.as_secs().min(i64::MAX as u64) as libc::time_t,
+                tv_nsec: d.subsec_nanos() as libc::c_long,
+            }
+        }
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+    };
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: value,
+    };
+    // SAFETY: timerfd_settime reads one itimerspec; no old value asked.
+    unsafe {
+        libc::syscall(
+            libc::SYS_timerfd_settime,
+            tfd,
+            0,
+            &spec as *const libc::itimerspec,
+            core::ptr::null_mut::<libc::itimerspec>(),
+        )
+    };
+}
+
+/// Bounds a blocking accept on listening anchor `kfd` (for every holder:
+/// SO_RCVTIMEO is the socket's) to the shortest wait the kernel keeps (a
+/// jiffy), after which it fails with EAGAIN: for a holder that accepts
+/// after a poll said a connection waits, and may lose it to another.
+pub fn short_accepts(kfd: i32) -> Result<(), Errno> {
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 1,
+    };
+    // SAFETY: setsockopt reads one timeval.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_setsockopt,
+            kfd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const libc::timeval,
+            core::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
 }

@@ -112,14 +112,29 @@ pub(crate) fn move_high(fd: i32) -> i32 {
 
 #[cfg(feature = "std")]
 fn move_high_unmarked(fd: i32) -> i32 {
-    // SAFETY: an all-zero rlimit is valid; getrlimit fills it.
-    let mut rl: libc::rlimit = unsafe { core::mem::zeroed() };
-    // SAFETY: getrlimit writes one rlimit.
-    let r = unsafe { libc::syscall(libc::SYS_getrlimit, libc::RLIMIT_NOFILE, &mut rl) };
-    if r < 0 {
-        return fd;
-    }
-    let min = (rl.rlim_cur / 2).min(1000) as i32;
+    use core::sync::atomic::{AtomicI32, Ordering};
+    // Once RLIMIT_NOFILE allowed the ceiling, the limit is not asked
+    // again (a system call per kept fd): should the program lower it
+    // later, the dup below fails and `fd` stays where it is, as when
+    // there is no room.
+    static CEILING: AtomicI32 = AtomicI32::new(0);
+    let min = match CEILING.load(Ordering::Relaxed) {
+        0 => {
+            // SAFETY: an all-zero rlimit is valid; getrlimit fills it.
+            let mut rl: libc::rlimit = unsafe { core::mem::zeroed() };
+            // SAFETY: getrlimit writes one rlimit.
+            let r = unsafe { libc::syscall(libc::SYS_getrlimit, libc::RLIMIT_NOFILE, &mut rl) };
+            if r < 0 {
+                return fd;
+            }
+            let min = (rl.rlim_cur / 2).min(1000) as i32;
+            if min == 1000 {
+                CEILING.store(min, Ordering::Relaxed);
+            }
+            min
+        }
+        m => m,
+    };
     if min <= fd {
         return fd;
     }

@@ -85,6 +85,23 @@ impl SharedMem {
         Self::map(fd, len, libc::MAP_SHARED)
     }
 
+    /// Maps the whole of memfd `fd` that another process made: EINVAL
+    /// when it is not a regular file or is empty or longer than `max`.
+    pub fn map_file(fd: i32, max: usize) -> Result<SharedMem, Errno> {
+        // SAFETY: all-zero is a valid stat.
+        let mut st: libc::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: fstat writes into `st` (the raw call: the library
+        // interposes libc's fstat).
+        if unsafe { libc::syscall(libc::SYS_fstat, fd, &mut st as *mut libc::stat) } != 0 {
+            return Err(last_errno());
+        }
+        let len = usize::try_from(st.st_size).map_err(|_| EINVAL)?;
+        if (st.st_mode & libc::S_IFMT) != libc::S_IFREG || len > max {
+            return Err(EINVAL);
+        }
+        Self::map(fd, len, libc::MAP_SHARED)
+    }
+
     fn map(fd: i32, len: usize, flags: i32) -> Result<SharedMem, Errno> {
         if len == 0 {
             return Err(EINVAL);

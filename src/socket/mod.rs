@@ -814,6 +814,10 @@ impl Socket {
         if prev.has(F_CLOSED) {
             return;
         }
+        #[cfg(feature = "std")]
+        if prev.has(F_INPUT_WATCHED) || self.epoll_regs.load(Ordering::Acquire) > 0 {
+            crate::socket::mux::epoll::watched_socket_closed();
+        }
         self.wait.notify(-1);
         let children: VecDeque<Arc<Socket>> = core::mem::take(&mut self.ctl.lock().accept_q);
         for c in children {

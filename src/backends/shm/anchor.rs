@@ -55,13 +55,19 @@ pub fn take_offer_keep(kfd: i32, body: &mut [u8]) -> Result<(Segment, usize, i32
     let mut msg = alloc::vec![0u8; OFFER_MAGIC.len() + body.len()];
     let mut fds = [-1i32; 2];
     // The connecting end offers right after its connect(), which the
-    // kernel completes before accept() returns here: the offer is at most
-    // a moment behind, whatever the anchor's O_NONBLOCK says.
-    let state = anchor_ipc::anchor_poll(kfd, true, OFFER_WAIT_MS)?;
-    if !state.readable {
-        return Err(if state.hung_up { ECONNRESET } else { EPROTO });
-    }
-    let (n, nfds) = anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, libc::MSG_DONTWAIT)?;
+    // kernel completes before accept() returns here: the offer is there
+    // already, or at most a moment behind, whatever the anchor's
+    // O_NONBLOCK says.
+    let (n, nfds) = match anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, libc::MSG_DONTWAIT) {
+        Err(EAGAIN) => {
+            let state = anchor_ipc::anchor_poll(kfd, true, OFFER_WAIT_MS)?;
+            if !state.readable {
+                return Err(if state.hung_up { ECONNRESET } else { EPROTO });
+            }
+            anchor_ipc::recv_with_fds(kfd, &mut msg, &mut fds, libc::MSG_DONTWAIT)?
+        }
+        r => r?,
+    };
     let close_all = |fds: &[i32]| {
         for &fd in fds {
             crate::platform::kfd_close(fd).ok();

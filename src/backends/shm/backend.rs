@@ -20,6 +20,7 @@ use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::path::{Path, PathBuf};
 
 use super::conn::{Conn, Listener};
+use super::defer::Deferrals;
 use super::segment::Side;
 use crate::addr::{IpEp, SockAddr};
 use crate::backend::contract::{
@@ -116,6 +117,8 @@ struct ShmSock {
     /// A listener's advertised MSS (`SockOpts::maxseg` as of listen()),
     /// which its accepted ends record in their segments.
     maxseg: AtomicU32,
+    /// TCP_DEFER_ACCEPT, and what a deferring listener holds here.
+    defer: Deferrals,
 }
 
 impl ShmSock {
@@ -135,6 +138,7 @@ impl ShmSock {
             abandoned: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
+            defer: Deferrals::new(),
             space: Mutex::new(None),
             eph: Mutex::new(None),
             listened: Mutex::new(None),
@@ -189,15 +193,37 @@ impl Shm {
     /// it, has not forked since, and never handed it on (exec, SCM_RIGHTS).
     fn alone(&self, x: &ShmSock) -> bool {
         let (pid, forks) = *x.origin.lock();
-        pid == std::process::id()
+        pid == this_pid()
             && forks == self.forks.load(Ordering::Relaxed)
             && !x.handed_on.load(Ordering::Relaxed)
+    }
+
+    /// The socket of connection `c`, which listener `x` took with offer
+    /// `body`.
+    fn accepted_end(&self, x: &ShmSock, c: Conn, body: &[u8; BODY]) -> ShmSock {
+        let family = if body[0] == 1 { AF_INET6 } else { AF_INET };
+        let child = self.made(x.info);
+        *child.listened.lock() = *x.listened.lock();
+        *child.peer.lock() = Some(get_ep(&body[1..19], family));
+        *child.local.lock() = Some(get_ep(&body[19..37], family));
+        // Each end's advertised MSS, where both ends (and whoever inherits
+        // one) find the other's: the connector's from its offer, the
+        // listener's.
+        let seg = c.segment();
+        let theirs = u32::from_be_bytes([body[37], body[38], body[39], body[40]]);
+        seg.mss(Side::Connector).store(theirs, Ordering::Release);
+        seg.mss(Side::Acceptor)
+            .store(x.maxseg.load(Ordering::Relaxed), Ordering::Release);
+        let _ = child.set_conn(c);
+        // A fork child that only accepts is listed too.
+        crate::backends::xproc::serve_status();
+        child
     }
 
     /// A socket this process makes (not one it inherits).
     fn made(&self, info: SockInfo) -> ShmSock {
         let x = ShmSock::new(info);
-        *x.origin.lock() = (std::process::id(), self.forks.load(Ordering::Relaxed));
+        *x.origin.lock() = (this_pid(), self.forks.load(Ordering::Relaxed));
         x
     }
 
@@ -575,7 +601,25 @@ impl ForkAware for Shm {
 
     fn fork_parent(&self) {}
 
-    fn fork_child(&self) {}
+    fn fork_child(&self) {
+        PID.store(0, Ordering::Relaxed);
+    }
+}
+
+/// This process's id, asked of the kernel once per process (0: not yet,
+/// or a fork child's, which [`ForkAware::fork_child`] clears): every
+/// socket made and closed looks at it.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+fn this_pid() -> u32 {
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let p = std::process::id();
+            PID.store(p, Ordering::Relaxed);
+            p
+        }
+        p => p,
+    }
 }
 
 impl Backend for Shm {
@@ -737,6 +781,7 @@ impl Backend for Shm {
             // wakes each blocked accept), and what was queued is reset.
             if how != SHUT_WR {
                 l.stop();
+                x.defer.drop_all();
             }
             return Ok(());
         }
@@ -786,7 +831,8 @@ impl Backend for Shm {
         Err(EOPNOTSUPP)
     }
 
-    /// TCP_MAXSEG on a listener after listen() (see `store_maxseg`).
+    /// TCP_MAXSEG on a listener after listen() (see `store_maxseg`), and
+    /// TCP_DEFER_ACCEPT, which the listener's accept applies here.
     fn setsockopt(
         &self,
         sock: SockRef<'_>,
@@ -795,6 +841,11 @@ impl Backend for Shm {
         value: &[u8],
     ) -> Result<(), Errno> {
         store_maxseg(level, name, value, ss(&sock).ok().map(|x| &x.maxseg));
+        if (level, name) == (IPPROTO_TCP, TCP_DEFER_ACCEPT) {
+            if let (Ok(x), Some(v)) = (ss(&sock), value.first_chunk::<4>()) {
+                x.defer.set_secs(i32::from_ne_bytes(*v));
+            }
+        }
         Ok(())
     }
 
@@ -852,6 +903,7 @@ impl Backend for Shm {
             e.release();
         }
         if let Some(l) = x.listener.get() {
+            x.defer.drop_all();
             l.release();
         }
     }
@@ -923,6 +975,10 @@ impl SharedStreams for Shm {
             return match anchor_ipc::anchor_poll(l.anchor(), true, 0) {
                 // Shut down: no longer listening, as an unconnected socket.
                 Ok(s) if s.hung_up => POLLOUT | POLLWRNORM | POLLHUP,
+                // A deferring listener: readable when accept() would hand
+                // out a connection.
+                Ok(_) if x.defer.on() && x.defer.ready(l) => POLLIN | POLLRDNORM,
+                Ok(_) if x.defer.on() => 0,
                 Ok(s) if s.readable => POLLIN | POLLRDNORM,
                 _ => 0,
             };
@@ -976,6 +1032,23 @@ impl SharedStreams for Shm {
         let l = x.listener.get().ok_or(EINVAL)?;
         let mut body = [0u8; BODY];
         loop {
+            if x.defer.on() {
+                // TCP_DEFER_ACCEPT: a connection with something to read,
+                // or whose deferral ran out (`defer`).
+                if anchor_ipc::anchor_poll(l.anchor(), true, 0)?.hung_up {
+                    return Err(EINVAL);
+                }
+                if let Some((c, b)) = x.defer.take(l) {
+                    if b.len() == BODY {
+                        body.copy_from_slice(&b);
+                        return Ok(Arc::new(self.accepted_end(x, c, &body)));
+                    }
+                    continue;
+                }
+                if block == Block::Never {
+                    return Err(EAGAIN);
+                }
+            }
             if block != Block::Never {
                 // Wait here, not in the kernel's accept: its anchor may be
                 // blocking (the program's flag) and this call has a
@@ -993,16 +1066,24 @@ impl SharedStreams for Shm {
                     }
                     _ => -1,
                 };
+                // A deferring listener's set wakes for its held
+                // connections too.
+                let fd = x.defer.wait_fd(l).unwrap_or(l.anchor());
                 let ready = if ms < 0 {
-                    l.wait_untimed()?
+                    l.wait_untimed_on(fd)?
                 } else {
-                    anchor_ipc::anchor_poll(l.anchor(), true, ms)?
+                    let woke = anchor_ipc::anchor_poll(fd, true, ms)?;
+                    if fd == l.anchor() {
+                        woke
+                    } else {
+                        anchor_ipc::anchor_poll(l.anchor(), true, 0)?
+                    }
                 };
                 if ready.hung_up {
                     // Shut down by a holder: no longer listening.
                     return Err(EINVAL);
                 }
-                if !ready.readable {
+                if x.defer.on() || !ready.readable {
                     continue;
                 }
             }
@@ -1013,23 +1094,7 @@ impl SharedStreams for Shm {
                         // handshake is.
                         continue;
                     }
-                    let family = if body[0] == 1 { AF_INET6 } else { AF_INET };
-                    let child = self.made(x.info);
-                    *child.listened.lock() = *x.listened.lock();
-                    *child.peer.lock() = Some(get_ep(&body[1..19], family));
-                    *child.local.lock() = Some(get_ep(&body[19..37], family));
-                    // Each end's advertised MSS, where both ends (and
-                    // whoever inherits one) find the other's: the
-                    // connector's from its offer, the listener's.
-                    let seg = c.segment();
-                    let theirs = u32::from_be_bytes([body[37], body[38], body[39], body[40]]);
-                    seg.mss(Side::Connector).store(theirs, Ordering::Release);
-                    seg.mss(Side::Acceptor)
-                        .store(x.maxseg.load(Ordering::Relaxed), Ordering::Release);
-                    let _ = child.set_conn(c);
-                    // A fork child that only accepts is listed too.
-                    crate::backends::xproc::serve_status();
-                    return Ok(Arc::new(child));
+                    return Ok(Arc::new(self.accepted_end(x, c, &body)));
                 }
                 Err(EAGAIN) if block != Block::Never => {}
                 Err(e) => return Err(e),
@@ -1069,6 +1134,7 @@ impl SharedStreams for Shm {
             return Some((l.anchor(), -1));
         }
         let c = x.conn()?;
+        c.note_anchor();
         Some((c.anchor(), c.memfd()))
     }
 
@@ -1142,7 +1208,7 @@ impl SharedStreams for Shm {
     fn wait_fd(&self, sock: SockRef<'_>, in_: bool, out: bool) -> Option<i32> {
         let x = ss(&sock).ok()?;
         if let Some(l) = x.listener.get() {
-            return in_.then(|| l.anchor());
+            return in_.then(|| x.defer.wait_fd(l).unwrap_or(l.anchor()));
         }
         let mut c = x.conn()?;
         if let Some(e) = x.echo.get().filter(|_| in_) {
@@ -1153,7 +1219,7 @@ impl SharedStreams for Shm {
         }
         // The doorbells of an earlier sleep are spent: the anchor must turn
         // readable only at the next one.
-        c.drain_bells();
+        c.drain_armed();
         c.arm(in_, out);
         Some(c.anchor())
     }

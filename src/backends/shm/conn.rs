@@ -96,6 +96,9 @@ pub struct Conn {
     /// Bumped by [`Conn::kick_writers`]: a blocked send of this process
     /// returns to its caller to look again.
     kicks: AtomicU32,
+    /// This process asked for doorbells ([`Conn::arm`]) at least once:
+    /// until then [`Conn::drain_armed`] has nothing of its own to take.
+    armed: core::sync::atomic::AtomicBool,
 }
 
 /// How a wait ended.
@@ -130,8 +133,10 @@ impl Conn {
         seg.set_addr(Side::Connector, addrs[0]);
         seg.set_addr(Side::Acceptor, addrs[1]);
         let k = anchor_ipc::connect_to(path, nonblocking);
+        // The connecting end's anchor inode is recorded when the end is
+        // first handed on ([`Conn::note_anchor`]): only a process that
+        // adopts it across exec or SCM_RIGHTS looks for it.
         let offered = k.and_then(|k| {
-            seg.set_anchor_ino(Side::Connector, anchor_ipc::inode(k).unwrap_or(0));
             // Only a listener of the network's users (or root's: a daemon
             // that binds before it drops its privileges) gets the
             // segment; another user's is refused as no listener. So is an
@@ -216,6 +221,7 @@ impl Conn {
             looked_ns: core::sync::atomic::AtomicU64::new(crate::platform::mono_ns()),
             released: core::sync::atomic::AtomicBool::new(false),
             kicks: AtomicU32::new(0),
+            armed: core::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -250,6 +256,17 @@ impl Conn {
         self.seg
             .nonblock(self.side)
             .store(u32::from(on), Ordering::Relaxed);
+    }
+
+    /// Before the end goes to another process (exec, SCM_RIGHTS): its
+    /// anchor's inode is in the segment, where the adopting process pairs
+    /// the anchor with the segment. A system call the first time only.
+    pub fn note_anchor(&self) {
+        if self.seg.anchor_ino(self.side) == 0 {
+            if let Ok(ino) = anchor_ipc::inode(self.anchor) {
+                self.seg.set_anchor_ino(self.side, ino);
+            }
+        }
     }
 
     /// The segment's memfd (-1: none kept).
@@ -779,6 +796,7 @@ impl Conn {
     /// doorbell when data (`data`) or room (`room`) appears. The caller
     /// looks at [`Conn::readiness`] again afterwards, then sleeps.
     pub fn arm(&self, data: bool, room: bool) {
+        self.armed.store(true, Ordering::Relaxed);
         let (rx, tx) = self.rings();
         if data {
             rx.arm_bell(BELL_ON_DATA);
@@ -786,6 +804,15 @@ impl Conn {
         if room {
             tx.arm_bell(BELL_ON_ROOM);
         }
+    }
+
+    /// [`Conn::drain_bells`] before a poller's sleep: a system call saved
+    /// at the first, which no doorbell of this process's asking can
+    /// precede (one another holder asked for, an unasked urgent one, or
+    /// the peer's hangup makes the anchor readable: that sleep then ends
+    /// at once and the next drain takes it).
+    pub fn drain_armed(&self) -> bool {
+        self.armed.load(Ordering::Relaxed) && self.drain_bells()
     }
 
     /// After a wake-up: takes the doorbells off the anchor, so that it is
@@ -905,9 +932,16 @@ impl Listener {
     /// a signal's handler is looked at before it runs. EINTR unless every
     /// handler that ran has SA_RESTART.
     pub fn wait_untimed(&self) -> Result<anchor_ipc::AnchorState, Errno> {
+        self.wait_untimed_on(self.kfd)
+    }
+
+    /// As [`Listener::wait_untimed`], sleeping on `fd` (which wakes for
+    /// the anchor and more: a deferring listener's set); what the anchor
+    /// says after it.
+    pub fn wait_untimed_on(&self, fd: i32) -> Result<anchor_ipc::AnchorState, Errno> {
         let held = SignalsHeld::new();
         let sigs = held.watch()?;
-        let (_, signal) = poll_pair(self.kfd, sigs, -1);
+        let (_, signal) = poll_pair(fd, sigs, -1);
         crate::platform::kfd_close(sigs).ok();
         if signal && held.pending() == Some(true) {
             return Err(EINTR);
@@ -924,6 +958,28 @@ impl Listener {
     pub fn accept(&self, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
         loop {
             let k = anchor_ipc::accept(self.kfd)?;
+            match Conn::accepted(k, body) {
+                Err(EPROTO | EACCES | ECONNRESET) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    /// As [`Listener::accept`], without waiting for a connection whatever
+    /// the anchor's O_NONBLOCK: EAGAIN when none is queued (after a jiffy
+    /// at most, when another holder took the one a look found, once
+    /// [`anchor_ipc::short_accepts`] bounded the kernel's accept). The
+    /// end's anchor is blocking, as one [`Listener::accept`] gives.
+    pub fn accept_now(&self, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
+        loop {
+            if !anchor_ipc::anchor_poll(self.kfd, true, 0)?.readable {
+                return Err(EAGAIN);
+            }
+            let k = anchor_ipc::accept_nonblocking(self.kfd)?;
+            if let Err(e) = anchor_ipc::set_nonblocking(k, false) {
+                crate::platform::kfd_close(k).ok();
+                return Err(e);
+            }
             match Conn::accepted(k, body) {
                 Err(EPROTO | EACCES | ECONNRESET) => continue,
                 r => return r,

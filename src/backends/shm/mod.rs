@@ -11,6 +11,7 @@
 pub mod anchor;
 pub mod backend;
 pub mod conn;
+pub mod defer;
 pub mod lock;
 pub mod ring;
 pub mod segment;

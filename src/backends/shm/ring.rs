@@ -67,7 +67,10 @@ pub const MIN_SIZE: usize = 64;
 /// `base` of a shared mapping.
 pub struct Ring<'m> {
     mem: &'m SharedMem,
+    /// The ring's header.
     base: usize,
+    /// Its data bytes.
+    data: usize,
     size: u64,
 }
 
@@ -76,16 +79,30 @@ impl<'m> Ring<'m> {
     /// power of two of at least [`MIN_SIZE`], `base` is 64-aligned and the
     /// whole ring lies inside `mem`.
     pub fn new(mem: &'m SharedMem, base: usize, size: usize) -> Option<Ring<'m>> {
-        let fits = base
-            .checked_add(RING_HEADER)
-            .and_then(|d| d.checked_add(size))
-            .is_some_and(|end| end <= mem.len());
-        if !size.is_power_of_two() || size < MIN_SIZE || base % 64 != 0 || !fits {
+        Ring::apart(mem, base, base.checked_add(RING_HEADER)?, size)
+    }
+
+    /// The ring whose header is at `base` and whose `size` data bytes are
+    /// at `data` (elsewhere in the mapping: a segment keeps its rings'
+    /// headers together in its first page). The same checks as
+    /// [`Ring::new`], and the header and data must not overlap.
+    pub fn apart(mem: &'m SharedMem, base: usize, data: usize, size: usize) -> Option<Ring<'m>> {
+        let inside = |at: usize, len: usize| at.checked_add(len).is_some_and(|e| e <= mem.len());
+        let apart = base.checked_add(RING_HEADER).is_some_and(|e| e <= data)
+            || data.checked_add(size).is_some_and(|e| e <= base);
+        if !size.is_power_of_two()
+            || size < MIN_SIZE
+            || base % 64 != 0
+            || !inside(base, RING_HEADER)
+            || !inside(data, size)
+            || !apart
+        {
             return None;
         }
         Some(Ring {
             mem,
             base,
+            data,
             size: size as u64,
         })
     }
@@ -202,10 +219,7 @@ impl<'m> Ring<'m> {
     /// many bytes follow it before the ring wraps.
     fn slot(&self, pos: u64) -> (usize, usize) {
         let i = pos & (self.size - 1);
-        (
-            self.base + RING_HEADER + i as usize,
-            (self.size - i) as usize,
-        )
+        (self.data + i as usize, (self.size - i) as usize)
     }
 
     /// Appends as much of `src` as there is room for and returns how much

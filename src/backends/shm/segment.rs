@@ -17,10 +17,15 @@ use crate::platform::shared_mem::SharedMem;
 pub const MAGIC: u64 = u64::from_le_bytes(*b"USOCKSEG");
 /// The layout described here (2: each ring's header has its doorbell
 /// word, the segment's header the ends' close counts; 3: and each end's
-/// anchor inode and address; 4: and the MSS each end advertises).
-pub const VERSION: u64 = 4;
-/// Bytes of the segment header; the first ring follows.
+/// anchor inode and address; 4: and the MSS each end advertises; 5: the
+/// two rings' headers follow the segment's, then their data, so that a
+/// connection that carries nothing touches one page).
+pub const VERSION: u64 = 5;
+/// Bytes of the segment header; the rings' headers follow.
 pub const HEADER: usize = 128;
+/// Where the first ring's data starts: after the segment's header and the
+/// two rings' headers; the second ring's follows it.
+pub const DATA: usize = HEADER + 2 * super::ring::RING_HEADER;
 const MAGIC_AT: usize = 0;
 const VERSION_AT: usize = 8;
 const SIZE_A_AT: usize = 16;
@@ -142,8 +147,16 @@ impl Segment {
     /// must name this layout and sizes that fit the file; EPROTO otherwise
     /// (the connection is refused, as for a handshake that makes no sense).
     pub fn attach(fd: i32) -> Result<Segment, Errno> {
-        let head = SharedMem::map_fd(fd, HEADER)?;
-        let word = |at| head.u64_at(at).map_or(0, |w| w.load(Ordering::Acquire));
+        // One mapping of the whole file (one fstat, one mmap), checked
+        // before any ring is trusted: its header must name this layout and
+        // sizes whose footprint the file holds.
+        let most = Self::footprint(MAX_RING, MAX_RING);
+        let mem =
+            SharedMem::map_file(fd, most).map_err(|e| if e == EINVAL { EPROTO } else { e })?;
+        if mem.len() < HEADER {
+            return Err(EPROTO);
+        }
+        let word = |at| mem.u64_at(at).map_or(0, |w| w.load(Ordering::Acquire));
         if word(MAGIC_AT) != MAGIC || word(VERSION_AT) != VERSION {
             return Err(EPROTO);
         }
@@ -153,15 +166,9 @@ impl Segment {
             usize::try_from(b).map_err(|_| EPROTO)?,
         );
         Self::check_sizes(a, b).map_err(|_| EPROTO)?;
-        drop(head);
-        // map_fd refuses a file shorter than the footprint.
-        let mem = SharedMem::map_fd(fd, Self::footprint(a, b)).map_err(|e| {
-            if e == EINVAL {
-                EPROTO
-            } else {
-                e
-            }
-        })?;
+        if mem.len() < Self::footprint(a, b) {
+            return Err(EPROTO);
+        }
         Ok(Segment {
             mem,
             size_a: a,
@@ -173,11 +180,15 @@ impl Segment {
     /// when the segment was made or attached, and are this process's copy:
     /// a later write to the header does not move a ring.
     pub fn ring(&self, dir: Dir) -> Ring<'_> {
-        let (base, size) = match dir {
-            Dir::ToAcceptor => (HEADER, self.size_a),
-            Dir::ToConnector => (HEADER + Ring::footprint(self.size_a), self.size_b),
+        let (base, data, size) = match dir {
+            Dir::ToAcceptor => (HEADER, DATA, self.size_a),
+            Dir::ToConnector => (
+                HEADER + super::ring::RING_HEADER,
+                DATA + self.size_a,
+                self.size_b,
+            ),
         };
-        Ring::new(&self.mem, base, size).expect("ring sizes checked at create or attach")
+        Ring::apart(&self.mem, base, data, size).expect("ring sizes checked at create or attach")
     }
 
     /// The ring end `side` reads and the ring it writes.

@@ -136,6 +136,21 @@ struct Inner {
     /// Where the next scan starts, so that a full buffer does not starve the
     /// registrations at the end.
     next: usize,
+    /// [`CLOSES`] as of the last purge (u64::MAX: none yet).
+    purged: u64,
+}
+
+/// Bumped each time a socket that some set registers or watches closes
+/// ([`watched_socket_closed`]): a set scans its registrations for closed
+/// sockets only after enough did (`EpSet::purge`), not at every epoll_ctl
+/// and epoll_wait (a server that adds thousands of connections paid a
+/// scan of all of them per call).
+static CLOSES: AtomicU64 = AtomicU64::new(0);
+
+/// A socket registered in a set, or whose input fd a set watches, closed:
+/// the sets purge it at their next call.
+pub(crate) fn watched_socket_closed() {
+    CLOSES.fetch_add(1, Ordering::AcqRel);
 }
 
 /// The side table of one epoll fd.
@@ -190,6 +205,17 @@ impl EpSet {
     /// Drops the registrations of closed sockets, and stops watching their
     /// input fds. Called with the lock held.
     fn purge(&self, inner: &mut Inner) {
+        // After enough closes (of any set's sockets) to make the scan
+        // worth it: a sixteenth of the set, so that closing every socket
+        // of a large set costs each close a few steps, not a scan. The
+        // registrations of closed sockets meanwhile report nothing
+        // (`collect` passes over them).
+        let closes = CLOSES.load(Ordering::Acquire);
+        let due = 1 + inner.regs.len() as u64 / 16;
+        if inner.purged != u64::MAX && closes.wrapping_sub(inner.purged) < due {
+            return;
+        }
+        inner.purged = closes;
         inner.regs.retain(|r| {
             if r.sock.has(F_CLOSED) {
                 r.sock.wait.unregister_poller(r.id);
@@ -263,8 +289,22 @@ impl EpSet {
                         events: EP_IN | EP_EXCLUSIVE,
                         u64: input_key(kfd),
                     };
+                    // An input fd that is itself an epoll set (a deferring
+                    // shm listener's) cannot be EPOLLEXCLUSIVE.
+                    let plain = epoll_event {
+                        events: EP_IN,
+                        ..ev
+                    };
                     match platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, kfd, Some(ev))
-                    {
+                        .or_else(|e| match e {
+                            EINVAL => platform::kernel_epoll_ctl(
+                                self.epfd,
+                                libc::EPOLL_CTL_ADD,
+                                kfd,
+                                Some(plain),
+                            ),
+                            e => Err(e),
+                        }) {
                         Ok(()) | Err(libc::EEXIST) => {}
                         Err(_) => return,
                     }
@@ -315,7 +355,20 @@ impl EpSet {
     /// The kernel reported backend input fd `kfd`: its socket's input is
     /// processed here, in the waiting thread.
     fn pump(&self, kfd: i32) {
-        let sock = self.inner.lock().inputs.get(&kfd).cloned();
+        let sock = {
+            let mut g = self.inner.lock();
+            match g.inputs.get(&kfd) {
+                // Closed, and not purged yet (`purge` waits for enough
+                // closes): its input fd leaves the kernel set now, or its
+                // input (a hangup, say) would wake every wait until then.
+                Some(s) if s.has(F_CLOSED) => {
+                    g.inputs.remove(&kfd);
+                    let _ = platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, None);
+                    None
+                }
+                s => s.cloned(),
+            }
+        };
         if let Some(s) = sock {
             s.pump();
         }
@@ -337,7 +390,7 @@ impl EpSet {
         for k in 0..n {
             let i = (start + k) % n;
             let r = &mut g.regs[i];
-            if !r.armed {
+            if !r.armed || r.sock.has(F_CLOSED) {
                 continue;
             }
             let et = r.events & EP_ET != 0;
@@ -376,10 +429,15 @@ impl EpSet {
         self.refused()?;
         let mut g = self.inner.lock();
         self.purge(&mut g);
-        let pos = g
-            .regs
-            .iter()
-            .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock));
+        // A socket no set registers is not in this one: an epoll server's
+        // ADD of each new connection need not look through all the others.
+        let pos = if op == libc::EPOLL_CTL_ADD && sock.epoll_regs.load(Ordering::Acquire) == 0 {
+            None
+        } else {
+            g.regs
+                .iter()
+                .position(|r| r.fd == fdn && Arc::ptr_eq(&r.sock, &sock))
+        };
         let events = (ev & !EP_WAKEUP) | EP_ERR | EP_HUP;
         let mut watch = None;
         let shared = sock.is_shared().then(|| sock.clone());
@@ -433,7 +491,8 @@ impl EpSet {
                 let Some(i) = pos else {
                     return Err(libc::ENOENT);
                 };
-                let r = g.regs.remove(i);
+                // Order only rotates fairness (`next`): the last takes its place.
+                let r = g.regs.swap_remove(i);
                 r.sock.wait.unregister_poller(r.id);
                 r.sock.epoll_regs.fetch_sub(1, Ordering::AcqRel);
                 // Its input fd stays watched until the socket closes:
@@ -561,6 +620,8 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
             regs: Vec::new(),
             inputs: BTreeMap::new(),
             next: 0,
+            // Looks at the first call (a set made after closes).
+            purged: u64::MAX,
         }),
         fork_gen: crate::socket::fork_generation(),
         warned_gen: core::sync::atomic::AtomicU32::new(crate::socket::fork_generation()),
