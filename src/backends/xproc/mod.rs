@@ -843,14 +843,20 @@ impl Backend for XProc {
     }
 }
 
+/// The input a thread waiting on `sock` reads itself: a stream socket's
+/// connection, or a link to a datagram socket's port (`direct_link`).
+fn input_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
+    stream_conn(sock).or_else(|| direct_link(xs(sock).ok()?))
+}
+
 impl InputDelegation for XProc {
     fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
-        let c = stream_conn(&sock)?;
+        let c = input_conn(&sock)?;
         (!c.state.is_closed()).then_some(c.kfd)
     }
 
     fn input_watched(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
+        if let Some(c) = input_conn(&sock) {
             transport().delegate(&c, true);
         }
     }
@@ -860,16 +866,42 @@ impl InputDelegation for XProc {
             if c.state.keep() {
                 transport().delegate(&c, false);
             }
+            return;
+        }
+        // A datagram port's links: all the transport's again, for good.
+        let Some(p) = xs(&sock).ok().and_then(port_of) else {
+            return;
+        };
+        let links = p.links.lock().clone();
+        for l in links {
+            if l.state.keep() {
+                transport().delegate(&l, false);
+            }
         }
     }
 
     fn pump(&self, sock: SockRef<'_>) {
         if let Some(c) = stream_conn(&sock) {
             transport().read_stream(&c);
-        } else if let Some(c) = xs(&sock).ok().and_then(|x| x.conn.lock().clone()) {
-            if matches!(c.role, Role::Dgram) {
-                transport().settle_port(&c);
-            }
+            return;
+        }
+        let Some(x) = xs(&sock).ok() else { return };
+        let Some(p) = port_of(x).or_else(|| {
+            // AF_UNIX datagram sockets: their port, read wholly.
+            x.conn
+                .lock()
+                .clone()
+                .filter(|c| matches!(c.role, Role::Dgram))
+        }) else {
+            return;
+        };
+        // A waiting thread reads the link it watches (`direct_link`): one
+        // system call, where the whole port's would cost an accept() and
+        // a read of each link. The port's other links are the transport's;
+        // with several, all are read, as before a socket filter changes.
+        match direct_link(x).filter(|l| l.state.is_delegated()) {
+            Some(l) if p.links.lock().len() == 1 => transport().read_datagrams(&l),
+            _ => transport().settle_port(&p),
         }
     }
 }

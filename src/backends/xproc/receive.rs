@@ -154,7 +154,16 @@ impl Transport {
         });
         match end {
             ReadEnd::Again | ReadEnd::Gone => {}
-            ReadEnd::Full => self.pause(c),
+            ReadEnd::Full => {
+                // A waiting thread that read it (`direct_link`) would find
+                // it readable again at once, and again, while the
+                // receiver is full: the transport keeps it from now on,
+                // and holds it back as any link.
+                if c.state.keep() {
+                    self.delegate(c, false);
+                }
+                self.pause(c)
+            }
             ReadEnd::Closed | ReadEnd::Bad => self.remove(c),
         }
     }

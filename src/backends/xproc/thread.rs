@@ -260,17 +260,21 @@ impl Transport {
             }
             let c = if matches!(l.role, Role::Dgram) {
                 // A sender's link to this datagram port.
-                Conn {
+                let c = Arc::new(Conn {
                     port: l.port,
                     ..Conn::new(k, Role::DgramIn, SockHandle(0), SockHandle(0))
-                }
+                });
+                let mut links = l.links.lock();
+                links.retain(|x| !x.state.is_closed());
+                links.push(c.clone());
+                c
             } else {
-                Conn {
+                Arc::new(Conn {
                     listener_sock: l.sock.lock().clone(),
                     ..Conn::new(k, Role::Stream, SockHandle(0), l.handle())
-                }
+                })
             };
-            let _ = self.add(Arc::new(c));
+            let _ = self.add(c);
         }
     }
 
