@@ -91,6 +91,9 @@ pub(super) struct Conn {
     /// accepted (closed ones are dropped lazily): a thread waiting on a
     /// socket of the port reads one of them itself (`direct_link`).
     pub(super) links: Mutex<Vec<Arc<Conn>>>,
+    /// A link a program thread reads (`direct_link`): when it last did,
+    /// or was asked to (monotonic ns; see `Transport::reclaim_direct`).
+    pub(super) pumped_at: AtomicU64,
 }
 
 impl Conn {
@@ -237,6 +240,7 @@ impl Conn {
             twin: Mutex::new(Weak::new()),
             rx_end: AtomicU64::new(0),
             links: Mutex::new(Vec::new()),
+            pumped_at: AtomicU64::new(0),
         }
     }
 }

@@ -53,6 +53,15 @@
 //!   then wakes the program's. The transport takes the input back when a
 //!   thread blocks on the socket in any other way (`input_wanted`), and at
 //!   close.
+//! - A thread that blocks receiving on a UDP socket reads one of its
+//!   port's links itself (`dgram::direct_link`): the kernel wakes it when
+//!   a datagram comes, one wake-up per datagram as for a kernel UDP
+//!   socket, instead of the transport thread's and then the program's.
+//!   The transport takes the link back for good once the receiver is full
+//!   (it then holds the sender back as before) or a thread waits where it
+//!   cannot read it (poll, select), and for a while once nobody has read
+//!   it for `receive::DIRECT_IDLE_MS` (so what comes while no thread
+//!   receives is delivered, or with SO_RXQ_OVFL dropped, as before).
 //! - A TCP connect that finds its listener's accept queue full waits (its
 //!   HELLO is parked on the listener, `Transport::admit_waiting`) until
 //!   accept() makes room, as Linux drops the SYN until then; the
@@ -856,8 +865,10 @@ impl InputDelegation for XProc {
     }
 
     fn input_watched(&self, sock: SockRef<'_>) {
-        if let Some(c) = input_conn(&sock) {
+        if let Some(c) = stream_conn(&sock) {
             transport().delegate(&c, true);
+        } else if let Some(l) = xs(&sock).ok().and_then(direct_link) {
+            transport().hand_out(&l);
         }
     }
 
@@ -897,10 +908,10 @@ impl InputDelegation for XProc {
         };
         // A waiting thread reads the link it watches (`direct_link`): one
         // system call, where the whole port's would cost an accept() and
-        // a read of each link. The port's other links are the transport's;
-        // with several, all are read, as before a socket filter changes.
-        match direct_link(x).filter(|l| l.state.is_delegated()) {
-            Some(l) if p.links.lock().len() == 1 => transport().read_datagrams(&l),
+        // a read of each link. With several links, all are read, as
+        // before a socket filter changes.
+        match direct_link(x) {
+            Some(l) if p.links.lock().len() == 1 => transport().pump_link(&l),
             _ => transport().settle_port(&p),
         }
     }

@@ -192,6 +192,58 @@ impl Transport {
         }
     }
 
+    /// A thread about to wait on a socket of link `c`'s port reads `c`
+    /// itself (`direct_link`) from now on, until it is idle.
+    pub(super) fn hand_out(&self, c: &Arc<Conn>) {
+        c.pumped_at
+            .store(crate::platform::mono_ns(), Ordering::Release);
+        if c.state.is_delegated() {
+            return;
+        }
+        self.delegate(c, true);
+        if c.state.is_delegated() {
+            let mut d = self.direct.lock();
+            if !d.iter().any(|x| Arc::ptr_eq(x, c)) {
+                d.push(c.clone());
+            }
+        }
+    }
+
+    /// Reads link `c` in a program thread (`InputDelegation::pump`).
+    pub(super) fn pump_link(&self, c: &Arc<Conn>) {
+        if c.state.is_delegated() {
+            c.pumped_at
+                .store(crate::platform::mono_ns(), Ordering::Release);
+        }
+        self.read_datagrams(c);
+    }
+
+    /// Takes back the links program threads have not read for
+    /// [`DIRECT_IDLE_MS`]: while nobody waits in a receive, what comes on
+    /// a link is delivered by the transport again, as before it was
+    /// handed out (readiness, FIONREAD, SO_RXQ_OVFL's drops see it; a
+    /// sender is held back only by a full receiver), a few milliseconds
+    /// late at most. The next wait hands it out again.
+    pub(super) fn reclaim_direct(&self) {
+        let now = crate::platform::mono_ns();
+        let idle = DIRECT_IDLE_MS as u64 * 1_000_000;
+        let mut back = Vec::new();
+        self.direct.lock().retain(|c| {
+            if c.state.is_closed() || !c.state.is_delegated() {
+                return false;
+            }
+            if now.saturating_sub(c.pumped_at.load(Ordering::Acquire)) < idle {
+                return true;
+            }
+            back.push(c.clone());
+            false
+        });
+        for c in back {
+            self.delegate(&c, false);
+            self.read_datagrams(&c);
+        }
+    }
+
     /// Stops reading link `c` until `resume_paused` finds room for its
     /// next datagram.
     pub(super) fn pause(&self, c: &Arc<Conn>) {
@@ -459,6 +511,10 @@ pub(super) struct Waiting {
     mss: u32,
     addr: Vec<u8>,
 }
+
+/// How long a datagram link handed out to program threads
+/// (`Transport::hand_out`) may go unread before the transport takes it back.
+pub(super) const DIRECT_IDLE_MS: i32 = 10;
 
 /// How much a connection read at once.
 const READ: usize = 256 * 1024;

@@ -22,6 +22,9 @@ pub(super) struct Transport {
     pub(super) conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
     /// Datagram links waiting for room at their receiving socket.
     pub(super) paused: Mutex<Vec<Arc<Conn>>>,
+    /// Datagram links program threads read (`direct_link`), which the
+    /// transport takes back once nobody has for a while.
+    pub(super) direct: Mutex<Vec<Arc<Conn>>>,
 }
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
@@ -167,10 +170,17 @@ impl Transport {
     pub(super) fn run(&self, epfd: i32) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
-            let ms = if self.paused.lock().is_empty() { -1 } else { 1 };
+            let ms = if !self.paused.lock().is_empty() {
+                1
+            } else if !self.direct.lock().is_empty() {
+                super::receive::DIRECT_IDLE_MS
+            } else {
+                -1
+            };
             let n = kernel::epoll_wait(epfd, &mut evs, ms);
             if ms >= 0 {
                 self.resume_paused();
+                self.reclaim_direct();
             }
             let Ok(n) = n else {
                 continue;
@@ -382,6 +392,7 @@ pub(super) static TRANSPORT: Transport = Transport {
     epfd: AtomicI32::new(-1),
     conns: Mutex::new(BTreeMap::new()),
     paused: Mutex::new(Vec::new()),
+    direct: Mutex::new(Vec::new()),
 };
 
 pub(super) fn transport() -> &'static Transport {
