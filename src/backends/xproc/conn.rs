@@ -91,9 +91,12 @@ pub(super) struct Conn {
     /// accepted (closed ones are dropped lazily): a thread waiting on a
     /// socket of the port reads one of them itself (`direct_link`).
     pub(super) links: Mutex<Vec<Arc<Conn>>>,
-    /// A link a program thread reads (`direct_link`): when it last did,
-    /// or was asked to (monotonic ns; see `Transport::reclaim_direct`).
-    pub(super) pumped_at: AtomicU64,
+    /// A link program threads read (`direct_link`): how often they did,
+    /// or were asked to, and that count at the transport's last look
+    /// (`Transport::reclaim_direct`). A count, not a time: no clock read
+    /// per datagram.
+    pub(super) pumps: AtomicU64,
+    pub(super) pumps_seen: AtomicU64,
 }
 
 impl Conn {
@@ -240,7 +243,8 @@ impl Conn {
             twin: Mutex::new(Weak::new()),
             rx_end: AtomicU64::new(0),
             links: Mutex::new(Vec::new()),
-            pumped_at: AtomicU64::new(0),
+            pumps: AtomicU64::new(0),
+            pumps_seen: AtomicU64::new(0),
         }
     }
 }

@@ -855,7 +855,12 @@ impl Backend for XProc {
 /// The input a thread waiting on `sock` reads itself: a stream socket's
 /// connection, or a link to a datagram socket's port (`direct_link`).
 fn input_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
-    stream_conn(sock).or_else(|| direct_link(xs(sock).ok()?))
+    let x = xs(sock).ok()?;
+    if x.info.ty == SOCK_DGRAM {
+        direct_link(x)
+    } else {
+        stream_conn(sock)
+    }
 }
 
 impl InputDelegation for XProc {
@@ -865,10 +870,11 @@ impl InputDelegation for XProc {
     }
 
     fn input_watched(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().delegate(&c, true);
-        } else if let Some(l) = xs(&sock).ok().and_then(direct_link) {
-            transport().hand_out(&l);
+        if let Some(c) = input_conn(&sock) {
+            match c.role {
+                Role::DgramIn => transport().hand_out(&c),
+                _ => transport().delegate(&c, true),
+            }
         }
     }
 
@@ -892,27 +898,34 @@ impl InputDelegation for XProc {
     }
 
     fn pump(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().read_stream(&c);
+        let Some(x) = xs(&sock).ok() else { return };
+        if x.info.ty != SOCK_DGRAM {
+            if let Some(c) = stream_conn(&sock) {
+                transport().read_stream(&c);
+            }
             return;
         }
-        let Some(x) = xs(&sock).ok() else { return };
-        let Some(p) = port_of(x).or_else(|| {
-            // AF_UNIX datagram sockets: their port, read wholly.
-            x.conn
-                .lock()
-                .clone()
-                .filter(|c| matches!(c.role, Role::Dgram))
-        }) else {
+        let Some(p) = x.conn.lock().clone() else {
             return;
         };
+        if !matches!(p.role, Role::Dgram) {
+            return;
+        }
         // A waiting thread reads the link it watches (`direct_link`): one
         // system call, where the whole port's would cost an accept() and
         // a read of each link. With several links, all are read, as
-        // before a socket filter changes.
-        match direct_link(x) {
-            Some(l) if p.links.lock().len() == 1 => transport().pump_link(&l),
-            _ => transport().settle_port(&p),
+        // before a socket filter changes; an AF_UNIX name's always.
+        let only = port_of(x).and_then(|p| {
+            let mut links = p.links.lock();
+            links.retain(|l| !l.state.is_closed());
+            match links.as_slice() {
+                [l] if !l.state.is_kept() => Some(l.clone()),
+                _ => None,
+            }
+        });
+        match only {
+            Some(l) => transport().pump_link(&l),
+            None => transport().settle_port(&p),
         }
     }
 }

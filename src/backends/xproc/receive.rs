@@ -195,8 +195,7 @@ impl Transport {
     /// A thread about to wait on a socket of link `c`'s port reads `c`
     /// itself (`direct_link`) from now on, until it is idle.
     pub(super) fn hand_out(&self, c: &Arc<Conn>) {
-        c.pumped_at
-            .store(crate::platform::mono_ns(), Ordering::Release);
+        c.pumps.fetch_add(1, Ordering::AcqRel);
         if c.state.is_delegated() {
             return;
         }
@@ -212,14 +211,13 @@ impl Transport {
     /// Reads link `c` in a program thread (`InputDelegation::pump`).
     pub(super) fn pump_link(&self, c: &Arc<Conn>) {
         if c.state.is_delegated() {
-            c.pumped_at
-                .store(crate::platform::mono_ns(), Ordering::Release);
+            c.pumps.fetch_add(1, Ordering::AcqRel);
         }
         self.read_datagrams(c);
     }
 
-    /// Takes back the links program threads have not read for
-    /// [`DIRECT_IDLE_MS`]: while nobody waits in a receive, what comes on
+    /// Takes back the links program threads have not read since the last
+    /// look, [`DIRECT_IDLE_MS`] or more ago: while nobody waits in a receive, what comes on
     /// a link is delivered by the transport again, as before it was
     /// handed out (readiness, FIONREAD, SO_RXQ_OVFL's drops see it; a
     /// sender is held back only by a full receiver), a few milliseconds
@@ -227,12 +225,18 @@ impl Transport {
     pub(super) fn reclaim_direct(&self) {
         let now = crate::platform::mono_ns();
         let idle = DIRECT_IDLE_MS as u64 * 1_000_000;
+        if now.saturating_sub(self.direct_looked.load(Ordering::Acquire)) < idle {
+            return;
+        }
+        self.direct_looked.store(now, Ordering::Release);
         let mut back = Vec::new();
         self.direct.lock().retain(|c| {
             if c.state.is_closed() || !c.state.is_delegated() {
                 return false;
             }
-            if now.saturating_sub(c.pumped_at.load(Ordering::Acquire)) < idle {
+            // Read since the last look (or handed out again).
+            let n = c.pumps.load(Ordering::Acquire);
+            if c.pumps_seen.swap(n, Ordering::AcqRel) != n {
                 return true;
             }
             back.push(c.clone());

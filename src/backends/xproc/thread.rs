@@ -25,6 +25,8 @@ pub(super) struct Transport {
     /// Datagram links program threads read (`direct_link`), which the
     /// transport takes back once nobody has for a while.
     pub(super) direct: Mutex<Vec<Arc<Conn>>>,
+    /// When `reclaim_direct` last looked at them (monotonic ns).
+    pub(super) direct_looked: core::sync::atomic::AtomicU64,
 }
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
@@ -393,6 +395,7 @@ pub(super) static TRANSPORT: Transport = Transport {
     conns: Mutex::new(BTreeMap::new()),
     paused: Mutex::new(Vec::new()),
     direct: Mutex::new(Vec::new()),
+    direct_looked: core::sync::atomic::AtomicU64::new(0),
 };
 
 pub(super) fn transport() -> &'static Transport {
