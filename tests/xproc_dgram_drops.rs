@@ -380,7 +380,26 @@ fn option_set_while_senders_wait(test: &str, family: i32) {
     Lib::close(rx).unwrap();
 }
 
-/// The next datagram of `fd` with a blocking recv (SO_RCVTIMEO: [`T`]).
+/// Sets `fd`'s SO_RCVTIMEO to [`T`]: a blocking recv that would hang fails.
+fn rcvtimeo(fd: i32) {
+    let tv = libc::timeval {
+        tv_sec: T.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: a live timeval of the size given.
+    let r = unsafe {
+        userspacesock::api::posix::usock_setsockopt(
+            fd,
+            SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVTIMEO");
+}
+
+/// The next datagram of `fd` with a blocking recv (after [`rcvtimeo`]).
 fn recv_blocking(fd: i32) -> Vec<u8> {
     let mut buf = vec![0u8; SIZE + 1];
     let (n, _) = Lib::recvfrom(fd, &mut buf, 0).expect("a datagram within T");
@@ -395,21 +414,7 @@ fn recv_blocking(fd: i32) -> Vec<u8> {
 fn blocking_reader_holds_no_sender_later(test: &str, family: i32) {
     const N: u32 = 2000;
     let (rx, port) = receiver(family, true);
-    let tv = libc::timeval {
-        tv_sec: T.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    // SAFETY: a live timeval of the size given.
-    let r = unsafe {
-        userspacesock::api::posix::usock_setsockopt(
-            rx,
-            SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(r, 0, "SO_RCVTIMEO");
+    rcvtimeo(rx);
     let mut tx = Sender::spawn(test, &format!("{family},{port},0,{N},1"));
     assert_eq!(recv_blocking(rx), b"first0");
     // Blocked while the link is there: the thread waits on it itself.
@@ -435,6 +440,35 @@ fn blocking_reader_holds_no_sender_later(test: &str, family: i32) {
         2 * N,
         "read {got} + dropped {drops}: every datagram sent"
     );
+    Lib::close(rx).unwrap();
+}
+
+/// A receiver without SO_RXQ_OVFL read only by blocking recvs (its
+/// thread reads its sender's link itself), lagging now and then: it is
+/// full again and again, and idle longer than the transport lets a link
+/// go unread; its sender waits meanwhile, and it loses nothing: every
+/// datagram of the flood, in order.
+fn blocking_reader_loses_nothing(test: &str, family: i32) {
+    const N: u32 = 1000;
+    let (rx, port) = receiver(family, false);
+    rcvtimeo(rx);
+    let mut tx = Sender::spawn(test, &format!("{family},{port},0,{N},1"));
+    assert_eq!(recv_blocking(rx), b"first0");
+    tx.go();
+    assert_eq!(recv_blocking(rx), b"first1");
+    tx.go();
+    // Both of the sender's sockets send each datagram, one after the other.
+    for i in 0..2 * N {
+        let d = recv_blocking(rx);
+        assert_eq!(number(&d), i / 2, "datagram {i} of the flood, in order");
+        if i % 200 == 0 {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(tx.said("FLOODED", T), "the sender got through");
+    tx.go();
+    assert_eq!(recv_blocking(rx), b"last0", "nothing more before it");
+    tx.finish();
     Lib::close(rx).unwrap();
 }
 
@@ -497,6 +531,24 @@ fn issue11_a_blocking_reader_holds_no_sender_later_inet6() {
     run(
         "issue11_a_blocking_reader_holds_no_sender_later_inet6",
         blocking_reader_holds_no_sender_later,
+        AF_INET6,
+    );
+}
+
+#[test]
+fn issue11_a_blocking_reader_loses_nothing_inet() {
+    run(
+        "issue11_a_blocking_reader_loses_nothing_inet",
+        blocking_reader_loses_nothing,
+        AF_INET,
+    );
+}
+
+#[test]
+fn issue11_a_blocking_reader_loses_nothing_inet6() {
+    run(
+        "issue11_a_blocking_reader_loses_nothing_inet6",
+        blocking_reader_loses_nothing,
         AF_INET6,
     );
 }
