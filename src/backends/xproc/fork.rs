@@ -114,6 +114,10 @@ pub fn atfork_child() {
         close_kfd(kfd);
     }
     super::status::fork_child();
+    let bell = TRANSPORT.bell.swap(-1, Ordering::AcqRel);
+    if bell >= 0 {
+        close_kfd(bell);
+    }
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {
         close_kfd(ep);

@@ -204,6 +204,12 @@ impl Transport {
             let mut d = self.direct.lock();
             if !d.iter().any(|x| Arc::ptr_eq(x, c)) {
                 d.push(c.clone());
+                if d.len() == 1 {
+                    // The transport may sleep with no timeout: it must
+                    // come back to take the link back (`reclaim_direct`).
+                    drop(d);
+                    self.ring();
+                }
             }
         }
     }

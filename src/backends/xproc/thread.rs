@@ -27,6 +27,12 @@ pub(super) struct Transport {
     pub(super) direct: Mutex<Vec<Arc<Conn>>>,
     /// When `reclaim_direct` last looked at them (monotonic ns).
     pub(super) direct_looked: core::sync::atomic::AtomicU64,
+    /// An eventfd in the epoll set, rung when the thread must work out its
+    /// timeout again: the first link handed out (`hand_out`) needs it to
+    /// wake up to take links back, where it slept with none before. Made
+    /// at the first ring: a process that never waits in a UDP receive has
+    /// no such fd.
+    pub(super) bell: AtomicI32,
 }
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
@@ -56,6 +62,33 @@ impl Transport {
                 Ok(other)
             }
         }
+    }
+
+    /// Wakes the thread to work out its epoll timeout again (see `bell`).
+    pub(super) fn ring(&self) {
+        let mut b = self.bell.load(Ordering::Acquire);
+        if b < 0 {
+            let (Ok(epfd), Ok(new)) = (self.epfd(), crate::platform::eventfd_new()) else {
+                return;
+            };
+            // Known as the bell before the thread can see it fire.
+            b = match self
+                .bell
+                .compare_exchange(-1, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if kernel::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, new, EV_IN).is_err() {
+                        return;
+                    }
+                    new
+                }
+                Err(other) => {
+                    close_kfd(new);
+                    other
+                }
+            };
+        }
+        crate::platform::eventfd_signal(b);
     }
 
     pub(super) fn add(&self, c: Arc<Conn>) -> Result<(), Errno> {
@@ -189,6 +222,10 @@ impl Transport {
             };
             for ev in &evs[..n] {
                 let fd = ev.u64 as i32;
+                if fd == self.bell.load(Ordering::Acquire) {
+                    crate::platform::eventfd_drain(fd);
+                    continue;
+                }
                 if super::status::is_endpoint(fd) {
                     super::status::answer(fd);
                     continue;
@@ -396,6 +433,7 @@ pub(super) static TRANSPORT: Transport = Transport {
     paused: Mutex::new(Vec::new()),
     direct: Mutex::new(Vec::new()),
     direct_looked: core::sync::atomic::AtomicU64::new(0),
+    bell: AtomicI32::new(-1),
 };
 
 pub(super) fn transport() -> &'static Transport {
