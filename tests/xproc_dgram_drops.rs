@@ -149,11 +149,13 @@ fn number(d: &[u8]) -> u32 {
     u32::from_be_bytes(d[..4].try_into().unwrap())
 }
 
-/// The child's part: `family,lossy_port,lossless_port,n` in [`CHILD`].
-/// One unconnected socket sends datagrams 0..n to both ports (to the
-/// lossless one only when its port is not 0), one socket connected to the
-/// lossy port sends them there too; then `FLOODED`, and for each line on
-/// stdin `last<k>` (k from 0) to the lossy port, until stdin ends.
+/// The child's part: `family,lossy_port,lossless_port,n[,greet]` in
+/// [`CHILD`]. With `greet` 1, first `first0` to the lossy port, then, at
+/// each of two lines on stdin, `first1` and the flood. One unconnected
+/// socket sends datagrams 0..n to both ports (to the lossless one only
+/// when its port is not 0), one socket connected to the lossy port sends
+/// them there too; then `FLOODED`, and for each line on stdin `last<k>`
+/// (k from 0) to the lossy port, until stdin ends.
 fn sender(case: &str) {
     net();
     let v: Vec<u32> = case.split(',').map(|x| x.parse().unwrap()).collect();
@@ -163,6 +165,17 @@ fn sender(case: &str) {
     let s = Lib::socket(family, SOCK_DGRAM, 0).unwrap();
     let c = Lib::socket(family, SOCK_DGRAM, 0).unwrap();
     Lib::connect(c, &to_lossy).unwrap();
+    if v.get(4) == Some(&1) {
+        let mut lines = std::io::stdin().lines();
+        for k in 0..2 {
+            let first = format!("first{k}");
+            assert_eq!(
+                Lib::sendto(s, first.as_bytes(), 0, Some(&to_lossy)),
+                Ok(first.len())
+            );
+            lines.next().unwrap().unwrap();
+        }
+    }
     for i in 0..n {
         let d = datagram(i);
         assert_eq!(Lib::sendto(s, &d, 0, Some(&to_lossy)), Ok(SIZE));
@@ -195,8 +208,11 @@ struct Sender {
 
 impl Sender {
     fn start(test: &str, family: i32, lossy: u16, lossless: u16, n: u32) -> Sender {
-        let case = format!("{family},{lossy},{lossless},{n}");
-        let mut child = common::child_command(test, CHILD, &case)
+        Sender::spawn(test, &format!("{family},{lossy},{lossless},{n}"))
+    }
+
+    fn spawn(test: &str, case: &str) -> Sender {
+        let mut child = common::child_command(test, CHILD, case)
             .env("USOCK_NET", net())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -364,6 +380,98 @@ fn option_set_while_senders_wait(test: &str, family: i32) {
     Lib::close(rx).unwrap();
 }
 
+/// Sets `fd`'s SO_RCVTIMEO to [`T`]: a blocking recv that would hang fails.
+fn rcvtimeo(fd: i32) {
+    let tv = libc::timeval {
+        tv_sec: T.as_secs() as libc::time_t,
+        tv_usec: 0,
+    };
+    // SAFETY: a live timeval of the size given.
+    let r = unsafe {
+        userspacesock::api::posix::usock_setsockopt(
+            fd,
+            SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVTIMEO");
+}
+
+/// The next datagram of `fd` with a blocking recv (after [`rcvtimeo`]).
+fn recv_blocking(fd: i32) -> Vec<u8> {
+    let mut buf = vec![0u8; SIZE + 1];
+    let (n, _) = Lib::recvfrom(fd, &mut buf, 0).expect("a datagram within T");
+    buf.truncate(n);
+    buf
+}
+
+/// A receiver with SO_RXQ_OVFL whose thread once waited in a blocking
+/// recv, reading its sender's link itself: while no thread receives,
+/// its senders are not held back (the backend's transport takes the link
+/// back and drops what does not fit), and it counts what it dropped.
+fn blocking_reader_holds_no_sender_later(test: &str, family: i32) {
+    const N: u32 = 2000;
+    let (rx, port) = receiver(family, true);
+    rcvtimeo(rx);
+    let mut tx = Sender::spawn(test, &format!("{family},{port},0,{N},1"));
+    assert_eq!(recv_blocking(rx), b"first0");
+    // Blocked while the link is there: the thread waits on it itself.
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let reader = thread::spawn(move || {
+        tid_tx.send(common::dual::gettid()).unwrap();
+        recv_blocking(rx)
+    });
+    common::dual::wait_until_blocked(tid_rx.recv().unwrap());
+    tx.go();
+    assert_eq!(reader.join().unwrap(), b"first1");
+    // The flood, with no thread receiving.
+    tx.go();
+    assert!(
+        tx.said("FLOODED", T),
+        "the sender was held back by a receiver with SO_RXQ_OVFL"
+    );
+    let (got, drops) = read_until_last(rx, &mut tx);
+    tx.finish();
+    assert!(got > 0 && drops > 0, "read {got}, dropped {drops}");
+    assert_eq!(
+        got + drops,
+        2 * N,
+        "read {got} + dropped {drops}: every datagram sent"
+    );
+    Lib::close(rx).unwrap();
+}
+
+/// A receiver without SO_RXQ_OVFL read only by blocking recvs (its
+/// thread reads its sender's link itself), lagging now and then: it is
+/// full again and again, and idle longer than the transport lets a link
+/// go unread; its sender waits meanwhile, and it loses nothing: every
+/// datagram of the flood, in order.
+fn blocking_reader_loses_nothing(test: &str, family: i32) {
+    const N: u32 = 1000;
+    let (rx, port) = receiver(family, false);
+    rcvtimeo(rx);
+    let mut tx = Sender::spawn(test, &format!("{family},{port},0,{N},1"));
+    assert_eq!(recv_blocking(rx), b"first0");
+    tx.go();
+    assert_eq!(recv_blocking(rx), b"first1");
+    tx.go();
+    // Both of the sender's sockets send each datagram, one after the other.
+    for i in 0..2 * N {
+        let d = recv_blocking(rx);
+        assert_eq!(number(&d), i / 2, "datagram {i} of the flood, in order");
+        if i % 200 == 0 {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    assert!(tx.said("FLOODED", T), "the sender got through");
+    tx.go();
+    assert_eq!(recv_blocking(rx), b"last0", "nothing more before it");
+    tx.finish();
+    Lib::close(rx).unwrap();
+}
+
 /// Runs `case` for `family`, or the sender's part in a child.
 fn run(test: &str, case: fn(&str, i32), family: i32) {
     if let Some(c) = common::child_case(CHILD) {
@@ -405,6 +513,42 @@ fn issue13_so_rxq_ovfl_set_late_releases_waiting_senders_inet6() {
     run(
         "issue13_so_rxq_ovfl_set_late_releases_waiting_senders_inet6",
         option_set_while_senders_wait,
+        AF_INET6,
+    );
+}
+
+#[test]
+fn issue11_a_blocking_reader_holds_no_sender_later_inet() {
+    run(
+        "issue11_a_blocking_reader_holds_no_sender_later_inet",
+        blocking_reader_holds_no_sender_later,
+        AF_INET,
+    );
+}
+
+#[test]
+fn issue11_a_blocking_reader_holds_no_sender_later_inet6() {
+    run(
+        "issue11_a_blocking_reader_holds_no_sender_later_inet6",
+        blocking_reader_holds_no_sender_later,
+        AF_INET6,
+    );
+}
+
+#[test]
+fn issue11_a_blocking_reader_loses_nothing_inet() {
+    run(
+        "issue11_a_blocking_reader_loses_nothing_inet",
+        blocking_reader_loses_nothing,
+        AF_INET,
+    );
+}
+
+#[test]
+fn issue11_a_blocking_reader_loses_nothing_inet6() {
+    run(
+        "issue11_a_blocking_reader_loses_nothing_inet6",
+        blocking_reader_loses_nothing,
         AF_INET6,
     );
 }

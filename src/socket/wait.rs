@@ -379,7 +379,11 @@ impl WaitQueue {
                 break Waited::TimedOut;
             }
             let w = match &waker {
-                Some(w) => w,
+                // Drained only to sleep on again: not when the first wake-up ends the wait.
+                Some(w) => {
+                    platform::eventfd_drain(w.sig.efd);
+                    w
+                }
                 None => match InputWaker::new(self, deadline.is_none()) {
                     Some(w) => waker.insert(w),
                     None => break self.wait_until(&mut ready, deadline),
@@ -397,7 +401,6 @@ impl WaitQueue {
                 (None, Some(sigs)) => platform::poll_two_restartable(kfd, w.sig.efd, sigs),
                 _ => platform::poll_two(kfd, w.sig.efd, left),
             };
-            platform::eventfd_drain(w.sig.efd);
             if interrupted && !ready() {
                 break Waited::Interrupted;
             }

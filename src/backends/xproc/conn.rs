@@ -3,7 +3,7 @@
 #![deny(unsafe_code)]
 
 use alloc::collections::VecDeque;
-use alloc::sync::Weak;
+use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -87,6 +87,16 @@ pub(super) struct Conn {
     /// The end of the stream bytes received so far (where an end-of-file
     /// the peer could not send goes, see `Transport::lost`).
     pub(super) rx_end: AtomicU64,
+    /// A datagram port's links from senders, in the order they were
+    /// accepted (closed ones are dropped lazily): a thread waiting on a
+    /// socket of the port reads one of them itself (`direct_link`).
+    pub(super) links: Mutex<Vec<Arc<Conn>>>,
+    /// A link program threads read (`direct_link`): how often they did,
+    /// or were asked to, and that count at the transport's last look
+    /// (`Transport::reclaim_direct`). A count, not a time: no clock read
+    /// per datagram.
+    pub(super) pumps: AtomicU64,
+    pub(super) pumps_seen: AtomicU64,
 }
 
 impl Conn {
@@ -232,6 +242,9 @@ impl Conn {
             token: Mutex::new(0),
             twin: Mutex::new(Weak::new()),
             rx_end: AtomicU64::new(0),
+            links: Mutex::new(Vec::new()),
+            pumps: AtomicU64::new(0),
+            pumps_seen: AtomicU64::new(0),
         }
     }
 }

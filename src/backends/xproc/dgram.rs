@@ -164,6 +164,32 @@ pub(super) fn dgram_group_receivers(
     out
 }
 
+/// The port of datagram socket `x` (its `Role::Dgram` kernel socket), if
+/// it has one. AF_UNIX datagram sockets have none here: their names'
+/// input stays the transport's.
+pub(super) fn port_of(x: &XSock) -> Option<Arc<Conn>> {
+    if x.info.ty != SOCK_DGRAM || x.info.domain == AF_UNIX {
+        return None;
+    }
+    let p = x.conn.lock().clone()?;
+    matches!(p.role, Role::Dgram).then_some(p)
+}
+
+/// The link from a sender that a thread waiting on datagram socket `x`
+/// reads itself (`InputDelegation`): the oldest of its port's links that
+/// the transport has not kept for good. The kernel then wakes the waiting
+/// thread itself when a datagram comes, which reads it and returns: one
+/// wake-up per datagram, as a UDP socket's, instead of the transport
+/// thread's and then the program's (a two-program ping-pong's round trip
+/// cost four wake-ups). The other links stay the transport's, so a port
+/// with several senders is read wholly either way.
+pub(super) fn direct_link(x: &XSock) -> Option<Arc<Conn>> {
+    let p = port_of(x)?;
+    let mut links = p.links.lock();
+    links.retain(|l| !l.state.is_closed());
+    links.iter().find(|l| !l.state.is_kept()).cloned()
+}
+
 /// Links of this process to other sockets' datagram ports, by port: one
 /// AF_UNIX stream each, shared by all our sockets sending there (a frame
 /// names its source). A stream, not an AF_UNIX datagram socket: the kernel

@@ -24,6 +24,7 @@ struct Held {
     unix_links: MutexGuard<'static, BTreeMap<std::path::PathBuf, Arc<Conn>>>,
     conns: MutexGuard<'static, BTreeMap<i32, Arc<Conn>>>,
     paused: MutexGuard<'static, Vec<Arc<Conn>>>,
+    direct: MutexGuard<'static, Vec<Arc<Conn>>>,
     connect_ports: MutexGuard<'static, alloc::collections::BTreeSet<(u16, [u8; 16], u16)>>,
 }
 
@@ -47,6 +48,7 @@ pub fn atfork_prepare() {
         unix_links: super::unix::UNIX_LINKS.lock(),
         conns: TRANSPORT.conns.lock(),
         paused: TRANSPORT.paused.lock(),
+        direct: TRANSPORT.direct.lock(),
         // Alone: taken last, released first.
         connect_ports: super::ports::CONNECT_PORTS.lock(),
     };
@@ -66,9 +68,11 @@ pub(super) fn atfork_release() {
             unix_links,
             conns,
             paused,
+            direct,
             connect_ports,
         } = h;
         drop(connect_ports);
+        drop(direct);
         drop(paused);
         drop(conns);
         drop(unix_links);
@@ -94,6 +98,7 @@ pub fn atfork_parent() {
 pub fn atfork_child() {
     atfork_release();
     core::mem::take(&mut *TRANSPORT.paused.lock());
+    core::mem::take(&mut *TRANSPORT.direct.lock());
     // The parent's ports and links stay the parent's: the child's copies of
     // their kernel sockets are closed below, their files are not touched.
     core::mem::take(&mut *DGRAM_PORTS.lock());
@@ -109,6 +114,10 @@ pub fn atfork_child() {
         close_kfd(kfd);
     }
     super::status::fork_child();
+    let bell = TRANSPORT.bell.swap(-1, Ordering::AcqRel);
+    if bell >= 0 {
+        close_kfd(bell);
+    }
     let ep = TRANSPORT.epfd.swap(-1, Ordering::AcqRel);
     if ep >= 0 {
         close_kfd(ep);

@@ -53,6 +53,15 @@
 //!   then wakes the program's. The transport takes the input back when a
 //!   thread blocks on the socket in any other way (`input_wanted`), and at
 //!   close.
+//! - A thread that blocks receiving on a UDP socket reads one of its
+//!   port's links itself (`dgram::direct_link`): the kernel wakes it when
+//!   a datagram comes, one wake-up per datagram as for a kernel UDP
+//!   socket, instead of the transport thread's and then the program's.
+//!   The transport takes the link back for good once the receiver is full
+//!   (it then holds the sender back as before) or a thread waits where it
+//!   cannot read it (poll, select), and for a while once nobody has read
+//!   it for `receive::DIRECT_IDLE_MS` (so what comes while no thread
+//!   receives is delivered, or with SO_RXQ_OVFL dropped, as before).
 //! - A TCP connect that finds its listener's accept queue full waits (its
 //!   HELLO is parked on the listener, `Transport::admit_waiting`) until
 //!   accept() makes room, as Linux drops the SYN until then; the
@@ -843,15 +852,29 @@ impl Backend for XProc {
     }
 }
 
+/// The input a thread waiting on `sock` reads itself: a stream socket's
+/// connection, or a link to a datagram socket's port (`direct_link`).
+fn input_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
+    let x = xs(sock).ok()?;
+    if x.info.ty == SOCK_DGRAM {
+        direct_link(x)
+    } else {
+        stream_conn(sock)
+    }
+}
+
 impl InputDelegation for XProc {
     fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
-        let c = stream_conn(&sock)?;
+        let c = input_conn(&sock)?;
         (!c.state.is_closed()).then_some(c.kfd)
     }
 
     fn input_watched(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().delegate(&c, true);
+        if let Some(c) = input_conn(&sock) {
+            match c.role {
+                Role::DgramIn => transport().hand_out(&c),
+                _ => transport().delegate(&c, true),
+            }
         }
     }
 
@@ -860,16 +883,49 @@ impl InputDelegation for XProc {
             if c.state.keep() {
                 transport().delegate(&c, false);
             }
+            return;
+        }
+        // A datagram port's links: all the transport's again, for good.
+        let Some(p) = xs(&sock).ok().and_then(port_of) else {
+            return;
+        };
+        let links = p.links.lock().clone();
+        for l in links {
+            if l.state.keep() {
+                transport().delegate(&l, false);
+            }
         }
     }
 
     fn pump(&self, sock: SockRef<'_>) {
-        if let Some(c) = stream_conn(&sock) {
-            transport().read_stream(&c);
-        } else if let Some(c) = xs(&sock).ok().and_then(|x| x.conn.lock().clone()) {
-            if matches!(c.role, Role::Dgram) {
-                transport().settle_port(&c);
+        let Some(x) = xs(&sock).ok() else { return };
+        if x.info.ty != SOCK_DGRAM {
+            if let Some(c) = stream_conn(&sock) {
+                transport().read_stream(&c);
             }
+            return;
+        }
+        let Some(p) = x.conn.lock().clone() else {
+            return;
+        };
+        if !matches!(p.role, Role::Dgram) {
+            return;
+        }
+        // A waiting thread reads the link it watches (`direct_link`): one
+        // system call, where the whole port's would cost an accept() and
+        // a read of each link. With several links, all are read, as
+        // before a socket filter changes; an AF_UNIX name's always.
+        let only = port_of(x).and_then(|p| {
+            let mut links = p.links.lock();
+            links.retain(|l| !l.state.is_closed());
+            match links.as_slice() {
+                [l] if !l.state.is_kept() => Some(l.clone()),
+                _ => None,
+            }
+        });
+        match only {
+            Some(l) => transport().pump_link(&l),
+            None => transport().settle_port(&p),
         }
     }
 }

@@ -154,7 +154,16 @@ impl Transport {
         });
         match end {
             ReadEnd::Again | ReadEnd::Gone => {}
-            ReadEnd::Full => self.pause(c),
+            ReadEnd::Full => {
+                // A waiting thread that read it (`direct_link`) would find
+                // it readable again at once, and again, while the
+                // receiver is full: the transport keeps it from now on,
+                // and holds it back as any link.
+                if c.state.keep() {
+                    self.delegate(c, false);
+                }
+                self.pause(c)
+            }
             ReadEnd::Closed | ReadEnd::Bad => self.remove(c),
         }
     }
@@ -180,6 +189,68 @@ impl Transport {
             if !c.state.is_closed() {
                 self.read_datagrams(&c);
             }
+        }
+    }
+
+    /// A thread about to wait on a socket of link `c`'s port reads `c`
+    /// itself (`direct_link`) from now on, until it is idle.
+    pub(super) fn hand_out(&self, c: &Arc<Conn>) {
+        c.pumps.fetch_add(1, Ordering::AcqRel);
+        if c.state.is_delegated() {
+            return;
+        }
+        self.delegate(c, true);
+        if c.state.is_delegated() {
+            let mut d = self.direct.lock();
+            if !d.iter().any(|x| Arc::ptr_eq(x, c)) {
+                d.push(c.clone());
+                if d.len() == 1 {
+                    // The transport may sleep with no timeout: it must
+                    // come back to take the link back (`reclaim_direct`).
+                    drop(d);
+                    self.ring();
+                }
+            }
+        }
+    }
+
+    /// Reads link `c` in a program thread (`InputDelegation::pump`).
+    pub(super) fn pump_link(&self, c: &Arc<Conn>) {
+        if c.state.is_delegated() {
+            c.pumps.fetch_add(1, Ordering::AcqRel);
+        }
+        self.read_datagrams(c);
+    }
+
+    /// Takes back the links program threads have not read since the last
+    /// look, [`DIRECT_IDLE_MS`] or more ago: while nobody waits in a receive, what comes on
+    /// a link is delivered by the transport again, as before it was
+    /// handed out (readiness, FIONREAD, SO_RXQ_OVFL's drops see it; a
+    /// sender is held back only by a full receiver), a few milliseconds
+    /// late at most. The next wait hands it out again.
+    pub(super) fn reclaim_direct(&self) {
+        let now = crate::platform::mono_ns();
+        let idle = DIRECT_IDLE_MS as u64 * 1_000_000;
+        if now.saturating_sub(self.direct_looked.load(Ordering::Acquire)) < idle {
+            return;
+        }
+        self.direct_looked.store(now, Ordering::Release);
+        let mut back = Vec::new();
+        self.direct.lock().retain(|c| {
+            if c.state.is_closed() || !c.state.is_delegated() {
+                return false;
+            }
+            // Read since the last look (or handed out again).
+            let n = c.pumps.load(Ordering::Acquire);
+            if c.pumps_seen.swap(n, Ordering::AcqRel) != n {
+                return true;
+            }
+            back.push(c.clone());
+            false
+        });
+        for c in back {
+            self.delegate(&c, false);
+            self.read_datagrams(&c);
         }
     }
 
@@ -450,6 +521,10 @@ pub(super) struct Waiting {
     mss: u32,
     addr: Vec<u8>,
 }
+
+/// How long a datagram link handed out to program threads
+/// (`Transport::hand_out`) may go unread before the transport takes it back.
+pub(super) const DIRECT_IDLE_MS: i32 = 10;
 
 /// How much a connection read at once.
 const READ: usize = 256 * 1024;

@@ -329,14 +329,16 @@ impl XProc {
     }
 
     /// The process the port's file of a shared port points at (the last
-    /// bound), and its member file; `None` for a port not shared.
-    fn last_bound(&self, port: u16, v6: bool) -> Option<(u32, PathBuf)> {
+    /// bound), its member file, and whether that member shares by
+    /// SO_REUSEPORT (its file's flags); `None` for a port not shared.
+    fn last_bound(&self, port: u16, v6: bool) -> Option<(u32, PathBuf, bool)> {
         let prefix = alloc::format!("{}.m", self.port_name(port, v6));
         let t = std::fs::read_link(self.path(SOCK_DGRAM, port, v6)).ok()?;
         let rest = t.to_str()?.strip_prefix(prefix.as_str())?;
         let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
         let pid = rest[..digits].parse().ok()?;
-        Some((pid, self.dir.join(&t)))
+        let flags = rest[digits..].split_once('-').map_or("", |(f, _)| f);
+        Some((pid, self.dir.join(&t), flags.contains('p')))
     }
 
     /// The link for a unicast datagram to shared port `key`: when every
@@ -350,8 +352,11 @@ impl XProc {
     /// processes are all gone.
     pub(super) fn shared_link(&self, key: u32, from: u64) -> Option<Option<Arc<Conn>>> {
         let (port, v6) = (key as u16, key >> 16 & 1 != 0);
-        let (pid, path) = self.last_bound(port, v6)?;
-        if let Some(l) = self.hashed_member(key, from) {
+        let (pid, path, reuseport) = self.last_bound(port, v6)?;
+        // The hash needs every member sharing by SO_REUSEPORT: when the
+        // last bound does not, no look through the directory (five system
+        // calls a datagram to a port shared by SO_REUSEADDR paid before).
+        if let Some(l) = reuseport.then(|| self.hashed_member(key, from)).flatten() {
             return Some(Some(l));
         }
         if let Some(l) = self.member_link(key, pid, &path) {
@@ -360,7 +365,7 @@ impl XProc {
         if !self.repoint(port, v6) {
             return Some(None);
         }
-        let (pid, path) = self.last_bound(port, v6)?;
+        let (pid, path, _) = self.last_bound(port, v6)?;
         Some(self.member_link(key, pid, &path))
     }
 

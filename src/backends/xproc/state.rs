@@ -131,6 +131,11 @@ impl ConnState {
         }
     }
 
+    /// The transport keeps the input for good (see [`ConnState::keep`]).
+    pub(super) fn is_kept(&self) -> bool {
+        self.has(KEPT)
+    }
+
     /// The transport keeps the input for good; true the first time.
     pub(super) fn keep(&self) -> bool {
         !self.latch(KEPT)

@@ -22,6 +22,17 @@ pub(super) struct Transport {
     pub(super) conns: Mutex<BTreeMap<i32, Arc<Conn>>>,
     /// Datagram links waiting for room at their receiving socket.
     pub(super) paused: Mutex<Vec<Arc<Conn>>>,
+    /// Datagram links program threads read (`direct_link`), which the
+    /// transport takes back once nobody has for a while.
+    pub(super) direct: Mutex<Vec<Arc<Conn>>>,
+    /// When `reclaim_direct` last looked at them (monotonic ns).
+    pub(super) direct_looked: core::sync::atomic::AtomicU64,
+    /// An eventfd in the epoll set, rung when the thread must work out its
+    /// timeout again: the first link handed out (`hand_out`) needs it to
+    /// wake up to take links back, where it slept with none before. Made
+    /// at the first ring: a process that never waits in a UDP receive has
+    /// no such fd.
+    pub(super) bell: AtomicI32,
 }
 
 pub(super) const EV_IN: u32 = libc::EPOLLIN as u32;
@@ -51,6 +62,33 @@ impl Transport {
                 Ok(other)
             }
         }
+    }
+
+    /// Wakes the thread to work out its epoll timeout again (see `bell`).
+    pub(super) fn ring(&self) {
+        let mut b = self.bell.load(Ordering::Acquire);
+        if b < 0 {
+            let (Ok(epfd), Ok(new)) = (self.epfd(), crate::platform::eventfd_new()) else {
+                return;
+            };
+            // Known as the bell before the thread can see it fire.
+            b = match self
+                .bell
+                .compare_exchange(-1, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if kernel::epoll_ctl(epfd, libc::EPOLL_CTL_ADD, new, EV_IN).is_err() {
+                        return;
+                    }
+                    new
+                }
+                Err(other) => {
+                    close_kfd(new);
+                    other
+                }
+            };
+        }
+        crate::platform::eventfd_signal(b);
     }
 
     pub(super) fn add(&self, c: Arc<Conn>) -> Result<(), Errno> {
@@ -167,16 +205,27 @@ impl Transport {
     pub(super) fn run(&self, epfd: i32) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 64];
         loop {
-            let ms = if self.paused.lock().is_empty() { -1 } else { 1 };
+            let ms = if !self.paused.lock().is_empty() {
+                1
+            } else if !self.direct.lock().is_empty() {
+                super::receive::DIRECT_IDLE_MS
+            } else {
+                -1
+            };
             let n = kernel::epoll_wait(epfd, &mut evs, ms);
             if ms >= 0 {
                 self.resume_paused();
+                self.reclaim_direct();
             }
             let Ok(n) = n else {
                 continue;
             };
             for ev in &evs[..n] {
                 let fd = ev.u64 as i32;
+                if fd == self.bell.load(Ordering::Acquire) {
+                    crate::platform::eventfd_drain(fd);
+                    continue;
+                }
                 if super::status::is_endpoint(fd) {
                     super::status::answer(fd);
                     continue;
@@ -260,17 +309,21 @@ impl Transport {
             }
             let c = if matches!(l.role, Role::Dgram) {
                 // A sender's link to this datagram port.
-                Conn {
+                let c = Arc::new(Conn {
                     port: l.port,
                     ..Conn::new(k, Role::DgramIn, SockHandle(0), SockHandle(0))
-                }
+                });
+                let mut links = l.links.lock();
+                links.retain(|x| !x.state.is_closed());
+                links.push(c.clone());
+                c
             } else {
-                Conn {
+                Arc::new(Conn {
                     listener_sock: l.sock.lock().clone(),
                     ..Conn::new(k, Role::Stream, SockHandle(0), l.handle())
-                }
+                })
             };
-            let _ = self.add(Arc::new(c));
+            let _ = self.add(c);
         }
     }
 
@@ -378,6 +431,9 @@ pub(super) static TRANSPORT: Transport = Transport {
     epfd: AtomicI32::new(-1),
     conns: Mutex::new(BTreeMap::new()),
     paused: Mutex::new(Vec::new()),
+    direct: Mutex::new(Vec::new()),
+    direct_looked: core::sync::atomic::AtomicU64::new(0),
+    bell: AtomicI32::new(-1),
 };
 
 pub(super) fn transport() -> &'static Transport {
