@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""conformance13.py - runs issue 13's C programs case by case in four ways
+"""conformance13.py - runs issue 13's C programs case by case in five ways
 and writes the per-case results that c-tests/CONFORMANCE-13.md tabulates.
 
   kernel   build/c-tests/kernel/PROG            (the reference)
   linked   build/c-tests/usock/PROG             (linked, in-process backend)
-  xproc    build/c-tests/usock/PROG, USOCK_NET  (linked, cross-process backend)
-  preload  bin/usockrun -- build/c-tests/kernel/PROG (LD_PRELOAD, cross-process)
+  shm      build/c-tests/usock/PROG, USOCK_NET  (linked, on a network: TCP
+           through the shared-memory backend, the default, UDP through xproc)
+  xproc    the same with USOCK_SHM=0            (everything through xproc)
+  preload  bin/usockrun -- build/c-tests/kernel/PROG (LD_PRELOAD, the
+           network's defaults: TCP through shm, UDP through xproc)
 
 A program that hangs (the harness's watchdog) or crashes takes only its
 current case with it: the program is run again on the cases it left. For
-xproc and preload the run must show the cross-process backend carrying
-sockets (USOCK_STATS), else every case of it is marked "not-xproc".
+the ways on a network the run must show a cross-process backend carrying
+sockets (USOCK_STATS: xproc's claims, or shm's where TCP may go there),
+else every case of it is marked "not-xproc".
 
 Usage: c-tests/conformance13.py [--out build/conformance13.json] [PROG...]
        c-tests/conformance13.py --pass-list c-tests/conformance13.pass
@@ -30,7 +34,10 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PROGS = ["t_passthrough", "t_tcpopt", "t_ipopt", "t_addr", "t_connlife", "t_calls"]
-MODES = ["kernel", "linked", "xproc", "preload"]
+MODES = ["kernel", "linked", "shm", "xproc", "preload"]
+# The ways on a network, and the backends whose claims show that one of
+# them carried the program's sockets.
+CARRIERS = {"shm": ("xproc", "shm"), "xproc": ("xproc",), "preload": ("xproc", "shm")}
 
 LINE_OK = re.compile(r"^ok   (\S+)")
 LINE_FAIL = re.compile(r"^FAIL (\S+?)(: timed out \(watchdog\))?$")
@@ -44,7 +51,7 @@ def command(prog, mode, net):
     kernel = os.path.join(ROOT, "build/c-tests/kernel", prog)
     usock = os.path.join(ROOT, "build/c-tests/usock", prog)
     env = dict(os.environ)
-    for k in ("USOCK_NET", "USOCK_STATS", "LD_PRELOAD", "USOCK_ROUTE", "TL_ONLY"):
+    for k in ("USOCK_NET", "USOCK_STATS", "LD_PRELOAD", "USOCK_ROUTE", "TL_ONLY", "USOCK_SHM"):
         env.pop(k, None)
     env.setdefault("TL_TIMEOUT", "15")
     env["ALLOW_SKIP"] = env.get("ALLOW_SKIP", "")
@@ -56,8 +63,10 @@ def command(prog, mode, net):
     # The network admits nobody, whom the privilege cases become (as
     # `usockrun --user nobody` makes it): across processes a network is
     # its users', and another user's process cannot reach it.
-    if mode == "xproc":
+    if mode in ("shm", "xproc"):
         env["USOCK_NET"] = net
+        if mode == "xproc":
+            env["USOCK_SHM"] = "0"
         if os.geteuid() == 0:
             shutil.chown(net, "nobody")
             env["USOCK_NET_USERS"] = "0,%d" % pwd.getpwnam("nobody").pw_uid
@@ -66,13 +75,14 @@ def command(prog, mode, net):
     return [os.path.join(ROOT, "bin/usockrun"), "--net", net] + user + ["--", kernel], env
 
 
-def xproc_claims(stats):
+def claims_of(stats, backends):
+    """Sockets the given backends claimed, from a USOCK_STATS file."""
     n = 0
     try:
         with open(stats) as f:
             for line in f:
                 w = line.split()
-                if len(w) >= 3 and w[1] == "xproc" and w[2].startswith("claims="):
+                if len(w) >= 3 and w[1] in backends and w[2].startswith("claims="):
                     n += int(w[2][7:])
     except OSError:
         pass
@@ -100,7 +110,7 @@ def run_prog(prog, mode):
         except subprocess.TimeoutExpired as e:
             out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
             rc = -9
-        claims += xproc_claims(net + ".stats")
+        claims += claims_of(net + ".stats", CARRIERS.get(mode, ()))
         subprocess.run(["rm", "-rf", net, net + ".stats"])
         details = {}
         seen = []
@@ -157,7 +167,7 @@ def run_prog(prog, mode):
         remaining = left
     for c in cases:
         res.setdefault(c, {"status": "unrun", "detail": []})
-    if mode in ("xproc", "preload") and claims == 0:
+    if mode in CARRIERS and claims == 0:
         for c in cases:
             res[c] = {"status": "not-xproc",
                       "detail": ["the cross-process backend carried no socket"]}
@@ -165,8 +175,8 @@ def run_prog(prog, mode):
 
 
 def write_pass_list(data, path):
-    """c-tests/conformance13.pass: every case the library passes in all three
-    ways (linked, xproc, preload). make test runs these against the library
+    """c-tests/conformance13.pass: every case the library passes in all four
+    ways (linked, shm, xproc, preload). make test runs these against the library
     (TL_ONLY in testlib.c), so a case that passed once must go on passing;
     the file only grows as the inventory's causes are fixed."""
     lines = []
@@ -176,11 +186,11 @@ def write_pass_list(data, path):
             continue
         for case in entry["cases"]:
             if all(entry["results"].get(m, {}).get(case, {}).get("status") == "ok"
-                   for m in ("linked", "xproc", "preload")):
+                   for m in MODES[1:]):
                 lines.append(f"{prog}/{case}")
     with open(path, "w") as f:
-        f.write("# Issue 13's cases the library passes linked, through the cross-process\n"
-                "# backend and preloaded: make test runs exactly these against the\n"
+        f.write("# Issue 13's cases the library passes linked, through the shared-memory\n"
+                "# and the cross-process backends and preloaded: make test runs exactly these against the\n"
                 "# library (TL_ONLY in testlib.c). Written by c-tests/conformance13.py\n"
                 "# --pass-list from its last run; see CONFORMANCE-13.md for the rest.\n")
         for line in lines:
@@ -192,7 +202,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(ROOT, "build/conformance13.json"))
     ap.add_argument("--pass-list", metavar="FILE",
-                    help="only write FILE (the cases passing all three ways) from --out")
+                    help="only write FILE (the cases passing all four ways) from --out")
     ap.add_argument("progs", nargs="*", default=PROGS)
     a = ap.parse_args()
     data = {}

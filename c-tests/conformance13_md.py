@@ -18,7 +18,7 @@ import sys
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 MD = os.path.join(ROOT, "c-tests/CONFORMANCE-13.md")
 MARK = "<!-- GENERATED: everything below is written by c-tests/conformance13_md.py -->"
-MODES = ["kernel", "linked", "xproc", "preload"]
+MODES = ["kernel", "linked", "shm", "xproc", "preload"]
 PROGS = {
     "t_passthrough": "1. Not implemented: the kernel's",
     "t_tcpopt": "2. TCP options",
@@ -33,12 +33,12 @@ RULES = [
     # hangs, and what only the cross-process backend gets wrong
     ("HANG-ERRQUEUE", "t_ipopt/icmp_errors_without_recverr/*", None, None),
     ("HANG-RECVMMSG", "t_calls/recvmmsg_zero_timeout_gives_one/*", None, None),
-    ("XPROC-V4V6-PORT", "t_addr/v4_wildcard_and_v6only_wildcard_coexist", None, ("xproc", "preload")),
-    ("XPROC-V4V6-PORT", "t_addr/v4_loopback_and_v6_loopback_coexist", None, ("xproc", "preload")),
-    ("XPROC-V4V6-PORT", "t_addr/so_reuseaddr_rules/*", None, ("xproc", "preload")),
-    ("XPROC-FULL-QUEUE", "t_connlife/full_listen_queue_*", None, ("xproc", "preload")),
+    ("XPROC-V4V6-PORT", "t_addr/v4_wildcard_and_v6only_wildcard_coexist", None, ("shm", "xproc", "preload")),
+    ("XPROC-V4V6-PORT", "t_addr/v4_loopback_and_v6_loopback_coexist", None, ("shm", "xproc", "preload")),
+    ("XPROC-V4V6-PORT", "t_addr/so_reuseaddr_rules/*", None, ("shm", "xproc", "preload")),
+    ("XPROC-FULL-QUEUE", "t_connlife/full_listen_queue_*", None, ("shm", "xproc", "preload")),
     ("XPROC-FULL-QUEUE", "t_connlife/listener_closed_during_connect/*", r"tl_poll1\(pending",
-     ("xproc", "preload")),
+     ("shm", "xproc", "preload")),
     # class 1
     ("C1-SOCKET", "t_passthrough/socket*", None, None),
     ("C1-SOCKET", "t_passthrough/netlink_*", None, None),
@@ -217,9 +217,9 @@ def main():
     w("")
     w("Cases passing, per way of running (build/conformance13.json).")
     w("")
-    w("| program | class | cases | kernel | linked | xproc | preload |")
-    w("|---|---|---|---|---|---|---|")
-    tot = [0] * 5
+    w("| program | class | cases | " + " | ".join(MODES) + " |")
+    w("|---|---|---|" + "---|" * len(MODES))
+    tot = [0] * (len(MODES) + 1)
     for prog, title in PROGS.items():
         e = data.get(prog)
         if not e:
@@ -254,7 +254,7 @@ def main():
     w("failed otherwise. (The causes, with where in the library each gap is, are")
     w("described above, under the same names.)")
     w("")
-    w("| cause | class | kind | cases (linked / xproc / preload) |")
+    w("| cause | class | kind | cases (" + " / ".join(MODES[1:]) + ") |")
     w("|---|---|---|---|")
     for cid in list(CAUSES):
         cases = by_cause.get(cid)
@@ -262,7 +262,7 @@ def main():
             continue
         n = [sum(1 for v in cases.values() if m in v) for m in MODES[1:]]
         cls, kind, _ = CAUSES[cid]
-        w(f"| [{cid}](#{cid.lower()}) | {cls} | {kind} | {n[0]} / {n[1]} / {n[2]} |")
+        w(f"| [{cid}](#{cid.lower()}) | {cls} | {kind} | " + " / ".join(map(str, n)) + " |")
     w("")
     for cid in list(CAUSES):
         cases = by_cause.get(cid)
@@ -297,8 +297,8 @@ def main():
             continue
         w(f"### {prog} ({title})")
         w("")
-        w("| case | kernel | linked | xproc | preload |")
-        w("|---|---|---|---|---|")
+        w("| case | " + " | ".join(MODES) + " |")
+        w("|---|" + "---|" * len(MODES))
         for c in e["cases"]:
             w(f"| `{c}` | " + " | ".join(mark(e["results"][m][c]["status"]) for m in MODES) + " |")
         w("")
