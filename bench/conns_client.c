@@ -701,7 +701,7 @@ usage:
             }
             opt_n = mine;
             id_base = first;
-            _exit(client(port, cp[0], ap[1]));
+            exit(client(port, cp[0], ap[1]));
         }
         close(cp[0]);
         close(ap[1]);

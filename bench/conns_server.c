@@ -322,10 +322,10 @@ usage:
             conns = calloc(nconns, sizeof *conns);
             if (!conns) {
                 perror("conns_server: calloc");
-                _exit(1);
+                exit(1);
             }
             fflush(stdout);
-            _exit(worker(port, rp[1]));
+            exit(worker(port, rp[1]));   /* exit: the library writes USOCK_STATS at exit */
         }
     }
     close(rp[1]);
