@@ -14,6 +14,9 @@
  * side runs the same way, so the comparison stays like for like.
  *
  * One round:
+ *   start    each client process makes and closes one connection, so that
+ *            what a process keeps for good after its first (the library's
+ *            own fds) is in the base it checks its fds against
  *   base     every server process's fd count, the memory of every server
  *            and client process (Pss and RSS from /proc/PID/smaps_rollup)
  *            and the kernel's socket memory (/proc/net/sockstat TCP "mem"
