@@ -231,10 +231,13 @@ CONF
   for _ in $(seq 200); do
     pf="$work/net/s$port"
     [ "${USOCK_SHM:-}" = 0 ] && pf="$work/net/t$port"
-    # reuseport: WORKERS listeners (the library: a directory at the port's
-    # name with one listening anchor in it per member)
+    # reuseport: WORKERS listeners (the library's shm backend: a directory
+    # at the port's name with one listening anchor in it per member). With
+    # USOCK_SHM=0 (xproc) the nginx part fails: xproc refuses a socket
+    # inherited across fork, and nginx's workers use the master's.
     if [ "$side" = user ]; then
-      [ -d "$pf" ] && [ "$(ss -Hxl 2>/dev/null | grep -cF "$pf/")" -ge "$WORKERS" ] && ok=1
+      if [ -d "$pf" ]; then [ "$(ss -Hxl 2>/dev/null | grep -cF "$pf/")" -ge "$WORKERS" ] && ok=1
+      else [ -S "$pf" ] && [ -n "$(ss -Hxl src "$pf" 2>/dev/null)" ] && ok=1; fi
     else [ "$(ss -Hltn "sport = :$port" 2>/dev/null | wc -l)" -ge "$WORKERS" ] && ok=1; fi
     [ -z "$ok" ] || break
     kill -0 "$SRV_PID" 2>/dev/null || break
