@@ -293,11 +293,15 @@ bench-instr: lib
 bench-preload: lib
 	bench/preload.sh
 
-# Ten thousand concurrent connections, kernel vs library (both programs under
-# bin/usockrun): an epoll echo server and a client in another process (every
-# byte checked, memory per connection idle and after traffic, fd and memory
-# leak checks across rounds), and nginx under wrk -c 10000
-# (bench/conns.sh; env CONNS, RUNS, ROUNDS, DUR, NGINX=0).
+# Ten thousand concurrent connections, kernel vs library (every program under
+# bin/usockrun): an epoll echo server (2 pre-forked workers, SO_REUSEPORT)
+# and a client of 2 processes (every byte checked, memory per connection idle
+# and after traffic, fd checks in every process and the leak check across
+# rounds), and nginx (2 workers, listen reuseport) under 2 wrk processes of
+# -c 5000 each; split the same way on both sides, because the library's 3
+# kernel fds per connection per process do not fit a hard ulimit -n of
+# 20,000 in one process (bench/conns.sh; env CONNS, RUNS, ROUNDS, DUR,
+# WORKERS, PROCS, NGINX=0).
 bench-conns: lib
 	bench/conns.sh
 
@@ -329,8 +333,10 @@ clean:
 #                  corpus (new inputs go to a scratch dir, not the repo)
 # make stress      the load test: 16 threads, 1000 connections, 1.1 GiB
 #                  checked, fd and peak-RSS figures (also part of test-rust);
-#                  then 2000 connections between two programs, every byte
-#                  checked, no fd left after close (bench/conns.sh MODE=stress)
+#                  then 10,000 connections between two programs (a server
+#                  of 2 workers, a client of 2 processes), every byte
+#                  checked, no fd left after close in any process
+#                  (bench/conns.sh MODE=stress; CONNS=2000 for a shorter one)
 # make miri        the Socket Buffer's two-thread tests under Miri, 4 seeds
 #                  (nightly toolchain with the miri component)
 # Long fuzz runs:  cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O <target> -- -max_total_time=600
@@ -355,7 +361,7 @@ stress: lib
 	$(CARGO) test --release --test stress_load -- --nocapture
 	tests/through_xproc.sh $(CARGO) test --release --test stress_load -- --nocapture
 	$(CARGO) test --release --test stress_xproc -- --nocapture
-	@echo "== many connections: epoll echo server and client as two programs, kernel and under bin/usockrun (correctness only)"
+	@echo "== 10,000 connections: epoll echo server (2 workers) and client (2 processes), kernel and under bin/usockrun (correctness only)"
 	MODE=stress bench/conns.sh
 
 miri:

@@ -1,32 +1,50 @@
 #!/usr/bin/env bash
 # bench/conns.sh - ten thousand concurrent connections, kernel vs library.
 #
-# 1. conns_server (an epoll echo server, long-lived) and conns_client (in
-#    another process) over 127.0.0.1 TCP: the kernel's, or both programs
-#    under bin/usockrun --net DIR (the library's cross-process backend).
-#    Per run the server serves ROUNDS clients one after the other; each
-#    client opens CONNS connections, measures memory idle, sends REQS
+# Several processes on each side, the same for the kernel and the library:
+# under the library a TCP connection on a network (the shm backend) holds
+# three kernel fds in each process that holds it (its number, its anchor,
+# its segment's memfd), the kernel's one, and the hard `ulimit -n` here is
+# 20,000 (raising it needs CAP_SYS_RESOURCE), so 10,000 connections do not
+# fit one process; split over WORKERS server processes and PROCS client
+# processes (2 each by default) they do, and the kernel runs split the
+# same way so that the comparison stays like for like.
+#
+# 1. conns_server (an epoll echo server, long-lived: a master and WORKERS
+#    pre-forked workers, each with its own SO_REUSEPORT listener on the
+#    port and its own epoll loop; connections spread by hash) and
+#    conns_client (PROCS client processes, CONNS/PROCS connections each,
+#    stepped through each phase together) over 127.0.0.1 TCP: the kernel's,
+#    or both programs under bin/usockrun --net DIR (the library's shm
+#    backend). Per run the server serves ROUNDS clients one after the other;
+#    each client opens CONNS connections, measures memory idle, sends REQS
 #    requests of SIZE bytes on every connection at once (every byte of every
 #    echo checked), measures memory again, closes everything and checks that
-#    the server's fd count is back where it was (conns_client.c). Across the
-#    rounds the server's Pss after close must not keep growing (leak check).
-# 2. nginx (worker_connections 16384) under wrk -c NGINX_CONNS: requests/s
-#    and non-2xx answers; both under the launcher for the library.
-# Kernel and library alternate, RUNS times each.
+#    every server process's fd count, and each client process's own, is
+#    back where it was (conns_client.c). Across the rounds no server
+#    process's Pss after close may keep growing (leak check, per process).
+# 2. nginx (a master and WORKERS workers, `listen ... reuseport`,
+#    worker_connections 16384) under PROCS wrk processes started together,
+#    -c NGINX_CONNS/PROCS each: requests/s summed, non-2xx answers counted;
+#    all under the launcher for the library.
+# Kernel and library alternate, RUNS times each. The soft `ulimit -n` is
+# raised to the hard limit here; the programs raise their own as needed.
 #
 #   bench/conns.sh                    # CONNS=10000 RUNS=5 ROUNDS=3 REQS=20 SIZE=128
 #   RUNS=2 CONNS=2000 DUR=2 bench/conns.sh
 #   NGINX=0 bench/conns.sh            # the echo part only
-#   MODE=stress bench/conns.sh        # correctness only (make stress): CONNS=2000,
+#   WORKERS=4 PROCS=4 bench/conns.sh  # server workers / client (and wrk) processes
+#   MODE=stress bench/conns.sh        # correctness only (make stress): CONNS=10000,
 #                                     # ROUNDS=2, RUNS=1, no nginx, no figures
 #
 # Memory per connection, both sides alike: the change from before the
-# connections to idle (or after traffic) of both programs' Pss
-# (/proc/PID/smaps_rollup, which counts shared memory, memfd and /dev/shm
-# mappings proportionally), plus the kernel's Slab (/proc/meminfo) and TCP
-# socket pages (/proc/net/sockstat "mem") and /dev/shm usage, divided by
-# CONNS. Slab and sockstat are machine-wide: other work on the machine shows
-# up in them (the medians of alternating runs dampen it).
+# connections to idle (or after traffic) of every server and client
+# process's Pss (/proc/PID/smaps_rollup, which counts shared memory, memfd
+# and /dev/shm mappings proportionally), plus the kernel's Slab
+# (/proc/meminfo) and TCP socket pages (/proc/net/sockstat "mem") and
+# /dev/shm usage, divided by CONNS. Slab and sockstat are machine-wide:
+# other work on the machine shows up in them (the medians of alternating
+# runs dampen it).
 #
 # Exit status: 0 if every run of both sides succeeded (every byte right, no
 # fd left, no leak, every wrk request answered 2xx); 1 if any failed; 2 on a
@@ -37,7 +55,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 MODE=${MODE:-bench}
 if [ "$MODE" = stress ]; then
-  CONNS=${CONNS:-2000} ROUNDS=${ROUNDS:-2} RUNS=${RUNS:-1} REQS=${REQS:-10} NGINX=${NGINX:-0}
+  CONNS=${CONNS:-10000} ROUNDS=${ROUNDS:-2} RUNS=${RUNS:-1} REQS=${REQS:-10} NGINX=${NGINX:-0}
 else
   [ "$MODE" = bench ] || { echo "conns.sh: MODE is bench or stress" >&2; exit 2; }
 fi
@@ -47,6 +65,8 @@ ROUNDS=${ROUNDS:-3}
 REQS=${REQS:-20}
 SIZE=${SIZE:-128}
 NGINX=${NGINX:-1}
+WORKERS=${WORKERS:-2}
+PROCS=${PROCS:-2}
 NGINX_CONNS=${NGINX_CONNS:-$CONNS}
 DUR=${DUR:-5}
 # the leak check: the server's Pss after close may grow by at most this many
@@ -67,7 +87,7 @@ else
 fi
 
 die() { echo "conns.sh: $*" >&2; exit 2; }
-for v in CONNS RUNS ROUNDS REQS SIZE DUR NGINX_CONNS; do
+for v in CONNS RUNS ROUNDS REQS SIZE DUR NGINX_CONNS WORKERS PROCS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
 done
 [ -f "$LIB" ] || die "$LIB not found: build the library first (make lib)"
@@ -91,19 +111,21 @@ cleanup() { stop_server; [ -z "$work" ] || rm -rf "$work"; }
 trap cleanup EXIT
 trap 'echo "conns.sh: interrupted" >&2; exit 130' INT TERM
 
-# wrk opens NGINX_CONNS sockets and does not raise its own limit: raise it
-# here for every program of both sides (ours raise their own anyway).
-# Under the library a connection holds three kernel fds in each program on
-# the shm backend, the default for TCP (its socket's number, its anchor and
-# its segment's memfd; two on xproc, USOCK_SHM=0): a hard limit below that
-# is reported.
-want=$((3 * (CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS) + 4096))
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$want" ]; then
-  ulimit -HSn "$want" 2>/dev/null || ulimit -Sn "$(ulimit -Hn)"
-fi
+# wrk opens its share of NGINX_CONNS sockets and does not raise its own
+# limit: raise the soft limit to the hard one here for every program of both
+# sides (ours raise their own anyway). Under the library a connection holds
+# three kernel fds in each process on the shm backend, the default for TCP
+# (its socket's number, its anchor and its segment's memfd; two on xproc,
+# USOCK_SHM=0): a limit below that for a process's share (the busier of a
+# server worker's and a client process's, with some room for the uneven
+# spread of SO_REUSEPORT's hash) is reported.
+[ "$(ulimit -Hn)" = unlimited ] || ulimit -Sn "$(ulimit -Hn)"
+most=$((CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS))
+fewest=$((WORKERS < PROCS ? WORKERS : PROCS))
+share=$(((most + fewest - 1) / fewest))
 NOFILE_NOTE=""
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((3 * (CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS) + 100)) ]; then
-  NOFILE_NOTE="ulimit -n is $(ulimit -n) (hard limit; raising it needs CAP_SYS_RESOURCE): below the three kernel fds per connection the library needs (shm), so the library side cannot hold $((CONNS > NGINX_CONNS ? CONNS : NGINX_CONNS)) connections here"
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((3 * (share + share / 16) + 100)) ]; then
+  NOFILE_NOTE="ulimit -n is $(ulimit -n) (the hard limit; raising it needs CAP_SYS_RESOURCE): below the three kernel fds per connection the library needs (shm) for $share connections in one process; more WORKERS and PROCS would fit"
 fi
 
 echo "== building"
@@ -156,17 +178,18 @@ echo_run() {
   rm -rf "$work/net"; mkdir -p "$work/net"
   rm -f "$log.stats"
   USOCK_STATS=$log.stats timeout -k 5 3000 "${PRE[@]}" "$OUT/conns_server" -p "$port" -c "$work/ctr" -n "$CONNS" \
-    >"$log.server" 2>&1 &
+    -w "$WORKERS" >"$log.server" 2>&1 &
   SRV_PID=$!
   if ! wait_line "$log.server" '^# ready'; then
     echo "the server did not get ready on port $port" >"$log.err"
     stop_server
     return 1
   fi
-  spid=$(sed -n 's/^# ready port [0-9]* pid \([0-9]*\)$/\1/p' "$log.server")
+  # every server process: the master, then its workers
+  spid=$(sed -n 's/^# ready port [0-9]* pid \([0-9]*\) workers \([0-9,]*\)$/\1,\2/p' "$log.server")
   for ((r = 1; r <= ROUNDS; r++)); do
     if ! USOCK_STATS=$log.stats timeout -k 5 600 "${PRE[@]}" "$OUT/conns_client" -p "$port" -c "$work/ctr" -S "$spid" \
-      -n "$CONNS" -r "$REQS" -s "$SIZE" $q >"$log.r$r" 2>"$log.r$r.err"; then
+      -n "$CONNS" -P "$PROCS" -r "$REQS" -s "$SIZE" $q >"$log.r$r" 2>"$log.r$r.err"; then
       rc=1
       break
     fi
@@ -180,18 +203,24 @@ echo_run() {
   return "$rc"
 }
 
-# nginx_run SIDE RUN: nginx under wrk -c NGINX_CONNS for DUR seconds.
+# nginx_run SIDE RUN: nginx under PROCS wrk processes, -c NGINX_CONNS/PROCS
+# each, for DUR seconds; their outputs in $log.out.K.
 nginx_run() {
   local side=$1 i=$2 port=${PORT[nginx.$1]} log=$LOGS/nginx.$1.$2 rc=0 conf
   conf=$work/ngx/$side.conf
   mkdir -p "$work/ngx/html"
   head -c 128 /dev/zero | tr '\0' x >"$work/ngx/html/f128.txt"
+  # the workers as this user (as root nginx would make them nobody, who can
+  # reach neither the files nor, under the library, the network directory)
+  local user=""
+  [ "$(id -u)" != 0 ] || user="user $(id -un) $(id -gn);"
   cat >"$conf" <<CONF
-worker_processes 1; daemon off; master_process off; pid $conf.pid;
+$user
+worker_processes $WORKERS; daemon off; master_process on; pid $conf.pid;
 worker_rlimit_nofile $(ulimit -n);
 error_log $log.error.log;
 events { worker_connections 16384; use epoll; multi_accept on; }
-http { access_log off; server { listen 127.0.0.1:$port backlog=16384; root $work/ngx/html; } }
+http { access_log off; server { listen 127.0.0.1:$port reuseport backlog=16384; root $work/ngx/html; } }
 CONF
   prefix "$side"
   rm -rf "$work/net"; mkdir -p "$work/net"
@@ -202,8 +231,14 @@ CONF
   for _ in $(seq 200); do
     pf="$work/net/s$port"
     [ "${USOCK_SHM:-}" = 0 ] && pf="$work/net/t$port"
-    if [ "$side" = user ]; then [ -S "$pf" ] && [ -n "$(ss -Hxl src "$pf" 2>/dev/null)" ] && ok=1
-    else [ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ] && ok=1; fi
+    # reuseport: WORKERS listeners (the library's shm backend: a directory
+    # at the port's name with one listening anchor in it per member). With
+    # USOCK_SHM=0 (xproc) the nginx part fails: xproc refuses a socket
+    # inherited across fork, and nginx's workers use the master's.
+    if [ "$side" = user ]; then
+      if [ -d "$pf" ]; then [ "$(ss -Hxl 2>/dev/null | grep -cF "$pf/")" -ge "$WORKERS" ] && ok=1
+      else [ -S "$pf" ] && [ -n "$(ss -Hxl src "$pf" 2>/dev/null)" ] && ok=1; fi
+    else [ "$(ss -Hltn "sport = :$port" 2>/dev/null | wc -l)" -ge "$WORKERS" ] && ok=1; fi
     [ -z "$ok" ] || break
     kill -0 "$SRV_PID" 2>/dev/null || break
     sleep 0.05
@@ -211,8 +246,14 @@ CONF
   if [ -z "$ok" ]; then
     echo "nginx did not listen on port $port" >"$log.err"; stop_server; return 1
   fi
-  USOCK_STATS=$log.stats timeout -k 5 $((DUR + 120)) "${PRE[@]}" wrk -t2 -c"$NGINX_CONNS" -d"${DUR}s" --timeout 10s \
-    "http://127.0.0.1:$port/f128.txt" >"$log.out" 2>"$log.err" || rc=$?
+  local k wpids=() c=$((NGINX_CONNS / PROCS))
+  for ((k = 1; k <= PROCS; k++)); do
+    USOCK_STATS=$log.stats timeout -k 5 $((DUR + 120)) "${PRE[@]}" wrk -t1 -c"$c" -d"${DUR}s" --timeout 10s \
+      "http://127.0.0.1:$port/f128.txt" >"$log.out.$k" 2>"$log.err.$k" &
+    wpids+=($!)
+  done
+  for k in "${wpids[@]}"; do wait "$k" || rc=$?; done
+  cat "$log".err.* >"$log.err" 2>/dev/null || true
   stop_server
   [ "$SRV_RC" = 0 ] || [ "$SRV_RC" = 143 ] || { echo "nginx exited with status $SRV_RC" >>"$log.err"; rc=1; }
   [ "$rc" != 0 ] || carried "$side" "$log.stats" "$log.err" || rc=1
@@ -227,7 +268,9 @@ get() { awk -v m="$2" '$1 == m { print $2; exit }' "$1" 2>/dev/null; }
 
 autogroup=$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo n/a)
 echo "conns.sh ($MODE): $RUNS runs per side, alternating kernel/library; $CONNS connections," \
-  "$ROUNDS rounds per server, $REQS requests of $SIZE B on each"
+  "$ROUNDS rounds per server, $REQS requests of $SIZE B on each;" \
+  "$WORKERS server workers (SO_REUSEPORT), $PROCS client processes"
+echo "   (the same split for the kernel and the library: under the library a connection holds 3 fds per process)"
 echo "   library: $LIB ($(date -r "$LIB" '+%F %T')); commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 echo "   host:    $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), autogroup=$autogroup, ulimit -n $(ulimit -n)"
 echo "   logs:    $LOGS"
@@ -262,8 +305,11 @@ for ((i = 1; i <= RUNS; i++)); do
     for ((r = 1; r <= ROUNDS; r++)); do
       f=$log.r$r
       [ -s "$f" ] || continue
-      v=$(get "$f" server_pss_kB_after_close); [ -z "$v" ] || pss+=("$v")
-      v=$(get "$f" server_fds_after_close); [ -z "$v" ] || fds+=("$v")
+      # per server process (master first), joined with '/'
+      v=$(awk '$1 ~ /^server_pss_kB_after_close\./ { printf "%s%s", n++ ? "/" : "", $2 }' "$f")
+      [ -z "$v" ] || pss+=("$v")
+      v=$(awk '$1 ~ /^server_fds_after_close\./ { printf "%s%s", n++ ? "/" : "", $2 }' "$f")
+      [ -z "$v" ] || fds+=("$v")
       [ "$MODE" = bench ] || continue
       for m in connect_per_s req_per_s cpu_us_per_req; do
         v=$(get "$f" $m); [ -z "$v" ] || figs+=("$m $v")
@@ -277,7 +323,7 @@ for ((i = 1; i <= RUNS; i++)); do
       fi
       line+=$(printf '  r%d: %s req/s' "$r" "$(get "$f" req_per_s)")
     done
-    line+="  server Pss after close ${pss[*]:-?} kB, fds ${fds[*]:-?}"
+    line+="  server Pss after close ${pss[*]:-?} kB, fds ${fds[*]:-?} (per process, master first)"
     if [ "$rc" = 0 ]; then
       # figures only from runs whose every round passed its checks
       for fv in "${figs[@]}"; do add "${fv% *}" "$side" "${fv#* }"; done
@@ -288,14 +334,18 @@ for ((i = 1; i <= RUNS; i++)); do
       echo "$line  FAILED"
       cat "$log".*err "$log".err 2>/dev/null | grep -v '^$' | sort -u | head -5 | sed 's/^/      | /' || true
     fi
-    # the leak check: the server's Pss after close from round 2 to the last
+    # the leak check: each server process's Pss after close from round 2 to
+    # the last, per connection of a worker's share (CONNS/WORKERS); the
+    # worst process counts
     if [ "$rc" = 0 ] && [ "${#pss[@]}" -ge 3 ]; then
-      g=$(awk -v a="${pss[1]}" -v b="${pss[${#pss[@]}-1]}" -v n="$CONNS" -v k=$(( ${#pss[@]} - 2 )) \
-        'BEGIN { v = (b - a) * 1024 / n / k; printf "%d", int(v + (v < 0 ? -0.5 : 0.5)) }')
+      g=$(awk -v a="${pss[1]}" -v b="${pss[${#pss[@]}-1]}" -v n=$((CONNS / WORKERS)) -v k=$(( ${#pss[@]} - 2 )) \
+        'BEGIN { np = split(a, x, "/"); split(b, y, "/"); w = ""
+          for (i = 1; i <= np; i++) { v = (y[i] - x[i]) * 1024 / n / k; if (w == "" || v > w) w = v }
+          printf "%d", int(w + (w < 0 ? -0.5 : 0.5)) }')
       add leak_B_per_conn_round "$side" "$g"
       if [ "$g" -gt "$LEAK_B" ]; then
         fail_run "leak/$side/run$i"
-        echo "      | LEAK? the server's Pss after close grew $g B per connection per round" \
+        echo "      | LEAK? a server process's Pss after close grew $g B per connection per round" \
           "from round 2 to $ROUNDS (limit $LEAK_B): memory a long-lived server does not get back"
       else
         add ok.leak "$side" 1
@@ -305,11 +355,12 @@ for ((i = 1; i <= RUNS; i++)); do
     # -- nginx under wrk
     rc=0; nginx_run "$side" "$i" || rc=$?
     log=$LOGS/nginx.$side.$i
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$log.out" 2>/dev/null)
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$log.out" 2>/dev/null)
+    # the PROCS wrk processes summed (each must have reported)
+    rps=$(awk '/^Requests\/sec:/ { s += $2; n++ } END { if (n == '"$PROCS"') printf "%.2f", s }' "$log".out.* 2>/dev/null || true)
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$log".out.* 2>/dev/null || true)
     non2xx=${non2xx:-0}
-    serr=$(sed -n 's/^ *Socket errors: *//p' "$log.out" 2>/dev/null)
-    nreq=$(awk '/ requests in / { print $1 }' "$log.out" 2>/dev/null)
+    serr=$(sed -n 's/^ *Socket errors: *//p' "$log".out.* 2>/dev/null | paste -sd';' || true)
+    nreq=$(awk '/ requests in / { s += $1; n++ } END { if (n) print s }' "$log".out.* 2>/dev/null || true)
     line=$(printf '   run %d/%d nginx %-6s  %s req/s, %s requests, non-2xx %s%s' "$i" "$RUNS" "$side" \
       "${rps:-?}" "${nreq:-?}" "$non2xx" "${serr:+, socket errors: $serr}")
     if [ "$rc" = 0 ] && [ -n "$rps" ] && [ "$non2xx" = 0 ] && [ -z "$serr" ]; then
@@ -337,7 +388,8 @@ count() { if [ -f "$work/res/$1.$2" ]; then wc -l <"$work/res/$1.$2" | tr -d ' '
 echo
 if [ "$MODE" = stress ]; then
   k=$(count ok.echo kernel) u=$(count ok.echo user)
-  echo "== stress: $CONNS connections x $ROUNDS rounds, every byte checked, fd count back after close:" \
+  echo "== stress: $CONNS connections ($WORKERS server workers, $PROCS client processes) x $ROUNDS rounds," \
+    "every byte checked, every process's fd count back after close:" \
     "kernel $k/$RUNS runs ok, library $u/$RUNS runs ok"
 else
   echo "== medians of $RUNS alternating runs (ratio = library/kernel; runs = successful/attempted)"
@@ -351,20 +403,20 @@ else
     printf '   %-44s %11s %11s %8s  %-11s %s\n' "$2" "${k:-FAIL}" "${u:-FAIL}" "$ratio" \
       "$(count "$3" kernel)/$RUNS, $(count "$3" user)/$RUNS" "${4:-}"
   }
-  echo "   echo server, $CONNS connections ($ROUNDS rounds per run; memory from round 1)"
-  row connect_per_s "  connections/s (sequential connects)" ok.echo
+  echo "   echo server, $CONNS connections, $WORKERS workers, $PROCS client processes ($ROUNDS rounds per run; memory from round 1)"
+  row connect_per_s "  connections/s ($PROCS processes, blocking)" ok.echo
   row req_per_s "  requests/s ($REQS x $SIZE B on every conn)" ok.echo ">= 1 (#11)"
   row cpu_us_per_req "  CPU us per request (client+server)" ok.echo
   row mem_idle_B_per_conn "  memory per idle connection, bytes" ok.echo "<= 2 (#11)"
   row mem_traffic_B_per_conn "  memory per connection after traffic, bytes" ok.echo
   if [ "$ROUNDS" -ge 3 ]; then
-    row leak_B_per_conn_round "  server Pss growth after close, B/conn/round" ok.leak "<= $LEAK_B B"
+    row leak_B_per_conn_round "  worst server process's Pss growth, B/conn/rnd" ok.leak "<= $LEAK_B B"
   else
     echo "     (no leak check: it needs ROUNDS >= 3, round 1 warms the allocator)"
   fi
   if [ "$have_nginx" = 1 ]; then
-    echo "   nginx, worker_connections 16384, wrk -t2 -c$NGINX_CONNS -d${DUR}s"
-    row ngx_rps "  requests/s (runs with every answer 2xx)" ok.nginx ">= 1 (#11)"
+    echo "   nginx, $WORKERS workers (reuseport), worker_connections 16384; $PROCS x wrk -t1 -c$((NGINX_CONNS / PROCS)) -d${DUR}s"
+    row ngx_rps "  requests/s, summed (runs all 2xx)" ok.nginx ">= 1 (#11)"
     printf '   %-44s %11s %11s\n' "  non-2xx answers per run" \
       "$(paste -sd' ' "$work/res/ngx_non2xx.kernel" 2>/dev/null)" "$(paste -sd' ' "$work/res/ngx_non2xx.user" 2>/dev/null)"
   fi

@@ -1,11 +1,13 @@
 /*
  * conns_common.h - what conns_server.c and conns_client.c share: the
- * counter file the server keeps and the client reads, and RLIMIT_NOFILE.
+ * counter file the server's workers keep and the client reads, and
+ * RLIMIT_NOFILE.
  */
 #ifndef CONNS_COMMON_H
 #define CONNS_COMMON_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,7 +17,12 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* The server's counters, in a shared file page (updated atomically). */
+/* Most server worker processes and client processes (conns_server -w,
+ * conns_client -P). */
+#define CONNS_MAX_PROCS 64
+
+/* One server worker's counters, in a shared file page (updated atomically);
+ * the file holds CONNS_MAX_PROCS of them, worker i writes slot i. */
 struct conns_counters {
     uint64_t accepted;  /* connections accepted since start */
     uint64_t open;      /* connections open now */
@@ -24,7 +31,8 @@ struct conns_counters {
     uint64_t errors;    /* unexpected errors (a reset by the client is none) */
 };
 
-/* Map the counter file (create: the server makes it and zeroes it). */
+/* Map the counter file (create: the server makes it and zeroes it); the
+ * array of CONNS_MAX_PROCS slots. */
 static inline struct conns_counters *conns_map_counters(const char *path, int create)
 {
     int fd = open(path, create ? O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC : O_RDWR | O_CLOEXEC, 0600);
@@ -46,9 +54,22 @@ static inline uint64_t conns_get(const uint64_t *v)
     return __atomic_load_n(v, __ATOMIC_ACQUIRE);
 }
 
+/* A counter summed over the first n workers' slots (field: its offset). */
+static inline uint64_t conns_sum(const struct conns_counters *c, int n, size_t field)
+{
+    uint64_t s = 0;
+    for (int i = 0; i < n; i++)
+        s += conns_get((const uint64_t *)((const char *)&c[i] + field));
+    return s;
+}
+_Static_assert(CONNS_MAX_PROCS * sizeof(struct conns_counters) <= 4096, "the counter page");
+#define CONNS_SUM(c, n, f) conns_sum((c), (n), offsetof(struct conns_counters, f))
+
 /* Raise RLIMIT_NOFILE so that plan connections fit with room to spare
- * (under the library a connection holds two kernel fds in each program: its
- * socket's fd and the cross-process transport's). Raises the hard limit too
+ * (under the library a connection on the shm backend holds three kernel fds
+ * in each process: its socket's number, its anchor and its segment's memfd;
+ * the plan is per process: CONNS/W in a server worker, CONNS/P in a client
+ * process). Raises the hard limit too
  * when allowed (CAP_SYS_RESOURCE); else goes as high as the hard limit and
  * says so on stderr: the run then shows what fits (EMFILE past it). */
 static inline rlim_t conns_raise_nofile(long plan, const char *who)

@@ -2,19 +2,29 @@
  * conns_server.c - an epoll echo server for many concurrent connections
  * (bench/conns.sh; the client is conns_client.c).
  *
- * One thread, level-triggered epoll, non-blocking sockets: accepts every
- * connection on 127.0.0.1:PORT and echoes every byte back (what the peer
- * does not take at once is kept and sent on EPOLLOUT). Long-lived: it serves
- * client after client until SIGTERM/SIGINT, so the client can check that
- * its fd count and memory come back after each round of connections.
+ * Pre-forked: a master process forks W worker processes (-w, default 2)
+ * before any socket exists; each worker binds its own listener on
+ * 127.0.0.1:PORT with SO_REUSEPORT (the connections spread between them by
+ * the hash of the client's address and port) and runs its own loop: one
+ * thread, level-triggered epoll, non-blocking sockets, every byte echoed
+ * back (what the peer does not take at once is kept and sent on EPOLLOUT).
+ * Pre-forking is what lets 10,000 connections fit a hard `ulimit -n` of
+ * 20,000 under the library, whose connections hold three kernel fds each in
+ * a process (shm backend) where the kernel's hold one: each worker holds
+ * CONNS/W. Long-lived: it serves client after client until SIGTERM/SIGINT
+ * (to the master, which passes it on), so the client can check that every
+ * worker's fd count and memory come back after each round of connections.
  *
- * Counters (accepted, open, closed, bytes, errors) live in a small shared
- * file (-c FILE, mapped by both programs) so the client knows when every
- * connection has been accepted or closed without sending anything.
- * RLIMIT_NOFILE is raised here (-n: connections to plan for).
+ * Counters (accepted, open, closed, bytes, errors), one slot per worker,
+ * live in a small shared file (-c FILE, mapped by every process) so the
+ * client knows when every connection has been accepted or closed without
+ * sending anything. RLIMIT_NOFILE is raised here (-n: connections to plan
+ * for in all, CONNS/W per worker).
  *
- *   usage: conns_server -p PORT -c COUNTERFILE [-n CONNECTIONS]
- * Prints "# ready port P pid N" once it listens; "# served ..." at exit.
+ *   usage: conns_server -p PORT -c COUNTERFILE [-n CONNECTIONS] [-w WORKERS]
+ * Prints "# ready port P pid MASTER workers PID,PID,..." once every worker
+ * listens; "# served worker I ..." per worker at exit. Exit status 1 if a
+ * worker failed, counted an error or died.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -30,6 +40,8 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conns_common.h"
@@ -51,6 +63,13 @@ static struct conn **conns;   /* by fd */
 static size_t nconns;
 static struct conns_counters *ctr;
 static int ep;
+static int worker_idx;
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 
 static void conn_close(struct conn *c, int error)
 {
@@ -129,47 +148,21 @@ static void on_readable(struct conn *c, unsigned char *buf, size_t bufsize)
     }
 }
 
-int main(int argc, char **argv)
+/* One worker: its own SO_REUSEPORT listener and epoll loop until stop.
+ * Writes its pid to readyfd once it listens. Returns the exit status. */
+static int worker(int port, int readyfd)
 {
-    int port = 0;
-    long plan = 10000;
-    const char *ctrfile = NULL;
-    int opt;
-    while ((opt = getopt(argc, argv, "p:c:n:")) != -1) {
-        switch (opt) {
-        case 'p': port = atoi(optarg); break;
-        case 'c': ctrfile = optarg; break;
-        case 'n': plan = atol(optarg); break;
-        default: goto usage;
-        }
-    }
-    if (optind != argc || port <= 0 || port > 65535 || !ctrfile || plan <= 0) {
-usage:
-        fprintf(stderr, "usage: conns_server -p PORT -c COUNTERFILE [-n CONNECTIONS]\n");
-        return 2;
-    }
-    setvbuf(stdout, NULL, _IOLBF, 0);
-    signal(SIGPIPE, SIG_IGN);
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-
-    rlim_t want = conns_raise_nofile(plan, "conns_server");
-    ctr = conns_map_counters(ctrfile, 1);
-    nconns = (size_t)want;
-    conns = calloc(nconns, sizeof *conns);
-    if (!conns) {
-        perror("conns_server: calloc");
-        return 1;
-    }
-
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (lfd < 0) {
         perror("conns_server: socket");
         return 1;
     }
     int one = 1;
-    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+        perror("conns_server: SO_REUSEADDR/SO_REUSEPORT");
+        return 1;
+    }
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, 65535) < 0) {
@@ -186,7 +179,12 @@ usage:
         perror("conns_server: epoll_ctl(listener)");
         return 1;
     }
-    printf("# ready port %d pid %d\n", port, (int)getpid());
+    int me = (int)getpid();
+    if (write(readyfd, &me, sizeof me) != (ssize_t)sizeof me) {
+        perror("conns_server: ready pipe");
+        return 1;
+    }
+    close(readyfd);
 
     enum { MAXEV = 1024, BUFSZ = 65536 };
     static struct epoll_event evs[MAXEV];
@@ -261,9 +259,133 @@ usage:
     }
     close(lfd);
     close(ep);
-    printf("# served: %llu accepted, %llu closed (%zu still open at exit), %llu bytes echoed, "
-           "%llu errors\n", (unsigned long long)ctr->accepted, (unsigned long long)ctr->closed,
-           left, (unsigned long long)ctr->bytes, (unsigned long long)ctr->errors);
+    printf("# served worker %d (pid %d): %llu accepted, %llu closed (%zu still open at exit), "
+           "%llu bytes echoed, %llu errors\n", worker_idx, me, (unsigned long long)ctr->accepted,
+           (unsigned long long)ctr->closed, left, (unsigned long long)ctr->bytes,
+           (unsigned long long)ctr->errors);
     free(conns);
     return failed || ctr->errors != 0;
+}
+
+int main(int argc, char **argv)
+{
+    int port = 0, nworkers = 2;
+    long plan = 10000;
+    const char *ctrfile = NULL;
+    int opt;
+    while ((opt = getopt(argc, argv, "p:c:n:w:")) != -1) {
+        switch (opt) {
+        case 'p': port = atoi(optarg); break;
+        case 'c': ctrfile = optarg; break;
+        case 'n': plan = atol(optarg); break;
+        case 'w': nworkers = atoi(optarg); break;
+        default: goto usage;
+        }
+    }
+    if (optind != argc || port <= 0 || port > 65535 || !ctrfile || plan <= 0 || nworkers <= 0 ||
+        nworkers > CONNS_MAX_PROCS) {
+usage:
+        fprintf(stderr, "usage: conns_server -p PORT -c COUNTERFILE [-n CONNECTIONS] "
+                "[-w WORKERS (1..%d)]\n", CONNS_MAX_PROCS);
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    /* per worker: its share, and some room for an uneven spread */
+    long share = (plan + nworkers - 1) / nworkers;
+    rlim_t want = conns_raise_nofile(share + share / 8, "conns_server");
+    struct conns_counters *all = conns_map_counters(ctrfile, 1);
+    nconns = (size_t)want;
+
+    int rp[2];
+    if (pipe2(rp, O_CLOEXEC) < 0) {
+        perror("conns_server: pipe2");
+        return 1;
+    }
+    pid_t pids[CONNS_MAX_PROCS];
+    for (int i = 0; i < nworkers; i++) {
+        pids[i] = fork();
+        if (pids[i] < 0) {
+            perror("conns_server: fork");
+            stop = 1;
+            nworkers = i;
+            break;
+        }
+        if (pids[i] == 0) {
+            close(rp[0]);
+            worker_idx = i;
+            ctr = &all[i];
+            conns = calloc(nconns, sizeof *conns);
+            if (!conns) {
+                perror("conns_server: calloc");
+                exit(1);
+            }
+            fflush(stdout);
+            exit(worker(port, rp[1]));   /* exit: the library writes USOCK_STATS at exit */
+        }
+    }
+    close(rp[1]);
+    /* every worker listens (or one failed: its end of the pipe closes) */
+    int ready = 0, wpid[CONNS_MAX_PROCS];
+    while (!stop && ready < nworkers) {
+        ssize_t r = read(rp[0], &wpid[ready], sizeof wpid[ready]);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r != (ssize_t)sizeof wpid[ready])
+            break;
+        ready++;
+    }
+    close(rp[0]);
+    int failed = 0;
+    if (ready == nworkers) {
+        printf("# ready port %d pid %d workers ", port, (int)getpid());
+        for (int i = 0; i < nworkers; i++)
+            printf("%s%d", i ? "," : "", wpid[i]);
+        printf("\n");
+    } else {
+        fprintf(stderr, "conns_server: %d of %d workers got ready\n", ready, nworkers);
+        failed = 1;
+        stop = 1;
+    }
+    /* until SIGTERM, or until a worker dies: then the run is over */
+    int alive = nworkers;
+    while (alive > 0) {
+        if (stop) {
+            for (int i = 0; i < nworkers; i++)
+                if (pids[i] > 0)
+                    kill(pids[i], SIGTERM);
+        }
+        int st;
+        pid_t w = waitpid(-1, &st, stop ? 0 : WNOHANG);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            break;
+        if (w == 0) {
+            sleep_ms(100);
+            continue;
+        }
+        for (int i = 0; i < nworkers; i++) {
+            if (pids[i] != w)
+                continue;
+            pids[i] = 0;
+            alive--;
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                fprintf(stderr, "conns_server: worker %d (pid %d) %s %d\n", i, (int)w,
+                        WIFEXITED(st) ? "exited with status" : "died of signal",
+                        WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+                failed = 1;
+            } else if (!stop) {
+                fprintf(stderr, "conns_server: worker %d (pid %d) exited before SIGTERM\n", i, (int)w);
+                failed = 1;
+            }
+        }
+        if (failed)
+            stop = 1;
+    }
+    return failed;
 }

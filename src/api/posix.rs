@@ -777,6 +777,11 @@ fn library_fd(fd: c_int) -> bool {
 #[no_mangle]
 pub unsafe extern "C" fn usock_close(fd: c_int) -> c_int {
     if !fd::is_ours(fd) && !library_fd(fd) {
+        guard((), || {
+            // An epoll fd's side table holds its sockets: it goes with the fd.
+            #[cfg(feature = "std")]
+            crate::socket::mux::epoll::forget(fd);
+        });
         // SAFETY: passthrough.
         return unsafe { real::close(fd) };
     }

@@ -196,7 +196,8 @@ impl Shm {
                 }),
             }
         };
-        if opts.reuseaddr {
+        if opts.reuseaddr && !opts.reuseport {
+            // (an SO_REUSEPORT member shares through its group, listening or not)
             shared.push((port, space, alloc::vec![(id(x), false)]));
         }
         Ok(taken)
