@@ -910,6 +910,32 @@ TEST_INET(so_reuseport_spreads_connections)
     OK(close(l[1]));
 }
 
+/* nginx's master with `listen ... reuseport` and two workers: two
+ * listeners of one process with SO_REUSEADDR and SO_REUSEPORT on one port,
+ * the second bound after the first listens (SO_REUSEADDR alone would give
+ * EADDRINUSE then); a connection reaches one of them. */
+TEST_INET(so_reuseport_with_so_reuseaddr_after_listen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = tl_loop(fam, &ss, 0);
+    int l[2];
+    for (int i = 0; i < 2; i++) {
+        l[i] = sock(fam, SOCK_STREAM);
+        tl_setint(l[i], SOL_SOCKET, SO_REUSEADDR, 1);
+        tl_setint(l[i], SOL_SOCKET, SO_REUSEPORT, 1);
+        OK(bind_to(l[i], &ss, sl));
+        sl = tl_name(l[i], &ss);
+        OK(listen(l[i], 8));
+    }
+    int c = sock(fam, SOCK_STREAM);
+    OK(connect(c, (struct sockaddr *)&ss, sl));
+    struct pollfd p[2] = {{l[0], POLLIN, 0}, {l[1], POLLIN, 0}};
+    CHECK_EQ(OK(poll(p, 2, 5000)), 1);
+    OK(close(c));
+    OK(close(l[0]));
+    OK(close(l[1]));
+}
+
 TEST_INET(so_reuseport_spreads_datagrams)
 {
     int r[2];

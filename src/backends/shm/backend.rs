@@ -57,6 +57,10 @@ pub struct Shm {
     /// fork()s this process made: a socket made before one may be held by
     /// a child too.
     forks: AtomicU32,
+    /// Port names a connect found to be SO_REUSEPORT groups (directories):
+    /// the next connect there goes to the group at once, without first
+    /// building a connection for the directory's name, which fails.
+    groups: Mutex<alloc::collections::BTreeSet<PathBuf>>,
 }
 
 /// The file a socket bound at its port's name, until the socket closes.
@@ -267,6 +271,7 @@ impl Shm {
             dir,
             next_port: AtomicU64::new(seed),
             forks: AtomicU32::new(0),
+            groups: Mutex::new(alloc::collections::BTreeSet::new()),
         }
     }
 }
@@ -748,18 +753,29 @@ impl Backend for Shm {
         // the frontend's connect rules say (EINPROGRESS first when
         // non-blocking), and a full accept queue keeps the connect
         // waiting, as Linux's dropped SYNs do, until accept() makes room.
-        let made = match offer.try_once() {
-            Err(EAGAIN) => return wait_for_room(sock.state.clone(), sock.handle, offer),
-            // An SO_REUSEPORT group: the member the hash picks, or the
-            // next that listens.
-            Err(_) if offer.path.is_dir() => {
-                let each = |p: &Path| Conn::connect(p, RING, RING, &body, false, [&mine, &theirs]);
-                crate::backends::xproc::ports::connect_group(&offer.path, &local, each, |m| {
-                    !live_name(m)
-                })
-                .ok_or(ECONNREFUSED)
+        // An SO_REUSEPORT group: the member the hash picks, or the next
+        // that listens.
+        let group = || {
+            self.groups.lock().insert(offer.path.clone());
+            let each = |p: &Path| Conn::connect(p, RING, RING, &body, false, [&mine, &theirs]);
+            crate::backends::xproc::ports::connect_group(&offer.path, &local, each, |m| {
+                !live_name(m)
+            })
+            .ok_or(ECONNREFUSED)
+        };
+        let known_group = self.groups.lock().contains(&offer.path);
+        let made = if known_group && offer.path.is_dir() {
+            group()
+        } else {
+            if known_group {
+                // The group ended; the port may be a single listener's.
+                self.groups.lock().remove(&offer.path);
             }
-            r => r,
+            match offer.try_once() {
+                Err(EAGAIN) => return wait_for_room(sock.state.clone(), sock.handle, offer),
+                Err(_) if offer.path.is_dir() => group(),
+                r => r,
+            }
         };
         match made {
             Ok(c) => {
