@@ -1226,15 +1226,24 @@ TEST_INET(nodelay_sends_each_write)
 
 /* ---- TCP_DEFER_ACCEPT ---------------------------------------------------- */
 
-TEST_INET(defer_accept_waits_for_data)
+/* A loopback listener with TCP_DEFER_ACCEPT 1 s (backlog 4), and its
+ * address. */
+static int deferring_listener(int fam, struct sockaddr_storage *ss, socklen_t *sl)
 {
     int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
-    struct sockaddr_storage ss;
-    socklen_t sl = tl_loop(fam, &ss, 0);
-    OK(bind(l, (struct sockaddr *)&ss, sl));
+    *sl = tl_loop(fam, ss, 0);
+    OK(bind(l, (struct sockaddr *)ss, *sl));
     tl_setint(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 1);
     OK(listen(l, 4));
-    sl = tl_name(l, &ss);
+    *sl = tl_name(l, ss);
+    return l;
+}
+
+TEST_INET(defer_accept_waits_for_data)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    int l = deferring_listener(fam, &ss, &sl);
     int c = tcp_socket(fam);
     OK(connect(c, (struct sockaddr *)&ss, sl)); /* the client's side is open */
     CHECK_EQ(tl_poll1(l, POLLIN, 0), 0);        /* but nothing to accept yet */
@@ -1254,13 +1263,9 @@ TEST_INET(defer_accept_waits_for_data)
  * until the connection's first bytes, then EPOLLIN. */
 TEST_INET(defer_accept_epoll_waits_for_data)
 {
-    int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
     struct sockaddr_storage ss;
-    socklen_t sl = tl_loop(fam, &ss, 0);
-    OK(bind(l, (struct sockaddr *)&ss, sl));
-    tl_setint(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 1);
-    OK(listen(l, 4));
-    sl = tl_name(l, &ss);
+    socklen_t sl;
+    int l = deferring_listener(fam, &ss, &sl);
     int ep = (int)OK(epoll_create1(EPOLL_CLOEXEC));
     struct epoll_event ev = {.events = EPOLLIN, .data.fd = l};
     OK(epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev));
@@ -1285,13 +1290,9 @@ TEST_INET(defer_accept_epoll_waits_for_data)
  * (here 1 s: one SYN-ACK retransmit) has run out. */
 TEST_INET(defer_accept_gives_up_waiting)
 {
-    int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
     struct sockaddr_storage ss;
-    socklen_t sl = tl_loop(fam, &ss, 0);
-    OK(bind(l, (struct sockaddr *)&ss, sl));
-    tl_setint(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 1);
-    OK(listen(l, 4));
-    sl = tl_name(l, &ss);
+    socklen_t sl;
+    int l = deferring_listener(fam, &ss, &sl);
     int c = tcp_socket(fam);
     OK(connect(c, (struct sockaddr *)&ss, sl));
     CHECK(tl_poll1(l, POLLIN, 15000) & POLLIN);

@@ -1698,6 +1698,8 @@ mod tests {
         c
     }
 
+    /// Hosted only: without std there is no unwinding to catch.
+    #[cfg(feature = "std")]
     #[test]
     fn a_panic_inside_smoltcp_resets_the_connections_and_the_engine_goes_on() {
         let (mut a, mut b, bomb) = pair_with_bomb();
