@@ -190,6 +190,28 @@ mod tests {
 
     /// Bitmap model: byte i filled or not; the edge is the first unfilled.
     #[test]
+    fn the_list_is_made_at_the_first_hole_and_kept() {
+        let mut asm = Assembler::new(4);
+        asm.insert(0, 10, |_, _| {}).unwrap();
+        assert_eq!(asm.segs.capacity(), 0, "in-order bytes made a list");
+        asm.insert(5, 8, |_, _| {}).unwrap();
+        assert_eq!(asm.holes(), 1);
+        assert_eq!(asm.segs.capacity(), 4);
+        for k in 0..3 {
+            asm.insert(10 + 3 * k, 11 + 3 * k, |_, _| {}).unwrap();
+        }
+        assert_eq!(asm.holes(), 4);
+        assert!(matches!(
+            asm.insert(20, 21, |_, _| {}),
+            Err(SbError::TooManyHoles)
+        ));
+        assert_eq!(asm.segs.capacity(), 4, "the list grew past its bound");
+        asm.clear();
+        assert!(asm.is_empty());
+        assert_eq!(asm.segs.capacity(), 4, "clear gave the list back");
+    }
+
+    #[test]
     fn against_bitmap() {
         // Deterministic pseudo-random ranges (xorshift), checked byte by byte.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

@@ -1033,3 +1033,37 @@ impl Socket {
         (b.state.as_ref() as &dyn core::any::Any).downcast_ref::<T>()
     }
 }
+
+#[cfg(test)]
+mod idle_memory {
+    use super::*;
+
+    #[test]
+    fn a_socket_makes_its_receive_buffer_at_its_first_use() {
+        let tcp = Socket::build(
+            SockHandle(1),
+            SockInfo {
+                domain: AF_INET,
+                ty: SOCK_STREAM,
+                protocol: 0,
+            },
+            false,
+        );
+        assert!(tcp.rx_buf.get().is_none(), "socket() made a receive buffer");
+        match tcp.rx() {
+            Rx::Stream(sb) => assert_eq!(sb.capacity(), DEFAULT_STREAM_RCVBUF),
+            Rx::Dgram(_) => panic!("a TCP socket got a datagram buffer"),
+        }
+        assert!(tcp.rx_buf.get().is_some());
+        let udp = Socket::build(
+            SockHandle(2),
+            SockInfo {
+                domain: AF_INET,
+                ty: SOCK_DGRAM,
+                protocol: 0,
+            },
+            false,
+        );
+        assert!(matches!(udp.rx(), Rx::Dgram(_)));
+    }
+}
