@@ -6,7 +6,12 @@
 //! filled. Coordinates are relative to the contiguous edge (0 = the first
 //! byte not yet contiguous), so the segments never need serial arithmetic.
 //!
-//! Invariant: `segs[..n]` are sorted, non-empty, non-adjacent, and each
+//! The list is allocated (`max` entries, once) when the first hole
+//! appears: an in-order stream, and every idle socket, never has one, and
+//! a fixed array cost each Socket Buffer 512 bytes (issue 15's memory per
+//! idle connection).
+//!
+//! Invariant: `segs` (its length is `n`) is sorted, non-empty, non-adjacent, and each
 //! starts strictly after 0 (a segment touching the edge is merged into it).
 //! So each segment is preceded by exactly one hole, and `n` is the number of
 //! holes. When a fragment would need one more segment than `max`, it is
@@ -14,16 +19,18 @@
 //! contiguous edge (relative 0) never adds a segment and is never refused:
 //! refusing it could stall the stream for good (smoltcp issue #452).
 
+use alloc::vec::Vec;
+
 use super::SbError;
 
 /// The most out-of-order segments (holes) one assembler can track.
 pub const MAX_HOLES: usize = crate::config::MAX_HOLES;
 
-/// Fixed-size segment list; see the module docs.
+/// Bounded segment list; see the module docs.
 #[derive(Clone)]
 pub(crate) struct Assembler {
-    segs: [(u64, u64); MAX_HOLES],
-    n: usize,
+    /// The segments; its capacity is 0 until the first hole, then `max`.
+    segs: Vec<(u64, u64)>,
     max: usize,
 }
 
@@ -41,8 +48,7 @@ impl Assembler {
     /// `1..=MAX_HOLES`).
     pub(crate) fn new(max: usize) -> Assembler {
         Assembler {
-            segs: [(0, 0); MAX_HOLES],
-            n: 0,
+            segs: Vec::new(),
             max: max.clamp(1, MAX_HOLES),
         }
     }
@@ -50,21 +56,18 @@ impl Assembler {
     /// True when no out-of-order data is tracked.
     #[inline]
     pub(crate) fn is_empty(&self) -> bool {
-        self.n == 0
+        self.segs.is_empty()
     }
 
     /// Relative end of the last out-of-order segment (0 if none).
     pub(crate) fn last_end(&self) -> u64 {
-        match self.n.checked_sub(1).and_then(|i| self.segs.get(i)) {
-            Some(&(_, e)) => e,
-            None => 0,
-        }
+        self.segs.last().map_or(0, |&(_, e)| e)
     }
 
     /// Number of segments (= holes) tracked.
     #[allow(dead_code)]
     pub(crate) fn holes(&self) -> usize {
-        self.n
+        self.segs.len()
     }
 
     /// Add the range `[a, b)` (relative to the contiguous edge, `a < b`).
@@ -85,15 +88,23 @@ impl Assembler {
                 new_bytes: 0,
             });
         }
-        let segs = self.segs.get(..self.n).unwrap_or(&[]);
+        let segs = self.segs.as_slice();
         // First segment ending at or after `a` (overlapping or adjacent on
         // the left), and one past the last segment starting at or before `b`.
         let i = segs.iter().position(|&(_, e)| e >= a).unwrap_or(segs.len());
         let j = segs.iter().rposition(|&(s, _)| s <= b).map_or(0, |k| k + 1);
         let merged = j.saturating_sub(i);
-        if a > 0 && merged == 0 && self.n >= self.max {
-            return Err(SbError::TooManyHoles);
+        if a > 0 && merged == 0 {
+            if segs.len() >= self.max {
+                return Err(SbError::TooManyHoles);
+            }
+            // The first hole allocates the list, before anything is written
+            // (once: `clear` keeps it, so no later call allocates).
+            if self.segs.capacity() == 0 && self.segs.try_reserve_exact(self.max).is_err() {
+                return Err(SbError::OutOfMemory);
+            }
         }
+        let segs = self.segs.as_slice();
 
         // Write the gaps of [a, b) between the segments i..j.
         let mut cursor = a;
@@ -124,7 +135,7 @@ impl Assembler {
             // since every segment ends after 0) and rebase the rest.
             let advance = me;
             self.remove_range(0, j);
-            for seg in self.segs.iter_mut().take(self.n) {
+            for seg in self.segs.iter_mut() {
                 seg.0 -= advance;
                 seg.1 -= advance;
             }
@@ -149,29 +160,25 @@ impl Assembler {
 
     /// Remove `segs[from..to]`.
     fn remove_range(&mut self, from: usize, to: usize) {
-        let to = core::cmp::min(to, self.n);
-        if from >= to {
-            return;
+        let to = core::cmp::min(to, self.segs.len());
+        if from < to {
+            self.segs.drain(from..to);
         }
-        self.segs.copy_within(to..self.n, from);
-        self.n -= to - from;
     }
 
-    /// Insert `seg` at index `at`, shifting the rest right (n < MAX_HOLES).
+    /// Insert `seg` at index `at`, within the capacity `insert` reserved
+    /// (so it never allocates).
     fn insert_at(&mut self, at: usize, seg: (u64, u64)) {
-        if self.n >= MAX_HOLES || at > self.n {
+        if self.segs.len() >= self.segs.capacity() || at > self.segs.len() {
             return;
         }
-        self.segs.copy_within(at..self.n, at + 1);
-        if let Some(s) = self.segs.get_mut(at) {
-            *s = seg;
-        }
-        self.n += 1;
+        self.segs.insert(at, seg);
     }
 
-    /// Forget everything (a stream that starts anew).
+    /// Forget everything (a stream that starts anew), keeping the list's
+    /// memory.
     pub(crate) fn clear(&mut self) {
-        self.n = 0;
+        self.segs.clear();
     }
 }
 
@@ -182,6 +189,28 @@ mod tests {
     use alloc::vec::Vec;
 
     /// Bitmap model: byte i filled or not; the edge is the first unfilled.
+    #[test]
+    fn the_list_is_made_at_the_first_hole_and_kept() {
+        let mut asm = Assembler::new(4);
+        asm.insert(0, 10, |_, _| {}).unwrap();
+        assert_eq!(asm.segs.capacity(), 0, "in-order bytes made a list");
+        asm.insert(5, 8, |_, _| {}).unwrap();
+        assert_eq!(asm.holes(), 1);
+        assert_eq!(asm.segs.capacity(), 4);
+        for k in 0..3 {
+            asm.insert(10 + 3 * k, 11 + 3 * k, |_, _| {}).unwrap();
+        }
+        assert_eq!(asm.holes(), 4);
+        assert!(matches!(
+            asm.insert(20, 21, |_, _| {}),
+            Err(SbError::TooManyHoles)
+        ));
+        assert_eq!(asm.segs.capacity(), 4, "the list grew past its bound");
+        asm.clear();
+        assert!(asm.is_empty());
+        assert_eq!(asm.segs.capacity(), 4, "clear gave the list back");
+    }
+
     #[test]
     fn against_bitmap() {
         // Deterministic pseudo-random ranges (xorshift), checked byte by byte.
@@ -246,8 +275,8 @@ mod tests {
                         k += 1;
                     }
                 }
-                assert_eq!(&asm.segs[..asm.n], &segs[..]);
-                assert!(asm.n <= asm.max);
+                assert_eq!(&asm.segs[..], &segs[..]);
+                assert!(asm.segs.len() <= asm.max);
             }
         }
     }

@@ -47,7 +47,7 @@ impl Socket {
     /// What this end acknowledges: the bytes received, and the peer's FIN
     /// (which takes a sequence number) once it came.
     fn capture_bytes_in(&self) -> u64 {
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) => sb.stats().bytes_in + u64::from(sb.fin_received()),
             Rx::Dgram(_) => 0,
         }

@@ -130,7 +130,7 @@ impl Socket {
                 out.put(SOL_SOCKET, SCM_TIMESTAMPING, &three);
             }
         }
-        if let Rx::Dgram(_) = &self.rx {
+        if let Rx::Dgram(_) = self.rx() {
             let want = self.rx_attrs_wanted();
             // sock_recv_drops: after the stamps, before the IP cmsgs.
             if want & super::dgram_attrs::RX_OVFL != 0 && info.drops != 0 {
@@ -144,7 +144,7 @@ impl Socket {
                 self.put_dgram_attrs(want, info, out);
             }
         }
-        if let (true, Rx::Stream(sb)) = (inq, &self.rx) {
+        if let (true, Rx::Stream(sb)) = (inq, self.rx()) {
             // tcp_inq_hint: the bytes queued, or 1 once the peer's FIN
             // is in and nothing is left (a read would return 0). A
             // shared socket's bytes are the backend's.

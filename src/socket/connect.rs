@@ -1,6 +1,7 @@
 //! Addressing and connection management: bind, listen, connect, accept,
 //! shutdown, and the names of a socket.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
@@ -283,7 +284,7 @@ impl Socket {
                 if let Some(ip) = bound_ip {
                     any.ip = ip;
                 }
-                Some(crate::addr::IpEp { port, ..any }.to_sockaddr(fam))
+                Some(Box::new(crate::addr::IpEp { port, ..any }.to_sockaddr(fam)))
             });
         }
         self.clear(gone);
@@ -310,7 +311,7 @@ impl Socket {
             self.tx_next.store(0, Ordering::Release);
             self.tx_limit.store(0, Ordering::Release);
         }
-        if let Rx::Stream(sb) = &self.rx {
+        if let Rx::Stream(sb) = self.rx() {
             let _rx = self.rx_lock.lock();
             sb.restart(0);
         }
@@ -523,6 +524,8 @@ impl Socket {
                 .ctl
                 .lock()
                 .released
+                .as_deref()
+                .copied()
                 .unwrap_or_else(|| SockAddr::unspecified(self.info.domain)),
         }
     }

@@ -98,7 +98,7 @@ impl Socket {
         if !self.is_stream() {
             // UDP_CORK off: the pending datagram goes (its error, if any,
             // shows on the next call as the kernel's would).
-            if let Some(to) = tx.held_dgram.take() {
+            if let Some(to) = tx.held_dgram.take().map(|t| *t) {
                 let data = core::mem::take(&mut tx.held);
                 drop(tx);
                 if let Some(b) = self.binding() {

@@ -11,6 +11,7 @@
 //! queue is bounded by the receive buffer, as sock_queue_err_skb bounds
 //! it: an entry past it is dropped.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -82,7 +83,11 @@ impl Entry {
 
 /// A socket's error queue.
 pub(crate) struct ErrQueue {
-    q: Mutex<VecDeque<Entry>>,
+    /// Made at the first entry: most sockets never queue one, and an empty
+    /// queue inline was 24 bytes more of every socket.
+    // The box is the point: 8 bytes inline instead of the deque's 32.
+    #[allow(clippy::box_collection)]
+    q: Mutex<Option<Box<VecDeque<Entry>>>>,
     /// Entries queued (readiness reads it without the lock).
     len: AtomicU32,
     /// SOF_TIMESTAMPING_OPT_ID's counter.
@@ -92,7 +97,7 @@ pub(crate) struct ErrQueue {
 impl ErrQueue {
     pub(crate) const fn new() -> ErrQueue {
         ErrQueue {
-            q: Mutex::new(VecDeque::new()),
+            q: Mutex::new(None),
             len: AtomicU32::new(0),
             sends: AtomicU32::new(0),
         }
@@ -197,6 +202,7 @@ impl Socket {
     fn queue_error(&self, e: Entry) {
         {
             let mut q = self.errq.q.lock();
+            let q = q.get_or_insert_with(Box::default);
             let used: usize = q.iter().map(|x| x.data.len() + 64).sum();
             if used + e.data.len() + 64 > self.rcvbuf() {
                 return;
@@ -216,6 +222,7 @@ impl Socket {
         peek: bool,
     ) -> Result<(usize, bool, ErrInfo, Option<SockAddr>), Errno> {
         let mut q = self.errq.q.lock();
+        let q = q.as_deref_mut().ok_or(EAGAIN)?;
         let e = q.front().ok_or(EAGAIN)?;
         let mut copied = 0;
         for b in bufs.iter_mut() {

@@ -305,7 +305,7 @@ impl Socket {
     /// it returns. Called with no lock held.
     fn settle_input(&self) {
         #[cfg(feature = "std")]
-        if matches!(self.rx, super::Rx::Dgram(_)) {
+        if matches!(self.rx(), super::Rx::Dgram(_)) {
             self.pump();
         }
     }

@@ -2,6 +2,7 @@
 //! events do to a socket. The contract of each upcall is written in
 //! `backend::upcall`, where backends call them.
 
+use alloc::boxed::Box;
 use alloc::sync::Arc;
 use core::sync::atomic::Ordering;
 
@@ -54,7 +55,7 @@ impl SocketFrontend {
         }
         s.incoming_cpu
             .store(crate::platform::current_cpu(), Ordering::Relaxed);
-        match (&s.rx, hd.kind) {
+        match (s.rx(), hd.kind) {
             (Rx::Stream(sb), FragKind::Stream) => {
                 if hd.flags & FLAG_RST != 0 {
                     return self.reset(h, ECONNRESET);
@@ -112,12 +113,14 @@ impl SocketFrontend {
                     let mut keys = s.split_keys.lock();
                     match scm_key {
                         Some(k) => {
+                            let keys = keys.get_or_insert_with(|| Box::new([(0, 0); 4]));
                             keys.rotate_right(1);
                             keys[0] = (hd.offset, k);
                             Some(k)
                         }
                         None => keys
                             .iter()
+                            .flat_map(|k| k.iter())
                             .find(|&&(id, k)| id == hd.offset && k != 0)
                             .map(|&(_, k)| k),
                     }
@@ -386,7 +389,7 @@ impl Frontend for SocketFrontend {
     }
 
     fn held(&self, h: SockHandle) -> Result<u64, Errno> {
-        match &sock(h)?.rx {
+        match sock(h)?.rx() {
             Rx::Stream(sb) => Ok(sb.readable() as u64),
             Rx::Dgram(_) => Err(EOPNOTSUPP),
         }

@@ -41,11 +41,14 @@ impl Socket {
             }
         }
         self.filter.inherit(&l.filter);
-        if let (Some(want), Rx::Stream(csb)) = (lo.rcvbuf, &self.rx) {
-            // An accepted socket starts with its listener's SO_RCVBUF (and, as
-            // on Linux, without autotuning); it is empty, so the size fits.
-            self.set(F_RCVBUF_SET);
-            let _ = csb.set_capacity(want);
+        // An accepted socket starts with its listener's SO_RCVBUF (and, as
+        // on Linux, without autotuning); it is empty, so the size fits. Its
+        // buffer is made only then (`Socket::rx`).
+        if let Some(want) = lo.rcvbuf {
+            if let Rx::Stream(csb) = self.rx() {
+                self.set(F_RCVBUF_SET);
+                let _ = csb.set_capacity(want);
+            }
         }
     }
 }

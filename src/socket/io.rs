@@ -1,6 +1,7 @@
 //! The data path: send and receive, stream and datagram, with Linux's
 //! blocking, timeout and error rules.
 
+use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering;
@@ -94,7 +95,7 @@ impl Socket {
                 ..Default::default()
             });
         }
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) if self.keeps_records() => self.recv_record(sb, bufs, flags, collect),
             Rx::Stream(sb) => {
                 let want = total_len(bufs);
@@ -122,7 +123,7 @@ impl Socket {
         if let Some(r) = self.recv_shared_trunc(len, flags) {
             return r;
         }
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) => {
                 self.recv_stream(sb, &mut [], flags | MSG_TRUNC, len, &mut Default::default())
             }
@@ -474,7 +475,7 @@ impl Socket {
         if let Some(inq) = self.shared_inq() {
             return inq as usize;
         }
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) if self.keeps_records() => self.records.queued_bytes(sb),
             Rx::Stream(sb) => self.urgent_inq(sb, sb.readable()),
             Rx::Dgram(db) => db.next_len().unwrap_or(0),
@@ -875,14 +876,14 @@ impl Socket {
                 }
                 if tx.held_dgram.is_none() {
                     // The first piece's destination is the datagram's.
-                    tx.held_dgram = Some(dest.copied());
+                    tx.held_dgram = Some(Box::new(dest.copied()));
                 }
                 tx.held.extend_from_slice(data);
                 if self.corking(flags) {
                     return Ok(len);
                 }
                 let whole = core::mem::take(&mut tx.held);
-                let to = tx.held_dgram.take().flatten();
+                let to = tx.held_dgram.take().and_then(|t| *t);
                 drop(tx);
                 return self
                     .write_datagram_ctl(b, &whole, to.as_ref(), flags, ctl)

@@ -134,7 +134,7 @@ impl Socket {
                 u64::from(backlog),
             );
         }
-        let recv = match &self.rx {
+        let recv = match self.rx() {
             Rx::Stream(_) => self.pending_bytes() as u64,
             Rx::Dgram(db) => db.used() as u64,
         };

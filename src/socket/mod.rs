@@ -48,6 +48,7 @@ pub(crate) use mcast::fork_lock as mcast_fork_lock;
 #[cfg(feature = "std")]
 pub(crate) use timer::{fork_child as timer_fork_child, fork_lock as timer_fork_lock};
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -108,7 +109,8 @@ pub(crate) struct Tx {
     held: Vec<u8>,
     /// A UDP datagram is pending in `held`, to this destination (None:
     /// the connected peer).
-    held_dgram: Option<Option<SockAddr>>,
+    /// Boxed: UDP_CORK is rare and an address is 129 bytes of every socket.
+    held_dgram: Option<Box<Option<SockAddr>>>,
     /// Some of `held` went in beyond the peer's window (the send queue,
     /// `sndq`): it goes out as credit comes, not when a call ends.
     queueing: bool,
@@ -140,7 +142,8 @@ pub(crate) struct Ctl {
     /// What getsockname shows of a TCP socket whose connect(AF_UNSPEC)
     /// gave back the port it had not bound: the wildcard address and that
     /// port, as Linux's `inet_sport` outlives `tcp_disconnect` (`sockname`).
-    released: Option<SockAddr>,
+    /// Boxed: rare, and an address is 129 bytes of every socket.
+    released: Option<Box<SockAddr>>,
     /// The address an IP socket's bind() named, when not the wildcard:
     /// Linux's SOCK_BINDADDR_LOCK, which keeps it through
     /// connect(AF_UNSPEC).
@@ -160,6 +163,9 @@ pub(crate) struct Ctl {
     kernel_opts: Vec<kernel_opts::KernelOpt>,
 }
 
+/// (datagram id, attachment key) of the last AF_UNIX datagrams in pieces.
+pub(crate) type SplitKeys = [(u64, u64); 4];
+
 /// One user-space socket.
 pub struct Socket {
     /// Names the socket to backends and upcalls.
@@ -168,7 +174,10 @@ pub struct Socket {
     pub info: SockInfo,
     binding: SetOnce<Binding>,
     pub(crate) ctl: Mutex<Ctl>,
-    pub(crate) rx: Rx,
+    /// The receive Socket Buffer, made at its first use (`Socket::rx`): a
+    /// shared-memory connection's stays unused, and it is the largest part
+    /// of a socket (issue 15's memory per idle connection).
+    rx_buf: SetOnce<Rx>,
     /// Where the records a seqpacket socket received end (`records`).
     records: records::Records,
     rx_lock: Mutex<()>,
@@ -253,7 +262,8 @@ pub struct Socket {
     /// AF_UNIX datagrams in pieces whose first piece brought an attachment
     /// (credentials, fds): (datagram id, attachment key), so that their
     /// later pieces join the same partial datagram (`frontend`).
-    pub(crate) split_keys: Mutex<[(u64, u64); 4]>,
+    /// Allocated at the first such datagram (72 bytes no stream needs).
+    pub(crate) split_keys: Mutex<Option<Box<SplitKeys>>>,
 }
 
 /// The last SO_COOKIE given (the kernel's start from 1 as well).
@@ -346,10 +356,17 @@ impl Socket {
         Ok(sock)
     }
 
-    fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
-        let opts = Options::new(&info);
-        let records = records::Records::new(opts.sndbuf());
-        let rx = if info.ty == SOCK_STREAM {
+    /// The receive Socket Buffer, made at the first call: one load after.
+    #[inline]
+    pub(crate) fn rx(&self) -> &Rx {
+        self.rx_buf.get_or_init(|| Self::new_rx(&self.info))
+    }
+
+    /// The receive Socket Buffer's state at socket(): every change to it
+    /// goes through `rx`, so making it later is the same as making it then.
+    #[cold]
+    fn new_rx(info: &SockInfo) -> Rx {
+        if info.ty == SOCK_STREAM {
             Rx::Stream(StreamBuf::new(0, DEFAULT_STREAM_RCVBUF))
         } else if info.ty == SOCK_SEQPACKET {
             // Records on a stream connection (`records`).
@@ -369,7 +386,12 @@ impl Socket {
                 DEFAULT_DGRAM_RCVBUF + slack,
                 MAX_PARTIAL_DGRAMS,
             ))
-        };
+        }
+    }
+
+    fn build(handle: SockHandle, info: SockInfo, nonblock: bool) -> Socket {
+        let opts = Options::new(&info);
+        let records = records::Records::new(opts.sndbuf());
         Socket {
             handle,
             info,
@@ -389,7 +411,7 @@ impl Socket {
                 #[cfg(feature = "std")]
                 kernel_opts: Vec::new(),
             }),
-            rx,
+            rx_buf: SetOnce::new(),
             records,
             rx_lock: Mutex::new(()),
             tx: Mutex::new(Tx {
@@ -436,7 +458,7 @@ impl Socket {
             rx_drops: AtomicU32::new(0),
             defer_secs: AtomicU32::new(0),
             filter: filter::SockFilter::new(),
-            split_keys: Mutex::new([(0, 0); 4]),
+            split_keys: Mutex::new(None),
             wait: WaitQueue::new(),
         }
     }
@@ -672,7 +694,7 @@ impl Socket {
         }
         let rd_done = f.has(F_RD_SHUT | F_RESET);
         let wr_done = f.has(F_WR_SHUT | F_RESET);
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) => {
                 if f.is(Phase::Connecting) {
                     return ev;
@@ -835,7 +857,7 @@ impl Socket {
                 && !self.is_shared()
             {
                 let unread =
-                    matches!(&self.rx, Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
+                    matches!(self.rx(), Rx::Stream(sb) if sb.readable() > 0 || sb.has_hole());
                 let linger0 = self.ctl.lock().opts.linger_zero();
                 if unread || linger0 {
                     // What the send queue held goes unsent.
@@ -908,7 +930,7 @@ impl Socket {
     /// credit sent up to the advertised end, and reading that data moves
     /// the window by a whole buffer.
     fn advertise_window(&self) {
-        let Rx::Stream(sb) = &self.rx else { return };
+        let Rx::Stream(sb) = self.rx() else { return };
         if self.has(F_RCVBUF_PENDING) {
             // No further grant until the SO_RCVBUF shrink is done (see
             // `follow_rcvbuf`).
@@ -967,7 +989,7 @@ impl Socket {
     /// Current receive window end (stream sockets), for a backend's initial
     /// credit.
     pub fn window_end(&self) -> u64 {
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) => sb.window_end(),
             // A datagram socket has no window: the datagrams it holds, so
             // that a backend may bound the queue (AF_UNIX's
@@ -1009,5 +1031,39 @@ impl Socket {
     pub fn backend_state<T: core::any::Any>(&self) -> Option<&T> {
         let b = self.binding()?;
         (b.state.as_ref() as &dyn core::any::Any).downcast_ref::<T>()
+    }
+}
+
+#[cfg(test)]
+mod idle_memory {
+    use super::*;
+
+    #[test]
+    fn a_socket_makes_its_receive_buffer_at_its_first_use() {
+        let tcp = Socket::build(
+            SockHandle(1),
+            SockInfo {
+                domain: AF_INET,
+                ty: SOCK_STREAM,
+                protocol: 0,
+            },
+            false,
+        );
+        assert!(tcp.rx_buf.get().is_none(), "socket() made a receive buffer");
+        match tcp.rx() {
+            Rx::Stream(sb) => assert_eq!(sb.capacity(), DEFAULT_STREAM_RCVBUF),
+            Rx::Dgram(_) => panic!("a TCP socket got a datagram buffer"),
+        }
+        assert!(tcp.rx_buf.get().is_some());
+        let udp = Socket::build(
+            SockHandle(2),
+            SockInfo {
+                domain: AF_INET,
+                ty: SOCK_DGRAM,
+                protocol: 0,
+            },
+            false,
+        );
+        assert!(matches!(udp.rx(), Rx::Dgram(_)));
     }
 }

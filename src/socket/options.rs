@@ -579,7 +579,7 @@ impl Socket {
         };
         put(
             0, // SK_MEMINFO_RMEM_ALLOC
-            match &self.rx {
+            match self.rx() {
                 Rx::Stream(sb) => sb.readable(),
                 Rx::Dgram(db) => db.used(),
             },
@@ -736,7 +736,7 @@ impl Socket {
     }
 
     pub(super) fn rcvbuf(&self) -> usize {
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) => sb.capacity(),
             Rx::Dgram(db) => db.capacity(),
         }
@@ -1128,7 +1128,7 @@ impl Socket {
         let Some(want) = self.ctl.lock().opts.rcvbuf else {
             return false;
         };
-        let there = match &self.rx {
+        let there = match self.rx() {
             Rx::Stream(sb) => {
                 let granted = self
                     .advertised
@@ -1163,7 +1163,7 @@ impl Socket {
 
     /// Tells the backend the window now, whatever it moved by.
     pub(crate) fn advertise_window_now(&self) {
-        if let Rx::Stream(sb) = &self.rx {
+        if let Rx::Stream(sb) = self.rx() {
             let end = sb.window_end();
             self.advertised.store(end, Ordering::Relaxed);
             if let Some(b) = self.binding() {

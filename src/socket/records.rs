@@ -17,6 +17,7 @@
 //! ring of a seqpacket socket ([`RECORD_RCVBUF`]) holds the largest record
 //! an unprivileged sender may make (SO_SNDBUF's ceiling less 32).
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
@@ -37,7 +38,11 @@ pub const RECORD_RCVBUF: usize = 512 * 1024;
 /// the upcall that delivers a record's last fragment, after its bytes are
 /// in the buffer; read under `rx_lock`.
 pub(crate) struct Records {
-    ends: Mutex<VecDeque<Mark>>,
+    /// Made at the first record: only `SOCK_SEQPACKET` has any, and an
+    /// empty queue inline was 24 bytes more of every socket.
+    // The box is the point: 8 bytes inline instead of the deque's 32.
+    #[allow(clippy::box_collection)]
+    ends: Mutex<Option<Box<VecDeque<Mark>>>>,
     /// The largest record the socket may send (SO_SNDBUF less 32), for
     /// readiness, which takes no lock.
     max: AtomicUsize,
@@ -66,7 +71,7 @@ impl Records {
     /// No records; a socket whose SO_SNDBUF is `sndbuf`.
     pub(crate) fn new(sndbuf: usize) -> Self {
         let r = Records {
-            ends: Mutex::new(VecDeque::new()),
+            ends: Mutex::new(None),
             max: AtomicUsize::new(0),
         };
         r.sndbuf_is(sndbuf);
@@ -95,6 +100,7 @@ impl Records {
     /// counted twice.
     pub(crate) fn mark(&self, end: u64, empty: bool, read_offset: u64, key: u64) {
         let mut q = self.ends.lock();
+        let q = q.get_or_insert_with(Box::default);
         if !empty && (end <= read_offset || q.iter().any(|m| m.end == end && !m.empty)) {
             return;
         }
@@ -121,6 +127,7 @@ impl Records {
     /// past zero.
     fn find(&self, sb: &StreamBuf, skip: usize) -> Option<Found> {
         let q = self.ends.lock();
+        let q = q.as_deref()?;
         let base = sb.read_offset();
         let avail = sb.readable() as u64;
         let (mut start, mut skip) = (0u64, skip as u64);
@@ -156,6 +163,7 @@ impl Records {
         let at = sb.read_offset();
         let avail = sb.readable() as u64;
         q.iter()
+            .flat_map(|q| q.iter())
             .rev()
             .map(|m| m.end.wrapping_sub(at))
             .find(|&n| n <= avail)
@@ -164,7 +172,9 @@ impl Records {
 
     /// The first record was read.
     fn pop(&self) {
-        self.ends.lock().pop_front();
+        if let Some(q) = self.ends.lock().as_deref_mut() {
+            q.pop_front();
+        }
     }
 }
 

@@ -178,7 +178,7 @@ impl Socket {
         if !explicit && self.wants_cred() {
             a.cred = sender.or_else(Cred::own);
         }
-        match (&self.rx, frag.header.kind) {
+        match (self.rx(), frag.header.kind) {
             (Rx::Stream(_), FragKind::Stream)
                 if frag.payload.is_empty()
                     && frag.header.flags & FLAG_EOR != 0

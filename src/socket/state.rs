@@ -788,7 +788,7 @@ mod tests {
     #[test]
     fn data_in_order_makes_a_connected_socket_readable() {
         let s = stream(Connected, 0);
-        let Rx::Stream(sb) = &s.rx else {
+        let Rx::Stream(sb) = s.rx() else {
             unreachable!()
         };
         // A hole first: nothing readable yet.
@@ -802,7 +802,7 @@ mod tests {
     fn the_peers_end_of_stream_is_readable_and_rdhup() {
         let s = stream(Connected, 0);
         credit(&s, 10);
-        let Rx::Stream(sb) = &s.rx else {
+        let Rx::Stream(sb) = s.rx() else {
             unreachable!()
         };
         sb.insert_fin(0).unwrap();

@@ -257,7 +257,7 @@ impl Socket {
             Phase::Connected => {
                 let fin_in = match self.shared_fin_received() {
                     Some(fin) => fin,
-                    None => matches!(&self.rx, Rx::Stream(sb) if sb.fin_received()),
+                    None => matches!(self.rx(), Rx::Stream(sb) if sb.fin_received()),
                 };
                 match (f.has(F_RESET), f.has(F_FIN_SENT), fin_in) {
                     (true, ..) | (false, true, true) => ST_CLOSE,
@@ -298,7 +298,7 @@ impl Socket {
             path_mss
         }
         .saturating_sub(option_bytes());
-        let (segs_in, bytes_in, rcv_wnd) = match (self.shared_counts(), &self.rx) {
+        let (segs_in, bytes_in, rcv_wnd) = match (self.shared_counts(), self.rx()) {
             (Some(counts), _) => counts,
             (None, Rx::Stream(sb)) => {
                 let st = sb.stats();

@@ -142,7 +142,7 @@ impl Socket {
         if let Some(at) = self.shared_at_mark() {
             return at;
         }
-        match &self.rx {
+        match self.rx() {
             Rx::Stream(sb) => self.urgent_ahead(sb) == Some(0),
             Rx::Dgram(_) => false,
         }

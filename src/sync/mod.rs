@@ -59,6 +59,38 @@ impl<T> SetOnce<T> {
             }
         }
     }
+
+    /// The value, made by `make` if the cell is empty. Racing callers may
+    /// each make one; the first set wins and the others are dropped.
+    #[inline]
+    pub fn get_or_init(&self, make: impl FnOnce() -> T) -> &T {
+        match self.get() {
+            Some(v) => v,
+            None => self.init_slow(make),
+        }
+    }
+
+    #[cold]
+    fn init_slow(&self, make: impl FnOnce() -> T) -> &T {
+        let p = Box::into_raw(Box::new(make()));
+        let won =
+            match self
+                .ptr
+                .compare_exchange(ptr::null_mut(), p, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => p,
+                Err(cur) => {
+                    // SAFETY: `p` came from Box::into_raw above and was never
+                    // published, so this is its only owner.
+                    drop(unsafe { Box::from_raw(p) });
+                    cur
+                }
+            };
+        // SAFETY: `won` is the published pointer (ours, or the winner's that
+        // the Acquire failure load read), non-null, from Box::into_raw, and
+        // freed only in Drop, which needs `&mut self`.
+        unsafe { &*won }
+    }
 }
 
 impl<T> Default for SetOnce<T> {
