@@ -31,6 +31,12 @@
 //!   those of processes gone are removed). A forked child's memberships
 //!   count under its parent's file until the child changes one.
 //!
+//! - `DIR/.ports-gen` holds a word every process of the network maps: a
+//!   count of changes to datagram ports' files, bumped by each move or
+//!   removal of a shared port's link and each datagram bind, so that a
+//!   sender reads a shared port's link only when it changed, not per
+//!   datagram (`last_bound`).
+//!
 //! The files are the network's own (the directory is 0700, and every link
 //! checks its peer's credentials), so the users allowed are as for any
 //! port. Unicast to a port that every process holds with SO_REUSEPORT goes
