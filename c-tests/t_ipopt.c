@@ -2270,7 +2270,8 @@ static int mc_on_a_network(const char *name)
  * leaves (with IP_MULTICAST_ALL off, as otherwise it still gets what the
  * host's other members do), and one killed, get nothing more and the
  * sender sees no error.
- * Unicast to the port goes to one socket: the last bound. */
+ * Unicast to the port goes to one socket: the last bound, also for a
+ * sender that sent there before the later binds. */
 static void mc_across_processes(struct mc_where *w)
 {
     int me = (int)OK(socket(w->fam, SOCK_DGRAM, 0));
@@ -2278,6 +2279,11 @@ static void mc_across_processes(struct mc_where *w)
     struct sockaddr_storage ss;
     socklen_t l = tl_any(w->fam == AF_INET ? FAM_INET : FAM_INET6, &ss, w->port);
     OK(bind(me, (struct sockaddr *)&ss, l));
+    struct sockaddr_storage to;
+    socklen_t tol = tl_loop(w->fam == AF_INET ? FAM_INET : FAM_INET6, &to, w->port);
+    int u = (int)OK(socket(w->fam, SOCK_DGRAM, 0));
+    CHECK_EQ(OK(sendto(u, "u0", 2, 0, (struct sockaddr *)&to, tol)), 2);
+    expect_dgram(me, "u0");
     if (w->fam == AF_INET) {
         struct ip_mreqn m = {.imr_multiaddr.s_addr = inet_addr(w->group),
                              .imr_address.s_addr = htonl(INADDR_LOOPBACK)};
@@ -2289,6 +2295,8 @@ static void mc_across_processes(struct mc_where *w)
     }
     struct mc_member other = mc_member_start(w);
     mc_member_do(&other, "b", "");
+    CHECK_EQ(OK(sendto(u, "u1", 2, 0, (struct sockaddr *)&to, tol)), 2);
+    mc_member_do(&other, "r1", "u1");
     mc_member_do(&other, "a", "");
     struct mc_member m1 = mc_member_start(w), m2 = mc_member_start(w);
     mc_member_do(&m1, "b", "");
@@ -2311,9 +2319,7 @@ static void mc_across_processes(struct mc_where *w)
     expect_dgram(me, "one");
     expect_dgram(me, "two");
     /* unicast: to the last bound */
-    struct sockaddr_storage to;
-    l = tl_loop(w->fam == AF_INET ? FAM_INET : FAM_INET6, &to, w->port);
-    CHECK_EQ(OK(sendto(s, "uni", 3, 0, (struct sockaddr *)&to, l)), 3);
+    CHECK_EQ(OK(sendto(u, "uni", 3, 0, (struct sockaddr *)&to, tol)), 3);
     mc_member_do(&m2, "r1", "uni");
     mc_member_do(&m1, "r0", "");
     CHECK_EQ(tl_poll1(me, POLLIN, 0), 0);
@@ -2331,7 +2337,7 @@ static void mc_across_processes(struct mc_where *w)
     expect_dgram(me, "five");
     /* unicast: to the last bound still there (after four and five, which
      * it does not take, as it sees them first) */
-    CHECK_EQ(OK(sendto(s, "uni2", 4, 0, (struct sockaddr *)&to, l)), 4);
+    CHECK_EQ(OK(sendto(u, "uni2", 4, 0, (struct sockaddr *)&to, tol)), 4);
     mc_member_do(&m1, "r1", "uni2");
     mc_member_do(&m1, "j", "");
     mc_send_to(s, w, "six");
@@ -2343,8 +2349,12 @@ static void mc_across_processes(struct mc_where *w)
     mc_send_to(s, w, "seven");
     expect_dgram(me, "seven");
     CHECK_EQ(tl_poll1(me, POLLIN, 200), 0);
+    /* the last member left: to the first again */
+    CHECK_EQ(OK(sendto(u, "u2", 2, 0, (struct sockaddr *)&to, tol)), 2);
+    expect_dgram(me, "u2");
     OK(close(me));
     OK(close(s));
+    OK(close(u));
 }
 
 TEST(multicast_across_processes)

@@ -359,6 +359,18 @@ pub fn eventfd_signal(fd: i32) {
     }
 }
 
+/// What ended a [`poll_pair`] or [`poll_pair_restartable`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Woke {
+    /// `a` is readable, hung up or in error (or no longer open).
+    pub a: bool,
+    /// Likewise `b`.
+    pub b: bool,
+    /// A signal handler ended the sleep and the caller's call fails with
+    /// EINTR.
+    pub interrupted: bool,
+}
+
 /// Sleeps in the kernel until `a` or `b` is readable (or hung up), a signal
 /// comes, or `timeout` passes (`None`: no limit). What woke it is for the
 /// caller to find out.
@@ -366,18 +378,12 @@ pub fn eventfd_signal(fd: i32) {
 /// (Linux's timed socket calls are never restarted; ppoll itself never is,
 /// so without a timeout the wait goes on, as with SA_RESTART).
 pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) -> bool {
-    let mut fds = [
-        libc::pollfd {
-            fd: a,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: b,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
+    poll_pair(a, b, timeout).interrupted
+}
+
+/// As [`poll_two`], telling which fd ended the sleep.
+pub fn poll_pair(a: i32, b: i32, timeout: Option<Duration>) -> Woke {
+    let mut fds = [pollin(a), pollin(b)];
     let ts = timeout.map(|t| libc::timespec {
         tv_sec: t.as_secs().min(i64::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
@@ -396,37 +402,76 @@ pub fn poll_two(a: i32, b: i32, timeout: Option<Duration>) -> bool {
             0usize,
         )
     };
-    r < 0 && timeout.is_some() && last_errno() == libc::EINTR
+    Woke {
+        a: r > 0 && fds[0].revents != 0,
+        b: r > 0 && fds[1].revents != 0,
+        interrupted: r < 0 && timeout.is_some() && last_errno() == libc::EINTR,
+    }
 }
 
-/// A signalfd of the signals the calling thread lets in now (those it
-/// does not block), for [`poll_two_restartable`]; close it with
-/// [`kfd_close`]. Its mask is the thread's as of this call: make it within
-/// the wait that uses it.
-pub fn signal_watch() -> Result<i32, Errno> {
-    // SAFETY: sigset_t is plain data, filled by sigemptyset; pthread_sigmask
-    // with a null new set only reads the thread's mask into `blocked`.
-    let mut blocked: libc::sigset_t = unsafe { core::mem::zeroed() };
-    // SAFETY: as above; the sets are live locals.
-    let open = unsafe {
-        libc::sigemptyset(&mut blocked);
-        libc::pthread_sigmask(libc::SIG_BLOCK, core::ptr::null(), &mut blocked);
-        let mut open: libc::sigset_t = core::mem::zeroed();
-        libc::sigemptyset(&mut open);
-        for sig in 1..=max_signal() {
-            if libc::sigismember(&blocked, sig) == 0 {
-                libc::sigaddset(&mut open, sig);
-            }
-        }
-        open
-    };
-    // SAFETY: `open` is a live sigset_t; -1 makes a new signalfd.
-    let fd = unsafe { libc::signalfd(-1, &open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-    if fd < 0 {
-        Err(last_errno())
-    } else {
-        Ok(fd)
+fn pollin(fd: i32) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
     }
+}
+
+/// The calling thread's signalfd for [`poll_pair_restartable`], and the
+/// signals it watches (those the thread let in when it was last used).
+/// Kept for the thread's life (a signalfd made and closed per wait cost
+/// two system calls per blocking receive): FD_CLOEXEC, high and the
+/// library's own (`private_fds`), as the thread's waker eventfd. A fork
+/// child's copy reads the child's signals, as any signalfd.
+struct SigWatch {
+    fd: i32,
+    open: libc::sigset_t,
+}
+
+impl Drop for SigWatch {
+    fn drop(&mut self) {
+        let _ = kfd_close(self.fd);
+    }
+}
+
+std::thread_local! {
+    static SIGWATCH: core::cell::RefCell<Option<SigWatch>> = const { core::cell::RefCell::new(None) };
+}
+
+/// This thread's signalfd, watching exactly the signals of `open` (made,
+/// or its mask changed, only when it differs from the last wait's).
+fn signal_watch(open: &libc::sigset_t) -> Result<i32, Errno> {
+    let same = |a: &libc::sigset_t| {
+        // SAFETY: sigismember reads two live sets.
+        (1..=max_signal()).all(|s| unsafe { libc::sigismember(a, s) == libc::sigismember(open, s) })
+    };
+    SIGWATCH
+        .try_with(|w| {
+            // Taken only with every signal blocked: no handler of this
+            // thread can be inside.
+            let mut w = w.try_borrow_mut().map_err(|_| libc::EBUSY)?;
+            if let Some(sw) = w.as_ref().filter(|sw| same(&sw.open)) {
+                return Ok(sw.fd);
+            }
+            if !super::sandbox::allows(libc::SYS_signalfd4, [0; 6]) {
+                return Err(libc::EPERM);
+            }
+            let old = w.as_ref().map_or(-1, |sw| sw.fd);
+            // SAFETY: `open` is a live sigset_t; `old` is -1 (a new
+            // signalfd) or this thread's, whose mask it replaces.
+            let fd = unsafe { libc::signalfd(old, open, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(last_errno());
+            }
+            let fd = if old < 0 {
+                super::scm::move_high(fd)
+            } else {
+                fd
+            };
+            *w = Some(SigWatch { fd, open: *open });
+            Ok(fd)
+        })
+        .unwrap_or(Err(libc::EBUSY))
 }
 
 /// The highest signal number (SIGRTMAX).
@@ -439,12 +484,13 @@ fn max_signal() -> i32 {
 /// that a blocking socket call does not restart (Linux's sock_intr_errno:
 /// ERESTARTSYS, so EINTR unless the handler has SA_RESTART). ppoll alone
 /// cannot tell (it is never restarted after a handler), so the sleep runs
-/// with the signals blocked and `sigs` (a [`signal_watch`] made in this
-/// wait) ends it; the pending signals' handlers are looked at, then the
+/// with the signals blocked and the thread's signalfd of the signals it
+/// lets in ends it; the pending signals' handlers are looked at, then the
 /// signals let in, and their handlers run, before this returns. Signals
 /// glibc keeps for itself (never blocked) interrupt the sleep like a
-/// wake-up.
-pub fn poll_two_restartable(a: i32, b: i32, sigs: i32) -> bool {
+/// wake-up. An error: no signalfd (a sandbox forbids it, no fd left); it
+/// did not sleep.
+pub fn poll_pair_restartable(a: i32, b: i32) -> Result<Woke, Errno> {
     // SAFETY: sigset_t is plain data; the sets are live locals, and a null
     // timeout and mask are allowed.
     unsafe {
@@ -453,23 +499,21 @@ pub fn poll_two_restartable(a: i32, b: i32, sigs: i32) -> bool {
         libc::sigfillset(&mut all);
         libc::sigemptyset(&mut old);
         libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
-        let mut fds = [
-            libc::pollfd {
-                fd: a,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: b,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: sigs,
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        let mut open: libc::sigset_t = core::mem::zeroed();
+        libc::sigemptyset(&mut open);
+        for sig in 1..=max_signal() {
+            if libc::sigismember(&old, sig) == 0 {
+                libc::sigaddset(&mut open, sig);
+            }
+        }
+        let sigs = match signal_watch(&open) {
+            Ok(fd) => fd,
+            Err(e) => {
+                libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
+                return Err(e);
+            }
+        };
+        let mut fds = [pollin(a), pollin(b), pollin(sigs)];
         let r = libc::syscall(
             libc::SYS_ppoll,
             fds.as_mut_ptr(),
@@ -499,7 +543,11 @@ pub fn poll_two_restartable(a: i32, b: i32, sigs: i32) -> bool {
         }
         // The pending signals' handlers run as the mask goes back.
         libc::pthread_sigmask(libc::SIG_SETMASK, &old, core::ptr::null_mut());
-        interrupted
+        Ok(Woke {
+            a: r > 0 && fds[0].revents != 0,
+            b: r > 0 && fds[1].revents != 0,
+            interrupted,
+        })
     }
 }
 

@@ -55,6 +55,10 @@ pub struct PollSignal {
     /// message saved) and sets it again, then looks once more, before it
     /// sleeps.
     pub armed: AtomicBool,
+    /// A signal wrote `efd` since its waiter last looked: a waiter that
+    /// sleeps on an eventfd it does not make per wait drains it first only
+    /// then (a write this misses shows as a wake-up, which drains it).
+    written: AtomicBool,
 }
 
 /// What the registrations of one epoll set share: a counter its waiter
@@ -112,6 +116,7 @@ impl PollSignal {
             efd,
             shared: None,
             armed: AtomicBool::new(true),
+            written: AtomicBool::new(false),
         }
     }
 
@@ -138,6 +143,7 @@ impl PollSignal {
             // A waiter without an eventfd sleeps on `word`.
             platform::futex_wake_all(&self.word);
         } else if self.armed.load(Ordering::SeqCst) {
+            self.written.store(true, Ordering::SeqCst);
             #[cfg(feature = "std")]
             platform::eventfd_signal(self.efd);
         }
@@ -277,13 +283,15 @@ impl Default for WaitQueue {
     }
 }
 
+/// The thread's two signals, on one eventfd: poll()'s, always armed, and
+/// [`WaitQueue::wait_on_input`]'s, armed only while it may sleep.
 #[cfg(feature = "std")]
-struct Waker(Option<Arc<PollSignal>>);
+struct Waker(Option<(Arc<PollSignal>, Arc<PollSignal>)>);
 
 #[cfg(feature = "std")]
 impl Drop for Waker {
     fn drop(&mut self) {
-        if let Some(s) = &self.0 {
+        if let Some((s, _)) = &self.0 {
             let _ = platform::kfd_close(s.efd);
         }
     }
@@ -294,18 +302,34 @@ std::thread_local! {
     static WAKER: core::cell::RefCell<Waker> = const { core::cell::RefCell::new(Waker(None)) };
 }
 
+/// This thread's signals, with their eventfd, made on first use: FD_CLOEXEC,
+/// high and the library's own (`private_fds`: a program that closes every
+/// fd it does not know leaves it alone), as it lives as long as the thread.
+#[cfg(feature = "std")]
+fn thread_signals() -> Result<(Arc<PollSignal>, Arc<PollSignal>), crate::backend::contract::Errno> {
+    WAKER
+        .try_with(|w| {
+            let mut w = w.try_borrow_mut().map_err(|_| crate::consts::EBUSY)?;
+            if w.0.is_none() {
+                if !platform::sandbox::allows(libc::SYS_eventfd2, [0; 6]) {
+                    return Err(crate::consts::EPERM);
+                }
+                let efd = platform::scm::move_high(platform::eventfd_new()?);
+                let poll = Arc::new(PollSignal::new(efd));
+                let input = Arc::new(PollSignal::new(efd));
+                w.0 = Some((poll, input));
+            }
+            Ok(w.0.clone().expect("set above"))
+        })
+        .unwrap_or(Err(crate::consts::EBUSY))
+}
+
 /// This thread's poll signal, with its eventfd, made on first use: what a
-/// thread that sleeps in the kernel (poll(), or a wait on a backend's
-/// input) registers on the sockets it waits for.
+/// thread that sleeps in the kernel in poll() registers on the sockets it
+/// waits for.
 #[cfg(feature = "std")]
 pub(crate) fn thread_waker() -> Result<Arc<PollSignal>, crate::backend::contract::Errno> {
-    WAKER.with(|w| {
-        let mut w = w.borrow_mut();
-        if w.0.is_none() {
-            w.0 = Some(Arc::new(PollSignal::new(platform::eventfd_new()?)));
-        }
-        Ok(w.0.clone().expect("set above"))
-    })
+    thread_signals().map(|(poll, _)| poll)
 }
 
 /// fork() support, in the child: the forking thread's waker is the
@@ -327,11 +351,18 @@ impl WaitQueue {
     /// thread may read itself (`Backend::input_fd`): the thread sleeps in
     /// the kernel on that input (`input()` gives its fd, or `None` once
     /// there is none) and on its waker (any state change), and runs
-    /// `pump()` whenever input may have come. A message then costs one
-    /// wake-up, of this thread by the kernel, as the kernel's own TCP does,
-    /// instead of the backend's thread's and then this one's. A signal
-    /// handler ends the wait as in `wait_until`: always with a deadline,
-    /// else unless it has SA_RESTART.
+    /// `pump()` whenever the input turned readable. A message then costs
+    /// one wake-up, of this thread by the kernel, as the kernel's own TCP
+    /// does, instead of the backend's thread's and then this one's. A
+    /// signal handler ends the wait as in `wait_until`: always with a
+    /// deadline, else unless it has SA_RESTART.
+    ///
+    /// System calls: none made per wait. The waker is the thread's eventfd
+    /// (drained before a sleep only when something wrote it), the untimed
+    /// sleep's signalfd is the thread's (`platform::poll_pair_restartable`),
+    /// and the input is read only once the sleep says it is readable:
+    /// its fd is level-triggered, so what came before the sleep ends it at
+    /// once, and nothing is read for nothing (an EAGAIN per receive).
     pub fn wait_on_input(
         &self,
         mut input: impl FnMut() -> Option<i32>,
@@ -344,10 +375,13 @@ impl WaitQueue {
         // a sleeper on another core costs tens of microseconds.
         let (plan, began) = self.learner.plan_now();
         let mut spun = plan.budget == 0;
-        // Made at the first sleep, gone with the wait: an eventfd kept per
-        // thread would outlive the program's sockets (a program that counts
-        // its fds, or closes them all, would see or close it).
+        // Registered at the first sleep, unregistered when the wait ends.
         let mut waker: Option<InputWaker<'_>> = None;
+        // The last sleep saw the input readable: it is read now.
+        let mut unread = false;
+        // The last sleep saw the eventfd readable: it is drained before
+        // the next (a write the `written` flags missed, or poll()'s).
+        let mut stale = false;
         let r = loop {
             if let Some(w) = &waker {
                 w.sig.armed.store(false, Ordering::SeqCst);
@@ -361,9 +395,11 @@ impl WaitQueue {
                 drop(waker.take());
                 break self.wait_until(&mut ready, deadline);
             };
-            pump();
-            if ready() {
-                break Waited::Ready;
+            if core::mem::take(&mut unread) {
+                pump();
+                if ready() {
+                    break Waited::Ready;
+                }
             }
             if !spun {
                 spun = true;
@@ -379,16 +415,19 @@ impl WaitQueue {
                 break Waited::TimedOut;
             }
             let w = match &waker {
-                // Drained only to sleep on again: not when the first wake-up ends the wait.
-                Some(w) => {
-                    platform::eventfd_drain(w.sig.efd);
-                    w
-                }
-                None => match InputWaker::new(self, deadline.is_none()) {
+                Some(w) => w,
+                None => match InputWaker::new(self) {
                     Some(w) => waker.insert(w),
                     None => break self.wait_until(&mut ready, deadline),
                 },
             };
+            // Emptied only when written: a wait whose first wake-up ends
+            // it (a ping-pong's every receive) never reads it.
+            let written = w.sig.written.swap(false, Ordering::SeqCst)
+                | w.poll.written.swap(false, Ordering::SeqCst);
+            if written || core::mem::take(&mut stale) {
+                platform::eventfd_drain(w.sig.efd);
+            }
             // Armed before the last look: a change after it writes the
             // eventfd, and the sleep below returns at once.
             w.sig.armed.store(true, Ordering::SeqCst);
@@ -397,11 +436,19 @@ impl WaitQueue {
             }
             // Untimed, a handler with SA_RESTART restarts the wait and one
             // without ends it (EINTR); timed, every handler ends it.
-            let interrupted = match (left, w.sigs) {
-                (None, Some(sigs)) => platform::poll_two_restartable(kfd, w.sig.efd, sigs),
-                _ => platform::poll_two(kfd, w.sig.efd, left),
+            let woke = match left {
+                None => match platform::poll_pair_restartable(kfd, w.sig.efd) {
+                    Ok(woke) => woke,
+                    Err(_) => {
+                        drop(waker.take());
+                        break self.wait_until(&mut ready, deadline);
+                    }
+                },
+                Some(l) => platform::poll_pair(kfd, w.sig.efd, Some(l)),
             };
-            if interrupted && !ready() {
+            unread = woke.a;
+            stale = woke.b;
+            if woke.interrupted && !ready() {
                 break Waited::Interrupted;
             }
         };
@@ -414,40 +461,28 @@ impl WaitQueue {
     }
 }
 
-/// The eventfd of one [`WaitQueue::wait_on_input`], registered on its
-/// queue; unregistered and closed when dropped.
+/// The thread's input signal, registered on one queue for one
+/// [`WaitQueue::wait_on_input`]; unregistered when dropped.
 #[cfg(feature = "std")]
 struct InputWaker<'a> {
     queue: &'a WaitQueue,
     sig: Arc<PollSignal>,
+    /// The thread's poll() signal, on the same eventfd: its writes too
+    /// leave it readable.
+    poll: Arc<PollSignal>,
     id: u64,
-    /// An untimed wait's signalfd (`platform::signal_watch`): how it
-    /// tells a handler with SA_RESTART from one without.
-    sigs: Option<i32>,
 }
 
 #[cfg(feature = "std")]
 impl<'a> InputWaker<'a> {
-    fn new(queue: &'a WaitQueue, untimed: bool) -> Option<Self> {
-        let efd = platform::eventfd_new().ok()?;
-        let sigs = if untimed {
-            match platform::signal_watch() {
-                Ok(fd) => Some(fd),
-                Err(_) => {
-                    let _ = platform::kfd_close(efd);
-                    return None;
-                }
-            }
-        } else {
-            None
-        };
-        let sig = Arc::new(PollSignal::new(efd));
+    fn new(queue: &'a WaitQueue) -> Option<Self> {
+        let (poll, sig) = thread_signals().ok()?;
         let id = queue.register_poller(&sig, -1);
         Some(InputWaker {
             queue,
             sig,
+            poll,
             id,
-            sigs,
         })
     }
 }
@@ -455,12 +490,9 @@ impl<'a> InputWaker<'a> {
 #[cfg(feature = "std")]
 impl Drop for InputWaker<'_> {
     fn drop(&mut self) {
-        // Once unregistered no notify can write the eventfd: closing it
-        // cannot hit a number the kernel gave to another file meanwhile.
+        // Disarmed: a notify between here and the next wait's arming
+        // need not write the eventfd (that wait looks before it sleeps).
+        self.sig.armed.store(false, Ordering::SeqCst);
         self.queue.unregister_poller(self.id);
-        let _ = platform::kfd_close(self.sig.efd);
-        if let Some(fd) = self.sigs {
-            let _ = platform::kfd_close(fd);
-        }
     }
 }

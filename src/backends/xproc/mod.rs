@@ -260,6 +260,12 @@ impl XProc {
 pub struct XProc {
     dir: PathBuf,
     next_port: AtomicU64,
+    /// The network's count of changes to datagram ports' files
+    /// (`shared::PortsGen`), mapped at first use.
+    ports_gen: std::sync::OnceLock<Option<crate::platform::shared_mem::SharedMem>>,
+    /// Shared ports' last-bound members as read at a count of
+    /// `ports_gen` (`shared::last_bound`).
+    last_bound: Mutex<alloc::collections::BTreeMap<u32, (u64, shared::LastBound)>>,
 }
 
 impl XProc {

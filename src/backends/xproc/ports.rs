@@ -36,6 +36,8 @@ impl XProc {
         Ok(XProc {
             dir,
             next_port: AtomicU64::new(seed),
+            ports_gen: std::sync::OnceLock::new(),
+            last_bound: Mutex::new(alloc::collections::BTreeMap::new()),
         })
     }
 
@@ -149,6 +151,9 @@ impl XProc {
                         let _ = std::fs::remove_file(&path);
                         return Err(e);
                     }
+                    // It may replace a shared port's link left by
+                    // processes gone: senders look again.
+                    self.ports_changed();
                 }
                 return Ok((k, path));
             }

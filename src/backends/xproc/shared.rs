@@ -31,6 +31,12 @@
 //!   those of processes gone are removed). A forked child's memberships
 //!   count under its parent's file until the child changes one.
 //!
+//! - `DIR/.ports-gen` holds a word every process of the network maps: a
+//!   count of changes to datagram ports' files, bumped by each move or
+//!   removal of a shared port's link and each datagram bind, so that a
+//!   sender reads a shared port's link only when it changed, not per
+//!   datagram (`last_bound`).
+//!
 //! The files are the network's own (the directory is 0700, and every link
 //! checks its peer's credentials), so the users allowed are as for any
 //! port. Unicast to a port that every process holds with SO_REUSEPORT goes
@@ -49,6 +55,15 @@ use super::ports::Space;
 use super::*;
 use crate::backend::contract::*;
 use crate::consts::*;
+
+/// The member a shared port's file points at (`XProc::last_bound`).
+#[derive(Clone)]
+pub(super) struct LastBound {
+    pid: u32,
+    path: Arc<PathBuf>,
+    /// Its file's flags say SO_REUSEPORT.
+    reuseport: bool,
+}
 
 /// A process holding a datagram port shareably, as its member file says.
 pub(super) struct Member {
@@ -152,6 +167,54 @@ impl XProc {
         {
             let _ = std::fs::remove_file(&tmp);
         }
+        self.ports_changed();
+    }
+
+    /// The network's count of changes to the datagram ports' files (a
+    /// word in `DIR/.ports-gen`, mapped by every process of the network):
+    /// a process that moves a shared port's link bumps it before its bind
+    /// or close returns, so a sender that reads it unchanged may send
+    /// where it sent before (`last_bound`) without reading the link.
+    /// `None`: no such file (the sender reads the link every time).
+    fn ports_gen(&self) -> Option<&AtomicU64> {
+        self.ports_gen
+            .get_or_init(|| {
+                use std::os::unix::fs::OpenOptionsExt;
+                use std::os::unix::io::AsRawFd;
+                // A sandbox that would refuse (or kill for) the calls:
+                // the link is read per datagram, as before.
+                let calls = [libc::SYS_openat, libc::SYS_ftruncate, libc::SYS_mmap];
+                if !calls
+                    .iter()
+                    .all(|&nr| crate::platform::sandbox::allows(nr, [0; 6]))
+                {
+                    return None;
+                }
+                let f = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(self.dir.join(".ports-gen"))
+                    .ok()?;
+                // Grown to a word once; a file already that long keeps
+                // its count.
+                if f.metadata().ok()?.len() < 8 {
+                    f.set_len(8).ok()?;
+                }
+                crate::platform::shared_mem::SharedMem::map_file(f.as_raw_fd(), 8).ok()
+            })
+            .as_ref()?
+            .u64_at(0)
+    }
+
+    /// A datagram port's file changed: senders of every process read the
+    /// shared ports' links again.
+    pub(super) fn ports_changed(&self) {
+        if let Some(g) = self.ports_gen() {
+            g.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     /// The port's file points at a member that is gone (or at ours, which
@@ -177,6 +240,7 @@ impl XProc {
                 let file = self.path(SOCK_DGRAM, port, v6);
                 if std::fs::symlink_metadata(&file).is_ok_and(|m| m.file_type().is_symlink()) {
                     let _ = std::fs::remove_file(&file);
+                    self.ports_changed();
                 }
                 false
             }
@@ -331,14 +395,43 @@ impl XProc {
     /// The process the port's file of a shared port points at (the last
     /// bound), its member file, and whether that member shares by
     /// SO_REUSEPORT (its file's flags); `None` for a port not shared.
-    fn last_bound(&self, port: u16, v6: bool) -> Option<(u32, PathBuf, bool)> {
+    /// Read from the link once per change of the network's ports
+    /// (`ports_gen`), unless `fresh`: a readlink per datagram saved.
+    fn last_bound(&self, port: u16, v6: bool, fresh: bool) -> Option<LastBound> {
+        let key = u32::from(port) | u32::from(v6) << 16;
+        // Read before the link: a change after it shows at the next look.
+        let gen = self.ports_gen().map(|g| g.load(Ordering::SeqCst));
+        if let Some(g) = gen.filter(|_| !fresh) {
+            if let Some((seen, lb)) = self.last_bound.lock().get(&key) {
+                if *seen == g {
+                    return Some(lb.clone());
+                }
+            }
+        }
         let prefix = alloc::format!("{}.m", self.port_name(port, v6));
-        let t = std::fs::read_link(self.path(SOCK_DGRAM, port, v6)).ok()?;
-        let rest = t.to_str()?.strip_prefix(prefix.as_str())?;
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let pid = rest[..digits].parse().ok()?;
-        let flags = rest[digits..].split_once('-').map_or("", |(f, _)| f);
-        Some((pid, self.dir.join(&t), flags.contains('p')))
+        let read = || -> Option<LastBound> {
+            let t = std::fs::read_link(self.path(SOCK_DGRAM, port, v6)).ok()?;
+            let rest = t.to_str()?.strip_prefix(prefix.as_str())?;
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            let pid = rest[..digits].parse().ok()?;
+            let flags = rest[digits..].split_once('-').map_or("", |(f, _)| f);
+            Some(LastBound {
+                pid,
+                path: Arc::new(self.dir.join(&t)),
+                reuseport: flags.contains('p'),
+            })
+        };
+        let lb = read();
+        let mut cache = self.last_bound.lock();
+        match (&lb, gen) {
+            (Some(lb), Some(g)) => {
+                cache.insert(key, (g, lb.clone()));
+            }
+            _ => {
+                cache.remove(&key);
+            }
+        }
+        lb
     }
 
     /// The link for a unicast datagram to shared port `key`: when every
@@ -352,21 +445,31 @@ impl XProc {
     /// processes are all gone.
     pub(super) fn shared_link(&self, key: u32, from: u64) -> Option<Option<Arc<Conn>>> {
         let (port, v6) = (key as u16, key >> 16 & 1 != 0);
-        let (pid, path, reuseport) = self.last_bound(port, v6)?;
+        let lb = self.last_bound(port, v6, false)?;
         // The hash needs every member sharing by SO_REUSEPORT: when the
         // last bound does not, no look through the directory (five system
         // calls a datagram to a port shared by SO_REUSEADDR paid before).
-        if let Some(l) = reuseport.then(|| self.hashed_member(key, from)).flatten() {
+        if let Some(l) = lb
+            .reuseport
+            .then(|| self.hashed_member(key, from))
+            .flatten()
+        {
             return Some(Some(l));
         }
-        if let Some(l) = self.member_link(key, pid, &path) {
+        if let Some(l) = self.member_link(key, lb.pid, &lb.path) {
+            return Some(Some(l));
+        }
+        // Gone: as the link says now, then the members left.
+        // (no longer a shared port's: not shared, `None`).
+        let lb = self.last_bound(port, v6, true)?;
+        if let Some(l) = self.member_link(key, lb.pid, &lb.path) {
             return Some(Some(l));
         }
         if !self.repoint(port, v6) {
             return Some(None);
         }
-        let (pid, path, _) = self.last_bound(port, v6)?;
-        Some(self.member_link(key, pid, &path))
+        let lb = self.last_bound(port, v6, true)?;
+        Some(self.member_link(key, lb.pid, &lb.path))
     }
 
     /// The link to the member process of SO_REUSEPORT port `key` that
