@@ -366,6 +366,9 @@ pub struct Woke {
     pub a: bool,
     /// Likewise `b`.
     pub b: bool,
+    /// `b` is not an open fd (POLLNVAL): a fork child closed the thread's
+    /// eventfd under a wait a signal handler forked in.
+    pub b_gone: bool,
     /// A signal handler ended the sleep and the caller's call fails with
     /// EINTR.
     pub interrupted: bool,
@@ -405,6 +408,7 @@ pub fn poll_pair(a: i32, b: i32, timeout: Option<Duration>) -> Woke {
     Woke {
         a: r > 0 && fds[0].revents != 0,
         b: r > 0 && fds[1].revents != 0,
+        b_gone: r > 0 && fds[1].revents & libc::POLLNVAL != 0,
         interrupted: r < 0 && timeout.is_some() && last_errno() == libc::EINTR,
     }
 }
@@ -546,6 +550,7 @@ pub fn poll_pair_restartable(a: i32, b: i32) -> Result<Woke, Errno> {
         Ok(Woke {
             a: r > 0 && fds[0].revents != 0,
             b: r > 0 && fds[1].revents != 0,
+            b_gone: r > 0 && fds[1].revents & libc::POLLNVAL != 0,
             interrupted,
         })
     }

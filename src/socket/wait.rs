@@ -446,6 +446,13 @@ impl WaitQueue {
                 },
                 Some(l) => platform::poll_pair(kfd, w.sig.efd, Some(l)),
             };
+            if woke.b_gone {
+                // The thread's eventfd is no longer open (a fork child's,
+                // forked in a signal handler during this wait): the plain
+                // wait, which needs none.
+                drop(waker.take());
+                break self.wait_until(&mut ready, deadline);
+            }
             unread = woke.a;
             stale = woke.b;
             if woke.interrupted && !ready() {
