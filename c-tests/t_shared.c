@@ -248,23 +248,33 @@ static int worker(void *arg)
     }
 }
 
+/* One connection to the workers' listener at ss: request `i` (sent
+ * `pause_ms` after the connect), answered with it and the pid of the worker
+ * that served it, one of w's. */
+static void ask_a_worker(const struct sockaddr_storage *ss, socklen_t len, uint32_t i,
+                         int pause_ms, const pid_t w[2])
+{
+    int c = OK(socket(AF_INET, SOCK_STREAM, 0));
+    OK(connect(c, (const struct sockaddr *)ss, len));
+    if (pause_ms)
+        tl_sleep_ms(pause_ms);
+    CHECK_EQ(send(c, &i, 4, 0), 4);
+    uint32_t reply[2];
+    CHECK_EQ(read_n(c, reply, sizeof reply), 0);
+    CHECK_EQ(reply[0], i);
+    CHECK_MSG(reply[1] == (uint32_t)w[0] || reply[1] == (uint32_t)w[1],
+              "answered by %u, not a worker", reply[1]);
+    OK(close(c));
+}
+
 TEST(prefork_workers_share_the_listeners_queue)
 {
     int l = tl_listener(FAM_INET, 64);
     struct sockaddr_storage ss;
     socklen_t len = tl_name(l, &ss);
     pid_t w[2] = {spawn(worker, &l), spawn(worker, &l)};
-    for (uint32_t i = 0; i < 30; i++) {
-        int c = OK(socket(AF_INET, SOCK_STREAM, 0));
-        OK(connect(c, (struct sockaddr *)&ss, len));
-        CHECK_EQ(send(c, &i, 4, 0), 4);
-        uint32_t reply[2];
-        CHECK_EQ(read_n(c, reply, sizeof reply), 0);
-        CHECK_EQ(reply[0], i);
-        CHECK_MSG(reply[1] == (uint32_t)w[0] || reply[1] == (uint32_t)w[1],
-                  "answered by %u, not a worker", reply[1]);
-        OK(close(c));
-    }
+    for (uint32_t i = 0; i < 30; i++)
+        ask_a_worker(&ss, len, i, 0, w);
     kill_and_reap(w[0]);
     kill_and_reap(w[1]);
     OK(close(l));
@@ -299,18 +309,9 @@ TEST(prefork_workers_accept_deferred_connections_once_their_data_came)
     OK(listen(l, 64));
     len = tl_name(l, &ss);
     pid_t w[2] = {spawn(deferring_worker, &l), spawn(deferring_worker, &l)};
-    for (uint32_t i = 0; i < 10; i++) {
-        int c = OK(socket(AF_INET, SOCK_STREAM, 0));
-        OK(connect(c, (struct sockaddr *)&ss, len));
-        tl_sleep_ms(20); /* the workers look at the listener meanwhile */
-        CHECK_EQ(send(c, &i, 4, 0), 4);
-        uint32_t reply[2];
-        CHECK_EQ(read_n(c, reply, sizeof reply), 0);
-        CHECK_EQ(reply[0], i);
-        CHECK_MSG(reply[1] == (uint32_t)w[0] || reply[1] == (uint32_t)w[1],
-                  "answered by %u, not a worker", reply[1]);
-        OK(close(c));
-    }
+    /* The workers look at the listener before each request comes. */
+    for (uint32_t i = 0; i < 10; i++)
+        ask_a_worker(&ss, len, i, 20, w);
     kill_and_reap(w[0]);
     kill_and_reap(w[1]);
     OK(close(l));

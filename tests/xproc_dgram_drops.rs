@@ -287,6 +287,19 @@ impl Drop for Sender {
     }
 }
 
+/// Reads `rx` until the senders' last datagram, then ends them: some were
+/// read and some dropped (and counted), `sent` in all.
+fn read_some_drop_the_rest(rx: i32, mut tx: Sender, sent: u32) {
+    let (got, drops) = read_until_last(rx, &mut tx);
+    tx.finish();
+    assert!(got > 0 && drops > 0, "read {got}, dropped {drops}");
+    assert_eq!(
+        got + drops,
+        sent,
+        "read {got} + dropped {drops}: every datagram sent"
+    );
+}
+
 /// Reads the lossy receiver `fd` until it has been quiet for 200 ms, then
 /// has the sender send a `last`, and reads on until one comes: (datagrams
 /// of the flood read, the drop count the `last` carries, less the `last`s
@@ -340,14 +353,7 @@ fn lossy_beside_lossless(test: &str, family: i32) {
         "the sender was held back by the lossy receiver"
     );
     reader.join().unwrap();
-    let (got, drops) = read_until_last(lossy, &mut tx);
-    tx.finish();
-    assert!(got > 0 && drops > 0, "read {got}, dropped {drops}");
-    assert_eq!(
-        got + drops,
-        2 * N,
-        "read {got} + dropped {drops}: every datagram sent"
-    );
+    read_some_drop_the_rest(lossy, tx, 2 * N);
     Lib::close(lossy).unwrap();
     Lib::close(lossless).unwrap();
 }
@@ -369,14 +375,7 @@ fn option_set_while_senders_wait(test: &str, family: i32) {
         tx.said("FLOODED", T),
         "SO_RXQ_OVFL released the waiting senders"
     );
-    let (got, drops) = read_until_last(rx, &mut tx);
-    tx.finish();
-    assert!(got > 0 && drops > 0, "read {got}, dropped {drops}");
-    assert_eq!(
-        got + drops,
-        2 * N,
-        "read {got} + dropped {drops}: every datagram sent"
-    );
+    read_some_drop_the_rest(rx, tx, 2 * N);
     Lib::close(rx).unwrap();
 }
 
@@ -432,14 +431,7 @@ fn blocking_reader_holds_no_sender_later(test: &str, family: i32) {
         tx.said("FLOODED", T),
         "the sender was held back by a receiver with SO_RXQ_OVFL"
     );
-    let (got, drops) = read_until_last(rx, &mut tx);
-    tx.finish();
-    assert!(got > 0 && drops > 0, "read {got}, dropped {drops}");
-    assert_eq!(
-        got + drops,
-        2 * N,
-        "read {got} + dropped {drops}: every datagram sent"
-    );
+    read_some_drop_the_rest(rx, tx, 2 * N);
     Lib::close(rx).unwrap();
 }
 
