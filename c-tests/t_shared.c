@@ -267,17 +267,23 @@ static void ask_a_worker(const struct sockaddr_storage *ss, socklen_t len, uint3
     OK(close(c));
 }
 
-TEST(prefork_workers_share_the_listeners_queue)
+/* Two forked workers running `work` on listener l answer n requests, one
+ * connection each (ask_a_worker); then they are killed and l closed. */
+static void serve_with_two_workers(int l, int (*work)(void *), uint32_t n, int pause_ms)
 {
-    int l = tl_listener(FAM_INET, 64);
     struct sockaddr_storage ss;
     socklen_t len = tl_name(l, &ss);
-    pid_t w[2] = {spawn(worker, &l), spawn(worker, &l)};
-    for (uint32_t i = 0; i < 30; i++)
-        ask_a_worker(&ss, len, i, 0, w);
+    pid_t w[2] = {spawn(work, &l), spawn(work, &l)};
+    for (uint32_t i = 0; i < n; i++)
+        ask_a_worker(&ss, len, i, pause_ms, w);
     kill_and_reap(w[0]);
     kill_and_reap(w[1]);
     OK(close(l));
+}
+
+TEST(prefork_workers_share_the_listeners_queue)
+{
+    serve_with_two_workers(tl_listener(FAM_INET, 64), worker, 30, 0);
 }
 
 /* The same with TCP_DEFER_ACCEPT on the listener: a worker's accept hands
@@ -307,14 +313,8 @@ TEST(prefork_workers_accept_deferred_connections_once_their_data_came)
     OK(bind(l, (struct sockaddr *)&ss, len));
     tl_setint(l, IPPROTO_TCP, TCP_DEFER_ACCEPT, 5);
     OK(listen(l, 64));
-    len = tl_name(l, &ss);
-    pid_t w[2] = {spawn(deferring_worker, &l), spawn(deferring_worker, &l)};
     /* The workers look at the listener before each request comes. */
-    for (uint32_t i = 0; i < 10; i++)
-        ask_a_worker(&ss, len, i, 20, w);
-    kill_and_reap(w[0]);
-    kill_and_reap(w[1]);
-    OK(close(l));
+    serve_with_two_workers(l, deferring_worker, 10, 20);
 }
 
 /* A child that closes its copy ends nothing; the parent's copy goes on. */
