@@ -633,8 +633,10 @@ fn get_or_create(epfd: i32) -> Result<Arc<EpSet>, Errno> {
     Ok(s)
 }
 
-/// A new epoll fd numbered `epfd`: any side table left under that number
-/// belonged to a closed epoll fd.
+/// Drops the side table of epoll fd `epfd`, at its close (or, for a close
+/// the library did not see, when a new epoll fd gets its number). Every
+/// passthrough close() asks: a load and a bit of the marks, no lock, for
+/// an fd that is no epoll set of ours.
 pub fn forget(epfd: i32) {
     if NSETS.load(Ordering::Acquire) == 0 || !marked(epfd) {
         return;

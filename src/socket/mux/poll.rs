@@ -138,15 +138,12 @@ impl<'m> Sleeper<'m> {
         socks: &[Option<Arc<Socket>>],
         mask: Option<&'m sigset_t>,
     ) -> Result<Sleeper<'m>, Errno> {
-        // Without an eventfd (a sandbox that forbids making one, as
-        // sshd's pre-authentication child's, or no fd left) the sleep
-        // waits on the kernel fds and the shared sockets' anchors, and
-        // looks at our other sockets again every few milliseconds.
-        let waker = if platform::sandbox::allows(libc::SYS_eventfd2, [0; 6]) {
-            crate::socket::wait::thread_waker().ok()
-        } else {
-            None
-        };
+        // Without the thread's eventfd (a sandbox that forbids making one,
+        // as sshd's pre-authentication child's: `thread_waker` asks it; or
+        // no fd left) the sleep waits on the kernel fds and the shared
+        // sockets' anchors, and looks at our other sockets again every few
+        // milliseconds.
+        let waker = crate::socket::wait::thread_waker().ok();
         let slices = waker.is_none() && socks.iter().flatten().any(|s| !s.is_shared());
         let sig = waker.unwrap_or_else(|| Arc::new(PollSignal::new(-1)));
         let mut kfds = Vec::with_capacity(fds.len() + 1);
