@@ -1010,14 +1010,13 @@ impl Stack {
         }
     }
 
-    /// Runs `f`, which calls into smoltcp. smoltcp 0.12 panics ("attempt
-    /// to subtract sequence numbers with underflow", in
-    /// `last_scaled_window`) when a peer fills a window edge that the
-    /// scale's rounding has since moved back, a slow reader's full buffer
-    /// (smoltcp issue 1048). The panic would end the engine's thread and
-    /// hang every socket on it; instead every TCP connection is aborted
-    /// (each reader gets ECONNRESET from the next gather) and the engine
-    /// goes on. None when `f` panicked.
+    /// Runs `f`, which calls into smoltcp. A panic in smoltcp would end
+    /// the engine's thread and hang every socket on it; instead every TCP
+    /// connection is aborted (each reader gets ECONNRESET from the next
+    /// gather) and the engine goes on. The one panic seen here (smoltcp
+    /// issue 1048, a slow reader's full buffer) is fixed in the vendored
+    /// copy (vendor/README.md); this is for the ones not seen yet. None
+    /// when `f` panicked.
     #[cfg(feature = "std")]
     fn shielded<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> Option<R> {
         match std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| f(self))) {

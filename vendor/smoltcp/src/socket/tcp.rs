@@ -695,7 +695,18 @@ impl<'a> Socket<'a> {
         let next_ack = self.remote_seq_no + self.rx_buffer.len();
 
         let last_win = (self.remote_last_win as usize) << self.remote_win_shift;
-        let last_win_adjusted = last_ack + last_win - next_ack;
+        // libuserspacesock patch (smoltcp issue 1048): the window is rounded
+        // down to the scale's unit at every ACK, so the right edge last
+        // advertised can lie before one advertised earlier, and `process`
+        // accepts what the peer sent up to the earlier edge (it checks the
+        // buffer's capacity). Then `next_ack` is past `last_ack + last_win`:
+        // none of the last window is left, where the unpatched subtraction
+        // underflowed and panicked.
+        let last_edge = last_ack + last_win;
+        if next_ack > last_edge {
+            return Some(0);
+        }
+        let last_win_adjusted = last_edge - next_ack;
 
         Some(u16::try_from(last_win_adjusted >> self.remote_win_shift).unwrap_or(u16::MAX))
     }
@@ -4263,6 +4274,59 @@ mod test {
                 ..RECV_TEMPL
             }]
         );
+    }
+
+    #[test]
+    fn test_established_recv_up_to_an_earlier_scaled_edge() {
+        // libuserspacesock patch (smoltcp issue 1048): window shift 3 and a
+        // 100-byte buffer. The first ACK advertises 96 bytes (100 rounded
+        // down to the unit); after 5 bytes the next one advertises
+        // 95 >> 3 << 3 = 88 from 5 on, an edge at 93, three bytes before the
+        // first. The peer may still fill the first window, and does.
+        let mut s = socket_established_with_buffer_sizes(64, 100);
+        s.remote_win_shift = 3;
+        s.remote_win_scale = Some(0);
+        s.remote_last_win = s.scaled_window();
+        assert_eq!(s.remote_last_win, 12);
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[0; 5],
+                ..SEND_TEMPL
+            }
+        );
+        recv!(
+            s,
+            [TcpRepr {
+                seq_number: LOCAL_SEQ + 1,
+                ack_number: Some(REMOTE_SEQ + 1 + 5),
+                window_len: 11,
+                ..RECV_TEMPL
+            }]
+        );
+        // With the ACK delayed, dispatch asks whether the window grew
+        // enough to announce it (window_to_update): the unpatched
+        // last_scaled_window panicked there.
+        s.set_ack_delay(Some(ACK_DELAY_DEFAULT));
+        send!(
+            s,
+            TcpRepr {
+                seq_number: REMOTE_SEQ + 1 + 5,
+                ack_number: Some(LOCAL_SEQ + 1),
+                payload: &[0; 91],
+                ..SEND_TEMPL
+            }
+        );
+        recv_nothing!(s);
+        recv!(s, time 11, Ok(TcpRepr {
+            seq_number: LOCAL_SEQ + 1,
+            ack_number: Some(REMOTE_SEQ + 1 + 96),
+            window_len: 0,
+            ..RECV_TEMPL
+        }));
+        assert_eq!(s.rx_buffer.len(), 96);
     }
 
     #[test]
