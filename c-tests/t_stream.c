@@ -176,6 +176,65 @@ TEST_FAM(msg_waitall)
     close(s);
 }
 
+/* A reader asleep in recv() while the peer sends several buffers in one
+ * call. */
+struct gather_reader {
+    int fd, tid, rounds;
+    size_t len;
+    ssize_t got[20];
+};
+
+static void *read_rounds(void *p)
+{
+    struct gather_reader *r = p;
+    __atomic_store_n(&r->tid, tl_gettid(), __ATOMIC_RELEASE);
+    char buf[256];
+    for (int i = 0; i < r->rounds; i++) {
+        /* tell the sender which round it may send (it waits for us to sleep) */
+        __atomic_store_n(&r->got[i], -2, __ATOMIC_RELEASE);
+        __atomic_store_n(&r->got[i], recv(r->fd, buf, sizeof buf, 0), __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+/* Linux hands a small sendmsg/writev over loopback (and over an AF_UNIX
+ * stream) to the peer as one buffer: a reader woken by it reads every byte
+ * of the call at once, never the first iovec alone (CPython's
+ * test_socket.testSendmsgGather asserts this). */
+TEST_FAM(gather_send_wakes_a_reader_with_all_of_it)
+{
+    int c, s;
+    tl_stream_pair(fam, &c, &s);
+    struct gather_reader r = {.fd = s, .rounds = 20};
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, read_rounds, &r), 0);
+    while (__atomic_load_n(&r.tid, __ATOMIC_ACQUIRE) == 0)
+        tl_sleep_ms(1);
+    static const char part1[] = "Mic", part2[] = "hael Gilfix ", part3[] = "was here\r\n";
+    const size_t total = sizeof part1 + sizeof part2 + sizeof part3 - 3;
+    for (int i = 0; i < r.rounds; i++) {
+        while (__atomic_load_n(&r.got[i], __ATOMIC_ACQUIRE) != -2)
+            tl_sleep_ms(1);
+        tl_wait_blocked(r.tid);
+        struct iovec v[3] = {{(void *)part1, sizeof part1 - 1},
+                             {(void *)part2, sizeof part2 - 1},
+                             {(void *)part3, sizeof part3 - 1}};
+        if (i % 2) {
+            CHECK_EQ(OK(writev(c, v, 3)), (long)total);
+        } else {
+            struct msghdr mh = {.msg_iov = v, .msg_iovlen = 3};
+            CHECK_EQ(OK(sendmsg(c, &mh, 0)), (long)total);
+        }
+        long deadline = tl_now_ms() + 5000;
+        while (__atomic_load_n(&r.got[i], __ATOMIC_ACQUIRE) == -2)
+            CHECK(tl_now_ms() < deadline);
+        CHECK_EQ(__atomic_load_n(&r.got[i], __ATOMIC_ACQUIRE), (long)total);
+    }
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    close(c);
+    close(s);
+}
+
 TEST_FAM(recv_blocks_until_data)
 {
     int c, s;
