@@ -952,3 +952,57 @@ TEST_FAM(epoll_deleted_member_nonblocking_reads)
     CHECK_EQ(r, 5);
     close(c); close(s); close(ep);
 }
+
+/* The time an epoll_wait with timeout `ms` took, in ms; it must return
+ * `want` events. */
+static long timed_wait(int ep, int ms, int want)
+{
+    struct epoll_event ev[4];
+    long t0 = tl_now_ms();
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, ms)), want);
+    return tl_now_ms() - t0;
+}
+
+/* A member read to its end and then deleted from the set (asyncio's
+ * transport on EOF) while a kernel fd stays: the peer's close is old news
+ * to the set, whose waits return on time, the zero timeout at once
+ * (CPython's test_asyncio hung here). */
+TEST_FAM(epoll_deleted_member_after_the_peers_close)
+{
+    int c, s;
+    int ep = member_pair(fam, EPOLLIN, &c, &s);
+    int p[2];
+    OK(pipe(p));
+    add(ep, p[0], EPOLLIN, 2);
+    CHECK_EQ(OK(send(c, "bye", 3, 0)), 3);
+    close(c);
+    struct epoll_event ev[4];
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, 5000)), 1);
+    CHECK_EQ(ev[0].data.u64, 1u);
+    char b[8];
+    CHECK_EQ(tl_read_all(s, b, 3), 3);
+    CHECK_EQ(OK(recv(s, b, sizeof b, 0)), 0);
+    OK(epoll_ctl(ep, EPOLL_CTL_DEL, s, NULL));
+    CHECK(timed_wait(ep, 0, 0) < 1000);
+    CHECK(timed_wait(ep, 100, 0) < 1000);
+    /* the set still wakes for the fd it has */
+    CHECK_EQ(OK(write(p[1], "x", 1)), 1);
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, 5000)), 1);
+    CHECK_EQ(ev[0].data.u64, 2u);
+    close(p[0]); close(p[1]); close(s); close(ep);
+}
+
+/* An edge-triggered member whose peer closed, once that was reported:
+ * later waits report nothing new and time out on time. */
+TEST_FAM(epoll_edge_member_after_the_peers_close)
+{
+    int c, s;
+    int ep = member_pair(fam, EPOLLIN | EPOLLRDHUP | EPOLLET, &c, &s);
+    close(c);
+    struct epoll_event ev[4];
+    CHECK_EQ(OK(epoll_wait(ep, ev, 4, 5000)), 1);
+    CHECK(ev[0].events & EPOLLRDHUP);
+    CHECK(timed_wait(ep, 0, 0) < 1000);
+    CHECK(timed_wait(ep, 100, 0) < 1000);
+    close(s); close(ep);
+}

@@ -134,7 +134,7 @@ unsafe fn wait(epfd: c_int, ev: *mut epoll_event, max: c_int, kind: Kind) -> c_i
             // SAFETY: the kernel wrote r entries.
             let got = unsafe { core::slice::from_raw_parts_mut(ev, r as usize) };
             // Our eventfd went in after the lookup: never show it.
-            let (n, _, _) = engine::strip_reserved(got, &mut |_| {});
+            let (n, _, _) = engine::strip_reserved(got, &mut |_, _| {});
             if n > 0 {
                 return n as c_int;
             }

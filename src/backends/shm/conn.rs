@@ -775,15 +775,32 @@ impl Conn {
     /// closes. Edge-triggered epoll reports the socket again only when it
     /// moved (a doorbell taken after its data was reported is no news).
     pub fn changes(&self) -> u64 {
+        // Read before the ring, as `readiness` does: the peer's going that
+        // its closes reveal is taken in now, so that the readiness reported
+        // with this number already shows it (an edge-triggered registration
+        // would otherwise be told of it a second time).
+        let closes = self.peer_closes();
+        let peer = self.peer_now(false, closes);
         let (rx, tx) = self.rings();
         // Every byte the peer wrote, and every byte it took.
         let arrived = rx.head().wrapping_add(rx.used().unwrap_or(0));
+        // What the peer's state adds to the ring's words, as readiness
+        // shows it: its going after its FIN, with room left, adds nothing
+        // (the hangup of its anchor that follows its close is no event),
+        // and a reset is one event whether or not a recv reported it yet.
+        let fin = rx.flags() & (super::ring::FIN | super::ring::RD_SHUT) != 0;
+        let shown = match peer {
+            OPEN => OPEN,
+            GONE if fin && tx.room().is_ok_and(|n| n > 0) => OPEN,
+            RESET_TOLD => RESET,
+            p => p,
+        };
         let odd = |v: u64, k: u64| v.wrapping_mul(k);
         odd(arrived, 0x9e37_79b9_7f4a_7c15)
             ^ odd(tx.head(), 0xc2b2_ae3d_27d4_eb4f)
             ^ odd(u64::from(rx.flags()), 0x1656_67b1_9e37_79f9)
             ^ odd(
-                u64::from(self.peer_closes()) << 8 | u64::from(self.peer.load(Ordering::Acquire)),
+                u64::from(closes) << 8 | u64::from(shown),
                 0x85eb_ca77_c2b2_ae63,
             )
             ^ odd(

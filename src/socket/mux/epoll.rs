@@ -354,7 +354,7 @@ impl EpSet {
 
     /// The kernel reported backend input fd `kfd`: its socket's input is
     /// processed here, in the waiting thread.
-    fn pump(&self, kfd: i32) {
+    fn pump(&self, kfd: i32, events: u32) {
         let sock = {
             let mut g = self.inner.lock();
             match g.inputs.get(&kfd) {
@@ -371,7 +371,32 @@ impl EpSet {
         };
         if let Some(s) = sock {
             s.pump();
+            if events & (EP_HUP | EP_ERR) != 0 {
+                self.unwatch_ended(kfd, &s);
+            }
         }
+    }
+
+    /// Input fd `kfd` of `sock` hung up (the peer's every holder is gone):
+    /// its end was just pumped, and nothing can follow. Left in the kernel
+    /// set it would report the hangup to every wait from now on, which
+    /// would pump it again and look for events the socket no longer has,
+    /// for as long as the socket lives (a member deleted after its end, an
+    /// edge-triggered one): the set stops watching it, and the backend's
+    /// thread takes its input again.
+    fn unwatch_ended(&self, kfd: i32, sock: &Arc<Socket>) {
+        {
+            let mut g = self.inner.lock();
+            if !g.inputs.get(&kfd).is_some_and(|s| Arc::ptr_eq(s, sock)) {
+                return;
+            }
+            g.inputs.remove(&kfd);
+            let _ = platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, None);
+            for r in g.regs.iter_mut().filter(|r| r.input == Some(kfd)) {
+                r.input = None;
+            }
+        }
+        sock.before_block();
     }
 
     /// Writes ready sockets to `out`, as many as fit; returns how many, and
@@ -396,9 +421,18 @@ impl EpSet {
             let et = r.events & EP_ET != 0;
             // The counter before the readiness: a change in between is
             // reported again next time, never lost.
-            let w = r.sig.word.load(Ordering::SeqCst);
+            let mut w = r.sig.word.load(Ordering::SeqCst);
             if et && w == r.seen {
                 continue;
+            }
+            if et && r.sock.shared_moved() {
+                // A shared socket's changes are announced by the pump that
+                // finds them (`Socket::pump`); what moved since the last
+                // one is in the readiness reported now, so the next pump
+                // must not announce it again. Announced here instead, for
+                // the socket's other registrations.
+                r.sock.wait.notify(-1);
+                w = r.sig.word.load(Ordering::SeqCst);
             }
             let ready = r.ready();
             if et {
@@ -663,12 +697,12 @@ pub fn any_sets() -> bool {
 }
 
 /// Takes our entries (the eventfd's, and backend input fds', each of which
-/// goes to `on_input`) out of `ev`, moving the rest down; returns how many
+/// goes to `on_input` with its events) out of `ev`, moving the rest down; returns how many
 /// are left, whether the eventfd was there (it stays signalled until
 /// drained) and whether any backend input was.
 pub fn strip_reserved(
     ev: &mut [epoll_event],
-    on_input: &mut dyn FnMut(i32),
+    on_input: &mut dyn FnMut(i32, u32),
 ) -> (usize, bool, bool) {
     let mut kept = 0;
     let mut raised = false;
@@ -680,7 +714,7 @@ pub fn strip_reserved(
             continue;
         }
         if let Some(kfd) = input_of(e.u64) {
-            on_input(kfd);
+            on_input(kfd, e.events);
             input = true;
             continue;
         }
@@ -863,5 +897,7 @@ fn kernel_wait(
     mask: Option<&sigset_t>,
 ) -> Result<(usize, bool, bool), Errno> {
     let r = platform::kernel_epoll_pwait(set.epfd, ev, ms, mask)?;
-    Ok(strip_reserved(&mut ev[..r], &mut |kfd| set.pump(kfd)))
+    Ok(strip_reserved(&mut ev[..r], &mut |kfd, events| {
+        set.pump(kfd, events)
+    }))
 }
