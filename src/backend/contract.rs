@@ -559,6 +559,14 @@ pub trait InputDelegation: Send + Sync {
     /// have no input fd) before its socket filter changes: the datagrams
     /// sent to it that the backend holds are to be delivered now.
     fn pump(&self, sock: SockRef<'_>);
+
+    /// Whether the socket's close already took input fd `kfd` from this
+    /// process (its number now names something else): an epoll set then
+    /// leaves out its EPOLL_CTL_DEL, which could only fail. Asked with an
+    /// epoll set's lock held, so it must take no lock. Default: no.
+    fn input_released(&self, _sock: SockRef<'_>, _kfd: i32) -> bool {
+        false
+    }
 }
 
 /// Extension: fork() support for a backend with process-global state (its

@@ -561,6 +561,14 @@ impl Socket {
         b.backend.input()?.input_fd(self.sref(b))
     }
 
+    /// Whether the socket's close already took input fd `kfd` from this
+    /// process (see `InputDelegation::input_released`).
+    #[cfg(feature = "std")]
+    pub(crate) fn input_released(&self, kfd: i32) -> bool {
+        self.input_delegation()
+            .is_some_and(|(b, i)| i.input_released(self.sref(b), kfd))
+    }
+
     /// Tells the backend the frontend watches its input fd.
     #[cfg(feature = "std")]
     pub(crate) fn input_watched(&self) {

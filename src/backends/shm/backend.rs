@@ -33,6 +33,7 @@ use crate::consts::*;
 use crate::platform::anchor_ipc;
 use crate::sync::{Mutex, SetOnce};
 
+mod groups;
 mod ports;
 
 /// Priority of the shm backend: above the cross-process backend, which
@@ -59,8 +60,9 @@ pub struct Shm {
     forks: AtomicU32,
     /// Port names a connect found to be SO_REUSEPORT groups (directories):
     /// the next connect there goes to the group at once, without first
-    /// building a connection for the directory's name, which fails.
-    groups: Mutex<alloc::collections::BTreeSet<PathBuf>>,
+    /// building a connection for the directory's name, which fails; and
+    /// their member listings.
+    groups: groups::Groups,
 }
 
 /// The file a socket bound at its port's name, until the socket closes.
@@ -271,7 +273,7 @@ impl Shm {
             dir,
             next_port: AtomicU64::new(seed),
             forks: AtomicU32::new(0),
-            groups: Mutex::new(alloc::collections::BTreeSet::new()),
+            groups: groups::Groups::new(),
         }
     }
 }
@@ -755,26 +757,40 @@ impl Backend for Shm {
         // waiting, as Linux's dropped SYNs do, until accept() makes room.
         // An SO_REUSEPORT group: the member the hash picks, or the next
         // that listens.
-        let group = || {
-            self.groups.lock().insert(offer.path.clone());
+        let group = |meta: std::fs::Metadata, asked| {
+            let members = self.groups.members(&offer.path, &meta, asked);
             let each = |p: &Path| Conn::connect(p, RING, RING, &body, false, [&mine, &theirs]);
-            crate::backends::xproc::ports::connect_group(&offer.path, &local, each, |m| {
-                !live_name(m)
-            })
+            crate::backends::xproc::ports::connect_members(
+                crate::backends::xproc::ports::order_members(members, &local),
+                each,
+                |m| !live_name(m),
+            )
             .ok_or(ECONNREFUSED)
         };
-        let known_group = self.groups.lock().contains(&offer.path);
-        let made = if known_group && offer.path.is_dir() {
-            group()
-        } else {
-            if known_group {
-                // The group ended; the port may be a single listener's.
-                self.groups.lock().remove(&offer.path);
-            }
-            match offer.try_once() {
-                Err(EAGAIN) => return wait_for_room(sock.state.clone(), sock.handle, offer),
-                Err(_) if offer.path.is_dir() => group(),
-                r => r,
+        // The directory's stat, after the clock: see `groups`.
+        let dir = || {
+            let asked = std::time::SystemTime::now();
+            std::fs::metadata(&offer.path)
+                .ok()
+                .filter(|m| m.is_dir())
+                .map(|m| (m, asked))
+        };
+        let known_group = self.groups.known(&offer.path);
+        let made = match known_group.then(dir).flatten() {
+            Some((meta, asked)) => group(meta, asked),
+            None => {
+                if known_group {
+                    // The group ended; the port may be a single listener's.
+                    self.groups.forget(&offer.path);
+                }
+                match offer.try_once() {
+                    Err(EAGAIN) => return wait_for_room(sock.state.clone(), sock.handle, offer),
+                    Err(e) => match dir() {
+                        Some((meta, asked)) => group(meta, asked),
+                        None => Err(e),
+                    },
+                    r => r,
+                }
             }
         };
         match made {
@@ -953,6 +969,20 @@ impl InputDelegation for Shm {
 
     fn input_wanted(&self, _sock: SockRef<'_>) {}
 
+    fn input_released(&self, sock: SockRef<'_>, kfd: i32) -> bool {
+        // A connection's anchor (the echo end's, for a socket connected to
+        // itself: `wait_fd`); a listener's input may be its deferral set,
+        // which closes for real, so it is not answered for.
+        let Ok(x) = ss(&sock) else {
+            return false;
+        };
+        x.listener.get().is_none()
+            && x.echo
+                .get()
+                .or(x.conn())
+                .is_some_and(|c| c.anchor() == kfd && c.released())
+    }
+
     fn pump(&self, sock: SockRef<'_>) {
         // Spends the doorbells and asks for the next ones (the frontend's
         // `Socket::pump` asks for room only when a poller wants it); the
@@ -1124,6 +1154,12 @@ impl SharedStreams for Shm {
             return Some(c.nonblocking());
         }
         if let Some(l) = x.listener.get() {
+            // The anchor's flag is the one every holder sets; with no other
+            // holder it is the one this process set (`set_nonblocking`,
+            // listen), kept here too: an fcntl saved per accept.
+            if self.alone(x) {
+                return Some(x.nonblock.load(Ordering::Relaxed));
+            }
             return anchor_ipc::is_nonblocking(l.anchor()).ok();
         }
         Some(x.nonblock.load(Ordering::Relaxed))

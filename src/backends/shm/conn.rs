@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use super::anchor;
 use super::ring::{Ring, BELL_ON_DATA, BELL_ON_ROOM, URG_READ, URG_VALID};
-use super::segment::Segment;
 pub use super::segment::Side;
+use super::segment::{Segment, ANCHOR_UNNOTED};
 use super::Corrupt;
 use crate::consts::*;
 use crate::platform::anchor_ipc;
@@ -96,10 +96,20 @@ pub struct Conn {
     /// Bumped by [`Conn::kick_writers`]: a blocked send of this process
     /// returns to its caller to look again.
     kicks: AtomicU32,
-    /// This process asked for doorbells ([`Conn::arm`]) at least once:
-    /// until then [`Conn::drain_armed`] has nothing of its own to take.
-    armed: core::sync::atomic::AtomicBool,
+    /// Whether this process asked for doorbells ([`Conn::arm`]): until
+    /// then [`Conn::drain_armed`] has nothing of its own to take
+    /// (`UNARMED`); `ARMED_ONCE` while its only request so far was one
+    /// for data and no drain came since (an epoll registration's, which
+    /// the frontend's look right after would drain for nothing).
+    armed: AtomicU8,
 }
+
+/// [`Conn::armed`]: no doorbell asked for yet.
+const UNARMED: u8 = 0;
+/// [`Conn::armed`]: one request, for data only, and no drain since.
+const ARMED_ONCE: u8 = 1;
+/// [`Conn::armed`]: doorbells asked for.
+const ARMED: u8 = 2;
 
 /// How a wait ended.
 enum Waited {
@@ -176,7 +186,7 @@ impl Conn {
     pub fn accepted(kfd: i32, body: &mut [u8]) -> Result<(Conn, usize), Errno> {
         match anchor::take_offer_keep(kfd, body) {
             Ok((seg, n, memfd)) => {
-                seg.set_anchor_ino(Side::Acceptor, anchor_ipc::inode(kfd).unwrap_or(0));
+                seg.set_anchor_ino(Side::Acceptor, ANCHOR_UNNOTED);
                 Ok((Conn::new(seg, kfd, memfd, Side::Acceptor), n))
             }
             Err(e) => {
@@ -221,7 +231,7 @@ impl Conn {
             looked_ns: core::sync::atomic::AtomicU64::new(crate::platform::mono_ns()),
             released: core::sync::atomic::AtomicBool::new(false),
             kicks: AtomicU32::new(0),
-            armed: core::sync::atomic::AtomicBool::new(false),
+            armed: AtomicU8::new(UNARMED),
         }
     }
 
@@ -262,11 +272,17 @@ impl Conn {
     /// anchor's inode is in the segment, where the adopting process pairs
     /// the anchor with the segment. A system call the first time only.
     pub fn note_anchor(&self) {
-        if self.seg.anchor_ino(self.side) == 0 {
+        if matches!(self.seg.anchor_ino(self.side), 0 | ANCHOR_UNNOTED) {
             if let Ok(ino) = anchor_ipc::inode(self.anchor) {
                 self.seg.set_anchor_ino(self.side, ino);
             }
         }
+    }
+
+    /// Whether this process let go of the end ([`Conn::release`]): its
+    /// anchor's number is a stand-in from then on.
+    pub fn released(&self) -> bool {
+        self.released.load(Ordering::Acquire)
     }
 
     /// The segment's memfd (-1: none kept).
@@ -813,7 +829,15 @@ impl Conn {
     /// doorbell when data (`data`) or room (`room`) appears. The caller
     /// looks at [`Conn::readiness`] again afterwards, then sleeps.
     pub fn arm(&self, data: bool, room: bool) {
-        self.armed.store(true, Ordering::Relaxed);
+        let first = data
+            && !room
+            && self
+                .armed
+                .compare_exchange(UNARMED, ARMED_ONCE, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if !first {
+            self.armed.store(ARMED, Ordering::Relaxed);
+        }
         let (rx, tx) = self.rings();
         if data {
             rx.arm_bell(BELL_ON_DATA);
@@ -828,8 +852,27 @@ impl Conn {
     /// precede (one another holder asked for, an unasked urgent one, or
     /// the peer's hangup makes the anchor readable: that sleep then ends
     /// at once and the next drain takes it).
+    ///
+    /// The first drain after a first request for data only is left out
+    /// too while that request still stands (the peer took no doorbell
+    /// since, so it rang none): a registration's arm and look, as epoll's
+    /// EPOLL_CTL_ADD makes them, then cost no system call. A hangup or a
+    /// doorbell another holder asked for wakes the sleep at once, and the
+    /// next drain takes it.
     pub fn drain_armed(&self) -> bool {
-        self.armed.load(Ordering::Relaxed) && self.drain_bells()
+        match self.armed.load(Ordering::Relaxed) {
+            UNARMED => false,
+            ARMED_ONCE
+                if self
+                    .armed
+                    .compare_exchange(ARMED_ONCE, ARMED, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                    && self.rings().0.bell_asked(BELL_ON_DATA) =>
+            {
+                false
+            }
+            _ => self.drain_bells(),
+        }
     }
 
     /// After a wake-up: takes the doorbells off the anchor, so that it is

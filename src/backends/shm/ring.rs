@@ -389,6 +389,12 @@ impl<'m> Ring<'m> {
         fence(Ordering::SeqCst);
     }
 
+    /// Whether doorbell `which` is still asked for: no writer (reader, for
+    /// room) has taken it since it was armed.
+    pub fn bell_asked(&self, which: u32) -> bool {
+        self.u32(BELL).load(Ordering::Acquire) & which != 0
+    }
+
     /// After publishing: whether a sleeper asked for doorbell `which`
     /// (cleared here, so one doorbell per request); the caller rings it
     /// on its anchor.

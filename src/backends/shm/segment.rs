@@ -94,6 +94,14 @@ pub struct Segment {
     size_b: usize,
 }
 
+/// The accepting end's anchor-inode word before the inode is recorded:
+/// that end was accepted (the connecting end's mark that the listener took
+/// the connection, not dropped it from its queue), and its inode is
+/// recorded only when the end is first handed on (`Conn::note_anchor`),
+/// which saves an fstat per accept. No socket inode is this (the kernel's
+/// are 32-bit numbers).
+pub const ANCHOR_UNNOTED: u64 = u64::MAX;
+
 impl Segment {
     /// Bytes of a segment with rings of `size_a` (to the acceptor) and
     /// `size_b` (to the connector) data bytes.
@@ -231,13 +239,14 @@ impl Segment {
             .expect("segment header inside its mapping")
     }
 
-    /// Records the inode of end `side`'s anchor.
+    /// Records the inode of end `side`'s anchor (or [`ANCHOR_UNNOTED`]).
     pub fn set_anchor_ino(&self, side: Side, ino: u64) {
         self.word(ANCHOR_INO_AT[side as usize])
             .store(ino, Ordering::Release);
     }
 
-    /// The inode recorded for end `side`'s anchor (0: none; untrusted).
+    /// The inode recorded for end `side`'s anchor (0: none;
+    /// [`ANCHOR_UNNOTED`]: accepted, not recorded yet; untrusted).
     pub fn anchor_ino(&self, side: Side) -> u64 {
         self.word(ANCHOR_INO_AT[side as usize])
             .load(Ordering::Acquire)

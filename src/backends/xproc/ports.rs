@@ -861,17 +861,26 @@ pub(crate) fn connect_group<T>(
     reach: impl Fn(&std::path::Path) -> Result<T, Errno>,
     leftover: impl Fn(&std::path::Path) -> bool,
 ) -> Option<T> {
-    group_members(dir, from)
-        .iter()
-        .find_map(|m| match reach(m) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                if e == ECONNREFUSED && leftover(m) {
-                    let _ = std::fs::remove_file(m);
-                }
-                None
+    connect_members(group_members(dir, from), reach, leftover)
+}
+
+/// [`connect_group`] over `members` as [`group_members`] orders them
+/// (the shm backend keeps a group's listing while its directory is
+/// unchanged).
+pub(crate) fn connect_members<T>(
+    members: alloc::vec::Vec<PathBuf>,
+    reach: impl Fn(&std::path::Path) -> Result<T, Errno>,
+    leftover: impl Fn(&std::path::Path) -> bool,
+) -> Option<T> {
+    members.iter().find_map(|m| match reach(m) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            if e == ECONNREFUSED && leftover(m) {
+                let _ = std::fs::remove_file(m);
             }
-        })
+            None
+        }
+    })
 }
 
 /// The members of the SO_REUSEPORT group at `dir` a connect from `from`
@@ -880,11 +889,25 @@ pub(crate) fn connect_group<T>(
 /// spread), then the others (one that refuses is passed over: closed, not
 /// listening, or its process gone).
 pub(crate) fn group_members(dir: &std::path::Path, from: &IpEp) -> alloc::vec::Vec<PathBuf> {
+    order_members(list_members(dir), from)
+}
+
+/// The names in the SO_REUSEPORT group's directory `dir`, sorted: one
+/// order in every process, so that one hash picks one member.
+pub(crate) fn list_members(dir: &std::path::Path) -> alloc::vec::Vec<PathBuf> {
     let mut members: alloc::vec::Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    // One order in every process: one hash, one member.
     members.sort();
+    members
+}
+
+/// `members` ([`list_members`]) in the order a connect from `from` tries
+/// them: the hash's pick first.
+pub(crate) fn order_members(
+    mut members: alloc::vec::Vec<PathBuf>,
+    from: &IpEp,
+) -> alloc::vec::Vec<PathBuf> {
     if !members.is_empty() {
         let first = (from.flow_hash() % members.len() as u64) as usize;
         members.rotate_left(first);

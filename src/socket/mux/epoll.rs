@@ -235,8 +235,12 @@ impl EpSet {
             // The backend may have closed that fd already (the kernel
             // dropped it from the set) and given its number to another
             // socket's input, which `inputs` would then name: this DEL
-            // then fails, or removes an input nobody watches any more.
-            let _ = platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, None);
+            // then fails, or removes an input nobody watches any more. A
+            // shared socket's anchor is a stand-in once its close let go
+            // of it: no DEL then (a system call per close).
+            if !s.input_released(kfd) {
+                let _ = platform::kernel_epoll_ctl(self.epfd, libc::EPOLL_CTL_DEL, kfd, None);
+            }
             false
         });
     }
