@@ -547,6 +547,15 @@ pub trait InputDelegation: Send + Sync {
     /// nothing pumps too, once no epoll set watches the socket.
     fn input_watched(&self, sock: SockRef<'_>);
 
+    /// [`Self::input_fd`], then, when there is one, [`Self::input_watched`]:
+    /// what a thread about to block on the socket asks. A backend may
+    /// answer both with one look-up (a blocking receive asks per message).
+    fn watch_input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
+        let fd = self.input_fd(sock)?;
+        self.input_watched(sock);
+        Some(fd)
+    }
+
     /// A thread is about to wait on the socket where it cannot pump it
     /// (poll, select, an epoll set nested in another): the backend's own
     /// thread must process its input again, from now on.

@@ -592,6 +592,17 @@ impl Socket {
         false
     }
 
+    /// [`Socket::input_fd`], then, when there is one,
+    /// [`Socket::input_watched`], with one look-up in the backend: a
+    /// thread about to block on the socket.
+    #[cfg(feature = "std")]
+    fn watch_input_fd(&self) -> Option<i32> {
+        let (b, i) = self.input_delegation()?;
+        let fd = i.watch_input_fd(self.sref(b))?;
+        self.set(F_INPUT_WATCHED);
+        Some(fd)
+    }
+
     /// Has the backend process this socket's input in this thread.
     #[cfg(feature = "std")]
     pub(crate) fn pump(&self) {
@@ -809,8 +820,7 @@ impl Socket {
         deadline: Option<crate::platform::Deadline>,
     ) -> Waited {
         #[cfg(feature = "std")]
-        if self.input_fd().is_some() {
-            self.input_watched();
+        if self.watch_input_fd().is_some() {
             return self
                 .wait
                 .wait_on_input(|| self.input_fd(), || self.pump(), ready, deadline);

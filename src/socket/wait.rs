@@ -389,12 +389,6 @@ impl WaitQueue {
             if ready() {
                 break Waited::Ready;
             }
-            let Some(kfd) = input() else {
-                // The input went (the connection ended): its last frames
-                // were read, and what follows is the frontend's alone.
-                drop(waker.take());
-                break self.wait_until(&mut ready, deadline);
-            };
             if core::mem::take(&mut unread) {
                 pump();
                 if ready() {
@@ -410,6 +404,16 @@ impl WaitQueue {
                     break Waited::Ready;
                 }
             }
+            // Looked up only to sleep on it: a wait that its first
+            // wake-up ends (a ping-pong's every receive) asks once. A
+            // pump above of an input that went meanwhile is harmless: it
+            // reads what is left, or nothing.
+            let Some(kfd) = input() else {
+                // The input went (the connection ended): its last frames
+                // were read, and what follows is the frontend's alone.
+                drop(waker.take());
+                break self.wait_until(&mut ready, deadline);
+            };
             let left = deadline.map(platform::time_left);
             if left.is_some_and(|l| l.is_zero()) {
                 break Waited::TimedOut;

@@ -11,7 +11,7 @@ use crate::addr::IpEp;
 use crate::addr::SockAddr;
 use crate::backend::attrs::ATTR_LEN;
 use crate::backend::contract::*;
-use crate::sync::Mutex;
+use crate::sync::{Mutex, MutexGuard};
 
 /// The send buffer asked for a link's kernel socket (the kernel caps it at
 /// `wmem_max` and doubles it): what may be on its way to a receiver before
@@ -185,9 +185,19 @@ pub(super) fn port_of(x: &XSock) -> Option<Arc<Conn>> {
 /// with several senders is read wholly either way.
 pub(super) fn direct_link(x: &XSock) -> Option<Arc<Conn>> {
     let p = port_of(x)?;
-    let mut links = p.links.lock();
-    links.retain(|l| !l.state.is_closed());
+    let links = live_links(&p);
     links.iter().find(|l| !l.state.is_kept()).cloned()
+}
+
+/// The links to port `p`, without those that closed. They are purged only
+/// when one did: a blocking receive asks for them more than once per
+/// datagram, and a scan costs less than a rewrite of the list.
+pub(super) fn live_links(p: &Conn) -> MutexGuard<'_, Vec<Arc<Conn>>> {
+    let mut links = p.links.lock();
+    if links.iter().any(|l| l.state.is_closed()) {
+        links.retain(|l| !l.state.is_closed());
+    }
+    links
 }
 
 /// Links of this process to other sockets' datagram ports, by port: one

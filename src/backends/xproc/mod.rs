@@ -869,6 +869,14 @@ fn input_conn(sock: &SockRef<'_>) -> Option<Arc<Conn>> {
     }
 }
 
+/// A thread reads input `c` itself from now on (`input_watched`).
+fn watched(c: &Arc<Conn>) {
+    match c.role {
+        Role::DgramIn => transport().hand_out(c),
+        _ => transport().delegate(c, true),
+    }
+}
+
 impl InputDelegation for XProc {
     fn input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
         let c = input_conn(&sock)?;
@@ -877,11 +885,14 @@ impl InputDelegation for XProc {
 
     fn input_watched(&self, sock: SockRef<'_>) {
         if let Some(c) = input_conn(&sock) {
-            match c.role {
-                Role::DgramIn => transport().hand_out(&c),
-                _ => transport().delegate(&c, true),
-            }
+            watched(&c);
         }
+    }
+
+    fn watch_input_fd(&self, sock: SockRef<'_>) -> Option<i32> {
+        let c = input_conn(&sock).filter(|c| !c.state.is_closed())?;
+        watched(&c);
+        Some(c.kfd)
     }
 
     fn input_wanted(&self, sock: SockRef<'_>) {
@@ -920,15 +931,16 @@ impl InputDelegation for XProc {
         // A waiting thread reads the link it watches (`direct_link`): one
         // system call, where the whole port's would cost an accept() and
         // a read of each link. With several links, all are read, as
-        // before a socket filter changes; an AF_UNIX name's always.
-        let only = port_of(x).and_then(|p| {
-            let mut links = p.links.lock();
-            links.retain(|l| !l.state.is_closed());
-            match links.as_slice() {
+        // before a socket filter changes; an AF_UNIX name's always (the
+        // port `port_of` would not give).
+        let only = if x.info.domain == AF_UNIX {
+            None
+        } else {
+            match live_links(&p).as_slice() {
                 [l] if !l.state.is_kept() => Some(l.clone()),
                 _ => None,
             }
-        });
+        };
         match only {
             Some(l) => transport().pump_link(&l),
             None => transport().settle_port(&p),
