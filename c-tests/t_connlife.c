@@ -713,6 +713,60 @@ static void fill(int c)
     OK(fcntl(c, F_SETFL, 0));
 }
 
+/* Bytes a non-blocking send to c takes before EAGAIN (the peer reads
+ * nothing). */
+static long send_until_full(int c)
+{
+    static char buf[16384];
+    long total = 0;
+    OK(fcntl(c, F_SETFL, O_NONBLOCK));
+    long deadline = tl_now_ms() + 10000;
+    for (;;) {
+        CHECK(tl_now_ms() < deadline);
+        ssize_t n = send(c, buf, sizeof buf, 0);
+        if (n > 0) {
+            total += n;
+            continue;
+        }
+        CHECK_EQ(errno, EAGAIN);
+        if (!(tl_poll1(c, POLLOUT, 200) & POLLOUT))
+            return total;
+    }
+}
+
+/* A small SO_RCVBUF on the listener (its accepted socket's) holds the
+ * sender back: the peer's window is the receive buffer, not a fixed ring
+ * (CPython's test_asyncio sendfile cases expect the sender still sending
+ * when the receiver closes). Reading lets it go on. */
+TEST_INET(small_rcvbuf_holds_the_sender_back)
+{
+    int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
+    struct sockaddr_storage ss;
+    socklen_t sl = tl_loop(fam, &ss, 0);
+    OK(bind(l, (struct sockaddr *)&ss, sl));
+    OK(listen(l, 1));
+    tl_setint(l, SOL_SOCKET, SO_RCVBUF, 4096);
+    sl = tl_name(l, &ss);
+    int c = sock(fam, SOCK_STREAM);
+    OK(connect(c, (struct sockaddr *)&ss, sl));
+    int s = (int)OK(accept(l, NULL, NULL));
+    tl_setint(c, SOL_SOCKET, SO_SNDBUF, 4096);
+    long first = send_until_full(c);
+    /* the kernel: about 10 kB (8 kB buffers each side); a fixed 256 kB
+     * ring would take it all */
+    CHECK(first > 0);
+    CHECK(first <= 64 * 1024);
+    static char sink[65536];
+    CHECK_EQ(tl_read_all(s, sink, first), first);
+    long second = send_until_full(c);
+    CHECK(second > 0);
+    CHECK(second <= 64 * 1024);
+    CHECK_EQ(tl_read_all(s, sink, second), second);
+    OK(close(c));
+    OK(close(s));
+    OK(close(l));
+}
+
 TEST_INET(larger_sndbuf_wakes_a_blocked_send)
 {
     int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));

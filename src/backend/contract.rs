@@ -501,6 +501,13 @@ pub trait SharedStreams: Send + Sync {
         false
     }
 
+    /// The socket's SO_RCVBUF as the frontend sized it (what getsockopt
+    /// reports), for every holder: the peer may keep at most that many
+    /// bytes unread for it, as Linux's receive window holds a sender back.
+    /// Told when the program sets it, and when the socket joins the
+    /// backend with it set; an accepted socket takes its listener's.
+    fn set_rcvbuf(&self, _sock: SockRef<'_>, _bytes: usize) {}
+
     /// The socket's SO_OOBINLINE, for every holder.
     fn set_oob_inline(&self, _sock: SockRef<'_>, _on: bool) {}
 

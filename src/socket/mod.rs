@@ -640,6 +640,11 @@ impl Socket {
                 sh.set_nonblocking(r, true);
             }
         }
+        // So does SO_RCVBUF, the window the peer will get.
+        let rcvbuf = self.ctl.lock().opts.rcvbuf;
+        if let (Some(bytes), Some((sh, r))) = (rcvbuf, self.shared()) {
+            sh.set_rcvbuf(r, bytes);
+        }
         set
     }
 

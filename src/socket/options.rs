@@ -893,6 +893,9 @@ impl Socket {
                             r(s)?;
                         }
                         s.ctl.lock().opts.rcvbuf = Some(cap);
+                        if let Some((sh, r)) = s.shared() {
+                            sh.set_rcvbuf(r, cap);
+                        }
                         s.set(F_RCVBUF_SET | F_RCVBUF_PENDING);
                         let _g = s.rx_lock.lock();
                         s.follow_rcvbuf(true);

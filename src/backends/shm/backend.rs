@@ -123,6 +123,10 @@ struct ShmSock {
     /// A listener's advertised MSS (`SockOpts::maxseg` as of listen()),
     /// which its accepted ends record in their segments.
     maxseg: AtomicU32,
+    /// SO_RCVBUF as the frontend sized it (0: never set): the window its
+    /// connection's receiving ring gives the peer; a listener's, its
+    /// accepted ends'.
+    rcvbuf: AtomicU32,
     /// TCP_DEFER_ACCEPT, and what a deferring listener holds here.
     defer: Deferrals,
 }
@@ -144,6 +148,7 @@ impl ShmSock {
             abandoned: core::sync::atomic::AtomicBool::new(false),
             nonblock: core::sync::atomic::AtomicBool::new(false),
             maxseg: AtomicU32::new(0),
+            rcvbuf: AtomicU32::new(0),
             defer: Deferrals::new(),
             space: Mutex::new(None),
             eph: Mutex::new(None),
@@ -166,10 +171,16 @@ impl ShmSock {
 
     /// Gives the socket its connection; Err when it has one.
     fn set_conn(&self, c: Conn) -> Result<(), Conn> {
-        match self.conns.get(self.gen.load(Ordering::Acquire)) {
-            Some(slot) => slot.set(c),
-            None => Err(c),
+        let slot = match self.conns.get(self.gen.load(Ordering::Acquire)) {
+            Some(slot) => slot,
+            None => return Err(c),
+        };
+        slot.set(c)?;
+        let rcvbuf = self.rcvbuf.load(Ordering::Acquire);
+        if let (Some(c), true) = (slot.get(), rcvbuf != 0) {
+            c.set_window(rcvbuf as usize);
         }
+        Ok(())
     }
 }
 
@@ -210,6 +221,9 @@ impl Shm {
         let family = if body[0] == 1 { AF_INET6 } else { AF_INET };
         let child = self.made(x.info);
         *child.listened.lock() = *x.listened.lock();
+        child
+            .rcvbuf
+            .store(x.rcvbuf.load(Ordering::Acquire), Ordering::Release);
         *child.peer.lock() = Some(get_ep(&body[1..19], family));
         *child.local.lock() = Some(get_ep(&body[19..37], family));
         // Each end's advertised MSS, where both ends (and whoever inherits
@@ -1279,6 +1293,15 @@ impl SharedStreams for Shm {
     fn kick_writers(&self, sock: SockRef<'_>) {
         if let Some(c) = ss(&sock).ok().and_then(|x| x.conn()) {
             c.kick_writers();
+        }
+    }
+
+    fn set_rcvbuf(&self, sock: SockRef<'_>, bytes: usize) {
+        let Ok(x) = ss(&sock) else { return };
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        x.rcvbuf.store(bytes, Ordering::Release);
+        if let Some(c) = x.conn() {
+            c.set_window(bytes as usize);
         }
     }
 

@@ -825,6 +825,16 @@ impl Conn {
             )
     }
 
+    /// This end's receive buffer (SO_RCVBUF): the peer keeps at most
+    /// `bytes` unread in the ring this end reads. A peer waiting for room
+    /// that a larger window gives is woken.
+    pub fn set_window(&self, bytes: usize) {
+        let (rx, _) = self.rings();
+        if rx.set_window(bytes) {
+            anchor::ring_bell(self.anchor);
+        }
+    }
+
     /// Before a sleep in poll/epoll on the anchor: asks the peer for a
     /// doorbell when data (`data`) or room (`room`) appears. The caller
     /// looks at [`Conn::readiness`] again afterwards, then sleeps.

@@ -40,6 +40,9 @@ const URG_INLINE: usize = 52;
 /// The reading end's F_SETOWN owner (0: none; negative: a process group),
 /// which SIGURG goes to when an urgent byte is written.
 const URG_OWNER: usize = 56;
+/// The reading end's receive buffer (SO_RCVBUF) in bytes: writers keep at
+/// most that many unread (0, or more than the ring: the whole ring).
+const WINDOW: usize = 60;
 
 /// [`Ring::flags`]: the writing end shut down; nothing follows `tail`.
 pub const FIN: u32 = 1;
@@ -146,9 +149,33 @@ impl<'m> Ring<'m> {
         Ok(tail.wrapping_sub(head))
     }
 
-    /// Bytes a writer may add now.
+    /// Bytes a writer may add now: the ring's free space, within the
+    /// reading end's window.
     pub fn room(&self) -> Result<u64, Corrupt> {
-        Ok(self.size - self.used()?)
+        Ok(self.capacity().saturating_sub(self.used()?))
+    }
+
+    /// How many unread bytes writers may keep in the ring: its size, or
+    /// the reading end's window when smaller. The word is untrusted: at
+    /// worst it stops writers, whom the peer could stop anyway.
+    fn capacity(&self) -> u64 {
+        match u64::from(self.u32(WINDOW).load(Ordering::Acquire)) {
+            0 => self.size,
+            w => w.min(self.size),
+        }
+    }
+
+    /// Sets the reading end's window to `bytes` (SO_RCVBUF; 0: the whole
+    /// ring) and wakes writers waiting for room, which a larger window
+    /// may have made. Returns whether a writer had asked for a doorbell
+    /// when room appears (the caller rings it).
+    pub fn set_window(&self, bytes: usize) -> bool {
+        let w = u32::try_from(bytes).unwrap_or(u32::MAX);
+        if self.u32(WINDOW).swap(w, Ordering::AcqRel) == w {
+            return false;
+        }
+        self.wake(WRITER_WAITING);
+        self.take_bell(BELL_ON_ROOM)
     }
 
     /// The offset of the next byte to consume.
@@ -230,7 +257,7 @@ impl<'m> Ring<'m> {
             return Ok(0);
         }
         let (head, tail) = self.counters()?;
-        let room = self.size - tail.wrapping_sub(head);
+        let room = self.capacity().saturating_sub(tail.wrapping_sub(head));
         let n = src.len().min(room as usize);
         if n == 0 {
             return Ok(0);
