@@ -210,13 +210,16 @@ test-embedded: embedded
 # cases of c-tests/conformance14.pass (ctests14.sh), and D-Bus, Xvfb and
 # socat on the kernel and under the launcher with AF_UNIX on the kernel
 # (programs14.sh; make programs14 also runs them with AF_UNIX in user
-# space, which needs AF_UNIX across processes). A missing program is a named skip, a failure
+# space, which needs AF_UNIX across processes). CPython's own socket,
+# selector, asyncio and protocol tests on the kernel and under the launcher
+# (python_suites.sh, Debian's libpython3.X-testsuite): every case the
+# kernel passes. A missing program is a named skip, a failure
 # unless ALLOW_SKIP names it. Every script runs, so one failure hides no
 # other's skips; the target fails if any did.
 test-preload: lib
 	@r=0; \
 	for s in "600 run.sh" "120 route_file.sh" "120 launcher.sh" "120 capture.sh" "120 trace.sh" "120 usockstat.sh" "120 privdrop.sh" "300 fork.sh USOCK_SHM=0" "120 peercred.sh USOCK_SHM=0" \
-	         "900 ctests14.sh" "600 programs14.sh" "300 programs15.sh" "600 programs13.sh"; do \
+	         "900 ctests14.sh" "600 programs14.sh" "300 programs15.sh" "600 programs13.sh" "900 python_suites.sh"; do \
 	  set -- $$s; echo "== tests/preload/$$2 $${3-}"; \
 	  env $${3-} timeout $$1 tests/preload/$$2 || { echo "test-preload: tests/preload/$$2 failed"; r=1; }; \
 	done; exit $$r

@@ -27,6 +27,10 @@ PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
   dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql
   haproxy lighttpd apache2-utils systemd gunicorn dnsmasq-base openssh-server)
+# tests/preload/python_suites.sh: the standard library's tests of Debian's
+# python3 (its version's testsuite package; 3.11 on Debian 12).
+pyver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)
+PACKAGES+=("libpython$pyver-testsuite")
 
 check_only=
 [ "${1-}" = --check ] && check_only=yes
