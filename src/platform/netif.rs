@@ -12,6 +12,17 @@ const TUNSETIFF: u64 = 0x4004_54ca;
 const IFF_TAP: i16 = 0x0002;
 /// `IFF_NO_PI`: no packet-information header before each frame.
 const IFF_NO_PI: i16 = 0x1000;
+/// `IFF_VNET_HDR`: each frame comes and goes after a `struct
+/// virtio_net_hdr`, which carries the offloads below.
+const IFF_VNET_HDR: i16 = 0x4000;
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`).
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+/// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: the kernel may hand the TAP's
+/// reader TCP segments of up to 64 KiB (its TSO frames, not cut to the
+/// MTU) and checksums it left unfilled, as it hands them to a veth peer.
+const TAP_OFFLOADS: u32 = 0x1 | 0x2 | 0x4;
+/// The length of the `struct virtio_net_hdr` before each frame.
+const VNET_HDR_LEN: usize = 10;
 /// `SIOCGIFMTU`.
 const SIOCGIFMTU: u64 = 0x8921;
 /// `SIOCGIFINDEX`.
@@ -70,16 +81,75 @@ fn ioctl_ifreq(fd: i32, req: u64, ifr: &mut [u8; 40]) -> Result<(), Errno> {
 
 /// Attaches to TAP device `name` (made by the kernel if absent, which
 /// needs CAP_NET_ADMIN; then it is down until someone brings it up):
-/// `/dev/net/tun` with `IFF_TAP | IFF_NO_PI`. The errno of the step that
-/// failed, and which step: "open /dev/net/tun" or "TUNSETIFF".
-pub fn tap_open(name: &str) -> Result<i32, (Errno, &'static str)> {
-    let mut ifr = ifreq(name, IFF_TAP | IFF_NO_PI).map_err(|e| (e, "the device name"))?;
+/// `/dev/net/tun` with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR` (frames go
+/// through [`tap_read`] and [`tap_write`]). The fd, and whether the kernel
+/// took the receive offloads ([`TAP_OFFLOADS`]: then frames read may be
+/// up to 64 KiB of IP with TCP/UDP checksums left unfilled). The errno of
+/// the step that failed, and which step: "open /dev/net/tun" or
+/// "TUNSETIFF".
+pub fn tap_open(name: &str) -> Result<(i32, bool), (Errno, &'static str)> {
+    let mut ifr = ifreq(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
+        .map_err(|e| (e, "the device name"))?;
     let fd = open_rw(c"/dev/net/tun").map_err(|e| (e, "open /dev/net/tun"))?;
     if let Err(e) = ioctl_ifreq(fd, TUNSETIFF, &mut ifr) {
         let _ = super::kfd_close(fd);
         return Err((e, "TUNSETIFF"));
     }
-    Ok(super::scm::move_high(fd))
+    // SAFETY: TUNSETOFFLOAD takes its flags as the integer argument.
+    let offloads =
+        unsafe { libc::syscall(libc::SYS_ioctl, fd, TUNSETOFFLOAD, TAP_OFFLOADS as usize) } == 0;
+    Ok((super::scm::move_high(fd), offloads))
+}
+
+/// Reads one frame from a TAP device [`tap_open`] attached into `buf`,
+/// its `virtio_net_hdr` apart (what it says of offloads is not needed:
+/// a TSO frame is taken whole, a checksum left unfilled is not checked):
+/// the frame's length, or `EAGAIN` when none waits.
+pub fn tap_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live, writable buffers of their length.
+    let n = unsafe { libc::syscall(libc::SYS_readv, fd, iov.as_ptr(), iov.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+    }
+}
+
+/// Writes one frame to a TAP device [`tap_open`] attached, after an
+/// all-zero `virtio_net_hdr` (no offload: the frame is whole, its
+/// checksums filled). Dropped, as [`frame_write`], when the device cannot
+/// take it now.
+pub fn tap_write(fd: i32, frame: &[u8]) -> Result<(), Errno> {
+    let hdr = [0u8; VNET_HDR_LEN];
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_ptr() as *mut libc::c_void,
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: frame.as_ptr() as *mut libc::c_void,
+            iov_len: frame.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live buffers of their length, which
+    // writev only reads.
+    let n = unsafe { libc::syscall(libc::SYS_writev, fd, iov.as_ptr(), iov.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
 }
 
 /// A raw `AF_PACKET` socket bound to the existing interface `name`, for

@@ -15,6 +15,9 @@ pub(crate) struct FdFrames {
     mtu: usize,
     /// An AF_PACKET socket (it sees its interface's outgoing frames too).
     packet: bool,
+    /// A TAP device whose kernel side took the receive offloads: frames
+    /// read may be TSO frames of up to 64 KiB, checksums unfilled.
+    tap_offloads: bool,
 }
 
 impl FdFrames {
@@ -23,7 +26,7 @@ impl FdFrames {
     pub(crate) fn open(kind: &NetifKind) -> Result<FdFrames, (String, i32)> {
         let (name, r, what) = match kind {
             NetifKind::Tap(n) => (n, netif::tap_open(n), "TAP device"),
-            NetifKind::Packet(n) => (n, netif::packet_open(n), "interface"),
+            NetifKind::Packet(n) => (n, netif::packet_open(n).map(|fd| (fd, false)), "interface"),
             NetifKind::Host => {
                 return Err((
                     "a host's device table is attached with usock_netif_attach".into(),
@@ -32,10 +35,11 @@ impl FdFrames {
             }
         };
         match r {
-            Ok(fd) => Ok(FdFrames {
+            Ok((fd, tap_offloads)) => Ok(FdFrames {
                 fd,
                 mtu: netif::mtu(name).unwrap_or(1500),
                 packet: matches!(kind, NetifKind::Packet(_)),
+                tap_offloads,
             }),
             Err((e, step)) => {
                 let hint = match (kind, e) {
@@ -74,7 +78,7 @@ impl Frames for FdFrames {
             let r = if self.packet {
                 netif::packet_read(self.fd, buf)
             } else {
-                netif::frame_read(self.fd, buf)
+                netif::tap_read(self.fd, buf)
             };
             match r {
                 Ok(0) => return None,
@@ -86,7 +90,11 @@ impl Frames for FdFrames {
     }
 
     fn send(&mut self, frame: &[u8]) {
-        let _ = netif::frame_write(self.fd, frame);
+        let _ = if self.packet {
+            netif::frame_write(self.fd, frame)
+        } else {
+            netif::tap_write(self.fd, frame)
+        };
     }
 
     fn mtu(&self) -> usize {
@@ -94,7 +102,7 @@ impl Frames for FdFrames {
     }
 
     fn max_rx_frame(&self) -> usize {
-        if self.packet {
+        if self.packet || self.tap_offloads {
             // 64 KiB of IP (IPv6's header beside it) in one Ethernet frame.
             65_535 + 40 + 14
         } else {
@@ -103,7 +111,7 @@ impl Frames for FdFrames {
     }
 
     fn rx_checksums_partial(&self) -> bool {
-        // A TAP device gets whole checksums (no TUNSETOFFLOAD asked for).
-        self.packet
+        // A TAP device without its offloads gets whole checksums.
+        self.packet || self.tap_offloads
     }
 }
