@@ -22,7 +22,7 @@ const TUNSETOFFLOAD: u64 = 0x4004_54d0;
 /// MTU) and checksums it left unfilled, as it hands them to a veth peer.
 const TAP_OFFLOADS: u32 = 0x1 | 0x2 | 0x4;
 /// The length of the `struct virtio_net_hdr` before each frame.
-const VNET_HDR_LEN: usize = 10;
+pub const VNET_HDR_LEN: usize = 10;
 /// `SIOCGIFMTU`.
 const SIOCGIFMTU: u64 = 0x8921;
 /// `SIOCGIFINDEX`.
@@ -126,26 +126,24 @@ pub fn tap_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     }
 }
 
-/// Writes one frame to a TAP device [`tap_open`] attached, after an
-/// all-zero `virtio_net_hdr` (no offload: the frame is whole, its
-/// checksums filled). Dropped, as [`frame_write`], when the device cannot
-/// take it now.
-pub fn tap_write(fd: i32, frame: &[u8]) -> Result<(), Errno> {
-    let hdr = [0u8; VNET_HDR_LEN];
-    let iov = [
-        libc::iovec {
-            iov_base: hdr.as_ptr() as *mut libc::c_void,
-            iov_len: hdr.len(),
-        },
-        libc::iovec {
-            iov_base: frame.as_ptr() as *mut libc::c_void,
-            iov_len: frame.len(),
-        },
-    ];
-    // SAFETY: both iovecs point at live buffers of their length, which
-    // writev only reads.
-    let n = unsafe { libc::syscall(libc::SYS_writev, fd, iov.as_ptr(), iov.len()) };
-    if n < 0 {
+/// Writes one frame to a TAP device [`tap_open`] attached: `hdr`, its
+/// `virtio_net_hdr` (all zero: no offload, the frame whole with its
+/// checksums filled), then the frame, in `parts` (at most three, joined).
+/// Dropped, as [`frame_write`], when the device cannot take it now.
+pub fn tap_write(fd: i32, hdr: &[u8; VNET_HDR_LEN], parts: &[&[u8]]) -> Result<(), Errno> {
+    let iov = |b: &[u8]| libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    };
+    let mut v = [iov(hdr), iov(&[]), iov(&[]), iov(&[])];
+    let n = 1 + parts.len().min(3);
+    for (slot, part) in v[1..n].iter_mut().zip(parts) {
+        *slot = iov(part);
+    }
+    // SAFETY: the first `n` iovecs point at live buffers of their length,
+    // which writev only reads.
+    let r = unsafe { libc::syscall(libc::SYS_writev, fd, v.as_ptr(), n) };
+    if r < 0 {
         Err(last_errno())
     } else {
         Ok(())

@@ -44,6 +44,12 @@ pub trait Frames: Send {
     fn max_rx_frame(&self) -> usize {
         self.mtu() + ETH_HEADER
     }
+    /// The longest frame the engine may give `send`: a TAP device with
+    /// TCP segmentation offload takes TCP segments of up to 64 KiB, which
+    /// the kernel cuts to the MTU.
+    fn max_tx_frame(&self) -> usize {
+        self.mtu() + ETH_HEADER
+    }
     /// How long, in nanoseconds, until the device has work of its own
     /// (a frame it holds back comes due: [`super::impair::Impair`]); the
     /// engine's poll loop wakes by then. None: only when a frame arrives.
@@ -72,10 +78,11 @@ impl Dev {
     pub(crate) fn new(frames: Box<dyn Frames>) -> Dev {
         let len = frames.mtu() + ETH_HEADER;
         let rx = frames.max_rx_frame().max(len);
+        let tx = frames.max_tx_frame().max(len);
         Dev {
             frames,
             rx: vec![0; rx],
-            tx: vec![0; len],
+            tx: vec![0; tx],
         }
     }
 }

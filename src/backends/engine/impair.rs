@@ -258,6 +258,10 @@ impl Frames for Impair {
         self.inner.max_rx_frame()
     }
 
+    fn max_tx_frame(&self) -> usize {
+        self.inner.max_tx_frame()
+    }
+
     fn next_due(&self) -> Option<u64> {
         let (a, b) = (self.tx.next_due(), self.rx.next_due());
         let due = match (a, b) {

@@ -7,6 +7,7 @@ use alloc::string::String;
 
 use super::config::NetifKind;
 use super::device::Frames;
+use super::tso;
 use crate::platform::netif;
 
 /// A kernel fd carrying Ethernet frames.
@@ -82,7 +83,12 @@ impl Frames for FdFrames {
             };
             match r {
                 Ok(0) => return None,
-                Ok(n) => return Some(n),
+                Ok(n) => {
+                    if self.tap_offloads {
+                        tso::widen_syn_mss(&mut buf[..n], self.mtu);
+                    }
+                    return Some(n);
+                }
                 Err(crate::consts::EINTR) => continue,
                 Err(_) => return None,
             }
@@ -90,10 +96,17 @@ impl Frames for FdFrames {
     }
 
     fn send(&mut self, frame: &[u8]) {
+        let none = [0u8; netif::VNET_HDR_LEN];
         let _ = if self.packet {
             netif::frame_write(self.fd, frame)
+        } else if let Some((hdr, at, sum)) = self
+            .tap_offloads
+            .then(|| tso::gso_header(frame, self.mtu))
+            .flatten()
+        {
+            netif::tap_write(self.fd, &hdr, &[&frame[..at], &sum, &frame[at + 2..]])
         } else {
-            netif::tap_write(self.fd, frame)
+            netif::tap_write(self.fd, &none, &[frame])
         };
     }
 
@@ -105,6 +118,14 @@ impl Frames for FdFrames {
         if self.packet || self.tap_offloads {
             // 64 KiB of IP (IPv6's header beside it) in one Ethernet frame.
             65_535 + 40 + 14
+        } else {
+            self.mtu + 14
+        }
+    }
+
+    fn max_tx_frame(&self) -> usize {
+        if self.tap_offloads {
+            tso::MAX_FRAME
         } else {
             self.mtu + 14
         }
