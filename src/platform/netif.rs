@@ -88,8 +88,8 @@ fn ioctl_ifreq(fd: i32, req: u64, ifr: &mut [u8; 40]) -> Result<(), Errno> {
 /// the step that failed, and which step: "open /dev/net/tun" or
 /// "TUNSETIFF".
 pub fn tap_open(name: &str) -> Result<(i32, bool), (Errno, &'static str)> {
-    let mut ifr = ifreq(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR)
-        .map_err(|e| (e, "the device name"))?;
+    let mut ifr =
+        ifreq(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).map_err(|e| (e, "the device name"))?;
     let fd = open_rw(c"/dev/net/tun").map_err(|e| (e, "open /dev/net/tun"))?;
     if let Err(e) = ioctl_ifreq(fd, TUNSETIFF, &mut ifr) {
         let _ = super::kfd_close(fd);

@@ -38,6 +38,12 @@ pub trait Frames: Send {
     fn rx_checksums_partial(&self) -> bool {
         false
     }
+    /// Whether `send` fills the TCP checksums of the frames it is given
+    /// (a TAP device with its offloads: the kernel does, or trusts them
+    /// for its own sockets): then smoltcp does not compute them.
+    fn tx_tcp_checksums_offloaded(&self) -> bool {
+        false
+    }
     /// The longest frame `recv` may return: an AF_PACKET socket sees the
     /// kernel's TSO/GRO frames before they are cut to the MTU (up to
     /// 64 KiB of IP), which the engine takes whole.
@@ -147,6 +153,13 @@ impl phy::Device for Dev {
             caps.checksum.udp = phy::Checksum::Tx;
             caps.checksum.icmpv4 = phy::Checksum::Tx;
             caps.checksum.icmpv6 = phy::Checksum::Tx;
+        }
+        if self.frames.tx_tcp_checksums_offloaded() {
+            caps.checksum.tcp = if self.frames.rx_checksums_partial() {
+                phy::Checksum::None
+            } else {
+                phy::Checksum::Rx
+            };
         }
         caps
     }

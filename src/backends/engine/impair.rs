@@ -262,6 +262,10 @@ impl Frames for Impair {
         self.inner.max_tx_frame()
     }
 
+    fn tx_tcp_checksums_offloaded(&self) -> bool {
+        self.inner.tx_tcp_checksums_offloaded()
+    }
+
     fn next_due(&self) -> Option<u64> {
         let (a, b) = (self.tx.next_due(), self.rx.next_due());
         let due = match (a, b) {

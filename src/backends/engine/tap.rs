@@ -101,7 +101,7 @@ impl Frames for FdFrames {
             netif::frame_write(self.fd, frame)
         } else if let Some((hdr, at, sum)) = self
             .tap_offloads
-            .then(|| tso::gso_header(frame, self.mtu))
+            .then(|| tso::offload_header(frame, self.mtu))
             .flatten()
         {
             netif::tap_write(self.fd, &hdr, &[&frame[..at], &sum, &frame[at + 2..]])
@@ -129,6 +129,10 @@ impl Frames for FdFrames {
         } else {
             self.mtu + 14
         }
+    }
+
+    fn tx_tcp_checksums_offloaded(&self) -> bool {
+        self.tap_offloads
     }
 
     fn rx_checksums_partial(&self) -> bool {

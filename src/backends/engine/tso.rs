@@ -7,7 +7,7 @@
 //! whose MSS fits the link's MTU is shown to smoltcp with [`BIG_MSS`]
 //! ([`widen_syn_mss`]); every TCP frame longer than the MTU then goes out
 //! with a `virtio_net_hdr` asking for segments of the link's MSS
-//! ([`gso_header`]), never more than the peer announced. A peer with a
+//! ([`offload_header`]), never more than the peer announced. A peer with a
 //! smaller MSS keeps it, and smoltcp's segments fit the MTU.
 
 /// The MSS smoltcp is shown for a peer on the link: its segments (with
@@ -83,19 +83,21 @@ pub(crate) fn widen_syn_mss(frame: &mut [u8], mtu: usize) {
     }
 }
 
-/// What a TCP frame longer than the MTU goes out with: the
-/// `virtio_net_hdr` that has the kernel cut it into segments of the
-/// link's MSS and fill their checksums, and the TCP checksum field's
-/// offset in the frame with what it must hold then (the pseudo-header's
-/// sum, uncomplemented). None for a frame that fits the MTU or is not
-/// TCP: it goes as it is.
-pub(crate) fn gso_header(frame: &[u8], mtu: usize) -> Option<([u8; 10], usize, [u8; 2])> {
-    if frame.len() <= mtu + ETH {
-        return None;
-    }
+/// What a TCP frame goes out with: the `virtio_net_hdr` that has the
+/// kernel fill its checksum (smoltcp does not: a TAP device's own
+/// sockets then do not verify it either, as for a veth peer's) and, for
+/// a frame longer than the MTU, cut it into segments of the link's MSS;
+/// and the TCP checksum field's offset in the frame with what it must
+/// hold then (the pseudo-header's sum, uncomplemented). None for a frame
+/// that is not TCP: it goes as it is, its checksums filled by smoltcp.
+pub(crate) fn offload_header(frame: &[u8], mtu: usize) -> Option<([u8; 10], usize, [u8; 2])> {
     let (at, ip_len, v6) = tcp_at(frame)?;
     let hl = usize::from(frame[at + 12] >> 4) * 4;
-    let seg = mtu.checked_sub(ip_len + hl).filter(|&s| s > 0)?;
+    let seg = if frame.len() > mtu + ETH {
+        mtu.checked_sub(ip_len + hl).filter(|&s| s > 0)?
+    } else {
+        0
+    };
     let tcp_len = frame.len() - at;
     let mut sum: u32 = u32::from(TCP);
     let addrs = if v6 {
@@ -113,8 +115,10 @@ pub(crate) fn gso_header(frame: &[u8], mtu: usize) -> Option<([u8; 10], usize, [
     }
     let mut hdr = [0u8; 10];
     hdr[0] = NEEDS_CSUM;
-    hdr[1] = if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
-    hdr[2..4].copy_from_slice(&((at + hl) as u16).to_ne_bytes());
+    if seg > 0 {
+        hdr[1] = if v6 { GSO_TCPV6 } else { GSO_TCPV4 };
+        hdr[2..4].copy_from_slice(&((at + hl) as u16).to_ne_bytes());
+    }
     hdr[4..6].copy_from_slice(&(seg as u16).to_ne_bytes());
     hdr[6..8].copy_from_slice(&(at as u16).to_ne_bytes());
     hdr[8..10].copy_from_slice(&16u16.to_ne_bytes());
@@ -159,9 +163,11 @@ mod tests {
 
     #[test]
     fn a_long_tcp_frame_asks_for_segments_of_the_links_mss() {
-        assert!(gso_header(&v4(&[], 1460, false), 1500).is_none());
+        let (hdr, at, _) = offload_header(&v4(&[], 1460, false), 1500).unwrap();
+        assert_eq!(&hdr[..6], &[NEEDS_CSUM, 0, 0, 0, 0, 0]);
+        assert_eq!(at, 50);
         let f = v4(&[], 60_000, false);
-        let (hdr, at, sum) = gso_header(&f, 1500).unwrap();
+        let (hdr, at, sum) = offload_header(&f, 1500).unwrap();
         assert_eq!((hdr[0], hdr[1]), (NEEDS_CSUM, GSO_TCPV4));
         assert_eq!(u16::from_ne_bytes([hdr[2], hdr[3]]), 54);
         assert_eq!(u16::from_ne_bytes([hdr[4], hdr[5]]), 1460);
