@@ -216,17 +216,6 @@ pub fn mtu(name: &str) -> Option<usize> {
     usize::try_from(m).ok().filter(|&m| m >= 576)
 }
 
-/// Reads one frame into `buf`: its length, or `EAGAIN` when none waits.
-pub fn frame_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: `buf` is live and writable for its length.
-    let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
-    if n < 0 {
-        Err(last_errno())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// Reads one frame that came in from the link into `buf` (an AF_PACKET
 /// socket also sees the frames its interface sends, ours among them:
 /// those are skipped): its length, or `EAGAIN` when none waits.
