@@ -150,13 +150,13 @@ mod tests {
 
     #[test]
     fn a_syn_with_the_links_mss_is_widened_and_a_smaller_one_kept() {
-        let mut f = v4(&[1, 1, 2, 4, 0x05, 0xb4], 0, true);
+        let mut f = v4(&[1, 1, 2, 4, 0x05, 0xb4, 1, 1], 0, true);
         widen_syn_mss(&mut f, 1500);
         assert_eq!(&f[ETH + 20 + 22..ETH + 20 + 26], &[2, 4, 0xfa, 0x00]);
-        let mut f = v4(&[2, 4, 0x05, 0x78, 1, 1], 0, true);
+        let mut f = v4(&[2, 4, 0x05, 0x78], 0, true);
         widen_syn_mss(&mut f, 1500);
         assert_eq!(&f[ETH + 20 + 20..ETH + 20 + 24], &[2, 4, 0x05, 0x78]);
-        let mut f = v4(&[2, 4, 0x05, 0xb4, 1, 1], 0, false);
+        let mut f = v4(&[2, 4, 0x05, 0xb4], 0, false);
         widen_syn_mss(&mut f, 1500);
         assert_eq!(&f[ETH + 20 + 20..ETH + 20 + 24], &[2, 4, 0x05, 0xb4]);
     }
