@@ -126,7 +126,9 @@ static int tap_open(const char *name)
     memset(&ifr, 0, sizeof ifr);
     ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
     snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
-    if (syscall(SYS_ioctl, fd, TUNSETIFF, &ifr) < 0) {
+    /* This driver reads frames without a virtio_net_hdr: no offloads (an
+     * engine that had the device before may have left its own on). */
+    if (syscall(SYS_ioctl, fd, TUNSETIFF, &ifr) < 0 || syscall(SYS_ioctl, fd, TUNSETOFFLOAD, 0) < 0) {
         syscall(SYS_close, fd);
         return -1;
     }

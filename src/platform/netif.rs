@@ -12,6 +12,17 @@ const TUNSETIFF: u64 = 0x4004_54ca;
 const IFF_TAP: i16 = 0x0002;
 /// `IFF_NO_PI`: no packet-information header before each frame.
 const IFF_NO_PI: i16 = 0x1000;
+/// `IFF_VNET_HDR`: each frame comes and goes after a `struct
+/// virtio_net_hdr`, which carries the offloads below.
+const IFF_VNET_HDR: i16 = 0x4000;
+/// `TUNSETOFFLOAD` (`_IOW('T', 208, unsigned int)`).
+const TUNSETOFFLOAD: u64 = 0x4004_54d0;
+/// `TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6`: the kernel may hand the TAP's
+/// reader TCP segments of up to 64 KiB (its TSO frames, not cut to the
+/// MTU) and checksums it left unfilled, as it hands them to a veth peer.
+const TAP_OFFLOADS: u32 = 0x1 | 0x2 | 0x4;
+/// The length of the `struct virtio_net_hdr` before each frame.
+pub const VNET_HDR_LEN: usize = 10;
 /// `SIOCGIFMTU`.
 const SIOCGIFMTU: u64 = 0x8921;
 /// `SIOCGIFINDEX`.
@@ -70,16 +81,73 @@ fn ioctl_ifreq(fd: i32, req: u64, ifr: &mut [u8; 40]) -> Result<(), Errno> {
 
 /// Attaches to TAP device `name` (made by the kernel if absent, which
 /// needs CAP_NET_ADMIN; then it is down until someone brings it up):
-/// `/dev/net/tun` with `IFF_TAP | IFF_NO_PI`. The errno of the step that
-/// failed, and which step: "open /dev/net/tun" or "TUNSETIFF".
-pub fn tap_open(name: &str) -> Result<i32, (Errno, &'static str)> {
-    let mut ifr = ifreq(name, IFF_TAP | IFF_NO_PI).map_err(|e| (e, "the device name"))?;
+/// `/dev/net/tun` with `IFF_TAP | IFF_NO_PI | IFF_VNET_HDR` (frames go
+/// through [`tap_read`] and [`tap_write`]). The fd, and whether the kernel
+/// took the receive offloads ([`TAP_OFFLOADS`]: then frames read may be
+/// up to 64 KiB of IP with TCP/UDP checksums left unfilled). The errno of
+/// the step that failed, and which step: "open /dev/net/tun" or
+/// "TUNSETIFF".
+pub fn tap_open(name: &str) -> Result<(i32, bool), (Errno, &'static str)> {
+    let mut ifr =
+        ifreq(name, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR).map_err(|e| (e, "the device name"))?;
     let fd = open_rw(c"/dev/net/tun").map_err(|e| (e, "open /dev/net/tun"))?;
     if let Err(e) = ioctl_ifreq(fd, TUNSETIFF, &mut ifr) {
         let _ = super::kfd_close(fd);
         return Err((e, "TUNSETIFF"));
     }
-    Ok(super::scm::move_high(fd))
+    // SAFETY: TUNSETOFFLOAD takes its flags as the integer argument.
+    let offloads =
+        unsafe { libc::syscall(libc::SYS_ioctl, fd, TUNSETOFFLOAD, TAP_OFFLOADS as usize) } == 0;
+    Ok((super::scm::move_high(fd), offloads))
+}
+
+/// Reads one frame from a TAP device [`tap_open`] attached into `buf`,
+/// its `virtio_net_hdr` apart (what it says of offloads is not needed:
+/// a TSO frame is taken whole, a checksum left unfilled is not checked):
+/// the frame's length, or `EAGAIN` when none waits.
+pub fn tap_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+    let mut hdr = [0u8; VNET_HDR_LEN];
+    let iov = [
+        libc::iovec {
+            iov_base: hdr.as_mut_ptr().cast(),
+            iov_len: hdr.len(),
+        },
+        libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        },
+    ];
+    // SAFETY: both iovecs point at live, writable buffers of their length.
+    let n = unsafe { libc::syscall(libc::SYS_readv, fd, iov.as_ptr(), iov.len()) };
+    if n < 0 {
+        Err(last_errno())
+    } else {
+        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+    }
+}
+
+/// Writes one frame to a TAP device [`tap_open`] attached: `hdr`, its
+/// `virtio_net_hdr` (all zero: no offload, the frame whole with its
+/// checksums filled), then the frame, in `parts` (at most three, joined).
+/// Dropped, as [`frame_write`], when the device cannot take it now.
+pub fn tap_write(fd: i32, hdr: &[u8; VNET_HDR_LEN], parts: &[&[u8]]) -> Result<(), Errno> {
+    let iov = |b: &[u8]| libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    };
+    let mut v = [iov(hdr), iov(&[]), iov(&[]), iov(&[])];
+    let n = 1 + parts.len().min(3);
+    for (slot, part) in v[1..n].iter_mut().zip(parts) {
+        *slot = iov(part);
+    }
+    // SAFETY: the first `n` iovecs point at live buffers of their length,
+    // which writev only reads.
+    let r = unsafe { libc::syscall(libc::SYS_writev, fd, v.as_ptr(), n) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(())
+    }
 }
 
 /// A raw `AF_PACKET` socket bound to the existing interface `name`, for
@@ -146,17 +214,6 @@ pub fn mtu(name: &str) -> Option<usize> {
     r.ok()?;
     let m = i32::from_ne_bytes([ifr[16], ifr[17], ifr[18], ifr[19]]);
     usize::try_from(m).ok().filter(|&m| m >= 576)
-}
-
-/// Reads one frame into `buf`: its length, or `EAGAIN` when none waits.
-pub fn frame_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
-    // SAFETY: `buf` is live and writable for its length.
-    let n = unsafe { libc::syscall(libc::SYS_read, fd, buf.as_mut_ptr(), buf.len()) };
-    if n < 0 {
-        Err(last_errno())
-    } else {
-        Ok(n as usize)
-    }
 }
 
 /// Reads one frame that came in from the link into `buf` (an AF_PACKET

@@ -38,10 +38,22 @@ pub trait Frames: Send {
     fn rx_checksums_partial(&self) -> bool {
         false
     }
+    /// Whether `send` fills the TCP checksums of the frames it is given
+    /// (a TAP device with its offloads: the kernel does, or trusts them
+    /// for its own sockets): then smoltcp does not compute them.
+    fn tx_tcp_checksums_offloaded(&self) -> bool {
+        false
+    }
     /// The longest frame `recv` may return: an AF_PACKET socket sees the
     /// kernel's TSO/GRO frames before they are cut to the MTU (up to
     /// 64 KiB of IP), which the engine takes whole.
     fn max_rx_frame(&self) -> usize {
+        self.mtu() + ETH_HEADER
+    }
+    /// The longest frame the engine may give `send`: a TAP device with
+    /// TCP segmentation offload takes TCP segments of up to 64 KiB, which
+    /// the kernel cuts to the MTU.
+    fn max_tx_frame(&self) -> usize {
         self.mtu() + ETH_HEADER
     }
     /// How long, in nanoseconds, until the device has work of its own
@@ -72,10 +84,11 @@ impl Dev {
     pub(crate) fn new(frames: Box<dyn Frames>) -> Dev {
         let len = frames.mtu() + ETH_HEADER;
         let rx = frames.max_rx_frame().max(len);
+        let tx = frames.max_tx_frame().max(len);
         Dev {
             frames,
             rx: vec![0; rx],
-            tx: vec![0; len],
+            tx: vec![0; tx],
         }
     }
 }
@@ -140,6 +153,13 @@ impl phy::Device for Dev {
             caps.checksum.udp = phy::Checksum::Tx;
             caps.checksum.icmpv4 = phy::Checksum::Tx;
             caps.checksum.icmpv6 = phy::Checksum::Tx;
+        }
+        if self.frames.tx_tcp_checksums_offloaded() {
+            caps.checksum.tcp = if self.frames.rx_checksums_partial() {
+                phy::Checksum::None
+            } else {
+                phy::Checksum::Rx
+            };
         }
         caps
     }

@@ -258,6 +258,14 @@ impl Frames for Impair {
         self.inner.max_rx_frame()
     }
 
+    fn max_tx_frame(&self) -> usize {
+        self.inner.max_tx_frame()
+    }
+
+    fn tx_tcp_checksums_offloaded(&self) -> bool {
+        self.inner.tx_tcp_checksums_offloaded()
+    }
+
     fn next_due(&self) -> Option<u64> {
         let (a, b) = (self.tx.next_due(), self.rx.next_due());
         let due = match (a, b) {

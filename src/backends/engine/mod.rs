@@ -48,6 +48,8 @@ mod stack;
 mod tap;
 #[cfg(feature = "std")]
 mod thread;
+#[cfg(feature = "std")]
+mod tso;
 
 use alloc::boxed::Box;
 use alloc::sync::Arc;

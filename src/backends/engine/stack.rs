@@ -11,7 +11,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::net::{Ipv4Addr, Ipv6Addr};
 
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
@@ -55,6 +55,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(127);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(900);
 /// The largest piece of stream handed up at once.
 const DELIVER_MAX: usize = 64 * 1024;
+/// The most egress passes in one run of the engine (each sends a segment
+/// of every socket that has one due): about 384 KiB of full frames, more
+/// than a connection's send buffer.
+const EGRESS_BATCH: usize = 256;
 
 /// The engine's clock: the platform's monotonic one.
 pub(crate) fn now() -> Instant {
@@ -779,7 +783,20 @@ impl Stack {
         let end = off + payload.len() as u64;
         if end > t.tx_next {
             let skip = t.tx_next.saturating_sub(off) as usize;
-            t.stash.insert(off + skip as u64, payload[skip..].to_vec());
+            let mut at = off + skip as u64;
+            let mut rest = &payload[skip..];
+            if at == t.tx_next && t.stash.is_empty() {
+                // In order, nothing held before it (the usual case): into
+                // smoltcp's send buffer straight from the caller's bytes,
+                // one copy; only what does not fit is held.
+                let n = s.send_slice(rest).unwrap_or(0);
+                t.tx_next += n as u64;
+                at += n as u64;
+                rest = &rest[n..];
+            }
+            if !rest.is_empty() {
+                t.stash.insert(at, rest.to_vec());
+            }
         }
         if fin {
             t.fin_at = Some(end);
@@ -1054,7 +1071,10 @@ impl Stack {
     /// Runs the engine: frames in, segments out, timers.
     pub(crate) fn poll(&mut self) {
         let t = now();
-        self.shielded(|st| st.iface.poll(t, &mut st.dev, &mut st.set));
+        self.shielded(|st| {
+            st.iface.poll(t, &mut st.dev, &mut st.set);
+            st.drain_egress(t);
+        });
         #[cfg(feature = "dhcp")]
         self.dhcp_poll();
     }
@@ -1062,7 +1082,21 @@ impl Stack {
     /// Sends what the sockets have queued, at once (after a write).
     pub(crate) fn egress(&mut self) {
         let t = now();
-        self.shielded(|st| st.iface.poll_egress(t, &mut st.dev, &mut st.set));
+        self.shielded(|st| st.drain_egress(t));
+    }
+
+    /// smoltcp's egress sends at most one segment per socket per call:
+    /// called again while it sends, so that one run of the engine sends
+    /// all that the windows allow, not a frame per wake-up (each costing
+    /// a kick, a poll, a read of the device that finds nothing and the
+    /// engine's lock twice). Bounded: the rest goes on the next run, which
+    /// `plan` makes at once.
+    fn drain_egress(&mut self, t: Instant) {
+        for _ in 0..EGRESS_BATCH {
+            if self.iface.poll_egress(t, &mut self.dev, &mut self.set) == PollResult::None {
+                break;
+            }
+        }
     }
 
     /// How long until the engine must run again (None: only on input),

@@ -7,6 +7,7 @@ use alloc::string::String;
 
 use super::config::NetifKind;
 use super::device::Frames;
+use super::tso;
 use crate::platform::netif;
 
 /// A kernel fd carrying Ethernet frames.
@@ -15,6 +16,9 @@ pub(crate) struct FdFrames {
     mtu: usize,
     /// An AF_PACKET socket (it sees its interface's outgoing frames too).
     packet: bool,
+    /// A TAP device whose kernel side took the receive offloads: frames
+    /// read may be TSO frames of up to 64 KiB, checksums unfilled.
+    tap_offloads: bool,
 }
 
 impl FdFrames {
@@ -23,7 +27,7 @@ impl FdFrames {
     pub(crate) fn open(kind: &NetifKind) -> Result<FdFrames, (String, i32)> {
         let (name, r, what) = match kind {
             NetifKind::Tap(n) => (n, netif::tap_open(n), "TAP device"),
-            NetifKind::Packet(n) => (n, netif::packet_open(n), "interface"),
+            NetifKind::Packet(n) => (n, netif::packet_open(n).map(|fd| (fd, false)), "interface"),
             NetifKind::Host => {
                 return Err((
                     "a host's device table is attached with usock_netif_attach".into(),
@@ -32,10 +36,11 @@ impl FdFrames {
             }
         };
         match r {
-            Ok(fd) => Ok(FdFrames {
+            Ok((fd, tap_offloads)) => Ok(FdFrames {
                 fd,
                 mtu: netif::mtu(name).unwrap_or(1500),
                 packet: matches!(kind, NetifKind::Packet(_)),
+                tap_offloads,
             }),
             Err((e, step)) => {
                 let hint = match (kind, e) {
@@ -74,11 +79,16 @@ impl Frames for FdFrames {
             let r = if self.packet {
                 netif::packet_read(self.fd, buf)
             } else {
-                netif::frame_read(self.fd, buf)
+                netif::tap_read(self.fd, buf)
             };
             match r {
                 Ok(0) => return None,
-                Ok(n) => return Some(n),
+                Ok(n) => {
+                    if self.tap_offloads {
+                        tso::widen_syn_mss(&mut buf[..n], self.mtu);
+                    }
+                    return Some(n);
+                }
                 Err(crate::consts::EINTR) => continue,
                 Err(_) => return None,
             }
@@ -86,7 +96,18 @@ impl Frames for FdFrames {
     }
 
     fn send(&mut self, frame: &[u8]) {
-        let _ = netif::frame_write(self.fd, frame);
+        let none = [0u8; netif::VNET_HDR_LEN];
+        let _ = if self.packet {
+            netif::frame_write(self.fd, frame)
+        } else if let Some((hdr, at, sum)) = self
+            .tap_offloads
+            .then(|| tso::offload_header(frame, self.mtu))
+            .flatten()
+        {
+            netif::tap_write(self.fd, &hdr, &[&frame[..at], &sum, &frame[at + 2..]])
+        } else {
+            netif::tap_write(self.fd, &none, &[frame])
+        };
     }
 
     fn mtu(&self) -> usize {
@@ -94,7 +115,7 @@ impl Frames for FdFrames {
     }
 
     fn max_rx_frame(&self) -> usize {
-        if self.packet {
+        if self.packet || self.tap_offloads {
             // 64 KiB of IP (IPv6's header beside it) in one Ethernet frame.
             65_535 + 40 + 14
         } else {
@@ -102,8 +123,20 @@ impl Frames for FdFrames {
         }
     }
 
+    fn max_tx_frame(&self) -> usize {
+        if self.tap_offloads {
+            tso::MAX_FRAME
+        } else {
+            self.mtu + 14
+        }
+    }
+
+    fn tx_tcp_checksums_offloaded(&self) -> bool {
+        self.tap_offloads
+    }
+
     fn rx_checksums_partial(&self) -> bool {
-        // A TAP device gets whole checksums (no TUNSETOFFLOAD asked for).
-        self.packet
+        // A TAP device without its offloads gets whole checksums.
+        self.packet || self.tap_offloads
     }
 }

@@ -102,7 +102,6 @@ fn await_carrier(name: &str) {
 /// smoltcp's next timer.
 fn run(engine: &Engine, dev_fd: i32, kick: i32) {
     loop {
-        crate::platform::eventfd_drain(kick);
         let wait = engine.pump();
         #[cfg(feature = "dhcp")]
         if let Some(lease) = engine.take_lease_news() {
@@ -111,7 +110,12 @@ fn run(engine: &Engine, dev_fd: i32, kick: i32) {
         if wait == Some(0) {
             continue;
         }
-        crate::platform::poll_two(dev_fd, kick, wait.map(Duration::from_nanos));
+        // The eventfd is emptied only when a kick ended the sleep (before
+        // the run it asks for): not a read per run of the engine.
+        let woke = crate::platform::poll_pair(dev_fd, kick, wait.map(Duration::from_nanos));
+        if woke.b {
+            crate::platform::eventfd_drain(kick);
+        }
     }
 }
 
