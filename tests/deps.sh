@@ -21,12 +21,13 @@ set -uo pipefail
 # ssh): programs15.sh.
 # tests/engine and bench/engine.sh: iproute2 (ip netns, ip tuntap, veth,
 # bridge), curl, nginx-light, iperf3, python3 (http.server), all listed;
+# tests/engine/run.sh: ethtool (the TAP's offloads after exit);
 # tests/engine/dhcp.sh: dnsmasq-base (the dnsmasq program alone, without
 # the dnsmasq package's system service: the test runs its own).
 PACKAGES=(build-essential pkg-config strace git python3 netcat-openbsd socat
   curl iproute2 redis-server redis-tools nginx-light wrk iperf3 dbus-daemon
   dbus-bin libglib2.0-bin xvfb x11-utils man-db tcpdump procps postgresql
-  haproxy lighttpd apache2-utils systemd gunicorn dnsmasq-base openssh-server)
+  haproxy lighttpd apache2-utils systemd gunicorn dnsmasq-base openssh-server ethtool)
 # tests/preload/python_suites.sh: the standard library's tests of Debian's
 # python3 (its version's testsuite package; 3.11 on Debian 12).
 pyver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null || echo 3.11)

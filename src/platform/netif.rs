@@ -5,6 +5,7 @@
 //! numbers a program's closefrom leaves alone, non-blocking, close-on-exec.
 
 use crate::consts::Errno;
+use crate::sync::Mutex;
 
 /// `TUNSETIFF` (`_IOW('T', 202, int)`).
 const TUNSETIFF: u64 = 0x4004_54ca;
@@ -98,7 +99,36 @@ pub fn tap_open(name: &str) -> Result<(i32, bool), (Errno, &'static str)> {
     // SAFETY: TUNSETOFFLOAD takes its flags as the integer argument.
     let offloads =
         unsafe { libc::syscall(libc::SYS_ioctl, fd, TUNSETOFFLOAD, TAP_OFFLOADS as usize) } == 0;
-    Ok((super::scm::move_high(fd), offloads))
+    let fd = super::scm::move_high(fd);
+    if offloads {
+        offloads_off_at_exit(fd);
+    }
+    Ok((fd, offloads))
+}
+
+/// The TAP fd whose offloads this process turned on, and the process
+/// (a fork child's exit leaves its parent's device alone).
+static OFFLOADED: Mutex<Option<(i32, u32)>> = Mutex::new(None);
+
+/// Has the exit of this process turn the offloads of TAP device `fd` off
+/// again: they outlive the fd on a persistent device, and a program that
+/// reads it next without `IFF_VNET_HDR` would get frames of 64 KiB with
+/// their checksums unfilled. Best effort: a process killed by a signal
+/// leaves them on.
+fn offloads_off_at_exit(fd: i32) {
+    let first = OFFLOADED.lock().replace((fd, std::process::id())).is_none();
+    if first {
+        let _ = super::at_exit(offloads_off);
+    }
+}
+
+extern "C" fn offloads_off() {
+    if let Some((fd, pid)) = *OFFLOADED.lock() {
+        if pid == std::process::id() {
+            // SAFETY: TUNSETOFFLOAD takes its flags as the integer argument.
+            unsafe { libc::syscall(libc::SYS_ioctl, fd, TUNSETOFFLOAD, 0usize) };
+        }
+    }
 }
 
 /// Reads one frame from a TAP device [`tap_open`] attached into `buf`,

@@ -323,6 +323,18 @@ fi
 check "USOCK_STATS: the engine claimed the sockets" "$(cat "$work/stats" 2>/dev/null)" \
   grep -q "engine claims=[1-9]" "$work/stats"
 
+# The TAP's offloads, on while the engine holds the device, are off again
+# once the program exited (ut0 persists: a later reader without
+# IFF_VNET_HDR would get 64 KiB frames, checksums unfilled).
+if command -v ethtool >/dev/null; then
+  in_ns ethtool -k ut0 >"$work/offloads" 2>&1
+  check "the TAP device's offloads are off once the engine's program exited" \
+    "$(grep -E '^(tx-checksumming|tcp-segmentation-offload)' "$work/offloads" | tr '\n' ' ')" \
+    grep -q '^tcp-segmentation-offload: off' "$work/offloads"
+else
+  skip ethtool "no ethtool (the TAP offloads check)"
+fi
+
 # Loopback addresses stay with the in-process backend.
 in_ns env LD_PRELOAD="$lib" USOCK_NETIF=tap:ut0 USOCK_NETIF_ADDR=10.77.0.2/24 \
   timeout 20 python3 -c '
