@@ -5,7 +5,6 @@
 //! numbers a program's closefrom leaves alone, non-blocking, close-on-exec.
 
 use crate::consts::Errno;
-use crate::sync::Mutex;
 
 /// `TUNSETIFF` (`_IOW('T', 202, int)`).
 const TUNSETIFF: u64 = 0x4004_54ca;
@@ -108,7 +107,7 @@ pub fn tap_open(name: &str) -> Result<(i32, bool), (Errno, &'static str)> {
 
 /// The TAP fd whose offloads this process turned on, and the process
 /// (a fork child's exit leaves its parent's device alone).
-static OFFLOADED: Mutex<Option<(i32, u32)>> = Mutex::new(None);
+static OFFLOADED: std::sync::Mutex<Option<(i32, u32)>> = std::sync::Mutex::new(None);
 
 /// Has the exit of this process turn the offloads of TAP device `fd` off
 /// again: they outlive the fd on a persistent device, and a program that
@@ -116,19 +115,24 @@ static OFFLOADED: Mutex<Option<(i32, u32)>> = Mutex::new(None);
 /// their checksums unfilled. Best effort: a process killed by a signal
 /// leaves them on.
 fn offloads_off_at_exit(fd: i32) {
-    let first = OFFLOADED.lock().replace((fd, std::process::id())).is_none();
+    let Ok(mut g) = OFFLOADED.lock() else { return };
+    let first = g.replace((fd, std::process::id())).is_none();
+    drop(g);
     if first {
         let _ = super::at_exit(offloads_off);
     }
 }
 
 extern "C" fn offloads_off() {
-    if let Some((fd, pid)) = *OFFLOADED.lock() {
-        if pid == std::process::id() {
-            // SAFETY: TUNSETOFFLOAD takes its flags as the integer argument.
-            unsafe { libc::syscall(libc::SYS_ioctl, fd, TUNSETOFFLOAD, 0usize) };
+    super::guard((), || {
+        let opened = OFFLOADED.lock().ok().and_then(|g| *g);
+        if let Some((fd, pid)) = opened {
+            if pid == std::process::id() {
+                // SAFETY: TUNSETOFFLOAD takes its flags as the integer argument.
+                unsafe { libc::syscall(libc::SYS_ioctl, fd, TUNSETOFFLOAD, 0usize) };
+            }
         }
-    }
+    })
 }
 
 /// Reads one frame from a TAP device [`tap_open`] attached into `buf`,
