@@ -695,45 +695,6 @@ static void *do_send(void *p)
     return NULL;
 }
 
-/* Fills c's send buffer (the peer s reads nothing, its window full). */
-static void fill(int c)
-{
-    static char buf[16384];
-    OK(fcntl(c, F_SETFL, O_NONBLOCK));
-    long deadline = tl_now_ms() + 10000;
-    for (;;) {
-        CHECK(tl_now_ms() < deadline);
-        ssize_t n = send(c, buf, sizeof buf, 0);
-        if (n > 0)
-            continue;
-        CHECK_EQ(errno, EAGAIN);
-        if (!(tl_poll1(c, POLLOUT, 200) & POLLOUT))
-            break;
-    }
-    OK(fcntl(c, F_SETFL, 0));
-}
-
-/* Bytes a non-blocking send to c takes before EAGAIN (the peer reads
- * nothing). */
-static long send_until_full(int c)
-{
-    static char buf[16384];
-    long total = 0;
-    OK(fcntl(c, F_SETFL, O_NONBLOCK));
-    long deadline = tl_now_ms() + 10000;
-    for (;;) {
-        CHECK(tl_now_ms() < deadline);
-        ssize_t n = send(c, buf, sizeof buf, 0);
-        if (n > 0) {
-            total += n;
-            continue;
-        }
-        CHECK_EQ(errno, EAGAIN);
-        if (!(tl_poll1(c, POLLOUT, 200) & POLLOUT))
-            return total;
-    }
-}
-
 /* A small SO_RCVBUF on the listener (its accepted socket's) holds the
  * sender back: the peer's window is the receive buffer, not a fixed ring
  * (CPython's test_asyncio sendfile cases expect the sender still sending
@@ -751,14 +712,14 @@ TEST_INET(small_rcvbuf_holds_the_sender_back)
     OK(connect(c, (struct sockaddr *)&ss, sl));
     int s = (int)OK(accept(l, NULL, NULL));
     tl_setint(c, SOL_SOCKET, SO_SNDBUF, 4096);
-    long first = send_until_full(c);
+    long first = tl_fill_sndbuf(c, 200);
     /* the kernel: about 10 kB (8 kB buffers each side); a fixed 256 kB
      * ring would take it all */
     CHECK(first > 0);
     CHECK(first <= 64 * 1024);
     static char sink[65536];
     CHECK_EQ(tl_read_all(s, sink, first), first);
-    long second = send_until_full(c);
+    long second = tl_fill_sndbuf(c, 200);
     CHECK(second > 0);
     CHECK(second <= 64 * 1024);
     CHECK_EQ(tl_read_all(s, sink, second), second);
@@ -780,7 +741,7 @@ TEST_INET(larger_sndbuf_wakes_a_blocked_send)
     tl_setint(c, SOL_SOCKET, SO_SNDBUF, 16384);
     OK(connect(c, (struct sockaddr *)&ss, sl));
     int s = (int)OK(accept(l, NULL, NULL));
-    fill(c);
+    tl_fill_sndbuf(c, 200);
     CHECK_EQ(tl_poll1(c, POLLOUT, 0), 0);
     struct blocked_send b = {.fd = c, .n = 32768};
     pthread_t t;

@@ -1326,19 +1326,7 @@ static long queued_before_eagain(int fam, int lowat, int *c_out, int *s_out)
     int s = (int)OK(accept(l, NULL, NULL));
     OK(close(l));
     OK(fcntl(c, F_SETFL, O_NONBLOCK));
-    static char buf[16384];
-    long total = 0, deadline = tl_now_ms() + 10000;
-    for (;;) {
-        CHECK(tl_now_ms() < deadline);
-        ssize_t n = send(c, buf, sizeof buf, 0);
-        if (n > 0) {
-            total += n;
-            continue;
-        }
-        CHECK_EQ(errno, EAGAIN);
-        if (!(tl_poll1(c, POLLOUT, 100) & POLLOUT))
-            break;
-    }
+    long total = tl_fill_sndbuf(c, 100);
     *c_out = c;
     *s_out = s;
     return total;

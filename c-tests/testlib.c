@@ -675,6 +675,27 @@ short tl_poll1(int fd, short events, int timeout_ms)
     return r == 0 ? 0 : p.revents;
 }
 
+long tl_fill_sndbuf(int fd, int idle_ms)
+{
+    static char buf[16384];
+    int fl = (int)OK(fcntl(fd, F_GETFL));
+    OK(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+    long total = 0, deadline = tl_now_ms() + 10000;
+    for (;;) {
+        CHECK(tl_now_ms() < deadline);
+        ssize_t n = send(fd, buf, sizeof buf, 0);
+        if (n > 0) {
+            total += n;
+            continue;
+        }
+        CHECK_EQ(errno, EAGAIN);
+        if (!(tl_poll1(fd, POLLOUT, idle_ms) & POLLOUT))
+            break;
+    }
+    OK(fcntl(fd, F_SETFL, fl));
+    return total;
+}
+
 int tl_so_error(int fd)
 {
     int e = -1;

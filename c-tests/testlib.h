@@ -215,6 +215,11 @@ void tl_sleep_ms(long ms);
 int tl_lowest_free_fd(void);
 /* poll one fd, returning revents (0 on timeout). */
 short tl_poll1(int fd, short events, int timeout_ms);
+/* Sends 16 KiB at a time on stream socket fd, non-blocking, until it
+ * takes nothing and stays unwritable for idle_ms (the peer reads
+ * nothing): how many bytes it took. Fails the case after 10 s. The fd's
+ * file status flags are as before afterwards. */
+long tl_fill_sndbuf(int fd, int idle_ms);
 /* read a socket's pending-error (SO_ERROR). */
 int tl_so_error(int fd);
 /* fills buf with a deterministic pseudo-random sequence from seed */
