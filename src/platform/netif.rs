@@ -135,11 +135,16 @@ extern "C" fn offloads_off() {
     })
 }
 
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM | VIRTIO_NET_HDR_F_DATA_VALID`: a frame's
+/// TCP/UDP checksum is left for its receiver to ignore (the kernel's own,
+/// unfilled) or was verified already (by the NIC, or the kernel).
+pub const CSUM_NEEDS_NO_CHECK: u8 = 1 | 2;
+
 /// Reads one frame from a TAP device [`tap_open`] attached into `buf`,
-/// its `virtio_net_hdr` apart (what it says of offloads is not needed:
-/// a TSO frame is taken whole, a checksum left unfilled is not checked):
-/// the frame's length, or `EAGAIN` when none waits.
-pub fn tap_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
+/// its `virtio_net_hdr` apart (a TSO frame is taken whole): the frame's
+/// length and the header's flags ([`CSUM_NEEDS_NO_CHECK`]), or `EAGAIN`
+/// when none waits.
+pub fn tap_read(fd: i32, buf: &mut [u8]) -> Result<(usize, u8), Errno> {
     let mut hdr = [0u8; VNET_HDR_LEN];
     let iov = [
         libc::iovec {
@@ -156,7 +161,7 @@ pub fn tap_read(fd: i32, buf: &mut [u8]) -> Result<usize, Errno> {
     if n < 0 {
         Err(last_errno())
     } else {
-        Ok((n as usize).saturating_sub(VNET_HDR_LEN))
+        Ok(((n as usize).saturating_sub(VNET_HDR_LEN), hdr[0]))
     }
 }
 

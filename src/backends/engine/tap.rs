@@ -77,14 +77,24 @@ impl Frames for FdFrames {
     fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
         loop {
             let r = if self.packet {
-                netif::packet_read(self.fd, buf)
+                netif::packet_read(self.fd, buf).map(|n| (n, netif::CSUM_NEEDS_NO_CHECK))
             } else {
                 netif::tap_read(self.fd, buf)
             };
             match r {
-                Ok(0) => return None,
-                Ok(n) => {
+                Ok((0, _)) => return None,
+                Ok((n, flags)) => {
                     if self.tap_offloads {
+                        // smoltcp checks no TCP/UDP checksum here (the
+                        // kernel's own frames leave theirs unfilled): the
+                        // frames the kernel has not vouched for, a
+                        // bridged NIC's without checksum offload, are
+                        // checked here, before the SYN's MSS is changed.
+                        if flags & netif::CSUM_NEEDS_NO_CHECK == 0
+                            && !tso::l4_checksum_ok(&buf[..n])
+                        {
+                            continue;
+                        }
                         tso::widen_syn_mss(&mut buf[..n], self.mtu);
                     }
                     return Some(n);

@@ -125,6 +125,56 @@ pub(crate) fn offload_header(frame: &[u8], mtu: usize) -> Option<([u8; 10], usiz
     Some((hdr, at + 16, (sum as u16).to_be_bytes()))
 }
 
+const UDP: u8 = 17;
+
+/// Whether a received frame's TCP or UDP checksum is right (true for any
+/// other frame, and for an IPv4 UDP datagram without one). The segment's
+/// length is the IP header's, not the frame's (a short frame is padded).
+pub(crate) fn l4_checksum_ok(frame: &[u8]) -> bool {
+    let Some(ty) = frame.get(12..14) else {
+        return true;
+    };
+    let ip = &frame[ETH.min(frame.len())..];
+    let (proto, l4, addrs) = match u16::from_be_bytes([ty[0], ty[1]]) {
+        0x0800 if ip.len() >= 20 => {
+            let ihl = usize::from(ip[0] & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+            let frag = u16::from_be_bytes([ip[6], ip[7]]);
+            if frag & 0x3fff != 0 || ihl < 20 || total < ihl || total > ip.len() {
+                return true;
+            }
+            (ip[9], &ip[ihl..total], &ip[12..20])
+        }
+        0x86dd if ip.len() >= 40 => {
+            let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+            if 40 + len > ip.len() {
+                return true;
+            }
+            (ip[6], &ip[40..40 + len], &ip[8..40])
+        }
+        _ => return true,
+    };
+    let sum_at = match proto {
+        TCP => 16,
+        UDP => 6,
+        _ => return true,
+    };
+    if l4.len() < sum_at + 2 {
+        return false;
+    }
+    if proto == UDP && addrs.len() == 8 && l4[6..8] == [0, 0] {
+        return true;
+    }
+    let mut sum = u64::from(proto) + l4.len() as u64;
+    for w in addrs.chunks_exact(2).chain(l4.chunks(2)) {
+        sum += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +196,42 @@ mod tests {
         f[t + 13] = if syn { 0x12 } else { 0x10 };
         f[t + 20..t + hl].copy_from_slice(opts);
         f
+    }
+
+    /// Fills the TCP checksum of `f` (from `v4`) and returns it.
+    fn with_checksum(mut f: Vec<u8>) -> Vec<u8> {
+        let t = ETH + 20;
+        let len = f.len() - ETH;
+        f[ETH + 2..ETH + 4].copy_from_slice(&(len as u16).to_be_bytes());
+        let mut sum = u64::from(TCP) + (f.len() - t) as u64;
+        for w in f[ETH + 12..ETH + 20]
+            .chunks_exact(2)
+            .chain(f[t..].chunks(2))
+        {
+            sum += u64::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        f[t + 16..t + 18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+        f
+    }
+
+    #[test]
+    fn a_tcp_checksum_is_checked_over_the_ip_length_not_the_padding() {
+        let f = with_checksum(v4(&[], 5, false));
+        assert!(l4_checksum_ok(&f));
+        let mut padded = f.clone();
+        padded.extend_from_slice(&[0xab; 7]);
+        assert!(l4_checksum_ok(&padded));
+        let mut bad = f.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x40;
+        assert!(!l4_checksum_ok(&bad));
+        let mut short = f;
+        short.truncate(ETH + 20 + 10);
+        short[ETH + 2..ETH + 4].copy_from_slice(&30u16.to_be_bytes());
+        assert!(!l4_checksum_ok(&short));
     }
 
     #[test]
