@@ -695,11 +695,9 @@ static void *do_send(void *p)
     return NULL;
 }
 
-/* A small SO_RCVBUF on the listener (its accepted socket's) holds the
- * sender back: the peer's window is the receive buffer, not a fixed ring
- * (CPython's test_asyncio sendfile cases expect the sender still sending
- * when the receiver closes). Reading lets it go on. */
-TEST_INET(small_rcvbuf_holds_the_sender_back)
+/* A connection whose accepted end s has a 4 KiB SO_RCVBUF (its
+ * listener's) and whose connecting end c a 4 KiB SO_SNDBUF. */
+static void small_buffers_pair(int fam, int *c, int *s)
 {
     int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
     struct sockaddr_storage ss;
@@ -708,10 +706,21 @@ TEST_INET(small_rcvbuf_holds_the_sender_back)
     OK(listen(l, 1));
     tl_setint(l, SOL_SOCKET, SO_RCVBUF, 4096);
     sl = tl_name(l, &ss);
-    int c = sock(fam, SOCK_STREAM);
-    OK(connect(c, (struct sockaddr *)&ss, sl));
-    int s = (int)OK(accept(l, NULL, NULL));
-    tl_setint(c, SOL_SOCKET, SO_SNDBUF, 4096);
+    *c = sock(fam, SOCK_STREAM);
+    OK(connect(*c, (struct sockaddr *)&ss, sl));
+    *s = (int)OK(accept(l, NULL, NULL));
+    tl_setint(*c, SOL_SOCKET, SO_SNDBUF, 4096);
+    OK(close(l));
+}
+
+/* A small SO_RCVBUF on the listener (its accepted socket's) holds the
+ * sender back: the peer's window is the receive buffer, not a fixed ring
+ * (CPython's test_asyncio sendfile cases expect the sender still sending
+ * when the receiver closes). Reading lets it go on. */
+TEST_INET(small_rcvbuf_holds_the_sender_back)
+{
+    int c, s;
+    small_buffers_pair(fam, &c, &s);
     long first = tl_fill_sndbuf(c, 200);
     /* the kernel: about 10 kB (8 kB buffers each side); a fixed 256 kB
      * ring would take it all */
@@ -725,7 +734,25 @@ TEST_INET(small_rcvbuf_holds_the_sender_back)
     CHECK_EQ(tl_read_all(s, sink, second), second);
     OK(close(c));
     OK(close(s));
-    OK(close(l));
+}
+
+/* The receiver closes with bytes unread while the sender's own buffer
+ * still holds more: the reset shows at the sender's next send as
+ * ECONNRESET, then EPIPE (tcp_sendmsg: sk_err first). */
+TEST_INET(reset_reaches_a_sender_with_bytes_queued)
+{
+    int c, s;
+    small_buffers_pair(fam, &c, &s);
+    CHECK(tl_fill_sndbuf(c, 200) > 2048);
+    char b[2048];
+    CHECK_EQ(OK(recv(s, b, sizeof b, 0)) > 0, 1);
+    OK(close(s));
+    long deadline = tl_now_ms() + 5000;
+    while (!(tl_poll1(c, POLLERR | POLLHUP, 50) & (POLLERR | POLLHUP)))
+        CHECK(tl_now_ms() < deadline);
+    CHECK_ERRNO(send(c, "x", 1, MSG_NOSIGNAL), ECONNRESET);
+    CHECK_ERRNO(send(c, "x", 1, MSG_NOSIGNAL), EPIPE);
+    OK(close(c));
 }
 
 TEST_INET(larger_sndbuf_wakes_a_blocked_send)

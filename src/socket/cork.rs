@@ -111,7 +111,19 @@ impl Socket {
         }
         let n = tx.held.len();
         if n > 0 {
-            let _ = self.send_held(tx, n);
+            self.keep_push_error(self.send_held(tx, n));
+        }
+    }
+
+    /// A push of held bytes that no caller waits for failed: a shared
+    /// connection's backend told the error once (its reset), so it is kept
+    /// for the next call, as Linux's sk_err is (a fragment backend's
+    /// connection shows its end in the socket's flags).
+    pub(super) fn keep_push_error(&self, r: Result<(), Errno>) {
+        if let (Err(e), true) = (r, self.is_shared()) {
+            if e != EAGAIN {
+                self.set_error(e);
+            }
         }
     }
 

@@ -32,6 +32,13 @@ impl Socket {
             return self.send_shared(&[&one], flags);
         }
         let f = self.flags();
+        if f.has(F_ERROR) {
+            // tcp_sendmsg: a pending error (a reset a push of queued bytes
+            // met) before the shutdown's EPIPE.
+            if let Some(e) = self.take_error() {
+                return Some(Err(e));
+            }
+        }
         if f.has(F_WR_SHUT) {
             return Some(Err(EPIPE));
         }
@@ -324,7 +331,7 @@ impl Socket {
             return false;
         }
         let n = tx.held.len();
-        let _ = self.send_held_shared(tx, n);
+        self.keep_push_error(self.send_held_shared(tx, n));
         let tx = self.tx.lock();
         tx.queueing && !tx.held.is_empty()
     }
