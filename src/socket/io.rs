@@ -512,6 +512,22 @@ impl Socket {
                 self.connect(d)?;
             }
         }
+        // The buffers of one call go to a stream's peer as one piece where
+        // they fit: Linux queues a small sendmsg/writev as one buffer, and
+        // a reader woken by its first part must find all of it.
+        let gathered;
+        let one: [&[u8]; 1];
+        let bufs = if self.is_stream()
+            && !self.keeps_records()
+            && bufs.iter().filter(|b| !b.is_empty()).count() > 1
+            && bufs.iter().map(|b| b.len()).sum::<usize>() <= FRAG_MAX
+        {
+            gathered = bufs.concat();
+            one = [&gathered];
+            &one[..]
+        } else {
+            bufs
+        };
         let r = if let Some(r) = self.send_shared(bufs, flags) {
             r
         } else if self.keeps_records() {
@@ -694,19 +710,11 @@ impl Socket {
                 bi += 1;
                 bo = 0;
             }
-            let limit = FRAG_MAX.min(credit.min(usize::MAX as u64) as usize);
-            // The buffers of one call go as one fragment where they fit:
-            // Linux queues a small sendmsg/writev as one buffer, and a
-            // reader woken by its first part must find all of it.
-            let gathered;
-            let chunk: &[u8] =
-                if bufs[bi].len() - bo < limit && bufs[bi + 1..].iter().any(|b| !b.is_empty()) {
-                    gathered = gather(bufs, bi, bo, limit);
-                    &gathered
-                } else {
-                    &bufs[bi][bo..]
-                };
-            let n = chunk.len().min(limit);
+            let chunk = &bufs[bi][bo..];
+            let n = chunk
+                .len()
+                .min(FRAG_MAX)
+                .min(credit.min(usize::MAX as u64) as usize);
             if queue || hold_mss.is_some() || !tx.held.is_empty() {
                 // Through the held bytes, which come first.
                 if queue && !tx.queueing {
@@ -715,7 +723,7 @@ impl Socket {
                 }
                 self.hold(&mut tx, &chunk[..n]);
                 sent += n;
-                (bi, bo) = advance(bufs, bi, bo, n);
+                bo += n;
                 let push = match hold_mss {
                     Some(mss) if super::cork::ceiling_runs() => tx.held.len() / mss * mss,
                     _ if sent == want => tx.held.len(),
@@ -772,7 +780,7 @@ impl Socket {
             }
             self.tcp.sent_segment();
             sent += n;
-            (bi, bo) = advance(bufs, bi, bo, n);
+            bo += n;
         }
     }
 
@@ -1181,32 +1189,3 @@ fn scatter(src: &[u8], bufs: &mut [&mut [u8]]) {
 
 #[allow(dead_code)]
 fn _assert_vec_used(_: Vec<u8>) {}
-
-/// The bytes of `bufs` from buffer `bi`, offset `bo` on, at most `limit` of
-/// them, in one piece.
-pub(super) fn gather(bufs: &[&[u8]], bi: usize, bo: usize, limit: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(limit.min(bufs.iter().map(|b| b.len()).sum()));
-    for (i, b) in bufs.iter().enumerate().skip(bi) {
-        let b = if i == bi { &b[bo..] } else { b };
-        let take = b.len().min(limit - out.len());
-        out.extend_from_slice(&b[..take]);
-        if out.len() == limit {
-            break;
-        }
-    }
-    out
-}
-
-/// Buffer index and offset `n` bytes after buffer `bi`, offset `bo`.
-fn advance(bufs: &[&[u8]], mut bi: usize, mut bo: usize, mut n: usize) -> (usize, usize) {
-    while n > 0 {
-        let take = (bufs[bi].len() - bo).min(n);
-        n -= take;
-        bo += take;
-        if bo == bufs[bi].len() && n > 0 {
-            bi += 1;
-            bo = 0;
-        }
-    }
-    (bi, bo)
-}

@@ -25,12 +25,6 @@ impl Socket {
     /// send() of a shared socket, or None when it is not one.
     pub(crate) fn send_shared(&self, bufs: &[&[u8]], flags: i32) -> Option<Result<usize, Errno>> {
         let (sh, r) = self.shared()?;
-        let total: usize = bufs.iter().map(|b| b.len()).sum();
-        if total <= FRAG_MAX && bufs.iter().filter(|b| !b.is_empty()).count() > 1 {
-            // One publish for the call's buffers, as in send_stream.
-            let one = super::io::gather(bufs, 0, 0, total);
-            return self.send_shared(&[&one], flags);
-        }
         let f = self.flags();
         if f.has(F_ERROR) {
             // tcp_sendmsg: a pending error (a reset a push of queued bytes
