@@ -699,13 +699,10 @@ static void *do_send(void *p)
  * listener's) and whose connecting end c a 4 KiB SO_SNDBUF. */
 static void small_buffers_pair(int fam, int *c, int *s)
 {
-    int l = (int)OK(socket(tl_domain(fam), SOCK_STREAM, 0));
-    struct sockaddr_storage ss;
-    socklen_t sl = tl_loop(fam, &ss, 0);
-    OK(bind(l, (struct sockaddr *)&ss, sl));
-    OK(listen(l, 1));
+    int l = tl_listener(fam, 1);
     tl_setint(l, SOL_SOCKET, SO_RCVBUF, 4096);
-    sl = tl_name(l, &ss);
+    struct sockaddr_storage ss;
+    socklen_t sl = tl_name(l, &ss);
     *c = sock(fam, SOCK_STREAM);
     OK(connect(*c, (struct sockaddr *)&ss, sl));
     *s = (int)OK(accept(l, NULL, NULL));
